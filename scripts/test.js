@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// `npm test`: type-check and compile, lint, then run unit tests (beside the code) and integration
+// tests (test/integration) with Node's built-in runner. Pass file filters as arguments:
+//   npm test -- artifacts      runs only test files whose path contains "artifacts".
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const filters = process.argv.slice(2);
+
+function run(cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+function findTests(dir) {
+  const out = [];
+  let names = [];
+  try { names = readdirSync(dir); } catch { return out; }
+  for (const name of names.sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+console.log('# type-check and compile (tsc)');
+run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
+if (!process.env.PILOT_SKIP_LINT) {
+  console.log('# lint (eslint)');
+  run(process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), 'src', 'test']);
+}
+
+const pick = (files) => files.filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
+const unit = pick(findTests(join(root, 'dist/src')));
+const integration = pick(findTests(join(root, 'dist/test')));
+const files = [...unit, ...integration];
+if (files.length === 0) {
+  console.error('no test files matched', filters);
+  process.exit(1);
+}
+console.log(`# running ${unit.length} unit and ${integration.length} integration test files`);
+for (const f of files) console.log(`#   ${relative(root, f)}`);
+const r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=2', ...files], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, PILOT_TEST: '1' },
+});
+process.exit(r.status ?? 1);

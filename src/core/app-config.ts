@@ -1,0 +1,189 @@
+/**
+ * pilot.yaml: the app's configuration, its schema (published as schema/pilot.schema.json) and its
+ * validation into a resolved AppConfig with every default filled in. Pure: the caller reads files.
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { PilotError } from './errors.js';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { isValidName } from './names.js';
+
+const Duration = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Number({ minimum: 0 })], {
+  description: 'A duration: "500ms", "2s", "1m", or a number of seconds',
+});
+const Command = Type.Union(
+  [Type.String({ minLength: 1 }), Type.Array(Type.String(), { minItems: 1 })],
+  { description: 'A command: an argv list, or a string split on whitespace (quotes group words; no shell)' },
+);
+
+export const AppConfigSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$', description: 'App name; defaults to package.json name or the folder name' })),
+    runtime: Type.Optional(Type.Literal('process', { description: 'How instances run: process (default)' })),
+    build: Type.Optional(Type.Array(Command, { description: 'Build commands, run in order in a clean workspace. Default: install dependencies by lockfile, then `npm run build --if-present`' })),
+    run: Type.Optional(Command),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'A fixed port the app listens on. Default: the app reads $PORT' })),
+    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app' })),
+    hosts: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), { description: 'Extra Host names the router sends to this app (besides <name>.localhost)' })),
+    replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    health: Type.Optional(
+      Type.Object(
+        {
+          path: Type.Optional(Type.String({ pattern: '^/', description: 'HTTP path probed; any status < 500 is healthy' })),
+          interval: Type.Optional(Duration),
+          timeout: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    deploy: Type.Optional(
+      Type.Object(
+        {
+          ready_timeout: Type.Optional(Duration),
+          drain: Type.Optional(Duration),
+          stop_timeout: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    timeouts: Type.Optional(
+      Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false, $id: 'https://pilot.dev/schema/pilot.schema.json', title: 'pilot.yaml' },
+);
+
+export type AppConfigInput = Static<typeof AppConfigSchema>;
+
+/** The config with every default resolved; what a revision records. */
+export interface AppConfig {
+  readonly name: string;
+  readonly runtime: 'process';
+  /** Build commands as argv lists; undefined = the default for the detected package manager. */
+  readonly build: readonly (readonly string[])[] | undefined;
+  /** Run command argv; undefined = Procfile `web:` or `npm start`, decided from the artifact. */
+  readonly run: readonly string[] | undefined;
+  readonly port: number | undefined;
+  readonly env: Readonly<Record<string, string>>;
+  readonly hosts: readonly string[];
+  readonly replicas: number;
+  readonly health: { readonly path: string; readonly intervalMs: number; readonly timeoutMs: number };
+  readonly deploy: { readonly readyTimeoutMs: number; readonly drainMs: number; readonly stopTimeoutMs: number };
+  readonly buildStepTimeoutMs: number;
+}
+
+/** Split a command string into argv: whitespace separates words, quotes group them. No shell. */
+export function splitCommand(cmd: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quote: '"' | "'" | null = null;
+  let inWord = false;
+  for (let i = 0; i < cmd.length; i++) {
+    const c = cmd[i]!;
+    if (quote) {
+      if (c === quote) quote = null;
+      else if (c === '\\' && quote === '"' && i + 1 < cmd.length) cur += cmd[++i];
+      else cur += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      inWord = true;
+    } else if (c === '\\' && i + 1 < cmd.length) {
+      cur += cmd[++i];
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) out.push(cur);
+      cur = '';
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (quote) throw new PilotError('invalid_config', `unterminated ${quote} quote in command ${JSON.stringify(cmd)}`);
+  if (inWord) out.push(cur);
+  return out;
+}
+
+function toArgv(c: string | string[]): string[] {
+  return typeof c === 'string' ? splitCommand(c) : [...c];
+}
+
+function describeSchema(schema: TSchema): string {
+  if (schema.enum) return `one of ${JSON.stringify(schema.enum)}`;
+  if (schema.const !== undefined) return JSON.stringify(schema.const);
+  if (schema.anyOf) return (schema.anyOf as TSchema[]).map(describeSchema).join(' or ');
+  const parts: string[] = [String(schema.type ?? 'value')];
+  if (schema.minimum !== undefined) parts.push(`>= ${schema.minimum}`);
+  if (schema.maximum !== undefined) parts.push(`<= ${schema.maximum}`);
+  if (schema.pattern !== undefined) parts.push(`matching ${schema.pattern}`);
+  if (schema.minLength !== undefined) parts.push(`of length >= ${schema.minLength}`);
+  if (schema.minItems !== undefined) parts.push(`with >= ${schema.minItems} items`);
+  return parts.join(' ');
+}
+
+function fieldOf(path: string): string {
+  return path === '' ? '(top level)' : path.slice(1).replaceAll('/', '.');
+}
+
+/** Validate raw parsed YAML; throws invalid_config naming each bad field and what is allowed. */
+export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfigInput {
+  if (raw === null || raw === undefined) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new PilotError('invalid_config', `${source}: expected a mapping of fields at the top level`);
+  }
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  for (const e of Value.Errors(AppConfigSchema, raw)) {
+    if (seen.has(e.path)) continue;
+    seen.add(e.path);
+    const field = fieldOf(e.path);
+    const parent = e.path.slice(0, e.path.lastIndexOf('/'));
+    const parentSchema = parent === '' ? AppConfigSchema : undefined;
+    if (e.message.includes('Unexpected property')) {
+      const allowed = parentSchema ? Object.keys(AppConfigSchema.properties).join(', ') : 'see the schema';
+      problems.push(`${field}: unknown field (allowed: ${allowed})`);
+    } else {
+      problems.push(`${field}: must be ${describeSchema(e.schema)} (got ${JSON.stringify(e.value)})`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new PilotError('invalid_config', `${source}: ${problems.join('; ')}`, { details: { problems } });
+  }
+  return raw as AppConfigInput;
+}
+
+const ms = (v: string | number | undefined, dflt: number): number => (v === undefined ? dflt : (parseDuration(v) ?? dflt));
+
+/** Fill in the defaults. `fallbackName` comes from package.json or the folder name. */
+export function resolveAppConfig(input: AppConfigInput, fallbackName: string | undefined): AppConfig {
+  const name = input.name ?? fallbackName;
+  if (!isValidName(name)) {
+    throw new PilotError(
+      'invalid_config',
+      `pilot.yaml: name: missing or invalid (${JSON.stringify(name ?? null)}); set \`name:\` to 1-63 lowercase letters, digits and "-", starting with a letter`,
+    );
+  }
+  const health = input.health ?? {};
+  const deploy = input.deploy ?? {};
+  return {
+    name,
+    runtime: input.runtime ?? 'process',
+    build: input.build?.map(toArgv),
+    run: input.run === undefined ? undefined : toArgv(input.run),
+    port: input.port,
+    env: { ...(input.env ?? {}) },
+    hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),
+    replicas: input.replicas ?? 1,
+    health: {
+      path: health.path ?? '/',
+      intervalMs: ms(health.interval, 1000),
+      timeoutMs: ms(health.timeout, 2000),
+    },
+    deploy: {
+      readyTimeoutMs: ms(deploy.ready_timeout, 60_000),
+      drainMs: ms(deploy.drain, 1000),
+      stopTimeoutMs: ms(deploy.stop_timeout, 10_000),
+    },
+    buildStepTimeoutMs: ms(input.timeouts?.build_step, 15 * 60_000),
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * The error catalogue. Every error a caller can see has a permanent code, a message saying what
+ * went wrong, a hint saying what to do about it, and whether retrying the same call can succeed.
+ * The HTTP edge maps `status` once (control/http-errors.ts); the CLI prints message and hint.
+ * Never branch on message text: branch on `code`.
+ */
+export interface ErrorBody {
+  readonly code: string;
+  readonly message: string;
+  readonly hint?: string;
+  readonly retryable: boolean;
+  readonly details?: unknown;
+}
+
+interface CatalogueEntry {
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly hint?: string;
+}
+
+export const CATALOGUE = {
+  unauthorized: { status: 401, retryable: false, hint: 'Pass a valid token: `--token`, PILOT_TOKEN, or the admin token in $PILOT_HOME/admin-token.' },
+  forbidden: { status: 403, retryable: false },
+  bad_request: { status: 400, retryable: false },
+  invalid_name: { status: 400, retryable: false, hint: 'Names are 1-63 characters: lowercase letters, digits and "-", starting with a letter.' },
+  invalid_config: { status: 400, retryable: false, hint: 'Fix pilot.yaml; its JSON Schema is schema/pilot.schema.json.' },
+  invalid_digest: { status: 400, retryable: false, hint: 'Digests look like sha256:<64 lowercase hex characters>.' },
+  digest_mismatch: { status: 400, retryable: false, hint: 'The bytes do not hash to the digest given: the upload was corrupted or the digest is wrong. Upload again.' },
+  too_large: { status: 413, retryable: false },
+  not_found: { status: 404, retryable: false },
+  app_not_found: { status: 404, retryable: false, hint: 'List apps with `pilot apps`; an app is created by its first `pilot run`.' },
+  revision_not_found: { status: 404, retryable: false, hint: 'List revisions with `pilot status APP`.' },
+  run_not_found: { status: 404, retryable: false, hint: 'List runs with `pilot runs`.' },
+  artifact_not_found: { status: 404, retryable: false, hint: 'Publish the artifact first (`pilot run` does).' },
+  node_not_found: { status: 404, retryable: false },
+  conflict: { status: 409, retryable: true },
+  rollout_in_progress: { status: 409, retryable: true, hint: 'Wait for the current rollout to finish, or `pilot abort APP`.' },
+  not_a_git_repo: { status: 400, retryable: false, hint: 'Run `git init` and commit the app, or point `pilot run` at a folder inside a git work tree.' },
+  dirty_tree: { status: 400, retryable: false, hint: 'Commit or stash your changes, or pass --allow-dirty to deploy the working tree as it is (the revision is marked dirty).' },
+  no_commits: { status: 400, retryable: false, hint: 'Make a first commit.' },
+  build_failed: { status: 422, retryable: false },
+  step_timeout: { status: 422, retryable: false },
+  unsafe_archive: { status: 422, retryable: false, hint: 'Artifacts may hold only regular files and folders with relative paths inside the archive.' },
+  deploy_failed: { status: 422, retryable: false },
+  no_nodes: { status: 503, retryable: true, hint: 'Start an agent (`pilot up` runs one) and check `pilot nodes`.' },
+  unavailable: { status: 503, retryable: true },
+  server_unreachable: { status: 503, retryable: true, hint: 'Start the server with `npm start` (pilot up), or point the CLI at it with --server / PILOT_SERVER.' },
+  internal: { status: 500, retryable: true, hint: 'This is a bug in Pilot; the server log has the details.' },
+} as const satisfies Record<string, CatalogueEntry>;
+
+export type ErrorCode = keyof typeof CATALOGUE;
+
+export class PilotError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly retryable: boolean;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, opts: { hint?: string; details?: unknown; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'PilotError';
+    this.code = code;
+    const entry: CatalogueEntry = CATALOGUE[code];
+    this.hint = opts.hint ?? entry.hint;
+    this.retryable = entry.retryable;
+    this.details = opts.details;
+  }
+
+  get status(): number {
+    return CATALOGUE[this.code].status;
+  }
+
+  toJSON(): ErrorBody {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.hint === undefined ? {} : { hint: this.hint }),
+      retryable: this.retryable,
+      ...(this.details === undefined ? {} : { details: this.details }),
+    };
+  }
+}
+
+export function isPilotError(e: unknown): e is PilotError {
+  return e instanceof PilotError;
+}
+
+/** Rebuild an error received over the wire (from the API) so callers can branch on its code. */
+export function fromBody(body: Partial<ErrorBody> | undefined, fallback: string): PilotError {
+  const code = body?.code && body.code in CATALOGUE ? (body.code as ErrorCode) : 'internal';
+  const err = new PilotError(code, body?.message ?? fallback, {
+    ...(body?.hint === undefined ? {} : { hint: body.hint }),
+    details: body?.details,
+  });
+  return err;
+}

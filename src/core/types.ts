@@ -1,0 +1,92 @@
+/** Domain types shared by the control plane, the agent, the pipeline and the CLI. No I/O. */
+
+export interface HealthSpec {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+}
+
+/** What the control plane asks an agent to run: one instance of one revision. */
+export interface InstanceSpec {
+  readonly id: string;
+  readonly app: string;
+  readonly revision: number;
+  readonly artifact: string; // sha256:<hex> of the gzip tarball
+  readonly commit: string;
+  /** argv; undefined = the agent decides from the artifact (Procfile web:, else npm start). */
+  readonly run: readonly string[] | undefined;
+  /** Fixed port, or undefined: the agent allocates one and passes it in $PORT. */
+  readonly port: number | undefined;
+  readonly env: Readonly<Record<string, string>>;
+  readonly health: HealthSpec;
+  readonly stopTimeoutMs: number;
+}
+
+export type InstanceState =
+  | 'pending' // accepted, artifact being fetched/unpacked
+  | 'starting' // process started, not yet ready
+  | 'ready' // passing its readiness probe
+  | 'unhealthy' // running but failing its probe
+  | 'backoff' // crashed, waiting to restart
+  | 'failed' // could not be started at all (bad artifact, bad command)
+  | 'stopping'
+  | 'stopped';
+
+/** What an agent reports about one instance. */
+export interface InstanceStatus {
+  readonly id: string;
+  readonly state: InstanceState;
+  readonly port: number | undefined;
+  readonly pid: number | undefined;
+  readonly restarts: number;
+  readonly lastError: string | undefined;
+  readonly startedAt: number | undefined; // wall clock ms, for display
+}
+
+export type NodeStatus = 'ready' | 'suspect' | 'down';
+
+export interface NodeInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly address: string;
+  readonly apiUrl: string;
+  readonly status: NodeStatus;
+  readonly lastSeenAt: number;
+}
+
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+export type StepName = 'source' | 'build' | 'package' | 'publish' | 'deploy';
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
+
+export interface StepRecord {
+  readonly name: StepName;
+  readonly status: StepStatus;
+  readonly startedAt?: number;
+  readonly finishedAt?: number;
+  readonly error?: string;
+}
+
+export interface RunRecord {
+  readonly id: number;
+  readonly app: string;
+  readonly trigger: 'cli' | 'webhook' | 'rollback';
+  readonly commit: string | undefined;
+  readonly dirty: boolean;
+  readonly status: RunStatus;
+  readonly steps: readonly StepRecord[];
+  readonly artifact: string | undefined;
+  readonly revision: number | undefined;
+  readonly error: string | undefined;
+  readonly createdAt: number;
+  readonly finishedAt: number | undefined;
+}
+
+export interface ArtifactMeta {
+  readonly digest: string;
+  readonly size: number;
+  readonly app: string | undefined;
+  readonly commit: string | undefined;
+  readonly createdAt: number;
+}
+
+export type RolloutStatus = 'running' | 'succeeded' | 'failed';
