@@ -23,7 +23,7 @@ export const AppConfigSchema = Type.Object(
     build: Type.Optional(Type.Array(Command, { description: 'Build commands, run in order in a clean workspace. Default: install dependencies by lockfile, then `npm run build --if-present`' })),
     run: Type.Optional(Command),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'A fixed port the app listens on. Default: the app reads $PORT' })),
-    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app' })),
+    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app', additionalProperties: false })),
     hosts: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), { description: 'Extra Host names the router sends to this app (besides <name>.localhost)' })),
     replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
     health: Type.Optional(
@@ -139,7 +139,9 @@ export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfi
     const field = fieldOf(e.path);
     const parent = e.path.slice(0, e.path.lastIndexOf('/'));
     const parentSchema = parent === '' ? AppConfigSchema : undefined;
-    if (e.message.includes('Unexpected property')) {
+    if (e.path.startsWith('/env/') && e.message.includes('Unexpected property')) {
+      problems.push(`${field}: environment variable names must match ^[A-Za-z_][A-Za-z0-9_]*$`);
+    } else if (e.message.includes('Unexpected property')) {
       const allowed = parentSchema ? Object.keys(AppConfigSchema.properties).join(', ') : 'see the schema';
       problems.push(`${field}: unknown field (allowed: ${allowed})`);
     } else {

@@ -40,6 +40,7 @@ export const CATALOGUE = {
   no_commits: { status: 400, retryable: false, hint: 'Make a first commit.' },
   build_failed: { status: 422, retryable: false },
   step_timeout: { status: 422, retryable: false },
+  cancelled: { status: 409, retryable: false, hint: 'The run was cancelled before it finished; start it again when ready.' },
   unsafe_archive: { status: 422, retryable: false, hint: 'Artifacts may hold only regular files and folders with relative paths inside the archive.' },
   deploy_failed: { status: 422, retryable: false },
   no_nodes: { status: 503, retryable: true, hint: 'Start an agent (`pilot up` runs one) and check `pilot nodes`.' },

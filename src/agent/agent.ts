@@ -1,0 +1,293 @@
+/**
+ * The agent: one per machine. Registers with the control plane, then loops: report every local
+ * instance, receive the full list of instances this node should run, and make it so (fetch the
+ * artifact, start, probe, restart with back-off, stop what is no longer wanted). Level-triggered:
+ * each sync carries the whole desired state, so a lost message is repaired by the next one.
+ * Instances outlive the agent; on start-up it re-adopts them before its first report.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { ArtifactClient } from '../artifacts/client.js';
+import { restartDelayMs } from '../core/backoff.js';
+import { PilotError } from '../core/errors.js';
+import { resolveRunCommand } from '../core/run-command.js';
+import type { InstanceSpec } from '../core/types.js';
+import { startAgentApi, type AgentApi } from './agent-api.js';
+import { ControlPlaneLink } from './control-link.js';
+import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
+import { rotateIfNeeded } from './log-rotate.js';
+import { allocatePort } from './ports.js';
+import { httpProbe } from './probes.js';
+import { ReleaseCache } from './releases.js';
+import { ProcessRuntime } from './runtimes/process-runtime.js';
+import type { Runtime } from './runtimes/runtime.js';
+
+export interface AgentOptions {
+  server: string;
+  joinToken: string;
+  home: string;
+  name: string;
+  /** The address other machines (the router) reach this node's instances on. */
+  address: string;
+  apiHost?: string;
+  apiPort?: number;
+  log: Logger;
+  runtime?: Runtime;
+  syncIntervalMs?: number;
+}
+
+const TICK_MS = 100;
+const STABLE_MS = 30_000;
+const UNHEALTHY_AFTER = 3;
+const LOG_MAX_BYTES = 10 * 1024 * 1024;
+const mono = (): number => performance.now();
+
+export class Agent {
+  private readonly instances = new Map<string, LocalInstance>();
+  private readonly runtime: Runtime;
+  private readonly releases: ReleaseCache;
+  private readonly link: ControlPlaneLink;
+  private api: AgentApi | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private syncing = false;
+  private syncAgain = false;
+  private closed = false;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.runtime = opts.runtime ?? new ProcessRuntime();
+    mkdirSync(join(opts.home, 'instances'), { recursive: true });
+    this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
+    this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
+  }
+
+  get nodeId(): string | undefined {
+    return this.link.nodeId;
+  }
+
+  /** Re-adopt, start the agent API, register, and begin the loops. */
+  async start(): Promise<void> {
+    await this.adoptAll();
+    const agentToken = randomBytes(24).toString('base64url');
+    this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime });
+    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken });
+    await this.sync();
+    const every = (ms: number, fn: () => void): void => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.opts.syncIntervalMs ?? 500, () => void this.sync());
+    every(TICK_MS, () => this.supervise());
+    every(10_000, () => void this.rotateLogs());
+  }
+
+  /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.api?.close();
+  }
+
+  /** Stop every instance and the agent (used by tests and `pilot up --stop-apps`). */
+  async stopAll(): Promise<void> {
+    await this.close();
+    await Promise.all([...this.instances.values()].map((i) => (i.handle ? this.runtime.stop(i.handle, 2000) : undefined)));
+  }
+
+  private async adoptAll(): Promise<void> {
+    const dir = join(this.opts.home, 'instances');
+    for (const id of readdirSync(dir)) {
+      const stateDir = join(dir, id);
+      const saved = loadInstance(stateDir);
+      if (!saved) continue;
+      const inst = newLocalInstance(saved.spec, stateDir);
+      inst.port = saved.port;
+      inst.restarts = saved.restarts;
+      inst.handle = this.runtime.adopt(id, stateDir);
+      if (inst.handle) {
+        inst.state = 'starting';
+        // Probe now so that the first report already says "ready": the router keeps routing to it.
+        await this.probe(inst);
+        this.opts.log.info({ instance: id, pid: inst.handle.pid, state: inst.state }, 'instance re-adopted');
+      } else {
+        inst.state = 'backoff';
+      }
+      this.instances.set(id, inst);
+    }
+  }
+
+  private async sync(): Promise<void> {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    this.syncing = true;
+    try {
+      const desired = await this.link.sync([...this.instances.values()].map(statusOf));
+      if (desired) this.converge(desired);
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');
+    } finally {
+      this.syncing = false;
+      if (this.syncAgain) {
+        this.syncAgain = false;
+        setImmediate(() => void this.sync());
+      }
+    }
+  }
+
+  private converge(desired: readonly InstanceSpec[]): void {
+    const want = new Map(desired.map((s) => [s.id, s]));
+    for (const spec of desired) {
+      if (this.instances.has(spec.id)) continue;
+      const inst = newLocalInstance(spec, join(this.opts.home, 'instances', spec.id));
+      saveInstance(inst);
+      this.instances.set(spec.id, inst);
+      this.opts.log.info({ instance: spec.id, app: spec.app, revision: spec.revision }, 'instance assigned');
+    }
+    for (const inst of this.instances.values()) {
+      if (!want.has(inst.spec.id) && !inst.removing) inst.removing = true;
+    }
+    this.supervise();
+  }
+
+  /** One pass of the local state machine; every async step marks the instance busy. */
+  private supervise(): void {
+    if (this.closed) return;
+    const now = mono();
+    for (const inst of this.instances.values()) {
+      if (inst.busy) continue;
+      if (inst.removing) {
+        this.run(inst, () => this.remove(inst));
+      } else if (inst.handle && !this.runtime.isRunning(inst.handle)) {
+        this.crashed(inst, now);
+      } else if (!inst.handle && (inst.state === 'pending' || inst.state === 'backoff' || inst.state === 'failed') && now >= inst.nextStartAt) {
+        this.run(inst, () => this.startInstance(inst));
+      } else if (inst.handle && now >= inst.nextProbeAt) {
+        this.run(inst, () => this.probe(inst));
+      }
+    }
+  }
+
+  private run(inst: LocalInstance, fn: () => Promise<void>): void {
+    inst.busy = true;
+    fn().catch((err: unknown) => this.opts.log.error({ err, instance: inst.spec.id }, 'instance step failed')).finally(() => {
+      inst.busy = false;
+    });
+  }
+
+  private crashed(inst: LocalInstance, now: number): void {
+    const exit = this.runtime.exitInfo(inst.handle!);
+    inst.lastError = exit ? `exited with ${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}` : 'process exited';
+    if (inst.readySince !== undefined && now - inst.readySince > STABLE_MS) inst.consecutiveCrashes = 0;
+    inst.consecutiveCrashes++;
+    inst.restarts++;
+    inst.handle = undefined;
+    inst.readySince = undefined;
+    inst.state = 'backoff';
+    inst.nextStartAt = now + restartDelayMs(inst.consecutiveCrashes);
+    saveInstance(inst);
+    this.opts.log.warn({ instance: inst.spec.id, restarts: inst.restarts, error: inst.lastError }, 'instance crashed; restarting after back-off');
+    this.kick();
+  }
+
+  private async startInstance(inst: LocalInstance): Promise<void> {
+    const spec = inst.spec;
+    try {
+      const release = await this.releases.ensure(spec.artifact);
+      if (inst.removing) return;
+      if (inst.port === undefined) inst.port = await allocatePort();
+      const procfile = existsSync(join(release, 'Procfile')) ? readFileSync(join(release, 'Procfile'), 'utf8') : undefined;
+      const argv = resolveRunCommand(spec.run, procfile);
+      inst.state = 'starting';
+      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst) });
+      inst.nextProbeAt = mono() + 50;
+      inst.probeFailures = 0;
+      saveInstance(inst);
+      this.opts.log.info({ instance: spec.id, pid: inst.handle.pid, port: inst.port, argv }, 'instance started');
+    } catch (err) {
+      inst.handle = undefined;
+      inst.state = 'failed';
+      inst.lastError = err instanceof PilotError ? err.message : String((err as Error).message ?? err);
+      inst.consecutiveCrashes++;
+      inst.nextStartAt = mono() + restartDelayMs(inst.consecutiveCrashes);
+      this.opts.log.error({ instance: spec.id, error: inst.lastError }, 'instance could not start');
+    }
+    this.kick();
+  }
+
+  /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
+  private envFor(inst: LocalInstance): Record<string, string> {
+    const nodeBin = dirname(process.execPath);
+    const home = join(inst.stateDir, 'home');
+    mkdirSync(home, { recursive: true });
+    return {
+      PATH: `${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
+      HOME: home,
+      NODE_ENV: 'production',
+      npm_config_update_notifier: 'false',
+      ...inst.spec.env,
+      PORT: String(inst.port),
+      PILOT_APP: inst.spec.app,
+      PILOT_REVISION: String(inst.spec.revision),
+      PILOT_COMMIT: inst.spec.commit,
+      PILOT_INSTANCE: inst.spec.id,
+    };
+  }
+
+  private async probe(inst: LocalInstance): Promise<void> {
+    const h = inst.spec.health;
+    const r = await httpProbe({ host: '127.0.0.1', port: inst.port!, path: h.path, timeoutMs: h.timeoutMs });
+    if (!inst.handle || inst.removing) return;
+    const wasReady = inst.state === 'ready';
+    if (r.ok) {
+      inst.probeFailures = 0;
+      if (!wasReady) {
+        inst.state = 'ready';
+        inst.readySince = mono();
+        inst.lastError = undefined;
+        this.kick();
+      }
+    } else {
+      inst.probeFailures++;
+      inst.lastError = `health check GET ${h.path} failed: ${r.error ?? `status ${r.status}`}`;
+      if (wasReady && inst.probeFailures >= UNHEALTHY_AFTER) {
+        inst.state = 'unhealthy';
+        inst.readySince = undefined;
+        this.kick();
+      }
+    }
+    // Until it is ready, probe often: readiness latency is deploy latency.
+    inst.nextProbeAt = mono() + (inst.state === 'ready' ? h.intervalMs : Math.min(200, h.intervalMs));
+  }
+
+  private async remove(inst: LocalInstance): Promise<void> {
+    if (inst.handle) {
+      inst.state = 'stopping';
+      this.kick();
+      await this.runtime.stop(inst.handle, inst.spec.stopTimeoutMs);
+      this.opts.log.info({ instance: inst.spec.id }, 'instance stopped');
+    }
+    inst.handle = undefined;
+    inst.state = 'stopped';
+    this.instances.delete(inst.spec.id);
+    rmSync(inst.stateDir, { recursive: true, force: true });
+    this.kick();
+  }
+
+  /** Report a change soon rather than at the next interval. */
+  private kick(): void {
+    setImmediate(() => void this.sync());
+  }
+
+  private async rotateLogs(): Promise<void> {
+    for (const inst of this.instances.values()) {
+      const files = this.runtime.logFiles(inst.stateDir);
+      await rotateIfNeeded(files.stdout, LOG_MAX_BYTES, 3).catch(() => false);
+      await rotateIfNeeded(files.stderr, LOG_MAX_BYTES, 3).catch(() => false);
+    }
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * One instance as the agent sees it: the spec from the control plane plus local facts (handle,
+ * port, restarts, probe results). Persisted as instance.json in its state folder so that an agent
+ * restart can re-adopt it (the runtime's pid file says whether the process is still the same).
+ */
+import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { InstanceSpec, InstanceState, InstanceStatus } from '../core/types.js';
+import type { InstanceHandle } from './runtimes/runtime.js';
+
+export interface LocalInstance {
+  spec: InstanceSpec;
+  stateDir: string;
+  state: InstanceState;
+  port: number | undefined;
+  handle: InstanceHandle | undefined;
+  restarts: number;
+  /** Crashes since it was last stable; drives the back-off. */
+  consecutiveCrashes: number;
+  lastError: string | undefined;
+  /** Monotonic ms before which it must not be (re)started. */
+  nextStartAt: number;
+  /** Monotonic ms of the next probe. */
+  nextProbeAt: number;
+  probeFailures: number;
+  readySince: number | undefined;
+  /** An async step (fetch, start, stop, probe) is running: the loop leaves it alone meanwhile. */
+  busy: boolean;
+  /** Not desired any more: being stopped, then forgotten. */
+  removing: boolean;
+}
+
+export function newLocalInstance(spec: InstanceSpec, stateDir: string): LocalInstance {
+  return {
+    spec, stateDir, state: 'pending', port: spec.port, handle: undefined, restarts: 0, consecutiveCrashes: 0,
+    lastError: undefined, nextStartAt: 0, nextProbeAt: 0, probeFailures: 0, readySince: undefined, busy: false, removing: false,
+  };
+}
+
+export function statusOf(i: LocalInstance): InstanceStatus {
+  return {
+    id: i.spec.id,
+    state: i.state,
+    port: i.port,
+    pid: i.handle?.pid,
+    restarts: i.restarts,
+    lastError: i.lastError?.slice(0, 4000),
+    startedAt: i.handle?.startedAt,
+  };
+}
+
+interface Persisted { spec: InstanceSpec; port: number | undefined; restarts: number }
+
+export function saveInstance(i: LocalInstance): void {
+  mkdirSync(i.stateDir, { recursive: true });
+  const file = join(i.stateDir, 'instance.json');
+  const body: Persisted = { spec: i.spec, port: i.port, restarts: i.restarts };
+  writeFileSync(file + '.tmp', JSON.stringify(body));
+  renameSync(file + '.tmp', file);
+}
+
+export function loadInstance(stateDir: string): Persisted | undefined {
+  try {
+    return JSON.parse(readFileSync(join(stateDir, 'instance.json'), 'utf8')) as Persisted;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,24 @@
+/** `pilot agent --server URL --token JOIN`: run this machine as a node of a Pilot fleet. */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { Agent } from '../agent/agent.js';
+import { PilotError } from '../core/errors.js';
+import { isValidName } from '../core/names.js';
+import { pilotHome } from './context.js';
+
+export async function agent(opts: { server?: string; token?: string; name?: string; address: string }): Promise<void> {
+  const server = opts.server ?? process.env.PILOT_SERVER;
+  const token = opts.token ?? process.env.PILOT_JOIN_TOKEN;
+  if (!server) throw new PilotError('bad_request', 'pass --server URL (the control plane, e.g. http://10.0.0.5:7070)');
+  if (!token) throw new PilotError('bad_request', 'pass --token JOIN_TOKEN (from $PILOT_HOME/join-token on the control plane)');
+  const name = opts.name ?? hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^[^a-z]+/, '');
+  if (!isValidName(name)) throw new PilotError('invalid_name', `invalid node name ${JSON.stringify(name)}`, { hint: 'Pass --name with lowercase letters, digits and "-".' });
+  const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
+  const a = new Agent({ server: server.replace(/\/+$/, ''), joinToken: token, home: join(pilotHome(), 'agent'), name, address: opts.address, log });
+  await a.start();
+  process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);
+  const stop = (): void => void a.close().then(() => process.exit(0));
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

@@ -1,0 +1,61 @@
+/** `pilot apps`, `pilot status APP`, `pilot rollback APP`, `pilot scale APP N`. */
+import { PilotError } from '../core/errors.js';
+import { followRollout } from '../pipeline/follow-rollout.js';
+import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
+
+interface AppRow { name: string; activeRevision: number | null; replicas: number; ready: number; url: string; updatedAt: number }
+
+export async function apps(opts: GlobalOptions): Promise<void> {
+  const res = await apiClient(opts).call<{ apps: AppRow[] }>('GET', '/api/v1/apps');
+  output(opts, res, () => res.apps.length === 0
+    ? 'no apps yet: deploy one with `pilot run DIR`'
+    : table(['APP', 'REVISION', 'READY', 'UPDATED', 'URL'], res.apps.map((a) => [a.name, a.activeRevision, `${a.ready}/${a.replicas}`, ago(a.updatedAt), a.url])));
+}
+
+interface StatusRes {
+  app: { name: string; activeRevision: number | null; replicas: number; hosts: string[] };
+  revisions: { number: number; commit: string; artifact: string; dirty: boolean; createdAt: number; active: boolean }[];
+  rollouts: { id: number; toRevision: number; fromRevision?: number; status: string; reason?: string; startedAt: number }[];
+  instances: { id: string; revision: number; node: string; address?: string; port?: number; pid?: number; state: string; desired: string; restarts: number; lastError?: string }[];
+}
+
+export async function status(app: string, opts: GlobalOptions): Promise<void> {
+  const res = await apiClient(opts).call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
+  output(opts, res, () => {
+    const a = res.app;
+    const out = [
+      `app ${a.name}: revision ${a.activeRevision ?? 'none'} active, ${a.replicas} replica(s), hosts ${a.hosts.join(', ')}`,
+      '',
+      'instances:',
+      res.instances.length === 0 ? '  none' : table(['ID', 'REV', 'NODE', 'ADDRESS', 'PID', 'STATE', 'DESIRED', 'RESTARTS', 'LAST ERROR'],
+        res.instances.map((i) => [i.id, i.revision, i.node, i.port ? `${i.address}:${i.port}` : null, i.pid, i.state, i.desired, i.restarts, i.lastError])),
+      '',
+      'revisions:',
+      table(['REV', 'COMMIT', 'ARTIFACT', 'CREATED', ''], res.revisions.map((r) => [r.number, r.commit.slice(0, 12) + (r.dirty ? '+dirty' : ''), r.artifact.slice(0, 19), ago(r.createdAt), r.active ? 'active' : ''])),
+      '',
+      'rollouts:',
+      table(['ID', 'TO', 'FROM', 'STATUS', 'STARTED', 'REASON'], res.rollouts.map((r) => [r.id, r.toRevision, r.fromRevision, r.status, ago(r.startedAt), r.reason])),
+    ];
+    return out.join('\n');
+  });
+}
+
+export async function rollback(app: string, opts: GlobalOptions & { to?: string }): Promise<void> {
+  const api = apiClient(opts);
+  let to: number | undefined;
+  if (opts.to !== undefined) {
+    to = Number(opts.to);
+    if (!Number.isInteger(to) || to < 1) throw new PilotError('bad_request', `--to must be a revision number (got ${JSON.stringify(opts.to)})`);
+  }
+  const res = await api.call<{ rollout: { id: number; toRevision: number } }>('POST', `/api/v1/apps/${encodeURIComponent(app)}/rollback`, to === undefined ? {} : { to });
+  const say = opts.json ? () => undefined : (l: string) => process.stdout.write(l + '\n');
+  say(`rolling ${app} back to revision ${res.rollout.toRevision} (rollout #${res.rollout.id})`);
+  await followRollout(api, app, res.rollout.id, { timeoutMs: 5 * 60_000, out: say });
+  if (opts.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
+}
+
+export async function scale(app: string, count: string, opts: GlobalOptions): Promise<void> {
+  const n = Number(count);
+  const res = await apiClient(opts).call<{ app: string; replicas: number }>('POST', `/api/v1/apps/${encodeURIComponent(app)}/scale`, { replicas: Number.isFinite(n) ? n : count });
+  output(opts, res, () => `${res.app} scaled to ${res.replicas} replica(s)`);
+}

@@ -1,0 +1,72 @@
+/** What every command needs: where $PILOT_HOME is, which server to talk to, with which token, and how to print. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ApiClient } from '../control/api-client.js';
+import { PilotError, isPilotError } from '../core/errors.js';
+
+export interface GlobalOptions {
+  server?: string;
+  token?: string;
+  json?: boolean;
+}
+
+export function pilotHome(): string {
+  return resolve(process.env.PILOT_HOME ?? '.pilot');
+}
+
+export interface ServerFile { api: string; router: string; pid: number }
+
+export function readServerFile(home = pilotHome()): ServerFile | undefined {
+  try {
+    return JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as ServerFile;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The API client: --server, PILOT_SERVER, else the server `pilot up` recorded; token likewise. */
+export function apiClient(opts: GlobalOptions): ApiClient {
+  const home = pilotHome();
+  const server = opts.server ?? process.env.PILOT_SERVER ?? readServerFile(home)?.api;
+  if (!server) {
+    throw new PilotError('server_unreachable', `no Pilot server known (none recorded in ${home}/server.json)`);
+  }
+  let token = opts.token ?? process.env.PILOT_TOKEN;
+  const tokenFile = join(home, 'admin-token');
+  if (!token && existsSync(tokenFile)) token = readFileSync(tokenFile, 'utf8').trim();
+  if (!token) throw new PilotError('unauthorized', `no admin token: pass --token, set PILOT_TOKEN, or run where ${tokenFile} exists`);
+  return new ApiClient(server.replace(/\/+$/, ''), token);
+}
+
+/** Print `data` as JSON (with --json) or as the human text `render` makes. */
+export function output(opts: GlobalOptions, data: unknown, render: () => string): void {
+  if (opts.json) process.stdout.write(JSON.stringify(data, null, 2) + '\n');
+  else process.stdout.write(render() + '\n');
+}
+
+/** A plain text table: columns padded to their widest cell. */
+export function table(head: string[], rows: (string | number | null | undefined)[][]): string {
+  const cells = [head, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))))];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+export function ago(ms: number | null | undefined): string {
+  if (!ms) return '-';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** Print an error the way every command does (message, then hint) and set a failing exit code. */
+export function reportError(err: unknown, json: boolean | undefined): void {
+  const pe = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err));
+  if (json) process.stderr.write(JSON.stringify({ error: pe.toJSON() }) + '\n');
+  else {
+    process.stderr.write(`error: ${pe.message}\n`);
+    if (pe.hint) process.stderr.write(`hint: ${pe.hint}\n`);
+  }
+  process.exitCode = pe.code === 'internal' ? 70 : 1;
+}

@@ -1,0 +1,79 @@
+/** The `pilot` command line. Every command talks to the REST API (except up/server/agent, which run parts). */
+import { Command, Option } from 'commander';
+import { agent } from './agent.js';
+import { apps, rollback, scale, status } from './apps.js';
+import { reportError, type GlobalOptions } from './context.js';
+import { run } from './run.js';
+import { logs, nodes, runs } from './runs.js';
+import { up } from './up.js';
+
+const program = new Command('pilot')
+  .description('Pilot: push to deploy, on your own machines')
+  .version('0.1.0')
+  .addOption(new Option('--server <url>', 'Pilot server URL (default: $PILOT_SERVER, else the one `pilot up` recorded)'))
+  .addOption(new Option('--token <token>', 'admin token (default: $PILOT_TOKEN, else $PILOT_HOME/admin-token)'))
+  .option('--json', 'machine-readable output')
+  .showHelpAfterError();
+
+const g = (cmd: Command): GlobalOptions => cmd.optsWithGlobals<GlobalOptions>();
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return async (...args: A): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    try {
+      await fn(...args);
+    } catch (err) {
+      reportError(err, g(cmd).json);
+    }
+  };
+}
+
+program.command('up')
+  .description('run everything on this machine: control plane, router, one local agent')
+  .option('--host <host>', 'control plane address', '127.0.0.1')
+  .option('--api-port <port>', 'control plane port', '7070')
+  .option('--router-host <host>', 'router address', '127.0.0.1')
+  .option('--router-port <port>', 'router port', '8080')
+  .option('--no-agent', 'do not run a local agent')
+  .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
+  .action(action(async (o: Parameters<typeof up>[0], _cmd: Command) => up(o)));
+
+program.command('server')
+  .description('run the control plane and router (no local agent): the fleet set-up')
+  .option('--host <host>', 'control plane address', '127.0.0.1')
+  .option('--api-port <port>', 'control plane port', '7070')
+  .option('--router-host <host>', 'router address', '127.0.0.1')
+  .option('--router-port <port>', 'router port', '8080')
+  .option('--verbose', 'log to stdout')
+  .action(action(async (o: Parameters<typeof up>[0], _cmd: Command) => up({ ...o, agent: false })));
+
+program.command('agent')
+  .description('run this machine as a node: join a control plane with a join token')
+  .option('--name <name>', 'node name (default: hostname)')
+  .option('--address <address>', 'address the router reaches this node on', '127.0.0.1')
+  .action(action(async (o: { name?: string; address: string }, cmd: Command) => agent({ ...o, ...g(cmd) })));
+
+program.command('run')
+  .description('build DIR at its git commit, publish the artifact, deploy it, wait until live')
+  .argument('[dir]', 'app folder inside a git work tree', '.')
+  .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
+  .action(action(async (dir: string, o: { allowDirty?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
+
+program.command('apps').description('list apps').action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
+program.command('status').description('an app\'s instances, revisions and rollouts').argument('<app>')
+  .action(action(async (app: string, _o: object, cmd: Command) => status(app, g(cmd))));
+program.command('logs').description('an app\'s output (or a run\'s log with --run)').argument('[app]')
+  .option('-f, --follow', 'keep printing new lines')
+  .option('--tail <n>', 'lines of history per instance', '100')
+  .option('--run <id>', 'print the log of run N')
+  .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
+program.command('rollback').description('switch back to the previous revision (or --to N); instant, the artifact is kept').argument('<app>')
+  .option('--to <revision>', 'revision number')
+  .action(action(async (app: string, o: { to?: string }, cmd: Command) => rollback(app, { ...g(cmd), ...o })));
+program.command('scale').description('set the number of instances').argument('<app>').argument('<count>')
+  .action(action(async (app: string, count: string, _o: object, cmd: Command) => scale(app, count, g(cmd))));
+program.command('runs').description('recent runs of the deploy process').argument('[app]')
+  .option('--limit <n>', 'how many', '20')
+  .action(action(async (app: string | undefined, o: { limit?: string }, cmd: Command) => runs(app, { ...g(cmd), ...o })));
+program.command('nodes').description('nodes of the fleet').action(action(async (_o: object, cmd: Command) => nodes(g(cmd))));
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,45 @@
+/** `pilot runs [APP]`, `pilot nodes`, `pilot logs APP [-f]`, `pilot logs --run N`. */
+import { request } from 'undici';
+import { PilotError, fromBody } from '../core/errors.js';
+import { formatDuration } from '../core/duration.js';
+import type { RunRecord } from '../core/types.js';
+import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
+
+export async function runs(app: string | undefined, opts: GlobalOptions & { limit?: string }): Promise<void> {
+  const q = new URLSearchParams({ limit: opts.limit ?? '20', ...(app ? { app } : {}) });
+  const res = await apiClient(opts).call<{ runs: RunRecord[] }>('GET', `/api/v1/runs?${q}`);
+  output(opts, res, () => res.runs.length === 0 ? 'no runs yet' : table(
+    ['RUN', 'APP', 'STATUS', 'COMMIT', 'REVISION', 'DURATION', 'STARTED', 'ERROR'],
+    res.runs.map((r) => [
+      `#${r.id}`, r.app, r.status, r.commit ? r.commit.slice(0, 12) + (r.dirty ? '+dirty' : '') : null, r.revision,
+      r.finishedAt ? formatDuration(r.finishedAt - r.createdAt) : null, ago(r.createdAt), r.error?.split('\n')[0]?.slice(0, 80),
+    ]),
+  ));
+}
+
+export async function nodes(opts: GlobalOptions): Promise<void> {
+  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; instances: number; lastSeenAt: number }[] }>('GET', '/api/v1/nodes');
+  output(opts, res, () => table(['NODE', 'ADDRESS', 'STATUS', 'INSTANCES', 'LAST SEEN'], res.nodes.map((n) => [n.name, n.address, n.status, n.instances, ago(n.lastSeenAt)])));
+}
+
+export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string }): Promise<void> {
+  const api = apiClient(opts);
+  let path: string;
+  if (opts.run !== undefined) path = `/api/v1/runs/${encodeURIComponent(opts.run)}/log`;
+  else if (app) path = `/api/v1/apps/${encodeURIComponent(app)}/logs?tail=${encodeURIComponent(opts.tail ?? '100')}${opts.follow ? '&follow=1' : ''}`;
+  else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
+  const res = await request(api.baseUrl + path, { headers: { authorization: `Bearer ${api.token}` }, bodyTimeout: 0 }).catch((err: Error) => {
+    throw new PilotError('server_unreachable', `cannot reach the Pilot server at ${api.baseUrl}: ${err.message}`);
+  });
+  if (res.statusCode >= 400) {
+    const text = await res.body.text();
+    let body: { error?: never } | undefined;
+    try {
+      body = JSON.parse(text) as { error?: never };
+    } catch {
+      body = undefined;
+    }
+    throw fromBody(body?.error, `HTTP ${res.statusCode}`);
+  }
+  for await (const chunk of res.body) process.stdout.write(chunk as Buffer);
+}

@@ -1,0 +1,128 @@
+/**
+ * The control plane's side of the agent protocol: registration with the join token, and the sync
+ * call in which an agent reports its instances and receives the full list it should be running.
+ * Level-triggered: an instance not in the answer is one the agent must stop.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { PilotError } from '../core/errors.js';
+import { AGENT_PROTOCOL, RegisterRequest, SyncRequest, type RegisterResponse } from '../core/protocol.js';
+import type { InstanceSpec, InstanceState } from '../core/types.js';
+import type { NodeRecord, Store } from '../store/store.js';
+import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
+import type { Reconciler } from './reconciler.js';
+
+export interface AgentRouteDeps {
+  store: Store;
+  reconciler: Reconciler;
+  joinToken: () => string;
+}
+
+/** Resolve the node a request's credential belongs to, or throw 401. */
+export async function authenticateNode(store: Store, req: FastifyRequest): Promise<NodeRecord> {
+  const token = bearer(req.headers.authorization);
+  if (token) {
+    const hash = hashToken(token);
+    for (const n of await store.listNodes()) if (tokensEqual(n.credentialHash, hash)) return n;
+  }
+  throw new PilotError('unauthorized', 'missing or invalid node credential', { hint: 'Register the agent again with a join token.' });
+}
+
+export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps): void {
+  const { store, reconciler } = deps;
+
+  app.post<{ Body: RegisterRequest }>('/api/v1/agent/register', { schema: { body: RegisterRequest } }, async (req, reply) => {
+    const token = bearer(req.headers.authorization);
+    if (!token || !tokensEqual(token, deps.joinToken())) {
+      throw new PilotError('unauthorized', 'missing or invalid join token', { hint: 'Use the join token from $PILOT_HOME/join-token on the control plane.' });
+    }
+    const b = req.body;
+    return reconciler.serial(async () => {
+      const existing = await store.getNodeByName(b.name);
+      const now = Date.now();
+      if (existing && !(b.credential && tokensEqual(existing.credentialHash, hashToken(b.credential)))) {
+        throw new PilotError('conflict', `a node named "${b.name}" is already registered`, { hint: 'Give this agent another --name, or remove the old node.' });
+      }
+      const credential = existing ? b.credential! : newToken('pilot_node');
+      const node: NodeRecord = {
+        id: existing?.id ?? randomUUID(),
+        name: b.name,
+        address: b.address,
+        apiUrl: b.apiUrl,
+        credentialHash: hashToken(credential),
+        agentToken: b.agentToken,
+        registeredAt: existing?.registeredAt ?? now,
+        lastSeenAt: now,
+      };
+      await store.upsertNode(node);
+      reconciler.nodeHeardFrom(node.id);
+      req.log.info({ node: node.name, address: node.address, rejoined: Boolean(existing) }, 'node registered');
+      const res: RegisterResponse = { protocol: AGENT_PROTOCOL, nodeId: node.id, credential };
+      void reply.status(existing ? 200 : 201);
+      return res;
+    });
+  });
+
+  app.post<{ Body: SyncRequest }>('/api/v1/agent/sync', { schema: { body: SyncRequest } }, async (req) => {
+    const node = await authenticateNode(store, req);
+    return reconciler.serial(async () => {
+      reconciler.nodeHeardFrom(node.id);
+      const now = Date.now();
+      await store.touchNode(node.id, now);
+      const mine = new Map((await store.listInstances({ nodeId: node.id })).map((i) => [i.id, i]));
+      let changed = false;
+      const reported = new Set<string>();
+      for (const s of req.body.instances) {
+        reported.add(s.id);
+        const rec = mine.get(s.id);
+        if (!rec) continue; // unknown or another node's: not in the answer, so the agent stops it
+        if (rec.desired === 'stop' && s.state === 'stopped') {
+          await store.deleteInstance(rec.id);
+          reconciler.forgetInstance(rec);
+          mine.delete(rec.id);
+          changed = true;
+          continue;
+        }
+        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== s.lastError) {
+          changed = true;
+          await store.updateInstanceStatus(rec.id, {
+            state: s.state as InstanceState,
+            port: s.port,
+            pid: s.pid,
+            restarts: s.restarts,
+            lastError: s.lastError,
+            startedAt: s.startedAt,
+          }, now);
+        }
+      }
+      for (const rec of [...mine.values()]) {
+        if (rec.desired === 'stop' && !reported.has(rec.id)) {
+          await store.deleteInstance(rec.id);
+          reconciler.forgetInstance(rec);
+          mine.delete(rec.id);
+          changed = true;
+        }
+      }
+      if (changed) reconciler.nudge();
+      const instances: InstanceSpec[] = [];
+      for (const rec of mine.values()) {
+        if (rec.desired === 'stop') continue;
+        const rev = await reconciler.revision(rec.app, rec.revision);
+        if (!rev) continue;
+        instances.push({
+          id: rec.id,
+          app: rec.app,
+          revision: rec.revision,
+          artifact: rev.artifact,
+          commit: rev.commit,
+          run: rev.config.run,
+          port: rev.config.port,
+          env: rev.config.env,
+          health: rev.config.health,
+          stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
+        });
+      }
+      return { protocol: AGENT_PROTOCOL, instances };
+    });
+  });
+}

@@ -1,0 +1,180 @@
+/** REST API for apps: deploy a revision, status, rollback, scale, logs. */
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { request } from 'undici';
+import { resolveAppConfig, validateAppConfig } from '../core/app-config.js';
+import { PilotError } from '../core/errors.js';
+import { assertDigest, assertName, isCommitSha } from '../core/names.js';
+import type { AppRecord, Store } from '../store/store.js';
+import type { FsBlobStore } from '../artifacts/blob-store.js';
+import type { Reconciler } from './reconciler.js';
+
+export interface AppRouteDeps {
+  store: Store;
+  blobs: FsBlobStore;
+  reconciler: Reconciler;
+}
+
+const DeployBody = Type.Object({
+  artifact: Type.String(),
+  commit: Type.String(),
+  dirty: Type.Optional(Type.Boolean()),
+  config: Type.Optional(Type.Unknown()),
+  runId: Type.Optional(Type.Integer({ minimum: 1 })),
+}, { additionalProperties: false });
+
+const MAX_REPLICAS = 100;
+
+async function mustGetApp(store: Store, name: string): Promise<AppRecord> {
+  assertName(name);
+  const app = await store.getApp(name);
+  if (!app) throw new PilotError('app_not_found', `app "${name}" not found`);
+  return app;
+}
+
+export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): void {
+  const { store, blobs, reconciler } = deps;
+
+  app.get('/api/v1/apps', async () => {
+    const apps = await store.listApps();
+    const instances = await store.listInstances();
+    return {
+      apps: apps.map((a) => {
+        const mine = instances.filter((i) => i.app === a.name && i.desired === 'run');
+        return {
+          name: a.name,
+          activeRevision: a.activeRevision ?? null,
+          replicas: a.replicas,
+          ready: mine.filter((i) => i.state === 'ready' && i.revision === a.activeRevision).length,
+          instances: mine.length,
+          url: `http://${a.name}.localhost`,
+          updatedAt: a.updatedAt,
+        };
+      }),
+    };
+  });
+
+  app.get<{ Params: { app: string } }>('/api/v1/apps/:app', async (req) => {
+    const a = await mustGetApp(store, req.params.app);
+    const revisions = (await store.listRevisions(a.name)).slice(0, 20);
+    const rollouts = await store.listRollouts(a.name, 10);
+    const instances = await store.listInstances({ app: a.name });
+    const nodes = new Map((await store.listNodes()).map((n) => [n.id, n]));
+    return {
+      app: { name: a.name, activeRevision: a.activeRevision ?? null, replicas: a.replicas, hosts: [`${a.name}.localhost`, ...a.config.hosts], createdAt: a.createdAt, updatedAt: a.updatedAt },
+      revisions: revisions.map((r) => ({ number: r.number, artifact: r.artifact, commit: r.commit, dirty: r.dirty, runId: r.runId ?? null, createdAt: r.createdAt, active: r.number === a.activeRevision })),
+      rollouts,
+      instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: nodes.get(i.nodeId)?.address })),
+    };
+  });
+
+  app.post<{ Params: { app: string }; Body: { artifact: string; commit: string; dirty?: boolean; config?: unknown; runId?: number } }>(
+    '/api/v1/apps/:app/revisions',
+    { schema: { body: DeployBody } },
+    async (req, reply) => {
+      const name = assertName(req.params.app);
+      const b = req.body;
+      const digest = assertDigest(b.artifact);
+      if (!isCommitSha(b.commit)) throw new PilotError('bad_request', `commit must be a full 40-character SHA (got ${JSON.stringify(String(b.commit).slice(0, 80))})`);
+      const input = validateAppConfig(b.config ?? {}, 'config');
+      if (input.name !== undefined && input.name !== name) {
+        throw new PilotError('invalid_config', `config name "${input.name}" does not match the app "${name}" in the URL`);
+      }
+      const config = resolveAppConfig(input, name);
+      if (!(await blobs.has(digest))) throw new PilotError('artifact_not_found', `artifact ${digest} is not in the artifact repository`);
+      const result = await reconciler.serial(async () => {
+        const now = Date.now();
+        const existing = await store.getApp(name);
+        await store.upsertApp(name, config, now);
+        if (!existing) await store.setReplicas(name, config.replicas, now);
+        else if (existing.config.replicas !== config.replicas) await store.setReplicas(name, config.replicas, now);
+        const revision = await store.createRevision({ app: name, artifact: digest, commit: b.commit, dirty: b.dirty ?? false, config, runId: b.runId, createdAt: now });
+        const previous = await store.activeRollout(name);
+        if (previous) await store.finishRollout(previous.id, 'failed', `superseded by revision ${revision.number}`, now);
+        const current = await store.getApp(name);
+        const rollout = await store.createRollout({ app: name, fromRevision: current?.activeRevision, toRevision: revision.number, startedAt: now });
+        return { revision, rollout };
+      });
+      reconciler.nudge();
+      void reply.status(201);
+      return { revision: { number: result.revision.number, artifact: digest, commit: b.commit, dirty: result.revision.dirty }, rollout: result.rollout };
+    },
+  );
+
+  app.get<{ Params: { app: string; id: string } }>('/api/v1/apps/:app/rollouts/:id', async (req) => {
+    const a = await mustGetApp(store, req.params.app);
+    const id = Number(req.params.id);
+    const rollout = Number.isInteger(id) ? await store.getRollout(id) : undefined;
+    if (!rollout || rollout.app !== a.name) throw new PilotError('not_found', `rollout ${req.params.id} of app "${a.name}" not found`);
+    const instances = (await store.listInstances({ app: a.name })).filter((i) => i.revision === rollout.toRevision);
+    return { rollout, activeRevision: a.activeRevision ?? null, instances };
+  });
+
+  app.post<{ Params: { app: string }; Body: { to?: number } | undefined }>(
+    '/api/v1/apps/:app/rollback',
+    { schema: { body: Type.Optional(Type.Object({ to: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false })) } },
+    async (req, reply) => {
+      const a = await mustGetApp(store, req.params.app);
+      const revisions = await store.listRevisions(a.name);
+      let to = req.body?.to;
+      if (to === undefined) {
+        const before = revisions.find((r) => a.activeRevision !== undefined && r.number < a.activeRevision);
+        if (!before) throw new PilotError('revision_not_found', `app "${a.name}" has no revision before ${a.activeRevision ?? 'none'} to roll back to`);
+        to = before.number;
+      }
+      const target = revisions.find((r) => r.number === to);
+      if (!target) throw new PilotError('revision_not_found', `app "${a.name}" has no revision ${to}`);
+      if (target.number === a.activeRevision) throw new PilotError('conflict', `revision ${to} is already active`);
+      const rollout = await reconciler.serial(async () => {
+        const now = Date.now();
+        const previous = await store.activeRollout(a.name);
+        if (previous) await store.finishRollout(previous.id, 'failed', `superseded by rollback to revision ${to}`, now);
+        return store.createRollout({ app: a.name, fromRevision: a.activeRevision, toRevision: target.number, startedAt: now });
+      });
+      reconciler.nudge();
+      void reply.status(201);
+      return { rollout };
+    },
+  );
+
+  app.post<{ Params: { app: string }; Body: { replicas: unknown } }>('/api/v1/apps/:app/scale', async (req) => {
+    const a = await mustGetApp(store, req.params.app);
+    const n = (req.body as { replicas?: unknown } | undefined)?.replicas;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_REPLICAS) {
+      throw new PilotError('bad_request', `replicas must be a whole number from 0 to ${MAX_REPLICAS} (got ${JSON.stringify(n)})`);
+    }
+    await reconciler.serial(() => store.setReplicas(a.name, n, Date.now()));
+    reconciler.nudge();
+    return { app: a.name, replicas: n };
+  });
+
+  app.get<{ Params: { app: string }; Querystring: { follow?: string; tail?: string } }>('/api/v1/apps/:app/logs', async (req, reply) => {
+    const a = await mustGetApp(store, req.params.app);
+    const follow = req.query.follow === '1' || req.query.follow === 'true';
+    const tail = Math.min(Math.max(Number(req.query.tail ?? 100) || 100, 0), 10_000);
+    const nodes = new Map((await store.listNodes()).map((n) => [n.id, n]));
+    const instances = (await store.listInstances({ app: a.name })).filter((i) => i.desired !== 'stop');
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
+    const abort = new AbortController();
+    out.on('close', () => abort.abort());
+    await Promise.allSettled(instances.map(async (i) => {
+      const node = nodes.get(i.nodeId);
+      if (!node) return;
+      const res = await request(`${node.apiUrl}/v1/instances/${encodeURIComponent(i.id)}/logs?tail=${tail}${follow ? '&follow=1' : ''}`, {
+        headers: { authorization: `Bearer ${node.agentToken}` },
+        signal: abort.signal,
+      });
+      let partial = '';
+      for await (const chunk of res.body) {
+        const text = partial + (chunk as Buffer).toString('utf8');
+        const lines = text.split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) out.write(`[${i.id}] ${line}\n`);
+      }
+      if (partial) out.write(`[${i.id}] ${partial}\n`);
+    }));
+    out.end();
+  });
+}

@@ -1,0 +1,28 @@
+/** The one place where errors become HTTP answers: `{ error: { code, message, hint, retryable } }`. */
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { CATALOGUE, PilotError, isPilotError } from '../core/errors.js';
+
+export function toPilotError(err: unknown): PilotError {
+  if (isPilotError(err)) return err;
+  const fe = err as Partial<FastifyError> & { validation?: unknown };
+  if (fe.validation) return new PilotError('bad_request', `invalid request: ${fe.message ?? 'validation failed'}`);
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new PilotError('too_large', 'request body too large');
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new PilotError('bad_request', `unsupported content type: ${fe.message ?? ''}`, { hint: 'Send application/json.' });
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new PilotError('bad_request', fe.message ?? 'bad request');
+  }
+  return new PilotError('internal', 'internal error', { cause: err });
+}
+
+/** Install the error handler and the JSON 404 on a Fastify instance. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err, req, reply) => {
+    const pe = toPilotError(err);
+    if (pe.code === 'internal') req.log.error({ err }, 'internal error');
+    void reply.status(CATALOGUE[pe.code].status).send({ error: pe.toJSON() });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const pe = new PilotError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`, { hint: 'The README lists the API routes.' });
+    void reply.status(404).send({ error: pe.toJSON() });
+  });
+}

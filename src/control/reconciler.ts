@@ -1,0 +1,212 @@
+/**
+ * The reconcile loop and the single writer. Every change to instances, rollouts and the active
+ * revision goes through `serial()`, so decisions never interleave. Each pass re-reads the state of
+ * every app, asks the pure planner (core/rollout.ts) what to do, applies it, then publishes the
+ * whole routing table (level-triggered: the router always gets the full desired table).
+ * Timers (rollout deadlines, drains, node liveness) use the monotonic clock, kept in memory: after
+ * a restart of the control plane they start again, which only ever lengthens a wait.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { planApp, type PlannerAction } from '../core/rollout.js';
+import { schedule } from '../core/scheduler.js';
+import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
+
+export interface RouteUpstream { id: string; app: string; revision: number; host: string; port: number }
+export interface RouteEntry { app: string; hosts: string[]; upstreams: RouteUpstream[] }
+
+/** What the reconciler needs of the router. */
+export interface RoutingSink {
+  set(routes: RouteEntry[]): void;
+  inflight(upstreamId: string): number;
+}
+
+export interface ReconcilerSettings {
+  intervalMs: number;
+  /** A node not heard from for this long gets no new instances. */
+  nodeStaleMs: number;
+  maxDrainMs: number;
+  crashLoopRestarts: number;
+}
+
+export const monoNow = (): number => performance.now();
+
+export class Reconciler {
+  private readonly rolloutStart = new Map<number, number>();
+  private readonly drainStart = new Map<string, number>();
+  private readonly nodeSeen = new Map<string, number>();
+  private readonly revisions = new Map<string, RevisionRecord>();
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private pending = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly routing: RoutingSink,
+    private readonly log: Logger,
+    private readonly settings: ReconcilerSettings,
+  ) {}
+
+  /** Run `fn` after every write queued before it: the single-writer rule. */
+  serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  start(): void {
+    const loop = (): void => {
+      this.timer = setTimeout(() => {
+        this.tick().catch((err: unknown) => this.log.error({ err }, 'reconcile pass failed')).finally(loop);
+      }, this.settings.intervalMs);
+      this.timer.unref();
+    };
+    loop();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Ask for a pass soon (after an API change or an agent report); coalesces bursts. */
+  nudge(): void {
+    if (this.pending) return;
+    this.pending = true;
+    setImmediate(() => {
+      this.pending = false;
+      this.tick().catch((err: unknown) => this.log.error({ err }, 'reconcile pass failed'));
+    });
+  }
+
+  nodeHeardFrom(nodeId: string): void {
+    this.nodeSeen.set(nodeId, monoNow());
+  }
+
+  isNodeLive(nodeId: string): boolean {
+    const seen = this.nodeSeen.get(nodeId);
+    return seen !== undefined && monoNow() - seen < this.settings.nodeStaleMs;
+  }
+
+  async revision(app: string, n: number): Promise<RevisionRecord | undefined> {
+    const key = `${app}/${n}`;
+    const cached = this.revisions.get(key);
+    if (cached) return cached;
+    const r = await this.store.getRevision(app, n);
+    if (r) this.revisions.set(key, r); // revisions are immutable
+    return r;
+  }
+
+  /** One full pass over every app, then the routing table. */
+  tick(): Promise<void> {
+    return this.serial(async () => {
+      for (const app of await this.store.listApps()) await this.reconcileApp(app);
+      await this.publishRoutes();
+    });
+  }
+
+  private async reconcileApp(app: AppRecord): Promise<void> {
+    const rollout = await this.store.activeRollout(app.name);
+    const instances = await this.store.listInstances({ app: app.name });
+    const now = monoNow();
+    let readyTimeoutMs = 60_000;
+    let fixedPort: number | undefined;
+    const target = rollout?.toRevision ?? app.activeRevision;
+    const rev = target === undefined ? undefined : await this.revision(app.name, target);
+    if (rev) {
+      readyTimeoutMs = rev.config.deploy.readyTimeoutMs;
+      fixedPort = rev.config.port;
+    }
+    if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
+    const actions = planApp({
+      replicas: app.replicas,
+      activeRevision: app.activeRevision,
+      fixedPort: fixedPort !== undefined,
+      rollout: rollout && { toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs },
+      instances: instances.map((i) => ({
+        id: i.id,
+        revision: i.revision,
+        desired: i.desired,
+        state: i.state,
+        restarts: i.restarts,
+        lastError: i.lastError,
+        drainingForMs: i.desired === 'drain' ? now - (this.drainStart.get(i.id) ?? (this.drainStart.set(i.id, now), now)) : undefined,
+        inflight: this.routing.inflight(i.id),
+      })),
+      drainMs: rev?.config.deploy.drainMs ?? 1000,
+      maxDrainMs: this.settings.maxDrainMs,
+      crashLoopRestarts: this.settings.crashLoopRestarts,
+    });
+    for (const a of actions) await this.apply(app, rollout?.id, a, fixedPort);
+  }
+
+  private async apply(app: AppRecord, rolloutId: number | undefined, a: PlannerAction, fixedPort: number | undefined): Promise<void> {
+    const wall = Date.now();
+    switch (a.type) {
+      case 'create': {
+        const nodes = await this.store.listNodes();
+        const all = await this.store.listInstances();
+        const fixedPorts = new Map<string, number | undefined>();
+        for (const i of all) {
+          const r = await this.revision(i.app, i.revision);
+          fixedPorts.set(i.id, r?.config.port);
+        }
+        const placement = schedule(
+          nodes.map((n) => ({
+            id: n.id,
+            name: n.name,
+            schedulable: this.isNodeLive(n.id),
+            instances: all.filter((i) => i.nodeId === n.id && i.state !== 'stopped').map((i) => ({ app: i.app, fixedPort: fixedPorts.get(i.id) })),
+          })),
+          { app: app.name, count: a.count, fixedPort },
+        );
+        for (const nodeId of placement.nodeIds) {
+          const id = `${app.name}-${a.revision}-${randomBytes(3).toString('hex')}`;
+          await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', createdAt: wall });
+          this.log.info({ app: app.name, revision: a.revision, instance: id, node: nodeId }, 'instance placed');
+        }
+        if (placement.reason) this.log.warn({ app: app.name, unplaced: placement.unplaced }, placement.reason);
+        return;
+      }
+      case 'desire':
+        await this.store.setInstanceDesired(a.id, a.desired, wall);
+        if (a.desired === 'drain') this.drainStart.set(a.id, monoNow());
+        else this.drainStart.delete(a.id);
+        this.log.info({ app: app.name, instance: a.id, desired: a.desired }, 'instance desired state');
+        return;
+      case 'activate':
+        await this.store.setActiveRevision(app.name, a.revision, wall);
+        this.log.info({ app: app.name, revision: a.revision }, 'revision active');
+        await this.publishRoutes();
+        return;
+      case 'finish':
+        if (rolloutId === undefined) return;
+        await this.store.finishRollout(rolloutId, a.status, a.reason, wall);
+        this.rolloutStart.delete(rolloutId);
+        this.log.info({ app: app.name, rollout: rolloutId, status: a.status, reason: a.reason }, 'rollout finished');
+        return;
+    }
+  }
+
+  /** Compute the full routing table from the store and hand it to the router. */
+  async publishRoutes(): Promise<void> {
+    const nodes = new Map((await this.store.listNodes()).map((n) => [n.id, n]));
+    const routes: RouteEntry[] = [];
+    for (const app of await this.store.listApps()) {
+      const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
+      const hosts = [`${app.name}.localhost`, ...(active?.config.hosts ?? [])];
+      const upstreams: RouteUpstream[] = [];
+      for (const i of await this.store.listInstances({ app: app.name })) {
+        const node = nodes.get(i.nodeId);
+        if (!active || !node || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
+        upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: node.address, port: i.port });
+      }
+      routes.push({ app: app.name, hosts, upstreams });
+    }
+    this.routing.set(routes);
+  }
+
+  forgetInstance(i: InstanceRecord): void {
+    this.drainStart.delete(i.id);
+  }
+}

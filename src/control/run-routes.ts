@@ -1,0 +1,100 @@
+/**
+ * Runs: one execution of the deploy process, from whichever place runs it (the CLI now, the CD
+ * server later). The runner creates a run, reports each step and appends its log; the log is a
+ * plain file per run under $PILOT_HOME/runs (append-only, capped).
+ */
+import { appendFile, mkdir, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { PilotError } from '../core/errors.js';
+import { assertName, isCommitSha, isDigest } from '../core/names.js';
+import type { RunRecord, StepRecord } from '../core/types.js';
+import type { RunPatch, Store } from '../store/store.js';
+
+const MAX_LOG_BYTES = 50 * 1024 * 1024;
+const STEP_NAMES = ['source', 'build', 'package', 'publish', 'deploy'];
+const Step = Type.Object({
+  name: Type.Union(STEP_NAMES.map((s) => Type.Literal(s))),
+  status: Type.Union(['pending', 'running', 'succeeded', 'failed', 'skipped'].map((s) => Type.Literal(s))),
+  startedAt: Type.Optional(Type.Number()),
+  finishedAt: Type.Optional(Type.Number()),
+  error: Type.Optional(Type.String({ maxLength: 8000 })),
+}, { additionalProperties: false });
+
+const CreateBody = Type.Object({
+  app: Type.String(),
+  trigger: Type.Optional(Type.Union([Type.Literal('cli'), Type.Literal('webhook'), Type.Literal('rollback')])),
+  commit: Type.Optional(Type.String()),
+  dirty: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+
+const PatchBody = Type.Object({
+  status: Type.Optional(Type.Union(['running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
+  steps: Type.Optional(Type.Array(Step, { maxItems: 10 })),
+  artifact: Type.Optional(Type.String()),
+  revision: Type.Optional(Type.Integer({ minimum: 1 })),
+  error: Type.Optional(Type.String({ maxLength: 8000 })),
+  commit: Type.Optional(Type.String()),
+  dirty: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+
+export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; runsDir: string }): void {
+  const { store, runsDir } = deps;
+  const logFile = (id: number): string => join(runsDir, `${id}.log`);
+  const mustGetRun = async (raw: string): Promise<RunRecord> => {
+    const id = Number(raw);
+    const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
+    if (!run) throw new PilotError('run_not_found', `run ${JSON.stringify(raw)} not found`);
+    return run;
+  };
+
+  app.post<{ Body: { app: string; trigger?: RunRecord['trigger']; commit?: string; dirty?: boolean } }>(
+    '/api/v1/runs', { schema: { body: CreateBody } }, async (req, reply) => {
+      const name = assertName(req.body.app);
+      if (req.body.commit !== undefined && !isCommitSha(req.body.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+      const steps: StepRecord[] = STEP_NAMES.map((n) => ({ name: n as StepRecord['name'], status: 'pending' }));
+      const run = await store.createRun({ app: name, trigger: req.body.trigger ?? 'cli', commit: req.body.commit, dirty: req.body.dirty ?? false, steps, now: Date.now() });
+      await mkdir(runsDir, { recursive: true });
+      void reply.status(201);
+      return { run };
+    });
+
+  app.patch<{ Params: { id: string }; Body: RunPatch & { status?: RunRecord['status'] } }>(
+    '/api/v1/runs/:id', { schema: { body: PatchBody } }, async (req) => {
+      const run = await mustGetRun(req.params.id);
+      const b = req.body;
+      if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
+      if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+      const final = b.status === 'succeeded' || b.status === 'failed' || b.status === 'cancelled';
+      return { run: await store.updateRun(run.id, { ...b, ...(final ? { finishedAt: Date.now() } : {}) }) };
+    });
+
+  app.post<{ Params: { id: string }; Body: string }>('/api/v1/runs/:id/log', async (req, reply) => {
+    const run = await mustGetRun(req.params.id);
+    const text = typeof req.body === 'string' ? req.body : '';
+    const file = logFile(run.id);
+    const size = await stat(file).then((s) => s.size, () => 0);
+    if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
+    await mkdir(runsDir, { recursive: true });
+    await appendFile(file, text);
+    void reply.status(204);
+  });
+
+  app.get<{ Querystring: { app?: string; limit?: string } }>('/api/v1/runs', async (req) => {
+    const limit = Math.min(Math.max(Number(req.query.limit ?? 50) || 50, 1), 1000);
+    if (req.query.app !== undefined) assertName(req.query.app);
+    return { runs: await store.listRuns({ app: req.query.app, limit }) };
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/runs/:id', async (req) => ({ run: await mustGetRun(req.params.id) }));
+
+  app.get<{ Params: { id: string } }>('/api/v1/runs/:id/log', async (req, reply) => {
+    const run = await mustGetRun(req.params.id);
+    const file = logFile(run.id);
+    const exists = await stat(file).then(() => true, () => false);
+    void reply.type('text/plain; charset=utf-8');
+    return exists ? createReadStream(file) : '';
+  });
+}

@@ -1,0 +1,138 @@
+/**
+ * The control plane process: REST API + artifact repository + reconcile loop + router, wired
+ * together over one store. `startControlPlane` is what `pilot server` and `pilot up` run.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
+import { FsBlobStore } from '../artifacts/blob-store.js';
+import { registerArtifactRoutes } from '../artifacts/routes.js';
+import { PilotError } from '../core/errors.js';
+import { RoutingTable } from '../router/routing-table.js';
+import { startRouter } from '../router/proxy.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
+import { registerAppRoutes } from './app-routes.js';
+import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
+import { installErrorHandling } from './http-errors.js';
+import { Reconciler } from './reconciler.js';
+import { registerRunRoutes } from './run-routes.js';
+
+export interface ControlPlaneOptions {
+  home: string;
+  host: string;
+  port: number;
+  routerHost: string;
+  routerPort: number;
+  logger?: Logger;
+  reconcileIntervalMs?: number;
+  maxArtifactBytes?: number;
+}
+
+export interface ControlPlane {
+  readonly apiUrl: string;
+  readonly routerUrl: string;
+  readonly adminToken: string;
+  readonly adminTokenCreated: boolean;
+  readonly joinToken: string;
+  readonly api: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/** Routes that do not take the admin token: they authenticate their own way, or not at all. */
+function authMode(method: string, url: string): 'none' | 'admin' | 'admin-or-node' | 'self' {
+  const path = url.split('?')[0]!;
+  if (path === '/healthz') return 'none';
+  if (path.startsWith('/api/v1/agent/')) return 'self';
+  if (path.startsWith('/api/v1/artifacts/') && (method === 'GET' || method === 'HEAD')) return 'admin-or-node';
+  return 'admin';
+}
+
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = opts.logger ?? pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
+  mkdirSync(opts.home, { recursive: true, mode: 0o700 });
+  const admin = loadOrCreateToken(join(opts.home, 'admin-token'), 'pilot_admin');
+  const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
+  const store = new SqliteStore(join(opts.home, 'pilot.db'));
+  const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const table = new RoutingTable();
+  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry });
+  const reconciler = new Reconciler(store, { set: (routes) => table.set(routes), inflight: (id) => router.inflight(id) }, log.child({ part: 'reconciler' }), {
+    intervalMs: opts.reconcileIntervalMs ?? 250,
+    nodeStaleMs: 10_000,
+    maxDrainMs: 30_000,
+    crashLoopRestarts: 3,
+  });
+  new Gauge({
+    name: 'pilot_instances',
+    help: 'Instances known to the control plane, by state',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const i of await store.listInstances()) this.inc({ state: i.state });
+    },
+  });
+
+  const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, disableRequestLogging: true }) as unknown as FastifyInstance;
+  installErrorHandling(api);
+  api.addHook('onRequest', async (req) => {
+    const mode = authMode(req.method, req.url);
+    if (mode === 'none' || mode === 'self') return;
+    const token = bearer(req.headers.authorization);
+    if (token && tokensEqual(token, admin.token)) return;
+    if (mode === 'admin-or-node' && token) {
+      await authenticateNode(store, req);
+      return;
+    }
+    throw new PilotError('unauthorized', token ? 'invalid token' : 'missing token: send "Authorization: Bearer <token>"');
+  });
+  api.get('/healthz', async () => ({ ok: true }));
+  api.get('/metrics', async (_req, reply) => {
+    void reply.type(registry.contentType);
+    return registry.metrics();
+  });
+  registerArtifactRoutes(api, { blobs, meta: { putMeta: (m) => store.putArtifactMeta(m), getMeta: (d) => store.getArtifactMeta(d), listMeta: (a) => store.listArtifactMeta(a) }, maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3 });
+  registerAgentRoutes(api, { store, reconciler, joinToken: () => join_.token });
+  registerAppRoutes(api, { store, blobs, reconciler });
+  registerRunRoutes(api, { store, runsDir: join(opts.home, 'runs') });
+  api.get('/api/v1/nodes', async () => {
+    const nodes = await store.listNodes();
+    const instances = await store.listInstances();
+    return {
+      nodes: nodes.map((n) => ({
+        id: n.id, name: n.name, address: n.address,
+        status: reconciler.isNodeLive(n.id) ? 'ready' : 'down',
+        instances: instances.filter((i) => i.nodeId === n.id).length,
+        lastSeenAt: n.lastSeenAt, registeredAt: n.registeredAt,
+      })),
+    };
+  });
+
+  await api.listen({ host: opts.host, port: opts.port });
+  const addr = api.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+  await reconciler.tick();
+  reconciler.start();
+  log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
+
+  return {
+    apiUrl: `http://${opts.host}:${port}`,
+    routerUrl: router.url,
+    adminToken: admin.token,
+    adminTokenCreated: admin.created,
+    joinToken: join_.token,
+    api,
+    async close() {
+      reconciler.stop();
+      await api.close();
+      await router.close();
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { AppConfigSchema, resolveAppConfig, splitCommand, validateAppConfig } from './app-config.js';
+import { PilotError } from './errors.js';
+
+const bad = (raw: unknown, re: RegExp): void => {
+  assert.throws(() => validateAppConfig(raw), (e: unknown) => e instanceof PilotError && e.code === 'invalid_config' && re.test(e.message));
+};
+
+describe('pilot.yaml', () => {
+  it('fills in defaults', () => {
+    const c = resolveAppConfig(validateAppConfig(undefined), 'shop');
+    assert.equal(c.name, 'shop');
+    assert.equal(c.replicas, 1);
+    assert.equal(c.run, undefined);
+    assert.deepEqual(c.health, { path: '/', intervalMs: 1000, timeoutMs: 2000 });
+  });
+
+  it('parses commands and durations', () => {
+    const c = resolveAppConfig(validateAppConfig({ name: 'x', run: 'node "my server.js" --flag', build: ['npm run build', ['make', 'all']], health: { interval: '500ms', timeout: 3 } }), undefined);
+    assert.deepEqual(c.run, ['node', 'my server.js', '--flag']);
+    assert.deepEqual(c.build, [['npm', 'run', 'build'], ['make', 'all']]);
+    assert.equal(c.health.intervalMs, 500);
+    assert.equal(c.health.timeoutMs, 3000);
+  });
+
+  it('names the field and what is allowed', () => {
+    bad({ replicas: 0 }, /replicas: must be integer >= 1/);
+    bad({ port: 70000 }, /port: must be integer >= 1 <= 65535/);
+    bad({ name: 'Bad Name' }, /name: must be string matching/);
+    bad({ health: { path: 'healthz' } }, /health\.path: must be string matching \^\//);
+    bad({ replica: 2 }, /replica: unknown field \(allowed: name, runtime, build, run, port, env/);
+    bad({ env: { 'BAD-KEY': 'x' } }, /env\.BAD-KEY: environment variable names must match/);
+    bad({ env: { OK: 3 } }, /env\.OK: must be string/);
+    bad('just a string', /expected a mapping/);
+  });
+
+  it('refuses an unterminated quote in a command', () => {
+    assert.throws(() => splitCommand('node "server.js'), /unterminated/);
+  });
+
+  it('ships a JSON Schema file identical to the schema in code', () => {
+    const file = JSON.parse(readFileSync(new URL('../../../schema/pilot.schema.json', import.meta.url), 'utf8')) as unknown;
+    assert.deepEqual(file, JSON.parse(JSON.stringify({ $schema: 'https://json-schema.org/draft/2020-12/schema', ...AppConfigSchema })));
+  });
+});

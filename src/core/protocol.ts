@@ -1,0 +1,42 @@
+/**
+ * The agent protocol (version 1): what agents and the control plane say to each other over HTTP.
+ * Documented in src/agent/README.md. Schemas are JSON Schema (TypeBox) so the API validates them.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+export const AGENT_PROTOCOL = 1;
+
+const Name = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
+
+export const RegisterRequest = Type.Object({
+  protocol: Type.Literal(AGENT_PROTOCOL),
+  name: Name,
+  address: Type.String({ minLength: 1, maxLength: 255 }),
+  apiUrl: Type.String({ pattern: '^https?://', maxLength: 2048 }),
+  agentToken: Type.String({ minLength: 16, maxLength: 256 }),
+  /** The credential from an earlier registration: proves this is the same node coming back. */
+  credential: Type.Optional(Type.String({ maxLength: 256 })),
+}, { additionalProperties: false });
+export type RegisterRequest = Static<typeof RegisterRequest>;
+
+export interface RegisterResponse {
+  readonly protocol: number;
+  readonly nodeId: string;
+  readonly credential: string;
+}
+
+const InstanceStatusSchema = Type.Object({
+  id: Type.String({ maxLength: 200 }),
+  state: Type.Union(['pending', 'starting', 'ready', 'unhealthy', 'backoff', 'failed', 'stopping', 'stopped'].map((s) => Type.Literal(s))),
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+  pid: Type.Optional(Type.Integer({ minimum: 1 })),
+  restarts: Type.Integer({ minimum: 0 }),
+  lastError: Type.Optional(Type.String({ maxLength: 4000 })),
+  startedAt: Type.Optional(Type.Number()),
+});
+
+export const SyncRequest = Type.Object({
+  protocol: Type.Literal(AGENT_PROTOCOL),
+  instances: Type.Array(InstanceStatusSchema, { maxItems: 10_000 }),
+}, { additionalProperties: false });
+export type SyncRequest = Static<typeof SyncRequest>;

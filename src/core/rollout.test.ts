@@ -1,0 +1,88 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { planApp, type PlannerInput, type PlannerInstance } from './rollout.js';
+
+const inst = (p: Partial<PlannerInstance> & { id: string; revision: number }): PlannerInstance => ({
+  desired: 'run', state: 'ready', restarts: 0, lastError: undefined, drainingForMs: undefined, inflight: 0, ...p,
+});
+const base = (p: Partial<PlannerInput>): PlannerInput => ({
+  replicas: 1, activeRevision: undefined, fixedPort: false, rollout: undefined, instances: [],
+  drainMs: 1000, maxDrainMs: 30_000, crashLoopRestarts: 3, ...p,
+});
+
+describe('rollout planner', () => {
+  it('starts the new revision beside the old one', () => {
+    const a = planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 0, readyTimeoutMs: 60_000 }, instances: [inst({ id: 'a', revision: 1 })] }));
+    assert.deepEqual(a, [{ type: 'create', revision: 2, count: 1 }]);
+  });
+
+  it('switches traffic only when every new instance is ready, then drains the old', () => {
+    const waiting = planApp(base({ replicas: 2, activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 10, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2 }), inst({ id: 'c', revision: 2, state: 'starting' })] }));
+    assert.deepEqual(waiting, []);
+    const done = planApp(base({ replicas: 2, activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 10, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2 }), inst({ id: 'c', revision: 2 })] }));
+    assert.deepEqual(done, [
+      { type: 'activate', revision: 2 },
+      { type: 'desire', id: 'a', desired: 'drain' },
+      { type: 'finish', status: 'succeeded', reason: undefined },
+    ]);
+  });
+
+  it('abandons a revision that is not ready by the deadline, keeping the old one', () => {
+    const a = planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 61_000, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2, state: 'starting', lastError: 'health check GET / failed: ECONNREFUSED' })] }));
+    assert.deepEqual(a[0], { type: 'desire', id: 'b', desired: 'stop' });
+    assert.equal(a[1]!.type, 'finish');
+    assert.match((a[1] as { reason: string }).reason, /not ready within 60s: health check/);
+    assert.ok(!a.some((x) => x.type === 'activate'));
+  });
+
+  it('fails fast on a crash loop', () => {
+    const a = planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 5, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2, state: 'backoff', restarts: 3, lastError: 'exited with code 1' })] }));
+    assert.match(JSON.stringify(a), /crashed 3 times: exited with code 1/);
+  });
+
+  it('with a fixed port, stops the old instance before starting the new one', () => {
+    const r = { toRevision: 2, elapsedMs: 5, readyTimeoutMs: 60_000 };
+    assert.deepEqual(planApp(base({ fixedPort: true, activeRevision: 1, rollout: r, instances: [inst({ id: 'a', revision: 1 })] })),
+      [{ type: 'desire', id: 'a', desired: 'drain' }]);
+    assert.deepEqual(planApp(base({ fixedPort: true, activeRevision: 1, rollout: r, instances: [inst({ id: 'a', revision: 1, desired: 'stop' })] })), []);
+    assert.deepEqual(planApp(base({ fixedPort: true, activeRevision: 1, rollout: r, instances: [] })), [{ type: 'create', revision: 2, count: 1 }]);
+  });
+
+  it('stops a draining instance once drained, or after the cap with requests in flight', () => {
+    const i = (ms: number, inflight: number) => inst({ id: 'a', revision: 1, desired: 'drain', drainingForMs: ms, inflight });
+    assert.deepEqual(planApp(base({ instances: [i(500, 0)] })), []);
+    assert.deepEqual(planApp(base({ instances: [i(1500, 1)] })), []);
+    assert.deepEqual(planApp(base({ instances: [i(1500, 0)] })), [{ type: 'desire', id: 'a', desired: 'stop' }]);
+    assert.deepEqual(planApp(base({ instances: [i(31_000, 3)] })), [{ type: 'desire', id: 'a', desired: 'stop' }]);
+  });
+
+  it('keeps the replica count in steady state', () => {
+    assert.deepEqual(planApp(base({ replicas: 3, activeRevision: 1, instances: [inst({ id: 'a', revision: 1 })] })), [{ type: 'create', revision: 1, count: 2 }]);
+    const down = planApp(base({ replicas: 1, activeRevision: 1, instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 1, state: 'starting' })] }));
+    assert.deepEqual(down, [{ type: 'desire', id: 'b', desired: 'drain' }]);
+  });
+
+  it('never activates a revision that has fewer ready instances than replicas (property)', () => {
+    const states = fc.constantFrom('pending', 'starting', 'ready', 'unhealthy', 'backoff', 'failed', 'stopping', 'stopped' as const);
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 5 }),
+      fc.array(fc.record({ revision: fc.integer({ min: 1, max: 3 }), state: states, desired: fc.constantFrom('run', 'drain', 'stop' as const), restarts: fc.integer({ min: 0, max: 5 }) }), { maxLength: 12 }),
+      fc.integer({ min: 0, max: 120_000 }),
+      (replicas, raw, elapsedMs) => {
+        const instances = raw.map((r, k) => inst({ id: `i${k}`, ...r, drainingForMs: r.desired === 'drain' ? 0 : undefined }));
+        const actions = planApp(base({ replicas, activeRevision: 1, rollout: { toRevision: 3, elapsedMs, readyTimeoutMs: 60_000 }, instances }));
+        const activates = actions.some((a) => a.type === 'activate');
+        const ready = instances.filter((i) => i.revision === 3 && i.desired === 'run' && i.state === 'ready').length;
+        if (activates) assert.ok(ready >= replicas);
+        const finishes = actions.filter((a) => a.type === 'finish');
+        assert.ok(finishes.length <= 1);
+        if (finishes[0] && (finishes[0] as { status: string }).status === 'failed') assert.ok(!activates);
+      },
+    ));
+  });
+});

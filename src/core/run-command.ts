@@ -1,0 +1,46 @@
+/** How an app is started: pilot.yaml `run`, else the Procfile `web:` line, else `npm start`. Pure. */
+import { PilotError } from './errors.js';
+import { splitCommand } from './app-config.js';
+
+const PROCFILE_LINE = /^([A-Za-z0-9_-]+)\s*:\s*(.*)$/;
+/**
+ * A Procfile command made only of these characters means the same to splitCommand as to sh, so it
+ * runs without a shell. Anything else ($, globs, redirections, `;`, `&`, backslashes, `~`, `#`,
+ * non-ASCII...) goes to /bin/sh, as Procfiles are shell lines by convention (Heroku, foreman).
+ */
+const PLAIN = /^[A-Za-z0-9_@%+=:,./'" \t-]*$/;
+/** `NAME=value cmd` sets a variable for the command in sh; splitCommand would run a program called `NAME=value`. */
+const LEADING_ASSIGNMENT = /^\s*[A-Za-z_][A-Za-z0-9_]*=/;
+
+/** The command of the first `web:` process type in a Procfile, or undefined. Comments, blank lines and other types are ignored. */
+export function procfileWeb(procfile: string): string | undefined {
+  for (const raw of procfile.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const m = PROCFILE_LINE.exec(line);
+    if (m?.[1] === 'web' && m[2] !== undefined && m[2].trim() !== '') return m[2].trim();
+  }
+  return undefined;
+}
+
+/** True when a command line uses shell syntax and so must run under /bin/sh -c. */
+export function needsShell(line: string): boolean {
+  return !PLAIN.test(line) || LEADING_ASSIGNMENT.test(line);
+}
+
+/** The argv that starts the app: the configured run command, the Procfile web line, or `npm start`. */
+export function resolveRunCommand(configRun: readonly string[] | undefined, procfile: string | undefined): readonly string[] {
+  if (configRun !== undefined) {
+    if (configRun.length === 0 || configRun[0] === '') throw new PilotError('invalid_config', 'pilot.yaml: run: empty command');
+    return [...configRun];
+  }
+  const web = procfile === undefined ? undefined : procfileWeb(procfile);
+  if (web === undefined) return ['npm', 'start'];
+  // The line is the app's own code, shipped in its artifact and run as the app: sh adds no authority.
+  if (needsShell(web)) return ['/bin/sh', '-c', web];
+  try {
+    return splitCommand(web);
+  } catch (e) {
+    throw new PilotError('invalid_config', `Procfile web: ${(e as Error).message}`, { hint: 'Fix the `web:` line of the Procfile.', cause: e });
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * A run's log: every line goes to the terminal at once and to the server in batches (a POST per
+ * 250 ms at most), so a chatty build does not make a request per line.
+ */
+import type { ApiClient } from '../control/api-client.js';
+
+export class RunLog {
+  private buf: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private sending: Promise<void> = Promise.resolve();
+
+  constructor(private readonly api: ApiClient, private readonly runId: number, private readonly out: (line: string) => void) {}
+
+  line(text: string): void {
+    this.out(text);
+    this.buf.push(`${new Date().toISOString()} ${text}\n`);
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.flush().catch(() => undefined);
+    }, 250);
+  }
+
+  /** Send everything buffered; batches go out in order. */
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const text = this.buf.join('');
+    this.buf = [];
+    if (text) this.sending = this.sending.then(() => this.api.appendRunLog(this.runId, text));
+    return this.sending;
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

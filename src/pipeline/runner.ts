@@ -1,0 +1,144 @@
+/**
+ * The deploy process, end to end: source → build → package → publish → deploy. One
+ * implementation, called by `pilot run` (in the CLI) and by the CD server. It talks to the control
+ * plane only through its API: it records a run, reports each step, streams its log, publishes the
+ * artifact and asks for a revision, then follows the rollout until it succeeds or fails.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ArtifactClient } from '../artifacts/client.js';
+import { packDir } from '../artifacts/pack.js';
+import { formatDuration } from '../core/duration.js';
+import { PilotError, isPilotError } from '../core/errors.js';
+import type { StepName, StepRecord } from '../core/types.js';
+import type { ApiClient } from '../control/api-client.js';
+import { buildSteps } from './build-plan.js';
+import { formatArgv, mustSucceed, runCommand } from './exec.js';
+import { loadAppConfig } from './load-config.js';
+import { checkoutWorkspace, resolveSource } from './source.js';
+import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
+import { RunLog } from './run-log.js';
+import { followRollout } from './follow-rollout.js';
+
+export interface RunRequest {
+  readonly dir: string;
+  readonly allowDirty: boolean;
+  readonly trigger: 'cli' | 'webhook';
+  readonly signal?: AbortSignal;
+  /** Where progress lines go (the terminal); the run log on the server gets them too. */
+  readonly out: (line: string) => void;
+  /** Deploy deadline override; default from pilot.yaml deploy.ready_timeout (+ slack). */
+  readonly deployTimeoutMs?: number;
+}
+
+export interface RunOutcome {
+  readonly runId: number;
+  readonly app: string;
+  readonly commit: string;
+  readonly artifact: string;
+  readonly revision: number;
+  readonly durations: Readonly<Record<StepName, number>>;
+}
+
+const mono = (): number => performance.now();
+
+/** Perform the whole process for the app in `req.dir`. Throws PilotError on any failure. */
+export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunOutcome> {
+  const { config, input } = await loadAppConfig(req.dir);
+  const source = await resolveSource(req.dir, { allowDirty: req.allowDirty, ...(req.signal ? { signal: req.signal } : {}) });
+  const { run } = await api.createRun({ app: config.name, commit: source.commit, dirty: source.dirty, trigger: req.trigger });
+  const log = new RunLog(api, run.id, req.out);
+  const steps: StepRecord[] = run.steps.map((s) => ({ ...s }));
+  const durations = { source: 0, build: 0, package: 0, publish: 0, deploy: 0 };
+  let current: StepName = 'source';
+  const setStep = async (name: StepName, status: StepRecord['status'], error?: string): Promise<void> => {
+    const i = steps.findIndex((s) => s.name === name);
+    const prev = steps[i]!;
+    steps[i] = {
+      ...prev,
+      status,
+      ...(status === 'running' ? { startedAt: Date.now() } : { finishedAt: Date.now() }),
+      ...(error === undefined ? {} : { error: error.slice(0, 8000) }),
+    };
+    await api.updateRun(run.id, { steps });
+  };
+  const step = async <T>(name: StepName, title: string, fn: () => Promise<T>): Promise<T> => {
+    current = name;
+    log.line(`==> ${title}`);
+    await setStep(name, 'running');
+    const t0 = mono();
+    const result = await fn();
+    durations[name] = mono() - t0;
+    log.line(`    ${name} done in ${formatDuration(durations[name])}`);
+    await setStep(name, 'succeeded');
+    return result;
+  };
+
+  const workspace = await mkdtemp(join(tmpdir(), 'pilot-build-'));
+  try {
+    log.line(`run #${run.id}: app ${config.name}, commit ${source.commit}${source.dirty ? ' (dirty working tree)' : ''}`);
+    await step('source', `source: ${source.commit.slice(0, 12)} ${JSON.stringify(source.message.split('\n')[0] ?? '')}`, async () => {
+      const { files } = await checkoutWorkspace(source, join(workspace, 'app'), req.signal ? { signal: req.signal } : {});
+      log.line(`    ${files} files checked out in a clean workspace`);
+    });
+    const appDir = join(workspace, 'app');
+    await step('build', 'build', async () => {
+      const facts = await readWorkspaceFacts(appDir);
+      const plan = buildSteps(config.build, facts);
+      if (plan.length === 0) log.line('    nothing to build (no package.json and no build commands)');
+      const env = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
+      for (const s of plan) {
+        log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
+        const result = await runCommand(s.argv, {
+          cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs,
+          onLine: (_stream, line) => log.line(`    ${line}`),
+          ...(req.signal ? { signal: req.signal } : {}),
+        });
+        mustSucceed(result, s.argv);
+      }
+    });
+    const tgz = join(workspace, 'artifact.tgz');
+    const packed = await step('package', 'package', async () => {
+      const p = await packDir(appDir, tgz);
+      for (const w of p.warnings) log.line(`    warning: ${w}`);
+      log.line(`    artifact ${p.digest} (${(p.size / 1024 / 1024).toFixed(2)} MB, ${p.files} files)`);
+      return p;
+    });
+    await step('publish', 'publish', async () => {
+      const t0 = mono();
+      const r = await new ArtifactClient(api.baseUrl, api.token).upload(tgz, packed.digest, { app: config.name, commit: source.commit });
+      const secs = (mono() - t0) / 1000;
+      log.line(r.uploaded
+        ? `    uploaded ${(r.bytes / 1024 / 1024).toFixed(2)} MB (${(r.bytes / 1024 / 1024 / Math.max(secs, 0.001)).toFixed(0)} MB/s)`
+        : '    already in the artifact repository: nothing to upload');
+      await api.updateRun(run.id, { artifact: packed.digest });
+    });
+    const revision = await step('deploy', 'deploy', async () => {
+      const d = await api.deploy(config.name, { artifact: packed.digest, commit: source.commit, dirty: source.dirty, config: input, runId: run.id });
+      await api.updateRun(run.id, { revision: d.revision.number });
+      log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
+      await followRollout(api, config.name, d.rollout.id, {
+        timeoutMs: req.deployTimeoutMs ?? config.deploy.readyTimeoutMs + config.deploy.stopTimeoutMs + 30_000,
+        out: (l) => log.line(`    ${l}`),
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+      return d.revision.number;
+    });
+    log.line(`==> revision ${revision} of ${config.name} is live (run #${run.id})`);
+    await log.flush();
+    await api.updateRun(run.id, { status: 'succeeded' });
+    return { runId: run.id, app: config.name, commit: source.commit, artifact: packed.digest, revision, durations };
+  } catch (err) {
+    const pe = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err), { cause: err });
+    log.line(`!!! ${current} failed: ${pe.message}`);
+    if (pe.hint) log.line(`    hint: ${pe.hint}`);
+    await log.flush().catch(() => undefined);
+    await setStep(current, 'failed', pe.message).catch(() => undefined);
+    await api.updateRun(run.id, { status: req.signal?.aborted ? 'cancelled' : 'failed', error: `${current}: ${pe.message}`.slice(0, 8000) }).catch(() => undefined);
+    throw pe;
+  } finally {
+    log.close();
+    await rm(workspace, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * Versioned schema migrations. Append only: never edit a migration that has shipped; add the next.
+ * `PRAGMA user_version` records how far a database has been migrated; each migration runs in its
+ * own transaction together with the version bump, so a crash leaves the database at a version.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: foundation
+  `
+  CREATE TABLE apps (
+    name TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    replicas INTEGER NOT NULL,
+    active_revision INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE revisions (
+    app TEXT NOT NULL REFERENCES apps(name),
+    number INTEGER NOT NULL,
+    artifact TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    dirty INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    run_id INTEGER,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app, number)
+  );
+  CREATE TABLE rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL REFERENCES apps(name),
+    from_revision INTEGER,
+    to_revision INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER
+  );
+  CREATE INDEX rollouts_app ON rollouts(app, id);
+  CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    address TEXT NOT NULL,
+    api_url TEXT NOT NULL,
+    credential_hash TEXT NOT NULL,
+    agent_token TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL
+  );
+  CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    app TEXT NOT NULL REFERENCES apps(name),
+    revision INTEGER NOT NULL,
+    node_id TEXT NOT NULL REFERENCES nodes(id),
+    desired TEXT NOT NULL,
+    state TEXT NOT NULL,
+    port INTEGER,
+    pid INTEGER,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    started_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX instances_app ON instances(app);
+  CREATE INDEX instances_node ON instances(node_id);
+  CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    commit_sha TEXT,
+    dirty INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    steps TEXT NOT NULL,
+    artifact TEXT,
+    revision INTEGER,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER
+  );
+  CREATE INDEX runs_app ON runs(app, id);
+  CREATE TABLE artifacts (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    app TEXT,
+    commit_sha TEXT,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX artifacts_app ON artifacts(app);
+  `,
+];

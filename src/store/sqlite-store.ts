@@ -1,0 +1,303 @@
+/** The Store on SQLite (better-sqlite3): one file, WAL, versioned migrations. */
+import Database from 'better-sqlite3';
+import type { AppConfig } from '../core/app-config.js';
+import { PilotError } from '../core/errors.js';
+import type { ArtifactMeta, RunRecord, StepRecord } from '../core/types.js';
+import { MIGRATIONS } from './migrations.js';
+import type {
+  AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, RevisionRecord,
+  RolloutRecord, RunPatch, Store,
+} from './store.js';
+
+type Row = Record<string, unknown>;
+const opt = <T>(v: unknown): T | undefined => (v === null || v === undefined ? undefined : (v as T));
+
+function appFrom(r: Row): AppRecord {
+  return {
+    name: r.name as string,
+    config: JSON.parse(r.config as string) as AppConfig,
+    replicas: r.replicas as number,
+    activeRevision: opt<number>(r.active_revision),
+    createdAt: r.created_at as number,
+    updatedAt: r.updated_at as number,
+  };
+}
+function revisionFrom(r: Row): RevisionRecord {
+  return {
+    app: r.app as string,
+    number: r.number as number,
+    artifact: r.artifact as string,
+    commit: r.commit_sha as string,
+    dirty: r.dirty === 1,
+    config: JSON.parse(r.config as string) as AppConfig,
+    runId: opt<number>(r.run_id),
+    createdAt: r.created_at as number,
+  };
+}
+function rolloutFrom(r: Row): RolloutRecord {
+  return {
+    id: r.id as number,
+    app: r.app as string,
+    fromRevision: opt<number>(r.from_revision),
+    toRevision: r.to_revision as number,
+    status: r.status as RolloutRecord['status'],
+    reason: opt<string>(r.reason),
+    startedAt: r.started_at as number,
+    finishedAt: opt<number>(r.finished_at),
+  };
+}
+function instanceFrom(r: Row): InstanceRecord {
+  return {
+    id: r.id as string,
+    app: r.app as string,
+    revision: r.revision as number,
+    nodeId: r.node_id as string,
+    desired: r.desired as InstanceDesired,
+    state: r.state as InstanceRecord['state'],
+    port: opt<number>(r.port),
+    pid: opt<number>(r.pid),
+    restarts: r.restarts as number,
+    lastError: opt<string>(r.last_error),
+    startedAt: opt<number>(r.started_at),
+    createdAt: r.created_at as number,
+    updatedAt: r.updated_at as number,
+  };
+}
+function nodeFrom(r: Row): NodeRecord {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    address: r.address as string,
+    apiUrl: r.api_url as string,
+    credentialHash: r.credential_hash as string,
+    agentToken: r.agent_token as string,
+    registeredAt: r.registered_at as number,
+    lastSeenAt: r.last_seen_at as number,
+  };
+}
+function runFrom(r: Row): RunRecord {
+  return {
+    id: r.id as number,
+    app: r.app as string,
+    trigger: r.trigger as RunRecord['trigger'],
+    commit: opt<string>(r.commit_sha),
+    dirty: r.dirty === 1,
+    status: r.status as RunRecord['status'],
+    steps: JSON.parse(r.steps as string) as StepRecord[],
+    artifact: opt<string>(r.artifact),
+    revision: opt<number>(r.revision),
+    error: opt<string>(r.error),
+    createdAt: r.created_at as number,
+    finishedAt: opt<number>(r.finished_at),
+  };
+}
+function artifactFrom(r: Row): ArtifactMeta {
+  return {
+    digest: r.digest as string,
+    size: r.size as number,
+    app: opt<string>(r.app),
+    commit: opt<string>(r.commit_sha),
+    createdAt: r.created_at as number,
+  };
+}
+
+/** Open (creating if needed) and migrate the database at `file`. */
+export function openSqliteStore(file: string): SqliteStore {
+  return new SqliteStore(file);
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new PilotError('internal', `state database is at schema version ${current}, newer than this Pilot (${MIGRATIONS.length})`, {
+        hint: 'Upgrade Pilot, or point PILOT_HOME at another folder.',
+      });
+    }
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  async upsertApp(name: string, config: AppConfig, now: number): Promise<AppRecord> {
+    this.db
+      .prepare(
+        `INSERT INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
+      )
+      .run(name, JSON.stringify(config), config.replicas, now, now);
+    return (await this.getApp(name))!;
+  }
+  async getApp(name: string): Promise<AppRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM apps WHERE name = ?').get(name) as Row | undefined;
+    return r && appFrom(r);
+  }
+  async listApps(): Promise<AppRecord[]> {
+    return (this.db.prepare('SELECT * FROM apps ORDER BY name').all() as Row[]).map(appFrom);
+  }
+  async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
+    this.db.prepare('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
+  }
+  async setReplicas(app: string, replicas: number, now: number): Promise<void> {
+    this.db.prepare('UPDATE apps SET replicas = ?, updated_at = ? WHERE name = ?').run(replicas, now, app);
+  }
+
+  async createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord> {
+    const number = this.db.transaction(() => {
+      const max = this.db.prepare('SELECT MAX(number) AS n FROM revisions WHERE app = ?').get(r.app) as { n: number | null };
+      const n = (max.n ?? 0) + 1;
+      this.db
+        .prepare('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(r.app, n, r.artifact, r.commit, r.dirty ? 1 : 0, JSON.stringify(r.config), r.runId ?? null, r.createdAt);
+      return n;
+    })();
+    return { ...r, number };
+  }
+  async getRevision(app: string, number: number): Promise<RevisionRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM revisions WHERE app = ? AND number = ?').get(app, number) as Row | undefined;
+    return r && revisionFrom(r);
+  }
+  async listRevisions(app: string): Promise<RevisionRecord[]> {
+    return (this.db.prepare('SELECT * FROM revisions WHERE app = ? ORDER BY number DESC').all(app) as Row[]).map(revisionFrom);
+  }
+
+  async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
+    const info = this.db
+      .prepare(`INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`)
+      .run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
+    return (await this.getRollout(Number(info.lastInsertRowid)))!;
+  }
+  async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
+    this.db.prepare('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(status, reason ?? null, now, id);
+  }
+  async getRollout(id: number): Promise<RolloutRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM rollouts WHERE id = ?').get(id) as Row | undefined;
+    return r && rolloutFrom(r);
+  }
+  async activeRollout(app: string): Promise<RolloutRecord | undefined> {
+    const r = this.db.prepare(`SELECT * FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(app) as Row | undefined;
+    return r && rolloutFrom(r);
+  }
+  async listRollouts(app: string, limit: number): Promise<RolloutRecord[]> {
+    return (this.db.prepare('SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(rolloutFrom);
+  }
+
+  async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'updatedAt'>): Promise<void> {
+    this.db
+      .prepare(`INSERT INTO instances (id, app, revision, node_id, desired, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)`)
+      .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.createdAt, i.createdAt);
+  }
+  async setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void> {
+    this.db.prepare('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
+  }
+  async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
+    this.db
+      .prepare('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, updated_at = ? WHERE id = ?')
+      .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, now, id);
+  }
+  async deleteInstance(id: string): Promise<void> {
+    this.db.prepare('DELETE FROM instances WHERE id = ?').run(id);
+  }
+  async listInstances(filter: { app?: string; nodeId?: string } = {}): Promise<InstanceRecord[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM instances WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR node_id = ?2) ORDER BY created_at, id')
+      .all(filter.app ?? null, filter.nodeId ?? null) as Row[];
+    return rows.map(instanceFrom);
+  }
+
+  async upsertNode(n: NodeRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
+           agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at`,
+      )
+      .run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt);
+  }
+  async getNodeByName(name: string): Promise<NodeRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM nodes WHERE name = ?').get(name) as Row | undefined;
+    return r && nodeFrom(r);
+  }
+  async getNode(id: string): Promise<NodeRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM nodes WHERE id = ?').get(id) as Row | undefined;
+    return r && nodeFrom(r);
+  }
+  async listNodes(): Promise<NodeRecord[]> {
+    return (this.db.prepare('SELECT * FROM nodes ORDER BY name').all() as Row[]).map(nodeFrom);
+  }
+  async touchNode(id: string, now: number): Promise<void> {
+    this.db.prepare('UPDATE nodes SET last_seen_at = ? WHERE id = ?').run(now, id);
+  }
+
+  async createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord> {
+    const info = this.db
+      .prepare(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at) VALUES (?, ?, ?, ?, 'running', ?, ?)`)
+      .run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now);
+    return (await this.getRun(Number(info.lastInsertRowid)))!;
+  }
+  async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
+    const sets: string[] = [];
+    const args: unknown[] = [];
+    const set = (col: string, v: unknown): void => {
+      sets.push(`${col} = ?`);
+      args.push(v);
+    };
+    if (p.status !== undefined) set('status', p.status);
+    if (p.steps !== undefined) set('steps', JSON.stringify(p.steps));
+    if (p.artifact !== undefined) set('artifact', p.artifact);
+    if (p.revision !== undefined) set('revision', p.revision);
+    if (p.error !== undefined) set('error', p.error);
+    if (p.finishedAt !== undefined) set('finished_at', p.finishedAt);
+    if (p.commit !== undefined) set('commit_sha', p.commit);
+    if (p.dirty !== undefined) set('dirty', p.dirty ? 1 : 0);
+    if (sets.length > 0) this.db.prepare(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
+    const run = await this.getRun(id);
+    if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+    return run;
+  }
+  async getRun(id: number): Promise<RunRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row | undefined;
+    return r && runFrom(r);
+  }
+  async listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]> {
+    const rows = this.db
+      .prepare('SELECT * FROM runs WHERE (?1 IS NULL OR app = ?1) ORDER BY id DESC LIMIT ?2')
+      .all(filter.app ?? null, filter.limit) as Row[];
+    return rows.map(runFrom);
+  }
+
+  putArtifactMeta(m: ArtifactMeta): void {
+    this.db
+      .prepare('INSERT OR IGNORE INTO artifacts (digest, size, app, commit_sha, created_at) VALUES (?, ?, ?, ?, ?)')
+      .run(m.digest, m.size, m.app ?? null, m.commit ?? null, m.createdAt);
+  }
+  getArtifactMeta(digest: string): ArtifactMeta | undefined {
+    const r = this.db.prepare('SELECT * FROM artifacts WHERE digest = ?').get(digest) as Row | undefined;
+    return r && artifactFrom(r);
+  }
+  listArtifactMeta(app?: string): ArtifactMeta[] {
+    return (this.db.prepare('SELECT * FROM artifacts WHERE (?1 IS NULL OR app = ?1) ORDER BY created_at DESC').all(app ?? null) as Row[]).map(artifactFrom);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
