@@ -180,7 +180,10 @@ export class Agent {
   }
 
   private crashed(inst: LocalInstance, now: number): void {
-    const exit = this.runtime.exitInfo(inst.handle!);
+    const handle = inst.handle!;
+    const exit = this.runtime.exitInfo(handle);
+    // The group leader died; anything it left in its group (npm's child) must not keep the port.
+    void this.runtime.stop(handle, 0).catch(() => undefined);
     inst.lastError = exit ? `exited with ${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}` : 'process exited';
     if (inst.readySince !== undefined && now - inst.readySince > STABLE_MS) inst.consecutiveCrashes = 0;
     inst.consecutiveCrashes++;

@@ -4,7 +4,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
@@ -79,9 +79,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
   });
 
-  const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, disableRequestLogging: true }) as unknown as FastifyInstance;
+  const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
   installErrorHandling(api);
   api.addHook('onRequest', async (req) => {
+    // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
+    if (/(^|\/)(\.|%2e){2}(\/|\?|$)/i.test(req.url)) {
+      throw new PilotError('bad_request', 'a ".." path segment is not allowed', { hint: 'Names are 1-63 characters: lowercase letters, digits and "-".' });
+    }
     const mode = authMode(req.method, req.url);
     if (mode === 'none' || mode === 'self') return;
     const token = bearer(req.headers.authorization);

@@ -218,8 +218,8 @@ export class SqliteStore implements Store {
   }
   async listInstances(filter: { app?: string; nodeId?: string } = {}): Promise<InstanceRecord[]> {
     const rows = this.db
-      .prepare('SELECT * FROM instances WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR node_id = ?2) ORDER BY created_at, id')
-      .all(filter.app ?? null, filter.nodeId ?? null) as Row[];
+      .prepare('SELECT * FROM instances WHERE (@app IS NULL OR app = @app) AND (@node IS NULL OR node_id = @node) ORDER BY created_at, id')
+      .all({ app: filter.app ?? null, node: filter.nodeId ?? null }) as Row[];
     return rows.map(instanceFrom);
   }
 
@@ -279,8 +279,8 @@ export class SqliteStore implements Store {
   }
   async listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]> {
     const rows = this.db
-      .prepare('SELECT * FROM runs WHERE (?1 IS NULL OR app = ?1) ORDER BY id DESC LIMIT ?2')
-      .all(filter.app ?? null, filter.limit) as Row[];
+      .prepare('SELECT * FROM runs WHERE (@app IS NULL OR app = @app) ORDER BY id DESC LIMIT @limit')
+      .all({ app: filter.app ?? null, limit: filter.limit }) as Row[];
     return rows.map(runFrom);
   }
 
@@ -294,7 +294,7 @@ export class SqliteStore implements Store {
     return r && artifactFrom(r);
   }
   listArtifactMeta(app?: string): ArtifactMeta[] {
-    return (this.db.prepare('SELECT * FROM artifacts WHERE (?1 IS NULL OR app = ?1) ORDER BY created_at DESC').all(app ?? null) as Row[]).map(artifactFrom);
+    return (this.db.prepare('SELECT * FROM artifacts WHERE (@app IS NULL OR app = @app) ORDER BY created_at DESC').all({ app: app ?? null }) as Row[]).map(artifactFrom);
   }
 
   close(): void {

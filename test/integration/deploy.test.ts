@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
 import { git, Harness, makeRepo, ROOT, sleep, waitFor } from './harness.js';
 
@@ -128,7 +129,7 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     await sleep(1500); // a few reconcile passes: still exactly one instance
     const app = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
     assert.equal(app.instances.length, 1);
-    assert.equal(app.instances[0].pid, before.pid);
+    assert.equal(app.instances[0].pid, pidsBefore[0]);
   });
 
   it('refuses a dirty tree unless --allow-dirty, which marks the revision', async () => {
@@ -210,9 +211,14 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
   });
 
   it('answers bad API input with 4xx and an error code, and stays up', async () => {
-    for (const name of ['a%2Fb', '..', 'has%20space', '%24(reboot)', 'semi%3Bcolon', 'UPPER']) {
-      const r = await h.apiCall('GET', `/api/v1/apps/${name}`);
+    for (const name of ['a%2Fb', '..', '%2E%2E', 'has%20space', '%24(reboot)', 'semi%3Bcolon', 'UPPER']) {
+      const r = await rawGet(`/api/v1/apps/${name}`);
       assert.equal(r.status, 400, `${name}: ${JSON.stringify(r.json)}`);
+      assert.ok(['invalid_name', 'bad_request'].includes(r.json.error.code));
+    }
+    for (const app of ['a/b', '..', 'has space', '$(reboot)', 'x;rm -rf /', '']) {
+      const r = await h.apiCall('POST', '/api/v1/runs', { app });
+      assert.equal(r.status, 400, `${app}: ${JSON.stringify(r.json)}`);
       assert.equal(r.json.error.code, 'invalid_name');
     }
     const unknown = await h.apiCall('GET', '/api/v1/apps/nosuchapp');
@@ -241,4 +247,18 @@ function readdirOne(dir: string): string {
   const names = readdirSync(dir);
   assert.equal(names.length, 1, `expected one instance folder, found ${names.join(', ')}`);
   return names[0]!;
+}
+
+/** GET with the path sent byte for byte (URL parsers would resolve '..' before it leaves). */
+function rawGet(path: string): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(h.api);
+    const req = httpRequest({ host: u.hostname, port: u.port, path, headers: { authorization: `Bearer ${h.token}` } }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }

@@ -1,0 +1,66 @@
+/** Running git for the source step: fixed options, a clean environment, raw (NUL-separated) output. */
+import { Writable } from 'node:stream';
+import { PilotError } from '../core/errors.js';
+import { runCommand, type RunResult } from './exec.js';
+
+/** Metadata commands answer in seconds; the limit only guards against a hung git (a stuck lock, a dead NFS mount). */
+const GIT_TIMEOUT_MS = 5 * 60_000;
+const MAX_OUTPUT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * argv for `git -C cwd args...`. Paths stay unquoted in output (core.quotepath=off), and git writes
+ * no lock file for read-only commands, so a user's own git running at the same time is not disturbed.
+ */
+export function gitArgv(cwd: string, args: readonly string[]): readonly string[] {
+  return ['git', '--no-optional-locks', '-c', 'core.quotepath=off', '-c', 'log.showSignature=false', '-C', cwd, ...args];
+}
+
+/**
+ * The environment git runs with: PATH and HOME (for the user's git config), never a prompt for
+ * credentials, English messages, and none of the caller's GIT_* variables (inside a git hook
+ * GIT_DIR would point every command at the wrong repository).
+ */
+export function gitEnv(base: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const env: Record<string, string> = { GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C', PATH: base['PATH'] ?? '/usr/local/bin:/usr/bin:/bin' };
+  for (const k of ['HOME', 'XDG_CONFIG_HOME'] as const) {
+    const v = base[k];
+    if (v !== undefined) env[k] = v;
+  }
+  return env;
+}
+
+export interface GitOutput extends RunResult {
+  readonly stdout: Buffer;
+}
+
+/** Run git and collect its stdout; resolves whatever the exit code (check `code`). */
+export async function git(cwd: string, args: readonly string[], opts: { signal?: AbortSignal } = {}): Promise<GitOutput> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const collect = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      size += chunk.length;
+      if (size > MAX_OUTPUT_BYTES) done(new PilotError('internal', `git ${args[0] ?? ''} printed more than ${MAX_OUTPUT_BYTES} bytes`));
+      else {
+        chunks.push(chunk);
+        done();
+      }
+    },
+  });
+  const result = await runCommand(gitArgv(cwd, args), {
+    cwd,
+    env: gitEnv(process.env),
+    timeoutMs: GIT_TIMEOUT_MS,
+    stdout: collect,
+    maxOutputTail: 10,
+    ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+  });
+  return { ...result, stdout: Buffer.concat(chunks) };
+}
+
+/** Fields of `-z` output: split on NUL, without the empty string after the last one. */
+export function splitNul(text: string): string[] {
+  const parts = text.split('\0');
+  if (parts[parts.length - 1] === '') parts.pop();
+  return parts;
+}

@@ -1,0 +1,80 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { resolveAppConfig } from '../core/app-config.js';
+import { MIGRATIONS } from './migrations.js';
+import { SqliteStore } from './sqlite-store.js';
+
+const tmp = (): string => mkdtempSync(join(tmpdir(), 'pilot-store-'));
+
+describe('sqlite store', () => {
+  it('migrates a new database to the latest version, in WAL mode, and reopens it', () => {
+    const dir = tmp();
+    try {
+      const file = join(dir, 'pilot.db');
+      const s = new SqliteStore(file);
+      assert.equal(s.schemaVersion(), MIGRATIONS.length);
+      s.close();
+      const db = new Database(file);
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      db.close();
+      const again = new SqliteStore(file);
+      assert.equal(again.schemaVersion(), MIGRATIONS.length);
+      again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a database from a newer Pilot', () => {
+    const dir = tmp();
+    try {
+      const file = join(dir, 'pilot.db');
+      const db = new Database(file);
+      db.pragma(`user_version = ${MIGRATIONS.length + 5}`);
+      db.close();
+      assert.throws(() => new SqliteStore(file), /newer than this Pilot/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('numbers revisions per app and keeps runs, rollouts and instances', async () => {
+    const dir = tmp();
+    const s = new SqliteStore(join(dir, 'pilot.db'));
+    try {
+      const config = resolveAppConfig({}, 'web');
+      await s.upsertApp('web', config, 1);
+      const sha = 'a'.repeat(40);
+      const digest = 'sha256:' + 'b'.repeat(64);
+      const r1 = await s.createRevision({ app: 'web', artifact: digest, commit: sha, dirty: false, config, runId: undefined, createdAt: 2 });
+      const r2 = await s.createRevision({ app: 'web', artifact: digest, commit: sha, dirty: true, config, runId: undefined, createdAt: 3 });
+      assert.deepEqual([r1.number, r2.number], [1, 2]);
+      assert.deepEqual((await s.listRevisions('web')).map((r) => [r.number, r.dirty]), [[2, true], [1, false]]);
+      const ro = await s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 1, startedAt: 4 });
+      assert.equal((await s.activeRollout('web'))?.id, ro.id);
+      await s.finishRollout(ro.id, 'failed', 'because', 5);
+      assert.equal(await s.activeRollout('web'), undefined);
+      assert.equal((await s.getRollout(ro.id))?.reason, 'because');
+      const run = await s.createRun({ app: 'web', trigger: 'cli', commit: sha, dirty: false, steps: [{ name: 'source', status: 'pending' }], now: 6 });
+      const updated = await s.updateRun(run.id, { status: 'failed', error: 'build: boom', finishedAt: 7 });
+      assert.equal(updated.status, 'failed');
+      assert.equal(updated.error, 'build: boom');
+      await s.upsertNode({ id: 'n1', name: 'local', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: 'h', agentToken: 't', registeredAt: 1, lastSeenAt: 1 });
+      await s.createInstance({ id: 'web-1-x', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 8 });
+      await s.updateInstanceStatus('web-1-x', { state: 'ready', port: 4000, pid: 42, restarts: 0, lastError: undefined, startedAt: 9 }, 9);
+      const [i] = await s.listInstances({ app: 'web' });
+      assert.equal(i?.state, 'ready');
+      assert.equal(i?.port, 4000);
+      s.putArtifactMeta({ digest, size: 10, app: 'web', commit: sha, createdAt: 1 });
+      s.putArtifactMeta({ digest, size: 99, app: 'other', commit: sha, createdAt: 2 }); // immutable: first write wins
+      assert.equal(s.getArtifactMeta(digest)?.size, 10);
+    } finally {
+      s.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
