@@ -1,0 +1,78 @@
+/**
+ * Process identity from /proc (Linux). A pid alone does not name a process: pids are reused (pid_max
+ * is often 32768), so the agent always pairs a pid with its start time, field 22 of /proc/PID/stat,
+ * in clock ticks since boot. Two processes never share both.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+
+export interface ProcStat {
+  /** Field 3: R, S, D, Z (zombie), T, X (dead), ... */
+  readonly state: string;
+  /** Field 5: the process group id. */
+  readonly pgrp: number;
+  /** Field 22: start time in clock ticks since boot, kept as the kernel wrote it. */
+  readonly startTime: string;
+}
+
+/** Parse the text of /proc/PID/stat; undefined if it is not in the expected shape. */
+export function parseProcStat(text: string): ProcStat | undefined {
+  // Field 2 (comm) is "(name)" and the name may hold spaces and ')' itself, so fields are counted
+  // from the LAST ')': what follows is " state ppid pgrp ..." with field 3 first.
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const rest = text.slice(close + 1).trim().split(/\s+/);
+  const state = rest[0];
+  const pgrp = Number(rest[5 - 3]);
+  const startTime = rest[22 - 3];
+  if (state === undefined || startTime === undefined || !/^\d+$/.test(startTime) || !Number.isInteger(pgrp)) {
+    return undefined;
+  }
+  return { state, pgrp, startTime };
+}
+
+/** Read and parse /proc/PID/stat; undefined if no such process (or not a valid pid). */
+export function readProcStat(pid: number): ProcStat | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined; // ENOENT: gone; ESRCH/EACCES: gone or not ours to see, same answer
+  }
+  return parseProcStat(text);
+}
+
+/** Start time of a process (field 22 of /proc/PID/stat), or undefined if there is no such process. */
+export function readStartTime(pid: number): string | undefined {
+  return readProcStat(pid)?.startTime;
+}
+
+function isDeadState(state: string): boolean {
+  // A zombie has exited and only waits for its parent to reap it; when the agent that started it has
+  // died, that parent is init (or whatever runs as pid 1), which may never reap it.
+  return state === 'Z' || state === 'X' || state === 'x';
+}
+
+/** True if `pid` is alive (not a zombie) and is the same process that had `startTime`. */
+export function isSameProcess(pid: number, startTime: string): boolean {
+  const st = readProcStat(pid);
+  return st !== undefined && st.startTime === startTime && !isDeadState(st.state);
+}
+
+/** Pids of the live (non-zombie) processes in process group `pgid`; scans /proc. */
+export function liveGroupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    const st = readProcStat(pid);
+    if (st !== undefined && st.pgrp === pgid && !isDeadState(st.state)) out.push(pid);
+  }
+  return out;
+}

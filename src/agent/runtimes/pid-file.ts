@@ -1,0 +1,54 @@
+/**
+ * stateDir/pid.json: how a restarted agent finds the instances that kept running. It names a process
+ * by pid AND start time, so a pid reused after a crash is never taken for the instance.
+ */
+import { readFileSync } from 'node:fs';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/** Contents of stateDir/pid.json. */
+export interface PidFile {
+  readonly instanceId: string;
+  readonly pid: number;
+  readonly startTime: string;
+  readonly argv: readonly string[];
+  readonly startedAt: number;
+}
+
+/** Path of the pid file in a stateDir. */
+export function pidFilePath(stateDir: string): string {
+  return join(stateDir, 'pid.json');
+}
+
+/** Read stateDir/pid.json; undefined if missing or malformed. */
+export function readPidFile(stateDir: string): PidFile | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(pidFilePath(stateDir), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const p = raw as Record<string, unknown>;
+  const ok =
+    typeof p.instanceId === 'string' &&
+    typeof p.pid === 'number' && Number.isInteger(p.pid) && p.pid > 0 &&
+    typeof p.startTime === 'string' &&
+    typeof p.startedAt === 'number' &&
+    Array.isArray(p.argv) && p.argv.every((a) => typeof a === 'string');
+  return ok ? (raw as PidFile) : undefined;
+}
+
+/** Write stateDir/pid.json atomically. */
+export async function writePidFile(stateDir: string, pf: PidFile): Promise<void> {
+  // Temp file + rename: a reader (an adopting agent) sees the old file or the new one, never half.
+  // No fsync: after a power cut the instances are gone too, so a lost pid file costs nothing.
+  const tmp = `${pidFilePath(stateDir)}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, JSON.stringify(pf) + '\n');
+    await rename(tmp, pidFilePath(stateDir));
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
