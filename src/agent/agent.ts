@@ -204,7 +204,7 @@ export class Agent {
       if (inst.removing) return;
       if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = existsSync(join(release, 'Procfile')) ? readFileSync(join(release, 'Procfile'), 'utf8') : undefined;
-      const argv = resolveRunCommand(spec.run, procfile);
+      const argv = resolveRunCommand(spec.run, procfile, readScripts(release));
       inst.state = 'starting';
       inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst) });
       inst.nextProbeAt = mono() + 50;
@@ -292,5 +292,16 @@ export class Agent {
       await rotateIfNeeded(files.stdout, LOG_MAX_BYTES, 3).catch(() => false);
       await rotateIfNeeded(files.stderr, LOG_MAX_BYTES, 3).catch(() => false);
     }
+  }
+}
+
+/** The scripts of the release's package.json, if it has a readable one. */
+function readScripts(release: string): Record<string, string> | undefined {
+  try {
+    const pkg = JSON.parse(readFileSync(join(release, 'package.json'), 'utf8')) as { scripts?: Record<string, unknown> };
+    if (!pkg.scripts || typeof pkg.scripts !== 'object') return undefined;
+    return Object.fromEntries(Object.entries(pkg.scripts).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  } catch {
+    return undefined;
   }
 }

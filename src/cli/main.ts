@@ -1,11 +1,26 @@
 /** The `pilot` command line. Every command talks to the REST API (except up/server/agent, which run parts). */
+// Command modules are imported when their command runs, so `pilot apps` does not load the server.
 import { Command, Option } from 'commander';
-import { agent } from './agent.js';
-import { apps, rollback, scale, status } from './apps.js';
 import { reportError, type GlobalOptions } from './context.js';
-import { run } from './run.js';
-import { logs, nodes, runs } from './runs.js';
-import { up } from './up.js';
+import type { UpOptions } from './up.js';
+
+const up = async (o: UpOptions): Promise<void> => (await import('./up.js')).up(o);
+const agent = async (o: Parameters<typeof import('./agent.js').agent>[0]): Promise<void> => (await import('./agent.js')).agent(o);
+const run = async (...a: Parameters<typeof import('./run.js').run>): Promise<void> => (await import('./run.js')).run(...a);
+const apps = async (...a: Parameters<typeof import('./apps.js').apps>): Promise<void> => (await import('./apps.js')).apps(...a);
+const status = async (...a: Parameters<typeof import('./apps.js').status>): Promise<void> => (await import('./apps.js')).status(...a);
+const rollback = async (...a: Parameters<typeof import('./apps.js').rollback>): Promise<void> => (await import('./apps.js')).rollback(...a);
+const scale = async (...a: Parameters<typeof import('./apps.js').scale>): Promise<void> => (await import('./apps.js')).scale(...a);
+const runs = async (...a: Parameters<typeof import('./runs.js').runs>): Promise<void> => (await import('./runs.js')).runs(...a);
+const nodes = async (...a: Parameters<typeof import('./runs.js').nodes>): Promise<void> => (await import('./runs.js')).nodes(...a);
+const logs = async (...a: Parameters<typeof import('./runs.js').logs>): Promise<void> => (await import('./runs.js')).logs(...a);
+
+// `pilot run … | head` must not kill a deploy half-way: a closed stdout just stops the printing.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
 
 const program = new Command('pilot')
   .description('Pilot: push to deploy, on your own machines')
@@ -35,7 +50,7 @@ program.command('up')
   .option('--router-port <port>', 'router port', '8080')
   .option('--no-agent', 'do not run a local agent')
   .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
-  .action(action(async (o: Parameters<typeof up>[0], _cmd: Command) => up(o)));
+  .action(action(async (o: UpOptions, _cmd: Command) => up(o)));
 
 program.command('server')
   .description('run the control plane and router (no local agent): the fleet set-up')
@@ -44,7 +59,7 @@ program.command('server')
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
   .option('--verbose', 'log to stdout')
-  .action(action(async (o: Parameters<typeof up>[0], _cmd: Command) => up({ ...o, agent: false })));
+  .action(action(async (o: UpOptions, _cmd: Command) => up({ ...o, agent: false })));
 
 program.command('agent')
   .description('run this machine as a node: join a control plane with a join token')

@@ -20,7 +20,7 @@ export const AppConfigSchema = Type.Object(
   {
     name: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$', description: 'App name; defaults to package.json name or the folder name' })),
     runtime: Type.Optional(Type.Literal('process', { description: 'How instances run: process (default)' })),
-    build: Type.Optional(Type.Array(Command, { description: 'Build commands, run in order in a clean workspace after dependencies are installed by the lockfile (npm ci, yarn, pnpm). Default: `npm run build --if-present`' })),
+    build: Type.Optional(Type.Array(Command, { description: 'Build commands, run in order in a clean workspace after dependencies are installed by the lockfile (npm ci, yarn, pnpm). Default: `npm run build` when package.json has a build script' })),
     run: Type.Optional(Command),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'A fixed port the app listens on. Default: the app reads $PORT' })),
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app', additionalProperties: false })),

@@ -25,6 +25,15 @@ describe('resolveRunCommand', () => {
     assert.deepEqual(resolveRunCommand(undefined, 'web: node "my server.js"'), ['node', 'my server.js']);
   });
 
+  it('runs a plain `node …` start script directly, and anything else through npm start', () => {
+    assert.deepEqual(resolveRunCommand(undefined, undefined, { start: 'node server.js --port 1' }), ['node', 'server.js', '--port', '1']);
+    assert.deepEqual(resolveRunCommand(undefined, undefined, { start: 'node server.js', prestart: 'node migrate.js' }), ['npm', 'start']);
+    assert.deepEqual(resolveRunCommand(undefined, undefined, { start: 'node server.js && echo done' }), ['npm', 'start']);
+    assert.deepEqual(resolveRunCommand(undefined, undefined, { start: 'next start' }), ['npm', 'start']);
+    assert.deepEqual(resolveRunCommand(undefined, undefined, {}), ['npm', 'start']);
+    assert.deepEqual(resolveRunCommand(undefined, 'web: node web.js\n', { start: 'node server.js' }), ['node', 'web.js']);
+  });
+
   it('runs web lines with shell syntax under /bin/sh -c, unchanged', () => {
     for (const line of [
       'node server.js --port $PORT',

@@ -24,7 +24,8 @@ async function withDir<T>(files: Record<string, string>, fn: (dir: string) => Pr
 
 describe('buildSteps', () => {
   it('installs by lockfile with a frozen install, then runs the build script if present', () => {
-    assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm' })), [['install', 'npm ci --no-audit --no-fund'], ['build', 'npm run build --if-present']]);
+    assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm' })), [['install', 'npm ci --no-audit --no-fund']]);
+    assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm', scripts: { build: 'tsc' } })), [['install', 'npm ci --no-audit --no-fund'], ['build', 'npm run build']]);
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'yarn' }))[0], ['install', 'yarn install --frozen-lockfile']);
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'pnpm' }))[0], ['install', 'pnpm install --frozen-lockfile']);
     assert.deepEqual(argvs(undefined, facts({ lockfile: null }))[0], ['install', 'npm install --no-audit --no-fund']);

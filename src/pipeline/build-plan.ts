@@ -48,15 +48,16 @@ export function installArgv(facts: WorkspaceFacts): readonly string[] | undefine
   }
 }
 
-/** The build's commands in order: install by lockfile, then pilot.yaml `build` or `npm run build --if-present`. */
+/** The build's commands in order: install by lockfile, then pilot.yaml `build` or `npm run build` when package.json has a build script. */
 export function buildSteps(configBuild: readonly (readonly string[])[] | undefined, facts: WorkspaceFacts): BuildStep[] {
   const steps: BuildStep[] = [];
   const install = installArgv(facts);
   if (install !== undefined) steps.push({ name: 'install', argv: install });
   if (configBuild !== undefined) {
     configBuild.forEach((argv, i) => steps.push({ name: configBuild.length === 1 ? 'build' : `build ${i + 1}`, argv: [...argv] }));
-  } else if (facts.hasPackageJson) {
-    steps.push({ name: 'build', argv: ['npm', 'run', 'build', '--if-present'] });
+  } else if (facts.hasPackageJson && facts.scripts['build'] !== undefined) {
+    // Same as `npm run build --if-present`, without paying npm's start-up when there is no script.
+    steps.push({ name: 'build', argv: ['npm', 'run', 'build'] });
   }
   return steps;
 }

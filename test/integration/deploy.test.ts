@@ -171,7 +171,7 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     const r = await h.cli(['run', repo]);
     assert.notEqual(r.code, 0);
     assert.match(r.stdout, /compiling\.\.\./);
-    assert.match(r.stderr, /npm run build --if-present.*exit(ed)? (with )?(code )?3/i);
+    assert.match(r.stderr, /npm run build.*exit(ed)? (with )?(code )?3/i);
     const runs = JSON.parse((await h.cli(['runs', 'hello', '--json'])).stdout).runs;
     assert.equal(runs[0].status, 'failed');
     assert.match(runs[0].error, /^build:/);

@@ -1,0 +1,191 @@
+/**
+ * Content-addressed blob store on the local filesystem.
+ *
+ *   root/tmp/<uuid>.part     bytes being received (never visible under a digest)
+ *   root/sha256/<64 hex>     complete, fsynced, read-only blobs; never rewritten
+ *
+ * A blob appears under its digest only through link(2) from a complete, fsynced temp file, so a
+ * crash leaves at worst a stale temp file (removed at the next start), never a partial blob.
+ * link(2) fails instead of replacing an existing name, so concurrent puts of the same bytes are
+ * safe: exactly one reports created=true and the first file stays in place.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { PilotError } from '../core/errors.js';
+import { assertDigest } from '../core/names.js';
+import { errno } from './errno.js';
+
+/**
+ * Temp files older than this are leftovers of a crash. Younger ones may belong to another store
+ * instance on the same root that is receiving an upload right now, so they are left alone.
+ */
+const STALE_TEMP_MS = 15 * 60_000;
+
+export interface PutOptions {
+  /** Refuse (digest_mismatch) unless the bytes hash to this digest. */
+  readonly expectedDigest?: string;
+  /** Refuse (too_large) as soon as more bytes than this arrive. */
+  readonly maxBytes?: number;
+}
+
+export interface PutResult {
+  readonly digest: string;
+  readonly size: number;
+  /** false when the blob was already stored: the new bytes were verified, then discarded. */
+  readonly created: boolean;
+}
+
+export class FsBlobStore {
+  readonly root: string;
+  private starting: Promise<void> | undefined;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  /** The file holding a digest's bytes (it may not exist). Throws invalid_digest for a malformed digest. */
+  path(digest: string): string {
+    return join(this.root, 'sha256', assertDigest(digest).slice('sha256:'.length));
+  }
+
+  /**
+   * Stream `src` into the store, hashing as it goes. `src` is not destroyed when put stops early
+   * (too_large): the caller owns it, and over HTTP destroying the request would reset the socket
+   * before the error answer is sent.
+   */
+  async put(src: Readable, opts: PutOptions = {}): Promise<PutResult> {
+    const expected = opts.expectedDigest === undefined ? undefined : assertDigest(opts.expectedDigest);
+    await this.start();
+    const tmp = join(this.root, 'tmp', `${randomUUID()}.part`);
+    try {
+      const { digest, size } = await receive(src, tmp, opts.maxBytes);
+      if (expected !== undefined && digest !== expected) {
+        throw new PilotError('digest_mismatch', `the bytes received hash to ${digest}, not ${expected}`, {
+          details: { expected, actual: digest, size },
+        });
+      }
+      const created = await linkNoReplace(tmp, this.path(digest));
+      if (created) await fsyncDir(join(this.root, 'sha256'));
+      return { digest, size, created };
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  /** Whether the blob is stored. */
+  async has(digest: string): Promise<boolean> {
+    return (await this.stat(digest)) !== undefined;
+  }
+
+  /** The blob's size, or undefined when it is not stored. */
+  async stat(digest: string): Promise<{ size: number } | undefined> {
+    const file = this.path(digest);
+    await this.start();
+    try {
+      return { size: (await stat(file)).size };
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /** A stream of the blob's bytes; artifact_not_found when it is not stored. */
+  async openRead(digest: string): Promise<Readable> {
+    const file = this.path(digest);
+    await this.start();
+    let fh: FileHandle;
+    try {
+      fh = await open(file, 'r');
+    } catch (e) {
+      if (errno(e) === 'ENOENT') throw new PilotError('artifact_not_found', `artifact ${digest} not found`);
+      throw e;
+    }
+    return fh.createReadStream({ highWaterMark: 256 * 1024 });
+  }
+
+  /** Re-hash the blob on disk: true when it is stored and its bytes still match its name. */
+  async verify(digest: string): Promise<boolean> {
+    const file = this.path(digest);
+    await this.start();
+    const hash = createHash('sha256');
+    try {
+      for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return false;
+      throw e;
+    }
+    return `sha256:${hash.digest('hex')}` === digest;
+  }
+
+  /** Create the layout and remove stale temp files, once per instance (again after a failure). */
+  private start(): Promise<void> {
+    this.starting ??= this.init().catch((e: unknown) => {
+      this.starting = undefined;
+      throw e;
+    });
+    return this.starting;
+  }
+
+  private async init(): Promise<void> {
+    const tmpDir = join(this.root, 'tmp');
+    await mkdir(join(this.root, 'sha256'), { recursive: true });
+    await mkdir(tmpDir, { recursive: true });
+    const now = Date.now();
+    for (const name of await readdir(tmpDir)) {
+      const file = join(tmpDir, name);
+      const st = await stat(file).catch(() => undefined);
+      if (st !== undefined && now - st.mtimeMs > STALE_TEMP_MS) await rm(file, { recursive: true, force: true });
+    }
+  }
+}
+
+/** Write src to a new file at tmp (read-only mode, fsynced), hashing and counting on the way. */
+async function receive(src: Readable, tmp: string, maxBytes: number | undefined): Promise<{ digest: string; size: number }> {
+  const fh = await open(tmp, 'wx', 0o444);
+  try {
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of src.iterator({ destroyOnReturn: false })) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      size += buf.length;
+      if (maxBytes !== undefined && size > maxBytes) {
+        throw new PilotError('too_large', `artifact is larger than the ${maxBytes}-byte limit`, { details: { maxBytes } });
+      }
+      hash.update(buf);
+      await writeAll(fh, buf);
+    }
+    await fh.sync();
+    return { digest: `sha256:${hash.digest('hex')}`, size };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+}
+
+/** Give `tmp` the name `final` unless that name exists; true when this call created it. */
+async function linkNoReplace(tmp: string, final: string): Promise<boolean> {
+  try {
+    await link(tmp, final);
+    return true;
+  } catch (e) {
+    if (errno(e) === 'EEXIST') return false;
+    throw e;
+  }
+}
+
+/** Make a new directory entry durable: without it a power cut can forget the link just made. */
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

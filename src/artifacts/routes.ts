@@ -1,0 +1,161 @@
+/**
+ * HTTP API of the artifact repository, under /api/v1/artifacts. Authentication is a global hook
+ * of the server; these routes only validate, stream and answer.
+ */
+import { Readable } from 'node:stream';
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { PilotError } from '../core/errors.js';
+import { assertDigest, assertName, isCommitSha } from '../core/names.js';
+import type { ArtifactMeta } from '../core/types.js';
+import type { FsBlobStore } from './blob-store.js';
+import type { ArtifactMetaStore } from './meta.js';
+
+export interface ArtifactRoutesOptions {
+  readonly blobs: FsBlobStore;
+  readonly meta: ArtifactMetaStore;
+  /** Largest artifact accepted, in bytes (413 too_large beyond). */
+  readonly maxBytes: number;
+}
+
+const MetaSchema = Type.Object({
+  digest: Type.String(),
+  size: Type.Integer(),
+  app: Type.Optional(Type.String()),
+  commit: Type.Optional(Type.String()),
+  createdAt: Type.Integer(),
+});
+const DigestParams = Type.Object({ digest: Type.String() });
+const PutQuery = Type.Object({ app: Type.Optional(Type.String()), commit: Type.Optional(Type.String()) });
+const ListQuery = Type.Object({ app: Type.Optional(Type.String()) });
+
+interface DigestRoute {
+  Params: { digest: string };
+}
+
+/** Register the artifact routes on `app`, in their own encapsulated context. */
+export function registerArtifactRoutes(app: FastifyInstance, opts: ArtifactRoutesOptions): void {
+  void app.register(async (scope) => {
+    // Hand the raw request stream to the handler: artifacts are streamed to disk, never buffered.
+    // Scoped to this plugin, so no other route starts accepting octet-stream bodies.
+    scope.addContentTypeParser('application/octet-stream', (_req, payload, done) => {
+      done(null, payload);
+    });
+
+    scope.put<DigestRoute & { Querystring: { app?: string; commit?: string } }>(
+      '/api/v1/artifacts/:digest',
+      { schema: { params: DigestParams, querystring: PutQuery, response: { 200: MetaSchema, 201: MetaSchema } } },
+      async (req, reply) => {
+        try {
+          return await putArtifact(req, reply, opts);
+        } catch (e) {
+          // The body may be unread (early validation error, too_large): answering and then closing
+          // the connection stops it; keeping it alive would make Node read the rest to discard it.
+          if (!req.raw.complete) void reply.header('connection', 'close');
+          throw e;
+        }
+      },
+    );
+
+    scope.head<DigestRoute>('/api/v1/artifacts/:digest', { schema: { params: DigestParams } }, async (req, reply) => {
+      const digest = assertDigest(req.params.digest);
+      const size = await sizeOf(opts.blobs, digest);
+      return reply.headers(blobHeaders(digest, size)).code(200).send();
+    });
+
+    scope.get<DigestRoute>(
+      '/api/v1/artifacts/:digest',
+      // The automatic HEAD twin of a GET would open the blob only to throw the bytes away.
+      { exposeHeadRoute: false, schema: { params: DigestParams } },
+      async (req, reply) => {
+        const digest = assertDigest(req.params.digest);
+        const size = await sizeOf(opts.blobs, digest);
+        const stream = await opts.blobs.openRead(digest);
+        return reply.headers(blobHeaders(digest, size)).send(stream);
+      },
+    );
+
+    scope.get<DigestRoute>(
+      '/api/v1/artifacts/:digest/meta',
+      { schema: { params: DigestParams, response: { 200: MetaSchema } } },
+      async (req) => {
+        const digest = assertDigest(req.params.digest);
+        const m = opts.meta.getMeta(digest);
+        if (m === undefined) throw notFound(digest);
+        return m;
+      },
+    );
+
+    scope.get<{ Querystring: { app?: string } }>(
+      '/api/v1/artifacts',
+      { schema: { querystring: ListQuery, response: { 200: Type.Object({ artifacts: Type.Array(MetaSchema) }) } } },
+      async (req) => {
+        const appName = req.query.app === undefined ? undefined : assertName(req.query.app);
+        return { artifacts: opts.meta.listMeta(appName) };
+      },
+    );
+  });
+}
+
+async function putArtifact(
+  req: FastifyRequest<DigestRoute & { Querystring: { app?: string; commit?: string } }>,
+  reply: FastifyReply,
+  opts: ArtifactRoutesOptions,
+): Promise<ArtifactMeta> {
+  const digest = assertDigest(req.params.digest);
+  const app = req.query.app === undefined ? undefined : assertName(req.query.app);
+  const commit = req.query.commit;
+  if (commit !== undefined && !isCommitSha(commit)) {
+    throw new PilotError('bad_request', `invalid commit ${JSON.stringify(String(commit).slice(0, 80))}`, {
+      hint: 'Pass the full commit SHA (40 or 64 lowercase hex characters).',
+    });
+  }
+  const declared = Number(req.headers['content-length']);
+  if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);
+  const body = requestBody(req.body);
+  const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes });
+  // First upload's metadata wins: the same bytes re-published by another app keep their origin.
+  let m = opts.meta.getMeta(digest);
+  if (m === undefined) {
+    m = { digest, size: put.size, app, commit, createdAt: Date.now() };
+    opts.meta.putMeta(m);
+  }
+  void reply.code(put.created ? 201 : 200);
+  return m;
+}
+
+function requestBody(body: unknown): Readable {
+  if (body instanceof Readable) return body;
+  // Fastify skips the parser for a body-less request without content type: an empty artifact.
+  if (body === undefined) return Readable.from([]);
+  throw new PilotError('bad_request', 'artifact bytes must be sent as the raw request body', {
+    hint: 'Send the file with content-type application/octet-stream.',
+  });
+}
+
+async function sizeOf(blobs: FsBlobStore, digest: string): Promise<number> {
+  const st = await blobs.stat(digest);
+  if (st === undefined) throw notFound(digest);
+  return st.size;
+}
+
+function blobHeaders(digest: string, size: number): Record<string, string> {
+  return {
+    'content-type': 'application/octet-stream',
+    'content-length': String(size),
+    'x-pilot-digest': digest,
+    etag: `"${digest}"`,
+    // The bytes behind a digest never change.
+    'cache-control': 'public, max-age=31536000, immutable',
+  };
+}
+
+function notFound(digest: string): PilotError {
+  return new PilotError('artifact_not_found', `artifact ${digest} not found`);
+}
+
+function tooLarge(maxBytes: number, declared: number): PilotError {
+  return new PilotError('too_large', `artifact of ${declared} bytes is larger than the ${maxBytes}-byte limit`, {
+    details: { maxBytes },
+  });
+}

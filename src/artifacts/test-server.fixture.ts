@@ -1,0 +1,47 @@
+/** Test-only: the artifact routes on a real Fastify server on 127.0.0.1, over a temp folder. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { FsBlobStore } from './blob-store.js';
+import { artifactErrorHandler } from './http-error.js';
+import { MemoryArtifactMetaStore } from './meta.js';
+import { registerArtifactRoutes } from './routes.js';
+
+export interface TestServer {
+  readonly url: string;
+  readonly root: string;
+  readonly blobs: FsBlobStore;
+  readonly meta: MemoryArtifactMetaStore;
+  readonly app: FastifyInstance;
+  /** Authorization headers received, in order. */
+  readonly authHeaders: (string | undefined)[];
+  close(): Promise<void>;
+}
+
+/** Start a server like the control plane's (1 MiB JSON body limit, catalogue error answers). */
+export async function startTestServer(opts: { maxBytes?: number } = {}): Promise<TestServer> {
+  const root = await mkdtemp(join(tmpdir(), 'pilot-artifacts-'));
+  const blobs = new FsBlobStore(join(root, 'store'));
+  const meta = new MemoryArtifactMetaStore();
+  const app = Fastify({ bodyLimit: 1024 * 1024, logger: false });
+  const authHeaders: (string | undefined)[] = [];
+  app.addHook('onRequest', async (req) => {
+    authHeaders.push(req.headers.authorization);
+  });
+  app.setErrorHandler(artifactErrorHandler);
+  registerArtifactRoutes(app, { blobs, meta, maxBytes: opts.maxBytes ?? 64 * 1024 * 1024 });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    url,
+    root,
+    blobs,
+    meta,
+    app,
+    authHeaders,
+    async close() {
+      await app.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
