@@ -35,10 +35,12 @@ export interface AgentOptions {
   apiPort?: number;
   log: Logger;
   runtime?: Runtime;
-  syncIntervalMs?: number;
+  /** How long a sync may be held by the control plane when nothing changes. */
+  longPollMs?: number;
 }
 
 const TICK_MS = 100;
+const LONG_POLL_MS = 5000;
 const STABLE_MS = 30_000;
 const UNHEALTHY_AFTER = 3;
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
@@ -78,7 +80,7 @@ export class Agent {
       t.unref();
       this.timers.push(t);
     };
-    every(this.opts.syncIntervalMs ?? 500, () => void this.sync());
+    void this.pollLoop();
     every(TICK_MS, () => this.supervise());
     every(10_000, () => void this.rotateLogs());
   }
@@ -118,6 +120,30 @@ export class Agent {
     }
   }
 
+  /**
+   * The long poll: the control plane answers at once when it has something new for this node,
+   * otherwise after LONG_POLL_MS. So new instances start without waiting for a timer, and an idle
+   * node costs one request per LONG_POLL_MS.
+   */
+  private async pollLoop(): Promise<void> {
+    while (!this.closed) {
+      const t0 = mono();
+      let ok = true;
+      try {
+        const desired = await this.link.sync([...this.instances.values()].map(statusOf), this.opts.longPollMs ?? LONG_POLL_MS);
+        if (desired && !this.closed) this.converge(desired);
+      } catch (err) {
+        ok = false;
+        this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');
+      }
+      // An answer that comes back at once (something changing) must not become a busy loop.
+      const minGap = ok ? 100 : 1000;
+      const spent = mono() - t0;
+      if (spent < minGap) await new Promise((r) => setTimeout(r, minGap - spent));
+    }
+  }
+
+  /** One immediate report (no waiting), after a local change. */
   private async sync(): Promise<void> {
     if (this.closed) return;
     if (this.syncing) {
@@ -264,7 +290,7 @@ export class Agent {
       }
     }
     // Until it is ready, probe often: readiness latency is deploy latency.
-    inst.nextProbeAt = mono() + (inst.state === 'ready' ? h.intervalMs : Math.min(200, h.intervalMs));
+    inst.nextProbeAt = mono() + (inst.state === 'ready' ? h.intervalMs : Math.min(100, h.intervalMs));
   }
 
   private async remove(inst: LocalInstance): Promise<void> {

@@ -57,9 +57,11 @@ export class ControlPlaneLink {
   }
 
   /** Report and receive the desired instances; undefined when the answer could not be had. */
-  async sync(instances: InstanceStatus[]): Promise<InstanceSpec[] | undefined> {
+  async sync(instances: InstanceStatus[], waitMs = 0): Promise<InstanceSpec[] | undefined> {
     try {
-      const res = await this.post<{ instances: InstanceSpec[] }>('/api/v1/agent/sync', this.credential(), { protocol: AGENT_PROTOCOL, instances: instances.map(stripUndefined) });
+      const res = await this.post<{ instances: InstanceSpec[] }>('/api/v1/agent/sync', this.credential(), {
+        protocol: AGENT_PROTOCOL, instances: instances.map(stripUndefined), ...(waitMs > 0 ? { waitMs } : {}),
+      });
       return res.instances;
     } catch (err) {
       if (err instanceof PilotError && err.code === 'unauthorized' && this.registration) {
@@ -79,7 +81,7 @@ export class ControlPlaneLink {
         method: 'POST',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify(body),
-        headersTimeout: 10_000,
+        headersTimeout: 40_000,
         bodyTimeout: 10_000,
       });
     } catch (err) {

@@ -65,14 +65,31 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
 
   app.post<{ Body: SyncRequest }>('/api/v1/agent/sync', { schema: { body: SyncRequest } }, async (req) => {
     const node = await authenticateNode(store, req);
-    return reconciler.serial(async () => {
+    const first = await syncOnce(node, req.body, true);
+    const waitMs = req.body.waitMs ?? 0;
+    if (waitMs === 0 || !sameSet(first.instances, req.body.instances)) return first;
+    // Nothing new for this agent: hold the answer until something changes (or the wait ends).
+    await reconciler.waitForChange(waitMs);
+    if (req.raw.destroyed) return first;
+    return syncOnce(node, { ...req.body, instances: [] }, false);
+  });
+
+  // Instances the agent is already stopping are not news to it.
+  const sameSet = (desired: readonly { id: string }[], reported: readonly { id: string; state: string }[]): boolean => {
+    const live = reported.filter((r) => r.state !== 'stopping' && r.state !== 'stopped');
+    return desired.length === live.length && desired.every((d) => live.some((r) => r.id === d.id));
+  };
+
+  /** Apply a report (when `apply`) and compute this node's desired instances. */
+  const syncOnce = (node: NodeRecord, body: SyncRequest, apply: boolean): Promise<{ protocol: number; instances: InstanceSpec[] }> =>
+    reconciler.serial(async () => {
       reconciler.nodeHeardFrom(node.id);
       const now = Date.now();
       await store.touchNode(node.id, now);
       const mine = new Map((await store.listInstances({ nodeId: node.id })).map((i) => [i.id, i]));
       let changed = false;
       const reported = new Set<string>();
-      for (const s of req.body.instances) {
+      for (const s of apply ? body.instances : []) {
         reported.add(s.id);
         const rec = mine.get(s.id);
         if (!rec) continue; // unknown or another node's: not in the answer, so the agent stops it
@@ -96,7 +113,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         }
       }
       for (const rec of [...mine.values()]) {
-        if (rec.desired === 'stop' && !reported.has(rec.id)) {
+        if (apply && rec.desired === 'stop' && !reported.has(rec.id)) {
           await store.deleteInstance(rec.id);
           reconciler.forgetInstance(rec);
           mine.delete(rec.id);
@@ -124,5 +141,4 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       }
       return { protocol: AGENT_PROTOCOL, instances };
     });
-  });
 }

@@ -39,6 +39,7 @@ export class Reconciler {
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private pending = false;
+  private readonly waiters = new Set<() => void>();
 
   constructor(
     private readonly store: Store,
@@ -77,6 +78,24 @@ export class Reconciler {
       this.pending = false;
       this.tick().catch((err: unknown) => this.log.error({ err }, 'reconcile pass failed'));
     });
+  }
+
+  /** Resolve when desired instances change (for any node), or after `ms`: agents long-poll on this. */
+  waitForChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /** Wake every long-polling agent: desired state changed. */
+  private wakeAgents(): void {
+    for (const w of [...this.waiters]) w();
   }
 
   nodeHeardFrom(nodeId: string): void {
@@ -165,6 +184,7 @@ export class Reconciler {
           await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', createdAt: wall });
           this.log.info({ app: app.name, revision: a.revision, instance: id, node: nodeId }, 'instance placed');
         }
+        if (placement.nodeIds.length > 0) this.wakeAgents();
         if (placement.reason) this.log.warn({ app: app.name, unplaced: placement.unplaced }, placement.reason);
         return;
       }
@@ -172,6 +192,7 @@ export class Reconciler {
         await this.store.setInstanceDesired(a.id, a.desired, wall);
         if (a.desired === 'drain') this.drainStart.set(a.id, monoNow());
         else this.drainStart.delete(a.id);
+        if (a.desired === 'stop') this.wakeAgents();
         this.log.info({ app: app.name, instance: a.id, desired: a.desired }, 'instance desired state');
         return;
       case 'activate':

@@ -38,5 +38,7 @@ const InstanceStatusSchema = Type.Object({
 export const SyncRequest = Type.Object({
   protocol: Type.Literal(AGENT_PROTOCOL),
   instances: Type.Array(InstanceStatusSchema, { maxItems: 10_000 }),
+  /** Long poll: when there is nothing new for this node, hold the answer up to this long. */
+  waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })),
 }, { additionalProperties: false });
 export type SyncRequest = Static<typeof SyncRequest>;

@@ -7,8 +7,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ArtifactClient } from '../artifacts/client.js';
-import { packDir } from '../artifacts/pack.js';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import type { StepName, StepRecord } from '../core/types.js';
@@ -47,6 +45,9 @@ const mono = (): number => performance.now();
 export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunOutcome> {
   const { config, input } = await loadAppConfig(req.dir);
   const source = await resolveSource(req.dir, { allowDirty: req.allowDirty, ...(req.signal ? { signal: req.signal } : {}) });
+  // Packing and publishing need tar and undici; load them while the build runs, not before it.
+  const later = Promise.all([import('../artifacts/pack.js'), import('../artifacts/client.js')]);
+  later.catch(() => undefined);
   const { run } = await api.createRun({ app: config.name, commit: source.commit, dirty: source.dirty, trigger: req.trigger });
   const log = new RunLog(api, run.id, req.out);
   const steps: StepRecord[] = run.steps.map((s) => ({ ...s }));
@@ -100,13 +101,14 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     });
     const tgz = join(workspace, 'artifact.tgz');
     const packed = await step('package', 'package', async () => {
-      const p = await packDir(appDir, tgz);
+      const p = await (await later)[0].packDir(appDir, tgz);
       for (const w of p.warnings) log.line(`    warning: ${w}`);
       log.line(`    artifact ${p.digest} (${(p.size / 1024 / 1024).toFixed(2)} MB, ${p.files} files)`);
       return p;
     });
     await step('publish', 'publish', async () => {
       const t0 = mono();
+      const { ArtifactClient } = (await later)[1];
       const r = await new ArtifactClient(api.baseUrl, api.token).upload(tgz, packed.digest, { app: config.name, commit: source.commit });
       const secs = (mono() - t0) / 1000;
       log.line(r.uploaded

@@ -1,0 +1,237 @@
+/**
+ * Router benchmark: requests/s and p50/p99 latency of a small GET through the Pilot router, against
+ * the same upstream directly (the floor) and through nginx as a keep-alive reverse proxy (the peer),
+ * with CONCURRENCY keep-alive clients for DURATION seconds. Upstream, router and nginx each run in
+ * their own process; the load generator runs here. The ratio printed is Pilot over nginx.
+ *
+ * Load generators: an undici loop (always), and wrk as well when it is installed (a C generator
+ * takes less CPU from the proxies on a small machine). nginx runs with one worker, like the
+ * single-threaded router; it is skipped, and said so, when not installed.
+ *
+ *   npm run build && node dist/bench/router.js [seconds=5] [concurrency=32]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool } from 'undici';
+import { startRouter } from '../src/router/proxy.js';
+import { RoutingTable } from '../src/router/routing-table.js';
+
+const HOST = 'bench.localhost';
+const BODY = 'hello from the upstream\n';
+
+interface Result {
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+}
+
+// ---- child roles: `--role upstream` and `--role router <upstreamPort>` print {"port":N} and serve.
+
+async function role(name: string, arg: string | undefined): Promise<void> {
+  let port: number;
+  if (name === 'upstream') {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(BODY) });
+      res.end(BODY);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    port = (server.address() as net.AddressInfo).port;
+  } else {
+    const table = new RoutingTable();
+    table.set([{ app: 'bench', hosts: [HOST], upstreams: [{ id: 'bench-1', app: 'bench', revision: 1, host: '127.0.0.1', port: Number(arg) }] }]);
+    port = (await startRouter({ host: '127.0.0.1', port: 0, table })).port;
+  }
+  process.stdout.write(`${JSON.stringify({ port })}\n`);
+}
+
+function spawnRole(args: string[]): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--role', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
+    child.stdout!.once('data', (c: Buffer) => resolve({ child, port: (JSON.parse(c.toString()) as { port: number }).port }));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function waitListening(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+/** nginx with its own prefix and config, one worker, keep-alive to the upstream; undefined if absent. */
+async function startNginx(upstreamPort: number): Promise<{ child: ChildProcess; port: number; dir: string } | undefined> {
+  if (spawnSync('nginx', ['-v']).error !== undefined) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-nginx-'));
+  mkdirSync(join(dir, 'tmp'));
+  const port = await freePort();
+  writeFileSync(join(dir, 'nginx.conf'), `
+daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/tmp/body; proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fcgi; uwsgi_temp_path ${dir}/tmp/uwsgi; scgi_temp_path ${dir}/tmp/scgi;
+  upstream app { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+    }
+  }
+}
+`);
+  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'inherit' });
+  await waitListening(port);
+  return { child, port, dir };
+}
+
+const percentile = (sorted: Float64Array, p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
+
+/** CONCURRENCY undici loops over one keep-alive pool for `seconds` (after a 1 s warm-up). */
+async function undiciLoad(port: number, seconds: number, concurrency: number): Promise<Result> {
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency, pipelining: 1 });
+  let samples = new Float64Array(1 << 20);
+  let n = 0;
+  let errors = 0;
+  let recording = false;
+  let stop = false;
+  const worker = async () => {
+    while (!stop) {
+      const t0 = performance.now();
+      try {
+        const res = await pool.request({ path: '/', method: 'GET', headers: { host: HOST } });
+        await res.body.dump();
+        if (res.statusCode !== 200) errors++;
+      } catch {
+        errors++;
+      }
+      if (!recording) continue;
+      if (n === samples.length) {
+        const bigger = new Float64Array(samples.length * 2);
+        bigger.set(samples);
+        samples = bigger;
+      }
+      samples[n++] = performance.now() - t0;
+    }
+  };
+  const workers = Array.from({ length: concurrency }, worker);
+  await new Promise((r) => setTimeout(r, 1_000));
+  recording = true;
+  errors = 0;
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, seconds * 1_000));
+  recording = false;
+  const elapsed = (performance.now() - t0) / 1_000;
+  stop = true;
+  await Promise.all(workers);
+  await pool.close();
+  const sorted = samples.subarray(0, n).sort();
+  return { rps: n / elapsed, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), errors };
+}
+
+/** The same measurement with wrk (1 thread); undefined when wrk is not installed. */
+function wrkLoad(port: number, seconds: number, concurrency: number): Result | undefined {
+  const r = spawnSync('wrk', ['-t1', `-c${concurrency}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+  if (r.error !== undefined || r.status !== 0) return undefined;
+  const ms = (label: string): number => {
+    const m = new RegExp(`^\\s*${label}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(r.stdout);
+    if (m === null) return NaN;
+    return Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000 } as Record<string, number>)[m[2]!]!;
+  };
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
+  const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
+  const errors = non2xx + (sockErr === null ? 0 : sockErr.slice(1).reduce((s, x) => s + Number(x), 0));
+  return { rps, p50: ms('50'), p99: ms('99'), errors };
+}
+
+function row(name: string, r: Result): string {
+  return `  ${name.padEnd(22)} ${r.rps.toFixed(0).padStart(8)} req/s   p50 ${r.p50.toFixed(2).padStart(6)} ms   p99 ${r.p99.toFixed(2).padStart(6)} ms   errors ${r.errors}`;
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.argv[2] ?? 5);
+  const concurrency = Number(process.argv[3] ?? 32);
+  const children: ChildProcess[] = [];
+  let nginxDir: string | undefined;
+  try {
+    const upstream = await spawnRole(['upstream']);
+    children.push(upstream.child);
+    const pilot = await spawnRole(['router', String(upstream.port)]);
+    children.push(pilot.child);
+    const nginx = await startNginx(upstream.port);
+    if (nginx !== undefined) {
+      children.push(nginx.child);
+      nginxDir = nginx.dir;
+    }
+    const targets: [string, number][] = [['direct to upstream', upstream.port], ['through Pilot router', pilot.port]];
+    if (nginx !== undefined) targets.push(['through nginx (1 wkr)', nginx.port]);
+
+    console.log(`router bench: GET of ${BODY.length} bytes, ${concurrency} keep-alive clients, ${seconds} s per target, ${cpus().length} CPUs, Node ${process.version}`);
+    if (nginx === undefined) console.log('  nginx: SKIPPED (not installed; `apt-get install -y nginx` to compare)');
+    const generators: [string, (port: number) => Promise<Result | undefined>][] = [
+      ['undici loop (this process)', (port) => undiciLoad(port, seconds, concurrency)],
+      ['wrk -t1', async (port) => wrkLoad(port, seconds, concurrency)],
+    ];
+    for (const [generator, load] of generators) {
+      console.log(`\nload generator: ${generator}`);
+      const results = new Map<string, Result>();
+      for (const [name, port] of targets) {
+        const r = await load(port);
+        if (r === undefined) {
+          console.log('  SKIPPED (wrk not installed)');
+          break;
+        }
+        results.set(name, r);
+        console.log(row(name, r));
+      }
+      const p = results.get('through Pilot router');
+      const n = results.get('through nginx (1 wkr)');
+      if (p !== undefined && n !== undefined) {
+        console.log(`  Pilot/nginx: throughput ${(p.rps / n.rps).toFixed(2)}x, p50 ${(p.p50 / n.p50).toFixed(2)}x, p99 ${(p.p99 / n.p99).toFixed(2)}x`);
+      }
+    }
+  } finally {
+    // Each child by its own pid; nginx's master stops its worker on SIGTERM.
+    await Promise.all(children.map((c) => new Promise<void>((r) => {
+      if (c.exitCode !== null || c.signalCode !== null) return r();
+      c.removeAllListeners('exit');
+      c.once('exit', () => r());
+      process.kill(c.pid!, 'SIGTERM');
+    })));
+    if (nginxDir !== undefined) rmSync(nginxDir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--role') await role(process.argv[3]!, process.argv[4]);
+else await main();

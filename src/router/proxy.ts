@@ -1,0 +1,142 @@
+/**
+ * The router's HTTP server: routes each request by Host through the routing table, balances it over
+ * the route's upstreams, forwards it (forward.ts) or pipes its upgrade (upgrade.ts), and retires the
+ * pool of every upstream that leaves the table so that the control plane can drain it.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
+import { PilotError } from '../core/errors.js';
+import { Balancer } from './balancer.js';
+import { noReadyInstance, sendError, unknownHost } from './error-responses.js';
+import { forward, type ForwardDeps } from './forward.js';
+import { RouterMetrics } from './metrics.js';
+import type { RoutingTable } from './routing-table.js';
+import { UpstreamPools } from './upstream-pools.js';
+import { proxyUpgrade, type UpgradeDeps } from './upgrade.js';
+
+export interface RouterOptions {
+  readonly host: string;
+  /** 0 picks a free port; the actual one is in `Router.port`. */
+  readonly port: number;
+  readonly table: RoutingTable;
+  /** Where the pilot_router_* metrics go; a private registry when absent. */
+  readonly registry?: Registry;
+  /** How long an upstream may take to send its response headers. Default 60 s. */
+  readonly headersTimeoutMs?: number;
+  /** Longest silence between two chunks of an upstream's response body. Default 5 min. */
+  readonly bodyTimeoutMs?: number;
+  /** How long a TCP connection to an upstream may take. Default 5 s. */
+  readonly connectTimeoutMs?: number;
+  /** How long `close()` lets requests in flight finish before cutting them. Default 10 s. */
+  readonly closeGraceMs?: number;
+}
+
+export interface Router {
+  /** http://host:port of the listening router. */
+  readonly url: string;
+  readonly port: number;
+  /** Stop accepting, let requests in flight finish (up to the grace period), close every pool. */
+  close(): Promise<void>;
+  /** Requests (and open upgraded connections) in flight to this upstream; 0 once it is drained. */
+  inflight(upstreamId: string): number;
+}
+
+/** Start the router on host:port; it follows every later `table.set` until closed. */
+export async function startRouter(opts: RouterOptions): Promise<Router> {
+  const metrics = new RouterMetrics(opts.registry);
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
+  const pools = new UpstreamPools({
+    headersMs: opts.headersTimeoutMs ?? 60_000,
+    bodyMs: opts.bodyTimeoutMs ?? 300_000,
+    connectMs: connectTimeoutMs,
+  });
+  const balancer = new Balancer();
+  const lookup = (host: string) => opts.table.lookup(host);
+  const forwardDeps: ForwardDeps = { pools, balancer, metrics, lookup };
+  const upgradeDeps: UpgradeDeps = { pools, balancer, metrics, lookup, connectTimeoutMs, sockets: new Set<Duplex>() };
+
+  // Synchronous with table.set: by the time set() returns, removed upstreams get nothing new.
+  const unsubscribe = opts.table.subscribe((change) => {
+    for (const u of change.removed) pools.retire(u);
+  });
+
+  let active = 0;
+  let onIdle: (() => void) | undefined;
+  const server = http.createServer((req, res) => {
+    active++;
+    res.once('close', () => {
+      if (--active === 0) onIdle?.();
+    });
+    handle(req, res);
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(upgradeDeps, req, socket, head));
+
+  function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const startedAt = performance.now();
+    const host = req.headers.host;
+    if (req.url === undefined || !req.url.startsWith('/')) {
+      // Absolute-form and asterisk-form targets are for forward proxies, not for apps.
+      sendError(req.headers, res, {
+        status: 400,
+        error: new PilotError('bad_request', `pilot: request target "${req.url ?? ''}" is not a path`, {
+          hint: 'Send origin-form requests ("GET /path"), with the app\'s host in the Host header.',
+        }),
+      });
+      metrics.request('', undefined, 400, 0);
+      return;
+    }
+    const route = opts.table.lookup(host ?? '');
+    if (route === undefined) {
+      sendError(req.headers, res, unknownHost(host));
+      metrics.request('', undefined, 404, (performance.now() - startedAt) / 1000);
+      return;
+    }
+    const upstream = balancer.pick(route, pools.inflight);
+    if (upstream === undefined) {
+      sendError(req.headers, res, noReadyInstance(route.app));
+      metrics.request(route.app, undefined, 502, (performance.now() - startedAt) / 1000);
+      return;
+    }
+    forward(forwardDeps, req, res, route, upstream, startedAt);
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  let closing: Promise<void> | undefined;
+
+  async function close(): Promise<void> {
+    unsubscribe();
+    const grace = opts.closeGraceMs ?? 10_000;
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    // Requests in flight finish, up to the grace period; then every connection is cut.
+    await new Promise<void>((resolve) => {
+      if (active === 0) return resolve();
+      const timer = setTimeout(resolve, grace);
+      onIdle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    server.closeAllConnections();
+    for (const s of upgradeDeps.sockets) s.destroy();
+    await Promise.all([stopped, pools.closeAll(grace)]);
+  }
+
+  return {
+    url: `http://${urlHost}:${port}`,
+    port,
+    close: () => (closing ??= close()),
+    inflight: (id) => pools.inflight(id),
+  };
+}
