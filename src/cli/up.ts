@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { startControlPlane } from '../control/server.js';
+import { PilotError } from '../core/errors.js';
 import { pilotHome } from './context.js';
 
 export interface UpOptions {
@@ -18,7 +19,7 @@ export interface UpOptions {
 function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    throw new Error(`${flag} must be a port number from 0 to 65535 (got ${JSON.stringify(value)})`);
+    throw new PilotError('bad_request', `${flag} must be a port number from 0 to 65535 (got ${JSON.stringify(value)})`);
   }
   return n;
 }

@@ -61,7 +61,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const table = new RoutingTable();
-  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry });
+  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry }).catch((err: unknown) => {
+    store.close();
+    throw listenError(err, 'router', opts.routerHost, opts.routerPort);
+  });
   const reconciler = new Reconciler(store, { set: (routes) => table.set(routes), inflight: (id) => router.inflight(id) }, log.child({ part: 'reconciler' }), {
     intervalMs: opts.reconcileIntervalMs ?? 250,
     nodeStaleMs: 10_000,
@@ -118,7 +121,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     };
   });
 
-  await api.listen({ host: opts.host, port: opts.port });
+  try {
+    await api.listen({ host: opts.host, port: opts.port });
+  } catch (err) {
+    await router.close();
+    store.close();
+    throw listenError(err, 'control plane', opts.host, opts.port);
+  }
   const addr = api.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   await reconciler.tick();
@@ -139,4 +148,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       store.close();
     },
   };
+}
+
+/** A failed listen, said plainly: which part, which address, and what to do. */
+function listenError(err: unknown, what: string, host: string, port: number): PilotError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new PilotError('port_in_use', `the ${what} cannot listen on ${host}:${port}: the port is in use`);
+  if (code === 'EACCES') return new PilotError('port_in_use', `the ${what} may not listen on ${host}:${port} (permission denied)`, { hint: 'Ports below 1024 need privileges; pick another port.' });
+  if (code === 'EADDRNOTAVAIL') return new PilotError('bad_request', `the ${what} cannot listen on ${host}: no such address on this machine`);
+  return new PilotError('internal', `the ${what} cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
 }

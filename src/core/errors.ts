@@ -45,6 +45,10 @@ export const CATALOGUE = {
   deploy_failed: { status: 422, retryable: false },
   no_nodes: { status: 503, retryable: true, hint: 'Start an agent (`pilot up` runs one) and check `pilot nodes`.' },
   unavailable: { status: 503, retryable: true },
+  bad_gateway: { status: 502, retryable: true },
+  upstream_timeout: { status: 504, retryable: true },
+  not_implemented: { status: 501, retryable: false },
+  port_in_use: { status: 409, retryable: true, hint: 'Another process listens there (another `pilot up`?). Stop it, or choose other ports with --api-port / --router-port.' },
   server_unreachable: { status: 503, retryable: true, hint: 'Start the server with `npm start` (pilot up), or point the CLI at it with --server / PILOT_SERVER.' },
   internal: { status: 500, retryable: true, hint: 'This is a bug in Pilot; the server log has the details.' },
 } as const satisfies Record<string, CatalogueEntry>;

@@ -30,7 +30,7 @@ export function unknownHost(host: string | undefined): RouterError {
 export function noReadyInstance(app: string): RouterError {
   return {
     status: 502,
-    error: new PilotError('unavailable', `pilot: no ready instance of app "${app}"`, {
+    error: new PilotError('bad_gateway', `pilot: no ready instance of app "${app}"`, {
       hint: `Check \`pilot status ${app}\`: its instances may be starting, failing their readiness probe, or scaled to 0.`,
     }),
   };
@@ -43,8 +43,18 @@ export function upstreamFailed(app: string, cause: unknown): RouterError {
   const what = timeout ? 'did not answer in time' : 'failed';
   return {
     status: timeout ? 504 : 502,
-    error: new PilotError('unavailable', `pilot: an instance of app "${app}" ${what} (${code})`, {
+    error: new PilotError(timeout ? 'upstream_timeout' : 'bad_gateway', `pilot: an instance of app "${app}" ${what} (${code})`, {
       hint: `Check \`pilot logs ${app}\`; the request may be retried.`,
+    }),
+  };
+}
+
+/** 501: an Upgrade to something other than WebSocket. */
+export function unsupportedUpgrade(protocol: string): RouterError {
+  return {
+    status: 501,
+    error: new PilotError('not_implemented', `pilot: only WebSocket upgrades are passed through, not "${protocol}"`, {
+      hint: 'Send the request without an Upgrade header (curl: use --http1.1 instead of --http2 for http:// URLs).',
     }),
   };
 }

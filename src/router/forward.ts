@@ -29,6 +29,8 @@ export interface ForwardDeps {
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** Failures that happen before the app could have answered: nothing, or nothing usable, came back. */
 const CONNECTION_FAILURES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT']);
+/** Failures of an established connection (typically a keep-alive one the app had just closed). */
+const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
 function errorCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
@@ -56,6 +58,7 @@ class Exchange {
   readonly body: IncomingMessage | null;
   readonly retryable: boolean;
   readonly tried = new Set<string>();
+  attempts = 0;
   current: Attempt | undefined;
   revision: number | undefined;
   /** The router has finished with the response (ended, answered an error, or cut it short). */
@@ -84,6 +87,7 @@ class Exchange {
 
   attempt(upstream: Upstream): void {
     this.tried.add(upstream.id);
+    this.attempts++;
     this.revision = upstream.revision;
     const attempt = new Attempt(this, upstream);
     this.current = attempt;
@@ -99,7 +103,7 @@ class Exchange {
     if (this.clientGone || this.done) return; // our own abort, or nobody left to answer
     this.deps.metrics.upstreamError(this.app);
     const code = errorCode(err);
-    if (!attempt.responded && this.retryable && this.tried.size === 1 && code !== undefined && CONNECTION_FAILURES.has(code)) {
+    if (!attempt.responded && this.retryable && this.attempts === 1 && code !== undefined && CONNECTION_FAILURES.has(code)) {
       const next = this.nextUpstream(code);
       if (next !== undefined) {
         this.attempt(next);
@@ -112,12 +116,12 @@ class Exchange {
     else this.res.destroy();
   }
 
-  /** Another upstream if there is one; the same one again only for a dropped keep-alive connection. */
+  /** Another upstream if there is one; the same one again only after a dropped connection. */
   private nextUpstream(code: string): Upstream | undefined {
     const route = this.deps.lookup(this.req.headers.host ?? '');
     if (route === undefined || route.app !== this.app) return undefined;
     const other = this.deps.balancer.pick(route, this.deps.pools.inflight, this.tried);
-    if (other !== undefined || code === 'ECONNREFUSED') return other;
+    if (other !== undefined || !DROPPED.has(code)) return other;
     return this.deps.balancer.pick(route, this.deps.pools.inflight);
   }
 

@@ -8,11 +8,14 @@ import type { OutgoingHttpHeaders } from 'node:http';
 export type HeaderRecord = Readonly<Record<string, string | string[] | undefined>>;
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const NONE: ReadonlySet<string> = new Set();
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
 
 /** Header names listed in Connection header values (lowercased), which are hop-by-hop too. */
-export function connectionTokens(values: string | readonly string[] | undefined): Set<string> {
+export function connectionTokens(values: string | readonly string[] | undefined): ReadonlySet<string> {
+  // Hot path: almost every message says just "keep-alive" or "close", which name no header.
+  if (values === undefined || (typeof values === 'string' && PLAIN_CONNECTION.test(values))) return NONE;
   const out = new Set<string>();
-  if (values === undefined) return out;
   for (const v of typeof values === 'string' ? [values] : values) {
     for (const t of v.split(',')) {
       const token = t.trim().toLowerCase();

@@ -54,8 +54,37 @@ describe('router: draining upstreams that leave the table', () => {
     assert.equal(done.text, 'slow done');
     assert.equal(router.inflight('hello-slow'), 0);
     // Its pool closed once drained: the upstream sees its keep-alive connection go away now, not
-    // after the idle keep-alive timeout (4 s) that would close it anyway.
-    await until(() => slow.open.size === 0, 1_000, "the drained pool's connections to close");
+    // after the idle keep-alive timeout (3-4 s) that would close it anyway.
+    await until(() => slow.open.size === 0, 1_500, "the drained pool's connections to close");
+  });
+
+  it('closes by letting the requests in flight finish, then refusing connections', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    const slow = await upstream('closing', (req, res) => {
+      req.resume();
+      void held.then(() => res.end('finished'));
+    });
+    const own = new RoutingTable();
+    own.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [slow.upstream('hello')] }]);
+    const r2 = await startRouter({ host: '127.0.0.1', port: 0, table: own });
+    const c2 = new Pool(r2.url);
+    try {
+      const pending = send(c2, 'hello.localhost');
+      await until(() => r2.inflight('hello-closing') === 1, 5_000, 'the request to be in flight');
+      let closed = false;
+      const closing = r2.close().then(() => (closed = true));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(closed, false, 'close waits for the request in flight');
+      release();
+      assert.equal((await pending).text, 'finished');
+      await closing;
+      await assert.rejects(send(c2, 'hello.localhost'), /ECONNREFUSED/);
+    } finally {
+      release();
+      await c2.destroy();
+      await r2.close();
+    }
   });
 
   it('serves a steady stream of requests without a failure while the table moves from A to B to C', async () => {

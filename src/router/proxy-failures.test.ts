@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { Pool } from 'undici';
 import { startRouter, type Router } from './proxy.js';
 import { RoutingTable, type Upstream } from './routing-table.js';
-import { closedPort, send, startUpstream, until, type Echo, type TestUpstream } from './test-support.js';
+import { closedPort, echo, send, startUpstream, until, type Echo, type TestUpstream } from './test-support.js';
 
 async function counter(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
   const metric = await registry.getSingleMetric(name)?.get();
@@ -69,8 +69,31 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
     assert.equal(await counter(registry, 'pilot_router_upstream_errors_total', { app: 'hello' }), errorsBefore + 1, 'one attempt only');
     assert.equal(r.status, 502);
     const body = JSON.parse(r.text) as { error: { code: string; message: string } };
-    assert.equal(body.error.code, 'unavailable');
+    assert.equal(body.error.code, 'bad_gateway');
     assert.match(body.error.message, /app "hello"/);
+  });
+
+  it('retries a GET on the same upstream when it dropped the connection, but not a POST', async () => {
+    let drops = 0;
+    const flaky = await startUpstream('flaky', (req, res, self) => {
+      if (req.headers['x-drop'] === 'always') return req.socket.destroy();
+      if (req.headers['x-drop'] === 'yes' && drops++ % 2 === 0) return req.socket.destroy();
+      echo(req, res, self);
+    });
+    try {
+      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [flaky.upstream('hello')] }]);
+      const get = await send(client, 'hello.localhost', { headers: { 'x-drop': 'yes' } });
+      assert.equal(get.status, 200);
+      assert.equal(flaky.requests, 2);
+      const post = await send(client, 'hello.localhost', { method: 'POST', headers: { 'x-drop': 'yes' } });
+      assert.equal(post.status, 502);
+      assert.equal(flaky.requests, 3);
+      const hopeless = await send(client, 'hello.localhost', { headers: { 'x-drop': 'always' } });
+      assert.equal(hopeless.status, 502);
+      assert.equal(flaky.requests, 5, 'one retry, not more');
+    } finally {
+      await flaky.close();
+    }
   });
 
   it('answers 504 when the upstream sends no headers within the timeout', async () => {

@@ -72,7 +72,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
     assert.match(text.text, /^pilot: no ready instance of app "hello"\n/);
     const json = await send(client, 'hello.localhost', { headers: { accept: 'application/problem+json' } });
     assert.equal(json.status, 502);
-    assert.equal((JSON.parse(json.text) as { error: { code: string } }).error.code, 'unavailable');
+    assert.equal((JSON.parse(json.text) as { error: { code: string } }).error.code, 'bad_gateway');
   });
 
   it('answers 400 to an absolute-form request target', async () => {

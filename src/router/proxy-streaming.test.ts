@@ -2,13 +2,13 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { Pool } from 'undici';
 import { startRouter, type Router } from './proxy.js';
 import { RoutingTable } from './routing-table.js';
-import { send, startUpstream, until, type TestUpstream } from './test-support.js';
+import { closedPort, send, startUpstream, until, type TestUpstream } from './test-support.js';
 
 const MB = 1024 * 1024;
 const SIZE = 20 * MB;
@@ -45,7 +45,15 @@ describe('router: streaming bodies, metrics, upgrades', () => {
         res.end('ok');
       }
     });
-    app.server.on('upgrade', (req: http.IncomingMessage, socket: Socket) => {
+    app.server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+      if (req.url === '/reject') {
+        // Refuses the handshake, then answers whatever else arrives on the connection by echoing it.
+        const answer = (c: Buffer) => socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${c.length}\r\n\r\n${c.toString('latin1')}`);
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nno');
+        if (head.length > 0) answer(head);
+        socket.on('data', answer);
+        return;
+      }
       socket.write(
         'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
           `X-Seen-Forwarded-For: ${String(req.headers['x-forwarded-for'])}\r\n\r\n`,
@@ -61,6 +69,44 @@ describe('router: streaming bodies, metrics, upgrades', () => {
     await router.close();
     await app.close();
   });
+
+  /** Open a WebSocket-style upgrade through the router; resolves with the piped socket. */
+  function upgrade(): Promise<Socket> {
+    return new Promise<Socket>((resolve, reject) => {
+      const req = http.request({
+        port: router.port,
+        host: '127.0.0.1',
+        headers: { host: 'hello.localhost', connection: 'Upgrade', upgrade: 'websocket' },
+      });
+      req.on('upgrade', (res: http.IncomingMessage, s: Socket) => {
+        assert.equal(res.statusCode, 101);
+        assert.equal(res.headers['x-seen-forwarded-for'], '127.0.0.1');
+        resolve(s);
+      });
+      req.on('response', (res) => reject(new Error(`expected an upgrade, got ${res.statusCode}`)));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /** Raw upgrade request (plus optional trailing bytes); returns all the router sent back within 300 ms. */
+  function rawUpgrade(host: string, protocol: string, path = '/', extra = ''): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      // `extra` goes twice: in the same packet as the request (the router gets it as `head`) and
+      // a moment later (it arrives on the socket).
+      const s = net.connect(router.port, '127.0.0.1', () => {
+        s.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\n\r\n${extra}`);
+        if (extra !== '') setTimeout(() => s.write(extra), 100);
+      });
+      let data = '';
+      s.on('data', (c: Buffer) => (data += c.toString('latin1')));
+      s.on('error', reject);
+      setTimeout(() => {
+        s.destroy();
+        resolve(data);
+      }, 300);
+    });
+  }
 
   function* chunks(total: number): Generator<Buffer> {
     for (let sent = 0; sent < total; sent += CHUNK.length) yield CHUNK.subarray(0, Math.min(CHUNK.length, total - sent));
@@ -119,27 +165,39 @@ describe('router: streaming bodies, metrics, upgrades', () => {
   });
 
   it('passes a WebSocket upgrade through and pipes bytes both ways', async () => {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const req = http.request({
-        port: router.port,
-        host: '127.0.0.1',
-        headers: { host: 'hello.localhost', connection: 'Upgrade', upgrade: 'websocket' },
-      });
-      req.on('upgrade', (res: http.IncomingMessage, s: Socket) => {
-        assert.equal(res.statusCode, 101);
-        assert.equal(res.headers['x-seen-forwarded-for'], '127.0.0.1');
-        resolve(s);
-      });
-      req.on('response', (res) => reject(new Error(`expected an upgrade, got ${res.statusCode}`)));
-      req.on('error', reject);
-      req.end();
-    });
+    const socket = await upgrade();
     assert.equal(router.inflight('hello-app'), 1, 'an open upgraded connection is in flight');
     socket.write('ping');
     const echoed = await new Promise<string>((resolve) => socket.once('data', (c: Buffer) => resolve(c.toString())));
     assert.equal(echoed, 'ping');
     socket.destroy();
     await until(() => router.inflight('hello-app') === 0, 5_000, 'the upgraded connection to be released');
+  });
+
+  it('retries an upgrade on another upstream when the first refuses the connection', async () => {
+    const refused = { id: 'refused', app: 'hello', revision: 3, host: '127.0.0.1', port: await closedPort() };
+    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [refused, app.upstream('hello', 3)] }]);
+    try {
+      const socket = await upgrade();
+      socket.write('pong');
+      assert.equal(await new Promise<string>((resolve) => socket.once('data', (c: Buffer) => resolve(c.toString()))), 'pong');
+      socket.destroy();
+    } finally {
+      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [app.upstream('hello', 3)] }]);
+    }
+  });
+
+  it('answers 501 to an upgrade that is not WebSocket, and keeps rejected handshakes out of the app', async () => {
+    const h2c = await rawUpgrade('hello.localhost', 'h2c');
+    assert.match(h2c, /^HTTP\/1\.1 501 /);
+    assert.match(h2c, /only WebSocket upgrades are passed through, not "h2c"/);
+    // The app refuses this handshake (no 101); a second request smuggled on the same connection
+    // must not reach it.
+    const before = app.requests;
+    const refused = await rawUpgrade('hello.localhost', 'websocket', '/reject', 'GET /smuggled HTTP/1.1\r\nHost: other.localhost\r\n\r\n');
+    assert.match(refused, /^HTTP\/1\.1 200 /);
+    assert.doesNotMatch(refused, /smuggled/);
+    assert.equal(app.requests, before, 'a rejected handshake is no request, and nothing else went through');
   });
 
   it('answers an upgrade for an unknown host with a clear 404', async () => {

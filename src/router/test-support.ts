@@ -63,6 +63,7 @@ export async function startUpstream(name: string, handler: Handler = echo, host 
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
+        for (const socket of self.open) socket.destroy(); // upgraded ones are not the server's any more
       }),
   };
   server.on('connection', (socket: Socket) => {

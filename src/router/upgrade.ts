@@ -1,7 +1,9 @@
 /**
- * Upgrade pass-through (WebSocket and friends): after routing and balancing like any request, the
+ * WebSocket pass-through: after routing and balancing like any request, the
  * router opens a plain TCP connection to the chosen instance, replays the request head there, and
  * from then on copies bytes both ways without looking at them. The instance answers the handshake.
+ * Other upgrades (h2c, ...) get a 501: a raw tunnel for them would carry later requests on that
+ * connection past routing.
  *
  * An open upgraded connection counts as in flight for its upstream for its whole life, so a drain
  * waits for it (up to the control plane's timeout, after which stopping the instance ends it).
@@ -11,7 +13,7 @@ import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Balancer } from './balancer.js';
-import { noReadyInstance, rawErrorResponse, unknownHost, upstreamFailed } from './error-responses.js';
+import { noReadyInstance, rawErrorResponse, unknownHost, unsupportedUpgrade, upstreamFailed } from './error-responses.js';
 import { clientAddress, upstreamRequestHeaders } from './headers.js';
 import type { RouterMetrics } from './metrics.js';
 import type { Route, Upstream } from './routing-table.js';
@@ -40,6 +42,12 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
   deps.sockets.add(client);
   client.once('close', () => deps.sockets.delete(client));
 
+  const protocol = req.headers.upgrade ?? '';
+  if (!/^websocket$/i.test(protocol.trim())) {
+    deps.metrics.request('', undefined, 501, seconds());
+    client.end(rawErrorResponse(req.headers, unsupportedUpgrade(protocol), 'Not Implemented'));
+    return;
+  }
   const host = req.headers.host;
   const route = deps.lookup(host ?? '');
   if (route === undefined) {
@@ -81,19 +89,29 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
       up.setTimeout(0); // an idle WebSocket is normal
       up.setNoDelay(true);
       up.write(requestHead);
-      if (head.length > 0) up.write(head);
       up.once('data', (chunk: Buffer) => {
         const m = STATUS_LINE.exec(chunk.toString('latin1', 0, 16));
-        record(m === null ? 502 : Number(m[1]));
+        const code = m === null ? 502 : Number(m[1]);
+        record(code);
+        // Only an accepted handshake opens the tunnel. Otherwise the client gets the app's answer
+        // and nothing more of it reaches this instance: further requests on that connection must
+        // not bypass routing. (A WebSocket client waits for the 101 before sending frames.)
+        if (code !== 101) return;
+        if (head.length > 0) up.write(head);
+        client.pipe(up);
       });
       up.pipe(client);
-      client.pipe(up);
     });
     up.on('error', (err: NodeJS.ErrnoException) => {
       if (connected || client.destroyed) return; // 'close' tears the pair down
       deps.metrics.upstreamError(route.app);
       client.off('close', endClient);
-      const next = tried.size === 1 && RETRY_ON.has(err.code ?? '') ? deps.balancer.pick(route, deps.pools.inflight, tried) : undefined;
+      // Retry by the table as it is now: the upstream may have left it while we were connecting.
+      const now = deps.lookup(host ?? '');
+      const next =
+        tried.size === 1 && RETRY_ON.has(err.code ?? '') && now?.app === route.app
+          ? deps.balancer.pick(now, deps.pools.inflight, tried)
+          : undefined;
       if (next !== undefined) {
         connect(next);
         return;
