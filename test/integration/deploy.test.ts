@@ -9,6 +9,8 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { request } from 'undici';
+import { createHash } from 'node:crypto';
+import { rawTgz } from '../../src/artifacts/raw-tar.fixture.js';
 import { git, Harness, makeRepo, ROOT, sleep, waitFor } from './harness.js';
 
 const h = new Harness();
@@ -240,6 +242,38 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     assert.equal((JSON.parse(await mismatch.body.text()) as { error: { code: string } }).error.code, 'digest_mismatch');
     assert.equal((await h.apiCall('GET', '/healthz')).status, 200);
     assert.equal((await hello()).revision, '1');
+  });
+  it('refuses a hostile artifact on the node: the rollout fails and the old revision keeps serving', async () => {
+    const live = await hello();
+    const tgz = rawTgz([
+      { path: 'package.json', body: '{"scripts":{"start":"node server.js"}}' },
+      { path: 'escape', type: '2', linkpath: '/etc' },
+      { path: 'escape/passwd', body: 'pwned' },
+    ]);
+    const digest = 'sha256:' + createHash('sha256').update(tgz).digest('hex');
+    const put = await request(`${h.api}/api/v1/artifacts/${digest}?app=hello`, { method: 'PUT', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' }, body: tgz });
+    assert.equal(put.statusCode, 201, await put.body.text());
+    const deploy = await h.apiCall('POST', '/api/v1/apps/hello/revisions', { artifact: digest, commit: firstCommit, config: { name: 'hello', deploy: { ready_timeout: '20s' } } });
+    assert.equal(deploy.status, 201, JSON.stringify(deploy.json));
+    const id = deploy.json.rollout.id;
+    const done = await waitFor('the rollout to end', async () => {
+      const r = (await h.apiCall('GET', `/api/v1/apps/hello/rollouts/${id}`)).json;
+      return r.rollout.status === 'running' ? undefined : r.rollout;
+    }, 60_000);
+    assert.equal(done.status, 'failed');
+    assert.match(done.reason, /symlink|link|unsafe/i);
+    const now = await hello();
+    assert.equal(now.pid, live.pid);
+    assert.equal(readFileSync('/etc/passwd', 'utf8').includes('pwned'), false);
+  });
+
+  it('exports Prometheus metrics per app and revision (with the token)', async () => {
+    assert.equal((await request(h.api + '/metrics')).statusCode, 401);
+    const res = await request(h.api + '/metrics', { headers: { authorization: `Bearer ${h.token}` } });
+    const text = await res.body.text();
+    assert.equal(res.statusCode, 200);
+    assert.match(text, /pilot_router_requests_total\{[^}]*app="hello"/);
+    assert.match(text, /pilot_instances\{state="ready"\} 1/);
   });
 });
 
