@@ -4,7 +4,13 @@ import { Command, Option } from 'commander';
 import { reportError, type GlobalOptions } from './context.js';
 import type { UpOptions } from './up.js';
 
-const up = async (o: UpOptions): Promise<void> => (await import('./up.js')).up(o);
+const up = async (o: UpOptions): Promise<void> => {
+  // A long-running server: a 2 MB young generation (default 16 MB) keeps idle memory ~15 MB lower.
+  // Set before the server's modules load, so the heap is sized that way from the start.
+  const v8 = await import('node:v8');
+  if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) v8.setFlagsFromString('--max-semi-space-size=2');
+  return (await import('./up.js')).up(o);
+};
 const agent = async (o: Parameters<typeof import('./agent.js').agent>[0]): Promise<void> => (await import('./agent.js')).agent(o);
 const run = async (...a: Parameters<typeof import('./run.js').run>): Promise<void> => (await import('./run.js')).run(...a);
 const apps = async (...a: Parameters<typeof import('./apps.js').apps>): Promise<void> => (await import('./apps.js')).apps(...a);

@@ -81,7 +81,8 @@ export class Harness {
   /** Start `pilot up` (control plane, router, agent) on free ports and wait until it answers. */
   async startUp(): Promise<void> {
     rmSync(join(this.home, 'server.json'), { force: true });
-    const p = spawn(process.execPath, [PILOT, 'up', '--api-port', '0', '--router-port', '0'], { cwd: ROOT, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // The same V8 flag as `npm start`.
+    const p = spawn(process.execPath, ['--max-semi-space-size=2', PILOT, 'up', '--api-port', '0', '--router-port', '0'], { cwd: ROOT, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     let out = '';
