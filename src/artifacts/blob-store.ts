@@ -142,12 +142,27 @@ export class FsBlobStore {
   }
 }
 
-/** Write src to a new file at tmp (read-only mode, fsynced), hashing and counting on the way. */
+/**
+ * Write src to a new file at tmp (read-only mode, fsynced), hashing and counting on the way.
+ * Socket chunks are small (~64 KiB): they are gathered into 1 MiB writes, and one write is kept in
+ * flight while the next batch arrives, so the disk and the network work at the same time.
+ */
 async function receive(src: Readable, tmp: string, maxBytes: number | undefined): Promise<{ digest: string; size: number }> {
   const fh = await open(tmp, 'wx', 0o444);
+  let inflight: Promise<void> = Promise.resolve();
   try {
     const hash = createHash('sha256');
     let size = 0;
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    const flush = async (): Promise<void> => {
+      const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+      batch = [];
+      batchBytes = 0;
+      await inflight;
+      inflight = writeAll(fh, buf);
+      inflight.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+    };
     for await (const chunk of src.iterator({ destroyOnReturn: false })) {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       size += buf.length;
@@ -155,14 +170,21 @@ async function receive(src: Readable, tmp: string, maxBytes: number | undefined)
         throw new PilotError('too_large', `artifact is larger than the ${maxBytes}-byte limit`, { details: { maxBytes } });
       }
       hash.update(buf);
-      await writeAll(fh, buf);
+      batch.push(buf);
+      batchBytes += buf.length;
+      if (batchBytes >= WRITE_BATCH) await flush();
     }
+    if (batchBytes > 0) await flush();
+    await inflight;
     await fh.sync();
     return { digest: `sha256:${hash.digest('hex')}`, size };
   } finally {
+    await inflight.catch(() => undefined);
     await fh.close();
   }
 }
+
+const WRITE_BATCH = 1024 * 1024;
 
 async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
   let off = 0;
