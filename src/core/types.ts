@@ -54,7 +54,7 @@ export interface NodeInfo {
   readonly lastSeenAt: number;
 }
 
-export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted' | 'superseded';
 export type StepName = 'source' | 'build' | 'package' | 'publish' | 'deploy';
 export type StepStatus = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
 
@@ -79,6 +79,21 @@ export interface RunRecord {
   readonly error: string | undefined;
   readonly createdAt: number;
   readonly finishedAt: number | undefined;
+  /** When a worker (or the CLI) started it; queued runs have none. */
+  readonly startedAt: number | undefined;
+  /** X-GitHub-Delivery of the webhook that made it. */
+  readonly deliveryId: string | undefined;
+  readonly branch: string | undefined;
+  /** First line of the commit message and the author, as data (never passed to a shell). */
+  readonly message: string | undefined;
+  readonly author: string | undefined;
+  /** Order of pushes per app: a run may deploy only if no run with a higher fence has deployed. */
+  readonly fence: number | undefined;
+  readonly attempt: number;
+  /** The interrupted run this one retries. */
+  readonly retryOf: number | undefined;
+  readonly supersededBy: number | undefined;
+  readonly rolloutId: number | undefined;
 }
 
 export interface ArtifactMeta {

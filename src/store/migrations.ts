@@ -87,4 +87,31 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX artifacts_app ON artifacts(app);
   `,
+  // 2: CD server: app sources and webhook secrets, durable webhook runs, secrets at rest
+  `
+  ALTER TABLE apps ADD COLUMN repo TEXT;
+  ALTER TABLE apps ADD COLUMN branch TEXT;
+  ALTER TABLE apps ADD COLUMN webhook_secret TEXT;
+  ALTER TABLE apps ADD COLUMN github_token TEXT;
+  ALTER TABLE apps ADD COLUMN status_api_url TEXT;
+  ALTER TABLE runs ADD COLUMN delivery_id TEXT;
+  ALTER TABLE runs ADD COLUMN branch TEXT;
+  ALTER TABLE runs ADD COLUMN message TEXT;
+  ALTER TABLE runs ADD COLUMN author TEXT;
+  ALTER TABLE runs ADD COLUMN fence INTEGER;
+  ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE runs ADD COLUMN retry_of INTEGER;
+  ALTER TABLE runs ADD COLUMN superseded_by INTEGER;
+  ALTER TABLE runs ADD COLUMN rollout_id INTEGER;
+  ALTER TABLE runs ADD COLUMN started_at INTEGER;
+  CREATE UNIQUE INDEX runs_delivery ON runs(delivery_id) WHERE delivery_id IS NOT NULL;
+  CREATE INDEX runs_status ON runs(status, id);
+  CREATE TABLE secrets (
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (app, name)
+  );
+  `,
 ];

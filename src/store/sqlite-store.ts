@@ -5,6 +5,7 @@ import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
+  AppSource, EnqueueResult, SecretRecord, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, RevisionRecord,
   RolloutRecord, RunPatch, Store,
 } from './store.js';
@@ -20,6 +21,11 @@ function appFrom(r: Row): AppRecord {
     activeRevision: opt<number>(r.active_revision),
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
+    repo: opt<string>(r.repo),
+    branch: opt<string>(r.branch),
+    webhookSecret: opt<string>(r.webhook_secret),
+    githubToken: opt<string>(r.github_token),
+    statusApiUrl: opt<string>(r.status_api_url),
   };
 }
 function revisionFrom(r: Row): RevisionRecord {
@@ -89,8 +95,20 @@ function runFrom(r: Row): RunRecord {
     error: opt<string>(r.error),
     createdAt: r.created_at as number,
     finishedAt: opt<number>(r.finished_at),
+    startedAt: opt<number>(r.started_at),
+    deliveryId: opt<string>(r.delivery_id),
+    branch: opt<string>(r.branch),
+    message: opt<string>(r.message),
+    author: opt<string>(r.author),
+    fence: opt<number>(r.fence),
+    attempt: (r.attempt as number | null) ?? 1,
+    retryOf: opt<number>(r.retry_of),
+    supersededBy: opt<number>(r.superseded_by),
+    rolloutId: opt<number>(r.rollout_id),
   };
 }
+
+const PIPELINE_STEPS = JSON.stringify(['source', 'build', 'package', 'publish', 'deploy'].map((name) => ({ name, status: 'pending' })));
 function artifactFrom(r: Row): ArtifactMeta {
   return {
     digest: r.digest as string,
@@ -158,6 +176,18 @@ export class SqliteStore implements Store {
   }
   async setReplicas(app: string, replicas: number, now: number): Promise<void> {
     this.db.prepare('UPDATE apps SET replicas = ?, updated_at = ? WHERE name = ?').run(replicas, now, app);
+  }
+
+  async setAppSource(name: string, defaults: AppConfig, src: AppSource, now: number): Promise<AppRecord> {
+    this.db.transaction(() => {
+      this.db
+        .prepare('INSERT OR IGNORE INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+        .run(name, JSON.stringify(defaults), defaults.replicas, now, now);
+      this.db
+        .prepare('UPDATE apps SET repo = ?, branch = ?, webhook_secret = ?, github_token = ?, status_api_url = ?, updated_at = ? WHERE name = ?')
+        .run(src.repo, src.branch, src.webhookSecret, src.githubToken ?? null, src.statusApiUrl ?? null, now, name);
+    })();
+    return (await this.getApp(name))!;
   }
 
   async createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord> {
@@ -268,6 +298,9 @@ export class SqliteStore implements Store {
     if (p.finishedAt !== undefined) set('finished_at', p.finishedAt);
     if (p.commit !== undefined) set('commit_sha', p.commit);
     if (p.dirty !== undefined) set('dirty', p.dirty ? 1 : 0);
+    if (p.startedAt !== undefined) set('started_at', p.startedAt);
+    if (p.rolloutId !== undefined) set('rollout_id', p.rolloutId);
+    if (p.supersededBy !== undefined) set('superseded_by', p.supersededBy);
     if (sets.length > 0) this.db.prepare(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
     const run = await this.getRun(id);
     if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
@@ -282,6 +315,97 @@ export class SqliteStore implements Store {
       .prepare('SELECT * FROM runs WHERE (@app IS NULL OR app = @app) ORDER BY id DESC LIMIT @limit')
       .all({ app: filter.app ?? null, limit: filter.limit }) as Row[];
     return rows.map(runFrom);
+  }
+
+  async enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult> {
+    // The acknowledgement to GitHub depends on this write: make this commit wait for the disk.
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction((): EnqueueResult => {
+        const byDelivery = this.db.prepare('SELECT * FROM runs WHERE delivery_id = ?').get(p.deliveryId) as Row | undefined;
+        if (byDelivery) return { outcome: 'duplicate-delivery', run: runFrom(byDelivery) };
+        const same = this.db
+          .prepare(`SELECT * FROM runs WHERE app = ? AND commit_sha = ? AND status IN ('queued', 'running') ORDER BY id DESC LIMIT 1`)
+          .get(p.app, p.commit) as Row | undefined;
+        if (same) return { outcome: 'duplicate-commit', run: runFrom(same) };
+        const max = this.db.prepare('SELECT MAX(fence) AS f FROM runs WHERE app = ?').get(p.app) as { f: number | null };
+        const info = this.db
+          .prepare(
+            `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, delivery_id, branch, message, author, fence, attempt)
+             VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, 0)`,
+          )
+          .run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1);
+        const id = Number(info.lastInsertRowid);
+        const older = this.db
+          .prepare(`SELECT id FROM runs WHERE app = ? AND branch = ? AND status = 'queued' AND id <> ?`)
+          .all(p.app, p.branch, id) as { id: number }[];
+        for (const o of older) {
+          this.db.prepare(`UPDATE runs SET status = 'superseded', superseded_by = ?, finished_at = ?, error = ? WHERE id = ?`)
+            .run(id, p.now, `superseded by run #${id} (a newer push to ${p.branch})`, o.id);
+        }
+        return { outcome: 'queued', run: runFrom(this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row), superseded: older.map((o) => o.id) };
+      })();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  async claimNextRun(excludeApps: ReadonlySet<string>, now: number): Promise<RunRecord | undefined> {
+    return this.db.transaction((): RunRecord | undefined => {
+      const busy = new Set((this.db.prepare(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map((r) => r.app));
+      const queued = this.db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY id`).all() as Row[];
+      const next = queued.find((r) => !busy.has(r.app as string) && !excludeApps.has(r.app as string));
+      if (!next) return undefined;
+      this.db.prepare(`UPDATE runs SET status = 'running', started_at = ?, attempt = attempt + (CASE WHEN attempt = 0 THEN 1 ELSE 0 END) WHERE id = ?`).run(now, next.id);
+      return runFrom(this.db.prepare('SELECT * FROM runs WHERE id = ?').get(next.id) as Row);
+    })();
+  }
+
+  async recoverInterruptedRuns(now: number): Promise<RunRecord[]> {
+    this.db.pragma('synchronous = FULL');
+    try {
+      return this.db.transaction((): RunRecord[] => {
+        const rows = this.db.prepare(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as Row[];
+        for (const r of rows) {
+          const attempt = (r.attempt as number) || 1;
+          let retryNote = 'not retried: it was already a retry';
+          if (attempt < 2) {
+            const info = this.db
+              .prepare(
+                `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, branch, message, author, fence, attempt, retry_of)
+                 VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`,
+              )
+              .run(r.app, r.commit_sha, PIPELINE_STEPS, now, r.branch, r.message, r.author, r.fence, attempt + 1, r.id);
+            retryNote = `retried as run #${Number(info.lastInsertRowid)}`;
+          }
+          this.db.prepare(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
+            .run(now, `interrupted: the server stopped while it ran; ${retryNote}`, r.id);
+        }
+        return rows.map((r) => runFrom(this.db.prepare('SELECT * FROM runs WHERE id = ?').get(r.id) as Row));
+      })();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  async latestDeployedFence(app: string): Promise<number | undefined> {
+    const r = this.db
+      .prepare('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?')
+      .get(app) as { f: number | null };
+    return r.f ?? undefined;
+  }
+
+  async setSecret(app: string, name: string, sealed: string, now: number): Promise<void> {
+    this.db
+      .prepare('INSERT INTO secrets (app, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(app, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at')
+      .run(app, name, sealed, now);
+  }
+  async deleteSecret(app: string, name: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM secrets WHERE app = ? AND name = ?').run(app, name).changes > 0;
+  }
+  async listSecrets(app: string): Promise<SecretRecord[]> {
+    return (this.db.prepare('SELECT name, value, updated_at FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[])
+      .map((r) => ({ name: r.name as string, value: r.value as string, updatedAt: r.updated_at as number }));
   }
 
   putArtifactMeta(m: ArtifactMeta): void {

@@ -14,6 +14,42 @@ export interface AppRecord {
   readonly activeRevision: number | undefined;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /** Where the CD server clones from, and the branch it deploys; undefined for CLI-only apps. */
+  readonly repo: string | undefined;
+  readonly branch: string | undefined;
+  /** Sealed (control/secrets.ts): never stored or logged in clear. */
+  readonly webhookSecret: string | undefined;
+  readonly githubToken: string | undefined;
+  readonly statusApiUrl: string | undefined;
+}
+
+export interface AppSource {
+  readonly repo: string;
+  readonly branch: string;
+  readonly webhookSecret: string;
+  readonly githubToken: string | undefined;
+  readonly statusApiUrl: string | undefined;
+}
+
+export interface WebhookPush {
+  readonly app: string;
+  readonly deliveryId: string;
+  readonly commit: string;
+  readonly branch: string;
+  readonly message: string;
+  readonly author: string;
+  readonly now: number;
+}
+
+export type EnqueueResult =
+  | { readonly outcome: 'queued'; readonly run: RunRecord; readonly superseded: readonly number[] }
+  | { readonly outcome: 'duplicate-delivery' | 'duplicate-commit'; readonly run: RunRecord };
+
+export interface SecretRecord {
+  readonly name: string;
+  /** Sealed value. */
+  readonly value: string;
+  readonly updatedAt: number;
 }
 
 export interface RevisionRecord {
@@ -81,6 +117,9 @@ export interface RunPatch {
   readonly finishedAt?: number;
   readonly commit?: string;
   readonly dirty?: boolean;
+  readonly startedAt?: number;
+  readonly rolloutId?: number;
+  readonly supersededBy?: number;
 }
 
 export interface Store {
@@ -90,6 +129,8 @@ export interface Store {
   listApps(): Promise<AppRecord[]>;
   setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void>;
   setReplicas(app: string, replicas: number, now: number): Promise<void>;
+  /** Create the app if needed and set where the CD server deploys it from. */
+  setAppSource(name: string, defaults: AppConfig, source: AppSource, now: number): Promise<AppRecord>;
   // revisions
   createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord>;
   getRevision(app: string, number: number): Promise<RevisionRecord | undefined>;
@@ -116,6 +157,25 @@ export interface Store {
   createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord>;
   updateRun(id: number, patch: RunPatch): Promise<RunRecord>;
   getRun(id: number): Promise<RunRecord | undefined>;
+  /**
+   * Durably queue the run of a webhook push (one transaction, synchronous=FULL: it survives a power
+   * cut once this resolves). Dedupes by delivery id and by (app, commit) queued or running; gives the
+   * run the app's next fence; marks older queued runs of the same app and branch superseded.
+   */
+  enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult>;
+  /** The oldest queued run of an app that has no run going, now marked running (attempt counted). */
+  claimNextRun(excludeApps: ReadonlySet<string>, now: number): Promise<RunRecord | undefined>;
+  /**
+   * After a restart: webhook runs left `running` become `interrupted`; each is retried once as a new
+   * queued run (same commit and fence, attempt + 1). Returns the interrupted ones.
+   */
+  recoverInterruptedRuns(now: number): Promise<RunRecord[]>;
+  /** The highest fence among the app's runs that created a revision, if any. */
+  latestDeployedFence(app: string): Promise<number | undefined>;
+  // secrets (sealed values)
+  setSecret(app: string, name: string, sealed: string, now: number): Promise<void>;
+  deleteSecret(app: string, name: string): Promise<boolean>;
+  listSecrets(app: string): Promise<SecretRecord[]>;
   listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]>;
   // artifacts metadata (blobs live in the artifact repository)
   putArtifactMeta(m: ArtifactMeta): void;
