@@ -59,3 +59,44 @@ export async function scale(app: string, count: string, opts: GlobalOptions): Pr
   const res = await apiClient(opts).call<{ app: string; replicas: number }>('POST', `/api/v1/apps/${encodeURIComponent(app)}/scale`, { replicas: Number.isFinite(n) ? n : count });
   output(opts, res, () => `${res.app} scaled to ${res.replicas} replica(s)`);
 }
+
+export async function appsCreate(name: string, opts: GlobalOptions & { repo?: string; branch?: string; secret?: string; githubToken?: string; statusApi?: string }): Promise<void> {
+  if (!opts.repo) throw new PilotError('bad_request', 'pass --repo URL (https://, ssh://, git@host:path, file:// or a local path)');
+  const res = await apiClient(opts).call<{ app: { name: string; repo: string; branch: string; commitStatus: boolean }; webhook: { path: string; url: string; secret: string; secretGenerated: boolean } }>(
+    'POST', '/api/v1/apps', {
+      name, repo: opts.repo, branch: opts.branch ?? 'main',
+      ...(opts.secret ? { secret: opts.secret } : {}),
+      ...(opts.githubToken ? { githubToken: opts.githubToken } : {}),
+      ...(opts.statusApi ? { statusApiUrl: opts.statusApi } : {}),
+    });
+  output(opts, res, () => [
+    `app ${res.app.name}: deploys ${res.app.branch} of ${res.app.repo}${res.app.commitStatus ? ' (commit statuses on)' : ''}`,
+    '',
+    'GitHub → Settings → Webhooks → Add webhook:',
+    `  Payload URL   ${res.webhook.url}   (the URL GitHub can reach; path ${res.webhook.path})`,
+    '  Content type  application/json',
+    `  Secret        ${res.webhook.secret}${res.webhook.secretGenerated ? '   (generated; shown now only)' : ''}`,
+    '  Events        Just the push event',
+  ].join('\n'));
+}
+
+export async function secretsSet(app: string, name: string, value: string | undefined, opts: GlobalOptions): Promise<void> {
+  let v = value;
+  if (v === undefined || v === '-') {
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    v = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  }
+  const res = await apiClient(opts).call<{ app: string; secret: string; note: string }>('PUT', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`, { value: v });
+  output(opts, res, () => `secret ${res.secret} of ${res.app} stored (encrypted); ${res.note}`);
+}
+
+export async function secretsList(app: string, opts: GlobalOptions): Promise<void> {
+  const res = await apiClient(opts).call<{ secrets: { name: string; updatedAt: number }[] }>('GET', `/api/v1/apps/${encodeURIComponent(app)}/secrets`);
+  output(opts, res, () => res.secrets.length === 0 ? 'no secrets' : table(['NAME', 'UPDATED'], res.secrets.map((s) => [s.name, ago(s.updatedAt)])));
+}
+
+export async function secretsRemove(app: string, name: string, opts: GlobalOptions): Promise<void> {
+  const res = await apiClient(opts).call<{ app: string; deleted: string }>('DELETE', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`);
+  output(opts, res, () => `secret ${res.deleted} of ${res.app} removed`);
+}

@@ -17,6 +17,10 @@ const apps = async (...a: Parameters<typeof import('./apps.js').apps>): Promise<
 const status = async (...a: Parameters<typeof import('./apps.js').status>): Promise<void> => (await import('./apps.js')).status(...a);
 const rollback = async (...a: Parameters<typeof import('./apps.js').rollback>): Promise<void> => (await import('./apps.js')).rollback(...a);
 const scale = async (...a: Parameters<typeof import('./apps.js').scale>): Promise<void> => (await import('./apps.js')).scale(...a);
+const appsCreate = async (...a: Parameters<typeof import('./apps.js').appsCreate>): Promise<void> => (await import('./apps.js')).appsCreate(...a);
+const secretsSet = async (...a: Parameters<typeof import('./apps.js').secretsSet>): Promise<void> => (await import('./apps.js')).secretsSet(...a);
+const secretsList = async (...a: Parameters<typeof import('./apps.js').secretsList>): Promise<void> => (await import('./apps.js')).secretsList(...a);
+const secretsRemove = async (...a: Parameters<typeof import('./apps.js').secretsRemove>): Promise<void> => (await import('./apps.js')).secretsRemove(...a);
 const runs = async (...a: Parameters<typeof import('./runs.js').runs>): Promise<void> => (await import('./runs.js')).runs(...a);
 const nodes = async (...a: Parameters<typeof import('./runs.js').nodes>): Promise<void> => (await import('./runs.js')).nodes(...a);
 const logs = async (...a: Parameters<typeof import('./runs.js').logs>): Promise<void> => (await import('./runs.js')).logs(...a);
@@ -79,7 +83,21 @@ program.command('run')
   .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
   .action(action(async (dir: string, o: { allowDirty?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
 
-program.command('apps').description('list apps').action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
+const appsCmd = program.command('apps').description('list apps (and `pilot apps create` one deployed by push)')
+  .action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
+appsCmd.command('create').description('deploy NAME from a repository on every push to a branch (prints the webhook URL and secret)')
+  .argument('<name>')
+  .option('--repo <url>', 'repository to clone: https://, ssh://, git@host:path, file:// or a local path')
+  .option('--branch <branch>', 'branch to deploy', 'main')
+  .option('--secret <secret>', 'webhook secret (default: generated)')
+  .option('--github-token <token>', 'token for commit statuses (repo:status)')
+  .option('--status-api <url>', 'GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)')
+  .action(action(async (name: string, o: { repo?: string; branch?: string; secret?: string; githubToken?: string; statusApi?: string }, cmd: Command) => appsCreate(name, { ...g(cmd), ...o })));
+const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
+secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value, or - (default) to read it from stdin')
+  .action(action(async (app: string, name: string, value: string | undefined, _o: object, cmd: Command) => secretsSet(app, name, value, g(cmd))));
+secretsCmd.command('list').argument('<app>').action(action(async (app: string, _o: object, cmd: Command) => secretsList(app, g(cmd))));
+secretsCmd.command('rm').argument('<app>').argument('<name>').action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
 program.command('status').description('an app\'s instances, revisions and rollouts').argument('<app>')
   .action(action(async (app: string, _o: object, cmd: Command) => status(app, g(cmd))));
 program.command('logs').description('an app\'s output (or a run\'s log with --run)').argument('[app]')

@@ -11,7 +11,7 @@ export async function run(dir: string | undefined, opts: GlobalOptions & { allow
   process.once('SIGINT', onSignal);
   try {
     const out = opts.json ? (line: string) => process.stderr.write(line + '\n') : (line: string) => process.stdout.write(line + '\n');
-    const result = await runPipeline({ dir: resolve(dir ?? '.'), allowDirty: Boolean(opts.allowDirty), trigger: 'cli', out, signal: abort.signal }, api);
+    const result = await runPipeline({ source: { kind: 'worktree', dir: resolve(dir ?? '.'), allowDirty: Boolean(opts.allowDirty) }, trigger: 'cli', out, signal: abort.signal }, api);
     if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else {
       const d = result.durations;

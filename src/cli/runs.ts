@@ -24,7 +24,7 @@ export async function nodes(opts: GlobalOptions): Promise<void> {
 export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string }): Promise<void> {
   const api = apiClient(opts);
   let path: string;
-  if (opts.run !== undefined) path = `/api/v1/runs/${encodeURIComponent(opts.run)}/log`;
+  if (opts.run !== undefined) path = `/api/v1/runs/${encodeURIComponent(opts.run)}/log${opts.follow ? '?follow=1' : ''}`;
   else if (app) path = `/api/v1/apps/${encodeURIComponent(app)}/logs?tail=${encodeURIComponent(opts.tail ?? '100')}${opts.follow ? '&follow=1' : ''}`;
   else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
   const res = await fetch(api.baseUrl + path, { headers: { authorization: `Bearer ${api.token}` } }).catch((err: Error) => {

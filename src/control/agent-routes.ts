@@ -11,9 +11,12 @@ import type { InstanceSpec, InstanceState } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';
 import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
 import type { Reconciler } from './reconciler.js';
+import type { SecretBox } from './secrets.js';
+import { openSecrets } from './source-routes.js';
 
 export interface AgentRouteDeps {
   store: Store;
+  box: SecretBox;
   reconciler: Reconciler;
   joinToken: () => string;
 }
@@ -122,7 +125,9 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       }
       if (changed) reconciler.nudge();
       const instances: InstanceSpec[] = [];
+      const secrets = new Map<string, Record<string, string>>();
       for (const rec of mine.values()) {
+        if (!secrets.has(rec.app)) secrets.set(rec.app, await openSecrets(store, deps.box, rec.app));
         if (rec.desired === 'stop') continue;
         const rev = await reconciler.revision(rec.app, rec.revision);
         if (!rev) continue;
@@ -134,7 +139,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           commit: rev.commit,
           run: rev.config.run,
           port: rev.config.port,
-          env: rev.config.env,
+          env: { ...rev.config.env, ...secrets.get(rec.app) },
           health: rev.config.health,
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
         });

@@ -45,7 +45,7 @@ export class ApiClient {
   createRun(b: { app: string; commit: string; dirty: boolean; trigger?: RunRecord['trigger'] }): Promise<{ run: RunRecord }> {
     return this.call('POST', '/api/v1/runs', b);
   }
-  updateRun(id: number, b: { status?: string; steps?: StepRecord[]; artifact?: string; revision?: number; error?: string }): Promise<{ run: RunRecord }> {
+  updateRun(id: number, b: { status?: string; steps?: StepRecord[]; artifact?: string; revision?: number; rolloutId?: number; error?: string }): Promise<{ run: RunRecord }> {
     return this.call('PATCH', `/api/v1/runs/${id}`, b);
   }
   appendRunLog(id: number, text: string): Promise<void> {

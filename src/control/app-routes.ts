@@ -8,9 +8,12 @@ import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { AppRecord, Store } from '../store/store.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import type { Reconciler } from './reconciler.js';
+import type { SecretBox } from './secrets.js';
+import { appMasker } from './source-routes.js';
 
 export interface AppRouteDeps {
   store: Store;
+  box: SecretBox;
   blobs: FsBlobStore;
   reconciler: Reconciler;
 }
@@ -88,6 +91,15 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         await store.upsertApp(name, config, now);
         if (!existing) await store.setReplicas(name, config.replicas, now);
         else if (existing.config.replicas !== config.replicas) await store.setReplicas(name, config.replicas, now);
+        if (b.runId !== undefined) {
+          // Fencing: a run may not deploy over a revision made by a newer push (a retried or slow run).
+          const run = await store.getRun(b.runId);
+          if (!run || run.app !== name) throw new PilotError('run_not_found', `run ${b.runId} of app "${name}" not found`);
+          const latest = run.fence === undefined ? undefined : await store.latestDeployedFence(name);
+          if (run.fence !== undefined && latest !== undefined && latest > run.fence) {
+            throw new PilotError('superseded', `deploy skipped: a newer push of "${name}" is already deployed (fence ${latest} > ${run.fence})`);
+          }
+        }
         const revision = await store.createRevision({ app: name, artifact: digest, commit: b.commit, dirty: b.dirty ?? false, config, runId: b.runId, createdAt: now });
         const previous = await store.activeRollout(name);
         if (previous) await store.finishRollout(previous.id, 'failed', `superseded by revision ${revision.number}`, now);
@@ -129,7 +141,11 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         const now = Date.now();
         const previous = await store.activeRollout(a.name);
         if (previous) await store.finishRollout(previous.id, 'failed', `superseded by rollback to revision ${to}`, now);
-        return store.createRollout({ app: a.name, fromRevision: a.activeRevision, toRevision: target.number, startedAt: now });
+        const ro = await store.createRollout({ app: a.name, fromRevision: a.activeRevision, toRevision: target.number, startedAt: now });
+        // The audit trail: a rollback is a run too, ended by its rollout (reconciler).
+        const run = await store.createRun({ app: a.name, trigger: 'rollback', commit: target.commit, dirty: target.dirty, steps: [{ name: 'deploy', status: 'running', startedAt: now }], now });
+        await store.updateRun(run.id, { revision: target.number, artifact: target.artifact, rolloutId: ro.id });
+        return ro;
       });
       reconciler.nudge();
       void reply.status(201);
@@ -154,6 +170,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const tail = Math.min(Math.max(Number(req.query.tail ?? 100) || 100, 0), 10_000);
     const nodes = new Map((await store.listNodes()).map((n) => [n.id, n]));
     const instances = (await store.listInstances({ app: a.name })).filter((i) => i.desired !== 'stop');
+    const mask = await appMasker(store, deps.box, a.name);
     reply.hijack();
     const out = reply.raw;
     out.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
@@ -171,9 +188,9 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         const text = partial + (chunk as Buffer).toString('utf8');
         const lines = text.split('\n');
         partial = lines.pop() ?? '';
-        for (const line of lines) out.write(`[${i.id}] ${line}\n`);
+        for (const line of lines) out.write(`[${i.id}] ${mask(line)}\n`);
       }
-      if (partial) out.write(`[${i.id}] ${partial}\n`);
+      if (partial) out.write(`[${i.id}] ${mask(partial)}\n`);
     }));
     out.end();
   });

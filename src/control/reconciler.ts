@@ -203,6 +203,7 @@ export class Reconciler {
       case 'finish':
         if (rolloutId === undefined) return;
         await this.store.finishRollout(rolloutId, a.status, a.reason, wall);
+        await this.store.finishRolloutRuns(rolloutId, a.status, a.reason, wall);
         this.rolloutStart.delete(rolloutId);
         this.log.info({ app: app.name, rollout: rolloutId, status: a.status, reason: a.reason }, 'rollout finished');
         return;

@@ -3,7 +3,7 @@
  * server later). The runner creates a run, reports each step and appends its log; the log is a
  * plain file per run under $PILOT_HOME/runs (append-only, capped).
  */
-import { appendFile, mkdir, stat } from 'node:fs/promises';
+import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -12,6 +12,8 @@ import { PilotError } from '../core/errors.js';
 import { assertName, isCommitSha, isDigest } from '../core/names.js';
 import type { RunRecord, StepRecord } from '../core/types.js';
 import type { RunPatch, Store } from '../store/store.js';
+import type { SecretBox } from './secrets.js';
+import { appMasker } from './source-routes.js';
 
 const MAX_LOG_BYTES = 50 * 1024 * 1024;
 const STEP_NAMES = ['source', 'build', 'package', 'publish', 'deploy'];
@@ -31,7 +33,8 @@ const CreateBody = Type.Object({
 }, { additionalProperties: false });
 
 const PatchBody = Type.Object({
-  status: Type.Optional(Type.Union(['running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
+  status: Type.Optional(Type.Union(['running', 'succeeded', 'failed', 'cancelled', 'superseded'].map((s) => Type.Literal(s)))),
+  rolloutId: Type.Optional(Type.Integer({ minimum: 1 })),
   steps: Type.Optional(Type.Array(Step, { maxItems: 10 })),
   artifact: Type.Optional(Type.String()),
   revision: Type.Optional(Type.Integer({ minimum: 1 })),
@@ -40,7 +43,9 @@ const PatchBody = Type.Object({
   dirty: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 
-export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; runsDir: string }): void {
+const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'superseded', 'interrupted']);
+
+export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; runsDir: string; box: SecretBox }): void {
   const { store, runsDir } = deps;
   const logFile = (id: number): string => join(runsDir, `${id}.log`);
   const mustGetRun = async (raw: string): Promise<RunRecord> => {
@@ -67,13 +72,15 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
       const b = req.body;
       if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
       if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
-      const final = b.status === 'succeeded' || b.status === 'failed' || b.status === 'cancelled';
+      const final = b.status === 'succeeded' || b.status === 'failed' || b.status === 'cancelled' || b.status === 'superseded';
       return { run: await store.updateRun(run.id, { ...b, ...(final ? { finishedAt: Date.now() } : {}) }) };
     });
 
   app.post<{ Params: { id: string }; Body: string }>('/api/v1/runs/:id/log', async (req, reply) => {
     const run = await mustGetRun(req.params.id);
-    const text = typeof req.body === 'string' ? req.body : '';
+    // Secrets never reach the log file, whoever sends the lines (the CLI, the CD worker).
+    const mask = await appMasker(store, deps.box, run.app);
+    const text = (typeof req.body === 'string' ? req.body : '').split('\n').map(mask).join('\n');
     const file = logFile(run.id);
     const size = await stat(file).then((s) => s.size, () => 0);
     if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
@@ -85,16 +92,59 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
   app.get<{ Querystring: { app?: string; limit?: string } }>('/api/v1/runs', async (req) => {
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50) || 50, 1), 1000);
     if (req.query.app !== undefined) assertName(req.query.app);
-    return { runs: await store.listRuns({ app: req.query.app, limit }) };
+    const runs = await store.listRuns({ app: req.query.app, limit });
+    // The audit trail ends with the rollout's result.
+    return {
+      runs: await Promise.all(runs.map(async (r) => {
+        const ro = r.rolloutId === undefined ? undefined : await store.getRollout(r.rolloutId);
+        return { ...r, rollout: ro ? { id: ro.id, status: ro.status, reason: ro.reason ?? null } : null };
+      })),
+    };
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/runs/:id', async (req) => ({ run: await mustGetRun(req.params.id) }));
 
-  app.get<{ Params: { id: string } }>('/api/v1/runs/:id/log', async (req, reply) => {
+  app.get<{ Params: { id: string }; Querystring: { follow?: string } }>('/api/v1/runs/:id/log', async (req, reply) => {
     const run = await mustGetRun(req.params.id);
     const file = logFile(run.id);
-    const exists = await stat(file).then(() => true, () => false);
-    void reply.type('text/plain; charset=utf-8');
-    return exists ? createReadStream(file) : '';
+    if (req.query.follow !== '1' && req.query.follow !== 'true') {
+      const exists = await stat(file).then(() => true, () => false);
+      void reply.type('text/plain; charset=utf-8');
+      return exists ? createReadStream(file) : '';
+    }
+    // Follow: send what is there, then what is appended, until the run has ended and all is sent.
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
+    let pos = 0;
+    let closed = false;
+    let ended: RunRecord | null | undefined; // set once the run is over: one last read, then stop
+    out.on('close', () => (closed = true));
+    while (!closed) {
+      const size = await stat(file).then((s) => s.size, () => 0);
+      if (size > pos) {
+        const fh = await open(file, 'r');
+        try {
+          const buf = Buffer.alloc(Math.min(size - pos, 1024 * 1024));
+          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+          pos += bytesRead;
+          out.write(buf.subarray(0, bytesRead));
+        } finally {
+          await fh.close();
+        }
+        continue;
+      }
+      if (ended !== undefined) {
+        out.write(`--- run #${run.id} ${ended?.status ?? 'gone'}${ended?.error ? `: ${ended.error}` : ''}\n`);
+        break;
+      }
+      const now = await store.getRun(run.id);
+      if (!now || FINAL.has(now.status)) {
+        ended = now ?? null;
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    out.end();
   });
 }

@@ -19,6 +19,10 @@ import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
 import { installErrorHandling } from './http-errors.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
+import { SecretBox } from './secrets.js';
+import { registerSourceRoutes } from './source-routes.js';
+import { RunWorker } from '../cd/worker.js';
+import { registerWebhookRoutes } from '../cd/webhook-routes.js';
 
 export interface ControlPlaneOptions {
   home: string;
@@ -29,6 +33,12 @@ export interface ControlPlaneOptions {
   logger?: Logger;
   reconcileIntervalMs?: number;
   maxArtifactBytes?: number;
+  /** How people and GitHub reach the API (links in commit statuses, webhook URLs). Default: the listen address. */
+  publicUrl?: string;
+  /** CD runs at once, across apps (one at a time per app). */
+  workers?: number;
+  /** Quiet period before a queued CD run starts (bursts of pushes coalesce). Default 2 s. */
+  quietMs?: number;
 }
 
 export interface ControlPlane {
@@ -46,6 +56,7 @@ function authMode(method: string, url: string): 'none' | 'admin' | 'admin-or-nod
   const path = url.split('?')[0]!;
   if (path === '/healthz') return 'none';
   if (path.startsWith('/api/v1/agent/')) return 'self';
+  if (path.startsWith('/hooks/')) return 'self'; // signed by the app's webhook secret
   if (path.startsWith('/api/v1/artifacts/') && (method === 'GET' || method === 'HEAD')) return 'admin-or-node';
   return 'admin';
 }
@@ -56,6 +67,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const admin = loadOrCreateToken(join(opts.home, 'admin-token'), 'pilot_admin');
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
   const store = new SqliteStore(join(opts.home, 'pilot.db'));
+  const box = new SecretBox(join(opts.home, 'secret.key'));
+  let publicUrl = opts.publicUrl ?? '';
+  let worker: RunWorker | undefined;
   const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
 
   const registry = new Registry();
@@ -105,9 +119,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     return registry.metrics();
   });
   registerArtifactRoutes(api, { blobs, meta: { putMeta: (m) => store.putArtifactMeta(m), getMeta: (d) => store.getArtifactMeta(d), listMeta: (a) => store.listArtifactMeta(a) }, maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3 });
-  registerAgentRoutes(api, { store, reconciler, joinToken: () => join_.token });
-  registerAppRoutes(api, { store, blobs, reconciler });
-  registerRunRoutes(api, { store, runsDir: join(opts.home, 'runs') });
+  registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
+  registerAppRoutes(api, { store, box, blobs, reconciler });
+  registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
+  registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl });
+  registerWebhookRoutes(api, { store, box, onQueued: () => worker?.queued() });
   api.get('/api/v1/nodes', async () => {
     const nodes = await store.listNodes();
     const instances = await store.listInstances();
@@ -130,8 +146,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }
   const addr = api.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+  publicUrl ||= `http://${opts.host}:${port}`;
+  const loopback = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
   await reconciler.tick();
   reconciler.start();
+  worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? (Number(process.env.PILOT_CD_QUIET_MS) || 2000) });
+  await worker.start();
   log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
 
   return {
@@ -142,6 +162,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     joinToken: join_.token,
     api,
     async close() {
+      await worker?.stop();
       reconciler.stop();
       await api.close();
       await router.close();

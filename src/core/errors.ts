@@ -40,6 +40,7 @@ export const CATALOGUE = {
   no_commits: { status: 400, retryable: false, hint: 'Make a first commit.' },
   build_failed: { status: 422, retryable: false },
   step_timeout: { status: 422, retryable: false },
+  superseded: { status: 409, retryable: false, hint: 'A newer push has already been deployed; nothing to do.' },
   cancelled: { status: 409, retryable: false, hint: 'The run was cancelled before it finished; start it again when ready.' },
   unsafe_archive: { status: 422, retryable: false, hint: 'Artifacts may hold only regular files and folders with relative paths inside the archive.' },
   deploy_failed: { status: 422, retryable: false },

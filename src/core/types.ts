@@ -94,6 +94,8 @@ export interface RunRecord {
   readonly retryOf: number | undefined;
   readonly supersededBy: number | undefined;
   readonly rolloutId: number | undefined;
+  /** owner/name from the push payload, for commit statuses. */
+  readonly repoFullName: string | undefined;
 }
 
 export interface ArtifactMeta {

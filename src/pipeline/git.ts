@@ -29,6 +29,24 @@ export function gitEnv(base: Readonly<Record<string, string | undefined>>): Reco
   return env;
 }
 
+/** Besides gitEnv's: what ssh agents, proxies and custom CA bundles need to reach a git server. */
+const REMOTE_ENV = ['SSH_AUTH_SOCK', 'http_proxy', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY',
+  'GIT_SSL_CAINFO', 'GIT_SSL_CAPATH', 'SSL_CERT_FILE', 'SSL_CERT_DIR'] as const;
+
+/**
+ * The environment for git talking to a server (fetch): gitEnv's, the variables above, and only the
+ * https, ssh and file transports, so no transport helper (`ext::`) runs even via url.*.insteadOf.
+ */
+export function remoteGitEnv(base: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const env = gitEnv(base);
+  for (const k of REMOTE_ENV) {
+    const v = base[k];
+    if (v !== undefined) env[k] = v;
+  }
+  env['GIT_ALLOW_PROTOCOL'] = 'https:ssh:file';
+  return env;
+}
+
 export interface GitOutput extends RunResult {
   readonly stdout: Buffer;
 }

@@ -13,7 +13,7 @@ export interface LoadedConfig {
 }
 
 /** Load and validate the app config of the folder `dir`. */
-export async function loadAppConfig(dir: string): Promise<LoadedConfig> {
+export async function loadAppConfig(dir: string, forcedName?: string): Promise<LoadedConfig> {
   let input: AppConfigInput = {};
   const file = join(dir, 'pilot.yaml');
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
@@ -47,5 +47,6 @@ export async function loadAppConfig(dir: string): Promise<LoadedConfig> {
     const folder = basename(dir).toLowerCase();
     if (isValidName(folder)) fallback = folder;
   }
+  if (forcedName !== undefined) return { input, config: resolveAppConfig({ ...input, name: forcedName }, forcedName) };
   return { input, config: resolveAppConfig(input, fallback) };
 }

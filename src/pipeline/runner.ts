@@ -1,27 +1,27 @@
 /**
  * The deploy process, end to end: source → build → package → publish → deploy. One
- * implementation, called by `pilot run` (in the CLI) and by the CD server. It talks to the control
- * plane only through its API: it records a run, reports each step, streams its log, publishes the
- * artifact and asks for a revision, then follows the rollout until it succeeds or fails.
+ * implementation, called by `pilot run` (in the CLI) and by the CD server's worker. It talks to the
+ * control plane only through its API: it records a run (or continues a queued one), reports each
+ * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
+ * until it succeeds or fails.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
-import type { StepName, StepRecord } from '../core/types.js';
+import { sanitizeLine } from '../core/mask.js';
+import type { RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import { buildSteps } from './build-plan.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
-import { loadAppConfig } from './load-config.js';
-import { checkoutWorkspace, resolveSource } from './source.js';
-import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
-import { RunLog } from './run-log.js';
 import { followRollout } from './follow-rollout.js';
+import { RunLog } from './run-log.js';
+import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
+import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
 
 export interface RunRequest {
-  readonly dir: string;
-  readonly allowDirty: boolean;
+  readonly source: RunSource;
   readonly trigger: 'cli' | 'webhook';
   readonly signal?: AbortSignal;
   /** Where progress lines go (the terminal); the run log on the server gets them too. */
@@ -41,23 +41,24 @@ export interface RunOutcome {
 
 const mono = (): number => performance.now();
 
-/** Perform the whole process for the app in `req.dir`. Throws PilotError on any failure. */
+/** Perform the whole process. Throws PilotError on any failure (code `superseded` when a newer push won). */
 export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunOutcome> {
-  const { config, input } = await loadAppConfig(req.dir);
-  const source = await resolveSource(req.dir, { allowDirty: req.allowDirty, ...(req.signal ? { signal: req.signal } : {}) });
+  const sig = req.signal ? { signal: req.signal } : {};
+  const source = await prepareSource(req.source, req.signal);
   // Packing and publishing need tar and undici; load them while the build runs, not before it.
   const later = Promise.all([import('../artifacts/pack.js'), import('../artifacts/client.js')]);
   later.catch(() => undefined);
-  const { run } = await api.createRun({ app: config.name, commit: source.commit, dirty: source.dirty, trigger: req.trigger });
+  const run: RunRecord = req.source.kind === 'git'
+    ? (await api.updateRun(req.source.runId, { status: 'running' })).run
+    : (await api.createRun({ app: source.app, commit: source.commit, dirty: source.dirty, trigger: req.trigger })).run;
   const log = new RunLog(api, run.id, req.out);
   const steps: StepRecord[] = run.steps.map((s) => ({ ...s }));
   const durations = { source: 0, build: 0, package: 0, publish: 0, deploy: 0 };
   let current: StepName = 'source';
   const setStep = async (name: StepName, status: StepRecord['status'], error?: string): Promise<void> => {
     const i = steps.findIndex((s) => s.name === name);
-    const prev = steps[i]!;
     steps[i] = {
-      ...prev,
+      ...steps[i]!,
       status,
       ...(status === 'running' ? { startedAt: Date.now() } : { finishedAt: Date.now() }),
       ...(error === undefined ? {} : { error: error.slice(0, 8000) }),
@@ -77,25 +78,22 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
   };
 
   const workspace = await mkdtemp(join(tmpdir(), 'pilot-build-'));
+  const appDir = appDirOf(workspace);
   try {
-    log.line(`run #${run.id}: app ${config.name}, commit ${source.commit}${source.dirty ? ' (dirty working tree)' : ''}`);
-    await step('source', `source: ${source.commit.slice(0, 12)} ${JSON.stringify(source.message.split('\n')[0] ?? '')}`, async () => {
-      const { files } = await checkoutWorkspace(source, join(workspace, 'app'), req.signal ? { signal: req.signal } : {});
-      log.line(`    ${files} files checked out in a clean workspace`);
+    log.line(`run #${run.id}${run.attempt > 1 ? ` (attempt ${run.attempt})` : ''}: app ${source.app}, commit ${source.commit}${source.dirty ? ' (dirty working tree)' : ''}`);
+    const { config, input } = await step('source', `source: ${source.commit.slice(0, 12)}`, async () => {
+      const { files, message } = await source.checkout(appDir, req.signal, (l) => log.line(`    ${sanitizeLine(l)}`));
+      log.line(`    ${JSON.stringify(sanitizeLine(message.split('\n')[0] ?? '', 200))}: ${files} files checked out in a clean workspace`);
+      return source.config ?? (await configFromCheckout(source.app, appDir));
     });
-    const appDir = join(workspace, 'app');
     await step('build', 'build', async () => {
       const facts = await readWorkspaceFacts(appDir);
       const plan = buildSteps(config.build, facts);
-      if (plan.length === 0) log.line('    nothing to build (no package.json and no build commands)');
+      if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
       const env = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
       for (const s of plan) {
         log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
-        const result = await runCommand(s.argv, {
-          cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs,
-          onLine: (_stream, line) => log.line(`    ${line}`),
-          ...(req.signal ? { signal: req.signal } : {}),
-        });
+        const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
         mustSucceed(result, s.argv);
       }
     });
@@ -118,12 +116,12 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     });
     const revision = await step('deploy', 'deploy', async () => {
       const d = await api.deploy(config.name, { artifact: packed.digest, commit: source.commit, dirty: source.dirty, config: input, runId: run.id });
-      await api.updateRun(run.id, { revision: d.revision.number });
+      await api.updateRun(run.id, { revision: d.revision.number, rolloutId: d.rollout.id });
       log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
       await followRollout(api, config.name, d.rollout.id, {
         timeoutMs: req.deployTimeoutMs ?? config.deploy.readyTimeoutMs + config.deploy.stopTimeoutMs + 30_000,
         out: (l) => log.line(`    ${l}`),
-        ...(req.signal ? { signal: req.signal } : {}),
+        ...sig,
       });
       return d.revision.number;
     });
@@ -133,11 +131,15 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     return { runId: run.id, app: config.name, commit: source.commit, artifact: packed.digest, revision, durations };
   } catch (err) {
     const pe = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err), { cause: err });
-    log.line(`!!! ${current} failed: ${pe.message}`);
-    if (pe.hint) log.line(`    hint: ${pe.hint}`);
+    const status = pe.code === 'superseded' ? 'superseded' : req.signal?.aborted ? 'cancelled' : 'failed';
+    log.line(pe.code === 'superseded' ? `=== ${current} skipped: ${pe.message}` : `!!! ${current} failed: ${pe.message}`);
+    if (pe.hint && pe.code !== 'superseded') log.line(`    hint: ${pe.hint}`);
     await log.flush().catch(() => undefined);
-    await setStep(current, 'failed', pe.message).catch(() => undefined);
-    await api.updateRun(run.id, { status: req.signal?.aborted ? 'cancelled' : 'failed', error: `${current}: ${pe.message}`.slice(0, 8000) }).catch(() => undefined);
+    await setStep(current, pe.code === 'superseded' ? 'skipped' : 'failed', pe.message).catch(() => undefined);
+    // A webhook run cut short by a server shutdown stays `running`: the restart retries it.
+    if (!(req.trigger === 'webhook' && req.signal?.aborted)) {
+      await api.updateRun(run.id, { status, error: `${current}: ${pe.message}`.slice(0, 8000) }).catch(() => undefined);
+    }
     throw pe;
   } finally {
     log.close();

@@ -104,6 +104,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runs ADD COLUMN superseded_by INTEGER;
   ALTER TABLE runs ADD COLUMN rollout_id INTEGER;
   ALTER TABLE runs ADD COLUMN started_at INTEGER;
+  ALTER TABLE runs ADD COLUMN repo_full_name TEXT;
   CREATE UNIQUE INDEX runs_delivery ON runs(delivery_id) WHERE delivery_id IS NOT NULL;
   CREATE INDEX runs_status ON runs(status, id);
   CREATE TABLE secrets (

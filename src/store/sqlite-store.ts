@@ -105,6 +105,7 @@ function runFrom(r: Row): RunRecord {
     retryOf: opt<number>(r.retry_of),
     supersededBy: opt<number>(r.superseded_by),
     rolloutId: opt<number>(r.rollout_id),
+    repoFullName: opt<string>(r.repo_full_name),
   };
 }
 
@@ -279,8 +280,8 @@ export class SqliteStore implements Store {
 
   async createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord> {
     const info = this.db
-      .prepare(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at) VALUES (?, ?, ?, ?, 'running', ?, ?)`)
-      .run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now);
+      .prepare(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`)
+      .run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now, r.now);
     return (await this.getRun(Number(info.lastInsertRowid)))!;
   }
   async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
@@ -331,10 +332,10 @@ export class SqliteStore implements Store {
         const max = this.db.prepare('SELECT MAX(fence) AS f FROM runs WHERE app = ?').get(p.app) as { f: number | null };
         const info = this.db
           .prepare(
-            `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, delivery_id, branch, message, author, fence, attempt)
-             VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, 0)`,
+            `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, delivery_id, branch, message, author, fence, attempt, repo_full_name)
+             VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
           )
-          .run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1);
+          .run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1, p.repoFullName ?? null);
         const id = Number(info.lastInsertRowid);
         const older = this.db
           .prepare(`SELECT id FROM runs WHERE app = ? AND branch = ? AND status = 'queued' AND id <> ?`)
@@ -350,10 +351,10 @@ export class SqliteStore implements Store {
     }
   }
 
-  async claimNextRun(excludeApps: ReadonlySet<string>, now: number): Promise<RunRecord | undefined> {
+  async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
     return this.db.transaction((): RunRecord | undefined => {
       const busy = new Set((this.db.prepare(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map((r) => r.app));
-      const queued = this.db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY id`).all() as Row[];
+      const queued = this.db.prepare(`SELECT * FROM runs WHERE status = 'queued' AND created_at <= ? ORDER BY id`).all(queuedBefore) as Row[];
       const next = queued.find((r) => !busy.has(r.app as string) && !excludeApps.has(r.app as string));
       if (!next) return undefined;
       this.db.prepare(`UPDATE runs SET status = 'running', started_at = ?, attempt = attempt + (CASE WHEN attempt = 0 THEN 1 ELSE 0 END) WHERE id = ?`).run(now, next.id);
@@ -372,10 +373,10 @@ export class SqliteStore implements Store {
           if (attempt < 2) {
             const info = this.db
               .prepare(
-                `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, branch, message, author, fence, attempt, retry_of)
-                 VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)`,
+                `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, branch, message, author, fence, attempt, retry_of, repo_full_name)
+                 VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
               )
-              .run(r.app, r.commit_sha, PIPELINE_STEPS, now, r.branch, r.message, r.author, r.fence, attempt + 1, r.id);
+              .run(r.app, r.commit_sha, PIPELINE_STEPS, now, r.branch, r.message, r.author, r.fence, attempt + 1, r.id, r.repo_full_name);
             retryNote = `retried as run #${Number(info.lastInsertRowid)}`;
           }
           this.db.prepare(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
@@ -386,6 +387,13 @@ export class SqliteStore implements Store {
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
+  }
+
+  async finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void> {
+    this.db
+      .prepare(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
+                WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
+      .run(status, error ?? null, now, status, now, rolloutId);
   }
 
   async latestDeployedFence(app: string): Promise<number | undefined> {

@@ -39,6 +39,8 @@ export interface WebhookPush {
   readonly message: string;
   readonly author: string;
   readonly now: number;
+  /** owner/name of the repository as GitHub names it (for commit statuses). */
+  readonly repoFullName?: string;
 }
 
 export type EnqueueResult =
@@ -164,12 +166,14 @@ export interface Store {
    */
   enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult>;
   /** The oldest queued run of an app that has no run going, now marked running (attempt counted). */
-  claimNextRun(excludeApps: ReadonlySet<string>, now: number): Promise<RunRecord | undefined>;
+  claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore?: number): Promise<RunRecord | undefined>;
   /**
    * After a restart: webhook runs left `running` become `interrupted`; each is retried once as a new
    * queued run (same commit and fence, attempt + 1). Returns the interrupted ones.
    */
   recoverInterruptedRuns(now: number): Promise<RunRecord[]>;
+  /** A rollback's run ends with its rollout. */
+  finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void>;
   /** The highest fence among the app's runs that created a revision, if any. */
   latestDeployedFence(app: string): Promise<number | undefined>;
   // secrets (sealed values)

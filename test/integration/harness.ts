@@ -79,10 +79,10 @@ export class Harness {
   }
 
   /** Start `pilot up` (control plane, router, agent) on free ports and wait until it answers. */
-  async startUp(): Promise<void> {
+  async startUp(extraEnv: Record<string, string> = {}): Promise<void> {
     rmSync(join(this.home, 'server.json'), { force: true });
     // The same V8 flag as `npm start`.
-    const p = spawn(process.execPath, ['--max-semi-space-size=2', PILOT, 'up', '--api-port', '0', '--router-port', '0'], { cwd: ROOT, env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--max-semi-space-size=2', PILOT, 'up', '--api-port', '0', '--router-port', '0'], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     let out = '';

@@ -1,0 +1,91 @@
+/**
+ * Apps deployed by push: `POST /api/v1/apps` sets an app's repository, branch and webhook secret
+ * (generated unless given), and the app's secrets (env values stored sealed, injected into its
+ * instances, masked in logs). Secret values never come back out of the API.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { resolveAppConfig } from '../core/app-config.js';
+import { PilotError } from '../core/errors.js';
+import { secretMasker } from '../core/mask.js';
+import { assertName } from '../core/names.js';
+import { assertRepoUrl } from '../core/repo-url.js';
+import type { Store } from '../store/store.js';
+import type { SecretBox } from './secrets.js';
+
+const CreateBody = Type.Object({
+  name: Type.String(),
+  repo: Type.String(),
+  branch: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  secret: Type.Optional(Type.String({ minLength: 16, maxLength: 256 })),
+  githubToken: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  statusApiUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+}, { additionalProperties: false });
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const MAX_SECRET_BYTES = 64 * 1024;
+
+/** The app's secrets, opened: for injecting into instances. */
+export async function openSecrets(store: Store, box: SecretBox, app: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const s of await store.listSecrets(app)) out[s.name] = box.open(s.value);
+  return out;
+}
+
+/** A masker for the app's secret values (plain and base64) in log lines. */
+export async function appMasker(store: Store, box: SecretBox, app: string): Promise<(line: string) => string> {
+  return secretMasker(Object.values(await openSecrets(store, box, app)));
+}
+
+export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store; box: SecretBox; publicUrl: () => string }): void {
+  const { store, box } = deps;
+
+  app.post<{ Body: { name: string; repo: string; branch?: string; secret?: string; githubToken?: string; statusApiUrl?: string } }>(
+    '/api/v1/apps', { schema: { body: CreateBody } }, async (req, reply) => {
+      const b = req.body;
+      const name = assertName(b.name);
+      const repo = assertRepoUrl(b.repo);
+      const branch = b.branch ?? 'main';
+      // eslint-disable-next-line no-control-regex
+      if (/[\u0000-\u001f\u007f ~^:?*[\\]|\.\.|^-|^\/|\/$|\.lock$/.test(branch)) {
+        throw new PilotError('bad_request', `branch ${JSON.stringify(branch)} is not a valid git branch name`);
+      }
+      const secret = b.secret ?? randomBytes(24).toString('base64url');
+      const existing = await store.getApp(name);
+      const rec = await store.setAppSource(name, existing?.config ?? resolveAppConfig({}, name), {
+        repo, branch, webhookSecret: box.seal(secret),
+        githubToken: b.githubToken === undefined ? undefined : box.seal(b.githubToken),
+        statusApiUrl: b.statusApiUrl,
+      }, Date.now());
+      void reply.status(existing ? 200 : 201);
+      const path = `/hooks/github/${name}`;
+      return {
+        app: { name: rec.name, repo: rec.repo, branch: rec.branch, commitStatus: Boolean(rec.githubToken) },
+        webhook: { path, url: deps.publicUrl() + path, contentType: 'application/json', secret, secretGenerated: b.secret === undefined },
+      };
+    });
+
+  app.get<{ Params: { app: string } }>('/api/v1/apps/:app/secrets', async (req) => {
+    const name = assertName(req.params.app);
+    if (!(await store.getApp(name))) throw new PilotError('app_not_found', `app "${name}" not found`);
+    return { secrets: (await store.listSecrets(name)).map((s) => ({ name: s.name, updatedAt: s.updatedAt })) };
+  });
+
+  app.put<{ Params: { app: string; name: string }; Body: { value: string } }>(
+    '/api/v1/apps/:app/secrets/:name',
+    { schema: { body: Type.Object({ value: Type.String({ maxLength: MAX_SECRET_BYTES }) }, { additionalProperties: false }) } },
+    async (req) => {
+      const name = assertName(req.params.app);
+      if (!ENV_NAME.test(req.params.name)) throw new PilotError('bad_request', `secret name ${JSON.stringify(req.params.name.slice(0, 80))} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
+      if (!(await store.getApp(name))) throw new PilotError('app_not_found', `app "${name}" not found`);
+      await store.setSecret(name, req.params.name, box.seal(req.body.value), Date.now());
+      return { app: name, secret: req.params.name, note: 'takes effect for instances started from now on' };
+    });
+
+  app.delete<{ Params: { app: string; name: string } }>('/api/v1/apps/:app/secrets/:name', async (req) => {
+    const name = assertName(req.params.app);
+    if (!(await store.deleteSecret(name, req.params.name))) throw new PilotError('not_found', `app "${name}" has no secret ${JSON.stringify(req.params.name.slice(0, 80))}`);
+    return { app: name, deleted: req.params.name };
+  });
+}
