@@ -69,7 +69,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const store = new SqliteStore(join(opts.home, 'pilot.db'));
   const box = new SecretBox(join(opts.home, 'secret.key'));
   let publicUrl = opts.publicUrl ?? '';
-  let worker: RunWorker | undefined;
+  const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
   const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
 
   const registry = new Registry();
@@ -123,7 +123,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerAppRoutes(api, { store, box, blobs, reconciler });
   registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl });
-  registerWebhookRoutes(api, { store, box, onQueued: () => worker?.queued() });
+  registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
   api.get('/api/v1/nodes', async () => {
     const nodes = await store.listNodes();
     const instances = await store.listInstances();
@@ -150,7 +150,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const loopback = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
   await reconciler.tick();
   reconciler.start();
-  worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? (Number(process.env.PILOT_CD_QUIET_MS) || 2000) });
+  const worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? (Number(process.env.PILOT_CD_QUIET_MS) || 2000) });
+  cd.worker = worker;
   await worker.start();
   log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
 
@@ -162,7 +163,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     joinToken: join_.token,
     api,
     async close() {
-      await worker?.stop();
+      await worker.stop();
       reconciler.stop();
       await api.close();
       await router.close();

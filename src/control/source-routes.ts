@@ -47,7 +47,6 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
       const name = assertName(b.name);
       const repo = assertRepoUrl(b.repo);
       const branch = b.branch ?? 'main';
-      // eslint-disable-next-line no-control-regex
       if (/[\u0000-\u001f\u007f ~^:?*[\\]|\.\.|^-|^\/|\/$|\.lock$/.test(branch)) {
         throw new PilotError('bad_request', `branch ${JSON.stringify(branch)} is not a valid git branch name`);
       }

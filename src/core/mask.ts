@@ -27,7 +27,6 @@ export function secretMasker(values: readonly string[]): (line: string) => strin
 
 /** Escape control characters (ANSI escapes included) and cap the length: untrusted text made showable. */
 export function sanitizeLine(text: string, maxChars = 4000): string {
-  // eslint-disable-next-line no-control-regex
   let out = text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   if (out.length > maxChars) out = `${out.slice(0, maxChars)}… (${out.length - maxChars} more characters)`;
   return out;

@@ -6,7 +6,6 @@
 import { PilotError } from './errors.js';
 
 const SCP_LIKE = /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!-)[A-Za-z0-9._~/-]+$/;
-// eslint-disable-next-line no-control-regex
 const UNSAFE_CHARS = /[\s\u0000-\u001f\u007f]/;
 
 /** Why `url` is refused, or undefined when it is acceptable. */
