@@ -114,7 +114,7 @@ describe('webhook routes: authentication, content and limits', () => {
     assert.equal(a.status, 202);
   });
 
-  it('answers 413 to a body declared over 25 MB at once, without waiting for it', async () => {
+  it('answers 413 to a body declared over 25 MB at once, without waiting for it', { timeout: 15_000 }, async () => {
     const declared = 26 * 1024 * 1024;
     const started = Date.now();
     const { status, sent } = await postStream(srv.url, declared, 64 * 1024, { 'content-length': String(declared) });
@@ -124,7 +124,7 @@ describe('webhook routes: authentication, content and limits', () => {
     await stillServing();
   });
 
-  it('stops reading a chunked body at the cap: 413 and the connection closed', async () => {
+  it('stops reading a chunked body at the cap: 413 and the connection closed', { timeout: 15_000 }, async () => {
     const { status, sent, closed } = await postStream(small.url, 100 * 1024 * 1024, 16 * 1024, { 'transfer-encoding': 'chunked' });
     assert.equal(status, 413);
     assert.ok(closed, 'connection closed');
@@ -133,7 +133,19 @@ describe('webhook routes: authentication, content and limits', () => {
     await stillServing(small);
   });
 
-  it('cuts off clients trickling their body after the body timeout', async () => {
+  it('refuses an unknown app or a wrong content type before reading the body, and closes the connection', { timeout: 15_000 }, async () => {
+    const chunked = { 'transfer-encoding': 'chunked' };
+    const cases: [string, Record<string, string>, number][] = [['nope', chunked, 404], ['shop', { ...chunked, 'content-type': 'text/plain' }, 415]];
+    for (const [app, headers, want] of cases) {
+      const { status, sent, closed } = await postStream(srv.url, 100 * 1024 * 1024, 16 * 1024, headers, app);
+      assert.equal(status, want);
+      assert.ok(closed, 'connection closed');
+      assert.ok(sent < 50 * 1024 * 1024, `sent ${sent} bytes before the answer`);
+    }
+    await stillServing();
+  });
+
+  it('cuts off clients trickling their body after the body timeout', { timeout: 15_000 }, async () => {
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: 20 }, () => trickle(small.url, 'shop')));
     const elapsed = Date.now() - started;
@@ -147,14 +159,14 @@ describe('webhook routes: authentication, content and limits', () => {
 });
 
 /** POST up to `total` bytes of "x" in `chunk`-sized writes; stop at the first answer or close. */
-function postStream(url: string, total: number, chunk: number, headers: Record<string, string>): Promise<{ status: number; sent: number; closed: boolean }> {
+function postStream(url: string, total: number, chunk: number, headers: Record<string, string>, app = 'shop'): Promise<{ status: number; sent: number; closed: boolean }> {
   const body = JSON.stringify(examplePing());
   const sig = githubHeaders(SECRET, body, 'push');
   return new Promise((resolve, reject) => {
     let sent = 0;
     let status = 0;
     let closed = false;
-    const req = http.request(`${url}/hooks/github/shop`, { method: 'POST', headers: { ...sig, ...headers }, agent: false });
+    const req = http.request(`${url}/hooks/github/${app}`, { method: 'POST', headers: { ...sig, ...headers }, agent: false });
     const piece = Buffer.alloc(chunk, 'x');
     const pump = (): void => {
       while (status === 0 && !req.destroyed && sent < total) {

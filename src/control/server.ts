@@ -150,7 +150,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const loopback = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
   await reconciler.tick();
   reconciler.start();
-  const worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? (Number(process.env.PILOT_CD_QUIET_MS) || 2000) });
+  const worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000) });
   cd.worker = worker;
   await worker.start();
   log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
@@ -179,4 +179,12 @@ function listenError(err: unknown, what: string, host: string, port: number): Pi
   if (code === 'EACCES') return new PilotError('port_in_use', `the ${what} may not listen on ${host}:${port} (permission denied)`, { hint: 'Ports below 1024 need privileges; pick another port.' });
   if (code === 'EADDRNOTAVAIL') return new PilotError('bad_request', `the ${what} cannot listen on ${host}: no such address on this machine`);
   return new PilotError('internal', `the ${what} cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+}
+
+/** A non-negative number of milliseconds from the environment, or the default. */
+function envMs(name: string, dflt: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return dflt;
+  const n = Number(raw);
+  return Number.isFinite(n) && n >= 0 ? n : dflt;
 }

@@ -269,11 +269,18 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
 
   it('exports Prometheus metrics per app and revision (with the token)', async () => {
     assert.equal((await request(h.api + '/metrics')).statusCode, 401);
-    const res = await request(h.api + '/metrics', { headers: { authorization: `Bearer ${h.token}` } });
-    const text = await res.body.text();
-    assert.equal(res.statusCode, 200);
-    assert.match(text, /pilot_router_requests_total\{[^}]*app="hello"/);
-    assert.match(text, /pilot_instances\{state="ready"\} 1/);
+    const metrics = async (): Promise<string> => {
+      const res = await request(h.api + '/metrics', { headers: { authorization: `Bearer ${h.token}` } });
+      assert.equal(res.statusCode, 200);
+      return res.body.text();
+    };
+    assert.match(await metrics(), /pilot_router_requests_total\{[^}]*app="hello"/);
+    // The abandoned instance of the previous test may still be on its way out: wait for one, ready.
+    const text = await waitFor('one ready instance in the metrics', async () => {
+      const t = await metrics();
+      return /pilot_instances\{state="ready"\} 1\n/.test(t) && !/pilot_instances\{state="(failed|backoff|stopping)"\}/.test(t) ? t : undefined;
+    });
+    assert.match(text, /# TYPE pilot_instances gauge/);
   });
 });
 
