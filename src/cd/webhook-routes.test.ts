@@ -166,7 +166,9 @@ function postStream(url: string, total: number, chunk: number, headers: Record<s
     let sent = 0;
     let status = 0;
     let closed = false;
-    const req = http.request(`${url}/hooks/github/${app}`, { method: 'POST', headers: { ...sig, ...headers }, agent: false });
+    // A keep-alive client: the server, not the client, must decide to close.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const req = http.request(`${url}/hooks/github/${app}`, { method: 'POST', headers: { ...sig, ...headers }, agent });
     const piece = Buffer.alloc(chunk, 'x');
     const pump = (): void => {
       while (status === 0 && !req.destroyed && sent < total) {
@@ -181,6 +183,7 @@ function postStream(url: string, total: number, chunk: number, headers: Record<s
       res.on('close', () => {
         closed = res.headers.connection === 'close';
         req.destroy();
+        agent.destroy();
         resolve({ status, sent, closed });
       });
     });

@@ -42,19 +42,6 @@ interface Target {
   readonly secret: string;
 }
 
-/**
- * 415 has no catalogue code yet, so this one answer is written here (same JSON error shape).
- * TODO(lead): add `unsupported_media_type` (415) to core/errors.ts and throw a PilotError instead.
- */
-class UnsupportedMediaType extends Error {
-  readonly body = {
-    code: 'unsupported_media_type',
-    message: this.message,
-    hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
-    retryable: false,
-  };
-}
-
 const one = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v);
 const isJsonType = (ct: string | undefined): boolean => ct?.split(';')[0]?.trim().toLowerCase() === 'application/json';
 
@@ -77,11 +64,6 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
     scope.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: maxBodyBytes }, (req, body, done) => {
       clearBodyTimer(req.raw);
       done(null, body);
-    });
-
-    scope.setErrorHandler((err, _req, reply) => {
-      if (err instanceof UnsupportedMediaType) return reply.code(415).send({ error: err.body });
-      throw err; // the server's handler (control/http-errors.ts) answers everything else
     });
 
     scope.addHook('onRequest', async (req) => {
@@ -107,7 +89,11 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
         });
       }
       const ct = one(req.headers['content-type']);
-      if (!isJsonType(ct)) throw new UnsupportedMediaType(`content type ${JSON.stringify(sanitizeLine(ct ?? '(none)', 100))} is not accepted`);
+      if (!isJsonType(ct)) {
+        throw new PilotError('unsupported_media_type', `content type ${JSON.stringify(sanitizeLine(ct ?? '(none)', 100))} is not accepted`, {
+          hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
+        });
+      }
       targets.set(req, { app: { ...rec, repo: rec.repo, branch: rec.branch }, secret: deps.box.open(rec.webhookSecret) });
       return payload;
     });

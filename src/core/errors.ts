@@ -27,6 +27,7 @@ export const CATALOGUE = {
   invalid_digest: { status: 400, retryable: false, hint: 'Digests look like sha256:<64 lowercase hex characters>.' },
   digest_mismatch: { status: 400, retryable: false, hint: 'The bytes do not hash to the digest given: the upload was corrupted or the digest is wrong. Upload again.' },
   too_large: { status: 413, retryable: false },
+  unsupported_media_type: { status: 415, retryable: false },
   not_found: { status: 404, retryable: false },
   app_not_found: { status: 404, retryable: false, hint: 'List apps with `pilot apps`; an app is created by its first `pilot run`.' },
   revision_not_found: { status: 404, retryable: false, hint: 'List revisions with `pilot status APP`.' },

@@ -107,6 +107,9 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runs ADD COLUMN repo_full_name TEXT;
   CREATE UNIQUE INDEX runs_delivery ON runs(delivery_id) WHERE delivery_id IS NOT NULL;
   CREATE INDEX runs_status ON runs(status, id);
+  CREATE INDEX runs_app_commit ON runs(app, commit_sha);
+  CREATE INDEX runs_app_fence ON runs(app, fence);
+  CREATE INDEX runs_app_status ON runs(app, status, branch);
   CREATE TABLE secrets (
     app TEXT NOT NULL,
     name TEXT NOT NULL,

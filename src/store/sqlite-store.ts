@@ -127,6 +127,8 @@ export function openSqliteStore(file: string): SqliteStore {
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+  private pendingPushes: { p: WebhookPush; resolve: (r: EnqueueResult) => void; reject: (e: unknown) => void }[] = [];
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -152,40 +154,46 @@ export class SqliteStore implements Store {
     }
   }
 
+  /** A prepared statement, prepared once: the hot paths (sync, enqueue) run the same SQL all day. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
 
   async upsertApp(name: string, config: AppConfig, now: number): Promise<AppRecord> {
-    this.db
-      .prepare(
-        `INSERT INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+    this.stmt(`INSERT INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
       )
       .run(name, JSON.stringify(config), config.replicas, now, now);
     return (await this.getApp(name))!;
   }
   async getApp(name: string): Promise<AppRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM apps WHERE name = ?').get(name) as Row | undefined;
+    const r = this.stmt('SELECT * FROM apps WHERE name = ?').get(name) as Row | undefined;
     return r && appFrom(r);
   }
   async listApps(): Promise<AppRecord[]> {
-    return (this.db.prepare('SELECT * FROM apps ORDER BY name').all() as Row[]).map(appFrom);
+    return (this.stmt('SELECT * FROM apps ORDER BY name').all() as Row[]).map(appFrom);
   }
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
-    this.db.prepare('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
+    this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
   }
   async setReplicas(app: string, replicas: number, now: number): Promise<void> {
-    this.db.prepare('UPDATE apps SET replicas = ?, updated_at = ? WHERE name = ?').run(replicas, now, app);
+    this.stmt('UPDATE apps SET replicas = ?, updated_at = ? WHERE name = ?').run(replicas, now, app);
   }
 
   async setAppSource(name: string, defaults: AppConfig, src: AppSource, now: number): Promise<AppRecord> {
     this.db.transaction(() => {
-      this.db
-        .prepare('INSERT OR IGNORE INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
+      this.stmt('INSERT OR IGNORE INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
         .run(name, JSON.stringify(defaults), defaults.replicas, now, now);
-      this.db
-        .prepare('UPDATE apps SET repo = ?, branch = ?, webhook_secret = ?, github_token = ?, status_api_url = ?, updated_at = ? WHERE name = ?')
+      this.stmt('UPDATE apps SET repo = ?, branch = ?, webhook_secret = ?, github_token = ?, status_api_url = ?, updated_at = ? WHERE name = ?')
         .run(src.repo, src.branch, src.webhookSecret, src.githubToken ?? null, src.statusApiUrl ?? null, now, name);
     })();
     return (await this.getApp(name))!;
@@ -193,94 +201,86 @@ export class SqliteStore implements Store {
 
   async createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord> {
     const number = this.db.transaction(() => {
-      const max = this.db.prepare('SELECT MAX(number) AS n FROM revisions WHERE app = ?').get(r.app) as { n: number | null };
+      const max = this.stmt('SELECT MAX(number) AS n FROM revisions WHERE app = ?').get(r.app) as { n: number | null };
       const n = (max.n ?? 0) + 1;
-      this.db
-        .prepare('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      this.stmt('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
         .run(r.app, n, r.artifact, r.commit, r.dirty ? 1 : 0, JSON.stringify(r.config), r.runId ?? null, r.createdAt);
       return n;
     })();
     return { ...r, number };
   }
   async getRevision(app: string, number: number): Promise<RevisionRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM revisions WHERE app = ? AND number = ?').get(app, number) as Row | undefined;
+    const r = this.stmt('SELECT * FROM revisions WHERE app = ? AND number = ?').get(app, number) as Row | undefined;
     return r && revisionFrom(r);
   }
   async listRevisions(app: string): Promise<RevisionRecord[]> {
-    return (this.db.prepare('SELECT * FROM revisions WHERE app = ? ORDER BY number DESC').all(app) as Row[]).map(revisionFrom);
+    return (this.stmt('SELECT * FROM revisions WHERE app = ? ORDER BY number DESC').all(app) as Row[]).map(revisionFrom);
   }
 
   async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
-    const info = this.db
-      .prepare(`INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`)
+    const info = this.stmt(`INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`)
       .run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
     return (await this.getRollout(Number(info.lastInsertRowid)))!;
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
-    this.db.prepare('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(status, reason ?? null, now, id);
+    this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(status, reason ?? null, now, id);
   }
   async getRollout(id: number): Promise<RolloutRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM rollouts WHERE id = ?').get(id) as Row | undefined;
+    const r = this.stmt('SELECT * FROM rollouts WHERE id = ?').get(id) as Row | undefined;
     return r && rolloutFrom(r);
   }
   async activeRollout(app: string): Promise<RolloutRecord | undefined> {
-    const r = this.db.prepare(`SELECT * FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(app) as Row | undefined;
+    const r = this.stmt(`SELECT * FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(app) as Row | undefined;
     return r && rolloutFrom(r);
   }
   async listRollouts(app: string, limit: number): Promise<RolloutRecord[]> {
-    return (this.db.prepare('SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(rolloutFrom);
+    return (this.stmt('SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(rolloutFrom);
   }
 
   async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'updatedAt'>): Promise<void> {
-    this.db
-      .prepare(`INSERT INTO instances (id, app, revision, node_id, desired, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)`)
+    this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)`)
       .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.createdAt, i.createdAt);
   }
   async setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void> {
-    this.db.prepare('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
+    this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
   }
   async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
-    this.db
-      .prepare('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, updated_at = ? WHERE id = ?')
+    this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, updated_at = ? WHERE id = ?')
       .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, now, id);
   }
   async deleteInstance(id: string): Promise<void> {
-    this.db.prepare('DELETE FROM instances WHERE id = ?').run(id);
+    this.stmt('DELETE FROM instances WHERE id = ?').run(id);
   }
   async listInstances(filter: { app?: string; nodeId?: string } = {}): Promise<InstanceRecord[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM instances WHERE (@app IS NULL OR app = @app) AND (@node IS NULL OR node_id = @node) ORDER BY created_at, id')
+    const rows = this.stmt('SELECT * FROM instances WHERE (@app IS NULL OR app = @app) AND (@node IS NULL OR node_id = @node) ORDER BY created_at, id')
       .all({ app: filter.app ?? null, node: filter.nodeId ?? null }) as Row[];
     return rows.map(instanceFrom);
   }
 
   async upsertNode(n: NodeRecord): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    this.stmt(`INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
            agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at`,
       )
       .run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt);
   }
   async getNodeByName(name: string): Promise<NodeRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM nodes WHERE name = ?').get(name) as Row | undefined;
+    const r = this.stmt('SELECT * FROM nodes WHERE name = ?').get(name) as Row | undefined;
     return r && nodeFrom(r);
   }
   async getNode(id: string): Promise<NodeRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM nodes WHERE id = ?').get(id) as Row | undefined;
+    const r = this.stmt('SELECT * FROM nodes WHERE id = ?').get(id) as Row | undefined;
     return r && nodeFrom(r);
   }
   async listNodes(): Promise<NodeRecord[]> {
-    return (this.db.prepare('SELECT * FROM nodes ORDER BY name').all() as Row[]).map(nodeFrom);
+    return (this.stmt('SELECT * FROM nodes ORDER BY name').all() as Row[]).map(nodeFrom);
   }
   async touchNode(id: string, now: number): Promise<void> {
-    this.db.prepare('UPDATE nodes SET last_seen_at = ? WHERE id = ?').run(now, id);
+    this.stmt('UPDATE nodes SET last_seen_at = ? WHERE id = ?').run(now, id);
   }
 
   async createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord> {
-    const info = this.db
-      .prepare(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`)
+    const info = this.stmt(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`)
       .run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now, r.now);
     return (await this.getRun(Number(info.lastInsertRowid)))!;
   }
@@ -302,63 +302,79 @@ export class SqliteStore implements Store {
     if (p.startedAt !== undefined) set('started_at', p.startedAt);
     if (p.rolloutId !== undefined) set('rollout_id', p.rolloutId);
     if (p.supersededBy !== undefined) set('superseded_by', p.supersededBy);
-    if (sets.length > 0) this.db.prepare(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
+    if (sets.length > 0) this.stmt(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
     const run = await this.getRun(id);
     if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
     return run;
   }
   async getRun(id: number): Promise<RunRecord | undefined> {
-    const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row | undefined;
+    const r = this.stmt('SELECT * FROM runs WHERE id = ?').get(id) as Row | undefined;
     return r && runFrom(r);
   }
   async listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM runs WHERE (@app IS NULL OR app = @app) ORDER BY id DESC LIMIT @limit')
+    const rows = this.stmt('SELECT * FROM runs WHERE (@app IS NULL OR app = @app) ORDER BY id DESC LIMIT @limit')
       .all({ app: filter.app ?? null, limit: filter.limit }) as Row[];
     return rows.map(runFrom);
   }
 
-  async enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult> {
-    // The acknowledgement to GitHub depends on this write: make this commit wait for the disk.
+  /**
+   * Group commit: every push that arrives in one event-loop turn is written in one transaction with
+   * synchronous=FULL, so N concurrent deliveries cost one fsync, and each caller is answered only
+   * after that commit.
+   */
+  enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult> {
+    return new Promise((resolve, reject) => {
+      this.pendingPushes.push({ p, resolve, reject });
+      if (this.pendingPushes.length === 1) setImmediate(() => this.flushPushes());
+    });
+  }
+
+  private flushPushes(): void {
+    const batch = this.pendingPushes;
+    this.pendingPushes = [];
+    let results: EnqueueResult[];
     this.db.pragma('synchronous = FULL');
     try {
-      return this.db.transaction((): EnqueueResult => {
-        const byDelivery = this.db.prepare('SELECT * FROM runs WHERE delivery_id = ?').get(p.deliveryId) as Row | undefined;
-        if (byDelivery) return { outcome: 'duplicate-delivery', run: runFrom(byDelivery) };
-        const same = this.db
-          .prepare(`SELECT * FROM runs WHERE app = ? AND commit_sha = ? AND status IN ('queued', 'running') ORDER BY id DESC LIMIT 1`)
-          .get(p.app, p.commit) as Row | undefined;
-        if (same) return { outcome: 'duplicate-commit', run: runFrom(same) };
-        const max = this.db.prepare('SELECT MAX(fence) AS f FROM runs WHERE app = ?').get(p.app) as { f: number | null };
-        const info = this.db
-          .prepare(
-            `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, delivery_id, branch, message, author, fence, attempt, repo_full_name)
-             VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
-          )
-          .run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1, p.repoFullName ?? null);
-        const id = Number(info.lastInsertRowid);
-        const older = this.db
-          .prepare(`SELECT id FROM runs WHERE app = ? AND branch = ? AND status = 'queued' AND id <> ?`)
-          .all(p.app, p.branch, id) as { id: number }[];
-        for (const o of older) {
-          this.db.prepare(`UPDATE runs SET status = 'superseded', superseded_by = ?, finished_at = ?, error = ? WHERE id = ?`)
-            .run(id, p.now, `superseded by run #${id} (a newer push to ${p.branch})`, o.id);
-        }
-        return { outcome: 'queued', run: runFrom(this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row), superseded: older.map((o) => o.id) };
-      })();
+      results = this.db.transaction(() => batch.map((b) => this.enqueueOne(b.p)))();
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+      return;
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
+    batch.forEach((b, i) => b.resolve(results[i]!));
+  }
+
+  private enqueueOne(p: WebhookPush): EnqueueResult {
+
+    const byDelivery = this.stmt('SELECT * FROM runs WHERE delivery_id = ?').get(p.deliveryId) as Row | undefined;
+    if (byDelivery) return { outcome: 'duplicate-delivery', run: runFrom(byDelivery) };
+    const same = this.stmt(`SELECT * FROM runs WHERE app = ? AND commit_sha = ? AND status IN ('queued', 'running') ORDER BY id DESC LIMIT 1`)
+      .get(p.app, p.commit) as Row | undefined;
+    if (same) return { outcome: 'duplicate-commit', run: runFrom(same) };
+    const max = this.stmt('SELECT MAX(fence) AS f FROM runs WHERE app = ?').get(p.app) as { f: number | null };
+    const info = this.stmt(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, delivery_id, branch, message, author, fence, attempt, repo_full_name)
+         VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
+      )
+      .run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1, p.repoFullName ?? null);
+    const id = Number(info.lastInsertRowid);
+    const older = this.stmt(`SELECT id FROM runs WHERE app = ? AND branch = ? AND status = 'queued' AND id <> ?`)
+      .all(p.app, p.branch, id) as { id: number }[];
+    for (const o of older) {
+      this.stmt(`UPDATE runs SET status = 'superseded', superseded_by = ?, finished_at = ?, error = ? WHERE id = ?`)
+        .run(id, p.now, `superseded by run #${id} (a newer push to ${p.branch})`, o.id);
+    }
+    return { outcome: 'queued', run: runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(id) as Row), superseded: older.map((o) => o.id) };
   }
 
   async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
     return this.db.transaction((): RunRecord | undefined => {
-      const busy = new Set((this.db.prepare(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map((r) => r.app));
-      const queued = this.db.prepare(`SELECT * FROM runs WHERE status = 'queued' AND created_at <= ? ORDER BY id`).all(queuedBefore) as Row[];
+      const busy = new Set((this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map((r) => r.app));
+      const queued = this.stmt(`SELECT * FROM runs WHERE status = 'queued' AND created_at <= ? ORDER BY id`).all(queuedBefore) as Row[];
       const next = queued.find((r) => !busy.has(r.app as string) && !excludeApps.has(r.app as string));
       if (!next) return undefined;
-      this.db.prepare(`UPDATE runs SET status = 'running', started_at = ?, attempt = attempt + (CASE WHEN attempt = 0 THEN 1 ELSE 0 END) WHERE id = ?`).run(now, next.id);
-      return runFrom(this.db.prepare('SELECT * FROM runs WHERE id = ?').get(next.id) as Row);
+      this.stmt(`UPDATE runs SET status = 'running', started_at = ?, attempt = attempt + (CASE WHEN attempt = 0 THEN 1 ELSE 0 END) WHERE id = ?`).run(now, next.id);
+      return runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(next.id) as Row);
     })();
   }
 
@@ -366,7 +382,7 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = FULL');
     try {
       return this.db.transaction((): RunRecord[] => {
-        const rows = this.db.prepare(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as Row[];
+        const rows = this.stmt(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as Row[];
         for (const r of rows) {
           const attempt = (r.attempt as number) || 1;
           let retryNote = 'not retried: it was already a retry';
@@ -379,10 +395,10 @@ export class SqliteStore implements Store {
               .run(r.app, r.commit_sha, PIPELINE_STEPS, now, r.branch, r.message, r.author, r.fence, attempt + 1, r.id, r.repo_full_name);
             retryNote = `retried as run #${Number(info.lastInsertRowid)}`;
           }
-          this.db.prepare(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
+          this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
             .run(now, `interrupted: the server stopped while it ran; ${retryNote}`, r.id);
         }
-        return rows.map((r) => runFrom(this.db.prepare('SELECT * FROM runs WHERE id = ?').get(r.id) as Row));
+        return rows.map((r) => runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(r.id) as Row));
       })();
     } finally {
       this.db.pragma('synchronous = NORMAL');
@@ -390,43 +406,39 @@ export class SqliteStore implements Store {
   }
 
   async finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void> {
-    this.db
-      .prepare(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
+    this.stmt(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
                 WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
       .run(status, error ?? null, now, status, now, rolloutId);
   }
 
   async latestDeployedFence(app: string): Promise<number | undefined> {
-    const r = this.db
-      .prepare('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?')
+    const r = this.stmt('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?')
       .get(app) as { f: number | null };
     return r.f ?? undefined;
   }
 
   async setSecret(app: string, name: string, sealed: string, now: number): Promise<void> {
-    this.db
-      .prepare('INSERT INTO secrets (app, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(app, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at')
+    this.stmt('INSERT INTO secrets (app, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(app, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at')
       .run(app, name, sealed, now);
   }
   async deleteSecret(app: string, name: string): Promise<boolean> {
-    return this.db.prepare('DELETE FROM secrets WHERE app = ? AND name = ?').run(app, name).changes > 0;
+    return this.stmt('DELETE FROM secrets WHERE app = ? AND name = ?').run(app, name).changes > 0;
   }
   async listSecrets(app: string): Promise<SecretRecord[]> {
-    return (this.db.prepare('SELECT name, value, updated_at FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[])
+    return (this.stmt('SELECT name, value, updated_at FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[])
       .map((r) => ({ name: r.name as string, value: r.value as string, updatedAt: r.updated_at as number }));
   }
 
   putArtifactMeta(m: ArtifactMeta): void {
-    this.db
-      .prepare('INSERT OR IGNORE INTO artifacts (digest, size, app, commit_sha, created_at) VALUES (?, ?, ?, ?, ?)')
+    this.stmt('INSERT OR IGNORE INTO artifacts (digest, size, app, commit_sha, created_at) VALUES (?, ?, ?, ?, ?)')
       .run(m.digest, m.size, m.app ?? null, m.commit ?? null, m.createdAt);
   }
   getArtifactMeta(digest: string): ArtifactMeta | undefined {
-    const r = this.db.prepare('SELECT * FROM artifacts WHERE digest = ?').get(digest) as Row | undefined;
+    const r = this.stmt('SELECT * FROM artifacts WHERE digest = ?').get(digest) as Row | undefined;
     return r && artifactFrom(r);
   }
   listArtifactMeta(app?: string): ArtifactMeta[] {
-    return (this.db.prepare('SELECT * FROM artifacts WHERE (@app IS NULL OR app = @app) ORDER BY created_at DESC').all({ app: app ?? null }) as Row[]).map(artifactFrom);
+    return (this.stmt('SELECT * FROM artifacts WHERE (@app IS NULL OR app = @app) ORDER BY created_at DESC').all({ app: app ?? null }) as Row[]).map(artifactFrom);
   }
 
   close(): void {
