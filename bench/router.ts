@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { startRouter } from '../src/router/proxy.js';
 import { RoutingTable } from '../src/router/routing-table.js';
+import { freePort, waitListening } from './net-util.js';
 
 const HOST = 'bench.localhost';
 const BODY = 'hello from the upstream\n';
@@ -57,26 +58,6 @@ function spawnRole(args: string[]): Promise<{ child: ChildProcess; port: number 
     child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
     child.stdout!.once('data', (c: Buffer) => resolve({ child, port: (JSON.parse(c.toString()) as { port: number }).port }));
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 /** nginx with its own prefix and config, one worker, keep-alive to the upstream; undefined if absent. */

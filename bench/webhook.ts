@@ -15,7 +15,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { examplePush, githubHeaders, nextSha } from '../src/cd/github-examples.fixture.js';
 import { startWebhookServer } from '../src/cd/webhook-server.fixture.js';
+import { freePort, waitListening } from './net-util.js';
 
 const SECRET = 'bench-webhook-secret';
 const WARMUP = 200;
@@ -68,26 +68,6 @@ async function startPilot(): Promise<{ child: ChildProcess; port: number; stop: 
       return next.done === true ? NaN : (JSON.parse(next.value) as { runs: number }).runs;
     },
   };
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-async function waitListening(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1', () => (s.destroy(), r(true)));
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 /** adnanh/webhook on 127.0.0.1 with an HMAC-SHA256 rule and an append command; undefined if not installed. */
