@@ -179,6 +179,22 @@ describe('CD server: GitHub pushes deploy, exactly once, durably', { timeout: 42
     assert.equal((await served()).commit, shas[2]);
     const revisions = (await h.apiCall('GET', '/api/v1/apps/hello')).json.revisions;
     assert.ok(!revisions.some((r: any) => r.commit === shas[0] || r.commit === shas[1]), 'no deploy of the older commits');
+    // Fencing: an older push's run can never deploy over a newer one, even when it asks directly.
+    const fenced = await h.apiCall('POST', '/api/v1/apps/hello/revisions', { artifact: last.artifact, commit: shas[0], runId: ids[0] });
+    assert.equal(fenced.status, 409, JSON.stringify(fenced.json));
+    assert.equal(fenced.json.error.code, 'superseded');
+  });
+
+  it('records a rollback in the same history as the pushes', async () => {
+    const r = await h.cli(['rollback', 'hello']);
+    assert.equal(r.code, 0, r.stderr);
+    const runs = await waitFor('the rollback run to end', async () => {
+      const list = (await h.apiCall('GET', '/api/v1/runs?app=hello')).json.runs;
+      return list[0].trigger === 'rollback' && list[0].status !== 'running' ? list : undefined;
+    });
+    assert.equal(runs[0].status, 'succeeded');
+    assert.equal(runs[0].rollout.status, 'succeeded');
+    assert.ok(runs.some((x: any) => x.trigger === 'webhook' && x.deliveryId));
   });
 
   it('survives kill -9 mid-build: the run is retried and the newest SHA goes live', async () => {
