@@ -10,7 +10,9 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { planApp, type PlannerAction } from '../core/rollout.js';
 import { schedule } from '../core/scheduler.js';
+import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
+import type { NodeMonitor } from './node-monitor.js';
 
 export interface RouteUpstream { id: string; app: string; revision: number; host: string; port: number }
 export interface RouteEntry { app: string; hosts: string[]; upstreams: RouteUpstream[] }
@@ -23,8 +25,6 @@ export interface RoutingSink {
 
 export interface ReconcilerSettings {
   intervalMs: number;
-  /** A node not heard from for this long gets no new instances. */
-  nodeStaleMs: number;
   maxDrainMs: number;
   crashLoopRestarts: number;
 }
@@ -34,7 +34,7 @@ export const monoNow = (): number => performance.now();
 export class Reconciler {
   private readonly rolloutStart = new Map<number, number>();
   private readonly drainStart = new Map<string, number>();
-  private readonly nodeSeen = new Map<string, number>();
+  private monitor: NodeMonitor | undefined;
   private readonly revisions = new Map<string, RevisionRecord>();
   private chain: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
@@ -98,13 +98,20 @@ export class Reconciler {
     for (const w of [...this.waiters]) w();
   }
 
+  attachMonitor(m: NodeMonitor): void {
+    this.monitor = m;
+  }
+
   nodeHeardFrom(nodeId: string): void {
-    this.nodeSeen.set(nodeId, monoNow());
+    this.monitor?.heardFrom(nodeId);
+  }
+
+  nodeStatus(nodeId: string): NodeStatus {
+    return this.monitor?.status(nodeId) ?? 'ready';
   }
 
   isNodeLive(nodeId: string): boolean {
-    const seen = this.nodeSeen.get(nodeId);
-    return seen !== undefined && monoNow() - seen < this.settings.nodeStaleMs;
+    return this.nodeStatus(nodeId) === 'ready';
   }
 
   async revision(app: string, n: number): Promise<RevisionRecord | undefined> {
@@ -126,7 +133,16 @@ export class Reconciler {
 
   private async reconcileApp(app: AppRecord): Promise<void> {
     const rollout = await this.store.activeRollout(app.name);
-    const instances = await this.store.listInstances({ app: app.name });
+    const all = await this.store.listInstances({ app: app.name });
+    // Instances of a down node are lost: stop them (a node that comes back is told so) and plan
+    // without them, so replacements are placed on live nodes.
+    for (const i of all) {
+      if (i.desired !== 'stop' && this.nodeStatus(i.nodeId) === 'down') {
+        await this.store.setInstanceDesired(i.id, 'stop', Date.now());
+        this.log.warn({ app: app.name, instance: i.id, node: i.nodeId }, 'instance lost with its node; replacing it');
+      }
+    }
+    const instances = all.filter((i) => this.nodeStatus(i.nodeId) !== 'down');
     const now = monoNow();
     let readyTimeoutMs = 60_000;
     let fixedPort: number | undefined;
@@ -220,7 +236,7 @@ export class Reconciler {
       const upstreams: RouteUpstream[] = [];
       for (const i of await this.store.listInstances({ app: app.name })) {
         const node = nodes.get(i.nodeId);
-        if (!active || !node || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
+        if (!active || !node || this.nodeStatus(node.id) === 'down' || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
         upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: node.address, port: i.port });
       }
       routes.push({ app: app.name, hosts, upstreams });

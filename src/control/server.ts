@@ -17,6 +17,7 @@ import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
 import { registerAppRoutes } from './app-routes.js';
 import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
 import { installErrorHandling } from './http-errors.js';
+import { NodeMonitor } from './node-monitor.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
 import { SecretBox } from './secrets.js';
@@ -81,10 +82,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   const reconciler = new Reconciler(store, { set: (routes) => table.set(routes), inflight: (id) => router.inflight(id) }, log.child({ part: 'reconciler' }), {
     intervalMs: opts.reconcileIntervalMs ?? 250,
-    nodeStaleMs: 10_000,
     maxDrainMs: 30_000,
     crashLoopRestarts: 3,
   });
+  const monitor = new NodeMonitor(store, log.child({ part: 'nodes' }), () => reconciler.nudge());
+  reconciler.attachMonitor(monitor);
   new Gauge({
     name: 'pilot_instances',
     help: 'Instances known to the control plane, by state',
@@ -130,7 +132,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     return {
       nodes: nodes.map((n) => ({
         id: n.id, name: n.name, address: n.address,
-        status: reconciler.isNodeLive(n.id) ? 'ready' : 'down',
+        status: reconciler.nodeStatus(n.id),
         instances: instances.filter((i) => i.nodeId === n.id).length,
         lastSeenAt: n.lastSeenAt, registeredAt: n.registeredAt,
       })),
@@ -150,6 +152,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const loopback = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
   await reconciler.tick();
   reconciler.start();
+  monitor.start();
   const worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000) });
   cd.worker = worker;
   await worker.start();
@@ -165,6 +168,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     async close() {
       await worker.stop();
       reconciler.stop();
+      monitor.stop();
       await api.close();
       await router.close();
       store.close();

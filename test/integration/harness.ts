@@ -61,6 +61,7 @@ export class Harness {
   readonly home = tempDir('home');
   private readonly procs = new Set<ChildProcess>();
   private readonly dirs: string[] = [this.home];
+  private readonly agentHomes = new Set<string>();
   api = '';
   router = '';
   token = '';
@@ -79,10 +80,10 @@ export class Harness {
   }
 
   /** Start `pilot up` (control plane, router, agent) on free ports and wait until it answers. */
-  async startUp(extraEnv: Record<string, string> = {}): Promise<void> {
+  async startUp(extraEnv: Record<string, string> = {}, command: 'up' | 'server' = 'up', ports: { api: number; router: number } = { api: 0, router: 0 }): Promise<void> {
     rmSync(join(this.home, 'server.json'), { force: true });
     // The same V8 flag as `npm start`.
-    const p = spawn(process.execPath, ['--max-semi-space-size=2', PILOT, 'up', '--api-port', '0', '--router-port', '0'], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--max-semi-space-size=2', PILOT, command, '--api-port', String(ports.api), '--router-port', String(ports.router)], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     let out = '';
@@ -138,9 +139,28 @@ export class Harness {
     return { status: res.statusCode, text: await res.body.text() };
   }
 
+  /** Start `pilot agent` as a separate node with its own $PILOT_HOME, joined to this harness's server. */
+  async startAgent(name: string, address: string, home: string): Promise<ChildProcess> {
+    const join_ = readFileSync(join(this.home, 'join-token'), 'utf8').trim();
+    const p = spawn(process.execPath, [PILOT, 'agent', '--server', this.api, '--token', join_, '--name', name, '--address', address], {
+      cwd: ROOT, env: { ...this.env(), PILOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.procs.add(p);
+    this.agentHomes.add(home);
+    p.on('exit', () => this.procs.delete(p));
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    await waitFor(`agent ${name} to join`, () => {
+      if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${out}`);
+      return out.includes('joined') || undefined;
+    });
+    return p;
+  }
+
   /** Pids of the app instances the agent runs (from its pid files). */
-  instancePids(): number[] {
-    const dir = join(this.home, 'agent', 'instances');
+  instancePids(home = this.home): number[] {
+    const dir = join(home, 'agent', 'instances');
     if (!existsSync(dir)) return [];
     const pids: number[] = [];
     for (const id of readdirSync(dir)) {
@@ -164,7 +184,7 @@ export class Harness {
   /** Kill everything this harness started (pilot processes and app instances) and remove temp dirs. */
   async cleanup(): Promise<void> {
     for (const p of this.procs) p.kill('SIGKILL');
-    for (const pid of this.instancePids()) {
+    for (const pid of [this.home, ...this.agentHomes].flatMap((home) => this.instancePids(home))) {
       try {
         process.kill(-pid, 'SIGKILL');
       } catch {

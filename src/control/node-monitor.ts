@@ -1,0 +1,110 @@
+/**
+ * Watches every node: an agent answering a sync counts as a heartbeat; besides, the control plane
+ * checks each agent's /v1/healthz itself (active health check, so a dead machine is noticed even
+ * between long polls), and when an agent is silent, checks whether its instances still accept
+ * connections. The status is the pure `nodeStatus` of those observations (core/node-health.ts).
+ * Everything here is in memory and monotonic: after a control-plane restart, nodes get the grace
+ * of a fresh start and are `ready` again as soon as their agents report.
+ */
+import { connect } from 'node:net';
+import type { Logger } from 'pino';
+import { DEFAULT_NODE_HEALTH, nodeStatus, type NodeHealthSettings } from '../core/node-health.js';
+import type { NodeStatus } from '../core/types.js';
+import type { NodeRecord, Store } from '../store/store.js';
+
+const mono = (): number => performance.now();
+
+function tcpAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    const done = (ok: boolean): void => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(ok);
+    };
+    const t = setTimeout(() => done(false), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+export class NodeMonitor {
+  private readonly started = mono();
+  private readonly lastOk = new Map<string, number>();
+  private readonly answering = new Map<string, boolean | undefined>();
+  private readonly statuses = new Map<string, NodeStatus>();
+  private timer: NodeJS.Timeout | undefined;
+  private checking = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly log: Logger,
+    private readonly onChange: () => void,
+    private readonly settings: NodeHealthSettings & { intervalMs: number; probeTimeoutMs: number } = { ...DEFAULT_NODE_HEALTH, intervalMs: 250, probeTimeoutMs: 250 },
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.checking) return;
+      this.checking = true;
+      this.checkAll().catch((err: unknown) => this.log.error({ err }, 'node check failed')).finally(() => (this.checking = false));
+    }, this.settings.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** An agent answered (a sync): the cheapest heartbeat. */
+  heardFrom(nodeId: string): void {
+    this.lastOk.set(nodeId, mono());
+    this.update(nodeId);
+  }
+
+  status(nodeId: string): NodeStatus {
+    return this.statuses.get(nodeId) ?? this.compute(nodeId);
+  }
+
+  private compute(nodeId: string): NodeStatus {
+    const now = mono();
+    const ok = this.lastOk.get(nodeId);
+    return nodeStatus({ sinceAgentOkMs: ok === undefined ? undefined : now - ok, watchedForMs: now - this.started, instancesAnswering: this.answering.get(nodeId) }, this.settings);
+  }
+
+  private update(nodeId: string, name?: string): void {
+    const next = this.compute(nodeId);
+    const prev = this.statuses.get(nodeId);
+    if (prev === next) return;
+    this.statuses.set(nodeId, next);
+    if (prev !== undefined) {
+      this.log.warn({ node: name ?? nodeId, from: prev, to: next }, 'node status changed');
+      this.onChange();
+    }
+  }
+
+  private async checkAll(): Promise<void> {
+    const nodes = await this.store.listNodes();
+    await Promise.all(nodes.map((n) => this.check(n)));
+  }
+
+  private async check(n: NodeRecord): Promise<void> {
+    try {
+      const res = await fetch(`${n.apiUrl}/v1/healthz`, { signal: AbortSignal.timeout(this.settings.probeTimeoutMs) });
+      await res.arrayBuffer();
+      if (res.ok) {
+        this.lastOk.set(n.id, mono());
+        this.answering.delete(n.id);
+      }
+    } catch {
+      // The agent is silent: do its apps still answer? (An agent restart must not move them.)
+      const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && i.state === 'ready');
+      if (instances.length === 0) this.answering.set(n.id, undefined);
+      else {
+        const results = await Promise.all(instances.map((i) => tcpAnswers(n.address, i.port!, this.settings.probeTimeoutMs)));
+        this.answering.set(n.id, results.some(Boolean));
+      }
+    }
+    this.update(n.id, n.name);
+  }
+}

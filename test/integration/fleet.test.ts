@@ -1,0 +1,145 @@
+/**
+ * A fleet on one machine: `pilot server` and three `pilot agent` processes bound to 127.0.0.2-4.
+ * An app of 3 replicas is spread one per node; killing a node (agent and its instances) under a
+ * request loop gets the node marked down and the replica replaced on a live node; the node coming
+ * back leaves no fourth replica; killing only an agent leaves its instances serving and re-adopted;
+ * restarting the control plane restarts nothing.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness.js';
+
+const h = new Harness();
+const nodes = [
+  { name: 'n1', address: '127.0.0.2', home: '', proc: undefined as ChildProcess | undefined },
+  { name: 'n2', address: '127.0.0.3', home: '', proc: undefined as ChildProcess | undefined },
+  { name: 'n3', address: '127.0.0.4', home: '', proc: undefined as ChildProcess | undefined },
+];
+let ports = { api: 0, router: 0 };
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function instances(): Promise<any[]> {
+  const app = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
+  return app.instances;
+}
+
+async function nodeStatus(name: string): Promise<string> {
+  return (await h.apiCall('GET', '/api/v1/nodes')).json.nodes.find((n: any) => n.name === name).status;
+}
+
+async function kill(proc: ChildProcess | undefined): Promise<void> {
+  if (!proc || proc.exitCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGKILL');
+  await exited;
+}
+
+describe('fleet: three nodes, failover, re-adoption, control-plane restart', { timeout: 300_000 }, () => {
+  before(async () => {
+    ports = { api: await freePort(), router: await freePort() };
+    await h.startUp({}, 'server', ports);
+    for (const n of nodes) {
+      n.home = h.track(tempDir(n.name));
+      n.proc = await h.startAgent(n.name, n.address, n.home);
+    }
+  });
+  after(() => h.cleanup());
+
+  it('spreads 3 replicas one per node', async () => {
+    const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    writeFileSync(join(repo, 'pilot.yaml'), readFileSync(join(repo, 'pilot.yaml'), 'utf8').replace('replicas: 1', 'replicas: 3'));
+    await git(repo, 'commit', '-qam', 'three replicas');
+    const ok = await h.cli(['run', repo]);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    const list = await instances();
+    assert.equal(list.length, 3);
+    assert.deepEqual(list.map((i) => i.node).sort(), ['n1', 'n2', 'n3']);
+    assert.ok(list.every((i) => i.state === 'ready'));
+  });
+
+  it('replaces the replica of a killed node on a live node, with the router serving throughout', async () => {
+    const n2 = nodes[1]!;
+    let stop = false;
+    let ok = 0;
+    const failures: string[] = [];
+    const loop = async (): Promise<void> => {
+      while (!stop) {
+        try {
+          const res = await request(h.router + '/', { headers: { host: 'hello.localhost' } });
+          const text = await res.body.text();
+          if (res.statusCode === 200) ok++;
+          else failures.push(`${res.statusCode} ${text.slice(0, 100)}`);
+        } catch (err) {
+          failures.push(String(err));
+        }
+      }
+    };
+    const loops = [loop(), loop()];
+    await sleep(300);
+    const t0 = performance.now();
+    await kill(n2.proc);
+    for (const pid of h.instancePids(n2.home)) process.kill(-pid, 'SIGKILL');
+    await waitFor('n2 down', async () => ((await nodeStatus('n2')) === 'down' ? true : undefined), 15_000);
+    const downAfter = performance.now() - t0;
+    await waitFor('a third ready replica on a live node', async () => {
+      const live = (await instances()).filter((i) => i.desired === 'run' && i.state === 'ready' && i.node !== 'n2');
+      return live.length === 3 ? live : undefined;
+    }, 30_000);
+    const replacedAfter = performance.now() - t0;
+    await sleep(500);
+    stop = true;
+    await Promise.all(loops);
+    console.log(`# failover: node down after ${downAfter.toFixed(0)} ms, replacement serving after ${replacedAfter.toFixed(0)} ms, ${failures.length} failed of ${ok + failures.length} requests`);
+    assert.ok(ok > 20);
+    assert.ok(failures.length <= 3, `failed requests: ${failures.join(' | ')}`);
+  });
+
+  it('leaves no fourth replica when the dead node comes back', async () => {
+    const n2 = nodes[1]!;
+    n2.proc = await h.startAgent(n2.name, n2.address, n2.home);
+    await waitFor('n2 ready', async () => ((await nodeStatus('n2')) === 'ready' ? true : undefined));
+    await sleep(1500);
+    const list = await instances();
+    assert.equal(list.filter((i) => i.desired === 'run').length, 3);
+    assert.equal(list.filter((i) => i.node === 'n2' && i.desired === 'run').length, 0);
+    assert.deepEqual(h.instancePids(n2.home), []);
+  });
+
+  it('keeps the instances of a node whose agent alone died, and re-adopts them', async () => {
+    const n3 = nodes[2]!;
+    const before = (await instances()).filter((i) => i.node === 'n3');
+    assert.equal(before.length >= 1, true);
+    await kill(n3.proc);
+    await sleep(2500);
+    assert.equal(await nodeStatus('n3'), 'suspect', 'apps still answer: suspect, not down');
+    assert.equal((await h.viaRouter('hello.localhost')).status, 200);
+    n3.proc = await h.startAgent(n3.name, n3.address, n3.home);
+    await waitFor('n3 ready', async () => ((await nodeStatus('n3')) === 'ready' ? true : undefined));
+    await sleep(1000);
+    const after = (await instances()).filter((i) => i.node === 'n3');
+    assert.deepEqual(after.map((i) => [i.id, i.pid, i.restarts]), before.map((i) => [i.id, i.pid, i.restarts]));
+  });
+
+  it('restarts nothing when the control plane restarts', async () => {
+    const before = (await instances()).map((i) => [i.id, i.pid, i.restarts]).sort();
+    await h.killUp('SIGKILL');
+    await h.startUp({}, 'server', ports);
+    await sleep(3000);
+    for (const n of nodes) assert.equal(await nodeStatus(n.name), 'ready');
+    const after = (await instances()).map((i) => [i.id, i.pid, i.restarts]).sort();
+    assert.deepEqual(after, before);
+    assert.equal((await h.viaRouter('hello.localhost')).status, 200);
+  });
+});
