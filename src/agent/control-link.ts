@@ -4,6 +4,7 @@
  * knows the credential (its state was reset), register again with the join token.
  */
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 import { fromBody, PilotError } from '../core/errors.js';
@@ -42,6 +43,7 @@ export class ControlPlaneLink {
         const credential = this.saved && this.saved.name === r.name ? this.saved.credential : undefined;
         const res = await this.post<RegisterResponse>('/api/v1/agent/register', this.joinToken, {
           protocol: AGENT_PROTOCOL, ...r, ...(credential ? { credential } : {}),
+          cpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024),
         });
         this.saved = { nodeId: res.nodeId, credential: res.credential, name: r.name };
         writeFileSync(this.nodeFile, JSON.stringify(this.saved), { mode: 0o600 });

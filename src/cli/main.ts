@@ -1,6 +1,7 @@
 /** The `pilot` command line. Every command talks to the REST API (except up/server/agent, which run parts). */
 // Command modules are imported when their command runs, so `pilot apps` does not load the server.
 import { Command, Option } from 'commander';
+import { PilotError } from '../core/errors.js';
 import { reportError, type GlobalOptions } from './context.js';
 import type { UpOptions } from './up.js';
 
@@ -23,6 +24,8 @@ const secretsList = async (...a: Parameters<typeof import('./apps.js').secretsLi
 const secretsRemove = async (...a: Parameters<typeof import('./apps.js').secretsRemove>): Promise<void> => (await import('./apps.js')).secretsRemove(...a);
 const runs = async (...a: Parameters<typeof import('./runs.js').runs>): Promise<void> => (await import('./runs.js')).runs(...a);
 const nodes = async (...a: Parameters<typeof import('./runs.js').nodes>): Promise<void> => (await import('./runs.js')).nodes(...a);
+const nodeScheduling = async (...a: Parameters<typeof import('./runs.js').nodeScheduling>): Promise<void> => (await import('./runs.js')).nodeScheduling(...a);
+const token = async (...a: Parameters<typeof import('./runs.js').token>): Promise<void> => (await import('./runs.js')).token(...a);
 const logs = async (...a: Parameters<typeof import('./runs.js').logs>): Promise<void> => (await import('./runs.js')).logs(...a);
 
 // `pilot run … | head` must not kill a deploy half-way: a closed stdout just stops the printing.
@@ -113,6 +116,20 @@ program.command('scale').description('set the number of instances').argument('<a
 program.command('runs').description('recent runs of the deploy process').argument('[app]')
   .option('--limit <n>', 'how many', '20')
   .action(action(async (app: string | undefined, o: { limit?: string }, cmd: Command) => runs(app, { ...g(cmd), ...o })));
-program.command('nodes').description('nodes of the fleet').action(action(async (_o: object, cmd: Command) => nodes(g(cmd))));
+program.command('nodes').description('nodes of the fleet: health (ready/suspect/down), scheduling, capacity').action(action(async (_o: object, cmd: Command) => nodes(g(cmd))));
+program.command('drain').description('move a node\'s instances to other nodes, then give it no new ones').argument('<node>')
+  .option('--force', 'drain even the last ready node')
+  .action(action(async (node: string, o: { force?: boolean }, cmd: Command) => nodeScheduling('drain', node, { ...g(cmd), ...o })));
+program.command('cordon').description('give a node no new instances (its own keep running)').argument('<node>')
+  .action(action(async (node: string, _o: object, cmd: Command) => nodeScheduling('cordon', node, g(cmd))));
+program.command('uncordon').description('let a cordoned or drained node take instances again').argument('<node>')
+  .action(action(async (node: string, _o: object, cmd: Command) => nodeScheduling('uncordon', node, g(cmd))));
+program.command('token').description('join tokens for agents: create --join, list, revoke ID')
+  .argument('<action>', 'create | list | revoke').argument('[id]')
+  .option('--join', 'a join token (for `pilot agent`)')
+  .action(action(async (act: string, id: string | undefined, o: { join?: boolean }, cmd: Command) => {
+    if (act !== 'create' && act !== 'list' && act !== 'revoke') throw new PilotError('bad_request', `unknown token action "${act}": use create, list or revoke`);
+    await token(act, id, { ...g(cmd), ...o });
+  }));
 
 await program.parseAsync(process.argv);

@@ -17,8 +17,32 @@ export async function runs(app: string | undefined, opts: GlobalOptions & { limi
 }
 
 export async function nodes(opts: GlobalOptions): Promise<void> {
-  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; instances: number; lastSeenAt: number }[] }>('GET', '/api/v1/nodes');
-  output(opts, res, () => table(['NODE', 'ADDRESS', 'STATUS', 'INSTANCES', 'LAST SEEN'], res.nodes.map((n) => [n.name, n.address, n.status, n.instances, ago(n.lastSeenAt)])));
+  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; scheduling: string; instances: number; cpus: number | null; memoryMb: number | null; lastSeenAt: number }[] }>('GET', '/api/v1/nodes');
+  output(opts, res, () => table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'CPUS', 'MEMORY', 'LAST SEEN'],
+    res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, ago(n.lastSeenAt)])));
+}
+
+/** `pilot drain|cordon|uncordon NODE`. */
+export async function nodeScheduling(action: 'drain' | 'cordon' | 'uncordon', node: string, opts: GlobalOptions & { force?: boolean }): Promise<void> {
+  const res = await apiClient(opts).call<{ node: string; scheduling: string }>('POST', `/api/v1/nodes/${encodeURIComponent(node)}/${action}`, opts.force ? { force: true } : {});
+  output(opts, res, () => `node ${res.node}: ${res.scheduling}${action === 'drain' ? ' (its instances move to other nodes once their replacements are ready)' : ''}`);
+}
+
+/** `pilot token create --join`, `pilot token list`, `pilot token revoke ID`. */
+export async function token(action: 'create' | 'list' | 'revoke', id: string | undefined, opts: GlobalOptions & { join?: boolean }): Promise<void> {
+  const api = apiClient(opts);
+  if (action === 'create') {
+    if (!opts.join) throw new PilotError('bad_request', 'say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)');
+    const res = await api.call<{ id: string; token: string; note: string }>('POST', '/api/v1/tokens/join');
+    output(opts, res, () => `join token ${res.id} (shown once):\n  ${res.token}\nuse it with: pilot agent --server ${api.baseUrl} --token ${res.token} --name NAME --address ADDRESS`);
+  } else if (action === 'list') {
+    const res = await api.call<{ tokens: { id: string; createdAt: number; revokedAt?: number }[] }>('GET', '/api/v1/tokens/join');
+    output(opts, res, () => table(['ID', 'CREATED', 'REVOKED'], res.tokens.map((t) => [t.id, ago(t.createdAt), t.revokedAt ? ago(t.revokedAt) : null])));
+  } else {
+    if (!id) throw new PilotError('bad_request', 'name the token: `pilot token revoke ID` (see `pilot token list`)');
+    const res = await api.call<{ revoked: string }>('DELETE', `/api/v1/tokens/join/${encodeURIComponent(id)}`);
+    output(opts, res, () => `join token ${res.revoked} revoked: agents can no longer register with it (registered nodes keep their own credentials)`);
+  }
 }
 
 export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string }): Promise<void> {

@@ -4,7 +4,7 @@
  * Level-triggered: an instance not in the answer is one the agent must stop.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
 import { AGENT_PROTOCOL, RegisterRequest, SyncRequest, type RegisterResponse } from '../core/protocol.js';
 import type { InstanceSpec, InstanceState } from '../core/types.js';
@@ -36,8 +36,11 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
 
   app.post<{ Body: RegisterRequest }>('/api/v1/agent/register', { schema: { body: RegisterRequest } }, async (req, reply) => {
     const token = bearer(req.headers.authorization);
-    if (!token || !tokensEqual(token, deps.joinToken())) {
-      throw new PilotError('unauthorized', 'missing or invalid join token', { hint: 'Use the join token from $PILOT_HOME/join-token on the control plane.' });
+    // The bootstrap token in $PILOT_HOME/join-token, or one made by `pilot token create --join` and not revoked.
+    const valid = token !== undefined && (tokensEqual(token, deps.joinToken()) || (await store.findJoinToken(hashToken(token))) !== undefined);
+    if (!valid) {
+      req.log.warn({ node: (req.body as { name?: unknown }).name }, 'registration refused: bad join token');
+      throw new PilotError('unauthorized', 'missing, invalid or revoked join token', { hint: 'Create one on the control plane with `pilot token create --join`.' });
     }
     const b = req.body;
     return reconciler.serial(async () => {
@@ -56,6 +59,9 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         agentToken: b.agentToken,
         registeredAt: existing?.registeredAt ?? now,
         lastSeenAt: now,
+        scheduling: existing?.scheduling ?? 'eligible',
+        cpus: b.cpus,
+        memoryMb: b.memoryMb,
       };
       await store.upsertNode(node);
       reconciler.nodeHeardFrom(node.id);
@@ -68,13 +74,13 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
 
   app.post<{ Body: SyncRequest }>('/api/v1/agent/sync', { schema: { body: SyncRequest } }, async (req) => {
     const node = await authenticateNode(store, req);
-    const first = await syncOnce(node, req.body, true);
+    const first = await syncOnce(node, req.body, true, req.log);
     const waitMs = req.body.waitMs ?? 0;
     if (waitMs === 0 || !sameSet(first.instances, req.body.instances)) return first;
     // Nothing new for this agent: hold the answer until something changes (or the wait ends).
     await reconciler.waitForChange(waitMs);
     if (req.raw.destroyed) return first;
-    return syncOnce(node, { ...req.body, instances: [] }, false);
+    return syncOnce(node, { ...req.body, instances: [] }, false, req.log);
   });
 
   // Instances the agent is already stopping are not news to it.
@@ -84,7 +90,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
   };
 
   /** Apply a report (when `apply`) and compute this node's desired instances. */
-  const syncOnce = (node: NodeRecord, body: SyncRequest, apply: boolean): Promise<{ protocol: number; instances: InstanceSpec[] }> =>
+  const syncOnce = (node: NodeRecord, body: SyncRequest, apply: boolean, log: FastifyBaseLogger): Promise<{ protocol: number; instances: InstanceSpec[] }> =>
     reconciler.serial(async () => {
       reconciler.nodeHeardFrom(node.id);
       const now = Date.now();
@@ -95,7 +101,11 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       for (const s of apply ? body.instances : []) {
         reported.add(s.id);
         const rec = mine.get(s.id);
-        if (!rec) continue; // unknown or another node's: not in the answer, so the agent stops it
+        if (!rec) {
+          // Unknown or another node's: not in the answer, so the agent stops it. Never applied.
+          if (s.state !== 'stopped' && s.state !== 'stopping') log.warn({ node: node.name, instance: s.id }, 'agent reported an instance that is not its own; ignored');
+          continue;
+        }
         if (rec.desired === 'stop' && s.state === 'stopped') {
           await store.deleteInstance(rec.id);
           reconciler.forgetInstance(rec);

@@ -8,6 +8,7 @@ import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { AppRecord, Store } from '../store/store.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import type { Reconciler } from './reconciler.js';
+import { schedule } from '../core/scheduler.js';
 import type { SecretBox } from './secrets.js';
 import { appMasker } from './source-routes.js';
 
@@ -85,6 +86,13 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       }
       const config = resolveAppConfig(input, name);
       if (!(await blobs.has(digest))) throw new PilotError('artifact_not_found', `artifact ${digest} is not in the artifact repository`);
+      // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
+      // current instances are left out: the rollout retires them.
+      if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined) {
+        const snapshot = (await reconciler.schedulerSnapshot()).map((n) => ({ ...n, instances: n.instances.filter((i) => i.app !== name) }));
+        const fit = schedule(snapshot, { app: name, count: config.replicas, fixedPort: config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb });
+        if (fit.unplaced > 0) throw new PilotError('unschedulable', `app "${name}" cannot be placed: ${fit.reason ?? 'no room'}`);
+      }
       const result = await reconciler.serial(async () => {
         const now = Date.now();
         const existing = await store.getApp(name);

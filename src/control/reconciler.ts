@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { planApp, type PlannerAction } from '../core/rollout.js';
-import { schedule } from '../core/scheduler.js';
+import { schedule, type SchedulerInstance, type SchedulerNode } from '../core/scheduler.js';
 import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
@@ -142,7 +142,11 @@ export class Reconciler {
         this.log.warn({ app: app.name, instance: i.id, node: i.nodeId }, 'instance lost with its node; replacing it');
       }
     }
-    const instances = all.filter((i) => this.nodeStatus(i.nodeId) !== 'down');
+    // Instances on a draining node keep serving until replacements are ready elsewhere: the planner
+    // does not see them (so it places replacements), and they are retired below once it is safe.
+    const draining = new Set((await this.store.listNodes()).filter((n) => n.scheduling === 'draining').map((n) => n.id));
+    const movers = all.filter((i) => draining.has(i.nodeId) && i.desired === 'run' && this.nodeStatus(i.nodeId) !== 'down');
+    const instances = all.filter((i) => this.nodeStatus(i.nodeId) !== 'down' && !movers.includes(i));
     const now = monoNow();
     let readyTimeoutMs = 60_000;
     let fixedPort: number | undefined;
@@ -173,28 +177,24 @@ export class Reconciler {
       crashLoopRestarts: this.settings.crashLoopRestarts,
     });
     for (const a of actions) await this.apply(app, rollout?.id, a, fixedPort);
+    if (movers.length > 0) {
+      const current = await this.store.getApp(app.name);
+      const readyElsewhere = (await this.store.listInstances({ app: app.name }))
+        .filter((i) => !draining.has(i.nodeId) && i.desired === 'run' && i.state === 'ready' && i.revision === current?.activeRevision).length;
+      if (readyElsewhere >= (current?.replicas ?? 0)) {
+        for (const m of movers) await this.apply(app, undefined, { type: 'desire', id: m.id, desired: 'drain' }, fixedPort);
+      }
+    }
   }
 
   private async apply(app: AppRecord, rolloutId: number | undefined, a: PlannerAction, fixedPort: number | undefined): Promise<void> {
     const wall = Date.now();
     switch (a.type) {
       case 'create': {
-        const nodes = await this.store.listNodes();
-        const all = await this.store.listInstances();
-        const fixedPorts = new Map<string, number | undefined>();
-        for (const i of all) {
-          const r = await this.revision(i.app, i.revision);
-          fixedPorts.set(i.id, r?.config.port);
-        }
-        const placement = schedule(
-          nodes.map((n) => ({
-            id: n.id,
-            name: n.name,
-            schedulable: this.isNodeLive(n.id),
-            instances: all.filter((i) => i.nodeId === n.id && i.state !== 'stopped').map((i) => ({ app: i.app, fixedPort: fixedPorts.get(i.id) })),
-          })),
-          { app: app.name, count: a.count, fixedPort },
-        );
+        const rev = await this.revision(app.name, a.revision);
+        const placement = schedule(await this.schedulerSnapshot(), {
+          app: app.name, count: a.count, fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
+        });
         for (const nodeId of placement.nodeIds) {
           const id = `${app.name}-${a.revision}-${randomBytes(3).toString('hex')}`;
           await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', createdAt: wall });
@@ -224,6 +224,28 @@ export class Reconciler {
         this.log.info({ app: app.name, rollout: rolloutId, status: a.status, reason: a.reason }, 'rollout finished');
         return;
     }
+  }
+
+  /** Nodes and what runs on them, as the pure scheduler sees them. Down or stopped instances use nothing. */
+  async schedulerSnapshot(): Promise<SchedulerNode[]> {
+    const nodes = await this.store.listNodes();
+    const all = await this.store.listInstances();
+    const byNode = new Map<string, SchedulerInstance[]>();
+    for (const i of all) {
+      if (i.state === 'stopped' || this.nodeStatus(i.nodeId) === 'down') continue;
+      const r = await this.revision(i.app, i.revision);
+      const list = byNode.get(i.nodeId) ?? [];
+      list.push({ app: i.app, fixedPort: r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
+      byNode.set(i.nodeId, list);
+    }
+    return nodes.map((n) => ({
+      id: n.id,
+      name: n.name,
+      schedulable: this.isNodeLive(n.id) && n.scheduling === 'eligible',
+      cpus: n.cpus,
+      memoryMb: n.memoryMb,
+      instances: byNode.get(n.id) ?? [],
+    }));
   }
 
   /** Compute the full routing table from the store and hand it to the router. */

@@ -18,6 +18,7 @@ import { registerAppRoutes } from './app-routes.js';
 import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
 import { installErrorHandling } from './http-errors.js';
 import { NodeMonitor } from './node-monitor.js';
+import { registerNodeRoutes } from './node-routes.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
 import { SecretBox } from './secrets.js';
@@ -126,18 +127,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl });
   registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
-  api.get('/api/v1/nodes', async () => {
-    const nodes = await store.listNodes();
-    const instances = await store.listInstances();
-    return {
-      nodes: nodes.map((n) => ({
-        id: n.id, name: n.name, address: n.address,
-        status: reconciler.nodeStatus(n.id),
-        instances: instances.filter((i) => i.nodeId === n.id).length,
-        lastSeenAt: n.lastSeenAt, registeredAt: n.registeredAt,
-      })),
-    };
-  });
+  registerNodeRoutes(api, { store, reconciler });
 
   try {
     await api.listen({ host: opts.host, port: opts.port });

@@ -26,6 +26,15 @@ export const AppConfigSchema = Type.Object(
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app', additionalProperties: false })),
     hosts: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), { description: 'Extra Host names the router sends to this app (besides <name>.localhost)' })),
     replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    resources: Type.Optional(
+      Type.Object(
+        {
+          cpu: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPUs each instance needs (0.5 = half a core); the scheduler only places it where they are free' })),
+          memory: Type.Optional(Type.Union([Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(MB|GB|M|G|MiB|GiB)$' }), Type.Integer({ minimum: 1 })], { description: 'Memory each instance needs: "256MB", "1GB", or a number of MB' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     health: Type.Optional(
       Type.Object(
         {
@@ -67,6 +76,8 @@ export interface AppConfig {
   readonly env: Readonly<Record<string, string>>;
   readonly hosts: readonly string[];
   readonly replicas: number;
+  /** What each instance needs; undefined = no request (placed anywhere). */
+  readonly resources: { readonly cpu: number | undefined; readonly memoryMb: number | undefined };
   readonly health: { readonly path: string; readonly intervalMs: number; readonly timeoutMs: number };
   readonly deploy: { readonly readyTimeoutMs: number; readonly drainMs: number; readonly stopTimeoutMs: number };
   readonly buildStepTimeoutMs: number;
@@ -114,6 +125,7 @@ function describeSchema(schema: TSchema): string {
   if (schema.anyOf) return (schema.anyOf as TSchema[]).map(describeSchema).join(' or ');
   const parts: string[] = [String(schema.type ?? 'value')];
   if (schema.minimum !== undefined) parts.push(`>= ${schema.minimum}`);
+  if (schema.exclusiveMinimum !== undefined) parts.push(`> ${schema.exclusiveMinimum}`);
   if (schema.maximum !== undefined) parts.push(`<= ${schema.maximum}`);
   if (schema.pattern !== undefined) parts.push(`matching ${schema.pattern}`);
   if (schema.minLength !== undefined) parts.push(`of length >= ${schema.minLength}`);
@@ -154,6 +166,15 @@ export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfi
   return raw as AppConfigInput;
 }
 
+/** Megabytes from "256MB", "1.5GB", "512MiB" or a number of MB. */
+function memoryMb(v: string | number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v === 'number') return v;
+  const m = /^(\d+(?:\.\d+)?)\s*(MB|GB|M|G|MiB|GiB)$/.exec(v.trim());
+  if (!m) return undefined;
+  return Math.ceil(Number(m[1]) * (m[2]!.startsWith('G') ? 1024 : 1));
+}
+
 const ms = (v: string | number | undefined, dflt: number): number => (v === undefined ? dflt : (parseDuration(v) ?? dflt));
 
 /** Fill in the defaults. `fallbackName` comes from package.json or the folder name. */
@@ -176,6 +197,7 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     env: { ...(input.env ?? {}) },
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),
     replicas: input.replicas ?? 1,
+    resources: { cpu: input.resources?.cpu, memoryMb: memoryMb(input.resources?.memory) },
     health: {
       path: health.path ?? '/',
       intervalMs: ms(health.interval, 1000),

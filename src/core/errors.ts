@@ -45,6 +45,7 @@ export const CATALOGUE = {
   cancelled: { status: 409, retryable: false, hint: 'The run was cancelled before it finished; start it again when ready.' },
   unsafe_archive: { status: 422, retryable: false, hint: 'Artifacts may hold only regular files and folders with relative paths inside the archive.' },
   deploy_failed: { status: 422, retryable: false },
+  unschedulable: { status: 422, retryable: false, hint: 'Lower resources.cpu / resources.memory or replicas in pilot.yaml, or add a bigger node (`pilot nodes` shows capacity).' },
   no_nodes: { status: 503, retryable: true, hint: 'Start an agent (`pilot up` runs one) and check `pilot nodes`.' },
   unavailable: { status: 503, retryable: true },
   bad_gateway: { status: 502, retryable: true },

@@ -16,6 +16,9 @@ export const RegisterRequest = Type.Object({
   agentToken: Type.String({ minLength: 16, maxLength: 256 }),
   /** The credential from an earlier registration: proves this is the same node coming back. */
   credential: Type.Optional(Type.String({ maxLength: 256 })),
+  /** Capacity for the scheduler. */
+  cpus: Type.Optional(Type.Number({ minimum: 0, maximum: 100_000 })),
+  memoryMb: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
 }, { additionalProperties: false });
 export type RegisterRequest = Static<typeof RegisterRequest>;
 

@@ -36,4 +36,35 @@ describe('scheduler', () => {
       assert.ok(Math.max(...per) - Math.min(...per) <= 1);
     }));
   });
+
+  it('respects CPU and memory, and says why when an instance fits nowhere', () => {
+    const nodes: SchedulerNode[] = [
+      { id: 'a', name: 'a', schedulable: true, cpus: 2, memoryMb: 1024, instances: [{ app: 'x', fixedPort: undefined, cpu: 1.5, memoryMb: 100 }] },
+      { id: 'b', name: 'b', schedulable: true, cpus: 2, memoryMb: 1024, instances: [] },
+    ];
+    assert.deepEqual(schedule(nodes, { app: 'web', count: 3, fixedPort: undefined, cpu: 1 }).nodeIds, ['b', 'b']);
+    const huge = schedule(nodes, { app: 'web', count: 1, fixedPort: undefined, cpu: 8 });
+    assert.equal(huge.unplaced, 1);
+    assert.match(huge.reason!, /needs 8 CPU, more than any node has/);
+    const full = schedule(nodes, { app: 'web', count: 5, fixedPort: undefined, memoryMb: 600 });
+    assert.equal(full.nodeIds.length, 2);
+    assert.match(full.reason!, /2 of 5 instances placed: no node has 600 MB free/);
+  });
+
+  it('never goes over a node\'s capacity nor puts a fixed port twice on a node (property)', () => {
+    const node = fc.record({ cpus: fc.integer({ min: 1, max: 8 }), memoryMb: fc.integer({ min: 256, max: 4096 }) });
+    fc.assert(fc.property(fc.array(node, { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 30 }), fc.option(fc.constant(8080), { nil: undefined }),
+      fc.option(fc.double({ min: 0.1, max: 4, noNaN: true }), { nil: undefined }), fc.option(fc.integer({ min: 64, max: 2048 }), { nil: undefined }),
+      (caps, count, fixedPort, cpu, memoryMb) => {
+        const nodes: SchedulerNode[] = caps.map((c, i) => ({ id: `n${i}`, name: `n${i}`, schedulable: true, ...c, instances: [] }));
+        const p = schedule(nodes, { app: 'x', count, fixedPort, cpu, memoryMb });
+        assert.equal(p.nodeIds.length + p.unplaced, count);
+        for (const n of nodes) {
+          const k = p.nodeIds.filter((id) => id === n.id).length;
+          assert.ok(k * (cpu ?? 0) <= n.cpus! + 1e-9);
+          assert.ok(k * (memoryMb ?? 0) <= n.memoryMb!);
+          if (fixedPort !== undefined) assert.ok(k <= 1);
+        }
+      }));
+  });
 });

@@ -118,4 +118,16 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (app, name)
   );
   `,
+  // 3: fleet: node scheduling state and capacity, join tokens that can be revoked
+  `
+  ALTER TABLE nodes ADD COLUMN scheduling TEXT NOT NULL DEFAULT 'eligible';
+  ALTER TABLE nodes ADD COLUMN cpus REAL;
+  ALTER TABLE nodes ADD COLUMN memory_mb INTEGER;
+  CREATE TABLE join_tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+  );
+  `,
 ];

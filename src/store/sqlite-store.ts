@@ -5,7 +5,7 @@ import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
-  AppSource, EnqueueResult, SecretRecord, WebhookPush,
+  AppSource, EnqueueResult, JoinTokenRecord, SecretRecord, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, RevisionRecord,
   RolloutRecord, RunPatch, Store,
 } from './store.js';
@@ -79,6 +79,9 @@ function nodeFrom(r: Row): NodeRecord {
     agentToken: r.agent_token as string,
     registeredAt: r.registered_at as number,
     lastSeenAt: r.last_seen_at as number,
+    scheduling: ((r.scheduling as string | null) ?? 'eligible') as NodeRecord['scheduling'],
+    cpus: opt<number>(r.cpus),
+    memoryMb: opt<number>(r.memory_mb),
   };
 }
 function runFrom(r: Row): RunRecord {
@@ -258,11 +261,29 @@ export class SqliteStore implements Store {
   }
 
   async upsertNode(n: NodeRecord): Promise<void> {
-    this.stmt(`INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
-           agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at`,
-      )
-      .run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt);
+    this.stmt(
+      `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
+         agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb`,
+    ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null);
+  }
+  async setNodeScheduling(id: string, scheduling: NodeRecord['scheduling']): Promise<void> {
+    this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);
+  }
+  async createJoinToken(id: string, hash: string, now: number): Promise<void> {
+    this.stmt('INSERT INTO join_tokens (id, hash, created_at) VALUES (?, ?, ?)').run(id, hash, now);
+  }
+  async findJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
+    const r = this.stmt('SELECT * FROM join_tokens WHERE hash = ? AND revoked_at IS NULL').get(hash) as Row | undefined;
+    return r && { id: r.id as string, createdAt: r.created_at as number, revokedAt: undefined };
+  }
+  async revokeJoinToken(id: string, now: number): Promise<boolean> {
+    return this.stmt('UPDATE join_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes > 0;
+  }
+  async listJoinTokens(): Promise<JoinTokenRecord[]> {
+    return (this.stmt('SELECT * FROM join_tokens ORDER BY created_at').all() as Row[])
+      .map((r) => ({ id: r.id as string, createdAt: r.created_at as number, revokedAt: opt<number>(r.revoked_at) }));
   }
   async getNodeByName(name: string): Promise<NodeRecord | undefined> {
     const r = this.stmt('SELECT * FROM nodes WHERE name = ?').get(name) as Row | undefined;

@@ -106,6 +106,19 @@ export interface NodeRecord {
   readonly agentToken: string;
   readonly registeredAt: number;
   readonly lastSeenAt: number;
+  /** eligible: takes new instances; cordoned: keeps its instances, takes no new ones; draining: they move away. */
+  readonly scheduling: NodeScheduling;
+  /** Capacity the agent reported; undefined = unknown (no limit applied). */
+  readonly cpus: number | undefined;
+  readonly memoryMb: number | undefined;
+}
+
+export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
+
+export interface JoinTokenRecord {
+  readonly id: string;
+  readonly createdAt: number;
+  readonly revokedAt: number | undefined;
 }
 
 export type InstanceStatusUpdate = Pick<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt'>;
@@ -155,6 +168,13 @@ export interface Store {
   getNode(id: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;
   touchNode(id: string, now: number): Promise<void>;
+  setNodeScheduling(id: string, scheduling: NodeScheduling): Promise<void>;
+  // join tokens (only their sha256 is kept)
+  createJoinToken(id: string, hash: string, now: number): Promise<void>;
+  /** The token's record when `hash` is a live (not revoked) join token. */
+  findJoinToken(hash: string): Promise<JoinTokenRecord | undefined>;
+  revokeJoinToken(id: string, now: number): Promise<boolean>;
+  listJoinTokens(): Promise<JoinTokenRecord[]>;
   // runs
   createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord>;
   updateRun(id: number, patch: RunPatch): Promise<RunRecord>;

@@ -132,6 +132,63 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     assert.deepEqual(after.map((i) => [i.id, i.pid, i.restarts]), before.map((i) => [i.id, i.pid, i.restarts]));
   });
 
+  it('drains a node: its replica moves to the others, and the node takes no new ones', async () => {
+    const r = await h.cli(['drain', 'n1']);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor('n1 empty and 3 ready elsewhere', async () => {
+      const list = (await instances()).filter((i) => i.desired === 'run');
+      return list.length === 3 && list.every((i) => i.node !== 'n1' && i.state === 'ready') ? true : undefined;
+    }, 30_000);
+    assert.equal((await h.viaRouter('hello.localhost')).status, 200);
+    const nodesNow = (await h.apiCall('GET', '/api/v1/nodes')).json.nodes;
+    assert.equal(nodesNow.find((n: any) => n.name === 'n1').scheduling, 'draining');
+    assert.equal((await h.cli(['uncordon', 'n1'])).code, 0);
+  });
+
+  it('refuses bad fleet input clearly', async () => {
+    // A wrong join token: 401, nothing stored.
+    const before = (await h.apiCall('GET', '/api/v1/nodes')).json.nodes.length;
+    const bad = await request(`${h.api}/api/v1/agent/register`, {
+      method: 'POST', headers: { authorization: 'Bearer pilot_join_wrong', 'content-type': 'application/json' },
+      body: JSON.stringify({ protocol: 1, name: 'intruder', address: '127.0.0.9', apiUrl: 'http://127.0.0.9:1', agentToken: 'x'.repeat(20) }),
+    });
+    assert.equal(bad.statusCode, 401);
+    await bad.body.text();
+    // A created join token works once revoked no more.
+    const created = JSON.parse((await h.cli(['token', 'create', '--join', '--json'])).stdout);
+    assert.match(created.token, /^pilot_join_/);
+    assert.equal((await h.cli(['token', 'revoke', created.id])).code, 0);
+    const revoked = await request(`${h.api}/api/v1/agent/register`, {
+      method: 'POST', headers: { authorization: `Bearer ${created.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ protocol: 1, name: 'intruder', address: '127.0.0.9', apiUrl: 'http://127.0.0.9:1', agentToken: 'x'.repeat(20) }),
+    });
+    assert.equal(revoked.statusCode, 401);
+    await revoked.body.text();
+    // Another agent claiming an existing node's name: 409.
+    const joinToken = readFileSync(join(h.home, 'join-token'), 'utf8').trim();
+    const dup = await request(`${h.api}/api/v1/agent/register`, {
+      method: 'POST', headers: { authorization: `Bearer ${joinToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ protocol: 1, name: 'n1', address: '127.0.0.9', apiUrl: 'http://127.0.0.9:1', agentToken: 'x'.repeat(20) }),
+    });
+    assert.equal(dup.statusCode, 409);
+    await dup.body.text();
+    assert.equal((await h.apiCall('GET', '/api/v1/nodes')).json.nodes.length, before);
+    // Scale: negative, fractional, absurd.
+    for (const n of ['-1', '1.5', '1000000']) {
+      const r = await h.cli(['scale', 'hello', n]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /0 to 100/);
+    }
+    // More CPU than any node has: refused before anything is stored.
+    const revisionsBefore = (await h.apiCall('GET', '/api/v1/apps/hello')).json.revisions.length;
+    const app = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
+    const big = await h.apiCall('POST', '/api/v1/apps/hello/revisions', { artifact: app.revisions[0].artifact, commit: app.revisions[0].commit, config: { resources: { cpu: 512 } } });
+    assert.equal(big.status, 422, JSON.stringify(big.json));
+    assert.equal(big.json.error.code, 'unschedulable');
+    assert.match(big.json.error.message, /needs 512 CPU, more than any node has/);
+    assert.equal((await h.apiCall('GET', '/api/v1/apps/hello')).json.revisions.length, revisionsBefore);
+  });
+
   it('restarts nothing when the control plane restarts', async () => {
     const before = (await instances()).map((i) => [i.id, i.pid, i.restarts]).sort();
     await h.killUp('SIGKILL');

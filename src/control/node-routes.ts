@@ -1,0 +1,77 @@
+/** Nodes: list with health, cordon (no new instances), drain (move instances away, then no new ones), uncordon. */
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { PilotError } from '../core/errors.js';
+import { assertName } from '../core/names.js';
+import type { NodeRecord, NodeScheduling, Store } from '../store/store.js';
+import type { Reconciler } from './reconciler.js';
+import { hashToken, newToken } from './auth.js';
+import { randomBytes } from 'node:crypto';
+
+export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; reconciler: Reconciler }): void {
+  const { store, reconciler } = deps;
+  const mustGetNode = async (raw: string): Promise<NodeRecord> => {
+    const name = assertName(raw, 'node name');
+    const node = await store.getNodeByName(name);
+    if (!node) throw new PilotError('node_not_found', `node "${name}" not found`, { hint: 'List nodes with `pilot nodes`.' });
+    return node;
+  };
+
+  app.get('/api/v1/nodes', async () => {
+    const nodes = await store.listNodes();
+    const instances = await store.listInstances();
+    return {
+      nodes: nodes.map((n) => ({
+        id: n.id, name: n.name, address: n.address,
+        status: reconciler.nodeStatus(n.id),
+        scheduling: n.scheduling,
+        instances: instances.filter((i) => i.nodeId === n.id && i.desired !== 'stop').length,
+        cpus: n.cpus ?? null, memoryMb: n.memoryMb ?? null,
+        lastSeenAt: n.lastSeenAt, registeredAt: n.registeredAt,
+      })),
+    };
+  });
+
+  const setScheduling = (path: string, to: NodeScheduling): void => {
+    app.post<{ Params: { name: string }; Body: { force?: boolean } | undefined }>(
+      `/api/v1/nodes/:name/${path}`,
+      { schema: { body: Type.Optional(Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false })) } },
+      async (req) => {
+        const node = await mustGetNode(req.params.name);
+        await reconciler.serial(async () => {
+          if (to === 'draining' && !req.body?.force) {
+            const others = (await store.listNodes()).filter((n) => n.id !== node.id && n.scheduling === 'eligible' && reconciler.nodeStatus(n.id) === 'ready');
+            if (others.length === 0) {
+              throw new PilotError('conflict', `node "${node.name}" is the last ready node: draining it would leave its instances nowhere to go`, {
+                hint: 'Add a node first, or pass --force to drain it anyway (its apps stop serving).',
+              });
+            }
+          }
+          await store.setNodeScheduling(node.id, to);
+        });
+        reconciler.nudge();
+        req.log.info({ node: node.name, scheduling: to }, 'node scheduling changed');
+        return { node: node.name, scheduling: to };
+      },
+    );
+  };
+  // Join tokens: each agent can get its own, and a leaked one can be revoked (only its sha256 is kept).
+  app.post('/api/v1/tokens/join', async (_req, reply) => {
+    const token = newToken('pilot_join');
+    const id = randomBytes(6).toString('hex');
+    await store.createJoinToken(id, hashToken(token), Date.now());
+    void reply.status(201);
+    return { id, token, note: 'shown once; pass it to `pilot agent --token`' };
+  });
+  app.get('/api/v1/tokens/join', async () => ({ tokens: await store.listJoinTokens() }));
+  app.delete<{ Params: { id: string } }>('/api/v1/tokens/join/:id', async (req) => {
+    if (!/^[a-f0-9]{12}$/.test(req.params.id) || !(await store.revokeJoinToken(req.params.id, Date.now()))) {
+      throw new PilotError('not_found', `no live join token ${JSON.stringify(req.params.id.slice(0, 40))}`, { hint: 'List them with `pilot token list`.' });
+    }
+    return { revoked: req.params.id };
+  });
+
+  setScheduling('drain', 'draining');
+  setScheduling('cordon', 'cordoned');
+  setScheduling('uncordon', 'eligible');
+}
