@@ -78,7 +78,14 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
     const waitMs = req.body.waitMs ?? 0;
     if (waitMs === 0 || !sameSet(first.instances, req.body.instances)) return first;
     // Nothing new for this agent: hold the answer until something changes (or the wait ends).
-    await reconciler.waitForChange(waitMs);
+    const ended = reconciler.nodePolling(node.id);
+    req.raw.socket.once('close', ended); // the agent went away: active checks take over at once
+    try {
+      await reconciler.waitForChange(waitMs);
+    } finally {
+      req.raw.socket.off('close', ended);
+      ended();
+    }
     if (req.raw.destroyed) return first;
     return syncOnce(node, { ...req.body, instances: [] }, false, req.log);
   });

@@ -33,6 +33,7 @@ export class NodeMonitor {
   private readonly lastOk = new Map<string, number>();
   private readonly answering = new Map<string, boolean | undefined>();
   private readonly statuses = new Map<string, NodeStatus>();
+  private readonly openPolls = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private checking = false;
 
@@ -62,6 +63,22 @@ export class NodeMonitor {
     this.update(nodeId);
   }
 
+  /**
+   * An agent holds a long poll open: while its connection stays open the agent process is alive
+   * (a dead process closes its sockets), so it needs no active check. A machine that loses power
+   * leaves the socket looking open until the poll ends (≤ its wait), then the checks take over.
+   */
+  pollOpened(nodeId: string): void {
+    this.openPolls.set(nodeId, (this.openPolls.get(nodeId) ?? 0) + 1);
+    this.heardFrom(nodeId);
+  }
+
+  pollClosed(nodeId: string): void {
+    const n = (this.openPolls.get(nodeId) ?? 1) - 1;
+    if (n <= 0) this.openPolls.delete(nodeId);
+    else this.openPolls.set(nodeId, n);
+  }
+
   status(nodeId: string): NodeStatus {
     return this.statuses.get(nodeId) ?? this.compute(nodeId);
   }
@@ -89,6 +106,12 @@ export class NodeMonitor {
   }
 
   private async check(n: NodeRecord): Promise<void> {
+    if (this.openPolls.has(n.id)) {
+      this.lastOk.set(n.id, mono());
+      this.answering.delete(n.id);
+      this.update(n.id, n.name);
+      return;
+    }
     try {
       const res = await fetch(`${n.apiUrl}/v1/healthz`, { signal: AbortSignal.timeout(this.settings.probeTimeoutMs) });
       await res.arrayBuffer();

@@ -106,6 +106,17 @@ export class Reconciler {
     this.monitor?.heardFrom(nodeId);
   }
 
+  /** A node's long poll is open (see NodeMonitor.pollOpened); call the returned function when it ends. */
+  nodePolling(nodeId: string): () => void {
+    this.monitor?.pollOpened(nodeId);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.monitor?.pollClosed(nodeId);
+    };
+  }
+
   nodeStatus(nodeId: string): NodeStatus {
     return this.monitor?.status(nodeId) ?? 'ready';
   }
