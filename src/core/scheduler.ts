@@ -11,10 +11,21 @@ export interface SchedulerInstance {
   readonly memoryMb?: number | undefined;
 }
 
+/** What a node already carries, summed; a snapshot may give it instead of the instance list (large fleets). */
+export interface NodeUsage {
+  readonly cpu: number;
+  readonly memoryMb: number;
+  readonly count: number;
+  readonly perApp: ReadonlyMap<string, number>;
+  readonly fixedPorts: ReadonlySet<number>;
+}
+
 export interface SchedulerNode {
   readonly id: string;
   readonly name: string;
   readonly schedulable: boolean;
+  /** Precomputed usage; when given, `instances` is not read. */
+  readonly usage?: NodeUsage;
   /** Capacity; undefined = unknown, not limited. */
   readonly cpus?: number | undefined;
   readonly memoryMb?: number | undefined;
@@ -35,6 +46,11 @@ export type Placement = { readonly nodeIds: readonly string[]; readonly unplaced
 /** Choose a node for each of `count` new instances. */
 export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest): Placement {
   const load = new Map(nodes.map((n) => {
+    if (n.usage) {
+      const u = n.usage;
+      // The ports set is copied only if this request adds to it (copy-on-write keeps big snapshots cheap).
+      return [n.id, { app: u.perApp.get(req.app) ?? 0, total: u.count, ports: u.fixedPorts as Set<number>, cpu: u.cpu, mem: u.memoryMb, shared: true }];
+    }
     let cpu = 0;
     let mem = 0;
     let app = 0;
@@ -45,7 +61,7 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
       if (i.app === req.app) app++;
       if (i.fixedPort !== undefined) ports.add(i.fixedPort);
     }
-    return [n.id, { app, total: n.instances.length, ports, cpu, mem }];
+    return [n.id, { app, total: n.instances.length, ports, cpu, mem, shared: false }];
   }));
   const candidates = nodes.filter((n) => n.schedulable);
   const roomFor = (n: SchedulerNode): boolean => {
@@ -58,14 +74,10 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
   // A binary heap ordered by (instances of this app, instances overall, name): each placement is
   // O(log nodes). A node that cannot take one more now never can within this request (its load
   // only grows), so it is dropped rather than pushed back.
-  const key = (n: SchedulerNode): [number, number, string] => {
-    const l = load.get(n.id)!;
-    return [l.app, l.total, n.name];
-  };
   const less = (a: SchedulerNode, b: SchedulerNode): boolean => {
-    const [a1, a2, a3] = key(a);
-    const [b1, b2, b3] = key(b);
-    return a1 !== b1 ? a1 < b1 : a2 !== b2 ? a2 < b2 : a3 < b3;
+    const la = load.get(a.id)!;
+    const lb = load.get(b.id)!;
+    return la.app !== lb.app ? la.app < lb.app : la.total !== lb.total ? la.total < lb.total : a.name < b.name;
   };
   const heap = new MinHeap<SchedulerNode>(less, candidates);
   const nodeIds: string[] = [];
@@ -77,7 +89,13 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
     l.total++;
     l.cpu += req.cpu ?? 0;
     l.mem += req.memoryMb ?? 0;
-    if (req.fixedPort !== undefined) l.ports.add(req.fixedPort);
+    if (req.fixedPort !== undefined) {
+      if (l.shared) {
+        l.ports = new Set(l.ports);
+        l.shared = false;
+      }
+      l.ports.add(req.fixedPort);
+    }
     nodeIds.push(chosen.id);
     heap.push(chosen);
   }
@@ -104,10 +122,11 @@ function whyNot(candidates: readonly SchedulerNode[], load: Map<string, { cpu: n
 
 /** A plain binary min-heap. */
 class MinHeap<T> {
-  private readonly items: T[] = [];
+  private readonly items: T[];
 
   constructor(private readonly less: (a: T, b: T) => boolean, initial: readonly T[]) {
-    for (const x of initial) this.push(x);
+    this.items = [...initial];
+    for (let i = (this.items.length >> 1) - 1; i >= 0; i--) this.down(i); // heapify: O(n)
   }
 
   get size(): number {
@@ -133,18 +152,23 @@ class MinHeap<T> {
     const last = a.pop()!;
     if (a.length > 0) {
       a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && this.less(a[l]!, a[m]!)) m = l;
-        if (r < a.length && this.less(a[r]!, a[m]!)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
-        i = m;
-      }
+      this.down(0);
     }
     return top;
+  }
+
+  private down(start: number): void {
+    const a = this.items;
+    let i = start;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < a.length && this.less(a[l]!, a[m]!)) m = l;
+      if (r < a.length && this.less(a[r]!, a[m]!)) m = r;
+      if (m === i) return;
+      [a[i], a[m]] = [a[m]!, a[i]!];
+      i = m;
+    }
   }
 }
