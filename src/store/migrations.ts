@@ -123,6 +123,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE nodes ADD COLUMN scheduling TEXT NOT NULL DEFAULT 'eligible';
   ALTER TABLE nodes ADD COLUMN cpus REAL;
   ALTER TABLE nodes ADD COLUMN memory_mb INTEGER;
+  CREATE INDEX nodes_credential ON nodes(credential_hash);
   CREATE TABLE join_tokens (
     id TEXT PRIMARY KEY,
     hash TEXT NOT NULL UNIQUE,

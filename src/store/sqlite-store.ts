@@ -293,6 +293,10 @@ export class SqliteStore implements Store {
     const r = this.stmt('SELECT * FROM nodes WHERE id = ?').get(id) as Row | undefined;
     return r && nodeFrom(r);
   }
+  async getNodeByCredentialHash(hash: string): Promise<NodeRecord | undefined> {
+    const r = this.stmt('SELECT * FROM nodes WHERE credential_hash = ?').get(hash) as Row | undefined;
+    return r && nodeFrom(r);
+  }
   async listNodes(): Promise<NodeRecord[]> {
     return (this.stmt('SELECT * FROM nodes ORDER BY name').all() as Row[]).map(nodeFrom);
   }

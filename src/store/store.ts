@@ -166,6 +166,8 @@ export interface Store {
   upsertNode(n: NodeRecord): Promise<void>;
   getNodeByName(name: string): Promise<NodeRecord | undefined>;
   getNode(id: string): Promise<NodeRecord | undefined>;
+  /** The node whose credential hashes to `hash` (sha256 hex). */
+  getNodeByCredentialHash(hash: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;
   touchNode(id: string, now: number): Promise<void>;
   setNodeScheduling(id: string, scheduling: NodeScheduling): Promise<void>;
