@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness.js';
+import { git, Harness, jsonOrText, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness.js';
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
 const pushExample = examples.find((e) => e.name === 'push')!.examples[0]!;
@@ -42,14 +42,7 @@ async function deliver(event: string, payload: unknown, opts: { delivery?: strin
   };
   if (opts.signature !== null) headers['x-hub-signature-256'] = opts.signature ?? sign(body);
   const res = await request(`${h.api}/hooks/github/hello`, { method: 'POST', headers, body });
-  const text = await res.body.text();
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: res.statusCode, json };
+  return { status: res.statusCode, json: jsonOrText(await res.body.text()) };
 }
 
 function pushPayload(sha: string, message: string): Record<string, unknown> {

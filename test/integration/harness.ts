@@ -55,6 +55,15 @@ export async function makeRepo(from: string): Promise<string> {
   return dir;
 }
 
+/** The parsed JSON of an answer, or its text when it is not JSON. */
+export function jsonOrText(text: string): any {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
 export interface CliResult { code: number | null; stdout: string; stderr: string }
 
 export class Harness {
@@ -124,14 +133,7 @@ export class Harness {
       headers: { ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    const text = await res.body.text();
-    let json: any;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = text;
-    }
-    return { status: res.statusCode, json };
+    return { status: res.statusCode, json: jsonOrText(await res.body.text()) };
   }
 
   async viaRouter(host: string, path = '/'): Promise<{ status: number; text: string }> {
