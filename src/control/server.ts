@@ -18,6 +18,7 @@ import { registerAppRoutes } from './app-routes.js';
 import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
 import { installErrorHandling } from './http-errors.js';
 import { NodeMonitor } from './node-monitor.js';
+import { DEFAULT_NODE_HEALTH } from '../core/node-health.js';
 import { registerNodeRoutes } from './node-routes.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
@@ -86,7 +87,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     maxDrainMs: 30_000,
     crashLoopRestarts: 3,
   });
-  const monitor = new NodeMonitor(store, log.child({ part: 'nodes' }), () => reconciler.nudge());
+  const monitor = new NodeMonitor(store, log.child({ part: 'nodes' }), () => reconciler.nudge(), {
+    suspectAfterMs: envMs('PILOT_NODE_SUSPECT_MS', DEFAULT_NODE_HEALTH.suspectAfterMs),
+    downAfterMs: envMs('PILOT_NODE_DOWN_MS', DEFAULT_NODE_HEALTH.downAfterMs),
+    intervalMs: envMs('PILOT_NODE_CHECK_MS', 250),
+    probeTimeoutMs: 250,
+  });
   reconciler.attachMonitor(monitor);
   new Gauge({
     name: 'pilot_instances',

@@ -226,6 +226,10 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     const unknown = await h.apiCall('GET', '/api/v1/apps/nosuchapp');
     assert.equal(unknown.status, 404);
     assert.equal(unknown.json.error.code, 'app_not_found');
+    const drain = await h.cli(['drain', 'local']);
+    assert.notEqual(drain.code, 0);
+    assert.match(drain.stderr, /last ready node/);
+    assert.match(drain.stderr, /--force/);
     for (const replicas of [-1, 1.5, 1e9, 'three']) {
       const r = await h.apiCall('POST', '/api/v1/apps/hello/scale', { replicas });
       assert.equal(r.status, 400);
