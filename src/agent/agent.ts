@@ -35,6 +35,7 @@ export interface AgentOptions {
   apiPort?: number;
   log: Logger;
   runtime?: Runtime;
+  labels?: Record<string, string>;
   /** How long a sync may be held by the control plane when nothing changes. */
   longPollMs?: number;
 }
@@ -73,7 +74,7 @@ export class Agent {
     await this.adoptAll();
     const agentToken = randomBytes(24).toString('base64url');
     this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime });
-    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken });
+    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}) });
     await this.sync();
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);

@@ -12,7 +12,7 @@ import { AGENT_PROTOCOL, type RegisterResponse } from '../core/protocol.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 
 interface NodeFile { nodeId: string; credential: string; name: string }
-interface Registration { name: string; address: string; apiUrl: string; agentToken: string }
+interface Registration { name: string; address: string; apiUrl: string; agentToken: string; labels?: Record<string, string> }
 
 export class ControlPlaneLink {
   private saved: NodeFile | undefined;

@@ -7,15 +7,21 @@ import { PilotError } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
 import { pilotHome } from './context.js';
 
-export async function agent(opts: { server?: string; token?: string; name?: string; address: string }): Promise<void> {
+export async function agent(opts: { server?: string; token?: string; name?: string; address: string; label?: string[] }): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = opts.token ?? process.env.PILOT_JOIN_TOKEN;
   if (!server) throw new PilotError('bad_request', 'pass --server URL (the control plane, e.g. http://10.0.0.5:7070)');
   if (!token) throw new PilotError('bad_request', 'pass --token JOIN_TOKEN (from $PILOT_HOME/join-token on the control plane)');
   const name = opts.name ?? hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^[^a-z]+/, '');
   if (!isValidName(name)) throw new PilotError('invalid_name', `invalid node name ${JSON.stringify(name)}`, { hint: 'Pass --name with lowercase letters, digits and "-".' });
+  const labels: Record<string, string> = {};
+  for (const l of opts.label ?? []) {
+    const m = /^([a-z][a-z0-9._/-]{0,62})=([^\s]{0,63})$/.exec(l);
+    if (!m) throw new PilotError('bad_request', `--label ${JSON.stringify(l)} must be key=value (key: lowercase letters, digits, . _ / -)`);
+    labels[m[1]!] = m[2]!;
+  }
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
-  const a = new Agent({ server: server.replace(/\/+$/, ''), joinToken: token, home: join(pilotHome(), 'agent'), name, address: opts.address, log });
+  const a = new Agent({ server: server.replace(/\/+$/, ''), joinToken: token, home: join(pilotHome(), 'agent'), name, address: opts.address, log, labels });
   await a.start();
   process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);
   const stop = (): void => void a.close().then(() => process.exit(0));

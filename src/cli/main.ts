@@ -78,7 +78,8 @@ program.command('agent')
   .description('run this machine as a node: join a control plane with a join token')
   .option('--name <name>', 'node name (default: hostname)')
   .option('--address <address>', 'address the router reaches this node on', '127.0.0.1')
-  .action(action(async (o: { name?: string; address: string }, cmd: Command) => agent({ ...o, ...g(cmd) })));
+  .option('--label <key=value>', 'a node label for constraints (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+  .action(action(async (o: { name?: string; address: string; label?: string[] }, cmd: Command) => agent({ ...o, ...g(cmd) })));
 
 program.command('run')
   .description('build DIR at its git commit, publish the artifact, deploy it, wait until live')

@@ -64,6 +64,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         scheduling: existing?.scheduling ?? 'eligible',
         cpus: b.cpus,
         memoryMb: b.memoryMb,
+        labels: b.labels ?? {},
       };
       await store.upsertNode(node);
       reconciler.nodeHeardFrom(node.id);

@@ -88,9 +88,11 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       if (!(await blobs.has(digest))) throw new PilotError('artifact_not_found', `artifact ${digest} is not in the artifact repository`);
       // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
       // current instances are left out: the rollout retires them.
-      if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined) {
+      if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0) {
         const snapshot = (await reconciler.schedulerSnapshot()).map((n) => ({ ...n, instances: n.instances.filter((i) => i.app !== name) }));
-        const fit = schedule(snapshot, { app: name, count: config.replicas, fixedPort: config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb });
+        const fit = schedule(snapshot, {
+          app: name, count: config.replicas, fixedPort: config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints,
+        });
         if (fit.unplaced > 0) throw new PilotError('unschedulable', `app "${name}" cannot be placed: ${fit.reason ?? 'no room'}`);
       }
       const result = await reconciler.serial(async () => {

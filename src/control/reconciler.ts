@@ -205,6 +205,7 @@ export class Reconciler {
         const rev = await this.revision(app.name, a.revision);
         const placement = schedule(await this.schedulerSnapshot(), {
           app: app.name, count: a.count, fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
+          constraints: rev?.config.constraints, artifact: rev?.artifact,
         });
         for (const nodeId of placement.nodeIds) {
           const id = `${app.name}-${a.revision}-${randomBytes(3).toString('hex')}`;
@@ -242,9 +243,12 @@ export class Reconciler {
     const nodes = await this.store.listNodes();
     const all = await this.store.listInstances();
     const byNode = new Map<string, SchedulerInstance[]>();
+    // A node that runs (or ran, while its record lasts) an instance of an artifact has it unpacked.
+    const artifacts = new Map<string, Set<string>>();
     for (const i of all) {
-      if (i.state === 'stopped' || this.nodeStatus(i.nodeId) === 'down') continue;
       const r = await this.revision(i.app, i.revision);
+      if (r) artifacts.set(i.nodeId, (artifacts.get(i.nodeId) ?? new Set()).add(r.artifact));
+      if (i.state === 'stopped' || this.nodeStatus(i.nodeId) === 'down') continue;
       const list = byNode.get(i.nodeId) ?? [];
       list.push({ app: i.app, fixedPort: r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
       byNode.set(i.nodeId, list);
@@ -255,6 +259,8 @@ export class Reconciler {
       schedulable: this.isNodeLive(n.id) && n.scheduling === 'eligible',
       cpus: n.cpus,
       memoryMb: n.memoryMb,
+      labels: n.labels,
+      artifacts: artifacts.get(n.id),
       instances: byNode.get(n.id) ?? [],
     }));
   }

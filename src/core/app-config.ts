@@ -26,6 +26,10 @@ export const AppConfigSchema = Type.Object(
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app', additionalProperties: false })),
     hosts: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), { description: 'Extra Host names the router sends to this app (besides <name>.localhost)' })),
     replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    constraints: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }), Type.String({ maxLength: 63 }), {
+      additionalProperties: false,
+      description: 'Node labels an instance requires, e.g. { zone: eu-1 } (agents: `pilot agent --label zone=eu-1`)',
+    })),
     resources: Type.Optional(
       Type.Object(
         {
@@ -78,6 +82,8 @@ export interface AppConfig {
   readonly replicas: number;
   /** What each instance needs; undefined = no request (placed anywhere). */
   readonly resources: { readonly cpu: number | undefined; readonly memoryMb: number | undefined };
+  /** Node labels every instance needs. */
+  readonly constraints: Readonly<Record<string, string>>;
   readonly health: { readonly path: string; readonly intervalMs: number; readonly timeoutMs: number };
   readonly deploy: { readonly readyTimeoutMs: number; readonly drainMs: number; readonly stopTimeoutMs: number };
   readonly buildStepTimeoutMs: number;
@@ -198,6 +204,7 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),
     replicas: input.replicas ?? 1,
     resources: { cpu: input.resources?.cpu, memoryMb: memoryMb(input.resources?.memory) },
+    constraints: { ...(input.constraints ?? {}) },
     health: {
       path: health.path ?? '/',
       intervalMs: ms(health.interval, 1000),

@@ -6,6 +6,8 @@ import { Type, type Static } from '@sinclair/typebox';
 
 export const AGENT_PROTOCOL = 1;
 
+export const LABEL_KEY = '^[a-z][a-z0-9._/-]{0,62}$';
+
 const Name = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
 
 export const RegisterRequest = Type.Object({
@@ -19,6 +21,7 @@ export const RegisterRequest = Type.Object({
   /** Capacity for the scheduler. */
   cpus: Type.Optional(Type.Number({ minimum: 0, maximum: 100_000 })),
   memoryMb: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
+  labels: Type.Optional(Type.Record(Type.String({ pattern: LABEL_KEY }), Type.String({ maxLength: 63 }), { additionalProperties: false, maxProperties: 64 })),
 }, { additionalProperties: false });
 export type RegisterRequest = Static<typeof RegisterRequest>;
 

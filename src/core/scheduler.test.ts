@@ -67,4 +67,16 @@ describe('scheduler', () => {
         }
       }));
   });
+
+  it('honours label constraints and prefers nodes that have the artifact', () => {
+    const nodes: SchedulerNode[] = [
+      { id: 'a', name: 'a', schedulable: true, labels: { zone: 'eu' }, instances: [] },
+      { id: 'b', name: 'b', schedulable: true, labels: { zone: 'us' }, instances: [], artifacts: new Set(['sha256:x']) },
+      { id: 'c', name: 'c', schedulable: true, labels: { zone: 'us' }, instances: [] },
+    ];
+    assert.deepEqual(schedule(nodes, { app: 'w', count: 2, fixedPort: undefined, constraints: { zone: 'eu' } }).nodeIds, ['a', 'a']);
+    assert.match(schedule(nodes, { app: 'w', count: 1, fixedPort: undefined, constraints: { zone: 'mars' } }).reason!, /no ready node has the labels zone=mars/);
+    assert.deepEqual(schedule(nodes, { app: 'w', count: 1, fixedPort: undefined, artifact: 'sha256:x' }).nodeIds, ['b']);
+    assert.deepEqual(schedule(nodes, { app: 'w', count: 1, fixedPort: undefined }).nodeIds, ['a']);
+  });
 });

@@ -9,6 +9,7 @@ export interface SchedulerInstance {
   readonly fixedPort: number | undefined;
   readonly cpu?: number | undefined;
   readonly memoryMb?: number | undefined;
+  readonly artifact?: string | undefined;
 }
 
 /** What a node already carries, summed; a snapshot may give it instead of the instance list (large fleets). */
@@ -26,6 +27,9 @@ export interface SchedulerNode {
   readonly schedulable: boolean;
   /** Precomputed usage; when given, `instances` is not read. */
   readonly usage?: NodeUsage;
+  readonly labels?: Readonly<Record<string, string>> | undefined;
+  /** Artifacts already unpacked there: placing there skips a download. */
+  readonly artifacts?: ReadonlySet<string> | undefined;
   /** Capacity; undefined = unknown, not limited. */
   readonly cpus?: number | undefined;
   readonly memoryMb?: number | undefined;
@@ -39,6 +43,10 @@ export interface PlacementRequest {
   readonly fixedPort: number | undefined;
   readonly cpu?: number | undefined;
   readonly memoryMb?: number | undefined;
+  /** Labels a node must have. */
+  readonly constraints?: Readonly<Record<string, string>> | undefined;
+  /** Prefer nodes that already have it (after spread, before load). */
+  readonly artifact?: string | undefined;
 }
 
 export type Placement = { readonly nodeIds: readonly string[]; readonly unplaced: number; readonly reason: string | undefined };
@@ -63,7 +71,9 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
     }
     return [n.id, { app, total: n.instances.length, ports, cpu, mem, shared: false }];
   }));
-  const candidates = nodes.filter((n) => n.schedulable);
+  const constraints = Object.entries(req.constraints ?? {});
+  const candidates = nodes.filter((n) => n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v));
+  const cached = (n: SchedulerNode): number => (req.artifact !== undefined && (n.artifacts?.has(req.artifact) ?? false) ? 0 : 1);
   const roomFor = (n: SchedulerNode): boolean => {
     const l = load.get(n.id)!;
     if (req.fixedPort !== undefined && l.ports.has(req.fixedPort)) return false;
@@ -77,7 +87,10 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
   const less = (a: SchedulerNode, b: SchedulerNode): boolean => {
     const la = load.get(a.id)!;
     const lb = load.get(b.id)!;
-    return la.app !== lb.app ? la.app < lb.app : la.total !== lb.total ? la.total < lb.total : a.name < b.name;
+    if (la.app !== lb.app) return la.app < lb.app;
+    const ca = cached(a);
+    const cb = cached(b);
+    return ca !== cb ? ca < cb : la.total !== lb.total ? la.total < lb.total : a.name < b.name;
   };
   const heap = new MinHeap<SchedulerNode>(less, candidates);
   const nodeIds: string[] = [];
@@ -106,6 +119,8 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
 }
 
 function whyNot(candidates: readonly SchedulerNode[], load: Map<string, { cpu: number; mem: number; ports: Set<number> }>, req: PlacementRequest, placed: number): string {
+  const wanted = Object.entries(req.constraints ?? {});
+  if (candidates.length === 0 && wanted.length > 0) return `no ready node has the labels ${wanted.map(([k, v]) => `${k}=${v}`).join(', ')}`;
   if (candidates.length === 0) return 'no ready node to place instances on';
   const prefix = `${placed} of ${req.count} instances placed: `;
   const need = [req.cpu !== undefined ? `${req.cpu} CPU` : '', req.memoryMb !== undefined ? `${req.memoryMb} MB` : ''].filter(Boolean).join(' and ');

@@ -123,6 +123,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE nodes ADD COLUMN scheduling TEXT NOT NULL DEFAULT 'eligible';
   ALTER TABLE nodes ADD COLUMN cpus REAL;
   ALTER TABLE nodes ADD COLUMN memory_mb INTEGER;
+  ALTER TABLE nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
   CREATE INDEX nodes_credential ON nodes(credential_hash);
   CREATE TABLE join_tokens (
     id TEXT PRIMARY KEY,

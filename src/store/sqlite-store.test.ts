@@ -63,7 +63,7 @@ describe('sqlite store', () => {
       const updated = await s.updateRun(run.id, { status: 'failed', error: 'build: boom', finishedAt: 7 });
       assert.equal(updated.status, 'failed');
       assert.equal(updated.error, 'build: boom');
-      await s.upsertNode({ id: 'n1', name: 'local', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: 'h', agentToken: 't', registeredAt: 1, lastSeenAt: 1, scheduling: 'eligible', cpus: 2, memoryMb: 1024 });
+      await s.upsertNode({ id: 'n1', name: 'local', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: 'h', agentToken: 't', registeredAt: 1, lastSeenAt: 1, scheduling: 'eligible', cpus: 2, memoryMb: 1024, labels: { zone: 'a' } });
       await s.createInstance({ id: 'web-1-x', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 8 });
       await s.updateInstanceStatus('web-1-x', { state: 'ready', port: 4000, pid: 42, restarts: 0, lastError: undefined, startedAt: 9 }, 9);
       const [i] = await s.listInstances({ app: 'web' });

@@ -82,6 +82,7 @@ function nodeFrom(r: Row): NodeRecord {
     scheduling: ((r.scheduling as string | null) ?? 'eligible') as NodeRecord['scheduling'],
     cpus: opt<number>(r.cpus),
     memoryMb: opt<number>(r.memory_mb),
+    labels: JSON.parse((r.labels as string | null) ?? '{}') as Record<string, string>,
   };
 }
 function runFrom(r: Row): RunRecord {
@@ -262,11 +263,11 @@ export class SqliteStore implements Store {
 
   async upsertNode(n: NodeRecord): Promise<void> {
     this.stmt(
-      `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
-         agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb`,
-    ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null);
+         agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels`,
+    ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels));
   }
   async setNodeScheduling(id: string, scheduling: NodeRecord['scheduling']): Promise<void> {
     this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);

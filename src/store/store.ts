@@ -111,6 +111,8 @@ export interface NodeRecord {
   /** Capacity the agent reported; undefined = unknown (no limit applied). */
   readonly cpus: number | undefined;
   readonly memoryMb: number | undefined;
+  /** key=value labels the agent was started with (`pilot agent --label zone=a`), for constraints. */
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
