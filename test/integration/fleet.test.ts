@@ -173,6 +173,19 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     assert.equal(dup.statusCode, 409);
     await dup.body.text();
     assert.equal((await h.apiCall('GET', '/api/v1/nodes')).json.nodes.length, before);
+    // An agent reporting another node's instance: ignored (and logged), the owner's record unchanged.
+    const n1Credential = (JSON.parse(readFileSync(join(nodes[0]!.home, 'agent', 'node.json'), 'utf8')) as { credential: string }).credential;
+    const foreign = (await instances()).find((i) => i.node !== 'n1' && i.desired === 'run')!;
+    const spoof = await request(`${h.api}/api/v1/agent/sync`, {
+      method: 'POST', headers: { authorization: `Bearer ${n1Credential}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ protocol: 1, instances: [{ id: foreign.id, state: 'failed', restarts: 99, lastError: 'spoofed' }] }),
+    });
+    assert.equal(spoof.statusCode, 200);
+    const answer = (await spoof.body.json()) as { instances: { id: string }[] };
+    assert.ok(!answer.instances.some((i) => i.id === foreign.id), 'never handed to the wrong node');
+    const after = (await instances()).find((i) => i.id === foreign.id)!;
+    assert.equal(after.state, 'ready');
+    assert.equal(after.restarts, foreign.restarts);
     // Scale: negative, fractional, absurd.
     for (const n of ['-1', '1.5', '1000000']) {
       const r = await h.cli(['scale', 'hello', n]);
