@@ -284,7 +284,10 @@ export class Agent {
     } else {
       inst.probeFailures++;
       inst.lastError = `health check GET ${h.path} failed: ${r.error ?? `status ${r.status}`}`;
-      if (wasReady && inst.probeFailures >= UNHEALTHY_AFTER) {
+      // A refused connection is definite (nothing listens): out of the routing table at once, within
+      // one probe interval. Timeouts and 5xx may be a slow moment: they need UNHEALTHY_AFTER in a row.
+      const definite = r.error === 'connection refused';
+      if (wasReady && (definite || inst.probeFailures >= UNHEALTHY_AFTER)) {
         inst.state = 'unhealthy';
         inst.readySince = undefined;
         this.kick();
