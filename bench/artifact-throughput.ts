@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -18,9 +18,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify from 'fastify';
 import { FsBlobStore } from '../src/artifacts/blob-store.js';
 import { ArtifactClient } from '../src/artifacts/client.js';
-import { artifactErrorHandler } from '../src/artifacts/http-error.js';
+import { installErrorHandling } from '../src/control/http-errors.js';
 import { MemoryArtifactMetaStore } from '../src/artifacts/meta.js';
 import { registerArtifactRoutes } from '../src/artifacts/routes.js';
+import { allocatePort } from '../src/agent/ports.js';
 
 const MB = 1024 * 1024;
 const SIZE = 100 * MB;
@@ -59,16 +60,6 @@ async function downloads(client: ArtifactClient, digest: string, work: string): 
     await rm(dest, { force: true });
   }
   return out;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as { port: number };
-  s.close();
-  await once(s, 'close');
-  return port;
 }
 
 async function waitForPort(port: number, child: ChildProcess, timeoutMs = 5000): Promise<void> {
@@ -117,7 +108,7 @@ async function benchNginx(storeRoot: string, digest: string, work: string): Prom
   if (spawnSync('nginx', ['-v']).error !== undefined) return 'not installed (apt-get install -y nginx)';
   const prefix = join(work, 'nginx');
   await mkdir(join(prefix, 'tmp'), { recursive: true });
-  const port = await freePort();
+  const port = await allocatePort('127.0.0.1');
   const conf = join(prefix, 'nginx.conf');
   await writeFile(conf, nginxConf(prefix, storeRoot, port));
   const child = spawn('nginx', ['-p', prefix, '-e', join(prefix, 'error.log'), '-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -140,7 +131,7 @@ async function main(): Promise<void> {
     const digest = await makeBlob(file);
     const storeRoot = join(work, 'store');
     const blobs = new FsBlobStore(storeRoot);
-    app.setErrorHandler(artifactErrorHandler);
+    installErrorHandling(app);
     registerArtifactRoutes(app, { blobs, meta: new MemoryArtifactMetaStore(), maxBytes: 1024 * MB });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     const client = new ArtifactClient(url, 'bench');

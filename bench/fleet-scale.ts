@@ -16,7 +16,8 @@ const SECONDS = Number(process.argv[3] ?? 10);
 
 function proc(pid: number): { rssMb: number; cpuS: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').slice(readFileSync(`/proc/${pid}/stat`, 'utf8').lastIndexOf(')') + 2).split(' ');
+  const raw = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const stat = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
   return { rssMb: Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024, cpuS: (Number(stat[11]) + Number(stat[12])) / 100 };
 }
 

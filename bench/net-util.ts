@@ -1,14 +1,5 @@
-/** Small socket helpers shared by the benchmarks. */
+/** Small socket helpers shared by the benchmarks (free ports: allocatePort in src/agent/ports.ts). */
 import net from 'node:net';
-
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** Resolve once something accepts connections on 127.0.0.1:port (5 s at most). */
 export async function waitListening(port: number): Promise<void> {

@@ -20,7 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { startRouter } from '../src/router/proxy.js';
 import { RoutingTable } from '../src/router/routing-table.js';
-import { freePort, waitListening } from './net-util.js';
+import { waitListening } from './net-util.js';
+import { allocatePort } from '../src/agent/ports.js';
 
 const HOST = 'bench.localhost';
 const BODY = 'hello from the upstream\n';
@@ -65,7 +66,7 @@ async function startNginx(upstreamPort: number): Promise<{ child: ChildProcess; 
   if (spawnSync('nginx', ['-v']).error !== undefined) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-nginx-'));
   mkdirSync(join(dir, 'tmp'));
-  const port = await freePort();
+  const port = await allocatePort('127.0.0.1');
   writeFileSync(join(dir, 'nginx.conf'), `
 daemon off;
 worker_processes 1;

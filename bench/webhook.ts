@@ -22,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { examplePush, githubHeaders, nextSha } from '../src/cd/github-examples.fixture.js';
 import { startWebhookServer } from '../src/cd/webhook-server.fixture.js';
-import { freePort, waitListening } from './net-util.js';
+import { waitListening } from './net-util.js';
+import { allocatePort } from '../src/agent/ports.js';
 
 const SECRET = 'bench-webhook-secret';
 const WARMUP = 200;
@@ -86,7 +87,7 @@ async function startAdnanh(dir: string, waitForCommand: boolean): Promise<{ chil
     'include-command-output-in-response': waitForCommand,
     'trigger-rule': { match: { type: 'payload-hmac-sha256', secret: SECRET, parameter: { source: 'header', name: 'X-Hub-Signature-256' } } },
   }]));
-  const port = await freePort();
+  const port = await allocatePort('127.0.0.1');
   const child = spawn('webhook', ['-hooks', hooks, '-ip', '127.0.0.1', '-port', String(port)], { stdio: 'ignore' });
   await waitListening(port);
   return { child, port, outFile };

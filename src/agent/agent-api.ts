@@ -5,8 +5,11 @@
  *   GET /v1/instances/:id/logs?tail=N&follow=1
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
 import { open, stat } from 'node:fs/promises';
+import { StringDecoder } from 'node:string_decoder';
 import { bearer, tokensEqual } from '../control/auth.js';
+import { PilotError } from '../core/errors.js';
 import type { LocalInstance } from './instance.js';
 import type { Runtime } from './runtimes/runtime.js';
 
@@ -28,16 +31,15 @@ async function tailLines(file: string, n: number): Promise<{ text: string; size:
   }
 }
 
-async function readFrom(file: string, from: number): Promise<{ text: string; size: number }> {
+/** Bytes appended to `file` since `from` (1 MiB at most), and where to read next. */
+async function readFrom(file: string, from: number): Promise<{ bytes: Buffer; size: number }> {
   const size = await stat(file).then((s) => s.size, () => 0);
-  if (size < from) return { text: '', size }; // rotated (truncated): continue from the start
-  if (size === from) return { text: '', size };
+  if (size <= from) return { bytes: Buffer.alloc(0), size }; // nothing new, or rotated (truncated): go on from the start
   const fh = await open(file, 'r');
   try {
-    const len = Math.min(size - from, 1024 * 1024);
-    const buf = Buffer.alloc(len);
-    await fh.read(buf, 0, len, from);
-    return { text: buf.toString('utf8'), size: from + len };
+    const buf = Buffer.alloc(Math.min(size - from, 1024 * 1024));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+    return { bytes: buf.subarray(0, bytesRead), size: from + bytesRead };
   } finally {
     await fh.close();
   }
@@ -52,13 +54,13 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
     }
     const token = bearer(req.headers.authorization);
     if (!token || !tokensEqual(token, opts.token)) {
-      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'unauthorized', message: 'invalid agent token', retryable: false } }));
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: new PilotError('unauthorized', 'invalid agent token').toJSON() }));
       return;
     }
     const m = /^\/v1\/instances\/([^/]+)\/logs$/.exec(url.pathname);
     const inst = m ? opts.instances.get(decodeURIComponent(m[1]!)) : undefined;
     if (!inst) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'no such instance on this node', retryable: false } }));
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: new PilotError('not_found', 'no such instance on this node').toJSON() }));
       return;
     }
     const files = opts.runtime.logFiles(inst.stateDir);
@@ -71,17 +73,23 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
       res.end();
       return;
     }
+    // One read at a time (the next starts when this one is done, so nothing is sent twice), none
+    // while a slow client is behind, and a decoder per stream so a character split across reads
+    // stays whole.
     const pos = { stdout: out.size, stderr: err.size };
-    const timer = setInterval(() => {
-      void (async () => {
-        for (const k of ['stdout', 'stderr'] as const) {
-          const r = await readFrom(files[k], pos[k]);
-          pos[k] = r.size;
-          if (r.text) res.write(r.text);
-        }
-      })();
-    }, 250);
-    req.on('close', () => clearInterval(timer));
+    const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+    const closed = once(req, 'close');
+    let open_ = true;
+    void closed.then(() => (open_ = false));
+    while (open_) {
+      for (const k of ['stdout', 'stderr'] as const) {
+        const r = await readFrom(files[k], pos[k]);
+        pos[k] = r.size;
+        const text = decoders[k].write(r.bytes);
+        if (text && !res.write(text)) await Promise.race([once(res, 'drain'), closed]);
+      }
+      await Promise.race([new Promise((r) => setTimeout(r, 250)), closed]);
+    }
   };
   const server = createServer((req, res) => {
     handle(req, res).catch(() => {

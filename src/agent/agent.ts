@@ -6,7 +6,8 @@
  * Instances outlive the agent; on start-up it re-adopts them before its first report.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ArtifactClient } from '../artifacts/client.js';
@@ -22,6 +23,7 @@ import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
+import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
 
 export interface AgentOptions {
@@ -230,8 +232,9 @@ export class Agent {
       const release = await this.releases.ensure(spec.artifact);
       if (inst.removing) return;
       if (inst.port === undefined) inst.port = await allocatePort();
-      const procfile = existsSync(join(release, 'Procfile')) ? readFileSync(join(release, 'Procfile'), 'utf8') : undefined;
-      const argv = resolveRunCommand(spec.run, procfile, readScripts(release));
+      const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
+      const pkg = await readPackageJson(release).catch(() => undefined);
+      const argv = resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
       inst.state = 'starting';
       inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst) });
       inst.nextProbeAt = mono() + 50;
@@ -286,7 +289,7 @@ export class Agent {
       inst.lastError = `health check GET ${h.path} failed: ${r.error ?? `status ${r.status}`}`;
       // A refused connection is definite (nothing listens): out of the routing table at once, within
       // one probe interval. Timeouts and 5xx may be a slow moment: they need UNHEALTHY_AFTER in a row.
-      const definite = r.error === 'connection refused';
+      const definite = r.code === 'ECONNREFUSED';
       if (wasReady && (definite || inst.probeFailures >= UNHEALTHY_AFTER)) {
         inst.state = 'unhealthy';
         inst.readySince = undefined;
@@ -325,13 +328,3 @@ export class Agent {
   }
 }
 
-/** The scripts of the release's package.json, if it has a readable one. */
-function readScripts(release: string): Record<string, string> | undefined {
-  try {
-    const pkg = JSON.parse(readFileSync(join(release, 'package.json'), 'utf8')) as { scripts?: Record<string, unknown> };
-    if (!pkg.scripts || typeof pkg.scripts !== 'object') return undefined;
-    return Object.fromEntries(Object.entries(pkg.scripts).filter((e): e is [string, string] => typeof e[1] === 'string'));
-  } catch {
-    return undefined;
-  }
-}

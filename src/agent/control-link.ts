@@ -6,8 +6,8 @@
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import type { Logger } from 'pino';
-import { request } from 'undici';
-import { fromBody, PilotError } from '../core/errors.js';
+import { PilotError } from '../core/errors.js';
+import { ApiClient } from '../control/api-client.js';
 import { AGENT_PROTOCOL, type RegisterResponse } from '../core/protocol.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 
@@ -76,29 +76,11 @@ export class ControlPlaneLink {
     }
   }
 
-  private async post<T>(path: string, token: string, body: unknown): Promise<T> {
-    let res;
-    try {
-      res = await request(this.server + path, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        headersTimeout: 40_000,
-        bodyTimeout: 10_000,
-      });
-    } catch (err) {
-      throw new PilotError('server_unreachable', `control plane ${this.server} unreachable: ${(err as Error).message}`);
-    }
-    const text = await res.body.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    if (res.statusCode >= 400) throw fromBody((json as { error?: never } | undefined)?.error, `HTTP ${res.statusCode} from ${path}`);
-    return json as T;
+  private post<T>(path: string, token: string, body: unknown): Promise<T> {
+    // A long poll is held up to 30 s: allow for it.
+    return new ApiClient(this.server, token).call<T>('POST', path, body, { timeoutMs: 40_000 });
   }
+
 }
 
 function stripUndefined<T extends object>(o: T): T {

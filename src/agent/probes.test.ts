@@ -65,7 +65,7 @@ void describe('httpProbe', () => {
   void it('reports a refused connection', async () => {
     const port = await allocatePort(HOST); // bound and released: nothing listens there
     const r = await httpProbe({ host: HOST, port, path: '/', timeoutMs: 2_000 });
-    assert.deepEqual({ ok: r.ok, error: r.error }, { ok: false, error: 'connection refused' });
+    assert.deepEqual({ ok: r.ok, error: r.error, code: r.code }, { ok: false, error: 'connection refused', code: 'ECONNREFUSED' });
   });
 
   void it('times out on a server that accepts but never answers, and closes the connection', async (t) => {

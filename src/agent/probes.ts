@@ -12,6 +12,8 @@ export interface ProbeResult {
   readonly status?: number;
   /** Why it failed, short: "connection refused", "timeout after 500 ms", "HTTP 503". */
   readonly error?: string;
+  /** The errno code of a connection failure (ECONNREFUSED …): what callers branch on, not the text. */
+  readonly code?: string;
   readonly durationMs: number;
 }
 
@@ -72,7 +74,7 @@ export function httpProbe(spec: HttpProbeSpec): Promise<ProbeResult> {
       const status = res.statusCode ?? 0;
       finish(status < 500 ? { ok: true, status } : { ok: false, status, error: `HTTP ${status}` });
     });
-    req.on('error', (e: NodeJS.ErrnoException) => finish({ ok: false, error: describeError(e) }));
+    req.on('error', (e: NodeJS.ErrnoException) => finish({ ok: false, error: describeError(e), ...(e.code !== undefined ? { code: e.code } : {}) }));
     req.end();
   });
 }
@@ -92,6 +94,6 @@ export function tcpProbe(spec: TcpProbeSpec): Promise<ProbeResult> {
       resolve({ ...r, durationMs: performance.now() - t0 });
     }
     socket.once('connect', () => finish({ ok: true }));
-    socket.once('error', (e: NodeJS.ErrnoException) => finish({ ok: false, error: describeError(e) }));
+    socket.once('error', (e: NodeJS.ErrnoException) => finish({ ok: false, error: describeError(e), ...(e.code !== undefined ? { code: e.code } : {}) }));
   });
 }

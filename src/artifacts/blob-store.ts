@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PilotError } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
-import { errno } from './errno.js';
+import { errno } from '../core/errno.js';
 
 /**
  * Temp files older than this are leftovers of a crash. Younger ones may belong to another store

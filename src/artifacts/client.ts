@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { fromBody, PilotError, type ErrorBody, type ErrorCode } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
-import { errno } from './errno.js';
+import { errno } from '../core/errno.js';
 
 type ResponseData = Dispatcher.ResponseData;
 

@@ -6,7 +6,7 @@
 import { lstat, mkdir, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PilotError } from '../core/errors.js';
-import { errno } from './errno.js';
+import { errno } from '../core/errno.js';
 import { LINKS_MANIFEST, linkTargetProblem, splitArchivePath, type LinkRecord, type PathLimits } from './paths.js';
 
 /** A manifest bigger than this is not a list of symlinks. */

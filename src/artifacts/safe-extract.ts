@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { PilotError } from '../core/errors.js';
-import { errno } from './errno.js';
+import { errno } from '../core/errno.js';
 import { applyLinksManifest } from './links-manifest.js';
 import { LINKS_MANIFEST, splitArchivePath } from './paths.js';
 

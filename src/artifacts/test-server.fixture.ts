@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { FsBlobStore } from './blob-store.js';
-import { artifactErrorHandler } from './http-error.js';
+import { installErrorHandling } from '../control/http-errors.js';
 import { MemoryArtifactMetaStore } from './meta.js';
 import { registerArtifactRoutes } from './routes.js';
 
@@ -29,7 +29,7 @@ export async function startTestServer(opts: { maxBytes?: number } = {}): Promise
   app.addHook('onRequest', async (req) => {
     authHeaders.push(req.headers.authorization);
   });
-  app.setErrorHandler(artifactErrorHandler);
+  installErrorHandling(app); // the server's own error mapping, so tests see what users see
   registerArtifactRoutes(app, { blobs, meta, maxBytes: opts.maxBytes ?? 64 * 1024 * 1024 });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -66,8 +66,8 @@ export class RunWorker {
 
   /** A run was queued: look again when its quiet period is over. */
   queued(): void {
+    // Not now: the new run is in its quiet period, and this is called inside the webhook request.
     setTimeout(() => this.kick(), this.quietMs + 20).unref();
-    this.kick();
   }
 
   /** Take as many queued runs as the pool allows. */
@@ -81,9 +81,9 @@ export class RunWorker {
 
   private async claim(): Promise<void> {
     while (!this.stopped && this.running.size < (this.o.concurrency ?? 2)) {
-      const busy = new Set([...this.running.values()].map((r) => r.app));
       const now = Date.now(); // wall clock: created_at is, and a short scheduling delay tolerates jumps
-      const run = await this.o.store.claimNextRun(busy, now, now - this.quietMs);
+      // The store keeps one run per app: an app with a `running` run is not claimed again.
+      const run = await this.o.store.claimNextRun(new Set(), now, now - this.quietMs);
       if (!run) return;
       const abort = new AbortController();
       const done = this.execute(run, abort.signal).finally(() => {

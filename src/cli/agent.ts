@@ -5,7 +5,11 @@ import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { PilotError } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
+import { LABEL_KEY } from '../core/protocol.js';
 import { pilotHome } from './context.js';
+
+// key=value, the key as the agent protocol allows it (LABEL_KEY without its anchors).
+const LABEL_ARG = new RegExp(`^(${LABEL_KEY.slice(1, -1)})=(\\S{0,63})$`);
 
 export async function agent(opts: { server?: string; token?: string; name?: string; address: string; label?: string[] }): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
@@ -16,7 +20,7 @@ export async function agent(opts: { server?: string; token?: string; name?: stri
   if (!isValidName(name)) throw new PilotError('invalid_name', `invalid node name ${JSON.stringify(name)}`, { hint: 'Pass --name with lowercase letters, digits and "-".' });
   const labels: Record<string, string> = {};
   for (const l of opts.label ?? []) {
-    const m = /^([a-z][a-z0-9._/-]{0,62})=([^\s]{0,63})$/.exec(l);
+    const m = LABEL_ARG.exec(l);
     if (!m) throw new PilotError('bad_request', `--label ${JSON.stringify(l)} must be key=value (key: lowercase letters, digits, . _ / -)`);
     labels[m[1]!] = m[2]!;
   }

@@ -12,21 +12,30 @@ const up = async (o: UpOptions): Promise<void> => {
   if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) v8.setFlagsFromString('--max-semi-space-size=2');
   return (await import('./up.js')).up(o);
 };
-const agent = async (o: Parameters<typeof import('./agent.js').agent>[0]): Promise<void> => (await import('./agent.js')).agent(o);
-const run = async (...a: Parameters<typeof import('./run.js').run>): Promise<void> => (await import('./run.js')).run(...a);
-const apps = async (...a: Parameters<typeof import('./apps.js').apps>): Promise<void> => (await import('./apps.js')).apps(...a);
-const status = async (...a: Parameters<typeof import('./apps.js').status>): Promise<void> => (await import('./apps.js')).status(...a);
-const rollback = async (...a: Parameters<typeof import('./apps.js').rollback>): Promise<void> => (await import('./apps.js')).rollback(...a);
-const scale = async (...a: Parameters<typeof import('./apps.js').scale>): Promise<void> => (await import('./apps.js')).scale(...a);
-const appsCreate = async (...a: Parameters<typeof import('./apps.js').appsCreate>): Promise<void> => (await import('./apps.js')).appsCreate(...a);
-const secretsSet = async (...a: Parameters<typeof import('./apps.js').secretsSet>): Promise<void> => (await import('./apps.js')).secretsSet(...a);
-const secretsList = async (...a: Parameters<typeof import('./apps.js').secretsList>): Promise<void> => (await import('./apps.js')).secretsList(...a);
-const secretsRemove = async (...a: Parameters<typeof import('./apps.js').secretsRemove>): Promise<void> => (await import('./apps.js')).secretsRemove(...a);
-const runs = async (...a: Parameters<typeof import('./runs.js').runs>): Promise<void> => (await import('./runs.js')).runs(...a);
-const nodes = async (...a: Parameters<typeof import('./runs.js').nodes>): Promise<void> => (await import('./runs.js')).nodes(...a);
-const nodeScheduling = async (...a: Parameters<typeof import('./runs.js').nodeScheduling>): Promise<void> => (await import('./runs.js')).nodeScheduling(...a);
-const token = async (...a: Parameters<typeof import('./runs.js').token>): Promise<void> => (await import('./runs.js')).token(...a);
-const logs = async (...a: Parameters<typeof import('./runs.js').logs>): Promise<void> => (await import('./runs.js')).logs(...a);
+/** A command's function, loaded from its module only when the command runs. */
+function lazy<M, K extends keyof M>(load: () => Promise<M>, name: K) {
+  return async (...args: M[K] extends (...a: infer A) => Promise<void> ? A : never): Promise<void> => {
+    const fn = (await load())[name] as (...a: typeof args) => Promise<void>;
+    await fn(...args);
+  };
+}
+const appsModule = () => import('./apps.js');
+const runsModule = () => import('./runs.js');
+const agent = lazy(() => import('./agent.js'), 'agent');
+const run = lazy(() => import('./run.js'), 'run');
+const apps = lazy(appsModule, 'apps');
+const status = lazy(appsModule, 'status');
+const rollback = lazy(appsModule, 'rollback');
+const scale = lazy(appsModule, 'scale');
+const appsCreate = lazy(appsModule, 'appsCreate');
+const secretsSet = lazy(appsModule, 'secretsSet');
+const secretsList = lazy(appsModule, 'secretsList');
+const secretsRemove = lazy(appsModule, 'secretsRemove');
+const runs = lazy(runsModule, 'runs');
+const nodes = lazy(runsModule, 'nodes');
+const nodeScheduling = lazy(runsModule, 'nodeScheduling');
+const token = lazy(runsModule, 'token');
+const logs = lazy(runsModule, 'logs');
 
 // `pilot run … | head` must not kill a deploy half-way: a closed stdout just stops the printing.
 for (const stream of [process.stdout, process.stderr]) {

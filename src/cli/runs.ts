@@ -1,5 +1,5 @@
 /** `pilot runs [APP]`, `pilot nodes`, `pilot logs APP [-f]`, `pilot logs --run N`. */
-import { PilotError, fromBody } from '../core/errors.js';
+import { PilotError } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import type { RunRecord } from '../core/types.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
@@ -51,18 +51,6 @@ export async function logs(app: string | undefined, opts: GlobalOptions & { foll
   if (opts.run !== undefined) path = `/api/v1/runs/${encodeURIComponent(opts.run)}/log${opts.follow ? '?follow=1' : ''}`;
   else if (app) path = `/api/v1/apps/${encodeURIComponent(app)}/logs?tail=${encodeURIComponent(opts.tail ?? '100')}${opts.follow ? '&follow=1' : ''}`;
   else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
-  const res = await fetch(api.baseUrl + path, { headers: { authorization: `Bearer ${api.token}` } }).catch((err: Error) => {
-    throw new PilotError('server_unreachable', `cannot reach the Pilot server at ${api.baseUrl}: ${err.message}`);
-  });
-  if (res.status >= 400) {
-    const text = await res.text();
-    let body: { error?: never } | undefined;
-    try {
-      body = JSON.parse(text) as { error?: never };
-    } catch {
-      body = undefined;
-    }
-    throw fromBody(body?.error, `HTTP ${res.status}`);
-  }
+  const res = await api.stream(path);
   if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);
 }

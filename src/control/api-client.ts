@@ -12,34 +12,38 @@ export class ApiClient {
 
   // Global fetch, not the undici package: the CLI starts ~150 ms faster without loading it.
   async call<T>(method: string, path: string, body?: unknown, opts: { contentType?: string; timeoutMs?: number } = {}): Promise<T> {
-    let res: Response;
-    let text: string;
     const raw = typeof body === 'string' ? body : body === undefined ? undefined : JSON.stringify(body);
-    try {
-      res = await fetch(this.baseUrl + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.token}`,
-          ...(raw === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json' }),
-        },
-        ...(raw === undefined ? {} : { body: raw }),
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
-      });
-      text = await res.text();
-    } catch (err) {
-      const cause = (err as { cause?: { message?: string } }).cause?.message;
-      throw new PilotError('server_unreachable', `cannot reach the Pilot server at ${this.baseUrl}: ${cause ?? (err as Error).message}`);
-    }
-    let json: unknown;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    if (res.status >= 400) {
-      throw fromBody((json as { error?: never } | undefined)?.error, `HTTP ${res.status} from ${method} ${path}`);
-    }
+    const res = await this.send(method, path, {
+      headers: raw === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json' },
+      ...(raw === undefined ? {} : { body: raw }),
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+    });
+    const text = await res.text().catch((err: unknown) => {
+      throw this.unreachable(err);
+    });
+    const json = parseJson(text);
+    if (res.status >= 400) throw fromBody((json as { error?: never } | undefined)?.error, `HTTP ${res.status} from ${method} ${path}`);
     return (json ?? text) as T;
+  }
+
+  /** A GET whose body the caller reads as it arrives (followed logs): no timeout; errors as in `call`. */
+  async stream(path: string): Promise<Response> {
+    const res = await this.send('GET', path, {});
+    if (res.status >= 400) throw fromBody((parseJson(await res.text()) as { error?: never } | undefined)?.error, `HTTP ${res.status} from GET ${path}`);
+    return res;
+  }
+
+  private async send(method: string, path: string, init: { headers?: Record<string, string>; body?: string; signal?: AbortSignal }): Promise<Response> {
+    try {
+      return await fetch(this.baseUrl + path, { ...init, method, headers: { authorization: `Bearer ${this.token}`, ...init.headers } });
+    } catch (err) {
+      throw this.unreachable(err);
+    }
+  }
+
+  private unreachable(err: unknown): PilotError {
+    const cause = (err as { cause?: { message?: string } }).cause?.message;
+    return new PilotError('server_unreachable', `cannot reach the Pilot server at ${this.baseUrl}: ${cause ?? (err as Error).message}`);
   }
 
   createRun(b: { app: string; commit: string; dirty: boolean; trigger?: RunRecord['trigger'] }): Promise<{ run: RunRecord }> {
@@ -56,5 +60,13 @@ export class ApiClient {
   }
   rollout(app: string, id: number): Promise<{ rollout: RolloutRecord; activeRevision: number | null; instances: InstanceRecord[] }> {
     return this.call('GET', `/api/v1/apps/${encodeURIComponent(app)}/rollouts/${id}`);
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -7,7 +7,9 @@ export function toPilotError(err: unknown): PilotError {
   const fe = err as Partial<FastifyError> & { validation?: unknown };
   if (fe.validation) return new PilotError('bad_request', `invalid request: ${fe.message ?? 'validation failed'}`);
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new PilotError('too_large', 'request body too large');
-  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return new PilotError('bad_request', `unsupported content type: ${fe.message ?? ''}`, { hint: 'Send application/json.' });
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new PilotError('bad_request', `unsupported content type: ${fe.message ?? ''}`, { hint: 'JSON routes take application/json; artifact uploads take application/octet-stream.' });
+  }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new PilotError('bad_request', fe.message ?? 'bad request');
   }

@@ -29,7 +29,7 @@ export interface ReconcilerSettings {
   crashLoopRestarts: number;
 }
 
-export const monoNow = (): number => performance.now();
+const monoNow = (): number => performance.now();
 
 export class Reconciler {
   private readonly rolloutStart = new Map<number, number>();
@@ -137,12 +137,13 @@ export class Reconciler {
   /** One full pass over every app, then the routing table. */
   tick(): Promise<void> {
     return this.serial(async () => {
-      for (const app of await this.store.listApps()) await this.reconcileApp(app);
+      const draining = new Set((await this.store.listNodes()).filter((n) => n.scheduling === 'draining').map((n) => n.id));
+      for (const app of await this.store.listApps()) await this.reconcileApp(app, draining);
       await this.publishRoutes();
     });
   }
 
-  private async reconcileApp(app: AppRecord): Promise<void> {
+  private async reconcileApp(app: AppRecord, draining: ReadonlySet<string>): Promise<void> {
     const rollout = await this.store.activeRollout(app.name);
     const all = await this.store.listInstances({ app: app.name });
     // Instances of a down node are lost: stop them (a node that comes back is told so) and plan
@@ -155,7 +156,6 @@ export class Reconciler {
     }
     // Instances on a draining node keep serving until replacements are ready elsewhere: the planner
     // does not see them (so it places replacements), and they are retired below once it is safe.
-    const draining = new Set((await this.store.listNodes()).filter((n) => n.scheduling === 'draining').map((n) => n.id));
     const movers = all.filter((i) => draining.has(i.nodeId) && i.desired === 'run' && this.nodeStatus(i.nodeId) !== 'down');
     const instances = all.filter((i) => this.nodeStatus(i.nodeId) !== 'down' && !movers.includes(i));
     const now = monoNow();
@@ -268,12 +268,14 @@ export class Reconciler {
   /** Compute the full routing table from the store and hand it to the router. */
   async publishRoutes(): Promise<void> {
     const nodes = new Map((await this.store.listNodes()).map((n) => [n.id, n]));
+    const byApp = new Map<string, InstanceRecord[]>();
+    for (const i of await this.store.listInstances()) byApp.set(i.app, [...(byApp.get(i.app) ?? []), i]);
     const routes: RouteEntry[] = [];
     for (const app of await this.store.listApps()) {
       const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
       const hosts = [`${app.name}.localhost`, ...(active?.config.hosts ?? [])];
       const upstreams: RouteUpstream[] = [];
-      for (const i of await this.store.listInstances({ app: app.name })) {
+      for (const i of byApp.get(app.name) ?? []) {
         const node = nodes.get(i.nodeId);
         if (!active || !node || this.nodeStatus(node.id) === 'down' || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
         upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: node.address, port: i.port });

@@ -5,6 +5,7 @@ import { parse, YAMLParseError } from 'yaml';
 import { resolveAppConfig, validateAppConfig, type AppConfig, type AppConfigInput } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
+import { readPackageJson } from './workspace-facts.js';
 
 export interface LoadedConfig {
   /** What the file says, validated: sent to the server, which validates it again. */
@@ -31,17 +32,10 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
     input = validateAppConfig(raw, 'pilot.yaml');
   }
   let fallback: string | undefined;
-  const pkgText = await readFile(join(dir, 'package.json'), 'utf8').catch(() => undefined);
-  if (pkgText !== undefined) {
-    try {
-      const name = (JSON.parse(pkgText) as { name?: unknown }).name;
-      if (typeof name === 'string') {
-        const bare = name.replace(/^@[^/]+\//, '').toLowerCase();
-        if (isValidName(bare)) fallback = bare;
-      }
-    } catch {
-      throw new PilotError('invalid_config', `${join(dir, 'package.json')} is not valid JSON`);
-    }
+  const name = (await readPackageJson(dir))?.['name'];
+  if (typeof name === 'string') {
+    const bare = name.replace(/^@[^/]+\//, '').toLowerCase();
+    if (isValidName(bare)) fallback = bare;
   }
   if (!fallback) {
     const folder = basename(dir).toLowerCase();

@@ -19,7 +19,6 @@ export interface PreparedSource {
   readonly dirty: boolean;
   /** Known before the checkout for a work tree; read from the checked-out files for a repository. */
   readonly config: { input: AppConfigInput; config: AppConfig } | undefined;
-  readonly message: string | undefined;
   /** Lay the files out in `dir` (empty); says what it did, and the commit's first message line. */
   checkout(dir: string, signal?: AbortSignal, onLine?: (line: string) => void): Promise<{ files: number; message: string }>;
 }
@@ -34,7 +33,6 @@ export async function prepareSource(src: RunSource, signal?: AbortSignal): Promi
       commit: s.commit,
       dirty: s.dirty,
       config: loaded,
-      message: s.message,
       async checkout(dir, sig) {
         const { files } = await checkoutWorkspace(s, dir, sig ? { signal: sig } : {});
         return { files, message: s.message };
@@ -46,7 +44,6 @@ export async function prepareSource(src: RunSource, signal?: AbortSignal): Promi
     commit: src.commit,
     dirty: false,
     config: undefined,
-    message: undefined,
     async checkout(dir, sig, onLine) {
       const { fetchCommit, checkoutCommit } = await import('./git-cache.js');
       const { gitDir } = await fetchCommit({ repo: src.repo, commit: src.commit, cacheRoot: src.cacheRoot, ...(sig ? { signal: sig } : {}), ...(onLine ? { onLine } : {}) });

@@ -4,14 +4,14 @@ import path from 'node:path';
 import { PilotError } from '../core/errors.js';
 import { composeBuildEnv, LOCKFILES, detectLockfile, type WorkspaceFacts } from './build-plan.js';
 
-/** Read package.json and look for lockfiles in a checked-out workspace. A malformed package.json is invalid_config. */
-export async function readWorkspaceFacts(dir: string): Promise<WorkspaceFacts> {
+/** The parsed package.json of `dir` (an object), or undefined without one. Malformed → invalid_config. */
+export async function readPackageJson(dir: string): Promise<Record<string, unknown> | undefined> {
   const file = path.join(dir, 'package.json');
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { hasPackageJson: false, lockfile: null, scripts: {} };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
   let pkg: unknown;
@@ -23,6 +23,13 @@ export async function readWorkspaceFacts(dir: string): Promise<WorkspaceFacts> {
   if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg)) {
     throw new PilotError('invalid_config', `${file} must hold a JSON object`);
   }
+  return pkg as Record<string, unknown>;
+}
+
+/** Read package.json and look for lockfiles in a checked-out workspace. A malformed package.json is invalid_config. */
+export async function readWorkspaceFacts(dir: string): Promise<WorkspaceFacts> {
+  const pkg = await readPackageJson(dir);
+  if (pkg === undefined) return { hasPackageJson: false, lockfile: null, scripts: {} };
   const present = new Set<string>();
   await Promise.all(
     LOCKFILES.map(([name]) =>
@@ -43,7 +50,8 @@ export function buildEnv(
   return composeBuildEnv(base, extra, path.dirname(process.execPath));
 }
 
-function stringScripts(pkg: object): Record<string, string> {
+/** The string-valued scripts of a parsed package.json. */
+export function stringScripts(pkg: object): Record<string, string> {
   const scripts = (pkg as { scripts?: unknown }).scripts;
   if (typeof scripts !== 'object' || scripts === null || Array.isArray(scripts)) return {};
   // npm ignores scripts that are not strings; so does the plan.

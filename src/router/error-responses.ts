@@ -4,6 +4,7 @@
  * upstream failure is named by its code only.
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { errno } from '../core/errno.js';
 import { PilotError } from '../core/errors.js';
 
 /** An error the router answers with, and the HTTP status it goes out with. */
@@ -38,7 +39,7 @@ export function noReadyInstance(app: string): RouterError {
 
 /** 502 (or 504 for a timeout): the chosen instance failed before it sent a response. */
 export function upstreamFailed(app: string, cause: unknown): RouterError {
-  const code = typeof cause === 'object' && cause !== null && 'code' in cause ? String(cause.code) : 'unknown';
+  const code = errno(cause) ?? 'unknown';
   const timeout = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
   const what = timeout ? 'did not answer in time' : 'failed';
   return {

@@ -16,6 +16,7 @@ import { clientAddress, clientResponseHeaders, type HeaderRecord, upstreamReques
 import { CLIENT_CLOSED, type RouterMetrics } from './metrics.js';
 import type { Route, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
+import { errno } from '../core/errno.js';
 
 /** What a forwarded request needs from the router. */
 export interface ForwardDeps {
@@ -32,9 +33,6 @@ const CONNECTION_FAILURES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND
 /** Failures of an established connection (typically a keep-alive one the app had just closed). */
 const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
-function errorCode(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
-}
 
 class ClientGoneError extends Error {
   readonly code = 'PILOT_CLIENT_GONE';
@@ -102,7 +100,7 @@ class Exchange {
   failed(attempt: Attempt, err: Error): void {
     if (this.clientGone || this.done) return; // our own abort, or nobody left to answer
     this.deps.metrics.upstreamError(this.app);
-    const code = errorCode(err);
+    const code = errno(err);
     if (!attempt.responded && this.retryable && this.attempts === 1 && code !== undefined && CONNECTION_FAILURES.has(code)) {
       const next = this.nextUpstream(code);
       if (next !== undefined) {

@@ -69,7 +69,6 @@ function freezeRoute(r: Route): Route {
 /** The router's view of apps, hosts and upstreams; replaced as a whole by `set`. */
 export class RoutingTable {
   #byHost = new Map<string, Route>();
-  #routes: readonly Route[] = [];
   #upstreams = new Map<string, Upstream>();
   readonly #listeners = new Set<TableListener>();
 
@@ -114,7 +113,6 @@ export class RoutingTable {
     }
 
     this.#byHost = byHost;
-    this.#routes = Object.freeze(frozen);
     this.#upstreams = upstreams;
     const change: TableChange = { added, removed };
     if (added.length > 0 || removed.length > 0) {
@@ -126,11 +124,6 @@ export class RoutingTable {
   /** The route for a Host header value (any case, with or without port), if an app serves it. */
   lookup(hostHeader: string): Route | undefined {
     return this.#byHost.get(normalizeHost(hostHeader));
-  }
-
-  /** All routes, as last set. */
-  routes(): readonly Route[] {
-    return this.#routes;
   }
 
   /** The upstream with this instance id, if it is in the table. */

@@ -290,10 +290,6 @@ export class SqliteStore implements Store {
     const r = this.stmt('SELECT * FROM nodes WHERE name = ?').get(name) as Row | undefined;
     return r && nodeFrom(r);
   }
-  async getNode(id: string): Promise<NodeRecord | undefined> {
-    const r = this.stmt('SELECT * FROM nodes WHERE id = ?').get(id) as Row | undefined;
-    return r && nodeFrom(r);
-  }
   async getNodeByCredentialHash(hash: string): Promise<NodeRecord | undefined> {
     const r = this.stmt('SELECT * FROM nodes WHERE credential_hash = ?').get(hash) as Row | undefined;
     return r && nodeFrom(r);

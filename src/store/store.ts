@@ -167,7 +167,6 @@ export interface Store {
   // nodes
   upsertNode(n: NodeRecord): Promise<void>;
   getNodeByName(name: string): Promise<NodeRecord | undefined>;
-  getNode(id: string): Promise<NodeRecord | undefined>;
   /** The node whose credential hashes to `hash` (sha256 hex). */
   getNodeByCredentialHash(hash: string): Promise<NodeRecord | undefined>;
   listNodes(): Promise<NodeRecord[]>;

@@ -9,9 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { allocatePort } from '../../src/agent/ports.js';
 import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness.js';
 
 const h = new Harness();
@@ -21,14 +21,6 @@ const nodes = [
   { name: 'n3', address: '127.0.0.4', home: '', proc: undefined as ChildProcess | undefined },
 ];
 let ports = { api: 0, router: 0 };
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 async function instances(): Promise<any[]> {
   const app = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
@@ -48,7 +40,7 @@ async function kill(proc: ChildProcess | undefined): Promise<void> {
 
 describe('fleet: three nodes, failover, re-adoption, control-plane restart', { timeout: 300_000 }, () => {
   before(async () => {
-    ports = { api: await freePort(), router: await freePort() };
+    ports = { api: await allocatePort('127.0.0.1'), router: await allocatePort('127.0.0.1') };
     await h.startUp({}, 'server', ports);
     for (const n of nodes) {
       n.home = h.track(tempDir(n.name));
