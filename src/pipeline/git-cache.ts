@@ -13,7 +13,7 @@ import { PilotError, isPilotError } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import { normalizeRepo, repoUrlProblem } from '../core/repo-url.js';
 import { runCommand, type RunResult } from './exec.js';
-import { git, gitArgv, remoteGitEnv, type GitOutput } from './git.js';
+import { git, gitArgv, ok, remoteGitEnv } from './git.js';
 import { checkoutWorkspace } from './source.js';
 
 export interface FetchCommitOptions {
@@ -263,9 +263,4 @@ async function storeBytes(gitDir: string): Promise<number> {
   const out = ok(await git(gitDir, ['count-objects', '-v']), 'count-objects').stdout.toString('utf8');
   const kib = (key: string): number => Number(new RegExp(`^${key}: (\\d+)$`, 'm').exec(out)?.[1] ?? 0);
   return (kib('size') + kib('size-pack')) * 1024;
-}
-
-function ok(out: GitOutput, what: string): GitOutput {
-  if (out.code !== 0) throw new PilotError('internal', `\`git ${what}\` exited with code ${String(out.code)}: ${out.tail.join(' ')}`);
-  return out;
 }

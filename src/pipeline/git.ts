@@ -82,3 +82,9 @@ export function splitNul(text: string): string[] {
   if (parts[parts.length - 1] === '') parts.pop();
   return parts;
 }
+
+/** The output of a git command that must have succeeded; anything else is a bug of ours (internal). */
+export function ok(out: GitOutput, what: string): GitOutput {
+  if (out.code !== 0) throw new PilotError('internal', `\`git ${what}\` exited with code ${String(out.code)}: ${out.tail.join(' ')}`);
+  return out;
+}

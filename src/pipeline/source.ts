@@ -7,7 +7,7 @@ import path from 'node:path';
 import * as tar from 'tar';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { mustSucceed, runCommand } from './exec.js';
-import { git, gitArgv, gitEnv, splitNul, type GitOutput } from './git.js';
+import { git, gitArgv, gitEnv, ok, splitNul } from './git.js';
 
 export interface Source {
   /** The work tree's top level, as git reports it (symlinks resolved). */
@@ -166,9 +166,4 @@ function statusPaths(out: string): string[] {
     }
   }
   return paths;
-}
-
-function ok(out: GitOutput, what: string): GitOutput {
-  if (out.code !== 0) throw new PilotError('internal', `\`git ${what}\` exited with code ${String(out.code)}: ${out.tail.join(' ')}`);
-  return out;
 }

@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { signGithubPayload } from '../../src/cd/github-signature.js';
 import { git, Harness, jsonOrText, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness.js';
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
@@ -28,9 +29,7 @@ let work = '';
 const statusCalls: { path: string; auth: string; body: { state: string; target_url: string } }[] = [];
 let github: Server;
 
-function sign(body: string): string {
-  return 'sha256=' + createHmac('sha256', SECRET).update(body).digest('hex');
-}
+const sign = (body: string): string => signGithubPayload(SECRET, body);
 
 async function deliver(event: string, payload: unknown, opts: { delivery?: string; signature?: string | null; raw?: string } = {}): Promise<{ status: number; json: any }> {
   const body = opts.raw ?? JSON.stringify(payload, null, 2); // GitHub's own formatting differs from ours: sign the bytes
