@@ -65,6 +65,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         cpus: b.cpus,
         memoryMb: b.memoryMb,
         labels: b.labels ?? {},
+        runtimes: b.runtimes ?? {},
       };
       await store.upsertNode(node);
       reconciler.nodeHeardFrom(node.id);
@@ -100,11 +101,18 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
   };
 
   /** Apply a report (when `apply`) and compute this node's desired instances. */
-  const syncOnce = (node: NodeRecord, body: SyncRequest, apply: boolean, log: FastifyBaseLogger): Promise<{ protocol: number; instances: InstanceSpec[] }> =>
+  const syncOnce = (reportingNode: NodeRecord, body: SyncRequest, apply: boolean, log: FastifyBaseLogger): Promise<{ protocol: number; instances: InstanceSpec[] }> =>
     reconciler.serial(async () => {
+      let node = reportingNode;
       reconciler.nodeHeardFrom(node.id);
       const now = Date.now();
       await store.touchNode(node.id, now);
+      if (apply && body.runtimes && JSON.stringify(body.runtimes) !== JSON.stringify(node.runtimes)) {
+        node = { ...node, runtimes: body.runtimes };
+        await store.upsertNode(node);
+        reconciler.nudge();
+        log.info({ node: node.name, runtimes: body.runtimes }, 'node runtimes changed');
+      }
       const mine = new Map((await store.listInstances({ nodeId: node.id })).map((i) => [i.id, i]));
       let changed = false;
       const reported = new Set<string>();
@@ -156,6 +164,10 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           app: rec.app,
           revision: rec.revision,
           artifact: rev.artifact,
+          runtime: rev.config.runtime,
+          image: rev.image,
+          node: rev.nodeRuntime,
+          resources: rev.config.resources,
           commit: rev.commit,
           run: rev.config.run,
           port: rev.config.port,

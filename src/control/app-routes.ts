@@ -1,6 +1,6 @@
 /** REST API for apps: deploy a revision, status, rollback, scale, logs. */
 import type { FastifyInstance } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { request } from 'undici';
 import { resolveAppConfig, validateAppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
@@ -19,8 +19,21 @@ export interface AppRouteDeps {
   reconciler: Reconciler;
 }
 
+const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });
 const DeployBody = Type.Object({
   artifact: Type.String(),
+  /** runtime docker: the image (see ImageRef). */
+  image: Type.Optional(Type.Object({
+    id: Digest,
+    ref: Type.Optional(Type.String({ maxLength: 512, pattern: '^[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?/[a-z0-9][a-z0-9._/-]*@sha256:[a-f0-9]{64}$' })),
+    archive: Type.Optional(Digest),
+  }, { additionalProperties: false })),
+  /** runtime process: the exact Node.js runtime (a blob in the artifact repository). */
+  node: Type.Optional(Type.Object({
+    version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
+    digest: Digest,
+    source: Type.String({ maxLength: 200 }),
+  }, { additionalProperties: false })),
   commit: Type.String(),
   dirty: Type.Optional(Type.Boolean()),
   config: Type.Optional(Type.Unknown()),
@@ -66,13 +79,16 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const nodes = new Map((await store.listNodes()).map((n) => [n.id, n]));
     return {
       app: { name: a.name, activeRevision: a.activeRevision ?? null, replicas: a.replicas, hosts: [`${a.name}.localhost`, ...a.config.hosts], createdAt: a.createdAt, updatedAt: a.updatedAt },
-      revisions: revisions.map((r) => ({ number: r.number, artifact: r.artifact, commit: r.commit, dirty: r.dirty, runId: r.runId ?? null, createdAt: r.createdAt, active: r.number === a.activeRevision })),
+      revisions: revisions.map((r) => ({
+        number: r.number, artifact: r.artifact, commit: r.commit, dirty: r.dirty, runId: r.runId ?? null, createdAt: r.createdAt, active: r.number === a.activeRevision,
+        runtime: r.config.runtime, image: r.image ?? null, node: r.nodeRuntime ?? null,
+      })),
       rollouts,
       instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: nodes.get(i.nodeId)?.address })),
     };
   });
 
-  app.post<{ Params: { app: string }; Body: { artifact: string; commit: string; dirty?: boolean; config?: unknown; runId?: number } }>(
+  app.post<{ Params: { app: string }; Body: Static<typeof DeployBody> }>(
     '/api/v1/apps/:app/revisions',
     { schema: { body: DeployBody } },
     async (req, reply) => {
@@ -85,13 +101,27 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         throw new PilotError('invalid_config', `config name "${input.name}" does not match the app "${name}" in the URL`);
       }
       const config = resolveAppConfig(input, name);
-      if (!(await blobs.has(digest))) throw new PilotError('artifact_not_found', `artifact ${digest} is not in the artifact repository`);
+      if (config.runtime === 'docker') {
+        if (!b.image) throw new PilotError('bad_request', 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request');
+        if (!b.image.ref && !b.image.archive) throw new PilotError('bad_request', 'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)');
+        if (b.node) throw new PilotError('bad_request', '`node` applies to runtime process only; a container gets Node.js from its image');
+        if (digest !== (b.image.archive ?? b.image.id)) throw new PilotError('bad_request', `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${digest})`);
+      } else if (b.image) {
+        throw new PilotError('bad_request', '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)');
+      }
+      if ((config.runtime === 'process' || b.image?.archive) && !(await blobs.has(digest))) {
+        throw new PilotError('artifact_not_found', `artifact ${digest} is not in the artifact repository`);
+      }
+      if (b.node && !(await blobs.has(b.node.digest))) {
+        throw new PilotError('artifact_not_found', `Node.js runtime ${b.node.version} (${b.node.digest}) is not in the artifact repository`);
+      }
       // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
       // current instances are left out: the rollout retires them.
-      if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0) {
+      if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0 || config.runtime !== 'process') {
         const snapshot = (await reconciler.schedulerSnapshot()).map((n) => ({ ...n, instances: n.instances.filter((i) => i.app !== name) }));
         const fit = schedule(snapshot, {
           app: name, count: config.replicas, fixedPort: config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints,
+          runtime: config.runtime,
         });
         if (fit.unplaced > 0) throw new PilotError('unschedulable', `app "${name}" cannot be placed: ${fit.reason ?? 'no room'}`);
       }
@@ -110,7 +140,9 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
             throw new PilotError('superseded', `deploy skipped: a newer push of "${name}" is already deployed (fence ${latest} > ${run.fence})`);
           }
         }
-        const revision = await store.createRevision({ app: name, artifact: digest, commit: b.commit, dirty: b.dirty ?? false, config, runId: b.runId, createdAt: now });
+        const revision = await store.createRevision({
+          app: name, artifact: digest, commit: b.commit, dirty: b.dirty ?? false, config, runId: b.runId, createdAt: now, image: b.image, nodeRuntime: b.node,
+        });
         const previous = await store.activeRollout(name);
         if (previous) await store.finishRollout(previous.id, 'failed', `superseded by revision ${revision.number}`, now);
         const current = await store.getApp(name);
@@ -119,7 +151,10 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       });
       reconciler.nudge();
       void reply.status(201);
-      return { revision: { number: result.revision.number, artifact: digest, commit: b.commit, dirty: result.revision.dirty }, rollout: result.rollout };
+      return {
+        revision: { number: result.revision.number, artifact: digest, commit: b.commit, dirty: result.revision.dirty, image: b.image ?? null, node: b.node ?? null },
+        rollout: result.rollout,
+      };
     },
   );
 

@@ -30,6 +30,7 @@ export interface ReconcilerSettings {
 }
 
 const monoNow = (): number => performance.now();
+const DOCKER: ReadonlySet<string> = new Set(['docker']);
 
 export class Reconciler {
   private readonly rolloutStart = new Map<number, number>();
@@ -205,7 +206,7 @@ export class Reconciler {
         const rev = await this.revision(app.name, a.revision);
         const placement = schedule(await this.schedulerSnapshot(), {
           app: app.name, count: a.count, fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
-          constraints: rev?.config.constraints, artifact: rev?.artifact,
+          constraints: rev?.config.constraints, artifact: rev?.artifact, runtime: rev?.config.runtime,
         });
         for (const nodeId of placement.nodeIds) {
           const id = `${app.name}-${a.revision}-${randomBytes(3).toString('hex')}`;
@@ -260,6 +261,7 @@ export class Reconciler {
       cpus: n.cpus,
       memoryMb: n.memoryMb,
       labels: n.labels,
+      runtimes: n.runtimes.docker?.available ? DOCKER : undefined,
       artifacts: artifacts.get(n.id),
       instances: byNode.get(n.id) ?? [],
     }));

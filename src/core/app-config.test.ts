@@ -15,6 +15,10 @@ describe('pilot.yaml', () => {
     assert.equal(c.replicas, 1);
     assert.equal(c.run, undefined);
     assert.deepEqual(c.health, { path: '/', intervalMs: 1000, timeoutMs: 2000 });
+    assert.equal(c.runtime, 'process');
+    assert.equal(c.node, undefined);
+    const d = resolveAppConfig(validateAppConfig({ runtime: 'docker', dockerfile: 'deploy/Dockerfile', node: '22.x' }), 'shop');
+    assert.deepEqual([d.runtime, d.dockerfile, d.node], ['docker', 'deploy/Dockerfile', '22.x']);
   });
 
   it('parses commands and durations', () => {
@@ -30,7 +34,9 @@ describe('pilot.yaml', () => {
     bad({ port: 70000 }, /port: must be integer >= 1 <= 65535/);
     bad({ name: 'Bad Name' }, /name: must be string matching/);
     bad({ health: { path: 'healthz' } }, /health\.path: must be string matching \^\//);
-    bad({ replica: 2 }, /replica: unknown field \(allowed: name, runtime, build, run, port, env/);
+    bad({ replica: 2 }, /replica: unknown field \(allowed: name, runtime, node, dockerfile, build, run, port, env/);
+    bad({ runtime: 'podman' }, /runtime: must be "process" or "docker"/);
+    bad({ node: 'latest; rm -rf /' }, /node: must be string/);
     bad({ env: { 'BAD-KEY': 'x' } }, /env\.BAD-KEY: environment variable names must match/);
     bad({ env: { OK: 3 } }, /env\.OK: must be string/);
     bad('just a string', /expected a mapping/);

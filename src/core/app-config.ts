@@ -19,7 +19,9 @@ const Command = Type.Union(
 export const AppConfigSchema = Type.Object(
   {
     name: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$', description: 'App name; defaults to package.json name or the folder name' })),
-    runtime: Type.Optional(Type.Literal('process', { description: 'How instances run: process (default)' })),
+    runtime: Type.Optional(Type.Union([Type.Literal('process'), Type.Literal('docker')], { description: 'How instances run: process (default; a supervised process) or docker (a container built from the app\'s Dockerfile, or a generated one)' })),
+    node: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9vx*^~<>=|. -]+$', description: 'Node.js version for the process runtime: exact ("22.23.3") or a semver range ("22.x", "^20.11"). Default: .node-version, .nvmrc, package.json engines.node, else the version that built the app' })),
+    dockerfile: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[^/\\0][^\\0]*$', description: 'Dockerfile path relative to the app folder (runtime: docker). Default: Dockerfile, else a generated one for a Node app' })),
     build: Type.Optional(Type.Array(Command, { description: 'Build commands, run in order in a clean workspace after dependencies are installed by the lockfile (npm ci, yarn, pnpm). Default: `npm run build` when package.json has a build script' })),
     run: Type.Optional(Command),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'A fixed port the app listens on. Default: the app reads $PORT' })),
@@ -71,7 +73,11 @@ export type AppConfigInput = Static<typeof AppConfigSchema>;
 /** The config with every default resolved; what a revision records. */
 export interface AppConfig {
   readonly name: string;
-  readonly runtime: 'process';
+  readonly runtime: 'process' | 'docker';
+  /** Wanted Node.js version (exact or range) as written in pilot.yaml; undefined = from the app's files. */
+  readonly node: string | undefined;
+  /** Dockerfile path relative to the app folder; undefined = Dockerfile if present, else generated. */
+  readonly dockerfile: string | undefined;
   /** Build commands as argv lists; undefined = the default for the detected package manager. */
   readonly build: readonly (readonly string[])[] | undefined;
   /** Run command argv; undefined = Procfile `web:` or `npm start`, decided from the artifact. */
@@ -197,6 +203,8 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
   return {
     name,
     runtime: input.runtime ?? 'process',
+    node: input.node,
+    dockerfile: input.dockerfile,
     build: input.build?.map(toArgv),
     run: input.run === undefined ? undefined : toArgv(input.run),
     port: input.port,

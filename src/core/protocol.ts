@@ -10,6 +10,15 @@ export const LABEL_KEY = '^[a-z][a-z0-9._/-]{0,62}$';
 
 const Name = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
 
+/** Optional runtimes (process is always there): whether each answers on this node. */
+export const NodeRuntimesSchema = Type.Object({
+  docker: Type.Optional(Type.Object({
+    available: Type.Boolean(),
+    version: Type.Optional(Type.String({ maxLength: 100 })),
+    error: Type.Optional(Type.String({ maxLength: 2000 })),
+  }, { additionalProperties: false })),
+}, { additionalProperties: false });
+
 export const RegisterRequest = Type.Object({
   protocol: Type.Literal(AGENT_PROTOCOL),
   name: Name,
@@ -22,6 +31,7 @@ export const RegisterRequest = Type.Object({
   cpus: Type.Optional(Type.Number({ minimum: 0, maximum: 100_000 })),
   memoryMb: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000_000 })),
   labels: Type.Optional(Type.Record(Type.String({ pattern: LABEL_KEY }), Type.String({ maxLength: 63 }), { additionalProperties: false, maxProperties: 64 })),
+  runtimes: Type.Optional(NodeRuntimesSchema),
 }, { additionalProperties: false });
 export type RegisterRequest = Static<typeof RegisterRequest>;
 
@@ -46,5 +56,7 @@ export const SyncRequest = Type.Object({
   instances: Type.Array(InstanceStatusSchema, { maxItems: 10_000 }),
   /** Long poll: when there is nothing new for this node, hold the answer up to this long. */
   waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })),
+  /** Sent when a runtime's availability changed since registration (a Docker engine started or stopped). */
+  runtimes: Type.Optional(NodeRuntimesSchema),
 }, { additionalProperties: false });
 export type SyncRequest = Static<typeof SyncRequest>;

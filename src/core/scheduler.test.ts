@@ -68,6 +68,18 @@ describe('scheduler', () => {
       }));
   });
 
+  it('places docker instances only where the Docker engine answers, and says what to start', () => {
+    const nodes: SchedulerNode[] = [
+      { id: 'a', name: 'a', schedulable: true, instances: [] },
+      { id: 'b', name: 'b', schedulable: true, runtimes: new Set(['docker']), instances: [] },
+    ];
+    assert.deepEqual(schedule(nodes, { app: 'x', count: 2, fixedPort: undefined, runtime: 'docker' }).nodeIds, ['b', 'b']);
+    assert.deepEqual(schedule(nodes, { app: 'x', count: 2, fixedPort: undefined, runtime: 'process' }).nodeIds.sort(), ['a', 'b']);
+    const none = schedule(nodes.slice(0, 1), { app: 'x', count: 1, fixedPort: undefined, runtime: 'docker' });
+    assert.equal(none.unplaced, 1);
+    assert.match(none.reason ?? '', /no ready node has a running Docker engine \(start dockerd/);
+  });
+
   it('honours label constraints and prefers nodes that have the artifact', () => {
     const nodes: SchedulerNode[] = [
       { id: 'a', name: 'a', schedulable: true, labels: { zone: 'eu' }, instances: [] },

@@ -30,6 +30,8 @@ export interface SchedulerNode {
   readonly labels?: Readonly<Record<string, string>> | undefined;
   /** Artifacts already unpacked there: placing there skips a download. */
   readonly artifacts?: ReadonlySet<string> | undefined;
+  /** Optional runtimes that answer there (`docker`); `process` is always available. */
+  readonly runtimes?: ReadonlySet<string> | undefined;
   /** Capacity; undefined = unknown, not limited. */
   readonly cpus?: number | undefined;
   readonly memoryMb?: number | undefined;
@@ -47,6 +49,8 @@ export interface PlacementRequest {
   readonly constraints?: Readonly<Record<string, string>> | undefined;
   /** Prefer nodes that already have it (after spread, before load). */
   readonly artifact?: string | undefined;
+  /** A runtime other than `process` the node must offer. */
+  readonly runtime?: 'process' | 'docker' | undefined;
 }
 
 export type Placement = { readonly nodeIds: readonly string[]; readonly unplaced: number; readonly reason: string | undefined };
@@ -72,7 +76,8 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
     return [n.id, { app, total: n.instances.length, ports, cpu, mem, shared: false }];
   }));
   const constraints = Object.entries(req.constraints ?? {});
-  const candidates = nodes.filter((n) => n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v));
+  const needs = req.runtime !== undefined && req.runtime !== 'process' ? req.runtime : undefined;
+  const candidates = nodes.filter((n) => n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v) && (needs === undefined || (n.runtimes?.has(needs) ?? false)));
   const cached = (n: SchedulerNode): number => (req.artifact !== undefined && (n.artifacts?.has(req.artifact) ?? false) ? 0 : 1);
   const roomFor = (n: SchedulerNode): boolean => {
     const l = load.get(n.id)!;
@@ -120,6 +125,9 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
 
 function whyNot(candidates: readonly SchedulerNode[], load: Map<string, { cpu: number; mem: number; ports: Set<number> }>, req: PlacementRequest, placed: number): string {
   const wanted = Object.entries(req.constraints ?? {});
+  if (candidates.length === 0 && req.runtime === 'docker') {
+    return `no ready node${wanted.length > 0 ? ` with the labels ${wanted.map(([k, v]) => `${k}=${v}`).join(', ')}` : ''} has a running Docker engine (start dockerd on a node, or check \`pilot nodes\` for the engine's error)`;
+  }
   if (candidates.length === 0 && wanted.length > 0) return `no ready node has the labels ${wanted.map(([k, v]) => `${k}=${v}`).join(', ')}`;
   if (candidates.length === 0) return 'no ready node to place instances on';
   const prefix = `${placed} of ${req.count} instances placed: `;

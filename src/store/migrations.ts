@@ -132,4 +132,27 @@ export const MIGRATIONS: readonly string[] = [
     revoked_at INTEGER
   );
   `,
+  // 4: runtimes: container images and pinned Node.js runtimes per revision, node capabilities,
+  // the runtime cache index, registry credentials (password sealed like secrets)
+  `
+  ALTER TABLE revisions ADD COLUMN image TEXT;
+  ALTER TABLE revisions ADD COLUMN node_runtime TEXT;
+  ALTER TABLE nodes ADD COLUMN runtimes TEXT NOT NULL DEFAULT '{}';
+  CREATE TABLE node_runtimes (
+    version TEXT NOT NULL,
+    platform TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    integrity TEXT,
+    size INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (version, platform)
+  );
+  CREATE TABLE registries (
+    url TEXT PRIMARY KEY,
+    username TEXT,
+    password TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];

@@ -50,8 +50,11 @@ describe('sqlite store', () => {
       await s.upsertApp('web', config, 1);
       const sha = 'a'.repeat(40);
       const digest = 'sha256:' + 'b'.repeat(64);
-      const r1 = await s.createRevision({ app: 'web', artifact: digest, commit: sha, dirty: false, config, runId: undefined, createdAt: 2 });
-      const r2 = await s.createRevision({ app: 'web', artifact: digest, commit: sha, dirty: true, config, runId: undefined, createdAt: 3 });
+      const r1 = await s.createRevision({ app: 'web', artifact: digest, commit: sha, dirty: false, config, runId: undefined, image: undefined, nodeRuntime: undefined, createdAt: 2 });
+      const r2 = await s.createRevision({ app: 'web', artifact: digest, commit: sha, dirty: true, config, runId: undefined, image: { id: digest, archive: digest }, nodeRuntime: { version: '22.1.0', digest, source: 'pilot.yaml' }, createdAt: 3 });
+      assert.deepEqual((await s.getRevision('web', r2.number))?.image, { id: digest, archive: digest });
+      assert.equal((await s.getRevision('web', r2.number))?.nodeRuntime?.version, '22.1.0');
+      assert.equal((await s.getRevision('web', r1.number))?.image, undefined);
       assert.deepEqual([r1.number, r2.number], [1, 2]);
       assert.deepEqual((await s.listRevisions('web')).map((r) => [r.number, r.dirty]), [[2, true], [1, false]]);
       const ro = await s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 1, startedAt: 4 });
@@ -63,7 +66,8 @@ describe('sqlite store', () => {
       const updated = await s.updateRun(run.id, { status: 'failed', error: 'build: boom', finishedAt: 7 });
       assert.equal(updated.status, 'failed');
       assert.equal(updated.error, 'build: boom');
-      await s.upsertNode({ id: 'n1', name: 'local', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: 'h', agentToken: 't', registeredAt: 1, lastSeenAt: 1, scheduling: 'eligible', cpus: 2, memoryMb: 1024, labels: { zone: 'a' } });
+      await s.upsertNode({ id: 'n1', name: 'local', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: 'h', agentToken: 't', registeredAt: 1, lastSeenAt: 1, scheduling: 'eligible', cpus: 2, memoryMb: 1024, labels: { zone: 'a' }, runtimes: { docker: { available: true, version: '20.10' } } });
+      assert.equal((await s.listNodes())[0]?.runtimes.docker?.available, true);
       await s.createInstance({ id: 'web-1-x', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 8 });
       await s.updateInstanceStatus('web-1-x', { state: 'ready', port: 4000, pid: 42, restarts: 0, lastError: undefined, startedAt: 9 }, 9);
       const [i] = await s.listInstances({ app: 'web' });

@@ -2,11 +2,11 @@
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
-import type { ArtifactMeta, RunRecord, StepRecord } from '../core/types.js';
+import type { ArtifactMeta, ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, SecretRecord, WebhookPush,
-  AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, RevisionRecord,
+  AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimes, RevisionRecord,
   RolloutRecord, RunPatch, Store,
 } from './store.js';
 
@@ -38,6 +38,8 @@ function revisionFrom(r: Row): RevisionRecord {
     config: JSON.parse(r.config as string) as AppConfig,
     runId: opt<number>(r.run_id),
     createdAt: r.created_at as number,
+    image: r.image == null ? undefined : (JSON.parse(r.image as string) as ImageRef),
+    nodeRuntime: r.node_runtime == null ? undefined : (JSON.parse(r.node_runtime as string) as NodeRuntimeRef),
   };
 }
 function rolloutFrom(r: Row): RolloutRecord {
@@ -83,6 +85,7 @@ function nodeFrom(r: Row): NodeRecord {
     cpus: opt<number>(r.cpus),
     memoryMb: opt<number>(r.memory_mb),
     labels: JSON.parse((r.labels as string | null) ?? '{}') as Record<string, string>,
+    runtimes: JSON.parse((r.runtimes as string | null) ?? '{}') as NodeRuntimes,
   };
 }
 function runFrom(r: Row): RunRecord {
@@ -207,8 +210,9 @@ export class SqliteStore implements Store {
     const number = this.db.transaction(() => {
       const max = this.stmt('SELECT MAX(number) AS n FROM revisions WHERE app = ?').get(r.app) as { n: number | null };
       const n = (max.n ?? 0) + 1;
-      this.stmt('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(r.app, n, r.artifact, r.commit, r.dirty ? 1 : 0, JSON.stringify(r.config), r.runId ?? null, r.createdAt);
+      this.stmt('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at, image, node_runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(r.app, n, r.artifact, r.commit, r.dirty ? 1 : 0, JSON.stringify(r.config), r.runId ?? null, r.createdAt,
+          r.image ? JSON.stringify(r.image) : null, r.nodeRuntime ? JSON.stringify(r.nodeRuntime) : null);
       return n;
     })();
     return { ...r, number };
@@ -263,11 +267,11 @@ export class SqliteStore implements Store {
 
   async upsertNode(n: NodeRecord): Promise<void> {
     this.stmt(
-      `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels, runtimes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
-         agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels`,
-    ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels));
+         agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, runtimes = excluded.runtimes`,
+    ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels), JSON.stringify(n.runtimes));
   }
   async setNodeScheduling(id: string, scheduling: NodeRecord['scheduling']): Promise<void> {
     this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);

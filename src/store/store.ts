@@ -5,7 +5,7 @@
  * and history only: timeouts and failure detection use the monotonic clock in memory.
  */
 import type { AppConfig } from '../core/app-config.js';
-import type { ArtifactMeta, InstanceState, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
+import type { ArtifactMeta, ImageRef, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
 
 export interface AppRecord {
   readonly name: string;
@@ -63,6 +63,10 @@ export interface RevisionRecord {
   readonly config: AppConfig;
   readonly runId: number | undefined;
   readonly createdAt: number;
+  /** runtime docker: the image the revision runs. */
+  readonly image: ImageRef | undefined;
+  /** runtime process: the exact Node.js runtime it was built with and runs with. */
+  readonly nodeRuntime: NodeRuntimeRef | undefined;
 }
 
 export interface RolloutRecord {
@@ -113,6 +117,13 @@ export interface NodeRecord {
   readonly memoryMb: number | undefined;
   /** key=value labels the agent was started with (`pilot agent --label zone=a`), for constraints. */
   readonly labels: Readonly<Record<string, string>>;
+  /** Runtimes beyond `process` the agent reported (docker: whether its engine answers). */
+  readonly runtimes: NodeRuntimes;
+}
+
+/** What an agent reported about its optional runtimes; absent = not reported (older agent). */
+export interface NodeRuntimes {
+  readonly docker?: { readonly available: boolean; readonly version?: string | undefined; readonly error?: string | undefined } | undefined;
 }
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
