@@ -74,7 +74,7 @@ describe('scheduler', () => {
       { id: 'b', name: 'b', schedulable: true, runtimes: new Set(['docker']), instances: [] },
     ];
     assert.deepEqual(schedule(nodes, { app: 'x', count: 2, fixedPort: undefined, runtime: 'docker' }).nodeIds, ['b', 'b']);
-    assert.deepEqual(schedule(nodes, { app: 'x', count: 2, fixedPort: undefined, runtime: 'process' }).nodeIds.sort(), ['a', 'b']);
+    assert.deepEqual([...schedule(nodes, { app: 'x', count: 2, fixedPort: undefined, runtime: 'process' }).nodeIds].sort(), ['a', 'b']);
     const none = schedule(nodes.slice(0, 1), { app: 'x', count: 1, fixedPort: undefined, runtime: 'docker' });
     assert.equal(none.unplaced, 1);
     assert.match(none.reason ?? '', /no ready node has a running Docker engine \(start dockerd/);
