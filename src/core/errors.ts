@@ -48,6 +48,8 @@ export const CATALOGUE = {
   unschedulable: { status: 422, retryable: false, hint: 'Lower resources.cpu / resources.memory or replicas in pilot.yaml, or add a bigger node (`pilot nodes` shows capacity).' },
   no_nodes: { status: 503, retryable: true, hint: 'Start an agent (`pilot up` runs one) and check `pilot nodes`.' },
   unavailable: { status: 503, retryable: true },
+  runtime_unavailable: { status: 503, retryable: true, hint: 'Start the Docker engine (dockerd) on this machine, or set DOCKER_HOST to where it listens.' },
+  registry_unreachable: { status: 502, retryable: true },
   bad_gateway: { status: 502, retryable: true },
   upstream_timeout: { status: 504, retryable: true },
   not_implemented: { status: 501, retryable: false },

@@ -1,0 +1,79 @@
+/**
+ * `pilot images bootstrap-node`: a minimal Node.js base image made from this machine's own Node
+ * runtime, for machines that cannot pull from a registry. The image holds the node binary, the
+ * shared libraries it links (from ldd), npm, /tmp and a passwd entry; nothing else. Built through
+ * the Engine API from a tar context staged in a temp folder.
+ */
+import { copyFile, mkdir, mkdtemp, rm, writeFile, cp } from 'node:fs/promises';
+import { existsSync, realpathSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import * as tar from 'tar';
+import { PilotError } from '../core/errors.js';
+import { runCommand } from '../pipeline/exec.js';
+import type { Engine } from './engine.js';
+import { followBuild } from './progress.js';
+
+export interface BaseImage {
+  readonly tag: string;
+  readonly id: string;
+  readonly nodeVersion: string;
+}
+
+/** The tag bootstrap-node gives the image for a Node version: pilot/node:20.20.2. */
+export const baseImageTag = (version: string): string => `pilot/node:${version.replace(/^v/, '')}`;
+
+/** The shared libraries `bin` links, with the loader, from ldd's output. */
+export async function linkedLibraries(bin: string): Promise<string[]> {
+  const r = await runCommand(['ldd', bin], { cwd: '/', env: { PATH: '/usr/bin:/bin' }, timeoutMs: 10_000, maxOutputTail: 1000 });
+  if (r.code !== 0) throw new PilotError('internal', `ldd ${bin} failed: ${r.tail.join('\n')}`);
+  const libs = new Set<string>();
+  for (const line of r.tail) {
+    const m = /(\/\S+)\s+\(0x/.exec(line);
+    if (m) libs.add(m[1]!);
+  }
+  return [...libs];
+}
+
+export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: string; tag?: string; onLine?: (line: string) => void } = {}): Promise<BaseImage> {
+  const nodeBin = realpathSync(opts.nodeBin ?? process.execPath);
+  const v = await runCommand([nodeBin, '--version'], { cwd: '/', env: {}, timeoutMs: 10_000 });
+  const version = (v.tail[0] ?? '').trim().replace(/^v/, '');
+  if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version)) throw new PilotError('internal', `${nodeBin} --version failed: ${v.tail.join('\n')}`);
+  const tag = opts.tag ?? baseImageTag(version);
+  const dir = await mkdtemp(join(tmpdir(), 'pilot-base-'));
+  try {
+    const root = join(dir, 'rootfs');
+    const put = async (src: string, dest = src): Promise<void> => {
+      await mkdir(join(root, dirname(dest)), { recursive: true });
+      await copyFile(realpathSync(src), join(root, dest));
+    };
+    await put(nodeBin, '/usr/local/bin/node');
+    for (const lib of await linkedLibraries(nodeBin)) await put(lib);
+    const npm = join(dirname(nodeBin), '..', 'lib', 'node_modules', 'npm');
+    if (existsSync(npm)) {
+      await cp(npm, join(root, 'usr/local/lib/node_modules/npm'), { recursive: true, dereference: true });
+    }
+    await mkdir(join(root, 'tmp'), { recursive: true, mode: 0o1777 });
+    await mkdir(join(root, 'etc'), { recursive: true });
+    await writeFile(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/sbin/nologin\nnode:x:1000:1000:node:/home/node:/sbin/nologin\n');
+    await writeFile(join(root, 'etc/group'), 'root:x:0:\nnode:x:1000:\n');
+    await mkdir(join(root, 'home/node'), { recursive: true });
+    await mkdir(join(root, 'root'), { recursive: true });
+    await writeFile(join(dir, 'Dockerfile'), [
+      'FROM scratch',
+      'COPY rootfs/ /',
+      'ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_VERSION=' + version,
+      existsSync(npm) ? 'ENV NPM_CLI=/usr/local/lib/node_modules/npm/bin/npm-cli.js' : '',
+      `LABEL dev.pilot.base="node" dev.pilot.node-version="${version}"`,
+      'CMD ["node"]',
+      '',
+    ].filter((l) => l !== '').join('\n'));
+    const context = tar.c({ cwd: dir, portable: true, noMtime: true }, ['Dockerfile', 'rootfs']);
+    const stream = await engine.buildImage(context as unknown as NodeJS.ReadableStream, { t: tag, rm: true, forcerm: true });
+    const id = await followBuild(engine, stream, opts.onLine);
+    return { tag, id, nodeVersion: version };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
