@@ -131,7 +131,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           changed = true;
           continue;
         }
-        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== s.lastError) {
+        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== s.lastError || rec.containerId !== s.containerId) {
           changed = true;
           await store.updateInstanceStatus(rec.id, {
             state: s.state as InstanceState,
@@ -140,6 +140,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
             restarts: s.restarts,
             lastError: s.lastError,
             startedAt: s.startedAt,
+            containerId: s.containerId,
           }, now);
         }
       }

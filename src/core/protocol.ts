@@ -49,6 +49,7 @@ const InstanceStatusSchema = Type.Object({
   restarts: Type.Integer({ minimum: 0 }),
   lastError: Type.Optional(Type.String({ maxLength: 4000 })),
   startedAt: Type.Optional(Type.Number()),
+  containerId: Type.Optional(Type.String({ pattern: '^[a-f0-9]{12,64}$' })),
 });
 
 export const SyncRequest = Type.Object({

@@ -39,6 +39,8 @@ export interface InstanceSpec {
   readonly image?: ImageRef | undefined;
   /** process: the Node.js runtime to run with; undefined = the agent's own node. */
   readonly node?: NodeRuntimeRef | undefined;
+  /** docker: credentials for the registry in image.ref, when the control plane has them (never logged). */
+  readonly registryAuth?: { readonly serveraddress: string; readonly username: string; readonly password: string } | undefined;
   /** Limits (docker applies them to the container). */
   readonly resources?: { readonly cpu?: number | undefined; readonly memoryMb?: number | undefined } | undefined;
   readonly commit: string;
@@ -70,6 +72,8 @@ export interface InstanceStatus {
   readonly restarts: number;
   readonly lastError: string | undefined;
   readonly startedAt: number | undefined; // wall clock ms, for display
+  /** runtime docker: the container's id. */
+  readonly containerId?: string | undefined;
 }
 
 export type NodeStatus = 'ready' | 'suspect' | 'down';

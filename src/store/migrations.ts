@@ -138,6 +138,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE revisions ADD COLUMN image TEXT;
   ALTER TABLE revisions ADD COLUMN node_runtime TEXT;
   ALTER TABLE nodes ADD COLUMN runtimes TEXT NOT NULL DEFAULT '{}';
+  ALTER TABLE instances ADD COLUMN container_id TEXT;
   CREATE TABLE node_runtimes (
     version TEXT NOT NULL,
     platform TEXT NOT NULL,

@@ -67,6 +67,7 @@ function instanceFrom(r: Row): InstanceRecord {
     restarts: r.restarts as number,
     lastError: opt<string>(r.last_error),
     startedAt: opt<number>(r.started_at),
+    containerId: opt<string>(r.container_id),
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
   };
@@ -245,7 +246,7 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(rolloutFrom);
   }
 
-  async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'updatedAt'>): Promise<void> {
+  async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt'>): Promise<void> {
     this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)`)
       .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.createdAt, i.createdAt);
   }
@@ -253,8 +254,8 @@ export class SqliteStore implements Store {
     this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
   }
   async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
-    this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, updated_at = ? WHERE id = ?')
-      .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, now, id);
+    this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, updated_at = ? WHERE id = ?')
+      .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, s.containerId ?? null, now, id);
   }
   async deleteInstance(id: string): Promise<void> {
     this.stmt('DELETE FROM instances WHERE id = ?').run(id);

@@ -95,6 +95,8 @@ export interface InstanceRecord {
   readonly restarts: number;
   readonly lastError: string | undefined;
   readonly startedAt: number | undefined;
+  /** runtime docker: the container's id. */
+  readonly containerId: string | undefined;
   readonly createdAt: number;
   readonly updatedAt: number;
 }
@@ -134,7 +136,7 @@ export interface JoinTokenRecord {
   readonly revokedAt: number | undefined;
 }
 
-export type InstanceStatusUpdate = Pick<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt'>;
+export type InstanceStatusUpdate = Pick<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt'> & { readonly containerId?: string | undefined };
 
 export interface RunPatch {
   readonly status?: RunStatus;
@@ -170,7 +172,7 @@ export interface Store {
   activeRollout(app: string): Promise<RolloutRecord | undefined>;
   listRollouts(app: string, limit: number): Promise<RolloutRecord[]>;
   // instances
-  createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'updatedAt'>): Promise<void>;
+  createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt'>): Promise<void>;
   setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void>;
   updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void>;
   deleteInstance(id: string): Promise<void>;
