@@ -91,4 +91,33 @@ describe('scheduler', () => {
     assert.deepEqual(schedule(nodes, { app: 'w', count: 1, fixedPort: undefined, artifact: 'sha256:x' }).nodeIds, ['b']);
     assert.deepEqual(schedule(nodes, { app: 'w', count: 1, fixedPort: undefined }).nodeIds, ['a']);
   });
+
+  it('answers exactly as the exhaustive pass when it looks only at the best nodes (property)', () => {
+    const inst = fc.record({ app: fc.constantFrom('a', 'b', 'c'), fixedPort: fc.option(fc.constantFrom(80, 81), { nil: undefined }), cpu: fc.constantFrom(0.5, 1), memoryMb: fc.constantFrom(128, 512) });
+    const node = fc.record({
+      schedulable: fc.constantFrom(true, true, true, false),
+      cpus: fc.option(fc.integer({ min: 1, max: 6 }), { nil: undefined }),
+      memoryMb: fc.option(fc.integer({ min: 256, max: 4096 }), { nil: undefined }),
+      zone: fc.constantFrom('x', 'y'),
+      cached: fc.boolean(),
+      instances: fc.array(inst, { maxLength: 6 }),
+    });
+    const request = fc.record({
+      app: fc.constantFrom('a', 'b', 'new'),
+      count: fc.integer({ min: 1, max: 12 }),
+      fixedPort: fc.option(fc.constantFrom(80, 81), { nil: undefined }),
+      cpu: fc.option(fc.constantFrom(0.5, 1, 2), { nil: undefined }),
+      memoryMb: fc.option(fc.constantFrom(128, 1024), { nil: undefined }),
+      zone: fc.option(fc.constantFrom('x', 'y'), { nil: undefined }),
+      artifact: fc.option(fc.constant('sha256:a'), { nil: undefined }),
+    });
+    fc.assert(fc.property(fc.array(node, { minLength: 40, maxLength: 160 }), request, (specs, r) => {
+      const nodes: SchedulerNode[] = specs.map((s, i) => ({
+        id: `n${i}`, name: `node-${(i * 7919) % 1000}-${i}`, schedulable: s.schedulable, cpus: s.cpus, memoryMb: s.memoryMb,
+        labels: { zone: s.zone }, artifacts: s.cached ? new Set(['sha256:a']) : undefined, instances: s.instances,
+      }));
+      const req = { app: r.app, count: r.count, fixedPort: r.fixedPort, cpu: r.cpu, memoryMb: r.memoryMb, artifact: r.artifact, constraints: r.zone ? { zone: r.zone } : undefined };
+      assert.deepEqual(schedule(nodes, req), schedule(nodes, req, { exhaustive: true }));
+    }), { numRuns: 300 });
+  });
 });

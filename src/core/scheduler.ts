@@ -55,54 +55,116 @@ export interface PlacementRequest {
 
 export type Placement = { readonly nodeIds: readonly string[]; readonly unplaced: number; readonly reason: string | undefined };
 
-/** Choose a node for each of `count` new instances. */
-export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest): Placement {
-  const load = new Map(nodes.map((n) => {
-    if (n.usage) {
-      const u = n.usage;
-      // The ports set is copied only if this request adds to it (copy-on-write keeps big snapshots cheap).
-      return [n.id, { app: u.perApp.get(req.app) ?? 0, total: u.count, ports: u.fixedPorts as Set<number>, cpu: u.cpu, mem: u.memoryMb, shared: true }];
-    }
-    let cpu = 0;
-    let mem = 0;
-    let app = 0;
-    const ports = new Set<number>();
-    for (const i of n.instances) {
-      cpu += i.cpu ?? 0;
-      mem += i.memoryMb ?? 0;
-      if (i.app === req.app) app++;
-      if (i.fixedPort !== undefined) ports.add(i.fixedPort);
-    }
-    return [n.id, { app, total: n.instances.length, ports, cpu, mem, shared: false }];
-  }));
+interface Load { app: number; total: number; ports: Set<number>; cpu: number; mem: number; shared: boolean }
+
+function loadOf(n: SchedulerNode, app: string): Load {
+  if (n.usage) {
+    const u = n.usage;
+    // The ports set is copied only if this request adds to it (copy-on-write keeps big snapshots cheap).
+    return { app: u.perApp.get(app) ?? 0, total: u.count, ports: u.fixedPorts as Set<number>, cpu: u.cpu, mem: u.memoryMb, shared: true };
+  }
+  let cpu = 0;
+  let mem = 0;
+  let mine = 0;
+  const ports = new Set<number>();
+  for (const i of n.instances) {
+    cpu += i.cpu ?? 0;
+    mem += i.memoryMb ?? 0;
+    if (i.app === app) mine++;
+    if (i.fixedPort !== undefined) ports.add(i.fixedPort);
+  }
+  return { app: mine, total: n.instances.length, ports, cpu, mem, shared: false };
+}
+
+/**
+ * Choose a node for each of `count` new instances.
+ *
+ * The placement is a heap of candidate nodes ordered by (instances of this app, artifact not
+ * cached, instances overall, name), popping the best node for each instance. For a large fleet
+ * and a small request, only the best few nodes can ever be popped: a node of initial rank r cannot
+ * be popped before pop r, because every better node not yet popped still has its initial key. So
+ * the heap is first run over the `k` best nodes only (one pass to select them, no per-node
+ * allocation), and the answer is exactly the full one whenever it took at most `k` pops. Otherwise,
+ * or when something could not be placed (the reason needs every node), the full pass runs.
+ * `exhaustive` skips the shortcut (tests compare the two).
+ */
+export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest, opts: { readonly exhaustive?: boolean } = {}): Placement {
   const constraints = Object.entries(req.constraints ?? {});
   const needs = req.runtime !== undefined && req.runtime !== 'process' ? req.runtime : undefined;
-  const candidates = nodes.filter((n) => n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v) && (needs === undefined || (n.runtimes?.has(needs) ?? false)));
-  const cached = (n: SchedulerNode): number => (req.artifact !== undefined && (n.artifacts?.has(req.artifact) ?? false) ? 0 : 1);
-  const roomFor = (n: SchedulerNode): boolean => {
-    const l = load.get(n.id)!;
+  const eligible = (n: SchedulerNode): boolean =>
+    n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v) && (needs === undefined || (n.runtimes?.has(needs) ?? false));
+  const k = req.count * 2 + 8;
+  if (nodes.length > 4 * k && opts.exhaustive !== true) {
+    const fast = place(bestNodes(nodes, req, eligible, k), req, k);
+    if (fast && fast.unplaced === 0) return fast;
+  }
+  const candidates = nodes.filter(eligible);
+  const load = new Map(candidates.map((n) => [n.id, loadOf(n, req.app)]));
+  const full = place(candidates.map((n) => ({ node: n, load: load.get(n.id)! })), req, Infinity)!;
+  if (full.unplaced === 0) return full;
+  return { ...full, reason: whyNot(candidates, load, req, full.nodeIds.length) };
+}
+
+interface Entry { readonly node: SchedulerNode; readonly load: Load }
+
+const cachedRank = (n: SchedulerNode, req: PlacementRequest): number => (req.artifact !== undefined && (n.artifacts?.has(req.artifact) ?? false) ? 0 : 1);
+
+/** The k best eligible nodes by the placement order, each with its load; one pass, a bounded heap. */
+function bestNodes(nodes: readonly SchedulerNode[], req: PlacementRequest, eligible: (n: SchedulerNode) => boolean, k: number): Entry[] {
+  interface Key { node: SchedulerNode; app: number; cached: number; total: number }
+  // A max-heap of the best k so far: its top is the worst of them, replaced by anything better.
+  const worse = (a: Key, b: Key): boolean =>
+    a.app !== b.app ? a.app > b.app : a.cached !== b.cached ? a.cached > b.cached : a.total !== b.total ? a.total > b.total : a.node.name > b.node.name;
+  const heap = new MinHeap<Key>(worse, []);
+  for (const n of nodes) {
+    if (!eligible(n)) continue;
+    let app: number;
+    let total: number;
+    if (n.usage) {
+      app = n.usage.perApp.get(req.app) ?? 0;
+      total = n.usage.count;
+    } else {
+      app = 0;
+      for (const i of n.instances) if (i.app === req.app) app++;
+      total = n.instances.length;
+    }
+    const key = { node: n, app, cached: cachedRank(n, req), total };
+    if (heap.size < k) heap.push(key);
+    else if (worse(heap.peek()!, key)) heap.replaceTop(key);
+  }
+  const out: Entry[] = [];
+  for (let e = heap.pop(); e; e = heap.pop()) out.push({ node: e.node, load: loadOf(e.node, req.app) });
+  return out;
+}
+
+/** Run the placement heap over `entries`; undefined when it needed more than maxPops pops. */
+function place(entries: readonly Entry[], req: PlacementRequest, maxPops: number): Placement | undefined {
+  const roomFor = (e: Entry): boolean => {
+    const n = e.node;
+    const l = e.load;
     if (req.fixedPort !== undefined && l.ports.has(req.fixedPort)) return false;
     if (req.cpu !== undefined && n.cpus !== undefined && l.cpu + req.cpu > n.cpus + 1e-9) return false;
     if (req.memoryMb !== undefined && n.memoryMb !== undefined && l.mem + req.memoryMb > n.memoryMb) return false;
     return true;
   };
-  // A binary heap ordered by (instances of this app, instances overall, name): each placement is
-  // O(log nodes). A node that cannot take one more now never can within this request (its load
-  // only grows), so it is dropped rather than pushed back.
-  const less = (a: SchedulerNode, b: SchedulerNode): boolean => {
-    const la = load.get(a.id)!;
-    const lb = load.get(b.id)!;
+  // Each placement is O(log nodes). A node that cannot take one more now never can within this
+  // request (its load only grows), so it is dropped rather than pushed back.
+  const less = (a: Entry, b: Entry): boolean => {
+    const la = a.load;
+    const lb = b.load;
     if (la.app !== lb.app) return la.app < lb.app;
-    const ca = cached(a);
-    const cb = cached(b);
-    return ca !== cb ? ca < cb : la.total !== lb.total ? la.total < lb.total : a.name < b.name;
+    const ca = cachedRank(a.node, req);
+    const cb = cachedRank(b.node, req);
+    return ca !== cb ? ca < cb : la.total !== lb.total ? la.total < lb.total : a.node.name < b.node.name;
   };
-  const heap = new MinHeap<SchedulerNode>(less, candidates);
+  const heap = new MinHeap<Entry>(less, entries);
   const nodeIds: string[] = [];
+  let pops = 0;
   while (nodeIds.length < req.count && heap.size > 0) {
+    if (++pops > maxPops) return undefined;
     const chosen = heap.pop()!;
     if (!roomFor(chosen)) continue;
-    const l = load.get(chosen.id)!;
+    const l = chosen.load;
     l.app++;
     l.total++;
     l.cpu += req.cpu ?? 0;
@@ -114,16 +176,15 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest)
       }
       l.ports.add(req.fixedPort);
     }
-    nodeIds.push(chosen.id);
+    nodeIds.push(chosen.node.id);
     heap.push(chosen);
   }
-  const unplaced = req.count - nodeIds.length;
-  let reason: string | undefined;
-  if (unplaced > 0) reason = whyNot(candidates, load, req, nodeIds.length);
-  return { nodeIds, unplaced, reason };
+  // The subset ran dry: a node outside it might still have had room.
+  if (nodeIds.length < req.count && maxPops !== Infinity) return undefined;
+  return { nodeIds, unplaced: req.count - nodeIds.length, reason: undefined };
 }
 
-function whyNot(candidates: readonly SchedulerNode[], load: Map<string, { cpu: number; mem: number; ports: Set<number> }>, req: PlacementRequest, placed: number): string {
+function whyNot(candidates: readonly SchedulerNode[], load: Map<string, Load>, req: PlacementRequest, placed: number): string {
   const wanted = Object.entries(req.constraints ?? {});
   if (candidates.length === 0 && req.runtime === 'docker') {
     return `no ready node${wanted.length > 0 ? ` with the labels ${wanted.map(([k, v]) => `${k}=${v}`).join(', ')}` : ''} has a running Docker engine (start dockerd on a node, or check \`pilot nodes\` for the engine's error)`;
@@ -154,6 +215,16 @@ class MinHeap<T> {
 
   get size(): number {
     return this.items.length;
+  }
+
+  peek(): T | undefined {
+    return this.items[0];
+  }
+
+  /** Replace the top with x and restore the order: one pop and one push in O(log n). */
+  replaceTop(x: T): void {
+    this.items[0] = x;
+    this.down(0);
   }
 
   push(x: T): void {
