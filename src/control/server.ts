@@ -136,7 +136,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerNodeRoutes(api, { store, reconciler });
 
   try {
-    await api.listen({ host: opts.host, port: opts.port });
+    // A fleet's agents all reconnect at once after a restart: a deep accept queue rather than refused connections.
+    await api.listen({ host: opts.host, port: opts.port, backlog: 4096 });
   } catch (err) {
     await router.close();
     store.close();

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import fc from 'fast-check';
 import { resolveAppConfig } from '../core/app-config.js';
 import { MIGRATIONS } from './migrations.js';
 import { SqliteStore } from './sqlite-store.js';
@@ -80,5 +81,42 @@ describe('sqlite store', () => {
       s.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('keeps its in-memory nodes identical to what the database holds (property)', async () => {
+    const op = fc.oneof(
+      fc.record({ t: fc.constant('upsert' as const), name: fc.constantFrom('a', 'b', 'c', 'd', 'zz', 'm-1'), cred: fc.constantFrom('h1', 'h2', 'h3'), sched: fc.constantFrom('eligible' as const, 'cordoned' as const) }),
+      fc.record({ t: fc.constant('touch' as const), name: fc.constantFrom('a', 'b', 'zz'), at: fc.nat() }),
+      fc.record({ t: fc.constant('schedule' as const), name: fc.constantFrom('a', 'c', 'm-1'), sched: fc.constantFrom('eligible' as const, 'cordoned' as const, 'draining' as const) }),
+    );
+    await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 30 }), async (ops) => {
+      const dir = mkdtempSync(join(tmpdir(), 'pilot-store-'));
+      const s = new SqliteStore(join(dir, 'pilot.db'));
+      try {
+        await s.listNodes(); // the cache exists from here on
+        for (const o of ops) {
+          const id = `id-${o.name}`;
+          if (o.t === 'upsert') {
+            await s.upsertNode({ id, name: o.name, address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: `${o.cred}-${o.name}`, agentToken: 't', registeredAt: 1, lastSeenAt: 1, scheduling: o.sched, cpus: undefined, memoryMb: undefined, labels: {}, runtimes: {} });
+          } else if (o.t === 'touch') await s.touchNode(id, o.at);
+          else await s.setNodeScheduling(id, o.sched);
+        }
+        const fresh = new SqliteStore(join(dir, 'pilot.db'));
+        try {
+          const want = await fresh.listNodes();
+          assert.deepEqual(await s.listNodes(), want);
+          for (const n of want) {
+            assert.deepEqual(await s.getNodeByCredentialHash(n.credentialHash), n);
+            assert.deepEqual(await s.getNodeByName(n.name), n);
+          }
+          assert.equal(await s.getNodeByCredentialHash('h1-nobody'), undefined);
+        } finally {
+          fresh.close();
+        }
+      } finally {
+        s.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }), { numRuns: 60 });
   });
 });

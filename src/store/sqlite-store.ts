@@ -266,16 +266,63 @@ export class SqliteStore implements Store {
     return rows.map(instanceFrom);
   }
 
+  /**
+   * Every node, in memory: the node monitor, the reconciler and each agent sync read them several
+   * times a second, and this store is the only writer, so every write keeps it current in place.
+   */
+  private nodes: { order: string[]; byId: Map<string, NodeRecord>; byHash: Map<string, NodeRecord>; byName: Map<string, NodeRecord> } | undefined;
+
+  private nodeCache(): NonNullable<SqliteStore['nodes']> {
+    if (!this.nodes) {
+      const list = (this.stmt('SELECT * FROM nodes ORDER BY name').all() as Row[]).map(nodeFrom);
+      this.nodes = { order: [], byId: new Map(), byHash: new Map(), byName: new Map() };
+      for (const n of list) this.cacheNode(n);
+    }
+    return this.nodes;
+  }
+
+  /** Put a node's current record into the cache (when there is one). */
+  private cacheNode(n: NodeRecord): void {
+    const c = this.nodes;
+    if (!c) return;
+    const old = c.byId.get(n.id);
+    if (old) {
+      c.byHash.delete(old.credentialHash);
+      c.byName.delete(old.name);
+    }
+    c.byId.set(n.id, n);
+    c.byHash.set(n.credentialHash, n);
+    c.byName.set(n.name, n);
+    if (!old) {
+      // Keep `order` sorted by name, as ORDER BY name would (names are ASCII).
+      let lo = 0;
+      let hi = c.order.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (c.byId.get(c.order[mid]!)!.name < n.name) lo = mid + 1;
+        else hi = mid;
+      }
+      c.order.splice(lo, 0, n.id);
+    } else if (old.name !== n.name) {
+      c.order.sort((a, b) => (c.byId.get(a)!.name < c.byId.get(b)!.name ? -1 : 1));
+    }
+  }
+
   async upsertNode(n: NodeRecord): Promise<void> {
+    // On conflict the row keeps its scheduling state; so does the cache.
     this.stmt(
       `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels, runtimes)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
          agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, runtimes = excluded.runtimes`,
     ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels), JSON.stringify(n.runtimes));
+    const kept = this.nodes?.byId.get(n.id)?.scheduling;
+    this.cacheNode(kept === undefined ? n : { ...n, scheduling: kept });
   }
   async setNodeScheduling(id: string, scheduling: NodeRecord['scheduling']): Promise<void> {
     this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);
+    const n = this.nodes?.byId.get(id);
+    if (n) this.cacheNode({ ...n, scheduling });
   }
   async createJoinToken(id: string, hash: string, now: number): Promise<void> {
     this.stmt('INSERT INTO join_tokens (id, hash, created_at) VALUES (?, ?, ?)').run(id, hash, now);
@@ -292,18 +339,19 @@ export class SqliteStore implements Store {
       .map((r) => ({ id: r.id as string, createdAt: r.created_at as number, revokedAt: opt<number>(r.revoked_at) }));
   }
   async getNodeByName(name: string): Promise<NodeRecord | undefined> {
-    const r = this.stmt('SELECT * FROM nodes WHERE name = ?').get(name) as Row | undefined;
-    return r && nodeFrom(r);
+    return this.nodeCache().byName.get(name);
   }
   async getNodeByCredentialHash(hash: string): Promise<NodeRecord | undefined> {
-    const r = this.stmt('SELECT * FROM nodes WHERE credential_hash = ?').get(hash) as Row | undefined;
-    return r && nodeFrom(r);
+    return this.nodeCache().byHash.get(hash);
   }
   async listNodes(): Promise<NodeRecord[]> {
-    return (this.stmt('SELECT * FROM nodes ORDER BY name').all() as Row[]).map(nodeFrom);
+    const c = this.nodeCache();
+    return c.order.map((id) => c.byId.get(id)!);
   }
   async touchNode(id: string, now: number): Promise<void> {
     this.stmt('UPDATE nodes SET last_seen_at = ? WHERE id = ?').run(now, id);
+    const n = this.nodes?.byId.get(id);
+    if (n) this.cacheNode({ ...n, lastSeenAt: now });
   }
 
   async createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord> {
