@@ -2,6 +2,7 @@
 // Command modules are imported when their command runs, so `pilot apps` does not load the server.
 import { Command, Option } from 'commander';
 import { PilotError } from '../core/errors.js';
+import { PILOT_VERSION } from '../core/version.js';
 import { reportError, type GlobalOptions } from './context.js';
 import type { UpOptions } from './up.js';
 
@@ -46,7 +47,7 @@ for (const stream of [process.stdout, process.stderr]) {
 
 const program = new Command('pilot')
   .description('Pilot: push to deploy, on your own machines')
-  .version('0.1.0')
+  .version(PILOT_VERSION)
   .addOption(new Option('--server <url>', 'Pilot server URL (default: $PILOT_SERVER, else the one `pilot up` recorded)'))
   .addOption(new Option('--token <token>', 'admin token (default: $PILOT_TOKEN, else $PILOT_HOME/admin-token)'))
   .option('--json', 'machine-readable output')

@@ -20,6 +20,8 @@ import { installErrorHandling } from './http-errors.js';
 import { NodeMonitor } from './node-monitor.js';
 import { DEFAULT_NODE_HEALTH } from '../core/node-health.js';
 import { registerNodeRoutes } from './node-routes.js';
+import { registerOpenApi } from './openapi.js';
+import { PILOT_VERSION } from '../core/version.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
 import { SecretBox } from './secrets.js';
@@ -107,6 +109,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
   installErrorHandling(api);
+  await registerOpenApi(api, PILOT_VERSION);
   api.addHook('onRequest', async (req) => {
     // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
     if (/(^|\/)(\.|%2e){2}(\/|\?|$)/i.test(req.url)) {

@@ -42,6 +42,18 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     assert.equal((await h.apiCall('GET', '/healthz', undefined, null)).status, 200);
   });
 
+  it('describes its REST API as OpenAPI 3 at /api/v1/openapi.json, with the schemas it validates', async () => {
+    assert.equal((await h.apiCall('GET', '/api/v1/openapi.json', undefined, null)).status, 401);
+    const doc = (await h.apiCall('GET', '/api/v1/openapi.json')).json;
+    assert.equal(doc.openapi, '3.0.3');
+    assert.equal(doc.info.title, 'Pilot API');
+    const deploy = doc.paths['/api/v1/apps/{app}/revisions'].post;
+    assert.deepEqual(deploy.requestBody.content['application/json'].schema.required, ['artifact', 'commit']);
+    assert.ok(doc.paths['/api/v1/agent/register'].post);
+    assert.ok(doc.paths['/api/v1/nodes']);
+    assert.equal(doc.paths['/api/v1/openapi.json'], undefined);
+  });
+
   it('deploys a git commit: build, artifact, publish, deploy, and the router serves it', async () => {
     const r = await h.cli(['run', repo]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
