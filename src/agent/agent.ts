@@ -41,6 +41,8 @@ export interface AgentOptions {
   labels?: Record<string, string>;
   /** How long a sync may be held by the control plane when nothing changes. */
   longPollMs?: number;
+  /** Node.js runtime cache (default home/runtimes); `pilot up` shares the builder's, so one machine keeps one copy. */
+  runtimesDir?: string;
 }
 
 const TICK_MS = 100;
@@ -67,7 +69,7 @@ export class Agent {
     mkdirSync(join(opts.home, 'instances'), { recursive: true });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
-    this.nodeRuntimes = new NodeRuntimeCache(join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
+    this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
   }
 
   get nodeId(): string | undefined {

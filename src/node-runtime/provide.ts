@@ -9,6 +9,7 @@
  *           └─ not yet ─► npm view dist.integrity ─► tarball (local cache, else npm pack)
  *                         ─► sha512 must match ─► unpack + `node --version` ─► upload blob ─► record
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactClient } from '../artifacts/client.js';
@@ -82,12 +83,15 @@ export async function provideNodeRuntime(req: ProvideRequest): Promise<ProvidedR
   if (recorded) {
     digest = recorded.digest;
     const here = cache.has(digest);
-    runtime = await cache.ensure(digest, { pkg, version }, async () => {
-      const file = join(cache.downloadsDir(), `${digest.slice(7)}.tgz`);
+    const file = join(cache.downloadsDir(), `${digest.slice(7)}-${randomBytes(4).toString('hex')}.tgz`);
+    try {
+      runtime = await cache.ensure(digest, { pkg, version }, async () => {
+        await new ArtifactClient(req.api.baseUrl, req.api.token).download(digest, file);
+        return file;
+      });
+    } finally {
       await rm(file, { force: true });
-      await new ArtifactClient(req.api.baseUrl, req.api.token).download(digest, file);
-      return file;
-    });
+    }
     req.log(`    Node.js ${version} (${platform}) ${here ? 'cached on this machine' : 'fetched from the artifact repository'}: ${digest}`);
   } else {
     const fetched = await fetchFromRegistry(registry, cache, pkg, version, req.log);
@@ -122,7 +126,7 @@ async function lookup(api: ApiClient, version: string, platform: NodePlatform): 
  * A tarball already in this machine's cache is used when it still matches; otherwise npm pack
  * fetches it (through npm's own cache). A mismatch is refused and the file removed.
  */
-async function fetchFromRegistry(registry: NpmRegistry, cache: LocalRuntimeCache, pkg: string, version: string, log: (l: string) => void): Promise<{ file: string; digest: string; integrity: string; size: number; origin: string }> {
+export async function fetchFromRegistry(registry: NpmRegistry, cache: LocalRuntimeCache, pkg: string, version: string, log: (l: string) => void): Promise<{ file: string; digest: string; integrity: string; size: number; origin: string }> {
   const url = await registry.registryUrl();
   const dist = await registry.dist(pkg, version).catch(async (e: unknown) => {
     if (!(isPilotError(e) && e.code === 'node_version_not_found')) throw e;
