@@ -21,7 +21,7 @@ import { readAppNodeFiles } from './app-files.js';
 import { LocalRuntimeCache } from './local-cache.js';
 import { NpmRegistry, npmEnv } from './npm-registry.js';
 import { nodePlatform, runtimePackage, type NodePlatform } from './platform.js';
-import { describeSource, exactVersion, nearestVersions, resolveVersion, wantedNode } from './resolve.js';
+import { describeSource, exactVersion, nearestVersions, resolveVersion, wantedNode, type WantedNode } from './resolve.js';
 import { checkIntegrity, hashFile, type UnpackedRuntime } from './runtime-package.js';
 
 /** Source recorded when the app names no version: the node that ran the build. */
@@ -50,13 +50,33 @@ export interface ProvidedRuntime {
   readonly runtime: UnpackedRuntime;
 }
 
-/** Resolve, fetch (once for the fleet), verify and unpack the app's Node.js runtime. */
-export async function provideNodeRuntime(req: ProvideRequest): Promise<ProvidedRuntime> {
+/**
+ * Resolve, fetch (once for the fleet), verify and unpack the app's Node.js runtime. Undefined only
+ * when the app names no version and the builder's own cannot be had (unsupported platform, npm
+ * registry unreachable and never recorded): the build then uses the machine's node and the
+ * revision is not pinned, as before pinning existed; the log says so.
+ */
+export async function provideNodeRuntime(req: ProvideRequest): Promise<ProvidedRuntime | undefined> {
+  const wanted = wantedNode(await readAppNodeFiles(req.appDir, req.configNode));
+  if (wanted !== undefined) return provide(req, wanted);
+  try {
+    return await provide(req, undefined);
+  } catch (e) {
+    if (!(isPilotError(e) && (e.code === 'registry_unreachable' || e.code === 'unsupported_platform'))) throw e;
+    req.log(`    warning: the builder's Node.js cannot be pinned (${e.message}); building and running with each machine's own node`);
+    req.log('    (name a version in pilot.yaml `node`, .node-version, .nvmrc or engines.node, or `pilot runtimes add`, to pin one)');
+    return undefined;
+  }
+}
+
+async function provide(req: ProvideRequest, wanted: WantedNode | undefined): Promise<ProvidedRuntime> {
   const platform = nodePlatform(req.machine?.platform, req.machine?.arch);
   const pkg = runtimePackage(platform);
   const cache = new LocalRuntimeCache(req.cacheDir);
-  const registry = new NpmRegistry(cache.dir, req.npmEnv ?? npmEnv(), req.signal);
-  const wanted = wantedNode(await readAppNodeFiles(req.appDir, req.configNode));
+  const env = { ...(req.npmEnv ?? npmEnv()) };
+  // Pinning the builder's version is best effort: no long retries against a registry that is not there.
+  if (wanted === undefined && env['npm_config_fetch_retries'] === undefined && env['NPM_CONFIG_FETCH_RETRIES'] === undefined) env['npm_config_fetch_retries'] = '0';
+  const registry = new NpmRegistry(cache.dir, env, req.signal);
 
   let version: string;
   let source: string;

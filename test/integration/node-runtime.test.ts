@@ -99,6 +99,40 @@ describe('pinned Node.js runtimes, end to end', { timeout: 600_000 }, () => {
     assert.equal((await answer('shop')).version, `v${node22}`);
   });
 
+  it('another node fetches the pinned runtime from the artifact repository (verified, once) and runs the app on it', async () => {
+    const home2 = h.track(tempDir('vm2'));
+    await h.startAgent('vm-2', '127.0.0.2', home2);
+    assert.equal((await h.cli(['cordon', 'local'])).code, 0);
+    try {
+      assert.equal((await h.cli(['scale', 'shop', '2'])).code, 0);
+      const inst = await waitFor('an instance of shop ready on vm-2', async () => {
+        const all = (await h.apiCall('GET', '/api/v1/apps/shop')).json.instances as { node: string; state: string; port: number; desired: string }[];
+        return all.find((i) => i.node === 'vm-2' && i.state === 'ready' && i.desired === 'run');
+      }, 60_000);
+      const res = await request(`http://127.0.0.2:${inst.port}/`);
+      assert.equal((JSON.parse(await res.body.text()) as { version: string }).version, `v${node22}`);
+      const digest = ((await h.apiCall('GET', '/api/v1/apps/shop')).json.revisions[0].node.digest as string).slice(7);
+      const cache = join(home2, 'agent', 'runtimes');
+      assert.deepEqual(readdirSync(join(cache, 'node')), [digest]);
+      assert.deepEqual(readdirSync(join(cache, 'downloads')), []);
+    } finally {
+      await h.cli(['scale', 'shop', '1']);
+      await h.cli(['uncordon', 'local']);
+    }
+  });
+
+  it('an app that names no version is pinned to the builder\'s, and a redeploy of that commit keeps it', async () => {
+    const repo = await app('plain', {});
+    const r = await pilotRun(repo);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, new RegExp(`pinning ${process.versions.node.replaceAll('.', '\\.')}, the version of the node that builds it`));
+    assert.equal((await answer('plain')).version, process.version);
+    const again = await pilotRun(repo);
+    assert.equal(again.code, 0, again.out);
+    assert.match(again.out, /as the earlier deploy of this commit did/);
+    assert.match((await h.cli(['status', 'plain'])).stdout, new RegExp(`^node ${process.versions.node.replaceAll('.', '\\.')} \\(from builder\\)$`, 'm'));
+  });
+
   it('builds a native module against the pinned version (node-gyp with the package\'s headers)', async () => {
     const repo = await app('native', { scripts: { install: 'node-gyp rebuild', start: 'node server.js' }, gypfile: true }, {
       '.nvmrc': `v${node22}\n`,
