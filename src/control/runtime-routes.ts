@@ -39,6 +39,17 @@ function platform(p: string | undefined): string {
   return name;
 }
 
+/** A deploy's `node` must be a recorded runtime: that version with that digest (what the pipeline records before deploying). */
+export async function assertRecordedRuntime(store: Store, node: { readonly version: string; readonly digest: string }): Promise<void> {
+  const same = (await store.listNodeRuntimes()).filter((r) => r.version === node.version);
+  if (same.some((r) => r.digest === node.digest)) return;
+  throw new PilotError('bad_request', same.length > 0
+    ? `Node.js ${node.version} is recorded as ${same.map((r) => r.digest).join(', ')}, not ${node.digest}`
+    : `Node.js ${node.version} is not a recorded runtime`, {
+    hint: 'Deploy runtimes Pilot has recorded (`pilot runtimes`); `pilot run` records the one it builds with, `pilot runtimes add` imports one.',
+  });
+}
+
 export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDeps): void {
   const { store, blobs } = deps;
 

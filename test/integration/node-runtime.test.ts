@@ -228,6 +228,10 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     // its rollout with the loader's message, and the previous revision keeps the traffic.
     const shop = (await h.apiCall('GET', '/api/v1/apps/shop')).json;
     const active = shop.revisions.find((x: { active: boolean }) => x.active);
+    // A runtime the control plane has not recorded under that version is refused outright.
+    const wrong = await h.apiCall('POST', '/api/v1/apps/shop/revisions', { artifact: active.artifact, commit: active.commit, config: {}, node: { version: '22.99.2', digest, source: 'test' } });
+    assert.equal(wrong.status, 400, JSON.stringify(wrong.json));
+    assert.match(wrong.json.error.message, /Node\.js 22\.99\.2 is not a recorded runtime/);
     const dep = await h.apiCall('POST', '/api/v1/apps/shop/revisions', { artifact: active.artifact, commit: active.commit, config: {}, node: { version: '22.99.1', digest, source: 'test' } });
     assert.equal(dep.status, 201, JSON.stringify(dep.json));
     const done = await waitFor('the rollout to fail', async () => {
