@@ -17,6 +17,7 @@ import { resolveRunCommand } from '../core/run-command.js';
 import type { InstanceSpec } from '../core/types.js';
 import { startAgentApi, type AgentApi } from './agent-api.js';
 import { ControlPlaneLink } from './control-link.js';
+import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
 import { allocatePort } from './ports.js';
@@ -40,6 +41,8 @@ export interface AgentOptions {
   labels?: Record<string, string>;
   /** How long a sync may be held by the control plane when nothing changes. */
   longPollMs?: number;
+  /** Node.js runtime cache (default home/runtimes); `pilot up` shares the builder's, so one machine keeps one copy. */
+  runtimesDir?: string;
 }
 
 const TICK_MS = 100;
@@ -53,6 +56,7 @@ export class Agent {
   private readonly instances = new Map<string, LocalInstance>();
   private readonly runtime: Runtime;
   private readonly releases: ReleaseCache;
+  private readonly nodeRuntimes: NodeRuntimeCache;
   private readonly link: ControlPlaneLink;
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -65,6 +69,7 @@ export class Agent {
     mkdirSync(join(opts.home, 'instances'), { recursive: true });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
+    this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
   }
 
   get nodeId(): string | undefined {
@@ -230,13 +235,15 @@ export class Agent {
     const spec = inst.spec;
     try {
       const release = await this.releases.ensure(spec.artifact);
+      // process runtime: the revision's pinned Node.js (docker instances get theirs from the image).
+      const nodeBin = spec.runtime !== 'docker' && spec.node ? await this.nodeRuntimes.binDir(spec.node) : undefined;
       if (inst.removing) return;
       if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
       const argv = resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
       inst.state = 'starting';
-      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst) });
+      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst, nodeBin) });
       inst.nextProbeAt = mono() + 50;
       inst.probeFailures = 0;
       saveInstance(inst);
@@ -253,8 +260,10 @@ export class Agent {
   }
 
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
-  private envFor(inst: LocalInstance): Record<string, string> {
-    const nodeBin = dirname(process.execPath);
+  private envFor(inst: LocalInstance, pinnedNodeBin?: string): Record<string, string> {
+    // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then the
+    // agent's own node folder, where npm is.
+    const nodeBin = pinnedNodeBin === undefined ? dirname(process.execPath) : `${pinnedNodeBin}:${dirname(process.execPath)}`;
     const home = join(inst.stateDir, 'home');
     mkdirSync(home, { recursive: true });
     return {

@@ -14,7 +14,7 @@ export async function apps(opts: GlobalOptions): Promise<void> {
 
 interface StatusRes {
   app: { name: string; activeRevision: number | null; replicas: number; hosts: string[] };
-  revisions: { number: number; commit: string; artifact: string; dirty: boolean; createdAt: number; active: boolean }[];
+  revisions: { number: number; commit: string; artifact: string; dirty: boolean; createdAt: number; active: boolean; node?: { version: string; source: string } | null }[];
   rollouts: { id: number; toRevision: number; fromRevision?: number; status: string; reason?: string; startedAt: number }[];
   instances: { id: string; revision: number; node: string; address?: string; port?: number; pid?: number; state: string; desired: string; restarts: number; lastError?: string }[];
 }
@@ -23,15 +23,17 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
   const res = await apiClient(opts).call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
   output(opts, res, () => {
     const a = res.app;
+    const shown = res.revisions.find((r) => r.active) ?? res.revisions[0];
     const out = [
       `app ${a.name}: revision ${a.activeRevision ?? 'none'} active, ${a.replicas} replica(s), hosts ${a.hosts.join(', ')}`,
+      ...(shown?.node ? [`node ${shown.node.version} (from ${shown.node.source})${shown.active ? '' : ` (revision ${shown.number})`}`] : []),
       '',
       'instances:',
       res.instances.length === 0 ? '  none' : table(['ID', 'REV', 'NODE', 'ADDRESS', 'PID', 'STATE', 'DESIRED', 'RESTARTS', 'LAST ERROR'],
         res.instances.map((i) => [i.id, i.revision, i.node, i.port ? `${i.address}:${i.port}` : null, i.pid, i.state, i.desired, i.restarts, i.lastError])),
       '',
       'revisions:',
-      table(['REV', 'COMMIT', 'ARTIFACT', 'CREATED', ''], res.revisions.map((r) => [r.number, r.commit.slice(0, 12) + (r.dirty ? '+dirty' : ''), r.artifact.slice(0, 19), ago(r.createdAt), r.active ? 'active' : ''])),
+      table(['REV', 'COMMIT', 'ARTIFACT', 'NODE', 'CREATED', ''], res.revisions.map((r) => [r.number, r.commit.slice(0, 12) + (r.dirty ? '+dirty' : ''), r.artifact.slice(0, 19), r.node?.version, ago(r.createdAt), r.active ? 'active' : ''])),
       '',
       'rollouts:',
       table(['ID', 'TO', 'FROM', 'STATUS', 'STARTED', 'REASON'], res.rollouts.map((r) => [r.id, r.toRevision, r.fromRevision, r.status, ago(r.startedAt), r.reason])),

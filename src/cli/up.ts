@@ -6,6 +6,7 @@ import { Agent } from '../agent/agent.js';
 import { startControlPlane } from '../control/server.js';
 import { PilotError } from '../core/errors.js';
 import { pilotHome } from './context.js';
+import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 
 export interface UpOptions {
   host: string;
@@ -42,7 +43,7 @@ export async function up(opts: UpOptions): Promise<void> {
   writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: cp.routerUrl, pid: process.pid }), { mode: 0o600 });
   let agent: Agent | undefined;
   if (opts.agent) {
-    agent = new Agent({ server: cp.apiUrl, joinToken: cp.joinToken, home: join(home, 'agent'), name: 'local', address: '127.0.0.1', log: log.child({ part: 'agent' }) });
+    agent = new Agent({ server: cp.apiUrl, joinToken: cp.joinToken, home: join(home, 'agent'), runtimesDir: defaultRuntimeCacheDir(), name: 'local', address: '127.0.0.1', log: log.child({ part: 'agent' }) });
     await agent.start();
   }
   const lines = [

@@ -11,6 +11,7 @@ import type { Reconciler } from './reconciler.js';
 import { schedule } from '../core/scheduler.js';
 import type { SecretBox } from './secrets.js';
 import { appMasker } from './source-routes.js';
+import { assertRecordedRuntime } from './runtime-routes.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -115,6 +116,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       if (b.node && !(await blobs.has(b.node.digest))) {
         throw new PilotError('artifact_not_found', `Node.js runtime ${b.node.version} (${b.node.digest}) is not in the artifact repository`);
       }
+      if (b.node) await assertRecordedRuntime(store, b.node);
       // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
       // current instances are left out: the rollout retires them.
       if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0 || config.runtime !== 'process') {

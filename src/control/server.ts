@@ -24,6 +24,7 @@ import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../core/version.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
+import { registerRuntimeRoutes } from './runtime-routes.js';
 import { SecretBox } from './secrets.js';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
@@ -137,6 +138,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl });
   registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
   registerNodeRoutes(api, { store, reconciler });
+  registerRuntimeRoutes(api, { store, blobs });
 
   try {
     // A fleet's agents all reconnect at once after a restart: a deep accept queue rather than refused connections.

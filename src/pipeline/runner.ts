@@ -13,6 +13,8 @@ import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import type { RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
+import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
+import { provideNodeRuntime } from '../node-runtime/provide.js';
 import { buildSteps } from './build-plan.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
@@ -28,6 +30,8 @@ export interface RunRequest {
   readonly out: (line: string) => void;
   /** Deploy deadline override; default from pilot.yaml deploy.ready_timeout (+ slack). */
   readonly deployTimeoutMs?: number;
+  /** This machine's Node.js runtime cache (default: $PILOT_RUNTIME_CACHE, else $PILOT_HOME/runtimes). */
+  readonly runtimeCacheDir?: string;
 }
 
 export interface RunOutcome {
@@ -86,16 +90,23 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       log.line(`    ${JSON.stringify(sanitizeLine(message.split('\n')[0] ?? '', 200))}: ${files} files checked out in a clean workspace`);
       return source.config ?? (await configFromCheckout(source.app, appDir));
     });
-    await step('build', 'build', async () => {
+    const node = await step('build', 'build', async () => {
+      // The pinned runtime first: a version that cannot be had ends the run before anything is built.
+      const pinned = config.runtime === 'process'
+        ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal })
+        : undefined;
+      if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
       const facts = await readWorkspaceFacts(appDir);
       const plan = buildSteps(config.build, facts);
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
-      const env = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
+      const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
+      const env = pinned ? withNodeRuntime(hostEnv, pinned.runtime) : hostEnv;
       for (const s of plan) {
         log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
         const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
         mustSucceed(result, s.argv);
       }
+      return pinned?.ref;
     });
     const tgz = join(workspace, 'artifact.tgz');
     const packed = await step('package', 'package', async () => {
@@ -115,7 +126,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       await api.updateRun(run.id, { artifact: packed.digest });
     });
     const revision = await step('deploy', 'deploy', async () => {
-      const d = await api.deploy(config.name, { artifact: packed.digest, commit: source.commit, dirty: source.dirty, config: input, runId: run.id });
+      const d = await api.deploy(config.name, { artifact: packed.digest, commit: source.commit, dirty: source.dirty, config: input, runId: run.id, ...(node ? { node } : {}) });
       await api.updateRun(run.id, { revision: d.revision.number, rolloutId: d.rollout.id });
       log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
       await followRollout(api, config.name, d.rollout.id, {

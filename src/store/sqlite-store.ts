@@ -6,7 +6,7 @@ import type { ArtifactMeta, ImageRef, NodeRuntimeRef, RunRecord, StepRecord } fr
 import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, SecretRecord, WebhookPush,
-  AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimes, RevisionRecord,
+  AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
   RolloutRecord, RunPatch, Store,
 } from './store.js';
 
@@ -131,6 +131,13 @@ function artifactFrom(r: Row): ArtifactMeta {
 /** Open (creating if needed) and migrate the database at `file`. */
 export function openSqliteStore(file: string): SqliteStore {
   return new SqliteStore(file);
+}
+
+function nodeRuntimeFrom(r: Row): NodeRuntimeRecord {
+  return {
+    version: r.version as string, platform: r.platform as string, digest: r.digest as string, integrity: opt<string>(r.integrity),
+    size: r.size as number, origin: r.origin as string, createdAt: r.created_at as number,
+  };
 }
 
 export class SqliteStore implements Store {
@@ -502,6 +509,19 @@ export class SqliteStore implements Store {
   async listSecrets(app: string): Promise<SecretRecord[]> {
     return (this.stmt('SELECT name, value, updated_at FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[])
       .map((r) => ({ name: r.name as string, value: r.value as string, updatedAt: r.updated_at as number }));
+  }
+
+  async putNodeRuntime(r: NodeRuntimeRecord): Promise<NodeRuntimeRecord> {
+    this.stmt('INSERT OR IGNORE INTO node_runtimes (version, platform, digest, integrity, size, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(r.version, r.platform, r.digest, r.integrity ?? null, r.size, r.origin, r.createdAt);
+    return (await this.getNodeRuntime(r.version, r.platform))!;
+  }
+  async getNodeRuntime(version: string, platform: string): Promise<NodeRuntimeRecord | undefined> {
+    const r = this.stmt('SELECT * FROM node_runtimes WHERE version = ? AND platform = ?').get(version, platform) as Row | undefined;
+    return r && nodeRuntimeFrom(r);
+  }
+  async listNodeRuntimes(): Promise<NodeRuntimeRecord[]> {
+    return (this.stmt('SELECT * FROM node_runtimes ORDER BY created_at').all() as Row[]).map(nodeRuntimeFrom);
   }
 
   putArtifactMeta(m: ArtifactMeta): void {

@@ -130,6 +130,21 @@ export interface NodeRuntimes {
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
 
+/** A Node.js runtime tarball kept in the artifact repository (table node_runtimes). */
+export interface NodeRuntimeRecord {
+  readonly version: string;
+  /** linux-x64 */
+  readonly platform: string;
+  /** sha256:<hex>: the blob in the artifact repository. */
+  readonly digest: string;
+  /** The registry's published sha512 integrity, when it came from (or was checked against) the registry. */
+  readonly integrity: string | undefined;
+  readonly size: number;
+  /** Where it came from: the registry URL, or `import` (pilot runtimes add). */
+  readonly origin: string;
+  readonly createdAt: number;
+}
+
 export interface JoinTokenRecord {
   readonly id: string;
   readonly createdAt: number;
@@ -218,6 +233,11 @@ export interface Store {
   listSecrets(app: string): Promise<SecretRecord[]>;
   listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]>;
   // artifacts metadata (blobs live in the artifact repository)
+  /** Record a runtime once: the first record of (version, platform) stays; returns the stored one. */
+  putNodeRuntime(r: NodeRuntimeRecord): Promise<NodeRuntimeRecord>;
+  getNodeRuntime(version: string, platform: string): Promise<NodeRuntimeRecord | undefined>;
+  listNodeRuntimes(): Promise<NodeRuntimeRecord[]>;
+
   putArtifactMeta(m: ArtifactMeta): void;
   getArtifactMeta(digest: string): ArtifactMeta | undefined;
   listArtifactMeta(app?: string): ArtifactMeta[];

@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { sharedTestRuntimeCache } from '../../src/node-runtime/test-runtimes.fixture.js';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 export const PILOT = join(ROOT, 'bin/pilot.js');
@@ -82,7 +83,8 @@ export class Harness {
   }
 
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = { ...process.env, PILOT_HOME: this.home, ...extra };
+    // Node.js runtimes the tests pin are downloaded once per machine, not once per test (node-runtime README).
+    const env: NodeJS.ProcessEnv = { ...process.env, PILOT_HOME: this.home, PILOT_RUNTIME_CACHE: process.env.PILOT_RUNTIME_CACHE ?? sharedTestRuntimeCache(), ...extra };
     delete env.PILOT_SERVER;
     delete env.PILOT_TOKEN;
     return env;

@@ -1,0 +1,20 @@
+/** The I/O half of resolve.ts: read what an app says about its Node.js version. */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readPackageJson } from '../pipeline/workspace-facts.js';
+import type { AppNodeFiles } from './resolve.js';
+
+const MAX = 4096;
+
+async function small(file: string): Promise<string | undefined> {
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  return text?.slice(0, MAX);
+}
+
+/** pilot.yaml `node` (already parsed), .node-version, .nvmrc and package.json engines.node of an app folder. */
+export async function readAppNodeFiles(appDir: string, configNode: string | undefined): Promise<AppNodeFiles> {
+  const [nodeVersion, nvmrc, pkg] = await Promise.all([small(join(appDir, '.node-version')), small(join(appDir, '.nvmrc')), readPackageJson(appDir)]);
+  const engines = pkg?.['engines'];
+  const enginesNode = typeof engines === 'object' && engines !== null ? (engines as Record<string, unknown>)['node'] : undefined;
+  return { pilotYaml: configNode, nodeVersion, nvmrc, enginesNode: typeof enginesNode === 'string' ? enginesNode : undefined };
+}

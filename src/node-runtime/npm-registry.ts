@@ -1,0 +1,117 @@
+/**
+ * The npm registry, asked through the user's own npm: `npm config get registry`, `npm view`,
+ * `npm pack`, run as argv lists. So ~/.npmrc, npm_config_* variables, mirrors, proxies, auth and
+ * npm's own cache (~/.npm/_cacache: a tarball is downloaded once per machine) all apply as they
+ * do to the user's installs.
+ */
+import { join } from 'node:path';
+import { PilotError } from '../core/errors.js';
+import { formatArgv, runCommand } from '../pipeline/exec.js';
+
+export interface Dist {
+  /** Subresource integrity of the tarball as the registry publishes it (sha512-…). */
+  readonly integrity: string;
+  readonly tarball: string;
+}
+
+/** Connection failures as npm reports them (`npm error code ECONNREFUSED`). */
+const UNREACHABLE = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ERR_SOCKET_TIMEOUT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN|CERT_HAS_EXPIRED)\b/;
+
+/** npm's environment: the caller's, minus Pilot's own variables (tokens) and with this node first on PATH. */
+export function npmEnv(base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) if (v !== undefined && !k.startsWith('PILOT_')) env[k] = v;
+  env['PATH'] = [join(process.execPath, '..'), env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin'].join(':');
+  env['npm_config_update_notifier'] = 'false';
+  return env;
+}
+
+export class NpmRegistry {
+  private url: string | undefined;
+
+  /** `cwd` must be a folder without an app's .npmrc in it (Pilot's runtime cache). */
+  constructor(private readonly cwd: string, private readonly env: Record<string, string> = npmEnv(), private readonly signal?: AbortSignal) {}
+
+  /** The registry URL npm is configured with (for messages: "the registry it asked"). */
+  async registryUrl(): Promise<string> {
+    if (this.url === undefined) {
+      const out = await this.npm(['config', 'get', 'registry'], 60_000);
+      this.url = out.stdout.trim() || 'https://registry.npmjs.org/';
+    }
+    return this.url;
+  }
+
+  /** Every published version of `pkg`. */
+  async versions(pkg: string): Promise<string[]> {
+    const out = await this.npmOk(['view', pkg, 'versions', '--json'], `the versions of ${pkg}`, 120_000);
+    const v = parseJson(out);
+    if (typeof v === 'string') return [v];
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
+    throw new PilotError('registry_unreachable', `${await this.registryUrl()} answered \`npm view ${pkg} versions\` with something that is not a version list`);
+  }
+
+  /** dist.integrity and dist.tarball of pkg@version; node_version_not_found when the registry has no such version. */
+  async dist(pkg: string, version: string): Promise<Dist> {
+    const out = await this.npmOk(['view', `${pkg}@${version}`, 'dist', '--json'], `${pkg}@${version}`, 120_000);
+    const d = parseJson(out) as Partial<Dist> | undefined;
+    if (d === undefined || typeof d !== 'object' || Array.isArray(d)) {
+      throw new PilotError('node_version_not_found', `the npm registry ${await this.registryUrl()} has no ${pkg}@${version}`, { details: { registry: await this.registryUrl() } });
+    }
+    if (typeof d.integrity !== 'string' || !d.integrity.startsWith('sha512-')) {
+      throw new PilotError('registry_unreachable', `${pkg}@${version} on ${await this.registryUrl()} publishes no sha512 integrity: refusing a tarball that cannot be verified`);
+    }
+    return { integrity: d.integrity, tarball: String(d.tarball ?? '') };
+  }
+
+  /** Download pkg@version's tarball into `dir` (npm verifies it against the registry on the way); the file's path. */
+  async pack(pkg: string, version: string, dir: string): Promise<string> {
+    const out = await this.npmOk(['pack', `${pkg}@${version}`, '--pack-destination', dir, '--json'], `the tarball of ${pkg}@${version}`, 15 * 60_000);
+    const files = parseJson(out) as { filename?: string }[] | undefined;
+    const name = Array.isArray(files) ? files[0]?.filename : undefined;
+    if (typeof name !== 'string' || name.includes('/')) throw new PilotError('registry_unreachable', `npm pack ${pkg}@${version} did not say which file it wrote`);
+    return join(dir, name);
+  }
+
+  private async npm(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string[] }> {
+    const stdout: string[] = [];
+    const stderr: string[] = [];
+    const r = await runCommand(['npm', ...args], {
+      cwd: this.cwd, env: this.env, timeoutMs, maxOutputTail: 40,
+      onLine: (stream, line) => (stream === 'stdout' ? stdout : stderr).push(line),
+      ...(this.signal ? { signal: this.signal } : {}),
+    });
+    return { code: r.code, stdout: stdout.join('\n'), stderr };
+  }
+
+  /** Run npm; on failure, say what was asked of which registry and why, in the catalogue's terms. */
+  private async npmOk(args: string[], what: string, timeoutMs: number): Promise<string> {
+    const r = await this.npm(args, timeoutMs);
+    if (r.code === 0) return r.stdout;
+    const registry = await this.registryUrl().catch(() => 'the configured npm registry');
+    const text = [...r.stderr, r.stdout].join('\n');
+    const json = parseJson(r.stdout) as { error?: { code?: string; summary?: string } } | undefined;
+    const reason = json?.error?.summary ?? (r.stderr.find((l) => /npm (ERR!|error) (code|errno)/.test(l)) ?? r.stderr.find((l) => /error/i.test(l)) ?? `npm exited with code ${r.code}`).replace(/^npm (ERR!|error)\s*/, '');
+    const details = { registry, command: formatArgv(['npm', ...args]), tail: r.stderr.slice(-10) };
+    if (/\bE404\b/.test(text)) throw new PilotError('node_version_not_found', `the npm registry ${registry} does not have ${what}`, { details });
+    if (/\bEINTEGRITY\b/.test(text)) {
+      throw new PilotError('digest_mismatch', `${what} from ${registry} does not match its published integrity: refused, nothing cached`, {
+        hint: 'The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.', details,
+      });
+    }
+    if (UNREACHABLE.test(text)) {
+      throw new PilotError('registry_unreachable', `cannot reach the npm registry ${registry} for ${what}: ${reason}`, {
+        hint: 'Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.', details,
+      });
+    }
+    throw new PilotError('registry_unreachable', `\`${formatArgv(['npm', ...args])}\` failed against ${registry}: ${reason}`, { details });
+  }
+}
+
+function parseJson(text: string): unknown {
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
