@@ -99,6 +99,11 @@ export class Reconciler {
     for (const w of [...this.waiters]) w();
   }
 
+  /** Answer every held long poll now (shutdown). */
+  releasePolls(): void {
+    this.wakeAgents();
+  }
+
   attachMonitor(m: NodeMonitor): void {
     this.monitor = m;
   }

@@ -171,7 +171,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       await worker.stop();
       reconciler.stop();
       monitor.stop();
-      await api.close();
+      // Long polls in flight end now (agents retry elsewhere or later); a keep-alive connection
+      // that becomes idle after close() began is closed too, else it would hold the close for
+      // the keep-alive timeout. Whatever is still open after 3 s is cut.
+      const closed = api.close();
+      reconciler.releasePolls();
+      const sweep = setInterval(() => api.server.closeIdleConnections(), 50);
+      const cut = setTimeout(() => api.server.closeAllConnections(), 3000);
+      try {
+        await closed;
+      } finally {
+        clearInterval(sweep);
+        clearTimeout(cut);
+      }
       await router.close();
       store.close();
     },

@@ -298,6 +298,21 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     });
     assert.match(text, /# TYPE pilot_instances gauge/);
   });
+
+  it('stops promptly on SIGTERM with agents long-polling, and the app keeps running', async (t) => {
+    // A deploy just before: its agent downloads and long polls are what a shutdown must not wait on.
+    const r = await h.cli(['run', repo]);
+    assert.equal(r.code, 0, r.stderr);
+    const pids = h.instancePids();
+    assert.ok(pids.length > 0);
+    const t0 = performance.now();
+    await Promise.race([
+      h.killUp('SIGTERM'),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('pilot up did not exit within 10 s of SIGTERM')), 10_000).unref()),
+    ]);
+    t.diagnostic(`pilot up exited ${Math.round(performance.now() - t0)} ms after SIGTERM`);
+    for (const pid of pids) assert.doesNotThrow(() => process.kill(pid, 0), `instance ${pid} should outlive pilot up`);
+  });
 });
 
 function readdirOne(dir: string): string {
