@@ -42,10 +42,11 @@ export function statusOf(i: LocalInstance): InstanceStatus {
     id: i.spec.id,
     state: i.state,
     port: i.port,
-    pid: i.handle?.pid,
+    pid: i.handle?.pid || undefined, // a container that already exited has pid 0
     restarts: i.restarts,
     lastError: i.lastError?.slice(0, 4000),
     startedAt: i.handle?.startedAt,
+    containerId: i.handle?.containerId,
   };
 }
 
