@@ -297,6 +297,8 @@ export class Agent {
       this.link.setRuntimes({ docker: this.docker.report });
       this.kick();
     }
+    const stray = await this.docker.sweep(join(this.opts.home, 'instances'), new Set(this.instances.keys()));
+    if (stray > 0) this.opts.log.warn({ removed: stray }, 'removed containers of instances this agent no longer has');
   }
 
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */

@@ -7,6 +7,7 @@ import { ArtifactClient } from '../artifacts/client.js';
 import { isPilotError } from '../core/errors.js';
 import type { InstanceSpec } from '../core/types.js';
 import { connectEngine } from '../docker/engine.js';
+import { ensureBaseImage, removeNodeContainers } from '../docker/test-images.js';
 import { engineProxy } from '../docker/test-proxy.js';
 import { dockerSkip } from '../docker/test-support.js';
 import { containerEnv, DockerNode } from './docker-node.js';
@@ -53,5 +54,26 @@ void describe('docker node', () => {
     assert.equal(await dn.check(), true);
     assert.equal(dn.report.available, true);
     assert.match(dn.report.version ?? '', /^\d+\./);
+  });
+
+  void it('sweeps away containers of instances the agent no longer has, and only those of this agent', { skip: dockerSkip }, async (t) => {
+    const engine = connectEngine();
+    const dir = await mkdtemp(join(tmpdir(), 'pilot-dnode-'));
+    const node = `sw-${process.pid}`;
+    const dn = new DockerNode({ engine, node, home: dir, artifacts: () => new ArtifactClient('http://127.0.0.1:9', 'x') });
+    t.after(async () => {
+      await dn.runtime.close();
+      await removeNodeContainers(engine, node);
+      await rm(dir, { recursive: true, force: true });
+    });
+    await dn.check();
+    const image = (await engine.getImage((await ensureBaseImage(engine)).tag).inspect()).Id;
+    const start = (id: string, stateDir: string): Promise<unknown> => dn.runtime.start({ instanceId: id, stateDir, cwd: '/', argv: ['node', '-e', 'setInterval(() => {}, 1e9)'], env: {}, image });
+    await start('kept-1', join(dir, 'instances', 'kept-1'));
+    await start('gone-1', join(dir, 'instances', 'gone-1'));
+    await start('other-1', join(dir, 'elsewhere', 'other-1')); // another agent's home on the same node name
+    assert.equal(await dn.sweep(join(dir, 'instances'), new Set(['kept-1'])), 1);
+    const left = (await engine.listContainers({ all: true, filters: { label: [`dev.pilot.node=${node}`] } })).map((c) => c.Labels['dev.pilot.instance']).sort();
+    assert.deepEqual(left, ['kept-1', 'other-1']);
   });
 });

@@ -44,9 +44,11 @@ export class DockerNode {
   readonly runtime: DockerRuntime;
   private readonly images: ImageFetcher;
   private status: EngineStatus = { available: false, error: 'not checked yet' };
+  private readonly node: string;
 
   constructor(opts: DockerNodeOptions) {
     this.engine = opts.engine ?? connectEngine();
+    this.node = opts.node;
     this.runtime = new DockerRuntime({ engine: this.engine, node: opts.node });
     this.images = new ImageFetcher(this.engine, join(opts.home, 'images'), opts.artifacts);
   }
@@ -62,6 +64,20 @@ export class DockerNode {
     const before = JSON.stringify(this.report);
     this.status = await engineStatus(this.engine, 2000);
     return JSON.stringify(this.report) !== before;
+  }
+
+  /**
+   * Remove containers of this node and agent (labelled with a stateDir under instancesDir) whose
+   * instance the agent no longer has: left running when their instance was removed while the
+   * engine did not answer (no handle to stop them by). Returns how many were removed.
+   */
+  async sweep(instancesDir: string, known: ReadonlySet<string>): Promise<number> {
+    if (!this.status.available) return 0;
+    const prefix = instancesDir.endsWith('/') ? instancesDir : `${instancesDir}/`;
+    const list = await this.engine.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`] } }).catch(() => []);
+    const stray = list.filter((c) => (c.Labels[LABELS.stateDir] ?? '').startsWith(prefix) && !known.has(c.Labels[LABELS.instance] ?? ''));
+    await Promise.all(stray.map((c) => this.engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    return stray.length;
   }
 
   /**
