@@ -8,6 +8,7 @@ import { isPilotError } from '../../core/errors.js';
 import { connectEngine } from '../../docker/engine.js';
 import { dockerSkip } from '../../docker/test-support.js';
 import { buildTestImage, removeImage, removeNodeContainers } from '../../docker/test-images.js';
+import { engineProxy } from '../../docker/test-proxy.js';
 import { containerName, DockerRuntime, LABELS } from './docker-runtime.js';
 import type { InstanceHandle, StartRequest } from './runtime.js';
 import { runtimeContract } from './runtime.contract.js';
@@ -170,5 +171,25 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     const base = await req('noimg-1');
     await assert.rejects(rt.start({ ...base, image: `sha256:${'0'.repeat(64)}` }), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /is not on the Docker engine/.test(e.message));
     await assert.rejects(rt.start({ ...base, image: undefined }), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /no image/.test(e.message));
+  });
+
+  void it('learns of a death that happened while its event stream was cut, once the stream is back', async (t) => {
+    const parts = await harnessParts();
+    const proxy = engineProxy(join(parts.root, 'docker.sock'));
+    await proxy.start();
+    const rt = new DockerRuntime({ engine: connectEngine({ DOCKER_HOST: `unix://${proxy.socketPath}` }), node: parts.node });
+    t.after(async () => {
+      await rt.close();
+      await proxy.stop();
+      await removeNodeContainers(engine, parts.node);
+    });
+    const h = await rt.start(await parts.req('cut-1'));
+    await proxy.stop(); // the engine "restarts": every connection of the runtime drops
+    await engine.getContainer(h.containerId!).kill();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(rt.isRunning(h), true, 'nothing seen while cut off');
+    await proxy.start();
+    await waitFor(() => !rt.isRunning(h), 'the replayed die event', 5_000);
+    assert.deepEqual(rt.exitInfo(h), { code: null, signal: 'SIGKILL' });
   });
 });
