@@ -15,7 +15,7 @@ import { runtimeContract } from './runtime.contract.js';
 import { APP_SOURCE, waitFor } from './test-support.js';
 
 const engine = connectEngine();
-const TAG = `pilot-test/runtime:${process.pid}`;
+const TAG = `pilot-test/agent/runtime:${process.pid}`;
 /** The runtime test app, plus `oom` (allocates until the memory limit kills it) and `exit` (code 3 at once). */
 const SOURCE = `${APP_SOURCE}
 if (mode === 'oom') { const keep = []; setInterval(() => { for (let i = 0; i < 4; i++) keep.push(Buffer.alloc(4 << 20, i + 1)); }, 10); }
