@@ -173,7 +173,7 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     await assert.rejects(rt.start({ ...base, image: undefined }), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /no image/.test(e.message));
   });
 
-  void it('learns of a death that happened while its event stream was cut, once the stream is back', async (t) => {
+  void it('after its connections to the engine were cut: logs resume without repeats, and a death meanwhile is seen', async (t) => {
     const parts = await harnessParts();
     const proxy = engineProxy(join(parts.root, 'docker.sock'));
     await proxy.start();
@@ -183,10 +183,19 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
       await proxy.stop();
       await removeNodeContainers(engine, parts.node);
     });
-    const h = await rt.start(await parts.req('cut-1'));
-    await proxy.stop(); // the engine "restarts": every connection of the runtime drops
+    const r = await parts.req('cut-1', 'tick');
+    const h = await rt.start(r);
+    const out = rt.logFiles(r.stateDir).stdout;
+    await waitFor(async () => (await text(out)).includes('tick 3'), 'some ticks');
+    await proxy.stop(); // as if the engine restarted: every connection of the runtime drops
+    await new Promise((res) => setTimeout(res, 300));
+    await proxy.start();
+    await waitFor(async () => /tick 25\n/.test(await text(out)), 'ticks after the reconnect', 10_000);
+    const ticks = [...(await text(out)).matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
+    assert.deepEqual(ticks, ticks.map((_, i) => i), 'every tick once, in order');
+    await proxy.stop();
     await engine.getContainer(h.containerId!).kill();
-    await new Promise((r) => setTimeout(r, 300));
+    await new Promise((res) => setTimeout(res, 300));
     assert.equal(rt.isRunning(h), true, 'nothing seen while cut off');
     await proxy.start();
     await waitFor(() => !rt.isRunning(h), 'the replayed die event', 5_000);
