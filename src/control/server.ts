@@ -22,6 +22,7 @@ import { DEFAULT_NODE_HEALTH } from '../core/node-health.js';
 import { registerNodeRoutes } from './node-routes.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
+import { registerRegistryRoutes } from './registry-routes.js';
 import { SecretBox } from './secrets.js';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
@@ -134,6 +135,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl });
   registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
   registerNodeRoutes(api, { store, reconciler });
+  registerRegistryRoutes(api, { store, box });
 
   try {
     await api.listen({ host: opts.host, port: opts.port });

@@ -50,6 +50,8 @@ export const CATALOGUE = {
   unavailable: { status: 503, retryable: true },
   runtime_unavailable: { status: 503, retryable: true, hint: 'Start the Docker engine (dockerd) on this machine, or set DOCKER_HOST to where it listens.' },
   registry_unreachable: { status: 502, retryable: true },
+  registry_refused: { status: 502, retryable: false, hint: 'Check the registry credentials: `pilot registry set URL --username U --password-stdin`.' },
+  base_image_missing: { status: 422, retryable: false, hint: 'Run `pilot images bootstrap-node` on the build machine (it makes pilot/node:<version> from this machine\'s Node.js), or add a Dockerfile to the app.' },
   bad_gateway: { status: 502, retryable: true },
   upstream_timeout: { status: 504, retryable: true },
   not_implemented: { status: 501, retryable: false },
