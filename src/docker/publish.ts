@@ -66,7 +66,8 @@ export async function pushImage(engine: Engine, id: string, target: RegistryTarg
       const m = raw as PushMessage;
       if (m.error) failure = m.errorDetail?.message ?? m.error;
       if (m.aux?.Digest) digest = m.aux.Digest;
-      if (m.id && m.status === 'Pushing' && m.progressDetail?.total) layerBytes.set(m.id, m.progressDetail.total);
+      const sent = Math.max(m.progressDetail?.total ?? 0, m.progressDetail?.current ?? 0);
+      if (m.id && m.status === 'Pushing' && sent > (layerBytes.get(m.id) ?? 0)) layerBytes.set(m.id, sent);
       if (m.id && m.status === 'Layer already exists') existing.add(m.id);
       if (m.id && m.status === 'Pushed') pushed.add(m.id);
       // One line per layer outcome, not every progress tick.

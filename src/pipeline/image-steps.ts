@@ -94,7 +94,7 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       line(`    pushing to ${registry.url} as ${registry.address}/${config.name}:${tag}${registry.username ? ` (user ${mask(registry.username)})` : ''}`);
       const t0 = performance.now();
       const p = await pushImage(engine, built.id, registry, config.name, tag, { signal: req.signal, onLine: (l) => line(`    ${mask(sanitizeLine(l))}`) });
-      line(`    pushed ${p.pushedLayers} layer(s), ${(p.pushedBytes / 1024 / 1024).toFixed(2)} MB, ${p.existingLayers} already in the registry (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+      line(`    pushed ${p.pushedLayers} layer(s)${p.pushedBytes > 0 ? ` (${(p.pushedBytes / 1024 / 1024).toFixed(2)} MB)` : ''}, ${p.existingLayers} already in the registry (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       line(`    image ${p.ref}`);
       image = { id: built.id, ref: p.ref };
     } else {
