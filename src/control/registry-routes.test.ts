@@ -10,10 +10,13 @@ import { registryAuthFor } from './registry-routes.js';
 import { SecretBox } from './secrets.js';
 import { startControlPlane, type ControlPlane } from './server.js';
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read loosely: the test asserts on what a client sees
+type Json = any;
+
 describe('registry routes', () => {
   let home: string;
   let cp: ControlPlane;
-  const call = async (method: string, path: string, body?: unknown, token: string | null = cp.adminToken): Promise<{ status: number; json: any }> => {
+  const call = async (method: string, path: string, body?: unknown, token: string | null = cp.adminToken): Promise<{ status: number; json: Json }> => {
     const res = await fetch(cp.apiUrl + path, {
       method,
       headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
