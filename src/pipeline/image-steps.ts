@@ -86,6 +86,9 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
     line(`    image ${b.id} (${(b.size / 1024 / 1024).toFixed(1)} MB, tagged ${b.tag})`);
     return b;
   });
+  // The publish step gets its own deadline (same length): a registry that accepts and then hangs ends the run.
+  const publishTimeout = AbortSignal.timeout(config.buildStepTimeoutMs);
+  const publishSignal = req.signal ? AbortSignal.any([req.signal, publishTimeout]) : publishTimeout;
   return req.step('publish', 'publish', async () => {
     const registry = await publishRegistry(req.api);
     let image: ImageRef;
@@ -93,14 +96,14 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       const mask = secretMasker(registry.password ? [registry.password] : []);
       line(`    pushing to ${registry.url} as ${registry.address}/${config.name}:${tag}${registry.username ? ` (user ${mask(registry.username)})` : ''}`);
       const t0 = performance.now();
-      const p = await pushImage(engine, built.id, registry, config.name, tag, { signal: req.signal, onLine: (l) => line(`    ${mask(sanitizeLine(l))}`) });
+      const p = await pushImage(engine, built.id, registry, config.name, tag, { signal: publishSignal, onLine: (l) => line(`    ${mask(sanitizeLine(l))}`) });
       line(`    pushed ${p.pushedLayers} layer(s)${p.pushedBytes > 0 ? ` (${(p.pushedBytes / 1024 / 1024).toFixed(2)} MB)` : ''}, ${p.existingLayers} already in the registry (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
       line(`    image ${p.ref}`);
       image = { id: built.id, ref: p.ref };
     } else {
       line('    no registry configured (`pilot registry set URL`): the image goes to the artifact repository as a tarball');
       const file = join(req.workspace, 'image.tar');
-      const saved = await saveImage(engine, built.id, file, req.signal);
+      const saved = await saveImage(engine, built.id, file, publishSignal);
       const t0 = performance.now();
       const { ArtifactClient } = await import('../artifacts/client.js');
       const r = await new ArtifactClient(req.api.baseUrl, req.api.token).upload(file, saved.digest, { app: config.name, commit: req.commit });

@@ -154,6 +154,53 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     assert.match(r.record.error, /Docker engine/);
   });
 
+  it('refuses what a generated Dockerfile cannot do, and a missing base image, saying what to do', async () => {
+    const src = h.track(tempDir('docker-bad'));
+    nodeApp(src, 'dockbad');
+    writeFileSync(join(src, 'package.json'), JSON.stringify({ name: 'dockbad', scripts: { start: 'node server.js && echo done' } }));
+    writeFileSync(join(src, 'pilot.yaml'), 'runtime: docker\n');
+    const bad = h.track(await makeRepo(src));
+    const shell = await run(bad);
+    assert.notEqual(shell.code, 0);
+    assert.match(shell.record.error, /^package: runtime docker without a Dockerfile: the start command is `npm start`, which needs a shell/);
+    assert.match(shell.stderr, /hint: Add a Dockerfile .*run: node server\.js/);
+
+    writeFileSync(join(bad, 'package.json'), JSON.stringify({ name: 'dockbad', scripts: { start: 'node server.js' } }));
+    await git(bad, 'commit', '-qam', 'plain start');
+    const r = await h.cli(['run', bad], { env: { ...ENV, PILOT_NODE_BASE_IMAGE: 'pilot-test/no-such-base:1' } });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /error: the base image pilot-test\/no-such-base:1 for a generated Dockerfile is not on this machine's Docker engine/);
+    assert.match(r.stderr, /hint: Run `pilot images bootstrap-node`/);
+  });
+
+  it('pilot images bootstrap-node makes a working base without a shell', async () => {
+    const tag = `pilot-test/node:bootstrap-${process.pid}`;
+    const r = await h.cli(['images', 'bootstrap-node', '--tag', tag, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.image.tag, tag);
+    assert.equal(out.image.nodeVersion, process.versions.node);
+    const runIn = async (cmd: string[]): Promise<{ code: number; out: string }> => {
+      const c = await engine.createContainer({ Image: tag, Cmd: cmd, HostConfig: { NetworkMode: 'none' } });
+      try {
+        await c.start().catch(() => undefined);
+        const w = await c.wait();
+        const logs = (await c.logs({ stdout: true, stderr: true })).toString();
+        return { code: w.StatusCode, out: logs };
+      } finally {
+        await c.remove({ force: true });
+      }
+    };
+    try {
+      const v = await runIn(['node', '-e', 'console.log(process.version, require("node:fs").existsSync("/usr/local/lib/node_modules/npm/bin/npm-cli.js"))']);
+      assert.equal(v.code, 0, v.out);
+      assert.match(v.out, new RegExp(`v${process.versions.node.replace(/\./g, '\\.')} true`));
+      assert.notEqual((await runIn(['/bin/sh', '-c', 'true'])).code, 0, 'the base image has a shell');
+    } finally {
+      await engine.getImage(tag).remove({ noprune: true }).catch(() => undefined); // only the tag: the image is pilot/node's
+    }
+  });
+
   it('a registry: push with credentials (never logged), then pull by digest gives the same image', async () => {
     const set = await new Promise<CliResult>((resolve) => {
       const p = spawn(process.execPath, [PILOT, 'registry', 'set', registry.url, '--username', TEST_REGISTRY_USER, '--password-stdin'], { cwd: ROOT, env: h.env(), stdio: ['pipe', 'pipe', 'pipe'] });
