@@ -197,7 +197,8 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
       assert.match(v.out, new RegExp(`v${process.versions.node.replace(/\./g, '\\.')} true`));
       assert.notEqual((await runIn(['/bin/sh', '-c', 'true'])).code, 0, 'the base image has a shell');
     } finally {
-      await engine.getImage(tag).remove({ noprune: true }).catch(() => undefined); // only the tag: the image is pilot/node's
+      // By tag: only untags when it is pilot/node's image too; otherwise deletes it and its untagged parents.
+      await engine.getImage(tag).remove().catch(() => undefined);
     }
   });
 
