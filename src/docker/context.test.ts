@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tar from 'tar';
-import { buildContext, listContext, packContext, resolveDockerfile } from './context.js';
+import { buildContext, listContext, packContext, readRegularFile, resolveDockerfile } from './context.js';
 
 /** Entries of a tar stream: path → { type, linkpath, body }. */
 async function readTar(stream: NodeJS.ReadableStream): Promise<Map<string, { type: string; linkpath?: string; body: string }>> {
@@ -93,6 +93,28 @@ describe('docker build context', () => {
       return Buffer.concat(chunks);
     };
     assert.ok((await bytes()).equals(await bytes()));
+  });
+
+  it('keeps a Dockerfile that lives in an ignored folder', async () => {
+    const paths = (await listContext(dir, { keep: ['logs/Dockerfile.ci'] })).map((e) => e.path);
+    assert.ok(!paths.includes('logs/a.log'));
+    await writeFile(join(dir, 'logs/Dockerfile.ci'), 'FROM scratch\n');
+    try {
+      assert.ok((await listContext(dir, { keep: ['logs/Dockerfile.ci'] })).some((e) => e.path === 'logs/Dockerfile.ci'));
+    } finally {
+      await rm(join(dir, 'logs/Dockerfile.ci'));
+    }
+  });
+
+  it('refuses a .dockerignore or Procfile that is a link instead of reading through it', async () => {
+    const linked = await mkdtemp(join(tmpdir(), 'pilot-ctx-link-'));
+    try {
+      await symlink(join(outside, 'secret.txt'), join(linked, '.dockerignore'));
+      await assert.rejects(listContext(linked), (e: Error & { code?: string }) => e.code === 'invalid_config' && /\.dockerignore must be a regular file/.test(e.message));
+      assert.equal(await readRegularFile(linked, 'Procfile'), undefined);
+    } finally {
+      await rm(linked, { recursive: true, force: true });
+    }
   });
 
   it('refuses a Dockerfile path outside the folder, missing, or a link out', async () => {

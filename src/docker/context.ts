@@ -52,14 +52,25 @@ export async function resolveDockerfile(dir: string, path: string): Promise<stri
   return rel;
 }
 
+/**
+ * A file of the app folder read as text, or undefined when absent. A symlink or anything but a
+ * regular file is refused: Pilot never reads through a link (it could lead out of the folder).
+ */
+export async function readRegularFile(dir: string, name: string): Promise<string | undefined> {
+  let st;
+  try {
+    st = await lstat(join(dir, name));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (!st.isFile()) throw new PilotError('invalid_config', `${name} must be a regular file in the app folder (it is a ${st.isSymbolicLink() ? 'symbolic link' : 'folder or special file'})`, { hint: `Replace ${name} with the file itself.` });
+  return readFile(join(dir, name), 'utf8');
+}
+
 /** The folder's entries that go into the context, sorted; `.dockerignore` applied. */
 export async function listContext(dir: string, opts: { keep?: readonly string[] } = {}): Promise<ContextEntry[]> {
-  let rules = '';
-  try {
-    rules = await readFile(join(dir, '.dockerignore'), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
+  const rules = (await readRegularFile(dir, '.dockerignore')) ?? '';
   const ig = ignore().add(rules.split(/\r?\n/));
   // With an exception rule (`!x`), a child of an ignored folder may come back: walk into it then.
   const hasExceptions = rules.split(/\r?\n/).some((l) => l.trim().startsWith('!'));
@@ -75,7 +86,8 @@ export async function listContext(dir: string, opts: { keep?: readonly string[] 
       const ignored = !keep.has(p) && ig.ignores(p);
       if (kind === 'dir') {
         if (!ignored) out.push({ path: p, kind });
-        if (!ignored || hasExceptions) await walk(p);
+        // A kept file (the Dockerfile) under an ignored folder still goes in.
+        if (!ignored || hasExceptions || [...keep].some((k) => k.startsWith(`${p}/`))) await walk(p);
       } else if (!ignored) {
         out.push({ path: p, kind });
       }

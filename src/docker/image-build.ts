@@ -3,13 +3,13 @@
  * the one Pilot generates (dockerfile.ts) on top of `pilot/node:<version>`. The build log goes to
  * `onLine` as it arrives; a failed build is build_failed with the log's tail in the message.
  */
-import { lstat, readFile } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { resolveRunCommand } from '../core/run-command.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import { baseImageTag } from './base-image.js';
-import { buildContext, listContext, packContext, resolveDockerfile } from './context.js';
+import { buildContext, listContext, packContext, readRegularFile, resolveDockerfile } from './context.js';
 import { GENERATED_DOCKERFILE, GENERATED_DOCKERIGNORE, generateDockerfile } from './dockerfile.js';
 import { requireEngine, type Engine } from './engine.js';
 import { followBuild } from './progress.js';
@@ -79,12 +79,7 @@ export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage>
         hint: `Run \`pilot images bootstrap-node\` on this machine (it builds ${baseImageTag(process.versions.node)} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
       });
     }
-    let procfile: string | undefined;
-    try {
-      procfile = await readFile(join(req.appDir, 'Procfile'), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    const procfile = await readRegularFile(req.appDir, 'Procfile');
     const pkg = await readPackageJson(req.appDir);
     const command = resolveRunCommand(req.run, procfile, pkg && stringScripts(pkg));
     const entries = await listContext(req.appDir);
