@@ -155,7 +155,7 @@ try {
   for (const c of containers) await engine.getContainer(c).remove({ force: true }).catch(() => undefined);
   for (const i of await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-bench/*', `${registry.address}/*`] }) })) leftovers.add(i.Id);
   for (const id of leftovers) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
-  await registry.destroy();
+  await registry.stop();
   rmSync(app, { recursive: true, force: true });
   rmSync(dockerfileDir, { recursive: true, force: true });
 }

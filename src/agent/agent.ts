@@ -110,7 +110,7 @@ export class Agent {
       const inst = newLocalInstance(saved.spec, stateDir);
       inst.port = saved.port;
       inst.restarts = saved.restarts;
-      inst.handle = this.runtime.adopt(id, stateDir);
+      inst.handle = await this.runtime.adopt(id, stateDir);
       if (inst.handle) {
         inst.state = 'starting';
         // Probe now so that the first report already says "ready": the router keeps routing to it.

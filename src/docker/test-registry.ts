@@ -1,45 +1,34 @@
 /**
- * For tests and benchmarks: a real registry (Debian's `docker-registry`, github.com/distribution)
- * on a free loopback port, storing in a temp folder, optionally with htpasswd auth. The caller
- * stops it (by pid) with `stop()`; `restart()` brings it back on the same port and storage.
+ * Tests only: a real registry (Debian's `docker-registry`, the distribution registry) on a free
+ * loopback port, storage in a temp folder, optionally with htpasswd (bcrypt) authentication. The
+ * test that starts it stops it (`stop()` kills it by pid and removes its folder).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'undici';
+import { allocatePort } from '../agent/ports.js';
+import type { Engine } from './engine.js';
+import { followProgress } from './progress.js';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
-/** bcrypt (cost 4) of TEST_REGISTRY_PASSWORD: the registry accepts only bcrypt in htpasswd. */
-const TEST_HTPASSWD = 'pilot:$2b$04$Hplk16xK8f7dLFAeFkHhRezEakZVIjsbcIQdnLC/KmTZUAHcYg68a';
-export const TEST_REGISTRY_USER = 'pilot';
-export const TEST_REGISTRY_PASSWORD = 'pilot-registry-pw-7f3a';
 
 /** Why a test needing the registry binary must skip, or false. */
 export const registrySkip: string | false = existsSync(REGISTRY_BIN) ? false : `no ${REGISTRY_BIN} (apt-get install docker-registry)`;
 
 export interface TestRegistry {
-  readonly url: string;
+  /** host:port */
   readonly address: string;
-  readonly port: number;
-  readonly root: string;
+  /** http://host:port */
+  readonly url: string;
+  stop(): Promise<void>;
+  /** Kill the registry but keep its storage (a registry that is down); `restart()` brings it back on the same port. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
   /** Bytes stored (blobs and manifests). */
   storageBytes(): number;
-  stop(): Promise<void>;
-  restart(): Promise<void>;
-  /** stop() and remove the storage. */
-  destroy(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function du(dir: string): number {
@@ -52,74 +41,77 @@ function du(dir: string): number {
   return total;
 }
 
-export async function startRegistry(opts: { auth?: boolean } = {}): Promise<TestRegistry> {
-  const root = mkdtempSync(join(tmpdir(), 'pilot-registry-'));
-  const port = await freePort();
-  const data = join(root, 'data');
-  const auth = opts.auth ? `auth:\n  htpasswd:\n    realm: pilot-test\n    path: ${join(root, 'htpasswd')}\n` : '';
-  if (opts.auth) writeFileSync(join(root, 'htpasswd'), TEST_HTPASSWD + '\n');
-  writeFileSync(join(root, 'config.yml'), [
-    'version: 0.1',
-    'log:',
-    '  level: error',
-    '  accesslog:',
-    '    disabled: true',
-    'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${data}`,
-    '  delete:',
-    '    enabled: true',
-    'http:',
-    `  addr: 127.0.0.1:${port}`,
-    auth,
-  ].join('\n'));
-  let proc: ChildProcess | undefined;
-  let output = '';
-  const start = async (): Promise<void> => {
-    const p = spawn(REGISTRY_BIN, ['serve', join(root, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin', HOME: root } });
-    proc = p;
-    p.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-    p.stderr!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-    const end = Date.now() + 15_000;
-    for (;;) {
-      if (p.exitCode !== null) throw new Error(`docker-registry exited ${p.exitCode}: ${output}`);
-      try {
-        const res = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(1000) });
-        await res.arrayBuffer();
-        if (res.status === 200 || res.status === 401) return;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > end) throw new Error(`docker-registry did not answer on 127.0.0.1:${port}: ${output}`);
-      await new Promise((r) => setTimeout(r, 50));
+/** bcrypt of `password`, through the C library's crypt(3) (python3's crypt module). */
+function bcrypt(password: string): string {
+  const r = spawnSync('python3', ['-W', 'ignore', '-c', 'import crypt,sys; print(crypt.crypt(sys.stdin.read(), crypt.mksalt(crypt.METHOD_BLOWFISH)))'], { input: password, encoding: 'utf8' });
+  const hash = r.stdout.trim();
+  if (r.status !== 0 || !hash.startsWith('$2')) throw new Error(`cannot bcrypt a test password: ${r.stderr}`);
+  return hash;
+}
+
+export async function startRegistry(opts: { user?: { username: string; password: string } } = {}): Promise<TestRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'pilot-registry-'));
+  const port = await allocatePort('127.0.0.1');
+  const address = `127.0.0.1:${port}`;
+  const auth = opts.user ? `auth:\n  htpasswd:\n    realm: pilot-test\n    path: ${join(dir, 'htpasswd')}\n` : '';
+  if (opts.user) await writeFile(join(dir, 'htpasswd'), `${opts.user.username}:${bcrypt(opts.user.password)}\n`);
+  await writeFile(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${address}\n${auth}`);
+  let p = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  const kill = async (): Promise<void> => {
+    if (p.exitCode === null && p.signalCode === null) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGKILL');
+      await exited;
     }
   };
   const stop = async (): Promise<void> => {
-    const p = proc;
-    proc = undefined;
-    if (!p || p.exitCode !== null || p.pid === undefined) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    process.kill(p.pid, 'SIGTERM');
-    const t = setTimeout(() => p.pid !== undefined && p.exitCode === null && process.kill(p.pid, 'SIGKILL'), 3000);
-    await exited;
-    clearTimeout(t);
+    await kill();
+    await rm(dir, { recursive: true, force: true });
   };
-  await start().catch(async (err: unknown) => {
-    await stop();
-    rmSync(root, { recursive: true, force: true });
-    throw err;
-  });
+  const ready = async (): Promise<void> => {
+    p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    const end = performance.now() + 10_000;
+    for (;;) {
+      try {
+        const res = await request(`http://${address}/v2/`);
+        await res.body.dump();
+        if (res.statusCode === 200 || res.statusCode === 401) return;
+      } catch {
+        // not listening yet
+      }
+      if (p.exitCode !== null || performance.now() > end) {
+        await stop();
+        throw new Error(`docker-registry did not start: ${err}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  await ready();
   return {
-    url: `http://127.0.0.1:${port}`,
-    address: `127.0.0.1:${port}`,
-    port,
-    root,
-    storageBytes: () => (existsSync(data) ? du(data) : 0),
+    address,
+    url: `http://${address}`,
     stop,
-    restart: start,
-    async destroy() {
-      await stop();
-      rmSync(root, { recursive: true, force: true });
+    kill,
+    async restart() {
+      await kill();
+      p = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      await ready();
     },
+    storageBytes: () => (existsSync(join(dir, 'data')) ? du(join(dir, 'data')) : 0),
   };
+}
+
+/** Tag `imageId` as `<registry>/<repo>:<tag>`, push it, and return the pull reference by digest. */
+export async function pushImage(engine: Engine, imageId: string, registry: string, repo: string, auth?: { username: string; password: string }): Promise<{ ref: string; tagged: string }> {
+  const tagged = `${registry}/${repo}:t`;
+  await engine.getImage(imageId).tag({ repo: `${registry}/${repo}`, tag: 't' });
+  const stream = await engine.getImage(tagged).push({ authconfig: auth ? { ...auth, serveraddress: registry } : {} } as object);
+  let digest: string | undefined;
+  const messages = await followProgress(engine, stream, (m) => {
+    if (m.aux?.Digest) digest = m.aux.Digest;
+  });
+  const bad = messages.find((m) => m.error);
+  if (bad || !digest) throw new Error(`push of ${tagged} failed: ${bad?.error ?? 'no digest'}`);
+  return { ref: `${registry}/${repo}@${digest}`, tagged };
 }

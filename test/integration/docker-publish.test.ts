@@ -14,13 +14,15 @@ import { after, before, describe, it } from 'node:test';
 import { baseImageTag, bootstrapNodeImage } from '../../src/docker/base-image.js';
 import { connectEngine } from '../../src/docker/engine.js';
 import { dockerSkip } from '../../src/docker/test-support.js';
-import { registrySkip, startRegistry, TEST_REGISTRY_PASSWORD, TEST_REGISTRY_USER, type TestRegistry } from '../../src/docker/test-registry.js';
+import { registrySkip, startRegistry, type TestRegistry } from '../../src/docker/test-registry.js';
 import { followProgress } from '../../src/docker/progress.js';
 import { git, Harness, makeRepo, PILOT, ROOT, tempDir, type CliResult } from './harness.js';
 
 const engine = connectEngine();
 const BASE = baseImageTag(process.versions.node);
 const ENV = { PILOT_IMAGE_PREFIX: 'pilot-test' };
+const TEST_REGISTRY_USER = 'pilot';
+const TEST_REGISTRY_PASSWORD = 'pilot-registry-pw-7f3a';
 
 const SERVER_JS = `const http = require('node:http');
 http.createServer((req, res) => res.end(JSON.stringify({ v: process.env.V || 'process', revision: process.env.PILOT_REVISION }))).listen(process.env.PORT);
@@ -59,7 +61,7 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
   before(async () => {
     // The base of generated Dockerfiles: built once if missing, never deleted.
     if (!(await engine.getImage(BASE).inspect().then(() => true, () => false))) await bootstrapNodeImage(engine);
-    registry = await startRegistry({ auth: true });
+    registry = await startRegistry({ user: { username: TEST_REGISTRY_USER, password: TEST_REGISTRY_PASSWORD } });
     await h.startUp(ENV, 'up');
     const src = tempDir('docker-app');
     h.track(src);
@@ -77,7 +79,7 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
       // Only untagged leftovers of these builds: never the base, never anything someone tagged.
       if (info && info.Id !== base && (info.RepoTags ?? []).length === 0) await removeImage(info.Id);
     }
-    await registry?.destroy();
+    await registry?.stop();
     await h.cleanup();
   });
 
@@ -241,7 +243,7 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
   it('the registry down during publish: the run fails naming the registry; the retry is idempotent', async () => {
     writeFileSync(join(repo, 'server.js'), SERVER_JS + '// v3\n');
     await git(repo, 'commit', '-qam', 'v3');
-    await registry.stop();
+    await registry.kill();
     const down = await run(repo);
     assert.notEqual(down.code, 0);
     assert.equal(down.record.status, 'failed');

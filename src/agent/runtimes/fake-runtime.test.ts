@@ -22,7 +22,7 @@ runtimeContract('fake', async () => {
     request,
     missingCommand: (id) => ({ ...request(id), argv: [MISSING] }),
     crash: (h) => makeRuntime().markDead(h),
-    hasPidFile: (dir) => host.pidFiles.has(dir),
+    hasRecord: (dir) => host.pidFiles.has(dir),
     cleanup: async () => {},
   };
 });
@@ -67,7 +67,7 @@ void describe('fake runtime failure injection', () => {
     const h = await rt.start(request('a'));
     host.reusePid(h.pid);
     assert.equal(rt.isRunning(h), false);
-    assert.equal(new FakeRuntime({ host }).adopt('a', '/fake/a'), undefined);
+    assert.equal(await new FakeRuntime({ host }).adopt('a', '/fake/a'), undefined);
     await rt.stop(h, 0);
     assert.deepEqual(host.running(), [h.pid], 'the unrelated process keeps running');
   });
@@ -77,6 +77,6 @@ void describe('fake runtime failure injection', () => {
     const handles = await Promise.all(nodes.map((rt, i) => rt.start(request(`web-${i}`))));
     nodes[7]?.markDead(handles[7]!);
     assert.equal(nodes.filter((rt, i) => rt.isRunning(handles[i]!)).length, 199);
-    assert.equal(nodes[8]?.adopt('web-7', '/fake/web-7'), undefined, 'another node cannot see it');
+    assert.equal(await nodes[8]?.adopt('web-7', '/fake/web-7'), undefined, 'another node cannot see it');
   });
 });

@@ -106,7 +106,8 @@ export class FakeRuntime implements Runtime {
   }
 
   /** The instance in stateDir's pid file, if that same fake process is alive. */
-  adopt(instanceId: string, stateDir: string): InstanceHandle | undefined {
+  async adopt(instanceId: string, stateDir: string): Promise<InstanceHandle | undefined> {
+    await Promise.resolve();
     const pf = this.host.pidFiles.get(stateDir);
     if (pf === undefined || pf.instanceId !== instanceId || !this.isRunning(pf)) return undefined;
     return { instanceId, pid: pf.pid, startTime: pf.startTime, startedAt: pf.startedAt };

@@ -23,7 +23,7 @@ runtimeContract('process', async () => {
     request: (id) => request(dir, id),
     missingCommand: (id) => ({ ...request(dir, id), argv: ['pilot-no-such-command', '--flag'] }),
     crash: (h) => killByPid(h.pid, h.startTime),
-    hasPidFile: (stateDir) => existsSync(join(stateDir, 'pid.json')),
+    hasRecord: (stateDir) => existsSync(join(stateDir, 'pid.json')),
     cleanup: () => dir.remove(),
   };
 });

@@ -119,7 +119,8 @@ export class ProcessRuntime implements Runtime {
   }
 
   /** Find the instance recorded in stateDir/pid.json, if that same process is still alive. */
-  adopt(instanceId: string, stateDir: string): InstanceHandle | undefined {
+  async adopt(instanceId: string, stateDir: string): Promise<InstanceHandle | undefined> {
+    await Promise.resolve();
     const pf = readPidFile(stateDir);
     if (pf === undefined || pf.instanceId !== instanceId || !isSameProcess(pf.pid, pf.startTime)) return undefined;
     const h: InstanceHandle = { instanceId, pid: pf.pid, startTime: pf.startTime, startedAt: pf.startedAt };

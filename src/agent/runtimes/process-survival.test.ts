@@ -71,7 +71,7 @@ void describe('process runtime across agent restarts', () => {
     assert.doesNotMatch(readFileSync(logs.stderr, 'utf8'), /EPIPE/);
 
     const restarted = new ProcessRuntime();
-    assert.deepEqual(restarted.adopt('survivor-1', req.stateDir), instance);
+    assert.deepEqual(await restarted.adopt('survivor-1', req.stateDir), instance);
     await restarted.stop(instance, 2_000);
     assert.equal(isSameProcess(instance.pid, instance.startTime), false);
   });
@@ -93,7 +93,7 @@ void describe('process runtime across agent restarts', () => {
     await writeFile(join(staleDir, 'pid.json'), JSON.stringify({ ...stale, argv: ['node', 'server.js'] }));
 
     const restarted = new ProcessRuntime();
-    assert.equal(restarted.adopt('web-1', staleDir), undefined);
+    assert.equal(await restarted.adopt('web-1', staleDir), undefined);
     assert.equal(restarted.isRunning(stale), false);
     await restarted.stop(stale, 200);
     await sleep(100);

@@ -1,7 +1,7 @@
 /**
- * The contract every Runtime honours, run against each adapter (process, fake, later docker) from
- * its own test file. What a runtime cannot share with the others (how to kill an instance behind its
- * back, where pid files live) comes from the adapter's harness.
+ * The contract every Runtime honours, run against each adapter (process, fake, docker) from its own
+ * test file. What a runtime cannot share with the others (how to kill an instance behind its back,
+ * what its record of an instance is: a pid file, a container) comes from the adapter's harness.
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,28 +17,32 @@ export interface ContractHarness {
   /** A request whose argv[0] does not exist. */
   missingCommand(instanceId: string): StartRequest;
   /** Kill the instance behind the runtime's back (SIGKILL, as the OOM killer would). Idempotent. */
-  crash(h: InstanceHandle): void;
-  /** Whether stateDir holds a pid file. */
-  hasPidFile(stateDir: string): boolean;
+  crash(h: InstanceHandle): void | Promise<void>;
+  /**
+   * Whether the runtime still keeps a record of the instance of stateDir that adopt would read: the
+   * process runtime's pid file, the docker runtime's container (left behind by a crash, removed by stop).
+   */
+  hasRecord(stateDir: string): boolean | Promise<boolean>;
   /** Release what the harness made (temp dirs). Instances are killed by the tests themselves. */
   cleanup(): Promise<void>;
 }
 
 /** Register the runtime contract tests for one adapter. */
-export function runtimeContract(name: string, makeHarness: () => Promise<ContractHarness>): void {
+export function runtimeContract(name: string, makeHarness: () => Promise<ContractHarness>, opts: { skip?: string | false; timeout?: number } = {}): void {
   /** A harness and a started instance, both torn down after the test even if it fails. */
   async function setup(t: TestContext, id = 'web-1'): Promise<{ hx: ContractHarness; rt: Runtime; req: StartRequest; h: InstanceHandle }> {
     const hx = await makeHarness();
     t.after(() => hx.cleanup());
     const rt = hx.makeRuntime();
+    t.after(() => rt.close?.());
     const req = hx.request(id);
     const h = await rt.start(req);
     t.after(() => hx.crash(h));
     return { hx, rt, req, h };
   }
 
-  void describe(`runtime contract: ${name}`, () => {
-    void it('starts an instance that is running, with a handle naming it and a pid file', async (t) => {
+  void describe(`runtime contract: ${name}`, opts, () => {
+    void it('starts an instance that is running, with a handle naming it and a record (pid file, container)', async (t) => {
       const before = Date.now();
       const { hx, rt, req, h } = await setup(t);
       assert.equal(h.instanceId, 'web-1');
@@ -47,57 +51,62 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
       assert.ok(h.startedAt >= before && h.startedAt <= Date.now());
       assert.equal(rt.isRunning(h), true);
       assert.equal(rt.exitInfo(h), undefined, 'no exit info while running');
-      assert.equal(hx.hasPidFile(req.stateDir), true);
+      assert.equal(await hx.hasRecord(req.stateDir), true);
     });
 
-    void it('stop ends the instance, removes its pid file and records how it exited', async (t) => {
+    void it('stop ends the instance, removes its record and says how it exited', async (t) => {
       const { hx, rt, req, h } = await setup(t);
       await rt.stop(h, 2_000);
       assert.equal(rt.isRunning(h), false);
-      assert.equal(hx.hasPidFile(req.stateDir), false);
+      assert.equal(await hx.hasRecord(req.stateDir), false);
       assert.deepEqual(rt.exitInfo(h), { code: null, signal: 'SIGTERM' });
     });
 
     void it('stop is idempotent and also works on an instance that already died', async (t) => {
       const { hx, rt, req, h } = await setup(t);
-      hx.crash(h);
+      await hx.crash(h);
       await waitFor(() => !rt.isRunning(h), 'the crash to be seen');
       await rt.stop(h, 1_000);
       await rt.stop(h, 1_000);
-      assert.equal(hx.hasPidFile(req.stateDir), false);
+      assert.equal(await hx.hasRecord(req.stateDir), false);
     });
 
     void it('a new runtime object (agent restart) adopts the running instance from its stateDir', async (t) => {
       const { hx, rt, req, h } = await setup(t);
       const restarted = hx.makeRuntime();
-      const adopted = restarted.adopt(h.instanceId, req.stateDir);
+      const adopted = await restarted.adopt(h.instanceId, req.stateDir);
       assert.deepEqual(adopted, h);
       assert.equal(restarted.isRunning(h), true);
-      assert.equal(restarted.exitInfo(h), undefined, 'exit info only for instances it started itself');
+      assert.equal(restarted.exitInfo(h), undefined, 'no exit info while running');
       await restarted.stop(h, 2_000);
-      assert.equal(rt.isRunning(h), false);
-      assert.equal(hx.hasPidFile(req.stateDir), false, 'the adopting runtime removes the pid file');
-      assert.equal(restarted.adopt(h.instanceId, req.stateDir), undefined);
+      assert.equal(restarted.isRunning(h), false);
+      await waitFor(() => !rt.isRunning(h), 'the first runtime object to see the stop', 2_000);
+      assert.equal(await hx.hasRecord(req.stateDir), false, 'the adopting runtime removes the record');
+      assert.equal(await restarted.adopt(h.instanceId, req.stateDir), undefined);
+      await restarted.close?.();
     });
 
     void it('does not adopt without a pid file, or one that names another instance', async (t) => {
       const { hx, req } = await setup(t);
       const rt = hx.makeRuntime();
-      assert.equal(rt.adopt('web-1', hx.request('never-started').stateDir), undefined);
-      assert.equal(rt.adopt('web-2', req.stateDir), undefined);
+      t.after(() => rt.close?.());
+      assert.equal(await rt.adopt('web-1', hx.request('never-started').stateDir), undefined);
+      assert.equal(await rt.adopt('web-2', req.stateDir), undefined);
     });
 
     void it('does not adopt a stale pid file whose process is gone', async (t) => {
       const { hx, rt, req, h } = await setup(t);
-      hx.crash(h);
+      await hx.crash(h);
       await waitFor(() => !rt.isRunning(h), 'the crash to be seen');
-      assert.equal(hx.hasPidFile(req.stateDir), true, 'a crash leaves the pid file behind');
-      assert.equal(hx.makeRuntime().adopt(h.instanceId, req.stateDir), undefined);
+      assert.equal(await hx.hasRecord(req.stateDir), true, 'a crash leaves the record behind');
+      const restarted = hx.makeRuntime();
+      t.after(() => restarted.close?.());
+      assert.equal(await restarted.adopt(h.instanceId, req.stateDir), undefined);
     });
 
     void it('reports a crash to the runtime that started the instance', async (t) => {
       const { hx, rt, h } = await setup(t);
-      hx.crash(h);
+      await hx.crash(h);
       await waitFor(() => !rt.isRunning(h), 'the crash to be seen');
       assert.deepEqual(rt.exitInfo(h), { code: null, signal: 'SIGKILL' }, 'known as soon as isRunning is false');
     });
@@ -106,20 +115,24 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
       const hx = await makeHarness();
       t.after(() => hx.cleanup());
       const req = hx.missingCommand('bad-1');
-      await assert.rejects(hx.makeRuntime().start(req), (e: unknown) => {
+      const rt = hx.makeRuntime();
+      t.after(() => rt.close?.());
+      await assert.rejects(rt.start(req), (e: unknown) => {
         assert.ok(isPilotError(e), `a PilotError, got ${String(e)}`);
         assert.equal(e.code, 'deploy_failed');
         assert.match(e.message, /command not found/);
         return true;
       });
-      assert.equal(hx.hasPidFile(req.stateDir), false);
+      assert.equal(await hx.hasRecord(req.stateDir), false);
     });
 
     void it('refuses to start over a live instance in the same stateDir', async (t) => {
       const { hx, rt, req, h } = await setup(t);
-      await assert.rejects(hx.makeRuntime().start(req), (e: unknown) => isPilotError(e) && e.code === 'conflict');
+      const other = hx.makeRuntime();
+      t.after(() => other.close?.());
+      await assert.rejects(other.start(req), (e: unknown) => isPilotError(e) && e.code === 'conflict');
       assert.equal(rt.isRunning(h), true);
-      assert.deepEqual(hx.makeRuntime().adopt(h.instanceId, req.stateDir), h, 'the pid file still names it');
+      assert.deepEqual(await other.adopt(h.instanceId, req.stateDir), h, 'the record still names it');
     });
 
     void it('starts again in the same stateDir after a stop', async (t) => {
@@ -127,18 +140,21 @@ export function runtimeContract(name: string, makeHarness: () => Promise<Contrac
       await rt.stop(h, 2_000);
       const h2 = await rt.start(req);
       t.after(() => hx.crash(h2));
+      assert.notEqual(h2.containerId ?? 'none', h.containerId ?? 'other', 'a new container when there is one');
       assert.notDeepEqual({ pid: h2.pid, startTime: h2.startTime }, { pid: h.pid, startTime: h.startTime });
       assert.equal(rt.isRunning(h2), true);
       await rt.stop(h, 1_000); // a stale handle must not touch the new instance or its pid file
       assert.equal(rt.isRunning(h2), true);
-      assert.equal(hx.hasPidFile(req.stateDir), true);
+      assert.equal(await hx.hasRecord(req.stateDir), true);
       await rt.stop(h2, 2_000);
     });
 
     void it('puts the logs in the stateDir', async (t) => {
       const hx = await makeHarness();
       t.after(() => hx.cleanup());
-      assert.deepEqual(hx.makeRuntime().logFiles('/x/state'), { stdout: '/x/state/stdout.log', stderr: '/x/state/stderr.log' });
+      const rt = hx.makeRuntime();
+      t.after(() => rt.close?.());
+      assert.deepEqual(rt.logFiles('/x/state'), { stdout: '/x/state/stdout.log', stderr: '/x/state/stderr.log' });
     });
   });
 }

@@ -8,11 +8,18 @@ export interface StartRequest {
   readonly instanceId: string;
   /** Per-instance folder owned by the runtime: pid file, logs. Created if missing. */
   readonly stateDir: string;
-  /** The unpacked release; the instance's working directory. */
+  /** The unpacked release; the instance's working directory (docker: unused, the image's WORKDIR). */
   readonly cwd: string;
+  /** The command. docker: empty = the image's own CMD. */
   readonly argv: readonly string[];
-  /** The complete env: the runtime adds nothing from the agent's own env (no PATH, no tokens). */
+  /** The complete env: the runtime adds nothing from the agent's own env (no PATH, no tokens). docker: added to the image's ENV. */
   readonly env: Readonly<Record<string, string>>;
+  /** docker: the image ID (sha256:…) to run; it must already be present on the engine. */
+  readonly image?: string | undefined;
+  /** docker: limits for the container. */
+  readonly limits?: { readonly cpu?: number | undefined; readonly memoryMb?: number | undefined } | undefined;
+  /** docker: labels describing the instance (dev.pilot.app, dev.pilot.revision), besides the runtime's own. */
+  readonly labels?: Readonly<Record<string, string>> | undefined;
 }
 
 /** Names one running instance. A value: safe to copy, compare, persist. */
@@ -23,11 +30,17 @@ export interface InstanceHandle {
   readonly startTime: string;
   /** Wall clock ms, for display only. */
   readonly startedAt: number;
+  /** docker: the container (full id). `pid` is then its init process as this machine sees it. */
+  readonly containerId?: string | undefined;
 }
 
 export interface ExitInfo {
   readonly code: number | null;
   readonly signal: string | null;
+  /** The kernel's OOM killer ended it (docker: State.OOMKilled). */
+  readonly oomKilled?: boolean | undefined;
+  /** A sentence for lastError when the code/signal alone would mislead ("killed: out of memory (limit 64 MB)"). */
+  readonly reason?: string | undefined;
 }
 
 export interface LogFiles {
@@ -41,13 +54,20 @@ export interface Runtime {
    * not found, not executable, no such cwd), `conflict` when stateDir already has a live instance.
    */
   start(req: StartRequest): Promise<InstanceHandle>;
-  /** After an agent restart: the instance from stateDir's pid file, only if that same process is alive. */
-  adopt(instanceId: string, stateDir: string): InstanceHandle | undefined;
-  /** True while the instance's process is alive (a reused pid or a zombie is not). */
+  /**
+   * After an agent restart: the instance recorded for stateDir (process: its pid file; docker: the
+   * container labelled with this instance and stateDir), only if it is still running.
+   */
+  adopt(instanceId: string, stateDir: string): Promise<InstanceHandle | undefined>;
+  /**
+   * True while the instance runs (a reused pid or a zombie is not). Answered from local state: for
+   * processes /proc, for containers the state the engine's event stream keeps current. A change made
+   * through another runtime object may take a moment (one event) to show.
+   */
   isRunning(h: InstanceHandle): boolean;
   /**
-   * How it exited; known only for instances this runtime object started itself, and then always
-   * as soon as isRunning returns false. Undefined while running and for adopted instances.
+   * How it exited; known for instances this runtime object started itself (docker: also for adopted
+   * ones, the engine keeps it), and then always as soon as isRunning returns false. Undefined while running.
    */
   exitInfo(h: InstanceHandle): ExitInfo | undefined;
   /**
@@ -57,4 +77,6 @@ export interface Runtime {
   stop(h: InstanceHandle, graceMs: number): Promise<void>;
   /** Where the instance's output goes; the files may not exist yet. */
   logFiles(stateDir: string): LogFiles;
+  /** Release what the runtime object holds (event streams, log followers); instances keep running. */
+  close?(): Promise<void>;
 }

@@ -1,0 +1,149 @@
+/**
+ * Agent side of container images: make sure an instance's image is on the engine before it starts.
+ * The image is named by its ID (sha256 of its config), the same on every engine. If the engine has
+ * it, nothing happens; otherwise it is pulled from the registry by manifest digest (with the
+ * registry credentials when the control plane sent them), or its tarball is downloaded from Pilot's
+ * artifact repository (digest-verified) and loaded. Either way the result must have the recorded
+ * ID, else it is refused and what was pulled is removed. Concurrent starts share one fetch.
+ * Credentials travel only in the X-Registry-Auth header to the engine: never in a message or log.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tar from 'tar';
+import type { ArtifactClient } from '../artifacts/client.js';
+import { PilotError } from '../core/errors.js';
+import type { ImageRef, InstanceSpec } from '../core/types.js';
+import type { Engine } from './engine.js';
+import { followProgress, type ProgressMessage } from './progress.js';
+
+export type RegistryAuth = NonNullable<InstanceSpec['registryAuth']>;
+
+/** A pull reference pinned by manifest digest: host[:port]/path@sha256:<64 hex>. */
+const PINNED_REF = /^[a-z0-9.-]+(?::\d{1,5})?\/[a-z0-9._/-]+@sha256:[a-f0-9]{64}$/;
+const IMAGE_ID = /^sha256:[a-f0-9]{64}$/;
+const MAX_MANIFEST_BYTES = 1024 * 1024;
+
+const statusOf = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
+const engineMessage = (e: unknown): string => ((e as { json?: { message?: string } }).json?.message ?? (e as Error).message ?? String(e)).trim();
+
+/** Image IDs (config digests) listed in a `docker save` archive's manifest.json. */
+export async function archiveImageIds(file: string): Promise<string[]> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let found = false;
+  await tar.t({
+    file,
+    onReadEntry: (entry) => {
+      if (entry.path !== 'manifest.json') return;
+      found = true;
+      entry.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size <= MAX_MANIFEST_BYTES) chunks.push(c);
+      });
+    },
+  });
+  if (!found) throw new PilotError('deploy_failed', 'the image archive has no manifest.json: it is not a `docker save` tarball');
+  if (size > MAX_MANIFEST_BYTES) throw new PilotError('deploy_failed', 'the image archive\'s manifest.json is too large');
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new PilotError('deploy_failed', 'the image archive\'s manifest.json is not JSON');
+  }
+  if (!Array.isArray(manifest)) throw new PilotError('deploy_failed', 'the image archive\'s manifest.json is not a list');
+  return manifest.map((m: { Config?: unknown }) => {
+    // docker 20–24: "<hex>.json"; OCI layout (docker 25+): "blobs/sha256/<hex>"
+    const hex = typeof m.Config === 'string' ? /([a-f0-9]{64})(?:\.json)?$/.exec(m.Config)?.[1] : undefined;
+    if (!hex) throw new PilotError('deploy_failed', 'the image archive\'s manifest.json names no config digest');
+    return `sha256:${hex}`;
+  });
+}
+
+export class ImageFetcher {
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(private readonly engine: Engine, private readonly downloadDir: string, private readonly artifacts: () => ArtifactClient) {}
+
+  /** Resolves once the engine has image.id; rejects with the reason (digest_mismatch, registry_unreachable, …). */
+  async ensure(image: ImageRef, auth?: RegistryAuth): Promise<void> {
+    if (!IMAGE_ID.test(image.id)) throw new PilotError('deploy_failed', `image id ${JSON.stringify(image.id)} is not sha256:<64 hex>`);
+    if (await this.has(image.id)) return;
+    let p = this.inflight.get(image.id);
+    if (!p) {
+      p = this.fetch(image, auth).finally(() => this.inflight.delete(image.id));
+      this.inflight.set(image.id, p);
+    }
+    return p;
+  }
+
+  /** Whether the engine has the image. */
+  async has(idOrRef: string): Promise<boolean> {
+    return (await this.imageId(idOrRef)) !== undefined;
+  }
+
+  private async imageId(idOrRef: string): Promise<string | undefined> {
+    try {
+      return (await this.engine.getImage(idOrRef).inspect()).Id;
+    } catch (e) {
+      if (statusOf(e) === 404) return undefined;
+      throw new PilotError('runtime_unavailable', `cannot inspect image ${idOrRef}: ${engineMessage(e)}`, { cause: e });
+    }
+  }
+
+  private async fetch(image: ImageRef, auth: RegistryAuth | undefined): Promise<void> {
+    if (image.ref !== undefined) return this.pull(image, image.ref, auth);
+    if (image.archive !== undefined) return this.load(image, image.archive);
+    throw new PilotError('deploy_failed', `image ${image.id} is not on this engine, and the revision names neither a registry reference nor an archive to get it from`);
+  }
+
+  private async pull(image: ImageRef, ref: string, auth: RegistryAuth | undefined): Promise<void> {
+    if (!PINNED_REF.test(ref)) {
+      throw new PilotError('deploy_failed', `image reference ${JSON.stringify(ref)} is not pinned by digest (host/repo@sha256:…)`, { hint: 'Pilot pulls only by manifest digest, so the bytes cannot change under a revision.' });
+    }
+    try {
+      const authconfig = auth ? { serveraddress: auth.serveraddress, username: auth.username, password: auth.password } : {};
+      const stream = await this.engine.createImage(authconfig, { fromImage: ref });
+      failOnError(await followProgress(this.engine, stream));
+    } catch (e) {
+      throw new PilotError('registry_unreachable', `pull of ${ref} failed: ${engineMessage(e)}`, {
+        cause: e, hint: 'Check that the registry is running and reachable from this node, and its credentials (pilot registries).',
+      });
+    }
+    const got = await this.imageId(ref);
+    if (got === image.id) return;
+    await this.engine.getImage(ref).remove().catch(() => undefined);
+    throw mismatch(`pulled image ${got ?? '(none)'} differs from the recorded ${image.id} (${ref})`);
+  }
+
+  private async load(image: ImageRef, archive: string): Promise<void> {
+    await mkdir(this.downloadDir, { recursive: true });
+    const file = join(this.downloadDir, `${archive.replace('sha256:', '')}.tar`);
+    try {
+      await this.artifacts().download(archive, file); // digest-verified, or it throws
+      const ids = await archiveImageIds(file);
+      // Refused before loading, so nothing has to be removed afterwards.
+      if (ids.length !== 1 || ids[0] !== image.id) throw mismatch(`image archive ${archive} holds ${ids.join(', ') || 'no image'}, not the recorded ${image.id}`);
+      try {
+        const stream = await this.engine.loadImage(createReadStream(file), { quiet: true });
+        failOnError(await followProgress(this.engine, stream));
+      } catch (e) {
+        throw new PilotError('deploy_failed', `docker load of ${archive} failed: ${engineMessage(e)}`, { cause: e });
+      }
+      const got = await this.imageId(image.id);
+      if (got !== image.id) throw mismatch(`loaded image ${got ?? '(none)'} differs from the recorded ${image.id} (archive ${archive})`);
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+}
+
+/** The engine reports a failed pull or load as a message in the stream, not as a status. */
+function failOnError(messages: readonly ProgressMessage[]): void {
+  const bad = messages.find((m) => m.error !== undefined);
+  if (bad) throw new Error(bad.errorDetail?.message ?? bad.error);
+}
+
+function mismatch(message: string): PilotError {
+  return new PilotError('digest_mismatch', message, { hint: 'The registry or artifact repository holds another image than the revision recorded; publish the revision again (`pilot run`).' });
+}
