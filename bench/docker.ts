@@ -1,9 +1,9 @@
 /**
  * Container benchmark for a small Node app (runtime: docker, generated Dockerfile): image build,
  * publish (push to a real docker-registry on loopback), pull by digest and start-to-ready, through
- * Pilot's code (the Engine API calls the package and publish steps make; pull and start through the
- * Engine API as the agent does) side by side with the same steps by hand with the `docker` CLI, in the
- * same run, alternating. Every round changes one line of the app, as a new commit would: the ratio
+ * Pilot's own code (the pipeline's buildAppImage and pushImage; the agent's ImageFetcher and
+ * DockerRuntime) side by side with the same steps by hand with the `docker` CLI (`docker run --init
+ * --network host`, as the runtime does), in the same run, alternating. Every round changes one line of the app, as a new commit would: the ratio
  * Pilot/CLI is the overhead (goal ≤ 1.10). Also the bytes a deploy moves when only the app's code
  * changed: registry storage growth per push, against the image size (and the archive path, which
  * moves the whole image each time).
@@ -16,10 +16,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { allocatePort } from '../src/agent/ports.js';
+import { DockerRuntime } from '../src/agent/runtimes/docker-runtime.js';
+import { ArtifactClient } from '../src/artifacts/client.js';
+import { ImageFetcher } from '../src/docker/images.js';
+import { removeNodeContainers } from '../src/docker/test-images.js';
 import { baseImageTag, bootstrapNodeImage } from '../src/docker/base-image.js';
 import { connectEngine, requireEngine } from '../src/docker/engine.js';
 import { buildAppImage } from '../src/docker/image-build.js';
-import { followProgress } from '../src/docker/progress.js';
 import { pushImage, saveImage } from '../src/docker/publish.js';
 import { startRegistry } from '../src/docker/test-registry.js';
 
@@ -72,6 +75,10 @@ mkdirSync(join(app, 'node_modules/dep'), { recursive: true });
 writeFileSync(join(app, 'node_modules/dep/index.js'), `module.exports = '${randomBytes(1024 * 1024).toString('hex')}';\n`);
 const setVersion = (v: string): void => writeFileSync(join(app, 'server.js'), `require('node:http').createServer((q, s) => s.end('${v}')).listen(process.env.PORT);\n`);
 const dockerfileDir = mkdtempSync(join(tmpdir(), 'pilot-bench-df-'));
+const NODE = `bench${process.pid}`;
+const runtime = new DockerRuntime({ engine, node: NODE });
+// Pulls only here: the artifact client is never called.
+const fetcher = new ImageFetcher(engine, dockerfileDir, () => new ArtifactClient('http://127.0.0.1:9', 'unused'));
 
 type Side = { build: number[]; push: number[]; pull: number[]; start: number[]; growth: number[] };
 const pilot: Side = { build: [], push: [], pull: [], start: [], growth: [] };
@@ -98,12 +105,10 @@ try {
       return { size: a.size, ms: t };
     })();
     await engine.getImage(built.id).remove({ force: true, noprune: true });
-    const [, tpl] = await timed(async () => followProgress(engine, await engine.pull(pushed.ref)));
+    const [, tpl] = await timed(() => fetcher.ensure({ id: built.id, ref: pushed.ref }));
     const port = await allocatePort();
     const [, ts] = await timed(async () => {
-      const c = await engine.createContainer({ Image: pushed.ref, Env: [`PORT=${port}`], HostConfig: { NetworkMode: 'host' } });
-      containers.add(c.id);
-      await c.start();
+      await runtime.start({ instanceId: `p${round}`, stateDir: join(dockerfileDir, `p${round}`), cwd: '/', argv: [], env: { PORT: String(port) }, image: built.id });
       await ready(port);
     });
     if (count) {
@@ -125,7 +130,7 @@ try {
     const [, cpl] = await timed(() => docker(['pull', '-q', ref]));
     const cport = await allocatePort();
     const [, cs] = await timed(async () => {
-      containers.add(docker(['run', '-d', '--network', 'host', '-e', `PORT=${cport}`, ref]).trim());
+      containers.add(docker(['run', '-d', '--init', '--network', 'host', '-e', `PORT=${cport}`, ref]).trim());
       await ready(cport);
     });
     if (count) {
@@ -133,6 +138,7 @@ try {
     }
     for (const c of containers) await engine.getContainer(c).remove({ force: true }).catch(() => undefined);
     containers.clear();
+    await removeNodeContainers(engine, NODE);
   }
 
   const row = (name: string, p: number[], c: number[]): string => {
@@ -152,6 +158,8 @@ try {
   console.log(`bytes moved for a one-line change: registry grew ${kb(median(pilot.growth))} per push through Pilot (${pilot.growth.map(kb).join(', ')}), ${kb(median(cli.growth))} by hand; image size ${mb(imageSize)}: ${(100 * median(pilot.growth) / imageSize).toFixed(3)} % of it sent`);
   console.log(`archive path (no registry): docker save moves the whole image every deploy: ${mb(archive.size)} in ${archive.ms.toFixed(0)} ms (before the upload)`);
 } finally {
+  await runtime.close();
+  await removeNodeContainers(engine, NODE).catch(() => undefined);
   for (const c of containers) await engine.getContainer(c).remove({ force: true }).catch(() => undefined);
   for (const i of await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-bench/*', `${registry.address}/*`] }) })) leftovers.add(i.Id);
   for (const id of leftovers) await engine.getImage(id).remove({ force: true }).catch(() => undefined);

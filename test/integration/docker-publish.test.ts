@@ -11,7 +11,8 @@ import { spawn } from 'node:child_process';
 import { createReadStream, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { baseImageTag, bootstrapNodeImage } from '../../src/docker/base-image.js';
+import { baseImageTag } from '../../src/docker/base-image.js';
+import { ensureBaseImage } from '../../src/docker/test-images.js';
 import { connectEngine } from '../../src/docker/engine.js';
 import { dockerSkip } from '../../src/docker/test-support.js';
 import { registrySkip, startRegistry, type TestRegistry } from '../../src/docker/test-registry.js';
@@ -59,8 +60,7 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
   };
 
   before(async () => {
-    // The base of generated Dockerfiles: built once if missing, never deleted.
-    if (!(await engine.getImage(BASE).inspect().then(() => true, () => false))) await bootstrapNodeImage(engine);
+    await ensureBaseImage(engine); // the base of generated Dockerfiles: built once if missing, never deleted
     registry = await startRegistry({ user: { username: TEST_REGISTRY_USER, password: TEST_REGISTRY_PASSWORD } });
     await h.startUp(ENV, 'up');
     const src = tempDir('docker-app');
