@@ -25,6 +25,8 @@ import { ReleaseCache } from './releases.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
+import { DockerNode } from './docker-node.js';
+import type { Engine } from '../docker/engine.js';
 
 export interface AgentOptions {
   server: string;
@@ -40,6 +42,8 @@ export interface AgentOptions {
   labels?: Record<string, string>;
   /** How long a sync may be held by the control plane when nothing changes. */
   longPollMs?: number;
+  /** The Docker engine for `runtime: docker` instances; default DOCKER_HOST or /var/run/docker.sock. */
+  dockerEngine?: Engine;
 }
 
 const TICK_MS = 100;
@@ -54,6 +58,7 @@ export class Agent {
   private readonly runtime: Runtime;
   private readonly releases: ReleaseCache;
   private readonly link: ControlPlaneLink;
+  private readonly docker: DockerNode;
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -65,6 +70,12 @@ export class Agent {
     mkdirSync(join(opts.home, 'instances'), { recursive: true });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
+    this.docker = new DockerNode({ engine: opts.dockerEngine, node: opts.name, home: opts.home, artifacts: () => new ArtifactClient(opts.server, this.link.credential()) });
+  }
+
+  /** The runtime an instance runs in: containers for `runtime: docker`, else processes. */
+  private rt(inst: LocalInstance): Runtime {
+    return inst.spec.runtime === 'docker' ? this.docker.runtime : this.runtime;
   }
 
   get nodeId(): string | undefined {
@@ -73,10 +84,11 @@ export class Agent {
 
   /** Re-adopt, start the agent API, register, and begin the loops. */
   async start(): Promise<void> {
+    await this.docker.check();
     await this.adoptAll();
     const agentToken = randomBytes(24).toString('base64url');
     this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime });
-    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}) });
+    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: { docker: this.docker.report } });
     await this.sync();
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);
@@ -86,6 +98,7 @@ export class Agent {
     void this.pollLoop();
     every(TICK_MS, () => this.supervise());
     every(10_000, () => void this.rotateLogs());
+    every(10_000, () => void this.checkDocker());
   }
 
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
@@ -93,12 +106,13 @@ export class Agent {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     await this.api?.close();
+    await this.docker.runtime.close();
   }
 
   /** Stop every instance and the agent (used by tests and `pilot up --stop-apps`). */
   async stopAll(): Promise<void> {
     await this.close();
-    await Promise.all([...this.instances.values()].map((i) => (i.handle ? this.runtime.stop(i.handle, 2000) : undefined)));
+    await Promise.all([...this.instances.values()].map((i) => (i.handle ? this.rt(i).stop(i.handle, 2000) : undefined)));
   }
 
   private async adoptAll(): Promise<void> {
@@ -110,12 +124,13 @@ export class Agent {
       const inst = newLocalInstance(saved.spec, stateDir);
       inst.port = saved.port;
       inst.restarts = saved.restarts;
-      inst.handle = await this.runtime.adopt(id, stateDir);
+      // An engine that does not answer adopts nothing now; the start path adopts once it is back.
+      inst.handle = await this.rt(inst).adopt(id, stateDir).catch(() => undefined);
       if (inst.handle) {
         inst.state = 'starting';
         // Probe now so that the first report already says "ready": the router keeps routing to it.
         await this.probe(inst);
-        this.opts.log.info({ instance: id, pid: inst.handle.pid, state: inst.state }, 'instance re-adopted');
+        this.opts.log.info({ instance: id, pid: inst.handle.pid, container: inst.handle.containerId, state: inst.state }, 'instance re-adopted');
       } else {
         inst.state = 'backoff';
       }
@@ -191,7 +206,7 @@ export class Agent {
       if (inst.busy) continue;
       if (inst.removing) {
         this.run(inst, () => this.remove(inst));
-      } else if (inst.handle && !this.runtime.isRunning(inst.handle)) {
+      } else if (inst.handle && !this.rt(inst).isRunning(inst.handle)) {
         this.crashed(inst, now);
       } else if (!inst.handle && (inst.state === 'pending' || inst.state === 'backoff' || inst.state === 'failed') && now >= inst.nextStartAt) {
         this.run(inst, () => this.startInstance(inst));
@@ -210,10 +225,10 @@ export class Agent {
 
   private crashed(inst: LocalInstance, now: number): void {
     const handle = inst.handle!;
-    const exit = this.runtime.exitInfo(handle);
+    const exit = this.rt(inst).exitInfo(handle);
     // The group leader died; anything it left in its group (npm's child) must not keep the port.
-    void this.runtime.stop(handle, 0).catch(() => undefined);
-    inst.lastError = exit ? `exited with ${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}` : 'process exited';
+    void this.rt(inst).stop(handle, 0).catch(() => undefined);
+    inst.lastError = exit?.reason ?? (exit ? `exited with ${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}` : 'process exited');
     if (inst.readySince !== undefined && now - inst.readySince > STABLE_MS) inst.consecutiveCrashes = 0;
     inst.consecutiveCrashes++;
     inst.restarts++;
@@ -227,6 +242,7 @@ export class Agent {
   }
 
   private async startInstance(inst: LocalInstance): Promise<void> {
+    if (inst.spec.runtime === 'docker') return this.startContainer(inst);
     const spec = inst.spec;
     try {
       const release = await this.releases.ensure(spec.artifact);
@@ -242,14 +258,47 @@ export class Agent {
       saveInstance(inst);
       this.opts.log.info({ instance: spec.id, pid: inst.handle.pid, port: inst.port, argv }, 'instance started');
     } catch (err) {
-      inst.handle = undefined;
-      inst.state = 'failed';
-      inst.lastError = err instanceof PilotError ? err.message : String((err as Error).message ?? err);
-      inst.consecutiveCrashes++;
-      inst.nextStartAt = mono() + restartDelayMs(inst.consecutiveCrashes);
-      this.opts.log.error({ instance: spec.id, error: inst.lastError }, 'instance could not start');
+      this.startFailed(inst, err);
     }
     this.kick();
+  }
+
+  private startFailed(inst: LocalInstance, err: unknown): void {
+    inst.handle = undefined;
+    inst.state = 'failed';
+    inst.lastError = err instanceof PilotError ? err.message : String((err as Error).message ?? err);
+    inst.consecutiveCrashes++;
+    inst.nextStartAt = mono() + restartDelayMs(inst.consecutiveCrashes);
+    this.opts.log.error({ instance: inst.spec.id, error: inst.lastError }, 'instance could not start');
+  }
+
+  /** runtime docker: image first, then the container; a container that survived is adopted, never doubled. */
+  private async startContainer(inst: LocalInstance): Promise<void> {
+    try {
+      if (inst.port === undefined) inst.port = await allocatePort();
+      const req = await this.docker.request(inst, inst.port);
+      if (inst.removing) return;
+      inst.state = 'starting';
+      inst.handle = await this.docker.runtime.adopt(inst.spec.id, inst.stateDir) ?? await this.docker.runtime.start(req);
+      inst.nextProbeAt = mono() + 50;
+      inst.probeFailures = 0;
+      saveInstance(inst);
+      this.opts.log.info({ instance: inst.spec.id, container: inst.handle.containerId, port: inst.port, image: req.image }, 'instance started');
+    } catch (err) {
+      this.startFailed(inst, err);
+    }
+    this.kick();
+  }
+
+  /** Report a change of the engine's availability with the next sync. */
+  private async checkDocker(): Promise<void> {
+    if (await this.docker.check()) {
+      this.opts.log.info({ docker: this.docker.report }, 'Docker engine availability changed');
+      this.link.setRuntimes({ docker: this.docker.report });
+      this.kick();
+    }
+    const stray = await this.docker.sweep(join(this.opts.home, 'instances'), new Set(this.instances.keys()));
+    if (stray > 0) this.opts.log.warn({ removed: stray }, 'removed containers of instances this agent no longer has');
   }
 
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
@@ -304,7 +353,7 @@ export class Agent {
     if (inst.handle) {
       inst.state = 'stopping';
       this.kick();
-      await this.runtime.stop(inst.handle, inst.spec.stopTimeoutMs);
+      await this.rt(inst).stop(inst.handle, inst.spec.stopTimeoutMs);
       this.opts.log.info({ instance: inst.spec.id }, 'instance stopped');
     }
     inst.handle = undefined;

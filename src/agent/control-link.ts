@@ -8,15 +8,20 @@ import { availableParallelism, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import { PilotError } from '../core/errors.js';
 import { ApiClient } from '../control/api-client.js';
-import { AGENT_PROTOCOL, type RegisterResponse } from '../core/protocol.js';
+import type { Static } from '@sinclair/typebox';
+import { AGENT_PROTOCOL, type RegisterResponse, type NodeRuntimesSchema } from '../core/protocol.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 
+type NodeRuntimes = Static<typeof NodeRuntimesSchema>;
+
 interface NodeFile { nodeId: string; credential: string; name: string }
-interface Registration { name: string; address: string; apiUrl: string; agentToken: string; labels?: Record<string, string> }
+interface Registration { name: string; address: string; apiUrl: string; agentToken: string; labels?: Record<string, string>; runtimes?: NodeRuntimes }
 
 export class ControlPlaneLink {
   private saved: NodeFile | undefined;
   private registration: Registration | undefined;
+  /** Runtimes that changed since they were last reported: sent with the next sync. */
+  private pendingRuntimes: NodeRuntimes | undefined;
 
   constructor(private readonly server: string, private readonly joinToken: string, private readonly nodeFile: string, private readonly log: Logger) {
     try {
@@ -58,12 +63,20 @@ export class ControlPlaneLink {
     }
   }
 
+  /** Report a change of runtime availability with the next sync (and any later registration). */
+  setRuntimes(runtimes: NodeRuntimes): void {
+    this.pendingRuntimes = runtimes;
+    if (this.registration) this.registration = { ...this.registration, runtimes };
+  }
+
   /** Report and receive the desired instances; undefined when the answer could not be had. */
   async sync(instances: InstanceStatus[], waitMs = 0): Promise<InstanceSpec[] | undefined> {
     try {
+      const runtimes = this.pendingRuntimes;
       const res = await this.post<{ instances: InstanceSpec[] }>('/api/v1/agent/sync', this.credential(), {
-        protocol: AGENT_PROTOCOL, instances: instances.map(stripUndefined), ...(waitMs > 0 ? { waitMs } : {}),
+        protocol: AGENT_PROTOCOL, instances: instances.map(stripUndefined), ...(waitMs > 0 ? { waitMs } : {}), ...(runtimes ? { runtimes } : {}),
       });
+      if (this.pendingRuntimes === runtimes) this.pendingRuntimes = undefined;
       return res.instances;
     } catch (err) {
       if (err instanceof PilotError && err.code === 'unauthorized' && this.registration) {

@@ -42,10 +42,11 @@ export function statusOf(i: LocalInstance): InstanceStatus {
     id: i.spec.id,
     state: i.state,
     port: i.port,
-    pid: i.handle?.pid,
+    pid: i.handle?.pid || undefined, // a container that already exited has pid 0
     restarts: i.restarts,
     lastError: i.lastError?.slice(0, 4000),
     startedAt: i.handle?.startedAt,
+    containerId: i.handle?.containerId,
   };
 }
 
@@ -55,7 +56,8 @@ export function saveInstance(i: LocalInstance): void {
   mkdirSync(i.stateDir, { recursive: true });
   const file = join(i.stateDir, 'instance.json');
   const body: Persisted = { spec: i.spec, port: i.port, restarts: i.restarts };
-  writeFileSync(file + '.tmp', JSON.stringify(body));
+  // 0600: the spec holds the app's env (secrets) and registry credentials.
+  writeFileSync(file + '.tmp', JSON.stringify(body), { mode: 0o600 });
   renameSync(file + '.tmp', file);
 }
 

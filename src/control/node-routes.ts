@@ -27,6 +27,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
         scheduling: n.scheduling,
         instances: instances.filter((i) => i.nodeId === n.id && i.desired !== 'stop').length,
         cpus: n.cpus ?? null, memoryMb: n.memoryMb ?? null,
+        runtimes: n.runtimes,
         lastSeenAt: n.lastSeenAt, registeredAt: n.registeredAt,
       })),
     };

@@ -142,10 +142,10 @@ export class Harness {
   }
 
   /** Start `pilot agent` as a separate node with its own $PILOT_HOME, joined to this harness's server. */
-  async startAgent(name: string, address: string, home: string): Promise<ChildProcess> {
+  async startAgent(name: string, address: string, home: string, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
     const join_ = readFileSync(join(this.home, 'join-token'), 'utf8').trim();
     const p = spawn(process.execPath, [PILOT, 'agent', '--server', this.api, '--token', join_, '--name', name, '--address', address], {
-      cwd: ROOT, env: { ...this.env(), PILOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT, env: { ...this.env(extraEnv), PILOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.procs.add(p);
     this.agentHomes.add(home);

@@ -1,0 +1,104 @@
+/**
+ * The agent's Docker side: whether this node's engine answers (checked at start and every 10 s,
+ * reported to the control plane as `runtimes.docker`), the docker runtime over it, and what a
+ * container instance needs before it starts (its image on the engine, its env, labels, limits).
+ * The agent loop (agent.ts) stays the same for both runtimes; it asks here for the start request.
+ */
+import { join } from 'node:path';
+import type { ArtifactClient } from '../artifacts/client.js';
+import { PilotError } from '../core/errors.js';
+import type { InstanceSpec } from '../core/types.js';
+import { connectEngine, engineStatus, type Engine, type EngineStatus } from '../docker/engine.js';
+import { ImageFetcher } from '../docker/images.js';
+import type { LocalInstance } from './instance.js';
+import { DockerRuntime, LABELS } from './runtimes/docker-runtime.js';
+import type { StartRequest } from './runtimes/runtime.js';
+
+export interface DockerNodeOptions {
+  /** Default: DOCKER_HOST or /var/run/docker.sock. */
+  readonly engine?: Engine | undefined;
+  /** The node's name: label and name prefix of its containers. */
+  readonly node: string;
+  readonly home: string;
+  readonly artifacts: () => ArtifactClient;
+}
+
+/**
+ * The container's env: the app's own, over the image's ENV (so the image's PATH and HOME stay;
+ * nothing of the agent's environment is added).
+ */
+export function containerEnv(spec: InstanceSpec, port: number): Record<string, string> {
+  return {
+    NODE_ENV: 'production',
+    ...spec.env,
+    PORT: String(port),
+    PILOT_APP: spec.app,
+    PILOT_REVISION: String(spec.revision),
+    PILOT_COMMIT: spec.commit,
+    PILOT_INSTANCE: spec.id,
+  };
+}
+
+export class DockerNode {
+  readonly engine: Engine;
+  readonly runtime: DockerRuntime;
+  private readonly images: ImageFetcher;
+  private status: EngineStatus = { available: false, error: 'not checked yet' };
+  private readonly node: string;
+
+  constructor(opts: DockerNodeOptions) {
+    this.engine = opts.engine ?? connectEngine();
+    this.node = opts.node;
+    this.runtime = new DockerRuntime({ engine: this.engine, node: opts.node });
+    this.images = new ImageFetcher(this.engine, join(opts.home, 'images'), opts.artifacts);
+  }
+
+  /** What the node reports as `runtimes.docker`. */
+  get report(): { available: boolean; version?: string; error?: string } {
+    const s = this.status;
+    return { available: s.available, ...(s.version ? { version: s.version } : {}), ...(s.error ? { error: s.error.slice(0, 2000) } : {}) };
+  }
+
+  /** Ask the engine; true when what the node reports changed. */
+  async check(): Promise<boolean> {
+    const before = JSON.stringify(this.report);
+    this.status = await engineStatus(this.engine, 2000);
+    return JSON.stringify(this.report) !== before;
+  }
+
+  /**
+   * Remove containers of this node and agent (labelled with a stateDir under instancesDir) whose
+   * instance the agent no longer has: left running when their instance was removed while the
+   * engine did not answer (no handle to stop them by). Returns how many were removed.
+   */
+  async sweep(instancesDir: string, known: ReadonlySet<string>): Promise<number> {
+    if (!this.status.available) return 0;
+    const prefix = instancesDir.endsWith('/') ? instancesDir : `${instancesDir}/`;
+    const list = await this.engine.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`] } }).catch(() => []);
+    const stray = list.filter((c) => (c.Labels[LABELS.stateDir] ?? '').startsWith(prefix) && !known.has(c.Labels[LABELS.instance] ?? ''));
+    await Promise.all(stray.map((c) => this.engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    return stray.length;
+  }
+
+  /**
+   * Everything DockerRuntime.start needs for the instance, its image fetched first. Rejects with
+   * runtime_unavailable (naming what to start) when the engine does not answer.
+   */
+  async request(inst: LocalInstance, port: number): Promise<StartRequest> {
+    const spec = inst.spec;
+    if (!this.status.available) await this.check();
+    if (!this.status.available) throw new PilotError('runtime_unavailable', this.status.error ?? 'the Docker engine does not answer');
+    if (spec.image === undefined) throw new PilotError('deploy_failed', `instance ${spec.id} runs in docker but its revision has no image`);
+    await this.images.ensure(spec.image, spec.registryAuth);
+    return {
+      instanceId: spec.id,
+      stateDir: inst.stateDir,
+      cwd: '/',
+      argv: spec.run ?? [],
+      env: containerEnv(spec, port),
+      image: spec.image.id,
+      limits: spec.resources,
+      labels: { [LABELS.app]: spec.app, [LABELS.revision]: String(spec.revision) },
+    };
+  }
+}
