@@ -83,66 +83,75 @@ describe('containers end to end (pilot server, two agents, pilot run)', { skip: 
     await registry?.stop();
   });
 
-  it('a Node app without a Dockerfile, no registry: archive in the artifact repository, on both nodes', async () => {
-    const src = h.track(tempDir('e2e-gen'));
-    writeFileSync(join(src, 'package.json'), JSON.stringify({ name: 'genapp', scripts: { start: 'node server.js' } }));
-    writeFileSync(join(src, 'server.js'), server('gen-1'));
-    writeFileSync(join(src, 'pilot.yaml'), 'runtime: docker\nreplicas: 2\nhealth: { path: / }\n');
-    const repo = h.track(await makeRepo(src));
-    const r = await run(repo);
-    assert.equal(r.code, 0, r.log + r.stderr);
-    assert.match(r.log, /uploaded image archive sha256:[0-9a-f]{64}/);
-    const res = await h.viaRouter('genapp.localhost');
-    assert.equal(res.status, 200);
-    assert.equal(JSON.parse(res.text).version, 'gen-1');
-    const status = await h.apiCall('GET', '/api/v1/apps/genapp');
-    const ready = status.json.instances.filter((i: any) => i.state === 'ready');
-    assert.equal(ready.length, 2);
-    assert.deepEqual(new Set(ready.map((i: any) => i.node)), new Set(nodes.map((n) => n.name)), 'one instance per node');
-    const rev = status.json.revisions.find((x: any) => x.active);
-    assert.equal(rev.runtime, 'docker');
-    assert.equal(rev.image.archive, r.record.artifact);
+  const repos: { gen?: string; own?: string } = {};
+
+  it('no registry: a Node app without a Dockerfile and an app with one, as archives, on both nodes', async () => {
+    const gen = h.track(tempDir('e2e-gen'));
+    writeFileSync(join(gen, 'package.json'), JSON.stringify({ name: 'genapp', scripts: { start: 'node server.js' } }));
+    writeFileSync(join(gen, 'server.js'), server('gen-1'));
+    writeFileSync(join(gen, 'pilot.yaml'), 'runtime: docker\nreplicas: 2\nhealth: { path: / }\n');
+    repos.gen = h.track(await makeRepo(gen));
+    const own = h.track(tempDir('e2e-own'));
+    mkdirSync(join(own, 'srv'));
+    writeFileSync(join(own, 'srv/server.js'), server('own-1'));
+    writeFileSync(join(own, 'Dockerfile'), [`FROM ${baseImageTag(process.versions.node)}`, 'COPY srv/server.js /srv/server.js', 'USER node', 'CMD ["node", "/srv/server.js"]', ''].join('\n'));
+    writeFileSync(join(own, 'pilot.yaml'), 'name: ownapp\nruntime: docker\nreplicas: 2\n');
+    repos.own = h.track(await makeRepo(own));
+
+    for (const [app, repo, version] of [['genapp', repos.gen, 'gen-1'], ['ownapp', repos.own, 'own-1']] as const) {
+      const r = await run(repo);
+      assert.equal(r.code, 0, r.log + r.stderr);
+      assert.match(r.log, /uploaded image archive sha256:[0-9a-f]{64}/);
+      if (app === 'ownapp') assert.match(r.log, /nothing to build on this machine: Dockerfile builds the app/);
+      else assert.match(r.log, /\| FROM pilot\/node:/);
+      const res = await h.viaRouter(`${app}.localhost`);
+      assert.equal(res.status, 200);
+      assert.equal(JSON.parse(res.text).version, version);
+      const status = await h.apiCall('GET', `/api/v1/apps/${app}`);
+      const ready = status.json.instances.filter((i: any) => i.state === 'ready');
+      assert.equal(ready.length, 2);
+      assert.deepEqual(new Set(ready.map((i: any) => i.node)), new Set(nodes.map((n) => n.name)), 'one instance per node');
+      const rev = status.json.revisions.find((x: any) => x.active);
+      assert.equal(rev.runtime, 'docker');
+      assert.equal(rev.image.archive, r.record.artifact);
+    }
   });
 
-  it('an app with its own Dockerfile through a registry with credentials; v2 rolls out with zero failed requests', async () => {
+  it('a registry with credentials: v2 of both apps rolls out from it with zero failed requests; pilot status names the image by digest', async () => {
     const set = await new Promise<number | null>((resolve) => {
       const p = spawn(process.execPath, [PILOT, 'registry', 'set', registry.url, '--username', USER, '--password-stdin'], { cwd: ROOT, env: h.env(), stdio: ['pipe', 'ignore', 'inherit'] });
       p.on('close', resolve);
       p.stdin.end(PASSWORD);
     });
     assert.equal(set, 0);
-    const src = h.track(tempDir('e2e-own'));
-    mkdirSync(join(src, 'srv'));
-    writeFileSync(join(src, 'srv/server.js'), server('own-1'));
-    writeFileSync(join(src, 'Dockerfile'), [`FROM ${baseImageTag(process.versions.node)}`, 'COPY srv/server.js /srv/server.js', 'USER node', 'CMD ["node", "/srv/server.js"]', ''].join('\n'));
-    writeFileSync(join(src, 'pilot.yaml'), 'name: ownapp\nruntime: docker\nreplicas: 2\n');
-    const repo = h.track(await makeRepo(src));
-    const first = await run(repo);
-    assert.equal(first.code, 0, first.log + first.stderr);
-    assert.match(first.log, /nothing to build on this machine: Dockerfile builds the app/);
-    const ref1 = new RegExp(`image (${registry.address.replace(/\./g, '\\.')}/ownapp@sha256:[0-9a-f]{64})`).exec(first.log)?.[1];
-    assert.ok(ref1, first.log);
-    assert.ok(!first.log.includes(PASSWORD));
-    assert.equal(JSON.parse((await h.viaRouter('ownapp.localhost')).text).version, 'own-1');
+    writeFileSync(join(repos.gen!, 'server.js'), server('gen-2'));
+    writeFileSync(join(repos.own!, 'srv/server.js'), server('own-2'));
+    for (const [app, repo, version] of [['genapp', repos.gen!, 'gen-2'], ['ownapp', repos.own!, 'own-2']] as const) {
+      await git(repo, 'commit', '-qam', 'v2');
+      const traffic = load(`${app}.localhost`);
+      const r = await run(repo);
+      const stats = await traffic.stop();
+      assert.equal(r.code, 0, r.log + r.stderr);
+      assert.equal(stats.failed, 0, `${app}: failed requests during the rollout (${stats.ok} ok)`);
+      assert.ok(stats.ok > 10 && stats.versions.has(version), `${app}: the new version served (${[...stats.versions].join(', ')})`);
+      assert.equal(JSON.parse((await h.viaRouter(`${app}.localhost`)).text).version, version);
+      assert.ok(!r.log.includes(PASSWORD) && !r.stdout.includes(PASSWORD), 'the registry password is in the run output');
+      const ref = new RegExp(`image (${registry.address.replace(/\./g, '\\.')}/${app}@sha256:[0-9a-f]{64})`).exec(r.log)?.[1];
+      assert.ok(ref, r.log);
+      const api = await h.apiCall('GET', `/api/v1/apps/${app}`);
+      assert.equal(api.json.revisions.find((x: any) => x.active).image.ref, ref);
 
-    writeFileSync(join(repo, 'srv/server.js'), server('own-2'));
-    await git(repo, 'commit', '-qam', 'v2');
-    const traffic = load('ownapp.localhost');
-    const second = await run(repo);
-    const stats = await traffic.stop();
-    assert.equal(second.code, 0, second.log + second.stderr);
-    assert.equal(stats.failed, 0, `failed requests during the rollout (${stats.ok} ok)`);
-    assert.ok(stats.versions.has('own-2'), 'the new version served');
-    assert.equal(JSON.parse((await h.viaRouter('ownapp.localhost')).text).version, 'own-2');
-
-    // pilot status: image by digest, container id and node for each instance.
-    const st = await h.cli(['status', 'ownapp']);
-    assert.equal(st.code, 0, st.stderr);
-    assert.match(st.stdout, /IMAGE\s+CONTAINER/);
-    const digest2 = /@sha256:([0-9a-f]{12})/.exec(/image (\S+@sha256:[0-9a-f]{64})/.exec(second.log)![1]!)![1]!;
-    const api = await h.apiCall('GET', '/api/v1/apps/ownapp');
-    for (const i of api.json.instances.filter((x: any) => x.state === 'ready' && x.revision === 2)) {
-      assert.match(st.stdout, new RegExp(`${i.id}.*${i.node}.*ownapp@sha256:${digest2}.*${String(i.containerId).slice(0, 12)}`));
+      // pilot status: image by digest, container id and node for each instance.
+      const st = await h.cli(['status', app]);
+      assert.equal(st.code, 0, st.stderr);
+      assert.match(st.stdout, /IMAGE\s+CONTAINER/);
+      const short = /@sha256:([0-9a-f]{12})/.exec(ref)![1]!;
+      const live = api.json.instances.filter((x: any) => x.state === 'ready' && x.revision === 2);
+      assert.equal(live.length, 2);
+      for (const i of live) {
+        assert.ok(/^[0-9a-f]{64}$/.test(i.containerId), JSON.stringify(i));
+        assert.match(st.stdout, new RegExp(`${i.id}.*${i.node}.*${app}@sha256:${short}.*${String(i.containerId).slice(0, 12)}`));
+      }
     }
   });
 });
