@@ -62,7 +62,9 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
   before(async () => {
     await ensureBaseImage(engine); // the base of generated Dockerfiles: built once if missing, never deleted
     registry = await startRegistry({ user: { username: TEST_REGISTRY_USER, password: TEST_REGISTRY_PASSWORD } });
-    await h.startUp(ENV, 'up');
+    // The local agent runs process instances only (its engine address leads nowhere): docker deploys
+    // are refused, saying why, so these tests stop at publish. test/integration/docker-e2e deploys.
+    await h.startUp({ ...ENV, DOCKER_HOST: `unix://${join(h.home, 'no-engine.sock')}` }, 'up');
     const src = tempDir('docker-app');
     h.track(src);
     nodeApp(src, 'dockapp');
@@ -70,6 +72,10 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
   });
 
   after(async () => {
+    // Should a container have started anyway (a failing assertion above), it goes too: by this home's state-dir label.
+    for (const c of await engine.listContainers({ all: true, filters: JSON.stringify({ label: ['dev.pilot.app'] }) }).catch(() => [])) {
+      if (c.Labels['dev.pilot.state-dir']?.startsWith(h.home)) await engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    }
     for (const id of images) await removeImage(id);
     const left = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/*', `${registry?.address}/*`] }) }).catch(() => []);
     for (const i of left) await removeImage(i.Id);
@@ -173,6 +179,12 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /error: the base image pilot-test\/no-such-base:1 for a generated Dockerfile is not on this machine's Docker engine/);
     assert.match(r.stderr, /hint: Run `pilot images bootstrap-node`/);
+
+    // No engine on the build machine: the package step says where it looked and how to start one.
+    const noEngine = await h.cli(['run', bad], { env: { ...ENV, DOCKER_HOST: `unix://${join(h.home, 'nothing.sock')}` } });
+    assert.notEqual(noEngine.code, 0);
+    assert.match(noEngine.stderr, /error: Docker engine at unix:\/\/.*nothing\.sock is not answering/);
+    assert.match(noEngine.stderr, /hint: Start the Docker engine/);
   });
 
   it('pilot images bootstrap-node makes a working base without a shell', async () => {
