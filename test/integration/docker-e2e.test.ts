@@ -20,7 +20,7 @@ import { dockerSkip } from '../../src/docker/test-support.js';
 import { git, Harness, makeRepo, PILOT, ROOT, tempDir, waitFor, type CliResult } from './harness.js';
 
 const engine = connectEngine();
-const ENV = { PILOT_IMAGE_PREFIX: 'pilot-test' };
+const ENV = { PILOT_IMAGE_PREFIX: 'pilot-test/build-e2e' }; // its own prefix: clean-up never touches another test's images
 const USER = 'deployer';
 const PASSWORD = 'e2e-registry-pw-91c4';
 const nodes = [
@@ -78,7 +78,7 @@ describe('containers end to end (pilot server, two agents, pilot run)', { skip: 
   after(async () => {
     await h.cleanup(); // agents first: nothing restarts the containers removed below
     for (const n of nodes) await removeNodeContainers(engine, n.name).catch(() => undefined);
-    const tagged = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/*', `${registry?.address}/*`] }) }).catch(() => []);
+    const tagged = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/build-e2e/*', `${registry?.address}/*`] }) }).catch(() => []);
     for (const id of [...images, ...tagged.map((i) => i.Id)]) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
     await registry?.stop();
   });

@@ -21,7 +21,7 @@ import { git, Harness, makeRepo, PILOT, ROOT, tempDir, type CliResult } from './
 
 const engine = connectEngine();
 const BASE = baseImageTag(process.versions.node);
-const ENV = { PILOT_IMAGE_PREFIX: 'pilot-test' };
+const ENV = { PILOT_IMAGE_PREFIX: 'pilot-test/build-publish' }; // its own prefix: clean-up never touches another test's images
 const TEST_REGISTRY_USER = 'pilot';
 const TEST_REGISTRY_PASSWORD = 'pilot-registry-pw-7f3a';
 
@@ -55,7 +55,12 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     const log = await h.apiCall('GET', `/api/v1/runs/${record.id}/log`);
     for (const m of String(log.json).matchAll(/image (sha256:[0-9a-f]{64})/g)) images.add(m[1]!);
     // Intermediate images of the build's steps (a failed build leaves them behind for its cache).
-    for (const m of String(log.json).matchAll(/ ---> ([0-9a-f]{12})\n/g)) layers.add(m[1]!);
+    // Only those these builds made: a cache hit may be another test's layer.
+    const lines = String(log.json).split('\n');
+    lines.forEach((l, i) => {
+      const m = / ---> ([0-9a-f]{12})$/.exec(l);
+      if (m && !lines[i - 1]?.endsWith(' ---> Using cache')) layers.add(m[1]!);
+    });
     return { ...r, runId: record.id, log: String(log.json), record };
   };
 
@@ -77,7 +82,7 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
       if (c.Labels['dev.pilot.state-dir']?.startsWith(h.home)) await engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
     }
     for (const id of images) await removeImage(id);
-    const left = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/*', `${registry?.address}/*`] }) }).catch(() => []);
+    const left = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/build-publish/*', `${registry?.address}/*`] }) }).catch(() => []);
     for (const i of left) await removeImage(i.Id);
     const base = (await engine.getImage(BASE).inspect()).Id;
     for (const short of layers) {
