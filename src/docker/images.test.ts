@@ -17,7 +17,7 @@ import { dockerSkip } from './test-support.js';
 
 const engine = connectEngine();
 const USER = { username: 'pilot', password: `pw-${process.pid}-secret` };
-const tags = { a: `pilot-test/images-a:${process.pid}`, b: `pilot-test/images-b:${process.pid}` };
+const tags = { a: `pilot-test/agent/images-a:${process.pid}`, b: `pilot-test/agent/images-b:${process.pid}` };
 const img = { a: '', b: '', refA: '', refB: '', archiveA: '' };
 let registry: TestRegistry | undefined;
 let server: TestServer | undefined;

@@ -2,6 +2,8 @@
  * Test images for tests that need a real engine (tests only): the shared `pilot/node:<version>`
  * base, built once by `bootstrapNodeImage` when missing and never removed by a test that did not
  * create it, and tiny app images on top of it, tagged `pilot-test/…` and removed by their tests.
+ * The agent's tests tag theirs `pilot-test/agent/…`: a clean-up that removes every `pilot-test/*`
+ * reference (one path segment) in a test running beside them then leaves them alone.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -26,7 +26,7 @@ import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness
 
 const engine = connectEngine();
 const h = new Harness();
-const tag = (v: string): string => `pilot-test/fleet-app:${process.pid}-${v}`;
+const tag = (v: string): string => `pilot-test/agent/fleet-app:${process.pid}-${v}`;
 // Unique node names: the engine is shared with other test runs, and container names contain them.
 const nodes = [
   { name: `dk${process.pid}a`, address: '127.0.0.2', home: '', proc: undefined as ChildProcess | undefined },

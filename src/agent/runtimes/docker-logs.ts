@@ -30,12 +30,17 @@ export function timestampNanos(ts: string): bigint | undefined {
 export class ContainerLogs {
   private stream: (NodeJS.ReadableStream & { destroy?: () => void }) | undefined;
   private closed = false;
+  /** The stream ended (container stopped, engine restarted, or close()). */
+  ended = false;
   /** Resolves when the engine ended the stream (the container stopped) or close() was called. */
   readonly done: Promise<void>;
   private finish!: () => void;
 
   constructor(private readonly engine: Engine, private readonly containerId: string, private readonly files: LogFiles, private readonly posFile: string) {
-    this.done = new Promise((resolve) => (this.finish = resolve));
+    this.done = new Promise((resolve) => (this.finish = () => {
+      this.ended = true;
+      resolve();
+    }));
   }
 
   /** Attach to the stream; from the saved position when it names this container. */

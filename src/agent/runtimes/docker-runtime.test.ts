@@ -8,13 +8,14 @@ import { isPilotError } from '../../core/errors.js';
 import { connectEngine } from '../../docker/engine.js';
 import { dockerSkip } from '../../docker/test-support.js';
 import { buildTestImage, removeImage, removeNodeContainers } from '../../docker/test-images.js';
+import { engineProxy } from '../../docker/test-proxy.js';
 import { containerName, DockerRuntime, LABELS } from './docker-runtime.js';
 import type { InstanceHandle, StartRequest } from './runtime.js';
 import { runtimeContract } from './runtime.contract.js';
 import { APP_SOURCE, waitFor } from './test-support.js';
 
 const engine = connectEngine();
-const TAG = `pilot-test/runtime:${process.pid}`;
+const TAG = `pilot-test/agent/runtime:${process.pid}`;
 /** The runtime test app, plus `oom` (allocates until the memory limit kills it) and `exit` (code 3 at once). */
 const SOURCE = `${APP_SOURCE}
 if (mode === 'oom') { const keep = []; setInterval(() => { for (let i = 0; i < 4; i++) keep.push(Buffer.alloc(4 << 20, i + 1)); }, 10); }
@@ -170,5 +171,34 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     const base = await req('noimg-1');
     await assert.rejects(rt.start({ ...base, image: `sha256:${'0'.repeat(64)}` }), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /is not on the Docker engine/.test(e.message));
     await assert.rejects(rt.start({ ...base, image: undefined }), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /no image/.test(e.message));
+  });
+
+  void it('after its connections to the engine were cut: logs resume without repeats, and a death meanwhile is seen', async (t) => {
+    const parts = await harnessParts();
+    const proxy = engineProxy(join(parts.root, 'docker.sock'));
+    await proxy.start();
+    const rt = new DockerRuntime({ engine: connectEngine({ DOCKER_HOST: `unix://${proxy.socketPath}` }), node: parts.node });
+    t.after(async () => {
+      await rt.close();
+      await proxy.stop();
+      await removeNodeContainers(engine, parts.node);
+    });
+    const r = await parts.req('cut-1', 'tick');
+    const h = await rt.start(r);
+    const out = rt.logFiles(r.stateDir).stdout;
+    await waitFor(async () => (await text(out)).includes('tick 3'), 'some ticks');
+    await proxy.stop(); // as if the engine restarted: every connection of the runtime drops
+    await new Promise((res) => setTimeout(res, 300));
+    await proxy.start();
+    await waitFor(async () => /tick 25\n/.test(await text(out)), 'ticks after the reconnect', 10_000);
+    const ticks = [...(await text(out)).matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
+    assert.deepEqual(ticks, ticks.map((_, i) => i), 'every tick once, in order');
+    await proxy.stop();
+    await engine.getContainer(h.containerId!).kill();
+    await new Promise((res) => setTimeout(res, 300));
+    assert.equal(rt.isRunning(h), true, 'nothing seen while cut off');
+    await proxy.start();
+    await waitFor(() => !rt.isRunning(h), 'the replayed die event', 5_000);
+    assert.deepEqual(rt.exitInfo(h), { code: null, signal: 'SIGKILL' });
   });
 });

@@ -252,6 +252,9 @@ export class DockerRuntime implements Runtime {
       const list = await this.engine.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`] } });
       const live = new Set(list.filter((c) => c.State === 'running').map((c) => c.Id));
       await Promise.all(running.filter((t) => !live.has(t.id)).map((t) => this.refresh(t)));
+      // A log stream cut while its container runs on (the engine restarted): attach again; the
+      // saved position keeps lines from repeating.
+      for (const t of running) if (t.running && live.has(t.id) && t.logs?.ended) this.follow(t);
     } catch {
       // the engine is away; the next resync or the reopened event stream catches up
     }
