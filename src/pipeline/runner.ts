@@ -93,7 +93,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     let dockerfile: string | undefined;
     await step('build', 'build', async () => {
       dockerfile = docker && (await docker.ownDockerfile(appDir, config.dockerfile));
-      if (dockerfile !== undefined) return log.line(`    nothing to build on this machine: ${dockerfile} builds the app`);
+      if (dockerfile !== undefined) return log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
       const facts = await readWorkspaceFacts(appDir);
       const plan = buildSteps(config.build, facts);
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
