@@ -1,6 +1,7 @@
 /** `pilot apps`, `pilot status APP`, `pilot rollback APP`, `pilot scale APP N`. */
 import { PilotError } from '../core/errors.js';
 import { followRollout } from '../pipeline/follow-rollout.js';
+import { dockerInstanceTable } from './images.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
 interface AppRow { name: string; activeRevision: number | null; replicas: number; ready: number; url: string; updatedAt: number }
@@ -14,9 +15,9 @@ export async function apps(opts: GlobalOptions): Promise<void> {
 
 interface StatusRes {
   app: { name: string; activeRevision: number | null; replicas: number; hosts: string[] };
-  revisions: { number: number; commit: string; artifact: string; dirty: boolean; createdAt: number; active: boolean; node?: { version: string; source: string } | null }[];
+  revisions: { number: number; commit: string; artifact: string; dirty: boolean; createdAt: number; active: boolean; runtime?: string; image?: { id: string; ref?: string } | null; node?: { version: string; source: string } | null }[];
   rollouts: { id: number; toRevision: number; fromRevision?: number; status: string; reason?: string; startedAt: number }[];
-  instances: { id: string; revision: number; node: string; address?: string; port?: number; pid?: number; state: string; desired: string; restarts: number; lastError?: string }[];
+  instances: { id: string; revision: number; node: string; address?: string; port?: number; pid?: number; containerId?: string; state: string; desired: string; restarts: number; lastError?: string }[];
 }
 
 export async function status(app: string, opts: GlobalOptions): Promise<void> {
@@ -29,7 +30,7 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
       ...(shown?.node ? [`node ${shown.node.version} (from ${shown.node.source})${shown.active ? '' : ` (revision ${shown.number})`}`] : []),
       '',
       'instances:',
-      res.instances.length === 0 ? '  none' : table(['ID', 'REV', 'NODE', 'ADDRESS', 'PID', 'STATE', 'DESIRED', 'RESTARTS', 'LAST ERROR'],
+      res.instances.length === 0 ? '  none' : dockerInstanceTable(res) ?? table(['ID', 'REV', 'NODE', 'ADDRESS', 'PID', 'STATE', 'DESIRED', 'RESTARTS', 'LAST ERROR'],
         res.instances.map((i) => [i.id, i.revision, i.node, i.port ? `${i.address}:${i.port}` : null, i.pid, i.state, i.desired, i.restarts, i.lastError])),
       '',
       'revisions:',

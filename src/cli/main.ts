@@ -40,6 +40,11 @@ const logs = lazy(runsModule, 'logs');
 const runtimesModule = () => import('./runtimes.js');
 const runtimesList = lazy(runtimesModule, 'runtimes');
 const runtimesAdd = lazy(runtimesModule, 'runtimesAdd');
+const imagesModule = () => import('./images.js');
+const imagesBootstrapNode = lazy(imagesModule, 'imagesBootstrapNode');
+const registrySet = lazy(imagesModule, 'registrySet');
+const registryShow = lazy(imagesModule, 'registryShow');
+const registryRemove = lazy(imagesModule, 'registryRemove');
 
 // `pilot run … | head` must not kill a deploy half-way: a closed stdout just stops the printing.
 for (const stream of [process.stdout, process.stderr]) {
@@ -152,5 +157,17 @@ program.command('token').description('join tokens for agents: create --join, lis
     if (act !== 'create' && act !== 'list' && act !== 'revoke') throw new PilotError('bad_request', `unknown token action "${act}": use create, list or revoke`);
     await token(act, id, { ...g(cmd), ...o });
   }));
+
+const imagesCmd = program.command('images').description('container images (runtime: docker)');
+imagesCmd.command('bootstrap-node').description('build pilot/node:<this Node.js version>, the base of generated Dockerfiles, from this machine\'s node (no registry needed)')
+  .option('--tag <tag>', 'another tag for the image')
+  .action(action(async (o: { tag?: string }, cmd: Command) => imagesBootstrapNode({ ...g(cmd), ...o })));
+const registryCmd = program.command('registry').description('the container registry images are pushed to (none: the artifact repository)');
+registryCmd.command('set').argument('<url>', 'http://HOST:PORT or https://HOST[:PORT]')
+  .option('--username <user>', 'registry user name')
+  .option('--password-stdin', 'read the password from stdin')
+  .action(action(async (url: string, o: { username?: string; passwordStdin?: boolean }, cmd: Command) => registrySet(url, { ...g(cmd), ...o })));
+registryCmd.command('show').action(action(async (_o: object, cmd: Command) => registryShow(g(cmd))));
+registryCmd.command('remove').argument('<url>').action(action(async (url: string, _o: object, cmd: Command) => registryRemove(url, g(cmd))));
 
 await program.parseAsync(process.argv);

@@ -13,6 +13,7 @@ import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
 import type { Reconciler } from './reconciler.js';
 import type { SecretBox } from './secrets.js';
 import { openSecrets } from './source-routes.js';
+import { registryAuthFor } from './registry-routes.js';
 
 export interface AgentRouteDeps {
   store: Store;
@@ -167,6 +168,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           artifact: rev.artifact,
           runtime: rev.config.runtime,
           image: rev.image,
+          registryAuth: await registryAuthFor(store, deps.box, rev.image?.ref),
           node: rev.nodeRuntime,
           resources: rev.config.resources,
           commit: rev.commit,

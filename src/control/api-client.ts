@@ -4,7 +4,7 @@
  * the store). Errors come back as PilotError with the server's code, message and hint.
  */
 import { fromBody, PilotError } from '../core/errors.js';
-import type { NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
+import type { ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import type { RolloutRecord, InstanceRecord } from '../store/store.js';
 
 export class ApiClient {
@@ -55,7 +55,7 @@ export class ApiClient {
   appendRunLog(id: number, text: string): Promise<void> {
     return this.call('POST', `/api/v1/runs/${id}/log`, text, { contentType: 'text/plain; charset=utf-8' });
   }
-  deploy(app: string, b: { artifact: string; commit: string; dirty: boolean; config: unknown; runId?: number; node?: NodeRuntimeRef }): Promise<{ revision: { number: number }; rollout: RolloutRecord }> {
+  deploy(app: string, b: { artifact: string; commit: string; dirty: boolean; config: unknown; runId?: number; image?: ImageRef; node?: NodeRuntimeRef }): Promise<{ revision: { number: number }; rollout: RolloutRecord }> {
     return this.call('POST', `/api/v1/apps/${encodeURIComponent(app)}/revisions`, b);
   }
   rollout(app: string, id: number): Promise<{ rollout: RolloutRecord; activeRevision: number | null; instances: InstanceRecord[] }> {

@@ -125,7 +125,12 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
           app: name, count: config.replicas, fixedPort: config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints,
           runtime: config.runtime,
         });
-        if (fit.unplaced > 0) throw new PilotError('unschedulable', `app "${name}" cannot be placed: ${fit.reason ?? 'no room'}`);
+        if (fit.unplaced > 0) {
+          const noEngine = config.runtime === 'docker' && !snapshot.some((n) => n.schedulable && n.runtimes?.has('docker'));
+          throw new PilotError('unschedulable', `app "${name}" cannot be placed: ${fit.reason ?? 'no room'}`, noEngine
+            ? { hint: 'Start the Docker engine on a node (`dockerd`, or `systemctl start docker`); its agent reports it within 10 s. `pilot nodes --json` shows each node\'s engine and its error.' }
+            : {});
+        }
       }
       const result = await reconciler.serial(async () => {
         const now = Date.now();

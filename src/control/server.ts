@@ -25,6 +25,7 @@ import { PILOT_VERSION } from '../core/version.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
 import { registerRuntimeRoutes } from './runtime-routes.js';
+import { registerRegistryRoutes } from './registry-routes.js';
 import { SecretBox } from './secrets.js';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
@@ -139,6 +140,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
   registerNodeRoutes(api, { store, reconciler });
   registerRuntimeRoutes(api, { store, blobs });
+  registerRegistryRoutes(api, { store, box });
 
   try {
     // A fleet's agents all reconnect at once after a restart: a deep accept queue rather than refused connections.

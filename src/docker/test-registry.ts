@@ -4,6 +4,7 @@
  * test that starts it stops it (`stop()` kills it by pid and removes its folder).
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +15,30 @@ import { followProgress } from './progress.js';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 
+/** Why a test needing the registry binary must skip, or false. */
+export const registrySkip: string | false = existsSync(REGISTRY_BIN) ? false : `no ${REGISTRY_BIN} (apt-get install docker-registry)`;
+
 export interface TestRegistry {
   /** host:port */
   readonly address: string;
+  /** http://host:port */
+  readonly url: string;
   stop(): Promise<void>;
+  /** Kill the registry but keep its storage (a registry that is down); `restart()` brings it back on the same port. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  /** Bytes stored (blobs and manifests). */
+  storageBytes(): number;
+}
+
+function du(dir: string): number {
+  let total = 0;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    total += st.isDirectory() ? du(p) : st.size;
+  }
+  return total;
 }
 
 /** bcrypt of `password`, through the C library's crypt(3) (python3's crypt module). */
@@ -35,33 +56,50 @@ export async function startRegistry(opts: { user?: { username: string; password:
   const auth = opts.user ? `auth:\n  htpasswd:\n    realm: pilot-test\n    path: ${join(dir, 'htpasswd')}\n` : '';
   if (opts.user) await writeFile(join(dir, 'htpasswd'), `${opts.user.username}:${bcrypt(opts.user.password)}\n`);
   await writeFile(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${address}\n${auth}`);
-  const p = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let p = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
-  p.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  const stop = async (): Promise<void> => {
+  const kill = async (): Promise<void> => {
     if (p.exitCode === null && p.signalCode === null) {
       const exited = new Promise((r) => p.once('exit', r));
       p.kill('SIGKILL');
       await exited;
     }
+  };
+  const stop = async (): Promise<void> => {
+    await kill();
     await rm(dir, { recursive: true, force: true });
   };
-  const end = performance.now() + 10_000;
-  for (;;) {
-    try {
-      const res = await request(`http://${address}/v2/`);
-      await res.body.dump();
-      if (res.statusCode === 200 || res.statusCode === 401) break;
-    } catch {
-      // not listening yet
+  const ready = async (): Promise<void> => {
+    p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    const end = performance.now() + 10_000;
+    for (;;) {
+      try {
+        const res = await request(`http://${address}/v2/`);
+        await res.body.dump();
+        if (res.statusCode === 200 || res.statusCode === 401) return;
+      } catch {
+        // not listening yet
+      }
+      if (p.exitCode !== null || performance.now() > end) {
+        await stop();
+        throw new Error(`docker-registry did not start: ${err}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    if (p.exitCode !== null || performance.now() > end) {
-      await stop();
-      throw new Error(`docker-registry did not start: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { address, stop };
+  };
+  await ready();
+  return {
+    address,
+    url: `http://${address}`,
+    stop,
+    kill,
+    async restart() {
+      await kill();
+      p = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      await ready();
+    },
+    storageBytes: () => (existsSync(join(dir, 'data')) ? du(join(dir, 'data')) : 0),
+  };
 }
 
 /** Tag `imageId` as `<registry>/<repo>:<tag>`, push it, and return the pull reference by digest. */

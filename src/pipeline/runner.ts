@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
-import type { RunRecord, StepName, StepRecord } from '../core/types.js';
+import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { provideNodeRuntime } from '../node-runtime/provide.js';
@@ -40,6 +40,8 @@ export interface RunOutcome {
   readonly commit: string;
   readonly artifact: string;
   readonly revision: number;
+  /** runtime docker: the image deployed. */
+  readonly image?: ImageRef | undefined;
   readonly durations: Readonly<Record<StepName, number>>;
 }
 
@@ -90,7 +92,15 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       log.line(`    ${JSON.stringify(sanitizeLine(message.split('\n')[0] ?? '', 200))}: ${files} files checked out in a clean workspace`);
       return source.config ?? (await configFromCheckout(source.app, appDir));
     });
+    // runtime docker: image-steps.ts does package and publish; an app's own Dockerfile does the build.
+    const docker = config.runtime === 'docker' ? await import('./image-steps.js') : undefined;
+    let dockerfile: string | undefined;
     const node = await step('build', 'build', async () => {
+      dockerfile = docker && (await docker.ownDockerfile(appDir, config.dockerfile));
+      if (dockerfile !== undefined) {
+        log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
+        return undefined;
+      }
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
       const pinned = config.runtime === 'process'
         ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal })
@@ -108,14 +118,15 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       }
       return pinned?.ref;
     });
+    const image = docker && (await docker.imageSteps({ api, step, line: (l) => log.line(l), config, appDir, workspace, dockerfile, commit: source.commit, dirty: source.dirty, runId: run.id, signal: req.signal }));
     const tgz = join(workspace, 'artifact.tgz');
-    const packed = await step('package', 'package', async () => {
+    const packed = image ? undefined : await step('package', 'package', async () => {
       const p = await (await later)[0].packDir(appDir, tgz);
       for (const w of p.warnings) log.line(`    warning: ${w}`);
       log.line(`    artifact ${p.digest} (${(p.size / 1024 / 1024).toFixed(2)} MB, ${p.files} files)`);
       return p;
     });
-    await step('publish', 'publish', async () => {
+    if (packed) await step('publish', 'publish', async () => {
       const t0 = mono();
       const { ArtifactClient } = (await later)[1];
       const r = await new ArtifactClient(api.baseUrl, api.token).upload(tgz, packed.digest, { app: config.name, commit: source.commit });
@@ -125,8 +136,9 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         : '    already in the artifact repository: nothing to upload');
       await api.updateRun(run.id, { artifact: packed.digest });
     });
+    const artifact = image ? image.archive ?? image.id : packed!.digest;
     const revision = await step('deploy', 'deploy', async () => {
-      const d = await api.deploy(config.name, { artifact: packed.digest, commit: source.commit, dirty: source.dirty, config: input, runId: run.id, ...(node ? { node } : {}) });
+      const d = await api.deploy(config.name, { artifact, commit: source.commit, dirty: source.dirty, config: input, runId: run.id, ...(image ? { image } : {}), ...(node ? { node } : {}) });
       await api.updateRun(run.id, { revision: d.revision.number, rolloutId: d.rollout.id });
       log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
       await followRollout(api, config.name, d.rollout.id, {
@@ -139,7 +151,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     log.line(`==> revision ${revision} of ${config.name} is live (run #${run.id})`);
     await log.flush();
     await api.updateRun(run.id, { status: 'succeeded' });
-    return { runId: run.id, app: config.name, commit: source.commit, artifact: packed.digest, revision, durations };
+    return { runId: run.id, app: config.name, commit: source.commit, artifact, revision, image, durations };
   } catch (err) {
     const pe = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err), { cause: err });
     const status = pe.code === 'superseded' ? 'superseded' : req.signal?.aborted ? 'cancelled' : 'failed';

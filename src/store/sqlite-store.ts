@@ -5,7 +5,7 @@ import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
-  AppSource, EnqueueResult, JoinTokenRecord, SecretRecord, WebhookPush,
+  AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
   RolloutRecord, RunPatch, Store,
 } from './store.js';
@@ -522,6 +522,17 @@ export class SqliteStore implements Store {
   }
   async listNodeRuntimes(): Promise<NodeRuntimeRecord[]> {
     return (this.stmt('SELECT * FROM node_runtimes ORDER BY created_at').all() as Row[]).map(nodeRuntimeFrom);
+  }
+  async putRegistry(r: RegistryRecord): Promise<void> {
+    this.stmt('INSERT INTO registries (url, username, password, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET username = excluded.username, password = excluded.password, updated_at = excluded.updated_at')
+      .run(r.url, r.username ?? null, r.password ?? null, r.updatedAt);
+  }
+  async deleteRegistry(url: string): Promise<boolean> {
+    return this.stmt('DELETE FROM registries WHERE url = ?').run(url).changes > 0;
+  }
+  async listRegistries(): Promise<RegistryRecord[]> {
+    return (this.stmt('SELECT url, username, password, updated_at FROM registries ORDER BY updated_at DESC, rowid DESC').all() as Row[])
+      .map((r) => ({ url: r.url as string, username: opt<string>(r.username), password: opt<string>(r.password), updatedAt: r.updated_at as number }));
   }
 
   putArtifactMeta(m: ArtifactMeta): void {

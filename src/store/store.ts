@@ -54,6 +54,15 @@ export interface SecretRecord {
   readonly updatedAt: number;
 }
 
+export interface RegistryRecord {
+  /** http(s)://host[:port], normalized (control/registry-routes.ts). */
+  readonly url: string;
+  readonly username: string | undefined;
+  /** Sealed (control/secrets.ts). */
+  readonly password: string | undefined;
+  readonly updatedAt: number;
+}
+
 export interface RevisionRecord {
   readonly app: string;
   readonly number: number;
@@ -231,6 +240,11 @@ export interface Store {
   setSecret(app: string, name: string, sealed: string, now: number): Promise<void>;
   deleteSecret(app: string, name: string): Promise<boolean>;
   listSecrets(app: string): Promise<SecretRecord[]>;
+  // container registries (password sealed); see control/registry-routes.ts
+  putRegistry(r: RegistryRecord): Promise<void>;
+  deleteRegistry(url: string): Promise<boolean>;
+  /** Most recently set first: the first is where images are published. */
+  listRegistries(): Promise<RegistryRecord[]>;
   listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]>;
   // artifacts metadata (blobs live in the artifact repository)
   /** Record a runtime once: the first record of (version, platform) stays; returns the stored one. */

@@ -1,0 +1,128 @@
+/**
+ * `docker build` through the Engine API for an app folder: with the app's own Dockerfile, or with
+ * the one Pilot generates (dockerfile.ts) on top of `pilot/node:<version>`. The build log goes to
+ * `onLine` as it arrives; a failed build is build_failed with the log's tail in the message.
+ */
+import { lstat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PilotError, isPilotError } from '../core/errors.js';
+import { resolveRunCommand } from '../core/run-command.js';
+import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
+import { baseImageTag } from './base-image.js';
+import { buildContext, listContext, packContext, readRegularFile, resolveDockerfile } from './context.js';
+import { GENERATED_DOCKERFILE, GENERATED_DOCKERIGNORE, generateDockerfile } from './dockerfile.js';
+import { requireEngine, type Engine } from './engine.js';
+import { followBuild } from './progress.js';
+
+/**
+ * The base image of generated Dockerfiles: PILOT_NODE_BASE_IMAGE on the build machine, else
+ * pilot/node:<the Node.js version that ran the build>. The app's dependencies were installed by
+ * that Node (native addons are built for its ABI), so the image runs the same version by default.
+ */
+export function defaultBaseImage(env: NodeJS.ProcessEnv = process.env): string {
+  const configured = env.PILOT_NODE_BASE_IMAGE?.trim();
+  return configured ? configured : baseImageTag(process.versions.node);
+}
+
+/** The app's own Dockerfile (relative path), or undefined when Pilot generates one. */
+export async function ownDockerfile(appDir: string, configured: string | undefined): Promise<string | undefined> {
+  if (configured !== undefined) return resolveDockerfile(appDir, configured);
+  try {
+    if ((await lstat(join(appDir, 'Dockerfile'))).isFile()) return 'Dockerfile';
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return undefined;
+}
+
+export interface ImageBuildRequest {
+  readonly engine: Engine;
+  readonly appDir: string;
+  /** Relative path of the app's Dockerfile; undefined = generate one. */
+  readonly dockerfile: string | undefined;
+  /** pilot.yaml `run` (generated Dockerfiles only). */
+  readonly run: readonly string[] | undefined;
+  /** Local tag, e.g. pilot/shop:0123456789ab. */
+  readonly tag: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly baseImage?: string;
+  readonly signal?: AbortSignal;
+  readonly onLine?: (line: string) => void;
+}
+
+export interface BuiltImage {
+  /** sha256:<config digest>: the image ID. */
+  readonly id: string;
+  readonly tag: string;
+  /** The generated Dockerfile, when there was none in the app. */
+  readonly generated: string | undefined;
+  readonly size: number;
+}
+
+/** Build the image; returns its ID. */
+export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage> {
+  const { engine } = req;
+  await requireEngine(engine);
+  let context: NodeJS.ReadableStream;
+  let dockerfile: string;
+  let generated: string | undefined;
+  if (req.dockerfile !== undefined) {
+    dockerfile = req.dockerfile;
+    context = (await buildContext(req.appDir, { dockerfile })).stream;
+  } else {
+    const base = req.baseImage ?? defaultBaseImage();
+    try {
+      await engine.getImage(base).inspect();
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+      throw new PilotError('base_image_missing', `the base image ${base} for a generated Dockerfile is not on this machine's Docker engine`, {
+        hint: `Run \`pilot images bootstrap-node\` on this machine (it builds ${baseImageTag(process.versions.node)} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
+      });
+    }
+    const procfile = await readRegularFile(req.appDir, 'Procfile');
+    const pkg = await readPackageJson(req.appDir);
+    const command = resolveRunCommand(req.run, procfile, pkg && stringScripts(pkg));
+    const entries = await listContext(req.appDir);
+    generated = generateDockerfile({ baseImage: base, command, entries });
+    dockerfile = GENERATED_DOCKERFILE;
+    context = packContext(req.appDir, entries, [
+      { path: '.dockerignore', content: GENERATED_DOCKERIGNORE },
+      { path: GENERATED_DOCKERFILE, content: generated },
+    ]);
+  }
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await engine.buildImage(context, {
+      t: req.tag,
+      dockerfile,
+      labels: { ...req.labels },
+      rm: true,
+      forcerm: true,
+      ...(req.signal ? { abortSignal: req.signal } : {}),
+    });
+  } catch (err) {
+    throw engineError(err, 'docker build');
+  }
+  let id: string;
+  try {
+    id = await followBuild(engine, stream, req.onLine);
+  } catch (err) {
+    if (req.signal?.aborted) throw new PilotError('cancelled', 'docker build cancelled');
+    if (isPilotError(err) && err.code === 'build_failed') {
+      const tail = ((err.details as { tail?: string[] } | undefined)?.tail ?? []).slice(-20);
+      throw new PilotError('build_failed', `${err.message}${tail.length ? `\n--- last lines of the build log ---\n${tail.join('\n')}` : ''}`, { details: err.details, hint: 'Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.' });
+    }
+    throw engineError(err, 'docker build');
+  }
+  const info = await engine.getImage(id).inspect();
+  return { id, tag: req.tag, generated, size: info.Size };
+}
+
+/** An Engine API failure that is not the build's own: the engine's words, which part of Pilot asked. */
+export function engineError(err: unknown, what: string): PilotError {
+  if (isPilotError(err)) return err;
+  const e = err as { statusCode?: number; json?: { message?: string }; message?: string; code?: string };
+  const msg = e.json?.message ?? e.message ?? String(err);
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return new PilotError('runtime_unavailable', `${what}: the Docker engine is not answering (${msg})`);
+  return new PilotError('build_failed', `${what}: the Docker engine answered: ${msg}`);
+}
