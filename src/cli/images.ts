@@ -4,15 +4,17 @@ import type { RegistryView } from '../control/registry-routes.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
 /** Build pilot/node:<this node's version> on this machine's Docker engine (no API call: it is local). */
-export async function imagesBootstrapNode(opts: GlobalOptions & { tag?: string }): Promise<void> {
+export async function imagesBootstrapNode(opts: GlobalOptions & { tag?: string; force?: boolean }): Promise<void> {
   const { connectEngine, requireEngine } = await import('../docker/engine.js');
   const { bootstrapNodeImage } = await import('../docker/base-image.js');
   const engine = connectEngine();
   await requireEngine(engine);
   const t0 = performance.now();
-  const img = await bootstrapNodeImage(engine, { ...(opts.tag ? { tag: opts.tag } : {}), ...(opts.json ? {} : { onLine: (l: string) => process.stderr.write(`  ${l}\n`) }) });
+  const img = await bootstrapNodeImage(engine, { ...(opts.tag ? { tag: opts.tag } : {}), force: opts.force === true, ...(opts.json ? {} : { onLine: (l: string) => process.stderr.write(`  ${l}\n`) }) });
   const seconds = Number(((performance.now() - t0) / 1000).toFixed(1));
-  output(opts, { image: img, seconds }, () => `${img.tag} ${img.id} (Node.js ${img.nodeVersion}) built in ${seconds}s: apps with runtime: docker and no Dockerfile build on it`);
+  output(opts, { image: img, seconds }, () => img.built
+    ? `${img.tag} ${img.id} (Node.js ${img.nodeVersion}) built in ${seconds}s: apps with runtime: docker and no Dockerfile build on it`
+    : `${img.tag} ${img.id} (Node.js ${img.nodeVersion}) is already there; --force rebuilds it (a new image ID: app images then no longer share its layers)`);
 }
 
 async function readStdin(): Promise<string> {

@@ -161,7 +161,8 @@ program.command('token').description('join tokens for agents: create --join, lis
 const imagesCmd = program.command('images').description('container images (runtime: docker)');
 imagesCmd.command('bootstrap-node').description('build pilot/node:<this Node.js version>, the base of generated Dockerfiles, from this machine\'s node (no registry needed)')
   .option('--tag <tag>', 'another tag for the image')
-  .action(action(async (o: { tag?: string }, cmd: Command) => imagesBootstrapNode({ ...g(cmd), ...o })));
+  .option('--force', 'rebuild even when the tag already names a base of this Node version')
+  .action(action(async (o: { tag?: string; force?: boolean }, cmd: Command) => imagesBootstrapNode({ ...g(cmd), ...o })));
 const registryCmd = program.command('registry').description('the container registry images are pushed to (none: the artifact repository)');
 registryCmd.command('set').argument('<url>', 'http://HOST:PORT or https://HOST[:PORT]')
   .option('--username <user>', 'registry user name')

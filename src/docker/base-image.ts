@@ -18,6 +18,8 @@ export interface BaseImage {
   readonly tag: string;
   readonly id: string;
   readonly nodeVersion: string;
+  /** False when the tag already named a base image of this Node version (nothing was built). */
+  readonly built: boolean;
 }
 
 /** The tag bootstrap-node gives the image for a Node version: pilot/node:20.20.2. */
@@ -35,12 +37,21 @@ export async function linkedLibraries(bin: string): Promise<string[]> {
   return [...libs];
 }
 
-export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: string; tag?: string; onLine?: (line: string) => void } = {}): Promise<BaseImage> {
+/**
+ * Build the base image, unless `tag` already names one made from the same Node version (then it is
+ * kept: rebuilding would give a new image ID, orphan the old one and every app layer built on it).
+ * `force` rebuilds anyway.
+ */
+export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: string; tag?: string; force?: boolean; onLine?: (line: string) => void } = {}): Promise<BaseImage> {
   const nodeBin = realpathSync(opts.nodeBin ?? process.execPath);
   const v = await runCommand([nodeBin, '--version'], { cwd: '/', env: {}, timeoutMs: 10_000 });
   const version = (v.tail[0] ?? '').trim().replace(/^v/, '');
   if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version)) throw new PilotError('internal', `${nodeBin} --version failed: ${v.tail.join('\n')}`);
   const tag = opts.tag ?? baseImageTag(version);
+  if (!opts.force) {
+    const existing = await engine.getImage(tag).inspect().catch(() => undefined);
+    if (existing?.Config?.Labels?.['dev.pilot.node-version'] === version) return { tag, id: existing.Id, nodeVersion: version, built: false };
+  }
   const dir = await mkdtemp(join(tmpdir(), 'pilot-base-'));
   try {
     const root = join(dir, 'rootfs');
@@ -72,7 +83,7 @@ export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: strin
     const context = tar.c({ cwd: dir, portable: true, noMtime: true }, ['Dockerfile', 'rootfs']);
     const stream = await engine.buildImage(context as unknown as NodeJS.ReadableStream, { t: tag, rm: true, forcerm: true });
     const id = await followBuild(engine, stream, opts.onLine);
-    return { tag, id, nodeVersion: version };
+    return { tag, id, nodeVersion: version, built: true };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

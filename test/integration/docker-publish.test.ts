@@ -200,6 +200,11 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     const out = JSON.parse(r.stdout);
     assert.equal(out.image.tag, tag);
     assert.equal(out.image.nodeVersion, process.versions.node);
+    assert.equal(out.image.built, true);
+    // Again: the base is there already, kept as it is (a rebuild would orphan every app layer on it).
+    const again = await h.cli(['images', 'bootstrap-node', '--tag', tag]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, new RegExp(`${tag} ${out.image.id} \\(Node\\.js ${process.versions.node.replace(/\./g, '\\.')}\\) is already there; --force rebuilds it`));
     const runIn = async (cmd: string[]): Promise<{ code: number; out: string }> => {
       const c = await engine.createContainer({ Image: tag, Cmd: cmd, HostConfig: { NetworkMode: 'none' } });
       try {
