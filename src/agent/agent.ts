@@ -6,7 +6,7 @@
  * Instances outlive the agent; on start-up it re-adopts them before its first report.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -26,7 +26,8 @@ import { ReleaseCache } from './releases.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
-import { DockerNode } from './docker-node.js';
+import type { DockerNode } from './docker-node.js';
+import { probeEngine, type EngineStatus } from '../docker/probe.js';
 import type { Engine } from '../docker/engine.js';
 
 export interface AgentOptions {
@@ -49,6 +50,8 @@ export interface AgentOptions {
   dockerEngine?: Engine;
 }
 
+/** Marker file: this agent home has run containers (its Docker side loads at start, to adopt and sweep). */
+const DOCKER_USED = 'docker-used';
 const TICK_MS = 100;
 const LONG_POLL_MS = 5000;
 const STABLE_MS = 30_000;
@@ -62,7 +65,10 @@ export class Agent {
   private readonly releases: ReleaseCache;
   private readonly nodeRuntimes: NodeRuntimeCache;
   private readonly link: ControlPlaneLink;
-  private readonly docker: DockerNode;
+  /** The Docker side, loaded on first need (dockerode costs ~30 MB of RSS): a docker instance, or a home that had one. */
+  private docker: DockerNode | undefined;
+  private dockerLoading: Promise<DockerNode> | undefined;
+  private dockerStatus: EngineStatus = { available: false, error: 'not checked yet' };
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -75,12 +81,29 @@ export class Agent {
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
     this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
-    this.docker = new DockerNode({ engine: opts.dockerEngine, node: opts.name, home: opts.home, artifacts: () => new ArtifactClient(opts.server, this.link.credential()) });
   }
 
-  /** The runtime an instance runs in: containers for `runtime: docker`, else processes. */
+  /** The Docker side, loading it first if needed; a marker in the home loads it at the next start too. */
+  private dockerNode(): Promise<DockerNode> {
+    this.dockerLoading ??= (async () => {
+      const { DockerNode } = await import('./docker-node.js');
+      const docker = new DockerNode({ engine: this.opts.dockerEngine, node: this.opts.name, home: this.opts.home, artifacts: () => new ArtifactClient(this.opts.server, this.link.credential()) });
+      await docker.check(); // its report takes over from the probe's: never a moment of "not checked yet"
+      writeFileSync(join(this.opts.home, DOCKER_USED), '');
+      this.docker = docker;
+      return docker;
+    })();
+    return this.dockerLoading;
+  }
+
+  /**
+   * The runtime an instance runs in: containers for `runtime: docker`, else processes. A docker
+   * instance has a handle only after the Docker side was loaded (startContainer, adoptAll).
+   */
   private rt(inst: LocalInstance): Runtime {
-    return inst.spec.runtime === 'docker' ? this.docker.runtime : this.runtime;
+    if (inst.spec.runtime !== 'docker') return this.runtime;
+    if (!this.docker) throw new PilotError('internal', `instance ${inst.spec.id} runs in docker but the Docker side is not loaded`);
+    return this.docker.runtime;
   }
 
   get nodeId(): string | undefined {
@@ -89,11 +112,13 @@ export class Agent {
 
   /** Re-adopt, start the agent API, register, and begin the loops. */
   async start(): Promise<void> {
-    await this.docker.check();
+    if (this.opts.dockerEngine || existsSync(join(this.opts.home, DOCKER_USED))) await this.dockerNode();
+    // Adopt first: the check sweeps containers of instances this agent does not have.
     await this.adoptAll();
+    await this.checkDocker();
     const agentToken = randomBytes(24).toString('base64url');
     this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime });
-    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: { docker: this.docker.report } });
+    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: { docker: this.dockerReport() } });
     await this.sync();
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);
@@ -111,7 +136,7 @@ export class Agent {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     await this.api?.close();
-    await this.docker.runtime.close();
+    await this.docker?.runtime.close();
   }
 
   /** Stop every instance and the agent (used by tests and `pilot up --stop-apps`). */
@@ -129,6 +154,7 @@ export class Agent {
       const inst = newLocalInstance(saved.spec, stateDir);
       inst.port = saved.port;
       inst.restarts = saved.restarts;
+      if (inst.spec.runtime === 'docker') await this.dockerNode();
       // An engine that does not answer adopts nothing now; the start path adopts once it is back.
       inst.handle = await this.rt(inst).adopt(id, stateDir).catch(() => undefined);
       if (inst.handle) {
@@ -283,10 +309,11 @@ export class Agent {
   private async startContainer(inst: LocalInstance): Promise<void> {
     try {
       if (inst.port === undefined) inst.port = await allocatePort();
-      const req = await this.docker.request(inst, inst.port);
+      const docker = await this.dockerNode();
+      const req = await docker.request(inst, inst.port);
       if (inst.removing) return;
       inst.state = 'starting';
-      inst.handle = await this.docker.runtime.adopt(inst.spec.id, inst.stateDir) ?? await this.docker.runtime.start(req);
+      inst.handle = await docker.runtime.adopt(inst.spec.id, inst.stateDir) ?? await docker.runtime.start(req);
       inst.nextProbeAt = mono() + 50;
       inst.probeFailures = 0;
       saveInstance(inst);
@@ -297,13 +324,24 @@ export class Agent {
     this.kick();
   }
 
-  /** Report a change of the engine's availability with the next sync. */
+  /** What the node reports as `runtimes.docker`. */
+  private dockerReport(): { available: boolean; version?: string; error?: string } {
+    if (this.docker) return this.docker.report;
+    const s = this.dockerStatus;
+    return { available: s.available, ...(s.version ? { version: s.version } : {}), ...(s.error ? { error: s.error.slice(0, 2000) } : {}) };
+  }
+
+  /** Check the engine (without dockerode until the Docker side is needed); report a change with the next sync. */
   private async checkDocker(): Promise<void> {
-    if (await this.docker.check()) {
-      this.opts.log.info({ docker: this.docker.report }, 'Docker engine availability changed');
-      this.link.setRuntimes({ docker: this.docker.report });
+    const before = JSON.stringify(this.dockerReport());
+    if (this.docker) await this.docker.check();
+    else this.dockerStatus = await probeEngine(process.env, 2000);
+    if (JSON.stringify(this.dockerReport()) !== before && this.link.nodeId !== undefined) {
+      this.opts.log.info({ docker: this.dockerReport() }, 'Docker engine availability changed');
+      this.link.setRuntimes({ docker: this.dockerReport() });
       this.kick();
     }
+    if (!this.docker) return;
     const stray = await this.docker.sweep(join(this.opts.home, 'instances'), new Set(this.instances.keys()));
     if (stray > 0) this.opts.log.warn({ removed: stray }, 'removed containers of instances this agent no longer has');
   }

@@ -4,14 +4,10 @@
  */
 import Docker from 'dockerode';
 import { PilotError } from '../core/errors.js';
+import { engineEndpoint, notAnswering, type EngineStatus } from './probe.js';
 
 export type Engine = Docker;
-
-export interface EngineStatus {
-  readonly available: boolean;
-  readonly version?: string | undefined;
-  readonly error?: string | undefined;
-}
+export type { EngineStatus };
 
 /** Where the engine is, for messages. */
 export function engineAddress(engine: Engine): string {
@@ -20,11 +16,8 @@ export function engineAddress(engine: Engine): string {
 }
 
 export function connectEngine(env: NodeJS.ProcessEnv = process.env): Engine {
-  const host = env.DOCKER_HOST;
-  if (!host) return new Docker({ socketPath: '/var/run/docker.sock' });
-  if (host.startsWith('unix://')) return new Docker({ socketPath: host.slice('unix://'.length) });
-  const u = new URL(host.replace(/^tcp:/, 'http:'));
-  return new Docker({ protocol: 'http', host: u.hostname, port: Number(u.port || 2375) });
+  const e = engineEndpoint(env);
+  return 'socketPath' in e ? new Docker({ socketPath: e.socketPath }) : new Docker({ protocol: 'http', host: e.host, port: e.port });
 }
 
 /** Whether the engine answers, and its version; never throws. */
@@ -36,7 +29,7 @@ export async function engineStatus(engine: Engine, timeoutMs = 2000): Promise<En
     ]);
     return { available: true, version: v.Version };
   } catch (err) {
-    return { available: false, error: `Docker engine at ${engineAddress(engine)} is not answering (${(err as Error).message}); start it with \`dockerd\` (or \`systemctl start docker\`)` };
+    return { available: false, error: notAnswering(engineAddress(engine), (err as Error).message) };
   }
 }
 
