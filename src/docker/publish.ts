@@ -4,13 +4,9 @@
  *   X-Registry-Auth), and take the manifest digest from the push stream's aux message. The image is
  *   then named by digest: `<address>/<app>@sha256:<manifest>`. Layers the registry has are not sent
  *   again, so a retry after a failed push only sends what is missing.
- * - no registry: `docker save` of the image ID into a tarball (deterministic for an image ID), named
+ * - no registry: the image as an OCI image layout tarball (oci-archive.ts; deterministic for an image ID), named
  *   by its sha256, for Pilot's artifact repository.
  */
-import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { PilotError } from '../core/errors.js';
 import type { Engine } from './engine.js';
 import { followProgress, type ProgressMessage } from './progress.js';
@@ -83,17 +79,5 @@ export async function pushImage(engine: Engine, id: string, target: RegistryTarg
   return { ref: `${name}@${digest}`, digest, pushedLayers: pushed.size, existingLayers: existing.size, pushedBytes };
 }
 
-/** `docker save` of an image ID into `file`; resolves with the file's sha256 digest and size. */
-export async function saveImage(engine: Engine, id: string, file: string, signal?: AbortSignal): Promise<{ digest: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  const source = await engine.getImage(id).get();
-  await pipeline(source, new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      cb(null, chunk);
-    },
-  }), createWriteStream(file, { mode: 0o600 }), ...(signal ? [{ signal }] : []));
-  return { digest: `sha256:${hash.digest('hex')}`, size };
-}
+/** No registry: the image as an OCI image layout tarball (see oci-archive.ts), its sha256 and size. */
+export { saveOciArchive as saveImage } from './oci-archive.js';
