@@ -161,4 +161,20 @@ describe('FsBlobStore', () => {
     await writeFile(file, bytes);
     assert.equal(await store.verify(digest), false);
   });
+
+  it('deletes a blob: a reader that already opened it reads to the end, a new open gets not-found', async () => {
+    const store = fresh('delete');
+    const data = randomBytes(2 * 1024 * 1024);
+    const { digest } = await store.put(Readable.from([data]));
+    const reading = await store.openRead(digest);
+    assert.deepEqual((await store.list()).map((b) => [b.digest, b.size]), [[digest, data.length]]);
+    assert.equal(await store.delete(digest), true);
+    assert.equal(await store.has(digest), false);
+    assert.deepEqual(await store.list(), []);
+    await assert.rejects(store.openRead(digest), (e: unknown) => e instanceof PilotError && e.code === 'artifact_not_found');
+    assert.deepEqual(await readAll(reading), data, 'the open download completes');
+    assert.equal(await store.delete(digest), false, 'deleting again says it was not there');
+    const again = await store.put(Readable.from([data]));
+    assert.equal(again.created, true, 'the same bytes can be stored again after a delete');
+  });
 });
