@@ -23,6 +23,7 @@ import { rotateIfNeeded } from './log-rotate.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
+import { LocalCacheGc, type LocalGcResult } from './cache-gc.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -55,6 +56,17 @@ const STABLE_MS = 30_000;
 const UNHEALTHY_AFTER = 3;
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
 const mono = (): number => performance.now();
+const CACHE_GC_MS = 10 * 60_000;
+
+/** Cache keys (cache-gc.ts) of what the given instances use, each with its app. */
+function cacheKeysInUse(instances: Iterable<LocalInstance>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const i of instances) {
+    if (i.spec.runtime === 'process') out.set(`release:${i.spec.artifact.replace('sha256:', '')}`, i.spec.app);
+    if (i.spec.node) out.set(`runtime:${i.spec.node.digest.replace('sha256:', '')}`, i.spec.app);
+  }
+  return out;
+}
 
 export class Agent {
   private readonly instances = new Map<string, LocalInstance>();
@@ -63,6 +75,7 @@ export class Agent {
   private readonly nodeRuntimes: NodeRuntimeCache;
   private readonly link: ControlPlaneLink;
   private readonly docker: DockerNode;
+  private readonly cacheGc: LocalCacheGc;
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -76,6 +89,22 @@ export class Agent {
     this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
     this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
     this.docker = new DockerNode({ engine: opts.dockerEngine, node: opts.name, home: opts.home, artifacts: () => new ArtifactClient(opts.server, this.link.credential()) });
+    this.cacheGc = new LocalCacheGc({
+      stateFile: join(opts.home, 'cache-gc.json'),
+      releasesDir: join(opts.home, 'releases'),
+      // A runtime cache shared with the builder (`pilot up`) is the builder's to keep.
+      runtimesDir: opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined,
+      inUse: () => cacheKeysInUse(this.instances.values()),
+      busy: (kind, digest) => (kind === 'release' ? this.releases.fetching(digest) : this.nodeRuntimes.fetching(digest)),
+    });
+  }
+
+  /** Remove cached releases, runtimes and images no local instance needs (cache-gc.ts); runs every 10 minutes. */
+  async collectCache(now = Date.now()): Promise<LocalGcResult & { images: string[] }> {
+    const r = await this.cacheGc.collect(now);
+    const images = await this.docker.collectImages(() => new Set([...this.instances.values()].flatMap((i) => (i.spec.image ? [i.spec.image.id] : []))), now);
+    if (r.removed.length > 0 || images.length > 0) this.opts.log.info({ removed: r.removed, images }, 'removed unused cached releases, runtimes and images');
+    return { ...r, images };
   }
 
   /** The runtime an instance runs in: containers for `runtime: docker`, else processes. */
@@ -104,6 +133,7 @@ export class Agent {
     every(TICK_MS, () => this.supervise());
     every(10_000, () => void this.rotateLogs());
     every(10_000, () => void this.checkDocker());
+    every(CACHE_GC_MS, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
   }
 
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
