@@ -23,7 +23,7 @@ import { rotateIfNeeded } from './log-rotate.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
-import { LocalCacheGc, type LocalGcResult } from './cache-gc.js';
+import { LocalCacheGc, localGcFromEnv, type LocalGcResult } from './cache-gc.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -56,7 +56,6 @@ const STABLE_MS = 30_000;
 const UNHEALTHY_AFTER = 3;
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
 const mono = (): number => performance.now();
-const CACHE_GC_MS = 10 * 60_000;
 
 /** Cache keys (cache-gc.ts) of what the given instances use, each with its app. */
 function cacheKeysInUse(instances: Iterable<LocalInstance>): Map<string, string> {
@@ -76,6 +75,7 @@ export class Agent {
   private readonly link: ControlPlaneLink;
   private readonly docker: DockerNode;
   private readonly cacheGc: LocalCacheGc;
+  private readonly cacheGcSettings = localGcFromEnv();
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -96,13 +96,14 @@ export class Agent {
       runtimesDir: opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined,
       inUse: () => cacheKeysInUse(this.instances.values()),
       busy: (kind, digest) => (kind === 'release' ? this.releases.fetching(digest) : this.nodeRuntimes.fetching(digest)),
+      policy: this.cacheGcSettings.policy,
     });
   }
 
-  /** Remove cached releases, runtimes and images no local instance needs (cache-gc.ts); runs every 10 minutes. */
+  /** Remove cached releases, runtimes and images no local instance needs (cache-gc.ts); runs every PILOT_CACHE_GC_INTERVAL (10 min). */
   async collectCache(now = Date.now()): Promise<LocalGcResult & { images: string[] }> {
     const r = await this.cacheGc.collect(now);
-    const images = await this.docker.collectImages(() => new Set([...this.instances.values()].flatMap((i) => (i.spec.image ? [i.spec.image.id] : []))), now);
+    const images = await this.docker.collectImages(() => new Set([...this.instances.values()].flatMap((i) => (i.spec.image ? [i.spec.image.id] : []))), now, this.cacheGcSettings.policy);
     if (r.removed.length > 0 || images.length > 0) this.opts.log.info({ removed: r.removed, images }, 'removed unused cached releases, runtimes and images');
     return { ...r, images };
   }
@@ -133,7 +134,7 @@ export class Agent {
     every(TICK_MS, () => this.supervise());
     every(10_000, () => void this.rotateLogs());
     every(10_000, () => void this.checkDocker());
-    every(CACHE_GC_MS, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
+    if (this.cacheGcSettings.intervalMs > 0) every(this.cacheGcSettings.intervalMs, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
   }
 
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */

@@ -21,6 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseEnvDuration } from '../core/duration.js';
 
 export type CacheKind = 'release' | 'runtime';
 
@@ -40,12 +41,25 @@ export interface LocalGcPolicy {
 
 export const DEFAULT_LOCAL_GC_POLICY: LocalGcPolicy = { idleMs: 3_600_000, keepUnusedPerApp: 3 };
 
+/** How often and how the agent collects: PILOT_CACHE_GC_INTERVAL (10m; 0 = off), PILOT_CACHE_GC_IDLE (1h), PILOT_CACHE_GC_KEEP (3). */
+export function localGcFromEnv(env: NodeJS.ProcessEnv = process.env): { intervalMs: number; policy: LocalGcPolicy } {
+  const keep = env.PILOT_CACHE_GC_KEEP?.trim() ? Number(env.PILOT_CACHE_GC_KEEP) : NaN;
+  return {
+    intervalMs: parseEnvDuration(env.PILOT_CACHE_GC_INTERVAL) ?? 10 * 60_000,
+    policy: {
+      idleMs: parseEnvDuration(env.PILOT_CACHE_GC_IDLE) ?? DEFAULT_LOCAL_GC_POLICY.idleMs,
+      keepUnusedPerApp: Number.isInteger(keep) && keep >= 0 ? keep : DEFAULT_LOCAL_GC_POLICY.keepUnusedPerApp,
+    },
+  };
+}
+
 /** Keys to remove. Pure: no clock, no I/O. */
 export function pickUnused(entries: readonly CacheEntry[], inUse: ReadonlySet<string>, now: number, policy: LocalGcPolicy): string[] {
   const byApp = new Map<string, CacheEntry[]>();
   for (const e of entries) {
     if (inUse.has(e.key)) continue;
-    const k = e.app ?? '';
+    // Per kind (release, runtime, image) and app: a runtime never takes a release's place.
+    const k = `${e.key.split(':')[0]}\0${e.app ?? ''}`;
     byApp.set(k, [...(byApp.get(k) ?? []), e]);
   }
   const out: string[] = [];

@@ -11,6 +11,7 @@ import type { InstanceSpec } from '../core/types.js';
 import { connectEngine, engineStatus, type Engine, type EngineStatus } from '../docker/engine.js';
 import { ImageFetcher } from '../docker/images.js';
 import { FetchedImages } from './image-gc.js';
+import type { LocalGcPolicy } from './cache-gc.js';
 import type { LocalInstance } from './instance.js';
 import { DockerRuntime, LABELS } from './runtimes/docker-runtime.js';
 import type { StartRequest } from './runtimes/runtime.js';
@@ -63,9 +64,9 @@ export class DockerNode {
   }
 
   /** Remove images this agent fetched that no local instance uses (image-gc.ts); the IDs removed. */
-  async collectImages(inUse: () => ReadonlySet<string>, now = Date.now()): Promise<string[]> {
+  async collectImages(inUse: () => ReadonlySet<string>, now = Date.now(), policy?: LocalGcPolicy): Promise<string[]> {
     if (!this.status.available) return [];
-    return this.fetched.collect(this.engine, inUse, now);
+    return this.fetched.collect(this.engine, inUse, now, policy);
   }
 
   /** What the node reports as `runtimes.docker`. */

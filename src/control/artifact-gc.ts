@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import { DEFAULT_GC_SETTINGS, MAX_GC_KEEP, planArtifactGc, type GcApp, type GcBlob, type GcSettings } from '../core/artifact-gc.js';
-import { parseDuration } from '../core/duration.js';
+import { parseEnvDuration } from '../core/duration.js';
 import { PilotError } from '../core/errors.js';
 import type { Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
@@ -80,21 +80,14 @@ function parseKeep(v: unknown, dflt: number): number {
   return v;
 }
 
-/** A duration from the environment ("1h", "30m", "0", or seconds), or undefined when unset or not one. */
-function envDuration(raw: string | undefined): number | undefined {
-  const v = raw?.trim();
-  if (!v) return undefined;
-  return parseDuration(/^\d+(\.\d+)?$/.test(v) ? Number(v) : v);
-}
-
 /** How often the control plane collects: PILOT_GC_INTERVAL (default 1 h; 0 = off). */
 export function gcIntervalFromEnv(env: NodeJS.ProcessEnv = process.env): number {
-  return envDuration(env.PILOT_GC_INTERVAL) ?? 3_600_000;
+  return parseEnvDuration(env.PILOT_GC_INTERVAL) ?? 3_600_000;
 }
 
 /** GC settings from the environment: PILOT_GC_GRACE ("1h", "0", seconds), PILOT_GC_KEEP. */
 export function gcSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): GcSettings {
-  const grace = envDuration(env.PILOT_GC_GRACE);
+  const grace = parseEnvDuration(env.PILOT_GC_GRACE);
   const keep = env.PILOT_GC_KEEP?.trim() ? Number(env.PILOT_GC_KEEP) : undefined;
   return {
     graceMs: grace ?? DEFAULT_GC_SETTINGS.graceMs,

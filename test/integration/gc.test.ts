@@ -2,13 +2,14 @@
  * Artifact GC end to end: `pilot up` with the grace period at 0, three deploys of a small app,
  * `pilot gc --dry-run` deleting nothing, `pilot gc --keep 1` deleting the old tarballs and keeping
  * the active one, the app still serving, a rollback to a collected revision refused clearly, and
- * bad `keep` values refused with the limit.
+ * bad `keep` values refused with the limit. The local agent collects its cache every second meanwhile:
+ * the old unpacked releases go, the one in use stays.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { git, Harness, makeRepo, ROOT } from './harness.js';
+import { git, Harness, makeRepo, ROOT, waitFor } from './harness.js';
 
 const h = new Harness();
 let repo = '';
@@ -18,7 +19,8 @@ const blobFile = (digest: string): string => join(h.home, 'artifacts', 'sha256',
 describe('pilot gc, end to end', { timeout: 300_000 }, () => {
   before(async () => {
     repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
-    await h.startUp({ PILOT_GC_GRACE: '0', PILOT_GC_INTERVAL: '0' });
+    // The local agent collects its cache every second, keeping nothing unused: deploys must still work.
+    await h.startUp({ PILOT_GC_GRACE: '0', PILOT_GC_INTERVAL: '0', PILOT_CACHE_GC_INTERVAL: '1s', PILOT_CACHE_GC_IDLE: '0', PILOT_CACHE_GC_KEEP: '0' });
   });
   after(() => h.cleanup());
 
@@ -36,6 +38,14 @@ describe('pilot gc, end to end', { timeout: 300_000 }, () => {
     const art = new Map(revisions.map((r) => [r.number, r.artifact]));
     assert.equal(new Set(art.values()).size, 3, 'three commits, three artifacts');
     for (const d of art.values()) assert.ok(existsSync(blobFile(d)));
+
+    // The agent removed the unpacked releases of revisions 1 and 2 once their instances were gone; 3 serves from its own.
+    const releases = join(h.home, 'agent', 'releases');
+    await waitFor('old release folders to be removed', () => {
+      const left = readdirSync(releases).filter((n) => /^[a-f0-9]{64}$/.test(n));
+      return left.length === 1 ? left : undefined;
+    });
+    assert.deepEqual(readdirSync(releases).filter((n) => /^[a-f0-9]{64}$/.test(n)), [art.get(3)!.slice('sha256:'.length)]);
 
     const dry = await h.cli(['gc', '--dry-run', '--keep', '1', '--json']);
     assert.equal(dry.code, 0, dry.stdout + dry.stderr);
