@@ -11,7 +11,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PilotError } from '../core/errors.js';
@@ -69,6 +69,7 @@ export class FsBlobStore {
       }
       const created = await linkNoReplace(tmp, this.path(digest));
       if (created) await fsyncDir(join(this.root, 'sha256'));
+      else await this.touch(digest); // published again: young again for the GC's grace period
       return { digest, size, created };
     } finally {
       await rm(tmp, { force: true });
@@ -123,6 +124,36 @@ export class FsBlobStore {
     }
     await fsyncDir(join(this.root, 'sha256'));
     return true;
+  }
+
+  /**
+   * Mark the blob as just published (its mtime becomes now), so the GC's grace period starts again:
+   * a publisher that found it already stored (HEAD, or a PUT of the same bytes) is about to deploy it.
+   * False when it is not stored.
+   */
+  async touch(digest: string): Promise<boolean> {
+    const file = this.path(digest);
+    await this.start();
+    const now = new Date();
+    try {
+      await utimes(file, now, now);
+      return true;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  /** When the blob was last written or touched (wall-clock ms), or undefined when it is not stored. */
+  async modifiedAt(digest: string): Promise<number | undefined> {
+    const file = this.path(digest);
+    await this.start();
+    try {
+      return (await stat(file)).mtimeMs;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      throw e;
+    }
   }
 
   /** Every stored blob with its size and the time its file was written (wall-clock ms). */

@@ -61,6 +61,9 @@ export function collectArtifacts(deps: ArtifactGcDeps, opts: { dryRun: boolean; 
     let freedBytes = 0;
     for (const b of plan.delete) {
       if (!opts.dryRun) {
+        // Asked for (HEAD) or published again since the listing: a deploy of it may be on its way.
+        const touched = await blobs.modifiedAt(b.digest);
+        if (touched !== undefined && now - touched < opts.settings.graceMs && touched > b.createdAt) continue;
         if (!(await blobs.delete(b.digest))) continue; // gone already (another store on the same root)
         store.forgetBlob(b.digest);
       }
