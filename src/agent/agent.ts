@@ -23,6 +23,7 @@ import { rotateIfNeeded } from './log-rotate.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
+import { LocalCacheGc, localGcFromEnv, type LocalGcResult } from './cache-gc.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
@@ -59,6 +60,16 @@ const UNHEALTHY_AFTER = 3;
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
 const mono = (): number => performance.now();
 
+/** Cache keys (cache-gc.ts) of what the given instances use, each with its app. */
+function cacheKeysInUse(instances: Iterable<LocalInstance>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const i of instances) {
+    if (i.spec.runtime === 'process') out.set(`release:${i.spec.artifact.replace('sha256:', '')}`, i.spec.app);
+    if (i.spec.node) out.set(`runtime:${i.spec.node.digest.replace('sha256:', '')}`, i.spec.app);
+  }
+  return out;
+}
+
 export class Agent {
   private readonly instances = new Map<string, LocalInstance>();
   private readonly runtime: Runtime;
@@ -69,6 +80,8 @@ export class Agent {
   private docker: DockerNode | undefined;
   private dockerLoading: Promise<DockerNode> | undefined;
   private dockerStatus: EngineStatus = { available: false, error: 'not checked yet' };
+  private readonly cacheGc: LocalCacheGc;
+  private readonly cacheGcSettings = localGcFromEnv();
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -81,6 +94,24 @@ export class Agent {
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
     this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
+    this.cacheGc = new LocalCacheGc({
+      stateFile: join(opts.home, 'cache-gc.json'),
+      releasesDir: join(opts.home, 'releases'),
+      // A runtime cache shared with the builder (`pilot up`) is the builder's to keep.
+      runtimesDir: opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined,
+      inUse: () => cacheKeysInUse(this.instances.values()),
+      busy: (kind, digest) => (kind === 'release' ? this.releases.fetching(digest) : this.nodeRuntimes.fetching(digest)),
+      policy: this.cacheGcSettings.policy,
+    });
+  }
+
+  /** Remove cached releases, runtimes and images no local instance needs (cache-gc.ts); runs every PILOT_CACHE_GC_INTERVAL (10 min). */
+  async collectCache(now = Date.now()): Promise<LocalGcResult & { images: string[] }> {
+    const r = await this.cacheGc.collect(now);
+    // Images only where the Docker side runs: an agent that never ran a container fetched none.
+    const images = !this.docker ? [] : await this.docker.collectImages(() => new Set([...this.instances.values()].flatMap((i) => (i.spec.image ? [i.spec.image.id] : []))), now, this.cacheGcSettings.policy);
+    if (r.removed.length > 0 || images.length > 0) this.opts.log.info({ removed: r.removed, images }, 'removed unused cached releases, runtimes and images');
+    return { ...r, images };
   }
 
   /** The Docker side, loading it first if needed; a marker in the home loads it at the next start too. */
@@ -129,6 +160,7 @@ export class Agent {
     every(TICK_MS, () => this.supervise());
     every(10_000, () => void this.rotateLogs());
     every(10_000, () => void this.checkDocker());
+    if (this.cacheGcSettings.intervalMs > 0) every(this.cacheGcSettings.intervalMs, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
   }
 
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */

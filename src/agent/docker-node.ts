@@ -10,6 +10,8 @@ import { PilotError } from '../core/errors.js';
 import type { InstanceSpec } from '../core/types.js';
 import { connectEngine, engineStatus, type Engine, type EngineStatus } from '../docker/engine.js';
 import { ImageFetcher } from '../docker/images.js';
+import { FetchedImages } from './image-gc.js';
+import type { LocalGcPolicy } from './cache-gc.js';
 import type { LocalInstance } from './instance.js';
 import { DockerRuntime, LABELS } from './runtimes/docker-runtime.js';
 import type { StartRequest } from './runtimes/runtime.js';
@@ -43,6 +45,7 @@ export class DockerNode {
   readonly engine: Engine;
   readonly runtime: DockerRuntime;
   private readonly images: ImageFetcher;
+  private readonly fetched: FetchedImages;
   private status: EngineStatus = { available: false, error: 'not checked yet' };
   private readonly node: string;
 
@@ -50,7 +53,20 @@ export class DockerNode {
     this.engine = opts.engine ?? connectEngine();
     this.node = opts.node;
     this.runtime = new DockerRuntime({ engine: this.engine, node: opts.node });
-    this.images = new ImageFetcher(this.engine, join(opts.home, 'images'), opts.artifacts);
+    this.fetched = new FetchedImages(join(opts.home, 'images', 'fetched.json'));
+    this.images = new ImageFetcher(this.engine, join(opts.home, 'images'), opts.artifacts, (image) => {
+      try {
+        this.fetched.record(image.id, undefined);
+      } catch {
+        // bookkeeping only: an unrecorded image is simply never collected
+      }
+    });
+  }
+
+  /** Remove images this agent fetched that no local instance uses (image-gc.ts); the IDs removed. */
+  async collectImages(inUse: () => ReadonlySet<string>, now = Date.now(), policy?: LocalGcPolicy): Promise<string[]> {
+    if (!this.status.available) return [];
+    return this.fetched.collect(this.engine, inUse, now, policy);
   }
 
   /** What the node reports as `runtimes.docker`. */
@@ -90,6 +106,7 @@ export class DockerNode {
     if (!this.status.available) throw new PilotError('runtime_unavailable', this.status.error ?? 'the Docker engine does not answer');
     if (spec.image === undefined) throw new PilotError('deploy_failed', `instance ${spec.id} runs in docker but its revision has no image`);
     await this.images.ensure(spec.image, spec.registryAuth);
+    if (this.fetched.has(spec.image.id)) this.fetched.record(spec.image.id, spec.app); // for the per-app keep rule
     return {
       instanceId: spec.id,
       stateDir: inst.stateDir,

@@ -19,6 +19,11 @@ export class NodeRuntimeCache {
     this.cache = new LocalRuntimeCache(dir);
   }
 
+  /** True while the runtime is being fetched or unpacked. */
+  fetching(digest: string): boolean {
+    return this.cache.fetching(digest);
+  }
+
   /** The bin folder of the pinned runtime, fetching, unpacking and checking it first if needed. */
   async binDir(ref: NodeRuntimeRef): Promise<string> {
     const pkg = runtimePackage(nodePlatform());

@@ -28,6 +28,11 @@ export class ReleaseCache {
     return p;
   }
 
+  /** True while the digest is being downloaded or unpacked (the cache GC leaves it alone). */
+  fetching(digest: string): boolean {
+    return this.inflight.has(digest);
+  }
+
   private async fetch(digest: string, dest: string): Promise<string> {
     const file = join(this.dir, 'downloads', `${digest.replace('sha256:', '')}.tgz`);
     try {

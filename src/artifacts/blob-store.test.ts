@@ -66,7 +66,8 @@ describe('FsBlobStore', () => {
     assert.deepEqual(second, { ...first, created: false });
     const after = await stat(store.path(first.digest));
     assert.equal(after.ino, before.ino, 'same file, not a replacement');
-    assert.equal(after.mtimeMs, before.mtimeMs);
+    assert.ok(after.mtimeMs >= before.mtimeMs, 'only its mtime may move: published again, young again for the GC (touch)');
+    assert.deepEqual(await readFile(store.path(first.digest)), data, 'the bytes are the first upload\'s');
     assert.deepEqual(await readdir(join(dir, 'immutable', 'tmp')), []);
   });
 
@@ -160,5 +161,37 @@ describe('FsBlobStore', () => {
     bytes[100] = bytes[100]! ^ 0xff;
     await writeFile(file, bytes);
     assert.equal(await store.verify(digest), false);
+  });
+
+  it('deletes a blob: a reader that already opened it reads to the end, a new open gets not-found', async () => {
+    const store = fresh('delete');
+    const data = randomBytes(2 * 1024 * 1024);
+    const { digest } = await store.put(Readable.from([data]));
+    const reading = await store.openRead(digest);
+    assert.deepEqual((await store.list()).map((b) => [b.digest, b.size]), [[digest, data.length]]);
+    assert.equal(await store.delete(digest), true);
+    assert.equal(await store.has(digest), false);
+    assert.deepEqual(await store.list(), []);
+    await assert.rejects(store.openRead(digest), (e: unknown) => e instanceof PilotError && e.code === 'artifact_not_found');
+    assert.deepEqual(await readAll(reading), data, 'the open download completes');
+    assert.equal(await store.delete(digest), false, 'deleting again says it was not there');
+    const again = await store.put(Readable.from([data]));
+    assert.equal(again.created, true, 'the same bytes can be stored again after a delete');
+  });
+
+  it('makes a blob young again when it is touched or published again (the GC grace period restarts)', async () => {
+    const store = fresh('touch');
+    const data = randomBytes(1000);
+    const { digest } = await store.put(Readable.from([data]));
+    const old = new Date(Date.now() - 5 * 3_600_000);
+    await utimes(store.path(digest), old, old);
+    assert.ok(Date.now() - (await store.modifiedAt(digest))! > 4 * 3_600_000);
+    assert.equal((await store.put(Readable.from([data]))).created, false);
+    assert.ok(Date.now() - (await store.modifiedAt(digest))! < 60_000, 'a second PUT of the same bytes refreshes it');
+    await utimes(store.path(digest), old, old);
+    assert.equal(await store.touch(digest), true);
+    assert.ok(Date.now() - (await store.modifiedAt(digest))! < 60_000);
+    assert.equal(await store.touch(sha(randomBytes(8))), false);
+    assert.equal(await store.modifiedAt(sha(randomBytes(8))), undefined);
   });
 });

@@ -11,7 +11,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PilotError } from '../core/errors.js';
@@ -69,6 +69,7 @@ export class FsBlobStore {
       }
       const created = await linkNoReplace(tmp, this.path(digest));
       if (created) await fsyncDir(join(this.root, 'sha256'));
+      else await this.touch(digest); // published again: young again for the GC's grace period
       return { digest, size, created };
     } finally {
       await rm(tmp, { force: true });
@@ -104,6 +105,68 @@ export class FsBlobStore {
       throw e;
     }
     return fh.createReadStream({ highWaterMark: 256 * 1024 });
+  }
+
+  /**
+   * Remove a blob; false when it was not stored. unlink(2) takes the name away atomically: a reader
+   * that already opened it keeps reading the bytes to the end (Linux frees them at the last close),
+   * and an open after this gets artifact_not_found. Never call it for a blob something still needs:
+   * the control plane decides that (control/artifact-gc.ts), inside its single writer.
+   */
+  async delete(digest: string): Promise<boolean> {
+    const file = this.path(digest);
+    await this.start();
+    try {
+      await unlink(file);
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return false;
+      throw e;
+    }
+    await fsyncDir(join(this.root, 'sha256'));
+    return true;
+  }
+
+  /**
+   * Mark the blob as just published (its mtime becomes now), so the GC's grace period starts again:
+   * a publisher that found it already stored (HEAD, or a PUT of the same bytes) is about to deploy it.
+   * False when it is not stored.
+   */
+  async touch(digest: string): Promise<boolean> {
+    const file = this.path(digest);
+    await this.start();
+    const now = new Date();
+    try {
+      await utimes(file, now, now);
+      return true;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  /** When the blob was last written or touched (wall-clock ms), or undefined when it is not stored. */
+  async modifiedAt(digest: string): Promise<number | undefined> {
+    const file = this.path(digest);
+    await this.start();
+    try {
+      return (await stat(file)).mtimeMs;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /** Every stored blob with its size and the time its file was written (wall-clock ms). */
+  async list(): Promise<{ digest: string; size: number; mtimeMs: number }[]> {
+    await this.start();
+    const dir = join(this.root, 'sha256');
+    const out: { digest: string; size: number; mtimeMs: number }[] = [];
+    for (const name of await readdir(dir)) {
+      if (!/^[a-f0-9]{64}$/.test(name)) continue;
+      const st = await stat(join(dir, name)).catch(() => undefined); // deleted meanwhile
+      if (st?.isFile()) out.push({ digest: `sha256:${name}`, size: st.size, mtimeMs: st.mtimeMs });
+    }
+    return out;
   }
 
   /** Re-hash the blob on disk: true when it is stored and its bytes still match its name. */

@@ -59,6 +59,8 @@ export function registerArtifactRoutes(app: FastifyInstance, opts: ArtifactRoute
 
     scope.head<DigestRoute>('/api/v1/artifacts/:digest', { schema: { params: DigestParams } }, async (req, reply) => {
       const digest = assertDigest(req.params.digest);
+      // A publisher asks before uploading; "stored" means it will deploy it soon: young again for the GC.
+      await opts.blobs.touch(digest);
       const size = await sizeOf(opts.blobs, digest);
       return reply.headers(blobHeaders(digest, size)).code(200).send();
     });

@@ -40,6 +40,7 @@ const logs = lazy(runsModule, 'logs');
 const runtimesModule = () => import('./runtimes.js');
 const runtimesList = lazy(runtimesModule, 'runtimes');
 const runtimesAdd = lazy(runtimesModule, 'runtimesAdd');
+const gc = lazy(() => import('./gc.js'), 'gc');
 const imagesModule = () => import('./images.js');
 const imagesBootstrapNode = lazy(imagesModule, 'imagesBootstrapNode');
 const registrySet = lazy(imagesModule, 'registrySet');
@@ -150,6 +151,10 @@ runtimesCmd.command('add').description('import a runtime by hand (offline): the 
   .option('--integrity <sri>', 'sha512-… the file must match (default: the registry\'s, when it answers)')
   .option('--offline', 'do not ask the npm registry')
   .action(action(async (version: string, o: { from?: string; integrity?: string; offline?: boolean }, cmd: Command) => runtimesAdd(version, { ...g(cmd), ...o })));
+program.command('gc').description('delete artifacts no active, recent (--keep) or in-progress revision uses, older than the grace period (PILOT_GC_GRACE, 1h)')
+  .option('--dry-run', 'say what would be deleted; delete nothing')
+  .option('--keep <n>', 'newest revisions per app whose artifacts stay (default 10)')
+  .action(action(async (o: { dryRun?: boolean; keep?: string }, cmd: Command) => gc({ ...g(cmd), ...o })));
 program.command('token').description('join tokens for agents: create --join, list, revoke ID')
   .argument('<action>', 'create | list | revoke').argument('[id]')
   .option('--join', 'a join token (for `pilot agent`)')

@@ -12,6 +12,7 @@ import { schedule } from '../core/scheduler.js';
 import type { SecretBox } from './secrets.js';
 import { appMasker } from './source-routes.js';
 import { assertRecordedRuntime } from './runtime-routes.js';
+import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -133,6 +134,8 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         }
       }
       const result = await reconciler.serial(async () => {
+        // Again inside the single writer, where the artifact GC runs: nothing is deleted from here to the commit.
+        await assertBlobsPresent(blobs, revisionBlobDigests({ artifact: digest, config, image: b.image, nodeRuntime: b.node }), `revision of "${name}"`, false);
         const now = Date.now();
         const existing = await store.getApp(name);
         await store.upsertApp(name, config, now);
@@ -190,6 +193,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       if (!target) throw new PilotError('revision_not_found', `app "${a.name}" has no revision ${to}`);
       if (target.number === a.activeRevision) throw new PilotError('conflict', `revision ${to} is already active`);
       const rollout = await reconciler.serial(async () => {
+        await assertBlobsPresent(blobs, revisionBlobDigests(target), `cannot roll "${a.name}" back to revision ${target.number}`, true);
         const now = Date.now();
         const previous = await store.activeRollout(a.name);
         if (previous) await store.finishRollout(previous.id, 'failed', `superseded by rollback to revision ${to}`, now);

@@ -15,6 +15,7 @@ import { startRouter } from '../router/proxy.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
 import { registerAppRoutes } from './app-routes.js';
+import { gcIntervalFromEnv, gcSettingsFromEnv, registerArtifactGcRoutes, startArtifactGcTimer } from './artifact-gc.js';
 import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
 import { installErrorHandling } from './http-errors.js';
 import { NodeMonitor } from './node-monitor.js';
@@ -46,6 +47,8 @@ export interface ControlPlaneOptions {
   workers?: number;
   /** Quiet period before a queued CD run starts (bursts of pushes coalesce). Default 2 s. */
   quietMs?: number;
+  /** Artifact GC every this many ms (0 = off). Default: PILOT_GC_INTERVAL ("1h", "0"), else 1 h. */
+  gcIntervalMs?: number;
 }
 
 export interface ControlPlane {
@@ -141,6 +144,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerNodeRoutes(api, { store, reconciler });
   registerRuntimeRoutes(api, { store, blobs });
   registerRegistryRoutes(api, { store, box });
+  registerArtifactGcRoutes(api, { store, blobs, reconciler, settings: () => gcSettingsFromEnv() });
 
   try {
     // A fleet's agents all reconnect at once after a restart: a deep accept queue rather than refused connections.
@@ -160,6 +164,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000) });
   cd.worker = worker;
   await worker.start();
+  const stopGc = startArtifactGcTimer({ store, blobs, reconciler }, log.child({ part: 'gc' }), opts.gcIntervalMs ?? gcIntervalFromEnv(), () => gcSettingsFromEnv());
   log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
 
   return {
@@ -170,6 +175,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     joinToken: join_.token,
     api,
     async close() {
+      stopGc();
       await worker.stop();
       reconciler.stop();
       monitor.stop();

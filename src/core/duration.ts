@@ -18,3 +18,10 @@ export function formatDuration(ms: number): string {
   const m = Math.floor(ms / 60_000);
   return `${m}m${Math.round((ms % 60_000) / 1000)}s`;
 }
+
+/** A duration as written in an environment variable ("1h", "30m", "0", or seconds); undefined when unset or not one. */
+export function parseEnvDuration(raw: string | undefined): number | undefined {
+  const v = raw?.trim();
+  if (!v) return undefined;
+  return parseDuration(/^\d+(\.\d+)?$/.test(v) ? Number(v) : v);
+}

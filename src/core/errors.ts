@@ -32,6 +32,7 @@ export const CATALOGUE = {
   app_not_found: { status: 404, retryable: false, hint: 'List apps with `pilot apps`; an app is created by its first `pilot run`.' },
   revision_not_found: { status: 404, retryable: false, hint: 'List revisions with `pilot status APP`.' },
   run_not_found: { status: 404, retryable: false, hint: 'List runs with `pilot runs`.' },
+  artifact_collected: { status: 410, retryable: false, hint: 'Deploy that commit again (`pilot run`) to rebuild the artifact; `pilot gc --keep N` keeps the newest N revisions of each app.' },
   artifact_not_found: { status: 404, retryable: false, hint: 'Publish the artifact first (`pilot run` does).' },
   node_not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },

@@ -11,7 +11,8 @@ import { startTestServer, type TestServer } from '../artifacts/test-server.fixtu
 import { isPilotError } from '../core/errors.js';
 import { connectEngine } from './engine.js';
 import { archiveImageIds, ImageFetcher } from './images.js';
-import { buildTestImage, removeImage } from './test-images.js';
+import { buildTestImage, ensureBaseImage, removeImage } from './test-images.js';
+import { FetchedImages } from '../agent/image-gc.js';
 import { pushImage, startRegistry, type TestRegistry } from './test-registry.js';
 import { dockerSkip } from './test-support.js';
 
@@ -126,5 +127,30 @@ void describe('images: the agent gets the instance image onto the engine', { ski
     await assert.rejects(fetcher().ensure({ id }), codeIs('deploy_failed', /neither a registry reference nor an archive/));
     await assert.rejects(fetcher().ensure({ id: 'latest' }), codeIs('deploy_failed', /is not sha256:<64 hex>/));
     await assert.rejects(fetcher().ensure({ id, archive: `sha256:${'ef'.repeat(32)}` }), (e: unknown) => isPilotError(e) && e.code === 'artifact_not_found');
+  });
+
+  it('records only what it fetched; the agent\'s image GC removes it once unused, never while a container uses it, never the base', async () => {
+    await forget(img.a);
+    const fetched = new FetchedImages(join(dir, 'fetched.json'));
+    const f = new ImageFetcher(engine, join(dir, 'downloads'), () => new ArtifactClient(server!.url, 'test-token'), (image) => fetched.record(image.id, 'web'));
+    await f.ensure({ id: img.a, archive: img.archiveA });
+    assert.equal(fetched.has(img.a), true, 'loaded by this fetcher: recorded');
+    await f.ensure({ id: img.a, archive: img.archiveA });
+    const base = await ensureBaseImage(engine);
+    assert.equal(fetched.has((await engine.getImage(base.tag).inspect()).Id), false, 'the base image is never recorded');
+
+    const policy = { idleMs: 0, keepUnusedPerApp: 0 };
+    const container = await engine.createContainer({ Image: img.a, Cmd: ['node', '-e', '1'], Labels: { 'pilot-test': 'image-gc' } });
+    try {
+      assert.deepEqual(await fetched.collect(engine, () => new Set([img.a]), Date.now(), policy), [], 'in use locally: not even tried');
+      assert.deepEqual(await fetched.collect(engine, () => new Set(), Date.now(), policy), [], 'a container (another agent\'s) uses it: the engine refuses');
+      assert.equal(await present(img.a), true);
+      assert.equal(fetched.has(img.a), true, 'still recorded, tried again later');
+    } finally {
+      await container.remove({ force: true });
+    }
+    assert.deepEqual(await fetched.collect(engine, () => new Set(), Date.now(), policy), [img.a]);
+    assert.equal(await present(img.a), false);
+    assert.equal(await present(base.tag), true, 'the base image stays');
   });
 });

@@ -63,7 +63,13 @@ export async function archiveImageIds(file: string): Promise<string[]> {
 export class ImageFetcher {
   private readonly inflight = new Map<string, Promise<void>>();
 
-  constructor(private readonly engine: Engine, private readonly downloadDir: string, private readonly artifacts: () => ArtifactClient) {}
+  constructor(
+    private readonly engine: Engine,
+    private readonly downloadDir: string,
+    private readonly artifacts: () => ArtifactClient,
+    /** Called once an image was pulled or loaded by this fetcher (not when the engine already had it). */
+    private readonly onFetched?: (image: ImageRef) => void,
+  ) {}
 
   /** Resolves once the engine has image.id; rejects with the reason (digest_mismatch, registry_unreachable, …). */
   async ensure(image: ImageRef, auth?: RegistryAuth): Promise<void> {
@@ -71,7 +77,7 @@ export class ImageFetcher {
     if (await this.has(image.id)) return;
     let p = this.inflight.get(image.id);
     if (!p) {
-      p = this.fetch(image, auth).finally(() => this.inflight.delete(image.id));
+      p = this.fetch(image, auth).then(() => this.onFetched?.(image)).finally(() => this.inflight.delete(image.id));
       this.inflight.set(image.id, p);
     }
     return p;

@@ -75,6 +75,11 @@ export class LocalRuntimeCache {
     }
   }
 
+  /** True while the digest is being fetched, unpacked or checked. */
+  fetching(digest: string): boolean {
+    return this.inflight.has(digest);
+  }
+
   unpackedDir(digest: string): string {
     return join(this.dir, 'node', digest.replace(/^sha256:/, ''));
   }

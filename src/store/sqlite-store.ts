@@ -547,6 +547,13 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT * FROM artifacts WHERE (@app IS NULL OR app = @app) ORDER BY created_at DESC').all({ app: app ?? null }) as Row[]).map(artifactFrom);
   }
 
+  forgetBlob(digest: string): void {
+    this.db.transaction(() => {
+      this.stmt('DELETE FROM artifacts WHERE digest = ?').run(digest);
+      this.stmt('DELETE FROM node_runtimes WHERE digest = ?').run(digest);
+    })();
+  }
+
   close(): void {
     this.db.close();
   }

@@ -255,5 +255,7 @@ export interface Store {
   putArtifactMeta(m: ArtifactMeta): void;
   getArtifactMeta(digest: string): ArtifactMeta | undefined;
   listArtifactMeta(app?: string): ArtifactMeta[];
+  /** Forget a garbage-collected blob: its artifacts row and any node_runtimes record of it. */
+  forgetBlob(digest: string): void;
   close(): void;
 }
