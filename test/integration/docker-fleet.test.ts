@@ -192,8 +192,11 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
 
   it('re-adopts the containers after an agent restart: same containers, restarts unchanged, none doubled', async () => {
     const n = nodes[0]!;
-    const before = (await instances('boat')).filter((i) => i.node === n.name && i.desired === 'run');
-    assert.equal(before.length, 1);
+    // Its container running and reported (a loaded machine may still be settling the rollout before).
+    const before = await waitFor(`boat's instance on ${n.name} ready in its container`, async () => {
+      const mine = (await instances('boat')).filter((i) => i.node === n.name && i.desired === 'run');
+      return mine.length === 1 && mine[0].state === 'ready' && mine[0].containerId ? mine : undefined;
+    }, 30_000);
     await kill(n.proc);
     await sleep(1000);
     assert.equal((await engine.getContainer(before[0].containerId).inspect()).State.Running, true, 'the container outlives its agent');
