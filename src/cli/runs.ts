@@ -17,9 +17,12 @@ export async function runs(app: string | undefined, opts: GlobalOptions & { limi
 }
 
 export async function nodes(opts: GlobalOptions): Promise<void> {
-  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; scheduling: string; instances: number; cpus: number | null; memoryMb: number | null; lastSeenAt: number }[] }>('GET', '/api/v1/nodes');
-  output(opts, res, () => table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'CPUS', 'MEMORY', 'LAST SEEN'],
-    res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, ago(n.lastSeenAt)])));
+  type Docker = { available: boolean; version?: string; error?: string } | undefined;
+  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; scheduling: string; instances: number; cpus: number | null; memoryMb: number | null; lastSeenAt: number; runtimes?: { docker?: Docker } }[] }>('GET', '/api/v1/nodes');
+  // DOCKER: the engine's version where it answers, "no engine" where it does not (the error: --json).
+  const docker = (d: Docker): string | null => (d === undefined ? null : d.available ? (d.version ?? 'yes') : 'no engine');
+  output(opts, res, () => table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'CPUS', 'MEMORY', 'DOCKER', 'LAST SEEN'],
+    res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, docker(n.runtimes?.docker), ago(n.lastSeenAt)])));
 }
 
 /** `pilot drain|cordon|uncordon NODE`. */

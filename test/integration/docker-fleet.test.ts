@@ -118,6 +118,10 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
       assert.equal(node.runtimes.docker.available, true, JSON.stringify(node.runtimes));
       assert.match(node.runtimes.docker.version, /^\d+\./);
     }
+    const table = await h.cli(['nodes']);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /DOCKER/);
+    for (const n of nodes) assert.match(table.stdout, new RegExp(`${n.name} .* \\d+\\.\\d+[^ ]* +\\S+ ago`));
   });
 
   it('runs a docker app as containers on both nodes (image loaded from the archive), served by the router', async () => {
