@@ -42,8 +42,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 console.log(`# running ${unit.length} unit and ${integration.length} integration test files`);
-const { engineStatus, connectEngine } = await import(join(root, 'dist/src/docker/engine.js'));
-const docker = await engineStatus(connectEngine(), 3000);
+const { probeEngine } = await import(join(root, 'dist/src/docker/probe.js'));
+const docker = await probeEngine(undefined, 3000);
 if (!docker.available) console.log(`# Docker tests skipped: ${docker.error}`);
 for (const f of files) console.log(`#   ${relative(root, f)}`);
 const r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=2', ...files], {

@@ -28,7 +28,7 @@ import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
 import type { DockerNode } from './docker-node.js';
-import { probeEngine, type EngineStatus } from '../docker/probe.js';
+import { engineReport, probeEngine, type EngineStatus } from '../docker/probe.js';
 import type { Engine } from '../docker/engine.js';
 
 export interface AgentOptions {
@@ -64,7 +64,8 @@ const mono = (): number => performance.now();
 function cacheKeysInUse(instances: Iterable<LocalInstance>): Map<string, string> {
   const out = new Map<string, string>();
   for (const i of instances) {
-    if (i.spec.runtime === 'process') out.set(`release:${i.spec.artifact.replace('sha256:', '')}`, i.spec.app);
+    // Not `=== 'process'`: an instance saved before runtimes existed has none, and is a process.
+    if (i.spec.runtime !== 'docker') out.set(`release:${i.spec.artifact.replace('sha256:', '')}`, i.spec.app);
     if (i.spec.node) out.set(`runtime:${i.spec.node.digest.replace('sha256:', '')}`, i.spec.app);
   }
   return out;
@@ -358,16 +359,14 @@ export class Agent {
 
   /** What the node reports as `runtimes.docker`. */
   private dockerReport(): { available: boolean; version?: string; error?: string } {
-    if (this.docker) return this.docker.report;
-    const s = this.dockerStatus;
-    return { available: s.available, ...(s.version ? { version: s.version } : {}), ...(s.error ? { error: s.error.slice(0, 2000) } : {}) };
+    return this.docker ? this.docker.report : engineReport(this.dockerStatus);
   }
 
   /** Check the engine (without dockerode until the Docker side is needed); report a change with the next sync. */
   private async checkDocker(): Promise<void> {
     const before = JSON.stringify(this.dockerReport());
     if (this.docker) await this.docker.check();
-    else this.dockerStatus = await probeEngine(process.env, 2000);
+    else this.dockerStatus = await probeEngine(undefined, 2000);
     if (JSON.stringify(this.dockerReport()) !== before && this.link.nodeId !== undefined) {
       this.opts.log.info({ docker: this.dockerReport() }, 'Docker engine availability changed');
       this.link.setRuntimes({ docker: this.dockerReport() });

@@ -60,7 +60,9 @@ export function pickUnused(entries: readonly CacheEntry[], inUse: ReadonlySet<st
     if (inUse.has(e.key)) continue;
     // Per kind (release, runtime, image) and app: a runtime never takes a release's place.
     const k = `${e.key.split(':')[0]}\0${e.app ?? ''}`;
-    byApp.set(k, [...(byApp.get(k) ?? []), e]);
+    const list = byApp.get(k);
+    if (list) list.push(e);
+    else byApp.set(k, [e]);
   }
   const out: string[] = [];
   for (const list of byApp.values()) {

@@ -9,6 +9,7 @@ import type { ArtifactClient } from '../artifacts/client.js';
 import { PilotError } from '../core/errors.js';
 import type { InstanceSpec } from '../core/types.js';
 import { connectEngine, engineStatus, type Engine, type EngineStatus } from '../docker/engine.js';
+import { engineReport } from '../docker/probe.js';
 import { ImageFetcher } from '../docker/images.js';
 import { FetchedImages } from './image-gc.js';
 import type { LocalGcPolicy } from './cache-gc.js';
@@ -71,8 +72,7 @@ export class DockerNode {
 
   /** What the node reports as `runtimes.docker`. */
   get report(): { available: boolean; version?: string; error?: string } {
-    const s = this.status;
-    return { available: s.available, ...(s.version ? { version: s.version } : {}), ...(s.error ? { error: s.error.slice(0, 2000) } : {}) };
+    return engineReport(this.status);
   }
 
   /** Ask the engine; true when what the node reports changed. */

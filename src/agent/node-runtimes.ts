@@ -4,9 +4,6 @@
  * (`node --version`), and shared by every instance that runs on it. Apps on one node can run
  * different versions side by side: each instance gets its own runtime's bin first on PATH.
  */
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { ArtifactClient } from '../artifacts/client.js';
 import type { NodeRuntimeRef } from '../core/types.js';
 import { LocalRuntimeCache } from '../node-runtime/local-cache.js';
@@ -26,17 +23,6 @@ export class NodeRuntimeCache {
 
   /** The bin folder of the pinned runtime, fetching, unpacking and checking it first if needed. */
   async binDir(ref: NodeRuntimeRef): Promise<string> {
-    const pkg = runtimePackage(nodePlatform());
-    // A name of its own: another agent sharing this cache (`pilot up` and tests) may fetch the same digest.
-    const file = join(this.cache.downloadsDir(), `${ref.digest.replace(/^sha256:/, '')}-${randomBytes(4).toString('hex')}.tgz`);
-    try {
-      const l = await this.cache.ensure(ref.digest, { pkg, version: ref.version }, async () => {
-        await this.client().download(ref.digest, file);
-        return file;
-      });
-      return l.binDir;
-    } finally {
-      await rm(file, { force: true }); // unpacked: the tarball is not needed on a node
-    }
+    return (await this.cache.ensureFromRepository(ref.digest, { pkg: runtimePackage(nodePlatform()), version: ref.version }, this.client)).binDir;
   }
 }

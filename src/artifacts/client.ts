@@ -2,15 +2,16 @@
  * Client of the artifact repository's HTTP API. Uploads are skipped when the digest is already
  * stored; downloads are verified against the digest before they appear under their final name.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { fromBody, PilotError, type ErrorBody, type ErrorCode } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
+import { sha256Tap } from './digest.js';
 
 type ResponseData = Dispatcher.ResponseData;
 
@@ -80,21 +81,13 @@ export class ArtifactClient {
       throw new PilotError('digest_mismatch', `asked for ${digest}, the server answered ${String(announced)}`);
     }
     const tmp = `${destFile}.partial-${randomBytes(6).toString('hex')}`;
-    const hash = createHash('sha256');
-    let size = 0;
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        size += chunk.length;
-        cb(null, chunk);
-      },
-    });
+    const { tap, result } = sha256Tap();
     try {
       // No fsync: the name appears only after verification, which holds against a crash of this
       // process. Against a power cut the callers (the agent's release cache) must re-verify
       // anyway, since what they unpack from it is not fsynced either; fsync here cost ~40%.
       await pipeline(res.body, tap, createWriteStream(tmp, { flags: 'wx' }));
-      const actual = `sha256:${hash.digest('hex')}`;
+      const { digest: actual, size } = result();
       if (actual !== digest) {
         throw new PilotError('digest_mismatch', `downloaded bytes hash to ${actual}, not ${digest}`, {
           hint: 'The stored artifact is corrupt or was altered in transit; re-publish it.',

@@ -4,15 +4,20 @@
  */
 import Docker from 'dockerode';
 import { PilotError } from '../core/errors.js';
-import { engineEndpoint, notAnswering, type EngineStatus } from './probe.js';
+import { endpointAddress, engineEndpoint, probeEngine, type EngineEndpoint, type EngineStatus } from './probe.js';
 
 export type Engine = Docker;
 export type { EngineStatus };
 
+/** Where a connected engine is (dockerode keeps it in its modem). */
+function endpointOf(engine: Engine): EngineEndpoint {
+  const m = engine.modem as unknown as { socketPath?: string; host?: string; port?: number };
+  return m.socketPath ? { socketPath: m.socketPath } : { host: m.host ?? '127.0.0.1', port: Number(m.port ?? 2375) };
+}
+
 /** Where the engine is, for messages. */
 export function engineAddress(engine: Engine): string {
-  const m = engine.modem as unknown as { socketPath?: string; host?: string; port?: number };
-  return m.socketPath ? `unix://${m.socketPath}` : `tcp://${m.host}:${m.port}`;
+  return endpointAddress(endpointOf(engine));
 }
 
 export function connectEngine(env: NodeJS.ProcessEnv = process.env): Engine {
@@ -20,17 +25,9 @@ export function connectEngine(env: NodeJS.ProcessEnv = process.env): Engine {
   return 'socketPath' in e ? new Docker({ socketPath: e.socketPath }) : new Docker({ protocol: 'http', host: e.host, port: e.port });
 }
 
-/** Whether the engine answers, and its version; never throws. */
-export async function engineStatus(engine: Engine, timeoutMs = 2000): Promise<EngineStatus> {
-  try {
-    const v = await Promise.race([
-      engine.version(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref()),
-    ]);
-    return { available: true, version: v.Version };
-  } catch (err) {
-    return { available: false, error: notAnswering(engineAddress(engine), (err as Error).message) };
-  }
+/** Whether the engine answers, and its version; never throws (probe.ts: one GET /version). */
+export function engineStatus(engine: Engine, timeoutMs = 2000): Promise<EngineStatus> {
+  return probeEngine(endpointOf(engine), timeoutMs);
 }
 
 /** Throws a clear error when the engine does not answer. */

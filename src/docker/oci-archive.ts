@@ -7,12 +7,12 @@
  * The tarball is deterministic for an image: same ID, same bytes, same digest.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { link, mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
+import { sha256File, sha256Tap, type Digested } from '../artifacts/digest.js';
 import { PilotError } from '../core/errors.js';
 import type { Engine } from './engine.js';
 
@@ -20,17 +20,7 @@ const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const CONFIG = 'application/vnd.oci.image.config.v1+json';
 const LAYER = 'application/vnd.oci.image.layer.v1.tar';
 
-interface Blob { readonly digest: string; readonly size: number }
-
-async function hashFile(file: string): Promise<Blob> {
-  const h = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(file)) {
-    h.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { digest: `sha256:${h.digest('hex')}`, size };
-}
+type Blob = Digested;
 
 /** Write `docker save` of image `id` to `file` as an OCI image layout tarball; its sha256 and size. */
 export async function saveOciArchive(engine: Engine, id: string, file: string, signal?: AbortSignal): Promise<Blob> {
@@ -54,7 +44,7 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
     const blobs = join(oci, 'blobs', 'sha256');
     await mkdir(blobs, { recursive: true });
     const put = async (src: string): Promise<Blob> => {
-      const b = await hashFile(src);
+      const b = await sha256File(src);
       await link(src, join(blobs, b.digest.slice(7))).catch((e: NodeJS.ErrnoException) => {
         if (e.code !== 'EEXIST') throw e; // the same layer twice in one image
       });
@@ -87,22 +77,16 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
 
     // 3. One tarball, deterministic: sorted names, no times, no owners.
     const names = ['oci-layout', 'index.json', 'manifest.json', ...[...new Set([manifestDigest, config.digest, ...layers.map((l) => l.digest)])].sort().map((d) => `blobs/sha256/${d.slice(7)}`)];
-    const h = createHash('sha256');
-    let size = 0;
+    const { tap, result } = sha256Tap();
     await pipeline(
       tar.c({ cwd: oci, portable: true, noMtime: true, noDirRecurse: true }, names),
-      new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          h.update(chunk);
-          size += chunk.length;
-          cb(null, chunk);
-        },
-      }),
+      tap,
       createWriteStream(file, { mode: 0o600 }),
       ...(signal ? [{ signal }] : []),
     );
-    if ((await stat(file)).size !== size) throw new PilotError('internal', `the image archive ${file} was not written whole`);
-    return { digest: `sha256:${h.digest('hex')}`, size };
+    const written = result();
+    if ((await stat(file)).size !== written.size) throw new PilotError('internal', `the image archive ${file} was not written whole`);
+    return written;
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -31,9 +31,13 @@ export function notAnswering(address: string, reason: string): string {
   return `Docker engine at ${address} is not answering (${reason}); start it with \`dockerd\` (or \`systemctl start docker\`)`;
 }
 
+/** What a node reports as `runtimes.docker` (agent protocol): the status, its error bounded. */
+export function engineReport(s: EngineStatus): { available: boolean; version?: string; error?: string } {
+  return { available: s.available, ...(s.version ? { version: s.version } : {}), ...(s.error ? { error: s.error.slice(0, 2000) } : {}) };
+}
+
 /** Whether the engine answers, and its version; never throws. */
-export function probeEngine(env: NodeJS.ProcessEnv = process.env, timeoutMs = 2000): Promise<EngineStatus> {
-  const endpoint = engineEndpoint(env);
+export function probeEngine(endpoint: EngineEndpoint = engineEndpoint(), timeoutMs = 2000): Promise<EngineStatus> {
   return new Promise((resolve) => {
     let settled = false;
     const done = (s: EngineStatus): void => {

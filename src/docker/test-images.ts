@@ -19,17 +19,8 @@ let base: Promise<{ tag: string; created: boolean }> | undefined;
 
 /** pilot/node:<this node's version>, built if missing; `created` says whether this process built it. */
 export function ensureBaseImage(engine: Engine): Promise<{ tag: string; created: boolean }> {
-  base ??= (async () => {
-    const tag = baseImageTag(process.versions.node);
-    try {
-      await engine.getImage(tag).inspect();
-      return { tag, created: false };
-    } catch (e) {
-      if (statusOf(e) !== 404) throw e;
-    }
-    await bootstrapNodeImage(engine, { tag });
-    return { tag, created: true };
-  })();
+  // bootstrapNodeImage keeps an existing base of this Node version; `built` says whether it made one.
+  base ??= bootstrapNodeImage(engine, { tag: baseImageTag(process.versions.node) }).then((b) => ({ tag: b.tag, created: b.built }));
   return base;
 }
 

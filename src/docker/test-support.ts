@@ -3,9 +3,9 @@
  * engine answers; otherwise the reason, so node:test reports the suite as skipped. With
  * PILOT_REQUIRE_DOCKER=1 (set by .ci/run) a missing engine is an error instead: CI never skips.
  */
-import { connectEngine, engineStatus } from './engine.js';
+import { probeEngine } from './probe.js';
 
-const status = await engineStatus(connectEngine(), 3000);
+const status = await probeEngine(undefined, 3000);
 if (!status.available && process.env.PILOT_REQUIRE_DOCKER === '1') {
   throw new Error(`PILOT_REQUIRE_DOCKER=1 but ${status.error}`);
 }

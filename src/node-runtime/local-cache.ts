@@ -8,9 +8,11 @@
  * A runtime is unpacked once per digest and shared by every build and instance that uses it.
  * Concurrent callers for one digest share one download and unpack.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ArtifactClient } from '../artifacts/client.js';
 import { isPilotError } from '../core/errors.js';
 import { checkRuntime, layout, unpackRuntime, type UnpackedRuntime } from './runtime-package.js';
 
@@ -72,6 +74,23 @@ export class LocalRuntimeCache {
     } catch (e) {
       await rm(dest, { recursive: true, force: true });
       throw e;
+    }
+  }
+
+  /**
+   * The runtime recorded in the artifact repository as `digest`: here already, or downloaded
+   * (sha256-verified by the client) under a name of its own (another process sharing this cache may
+   * fetch the same digest), unpacked and checked; the tarball is not kept.
+   */
+  async ensureFromRepository(digest: string, expect: { pkg: string; version: string }, client: () => ArtifactClient): Promise<UnpackedRuntime> {
+    const file = join(this.downloadsDir(), `${digest.replace(/^sha256:/, '')}-${randomBytes(4).toString('hex')}.tgz`);
+    try {
+      return await this.ensure(digest, expect, async () => {
+        await client().download(digest, file);
+        return file;
+      });
+    } finally {
+      await rm(file, { force: true });
     }
   }
 

@@ -9,7 +9,6 @@
  *           └─ not yet ─► npm view dist.integrity ─► tarball (local cache, else npm pack)
  *                         ─► sha512 must match ─► unpack + `node --version` ─► upload blob ─► record
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactClient } from '../artifacts/client.js';
@@ -103,15 +102,7 @@ async function provide(req: ProvideRequest, wanted: WantedNode | undefined): Pro
   if (recorded) {
     digest = recorded.digest;
     const here = cache.has(digest);
-    const file = join(cache.downloadsDir(), `${digest.slice(7)}-${randomBytes(4).toString('hex')}.tgz`);
-    try {
-      runtime = await cache.ensure(digest, { pkg, version }, async () => {
-        await new ArtifactClient(req.api.baseUrl, req.api.token).download(digest, file);
-        return file;
-      });
-    } finally {
-      await rm(file, { force: true });
-    }
+    runtime = await cache.ensureFromRepository(digest, { pkg, version }, () => new ArtifactClient(req.api.baseUrl, req.api.token));
     req.log(`    Node.js ${version} (${platform}) ${here ? 'cached on this machine' : 'fetched from the artifact repository'}: ${digest}`);
   } else {
     const fetched = await fetchFromRegistry(registry, cache, pkg, version, req.log);
