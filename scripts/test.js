@@ -7,7 +7,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const filters = process.argv.slice(2);
+const faultsOnly = process.argv[2] === '--faults';
+const filters = process.argv.slice(faultsOnly ? 3 : 2);
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -20,7 +21,8 @@ function findTests(dir) {
   try { names = readdirSync(dir); } catch { return out; }
   for (const name of names.sort()) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    // test/faults is the fault-injection suite: its own command (npm run test:faults), run by .ci/run.
+    if (statSync(p).isDirectory()) { if (!(name === 'faults' && !faultsOnly)) out.push(...findTests(p)); }
     else if (name.endsWith('.test.js')) out.push(p);
   }
   return out;
@@ -34,8 +36,8 @@ if (!process.env.PILOT_SKIP_LINT) {
 }
 
 const pick = (files) => files.filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
-const unit = pick(findTests(join(root, 'dist/src')));
-const integration = pick(findTests(join(root, 'dist/test')));
+const unit = faultsOnly ? [] : pick(findTests(join(root, 'dist/src')));
+const integration = pick(findTests(join(root, faultsOnly ? 'dist/test/faults' : 'dist/test')));
 const files = [...unit, ...integration];
 if (files.length === 0) {
   console.error('no test files matched', filters);
