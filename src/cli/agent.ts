@@ -6,6 +6,8 @@ import { Agent } from '../agent/agent.js';
 import { PilotError } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
 import { LABEL_KEY } from '../core/protocol.js';
+import { LogDestination } from '../control/log-destination.js';
+import { installProcessGuards } from '../control/process-guard.js';
 import { pilotHome } from './context.js';
 
 // key=value, the key as the agent protocol allows it (LABEL_KEY without its anchors).
@@ -24,7 +26,8 @@ export async function agent(opts: { server?: string; token?: string; name?: stri
     if (!m) throw new PilotError('bad_request', `--label ${JSON.stringify(l)} must be key=value (key: lowercase letters, digits, . _ / -)`);
     labels[m[1]!] = m[2]!;
   }
-  const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
+  const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
+  installProcessGuards(log);
   const a = new Agent({ server: server.replace(/\/+$/, ''), joinToken: token, home: join(pilotHome(), 'agent'), name, address: opts.address, log, labels });
   await a.start();
   process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);

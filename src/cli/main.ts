@@ -82,6 +82,7 @@ program.command('up')
   .option('--router-port <port>', 'router port', '8080')
   .option('--no-agent', 'do not run a local agent')
   .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
+  .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
   .action(action(async (o: UpOptions, _cmd: Command) => up(o)));
 
 program.command('server')
@@ -91,6 +92,7 @@ program.command('server')
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
   .option('--verbose', 'log to stdout')
+  .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
   .action(action(async (o: UpOptions, _cmd: Command) => up({ ...o, agent: false })));
 
 program.command('agent')

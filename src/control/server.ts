@@ -11,6 +11,8 @@ import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { PilotError } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
+import { TrustedProxies } from '../router/headers.js';
+import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
@@ -49,6 +51,10 @@ export interface ControlPlaneOptions {
   quietMs?: number;
   /** Artifact GC every this many ms (0 = off). Default: PILOT_GC_INTERVAL ("1h", "0"), else 1 h. */
   gcIntervalMs?: number;
+  /** Proxies whose forwarding headers the router believes: CIDRs (--trusted-proxy, PILOT_TRUSTED_PROXIES). */
+  trustedProxies?: readonly string[];
+  /** The log destination's state (dropped lines while the disk was full), for /healthz. */
+  logStats?: () => LogDestinationStats;
 }
 
 export interface ControlPlane {
@@ -85,7 +91,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const table = new RoutingTable();
-  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry }).catch((err: unknown) => {
+  const trusted = new TrustedProxies(opts.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
+  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry, trusted }).catch((err: unknown) => {
     store.close();
     throw listenError(err, 'router', opts.routerHost, opts.routerPort);
   });
