@@ -64,6 +64,8 @@ export interface ControlPlane {
   readonly adminTokenCreated: boolean;
   readonly joinToken: string;
   readonly api: FastifyInstance;
+  /** Every route the API serves (method and URL pattern), as registered: the auth-walk test reads it. */
+  readonly routes: readonly { method: string; url: string }[];
   close(): Promise<void>;
 }
 
@@ -121,6 +123,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
   installErrorHandling(api);
+  const routes: { method: string; url: string }[] = [];
+  api.addHook('onRoute', (r) => {
+    for (const method of typeof r.method === 'string' ? [r.method] : r.method) routes.push({ method, url: r.url });
+  });
   await registerOpenApi(api, PILOT_VERSION);
   api.addHook('onRequest', async (req) => {
     // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
@@ -181,6 +187,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     adminTokenCreated: admin.created,
     joinToken: join_.token,
     api,
+    routes,
     async close() {
       stopGc();
       await worker.stop();
