@@ -27,6 +27,7 @@ const EXCEPTIONS: Record<string, { allowed: readonly Who[]; why: string }> = {
   'HEAD /api/v1/artifacts/:digest': { allowed: ['node', 'admin'], why: 'agents check artifacts' },
   'GET /api/v1/artifacts/:digest/meta': { allowed: ['node', 'admin'], why: 'agents read artifact metadata' },
   'HEAD /api/v1/artifacts/:digest/meta': { allowed: ['node', 'admin'], why: 'agents read artifact metadata' },
+  'POST /api/v1/artifacts/:digest/verify': { allowed: ['node', 'admin'], why: 'an agent reports a download that did not match its digest' },
   'POST /hooks/github/:app': { allowed: [], why: 'signed with the app\'s webhook secret: no bearer token opens it' },
 };
 

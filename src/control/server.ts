@@ -9,6 +9,7 @@ import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
+import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
 import { PilotError } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
@@ -51,6 +52,8 @@ export interface ControlPlaneOptions {
   quietMs?: number;
   /** Artifact GC every this many ms (0 = off). Default: PILOT_GC_INTERVAL ("1h", "0"), else 1 h. */
   gcIntervalMs?: number;
+  /** Re-hash every stored blob this often, quarantining corrupt ones (0 = off). Default: PILOT_SCRUB_INTERVAL, else 24 h. */
+  scrubIntervalMs?: number;
   /** Proxies whose forwarding headers the router believes: CIDRs (--trusted-proxy, PILOT_TRUSTED_PROXIES). */
   trustedProxies?: readonly string[];
   /** The log destination's state (dropped lines while the disk was full), for /healthz. */
@@ -76,6 +79,8 @@ function authMode(method: string, url: string): 'none' | 'admin' | 'admin-or-nod
   if (path.startsWith('/api/v1/agent/')) return 'self';
   if (path.startsWith('/hooks/')) return 'self'; // signed by the app's webhook secret
   if (path.startsWith('/api/v1/artifacts/') && (method === 'GET' || method === 'HEAD')) return 'admin-or-node';
+  // An agent reports a download that did not hash to its digest (artifacts/routes.ts).
+  if (method === 'POST' && /^\/api\/v1\/artifacts\/[^/]+\/verify$/.test(path)) return 'admin-or-node';
   return 'admin';
 }
 
@@ -178,6 +183,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   cd.worker = worker;
   await worker.start();
   const stopGc = startArtifactGcTimer({ store, blobs, reconciler }, log.child({ part: 'gc' }), opts.gcIntervalMs ?? gcIntervalFromEnv(), () => gcSettingsFromEnv());
+  const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
   log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
 
   return {
@@ -190,6 +196,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     routes,
     async close() {
       stopGc();
+      stopScrub();
       await worker.stop();
       reconciler.stop();
       monitor.stop();
