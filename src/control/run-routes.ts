@@ -93,6 +93,10 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50) || 50, 1), 1000);
     if (req.query.app !== undefined) assertName(req.query.app);
     const runs = await store.listRuns({ app: req.query.app, limit });
+    // "No runs yet" only for an app that exists: a typo is an unknown app, as everywhere else.
+    if (req.query.app !== undefined && runs.length === 0 && !(await store.getApp(req.query.app))) {
+      throw new PilotError('app_not_found', `app "${req.query.app}" not found`);
+    }
     // The audit trail ends with the rollout's result.
     return {
       runs: await Promise.all(runs.map(async (r) => {
