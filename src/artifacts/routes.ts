@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
+import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
 import type { BlobCheck, FsBlobStore } from './blob-store.js';
@@ -132,7 +133,11 @@ async function putArtifact(
   const declared = Number(req.headers['content-length']);
   if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);
   const body = requestBody(req.body);
-  const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes });
+  const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes }).catch((e: unknown) => {
+    // The upload's size is what it needs: say so next to what is free.
+    if (isDiskFull(e)) throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.root, Number.isFinite(declared) ? declared : undefined);
+    throw e;
+  });
   if (put.healed !== undefined) req.log.warn({ digest, quarantined: put.healed }, 'stored artifact was corrupt: quarantined and replaced by the upload');
   // First upload's metadata wins: the same bytes re-published by another app keep their origin.
   let m = opts.meta.getMeta(digest);

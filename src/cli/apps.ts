@@ -22,7 +22,10 @@ interface StatusRes {
 }
 
 export async function status(app: string, opts: GlobalOptions): Promise<void> {
-  const res = await apiClient(opts).call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
+  const api = apiClient(opts);
+  const res = await api.call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
+  const health = await api.call<Health>('GET', '/healthz').catch(() => undefined);
+  if (!opts.json) for (const w of healthWarnings(health)) process.stderr.write(`warning: ${w}\n`);
   output(opts, res, () => {
     const a = res.app;
     const shown = res.revisions.find((r) => r.active) ?? res.revisions[0];
@@ -42,6 +45,17 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
     ];
     return out.join('\n');
   });
+}
+
+interface Health { disk?: { path: string; freeBytes: number; lowBelowBytes: number; low: boolean }; log?: { droppedLines: number; failing: string | null } }
+
+/** What the control plane's /healthz says is wrong with its machine (low disk, logging suspended). */
+export function healthWarnings(h: Health | undefined): string[] {
+  const out: string[] = [];
+  const mb = (n: number): string => `${Math.round(n / 1024 / 1024)} MiB`;
+  if (h?.disk?.low) out.push(`the control plane's disk is low: ${mb(h.disk.freeBytes)} free under ${h.disk.path} (below ${mb(h.disk.lowBelowBytes)}); free space or \`pilot gc\``);
+  if (h?.log?.failing) out.push(`the control plane cannot write its log (${h.log.failing}): ${h.log.droppedLines} line(s) dropped so far`);
+  return out;
 }
 
 export async function rollback(app: string, opts: GlobalOptions & { to?: string }): Promise<void> {

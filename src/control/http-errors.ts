@@ -1,9 +1,12 @@
 /** The one place where errors become HTTP answers: `{ error: { code, message, hint, retryable } }`. */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { CATALOGUE, PilotError, isPilotError } from '../core/errors.js';
+import { diskFullError, isDiskFull } from '../disk/disk.js';
 
-export function toPilotError(err: unknown): PilotError {
+export function toPilotError(err: unknown, diskPath = '$PILOT_HOME'): PilotError {
   if (isPilotError(err)) return err;
+  // A full disk is the operator's to fix, not a bug: 507 with what is full (control/disk.ts).
+  if (isDiskFull(err)) return diskFullError(err, 'cannot write', diskPath);
   const fe = err as Partial<FastifyError> & { validation?: unknown };
   if (fe.validation) {
     // Which field broke which rule, so a client (the CLI) can name its own flag for it. Ajv's
@@ -28,10 +31,11 @@ export function toPilotError(err: unknown): PilotError {
 }
 
 /** Install the error handler and the JSON 404 on a Fastify instance. */
-export function installErrorHandling(app: FastifyInstance): void {
+export function installErrorHandling(app: FastifyInstance, diskPath?: string): void {
   app.setErrorHandler((err, req, reply) => {
-    const pe = toPilotError(err);
+    const pe = toPilotError(err, diskPath);
     if (pe.code === 'internal') req.log.error({ err }, 'internal error');
+    else if (pe.code === 'disk_full') req.log.warn({ url: req.url.split('?')[0], details: pe.details }, pe.message);
     void reply.status(CATALOGUE[pe.code].status).send({ error: pe.toJSON() });
   });
   app.setNotFoundHandler((req, reply) => {

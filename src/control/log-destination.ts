@@ -39,7 +39,8 @@ export class LogDestination {
   private droppedTotal = 0;
   private closed = false;
 
-  constructor(target: string | number, private readonly now: () => number = Date.now) {
+  /** `fsWrite` is fs.write; a test double can replace it to inject failures. */
+  constructor(target: string | number, private readonly now: () => number = Date.now, private readonly fsWrite: typeof write = write) {
     if (typeof target === 'number') {
       this.fd = target;
       this.ownsFd = false;
@@ -129,7 +130,7 @@ export class LogDestination {
   }
 
   private writeAll(buf: Buffer, off: number, done: (err: Error | null) => void): void {
-    write(this.fd, buf, off, buf.length - off, null, (err, n) => {
+    this.fsWrite(this.fd, buf, off, buf.length - off, null, (err, n) => {
       if (err) return done(err);
       if (off + n < buf.length) return this.writeAll(buf, off + n, done);
       done(null);

@@ -21,6 +21,7 @@ import { registerAppRoutes } from './app-routes.js';
 import { gcIntervalFromEnv, gcSettingsFromEnv, registerArtifactGcRoutes, startArtifactGcTimer } from './artifact-gc.js';
 import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
 import { installErrorHandling } from './http-errors.js';
+import { diskStatus } from '../disk/disk.js';
 import { NodeMonitor } from './node-monitor.js';
 import { DEFAULT_NODE_HEALTH } from '../core/node-health.js';
 import { registerNodeRoutes } from './node-routes.js';
@@ -127,7 +128,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
 
   const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
-  installErrorHandling(api);
+  installErrorHandling(api, opts.home);
   const routes: { method: string; url: string }[] = [];
   api.addHook('onRoute', (r) => {
     for (const method of typeof r.method === 'string' ? [r.method] : r.method) routes.push({ method, url: r.url });
@@ -148,7 +149,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }
     throw new PilotError('unauthorized', token ? 'invalid token' : 'missing token: send "Authorization: Bearer <token>"');
   });
-  api.get('/healthz', async () => ({ ok: true }));
+  // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
+  // for `pilot status` and for monitoring, not turned into a failed probe.
+  api.get('/healthz', async () => {
+    const disk = await diskStatus(opts.home);
+    const logStats = opts.logStats?.();
+    return {
+      ok: true,
+      ...(disk ? { disk } : {}),
+      ...(logStats ? { log: { droppedLines: logStats.dropped, failing: logStats.failing ?? null } } : {}),
+    };
+  });
   api.get('/metrics', async (_req, reply) => {
     void reply.type(registry.contentType);
     return registry.metrics();

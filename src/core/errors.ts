@@ -61,6 +61,7 @@ export const CATALOGUE = {
   not_implemented: { status: 501, retryable: false },
   port_in_use: { status: 409, retryable: true, hint: 'Another process listens there (another `pilot up`?). Stop it, or choose other ports with --api-port / --router-port.' },
   server_unreachable: { status: 503, retryable: true, hint: 'Start the server with `npm start` (pilot up), or point the CLI at it with --server / PILOT_SERVER.' },
+  disk_full: { status: 507, retryable: true, hint: 'Free space on that filesystem (`pilot gc` deletes artifacts nothing uses), or move $PILOT_HOME to a bigger disk; Pilot carries on by itself once there is room.' },
   internal: { status: 500, retryable: true, hint: 'This is a bug in Pilot; the server log has the details.' },
 } as const satisfies Record<string, CatalogueEntry>;
 
