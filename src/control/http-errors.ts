@@ -2,11 +2,12 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { CATALOGUE, PilotError, isPilotError } from '../core/errors.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
+import { errno } from '../core/errno.js';
 
 export function toPilotError(err: unknown, diskPath = '$PILOT_HOME'): PilotError {
   if (isPilotError(err)) return err;
   // A full disk is the operator's to fix, not a bug: 507 with what is full (control/disk.ts).
-  if (isDiskFull(err)) return diskFullError(err, 'cannot write', diskPath);
+  if (isDiskFull(err)) return diskFullError(err, errno(err) === 'SQLITE_FULL' ? 'cannot write the database' : 'cannot write', diskPath);
   const fe = err as Partial<FastifyError> & { validation?: unknown };
   if (fe.validation) {
     // Which field broke which rule, so a client (the CLI) can name its own flag for it. Ajv's
