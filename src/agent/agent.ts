@@ -160,7 +160,8 @@ export class Agent {
     void this.pollLoop();
     every(TICK_MS, () => this.supervise());
     every(10_000, () => void this.rotateLogs());
-    every(10_000, () => void this.checkDocker());
+    // The engine may go away between the probe and the sweep: a failed check waits for the next one.
+    every(10_000, () => void this.checkDocker().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'Docker engine check failed; will retry')));
     if (this.cacheGcSettings.intervalMs > 0) every(this.cacheGcSettings.intervalMs, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
   }
 
