@@ -87,6 +87,8 @@ function authMode(method: string, url: string): 'none' | 'admin' | 'admin-or-nod
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.logger ?? pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
+  // Checked before anything is opened: a bad --trusted-proxy is a plain error, nothing to clean up.
+  const trusted = new TrustedProxies(opts.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
   mkdirSync(opts.home, { recursive: true, mode: 0o700 });
   const admin = loadOrCreateToken(join(opts.home, 'admin-token'), 'pilot_admin');
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
@@ -99,7 +101,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const table = new RoutingTable();
-  const trusted = new TrustedProxies(opts.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
   const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry, trusted }).catch((err: unknown) => {
     store.close();
     throw listenError(err, 'router', opts.routerHost, opts.routerPort);
