@@ -34,31 +34,19 @@ export function isRequestScoped(err: unknown): boolean {
   return name === 'AbortError';
 }
 
-export interface GuardCounters {
-  /** Failures logged and survived, by kind. */
-  readonly survived: { requestScoped: number; rejection: number };
-}
-
 /**
- * Install the handlers (once per process; a second call replaces nothing and returns the same
- * counters). `exit` is injectable for tests.
+ * Install the handlers, once per process (a second call does nothing). `exit` is injectable for
+ * tests.
  */
-export function installProcessGuards(log: Logger, exit: (code: number) => void = (c) => process.exit(c)): GuardCounters {
-  if (installed) return installed;
-  const counters = { survived: { requestScoped: 0, rejection: 0 } };
-  installed = counters;
+export function installProcessGuards(log: Logger, exit: (code: number) => void = (c) => process.exit(c)): void {
+  if (installed) return;
+  installed = true;
   process.on('unhandledRejection', (reason) => {
-    if (isRequestScoped(reason)) {
-      counters.survived.requestScoped++;
-      log.warn({ err: reason }, 'a connection or stream failed and nobody awaited it (request-scoped: carrying on)');
-    } else {
-      counters.survived.rejection++;
-      log.error({ err: reason }, 'unhandled promise rejection (a bug in Pilot: carrying on)');
-    }
+    if (isRequestScoped(reason)) log.warn({ err: reason }, 'a connection or stream failed and nobody awaited it (request-scoped: carrying on)');
+    else log.error({ err: reason }, 'unhandled promise rejection (a bug in Pilot: carrying on)');
   });
   process.on('uncaughtException', (err, origin) => {
     if (isRequestScoped(err)) {
-      counters.survived.requestScoped++;
       log.warn({ err, origin }, 'a connection or stream failed with nobody listening (request-scoped: carrying on)');
       return;
     }
@@ -66,7 +54,6 @@ export function installProcessGuards(log: Logger, exit: (code: number) => void =
     log.flush?.();
     exit(70);
   });
-  return counters;
 }
 
-let installed: GuardCounters | undefined;
+let installed = false;

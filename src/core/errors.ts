@@ -19,7 +19,7 @@ interface CatalogueEntry {
 }
 
 export const CATALOGUE = {
-  unauthorized: { status: 401, retryable: false, hint: 'Pass a valid token: `--token`, PILOT_TOKEN, or the admin token in $PILOT_HOME/admin-token.' },
+  unauthorized: { status: 401, retryable: false, hint: 'Pass a valid token: PILOT_TOKEN, --token-file FILE, or the admin token in $PILOT_HOME/admin-token.' },
   forbidden: { status: 403, retryable: false },
   bad_request: { status: 400, retryable: false },
   invalid_name: { status: 400, retryable: false, hint: 'Names are 1-63 characters: lowercase letters, digits and "-", starting with a letter.' },
