@@ -49,7 +49,11 @@ export class LogDestination {
       this.fd = openSync(target, 'a', 0o600);
       this.ownsFd = true;
     }
+    // process.exit (a fatal error, a signal handler) must not lose the last lines: one synchronous try.
+    process.once('exit', this.onExit);
   }
+
+  private readonly onExit = (): void => this.flushSync();
 
   get stats(): LogDestinationStats {
     return { dropped: this.droppedTotal, failing: this.failing?.code };
@@ -94,6 +98,7 @@ export class LogDestination {
   end(): void {
     this.flushSync();
     this.closed = true;
+    process.off('exit', this.onExit);
     if (this.retry) clearTimeout(this.retry);
     if (this.ownsFd) {
       try {
