@@ -152,13 +152,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
   // for `pilot status` and for monitoring, not turned into a failed probe.
-  api.get('/healthz', async () => {
+  // Anonymous callers (load balancers) learn only whether the disk is low; the admin token also
+  // gets the path and figures.
+  api.get('/healthz', async (req) => {
     const disk = await diskStatus(opts.home);
     const logStats = opts.logStats?.();
+    const token = bearer(req.headers.authorization);
+    const detailed = token !== undefined && tokensEqual(token, admin.token);
     return {
       ok: true,
-      ...(disk ? { disk } : {}),
-      ...(logStats ? { log: { droppedLines: logStats.dropped, failing: logStats.failing ?? null } } : {}),
+      ...(disk ? { disk: detailed ? disk : { low: disk.low } } : {}),
+      ...(logStats ? { log: detailed ? { droppedLines: logStats.dropped, failing: logStats.failing ?? null } : { failing: logStats.failing !== undefined } } : {}),
     };
   });
   api.get('/metrics', async (_req, reply) => {

@@ -44,8 +44,12 @@ function fill(): number {
 }
 
 async function health(): Promise<{ ok: boolean; disk: { freeBytes: number; low: boolean; path: string }; log?: { droppedLines: number; failing: string | null } }> {
-  const r = await h.apiCall('GET', '/healthz', undefined, null);
+  const anonymous = await h.apiCall('GET', '/healthz', undefined, null);
+  assert.equal(anonymous.status, 200);
+  assert.deepEqual(Object.keys(anonymous.json.disk), ['low'], 'only the admin token sees paths and figures');
+  const r = await h.apiCall('GET', '/healthz');
   assert.equal(r.status, 200);
+  assert.equal(r.json.disk.low, anonymous.json.disk.low);
   return r.json;
 }
 
