@@ -198,14 +198,7 @@ export class FsBlobStore {
   async verify(digest: string): Promise<boolean> {
     const file = this.path(digest);
     await this.start();
-    const hash = createHash('sha256');
-    try {
-      for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return false;
-      throw e;
-    }
-    return `sha256:${hash.digest('hex')}` === digest;
+    return (await hashFile(file))?.digest === digest;
   }
 
   /**
