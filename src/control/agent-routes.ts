@@ -12,7 +12,7 @@ import type { NodeRecord, Store } from '../store/store.js';
 import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
 import type { Reconciler } from './reconciler.js';
 import type { SecretBox } from './secrets.js';
-import { openSecrets } from './source-routes.js';
+import { appMasker, openSecrets } from './source-routes.js';
 import { registryAuthFor } from './registry-routes.js';
 
 export interface AgentRouteDeps {
@@ -97,7 +97,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
 
   // Instances the agent is already stopping are not news to it.
   const sameSet = (desired: readonly { id: string }[], reported: readonly { id: string; state: string }[]): boolean => {
-    const live = reported.filter((r) => r.state !== 'stopping' && r.state !== 'stopped');
+    // A finished release instance stays desired (state stopped) while its rollout runs: not news either.
+    const live = reported.filter((r) => r.state !== 'stopping' && (r.state !== 'stopped' || desired.some((d) => d.id === r.id)));
     return desired.length === live.length && desired.every((d) => live.some((r) => r.id === d.id));
   };
 
@@ -115,6 +116,12 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         log.info({ node: node.name, runtimes: body.runtimes }, 'node runtimes changed');
       }
       const mine = new Map((await store.listInstances({ nodeId: node.id })).map((i) => [i.id, i]));
+      const maskers = new Map<string, (line: string) => string>();
+      const maskerFor = async (app: string): Promise<(line: string) => string> => {
+        let m = maskers.get(app);
+        if (!m) maskers.set(app, (m = await appMasker(store, deps.box, app)));
+        return m;
+      };
       let changed = false;
       const reported = new Set<string>();
       for (const s of apply ? body.instances : []) {
@@ -132,16 +139,22 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           changed = true;
           continue;
         }
-        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== s.lastError || rec.containerId !== s.containerId) {
+        // The app's output (and anything quoting it) is stored with the app's secrets masked.
+        const mask = s.logTail !== undefined || s.lastError !== undefined ? await maskerFor(rec.app) : (l: string): string => l;
+        const logTail = s.logTail === undefined ? undefined : mask(s.logTail);
+        const lastError = s.lastError === undefined ? undefined : mask(s.lastError);
+        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== lastError || rec.containerId !== s.containerId || rec.logTail !== logTail || rec.address !== s.address) {
           changed = true;
           await store.updateInstanceStatus(rec.id, {
             state: s.state as InstanceState,
             port: s.port,
             pid: s.pid,
             restarts: s.restarts,
-            lastError: s.lastError,
+            lastError,
             startedAt: s.startedAt,
             containerId: s.containerId,
+            logTail,
+            address: s.address,
           }, now);
         }
       }
@@ -177,6 +190,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           env: { ...rev.config.env, ...secrets.get(rec.app) },
           health: rev.config.health,
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
+          ...(rec.kind === 'release' ? { kind: 'release' as const, release: rev.config.release, releaseTimeoutMs: rev.config.deploy.releaseTimeoutMs } : {}),
         });
       }
       return { protocol: AGENT_PROTOCOL, instances };

@@ -10,7 +10,7 @@ import type { FsBlobStore } from '../artifacts/blob-store.js';
 import type { Reconciler } from './reconciler.js';
 import { schedule } from '../core/scheduler.js';
 import type { SecretBox } from './secrets.js';
-import { appMasker } from './source-routes.js';
+import { registerLogRoutes } from './log-routes.js';
 import { assertRecordedRuntime } from './runtime-routes.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
 
@@ -118,12 +118,17 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         throw new PilotError('artifact_not_found', `Node.js runtime ${b.node.version} (${b.node.digest}) is not in the artifact repository`);
       }
       if (b.node) await assertRecordedRuntime(store, b.node);
+      // A fixed port switches without downtime only where every node gives instances their own network namespace.
+      const isolated = config.port !== undefined && config.runtime === 'process' && await reconciler.everyNodeIsolates();
+      const notes = config.port === undefined ? [] : [isolated
+        ? `fixed port ${config.port}: each instance gets its own network namespace, so the new revision starts beside the old one (no downtime)`
+        : `fixed port ${config.port}: recreate (the old instances stop before the new ones start: a short gap in service). Run the agents as root on Linux, with \`ip\` and \`nsenter\`, for a switch without downtime`];
       // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
       // current instances are left out: the rollout retires them.
       if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0 || config.runtime !== 'process') {
         const snapshot = (await reconciler.schedulerSnapshot()).map((n) => ({ ...n, instances: n.instances.filter((i) => i.app !== name) }));
         const fit = schedule(snapshot, {
-          app: name, count: config.replicas, fixedPort: config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints,
+          app: name, count: config.replicas, fixedPort: isolated ? undefined : config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints,
           runtime: config.runtime,
         });
         if (fit.unplaced > 0) {
@@ -164,6 +169,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       return {
         revision: { number: result.revision.number, artifact: digest, commit: b.commit, dirty: result.revision.dirty, image: b.image ?? null, node: b.node ?? null },
         rollout: result.rollout,
+        notes,
       };
     },
   );
@@ -220,34 +226,5 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     return { app: a.name, replicas: n };
   });
 
-  app.get<{ Params: { app: string }; Querystring: { follow?: string; tail?: string } }>('/api/v1/apps/:app/logs', async (req, reply) => {
-    const a = await mustGetApp(store, req.params.app);
-    const follow = req.query.follow === '1' || req.query.follow === 'true';
-    const tail = Math.min(Math.max(Number(req.query.tail ?? 100) || 100, 0), 10_000);
-    const nodes = new Map((await store.listNodes()).map((n) => [n.id, n]));
-    const instances = (await store.listInstances({ app: a.name })).filter((i) => i.desired !== 'stop');
-    const mask = await appMasker(store, deps.box, a.name);
-    reply.hijack();
-    const out = reply.raw;
-    out.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
-    const abort = new AbortController();
-    out.on('close', () => abort.abort());
-    await Promise.allSettled(instances.map(async (i) => {
-      const node = nodes.get(i.nodeId);
-      if (!node) return;
-      const res = await request(`${node.apiUrl}/v1/instances/${encodeURIComponent(i.id)}/logs?tail=${tail}${follow ? '&follow=1' : ''}`, {
-        headers: { authorization: `Bearer ${node.agentToken}` },
-        signal: abort.signal,
-      });
-      let partial = '';
-      for await (const chunk of res.body) {
-        const text = partial + (chunk as Buffer).toString('utf8');
-        const lines = text.split('\n');
-        partial = lines.pop() ?? '';
-        for (const line of lines) out.write(`[${i.id}] ${mask(line)}\n`);
-      }
-      if (partial) out.write(`[${i.id}] ${mask(partial)}\n`);
-    }));
-    out.end();
-  });
+  registerLogRoutes(app, deps);
 }

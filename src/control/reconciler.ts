@@ -172,13 +172,20 @@ export class Reconciler {
     if (rev) {
       readyTimeoutMs = rev.config.deploy.readyTimeoutMs;
       fixedPort = rev.config.port;
+      // Each instance in its own network namespace (every ready node can): the port is no longer
+      // shared, so the switch is start-new / probe / switch / drain, not recreate.
+      if (fixedPort !== undefined && rev.config.runtime === 'process' && await this.everyNodeIsolates()) fixedPort = undefined;
     }
+    const releaseCmd = rollout ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
     const actions = planApp({
       replicas: app.replicas,
       activeRevision: app.activeRevision,
       fixedPort: fixedPort !== undefined,
-      rollout: rollout && { toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs },
+      rollout: rollout && {
+        toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs,
+        release: releaseCmd !== undefined && releaseCmd.length > 0, releaseTimeoutMs: rev?.config.deploy.releaseTimeoutMs,
+      },
       instances: instances.map((i) => ({
         id: i.id,
         revision: i.revision,
@@ -188,6 +195,8 @@ export class Reconciler {
         lastError: i.lastError,
         drainingForMs: i.desired === 'drain' ? now - (this.drainStart.get(i.id) ?? (this.drainStart.set(i.id, now), now)) : undefined,
         inflight: this.routing.inflight(i.id),
+        kind: i.kind,
+        logTail: i.logTail,
       })),
       drainMs: rev?.config.deploy.drainMs ?? 1000,
       maxDrainMs: this.settings.maxDrainMs,
@@ -207,16 +216,19 @@ export class Reconciler {
   private async apply(app: AppRecord, rolloutId: number | undefined, a: PlannerAction, fixedPort: number | undefined): Promise<void> {
     const wall = Date.now();
     switch (a.type) {
+      case 'release':
       case 'create': {
         const rev = await this.revision(app.name, a.revision);
+        const kind = a.type === 'release' ? 'release' : 'web';
+        const count = a.type === 'release' ? 1 : a.count;
         const placement = schedule(await this.schedulerSnapshot(), {
-          app: app.name, count: a.count, fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
+          app: app.name, count, fixedPort: kind === 'release' ? undefined : fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
           constraints: rev?.config.constraints, artifact: rev?.artifact, runtime: rev?.config.runtime,
         });
         for (const nodeId of placement.nodeIds) {
-          const id = `${app.name}-${a.revision}-${randomBytes(3).toString('hex')}`;
-          await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', createdAt: wall });
-          this.log.info({ app: app.name, revision: a.revision, instance: id, node: nodeId }, 'instance placed');
+          const id = `${app.name}-${a.revision}-${kind === 'release' ? 'release-' : ''}${randomBytes(3).toString('hex')}`;
+          await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', kind, createdAt: wall });
+          this.log.info({ app: app.name, revision: a.revision, instance: id, node: nodeId, kind }, 'instance placed');
         }
         if (placement.nodeIds.length > 0) this.wakeAgents();
         if (placement.reason) this.log.warn({ app: app.name, unplaced: placement.unplaced }, placement.reason);
@@ -247,6 +259,7 @@ export class Reconciler {
   /** Nodes and what runs on them, as the pure scheduler sees them. Down or stopped instances use nothing. */
   async schedulerSnapshot(): Promise<SchedulerNode[]> {
     const nodes = await this.store.listNodes();
+    const nodeById = new Map(nodes.map((n) => [n.id, n]));
     const all = await this.store.listInstances();
     const byNode = new Map<string, SchedulerInstance[]>();
     // A node that runs (or ran, while its record lasts) an instance of an artifact has it unpacked.
@@ -256,7 +269,9 @@ export class Reconciler {
       if (r) artifacts.set(i.nodeId, (artifacts.get(i.nodeId) ?? new Set()).add(r.artifact));
       if (i.state === 'stopped' || this.nodeStatus(i.nodeId) === 'down') continue;
       const list = byNode.get(i.nodeId) ?? [];
-      list.push({ app: i.app, fixedPort: r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
+      // In its own network namespace a fixed port takes nothing of the node's ports.
+      const ownNetns = r?.config.runtime === 'process' && nodeById.get(i.nodeId)?.runtimes.netns?.available === true;
+      list.push({ app: i.app, fixedPort: i.kind === 'release' || ownNetns ? undefined : r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
       byNode.set(i.nodeId, list);
     }
     return nodes.map((n) => ({
@@ -285,11 +300,20 @@ export class Reconciler {
       for (const i of byApp.get(app.name) ?? []) {
         const node = nodes.get(i.nodeId);
         if (!active || !node || this.nodeStatus(node.id) === 'down' || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
-        upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: node.address, port: i.port });
+        upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: i.address ?? node.address, port: i.port });
       }
       routes.push({ app: app.name, hosts, upstreams });
     }
     this.routing.set(routes);
+  }
+
+  /**
+   * Whether every ready node gives fixed-port instances their own network namespace (agents that
+   * run as root on Linux report `runtimes.netns`). One node without it means recreate for all.
+   */
+  async everyNodeIsolates(): Promise<boolean> {
+    const live = (await this.store.listNodes()).filter((n) => this.isNodeLive(n.id));
+    return live.length > 0 && live.every((n) => n.runtimes.netns?.available === true);
   }
 
   forgetInstance(i: InstanceRecord): void {
