@@ -16,6 +16,7 @@ export async function followRollout(
   const seen = new Map<string, string>();
   const tails = new Map<string, string>();
   const releasesShown = new Set<string>();
+  const releaseIds = new Set<string>();
   const deadline = performance.now() + opts.timeoutMs;
   const showRelease = async (id: string): Promise<void> => {
     if (releasesShown.has(id)) return;
@@ -36,6 +37,7 @@ export async function followRollout(
         seen.set(i.id, text);
         opts.out(release ? `release phase ${i.id}: ${text}` : `instance ${i.id}: ${text}`);
       }
+      if (release) releaseIds.add(i.id);
       if (release && (i.state === 'stopped' || i.state === 'failed')) await showRelease(i.id);
       else if (!release && i.logTail && i.state !== 'ready' && tails.get(i.id) !== i.logTail) {
         tails.set(i.id, i.logTail);
@@ -43,6 +45,8 @@ export async function followRollout(
         for (const l of i.logTail.split('\n')) opts.out(`  | ${l}`);
       }
     }
+    // A release instance may be stopped and forgotten before a poll saw it end: its kept logs remain.
+    if (r.rollout.status !== 'running') for (const id of releaseIds) await showRelease(id);
     if (r.rollout.status === 'succeeded') {
       opts.out(`rollout #${rolloutId} succeeded: traffic switched to revision ${r.rollout.toRevision}`);
       return;

@@ -12,6 +12,8 @@ import { git, Harness, makeRepo, sleep, tempDir, waitFor } from './harness.js';
 import { netnsSupport } from '../../src/agent/netns.js';
 
 const h = new Harness();
+const netnsBefore = new Set<string>();
+const listNetns = (): string[] => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('pilot-'));
 
 /** A committed git repository holding `files`. */
 async function repoOf(files: Record<string, string>): Promise<string> {
@@ -53,9 +55,25 @@ async function get(host: string): Promise<{ status: number; json: any; text: str
 
 describe('failures in the app\'s own words, release phase, fixed port', { timeout: 600_000 }, () => {
   before(async () => {
+    if ((await netnsSupport()).available) for (const n of listNetns()) netnsBefore.add(n);
     await h.startUp({ PILOT_CACHE_GC_INTERVAL: '0' });
   });
-  after(() => h.cleanup());
+  after(async () => {
+    await h.cleanup();
+    // Namespaces this test's agent made and did not remove (a failed assertion): delete them.
+    if ((await netnsSupport()).available) {
+      for (const n of listNetns().filter((x) => !netnsBefore.has(x))) {
+        for (const pid of execFileSync('ip', ['netns', 'pids', n], { encoding: 'utf8' }).split(/\s+/).filter(Boolean)) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+        execFileSync('ip', ['netns', 'del', n]);
+      }
+    }
+  });
 
   it('a crash at start: its FATAL line is in pilot run\'s error, the run log and pilot logs (also --previous), secrets masked', async () => {
     const repo = await repoOf({
@@ -206,7 +224,6 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
   it('a fixed-port app switches revisions with zero failed requests (own network namespace per instance; root)', async (t) => {
     const support = await netnsSupport();
     if (!support.available) return t.skip(`netns: ${support.error}`);
-    const nsBefore = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
     const repo = await repoOf({
       'pilot.yaml': 'name: fixed\nrun: node server.js\nport: 3000\nreplicas: 2\ndeploy:\n  drain: 1s\n',
       'server.js': server({ fixedPort: 3000, extra: "v: 'one'" }),
@@ -247,7 +264,7 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
 
     // The old instances' namespaces are gone; the new ones' exist. pilot up SIGKILLed and restarted:
     // the instances are re-adopted with their namespaces and keep answering.
-    const ours = (): string[] => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('pilot-') && !nsBefore.includes(n));
+    const ours = (): string[] => listNetns().filter((n) => !netnsBefore.has(n));
     await waitFor('old namespaces to be removed', () => (ours().length === 2 ? true : undefined));
     const fixedPids = (): number[] => {
       const dir = join(h.home, 'agent', 'instances');
