@@ -57,6 +57,7 @@ export function wrapArgv(ns: Pick<Netns, 'name'>, argv: readonly string[], nsent
 
 /** Whether this agent can isolate fixed-port instances: root on Linux with `ip` and `nsenter`. */
 export async function netnsSupport(): Promise<{ available: boolean; error?: string }> {
+  if (process.env.PILOT_NETNS === '0') return { available: false, error: 'turned off (PILOT_NETNS=0)' };
   if (process.platform !== 'linux') return { available: false, error: 'not Linux' };
   if (process.getuid?.() !== 0) return { available: false, error: 'the agent does not run as root' };
   const ip = firstExisting(IP_CANDIDATES);
