@@ -1,7 +1,6 @@
 /** REST API for apps: deploy a revision, status, rollback, scale, logs. */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { request } from 'undici';
 import { resolveAppConfig, validateAppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';

@@ -35,6 +35,8 @@ const DOCKER: ReadonlySet<string> = new Set(['docker']);
 export class Reconciler {
   private readonly rolloutStart = new Map<number, number>();
   private readonly drainStart = new Map<string, number>();
+  /** Rollout id → whether it is its revision's first (release phase); rollouts are immutable in that respect. */
+  private readonly firstRollout = new Map<number, boolean>();
   private monitor: NodeMonitor | undefined;
   private readonly revisions = new Map<string, RevisionRecord>();
   private chain: Promise<unknown> = Promise.resolve();
@@ -176,7 +178,7 @@ export class Reconciler {
       // shared, so the switch is start-new / probe / switch / drain, not recreate.
       if (fixedPort !== undefined && rev.config.runtime === 'process' && await this.everyNodeIsolates()) fixedPort = undefined;
     }
-    const releaseCmd = rollout ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
+    const releaseCmd = rollout && await this.firstRolloutOf(rollout) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
     const actions = planApp({
       replicas: app.replicas,
@@ -305,6 +307,20 @@ export class Reconciler {
       routes.push({ app: app.name, hosts, upstreams });
     }
     this.routing.set(routes);
+  }
+
+  /**
+   * Whether a rollout is the first to its revision (the deploy that made it): only then does the
+   * revision's release phase run. A rollback to it, or back to it, does not run it again (Heroku).
+   */
+  private async firstRolloutOf(r: { id: number; app: string; toRevision: number }): Promise<boolean> {
+    let first = this.firstRollout.get(r.id);
+    if (first === undefined) {
+      first = !(await this.store.listRollouts(r.app, 10_000)).some((o) => o.toRevision === r.toRevision && o.id < r.id);
+      this.firstRollout.set(r.id, first);
+      if (this.firstRollout.size > 1000) this.firstRollout.delete(this.firstRollout.keys().next().value!);
+    }
+    return first;
   }
 
   /**

@@ -147,7 +147,8 @@ createServer((req, res) => { res.writeHead(503); res.end('not yet'); }).listen(N
     const files = {
       'pilot.yaml': `name: relapp\nenv:\n  MARKER_DIR: ${markers}\n`,
       'Procfile': 'web: node server.js\nrelease: node release.js\n',
-      'release.js': `import { writeFileSync } from 'node:fs';
+      'release.js': `import { appendFileSync, writeFileSync } from 'node:fs';
+appendFileSync(process.env.MARKER_DIR + '/runs.log', process.env.PILOT_REVISION + '\\n');
 console.log('migrating the database for revision ' + process.env.PILOT_REVISION);
 console.log('secret present: ' + (process.env.DB_PASSWORD ? 'yes' : 'no') + ', PORT: ' + (process.env.PORT ?? 'none'));
 writeFileSync(process.env.MARKER_DIR + '/release-' + process.env.PILOT_REVISION, String(Date.now()));
@@ -167,7 +168,7 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     assert.match(r.stdout, /release phase: node release\.js \(Procfile release:\)/);
     assert.match(r.stdout, /release phase relapp-1-release-\w+: succeeded/);
     assert.match(r.stdout, /\| migrating the database for revision 1\n.*\| secret present: no, PORT: none\n.*\| migrations done/);
-    assert.deepEqual(readdirSync(markers), ['release-1']);
+    assert.deepEqual(readdirSync(markers).sort(), ['release-1', 'runs.log']);
     assert.equal((await get('relapp.localhost')).json.marker, true);
     // The release instance is gone once the rollout ended; only the web instance is left.
     await waitFor('the release instance to go', async () => {
@@ -182,9 +183,14 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     assert.equal(r2.code, 0, r2.stdout + r2.stderr);
     assert.match(r2.stdout, /\| secret present: yes, PORT: none/);
     assert.match(r2.stdout, /migrations done \(v2\)/);
-    assert.deepEqual(readdirSync(markers).sort(), ['release-1', 'release-2']);
+    assert.deepEqual(readdirSync(markers).sort(), ['release-1', 'release-2', 'runs.log']);
     const run = JSON.parse((await h.cli(['runs', 'relapp', '--json'])).stdout).runs[0];
     assert.match((await h.cli(['logs', '--run', String(run.id)])).stdout, /migrations done \(v2\)/);
+    // A rollback does not run the release phase again (Heroku's rule): the revision's ran when it was deployed.
+    const rb = await h.cli(['rollback', 'relapp', '--to', '1']);
+    assert.equal(rb.code, 0, rb.stdout + rb.stderr);
+    await waitFor('revision 1 to serve again', async () => ((await get('relapp.localhost')).json?.revision === '1' ? true : undefined));
+    assert.equal(readFileSync(join(markers, 'runs.log'), 'utf8'), '1\n2\n');
   });
 
   it('a failing release phase stops the deploy with its output; the old revision keeps serving', async () => {
