@@ -6,7 +6,7 @@
  * Instances outlive the agent; on start-up it re-adopts them before its first report.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -78,10 +78,28 @@ function cacheKeysInUse(instances: Iterable<LocalInstance>): Map<string, string>
   return out;
 }
 
-/** The release command the control plane sent with a release instance. */
-function releaseArgv(release: readonly string[] | undefined): readonly string[] {
+/** Where a release instance's wrapper writes its exit code: known even after an agent restart (adopted: no wait status). */
+const RELEASE_EXIT_FILE = 'release-exit';
+/**
+ * A constant script (the command and the file are its arguments, never part of it): run the
+ * command, write its exit code to the file, exit with it.
+ */
+const RELEASE_WRAPPER = 'f=$1; shift; "$@"; c=$?; echo "$c" > "$f"; exit "$c"';
+
+/** The release command the control plane sent with a release instance, wrapped to record its exit code in `exitFile`. */
+function releaseArgv(release: readonly string[] | undefined, exitFile: string): readonly string[] {
   if (!release || release.length === 0 || release[0] === '') throw new PilotError('deploy_failed', 'release instance without a release command');
-  return release;
+  return ['/bin/sh', '-c', RELEASE_WRAPPER, 'pilot-release', exitFile, ...release];
+}
+
+/** The exit code a release wrapper recorded, if any. */
+function recordedExit(stateDir: string): number | undefined {
+  try {
+    const n = Number(readFileSync(join(stateDir, RELEASE_EXIT_FILE), 'utf8').trim());
+    return Number.isInteger(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export class Agent {
@@ -352,7 +370,8 @@ export class Agent {
   private async releaseEnded(inst: LocalInstance, timedOut = false): Promise<void> {
     const handle = inst.handle!;
     if (timedOut) await this.rt(inst).stop(handle, 2000).catch(() => undefined);
-    const exit = this.rt(inst).exitInfo(handle);
+    const recorded = recordedExit(inst.stateDir);
+    const exit = this.rt(inst).exitInfo(handle) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
     const secs = Math.round((mono() - inst.startedMono) / 1000);
     inst.handle = undefined;
     inst.finished = true;
@@ -388,7 +407,7 @@ export class Agent {
       if (inst.port === undefined && !isRelease) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
-      let argv = isRelease ? releaseArgv(spec.release) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
+      let argv = isRelease ? releaseArgv(spec.release, join(inst.stateDir, RELEASE_EXIT_FILE)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
       if (!isRelease && spec.port !== undefined && this.netns.available) {
         // A fixed port: its own network namespace, so old and new revisions can both listen on it.
         const ns = readNetns(inst.stateDir) ?? await createNetns(inst.stateDir);
