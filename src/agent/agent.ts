@@ -532,7 +532,9 @@ export class Agent {
         this.kick();
       }
       // What the app says while it fails its probe goes with the report (at most every TAIL_EVERY_MS).
-      if (inst.state !== 'ready' && mono() - inst.tailAt > TAIL_EVERY_MS) await this.captureTail(inst);
+      // Not in the first TAIL_EVERY_MS of a start: a booting app failing its first probes is normal.
+      const t = mono();
+      if (inst.state !== 'ready' && t - inst.startedMono > TAIL_EVERY_MS && t - inst.tailAt > TAIL_EVERY_MS) await this.captureTail(inst);
     }
     // Until it is ready, probe often: readiness latency is deploy latency.
     inst.nextProbeAt = mono() + (inst.state === 'ready' ? h.intervalMs : Math.min(100, h.intervalMs));

@@ -85,7 +85,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         runtime: r.config.runtime, image: r.image ?? null, node: r.nodeRuntime ?? null,
       })),
       rollouts,
-      instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: nodes.get(i.nodeId)?.address })),
+      instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: i.address ?? nodes.get(i.nodeId)?.address })),
     };
   });
 

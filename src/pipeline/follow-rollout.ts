@@ -39,7 +39,9 @@ export async function followRollout(
       }
       if (release) releaseIds.add(i.id);
       if (release && (i.state === 'stopped' || i.state === 'failed')) await showRelease(i.id);
-      else if (!release && i.logTail && i.state !== 'ready' && tails.get(i.id) !== i.logTail) {
+      // A crash (or a start that failed) shows what the app said, once per new tail; a failing probe's
+      // tail changes as the app logs, so it comes with the rollout's reason instead.
+      else if (!release && i.logTail && (i.state === 'backoff' || i.state === 'failed') && tails.get(i.id) !== i.logTail) {
         tails.set(i.id, i.logTail);
         opts.out(`last output of ${i.id}:`);
         for (const l of i.logTail.split('\n')) opts.out(`  | ${l}`);
