@@ -106,6 +106,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         if (!b.image) throw new PilotError('bad_request', 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request');
         if (!b.image.ref && !b.image.archive) throw new PilotError('bad_request', 'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)');
         if (b.node) throw new PilotError('bad_request', '`node` applies to runtime process only; a container gets Node.js from its image');
+        if (config.release) throw new PilotError('invalid_config', 'release: a release phase needs runtime: process for now', { hint: 'Run migrations from the image\'s entrypoint, or remove `release` (pilot.yaml) / the Procfile `release:` line.' });
         if (digest !== (b.image.archive ?? b.image.id)) throw new PilotError('bad_request', `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${digest})`);
       } else if (b.image) {
         throw new PilotError('bad_request', '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)');

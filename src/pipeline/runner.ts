@@ -140,7 +140,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     const artifact = image ? image.archive ?? image.id : packed!.digest;
     const revision = await step('deploy', 'deploy', async () => {
       // The Procfile `release:` line becomes the revision's release command (pilot.yaml `release` wins).
-      const procfileRelease = input.release === undefined ? resolveReleaseCommand(undefined, await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined)) : undefined;
+      const procfileRelease = input.release === undefined && config.runtime === 'process' ? resolveReleaseCommand(undefined, await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined)) : undefined;
       const release = procfileRelease ?? config.release;
       if (release) log.line(`    release phase: ${formatArgv(release)} (${procfileRelease ? 'Procfile release:' : 'pilot.yaml release'}), once, before traffic moves`);
       const sent = procfileRelease ? { ...input, release: [...procfileRelease] } : input;
