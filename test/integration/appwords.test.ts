@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { git, Harness, makeRepo, sleep, tempDir, waitFor } from './harness.js';
 import { netnsSupport } from '../../src/agent/netns.js';
+import { allocatePort } from '../../src/agent/ports.js';
 
 const h = new Harness();
 const netnsBefore = new Set<string>();
@@ -178,9 +179,15 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
 
     // Second deploy: a secret reaches the release phase as it reaches the app.
     assert.equal((await h.cli(['secrets', 'set', 'relapp', 'DB_PASSWORD', 'hunter2-very-secret'])).code, 0);
-    await commit(repo, { 'release.js': files['release.js'].replace('migrations done', 'migrations done (v2)') }, 'v2');
+    // ... and a Procfile line with shell syntax runs under /bin/sh -c; what it prints is masked.
+    await commit(repo, {
+      'release.js': files['release.js'].replace('migrations done', 'migrations done (v2)'),
+      'Procfile': 'web: node server.js\nrelease: echo "shell says $PILOT_REVISION, password $DB_PASSWORD" && node release.js\n',
+    }, 'v2');
     const r2 = await h.cli(['run', repo]);
     assert.equal(r2.code, 0, r2.stdout + r2.stderr);
+    assert.match(r2.stdout, /\| shell says 2, password \*\*\*\n/);
+    assert.ok(!r2.stdout.includes('hunter2-very-secret'));
     assert.match(r2.stdout, /\| secret present: yes, PORT: none/);
     assert.match(r2.stdout, /migrations done \(v2\)/);
     assert.deepEqual(readdirSync(markers).sort(), ['release-1', 'release-2', 'runs.log']);
@@ -224,6 +231,14 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     assert.notEqual(t.code, 0);
     assert.match(t.stderr, /release phase timed out after 2s \(deploy\.release_timeout\)/);
     assert.match(t.stderr, /waiting for a lock/);
+    assert.equal((await get('relfail.localhost')).json.pid, live.pid);
+
+    // A release command that does not exist: the shell's own words, and nothing moves.
+    await commit(repo, { 'pilot.yaml': 'name: relfail\nrelease: [no-such-migrate-tool, --up]\nrun: node server.js\n' }, 'missing tool');
+    const m = await h.cli(['run', repo]);
+    assert.notEqual(m.code, 0);
+    assert.match(m.stderr, /release phase exited with code 127/);
+    assert.match(m.stderr, /no-such-migrate-tool: (command )?not found/);
     assert.equal((await get('relfail.localhost')).json.pid, live.pid);
   });
 
@@ -292,3 +307,29 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
   });
 });
 
+
+describe('fixed port without network namespaces (PILOT_NETNS=0, as for an agent that is not root)', { timeout: 300_000 }, () => {
+  const plain = new Harness();
+  before(() => plain.startUp({ PILOT_NETNS: '0', PILOT_CACHE_GC_INTERVAL: '0' }));
+  after(() => plain.cleanup());
+
+  it('falls back to recreate, says so in the run log, and still deploys', async () => {
+    const dir = plain.track(tempDir('app'));
+    // A port of its own per test run: without namespaces it is the machine's port.
+    const port = await allocatePort();
+    writeFileSync(join(dir, 'pilot.yaml'), `name: fixedplain\nrun: node server.js\nport: ${port}\n`);
+    writeFileSync(join(dir, 'server.js'), server({ fixedPort: port, extra: "v: 'one'" }));
+    const repo = plain.track(await makeRepo(dir));
+    const first = await plain.cli(['run', repo]);
+    assert.equal(first.code, 0, first.stdout + first.stderr);
+    assert.match(first.stdout, new RegExp(`fixed port ${port}: recreate \\(the old instances stop before the new ones start`));
+    writeFileSync(join(repo, 'server.js'), server({ fixedPort: port, extra: "v: 'two'" }));
+    await git(repo, 'commit', '-qam', 'two');
+    const second = await plain.cli(['run', repo]);
+    assert.equal(second.code, 0, second.stdout + second.stderr);
+    const r = await plain.viaRouter('fixedplain.localhost');
+    assert.equal((JSON.parse(r.text) as { v: string }).v, 'two');
+    const nodes = JSON.parse((await plain.cli(['nodes', '--json'])).stdout).nodes as { runtimes: { netns?: { available: boolean; error?: string } } }[];
+    assert.deepEqual(nodes[0]!.runtimes.netns, { available: false, error: 'turned off (PILOT_NETNS=0)' });
+  });
+});
