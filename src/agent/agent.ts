@@ -28,6 +28,7 @@ import { createNetns, deleteNetns, killNetnsProcesses, netnsSupport, readNetns, 
 import { outputTail } from './output-tail.js';
 import { keepLogs, keepPerAppFromEnv, pruneStopped } from './stopped-logs.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
+import { readPidFile } from './runtimes/pid-file.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
 import type { DockerNode } from './docker-node.js';
@@ -234,6 +235,15 @@ export class Agent {
       if (inst.spec.runtime === 'docker') await this.dockerNode();
       // An engine that does not answer adopts nothing now; the start path adopts once it is back.
       inst.handle = await this.rt(inst).adopt(id, stateDir).catch(() => undefined);
+      if (inst.spec.kind === 'release') {
+        // Running: watched to its end. Ended while the agent was away: its recorded exit code says
+        // how. Never started (no pid file): started now. Never probed either way.
+        inst.startedMono = mono();
+        if (inst.handle) inst.state = 'starting';
+        else if (recordedExit(stateDir) !== undefined || readPidFile(stateDir) !== undefined) await this.releaseEnded(inst);
+        this.instances.set(id, inst);
+        continue;
+      }
       if (inst.handle) {
         inst.state = 'starting';
         inst.startedMono = mono();
@@ -368,10 +378,10 @@ export class Agent {
 
   /** kind release: the one-shot ended (or timed out): stopped = success, failed otherwise, never restarted. */
   private async releaseEnded(inst: LocalInstance, timedOut = false): Promise<void> {
-    const handle = inst.handle!;
-    if (timedOut) await this.rt(inst).stop(handle, 2000).catch(() => undefined);
+    const handle = inst.handle;
+    if (timedOut && handle) await this.rt(inst).stop(handle, 2000).catch(() => undefined);
     const recorded = recordedExit(inst.stateDir);
-    const exit = this.rt(inst).exitInfo(handle) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
+    const exit = (handle && this.rt(inst).exitInfo(handle)) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
     const secs = Math.round((mono() - inst.startedMono) / 1000);
     inst.handle = undefined;
     inst.finished = true;
@@ -387,7 +397,8 @@ export class Agent {
     inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
     saveInstance(inst);
     this.opts.log.info({ instance: inst.spec.id, state: inst.state, error: inst.lastError }, 'release phase ended');
-    this.kick();
+    // Not while adopting at start-up (no API yet): a sync answered before every instance is back would start doubles.
+    if (this.api) this.kick();
   }
 
   private async startInstance(inst: LocalInstance): Promise<void> {
@@ -404,7 +415,8 @@ export class Agent {
       const nodeBin = spec.node ? await this.nodeRuntimes.binDir(spec.node) : undefined;
       if (inst.removing) return;
       const isRelease = spec.kind === 'release';
-      if (inst.port === undefined && !isRelease) inst.port = await allocatePort();
+      if (isRelease) inst.port = undefined; // it serves nothing: no PORT
+      else if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
       let argv = isRelease ? releaseArgv(spec.release, join(inst.stateDir, RELEASE_EXIT_FILE)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));

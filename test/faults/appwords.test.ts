@@ -44,12 +44,12 @@ describe('faults: release phase and fixed-port namespaces', { timeout: 300_000 }
     }
   });
 
-  it('pilot up SIGKILLed during a release phase: the phase runs once, and the deploy completes after the restart', async () => {
+  it('pilot up SIGKILLed during a release phase: the phase runs once, and the deploy completes after the restart (phase still running, or ended meanwhile)', async () => {
     const markers = h.track(tempDir('markers'));
     const release = (v: number): string => `import { appendFileSync } from 'node:fs';
 appendFileSync(process.env.MARKER_DIR + '/runs.log', process.env.PILOT_REVISION + '\\n');
 console.log('release v${v}: migrating');
-setTimeout(() => console.log('release v${v}: done'), ${v === 1 ? 0 : 4000});
+setTimeout(() => console.log('release v${v}: done'), ${v === 1 ? 0 : v === 2 ? 6000 : 1000});
 `;
     const repo = await repoOf({
       'pilot.yaml': `name: relkill\nrun: node server.js\nrelease: node release.js\nenv:\n  MARKER_DIR: ${markers}\n`,
@@ -57,23 +57,28 @@ setTimeout(() => console.log('release v${v}: done'), ${v === 1 ? 0 : 4000});
       'server.js': `import { createServer } from 'node:http';\ncreateServer((q, s) => s.end(process.env.PILOT_REVISION)).listen(Number(process.env.PORT));\n`,
     });
     assert.equal((await h.cli(['run', repo])).code, 0);
-    writeFileSync(join(repo, 'release.js'), release(2));
-    await git(repo, 'commit', '-qam', 'slow release');
-    // pilot run in the background; pilot up dies under it while the release phase runs.
-    const run = spawn(process.execPath, [PILOT, 'run', repo], { cwd: ROOT, env: h.env(), stdio: 'ignore' });
-    const runExit = new Promise((r) => run.once('exit', r));
-    try {
-      await waitFor('the release phase of revision 2 to start', () => (readFileSync(join(markers, 'runs.log'), 'utf8').includes('2\n') ? true : undefined), 60_000);
-      await h.killUp();
-      await h.startUp({ PILOT_CACHE_GC_INTERVAL: '0' });
-      await waitFor('revision 2 to serve', async () => ((await h.viaRouter('relkill.localhost')).text === '2' ? true : undefined), 60_000);
-    } finally {
-      run.kill('SIGKILL');
-      await runExit;
+    // v2: restarted while its release phase still runs (adopted, watched to its end).
+    // v3: restarted after its release phase ended (its recorded exit code says how).
+    for (const [v, downMs] of [[2, 0], [3, 3000]] as const) {
+      writeFileSync(join(repo, 'release.js'), release(v));
+      await git(repo, 'commit', '-qam', `release v${v}`);
+      // pilot run in the background; pilot up dies under it while the release phase runs.
+      const run = spawn(process.execPath, [PILOT, 'run', repo], { cwd: ROOT, env: h.env(), stdio: 'ignore' });
+      const runExit = new Promise((r) => run.once('exit', r));
+      try {
+        await waitFor(`the release phase of revision ${v} to start`, () => (readFileSync(join(markers, 'runs.log'), 'utf8').includes(`${v}\n`) ? true : undefined), 60_000);
+        await h.killUp();
+        await new Promise((r) => setTimeout(r, downMs));
+        await h.startUp({ PILOT_CACHE_GC_INTERVAL: '0' });
+        await waitFor(`revision ${v} to serve`, async () => ((await h.viaRouter('relkill.localhost')).text === String(v) ? true : undefined), 60_000);
+      } finally {
+        run.kill('SIGKILL');
+        await runExit;
+      }
+      const app = (await h.apiCall('GET', '/api/v1/apps/relkill')).json;
+      assert.equal(app.rollouts[0].status, 'succeeded', JSON.stringify(app.rollouts[0]));
     }
-    assert.equal(readFileSync(join(markers, 'runs.log'), 'utf8'), '1\n2\n', 'each release phase ran once');
-    const app = (await h.apiCall('GET', '/api/v1/apps/relkill')).json;
-    assert.equal(app.rollouts[0].status, 'succeeded', JSON.stringify(app.rollouts[0]));
+    assert.equal(readFileSync(join(markers, 'runs.log'), 'utf8'), '1\n2\n3\n', 'each release phase ran once');
   });
 
   it('a fixed-port app\'s child that left its process group dies with the instance (root: own namespace)', async (t) => {
