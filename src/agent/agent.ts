@@ -123,6 +123,11 @@ export class Agent {
   private syncing = false;
   private syncAgain = false;
   private closed = false;
+  /**
+   * Until every saved instance is adopted, nothing is reported: an answer received meanwhile would
+   * make the instances not yet adopted look new, and start them a second time.
+   */
+  private adopting = true;
 
   constructor(private readonly opts: AgentOptions) {
     this.runtime = opts.runtime ?? new ProcessRuntime();
@@ -185,6 +190,7 @@ export class Agent {
     if (this.opts.dockerEngine || existsSync(join(this.opts.home, DOCKER_USED))) await this.dockerNode();
     // Adopt first: the check sweeps containers of instances this agent does not have.
     await this.adoptAll();
+    this.adopting = false;
     await this.checkDocker();
     const agentToken = randomBytes(24).toString('base64url');
     this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime, home: this.opts.home });
@@ -282,7 +288,7 @@ export class Agent {
 
   /** One immediate report (no waiting), after a local change. */
   private async sync(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.adopting) return;
     if (this.syncing) {
       this.syncAgain = true;
       return;
@@ -397,8 +403,7 @@ export class Agent {
     inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
     saveInstance(inst);
     this.opts.log.info({ instance: inst.spec.id, state: inst.state, error: inst.lastError }, 'release phase ended');
-    // Not while adopting at start-up (no API yet): a sync answered before every instance is back would start doubles.
-    if (this.api) this.kick();
+    this.kick();
   }
 
   private async startInstance(inst: LocalInstance): Promise<void> {
