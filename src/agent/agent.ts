@@ -425,7 +425,7 @@ export class Agent {
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
       let argv = isRelease ? releaseArgv(spec.release, join(inst.stateDir, RELEASE_EXIT_FILE)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
-      if (!isRelease && spec.port !== undefined && this.netns.available) {
+      if (!isRelease && spec.netns === true && spec.port !== undefined && this.netns.available) {
         // A fixed port: its own network namespace, so old and new revisions can both listen on it.
         const ns = readNetns(inst.stateDir) ?? await createNetns(inst.stateDir);
         inst.address = ns.nsAddr;

@@ -10,7 +10,7 @@ import { AGENT_PROTOCOL, RegisterRequest, SyncRequest, type RegisterResponse } f
 import type { InstanceSpec, InstanceState } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';
 import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
-import type { Reconciler } from './reconciler.js';
+import { nodeIsolates, type Reconciler } from './reconciler.js';
 import type { SecretBox } from './secrets.js';
 import { appMasker, openSecrets } from './source-routes.js';
 import { registryAuthFor } from './registry-routes.js';
@@ -191,6 +191,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           health: rev.config.health,
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
           ...(rec.kind === 'release' ? { kind: 'release' as const, release: rev.config.release, releaseTimeoutMs: rev.config.deploy.releaseTimeoutMs } : {}),
+          ...(rec.kind !== 'release' && rev.config.port !== undefined && rev.config.runtime === 'process' && nodeIsolates(node) ? { netns: true } : {}),
         });
       }
       return { protocol: AGENT_PROTOCOL, instances };

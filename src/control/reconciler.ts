@@ -7,11 +7,12 @@
  * a restart of the control plane they start again, which only ever lengthens a wait.
  */
 import { randomBytes } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import { planApp, type PlannerAction } from '../core/rollout.js';
 import { schedule, type SchedulerInstance, type SchedulerNode } from '../core/scheduler.js';
 import type { NodeStatus } from '../core/types.js';
-import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
+import type { AppRecord, InstanceRecord, NodeRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
 
 export interface RouteUpstream { id: string; app: string; revision: number; host: string; port: number }
@@ -30,6 +31,25 @@ export interface ReconcilerSettings {
 }
 
 const monoNow = (): number => performance.now();
+
+let local: { at: number; addresses: Set<string> } | undefined;
+/** This machine's own addresses (the router runs here, in the control plane's process); re-read every 10 s. */
+function localAddresses(): Set<string> {
+  const now = monoNow();
+  if (!local || now - local.at > 10_000) local = { at: now, addresses: new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address))) };
+  return local.addresses;
+}
+
+/**
+ * Whether a node's fixed-port instances get their own network namespace: its agent can (root on
+ * Linux, reported as runtimes.netns), and the router can reach a namespace's address, which exists
+ * only on that machine: the node is on the router's machine (a loopback or a local address).
+ */
+export function nodeIsolates(node: Pick<NodeRecord, 'address' | 'runtimes'>): boolean {
+  if (node.runtimes.netns?.available !== true) return false;
+  const a = node.address;
+  return a.startsWith('127.') || a === '::1' || a === 'localhost' || localAddresses().has(a);
+}
 const DOCKER: ReadonlySet<string> = new Set(['docker']);
 
 export class Reconciler {
@@ -272,7 +292,8 @@ export class Reconciler {
       if (i.state === 'stopped' || this.nodeStatus(i.nodeId) === 'down') continue;
       const list = byNode.get(i.nodeId) ?? [];
       // In its own network namespace a fixed port takes nothing of the node's ports.
-      const ownNetns = r?.config.runtime === 'process' && nodeById.get(i.nodeId)?.runtimes.netns?.available === true;
+      const node = nodeById.get(i.nodeId);
+      const ownNetns = r?.config.runtime === 'process' && node !== undefined && nodeIsolates(node);
       list.push({ app: i.app, fixedPort: i.kind === 'release' || ownNetns ? undefined : r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
       byNode.set(i.nodeId, list);
     }
@@ -329,7 +350,7 @@ export class Reconciler {
    */
   async everyNodeIsolates(): Promise<boolean> {
     const live = (await this.store.listNodes()).filter((n) => this.isNodeLive(n.id));
-    return live.length > 0 && live.every((n) => n.runtimes.netns?.available === true);
+    return live.length > 0 && live.every(nodeIsolates);
   }
 
   forgetInstance(i: InstanceRecord): void {

@@ -60,6 +60,11 @@ export interface InstanceSpec {
   readonly release?: readonly string[] | undefined;
   /** kind release: killed and failed after this long. */
   readonly releaseTimeoutMs?: number | undefined;
+  /**
+   * Fixed port: run it in its own network namespace (the control plane decides: the node can, and
+   * the router can reach the namespace's address, i.e. the node is on the router's machine).
+   */
+  readonly netns?: boolean | undefined;
 }
 
 /** `web` instances serve traffic; a `release` instance runs the release phase once and exits. */
