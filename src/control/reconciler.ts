@@ -176,16 +176,18 @@ export class Reconciler {
     const all = await this.store.listInstances({ app: app.name });
     // Instances of a down node are lost: stop them (a node that comes back is told so) and plan
     // without them, so replacements are placed on live nodes.
+    // A release phase is never run twice: one on a down node is left alone (its node may come back
+    // and report it ended); if it never does, the planner fails the rollout at the phase's deadline.
     for (const i of all) {
-      if (i.desired !== 'stop' && this.nodeStatus(i.nodeId) === 'down') {
+      if (i.desired !== 'stop' && this.nodeStatus(i.nodeId) === 'down' && i.kind !== 'release') {
         await this.store.setInstanceDesired(i.id, 'stop', Date.now());
         this.log.warn({ app: app.name, instance: i.id, node: i.nodeId }, 'instance lost with its node; replacing it');
       }
     }
     // Instances on a draining node keep serving until replacements are ready elsewhere: the planner
     // does not see them (so it places replacements), and they are retired below once it is safe.
-    const movers = all.filter((i) => draining.has(i.nodeId) && i.desired === 'run' && this.nodeStatus(i.nodeId) !== 'down');
-    const instances = all.filter((i) => this.nodeStatus(i.nodeId) !== 'down' && !movers.includes(i));
+    const movers = all.filter((i) => draining.has(i.nodeId) && i.desired === 'run' && i.kind !== 'release' && this.nodeStatus(i.nodeId) !== 'down');
+    const instances = all.filter((i) => (this.nodeStatus(i.nodeId) !== 'down' || i.kind === 'release') && !movers.includes(i));
     const now = monoNow();
     let readyTimeoutMs = 60_000;
     let fixedPort: number | undefined;
