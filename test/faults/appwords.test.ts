@@ -79,6 +79,7 @@ setTimeout(() => console.log('release v${v}: done'), ${v === 1 ? 0 : v === 2 ? 6
       assert.equal(app.rollouts[0].status, 'succeeded', JSON.stringify(app.rollouts[0]));
     }
     const ranLog = readFileSync(join(markers, 'runs.log'), 'utf8');
+    // DEBUG_APPWORDS=1: on a failure, what pilot up said about this app (who started which release).
     if (ranLog !== '1\n2\n3\n' && process.env.DEBUG_APPWORDS) console.log(readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8').split('\n').filter((l) => /relkill/.test(l)).join('\n'));
     assert.equal(ranLog, '1\n2\n3\n', 'each release phase ran once');
   });
