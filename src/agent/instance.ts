@@ -58,7 +58,7 @@ export function statusOf(i: LocalInstance): InstanceStatus {
     lastError: i.lastError?.slice(0, 4000),
     startedAt: i.handle?.startedAt,
     containerId: i.handle?.containerId,
-    logTail: i.logTail,
+    logTail: i.logTail?.slice(-8000), // the protocol's bound; the end is what matters
     address: i.address,
   };
 }
