@@ -24,7 +24,7 @@ import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
 import { LocalCacheGc, localGcFromEnv, type LocalGcResult } from './cache-gc.js';
-import { createNetns, deleteNetns, killNetnsProcesses, netnsSupport, readNetns, wrapArgv } from './netns.js';
+import { createNetns, deleteNetns, existingNetns, killNetnsProcesses, netnsSupport, readNetns, wrapArgv } from './netns.js';
 import { outputTail } from './output-tail.js';
 import { keepLogs, keepPerAppFromEnv, pruneStopped } from './stopped-logs.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
@@ -427,7 +427,7 @@ export class Agent {
       let argv = isRelease ? releaseArgv(spec.release, join(inst.stateDir, RELEASE_EXIT_FILE)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
       if (!isRelease && spec.netns === true && spec.port !== undefined && this.netns.available) {
         // A fixed port: its own network namespace, so old and new revisions can both listen on it.
-        const ns = readNetns(inst.stateDir) ?? await createNetns(inst.stateDir);
+        const ns = await existingNetns(inst.stateDir) ?? await createNetns(inst.stateDir);
         inst.address = ns.nsAddr;
         argv = wrapArgv(ns, argv);
       }

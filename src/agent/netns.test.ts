@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blockAddresses, createNetns, deleteNetns, netnsPids, netnsSupport, readNetns, wrapArgv } from './netns.js';
+import { execFileSync } from 'node:child_process';
+import { blockAddresses, createNetns, deleteNetns, existingNetns, netnsPids, netnsSupport, readNetns, wrapArgv } from './netns.js';
 import { isSameProcess, readStartTime } from './proc.js';
 
 describe('network namespace per instance', () => {
@@ -38,6 +39,22 @@ describe('network namespace per instance', () => {
       assert.ok(!isSameProcess(pid, start), 'the process inside was killed');
       assert.equal(readNetns(stateDir), undefined);
       assert.equal((await netnsPids(ns.name)).length, 0);
+    } finally {
+      await deleteNetns(stateDir).catch(() => undefined);
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('forgets a namespace deleted by hand, so the instance gets a new one (root)', async (t) => {
+    const support = await netnsSupport();
+    if (!support.available) return t.skip(`netns: ${support.error}`);
+    const stateDir = mkdtempSync(join(tmpdir(), 'pilot-netns-'));
+    try {
+      const ns = await createNetns(stateDir);
+      assert.deepEqual(await existingNetns(stateDir), ns);
+      execFileSync('ip', ['netns', 'del', ns.name]);
+      assert.equal(await existingNetns(stateDir), undefined);
+      assert.equal(readNetns(stateDir), undefined);
     } finally {
       await deleteNetns(stateDir).catch(() => undefined);
       rmSync(stateDir, { recursive: true, force: true });

@@ -80,6 +80,15 @@ export function readNetns(stateDir: string): Netns | undefined {
   }
 }
 
+/** The instance's recorded namespace if it still exists; a record whose namespace is gone (deleted by hand) is cleaned up. */
+export async function existingNetns(stateDir: string): Promise<Netns | undefined> {
+  const ns = readNetns(stateDir);
+  if (!ns) return undefined;
+  if (existsSync(`/run/netns/${ns.name}`)) return ns;
+  await deleteNetns(stateDir);
+  return undefined;
+}
+
 /** Create a namespace with a veth pair for an instance and record it in its stateDir. */
 export async function createNetns(stateDir: string): Promise<Netns> {
   const ip = firstExisting(IP_CANDIDATES) ?? 'ip';
