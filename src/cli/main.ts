@@ -133,7 +133,9 @@ program.command('logs').description('an app\'s output (or a run\'s log with --ru
   .option('-f, --follow', 'keep printing new lines')
   .option('--tail <n>', 'lines of history per instance', '100')
   .option('--run <id>', 'print the log of run N')
-  .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
+  .option('--previous', 'the kept logs of stopped instances (failed, replaced), newest first')
+  .option('--instance <id>', 'one instance, running or stopped')
+  .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
 program.command('rollback').description('switch back to the previous revision (or --to N); instant, the artifact is kept').argument('<app>')
   .option('--to <revision>', 'revision number')
   .action(action(async (app: string, o: { to?: string }, cmd: Command) => rollback(app, { ...g(cmd), ...o })));

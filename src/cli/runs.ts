@@ -1,4 +1,4 @@
-/** `pilot runs [APP]`, `pilot nodes`, `pilot logs APP [-f]`, `pilot logs --run N`. */
+/** `pilot runs [APP]`, `pilot nodes`, `pilot logs APP [-f] [--previous] [--instance ID]`, `pilot logs --run N`. */
 import { PilotError } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import type { RunRecord } from '../core/types.js';
@@ -48,11 +48,17 @@ export async function token(action: 'create' | 'list' | 'revoke', id: string | u
   }
 }
 
-export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string }): Promise<void> {
+export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }): Promise<void> {
   const api = apiClient(opts);
   let path: string;
   if (opts.run !== undefined) path = `/api/v1/runs/${encodeURIComponent(opts.run)}/log${opts.follow ? '?follow=1' : ''}`;
-  else if (app) path = `/api/v1/apps/${encodeURIComponent(app)}/logs?tail=${encodeURIComponent(opts.tail ?? '100')}${opts.follow ? '&follow=1' : ''}`;
+  else if (app) {
+    const q = new URLSearchParams({ tail: opts.tail ?? '100' });
+    if (opts.follow) q.set('follow', '1');
+    if (opts.previous) q.set('previous', '1');
+    if (opts.instance !== undefined) q.set('instance', opts.instance);
+    path = `/api/v1/apps/${encodeURIComponent(app)}/logs?${q}`;
+  }
   else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
   const res = await api.stream(path);
   if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);

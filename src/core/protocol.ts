@@ -12,6 +12,8 @@ const Name = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
 
 /** Optional runtimes (process is always there): whether each answers on this node. */
 export const NodeRuntimesSchema = Type.Object({
+  /** The agent can give each fixed-port instance its own network namespace (root on Linux, `ip` and `nsenter`). */
+  netns: Type.Optional(Type.Object({ available: Type.Boolean(), error: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false })),
   docker: Type.Optional(Type.Object({
     available: Type.Boolean(),
     version: Type.Optional(Type.String({ maxLength: 100 })),
@@ -50,6 +52,8 @@ const InstanceStatusSchema = Type.Object({
   lastError: Type.Optional(Type.String({ maxLength: 4000 })),
   startedAt: Type.Optional(Type.Number()),
   containerId: Type.Optional(Type.String({ pattern: '^[a-f0-9]{12,64}$' })),
+  logTail: Type.Optional(Type.String({ maxLength: 8000 })),
+  address: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9.]+$' })),
 });
 
 export const SyncRequest = Type.Object({

@@ -5,12 +5,13 @@
  * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
  * until it succeeds or fails.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
+import { resolveReleaseCommand } from '../core/run-command.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
@@ -138,9 +139,15 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     });
     const artifact = image ? image.archive ?? image.id : packed!.digest;
     const revision = await step('deploy', 'deploy', async () => {
-      const d = await api.deploy(config.name, { artifact, commit: source.commit, dirty: source.dirty, config: input, runId: run.id, ...(image ? { image } : {}), ...(node ? { node } : {}) });
+      // The Procfile `release:` line becomes the revision's release command (pilot.yaml `release` wins).
+      const procfileRelease = input.release === undefined && config.runtime === 'process' ? resolveReleaseCommand(undefined, await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined)) : undefined;
+      const release = procfileRelease ?? config.release;
+      if (release) log.line(`    release phase: ${formatArgv(release)} (${procfileRelease ? 'Procfile release:' : 'pilot.yaml release'}), once, before traffic moves`);
+      const sent = procfileRelease ? { ...input, release: [...procfileRelease] } : input;
+      const d = await api.deploy(config.name, { artifact, commit: source.commit, dirty: source.dirty, config: sent, runId: run.id, ...(image ? { image } : {}), ...(node ? { node } : {}) });
       await api.updateRun(run.id, { revision: d.revision.number, rolloutId: d.rollout.id });
       log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
+      for (const n of d.notes ?? []) log.line(`    ${n}`);
       await followRollout(api, config.name, d.rollout.id, {
         timeoutMs: req.deployTimeoutMs ?? config.deploy.readyTimeoutMs + config.deploy.stopTimeoutMs + 30_000,
         out: (l) => log.line(`    ${l}`),
