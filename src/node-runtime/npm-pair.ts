@@ -22,7 +22,7 @@ export interface NpmRelease {
 
 export interface NpmCandidate {
   readonly version: string;
-  /** For the log: why this npm (`engines.node "^20.17.0 || >=22.9.0" admits 20.20.2`). */
+  /** For the log: why this npm (`its engines.node "^20.17.0 || >=22.9.0" admits 20.20.2`). */
   readonly why: string;
   /** True when npm publishes no engines.node for it: only `npm --version` on the node can tell. */
   readonly unverified: boolean;
@@ -65,7 +65,7 @@ export function npmCandidates(releases: readonly NpmRelease[], node: string, opt
   const newestDeclared = declared[0]?.version;
   const guesses = [...undeclared.values()]
     .filter((r) => newestDeclared === undefined || semver.gt(r.version, newestDeclared))
-    .map((r) => ({ version: r.version, why: 'it publishes no engines.node (checked with `npm --version` on the node)', unverified: true }));
+    .map((r) => ({ version: r.version, why: `npm ${semver.major(r.version)}.x publishes no engines.node, and \`npm --version\` runs on ${node}`, unverified: true }));
   const all = [...guesses, ...declared].sort((a, b) => semver.rcompare(a.version, b.version)).slice(0, MAX_NPM_TRIES);
   if (all.length === 0) throw incompatible(usable, node, wanted);
   return all;

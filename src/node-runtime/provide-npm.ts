@@ -56,7 +56,7 @@ export async function npmFor(nodeVersion: string, enginesNpm: string | undefined
     try {
       const npm = await cache.ensureNpm(fetched.digest, { version: c.version, nodeBinDir: opts.nodeBinDir }, () => Promise.resolve(fetched.file));
       if (opts.api) await new ArtifactClient(opts.api.baseUrl, opts.api.token).upload(fetched.file, fetched.digest);
-      log(`    npm ${c.version} runs on it (${enginesNpm === undefined ? 'newest npm' : `newest npm in engines.npm ${JSON.stringify(enginesNpm)}`} whose ${c.why.replace(/^its /, '')}): ${fetched.digest}`);
+      log(`    npm ${c.version} paired with Node.js ${nodeVersion}: the newest npm${enginesNpm === undefined ? '' : ` in engines.npm ${JSON.stringify(enginesNpm)}`} that runs on it (${c.why}): ${fetched.digest}`);
       return { version: c.version, digest: fetched.digest, binDir: npm.binDir };
     } catch (e) {
       if (!(isPilotError(e) && e.code === 'npm_incompatible')) throw e;
