@@ -6,7 +6,7 @@ import { PilotError } from '../core/errors.js';
 import { apiClient, type GlobalOptions } from './context.js';
 
 /** What --node may hold: a version or range, as pilot.yaml `node` (no shell, no path, short). */
-const NODE_SPEC = /^[0-9A-Za-z.*^~<>=|x -]{1,64}$/;
+const NODE_SPEC = /^[0-9A-Za-z.*^~<>=|/ -]{1,64}$/;
 
 export async function run(dir: string | undefined, opts: GlobalOptions & { allowDirty?: boolean; node?: string }): Promise<void> {
   if (opts.node !== undefined && !NODE_SPEC.test(opts.node.trim())) {

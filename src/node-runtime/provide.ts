@@ -12,7 +12,7 @@
  *     └─► npm paired with it (provide-npm.ts: npm's engines.node, the app's engines.npm), a blob too
  */
 import { ArtifactClient } from '../artifacts/client.js';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError } from '../core/errors.js';
 import type { NodeRuntimeRef } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import type { NodeRuntimeRecord } from '../store/store.js';
