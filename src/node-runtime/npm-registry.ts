@@ -56,7 +56,9 @@ export class NpmRegistry {
     const v = parseJson(out);
     const list = Array.isArray(v) ? v : v === undefined ? [] : [v];
     const releases: { version: string; enginesNode?: string }[] = [];
-    for (const r of list as { version?: unknown; engines?: { node?: unknown } }[]) {
+    // npm prints bare version strings when no release in the answer has the engines field.
+    for (const item of list as unknown[]) {
+      const r = (typeof item === 'string' ? { version: item } : item) as { version?: unknown; engines?: { node?: unknown } } | null;
       if (typeof r !== 'object' || r === null || typeof r.version !== 'string') continue;
       const node = typeof r.engines === 'object' && r.engines !== null ? r.engines.node : undefined;
       releases.push(typeof node === 'string' ? { version: r.version, enginesNode: node } : { version: r.version });
