@@ -29,6 +29,8 @@ interface Row {
   readonly npm: string;
   readonly answered: string;
   readonly seconds: string;
+  /** pilot run's own split: build (runtime, npm, install), deploy (start to ready). */
+  readonly split: string;
 }
 
 async function main(): Promise<void> {
@@ -53,9 +55,12 @@ async function main(): Promise<void> {
       const node = /\n {4}node (\S+) \(from /.exec(out)?.[1] ?? '-';
       const npm = /\n {4}npm (\S+) \(paired with node/.exec(out)?.[1] ?? '-';
       const eol = /warning: Node\.js \S+ reached its end of life on (\S+)/.exec(out)?.[1];
+      const t = /timings: source \S+, build (\S+), package \S+, publish \S+, deploy (\S+)/.exec(out);
+      const split = t ? `${t[1]} / ${t[2]}` : '-';
       if (r.code !== 0) {
-        const why = /!!! \w+ failed: (.*)/.exec(out)?.[1] ?? `exit code ${r.code}`;
-        rows.push({ wanted: spec, outcome: `refused: ${why.slice(0, 160)}`, node, npm, answered: '-', seconds });
+        // The failure line, and the tool's own error (npm ERR! code …) when the step printed one.
+        const why = [/!!! \w+ failed: (.*)/.exec(out)?.[1] ?? `exit code ${r.code}`, /npm ERR! code (\S+)/.exec(out)?.[1]].filter(Boolean).join(' ');
+        rows.push({ wanted: spec, outcome: `refused: ${why.slice(0, 160)}`, node, npm, answered: '-', seconds, split });
         continue;
       }
       const res = await h.viaRouter(`${name}.localhost`);
@@ -66,13 +71,13 @@ async function main(): Promise<void> {
       } catch {
         // not JSON: show the status only
       }
-      rows.push({ wanted: spec, outcome: `deployed${eol ? ` (EOL since ${eol})` : ''}`, node, npm, answered, seconds });
+      rows.push({ wanted: spec, outcome: `deployed${eol ? ` (EOL since ${eol})` : ''}`, node, npm, answered, seconds, split });
       await h.cli(['scale', name, '0']); // keep the machine's load down for the next row
     }
   } finally {
     await h.cleanup();
   }
-  const head: Row = { wanted: 'engines.node', outcome: 'outcome', node: 'node', npm: 'npm', answered: 'the app answered (process.version, npm_config_user_agent, dependency)', seconds: 'pilot run s' };
+  const head: Row = { wanted: 'engines.node', outcome: 'outcome', node: 'node', npm: 'npm', answered: 'the app answered (process.version, npm_config_user_agent, dependency)', seconds: 'pilot run s', split: 'build / deploy' };
   const cols = Object.keys(head) as (keyof Row)[];
   const line = (r: Row): string => `| ${cols.map((c) => r[c]).join(' | ')} |`;
   console.log(line(head));
