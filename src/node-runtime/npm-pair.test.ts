@@ -86,6 +86,22 @@ describe('npm package in the runtime cache', () => {
     assert.equal(cache.fetching(digest), false);
   });
 
+  it('a damaged npm in the cache is found by its `npm --version` check in a later process, discarded and fetched again', async () => {
+    const f = file('npm-10.9.4.tgz', fakeNpmTgz('10.9.4'));
+    const digest = (await hashFile(f)).digest;
+    let fetches = 0;
+    const fetch = (): Promise<string> => {
+      fetches++;
+      return Promise.resolve(f);
+    };
+    const first = await new LocalRuntimeCache(join(dir, 'c3')).ensureNpm(digest, { version: '10.9.4', nodeBinDir }, fetch);
+    rmSync(join(first.cli)); // npm-cli.js gone, as a half-finished copy or a disk error would leave it
+    const npm = await new LocalRuntimeCache(join(dir, 'c3')).ensureNpm(digest, { version: '10.9.4', nodeBinDir }, fetch);
+    assert.equal(fetches, 2);
+    assert.equal(npm.binDir, first.binDir);
+    assert.equal(readlinkSync(join(npm.binDir, 'npm')), join('..', 'package', 'bin', 'npm-cli.js'));
+  });
+
   it('an npm that does not run on the node is npm_incompatible, with the node\'s own error, and nothing is kept', async () => {
     const f = file('npm-6.13.7.tgz', fakeNpmTgz('6.13.7', { broken: true }));
     const cache = new LocalRuntimeCache(join(dir, 'c2'));
