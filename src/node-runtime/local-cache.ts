@@ -99,7 +99,10 @@ export class LocalRuntimeCache {
         const l = await kind.check(dest);
         await writeFile(join(dest, CHECKED), `${new Date().toISOString()}\n`);
         return l;
-      } catch {
+      } catch (e) {
+        // Stopped by our own timeout (a loaded machine), the check said nothing: keep the entry,
+        // which running instances may be using, and fail this attempt only.
+        if (killedByTimeout(e)) throw e;
         await discard(dest);
       }
     }
@@ -161,6 +164,11 @@ export class LocalRuntimeCache {
   npmDir(digest: string): string {
     return join(this.dir, 'npm', hex(digest));
   }
+}
+
+function killedByTimeout(e: unknown): boolean {
+  const signal = isPilotError(e) ? (e.details as { signal?: unknown } | undefined)?.signal : undefined;
+  return signal === 'SIGTERM' || signal === 'SIGKILL';
 }
 
 function hex(digest: string): string {

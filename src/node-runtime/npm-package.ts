@@ -63,7 +63,7 @@ export async function checkNpm(dir: string, expect: { version: string; nodeBinDi
     const node = await nodeVersionOf(expect.nodeBinDir);
     const why = r.code !== 0 ? (r.tail.find((line) => /Error|ERROR|not (yet )?supported|known not to run/.test(line)) ?? r.tail.at(-1) ?? `exit code ${r.code}`) : `it printed ${JSON.stringify(out.slice(0, 200))}`;
     throw new PilotError('npm_incompatible', `npm ${expect.version} does not run on Node.js ${node}: ${why.trim().slice(0, 300)}`, {
-      details: { npm: expect.version, node, output: r.tail.slice(-10) },
+      details: { npm: expect.version, node, output: r.tail.slice(-10), signal: r.signal },
     });
   }
   return l;

@@ -152,7 +152,7 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
   const out = result.tail.join('\n').trim();
   if (result.code !== 0) {
     const how = result.code === null ? `killed by ${result.signal ?? 'a signal'}` : `exit code ${result.code}`;
-    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine (${how}): ${out || 'no output'}`, { details: { output: result.tail } });
+    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine (${how}): ${out || 'no output'}`, { details: { output: result.tail, signal: result.signal } });
   }
   if (out !== `v${expect.version}`) {
     throw new PilotError('runtime_cannot_start', `the runtime's bin/node says it is ${JSON.stringify(out.slice(0, 200))}, not v${expect.version}`);
