@@ -75,6 +75,7 @@ function cacheKeysInUse(instances: Iterable<LocalInstance>): Map<string, string>
     // Not `=== 'process'`: an instance saved before runtimes existed has none, and is a process.
     if (i.spec.runtime !== 'docker') out.set(`release:${i.spec.artifact.replace('sha256:', '')}`, i.spec.app);
     if (i.spec.node) out.set(`runtime:${i.spec.node.digest.replace('sha256:', '')}`, i.spec.app);
+    if (i.spec.node?.npm) out.set(`runtime:${i.spec.node.npm.digest.replace('sha256:', '')}`, i.spec.app);
   }
   return out;
 }
@@ -418,7 +419,7 @@ export class Agent {
     try {
       const release = await this.releases.ensure(spec.artifact);
       // process runtime: the revision's pinned Node.js (docker instances get theirs from the image).
-      const nodeBin = spec.node ? await this.nodeRuntimes.binDir(spec.node) : undefined;
+      const nodeBin = spec.node ? (await this.nodeRuntimes.binDirs(spec.node)).join(':') : undefined;
       if (inst.removing) return;
       const isRelease = spec.kind === 'release';
       if (isRelease) inst.port = undefined; // it serves nothing: no PORT
@@ -505,8 +506,8 @@ export class Agent {
 
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
   private envFor(inst: LocalInstance, pinnedNodeBin?: string): Record<string, string> {
-    // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then the
-    // agent's own node folder, where npm is.
+    // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then its
+    // paired npm's bin when the revision has one, then the agent's own node folder (its npm otherwise).
     const nodeBin = pinnedNodeBin === undefined ? dirname(process.execPath) : `${pinnedNodeBin}:${dirname(process.execPath)}`;
     const home = join(inst.stateDir, 'home');
     mkdirSync(home, { recursive: true });

@@ -34,6 +34,10 @@ const DeployBody = Type.Object({
     version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
     digest: Digest,
     source: Type.String({ maxLength: 200 }),
+    npm: Type.Optional(Type.Object({
+      version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
+      digest: Digest,
+    }, { additionalProperties: false })),
   }, { additionalProperties: false })),
   commit: Type.String(),
   dirty: Type.Optional(Type.Boolean()),
@@ -116,6 +120,9 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       }
       if (b.node && !(await blobs.has(b.node.digest))) {
         throw new PilotError('artifact_not_found', `Node.js runtime ${b.node.version} (${b.node.digest}) is not in the artifact repository`);
+      }
+      if (b.node?.npm && !(await blobs.has(b.node.npm.digest))) {
+        throw new PilotError('artifact_not_found', `npm ${b.node.npm.version} (${b.node.npm.digest}), paired with Node.js ${b.node.version}, is not in the artifact repository`);
       }
       if (b.node) await assertRecordedRuntime(store, b.node);
       // A fixed port switches without downtime only where every node gives instances their own network namespace.

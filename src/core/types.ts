@@ -23,8 +23,10 @@ export interface NodeRuntimeRef {
   readonly version: string;
   /** sha256:<hex> of the runtime tarball (a blob in the artifact repository). */
   readonly digest: string;
-  /** Where the version came from, for display: 'engines.node "22.x"', '.nvmrc', 'pilot.yaml', 'builder'. */
+  /** Where the version came from, for display: 'engines.node "22.x"', '.nvmrc', 'pilot.yaml', 'builder', '--node "18"'. */
   readonly source: string;
+  /** The npm paired with it (npm@version's tarball, a blob too); absent: each machine's own npm. */
+  readonly npm?: { readonly version: string; readonly digest: string } | undefined;
 }
 
 /** What the control plane asks an agent to run: one instance of one revision. */

@@ -33,6 +33,8 @@ export interface RunRequest {
   readonly deployTimeoutMs?: number;
   /** This machine's Node.js runtime cache (default: $PILOT_RUNTIME_CACHE, else $PILOT_HOME/runtimes). */
   readonly runtimeCacheDir?: string;
+  /** `pilot run --node VERSION`: the Node.js version or range to use instead of the app's (a trial). */
+  readonly nodeOverride?: string | undefined;
 }
 
 export interface RunOutcome {
@@ -104,14 +106,16 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       }
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
       const pinned = config.runtime === 'process'
-        ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal })
+        ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal, override: req.nodeOverride })
         : undefined;
+      if (req.nodeOverride !== undefined && config.runtime !== 'process') log.line(`    warning: --node ${req.nodeOverride} is ignored: runtime ${config.runtime} gets Node.js from its image`);
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
+      if (pinned) log.line(pinned.npm ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}` : '    npm: this machine\'s own (none paired)');
       const facts = await readWorkspaceFacts(appDir);
       const plan = buildSteps(config.build, facts);
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
       const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
-      const env = pinned ? withNodeRuntime(hostEnv, pinned.runtime) : hostEnv;
+      const env = pinned ? withNodeRuntime(hostEnv, pinned.runtime, pinned.npm?.binDir) : hostEnv;
       for (const s of plan) {
         log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
         const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
