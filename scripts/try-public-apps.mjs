@@ -132,6 +132,7 @@ function firstError(lines) {
       ?? lines.slice(j + 1).map((l) => l.trim()).find((l) => l && !/^last output of|^hint:/.test(l));
     if (telling) msg += ` ${telling}`;
   }
+  msg = msg.replace(/\((\/[^)\s]*:){2,}[^)\s]*\)/g, '(PATH)'); // a PATH list says nothing in a table
   return msg.length > 240 ? msg.slice(0, 237) + '...' : msg;
 }
 
@@ -180,7 +181,13 @@ async function main() {
   const deployed = new Set();
   let up;
   let interrupted = false;
-  const onSignal = (sig) => { interrupted = true; process.stderr.write(`\n${sig}: stopping everything this script started\n`); for (const c of started) { try { process.kill(-c.pid, 'SIGTERM'); } catch { /* gone */ } } };
+  // First signal: stop the current `pilot run`; the cleanup then scales the apps to 0 and stops
+  // `pilot up`. A second signal stops everything at once (the /proc sweep still runs).
+  const onSignal = (sig) => {
+    process.stderr.write(`\n${sig}: stopping everything this script started\n`);
+    for (const c of started) if (c !== up || interrupted) { try { process.kill(-c.pid, 'SIGTERM'); } catch { /* gone */ } }
+    interrupted = true;
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
@@ -211,7 +218,8 @@ async function main() {
         const r = await httpGet(server.router + '/', `${parsed.app}.localhost`);
         answer = r.status !== undefined ? String(r.status) : r.error;
         outcome = r.status !== undefined && r.status < 500 ? 'deployed' : `deployed, but GET / through the router: ${answer}`;
-      } else if (signal || code === null) outcome = `timed out after ${opts.timeoutS}s${parsed.failed ? '' : ''}`;
+      } else if (interrupted) outcome = 'interrupted';
+      else if (signal || code === null) outcome = `timed out after ${opts.timeoutS}s`;
       else outcome = parsed.failed ? `failed at ${parsed.failed}` : 'failed before the run started';
       const row = { dir, name, app: parsed.app, ...facts, dirty: isDirty, exitCode: code, outcome, answer, error: code === 0 ? '' : parsed.error, node: parsed.node ?? '', npm: parsed.npm ?? '', buildTime: parsed.build ?? '', totalSeconds: Number(seconds.toFixed(1)), log: logFile };
       row.engines = facts.node;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { splitCommand } from './app-config.js';
 import { isPilotError } from './errors.js';
-import { needsShell, procfileWeb, resolveReleaseCommand, resolveRunCommand } from './run-command.js';
+import { missingStartCommand, needsShell, procfileWeb, resolveReleaseCommand, resolveRunCommand } from './run-command.js';
 
 /** sh-style single quoting: the inverse splitCommand must undo. */
 const shQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -129,5 +129,25 @@ describe('release command', () => {
 
   it('refuses an empty configured command', () => {
     assert.throws(() => resolveReleaseCommand([''], undefined), /release: empty command/);
+  });
+});
+
+describe('missingStartCommand', () => {
+  it('is satisfied by run:, a Procfile web line, a start script or npm\'s server.js default', () => {
+    assert.equal(missingStartCommand(['node', 'a.js'], undefined, {}, false), undefined);
+    assert.equal(missingStartCommand(undefined, 'web: node index.js\n', {}, false), undefined);
+    assert.equal(missingStartCommand(undefined, undefined, { start: 'next start' }, false), undefined);
+    assert.equal(missingStartCommand(undefined, undefined, undefined, true), undefined);
+  });
+
+  it('names what is missing and the scripts the app does have (nuxt starter, docker getting-started)', () => {
+    const nuxt = missingStartCommand(undefined, undefined, { build: 'nuxt build', dev: 'nuxt dev', preview: 'nuxt preview' }, false);
+    assert.ok(nuxt && isPilotError(nuxt));
+    assert.equal(nuxt.code, 'invalid_config');
+    assert.match(nuxt.message, /no "start" script.*no Procfile `web:` line and no server\.js \(package\.json has "dev", "preview"\)/);
+    assert.match(nuxt.hint ?? '', /run: in pilot\.yaml|`run:` in pilot\.yaml/);
+    const bare = missingStartCommand(undefined, 'worker: node w.js\n# web: node x.js\n', { test: 'jest' }, false);
+    assert.ok(bare);
+    assert.doesNotMatch(bare.message, /\(package\.json has/);
   });
 });

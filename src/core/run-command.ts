@@ -81,3 +81,19 @@ export function resolveRunCommand(configRun: readonly string[] | undefined, proc
   // The line is the app's own code, shipped in its artifact and run as the app: sh adds no authority.
   return procfileArgv(web, 'web');
 }
+
+/**
+ * Why the app has nothing to start, or undefined when it has: no pilot.yaml `run`, no Procfile
+ * `web:` line, no `start` script, and no `server.js` (npm's own default for `npm start`). Checked
+ * after the build (a build may write server.js), so the run fails there instead of the instances
+ * crashing with npm's "Missing script: start" at deploy.
+ */
+export function missingStartCommand(configRun: readonly string[] | undefined, procfile: string | undefined, scripts: Readonly<Record<string, string>> | undefined, hasServerJs: boolean): PilotError | undefined {
+  if (configRun !== undefined || hasServerJs) return undefined;
+  if (procfile !== undefined && procfileWeb(procfile) !== undefined) return undefined;
+  if (scripts?.['start'] !== undefined) return undefined;
+  const others = Object.keys(scripts ?? {}).filter((s) => /^(serve|server|prod|production|start:prod|preview|dev)$/.test(s));
+  return new PilotError('invalid_config', `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${others.length ? ` (package.json has ${others.map((s) => `"${s}"`).join(', ')})` : ''}`, {
+    hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
+  });
+}

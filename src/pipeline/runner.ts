@@ -5,13 +5,13 @@
  * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
  * until it succeeds or fails.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
-import { resolveReleaseCommand } from '../core/run-command.js';
+import { missingStartCommand, resolveReleaseCommand } from '../core/run-command.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
@@ -120,6 +120,13 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
         const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
         mustSucceed(result, s.argv);
+      }
+      // Fail here, not with crashing instances at deploy, when nothing says how to start the app.
+      if (config.runtime === 'process' && facts.hasPackageJson) {
+        const procfile = await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined);
+        const serverJs = await access(join(appDir, 'server.js')).then(() => true, () => false);
+        const missing = missingStartCommand(config.run, procfile, facts.scripts, serverJs);
+        if (missing) throw missing;
       }
       return pinned?.ref;
     });
