@@ -104,6 +104,17 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
         return undefined;
       }
+      const facts = await readWorkspaceFacts(appDir);
+      // Fail in the build, not with crashing instances at deploy, when nothing says how to start
+      // the app: before the install when no build can write a server.js, else after the build.
+      const checkStartCommand = async (): Promise<void> => {
+        if (config.runtime !== 'process' || !facts.hasPackageJson) return;
+        const procfile = await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined);
+        const serverJs = await access(join(appDir, 'server.js')).then(() => true, () => false);
+        const missing = missingStartCommand(config.run, procfile, facts.scripts, serverJs);
+        if (missing) throw missing;
+      };
+      if (facts.scripts['build'] === undefined && !config.build?.length) await checkStartCommand();
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
       const pinned = config.runtime === 'process'
         ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal, override: req.nodeOverride })
@@ -111,7 +122,6 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       if (req.nodeOverride !== undefined && config.runtime !== 'process') log.line(`    warning: --node ${req.nodeOverride} is ignored: runtime ${config.runtime} gets Node.js from its image`);
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
       if (pinned) log.line(pinned.npm ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}` : '    npm: this machine\'s own (none paired)');
-      const facts = await readWorkspaceFacts(appDir);
       const plan = buildSteps(config.build, facts);
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
       const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
@@ -121,13 +131,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
         mustSucceed(result, s.argv);
       }
-      // Fail here, not with crashing instances at deploy, when nothing says how to start the app.
-      if (config.runtime === 'process' && facts.hasPackageJson) {
-        const procfile = await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined);
-        const serverJs = await access(join(appDir, 'server.js')).then(() => true, () => false);
-        const missing = missingStartCommand(config.run, procfile, facts.scripts, serverJs);
-        if (missing) throw missing;
-      }
+      await checkStartCommand();
       return pinned?.ref;
     });
     const image = docker && (await docker.imageSteps({ api, step, line: (l) => log.line(l), config, appDir, workspace, dockerfile, commit: source.commit, dirty: source.dirty, runId: run.id, signal: req.signal }));
