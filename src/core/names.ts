@@ -33,3 +33,13 @@ export function assertDigest(d: unknown): string {
 export function isCommitSha(s: unknown): s is string {
   return typeof s === 'string' && SHA_RE.test(s);
 }
+
+/**
+ * A valid app name made from a package or folder name that is not one ("01-up-and-running",
+ * "My_App.v2"): lowercase, every run of other characters a "-", leading digits and dashes dropped,
+ * at most 63 characters. Undefined when nothing is left.
+ */
+export function nameFrom(raw: string): string | undefined {
+  const slug = raw.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^[^a-z]+/, '').slice(0, 63).replace(/-+$/, '');
+  return isValidName(slug) ? slug : undefined;
+}

@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { parse, YAMLParseError } from 'yaml';
 import { resolveAppConfig, validateAppConfig, type AppConfig, type AppConfigInput } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
-import { isValidName } from '../core/names.js';
+import { isValidName, nameFrom } from '../core/names.js';
 import { readPackageJson } from './workspace-facts.js';
 
 export interface LoadedConfig {
@@ -31,16 +31,18 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
     }
     input = validateAppConfig(raw, 'pilot.yaml');
   }
-  let fallback: string | undefined;
-  const name = (await readPackageJson(dir))?.['name'];
-  if (typeof name === 'string') {
-    const bare = name.replace(/^@[^/]+\//, '').toLowerCase();
-    if (isValidName(bare)) fallback = bare;
-  }
-  if (!fallback) {
-    const folder = basename(dir).toLowerCase();
-    if (isValidName(folder)) fallback = folder;
-  }
   if (forcedName !== undefined) return { input, config: resolveAppConfig({ ...input, name: forcedName }, forcedName) };
+  if (input.name !== undefined) return { input, config: resolveAppConfig(input, undefined) };
+  // The package.json name, else the folder's; names that are not valid ("01-up-and-running",
+  // "My_App") are made valid only when neither is valid as it is.
+  const name = (await readPackageJson(dir))?.['name'];
+  const bare = typeof name === 'string' ? name.replace(/^@[^/]+\//, '').toLowerCase() : undefined;
+  const folder = basename(dir).toLowerCase();
+  const fallback = [bare, folder].find(isValidName) ?? (bare === undefined ? undefined : nameFrom(bare)) ?? nameFrom(folder);
+  if (fallback === undefined) {
+    throw new PilotError('invalid_config', `no app name: ${bare === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(bare.slice(0, 80))} is not one`} and the folder name ${JSON.stringify(folder.slice(0, 80))} is not one either`, {
+      hint: 'Set `name:` in pilot.yaml: 1-63 lowercase letters, digits and "-", starting with a letter.',
+    });
+  }
   return { input, config: resolveAppConfig(input, fallback) };
 }
