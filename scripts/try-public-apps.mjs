@@ -59,7 +59,9 @@ function describe(dir) {
   const has = (f) => existsSync(join(dir, f));
   const yaml = readText(join(dir, 'pilot.yaml')) ?? '';
   const pm = has('pnpm-lock.yaml') ? 'pnpm' : has('yarn.lock') ? 'yarn' : has('package-lock.json') ? 'npm (lock)' : has('npm-shrinkwrap.json') ? 'npm (shrinkwrap)' : 'npm (no lock)';
-  const node = pkg.engines?.node ? `engines ${pkg.engines.node}` : has('.nvmrc') ? `.nvmrc ${readText(join(dir, '.nvmrc')).trim()}` : has('.node-version') ? `.node-version ${readText(join(dir, '.node-version')).trim()}` : 'none';
+  // Pilot's order: pilot.yaml node, .node-version, .nvmrc, engines.node.
+  const yamlNode = /^node:\s*(.+)$/m.exec(yaml)?.[1]?.trim();
+  const node = yamlNode ? `pilot.yaml ${yamlNode}` : has('.node-version') ? `.node-version ${readText(join(dir, '.node-version')).trim()}` : has('.nvmrc') ? `.nvmrc ${readText(join(dir, '.nvmrc')).trim()}` : pkg.engines?.node ? `engines ${pkg.engines.node}` : 'none';
   const runtime = /^runtime:\s*docker/m.test(yaml) ? 'docker' : 'process';
   const extras = [];
   if (pkg.packageManager) extras.push(`packageManager ${pkg.packageManager}`);
