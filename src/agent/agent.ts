@@ -22,6 +22,7 @@ import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInsta
 import { rotateIfNeeded } from './log-rotate.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
+import { elsewhereNote, listeningPorts } from './listening-ports.js';
 import { ReleaseCache } from './releases.js';
 import { LocalCacheGc, localGcFromEnv, type LocalGcResult } from './cache-gc.js';
 import { createNetns, deleteNetns, existingNetns, killNetnsProcesses, netnsSupport, readNetns, wrapArgv } from './netns.js';
@@ -106,6 +107,8 @@ function recordedExit(stateDir: string): number | undefined {
 
 export class Agent {
   private readonly instances = new Map<string, LocalInstance>();
+  /** Per starting instance refused on its port: where it listens instead, and when that was read. */
+  private readonly listenNotes = new Map<string, { at: number; note: string | undefined }>();
   private readonly runtime: Runtime;
   private readonly releases: ReleaseCache;
   private readonly nodeRuntimes: NodeRuntimeCache;
@@ -540,6 +543,7 @@ export class Agent {
     const wasReady = inst.state === 'ready';
     if (r.ok) {
       inst.probeFailures = 0;
+      this.listenNotes.delete(inst.spec.id);
       if (!wasReady) {
         inst.state = 'ready';
         inst.readySince = mono();
@@ -550,6 +554,17 @@ export class Agent {
     } else {
       inst.probeFailures++;
       inst.lastError = `health check GET ${h.path} failed: ${r.error ?? `status ${r.status}`}`;
+      // Refused while starting: say so when the app listens on another port than the one it was
+      // given. /proc is read at most every TAIL_EVERY_MS per instance; the note is kept in between.
+      if (r.code === 'ECONNREFUSED' && !wasReady && inst.handle.containerId === undefined && inst.port !== undefined && inst.address === undefined) {
+        const t = mono();
+        let seen = this.listenNotes.get(inst.spec.id);
+        if (!seen || t - seen.at > TAIL_EVERY_MS) {
+          seen = { at: t, note: elsewhereNote(await listeningPorts(inst.handle.pid), inst.port) };
+          this.listenNotes.set(inst.spec.id, seen);
+        }
+        if (seen.note) inst.lastError += ` (${seen.note})`;
+      } else this.listenNotes.delete(inst.spec.id);
       // A refused connection is definite (nothing listens): out of the routing table at once, within
       // one probe interval. Timeouts and 5xx may be a slow moment: they need UNHEALTHY_AFTER in a row.
       const definite = r.code === 'ECONNREFUSED';
@@ -568,6 +583,7 @@ export class Agent {
   }
 
   private async remove(inst: LocalInstance): Promise<void> {
+    this.listenNotes.delete(inst.spec.id);
     if (inst.handle) {
       inst.state = 'stopping';
       this.kick();

@@ -2,11 +2,14 @@
  * An app with nothing to start it (public samples such as the Nuxt starter or Docker's
  * getting-started app have no "start" script) fails `pilot run` in its build step, naming what is
  * missing, before anything is installed or deployed; npm's own default (`node server.js`) still works.
+ * An app that ignores $PORT (the hapi lesson listens on localhost:8000) fails its deploy saying
+ * where it listens instead.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { git, Harness, makeRepo, ROOT } from './harness.js';
 
 const h = new Harness();
@@ -49,5 +52,22 @@ describe('an app with nothing to start', { timeout: 300_000 }, () => {
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const res = await h.viaRouter('npmdefault.localhost');
     assert.equal(res.status, 200, res.text);
+  });
+
+  it('says where an app that ignores $PORT listens instead', async () => {
+    const fixed = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    const server = join(repo, 'server.js');
+    writeFileSync(server, readFileSync(server, 'utf8').replace("server.listen(port, () =>", `server.listen(${fixed}, '127.0.0.1', () =>`));
+    writeFileSync(join(repo, 'pilot.yaml'), 'name: ignoresport\ndeploy: { ready_timeout: 6s }\n');
+    await git(repo, 'commit', '-qam', 'listen on a fixed port');
+    const r = await h.cli(['run', repo]);
+    assert.notEqual(r.code, 0, r.stdout);
+    assert.match(r.stdout, new RegExp(`!!! deploy failed: .*health check GET / failed: connection refused \\(the app listens on 127\\.0\\.0\\.1:${fixed}, not on PORT=\\d+: make it listen on process\\.env\\.PORT, or set \`port: ${fixed}\` in pilot\\.yaml\\)`));
   });
 });
