@@ -5,6 +5,7 @@
  * error gives an empty list, never a throw.
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import { liveGroupMembers } from './proc.js';
 
 export interface Listener {
   readonly address: string;
@@ -37,23 +38,10 @@ function decodeAddress(hex: string): string {
   return groups.join(':');
 }
 
-/** The pids of process group `pgid` (an instance is started as its own group). */
-async function groupPids(pgid: number): Promise<number[]> {
-  const pids: number[] = [];
-  for (const e of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(e)) continue;
-    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
-    // Field 5 (pgrp) comes after the parenthesised command, which may itself hold spaces or ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(rest[2]) === pgid) pids.push(Number(e));
-  }
-  return pids;
-}
-
 /** The TCP ports the processes of group `pgid` listen on (in their own network namespace). */
 export async function listeningPorts(pgid: number): Promise<Listener[]> {
   const found = new Map<string, Listener>();
-  for (const pid of await groupPids(pgid)) {
+  for (const pid of liveGroupMembers(pgid)) {
     const inodes = new Set<string>();
     for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
       const m = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''));
