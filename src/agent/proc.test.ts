@@ -17,8 +17,8 @@ function node(t: TestContext, code: string): number {
 void describe('parseProcStat', () => {
   void it('counts fields from the last ")" so a comm with spaces and parentheses cannot shift them', () => {
     const tail = 'S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615';
-    assert.deepEqual(parseProcStat(`4242 (evil) S 1 (x y)) ${tail}\n`), { state: 'S', pgrp: 4242, startTime: '987654' });
-    assert.deepEqual(parseProcStat(`4242 (node) ${tail}`), { state: 'S', pgrp: 4242, startTime: '987654' });
+    assert.deepEqual(parseProcStat(`4242 (evil) S 1 (x y)) ${tail}\n`), { state: 'S', ppid: 1, pgrp: 4242, session: 4242, startTime: '987654', rssPages: 10 });
+    assert.deepEqual(parseProcStat(`4242 (node) ${tail}`), { state: 'S', ppid: 1, pgrp: 4242, session: 4242, startTime: '987654', rssPages: 10 });
   });
 
   void it('rejects text that is not a stat line', () => {
