@@ -6,7 +6,7 @@
  * Instances outlive the agent; on start-up it re-adopts them before its first report.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -20,6 +20,8 @@ import { ControlPlaneLink } from './control-link.js';
 import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
+import { AppUids, detectIsolation, shareTree, traversable, type AppIdentity, type IsolationSettings } from './isolation.js';
+import { makePrivate } from '../files/private-tree.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
@@ -49,6 +51,8 @@ export interface AgentOptions {
   runtimesDir?: string;
   /** The Docker engine for `runtime: docker` instances; default DOCKER_HOST or /var/run/docker.sock. */
   dockerEngine?: Engine;
+  /** How apps are contained (default detectIsolation(): per-app uids and cgroups when root). */
+  isolation?: IsolationSettings;
 }
 
 /** Marker file: this agent home has run containers (its Docker side loads at start, to adopt and sweep). */
@@ -83,6 +87,12 @@ export class Agent {
   private dockerStatus: EngineStatus = { available: false, error: 'not checked yet' };
   private readonly cacheGc: LocalCacheGc;
   private readonly cacheGcSettings = localGcFromEnv();
+  private readonly isolation: IsolationSettings;
+  private readonly uids: AppUids;
+  /** The folder app uids can reach (releases, runtimes, work folders); undefined when apps run as the agent's user. */
+  private readonly shared: string | undefined;
+  /** Trees already made readable by app uids in this process (shareTree walks them once). */
+  private readonly sharedTrees = new Set<string>();
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -90,16 +100,34 @@ export class Agent {
   private closed = false;
 
   constructor(private readonly opts: AgentOptions) {
-    this.runtime = opts.runtime ?? new ProcessRuntime();
-    mkdirSync(join(opts.home, 'instances'), { recursive: true });
+    mkdirSync(join(opts.home, 'instances'), { recursive: true, mode: 0o700 });
+    let isolation = opts.isolation ?? detectIsolation();
+    let shared: string | undefined;
+    if (isolation.user) {
+      try {
+        shared = prepareShared(opts.home);
+      } catch (e) {
+        const reason = `apps run as root: ${(e as Error).message}`;
+        isolation = { ...isolation, user: false, report: { ...isolation.report, user: false, reason: [reason, isolation.report.reason].filter(Boolean).join('; ') } };
+      }
+    }
+    this.isolation = isolation;
+    this.shared = shared;
+    // Everything but the shared folder: instance.json (env, secrets), node.json, logs, uids.json.
+    makePrivate(opts.home, new Set(shared === undefined ? [] : [shared]));
+    this.uids = new AppUids(join(opts.home, 'uids.json'), opts.home);
+    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
-    this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
-    this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
+    const releasesDir = join(shared ?? opts.home, 'releases');
+    this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));
+    // Apps under their own uid cannot reach the builder's cache in $PILOT_HOME: runtimes then live in the shared folder.
+    const ownRuntimes = shared === undefined ? (opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined) : join(shared, 'runtimes');
+    this.nodeRuntimes = new NodeRuntimeCache(ownRuntimes ?? opts.runtimesDir!, () => new ArtifactClient(opts.server, this.link.credential()));
     this.cacheGc = new LocalCacheGc({
       stateFile: join(opts.home, 'cache-gc.json'),
-      releasesDir: join(opts.home, 'releases'),
+      releasesDir,
       // A runtime cache shared with the builder (`pilot up`) is the builder's to keep.
-      runtimesDir: opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined,
+      runtimesDir: ownRuntimes,
       inUse: () => cacheKeysInUse(this.instances.values()),
       busy: (kind, digest) => (kind === 'release' ? this.releases.fetching(digest) : this.nodeRuntimes.fetching(digest)),
       policy: this.cacheGcSettings.policy,
@@ -142,6 +170,20 @@ export class Agent {
     return this.link.nodeId;
   }
 
+  /** What isolation this node gives process instances (reported as runtimes.process.isolation). */
+  get isolationReport(): IsolationSettings['report'] {
+    return this.isolation.report;
+  }
+
+  /**
+   * The uid/gid an app's processes run as on this node (allocated on first use, stable across
+   * restarts), or undefined when apps run as the agent's own user. Folders an app must write to
+   * (volumes) are chown'ed to it.
+   */
+  appIdentity(app: string): AppIdentity | undefined {
+    return this.shared === undefined ? undefined : this.uids.identity(app);
+  }
+
   /** Re-adopt, start the agent API, register, and begin the loops. */
   async start(): Promise<void> {
     if (this.opts.dockerEngine || existsSync(join(this.opts.home, DOCKER_USED))) await this.dockerNode();
@@ -150,7 +192,8 @@ export class Agent {
     await this.checkDocker();
     const agentToken = randomBytes(24).toString('base64url');
     this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime });
-    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: { docker: this.dockerReport() } });
+    if (this.isolation.report.reason !== undefined) this.opts.log.warn({ isolation: this.isolation.report }, `app isolation incomplete: ${this.isolation.report.reason}`);
+    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: this.runtimesReport() });
     await this.sync();
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);
@@ -313,12 +356,15 @@ export class Agent {
       // process runtime: the revision's pinned Node.js (docker instances get theirs from the image).
       const nodeBin = spec.node ? await this.nodeRuntimes.binDir(spec.node) : undefined;
       if (inst.removing) return;
+      this.share(release);
+      if (nodeBin !== undefined) this.share(dirname(nodeBin));
+      const user = this.appIdentity(spec.app);
       if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
       const argv = resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
       inst.state = 'starting';
-      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst, nodeBin) });
+      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst, nodeBin, user), user, limits: spec.resources });
       inst.nextProbeAt = mono() + 50;
       inst.probeFailures = 0;
       saveInstance(inst);
@@ -357,6 +403,11 @@ export class Agent {
     this.kick();
   }
 
+  /** What the node reports as `runtimes`: docker's engine, and how process instances are isolated. */
+  private runtimesReport(): { docker: ReturnType<Agent['dockerReport']>; process: { isolation: IsolationSettings['report'] } } {
+    return { docker: this.dockerReport(), process: { isolation: this.isolation.report } };
+  }
+
   /** What the node reports as `runtimes.docker`. */
   private dockerReport(): { available: boolean; version?: string; error?: string } {
     return this.docker ? this.docker.report : engineReport(this.dockerStatus);
@@ -369,7 +420,7 @@ export class Agent {
     else this.dockerStatus = await probeEngine(undefined, 2000);
     if (JSON.stringify(this.dockerReport()) !== before && this.link.nodeId !== undefined) {
       this.opts.log.info({ docker: this.dockerReport() }, 'Docker engine availability changed');
-      this.link.setRuntimes({ docker: this.dockerReport() });
+      this.link.setRuntimes(this.runtimesReport());
       this.kick();
     }
     if (!this.docker) return;
@@ -377,18 +428,41 @@ export class Agent {
     if (stray > 0) this.opts.log.warn({ removed: stray }, 'removed containers of instances this agent no longer has');
   }
 
+  /** A release or runtime tree, made readable (not writable) by app uids once per agent process. */
+  private share(dir: string): void {
+    if (this.shared === undefined || this.sharedTrees.has(dir)) return;
+    shareTree(dir);
+    this.sharedTrees.add(dir);
+  }
+
+  /** The instance's writable folder: in the stateDir, or, for an app uid, shared/work/<id> owned by that uid (0700). */
+  private workDir(inst: LocalInstance, user: AppIdentity | undefined): string {
+    if (this.shared === undefined || user === undefined) return inst.stateDir;
+    const dir = join(this.shared, 'work', inst.spec.id);
+    mkdirSync(join(dir, 'home'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(dir, 'tmp'), { recursive: true, mode: 0o700 });
+    for (const d of [dir, join(dir, 'home'), join(dir, 'tmp')]) {
+      const st = statSync(d);
+      if (st.uid !== user.uid || st.gid !== user.gid) chownSync(d, user.uid, user.gid);
+      if ((st.mode & 0o777) !== 0o700) chmodSync(d, 0o700);
+    }
+    return dir;
+  }
+
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
-  private envFor(inst: LocalInstance, pinnedNodeBin?: string): Record<string, string> {
+  private envFor(inst: LocalInstance, pinnedNodeBin?: string, user?: AppIdentity): Record<string, string> {
     // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then the
     // agent's own node folder, where npm is.
     const nodeBin = pinnedNodeBin === undefined ? dirname(process.execPath) : `${pinnedNodeBin}:${dirname(process.execPath)}`;
-    const home = join(inst.stateDir, 'home');
+    const work = this.workDir(inst, user);
+    const home = join(work, 'home');
     mkdirSync(home, { recursive: true });
     return {
       PATH: `${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
       HOME: home,
       NODE_ENV: 'production',
       npm_config_update_notifier: 'false',
+      ...(work === inst.stateDir ? {} : { TMPDIR: join(work, 'tmp') }),
       ...inst.spec.env,
       PORT: String(inst.port),
       PILOT_APP: inst.spec.app,
@@ -438,6 +512,7 @@ export class Agent {
     inst.state = 'stopped';
     this.instances.delete(inst.spec.id);
     rmSync(inst.stateDir, { recursive: true, force: true });
+    if (this.shared !== undefined) rmSync(join(this.shared, 'work', inst.spec.id), { recursive: true, force: true });
     this.kick();
   }
 
@@ -446,12 +521,39 @@ export class Agent {
     setImmediate(() => void this.sync());
   }
 
+  /** Container logs (docker-logs.ts appends to files): copy-truncate every 10 s. Process instances bound theirs at every write (log-writer.ts). */
   private async rotateLogs(): Promise<void> {
     for (const inst of this.instances.values()) {
-      const files = this.runtime.logFiles(inst.stateDir);
+      if (inst.spec.runtime !== 'docker' || !this.docker) continue;
+      const files = this.docker.runtime.logFiles(inst.stateDir);
       await rotateIfNeeded(files.stdout, LOG_MAX_BYTES, 3).catch(() => false);
       await rotateIfNeeded(files.stderr, LOG_MAX_BYTES, 3).catch(() => false);
     }
   }
 }
 
+
+/**
+ * The folder app uids can reach: `<agent home>/shared-<random>` (0711) with releases/, runtimes/
+ * and work/ (0711) inside. The agent home and the folder above it (`$PILOT_HOME` for `pilot up`
+ * and `pilot agent`) get the search bit only (0711: no listing); every other folder in them stays
+ * 0700 and every file 0600. Every folder further up must already be searchable by others.
+ */
+function prepareShared(home: string): string {
+  mkdirSync(home, { recursive: true });
+  const existing = readdirSync(home).find((n) => /^shared-[0-9a-f]{32}$/.test(n));
+  const dir = join(home, existing ?? `shared-${randomBytes(16).toString('hex')}`);
+  for (const d of [dir, join(dir, 'releases'), join(dir, 'runtimes'), join(dir, 'runtimes', 'node'), join(dir, 'work')]) traversable(d);
+  mkdirSync(join(dir, 'releases', 'downloads'), { recursive: true, mode: 0o700 });
+  chmodSync(join(dir, 'releases', 'downloads'), 0o700); // artifacts being fetched: nobody else's business
+  chmodSync(home, 0o711);
+  for (let p = dirname(home); ; p = dirname(p)) {
+    const mode = statSync(p).mode & 0o7777;
+    if ((mode & 0o001) === 0) {
+      if (p !== dirname(home)) throw new Error(`${p} is not searchable by other users (mode ${mode.toString(8)}), so app users cannot reach their releases under ${home}: put PILOT_HOME elsewhere (e.g. /var/lib/pilot)`);
+      chmodSync(p, (mode & 0o700) | 0o011);
+    }
+    if (p === dirname(p)) break;
+  }
+  return dir;
+}

@@ -180,28 +180,3 @@ export function traversable(dir: string): void {
   mkdirSync(dir, { recursive: true });
   chmodSync(dir, 0o711);
 }
-
-/**
- * Make $PILOT_HOME private: folders 0700, files lose every group/other bit (0600, 0700 for
- * executables), except `keep` folders (returned to 0711 by the caller), whose contents are shared
- * on purpose. Fixes homes made before this rule; new files get it from the umask (077).
- */
-export function secureHome(home: string, keep: ReadonlySet<string> = new Set()): void {
-  const walk = (p: string): void => {
-    let st;
-    try {
-      st = lstatSync(p);
-    } catch {
-      return; // removed meanwhile
-    }
-    if (st.isSymbolicLink()) return;
-    if (st.isDirectory()) {
-      if ((st.mode & 0o077) !== 0) chmodSync(p, st.mode & 0o700);
-      if (keep.has(p)) return;
-      for (const n of readdirSync(p)) walk(join(p, n));
-    } else if ((st.mode & 0o077) !== 0) {
-      chmodSync(p, st.mode & 0o700);
-    }
-  };
-  walk(home);
-}

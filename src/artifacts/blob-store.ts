@@ -211,7 +211,7 @@ export class FsBlobStore {
  * flight while the next batch arrives, so the disk and the network work at the same time.
  */
 async function receive(src: Readable, tmp: string, maxBytes: number | undefined): Promise<{ digest: string; size: number }> {
-  const fh = await open(tmp, 'wx', 0o444);
+  const fh = await open(tmp, 'wx', 0o400); // read-only, and the owner's only ($PILOT_HOME is private)
   let inflight: Promise<void> = Promise.resolve();
   try {
     const hash = createHash('sha256');

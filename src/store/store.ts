@@ -135,6 +135,8 @@ export interface NodeRecord {
 /** What an agent reported about its optional runtimes; absent = not reported (older agent). */
 export interface NodeRuntimes {
   readonly docker?: { readonly available: boolean; readonly version?: string | undefined; readonly error?: string | undefined } | undefined;
+  /** How the node contains process instances (own uid, cgroups) and, when something is missing, why. */
+  readonly process?: { readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string | undefined; readonly reason?: string | undefined } | undefined } | undefined;
 }
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
