@@ -21,7 +21,8 @@ import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
 import { AppUids, detectIsolation, shareTree, traversable, type AppIdentity, type IsolationSettings } from './isolation.js';
-import { makePrivate } from '../files/private-tree.js';
+import { guardEntries, makePrivate } from '../files/private-tree.js';
+import type { FSWatcher } from 'node:fs';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
@@ -93,6 +94,7 @@ export class Agent {
   private readonly shared: string | undefined;
   /** Trees already made readable by app uids in this process (shareTree walks them once). */
   private readonly sharedTrees = new Set<string>();
+  private homeGuard: FSWatcher | undefined;
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -115,8 +117,9 @@ export class Agent {
     this.shared = shared;
     // Everything but the shared folder: instance.json (env, secrets), node.json, logs, uids.json.
     makePrivate(opts.home, new Set(shared === undefined ? [] : [shared]));
+    if (shared !== undefined) this.homeGuard = guardEntries(opts.home, new Set([shared]));
     this.uids = new AppUids(join(opts.home, 'uids.json'), opts.home);
-    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups });
+    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups, logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'), logKeep: envInt('PILOT_LOG_KEEP') });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     const releasesDir = join(shared ?? opts.home, 'releases');
     this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));
@@ -210,6 +213,8 @@ export class Agent {
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
   async close(): Promise<void> {
     this.closed = true;
+    this.homeGuard?.close();
+    await this.runtime.close?.();
     for (const t of this.timers) clearInterval(t);
     await this.api?.close();
     await this.docker?.runtime.close();
@@ -532,6 +537,12 @@ export class Agent {
   }
 }
 
+
+/** A non-negative integer from the environment, or undefined (the default applies). */
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
 
 /**
  * The folder app uids can reach: `<agent home>/shared-<random>` (0711) with releases/, runtimes/

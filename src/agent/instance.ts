@@ -53,7 +53,7 @@ export function statusOf(i: LocalInstance): InstanceStatus {
 interface Persisted { spec: InstanceSpec; port: number | undefined; restarts: number }
 
 export function saveInstance(i: LocalInstance): void {
-  mkdirSync(i.stateDir, { recursive: true });
+  mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
   const file = join(i.stateDir, 'instance.json');
   const body: Persisted = { spec: i.spec, port: i.port, restarts: i.restarts };
   // 0600: the spec holds the app's env (secrets) and registry credentials.

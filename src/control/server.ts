@@ -3,7 +3,7 @@
  * together over one store. `startControlPlane` is what `pilot server` and `pilot up` run.
  */
 import { mkdirSync } from 'node:fs';
-import { makePrivate } from '../files/private-tree.js';
+import { guardEntries, makePrivate } from '../files/private-tree.js';
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -85,6 +85,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // After the store opened pilot.db (its WAL and SHM take the database file's mode from now on).
   // The agent folder is the agent's own to secure (its apps pass through it to their releases).
   makePrivate(opts.home, new Set([join(opts.home, 'agent')]));
+  const homeGuard = guardEntries(opts.home, new Set([join(opts.home, 'agent')]));
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -179,6 +180,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     joinToken: join_.token,
     api,
     async close() {
+      homeGuard?.close();
       stopGc();
       await worker.stop();
       reconciler.stop();

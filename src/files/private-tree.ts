@@ -9,7 +9,7 @@
  * listable) when it had it, and `keep` folders are left to their owner (the agent makes the path
  * to its shared release folder 0711 and decides what is inside: see src/agent/README.md).
  */
-import { chmodSync, lstatSync, readdirSync } from 'node:fs';
+import { chmodSync, lstatSync, readdirSync, watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 
 /** Strip group/other permissions under `root` (see above). Symbolic links are left alone. */
@@ -33,4 +33,30 @@ export function makePrivate(root: string, keep: ReadonlySet<string> = new Set())
     }
   };
   walk(root, true);
+}
+
+/**
+ * Safety net for a folder that others may search (0711): a new entry made in it later with group or
+ * other permissions (a folder some code creates on first use with the default 0755) loses them as
+ * soon as inotify reports it. Code should still create with explicit modes: this closes the gap for
+ * what it forgets, within milliseconds, not at once. Returns the watcher (close it on shutdown).
+ */
+export function guardEntries(dir: string, keep: ReadonlySet<string> = new Set()): FSWatcher | undefined {
+  try {
+    const w = watch(dir, { persistent: false }, (_event, name) => {
+      if (typeof name !== 'string' || name === '') return;
+      const p = `${dir}/${name}`;
+      if (keep.has(p)) return;
+      try {
+        const st = lstatSync(p);
+        if (!st.isSymbolicLink() && (st.mode & 0o077) !== 0) chmodSync(p, st.mode & 0o700);
+      } catch {
+        // gone again
+      }
+    });
+    w.on('error', () => w.close());
+    return w;
+  } catch {
+    return undefined; // no inotify: the start-up pass and explicit modes remain
+  }
 }

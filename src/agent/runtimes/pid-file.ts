@@ -57,7 +57,7 @@ export async function writePidFile(stateDir: string, pf: PidFile): Promise<void>
   // No fsync: after a power cut the instances are gone too, so a lost pid file costs nothing.
   const tmp = `${pidFilePath(stateDir)}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, JSON.stringify(pf) + '\n');
+    await writeFile(tmp, JSON.stringify(pf) + '\n', { mode: 0o600 });
     await rename(tmp, pidFilePath(stateDir));
   } catch (e) {
     await rm(tmp, { force: true });
