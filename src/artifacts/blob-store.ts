@@ -194,8 +194,8 @@ export class FsBlobStore {
 
   private async init(): Promise<void> {
     const tmpDir = join(this.root, 'tmp');
-    await mkdir(join(this.root, 'sha256'), { recursive: true });
-    await mkdir(tmpDir, { recursive: true });
+    await mkdir(join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
     const now = Date.now();
     for (const name of await readdir(tmpDir)) {
       const file = join(tmpDir, name);

@@ -146,7 +146,7 @@ import { dirname } from 'node:path';`, `{
       assert.ok(everything.includes(join(h.home, secret)), `${secret} exists (the probe was offered it)`);
       assert.ok(!(r.readable as string[]).includes(join(h.home, secret)), `${secret} is readable`);
     }
-    assert.deepEqual((r.listable as string[]).filter((d) => d.startsWith(h.home)), [], 'no folder of $PILOT_HOME can be listed');
+    assert.deepEqual((r.listable as string[]).filter((d) => d.startsWith(h.home) && d !== r.cwd), [], 'no folder of $PILOT_HOME but its own release can be listed');
     const nodes = await h.cli(['nodes', '--json']);
     const iso = JSON.parse(nodes.stdout).nodes[0].runtimes.process.isolation;
     assert.equal(iso.user, true);

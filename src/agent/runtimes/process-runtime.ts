@@ -156,7 +156,9 @@ export class ProcessRuntime implements Runtime {
     const errW = logger.stdio[3] as NonNullable<typeof logger.stdin>;
     let child: ChildProcess;
     let startTime: string | undefined;
-    const argv = startArgv(req.argv, cgroup === undefined ? [] : cgroup.dirs.map((d) => join(d, 'cgroup.procs')), user);
+    // With a cgroup the wrapper joins it as root, then setpriv drops to the app uid; without one,
+    // Node switches user itself (setgroups(0), setgid, setuid) and no wrapper is needed.
+    const argv = cgroup === undefined ? [...req.argv] : startArgv(req.argv, cgroup.dirs.map((d) => join(d, 'cgroup.procs')), user);
     try {
       if (loggerPid === undefined || loggerStart === undefined) throw Object.assign(new Error('cannot start the log writer'), { code: 'ELOGGER' });
       child = spawn(argv[0]!, argv.slice(1), {

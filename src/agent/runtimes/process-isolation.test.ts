@@ -1,0 +1,138 @@
+/**
+ * The process runtime's containment, with real processes (root only): the app's own uid, its
+ * cgroup (memory limit, OOM report, kill of every descendant, found again after a restart), and
+ * the fallbacks without cgroups (RSS polling, descendants by parent chain and marker).
+ */
+import { describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { detectCgroups, type CgroupLayout } from '../cgroups.js';
+import { readProcStat } from '../proc.js';
+import { ProcessRuntime } from './process-runtime.js';
+import type { InstanceHandle, StartRequest } from './runtime.js';
+import { killByPid, waitFor } from './test-support.js';
+
+const isRoot = process.getuid?.() === 0;
+const layout: CgroupLayout = isRoot ? detectCgroups() : { kind: 'none', reason: 'not root' };
+const USER = { uid: 64999, gid: 64999 };
+
+/**
+ * Modes: serve; leak (allocates 8 MB every 20 ms); detach (a setsid grandchild that double-forks,
+ * and a detached + unref'ed child; prints their pids). Prints its pid, uid, groups, "ready".
+ */
+const APP = `
+import { spawn } from 'node:child_process';
+const mode = process.argv[2] ?? 'serve';
+console.log('id ' + JSON.stringify({ pid: process.pid, uid: process.getuid(), gid: process.getgid(), groups: process.getgroups() }));
+if (mode === 'leak') { const hog = []; setInterval(() => hog.push(Buffer.alloc(8 << 20, 1)), 20); }
+if (mode === 'detach') {
+  const a = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { detached: true, stdio: 'ignore' });
+  a.unref();
+  const b = spawn('setsid', ['sh', '-c', 'sleep 100000 & echo $!'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  b.stdout.on('data', (d) => console.log('kids ' + JSON.stringify([a.pid, Number(String(d).trim())])));
+}
+console.log('ready');
+setInterval(() => {}, 1 << 30);
+`;
+
+interface Setup { rt: ProcessRuntime; req: (id: string, mode: string, memoryMb?: number) => StartRequest; started: InstanceHandle[] }
+
+async function setup(t: TestContext, cgroups: CgroupLayout): Promise<Setup> {
+  const root = await mkdtemp(join(tmpdir(), 'pilot-iso-'));
+  chmodSync(root, 0o755); // the app uid reads its code here
+  await writeFile(join(root, 'app.mjs'), APP, { mode: 0o644 });
+  const rt = new ProcessRuntime({ cgroups, rssPollMs: 100 });
+  const started: InstanceHandle[] = [];
+  t.after(async () => {
+    for (const h of started) await rt.stop(h, 0).catch(() => undefined);
+    for (const h of started) killByPid(h.pid, h.startTime);
+    await rt.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  const req = (id: string, mode: string, memoryMb?: number): StartRequest => ({
+    instanceId: id, stateDir: join(root, 'state', id), cwd: root, argv: [process.execPath, join(root, 'app.mjs'), mode],
+    env: { PATH: '/usr/bin:/bin', PILOT_INSTANCE: id }, user: USER, limits: { memoryMb },
+  });
+  return { rt, req, started };
+}
+
+const out = (rt: ProcessRuntime, r: StartRequest): string => {
+  try {
+    return readFileSync(rt.logFiles(r.stateDir).stdout, 'utf8');
+  } catch {
+    return '';
+  }
+};
+const alive = (pid: number, startTime: string): boolean => {
+  const st = readProcStat(pid);
+  return st !== undefined && st.startTime === startTime && st.state !== 'Z';
+};
+
+async function kids(rt: ProcessRuntime, r: StartRequest): Promise<{ pid: number; startTime: string }[]> {
+  await waitFor(() => /kids \[/.test(out(rt, r)), 'the detached children', 20_000);
+  const pids = JSON.parse(/kids (\[.*\])/.exec(out(rt, r))![1]!) as number[];
+  return pids.map((pid) => ({ pid, startTime: readProcStat(pid)!.startTime }));
+}
+
+for (const [name, cgroups] of [['with cgroups', layout], ['without cgroups (fallbacks)', { kind: 'none', reason: 'test' } as CgroupLayout]] as const) {
+  const skip = !isRoot ? 'needs root' : cgroups.kind === 'none' && name === 'with cgroups' ? `no cgroups here: ${cgroups.kind === 'none' ? cgroups.reason : ''}` : false;
+  void describe(`process runtime containment ${name}`, { skip, timeout: 120_000 }, () => {
+    void it('runs the app as the given uid/gid with no supplementary groups; its log files stay root-only', async (t) => {
+      const { rt, req, started } = await setup(t, cgroups);
+      const r = req('who-1', 'serve');
+      started.push(await rt.start(r));
+      await waitFor(() => out(rt, r).includes('ready'), 'the app', 20_000);
+      const id = JSON.parse(/id (\{.*\})/.exec(out(rt, r))![1]!) as { uid: number; gid: number; groups: number[] };
+      assert.equal(id.uid, USER.uid);
+      assert.equal(id.gid, USER.gid);
+      assert.deepEqual(id.groups.filter((g) => g !== USER.gid), []);
+      const log = statSync(rt.logFiles(r.stateDir).stdout);
+      assert.equal(log.uid, 0);
+      assert.equal(log.mode & 0o777, 0o600);
+      if (cgroups.kind !== 'none') assert.match(readFileSync(`/proc/${started[0]!.pid}/cgroup`, 'utf8'), /who-1-/, 'in its own cgroup');
+    });
+
+    void it('kills an app above its memory limit and reports "killed: out of memory (limit 64 MB)"', async (t) => {
+      const { rt, req, started } = await setup(t, cgroups);
+      const r = req('leak-1', 'leak', 64);
+      const h = await rt.start(r);
+      started.push(h);
+      await waitFor(() => !rt.isRunning(h), 'the OOM kill', 60_000);
+      const exit = rt.exitInfo(h);
+      assert.equal(exit?.oomKilled, true, JSON.stringify(exit));
+      assert.match(exit?.reason ?? '', /^killed: out of memory \(limit 64 MB\)/);
+    });
+
+    void it('stop leaves no process: detached child, setsid grandchild and its double-forked sleep', async (t) => {
+      const { rt, req, started } = await setup(t, cgroups);
+      const r = req('detach-1', 'detach');
+      const h = await rt.start(r);
+      started.push(h);
+      const children = await kids(rt, r);
+      t.after(() => children.forEach((c) => killByPid(c.pid, c.startTime)));
+      assert.ok(children.every((c) => alive(c.pid, c.startTime)));
+      assert.notEqual(readProcStat(children[1]!.pid)?.session, h.pid, 'the sleep left the session');
+      await rt.stop(h, 1_000);
+      for (const c of children) assert.equal(alive(c.pid, c.startTime), false, `pid ${c.pid} survived the stop`);
+      assert.equal(alive(h.pid, h.startTime), false);
+    });
+
+    void it('after an agent restart, a new runtime adopts the instance and its stop still reaches every descendant', async (t) => {
+      const { rt, req, started } = await setup(t, cgroups);
+      const r = req('adopt-1', 'detach');
+      const h = await rt.start(r);
+      started.push(h);
+      const children = await kids(rt, r);
+      t.after(() => children.forEach((c) => killByPid(c.pid, c.startTime)));
+      const rt2 = new ProcessRuntime({ cgroups });
+      t.after(() => rt2.close());
+      const adopted = await rt2.adopt('adopt-1', r.stateDir);
+      assert.deepEqual(adopted && { pid: adopted.pid, startTime: adopted.startTime }, { pid: h.pid, startTime: h.startTime });
+      await rt2.stop(adopted!, 1_000);
+      for (const c of children) assert.equal(alive(c.pid, c.startTime), false, `pid ${c.pid} survived the stop`);
+    });
+  });
+}
