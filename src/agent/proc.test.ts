@@ -78,3 +78,19 @@ void describe('proc', () => {
     await waitFor(() => liveGroupMembers(leader).length === 0, 'the group to be empty');
   });
 });
+
+void describe('instanceTree', () => {
+  void it('finds the group, the session and every descendant by parent chain, not a stranger', async () => {
+    const { instanceTree } = await import('./proc.js');
+    const st = (ppid: number, pgrp: number, session: number, state = 'S') => ({ state, ppid, pgrp, session, startTime: '1', rssPages: 0 });
+    const stats = new Map([
+      [100, st(1, 100, 100)], // leader
+      [101, st(100, 100, 100)], // same group
+      [102, st(101, 102, 102)], // own session (setsid), child of 101
+      [103, st(102, 103, 102)], // its own group, same new session, found by parent chain
+      [200, st(1, 200, 200)], // stranger
+      [104, st(100, 100, 100, 'Z')], // zombie: gone
+    ]);
+    assert.deepEqual(instanceTree(100, stats).sort(), [100, 101, 102, 103]);
+  });
+});

@@ -31,7 +31,7 @@ export async function up(opts: UpOptions): Promise<void> {
   const logFile = join(home, 'logs', 'pilot.log');
   const log = opts.verbose
     ? pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' })
-    : pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, pino.destination({ dest: logFile, mkdir: true, sync: false }));
+    : pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, pino.destination({ dest: logFile, mkdir: true, sync: false, mode: 0o600 }));
   const cp = await startControlPlane({
     home,
     host: opts.host,
