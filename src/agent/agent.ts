@@ -20,6 +20,7 @@ import { ControlPlaneLink } from './control-link.js';
 import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
+import { enforceAppLogBudget } from './log-budget.js';
 import { AppUids, detectIsolation, shareTree, traversable, type AppIdentity, type IsolationSettings } from './isolation.js';
 import { guardEntries, makePrivate } from '../files/private-tree.js';
 import type { FSWatcher } from 'node:fs';
@@ -63,6 +64,8 @@ const LONG_POLL_MS = 5000;
 const STABLE_MS = 30_000;
 const UNHEALTHY_AFTER = 3;
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
+/** All log files of one app on this node (PILOT_LOG_APP_MAX_BYTES). */
+const LOG_APP_MAX_BYTES = envInt('PILOT_LOG_APP_MAX_BYTES') ?? 100 * 1024 * 1024;
 const mono = (): number => performance.now();
 
 /** Cache keys (cache-gc.ts) of what the given instances use, each with its app. */
@@ -526,13 +529,22 @@ export class Agent {
     setImmediate(() => void this.sync());
   }
 
-  /** Container logs (docker-logs.ts appends to files): copy-truncate every 10 s. Process instances bound theirs at every write (log-writer.ts). */
+  /**
+   * Container logs (docker-logs.ts appends to files): copy-truncate every 10 s. Process instances
+   * bound theirs at every write (log-writer.ts); here each app is also held to its node-wide budget.
+   */
   private async rotateLogs(): Promise<void> {
+    const byApp = new Map<string, string[]>();
     for (const inst of this.instances.values()) {
+      byApp.set(inst.spec.app, [...(byApp.get(inst.spec.app) ?? []), inst.stateDir]);
       if (inst.spec.runtime !== 'docker' || !this.docker) continue;
       const files = this.docker.runtime.logFiles(inst.stateDir);
       await rotateIfNeeded(files.stdout, LOG_MAX_BYTES, 3).catch(() => false);
       await rotateIfNeeded(files.stderr, LOG_MAX_BYTES, 3).catch(() => false);
+    }
+    for (const [app, dirs] of byApp) {
+      const removed = enforceAppLogBudget(dirs, LOG_APP_MAX_BYTES);
+      if (removed.length > 0) this.opts.log.info({ app, removed: removed.length }, 'removed old log files over the app\'s log budget');
     }
   }
 }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { detectCgroups, type CgroupLayout } from '../cgroups.js';
 import { readProcStat } from '../proc.js';
+import { readPidFile } from './pid-file.js';
 import { ProcessRuntime } from './process-runtime.js';
 import type { InstanceHandle, StartRequest } from './runtime.js';
 import { killByPid, waitFor } from './test-support.js';
@@ -38,7 +39,7 @@ console.log('ready');
 setInterval(() => {}, 1 << 30);
 `;
 
-interface Setup { rt: ProcessRuntime; req: (id: string, mode: string, memoryMb?: number) => StartRequest; started: InstanceHandle[] }
+interface Setup { rt: ProcessRuntime; req: (id: string, mode: string, memoryMb?: number, cpu?: number) => StartRequest; started: InstanceHandle[] }
 
 async function setup(t: TestContext, cgroups: CgroupLayout): Promise<Setup> {
   const root = await mkdtemp(join(tmpdir(), 'pilot-iso-'));
@@ -52,9 +53,9 @@ async function setup(t: TestContext, cgroups: CgroupLayout): Promise<Setup> {
     await rt.close();
     await rm(root, { recursive: true, force: true });
   });
-  const req = (id: string, mode: string, memoryMb?: number): StartRequest => ({
+  const req = (id: string, mode: string, memoryMb?: number, cpu?: number): StartRequest => ({
     instanceId: id, stateDir: join(root, 'state', id), cwd: root, argv: [process.execPath, join(root, 'app.mjs'), mode],
-    env: { PATH: '/usr/bin:/bin', PILOT_INSTANCE: id }, user: USER, limits: { memoryMb },
+    env: { PATH: '/usr/bin:/bin', PILOT_INSTANCE: id }, user: USER, limits: { memoryMb, cpu },
   });
   return { rt, req, started };
 }
@@ -82,7 +83,7 @@ for (const [name, cgroups] of [['with cgroups', layout], ['without cgroups (fall
   void describe(`process runtime containment ${name}`, { skip, timeout: 120_000 }, () => {
     void it('runs the app as the given uid/gid with no supplementary groups; its log files stay root-only', async (t) => {
       const { rt, req, started } = await setup(t, cgroups);
-      const r = req('who-1', 'serve');
+      const r = req('who-1', 'serve', 256, 0.5);
       started.push(await rt.start(r));
       await waitFor(() => out(rt, r).includes('ready'), 'the app', 20_000);
       const id = JSON.parse(/id (\{.*\})/.exec(out(rt, r))![1]!) as { uid: number; gid: number; groups: number[] };
@@ -92,7 +93,19 @@ for (const [name, cgroups] of [['with cgroups', layout], ['without cgroups (fall
       const log = statSync(rt.logFiles(r.stateDir).stdout);
       assert.equal(log.uid, 0);
       assert.equal(log.mode & 0o777, 0o600);
-      if (cgroups.kind !== 'none') assert.match(readFileSync(`/proc/${started[0]!.pid}/cgroup`, 'utf8'), /who-1-/, 'in its own cgroup');
+      if (cgroups.kind !== 'none') {
+        assert.match(readFileSync(`/proc/${started[0]!.pid}/cgroup`, 'utf8'), /who-1-/, 'in its own cgroup');
+        const cg = readPidFile(r.stateDir)?.cgroup;
+        assert.ok(cg);
+        if (cg.kind === 'v1') {
+          assert.equal(readFileSync(join(cg.memory, 'memory.limit_in_bytes'), 'utf8').trim(), String(256 * 1024 * 1024));
+          assert.equal(readFileSync(join(cg.dirs[1]!, 'cpu.cfs_quota_us'), 'utf8').trim(), '50000');
+        } else {
+          assert.equal(readFileSync(join(cg.memory, 'memory.max'), 'utf8').trim(), String(256 * 1024 * 1024));
+          assert.equal(readFileSync(join(cg.memory, 'cpu.max'), 'utf8').trim(), '50000 100000');
+        }
+        assert.ok(readFileSync(join(cg.memory, 'cgroup.procs'), 'utf8').split('\n').includes(String(started[0]!.pid)));
+      }
     });
 
     void it('kills an app above its memory limit and reports "killed: out of memory (limit 64 MB)"', async (t) => {
