@@ -6,7 +6,7 @@
  * Instances outlive the agent; on start-up it re-adopts them before its first report.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -21,9 +21,8 @@ import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
 import { enforceAppLogBudget } from './log-budget.js';
-import { AppUids, detectIsolation, shareTree, traversable, type AppIdentity, type IsolationSettings } from './isolation.js';
-import { guardEntries, makePrivate } from '../files/private-tree.js';
-import type { FSWatcher } from 'node:fs';
+import { detectIsolation, type AppIdentity, type IsolationSettings } from './isolation.js';
+import { AppSandbox } from './app-sandbox.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
@@ -92,12 +91,7 @@ export class Agent {
   private readonly cacheGc: LocalCacheGc;
   private readonly cacheGcSettings = localGcFromEnv();
   private readonly isolation: IsolationSettings;
-  private readonly uids: AppUids;
-  /** The folder app uids can reach (releases, runtimes, work folders); undefined when apps run as the agent's user. */
-  private readonly shared: string | undefined;
-  /** Trees already made readable by app uids in this process (shareTree walks them once). */
-  private readonly sharedTrees = new Set<string>();
-  private homeGuard: FSWatcher | undefined;
+  private readonly sandbox: AppSandbox;
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -107,27 +101,23 @@ export class Agent {
   constructor(private readonly opts: AgentOptions) {
     mkdirSync(join(opts.home, 'instances'), { recursive: true, mode: 0o700 });
     let isolation = opts.isolation ?? detectIsolation();
-    let shared: string | undefined;
-    if (isolation.user) {
-      try {
-        shared = prepareShared(opts.home);
-      } catch (e) {
-        const reason = `apps run as root: ${(e as Error).message}`;
-        isolation = { ...isolation, user: false, report: { ...isolation.report, user: false, reason: [reason, isolation.report.reason].filter(Boolean).join('; ') } };
-      }
+    let sandbox: AppSandbox;
+    try {
+      sandbox = new AppSandbox(opts.home, isolation.user);
+    } catch (e) {
+      // A home no app uid can reach: run apps as root rather than not at all, and say so.
+      const reason = `apps run as root: ${(e as Error).message}`;
+      isolation = { ...isolation, user: false, report: { ...isolation.report, user: false, reason: [reason, isolation.report.reason].filter(Boolean).join('; ') } };
+      sandbox = new AppSandbox(opts.home, false);
     }
     this.isolation = isolation;
-    this.shared = shared;
-    // Everything but the shared folder: instance.json (env, secrets), node.json, logs, uids.json.
-    makePrivate(opts.home, new Set(shared === undefined ? [] : [shared]));
-    if (shared !== undefined) this.homeGuard = guardEntries(opts.home, new Set([shared]));
-    this.uids = new AppUids(join(opts.home, 'uids.json'), opts.home);
+    this.sandbox = sandbox;
     this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups, logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'), logKeep: envInt('PILOT_LOG_KEEP') });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
-    const releasesDir = join(shared ?? opts.home, 'releases');
+    const releasesDir = sandbox.releasesDir;
     this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));
-    // Apps under their own uid cannot reach the builder's cache in $PILOT_HOME: runtimes then live in the shared folder.
-    const ownRuntimes = shared === undefined ? (opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined) : join(shared, 'runtimes');
+    // Apps under their own uid cannot reach the builder's cache (private, in $PILOT_HOME): the agent keeps its own then.
+    const ownRuntimes = sandbox.users || opts.runtimesDir === undefined ? sandbox.runtimesDir : undefined;
     this.nodeRuntimes = new NodeRuntimeCache(ownRuntimes ?? opts.runtimesDir!, () => new ArtifactClient(opts.server, this.link.credential()));
     this.cacheGc = new LocalCacheGc({
       stateFile: join(opts.home, 'cache-gc.json'),
@@ -187,7 +177,7 @@ export class Agent {
    * (volumes) are chown'ed to it.
    */
   appIdentity(app: string): AppIdentity | undefined {
-    return this.shared === undefined ? undefined : this.uids.identity(app);
+    return this.sandbox.identity(app);
   }
 
   /** Re-adopt, start the agent API, register, and begin the loops. */
@@ -216,7 +206,7 @@ export class Agent {
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
   async close(): Promise<void> {
     this.closed = true;
-    this.homeGuard?.close();
+    this.sandbox.close();
     await this.runtime.close?.();
     for (const t of this.timers) clearInterval(t);
     await this.api?.close();
@@ -364,8 +354,8 @@ export class Agent {
       // process runtime: the revision's pinned Node.js (docker instances get theirs from the image).
       const nodeBin = spec.node ? await this.nodeRuntimes.binDir(spec.node) : undefined;
       if (inst.removing) return;
-      this.share(release);
-      if (nodeBin !== undefined) this.share(dirname(nodeBin));
+      this.sandbox.share(release);
+      if (nodeBin !== undefined) this.sandbox.share(dirname(nodeBin));
       const user = this.appIdentity(spec.app);
       if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
@@ -436,33 +426,12 @@ export class Agent {
     if (stray > 0) this.opts.log.warn({ removed: stray }, 'removed containers of instances this agent no longer has');
   }
 
-  /** A release or runtime tree, made readable (not writable) by app uids once per agent process. */
-  private share(dir: string): void {
-    if (this.shared === undefined || this.sharedTrees.has(dir)) return;
-    shareTree(dir);
-    this.sharedTrees.add(dir);
-  }
-
-  /** The instance's writable folder: in the stateDir, or, for an app uid, shared/work/<id> owned by that uid (0700). */
-  private workDir(inst: LocalInstance, user: AppIdentity | undefined): string {
-    if (this.shared === undefined || user === undefined) return inst.stateDir;
-    const dir = join(this.shared, 'work', inst.spec.id);
-    mkdirSync(join(dir, 'home'), { recursive: true, mode: 0o700 });
-    mkdirSync(join(dir, 'tmp'), { recursive: true, mode: 0o700 });
-    for (const d of [dir, join(dir, 'home'), join(dir, 'tmp')]) {
-      const st = statSync(d);
-      if (st.uid !== user.uid || st.gid !== user.gid) chownSync(d, user.uid, user.gid);
-      if ((st.mode & 0o777) !== 0o700) chmodSync(d, 0o700);
-    }
-    return dir;
-  }
-
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
   private envFor(inst: LocalInstance, pinnedNodeBin?: string, user?: AppIdentity): Record<string, string> {
     // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then the
     // agent's own node folder, where npm is.
     const nodeBin = pinnedNodeBin === undefined ? dirname(process.execPath) : `${pinnedNodeBin}:${dirname(process.execPath)}`;
-    const work = this.workDir(inst, user);
+    const work = this.sandbox.workDir(inst.spec.id, user) ?? inst.stateDir;
     const home = join(work, 'home');
     mkdirSync(home, { recursive: true });
     return {
@@ -520,7 +489,7 @@ export class Agent {
     inst.state = 'stopped';
     this.instances.delete(inst.spec.id);
     rmSync(inst.stateDir, { recursive: true, force: true });
-    if (this.shared !== undefined) rmSync(join(this.shared, 'work', inst.spec.id), { recursive: true, force: true });
+    this.sandbox.removeWork(inst.spec.id);
     this.kick();
   }
 
@@ -554,29 +523,4 @@ export class Agent {
 function envInt(name: string): number | undefined {
   const v = process.env[name];
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
-}
-
-/**
- * The folder app uids can reach: `<agent home>/shared-<random>` (0711) with releases/, runtimes/
- * and work/ (0711) inside. The agent home and the folder above it (`$PILOT_HOME` for `pilot up`
- * and `pilot agent`) get the search bit only (0711: no listing); every other folder in them stays
- * 0700 and every file 0600. Every folder further up must already be searchable by others.
- */
-function prepareShared(home: string): string {
-  mkdirSync(home, { recursive: true });
-  const existing = readdirSync(home).find((n) => /^shared-[0-9a-f]{32}$/.test(n));
-  const dir = join(home, existing ?? `shared-${randomBytes(16).toString('hex')}`);
-  for (const d of [dir, join(dir, 'releases'), join(dir, 'runtimes'), join(dir, 'runtimes', 'node'), join(dir, 'work')]) traversable(d);
-  mkdirSync(join(dir, 'releases', 'downloads'), { recursive: true, mode: 0o700 });
-  chmodSync(join(dir, 'releases', 'downloads'), 0o700); // artifacts being fetched: nobody else's business
-  chmodSync(home, 0o711);
-  for (let p = dirname(home); ; p = dirname(p)) {
-    const mode = statSync(p).mode & 0o7777;
-    if ((mode & 0o001) === 0) {
-      if (p !== dirname(home)) throw new Error(`${p} is not searchable by other users (mode ${mode.toString(8)}), so app users cannot reach their releases under ${home}: put PILOT_HOME elsewhere (e.g. /var/lib/pilot)`);
-      chmodSync(p, (mode & 0o700) | 0o011);
-    }
-    if (p === dirname(p)) break;
-  }
-  return dir;
 }

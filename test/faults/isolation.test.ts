@@ -95,11 +95,20 @@ describe('hostile apps on the process runtime (root)', { skip: isRoot ? false : 
     for (const f of ['admin-token', 'join-token', 'secret.key', 'pilot.db', 'agent/node.json', 'agent/uids.json']) {
       assert.equal(statSync(join(h.home, f)).mode & 0o777, 0o600, f);
     }
-    const sharedRoot = readdirSync(join(h.home, 'agent')).find((n) => n.startsWith('shared-'));
-    assert.ok(sharedRoot, 'a shared folder');
-    const shared = join(h.home, 'agent', sharedRoot);
+    const agent = join(h.home, 'agent');
+    assert.equal(statSync(agent).mode & 0o777, 0o711);
+    for (const d of ['releases', 'runtimes', 'work']) assert.equal(statSync(join(agent, d)).mode & 0o777, 0o711, d);
+    assert.equal(statSync(join(agent, 'releases', 'downloads')).mode & 0o777, 0o700);
+    const shared = (p: string): boolean => ['releases', 'runtimes', 'work'].some((d) => p.startsWith(join(agent, d) + '/')) && !p.startsWith(join(agent, 'releases', 'downloads'));
     for (const p of walk(h.home)) {
-      if (p.startsWith(shared + '/') && !p.startsWith(join(shared, 'releases', 'downloads'))) continue; // shared on purpose
+      if (shared(p)) {
+        // Shared on purpose: readable trees nobody else can write, and work folders of their app uid only.
+        const st = statSync(p);
+        assert.equal(st.mode & 0o022, 0, `${p} is writable by others`);
+        if (p.startsWith(join(agent, 'work') + '/')) assert.ok(st.uid >= 61000 && (st.mode & 0o077) === 0, `${p}: ${st.uid} ${(st.mode & 0o777).toString(8)}`);
+        else assert.equal(st.uid, 0, p);
+        continue;
+      }
       const mode = statSync(p).mode & 0o777;
       const dirOk = statSync(p).isDirectory() && (mode & 0o066) === 0;
       if (!(dirOk || (mode & 0o077) === 0)) process.stdout.write(`# not private: ${p} ${mode.toString(8)}\n`);
@@ -137,8 +146,8 @@ import { dirname } from 'node:path';`, `{
     assert.ok(victim.uid >= 61000 && victim.uid !== r.uid, `victim has its own uid (${victim.uid} vs ${r.uid})`);
     assert.deepEqual(r.environs, [], 'no other process environment is readable');
     assert.equal(r.wroteRelease, false, 'the release is read-only to the app');
-    const shared = join(h.home, 'agent', readdirSync(join(h.home, 'agent')).find((n) => n.startsWith('shared-'))!);
-    const allowed = (f: string): boolean => f.startsWith(join(shared, 'releases') + '/') || f.startsWith(join(shared, 'runtimes') + '/') || f.startsWith(r.home);
+    const agent = join(h.home, 'agent');
+    const allowed = (f: string): boolean => f.startsWith(join(agent, 'releases') + '/') || f.startsWith(join(agent, 'runtimes') + '/') || f.startsWith(r.home);
     const leaked = (r.readable as string[]).filter((f) => !allowed(f));
     assert.deepEqual(leaked, [], 'only release/runtime trees and its own home are readable');
     for (const f of r.readable as string[]) assert.ok(!readFileSync(f, 'utf8').includes(SECRET), `${f} holds the victim's secret`);

@@ -100,7 +100,7 @@ export class ProcessRuntime implements Runtime {
     }
   }
 
-  /** Spawn the instance detached, output to files, and record it in stateDir/pid.json. */
+  /** Start the log writer, then the instance (detached, in its cgroup, as its uid), and record it in stateDir/pid.json. */
   async start(req: StartRequest): Promise<InstanceHandle> {
     const argv0 = req.argv[0];
     if (argv0 === undefined || argv0 === '') {
