@@ -67,6 +67,21 @@ export function checkCommand(argv0: string, envPath: string | undefined, cwd: st
   throw sawFile ? errno('EACCES', `spawn ${argv0} EACCES`) : errno('ENOENT', `spawn ${argv0} ENOENT`);
 }
 
+/**
+ * The no-cgroup memory check, one /proc scan for all instances: those whose process tree (group,
+ * session, descendants) uses more resident memory than its limit, with the pids to kill.
+ */
+export function overMemory(instances: readonly { key: string; leader: number; startTime: string; memoryMb: number }[]): { key: string; pids: number[] }[] {
+  const stats = allProcStats();
+  const out: { key: string; pids: number[] }[] = [];
+  for (const i of instances) {
+    if (stats.get(i.leader)?.startTime !== i.startTime) continue; // gone, or the pid names another process
+    const members = instanceTree(i.leader, stats);
+    if (treeRssBytes(members, stats) > i.memoryMb * 1024 * 1024) out.push({ key: i.key, pids: members });
+  }
+  return out;
+}
+
 /** Resident memory of a set of processes, in bytes. */
 export function treeRssBytes(pids: readonly number[], stats: Map<number, ProcStat>): number {
   const page = 4096; // x86-64 and arm64 Linux default; /proc has no cheaper way to ask

@@ -6,15 +6,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { PilotError } from '../../core/errors.js';
 import { cgroupName, cgroupPids, createInstanceCgroup, killCgroup, oomKills, removeCgroup, type CgroupLayout, type InstanceCgroup } from '../cgroups.js';
-import { allProcStats, instanceTree, isSameProcess, liveGroupMembers, readProcStat, readStartTime } from '../proc.js';
-import { checkCommand, fallbackMembers, startArgv, treeRssBytes, WRAPPER_CGROUP_FAILED } from './containment.js';
+import { isSameProcess, readProcStat, readStartTime } from '../proc.js';
+import { isGone, killGroup, pidReused, signalInstance, signalPids } from './signals.js';
+import { checkCommand, fallbackMembers, overMemory, startArgv, WRAPPER_CGROUP_FAILED } from './containment.js';
+import { startLogWriter, type LogPipes } from './log-pipes.js';
 import { pidFilePath, readPidFile, writePidFile, type PidFile } from './pid-file.js';
 import type { ExitInfo, InstanceHandle, LogFiles, Runtime, StartRequest } from './runtime.js';
 
@@ -43,9 +44,6 @@ export interface ProcessRuntimeOptions {
   readonly rssPollMs?: number | undefined;
 }
 
-const LOG_WRITER = fileURLToPath(new URL('../log-writer.js', import.meta.url));
-/** Node flags for the log writer: it holds a 64 KB chunk at a time, so a small heap is plenty. */
-const LOG_WRITER_FLAGS = ['--max-old-space-size=16', '--max-semi-space-size=1', '--stack-size=256'];
 /** How long stop waits for the log writer to drain the last lines and exit. */
 const LOGGER_WAIT_MS = 2_000;
 
@@ -140,48 +138,36 @@ export class ProcessRuntime implements Runtime {
       killCgroup(cgroup);
     }
     const oomBase = cgroup === undefined ? 0 : oomKills(cgroup);
-    const logs = this.logFiles(req.stateDir);
-    for (const f of [logs.stdout, logs.stderr]) closeSync(openSync(f, 'a', 0o600)); // readers find them at once
     // The log writer first: it holds the read ends, so the app's first line has a reader.
-    const logger = spawn(process.execPath, [...LOG_WRITER_FLAGS, LOG_WRITER, logs.stdout, logs.stderr, String(this.logMaxBytes), String(this.logKeep)], {
-      cwd: req.stateDir,
-      env: {},
-      detached: true,
-      stdio: ['pipe', 'ignore', 'ignore', 'pipe'],
-    });
-    logger.once('error', () => undefined); // reported below as a start failure
-    const loggerPid = logger.pid;
-    const loggerStart = loggerPid === undefined ? undefined : readStartTime(loggerPid);
-    const outW = logger.stdin!;
-    const errW = logger.stdio[3] as NonNullable<typeof logger.stdin>;
+    let pipes: LogPipes;
+    try {
+      pipes = startLogWriter(this.logFiles(req.stateDir), req.stateDir, this.logMaxBytes, this.logKeep);
+    } catch (e) {
+      if (cgroup !== undefined) removeCgroup(cgroup);
+      throw spawnError(req, e);
+    }
     let child: ChildProcess;
     let startTime: string | undefined;
     // With a cgroup the wrapper joins it as root, then setpriv drops to the app uid; without one,
     // Node switches user itself (setgroups(0), setgid, setuid) and no wrapper is needed.
     const argv = cgroup === undefined ? [...req.argv] : startArgv(req.argv, cgroup.dirs.map((d) => join(d, 'cgroup.procs')), user);
     try {
-      if (loggerPid === undefined || loggerStart === undefined) throw Object.assign(new Error('cannot start the log writer'), { code: 'ELOGGER' });
       child = spawn(argv[0]!, argv.slice(1), {
         cwd: req.cwd,
         env: { ...req.env },
         detached: true, // own process group: survives the agent, and stop can signal the whole tree
         // The log writer's pipes, never the agent's: a pipe to a dead agent would mean EPIPE.
-        stdio: ['ignore', outW, errW],
-        // Without the wrapper (no cgroups) the user switch is Node's own (setgroups(0), setgid, setuid).
+        stdio: ['ignore', pipes.stdout, pipes.stderr],
         ...(user !== undefined && cgroup === undefined ? { uid: user.uid, gid: user.gid } : {}),
       });
       // Read now, before yielding to the event loop: a child that already exited is at worst an
       // unreaped zombie whose stat still exists; one tick later Node may have reaped it.
       startTime = child.pid === undefined ? undefined : readStartTime(child.pid);
     } catch (e) {
-      if (loggerPid !== undefined) killPid(loggerPid, 'SIGKILL');
       if (cgroup !== undefined) removeCgroup(cgroup);
       throw spawnError(req, e); // sync throws: bad argument values (NUL bytes), EMFILE
     } finally {
-      outW.destroy(); // the child has its own copies
-      errW.destroy();
-      logger.stdout?.destroy();
-      logger.unref();
+      pipes.release(); // the child has its own copies; the log writer exits once it has none left
     }
     const failed = new Promise<unknown>((resolve) => child.once('error', resolve));
     const pid = child.pid;
@@ -195,7 +181,7 @@ export class ProcessRuntime implements Runtime {
       oomBase,
       uid: user?.uid,
       memoryMb,
-      logger: { pid: loggerPid!, startTime: loggerStart! },
+      logger: { pid: pipes.pid, startTime: pipes.startTime },
       exited: new Promise<void>((resolve) => {
         child.once('exit', (code, signal) => {
           tracked.exit = this.describeExit(tracked, code, signal);
@@ -320,16 +306,11 @@ export class ProcessRuntime implements Runtime {
   private enforceRss(): void {
     const limited = [...this.tracked.entries()].filter(([, t]) => t.memoryMb !== undefined && t.memoryMb > 0 && t.cgroup === undefined && t.exit === undefined);
     if (limited.length === 0) return;
-    const stats = allProcStats();
-    for (const [k, t] of limited) {
-      const [pidText, startTime] = k.split(':');
-      const pid = Number(pidText);
-      if (stats.get(pid)?.startTime !== startTime) continue;
-      const members = instanceTree(pid, stats);
-      if (treeRssBytes(members, stats) > t.memoryMb! * 1024 * 1024) {
-        t.oomByPolling = true;
-        signalPids(members, 'SIGKILL');
-      }
+    const over = overMemory(limited.map(([k, t]) => ({ key: k, leader: Number(k.split(':')[0]), startTime: k.split(':')[1]!, memoryMb: t.memoryMb! })));
+    for (const { key: k, pids } of over) {
+      const t = this.tracked.get(k);
+      if (t !== undefined) t.oomByPolling = true;
+      signalPids(pids, 'SIGKILL');
     }
   }
 
@@ -344,59 +325,5 @@ export class ProcessRuntime implements Runtime {
       const oldest = this.tracked.keys().next().value;
       if (oldest !== undefined) this.tracked.delete(oldest);
     }
-  }
-}
-
-/** Whether a pid number now belongs to another process than the instance's leader. */
-function pidReused(h: InstanceHandle): boolean {
-  const st = readProcStat(h.pid);
-  return st !== undefined && st.startTime !== h.startTime;
-}
-
-/**
- * The instance is gone when its leader is dead and no live process is left in its group (npm start
- * → sh → node: the node grandchild holds the port). A pid is not reused while it still names a
- * process group with members, so once the leader's pid names another process the group is empty.
- */
-function isGone(h: InstanceHandle): boolean {
-  if (isSameProcess(h.pid, h.startTime)) return false;
-  if (pidReused(h)) return true;
-  return liveGroupMembers(h.pid).length === 0;
-}
-
-/** Signal the instance's group, never a process that merely reuses its pid. */
-function signalInstance(h: InstanceHandle, sig: NodeJS.Signals): void {
-  // A small race remains between this check and kill(2) (no pidfd in Node); it needs the pid to be
-  // freed and handed out again within microseconds.
-  if (pidReused(h)) return;
-  const leaderPgrp = readProcStat(h.pid)?.pgrp;
-  killGroup(h.pid, sig);
-  // The leader may have moved itself to another group (setsid/setpgid); signal it directly too.
-  if (leaderPgrp !== undefined && leaderPgrp !== h.pid && isSameProcess(h.pid, h.startTime)) {
-    try {
-      process.kill(h.pid, sig);
-    } catch {
-      // gone meanwhile
-    }
-  }
-}
-
-function killPid(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // gone
-  }
-}
-
-function signalPids(pids: readonly number[], sig: NodeJS.Signals): void {
-  for (const p of pids) if (p !== process.pid) killPid(p, sig);
-}
-
-function killGroup(pgid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, sig);
-  } catch {
-    // ESRCH: the group is empty. EPERM (a setuid member): stop's wait loop reports it if it matters.
   }
 }
