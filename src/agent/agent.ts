@@ -23,6 +23,7 @@ import { rotateIfNeeded } from './log-rotate.js';
 import { enforceAppLogBudget } from './log-budget.js';
 import { detectIsolation, type AppIdentity, type IsolationSettings } from './isolation.js';
 import { AppSandbox } from './app-sandbox.js';
+import { sweepEmptyCgroups } from './cgroups.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
@@ -188,6 +189,8 @@ export class Agent {
     await this.checkDocker();
     const agentToken = randomBytes(24).toString('base64url');
     this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime });
+    const swept = sweepEmptyCgroups(this.isolation.cgroups, 10 * 60_000);
+    if (swept > 0) this.opts.log.info({ removed: swept }, 'removed empty instance cgroups left behind');
     if (this.isolation.report.reason !== undefined) this.opts.log.warn({ isolation: this.isolation.report }, `app isolation incomplete: ${this.isolation.report.reason}`);
     await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: this.runtimesReport() });
     await this.sync();

@@ -14,7 +14,7 @@
  * into every `procs` file before it execs the app, so the app and all it forks start inside.
  * Folders are found again by path after an agent restart (the pid file records them).
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export type CgroupLayout =
@@ -272,4 +272,35 @@ export function parseInstanceCgroup(v: unknown): InstanceCgroup | undefined {
   if (c.kill !== undefined && !str(c.kill)) return undefined;
   if (c.freezer !== undefined && !str(c.freezer)) return undefined;
   return v as InstanceCgroup;
+}
+
+/**
+ * Remove instance folders left empty (an instance killed without a stop, e.g. by a test's SIGKILL,
+ * or removed while not running) under every base of the layout. Only folders with no process that
+ * are older than `minAgeMs`: a folder just made for a start that has not joined it yet is left alone.
+ * Shared by every agent on the machine, so it never looks at anything but emptiness and age.
+ */
+export function sweepEmptyCgroups(layout: CgroupLayout, minAgeMs: number, now = Date.now()): number {
+  if (layout.kind === 'none') return 0;
+  const bases = layout.kind === 'v2' ? [layout.base] : [layout.memory, layout.cpu, layout.freezer, layout.unified].filter((b): b is string => b !== undefined);
+  let removed = 0;
+  for (const base of bases) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(base, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const dir = join(base, n);
+      try {
+        if ((read(join(dir, 'cgroup.procs')) ?? 'x').trim() !== '' || now - statSync(dir).mtimeMs < minAgeMs) continue;
+        rmdirSync(dir);
+        removed++;
+      } catch {
+        // busy (a process joined meanwhile) or gone
+      }
+    }
+  }
+  return removed;
 }

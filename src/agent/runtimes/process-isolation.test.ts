@@ -5,11 +5,12 @@
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { detectCgroups, type CgroupLayout } from '../cgroups.js';
+import { createInstanceCgroup, detectCgroups, removeCgroup, sweepEmptyCgroups, type CgroupLayout } from '../cgroups.js';
 import { readProcStat } from '../proc.js';
 import { readPidFile } from './pid-file.js';
 import { ProcessRuntime } from './process-runtime.js';
@@ -149,3 +150,23 @@ for (const [name, cgroups] of [['with cgroups', layout], ['without cgroups (fall
     });
   });
 }
+
+void describe('sweepEmptyCgroups on this machine\'s cgroups', { skip: layout.kind === 'none' ? 'no cgroups' : false }, () => {
+  void it('removes empty instance folders and keeps one with a process in it', async (t) => {
+    // A base of this test's own, so nothing of another agent on the machine is touched.
+    const mine: CgroupLayout = layout.kind === 'v2' ? { kind: 'v2', base: join(layout.base, `sweep-test-${process.pid}`) } : layout.kind === 'v1' ? { kind: 'v1', memory: join(layout.memory, `sweep-test-${process.pid}`) } : layout;
+    const empty = createInstanceCgroup(mine, 'empty', {})!;
+    const busy = createInstanceCgroup(mine, 'busy', {})!;
+    const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+    t.after(async () => {
+      sleeper.kill('SIGKILL');
+      await waitFor(() => removeCgroup(busy), 'the busy cgroup to empty', 5_000);
+      rmdirSync(mine.kind === 'v2' ? mine.base : mine.kind === 'v1' ? mine.memory : '/nonexistent');
+    });
+    writeFileSync(join(busy.memory, 'cgroup.procs'), String(sleeper.pid));
+    assert.equal(sweepEmptyCgroups(mine, 0), 1);
+    assert.equal(existsSync(empty.memory), false);
+    assert.equal(existsSync(busy.memory), true);
+    assert.equal(sweepEmptyCgroups(mine, 3_600_000), 0, 'nothing young is touched');
+  });
+});
