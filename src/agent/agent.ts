@@ -113,7 +113,7 @@ export class Agent {
     }
     this.isolation = isolation;
     this.sandbox = sandbox;
-    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups, logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'), logKeep: envInt('PILOT_LOG_KEEP') });
+    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups, logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'), logKeep: envInt('PILOT_LOG_KEEP'), pidsMax: envInt('PILOT_APP_PIDS_MAX') });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     const releasesDir = sandbox.releasesDir;
     this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));

@@ -53,18 +53,19 @@ void describe('cgroups (pure parts and file layout, on a fake tree)', () => {
 
   void it('v1: memory limit (and memsw where present), cfs quota, freezer and unified folders', async (t) => {
     const root = await fakeRoot(t);
-    const [memory, cpu, freezer, unified] = ['memory', 'cpu', 'freezer', 'unified'].map((c) => join(root, c, 'pilot'));
+    const [memory, cpu, freezer, pids, unified] = ['memory', 'cpu', 'freezer', 'pids', 'unified'].map((c) => join(root, c, 'pilot'));
     mkdirSync(join(memory!, 'i-1'), { recursive: true });
     writeFileSync(join(memory!, 'i-1', 'memory.memsw.limit_in_bytes'), '-1');
     mkdirSync(join(unified!, 'i-1'), { recursive: true });
     writeFileSync(join(unified!, 'i-1', 'cgroup.kill'), '');
-    const cg = createInstanceCgroup({ kind: 'v1', memory: memory!, cpu, freezer, unified }, 'i-1', { memoryMb: 128, cpu: 2 });
+    const cg = createInstanceCgroup({ kind: 'v1', memory: memory!, cpu, freezer, pids, unified }, 'i-1', { memoryMb: 128, cpu: 2, pids: 100 });
     assert.ok(cg);
     assert.equal(readFileSync(join(memory!, 'i-1', 'memory.limit_in_bytes'), 'utf8'), String(128 * 1024 * 1024));
     assert.equal(readFileSync(join(memory!, 'i-1', 'memory.memsw.limit_in_bytes'), 'utf8'), String(128 * 1024 * 1024));
     assert.equal(readFileSync(join(cpu!, 'i-1', 'cpu.cfs_quota_us'), 'utf8'), '200000');
     assert.equal(readFileSync(join(cpu!, 'i-1', 'cpu.cfs_period_us'), 'utf8'), '100000');
-    assert.deepEqual(cg.dirs, [join(memory!, 'i-1'), join(cpu!, 'i-1'), join(freezer!, 'i-1'), join(unified!, 'i-1')]);
+    assert.equal(readFileSync(join(pids!, 'i-1', 'pids.max'), 'utf8'), '100');
+    assert.deepEqual(cg.dirs, [join(memory!, 'i-1'), join(cpu!, 'i-1'), join(pids!, 'i-1'), join(freezer!, 'i-1'), join(unified!, 'i-1')]);
     assert.equal(cg.kill, join(unified!, 'i-1'));
     assert.equal(cg.freezer, join(freezer!, 'i-1'));
   });

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 
 export type CgroupLayout =
   | { readonly kind: 'v2'; readonly base: string }
-  | { readonly kind: 'v1'; readonly memory: string; readonly cpu?: string | undefined; readonly freezer?: string | undefined; readonly unified?: string | undefined }
+  | { readonly kind: 'v1'; readonly memory: string; readonly cpu?: string | undefined; readonly freezer?: string | undefined; readonly pids?: string | undefined; readonly unified?: string | undefined }
   | { readonly kind: 'none'; readonly reason: string };
 
 /** One instance's cgroup folders (a value: recorded in the pid file). */
@@ -39,6 +39,8 @@ export interface InstanceCgroup {
 export interface Limits {
   readonly memoryMb?: number | undefined;
   readonly cpu?: number | undefined;
+  /** Tasks (processes and threads) at most: a fork bomb stays inside its instance. */
+  readonly pids?: number | undefined;
 }
 
 const CPU_PERIOD_US = 100_000;
@@ -113,7 +115,7 @@ export function detectCgroups(root = '/sys/fs/cgroup', self = read('/proc/self/c
     const dir = under(mount, controller === 'unified' ? '' : controller);
     return probe(dir) === undefined ? dir : undefined;
   };
-  return { kind: 'v1', memory, cpu: optional('cpu', 'cpu.cfs_quota_us'), freezer: optional('freezer', 'cgroup.procs'), unified: optional('unified', 'cgroup.kill') ?? optional('unified', 'cgroup.procs') };
+  return { kind: 'v1', memory, cpu: optional('cpu', 'cpu.cfs_quota_us'), freezer: optional('freezer', 'cgroup.procs'), pids: optional('pids', 'cgroup.procs'), unified: optional('unified', 'cgroup.kill') ?? optional('unified', 'cgroup.procs') };
 }
 
 function enableControllers(root: string, base: string): void {
@@ -149,6 +151,7 @@ export function createInstanceCgroup(layout: CgroupLayout, name: string, limits:
     // No swap: a limit that swaps is no limit (docker's Memory = MemorySwap does the same).
     if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), mem === undefined ? 'max' : '0');
     writeFileSync(join(dir, 'cpu.max'), `${cpuQuota ?? 'max'} ${CPU_PERIOD_US}`);
+    if (existsSync(join(dir, 'pids.max'))) writeFileSync(join(dir, 'pids.max'), limits.pids === undefined ? 'max' : String(limits.pids));
     return { kind: 'v2', dirs: [dir], memory: dir, kill: dir, memoryMb: limits.memoryMb };
   }
   const memory = join(layout.memory, name);
@@ -170,6 +173,12 @@ export function createInstanceCgroup(layout: CgroupLayout, name: string, limits:
     dirs.push(cpu);
   } else if (cpuQuota !== undefined) {
     throw new Error('resources.cpu is set but this machine has no cpu cgroup controller');
+  }
+  if (layout.pids !== undefined) {
+    const pids = join(layout.pids, name);
+    mkdirSync(pids, { recursive: true });
+    writeFileSync(join(pids, 'pids.max'), limits.pids === undefined ? 'max' : String(limits.pids));
+    dirs.push(pids);
   }
   let freezer: string | undefined;
   if (layout.freezer !== undefined) {
@@ -282,7 +291,7 @@ export function parseInstanceCgroup(v: unknown): InstanceCgroup | undefined {
  */
 export function sweepEmptyCgroups(layout: CgroupLayout, minAgeMs: number, now = Date.now()): number {
   if (layout.kind === 'none') return 0;
-  const bases = layout.kind === 'v2' ? [layout.base] : [layout.memory, layout.cpu, layout.freezer, layout.unified].filter((b): b is string => b !== undefined);
+  const bases = layout.kind === 'v2' ? [layout.base] : [layout.memory, layout.cpu, layout.freezer, layout.pids, layout.unified].filter((b): b is string => b !== undefined);
   let removed = 0;
   for (const base of bases) {
     let names: string[] = [];

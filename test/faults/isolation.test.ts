@@ -88,7 +88,15 @@ describe('hostile apps on the process runtime (root)', { skip: isRoot ? false : 
     await git(victim, 'commit', '-qm', 'second');
     await deploy(victim);
   });
-  after(() => h.cleanup());
+  after(async () => {
+    // Stop what is still running the proper way (cgroups removed), then the harness kills the rest.
+    for (const app of ['victim', 'probe', 'leaky', 'flood']) await h.cli(['scale', app, '0']);
+    await waitFor('every instance stopped', async () => {
+      const all = await Promise.all(['victim', 'probe', 'leaky', 'flood'].map(async (a) => (await instances(a).catch(() => [])).filter((i) => i.state !== 'stopped')));
+      return all.every((l) => l.length === 0) || undefined;
+    }, 60_000).catch(() => undefined);
+    await h.cleanup();
+  });
 
   it('keeps $PILOT_HOME private: modes 0600 files, 0700 folders (0711 on the path to the shared folder)', () => {
     assert.ok([0o700, 0o711].includes(statSync(h.home).mode & 0o777), (statSync(h.home).mode & 0o777).toString(8));

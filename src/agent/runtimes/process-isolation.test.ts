@@ -36,17 +36,26 @@ if (mode === 'detach') {
   const b = spawn('setsid', ['sh', '-c', 'sleep 100000 & echo $!'], { stdio: ['ignore', 'pipe', 'ignore'] });
   b.stdout.on('data', (d) => console.log('kids ' + JSON.stringify([a.pid, Number(String(d).trim())])));
 }
+if (mode === 'forkbomb') {
+  let ok = 0, failed = 0;
+  for (let i = 0; i < 60; i++) {
+    const c = spawn('sleep', ['100'], { stdio: 'ignore' });
+    c.on('spawn', () => ok++);
+    c.on('error', () => failed++);
+  }
+  setTimeout(() => console.log('forks ' + JSON.stringify({ ok, failed })), 2000);
+}
 console.log('ready');
 setInterval(() => {}, 1 << 30);
 `;
 
 interface Setup { rt: ProcessRuntime; req: (id: string, mode: string, memoryMb?: number, cpu?: number) => StartRequest; started: InstanceHandle[] }
 
-async function setup(t: TestContext, cgroups: CgroupLayout): Promise<Setup> {
+async function setup(t: TestContext, cgroups: CgroupLayout, pidsMax?: number): Promise<Setup> {
   const root = await mkdtemp(join(tmpdir(), 'pilot-iso-'));
   chmodSync(root, 0o755); // the app uid reads its code here
   await writeFile(join(root, 'app.mjs'), APP, { mode: 0o644 });
-  const rt = new ProcessRuntime({ cgroups, rssPollMs: 100 });
+  const rt = new ProcessRuntime({ cgroups, rssPollMs: 100, pidsMax });
   const started: InstanceHandle[] = [];
   t.after(async () => {
     for (const h of started) await rt.stop(h, 0).catch(() => undefined);
@@ -132,6 +141,17 @@ for (const [name, cgroups] of [['with cgroups', layout], ['without cgroups (fall
       await rt.stop(h, 1_000);
       for (const c of children) assert.equal(alive(c.pid, c.startTime), false, `pid ${c.pid} survived the stop`);
       assert.equal(alive(h.pid, h.startTime), false);
+    });
+
+    void it('holds a fork bomb to its pids limit where the machine has the pids controller', { skip: cgroups.kind === 'none' || (cgroups.kind === 'v1' && cgroups.pids === undefined) ? 'no pids controller' : false }, async (t) => {
+      const { rt, req, started } = await setup(t, cgroups, 24);
+      const r = req('bomb-1', 'forkbomb');
+      const h = await rt.start(r);
+      started.push(h);
+      await waitFor(() => /forks \{/.test(out(rt, r)), 'the fork report', 30_000);
+      const forks = JSON.parse(/forks (\{.*\})/.exec(out(rt, r))![1]!) as { ok: number; failed: number };
+      assert.ok(forks.failed > 0 && forks.ok < 60, JSON.stringify(forks));
+      await rt.stop(h, 0);
     });
 
     void it('after an agent restart, a new runtime adopts the instance and its stop still reaches every descendant', async (t) => {

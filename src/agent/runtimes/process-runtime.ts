@@ -40,6 +40,8 @@ export interface ProcessRuntimeOptions {
   /** Per log file bound (default 10 MB) and rotated files kept per stream (default 2: 3 files, 30 MB). */
   readonly logMaxBytes?: number | undefined;
   readonly logKeep?: number | undefined;
+  /** Tasks (processes + threads) an instance may have where the pids controller exists (default 4096; 0 = no limit). */
+  readonly pidsMax?: number | undefined;
   /** How often the no-cgroup fallback measures the RSS of instances with a memory limit (default 500 ms). */
   readonly rssPollMs?: number | undefined;
 }
@@ -84,12 +86,14 @@ export class ProcessRuntime implements Runtime {
   private readonly cgroups: CgroupLayout;
   private readonly logMaxBytes: number;
   private readonly logKeep: number;
+  private readonly pidsMax: number | undefined;
   private readonly rssTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: ProcessRuntimeOptions = {}) {
     this.cgroups = opts.cgroups ?? { kind: 'none', reason: 'not configured' };
     this.logMaxBytes = opts.logMaxBytes ?? 10 * 1024 * 1024;
     this.logKeep = opts.logKeep ?? 2;
+    this.pidsMax = opts.pidsMax === 0 ? undefined : opts.pidsMax ?? 4096;
     if (this.cgroups.kind === 'none') {
       // Without cgroups the memory limit is enforced by measuring: coarse (a fast allocator can
       // overshoot between two polls) but bounded.
@@ -129,7 +133,7 @@ export class ProcessRuntime implements Runtime {
     let cgroup: InstanceCgroup | undefined;
     try {
       const tag = createHash('sha256').update(req.stateDir).digest('hex').slice(0, 8);
-      cgroup = createInstanceCgroup(this.cgroups, cgroupName(req.instanceId, tag), req.limits ?? {});
+      cgroup = createInstanceCgroup(this.cgroups, cgroupName(req.instanceId, tag), { ...req.limits, pids: this.pidsMax });
     } catch (e) {
       throw new PilotError('deploy_failed', `cannot set up the cgroup of instance ${req.instanceId}: ${(e as Error).message}`, { cause: e });
     }
