@@ -88,8 +88,19 @@ async function kids(rt: ProcessRuntime, r: StartRequest): Promise<{ pid: number;
   return pids.map((pid) => ({ pid, startTime: readProcStat(pid)!.startTime }));
 }
 
-for (const [name, cgroups] of [['with cgroups', layout], ['without cgroups (fallbacks)', { kind: 'none', reason: 'test' } as CgroupLayout]] as const) {
-  const skip = !isRoot ? 'needs root' : cgroups.kind === 'none' && name === 'with cgroups' ? `no cgroups here: ${cgroups.kind === 'none' ? cgroups.reason : ''}` : false;
+// v1 machines without a v2 cgroup.kill: the freezer path (freeze, kill every pid, thaw), and with
+// neither, the read-and-kill loop.
+const v1Freezer: CgroupLayout | undefined = layout.kind === 'v1' && layout.freezer !== undefined ? { ...layout, unified: undefined } : undefined;
+const v1Plain: CgroupLayout | undefined = layout.kind === 'v1' ? { ...layout, unified: undefined, freezer: undefined } : undefined;
+const variants: [string, CgroupLayout | undefined][] = [
+  ['with cgroups', layout.kind === 'none' ? undefined : layout],
+  ['with v1 cgroups, freezer instead of cgroup.kill', v1Freezer],
+  ['with v1 cgroups, neither freezer nor cgroup.kill', v1Plain],
+  ['without cgroups (fallbacks)', { kind: 'none', reason: 'test' }],
+];
+for (const [name, variant] of variants) {
+  const cgroups: CgroupLayout = variant ?? { kind: 'none', reason: 'n/a' };
+  const skip = !isRoot ? 'needs root' : variant === undefined ? `not on this machine (${layout.kind === 'none' ? layout.reason : layout.kind})` : false;
   void describe(`process runtime containment ${name}`, { skip, timeout: 120_000 }, () => {
     void it('runs the app as the given uid/gid with no supplementary groups; its log files stay root-only', async (t) => {
       const { rt, req, started } = await setup(t, cgroups);
