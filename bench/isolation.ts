@@ -9,7 +9,9 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { detectCgroups, type CgroupLayout } from '../src/agent/cgroups.js';
+import { spawnSync } from 'node:child_process';
+import { createInstanceCgroup, detectCgroups, removeCgroup, type CgroupLayout } from '../src/agent/cgroups.js';
+import { startArgv } from '../src/agent/runtimes/containment.js';
 import { allocatePort } from '../src/agent/ports.js';
 import { readPidFile } from '../src/agent/runtimes/pid-file.js';
 import { ProcessRuntime } from '../src/agent/runtimes/process-runtime.js';
@@ -55,8 +57,32 @@ async function measure(label: string, user: { uid: number; gid: number } | undef
   process.stdout.write(`${label.padEnd(28)} start→answers median ${median(start).toFixed(0)} ms (min ${Math.min(...start).toFixed(0)}, max ${Math.max(...start).toFixed(0)})   stop median ${median(stop).toFixed(0)} ms   log writer private RSS ${median(logger).toFixed(1)} MB\n`);
 }
 
+/** The isolation steps alone, without an app: exec of /bin/true direct, through the wrapper (sh + setpriv), and with a cgroup made, joined and removed. */
+function stepCosts(cg: CgroupLayout): void {
+  const n = 30;
+  const time = (label: string, fn: (i: number) => void): void => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) fn(i);
+    process.stdout.write(`${label.padEnd(44)} ${((performance.now() - t0) / n).toFixed(1)} ms each\n`);
+  };
+  const run = (argv: string[]): void => {
+    const r = spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+    if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}`);
+  };
+  time('exec /bin/true', () => run(['/bin/true']));
+  time('exec via sh + setpriv (own uid)', () => run(startArgv(['/bin/true'], [], { uid: 64998, gid: 64998 })));
+  if (cg.kind !== 'none') {
+    time(`exec via wrapper + cgroup ${cg.kind} made/joined/removed`, (i) => {
+      const c = createInstanceCgroup(cg, `bench-step-${process.pid}-${i}`, { memoryMb: 256, cpu: 1, pids: 4096 })!;
+      run(startArgv(['/bin/true'], c.dirs.map((d) => join(d, 'cgroup.procs')), { uid: 64998, gid: 64998 }));
+      removeCgroup(c);
+    });
+  }
+}
+
 try {
   const none: CgroupLayout = { kind: 'none', reason: 'bench' };
+  if (process.getuid?.() === 0) stepCosts(detectCgroups());
   await measure('no isolation', undefined, none);
   if (process.getuid?.() === 0) {
     await measure('own uid', { uid: 64998, gid: 64998 }, none);
