@@ -210,7 +210,7 @@ export class Agent {
   async close(): Promise<void> {
     this.closed = true;
     this.sandbox.close();
-    await this.runtime.close?.();
+    if (!this.opts.runtime) await this.runtime.close?.(); // ours (its RSS poller); an injected one is the caller's
     for (const t of this.timers) clearInterval(t);
     await this.api?.close();
     await this.docker?.runtime.close();
