@@ -72,7 +72,7 @@ interface Persisted {
 }
 
 export function saveInstance(i: LocalInstance): void {
-  mkdirSync(i.stateDir, { recursive: true });
+  mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
   const file = join(i.stateDir, 'instance.json');
   const body: Persisted = {
     spec: i.spec, port: i.port, restarts: i.restarts,

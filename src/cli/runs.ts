@@ -18,11 +18,17 @@ export async function runs(app: string | undefined, opts: GlobalOptions & { limi
 
 export async function nodes(opts: GlobalOptions): Promise<void> {
   type Docker = { available: boolean; version?: string; error?: string } | undefined;
-  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; scheduling: string; instances: number; cpus: number | null; memoryMb: number | null; lastSeenAt: number; runtimes?: { docker?: Docker } }[] }>('GET', '/api/v1/nodes');
+  type Isolation = { user: boolean; cgroup: boolean; cgroupVersion?: string; reason?: string } | undefined;
+  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; scheduling: string; instances: number; cpus: number | null; memoryMb: number | null; lastSeenAt: number; runtimes?: { docker?: Docker; process?: { isolation?: Isolation } } }[] }>('GET', '/api/v1/nodes');
   // DOCKER: the engine's version where it answers, "no engine" where it does not (the error: --json).
   const docker = (d: Docker): string | null => (d === undefined ? null : d.available ? (d.version ?? 'yes') : 'no engine');
-  output(opts, res, () => table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'CPUS', 'MEMORY', 'DOCKER', 'LAST SEEN'],
-    res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, docker(n.runtimes?.docker), ago(n.lastSeenAt)])));
+  // ISOLATION of process instances: "uid+cgroup-v1", "uid", "cgroup-v2", "none"; what is missing is printed below the table.
+  const isolation = (i: Isolation): string | null => (i === undefined ? null : [i.user ? 'uid' : '', i.cgroup ? `cgroup-${i.cgroupVersion ?? ''}` : ''].filter(Boolean).join('+') || 'none');
+  output(opts, res, () => [
+    table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'CPUS', 'MEMORY', 'DOCKER', 'ISOLATION', 'LAST SEEN'],
+      res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, docker(n.runtimes?.docker), isolation(n.runtimes?.process?.isolation), ago(n.lastSeenAt)])),
+    ...res.nodes.flatMap((n) => (n.runtimes?.process?.isolation?.reason ? [`warning: node ${n.name}: ${n.runtimes.process.isolation.reason}`] : [])),
+  ].join('\n'));
 }
 
 /** `pilot drain|cordon|uncordon NODE`. */

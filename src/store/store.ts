@@ -143,6 +143,8 @@ export interface NodeRuntimes {
   readonly docker?: { readonly available: boolean; readonly version?: string | undefined; readonly error?: string | undefined } | undefined;
   /** Whether the agent gives fixed-port instances their own network namespace (zero-downtime switch). */
   readonly netns?: { readonly available: boolean; readonly error?: string | undefined } | undefined;
+  /** How the node contains process instances (own uid, cgroups) and, when something is missing, why. */
+  readonly process?: { readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string | undefined; readonly reason?: string | undefined } | undefined } | undefined;
 }
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
