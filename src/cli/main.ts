@@ -29,6 +29,11 @@ const status = lazy(appsModule, 'status');
 const rollback = lazy(appsModule, 'rollback');
 const scale = lazy(appsModule, 'scale');
 const appsCreate = lazy(appsModule, 'appsCreate');
+const appsRemove = lazy(appsModule, 'appsRemove');
+const orphans = lazy(runsModule, 'orphans');
+const backupModule = () => import('./backup.js');
+const backup = lazy(backupModule, 'backup');
+const restore = lazy(backupModule, 'restore');
 const secretsSet = lazy(appsModule, 'secretsSet');
 const secretsList = lazy(appsModule, 'secretsList');
 const secretsRemove = lazy(appsModule, 'secretsRemove');
@@ -74,6 +79,18 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   };
 }
 
+/** A server that fails to start exits at once, non-zero: never a half-started process a supervisor cannot see. */
+function upAction<O>(fn: (o: O) => Promise<void>) {
+  return async (o: O, cmd: Command): Promise<void> => {
+    try {
+      await fn(o);
+    } catch (err) {
+      reportError(err, g(cmd).json);
+      process.exit(process.exitCode ?? 1);
+    }
+  };
+}
+
 program.command('up')
   .description('run everything on this machine: control plane, router, one local agent')
   .option('--host <host>', 'control plane address', '127.0.0.1')
@@ -81,8 +98,9 @@ program.command('up')
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
   .option('--no-agent', 'do not run a local agent')
+  .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
-  .action(action(async (o: UpOptions, _cmd: Command) => up(o)));
+  .action(upAction(async (o: UpOptions) => up(o)));
 
 program.command('server')
   .description('run the control plane and router (no local agent): the fleet set-up')
@@ -90,8 +108,18 @@ program.command('server')
   .option('--api-port <port>', 'control plane port', '7070')
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
+  .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--verbose', 'log to stdout')
-  .action(action(async (o: UpOptions, _cmd: Command) => up({ ...o, agent: false })));
+  .action(upAction(async (o: UpOptions) => up({ ...o, agent: false })));
+
+program.command('router', { hidden: true })
+  .description('the router process (started and supervised by `pilot up` / `pilot server`)')
+  .option('--host <host>', 'router address', '127.0.0.1')
+  .option('--port <port>', 'router port', '8080')
+  .action(upAction(async (o: { host: string; port: string }) => {
+    const [{ runRouterProcess }, { pilotHome }, { pino }] = await Promise.all([import('../router/router-process.js'), import('./context.js'), import('pino')]);
+    await runRouterProcess({ home: pilotHome(), host: o.host, port: Number(o.port), log: pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }) });
+  }));
 
 program.command('agent')
   .description('run this machine as a node: join a control plane with a join token')
@@ -116,6 +144,19 @@ appsCmd.command('create').description('deploy NAME from a repository on every pu
   .option('--github-token <token>', 'token for commit statuses (repo:status)')
   .option('--status-api <url>', 'GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)')
   .action(action(async (name: string, o: { repo?: string; branch?: string; secret?: string; githubToken?: string; statusApi?: string }, cmd: Command) => appsCreate(name, { ...g(cmd), ...o })));
+appsCmd.command('rm').description('remove APP: stop its instances, drop its routes, release its hosts, forget its secrets and webhook (artifacts stay for `pilot gc`)')
+  .argument('<app>')
+  .option('--yes', 'do not ask for confirmation')
+  .action(action(async (name: string, o: { yes?: boolean }, cmd: Command) => appsRemove(name, { ...g(cmd), ...o })));
+program.command('orphans').description('instances agents run that the control plane does not know (kept running); `pilot orphans stop ID` stops one')
+  .argument('[action]', 'list (default) | stop').argument('[id]')
+  .action(action(async (act: string | undefined, id: string | undefined, _o: object, cmd: Command) => orphans(act, id, g(cmd))));
+program.command('backup').description('write a consistent copy of the state database to FILE while the server runs (SQLite online backup)')
+  .argument('<file>')
+  .action(action(async (file: string, _o: object, cmd: Command) => backup(file, g(cmd))));
+program.command('restore').description('replace the state database with FILE (a `pilot backup`); refused while the server runs')
+  .argument('<file>')
+  .action(action(async (file: string, _o: object, cmd: Command) => restore(file, g(cmd))));
 const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
 secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value, or - (default) to read it from stdin')
   .action(action(async (app: string, name: string, value: string | undefined, _o: object, cmd: Command) => secretsSet(app, name, value, g(cmd))));

@@ -156,4 +156,9 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  // state: an app being removed (`pilot apps rm`): hidden from every listing, its instances
+  // stopping; the row and its revisions go once the last instance is gone
+  `
+  ALTER TABLE apps ADD COLUMN removed_at INTEGER;
+  `,
 ];
