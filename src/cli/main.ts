@@ -112,6 +112,14 @@ program.command('server')
   .option('--verbose', 'log to stdout')
   .action(upAction(async (o: UpOptions) => up({ ...o, agent: false })));
 
+program.command('down')
+  .description('stop `pilot up` / `pilot server` of this $PILOT_HOME and its router process (apps keep running)')
+  .action(action(async (_o: object, cmd: Command) => {
+    const [{ stopAll }, { pilotHome, output }] = await Promise.all([import('./router-supervisor.js'), import('./context.js')]);
+    const res = await stopAll(pilotHome());
+    output(g(cmd), res, () => `${res.server ? `server (pid ${res.server}) stopped` : 'no server running'}; ${res.router ? `router (pid ${res.router}) stopped` : 'no router running'}; apps keep running`);
+  }));
+
 program.command('router', { hidden: true })
   .description('the router process (started and supervised by `pilot up` / `pilot server`)')
   .option('--host <host>', 'router address', '127.0.0.1')

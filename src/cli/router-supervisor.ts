@@ -9,7 +9,8 @@
  *   group from a terminal, does not take it down), logging to $PILOT_HOME/logs/router.log.
  * - Every 500 ms the supervisor checks it is alive and starts a new one on the same port if not
  *   (the new one serves the table saved on disk at once).
- * - A clean stop of `pilot up` (SIGINT/SIGTERM) stops the router too; a crash or kill -9 does not.
+ * - Neither a stop of `pilot up` (SIGINT/SIGTERM: a restart) nor a crash stops the router: traffic
+ *   goes on with the last table. `pilot down` stops `pilot up` and then the router.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
@@ -70,6 +71,33 @@ async function spawnRouter(home: string, host: string, port: number): Promise<Ro
   }
   child.kill('SIGKILL');
   throw new PilotError('internal', `the router process did not start within 30 s (see ${logFile})`);
+}
+
+/** `pilot down`: stop the `pilot up` / `pilot server` of this home (if any), then its router process. Apps keep running. */
+export async function stopAll(home: string): Promise<{ server: number | undefined; router: number | undefined }> {
+  let server: number | undefined;
+  try {
+    const s = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { pid: number };
+    process.kill(s.pid, 'SIGTERM');
+    server = s.pid;
+    const end = performance.now() + 15_000;
+    while (performance.now() < end) {
+      try {
+        process.kill(s.pid, 0);
+      } catch {
+        break;
+      }
+      await sleep(50);
+    }
+  } catch {
+    // no server recorded, or it is gone already
+  }
+  const r = readRouterFile(home);
+  if (r && live(r)) {
+    await terminate(r);
+    return { server, router: r.pid };
+  }
+  return { server, router: undefined };
 }
 
 /** Adopt the router of a previous `pilot up`, or start one; then keep it alive. */

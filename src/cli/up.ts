@@ -3,6 +3,7 @@
  * traffic outlives the control plane: cli/router-supervisor.ts), one local agent.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
@@ -34,9 +35,13 @@ export async function up(opts: UpOptions): Promise<void> {
   const home = pilotHome();
   mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o700 });
   const logFile = join(home, 'logs', 'pilot.log');
-  const log = opts.verbose
-    ? pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' })
-    : pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, pino.destination({ dest: logFile, mkdir: true, sync: false }));
+  let log;
+  if (opts.verbose) log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
+  else {
+    const dest = pino.destination({ dest: logFile, mkdir: true, sync: false });
+    await once(dest, 'ready'); // an early exit (refused start) must find the log open, or pino throws on flush
+    log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, dest);
+  }
   const apiPort = port(opts.apiPort, '--api-port');
   const routerPort = port(opts.routerPort, '--router-port');
   // A damaged database, discovered after the start, ends the process: a supervisor sees it, and the
@@ -88,12 +93,12 @@ export async function up(opts: UpOptions): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write(`\n${signal}: stopping (apps keep running and are re-adopted by the next \`pilot up\`)\n`);
+    process.stdout.write(`\n${signal}: stopping (apps and the router keep running and are adopted by the next \`pilot up\`; \`pilot down\` stops the router)\n`);
     void (async () => {
       try {
+        router.detach();
         await agent?.close();
         await cp.close();
-        await router.stop();
       } finally {
         rmSync(join(home, 'server.json'), { force: true });
         log.flush?.();
