@@ -92,10 +92,10 @@ export class Harness {
   }
 
   /** Start `pilot up` (control plane, router, agent) on free ports and wait until it answers. */
-  async startUp(extraEnv: Record<string, string> = {}, command: 'up' | 'server' = 'up', ports: { api: number; router: number } = { api: 0, router: 0 }, nodeArgs: readonly string[] = []): Promise<void> {
+  async startUp(extraEnv: Record<string, string> = {}, command: 'up' | 'server' = 'up', ports: { api: number; router: number } = { api: 0, router: 0 }, nodeArgs: readonly string[] = [], upArgs: readonly string[] = []): Promise<void> {
     rmSync(join(this.home, 'server.json'), { force: true });
     // The same V8 flag as `npm start`.
-    const p = spawn(process.execPath, ['--max-semi-space-size=2', ...nodeArgs, PILOT, command, '--api-port', String(ports.api), '--router-port', String(ports.router)], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--max-semi-space-size=2', ...nodeArgs, PILOT, command, '--api-port', String(ports.api), '--router-port', String(ports.router), ...upArgs], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     let out = '';

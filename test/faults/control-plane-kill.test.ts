@@ -1,0 +1,154 @@
+/**
+ * kill -9 of `pilot up` (control plane + local agent) while traffic flows: the router runs in its
+ * own process and keeps serving its last table, so no request fails; a run in flight ends
+ * `interrupted`; a restart in the middle of a rollout replaces nothing that was re-adopted; a WAL
+ * file removed after the kill loses at most the writes not yet checkpointed, and the instances
+ * those writes made are kept running as orphans rather than stopped.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { git, Harness, makeRepo, ROOT, sleep, waitFor } from '../integration/harness.js';
+
+const h = new Harness();
+let deployed: { artifact: string; commit: string; node: unknown } = { artifact: '', commit: '', node: null };
+
+/** A client that sends one request after another through the router, and counts what failed. */
+function steadyLoop(host = 'hello.localhost'): { stop: () => Promise<{ ok: number; failed: string[] }> } {
+  let running = true;
+  let ok = 0;
+  const failed: string[] = [];
+  // A fresh connection now and then, as real clients do (a kept-alive one alone would hide refusals).
+  const dispatcher = new Agent({ keepAliveTimeout: 200, connections: 4 });
+  const done = (async () => {
+    while (running) {
+      try {
+        const res = await request(h.router + '/', { headers: { host }, dispatcher, headersTimeout: 10_000, bodyTimeout: 10_000 });
+        const text = await res.body.text();
+        if (res.statusCode === 200) ok++;
+        else failed.push(`${res.statusCode} ${text.slice(0, 120)}`);
+      } catch (err) {
+        failed.push((err as Error).message);
+      }
+      await sleep(15);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await done;
+      await dispatcher.close();
+      return { ok, failed };
+    },
+  };
+}
+
+async function servedPid(): Promise<number> {
+  const r = await h.viaRouter('hello.localhost');
+  assert.equal(r.status, 200, r.text);
+  return (JSON.parse(r.text) as { pid: number }).pid;
+}
+
+async function instances(): Promise<any[]> {
+  return (await h.apiCall('GET', '/api/v1/apps/hello')).json.instances as any[];
+}
+
+describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
+  before(async () => {
+    const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    // START_DELAY_MS makes a revision slow to get ready: a rollout the kill can land in.
+    const server = join(repo, 'server.js');
+    writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port,', 'setTimeout(() => server.listen(port,').replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'));
+    await git(repo, 'commit', '-qam', 'optional start delay');
+    await h.startUp();
+    const r = await h.cli(['run', repo]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const status = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
+    deployed = { artifact: status.revisions[0].artifact, commit: status.revisions[0].commit, node: status.revisions[0].node };
+  });
+  after(() => h.cleanup());
+
+  it('fails 0 requests across kill -9 and restart of pilot up, and the run in flight ends interrupted', async () => {
+    const run = (await h.apiCall('POST', '/api/v1/runs', { app: 'hello', commit: deployed.commit, dirty: false })).json.run;
+    assert.equal(run.status, 'running');
+    const pid = await servedPid();
+    const loop = steadyLoop();
+    await sleep(1000);
+    await h.killUp('SIGKILL');
+    await sleep(2000); // traffic with no control plane at all
+    await h.startUp();
+    await sleep(2000);
+    const { ok, failed } = await loop.stop();
+    assert.deepEqual(failed, [], `${failed.length} failed of ${ok + failed.length}`);
+    assert.ok(ok > 50, `only ${ok} requests went through`);
+    assert.equal(await servedPid(), pid, 'the same instance serves');
+    const after = (await h.apiCall('GET', `/api/v1/runs/${run.id}`)).json.run;
+    assert.equal(after.status, 'interrupted');
+    assert.match(after.error, /restarted/);
+    process.stdout.write(`# kill -9 of pilot up under load: ${ok} requests, ${failed.length} failed\n`);
+  });
+
+  it('a restart during a rollout replaces nothing it re-adopted, and the rollout ends', async () => {
+    const oldPid = await servedPid();
+    const loop = steadyLoop();
+    const d = await h.apiCall('POST', '/api/v1/apps/hello/revisions', {
+      artifact: deployed.artifact, commit: deployed.commit, ...(deployed.node ? { node: deployed.node } : {}),
+      config: { name: 'hello', health: { path: '/healthz', interval: '1s' }, env: { START_DELAY_MS: '6000', GREETING: 'slow revision' }, deploy: { ready_timeout: '120s' } },
+    });
+    assert.equal(d.status, 201, JSON.stringify(d.json));
+    const target = d.json.revision.number as number;
+    const started = await waitFor('the new instance to be started', async () => {
+      const i = (await instances()).find((x) => x.revision === target && x.pid);
+      return i ? { id: i.id as string, pid: i.pid as number } : undefined;
+    }, 60_000);
+    await h.killUp('SIGKILL');
+    await sleep(500);
+    await h.startUp();
+    // Re-adopted, not replaced: the same instance ids and processes, and the old one serves until the switch.
+    const right = await instances();
+    assert.ok(right.some((i) => i.id === started.id), `the new instance ${started.id} is still there: ${JSON.stringify(right.map((i) => i.id))}`);
+    const rollout = await waitFor('the rollout to end', async () => {
+      const r = (await h.apiCall('GET', `/api/v1/apps/hello/rollouts/${d.json.rollout.id}`)).json.rollout;
+      return r.status === 'running' ? undefined : r;
+    }, 120_000);
+    assert.equal(rollout.status, 'succeeded', JSON.stringify(rollout));
+    await waitFor('the new revision to serve', async () => (JSON.parse((await h.viaRouter('hello.localhost')).text).message === 'slow revision' ? true : undefined), 30_000);
+    const now = await instances();
+    const mine = now.find((i) => i.id === started.id);
+    assert.equal(mine?.pid, started.pid, 'the instance started before the kill is the one serving');
+    assert.equal(now.filter((i) => i.revision === target).length, 1, 'no second copy was placed');
+    const { ok, failed } = await loop.stop();
+    assert.deepEqual(failed, [], `${failed.length} failed of ${ok + failed.length}`);
+    assert.notEqual(await servedPid(), oldPid);
+    process.stdout.write(`# restart mid-rollout: ${ok} requests, ${failed.length} failed\n`);
+  });
+
+  it('a WAL removed after kill -9: the server starts, checkpointed state is there, nothing running is stopped', async () => {
+    const pid = await servedPid();
+    await sleep(6000); // past a checkpoint (every 5 s)
+    const scale = await h.apiCall('POST', '/api/v1/apps/hello/scale', { replicas: 2 });
+    assert.equal(scale.status, 200);
+    // Let the second instance start (its row may or may not be checkpointed yet), then kill.
+    await waitFor('a second process', () => (h.instancePids().length >= 2 ? true : undefined), 60_000);
+    await h.killUp('SIGKILL');
+    rmSync(join(h.home, 'pilot.db-wal'), { force: true });
+    rmSync(join(h.home, 'pilot.db-shm'), { force: true });
+    const loop = steadyLoop();
+    await h.startUp();
+    const app = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
+    assert.ok(app.revisions.length >= 2, 'the checkpointed revisions are there');
+    assert.equal(await servedPid(), pid, 'the serving instance is known and keeps serving');
+    // Whatever the lost writes made is still running: known again or reported as an orphan, never stopped.
+    const pids = h.instancePids();
+    await waitFor('every running instance known or orphan', async () => {
+      const known = new Set((await instances()).map((i) => i.pid));
+      const orphans = new Set(((await h.apiCall('GET', '/api/v1/orphans')).json.orphans as any[]).map((o) => o.pid));
+      return pids.every((p) => known.has(p) || orphans.has(p)) ? true : undefined;
+    }, 30_000);
+    for (const p of pids) assert.doesNotThrow(() => process.kill(p, 0), `instance ${p} still runs`);
+    const { failed } = await loop.stop();
+    assert.deepEqual(failed, []);
+  });
+});
