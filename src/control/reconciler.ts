@@ -69,6 +69,7 @@ export class Reconciler {
   /** Why part of an app's route is left out of the table (logged once per change, shown by status). */
   private problems = new Map<string, string[]>();
   private lastPublishError: string | undefined;
+  private lastFailure: string | undefined;
   /** Orphans by node, as last reported (memory only: every agent reports them again after a restart). */
   private readonly orphanMap = new Map<string, Map<string, OrphanInstance>>();
 
@@ -111,8 +112,12 @@ export class Reconciler {
     });
   }
 
+  /** A pass that fails the same way every 250 ms is logged once, then again when the error changes. */
   private failed(err: unknown): void {
-    this.log.error({ err }, 'reconcile pass failed');
+    const msg = (err as Error)?.message ?? String(err);
+    if (msg !== this.lastFailure) this.log.error({ err }, 'reconcile pass failed');
+    else this.log.debug({ err: msg }, 'reconcile pass failed again');
+    this.lastFailure = msg;
     if (isFatalStoreError(err)) this.settings.onFatal?.(err);
   }
 
@@ -182,6 +187,8 @@ export class Reconciler {
       for (const app of await this.store.listApps()) await this.reconcileApp(app, draining);
       for (const name of await this.store.purgeRemovedApps()) this.log.info({ app: name }, 'app removed: its last instance stopped');
       await this.publishRoutes();
+      if (this.lastFailure !== undefined) this.log.info('reconcile passes succeed again');
+      this.lastFailure = undefined;
     });
   }
 

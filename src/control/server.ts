@@ -2,7 +2,7 @@
  * The control plane process: REST API + artifact repository + reconcile loop + router, wired
  * together over one store. `startControlPlane` is what `pilot server` and `pilot up` run.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
