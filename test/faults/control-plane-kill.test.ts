@@ -7,10 +7,17 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
-import { git, Harness, makeRepo, ROOT, sleep, waitFor } from '../integration/harness.js';
+import { signGithubPayload } from '../../src/cd/github-signature.js';
+import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from '../integration/harness.js';
+
+const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
+const pushExample = examples.find((e) => e.name === 'push')!.examples[0]!;
+const ENV = { PILOT_CD_QUIET_MS: '200' };
 
 const h = new Harness();
 let deployed: { artifact: string; commit: string; node: unknown } = { artifact: '', commit: '', node: null };
@@ -62,7 +69,7 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     const server = join(repo, 'server.js');
     writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port,', 'setTimeout(() => server.listen(port,').replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'));
     await git(repo, 'commit', '-qam', 'optional start delay');
-    await h.startUp();
+    await h.startUp(ENV);
     const r = await h.cli(['run', repo]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const status = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
@@ -78,7 +85,7 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     await sleep(1000);
     await h.killUp('SIGKILL');
     await sleep(2000); // traffic with no control plane at all
-    await h.startUp();
+    await h.startUp(ENV);
     await sleep(2000);
     const { ok, failed } = await loop.stop();
     assert.deepEqual(failed, [], `${failed.length} failed of ${ok + failed.length}`);
@@ -105,7 +112,7 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     }, 60_000);
     await h.killUp('SIGKILL');
     await sleep(500);
-    await h.startUp();
+    await h.startUp(ENV);
     // Re-adopted, not replaced: the same instance ids and processes, and the old one serves until the switch.
     const right = await instances();
     assert.ok(right.some((i) => i.id === started.id), `the new instance ${started.id} is still there: ${JSON.stringify(right.map((i) => i.id))}`);
@@ -125,6 +132,50 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     process.stdout.write(`# restart mid-rollout: ${ok} requests, ${failed.length} failed\n`);
   });
 
+  it('a webhook run killed mid-rollout is retried and never deploys its commit twice', async () => {
+    const origin = h.track(tempDir('origin'));
+    await git(origin, 'init', '-q', '--bare');
+    const work = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    const server = join(work, 'server.js');
+    writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port,', 'setTimeout(() => server.listen(port,').replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'));
+    writeFileSync(join(work, 'pilot.yaml'), 'name: hook\nhealth: { path: /healthz, interval: 1s }\nenv: { START_DELAY_MS: "5000" }\ndeploy: { ready_timeout: 120s }\n');
+    await git(work, 'commit', '-qam', 'hook app, slow to start');
+    await git(work, 'remote', 'add', 'origin', origin);
+    await git(work, 'push', '-q', 'origin', 'HEAD:main');
+    const sha = await git(work, 'rev-parse', 'HEAD');
+    const secret = 'fault-test-webhook-secret-0123';
+    assert.equal((await h.apiCall('POST', '/api/v1/apps', { name: 'hook', repo: origin, branch: 'main', secret })).status, 201);
+    const p = structuredClone(pushExample) as Record<string, any>;
+    Object.assign(p, { ref: 'refs/heads/main', after: sha, deleted: false, repository: { ...p.repository, clone_url: origin, full_name: 'acme/hook' } });
+    p.head_commit = { ...(p.head_commit ?? {}), id: sha, message: 'x', author: { name: 'Dev', email: 'dev@example.com' } };
+    const body = JSON.stringify(p);
+    const res = await request(`${h.api}/hooks/github/hook`, {
+      method: 'POST', body,
+      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': signGithubPayload(secret, body) },
+    });
+    assert.equal(res.statusCode, 202, await res.body.text());
+    // Kill the control plane once the run has made its revision and its rollout is under way.
+    const first = await waitFor('the run to reach its rollout', async () => {
+      const r = ((await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[])[0];
+      return r?.revision && r.status === 'running' ? r : undefined;
+    }, 240_000);
+    await h.killUp('SIGKILL');
+    await h.startUp(ENV);
+    const retry = await waitFor('the retried run to end', async () => {
+      const runs = (await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[];
+      const r = runs.find((x) => x.retryOf === first.id);
+      return r && !['queued', 'running'].includes(r.status) ? r : undefined;
+    }, 240_000);
+    const interrupted = (await h.apiCall('GET', `/api/v1/runs/${first.id}`)).json.run;
+    assert.equal(interrupted.status, 'interrupted');
+    assert.equal(retry.status, 'succeeded', JSON.stringify(retry));
+    assert.equal(retry.revision, first.revision, 'the retry followed the revision the first attempt made');
+    const revisions = (await h.apiCall('GET', '/api/v1/apps/hook')).json.revisions as any[];
+    assert.deepEqual(revisions.filter((r) => r.commit === sha).map((r) => r.number), [first.revision], 'the commit was deployed once');
+    assert.equal((await h.viaRouter('hook.localhost')).status, 200);
+    assert.equal((await h.cli(['apps', 'rm', 'hook', '--yes'])).code, 0);
+  });
+
   it('a WAL removed after kill -9: the server starts, checkpointed state is there, nothing running is stopped', async () => {
     const pid = await servedPid();
     await sleep(6000); // past a checkpoint (every 5 s)
@@ -136,7 +187,7 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     rmSync(join(h.home, 'pilot.db-wal'), { force: true });
     rmSync(join(h.home, 'pilot.db-shm'), { force: true });
     const loop = steadyLoop();
-    await h.startUp();
+    await h.startUp(ENV);
     const app = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
     assert.ok(app.revisions.length >= 2, 'the checkpointed revisions are there');
     assert.equal(await servedPid(), pid, 'the serving instance is known and keeps serving');
