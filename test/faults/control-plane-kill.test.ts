@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { signGithubPayload } from '../../src/cd/github-signature.js';
@@ -56,6 +56,18 @@ async function servedPid(): Promise<number> {
   const r = await h.viaRouter('hello.localhost');
   assert.equal(r.status, 200, r.text);
   return (JSON.parse(r.text) as { pid: number }).pid;
+}
+
+/** Pids of hello's instances, from the local agent's pid files. */
+function helloPids(): number[] {
+  const dir = join(h.home, 'agent', 'instances');
+  return readdirSync(dir).filter((id) => id.startsWith('hello-')).flatMap((id) => {
+    try {
+      return [(JSON.parse(readFileSync(join(dir, id, 'pid.json'), 'utf8')) as { pid: number }).pid];
+    } catch {
+      return [];
+    }
+  });
 }
 
 async function instances(): Promise<any[]> {
@@ -182,8 +194,11 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     const scale = await h.apiCall('POST', '/api/v1/apps/hello/scale', { replicas: 2 });
     assert.equal(scale.status, 200);
     // Let the second instance start (its row may or may not be checkpointed yet), then kill.
-    await waitFor('a second process', () => (h.instancePids().length >= 2 ? true : undefined), 60_000);
+    await waitFor('a second process', () => (helloPids().length >= 2 ? true : undefined), 60_000);
     await h.killUp('SIGKILL');
+    // hello's processes as the kill left them (nothing can stop them now: agent and control plane are dead).
+    const pids = helloPids();
+    assert.ok(pids.length >= 2);
     rmSync(join(h.home, 'pilot.db-wal'), { force: true });
     rmSync(join(h.home, 'pilot.db-shm'), { force: true });
     const loop = steadyLoop();
@@ -192,7 +207,6 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     assert.ok(app.revisions.length >= 2, 'the checkpointed revisions are there');
     assert.equal(await servedPid(), pid, 'the serving instance is known and keeps serving');
     // Whatever the lost writes made is still running: known again or reported as an orphan, never stopped.
-    const pids = h.instancePids();
     await waitFor('every running instance known or orphan', async () => {
       const known = new Set((await instances()).map((i) => i.pid));
       const orphans = new Set(((await h.apiCall('GET', '/api/v1/orphans')).json.orphans as any[]).map((o) => o.pid));
