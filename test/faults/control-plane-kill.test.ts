@@ -217,3 +217,43 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     assert.deepEqual(failed, []);
   });
 });
+
+describe('fault: control-plane restart while a node has not reported yet', { timeout: 600_000 }, () => {
+  const h2 = new Harness();
+  after(() => h2.cleanup());
+
+  it('gives the node a grace period: its starting instance is not replaced before the agent reports', async () => {
+    const repo = h2.track(await makeRepo(join(ROOT, 'examples/hello')));
+    const server = join(repo, 'server.js');
+    writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port,', 'setTimeout(() => server.listen(port,').replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'));
+    writeFileSync(join(repo, 'pilot.yaml'), 'name: slow\nhealth: { path: /healthz, interval: 1s }\nenv: { START_DELAY_MS: "8000" }\ndeploy: { ready_timeout: 120s }\n');
+    await git(repo, 'commit', '-qam', 'slow app');
+    await h2.startUp(ENV, 'server');
+    const apiPort = Number(new URL(h2.api).port); // the agent knows the control plane by this address
+    const agent = await h2.startAgent('n1', '127.0.0.2', h2.track(tempDir('agent')));
+    const run = h2.cli(['run', repo]); // its outcome does not matter: the server dies under it
+    const placed = await waitFor('the instance to be started', async () => {
+      const i = ((await h2.apiCall('GET', '/api/v1/apps/slow')).json?.instances as any[] | undefined)?.find((x) => x.pid);
+      return i ? { id: i.id as string, pid: i.pid as number } : undefined;
+    }, 240_000);
+    // The agent is frozen (not reporting, its instance still starting: nothing answers), and the
+    // control plane restarts. Past the down threshold (1.5 s) but within the start-up grace.
+    agent.kill('SIGSTOP');
+    try {
+      await h2.killUp('SIGKILL');
+      await h2.startUp(ENV, 'server', { api: apiPort, router: 0 });
+      await sleep(4000);
+      const nodes = (await h2.apiCall('GET', '/api/v1/nodes')).json.nodes as any[];
+      assert.equal(nodes[0].status, 'suspect', 'not down while it may simply not have reported yet');
+    } finally {
+      agent.kill('SIGCONT');
+    }
+    const ready = await waitFor('the instance to be ready', async () => {
+      const list = (await h2.apiCall('GET', '/api/v1/apps/slow')).json.instances as any[];
+      return list.some((i) => i.state === 'ready') ? list : undefined;
+    }, 120_000);
+    assert.deepEqual(ready.map((i) => i.id), [placed.id], 'the instance placed before the restart is the one running; nothing replaced it');
+    assert.equal(ready[0].pid, placed.pid);
+    await run;
+  });
+});
