@@ -12,7 +12,8 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { signGithubPayload } from '../../src/cd/github-signature.js';
-import { git, Harness, makeRepo, ROOT, tempDir, waitFor } from './harness.js';
+import Database from 'better-sqlite3';
+import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness.js';
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
 const pushExample = examples.find((e) => e.name === 'push')!.examples[0]!;
@@ -127,6 +128,29 @@ describe('state: one app cannot break another; state is never guessed', { timeou
     assert.equal((await served()).json.message, 'hello from Pilot');
   });
 
+  it('a database from before the fix (two apps claim one host): the routing table is built per app, logged once', async () => {
+    await h.killUp('SIGKILL');
+    const db = new Database(join(h.home, 'pilot.db'));
+    try {
+      const rev = db.prepare(`SELECT * FROM revisions WHERE app = 'hello' ORDER BY number DESC LIMIT 1`).get() as Record<string, unknown>;
+      const config = { ...JSON.parse(rev.config as string), name: 'legacy', hosts: ['hello.localhost'] };
+      const now = Date.now();
+      db.prepare('INSERT INTO apps (name, config, replicas, active_revision, created_at, updated_at) VALUES (?, ?, 0, 1, ?, ?)').run('legacy', JSON.stringify(config), now, now);
+      db.prepare('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, created_at) VALUES (?, 1, ?, ?, 0, ?, ?)').run('legacy', rev.artifact, rev.commit_sha, JSON.stringify(config), now);
+    } finally {
+      db.close();
+    }
+    await h.startUp();
+    await sleep(2000); // several reconcile passes
+    assert.equal((await served()).json.message, 'hello from Pilot', 'the owner keeps its host');
+    assert.equal((await served('thief.example.test')).status, 200, 'other apps keep routing');
+    const status = (await h.apiCall('GET', '/api/v1/apps/legacy')).json;
+    assert.match(status.routing.problems.join('\n'), /"hello\.localhost" belongs to app "hello"/);
+    const log = readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8').split('\n').filter((l) => l.includes('left out of the routing table') && l.includes('"legacy"'));
+    assert.equal(log.length, 1, 'logged once, not on every pass');
+    assert.equal((await h.cli(['apps', 'rm', 'legacy', '--yes'])).code, 0);
+  });
+
   it('pilot apps rm: asks for --yes, stops the instances, drops the routes, releases the hosts, forgets secrets and webhook', async () => {
     const put = await h.apiCall('PUT', '/api/v1/apps/thief/secrets/TOKEN', { value: 's3cret-value' });
     assert.ok(put.status < 300, JSON.stringify(put.json));
@@ -145,7 +169,7 @@ describe('state: one app cannot break another; state is never guessed', { timeou
     await waitFor('thief instance to stop', () => (!alive(pids[0]!) ? true : undefined), 60_000);
     assert.equal((await served()).status, 200);
     const list = (await h.apiCall('GET', '/api/v1/apps')).json.apps as any[];
-    assert.deepEqual(list.map((a) => a.name).sort(), ['hello', 'hook']);
+    assert.deepEqual(list.map((a) => a.name).sort(), ['hello', 'hook']); // legacy (previous test) is gone too
     assert.equal((await h.apiCall('GET', '/api/v1/apps/thief/secrets')).status, 404);
     // The host is free again: another app may claim it, and the name can be used afresh.
     await waitFor('thief to be purged', async () => (await deployVia('thief', { hosts: ['x.example.test'] })).status === 201 || undefined, 60_000);
