@@ -13,7 +13,8 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { signGithubPayload } from '../../src/cd/github-signature.js';
-import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from '../integration/harness.js';
+import { spawn } from 'node:child_process';
+import { git, Harness, makeRepo, PILOT, ROOT, sleep, tempDir, waitFor } from '../integration/harness.js';
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
 const pushExample = examples.find((e) => e.name === 'push')!.examples[0]!;
@@ -107,6 +108,33 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     assert.equal(after.status, 'interrupted');
     assert.match(after.error, /restarted/);
     process.stdout.write(`# kill -9 of pilot up under load: ${ok} requests, ${failed.length} failed\n`);
+  });
+
+  it('a router that dies is restarted by pilot up; one started with no control plane serves its saved table', async () => {
+    const port = Number(new URL(h.router).port);
+    const first = h.routerPid();
+    assert.ok(first);
+    process.kill(first, 'SIGKILL');
+    const second = await waitFor('a new router process', () => {
+      const p = h.routerPid();
+      return p !== undefined && p !== first ? p : undefined;
+    }, 30_000);
+    await waitFor('the router to serve again', async () => ((await h.viaRouter('hello.localhost')).status === 200 ? true : undefined), 30_000);
+    // No control plane at all, no router: a router started from scratch serves the saved table at once.
+    await h.killUp('SIGKILL');
+    process.kill(second, 'SIGKILL');
+    await sleep(300);
+    const lone = spawn(process.execPath, [PILOT, 'router', '--host', '127.0.0.1', '--port', String(port)], { env: h.env(), stdio: 'ignore' });
+    try {
+      await waitFor('the lone router to listen', () => (h.routerPid() === lone.pid ? true : undefined), 30_000);
+      const r = await h.viaRouter('hello.localhost');
+      assert.equal(r.status, 200, r.text);
+    } finally {
+      // The next `pilot up` adopts it; should this test fail, it must not outlive the test.
+      if (h.routerPid() !== lone.pid) lone.kill('SIGKILL');
+    }
+    await h.startUp(ENV);
+    assert.equal(h.routerPid(), lone.pid, 'pilot up adopted the running router');
   });
 
   it('a restart during a rollout replaces nothing it re-adopted, and the rollout ends', async () => {
