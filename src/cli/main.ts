@@ -104,7 +104,8 @@ program.command('run')
   .description('build DIR at its git commit, publish the artifact, deploy it, wait until live')
   .argument('[dir]', 'app folder inside a git work tree', '.')
   .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
-  .action(action(async (dir: string, o: { allowDirty?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
+  .option('--no-cache', 'do not restore node_modules from the build cache: install from scratch, then save a fresh entry')
+  .action(action(async (dir: string, o: { allowDirty?: boolean; cache?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
 
 const appsCmd = program.command('apps').description('list apps (and `pilot apps create` one deployed by push)')
   .action(action(async (_o: object, cmd: Command) => apps(g(cmd))));

@@ -64,6 +64,8 @@ export const AppConfigSchema = Type.Object(
     timeouts: Type.Optional(
       Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false }),
     ),
+    build_cache: Type.Optional(Type.Boolean({ description: 'Reuse installed dependencies between builds (default true): an unchanged lockfile, Node.js version, platform and package manager version restore node_modules from the build machine\'s cache and skip the install; `pilot run --no-cache` bypasses it once' })),
+    prune_dev_dependencies: Type.Optional(Type.Boolean({ description: 'Remove devDependencies from node_modules after the build commands ran, before packaging (default true): `npm prune --omit=dev`, `pnpm prune --prod`, yarn 1 `install --production`' })),
   },
   { additionalProperties: false, $id: 'https://pilot.dev/schema/pilot.schema.json', title: 'pilot.yaml' },
 );
@@ -82,6 +84,10 @@ export interface AppConfig {
   readonly build: readonly (readonly string[])[] | undefined;
   /** Run command argv; undefined = Procfile `web:` or `npm start`, decided from the artifact. */
   readonly run: readonly string[] | undefined;
+  /** pilot.yaml build_cache (default true). */
+  readonly buildCache: boolean;
+  /** pilot.yaml prune_dev_dependencies (default true). */
+  readonly pruneDevDependencies: boolean;
   readonly port: number | undefined;
   readonly env: Readonly<Record<string, string>>;
   readonly hosts: readonly string[];
@@ -207,6 +213,8 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     dockerfile: input.dockerfile,
     build: input.build?.map(toArgv),
     run: input.run === undefined ? undefined : toArgv(input.run),
+    buildCache: input.build_cache ?? true,
+    pruneDevDependencies: input.prune_dev_dependencies ?? true,
     port: input.port,
     env: { ...(input.env ?? {}) },
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),

@@ -8,16 +8,19 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatDuration } from '../core/duration.js';
+import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { provideNodeRuntime } from '../node-runtime/provide.js';
+import { stepVerb } from './build-cache-key.js';
+import { cacheKeep, defaultBuildCacheDir } from './build-cache.js';
 import { buildSteps } from './build-plan.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
+import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
 import { RunLog } from './run-log.js';
 import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
 import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
@@ -32,6 +35,10 @@ export interface RunRequest {
   readonly deployTimeoutMs?: number;
   /** This machine's Node.js runtime cache (default: $PILOT_RUNTIME_CACHE, else $PILOT_HOME/runtimes). */
   readonly runtimeCacheDir?: string;
+  /** This machine's build cache (default: $PILOT_BUILD_CACHE, else $PILOT_HOME/build-cache). */
+  readonly buildCacheDir?: string;
+  /** `pilot run --no-cache`: install from scratch (the download cache still serves), then save a fresh entry. */
+  readonly noCache?: boolean;
 }
 
 export interface RunOutcome {
@@ -46,6 +53,10 @@ export interface RunOutcome {
 }
 
 const mono = (): number => performance.now();
+/** A build command silent this long gets a `still installing… 2m10s` line, and again every as long (PILOT_SILENCE_NOTICE, default 15s). */
+const silenceMs = parseEnvDuration(process.env.PILOT_SILENCE_NOTICE) || 15_000;
+/** 45s, 2m10s: whole seconds, for progress lines. */
+const elapsed = (ms: number): string => (ms < 60_000 ? `${Math.round(ms / 1000)}s` : formatDuration(ms));
 
 /** Perform the whole process. Throws PilotError on any failure (code `superseded` when a newer push won). */
 export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunOutcome> {
@@ -110,11 +121,30 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       const plan = buildSteps(config.build, facts);
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
       const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
-      const env = pinned ? withNodeRuntime(hostEnv, pinned.runtime) : hostEnv;
+      let env: Readonly<Record<string, string>> = pinned ? withNodeRuntime(hostEnv, pinned.runtime) : hostEnv;
+      const runStep: RunStep = async (name, argv, stepEnv) => {
+        log.line(`--> ${name}: ${formatArgv(argv)}`);
+        const verb = stepVerb(name);
+        const result = await runCommand(argv, {
+          cwd: appDir, env: stepEnv, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`),
+          silenceMs, onSilence: (ms) => log.line(`    still ${verb}… ${elapsed(ms)}`), ...sig,
+        });
+        mustSucceed(result, argv);
+      };
+      const manager = facts.lockfile ?? 'npm';
+      let managerVersion: string | undefined;
       for (const s of plan) {
-        log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
-        const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
-        mustSucceed(result, s.argv);
+        if (s.name === 'install' && config.buildCache) {
+          const cache = { root: req.buildCacheDir ?? defaultBuildCacheDir(), app: config.name };
+          const r = await installWithCache({ cache, appDir, workspace, manager, installArgv: s.argv, env, bypass: req.noCache === true, keep: cacheKeep(), line: (l) => log.line(l), runStep, signal: req.signal });
+          env = r.env;
+          managerVersion = r.inputs?.managerVersion;
+        } else {
+          await runStep(s.name, s.argv, env);
+        }
+      }
+      if (facts.hasPackageJson && config.pruneDevDependencies) {
+        await pruneDevDependencies({ appDir, manager, managerVersion, env, line: (l) => log.line(l), runStep });
       }
       return pinned?.ref;
     });
@@ -123,7 +153,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     const packed = image ? undefined : await step('package', 'package', async () => {
       const p = await (await later)[0].packDir(appDir, tgz);
       for (const w of p.warnings) log.line(`    warning: ${w}`);
-      log.line(`    artifact ${p.digest} (${(p.size / 1024 / 1024).toFixed(2)} MB, ${p.files} files)`);
+      log.line(`    artifact: ${(p.size / 1024 / 1024).toFixed(1)} MB, ${p.files} files (${p.digest})`);
       return p;
     });
     if (packed) await step('publish', 'publish', async () => {
