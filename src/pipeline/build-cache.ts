@@ -236,11 +236,14 @@ export async function restoreCache(c: AppCache, key: string, target: string, sig
   if (manifest.key !== key) return discard(`manifest.json names another key (${manifest.key})`);
   // An install replaces whatever node_modules the repository holds; so does a restore.
   await rm(nm, { recursive: true, force: true });
+  if (!(await stat(path.join(entry, 'node_modules')).catch(() => undefined))?.isDirectory()) return discard('its node_modules folder is missing');
+  // A copy that fails (disk full, cancelled) says nothing about the entry: keep it, and let the caller install.
+  await mkdir(target, { recursive: true });
   try {
     await copyTree(path.join(entry, 'node_modules'), nm, signal);
   } catch (e) {
-    if (signal?.aborted) throw e;
-    return discard((e as Error).message);
+    await rm(nm, { recursive: true, force: true });
+    throw e;
   }
   const got = await treeDigest(nm);
   if (got.digest !== manifest.tree) {

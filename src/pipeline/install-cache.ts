@@ -63,13 +63,15 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
   }
   const key = keyOf(inputs);
   const short = key.slice(0, 12);
+  let replace = req.bypass; // an entry that could not be restored is replaced by this install's
   if (req.bypass) {
     line(`    build cache: bypassed (--no-cache): installing, then saving a fresh entry ${short}`);
   } else {
     const t0 = mono();
     const r = await restoreCache(cache, key, req.appDir, signal).catch((e: unknown) => {
       if (signal?.aborted) throw e;
-      line(`    build cache: cannot restore (${cacheProblem(e)})`);
+      line(`    build cache: cannot restore ${short} (${cacheProblem(e)}): installing`);
+      replace = true;
       return undefined;
     });
     if (r?.kind === 'hit') {
@@ -86,7 +88,7 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
   await req.runStep('install', req.installArgv, env);
   const t0 = mono();
   try {
-    const s = await saveCache(cache, key, inputs, req.appDir, { keep: req.keep, replace: req.bypass, signal });
+    const s = await saveCache(cache, key, inputs, req.appDir, { keep: req.keep, replace, signal });
     if (s.saved) {
       const evicted = s.evicted > 0 ? `; ${s.evicted} least recently used entr${s.evicted === 1 ? 'y' : 'ies'} removed` : '';
       line(`    build cache: saved ${short} (${s.manifest.files} files, ${mb(s.manifest.bytes)}) in ${formatDuration(mono() - t0)}${evicted}`);
