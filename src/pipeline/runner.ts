@@ -55,6 +55,8 @@ export interface RunOutcome {
 const mono = (): number => performance.now();
 /** A build command silent this long gets a `still installing… 2m10s` line, and again every as long (PILOT_SILENCE_NOTICE, default 15s). */
 const silenceMs = parseEnvDuration(process.env.PILOT_SILENCE_NOTICE) || 15_000;
+/** 3.1 MB, 24 KB. */
+const humanSize = (n: number): string => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`);
 /** 45s, 2m10s: whole seconds, for progress lines. */
 const elapsed = (ms: number): string => (ms < 60_000 ? `${Math.round(ms / 1000)}s` : formatDuration(ms));
 
@@ -108,6 +110,8 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     let dockerfile: string | undefined;
     const node = await step('build', 'build', async () => {
       dockerfile = docker && (await docker.ownDockerfile(appDir, config.dockerfile));
+      // Engine, base image, registry: checked before anything is installed, not after.
+      if (docker) await docker.preflight({ api, dockerfile, line: (l) => log.line(l), signal: req.signal });
       if (dockerfile !== undefined) {
         log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
         return undefined;
@@ -153,7 +157,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     const packed = image ? undefined : await step('package', 'package', async () => {
       const p = await (await later)[0].packDir(appDir, tgz);
       for (const w of p.warnings) log.line(`    warning: ${w}`);
-      log.line(`    artifact: ${(p.size / 1024 / 1024).toFixed(1)} MB, ${p.files} files (${p.digest})`);
+      log.line(`    artifact: ${humanSize(p.size)}, ${p.files} files (${p.digest})`);
       return p;
     });
     if (packed) await step('publish', 'publish', async () => {

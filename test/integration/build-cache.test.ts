@@ -1,0 +1,140 @@
+/**
+ * Issue 10 part 4 end to end: real `pilot up`, real `pilot run` of a git repository holding an app
+ * with a native module compiled by node-gyp and a devDependency. The first deploy installs and
+ * saves the cache; a one-line change restores node_modules (no install, the native module is not
+ * compiled again: its build stamp is the same); devDependencies never ship; a damaged cache entry
+ * is detected and rebuilt; `--no-cache` and pilot.yaml switches work; a silent build step says
+ * `still building… Ns`.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeNativeApp, SERVER_JS } from '../../src/pipeline/build-cache-app.fixture.js';
+import { git, Harness, makeRepo, tempDir } from './harness.js';
+
+const h = new Harness();
+
+interface Answer { version: string; hello: string; stamp: { builtAt: number; id: string }; devShipped: boolean; builtWith: string }
+
+async function answer(name: string): Promise<Answer> {
+  const r = await h.viaRouter(`${name}.localhost`);
+  assert.equal(r.status, 200, r.text);
+  return JSON.parse(r.text) as Answer;
+}
+
+async function pilotRun(repo: string, args: string[] = [], env: Record<string, string> = {}): Promise<string> {
+  const r = await h.cli(['run', repo, ...args], { env: { PILOT_SILENCE_NOTICE: '1s', ...env } });
+  const out = r.stdout + r.stderr;
+  assert.equal(r.code, 0, out);
+  return out;
+}
+
+/** A one-line change, committed. */
+async function change(repo: string, version: string): Promise<void> {
+  writeFileSync(join(repo, 'server.js'), SERVER_JS(version));
+  await git(repo, 'commit', '-qam', `version ${version}`);
+}
+
+const entries = (app: string): string[] => readdirSync(join(h.home, 'build-cache', app, 'entries'));
+
+describe('build cache, pruning and progress, end to end', { timeout: 900_000 }, () => {
+  let repo = '';
+  before(async () => {
+    await h.startUp();
+    const dir = h.track(tempDir('app-cached'));
+    await writeNativeApp(dir, 'cached');
+    repo = h.track(await makeRepo(dir));
+  });
+  after(() => h.cleanup());
+
+  let first: Answer;
+  it('first deploy: cache miss, install (node-gyp), entry saved, devDependencies pruned, artifact size, silence notices', async () => {
+    const out = await pilotRun(repo);
+    assert.match(out, /build cache: miss [0-9a-f]{12} \(no entry for this app yet\): installing with the download cache/);
+    assert.match(out, /--> install: npm ci/);
+    assert.match(out, /build cache: saved [0-9a-f]{12} \(\d+ files, [\d.]+ MB\)/);
+    assert.match(out, /--> prune: npm prune --omit=dev/);
+    assert.match(out, /devDependencies pruned: node_modules \d+ → \d+ files/);
+    assert.match(out, /artifact: [\d.]+ [KM]B, \d+ files \(sha256:[0-9a-f]{64}\)/);
+    first = await answer('cached');
+    assert.equal(first.hello, 'hello from C');
+    assert.equal(first.builtWith, 'pilot-fixture-devtool', 'the build had its devDependency');
+    assert.equal(first.devShipped, false, 'the devDependency is not in the artifact');
+    assert.equal(entries('cached').length, 1);
+    // The run log on the server has the same lines (pilot logs --run).
+    const id = /run #(\d+): app cached/.exec(out)?.[1];
+    assert.ok(id, out);
+    const log = await h.cli(['logs', '--run', id]);
+    assert.match(log.stdout, /build cache: miss/);
+    assert.match(log.stdout, /artifact: [\d.]+ [KM]B, \d+ files/);
+  });
+
+  it('a silent build step prints `still building… Ns` in the output and the run log', async () => {
+    // The build script stays silent for 3.5 s; notices come every second (PILOT_SILENCE_NOTICE=1s).
+    writeFileSync(join(repo, 'silent-ms'), '3500\n');
+    await git(repo, 'add', 'silent-ms');
+    await change(repo, 'v1-silent');
+    const out = await pilotRun(repo);
+    assert.match(out, /still building… \d+s/);
+    const id = /run #(\d+): app cached/.exec(out)?.[1];
+    assert.match((await h.cli(['logs', '--run', id!])).stdout, /still building… \d+s/);
+    assert.equal((await answer('cached')).version, 'v1-silent');
+    await git(repo, 'rm', '-q', 'silent-ms');
+  });
+
+  it('a one-line change restores node_modules: cache hit, no install, the native module is not compiled again', async () => {
+    await change(repo, 'v2');
+    const entryBefore = statSync(join(h.home, 'build-cache', 'cached', 'entries', entries('cached')[0]!, 'manifest.json')).mtimeMs;
+    const out = await pilotRun(repo);
+    assert.match(out, /build cache: hit [0-9a-f]{12}: node_modules of .* restored \(\d+ files, [\d.]+ MB\) in [\d.]+m?s; install skipped/);
+    assert.doesNotMatch(out, /--> install/);
+    assert.doesNotMatch(out, /gyp info/);
+    const second = await answer('cached');
+    assert.equal(second.version, 'v2');
+    assert.equal(second.hello, 'hello from C');
+    assert.deepEqual(second.stamp, first.stamp, 'the same native build output (not recompiled)');
+    assert.equal(second.devShipped, false);
+    assert.equal(statSync(join(h.home, 'build-cache', 'cached', 'entries', entries('cached')[0]!, 'manifest.json')).mtimeMs, entryBefore, 'the entry was not rewritten');
+  });
+
+  it('a damaged cache entry is detected, discarded and rebuilt', async () => {
+    const [key] = entries('cached');
+    appendFileSync(join(h.home, 'build-cache', 'cached', 'entries', key!, 'node_modules', 'pilot-fixture-addon', 'index.js'), '\n// tampered\n');
+    await change(repo, 'v3');
+    const out = await pilotRun(repo);
+    assert.match(out, new RegExp(`build cache: entry ${key!.slice(0, 12)} is damaged \\(node_modules does not match its manifest`));
+    assert.match(out, /--> install: npm ci/);
+    assert.match(out, /build cache: saved/);
+    const third = await answer('cached');
+    assert.equal(third.version, 'v3');
+    assert.notEqual(third.stamp.id, first.stamp.id, 'compiled again');
+    const again = await pilotRun(repo);
+    assert.match(again, /build cache: hit/);
+    assert.deepEqual((await answer('cached')).stamp, third.stamp);
+  });
+
+  it('a changed lockfile installs again and keeps the old entry too (LRU, 3 per app)', async () => {
+    const lock = JSON.parse(readFileSync(join(repo, 'package-lock.json'), 'utf8')) as unknown;
+    writeFileSync(join(repo, 'package-lock.json'), JSON.stringify(lock, null, 4) + '\n');
+    await git(repo, 'commit', '-qam', 'lockfile reformatted');
+    const out = await pilotRun(repo);
+    assert.match(out, /build cache: miss [0-9a-f]{12} \(package-lock\.json changed\): installing with the download cache/);
+    assert.equal(entries('cached').length, 2);
+  });
+
+  it('--no-cache installs from scratch; prune_dev_dependencies: false ships devDependencies; build_cache: false uses no cache', async () => {
+    const out = await pilotRun(repo, ['--no-cache']);
+    assert.doesNotMatch(out, /build cache: hit/);
+    assert.match(out, /build cache: bypassed \(--no-cache\)/);
+    assert.match(out, /--> install: npm ci/);
+    writeFileSync(join(repo, 'pilot.yaml'), 'prune_dev_dependencies: false\nbuild_cache: false\n');
+    await git(repo, 'add', 'pilot.yaml');
+    await git(repo, 'commit', '-qm', 'no prune, no cache');
+    const plain = await pilotRun(repo);
+    assert.doesNotMatch(plain, /build cache:/);
+    assert.doesNotMatch(plain, /--> prune/);
+    assert.match(plain, /--> install: npm ci/);
+    assert.equal((await answer('cached')).devShipped, true);
+  });
+});
