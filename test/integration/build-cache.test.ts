@@ -10,8 +10,22 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { connectEngine } from '../../src/docker/engine.js';
+import { dockerSkip } from '../../src/docker/test-support.js';
+import { ensureBaseImage } from '../../src/docker/test-images.js';
 import { writeNativeApp, SERVER_JS } from '../../src/pipeline/build-cache-app.fixture.js';
 import { git, Harness, makeRepo, tempDir } from './harness.js';
+
+async function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 const h = new Harness();
 
@@ -136,5 +150,47 @@ describe('build cache, pruning and progress, end to end', { timeout: 900_000 }, 
     assert.doesNotMatch(plain, /--> prune/);
     assert.match(plain, /--> install: npm ci/);
     assert.equal((await answer('cached')).devShipped, true);
+  });
+});
+
+describe('runtime docker: what can fail early fails before the install', { skip: dockerSkip, timeout: 300_000 }, () => {
+  const d = new Harness();
+  let repo = '';
+  before(async () => {
+    await d.startUp();
+    const dir = d.track(tempDir('app-docker-early'));
+    await writeNativeApp(dir, 'early', { pilotYaml: 'runtime: docker\nrun: node server.js\n' });
+    repo = d.track(await makeRepo(dir));
+  });
+  after(() => d.cleanup());
+
+  it('a missing base image fails the build step at once, with the bootstrap-node hint, nothing installed', async () => {
+    const t0 = performance.now();
+    const r = await d.cli(['run', repo], { env: { PILOT_NODE_BASE_IMAGE: `pilot-test/no-such-base-${process.pid}:1` } });
+    const out = r.stdout + r.stderr;
+    assert.equal(r.code, 1, out);
+    assert.match(out, /base image pilot-test\/no-such-base-\d+:1 for a generated Dockerfile is not on this machine's Docker engine/);
+    assert.match(out, /pilot images bootstrap-node/);
+    assert.doesNotMatch(out, /--> install/);
+    assert.doesNotMatch(out, /build cache:/);
+    // Generous: the point is "before the install", which the lines above prove; this only catches a minutes-long wait.
+    assert.ok(performance.now() - t0 < 120_000);
+  });
+
+  it('a configured registry that does not answer fails before the install, naming it', async () => {
+    await ensureBaseImage(connectEngine());
+    const url = `http://127.0.0.1:${await closedPort()}`;
+    const set = await d.cli(['registry', 'set', url]);
+    assert.equal(set.code, 0, set.stderr);
+    try {
+      const r = await d.cli(['run', repo]);
+      const out = r.stdout + r.stderr;
+      assert.equal(r.code, 1, out);
+      assert.match(out, new RegExp(`the registry ${url.replaceAll('.', '\\.')} does not answer \\(ECONNREFUSED\\); nothing was built`));
+      assert.match(out, /pilot registry remove/);
+      assert.doesNotMatch(out, /--> install/);
+    } finally {
+      await d.cli(['registry', 'remove', url]);
+    }
   });
 });
