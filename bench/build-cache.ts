@@ -18,7 +18,7 @@ import { git, Harness, makeRepo, tempDir } from '../test/integration/harness.js'
 
 const s = (x: number): string => `${(x / 1000).toFixed(1)} s`;
 
-interface Deploy { wall: number; build: number; out: string }
+interface Deploy { wall: number; build: number; steps: Record<string, number>; out: string }
 
 async function main(): Promise<void> {
   const h = new Harness();
@@ -37,8 +37,8 @@ async function main(): Promise<void> {
       const r = await h.cli(['run', repo, '--json', ...args]);
       const wall = performance.now() - t0;
       if (r.code !== 0) throw new Error(`${label}: pilot run failed:\n${r.stderr}`);
-      const build = (JSON.parse(r.stdout) as { durations: Record<string, number> }).durations['build']!;
-      return { wall, build, out: r.stderr };
+      const steps = (JSON.parse(r.stdout) as { durations: Record<string, number> }).durations;
+      return { wall, build: steps['build']!, steps, out: r.stderr };
     };
     const commit = async (msg: string): Promise<void> => {
       await git(repo, 'add', '-A');
@@ -62,13 +62,17 @@ async function main(): Promise<void> {
 
     const rows: [string, Deploy][] = [['1. first deploy (cold caches)', first], ['2. one-line change (cache hit)', second], ['3. lockfile changed (miss, warm downloads)', third], ['4. prune off (cache hit)', fourth]];
     console.log('pilot run of express + typescript (dev) + a node-gyp native module:');
-    for (const [label, d] of rows) console.log(`  ${label.padEnd(44)} build ${s(d.build).padStart(7)}   whole run ${s(d.wall).padStart(7)}`);
+    for (const [label, d] of rows) {
+      const other = Object.entries(d.steps).filter(([k]) => k !== 'build').map(([k, v]) => `${k} ${s(v)}`).join(', ');
+      console.log(`  ${label.padEnd(44)} build ${s(d.build).padStart(7)}   whole run ${s(d.wall).padStart(7)}   (${other})`);
+    }
     console.log(`unchanged lockfile / first deploy: build ${(100 * second.build / first.build).toFixed(0)} %, whole run ${(100 * second.wall / first.wall).toFixed(0)} % (goal <= 20 %)`);
     console.log(`  first: ${grab(first.out, /(build cache: miss[^\n]*)/)}`);
     console.log(`  first: ${grab(first.out, /(build cache: saved[^\n]*)/)}`);
     console.log(`  second: ${grab(second.out, /(build cache: hit[^\n]*)/)}`);
     console.log(`  third: ${grab(third.out, /(build cache: miss[^\n]*)/)}`);
     console.log(`  first: ${grab(first.out, /(devDependencies pruned[^\n]*)/)}`);
+    for (const [label, d] of rows) console.log(`  ${label.slice(3)}: ${[...d.out.matchAll(/^ {4}(\S+ took \S+)$/gm)].map((m) => m[1]).join(', ')}`);
     console.log(`artifact with devDependencies pruned: ${artifact(second.out)}; without pruning: ${artifact(fourth.out)}`);
   } finally {
     await h.cleanup();

@@ -134,6 +134,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
           silenceMs, onSilence: (ms) => log.line(`    still ${verb}… ${elapsed(ms)}`), ...sig,
         });
         mustSucceed(result, argv);
+        log.line(`    ${name} took ${formatDuration(result.durationMs)}`);
       };
       const manager = facts.lockfile ?? 'npm';
       let managerVersion: string | undefined;
