@@ -1,5 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -168,6 +169,23 @@ describe('build cache entries', () => {
     await assert.rejects(stat(path.join(cache.root, 'shop/entries', key(3))));
   });
 
+  it('refuses an absolute link, and anything that is not a file, folder or link (a FIFO an install script left)', async () => {
+    const ws = await workspace('ws-hostile');
+    await symlink('/etc', path.join(ws, 'node_modules/dep/etc'));
+    const fifo = spawnSync('mkfifo', [path.join(ws, 'node_modules/dep/pipe')]);
+    const d = await treeDigest(path.join(ws, 'node_modules'));
+    assert.ok(d.problems.some((p) => p.startsWith('dep/etc links outside node_modules')), d.problems.join('; '));
+    if (fifo.status === 0) assert.ok(d.problems.some((p) => p === 'dep/pipe is not a file, folder or link'), d.problems.join('; '));
+    const s = await saveCache(cache, key(4), INPUTS, ws, { keep: 3 });
+    assert.equal(s.saved, false);
+  });
+
+  it('says so when the install made no node_modules (an app without dependencies)', async () => {
+    const ws = path.join(dir, 'ws-empty');
+    await mkdir(ws, { recursive: true });
+    assert.deepEqual(await saveCache(cache, key(5), INPUTS, ws, { keep: 3 }), { saved: false, reason: 'the install made no node_modules folder' });
+  });
+
   it('keeps the most recently used entries: a restore counts as a use', async () => {
     const c = { root: path.join(dir, 'lru'), app: 'a' };
     const ws = await workspace('ws-lru');
@@ -256,6 +274,11 @@ describe('build cache inputs (real node and npm)', () => {
     assert.notEqual(keyOf(tarball), keyOf(a), 'a re-packed file: tarball is a new key');
     const npmrc = await inputs({ ...base, '.npmrc': 'omit=optional\n' });
     assert.notEqual(keyOf(npmrc), keyOf(a));
+    // A file: dependency pointing out of the app is hashed as that, never read.
+    const outside = await inputs({ ...base, 'package.json': pkg({ dependencies: { evil: 'file:../../../../etc/passwd' } }) });
+    assert.notEqual(keyOf(outside), keyOf(a));
+    const bom = await inputs({ ...base, 'package.json': `\uFEFF${pkg()}` });
+    assert.equal(keyOf(bom), keyOf(a), 'a byte-order mark changes nothing (npm accepts it)');
   });
 
   it('a manager that is not installed is a clear error (the runner then installs without the cache)', { timeout: 60_000 }, async () => {
