@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { PilotError } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import { LineSplitter, Tail } from './lines.js';
+import { SilenceTimer } from './silence.js';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -124,25 +125,10 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
       Math.min(Math.max(opts.timeoutMs, 0), MAX_TIMER_MS),
     );
     // Silence notices: re-armed by every line, repeated while the command stays quiet.
-    let silence: NodeJS.Timeout | undefined;
-    const silenceMs = Math.min(Math.max(opts.silenceMs ?? DEFAULT_SILENCE_MS, 10), MAX_TIMER_MS);
-    const onSilence = opts.onSilence;
-    const armSilence = onSilence === undefined ? () => undefined : (): void => {
-      clearTimeout(silence);
-      silence = setTimeout(function quiet() {
-        try {
-          onSilence(performance.now() - started);
-        } catch {
-          // a notice is best effort: it never stops the command
-        }
-        silence = setTimeout(quiet, silenceMs);
-      }, silenceMs);
-    };
-    armSilence();
+    const silence = opts.onSilence === undefined ? undefined : new SilenceTimer(opts.silenceMs ?? DEFAULT_SILENCE_MS, opts.onSilence);
     // Timeout and cancel apply while the command runs, not to the short drain after it exits.
     const disarm = (): void => {
-      clearTimeout(silence);
-      silence = undefined;
+      silence?.stop();
       clearTimeout(timeout);
       opts.signal?.removeEventListener('abort', onAbort);
     };
@@ -154,7 +140,7 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
     let onLineBroken = false; // lines printed while stopping are still delivered, unless onLine is what failed
     const lineSink = (stream: OutputStream) => (line: string) => {
       tail.push(line);
-      if (silence !== undefined) armSilence();
+      silence?.poke();
       if (opts.onLine === undefined || onLineBroken) return;
       try {
         opts.onLine(stream, line);

@@ -22,6 +22,7 @@ import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
 import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
 import { RunLog } from './run-log.js';
+import { SilenceTimer, elapsedText } from './silence.js';
 import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
 import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
 
@@ -57,8 +58,8 @@ const mono = (): number => performance.now();
 const silenceMs = parseEnvDuration(process.env.PILOT_SILENCE_NOTICE) || 15_000;
 /** 3.1 MB, 24 KB. */
 const humanSize = (n: number): string => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`);
-/** 45s, 2m10s: whole seconds, for progress lines. */
-const elapsed = (ms: number): string => (ms < 60_000 ? `${Math.round(ms / 1000)}s` : formatDuration(ms));
+/** The verb of a step's silence notice: `still deploying… 45s`. */
+const STEP_VERBS: Readonly<Record<StepName, string>> = { source: 'checking out', build: 'building', package: 'packaging', publish: 'publishing', deploy: 'deploying' };
 
 /** Perform the whole process. Throws PilotError on any failure (code `superseded` when a newer push won). */
 export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunOutcome> {
@@ -70,7 +71,13 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
   const run: RunRecord = req.source.kind === 'git'
     ? (await api.updateRun(req.source.runId, { status: 'running' })).run
     : (await api.createRun({ app: source.app, commit: source.commit, dirty: source.dirty, trigger: req.trigger })).run;
-  const log = new RunLog(api, run.id, req.out);
+  // Steps that are not commands (a runtime download, a cache restore, a docker build, an upload, a
+  // rollout) get notices from here; commands have their own (runStep), during which this one pauses.
+  let stepSilence: SilenceTimer | undefined;
+  const log = new RunLog(api, run.id, (l) => {
+    stepSilence?.poke();
+    req.out(l);
+  });
   const steps: StepRecord[] = run.steps.map((s) => ({ ...s }));
   const durations = { source: 0, build: 0, package: 0, publish: 0, deploy: 0 };
   let current: StepName = 'source';
@@ -89,7 +96,14 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     log.line(`==> ${title}`);
     await setStep(name, 'running');
     const t0 = mono();
-    const result = await fn();
+    stepSilence = new SilenceTimer(silenceMs, (ms) => log.line(`    still ${STEP_VERBS[name]}… ${elapsedText(ms)}`));
+    let result: T;
+    try {
+      result = await fn();
+    } finally {
+      stepSilence.stop();
+      stepSilence = undefined;
+    }
     durations[name] = mono() - t0;
     log.line(`    ${name} done in ${formatDuration(durations[name])}`);
     await setStep(name, 'succeeded');
@@ -129,10 +143,12 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       const runStep: RunStep = async (name, argv, stepEnv) => {
         log.line(`--> ${name}: ${formatArgv(argv)}`);
         const verb = stepVerb(name);
+        const outer = stepSilence;
+        outer?.pause();
         const result = await runCommand(argv, {
           cwd: appDir, env: stepEnv, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`),
-          silenceMs, onSilence: (ms) => log.line(`    still ${verb}… ${elapsed(ms)}`), ...sig,
-        });
+          silenceMs, onSilence: (ms) => log.line(`    still ${verb}… ${elapsedText(ms)}`), ...sig,
+        }).finally(() => outer?.resume());
         mustSucceed(result, argv);
         log.line(`    ${name} took ${formatDuration(result.durationMs)}`);
       };
