@@ -36,6 +36,18 @@ export async function requireBaseImage(engine: Engine, base: string): Promise<vo
   }
 }
 
+/** The command a generated Dockerfile starts: pilot.yaml `run`, the Procfile `web:` line, or package.json's start. */
+export async function generatedCommand(appDir: string, run: readonly string[] | undefined): Promise<readonly string[]> {
+  const procfile = await readRegularFile(appDir, 'Procfile');
+  const pkg = await readPackageJson(appDir);
+  return resolveRunCommand(run, procfile, pkg && stringScripts(pkg));
+}
+
+/** Throws what generateDockerfile would (invalid_config: the base has no shell) before anything is built. */
+export async function checkGeneratedCommand(appDir: string, run: readonly string[] | undefined, baseImage: string): Promise<void> {
+  generateDockerfile({ baseImage, command: await generatedCommand(appDir, run), entries: [] });
+}
+
 /** The app's own Dockerfile (relative path), or undefined when Pilot generates one. */
 export async function ownDockerfile(appDir: string, configured: string | undefined): Promise<string | undefined> {
   if (configured !== undefined) return resolveDockerfile(appDir, configured);
@@ -84,9 +96,7 @@ export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage>
   } else {
     const base = req.baseImage ?? defaultBaseImage();
     await requireBaseImage(engine, base);
-    const procfile = await readRegularFile(req.appDir, 'Procfile');
-    const pkg = await readPackageJson(req.appDir);
-    const command = resolveRunCommand(req.run, procfile, pkg && stringScripts(pkg));
+    const command = await generatedCommand(req.appDir, req.run);
     const entries = await listContext(req.appDir);
     generated = generateDockerfile({ baseImage: base, command, entries });
     dockerfile = GENERATED_DOCKERFILE;

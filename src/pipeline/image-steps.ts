@@ -20,7 +20,7 @@ import type { ImageRef, StepName } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import type { RegistryView } from '../control/registry-routes.js';
 import { connectEngine, requireEngine, type Engine } from '../docker/engine.js';
-import { buildAppImage, defaultBaseImage, ownDockerfile, requireBaseImage } from '../docker/image-build.js';
+import { buildAppImage, checkGeneratedCommand, defaultBaseImage, ownDockerfile, requireBaseImage } from '../docker/image-build.js';
 import { pushImage, saveImage, type RegistryTarget } from '../docker/publish.js';
 
 export { ownDockerfile };
@@ -63,13 +63,24 @@ export async function publishRegistry(api: ApiClient): Promise<RegistryTarget | 
 
 /**
  * What can fail before anything is installed or built, checked first (seconds, not minutes into
- * the run): the engine answers; without a Dockerfile, the base image is there; a configured
+ * the run): without a Dockerfile, a start command the generated image can run; the engine
+ * answers; without a Dockerfile, the base image is there; a configured
  * registry answers HTTP at all (any status: authentication is the push's business).
  */
-export async function preflight(req: { readonly api: ApiClient; readonly dockerfile: string | undefined; readonly line: (text: string) => void; readonly engine?: Engine; readonly signal?: AbortSignal | undefined }): Promise<void> {
+export async function preflight(req: {
+  readonly api: ApiClient;
+  readonly config: AppConfig;
+  readonly appDir: string;
+  readonly dockerfile: string | undefined;
+  readonly line: (text: string) => void;
+  readonly engine?: Engine;
+  readonly signal?: AbortSignal | undefined;
+}): Promise<void> {
+  const base = req.dockerfile === undefined ? defaultBaseImage() : undefined;
+  // The start command a generated image can run (it has no shell): no engine needed to know.
+  if (base !== undefined) await checkGeneratedCommand(req.appDir, req.config.run, base);
   const engine = req.engine ?? connectEngine();
   await requireEngine(engine);
-  const base = req.dockerfile === undefined ? defaultBaseImage() : undefined;
   if (base !== undefined) await requireBaseImage(engine, base);
   const registry = await publishRegistry(req.api);
   if (registry) await requireRegistry(registry.url, req.signal);

@@ -125,7 +125,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     const node = await step('build', 'build', async () => {
       dockerfile = docker && (await docker.ownDockerfile(appDir, config.dockerfile));
       // Engine, base image, registry: checked before anything is installed, not after.
-      if (docker) await docker.preflight({ api, dockerfile, line: (l) => log.line(l), signal: req.signal });
+      if (docker) await docker.preflight({ api, config, appDir, dockerfile, line: (l) => log.line(l), signal: req.signal });
       if (dockerfile !== undefined) {
         log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
         return undefined;

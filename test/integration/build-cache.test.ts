@@ -177,6 +177,19 @@ describe('runtime docker: what can fail early fails before the install', { skip:
     assert.ok(performance.now() - t0 < 120_000);
   });
 
+  it('a start command the generated image cannot run (it has no shell) fails before the install', async () => {
+    const dir = d.track(tempDir('app-docker-shell'));
+    await writeNativeApp(dir, 'shellstart', { pilotYaml: 'runtime: docker\n' });
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    pkg.scripts['start'] = 'node server.js && echo done';
+    writeFileSync(join(dir, 'package.json'), JSON.stringify(pkg, null, 2));
+    const r = await d.cli(['run', d.track(await makeRepo(dir))]);
+    const out = r.stdout + r.stderr;
+    assert.equal(r.code, 1, out);
+    assert.match(out, /!!! build failed: runtime docker without a Dockerfile: the start command is `npm start`, which needs a shell/);
+    assert.doesNotMatch(out, /--> install/);
+  });
+
   it('a configured registry that does not answer fails before the install, naming it', async () => {
     await ensureBaseImage(connectEngine());
     const url = `http://127.0.0.1:${await closedPort()}`;

@@ -176,7 +176,8 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     const bad = h.track(await makeRepo(src));
     const shell = await run(bad);
     assert.notEqual(shell.code, 0);
-    assert.match(shell.record.error, /^package: runtime docker without a Dockerfile: the start command is `npm start`, which needs a shell/);
+    // Checked before anything is installed (the build step), not after (package).
+    assert.match(shell.record.error, /^build: runtime docker without a Dockerfile: the start command is `npm start`, which needs a shell/);
     assert.match(shell.stderr, /hint: Add a Dockerfile .*run: node server\.js/);
 
     writeFileSync(join(bad, 'package.json'), JSON.stringify({ name: 'dockbad', scripts: { start: 'node server.js' } }));
