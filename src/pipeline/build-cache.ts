@@ -114,7 +114,11 @@ export async function treeDigest(dir: string, opts: { maxFiles?: number } = {}):
 async function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
   const argv = ['cp', '-a', '--reflink=auto', '--', from, to];
   const r = await runCommand(argv, { cwd: '/', env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' }, timeoutMs: 10 * 60_000, ...(signal ? { signal } : {}) });
-  if (r.code !== 0) throw new PilotError('internal', `copying ${from} to ${to} failed: ${r.tail.slice(-3).join('; ')}`);
+  if (r.code !== 0) {
+    // cp names both long paths in every line; the reason (ENOSPC, EACCES …) is what matters.
+    const why = r.tail.slice(-2).map((l) => l.split(to).join('…').split(from).join('…')).join('; ');
+    throw new PilotError('internal', `copying node_modules failed: ${why}`);
+  }
 }
 
 /** Read what decides the install's output: lockfile, package.json fields, manager config, node, manager version, env. */
