@@ -5,7 +5,7 @@
  *
  *   1. first deploy        empty build cache and download cache: registry downloads + node-gyp
  *   2. one-line change     unchanged lockfile: node_modules restored, install skipped (goal: ≤ 20 % of 1.)
- *   3. lockfile changed    cache miss, npm ci with the app's download cache (no registry download)
+ *   3. lockfile changed    cache miss, npm ci with the app's download cache, the registry unreachable (proxy to a closed port)
  *   4. prune off           pilot.yaml prune_dev_dependencies: false: the artifact with devDependencies
  *
  *   npm run build && node dist/bench/build-cache.js
@@ -52,15 +52,22 @@ async function main(): Promise<void> {
     await commit('one-line change');
     const second = await deploy('one-line change');
     if (!/build cache: hit/.test(second.out)) throw new Error(`expected a cache hit:\n${second.out}`);
-    const lock = JSON.parse(readFileSync(join(repo, 'package-lock.json'), 'utf8')) as unknown;
+    const lockText = readFileSync(join(repo, 'package-lock.json'), 'utf8');
+    const lock = JSON.parse(lockText) as unknown;
     writeFileSync(join(repo, 'package-lock.json'), JSON.stringify(lock, null, 4) + '\n');
-    await commit('lockfile changed');
+    // No way out for npm this time (a proxy on a closed port, no retries): the download cache must serve every tarball.
+    const offline = 'npm_config_https_proxy: "http://127.0.0.1:9", npm_config_proxy: "http://127.0.0.1:9", npm_config_fetch_retries: "0"';
+    writeFileSync(join(repo, 'pilot.yaml'), `env: { ${cafile && cafile !== 'null' ? `npm_config_cafile: ${JSON.stringify(cafile)}, ` : ''}${offline} }\n`);
+    await commit('lockfile changed, registry unreachable');
     const third = await deploy('lockfile changed');
+    // The lockfile and env of 2. again: a hit.
+    writeFileSync(join(repo, 'package-lock.json'), lockText);
     writeFileSync(join(repo, 'pilot.yaml'), `${pilotYaml ?? ''}prune_dev_dependencies: false\n`);
     await commit('prune off');
     const fourth = await deploy('prune off');
+    if (!/build cache: hit/.test(fourth.out)) throw new Error(`expected a cache hit:\n${fourth.out}`);
 
-    const rows: [string, Deploy][] = [['1. first deploy (cold caches)', first], ['2. one-line change (cache hit)', second], ['3. lockfile changed (miss, warm downloads)', third], ['4. prune off (cache hit)', fourth]];
+    const rows: [string, Deploy][] = [['1. first deploy (cold caches)', first], ['2. one-line change (cache hit)', second], ['3. lockfile changed, registry unreachable', third], ['4. prune off (cache hit)', fourth]];
     console.log('pilot run of express + typescript (dev) + a node-gyp native module:');
     for (const [label, d] of rows) {
       const other = Object.entries(d.steps).filter(([k]) => k !== 'build').map(([k, v]) => `${k} ${s(v)}`).join(', ');
