@@ -34,8 +34,11 @@ export const INSTALL_FIELDS = [
   'bundleDependencies', 'bundledDependencies', 'overrides', 'resolutions', 'pnpm', 'workspaces', 'packageManager',
 ] as const;
 
-/** The root package's own install lifecycle scripts: npm ci runs them; a cache hit runs them again (they may write outside node_modules). */
-export const ROOT_INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepare'] as const;
+/**
+ * The root package's own install lifecycle scripts, in the order npm ci runs them; a cache hit runs
+ * them again (they may write outside node_modules).
+ */
+export const ROOT_INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall', 'preprepare', 'prepare', 'postprepare'] as const;
 
 /** Config files of the package managers that change an install, read from the app's folder when present. */
 export const MANAGER_CONFIG_FILES = ['.npmrc', '.yarnrc', '.yarnrc.yml', 'pnpm-workspace.yaml', '.pnpmfile.cjs'] as const;
@@ -123,9 +126,18 @@ export function pruneArgv(manager: Manager, managerVersion: string): readonly st
   }
 }
 
-/** The argv that runs one of the root package's own scripts (after a cache hit skipped the install). */
-export function runScriptArgv(manager: Manager, script: string): readonly string[] {
-  return [manager, 'run', script];
+/**
+ * The commands that run the root package's own install scripts after a cache hit skipped the
+ * install, each exactly once, in npm ci's order. npm: `npm run --ignore-scripts X` runs X without
+ * its pre/post hooks, so each present script is named. yarn 1 and pnpm 8+ run `preX`/`postX` with
+ * `run X`, so a hook whose main script is present is left to that chain (pnpm 7 runs no hooks).
+ */
+export function rootScriptArgvs(manager: Manager, managerVersion: string, scripts: Readonly<Record<string, unknown>>): { name: string; argv: readonly string[] }[] {
+  const present = ROOT_INSTALL_SCRIPTS.filter((s) => typeof scripts[s] === 'string');
+  if (manager === 'npm') return present.map((s) => ({ name: `${s} script`, argv: ['npm', 'run', '--ignore-scripts', s] }));
+  const chains = manager === 'yarn' || Number(managerVersion.split('.')[0]) >= 8;
+  const covered = (s: string): boolean => chains && /^(pre|post)/.test(s) && present.includes(s.replace(/^(pre|post)/, '') as (typeof present)[number]);
+  return present.filter((s) => !covered(s)).map((s) => ({ name: `${s} script`, argv: [manager, 'run', s] }));
 }
 
 /** The verb of a step's silence notice: `still installing… 2m10s`. */
@@ -133,5 +145,5 @@ export function stepVerb(stepName: string): string {
   if (stepName === 'install') return 'installing';
   if (stepName === 'prune') return 'pruning';
   if (stepName.startsWith('build')) return 'building';
-  return `running ${stepName}`;
+  return `running the ${stepName}`;
 }

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { cacheEnv, cacheKey, describeMiss, installEnvEntries, installRelevantJson, pruneArgv, stepVerb, type CacheInputs } from './build-cache-key.js';
+import { cacheEnv, cacheKey, describeMiss, installEnvEntries, installRelevantJson, pruneArgv, rootScriptArgvs, stepVerb, type CacheInputs } from './build-cache-key.js';
 import { gatherInputs, gcBuildCache, keyOf, restoreCache, saveCache, treeDigest, type AppCache } from './build-cache.js';
 
 const hash = (t: string): string => createHash('sha256').update(t).digest('hex');
@@ -62,6 +62,21 @@ describe('build cache key', () => {
     assert.notEqual(installRelevantJson({ dependencies: { express: '^4' }, scripts: { postinstall: 'node p.js' }, overrides: { qs: '6.0.0' } }), a);
   });
 
+  it('runs the root\'s own install scripts once each after a hit, in npm ci\'s order, whatever the manager chains', () => {
+    const scripts = { postinstall: 'a', install: 'b', preinstall: 'c', prepare: 'd', start: 'e', build: 'f', test: 1 };
+    assert.deepEqual(rootScriptArgvs('npm', '10.8.2', scripts).map((s) => s.argv.join(' ')), [
+      'npm run --ignore-scripts preinstall', 'npm run --ignore-scripts install', 'npm run --ignore-scripts postinstall', 'npm run --ignore-scripts prepare',
+    ]);
+    // yarn 1 and pnpm 8+ run preinstall/postinstall as part of `run install`.
+    assert.deepEqual(rootScriptArgvs('yarn', '1.22.22', scripts).map((s) => s.argv.join(' ')), ['yarn run install', 'yarn run prepare']);
+    assert.deepEqual(rootScriptArgvs('pnpm', '9.15.9', scripts).map((s) => s.name), ['install script', 'prepare script']);
+    assert.deepEqual(rootScriptArgvs('pnpm', '7.33.0', scripts).map((s) => s.name), ['preinstall script', 'install script', 'postinstall script', 'prepare script']);
+    // A hook without its main script is run by name.
+    assert.deepEqual(rootScriptArgvs('yarn', '1.22.22', { postinstall: 'x' }).map((s) => s.name), ['postinstall script']);
+    assert.equal(stepVerb('postinstall script'), 'running the postinstall script');
+    assert.deepEqual(rootScriptArgvs('npm', '10.8.2', { start: 'node s.js' }), []);
+  });
+
   it('keeps install-relevant env, without the run\'s temp path or Pilot\'s own cache folders', () => {
     const got = installEnvEntries({
       PATH: '/x', HOME: '/root', NODE_ENV: 'production', npm_config_userconfig: '/tmp/pilot-build-abc/npmrc',
@@ -81,7 +96,7 @@ describe('build cache key', () => {
     assert.equal(stepVerb('install'), 'installing');
     assert.equal(stepVerb('build 2'), 'building');
     assert.equal(stepVerb('prune'), 'pruning');
-    assert.equal(stepVerb('postinstall'), 'running postinstall');
+
   });
 });
 

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
@@ -48,6 +48,8 @@ for (const manager of ['npm', 'yarn', 'pnpm'] as const) {
       await writeFile(path.join(app, 'package.json'), JSON.stringify({
         name: 'shop', version: '1.0.0', private: true,
         dependencies: { dep: 'file:vendor/dep-1.0.0.tgz' }, devDependencies: { devdep: 'file:vendor/devdep-1.0.0.tgz' },
+        // The root's own install scripts leave a trace outside node_modules: a hit must run each once again.
+        scripts: Object.fromEntries(['preinstall', 'install', 'postinstall'].map((s) => [s, `node -e "require('fs').appendFileSync('ran.txt', '${s}\\n')"`])),
       }));
       const r = await runCommand(LOCK[manager], { cwd: app, env: ENV, timeoutMs: 120_000 });
       mustSucceed(r, LOCK[manager]);
@@ -80,10 +82,15 @@ for (const manager of ['npm', 'yarn', 'pnpm'] as const) {
       assert.ok(one.lines.some((l) => /build cache: saved/.test(l)), one.lines.join('\n'));
       assert.ok((await readdir(path.join(root, 'cache/shop/downloads', manager))).length > 0, 'the manager wrote its download cache where Pilot pointed it');
 
+      const trace = (dir: string): Promise<string> => readFile(path.join(dir, 'ran.txt'), 'utf8');
+      assert.equal(await trace(one.dir), 'preinstall\ninstall\npostinstall\n', `${manager} install ran the root scripts`);
+
       const two = await workspace('two');
       const r2 = await installWithCache({ cache: cache(), appDir: two.dir, workspace: path.dirname(two.dir), manager, installArgv: argv(), env: ENV, bypass: false, keep: 3, line: (l) => two.lines.push(l), runStep: two.runStep });
       assert.equal(r2.hit, true, two.lines.join('\n'));
-      assert.deepEqual(two.ran, [], 'no install');
+      assert.ok(two.ran.length > 0 && two.ran.every((x) => x.endsWith(' script')), `no install, only the root's scripts: ${two.ran.join(', ')}`);
+      assert.equal(await trace(two.dir), 'preinstall\ninstall\npostinstall\n', 'the root scripts ran once each, in order');
+      two.ran.length = 0;
       await stat(path.join(two.dir, 'node_modules/devdep/index.js'));
 
       await pruneDevDependencies({ appDir: two.dir, manager, managerVersion: r2.inputs?.managerVersion, env: r2.env, line: (l) => two.lines.push(l), runStep: two.runStep });

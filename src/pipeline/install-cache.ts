@@ -9,7 +9,7 @@ import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { isPilotError } from '../core/errors.js';
-import { ROOT_INSTALL_SCRIPTS, cacheEnv, describeMiss, pruneArgv, runScriptArgv, type CacheInputs, type Manager } from './build-cache-key.js';
+import { cacheEnv, describeMiss, pruneArgv, rootScriptArgvs, type CacheInputs, type Manager } from './build-cache-key.js';
 import { downloadsDir, gatherInputs, gcBuildCache, keyOf, restoreCache, saveCache, type AppCache } from './build-cache.js';
 import { runCommand } from './exec.js';
 import { readPackageJson } from './workspace-facts.js';
@@ -79,7 +79,7 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
       // npm ci would have run the app's own install scripts; they may write outside node_modules.
       const pkg = (await readPackageJson(req.appDir)) ?? {};
       const scripts = (pkg['scripts'] ?? {}) as Record<string, unknown>;
-      for (const s of ROOT_INSTALL_SCRIPTS) if (typeof scripts[s] === 'string') await req.runStep(s, runScriptArgv(req.manager, s), env);
+      for (const s of rootScriptArgvs(req.manager, inputs.managerVersion, scripts)) await req.runStep(s.name, s.argv, env);
       return { env, hit: true, inputs };
     }
     if (r?.kind === 'damaged') line(`    build cache: entry ${short} is damaged (${r.reason}): discarded, installing again`);
