@@ -121,6 +121,7 @@ describe('build cache entries', () => {
     await writeFile(path.join(ws, 'node_modules/dep/cli.js'), '#!/usr/bin/env node\n');
     await chmod(path.join(ws, 'node_modules/dep/cli.js'), 0o755);
     await symlink('../dep/cli.js', path.join(ws, 'node_modules/.bin/dep'));
+    if (name.startsWith('ws-dmg-')) await writeFile(path.join(ws, 'node_modules/dep/big.bin'), Buffer.alloc(9 * 1024 * 1024));
     return ws;
   }
   const key = (n: number): string => n.toString(16).padStart(32, '0');
@@ -149,10 +150,17 @@ describe('build cache entries', () => {
     assert.deepEqual(r.kind === 'miss' && r.previous?.inputs, INPUTS);
   });
 
+  let damaged = 0;
   for (const [what, damage] of [
     ['a file changed in place (same size)', async (e: string) => writeFile(path.join(e, 'node_modules/dep/index.js'), 'module.exports = 2;\n')],
     ['a file missing (a half-deleted entry)', async (e: string) => rm(path.join(e, 'node_modules/dep/build/Release/dep.node'))],
     ['a file truncated', async (e: string) => writeFile(path.join(e, 'node_modules/dep/build/Release/dep.node'), Buffer.alloc(100))],
+    ['a large file (hashed as a stream) changed in its middle', async (e: string) => {
+      const f = path.join(e, 'node_modules/dep/big.bin');
+      const buf = await readFile(f);
+      buf[5 * 1024 * 1024] = 1;
+      await writeFile(f, buf);
+    }],
     ['an extra file', async (e: string) => writeFile(path.join(e, 'node_modules/dep/evil.js'), 'x')],
     ['a mode changed', async (e: string) => chmod(path.join(e, 'node_modules/dep/cli.js'), 0o644)],
     ['its node_modules folder gone', async (e: string) => rm(path.join(e, 'node_modules'), { recursive: true })],
@@ -160,11 +168,12 @@ describe('build cache entries', () => {
     ['a manifest that is not JSON', async (e: string) => writeFile(path.join(e, 'manifest.json'), '{"format":1,')],
   ] as const) {
     it(`detects a damaged entry, discards it and leaves no node_modules behind: ${what}`, async () => {
-      const ws = await workspace(`ws-dmg-${what.length}`);
+      const n = ++damaged;
+      const ws = await workspace(`ws-dmg-${n}`);
       await saveCache(cache, key(2), INPUTS, ws, { keep: 10 });
       const entry = path.join(cache.root, 'shop/entries', key(2));
       await damage(entry);
-      const target = path.join(dir, `target-dmg-${what.length}`);
+      const target = path.join(dir, `target-dmg-${n}`);
       await mkdir(target, { recursive: true });
       const r = await restoreCache(cache, key(2), target);
       assert.equal(r.kind, 'damaged', JSON.stringify(r));

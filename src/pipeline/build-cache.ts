@@ -16,6 +16,7 @@
  * verification and installs.
  */
 import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { PilotError } from '../core/errors.js';
@@ -102,12 +103,20 @@ export async function treeDigest(dir: string, opts: { maxFiles?: number } = {}):
   const worker = async (): Promise<void> => {
     while (next < fileJobs.length) {
       const j = fileJobs[next++]!;
-      lines.push(`f\0${j.rel}\0${j.mode}\0${j.size}\0${sha256(await readFile(path.join(dir, j.rel)))}\n`);
+      lines.push(`f\0${j.rel}\0${j.mode}\0${j.size}\0${await fileSha256(path.join(dir, j.rel), j.size)}\n`);
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
   lines.sort();
   return { digest: `sha256:${sha256(lines.join(''))}`, files, bytes, problems };
+}
+
+/** sha256 of a file: read at once when small (most of node_modules), streamed when large. */
+async function fileSha256(file: string, size: number): Promise<string> {
+  if (size <= 8 * 1024 * 1024) return sha256(await readFile(file));
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
 }
 
 /** Copy a folder with modes, times and links (a reflink where the file system can): coreutils cp, argv only. */
