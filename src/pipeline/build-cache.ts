@@ -15,14 +15,15 @@
  * the first rename wins, the other's copy is dropped; a restore racing an eviction fails its
  * verification and installs.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, readFile, readdir, readlink, rename, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { PilotError } from '../core/errors.js';
 import { CACHE_FORMAT, MANAGER_CONFIG_FILES, cacheKey, canonicalJson, installEnvEntries, installRelevantJson, type CacheInputs, type Manager } from './build-cache-key.js';
 import { LOCKFILES } from './build-plan.js';
 import { runCommand } from './exec.js';
+import { sha256, treeDigest } from './tree-digest.js';
+
+export { treeDigest, type TreeDigest } from './tree-digest.js';
 
 /** Where the build cache lives: $PILOT_BUILD_CACHE, else $PILOT_HOME/build-cache. */
 export function defaultBuildCacheDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -54,69 +55,6 @@ export interface Manifest {
   readonly bytes: number;
   /** sha256 over every path, type, mode, size and content (or link target) of node_modules. */
   readonly tree: string;
-}
-
-export interface TreeDigest {
-  readonly digest: string;
-  readonly files: number;
-  readonly bytes: number;
-  /** Why the tree cannot be cached (a link out of it, a socket …); empty when it can. */
-  readonly problems: readonly string[];
-}
-
-const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
-
-/** Digest of a folder: sorted entries, each `kind path mode size-or-target content-hash`. Links must stay inside `dir`. */
-export async function treeDigest(dir: string, opts: { maxFiles?: number } = {}): Promise<TreeDigest> {
-  const lines: string[] = [];
-  const problems: string[] = [];
-  let files = 0;
-  let bytes = 0;
-  const queue: string[] = [''];
-  const fileJobs: { rel: string; mode: number; size: number }[] = [];
-  while (queue.length > 0) {
-    const rel = queue.pop()!;
-    for (const d of await readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const r = rel === '' ? d.name : `${rel}/${d.name}`;
-      const abs = path.join(dir, r);
-      if (d.isDirectory()) {
-        lines.push(`d\0${r}\0${(await lstat(abs)).mode & 0o7777}\n`);
-        queue.push(r);
-      } else if (d.isSymbolicLink()) {
-        const target = await readlink(abs);
-        const resolved = path.resolve(path.dirname(abs), target);
-        if (path.isAbsolute(target) || (resolved !== dir && !resolved.startsWith(dir + path.sep))) problems.push(`${r} links outside node_modules (→ ${target})`);
-        lines.push(`l\0${r}\0${target}\n`);
-      } else if (d.isFile()) {
-        const s = await lstat(abs);
-        fileJobs.push({ rel: r, mode: s.mode & 0o7777, size: s.size });
-        files++;
-        bytes += s.size;
-        if (opts.maxFiles !== undefined && files > opts.maxFiles) return { digest: '', files, bytes, problems: [`more than ${opts.maxFiles} files`] };
-      } else {
-        problems.push(`${r} is not a file, folder or link`);
-      }
-    }
-  }
-  // Content hashes, a few files at a time (node_modules is thousands of small files).
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < fileJobs.length) {
-      const j = fileJobs[next++]!;
-      lines.push(`f\0${j.rel}\0${j.mode}\0${j.size}\0${await fileSha256(path.join(dir, j.rel), j.size)}\n`);
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
-  lines.sort();
-  return { digest: `sha256:${sha256(lines.join(''))}`, files, bytes, problems };
-}
-
-/** sha256 of a file: read at once when small (most of node_modules), streamed when large. */
-async function fileSha256(file: string, size: number): Promise<string> {
-  if (size <= 8 * 1024 * 1024) return sha256(await readFile(file));
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** Copy a folder with modes, times and links (a reflink where the file system can): coreutils cp, argv only. */
