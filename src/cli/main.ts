@@ -150,7 +150,8 @@ program.command('run')
   .argument('[dir]', 'app folder inside a git work tree', '.')
   .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
   .option('--node <version>', 'try another Node.js version or range than the app names (22.x, 18.20.8); recorded as from --node')
-  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
+  .option('--no-cache', 'do not restore node_modules from the build cache: install from scratch, then save a fresh entry')
+  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string; cache?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
 
 const appsCmd = program.command('apps').description('list apps (and `pilot apps create` one deployed by push)')
   .action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
