@@ -1,6 +1,7 @@
 /** The Store on SQLite (better-sqlite3): one file, WAL, versioned migrations. */
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
+
 import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
@@ -11,12 +12,17 @@ import type {
 } from './store.js';
 
 type Row = Record<string, unknown>;
+/** A stored config; fields added since it was written get their defaults (volumes: none). */
+function parseConfig(text: string): AppConfig {
+  const c = JSON.parse(text) as AppConfig;
+  return c.volumes === undefined ? { ...c, volumes: [] } : c;
+}
 const opt = <T>(v: unknown): T | undefined => (v === null || v === undefined ? undefined : (v as T));
 
 function appFrom(r: Row): AppRecord {
   return {
     name: r.name as string,
-    config: JSON.parse(r.config as string) as AppConfig,
+    config: parseConfig(r.config as string),
     replicas: r.replicas as number,
     activeRevision: opt<number>(r.active_revision),
     createdAt: r.created_at as number,
@@ -35,7 +41,7 @@ function revisionFrom(r: Row): RevisionRecord {
     artifact: r.artifact as string,
     commit: r.commit_sha as string,
     dirty: r.dirty === 1,
-    config: JSON.parse(r.config as string) as AppConfig,
+    config: parseConfig(r.config as string),
     runId: opt<number>(r.run_id),
     createdAt: r.created_at as number,
     image: r.image == null ? undefined : (JSON.parse(r.image as string) as ImageRef),
