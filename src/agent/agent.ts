@@ -25,6 +25,7 @@ import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
 import { LocalCacheGc, localGcFromEnv, type LocalGcResult } from './cache-gc.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
+import { processVolumeEnv } from './volumes.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
 import type { DockerNode } from './docker-node.js';
@@ -395,6 +396,7 @@ export class Agent {
       PILOT_REVISION: String(inst.spec.revision),
       PILOT_COMMIT: inst.spec.commit,
       PILOT_INSTANCE: inst.spec.id,
+      ...processVolumeEnv(this.opts.home, inst.spec.app, inst.spec.volumes),
     };
   }
 

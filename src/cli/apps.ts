@@ -3,6 +3,7 @@ import { PilotError } from '../core/errors.js';
 import { followRollout } from '../pipeline/follow-rollout.js';
 import { dockerInstanceTable } from './images.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
+import { volumeLines, type VolumeRow } from './volumes.js';
 
 interface AppRow { name: string; activeRevision: number | null; replicas: number; ready: number; url: string; updatedAt: number }
 
@@ -18,6 +19,8 @@ interface StatusRes {
   revisions: { number: number; commit: string; artifact: string; dirty: boolean; createdAt: number; active: boolean; runtime?: string; image?: { id: string; ref?: string } | null; node?: { version: string; source: string } | null }[];
   rollouts: { id: number; toRevision: number; fromRevision?: number; status: string; reason?: string; startedAt: number }[];
   instances: { id: string; revision: number; node: string; address?: string; port?: number; pid?: number; containerId?: string; state: string; desired: string; restarts: number; lastError?: string }[];
+  volumes?: VolumeRow[];
+  pending?: { count: number; reason: string } | null;
 }
 
 export async function status(app: string, opts: GlobalOptions): Promise<void> {
@@ -28,6 +31,8 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
     const out = [
       `app ${a.name}: revision ${a.activeRevision ?? 'none'} active, ${a.replicas} replica(s), hosts ${a.hosts.join(', ')}`,
       ...(shown?.node ? [`node ${shown.node.version} (from ${shown.node.source})${shown.active ? '' : ` (revision ${shown.number})`}`] : []),
+      ...volumeLines(res.volumes ?? []),
+      ...(res.pending ? [`pending: ${res.pending.count} instance(s) waiting: ${res.pending.reason}`] : []),
       '',
       'instances:',
       res.instances.length === 0 ? '  none' : dockerInstanceTable(res) ?? table(['ID', 'REV', 'NODE', 'ADDRESS', 'PID', 'STATE', 'DESIRED', 'RESTARTS', 'LAST ERROR'],

@@ -177,6 +177,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           env: { ...rev.config.env, ...secrets.get(rec.app) },
           health: rev.config.health,
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
+          ...(rev.config.volumes.length > 0 ? { volumes: rev.config.volumes } : {}),
         });
       }
       return { protocol: AGENT_PROTOCOL, instances };

@@ -7,6 +7,7 @@ import { PilotError } from '../core/errors.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { AppRecord, Store } from '../store/store.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
+import { volumeViews } from './volume-routes.js';
 import type { Reconciler } from './reconciler.js';
 import { schedule } from '../core/scheduler.js';
 import type { SecretBox } from './secrets.js';
@@ -87,6 +88,9 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       })),
       rollouts,
       instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: nodes.get(i.nodeId)?.address })),
+      volumes: await volumeViews(store, reconciler, a.name),
+      // Instances the scheduler could not place in its last pass, and why (e.g. the volume's node is down).
+      pending: reconciler.pendingOf(a.name) ?? null,
     };
   });
 

@@ -51,6 +51,8 @@ export interface InstanceSpec {
   readonly env: Readonly<Record<string, string>>;
   readonly health: HealthSpec;
   readonly stopTimeoutMs: number;
+  /** Named data kept on this node across deploys (pilot.yaml `volumes`); absent = none. */
+  readonly volumes?: readonly { readonly name: string; readonly path: string }[] | undefined;
 }
 
 export type InstanceState =

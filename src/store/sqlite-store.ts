@@ -8,7 +8,7 @@ import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
-  RolloutRecord, RunPatch, Store,
+  RolloutRecord, RunPatch, Store, VolumePlacement,
 } from './store.js';
 
 type Row = Record<string, unknown>;
@@ -539,6 +539,19 @@ export class SqliteStore implements Store {
   async listRegistries(): Promise<RegistryRecord[]> {
     return (this.stmt('SELECT url, username, password, updated_at FROM registries ORDER BY updated_at DESC, rowid DESC').all() as Row[])
       .map((r) => ({ url: r.url as string, username: opt<string>(r.username), password: opt<string>(r.password), updatedAt: r.updated_at as number }));
+  }
+
+  async listVolumePlacements(app?: string): Promise<VolumePlacement[]> {
+    return (this.stmt('SELECT * FROM volume_placements WHERE (@app IS NULL OR app = @app) ORDER BY app, name').all({ app: app ?? null }) as Row[])
+      .map((r) => ({ app: r.app as string, name: r.name as string, nodeId: r.node_id as string, createdAt: r.created_at as number }));
+  }
+  async placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void> {
+    this.db.transaction(() => {
+      for (const name of names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(app, name, nodeId, now);
+    })();
+  }
+  async forgetVolumes(app: string, name?: string): Promise<number> {
+    return this.stmt('DELETE FROM volume_placements WHERE app = @app AND (@name IS NULL OR name = @name)').run({ app, name: name ?? null }).changes;
   }
 
   putArtifactMeta(m: ArtifactMeta): void {

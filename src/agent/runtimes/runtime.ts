@@ -20,6 +20,8 @@ export interface StartRequest {
   readonly limits?: { readonly cpu?: number | undefined; readonly memoryMb?: number | undefined } | undefined;
   /** docker: labels describing the instance (dev.pilot.app, dev.pilot.revision), besides the runtime's own. */
   readonly labels?: Readonly<Record<string, string>> | undefined;
+  /** docker: named volumes to mount (created when missing, kept after the container). */
+  readonly volumes?: readonly { readonly source: string; readonly target: string }[] | undefined;
 }
 
 /** Names one running instance. A value: safe to copy, compare, persist. */
