@@ -99,7 +99,7 @@ export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage>
     generated = generateDockerfile({
       baseImage: base, command, entries, build: req.build, scripts, volumePaths: req.volumePaths,
       buildTools: tools.some((t) => t.path.endsWith('/sh')), registry: npm.registry, ca: npm.ca !== undefined,
-      packageManager: typeof pkg?.['packageManager'] === 'string' ? pkg['packageManager'] : undefined,
+      packageManager: typeof pkg?.['packageManager'] === 'string' ? pkg['packageManager'] : undefined, app: req.labels['dev.pilot.app'],
     });
     dockerfile = GENERATED_DOCKERFILE;
     context = packContext(req.appDir, entries, [

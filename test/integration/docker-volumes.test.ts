@@ -66,6 +66,9 @@ describe('containers that behave: dependencies installed in the image, /tmp and 
     await engine.getVolume(dockerVolumeName(node.name, APP, 'data')).remove({ force: true }).catch(() => undefined);
     const tagged = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/containers-vol/*'] }) }).catch(() => []);
     for (const id of [...images, ...tagged.map((i) => i.Id)]) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+    // The build stages of this test's app (untagged, labelled by the generated Dockerfile).
+    const stages = await engine.listImages({ filters: JSON.stringify({ label: [`dev.pilot.stage=build`, `dev.pilot.app=${APP}`] }) }).catch(() => []);
+    for (const i of stages) await engine.getImage(i.Id).remove().catch(() => undefined);
   });
 
   it('an express app without a Dockerfile: npm ci and the build script run in the image; it answers and writes /tmp and $HOME', async () => {
