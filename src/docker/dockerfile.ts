@@ -157,10 +157,11 @@ export function generateDockerfile(input: GeneratedDockerfileInput): string {
     `FROM ${input.baseImage}`,
     `WORKDIR ${APP_DIR}`,
     'ENV NODE_ENV=production HOME=/home/node',
+    // Before the app (a cache hit on every build): the app's files stay root's and read-only to it;
+    // it writes to /tmp, its home and its volumes.
+    nodeRun(`const fs=require('fs');fs.chmodSync('/tmp',0o1777);for(const d of ${JSON.stringify(owned)}){fs.mkdirSync(d,{recursive:true});fs.chownSync(d,${APP_UID},${APP_UID})}`),
     ...(install === undefined ? [] : [`COPY --from=build ["${DEPS_DIR}/node_modules/", "${APP_DIR}/node_modules/"]`]),
     `COPY --from=build ["${APP_DIR}/", "${APP_DIR}/"]`,
-    // The app's files stay root's and read-only to it; it writes to /tmp, its home and its volumes.
-    nodeRun(`const fs=require('fs');fs.chmodSync('/tmp',0o1777);for(const d of ${JSON.stringify(owned)}){fs.mkdirSync(d,{recursive:true});fs.chownSync(d,${APP_UID},${APP_UID})}`),
     'USER node',
     `CMD ${JSON.stringify(input.command)}`,
     '',
