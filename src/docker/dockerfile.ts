@@ -139,7 +139,8 @@ export function generateDockerfile(input: GeneratedDockerfileInput): string {
   const manifests = install === undefined ? [] : MANIFESTS.filter((f) => present.has(f));
   if (install !== undefined) {
     lines.push(`WORKDIR ${DEPS_DIR}`, `COPY ${JSON.stringify([...manifests, `${DEPS_DIR}/`])}`, run(install), `WORKDIR ${APP_DIR}`);
-    lines.push(nodeRun(`require('fs').symlinkSync('${DEPS_DIR}/node_modules','${APP_DIR}/node_modules')`));
+    // An install with nothing to install makes no node_modules: the final stage's COPY needs one.
+    lines.push(nodeRun(`const fs=require('fs');fs.mkdirSync('${DEPS_DIR}/node_modules',{recursive:true});fs.symlinkSync('${DEPS_DIR}/node_modules','${APP_DIR}/node_modules')`));
   }
   const splittable = dirs.length <= MAX_COPY_LAYERS && ![...dirs, ...files].some((n) => GLOB.test(n));
   if (!splittable) {
