@@ -219,6 +219,12 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_REPLICAS) {
       throw new PilotError('bad_request', `replicas must be a whole number from 0 to ${MAX_REPLICAS} (got ${JSON.stringify(n)})`);
     }
+    // Volumes keep every replica on one node; a fixed port allows one instance per node.
+    if (n > 1 && a.config.volumes.length > 0 && a.config.port !== undefined) {
+      throw new PilotError('invalid_config', `app "${a.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${a.config.port}) allows one instance per node: ${n} replicas cannot be placed`, {
+        hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
+      });
+    }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now()));
     reconciler.nudge();
     return { app: a.name, replicas: n };
