@@ -61,6 +61,15 @@ describe('generated Dockerfile', () => {
     assert.ok(!text.includes('/bin/sh'), 'no build tools when the context has none');
   });
 
+  it('declares pilot.yaml env as build arguments after the install, only when there are build commands', () => {
+    const withBuild = generateDockerfile({ baseImage: 'b', command: ['node', 's.js'], entries: [...entries, { path: 'package-lock.json', kind: 'file' }], scripts: { build: 'x' }, buildArgs: ['API_URL', 'bad name'] });
+    const lines = withBuild.split('\n');
+    assert.ok(lines.indexOf('ARG API_URL') > lines.findIndex((l) => l.includes('"npm","ci"')), 'after the install: a changed value keeps the install layer');
+    assert.ok(lines.indexOf('ARG API_URL') < lines.indexOf('RUN ["npm","run","build"]'));
+    assert.ok(!withBuild.includes('bad name'));
+    assert.ok(!generateDockerfile({ baseImage: 'b', command: ['node', 's.js'], entries, buildArgs: ['API_URL'] }).includes('ARG'));
+  });
+
   it('creates the volume paths owned by the app user, and passes the build machine\'s registry and CA to the build stage only', () => {
     const text = generateDockerfile({ baseImage: 'b', command: ['node', 's.js'], entries, volumePaths: ['/data', '/var-x/y'], registry: 'https://npm.example.test/', ca: true });
     const [build, final] = text.split('\nFROM b\n');

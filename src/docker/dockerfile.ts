@@ -64,6 +64,8 @@ export interface GeneratedDockerfileInput {
   readonly ca?: boolean | undefined;
   /** The app's name: a label of the build stage's image. */
   readonly app?: string | undefined;
+  /** pilot.yaml `env` names, declared as build arguments for the build commands (values go as buildargs, as the process runtime's build gets them). */
+  readonly buildArgs?: readonly string[] | undefined;
 }
 
 /** Where the build stage finds the build machine's CA bundle. */
@@ -149,6 +151,9 @@ export function generateDockerfile(input: GeneratedDockerfileInput): string {
     for (const d of dirs) lines.push(`COPY ${JSON.stringify([d, `${APP_DIR}/${d}/`])}`);
     if (files.length > 0) lines.push(`COPY ${JSON.stringify([...files, `${APP_DIR}/`])}`);
   }
+  // After the install: a change of env reruns the build, not the install.
+  const args = (input.buildArgs ?? []).filter((n) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(n));
+  if (build.length > 0 && args.length > 0) lines.push(...args.map((n) => `ARG ${n}`));
   for (const argv of build) lines.push(run(viaNpmExec(argv, input.packageManager)));
   // The link goes (the dependencies get their own layer below); the build tools never reach the final stage.
   lines.push(nodeRun(`const fs=require('fs');const m='${APP_DIR}/node_modules';if(fs.lstatSync(m,{throwIfNoEntry:false})?.isSymbolicLink())fs.unlinkSync(m);fs.rmSync('${APP_DIR}/${BUILD_TOOLS_DIR}',{recursive:true,force:true})`));

@@ -45,6 +45,8 @@ export interface ImageBuildRequest {
   readonly run: readonly string[] | undefined;
   /** pilot.yaml `build` (generated Dockerfiles only; run in the build stage). */
   readonly build?: readonly (readonly string[])[] | undefined;
+  /** pilot.yaml `env`: the build commands of a generated Dockerfile see it (build arguments of the build stage). */
+  readonly env?: Readonly<Record<string, string>> | undefined;
   /** Container paths of the app's volumes (generated Dockerfiles create them owned by the app's user). */
   readonly volumePaths?: readonly string[] | undefined;
   /** Local tag, e.g. pilot/shop:0123456789ab. */
@@ -100,6 +102,7 @@ export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage>
       baseImage: base, command, entries, build: req.build, scripts, volumePaths: req.volumePaths,
       buildTools: tools.some((t) => t.path.endsWith('/sh')), registry: npm.registry, ca: npm.ca !== undefined,
       packageManager: typeof pkg?.['packageManager'] === 'string' ? pkg['packageManager'] : undefined, app: req.labels['dev.pilot.app'],
+      buildArgs: Object.keys(req.env ?? {}),
     });
     dockerfile = GENERATED_DOCKERFILE;
     context = packContext(req.appDir, entries, [
@@ -126,6 +129,7 @@ async function runBuild(req: ImageBuildRequest, context: NodeJS.ReadableStream, 
       forcerm: true,
       // The engine runs with --bridge=none: RUN steps (npm ci) reach the registry on the host's network.
       networkmode: 'host',
+      ...(generated !== undefined && req.env && Object.keys(req.env).length > 0 ? { buildargs: { ...req.env } } : {}),
       ...(req.signal ? { abortSignal: req.signal } : {}),
     });
   } catch (err) {

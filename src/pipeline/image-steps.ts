@@ -75,6 +75,7 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       dockerfile: req.dockerfile,
       run: config.run,
       build: config.build,
+      env: config.env,
       volumePaths: (config.volumes ?? []).map((v) => v.path),
       tag: `${imagePrefix()}/${config.name}:${tag}`,
       labels: { 'dev.pilot.app': config.name, 'dev.pilot.commit': req.commit },

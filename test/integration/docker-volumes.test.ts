@@ -81,6 +81,7 @@ describe('containers that behave: dependencies installed in the image, /tmp and 
     const home = await get('/');
     assert.equal(home.version, 'v1');
     assert.equal(home.built.builtBy, `v${process.versions.node}`, 'the build script ran in the image');
+    assert.equal(home.built.appVersion, 'v1', 'pilot.yaml env reaches the build script');
     const wrote = await get('/write');
     assert.equal(wrote.uid, 1000, 'the app runs as the image\'s unprivileged user');
     assert.match(wrote.tmp, /^\/tmp\/probe-/);
