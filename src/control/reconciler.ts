@@ -151,6 +151,7 @@ export class Reconciler {
   }
 
   private async reconcileApp(app: AppRecord, draining: ReadonlySet<string>): Promise<void> {
+    const unplacedBefore = this.unplaced.get(app.name);
     this.unplaced.delete(app.name); // level-triggered: set again below while instances cannot be placed
     const rollout = await this.store.activeRollout(app.name);
     const all = await this.store.listInstances({ app: app.name });
@@ -195,7 +196,13 @@ export class Reconciler {
       maxDrainMs: this.settings.maxDrainMs,
       crashLoopRestarts: this.settings.crashLoopRestarts,
     });
-    for (const a of actions) await this.apply(app, rollout?.id, a, fixedPort);
+    for (const a of actions) {
+      // A rollout that timed out because instances could not be placed says why (e.g. the volume's node is down).
+      const explained = a.type === 'finish' && a.status === 'failed' && unplacedBefore && /was not ready within/.test(a.reason ?? '')
+        ? { ...a, reason: `${a.reason}: ${unplacedBefore.count} instance(s) could not be placed: ${unplacedBefore.reason}` }
+        : a;
+      await this.apply(app, rollout?.id, explained, fixedPort);
+    }
     if (movers.length > 0) {
       const current = await this.store.getApp(app.name);
       const readyElsewhere = (await this.store.listInstances({ app: app.name }))

@@ -36,7 +36,7 @@ s.listen(Number(process.env.PORT));
 process.on('SIGTERM', () => s.close(() => process.exit(0)));
 `;
 
-const config = (version: string): string => `name: ${APP}\nreplicas: 2\nvolumes:\n  - name: data\nenv:\n  APP_VERSION: ${version}\n`;
+const config = (version: string, extra = ''): string => `name: ${APP}\nreplicas: 2\nvolumes:\n  - name: data\nenv:\n  APP_VERSION: ${version}\n${extra}`;
 
 async function app(): Promise<any> {
   return (await h.apiCall('GET', `/api/v1/apps/${APP}`)).json;
@@ -140,6 +140,13 @@ describe('volumes on the process runtime (pilot server, two agents, pilot run)',
     // A few reconcile passes later: still nothing on the other node.
     await sleep(2000);
     assert.equal((await app()).instances.filter((i: any) => i.node === other.name).length, 0, 'never started empty on the other node');
+    // A deploy meanwhile waits too, and its failure says why.
+    writeFileSync(join(repo, 'pilot.yaml'), config('v3', 'deploy: { ready_timeout: 4s }\n'));
+    await git(repo, 'commit', '-qam', 'v3');
+    const v3 = await h.cli(['run', repo]);
+    assert.notEqual(v3.code, 0);
+    assert.match(v3.stdout + v3.stderr, new RegExp(`revision 3 was not ready within 4s: 2 instance\\(s\\) could not be placed: volume data of notes is on node ${holder.name}, which is not ready`));
+    assert.equal((await app()).instances.filter((i: any) => i.node === other.name).length, 0, 'the new revision did not start empty elsewhere either');
 
     const forget = await h.cli(['volumes', 'forget', APP]);
     assert.equal(forget.code, 0, forget.stderr);
