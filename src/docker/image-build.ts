@@ -68,53 +68,51 @@ export interface BuiltImage {
 
 /** Build the image; returns its ID. */
 export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage> {
-  const { engine } = req;
-  await requireEngine(engine);
-  let context: NodeJS.ReadableStream;
-  let dockerfile: string;
-  let generated: string | undefined;
-  /** The build tools folder staged in the app folder (a run's own workspace), removed after the build. */
-  let staged: string | undefined;
+  await requireEngine(req.engine);
   if (req.dockerfile !== undefined) {
-    dockerfile = req.dockerfile;
-    context = (await buildContext(req.appDir, { dockerfile })).stream;
-  } else {
-    const base = req.baseImage ?? defaultBaseImage();
-    try {
-      await engine.getImage(base).inspect();
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode !== 404) throw err;
-      throw new PilotError('base_image_missing', `the base image ${base} for a generated Dockerfile is not on this machine's Docker engine`, {
-        hint: `Run \`pilot images bootstrap-node\` on this machine (it builds ${baseImageTag(process.versions.node)} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
-      });
-    }
-    const procfile = await readRegularFile(req.appDir, 'Procfile');
-    const pkg = await readPackageJson(req.appDir);
-    const scripts = pkg && stringScripts(pkg);
-    const command = resolveRunCommand(req.run, procfile, scripts);
-    // The image installs its own dependencies: a node_modules here (the author's) is never sent.
-    const entries = (await listContext(req.appDir)).filter((e) => e.path !== 'node_modules' && !e.path.startsWith('node_modules/'));
-    const npm = await buildNpmSettings();
-    const tools = await stageBuildTools(join(req.appDir, BUILD_TOOLS_DIR), npm.ca);
-    staged = join(req.appDir, BUILD_TOOLS_DIR);
-    entries.push(...tools);
-    generated = generateDockerfile({
-      baseImage: base, command, entries, build: req.build, scripts, volumePaths: req.volumePaths,
-      buildTools: tools.some((t) => t.path.endsWith('/sh')), registry: npm.registry, ca: npm.ca !== undefined,
-      packageManager: typeof pkg?.['packageManager'] === 'string' ? pkg['packageManager'] : undefined, app: req.labels['dev.pilot.app'],
-      buildArgs: Object.keys(req.env ?? {}),
-    });
-    dockerfile = GENERATED_DOCKERFILE;
-    context = packContext(req.appDir, entries, [
-      { path: '.dockerignore', content: GENERATED_DOCKERIGNORE },
-      { path: GENERATED_DOCKERFILE, content: generated },
-    ]);
+    return runBuild(req, (await buildContext(req.appDir, { dockerfile: req.dockerfile })).stream, req.dockerfile, undefined);
   }
+  // The build tools folder staged in the app folder (a run's own workspace) is removed whatever happens.
+  let staged = false;
   try {
-    return await runBuild(req, context, dockerfile, generated);
+    const { context, generated } = await generatedContext(req, () => (staged = true));
+    return await runBuild(req, context, GENERATED_DOCKERFILE, generated);
   } finally {
-    if (staged !== undefined) await rm(staged, { recursive: true, force: true });
+    if (staged) await rm(join(req.appDir, BUILD_TOOLS_DIR), { recursive: true, force: true });
   }
+}
+
+/** The generated Dockerfile and its context; `onStaged` once the build tools folder is in the app folder. */
+async function generatedContext(req: ImageBuildRequest, onStaged: () => void): Promise<{ context: NodeJS.ReadableStream; generated: string }> {
+  const base = req.baseImage ?? defaultBaseImage();
+  try {
+    await req.engine.getImage(base).inspect();
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+    throw new PilotError('base_image_missing', `the base image ${base} for a generated Dockerfile is not on this machine's Docker engine`, {
+      hint: `Run \`pilot images bootstrap-node\` on this machine (it builds ${baseImageTag(process.versions.node)} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
+    });
+  }
+  const procfile = await readRegularFile(req.appDir, 'Procfile');
+  const pkg = await readPackageJson(req.appDir);
+  const scripts = pkg && stringScripts(pkg);
+  const command = resolveRunCommand(req.run, procfile, scripts);
+  // The image installs its own dependencies: a node_modules here (the author's) is never sent.
+  const entries = (await listContext(req.appDir)).filter((e) => e.path !== 'node_modules' && !e.path.startsWith('node_modules/'));
+  const npm = await buildNpmSettings();
+  const tools = await stageBuildTools(join(req.appDir, BUILD_TOOLS_DIR), npm.ca);
+  onStaged();
+  const generated = generateDockerfile({
+    baseImage: base, command, entries: [...entries, ...tools], build: req.build, scripts, volumePaths: req.volumePaths,
+    buildTools: tools.some((t) => t.path.endsWith('/sh')), registry: npm.registry, ca: npm.ca !== undefined,
+    packageManager: typeof pkg?.['packageManager'] === 'string' ? pkg['packageManager'] : undefined, app: req.labels['dev.pilot.app'],
+    buildArgs: Object.keys(req.env ?? {}),
+  });
+  const context = packContext(req.appDir, [...entries, ...tools], [
+    { path: '.dockerignore', content: GENERATED_DOCKERIGNORE },
+    { path: GENERATED_DOCKERFILE, content: generated },
+  ]);
+  return { context, generated };
 }
 
 async function runBuild(req: ImageBuildRequest, context: NodeJS.ReadableStream, dockerfile: string, generated: string | undefined): Promise<BuiltImage> {
@@ -164,6 +162,15 @@ async function stageBuildTools(dir: string, ca: Buffer | undefined): Promise<Con
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     throw new PilotError('invalid_config', `the app has a ${BUILD_TOOLS_DIR} entry, a name the generated Dockerfile keeps for its build stage`, { hint: `Rename ${BUILD_TOOLS_DIR} in the app, or add a Dockerfile.` });
   }
+  try {
+    return await writeBuildTools(dir, ca);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function writeBuildTools(dir: string, ca: Buffer | undefined): Promise<ContextEntry[]> {
   const out: ContextEntry[] = [{ path: BUILD_TOOLS_DIR, kind: 'dir' }];
   const sh = await readFile('/bin/sh').catch(() => undefined);
   const env = await readFile('/usr/bin/env').catch(() => undefined);

@@ -3,7 +3,8 @@
  * own `buildAppImage` and started with `docker run`-like settings: a pnpm lockfile (pnpm fetched by
  * npm exec at the packageManager version, its symlinked node_modules copied intact), a package.json
  * without a lockfile, an app without package.json, a build script that fails, and an app that
- * holds the folder name the build stage keeps for itself.
+ * holds the folder name the build stage keeps for itself, and one whose start command needs a shell
+ * (refused, with nothing left in its folder).
  */
 import { strict as assert } from 'node:assert';
 import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -48,7 +49,7 @@ describe('generated Dockerfiles of several layouts, real engine', { skip: docker
 
   after(async () => {
     for (const c of containers) await engine.getContainer(c).remove({ force: true }).catch(() => undefined);
-    for (const name of ['pnpm', 'nolock', 'nopkg', 'fails', 'reserved']) await engine.getImage(tag(name)).remove({ force: true }).catch(() => undefined);
+    for (const name of ['pnpm', 'nolock', 'nopkg', 'fails', 'reserved', 'shell']) await engine.getImage(tag(name)).remove({ force: true }).catch(() => undefined);
     const stages = await engine.listImages({ filters: JSON.stringify({ label: ['dev.pilot.stage=build', `dev.pilot.app=${APP}`] }) }).catch(() => []);
     for (const i of stages) await engine.getImage(i.Id).remove({ force: true }).catch(() => undefined);
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
@@ -93,5 +94,11 @@ describe('generated Dockerfiles of several layouts, real engine', { skip: docker
     writeFileSync(join(reserved, '.pilot-build/mine.txt'), 'the author\'s own file');
     await assert.rejects(build(reserved, 'reserved'), (e: Error & { code?: string; hint?: string }) => e.code === 'invalid_config' && /\.pilot-build/.test(e.message) && /Rename/.test(e.hint ?? ''));
     assert.deepEqual(readdirSync(join(reserved, '.pilot-build')), ['mine.txt'], 'the author\'s folder is left alone');
+
+    // Refused after the build tools were staged (a start command that needs a shell): nothing left behind.
+    const shell = dir('shell');
+    writeFileSync(join(shell, 'package.json'), JSON.stringify({ name: 'shell', scripts: { start: 'node s.js && echo done' } }));
+    await assert.rejects(build(shell, 'shell'), (e: Error & { code?: string }) => e.code === 'invalid_config' && /no shell/.test(e.message));
+    assert.deepEqual(readdirSync(shell), ['package.json']);
   });
 });
