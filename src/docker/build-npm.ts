@@ -43,5 +43,18 @@ export async function buildNpmSettings(env: NodeJS.ProcessEnv = process.env): Pr
     cafile ??= set(c['cafile']);
   }
   const ca = cafile === undefined ? undefined : await readFile(cafile).catch(() => undefined);
-  return { registry: registry && /^https?:\/\/[^\s"\\]+$/.test(registry) ? registry : undefined, ca };
+  return { registry: withoutCredentials(registry), ca };
+}
+
+/** The registry URL as the build stage may see it: http(s) only, no user:password@ (it would stay in the image history). */
+export function withoutCredentials(registry: string | undefined): string | undefined {
+  if (registry === undefined || !/^https?:\/\/[^\s"\\]+$/.test(registry)) return undefined;
+  try {
+    const u = new URL(registry);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return undefined;
+  }
 }

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { resolveRunCommand } from '../core/run-command.js';
 import type { ContextEntry } from './context.js';
+import { withoutCredentials } from './build-npm.js';
 import { commandProblem, generateDockerfile, imageInstallArgv } from './dockerfile.js';
 
 const entries: ContextEntry[] = [
@@ -112,5 +113,15 @@ describe('generated Dockerfile', () => {
     const text = generateDockerfile({ baseImage: 'b', command: ['node', 'a"b\nRUN evil'], entries });
     assert.match(text, /^CMD \["node","a\\"b\\nRUN evil"\]$/m);
     assert.ok(!/^RUN evil/m.test(text));
+  });
+});
+
+describe('build machine npm settings', () => {
+  it('passes the registry URL without credentials, and nothing that is not an http(s) URL', () => {
+    assert.equal(withoutCredentials('https://npm.example.test/'), 'https://npm.example.test/');
+    assert.equal(withoutCredentials('https://me:s3cret@npm.example.test/path/'), 'https://npm.example.test/path/');
+    assert.equal(withoutCredentials('file:///etc/passwd'), undefined);
+    assert.equal(withoutCredentials('https://x/ y'), undefined);
+    assert.equal(withoutCredentials(undefined), undefined);
   });
 });
