@@ -54,7 +54,7 @@ export interface PlacementRequest {
   /** A runtime other than `process` the node must offer. */
   readonly runtime?: 'process' | 'docker' | undefined;
   /**
-   * The app has volumes (core/volumes.ts): every instance goes on one node. `node` set = the node
+   * The app has volumes (pilot.yaml `volumes`): every instance goes on one node. `node` set = the node
    * that holds them (only that node is eligible); unset = first placement, the first node chosen
    * takes all the instances.
    */

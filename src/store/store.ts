@@ -252,7 +252,7 @@ export interface Store {
   deleteRegistry(url: string): Promise<boolean>;
   /** Most recently set first: the first is where images are published. */
   listRegistries(): Promise<RegistryRecord[]>;
-  // volumes: the node that holds each app volume (core/volumes.ts decides, the reconciler records)
+  // volumes: the node that holds each app volume (the scheduler pins to it, the reconciler records it)
   listVolumePlacements(app?: string): Promise<VolumePlacement[]>;
   /** Record that `names` of `app` live on `nodeId`; a volume already placed keeps its node. */
   placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void>;
