@@ -96,7 +96,7 @@ describe('volumes on the process runtime (pilot server, two agents, pilot run)',
     assert.equal(wrote.dir, folder);
     assert.equal(readFileSync(join(folder, 'notes.txt'), 'utf8'), 'v1:one\n');
     assert.equal(statSync(folder).mode & 0o777, 0o700);
-    assert.ok(!existsSync(join(other.home, 'agent', 'volumes')), 'nothing on the other node');
+    assert.ok(!existsSync(join(other.home, 'agent', 'volumes', APP)), 'nothing on the other node');
   });
 
   it('revision 2 reads what revision 1 wrote, on the same node; a killed instance finds it after its restart', async () => {
