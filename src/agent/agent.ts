@@ -20,6 +20,10 @@ import { ControlPlaneLink } from './control-link.js';
 import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
+import { enforceAppLogBudget } from './log-budget.js';
+import { detectIsolation, type AppIdentity, type IsolationSettings } from './isolation.js';
+import { AppSandbox } from './app-sandbox.js';
+import { sweepEmptyCgroups } from './cgroups.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { elsewhereNote, listeningPorts } from './listening-ports.js';
@@ -30,8 +34,9 @@ import { outputTail } from './output-tail.js';
 import { keepLogs, keepPerAppFromEnv, pruneStopped } from './stopped-logs.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPidFile } from './runtimes/pid-file.js';
+import { processVolumeEnv } from './volumes.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
-import type { Runtime } from './runtimes/runtime.js';
+import type { InstanceHandle, Runtime } from './runtimes/runtime.js';
 import type { DockerNode } from './docker-node.js';
 import { engineReport, probeEngine, type EngineStatus } from '../docker/probe.js';
 import type { Engine } from '../docker/engine.js';
@@ -54,6 +59,8 @@ export interface AgentOptions {
   runtimesDir?: string;
   /** The Docker engine for `runtime: docker` instances; default DOCKER_HOST or /var/run/docker.sock. */
   dockerEngine?: Engine;
+  /** How apps are contained (default detectIsolation(): per-app uids and cgroups when root). */
+  isolation?: IsolationSettings;
 }
 
 /** Marker file: this agent home has run containers (its Docker side loads at start, to adopt and sweep). */
@@ -67,6 +74,8 @@ const LOG_MAX_BYTES = 10 * 1024 * 1024;
 const TAIL_EVERY_MS = 2000;
 /** Kept logs of stopped instances older than this go at the cache GC (besides the newest 5 per app rule). */
 const STOPPED_LOGS_MAX_AGE_MS = 24 * 3_600_000;
+/** All log files of one app on this node (PILOT_LOG_APP_MAX_BYTES). */
+const LOG_APP_MAX_BYTES = envInt('PILOT_LOG_APP_MAX_BYTES') ?? 100 * 1024 * 1024;
 const mono = (): number => performance.now();
 
 /** Cache keys (cache-gc.ts) of what the given instances use, each with its app. */
@@ -122,6 +131,8 @@ export class Agent {
   private readonly keepStopped = keepPerAppFromEnv();
   private readonly cacheGc: LocalCacheGc;
   private readonly cacheGcSettings = localGcFromEnv();
+  private readonly isolation: IsolationSettings;
+  private readonly sandbox: AppSandbox;
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
@@ -134,16 +145,31 @@ export class Agent {
   private adopting = true;
 
   constructor(private readonly opts: AgentOptions) {
-    this.runtime = opts.runtime ?? new ProcessRuntime();
-    mkdirSync(join(opts.home, 'instances'), { recursive: true });
+    mkdirSync(join(opts.home, 'instances'), { recursive: true, mode: 0o700 });
+    let isolation = opts.isolation ?? detectIsolation();
+    let sandbox: AppSandbox;
+    try {
+      sandbox = new AppSandbox(opts.home, isolation.user);
+    } catch (e) {
+      // A home no app uid can reach: run apps as root rather than not at all, and say so.
+      const reason = `apps run as root: ${(e as Error).message}`;
+      isolation = { ...isolation, user: false, report: { ...isolation.report, user: false, reason: [reason, isolation.report.reason].filter(Boolean).join('; ') } };
+      sandbox = new AppSandbox(opts.home, false);
+    }
+    this.isolation = isolation;
+    this.sandbox = sandbox;
+    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups, logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'), logKeep: envInt('PILOT_LOG_KEEP'), pidsMax: envInt('PILOT_APP_PIDS_MAX') });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
-    this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
-    this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
+    const releasesDir = sandbox.releasesDir;
+    this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));
+    // Apps under their own uid cannot reach the builder's cache (private, in $PILOT_HOME): the agent keeps its own then.
+    const ownRuntimes = sandbox.users || opts.runtimesDir === undefined ? sandbox.runtimesDir : undefined;
+    this.nodeRuntimes = new NodeRuntimeCache(ownRuntimes ?? opts.runtimesDir!, () => new ArtifactClient(opts.server, this.link.credential()));
     this.cacheGc = new LocalCacheGc({
       stateFile: join(opts.home, 'cache-gc.json'),
-      releasesDir: join(opts.home, 'releases'),
+      releasesDir,
       // A runtime cache shared with the builder (`pilot up`) is the builder's to keep.
-      runtimesDir: opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined,
+      runtimesDir: ownRuntimes,
       inUse: () => cacheKeysInUse(this.instances.values()),
       busy: (kind, digest) => (kind === 'release' ? this.releases.fetching(digest) : this.nodeRuntimes.fetching(digest)),
       policy: this.cacheGcSettings.policy,
@@ -188,6 +214,20 @@ export class Agent {
     return this.link.nodeId;
   }
 
+  /** What isolation this node gives process instances (reported as runtimes.process.isolation). */
+  get isolationReport(): IsolationSettings['report'] {
+    return this.isolation.report;
+  }
+
+  /**
+   * The uid/gid an app's processes run as on this node (allocated on first use, stable across
+   * restarts), or undefined when apps run as the agent's own user. Folders an app must write to
+   * (volumes) are chown'ed to it.
+   */
+  appIdentity(app: string): AppIdentity | undefined {
+    return this.sandbox.identity(app);
+  }
+
   /** Re-adopt, start the agent API, register, and begin the loops. */
   async start(): Promise<void> {
     this.netns = this.opts.runtime ? { available: false, error: 'not the process runtime' } : await netnsSupport();
@@ -198,6 +238,9 @@ export class Agent {
     await this.checkDocker();
     const agentToken = randomBytes(24).toString('base64url');
     this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime, home: this.opts.home });
+    const swept = sweepEmptyCgroups(this.isolation.cgroups, 10 * 60_000);
+    if (swept > 0) this.opts.log.info({ removed: swept }, 'removed empty instance cgroups left behind');
+    if (this.isolation.report.reason !== undefined) this.opts.log.warn({ isolation: this.isolation.report }, `app isolation incomplete: ${this.isolation.report.reason}`);
     await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: this.runtimesReport() });
     await this.sync();
     const every = (ms: number, fn: () => void): void => {
@@ -216,6 +259,8 @@ export class Agent {
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
   async close(): Promise<void> {
     this.closed = true;
+    this.sandbox.close();
+    if (!this.opts.runtime) await this.runtime.close?.(); // ours (its RSS poller); an injected one is the caller's
     for (const t of this.timers) clearInterval(t);
     await this.api?.close();
     await this.docker?.runtime.close();
@@ -279,7 +324,7 @@ export class Agent {
       let ok = true;
       try {
         const desired = await this.link.sync([...this.instances.values()].map(statusOf), this.opts.longPollMs ?? LONG_POLL_MS);
-        if (desired && !this.closed) this.converge(desired);
+        if (desired && !this.closed) this.converge(desired.instances, desired.stop);
       } catch (err) {
         ok = false;
         this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');
@@ -301,7 +346,7 @@ export class Agent {
     this.syncing = true;
     try {
       const desired = await this.link.sync([...this.instances.values()].map(statusOf));
-      if (desired) this.converge(desired);
+      if (desired) this.converge(desired.instances, desired.stop);
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');
     } finally {
@@ -313,7 +358,14 @@ export class Agent {
     }
   }
 
-  private converge(desired: readonly InstanceSpec[]): void {
+  /**
+   * Make local instances what the control plane wants. An instance it does not know is not one it
+   * wants stopped: its database may be new or restored from an old backup. Such an instance keeps
+   * running as an orphan, reported every sync, and stops only when its id comes back in `stop`
+   * (`pilot orphans stop ID`). A control plane that sends no `stop` list gets the old rule.
+   */
+  private converge(desired: readonly InstanceSpec[], stop?: readonly string[]): void {
+    const stopIds = stop === undefined ? undefined : new Set(stop);
     const want = new Map(desired.map((s) => [s.id, s]));
     for (const spec of desired) {
       if (this.instances.has(spec.id)) continue;
@@ -323,7 +375,17 @@ export class Agent {
       this.opts.log.info({ instance: spec.id, app: spec.app, revision: spec.revision }, 'instance assigned');
     }
     for (const inst of this.instances.values()) {
-      if (!want.has(inst.spec.id) && !inst.removing) inst.removing = true;
+      const id = inst.spec.id;
+      if (want.has(id)) {
+        inst.orphan = false;
+      } else if (inst.removing) {
+        continue;
+      } else if (stopIds === undefined || stopIds.has(id)) {
+        inst.removing = true;
+      } else if (!inst.orphan) {
+        inst.orphan = true;
+        this.opts.log.warn({ instance: id, app: inst.spec.app }, 'the control plane does not know this instance: kept running as an orphan (`pilot orphans`)');
+      }
     }
     this.supervise();
   }
@@ -377,12 +439,13 @@ export class Agent {
     inst.nextStartAt = now + restartDelayMs(inst.consecutiveCrashes);
     saveInstance(inst);
     this.opts.log.warn({ instance: inst.spec.id, restarts: inst.restarts, error: inst.lastError }, 'instance crashed; restarting after back-off');
-    this.run(inst, () => this.captureTail(inst, now));
+    this.run(inst, () => this.captureTail(inst, now, handle));
   }
 
-  /** Read the instance's last lines of output into its report, then report. */
-  private async captureTail(inst: LocalInstance, now = mono()): Promise<void> {
+  /** Read the instance's last lines of output into its report (once an exited one's are all written), then report. */
+  private async captureTail(inst: LocalInstance, now = mono(), exited?: InstanceHandle): Promise<void> {
     inst.tailAt = now;
+    if (exited) await this.rt(inst).logsFlushed?.(exited).catch(() => undefined);
     inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
     this.kick();
   }
@@ -405,6 +468,7 @@ export class Agent {
         ? `release phase timed out after ${Math.round((inst.spec.releaseTimeoutMs ?? 300_000) / 1000)}s (deploy.release_timeout)`
         : `release phase ${exit ? (exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`) : 'exited (status unknown: the agent restarted meanwhile)'} after ${secs}s`;
     }
+    if (handle) await this.rt(inst).logsFlushed?.(handle).catch(() => undefined); // its last words, e.g. the shell's "not found"
     inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
     saveInstance(inst);
     this.opts.log.info({ instance: inst.spec.id, state: inst.state, error: inst.lastError }, 'release phase ended');
@@ -422,8 +486,13 @@ export class Agent {
     try {
       const release = await this.releases.ensure(spec.artifact);
       // process runtime: the revision's pinned Node.js (docker instances get theirs from the image).
-      const nodeBin = spec.node ? (await this.nodeRuntimes.binDirs(spec.node)).join(':') : undefined;
+      const binDirs = spec.node ? await this.nodeRuntimes.binDirs(spec.node) : [];
+      const nodeBin = binDirs.length > 0 ? binDirs.join(':') : undefined;
       if (inst.removing) return;
+      this.sandbox.share(release);
+      // The pinned runtime and its paired npm: readable and runnable by the app's user.
+      for (const dir of binDirs) this.sandbox.share(dirname(dir));
+      const user = this.appIdentity(spec.app);
       const isRelease = spec.kind === 'release';
       if (isRelease) inst.port = undefined; // it serves nothing: no PORT
       else if (inst.port === undefined) inst.port = await allocatePort();
@@ -438,7 +507,7 @@ export class Agent {
       }
       inst.state = 'starting';
       inst.startedMono = mono();
-      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst, nodeBin) });
+      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst, nodeBin, user), user, limits: spec.resources });
       inst.nextProbeAt = mono() + 50;
       inst.probeFailures = 0;
       saveInstance(inst);
@@ -482,9 +551,9 @@ export class Agent {
     this.kick();
   }
 
-  /** What the node reports as `runtimes`: docker's engine, and whether fixed ports get their own namespace. */
-  private runtimesReport(): { docker: ReturnType<Agent['dockerReport']>; netns: { available: boolean; error?: string } } {
-    return { docker: this.dockerReport(), netns: this.netns };
+  /** What the node reports as `runtimes`: docker's engine, how process instances are isolated, and whether fixed ports get their own namespace. */
+  private runtimesReport(): { docker: ReturnType<Agent['dockerReport']>; netns: { available: boolean; error?: string }; process: { isolation: IsolationSettings['report'] } } {
+    return { docker: this.dockerReport(), netns: this.netns, process: { isolation: this.isolation.report } };
   }
 
   /** What the node reports as `runtimes.docker`. */
@@ -508,11 +577,12 @@ export class Agent {
   }
 
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
-  private envFor(inst: LocalInstance, pinnedNodeBin?: string): Record<string, string> {
+  private envFor(inst: LocalInstance, pinnedNodeBin?: string, user?: AppIdentity): Record<string, string> {
     // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then its
     // paired npm's bin when the revision has one, then the agent's own node folder (its npm otherwise).
     const nodeBin = pinnedNodeBin === undefined ? dirname(process.execPath) : `${pinnedNodeBin}:${dirname(process.execPath)}`;
-    const home = join(inst.stateDir, 'home');
+    const work = this.sandbox.workDir(inst.spec.id, user) ?? inst.stateDir;
+    const home = join(work, 'home');
     mkdirSync(home, { recursive: true });
     // exec refuses a NUL in the environment with an error that quotes the value: fail first, by name.
     for (const [k, v] of Object.entries(inst.spec.env)) {
@@ -527,12 +597,14 @@ export class Agent {
       HOME: home,
       NODE_ENV: 'production',
       npm_config_update_notifier: 'false',
+      ...(work === inst.stateDir ? {} : { TMPDIR: join(work, 'tmp') }),
       ...inst.spec.env,
       ...(inst.port === undefined ? {} : { PORT: String(inst.port) }),
       PILOT_APP: inst.spec.app,
       PILOT_REVISION: String(inst.spec.revision),
       PILOT_COMMIT: inst.spec.commit,
       PILOT_INSTANCE: inst.spec.id,
+      ...processVolumeEnv(this.opts.home, inst.spec.app, inst.spec.volumes, user),
     };
   }
 
@@ -602,6 +674,7 @@ export class Agent {
       this.opts.log.warn({ err, instance: inst.spec.id }, 'could not keep the logs of a stopped instance');
     }
     rmSync(inst.stateDir, { recursive: true, force: true });
+    this.sandbox.removeWork(inst.spec.id);
     this.kick();
   }
 
@@ -610,12 +683,29 @@ export class Agent {
     setImmediate(() => void this.sync());
   }
 
+  /**
+   * Container logs (docker-logs.ts appends to files): copy-truncate every 10 s. Process instances
+   * bound theirs at every write (log-writer.ts); here each app is also held to its node-wide budget.
+   */
   private async rotateLogs(): Promise<void> {
+    const byApp = new Map<string, string[]>();
     for (const inst of this.instances.values()) {
-      const files = this.runtime.logFiles(inst.stateDir);
+      byApp.set(inst.spec.app, [...(byApp.get(inst.spec.app) ?? []), inst.stateDir]);
+      if (inst.spec.runtime !== 'docker' || !this.docker) continue;
+      const files = this.docker.runtime.logFiles(inst.stateDir);
       await rotateIfNeeded(files.stdout, LOG_MAX_BYTES, 3).catch(() => false);
       await rotateIfNeeded(files.stderr, LOG_MAX_BYTES, 3).catch(() => false);
+    }
+    for (const [app, dirs] of byApp) {
+      const removed = enforceAppLogBudget(dirs, LOG_APP_MAX_BYTES);
+      if (removed.length > 0) this.opts.log.info({ app, removed: removed.length }, 'removed old log files over the app\'s log budget');
     }
   }
 }
 
+
+/** A non-negative integer from the environment, or undefined (the default applies). */
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}

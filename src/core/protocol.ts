@@ -19,6 +19,15 @@ export const NodeRuntimesSchema = Type.Object({
     version: Type.Optional(Type.String({ maxLength: 100 })),
     error: Type.Optional(Type.String({ maxLength: 2000 })),
   }, { additionalProperties: false })),
+  /** How process instances are contained: own uid, cgroup limits; `reason` says what is missing and how to get it. */
+  process: Type.Optional(Type.Object({
+    isolation: Type.Optional(Type.Object({
+      user: Type.Boolean(),
+      cgroup: Type.Boolean(),
+      cgroupVersion: Type.Optional(Type.String({ maxLength: 10 })),
+      reason: Type.Optional(Type.String({ maxLength: 2000 })),
+    }, { additionalProperties: false })),
+  }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
 export const RegisterRequest = Type.Object({
@@ -45,6 +54,8 @@ export interface RegisterResponse {
 
 const InstanceStatusSchema = Type.Object({
   id: Type.String({ maxLength: 200 }),
+  app: Type.Optional(Type.String({ maxLength: 200 })),
+  revision: Type.Optional(Type.Integer({ minimum: 0 })),
   state: Type.Union(['pending', 'starting', 'ready', 'unhealthy', 'backoff', 'failed', 'stopping', 'stopped'].map((s) => Type.Literal(s))),
   port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
   pid: Type.Optional(Type.Integer({ minimum: 1 })),

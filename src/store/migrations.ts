@@ -163,4 +163,20 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE instances ADD COLUMN address TEXT;
   ALTER TABLE instances ADD COLUMN kind TEXT NOT NULL DEFAULT 'web';
   `,
+  // state: an app being removed (`pilot apps rm`): hidden from every listing, its instances
+  // stopping; the row and its revisions go once the last instance is gone
+  `
+  ALTER TABLE apps ADD COLUMN removed_at INTEGER;
+  `,
+  // volumes: which node holds each app volume (pilot.yaml `volumes`); the scheduler places the
+  // app's instances only there. A row is written at the first placement, removed by `pilot volumes forget`.
+  `
+  CREATE TABLE volume_placements (
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app, name)
+  );
+  `,
 ];

@@ -1,22 +1,28 @@
 /** The Store on SQLite (better-sqlite3): one file, WAL, versioned migrations. */
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
+
 import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
-  RolloutRecord, RunPatch, Store,
+  RolloutRecord, RunPatch, Store, VolumePlacement,
 } from './store.js';
 
 type Row = Record<string, unknown>;
+/** A stored config; fields added since it was written get their defaults (volumes: none). */
+function parseConfig(text: string): AppConfig {
+  const c = JSON.parse(text) as AppConfig;
+  return c.volumes === undefined ? { ...c, volumes: [] } : c;
+}
 const opt = <T>(v: unknown): T | undefined => (v === null || v === undefined ? undefined : (v as T));
 
 function appFrom(r: Row): AppRecord {
   return {
     name: r.name as string,
-    config: JSON.parse(r.config as string) as AppConfig,
+    config: parseConfig(r.config as string),
     replicas: r.replicas as number,
     activeRevision: opt<number>(r.active_revision),
     createdAt: r.created_at as number,
@@ -35,7 +41,7 @@ function revisionFrom(r: Row): RevisionRecord {
     artifact: r.artifact as string,
     commit: r.commit_sha as string,
     dirty: r.dirty === 1,
-    config: JSON.parse(r.config as string) as AppConfig,
+    config: parseConfig(r.config as string),
     runId: opt<number>(r.run_id),
     createdAt: r.created_at as number,
     image: r.image == null ? undefined : (JSON.parse(r.image as string) as ImageRef),
@@ -143,13 +149,32 @@ function nodeRuntimeFrom(r: Row): NodeRuntimeRecord {
   };
 }
 
+/** A database that cannot be opened, said plainly with the way out. */
+export function databaseError(file: string, err: unknown): PilotError {
+  const code = String((err as { code?: unknown }).code ?? '');
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
+    return new PilotError('database_corrupt', `the state database ${file} is damaged: ${(err as Error).message}`, {
+      hint: 'Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).',
+      cause: err,
+    });
+  }
+  return new PilotError('internal', `cannot open the state database ${file}: ${(err as Error).message}`, { cause: err });
+}
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private pendingPushes: { p: WebhookPush; resolve: (r: EnqueueResult) => void; reject: (e: unknown) => void }[] = [];
 
-  constructor(file: string) {
-    this.db = new Database(file);
+  constructor(file: string, opts: { mustExist?: boolean } = {}) {
+    try {
+      this.db = new Database(file, { fileMustExist: opts.mustExist ?? false });
+      // Reads every page's structure: a damaged file is refused here, before anything starts.
+      const check = this.db.pragma('quick_check', { simple: true }) as string;
+      if (check !== 'ok') throw Object.assign(new Error(`integrity check failed: ${check}`), { code: 'SQLITE_CORRUPT' });
+    } catch (err) {
+      throw databaseError(file, err);
+    }
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
@@ -194,11 +219,38 @@ export class SqliteStore implements Store {
     return (await this.getApp(name))!;
   }
   async getApp(name: string): Promise<AppRecord | undefined> {
-    const r = this.stmt('SELECT * FROM apps WHERE name = ?').get(name) as Row | undefined;
+    const r = this.stmt('SELECT * FROM apps WHERE name = ? AND removed_at IS NULL').get(name) as Row | undefined;
     return r && appFrom(r);
   }
   async listApps(): Promise<AppRecord[]> {
-    return (this.stmt('SELECT * FROM apps ORDER BY name').all() as Row[]).map(appFrom);
+    return (this.stmt('SELECT * FROM apps WHERE removed_at IS NULL ORDER BY name').all() as Row[]).map(appFrom);
+  }
+  async removingApps(): Promise<string[]> {
+    return (this.stmt('SELECT name FROM apps WHERE removed_at IS NOT NULL ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+  }
+  async removeApp(name: string, now: number): Promise<boolean> {
+    return this.db.transaction((): boolean => {
+      const done = this.stmt(`UPDATE apps SET removed_at = ?, repo = NULL, branch = NULL, webhook_secret = NULL, github_token = NULL, status_api_url = NULL, updated_at = ?
+                               WHERE name = ? AND removed_at IS NULL`).run(now, now, name).changes > 0;
+      if (!done) return false;
+      this.stmt(`UPDATE instances SET desired = 'stop', updated_at = ? WHERE app = ?`).run(now, name);
+      this.stmt(`UPDATE rollouts SET status = 'failed', reason = 'app removed', finished_at = ? WHERE app = ? AND status = 'running'`).run(now, name);
+      this.stmt(`UPDATE runs SET status = 'cancelled', error = 'the app was removed', finished_at = ? WHERE app = ? AND status = 'queued'`).run(now, name);
+      this.stmt('DELETE FROM secrets WHERE app = ?').run(name);
+      return true;
+    })();
+  }
+  async purgeRemovedApps(): Promise<string[]> {
+    return this.db.transaction((): string[] => {
+      const gone = (this.stmt(`SELECT name FROM apps WHERE removed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.app = apps.name)`)
+        .all() as { name: string }[]).map((r) => r.name);
+      for (const name of gone) {
+        this.stmt('DELETE FROM rollouts WHERE app = ?').run(name);
+        this.stmt('DELETE FROM revisions WHERE app = ?').run(name);
+        this.stmt('DELETE FROM apps WHERE name = ?').run(name);
+      }
+      return gone;
+    })();
   }
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
     this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
@@ -496,6 +548,16 @@ export class SqliteStore implements Store {
       .run(status, error ?? null, now, status, now, rolloutId);
   }
 
+  async revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined> {
+    const r = this.stmt(`SELECT revisions.* FROM revisions JOIN runs ON runs.id = revisions.run_id
+                         WHERE revisions.app = ? AND runs.app = ? AND runs.fence = ? AND revisions.commit_sha = ? ORDER BY revisions.number DESC LIMIT 1`)
+      .get(app, app, fence, commit) as Row | undefined;
+    return r && revisionFrom(r);
+  }
+  async interruptForegroundRuns(now: number): Promise<number> {
+    return this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)'
+                      WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`).run(now).changes;
+  }
   async latestDeployedFence(app: string): Promise<number | undefined> {
     const r = this.stmt('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?')
       .get(app) as { f: number | null };
@@ -538,6 +600,19 @@ export class SqliteStore implements Store {
       .map((r) => ({ url: r.url as string, username: opt<string>(r.username), password: opt<string>(r.password), updatedAt: r.updated_at as number }));
   }
 
+  async listVolumePlacements(app?: string): Promise<VolumePlacement[]> {
+    return (this.stmt('SELECT * FROM volume_placements WHERE (@app IS NULL OR app = @app) ORDER BY app, name').all({ app: app ?? null }) as Row[])
+      .map((r) => ({ app: r.app as string, name: r.name as string, nodeId: r.node_id as string, createdAt: r.created_at as number }));
+  }
+  async placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void> {
+    this.db.transaction(() => {
+      for (const name of names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(app, name, nodeId, now);
+    })();
+  }
+  async forgetVolumes(app: string, name?: string): Promise<number> {
+    return this.stmt('DELETE FROM volume_placements WHERE app = @app AND (@name IS NULL OR name = @name)').run({ app, name: name ?? null }).changes;
+  }
+
   putArtifactMeta(m: ArtifactMeta): void {
     this.stmt('INSERT OR IGNORE INTO artifacts (digest, size, app, commit_sha, created_at) VALUES (?, ?, ?, ?, ?)')
       .run(m.digest, m.size, m.app ?? null, m.commit ?? null, m.createdAt);
@@ -555,6 +630,16 @@ export class SqliteStore implements Store {
       this.stmt('DELETE FROM artifacts WHERE digest = ?').run(digest);
       this.stmt('DELETE FROM node_runtimes WHERE digest = ?').run(digest);
     })();
+  }
+
+  /** Copy committed WAL pages into the database file, without waiting for anyone. */
+  checkpoint(): void {
+    this.db.pragma('wal_checkpoint(PASSIVE)');
+  }
+
+  /** A consistent copy of the whole database while it is in use (SQLite's online backup API). */
+  async backup(file: string): Promise<void> {
+    await this.db.backup(file);
   }
 
   close(): void {

@@ -54,6 +54,13 @@ export interface SecretRecord {
   readonly updatedAt: number;
 }
 
+export interface VolumePlacement {
+  readonly app: string;
+  readonly name: string;
+  readonly nodeId: string;
+  readonly createdAt: number;
+}
+
 export interface RegistryRecord {
   /** http(s)://host[:port], normalized (control/registry-routes.ts). */
   readonly url: string;
@@ -143,6 +150,8 @@ export interface NodeRuntimes {
   readonly docker?: { readonly available: boolean; readonly version?: string | undefined; readonly error?: string | undefined } | undefined;
   /** Whether the agent gives fixed-port instances their own network namespace (zero-downtime switch). */
   readonly netns?: { readonly available: boolean; readonly error?: string | undefined } | undefined;
+  /** How the node contains process instances (own uid, cgroups) and, when something is missing, why. */
+  readonly process?: { readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string | undefined; readonly reason?: string | undefined } | undefined } | undefined;
 }
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
@@ -191,6 +200,12 @@ export interface Store {
   listApps(): Promise<AppRecord[]>;
   setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void>;
   setReplicas(app: string, replicas: number, now: number): Promise<void>;
+  /** Apps being removed (hidden from getApp/listApps until their last instance is gone). */
+  removingApps(): Promise<string[]>;
+  /** Start removing an app: its instances desired stop, rollouts ended, queued runs cancelled, secrets and webhook source dropped. False if no such app. */
+  removeApp(name: string, now: number): Promise<boolean>;
+  /** Delete removed apps that have no instance left (rows, revisions, rollouts); returns their names. Artifacts stay for GC. */
+  purgeRemovedApps(): Promise<string[]>;
   /** Create the app if needed and set where the CD server deploys it from. */
   setAppSource(name: string, defaults: AppConfig, source: AppSource, now: number): Promise<AppRecord>;
   // revisions
@@ -242,6 +257,10 @@ export interface Store {
   recoverInterruptedRuns(now: number): Promise<RunRecord[]>;
   /** A rollback's run ends with its rollout. */
   finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void>;
+  /** The revision a run of this fence already made of this commit (a retried run must not deploy it twice). */
+  revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined>;
+  /** After a restart: CLI runs left `running` become `interrupted` (a CLI still alive may finish them later). */
+  interruptForegroundRuns(now: number): Promise<number>;
   /** The highest fence among the app's runs that created a revision, if any. */
   latestDeployedFence(app: string): Promise<number | undefined>;
   // secrets (sealed values)
@@ -253,6 +272,12 @@ export interface Store {
   deleteRegistry(url: string): Promise<boolean>;
   /** Most recently set first: the first is where images are published. */
   listRegistries(): Promise<RegistryRecord[]>;
+  // volumes: the node that holds each app volume (the scheduler pins to it, the reconciler records it)
+  listVolumePlacements(app?: string): Promise<VolumePlacement[]>;
+  /** Record that `names` of `app` live on `nodeId`; a volume already placed keeps its node. */
+  placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void>;
+  /** Forget where the app's volumes (or one of them) are; returns how many records went. */
+  forgetVolumes(app: string, name?: string): Promise<number>;
   listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]>;
   // artifacts metadata (blobs live in the artifact repository)
   /** Record a runtime once: the first record of (version, platform) stays; returns the stored one. */
@@ -265,5 +290,7 @@ export interface Store {
   listArtifactMeta(app?: string): ArtifactMeta[];
   /** Forget a garbage-collected blob: its artifacts row and any node_runtimes record of it. */
   forgetBlob(digest: string): void;
+  /** Write a consistent copy of the whole state to `file` while the store is in use. */
+  backup(file: string): Promise<void>;
   close(): void;
 }
