@@ -134,6 +134,12 @@ function firstError(lines) {
       ?? lines.slice(j + 1).map((l) => l.trim()).find((l) => l && !/^last output of|^hint:/.test(l));
     if (telling) msg += ` ${telling}`;
   }
+  // A deploy failure is followed by the app's last lines: its last one says most.
+  if (/^\s*last output of /.test(lines[j + 1] ?? '')) {
+    const tail = [];
+    for (const l of lines.slice(j + 2)) { if (!/^ {4}/.test(l) || /^\s*hint:/.test(l)) break; if (l.trim()) tail.push(l.trim()); }
+    if (tail.length) msg += ` [app: ${tail[tail.length - 1]}]`;
+  }
   msg = msg.replace(/\((\/[^)\s]*:){2,}[^)\s]*\)/g, '(PATH)'); // a PATH list says nothing in a table
   return msg.length > 240 ? msg.slice(0, 237) + '...' : msg;
 }
