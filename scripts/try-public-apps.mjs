@@ -141,7 +141,7 @@ function firstError(lines) {
     if (tail.length) msg += ` [app: ${tail[tail.length - 1]}]`;
   }
   msg = msg.replace(/\((\/[^)\s]*:){2,}[^)\s]*\)/g, '(PATH)'); // a PATH list says nothing in a table
-  return msg.length > 240 ? msg.slice(0, 237) + '...' : msg;
+  return msg.length > 400 ? msg.slice(0, 397) + '...' : msg;
 }
 
 function parseRun(text) {

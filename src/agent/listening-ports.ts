@@ -60,5 +60,8 @@ export async function listeningPorts(pgid: number): Promise<Listener[]> {
 export function elsewhereNote(listeners: readonly Listener[], port: number): string | undefined {
   if (listeners.length === 0 || listeners.some((l) => l.port === port)) return undefined;
   const shown = listeners.slice(0, 3).map((l) => (l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)).join(', ');
-  return `the app listens on ${shown}, not on PORT=${port}: make it listen on process.env.PORT, or set \`port: ${listeners[0]!.port}\` in pilot.yaml`;
+  // A fixed port bound to loopback only is not reachable in its own network namespace (where a
+  // fixed-port instance runs): then only listening on PORT helps.
+  const loopbackOnly = listeners.every((l) => l.address.startsWith('127.') || l.address === '::1');
+  return `the app listens on ${shown}, not on PORT=${port}: make it listen on process.env.PORT${loopbackOnly ? '' : `, or set \`port: ${listeners[0]!.port}\` in pilot.yaml`}`;
 }

@@ -68,6 +68,6 @@ describe('an app with nothing to start', { timeout: 300_000 }, () => {
     await git(repo, 'commit', '-qam', 'listen on a fixed port');
     const r = await h.cli(['run', repo]);
     assert.notEqual(r.code, 0, r.stdout);
-    assert.match(r.stdout, new RegExp(`!!! deploy failed: .*health check GET / failed: connection refused \\(the app listens on 127\\.0\\.0\\.1:${fixed}, not on PORT=\\d+: make it listen on process\\.env\\.PORT, or set \`port: ${fixed}\` in pilot\\.yaml\\)`));
+    assert.match(r.stdout, new RegExp(`!!! deploy failed: .*health check GET / failed: connection refused \\(the app listens on 127\\.0\\.0\\.1:${fixed}, not on PORT=\\d+: make it listen on process\\.env\\.PORT\\)`));
   });
 });
