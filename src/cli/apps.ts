@@ -83,20 +83,20 @@ export async function appsCreate(name: string, opts: GlobalOptions & { repo?: st
   ].join('\n'));
 }
 
-export async function secretsSet(app: string, name: string, value: string | undefined, opts: GlobalOptions): Promise<void> {
+export async function secretsSet(app: string, name: string, value: string | undefined, opts: GlobalOptions & { build?: boolean }): Promise<void> {
   let v = value;
   if (v === undefined || v === '-') {
     const chunks: Buffer[] = [];
     for await (const c of process.stdin) chunks.push(c as Buffer);
     v = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
   }
-  const res = await apiClient(opts).call<{ app: string; secret: string; note: string }>('PUT', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`, { value: v });
-  output(opts, res, () => `secret ${res.secret} of ${res.app} stored (encrypted); ${res.note}`);
+  const res = await apiClient(opts).call<{ app: string; secret: string; scope: string; note: string }>('PUT', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`, { value: v, ...(opts.build ? { scope: 'build' } : {}) });
+  output(opts, res, () => `${res.scope === 'build' ? 'build secret' : 'secret'} ${res.secret} of ${res.app} stored (encrypted); ${res.note}`);
 }
 
 export async function secretsList(app: string, opts: GlobalOptions): Promise<void> {
-  const res = await apiClient(opts).call<{ secrets: { name: string; updatedAt: number }[] }>('GET', `/api/v1/apps/${encodeURIComponent(app)}/secrets`);
-  output(opts, res, () => res.secrets.length === 0 ? 'no secrets' : table(['NAME', 'UPDATED'], res.secrets.map((s) => [s.name, ago(s.updatedAt)])));
+  const res = await apiClient(opts).call<{ secrets: { name: string; scope: string; updatedAt: number }[] }>('GET', `/api/v1/apps/${encodeURIComponent(app)}/secrets`);
+  output(opts, res, () => res.secrets.length === 0 ? 'no secrets' : table(['NAME', 'FOR', 'UPDATED'], res.secrets.map((s) => [s.name, s.scope === 'build' ? 'build' : 'app', ago(s.updatedAt)])));
 }
 
 export async function secretsRemove(app: string, name: string, opts: GlobalOptions): Promise<void> {

@@ -118,7 +118,8 @@ appsCmd.command('create').description('deploy NAME from a repository on every pu
   .action(action(async (name: string, o: { repo?: string; branch?: string; secret?: string; githubToken?: string; statusApi?: string }, cmd: Command) => appsCreate(name, { ...g(cmd), ...o })));
 const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
 secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value, or - (default) to read it from stdin')
-  .action(action(async (app: string, name: string, value: string | undefined, _o: object, cmd: Command) => secretsSet(app, name, value, g(cmd))));
+  .option('--build', 'a build-time secret: given to the build steps only (e.g. NPM_TOKEN for a private registry), never to the running app')
+  .action(action(async (app: string, name: string, value: string | undefined, o: { build?: boolean }, cmd: Command) => secretsSet(app, name, value, { ...g(cmd), build: o.build === true })));
 secretsCmd.command('list').argument('<app>').action(action(async (app: string, _o: object, cmd: Command) => secretsList(app, g(cmd))));
 secretsCmd.command('rm').argument('<app>').argument('<name>').action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
 program.command('status').description('an app\'s instances, revisions and rollouts').argument('<app>')

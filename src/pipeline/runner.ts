@@ -5,17 +5,20 @@
  * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
  * until it succeeds or fails.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
-import { sanitizeLine } from '../core/mask.js';
+import { sanitizeLine, secretMasker } from '../core/mask.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { provideNodeRuntime } from '../node-runtime/provide.js';
-import { buildSteps } from './build-plan.js';
+import { buildSteps, lockfileManager } from './build-plan.js';
+import { packageManagerEnv, wantedPackageManager } from './package-manager.js';
+import { providePackageManager } from './provide-package-manager.js';
+import { readUserSetup } from './user-setup.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
 import { RunLog } from './run-log.js';
@@ -107,10 +110,26 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         : undefined;
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
       const facts = await readWorkspaceFacts(appDir);
-      const plan = buildSteps(config.build, facts);
+      // Build secrets (pilot secrets set --build) and the user's npm set-up: masked from here on.
+      const buildSecrets = (await api.call<{ secrets: Record<string, string> }>('GET', `/api/v1/runs/${run.id}/build-secrets`)).secrets;
+      const cacheDir = req.runtimeCacheDir ?? defaultRuntimeCacheDir();
+      await mkdir(cacheDir, { recursive: true });
+      const setup = await readUserSetup({ neutralDir: cacheDir, appDir, extraEnv: { ...config.env, ...buildSecrets }, signal: req.signal });
+      log.maskValues(secretMasker([...Object.values(buildSecrets), ...setup.secretValues]));
+      log.line(`    npm set-up passed to the build: ${setup.summary}`);
+      const secretNames = Object.keys(buildSecrets);
+      if (secretNames.length > 0) log.line(`    build secrets: ${secretNames.sort().join(', ')} (build steps only, not the running app)`);
+      const wanted = wantedPackageManager(facts);
+      const provided = wanted && facts.hasPackageJson
+        ? await providePackageManager({ wanted, cacheDir: join(cacheDir, 'package-managers'), npmEnv: { ...setup.npmEnv, ...setup.env }, log: (l) => log.line(l), signal: req.signal })
+        : undefined;
+      const pm = provided?.pm ?? lockfileManager(facts);
+      if (provided) log.line(`    ${pm.name} ${pm.version} (from ${wanted!.source}) installs the app${provided.via === 'cache' ? ' (cached on this machine)' : ` (fetched through ${provided.via})`}`);
+      const plan = buildSteps(config.build, facts, pm);
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
-      const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
-      const env = pinned ? withNodeRuntime(hostEnv, pinned.runtime) : hostEnv;
+      const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, { ...setup.env, ...packageManagerEnv(pm, facts.yarnLinker), ...config.env, ...buildSecrets });
+      const nodeEnv = pinned ? withNodeRuntime(hostEnv, pinned.runtime) : hostEnv;
+      const env = provided ? { ...nodeEnv, PATH: `${provided.binDir}:${nodeEnv['PATH']}` } : nodeEnv;
       for (const s of plan) {
         log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
         const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });

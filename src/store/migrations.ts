@@ -156,4 +156,8 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  // N (pkgmgr): build-time secrets: visible to the build only, never to the running app
+  `
+  ALTER TABLE secrets ADD COLUMN scope TEXT NOT NULL DEFAULT 'run';
+  `,
 ];
