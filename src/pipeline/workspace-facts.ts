@@ -41,25 +41,27 @@ export async function readWorkspaceFacts(dir: string): Promise<WorkspaceFacts> {
   );
   const lockfile = detectLockfile((name) => present.has(name));
   const engines = typeof pkg['engines'] === 'object' && pkg['engines'] !== null ? (pkg['engines'] as Record<string, unknown>) : {};
+  const defined = (o: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-  const facts = {
+  const pmEngines = defined({ yarn: str(engines['yarn']), pnpm: str(engines['pnpm']) });
+  const facts: WorkspaceFacts = {
     hasPackageJson: true,
     lockfile,
     scripts: stringScripts(pkg),
-    ...(pkg['packageManager'] === undefined ? {} : { packageManager: pkg['packageManager'] }),
-    engines: { yarn: str(engines['yarn']), pnpm: str(engines['pnpm']) },
+    ...defined({ packageManager: pkg['packageManager'], yarnLinker: await yarnLinker(dir) }),
+    ...(Object.keys(pmEngines).length > 0 ? { engines: pmEngines } : {}),
   };
-  if (present.has('yarn.lock')) {
+  if (lockfile === 'yarn') {
+    // berry lockfiles always open with __metadata; v1 ones with "# yarn lockfile v1" (or are empty).
     const head = await readHead(path.join(dir, 'yarn.lock'));
     const format = /__metadata:\s*\n\s*version:\s*(\d+)/.exec(head);
-    const berry = format !== null || !/# yarn lockfile v1/.test(head);
-    return { ...facts, yarnLock: berry ? 'berry' : 'v1', ...(format ? { yarnLockVersion: Number(format[1]) } : {}), yarnLinker: await yarnLinker(dir) };
+    return { ...facts, yarnLock: /^__metadata:/m.test(head) ? 'berry' : 'v1', ...(format ? { yarnLockVersion: Number(format[1]) } : {}) };
   }
-  if (present.has('pnpm-lock.yaml')) {
+  if (lockfile === 'pnpm') {
     const v = /^lockfileVersion:\s*['"]?([0-9.]+)/m.exec(await readHead(path.join(dir, 'pnpm-lock.yaml')));
     return { ...facts, ...(v ? { pnpmLockVersion: v[1] } : {}) };
   }
-  return { ...facts, yarnLinker: await yarnLinker(dir) };
+  return facts;
 }
 
 /** The first 4 KiB of a file (lockfile headers): enough to tell formats apart without reading megabytes. */
