@@ -81,8 +81,13 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
     async (req) => {
       const name = assertName(req.params.app);
       if (!ENV_NAME.test(req.params.name)) throw new PilotError('bad_request', `secret name ${JSON.stringify(req.params.name.slice(0, 80))} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
-      if (!(await store.getApp(name))) throw new PilotError('app_not_found', `app "${name}" not found`);
       const scope = req.body.scope ?? 'run';
+      if (!(await store.getApp(name))) {
+        // A build secret is often needed by the very first deploy (a private registry's token): the
+        // app is recorded now, with default config, as `POST /apps` does; its first run sets the rest.
+        if (scope !== 'build') throw new PilotError('app_not_found', `app "${name}" not found`);
+        await store.upsertApp(name, resolveAppConfig({}, name), Date.now());
+      }
       await store.setSecret(name, req.params.name, box.seal(req.body.value), Date.now(), scope);
       return {
         app: name, secret: req.params.name, scope,

@@ -108,7 +108,7 @@ describe('package managers of the real fixture apps (lockfiles written by the re
     ['pm-npm', '(npm of the node)', 'install: npm ci --no-audit --no-fund|build: npm run build'],
     ['pm-yarn1', 'yarn 1.22.22 packageManager "yarn@1.22.22"', 'heroku-prebuild: yarn run heroku-prebuild|install: yarn install --frozen-lockfile --non-interactive|heroku-postbuild: yarn run heroku-postbuild'],
     ['pm-berry-pnp', 'yarn 4.5.0 packageManager "yarn@4.5.0"', 'install: yarn install --immutable|build: yarn run build'],
-    ['pm-berry-nm', 'yarn ^4.5.0 engines.yarn "^4.5.0"', 'heroku-prebuild: npm run heroku-prebuild|install: yarn install --immutable'],
+    ['pm-berry-nm', 'yarn ~4.5.0 engines.yarn "~4.5.0"', 'heroku-prebuild: npm run heroku-prebuild|install: yarn install --immutable'],
     ['pm-pnpm', 'pnpm 9.12.0 packageManager "pnpm@9.12.0"', 'install: pnpm install --frozen-lockfile|build: pnpm run build'],
   ];
   for (const [app, wanted, plan] of cases) {
@@ -116,7 +116,7 @@ describe('package managers of the real fixture apps (lockfiles written by the re
       const f = await readWorkspaceFacts(join(FIXTURES, app));
       const w = wantedPackageManager(f);
       assert.equal(w === undefined ? '(npm of the node)' : `${w.name} ${w.spec} ${w.source}`, wanted);
-      const pm = w === undefined ? undefined : { name: w.name, version: w.spec.replace(/^\^/, '') };
+      const pm = w === undefined ? undefined : { name: w.name, version: w.spec.replace(/^[\^~]/, '') };
       assert.equal(steps(undefined, f, pm).join('|'), plan);
     });
   }

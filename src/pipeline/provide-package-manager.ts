@@ -66,6 +66,11 @@ function commands(pm: PackageManager, entry: string, root: string): [string, str
   }
 }
 
+/** Where a build machine keeps package managers: $PILOT_PACKAGE_MANAGER_CACHE, else beside its Node.js runtimes. */
+export function packageManagerCacheDir(runtimeCacheDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  return env['PILOT_PACKAGE_MANAGER_CACHE'] ?? join(runtimeCacheDir, 'package-managers');
+}
+
 /** The corepack shipped with the node running Pilot, if any (Node ≥ 16.9 ships it in lib/node_modules). */
 export function bundledCorepack(execPath = process.execPath): string | undefined {
   const file = join(dirname(execPath), '..', 'lib', 'node_modules', 'corepack', 'dist', 'corepack.js');

@@ -17,7 +17,7 @@ import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-e
 import { provideNodeRuntime } from '../node-runtime/provide.js';
 import { buildSteps, lockfileManager } from './build-plan.js';
 import { packageManagerEnv, wantedPackageManager } from './package-manager.js';
-import { providePackageManager } from './provide-package-manager.js';
+import { packageManagerCacheDir, providePackageManager } from './provide-package-manager.js';
 import { readUserSetup } from './user-setup.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
@@ -121,7 +121,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       if (secretNames.length > 0) log.line(`    build secrets: ${secretNames.sort().join(', ')} (build steps only, not the running app)`);
       const wanted = wantedPackageManager(facts);
       const provided = wanted && facts.hasPackageJson
-        ? await providePackageManager({ wanted, cacheDir: join(cacheDir, 'package-managers'), npmEnv: { ...setup.npmEnv, ...setup.env }, log: (l) => log.line(l), signal: req.signal })
+        ? await providePackageManager({ wanted, cacheDir: packageManagerCacheDir(cacheDir), npmEnv: { ...setup.npmEnv, ...setup.env }, log: (l) => log.line(l), signal: req.signal })
         : undefined;
       const pm = provided?.pm ?? lockfileManager(facts);
       if (provided) log.line(`    ${pm.name} ${pm.version} (from ${wanted!.source}) installs the app${provided.via === 'cache' ? ' (cached on this machine)' : ` (fetched through ${provided.via})`}`);
@@ -133,7 +133,15 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       for (const s of plan) {
         log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
         const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
-        mustSucceed(result, s.argv);
+        try {
+          mustSucceed(result, s.argv);
+        } catch (e) {
+          // A range (engines.yarn "^4") takes the newest match, which may rewrite an older lockfile's format.
+          if (s.name === 'install' && provided && wanted && wanted.spec !== pm.version && isPilotError(e)) {
+            throw new PilotError(e.code, e.message, { hint: `${pm.name} ${pm.version} is the newest match of ${wanted.source}; if the install wants to rewrite the lockfile, pin the version that wrote it in package.json: "packageManager": "${pm.name}@<version>".`, cause: e });
+          }
+          throw e;
+        }
       }
       return pinned?.ref;
     });
