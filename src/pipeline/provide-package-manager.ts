@@ -178,7 +178,6 @@ async function viaCorepack(req: ProvidePackageManagerRequest, corepack: string, 
   });
   if (r.code !== 0) {
     const why = lines.find((l) => /error/i.test(l)) ?? lines.at(-1) ?? `exit code ${r.code}`;
-    // eslint-disable-next-line no-control-regex
     throw new Error(why.replace(/\u001b\[[0-9;]*m/g, '').trim().slice(0, 300));
   }
   const dir = join(home, 'v1', pm.name, pm.version);

@@ -17,6 +17,11 @@ export class RunLog {
     this.mask = mask;
   }
 
+  /** `text` with the masked values hidden (for error messages that leave through other paths). */
+  maskText(text: string): string {
+    return this.mask(text);
+  }
+
   line(raw: string): void {
     const text = this.mask(raw);
     this.out(text);

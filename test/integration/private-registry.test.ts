@@ -62,6 +62,9 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
   const work = h.track(tempDir('registry'));
 
   before(async () => {
+    // A user's terminal, not `npm test`'s script environment: npm exports its own config
+    // (npm_config_globalconfig, npm_config_cafile, ...) to scripts, which would hide the host's npmrc.
+    for (const k of Object.keys(process.env)) if (/^npm_config_/i.test(k)) delete process.env[k];
     const certs = makeCerts(work);
     const pkg = await makeTarball(work);
     registry = createServer({ key: certs.key, cert: certs.chain }, (req, res) => {
@@ -196,5 +199,23 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     const late = await h.apiCall('GET', `/api/v1/runs/${runId}/build-secrets`);
     assert.equal(late.status, 400);
     assert.ok(!JSON.stringify(late.json).includes(TOKEN));
+  });
+
+  it('a failing build that prints the secret: masked in the error, the run record and the terminal', async () => {
+    const dir = h.track(tempDir('leaky'));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({
+      name: 'private-dep-app', version: '1.0.1', private: true,
+      scripts: { build: 'node -e "console.log(\'leaking \' + process.env.NPM_TOKEN); process.exit(3)"' },
+    }));
+    const leaky = h.track(await makeRepo(dir));
+    const r = await h.cli(['run', leaky], { env: { npm_config_cache: join(work, 'npm-cache-leaky') } });
+    assert.notEqual(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout + r.stderr, /leaking \*\*\*/);
+    assert.ok(!(r.stdout + r.stderr).includes(TOKEN), r.stdout + r.stderr);
+    const runs = await h.apiCall('GET', '/api/v1/runs?app=private-dep-app&limit=1');
+    const last = runs.json.runs[0];
+    assert.equal(last.status, 'failed');
+    assert.match(last.error, /leaking \*\*\*/);
+    assert.ok(!JSON.stringify(runs.json).includes(TOKEN));
   });
 });
