@@ -123,8 +123,8 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
 
   /** `pilot run` (the build runs in this process) with the host npm's prefix, a fresh npm cache each time. */
   let runs = 0;
-  async function pilotRun(opts: { globalNpmrc: boolean }): Promise<{ code: number | null; out: string; ms: number }> {
-    const env: Record<string, string> = { npm_config_cache: join(work, `npm-cache-${++runs}`) };
+  async function pilotRun(opts: { globalNpmrc: boolean; env?: Record<string, string> }): Promise<{ code: number | null; out: string; ms: number }> {
+    const env: Record<string, string> = { npm_config_cache: join(work, `npm-cache-${++runs}`), ...opts.env };
     if (opts.globalNpmrc) env['PREFIX'] = prefix;
     const t0 = performance.now();
     const r = await h.cli(['run', repo], { env });
@@ -146,8 +146,11 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
   it('without the CA, the install fails with npm\'s own SELF_SIGNED_CERT_IN_CHAIN in the run log', async () => {
     // Before the app's first deploy: a build secret records the app.
     await setBuildSecret(TOKEN);
-    const r = await pilotRun({ globalNpmrc: false });
+    // npm retries a failed TLS handshake for ~70 s by default: the user's own npm_config_* (here,
+    // no retries) reaches the build from the terminal, as any npm setting does.
+    const r = await pilotRun({ globalNpmrc: false, env: { npm_config_fetch_retries: '0' } });
     assert.notEqual(r.code, 0, r.out);
+    assert.match(r.out, /variables [^\n]*npm_config_fetch_retries/);
     assert.match(r.out, /SELF_SIGNED_CERT_IN_CHAIN|self[- ]signed certificate in certificate chain/i);
     assert.match(r.out, /build failed: step `npm ci --no-audit --no-fund` exited with code 1/);
     assert.ok(!r.out.includes(TOKEN), 'token masked');
