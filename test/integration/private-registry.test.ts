@@ -9,14 +9,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { gunzipSync } from 'node:zlib';
 import * as tar from 'tar';
+import { signGithubPayload } from '../../src/cd/github-signature.js';
 import { runCommand } from '../../src/pipeline/exec.js';
-import { Harness, makeRepo, PILOT, ROOT, tempDir } from './harness.js';
+import { git, Harness, makeRepo, PILOT, ROOT, tempDir, waitFor } from './harness.js';
+
+const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
+const pushExample = examples.find((e) => e.name === 'push')!.examples[0]!;
+const HOOK_SECRET = 'private-registry-hook-secret-0123';
 
 const h = new Harness();
 const TOKEN = `npm_pilotTest_${createHash('sha256').update(String(Math.random())).digest('hex').slice(0, 24)}`;
@@ -114,7 +120,8 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     assert.equal(r.code, 0, lines.join('\n'));
     spawnSync('rm', ['-rf', join(app, 'node_modules')]);
     repo = h.track(await makeRepo(app));
-    await h.startUp();
+    // The server's environment is the host's for CD builds: its npm finds the CA through the prefix too.
+    await h.startUp({ PREFIX: prefix });
   });
   after(async () => {
     await h.cleanup();
@@ -220,5 +227,36 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     assert.equal(last.status, 'failed');
     assert.match(last.error, /leaking \*\*\*/);
     assert.ok(!JSON.stringify(runs.json).includes(TOKEN));
+  });
+
+  it('the CD server path gets the build secret and the host npm set-up too (a signed push deploys)', async () => {
+    const created = await h.cli(['apps', 'create', 'private-dep-app', '--repo', repo, '--branch', 'main', '--secret', HOOK_SECRET]);
+    assert.equal(created.code, 0, created.stderr);
+    const sha = await git(repo, 'rev-parse', 'HEAD');
+    const p = structuredClone(pushExample) as Record<string, any>;
+    p.ref = 'refs/heads/main';
+    p.after = sha;
+    p.deleted = false;
+    p.repository = { ...p.repository, clone_url: repo, full_name: 'acme/private-dep-app' };
+    p.head_commit = { ...(p.head_commit ?? {}), id: sha, message: 'first', author: { name: 'Dev Eloper', email: 'dev@example.com' } };
+    const body = JSON.stringify(p);
+    const res = await fetch(`${h.api}/hooks/github/private-dep-app`, {
+      method: 'POST', body,
+      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': signGithubPayload(HOOK_SECRET, body) },
+    });
+    const text = await res.text();
+    assert.equal(res.status, 202, text);
+    const { run: id } = JSON.parse(text) as { run: number };
+    const run = await waitFor(`run #${id}`, async () => {
+      const r = (await h.apiCall('GET', `/api/v1/runs/${id}`)).json.run;
+      return ['queued', 'running'].includes(r.status) ? undefined : r;
+    }, 300_000);
+    const log = String((await h.apiCall('GET', `/api/v1/runs/${id}/log`)).json);
+    assert.equal(run.status, 'succeeded', `${run.error}\n${log}`);
+    assert.match(log, /global npmrc [^;]*prefix\/etc\/npmrc/);
+    assert.match(log, /build sees token \*\*\*/);
+    assert.ok(!log.includes(TOKEN));
+    const answer = await h.viaRouter('private-dep-app.localhost');
+    assert.deepEqual(JSON.parse(answer.text), { dep: `${PKG} 1.0.0 from the private registry`, token: null });
   });
 });
