@@ -40,6 +40,15 @@ describe('providePackageManager', { timeout: 300_000 }, () => {
     assert.equal(await yarnVersion(p.binDir), '1.22.21');
   });
 
+  it('provides npm itself when packageManager names it (npm and npx shims)', async () => {
+    const p = await providePackageManager({ ...base, wanted: { name: 'npm', spec: '10.9.2', source: 'packageManager "npm@10.9.2"' }, corepack: null });
+    assert.deepEqual(p.pm, { name: 'npm', version: '10.9.2' });
+    const out: string[] = [];
+    const r = await runCommand(['npx', '--version'], { cwd: cache, env: { PATH: `${p.binDir}:${process.env.PATH}`, HOME: cache }, timeoutMs: 60_000, onLine: (_s, l) => out.push(l) });
+    assert.equal(r.code, 0, out.join('\n'));
+    assert.equal(out.join('').trim(), '10.9.2');
+  });
+
   it('says which version does not exist, and the nearest, before fetching anything', async () => {
     await assert.rejects(providePackageManager({ ...base, wanted: { name: 'pnpm', spec: '9.99.1', source: 'packageManager "pnpm@9.99.1"' }, corepack: null }), (e: unknown) => {
       assert.ok(isPilotError(e) && e.code === 'package_manager_not_found', String(e));
