@@ -1,9 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { isPilotError } from '../core/errors.js';
+import { isPilotError, PilotError } from '../core/errors.js';
 import { pnpNodeOptions } from '../core/run-command.js';
 import { buildSteps, type WorkspaceFacts } from './build-plan.js';
+import { explainStepFailure } from './build-setup.js';
 import { distPackage, installArgvFor, packageManagerEnv, parsePackageManagerField, wantedPackageManager, type PackageManagerFacts } from './package-manager.js';
 import { readWorkspaceFacts } from './workspace-facts.js';
 
@@ -137,5 +138,20 @@ describe('pnpNodeOptions (agent)', () => {
     assert.equal(pnpNodeOptions('/r', { pnp: true, loader: false }, undefined), '--require /r/.pnp.cjs');
     assert.equal(pnpNodeOptions('/r', { pnp: true, loader: true }, ' --enable-source-maps '), '--require /r/.pnp.cjs --experimental-loader file:///r/.pnp.loader.mjs --enable-source-maps');
     assert.equal(pnpNodeOptions('/a b', { pnp: true, loader: false }, undefined), '--require "/a b/.pnp.cjs"');
+  });
+});
+
+describe('explainStepFailure', () => {
+  const failed = new PilotError('build_failed', 'step `yarn install --immutable` exited with code 1');
+  const install = { name: 'install', argv: ['yarn', 'install', '--immutable'] };
+  const ranged = { plan: [], env: {}, pm: { name: 'yarn' as const, version: '4.18.1' }, wanted: { name: 'yarn' as const, spec: '^4.5.0', source: 'engines.yarn "^4.5.0"' }, provided: { pm: { name: 'yarn' as const, version: '4.18.1' }, binDir: '/x', via: 'cache' as const } };
+  it('hints at pinning when a range picked the manager that failed the install', () => {
+    const e = explainStepFailure(failed, install, ranged);
+    assert.ok(isPilotError(e) && e.code === 'build_failed' && e.message === failed.message);
+    assert.match(e.hint ?? '', /yarn 4\.18\.1 is the newest match of engines\.yarn "\^4\.5\.0".*"packageManager": "yarn@<version>"/);
+  });
+  it('leaves other failures alone: exact versions, other steps', () => {
+    assert.equal(explainStepFailure(failed, install, { ...ranged, wanted: { ...ranged.wanted, spec: '4.18.1' } }), failed);
+    assert.equal(explainStepFailure(failed, { name: 'build', argv: ['yarn', 'run', 'build'] }, ranged), failed);
   });
 });

@@ -5,25 +5,21 @@
  * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
  * until it succeeds or fails.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
-import { sanitizeLine, secretMasker } from '../core/mask.js';
+import { sanitizeLine } from '../core/mask.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
-import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
+import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { provideNodeRuntime } from '../node-runtime/provide.js';
-import { buildSteps, lockfileManager } from './build-plan.js';
-import { packageManagerEnv, wantedPackageManager } from './package-manager.js';
-import { packageManagerCacheDir, providePackageManager } from './provide-package-manager.js';
-import { readUserSetup } from './user-setup.js';
+import { explainStepFailure, prepareBuild } from './build-setup.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
 import { RunLog } from './run-log.js';
 import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
-import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
 
 export interface RunRequest {
   readonly source: RunSource;
@@ -109,38 +105,17 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal })
         : undefined;
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
-      const facts = await readWorkspaceFacts(appDir);
-      // Build secrets (pilot secrets set --build) and the user's npm set-up: masked from here on.
-      const buildSecrets = (await api.call<{ secrets: Record<string, string> }>('GET', `/api/v1/runs/${run.id}/build-secrets`)).secrets;
-      const cacheDir = req.runtimeCacheDir ?? defaultRuntimeCacheDir();
-      await mkdir(cacheDir, { recursive: true });
-      const setup = await readUserSetup({ neutralDir: cacheDir, appDir, extraEnv: { ...config.env, ...buildSecrets }, signal: req.signal });
-      log.maskValues(secretMasker([...Object.values(buildSecrets), ...setup.secretValues]));
-      log.line(`    npm set-up passed to the build: ${setup.summary}`);
-      const secretNames = Object.keys(buildSecrets);
-      if (secretNames.length > 0) log.line(`    build secrets: ${secretNames.sort().join(', ')} (build steps only, not the running app)`);
-      const wanted = wantedPackageManager(facts);
-      const provided = wanted && facts.hasPackageJson
-        ? await providePackageManager({ wanted, cacheDir: packageManagerCacheDir(cacheDir), npmEnv: { ...setup.npmEnv, ...setup.env }, log: (l) => log.line(l), signal: req.signal })
-        : undefined;
-      const pm = provided?.pm ?? lockfileManager(facts);
-      if (provided) log.line(`    ${pm.name} ${pm.version} (from ${wanted!.source}) installs the app${provided.via === 'cache' ? ' (cached on this machine)' : ` (fetched through ${provided.via})`}`);
-      const plan = buildSteps(config.build, facts, pm);
+      // Build secrets, the user's npm set-up and the package manager (build-setup.ts); the log is masked from here on.
+      const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal });
+      const { plan, env } = prepared;
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
-      const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, { ...setup.env, ...packageManagerEnv(pm, facts.yarnLinker), ...config.env, ...buildSecrets });
-      const nodeEnv = pinned ? withNodeRuntime(hostEnv, pinned.runtime) : hostEnv;
-      const env = provided ? { ...nodeEnv, PATH: `${provided.binDir}:${nodeEnv['PATH']}` } : nodeEnv;
       for (const s of plan) {
         log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
         const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
         try {
           mustSucceed(result, s.argv);
         } catch (e) {
-          // A range (engines.yarn "^4") takes the newest match, which may rewrite an older lockfile's format.
-          if (s.name === 'install' && provided && wanted && wanted.spec !== pm.version && isPilotError(e)) {
-            throw new PilotError(e.code, e.message, { hint: `${pm.name} ${pm.version} is the newest match of ${wanted.source}; if the install wants to rewrite the lockfile, pin the version that wrote it in package.json: "packageManager": "${pm.name}@<version>".`, cause: e });
-          }
-          throw e;
+          throw explainStepFailure(e, s, prepared);
         }
       }
       return pinned?.ref;
