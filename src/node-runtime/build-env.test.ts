@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { secretMasker } from '../core/mask.js';
-import { passesToBuild, setupSecretValues, userSetupEnv, withNodeRuntime } from './build-env.js';
+import { passesToBuild, setupSecretValues, userSetupEnv, withNodeRuntime, yarnrcSecretValues } from './build-env.js';
 
 describe('the user\'s set-up reaches the build', () => {
   const host = {
@@ -51,5 +51,21 @@ describe('the user\'s set-up reaches the build', () => {
     const mask = secretMasker(values);
     assert.equal(mask('npm http fetch GET 401 https://npm.corp/x (token npm_tok_123456)'), 'npm http fetch GET 401 https://npm.corp/x (token ***)');
     assert.equal(mask('proxy http://bob:hunter22@proxy:3128'), 'proxy http://***@proxy:3128');
+  });
+
+  it('finds yarn berry credentials in .yarnrc.yml (top level and per scope or registry)', () => {
+    const yarnrc = [
+      'nodeLinker: pnp',
+      'npmAuthToken: "yrn_top_123"',
+      'npmScopes:',
+      '  corp:',
+      '    npmRegistryServer: "https://npm.corp"',
+      '    npmAuthToken: ${CORP_TOKEN}',
+      'npmRegistries:',
+      '  "https://other":',
+      "    npmAuthIdent: 'dXNlcjpwYXNz'",
+    ].join('\n');
+    assert.deepEqual(yarnrcSecretValues([yarnrc], { CORP_TOKEN: 'corp_secret_9' }).sort(), ['corp_secret_9', 'dXNlcjpwYXNz', 'yrn_top_123']);
+    assert.deepEqual(yarnrcSecretValues(['npmAuthToken: ${MISSING}'], {}), []);
   });
 });

@@ -95,6 +95,21 @@ export function setupSecretValues(npmrcTexts: readonly string[], env: Readonly<R
   return [...out];
 }
 
+/**
+ * Credential values of yarn berry's .yarnrc.yml files (`npmAuthToken`, `npmAuthIdent`, at any
+ * depth: `npmScopes`/`npmRegistries` entries too), `${VAR}` references resolved. Pure.
+ */
+export function yarnrcSecretValues(texts: readonly string[], env: Readonly<Record<string, string | undefined>>): string[] {
+  const out = new Set<string>();
+  for (const text of texts) {
+    for (const m of text.matchAll(/^\s*(?:npmAuthToken|npmAuthIdent):\s*(.+?)\s*$/gm)) {
+      const value = m[1]!.replace(/^(["'])(.*)\1$/, '$2').replace(/\$\{([^}:]+)(?::-[^}]*)?\}/g, (_x, name: string) => env[name] ?? '');
+      if (value.trim() !== '') out.add(value.trim());
+    }
+  }
+  return [...out];
+}
+
 /** The password (and user:password) of a proxy URL with credentials; none without. */
 function proxyCredentials(url: string): string[] {
   const m = /^[a-z][a-z0-9+.-]*:\/\/([^@/]*)@/i.exec(url.trim());

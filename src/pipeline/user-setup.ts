@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { passesToBuild, setupSecretValues, userSetupEnv, type HostNpmConfig } from '../node-runtime/build-env.js';
+import { passesToBuild, setupSecretValues, userSetupEnv, yarnrcSecretValues, type HostNpmConfig } from '../node-runtime/build-env.js';
 import { npmEnv } from '../node-runtime/npm-registry.js';
 import { runCommand } from './exec.js';
 
@@ -61,7 +61,9 @@ export async function readUserSetup(opts: {
   };
   const env = userSetupEnv(hostEnv, npm);
   const texts = await Promise.all([npm.globalconfig, npm.userconfig, join(opts.appDir, '.npmrc')].map((f) => (f === undefined ? '' : readFile(f, 'utf8').catch(() => ''))));
-  const secretValues = setupSecretValues(texts, { ...hostEnv, ...opts.extraEnv });
+  const yarnrcs = await Promise.all([join(opts.appDir, '.yarnrc.yml'), hostEnv['HOME'] === undefined ? undefined : join(hostEnv['HOME'], '.yarnrc.yml')]
+    .map((f) => (f === undefined ? '' : readFile(f, 'utf8').catch(() => ''))));
+  const secretValues = [...setupSecretValues(texts, { ...hostEnv, ...opts.extraEnv }), ...yarnrcSecretValues(yarnrcs, { ...hostEnv, ...opts.extraEnv })];
   const vars = Object.keys(hostEnv).filter((k) => passesToBuild(k) && hostEnv[k] !== undefined).sort();
   const parts = [
     npm.globalconfig && `global npmrc ${npm.globalconfig}`,
