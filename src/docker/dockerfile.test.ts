@@ -29,6 +29,13 @@ describe('generated Dockerfile', () => {
     ]);
   });
 
+  it('loads a yarn Plug\'n\'Play app\'s .pnp.cjs (and its ESM loader) through NODE_OPTIONS', () => {
+    const pnp: ContextEntry[] = [{ path: '.pnp.cjs', kind: 'file' }, { path: '.pnp.loader.mjs', kind: 'file' }, { path: '.yarn', kind: 'dir' }, { path: 'package.json', kind: 'file' }];
+    const text = generateDockerfile({ baseImage: 'pilot/node:20.20.2', command: ['node', 'server.js'], entries: pnp });
+    assert.ok(text.includes('ENV NODE_OPTIONS="--require /app/.pnp.cjs --experimental-loader file:///app/.pnp.loader.mjs"\n'), text);
+    assert.ok(!generateDockerfile({ baseImage: 'b', command: ['node', 'server.js'], entries }).includes('NODE_OPTIONS'));
+  });
+
   it('takes the command from pilot.yaml run, the Procfile web line, or a plain node start script', () => {
     const cmd = (run: string[] | undefined, procfile: string | undefined, scripts?: Record<string, string>): string =>
       generateDockerfile({ baseImage: 'b', command: resolveRunCommand(run, procfile, scripts), entries }).split('\n').find((l) => l.startsWith('CMD'))!;

@@ -6,6 +6,7 @@
  * registry already has every layer but the last ones and a push moves only those. Pure.
  */
 import { PilotError } from '../core/errors.js';
+import { pnpNodeOptions } from '../core/run-command.js';
 import type { ContextEntry } from './context.js';
 
 /** The name the generated Dockerfile has in the build context (the daemon drops it, see `.dockerignore`). */
@@ -54,6 +55,9 @@ export function generateDockerfile(input: GeneratedDockerfileInput): string {
     `WORKDIR ${APP_DIR}`,
     'ENV NODE_ENV=production',
   ];
+  // yarn Plug'n'Play: node loads the app's .pnp.cjs, as the process runtime's agent does.
+  const pnp = pnpNodeOptions(APP_DIR, { pnp: top.some((e) => e.path === '.pnp.cjs'), loader: top.some((e) => e.path === '.pnp.loader.mjs') }, undefined);
+  if (pnp !== undefined) lines.push(`ENV NODE_OPTIONS=${JSON.stringify(pnp)}`);
   const splittable = dirs.length <= MAX_COPY_LAYERS && ![...dirs, ...files].some((n) => GLOB.test(n));
   if (!splittable) {
     lines.push(`COPY . ${APP_DIR}/`);
