@@ -37,12 +37,16 @@ export async function readUserSetup(opts: {
   const hostEnv = opts.hostEnv ?? process.env;
   const env0 = npmEnv(hostEnv);
   const lines: string[] = [];
+  // No npm on this machine (an app built by pilot.yaml commands alone): no npm set-up to pass, not an error.
   const r = await runCommand(['npm', 'config', 'get', 'globalconfig', 'userconfig', 'cafile', 'registry'], {
     cwd: opts.neutralDir, env: env0, timeoutMs: 60_000, maxOutputTail: 20,
     onLine: (stream, l) => {
       if (stream === 'stdout') lines.push(l);
     },
     ...(opts.signal ? { signal: opts.signal } : {}),
+  }).catch((e: unknown) => {
+    if (opts.signal?.aborted) throw e;
+    return { code: null };
   });
   const got: Record<string, string> = {};
   if (r.code === 0) {
