@@ -1,6 +1,7 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isPilotError } from '../core/errors.js';
@@ -56,6 +57,34 @@ describe('providePackageManager', { timeout: 300_000 }, () => {
       return true;
     });
     await assert.rejects(providePackageManager({ ...base, wanted: { name: 'yarn', spec: '^7', source: 'engines.yarn "^7"' }, corepack: null }), /no yarn version matches engines\.yarn "\^7"/);
+  });
+
+  it('two builds asking for the same version at once both get it, once on disk', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'pilot-pm-race-'));
+    try {
+      const ask = () => providePackageManager({ ...base, cacheDir: fresh, wanted: { name: 'yarn', spec: '1.22.22', source: 'packageManager "yarn@1.22.22"' }, corepack: null });
+      const [a, b] = await Promise.all([ask(), ask()]);
+      assert.equal(a.binDir, b.binDir);
+      assert.equal(await yarnVersion(a.binDir), '1.22.22');
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+
+  it('a registry that does not answer fails before the install, naming the registry', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const s = createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const env = { ...npmEnv(), npm_config_registry: `http://127.0.0.1:${port}/`, npm_config_fetch_retries: '0' };
+    await assert.rejects(providePackageManager({ ...base, npmEnv: env, wanted: { name: 'pnpm', spec: '9.12.1', source: 'packageManager "pnpm@9.12.1"' }, corepack: null }), (e: unknown) => {
+      assert.ok(isPilotError(e) && e.code === 'registry_unreachable', String(e));
+      assert.match(e.message, new RegExp(`http://127\\.0\\.0\\.1:${port}/`));
+      return true;
+    });
   });
 
   it('refuses a package whose hash is not the one packageManager names, caching nothing', async () => {
