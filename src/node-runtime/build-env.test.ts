@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { secretMasker } from '../core/mask.js';
-import { passesToBuild, setupSecretValues, userSetupEnv, withNodeRuntime, yarnrcSecretValues } from './build-env.js';
+import { passesToBuild, setupSecretValues, unresolvedNpmrcVars, userSetupEnv, withNodeRuntime, yarnrcSecretValues } from './build-env.js';
 
 describe('the user\'s set-up reaches the build', () => {
   const host = {
@@ -67,5 +67,11 @@ describe('the user\'s set-up reaches the build', () => {
     ].join('\n');
     assert.deepEqual(yarnrcSecretValues([yarnrc], { CORP_TOKEN: 'corp_secret_9' }).sort(), ['corp_secret_9', 'dXNlcjpwYXNz', 'yrn_top_123']);
     assert.deepEqual(yarnrcSecretValues(['npmAuthToken: ${MISSING}'], {}), []);
+  });
+
+  it('names the ${VAR}s of an npmrc the build does not have', () => {
+    const npmrc = '//npm.corp/:_authToken=${NPM_TOKEN}\n# //x/:_auth=${COMMENTED}\nregistry=${REGISTRY_URL}\ncache=${HOME}/.npm\n';
+    assert.deepEqual(unresolvedNpmrcVars(npmrc, { HOME: '/root', REGISTRY_URL: 'https://npm.corp/' }), ['NPM_TOKEN']);
+    assert.deepEqual(unresolvedNpmrcVars(npmrc, { HOME: '/root', REGISTRY_URL: 'x', NPM_TOKEN: 't' }), []);
   });
 });

@@ -110,6 +110,17 @@ export function yarnrcSecretValues(texts: readonly string[], env: Readonly<Recor
   return [...out];
 }
 
+/** `${VAR}` references of npmrc text (comments skipped) that `env` does not define: npm would send them literally. Pure. */
+export function unresolvedNpmrcVars(text: string, env: Readonly<Record<string, string | undefined>>): string[] {
+  const out = new Set<string>();
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith('#') || line.startsWith(';')) continue;
+    for (const m of line.matchAll(/\$\{([^}?]+)\??\}/g)) if (env[m[1]!] === undefined) out.add(m[1]!);
+  }
+  return [...out];
+}
+
 /** The password (and user:password) of a proxy URL with credentials; none without. */
 function proxyCredentials(url: string): string[] {
   const m = /^[a-z][a-z0-9+.-]*:\/\/([^@/]*)@/i.exec(url.trim());

@@ -29,6 +29,9 @@ export interface PreparedBuild {
   readonly pm: PackageManager;
   readonly wanted: WantedPackageManager | undefined;
   readonly provided: ProvidedPackageManager | undefined;
+  /** For hints: the app's name and the `${VAR}`s of its .npmrc the build does not have. */
+  readonly app: string;
+  readonly missingVars: readonly string[];
 }
 
 /** Read the workspace and the user's set-up, fetch the build secrets and the package manager; from here on the log is masked. */
@@ -52,6 +55,7 @@ export async function prepareBuild(o: {
   log.line(`    npm set-up passed to the build: ${setup.summary}`);
   const names = Object.keys(secrets).sort();
   if (names.length > 0) log.line(`    build secrets: ${names.join(', ')} (build steps only, not the running app)`);
+  for (const v of setup.missingVars) log.line(`    warning: the app's .npmrc uses \${${v}}, which the build does not have (set it: pilot secrets set ${o.config.name} ${v} --build)`);
 
   const wanted = facts.hasPackageJson ? wantedPackageManager(facts) : undefined;
   const provided = wanted && (await providePackageManager({
@@ -64,15 +68,21 @@ export async function prepareBuild(o: {
   const base = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, { ...setup.env, ...packageManagerEnv(pm, facts.yarnLinker), ...o.config.env, ...secrets });
   const withNode = o.pinned ? withNodeRuntime(base, o.pinned) : base;
   const env = provided ? { ...withNode, PATH: `${provided.binDir}:${withNode['PATH']}` } : withNode;
-  return { plan: buildSteps(o.config.build, facts, pm), env, pm, wanted, provided };
+  return { plan: buildSteps(o.config.build, facts, pm), env, pm, wanted, provided, app: o.config.name, missingVars: setup.missingVars };
 }
 
 /**
- * A failed install of a manager chosen by a range (engines.yarn "^4") gets a hint: the newest match
+ * A failed install gets a hint when the cause is likely ours to name: the app's .npmrc names a
+ * variable the build lacks (a build secret not set), or a manager chosen by a range (engines.yarn "^4") gets a hint: the newest match
  * may want to rewrite an older lockfile's format, and only a pinned version avoids that.
  */
 export function explainStepFailure(e: unknown, step: BuildStep, b: PreparedBuild): unknown {
-  if (step.name !== 'install' || !b.provided || !b.wanted || b.wanted.spec === b.pm.version || !isPilotError(e)) return e;
+  if (step.name !== 'install' || !isPilotError(e)) return e;
+  if (b.missingVars.length > 0) {
+    const v = b.missingVars[0]!;
+    return new PilotError(e.code, e.message, { hint: `The app's .npmrc uses \${${v}}, which the build does not have: \`pilot secrets set ${b.app} ${v} --build\` (value on stdin), then run again.`, cause: e });
+  }
+  if (!b.provided || !b.wanted || b.wanted.spec === b.pm.version) return e;
   return new PilotError(e.code, e.message, {
     hint: `${b.pm.name} ${b.pm.version} is the newest match of ${b.wanted.source}; if the install wants to rewrite the lockfile, pin the version that wrote it in package.json: "packageManager": "${b.pm.name}@<version>".`,
     cause: e,

@@ -144,12 +144,18 @@ describe('pnpNodeOptions (agent)', () => {
 describe('explainStepFailure', () => {
   const failed = new PilotError('build_failed', 'step `yarn install --immutable` exited with code 1');
   const install = { name: 'install', argv: ['yarn', 'install', '--immutable'] };
-  const ranged = { plan: [], env: {}, pm: { name: 'yarn' as const, version: '4.18.1' }, wanted: { name: 'yarn' as const, spec: '^4.5.0', source: 'engines.yarn "^4.5.0"' }, provided: { pm: { name: 'yarn' as const, version: '4.18.1' }, binDir: '/x', via: 'cache' as const } };
+  const ranged = { app: 'shop', missingVars: [] as string[], plan: [], env: {}, pm: { name: 'yarn' as const, version: '4.18.1' }, wanted: { name: 'yarn' as const, spec: '^4.5.0', source: 'engines.yarn "^4.5.0"' }, provided: { pm: { name: 'yarn' as const, version: '4.18.1' }, binDir: '/x', via: 'cache' as const } };
   it('hints at pinning when a range picked the manager that failed the install', () => {
     const e = explainStepFailure(failed, install, ranged);
     assert.ok(isPilotError(e) && e.code === 'build_failed' && e.message === failed.message);
     assert.match(e.hint ?? '', /yarn 4\.18\.1 is the newest match of engines\.yarn "\^4\.5\.0".*"packageManager": "yarn@<version>"/);
   });
+  it('names the build secret the app\'s .npmrc needs when the install fails without it', () => {
+    const e = explainStepFailure(failed, install, { ...ranged, missingVars: ['NPM_TOKEN'] });
+    assert.ok(isPilotError(e));
+    assert.equal(e.hint, 'The app\'s .npmrc uses ${NPM_TOKEN}, which the build does not have: `pilot secrets set shop NPM_TOKEN --build` (value on stdin), then run again.');
+  });
+
   it('leaves other failures alone: exact versions, other steps', () => {
     assert.equal(explainStepFailure(failed, install, { ...ranged, wanted: { ...ranged.wanted, spec: '4.18.1' } }), failed);
     assert.equal(explainStepFailure(failed, { name: 'build', argv: ['yarn', 'run', 'build'] }, ranged), failed);

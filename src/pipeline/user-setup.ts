@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { passesToBuild, setupSecretValues, userSetupEnv, yarnrcSecretValues, type HostNpmConfig } from '../node-runtime/build-env.js';
+import { passesToBuild, setupSecretValues, unresolvedNpmrcVars, userSetupEnv, yarnrcSecretValues, type HostNpmConfig } from '../node-runtime/build-env.js';
 import { npmEnv } from '../node-runtime/npm-registry.js';
 import { runCommand } from './exec.js';
 
@@ -20,6 +20,8 @@ export interface UserSetup {
   readonly secretValues: readonly string[];
   /** What passes, for the run log: file paths and variable names, never values. */
   readonly summary: string;
+  /** `${VAR}`s the app's .npmrc names that the build will not have (a build secret not set yet). */
+  readonly missingVars: readonly string[];
 }
 
 /**
@@ -76,5 +78,6 @@ export async function readUserSetup(opts: {
     npm.cafile && `cafile ${npm.cafile}`,
     vars.length > 0 && `variables ${vars.join(', ')}`,
   ].filter((p): p is string => typeof p === 'string' && p !== '');
-  return { env, npmEnv: env0, npm, secretValues, summary: parts.length ? parts.join('; ') : 'none (npm defaults)' };
+  const missingVars = unresolvedNpmrcVars(texts[2] ?? '', { HOME: hostEnv['HOME'], PATH: hostEnv['PATH'], ...env, ...opts.extraEnv });
+  return { env, npmEnv: env0, npm, secretValues, summary: parts.length ? parts.join('; ') : 'none (npm defaults)', missingVars };
 }

@@ -150,6 +150,14 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     assert.ok(!out.includes(value));
   }
 
+  it('before its build secret is set: a warning before the install, npm\'s E401, and a hint naming the command', async () => {
+    const r = await pilotRun({ globalNpmrc: true });
+    assert.notEqual(r.code, 0, r.out);
+    assert.match(r.out, /warning: the app's \.npmrc uses \$\{NPM_TOKEN\}, which the build does not have \(set it: pilot secrets set private-dep-app NPM_TOKEN --build\)[\s\S]*--> install/);
+    assert.match(r.out, /E401/);
+    assert.match(r.out, /hint: The app's \.npmrc uses \$\{NPM_TOKEN\}, which the build does not have: `pilot secrets set private-dep-app NPM_TOKEN --build`/);
+  });
+
   it('without the CA, the install fails with npm\'s own SELF_SIGNED_CERT_IN_CHAIN in the run log', async () => {
     // Before the app's first deploy: a build secret records the app.
     await setBuildSecret(TOKEN);
