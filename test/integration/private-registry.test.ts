@@ -11,7 +11,9 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { gunzipSync } from 'node:zlib';
@@ -41,7 +43,7 @@ function openssl(cwd: string, ...args: string[]): void {
 function makeCerts(dir: string): { ca: string; key: string; chain: string } {
   openssl(dir, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Pilot Test Registry CA');
   openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=127.0.0.1');
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
   openssl(dir, 'x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '2', '-extfile', 'ext.cnf');
   const ca = readFileSync(join(dir, 'ca.pem'), 'utf8');
   return { ca, key: readFileSync(join(dir, 'leaf.key'), 'utf8'), chain: readFileSync(join(dir, 'leaf.pem'), 'utf8') + ca };
@@ -106,7 +108,7 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({
       name: 'private-dep-app', version: '1.0.0', private: true,
-      scripts: { start: 'node server.js', build: 'node -e "console.log(\'build sees token \' + process.env.NPM_TOKEN)"' },
+      scripts: { start: 'node server.js', build: 'node -e "console.log(\'build sees token \' + process.env.NPM_TOKEN + \' via \' + (process.env.HTTPS_PROXY || \'no proxy\'))"' },
       dependencies: { [PKG]: '1.0.0' },
     }, null, 2));
     writeFileSync(join(app, 'server.js'), SERVER);
@@ -217,6 +219,49 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     const late = await h.apiCall('GET', `/api/v1/runs/${runId}/build-secrets`);
     assert.equal(late.status, 400);
     assert.ok(!JSON.stringify(late.json).includes(TOKEN));
+  });
+
+  it('through an authenticating HTTPS proxy (HTTPS_PROXY with user:password): the install tunnels through it, the password is masked', async () => {
+    const PROXY_PASSWORD = 'proxy-pass-123';
+    const registryPort = (registry.address() as { port: number }).port;
+    const sockets = new Set<Socket>();
+    let tunnels = 0;
+    let refusedTunnels = 0;
+    const proxy = createHttpServer((_req, res) => res.writeHead(405).end());
+    proxy.on('connect', (req, client: Socket, head: Buffer) => {
+      sockets.add(client);
+      const auth = req.headers['proxy-authorization'];
+      if (auth !== `Basic ${Buffer.from(`pilot:${PROXY_PASSWORD}`).toString('base64')}` || req.url !== `127.0.0.1:${registryPort}`) {
+        refusedTunnels++;
+        client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="pilot"\r\n\r\n');
+        return;
+      }
+      tunnels++;
+      const upstream = connect(registryPort, '127.0.0.1', () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      sockets.add(upstream);
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const proxyUrl = `http://pilot:${PROXY_PASSWORD}@127.0.0.1:${(proxy.address() as { port: number }).port}/`;
+      // (DNS:localhost in the certificate: npm's proxy agent sends SNI "localhost" for an IP host.)
+      const r = await pilotRun({ globalNpmrc: true, env: { HTTPS_PROXY: proxyUrl, npm_config_fetch_retries: '0' } });
+      assert.equal(r.code, 0, r.out);
+      assert.ok(tunnels > 0, `the install went through the proxy (${tunnels} tunnels, ${refusedTunnels} refused)`);
+      assert.match(r.out, /variables [^\n]*HTTPS_PROXY/);
+      assert.match(r.out, /build sees token \*\*\* via http:\/\/\*\*\*@127\.0\.0\.1:\d+\//);
+      assert.ok(!r.out.includes(PROXY_PASSWORD), 'proxy password masked');
+      assert.ok(!r.out.includes(TOKEN));
+    } finally {
+      for (const sock of sockets) sock.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   it('a failing build that prints the secret: masked in the error, the run record and the terminal', async () => {
