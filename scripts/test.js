@@ -2,8 +2,11 @@
 // `npm test`: type-check and compile, lint, then run unit tests (beside the code) and integration
 // tests (test/integration) with Node's built-in runner. Pass file filters as arguments:
 //   npm test -- artifacts      runs only test files whose path contains "artifacts".
+// It ends with the list of every skipped test and why (scripts/skip-reporter.mjs records them).
+// Under CI (CI=true, or any PILOT_REQUIRE_* set) a skip is a failure: exit 1 after the list.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -48,9 +51,30 @@ const { probeEngine } = await import(join(root, 'dist/src/docker/probe.js'));
 const docker = await probeEngine(undefined, 3000);
 if (!docker.available) console.log(`# Docker tests skipped: ${docker.error}`);
 for (const f of files) console.log(`#   ${relative(root, f)}`);
-const r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=2', ...files], {
+const skipDir = mkdtempSync(join(tmpdir(), 'pilot-skips-'));
+const skipFile = join(skipDir, 'skips.jsonl');
+const r = spawnSync(process.execPath, [
+  '--enable-source-maps', '--test', '--test-concurrency=2',
+  '--test-reporter=tap', '--test-reporter-destination=stdout',
+  `--test-reporter=${join(root, 'scripts/skip-reporter.mjs')}`, `--test-reporter-destination=${skipFile}`,
+  ...files,
+], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, PILOT_TEST: '1' },
 });
+let skips = [];
+try {
+  skips = readFileSync(skipFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
+} catch {
+  // no file: nothing was skipped (or the runner died; its status says so)
+}
+rmSync(skipDir, { recursive: true, force: true });
+const strict = process.env.CI === 'true' || process.env.CI === '1' || Object.keys(process.env).some((k) => k.startsWith('PILOT_REQUIRE_') && process.env[k] !== '' && process.env[k] !== '0');
+console.log(`# skipped: ${skips.length}`);
+for (const s of skips) console.log(`#   ${s.file ?? '?'}: ${s.name} — ${s.reason}`);
+if (skips.length > 0 && strict) {
+  console.log('# CI (CI=true or PILOT_REQUIRE_*): a skipped test is a failure; install what the reasons above name');
+  process.exit(1);
+}
 process.exit(r.status ?? 1);

@@ -5,7 +5,6 @@
  *   GET /v1/instances/:id/logs?tail=N&follow=1
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import { open, stat } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { bearer, tokensEqual } from '../control/auth.js';
@@ -78,21 +77,29 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
     // stays whole.
     const pos = { stdout: out.size, stderr: err.size };
     const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
-    const closed = once(req, 'close');
-    let open_ = true;
-    void closed.then(() => (open_ = false));
+    // A client that aborts makes Node destroy `req` with "aborted" (ECONNRESET): once(req, 'close')
+    // would reject and, left floating, end the process. Watch the response's close, which never
+    // rejects here: the promise is settled by a listener, not by once().
+    let open_ = !res.destroyed;
+    const closed = new Promise<void>((resolve) => res.once('close', () => {
+      open_ = false;
+      resolve();
+    }));
+    req.on('error', () => undefined); // the abort is expected; 'close' ends the loop
     while (open_) {
       for (const k of ['stdout', 'stderr'] as const) {
         const r = await readFrom(files[k], pos[k]);
         pos[k] = r.size;
         const text = decoders[k].write(r.bytes);
-        if (text && !res.write(text)) await Promise.race([once(res, 'drain'), closed]);
+        if (text && !res.write(text)) await Promise.race([new Promise((r) => res.once('drain', r)), closed]);
       }
       await Promise.race([new Promise((r) => setTimeout(r, 250)), closed]);
     }
   };
   const server = createServer((req, res) => {
     handle(req, res).catch(() => {
+      // A log file unreadable, a client gone: this request ends, the agent goes on.
+      if (res.destroyed) return;
       if (!res.headersSent) res.writeHead(500).end();
       else res.end();
     });

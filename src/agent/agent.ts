@@ -160,7 +160,8 @@ export class Agent {
     void this.pollLoop();
     every(TICK_MS, () => this.supervise());
     every(10_000, () => void this.rotateLogs());
-    every(10_000, () => void this.checkDocker());
+    // The engine may go away between the probe and the sweep: a failed check waits for the next one.
+    every(10_000, () => void this.checkDocker().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'Docker engine check failed; will retry')));
     if (this.cacheGcSettings.intervalMs > 0) every(this.cacheGcSettings.intervalMs, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
   }
 
@@ -388,6 +389,14 @@ export class Agent {
     const nodeBin = pinnedNodeBin === undefined ? dirname(process.execPath) : `${pinnedNodeBin}:${dirname(process.execPath)}`;
     const home = join(inst.stateDir, 'home');
     mkdirSync(home, { recursive: true });
+    // exec refuses a NUL in the environment with an error that quotes the value: fail first, by name.
+    for (const [k, v] of Object.entries(inst.spec.env)) {
+      if (v.includes('\u0000')) {
+        throw new PilotError('deploy_failed', `the environment variable ${k} contains a NUL byte and cannot be passed to a process (the value is not shown)`, {
+          hint: `Set it again without NUL: \`pilot secrets set ${inst.spec.app} ${k} < FILE\`, or fix it in pilot.yaml.`,
+        });
+      }
+    }
     return {
       PATH: `${nodeBin}:/usr/local/bin:/usr/bin:/bin`,
       HOME: home,

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -7,7 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { PilotError } from '../core/errors.js';
+import { pino } from 'pino';
 import { FsBlobStore } from './blob-store.js';
+import { scrubBlobs } from './scrub.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -193,5 +195,68 @@ describe('FsBlobStore', () => {
     assert.ok(Date.now() - (await store.modifiedAt(digest))! < 60_000);
     assert.equal(await store.touch(sha(randomBytes(8))), false);
     assert.equal(await store.modifiedAt(sha(randomBytes(8))), undefined);
+  });
+
+  /** Corrupt a stored blob the way rot or a hand edit would: same name, other bytes. */
+  async function corrupt(store: FsBlobStore, digest: string, how: 'flip' | 'truncate'): Promise<void> {
+    const file = store.path(digest);
+    const bytes = await readFile(file);
+    await chmod(file, 0o644);
+    if (how === 'flip') bytes[bytes.length >> 1]! ^= 0xff;
+    await writeFile(file, how === 'flip' ? bytes : bytes.subarray(0, bytes.length - 7));
+    await chmod(file, 0o444);
+  }
+
+  it('heals a corrupt blob on the next PUT of its digest: quarantined, replaced by the verified upload', async () => {
+    const store = fresh('heal-put');
+    for (const how of ['flip', 'truncate'] as const) {
+      const data = randomBytes(200_000);
+      const { digest } = await store.put(Readable.from([data]));
+      await corrupt(store, digest, how);
+      assert.equal(await store.verify(digest), false);
+      const again = await store.put(Readable.from([data]), { expectedDigest: digest });
+      assert.equal(again.created, true, `${how}: the good bytes take the name again`);
+      assert.match(again.healed ?? '', new RegExp(`quarantine/${digest.slice(7)}\\.\\d+$`));
+      assert.equal(await store.verify(digest), true);
+      assert.deepEqual(await readAll(await store.openRead(digest)), data);
+      assert.equal((await stat(store.path(digest))).mode & 0o777, 0o444);
+      // An intact blob is left alone.
+      const third = await store.put(Readable.from([data]), { expectedDigest: digest });
+      assert.equal(third.created, false);
+      assert.equal(third.healed, undefined);
+    }
+    assert.equal((await readdir(join(dir, 'heal-put', 'quarantine'))).length, 2, 'both corrupt copies kept in quarantine');
+    assert.deepEqual((await store.list()).length, 2, 'quarantined files are not listed as blobs');
+  });
+
+  it('verifyOrQuarantine: ok, missing, or quarantined (the name is then free)', async () => {
+    const store = fresh('verify-q');
+    const data = randomBytes(5000);
+    const { digest } = await store.put(Readable.from([data]));
+    assert.deepEqual(await store.verifyOrQuarantine(digest), { state: 'ok', size: 5000 });
+    assert.deepEqual(await store.verifyOrQuarantine(sha(randomBytes(4))), { state: 'missing' });
+    await corrupt(store, digest, 'flip');
+    const r = await store.verifyOrQuarantine(digest);
+    assert.equal(r.state, 'quarantined');
+    assert.equal(await store.has(digest), false);
+    // Concurrent checks of one digest never quarantine a good copy put back meanwhile.
+    await store.put(Readable.from([data]));
+    const all = await Promise.all([store.verifyOrQuarantine(digest), store.put(Readable.from([data])), store.verifyOrQuarantine(digest)]);
+    assert.equal((all[0] as { state: string }).state, 'ok');
+    assert.equal((all[2] as { state: string }).state, 'ok');
+  });
+
+  it('the scrub re-hashes every blob and quarantines only the corrupt ones', async () => {
+    const store = fresh('scrub');
+    const blobs = await Promise.all([1, 2, 3].map(async (n) => (await store.put(Readable.from([randomBytes(1000 * n)]))).digest));
+    await corrupt(store, blobs[1]!, 'truncate');
+    const logged: unknown[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => void logged.push(JSON.parse(l)) });
+    const r = await scrubBlobs(store, log);
+    assert.deepEqual(r, { checked: 3, quarantined: [blobs[1]] });
+    assert.equal(logged.length, 1);
+    assert.equal(await store.has(blobs[1]!), false);
+    assert.equal(await store.has(blobs[0]!), true);
+    assert.deepEqual(await scrubBlobs(store, log), { checked: 2, quarantined: [] });
   });
 });

@@ -3,15 +3,22 @@
  *
  *   root/tmp/<uuid>.part     bytes being received (never visible under a digest)
  *   root/sha256/<64 hex>     complete, fsynced, read-only blobs; never rewritten
+ *   root/quarantine/<64 hex>.<ms>   blobs whose bytes no longer hash to their name (kept for a look)
  *
  * A blob appears under its digest only through link(2) from a complete, fsynced temp file, so a
  * crash leaves at worst a stale temp file (removed at the next start), never a partial blob.
  * link(2) fails instead of replacing an existing name, so concurrent puts of the same bytes are
  * safe: exactly one reports created=true and the first file stays in place.
+ *
+ * Healing: a stored blob can rot (disk error, a hand edit). Whenever "already stored" would be the
+ * answer (a PUT of an existing digest, a HEAD through `verifyOrQuarantine`), the stored bytes are
+ * re-hashed first; a blob that no longer matches is moved to quarantine/, so the name is free and
+ * the bytes just received (or the next upload) take its place. Per digest, these checks run one
+ * at a time, so a check never quarantines the good copy another one has just put in place.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PilotError } from '../core/errors.js';
@@ -36,11 +43,20 @@ export interface PutResult {
   readonly size: number;
   /** false when the blob was already stored: the new bytes were verified, then discarded. */
   readonly created: boolean;
+  /** The stored copy was corrupt: it went to quarantine (this path) and the new bytes replaced it. */
+  readonly healed?: string;
 }
+
+/** What `verifyOrQuarantine` found. */
+export type BlobCheck =
+  | { readonly state: 'ok'; readonly size: number }
+  | { readonly state: 'missing' }
+  | { readonly state: 'quarantined'; readonly actual: string; readonly size: number; readonly to: string };
 
 export class FsBlobStore {
   readonly root: string;
   private starting: Promise<void> | undefined;
+  private readonly checking = new Map<string, Promise<unknown>>();
 
   constructor(root: string) {
     this.root = root;
@@ -67,10 +83,19 @@ export class FsBlobStore {
           details: { expected, actual: digest, size },
         });
       }
-      const created = await linkNoReplace(tmp, this.path(digest));
+      let created = await linkNoReplace(tmp, this.path(digest));
+      let healed: string | undefined;
+      if (!created) {
+        // "Already stored" only if the stored bytes still are what their name says.
+        const check = await this.verifyOrQuarantine(digest);
+        if (check.state !== 'ok') {
+          healed = check.state === 'quarantined' ? check.to : undefined;
+          created = await this.exclusive(digest, () => linkNoReplace(tmp, this.path(digest)));
+        }
+      }
       if (created) await fsyncDir(join(this.root, 'sha256'));
       else await this.touch(digest); // published again: young again for the GC's grace period
-      return { digest, size, created };
+      return { digest, size, created, ...(healed === undefined ? {} : { healed }) };
     } finally {
       await rm(tmp, { force: true });
     }
@@ -173,14 +198,42 @@ export class FsBlobStore {
   async verify(digest: string): Promise<boolean> {
     const file = this.path(digest);
     await this.start();
-    const hash = createHash('sha256');
+    return (await hashFile(file))?.digest === digest;
+  }
+
+  /**
+   * Re-hash the stored blob; when its bytes no longer match its digest, move it to quarantine/ (the
+   * name is free for the next upload). Used before answering "already stored" and by the scrub.
+   */
+  async verifyOrQuarantine(digest: string): Promise<BlobCheck> {
+    const file = this.path(digest);
+    await this.start();
+    return this.exclusive(digest, async (): Promise<BlobCheck> => {
+      const h = await hashFile(file);
+      if (h === undefined) return { state: 'missing' };
+      if (h.digest === digest) return { state: 'ok', size: h.size };
+      const to = join(this.root, 'quarantine', `${digest.slice('sha256:'.length)}.${Date.now()}`);
+      try {
+        await rename(file, to);
+      } catch (e) {
+        if (errno(e) === 'ENOENT') return { state: 'missing' }; // deleted meanwhile (GC)
+        throw e;
+      }
+      await fsyncDir(join(this.root, 'sha256'));
+      return { state: 'quarantined', actual: h.digest, size: h.size, to };
+    });
+  }
+
+  /** Run `fn` alone for this digest (in this process): checks and re-links never interleave. */
+  private async exclusive<T>(digest: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.checking.get(digest) ?? Promise.resolve();
+    const mine = before.catch(() => undefined).then(fn);
+    this.checking.set(digest, mine);
     try {
-      for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer);
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return false;
-      throw e;
+      return await mine;
+    } finally {
+      if (this.checking.get(digest) === mine) this.checking.delete(digest);
     }
-    return `sha256:${hash.digest('hex')}` === digest;
   }
 
   /** Create the layout and remove stale temp files, once per instance (again after a failure). */
@@ -195,6 +248,7 @@ export class FsBlobStore {
   private async init(): Promise<void> {
     const tmpDir = join(this.root, 'tmp');
     await mkdir(join(this.root, 'sha256'), { recursive: true });
+    await mkdir(join(this.root, 'quarantine'), { recursive: true });
     await mkdir(tmpDir, { recursive: true });
     const now = Date.now();
     for (const name of await readdir(tmpDir)) {
@@ -248,6 +302,22 @@ async function receive(src: Readable, tmp: string, maxBytes: number | undefined)
 }
 
 const WRITE_BATCH = 1024 * 1024;
+
+/** sha256 and size of a file, or undefined when it does not exist. */
+async function hashFile(file: string): Promise<{ digest: string; size: number } | undefined> {
+  const hash = createHash('sha256');
+  let size = 0;
+  try {
+    for await (const chunk of createReadStream(file, { highWaterMark: 1024 * 1024 })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
 
 async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
   let off = 0;

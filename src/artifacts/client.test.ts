@@ -76,6 +76,26 @@ describe('ArtifactClient', () => {
     await assert.rejects(client.download(sha(other), dest), isPilot('digest_mismatch'));
     const left = (await readdir(dir)).filter((n) => n.startsWith('sub-tampered'));
     assert.deepEqual(left, [], 'neither the destination nor a partial file remains');
+    // The mismatch was reported: the repository re-hashed its copy and quarantined it, so the
+    // publisher's HEAD says "not stored", it uploads again, and the next download is whole.
+    assert.equal(await srv.blobs.has(sha(other)), false);
+    assert.equal((await readdir(join(srv.root, 'store', 'quarantine'))).length, 1);
+    assert.equal(await client.exists(sha(other)), false);
+    assert.deepEqual(await client.upload(otherFile, sha(other)), { uploaded: true, bytes: other.length });
+    assert.deepEqual(await client.download(sha(other), dest), { size: other.length });
+  });
+
+  it('a HEAD re-hashes before saying "stored": a corrupt blob is quarantined and the upload heals it', async () => {
+    const bytes = randomBytes(50_000);
+    const f = join(dir, 'head.tgz');
+    await writeFile(f, bytes);
+    await client.upload(f, sha(bytes));
+    const blob = srv.blobs.path(sha(bytes));
+    await writeFile(blob, bytes.subarray(0, 1000)); // truncated
+    assert.deepEqual(await client.upload(f, sha(bytes)), { uploaded: true, bytes: bytes.length }, 'not skipped as "already stored"');
+    assert.equal(await srv.blobs.verify(sha(bytes)), true);
+    assert.equal(await client.reportMismatch(sha(bytes)), 'ok', 'a report about an intact blob changes nothing');
+    assert.equal(await srv.blobs.has(sha(bytes)), true);
   });
 
   it('turns error answers into PilotErrors with the server code', async () => {

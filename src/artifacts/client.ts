@@ -89,6 +89,9 @@ export class ArtifactClient {
       await pipeline(res.body, tap, createWriteStream(tmp, { flags: 'wx' }));
       const { digest: actual, size } = result();
       if (actual !== digest) {
+        // Report it: the repository re-hashes its copy and quarantines it when that is the bad one,
+        // so the next publish heals it. Best effort: the mismatch is the error either way.
+        await this.reportMismatch(digest);
         throw new PilotError('digest_mismatch', `downloaded bytes hash to ${actual}, not ${digest}`, {
           hint: 'The stored artifact is corrupt or was altered in transit; re-publish it.',
           details: { expected: digest, actual, size },
@@ -99,6 +102,17 @@ export class ArtifactClient {
     } catch (e) {
       await rm(tmp, { force: true });
       throw e;
+    }
+  }
+
+  /** Ask the repository to re-check a digest ("ok", "missing" or "quarantined"); undefined when it cannot say. */
+  async reportMismatch(digest: string): Promise<string | undefined> {
+    try {
+      const res = await request(`${this.url(digest)}/verify`, { method: 'POST', headers: { authorization: `Bearer ${this.token}` } });
+      const text = await res.body.text();
+      return res.statusCode === 200 ? (JSON.parse(text) as { state: string }).state : undefined;
+    } catch {
+      return undefined;
     }
   }
 

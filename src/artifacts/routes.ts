@@ -6,9 +6,10 @@ import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
+import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
-import type { FsBlobStore } from './blob-store.js';
+import type { BlobCheck, FsBlobStore } from './blob-store.js';
 import type { ArtifactMetaStore } from './meta.js';
 
 export interface ArtifactRoutesOptions {
@@ -26,6 +27,7 @@ const MetaSchema = Type.Object({
   createdAt: Type.Integer(),
 });
 const DigestParams = Type.Object({ digest: Type.String() });
+const VerifySchema = Type.Object({ digest: Type.String(), state: Type.Union([Type.Literal('ok'), Type.Literal('missing'), Type.Literal('quarantined')]) });
 const PutQuery = Type.Object({ app: Type.Optional(Type.String()), commit: Type.Optional(Type.String()) });
 const ListQuery = Type.Object({ app: Type.Optional(Type.String()) });
 
@@ -59,11 +61,27 @@ export function registerArtifactRoutes(app: FastifyInstance, opts: ArtifactRoute
 
     scope.head<DigestRoute>('/api/v1/artifacts/:digest', { schema: { params: DigestParams } }, async (req, reply) => {
       const digest = assertDigest(req.params.digest);
-      // A publisher asks before uploading; "stored" means it will deploy it soon: young again for the GC.
+      // A publisher asks before uploading, and skips the upload on 200: so "stored" is said only
+      // after re-hashing the bytes. A corrupt blob is quarantined and answered 404: the publisher
+      // uploads it again, which heals it.
+      const check = await checkBlob(req, opts.blobs, digest);
+      if (check.state !== 'ok') throw notFound(digest);
+      // "Stored" means it will deploy it soon: young again for the GC.
       await opts.blobs.touch(digest);
-      const size = await sizeOf(opts.blobs, digest);
-      return reply.headers(blobHeaders(digest, size)).code(200).send();
+      return reply.headers(blobHeaders(digest, check.size)).code(200).send();
     });
+
+    // An agent whose download did not hash to the digest reports it here: the repository re-checks
+    // its copy and quarantines it when it is the one at fault (the next publish replaces it).
+    scope.post<DigestRoute>(
+      '/api/v1/artifacts/:digest/verify',
+      { schema: { params: DigestParams, response: { 200: VerifySchema } } },
+      async (req) => {
+        const digest = assertDigest(req.params.digest);
+        const check = await checkBlob(req, opts.blobs, digest);
+        return { digest, state: check.state };
+      },
+    );
 
     scope.get<DigestRoute>(
       '/api/v1/artifacts/:digest',
@@ -115,7 +133,12 @@ async function putArtifact(
   const declared = Number(req.headers['content-length']);
   if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);
   const body = requestBody(req.body);
-  const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes });
+  const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes }).catch((e: unknown) => {
+    // The upload's size is what it needs: say so next to what is free.
+    if (isDiskFull(e)) throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.root, Number.isFinite(declared) ? declared : undefined);
+    throw e;
+  });
+  if (put.healed !== undefined) req.log.warn({ digest, quarantined: put.healed }, 'stored artifact was corrupt: quarantined and replaced by the upload');
   // First upload's metadata wins: the same bytes re-published by another app keep their origin.
   let m = opts.meta.getMeta(digest);
   if (m === undefined) {
@@ -133,6 +156,15 @@ function requestBody(body: unknown): Readable {
   throw new PilotError('bad_request', 'artifact bytes must be sent as the raw request body', {
     hint: 'Send the file with content-type application/octet-stream.',
   });
+}
+
+/** Re-hash a stored blob (quarantining it when corrupt), logging what was found. */
+async function checkBlob(req: FastifyRequest, blobs: FsBlobStore, digest: string): Promise<BlobCheck> {
+  const check = await blobs.verifyOrQuarantine(digest);
+  if (check.state === 'quarantined') {
+    req.log.warn({ digest, actual: check.actual, size: check.size, quarantined: check.to }, 'stored artifact does not hash to its digest: quarantined (the next upload replaces it)');
+  }
+  return check;
 }
 
 async function sizeOf(blobs: FsBlobStore, digest: string): Promise<number> {

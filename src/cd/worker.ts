@@ -74,9 +74,12 @@ export class RunWorker {
   kick(): void {
     if (this.stopped || this.claiming) return;
     this.claiming = true;
-    void this.claim().finally(() => {
-      this.claiming = false;
-    });
+    // A failed claim (the database unwritable: a full disk) is logged; the next tick tries again.
+    void this.claim()
+      .catch((err: unknown) => this.o.log.error({ err }, 'cannot claim queued runs; will retry'))
+      .finally(() => {
+        this.claiming = false;
+      });
   }
 
   private async claim(): Promise<void> {
@@ -86,7 +89,7 @@ export class RunWorker {
       const run = await this.o.store.claimNextRun(new Set(), now, now - this.quietMs);
       if (!run) return;
       const abort = new AbortController();
-      const done = this.execute(run, abort.signal).finally(() => {
+      const done = this.execute(run, abort.signal).catch((err: unknown) => this.o.log.error({ err, run: run.id }, 'run failed outside its pipeline (its record could not be updated)')).finally(() => {
         this.running.delete(run.id);
         this.kick();
       });

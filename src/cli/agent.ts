@@ -6,16 +6,19 @@ import { Agent } from '../agent/agent.js';
 import { PilotError } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
 import { LABEL_KEY } from '../core/protocol.js';
+import { LogDestination } from '../control/log-destination.js';
+import { installProcessGuards } from '../control/process-guard.js';
 import { pilotHome } from './context.js';
+import { secretFrom } from './secret-input.js';
 
 // key=value, the key as the agent protocol allows it (LABEL_KEY without its anchors).
 const LABEL_ARG = new RegExp(`^(${LABEL_KEY.slice(1, -1)})=(\\S{0,63})$`);
 
-export async function agent(opts: { server?: string; token?: string; name?: string; address: string; label?: string[] }): Promise<void> {
+export async function agent(opts: { server?: string; token?: string; tokenFile?: string; name?: string; address: string; label?: string[] }): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
-  const token = opts.token ?? process.env.PILOT_JOIN_TOKEN;
+  const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
   if (!server) throw new PilotError('bad_request', 'pass --server URL (the control plane, e.g. http://10.0.0.5:7070)');
-  if (!token) throw new PilotError('bad_request', 'pass --token JOIN_TOKEN (from $PILOT_HOME/join-token on the control plane)');
+  if (!token) throw new PilotError('bad_request', 'give the join token: PILOT_JOIN_TOKEN=… or --token-file FILE (from $PILOT_HOME/join-token on the control plane, or `pilot token create --join`)');
   const name = opts.name ?? hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^[^a-z]+/, '');
   if (!isValidName(name)) throw new PilotError('invalid_name', `invalid node name ${JSON.stringify(name)}`, { hint: 'Pass --name with lowercase letters, digits and "-".' });
   const labels: Record<string, string> = {};
@@ -24,7 +27,8 @@ export async function agent(opts: { server?: string; token?: string; name?: stri
     if (!m) throw new PilotError('bad_request', `--label ${JSON.stringify(l)} must be key=value (key: lowercase letters, digits, . _ / -)`);
     labels[m[1]!] = m[2]!;
   }
-  const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
+  const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
+  installProcessGuards(log);
   const a = new Agent({ server: server.replace(/\/+$/, ''), joinToken: token, home: join(pilotHome(), 'agent'), name, address: opts.address, log, labels });
   await a.start();
   process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);

@@ -1,5 +1,6 @@
 /** `pilot apps`, `pilot status APP`, `pilot rollback APP`, `pilot scale APP N`. */
 import { PilotError } from '../core/errors.js';
+import { readSecretFile, secretFrom, warnSecretOnArgv, withFlagNames } from './secret-input.js';
 import { followRollout } from '../pipeline/follow-rollout.js';
 import { dockerInstanceTable } from './images.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
@@ -21,7 +22,10 @@ interface StatusRes {
 }
 
 export async function status(app: string, opts: GlobalOptions): Promise<void> {
-  const res = await apiClient(opts).call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
+  const api = apiClient(opts);
+  const res = await api.call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
+  const health = await api.call<Health>('GET', '/healthz').catch(() => undefined);
+  if (!opts.json) for (const w of healthWarnings(health)) process.stderr.write(`warning: ${w}\n`);
   output(opts, res, () => {
     const a = res.app;
     const shown = res.revisions.find((r) => r.active) ?? res.revisions[0];
@@ -41,6 +45,17 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
     ];
     return out.join('\n');
   });
+}
+
+interface Health { disk?: { path: string; freeBytes: number; lowBelowBytes: number; low: boolean }; log?: { droppedLines: number; failing: string | null } }
+
+/** What the control plane's /healthz says is wrong with its machine (low disk, logging suspended). */
+export function healthWarnings(h: Health | undefined): string[] {
+  const out: string[] = [];
+  const mb = (n: number): string => `${Math.round(n / 1024 / 1024)} MiB`;
+  if (h?.disk?.low) out.push(`the control plane's disk is low: ${mb(h.disk.freeBytes)} free under ${h.disk.path} (below ${mb(h.disk.lowBelowBytes)}); free space or \`pilot gc\``);
+  if (h?.log?.failing) out.push(`the control plane cannot write its log (${h.log.failing}): ${h.log.droppedLines} line(s) dropped so far`);
+  return out;
 }
 
 export async function rollback(app: string, opts: GlobalOptions & { to?: string }): Promise<void> {
@@ -63,33 +78,49 @@ export async function scale(app: string, count: string, opts: GlobalOptions): Pr
   output(opts, res, () => `${res.app} scaled to ${res.replicas} replica(s)`);
 }
 
-export async function appsCreate(name: string, opts: GlobalOptions & { repo?: string; branch?: string; secret?: string; githubToken?: string; statusApi?: string }): Promise<void> {
+export async function appsCreate(name: string, opts: GlobalOptions & { repo?: string; branch?: string; secret?: string; secretFile?: string; githubToken?: string; githubTokenFile?: string; statusApi?: string }): Promise<void> {
   if (!opts.repo) throw new PilotError('bad_request', 'pass --repo URL (https://, ssh://, git@host:path, file:// or a local path)');
+  const secret = secretFrom({ value: opts.secret, flag: '--secret', file: opts.secretFile, fileFlag: '--secret-file' });
+  const githubToken = secretFrom({ value: opts.githubToken, flag: '--github-token', file: opts.githubTokenFile, fileFlag: '--github-token-file', env: 'PILOT_GITHUB_TOKEN' });
+  const secretFlag = opts.secretFile !== undefined ? '--secret-file' : '--secret';
   const res = await apiClient(opts).call<{ app: { name: string; repo: string; branch: string; commitStatus: boolean }; webhook: { path: string; url: string; secret: string; secretGenerated: boolean } }>(
     'POST', '/api/v1/apps', {
       name, repo: opts.repo, branch: opts.branch ?? 'main',
-      ...(opts.secret ? { secret: opts.secret } : {}),
-      ...(opts.githubToken ? { githubToken: opts.githubToken } : {}),
+      ...(secret !== undefined ? { secret } : {}),
+      ...(githubToken !== undefined ? { githubToken } : {}),
       ...(opts.statusApi ? { statusApiUrl: opts.statusApi } : {}),
+    }).catch((err: unknown) => {
+    throw withFlagNames(err, {
+      '/secret': { flag: secretFlag, hint: 'A webhook secret is 16 to 256 characters (GitHub signs each delivery with it); leave it out and Pilot generates one.' },
+      '/githubToken': { flag: opts.githubTokenFile !== undefined ? '--github-token-file' : opts.githubToken !== undefined ? '--github-token' : '$PILOT_GITHUB_TOKEN' },
+      '/branch': { flag: '--branch' },
+      '/repo': { flag: '--repo' },
+      '/statusApiUrl': { flag: '--status-api', hint: 'An http:// or https:// URL, e.g. https://github.example.com/api/v3.' },
+      '/name': { flag: 'NAME' },
     });
+  });
+  // --json is for scripts that store the webhook secret; the human output never echoes a secret
+  // the user gave (it is in their file already), only one Pilot generated.
   output(opts, res, () => [
     `app ${res.app.name}: deploys ${res.app.branch} of ${res.app.repo}${res.app.commitStatus ? ' (commit statuses on)' : ''}`,
     '',
     'GitHub → Settings → Webhooks → Add webhook:',
     `  Payload URL   ${res.webhook.url}   (the URL GitHub can reach; path ${res.webhook.path})`,
     '  Content type  application/json',
-    `  Secret        ${res.webhook.secret}${res.webhook.secretGenerated ? '   (generated; shown now only)' : ''}`,
+    `  Secret        ${res.webhook.secretGenerated ? `${res.webhook.secret}   (generated; shown now only)` : '(the one you gave)'}`,
     '  Events        Just the push event',
   ].join('\n'));
 }
 
-export async function secretsSet(app: string, name: string, value: string | undefined, opts: GlobalOptions & { build?: boolean }): Promise<void> {
+export async function secretsSet(app: string, name: string, value: string | undefined, opts: GlobalOptions & { fromFile?: string; build?: boolean }): Promise<void> {
   let v = value;
-  if (v === undefined || v === '-') {
+  if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined) throw new PilotError('bad_request', 'give the value one way: as an argument, or with --from-file, not both');
+  if (opts.fromFile !== undefined) v = readSecretFile(opts.fromFile, '--from-file');
+  else if (v === undefined || v === '-') {
     const chunks: Buffer[] = [];
     for await (const c of process.stdin) chunks.push(c as Buffer);
     v = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-  }
+  } else warnSecretOnArgv('a secret value', '--from-file FILE or stdin (`pilot secrets set APP NAME < FILE`)');
   const res = await apiClient(opts).call<{ app: string; secret: string; scope: string; note: string }>('PUT', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`, { value: v, ...(opts.build ? { scope: 'build' } : {}) });
   output(opts, res, () => `${res.scope === 'build' ? 'build secret' : 'secret'} ${res.secret} of ${res.app} stored (encrypted); ${res.note}`);
 }

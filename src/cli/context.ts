@@ -3,10 +3,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ApiClient } from '../control/api-client.js';
 import { PilotError, isPilotError } from '../core/errors.js';
+import { secretFrom } from './secret-input.js';
 
 export interface GlobalOptions {
   server?: string;
   token?: string;
+  /** File holding the token (- for stdin): --token-file. */
+  tokenFile?: string;
   json?: boolean;
 }
 
@@ -31,10 +34,11 @@ export function apiClient(opts: GlobalOptions): ApiClient {
   if (!server) {
     throw new PilotError('server_unreachable', `no Pilot server known (none recorded in ${home}/server.json)`);
   }
-  let token = opts.token ?? process.env.PILOT_TOKEN;
+  // --token works but shows in `ps`: --token-file, PILOT_TOKEN or the admin-token file do not.
+  let token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_TOKEN' });
   const tokenFile = join(home, 'admin-token');
   if (!token && existsSync(tokenFile)) token = readFileSync(tokenFile, 'utf8').trim();
-  if (!token) throw new PilotError('unauthorized', `no admin token: pass --token, set PILOT_TOKEN, or run where ${tokenFile} exists`);
+  if (!token) throw new PilotError('unauthorized', `no admin token: set PILOT_TOKEN, pass --token-file FILE, or run where ${tokenFile} exists`);
   return new ApiClient(server.replace(/\/+$/, ''), token);
 }
 

@@ -58,7 +58,8 @@ const program = new Command('pilot')
   .description('Pilot: push to deploy, on your own machines')
   .version(PILOT_VERSION)
   .addOption(new Option('--server <url>', 'Pilot server URL (default: $PILOT_SERVER, else the one `pilot up` recorded)'))
-  .addOption(new Option('--token <token>', 'admin token (default: $PILOT_TOKEN, else $PILOT_HOME/admin-token)'))
+  .addOption(new Option('--token <token>', 'admin token (visible in ps: prefer $PILOT_TOKEN or --token-file; default: $PILOT_HOME/admin-token)'))
+  .addOption(new Option('--token-file <file>', 'read the token from FILE (- for stdin); for `pilot agent`, the join token'))
   .option('--json', 'machine-readable output')
   .showHelpAfterError();
 
@@ -82,6 +83,7 @@ program.command('up')
   .option('--router-port <port>', 'router port', '8080')
   .option('--no-agent', 'do not run a local agent')
   .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
+  .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
   .action(action(async (o: UpOptions, _cmd: Command) => up(o)));
 
 program.command('server')
@@ -91,6 +93,7 @@ program.command('server')
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
   .option('--verbose', 'log to stdout')
+  .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
   .action(action(async (o: UpOptions, _cmd: Command) => up({ ...o, agent: false })));
 
 program.command('agent')
@@ -112,14 +115,17 @@ appsCmd.command('create').description('deploy NAME from a repository on every pu
   .argument('<name>')
   .option('--repo <url>', 'repository to clone: https://, ssh://, git@host:path, file:// or a local path')
   .option('--branch <branch>', 'branch to deploy', 'main')
-  .option('--secret <secret>', 'webhook secret (default: generated)')
-  .option('--github-token <token>', 'token for commit statuses (repo:status)')
+  .option('--secret <secret>', 'webhook secret, 16-256 characters (visible in ps: prefer --secret-file; default: generated)')
+  .option('--secret-file <file>', 'read the webhook secret from FILE (- for stdin)')
+  .option('--github-token <token>', 'token for commit statuses, repo:status (visible in ps: prefer $PILOT_GITHUB_TOKEN or --github-token-file)')
+  .option('--github-token-file <file>', 'read the GitHub token from FILE (- for stdin)')
   .option('--status-api <url>', 'GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)')
-  .action(action(async (name: string, o: { repo?: string; branch?: string; secret?: string; githubToken?: string; statusApi?: string }, cmd: Command) => appsCreate(name, { ...g(cmd), ...o })));
+  .action(action(async (name: string, o: { repo?: string; branch?: string; secret?: string; secretFile?: string; githubToken?: string; githubTokenFile?: string; statusApi?: string }, cmd: Command) => appsCreate(name, { ...g(cmd), ...o })));
 const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
-secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value, or - (default) to read it from stdin')
+secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value (visible in ps: prefer stdin or --from-file), or - (default) to read it from stdin')
+  .option('--from-file <file>', 'read the value from FILE (a PEM key keeps its line breaks; one final newline is dropped)')
   .option('--build', 'a build-time secret: given to the build steps only (e.g. NPM_TOKEN for a private registry), never to the running app')
-  .action(action(async (app: string, name: string, value: string | undefined, o: { build?: boolean }, cmd: Command) => secretsSet(app, name, value, { ...g(cmd), build: o.build === true })));
+  .action(action(async (app: string, name: string, value: string | undefined, o: { fromFile?: string; build?: boolean }, cmd: Command) => secretsSet(app, name, value, { ...g(cmd), ...o, build: o.build === true })));
 secretsCmd.command('list').argument('<app>').action(action(async (app: string, _o: object, cmd: Command) => secretsList(app, g(cmd))));
 secretsCmd.command('rm').argument('<app>').argument('<name>').action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
 program.command('status').description('an app\'s instances, revisions and rollouts').argument('<app>')

@@ -37,7 +37,7 @@ export async function token(action: 'create' | 'list' | 'revoke', id: string | u
   if (action === 'create') {
     if (!opts.join) throw new PilotError('bad_request', 'say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)');
     const res = await api.call<{ id: string; token: string; note: string }>('POST', '/api/v1/tokens/join');
-    output(opts, res, () => `join token ${res.id} (shown once):\n  ${res.token}\nuse it with: pilot agent --server ${api.baseUrl} --token ${res.token} --name NAME --address ADDRESS`);
+    output(opts, res, () => `join token ${res.id} (shown once):\n  ${res.token}\nuse it with: PILOT_JOIN_TOKEN=${res.token} pilot agent --server ${api.baseUrl} --name NAME --address ADDRESS\n(or save it in a file and pass --token-file FILE; on the command line it would show in ps)`);
   } else if (action === 'list') {
     const res = await api.call<{ tokens: { id: string; createdAt: number; revokedAt?: number }[] }>('GET', '/api/v1/tokens/join');
     output(opts, res, () => table(['ID', 'CREATED', 'REVOKED'], res.tokens.map((t) => [t.id, ago(t.createdAt), t.revokedAt ? ago(t.revokedAt) : null])));

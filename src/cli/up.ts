@@ -3,6 +3,8 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
+import { LogDestination } from '../control/log-destination.js';
+import { installProcessGuards } from '../control/process-guard.js';
 import { startControlPlane } from '../control/server.js';
 import { PilotError } from '../core/errors.js';
 import { pilotHome } from './context.js';
@@ -15,6 +17,8 @@ export interface UpOptions {
   routerHost: string;
   agent: boolean;
   verbose?: boolean;
+  /** CIDRs of proxies in front of the router whose X-Forwarded-* are believed (repeatable). */
+  trustedProxy?: string[];
 }
 
 function port(value: string, flag: string): number {
@@ -29,9 +33,10 @@ export async function up(opts: UpOptions): Promise<void> {
   const home = pilotHome();
   mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o700 });
   const logFile = join(home, 'logs', 'pilot.log');
-  const log = opts.verbose
-    ? pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' })
-    : pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, pino.destination({ dest: logFile, mkdir: true, sync: false }));
+  // Never pino's own file destination: it blocks or dies on a full disk (control/log-destination.ts).
+  const dest = new LogDestination(opts.verbose ? 1 : logFile);
+  const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, dest);
+  installProcessGuards(log);
   const cp = await startControlPlane({
     home,
     host: opts.host,
@@ -39,6 +44,8 @@ export async function up(opts: UpOptions): Promise<void> {
     routerHost: opts.routerHost,
     routerPort: port(opts.routerPort, '--router-port'),
     logger: log,
+    logStats: () => dest.stats,
+    ...(opts.trustedProxy ? { trustedProxies: opts.trustedProxy } : {}),
   });
   writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: cp.routerUrl, pid: process.pid }), { mode: 0o600 });
   let agent: Agent | undefined;
@@ -68,7 +75,7 @@ export async function up(opts: UpOptions): Promise<void> {
       await agent?.close();
       await cp.close();
       rmSync(join(home, 'server.json'), { force: true });
-      log.flush?.();
+      dest.end();
       process.exit(0);
     })();
   };

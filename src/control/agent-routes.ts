@@ -12,7 +12,7 @@ import type { NodeRecord, Store } from '../store/store.js';
 import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
 import type { Reconciler } from './reconciler.js';
 import type { SecretBox } from './secrets.js';
-import { openSecrets } from './source-routes.js';
+import { appMasker, openSecrets } from './source-routes.js';
 import { registryAuthFor } from './registry-routes.js';
 
 export interface AgentRouteDeps {
@@ -117,6 +117,15 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       const mine = new Map((await store.listInstances({ nodeId: node.id })).map((i) => [i.id, i]));
       let changed = false;
       const reported = new Set<string>();
+      // An instance's error may quote its environment (an exec error names the bad value): the
+      // app's secrets are masked before it is stored, shown by `pilot status` or put in a rollout's reason.
+      const maskers = new Map<string, (line: string) => string>();
+      const masked = async (app: string, text: string | undefined): Promise<string | undefined> => {
+        if (text === undefined) return undefined;
+        let mask = maskers.get(app);
+        if (!mask) maskers.set(app, (mask = await appMasker(store, deps.box, app)));
+        return mask(text);
+      };
       for (const s of apply ? body.instances : []) {
         reported.add(s.id);
         const rec = mine.get(s.id);
@@ -132,14 +141,15 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           changed = true;
           continue;
         }
-        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== s.lastError || rec.containerId !== s.containerId) {
+        const lastError = await masked(rec.app, s.lastError);
+        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== lastError || rec.containerId !== s.containerId) {
           changed = true;
           await store.updateInstanceStatus(rec.id, {
             state: s.state as InstanceState,
             port: s.port,
             pid: s.pid,
             restarts: s.restarts,
-            lastError: s.lastError,
+            lastError,
             startedAt: s.startedAt,
             containerId: s.containerId,
           }, now);

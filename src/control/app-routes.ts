@@ -232,13 +232,17 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     out.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
     const abort = new AbortController();
     out.on('close', () => abort.abort());
-    await Promise.allSettled(instances.map(async (i) => {
+    const results = await Promise.allSettled(instances.map(async (i) => {
       const node = nodes.get(i.nodeId);
       if (!node) return;
       const res = await request(`${node.apiUrl}/v1/instances/${encodeURIComponent(i.id)}/logs?tail=${tail}${follow ? '&follow=1' : ''}`, {
         headers: { authorization: `Bearer ${node.agentToken}` },
         signal: abort.signal,
       });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new Error(`the agent answered ${res.statusCode}`);
+      }
       let partial = '';
       for await (const chunk of res.body) {
         const text = partial + (chunk as Buffer).toString('utf8');
@@ -248,6 +252,12 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       }
       if (partial) out.write(`[${i.id}] ${mask(partial)}\n`);
     }));
+    // An instance whose node did not answer says so (unless this client is the one that left).
+    if (!abort.signal.aborted) {
+      results.forEach((r, n) => {
+        if (r.status === 'rejected') out.write(`[${instances[n]!.id}] (no logs from its node: ${(r.reason as Error)?.message ?? 'no answer'})\n`);
+      });
+    }
     out.end();
   });
 }

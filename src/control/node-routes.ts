@@ -62,7 +62,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
     const id = randomBytes(6).toString('hex');
     await store.createJoinToken(id, hashToken(token), Date.now());
     void reply.status(201);
-    return { id, token, note: 'shown once; pass it to `pilot agent --token`' };
+    return { id, token, note: 'shown once; give it to `pilot agent` as PILOT_JOIN_TOKEN or --token-file FILE' };
   });
   app.get('/api/v1/tokens/join', async () => ({ tokens: await store.listJoinTokens() }));
   app.delete<{ Params: { id: string } }>('/api/v1/tokens/join/:id', async (req) => {

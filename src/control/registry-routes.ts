@@ -8,6 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { PilotError } from '../core/errors.js';
+import { assertSecretValue } from '../core/secret-value.js';
 import { parseRegistryUrl, registryOfRef } from '../core/registry-url.js';
 import type { InstanceSpec } from '../core/types.js';
 import type { Store } from '../store/store.js';
@@ -51,6 +52,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Stor
     if ((username === undefined) !== (password === undefined)) {
       throw new PilotError('bad_request', 'give both a user name and a password, or neither', { hint: '`pilot registry set URL --username U --password-stdin` (the password is read from stdin).' });
     }
+    if (password !== undefined) assertSecretValue(password, 'the registry password');
     const existed = (await store.listRegistries()).some((r) => r.url === url);
     await store.putRegistry({ url, username, password: password === undefined ? undefined : box.seal(password), updatedAt: Date.now() });
     req.log.info({ registry: url, username: username ?? null }, 'registry set');

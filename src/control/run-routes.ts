@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { PilotError } from '../core/errors.js';
+import { isDiskFull } from '../disk/disk.js';
 import { assertName, isCommitSha, isDigest } from '../core/names.js';
 import type { RunRecord, StepRecord } from '../core/types.js';
 import type { RunPatch, Store } from '../store/store.js';
@@ -93,6 +94,10 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     const limit = Math.min(Math.max(Number(req.query.limit ?? 50) || 50, 1), 1000);
     if (req.query.app !== undefined) assertName(req.query.app);
     const runs = await store.listRuns({ app: req.query.app, limit });
+    // "No runs yet" only for an app that exists: a typo is an unknown app, as everywhere else.
+    if (req.query.app !== undefined && runs.length === 0 && !(await store.getApp(req.query.app))) {
+      throw new PilotError('app_not_found', `app "${req.query.app}" not found`);
+    }
     // The audit trail ends with the rollout's result.
     return {
       runs: await Promise.all(runs.map(async (r) => {
@@ -120,31 +125,39 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     let closed = false;
     let ended: RunRecord | null | undefined; // set once the run is over: one last read, then stop
     out.on('close', () => (closed = true));
-    while (!closed) {
-      const size = await stat(file).then((s) => s.size, () => 0);
-      if (size > pos) {
-        const fh = await open(file, 'r');
-        try {
-          const buf = Buffer.alloc(Math.min(size - pos, 1024 * 1024));
-          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-          pos += bytesRead;
-          out.write(buf.subarray(0, bytesRead));
-        } finally {
-          await fh.close();
+    // Hijacked: Fastify no longer answers for this request, so a failure here (the log file
+    // unreadable, the database away) ends the stream itself, with a last line saying why.
+    try {
+      while (!closed) {
+        const size = await stat(file).then((s) => s.size, () => 0);
+        if (size > pos) {
+          const fh = await open(file, 'r');
+          try {
+            const buf = Buffer.alloc(Math.min(size - pos, 1024 * 1024));
+            const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+            pos += bytesRead;
+            out.write(buf.subarray(0, bytesRead));
+          } finally {
+            await fh.close();
+          }
+          continue;
         }
-        continue;
+        if (ended !== undefined) {
+          out.write(`--- run #${run.id} ${ended?.status ?? 'gone'}${ended?.error ? `: ${ended.error}` : ''}\n`);
+          break;
+        }
+        const now = await store.getRun(run.id);
+        if (!now || FINAL.has(now.status)) {
+          ended = now ?? null;
+          continue;
+        }
+        await new Promise((r) => setTimeout(r, 200));
       }
-      if (ended !== undefined) {
-        out.write(`--- run #${run.id} ${ended?.status ?? 'gone'}${ended?.error ? `: ${ended.error}` : ''}\n`);
-        break;
-      }
-      const now = await store.getRun(run.id);
-      if (!now || FINAL.has(now.status)) {
-        ended = now ?? null;
-        continue;
-      }
-      await new Promise((r) => setTimeout(r, 200));
+    } catch (err) {
+      req.log.warn({ err, run: run.id }, 'run log follow failed');
+      if (!closed) out.write(`--- the log cannot be followed further: ${isDiskFull(err) ? 'the disk is full' : 'server error'}\n`);
+    } finally {
+      out.end();
     }
-    out.end();
   });
 }

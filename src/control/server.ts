@@ -9,8 +9,11 @@ import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
+import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
 import { PilotError } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
+import { TrustedProxies } from '../router/headers.js';
+import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
@@ -18,6 +21,7 @@ import { registerAppRoutes } from './app-routes.js';
 import { gcIntervalFromEnv, gcSettingsFromEnv, registerArtifactGcRoutes, startArtifactGcTimer } from './artifact-gc.js';
 import { bearer, loadOrCreateToken, tokensEqual } from './auth.js';
 import { installErrorHandling } from './http-errors.js';
+import { diskStatus } from '../disk/disk.js';
 import { NodeMonitor } from './node-monitor.js';
 import { DEFAULT_NODE_HEALTH } from '../core/node-health.js';
 import { registerNodeRoutes } from './node-routes.js';
@@ -49,6 +53,12 @@ export interface ControlPlaneOptions {
   quietMs?: number;
   /** Artifact GC every this many ms (0 = off). Default: PILOT_GC_INTERVAL ("1h", "0"), else 1 h. */
   gcIntervalMs?: number;
+  /** Re-hash every stored blob this often, quarantining corrupt ones (0 = off). Default: PILOT_SCRUB_INTERVAL, else 24 h. */
+  scrubIntervalMs?: number;
+  /** Proxies whose forwarding headers the router believes: CIDRs (--trusted-proxy, PILOT_TRUSTED_PROXIES). */
+  trustedProxies?: readonly string[];
+  /** The log destination's state (dropped lines while the disk was full), for /healthz. */
+  logStats?: () => LogDestinationStats;
 }
 
 export interface ControlPlane {
@@ -58,6 +68,8 @@ export interface ControlPlane {
   readonly adminTokenCreated: boolean;
   readonly joinToken: string;
   readonly api: FastifyInstance;
+  /** Every route the API serves (method and URL pattern), as registered: the auth-walk test reads it. */
+  readonly routes: readonly { method: string; url: string }[];
   close(): Promise<void>;
 }
 
@@ -68,11 +80,15 @@ function authMode(method: string, url: string): 'none' | 'admin' | 'admin-or-nod
   if (path.startsWith('/api/v1/agent/')) return 'self';
   if (path.startsWith('/hooks/')) return 'self'; // signed by the app's webhook secret
   if (path.startsWith('/api/v1/artifacts/') && (method === 'GET' || method === 'HEAD')) return 'admin-or-node';
+  // An agent reports a download that did not hash to its digest (artifacts/routes.ts).
+  if (method === 'POST' && /^\/api\/v1\/artifacts\/[^/]+\/verify$/.test(path)) return 'admin-or-node';
   return 'admin';
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.logger ?? pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
+  // Checked before anything is opened: a bad --trusted-proxy is a plain error, nothing to clean up.
+  const trusted = new TrustedProxies(opts.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
   mkdirSync(opts.home, { recursive: true, mode: 0o700 });
   const admin = loadOrCreateToken(join(opts.home, 'admin-token'), 'pilot_admin');
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
@@ -85,7 +101,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const table = new RoutingTable();
-  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry }).catch((err: unknown) => {
+  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry, trusted }).catch((err: unknown) => {
     store.close();
     throw listenError(err, 'router', opts.routerHost, opts.routerPort);
   });
@@ -113,7 +129,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
 
   const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
-  installErrorHandling(api);
+  installErrorHandling(api, opts.home);
+  const routes: { method: string; url: string }[] = [];
+  api.addHook('onRoute', (r) => {
+    for (const method of typeof r.method === 'string' ? [r.method] : r.method) routes.push({ method, url: r.url });
+  });
   await registerOpenApi(api, PILOT_VERSION);
   api.addHook('onRequest', async (req) => {
     // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
@@ -130,7 +150,21 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }
     throw new PilotError('unauthorized', token ? 'invalid token' : 'missing token: send "Authorization: Bearer <token>"');
   });
-  api.get('/healthz', async () => ({ ok: true }));
+  // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
+  // for `pilot status` and for monitoring, not turned into a failed probe.
+  // Anonymous callers (load balancers) learn only whether the disk is low; the admin token also
+  // gets the path and figures.
+  api.get('/healthz', async (req) => {
+    const disk = await diskStatus(opts.home);
+    const logStats = opts.logStats?.();
+    const token = bearer(req.headers.authorization);
+    const detailed = token !== undefined && tokensEqual(token, admin.token);
+    return {
+      ok: true,
+      ...(disk ? { disk: detailed ? disk : { low: disk.low } } : {}),
+      ...(logStats ? { log: detailed ? { droppedLines: logStats.dropped, failing: logStats.failing ?? null } : { failing: logStats.failing !== undefined } } : {}),
+    };
+  });
   api.get('/metrics', async (_req, reply) => {
     void reply.type(registry.contentType);
     return registry.metrics();
@@ -165,6 +199,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   cd.worker = worker;
   await worker.start();
   const stopGc = startArtifactGcTimer({ store, blobs, reconciler }, log.child({ part: 'gc' }), opts.gcIntervalMs ?? gcIntervalFromEnv(), () => gcSettingsFromEnv());
+  const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
   log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
 
   return {
@@ -174,8 +209,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     adminTokenCreated: admin.created,
     joinToken: join_.token,
     api,
+    routes,
     async close() {
       stopGc();
+      stopScrub();
       await worker.stop();
       reconciler.stop();
       monitor.stop();

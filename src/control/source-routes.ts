@@ -10,6 +10,7 @@ import { resolveAppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import { assertName } from '../core/names.js';
+import { assertSecretValue } from '../core/secret-value.js';
 import { assertRepoUrl } from '../core/repo-url.js';
 import type { SecretScope, Store } from '../store/store.js';
 import type { SecretBox } from './secrets.js';
@@ -54,6 +55,8 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
       if (/[\u0000-\u001f\u007f ~^:?*[\\]|\.\.|^-|^\/|\/$|\.lock$/.test(branch)) {
         throw new PilotError('bad_request', `branch ${JSON.stringify(branch)} is not a valid git branch name`);
       }
+      if (b.secret !== undefined) assertSecretValue(b.secret, 'the webhook secret');
+      if (b.githubToken !== undefined) assertSecretValue(b.githubToken, 'the GitHub token');
       const secret = b.secret ?? randomBytes(24).toString('base64url');
       const existing = await store.getApp(name);
       const rec = await store.setAppSource(name, existing?.config ?? resolveAppConfig({}, name), {
@@ -81,6 +84,7 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
     async (req) => {
       const name = assertName(req.params.app);
       if (!ENV_NAME.test(req.params.name)) throw new PilotError('bad_request', `secret name ${JSON.stringify(req.params.name.slice(0, 80))} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
+      assertSecretValue(req.body.value, `secret ${req.params.name}`);
       const scope = req.body.scope ?? 'run';
       if (!(await store.getApp(name))) {
         // A build secret is often needed by the very first deploy (a private registry's token): the

@@ -19,7 +19,7 @@ interface CatalogueEntry {
 }
 
 export const CATALOGUE = {
-  unauthorized: { status: 401, retryable: false, hint: 'Pass a valid token: `--token`, PILOT_TOKEN, or the admin token in $PILOT_HOME/admin-token.' },
+  unauthorized: { status: 401, retryable: false, hint: 'Pass a valid token: PILOT_TOKEN, --token-file FILE, or the admin token in $PILOT_HOME/admin-token.' },
   forbidden: { status: 403, retryable: false },
   bad_request: { status: 400, retryable: false },
   invalid_name: { status: 400, retryable: false, hint: 'Names are 1-63 characters: lowercase letters, digits and "-", starting with a letter.' },
@@ -62,6 +62,7 @@ export const CATALOGUE = {
   not_implemented: { status: 501, retryable: false },
   port_in_use: { status: 409, retryable: true, hint: 'Another process listens there (another `pilot up`?). Stop it, or choose other ports with --api-port / --router-port.' },
   server_unreachable: { status: 503, retryable: true, hint: 'Start the server with `npm start` (pilot up), or point the CLI at it with --server / PILOT_SERVER.' },
+  disk_full: { status: 507, retryable: true, hint: 'Free space on that filesystem (`pilot gc` deletes artifacts nothing uses), or move $PILOT_HOME to a bigger disk; Pilot carries on by itself once there is room.' },
   internal: { status: 500, retryable: true, hint: 'This is a bug in Pilot; the server log has the details.' },
 } as const satisfies Record<string, CatalogueEntry>;
 

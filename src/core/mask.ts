@@ -11,6 +11,9 @@ function forms(value: string): string[] {
   out.add(b64);
   out.add(b64.replace(/=+$/, ''));
   out.add(Buffer.from(value, 'utf8').toString('base64url'));
+  // As error messages quote it: JSON-escaped, and with control characters as \xNN (util.inspect).
+  out.add(JSON.stringify(value).slice(1, -1));
+  out.add(value.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
   return [...out].filter((f) => f.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
 }
 

@@ -38,7 +38,9 @@ export class RunLog {
     this.timer = undefined;
     const text = this.buf.join('');
     this.buf = [];
-    if (text) this.sending = this.sending.then(() => this.api.appendRunLog(this.runId, text));
+    // Each batch after the one before, whether that one was stored or refused (a full disk for a
+    // moment must not lose every later line of the run).
+    if (text) this.sending = this.sending.catch(() => undefined).then(() => this.api.appendRunLog(this.runId, text));
     return this.sending;
   }
 

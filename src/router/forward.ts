@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { Balancer } from './balancer.js';
 import { sendError, upstreamFailed } from './error-responses.js';
-import { clientAddress, clientResponseHeaders, type HeaderRecord, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, clientResponseHeaders, type HeaderRecord, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
 import { CLIENT_CLOSED, type RouterMetrics } from './metrics.js';
 import type { Route, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
@@ -25,6 +25,8 @@ export interface ForwardDeps {
   readonly metrics: RouterMetrics;
   /** The current route for a Host header: a retry goes by the table as it is now, not as it was. */
   readonly lookup: (host: string) => Route | undefined;
+  /** Clients whose forwarding headers are believed (--trusted-proxy); none when absent. */
+  readonly trusted?: TrustedProxies;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -76,9 +78,11 @@ class Exchange {
     this.body = hasBody ? req : null;
     this.retryable = !hasBody && IDEMPOTENT.has(req.method ?? '');
     const encrypted = 'encrypted' in req.socket && req.socket.encrypted === true;
+    const from = clientAddress(req.socket.remoteAddress);
     this.headers = upstreamRequestHeaders(req.rawHeaders, {
-      for: clientAddress(req.socket.remoteAddress),
+      for: from,
       proto: encrypted ? 'https' : 'http',
+      trusted: deps.trusted?.has(from) ?? false,
     });
     res.once('close', () => this.onClose());
   }

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { clientAddress, clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, clientResponseHeaders, TrustedProxies, upstreamRequestHeaders } from './headers.js';
+import { isPilotError } from '../core/errors.js';
 
 const pairs = (flat: string[]): [string, string][] => {
   const out: [string, string][] = [];
@@ -39,13 +40,28 @@ describe('upstreamRequestHeaders', () => {
     ]);
   });
 
-  it('appends to a client X-Forwarded-For but replaces its proto and host claims', () => {
-    const raw = ['host', 'a.localhost', 'x-forwarded-for', '1.1.1.1', 'X-Forwarded-For', '2.2.2.2', 'x-forwarded-proto', 'https', 'x-forwarded-host', 'evil.example'];
-    const out = new Map(pairs(upstreamRequestHeaders(raw, fwd)));
+  const spoofed = ['host', 'a.localhost', 'x-forwarded-for', '1.1.1.1', 'X-Forwarded-For', '2.2.2.2', 'x-forwarded-proto', 'https',
+    'x-forwarded-host', 'evil.example', 'Forwarded', 'for=1.1.1.1', 'X-Real-IP', '1.1.1.1', 'X-Forwarded-Prefix', '/admin'];
+
+  it('drops an untrusted client\'s X-Forwarded-*, Forwarded and X-Real-IP and sets its own', () => {
+    const out = pairs(upstreamRequestHeaders(spoofed, fwd));
+    assert.deepEqual(out, [
+      ['host', 'a.localhost'],
+      ['X-Forwarded-For', '10.0.0.9'],
+      ['X-Forwarded-Proto', 'http'],
+      ['X-Forwarded-Host', 'a.localhost'],
+    ]);
+  });
+
+  it('from a trusted proxy: appends to X-Forwarded-For, keeps its proto, host and other claims', () => {
+    const out = new Map(pairs(upstreamRequestHeaders(spoofed, { ...fwd, trusted: true })));
     assert.equal(out.get('X-Forwarded-For'), '1.1.1.1, 2.2.2.2, 10.0.0.9');
-    assert.equal(out.get('X-Forwarded-Proto'), 'http');
-    assert.equal(out.get('X-Forwarded-Host'), 'a.localhost');
-    assert.equal(out.get('x-forwarded-proto'), undefined);
+    assert.equal(out.get('X-Forwarded-Proto'), 'https');
+    assert.equal(out.get('X-Forwarded-Host'), 'evil.example');
+    assert.equal(out.get('Forwarded'), 'for=1.1.1.1');
+    assert.equal(out.get('X-Real-IP'), '1.1.1.1');
+    assert.equal(out.get('X-Forwarded-Prefix'), '/admin');
+    assert.equal(out.get('x-forwarded-proto'), undefined, 'one X-Forwarded-Proto, not two');
   });
 
   it('forwards only the first Host header', () => {
@@ -80,5 +96,20 @@ describe('clientAddress', () => {
     assert.equal(clientAddress('::ffff:127.0.0.1'), '127.0.0.1');
     assert.equal(clientAddress('::1'), '::1');
     assert.equal(clientAddress(undefined), 'unknown');
+  });
+});
+
+describe('TrustedProxies', () => {
+  it('matches addresses and CIDRs of both families', () => {
+    const t = new TrustedProxies(['10.0.0.0/8, 192.168.1.7', '::1', 'fd00::/8']);
+    for (const a of ['10.1.2.3', '192.168.1.7', '::1', 'fd12::5']) assert.ok(t.has(a), a);
+    for (const a of ['11.0.0.1', '192.168.1.8', '::2', 'unknown', '']) assert.ok(!t.has(a), a);
+    assert.ok(!new TrustedProxies(undefined).has('127.0.0.1'), 'none by default');
+  });
+
+  it('refuses what is not an address or CIDR, naming where it came from', () => {
+    for (const bad of ['10.0.0.0/33', 'localhost', '10.0.0.0/8/8', '::1/129', '1.2.3']) {
+      assert.throws(() => new TrustedProxies(bad, 'PILOT_TRUSTED_PROXIES'), (e: unknown) => isPilotError(e) && e.code === 'bad_request' && e.message.startsWith('PILOT_TRUSTED_PROXIES:'), bad);
+    }
   });
 });

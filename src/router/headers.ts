@@ -3,6 +3,8 @@
  * connection, so they are dropped on each side and the proxy's own connection management applies.
  */
 import type { OutgoingHttpHeaders } from 'node:http';
+import { BlockList, isIP } from 'node:net';
+import { PilotError } from '../core/errors.js';
 
 /** Parsed response headers as undici hands them over: lowercased names, arrays for repeats. */
 export type HeaderRecord = Readonly<Record<string, string | string[] | undefined>>;
@@ -35,6 +37,48 @@ export interface Forwarded {
   readonly for: string;
   /** "http" or "https": the scheme the client used to reach the router. */
   readonly proto: string;
+  /**
+   * The client is a proxy listed in --trusted-proxy: its X-Forwarded-* / Forwarded / X-Real-IP
+   * are kept (X-Forwarded-For appended to). Otherwise they are the client's own claims: dropped.
+   */
+  readonly trusted?: boolean;
+}
+
+/** Client headers that claim where a request came from; only a trusted proxy may send them. */
+const CLAIMS = new Set(['forwarded', 'x-real-ip']);
+
+/**
+ * The proxies whose forwarding headers the router believes (`--trusted-proxy`,
+ * PILOT_TRUSTED_PROXIES): addresses or CIDRs, IPv4 or IPv6, comma-separated.
+ */
+export class TrustedProxies {
+  private readonly list = new BlockList();
+  readonly entries: readonly string[];
+
+  /** Parse "10.0.0.0/8, 127.0.0.1, ::1"; a bad entry is a bad_request naming `source`. */
+  constructor(spec: string | readonly string[] | undefined, source = '--trusted-proxy') {
+    const items = (typeof spec === 'string' ? [spec] : spec ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+    for (const item of items) {
+      const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(item);
+      const family = m ? isIP(m[1]!) : 0;
+      const bits = m?.[2] === undefined ? (family === 6 ? 128 : 32) : Number(m[2]);
+      if (!m || family === 0 || bits > (family === 6 ? 128 : 32)) {
+        throw new PilotError('bad_request', `${source}: ${JSON.stringify(item.slice(0, 80))} is not an IP address or CIDR`, {
+          hint: 'List addresses or CIDRs separated by commas, e.g. 10.0.0.0/8,127.0.0.1,::1.',
+        });
+      }
+      this.list.addSubnet(m[1]!, bits, family === 6 ? 'ipv6' : 'ipv4');
+    }
+    this.entries = items;
+  }
+
+  /** Whether `address` (as clientAddress gives it) is one of the trusted proxies. */
+  has(address: string): boolean {
+    if (this.entries.length === 0) return false;
+    const family = isIP(address);
+    if (family === 0) return false;
+    return this.list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  }
 }
 
 /** A socket's remote address without the IPv4-mapped prefix ("::ffff:127.0.0.1" → "127.0.0.1"). */
@@ -45,9 +89,11 @@ export function clientAddress(remote: string | undefined): string {
 
 /**
  * The headers to send upstream, as a flat [name, value, ...] list: the client's raw headers in
- * order and case, minus hop-by-hop ones, plus X-Forwarded-For (appended to the client's, like
- * nginx's $proxy_add_x_forwarded_for), X-Forwarded-Proto and X-Forwarded-Host (replaced: the
- * router is the edge, so a client must not be able to claim another scheme or host). Host is kept.
+ * order and case, minus hop-by-hop ones, plus X-Forwarded-For, X-Forwarded-Proto and
+ * X-Forwarded-Host set by the router. A client's own X-Forwarded-*, Forwarded and X-Real-IP are
+ * claims anyone can make: dropped, so an app can tell a client's address from a spoofed one.
+ * Only from a trusted proxy (`fwd.trusted`) are they kept, X-Forwarded-For appended to (like
+ * nginx's $proxy_add_x_forwarded_for) and its X-Forwarded-Proto / -Host believed. Host is kept.
  * `keepUpgrade` keeps Connection/Upgrade for WebSocket pass-through. Expect is dropped because Node
  * has already answered "100 Continue" to the client.
  */
@@ -64,6 +110,8 @@ export function upstreamRequestHeaders(
   const out: string[] = [];
   let xff: string | undefined;
   let host: string | undefined;
+  let proto: string | undefined;
+  let fwdHost: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
@@ -73,9 +121,17 @@ export function upstreamRequestHeaders(
       if (host !== undefined) continue;
       host = value;
     } else if (lower === 'x-forwarded-for') {
-      xff = xff === undefined ? value : `${xff}, ${value}`;
+      if (fwd.trusted === true) xff = xff === undefined ? value : `${xff}, ${value}`;
       continue;
-    } else if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host' || lower === 'expect') {
+    } else if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') {
+      if (fwd.trusted === true) {
+        if (lower === 'x-forwarded-proto') proto ??= value;
+        else fwdHost ??= value;
+      }
+      continue;
+    } else if (lower.startsWith('x-forwarded-') || CLAIMS.has(lower)) {
+      if (fwd.trusted !== true) continue;
+    } else if (lower === 'expect') {
       continue;
     } else if (keepUpgrade && (lower === 'connection' || lower === 'upgrade')) {
       // Forwarded as-is below in canonical form, once.
@@ -91,8 +147,8 @@ export function upstreamRequestHeaders(
     if (upgrade !== -1) out.push('Upgrade', rawHeaders[upgrade + 1]!);
   }
   out.push('X-Forwarded-For', xff === undefined ? fwd.for : `${xff}, ${fwd.for}`);
-  out.push('X-Forwarded-Proto', fwd.proto);
-  if (host !== undefined) out.push('X-Forwarded-Host', host);
+  out.push('X-Forwarded-Proto', proto ?? fwd.proto);
+  if (fwdHost !== undefined || host !== undefined) out.push('X-Forwarded-Host', (fwdHost ?? host)!);
   return out;
 }
 

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { Pool } from 'undici';
 import { startRouter, type Router } from './proxy.js';
 import { RoutingTable } from './routing-table.js';
+import { TrustedProxies } from './headers.js';
 import { send, startUpstream, until, type Echo, type TestUpstream } from './test-support.js';
 
 /** Send raw bytes to the router and read everything until it closes the connection. */
@@ -148,20 +149,55 @@ describe('router: routing, answers of its own, balancing, headers', () => {
       const reply = await rawExchange(
         router.port,
         'GET / HTTP/1.1\r\nHost: Hello.localhost:8080\r\nConnection: close, X-Client-Hop\r\nX-Client-Hop: 1\r\n' +
-          'TE: trailers\r\nProxy-Authorization: Basic abc\r\nX-Forwarded-For: 203.0.113.7\r\nX-Keep: yes\r\n\r\n',
+          'TE: trailers\r\nProxy-Authorization: Basic abc\r\nX-Forwarded-For: 203.0.113.7\r\nX-Keep: yes\r\n' +
+          'X-Forwarded-Proto: https\r\nForwarded: for=203.0.113.7\r\nX-Real-IP: 203.0.113.7\r\nX-Forwarded-Port: 443\r\n\r\n',
       );
       const [head, body] = reply.split('\r\n\r\n') as [string, string];
       const got = (JSON.parse(body) as { headers: Record<string, string> }).headers;
       for (const name of ['x-client-hop', 'te', 'proxy-authorization']) assert.equal(got[name], undefined, name);
       assert.equal(got['x-keep'], 'yes');
       assert.equal(got['host'], 'Hello.localhost:8080');
-      assert.equal(got['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+      // No --trusted-proxy: the client's own forwarding claims are dropped, the router's set.
+      assert.equal(got['x-forwarded-for'], '127.0.0.1');
       assert.equal(got['x-forwarded-proto'], 'http');
       assert.equal(got['x-forwarded-host'], 'Hello.localhost:8080');
+      for (const name of ['forwarded', 'x-real-ip', 'x-forwarded-port']) assert.equal(got[name], undefined, name);
       assert.match(head, /^x-app: kept$/im);
       assert.doesNotMatch(head, /x-upstream-hop|proxy-authenticate|keep-alive: timeout/i);
       assert.match(head, /^connection: close$/im, "the router's own connection handling answers the client");
     } finally {
+      await h.close();
+    }
+  });
+
+  it('believes forwarding headers only from a --trusted-proxy address, appending to X-Forwarded-For', async () => {
+    const h = await startUpstream('h', (req, res) => {
+      req.resume();
+      res.end(JSON.stringify({ headers: req.headers }));
+    });
+    const trusting = await startRouter({ host: '127.0.0.1', port: 0, table, trusted: new TrustedProxies(['10.0.0.0/8', '127.0.0.1/32']) });
+    const elsewhere = await startRouter({ host: '127.0.0.1', port: 0, table, trusted: new TrustedProxies('10.0.0.0/8, ::1') });
+    try {
+      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [h.upstream('hello')] }]);
+      const spoof = 'GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.7\r\n' +
+        'X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example\r\nForwarded: for=203.0.113.7;proto=https\r\nX-Real-IP: 203.0.113.7\r\n\r\n';
+      const headersOf = async (port: number): Promise<Record<string, string>> =>
+        (JSON.parse((await rawExchange(port, spoof)).split('\r\n\r\n')[1]!) as { headers: Record<string, string> }).headers;
+      const t = await headersOf(trusting.port);
+      assert.equal(t['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+      assert.equal(t['x-forwarded-proto'], 'https');
+      assert.equal(t['x-forwarded-host'], 'shop.example');
+      assert.equal(t['forwarded'], 'for=203.0.113.7;proto=https');
+      assert.equal(t['x-real-ip'], '203.0.113.7');
+      const u = await headersOf(elsewhere.port);
+      assert.equal(u['x-forwarded-for'], '127.0.0.1');
+      assert.equal(u['x-forwarded-proto'], 'http');
+      assert.equal(u['x-forwarded-host'], 'hello.localhost');
+      assert.equal(u['forwarded'], undefined);
+      assert.equal(u['x-real-ip'], undefined);
+    } finally {
+      await trusting.close();
+      await elsewhere.close();
       await h.close();
     }
   });

@@ -16,6 +16,7 @@ import { RouterMetrics } from './metrics.js';
 import type { RoutingTable } from './routing-table.js';
 import { UpstreamPools } from './upstream-pools.js';
 import { proxyUpgrade, type UpgradeDeps } from './upgrade.js';
+import type { TrustedProxies } from './headers.js';
 
 export interface RouterOptions {
   readonly host: string;
@@ -32,6 +33,8 @@ export interface RouterOptions {
   readonly connectTimeoutMs?: number;
   /** How long `close()` lets requests in flight finish before cutting them. Default 10 s. */
   readonly closeGraceMs?: number;
+  /** Proxies whose X-Forwarded-* / Forwarded / X-Real-IP are believed (headers.ts); none by default. */
+  readonly trusted?: TrustedProxies;
 }
 
 export interface Router {
@@ -55,8 +58,9 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   });
   const balancer = new Balancer();
   const lookup = (host: string) => opts.table.lookup(host);
-  const forwardDeps: ForwardDeps = { pools, balancer, metrics, lookup };
-  const upgradeDeps: UpgradeDeps = { pools, balancer, metrics, lookup, connectTimeoutMs, sockets: new Set<Duplex>() };
+  const trusted = opts.trusted;
+  const forwardDeps: ForwardDeps = { pools, balancer, metrics, lookup, ...(trusted ? { trusted } : {}) };
+  const upgradeDeps: UpgradeDeps = { pools, balancer, metrics, lookup, ...(trusted ? { trusted } : {}), connectTimeoutMs, sockets: new Set<Duplex>() };
 
   // Synchronous with table.set: by the time set() returns, removed upstreams get nothing new.
   const unsubscribe = opts.table.subscribe((change) => {

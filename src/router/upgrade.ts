@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Balancer } from './balancer.js';
 import { noReadyInstance, rawErrorResponse, unknownHost, unsupportedUpgrade, upstreamFailed } from './error-responses.js';
-import { clientAddress, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
 import type { RouterMetrics } from './metrics.js';
 import type { Route, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
@@ -25,6 +25,8 @@ export interface UpgradeDeps {
   readonly balancer: Balancer;
   readonly metrics: RouterMetrics;
   readonly lookup: (host: string) => Route | undefined;
+  /** Clients whose forwarding headers are believed (--trusted-proxy). */
+  readonly trusted?: TrustedProxies;
   readonly connectTimeoutMs: number;
   /** Open upgraded client sockets, so that closing the router can end them. */
   readonly sockets: Set<Duplex>;
@@ -62,7 +64,8 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
     return;
   }
 
-  const headers = upstreamRequestHeaders(req.rawHeaders, { for: clientAddress(req.socket.remoteAddress), proto: 'http' }, true);
+  const from = clientAddress(req.socket.remoteAddress);
+  const headers = upstreamRequestHeaders(req.rawHeaders, { for: from, proto: 'http', trusted: deps.trusted?.has(from) ?? false }, true);
   let requestHead = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) requestHead += `${headers[i]}: ${headers[i + 1]}\r\n`;
   requestHead += '\r\n';

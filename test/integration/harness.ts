@@ -146,8 +146,9 @@ export class Harness {
   /** Start `pilot agent` as a separate node with its own $PILOT_HOME, joined to this harness's server. */
   async startAgent(name: string, address: string, home: string, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
     const join_ = readFileSync(join(this.home, 'join-token'), 'utf8').trim();
-    const p = spawn(process.execPath, [PILOT, 'agent', '--server', this.api, '--token', join_, '--name', name, '--address', address], {
-      cwd: ROOT, env: { ...this.env(extraEnv), PILOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'],
+    // The join token through the environment, as the README says: on argv it would show in ps.
+    const p = spawn(process.execPath, [PILOT, 'agent', '--server', this.api, '--name', name, '--address', address], {
+      cwd: ROOT, env: { ...this.env(extraEnv), PILOT_HOME: home, PILOT_JOIN_TOKEN: join_ }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.procs.add(p);
     this.agentHomes.add(home);
