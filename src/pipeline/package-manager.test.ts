@@ -20,7 +20,8 @@ describe('wantedPackageManager', () => {
     const w = wantedPackageManager(pmf({ packageManager: 'pnpm@9.12.0+sha512.4abf725084d7bcbafbd728bfc7bee61f2f791f977fd87542b3579dcb23504d170d46337945e4c66485cd12d588a0c0e570ed9c477e7ccdd8507cf05f3f92eaca' }));
     assert.equal(w?.name, 'pnpm');
     assert.equal(w?.spec, '9.12.0');
-    assert.match(w?.hash ?? '', /^sha512\.4abf7250/);
+    assert.match(w?.hash ?? '', /^sha512\.4abf7250[0-9a-f]{120}$/);
+    assert.equal(w?.source, 'packageManager "pnpm@9.12.0+sha512.4abf7250…"');
     assert.equal(wantedPackageManager(pmf({ packageManager: 'npm@10.8.2' }))?.name, 'npm');
   });
 
@@ -42,7 +43,7 @@ describe('wantedPackageManager', () => {
   });
 
   it('refuses hostile or malformed packageManager values with invalid_config and a hint', () => {
-    for (const bad of ['bun@1.1.0', 'yarn', 'yarn@^4', 'yarn@latest', 'yarn@4.5.0 && rm -rf /', 'yarn@https://example.com/yarn.js', '', 42, ['yarn@4.5.0'], 'pnpm@9.12.0+sha512', '@yarnpkg/cli-dist@4.5.0']) {
+    for (const bad of ['bun@1.1.0', 'yarn', 'yarn@^4', 'yarn@latest', 'yarn@4.5.0 && rm -rf /', 'yarn@https://example.com/yarn.js', '', 42, ['yarn@4.5.0'], 'pnpm@9.12.0+sha512', 'pnpm@9.12.0+md4.abcdef', '@yarnpkg/cli-dist@4.5.0']) {
       assert.throws(() => parsePackageManagerField(bad), (e: unknown) => {
         assert.ok(isPilotError(e) && e.code === 'invalid_config', String(e));
         assert.match(e.message, /packageManager/);
@@ -108,7 +109,7 @@ describe('package managers of the real fixture apps (lockfiles written by the re
   const cases: [string, string, string][] = [
     ['pm-npm', '(npm of the node)', 'install: npm ci --no-audit --no-fund|build: npm run build'],
     ['pm-yarn1', 'yarn 1.22.22 packageManager "yarn@1.22.22"', 'heroku-prebuild: yarn run heroku-prebuild|install: yarn install --frozen-lockfile --non-interactive|heroku-postbuild: yarn run heroku-postbuild'],
-    ['pm-berry-pnp', 'yarn 4.5.0 packageManager "yarn@4.5.0"', 'install: yarn install --immutable|build: yarn run build'],
+    ['pm-berry-pnp', 'yarn 4.5.0 packageManager "yarn@4.5.0+sha512.837566d2…"', 'install: yarn install --immutable|build: yarn run build'],
     ['pm-berry-nm', 'yarn ~4.5.0 engines.yarn "~4.5.0"', 'heroku-prebuild: npm run heroku-prebuild|install: yarn install --immutable'],
     ['pm-pnpm', 'pnpm 9.12.0 packageManager "pnpm@9.12.0"', 'install: pnpm install --frozen-lockfile|build: pnpm run build'],
   ];

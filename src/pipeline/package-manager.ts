@@ -78,10 +78,15 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
     throw new PilotError('invalid_config', `package.json packageManager ${shown} is not name@version`, { hint });
   }
   const [, name, version, algo, hex] = m;
+  if (algo !== undefined && !['sha1', 'sha224', 'sha256', 'sha384', 'sha512'].includes(algo)) {
+    throw new PilotError('invalid_config', `package.json packageManager ${shown}: ${JSON.stringify(algo)} is not a hash corepack knows (sha1, sha224, sha256, sha384, sha512)`, { hint });
+  }
   if (parseVersion(version!) === undefined || !/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version!)) {
     throw new PilotError('invalid_config', `package.json packageManager ${shown}: ${JSON.stringify(version)} is not an exact version (corepack needs one, e.g. 4.5.0)`, { hint });
   }
-  return { name: name as PackageManagerName, spec: version!, ...(algo ? { hash: `${algo}.${hex}` } : {}), source: `packageManager ${shown}` };
+  // Messages show the hash's first characters only: the whole of it is 128 hex digits of noise.
+  const source = `packageManager "${name}@${version}${algo ? `+${algo}.${hex!.slice(0, 8)}…` : ''}"`;
+  return { name: name as PackageManagerName, spec: version!, ...(algo ? { hash: `${algo}.${hex}` } : {}), source };
 }
 
 function checkedRange(where: string, spec: string): string {

@@ -87,7 +87,21 @@ describe('providePackageManager', { timeout: 300_000 }, () => {
     });
   });
 
-  it('refuses a package whose hash is not the one packageManager names, caching nothing', async () => {
+  it('accepts the hash `corepack use` writes for yarn berry (of its yarn.js) on the registry path', async () => {
+    // "packageManager": "yarn@4.5.0+sha512.8375…" as corepack writes it (seen in real projects).
+    const hash = 'sha512.837566d24eec14ec0f5f1411adb544e892b3454255e61fdef8fd05f3429480102806bac7446bc9daff3896b01ae4b62d00096c7e989f1596f2af10b927532f39';
+    const p = await providePackageManager({ ...base, wanted: { name: 'yarn', spec: '4.5.0', hash, source: 'packageManager "yarn@4.5.0+sha512.8375…"' }, corepack: null });
+    assert.equal(p.via, 'registry');
+    assert.equal(await yarnVersion(p.binDir), '4.5.0');
+  });
+
+  it('unpacks old yarn 1 tarballs whose top folder is not package/ (yarn-v1.22.19/)', async () => {
+    const p = await providePackageManager({ ...base, wanted: { name: 'yarn', spec: '1.22.19', source: 'engines.yarn "1.22.19"' }, corepack: null });
+    assert.equal(await yarnVersion(p.binDir), '1.22.19');
+  });
+
+  it('refuses a package whose hash is not the one packageManager names, caching nothing, even when that version is cached', async () => {
+    // yarn 1.22.19 is cached by the test above (no hash named): the cache does not vouch for another hash.
     const wanted = { name: 'yarn' as const, spec: '1.22.19', hash: `sha512.${'ab'.repeat(64)}`, source: 'packageManager "yarn@1.22.19+sha512.abab…"' };
     await assert.rejects(providePackageManager({ ...base, wanted, corepack: null }), (e: unknown) => isPilotError(e) && e.code === 'digest_mismatch');
     await assert.rejects(providePackageManager({ ...base, wanted, corepack: null }), (e: unknown) => isPilotError(e) && e.code === 'digest_mismatch');

@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { chmod, cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extractArtifact } from '../artifacts/safe-extract.js';
@@ -83,7 +83,9 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
   const registry = new NpmRegistry(req.cacheDir, req.npmEnv, req.signal);
   const pm = await resolveWanted(req.wanted, registry);
   const dir = join(req.cacheDir, pm.name, pm.version);
-  if (existsSync(join(dir, '.pilot-checked'))) {
+  // A cached copy serves an app naming a hash only when that hash was verified for it (or matches
+  // its entry file); otherwise the fill below fetches and verifies again.
+  if (existsSync(join(dir, '.pilot-checked')) && (await cachedHashOk(dir, pm, req.wanted.hash))) {
     return { pm, binDir: await writeShims(req.cacheDir, pm, dir), via: 'cache' };
   }
   const { pkg } = distPackage(pm);
@@ -104,6 +106,7 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
     if (unpacked !== undefined) via = 'corepack';
   }
   const tmp = await mkdtemp(join(req.cacheDir, `.${pm.name}-${pm.version}-`));
+  const verified: string[] = req.wanted.hash === undefined ? [] : [req.wanted.hash]; // corepack checks it; the registry path below too
   try {
     if (unpacked !== undefined) {
       await cp(unpacked, join(tmp, 'package'), { recursive: true });
@@ -112,17 +115,27 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
       const tgz = await registry.pack(pkg, pm.version, tmp);
       const h = await hashFile(tgz);
       checkIntegrity(`${pkg}@${pm.version} from ${url}`, h.integrity, dist.integrity);
-      await checkHash(req.wanted, pm, [tgz]);
+      verified.push(`sha512.${Buffer.from(h.integrity.slice('sha512-'.length), 'base64').toString('hex')}`);
       await extractArtifact(tgz, join(tmp, 'x'));
-      await rename(join(tmp, 'x', 'package'), join(tmp, 'package'));
+      // npm strips a tarball's first folder whatever its name (`package/` mostly; old yarn 1 releases differ).
+      const tops = await readdir(join(tmp, 'x'), { withFileTypes: true });
+      if (tops.length !== 1 || !tops[0]!.isDirectory()) throw new PilotError('digest_mismatch', `${pkg}@${pm.version} from ${url} is not laid out as an npm package (one top folder)`);
+      const root = join(tmp, 'x', tops[0]!.name);
+      // corepack hashes what it downloads: the npm tarball (pnpm, yarn 1), or yarn berry's single
+      // file (repo.yarnpkg.com's yarn.js, the same bytes as @yarnpkg/cli-dist's bin/yarn.js).
+      await checkHash(req.wanted, pm, [tgz, ...ENTRIES[pm.name]!.map((rel) => join(root, rel)).filter((f) => existsSync(f))]);
+      await rename(root, join(tmp, 'package'));
     }
     const entry = findEntry(join(tmp, 'package'), pm);
     await checkRuns(entry, pm, req);
     await writeFile(join(tmp, 'package', '.pilot-checked'), `${new Date().toISOString()}\n`);
+    await writeFile(join(tmp, 'package', HASHES), verified.map((v) => `${v}\n`).join(''));
     await mkdir(dirname(dir), { recursive: true });
-    // Another build may have finished the same version meanwhile: its copy is as good as ours.
-    await rename(join(tmp, 'package'), dir).catch((e: NodeJS.ErrnoException) => {
+    // Another build may have finished the same version meanwhile (or an earlier fill without this
+    // hash): its copy is as good as ours, and now known to match this hash too.
+    await rename(join(tmp, 'package'), dir).catch(async (e: NodeJS.ErrnoException) => {
       if (!existsSync(join(dir, '.pilot-checked'))) throw e;
+      if (verified.length > 0) await appendFile(join(dir, HASHES), verified.map((v) => `${v}\n`).join(''));
     });
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -183,6 +196,23 @@ async function viaCorepack(req: ProvidePackageManagerRequest, corepack: string, 
   const dir = join(home, 'v1', pm.name, pm.version);
   findEntry(dir, pm); // throws when corepack's layout is not what we know
   return dir;
+}
+
+/** Hashes (`algo.hex`) verified for a cached copy: of its tarball, or named by packageManager and checked. */
+const HASHES = '.pilot-hashes';
+
+async function cachedHashOk(dir: string, pm: PackageManager, hash: string | undefined): Promise<boolean> {
+  if (hash === undefined) return true;
+  const known = (await readFile(join(dir, HASHES), 'utf8').catch(() => '')).split('\n');
+  if (known.includes(hash)) return true;
+  const [algo, hex] = hash.split('.') as [string, string];
+  try {
+    const h = createHash(algo);
+    await pipeline(createReadStream(findEntry(dir, pm)), h);
+    return h.digest('hex') === hex;
+  } catch {
+    return false;
+  }
 }
 
 function findEntry(root: string, pm: PackageManager): string {
