@@ -2,7 +2,8 @@
  * The agent's own small HTTP API, for the control plane only (authenticated with the token the
  * agent handed over at registration): instance logs, tailed or followed.
  *   GET /v1/healthz
- *   GET /v1/instances/:id/logs?tail=N&follow=1
+ *   GET /v1/instances/:id/logs?tail=N&follow=1   (a stopped instance whose logs are kept: no follow)
+ *   GET /v1/apps/:app/stopped                     kept logs of stopped instances, newest first
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { open, stat } from 'node:fs/promises';
@@ -10,7 +11,10 @@ import { StringDecoder } from 'node:string_decoder';
 import { bearer, tokensEqual } from '../control/auth.js';
 import { PilotError } from '../core/errors.js';
 import type { LocalInstance } from './instance.js';
-import type { Runtime } from './runtimes/runtime.js';
+import type { LogFiles, Runtime } from './runtimes/runtime.js';
+import { listStopped, stoppedRoot } from './stopped-logs.js';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 
 export interface AgentApi { url: string; close(): Promise<void> }
 
@@ -44,7 +48,7 @@ async function readFrom(file: string, from: number): Promise<{ bytes: Buffer; si
   }
 }
 
-export async function startAgentApi(opts: { host: string; port: number; token: string; instances: Map<string, LocalInstance>; runtime: Runtime }): Promise<AgentApi> {
+export async function startAgentApi(opts: { host: string; port: number; token: string; instances: Map<string, LocalInstance>; runtime: Runtime; home: string }): Promise<AgentApi> {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://agent');
     if (url.pathname === '/v1/healthz') {
@@ -56,19 +60,29 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
       res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: new PilotError('unauthorized', 'invalid agent token').toJSON() }));
       return;
     }
+    const stopped = /^\/v1\/apps\/([a-z][a-z0-9-]{0,62})\/stopped$/.exec(url.pathname);
+    if (stopped) {
+      const list = listStopped(opts.home, stopped[1]).map(({ dir: _dir, ...meta }) => meta);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ stopped: list }));
+      return;
+    }
     const m = /^\/v1\/instances\/([^/]+)\/logs$/.exec(url.pathname);
-    const inst = m ? opts.instances.get(decodeURIComponent(m[1]!)) : undefined;
-    if (!inst) {
+    const id = m ? decodeURIComponent(m[1]!) : undefined;
+    const inst = id === undefined ? undefined : opts.instances.get(id);
+    // A stopped instance: its kept log files (an id is a plain name, never a path).
+    const keptDir = id !== undefined && !inst && /^[a-z0-9-]{1,200}$/.test(id) ? join(stoppedRoot(opts.home), id) : undefined;
+    const kept = keptDir !== undefined && existsSync(keptDir);
+    if (!inst && !kept) {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: new PilotError('not_found', 'no such instance on this node').toJSON() }));
       return;
     }
-    const files = opts.runtime.logFiles(inst.stateDir);
+    const files: LogFiles = inst ? opts.runtime.logFiles(inst.stateDir) : { stdout: join(keptDir!, 'stdout.log'), stderr: join(keptDir!, 'stderr.log') };
     const n = Math.min(Math.max(Number(url.searchParams.get('tail') ?? 100) || 0, 0), 10_000);
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
     const out = await tailLines(files.stdout, n);
     const err = await tailLines(files.stderr, n);
     res.write(out.text + err.text);
-    if (url.searchParams.get('follow') !== '1') {
+    if (url.searchParams.get('follow') !== '1' || !inst) {
       res.end();
       return;
     }

@@ -6,7 +6,7 @@
  * Instances outlive the agent; on start-up it re-adopts them before its first report.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -20,11 +20,19 @@ import { ControlPlaneLink } from './control-link.js';
 import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
+import { enforceAppLogBudget } from './log-budget.js';
+import { detectIsolation, type AppIdentity, type IsolationSettings } from './isolation.js';
+import { AppSandbox } from './app-sandbox.js';
+import { sweepEmptyCgroups } from './cgroups.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
 import { ReleaseCache } from './releases.js';
 import { LocalCacheGc, localGcFromEnv, type LocalGcResult } from './cache-gc.js';
+import { createNetns, deleteNetns, existingNetns, killNetnsProcesses, netnsSupport, readNetns, wrapArgv } from './netns.js';
+import { outputTail } from './output-tail.js';
+import { keepLogs, keepPerAppFromEnv, pruneStopped } from './stopped-logs.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
+import { readPidFile } from './runtimes/pid-file.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
 import type { Runtime } from './runtimes/runtime.js';
 import type { DockerNode } from './docker-node.js';
@@ -49,6 +57,8 @@ export interface AgentOptions {
   runtimesDir?: string;
   /** The Docker engine for `runtime: docker` instances; default DOCKER_HOST or /var/run/docker.sock. */
   dockerEngine?: Engine;
+  /** How apps are contained (default detectIsolation(): per-app uids and cgroups when root). */
+  isolation?: IsolationSettings;
 }
 
 /** Marker file: this agent home has run containers (its Docker side loads at start, to adopt and sweep). */
@@ -58,6 +68,12 @@ const LONG_POLL_MS = 5000;
 const STABLE_MS = 30_000;
 const UNHEALTHY_AFTER = 3;
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
+/** A failing probe re-reads the instance's last lines at most this often. */
+const TAIL_EVERY_MS = 2000;
+/** Kept logs of stopped instances older than this go at the cache GC (besides the newest 5 per app rule). */
+const STOPPED_LOGS_MAX_AGE_MS = 24 * 3_600_000;
+/** All log files of one app on this node (PILOT_LOG_APP_MAX_BYTES). */
+const LOG_APP_MAX_BYTES = envInt('PILOT_LOG_APP_MAX_BYTES') ?? 100 * 1024 * 1024;
 const mono = (): number => performance.now();
 
 /** Cache keys (cache-gc.ts) of what the given instances use, each with its app. */
@@ -67,8 +83,33 @@ function cacheKeysInUse(instances: Iterable<LocalInstance>): Map<string, string>
     // Not `=== 'process'`: an instance saved before runtimes existed has none, and is a process.
     if (i.spec.runtime !== 'docker') out.set(`release:${i.spec.artifact.replace('sha256:', '')}`, i.spec.app);
     if (i.spec.node) out.set(`runtime:${i.spec.node.digest.replace('sha256:', '')}`, i.spec.app);
+    if (i.spec.node?.npm) out.set(`runtime:${i.spec.node.npm.digest.replace('sha256:', '')}`, i.spec.app);
   }
   return out;
+}
+
+/** Where a release instance's wrapper writes its exit code: known even after an agent restart (adopted: no wait status). */
+const RELEASE_EXIT_FILE = 'release-exit';
+/**
+ * A constant script (the command and the file are its arguments, never part of it): run the
+ * command, write its exit code to the file, exit with it.
+ */
+const RELEASE_WRAPPER = 'f=$1; shift; "$@"; c=$?; echo "$c" > "$f"; exit "$c"';
+
+/** The release command the control plane sent with a release instance, wrapped to record its exit code in `exitFile`. */
+function releaseArgv(release: readonly string[] | undefined, exitFile: string): readonly string[] {
+  if (!release || release.length === 0 || release[0] === '') throw new PilotError('deploy_failed', 'release instance without a release command');
+  return ['/bin/sh', '-c', RELEASE_WRAPPER, 'pilot-release', exitFile, ...release];
+}
+
+/** The exit code a release wrapper recorded, if any. */
+function recordedExit(stateDir: string): number | undefined {
+  try {
+    const n = Number(readFileSync(join(stateDir, RELEASE_EXIT_FILE), 'utf8').trim());
+    return Number.isInteger(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export class Agent {
@@ -81,25 +122,50 @@ export class Agent {
   private docker: DockerNode | undefined;
   private dockerLoading: Promise<DockerNode> | undefined;
   private dockerStatus: EngineStatus = { available: false, error: 'not checked yet' };
+  /** Whether fixed-port instances get their own network namespace here (netns.ts). */
+  private netns: { available: boolean; error?: string } = { available: false, error: 'not checked yet' };
+  private readonly keepStopped = keepPerAppFromEnv();
   private readonly cacheGc: LocalCacheGc;
   private readonly cacheGcSettings = localGcFromEnv();
+  private readonly isolation: IsolationSettings;
+  private readonly sandbox: AppSandbox;
   private api: AgentApi | undefined;
   private timers: NodeJS.Timeout[] = [];
   private syncing = false;
   private syncAgain = false;
   private closed = false;
+  /**
+   * Until every saved instance is adopted, nothing is reported: an answer received meanwhile would
+   * make the instances not yet adopted look new, and start them a second time.
+   */
+  private adopting = true;
 
   constructor(private readonly opts: AgentOptions) {
-    this.runtime = opts.runtime ?? new ProcessRuntime();
-    mkdirSync(join(opts.home, 'instances'), { recursive: true });
+    mkdirSync(join(opts.home, 'instances'), { recursive: true, mode: 0o700 });
+    let isolation = opts.isolation ?? detectIsolation();
+    let sandbox: AppSandbox;
+    try {
+      sandbox = new AppSandbox(opts.home, isolation.user);
+    } catch (e) {
+      // A home no app uid can reach: run apps as root rather than not at all, and say so.
+      const reason = `apps run as root: ${(e as Error).message}`;
+      isolation = { ...isolation, user: false, report: { ...isolation.report, user: false, reason: [reason, isolation.report.reason].filter(Boolean).join('; ') } };
+      sandbox = new AppSandbox(opts.home, false);
+    }
+    this.isolation = isolation;
+    this.sandbox = sandbox;
+    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups, logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'), logKeep: envInt('PILOT_LOG_KEEP'), pidsMax: envInt('PILOT_APP_PIDS_MAX') });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
-    this.releases = new ReleaseCache(join(opts.home, 'releases'), () => new ArtifactClient(opts.server, this.link.credential()));
-    this.nodeRuntimes = new NodeRuntimeCache(opts.runtimesDir ?? join(opts.home, 'runtimes'), () => new ArtifactClient(opts.server, this.link.credential()));
+    const releasesDir = sandbox.releasesDir;
+    this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));
+    // Apps under their own uid cannot reach the builder's cache (private, in $PILOT_HOME): the agent keeps its own then.
+    const ownRuntimes = sandbox.users || opts.runtimesDir === undefined ? sandbox.runtimesDir : undefined;
+    this.nodeRuntimes = new NodeRuntimeCache(ownRuntimes ?? opts.runtimesDir!, () => new ArtifactClient(opts.server, this.link.credential()));
     this.cacheGc = new LocalCacheGc({
       stateFile: join(opts.home, 'cache-gc.json'),
-      releasesDir: join(opts.home, 'releases'),
+      releasesDir,
       // A runtime cache shared with the builder (`pilot up`) is the builder's to keep.
-      runtimesDir: opts.runtimesDir === undefined ? join(opts.home, 'runtimes') : undefined,
+      runtimesDir: ownRuntimes,
       inUse: () => cacheKeysInUse(this.instances.values()),
       busy: (kind, digest) => (kind === 'release' ? this.releases.fetching(digest) : this.nodeRuntimes.fetching(digest)),
       policy: this.cacheGcSettings.policy,
@@ -109,6 +175,8 @@ export class Agent {
   /** Remove cached releases, runtimes and images no local instance needs (cache-gc.ts); runs every PILOT_CACHE_GC_INTERVAL (10 min). */
   async collectCache(now = Date.now()): Promise<LocalGcResult & { images: string[] }> {
     const r = await this.cacheGc.collect(now);
+    const logs = pruneStopped(this.opts.home, this.keepStopped, now, STOPPED_LOGS_MAX_AGE_MS);
+    if (logs > 0) this.opts.log.info({ removed: logs }, 'removed kept logs of stopped instances');
     // Images only where the Docker side runs: an agent that never ran a container fetched none.
     const images = !this.docker ? [] : await this.docker.collectImages(() => new Set([...this.instances.values()].flatMap((i) => (i.spec.image ? [i.spec.image.id] : []))), now, this.cacheGcSettings.policy);
     if (r.removed.length > 0 || images.length > 0) this.opts.log.info({ removed: r.removed, images }, 'removed unused cached releases, runtimes and images');
@@ -142,15 +210,34 @@ export class Agent {
     return this.link.nodeId;
   }
 
+  /** What isolation this node gives process instances (reported as runtimes.process.isolation). */
+  get isolationReport(): IsolationSettings['report'] {
+    return this.isolation.report;
+  }
+
+  /**
+   * The uid/gid an app's processes run as on this node (allocated on first use, stable across
+   * restarts), or undefined when apps run as the agent's own user. Folders an app must write to
+   * (volumes) are chown'ed to it.
+   */
+  appIdentity(app: string): AppIdentity | undefined {
+    return this.sandbox.identity(app);
+  }
+
   /** Re-adopt, start the agent API, register, and begin the loops. */
   async start(): Promise<void> {
+    this.netns = this.opts.runtime ? { available: false, error: 'not the process runtime' } : await netnsSupport();
     if (this.opts.dockerEngine || existsSync(join(this.opts.home, DOCKER_USED))) await this.dockerNode();
     // Adopt first: the check sweeps containers of instances this agent does not have.
     await this.adoptAll();
+    this.adopting = false;
     await this.checkDocker();
     const agentToken = randomBytes(24).toString('base64url');
-    this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime });
-    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: { docker: this.dockerReport() } });
+    this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime, home: this.opts.home });
+    const swept = sweepEmptyCgroups(this.isolation.cgroups, 10 * 60_000);
+    if (swept > 0) this.opts.log.info({ removed: swept }, 'removed empty instance cgroups left behind');
+    if (this.isolation.report.reason !== undefined) this.opts.log.warn({ isolation: this.isolation.report }, `app isolation incomplete: ${this.isolation.report.reason}`);
+    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: this.runtimesReport() });
     await this.sync();
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);
@@ -168,6 +255,8 @@ export class Agent {
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
   async close(): Promise<void> {
     this.closed = true;
+    this.sandbox.close();
+    if (!this.opts.runtime) await this.runtime.close?.(); // ours (its RSS poller); an injected one is the caller's
     for (const t of this.timers) clearInterval(t);
     await this.api?.close();
     await this.docker?.runtime.close();
@@ -188,11 +277,28 @@ export class Agent {
       const inst = newLocalInstance(saved.spec, stateDir);
       inst.port = saved.port;
       inst.restarts = saved.restarts;
+      inst.address = readNetns(stateDir)?.nsAddr;
+      if (saved.finished) {
+        // A release phase that already ended is never run again.
+        Object.assign(inst, { state: saved.finished.state, lastError: saved.finished.lastError, logTail: saved.finished.logTail, finished: true });
+        this.instances.set(id, inst);
+        continue;
+      }
       if (inst.spec.runtime === 'docker') await this.dockerNode();
       // An engine that does not answer adopts nothing now; the start path adopts once it is back.
       inst.handle = await this.rt(inst).adopt(id, stateDir).catch(() => undefined);
+      if (inst.spec.kind === 'release') {
+        // Running: watched to its end. Ended while the agent was away: its recorded exit code says
+        // how. Never started (no pid file): started now. Never probed either way.
+        inst.startedMono = mono();
+        if (inst.handle) inst.state = 'starting';
+        else if (recordedExit(stateDir) !== undefined || readPidFile(stateDir) !== undefined) await this.releaseEnded(inst);
+        this.instances.set(id, inst);
+        continue;
+      }
       if (inst.handle) {
         inst.state = 'starting';
+        inst.startedMono = mono();
         // Probe now so that the first report already says "ready": the router keeps routing to it.
         await this.probe(inst);
         this.opts.log.info({ instance: id, pid: inst.handle.pid, container: inst.handle.containerId, state: inst.state }, 'instance re-adopted');
@@ -228,7 +334,7 @@ export class Agent {
 
   /** One immediate report (no waiting), after a local change. */
   private async sync(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.adopting) return;
     if (this.syncing) {
       this.syncAgain = true;
       return;
@@ -271,6 +377,12 @@ export class Agent {
       if (inst.busy) continue;
       if (inst.removing) {
         this.run(inst, () => this.remove(inst));
+      } else if (inst.finished) {
+        continue; // a release phase that ended: kept as it is until no longer desired
+      } else if (inst.spec.kind === 'release') {
+        if (inst.handle && !this.rt(inst).isRunning(inst.handle)) this.run(inst, () => this.releaseEnded(inst));
+        else if (inst.handle && now - inst.startedMono > (inst.spec.releaseTimeoutMs ?? 300_000)) this.run(inst, () => this.releaseEnded(inst, true));
+        else if (!inst.handle && inst.state === 'pending') this.run(inst, () => this.startInstance(inst));
       } else if (inst.handle && !this.rt(inst).isRunning(inst.handle)) {
         this.crashed(inst, now);
       } else if (!inst.handle && (inst.state === 'pending' || inst.state === 'backoff' || inst.state === 'failed') && now >= inst.nextStartAt) {
@@ -293,6 +405,9 @@ export class Agent {
     const exit = this.rt(inst).exitInfo(handle);
     // The group leader died; anything it left in its group (npm's child) must not keep the port.
     void this.rt(inst).stop(handle, 0).catch(() => undefined);
+    // ... nor anything that left the group inside its network namespace.
+    const ns = inst.address === undefined ? undefined : readNetns(inst.stateDir);
+    if (ns) void killNetnsProcesses(ns.name).catch(() => undefined);
     inst.lastError = exit?.reason ?? (exit ? `exited with ${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}` : 'process exited');
     if (inst.readySince !== undefined && now - inst.readySince > STABLE_MS) inst.consecutiveCrashes = 0;
     inst.consecutiveCrashes++;
@@ -303,27 +418,77 @@ export class Agent {
     inst.nextStartAt = now + restartDelayMs(inst.consecutiveCrashes);
     saveInstance(inst);
     this.opts.log.warn({ instance: inst.spec.id, restarts: inst.restarts, error: inst.lastError }, 'instance crashed; restarting after back-off');
+    this.run(inst, () => this.captureTail(inst, now));
+  }
+
+  /** Read the instance's last lines of output into its report, then report. */
+  private async captureTail(inst: LocalInstance, now = mono()): Promise<void> {
+    inst.tailAt = now;
+    inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
+    this.kick();
+  }
+
+  /** kind release: the one-shot ended (or timed out): stopped = success, failed otherwise, never restarted. */
+  private async releaseEnded(inst: LocalInstance, timedOut = false): Promise<void> {
+    const handle = inst.handle;
+    if (timedOut && handle) await this.rt(inst).stop(handle, 2000).catch(() => undefined);
+    const recorded = recordedExit(inst.stateDir);
+    const exit = (handle && this.rt(inst).exitInfo(handle)) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
+    const secs = Math.round((mono() - inst.startedMono) / 1000);
+    inst.handle = undefined;
+    inst.finished = true;
+    if (!timedOut && exit?.code === 0) {
+      inst.state = 'stopped';
+      inst.lastError = undefined;
+    } else {
+      inst.state = 'failed';
+      inst.lastError = timedOut
+        ? `release phase timed out after ${Math.round((inst.spec.releaseTimeoutMs ?? 300_000) / 1000)}s (deploy.release_timeout)`
+        : `release phase ${exit ? (exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`) : 'exited (status unknown: the agent restarted meanwhile)'} after ${secs}s`;
+    }
+    inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
+    saveInstance(inst);
+    this.opts.log.info({ instance: inst.spec.id, state: inst.state, error: inst.lastError }, 'release phase ended');
     this.kick();
   }
 
   private async startInstance(inst: LocalInstance): Promise<void> {
+    if (inst.spec.kind === 'release' && inst.spec.runtime === 'docker') {
+      this.startFailed(inst, new PilotError('deploy_failed', 'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)'));
+      this.kick();
+      return;
+    }
     if (inst.spec.runtime === 'docker') return this.startContainer(inst);
     const spec = inst.spec;
     try {
       const release = await this.releases.ensure(spec.artifact);
       // process runtime: the revision's pinned Node.js (docker instances get theirs from the image).
-      const nodeBin = spec.node ? await this.nodeRuntimes.binDir(spec.node) : undefined;
+      const binDirs = spec.node ? await this.nodeRuntimes.binDirs(spec.node) : [];
+      const nodeBin = binDirs.length > 0 ? binDirs.join(':') : undefined;
       if (inst.removing) return;
-      if (inst.port === undefined) inst.port = await allocatePort();
+      this.sandbox.share(release);
+      // The pinned runtime and its paired npm: readable and runnable by the app's user.
+      for (const dir of binDirs) this.sandbox.share(dirname(dir));
+      const user = this.appIdentity(spec.app);
+      const isRelease = spec.kind === 'release';
+      if (isRelease) inst.port = undefined; // it serves nothing: no PORT
+      else if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
-      const argv = resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
+      let argv = isRelease ? releaseArgv(spec.release, join(inst.stateDir, RELEASE_EXIT_FILE)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
+      if (!isRelease && spec.netns === true && spec.port !== undefined && this.netns.available) {
+        // A fixed port: its own network namespace, so old and new revisions can both listen on it.
+        const ns = await existingNetns(inst.stateDir) ?? await createNetns(inst.stateDir);
+        inst.address = ns.nsAddr;
+        argv = wrapArgv(ns, argv);
+      }
       inst.state = 'starting';
-      const env = this.envFor(inst, nodeBin);
+      inst.startedMono = mono();
+      const env = this.envFor(inst, nodeBin, user);
       // yarn Plug'n'Play: no node_modules; node must load the release's .pnp.cjs (as `yarn node` does).
       const pnp = pnpNodeOptions(release, { pnp: existsSync(join(release, '.pnp.cjs')), loader: existsSync(join(release, '.pnp.loader.mjs')) }, env['NODE_OPTIONS']);
       if (pnp !== undefined) env['NODE_OPTIONS'] = pnp;
-      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env });
+      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env, user, limits: spec.resources });
       inst.nextProbeAt = mono() + 50;
       inst.probeFailures = 0;
       saveInstance(inst);
@@ -338,6 +503,11 @@ export class Agent {
     inst.handle = undefined;
     inst.state = 'failed';
     inst.lastError = err instanceof PilotError ? err.message : String((err as Error).message ?? err);
+    if (inst.spec.kind === 'release') {
+      inst.finished = true;
+      inst.lastError = `release phase could not start: ${inst.lastError}`;
+      saveInstance(inst);
+    }
     inst.consecutiveCrashes++;
     inst.nextStartAt = mono() + restartDelayMs(inst.consecutiveCrashes);
     this.opts.log.error({ instance: inst.spec.id, error: inst.lastError }, 'instance could not start');
@@ -362,6 +532,11 @@ export class Agent {
     this.kick();
   }
 
+  /** What the node reports as `runtimes`: docker's engine, how process instances are isolated, and whether fixed ports get their own namespace. */
+  private runtimesReport(): { docker: ReturnType<Agent['dockerReport']>; netns: { available: boolean; error?: string }; process: { isolation: IsolationSettings['report'] } } {
+    return { docker: this.dockerReport(), netns: this.netns, process: { isolation: this.isolation.report } };
+  }
+
   /** What the node reports as `runtimes.docker`. */
   private dockerReport(): { available: boolean; version?: string; error?: string } {
     return this.docker ? this.docker.report : engineReport(this.dockerStatus);
@@ -374,7 +549,7 @@ export class Agent {
     else this.dockerStatus = await probeEngine(undefined, 2000);
     if (JSON.stringify(this.dockerReport()) !== before && this.link.nodeId !== undefined) {
       this.opts.log.info({ docker: this.dockerReport() }, 'Docker engine availability changed');
-      this.link.setRuntimes({ docker: this.dockerReport() });
+      this.link.setRuntimes(this.runtimesReport());
       this.kick();
     }
     if (!this.docker) return;
@@ -383,11 +558,12 @@ export class Agent {
   }
 
   /** The app's own environment: nothing of the agent's (no tokens, no PILOT_* of ours). */
-  private envFor(inst: LocalInstance, pinnedNodeBin?: string): Record<string, string> {
-    // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then the
-    // agent's own node folder, where npm is.
+  private envFor(inst: LocalInstance, pinnedNodeBin?: string, user?: AppIdentity): Record<string, string> {
+    // The pinned runtime's bin first (`node`, and npm's `#!/usr/bin/env node`, run on it), then its
+    // paired npm's bin when the revision has one, then the agent's own node folder (its npm otherwise).
     const nodeBin = pinnedNodeBin === undefined ? dirname(process.execPath) : `${pinnedNodeBin}:${dirname(process.execPath)}`;
-    const home = join(inst.stateDir, 'home');
+    const work = this.sandbox.workDir(inst.spec.id, user) ?? inst.stateDir;
+    const home = join(work, 'home');
     mkdirSync(home, { recursive: true });
     // exec refuses a NUL in the environment with an error that quotes the value: fail first, by name.
     for (const [k, v] of Object.entries(inst.spec.env)) {
@@ -402,8 +578,9 @@ export class Agent {
       HOME: home,
       NODE_ENV: 'production',
       npm_config_update_notifier: 'false',
+      ...(work === inst.stateDir ? {} : { TMPDIR: join(work, 'tmp') }),
       ...inst.spec.env,
-      PORT: String(inst.port),
+      ...(inst.port === undefined ? {} : { PORT: String(inst.port) }),
       PILOT_APP: inst.spec.app,
       PILOT_REVISION: String(inst.spec.revision),
       PILOT_COMMIT: inst.spec.commit,
@@ -413,7 +590,7 @@ export class Agent {
 
   private async probe(inst: LocalInstance): Promise<void> {
     const h = inst.spec.health;
-    const r = await httpProbe({ host: '127.0.0.1', port: inst.port!, path: h.path, timeoutMs: h.timeoutMs });
+    const r = await httpProbe({ host: inst.address ?? '127.0.0.1', port: inst.port!, path: h.path, timeoutMs: h.timeoutMs });
     if (!inst.handle || inst.removing) return;
     const wasReady = inst.state === 'ready';
     if (r.ok) {
@@ -422,6 +599,7 @@ export class Agent {
         inst.state = 'ready';
         inst.readySince = mono();
         inst.lastError = undefined;
+        inst.logTail = undefined;
         this.kick();
       }
     } else {
@@ -435,6 +613,10 @@ export class Agent {
         inst.readySince = undefined;
         this.kick();
       }
+      // What the app says while it fails its probe goes with the report (at most every TAIL_EVERY_MS).
+      // Not in the first TAIL_EVERY_MS of a start: a booting app failing its first probes is normal.
+      const t = mono();
+      if (inst.state !== 'ready' && t - inst.startedMono > TAIL_EVERY_MS && t - inst.tailAt > TAIL_EVERY_MS) await this.captureTail(inst);
     }
     // Until it is ready, probe often: readiness latency is deploy latency.
     inst.nextProbeAt = mono() + (inst.state === 'ready' ? h.intervalMs : Math.min(100, h.intervalMs));
@@ -448,9 +630,18 @@ export class Agent {
       this.opts.log.info({ instance: inst.spec.id }, 'instance stopped');
     }
     inst.handle = undefined;
+    if (inst.address !== undefined || readNetns(inst.stateDir)) await deleteNetns(inst.stateDir);
     inst.state = 'stopped';
     this.instances.delete(inst.spec.id);
+    // Its output stays readable (`pilot logs APP --previous`) until the cache GC; the newest few per app.
+    try {
+      keepLogs(this.opts.home, inst.stateDir, { id: inst.spec.id, app: inst.spec.app, revision: inst.spec.revision, kind: inst.spec.kind ?? 'web', stoppedAt: Date.now(), lastError: inst.lastError });
+      pruneStopped(this.opts.home, this.keepStopped, Date.now());
+    } catch (err) {
+      this.opts.log.warn({ err, instance: inst.spec.id }, 'could not keep the logs of a stopped instance');
+    }
     rmSync(inst.stateDir, { recursive: true, force: true });
+    this.sandbox.removeWork(inst.spec.id);
     this.kick();
   }
 
@@ -459,12 +650,29 @@ export class Agent {
     setImmediate(() => void this.sync());
   }
 
+  /**
+   * Container logs (docker-logs.ts appends to files): copy-truncate every 10 s. Process instances
+   * bound theirs at every write (log-writer.ts); here each app is also held to its node-wide budget.
+   */
   private async rotateLogs(): Promise<void> {
+    const byApp = new Map<string, string[]>();
     for (const inst of this.instances.values()) {
-      const files = this.runtime.logFiles(inst.stateDir);
+      byApp.set(inst.spec.app, [...(byApp.get(inst.spec.app) ?? []), inst.stateDir]);
+      if (inst.spec.runtime !== 'docker' || !this.docker) continue;
+      const files = this.docker.runtime.logFiles(inst.stateDir);
       await rotateIfNeeded(files.stdout, LOG_MAX_BYTES, 3).catch(() => false);
       await rotateIfNeeded(files.stderr, LOG_MAX_BYTES, 3).catch(() => false);
+    }
+    for (const [app, dirs] of byApp) {
+      const removed = enforceAppLogBudget(dirs, LOG_APP_MAX_BYTES);
+      if (removed.length > 0) this.opts.log.info({ app, removed: removed.length }, 'removed old log files over the app\'s log budget');
     }
   }
 }
 
+
+/** A non-negative integer from the environment, or undefined (the default applies). */
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}

@@ -1,6 +1,6 @@
 /**
  * The agent's local cache GC: unpacked releases (`releases/<hex>`) and unpacked Node.js runtimes
- * (`runtimes/node/<hex>`) that no local instance uses and that were not used for a while.
+ * (`runtimes/node/<hex>`, and the npm paired with them, `runtimes/npm/<hex>`) that no local instance uses and that were not used for a while.
  *
  * Rules (pickUnused is the pure part):
  *   - anything a local instance uses (running, starting, backing off or being removed) stays;
@@ -110,7 +110,8 @@ export class LocalCacheGc {
 
   private dirs(): { kind: CacheKind; parent: string }[] {
     const out: { kind: CacheKind; parent: string }[] = [{ kind: 'release', parent: this.opts.releasesDir }];
-    if (this.opts.runtimesDir !== undefined) out.push({ kind: 'runtime', parent: join(this.opts.runtimesDir, 'node') });
+    // npm packages paired with runtimes count as runtimes (key runtime:<hex>; digests do not collide).
+    if (this.opts.runtimesDir !== undefined) out.push({ kind: 'runtime', parent: join(this.opts.runtimesDir, 'node') }, { kind: 'runtime', parent: join(this.opts.runtimesDir, 'npm') });
     return out;
   }
 

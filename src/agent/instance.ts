@@ -28,12 +28,23 @@ export interface LocalInstance {
   busy: boolean;
   /** Not desired any more: being stopped, then forgotten. */
   removing: boolean;
+  /** The last lines of its output, captured when it failed (crash, start, probe); cleared once ready. */
+  logTail: string | undefined;
+  /** Monotonic ms of the last capture (a failing probe captures at most every TAIL_EVERY_MS). */
+  tailAt: number;
+  /** Fixed port with its own network namespace: where it listens (netns.ts). */
+  address: string | undefined;
+  /** kind release: the phase ended (state `stopped` = exit 0, `failed` otherwise); never started again. */
+  finished: boolean;
+  /** kind release: monotonic ms it was started, for its timeout. */
+  startedMono: number;
 }
 
 export function newLocalInstance(spec: InstanceSpec, stateDir: string): LocalInstance {
   return {
     spec, stateDir, state: 'pending', port: spec.port, handle: undefined, restarts: 0, consecutiveCrashes: 0,
     lastError: undefined, nextStartAt: 0, nextProbeAt: 0, probeFailures: 0, readySince: undefined, busy: false, removing: false,
+    logTail: undefined, tailAt: 0, address: undefined, finished: false, startedMono: 0,
   };
 }
 
@@ -47,15 +58,26 @@ export function statusOf(i: LocalInstance): InstanceStatus {
     lastError: i.lastError?.slice(0, 4000),
     startedAt: i.handle?.startedAt,
     containerId: i.handle?.containerId,
+    logTail: i.logTail?.slice(-8000), // the protocol's bound; the end is what matters
+    address: i.address,
   };
 }
 
-interface Persisted { spec: InstanceSpec; port: number | undefined; restarts: number }
+interface Persisted {
+  spec: InstanceSpec;
+  port: number | undefined;
+  restarts: number;
+  /** kind release, once it ended: so an agent restart never runs the phase again. */
+  finished?: { state: 'stopped' | 'failed'; lastError: string | undefined; logTail: string | undefined } | undefined;
+}
 
 export function saveInstance(i: LocalInstance): void {
-  mkdirSync(i.stateDir, { recursive: true });
+  mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
   const file = join(i.stateDir, 'instance.json');
-  const body: Persisted = { spec: i.spec, port: i.port, restarts: i.restarts };
+  const body: Persisted = {
+    spec: i.spec, port: i.port, restarts: i.restarts,
+    ...(i.finished ? { finished: { state: i.state === 'stopped' ? 'stopped' : 'failed', lastError: i.lastError, logTail: i.logTail } } : {}),
+  };
   // 0600: the spec holds the app's env (secrets) and registry credentials.
   writeFileSync(file + '.tmp', JSON.stringify(body), { mode: 0o600 });
   renameSync(file + '.tmp', file);

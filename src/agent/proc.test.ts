@@ -17,8 +17,8 @@ function node(t: TestContext, code: string): number {
 void describe('parseProcStat', () => {
   void it('counts fields from the last ")" so a comm with spaces and parentheses cannot shift them', () => {
     const tail = 'S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615';
-    assert.deepEqual(parseProcStat(`4242 (evil) S 1 (x y)) ${tail}\n`), { state: 'S', pgrp: 4242, startTime: '987654' });
-    assert.deepEqual(parseProcStat(`4242 (node) ${tail}`), { state: 'S', pgrp: 4242, startTime: '987654' });
+    assert.deepEqual(parseProcStat(`4242 (evil) S 1 (x y)) ${tail}\n`), { state: 'S', ppid: 1, pgrp: 4242, session: 4242, startTime: '987654', rssPages: 10 });
+    assert.deepEqual(parseProcStat(`4242 (node) ${tail}`), { state: 'S', ppid: 1, pgrp: 4242, session: 4242, startTime: '987654', rssPages: 10 });
   });
 
   void it('rejects text that is not a stat line', () => {
@@ -76,5 +76,21 @@ void describe('proc', () => {
     assert.ok(ownGroup.includes(process.pid) && !ownGroup.includes(leader), 'detached: not in our group');
     killByPid(leader);
     await waitFor(() => liveGroupMembers(leader).length === 0, 'the group to be empty');
+  });
+});
+
+void describe('instanceTree', () => {
+  void it('finds the group, the session and every descendant by parent chain, not a stranger', async () => {
+    const { instanceTree } = await import('./proc.js');
+    const st = (ppid: number, pgrp: number, session: number, state = 'S') => ({ state, ppid, pgrp, session, startTime: '1', rssPages: 0 });
+    const stats = new Map([
+      [100, st(1, 100, 100)], // leader
+      [101, st(100, 100, 100)], // same group
+      [102, st(101, 102, 102)], // own session (setsid), child of 101
+      [103, st(102, 103, 102)], // its own group, same new session, found by parent chain
+      [200, st(1, 200, 200)], // stranger
+      [104, st(100, 100, 100, 'Z')], // zombie: gone
+    ]);
+    assert.deepEqual(instanceTree(100, stats).sort(), [100, 101, 102, 103]);
   });
 });

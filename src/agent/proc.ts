@@ -8,8 +8,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 export interface ProcStat {
   /** Field 3: R, S, D, Z (zombie), T, X (dead), ... */
   readonly state: string;
+  /** Field 4: the parent's pid. */
+  readonly ppid: number;
   /** Field 5: the process group id. */
   readonly pgrp: number;
+  /** Field 6: the session id. */
+  readonly session: number;
+  /** Field 24: resident set size in pages (0 when the line is cut short). */
+  readonly rssPages: number;
   /** Field 22: start time in clock ticks since boot, kept as the kernel wrote it. */
   readonly startTime: string;
 }
@@ -22,12 +28,15 @@ export function parseProcStat(text: string): ProcStat | undefined {
   if (close < 0) return undefined;
   const rest = text.slice(close + 1).trim().split(/\s+/);
   const state = rest[0];
+  const ppid = Number(rest[4 - 3]);
   const pgrp = Number(rest[5 - 3]);
+  const session = Number(rest[6 - 3]);
   const startTime = rest[22 - 3];
+  const rss = Number(rest[24 - 3] ?? 0);
   if (state === undefined || startTime === undefined || !/^\d+$/.test(startTime) || !Number.isInteger(pgrp)) {
     return undefined;
   }
-  return { state, pgrp, startTime };
+  return { state, ppid, pgrp, session, startTime, rssPages: Number.isInteger(rss) ? rss : 0 };
 }
 
 /** Read and parse /proc/PID/stat; undefined if no such process (or not a valid pid). */
@@ -57,6 +66,46 @@ function isDeadState(state: string): boolean {
 export function isSameProcess(pid: number, startTime: string): boolean {
   const st = readProcStat(pid);
   return st !== undefined && st.startTime === startTime && !isDeadState(st.state);
+}
+
+/** Every process's stat, by pid (one /proc scan). */
+export function allProcStats(): Map<number, ProcStat> {
+  const out = new Map<number, ProcStat>();
+  let names: string[];
+  try {
+    names = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = readProcStat(Number(name));
+    if (st !== undefined) out.set(Number(name), st);
+  }
+  return out;
+}
+
+/**
+ * Live processes that belong to the instance whose leader is `leader`, without cgroups: its process
+ * group, its session, and every descendant by parent chain. A process that double-forked into its
+ * own session and was re-parented to init escapes this (cgroups do not have the gap).
+ */
+export function instanceTree(leader: number, stats: Map<number, ProcStat> = allProcStats()): number[] {
+  const members = new Set<number>();
+  for (const [pid, st] of stats) {
+    if (!isDeadState(st.state) && (st.pgrp === leader || st.session === leader || pid === leader)) members.add(pid);
+  }
+  // Descendants by parent chain, to a fixed point (a child listed before its parent needs a second pass).
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, st] of stats) {
+      if (!members.has(pid) && !isDeadState(st.state) && members.has(st.ppid)) {
+        members.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...members];
 }
 
 /** Pids of the live (non-zombie) processes in process group `pgid`; scans /proc. */

@@ -39,7 +39,7 @@ describe('FsBlobStore', () => {
     assert.deepEqual(await readAll(await store.openRead(r.digest)), data);
     assert.equal(await store.verify(r.digest), true);
     assert.equal(store.path(r.digest), join(dir, 'round-trip', 'sha256', r.digest.slice(7)));
-    assert.equal((await stat(store.path(r.digest))).mode & 0o777, 0o444, 'blobs are read-only on disk');
+    assert.equal((await stat(store.path(r.digest))).mode & 0o777, 0o400, 'blobs are read-only on disk, and private');
   });
 
   it('answers absent digests without creating anything', async () => {

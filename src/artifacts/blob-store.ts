@@ -247,9 +247,9 @@ export class FsBlobStore {
 
   private async init(): Promise<void> {
     const tmpDir = join(this.root, 'tmp');
-    await mkdir(join(this.root, 'sha256'), { recursive: true });
-    await mkdir(join(this.root, 'quarantine'), { recursive: true });
-    await mkdir(tmpDir, { recursive: true });
+    await mkdir(join(this.root, 'sha256'), { recursive: true, mode: 0o700 });
+    await mkdir(join(this.root, 'quarantine'), { recursive: true, mode: 0o700 });
+    await mkdir(tmpDir, { recursive: true, mode: 0o700 });
     const now = Date.now();
     for (const name of await readdir(tmpDir)) {
       const file = join(tmpDir, name);
@@ -265,7 +265,7 @@ export class FsBlobStore {
  * flight while the next batch arrives, so the disk and the network work at the same time.
  */
 async function receive(src: Readable, tmp: string, maxBytes: number | undefined): Promise<{ digest: string; size: number }> {
-  const fh = await open(tmp, 'wx', 0o444);
+  const fh = await open(tmp, 'wx', 0o400); // read-only, and the owner's only ($PILOT_HOME is private)
   let inflight: Promise<void> = Promise.resolve();
   try {
     const hash = createHash('sha256');

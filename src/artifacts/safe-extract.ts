@@ -57,6 +57,16 @@ const REFUSED: Readonly<Record<string, string>> = {
   FIFO: 'fifos are not allowed',
 };
 
+/** How to treat entries an artifact may not hold. */
+export interface ExtractOptions {
+  /**
+   * Leave symlink entries out instead of refusing the archive (nothing is created for them). For
+   * third-party tarballs read for some of their files only: the official Node.js tarballs link
+   * bin/npm into lib/, which Pilot does not use.
+   */
+  readonly skipSymlinks?: boolean;
+}
+
 type Plan = { readonly kind: 'file' | 'dir'; readonly parts: readonly string[] } | { readonly kind: 'skip' };
 
 interface Progress {
@@ -73,7 +83,7 @@ interface Progress {
  * files and folders, any path leaving the tree, and any limit exceeded is refused with
  * unsafe_archive, and then nothing is left behind.
  */
-export async function extractArtifact(tgzFile: string, destDir: string, limits: Partial<ExtractLimits> = {}): Promise<ExtractResult> {
+export async function extractArtifact(tgzFile: string, destDir: string, limits: Partial<ExtractLimits> = {}, opts: ExtractOptions = {}): Promise<ExtractResult> {
   const lim: ExtractLimits = { ...DEFAULT_EXTRACT_LIMITS, ...limits };
   const dest = resolve(destDir);
   if (await lstat(dest).then(() => true, () => false)) {
@@ -85,7 +95,7 @@ export async function extractArtifact(tgzFile: string, destDir: string, limits: 
   const partial = `${dest}.partial-${randomBytes(6).toString('hex')}`;
   await mkdir(partial, { mode: 0o755 });
   try {
-    const p = await writeEntries(tgzFile, partial, lim);
+    const p = await writeEntries(tgzFile, partial, lim, opts);
     const links = await applyLinksManifest(partial, lim);
     // Folder modes last: a read-only folder would have refused the files and links put in it.
     for (const [dir, mode] of p.dirModes) await chmod(dir, mode);
@@ -97,7 +107,7 @@ export async function extractArtifact(tgzFile: string, destDir: string, limits: 
   }
 }
 
-async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits): Promise<Progress> {
+async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits, opts: ExtractOptions): Promise<Progress> {
   const p: Progress = { entries: 0, declared: 0, read: 0, files: 0, bytes: 0, dirModes: new Map() };
   const abort = new AbortController();
   let failure: unknown;
@@ -126,7 +136,7 @@ async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits): 
   // Unknown entry types, and extended headers too big to read, would be skipped silently.
   parser.on('ignoredEntry', (entry: ReadEntry) => fail(unsafe(entry.path, `unsupported entry type ${entry.type}`)));
   parser.on('entry', (entry: ReadEntry) => {
-    const plan = failure === undefined ? admit(entry, p, lim) : ({ kind: 'skip' } as const);
+    const plan = failure === undefined ? admit(entry, p, lim, opts) : ({ kind: 'skip' } as const);
     if (typeof plan === 'string') fail(unsafe(entry.path, plan));
     if (typeof plan === 'string' || plan.kind === 'skip') {
       entry.resume();
@@ -170,9 +180,10 @@ async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits): 
 }
 
 /** Decide what to do with an entry, or say why it is refused. Counts it against the limits. */
-function admit(entry: ReadEntry, p: Progress, lim: ExtractLimits): Plan | string {
+function admit(entry: ReadEntry, p: Progress, lim: ExtractLimits, opts: ExtractOptions): Plan | string {
   p.entries += 1;
   if (p.entries > lim.maxEntries) return `more than ${lim.maxEntries} entries`;
+  if (opts.skipSymlinks && entry.type === 'SymbolicLink') return { kind: 'skip' };
   const refused = REFUSED[entry.type];
   if (refused !== undefined) return refused;
   const isFile = FILE_TYPES.has(entry.type);

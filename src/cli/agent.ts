@@ -32,6 +32,7 @@ export async function agent(opts: { server?: string; token?: string; tokenFile?:
   const a = new Agent({ server: server.replace(/\/+$/, ''), joinToken: token, home: join(pilotHome(), 'agent'), name, address: opts.address, log, labels });
   await a.start();
   process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);
+  if (a.isolationReport.reason) process.stdout.write(`warning: app isolation incomplete: ${a.isolationReport.reason}\n`);
   const stop = (): void => void a.close().then(() => process.exit(0));
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

@@ -107,7 +107,8 @@ program.command('run')
   .description('build DIR at its git commit, publish the artifact, deploy it, wait until live')
   .argument('[dir]', 'app folder inside a git work tree', '.')
   .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
-  .action(action(async (dir: string, o: { allowDirty?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
+  .option('--node <version>', 'try another Node.js version or range than the app names (22.x, 18.20.8); recorded as from --node')
+  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
 
 const appsCmd = program.command('apps').description('list apps (and `pilot apps create` one deployed by push)')
   .action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
@@ -134,7 +135,9 @@ program.command('logs').description('an app\'s output (or a run\'s log with --ru
   .option('-f, --follow', 'keep printing new lines')
   .option('--tail <n>', 'lines of history per instance', '100')
   .option('--run <id>', 'print the log of run N')
-  .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
+  .option('--previous', 'the kept logs of stopped instances (failed, replaced), newest first')
+  .option('--instance <id>', 'one instance, running or stopped')
+  .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
 program.command('rollback').description('switch back to the previous revision (or --to N); instant, the artifact is kept').argument('<app>')
   .option('--to <revision>', 'revision number')
   .action(action(async (app: string, o: { to?: string }, cmd: Command) => rollback(app, { ...g(cmd), ...o })));

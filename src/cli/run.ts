@@ -2,16 +2,23 @@
 import { resolve } from 'node:path';
 import { runPipeline } from '../pipeline/runner.js';
 import { formatDuration } from '../core/duration.js';
+import { PilotError } from '../core/errors.js';
 import { apiClient, type GlobalOptions } from './context.js';
 
-export async function run(dir: string | undefined, opts: GlobalOptions & { allowDirty?: boolean }): Promise<void> {
+/** What --node may hold: a version or range, as pilot.yaml `node` (no shell, no path, short). */
+const NODE_SPEC = /^[0-9A-Za-z.*^~<>=|/ -]{1,64}$/;
+
+export async function run(dir: string | undefined, opts: GlobalOptions & { allowDirty?: boolean; node?: string }): Promise<void> {
+  if (opts.node !== undefined && !NODE_SPEC.test(opts.node.trim())) {
+    throw new PilotError('bad_request', `--node ${JSON.stringify(opts.node.slice(0, 80))} is not a Node.js version or range`, { hint: 'Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.' });
+  }
   const api = apiClient(opts);
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
   process.once('SIGINT', onSignal);
   try {
     const out = opts.json ? (line: string) => process.stderr.write(line + '\n') : (line: string) => process.stdout.write(line + '\n');
-    const result = await runPipeline({ source: { kind: 'worktree', dir: resolve(dir ?? '.'), allowDirty: Boolean(opts.allowDirty) }, trigger: 'cli', out, signal: abort.signal }, api);
+    const result = await runPipeline({ source: { kind: 'worktree', dir: resolve(dir ?? '.'), allowDirty: Boolean(opts.allowDirty) }, trigger: 'cli', out, signal: abort.signal, nodeOverride: opts.node }, api);
     if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else {
       const d = result.durations;

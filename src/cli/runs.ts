@@ -1,4 +1,4 @@
-/** `pilot runs [APP]`, `pilot nodes`, `pilot logs APP [-f]`, `pilot logs --run N`. */
+/** `pilot runs [APP]`, `pilot nodes`, `pilot logs APP [-f] [--previous] [--instance ID]`, `pilot logs --run N`. */
 import { PilotError } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import type { RunRecord } from '../core/types.js';
@@ -18,11 +18,17 @@ export async function runs(app: string | undefined, opts: GlobalOptions & { limi
 
 export async function nodes(opts: GlobalOptions): Promise<void> {
   type Docker = { available: boolean; version?: string; error?: string } | undefined;
-  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; scheduling: string; instances: number; cpus: number | null; memoryMb: number | null; lastSeenAt: number; runtimes?: { docker?: Docker } }[] }>('GET', '/api/v1/nodes');
+  type Isolation = { user: boolean; cgroup: boolean; cgroupVersion?: string; reason?: string } | undefined;
+  const res = await apiClient(opts).call<{ nodes: { name: string; address: string; status: string; scheduling: string; instances: number; cpus: number | null; memoryMb: number | null; lastSeenAt: number; runtimes?: { docker?: Docker; process?: { isolation?: Isolation } } }[] }>('GET', '/api/v1/nodes');
   // DOCKER: the engine's version where it answers, "no engine" where it does not (the error: --json).
   const docker = (d: Docker): string | null => (d === undefined ? null : d.available ? (d.version ?? 'yes') : 'no engine');
-  output(opts, res, () => table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'CPUS', 'MEMORY', 'DOCKER', 'LAST SEEN'],
-    res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, docker(n.runtimes?.docker), ago(n.lastSeenAt)])));
+  // ISOLATION of process instances: "uid+cgroup-v1", "uid", "cgroup-v2", "none"; what is missing is printed below the table.
+  const isolation = (i: Isolation): string | null => (i === undefined ? null : [i.user ? 'uid' : '', i.cgroup ? `cgroup-${i.cgroupVersion ?? ''}` : ''].filter(Boolean).join('+') || 'none');
+  output(opts, res, () => [
+    table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'CPUS', 'MEMORY', 'DOCKER', 'ISOLATION', 'LAST SEEN'],
+      res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, docker(n.runtimes?.docker), isolation(n.runtimes?.process?.isolation), ago(n.lastSeenAt)])),
+    ...res.nodes.flatMap((n) => (n.runtimes?.process?.isolation?.reason ? [`warning: node ${n.name}: ${n.runtimes.process.isolation.reason}`] : [])),
+  ].join('\n'));
 }
 
 /** `pilot drain|cordon|uncordon NODE`. */
@@ -48,11 +54,17 @@ export async function token(action: 'create' | 'list' | 'revoke', id: string | u
   }
 }
 
-export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string }): Promise<void> {
+export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }): Promise<void> {
   const api = apiClient(opts);
   let path: string;
   if (opts.run !== undefined) path = `/api/v1/runs/${encodeURIComponent(opts.run)}/log${opts.follow ? '?follow=1' : ''}`;
-  else if (app) path = `/api/v1/apps/${encodeURIComponent(app)}/logs?tail=${encodeURIComponent(opts.tail ?? '100')}${opts.follow ? '&follow=1' : ''}`;
+  else if (app) {
+    const q = new URLSearchParams({ tail: opts.tail ?? '100' });
+    if (opts.follow) q.set('follow', '1');
+    if (opts.previous) q.set('previous', '1');
+    if (opts.instance !== undefined) q.set('instance', opts.instance);
+    path = `/api/v1/apps/${encodeURIComponent(app)}/logs?${q}`;
+  }
   else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
   const res = await api.stream(path);
   if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);

@@ -63,6 +63,9 @@ export async function up(opts: UpOptions): Promise<void> {
   if (cp.adminTokenCreated) {
     lines.push('', `admin token (shown once; also in ${join(home, 'admin-token')}, mode 0600):`, `  ${cp.adminToken}`);
   }
+  const iso = agent?.isolationReport;
+  if (iso) lines.push(`  isolation      ${iso.user ? 'each app runs as its own uid' : 'apps run as this user'}; ${iso.cgroup ? `cgroup ${iso.cgroupVersion ?? ''} limits` : 'no cgroups'}`);
+  if (iso?.reason) lines.push(`warning: app isolation incomplete: ${iso.reason}`);
   lines.push('', 'deploy the example:  npx pilot run examples/hello');
   process.stdout.write(lines.join('\n') + '\n');
 

@@ -10,7 +10,7 @@ import { AGENT_PROTOCOL, RegisterRequest, SyncRequest, type RegisterResponse } f
 import type { InstanceSpec, InstanceState } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';
 import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
-import type { Reconciler } from './reconciler.js';
+import { nodeIsolates, type Reconciler } from './reconciler.js';
 import type { SecretBox } from './secrets.js';
 import { appMasker, openSecrets } from './source-routes.js';
 import { registryAuthFor } from './registry-routes.js';
@@ -97,7 +97,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
 
   // Instances the agent is already stopping are not news to it.
   const sameSet = (desired: readonly { id: string }[], reported: readonly { id: string; state: string }[]): boolean => {
-    const live = reported.filter((r) => r.state !== 'stopping' && r.state !== 'stopped');
+    // A finished release instance stays desired (state stopped) while its rollout runs: not news either.
+    const live = reported.filter((r) => r.state !== 'stopping' && (r.state !== 'stopped' || desired.some((d) => d.id === r.id)));
     return desired.length === live.length && desired.every((d) => live.some((r) => r.id === d.id));
   };
 
@@ -142,7 +143,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           continue;
         }
         const lastError = await masked(rec.app, s.lastError);
-        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== lastError || rec.containerId !== s.containerId) {
+        const logTail = await masked(rec.app, s.logTail);
+        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== lastError || rec.containerId !== s.containerId || rec.logTail !== logTail || rec.address !== s.address) {
           changed = true;
           await store.updateInstanceStatus(rec.id, {
             state: s.state as InstanceState,
@@ -152,6 +154,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
             lastError,
             startedAt: s.startedAt,
             containerId: s.containerId,
+            logTail,
+            address: s.address,
           }, now);
         }
       }
@@ -187,6 +191,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           env: { ...rev.config.env, ...secrets.get(rec.app) },
           health: rev.config.health,
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
+          ...(rec.kind === 'release' ? { kind: 'release' as const, release: rev.config.release, releaseTimeoutMs: rev.config.deploy.releaseTimeoutMs } : {}),
+          ...(rec.kind !== 'release' && rev.config.port !== undefined && rev.config.runtime === 'process' && nodeIsolates(node) ? { netns: true } : {}),
         });
       }
       return { protocol: AGENT_PROTOCOL, instances };

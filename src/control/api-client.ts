@@ -55,7 +55,7 @@ export class ApiClient {
   appendRunLog(id: number, text: string): Promise<void> {
     return this.call('POST', `/api/v1/runs/${id}/log`, text, { contentType: 'text/plain; charset=utf-8' });
   }
-  deploy(app: string, b: { artifact: string; commit: string; dirty: boolean; config: unknown; runId?: number; image?: ImageRef; node?: NodeRuntimeRef }): Promise<{ revision: { number: number }; rollout: RolloutRecord }> {
+  deploy(app: string, b: { artifact: string; commit: string; dirty: boolean; config: unknown; runId?: number; image?: ImageRef; node?: NodeRuntimeRef }): Promise<{ revision: { number: number }; rollout: RolloutRecord; notes?: string[] }> {
     return this.call('POST', `/api/v1/apps/${encodeURIComponent(app)}/revisions`, b);
   }
   rollout(app: string, id: number): Promise<{ rollout: RolloutRecord; activeRevision: number | null; instances: InstanceRecord[] }> {

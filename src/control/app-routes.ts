@@ -1,7 +1,6 @@
 /** REST API for apps: deploy a revision, status, rollback, scale, logs. */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { request } from 'undici';
 import { resolveAppConfig, validateAppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
@@ -10,7 +9,7 @@ import type { FsBlobStore } from '../artifacts/blob-store.js';
 import type { Reconciler } from './reconciler.js';
 import { schedule } from '../core/scheduler.js';
 import type { SecretBox } from './secrets.js';
-import { appMasker } from './source-routes.js';
+import { registerLogRoutes } from './log-routes.js';
 import { assertRecordedRuntime } from './runtime-routes.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
 
@@ -35,6 +34,10 @@ const DeployBody = Type.Object({
     version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
     digest: Digest,
     source: Type.String({ maxLength: 200 }),
+    npm: Type.Optional(Type.Object({
+      version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
+      digest: Digest,
+    }, { additionalProperties: false })),
   }, { additionalProperties: false })),
   commit: Type.String(),
   dirty: Type.Optional(Type.Boolean()),
@@ -86,7 +89,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         runtime: r.config.runtime, image: r.image ?? null, node: r.nodeRuntime ?? null,
       })),
       rollouts,
-      instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: nodes.get(i.nodeId)?.address })),
+      instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: i.address ?? nodes.get(i.nodeId)?.address })),
     };
   });
 
@@ -107,6 +110,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         if (!b.image) throw new PilotError('bad_request', 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request');
         if (!b.image.ref && !b.image.archive) throw new PilotError('bad_request', 'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)');
         if (b.node) throw new PilotError('bad_request', '`node` applies to runtime process only; a container gets Node.js from its image');
+        if (config.release) throw new PilotError('invalid_config', 'release: a release phase needs runtime: process for now', { hint: 'Run migrations from the image\'s entrypoint, or remove `release` (pilot.yaml) / the Procfile `release:` line.' });
         if (digest !== (b.image.archive ?? b.image.id)) throw new PilotError('bad_request', `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${digest})`);
       } else if (b.image) {
         throw new PilotError('bad_request', '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)');
@@ -117,13 +121,21 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       if (b.node && !(await blobs.has(b.node.digest))) {
         throw new PilotError('artifact_not_found', `Node.js runtime ${b.node.version} (${b.node.digest}) is not in the artifact repository`);
       }
+      if (b.node?.npm && !(await blobs.has(b.node.npm.digest))) {
+        throw new PilotError('artifact_not_found', `npm ${b.node.npm.version} (${b.node.npm.digest}), paired with Node.js ${b.node.version}, is not in the artifact repository`);
+      }
       if (b.node) await assertRecordedRuntime(store, b.node);
+      // A fixed port switches without downtime only where every node gives instances their own network namespace.
+      const isolated = config.port !== undefined && config.runtime === 'process' && await reconciler.everyNodeIsolates();
+      const notes = config.port === undefined ? [] : [isolated
+        ? `fixed port ${config.port}: each instance gets its own network namespace, so the new revision starts beside the old one (no downtime)`
+        : `fixed port ${config.port}: recreate (the old instances stop before the new ones start: a short gap in service). Run the agents as root on Linux, with \`ip\` and \`nsenter\`, for a switch without downtime`];
       // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
       // current instances are left out: the rollout retires them.
       if (config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0 || config.runtime !== 'process') {
         const snapshot = (await reconciler.schedulerSnapshot()).map((n) => ({ ...n, instances: n.instances.filter((i) => i.app !== name) }));
         const fit = schedule(snapshot, {
-          app: name, count: config.replicas, fixedPort: config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints,
+          app: name, count: config.replicas, fixedPort: isolated ? undefined : config.port, cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints,
           runtime: config.runtime,
         });
         if (fit.unplaced > 0) {
@@ -164,6 +176,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       return {
         revision: { number: result.revision.number, artifact: digest, commit: b.commit, dirty: result.revision.dirty, image: b.image ?? null, node: b.node ?? null },
         rollout: result.rollout,
+        notes,
       };
     },
   );
@@ -220,44 +233,5 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     return { app: a.name, replicas: n };
   });
 
-  app.get<{ Params: { app: string }; Querystring: { follow?: string; tail?: string } }>('/api/v1/apps/:app/logs', async (req, reply) => {
-    const a = await mustGetApp(store, req.params.app);
-    const follow = req.query.follow === '1' || req.query.follow === 'true';
-    const tail = Math.min(Math.max(Number(req.query.tail ?? 100) || 100, 0), 10_000);
-    const nodes = new Map((await store.listNodes()).map((n) => [n.id, n]));
-    const instances = (await store.listInstances({ app: a.name })).filter((i) => i.desired !== 'stop');
-    const mask = await appMasker(store, deps.box, a.name);
-    reply.hijack();
-    const out = reply.raw;
-    out.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
-    const abort = new AbortController();
-    out.on('close', () => abort.abort());
-    const results = await Promise.allSettled(instances.map(async (i) => {
-      const node = nodes.get(i.nodeId);
-      if (!node) return;
-      const res = await request(`${node.apiUrl}/v1/instances/${encodeURIComponent(i.id)}/logs?tail=${tail}${follow ? '&follow=1' : ''}`, {
-        headers: { authorization: `Bearer ${node.agentToken}` },
-        signal: abort.signal,
-      });
-      if (res.statusCode !== 200) {
-        await res.body.dump();
-        throw new Error(`the agent answered ${res.statusCode}`);
-      }
-      let partial = '';
-      for await (const chunk of res.body) {
-        const text = partial + (chunk as Buffer).toString('utf8');
-        const lines = text.split('\n');
-        partial = lines.pop() ?? '';
-        for (const line of lines) out.write(`[${i.id}] ${mask(line)}\n`);
-      }
-      if (partial) out.write(`[${i.id}] ${mask(partial)}\n`);
-    }));
-    // An instance whose node did not answer says so (unless this client is the one that left).
-    if (!abort.signal.aborted) {
-      results.forEach((r, n) => {
-        if (r.status === 'rejected') out.write(`[${instances[n]!.id}] (no logs from its node: ${(r.reason as Error)?.message ?? 'no answer'})\n`);
-      });
-    }
-    out.end();
-  });
+  registerLogRoutes(app, deps);
 }

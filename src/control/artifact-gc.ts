@@ -49,7 +49,7 @@ export function collectArtifacts(deps: ArtifactGcDeps, opts: { dryRun: boolean; 
     const apps: GcApp[] = await Promise.all((await store.listApps()).map(async (a) => ({
       name: a.name,
       activeRevision: a.activeRevision,
-      revisions: (await store.listRevisions(a.name)).map((r) => ({ number: r.number, artifact: r.artifact, imageArchive: r.image?.archive, nodeRuntime: r.nodeRuntime?.digest })),
+      revisions: (await store.listRevisions(a.name)).map((r) => ({ number: r.number, artifact: r.artifact, imageArchive: r.image?.archive, nodeRuntime: r.nodeRuntime?.digest, npmPackage: r.nodeRuntime?.npm?.digest })),
     })));
     const rollouts = (await Promise.all(apps.map((a) => store.activeRollout(a.name)))).flatMap((r) => (r ? [r] : []));
     const runArtifacts = (await store.listRuns({ limit: RUNS_SCANNED }))
@@ -127,10 +127,11 @@ export function startArtifactGcTimer(deps: ArtifactGcDeps, log: Logger, interval
 }
 
 /** The blobs a revision needs from the artifact repository (an image pushed to a registry needs none). */
-export function revisionBlobDigests(r: { artifact: string; config: { runtime: string }; image?: { archive?: string | undefined } | undefined; nodeRuntime?: { digest: string } | undefined }): string[] {
+export function revisionBlobDigests(r: { artifact: string; config: { runtime: string }; image?: { archive?: string | undefined } | undefined; nodeRuntime?: { digest: string; npm?: { digest: string } | undefined } | undefined }): string[] {
   const out: string[] = [];
   if (r.config.runtime === 'process' || r.image?.archive !== undefined) out.push(r.image?.archive ?? r.artifact);
   if (r.nodeRuntime) out.push(r.nodeRuntime.digest);
+  if (r.nodeRuntime?.npm) out.push(r.nodeRuntime.npm.digest);
   return out;
 }
 

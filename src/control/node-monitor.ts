@@ -144,7 +144,8 @@ export class NodeMonitor {
       const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && i.state === 'ready');
       if (instances.length === 0) this.answering.set(n.id, undefined);
       else {
-        const results = await Promise.all(instances.map((i) => tcpAnswers(n.address, i.port!, this.settings.probeTimeoutMs)));
+        // An instance in its own network namespace answers at its own address.
+        const results = await Promise.all(instances.map((i) => tcpAnswers(i.address ?? n.address, i.port!, this.settings.probeTimeoutMs)));
         this.answering.set(n.id, results.some(Boolean));
       }
     }

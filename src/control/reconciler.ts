@@ -7,11 +7,12 @@
  * a restart of the control plane they start again, which only ever lengthens a wait.
  */
 import { randomBytes } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import { planApp, type PlannerAction } from '../core/rollout.js';
 import { schedule, type SchedulerInstance, type SchedulerNode } from '../core/scheduler.js';
 import type { NodeStatus } from '../core/types.js';
-import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
+import type { AppRecord, InstanceRecord, NodeRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
 
 export interface RouteUpstream { id: string; app: string; revision: number; host: string; port: number }
@@ -30,11 +31,32 @@ export interface ReconcilerSettings {
 }
 
 const monoNow = (): number => performance.now();
+
+let local: { at: number; addresses: Set<string> } | undefined;
+/** This machine's own addresses (the router runs here, in the control plane's process); re-read every 10 s. */
+function localAddresses(): Set<string> {
+  const now = monoNow();
+  if (!local || now - local.at > 10_000) local = { at: now, addresses: new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address))) };
+  return local.addresses;
+}
+
+/**
+ * Whether a node's fixed-port instances get their own network namespace: its agent can (root on
+ * Linux, reported as runtimes.netns), and the router can reach a namespace's address, which exists
+ * only on that machine: the node is on the router's machine (a loopback or a local address).
+ */
+export function nodeIsolates(node: Pick<NodeRecord, 'address' | 'runtimes'>): boolean {
+  if (node.runtimes.netns?.available !== true) return false;
+  const a = node.address;
+  return a.startsWith('127.') || a === '::1' || a === 'localhost' || localAddresses().has(a);
+}
 const DOCKER: ReadonlySet<string> = new Set(['docker']);
 
 export class Reconciler {
   private readonly rolloutStart = new Map<number, number>();
   private readonly drainStart = new Map<string, number>();
+  /** Rollout id → whether it is its revision's first (release phase); rollouts are immutable in that respect. */
+  private readonly firstRollout = new Map<number, boolean>();
   private monitor: NodeMonitor | undefined;
   private readonly revisions = new Map<string, RevisionRecord>();
   private chain: Promise<unknown> = Promise.resolve();
@@ -154,16 +176,18 @@ export class Reconciler {
     const all = await this.store.listInstances({ app: app.name });
     // Instances of a down node are lost: stop them (a node that comes back is told so) and plan
     // without them, so replacements are placed on live nodes.
+    // A release phase is never run twice: one on a down node is left alone (its node may come back
+    // and report it ended); if it never does, the planner fails the rollout at the phase's deadline.
     for (const i of all) {
-      if (i.desired !== 'stop' && this.nodeStatus(i.nodeId) === 'down') {
+      if (i.desired !== 'stop' && this.nodeStatus(i.nodeId) === 'down' && i.kind !== 'release') {
         await this.store.setInstanceDesired(i.id, 'stop', Date.now());
         this.log.warn({ app: app.name, instance: i.id, node: i.nodeId }, 'instance lost with its node; replacing it');
       }
     }
     // Instances on a draining node keep serving until replacements are ready elsewhere: the planner
     // does not see them (so it places replacements), and they are retired below once it is safe.
-    const movers = all.filter((i) => draining.has(i.nodeId) && i.desired === 'run' && this.nodeStatus(i.nodeId) !== 'down');
-    const instances = all.filter((i) => this.nodeStatus(i.nodeId) !== 'down' && !movers.includes(i));
+    const movers = all.filter((i) => draining.has(i.nodeId) && i.desired === 'run' && i.kind !== 'release' && this.nodeStatus(i.nodeId) !== 'down');
+    const instances = all.filter((i) => (this.nodeStatus(i.nodeId) !== 'down' || i.kind === 'release') && !movers.includes(i));
     const now = monoNow();
     let readyTimeoutMs = 60_000;
     let fixedPort: number | undefined;
@@ -172,13 +196,20 @@ export class Reconciler {
     if (rev) {
       readyTimeoutMs = rev.config.deploy.readyTimeoutMs;
       fixedPort = rev.config.port;
+      // Each instance in its own network namespace (every ready node can): the port is no longer
+      // shared, so the switch is start-new / probe / switch / drain, not recreate.
+      if (fixedPort !== undefined && rev.config.runtime === 'process' && await this.everyNodeIsolates()) fixedPort = undefined;
     }
+    const releaseCmd = rollout && await this.firstRolloutOf(rollout) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
     const actions = planApp({
       replicas: app.replicas,
       activeRevision: app.activeRevision,
       fixedPort: fixedPort !== undefined,
-      rollout: rollout && { toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs },
+      rollout: rollout && {
+        toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs,
+        release: releaseCmd !== undefined && releaseCmd.length > 0, releaseTimeoutMs: rev?.config.deploy.releaseTimeoutMs,
+      },
       instances: instances.map((i) => ({
         id: i.id,
         revision: i.revision,
@@ -188,6 +219,8 @@ export class Reconciler {
         lastError: i.lastError,
         drainingForMs: i.desired === 'drain' ? now - (this.drainStart.get(i.id) ?? (this.drainStart.set(i.id, now), now)) : undefined,
         inflight: this.routing.inflight(i.id),
+        kind: i.kind,
+        logTail: i.logTail,
       })),
       drainMs: rev?.config.deploy.drainMs ?? 1000,
       maxDrainMs: this.settings.maxDrainMs,
@@ -207,16 +240,19 @@ export class Reconciler {
   private async apply(app: AppRecord, rolloutId: number | undefined, a: PlannerAction, fixedPort: number | undefined): Promise<void> {
     const wall = Date.now();
     switch (a.type) {
+      case 'release':
       case 'create': {
         const rev = await this.revision(app.name, a.revision);
+        const kind = a.type === 'release' ? 'release' : 'web';
+        const count = a.type === 'release' ? 1 : a.count;
         const placement = schedule(await this.schedulerSnapshot(), {
-          app: app.name, count: a.count, fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
+          app: app.name, count, fixedPort: kind === 'release' ? undefined : fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
           constraints: rev?.config.constraints, artifact: rev?.artifact, runtime: rev?.config.runtime,
         });
         for (const nodeId of placement.nodeIds) {
-          const id = `${app.name}-${a.revision}-${randomBytes(3).toString('hex')}`;
-          await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', createdAt: wall });
-          this.log.info({ app: app.name, revision: a.revision, instance: id, node: nodeId }, 'instance placed');
+          const id = `${app.name}-${a.revision}-${kind === 'release' ? 'release-' : ''}${randomBytes(3).toString('hex')}`;
+          await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', kind, createdAt: wall });
+          this.log.info({ app: app.name, revision: a.revision, instance: id, node: nodeId, kind }, 'instance placed');
         }
         if (placement.nodeIds.length > 0) this.wakeAgents();
         if (placement.reason) this.log.warn({ app: app.name, unplaced: placement.unplaced }, placement.reason);
@@ -247,6 +283,7 @@ export class Reconciler {
   /** Nodes and what runs on them, as the pure scheduler sees them. Down or stopped instances use nothing. */
   async schedulerSnapshot(): Promise<SchedulerNode[]> {
     const nodes = await this.store.listNodes();
+    const nodeById = new Map(nodes.map((n) => [n.id, n]));
     const all = await this.store.listInstances();
     const byNode = new Map<string, SchedulerInstance[]>();
     // A node that runs (or ran, while its record lasts) an instance of an artifact has it unpacked.
@@ -256,7 +293,10 @@ export class Reconciler {
       if (r) artifacts.set(i.nodeId, (artifacts.get(i.nodeId) ?? new Set()).add(r.artifact));
       if (i.state === 'stopped' || this.nodeStatus(i.nodeId) === 'down') continue;
       const list = byNode.get(i.nodeId) ?? [];
-      list.push({ app: i.app, fixedPort: r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
+      // In its own network namespace a fixed port takes nothing of the node's ports.
+      const node = nodeById.get(i.nodeId);
+      const ownNetns = r?.config.runtime === 'process' && node !== undefined && nodeIsolates(node);
+      list.push({ app: i.app, fixedPort: i.kind === 'release' || ownNetns ? undefined : r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
       byNode.set(i.nodeId, list);
     }
     return nodes.map((n) => ({
@@ -285,11 +325,34 @@ export class Reconciler {
       for (const i of byApp.get(app.name) ?? []) {
         const node = nodes.get(i.nodeId);
         if (!active || !node || this.nodeStatus(node.id) === 'down' || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
-        upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: node.address, port: i.port });
+        upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: i.address ?? node.address, port: i.port });
       }
       routes.push({ app: app.name, hosts, upstreams });
     }
     this.routing.set(routes);
+  }
+
+  /**
+   * Whether a rollout is the first to its revision (the deploy that made it): only then does the
+   * revision's release phase run. A rollback to it, or back to it, does not run it again (Heroku).
+   */
+  private async firstRolloutOf(r: { id: number; app: string; toRevision: number }): Promise<boolean> {
+    let first = this.firstRollout.get(r.id);
+    if (first === undefined) {
+      first = !(await this.store.listRollouts(r.app, 10_000)).some((o) => o.toRevision === r.toRevision && o.id < r.id);
+      this.firstRollout.set(r.id, first);
+      if (this.firstRollout.size > 1000) this.firstRollout.delete(this.firstRollout.keys().next().value!);
+    }
+    return first;
+  }
+
+  /**
+   * Whether every ready node gives fixed-port instances their own network namespace (agents that
+   * run as root on Linux report `runtimes.netns`). One node without it means recreate for all.
+   */
+  async everyNodeIsolates(): Promise<boolean> {
+    const live = (await this.store.listNodes()).filter((n) => this.isNodeLive(n.id));
+    return live.length > 0 && live.every(nodeIsolates);
   }
 
   forgetInstance(i: InstanceRecord): void {

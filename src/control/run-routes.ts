@@ -62,7 +62,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
       if (req.body.commit !== undefined && !isCommitSha(req.body.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
       const steps: StepRecord[] = STEP_NAMES.map((n) => ({ name: n as StepRecord['name'], status: 'pending' }));
       const run = await store.createRun({ app: name, trigger: req.body.trigger ?? 'cli', commit: req.body.commit, dirty: req.body.dirty ?? false, steps, now: Date.now() });
-      await mkdir(runsDir, { recursive: true });
+      await mkdir(runsDir, { recursive: true, mode: 0o700 });
       void reply.status(201);
       return { run };
     });
@@ -85,8 +85,8 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     const file = logFile(run.id);
     const size = await stat(file).then((s) => s.size, () => 0);
     if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
-    await mkdir(runsDir, { recursive: true });
-    await appendFile(file, text);
+    await mkdir(runsDir, { recursive: true, mode: 0o700 });
+    await appendFile(file, text, { mode: 0o600 }); // run logs name the app's build; private like the rest of $PILOT_HOME
     void reply.status(204);
   });
 

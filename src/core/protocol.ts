@@ -12,10 +12,21 @@ const Name = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
 
 /** Optional runtimes (process is always there): whether each answers on this node. */
 export const NodeRuntimesSchema = Type.Object({
+  /** The agent can give each fixed-port instance its own network namespace (root on Linux, `ip` and `nsenter`). */
+  netns: Type.Optional(Type.Object({ available: Type.Boolean(), error: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false })),
   docker: Type.Optional(Type.Object({
     available: Type.Boolean(),
     version: Type.Optional(Type.String({ maxLength: 100 })),
     error: Type.Optional(Type.String({ maxLength: 2000 })),
+  }, { additionalProperties: false })),
+  /** How process instances are contained: own uid, cgroup limits; `reason` says what is missing and how to get it. */
+  process: Type.Optional(Type.Object({
+    isolation: Type.Optional(Type.Object({
+      user: Type.Boolean(),
+      cgroup: Type.Boolean(),
+      cgroupVersion: Type.Optional(Type.String({ maxLength: 10 })),
+      reason: Type.Optional(Type.String({ maxLength: 2000 })),
+    }, { additionalProperties: false })),
   }, { additionalProperties: false })),
 }, { additionalProperties: false });
 
@@ -50,6 +61,8 @@ const InstanceStatusSchema = Type.Object({
   lastError: Type.Optional(Type.String({ maxLength: 4000 })),
   startedAt: Type.Optional(Type.Number()),
   containerId: Type.Optional(Type.String({ pattern: '^[a-f0-9]{12,64}$' })),
+  logTail: Type.Optional(Type.String({ maxLength: 8000 })),
+  address: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9.]+$' })),
 });
 
 export const SyncRequest = Type.Object({

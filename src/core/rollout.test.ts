@@ -12,6 +12,53 @@ const base = (p: Partial<PlannerInput>): PlannerInput => ({
 });
 
 describe('rollout planner', () => {
+  it('puts the failing instance\'s last lines of output into the reason', () => {
+    const a = planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 5, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2, state: 'backoff', restarts: 3, lastError: 'exited with code 1', logTail: 'booting\nFATAL: DATABASE_URL is not set' })] }));
+    const reason = (a.find((x) => x.type === 'finish') as { reason: string }).reason;
+    assert.equal(reason, 'instance b of revision 2 crashed 3 times: exited with code 1\n  last output of b:\n    booting\n    FATAL: DATABASE_URL is not set');
+    const slow = planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 61_000, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2, state: 'starting', lastError: 'health check GET / failed: HTTP 503', logTail: 'waiting for redis' })] }));
+    assert.match((slow.find((x) => x.type === 'finish') as { reason: string }).reason, /not ready within 60s: health check GET \/ failed: HTTP 503\n  last output of b:\n    waiting for redis$/);
+  });
+
+  describe('release phase', () => {
+    const r = (elapsedMs = 5) => ({ toRevision: 2, elapsedMs, readyTimeoutMs: 60_000, release: true, releaseTimeoutMs: 30_000 });
+    const rel = (p: Partial<PlannerInstance>) => inst({ id: 'rel', revision: 2, kind: 'release', state: 'starting', ...p });
+
+    it('runs it first, alone: nothing else moves while it runs', () => {
+      assert.deepEqual(planApp(base({ activeRevision: 1, rollout: r(), instances: [inst({ id: 'a', revision: 1 })] })), [{ type: 'release', revision: 2 }]);
+      assert.deepEqual(planApp(base({ activeRevision: 1, fixedPort: true, rollout: r(), instances: [inst({ id: 'a', revision: 1 }), rel({})] })), []);
+    });
+
+    it('goes on with the rollout once it exited 0, and stops it when the rollout ends', () => {
+      const starting = planApp(base({ activeRevision: 1, rollout: r(), instances: [inst({ id: 'a', revision: 1 }), rel({ state: 'stopped' })] }));
+      assert.deepEqual(starting, [{ type: 'create', revision: 2, count: 1 }]);
+      const done = planApp(base({ activeRevision: 1, rollout: r(), instances: [inst({ id: 'a', revision: 1 }), rel({ state: 'stopped' }), inst({ id: 'b', revision: 2 })] }));
+      assert.deepEqual(done.map((x) => x.type), ['activate', 'desire', 'desire', 'finish']);
+      assert.ok(done.some((x) => x.type === 'desire' && x.id === 'rel' && x.desired === 'stop'));
+    });
+
+    it('fails the rollout with its output when it fails, and the old revision stays', () => {
+      const a = planApp(base({ activeRevision: 1, rollout: r(), instances: [inst({ id: 'a', revision: 1 }), rel({ state: 'failed', lastError: 'release phase exited with code 3 after 1s', logTail: 'migration 007 failed: column exists' })] }));
+      assert.deepEqual(a[0], { type: 'desire', id: 'rel', desired: 'stop' });
+      assert.equal(a[1]!.type, 'finish');
+      assert.equal((a[1] as { reason: string }).reason, 'release phase of revision 2 failed: release phase exited with code 3 after 1s\n  last output of rel:\n    migration 007 failed: column exists');
+      assert.ok(!a.some((x) => x.type === 'activate' || x.type === 'create' || (x.type === 'desire' && x.id === 'a')));
+    });
+
+    it('gives up when it never finishes, and the ready deadline starts after its own', () => {
+      const late = planApp(base({ activeRevision: 1, rollout: r(91_000), instances: [inst({ id: 'a', revision: 1 }), rel({})] }));
+      assert.match(JSON.stringify(late), /release phase of revision 2 failed: not finished within 90s/);
+      const ok = planApp(base({ activeRevision: 1, rollout: r(100_000), instances: [inst({ id: 'a', revision: 1 }), rel({ state: 'stopped' }), inst({ id: 'b', revision: 2, state: 'starting' })] }));
+      assert.deepEqual(ok, []);
+    });
+
+    it('stops a release instance left over without a rollout', () => {
+      assert.deepEqual(planApp(base({ activeRevision: 2, instances: [inst({ id: 'b', revision: 2 }), rel({ state: 'stopped' })] })), [{ type: 'desire', id: 'rel', desired: 'stop' }]);
+    });
+  });
+
   it('starts the new revision beside the old one', () => {
     const a = planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 0, readyTimeoutMs: 60_000 }, instances: [inst({ id: 'a', revision: 1 })] }));
     assert.deepEqual(a, [{ type: 'create', revision: 2, count: 1 }]);

@@ -9,7 +9,16 @@
  *                             ─► stop T instances, keep the old revision active ─► failed (reason)
  *
  * With a fixed port, old and new cannot both listen on one node, so the rollout is "recreate":
- * drain and stop the old instances first (a short gap in service), then start the new ones.
+ * drain and stop the old instances first (a short gap in service), then start the new ones. (When
+ * every node gives a fixed-port instance its own network namespace, the caller passes
+ * `fixedPort: false`: old and new then listen on the same port in different namespaces.)
+ *
+ * With a release phase, the rollout first runs one `release` instance of T (a one-shot):
+ *
+ *   release instance ─► exited 0 (state stopped) ─► the steps above
+ *          └─ failed (non-zero exit, timeout) ─► failed (reason + its last output); nothing moved
+ *
+ * Failure reasons carry the last lines of the failing instance's output (its `logTail`).
  */
 import type { InstanceState } from './types.js';
 
@@ -26,6 +35,10 @@ export interface PlannerInstance {
   readonly drainingForMs: number | undefined;
   /** Requests in flight through the router. */
   readonly inflight: number;
+  /** `release`: the one-shot release phase of its revision; absent = `web`. */
+  readonly kind?: 'web' | 'release' | undefined;
+  /** Its last lines of output when it failed. */
+  readonly logTail?: string | undefined;
 }
 
 export interface PlannerInput {
@@ -33,7 +46,15 @@ export interface PlannerInput {
   readonly activeRevision: number | undefined;
   readonly fixedPort: boolean;
   readonly rollout:
-    | { readonly toRevision: number; readonly elapsedMs: number; readonly readyTimeoutMs: number }
+    | {
+      readonly toRevision: number;
+      readonly elapsedMs: number;
+      readonly readyTimeoutMs: number;
+      /** The target revision has a release phase to run before anything else. */
+      readonly release?: boolean | undefined;
+      /** How long the release phase may take (the agent kills it then); the ready deadline starts after it. */
+      readonly releaseTimeoutMs?: number | undefined;
+    }
     | undefined;
   readonly instances: readonly PlannerInstance[];
   readonly drainMs: number;
@@ -45,15 +66,29 @@ export interface PlannerInput {
 
 export type PlannerAction =
   | { readonly type: 'create'; readonly revision: number; readonly count: number }
+  | { readonly type: 'release'; readonly revision: number }
   | { readonly type: 'desire'; readonly id: string; readonly desired: Desired }
   | { readonly type: 'activate'; readonly revision: number }
   | { readonly type: 'finish'; readonly status: 'succeeded' | 'failed'; readonly reason: string | undefined };
 
-const isLive = (i: PlannerInstance): boolean => i.desired === 'run';
+const isRelease = (i: PlannerInstance): boolean => i.kind === 'release';
+const isLive = (i: PlannerInstance): boolean => i.desired === 'run' && !isRelease(i);
+
+/** "reason" followed by the instance's last lines of output, indented, when it has any. */
+export function withTail(reason: string, i: Pick<PlannerInstance, 'id' | 'logTail'> | undefined): string {
+  if (!i?.logTail) return reason;
+  return `${reason}\n  last output of ${i.id}:\n${i.logTail.split('\n').map((l) => `    ${l}`).join('\n')}`;
+}
 
 /** The next actions for one app. Idempotent: applying them and planning again converges. */
 export function planApp(input: PlannerInput): PlannerAction[] {
   const actions: PlannerAction[] = [];
+  // A release instance is kept (desired run) while its rollout runs, as the record that the phase
+  // passed; any other is stopped.
+  const releases = input.instances.filter((i) => isRelease(i) && i.desired === 'run');
+  for (const i of releases) {
+    if (!input.rollout || i.revision !== input.rollout.toRevision) actions.push({ type: 'desire', id: i.id, desired: 'stop' });
+  }
   for (const i of input.instances) {
     if (i.desired !== 'drain' || i.drainingForMs === undefined) continue;
     const drained = i.drainingForMs >= input.drainMs && i.inflight === 0;
@@ -62,19 +97,42 @@ export function planApp(input: PlannerInput): PlannerAction[] {
 
   const r = input.rollout;
   if (r) {
+    let readyTimeoutMs = r.readyTimeoutMs;
+    if (r.release) {
+      const rel = releases.find((i) => i.revision === r.toRevision);
+      const releaseTimeoutMs = r.releaseTimeoutMs ?? 300_000;
+      // The agent enforces the timeout; the margin covers fetching the artifact and reporting.
+      const phaseDeadline = releaseTimeoutMs + 60_000;
+      readyTimeoutMs += phaseDeadline;
+      if (!rel) {
+        if (r.elapsedMs > phaseDeadline) return [...actions, { type: 'finish', status: 'failed', reason: `release phase of revision ${r.toRevision} could not be placed on a node` }];
+        return [...actions, { type: 'release', revision: r.toRevision }];
+      }
+      if (rel.state === 'failed' || (rel.state !== 'stopped' && r.elapsedMs > phaseDeadline)) {
+        const why = rel.lastError ?? (rel.state === 'failed' ? 'failed' : `not finished within ${Math.round(phaseDeadline / 1000)}s`);
+        actions.push({ type: 'desire', id: rel.id, desired: 'stop' });
+        actions.push({ type: 'finish', status: 'failed', reason: withTail(`release phase of revision ${r.toRevision} failed: ${why}`, rel) });
+        return actions;
+      }
+      if (rel.state !== 'stopped') return actions; // still running: nothing moves before it passed
+    }
+    const done = (): void => {
+      for (const rel of releases) if (rel.revision === r.toRevision) actions.push({ type: 'desire', id: rel.id, desired: 'stop' });
+    };
     const targets = input.instances.filter((i) => isLive(i) && i.revision === r.toRevision);
     const failure = targets.find((i) => i.state === 'failed' || i.restarts >= input.crashLoopRestarts);
     const notReady = targets.filter((i) => i.state !== 'ready');
     let reason: string | undefined;
     if (failure) {
-      reason = failure.state === 'failed'
+      reason = withTail(failure.state === 'failed'
         ? `instance ${failure.id} of revision ${r.toRevision} failed to start: ${failure.lastError ?? 'unknown error'}`
-        : `instance ${failure.id} of revision ${r.toRevision} crashed ${failure.restarts} times: ${failure.lastError ?? 'unknown error'}`;
-    } else if (r.elapsedMs > r.readyTimeoutMs && (targets.length < input.replicas || notReady.length > 0)) {
-      const why = notReady.find((i) => i.lastError)?.lastError;
-      reason = `revision ${r.toRevision} was not ready within ${Math.round(r.readyTimeoutMs / 1000)}s` + (why ? `: ${why}` : '');
+        : `instance ${failure.id} of revision ${r.toRevision} crashed ${failure.restarts} times: ${failure.lastError ?? 'unknown error'}`, failure);
+    } else if (r.elapsedMs > readyTimeoutMs && (targets.length < input.replicas || notReady.length > 0)) {
+      const culprit = notReady.find((i) => i.lastError);
+      reason = withTail(`revision ${r.toRevision} was not ready within ${Math.round(r.readyTimeoutMs / 1000)}s` + (culprit?.lastError ? `: ${culprit.lastError}` : ''), culprit);
     }
     if (reason !== undefined) {
+      done();
       for (const t of targets) actions.push({ type: 'desire', id: t.id, desired: 'stop' });
       actions.push({ type: 'finish', status: 'failed', reason });
       return actions;
@@ -94,6 +152,7 @@ export function planApp(input: PlannerInput): PlannerAction[] {
       actions.push({ type: 'activate', revision: r.toRevision });
       for (const o of old) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
       for (const extra of targets.slice(input.replicas)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
+      done();
       actions.push({ type: 'finish', status: 'succeeded', reason: undefined });
     }
     return actions;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { splitCommand } from './app-config.js';
 import { isPilotError } from './errors.js';
-import { needsShell, procfileWeb, resolveRunCommand } from './run-command.js';
+import { needsShell, procfileWeb, resolveReleaseCommand, resolveRunCommand } from './run-command.js';
 
 /** sh-style single quoting: the inverse splitCommand must undo. */
 const shQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -111,5 +111,23 @@ describe('splitCommand', () => {
 
   it('keeps an explicitly quoted empty word', () => {
     assert.deepEqual(splitCommand(`node x.js '' ""`), ['node', 'x.js', '', '']);
+  });
+});
+
+describe('release command', () => {
+  it('takes pilot.yaml first, else the Procfile release: line, else none', () => {
+    assert.deepEqual(resolveReleaseCommand(['node', 'migrate.js'], 'release: node other.js'), ['node', 'migrate.js']);
+    assert.deepEqual(resolveReleaseCommand(undefined, 'web: node server.js\nrelease: node migrate.js --up'), ['node', 'migrate.js', '--up']);
+    assert.deepEqual(resolveReleaseCommand(undefined, 'web: node server.js\n# release: no\n'), undefined);
+    assert.equal(resolveReleaseCommand(false, 'release: node migrate.js'), undefined);
+    assert.equal(resolveReleaseCommand(undefined, undefined), undefined);
+  });
+
+  it('runs a shell line under /bin/sh -c, as Procfiles mean it', () => {
+    assert.deepEqual(resolveReleaseCommand(undefined, 'release: node migrate.js && echo done > $HOME/x'), ['/bin/sh', '-c', 'node migrate.js && echo done > $HOME/x']);
+  });
+
+  it('refuses an empty configured command', () => {
+    assert.throws(() => resolveReleaseCommand([''], undefined), /release: empty command/);
   });
 });

@@ -14,13 +14,39 @@ const LEADING_ASSIGNMENT = /^\s*[A-Za-z_][A-Za-z0-9_]*=/;
 
 /** The command of the first `web:` process type in a Procfile, or undefined. Comments, blank lines and other types are ignored. */
 export function procfileWeb(procfile: string): string | undefined {
+  return procfileProcess(procfile, 'web');
+}
+
+/** The command of the first process type `type` (`web`, `release`) in a Procfile, or undefined. */
+export function procfileProcess(procfile: string, type: string): string | undefined {
   for (const raw of procfile.split(/\r?\n/)) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
     const m = PROCFILE_LINE.exec(line);
-    if (m?.[1] === 'web' && m[2] !== undefined && m[2].trim() !== '') return m[2].trim();
+    if (m?.[1] === type && m[2] !== undefined && m[2].trim() !== '') return m[2].trim();
   }
   return undefined;
+}
+
+/** A Procfile line as argv: split when it is plain, else under /bin/sh -c (the app's own code: sh adds no authority). */
+export function procfileArgv(line: string, type: string): readonly string[] {
+  if (needsShell(line)) return ['/bin/sh', '-c', line];
+  try {
+    return splitCommand(line);
+  } catch (e) {
+    throw new PilotError('invalid_config', `Procfile ${type}: ${(e as Error).message}`, { hint: `Fix the \`${type}:\` line of the Procfile.`, cause: e });
+  }
+}
+
+/** The release phase's argv: pilot.yaml `release` (false = none), else the Procfile `release:` line, else none. */
+export function resolveReleaseCommand(configRelease: readonly string[] | false | undefined, procfile: string | undefined): readonly string[] | undefined {
+  if (configRelease === false) return undefined;
+  if (configRelease !== undefined) {
+    if (configRelease.length === 0 || configRelease[0] === '') throw new PilotError('invalid_config', 'pilot.yaml: release: empty command');
+    return [...configRelease];
+  }
+  const line = procfile === undefined ? undefined : procfileProcess(procfile, 'release');
+  return line === undefined ? undefined : procfileArgv(line, 'release');
 }
 
 /** True when a command line uses shell syntax and so must run under /bin/sh -c. */
@@ -53,12 +79,7 @@ export function resolveRunCommand(configRun: readonly string[] | undefined, proc
   const web = procfile === undefined ? undefined : procfileWeb(procfile);
   if (web === undefined) return directStart(scripts) ?? ['npm', 'start'];
   // The line is the app's own code, shipped in its artifact and run as the app: sh adds no authority.
-  if (needsShell(web)) return ['/bin/sh', '-c', web];
-  try {
-    return splitCommand(web);
-  } catch (e) {
-    throw new PilotError('invalid_config', `Procfile web: ${(e as Error).message}`, { hint: 'Fix the `web:` line of the Procfile.', cause: e });
-  }
+  return procfileArgv(web, 'web');
 }
 
 /**

@@ -23,8 +23,10 @@ export interface NodeRuntimeRef {
   readonly version: string;
   /** sha256:<hex> of the runtime tarball (a blob in the artifact repository). */
   readonly digest: string;
-  /** Where the version came from, for display: 'engines.node "22.x"', '.nvmrc', 'pilot.yaml', 'builder'. */
+  /** Where the version came from, for display: 'engines.node "22.x"', '.nvmrc', 'pilot.yaml', 'builder', '--node "18"'. */
   readonly source: string;
+  /** The npm paired with it (npm@version's tarball, a blob too); absent: each machine's own npm. */
+  readonly npm?: { readonly version: string; readonly digest: string } | undefined;
 }
 
 /** What the control plane asks an agent to run: one instance of one revision. */
@@ -51,7 +53,24 @@ export interface InstanceSpec {
   readonly env: Readonly<Record<string, string>>;
   readonly health: HealthSpec;
   readonly stopTimeoutMs: number;
+  /**
+   * `release`: a one-shot instance running the revision's release phase (`release` argv, with the
+   * app's env) once, before traffic moves; it is never restarted or probed. Absent = `web`.
+   */
+  readonly kind?: InstanceKind | undefined;
+  /** kind release: the command (pilot.yaml `release`, else the Procfile `release:` line, resolved at build). */
+  readonly release?: readonly string[] | undefined;
+  /** kind release: killed and failed after this long. */
+  readonly releaseTimeoutMs?: number | undefined;
+  /**
+   * Fixed port: run it in its own network namespace (the control plane decides: the node can, and
+   * the router can reach the namespace's address, i.e. the node is on the router's machine).
+   */
+  readonly netns?: boolean | undefined;
 }
+
+/** `web` instances serve traffic; a `release` instance runs the release phase once and exits. */
+export type InstanceKind = 'web' | 'release';
 
 export type InstanceState =
   | 'pending' // accepted, artifact being fetched/unpacked
@@ -74,6 +93,10 @@ export interface InstanceStatus {
   readonly startedAt: number | undefined; // wall clock ms, for display
   /** runtime docker: the container's id. */
   readonly containerId?: string | undefined;
+  /** The last lines of its output (stdout then stderr) when it failed to start, crashed or fails its probe. */
+  readonly logTail?: string | undefined;
+  /** The address it listens on when it has its own network namespace (fixed port), else absent: the node's. */
+  readonly address?: string | undefined;
 }
 
 export type NodeStatus = 'ready' | 'suspect' | 'down';

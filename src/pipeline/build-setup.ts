@@ -41,6 +41,8 @@ export async function prepareBuild(o: {
   readonly appDir: string;
   readonly config: AppConfig;
   readonly pinned: UnpackedRuntime | undefined;
+  /** The bin folder of the npm paired with the pinned node (node-runtime/provide-npm.ts), if any. */
+  readonly pairedNpmBinDir?: string | undefined;
   /** This machine's runtime cache (package managers live beside the runtimes). */
   readonly cacheDir: string;
   readonly log: RunLog;
@@ -66,7 +68,7 @@ export async function prepareBuild(o: {
 
   // Precedence: the user's set-up, what the manager needs, pilot.yaml env, then the build secrets.
   const base = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, { ...setup.env, ...packageManagerEnv(pm, facts.yarnLinker), ...o.config.env, ...secrets });
-  const withNode = o.pinned ? withNodeRuntime(base, o.pinned) : base;
+  const withNode = o.pinned ? withNodeRuntime(base, o.pinned, o.pairedNpmBinDir) : base;
   const env = provided ? { ...withNode, PATH: `${provided.binDir}:${withNode['PATH']}` } : withNode;
   return { plan: buildSteps(o.config.build, facts, pm), env, pm, wanted, provided, app: o.config.name, missingVars: setup.missingVars };
 }

@@ -1,31 +1,64 @@
-/** Follow a rollout until it ends, printing each instance's state change; throws if it fails. */
+/**
+ * Follow a rollout until it ends, printing each instance's state change, the last lines of output
+ * of an instance that fails, and the output of the release phase; throws if the rollout fails
+ * (its reason carries the failing instance's last lines).
+ */
 import { PilotError } from '../core/errors.js';
 import type { ApiClient } from '../control/api-client.js';
+
+/** How many lines of the release phase's output go into the run log. */
+const RELEASE_LINES = 200;
 
 export async function followRollout(
   api: ApiClient, app: string, rolloutId: number,
   opts: { timeoutMs: number; out: (line: string) => void; signal?: AbortSignal; pollMs?: number },
 ): Promise<void> {
   const seen = new Map<string, string>();
+  const tails = new Map<string, string>();
+  const releasesShown = new Set<string>();
+  const releaseIds = new Set<string>();
   const deadline = performance.now() + opts.timeoutMs;
+  const showRelease = async (id: string): Promise<void> => {
+    if (releasesShown.has(id)) return;
+    releasesShown.add(id);
+    const lines = await releaseOutput(api, app, id).catch(() => undefined);
+    if (lines === undefined) return;
+    opts.out(lines.length === 0 ? 'release phase printed nothing' : `release phase output (last ${RELEASE_LINES} lines at most):`);
+    for (const l of lines) opts.out(`  | ${l}`);
+  };
   for (;;) {
     if (opts.signal?.aborted) throw new PilotError('deploy_failed', 'cancelled while waiting for the rollout');
     const r = await api.rollout(app, rolloutId);
     for (const i of r.instances) {
-      const text = `${i.state}${i.port ? ` on port ${i.port}` : ''}${i.lastError && i.state !== 'ready' ? ` (${i.lastError})` : ''}`;
+      const release = i.kind === 'release';
+      const state = release ? (i.state === 'stopped' ? 'succeeded' : i.state === 'failed' ? 'failed' : 'running') : i.state;
+      const text = `${state}${i.port && !release ? ` on ${i.address ? `${i.address}:` : 'port '}${i.port}` : ''}${i.lastError && i.state !== 'ready' ? ` (${i.lastError})` : ''}`;
       if (seen.get(i.id) !== text) {
         seen.set(i.id, text);
-        opts.out(`instance ${i.id}: ${text}`);
+        opts.out(release ? `release phase ${i.id}: ${text}` : `instance ${i.id}: ${text}`);
+      }
+      if (release) releaseIds.add(i.id);
+      if (release && (i.state === 'stopped' || i.state === 'failed')) await showRelease(i.id);
+      // A crash (or a start that failed) shows what the app said, once per new tail; a failing probe's
+      // tail changes as the app logs, so it comes with the rollout's reason instead.
+      else if (!release && i.logTail && (i.state === 'backoff' || i.state === 'failed') && tails.get(i.id) !== i.logTail) {
+        tails.set(i.id, i.logTail);
+        opts.out(`last output of ${i.id}:`);
+        for (const l of i.logTail.split('\n')) opts.out(`  | ${l}`);
       }
     }
+    // A release instance may be stopped and forgotten before a poll saw it end: its kept logs remain.
+    if (r.rollout.status !== 'running') for (const id of releaseIds) await showRelease(id);
     if (r.rollout.status === 'succeeded') {
       opts.out(`rollout #${rolloutId} succeeded: traffic switched to revision ${r.rollout.toRevision}`);
       return;
     }
     if (r.rollout.status === 'failed') {
       const kept = r.activeRevision === null ? 'no revision is serving' : `revision ${r.activeRevision} keeps serving`;
-      throw new PilotError('deploy_failed', `rollout #${rolloutId} failed: ${r.rollout.reason ?? 'unknown reason'}; ${kept}`, {
-        hint: 'See the app\'s output with `pilot logs APP`; fix and run again.',
+      // The reason's first line, then where it stood, then the app's own words (the reason's other lines).
+      const [first, ...rest] = (r.rollout.reason ?? 'unknown reason').split('\n');
+      throw new PilotError('deploy_failed', [`rollout #${rolloutId} failed: ${first}; ${kept}`, ...rest].join('\n'), {
+        hint: `See the app's output with \`pilot logs ${app}\` (\`--previous\` for stopped instances); fix and run again.`,
       });
     }
     if (performance.now() > deadline) {
@@ -33,4 +66,12 @@ export async function followRollout(
     }
     await new Promise((res) => setTimeout(res, opts.pollMs ?? 150));
   }
+}
+
+/** The release phase's output lines (without the `[id] ` prefix the logs API adds). */
+async function releaseOutput(api: ApiClient, app: string, id: string): Promise<string[]> {
+  const res = await api.stream(`/api/v1/apps/${encodeURIComponent(app)}/logs?instance=${encodeURIComponent(id)}&tail=${RELEASE_LINES}`);
+  const text = await res.text();
+  const prefix = `[${id}] `;
+  return text.split('\n').filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).filter((l) => !l.startsWith('--- '));
 }

@@ -8,7 +8,7 @@
  *     └─ else (package-lock.json, npm-shrinkwrap.json, no lockfile): the npm paired with the node
  */
 import { PilotError } from '../core/errors.js';
-import { parseRange, parseVersion } from '../node-runtime/semver.js';
+import semver from 'semver';
 import type { Lockfile } from './build-plan.js';
 
 export type PackageManagerName = 'npm' | 'yarn' | 'pnpm';
@@ -81,7 +81,7 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
   if (algo !== undefined && !['sha1', 'sha224', 'sha256', 'sha384', 'sha512'].includes(algo)) {
     throw new PilotError('invalid_config', `package.json packageManager ${shown}: ${JSON.stringify(algo)} is not a hash corepack knows (sha1, sha224, sha256, sha384, sha512)`, { hint });
   }
-  if (parseVersion(version!) === undefined || !/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version!)) {
+  if (semver.valid(version!) === null || !/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version!)) {
     throw new PilotError('invalid_config', `package.json packageManager ${shown}: ${JSON.stringify(version)} is not an exact version (corepack needs one, e.g. 4.5.0)`, { hint });
   }
   // Messages show the hash's first characters only: the whole of it is 128 hex digits of noise.
@@ -90,7 +90,7 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
 }
 
 function checkedRange(where: string, spec: string): string {
-  if (parseRange(spec) === undefined) {
+  if (semver.validRange(spec) === null) {
     throw new PilotError('invalid_config', `package.json ${where} ${JSON.stringify(spec.slice(0, 80))} is not a version or a semver range`, {
       hint: 'Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with "packageManager": "name@version".',
     });
@@ -115,7 +115,7 @@ function pnpmMajor(lockfileVersion: string | undefined): string {
 
 /** Whether a yarn version is yarn 2 or later (berry): a different package, CLI and lockfile. */
 export function isBerry(pm: PackageManager): boolean {
-  return pm.name === 'yarn' && (parseVersion(pm.version)?.major ?? 1) >= 2;
+  return pm.name === 'yarn' && (semver.parse(pm.version)?.major ?? 1) >= 2;
 }
 
 /**

@@ -19,12 +19,12 @@ import { createReadStream, existsSync } from 'node:fs';
 import { appendFile, chmod, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import semver from 'semver';
 import { extractArtifact } from '../artifacts/safe-extract.js';
 import { isPilotError, PilotError } from '../core/errors.js';
 import { NpmRegistry } from '../node-runtime/npm-registry.js';
 import { nearestVersions } from '../node-runtime/resolve.js';
 import { checkIntegrity, hashFile } from '../node-runtime/runtime-package.js';
-import { maxSatisfying, parseRange, parseVersion } from '../node-runtime/semver.js';
 import { runCommand } from './exec.js';
 import { distPackage, type PackageManager, type WantedPackageManager } from './package-manager.js';
 
@@ -145,16 +145,17 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
 
 /** The exact version: packageManager's as is; a range resolved against the registry's list (yarn 2+ is another package). */
 async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Promise<PackageManager> {
-  const exact = parseVersion(w.spec) !== undefined && /^v?\d+\.\d+\.\d+/.test(w.spec) ? w.spec.replace(/^v/, '') : undefined;
-  if (exact !== undefined) return { name: w.name, version: exact };
-  const range = parseRange(w.spec)!;
+  const exact = semver.valid(w.spec);
+  if (exact !== null) return { name: w.name, version: exact };
+  const range = semver.validRange(w.spec);
+  if (range === null) throw new PilotError('invalid_config', `${w.source}: not a version or a semver range`);
   const packages = w.name === 'yarn' ? ['yarn', '@yarnpkg/cli-dist'] : [w.name];
   const seen: string[] = [];
   for (const pkg of packages) {
     const versions = await registry.versions(pkg);
     seen.push(...versions);
-    const best = maxSatisfying(versions, range);
-    if (best !== undefined) return { name: w.name, version: best };
+    const best = semver.maxSatisfying(versions.filter((v) => semver.valid(v) !== null), range);
+    if (best !== null) return { name: w.name, version: best };
   }
   const url = await registry.registryUrl();
   const near = nearestVersions(seen, w.spec);

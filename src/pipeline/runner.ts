@@ -5,12 +5,13 @@
  * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
  * until it succeeds or fails.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
+import { resolveReleaseCommand } from '../core/run-command.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
@@ -31,6 +32,8 @@ export interface RunRequest {
   readonly deployTimeoutMs?: number;
   /** This machine's Node.js runtime cache (default: $PILOT_RUNTIME_CACHE, else $PILOT_HOME/runtimes). */
   readonly runtimeCacheDir?: string;
+  /** `pilot run --node VERSION`: the Node.js version or range to use instead of the app's (a trial). */
+  readonly nodeOverride?: string | undefined;
 }
 
 export interface RunOutcome {
@@ -102,11 +105,13 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       }
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
       const pinned = config.runtime === 'process'
-        ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal })
+        ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal, override: req.nodeOverride })
         : undefined;
+      if (req.nodeOverride !== undefined && config.runtime !== 'process') log.line(`    warning: --node ${req.nodeOverride} is ignored: runtime ${config.runtime} gets Node.js from its image`);
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
+      if (pinned) log.line(pinned.npm ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}` : '    npm: this machine\'s own (none paired)');
       // Build secrets, the user's npm set-up and the package manager (build-setup.ts); the log is masked from here on.
-      const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal });
+      const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, pairedNpmBinDir: pinned?.npm?.binDir, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal });
       const { plan, env } = prepared;
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
       for (const s of plan) {
@@ -140,9 +145,15 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     });
     const artifact = image ? image.archive ?? image.id : packed!.digest;
     const revision = await step('deploy', 'deploy', async () => {
-      const d = await api.deploy(config.name, { artifact, commit: source.commit, dirty: source.dirty, config: input, runId: run.id, ...(image ? { image } : {}), ...(node ? { node } : {}) });
+      // The Procfile `release:` line becomes the revision's release command (pilot.yaml `release` wins).
+      const procfileRelease = input.release === undefined && config.runtime === 'process' ? resolveReleaseCommand(undefined, await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined)) : undefined;
+      const release = procfileRelease ?? config.release;
+      if (release) log.line(`    release phase: ${formatArgv(release)} (${procfileRelease ? 'Procfile release:' : 'pilot.yaml release'}), once, before traffic moves`);
+      const sent = procfileRelease ? { ...input, release: [...procfileRelease] } : input;
+      const d = await api.deploy(config.name, { artifact, commit: source.commit, dirty: source.dirty, config: sent, runId: run.id, ...(image ? { image } : {}), ...(node ? { node } : {}) });
       await api.updateRun(run.id, { revision: d.revision.number, rolloutId: d.rollout.id });
       log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
+      for (const n of d.notes ?? []) log.line(`    ${n}`);
       await followRollout(api, config.name, d.rollout.id, {
         timeoutMs: req.deployTimeoutMs ?? config.deploy.readyTimeoutMs + config.deploy.stopTimeoutMs + 30_000,
         out: (l) => log.line(`    ${l}`),

@@ -156,7 +156,14 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
-  // N (pkgmgr): build-time secrets: visible to the build only, never to the running app
+  // appwords: the last lines of a failing instance's output (masked), the address an instance is
+  // reached on when it has its own network namespace (fixed port), and one-shot release instances
+  `
+  ALTER TABLE instances ADD COLUMN log_tail TEXT;
+  ALTER TABLE instances ADD COLUMN address TEXT;
+  ALTER TABLE instances ADD COLUMN kind TEXT NOT NULL DEFAULT 'web';
+  `,
+  // pkgmgr: build-time secrets: visible to the build only, never to the running app
   `
   ALTER TABLE secrets ADD COLUMN scope TEXT NOT NULL DEFAULT 'run';
   `,

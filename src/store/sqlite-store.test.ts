@@ -74,6 +74,11 @@ describe('sqlite store', () => {
       const [i] = await s.listInstances({ app: 'web' });
       assert.equal(i?.state, 'ready');
       assert.equal(i?.port, 4000);
+      assert.equal(i?.kind, 'web');
+      await s.createInstance({ id: 'web-1-release-y', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', kind: 'release', createdAt: 8 });
+      await s.updateInstanceStatus('web-1-release-y', { state: 'failed', port: undefined, pid: undefined, restarts: 0, lastError: 'release phase exited with code 3', startedAt: 9, logTail: 'FATAL: ***', address: '10.213.0.2' }, 9);
+      const rel = (await s.listInstances({ app: 'web' })).find((x) => x.id === 'web-1-release-y');
+      assert.deepEqual([rel?.kind, rel?.logTail, rel?.address], ['release', 'FATAL: ***', '10.213.0.2']);
       s.putArtifactMeta({ digest, size: 10, app: 'web', commit: sha, createdAt: 1 });
       s.putArtifactMeta({ digest, size: 99, app: 'other', commit: sha, createdAt: 2 }); // immutable: first write wins
       assert.equal(s.getArtifactMeta(digest)?.size, 10);

@@ -2,7 +2,7 @@
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
-import type { ArtifactMeta, ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
+import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
@@ -68,6 +68,9 @@ function instanceFrom(r: Row): InstanceRecord {
     lastError: opt<string>(r.last_error),
     startedAt: opt<number>(r.started_at),
     containerId: opt<string>(r.container_id),
+    logTail: opt<string>(r.log_tail),
+    address: opt<string>(r.address),
+    kind: (r.kind as InstanceKind | null) ?? 'web',
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
   };
@@ -253,16 +256,16 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(rolloutFrom);
   }
 
-  async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt'>): Promise<void> {
-    this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)`)
-      .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.createdAt, i.createdAt);
+  async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'> & { readonly kind?: InstanceKind }): Promise<void> {
+    this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
+      .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.kind ?? 'web', i.createdAt, i.createdAt);
   }
   async setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void> {
     this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
   }
   async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
-    this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, updated_at = ? WHERE id = ?')
-      .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, s.containerId ?? null, now, id);
+    this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, log_tail = ?, address = ?, updated_at = ? WHERE id = ?')
+      .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, s.containerId ?? null, s.logTail ?? null, s.address ?? null, now, id);
   }
   async deleteInstance(id: string): Promise<void> {
     this.stmt('DELETE FROM instances WHERE id = ?').run(id);

@@ -5,7 +5,7 @@
  * and history only: timeouts and failure detection use the monotonic clock in memory.
  */
 import type { AppConfig } from '../core/app-config.js';
-import type { ArtifactMeta, ImageRef, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
+import type { ArtifactMeta, ImageRef, InstanceKind, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
 
 export interface AppRecord {
   readonly name: string;
@@ -110,6 +110,12 @@ export interface InstanceRecord {
   readonly startedAt: number | undefined;
   /** runtime docker: the container's id. */
   readonly containerId: string | undefined;
+  /** The last lines of its output when it failed (crash, start, probe), secrets masked. */
+  readonly logTail: string | undefined;
+  /** Where the router reaches it when not at its node's address (its own network namespace). */
+  readonly address: string | undefined;
+  /** `web`: serves traffic; `release`: the one-shot release phase of its revision. */
+  readonly kind: InstanceKind;
   readonly createdAt: number;
   readonly updatedAt: number;
 }
@@ -139,6 +145,10 @@ export interface NodeRecord {
 /** What an agent reported about its optional runtimes; absent = not reported (older agent). */
 export interface NodeRuntimes {
   readonly docker?: { readonly available: boolean; readonly version?: string | undefined; readonly error?: string | undefined } | undefined;
+  /** Whether the agent gives fixed-port instances their own network namespace (zero-downtime switch). */
+  readonly netns?: { readonly available: boolean; readonly error?: string | undefined } | undefined;
+  /** How the node contains process instances (own uid, cgroups) and, when something is missing, why. */
+  readonly process?: { readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string | undefined; readonly reason?: string | undefined } | undefined } | undefined;
 }
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
@@ -164,7 +174,7 @@ export interface JoinTokenRecord {
   readonly revokedAt: number | undefined;
 }
 
-export type InstanceStatusUpdate = Pick<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt'> & { readonly containerId?: string | undefined };
+export type InstanceStatusUpdate = Pick<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt'> & { readonly containerId?: string | undefined; readonly logTail?: string | undefined; readonly address?: string | undefined };
 
 export interface RunPatch {
   readonly status?: RunStatus;
@@ -200,7 +210,7 @@ export interface Store {
   activeRollout(app: string): Promise<RolloutRecord | undefined>;
   listRollouts(app: string, limit: number): Promise<RolloutRecord[]>;
   // instances
-  createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt'>): Promise<void>;
+  createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'> & { readonly kind?: InstanceKind }): Promise<void>;
   setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void>;
   updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void>;
   deleteInstance(id: string): Promise<void>;

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseInstanceCgroup, type InstanceCgroup } from '../cgroups.js';
 
 /** Contents of stateDir/pid.json. */
 export interface PidFile {
@@ -13,6 +14,14 @@ export interface PidFile {
   readonly startTime: string;
   readonly argv: readonly string[];
   readonly startedAt: number;
+  /** The instance's cgroup folders, found again by path after an agent restart. */
+  readonly cgroup?: InstanceCgroup | undefined;
+  /** The uid the app runs as, when not the agent's. */
+  readonly uid?: number | undefined;
+  /** resources.memory in MB (the polling fallback enforces it for an adopted instance too). */
+  readonly memoryMb?: number | undefined;
+  /** The log-writer process (log-writer.ts). */
+  readonly logger?: { readonly pid: number; readonly startTime: string } | undefined;
 }
 
 /** Path of the pid file in a stateDir. */
@@ -36,7 +45,10 @@ export function readPidFile(stateDir: string): PidFile | undefined {
     typeof p.startTime === 'string' &&
     typeof p.startedAt === 'number' &&
     Array.isArray(p.argv) && p.argv.every((a) => typeof a === 'string');
-  return ok ? (raw as PidFile) : undefined;
+  if (!ok) return undefined;
+  const cgroup = p.cgroup === undefined ? undefined : parseInstanceCgroup(p.cgroup);
+  if (p.cgroup !== undefined && cgroup === undefined) return undefined; // a tampered path must never be written to
+  return raw as PidFile;
 }
 
 /** Write stateDir/pid.json atomically. */
@@ -45,7 +57,7 @@ export async function writePidFile(stateDir: string, pf: PidFile): Promise<void>
   // No fsync: after a power cut the instances are gone too, so a lost pid file costs nothing.
   const tmp = `${pidFilePath(stateDir)}.${process.pid}.tmp`;
   try {
-    await writeFile(tmp, JSON.stringify(pf) + '\n');
+    await writeFile(tmp, JSON.stringify(pf) + '\n', { mode: 0o600 });
     await rename(tmp, pidFilePath(stateDir));
   } catch (e) {
     await rm(tmp, { force: true });

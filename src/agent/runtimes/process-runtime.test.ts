@@ -1,7 +1,7 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPilotError } from '../../core/errors.js';
 import { isSameProcess, readProcStat, readStartTime } from '../proc.js';
@@ -72,15 +72,17 @@ void describe('process runtime', () => {
     assert.deepEqual(seen, ENV);
   });
 
-  void it('runs detached in its own process group, stdin /dev/null, output appended to files', async (t) => {
+  void it('runs detached in its own process group, stdin /dev/null, output through the log writer appended to files', async (t) => {
     const { dir, rt, start } = await setup(t);
     const req = request(dir, 'logs-1');
     const h = await start(req);
     const logs = rt.logFiles(req.stateDir);
     assert.equal(readProcStat(h.pid)?.pgrp, h.pid);
     assert.equal(readlinkSync(`/proc/${h.pid}/fd/0`), '/dev/null');
-    assert.equal(readlinkSync(`/proc/${h.pid}/fd/1`), logs.stdout);
-    assert.equal(readlinkSync(`/proc/${h.pid}/fd/2`), logs.stderr);
+    // The log writer's pipes (socket pairs), not the files and never the agent's own pipes.
+    assert.match(readlinkSync(`/proc/${h.pid}/fd/1`), /^socket:/);
+    assert.match(readlinkSync(`/proc/${h.pid}/fd/2`), /^socket:/);
+    assert.equal(statSync(logs.stdout).mode & 0o777, 0o600);
     await waitFor(() => stdoutOf(rt, req).includes('ready'), 'first run output');
     await rt.stop(h, 2_000);
     const h2 = await start(req);

@@ -1,16 +1,22 @@
 /**
- * The process runtime: each instance is a detached child process (its own process group) whose
- * stdout/stderr go to files in its stateDir, identified by pid + start time in stateDir/pid.json so
- * that a restarted agent can adopt it. See ../README.md for the life cycle.
+ * The process runtime: each instance is a detached child process (its own process group, and its
+ * own cgroup where the machine has them) whose stdout/stderr go through a log-writer process into
+ * size-bounded files in its stateDir, identified by pid + start time in stateDir/pid.json so that a
+ * restarted agent can adopt it. As root it runs as the app's own uid. See ../README.md.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PilotError } from '../../core/errors.js';
-import { isSameProcess, liveGroupMembers, readProcStat, readStartTime } from '../proc.js';
-import { pidFilePath, readPidFile, writePidFile } from './pid-file.js';
+import { cgroupName, cgroupPids, createInstanceCgroup, killCgroup, oomKills, removeCgroup, type CgroupLayout, type InstanceCgroup } from '../cgroups.js';
+import { isSameProcess, readProcStat, readStartTime } from '../proc.js';
+import { isGone, killGroup, pidReused, signalInstance, signalPids } from './signals.js';
+import { checkCommand, fallbackMembers, netnsPrefix, overMemory, startArgv, WRAPPER_CGROUP_FAILED } from './containment.js';
+import { startLogWriter, type LogPipes } from './log-pipes.js';
+import { pidFilePath, readPidFile, writePidFile, type PidFile } from './pid-file.js';
 import type { ExitInfo, InstanceHandle, LogFiles, Runtime, StartRequest } from './runtime.js';
 
 interface Tracked {
@@ -18,7 +24,30 @@ interface Tracked {
   /** Set for processes this runtime spawned: resolves once Node has reaped the child. */
   readonly exited?: Promise<void>;
   exit?: ExitInfo;
+  readonly cgroup?: InstanceCgroup | undefined;
+  /** oom_kill count of the cgroup when the instance started (a reused folder keeps its count). */
+  readonly oomBase: number;
+  readonly uid?: number | undefined;
+  readonly memoryMb?: number | undefined;
+  readonly logger?: { readonly pid: number; readonly startTime: string } | undefined;
+  /** Set when the RSS-polling fallback killed the instance for its memory. */
+  oomByPolling?: boolean;
 }
+
+export interface ProcessRuntimeOptions {
+  /** Where per-instance cgroups go (cgroups.ts detectCgroups); default none: no limits, /proc fallbacks. */
+  readonly cgroups?: CgroupLayout | undefined;
+  /** Per log file bound (default 10 MB) and rotated files kept per stream (default 2: 3 files, 30 MB). */
+  readonly logMaxBytes?: number | undefined;
+  readonly logKeep?: number | undefined;
+  /** Tasks (processes + threads) an instance may have where the pids controller exists (default 4096; 0 = no limit). */
+  readonly pidsMax?: number | undefined;
+  /** How often the no-cgroup fallback measures the RSS of instances with a memory limit (default 500 ms). */
+  readonly rssPollMs?: number | undefined;
+}
+
+/** How long stop waits for the log writer to drain the last lines and exit. */
+const LOGGER_WAIT_MS = 2_000;
 
 const POLL_MS = 25;
 /** After SIGKILL a process can linger only in uninterruptible sleep (D); give up after this. */
@@ -48,10 +77,32 @@ function spawnError(req: StartRequest, e: unknown): PilotError {
   return new PilotError('deploy_failed', `${argv0}: cannot start: ${(e as Error).message} ${where}`, { hint, cause: e });
 }
 
+function oomReason(memoryMb: number | undefined, how = ''): string {
+  return `killed: out of memory (limit ${memoryMb ?? '?'} MB)${how}`;
+}
+
 export class ProcessRuntime implements Runtime {
   private readonly tracked = new Map<string, Tracked>();
+  private readonly cgroups: CgroupLayout;
+  private readonly logMaxBytes: number;
+  private readonly logKeep: number;
+  private readonly pidsMax: number | undefined;
+  private readonly rssTimer: NodeJS.Timeout | undefined;
 
-  /** Spawn the instance detached, output to files, and record it in stateDir/pid.json. */
+  constructor(opts: ProcessRuntimeOptions = {}) {
+    this.cgroups = opts.cgroups ?? { kind: 'none', reason: 'not configured' };
+    this.logMaxBytes = opts.logMaxBytes ?? 10 * 1024 * 1024;
+    this.logKeep = opts.logKeep ?? 2;
+    this.pidsMax = opts.pidsMax === 0 ? undefined : opts.pidsMax ?? 4096;
+    if (this.cgroups.kind === 'none') {
+      // Without cgroups the memory limit is enforced by measuring: coarse (a fast allocator can
+      // overshoot between two polls) but bounded.
+      this.rssTimer = setInterval(() => this.enforceRss(), opts.rssPollMs ?? 500);
+      this.rssTimer.unref();
+    }
+  }
+
+  /** Start the log writer, then the instance (detached, in its cgroup, as its uid), and record it in stateDir/pid.json. */
   async start(req: StartRequest): Promise<InstanceHandle> {
     const argv0 = req.argv[0];
     if (argv0 === undefined || argv0 === '') {
@@ -68,35 +119,78 @@ export class ProcessRuntime implements Runtime {
         hint: 'adopt() and stop() it first.',
       });
     }
-    await mkdir(req.stateDir, { recursive: true });
-    const logs = this.logFiles(req.stateDir);
-    const fds: number[] = [];
+    await mkdir(req.stateDir, { recursive: true, mode: 0o700 });
+    const user = req.user;
+    if (user !== undefined || this.cgroups.kind !== 'none') {
+      // The wrapper execs the command: look it up now so a typo is a start error, not exit 127.
+      try {
+        checkCommand(argv0, req.env.PATH, req.cwd, user);
+      } catch (e) {
+        throw spawnError(req, e);
+      }
+    }
+    const memoryMb = req.limits?.memoryMb;
+    let cgroup: InstanceCgroup | undefined;
+    try {
+      const tag = createHash('sha256').update(req.stateDir).digest('hex').slice(0, 8);
+      cgroup = createInstanceCgroup(this.cgroups, cgroupName(req.instanceId, tag), { ...req.limits, pids: this.pidsMax });
+    } catch (e) {
+      throw new PilotError('deploy_failed', `cannot set up the cgroup of instance ${req.instanceId}: ${(e as Error).message}`, { cause: e });
+    }
+    if (cgroup !== undefined && cgroupPids(cgroup).length > 0) {
+      // Left over from a crashed start with this stateDir: nothing of it may run beside the new one.
+      killCgroup(cgroup);
+    }
+    const oomBase = cgroup === undefined ? 0 : oomKills(cgroup);
+    // The log writer first: it holds the read ends, so the app's first line has a reader.
+    let pipes: LogPipes;
+    try {
+      pipes = startLogWriter(this.logFiles(req.stateDir), req.stateDir, this.logMaxBytes, this.logKeep);
+    } catch (e) {
+      if (cgroup !== undefined) removeCgroup(cgroup);
+      throw spawnError(req, e);
+    }
     let child: ChildProcess;
     let startTime: string | undefined;
+    // With a cgroup the wrapper joins it as root, then setpriv drops to the app uid; without one,
+    // Node switches user itself (setgroups(0), setgid, setuid) and no wrapper is needed.
+    // A namespaced instance (nsenter first) needs the wrapper too: nsenter must run as root.
+    const wrapped = cgroup !== undefined || (user !== undefined && netnsPrefix(req.argv).length > 0);
+    const argv = wrapped ? startArgv(req.argv, cgroup === undefined ? [] : cgroup.dirs.map((d) => join(d, 'cgroup.procs')), user) : [...req.argv];
     try {
-      fds.push(openSync(logs.stdout, 'a'), openSync(logs.stderr, 'a'));
-      child = spawn(argv0, req.argv.slice(1), {
+      child = spawn(argv[0]!, argv.slice(1), {
         cwd: req.cwd,
         env: { ...req.env },
         detached: true, // own process group: survives the agent, and stop can signal the whole tree
-        stdio: ['ignore', fds[0], fds[1]], // files, never pipes: a pipe to a dead agent means EPIPE
+        // The log writer's pipes, never the agent's: a pipe to a dead agent would mean EPIPE.
+        stdio: ['ignore', pipes.stdout, pipes.stderr],
+        ...(user !== undefined && !wrapped ? { uid: user.uid, gid: user.gid } : {}),
       });
       // Read now, before yielding to the event loop: a child that already exited is at worst an
       // unreaped zombie whose stat still exists; one tick later Node may have reaped it.
       startTime = child.pid === undefined ? undefined : readStartTime(child.pid);
     } catch (e) {
-      throw spawnError(req, e); // sync throws: bad argument values (NUL bytes), EMFILE on open
+      if (cgroup !== undefined) removeCgroup(cgroup);
+      throw spawnError(req, e); // sync throws: bad argument values (NUL bytes), EMFILE
     } finally {
-      for (const fd of fds) closeSync(fd); // the child has its own copies
+      pipes.release(); // the child has its own copies; the log writer exits once it has none left
     }
     const failed = new Promise<unknown>((resolve) => child.once('error', resolve));
     const pid = child.pid;
-    if (pid === undefined) throw spawnError(req, await failed); // ENOENT/EACCES arrive as 'error'
+    if (pid === undefined) {
+      if (cgroup !== undefined) removeCgroup(cgroup);
+      throw spawnError(req, await failed); // ENOENT/EACCES arrive as 'error'
+    }
     const tracked: Tracked = {
       stateDir: req.stateDir,
+      cgroup,
+      oomBase,
+      uid: user?.uid,
+      memoryMb,
+      logger: { pid: pipes.pid, startTime: pipes.startTime },
       exited: new Promise<void>((resolve) => {
         child.once('exit', (code, signal) => {
-          tracked.exit = { code, signal };
+          tracked.exit = this.describeExit(tracked, code, signal);
           resolve();
         });
       }),
@@ -108,10 +202,12 @@ export class ProcessRuntime implements Runtime {
     }
     const h: InstanceHandle = { instanceId: req.instanceId, pid, startTime, startedAt: Date.now() };
     try {
-      await writePidFile(req.stateDir, { ...h, argv: [...req.argv] });
+      const pf: PidFile = { ...h, argv: [...req.argv], cgroup, uid: user?.uid, memoryMb, logger: tracked.logger };
+      await writePidFile(req.stateDir, pf);
     } catch (e) {
       // An instance nobody can find again would hold its port forever: take it down.
       killGroup(pid, 'SIGKILL');
+      if (cgroup !== undefined) killCgroup(cgroup);
       throw new PilotError('deploy_failed', `cannot write ${pidFilePath(req.stateDir)}: ${(e as Error).message}`, { cause: e });
     }
     this.track(key(h), tracked);
@@ -124,7 +220,8 @@ export class ProcessRuntime implements Runtime {
     const pf = readPidFile(stateDir);
     if (pf === undefined || pf.instanceId !== instanceId || !isSameProcess(pf.pid, pf.startTime)) return undefined;
     const h: InstanceHandle = { instanceId, pid: pf.pid, startTime: pf.startTime, startedAt: pf.startedAt };
-    if (!this.tracked.has(key(h))) this.track(key(h), { stateDir });
+    // oomBase 0: a cgroup folder is made fresh (or emptied) at each start, so its count is this instance's.
+    if (!this.tracked.has(key(h))) this.track(key(h), { stateDir, cgroup: pf.cgroup, oomBase: 0, uid: pf.uid, memoryMb: pf.memoryMb, logger: pf.logger });
     return h;
   }
 
@@ -139,37 +236,87 @@ export class ProcessRuntime implements Runtime {
     return isSameProcess(h.pid, h.startTime);
   }
 
-  /** Exit code/signal of an instance this object started, once Node has reaped it. */
+  /**
+   * Exit code/signal of an instance this object started, once Node has reaped it. For an adopted
+   * one only an OOM kill is known (from its cgroup's count), with no code.
+   */
   exitInfo(h: InstanceHandle): ExitInfo | undefined {
-    return this.tracked.get(key(h))?.exit;
+    const t = this.tracked.get(key(h));
+    if (t === undefined) return undefined;
+    if (t.exit !== undefined || t.exited !== undefined) return t.exit;
+    if (this.isRunning(h)) return undefined;
+    const oom = this.describeExit(t, null, null);
+    return oom.oomKilled ? oom : undefined;
   }
 
-  /** SIGTERM the group, SIGKILL after graceMs, wait until the group is empty, remove the pid file. */
+  private describeExit(t: Tracked, code: number | null, signal: NodeJS.Signals | null): ExitInfo {
+    if (t.oomByPolling) return { code, signal, oomKilled: true, reason: oomReason(t.memoryMb, ' (measured by RSS polling)') };
+    if (t.cgroup !== undefined && oomKills(t.cgroup) > t.oomBase) return { code, signal, oomKilled: true, reason: oomReason(t.memoryMb) };
+    if (code === WRAPPER_CGROUP_FAILED && t.cgroup !== undefined) return { code, signal, reason: 'could not join its cgroup (exit 125 of the start wrapper)' };
+    return { code, signal };
+  }
+
+  /**
+   * SIGTERM the group (and every process of its cgroup), SIGKILL after graceMs, then SIGKILL every
+   * descendant left, detached or not (cgroup.kill; without cgroups: the /proc tree and the app
+   * uid's marked processes), wait until none is left, remove the cgroup and the pid file.
+   */
   async stop(h: InstanceHandle, graceMs: number): Promise<void> {
+    const tracked = this.tracked.get(key(h));
+    const cg = tracked?.cgroup;
     // performance.now() is monotonic: a wall-clock jump must not cut or stretch the grace period.
     const graceEnd = performance.now() + Math.max(0, graceMs);
-    if (!isGone(h)) {
+    const allGone = (): boolean => isGone(h) && (cg === undefined || cgroupPids(cg).length === 0);
+    if (!allGone()) {
       signalInstance(h, 'SIGTERM');
-      while (!isGone(h) && performance.now() < graceEnd) await sleep(POLL_MS);
+      if (cg !== undefined) signalPids(cgroupPids(cg), 'SIGTERM');
+      while (!allGone() && performance.now() < graceEnd) await sleep(POLL_MS);
     }
-    if (!isGone(h)) {
-      signalInstance(h, 'SIGKILL');
-      const killEnd = performance.now() + KILL_WAIT_MS;
-      while (!isGone(h)) {
-        if (performance.now() > killEnd) {
-          throw new PilotError('unavailable', `instance ${h.instanceId} (pid ${h.pid}) did not exit after SIGKILL`);
-        }
-        await sleep(POLL_MS);
+    const killEnd = performance.now() + KILL_WAIT_MS;
+    if (!isGone(h)) signalInstance(h, 'SIGKILL');
+    for (;;) {
+      // Every pass, since a dying process may still fork once (without cgroup.kill or a freezer).
+      const rest = cg !== undefined ? cgroupPids(cg) : pidReused(h) ? [] : fallbackMembers(h.pid, h.instanceId, tracked?.uid);
+      if (rest.length === 0 && isGone(h)) break;
+      if (cg !== undefined) killCgroup(cg);
+      else signalPids(rest, 'SIGKILL');
+      if (performance.now() > killEnd) {
+        throw new PilotError('unavailable', `instance ${h.instanceId} (pid ${h.pid}) did not exit after SIGKILL`);
       }
+      await sleep(POLL_MS);
     }
-    const tracked = this.tracked.get(key(h));
     if (tracked?.exited !== undefined && tracked.exit === undefined) {
       await Promise.race([tracked.exited, sleep(REAP_WAIT_MS)]);
+    }
+    if (cg !== undefined) removeCgroup(cg);
+    if (tracked?.logger !== undefined) {
+      // Its pipes are closed now: let it write the last lines and exit (so nothing of the instance is left).
+      const lg = tracked.logger;
+      const end = performance.now() + LOGGER_WAIT_MS;
+      while (isSameProcess(lg.pid, lg.startTime) && performance.now() < end) await sleep(POLL_MS);
     }
     if (tracked !== undefined) {
       // Only if it still names this instance: a newer instance may have been started in the dir.
       const pf = readPidFile(tracked.stateDir);
       if (pf !== undefined && key(pf) === key(h)) await rm(pidFilePath(tracked.stateDir), { force: true });
+    }
+  }
+
+  /** Close the RSS poller; instances keep running. */
+  async close(): Promise<void> {
+    await Promise.resolve();
+    if (this.rssTimer !== undefined) clearInterval(this.rssTimer);
+  }
+
+  /** The no-cgroup memory limit: SIGKILL every process of an instance whose tree RSS is above it. */
+  private enforceRss(): void {
+    const limited = [...this.tracked.entries()].filter(([, t]) => t.memoryMb !== undefined && t.memoryMb > 0 && t.cgroup === undefined && t.exit === undefined);
+    if (limited.length === 0) return;
+    const over = overMemory(limited.map(([k, t]) => ({ key: k, leader: Number(k.split(':')[0]), startTime: k.split(':')[1]!, memoryMb: t.memoryMb! })));
+    for (const { key: k, pids } of over) {
+      const t = this.tracked.get(k);
+      if (t !== undefined) t.oomByPolling = true;
+      signalPids(pids, 'SIGKILL');
     }
   }
 
@@ -184,47 +331,5 @@ export class ProcessRuntime implements Runtime {
       const oldest = this.tracked.keys().next().value;
       if (oldest !== undefined) this.tracked.delete(oldest);
     }
-  }
-}
-
-/** Whether a pid number now belongs to another process than the instance's leader. */
-function pidReused(h: InstanceHandle): boolean {
-  const st = readProcStat(h.pid);
-  return st !== undefined && st.startTime !== h.startTime;
-}
-
-/**
- * The instance is gone when its leader is dead and no live process is left in its group (npm start
- * → sh → node: the node grandchild holds the port). A pid is not reused while it still names a
- * process group with members, so once the leader's pid names another process the group is empty.
- */
-function isGone(h: InstanceHandle): boolean {
-  if (isSameProcess(h.pid, h.startTime)) return false;
-  if (pidReused(h)) return true;
-  return liveGroupMembers(h.pid).length === 0;
-}
-
-/** Signal the instance's group, never a process that merely reuses its pid. */
-function signalInstance(h: InstanceHandle, sig: NodeJS.Signals): void {
-  // A small race remains between this check and kill(2) (no pidfd in Node); it needs the pid to be
-  // freed and handed out again within microseconds.
-  if (pidReused(h)) return;
-  const leaderPgrp = readProcStat(h.pid)?.pgrp;
-  killGroup(h.pid, sig);
-  // The leader may have moved itself to another group (setsid/setpgid); signal it directly too.
-  if (leaderPgrp !== undefined && leaderPgrp !== h.pid && isSameProcess(h.pid, h.startTime)) {
-    try {
-      process.kill(h.pid, sig);
-    } catch {
-      // gone meanwhile
-    }
-  }
-}
-
-function killGroup(pgid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, sig);
-  } catch {
-    // ESRCH: the group is empty. EPERM (a setuid member): stop's wait loop reports it if it matters.
   }
 }

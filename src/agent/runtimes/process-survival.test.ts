@@ -2,12 +2,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rotateIfNeeded } from '../log-rotate.js';
 import { isSameProcess } from '../proc.js';
 import { ProcessRuntime } from './process-runtime.js';
 import type { InstanceHandle, StartRequest } from './runtime.js';
@@ -102,26 +101,23 @@ void describe('process runtime across agent restarts', () => {
   });
 });
 
-void describe('log rotation of a running instance', () => {
-  void it('copy-truncates stdout.log while the instance keeps appending to it', async (t) => {
+void describe('log bound of a running instance', () => {
+  void it('rotates inside the log writer at every write: no file above the bound, no line lost, at most keep old files', async (t) => {
     const dir = await makeAppDir();
     t.after(() => dir.remove());
-    const rt = new ProcessRuntime();
+    const rt = new ProcessRuntime({ logMaxBytes: 200, logKeep: 2 });
+    t.after(() => rt.close());
     const req = request(dir, 'chatty-1', 'tick');
     const h = await rt.start(req);
     t.after(() => killByPid(h.pid, h.startTime));
     const { stdout } = rt.logFiles(req.stateDir);
-    await waitFor(() => /tick 5\n/.test(readFileSync(stdout, 'utf8')), 'a few ticks');
-
-    assert.equal(await rotateIfNeeded(stdout, 50, 2), true);
-    await waitFor(() => /tick \d+\n/.test(readFileSync(stdout, 'utf8')), 'ticks after the rotation');
-    const rotated = readFileSync(`${stdout}.1`, 'utf8');
-    const current = readFileSync(stdout, 'utf8');
-    assert.match(rotated, /^pid \d+\n/, 'the old content moved to .1');
-    assert.match(current, /^tick \d+\n/, 'O_APPEND: new lines start at offset 0, no hole of NUL bytes');
-    const lastOld = Math.max(...[...rotated.matchAll(/tick (\d+)/g)].map((m) => Number(m[1])));
-    const firstNew = Number(/tick (\d+)/.exec(current)?.[1]);
-    assert.ok(firstNew > lastOld, `numbering continues (${lastOld} then ${firstNew})`);
+    // Read the three files in one go, oldest first, while they rotate under us.
+    const ticks = (): number[] => [`${stdout}.2`, `${stdout}.1`, stdout].flatMap((f) => (existsSync(f) ? [...readFileSync(f, 'utf8').matchAll(/tick (\d+)/g)].map((m) => Number(m[1])) : []));
+    await waitFor(() => existsSync(`${stdout}.2`) && ticks().some((n) => n >= 60), 'sixty ticks, several rotations');
     await rt.stop(h, 2_000);
+    for (const f of [stdout, `${stdout}.1`, `${stdout}.2`]) assert.ok(statSync(f).size <= 200, `${f} is ${statSync(f).size} bytes`);
+    assert.equal(existsSync(`${stdout}.3`), false, 'keep = 2');
+    const seen = ticks();
+    for (let i = 1; i < seen.length; i++) assert.equal(seen[i], seen[i - 1]! + 1, `consecutive across rotations: ${seen.join(',')}`);
   });
 });

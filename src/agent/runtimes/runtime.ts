@@ -16,8 +16,10 @@ export interface StartRequest {
   readonly env: Readonly<Record<string, string>>;
   /** docker: the image ID (sha256:…) to run; it must already be present on the engine. */
   readonly image?: string | undefined;
-  /** docker: limits for the container. */
+  /** Limits: docker for the container; process for its cgroup (or the RSS-polling fallback). */
   readonly limits?: { readonly cpu?: number | undefined; readonly memoryMb?: number | undefined } | undefined;
+  /** process: run as this unprivileged uid/gid (the app's own, isolation.ts) instead of the agent's. */
+  readonly user?: { readonly uid: number; readonly gid: number } | undefined;
   /** docker: labels describing the instance (dev.pilot.app, dev.pilot.revision), besides the runtime's own. */
   readonly labels?: Readonly<Record<string, string>> | undefined;
 }

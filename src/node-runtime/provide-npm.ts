@@ -1,0 +1,98 @@
+/**
+ * The npm that goes with a pinned Node.js, on the build machine: chosen from the registry by npm's
+ * own engines.node (npm-pair.ts) and the app's engines.npm, fetched like the runtime (tarball
+ * checked against the registry's sha512 integrity, cached, uploaded to the artifact repository by
+ * sha256 so every agent gets the same bytes), unpacked, and checked to run on that node.
+ *
+ *   npm view npm versions+engines ─► candidates ─► for each (best first, at most 4):
+ *       tarball (cache, else npm pack; integrity) ─► unpack ─► `npm --version` on the node
+ *       runs? ─► upload blob (HEAD first) ─► { version, digest, binDir }
+ *       does not? ─► next candidate (npm 6.13.7 on Node 4: SyntaxError) ─► all failed: npm_incompatible
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import semver from 'semver';
+import { ArtifactClient } from '../artifacts/client.js';
+import { isPilotError, PilotError } from '../core/errors.js';
+import type { ApiClient } from '../control/api-client.js';
+import { LocalRuntimeCache } from './local-cache.js';
+import { npmCandidates, noNpmRuns } from './npm-pair.js';
+import { NpmRegistry, npmEnv } from './npm-registry.js';
+import { fetchFromRegistry } from './registry-fetch.js';
+
+export interface PairedNpm {
+  readonly version: string;
+  /** sha256:<hex> of npm@version's tarball, a blob in the artifact repository. */
+  readonly digest: string;
+  /** Put on PATH right after the runtime's bin. */
+  readonly binDir: string;
+}
+
+export interface NpmForOptions {
+  /** The pinned runtime's bin folder (npm is checked to run on its node). */
+  readonly nodeBinDir: string;
+  readonly cacheDir: string;
+  /** Where the npm tarball is published for the agents; none: not published (tests, tools). */
+  readonly api?: ApiClient | undefined;
+  readonly log?: ((line: string) => void) | undefined;
+  readonly npmEnv?: Record<string, string> | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * The npm to run on Node.js `nodeVersion`: the newest whose engines.node admits it, inside the
+ * app's `enginesNpm` range when there is one. For other build steps (yarn, pnpm, corepack) that
+ * need "the npm for this node" too.
+ */
+export async function npmFor(nodeVersion: string, enginesNpm: string | undefined, opts: NpmForOptions): Promise<PairedNpm> {
+  const log = opts.log ?? ((): void => undefined);
+  const cache = new LocalRuntimeCache(opts.cacheDir);
+  const registry = new NpmRegistry(cache.dir, opts.npmEnv ?? npmEnv(), opts.signal);
+  const [releases, latest] = await Promise.all([registry.npmReleases(), registry.latest('npm')]);
+  const candidates = npmCandidates(releases, nodeVersion, { enginesNpm, latest });
+  const tried: { version: string; error: string }[] = [];
+  for (const c of candidates) {
+    const fetched = await fetchFromRegistry(registry, cache, 'npm', c.version, log);
+    try {
+      const npm = await cache.ensureNpm(fetched.digest, { version: c.version, nodeBinDir: opts.nodeBinDir }, () => Promise.resolve(fetched.file));
+      if (opts.api) await new ArtifactClient(opts.api.baseUrl, opts.api.token).upload(fetched.file, fetched.digest);
+      log(`    npm ${c.version} paired with Node.js ${nodeVersion}: the newest npm${enginesNpm === undefined ? '' : ` in engines.npm ${JSON.stringify(enginesNpm)}`} that runs on it (${c.why}): ${fetched.digest}`);
+      return { version: c.version, digest: fetched.digest, binDir: npm.binDir };
+    } catch (e) {
+      if (!(isPilotError(e) && e.code === 'npm_incompatible')) throw e;
+      log(`    npm ${c.version} does not run on Node.js ${nodeVersion}: ${e.message.replace(/^npm \S+ does not run on Node\.js \S+: /, '')}; trying an older one`);
+      tried.push({ version: c.version, error: e.message });
+    }
+  }
+  throw noNpmRuns(nodeVersion, tried, enginesNpm);
+}
+
+/** This machine's own npm (beside the node running Pilot): its version and engines.node. */
+export function hostNpm(): { version: string; enginesNode: string | undefined } | undefined {
+  try {
+    const pkg = JSON.parse(readFileSync(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'package.json'), 'utf8')) as { version?: unknown; engines?: { node?: unknown } };
+    if (typeof pkg.version !== 'string') return undefined;
+    return { version: pkg.version, enginesNode: typeof pkg.engines?.node === 'string' ? pkg.engines.node : undefined };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * npmFor, or (registry unreachable, no engines.npm, and this machine's npm admits the node by its
+ * own engines) undefined: build and start with each machine's own npm, with a warning, so a
+ * recorded runtime still deploys offline.
+ */
+export async function pairNpm(nodeVersion: string, enginesNpm: string | undefined, opts: NpmForOptions): Promise<PairedNpm | undefined> {
+  try {
+    return await npmFor(nodeVersion, enginesNpm, opts);
+  } catch (e) {
+    if (!(isPilotError(e) && e.code === 'registry_unreachable') || enginesNpm !== undefined) throw e;
+    const host = hostNpm();
+    if (!host?.enginesNode || !semver.satisfies(nodeVersion, host.enginesNode)) {
+      throw new PilotError('registry_unreachable', `${e.message}; and this machine's npm${host ? ` ${host.version}` : ''} does not run on Node.js ${nodeVersion}, so no npm can be paired with it`, { hint: e.hint ?? 'Check `npm config get registry` and your proxy settings.', details: e.details });
+    }
+    opts.log?.(`    warning: cannot pair an npm from the registry (${e.message}); using this machine's npm ${host.version} (its engines.node ${JSON.stringify(host.enginesNode)} admits ${nodeVersion}), and each node's own npm for npm start`);
+    return undefined;
+  }
+}
