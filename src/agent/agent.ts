@@ -320,7 +320,7 @@ export class Agent {
       let ok = true;
       try {
         const desired = await this.link.sync([...this.instances.values()].map(statusOf), this.opts.longPollMs ?? LONG_POLL_MS);
-        if (desired && !this.closed) this.converge(desired);
+        if (desired && !this.closed) this.converge(desired.instances, desired.stop);
       } catch (err) {
         ok = false;
         this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');
@@ -342,7 +342,7 @@ export class Agent {
     this.syncing = true;
     try {
       const desired = await this.link.sync([...this.instances.values()].map(statusOf));
-      if (desired) this.converge(desired);
+      if (desired) this.converge(desired.instances, desired.stop);
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');
     } finally {
@@ -354,7 +354,14 @@ export class Agent {
     }
   }
 
-  private converge(desired: readonly InstanceSpec[]): void {
+  /**
+   * Make local instances what the control plane wants. An instance it does not know is not one it
+   * wants stopped: its database may be new or restored from an old backup. Such an instance keeps
+   * running as an orphan, reported every sync, and stops only when its id comes back in `stop`
+   * (`pilot orphans stop ID`). A control plane that sends no `stop` list gets the old rule.
+   */
+  private converge(desired: readonly InstanceSpec[], stop?: readonly string[]): void {
+    const stopIds = stop === undefined ? undefined : new Set(stop);
     const want = new Map(desired.map((s) => [s.id, s]));
     for (const spec of desired) {
       if (this.instances.has(spec.id)) continue;
@@ -364,7 +371,17 @@ export class Agent {
       this.opts.log.info({ instance: spec.id, app: spec.app, revision: spec.revision }, 'instance assigned');
     }
     for (const inst of this.instances.values()) {
-      if (!want.has(inst.spec.id) && !inst.removing) inst.removing = true;
+      const id = inst.spec.id;
+      if (want.has(id)) {
+        inst.orphan = false;
+      } else if (inst.removing) {
+        continue;
+      } else if (stopIds === undefined || stopIds.has(id)) {
+        inst.removing = true;
+      } else if (!inst.orphan) {
+        inst.orphan = true;
+        this.opts.log.warn({ instance: id, app: inst.spec.app }, 'the control plane does not know this instance: kept running as an orphan (`pilot orphans`)');
+      }
     }
     this.supervise();
   }

@@ -69,15 +69,18 @@ export class ControlPlaneLink {
     if (this.registration) this.registration = { ...this.registration, runtimes };
   }
 
-  /** Report and receive the desired instances; undefined when the answer could not be had. */
-  async sync(instances: InstanceStatus[], waitMs = 0): Promise<InstanceSpec[] | undefined> {
+  /**
+   * Report and receive the desired instances and the ids to stop; undefined when the answer could
+   * not be had. `stop` undefined: a control plane that does not say (stop whatever is not desired).
+   */
+  async sync(instances: InstanceStatus[], waitMs = 0): Promise<{ instances: InstanceSpec[]; stop: string[] | undefined } | undefined> {
     try {
       const runtimes = this.pendingRuntimes;
-      const res = await this.post<{ instances: InstanceSpec[] }>('/api/v1/agent/sync', this.credential(), {
+      const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>('/api/v1/agent/sync', this.credential(), {
         protocol: AGENT_PROTOCOL, instances: instances.map(stripUndefined), ...(waitMs > 0 ? { waitMs } : {}), ...(runtimes ? { runtimes } : {}),
       });
       if (this.pendingRuntimes === runtimes) this.pendingRuntimes = undefined;
-      return res.instances;
+      return { instances: res.instances, stop: res.stop };
     } catch (err) {
       if (err instanceof PilotError && err.code === 'unauthorized' && this.registration) {
         this.log.warn('control plane does not know this node any more; registering again');

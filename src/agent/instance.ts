@@ -38,6 +38,8 @@ export interface LocalInstance {
   finished: boolean;
   /** kind release: monotonic ms it was started, for its timeout. */
   startedMono: number;
+  /** Unknown to the control plane (its state was lost?): kept running, reported, stopped only when told by id. */
+  orphan?: boolean;
 }
 
 export function newLocalInstance(spec: InstanceSpec, stateDir: string): LocalInstance {
@@ -51,6 +53,8 @@ export function newLocalInstance(spec: InstanceSpec, stateDir: string): LocalIns
 export function statusOf(i: LocalInstance): InstanceStatus {
   return {
     id: i.spec.id,
+    app: i.spec.app,
+    revision: i.spec.revision,
     state: i.state,
     port: i.port,
     pid: i.handle?.pid || undefined, // a container that already exited has pid 0

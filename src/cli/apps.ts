@@ -18,6 +18,8 @@ interface StatusRes {
   app: { name: string; activeRevision: number | null; replicas: number; hosts: string[] };
   revisions: { number: number; commit: string; artifact: string; dirty: boolean; createdAt: number; active: boolean; runtime?: string; image?: { id: string; ref?: string } | null; node?: { version: string; source: string } | null }[];
   rollouts: { id: number; toRevision: number; fromRevision?: number; status: string; reason?: string; startedAt: number }[];
+  routing?: { problems: string[] };
+  orphans?: { id: string; node: string; revision?: number; state: string; port?: number; pid?: number }[];
   instances: { id: string; revision: number; node: string; address?: string; port?: number; pid?: number; containerId?: string; state: string; desired: string; restarts: number; lastError?: string }[];
 }
 
@@ -36,6 +38,9 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
       'instances:',
       res.instances.length === 0 ? '  none' : dockerInstanceTable(res) ?? table(['ID', 'REV', 'NODE', 'ADDRESS', 'PID', 'STATE', 'DESIRED', 'RESTARTS', 'LAST ERROR'],
         res.instances.map((i) => [i.id, i.revision, i.node, i.port ? `${i.address}:${i.port}` : null, i.pid, i.state, i.desired, i.restarts, i.lastError])),
+      ...(res.orphans && res.orphans.length > 0 ? ['', 'orphans (running, unknown to the control plane; `pilot orphans stop ID`):',
+        table(['ID', 'REV', 'NODE', 'STATE', 'PORT', 'PID'], res.orphans.map((o) => [o.id, o.revision ?? null, o.node, o.state, o.port ?? null, o.pid ?? null]))] : []),
+      ...(res.routing && res.routing.problems.length > 0 ? ['', 'routing problems (left out of the routing table):', ...res.routing.problems.map((p) => `  ${p}`)] : []),
       '',
       'revisions:',
       table(['REV', 'COMMIT', 'ARTIFACT', 'NODE', 'CREATED', ''], res.revisions.map((r) => [r.number, r.commit.slice(0, 12) + (r.dirty ? '+dirty' : ''), r.artifact.slice(0, 19), r.node?.version, ago(r.createdAt), r.active ? 'active' : ''])),
@@ -133,4 +138,18 @@ export async function secretsList(app: string, opts: GlobalOptions): Promise<voi
 export async function secretsRemove(app: string, name: string, opts: GlobalOptions): Promise<void> {
   const res = await apiClient(opts).call<{ app: string; deleted: string }>('DELETE', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`);
   output(opts, res, () => `secret ${res.deleted} of ${res.app} removed`);
+}
+
+/** `pilot apps rm APP`: stop its instances, drop its routes and hosts, forget its secrets and webhook. */
+export async function appsRemove(app: string, opts: GlobalOptions & { yes?: boolean }): Promise<void> {
+  if (!opts.yes) {
+    if (!process.stdin.isTTY) throw new PilotError('bad_request', `removing app "${app}" needs confirmation`, { hint: `Pass --yes: \`pilot apps rm ${app} --yes\`.` });
+    const { createInterface } = await import('node:readline/promises');
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const answer = await rl.question(`Remove app "${app}": stop its instances, drop its routes, hosts, secrets and webhook? Type the app name to confirm: `);
+    rl.close();
+    if (answer.trim() !== app) throw new PilotError('cancelled', `app "${app}" was not removed (confirmation did not match)`);
+  }
+  const res = await apiClient(opts).call<{ app: string; stopping: number }>('DELETE', `/api/v1/apps/${encodeURIComponent(app)}`);
+  output(opts, res, () => `app ${res.app} removed: ${res.stopping} instance(s) stopping, routes and hosts released (artifacts stay until \`pilot gc\`)`);
 }

@@ -29,6 +29,11 @@ const status = lazy(appsModule, 'status');
 const rollback = lazy(appsModule, 'rollback');
 const scale = lazy(appsModule, 'scale');
 const appsCreate = lazy(appsModule, 'appsCreate');
+const appsRemove = lazy(appsModule, 'appsRemove');
+const orphans = lazy(runsModule, 'orphans');
+const backupModule = () => import('./backup.js');
+const backup = lazy(backupModule, 'backup');
+const restore = lazy(backupModule, 'restore');
 const secretsSet = lazy(appsModule, 'secretsSet');
 const secretsList = lazy(appsModule, 'secretsList');
 const secretsRemove = lazy(appsModule, 'secretsRemove');
@@ -75,6 +80,18 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   };
 }
 
+/** A server that fails to start exits at once, non-zero: never a half-started process a supervisor cannot see. */
+function upAction<O>(fn: (o: O) => Promise<void>) {
+  return async (o: O, cmd: Command): Promise<void> => {
+    try {
+      await fn(o);
+    } catch (err) {
+      reportError(err, g(cmd).json);
+      process.exit(process.exitCode ?? 1);
+    }
+  };
+}
+
 program.command('up')
   .description('run everything on this machine: control plane, router, one local agent')
   .option('--host <host>', 'control plane address', '127.0.0.1')
@@ -82,9 +99,10 @@ program.command('up')
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
   .option('--no-agent', 'do not run a local agent')
+  .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
   .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
-  .action(action(async (o: UpOptions, _cmd: Command) => up(o)));
+  .action(upAction(async (o: UpOptions) => up(o)));
 
 program.command('server')
   .description('run the control plane and router (no local agent): the fleet set-up')
@@ -92,9 +110,33 @@ program.command('server')
   .option('--api-port <port>', 'control plane port', '7070')
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
+  .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--verbose', 'log to stdout')
   .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
-  .action(action(async (o: UpOptions, _cmd: Command) => up({ ...o, agent: false })));
+  .action(upAction(async (o: UpOptions) => up({ ...o, agent: false })));
+
+program.command('down')
+  .description('stop `pilot up` / `pilot server` of this $PILOT_HOME and its router process (apps keep running)')
+  .action(action(async (_o: object, cmd: Command) => {
+    const [{ stopAll }, { pilotHome, output }] = await Promise.all([import('./router-supervisor.js'), import('./context.js')]);
+    const res = await stopAll(pilotHome());
+    output(g(cmd), res, () => `${res.server ? `server (pid ${res.server}) stopped` : 'no server running'}; ${res.router ? `router (pid ${res.router}) stopped` : 'no router running'}; apps keep running`);
+  }));
+
+program.command('router', { hidden: true })
+  .description('the router process (started and supervised by `pilot up` / `pilot server`)')
+  .option('--host <host>', 'router address', '127.0.0.1')
+  .option('--port <port>', 'router port', '8080')
+  .option('--trusted-proxy <cidr>', 'see `pilot up --trusted-proxy`', (v: string, prev: string[] = []) => [...prev, v])
+  .action(upAction(async (o: { host: string; port: string; trustedProxy?: string[] }) => {
+    const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }] = await Promise.all([
+      import('../router/router-process.js'), import('./context.js'), import('pino'), import('../control/log-destination.js'), import('../control/process-guard.js'),
+    ]);
+    // Its stdout is router.log: a full disk drops lines instead of blocking or killing the router.
+    const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
+    installProcessGuards(log);
+    await runRouterProcess({ home: pilotHome(), host: o.host, port: Number(o.port), ...(o.trustedProxy ? { trustedProxies: o.trustedProxy } : {}), log });
+  }));
 
 program.command('agent')
   .description('run this machine as a node: join a control plane with a join token')
@@ -108,7 +150,8 @@ program.command('run')
   .argument('[dir]', 'app folder inside a git work tree', '.')
   .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
   .option('--node <version>', 'try another Node.js version or range than the app names (22.x, 18.20.8); recorded as from --node')
-  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
+  .option('--no-cache', 'do not restore node_modules from the build cache: install from scratch, then save a fresh entry')
+  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string; cache?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
 
 const appsCmd = program.command('apps').description('list apps (and `pilot apps create` one deployed by push)')
   .action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
@@ -122,6 +165,19 @@ appsCmd.command('create').description('deploy NAME from a repository on every pu
   .option('--github-token-file <file>', 'read the GitHub token from FILE (- for stdin)')
   .option('--status-api <url>', 'GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)')
   .action(action(async (name: string, o: { repo?: string; branch?: string; secret?: string; secretFile?: string; githubToken?: string; githubTokenFile?: string; statusApi?: string }, cmd: Command) => appsCreate(name, { ...g(cmd), ...o })));
+appsCmd.command('rm').description('remove APP: stop its instances, drop its routes, release its hosts, forget its secrets and webhook (artifacts stay for `pilot gc`)')
+  .argument('<app>')
+  .option('--yes', 'do not ask for confirmation')
+  .action(action(async (name: string, o: { yes?: boolean }, cmd: Command) => appsRemove(name, { ...g(cmd), ...o })));
+program.command('orphans').description('instances agents run that the control plane does not know (kept running); `pilot orphans stop ID` stops one')
+  .argument('[action]', 'list (default) | stop').argument('[id]')
+  .action(action(async (act: string | undefined, id: string | undefined, _o: object, cmd: Command) => orphans(act, id, g(cmd))));
+program.command('backup').description('write a consistent copy of the state database to FILE while the server runs (SQLite online backup)')
+  .argument('<file>')
+  .action(action(async (file: string, _o: object, cmd: Command) => backup(file, g(cmd))));
+program.command('restore').description('replace the state database with FILE (a `pilot backup`); refused while the server runs')
+  .argument('<file>')
+  .action(action(async (file: string, _o: object, cmd: Command) => restore(file, g(cmd))));
 const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
 secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value (visible in ps: prefer stdin or --from-file), or - (default) to read it from stdin')
   .option('--from-file <file>', 'read the value from FILE (a PEM key keeps its line breaks; one final newline is dropped)')

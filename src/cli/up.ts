@@ -1,4 +1,7 @@
-/** `pilot up`: everything on this machine: control plane, router, one local agent. */
+/**
+ * `pilot up`: everything on this machine: control plane, router (a process of its own, so that
+ * traffic outlives the control plane: cli/router-supervisor.ts), one local agent.
+ */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -9,6 +12,7 @@ import { startControlPlane } from '../control/server.js';
 import { PilotError } from '../core/errors.js';
 import { pilotHome } from './context.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
+import { superviseRouter } from './router-supervisor.js';
 
 export interface UpOptions {
   host: string;
@@ -19,6 +23,7 @@ export interface UpOptions {
   verbose?: boolean;
   /** CIDRs of proxies in front of the router whose X-Forwarded-* are believed (repeatable). */
   trustedProxy?: string[];
+  freshDatabase?: boolean;
 }
 
 function port(value: string, flag: string): number {
@@ -37,17 +42,39 @@ export async function up(opts: UpOptions): Promise<void> {
   const dest = new LogDestination(opts.verbose ? 1 : logFile);
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, dest);
   installProcessGuards(log);
+  const apiPort = port(opts.apiPort, '--api-port');
+  const routerPort = port(opts.routerPort, '--router-port');
+  // A damaged database, discovered after the start, ends the process: a supervisor sees it, and the
+  // router process keeps serving the last table meanwhile.
+  const fatal = (err: unknown): void => {
+    log.fatal({ err }, 'state database unusable; stopping');
+    process.stderr.write(`error: the state database is unusable: ${(err as Error).message}\nhint: stop Pilot and \`pilot restore BACKUP-FILE\`\n`);
+    dest.end();
+    process.exit(70);
+  };
   const cp = await startControlPlane({
     home,
     host: opts.host,
-    port: port(opts.apiPort, '--api-port'),
+    port: apiPort,
     routerHost: opts.routerHost,
-    routerPort: port(opts.routerPort, '--router-port'),
+    routerPort,
     logger: log,
     logStats: () => dest.stats,
     ...(opts.trustedProxy ? { trustedProxies: opts.trustedProxy } : {}),
+    router: 'process',
+    freshDatabase: opts.freshDatabase ?? false,
+    onFatal: fatal,
   });
-  writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: cp.routerUrl, pid: process.pid }), { mode: 0o600 });
+  let router;
+  try {
+    // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
+    const routerArgs = (opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]);
+    router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
+  } catch (err) {
+    await cp.close();
+    throw err;
+  }
+  writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: router.url, pid: process.pid }), { mode: 0o600 });
   let agent: Agent | undefined;
   if (opts.agent) {
     agent = new Agent({ server: cp.apiUrl, joinToken: cp.joinToken, home: join(home, 'agent'), runtimesDir: defaultRuntimeCacheDir(), name: 'local', address: '127.0.0.1', log: log.child({ part: 'agent' }) });
@@ -56,7 +83,7 @@ export async function up(opts: UpOptions): Promise<void> {
   const lines = [
     `pilot is up (state in ${home})`,
     `  control plane  ${cp.apiUrl}`,
-    `  router         ${cp.routerUrl}   (apps answer at http://<app>.localhost:${new URL(cp.routerUrl).port})`,
+    `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : 'its own process'})`,
     opts.agent ? `  agent          local (127.0.0.1)` : '  agent          none (start one with `pilot agent`)',
     `  log            ${opts.verbose ? 'stdout' : logFile}`,
   ];
@@ -73,13 +100,17 @@ export async function up(opts: UpOptions): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write(`\n${signal}: stopping (apps keep running and are re-adopted by the next \`pilot up\`)\n`);
+    process.stdout.write(`\n${signal}: stopping (apps and the router keep running and are adopted by the next \`pilot up\`; \`pilot down\` stops the router)\n`);
     void (async () => {
-      await agent?.close();
-      await cp.close();
-      rmSync(join(home, 'server.json'), { force: true });
-      dest.end();
-      process.exit(0);
+      try {
+        router.detach();
+        await agent?.close();
+        await cp.close();
+      } finally {
+        rmSync(join(home, 'server.json'), { force: true });
+        dest.end();
+        process.exit(0);
+      }
     })();
   };
   process.on('SIGINT', () => stop('SIGINT'));

@@ -81,7 +81,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
     const node = await authenticateNode(store, req);
     const first = await syncOnce(node, req.body, true, req.log);
     const waitMs = req.body.waitMs ?? 0;
-    if (waitMs === 0 || !sameSet(first.instances, req.body.instances)) return first;
+    const known = req.body.instances.filter((r) => !reconciler.isOrphan(node.id, r.id) || first.stop.includes(r.id));
+    if (waitMs === 0 || !sameSet(first.instances, known)) return first;
     // Nothing new for this agent: hold the answer until something changes (or the wait ends).
     const ended = reconciler.nodePolling(node.id);
     req.raw.socket.once('close', ended); // the agent went away: active checks take over at once
@@ -103,7 +104,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
   };
 
   /** Apply a report (when `apply`) and compute this node's desired instances. */
-  const syncOnce = (reportingNode: NodeRecord, body: SyncRequest, apply: boolean, log: FastifyBaseLogger): Promise<{ protocol: number; instances: InstanceSpec[] }> =>
+  const syncOnce = (reportingNode: NodeRecord, body: SyncRequest, apply: boolean, log: FastifyBaseLogger): Promise<{ protocol: number; instances: InstanceSpec[]; stop: string[] }> =>
     reconciler.serial(async () => {
       let node = reportingNode;
       reconciler.nodeHeardFrom(node.id);
@@ -127,12 +128,14 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         if (!mask) maskers.set(app, (mask = await appMasker(store, deps.box, app)));
         return mask(text);
       };
+      const orphans: Parameters<Reconciler['reportOrphans']>[2][number][] = [];
       for (const s of apply ? body.instances : []) {
         reported.add(s.id);
         const rec = mine.get(s.id);
         if (!rec) {
-          // Unknown or another node's: not in the answer, so the agent stops it. Never applied.
-          if (s.state !== 'stopped' && s.state !== 'stopping') log.warn({ node: node.name, instance: s.id }, 'agent reported an instance that is not its own; ignored');
+          // Unknown (a lost or restored database) or another node's: never applied, never stopped
+          // on a guess. The agent keeps it running; `pilot orphans stop ID` stops it.
+          if (s.state !== 'stopped') orphans.push({ id: s.id, app: s.app, revision: s.revision, state: s.state, port: s.port, pid: s.pid });
           continue;
         }
         if (rec.desired === 'stop' && s.state === 'stopped') {
@@ -167,7 +170,13 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           changed = true;
         }
       }
+      if (apply) {
+        for (const id of reconciler.reportOrphans(node.id, node.name, orphans)) {
+          log.warn({ node: node.name, instance: id }, 'agent runs an instance this control plane does not know: kept running as an orphan (`pilot orphans`)');
+        }
+      }
       if (changed) reconciler.nudge();
+      const stop = [...[...mine.values()].filter((r) => r.desired === 'stop').map((r) => r.id), ...reconciler.orphansToStop(node.id)];
       const instances: InstanceSpec[] = [];
       const secrets = new Map<string, Record<string, string>>();
       for (const rec of mine.values()) {
@@ -195,6 +204,6 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           ...(rec.kind !== 'release' && rev.config.port !== undefined && rev.config.runtime === 'process' && nodeIsolates(node) ? { netns: true } : {}),
         });
       }
-      return { protocol: AGENT_PROTOCOL, instances };
+      return { protocol: AGENT_PROTOCOL, instances, stop };
     });
 }

@@ -12,6 +12,8 @@ import type { SecretBox } from './secrets.js';
 import { registerLogRoutes } from './log-routes.js';
 import { assertRecordedRuntime } from './runtime-routes.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
+import { assertHostsFree } from './host-claims.js';
+import { instanceView } from '../core/instance-view.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -67,7 +69,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
           name: a.name,
           activeRevision: a.activeRevision ?? null,
           replicas: a.replicas,
-          ready: mine.filter((i) => i.state === 'ready' && i.revision === a.activeRevision).length,
+          ready: mine.filter((i) => instanceView(i, reconciler.nodeStatus(i.nodeId)) === 'ready' && i.revision === a.activeRevision).length,
           instances: mine.length,
           url: `http://${a.name}.localhost`,
           updatedAt: a.updatedAt,
@@ -89,7 +91,13 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         runtime: r.config.runtime, image: r.image ?? null, node: r.nodeRuntime ?? null,
       })),
       rollouts,
-      instances: instances.map((i) => ({ ...i, node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: i.address ?? nodes.get(i.nodeId)?.address })),
+      // state: what is known of the instance (instanceView); reported: the agent's last word.
+      instances: instances.map((i) => ({
+        ...i, reported: i.state, state: instanceView(i, nodes.has(i.nodeId) ? reconciler.nodeStatus(i.nodeId) : undefined),
+        node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: i.address ?? nodes.get(i.nodeId)?.address,
+      })),
+      routing: { problems: reconciler.routeProblems(a.name) },
+      orphans: reconciler.orphans().filter((o) => o.app === a.name),
     };
   });
 
@@ -149,7 +157,20 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         // Again inside the single writer, where the artifact GC runs: nothing is deleted from here to the commit.
         await assertBlobsPresent(blobs, revisionBlobDigests({ artifact: digest, config, image: b.image, nodeRuntime: b.node }), `revision of "${name}"`, false);
         const now = Date.now();
+        if ((await store.removingApps()).includes(name)) throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+        await assertHostsFree(store, reconciler, name, [`${name}.localhost`, ...config.hosts]);
         const existing = await store.getApp(name);
+        if (b.runId !== undefined) {
+          // A retried run (the server died mid-deploy) must not deploy its commit a second time: the
+          // revision its fence already made of this commit is the answer.
+          const run = await store.getRun(b.runId);
+          const made = run?.app === name && run.fence !== undefined ? await store.revisionOfFence(name, run.fence, b.commit) : undefined;
+          if (made) {
+            const rollouts = await store.listRollouts(name, 50);
+            const rollout = rollouts.find((r) => r.toRevision === made.number);
+            if (rollout) return { revision: made, rollout, reused: true };
+          }
+        }
         await store.upsertApp(name, config, now);
         if (!existing) await store.setReplicas(name, config.replicas, now);
         else if (existing.config.replicas !== config.replicas) await store.setReplicas(name, config.replicas, now);
@@ -169,17 +190,36 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         if (previous) await store.finishRollout(previous.id, 'failed', `superseded by revision ${revision.number}`, now);
         const current = await store.getApp(name);
         const rollout = await store.createRollout({ app: name, fromRevision: current?.activeRevision, toRevision: revision.number, startedAt: now });
-        return { revision, rollout };
+        return { revision, rollout, reused: false };
       });
       reconciler.nudge();
-      void reply.status(201);
+      void reply.status(result.reused ? 200 : 201);
       return {
-        revision: { number: result.revision.number, artifact: digest, commit: b.commit, dirty: result.revision.dirty, image: b.image ?? null, node: b.node ?? null },
+        revision: { number: result.revision.number, artifact: result.revision.artifact, commit: b.commit, dirty: result.revision.dirty, image: result.revision.image ?? null, node: result.revision.nodeRuntime ?? null },
         rollout: result.rollout,
         notes,
+        reused: result.reused,
       };
     },
   );
+
+  // Remove an app: stop its instances, drop its routes (the next table has no entry for it), release
+  // its hosts, cancel its queued runs, forget its secrets and webhook source. Its rows go once its
+  // last instance has stopped (reconciler); its artifacts stay until `pilot gc` collects them.
+  app.delete<{ Params: { app: string } }>('/api/v1/apps/:app', async (req) => {
+    const name = assertName(req.params.app);
+    const removed = await reconciler.serial(async () => {
+      const a = await store.getApp(name);
+      if (!a) throw new PilotError('app_not_found', `app "${name}" not found`);
+      const instances = (await store.listInstances({ app: name })).length;
+      await store.removeApp(name, Date.now());
+      await reconciler.publishRoutes();
+      return { instances };
+    });
+    reconciler.wake();
+    reconciler.nudge();
+    return { app: name, removed: true, stopping: removed.instances };
+  });
 
   app.get<{ Params: { app: string; id: string } }>('/api/v1/apps/:app/rollouts/:id', async (req) => {
     const a = await mustGetApp(store, req.params.app);

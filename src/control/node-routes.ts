@@ -26,11 +26,20 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
         status: reconciler.nodeStatus(n.id),
         scheduling: n.scheduling,
         instances: instances.filter((i) => i.nodeId === n.id && i.desired !== 'stop').length,
+        orphans: reconciler.orphans().filter((o) => o.nodeId === n.id).length,
         cpus: n.cpus ?? null, memoryMb: n.memoryMb ?? null,
         runtimes: n.runtimes,
         lastSeenAt: n.lastSeenAt, registeredAt: n.registeredAt,
       })),
     };
+  });
+
+  // Instances agents run that this control plane has no record of: kept running, never stopped on a guess.
+  app.get('/api/v1/orphans', async () => ({ orphans: reconciler.orphans() }));
+  app.post<{ Params: { id: string } }>('/api/v1/orphans/:id/stop', async (req) => {
+    const o = reconciler.stopOrphan(req.params.id);
+    if (!o) throw new PilotError('not_found', `no node reports an orphan instance "${req.params.id}"`, { hint: 'List them with `pilot orphans`.' });
+    return { orphan: o };
   });
 
   const setScheduling = (path: string, to: NodeScheduling): void => {

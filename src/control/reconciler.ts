@@ -14,6 +14,7 @@ import { schedule, type SchedulerInstance, type SchedulerNode } from '../core/sc
 import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, NodeRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
+import { admitRoutes } from '../router/routing-table.js';
 
 export interface RouteUpstream { id: string; app: string; revision: number; host: string; port: number }
 export interface RouteEntry { app: string; hosts: string[]; upstreams: RouteUpstream[] }
@@ -24,10 +25,34 @@ export interface RoutingSink {
   inflight(upstreamId: string): number;
 }
 
+/** An instance an agent runs that the control plane has no record of (kept running; see agent.converge). */
+export interface OrphanInstance {
+  readonly id: string;
+  readonly nodeId: string;
+  readonly node: string;
+  readonly app: string | undefined;
+  readonly revision: number | undefined;
+  readonly state: string;
+  readonly port: number | undefined;
+  readonly pid: number | undefined;
+  /** Wall clock ms when this control plane first heard of it. */
+  readonly since: number;
+  /** `pilot orphans stop ID` was asked: the node is told to stop it. */
+  readonly stopping: boolean;
+}
+
 export interface ReconcilerSettings {
   intervalMs: number;
   maxDrainMs: number;
   crashLoopRestarts: number;
+  /** Called when a pass fails because the database is damaged: nothing can be decided any more. */
+  onFatal?: ((err: unknown) => void) | undefined;
+}
+
+/** SQLite saying its file is damaged or gone: retrying cannot help. */
+function isFatalStoreError(err: unknown): boolean {
+  const code = String((err as { code?: unknown } | undefined)?.code ?? '');
+  return code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_IOERR');
 }
 
 const monoNow = (): number => performance.now();
@@ -63,6 +88,12 @@ export class Reconciler {
   private timer: NodeJS.Timeout | undefined;
   private pending = false;
   private readonly waiters = new Set<() => void>();
+  /** Why part of an app's route is left out of the table (logged once per change, shown by status). */
+  private problems = new Map<string, string[]>();
+  private lastPublishError: string | undefined;
+  private lastFailure: string | undefined;
+  /** Orphans by node, as last reported (memory only: every agent reports them again after a restart). */
+  private readonly orphanMap = new Map<string, Map<string, OrphanInstance>>();
 
   constructor(
     private readonly store: Store,
@@ -81,7 +112,7 @@ export class Reconciler {
   start(): void {
     const loop = (): void => {
       this.timer = setTimeout(() => {
-        this.tick().catch((err: unknown) => this.log.error({ err }, 'reconcile pass failed')).finally(loop);
+        this.tick().catch((err: unknown) => this.failed(err)).finally(loop);
       }, this.settings.intervalMs);
       this.timer.unref();
     };
@@ -99,8 +130,17 @@ export class Reconciler {
     this.pending = true;
     setImmediate(() => {
       this.pending = false;
-      this.tick().catch((err: unknown) => this.log.error({ err }, 'reconcile pass failed'));
+      this.tick().catch((err: unknown) => this.failed(err));
     });
+  }
+
+  /** A pass that fails the same way every 250 ms is logged once, then again when the error changes. */
+  private failed(err: unknown): void {
+    const msg = (err as Error)?.message ?? String(err);
+    if (msg !== this.lastFailure) this.log.error({ err }, 'reconcile pass failed');
+    else this.log.debug({ err: msg }, 'reconcile pass failed again');
+    this.lastFailure = msg;
+    if (isFatalStoreError(err)) this.settings.onFatal?.(err);
   }
 
   /** Resolve when desired instances change (for any node), or after `ms`: agents long-poll on this. */
@@ -167,7 +207,10 @@ export class Reconciler {
     return this.serial(async () => {
       const draining = new Set((await this.store.listNodes()).filter((n) => n.scheduling === 'draining').map((n) => n.id));
       for (const app of await this.store.listApps()) await this.reconcileApp(app, draining);
+      for (const name of await this.store.purgeRemovedApps()) this.log.info({ app: name }, 'app removed: its last instance stopped');
       await this.publishRoutes();
+      if (this.lastFailure !== undefined) this.log.info('reconcile passes succeed again');
+      this.lastFailure = undefined;
     });
   }
 
@@ -312,13 +355,18 @@ export class Reconciler {
     }));
   }
 
-  /** Compute the full routing table from the store and hand it to the router. */
+  /**
+   * Compute the full routing table from the store and hand it to the router. Built per app
+   * (router/routing-table.ts admitRoutes): an app whose entry is wrong loses that entry, with its
+   * reason, and every other app keeps routing. The first app to claim a host (oldest) keeps it.
+   */
   async publishRoutes(): Promise<void> {
     const nodes = new Map((await this.store.listNodes()).map((n) => [n.id, n]));
     const byApp = new Map<string, InstanceRecord[]>();
     for (const i of await this.store.listInstances()) byApp.set(i.app, [...(byApp.get(i.app) ?? []), i]);
-    const routes: RouteEntry[] = [];
-    for (const app of await this.store.listApps()) {
+    const candidates: RouteEntry[] = [];
+    const apps = (await this.store.listApps()).sort((a, b) => a.createdAt - b.createdAt || a.name.localeCompare(b.name));
+    for (const app of apps) {
       const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
       const hosts = [`${app.name}.localhost`, ...(active?.config.hosts ?? [])];
       const upstreams: RouteUpstream[] = [];
@@ -327,9 +375,78 @@ export class Reconciler {
         if (!active || !node || this.nodeStatus(node.id) === 'down' || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
         upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: i.address ?? node.address, port: i.port });
       }
-      routes.push({ app: app.name, hosts, upstreams });
+      candidates.push({ app: app.name, hosts, upstreams });
     }
-    this.routing.set(routes);
+    const { routes, problems } = admitRoutes(candidates);
+    const next = new Map<string, string[]>();
+    for (const p of problems) next.set(p.app, [...(next.get(p.app) ?? []), p.message]);
+    for (const [app, list] of next) {
+      if (JSON.stringify(this.problems.get(app)) !== JSON.stringify(list)) this.log.error({ app, problems: list }, 'part of the app\'s route is left out of the routing table');
+    }
+    for (const app of this.problems.keys()) if (!next.has(app)) this.log.info({ app }, 'app\'s route is whole again');
+    this.problems = next;
+    try {
+      this.routing.set(routes as RouteEntry[]);
+      if (this.lastPublishError !== undefined) this.log.info('routing table accepted again');
+      this.lastPublishError = undefined;
+    } catch (err) {
+      // Logged once per distinct error, not on every pass.
+      const msg = (err as Error).message;
+      if (msg !== this.lastPublishError) this.log.error({ err }, 'routing table not published');
+      this.lastPublishError = msg;
+    }
+  }
+
+  /** Record what a node reported about instances the store does not know; returns the ids that are new. */
+  reportOrphans(nodeId: string, node: string, reported: readonly Omit<OrphanInstance, 'nodeId' | 'node' | 'since' | 'stopping'>[]): string[] {
+    const before = this.orphanMap.get(nodeId) ?? new Map<string, OrphanInstance>();
+    const next = new Map<string, OrphanInstance>();
+    const fresh: string[] = [];
+    for (const r of reported) {
+      const old = before.get(r.id);
+      if (!old) fresh.push(r.id);
+      next.set(r.id, { ...r, nodeId, node, since: old?.since ?? Date.now(), stopping: old?.stopping ?? false });
+    }
+    if (next.size > 0) this.orphanMap.set(nodeId, next);
+    else this.orphanMap.delete(nodeId);
+    return fresh;
+  }
+
+  orphans(): OrphanInstance[] {
+    return [...this.orphanMap.values()].flatMap((m) => [...m.values()]);
+  }
+
+  isOrphan(nodeId: string, id: string): boolean {
+    return this.orphanMap.get(nodeId)?.has(id) ?? false;
+  }
+
+  /** Tell the orphan's node to stop it (with its next sync); false if no node reports it. */
+  stopOrphan(id: string): OrphanInstance | undefined {
+    for (const m of this.orphanMap.values()) {
+      const o = m.get(id);
+      if (o) {
+        const s = { ...o, stopping: true };
+        m.set(id, s);
+        this.wakeAgents();
+        return s;
+      }
+    }
+    return undefined;
+  }
+
+  /** Orphans of this node that it must stop. */
+  orphansToStop(nodeId: string): string[] {
+    return [...(this.orphanMap.get(nodeId)?.values() ?? [])].filter((o) => o.stopping).map((o) => o.id);
+  }
+
+  /** Wake every long-polling agent (something they must act on changed). */
+  wake(): void {
+    this.wakeAgents();
+  }
+
+  /** Why parts of this app's route are left out of the table (empty: none). */
+  routeProblems(app: string): readonly string[] {
+    return this.problems.get(app) ?? [];
   }
 
   /**

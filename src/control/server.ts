@@ -2,7 +2,7 @@
  * The control plane process: REST API + artifact repository + reconcile loop + router, wired
  * together over one store. `startControlPlane` is what `pilot server` and `pilot up` run.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { guardEntries, makePrivate } from '../files/private-tree.js';
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
@@ -17,6 +17,11 @@ import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
 import { SqliteStore } from '../store/sqlite-store.js';
+import { TableFeed } from '../router/table-feed.js';
+import { readRouterFile } from '../router/router-process.js';
+import { registerRouterRoutes } from './router-routes.js';
+import { registerBackupRoutes } from './backup-routes.js';
+import { request } from 'undici';
 import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
 import { registerAppRoutes } from './app-routes.js';
 import { gcIntervalFromEnv, gcSettingsFromEnv, registerArtifactGcRoutes, startArtifactGcTimer } from './artifact-gc.js';
@@ -60,10 +65,20 @@ export interface ControlPlaneOptions {
   trustedProxies?: readonly string[];
   /** The log destination's state (dropped lines while the disk was full), for /healthz. */
   logStats?: () => LogDestinationStats;
+  /**
+   * embedded (default): the router runs in this process. process: no router here; a router
+   * process (`pilot router`, started by `pilot up`) follows the table through /api/v1/router/sync.
+   */
+  router?: 'embedded' | 'process';
+  /** Start with an empty database although state exists beside it (see assertStateConsistent). */
+  freshDatabase?: boolean;
+  /** The database cannot be used any more (damaged under us): the process must end, loudly. */
+  onFatal?: (err: unknown) => void;
 }
 
 export interface ControlPlane {
   readonly apiUrl: string;
+  /** The embedded router's URL; empty in router mode `process`. */
   readonly routerUrl: string;
   readonly adminToken: string;
   readonly adminTokenCreated: boolean;
@@ -80,10 +95,41 @@ function authMode(method: string, url: string): 'none' | 'admin' | 'admin-or-nod
   if (path === '/healthz') return 'none';
   if (path.startsWith('/api/v1/agent/')) return 'self';
   if (path.startsWith('/hooks/')) return 'self'; // signed by the app's webhook secret
+  if (path.startsWith('/api/v1/router/')) return 'self'; // the router token (router-routes.ts)
   if (path.startsWith('/api/v1/artifacts/') && (method === 'GET' || method === 'HEAD')) return 'admin-or-node';
   // An agent reports a download that did not hash to its digest (artifacts/routes.ts).
   if (method === 'POST' && /^\/api\/v1\/artifacts\/[^/]+\/verify$/.test(path)) return 'admin-or-node';
   return 'admin';
+}
+
+/** What in `home` shows that Pilot ran here before (so a missing database is lost, not new). */
+export function stateEvidence(home: string): string[] {
+  const nonEmpty = (dir: string): boolean => {
+    try {
+      return readdirSync(join(home, dir)).length > 0;
+    } catch {
+      return false;
+    }
+  };
+  const found: string[] = [];
+  for (const f of ['secret.key', 'admin-token', 'join-token', 'agent/node.json']) if (existsSync(join(home, f))) found.push(f);
+  for (const d of ['artifacts', 'agent/instances', 'runs']) if (nonEmpty(d)) found.push(`${d}/`);
+  return found;
+}
+
+/**
+ * A missing database next to existing state is lost, not new: starting empty would make every
+ * running instance unknown and every host 404. Refuse, unless told to start fresh.
+ */
+function assertStateConsistent(home: string, fresh: boolean): void {
+  const db = join(home, 'pilot.db');
+  if (existsSync(db) || fresh) return;
+  const evidence = stateEvidence(home);
+  if (evidence.length === 0) return;
+  throw new PilotError('state_without_database', `the state database ${db} is missing, but ${home} holds Pilot state (${evidence.join(', ')})`, {
+    hint: 'Restore it with `pilot restore BACKUP-FILE`, or start with an empty database on purpose with `--fresh-database` '
+      + '(running apps keep running and are listed as orphans by `pilot orphans`; deploy them again to manage them).',
+  });
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
@@ -91,9 +137,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // Checked before anything is opened: a bad --trusted-proxy is a plain error, nothing to clean up.
   const trusted = new TrustedProxies(opts.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
   mkdirSync(opts.home, { recursive: true, mode: 0o700 });
+  assertStateConsistent(opts.home, opts.freshDatabase ?? false);
+  const store = new SqliteStore(join(opts.home, 'pilot.db'));
+  if (opts.freshDatabase) log.warn({ home: opts.home }, 'started with a fresh database (--fresh-database): instances agents still run are kept as orphans');
   const admin = loadOrCreateToken(join(opts.home, 'admin-token'), 'pilot_admin');
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
-  const store = new SqliteStore(join(opts.home, 'pilot.db'));
+  const routerToken = loadOrCreateToken(join(opts.home, 'router-token'), 'pilot_router');
   const box = new SecretBox(join(opts.home, 'secret.key'));
   let publicUrl = opts.publicUrl ?? '';
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
@@ -106,18 +155,33 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const table = new RoutingTable();
-  const router = await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry, trusted }).catch((err: unknown) => {
-    store.close();
-    throw listenError(err, 'router', opts.routerHost, opts.routerPort);
-  });
-  const reconciler = new Reconciler(store, { set: (routes) => table.set(routes), inflight: (id) => router.inflight(id) }, log.child({ part: 'reconciler' }), {
+  const feed = new TableFeed();
+  const embedded = (opts.router ?? 'embedded') === 'embedded';
+  const router = embedded
+    ? await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry, trusted }).catch((err: unknown) => {
+      store.close();
+      throw listenError(err, 'router', opts.routerHost, opts.routerPort);
+    })
+    : undefined;
+  // The feed always follows the table (routers in their own process, here or elsewhere, read it);
+  // in-flight counts come from the embedded router, else from what the router process reports.
+  const sink = {
+    set: (routes: Parameters<RoutingTable['set']>[0]) => {
+      if (router) table.set(routes);
+      feed.set(routes);
+    },
+    inflight: (id: string) => (router ? router.inflight(id) : feed.inflight(id)),
+  };
+  const reconciler = new Reconciler(store, sink, log.child({ part: 'reconciler' }), {
     intervalMs: opts.reconcileIntervalMs ?? 250,
     maxDrainMs: 30_000,
     crashLoopRestarts: 3,
+    onFatal: opts.onFatal,
   });
   const monitor = new NodeMonitor(store, log.child({ part: 'nodes' }), () => reconciler.nudge(), {
     suspectAfterMs: envMs('PILOT_NODE_SUSPECT_MS', DEFAULT_NODE_HEALTH.suspectAfterMs),
     downAfterMs: envMs('PILOT_NODE_DOWN_MS', DEFAULT_NODE_HEALTH.downAfterMs),
+    startupGraceMs: envMs('PILOT_NODE_GRACE_MS', DEFAULT_NODE_HEALTH.startupGraceMs ?? 10_000),
     intervalMs: envMs('PILOT_NODE_CHECK_MS', 250),
     probeTimeoutMs: 250,
   });
@@ -172,8 +236,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   api.get('/metrics', async (_req, reply) => {
     void reply.type(registry.contentType);
-    return registry.metrics();
+    return (await registry.metrics()) + (router ? '' : await routerProcessMetrics(opts.home, routerToken.token));
   });
+  registerRouterRoutes(api, { feed, tokens: () => [routerToken.token, admin.token] });
+  registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, { blobs, meta: { putMeta: (m) => store.putArtifactMeta(m), getMeta: (d) => store.getArtifactMeta(d), listMeta: (a) => store.listArtifactMeta(a) }, maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3 });
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
   registerAppRoutes(api, { store, box, blobs, reconciler });
@@ -189,7 +255,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     // A fleet's agents all reconnect at once after a restart: a deep accept queue rather than refused connections.
     await api.listen({ host: opts.host, port: opts.port, backlog: 4096 });
   } catch (err) {
-    await router.close();
+    await router?.close();
     store.close();
     throw listenError(err, 'control plane', opts.host, opts.port);
   }
@@ -197,19 +263,31 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   publicUrl ||= `http://${opts.host}:${port}`;
   const loopback = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
+  const interrupted = await store.interruptForegroundRuns(Date.now());
+  if (interrupted > 0) log.warn({ runs: interrupted }, 'runs left running by the previous control plane marked interrupted');
   await reconciler.tick();
   reconciler.start();
+  // Bound what a lost WAL file could take with it: copy committed pages into the database file
+  // every few seconds (PASSIVE: never waits for readers, costs nothing when there is nothing new).
+  const checkpoint = setInterval(() => {
+    try {
+      store.checkpoint();
+    } catch (err) {
+      log.warn({ err }, 'WAL checkpoint failed');
+    }
+  }, 5000);
+  checkpoint.unref();
   monitor.start();
   const worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000) });
   cd.worker = worker;
   await worker.start();
   const stopGc = startArtifactGcTimer({ store, blobs, reconciler }, log.child({ part: 'gc' }), opts.gcIntervalMs ?? gcIntervalFromEnv(), () => gcSettingsFromEnv());
   const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
-  log.info({ api: `http://${opts.host}:${port}`, router: router.url }, 'control plane started');
+  log.info({ api: `http://${opts.host}:${port}`, router: router?.url ?? 'process' }, 'control plane started');
 
   return {
     apiUrl: `http://${opts.host}:${port}`,
-    routerUrl: router.url,
+    routerUrl: router?.url ?? '',
     adminToken: admin.token,
     adminTokenCreated: admin.created,
     joinToken: join_.token,
@@ -219,6 +297,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       homeGuard?.close();
       stopGc();
       stopScrub();
+      clearInterval(checkpoint);
+      feed.release();
       await worker.stop();
       reconciler.stop();
       monitor.stop();
@@ -235,10 +315,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         clearInterval(sweep);
         clearTimeout(cut);
       }
-      await router.close();
+      await router?.close();
       store.close();
     },
   };
+}
+
+/** The router process's pilot_router_* metrics, appended to /metrics (nothing if it does not answer). */
+async function routerProcessMetrics(home: string, token: string): Promise<string> {
+  const info = readRouterFile(home);
+  if (!info) return '';
+  try {
+    const res = await request(`${info.admin}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 1000, bodyTimeout: 1000 });
+    const text = await res.body.text();
+    return res.statusCode === 200 ? text : '';
+  } catch {
+    return '';
+  }
 }
 
 /** A failed listen, said plainly: which part, which address, and what to do. */

@@ -58,6 +58,7 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
       if (b.secret !== undefined) assertSecretValue(b.secret, 'the webhook secret');
       if (b.githubToken !== undefined) assertSecretValue(b.githubToken, 'the GitHub token');
       const secret = b.secret ?? randomBytes(24).toString('base64url');
+      if ((await store.removingApps()).includes(name)) throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
       const existing = await store.getApp(name);
       const rec = await store.setAppSource(name, existing?.config ?? resolveAppConfig({}, name), {
         repo, branch, webhookSecret: box.seal(secret),

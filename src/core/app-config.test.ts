@@ -17,6 +17,10 @@ describe('pilot.yaml', () => {
     assert.deepEqual(c.health, { path: '/', intervalMs: 1000, timeoutMs: 2000 });
     assert.equal(c.runtime, 'process');
     assert.equal(c.node, undefined);
+    assert.equal(c.buildCache, true);
+    assert.equal(c.pruneDevDependencies, true);
+    const off = resolveAppConfig(validateAppConfig({ build_cache: false, prune_dev_dependencies: false }), 'shop');
+    assert.deepEqual([off.buildCache, off.pruneDevDependencies], [false, false]);
     const d = resolveAppConfig(validateAppConfig({ runtime: 'docker', dockerfile: 'deploy/Dockerfile', node: '22.x' }), 'shop');
     assert.deepEqual([d.runtime, d.dockerfile, d.node], ['docker', 'deploy/Dockerfile', '22.x']);
   });
@@ -40,6 +44,8 @@ describe('pilot.yaml', () => {
     bad({ env: { 'BAD-KEY': 'x' } }, /env\.BAD-KEY: environment variable names must match/);
     bad({ env: { OK: 3 } }, /env\.OK: must be string/);
     bad('just a string', /expected a mapping/);
+    bad({ build_cache: 'no' }, /build_cache: must be boolean/);
+    bad({ prune_dev_dependencies: 0 }, /prune_dev_dependencies: must be boolean/);
   });
 
   it('refuses an unterminated quote in a command', () => {

@@ -66,6 +66,8 @@ export const AppConfigSchema = Type.Object(
       Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false }),
     ),
     release: Type.Optional(Type.Union([Command, Type.Literal(false)], { description: 'Release phase: a command run once per deploy, on one node, with the new revision and the app\'s env, before traffic moves (migrations); a failure stops the deploy. Default: the Procfile release: line. false: none' })),
+    build_cache: Type.Optional(Type.Boolean({ description: 'Reuse installed dependencies between builds (default true): an unchanged lockfile, Node.js version, platform and package manager version restore node_modules from the build machine\'s cache and skip the install; `pilot run --no-cache` bypasses it once' })),
+    prune_dev_dependencies: Type.Optional(Type.Boolean({ description: 'Remove devDependencies from node_modules after the build commands ran, before packaging (default true): `npm prune --omit=dev`, `pnpm prune --prod`, yarn 1 `install --production`' })),
   },
   { additionalProperties: false, $id: 'https://pilot.dev/schema/pilot.schema.json', title: 'pilot.yaml' },
 );
@@ -86,6 +88,10 @@ export interface AppConfig {
   readonly run: readonly string[] | undefined;
   /** Release phase argv; undefined = none (the pipeline fills it from the Procfile `release:` line). */
   readonly release: readonly string[] | undefined;
+  /** pilot.yaml build_cache (default true). */
+  readonly buildCache: boolean;
+  /** pilot.yaml prune_dev_dependencies (default true). */
+  readonly pruneDevDependencies: boolean;
   readonly port: number | undefined;
   readonly env: Readonly<Record<string, string>>;
   readonly hosts: readonly string[];
@@ -212,6 +218,8 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     build: input.build?.map(toArgv),
     run: input.run === undefined ? undefined : toArgv(input.run),
     release: input.release === undefined || input.release === false ? undefined : toArgv(input.release),
+    buildCache: input.build_cache ?? true,
+    pruneDevDependencies: input.prune_dev_dependencies ?? true,
     port: input.port,
     env: { ...(input.env ?? {}) },
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),

@@ -65,6 +65,11 @@ export const CATALOGUE = {
   port_in_use: { status: 409, retryable: true, hint: 'Another process listens there (another `pilot up`?). Stop it, or choose other ports with --api-port / --router-port.' },
   server_unreachable: { status: 503, retryable: true, hint: 'Start the server with `npm start` (pilot up), or point the CLI at it with --server / PILOT_SERVER.' },
   disk_full: { status: 507, retryable: true, hint: 'Free space on that filesystem (`pilot gc` deletes artifacts nothing uses), or move $PILOT_HOME to a bigger disk; Pilot carries on by itself once there is room.' },
+  host_taken: { status: 409, retryable: false, hint: 'Pick another host in pilot.yaml `hosts:`, or remove the other app first (`pilot apps rm APP`).' },
+  app_removing: { status: 409, retryable: true, hint: 'The app is being removed (its instances are stopping); try again in a few seconds.' },
+  database_corrupt: { status: 500, retryable: false },
+  state_without_database: { status: 500, retryable: false },
+  server_running: { status: 409, retryable: false, hint: 'Stop `pilot up` / `pilot server` first (Ctrl-C or SIGTERM); apps keep running.' },
   internal: { status: 500, retryable: true, hint: 'This is a bug in Pilot; the server log has the details.' },
 } as const satisfies Record<string, CatalogueEntry>;
 

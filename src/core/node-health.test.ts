@@ -16,9 +16,12 @@ describe('node health', () => {
     assert.equal(nodeStatus({ sinceAgentOkMs: 60_000, watchedForMs: 60_000, instancesAnswering: true }), 'suspect');
   });
 
-  it('gives a node never heard from since start-up the same grace', () => {
-    assert.equal(nodeStatus({ sinceAgentOkMs: undefined, watchedForMs: 200, instancesAnswering: undefined }), 'ready');
-    assert.equal(nodeStatus({ sinceAgentOkMs: undefined, watchedForMs: 5000, instancesAnswering: undefined }), 'down');
+  it('keeps a node never heard from since start-up suspect for the start-up grace, then down if silent', () => {
+    assert.equal(nodeStatus({ sinceAgentOkMs: undefined, watchedForMs: 200, instancesAnswering: undefined }), 'suspect');
+    assert.equal(nodeStatus({ sinceAgentOkMs: undefined, watchedForMs: 9000, instancesAnswering: false }), 'suspect', 'not down while the agent may not have reported yet');
+    assert.equal(nodeStatus({ sinceAgentOkMs: undefined, watchedForMs: 15_000, instancesAnswering: undefined }), 'down');
+    assert.equal(nodeStatus({ sinceAgentOkMs: 100, watchedForMs: 200, instancesAnswering: undefined }), 'ready', 'heard from: ready at once');
+    assert.equal(nodeStatus({ sinceAgentOkMs: undefined, watchedForMs: 5000, instancesAnswering: undefined }, { suspectAfterMs: 600, downAfterMs: 1500 }), 'down', 'no grace configured');
   });
 
   it('is monotonic in silence (property)', () => {

@@ -54,6 +54,8 @@ export interface RegisterResponse {
 
 const InstanceStatusSchema = Type.Object({
   id: Type.String({ maxLength: 200 }),
+  app: Type.Optional(Type.String({ maxLength: 200 })),
+  revision: Type.Optional(Type.Integer({ minimum: 0 })),
   state: Type.Union(['pending', 'starting', 'ready', 'unhealthy', 'backoff', 'failed', 'stopping', 'stopped'].map((s) => Type.Literal(s))),
   port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
   pid: Type.Optional(Type.Integer({ minimum: 1 })),

@@ -85,6 +85,9 @@ export type InstanceState =
 /** What an agent reports about one instance. */
 export interface InstanceStatus {
   readonly id: string;
+  /** What the agent was told it runs (lets the control plane name an orphan). */
+  readonly app?: string | undefined;
+  readonly revision?: number | undefined;
   readonly state: InstanceState;
   readonly port: number | undefined;
   readonly pid: number | undefined;

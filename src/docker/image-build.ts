@@ -24,6 +24,30 @@ export function defaultBaseImage(env: NodeJS.ProcessEnv = process.env): string {
   return configured ? configured : baseImageTag(process.versions.node);
 }
 
+/** The base image is on the engine, else base_image_missing with the command that makes it. */
+export async function requireBaseImage(engine: Engine, base: string): Promise<void> {
+  try {
+    await engine.getImage(base).inspect();
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode !== 404) throw engineError(err, `inspecting the base image ${base}`);
+    throw new PilotError('base_image_missing', `the base image ${base} for a generated Dockerfile is not on this machine's Docker engine`, {
+      hint: `Run \`pilot images bootstrap-node\` on this machine (it builds ${baseImageTag(process.versions.node)} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
+    });
+  }
+}
+
+/** The command a generated Dockerfile starts: pilot.yaml `run`, the Procfile `web:` line, or package.json's start. */
+export async function generatedCommand(appDir: string, run: readonly string[] | undefined): Promise<readonly string[]> {
+  const procfile = await readRegularFile(appDir, 'Procfile');
+  const pkg = await readPackageJson(appDir);
+  return resolveRunCommand(run, procfile, pkg && stringScripts(pkg));
+}
+
+/** Throws what generateDockerfile would (invalid_config: the base has no shell) before anything is built. */
+export async function checkGeneratedCommand(appDir: string, run: readonly string[] | undefined, baseImage: string): Promise<void> {
+  generateDockerfile({ baseImage, command: await generatedCommand(appDir, run), entries: [] });
+}
+
 /** The app's own Dockerfile (relative path), or undefined when Pilot generates one. */
 export async function ownDockerfile(appDir: string, configured: string | undefined): Promise<string | undefined> {
   if (configured !== undefined) return resolveDockerfile(appDir, configured);
@@ -71,17 +95,8 @@ export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage>
     context = (await buildContext(req.appDir, { dockerfile })).stream;
   } else {
     const base = req.baseImage ?? defaultBaseImage();
-    try {
-      await engine.getImage(base).inspect();
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode !== 404) throw err;
-      throw new PilotError('base_image_missing', `the base image ${base} for a generated Dockerfile is not on this machine's Docker engine`, {
-        hint: `Run \`pilot images bootstrap-node\` on this machine (it builds ${baseImageTag(process.versions.node)} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
-      });
-    }
-    const procfile = await readRegularFile(req.appDir, 'Procfile');
-    const pkg = await readPackageJson(req.appDir);
-    const command = resolveRunCommand(req.run, procfile, pkg && stringScripts(pkg));
+    await requireBaseImage(engine, base);
+    const command = await generatedCommand(req.appDir, req.run);
     const entries = await listContext(req.appDir);
     generated = generateDockerfile({ baseImage: base, command, entries });
     dockerfile = GENERATED_DOCKERFILE;

@@ -15,7 +15,7 @@ import { secretMasker } from '../core/mask.js';
 import type { ApiClient } from '../control/api-client.js';
 import { withNodeRuntime } from '../node-runtime/build-env.js';
 import type { UnpackedRuntime } from '../node-runtime/runtime-package.js';
-import { buildSteps, lockfileManager, type BuildStep } from './build-plan.js';
+import { buildSteps, lockfileManager, type BuildStep, type WorkspaceFacts } from './build-plan.js';
 import { packageManagerEnv, wantedPackageManager, type PackageManager, type WantedPackageManager } from './package-manager.js';
 import { packageManagerCacheDir, providePackageManager, type ProvidedPackageManager } from './provide-package-manager.js';
 import type { RunLog } from './run-log.js';
@@ -23,6 +23,7 @@ import { readUserSetup } from './user-setup.js';
 import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
 
 export interface PreparedBuild {
+  readonly facts: WorkspaceFacts;
   readonly plan: readonly BuildStep[];
   /** The whole environment of every build step. */
   readonly env: Record<string, string>;
@@ -70,7 +71,7 @@ export async function prepareBuild(o: {
   const base = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, { ...setup.env, ...packageManagerEnv(pm, facts.yarnLinker), ...o.config.env, ...secrets });
   const withNode = o.pinned ? withNodeRuntime(base, o.pinned, o.pairedNpmBinDir) : base;
   const env = provided ? { ...withNode, PATH: `${provided.binDir}:${withNode['PATH']}` } : withNode;
-  return { plan: buildSteps(o.config.build, facts, pm), env, pm, wanted, provided, app: o.config.name, missingVars: setup.missingVars };
+  return { facts, plan: buildSteps(o.config.build, facts, pm), env, pm, wanted, provided, app: o.config.name, missingVars: setup.missingVars };
 }
 
 /**

@@ -196,3 +196,32 @@ describe('formatArgv', () => {
     assert.equal(formatArgv(['node', '-e', 'a\nb']), 'node -e "a\\nb"');
   });
 });
+
+describe('runCommand silence notices', () => {
+  it('calls onSilence after each quiet period with the time since the start, and never after the exit', async () => {
+    const notices: number[] = [];
+    const r = await runCommand(node('setTimeout(() => {}, 1300)'), base({ silenceMs: 300, onSilence: (ms) => notices.push(ms) }));
+    assert.equal(r.code, 0);
+    // Under load the timers run late, never early: at least two notices, increasing, each ≥ 300 ms apart from the start.
+    assert.ok(notices.length >= 2, `notices: ${notices.join(', ')}`);
+    assert.ok(notices[0]! >= 290, `first notice at ${notices[0]} ms`);
+    for (let i = 1; i < notices.length; i++) assert.ok(notices[i]! > notices[i - 1]!);
+    const count = notices.length;
+    await sleep(700);
+    assert.equal(notices.length, count, 'no notice after the command exited');
+  });
+
+  it('is reset by every output line: a chatty command gets no notice', async () => {
+    const notices: number[] = [];
+    const code = 'let i = 0; const t = setInterval(() => { console.log(i); if (++i === 12) clearInterval(t); }, 100);';
+    const r = await runCommand(node(code), base({ silenceMs: 1500, onSilence: (ms) => notices.push(ms) }));
+    assert.equal(r.code, 0);
+    assert.deepEqual(notices, []);
+  });
+
+  it('a throwing onSilence does not stop the command', async () => {
+    const r = await runCommand(node('setTimeout(() => console.log("done"), 600)'), base({ silenceMs: 100, onSilence: () => { throw new Error('boom'); } }));
+    assert.equal(r.code, 0);
+    assert.deepEqual(r.tail, ['done']);
+  });
+});

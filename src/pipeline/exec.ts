@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { PilotError } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import { LineSplitter, Tail } from './lines.js';
+import { SilenceTimer } from './silence.js';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -28,6 +29,13 @@ export interface RunOptions {
   readonly stdout?: NodeJS.WritableStream;
   /** Between SIGTERM and SIGKILL when stopping the process group (default 5 s). */
   readonly killGraceMs?: number;
+  /**
+   * Called when the command has printed no line for `silenceMs`, then again every `silenceMs` while
+   * it stays silent, with the time since it started: `still installing… 2m10s`. Must not throw.
+   */
+  readonly onSilence?: (elapsedMs: number) => void;
+  /** Default 15 s. */
+  readonly silenceMs?: number;
 }
 
 export interface RunResult {
@@ -41,6 +49,7 @@ export interface RunResult {
 
 const DEFAULT_TAIL = 40;
 const DEFAULT_KILL_GRACE_MS = 5000;
+const DEFAULT_SILENCE_MS = 15_000;
 /** setTimeout fires at once for delays above 2^31-1 ms, so longer timeouts are clamped (24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /**
@@ -115,8 +124,11 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
       () => stop(new PilotError('step_timeout', `step \`${shown}\` timed out after ${formatDuration(opts.timeoutMs)}`, { details: { tail: tail.toArray() } })),
       Math.min(Math.max(opts.timeoutMs, 0), MAX_TIMER_MS),
     );
+    // Silence notices: re-armed by every line, repeated while the command stays quiet.
+    const silence = opts.onSilence === undefined ? undefined : new SilenceTimer(opts.silenceMs ?? DEFAULT_SILENCE_MS, opts.onSilence);
     // Timeout and cancel apply while the command runs, not to the short drain after it exits.
     const disarm = (): void => {
+      silence?.stop();
       clearTimeout(timeout);
       opts.signal?.removeEventListener('abort', onAbort);
     };
@@ -128,6 +140,7 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
     let onLineBroken = false; // lines printed while stopping are still delivered, unless onLine is what failed
     const lineSink = (stream: OutputStream) => (line: string) => {
       tail.push(line);
+      silence?.poke();
       if (opts.onLine === undefined || onLineBroken) return;
       try {
         opts.onLine(stream, line);

@@ -19,8 +19,8 @@ import { parseRegistryUrl } from '../core/registry-url.js';
 import type { ImageRef, StepName } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
 import type { RegistryView } from '../control/registry-routes.js';
-import { connectEngine, type Engine } from '../docker/engine.js';
-import { buildAppImage, ownDockerfile } from '../docker/image-build.js';
+import { connectEngine, requireEngine, type Engine } from '../docker/engine.js';
+import { buildAppImage, checkGeneratedCommand, defaultBaseImage, ownDockerfile, requireBaseImage } from '../docker/image-build.js';
 import { pushImage, saveImage, type RegistryTarget } from '../docker/publish.js';
 
 export { ownDockerfile };
@@ -59,6 +59,48 @@ export async function publishRegistry(api: ApiClient): Promise<RegistryTarget | 
   const r = registries.find((x) => x.publish);
   if (!r) return undefined;
   return { url: r.url, address: parseRegistryUrl(r.url).address, username: r.username ?? undefined, password: r.password };
+}
+
+/**
+ * What can fail before anything is installed or built, checked first (seconds, not minutes into
+ * the run): without a Dockerfile, a start command the generated image can run; the engine
+ * answers; without a Dockerfile, the base image is there; a configured
+ * registry answers HTTP at all (any status: authentication is the push's business).
+ */
+export async function preflight(req: {
+  readonly api: ApiClient;
+  readonly config: AppConfig;
+  readonly appDir: string;
+  readonly dockerfile: string | undefined;
+  readonly line: (text: string) => void;
+  readonly engine?: Engine;
+  readonly signal?: AbortSignal | undefined;
+}): Promise<void> {
+  const base = req.dockerfile === undefined ? defaultBaseImage() : undefined;
+  // The start command a generated image can run (it has no shell): no engine needed to know.
+  if (base !== undefined) await checkGeneratedCommand(req.appDir, req.config.run, base);
+  const engine = req.engine ?? connectEngine();
+  await requireEngine(engine);
+  if (base !== undefined) await requireBaseImage(engine, base);
+  const registry = await publishRegistry(req.api);
+  if (registry) await requireRegistry(registry.url, req.signal);
+  req.line(`    checked: Docker engine answers${base ? `, base image ${base} present` : ''}${registry ? `, registry ${registry.url} answers` : ''}`);
+}
+
+/** GET <registry>/v2/ answers at all within 5 s, else registry_unreachable naming it. */
+export async function requireRegistry(url: string, signal?: AbortSignal): Promise<void> {
+  const timeout = AbortSignal.timeout(5000);
+  const { request } = await import('undici');
+  try {
+    const res = await request(`${url}/v2/`, { method: 'GET', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+    await res.body.dump();
+  } catch (err) {
+    if (signal?.aborted) throw new PilotError('cancelled', 'the run was cancelled');
+    const why = timeout.aborted ? 'no answer within 5s' : ((err as { code?: string }).code ?? (err as Error).message);
+    throw new PilotError('registry_unreachable', `the registry ${url} does not answer (${why}); nothing was built`, {
+      hint: `Start the registry at ${url}, or \`pilot registry remove ${url}\` to publish images to the artifact repository instead.`,
+    });
+  }
 }
 
 /** Run the package and publish steps of a docker app; returns the image the revision runs. */

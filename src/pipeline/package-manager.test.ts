@@ -145,7 +145,7 @@ describe('pnpNodeOptions (agent)', () => {
 describe('explainStepFailure', () => {
   const failed = new PilotError('build_failed', 'step `yarn install --immutable` exited with code 1');
   const install = { name: 'install', argv: ['yarn', 'install', '--immutable'] };
-  const ranged = { app: 'shop', missingVars: [] as string[], plan: [], env: {}, pm: { name: 'yarn' as const, version: '4.18.1' }, wanted: { name: 'yarn' as const, spec: '^4.5.0', source: 'engines.yarn "^4.5.0"' }, provided: { pm: { name: 'yarn' as const, version: '4.18.1' }, binDir: '/x', via: 'cache' as const } };
+  const ranged = { facts: { hasPackageJson: true, lockfile: 'yarn' as const, scripts: {} }, app: 'shop', missingVars: [] as string[], plan: [], env: {}, pm: { name: 'yarn' as const, version: '4.18.1' }, wanted: { name: 'yarn' as const, spec: '^4.5.0', source: 'engines.yarn "^4.5.0"' }, provided: { pm: { name: 'yarn' as const, version: '4.18.1' }, binDir: '/x', via: 'cache' as const } };
   it('hints at pinning when a range picked the manager that failed the install', () => {
     const e = explainStepFailure(failed, install, ranged);
     assert.ok(isPilotError(e) && e.code === 'build_failed' && e.message === failed.message);

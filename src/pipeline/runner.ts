@@ -8,7 +8,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatDuration } from '../core/duration.js';
+import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import { resolveReleaseCommand } from '../core/run-command.js';
@@ -16,10 +16,15 @@ import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js
 import type { ApiClient } from '../control/api-client.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { provideNodeRuntime } from '../node-runtime/provide.js';
+import { stepVerb } from './build-cache-key.js';
+import { cacheKeep, defaultBuildCacheDir } from './build-cache.js';
 import { explainStepFailure, prepareBuild } from './build-setup.js';
+import { isBerry } from './package-manager.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
+import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
 import { RunLog } from './run-log.js';
+import { SilenceTimer, elapsedText } from './silence.js';
 import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
 
 export interface RunRequest {
@@ -34,6 +39,10 @@ export interface RunRequest {
   readonly runtimeCacheDir?: string;
   /** `pilot run --node VERSION`: the Node.js version or range to use instead of the app's (a trial). */
   readonly nodeOverride?: string | undefined;
+  /** This machine's build cache (default: $PILOT_BUILD_CACHE, else $PILOT_HOME/build-cache). */
+  readonly buildCacheDir?: string;
+  /** `pilot run --no-cache`: install from scratch (the download cache still serves), then save a fresh entry. */
+  readonly noCache?: boolean;
 }
 
 export interface RunOutcome {
@@ -48,6 +57,12 @@ export interface RunOutcome {
 }
 
 const mono = (): number => performance.now();
+/** A build command silent this long gets a `still installing… 2m10s` line, and again every as long (PILOT_SILENCE_NOTICE, default 15s). */
+const silenceMs = parseEnvDuration(process.env.PILOT_SILENCE_NOTICE) || 15_000;
+/** 3.1 MB, 24 KB. */
+const humanSize = (n: number): string => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`);
+/** The verb of a step's silence notice: `still deploying… 45s`. */
+const STEP_VERBS: Readonly<Record<StepName, string>> = { source: 'checking out', build: 'building', package: 'packaging', publish: 'publishing', deploy: 'deploying' };
 
 /** Perform the whole process. Throws PilotError on any failure (code `superseded` when a newer push won). */
 export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunOutcome> {
@@ -59,7 +74,13 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
   const run: RunRecord = req.source.kind === 'git'
     ? (await api.updateRun(req.source.runId, { status: 'running' })).run
     : (await api.createRun({ app: source.app, commit: source.commit, dirty: source.dirty, trigger: req.trigger })).run;
-  const log = new RunLog(api, run.id, req.out);
+  // Steps that are not commands (a runtime download, a cache restore, a docker build, an upload, a
+  // rollout) get notices from here; commands have their own (runStep), during which this one pauses.
+  let stepSilence: SilenceTimer | undefined;
+  const log = new RunLog(api, run.id, (l) => {
+    stepSilence?.poke();
+    req.out(l);
+  });
   const steps: StepRecord[] = run.steps.map((s) => ({ ...s }));
   const durations = { source: 0, build: 0, package: 0, publish: 0, deploy: 0 };
   let current: StepName = 'source';
@@ -78,7 +99,14 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     log.line(`==> ${title}`);
     await setStep(name, 'running');
     const t0 = mono();
-    const result = await fn();
+    stepSilence = new SilenceTimer(silenceMs, (ms) => log.line(`    still ${STEP_VERBS[name]}… ${elapsedText(ms)}`));
+    let result: T;
+    try {
+      result = await fn();
+    } finally {
+      stepSilence.stop();
+      stepSilence = undefined;
+    }
     durations[name] = mono() - t0;
     log.line(`    ${name} done in ${formatDuration(durations[name])}`);
     await setStep(name, 'succeeded');
@@ -99,6 +127,8 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     let dockerfile: string | undefined;
     const node = await step('build', 'build', async () => {
       dockerfile = docker && (await docker.ownDockerfile(appDir, config.dockerfile));
+      // Engine, base image, registry: checked before anything is installed, not after.
+      if (docker) await docker.preflight({ api, config, appDir, dockerfile, line: (l) => log.line(l), signal: req.signal });
       if (dockerfile !== undefined) {
         log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
         return undefined;
@@ -112,16 +142,44 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       if (pinned) log.line(pinned.npm ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}` : '    npm: this machine\'s own (none paired)');
       // Build secrets, the user's npm set-up and the package manager (build-setup.ts); the log is masked from here on.
       const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, pairedNpmBinDir: pinned?.npm?.binDir, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal });
-      const { plan, env } = prepared;
+      const { plan } = prepared;
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
-      for (const s of plan) {
-        log.line(`--> ${s.name}: ${formatArgv(s.argv)}`);
-        const result = await runCommand(s.argv, { cwd: appDir, env, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`), ...sig });
+      const { facts, pm } = prepared;
+      let env: Readonly<Record<string, string>> = prepared.env;
+      const runStep: RunStep = async (name, argv, stepEnv) => {
+        log.line(`--> ${name}: ${formatArgv(argv)}`);
+        const verb = stepVerb(name);
+        const outer = stepSilence;
+        outer?.pause();
+        const result = await runCommand(argv, {
+          cwd: appDir, env: stepEnv, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`),
+          silenceMs, onSilence: (ms) => log.line(`    still ${verb}… ${elapsedText(ms)}`), ...sig,
+        }).finally(() => outer?.resume());
         try {
-          mustSucceed(result, s.argv);
+          mustSucceed(result, argv);
         } catch (e) {
-          throw explainStepFailure(e, s, prepared);
+          throw explainStepFailure(e, { name, argv }, prepared);
         }
+        log.line(`    ${name} took ${formatDuration(result.durationMs)}`);
+      };
+      // The manager that installs (package-manager.ts), not only the lockfile's: packageManager may differ.
+      const manager = pm.name;
+      let managerVersion: string | undefined = prepared.provided ? pm.version : undefined;
+      for (const s of plan) {
+        // yarn 2+ keeps its install outside node_modules (.pnp.cjs, .yarn/cache, install state): the
+        // node_modules cache would restore an incomplete install, so berry apps install every time.
+        if (s.name === 'install' && config.buildCache && !isBerry(pm)) {
+          const cache = { root: req.buildCacheDir ?? defaultBuildCacheDir(), app: config.name };
+          const r = await installWithCache({ cache, appDir, workspace, manager, installArgv: s.argv, env, bypass: req.noCache === true, keep: cacheKeep(), line: (l) => log.line(l), runStep, signal: req.signal });
+          env = r.env;
+          managerVersion = r.inputs?.managerVersion ?? managerVersion;
+        } else {
+          if (s.name === 'install' && config.buildCache) log.line(`    build cache: not used for yarn ${pm.version} (its install lives outside node_modules)`);
+          await runStep(s.name, s.argv, env);
+        }
+      }
+      if (facts.hasPackageJson && config.pruneDevDependencies) {
+        await pruneDevDependencies({ appDir, manager, managerVersion, env, line: (l) => log.line(l), runStep });
       }
       return pinned?.ref;
     });
@@ -130,7 +188,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     const packed = image ? undefined : await step('package', 'package', async () => {
       const p = await (await later)[0].packDir(appDir, tgz);
       for (const w of p.warnings) log.line(`    warning: ${w}`);
-      log.line(`    artifact ${p.digest} (${(p.size / 1024 / 1024).toFixed(2)} MB, ${p.files} files)`);
+      log.line(`    artifact: ${humanSize(p.size)}, ${p.files} files (${p.digest})`);
       return p;
     });
     if (packed) await step('publish', 'publish', async () => {

@@ -45,6 +45,8 @@ export interface Router {
   close(): Promise<void>;
   /** Requests (and open upgraded connections) in flight to this upstream; 0 once it is drained. */
   inflight(upstreamId: string): number;
+  /** Every upstream id with requests in flight, and how many (reported to the control plane by a router process). */
+  inflightAll(): Record<string, number>;
 }
 
 /** Start the router on host:port; it follows every later `table.set` until closed. */
@@ -142,5 +144,6 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     port,
     close: () => (closing ??= close()),
     inflight: (id) => pools.inflight(id),
+    inflightAll: () => pools.inflightAll(),
   };
 }

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isPilotError } from '../core/errors.js';
-import { normalizeHost, RoutingTable, type Route, type Upstream } from './routing-table.js';
+import { admitRoutes, normalizeHost, RoutingTable, type Route, type Upstream } from './routing-table.js';
 
 const up = (id: string, app = 'hello', port = 3000, host = '127.0.0.1'): Upstream => ({ id, app, revision: 1, host, port });
 const route = (app: string, hosts: string[], upstreams: Upstream[]): Route => ({ app, hosts, upstreams });
@@ -91,5 +91,29 @@ describe('RoutingTable', () => {
     }
     assert.equal(t.lookup('hello.localhost')?.app, 'hello');
     assert.equal(t.upstream('a')?.port, 3000);
+  });
+
+  it('admits routes per app: a host claimed twice stays with the first app, the others keep routing', () => {
+    const { routes, problems } = admitRoutes([
+      route('hello', ['hello.localhost'], [up('a')]),
+      route('thief', ['thief.localhost', 'HELLO.localhost:8080'], [up('t', 'thief', 3100)]),
+      route('other', ['other.localhost', ''], [up('o', 'other', 0), up('p', 'other', 3200), up('a', 'other', 3300)]),
+    ]);
+    const t = new RoutingTable();
+    t.set(routes); // always consistent
+    assert.equal(t.lookup('hello.localhost')?.app, 'hello');
+    assert.equal(t.lookup('thief.localhost')?.app, 'thief');
+    assert.equal(t.lookup('other.localhost')?.upstreams.length, 1);
+    assert.equal(t.upstream('p')?.port, 3200);
+    assert.deepEqual(problems.map((p) => p.app), ['thief', 'other', 'other', 'other']);
+    assert.match(problems[0]!.message, /"hello\.localhost" belongs to app "hello"/);
+  });
+
+  it('admits hostile input without throwing (missing fields, duplicate apps)', () => {
+    const junk = [{ app: 'x', hosts: 'nope', upstreams: null }, route('x', ['x2.localhost'], []), { app: '', hosts: [], upstreams: [] }] as unknown as Route[];
+    const { routes, problems } = admitRoutes(junk);
+    assert.deepEqual(routes.map((r) => r.app), ['x']);
+    assert.equal(problems.length, 2);
+    new RoutingTable().set(routes);
   });
 });

@@ -66,6 +66,58 @@ function freezeRoute(r: Route): Route {
   });
 }
 
+/** Why (part of) an app's route was left out of the table. */
+export interface RouteProblem {
+  readonly app: string;
+  readonly message: string;
+}
+
+/**
+ * Build a consistent table one app at a time: whatever is wrong with one app's entry (a host
+ * another app already holds, an empty host, a bad upstream) leaves out that host or upstream, with
+ * its reason, and never the other apps. Earlier routes win a host: callers order routes by who
+ * claimed first. The result always passes `RoutingTable.set`.
+ */
+export function admitRoutes(routes: readonly Route[]): { routes: Route[]; problems: RouteProblem[] } {
+  const problems: RouteProblem[] = [];
+  const owner = new Map<string, string>();
+  const ids = new Set<string>();
+  const seenApps = new Set<string>();
+  const out: Route[] = [];
+  for (const route of routes) {
+    if (typeof route.app !== 'string' || route.app === '' || seenApps.has(route.app)) {
+      problems.push({ app: String(route.app), message: route.app === '' ? 'a route has an empty app name' : `app "${route.app}" has two routes; the second is left out` });
+      continue;
+    }
+    seenApps.add(route.app);
+    const hosts: string[] = [];
+    for (const raw of Array.isArray(route.hosts) ? route.hosts : []) {
+      const host = typeof raw === 'string' ? normalizeHost(raw) : '';
+      const other = owner.get(host);
+      if (host === '') problems.push({ app: route.app, message: 'an empty host is left out' });
+      else if (other !== undefined && other !== route.app) problems.push({ app: route.app, message: `host "${host}" belongs to app "${other}"; left out of "${route.app}"` });
+      else if (other === undefined) {
+        owner.set(host, route.app);
+        hosts.push(host);
+      }
+    }
+    const upstreams: Upstream[] = [];
+    for (const u of Array.isArray(route.upstreams) ? route.upstreams : []) {
+      const bad = u.app !== route.app ? `belongs to app "${u.app}"`
+        : !Number.isInteger(u.port) || u.port < 1 || u.port > 65535 ? `has port ${u.port}`
+        : typeof u.host !== 'string' || u.host === '' ? 'has an empty host'
+        : ids.has(u.id) ? 'appears twice' : undefined;
+      if (bad !== undefined) problems.push({ app: route.app, message: `upstream "${u.id}" ${bad}; left out` });
+      else {
+        ids.add(u.id);
+        upstreams.push(u);
+      }
+    }
+    out.push({ app: route.app, hosts, upstreams });
+  }
+  return { routes: out, problems };
+}
+
 /** The router's view of apps, hosts and upstreams; replaced as a whole by `set`. */
 export class RoutingTable {
   #byHost = new Map<string, Route>();

@@ -80,6 +80,11 @@ export class UpstreamPools {
     else this.#inflight.delete(id);
   }
 
+  /** Every upstream id with requests in flight (in the table or draining), and how many. */
+  inflightAll(): Record<string, number> {
+    return Object.fromEntries(this.#inflight);
+  }
+
   /** Requests in flight to this upstream id, whether it is still in the table or draining. */
   inflight = (id: string): number => this.#inflight.get(id) ?? 0;
 

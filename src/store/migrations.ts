@@ -163,6 +163,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE instances ADD COLUMN address TEXT;
   ALTER TABLE instances ADD COLUMN kind TEXT NOT NULL DEFAULT 'web';
   `,
+  // state: an app being removed (`pilot apps rm`): hidden from every listing, its instances
+  // stopping; the row and its revisions go once the last instance is gone
+  `
+  ALTER TABLE apps ADD COLUMN removed_at INTEGER;
+  `,
   // pkgmgr: build-time secrets: visible to the build only, never to the running app
   `
   ALTER TABLE secrets ADD COLUMN scope TEXT NOT NULL DEFAULT 'run';

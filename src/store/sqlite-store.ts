@@ -143,13 +143,32 @@ function nodeRuntimeFrom(r: Row): NodeRuntimeRecord {
   };
 }
 
+/** A database that cannot be opened, said plainly with the way out. */
+export function databaseError(file: string, err: unknown): PilotError {
+  const code = String((err as { code?: unknown }).code ?? '');
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
+    return new PilotError('database_corrupt', `the state database ${file} is damaged: ${(err as Error).message}`, {
+      hint: 'Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).',
+      cause: err,
+    });
+  }
+  return new PilotError('internal', `cannot open the state database ${file}: ${(err as Error).message}`, { cause: err });
+}
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private pendingPushes: { p: WebhookPush; resolve: (r: EnqueueResult) => void; reject: (e: unknown) => void }[] = [];
 
-  constructor(file: string) {
-    this.db = new Database(file);
+  constructor(file: string, opts: { mustExist?: boolean } = {}) {
+    try {
+      this.db = new Database(file, { fileMustExist: opts.mustExist ?? false });
+      // Reads every page's structure: a damaged file is refused here, before anything starts.
+      const check = this.db.pragma('quick_check', { simple: true }) as string;
+      if (check !== 'ok') throw Object.assign(new Error(`integrity check failed: ${check}`), { code: 'SQLITE_CORRUPT' });
+    } catch (err) {
+      throw databaseError(file, err);
+    }
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
@@ -194,11 +213,38 @@ export class SqliteStore implements Store {
     return (await this.getApp(name))!;
   }
   async getApp(name: string): Promise<AppRecord | undefined> {
-    const r = this.stmt('SELECT * FROM apps WHERE name = ?').get(name) as Row | undefined;
+    const r = this.stmt('SELECT * FROM apps WHERE name = ? AND removed_at IS NULL').get(name) as Row | undefined;
     return r && appFrom(r);
   }
   async listApps(): Promise<AppRecord[]> {
-    return (this.stmt('SELECT * FROM apps ORDER BY name').all() as Row[]).map(appFrom);
+    return (this.stmt('SELECT * FROM apps WHERE removed_at IS NULL ORDER BY name').all() as Row[]).map(appFrom);
+  }
+  async removingApps(): Promise<string[]> {
+    return (this.stmt('SELECT name FROM apps WHERE removed_at IS NOT NULL ORDER BY name').all() as { name: string }[]).map((r) => r.name);
+  }
+  async removeApp(name: string, now: number): Promise<boolean> {
+    return this.db.transaction((): boolean => {
+      const done = this.stmt(`UPDATE apps SET removed_at = ?, repo = NULL, branch = NULL, webhook_secret = NULL, github_token = NULL, status_api_url = NULL, updated_at = ?
+                               WHERE name = ? AND removed_at IS NULL`).run(now, now, name).changes > 0;
+      if (!done) return false;
+      this.stmt(`UPDATE instances SET desired = 'stop', updated_at = ? WHERE app = ?`).run(now, name);
+      this.stmt(`UPDATE rollouts SET status = 'failed', reason = 'app removed', finished_at = ? WHERE app = ? AND status = 'running'`).run(now, name);
+      this.stmt(`UPDATE runs SET status = 'cancelled', error = 'the app was removed', finished_at = ? WHERE app = ? AND status = 'queued'`).run(now, name);
+      this.stmt('DELETE FROM secrets WHERE app = ?').run(name);
+      return true;
+    })();
+  }
+  async purgeRemovedApps(): Promise<string[]> {
+    return this.db.transaction((): string[] => {
+      const gone = (this.stmt(`SELECT name FROM apps WHERE removed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.app = apps.name)`)
+        .all() as { name: string }[]).map((r) => r.name);
+      for (const name of gone) {
+        this.stmt('DELETE FROM rollouts WHERE app = ?').run(name);
+        this.stmt('DELETE FROM revisions WHERE app = ?').run(name);
+        this.stmt('DELETE FROM apps WHERE name = ?').run(name);
+      }
+      return gone;
+    })();
   }
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
     this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
@@ -496,6 +542,16 @@ export class SqliteStore implements Store {
       .run(status, error ?? null, now, status, now, rolloutId);
   }
 
+  async revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined> {
+    const r = this.stmt(`SELECT revisions.* FROM revisions JOIN runs ON runs.id = revisions.run_id
+                         WHERE revisions.app = ? AND runs.app = ? AND runs.fence = ? AND revisions.commit_sha = ? ORDER BY revisions.number DESC LIMIT 1`)
+      .get(app, app, fence, commit) as Row | undefined;
+    return r && revisionFrom(r);
+  }
+  async interruptForegroundRuns(now: number): Promise<number> {
+    return this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)'
+                      WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`).run(now).changes;
+  }
   async latestDeployedFence(app: string): Promise<number | undefined> {
     const r = this.stmt('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?')
       .get(app) as { f: number | null };
@@ -555,6 +611,16 @@ export class SqliteStore implements Store {
       this.stmt('DELETE FROM artifacts WHERE digest = ?').run(digest);
       this.stmt('DELETE FROM node_runtimes WHERE digest = ?').run(digest);
     })();
+  }
+
+  /** Copy committed WAL pages into the database file, without waiting for anyone. */
+  checkpoint(): void {
+    this.db.pragma('wal_checkpoint(PASSIVE)');
+  }
+
+  /** A consistent copy of the whole database while it is in use (SQLite's online backup API). */
+  async backup(file: string): Promise<void> {
+    await this.db.backup(file);
   }
 
   close(): void {

@@ -197,6 +197,12 @@ export interface Store {
   listApps(): Promise<AppRecord[]>;
   setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void>;
   setReplicas(app: string, replicas: number, now: number): Promise<void>;
+  /** Apps being removed (hidden from getApp/listApps until their last instance is gone). */
+  removingApps(): Promise<string[]>;
+  /** Start removing an app: its instances desired stop, rollouts ended, queued runs cancelled, secrets and webhook source dropped. False if no such app. */
+  removeApp(name: string, now: number): Promise<boolean>;
+  /** Delete removed apps that have no instance left (rows, revisions, rollouts); returns their names. Artifacts stay for GC. */
+  purgeRemovedApps(): Promise<string[]>;
   /** Create the app if needed and set where the CD server deploys it from. */
   setAppSource(name: string, defaults: AppConfig, source: AppSource, now: number): Promise<AppRecord>;
   // revisions
@@ -248,6 +254,10 @@ export interface Store {
   recoverInterruptedRuns(now: number): Promise<RunRecord[]>;
   /** A rollback's run ends with its rollout. */
   finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void>;
+  /** The revision a run of this fence already made of this commit (a retried run must not deploy it twice). */
+  revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined>;
+  /** After a restart: CLI runs left `running` become `interrupted` (a CLI still alive may finish them later). */
+  interruptForegroundRuns(now: number): Promise<number>;
   /** The highest fence among the app's runs that created a revision, if any. */
   latestDeployedFence(app: string): Promise<number | undefined>;
   // secrets (sealed values)
@@ -271,5 +281,7 @@ export interface Store {
   listArtifactMeta(app?: string): ArtifactMeta[];
   /** Forget a garbage-collected blob: its artifacts row and any node_runtimes record of it. */
   forgetBlob(digest: string): void;
+  /** Write a consistent copy of the whole state to `file` while the store is in use. */
+  backup(file: string): Promise<void>;
   close(): void;
 }

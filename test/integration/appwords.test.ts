@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { chmodSync, readdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { git, Harness, makeRepo, sleep, tempDir, waitFor } from './harness.js';
@@ -145,6 +145,7 @@ createServer((req, res) => { res.writeHead(503); res.end('not yet'); }).listen(N
 
   it('a release phase runs once before traffic moves, with the app\'s env and secrets; its output is in the run log', async () => {
     const markers = h.track(tempDir('markers'));
+    chmodSync(markers, 0o1777); // the app runs as its own uid when Pilot is root
     const files = {
       'pilot.yaml': `name: relapp\nenv:\n  MARKER_DIR: ${markers}\n`,
       'Procfile': 'web: node server.js\nrelease: node release.js\n',
@@ -202,6 +203,7 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
 
   it('a failing release phase stops the deploy with its output; the old revision keeps serving', async () => {
     const markers = h.track(tempDir('markers'));
+    chmodSync(markers, 0o1777); // the app runs as its own uid when Pilot is root
     const repo = await repoOf({
       'pilot.yaml': `name: relfail\nrelease: [node, release.js]\nrun: node server.js\nenv:\n  MARKER_DIR: ${markers}\n`,
       'release.js': `console.log('applying migration 006'); console.log('applying migration 007');\n`,

@@ -176,7 +176,8 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     const bad = h.track(await makeRepo(src));
     const shell = await run(bad);
     assert.notEqual(shell.code, 0);
-    assert.match(shell.record.error, /^package: runtime docker without a Dockerfile: the start command is `npm start`, which needs a shell/);
+    // Checked before anything is installed (the build step), not after (package).
+    assert.match(shell.record.error, /^build: runtime docker without a Dockerfile: the start command is `npm start`, which needs a shell/);
     assert.match(shell.stderr, /hint: Add a Dockerfile .*run: node server\.js/);
 
     writeFileSync(join(bad, 'package.json'), JSON.stringify({ name: 'dockbad', scripts: { start: 'node server.js' } }));
@@ -263,15 +264,16 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     assert.equal((await fetch(`${registry.url}/v2/`)).status, 401);
   });
 
-  it('the registry down during publish: the run fails naming the registry; the retry is idempotent', async () => {
+  it('the registry down: the run fails before building, naming the registry; the retry is idempotent', async () => {
     writeFileSync(join(repo, 'server.js'), SERVER_JS + '// v3\n');
     await git(repo, 'commit', '-qam', 'v3');
     await registry.kill();
     const down = await run(repo);
     assert.notEqual(down.code, 0);
     assert.equal(down.record.status, 'failed');
-    assert.ok(down.record.error.startsWith(`publish: cannot push ${registry.address}/dockapp:`), down.record.error);
-    assert.ok(down.record.error.includes(`to the registry ${registry.url}`), down.record.error);
+    // Checked before anything is installed or built (pipeline preflight), not after the docker build.
+    assert.ok(down.record.error.startsWith(`build: the registry ${registry.url} does not answer`), down.record.error);
+    assert.doesNotMatch(down.stdout + down.stderr, /--> install|docker build/);
     assert.match(down.stderr + down.stdout, /hint: Start the registry/);
 
     await registry.restart();

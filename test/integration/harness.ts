@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { sharedTestRuntimeCache } from '../../src/node-runtime/test-runtimes.fixture.js';
+import { isSameProcess } from '../../src/agent/proc.js';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 export const PILOT = join(ROOT, 'bin/pilot.js');
@@ -91,10 +92,10 @@ export class Harness {
   }
 
   /** Start `pilot up` (control plane, router, agent) on free ports and wait until it answers. */
-  async startUp(extraEnv: Record<string, string> = {}, command: 'up' | 'server' = 'up', ports: { api: number; router: number } = { api: 0, router: 0 }, nodeArgs: readonly string[] = []): Promise<void> {
+  async startUp(extraEnv: Record<string, string> = {}, command: 'up' | 'server' = 'up', ports: { api: number; router: number } = { api: 0, router: 0 }, nodeArgs: readonly string[] = [], upArgs: readonly string[] = []): Promise<void> {
     rmSync(join(this.home, 'server.json'), { force: true });
     // The same V8 flag as `npm start`.
-    const p = spawn(process.execPath, ['--max-semi-space-size=2', ...nodeArgs, PILOT, command, '--api-port', String(ports.api), '--router-port', String(ports.router)], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--max-semi-space-size=2', ...nodeArgs, PILOT, command, '--api-port', String(ports.api), '--router-port', String(ports.router), ...upArgs], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     let out = '';
@@ -186,9 +187,27 @@ export class Harness {
     await exited;
   }
 
-  /** Kill everything this harness started (pilot processes and app instances) and remove temp dirs. */
+  /** The router process `pilot up` runs (its pid from $PILOT_HOME/router/router.json), if any. */
+  routerPid(): number | undefined {
+    try {
+      const f = JSON.parse(readFileSync(join(this.home, 'router', 'router.json'), 'utf8')) as { pid: number; startTime: string };
+      return isSameProcess(f.pid, f.startTime) ? f.pid : undefined; // never a reused pid
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Kill everything this harness started (pilot processes, the router process, app instances) and remove temp dirs. */
   async cleanup(): Promise<void> {
     for (const p of this.procs) p.kill('SIGKILL');
+    const router = this.routerPid();
+    if (router !== undefined) {
+      try {
+        process.kill(router, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     for (const pid of [this.home, ...this.agentHomes].flatMap((home) => this.instancePids(home))) {
       try {
         process.kill(-pid, 'SIGKILL');

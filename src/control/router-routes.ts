@@ -1,0 +1,29 @@
+/**
+ * The routing-table feed (router/table-feed.ts) as an API route: `POST /api/v1/router/sync` with
+ * the router token ($PILOT_HOME/router-token) or the admin token. A router process reports the
+ * table version it applied and its in-flight counts, and gets the new table when there is one,
+ * held up to `waitMs` otherwise. Routers on other machines will use the same route.
+ */
+import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { PilotError } from '../core/errors.js';
+import type { TableFeed } from '../router/table-feed.js';
+import { bearer, tokensEqual } from './auth.js';
+
+const SyncBody = Type.Object({
+  version: Type.String({ maxLength: 100 }),
+  waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })),
+  inflight: Type.Optional(Type.Record(Type.String({ maxLength: 200 }), Type.Integer({ minimum: 0 }))),
+}, { additionalProperties: false });
+
+export function registerRouterRoutes(app: FastifyInstance, deps: { feed: TableFeed; tokens: () => readonly string[] }): void {
+  app.post<{ Body: Static<typeof SyncBody> }>('/api/v1/router/sync', { schema: { body: SyncBody } }, async (req) => {
+    const token = bearer(req.headers.authorization);
+    if (token === undefined || !deps.tokens().some((t) => tokensEqual(token, t))) {
+      throw new PilotError('unauthorized', 'missing or invalid router token', { hint: 'A router authenticates with $PILOT_HOME/router-token.' });
+    }
+    if (req.body.inflight) deps.feed.report(req.body.version, req.body.inflight);
+    const answer = await deps.feed.poll(req.body.version, req.body.waitMs ?? 0);
+    return answer;
+  });
+}

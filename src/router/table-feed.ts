@@ -1,0 +1,98 @@
+/**
+ * The control plane's side of feeding a router that runs in its own process (router-process.ts):
+ * the latest routing table under a version, a long poll that answers when the version moves, and
+ * the in-flight counts the router reports, which draining waits on.
+ *
+ * Versions are `<epoch>.<n>`: the epoch is new at every start of the control plane, so a router
+ * holding the table of a previous control plane always takes the new one at its first poll.
+ *
+ * In flight, across processes: an upstream removed from the table at version v may still receive
+ * requests until the router has applied v. So `inflight(id)` is the router's report only once that
+ * report was made at version ≥ v; before that the upstream counts as busy (1), and the drain waits
+ * (bounded by the reconciler's maxDrainMs).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Route } from './routing-table.js';
+
+export interface FeedAnswer {
+  readonly version: string;
+  /** Present when the asker's version differs from the current one. */
+  readonly routes?: readonly Route[];
+}
+
+export class TableFeed {
+  readonly #epoch = randomBytes(4).toString('hex');
+  #n = 0;
+  #routes: readonly Route[] = [];
+  #json = '[]';
+  readonly #waiters = new Set<() => void>();
+  /** Upstream id → the version number that removed it from the table. */
+  readonly #removedAt = new Map<string, number>();
+  #report: { epoch: string; n: number; inflight: Record<string, number> } | undefined;
+  #published = false;
+
+  get version(): string {
+    return `${this.#epoch}.${this.#n}`;
+  }
+
+  /** Whether a table was ever set (a router must not get an empty table before the first pass). */
+  get published(): boolean {
+    return this.#published;
+  }
+
+  /** Replace the table; routers waiting on a poll get it at once. */
+  set(routes: readonly Route[]): void {
+    const json = JSON.stringify(routes);
+    if (this.#published && json === this.#json) return;
+    const next = this.#n + 1;
+    const now = new Set(routes.flatMap((r) => r.upstreams.map((u) => u.id)));
+    for (const r of this.#routes) for (const u of r.upstreams) if (!now.has(u.id)) this.#removedAt.set(u.id, next);
+    for (const id of now) this.#removedAt.delete(id);
+    if (this.#removedAt.size > 10_000) {
+      for (const [id, n] of this.#removedAt) if (n < next - 1000) this.#removedAt.delete(id);
+    }
+    this.#n = next;
+    this.#routes = routes;
+    this.#json = json;
+    this.#published = true;
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /** The table when `version` is not the current one; otherwise wait up to `waitMs` for a change. */
+  async poll(version: string | undefined, waitMs: number): Promise<FeedAnswer> {
+    if (this.#published && version !== this.version) return { version: this.version, routes: this.#routes };
+    if (waitMs > 0) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.#waiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, waitMs);
+        this.#waiters.add(done);
+      });
+    }
+    return version !== this.version && this.#published ? { version: this.version, routes: this.#routes } : { version: this.version };
+  }
+
+  /** What the router said it has in flight, at the table version it had applied. */
+  report(version: string, inflight: Record<string, number>): void {
+    const [epoch, n] = version.split('.');
+    if (epoch === undefined || n === undefined || !/^\d+$/.test(n)) return;
+    this.#report = { epoch, n: Number(n), inflight };
+  }
+
+  /** Requests in flight to this upstream, as far as the router has confirmed (see the file comment). */
+  inflight(id: string): number {
+    const removed = this.#removedAt.get(id);
+    const r = this.#report;
+    if (removed === undefined) return r?.epoch === this.#epoch ? (r.inflight[id] ?? 0) : 0;
+    if (r === undefined || r.epoch !== this.#epoch || r.n < removed) return Math.max(1, r?.inflight[id] ?? 0);
+    return r.inflight[id] ?? 0;
+  }
+
+  /** Answer every held poll now (shutdown). */
+  release(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+}
