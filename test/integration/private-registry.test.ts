@@ -205,7 +205,8 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     assert.match(String(log.json), /build sees token \*\*\*/);
     assert.ok(!String(log.json).includes(TOKEN), 'token masked in the run log');
 
-    const digest = /artifact (sha256:[0-9a-f]{64})/.exec(r.out)?.[1];
+    const digest = (await h.apiCall('GET', `/api/v1/runs/${runId}`)).json.run.artifact as string;
+    assert.match(digest, /^sha256:[0-9a-f]{64}$/);
     const blob = await fetch(`${h.api}/api/v1/artifacts/${digest}`, { headers: { authorization: `Bearer ${h.token}` } });
     assert.equal(blob.status, 200);
     const tarBytes = gunzipSync(Buffer.from(await blob.arrayBuffer()));
