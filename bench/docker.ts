@@ -11,10 +11,10 @@
  *   npm run build && node dist/bench/docker.js [rounds=3]
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { allocatePort } from '../src/agent/ports.js';
 import { DockerRuntime } from '../src/agent/runtimes/docker-runtime.js';
 import { ArtifactClient } from '../src/artifacts/client.js';
@@ -23,6 +23,7 @@ import { removeNodeContainers } from '../src/docker/test-images.js';
 import { baseImageTag, bootstrapNodeImage } from '../src/docker/base-image.js';
 import { connectEngine, requireEngine } from '../src/docker/engine.js';
 import { buildAppImage } from '../src/docker/image-build.js';
+import { buildNpmSettings } from '../src/docker/build-npm.js';
 import { pushImage, saveImage } from '../src/docker/publish.js';
 import { startRegistry } from '../src/docker/test-registry.js';
 
@@ -66,14 +67,22 @@ const app = mkdtempSync(join(tmpdir(), 'pilot-bench-docker-'));
 const leftovers = new Set<string>();
 const containers = new Set<string>();
 const collect = (line: string): void => {
-  const m = / ---> ([0-9a-f]{12})$/.exec(line);
+  const m = / ---> ([0-9a-f]{12})$/.exec(line) ?? /^Successfully built ([0-9a-f]{12})$/.exec(line.trim());
   if (m) leftovers.add(m[1]!);
 };
-writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'bench', scripts: { start: 'node server.js' } }));
-mkdirSync(join(app, 'node_modules/dep'), { recursive: true });
-// 2 MB of dependencies (incompressible): their layer is reused when only the code changes.
-writeFileSync(join(app, 'node_modules/dep/index.js'), `module.exports = '${randomBytes(1024 * 1024).toString('hex')}';\n`);
-const setVersion = (v: string): void => writeFileSync(join(app, 'server.js'), `require('node:http').createServer((q, s) => s.end('${v}')).listen(process.env.PORT);\n`);
+// The express fixture (a lockfile, a build script): the image installs express itself (npm ci in its
+// build stage); the dependency layer is reused while the lockfile does not change.
+cpSync(join(fileURLToPath(new URL('../../', import.meta.url)), 'test/fixtures/docker-express'), app, { recursive: true });
+const server = readFileSync(join(app, 'src/server.js'), 'utf8');
+const setVersion = (v: string): void => writeFileSync(join(app, 'src/server.js'), `${server}// ${v}\n`);
+/** The build stage's tools for the CLI side, as buildAppImage stages them (it removes its own after the build). */
+const npm = await buildNpmSettings();
+const stageTools = (): void => {
+  mkdirSync(join(app, '.pilot-build'));
+  cpSync('/bin/sh', join(app, '.pilot-build/sh'), { dereference: true });
+  cpSync('/usr/bin/env', join(app, '.pilot-build/env'), { dereference: true });
+  if (npm.ca) writeFileSync(join(app, '.pilot-build/ca.crt'), npm.ca);
+};
 const dockerfileDir = mkdtempSync(join(tmpdir(), 'pilot-bench-df-'));
 const NODE = `bench${process.pid}`;
 const runtime = new DockerRuntime({ engine, node: NODE });
@@ -118,7 +127,9 @@ try {
     // By hand, the same Dockerfile and context with the docker CLI.
     setVersion(`cli-${round}`);
     const tag = `${registry.address}/bench-cli:c${round}`;
-    const [out, cb] = await timed(() => docker(['build', '-f', join(dockerfileDir, 'Dockerfile'), '-t', tag, app]));
+    stageTools();
+    const [out, cb] = await timed(() => docker(['build', '--network', 'host', '-f', join(dockerfileDir, 'Dockerfile'), '-t', tag, app]));
+    rmSync(join(app, '.pilot-build'), { recursive: true, force: true });
     for (const l of out.split('\n')) collect(l);
     const cid = docker(['image', 'inspect', '-f', '{{.Id}}', tag]).trim();
     leftovers.add(cid);

@@ -33,8 +33,9 @@ import { outputTail } from './output-tail.js';
 import { keepLogs, keepPerAppFromEnv, pruneStopped } from './stopped-logs.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPidFile } from './runtimes/pid-file.js';
+import { processVolumeEnv } from './volumes.js';
 import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
-import type { Runtime } from './runtimes/runtime.js';
+import type { InstanceHandle, Runtime } from './runtimes/runtime.js';
 import type { DockerNode } from './docker-node.js';
 import { engineReport, probeEngine, type EngineStatus } from '../docker/probe.js';
 import type { Engine } from '../docker/engine.js';
@@ -435,12 +436,13 @@ export class Agent {
     inst.nextStartAt = now + restartDelayMs(inst.consecutiveCrashes);
     saveInstance(inst);
     this.opts.log.warn({ instance: inst.spec.id, restarts: inst.restarts, error: inst.lastError }, 'instance crashed; restarting after back-off');
-    this.run(inst, () => this.captureTail(inst, now));
+    this.run(inst, () => this.captureTail(inst, now, handle));
   }
 
-  /** Read the instance's last lines of output into its report, then report. */
-  private async captureTail(inst: LocalInstance, now = mono()): Promise<void> {
+  /** Read the instance's last lines of output into its report (once an exited one's are all written), then report. */
+  private async captureTail(inst: LocalInstance, now = mono(), exited?: InstanceHandle): Promise<void> {
     inst.tailAt = now;
+    if (exited) await this.rt(inst).logsFlushed?.(exited).catch(() => undefined);
     inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
     this.kick();
   }
@@ -463,6 +465,7 @@ export class Agent {
         ? `release phase timed out after ${Math.round((inst.spec.releaseTimeoutMs ?? 300_000) / 1000)}s (deploy.release_timeout)`
         : `release phase ${exit ? (exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`) : 'exited (status unknown: the agent restarted meanwhile)'} after ${secs}s`;
     }
+    if (handle) await this.rt(inst).logsFlushed?.(handle).catch(() => undefined); // its last words, e.g. the shell's "not found"
     inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
     saveInstance(inst);
     this.opts.log.info({ instance: inst.spec.id, state: inst.state, error: inst.lastError }, 'release phase ended');
@@ -602,6 +605,7 @@ export class Agent {
       PILOT_REVISION: String(inst.spec.revision),
       PILOT_COMMIT: inst.spec.commit,
       PILOT_INSTANCE: inst.spec.id,
+      ...processVolumeEnv(this.opts.home, inst.spec.app, inst.spec.volumes, user),
     };
   }
 

@@ -4,8 +4,9 @@
  *
  *   <agent home>  0711          (and the folder above it, $PILOT_HOME for `pilot up`/`pilot agent`)
  *   ├── releases/ 0711          <digest>/ 0755 root-owned (shareTree); downloads/ 0700
- *   ├── runtimes/ 0711 node/ 0711 <digest>/ 0755 likewise
+ *   ├── runtimes/ 0711 node/ 0711 <digest>/ 0755 likewise; npm/ 0711 (the paired npm) likewise
  *   ├── work/     0711          <instance>/ 0700 owned by the app uid: home/, tmp/
+ *   ├── volumes/  0711          <app>/ 0711 <name>/ 0700 owned by the app uid (volumes.ts)
  *   └── everything else 0700 folders, 0600 files (instances/ with instance.json, node.json, uids.json)
  *
  * 0711 = search only: an app can open a name it already knows but list nothing; every name it could
@@ -28,10 +29,11 @@ export class AppSandbox {
    */
   constructor(private readonly home: string, readonly users: boolean) {
     mkdirSync(home, { recursive: true, mode: 0o700 });
-    const shared = [this.releasesDir, this.runtimesDir, this.workRoot];
+    const shared = [this.releasesDir, this.runtimesDir, this.workRoot, join(home, 'volumes')];
     if (users) {
       checkAncestors(home);
-      for (const d of [...shared, join(this.runtimesDir, 'node')]) traversable(d);
+      // runtimes/npm: the npm paired with a pinned node; volumes/<app>/<name>: the app's own data.
+      for (const d of [...shared, join(this.runtimesDir, 'node'), join(this.runtimesDir, 'npm')]) traversable(d);
       mkdirSync(join(this.releasesDir, 'downloads'), { recursive: true, mode: 0o700 });
       chmodSync(join(this.releasesDir, 'downloads'), 0o700); // artifacts being fetched: nobody else's business
     }

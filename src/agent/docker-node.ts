@@ -16,6 +16,7 @@ import type { LocalGcPolicy } from './cache-gc.js';
 import type { LocalInstance } from './instance.js';
 import { DockerRuntime, LABELS } from './runtimes/docker-runtime.js';
 import type { StartRequest } from './runtimes/runtime.js';
+import { containerVolumeEnv, dockerVolumeName } from './volumes.js';
 
 export interface DockerNodeOptions {
   /** Default: DOCKER_HOST or /var/run/docker.sock. */
@@ -39,6 +40,7 @@ export function containerEnv(spec: InstanceSpec, port: number): Record<string, s
     PILOT_REVISION: String(spec.revision),
     PILOT_COMMIT: spec.commit,
     PILOT_INSTANCE: spec.id,
+    ...containerVolumeEnv(spec.volumes),
   };
 }
 
@@ -116,6 +118,7 @@ export class DockerNode {
       image: spec.image.id,
       limits: spec.resources,
       labels: { [LABELS.app]: spec.app, [LABELS.revision]: String(spec.revision) },
+      volumes: (spec.volumes ?? []).map((v) => ({ source: dockerVolumeName(this.node, spec.app, v.name), target: v.path })),
     };
   }
 }

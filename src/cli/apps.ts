@@ -4,6 +4,7 @@ import { readSecretFile, secretFrom, warnSecretOnArgv, withFlagNames } from './s
 import { followRollout } from '../pipeline/follow-rollout.js';
 import { dockerInstanceTable } from './images.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
+import { volumeLines, type VolumeRow } from './volumes.js';
 
 interface AppRow { name: string; activeRevision: number | null; replicas: number; ready: number; url: string; updatedAt: number }
 
@@ -21,6 +22,8 @@ interface StatusRes {
   routing?: { problems: string[] };
   orphans?: { id: string; node: string; revision?: number; state: string; port?: number; pid?: number }[];
   instances: { id: string; revision: number; node: string; address?: string; port?: number; pid?: number; containerId?: string; state: string; desired: string; restarts: number; lastError?: string }[];
+  volumes?: VolumeRow[];
+  pending?: { count: number; reason: string } | null;
 }
 
 export async function status(app: string, opts: GlobalOptions): Promise<void> {
@@ -34,6 +37,8 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
     const out = [
       `app ${a.name}: revision ${a.activeRevision ?? 'none'} active, ${a.replicas} replica(s), hosts ${a.hosts.join(', ')}`,
       ...(shown?.node ? [`node ${shown.node.version} (from ${shown.node.source})${shown.active ? '' : ` (revision ${shown.number})`}`] : []),
+      ...volumeLines(res.volumes ?? []),
+      ...(res.pending ? [`pending: ${res.pending.count} instance(s) waiting: ${res.pending.reason}`] : []),
       '',
       'instances:',
       res.instances.length === 0 ? '  none' : dockerInstanceTable(res) ?? table(['ID', 'REV', 'NODE', 'ADDRESS', 'PID', 'STATE', 'DESIRED', 'RESTARTS', 'LAST ERROR'],

@@ -234,6 +234,17 @@ imagesCmd.command('bootstrap-node').description('build pilot/node:<this Node.js 
   .option('--tag <tag>', 'another tag for the image')
   .option('--force', 'rebuild even when the tag already names a base of this Node version')
   .action(action(async (o: { tag?: string; force?: boolean }, cmd: Command) => imagesBootstrapNode({ ...g(cmd), ...o })));
+const volumesModule = () => import('./volumes.js');
+const volumesList = lazy(volumesModule, 'volumes');
+const volumesForget = lazy(volumesModule, 'volumesForget');
+const volumesCmd = program.command('volumes').description('where an app\'s volumes (pilot.yaml volumes:) live; its instances run only on that node')
+  .argument('[app]').action(action(async (app: string | undefined, _o: object, cmd: Command) => {
+    if (app === undefined) throw new PilotError('bad_request', 'pass the app: pilot volumes APP');
+    return volumesList(app, g(cmd));
+  }));
+volumesCmd.command('forget').description('forget where the volumes are: the app starts with empty volumes on a node the scheduler picks (the data stays on the old node)')
+  .argument('<app>').option('--name <volume>', 'only this volume')
+  .action(action(async (app: string, o: { name?: string }, cmd: Command) => volumesForget(app, { ...g(cmd), ...o })));
 const registryCmd = program.command('registry').description('the container registry images are pushed to (none: the artifact repository)');
 registryCmd.command('set').argument('<url>', 'http://HOST:PORT or https://HOST[:PORT]')
   .option('--username <user>', 'registry user name')

@@ -202,6 +202,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
           ...(rec.kind === 'release' ? { kind: 'release' as const, release: rev.config.release, releaseTimeoutMs: rev.config.deploy.releaseTimeoutMs } : {}),
           ...(rec.kind !== 'release' && rev.config.port !== undefined && rev.config.runtime === 'process' && nodeIsolates(node) ? { netns: true } : {}),
+          ...(rev.config.volumes.length > 0 ? { volumes: rev.config.volumes } : {}),
         });
       }
       return { protocol: AGENT_PROTOCOL, instances, stop };

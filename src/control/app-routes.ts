@@ -6,6 +6,7 @@ import { PilotError } from '../core/errors.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { AppRecord, Store } from '../store/store.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
+import { volumeViews } from './volume-routes.js';
 import type { Reconciler } from './reconciler.js';
 import { schedule } from '../core/scheduler.js';
 import type { SecretBox } from './secrets.js';
@@ -98,6 +99,9 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       })),
       routing: { problems: reconciler.routeProblems(a.name) },
       orphans: reconciler.orphans().filter((o) => o.app === a.name),
+      volumes: await volumeViews(store, reconciler, a.name),
+      // Instances the scheduler could not place in its last pass, and why (e.g. the volume's node is down).
+      pending: reconciler.pendingOf(a.name) ?? null,
     };
   });
 
@@ -267,6 +271,12 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const n = (req.body as { replicas?: unknown } | undefined)?.replicas;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_REPLICAS) {
       throw new PilotError('bad_request', `replicas must be a whole number from 0 to ${MAX_REPLICAS} (got ${JSON.stringify(n)})`);
+    }
+    // Volumes keep every replica on one node; a fixed port allows one instance per node.
+    if (n > 1 && a.config.volumes.length > 0 && a.config.port !== undefined) {
+      throw new PilotError('invalid_config', `app "${a.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${a.config.port}) allows one instance per node: ${n} replicas cannot be placed`, {
+        hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
+      });
     }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now()));
     reconciler.nudge();

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import { planApp, type PlannerAction } from '../core/rollout.js';
-import { schedule, type SchedulerInstance, type SchedulerNode } from '../core/scheduler.js';
+import { schedule, type PlacementRequest, type SchedulerInstance, type SchedulerNode } from '../core/scheduler.js';
 import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, NodeRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
@@ -94,6 +94,7 @@ export class Reconciler {
   private lastFailure: string | undefined;
   /** Orphans by node, as last reported (memory only: every agent reports them again after a restart). */
   private readonly orphanMap = new Map<string, Map<string, OrphanInstance>>();
+  private readonly unplaced = new Map<string, { count: number; reason: string }>();
 
   constructor(
     private readonly store: Store,
@@ -215,6 +216,8 @@ export class Reconciler {
   }
 
   private async reconcileApp(app: AppRecord, draining: ReadonlySet<string>): Promise<void> {
+    const unplacedBefore = this.unplaced.get(app.name);
+    this.unplaced.delete(app.name); // level-triggered: set again below while instances cannot be placed
     const rollout = await this.store.activeRollout(app.name);
     const all = await this.store.listInstances({ app: app.name });
     // Instances of a down node are lost: stop them (a node that comes back is told so) and plan
@@ -269,7 +272,13 @@ export class Reconciler {
       maxDrainMs: this.settings.maxDrainMs,
       crashLoopRestarts: this.settings.crashLoopRestarts,
     });
-    for (const a of actions) await this.apply(app, rollout?.id, a, fixedPort);
+    for (const a of actions) {
+      // A rollout that timed out because instances could not be placed says why (e.g. the volume's node is down).
+      const explained = a.type === 'finish' && a.status === 'failed' && unplacedBefore && /was not ready within/.test(a.reason ?? '')
+        ? { ...a, reason: `${a.reason}: ${unplacedBefore.count} instance(s) could not be placed: ${unplacedBefore.reason}` }
+        : a;
+      await this.apply(app, rollout?.id, explained, fixedPort);
+    }
     if (movers.length > 0) {
       const current = await this.store.getApp(app.name);
       const readyElsewhere = (await this.store.listInstances({ app: app.name }))
@@ -288,10 +297,15 @@ export class Reconciler {
         const rev = await this.revision(app.name, a.revision);
         const kind = a.type === 'release' ? 'release' : 'web';
         const count = a.type === 'release' ? 1 : a.count;
-        const placement = schedule(await this.schedulerSnapshot(), {
+        const snapshot = await this.schedulerSnapshot();
+        const volumes = rev ? await this.volumeRequest(app.name, rev.config.volumes.map((v) => v.name), snapshot) : undefined;
+        const placement = schedule(snapshot, {
           app: app.name, count, fixedPort: kind === 'release' ? undefined : fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
-          constraints: rev?.config.constraints, artifact: rev?.artifact, runtime: rev?.config.runtime,
+          constraints: rev?.config.constraints, artifact: rev?.artifact, runtime: rev?.config.runtime, volumes,
         });
+        // The first placement of an app with volumes decides where they live, for good (until `pilot volumes forget`).
+        if (volumes && placement.nodeIds.length > 0) await this.store.placeVolumes(app.name, volumes.names, placement.nodeIds[0]!, wall);
+        if (placement.unplaced > 0) this.unplaced.set(app.name, { count: placement.unplaced, reason: placement.reason ?? 'no room' });
         for (const nodeId of placement.nodeIds) {
           const id = `${app.name}-${a.revision}-${kind === 'release' ? 'release-' : ''}${randomBytes(3).toString('hex')}`;
           await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', kind, createdAt: wall });
@@ -321,6 +335,19 @@ export class Reconciler {
         this.log.info({ app: app.name, rollout: rolloutId, status: a.status, reason: a.reason }, 'rollout finished');
         return;
     }
+  }
+
+  /** The scheduler's view of the app's volumes: undefined without volumes; with the node that holds them once placed. */
+  async volumeRequest(app: string, names: readonly string[], snapshot: readonly SchedulerNode[]): Promise<PlacementRequest['volumes']> {
+    if (names.length === 0) return undefined;
+    const held = (await this.store.listVolumePlacements(app)).find((p) => names.includes(p.name));
+    if (!held) return { names };
+    return { names, node: { id: held.nodeId, name: snapshot.find((n) => n.id === held.nodeId)?.name ?? held.nodeId } };
+  }
+
+  /** Instances of the app that the last pass could not place, and why (shown by `pilot status`). */
+  pendingOf(app: string): { count: number; reason: string } | undefined {
+    return this.unplaced.get(app);
   }
 
   /** Nodes and what runs on them, as the pure scheduler sees them. Down or stopped instances use nothing. */

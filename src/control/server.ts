@@ -37,6 +37,7 @@ import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
 import { registerRuntimeRoutes } from './runtime-routes.js';
 import { registerRegistryRoutes } from './registry-routes.js';
+import { registerVolumeRoutes } from './volume-routes.js';
 import { SecretBox } from './secrets.js';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
@@ -249,6 +250,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerNodeRoutes(api, { store, reconciler });
   registerRuntimeRoutes(api, { store, blobs });
   registerRegistryRoutes(api, { store, box });
+  registerVolumeRoutes(api, { store, reconciler });
   registerArtifactGcRoutes(api, { store, blobs, reconciler, settings: () => gcSettingsFromEnv() });
 
   try {

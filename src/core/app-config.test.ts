@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { AppConfigSchema, resolveAppConfig, splitCommand, validateAppConfig } from './app-config.js';
+import { AppConfigSchema, volumeEnvName, resolveAppConfig, splitCommand, validateAppConfig } from './app-config.js';
 import { PilotError } from './errors.js';
 
 const bad = (raw: unknown, re: RegExp): void => {
@@ -46,6 +46,31 @@ describe('pilot.yaml', () => {
     bad('just a string', /expected a mapping/);
     bad({ build_cache: 'no' }, /build_cache: must be boolean/);
     bad({ prune_dev_dependencies: 0 }, /prune_dev_dependencies: must be boolean/);
+  });
+
+  it('resolves volumes with default paths and the variable that names them', () => {
+    const c = resolveAppConfig(validateAppConfig({ name: 'x', volumes: [{ name: 'data', path: '/srv/data' }, { name: 'user-files' }] }), undefined);
+    assert.deepEqual(c.volumes, [{ name: 'data', path: '/srv/data' }, { name: 'user-files', path: '/data/user-files' }]);
+    assert.equal(volumeEnvName('user-files'), 'PILOT_VOLUME_USER_FILES');
+    assert.deepEqual(resolveAppConfig(validateAppConfig({ name: 'x' }), undefined).volumes, []);
+  });
+
+  it('refuses bad volumes: names, paths over the system or the app, duplicates, overlaps, fixed port with replicas', () => {
+    bad({ volumes: [{ name: 'Data' }] }, /volumes\.0\.name: must be string matching/);
+    bad({ volumes: [{ name: 'd', path: 'relative' }] }, /volumes\.0\.path: must be string matching/);
+    bad({ volumes: [{ name: 'd', size: 3 }] }, /volumes\.0\.size: unknown field/);
+    bad({ volumes: Array.from({ length: 9 }, (_, i) => ({ name: `v${i}` })) }, /volumes: must be array/);
+    const refused = (volumes: unknown[], re: RegExp, extra: Record<string, unknown> = {}): void => {
+      assert.throws(() => resolveAppConfig(validateAppConfig({ name: 'x', volumes, ...extra }), undefined), (e: Error & { code?: string }) => e.code === 'invalid_config' && re.test(e.message));
+    };
+    for (const path of ['/app', '/etc', '/usr/lib/x', '/tmp', '/proc/1', '/home']) refused([{ name: 'd', path }], /would be mounted over/);
+    refused([{ name: 'd', path: '/srv/./x' }], /"\." or "\.\." segments/);
+    refused([{ name: 'd', path: '/data/../etc' }], /"\." or "\.\." segments/);
+    refused([{ name: 'd' }, { name: 'd', path: '/other' }], /the name d is used twice/);
+    refused([{ name: 'a', path: '/srv' }, { name: 'b', path: '/srv/b' }], /a \(\/srv\) and b \(\/srv\/b\) overlap|b \(\/srv\/b\) and a \(\/srv\) overlap/);
+    refused([{ name: 'd' }], /fixed port \(8080\) allows one instance per node/, { port: 8080, replicas: 2 });
+    // Allowed: a folder of the app's own under /app or /home, a fixed port with one replica.
+    assert.equal(resolveAppConfig(validateAppConfig({ name: 'x', port: 8080, volumes: [{ name: 'a', path: '/app/uploads' }, { name: 'b', path: '/home/node/b' }] }), undefined).volumes.length, 2);
   });
 
   it('refuses an unterminated quote in a command', () => {

@@ -8,6 +8,11 @@ import { PilotError } from './errors.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
 
+/** A volume's name in pilot.yaml. */
+export const VOLUME_NAME = '^[a-z][a-z0-9-]{0,30}$';
+/** Container paths a volume may not be mounted on: the system's own folders, and the app itself. */
+const RESERVED_PATHS = ['/app', '/bin', '/dev', '/etc', '/lib', '/lib64', '/proc', '/root', '/sbin', '/sys', '/tmp', '/usr', '/var', '/home'];
+
 const Duration = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Number({ minimum: 0 })], {
   description: 'A duration: "500ms", "2s", "1m", or a number of seconds',
 });
@@ -62,6 +67,16 @@ export const AppConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    volumes: Type.Optional(Type.Array(
+      Type.Object(
+        {
+          name: Type.String({ pattern: VOLUME_NAME, description: 'Volume name: 1-31 lowercase letters, digits and "-", starting with a letter. The app finds it in $PILOT_VOLUME_<NAME> (upper case, "-" as "_")' }),
+          path: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._-]+)+$', maxLength: 200, description: 'runtime docker: where the volume is mounted in the container. Default: /data/<name>' })),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 8, description: 'Named data that survives deploys and restarts, kept on one node: the app\'s instances are placed only on the node that holds it (`pilot volumes`)' },
+    )),
     timeouts: Type.Optional(
       Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false }),
     ),
@@ -103,6 +118,36 @@ export interface AppConfig {
   readonly health: { readonly path: string; readonly intervalMs: number; readonly timeoutMs: number };
   readonly deploy: { readonly readyTimeoutMs: number; readonly drainMs: number; readonly stopTimeoutMs: number; readonly releaseTimeoutMs: number };
   readonly buildStepTimeoutMs: number;
+  /** Named data kept across deploys on one node (see volumeEnvName). */
+  readonly volumes: readonly VolumeConfig[];
+}
+
+export interface VolumeConfig {
+  readonly name: string;
+  /** runtime docker: the mount point in the container. */
+  readonly path: string;
+}
+
+/** The variable that gives an instance its volume's path: data → PILOT_VOLUME_DATA, user-files → PILOT_VOLUME_USER_FILES. */
+export const volumeEnvName = (name: string): string => `PILOT_VOLUME_${name.toUpperCase().replaceAll('-', '_')}`;
+
+/** Resolve pilot.yaml volumes (default paths) and refuse duplicates and paths that would hide the system or the app. */
+function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
+  const out: VolumeConfig[] = [];
+  for (const v of input.volumes ?? []) {
+    const path = v.path ?? `/data/${v.name}`;
+    const segments = path.split('/').slice(1);
+    if (segments.some((s) => s === '.' || s === '..')) throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name}: path ${path} must not contain "." or ".." segments`);
+    const reserved = RESERVED_PATHS.find((r) => path === r || (r !== '/app' && r !== '/home' && path.startsWith(`${r}/`)));
+    if (reserved) {
+      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name}: path ${path} would be mounted over ${reserved}, which the container needs`, { hint: `Pick a folder of its own, e.g. path: /data/${v.name} (the default).` });
+    }
+    if (out.some((o) => o.name === v.name)) throw new PilotError('invalid_config', `pilot.yaml: volumes: the name ${v.name} is used twice`);
+    const clash = out.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
+    if (clash) throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name} (${path}) and ${clash.name} (${clash.path}) overlap`, { hint: 'Give each volume a folder of its own.' });
+    out.push({ name: v.name, path });
+  }
+  return out;
 }
 
 /** Split a command string into argv: whitespace separates words, quotes group them. No shell. */
@@ -210,6 +255,12 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
   }
   const health = input.health ?? {};
   const deploy = input.deploy ?? {};
+  const volumes = resolveVolumes(input);
+  if (volumes.length > 0 && input.port !== undefined && (input.replicas ?? 1) > 1) {
+    throw new PilotError('invalid_config', `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${input.port}) allows one instance per node, so replicas: ${input.replicas} cannot be placed`, {
+      hint: 'Remove `port:` (instances then get $PORT), or set replicas: 1.',
+    });
+  }
   return {
     name,
     runtime: input.runtime ?? 'process',
@@ -238,5 +289,6 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
       releaseTimeoutMs: ms(deploy.release_timeout, 5 * 60_000),
     },
     buildStepTimeoutMs: ms(input.timeouts?.build_step, 15 * 60_000),
+    volumes,
   };
 }

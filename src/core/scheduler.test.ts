@@ -120,4 +120,51 @@ describe('scheduler', () => {
       assert.deepEqual(schedule(nodes, req), schedule(nodes, req, { exhaustive: true }));
     }), { numRuns: 300 });
   });
+
+  describe('volumes', () => {
+    const three = (): SchedulerNode[] => ['a', 'b', 'c'].map((id) => ({ id, name: `node-${id}`, schedulable: true, instances: [] }));
+
+    it('puts every replica of a first placement on one node, the one the first instance would get', () => {
+      const nodes = three();
+      nodes[0] = { ...nodes[0]!, instances: [{ app: 'other', fixedPort: undefined }] };
+      const p = schedule(nodes, { app: 'db', count: 3, fixedPort: undefined, volumes: { names: ['data'] } });
+      assert.deepEqual(p.nodeIds, ['b', 'b', 'b']);
+    });
+
+    it('places only on the node that holds the volume, even when others are emptier', () => {
+      const nodes = three();
+      nodes[2] = { ...nodes[2]!, instances: [{ app: 'x', fixedPort: undefined }, { app: 'y', fixedPort: undefined }] };
+      assert.deepEqual(schedule(nodes, { app: 'db', count: 2, fixedPort: undefined, volumes: { names: ['data'], node: { id: 'c', name: 'node-c' } } }).nodeIds, ['c', 'c']);
+    });
+
+    it('waits, saying why, when the volume\'s node is down, gone, lacks a label or the engine, or is full', () => {
+      const nodes = three();
+      const req = (node = { id: 'a', name: 'node-a' }, extra = {}) => ({ app: 'db', count: 1, fixedPort: undefined, volumes: { names: ['data'], node }, ...extra });
+      const down = schedule([{ ...nodes[0]!, schedulable: false }, nodes[1]!], req());
+      assert.deepEqual(down.nodeIds, []);
+      assert.equal(down.unplaced, 1);
+      assert.match(down.reason!, /^volume data of db is on node node-a, which is not ready \(down, draining or cordoned\): the instances wait for it \(`pilot volumes forget db`/);
+      assert.match(schedule(nodes, req({ id: 'zz', name: 'zz' })).reason!, /node zz, which is no longer registered/);
+      assert.match(schedule(nodes, req(undefined, { constraints: { zone: 'eu' } })).reason!, /node node-a, which lacks the labels zone=eu/);
+      assert.match(schedule(nodes, req(undefined, { runtime: 'docker' })).reason!, /node node-a, which has no running Docker engine/);
+      const full = schedule([{ ...nodes[0]!, cpus: 1 }], req(undefined, { cpu: 2 }));
+      assert.match(full.reason!, /^volume data of db is on node node-a: 0 of 1 instances placed: each instance needs 2 CPU/);
+    });
+
+    it('never places an app with volumes on two nodes, nor off its volume\'s node (property)', () => {
+      fc.assert(fc.property(fc.array(fc.record({ up: fc.boolean(), load: fc.nat(4), cpus: fc.option(fc.integer({ min: 1, max: 4 }), { nil: undefined }) }), { minLength: 1, maxLength: 8 }),
+        fc.integer({ min: 1, max: 6 }), fc.option(fc.nat(7), { nil: undefined }), fc.option(fc.constant(0.5), { nil: undefined }), (spec, count, pinAt, cpu) => {
+          const nodes: SchedulerNode[] = spec.map((s, i) => ({
+            id: `n${i}`, name: `n${i}`, schedulable: s.up, cpus: s.cpus, instances: Array.from({ length: s.load }, () => ({ app: 'other', fixedPort: undefined })),
+          }));
+          const pin = pinAt === undefined ? undefined : nodes[pinAt % nodes.length]!;
+          const p = schedule(nodes, { app: 'db', count, fixedPort: undefined, cpu, volumes: { names: ['data'], node: pin && { id: pin.id, name: pin.name } } });
+          assert.equal(p.nodeIds.length + p.unplaced, count);
+          assert.ok(new Set(p.nodeIds).size <= 1, `on one node: ${p.nodeIds.join(',')}`);
+          if (pin) assert.ok(p.nodeIds.every((id) => id === pin.id));
+          if (pin && !pin.schedulable) assert.match(p.reason!, /wait for it/);
+          if (p.nodeIds.length > 0) assert.ok(nodes.find((n) => n.id === p.nodeIds[0])!.schedulable);
+        }));
+    });
+  });
 });

@@ -3,6 +3,8 @@
  * replicas across ready nodes (fewest instances of this app first, then fewest overall, then by
  * name for a stable answer), never puts two instances with the same fixed port on one node, and
  * never exceeds a node's CPU or memory (when the node reported them and the app requested them).
+ * An app with volumes has all its instances on one node: the one that holds its volumes, or, at
+ * the first placement, the node chosen for its first instance.
  */
 export interface SchedulerInstance {
   readonly app: string;
@@ -51,6 +53,12 @@ export interface PlacementRequest {
   readonly artifact?: string | undefined;
   /** A runtime other than `process` the node must offer. */
   readonly runtime?: 'process' | 'docker' | undefined;
+  /**
+   * The app has volumes (pilot.yaml `volumes`): every instance goes on one node. `node` set = the node
+   * that holds them (only that node is eligible); unset = first placement, the first node chosen
+   * takes all the instances.
+   */
+  readonly volumes?: { readonly names: readonly string[]; readonly node?: { readonly id: string; readonly name: string } | undefined } | undefined;
 }
 
 export type Placement = { readonly nodeIds: readonly string[]; readonly unplaced: number; readonly reason: string | undefined };
@@ -89,12 +97,22 @@ function loadOf(n: SchedulerNode, app: string): Load {
  * `exhaustive` skips the shortcut (tests compare the two).
  */
 export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest, opts: { readonly exhaustive?: boolean } = {}): Placement {
+  const vol = req.volumes;
+  if (vol !== undefined && vol.node === undefined && req.count > 0) {
+    // First placement of an app with volumes: choose one node as for a single instance, then put the rest there too.
+    const first = schedule(nodes, { ...req, count: 1, volumes: undefined }, opts);
+    const nodeId = first.nodeIds[0];
+    const chosen = nodes.find((n) => n.id === nodeId);
+    if (!chosen) return { nodeIds: [], unplaced: req.count, reason: first.reason };
+    return schedule(nodes, { ...req, volumes: { names: vol.names, node: { id: chosen.id, name: chosen.name } } }, opts);
+  }
+  const pin = vol?.node;
   const constraints = Object.entries(req.constraints ?? {});
   const needs = req.runtime !== undefined && req.runtime !== 'process' ? req.runtime : undefined;
   const eligible = (n: SchedulerNode): boolean =>
-    n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v) && (needs === undefined || (n.runtimes?.has(needs) ?? false));
+    (pin === undefined || n.id === pin.id) && n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v) && (needs === undefined || (n.runtimes?.has(needs) ?? false));
   const k = req.count * 2 + 8;
-  if (nodes.length > 4 * k && opts.exhaustive !== true) {
+  if (nodes.length > 4 * k && opts.exhaustive !== true && pin === undefined) {
     const fast = place(bestNodes(nodes, req, eligible, k), req, k);
     if (fast && fast.unplaced === 0) return fast;
   }
@@ -102,7 +120,20 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest,
   const load = new Map(candidates.map((n) => [n.id, loadOf(n, req.app)]));
   const full = place(candidates.map((n) => ({ node: n, load: load.get(n.id)! })), req, Infinity)!;
   if (full.unplaced === 0) return full;
-  return { ...full, reason: whyNot(candidates, load, req, full.nodeIds.length) };
+  const why = whyNot(candidates, load, req, full.nodeIds.length);
+  return { ...full, reason: pin === undefined ? why : whyNotOnVolumeNode(nodes.find((n) => n.id === pin.id), pin.name, vol!.names, req, candidates.length > 0 ? why : undefined) };
+}
+
+/** Why the instances of an app with volumes cannot go on the node that holds them. */
+function whyNotOnVolumeNode(node: SchedulerNode | undefined, name: string, volumes: readonly string[], req: PlacementRequest, room: string | undefined): string {
+  const held = `volume${volumes.length === 1 ? '' : 's'} ${volumes.join(', ')} of ${req.app} ${volumes.length === 1 ? 'is' : 'are'} on node ${name}`;
+  const wait = `the instances wait for it (\`pilot volumes forget ${req.app}\` lets them start with empty volumes elsewhere)`;
+  if (node === undefined) return `${held}, which is no longer registered: ${wait}`;
+  if (!node.schedulable) return `${held}, which is not ready (down, draining or cordoned): ${wait}`;
+  if (room !== undefined) return `${held}: ${room}`;
+  const missing = Object.entries(req.constraints ?? {}).filter(([k, v]) => node.labels?.[k] !== v);
+  if (missing.length > 0) return `${held}, which lacks the labels ${missing.map(([k, v]) => `${k}=${v}`).join(', ')}: ${wait}`;
+  return `${held}, which has no running Docker engine: ${wait}`;
 }
 
 interface Entry { readonly node: SchedulerNode; readonly load: Load }

@@ -67,6 +67,8 @@ export interface InstanceSpec {
    * the router can reach the namespace's address, i.e. the node is on the router's machine).
    */
   readonly netns?: boolean | undefined;
+  /** Named data kept on this node across deploys (pilot.yaml `volumes`); absent = none. */
+  readonly volumes?: readonly { readonly name: string; readonly path: string }[] | undefined;
 }
 
 /** `web` instances serve traffic; a `release` instance runs the release phase once and exits. */

@@ -1,7 +1,8 @@
 /**
  * `pilot images bootstrap-node`: a minimal Node.js base image made from this machine's own Node
  * runtime, for machines that cannot pull from a registry. The image holds the node binary, the
- * shared libraries it links (from ldd), npm, /tmp and a passwd entry; nothing else. Built through
+ * shared libraries it links (from ldd), npm, /tmp (1777), a passwd entry and the `node` user's
+ * home (owned by it); nothing else. Built through
  * the Engine API from a tar context staged in a temp folder.
  */
 import { copyFile, mkdir, mkdtemp, rm, writeFile, cp } from 'node:fs/promises';
@@ -65,7 +66,7 @@ export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: strin
     if (existsSync(npm)) {
       await cp(npm, join(root, 'usr/local/lib/node_modules/npm'), { recursive: true, dereference: true });
     }
-    await mkdir(join(root, 'tmp'), { recursive: true, mode: 0o1777 });
+    await mkdir(join(root, 'tmp'), { recursive: true });
     await mkdir(join(root, 'etc'), { recursive: true });
     await writeFile(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/sbin/nologin\nnode:x:1000:1000:node:/home/node:/sbin/nologin\n');
     await writeFile(join(root, 'etc/group'), 'root:x:0:\nnode:x:1000:\n');
@@ -76,12 +77,15 @@ export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: strin
       'COPY rootfs/ /',
       'ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_VERSION=' + version,
       existsSync(npm) ? 'ENV NPM_CLI=/usr/local/lib/node_modules/npm/bin/npm-cli.js' : '',
+      // A portable tar makes every file root's and clears group/other write bits (/tmp came out
+      // 1755): the modes and the app user's home are set here, in the image.
+      'RUN ["/usr/local/bin/node","-e","const fs=require(\'fs\');fs.chmodSync(\'/tmp\',0o1777);fs.chownSync(\'/home/node\',1000,1000)"]',
       `LABEL dev.pilot.base="node" dev.pilot.node-version="${version}"`,
       'CMD ["node"]',
       '',
     ].filter((l) => l !== '').join('\n'));
     const context = tar.c({ cwd: dir, portable: true, noMtime: true }, ['Dockerfile', 'rootfs']);
-    const stream = await engine.buildImage(context as unknown as NodeJS.ReadableStream, { t: tag, rm: true, forcerm: true });
+    const stream = await engine.buildImage(context as unknown as NodeJS.ReadableStream, { t: tag, rm: true, forcerm: true, networkmode: 'none' });
     const id = await followBuild(engine, stream, opts.onLine);
     return { tag, id, nodeVersion: version, built: true };
   } finally {

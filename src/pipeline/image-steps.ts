@@ -2,8 +2,8 @@
  * The runner's steps for `runtime: docker` (runner.ts calls in here; the process runtime never
  * loads this file):
  *
- *   build    own Dockerfile: nothing on this machine (the Dockerfile builds the app);
- *            no Dockerfile: the normal install/build (runner.ts), then a generated Dockerfile
+ *   build    nothing on this machine: the app's own Dockerfile, or the generated one (a build
+ *            stage that installs by lockfile and runs the build commands), builds the app
  *   package  docker build through the Engine API, log streamed line by line → image ID
  *   publish  a registry configured (`pilot registry set`): tag <address>/<app>:<commit12>, push,
  *            image.ref = <address>/<app>@<manifest digest>;
@@ -116,6 +116,9 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       appDir: req.appDir,
       dockerfile: req.dockerfile,
       run: config.run,
+      build: config.build,
+      env: config.env,
+      volumePaths: (config.volumes ?? []).map((v) => v.path),
       tag: `${imagePrefix()}/${config.name}:${tag}`,
       labels: { 'dev.pilot.app': config.name, 'dev.pilot.commit': req.commit },
       signal,

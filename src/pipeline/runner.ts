@@ -133,6 +133,10 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
         return undefined;
       }
+      if (docker) {
+        log.line('    nothing to build on this machine: the generated Dockerfile installs the dependencies and builds the app in the image');
+        return undefined;
+      }
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
       const pinned = config.runtime === 'process'
         ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal, override: req.nodeOverride })

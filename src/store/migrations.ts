@@ -168,6 +168,17 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE apps ADD COLUMN removed_at INTEGER;
   `,
+  // volumes: which node holds each app volume (pilot.yaml `volumes`); the scheduler places the
+  // app's instances only there. A row is written at the first placement, removed by `pilot volumes forget`.
+  `
+  CREATE TABLE volume_placements (
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (app, name)
+  );
+  `,
   // pkgmgr: build-time secrets: visible to the build only, never to the running app
   `
   ALTER TABLE secrets ADD COLUMN scope TEXT NOT NULL DEFAULT 'run';

@@ -30,6 +30,28 @@ describe('sqlite store', () => {
     }
   });
 
+  it('records where an app\'s volumes live: the first node stays, forget drops them; an old config reads as no volumes', async () => {
+    const dir = tmp();
+    try {
+      const s = new SqliteStore(join(dir, 'pilot.db'));
+      await s.placeVolumes('shop', ['data', 'cache'], 'n1', 1);
+      await s.placeVolumes('shop', ['data', 'uploads'], 'n2', 2); // data stays on n1; uploads is new
+      await s.placeVolumes('blog', ['data'], 'n3', 3);
+      assert.deepEqual((await s.listVolumePlacements('shop')).map((p) => [p.name, p.nodeId]), [['cache', 'n1'], ['data', 'n1'], ['uploads', 'n2']]);
+      assert.equal(await s.forgetVolumes('shop', 'data'), 1);
+      assert.equal(await s.forgetVolumes('shop', 'nothing'), 0);
+      assert.equal(await s.forgetVolumes('shop'), 2);
+      assert.deepEqual((await s.listVolumePlacements()).map((p) => [p.app, p.name, p.nodeId]), [['blog', 'data', 'n3']]);
+      // A config stored before `volumes` existed.
+      const { volumes: _omitted, ...old } = resolveAppConfig({ name: 'legacy' }, undefined);
+      await s.upsertApp('legacy', old as never, 4);
+      assert.deepEqual((await s.getApp('legacy'))!.config.volumes, []);
+      s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a database from a newer Pilot', () => {
     const dir = tmp();
     try {

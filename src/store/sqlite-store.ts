@@ -1,22 +1,28 @@
 /** The Store on SQLite (better-sqlite3): one file, WAL, versioned migrations. */
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
+
 import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
-  RolloutRecord, RunPatch, Store,
+  RolloutRecord, RunPatch, Store, VolumePlacement,
 } from './store.js';
 
 type Row = Record<string, unknown>;
+/** A stored config; fields added since it was written get their defaults (volumes: none). */
+function parseConfig(text: string): AppConfig {
+  const c = JSON.parse(text) as AppConfig;
+  return c.volumes === undefined ? { ...c, volumes: [] } : c;
+}
 const opt = <T>(v: unknown): T | undefined => (v === null || v === undefined ? undefined : (v as T));
 
 function appFrom(r: Row): AppRecord {
   return {
     name: r.name as string,
-    config: JSON.parse(r.config as string) as AppConfig,
+    config: parseConfig(r.config as string),
     replicas: r.replicas as number,
     activeRevision: opt<number>(r.active_revision),
     createdAt: r.created_at as number,
@@ -35,7 +41,7 @@ function revisionFrom(r: Row): RevisionRecord {
     artifact: r.artifact as string,
     commit: r.commit_sha as string,
     dirty: r.dirty === 1,
-    config: JSON.parse(r.config as string) as AppConfig,
+    config: parseConfig(r.config as string),
     runId: opt<number>(r.run_id),
     createdAt: r.created_at as number,
     image: r.image == null ? undefined : (JSON.parse(r.image as string) as ImageRef),
@@ -592,6 +598,19 @@ export class SqliteStore implements Store {
   async listRegistries(): Promise<RegistryRecord[]> {
     return (this.stmt('SELECT url, username, password, updated_at FROM registries ORDER BY updated_at DESC, rowid DESC').all() as Row[])
       .map((r) => ({ url: r.url as string, username: opt<string>(r.username), password: opt<string>(r.password), updatedAt: r.updated_at as number }));
+  }
+
+  async listVolumePlacements(app?: string): Promise<VolumePlacement[]> {
+    return (this.stmt('SELECT * FROM volume_placements WHERE (@app IS NULL OR app = @app) ORDER BY app, name').all({ app: app ?? null }) as Row[])
+      .map((r) => ({ app: r.app as string, name: r.name as string, nodeId: r.node_id as string, createdAt: r.created_at as number }));
+  }
+  async placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void> {
+    this.db.transaction(() => {
+      for (const name of names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(app, name, nodeId, now);
+    })();
+  }
+  async forgetVolumes(app: string, name?: string): Promise<number> {
+    return this.stmt('DELETE FROM volume_placements WHERE app = @app AND (@name IS NULL OR name = @name)').run({ app, name: name ?? null }).changes;
   }
 
   putArtifactMeta(m: ArtifactMeta): void {

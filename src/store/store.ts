@@ -58,6 +58,13 @@ export interface SecretRecord {
 
 export type SecretScope = 'run' | 'build';
 
+export interface VolumePlacement {
+  readonly app: string;
+  readonly name: string;
+  readonly nodeId: string;
+  readonly createdAt: number;
+}
+
 export interface RegistryRecord {
   /** http(s)://host[:port], normalized (control/registry-routes.ts). */
   readonly url: string;
@@ -269,6 +276,12 @@ export interface Store {
   deleteRegistry(url: string): Promise<boolean>;
   /** Most recently set first: the first is where images are published. */
   listRegistries(): Promise<RegistryRecord[]>;
+  // volumes: the node that holds each app volume (the scheduler pins to it, the reconciler records it)
+  listVolumePlacements(app?: string): Promise<VolumePlacement[]>;
+  /** Record that `names` of `app` live on `nodeId`; a volume already placed keeps its node. */
+  placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void>;
+  /** Forget where the app's volumes (or one of them) are; returns how many records went. */
+  forgetVolumes(app: string, name?: string): Promise<number>;
   listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]>;
   // artifacts metadata (blobs live in the artifact repository)
   /** Record a runtime once: the first record of (version, platform) stays; returns the stored one. */

@@ -80,6 +80,9 @@ describe('containers end to end (pilot server, two agents, pilot run)', { skip: 
     for (const n of nodes) await removeNodeContainers(engine, n.name).catch(() => undefined);
     const tagged = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/build-e2e/*', `${registry?.address}/*`] }) }).catch(() => []);
     for (const id of [...images, ...tagged.map((i) => i.Id)]) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+    // The generated Dockerfile's build stage is kept by the engine as an untagged, labelled image.
+    const stages = await engine.listImages({ filters: JSON.stringify({ label: ['dev.pilot.stage=build', 'dev.pilot.app=genapp'] }) }).catch(() => []);
+    for (const i of stages) await engine.getImage(i.Id).remove({ force: true }).catch(() => undefined);
     await registry?.stop();
   });
 

@@ -41,7 +41,7 @@ async function removeImage(id: string | undefined): Promise<void> {
   await engine.getImage(id).remove({ force: true }).catch(() => undefined);
 }
 
-describe('docker build and publish (pilot run, real engine, real registry)', { skip: dockerSkip || registrySkip, timeout: 240_000 }, () => {
+describe('docker build and publish (pilot run, real engine, real registry)', { skip: dockerSkip || registrySkip, timeout: 480_000 }, () => {
   const h = new Harness();
   let registry: TestRegistry;
   const images = new Set<string>();

@@ -121,6 +121,26 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     await rt.stop(h, 2_000);
   });
 
+  void it('creates a missing named volume (labelled with its node and app), mounts it, and keeps it after the container', async (t) => {
+    const { rt, node, req } = await setup(t);
+    const name = `pilot.${node}.web.data`;
+    t.after(async () => {
+      await engine.getVolume(name).remove({ force: true }).catch(() => undefined);
+    });
+    const r = { ...(await req('vol-1')), volumes: [{ source: name, target: '/data' }] };
+    const h = await rt.start(r);
+    const info = await engine.getContainer(h.containerId!).inspect();
+    assert.deepEqual(info.Mounts.map((m) => [m.Type, m.Name, m.Destination, m.RW]), [['volume', name, '/data', true]]);
+    const vol = await engine.getVolume(name).inspect();
+    assert.deepEqual([vol.Labels?.[LABELS.node], vol.Labels?.[LABELS.app]], [node, 'web']);
+    await rt.stop(h, 2_000);
+    await assert.doesNotReject(engine.getVolume(name).inspect(), 'the volume outlives its container');
+    // The next instance mounts the same volume (its create is idempotent).
+    const h2 = await rt.start({ ...(await req('vol-2')), volumes: [{ source: name, target: '/data' }] });
+    assert.equal((await engine.getContainer(h2.containerId!).inspect()).Mounts[0]?.Name, name);
+    await rt.stop(h2, 2_000);
+  });
+
   void it('re-attaches to the log stream after adoption without repeating or losing lines', async (t) => {
     const { rt, node, req } = await setup(t);
     const r = await req('tick-1', 'tick');

@@ -104,6 +104,7 @@ export class DockerRuntime implements Runtime {
     if (existing) await this.removeContainer(existing.Id); // a crashed one left behind: its output is in the log files
     await mkdir(req.stateDir, { recursive: true });
     const memory = req.limits?.memoryMb ? Math.round(req.limits.memoryMb * 1024 * 1024) : undefined;
+    await this.ensureVolumes(req);
     let container: Docker.Container;
     try {
       container = await this.engine.createContainer({
@@ -120,6 +121,7 @@ export class DockerRuntime implements Runtime {
           ...(memory ? { Memory: memory, MemorySwap: memory } : {}),
           ...(req.limits?.cpu ? { NanoCpus: Math.round(req.limits.cpu * 1e9) } : {}),
           LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
+          ...(req.volumes?.length ? { Mounts: req.volumes.map((v) => ({ Type: 'volume' as const, Source: v.source, Target: v.target })) } : {}),
         },
       });
     } catch (e) {
@@ -270,6 +272,22 @@ export class DockerRuntime implements Runtime {
    * The command must exist in the image: with an init process the engine would start the
    * container anyway and the init would exit 127, which reads as a crash instead of a bad command.
    */
+  /**
+   * Create the request's named volumes that do not exist yet, labelled with the node and app (a
+   * create of an existing name returns it unchanged: idempotent). A new volume mounted on a folder
+   * of the image takes that folder's owner and contents (Docker's copy-up): the generated
+   * Dockerfile creates the volume paths owned by the app's user.
+   */
+  private async ensureVolumes(req: StartRequest): Promise<void> {
+    for (const v of req.volumes ?? []) {
+      try {
+        await this.engine.createVolume({ Name: v.source, Labels: { [LABELS.node]: this.node, ...(req.labels?.[LABELS.app] ? { [LABELS.app]: req.labels[LABELS.app] } : {}) } });
+      } catch (e) {
+        throw new PilotError('deploy_failed', `cannot create the volume ${v.source} for instance ${req.instanceId}: ${engineMessage(e)}`, { cause: e });
+      }
+    }
+  }
+
   private async checkCommand(c: Docker.Container, req: StartRequest): Promise<void> {
     const cfg = (await c.inspect()).Config;
     const cmd0 = (cfg.Entrypoint && cfg.Entrypoint.length > 0 ? cfg.Entrypoint : cfg.Cmd ?? [])[0];

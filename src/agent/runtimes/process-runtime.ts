@@ -240,6 +240,13 @@ export class ProcessRuntime implements Runtime {
    * Exit code/signal of an instance this object started, once Node has reaped it. For an adopted
    * one only an OOM kill is known (from its cgroup's count), with no code.
    */
+  async logsFlushed(h: InstanceHandle): Promise<void> {
+    const lg = this.tracked.get(key(h))?.logger;
+    if (lg === undefined) return;
+    const end = performance.now() + LOGGER_WAIT_MS;
+    while (isSameProcess(lg.pid, lg.startTime) && performance.now() < end) await sleep(POLL_MS);
+  }
+
   exitInfo(h: InstanceHandle): ExitInfo | undefined {
     const t = this.tracked.get(key(h));
     if (t === undefined) return undefined;

@@ -22,6 +22,8 @@ export interface StartRequest {
   readonly user?: { readonly uid: number; readonly gid: number } | undefined;
   /** docker: labels describing the instance (dev.pilot.app, dev.pilot.revision), besides the runtime's own. */
   readonly labels?: Readonly<Record<string, string>> | undefined;
+  /** docker: named volumes to mount (created when missing, kept after the container). */
+  readonly volumes?: readonly { readonly source: string; readonly target: string }[] | undefined;
 }
 
 /** Names one running instance. A value: safe to copy, compare, persist. */
@@ -72,6 +74,11 @@ export interface Runtime {
    * ones, the engine keeps it), and then always as soon as isRunning returns false. Undefined while running.
    */
   exitInfo(h: InstanceHandle): ExitInfo | undefined;
+  /**
+   * Resolves once the output of an instance that has exited is all in its log files (the process
+   * runtime's log writer drains its pipes and exits; bounded wait). Optional: files written directly need none.
+   */
+  logsFlushed?(h: InstanceHandle): Promise<void>;
   /**
    * SIGTERM to the instance's process group, wait up to graceMs, then SIGKILL; resolves when the
    * whole group is gone and removes the pid file. Idempotent; never signals a reused pid.
