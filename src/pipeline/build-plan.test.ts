@@ -25,7 +25,8 @@ describe('buildSteps', () => {
   it('installs by lockfile with a frozen install, then runs the build script if present', () => {
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm' })), [['install', 'npm ci --no-audit --no-fund']]);
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm', scripts: { build: 'tsc' } })), [['install', 'npm ci --no-audit --no-fund'], ['build', 'npm run build']]);
-    assert.deepEqual(argvs(undefined, facts({ lockfile: 'yarn' }))[0], ['install', 'yarn install --frozen-lockfile']);
+    assert.deepEqual(argvs(undefined, facts({ lockfile: 'yarn' }))[0], ['install', 'yarn install --frozen-lockfile --non-interactive']);
+    assert.deepEqual(argvs(undefined, facts({ lockfile: 'yarn', yarnLock: 'berry' }))[0], ['install', 'yarn install --immutable']);
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'pnpm' }))[0], ['install', 'pnpm install --frozen-lockfile']);
     assert.deepEqual(argvs(undefined, facts({ lockfile: null }))[0], ['install', 'npm install --no-audit --no-fund']);
   });
@@ -83,7 +84,7 @@ describe('readWorkspaceFacts', () => {
   it('reads scripts and the lockfile', async () => {
     const pkg = JSON.stringify({ name: 'web', scripts: { build: 'tsc', start: 'node .', weird: 42 } });
     const f = await withDir({ 'package.json': `\uFEFF${pkg}`, 'yarn.lock': '' }, readWorkspaceFacts);
-    assert.deepEqual(f, { hasPackageJson: true, lockfile: 'yarn', scripts: { build: 'tsc', start: 'node .' } });
+    assert.deepEqual(f, { hasPackageJson: true, lockfile: 'yarn', scripts: { build: 'tsc', start: 'node .' }, yarnLock: 'v1' });
   });
 
   it('sees no package.json and no lockfile in a non-Node app', async () => {

@@ -1,13 +1,16 @@
 /** The build step as data: which commands to run in the workspace, and with which environment. Pure. */
+import { installArgvFor, runScriptArgv, type PackageManager, type PackageManagerFacts } from './package-manager.js';
 
 export type Lockfile = 'npm' | 'yarn' | 'pnpm';
 
 /** What the build plan needs to know about the checked-out app (read by workspace-facts.ts). */
-export interface WorkspaceFacts {
+export interface WorkspaceFacts extends PackageManagerFacts {
   readonly hasPackageJson: boolean;
   /** The package manager whose lockfile is present; null when none is. */
   readonly lockfile: Lockfile | null;
   readonly scripts: Readonly<Record<string, string>>;
+  /** yarn berry's `nodeLinker` from .yarnrc.yml (`pnp` when unset, `node-modules`, `pnpm`). */
+  readonly yarnLinker?: string | undefined;
 }
 
 export interface BuildStep {
@@ -33,31 +36,43 @@ export function detectLockfile(present: (fileName: string) => boolean): Lockfile
   return null;
 }
 
-/** The install command for the app: frozen-lockfile installs, so a build never resolves versions anew. */
-export function installArgv(facts: WorkspaceFacts): readonly string[] | undefined {
-  if (!facts.hasPackageJson) return undefined;
-  switch (facts.lockfile) {
-    case 'npm':
-      return ['npm', 'ci', '--no-audit', '--no-fund'];
-    case 'yarn':
-      return ['yarn', 'install', '--frozen-lockfile'];
-    case 'pnpm':
-      return ['pnpm', 'install', '--frozen-lockfile'];
-    case null:
-      return ['npm', 'install', '--no-audit', '--no-fund'];
-  }
+/**
+ * The package manager implied by the lockfile alone (its version unknown: `0.0.0` for yarn 1 style
+ * commands), for callers that have not provided one (provide-package-manager.ts does).
+ */
+export function lockfileManager(facts: WorkspaceFacts): PackageManager {
+  if (facts.lockfile === 'yarn') return { name: 'yarn', version: facts.yarnLock === 'berry' ? '4.0.0' : '1.0.0' };
+  if (facts.lockfile === 'pnpm') return { name: 'pnpm', version: '9.0.0' };
+  return { name: 'npm', version: '0.0.0' };
 }
 
-/** The build's commands in order: install by lockfile, then pilot.yaml `build` or `npm run build` when package.json has a build script. */
-export function buildSteps(configBuild: readonly (readonly string[])[] | undefined, facts: WorkspaceFacts): BuildStep[] {
+/** The install command for the app: frozen-lockfile installs, so a build never resolves versions anew. */
+export function installArgv(facts: WorkspaceFacts, pm: PackageManager = lockfileManager(facts)): readonly string[] | undefined {
+  if (!facts.hasPackageJson) return undefined;
+  const own = pm.name === 'npm' ? facts.lockfile === 'npm' : facts.lockfile === pm.name;
+  return installArgvFor(pm, own);
+}
+
+/**
+ * The build's commands in order, following the Heroku Node.js buildpack's conventions:
+ * `heroku-prebuild` (before the install), the install by lockfile, then pilot.yaml `build`
+ * commands, else `heroku-postbuild` when package.json has one (instead of `build`), else `build`.
+ * Scripts run through the app's package manager (`yarn run build`: a Plug'n'Play app has no
+ * node_modules/.bin for npm to find its tools in).
+ */
+export function buildSteps(configBuild: readonly (readonly string[])[] | undefined, facts: WorkspaceFacts, pm: PackageManager = lockfileManager(facts)): BuildStep[] {
   const steps: BuildStep[] = [];
-  const install = installArgv(facts);
+  const scripts = facts.hasPackageJson ? facts.scripts : {};
+  if (scripts['heroku-prebuild'] !== undefined) steps.push({ name: 'heroku-prebuild', argv: runScriptArgv(pm, 'heroku-prebuild', true) });
+  const install = installArgv(facts, pm);
   if (install !== undefined) steps.push({ name: 'install', argv: install });
   if (configBuild !== undefined) {
     configBuild.forEach((argv, i) => steps.push({ name: configBuild.length === 1 ? 'build' : `build ${i + 1}`, argv: [...argv] }));
-  } else if (facts.hasPackageJson && facts.scripts['build'] !== undefined) {
+  } else if (scripts['heroku-postbuild'] !== undefined) {
+    steps.push({ name: 'heroku-postbuild', argv: runScriptArgv(pm, 'heroku-postbuild') });
+  } else if (scripts['build'] !== undefined) {
     // Same as `npm run build --if-present`, without paying npm's start-up when there is no script.
-    steps.push({ name: 'build', argv: ['npm', 'run', 'build'] });
+    steps.push({ name: 'build', argv: runScriptArgv(pm, 'build') });
   }
   return steps;
 }

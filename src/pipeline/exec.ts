@@ -227,7 +227,11 @@ async function spawnError(file: string, shown: string, opts: RunOptions, e: Node
     const where = file.includes('/') ? '' : ` on PATH (${opts.env['PATH'] ?? 'PATH is not set'})`;
     return new PilotError('build_failed', `\`${file}\` not found${where}`, {
       cause: e,
-      hint: 'Install it on the build machine, or change the build commands in pilot.yaml.',
+      // yarn and pnpm are provided by Pilot for the app's lockfile or packageManager; a script that
+      // calls another manager than the app's own needs it named.
+      hint: file === 'yarn' || file === 'pnpm'
+        ? `Pilot provides ${file} when the app uses it: add a ${file === 'yarn' ? 'yarn.lock' : 'pnpm-lock.yaml'}, or name it in package.json ("packageManager": "${file}@<version>").`
+        : 'Install it on the build machine, or change the build commands in pilot.yaml.',
     });
   }
   if (e.code === 'EACCES') return new PilotError('build_failed', `\`${file}\` is not executable (permission denied)`, { cause: e });

@@ -8,10 +8,22 @@ export class RunLog {
   private buf: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private sending: Promise<void> = Promise.resolve();
+  private mask: (line: string) => string = (l) => l;
 
   constructor(private readonly api: ApiClient, private readonly runId: number, private readonly out: (line: string) => void) {}
 
-  line(text: string): void {
+  /** Mask these values (build secrets, npmrc credentials) in every later line, terminal included. */
+  maskValues(mask: (line: string) => string): void {
+    this.mask = mask;
+  }
+
+  /** `text` with the masked values hidden (for error messages that leave through other paths). */
+  maskText(text: string): string {
+    return this.mask(text);
+  }
+
+  line(raw: string): void {
+    const text = this.mask(raw);
     this.out(text);
     this.buf.push(`${new Date().toISOString()} ${text}\n`);
     this.timer ??= setTimeout(() => {

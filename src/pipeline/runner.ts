@@ -14,18 +14,19 @@ import { sanitizeLine } from '../core/mask.js';
 import { missingStartCommand, resolveReleaseCommand } from '../core/run-command.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
 import type { ApiClient } from '../control/api-client.js';
-import { withNodeRuntime, defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
+import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { provideNodeRuntime } from '../node-runtime/provide.js';
 import { stepVerb } from './build-cache-key.js';
 import { cacheKeep, defaultBuildCacheDir } from './build-cache.js';
-import { buildSteps } from './build-plan.js';
+import { explainStepFailure, prepareBuild } from './build-setup.js';
+import { isBerry } from './package-manager.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
 import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
 import { RunLog } from './run-log.js';
 import { SilenceTimer, elapsedText } from './silence.js';
 import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
-import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
+import { readWorkspaceFacts } from './workspace-facts.js';
 
 export interface RunRequest {
   readonly source: RunSource;
@@ -137,17 +138,17 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         log.line('    nothing to build on this machine: the generated Dockerfile installs the dependencies and builds the app in the image');
         return undefined;
       }
-      const facts = await readWorkspaceFacts(appDir);
+      const early = await readWorkspaceFacts(appDir);
       // Fail in the build, not with crashing instances at deploy, when nothing says how to start
       // the app: before the install when no build can write a server.js, else after the build.
       const checkStartCommand = async (): Promise<void> => {
-        if (config.runtime !== 'process' || !facts.hasPackageJson) return;
+        if (config.runtime !== 'process' || !early.hasPackageJson) return;
         const procfile = await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined);
         const serverJs = await access(join(appDir, 'server.js')).then(() => true, () => false);
-        const missing = missingStartCommand(config.run, procfile, facts.scripts, serverJs);
+        const missing = missingStartCommand(config.run, procfile, early.scripts, serverJs);
         if (missing) throw missing;
       };
-      if (facts.scripts['build'] === undefined && !config.build?.length) await checkStartCommand();
+      if (early.scripts['build'] === undefined && !config.build?.length) await checkStartCommand();
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
       const pinned = config.runtime === 'process'
         ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal, override: req.nodeOverride })
@@ -155,10 +156,12 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       if (req.nodeOverride !== undefined && config.runtime !== 'process') log.line(`    warning: --node ${req.nodeOverride} is ignored: runtime ${config.runtime} gets Node.js from its image`);
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
       if (pinned) log.line(pinned.npm ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}` : '    npm: this machine\'s own (none paired)');
-      const plan = buildSteps(config.build, facts);
+      // Build secrets, the user's npm set-up and the package manager (build-setup.ts); the log is masked from here on.
+      const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, pairedNpmBinDir: pinned?.npm?.binDir, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal });
+      const { plan } = prepared;
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
-      const hostEnv = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, config.env);
-      let env: Readonly<Record<string, string>> = pinned ? withNodeRuntime(hostEnv, pinned.runtime, pinned.npm?.binDir) : hostEnv;
+      const { facts, pm } = prepared;
+      let env: Readonly<Record<string, string>> = prepared.env;
       const runStep: RunStep = async (name, argv, stepEnv) => {
         log.line(`--> ${name}: ${formatArgv(argv)}`);
         const verb = stepVerb(name);
@@ -168,18 +171,26 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
           cwd: appDir, env: stepEnv, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`),
           silenceMs, onSilence: (ms) => log.line(`    still ${verb}… ${elapsedText(ms)}`), ...sig,
         }).finally(() => outer?.resume());
-        mustSucceed(result, argv);
+        try {
+          mustSucceed(result, argv);
+        } catch (e) {
+          throw explainStepFailure(e, { name, argv }, prepared);
+        }
         log.line(`    ${name} took ${formatDuration(result.durationMs)}`);
       };
-      const manager = facts.lockfile ?? 'npm';
-      let managerVersion: string | undefined;
+      // The manager that installs (package-manager.ts), not only the lockfile's: packageManager may differ.
+      const manager = pm.name;
+      let managerVersion: string | undefined = prepared.provided ? pm.version : undefined;
       for (const s of plan) {
-        if (s.name === 'install' && config.buildCache) {
+        // yarn 2+ keeps its install outside node_modules (.pnp.cjs, .yarn/cache, install state): the
+        // node_modules cache would restore an incomplete install, so berry apps install every time.
+        if (s.name === 'install' && config.buildCache && !isBerry(pm)) {
           const cache = { root: req.buildCacheDir ?? defaultBuildCacheDir(), app: config.name };
           const r = await installWithCache({ cache, appDir, workspace, manager, installArgv: s.argv, env, bypass: req.noCache === true, keep: cacheKeep(), line: (l) => log.line(l), runStep, signal: req.signal });
           env = r.env;
-          managerVersion = r.inputs?.managerVersion;
+          managerVersion = r.inputs?.managerVersion ?? managerVersion;
         } else {
+          if (s.name === 'install' && config.buildCache) log.line(`    build cache: not used for yarn ${pm.version} (its install lives outside node_modules)`);
           await runStep(s.name, s.argv, env);
         }
       }
@@ -230,7 +241,10 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     await api.updateRun(run.id, { status: 'succeeded' });
     return { runId: run.id, app: config.name, commit: source.commit, artifact, revision, image, durations };
   } catch (err) {
-    const pe = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err), { cause: err });
+    const raw = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err), { cause: err });
+    // The message may hold a failed step's output tail: mask build secrets there too (run record, terminal).
+    const safe = log.maskText(raw.message);
+    const pe = safe === raw.message ? raw : new PilotError(raw.code, safe, raw.hint ? { hint: raw.hint } : {}); // no cause: it holds the clear text
     const status = pe.code === 'superseded' ? 'superseded' : req.signal?.aborted ? 'cancelled' : 'failed';
     log.line(pe.code === 'superseded' ? `=== ${current} skipped: ${pe.message}` : `!!! ${current} failed: ${pe.message}`);
     if (pe.hint && pe.code !== 'superseded') log.line(`    hint: ${pe.hint}`);

@@ -179,4 +179,8 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (app, name)
   );
   `,
+  // pkgmgr: build-time secrets: visible to the build only, never to the running app
+  `
+  ALTER TABLE secrets ADD COLUMN scope TEXT NOT NULL DEFAULT 'run';
+  `,
 ];

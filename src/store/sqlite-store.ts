@@ -6,7 +6,7 @@ import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
-  AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, WebhookPush,
+  AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
   RolloutRecord, RunPatch, Store, VolumePlacement,
 } from './store.js';
@@ -564,16 +564,16 @@ export class SqliteStore implements Store {
     return r.f ?? undefined;
   }
 
-  async setSecret(app: string, name: string, sealed: string, now: number): Promise<void> {
-    this.stmt('INSERT INTO secrets (app, name, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(app, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at')
-      .run(app, name, sealed, now);
+  async setSecret(app: string, name: string, sealed: string, now: number, scope: SecretScope = 'run'): Promise<void> {
+    this.stmt('INSERT INTO secrets (app, name, value, updated_at, scope) VALUES (?, ?, ?, ?, ?) ON CONFLICT(app, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, scope = excluded.scope')
+      .run(app, name, sealed, now, scope);
   }
   async deleteSecret(app: string, name: string): Promise<boolean> {
     return this.stmt('DELETE FROM secrets WHERE app = ? AND name = ?').run(app, name).changes > 0;
   }
   async listSecrets(app: string): Promise<SecretRecord[]> {
-    return (this.stmt('SELECT name, value, updated_at FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[])
-      .map((r) => ({ name: r.name as string, value: r.value as string, updatedAt: r.updated_at as number }));
+    return (this.stmt('SELECT name, value, updated_at, scope FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[])
+      .map((r) => ({ name: r.name as string, value: r.value as string, updatedAt: r.updated_at as number, scope: r.scope === 'build' ? 'build' : 'run' }));
   }
 
   async putNodeRuntime(r: NodeRuntimeRecord): Promise<NodeRuntimeRecord> {

@@ -52,7 +52,11 @@ export interface SecretRecord {
   /** Sealed value. */
   readonly value: string;
   readonly updatedAt: number;
+  /** `run`: injected into the app's instances; `build`: given to the build steps only. */
+  readonly scope: SecretScope;
 }
+
+export type SecretScope = 'run' | 'build';
 
 export interface VolumePlacement {
   readonly app: string;
@@ -264,7 +268,7 @@ export interface Store {
   /** The highest fence among the app's runs that created a revision, if any. */
   latestDeployedFence(app: string): Promise<number | undefined>;
   // secrets (sealed values)
-  setSecret(app: string, name: string, sealed: string, now: number): Promise<void>;
+  setSecret(app: string, name: string, sealed: string, now: number, scope?: SecretScope): Promise<void>;
   deleteSecret(app: string, name: string): Promise<boolean>;
   listSecrets(app: string): Promise<SecretRecord[]>;
   // container registries (password sealed); see control/registry-routes.ts
