@@ -130,7 +130,8 @@ function firstError(lines) {
   if (j < 0) return '';
   let msg = lines[j].replace(/^!!! /, '').replace(/^error: /, '');
   if (/:\s*$/.test(msg)) {
-    const telling = lines.slice(j + 1).map((l) => l.trim()).find((l) => l && !/^last output of|^hint:/.test(l) && /err|fail|cannot|not found|missing|denied|EADDR|refus/i.test(l))
+    const plain = lines.slice(j + 1).map((l) => l.trim()).filter((l) => l && !/^last output of|^hint:|ELIFECYCLE|^>/.test(l));
+    const telling = plain.find((l) => /required|not found|cannot|missing|denied|EADDR|refus|ERR!|error/i.test(l))
       ?? lines.slice(j + 1).map((l) => l.trim()).find((l) => l && !/^last output of|^hint:/.test(l));
     if (telling) msg += ` ${telling}`;
   }
