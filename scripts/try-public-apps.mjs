@@ -3,7 +3,8 @@
 // what happened. Third-party code is never in this repo: the apps are folders given as arguments
 // (git work trees, or folders inside one).
 //
-//   node scripts/try-public-apps.mjs [--out DIR] [--timeout SECONDS] APP_DIR...
+//   node scripts/try-public-apps.mjs [--out DIR] [--timeout SECONDS] [--node VERSION] APP_DIR...
+//   (--node: `pilot run --node VERSION`, a trial on another Node.js than the apps name)
 //
 // For each app: what it is (package manager, the Node.js it names, runtime, Procfile, Dockerfile),
 // `pilot run DIR` (with --allow-dirty only when the folder has uncommitted changes), then one request
@@ -28,12 +29,12 @@ const PILOT = join(ROOT, 'bin', 'pilot.js');
 
 function usage(msg) {
   if (msg) process.stderr.write(`error: ${msg}\n`);
-  process.stderr.write('usage: node scripts/try-public-apps.mjs [--out DIR] [--timeout SECONDS] [--keep-home] APP_DIR...\n');
+  process.stderr.write('usage: node scripts/try-public-apps.mjs [--out DIR] [--timeout SECONDS] [--node VERSION] [--keep-home] APP_DIR...\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const o = { apps: [], out: undefined, timeoutS: 900, keepHome: false };
+  const o = { apps: [], out: undefined, timeoutS: 900, keepHome: false, node: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--out') o.out = argv[++i] ?? usage('--out needs a folder');
@@ -41,6 +42,7 @@ function parseArgs(argv) {
       o.timeoutS = Number(argv[++i]);
       if (!Number.isFinite(o.timeoutS) || o.timeoutS <= 0) usage('--timeout needs a number of seconds');
     } else if (a === '--keep-home') o.keepHome = true;
+    else if (a === '--node') o.node = argv[++i] ?? usage('--node needs a version');
     else if (a === '-h' || a === '--help') usage();
     else if (a.startsWith('-')) usage(`unknown option ${a}`);
     else o.apps.push(resolve(a));
@@ -210,7 +212,7 @@ async function main() {
       const name = basename(dir);
       const facts = describe(dir);
       const isDirty = dirty(dir);
-      const args = [PILOT, 'run', dir, ...(isDirty ? ['--allow-dirty'] : [])];
+      const args = [PILOT, 'run', dir, ...(isDirty ? ['--allow-dirty'] : []), ...(opts.node ? ['--node', opts.node] : [])];
       const logFile = join(out, `${results.length + 1}-${name}.log`);
       process.stderr.write(`\n==> ${name}: pilot run${isDirty ? ' --allow-dirty' : ''} (${facts.pm}; node ${facts.node}; ${facts.runtime}) log ${logFile}\n`);
       const t0 = Date.now();
