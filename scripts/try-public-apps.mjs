@@ -141,7 +141,8 @@ function firstError(lines) {
   if (/^\s*last output of /.test(lines[j + 1] ?? '')) {
     const tail = [];
     for (const l of lines.slice(j + 2)) { if (!/^ {4}/.test(l) || /^\s*hint:/.test(l)) break; if (l.trim()) tail.push(l.trim()); }
-    if (tail.length) msg += ` [app: ${tail[tail.length - 1]}]`;
+    const said = [...tail].reverse().find((l) => /^\w*Error\b/.test(l)) ?? [...tail].reverse().find((l) => /not found|Cannot find|EADDRINUSE/.test(l)) ?? tail[tail.length - 1];
+    if (said) msg += ` [app: ${said}]`;
   }
   msg = msg.replace(/\((\/[^)\s]*:){2,}[^)\s]*\)/g, '(PATH)'); // a PATH list says nothing in a table
   return msg.length > 400 ? msg.slice(0, 397) + '...' : msg;
