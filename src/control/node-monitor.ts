@@ -13,9 +13,18 @@ import { DEFAULT_NODE_HEALTH, nodeStatus, type NodeHealthSettings } from '../cor
 import type { NodeStatus } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';
 
+/** Instance states whose process may be listening: checked when their agent is silent. */
+const ANSWERING_STATES: ReadonlySet<string> = new Set(['ready', 'starting', 'unhealthy']);
+
 const mono = (): number => performance.now();
 
-function tcpAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
+/**
+ * Whether an app answers HTTP on host:port within timeoutMs: any bytes back count (a 404 or 400 is
+ * an answer). A TCP connect alone is not enough: the kernel completes the handshake into the listen
+ * backlog even for a process that is frozen (SIGSTOP, a hung VM), so a node whose agent and apps were
+ * all stopped looked alive forever and its apps were never replaced.
+ */
+function httpAnswers(host: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host, port });
     const done = (ok: boolean): void => {
@@ -24,10 +33,20 @@ function tcpAnswers(host: string, port: number, timeoutMs: number): Promise<bool
       resolve(ok);
     };
     const t = setTimeout(() => done(false), timeoutMs);
-    s.once('connect', () => done(true));
+    s.once('connect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: pilot-node-check\r\nConnection: close\r\n\r\n`));
+    s.once('data', () => done(true));
     s.once('error', () => done(false));
+    s.once('close', () => done(false));
   });
 }
+
+/** The app's health path when it is plain printable ASCII without spaces, else "/". */
+function safePath(path: string | undefined): string {
+  return path !== undefined && /^\/[\x21-\x7e]*$/.test(path) ? path : '/';
+}
+
+/** How long a silent agent's app may take to answer before it counts as not answering. */
+const INSTANCE_ANSWER_MS = 1000;
 
 export class NodeMonitor {
   private readonly started = mono();
@@ -141,11 +160,17 @@ export class NodeMonitor {
       }
     } catch {
       // The agent is silent: do its apps still answer? (An agent restart must not move them.)
-      const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && i.state === 'ready');
+      // Not only `ready` ones: an agent that restarts reports its re-adopted instances `starting`
+      // until their probe passes, and an agent killed again in that window (a crash loop) left a node
+      // with serving apps looking empty, so it went `down` and its apps were moved. Whether they
+      // answer is what the TCP check says.
+      const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && ANSWERING_STATES.has(i.state));
       if (instances.length === 0) this.answering.set(n.id, undefined);
       else {
         // An instance in its own network namespace answers at its own address.
-        const results = await Promise.all(instances.map((i) => tcpAnswers(i.address ?? n.address, i.port!, this.settings.probeTimeoutMs)));
+        const paths = new Map<string, string>();
+        for (const app of new Set(instances.map((i) => i.app))) paths.set(app, safePath((await this.store.getApp(app))?.config.health.path));
+        const results = await Promise.all(instances.map((i) => httpAnswers(i.address ?? n.address, i.port!, paths.get(i.app) ?? '/', Math.max(this.settings.probeTimeoutMs, INSTANCE_ANSWER_MS))));
         this.answering.set(n.id, results.some(Boolean));
       }
     }

@@ -136,6 +136,7 @@ describe('agent faults: kill -9 x10, SIGSTOP of an agent, SIGSTOP of an agent an
   it('keeps a SIGSTOPped agent\'s node suspect while its app answers, and moves nothing', async () => {
     const n1 = nodes[0]!;
     const before = (await live()).map((i) => [i.id, i.node, i.pid]).sort();
+    assert.deepEqual(before.map((i) => i[1]).sort(), ['f1', 'f2'], 'one replica per node');
     const traffic = requestLoop();
     signal(n1.proc!.pid!, 'SIGSTOP');
     const seen = new Set<string>();
