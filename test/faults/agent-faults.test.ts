@@ -23,6 +23,7 @@ const nodes = [
   { name: 'f2', address: '127.0.0.3', home: '', proc: undefined as ChildProcess | undefined },
 ];
 const stopped = new Set<number>();
+const loopsRunning = new Set<() => Promise<unknown>>();
 
 async function instances(): Promise<any[]> {
   return (await h.apiCall('GET', '/api/v1/apps/hello')).json.instances;
@@ -71,13 +72,14 @@ function requestLoop(): { stop: () => Promise<{ ok: number; failed: string[] }> 
     }
   };
   const loops = [loop(), loop()];
-  return {
-    async stop() {
-      done = true;
-      await Promise.all(loops);
-      return { ok, failed };
-    },
+  const stop = async (): Promise<{ ok: number; failed: string[] }> => {
+    done = true;
+    loopsRunning.delete(stop);
+    await Promise.all(loops);
+    return { ok, failed };
   };
+  loopsRunning.add(stop);
+  return { stop };
 }
 
 describe('agent faults: kill -9 x10, SIGSTOP of an agent, SIGSTOP of an agent and its app', { timeout: 420_000 }, () => {
@@ -95,6 +97,8 @@ describe('agent faults: kill -9 x10, SIGSTOP of an agent, SIGSTOP of an agent an
     assert.deepEqual((await live()).map((i) => i.node).sort(), ['f1', 'f2']);
   });
   after(async () => {
+    // A failed case leaves its request loop going: stop it, or this file never ends.
+    await Promise.all([...loopsRunning].map((stop) => stop()));
     for (const pid of stopped) {
       try {
         process.kill(pid, 'SIGCONT');
