@@ -21,6 +21,8 @@ const h = new Harness();
 let ports = { api: 0, router: 0 };
 let repo = '';
 let agentHome = '';
+/** When the control plane was killed (performance.now()), for the figures. */
+let killedAt = Number.POSITIVE_INFINITY;
 
 /** An app whose start can be delayed by START_DELAY_MS (a slow rollout) and whose build can sleep. */
 async function commit(opts: { buildSleepMs?: number; startDelayMs?: number; bigFileMb?: number; tag: string }): Promise<void> {
@@ -50,7 +52,7 @@ function loops(appUrl: string): { stop: () => Promise<{ app: [number, number]; r
         if (res.statusCode !== 200 && tally === app) appErrors.push(`${res.statusCode}`);
       } catch (err) {
         tally[1]++;
-        if (tally === app) appErrors.push(String(err));
+        if (tally === app) appErrors.push(`${String(err)} at ${((performance.now() - killedAt) / 1000).toFixed(1)}s`);
         await sleep(50);
       }
     }
@@ -107,6 +109,7 @@ describe('kill -9 of the control plane in each phase of a run', { timeout: 540_0
         return r && p.when(r.steps) ? r : undefined;
       }, 120_000);
       const t0 = performance.now();
+      killedAt = t0;
       await h.killUp('SIGKILL');
       // The CLI notices at its next report to the server (the build phase: when the build ends).
       const cliResult = await cli;
@@ -118,6 +121,8 @@ describe('kill -9 of the control plane in each phase of a run', { timeout: 540_0
       const recovery = performance.now() - t1;
       await sleep(500);
       const counts = await traffic.stop();
+      const [same] = await liveInstances();
+      const oldNow = same?.id === old.id ? `same instance, pid ${old.pid}→${same.pid}, restarts ${old.restarts}→${same.restarts}` : `instance ${old.id} replaced by ${same?.id}`;
       const after = (await h.apiCall('GET', `/api/v1/runs/${run.id}`)).json.run;
       // The rollout phase: the rollout itself was already stored and carries on after the restart.
       await waitFor('one live, ready instance', async () => {
@@ -129,7 +134,7 @@ describe('kill -9 of the control plane in each phase of a run', { timeout: 540_0
       const rerun = await h.cli(['run', repo]);
       const live = await liveInstances();
       const served = await request(`http://${live[0]?.address ?? '127.0.0.2'}:${live[0]?.port}/`).then((r) => r.body.text()).catch(String);
-      console.log(`FAULT cp-kill9-${p.phase}: app failed ${counts.app[1]}/${counts.app[0] + counts.app[1]}, router failed ${counts.router[1]}/${counts.router[0] + counts.router[1]} (router in the killed process), run #${run.id} ${after.status}, cli exit ${cliResult.code}, runs lost 0, duplicates ${live.length - 1}, control plane down ${(down / 1000).toFixed(1)}s, restart to serving ${(back / 1000).toFixed(1)}s, node ready ${(recovery / 1000).toFixed(1)}s${counts.appErrors.length ? `; app errors: ${counts.appErrors.slice(0, 3).join(' | ')}` : ''}`);
+      console.log(`FAULT cp-kill9-${p.phase}: app failed ${counts.app[1]}/${counts.app[0] + counts.app[1]}, router failed ${counts.router[1]}/${counts.router[0] + counts.router[1]} (router in the killed process), run #${run.id} ${after.status}, cli exit ${cliResult.code}, runs lost 0, duplicates ${live.length - 1}, control plane down ${(down / 1000).toFixed(1)}s, restart to serving ${(back / 1000).toFixed(1)}s, node ready ${(recovery / 1000).toFixed(1)}s; ${oldNow}${counts.appErrors.length ? `; app errors: ${counts.appErrors.slice(0, 3).join(' | ')}` : ''}`);
       assert.notEqual(cliResult.code, 0, 'the CLI says its run did not finish');
       assert.ok(['interrupted', 'failed'].includes(after.status), `run #${run.id} is ${after.status}`);
       assert.ok(after.error, 'the interrupted run says why');
