@@ -49,7 +49,14 @@ function safePath(path: string | undefined): string {
 const INSTANCE_ANSWER_MS = 1000;
 
 export class NodeMonitor {
-  private readonly started = mono();
+  private started = mono();
+  /**
+   * Nodes this process has checked at least once (agent, then its apps). A node never heard from
+   * and never checked is at most `suspect`: the reconciler's first pass runs right after start-up,
+   * and on a loaded machine start-up alone took longer than downAfterMs, so a control-plane restart
+   * declared every node `down` and replaced instances that were serving all along.
+   */
+  private readonly checked = new Set<string>();
   private readonly lastOk = new Map<string, number>();
   private readonly answering = new Map<string, boolean | undefined>();
   private readonly statuses = new Map<string, NodeStatus>();
@@ -67,6 +74,7 @@ export class NodeMonitor {
   ) {}
 
   start(): void {
+    this.started = mono();
     this.timer = setInterval(() => {
       if (this.checking) return;
       this.checking = true;
@@ -109,7 +117,8 @@ export class NodeMonitor {
   private compute(nodeId: string): NodeStatus {
     const now = mono();
     const ok = this.lastOk.get(nodeId);
-    return nodeStatus({ sinceAgentOkMs: ok === undefined ? undefined : now - ok, watchedForMs: now - this.started, instancesAnswering: this.answering.get(nodeId) }, this.settings);
+    const status = nodeStatus({ sinceAgentOkMs: ok === undefined ? undefined : now - ok, watchedForMs: now - this.started, instancesAnswering: this.answering.get(nodeId) }, this.settings);
+    return status === 'down' && ok === undefined && !this.checked.has(nodeId) ? 'suspect' : status;
   }
 
   private update(nodeId: string, name?: string): void {
@@ -163,7 +172,7 @@ export class NodeMonitor {
       // Not only `ready` ones: an agent that restarts reports its re-adopted instances `starting`
       // until their probe passes, and an agent killed again in that window (a crash loop) left a node
       // with serving apps looking empty, so it went `down` and its apps were moved. Whether they
-      // answer is what the TCP check says.
+      // answer is what the HTTP check says.
       const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && ANSWERING_STATES.has(i.state));
       if (instances.length === 0) this.answering.set(n.id, undefined);
       else {
@@ -174,6 +183,7 @@ export class NodeMonitor {
         this.answering.set(n.id, results.some(Boolean));
       }
     }
+    this.checked.add(n.id);
     this.update(n.id, n.name);
   }
 }

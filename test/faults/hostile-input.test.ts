@@ -72,10 +72,10 @@ function hugeHook(framing: 'content-length' | 'chunked', size: number): Promise<
       s.write(`POST /hooks/github/hooked HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: big-${framing}\r\nX-Hub-Signature-256: sha256=${'0'.repeat(64)}\r\n`
         + (framing === 'chunked' ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${size}\r\n\r\n`));
       const chunk = Buffer.alloc(1024 * 1024, 0x20);
-      // With a declared length the server can refuse before reading: send 1 MB and wait for the
-      // answer (writing on into a socket the server closed makes the kernel reset it, and a reset
-      // can discard the answer before it is read).
-      const limit = framing === 'content-length' ? chunk.length : size;
+      // With a declared length the server refuses before reading: send no body byte and wait for
+      // the answer (bytes the server never reads make the kernel reset the connection when it
+      // closes, and a reset can discard the answer before the client reads it).
+      const limit = framing === 'content-length' ? 0 : size;
       let sent = 0;
       const pump = (): void => {
         while (sent < limit && !s.destroyed && answer === '') {
