@@ -35,7 +35,10 @@ describe('pilot.yaml', () => {
 
   it('names the field and what is allowed', () => {
     bad({ replicas: 0 }, /replicas: must be integer >= 1/);
-    bad({ port: 70000 }, /port: must be integer >= 1 <= 65535/);
+    bad({ port: 70000 }, /port: must be integer >= 1024 <= 65535/);
+    bad({ port: 0 }, /port: must be integer >= 1024 <= 65535 \(got 0\)/);
+    bad({ port: 22 }, /port: must be integer >= 1024 <= 65535 \(got 22\)/);
+    bad({ replicas: 10_000 }, /replicas: must be integer >= 1 <= 100 \(got 10000\)/);
     bad({ name: 'Bad Name' }, /name: must be string matching/);
     bad({ health: { path: 'healthz' } }, /health\.path: must be string matching \^\//);
     bad({ replica: 2 }, /replica: unknown field \(allowed: name, runtime, node, dockerfile, build, run, port, env/);
