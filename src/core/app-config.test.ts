@@ -85,3 +85,20 @@ describe('pilot.yaml', () => {
     assert.deepEqual(file, JSON.parse(JSON.stringify({ $schema: 'https://json-schema.org/draft/2020-12/schema', ...AppConfigSchema })));
   });
 });
+
+describe('pilot.yaml defaults and units', () => {
+  it('has the documented deploy defaults: ready 60 s, drain 1 s, stop 10 s', () => {
+    const c = resolveAppConfig(validateAppConfig(undefined), 'shop');
+    assert.deepEqual(c.deploy, { readyTimeoutMs: 60_000, drainMs: 1000, stopTimeoutMs: 10_000 });
+  });
+
+  it('reads memory in binary units: 1GB = 1024 MB, 1.5G = 1536 MB, 512MiB = 512 MB, a number = MB', () => {
+    const mb = (memory: string | number) => resolveAppConfig(validateAppConfig({ resources: { memory } }), 'x').resources.memoryMb;
+    assert.equal(mb('1GB'), 1024);
+    assert.equal(mb('1.5G'), 1536);
+    assert.equal(mb('2GiB'), 2048);
+    assert.equal(mb('512MiB'), 512);
+    assert.equal(mb('256MB'), 256);
+    assert.equal(mb(300), 300);
+  });
+});
