@@ -42,6 +42,10 @@ describe('secret comparisons are constant-time', () => {
     assert.equal(bearer('bearer abc '), 'abc');
     assert.equal(bearer('Basic abc'), undefined);
     assert.equal(bearer('Bearer a b'), undefined);
+    assert.equal(bearer('XBearer abc'), undefined, 'anchored at the start');
+    assert.equal(bearer('Bearerabc'), undefined, 'a space after the scheme');
+    assert.equal(bearer('Bearer  abc'), 'abc', 'any run of spaces');
+    assert.equal(bearer(''), undefined);
     assert.equal(bearer(undefined), undefined);
   });
 });
