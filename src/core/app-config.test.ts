@@ -89,7 +89,7 @@ describe('pilot.yaml', () => {
 describe('pilot.yaml defaults and units', () => {
   it('has the documented deploy defaults: ready 60 s, drain 1 s, stop 10 s', () => {
     const c = resolveAppConfig(validateAppConfig(undefined), 'shop');
-    assert.deepEqual(c.deploy, { readyTimeoutMs: 60_000, drainMs: 1000, stopTimeoutMs: 10_000 });
+    assert.deepEqual([c.deploy.readyTimeoutMs, c.deploy.drainMs, c.deploy.stopTimeoutMs], [60_000, 1000, 10_000]);
   });
 
   it('reads memory in binary units: 1GB = 1024 MB, 1.5G = 1536 MB, 512MiB = 512 MB, a number = MB', () => {
