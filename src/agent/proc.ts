@@ -111,17 +111,6 @@ export function instanceTree(leader: number, stats: Map<number, ProcStat> = allP
 /** Pids of the live (non-zombie) processes in process group `pgid`; scans /proc. */
 export function liveGroupMembers(pgid: number): number[] {
   const out: number[] = [];
-  let names: string[];
-  try {
-    names = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const name of names) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    const st = readProcStat(pid);
-    if (st !== undefined && st.pgrp === pgid && !isDeadState(st.state)) out.push(pid);
-  }
+  for (const [pid, st] of allProcStats()) if (st.pgrp === pgid && !isDeadState(st.state)) out.push(pid);
   return out;
 }

@@ -219,7 +219,7 @@ describe('FsBlobStore', () => {
       assert.match(again.healed ?? '', new RegExp(`quarantine/${digest.slice(7)}\\.\\d+$`));
       assert.equal(await store.verify(digest), true);
       assert.deepEqual(await readAll(await store.openRead(digest)), data);
-      assert.equal((await stat(store.path(digest))).mode & 0o777, 0o444);
+      assert.equal((await stat(store.path(digest))).mode & 0o777, 0o400, 'blobs are private to Pilot (0400)');
       // An intact blob is left alone.
       const third = await store.put(Readable.from([data]), { expectedDigest: digest });
       assert.equal(third.created, false);

@@ -94,6 +94,16 @@ describe('extractArtifact', () => {
     await assert.rejects(extractArtifact(tgz, dest), (e: unknown) => e instanceof PilotError && e.code === 'conflict');
   });
 
+  it('keeps folders and files usable by their owner whatever mode the archive gives them', async () => {
+    const tgz = join(dir, 'closed.tgz');
+    await writeFile(tgz, rawTgz([{ path: 'd', type: '5', mode: 0o000 }, { path: 'd/f', body: 'x', mode: 0o000 }, { path: 'r', type: '5', mode: 0o555 }]));
+    const dest = join(dir, 'closed');
+    await extractArtifact(tgz, dest);
+    assert.equal((await stat(join(dest, 'd'))).mode & 0o7777, 0o700);
+    assert.equal((await stat(join(dest, 'd/f'))).mode & 0o7777, 0o600);
+    assert.equal((await stat(join(dest, 'r'))).mode & 0o7777, 0o755);
+  });
+
   it('strips setuid, setgid, sticky and group/world write from modes', async () => {
     const tgz = join(dir, 'modes.tgz');
     await writeFile(tgz, rawTgz([{ path: 'suid', body: 'x', mode: 0o4777 }, { path: 'd', type: '5', mode: 0o1777 }]));

@@ -39,3 +39,17 @@ describe('github signature', () => {
     assert.equal(verifyGithubSignature('', BODY, signGithubPayload('', BODY)), false);
   });
 });
+
+describe('GitHub signature edge cases (mutation survivors)', () => {
+  const body = Buffer.from('{"zen":"x"}');
+  const good = signGithubPayload('a-secret-of-16ch', body);
+  it('refuses a valid signature with anything before sha256=, and an empty secret even when the header matches', () => {
+    assert.equal(verifyGithubSignature('a-secret-of-16ch', body, good), true);
+    assert.equal(verifyGithubSignature('a-secret-of-16ch', body, `x${good}`), false);
+    assert.equal(verifyGithubSignature('', body, signGithubPayload('', body)), false);
+    assert.equal(verifyGithubSignature('a-secret-of-16ch', body, undefined), false);
+  });
+  it('refuses a well-formed signature of other bytes', () => {
+    assert.equal(verifyGithubSignature('a-secret-of-16ch', Buffer.from('{"zen":"y"}'), good), false);
+  });
+});

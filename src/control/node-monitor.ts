@@ -13,9 +13,18 @@ import { DEFAULT_NODE_HEALTH, nodeStatus, type NodeHealthSettings } from '../cor
 import type { NodeStatus } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';
 
+/** Instance states whose process may be listening: checked when their agent is silent. */
+const ANSWERING_STATES: ReadonlySet<string> = new Set(['ready', 'starting', 'unhealthy']);
+
 const mono = (): number => performance.now();
 
-function tcpAnswers(host: string, port: number, timeoutMs: number): Promise<boolean> {
+/**
+ * Whether an app answers HTTP on host:port within timeoutMs: any bytes back count (a 404 or 400 is
+ * an answer). A TCP connect alone is not enough: the kernel completes the handshake into the listen
+ * backlog even for a process that is frozen (SIGSTOP, a hung VM), so a node whose agent and apps were
+ * all stopped looked alive forever and its apps were never replaced.
+ */
+function httpAnswers(host: string, port: number, path: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host, port });
     const done = (ok: boolean): void => {
@@ -24,13 +33,30 @@ function tcpAnswers(host: string, port: number, timeoutMs: number): Promise<bool
       resolve(ok);
     };
     const t = setTimeout(() => done(false), timeoutMs);
-    s.once('connect', () => done(true));
+    s.once('connect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: pilot-node-check\r\nConnection: close\r\n\r\n`));
+    s.once('data', () => done(true));
     s.once('error', () => done(false));
+    s.once('close', () => done(false));
   });
 }
 
+/** The app's health path when it is plain printable ASCII without spaces, else "/". */
+function safePath(path: string | undefined): string {
+  return path !== undefined && /^\/[\x21-\x7e]*$/.test(path) ? path : '/';
+}
+
+/** How long a silent agent's app may take to answer before it counts as not answering. */
+const INSTANCE_ANSWER_MS = 1000;
+
 export class NodeMonitor {
-  private readonly started = mono();
+  private started = mono();
+  /**
+   * Nodes this process has checked at least once (agent, then its apps). A node never heard from
+   * and never checked is at most `suspect`: the reconciler's first pass runs right after start-up,
+   * and on a loaded machine start-up alone took longer than downAfterMs, so a control-plane restart
+   * declared every node `down` and replaced instances that were serving all along.
+   */
+  private readonly checked = new Set<string>();
   private readonly lastOk = new Map<string, number>();
   private readonly answering = new Map<string, boolean | undefined>();
   private readonly statuses = new Map<string, NodeStatus>();
@@ -48,6 +74,7 @@ export class NodeMonitor {
   ) {}
 
   start(): void {
+    this.started = mono();
     this.timer = setInterval(() => {
       if (this.checking) return;
       this.checking = true;
@@ -90,7 +117,8 @@ export class NodeMonitor {
   private compute(nodeId: string): NodeStatus {
     const now = mono();
     const ok = this.lastOk.get(nodeId);
-    return nodeStatus({ sinceAgentOkMs: ok === undefined ? undefined : now - ok, watchedForMs: now - this.started, instancesAnswering: this.answering.get(nodeId) }, this.settings);
+    const status = nodeStatus({ sinceAgentOkMs: ok === undefined ? undefined : now - ok, watchedForMs: now - this.started, instancesAnswering: this.answering.get(nodeId) }, this.settings);
+    return status === 'down' && ok === undefined && !this.checked.has(nodeId) ? 'suspect' : status;
   }
 
   private update(nodeId: string, name?: string): void {
@@ -141,14 +169,21 @@ export class NodeMonitor {
       }
     } catch {
       // The agent is silent: do its apps still answer? (An agent restart must not move them.)
-      const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && i.state === 'ready');
+      // Not only `ready` ones: an agent that restarts reports its re-adopted instances `starting`
+      // until their probe passes, and an agent killed again in that window (a crash loop) left a node
+      // with serving apps looking empty, so it went `down` and its apps were moved. Whether they
+      // answer is what the HTTP check says.
+      const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && ANSWERING_STATES.has(i.state));
       if (instances.length === 0) this.answering.set(n.id, undefined);
       else {
         // An instance in its own network namespace answers at its own address.
-        const results = await Promise.all(instances.map((i) => tcpAnswers(i.address ?? n.address, i.port!, this.settings.probeTimeoutMs)));
+        const paths = new Map<string, string>();
+        for (const app of new Set(instances.map((i) => i.app))) paths.set(app, safePath((await this.store.getApp(app))?.config.health.path));
+        const results = await Promise.all(instances.map((i) => httpAnswers(i.address ?? n.address, i.port!, paths.get(i.app) ?? '/', Math.max(this.settings.probeTimeoutMs, INSTANCE_ANSWER_MS))));
         this.answering.set(n.id, results.some(Boolean));
       }
     }
+    this.checked.add(n.id);
     this.update(n.id, n.name);
   }
 }

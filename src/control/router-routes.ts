@@ -17,11 +17,14 @@ const SyncBody = Type.Object({
 }, { additionalProperties: false });
 
 export function registerRouterRoutes(app: FastifyInstance, deps: { feed: TableFeed; tokens: () => readonly string[] }): void {
-  app.post<{ Body: Static<typeof SyncBody> }>('/api/v1/router/sync', { schema: { body: SyncBody } }, async (req) => {
+  // Authenticated on request, before the body is validated: an unauthenticated caller learns nothing of its shape.
+  const onRequest = async (req: { headers: { authorization?: string | undefined } }): Promise<void> => {
     const token = bearer(req.headers.authorization);
     if (token === undefined || !deps.tokens().some((t) => tokensEqual(token, t))) {
       throw new PilotError('unauthorized', 'missing or invalid router token', { hint: 'A router authenticates with $PILOT_HOME/router-token.' });
     }
+  };
+  app.post<{ Body: Static<typeof SyncBody> }>('/api/v1/router/sync', { schema: { body: SyncBody }, onRequest }, async (req) => {
     if (req.body.inflight) deps.feed.report(req.body.version, req.body.inflight);
     const answer = await deps.feed.poll(req.body.version, req.body.waitMs ?? 0);
     return answer;

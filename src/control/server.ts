@@ -31,6 +31,7 @@ import { diskStatus } from '../disk/disk.js';
 import { NodeMonitor } from './node-monitor.js';
 import { DEFAULT_NODE_HEALTH } from '../core/node-health.js';
 import { registerNodeRoutes } from './node-routes.js';
+import { installBodyDeadline, slowClientServerOptions } from './slow-clients.js';
 import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../core/version.js';
 import { Reconciler } from './reconciler.js';
@@ -198,8 +199,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
   });
 
-  const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
+  const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, http: slowClientServerOptions, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
   installErrorHandling(api, opts.home);
+  installBodyDeadline(api);
   const routes: { method: string; url: string }[] = [];
   api.addHook('onRoute', (r) => {
     for (const method of typeof r.method === 'string' ? [r.method] : r.method) routes.push({ method, url: r.url });
@@ -245,7 +247,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
   registerAppRoutes(api, { store, box, blobs, reconciler });
   registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
-  registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl });
+  registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl, home: opts.home });
   registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
   registerNodeRoutes(api, { store, reconciler });
   registerRuntimeRoutes(api, { store, blobs });

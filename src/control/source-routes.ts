@@ -4,6 +4,8 @@
  * instances, masked in logs). Secret values never come back out of the API.
  */
 import { randomBytes } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { resolveAppConfig } from '../core/app-config.js';
@@ -11,7 +13,7 @@ import { PilotError } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import { assertName } from '../core/names.js';
 import { assertSecretValue } from '../core/secret-value.js';
-import { assertRepoUrl } from '../core/repo-url.js';
+import { assertRepoUrl, normalizeRepo } from '../core/repo-url.js';
 import type { SecretScope, Store } from '../store/store.js';
 import type { SecretBox } from './secrets.js';
 
@@ -43,7 +45,31 @@ export async function appMasker(store: Store, box: SecretBox, app: string): Prom
   return secretMasker(all.map((s) => box.open(s.value)));
 }
 
-export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store; box: SecretBox; publicUrl: () => string }): void {
+/** A local repository path inside Pilot's own home (tokens, keys, database) is never cloned. */
+function assertOutsideHome(repo: string, home: string | undefined): void {
+  if (home === undefined) return;
+  const local = repo.startsWith('/') ? repo : repo.startsWith('file:') ? normalizeRepo(repo) : undefined;
+  if (local === undefined) return;
+  const inside = (p: string, dir: string): boolean => p === dir || p.startsWith(dir.endsWith('/') ? dir : dir + '/');
+  const abs = resolve(local);
+  let real = abs;
+  try {
+    real = realpathSync(abs);
+  } catch {
+    // not there (yet): the path as written decides
+  }
+  let realHome = resolve(home);
+  try {
+    realHome = realpathSync(realHome);
+  } catch {
+    // keep the resolved path
+  }
+  if (inside(abs, resolve(home)) || inside(real, realHome)) {
+    throw new PilotError('bad_request', `repository URL ${JSON.stringify(repo.slice(0, 200))} refused: it is inside Pilot's home (${home})`, { hint: 'Point --repo at the app\'s repository, not at Pilot\'s own state.' });
+  }
+}
+
+export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store; box: SecretBox; publicUrl: () => string; home?: string }): void {
   const { store, box } = deps;
 
   app.post<{ Body: { name: string; repo: string; branch?: string; secret?: string; githubToken?: string; statusApiUrl?: string } }>(
@@ -51,6 +77,7 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
       const b = req.body;
       const name = assertName(b.name);
       const repo = assertRepoUrl(b.repo);
+      assertOutsideHome(repo, deps.home);
       const branch = b.branch ?? 'main';
       if (/[\u0000-\u001f\u007f ~^:?*[\\]|\.\.|^-|^\/|\/$|\.lock$/.test(branch)) {
         throw new PilotError('bad_request', `branch ${JSON.stringify(branch)} is not a valid git branch name`);

@@ -35,7 +35,10 @@ describe('pilot.yaml', () => {
 
   it('names the field and what is allowed', () => {
     bad({ replicas: 0 }, /replicas: must be integer >= 1/);
-    bad({ port: 70000 }, /port: must be integer >= 1 <= 65535/);
+    bad({ port: 70000 }, /port: must be integer >= 1024 <= 65535/);
+    bad({ port: 0 }, /port: must be integer >= 1024 <= 65535 \(got 0\)/);
+    bad({ port: 22 }, /port: must be integer >= 1024 <= 65535 \(got 22\)/);
+    bad({ replicas: 10_000 }, /replicas: must be integer >= 1 <= 100 \(got 10000\)/);
     bad({ name: 'Bad Name' }, /name: must be string matching/);
     bad({ health: { path: 'healthz' } }, /health\.path: must be string matching \^\//);
     bad({ replica: 2 }, /replica: unknown field \(allowed: name, runtime, node, dockerfile, build, run, port, env/);
@@ -80,5 +83,22 @@ describe('pilot.yaml', () => {
   it('ships a JSON Schema file identical to the schema in code', () => {
     const file = JSON.parse(readFileSync(new URL('../../../schema/pilot.schema.json', import.meta.url), 'utf8')) as unknown;
     assert.deepEqual(file, JSON.parse(JSON.stringify({ $schema: 'https://json-schema.org/draft/2020-12/schema', ...AppConfigSchema })));
+  });
+});
+
+describe('pilot.yaml defaults and units', () => {
+  it('has the documented deploy defaults: ready 60 s, drain 1 s, stop 10 s', () => {
+    const c = resolveAppConfig(validateAppConfig(undefined), 'shop');
+    assert.deepEqual([c.deploy.readyTimeoutMs, c.deploy.drainMs, c.deploy.stopTimeoutMs], [60_000, 1000, 10_000]);
+  });
+
+  it('reads memory in binary units: 1GB = 1024 MB, 1.5G = 1536 MB, 512MiB = 512 MB, a number = MB', () => {
+    const mb = (memory: string | number) => resolveAppConfig(validateAppConfig({ resources: { memory } }), 'x').resources.memoryMb;
+    assert.equal(mb('1GB'), 1024);
+    assert.equal(mb('1.5G'), 1536);
+    assert.equal(mb('2GiB'), 2048);
+    assert.equal(mb('512MiB'), 512);
+    assert.equal(mb('256MB'), 256);
+    assert.equal(mb(300), 300);
   });
 });

@@ -29,7 +29,7 @@ export const AppConfigSchema = Type.Object(
     dockerfile: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[^/\\0][^\\0]*$', description: 'Dockerfile path relative to the app folder (runtime: docker). Default: Dockerfile, else a generated one for a Node app' })),
     build: Type.Optional(Type.Array(Command, { description: 'Build commands, run in order in a clean workspace after dependencies are installed by the lockfile (npm ci, yarn, pnpm). Default: `npm run build` when package.json has a build script' })),
     run: Type.Optional(Command),
-    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'A fixed port the app listens on. Default: the app reads $PORT' })),
+    port: Type.Optional(Type.Integer({ minimum: 1024, maximum: 65535, description: 'A fixed port the app listens on (1024-65535: apps run unprivileged and cannot bind below 1024; the router serves 80/443). Default: the app reads $PORT' })),
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app', additionalProperties: false })),
     hosts: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), { description: 'Extra Host names the router sends to this app (besides <name>.localhost)' })),
     replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),

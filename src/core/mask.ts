@@ -19,7 +19,8 @@ function forms(value: string): string[] {
 
 /** A function that replaces every secret value (plain and base64) in a line with `***`. */
 export function secretMasker(values: readonly string[]): (line: string) => string {
-  const all = values.flatMap(forms);
+  // Longest first across all values: a secret that contains another must be masked whole.
+  const all = [...new Set(values.flatMap(forms))].sort((a, b) => b.length - a.length);
   if (all.length === 0) return (line) => line;
   return (line) => {
     let out = line;

@@ -34,3 +34,13 @@ describe('node health', () => {
     }));
   });
 });
+
+describe('node health boundaries', () => {
+  it('is still ready at exactly suspectAfterMs and still suspect at exactly downAfterMs', () => {
+    const at = (ms: number) => nodeStatus({ sinceAgentOkMs: ms, watchedForMs: 60_000, instancesAnswering: undefined }, { suspectAfterMs: 600, downAfterMs: 1500 });
+    assert.equal(at(600), 'ready');
+    assert.equal(at(601), 'suspect');
+    assert.equal(at(1500), 'suspect');
+    assert.equal(at(1501), 'down');
+  });
+});

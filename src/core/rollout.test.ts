@@ -133,3 +133,73 @@ describe('rollout planner', () => {
     ));
   });
 });
+
+describe('rollout planner: surplus and boundaries', () => {
+  it('drains new instances beyond the replica count when the rollout succeeds', () => {
+    const a = planApp(base({ replicas: 1, activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 10, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'old', revision: 1 }), inst({ id: 'n1', revision: 2 }), inst({ id: 'n2', revision: 2 })] }));
+    assert.deepEqual(a, [
+      { type: 'activate', revision: 2 },
+      { type: 'desire', id: 'old', desired: 'drain' },
+      { type: 'desire', id: 'n2', desired: 'drain' },
+      { type: 'finish', status: 'succeeded', reason: undefined },
+    ]);
+  });
+
+  it('keeps waiting at exactly the ready deadline and gives up just after it', () => {
+    const at = (elapsedMs: number) => planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2, state: 'starting' })] }));
+    assert.deepEqual(at(60_000), []);
+    assert.equal(at(60_001).at(-1)!.type, 'finish');
+  });
+
+  it('fails a crash loop at exactly crashLoopRestarts restarts, not one before', () => {
+    const at = (restarts: number) => planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 10, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'b', revision: 2, state: 'backoff', restarts, lastError: 'exited with code 1' })] }));
+    assert.ok(!at(2).some((x) => x.type === 'finish'));
+    assert.deepEqual(at(3).at(-1), { type: 'finish', status: 'failed', reason: 'instance b of revision 2 crashed 3 times: exited with code 1' });
+  });
+
+  it('stops a draining instance at exactly drainMs when idle, and at exactly maxDrainMs when busy', () => {
+    const stopOf = (drainingForMs: number, inflight: number) => planApp(base({ activeRevision: 1,
+      instances: [inst({ id: 'a', revision: 1 }), inst({ id: 'd', revision: 0, desired: 'drain', drainingForMs, inflight })] }))
+      .some((x) => x.type === 'desire' && x.id === 'd' && x.desired === 'stop');
+    assert.equal(stopOf(999, 0), false);
+    assert.equal(stopOf(1000, 0), true);
+    assert.equal(stopOf(29_999, 1), false);
+    assert.equal(stopOf(30_000, 1), true);
+  });
+});
+
+describe('rollout planner: steady state (mutation survivors)', () => {
+  it('drains live instances of other revisions, keeps the active ones, and leaves drained ones alone', () => {
+    const a = planApp(base({ replicas: 1, activeRevision: 2, instances: [
+      inst({ id: 'old', revision: 1 }), inst({ id: 'cur', revision: 2 }), inst({ id: 'gone', revision: 1, desired: 'stop', state: 'stopped' }),
+    ] }));
+    assert.deepEqual(a, [{ type: 'desire', id: 'old', desired: 'drain' }]);
+  });
+
+  it('scales down by draining the not-ready first, and scales up by the missing count only', () => {
+    const down = planApp(base({ replicas: 1, activeRevision: 1, instances: [inst({ id: 'r', revision: 1 }), inst({ id: 's', revision: 1, state: 'starting' })] }));
+    assert.deepEqual(down, [{ type: 'desire', id: 's', desired: 'drain' }]);
+    const up = planApp(base({ replicas: 3, activeRevision: 1, instances: [inst({ id: 'r', revision: 1 }), inst({ id: 'x', revision: 1, desired: 'drain', drainingForMs: 0 })] }));
+    assert.deepEqual(up, [{ type: 'create', revision: 1, count: 2 }]);
+    assert.deepEqual(planApp(base({ replicas: 1, activeRevision: 1, instances: [inst({ id: 'r', revision: 1 })] })), []);
+  });
+
+  it('creates only the missing new instances during a rollout, and reports a failed start in its own words', () => {
+    const a = planApp(base({ replicas: 3, activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 10, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'o', revision: 1 }), inst({ id: 'n', revision: 2, state: 'starting' })] }));
+    assert.deepEqual(a, [{ type: 'create', revision: 2, count: 2 }]);
+    const f = planApp(base({ activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 10, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'o', revision: 1 }), inst({ id: 'n', revision: 2, state: 'failed', lastError: undefined })] }));
+    assert.equal((f.at(-1) as { reason: string }).reason.split('\n')[0], 'instance n of revision 2 failed to start: unknown error');
+  });
+
+  it('with a fixed port, starts the new instance only once every old one has stopped', () => {
+    const at = (oldState: 'stopping' | 'stopped') => planApp(base({ fixedPort: true, activeRevision: 1, rollout: { toRevision: 2, elapsedMs: 10, readyTimeoutMs: 60_000 },
+      instances: [inst({ id: 'o', revision: 1, desired: 'stop', state: oldState })] }));
+    assert.deepEqual(at('stopping'), []);
+    assert.deepEqual(at('stopped'), [{ type: 'create', revision: 2, count: 1 }]);
+  });
+});

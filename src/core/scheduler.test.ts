@@ -168,3 +168,15 @@ describe('scheduler', () => {
     });
   });
 });
+
+describe('scheduler capacity boundaries', () => {
+  it('places an instance that exactly fills a node, and refuses one more', () => {
+    const node = (instances: SchedulerNode['instances']): SchedulerNode[] => [{ id: 'a', name: 'a', schedulable: true, cpus: 2, memoryMb: 1024, instances }];
+    const exact = schedule(node([{ app: 'o', fixedPort: undefined, cpu: 1.5, memoryMb: 768 }]), { app: 'w', count: 1, fixedPort: undefined, cpu: 0.5, memoryMb: 256 });
+    assert.deepEqual([exact.nodeIds, exact.unplaced], [['a'], 0]);
+    const over = schedule(node([{ app: 'o', fixedPort: undefined, cpu: 1.5, memoryMb: 768 }]), { app: 'w', count: 1, fixedPort: undefined, cpu: 0.5, memoryMb: 257 });
+    assert.equal(over.unplaced, 1);
+    const overCpu = schedule(node([{ app: 'o', fixedPort: undefined, cpu: 1.5, memoryMb: 768 }]), { app: 'w', count: 1, fixedPort: undefined, cpu: 0.51, memoryMb: 256 });
+    assert.equal(overCpu.unplaced, 1);
+  });
+});

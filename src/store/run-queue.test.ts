@@ -70,4 +70,16 @@ describe('durable run queue', () => {
     const [twice] = await s.recoverInterruptedRuns(800);
     assert.match(twice!.error!, /not retried/);
   }));
+
+  it('ends a CLI run the dead server left running as interrupted, without a retry; a rollback run is left to its rollout', () => withStore(async (s) => {
+    const cli = await s.createRun({ app: 'web', trigger: 'cli', commit: sha('c'), dirty: false, steps: [{ name: 'build', status: 'running' }], now: 10 });
+    const rollback = await s.createRun({ app: 'web', trigger: 'rollback', commit: sha('d'), dirty: false, steps: [{ name: 'deploy', status: 'running' }], now: 10 });
+    await s.updateRun(cli.id, { status: 'running' });
+    await s.updateRun(rollback.id, { status: 'running' });
+    const recovered = await s.recoverInterruptedRuns(20);
+    assert.deepEqual(recovered.map((r) => [r.id, r.status]), [[cli.id, 'interrupted']]);
+    assert.match(recovered[0]!.error!, /server stopped while it ran; run `pilot run` again/);
+    assert.equal((await s.getRun(rollback.id))?.status, 'running');
+    assert.equal((await s.listRuns({ limit: 10 })).length, 2, 'no retry queued');
+  }));
 });

@@ -535,7 +535,15 @@ export class SqliteStore implements Store {
           this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
             .run(now, `interrupted: the server stopped while it ran; ${retryNote}`, r.id);
         }
-        return rows.map((r) => runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(r.id) as Row));
+        // A `pilot run` from a terminal reports through this server: when the server died, the CLI's
+        // next report failed and it gave up, so its run would say "running" forever. Not retried:
+        // the user re-runs it (a CLI that is somehow still going may still PATCH it to its end).
+        const cli = this.stmt(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'cli'`).all() as Row[];
+        for (const r of cli) {
+          this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
+            .run(now, 'interrupted: the server stopped while it ran; run `pilot run` again', r.id);
+        }
+        return [...rows, ...cli].map((r) => runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(r.id) as Row));
       })();
     } finally {
       this.db.pragma('synchronous = NORMAL');

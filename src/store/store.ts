@@ -256,7 +256,8 @@ export interface Store {
   claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore?: number): Promise<RunRecord | undefined>;
   /**
    * After a restart: webhook runs left `running` become `interrupted`; each is retried once as a new
-   * queued run (same commit and fence, attempt + 1). Returns the interrupted ones.
+   * queued run (same commit and fence, attempt + 1). CLI runs left `running` (their `pilot run` lost
+   * this server mid-run) become `interrupted` without a retry. Returns the interrupted ones.
    */
   recoverInterruptedRuns(now: number): Promise<RunRecord[]>;
   /** A rollback's run ends with its rollout. */

@@ -95,7 +95,11 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     await Promise.all(loops);
     console.log(`# failover: node down after ${downAfter.toFixed(0)} ms, replacement serving after ${replacedAfter.toFixed(0)} ms, ${failures.length} failed of ${ok + failures.length} requests`);
     assert.ok(ok > 20);
-    assert.ok(failures.length <= 3, `failed requests: ${failures.join(' | ')}`);
+    // README: down after ~1.4 s, the replacement serving after ~1.5 s, no failed request. The
+    // margins are for a loaded CI machine (the thresholds are 0.6 s / 1.5 s, checks every 0.25 s).
+    assert.ok(downAfter < 5000, `node down after ${downAfter.toFixed(0)} ms (README: ~1.4 s; allowed 5 s)`);
+    assert.ok(replacedAfter < 8000, `replacement serving after ${replacedAfter.toFixed(0)} ms (README: ~1.5 s; allowed 8 s)`);
+    assert.deepEqual(failures, [], 'README: no failed request');
   });
 
   it('leaves no fourth replica when the dead node comes back', async () => {
