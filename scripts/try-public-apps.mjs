@@ -70,7 +70,8 @@ function describe(dir) {
   if (has('Procfile')) extras.push('Procfile');
   if (has('Dockerfile')) extras.push('Dockerfile');
   if (pkg.scripts?.build) extras.push('build script');
-  if (!pkg.scripts?.start && !has('Procfile')) extras.push('no start script');
+  if (yaml) extras.push('pilot.yaml');
+  if (!pkg.scripts?.start && !has('Procfile') && !/^run:/m.test(yaml)) extras.push('no start script');
   const native = ['sqlite3', 'better-sqlite3', 'bcrypt', 'sharp', 'node-sass'].filter((m) => pkg.dependencies?.[m]);
   if (native.length) extras.push(`native: ${native.join(',')}`);
   return { pm, node, runtime, extras };
