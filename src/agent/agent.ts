@@ -105,9 +105,9 @@ function releaseArgv(release: readonly string[] | undefined, exitFile: string): 
 }
 
 /** The exit code a release wrapper recorded, if any. */
-function recordedExit(stateDir: string): number | undefined {
+function recordedExit(file: string): number | undefined {
   try {
-    const n = Number(readFileSync(join(stateDir, RELEASE_EXIT_FILE), 'utf8').trim());
+    const n = Number(readFileSync(file, 'utf8').trim());
     return Number.isInteger(n) ? n : undefined;
   } catch {
     return undefined;
@@ -296,7 +296,7 @@ export class Agent {
         // how. Never started (no pid file): started now. Never probed either way.
         inst.startedMono = mono();
         if (inst.handle) inst.state = 'starting';
-        else if (recordedExit(stateDir) !== undefined || readPidFile(stateDir) !== undefined) await this.releaseEnded(inst);
+        else if (recordedExit(this.releaseExitFile(id, stateDir)) !== undefined || readPidFile(stateDir) !== undefined) await this.releaseEnded(inst);
         this.instances.set(id, inst);
         continue;
       }
@@ -442,6 +442,11 @@ export class Agent {
     this.run(inst, () => this.captureTail(inst, now, handle));
   }
 
+  /** The release wrapper's exit-code file: in the instance's work folder when it runs as its own uid (it cannot write the state dir). */
+  private releaseExitFile(instanceId: string, stateDir: string): string {
+    return join(this.sandbox.workPath(instanceId) ?? stateDir, RELEASE_EXIT_FILE);
+  }
+
   /** Read the instance's last lines of output into its report (once an exited one's are all written), then report. */
   private async captureTail(inst: LocalInstance, now = mono(), exited?: InstanceHandle): Promise<void> {
     inst.tailAt = now;
@@ -454,7 +459,7 @@ export class Agent {
   private async releaseEnded(inst: LocalInstance, timedOut = false): Promise<void> {
     const handle = inst.handle;
     if (timedOut && handle) await this.rt(inst).stop(handle, 2000).catch(() => undefined);
-    const recorded = recordedExit(inst.stateDir);
+    const recorded = recordedExit(this.releaseExitFile(inst.spec.id, inst.stateDir));
     const exit = (handle && this.rt(inst).exitInfo(handle)) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
     const secs = Math.round((mono() - inst.startedMono) / 1000);
     inst.handle = undefined;
@@ -498,7 +503,7 @@ export class Agent {
       else if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
-      let argv = isRelease ? releaseArgv(spec.release, join(inst.stateDir, RELEASE_EXIT_FILE)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
+      let argv = isRelease ? releaseArgv(spec.release, this.releaseExitFile(spec.id, inst.stateDir)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
       if (!isRelease && spec.netns === true && spec.port !== undefined && this.netns.available) {
         // A fixed port: its own network namespace, so old and new revisions can both listen on it.
         const ns = await existingNetns(inst.stateDir) ?? await createNetns(inst.stateDir);

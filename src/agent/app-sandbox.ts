@@ -87,6 +87,11 @@ export class AppSandbox {
     return dir;
   }
 
+  /** Where the instance's work folder is (or would be), without creating it; undefined without app uids. */
+  workPath(instanceId: string): string | undefined {
+    return this.users ? join(this.workRoot, instanceId) : undefined;
+  }
+
   /** Remove an instance's work folder (with the instance). */
   removeWork(instanceId: string): void {
     rmSync(join(this.workRoot, instanceId), { recursive: true, force: true });

@@ -121,7 +121,7 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
     const table = await h.cli(['nodes']);
     assert.equal(table.code, 0, table.stderr);
     assert.match(table.stdout, /DOCKER/);
-    for (const n of nodes) assert.match(table.stdout, new RegExp(`${n.name} .* \\d+\\.\\d+[^ ]* +\\S+ ago`));
+    for (const n of nodes) assert.match(table.stdout, new RegExp(`${n.name} .* \\d+\\.\\d+[^ ]* +\\S+ +\\S+ ago`)); // DOCKER, ISOLATION, LAST SEEN
   });
 
   it('runs a docker app as containers on both nodes (image loaded from the archive), served by the router', async () => {

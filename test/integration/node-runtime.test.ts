@@ -291,7 +291,10 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     const a = await exeOf('twin-a');
     const b = await exeOf('twin-b');
     assert.equal(a.digest, b.digest, 'both revisions pin the same runtime');
-    assert.equal(a.exe, realpathSync(join(cache, a.digest, 'package', 'bin', 'node')), 'the copy in this machine\'s cache');
+    // As root, apps run as their own uid and `pilot up`'s agent keeps its own runtime cache (the
+    // builder's is private to Pilot's user); otherwise the agent shares the builder's.
+    const nodeCache = process.getuid?.() === 0 ? join(h.home, 'agent', 'runtimes', 'node') : cache;
+    assert.equal(a.exe, realpathSync(join(nodeCache, a.digest, 'package', 'bin', 'node')), 'the copy in this machine\'s cache');
     assert.equal(b.exe, a.exe, 'one copy on the node, not one per app');
     const legacy = await exeOf('legacy');
     assert.notEqual(legacy.exe, a.exe, 'another version, another copy');
