@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { git, Harness, makeRepo, PILOT, ROOT, tempDir, waitFor } from '../integration/harness.js';
 import { netnsSupport } from '../../src/agent/netns.js';
@@ -46,6 +46,7 @@ describe('faults: release phase and fixed-port namespaces', { timeout: 300_000 }
 
   it('pilot up SIGKILLed during a release phase: the phase runs once, and the deploy completes after the restart (phase still running, or ended meanwhile)', async () => {
     const markers = h.track(tempDir('markers'));
+    chmodSync(markers, 0o1777); // the release runs as the app's own uid when Pilot is root
     const release = (v: number): string => `import { appendFileSync } from 'node:fs';
 appendFileSync(process.env.MARKER_DIR + '/runs.log', process.env.PILOT_REVISION + '\\n');
 console.log('release v${v}: migrating');
@@ -88,6 +89,7 @@ setTimeout(() => console.log('release v${v}: done'), ${v === 1 ? 0 : v === 2 ? 6
     const support = await netnsSupport();
     if (!support.available) return t.skip(`netns: ${support.error}`);
     const markers = h.track(tempDir('markers'));
+    chmodSync(markers, 0o1777); // the release runs as the app's own uid when Pilot is root
     const server = (v: number): string => `import { createServer } from 'node:http';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';

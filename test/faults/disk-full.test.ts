@@ -61,7 +61,7 @@ async function commitChange(message: string): Promise<void> {
 
 describe('a full disk under $PILOT_HOME', { skip: root ? false : 'needs root to mount a tmpfs', timeout: 400_000 }, () => {
   before(async () => {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=96m,mode=0700', 'tmpfs', h.home]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=640m,mode=0700', 'tmpfs', h.home]);
     mounted = true;
     repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     await h.startUp({ PILOT_DISK_LOW_BYTES: String(16 * 1024 * 1024) });
