@@ -169,7 +169,7 @@ async function latestManifest(c: AppCache): Promise<Manifest | undefined> {
 export async function restoreCache(c: AppCache, key: string, target: string, signal?: AbortSignal): Promise<RestoreResult> {
   const entry = path.join(entriesDir(c), key);
   const nm = path.join(target, 'node_modules');
-  await mkdir(appRoot(c), { recursive: true });
+  await mkdir(appRoot(c), { recursive: true, mode: 0o700 }); // private: apps run as other uids
   const now = new Date();
   await utimes(appRoot(c), now, now); // the app's last build, for the GC pass
   if (!(await stat(entry).catch(() => undefined))) return { kind: 'miss', previous: await latestManifest(c) };
@@ -213,8 +213,8 @@ export async function saveCache(c: AppCache, key: string, inputs: CacheInputs, s
   const nm = path.join(source, 'node_modules');
   if (!(await stat(nm).catch(() => undefined))?.isDirectory()) return { saved: false, reason: 'the install made no node_modules folder' };
   const tmpRoot = path.join(appRoot(c), 'tmp');
-  await mkdir(tmpRoot, { recursive: true });
-  await mkdir(entriesDir(c), { recursive: true });
+  await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
+  await mkdir(entriesDir(c), { recursive: true, mode: 0o700 });
   await sweepTmp(tmpRoot, Date.now());
   const tmp = await mkdtemp(path.join(tmpRoot, 'save-'));
   try {

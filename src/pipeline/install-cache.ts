@@ -5,7 +5,7 @@
  * file decides what to say in the run log and never fails a build because of the cache: a cache
  * that cannot be read or written is reported and the build goes on as without one.
  */
-import { lstat, readdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { isPilotError } from '../core/errors.js';
@@ -52,6 +52,9 @@ export function cacheIdleMs(env: NodeJS.ProcessEnv = process.env): number {
 export async function installWithCache(req: InstallRequest): Promise<InstallOutcome> {
   const { cache, line, signal } = req;
   const env = { ...req.env, ...cacheEnv(req.manager, downloadsDir(cache, req.manager)) };
+  // The app's cache folder is Pilot's alone (0700) before any package manager creates folders in it.
+  await mkdir(downloadsDir(cache, req.manager), { recursive: true, mode: 0o700 }).catch(() => undefined);
+  for (const dir of [cache.root, path.join(cache.root, cache.app)]) await chmod(dir, 0o700).catch(() => undefined);
   let inputs: CacheInputs;
   try {
     inputs = await gatherInputs({ appDir: req.appDir, workspace: req.workspace, manager: req.manager, env, signal });
