@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { request } from 'undici';
 import { git, Harness, makeRepo, sleep, tempDir, waitFor } from '../integration/harness.js';
 import { readProcStat } from '../../src/agent/proc.js';
@@ -108,7 +108,13 @@ describe('hostile apps on the process runtime (root)', { skip: isRoot ? false : 
     for (const d of ['releases', 'runtimes', 'work']) assert.equal(statSync(join(agent, d)).mode & 0o777, 0o711, d);
     assert.equal(statSync(join(agent, 'releases', 'downloads')).mode & 0o777, 0o700);
     const shared = (p: string): boolean => ['releases', 'runtimes', 'work'].some((d) => p.startsWith(join(agent, d) + '/')) && !p.startsWith(join(agent, 'releases', 'downloads'));
+    // Below a folder others cannot search (no o+x), nothing is reachable by an app, whatever its mode.
+    const reachable = (p: string): boolean => {
+      for (let d = dirname(p); d.startsWith(h.home + '/'); d = dirname(d)) if ((statSync(d).mode & 0o001) === 0) return false;
+      return true;
+    };
     for (const p of walk(h.home)) {
+      if (!reachable(p)) continue;
       if (shared(p)) {
         // Shared on purpose: readable trees nobody else can write, and work folders of their app uid only.
         const st = statSync(p);
