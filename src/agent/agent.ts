@@ -26,7 +26,7 @@ import { AppSandbox } from './app-sandbox.js';
 import { sweepEmptyCgroups } from './cgroups.js';
 import { allocatePort } from './ports.js';
 import { httpProbe } from './probes.js';
-import { elsewhereNote, listeningPorts } from './listening-ports.js';
+import { elsewhereNote, listeningPorts, portOwnedBy } from './listening-ports.js';
 import { ReleaseCache } from './releases.js';
 import { LocalCacheGc, localGcFromEnv, type LocalGcResult } from './cache-gc.js';
 import { createNetns, deleteNetns, existingNetns, killNetnsProcesses, netnsSupport, readNetns, wrapArgv } from './netns.js';
@@ -423,6 +423,8 @@ export class Agent {
 
   private crashed(inst: LocalInstance, now: number): void {
     const handle = inst.handle!;
+    // A restart gets a fresh port unless the app has a fixed one: the old one may be taken (EADDRINUSE).
+    if (inst.spec.port === undefined && inst.spec.kind !== 'release') inst.port = undefined;
     const exit = this.rt(inst).exitInfo(handle);
     // The group leader died; anything it left in its group (npm's child) must not keep the port.
     void this.rt(inst).stop(handle, 0).catch(() => undefined);
@@ -619,9 +621,15 @@ export class Agent {
 
   private async probe(inst: LocalInstance): Promise<void> {
     const h = inst.spec.health;
-    const r = await httpProbe({ host: inst.address ?? '127.0.0.1', port: inst.port!, path: h.path, timeoutMs: h.timeoutMs });
+    let r = await httpProbe({ host: inst.address ?? '127.0.0.1', port: inst.port!, path: h.path, timeoutMs: h.timeoutMs });
     if (!inst.handle || inst.removing) return;
     const wasReady = inst.state === 'ready';
+    // Before the first ready: the answer must come from this instance, not from another app that
+    // was handed the same port (agents on one machine allocate ports independently).
+    if (r.ok && !wasReady && inst.handle.containerId === undefined && inst.address === undefined && inst.spec.port === undefined && inst.port !== undefined
+      && (await portOwnedBy(inst.handle.pid, inst.port)) === false) {
+      r = { ...r, ok: false, error: `port ${inst.port} is held by another process, not this instance (it will get a new port if it fails to bind)` };
+    }
     if (r.ok) {
       inst.probeFailures = 0;
       this.listenNotes.delete(inst.spec.id);

@@ -1,7 +1,9 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { elsewhereNote, listeningPorts, parseProcNetTcp } from './listening-ports.js';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { elsewhereNote, listeningPorts, parseProcNetTcp, portOwnedBy } from './listening-ports.js';
 
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1 0 100 0 0 10 0
@@ -38,5 +40,21 @@ describe('listening ports', () => {
     const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
     assert.deepEqual(await listeningPorts(child.pid!), [{ address: '127.0.0.1', port }]);
     assert.deepEqual(await listeningPorts(2 ** 22 + 7), []);
+  });
+});
+
+describe('portOwnedBy', () => {
+  it('tells this instance\'s socket from another process\'s on the same port, and says nothing when no one listens', async () => {
+    const srv = createServer().listen(0, '0.0.0.0');
+    await once(srv, 'listening');
+    const port = (srv.address() as AddressInfo).port;
+    const other = spawn('sleep', ['30'], { detached: true, stdio: 'ignore' });
+    try {
+      assert.equal(await portOwnedBy(other.pid!, port), false, 'another group answers on it');
+      assert.equal(await portOwnedBy(other.pid!, 1), undefined, 'nobody listens on port 1');
+    } finally {
+      other.kill('SIGKILL');
+      srv.close();
+    }
   });
 });

@@ -5,7 +5,7 @@
  * error gives an empty list, never a throw.
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
-import { liveGroupMembers } from './proc.js';
+import { instanceTree, liveGroupMembers } from './proc.js';
 
 export interface Listener {
   readonly address: string;
@@ -64,4 +64,27 @@ export function elsewhereNote(listeners: readonly Listener[], port: number): str
   // fixed-port instance runs): then only listening on PORT helps.
   const loopbackOnly = listeners.every((l) => l.address.startsWith('127.') || l.address === '::1');
   return `the app listens on ${shown}, not on PORT=${port}: make it listen on process.env.PORT${loopbackOnly ? '' : `, or set \`port: ${listeners[0]!.port}\` in pilot.yaml`}`;
+}
+
+/**
+ * Whether the socket listening on `port` (in this network namespace) belongs to process group
+ * `pgid`: true or false when /proc shows a listener on it, undefined when it shows none (or cannot
+ * be read). Agents on one machine allocate ports independently, so the kernel can hand one port to
+ * two apps; then the other app's answer must not make this instance ready.
+ */
+export async function portOwnedBy(pgid: number, port: number): Promise<boolean | undefined> {
+  const listening = new Set<string>();
+  for (const table of ['tcp', 'tcp6']) {
+    const listeners = parseProcNetTcp(await readFile(`/proc/self/net/${table}`, 'utf8').catch(() => ''));
+    for (const [inode, l] of listeners) if (l.port === port) listening.add(inode);
+  }
+  if (listening.size === 0) return undefined;
+  // The instance's whole tree: its group, its session and every descendant (one that left the group too).
+  for (const pid of instanceTree(pgid)) {
+    for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
+      const m = /^socket:\[(\d+)\]$/.exec(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ''));
+      if (m && listening.has(m[1]!)) return true;
+    }
+  }
+  return false;
 }
