@@ -248,9 +248,9 @@ export class Agent {
       t.unref();
       this.timers.push(t);
     };
-    void this.pollLoop();
+    void this.pollLoop().catch((err: unknown) => this.opts.log.error({ err }, 'sync loop ended unexpectedly'));
     every(TICK_MS, () => this.supervise());
-    every(10_000, () => void this.rotateLogs());
+    every(10_000, () => void this.rotateLogs().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'log rotation failed; will retry')));
     // The engine may go away between the probe and the sweep: a failed check waits for the next one.
     every(10_000, () => void this.checkDocker().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'Docker engine check failed; will retry')));
     if (this.cacheGcSettings.intervalMs > 0) every(this.cacheGcSettings.intervalMs, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
@@ -707,7 +707,9 @@ export class Agent {
   private async rotateLogs(): Promise<void> {
     const byApp = new Map<string, string[]>();
     for (const inst of this.instances.values()) {
-      byApp.set(inst.spec.app, [...(byApp.get(inst.spec.app) ?? []), inst.stateDir]);
+      const dirs = byApp.get(inst.spec.app);
+      if (dirs) dirs.push(inst.stateDir);
+      else byApp.set(inst.spec.app, [inst.stateDir]);
       if (inst.spec.runtime !== 'docker' || !this.docker) continue;
       const files = this.docker.runtime.logFiles(inst.stateDir);
       await rotateIfNeeded(files.stdout, LOG_MAX_BYTES, 3).catch(() => false);
