@@ -8,11 +8,12 @@
  *
  * A package is unpacked once per digest and shared by every build and instance that uses it.
  * Concurrent callers for one digest share one download and unpack. An entry unpacked by an earlier
- * process is checked again (`node --version`, `npm --version`) the first time this process uses it:
- * a damaged one is discarded and fetched again, not handed to an app.
+ * process is trusted while its key files (the node binary; npm-cli.js and package.json) have the size
+ * and mtime they had when it was checked (`.pilot-checked`), and checked again (`node --version`,
+ * `npm --version`) otherwise: a damaged one is discarded and fetched again, not handed to an app.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { ArtifactClient } from '../artifacts/client.js';
@@ -28,9 +29,73 @@ interface Kind<T> {
   readonly layout: (dir: string) => T;
   readonly unpack: (tgz: string, dest: string) => Promise<T>;
   readonly check: (dir: string) => Promise<T>;
+  /** Files whose size and mtime stand for the entry between checks (a truncated or missing one means: check again). */
+  readonly keyFiles: (l: T) => string[];
+}
+
+/** `.pilot-checked`: when an entry was checked, against which contexts (the node an npm ran on), and what its key files looked like. */
+interface CheckedMark {
+  readonly at: string;
+  readonly contexts: string[];
+  readonly files: Record<string, [number, number]>;
+}
+
+function fingerprint(files: string[]): Record<string, [number, number]> | undefined {
+  const out: Record<string, [number, number]> = {};
+  for (const f of files) {
+    try {
+      const st = statSync(f);
+      out[f] = [st.size, Math.round(st.mtimeMs)];
+    } catch {
+      return undefined;
+    }
+  }
+  return out;
+}
+
+function readMark(dest: string): CheckedMark | undefined {
+  try {
+    const m = JSON.parse(readFileSync(join(dest, CHECKED), 'utf8')) as Partial<CheckedMark>;
+    if (typeof m.at !== 'string' || !Array.isArray(m.contexts) || typeof m.files !== 'object' || m.files === null) return undefined;
+    return m as CheckedMark;
+  } catch {
+    return undefined; // none, or the one-line timestamp of an older Pilot: check again
+  }
+}
+
+/** Checked already (by any process) in this context, and its key files unchanged since. */
+function stillChecked<T>(dest: string, context: string, kind: Kind<T>): T | undefined {
+  const mark = readMark(dest);
+  if (!mark?.contexts.includes(context)) return undefined;
+  const l = kind.layout(dest);
+  const now = fingerprint(kind.keyFiles(l));
+  if (now === undefined || JSON.stringify(now) !== JSON.stringify(mark.files)) return undefined;
+  return l;
+}
+
+async function writeMark<T>(dest: string, context: string, kind: Kind<T>, l: T): Promise<void> {
+  const files = fingerprint(kind.keyFiles(l)) ?? {};
+  const prev = readMark(dest);
+  const contexts = prev && JSON.stringify(prev.files) === JSON.stringify(files) ? [...new Set([...prev.contexts, context])] : [context];
+  await writeFile(join(dest, CHECKED), `${JSON.stringify({ at: new Date().toISOString(), contexts, files } satisfies CheckedMark)}\n`);
 }
 
 export class LocalRuntimeCache {
+  private static readonly byDir = new Map<string, LocalRuntimeCache>();
+
+  /**
+   * This process's one instance for `dir`: what it has checked stays checked from build to build
+   * (a new instance checks every entry again: `node --version`, `npm --version` each time).
+   */
+  static shared(dir: string): LocalRuntimeCache {
+    let c = LocalRuntimeCache.byDir.get(dir);
+    if (!c) {
+      c = new LocalRuntimeCache(dir);
+      LocalRuntimeCache.byDir.set(dir, c);
+    }
+    return c;
+  }
+
   private readonly inflight = new Map<string, Promise<unknown>>();
   /** Entries this process has checked (key: sub/digest, plus the node for npm). */
   private readonly verified = new Set<string>();
@@ -63,6 +128,7 @@ export class LocalRuntimeCache {
       layout,
       unpack: (tgz, dest) => unpackRuntime(tgz, dest, expect),
       check: (dir) => checkRuntime(dir, expect),
+      keyFiles: (l) => [l.node],
     }, fetch);
   }
 
@@ -73,6 +139,7 @@ export class LocalRuntimeCache {
       layout: npmLayout,
       unpack: (tgz, dest) => unpackNpm(tgz, dest, expect),
       check: (dir) => checkNpm(dir, expect),
+      keyFiles: (l) => [l.cli, join(dirname(dirname(l.cli)), 'package.json')],
     }, fetch);
   }
 
@@ -82,7 +149,7 @@ export class LocalRuntimeCache {
     if (this.verified.has(key) && existsSync(join(dest, CHECKED))) return Promise.resolve(kind.layout(dest));
     let p = this.inflight.get(key) as Promise<T> | undefined;
     if (!p) {
-      p = this.unpack(dest, kind, fetch).then((l) => {
+      p = this.unpack(dest, context, kind, fetch).then((l) => {
         this.verified.add(key);
         return l;
       }).finally(() => this.inflight.delete(key));
@@ -91,13 +158,16 @@ export class LocalRuntimeCache {
     return p;
   }
 
-  private async unpack<T>(dest: string, kind: Kind<T>, fetch: () => Promise<string>): Promise<T> {
+  private async unpack<T>(dest: string, context: string, kind: Kind<T>, fetch: () => Promise<string>): Promise<T> {
     if (existsSync(dest)) {
-      // Unpacked earlier (by another process, or one that stopped before its check): check it
-      // again; a damaged entry (a truncated binary, a file gone) is discarded and fetched anew.
+      // Checked by an earlier process and its key files unchanged since: trusted without running
+      // it again (a build would pay `npm --version` each time). Else (unchecked, another node, a
+      // file truncated or gone) checked again; a damaged entry is discarded and fetched anew.
+      const trusted = stillChecked(dest, context, kind);
+      if (trusted !== undefined) return trusted;
       try {
         const l = await kind.check(dest);
-        await writeFile(join(dest, CHECKED), `${new Date().toISOString()}\n`);
+        await writeMark(dest, context, kind, l);
         return l;
       } catch (e) {
         // Stopped by our own timeout (a loaded machine), the check said nothing: keep the entry,
@@ -116,7 +186,7 @@ export class LocalRuntimeCache {
         if (!(isPilotError(e) && e.code === 'conflict' && existsSync(dest))) throw e;
         l = await kind.check(dest);
       }
-      await writeFile(join(dest, CHECKED), `${new Date().toISOString()}\n`);
+      await writeMark(dest, context, kind, l);
       return l;
     } catch (e) {
       await rm(dest, { recursive: true, force: true });
@@ -159,6 +229,11 @@ export class LocalRuntimeCache {
 
   unpackedDir(digest: string): string {
     return join(this.dir, 'node', hex(digest));
+  }
+
+  /** Unpacked and checked npm of `digest`, if this machine has it. */
+  hasNpm(digest: string): boolean {
+    return existsSync(join(this.npmDir(digest), CHECKED));
   }
 
   npmDir(digest: string): string {

@@ -104,6 +104,33 @@ describe('npmFor: the npm for a pinned node, from the registry', { timeout: 120_
       e.code === 'npm_incompatible' && /engines\.npm "6" and Node\.js \S+ exclude each other: npm 6\.13\.7: npm 6\.13\.7 does not run on Node\.js/.test(e.message));
   });
 
+  it('remembers a pairing on this machine for PILOT_NPM_PAIRING_TTL: the next build does not ask the registry', async () => {
+    const cacheDir = join(work, 'c5');
+    const first = await npmFor(node, undefined, { nodeBinDir, cacheDir, npmEnv: env('declared') });
+    // The registry is gone: the remembered pairing still serves, with the same bytes and reason.
+    const closed = { ...env('declared'), npm_config_registry: 'http://127.0.0.1:9/' };
+    const lines: string[] = [];
+    const again = await npmFor(node, undefined, { nodeBinDir, cacheDir, npmEnv: closed, log: (l) => lines.push(l) });
+    assert.deepEqual(again, first);
+    assert.match(lines.join('\n'), /npm 11\.0\.0 paired with Node\.js \S+: the newest npm that runs on it \(its engines\.node ">=\d+" admits .*\), as the registry said \d+ms ago \(asked again after 24h, PILOT_NPM_PAIRING_TTL\)/);
+    // Another engines.npm is another question.
+    await assert.rejects(npmFor(node, '10', { nodeBinDir, cacheDir, npmEnv: closed }), (e: PilotError) => e.code === 'registry_unreachable');
+    // Past the TTL the registry is asked again.
+    const saved = process.env['PILOT_NPM_PAIRING_TTL'];
+    process.env['PILOT_NPM_PAIRING_TTL'] = '0s';
+    try {
+      await new Promise((r) => setTimeout(r, 5));
+      await assert.rejects(npmFor(node, undefined, { nodeBinDir, cacheDir, npmEnv: closed }), (e: PilotError) => e.code === 'registry_unreachable');
+    } finally {
+      if (saved === undefined) delete process.env['PILOT_NPM_PAIRING_TTL'];
+      else process.env['PILOT_NPM_PAIRING_TTL'] = saved;
+    }
+    // An npm whose files changed since its check is checked again (and discarded when broken): not trusted from the memo.
+    rmSync(join(cacheDir, 'npm', first.digest.slice(7), 'package', 'bin', 'npm-cli.js'));
+    const healed = await npmFor(node, undefined, { nodeBinDir, cacheDir, npmEnv: env('declared') });
+    assert.equal(healed.digest, first.digest);
+  });
+
   it('refuses a tampered npm tarball', async () => {
     await assert.rejects(npmFor(node, undefined, { nodeBinDir, cacheDir: join(work, 'c3'), npmEnv: env('tampered') }), (e: PilotError) => e.code === 'digest_mismatch');
   });

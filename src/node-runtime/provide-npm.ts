@@ -10,15 +10,18 @@
  *       does not? ─► next candidate (npm 6.13.7 on Node 4: SyntaxError) ─► all failed: npm_incompatible
  */
 import { readFileSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import semver from 'semver';
 import { ArtifactClient } from '../artifacts/client.js';
+import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { isPilotError, PilotError } from '../core/errors.js';
 import type { ApiClient } from '../control/api-client.js';
 import { LocalRuntimeCache } from './local-cache.js';
 import { npmCandidates, noNpmRuns } from './npm-pair.js';
 import { NpmRegistry, npmEnv } from './npm-registry.js';
 import { fetchFromRegistry } from './registry-fetch.js';
+import { hashFile } from './runtime-package.js';
 
 export interface PairedNpm {
   readonly version: string;
@@ -46,7 +49,12 @@ export interface NpmForOptions {
  */
 export async function npmFor(nodeVersion: string, enginesNpm: string | undefined, opts: NpmForOptions): Promise<PairedNpm> {
   const log = opts.log ?? ((): void => undefined);
-  const cache = new LocalRuntimeCache(opts.cacheDir);
+  const cache = LocalRuntimeCache.shared(opts.cacheDir);
+  const remembered = await rememberedPairing(cache, nodeVersion, enginesNpm, opts).catch(() => undefined);
+  if (remembered) {
+    log(`    npm ${remembered.version} paired with Node.js ${nodeVersion}: ${pairedBecause(enginesNpm, remembered.why)}, as the registry said ${rough(Date.now() - remembered.at)} ago (asked again after ${rough(pairingTtlMs())}, PILOT_NPM_PAIRING_TTL): ${remembered.digest}`);
+    return { version: remembered.version, digest: remembered.digest, binDir: remembered.binDir };
+  }
   const registry = new NpmRegistry(cache.dir, opts.npmEnv ?? npmEnv(), opts.signal);
   const [releases, latest] = await Promise.all([registry.npmReleases(), registry.latest('npm')]);
   const candidates = npmCandidates(releases, nodeVersion, { enginesNpm, latest });
@@ -56,7 +64,8 @@ export async function npmFor(nodeVersion: string, enginesNpm: string | undefined
     try {
       const npm = await cache.ensureNpm(fetched.digest, { version: c.version, nodeBinDir: opts.nodeBinDir }, () => Promise.resolve(fetched.file));
       if (opts.api) await new ArtifactClient(opts.api.baseUrl, opts.api.token).upload(fetched.file, fetched.digest);
-      log(`    npm ${c.version} paired with Node.js ${nodeVersion}: the newest npm${enginesNpm === undefined ? '' : ` in engines.npm ${JSON.stringify(enginesNpm)}`} that runs on it (${c.why}): ${fetched.digest}`);
+      await rememberPairing(cache, nodeVersion, enginesNpm, { version: c.version, digest: fetched.digest, why: c.why }).catch(() => undefined);
+      log(`    npm ${c.version} paired with Node.js ${nodeVersion}: ${pairedBecause(enginesNpm, c.why)}: ${fetched.digest}`);
       return { version: c.version, digest: fetched.digest, binDir: npm.binDir };
     } catch (e) {
       if (!(isPilotError(e) && e.code === 'npm_incompatible')) throw e;
@@ -65,6 +74,65 @@ export async function npmFor(nodeVersion: string, enginesNpm: string | undefined
     }
   }
   throw noNpmRuns(nodeVersion, tried, enginesNpm);
+}
+
+/** How long a pairing is used without asking the registry again (PILOT_NPM_PAIRING_TTL, default 24h). */
+export function pairingTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  return parseEnvDuration(env['PILOT_NPM_PAIRING_TTL']) ?? 24 * 3_600_000;
+}
+
+const rough = (ms: number): string => (ms < 3_600_000 ? formatDuration(ms) : `${Math.round(ms / 360_000) / 10}h`);
+
+const pairedBecause = (enginesNpm: string | undefined, why: string): string =>
+  `the newest npm${enginesNpm === undefined ? '' : ` in engines.npm ${JSON.stringify(enginesNpm)}`} that runs on it (${why})`;
+
+interface Pairing {
+  readonly version: string;
+  readonly digest: string;
+  /** Why this one (npm-pair.ts): its engines.node, or that it ran. */
+  readonly why: string;
+  /** When the registry was asked (ms since the epoch). */
+  readonly at: number;
+}
+
+const pairingsFile = (cache: LocalRuntimeCache): string => join(cache.dir, 'npm-pairings.json');
+const pairingKey = (nodeVersion: string, enginesNpm: string | undefined): string => `${nodeVersion} ${enginesNpm ?? '*'}`;
+
+async function readPairings(cache: LocalRuntimeCache): Promise<Record<string, Pairing>> {
+  try {
+    const v = JSON.parse(await readFile(pairingsFile(cache), 'utf8')) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, Pairing>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * The pairing chosen for this node and engines.npm by an earlier build on this machine, younger
+ * than the TTL, whose npm is unpacked, checked and (when there is an artifact repository) in it:
+ * asking the registry costs three `npm view` calls (about 1.5 s), on every build.
+ */
+async function rememberedPairing(cache: LocalRuntimeCache, nodeVersion: string, enginesNpm: string | undefined, opts: NpmForOptions): Promise<(Pairing & { binDir: string }) | undefined> {
+  const p = (await readPairings(cache))[pairingKey(nodeVersion, enginesNpm)];
+  if (!p || typeof p.version !== 'string' || typeof p.digest !== 'string' || typeof p.why !== 'string' || typeof p.at !== 'number') return undefined;
+  if (Date.now() - p.at > pairingTtlMs() || p.at > Date.now() + 60_000 || !cache.hasNpm(p.digest)) return undefined;
+  const tarball = cache.tarballPath('npm', p.version);
+  const fetch = async (): Promise<string> => {
+    // Unpacked again only from the tarball this machine verified, and only if it still hashes to the digest.
+    if ((await hashFile(tarball)).digest !== p.digest) throw new PilotError('conflict', `the cached tarball of npm ${p.version} changed`);
+    return tarball;
+  };
+  const npm = await cache.ensureNpm(p.digest, { version: p.version, nodeBinDir: opts.nodeBinDir }, fetch);
+  if (opts.api) await new ArtifactClient(opts.api.baseUrl, opts.api.token).upload(tarball, p.digest);
+  return { ...p, binDir: npm.binDir };
+}
+
+async function rememberPairing(cache: LocalRuntimeCache, nodeVersion: string, enginesNpm: string | undefined, p: Omit<Pairing, 'at'>): Promise<void> {
+  const all = await readPairings(cache);
+  all[pairingKey(nodeVersion, enginesNpm)] = { ...p, at: Date.now() };
+  const tmp = `${pairingsFile(cache)}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(all, null, 2)}\n`);
+  await rename(tmp, pairingsFile(cache));
 }
 
 /** This machine's own npm (beside the node running Pilot): its version and engines.node. */

@@ -82,7 +82,7 @@ export async function provideNodeRuntime(req: ProvideRequest): Promise<ProvidedR
 async function provide(req: ProvideRequest, wanted: WantedNode | undefined, enginesNpm: string | undefined): Promise<ProvidedRuntime> {
   const platform = nodePlatform(req.machine?.platform, req.machine?.arch);
   const pkg = runtimePackage(platform);
-  const cache = new LocalRuntimeCache(req.cacheDir);
+  const cache = LocalRuntimeCache.shared(req.cacheDir);
   const env = { ...(req.npmEnv ?? npmEnv()) };
   // Pinning the builder's version is best effort: no long retries against a registry that is not there.
   if (wanted === undefined && env['npm_config_fetch_retries'] === undefined && env['NPM_CONFIG_FETCH_RETRIES'] === undefined) env['npm_config_fetch_retries'] = '0';

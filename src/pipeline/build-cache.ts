@@ -43,6 +43,8 @@ export interface AppCache {
 
 const appRoot = (c: AppCache): string => path.join(c.root, c.app);
 const entriesDir = (c: AppCache): string => path.join(appRoot(c), 'entries');
+/** The folder of one entry: manifest.json, node_modules, and prune.json once a prune was recorded. */
+export const entryDir = (c: AppCache, key: string): string => path.join(entriesDir(c), key);
 /** The folder a package manager keeps its downloads in for this app. */
 export const downloadsDir = (c: AppCache, manager: Manager): string => path.join(appRoot(c), 'downloads', manager);
 

@@ -48,12 +48,14 @@ export async function prepareBuild(o: {
   readonly cacheDir: string;
   readonly log: RunLog;
   readonly signal?: AbortSignal | undefined;
+  /** user-setup.ts `locateNpmConfig`, started by the caller earlier. */
+  readonly located?: Promise<Record<string, string>> | undefined;
 }): Promise<PreparedBuild> {
   const { log } = o;
   const facts = await readWorkspaceFacts(o.appDir);
   const secrets = (await o.api.call<{ secrets: Record<string, string> }>('GET', `/api/v1/runs/${o.runId}/build-secrets`)).secrets;
   await mkdir(o.cacheDir, { recursive: true });
-  const setup = await readUserSetup({ neutralDir: o.cacheDir, appDir: o.appDir, extraEnv: { ...o.config.env, ...secrets }, signal: o.signal });
+  const setup = await readUserSetup({ neutralDir: o.cacheDir, appDir: o.appDir, extraEnv: { ...o.config.env, ...secrets }, signal: o.signal, located: o.located });
   log.maskValues(secretMasker([...Object.values(secrets), ...setup.secretValues]));
   log.line(`    npm set-up passed to the build: ${setup.summary}`);
   const names = Object.keys(secrets).sort();

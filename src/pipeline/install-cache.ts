@@ -5,13 +5,14 @@
  * file decides what to say in the run log and never fails a build because of the cache: a cache
  * that cannot be read or written is reported and the build goes on as without one.
  */
-import { chmod, lstat, mkdir, readdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { isPilotError } from '../core/errors.js';
 import { cacheEnv, describeMiss, pruneArgv, rootScriptArgvs, type CacheInputs, type Manager } from './build-cache-key.js';
-import { downloadsDir, gatherInputs, gcBuildCache, keyOf, restoreCache, saveCache, type AppCache } from './build-cache.js';
-import { runCommand } from './exec.js';
+import { downloadsDir, entryDir, gatherInputs, gcBuildCache, keyOf, restoreCache, saveCache, type AppCache } from './build-cache.js';
+import { formatArgv, runCommand } from './exec.js';
+import { listTree, readRecord, recordPrune, replayPrune, saveRecord } from './prune-replay.js';
 import { readPackageJson } from './workspace-facts.js';
 
 /** Runs one command of the build (logged, with silence notices, failing the build on a non-zero exit). */
@@ -37,6 +38,8 @@ export interface InstallOutcome {
   readonly env: Readonly<Record<string, string>>;
   readonly hit: boolean;
   readonly inputs: CacheInputs | undefined;
+  /** The cache entry this node_modules came from or was saved as (its prune is recorded there). */
+  readonly entry?: string | undefined;
 }
 
 const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
@@ -83,16 +86,18 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
       const pkg = (await readPackageJson(req.appDir)) ?? {};
       const scripts = (pkg['scripts'] ?? {}) as Record<string, unknown>;
       for (const s of rootScriptArgvs(req.manager, inputs.managerVersion, scripts)) await req.runStep(s.name, s.argv, env);
-      return { env, hit: true, inputs };
+      return { env, hit: true, inputs, entry: entryDir(cache, key) };
     }
     if (r?.kind === 'damaged') line(`    build cache: entry ${short} is damaged (${r.reason}): discarded, installing again`);
     else if (r?.kind === 'miss') line(`    build cache: miss ${short} (${describeMiss(inputs, r.previous?.inputs)}): installing with the download cache`);
   }
   await req.runStep('install', req.installArgv, env);
   const t0 = mono();
+  let entry: string | undefined;
   try {
     const s = await saveCache(cache, key, inputs, req.appDir, { keep: req.keep, replace, signal });
     if (s.saved) {
+      entry = entryDir(cache, key);
       const evicted = s.evicted > 0 ? `; ${s.evicted} least recently used entr${s.evicted === 1 ? 'y' : 'ies'} removed` : '';
       line(`    build cache: saved ${short} (${s.manifest.files} files, ${mb(s.manifest.bytes)}) in ${formatDuration(mono() - t0)}${evicted}`);
     } else {
@@ -104,29 +109,14 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
     if (signal?.aborted) throw e;
     line(`    build cache: not saved (${cacheProblem(e)})`);
   }
-  return { env, hit: false, inputs };
+  return { env, hit: false, inputs, entry };
 }
 
-/** Files and bytes of a folder (no hashing), for the prune line. */
-export async function treeSize(dir: string): Promise<{ files: number; bytes: number }> {
-  let files = 0;
-  let bytes = 0;
-  const queue = [dir];
-  while (queue.length > 0) {
-    const d = queue.pop()!;
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) queue.push(p);
-      else if (e.isFile()) {
-        files++;
-        bytes += (await lstat(p)).size;
-      }
-    }
-  }
-  return { files, bytes };
-}
-
-/** Remove devDependencies from the app's node_modules (after the build commands, before packaging). */
+/**
+ * Remove devDependencies from the app's node_modules (after the build commands, before packaging).
+ * With a build cache entry: the first prune is recorded in it, and replayed on later hits
+ * (prune-replay.ts) instead of running the package manager again.
+ */
 export async function pruneDevDependencies(req: {
   readonly appDir: string;
   readonly manager: Manager;
@@ -135,6 +125,8 @@ export async function pruneDevDependencies(req: {
   readonly env: Readonly<Record<string, string>>;
   readonly line: (text: string) => void;
   readonly runStep: RunStep;
+  /** The build cache entry node_modules came from (or was saved as). */
+  readonly entry?: string | undefined;
 }): Promise<void> {
   const pkg = await readPackageJson(req.appDir);
   const dev = pkg?.['devDependencies'];
@@ -151,8 +143,25 @@ export async function pruneDevDependencies(req: {
     req.line(`    devDependencies not pruned: ${req.manager} ${version ?? '(version unknown)'} has no prune Pilot can run (set prune_dev_dependencies: false to silence this)`);
     return;
   }
-  const before = await treeSize(nm);
+  const before = await listTree(nm);
+  const said = (after: { files: number; bytes: number }): void =>
+    req.line(`    devDependencies pruned: node_modules ${before.files} → ${after.files} files, ${mb(before.bytes)} → ${mb(after.bytes)}`);
+  const record = req.entry === undefined ? undefined : await readRecord(req.entry);
+  if (record && record.argv.join('\0') === argv.join('\0')) {
+    const t0 = mono();
+    const replayed = await replayPrune(nm, record, before).catch(() => undefined);
+    if (replayed) {
+      req.line(`--> prune: replayed from the build cache (${formatArgv(argv)} removed ${record.removed.length} path${record.removed.length === 1 ? '' : 's'} from this same tree before) in ${formatDuration(mono() - t0)}`);
+      said(replayed);
+      return;
+    }
+    req.line('    build cache: the recorded prune does not fit this node_modules (the build changed it): pruning');
+  }
   await req.runStep('prune', argv, req.env);
-  const after = await treeSize(nm);
-  req.line(`    devDependencies pruned: node_modules ${before.files} → ${after.files} files, ${mb(before.bytes)} → ${mb(after.bytes)}`);
+  const after = await listTree(nm);
+  said(after);
+  if (req.entry !== undefined && record === undefined) {
+    const r = await recordPrune(nm, argv, before, after).catch(() => undefined);
+    if (r) await saveRecord(req.entry, r).catch(() => undefined);
+  }
 }

@@ -5,7 +5,7 @@
  * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
  * until it succeeds or fails.
  */
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
@@ -22,6 +22,7 @@ import { explainStepFailure, prepareBuild } from './build-setup.js';
 import { isBerry } from './package-manager.js';
 import { formatArgv, mustSucceed, runCommand } from './exec.js';
 import { followRollout } from './follow-rollout.js';
+import { locateNpmConfig } from './user-setup.js';
 import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
 import { RunLog } from './run-log.js';
 import { SilenceTimer, elapsedText } from './silence.js';
@@ -149,6 +150,10 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         if (missing) throw missing;
       };
       if (early.scripts['build'] === undefined && !config.build?.length) await checkStartCommand();
+      // Where the host's npm keeps its configuration (a few hundred ms of npm start-up), asked beside the runtime's provisioning.
+      await mkdir(req.runtimeCacheDir ?? defaultRuntimeCacheDir(), { recursive: true });
+      const located = locateNpmConfig({ neutralDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), signal: req.signal });
+      located.catch(() => undefined); // awaited by prepareBuild; a run that ends earlier leaves no unhandled rejection
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
       const pinned = config.runtime === 'process'
         ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal, override: req.nodeOverride })
@@ -157,7 +162,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
       if (pinned) log.line(pinned.npm ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}` : '    npm: this machine\'s own (none paired)');
       // Build secrets, the user's npm set-up and the package manager (build-setup.ts); the log is masked from here on.
-      const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, pairedNpmBinDir: pinned?.npm?.binDir, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal });
+      const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, pairedNpmBinDir: pinned?.npm?.binDir, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal, located });
       const { plan } = prepared;
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
       const { facts, pm } = prepared;
@@ -181,6 +186,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       // The manager that installs (package-manager.ts), not only the lockfile's: packageManager may differ.
       const manager = pm.name;
       let managerVersion: string | undefined = prepared.provided ? pm.version : undefined;
+      let cacheEntry: string | undefined;
       for (const s of plan) {
         // yarn 2+ keeps its install outside node_modules (.pnp.cjs, .yarn/cache, install state): the
         // node_modules cache would restore an incomplete install, so berry apps install every time.
@@ -188,6 +194,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
           const cache = { root: req.buildCacheDir ?? defaultBuildCacheDir(), app: config.name };
           const r = await installWithCache({ cache, appDir, workspace, manager, installArgv: s.argv, env, bypass: req.noCache === true, keep: cacheKeep(), line: (l) => log.line(l), runStep, signal: req.signal });
           env = r.env;
+          cacheEntry = r.entry;
           managerVersion = r.inputs?.managerVersion ?? managerVersion;
         } else {
           if (s.name === 'install' && config.buildCache) log.line(`    build cache: not used for yarn ${pm.version} (its install lives outside node_modules)`);
@@ -195,7 +202,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         }
       }
       if (facts.hasPackageJson && config.pruneDevDependencies) {
-        await pruneDevDependencies({ appDir, manager, managerVersion, env, line: (l) => log.line(l), runStep });
+        await pruneDevDependencies({ appDir, manager, managerVersion, env, line: (l) => log.line(l), runStep, entry: cacheEntry });
       }
       await checkStartCommand();
       return pinned?.ref;

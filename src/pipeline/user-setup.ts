@@ -25,23 +25,14 @@ export interface UserSetup {
 }
 
 /**
- * Ask the host's npm (in `neutralDir`, a folder without an app .npmrc) where its configuration
- * is, then read the npmrc files (and the app's own .npmrc in `appDir`) for the values to mask.
- * `extraEnv` (the app's build secrets and env) resolves `${VAR}` references in npmrc lines.
+ * Where the host's npm finds its configuration: `npm config get globalconfig userconfig cafile
+ * registry`, asked in `neutralDir` (a folder without an app .npmrc). No npm on this machine (an app
+ * built by pilot.yaml commands alone): nothing, not an error. Rejects only when `signal` aborts.
  */
-export async function readUserSetup(opts: {
-  readonly hostEnv?: NodeJS.ProcessEnv;
-  readonly neutralDir: string;
-  readonly appDir: string;
-  readonly extraEnv: Readonly<Record<string, string>>;
-  readonly signal?: AbortSignal | undefined;
-}): Promise<UserSetup> {
-  const hostEnv = opts.hostEnv ?? process.env;
-  const env0 = npmEnv(hostEnv);
+export async function locateNpmConfig(opts: { readonly hostEnv?: NodeJS.ProcessEnv; readonly neutralDir: string; readonly signal?: AbortSignal | undefined }): Promise<Record<string, string>> {
   const lines: string[] = [];
-  // No npm on this machine (an app built by pilot.yaml commands alone): no npm set-up to pass, not an error.
   const r = await runCommand(['npm', 'config', 'get', 'globalconfig', 'userconfig', 'cafile', 'registry'], {
-    cwd: opts.neutralDir, env: env0, timeoutMs: 60_000, maxOutputTail: 20,
+    cwd: opts.neutralDir, env: npmEnv(opts.hostEnv ?? process.env), timeoutMs: 60_000, maxOutputTail: 20,
     onLine: (stream, l) => {
       if (stream === 'stdout') lines.push(l);
     },
@@ -58,6 +49,26 @@ export async function readUserSetup(opts: {
       if (eq > 0 && v !== '' && v !== 'null' && v !== 'undefined') got[l.slice(0, eq)] = v;
     }
   }
+  return got;
+}
+
+/**
+ * Ask the host's npm (in `neutralDir`, a folder without an app .npmrc) where its configuration
+ * is, then read the npmrc files (and the app's own .npmrc in `appDir`) for the values to mask.
+ * `extraEnv` (the app's build secrets and env) resolves `${VAR}` references in npmrc lines.
+ */
+export async function readUserSetup(opts: {
+  readonly hostEnv?: NodeJS.ProcessEnv;
+  readonly neutralDir: string;
+  readonly appDir: string;
+  readonly extraEnv: Readonly<Record<string, string>>;
+  readonly signal?: AbortSignal | undefined;
+  /** `locateNpmConfig`, started earlier (it takes a few hundred ms; the runner starts it beside the runtime's provisioning). */
+  readonly located?: Promise<Record<string, string>> | undefined;
+}): Promise<UserSetup> {
+  const hostEnv = opts.hostEnv ?? process.env;
+  const env0 = npmEnv(hostEnv);
+  const got = await (opts.located ?? locateNpmConfig({ hostEnv, neutralDir: opts.neutralDir, signal: opts.signal }));
   const file = (p: string | undefined): string | undefined => (p !== undefined && existsSync(p) ? p : undefined);
   const npm = {
     globalconfig: file(got['globalconfig']),

@@ -104,6 +104,10 @@ describe('build cache, pruning and progress, end to end', { timeout: 900_000 }, 
     assert.match(out, /build cache: hit [0-9a-f]{12}: node_modules of .* restored \(\d+ files, [\d.]+ MB\) in [\d.]+m?s; install skipped/);
     assert.doesNotMatch(out, /--> install/);
     assert.doesNotMatch(out, /gyp info/);
+    // The entry's first prune was recorded; on this same tree it is replayed, not run.
+    assert.match(out, /--> prune: replayed from the build cache \(npm prune --omit=dev .* removed \d+ paths? from this same tree before\)/);
+    assert.doesNotMatch(out, /--> prune: npm prune/);
+    assert.match(out, /devDependencies pruned: node_modules \d+ → \d+ files/);
     const second = await answer('cached');
     assert.equal(second.version, 'v2');
     assert.equal(second.hello, 'hello from C');
