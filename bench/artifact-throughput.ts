@@ -21,7 +21,7 @@ import { ArtifactClient } from '../src/artifacts/client.js';
 import { installErrorHandling } from '../src/control/http-errors.js';
 import { MemoryArtifactMetaStore } from '../src/artifacts/meta.js';
 import { registerArtifactRoutes } from '../src/artifacts/routes.js';
-import { allocatePort } from '../src/agent/ports.js';
+import { allocatePort } from '../src/os/ports.js';
 
 const MB = 1024 * 1024;
 const SIZE = 100 * MB;

@@ -11,13 +11,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allocatePort } from '../src/agent/ports.js';
+import { allocatePort } from '../src/os/ports.js';
 import { httpProbe } from '../src/agent/probes.js';
 import { DockerRuntime } from '../src/agent/runtimes/docker-runtime.js';
 import { ProcessRuntime } from '../src/agent/runtimes/process-runtime.js';
 import { connectEngine, requireEngine } from '../src/docker/engine.js';
 import { buildTestImage, removeImage, removeNodeContainers } from '../src/docker/test-images.js';
-import { runCommand } from '../src/pipeline/exec.js';
+import { runCommand } from '../src/os/exec.js';
 
 const ROUNDS = Number(process.argv[2] ?? 10);
 const SERVER = `const http = require('node:http');

@@ -15,7 +15,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { allocatePort } from '../src/agent/ports.js';
+import { allocatePort } from '../src/os/ports.js';
 import { DockerRuntime } from '../src/agent/runtimes/docker-runtime.js';
 import { ArtifactClient } from '../src/artifacts/client.js';
 import { ImageFetcher } from '../src/docker/images.js';

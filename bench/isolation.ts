@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { spawnSync } from 'node:child_process';
 import { createInstanceCgroup, detectCgroups, removeCgroup, type CgroupLayout } from '../src/agent/cgroups.js';
 import { startArgv } from '../src/agent/runtimes/containment.js';
-import { allocatePort } from '../src/agent/ports.js';
+import { allocatePort } from '../src/os/ports.js';
 import { readPidFile } from '../src/agent/runtimes/pid-file.js';
 import { ProcessRuntime } from '../src/agent/runtimes/process-runtime.js';
 

@@ -1,4 +1,4 @@
-/** Small socket helpers shared by the benchmarks (free ports: allocatePort in src/agent/ports.ts). */
+/** Small socket helpers shared by the benchmarks (free ports: allocatePort in src/os/ports.ts). */
 import net from 'node:net';
 
 /** Resolve once something accepts connections on 127.0.0.1:port (5 s at most). */

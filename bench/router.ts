@@ -21,7 +21,7 @@ import { Pool } from 'undici';
 import { startRouter } from '../src/router/proxy.js';
 import { RoutingTable } from '../src/router/routing-table.js';
 import { waitListening } from './net-util.js';
-import { allocatePort } from '../src/agent/ports.js';
+import { allocatePort } from '../src/os/ports.js';
 
 const HOST = 'bench.localhost';
 const BODY = 'hello from the upstream\n';

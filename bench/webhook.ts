@@ -23,7 +23,7 @@ import { Pool } from 'undici';
 import { examplePush, githubHeaders, nextSha } from '../src/cd/github-examples.fixture.js';
 import { startWebhookServer } from '../src/cd/webhook-server.fixture.js';
 import { waitListening } from './net-util.js';
-import { allocatePort } from '../src/agent/ports.js';
+import { allocatePort } from '../src/os/ports.js';
 
 const SECRET = 'bench-webhook-secret';
 const WARMUP = 200;

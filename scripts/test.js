@@ -36,6 +36,9 @@ run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsc
 if (!process.env.PILOT_SKIP_LINT) {
   console.log('# lint (eslint)');
   run(process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), 'src', 'test']);
+  // Which folder may import which (.dependency-cruiser.cjs, src/README.md): no folder cycles.
+  console.log('# folder layers (dependency-cruiser)');
+  run(process.execPath, [join(root, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs'), 'src', '--config', '.dependency-cruiser.cjs']);
 }
 
 const pick = (files) => files.filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { open, stat } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
-import { bearer, tokensEqual } from '../control/auth.js';
+import { bearer, tokensEqual } from '../api/auth.js';
 import { PilotError } from '../core/errors.js';
 import type { LocalInstance } from './instance.js';
 import type { LogFiles, Runtime } from './runtimes/runtime.js';

@@ -7,9 +7,9 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import type { Logger } from 'pino';
 import { PilotError } from '../core/errors.js';
-import { ApiClient } from '../control/api-client.js';
+import { ApiClient } from '../api/client.js';
 import type { Static } from '@sinclair/typebox';
-import { AGENT_PROTOCOL, type RegisterResponse, type NodeRuntimesSchema } from '../core/protocol.js';
+import { AGENT_PROTOCOL, type RegisterResponse, type NodeRuntimesSchema } from '../api/protocol.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 
 type NodeRuntimes = Static<typeof NodeRuntimesSchema>;

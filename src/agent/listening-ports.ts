@@ -5,7 +5,7 @@
  * error gives an empty list, never a throw.
  */
 import { readdir, readFile, readlink } from 'node:fs/promises';
-import { instanceTree, liveGroupMembers } from './proc.js';
+import { instanceTree, liveGroupMembers } from '../os/proc.js';
 
 export interface Listener {
   readonly address: string;

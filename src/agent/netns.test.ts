@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { blockAddresses, createNetns, deleteNetns, existingNetns, netnsPids, netnsSupport, readNetns, wrapArgv } from './netns.js';
-import { isSameProcess, readStartTime } from './proc.js';
+import { isSameProcess, readStartTime } from '../os/proc.js';
 
 describe('network namespace per instance', () => {
   it('maps a block to a /30 inside 10.213.0.0/16', () => {

@@ -2,7 +2,7 @@ import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, type Server } from 'node:net';
-import { allocatePort } from './ports.js';
+import { allocatePort } from '../os/ports.js';
 import { httpProbe, tcpProbe } from './probes.js';
 import { waitFor } from './runtimes/test-support.js';
 

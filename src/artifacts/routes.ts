@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
-import { lingerAfterEarlyAnswer } from '../core/early-answer.js';
+import { lingerAfterEarlyAnswer } from '../http/early-answer.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
@@ -54,7 +54,7 @@ export function registerArtifactRoutes(app: FastifyInstance, opts: ArtifactRoute
         } catch (e) {
           // The body may be unread (early validation error, too_large): answering and then closing
           // the connection stops it; keeping it alive would make Node read the rest to discard it.
-          // A lingering close, so the client reads the answer (core/early-answer.ts).
+          // A lingering close, so the client reads the answer (http/early-answer.ts).
           if (!req.raw.complete) {
             void reply.header('connection', 'close');
             lingerAfterEarlyAnswer(req.raw);

@@ -8,10 +8,10 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
-import { lingerAfterEarlyAnswer } from '../core/early-answer.js';
+import { lingerAfterEarlyAnswer } from '../http/early-answer.js';
 import { assertName } from '../core/names.js';
 import { sameRepository } from '../core/repo-url.js';
-import type { SecretBox } from '../control/secrets.js';
+import type { SecretBox } from '../store/secret-box.js';
 import type { AppRecord, Store } from '../store/store.js';
 import { parsePush, showRef } from './github-push.js';
 import { verifyGithubSignature } from './github-signature.js';
@@ -101,7 +101,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
 
     // The reply may leave part of the body unread (413, 404, 415): close the connection rather than
     // let Node read and discard all the rest to keep it alive; a lingering close, so the client
-    // reads the answer (core/early-answer.ts).
+    // reads the answer (http/early-answer.ts).
     scope.addHook('onSend', async (req, reply) => {
       if (req.raw.complete) return;
       void reply.header('connection', 'close');

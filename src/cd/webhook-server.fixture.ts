@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { resolveAppConfig } from '../core/app-config.js';
 import { installErrorHandling } from '../control/http-errors.js';
-import { SecretBox } from '../control/secrets.js';
+import { SecretBox } from '../store/secret-box.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { EXAMPLE_REPO } from './github-examples.fixture.js';
 import { registerWebhookRoutes } from './webhook-routes.js';

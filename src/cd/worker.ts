@@ -13,8 +13,8 @@ import type { Logger } from 'pino';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { normalizeRepo } from '../core/repo-url.js';
 import type { RunRecord } from '../core/types.js';
-import { ApiClient } from '../control/api-client.js';
-import type { SecretBox } from '../control/secrets.js';
+import { ApiClient } from '../api/client.js';
+import type { SecretBox } from '../store/secret-box.js';
 import { runPipeline } from '../pipeline/runner.js';
 import type { AppRecord, Store } from '../store/store.js';
 

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { PilotError } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
-import { LABEL_KEY } from '../core/protocol.js';
+import { LABEL_KEY } from '../api/protocol.js';
 import { LogDestination } from '../control/log-destination.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { pilotHome } from './context.js';

@@ -1,7 +1,7 @@
 /** What every command needs: where $PILOT_HOME is, which server to talk to, with which token, and how to print. */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ApiClient } from '../control/api-client.js';
+import { ApiClient } from '../api/client.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { secretFrom } from './secret-input.js';
 

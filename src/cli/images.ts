@@ -1,6 +1,6 @@
 /** `pilot images bootstrap-node`, `pilot registry set|show|remove`. */
 import { PilotError } from '../core/errors.js';
-import type { RegistryView } from '../control/registry-routes.js';
+import type { RegistryView } from '../api/wire.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
 /** Build pilot/node:<this node's version> on this machine's Docker engine (no API call: it is local). */

@@ -2,7 +2,7 @@
 // Command modules are imported when their command runs, so `pilot apps` does not load the server.
 import { Command, Option } from 'commander';
 import { PilotError } from '../core/errors.js';
-import { PILOT_VERSION } from '../core/version.js';
+import { PILOT_VERSION } from '../api/version.js';
 import { reportError, type GlobalOptions } from './context.js';
 import type { UpOptions } from './up.js';
 

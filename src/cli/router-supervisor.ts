@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { isSameProcess } from '../agent/proc.js';
+import { isSameProcess } from '../os/proc.js';
 import { PilotError } from '../core/errors.js';
 import { readRouterFile, type RouterProcessFile } from '../router/router-process.js';
 

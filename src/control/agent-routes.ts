@@ -6,12 +6,12 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
-import { AGENT_PROTOCOL, RegisterRequest, SyncRequest, type RegisterResponse } from '../core/protocol.js';
+import { AGENT_PROTOCOL, RegisterRequest, SyncRequest, type RegisterResponse } from '../api/protocol.js';
 import type { InstanceSpec, InstanceState } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';
-import { bearer, hashToken, newToken, tokensEqual } from './auth.js';
+import { bearer, hashToken, newToken, tokensEqual } from '../api/auth.js';
 import { nodeIsolates, type Reconciler } from './reconciler.js';
-import type { SecretBox } from './secrets.js';
+import type { SecretBox } from '../store/secret-box.js';
 import { appMasker, openSecrets } from './source-routes.js';
 import { registryAuthFor } from './registry-routes.js';
 

@@ -9,7 +9,7 @@ import type { FsBlobStore } from '../artifacts/blob-store.js';
 import { volumeViews } from './volume-routes.js';
 import type { Reconciler } from './reconciler.js';
 import { schedule } from '../core/scheduler.js';
-import type { SecretBox } from './secrets.js';
+import type { SecretBox } from '../store/secret-box.js';
 import { registerLogRoutes } from './log-routes.js';
 import { assertRecordedRuntime } from './runtime-routes.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';

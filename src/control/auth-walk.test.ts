@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { request } from 'undici';
-import { AGENT_PROTOCOL } from '../core/protocol.js';
+import { AGENT_PROTOCOL } from '../api/protocol.js';
 import { startControlPlane, type ControlPlane } from './server.js';
 
 type Who = 'none' | 'wrong' | 'join' | 'node' | 'admin';

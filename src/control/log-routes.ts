@@ -11,7 +11,7 @@ import { request } from 'undici';
 import { PilotError } from '../core/errors.js';
 import type { NodeRecord, Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
-import type { SecretBox } from './secrets.js';
+import type { SecretBox } from '../store/secret-box.js';
 import { appMasker } from './source-routes.js';
 
 interface Stopped { id: string; app: string; revision: number; kind: string; stoppedAt: number; lastError?: string }

@@ -5,7 +5,7 @@ import { PilotError } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import type { NodeRecord, NodeScheduling, Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
-import { hashToken, newToken } from './auth.js';
+import { hashToken, newToken } from '../api/auth.js';
 import { randomBytes } from 'node:crypto';
 
 export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; reconciler: Reconciler }): void {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { registryAuthFor } from './registry-routes.js';
-import { SecretBox } from './secrets.js';
+import { SecretBox } from '../store/secret-box.js';
 import { startControlPlane, type ControlPlane } from './server.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read loosely: the test asserts on what a client sees

@@ -5,6 +5,7 @@
  * agent's InstanceSpec.registryAuth. The most recently set registry is the publish target; older
  * ones are kept so that revisions pushed there can still be pulled.
  */
+import type { RegistryView } from '../api/wire.js';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { PilotError } from '../core/errors.js';
@@ -12,18 +13,7 @@ import { assertSecretValue } from '../core/secret-value.js';
 import { parseRegistryUrl, registryOfRef } from '../core/registry-url.js';
 import type { InstanceSpec } from '../core/types.js';
 import type { Store } from '../store/store.js';
-import type { SecretBox } from './secrets.js';
-
-/** A registry as the API shows it; `password` only when asked for credentials. */
-export interface RegistryView {
-  readonly url: string;
-  readonly address: string;
-  readonly username: string | null;
-  readonly hasPassword: boolean;
-  readonly password?: string;
-  readonly publish: boolean;
-  readonly updatedAt: number;
-}
+import type { SecretBox } from '../store/secret-box.js';
 
 const SetBody = Type.Object({
   url: Type.String({ minLength: 1, maxLength: 2048 }),

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { PilotError } from '../core/errors.js';
 import type { TableFeed } from '../router/table-feed.js';
-import { bearer, tokensEqual } from './auth.js';
+import { bearer, tokensEqual } from '../api/auth.js';
 
 const SyncBody = Type.Object({
   version: Type.String({ maxLength: 100 }),

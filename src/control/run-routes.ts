@@ -13,7 +13,7 @@ import { isDiskFull } from '../disk/disk.js';
 import { assertName, isCommitSha, isDigest } from '../core/names.js';
 import type { RunRecord, StepRecord } from '../core/types.js';
 import type { RunPatch, Store } from '../store/store.js';
-import type { SecretBox } from './secrets.js';
+import type { SecretBox } from '../store/secret-box.js';
 import { appMasker } from './source-routes.js';
 
 const MAX_LOG_BYTES = 50 * 1024 * 1024;

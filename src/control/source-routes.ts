@@ -15,7 +15,7 @@ import { assertName } from '../core/names.js';
 import { assertSecretValue } from '../core/secret-value.js';
 import { assertRepoUrl, normalizeRepo } from '../core/repo-url.js';
 import type { SecretScope, Store } from '../store/store.js';
-import type { SecretBox } from './secrets.js';
+import type { SecretBox } from '../store/secret-box.js';
 
 const CreateBody = Type.Object({
   name: Type.String(),

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
 import { PilotError } from '../core/errors.js';
-import { runCommand } from '../pipeline/exec.js';
+import { runCommand } from '../os/exec.js';
 import type { Engine } from './engine.js';
 import { followBuild } from './progress.js';
 

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { runCommand } from '../pipeline/exec.js';
+import { runCommand } from '../os/exec.js';
 
 export interface BuildNpmSettings {
   /** e.g. https://registry.npmjs.org/ */

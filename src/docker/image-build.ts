@@ -7,7 +7,7 @@ import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { resolveRunCommand } from '../core/run-command.js';
-import { readPackageJson, stringScripts } from '../pipeline/workspace-facts.js';
+import { readPackageJson, stringScripts } from '../workspace/facts.js';
 import { baseImageTag } from './base-image.js';
 import { buildNpmSettings } from './build-npm.js';
 import { buildContext, listContext, packContext, readRegularFile, resolveDockerfile, type ContextEntry } from './context.js';

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { allocatePort } from '../agent/ports.js';
+import { allocatePort } from '../os/ports.js';
 import type { Engine } from './engine.js';
 import { followProgress } from './progress.js';
 

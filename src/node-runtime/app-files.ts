@@ -1,7 +1,7 @@
 /** The I/O half of resolve.ts: read what an app says about its Node.js version. */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readPackageJson } from '../pipeline/workspace-facts.js';
+import { readPackageJson } from '../workspace/facts.js';
 import type { AppNodeFiles } from './resolve.js';
 
 const MAX = 4096;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactClient } from '../artifacts/client.js';
 import { isPilotError, PilotError } from '../core/errors.js';
-import type { ApiClient } from '../control/api-client.js';
+import type { ApiClient } from '../api/client.js';
 import type { NodeRuntimeRecord } from '../store/store.js';
 import { NpmRegistry, npmEnv } from './npm-registry.js';
 import { nodePlatform, runtimePackage } from './platform.js';

@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { PilotError } from '../core/errors.js';
-import { runCommand } from '../pipeline/exec.js';
+import { runCommand } from '../os/exec.js';
 import { npmEnv } from './npm-registry.js';
 import { hostNpm, npmFor, pairNpm } from './provide-npm.js';
 import { fakeNpmTgz } from './test-runtimes.fixture.js';

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { extractArtifact } from '../artifacts/safe-extract.js';
 import { PilotError } from '../core/errors.js';
-import { runCommand } from '../pipeline/exec.js';
+import { runCommand } from '../os/exec.js';
 
 export interface UnpackedNpm {
   /** Folder with `npm` and `npx`: PATH, right after the runtime's bin. */

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { PilotError } from '../core/errors.js';
-import { formatArgv, runCommand } from '../pipeline/exec.js';
+import { formatArgv, runCommand } from '../os/exec.js';
 
 export interface Dist {
   /** Subresource integrity of the tarball as the registry publishes it (sha512-…). */

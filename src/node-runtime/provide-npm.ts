@@ -16,7 +16,7 @@ import semver from 'semver';
 import { ArtifactClient } from '../artifacts/client.js';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { isPilotError, PilotError } from '../core/errors.js';
-import type { ApiClient } from '../control/api-client.js';
+import type { ApiClient } from '../api/client.js';
 import { LocalRuntimeCache } from './local-cache.js';
 import { npmCandidates, noNpmRuns } from './npm-pair.js';
 import { NpmRegistry, npmEnv } from './npm-registry.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiClient } from '../control/api-client.js';
+import { ApiClient } from '../api/client.js';
 import type { PilotError } from '../core/errors.js';
 import { provideNodeRuntime } from './provide.js';
 

@@ -14,7 +14,7 @@
 import { ArtifactClient } from '../artifacts/client.js';
 import { isPilotError } from '../core/errors.js';
 import type { NodeRuntimeRef } from '../core/types.js';
-import type { ApiClient } from '../control/api-client.js';
+import type { ApiClient } from '../api/client.js';
 import type { NodeRuntimeRecord } from '../store/store.js';
 import { readAppNodeFiles } from './app-files.js';
 import { LocalRuntimeCache } from './local-cache.js';

@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { extractArtifact } from '../artifacts/safe-extract.js';
 import semver from 'semver';
 import { PilotError } from '../core/errors.js';
-import { runCommand } from '../pipeline/exec.js';
+import { runCommand } from '../os/exec.js';
 
 export interface FileHashes {
   /** sha256:<hex>: its name in the artifact repository. */

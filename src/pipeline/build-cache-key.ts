@@ -3,7 +3,7 @@
  * manager at its download cache, and the argv that prunes devDependencies. Pure (hashing is given
  * in by the caller), so the decisions are tested without a file system.
  */
-import type { Lockfile } from './build-plan.js';
+import type { Lockfile } from '../workspace/build-plan.js';
 
 /** The package manager an install runs (the lockfile's, npm without one). */
 export type Manager = Lockfile;

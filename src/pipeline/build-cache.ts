@@ -19,8 +19,8 @@ import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, utimes } fro
 import path from 'node:path';
 import { PilotError } from '../core/errors.js';
 import { CACHE_FORMAT, MANAGER_CONFIG_FILES, cacheKey, canonicalJson, installEnvEntries, installRelevantJson, type CacheInputs, type Manager } from './build-cache-key.js';
-import { LOCKFILES } from './build-plan.js';
-import { runCommand } from './exec.js';
+import { LOCKFILES } from '../workspace/build-plan.js';
+import { runCommand } from '../os/exec.js';
 import { sha256, treeDigest } from './tree-digest.js';
 
 export { treeDigest, type TreeDigest } from './tree-digest.js';

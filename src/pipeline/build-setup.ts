@@ -12,15 +12,15 @@ import { mkdir } from 'node:fs/promises';
 import type { AppConfig } from '../core/app-config.js';
 import { isPilotError, PilotError } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
-import type { ApiClient } from '../control/api-client.js';
+import type { ApiClient } from '../api/client.js';
 import { withNodeRuntime } from '../node-runtime/build-env.js';
 import type { UnpackedRuntime } from '../node-runtime/runtime-package.js';
-import { buildSteps, lockfileManager, type BuildStep, type WorkspaceFacts } from './build-plan.js';
-import { packageManagerEnv, wantedPackageManager, type PackageManager, type WantedPackageManager } from './package-manager.js';
+import { buildSteps, lockfileManager, type BuildStep, type WorkspaceFacts } from '../workspace/build-plan.js';
+import { packageManagerEnv, wantedPackageManager, type PackageManager, type WantedPackageManager } from '../workspace/package-manager.js';
 import { packageManagerCacheDir, providePackageManager, type ProvidedPackageManager } from './provide-package-manager.js';
 import type { RunLog } from './run-log.js';
 import { readUserSetup } from './user-setup.js';
-import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
+import { buildEnv, readWorkspaceFacts } from '../workspace/facts.js';
 
 export interface PreparedBuild {
   readonly facts: WorkspaceFacts;

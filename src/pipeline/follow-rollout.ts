@@ -4,7 +4,7 @@
  * (its reason carries the failing instance's last lines).
  */
 import { PilotError } from '../core/errors.js';
-import type { ApiClient } from '../control/api-client.js';
+import type { ApiClient } from '../api/client.js';
 
 /** How many lines of the release phase's output go into the run log. */
 const RELEASE_LINES = 200;

@@ -12,7 +12,7 @@ import { formatDuration } from '../core/duration.js';
 import { PilotError, isPilotError } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import { normalizeRepo, repoUrlProblem } from '../core/repo-url.js';
-import { runCommand, type RunResult } from './exec.js';
+import { runCommand, type RunResult } from '../os/exec.js';
 import { git, gitArgv, ok, remoteGitEnv } from './git.js';
 import { checkoutWorkspace } from './source.js';
 

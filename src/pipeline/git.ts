@@ -1,7 +1,7 @@
 /** Running git for the source step: fixed options, a clean environment, raw (NUL-separated) output. */
 import { Writable } from 'node:stream';
 import { PilotError } from '../core/errors.js';
-import { runCommand, type RunResult } from './exec.js';
+import { runCommand, type RunResult } from '../os/exec.js';
 
 /** Metadata commands answer in seconds; the limit only guards against a hung git (a stuck lock, a dead NFS mount). */
 const GIT_TIMEOUT_MS = 5 * 60_000;

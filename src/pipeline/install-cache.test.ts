@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tar from 'tar';
 import type { Manager } from './build-cache-key.js';
-import { installArgv } from './build-plan.js';
-import { mustSucceed, runCommand } from './exec.js';
+import { installArgv } from '../workspace/build-plan.js';
+import { mustSucceed, runCommand } from '../os/exec.js';
 import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
 
 const PATH = [process.env['PILOT_TEST_PM_BIN'], path.dirname(process.execPath), process.env['PATH']].filter(Boolean).join(':');

@@ -11,9 +11,9 @@ import { formatDuration, parseEnvDuration } from '../core/duration.js';
 import { isPilotError } from '../core/errors.js';
 import { cacheEnv, describeMiss, pruneArgv, rootScriptArgvs, type CacheInputs, type Manager } from './build-cache-key.js';
 import { downloadsDir, entryDir, gatherInputs, gcBuildCache, keyOf, restoreCache, saveCache, type AppCache } from './build-cache.js';
-import { formatArgv, runCommand } from './exec.js';
+import { formatArgv, runCommand } from '../os/exec.js';
 import { listTree, readRecord, recordPrune, replayPrune, saveRecord } from './prune-replay.js';
-import { readPackageJson } from './workspace-facts.js';
+import { readPackageJson } from '../workspace/facts.js';
 
 /** Runs one command of the build (logged, with silence notices, failing the build on a non-zero exit). */
 export type RunStep = (name: string, argv: readonly string[], env: Readonly<Record<string, string>>) => Promise<void>;

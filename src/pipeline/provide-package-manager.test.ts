@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isPilotError } from '../core/errors.js';
 import { npmEnv } from '../node-runtime/npm-registry.js';
-import { runCommand } from './exec.js';
+import { runCommand } from '../os/exec.js';
 import { bundledCorepack, providePackageManager } from './provide-package-manager.js';
 
 // Real npm registry (through the user's npm), small packages: yarn 1 is a 1.2 MB tarball.

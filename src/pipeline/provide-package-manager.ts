@@ -25,8 +25,8 @@ import { isPilotError, PilotError } from '../core/errors.js';
 import { NpmRegistry } from '../node-runtime/npm-registry.js';
 import { nearestVersions } from '../node-runtime/resolve.js';
 import { checkIntegrity, hashFile } from '../node-runtime/runtime-package.js';
-import { runCommand } from './exec.js';
-import { distPackage, type PackageManager, type WantedPackageManager } from './package-manager.js';
+import { runCommand } from '../os/exec.js';
+import { distPackage, type PackageManager, type WantedPackageManager } from '../workspace/package-manager.js';
 
 export interface ProvidePackageManagerRequest {
   readonly wanted: WantedPackageManager;

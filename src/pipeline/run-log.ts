@@ -2,7 +2,7 @@
  * A run's log: every line goes to the terminal at once and to the server in batches (a POST per
  * 250 ms at most), so a chatty build does not make a request per line.
  */
-import type { ApiClient } from '../control/api-client.js';
+import type { ApiClient } from '../api/client.js';
 
 export class RunLog {
   private buf: string[] = [];

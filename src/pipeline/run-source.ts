@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { AppConfigInput, AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
-import { loadAppConfig } from './load-config.js';
+import { loadAppConfig } from '../workspace/load-config.js';
 import { checkoutWorkspace, resolveSource } from './source.js';
 
 export type RunSource =

@@ -13,21 +13,21 @@ import { PilotError, isPilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import { missingStartCommand, resolveReleaseCommand } from '../core/run-command.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
-import type { ApiClient } from '../control/api-client.js';
+import type { ApiClient } from '../api/client.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { provideNodeRuntime } from '../node-runtime/provide.js';
 import { stepVerb } from './build-cache-key.js';
 import { cacheKeep, defaultBuildCacheDir } from './build-cache.js';
 import { explainStepFailure, prepareBuild } from './build-setup.js';
-import { isBerry } from './package-manager.js';
-import { formatArgv, mustSucceed, runCommand } from './exec.js';
+import { isBerry } from '../workspace/package-manager.js';
+import { formatArgv, mustSucceed, runCommand } from '../os/exec.js';
 import { followRollout } from './follow-rollout.js';
 import { locateNpmConfig } from './user-setup.js';
 import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
 import { RunLog } from './run-log.js';
-import { SilenceTimer, elapsedText } from './silence.js';
+import { SilenceTimer, elapsedText } from '../os/silence.js';
 import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
-import { readWorkspaceFacts } from './workspace-facts.js';
+import { readWorkspaceFacts } from '../workspace/facts.js';
 
 export interface RunRequest {
   readonly source: RunSource;

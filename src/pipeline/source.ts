@@ -6,7 +6,7 @@ import { copyFile, lstat, mkdir, readdir, readlink, stat, symlink } from 'node:f
 import path from 'node:path';
 import * as tar from 'tar';
 import { PilotError, isPilotError } from '../core/errors.js';
-import { mustSucceed, runCommand } from './exec.js';
+import { mustSucceed, runCommand } from '../os/exec.js';
 import { git, gitArgv, gitEnv, ok, splitNul } from './git.js';
 
 export interface Source {

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { passesToBuild, setupSecretValues, unresolvedNpmrcVars, userSetupEnv, yarnrcSecretValues, type HostNpmConfig } from '../node-runtime/build-env.js';
 import { npmEnv } from '../node-runtime/npm-registry.js';
-import { runCommand } from './exec.js';
+import { runCommand } from '../os/exec.js';
 
 export interface UserSetup {
   /** Variables the build receives (npm_config_globalconfig, proxies, CA, npm_config_*, ...). */

@@ -17,7 +17,7 @@ export interface AppRecord {
   /** Where the CD server clones from, and the branch it deploys; undefined for CLI-only apps. */
   readonly repo: string | undefined;
   readonly branch: string | undefined;
-  /** Sealed (control/secrets.ts): never stored or logged in clear. */
+  /** Sealed (store/secret-box.ts): never stored or logged in clear. */
   readonly webhookSecret: string | undefined;
   readonly githubToken: string | undefined;
   readonly statusApiUrl: string | undefined;
@@ -69,7 +69,7 @@ export interface RegistryRecord {
   /** http(s)://host[:port], normalized (control/registry-routes.ts). */
   readonly url: string;
   readonly username: string | undefined;
-  /** Sealed (control/secrets.ts). */
+  /** Sealed (store/secret-box.ts). */
   readonly password: string | undefined;
   readonly updatedAt: number;
 }

@@ -11,7 +11,7 @@ import { lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { dirname, join } from 'node:path';
 import { request } from 'undici';
 import { git, Harness, makeRepo, sleep, tempDir, waitFor } from '../integration/harness.js';
-import { readProcStat } from '../../src/agent/proc.js';
+import { readProcStat } from '../../src/os/proc.js';
 
 const isRoot = process.getuid?.() === 0;
 const h = new Harness();

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { allocatePort } from '../../src/agent/ports.js';
+import { allocatePort } from '../../src/os/ports.js';
 import { git, Harness, sleep, tempDir, waitFor } from '../integration/harness.js';
 
 const h = new Harness();

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { git, Harness, makeRepo, sleep, tempDir, waitFor } from './harness.js';
 import { netnsSupport } from '../../src/agent/netns.js';
-import { allocatePort } from '../../src/agent/ports.js';
+import { allocatePort } from '../../src/os/ports.js';
 
 const h = new Harness();
 const netnsBefore = new Set<string>();

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { AGENT_PROTOCOL } from '../../src/core/protocol.js';
+import { AGENT_PROTOCOL } from '../../src/api/protocol.js';
 import { Harness, makeRepo, PILOT, ROOT, sleep, waitFor } from './harness.js';
 
 const h = new Harness();

@@ -16,7 +16,7 @@ import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import { allocatePort } from '../../src/agent/ports.js';
+import { allocatePort } from '../../src/os/ports.js';
 import { ArtifactClient } from '../../src/artifacts/client.js';
 import { connectEngine } from '../../src/docker/engine.js';
 import { buildTestImage, removeImage, removeNodeContainers } from '../../src/docker/test-images.js';

@@ -10,7 +10,7 @@ import { strict as assert } from 'node:assert';
 import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { allocatePort } from '../../src/agent/ports.js';
+import { allocatePort } from '../../src/os/ports.js';
 import { connectEngine } from '../../src/docker/engine.js';
 import { buildAppImage } from '../../src/docker/image-build.js';
 import { ensureBaseImage } from '../../src/docker/test-images.js';

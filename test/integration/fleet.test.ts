@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { allocatePort } from '../../src/agent/ports.js';
+import { allocatePort } from '../../src/os/ports.js';
 import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from './harness.js';
 
 const h = new Harness();

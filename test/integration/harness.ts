@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { sharedTestRuntimeCache } from '../../src/node-runtime/test-runtimes.fixture.js';
-import { isSameProcess } from '../../src/agent/proc.js';
+import { isSameProcess } from '../../src/os/proc.js';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 export const PILOT = join(ROOT, 'bin/pilot.js');

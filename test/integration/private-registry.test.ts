@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { gunzipSync } from 'node:zlib';
 import * as tar from 'tar';
 import { signGithubPayload } from '../../src/cd/github-signature.js';
-import { runCommand } from '../../src/pipeline/exec.js';
+import { runCommand } from '../../src/os/exec.js';
 import { git, Harness, makeRepo, PILOT, ROOT, tempDir, waitFor } from './harness.js';
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];

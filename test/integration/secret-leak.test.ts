@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SecretBox } from '../../src/control/secrets.js';
+import { SecretBox } from '../../src/store/secret-box.js';
 import { SqliteStore } from '../../src/store/sqlite-store.js';
 import { git, Harness, makeRepo, ROOT } from './harness.js';
 

@@ -6,7 +6,7 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import type { AppIdentity } from '../isolation.js';
-import { allProcStats, instanceTree, type ProcStat } from '../proc.js';
+import { allProcStats, instanceTree, type ProcStat } from '../../os/proc.js';
 
 /**
  * The start wrapper, run by /bin/sh as root: write its own pid into every cgroup.procs given, then

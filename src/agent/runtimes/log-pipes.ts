@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { readStartTime } from '../proc.js';
+import { readStartTime } from '../../os/proc.js';
 import type { LogFiles } from './runtime.js';
 
 const LOG_WRITER = fileURLToPath(new URL('../log-writer.js', import.meta.url));

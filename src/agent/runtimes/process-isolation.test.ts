@@ -11,7 +11,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInstanceCgroup, detectCgroups, removeCgroup, sweepEmptyCgroups, type CgroupLayout } from '../cgroups.js';
-import { readProcStat } from '../proc.js';
+import { readProcStat } from '../../os/proc.js';
 import { readPidFile } from './pid-file.js';
 import { ProcessRuntime } from './process-runtime.js';
 import type { InstanceHandle, StartRequest } from './runtime.js';

@@ -4,7 +4,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPilotError } from '../../core/errors.js';
-import { isSameProcess, readProcStat, readStartTime } from '../proc.js';
+import { isSameProcess, readProcStat, readStartTime } from '../../os/proc.js';
 import { ProcessRuntime } from './process-runtime.js';
 import type { InstanceHandle, StartRequest } from './runtime.js';
 import { runtimeContract } from './runtime.contract.js';

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PilotError } from '../../core/errors.js';
 import { cgroupName, cgroupPids, createInstanceCgroup, killCgroup, oomKills, removeCgroup, type CgroupLayout, type InstanceCgroup } from '../cgroups.js';
-import { isSameProcess, readProcStat, readStartTime } from '../proc.js';
+import { isSameProcess, readProcStat, readStartTime } from '../../os/proc.js';
 import { isGone, killGroup, pidReused, signalInstance, signalPids } from './signals.js';
 import { checkCommand, fallbackMembers, netnsPrefix, overMemory, startArgv, WRAPPER_CGROUP_FAILED } from './containment.js';
 import { startLogWriter, type LogPipes } from './log-pipes.js';

@@ -7,7 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isSameProcess } from '../proc.js';
+import { isSameProcess } from '../../os/proc.js';
 import { ProcessRuntime } from './process-runtime.js';
 import type { InstanceHandle, StartRequest } from './runtime.js';
 import { killByPid, makeAppDir, waitFor, type AppDir } from './test-support.js';

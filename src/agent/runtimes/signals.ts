@@ -2,7 +2,7 @@
  * Signalling an instance's processes by identity (pid + start time), never a process that merely
  * reuses a pid. Used by the process runtime's start and stop.
  */
-import { isSameProcess, liveGroupMembers, readProcStat } from '../proc.js';
+import { isSameProcess, liveGroupMembers, readProcStat } from '../../os/proc.js';
 import type { InstanceHandle } from './runtime.js';
 
 /** Whether a pid number now belongs to another process than the instance's leader. */

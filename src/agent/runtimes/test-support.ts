@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readProcStat } from '../proc.js';
+import { readProcStat } from '../../os/proc.js';
 
 /**
  * The test app. Modes: serve (default), tick (a line every 50 ms), ignore-term (traps SIGTERM),

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { isSameProcess, liveGroupMembers, parseProcStat, readProcStat, readStartTime } from './proc.js';
-import { killByPid, waitFor } from './runtimes/test-support.js';
+import { killByPid, waitFor } from '../agent/runtimes/test-support.js';
 
 /** Spawn `node -e code`, detached, and SIGKILL it (and its group) after the test. */
 function node(t: TestContext, code: string): number {

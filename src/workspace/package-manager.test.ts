@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { isPilotError, PilotError } from '../core/errors.js';
 import { pnpNodeOptions } from '../core/run-command.js';
 import { buildSteps, type WorkspaceFacts } from './build-plan.js';
-import { explainStepFailure } from './build-setup.js';
+import { explainStepFailure } from '../pipeline/build-setup.js';
 import { distPackage, installArgvFor, packageManagerEnv, parsePackageManagerField, wantedPackageManager, type PackageManagerFacts } from './package-manager.js';
-import { readWorkspaceFacts } from './workspace-facts.js';
+import { readWorkspaceFacts } from './facts.js';
 
 const FIXTURES = new URL('../../../test/fixtures/apps/', import.meta.url).pathname;
 const pmf = (over: Partial<PackageManagerFacts> = {}): PackageManagerFacts => ({ lockfile: null, ...over });

@@ -9,7 +9,9 @@
  */
 import { PilotError } from '../core/errors.js';
 import semver from 'semver';
-import type { Lockfile } from './build-plan.js';
+
+/** Which package manager's lockfile a repository holds. */
+export type Lockfile = 'npm' | 'yarn' | 'pnpm';
 
 export type PackageManagerName = 'npm' | 'yarn' | 'pnpm';
 

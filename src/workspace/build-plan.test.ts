@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isPilotError } from '../core/errors.js';
 import { buildSteps, composeBuildEnv, detectLockfile, type WorkspaceFacts } from './build-plan.js';
-import { mustSucceed, runCommand } from './exec.js';
-import { buildEnv, readWorkspaceFacts } from './workspace-facts.js';
+import { mustSucceed, runCommand } from '../os/exec.js';
+import { buildEnv, readWorkspaceFacts } from './facts.js';
 
 const facts = (over: Partial<WorkspaceFacts> = {}): WorkspaceFacts => ({ hasPackageJson: true, lockfile: null, scripts: {}, ...over });
 const argvs = (c: readonly (readonly string[])[] | undefined, f: WorkspaceFacts) => buildSteps(c, f).map((s) => [s.name, s.argv.join(' ')]);

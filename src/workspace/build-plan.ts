@@ -1,7 +1,7 @@
 /** The build step as data: which commands to run in the workspace, and with which environment. Pure. */
-import { installArgvFor, runScriptArgv, type PackageManager, type PackageManagerFacts } from './package-manager.js';
+import { installArgvFor, runScriptArgv, type Lockfile, type PackageManager, type PackageManagerFacts } from './package-manager.js';
 
-export type Lockfile = 'npm' | 'yarn' | 'pnpm';
+export type { Lockfile } from './package-manager.js';
 
 /** What the build plan needs to know about the checked-out app (read by workspace-facts.ts). */
 export interface WorkspaceFacts extends PackageManagerFacts {

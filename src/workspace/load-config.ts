@@ -5,7 +5,7 @@ import { parse, YAMLParseError } from 'yaml';
 import { resolveAppConfig, validateAppConfig, type AppConfig, type AppConfigInput } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
 import { isValidName, nameFrom } from '../core/names.js';
-import { readPackageJson } from './workspace-facts.js';
+import { readPackageJson } from './facts.js';
 
 export interface LoadedConfig {
   /** What the file says, validated: sent to the server, which validates it again. */
