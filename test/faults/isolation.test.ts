@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { request } from 'undici';
 import { git, Harness, makeRepo, sleep, tempDir, waitFor } from '../integration/harness.js';
@@ -59,11 +59,20 @@ async function call(app: string, path: string, body?: string): Promise<any> {
   return r.body.json();
 }
 
+/** Every file and folder below `dir`; one removed meanwhile (instances come and go) is left out. */
 function walk(dir: string): string[] {
   const out: string[] = [];
-  for (const n of readdirSync(dir)) {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return out;
+    throw e;
+  }
+  for (const n of names) {
     const p = join(dir, n);
-    const st = lstatSync(p);
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (st === undefined) continue;
     if (st.isDirectory()) out.push(p, ...walk(p));
     else if (st.isFile()) out.push(p);
   }
@@ -113,18 +122,30 @@ describe('hostile apps on the process runtime (root)', { skip: isRoot ? false : 
       for (let d = dirname(p); d.startsWith(h.home + '/'); d = dirname(d)) if ((statSync(d).mode & 0o001) === 0) return false;
       return true;
     };
+    // Instances come and go while the tree is walked (a replaced instance's work folder is removed):
+    // a path gone by the time it is looked at is skipped.
+    const gone = (p: string): boolean => !existsSync(p);
     for (const p of walk(h.home)) {
-      if (!reachable(p)) continue;
+      if (gone(p)) continue;
+      let isReachable: boolean;
+      try {
+        isReachable = reachable(p);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
+      if (!isReachable) continue;
+      const st = statSync(p, { throwIfNoEntry: false });
+      if (st === undefined) continue;
       if (shared(p)) {
         // Shared on purpose: readable trees nobody else can write, and work folders of their app uid only.
-        const st = statSync(p);
         assert.equal(st.mode & 0o022, 0, `${p} is writable by others`);
         if (p.startsWith(join(agent, 'work') + '/')) assert.ok(st.uid >= 61000 && (st.mode & 0o077) === 0, `${p}: ${st.uid} ${(st.mode & 0o777).toString(8)}`);
         else assert.equal(st.uid, 0, p);
         continue;
       }
-      const mode = statSync(p).mode & 0o777;
-      const dirOk = statSync(p).isDirectory() && (mode & 0o066) === 0;
+      const mode = st.mode & 0o777;
+      const dirOk = st.isDirectory() && (mode & 0o066) === 0;
       if (!(dirOk || (mode & 0o077) === 0)) process.stdout.write(`# not private: ${p} ${mode.toString(8)}\n`);
       assert.ok(dirOk || (mode & 0o077) === 0, `${p} is ${mode.toString(8)}`);
     }
