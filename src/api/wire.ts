@@ -10,3 +10,40 @@ export interface RegistryView {
   readonly publish: boolean;
   readonly updatedAt: number;
 }
+
+/** A node as `GET /api/v1/nodes` shows it. */
+export interface NodeView {
+  readonly name: string;
+  readonly address: string;
+  readonly status: string;
+  readonly scheduling: string;
+  readonly instances: number;
+  readonly orphans?: number;
+  readonly cpus: number | null;
+  readonly memoryMb: number | null;
+  readonly lastSeenAt: number;
+  readonly runtimes?: {
+    readonly docker?: { readonly available: boolean; readonly version?: string; readonly error?: string };
+    readonly process?: { readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string; readonly reason?: string } };
+  };
+}
+
+/** An instance an agent runs that the control plane has no record of (`GET /api/v1/orphans`). */
+export interface OrphanView {
+  readonly id: string;
+  readonly node: string;
+  readonly app?: string;
+  readonly revision?: number;
+  readonly state: string;
+  readonly port?: number;
+  readonly pid?: number;
+  readonly since: number;
+  readonly stopping: boolean;
+}
+
+/** A join token as `GET /api/v1/tokens/join` lists it (never the token itself). */
+export interface JoinTokenView {
+  readonly id: string;
+  readonly createdAt: number;
+  readonly revokedAt?: number;
+}
