@@ -38,6 +38,7 @@ describe('work queue', () => {
     const gate = new Promise<void>((r) => (release = r));
     const q = new WorkQueue<string>({ clock: h.clock, reconcile: async (k) => { h.calls.push({ key: k, at: 0 }); if (k === 'busy') await gate; } });
     q.enqueue('busy');
+    await settle();
     for (let i = 0; i < 10; i++) q.enqueue('app');
     assert.equal(q.stats.ready, 1);
     release();

@@ -8,7 +8,7 @@
  *        │                  key)     └─ terminal error ───► parked until enqueue(k) (a change)
  *        └── while running: marked dirty, reconciled once more when the run ends
  *
- * Rules: a key enqueued many times while it waits is reconciled once; one key is never reconciled
+ * Rules: a key enqueued many times while it waits (or in one synchronous stretch) is reconciled once; one key is never reconciled
  * twice at once; a key's errors back off exponentially (base · 2^(n-1), capped) and the count is
  * forgotten on its first success; an error that says retrying cannot help (a `PilotError` whose
  * catalogue entry has `retryable: false`) parks the key until a change enqueues it again (a resync
@@ -83,6 +83,7 @@ export class WorkQueue<K> {
   private readonly parked = new Set<K>();
   private idleWaiters: (() => void)[] = [];
   private stopped = false;
+  private pumpQueued = false;
 
   constructor(private readonly opts: WorkQueueOptions<K>) {
     this.clock = opts.clock ?? systemClock;
@@ -164,7 +165,14 @@ export class WorkQueue<K> {
     this.cancelDelay(key);
     if (this.running.has(key)) this.dirty.add(key);
     else this.ready.add(key);
-    this.pump();
+    // Started from a microtask: a burst of enqueues in one synchronous stretch is one run.
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      queueMicrotask(() => {
+        this.pumpQueued = false;
+        this.pump();
+      });
+    }
   }
 
   private cancelDelay(key: K): void {
