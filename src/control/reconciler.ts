@@ -89,6 +89,7 @@ export class Reconciler {
   private readonly queue: WorkQueue<string>;
   private readonly clock: Clock;
   private resyncTimer: unknown;
+  private started = false;
   /** Draining node ids, read once and kept until a node's scheduling changes (or the next resync). */
   private draining: ReadonlySet<string> | undefined;
   /** A route input changed since the table was last published. */
@@ -127,15 +128,21 @@ export class Reconciler {
   /** Start the periodic resync (the safety net); changes are reconciled whether started or not. */
   start(): void {
     const every = this.settings.resyncMs ?? 30_000;
+    this.started = true;
     const loop = (): void => {
+      if (!this.started) return; // stopped while a resync ran
       this.resyncTimer = this.clock.setTimer(() => {
-        this.resyncAll().catch((err: unknown) => this.failed('(resync)', err, undefined)).finally(loop);
+        this.resyncAll()
+          .then(() => this.lastFailure.delete('(resync)'))
+          .catch((err: unknown) => this.failed('(resync)', err, undefined))
+          .finally(loop);
       }, every);
     };
     loop();
   }
 
   stop(): void {
+    this.started = false;
     if (this.resyncTimer !== undefined) this.clock.clearTimer(this.resyncTimer);
     this.resyncTimer = undefined;
     this.queue.stop();
@@ -197,7 +204,11 @@ export class Reconciler {
   }
 
   private async purgeRemoved(): Promise<void> {
-    const gone = await this.serial(() => this.store.purgeRemovedApps());
+    this.forgetPurged(await this.serial(() => this.store.purgeRemovedApps()));
+  }
+
+  /** Apps whose rows were purged: nothing of them is kept here either (a new app may take the name). */
+  private forgetPurged(gone: readonly string[]): void {
     for (const name of gone) {
       this.log.info({ app: name }, 'app removed: its last instance stopped');
       this.revisions.forgetApp(name);
@@ -215,12 +226,7 @@ export class Reconciler {
     const app = await this.store.getApp(name);
     if (!app) {
       // Removed (its rows go once its last instance stopped) or never existed.
-      if ((await this.store.removingApps()).includes(name)) {
-        for (const gone of await this.store.purgeRemovedApps()) {
-          this.log.info({ app: gone }, 'app removed: its last instance stopped');
-          this.revisions.forgetApp(gone);
-        }
-      }
+      if ((await this.store.removingApps()).includes(name)) this.forgetPurged(await this.store.purgeRemovedApps());
       this.unplaced.delete(name);
       this.lastFailure.delete(name);
       this.routesDirty = true;
