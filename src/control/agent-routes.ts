@@ -70,6 +70,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       };
       await store.upsertNode(node);
       reconciler.nodeHeardFrom(node.id);
+      // A new node is room for apps waiting for some; a returning one may hold lost instances.
+      reconciler.nodeChanged(node.id).catch((err: unknown) => req.log.error({ err }, 'node change not reconciled'));
       req.log.info({ node: node.name, address: node.address, rejoined: Boolean(existing) }, 'node registered');
       const res: RegisterResponse = { protocol: AGENT_PROTOCOL, nodeId: node.id, credential };
       void reply.status(existing ? 200 : 201);
@@ -117,7 +119,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         log.info({ node: node.name, runtimes: body.runtimes }, 'node runtimes changed');
       }
       const mine = new Map((await store.listInstances({ nodeId: node.id })).map((i) => [i.id, i]));
-      let changed = false;
+      /** Apps whose instances this report changed: reconciled next (and the routing table may change). */
+      const changed = new Set<string>();
       const reported = new Set<string>();
       // An instance's error may quote its environment (an exec error names the bad value): the
       // app's secrets are masked before it is stored, shown by `pilot status` or put in a rollout's reason.
@@ -142,13 +145,13 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           await store.deleteInstance(rec.id);
           reconciler.forgetInstance(rec);
           mine.delete(rec.id);
-          changed = true;
+          changed.add(rec.app);
           continue;
         }
         const lastError = await masked(rec.app, s.lastError);
         const logTail = await masked(rec.app, s.logTail);
         if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== lastError || rec.containerId !== s.containerId || rec.logTail !== logTail || rec.address !== s.address) {
-          changed = true;
+          changed.add(rec.app);
           await store.updateInstanceStatus(rec.id, {
             state: s.state as InstanceState,
             port: s.port,
@@ -167,7 +170,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           await store.deleteInstance(rec.id);
           reconciler.forgetInstance(rec);
           mine.delete(rec.id);
-          changed = true;
+          changed.add(rec.app);
         }
       }
       if (apply) {
@@ -175,7 +178,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           log.warn({ node: node.name, instance: id }, 'agent runs an instance this control plane does not know: kept running as an orphan (`pilot orphans`)');
         }
       }
-      if (changed) reconciler.nudge();
+      if (changed.size > 0) reconciler.appsChanged(changed);
       const stop = [...[...mine.values()].filter((r) => r.desired === 'stop').map((r) => r.id), ...reconciler.orphansToStop(node.id)];
       const instances: InstanceSpec[] = [];
       const secrets = new Map<string, Record<string, string>>();

@@ -196,7 +196,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         const rollout = await store.createRollout({ app: name, fromRevision: current?.activeRevision, toRevision: revision.number, startedAt: now });
         return { revision, rollout, reused: false };
       });
-      reconciler.nudge();
+      reconciler.enqueue(name);
       void reply.status(result.reused ? 200 : 201);
       return {
         revision: { number: result.revision.number, artifact: result.revision.artifact, commit: b.commit, dirty: result.revision.dirty, image: result.revision.image ?? null, node: result.revision.nodeRuntime ?? null },
@@ -221,7 +221,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       return { instances };
     });
     reconciler.wake();
-    reconciler.nudge();
+    reconciler.enqueue(name);
     return { app: name, removed: true, stopping: removed.instances };
   });
 
@@ -260,7 +260,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         await store.updateRun(run.id, { revision: target.number, artifact: target.artifact, rolloutId: ro.id });
         return ro;
       });
-      reconciler.nudge();
+      reconciler.enqueue(a.name);
       void reply.status(201);
       return { rollout };
     },
@@ -279,7 +279,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       });
     }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now()));
-    reconciler.nudge();
+    reconciler.enqueue(a.name);
     return { app: a.name, replicas: n };
   });
 

@@ -69,7 +69,8 @@ export class NodeMonitor {
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
-    private readonly onChange: () => void,
+    /** A node's status changed (also its first status: a node found down at start-up is news too). */
+    private readonly onChange: (nodeId: string) => void,
     private readonly settings: NodeHealthSettings & { intervalMs: number; probeTimeoutMs: number } = { ...DEFAULT_NODE_HEALTH, intervalMs: 250, probeTimeoutMs: 250 },
   ) {}
 
@@ -126,10 +127,8 @@ export class NodeMonitor {
     const prev = this.statuses.get(nodeId);
     if (prev === next) return;
     this.statuses.set(nodeId, next);
-    if (prev !== undefined) {
-      this.log.warn({ node: name ?? nodeId, from: prev, to: next }, 'node status changed');
-      this.onChange();
-    }
+    if (prev !== undefined) this.log.warn({ node: name ?? nodeId, from: prev, to: next }, 'node status changed');
+    this.onChange(nodeId);
   }
 
   /** At most this many active checks at once, so a crowd of silent nodes cannot swamp the control plane. */

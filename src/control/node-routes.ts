@@ -59,7 +59,8 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
           }
           await store.setNodeScheduling(node.id, to);
         });
-        reconciler.nudge();
+        // Its apps move (draining) or stay; apps waiting for room may fit (uncordon).
+        await reconciler.nodeChanged(node.id);
         req.log.info({ node: node.name, scheduling: to }, 'node scheduling changed');
         return { node: node.name, scheduling: to };
       },

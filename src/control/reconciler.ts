@@ -1,20 +1,39 @@
 /**
- * The reconcile loop and the single writer. Every change to instances, rollouts and the active
- * revision goes through `serial()`, so decisions never interleave. Each pass re-reads the state of
- * every app, asks the pure planner (core/rollout.ts) what to do, applies it, then publishes the
- * whole routing table (level-triggered: the router always gets the full desired table).
- * Timers (rollout deadlines, drains, node liveness) use the monotonic clock, kept in memory: after
- * a restart of the control plane they start again, which only ever lengthens a wait.
+ * Reconcile per app, driven by a work queue keyed by app name (work-queue.ts, the shape of
+ * controller-runtime). Every change to instances, rollouts and the active revision goes through
+ * `serial()` (single-writer.ts), and so does every app's reconcile, so decisions never interleave
+ * with API writes or with each other.
+ *
+ *   API write (deploy, scale, rollback, remove) ─► enqueue(app)
+ *   agent report changing instances ────────────► enqueue(their apps)          ┌─► reconcile(app) inside serial():
+ *   node status / scheduling / registration ────► enqueue(apps on it + unplaced) │   re-read the app, planApp, apply;
+ *   a rollout or a drain in progress ───────────► requeue after intervalMs ─────┤   requeue while not settled
+ *   resync every resyncMs (safety net) ─────────► every app                     └─► queue drained and a route input
+ *                                                                                   changed ─► publishRoutes (whole table)
+ *
+ * An app whose reconcile fails backs off alone (exponential, capped); an error the catalogue calls
+ * not retryable parks it until the next change of that app. Timers (rollout deadlines, drains, node
+ * liveness) use the monotonic clock, kept in memory: after a restart of the control plane they start
+ * again, which only ever lengthens a wait.
  */
-import { randomBytes } from 'node:crypto';
-import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
+import { randomBytes } from 'node:crypto';
 import { planApp, type PlannerAction } from '../core/rollout.js';
-import { schedule, type PlacementRequest, type SchedulerInstance, type SchedulerNode } from '../core/scheduler.js';
+import { schedule, type PlacementRequest, type SchedulerNode } from '../core/scheduler.js';
 import type { NodeStatus } from '../core/types.js';
-import type { AppRecord, InstanceRecord, NodeRecord, RevisionRecord, Store } from '../store/store.js';
+import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
 import { admitRoutes } from '../router/routing-table.js';
+import { AgentWaiters } from './agent-waiters.js';
+import { NodeLiveness } from './node-liveness.js';
+import { OrphanRegistry, type OrphanInstance, type ReportedOrphan } from './orphans.js';
+import { RevisionCache } from './revision-cache.js';
+import { everyNodeIsolates, schedulerSnapshot } from './scheduler-snapshot.js';
+import { SingleWriter } from './single-writer.js';
+import { WorkQueue, systemClock, type Clock, type FailureInfo, type ReconcileResult } from './work-queue.js';
+
+export { nodeIsolates } from './scheduler-snapshot.js';
+export type { OrphanInstance } from './orphans.js';
 
 export interface RouteUpstream { id: string; app: string; revision: number; host: string; port: number }
 export interface RouteEntry { app: string; hosts: string[]; upstreams: RouteUpstream[] }
@@ -25,26 +44,17 @@ export interface RoutingSink {
   inflight(upstreamId: string): number;
 }
 
-/** An instance an agent runs that the control plane has no record of (kept running; see agent.converge). */
-export interface OrphanInstance {
-  readonly id: string;
-  readonly nodeId: string;
-  readonly node: string;
-  readonly app: string | undefined;
-  readonly revision: number | undefined;
-  readonly state: string;
-  readonly port: number | undefined;
-  readonly pid: number | undefined;
-  /** Wall clock ms when this control plane first heard of it. */
-  readonly since: number;
-  /** `pilot orphans stop ID` was asked: the node is told to stop it. */
-  readonly stopping: boolean;
-}
-
 export interface ReconcilerSettings {
+  /** How soon an app that is not settled (a rollout, a drain, an unplaced instance) is reconciled again. */
   intervalMs: number;
   maxDrainMs: number;
   crashLoopRestarts: number;
+  /** Every app is reconciled this often whatever happened (a safety net for a missed change); default 30 s. */
+  resyncMs?: number | undefined;
+  /** Back-off cap of a failing app (default 30 s; the first retry after intervalMs). */
+  maxBackoffMs?: number | undefined;
+  /** The queue's clock (tests); the planner's elapsed times keep using the monotonic clock. */
+  clock?: Clock | undefined;
   /** Called when a pass fails because the database is damaged: nothing can be decided any more. */
   onFatal?: ((err: unknown) => void) | undefined;
 }
@@ -57,43 +67,39 @@ function isFatalStoreError(err: unknown): boolean {
 
 const monoNow = (): number => performance.now();
 
-let local: { at: number; addresses: Set<string> } | undefined;
-/** This machine's own addresses (the router runs here, in the control plane's process); re-read every 10 s. */
-function localAddresses(): Set<string> {
-  const now = monoNow();
-  if (!local || now - local.at > 10_000) local = { at: now, addresses: new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address))) };
-  return local.addresses;
+/** What of an app's instances the routing table depends on: a change of it means publishing again. */
+function routeInputs(app: AppRecord | undefined, instances: readonly InstanceRecord[]): string {
+  const up = instances
+    .filter((i) => i.desired === 'run' && i.state === 'ready')
+    .map((i) => `${i.id}@${i.nodeId}:${i.address ?? ''}:${i.port ?? ''}:${i.revision}`)
+    .sort();
+  return `${app?.activeRevision ?? '-'}|${up.join(',')}`;
 }
-
-/**
- * Whether a node's fixed-port instances get their own network namespace: its agent can (root on
- * Linux, reported as runtimes.netns), and the router can reach a namespace's address, which exists
- * only on that machine: the node is on the router's machine (a loopback or a local address).
- */
-export function nodeIsolates(node: Pick<NodeRecord, 'address' | 'runtimes'>): boolean {
-  if (node.runtimes.netns?.available !== true) return false;
-  const a = node.address;
-  return a.startsWith('127.') || a === '::1' || a === 'localhost' || localAddresses().has(a);
-}
-const DOCKER: ReadonlySet<string> = new Set(['docker']);
 
 export class Reconciler {
   private readonly rolloutStart = new Map<number, number>();
   private readonly drainStart = new Map<string, number>();
   /** Rollout id → whether it is its revision's first (release phase); rollouts are immutable in that respect. */
   private readonly firstRollout = new Map<number, boolean>();
-  private monitor: NodeMonitor | undefined;
-  private readonly revisions = new Map<string, RevisionRecord>();
-  private chain: Promise<unknown> = Promise.resolve();
-  private timer: NodeJS.Timeout | undefined;
-  private pending = false;
-  private readonly waiters = new Set<() => void>();
+  private readonly writer = new SingleWriter();
+  private readonly waiters = new AgentWaiters();
+  private readonly liveness = new NodeLiveness();
+  private readonly revisions: RevisionCache;
+  private readonly orphanRegistry = new OrphanRegistry(() => this.wakeAgents());
+  private readonly queue: WorkQueue<string>;
+  private readonly clock: Clock;
+  private resyncTimer: unknown;
+  private started = false;
+  /** Draining node ids, read once and kept until a node's scheduling changes (or the next resync). */
+  private draining: ReadonlySet<string> | undefined;
+  /** A route input changed since the table was last published. */
+  private routesDirty = true;
+  private publishQueued = false;
   /** Why part of an app's route is left out of the table (logged once per change, shown by status). */
   private problems = new Map<string, string[]>();
   private lastPublishError: string | undefined;
-  private lastFailure: string | undefined;
-  /** Orphans by node, as last reported (memory only: every agent reports them again after a restart). */
-  private readonly orphanMap = new Map<string, Map<string, OrphanInstance>>();
+  /** Per app: the last failure logged (an app failing the same way is logged once, then when it changes). */
+  private readonly lastFailure = new Map<string, string>();
   private readonly unplaced = new Map<string, { count: number; reason: string }>();
 
   constructor(
@@ -101,65 +107,182 @@ export class Reconciler {
     private readonly routing: RoutingSink,
     private readonly log: Logger,
     private readonly settings: ReconcilerSettings,
-  ) {}
+  ) {
+    this.revisions = new RevisionCache(store);
+    this.clock = settings.clock ?? systemClock;
+    this.queue = new WorkQueue<string>({
+      clock: this.clock,
+      baseBackoffMs: Math.max(settings.intervalMs, 50),
+      maxBackoffMs: settings.maxBackoffMs ?? 30_000,
+      reconcile: (app) => this.serial(() => this.reconcile(app)),
+      onError: (app, err, info) => this.failed(app, err, info),
+      onIdle: () => this.publishSoon(),
+    });
+  }
 
   /** Run `fn` after every write queued before it: the single-writer rule. */
   serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(fn, fn);
-    this.chain = next.catch(() => undefined);
-    return next;
+    return this.writer.serial(fn);
   }
 
+  /** Start the periodic resync (the safety net); changes are reconciled whether started or not. */
   start(): void {
+    const every = this.settings.resyncMs ?? 30_000;
+    this.started = true;
     const loop = (): void => {
-      this.timer = setTimeout(() => {
-        this.tick().catch((err: unknown) => this.failed(err)).finally(loop);
-      }, this.settings.intervalMs);
-      this.timer.unref();
+      if (!this.started) return; // stopped while a resync ran
+      this.resyncTimer = this.clock.setTimer(() => {
+        this.resyncAll()
+          .then(() => this.lastFailure.delete('(resync)'))
+          .catch((err: unknown) => this.failed('(resync)', err, undefined))
+          .finally(loop);
+      }, every);
     };
     loop();
   }
 
   stop(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.started = false;
+    if (this.resyncTimer !== undefined) this.clock.clearTimer(this.resyncTimer);
+    this.resyncTimer = undefined;
+    this.queue.stop();
   }
 
-  /** Ask for a pass soon (after an API change or an agent report); coalesces bursts. */
+  /** Something about this app changed (an API write): reconcile it soon. */
+  enqueue(app: string): void {
+    this.queue.enqueue(app);
+  }
+
+  /** Agents reported changes to these apps' instances: reconcile them, and the routing table may change. */
+  appsChanged(apps: Iterable<string>): void {
+    this.routesDirty = true;
+    let any = false;
+    for (const a of apps) {
+      this.queue.enqueue(a);
+      any = true;
+    }
+    if (!any) this.publishSoon();
+  }
+
+  /**
+   * A node's status, scheduling, registration or runtimes changed: the apps with instances on it are
+   * reconciled (lost or moving instances), and so are apps still waiting for room (`pendingOf`).
+   */
+  async nodeChanged(nodeId: string): Promise<void> {
+    this.draining = undefined;
+    this.routesDirty = true;
+    const apps = new Set([...this.unplaced.keys()]);
+    for (const i of await this.store.listInstances({ nodeId })) apps.add(i.app);
+    for (const a of apps) this.queue.enqueue(a);
+    if (apps.size === 0) this.publishSoon();
+  }
+
+  /** Reconcile every app soon (something that concerns all of them changed, e.g. a node's runtimes). */
   nudge(): void {
-    if (this.pending) return;
-    this.pending = true;
-    setImmediate(() => {
-      this.pending = false;
-      this.tick().catch((err: unknown) => this.failed(err));
+    this.resyncAll(true).catch((err: unknown) => this.failed('(resync)', err, undefined));
+  }
+
+  /** One full pass: every app reconciled, removed apps purged, the routing table published. */
+  async tick(): Promise<void> {
+    await this.resyncAll(true);
+    await this.queue.whenIdle();
+    await this.serial(() => this.publishRoutes());
+    this.routesDirty = false;
+  }
+
+  /** Queue every app (a change: also the ones parked by a terminal error, when `asChange`). */
+  private async resyncAll(asChange = false): Promise<void> {
+    this.draining = undefined;
+    this.routesDirty = true;
+    await this.purgeRemoved();
+    const apps = await this.store.listApps();
+    for (const a of apps) {
+      if (asChange) this.queue.enqueue(a.name);
+      else this.queue.resync(a.name);
+    }
+    if (apps.length === 0) this.publishSoon();
+  }
+
+  private async purgeRemoved(): Promise<void> {
+    this.forgetPurged(await this.serial(() => this.store.purgeRemovedApps()));
+  }
+
+  /** Apps whose rows were purged: nothing of them is kept here either (a new app may take the name). */
+  private forgetPurged(gone: readonly string[]): void {
+    for (const name of gone) {
+      this.log.info({ app: name }, 'app removed: its last instance stopped');
+      this.revisions.forgetApp(name);
+      this.queue.forget(name);
+      this.unplaced.delete(name);
+      this.lastFailure.delete(name);
+    }
+  }
+
+  /**
+   * Reconcile one app (the work queue's handler; runs inside `serial()`): re-read it, plan, apply,
+   * and say when to look again. Settled apps are not looked at again until something changes.
+   */
+  async reconcile(name: string): Promise<ReconcileResult> {
+    const app = await this.store.getApp(name);
+    if (!app) {
+      // Removed (its rows go once its last instance stopped) or never existed.
+      if ((await this.store.removingApps()).includes(name)) this.forgetPurged(await this.store.purgeRemovedApps());
+      this.unplaced.delete(name);
+      this.lastFailure.delete(name);
+      this.routesDirty = true;
+      return {};
+    }
+    const before = routeInputs(app, await this.store.listInstances({ app: name }));
+    this.draining ??= new Set((await this.store.listNodes()).filter((n) => n.scheduling === 'draining').map((n) => n.id));
+    const draining = this.draining;
+    await this.reconcileApp(app, draining);
+    if (this.lastFailure.delete(name)) this.log.info({ app: name }, 'app reconciles again');
+    const after = await this.store.listInstances({ app: name });
+    if (routeInputs(await this.store.getApp(name), after) !== before) this.routesDirty = true;
+    // Not settled: a rollout (deadlines), a drain (in-flight requests, drain time), instances on a
+    // draining node, or instances that found no room are looked at again soon, as the loop did.
+    const busy = this.unplaced.has(name)
+      || after.some((i) => i.desired === 'drain' || (i.desired === 'run' && draining.has(i.nodeId)))
+      || (await this.store.activeRollout(name)) !== undefined;
+    return busy ? { requeueAfterMs: this.settings.intervalMs } : {};
+  }
+
+  /** The routing table is published once the queue has drained, if a route input changed. */
+  private publishSoon(): void {
+    if (!this.routesDirty || this.publishQueued) return;
+    this.publishQueued = true;
+    this.serial(async () => {
+      this.publishQueued = false;
+      if (!this.routesDirty) return;
+      this.routesDirty = false;
+      await this.publishRoutes();
+    }).catch((err: unknown) => {
+      this.routesDirty = true;
+      this.failed('(routes)', err, undefined);
     });
   }
 
-  /** A pass that fails the same way every 250 ms is logged once, then again when the error changes. */
-  private failed(err: unknown): void {
+  /** An app failing the same way again is logged once, then again when the error changes. */
+  private failed(app: string, err: unknown, info: FailureInfo | undefined): void {
     const msg = (err as Error)?.message ?? String(err);
-    if (msg !== this.lastFailure) this.log.error({ err }, 'reconcile pass failed');
-    else this.log.debug({ err: msg }, 'reconcile pass failed again');
-    this.lastFailure = msg;
+    if (msg !== this.lastFailure.get(app)) {
+      if (info?.terminal) this.log.error({ app, err }, 'reconcile failed: not retried until the app changes');
+      else this.log.error({ app, err, retryInMs: info?.retryInMs }, 'reconcile failed');
+    } else {
+      this.log.debug({ app, err: msg, attempt: info?.attempt }, 'reconcile failed again');
+    }
+    this.lastFailure.set(app, msg);
     if (isFatalStoreError(err)) this.settings.onFatal?.(err);
   }
 
   /** Resolve when desired instances change (for any node), or after `ms`: agents long-poll on this. */
   waitForChange(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.waiters.add(done);
-    });
+    return this.waiters.wait(ms);
   }
 
   /** Wake every long-polling agent: desired state changed. */
   private wakeAgents(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.wakeAll();
   }
 
   /** Answer every held long poll now (shutdown). */
@@ -168,51 +291,38 @@ export class Reconciler {
   }
 
   attachMonitor(m: NodeMonitor): void {
-    this.monitor = m;
+    this.liveness.attach(m);
   }
 
   nodeHeardFrom(nodeId: string): void {
-    this.monitor?.heardFrom(nodeId);
+    this.liveness.heardFrom(nodeId);
   }
 
   /** A node's long poll is open (see NodeMonitor.pollOpened); call the returned function when it ends. */
   nodePolling(nodeId: string): () => void {
-    this.monitor?.pollOpened(nodeId);
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      this.monitor?.pollClosed(nodeId);
-    };
+    return this.liveness.polling(nodeId);
   }
 
   nodeStatus(nodeId: string): NodeStatus {
-    return this.monitor?.status(nodeId) ?? 'ready';
+    return this.liveness.status(nodeId);
   }
 
   isNodeLive(nodeId: string): boolean {
-    return this.nodeStatus(nodeId) === 'ready';
+    return this.liveness.isLive(nodeId);
   }
 
-  async revision(app: string, n: number): Promise<RevisionRecord | undefined> {
-    const key = `${app}/${n}`;
-    const cached = this.revisions.get(key);
-    if (cached) return cached;
-    const r = await this.store.getRevision(app, n);
-    if (r) this.revisions.set(key, r); // revisions are immutable
-    return r;
+  revision(app: string, n: number): Promise<RevisionRecord | undefined> {
+    return this.revisions.get(app, n);
   }
 
-  /** One full pass over every app, then the routing table. */
-  tick(): Promise<void> {
-    return this.serial(async () => {
-      const draining = new Set((await this.store.listNodes()).filter((n) => n.scheduling === 'draining').map((n) => n.id));
-      for (const app of await this.store.listApps()) await this.reconcileApp(app, draining);
-      for (const name of await this.store.purgeRemovedApps()) this.log.info({ app: name }, 'app removed: its last instance stopped');
-      await this.publishRoutes();
-      if (this.lastFailure !== undefined) this.log.info('reconcile passes succeed again');
-      this.lastFailure = undefined;
-    });
+  /** Work queue figures (tests, benches). */
+  get queueStats(): WorkQueue<string>['stats'] {
+    return this.queue.stats;
+  }
+
+  /** Resolves once no app waits or is being reconciled (tests, benches). */
+  whenIdle(): Promise<void> {
+    return this.queue.whenIdle();
   }
 
   private async reconcileApp(app: AppRecord, draining: ReadonlySet<string>): Promise<void> {
@@ -350,36 +460,9 @@ export class Reconciler {
     return this.unplaced.get(app);
   }
 
-  /** Nodes and what runs on them, as the pure scheduler sees them. Down or stopped instances use nothing. */
-  async schedulerSnapshot(): Promise<SchedulerNode[]> {
-    const nodes = await this.store.listNodes();
-    const nodeById = new Map(nodes.map((n) => [n.id, n]));
-    const all = await this.store.listInstances();
-    const byNode = new Map<string, SchedulerInstance[]>();
-    // A node that runs (or ran, while its record lasts) an instance of an artifact has it unpacked.
-    const artifacts = new Map<string, Set<string>>();
-    for (const i of all) {
-      const r = await this.revision(i.app, i.revision);
-      if (r) artifacts.set(i.nodeId, (artifacts.get(i.nodeId) ?? new Set()).add(r.artifact));
-      if (i.state === 'stopped' || this.nodeStatus(i.nodeId) === 'down') continue;
-      const list = byNode.get(i.nodeId) ?? [];
-      // In its own network namespace a fixed port takes nothing of the node's ports.
-      const node = nodeById.get(i.nodeId);
-      const ownNetns = r?.config.runtime === 'process' && node !== undefined && nodeIsolates(node);
-      list.push({ app: i.app, fixedPort: i.kind === 'release' || ownNetns ? undefined : r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
-      byNode.set(i.nodeId, list);
-    }
-    return nodes.map((n) => ({
-      id: n.id,
-      name: n.name,
-      schedulable: this.isNodeLive(n.id) && n.scheduling === 'eligible',
-      cpus: n.cpus,
-      memoryMb: n.memoryMb,
-      labels: n.labels,
-      runtimes: n.runtimes.docker?.available ? DOCKER : undefined,
-      artifacts: artifacts.get(n.id),
-      instances: byNode.get(n.id) ?? [],
-    }));
+  /** Nodes and what runs on them, as the pure scheduler sees them (scheduler-snapshot.ts). */
+  schedulerSnapshot(): Promise<SchedulerNode[]> {
+    return schedulerSnapshot({ store: this.store, revision: (a, n) => this.revision(a, n), nodeStatus: (id) => this.nodeStatus(id) });
   }
 
   /**
@@ -425,45 +508,26 @@ export class Reconciler {
   }
 
   /** Record what a node reported about instances the store does not know; returns the ids that are new. */
-  reportOrphans(nodeId: string, node: string, reported: readonly Omit<OrphanInstance, 'nodeId' | 'node' | 'since' | 'stopping'>[]): string[] {
-    const before = this.orphanMap.get(nodeId) ?? new Map<string, OrphanInstance>();
-    const next = new Map<string, OrphanInstance>();
-    const fresh: string[] = [];
-    for (const r of reported) {
-      const old = before.get(r.id);
-      if (!old) fresh.push(r.id);
-      next.set(r.id, { ...r, nodeId, node, since: old?.since ?? Date.now(), stopping: old?.stopping ?? false });
-    }
-    if (next.size > 0) this.orphanMap.set(nodeId, next);
-    else this.orphanMap.delete(nodeId);
-    return fresh;
+  reportOrphans(nodeId: string, node: string, reported: readonly ReportedOrphan[]): string[] {
+    return this.orphanRegistry.report(nodeId, node, reported);
   }
 
   orphans(): OrphanInstance[] {
-    return [...this.orphanMap.values()].flatMap((m) => [...m.values()]);
+    return this.orphanRegistry.all();
   }
 
   isOrphan(nodeId: string, id: string): boolean {
-    return this.orphanMap.get(nodeId)?.has(id) ?? false;
+    return this.orphanRegistry.has(nodeId, id);
   }
 
-  /** Tell the orphan's node to stop it (with its next sync); false if no node reports it. */
+  /** Tell the orphan's node to stop it (with its next sync); undefined if no node reports it. */
   stopOrphan(id: string): OrphanInstance | undefined {
-    for (const m of this.orphanMap.values()) {
-      const o = m.get(id);
-      if (o) {
-        const s = { ...o, stopping: true };
-        m.set(id, s);
-        this.wakeAgents();
-        return s;
-      }
-    }
-    return undefined;
+    return this.orphanRegistry.stop(id);
   }
 
   /** Orphans of this node that it must stop. */
   orphansToStop(nodeId: string): string[] {
-    return [...(this.orphanMap.get(nodeId)?.values() ?? [])].filter((o) => o.stopping).map((o) => o.id);
+    return this.orphanRegistry.toStop(nodeId);
   }
 
   /** Wake every long-polling agent (something they must act on changed). */
@@ -490,13 +554,9 @@ export class Reconciler {
     return first;
   }
 
-  /**
-   * Whether every ready node gives fixed-port instances their own network namespace (agents that
-   * run as root on Linux report `runtimes.netns`). One node without it means recreate for all.
-   */
-  async everyNodeIsolates(): Promise<boolean> {
-    const live = (await this.store.listNodes()).filter((n) => this.isNodeLive(n.id));
-    return live.length > 0 && live.every(nodeIsolates);
+  /** Whether every ready node gives fixed-port instances their own network namespace (scheduler-snapshot.ts). */
+  everyNodeIsolates(): Promise<boolean> {
+    return everyNodeIsolates({ store: this.store, nodeStatus: (id) => this.nodeStatus(id) });
   }
 
   forgetInstance(i: InstanceRecord): void {

@@ -180,7 +180,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     crashLoopRestarts: 3,
     onFatal: opts.onFatal,
   });
-  const monitor = new NodeMonitor(store, log.child({ part: 'nodes' }), () => reconciler.nudge(), {
+  const monitor = new NodeMonitor(store, log.child({ part: 'nodes' }), (nodeId) => {
+    reconciler.nodeChanged(nodeId).catch((err: unknown) => log.error({ err, node: nodeId }, 'node status change not reconciled'));
+  }, {
     suspectAfterMs: envMs('PILOT_NODE_SUSPECT_MS', DEFAULT_NODE_HEALTH.suspectAfterMs),
     downAfterMs: envMs('PILOT_NODE_DOWN_MS', DEFAULT_NODE_HEALTH.downAfterMs),
     startupGraceMs: envMs('PILOT_NODE_GRACE_MS', DEFAULT_NODE_HEALTH.startupGraceMs ?? 10_000),

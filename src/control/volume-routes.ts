@@ -58,7 +58,7 @@ export function registerVolumeRoutes(app: FastifyInstance, deps: { store: Store;
     const before = await volumeViews(store, reconciler, name);
     const forgotten = await reconciler.serial(() => store.forgetVolumes(name, one));
     if (one !== undefined && forgotten === 0) throw new PilotError('not_found', `app "${name}" has no placed volume "${one}"`, { hint: `\`pilot volumes ${name}\` lists its volumes.` });
-    reconciler.nudge();
+    reconciler.enqueue(name);
     return { forgotten: before.filter((v) => v.nodeId !== null && (one === undefined || v.name === one)) };
   });
 }
