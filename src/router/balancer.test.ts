@@ -2,13 +2,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Balancer, pickLeastInflight } from './balancer.js';
-import type { Route } from './routing-table.js';
+import type { TableRoute } from './routing-table.js';
+import { routeOf as route } from './test-support.js';
 
-const routeOf = (n: number): Route => ({
-  app: 'hello',
-  hosts: ['hello.localhost'],
-  upstreams: Array.from({ length: n }, (_, i) => ({ id: `u${i}`, app: 'hello', revision: 1, host: '127.0.0.1', port: 3000 + i })),
-});
+const routeOf = (n: number): TableRoute => route(
+  'hello',
+  ['hello.localhost'],
+  Array.from({ length: n }, (_, i) => ({ id: `u${i}`, app: 'hello', revision: 1, host: '127.0.0.1', port: 3000 + i })),
+);
 
 describe('pickLeastInflight', () => {
   it('picks an upstream with the fewest in-flight requests, the first one from start on a tie', () => {
