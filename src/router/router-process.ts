@@ -67,7 +67,11 @@ function writeAtomic(file: string, text: string): void {
 function loadTable(home: string, log: Logger): { version: string | undefined; routes: Route[] } {
   try {
     const saved = JSON.parse(readFileSync(tableFile(home), 'utf8')) as { version?: unknown; routes?: unknown };
-    const { routes, converted } = fromLegacyRoutes(Array.isArray(saved.routes) ? (saved.routes as unknown[]) : []);
+    if (!Array.isArray(saved.routes)) {
+      log.warn('saved routing table has no list of routes; starting empty');
+      return { version: undefined, routes: [] };
+    }
+    const { routes, converted } = fromLegacyRoutes(saved.routes as unknown[]);
     if (converted > 0) log.info({ routes: converted }, 'saved routing table is in the shape before weighted backends; converted');
     return { version: typeof saved.version === 'string' ? saved.version : undefined, routes };
   } catch (err) {
