@@ -29,7 +29,7 @@ describe('desiredRoutes', () => {
     }]);
   });
 
-  it('leaves out instances that are not ready, not meant to run, without a port, or on a down or unknown node', () => {
+  it('leaves out instances that are not ready, not meant to run, without a port, release instances, or on a down or unknown node', () => {
     const routes = routesOf([app('hello')], [
       inst('starting', { state: 'starting' }),
       inst('draining', { desired: 'drain' }),
@@ -37,7 +37,8 @@ describe('desiredRoutes', () => {
       inst('portless', { port: undefined }),
       inst('lost', { nodeId: 'n3' }),
       inst('unknown', { nodeId: 'gone' }),
-      inst('old', { revision: 0 + 3 }), // a revision neither active nor a rollout's target
+      inst('old', { revision: 3 }), // a revision neither active nor a rollout's target
+      inst('release', { kind: 'release' }),
       inst('ok'),
     ]);
     assert.deepEqual(routes[0]!.backends.map((b) => b.upstreams.map((u) => u.id)), [['ok']]);
@@ -125,6 +126,7 @@ const instArb = fc.record({
   port: fc.option(fc.constantFrom(4000, 4001, 0, 70000), { nil: undefined }),
   address: fc.option(fc.constantFrom('10.0.0.1', ''), { nil: undefined }),
   nodeId: fc.constantFrom('n1', 'n2', 'n3', 'gone'),
+  kind: fc.constantFrom(undefined, 'web', 'release'),
 });
 const stateArb = fc.record({
   apps: fc.uniqueArray(appArb, { selector: (a) => a.name, maxLength: 4 }),
@@ -152,6 +154,9 @@ describe('desiredRoutes (properties)', () => {
       const ids = routes.flatMap((r) => r.backends.flatMap((b) => b.upstreams.map((u) => u.id)));
       assert.equal(new Set(ids).size, ids.length);
       for (const r of routes) for (const b of r.backends) for (const u of b.upstreams) assert.ok(u.port >= 1 && u.port <= 65535 && u.host !== '');
+      const release = new Set<string>(s.instances.filter((i) => i.kind === 'release').map((i) => i.id));
+      const web = new Set<string>(s.instances.filter((i) => i.kind !== 'release').map((i) => i.id));
+      for (const id of ids) assert.ok(web.has(id) || !release.has(id), `release instance ${id} routed`);
       new RoutingTable().set(routes);
     }));
   });

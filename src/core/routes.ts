@@ -63,6 +63,8 @@ export interface RouteState {
     /** Where the instance listens when not on its node's address (its own network namespace). */
     readonly address: string | undefined;
     readonly nodeId: string;
+    /** `release` instances run a one-off command (migrations), never traffic. Absent: `web`. */
+    readonly kind?: string | undefined;
   }[];
   readonly nodes: readonly { readonly id: string; readonly address: string; readonly down: boolean }[];
 }
@@ -73,7 +75,7 @@ export const ACTIVE_WEIGHT = 100;
 /**
  * The routing table the state calls for, admitted per app (`admitRoutes`): apps oldest first, so
  * the first claimant of a host keeps it. An instance is an upstream when it is meant to run, is
- * ready, has a port, and its node is known and not down. Pure.
+ * ready, has a port, is no release instance, and its node is known and not down. Pure.
  */
 export function desiredRoutes(state: RouteState): { routes: Route[]; problems: RouteProblem[] } {
   const nodes = new Map(state.nodes.map((n) => [n.id, n]));
@@ -94,7 +96,7 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
       const upstreams: RouteUpstream[] = [];
       for (const i of byApp.get(app.name) ?? []) {
         const node = nodes.get(i.nodeId);
-        if (i.revision !== revision || node === undefined || node.down || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
+        if (i.revision !== revision || i.kind === 'release' || node === undefined || node.down || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
         upstreams.push({ id: i.id, host: i.address ?? node.address, port: i.port });
       }
       return { revision, weight, upstreams };
