@@ -47,7 +47,7 @@ async function role(name: string, arg: string | undefined): Promise<void> {
     port = (server.address() as net.AddressInfo).port;
   } else {
     const table = new RoutingTable();
-    table.set([{ app: 'bench', hosts: [HOST], upstreams: [{ id: 'bench-1', app: 'bench', revision: 1, host: '127.0.0.1', port: Number(arg) }] }]);
+    table.set([{ app: 'bench', hosts: [HOST], backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'bench-1', host: '127.0.0.1', port: Number(arg) }] }] }]);
     port = (await startRouter({ host: '127.0.0.1', port: 0, table })).port;
   }
   process.stdout.write(`${JSON.stringify({ port })}\n`);

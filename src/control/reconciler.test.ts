@@ -9,7 +9,8 @@ import { PilotError } from '../core/errors.js';
 import type { NodeStatus } from '../core/types.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import { Reconciler, type RouteEntry } from './reconciler.js';
+import type { Route } from '../core/routes.js';
+import { Reconciler } from './reconciler.js';
 import type { NodeMonitor } from './node-monitor.js';
 import { FakeClock, settle } from './test-clock.js';
 
@@ -74,7 +75,7 @@ describe('reconciler driven by the work queue', () => {
     await seed(sqlite, apps, nodes);
     const { store, reads, failApp } = instrumented(sqlite);
     const clock = new FakeClock();
-    const tables: RouteEntry[][] = [];
+    const tables: Route[][] = [];
     const lines: { msg: string; app?: string; level: number }[] = [];
     const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; app?: string; level: number }) });
     const statuses = new Map<string, NodeStatus>();
@@ -182,7 +183,7 @@ describe('reconciler driven by the work queue', () => {
       t.rec.appsChanged(['app-1']);
       await t.rec.whenIdle();
       assert.equal((await t.store.getApp('app-1'))?.activeRevision, 2);
-      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-1')!.upstreams[0]!.id, created.id, 'the routing table follows');
+      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-1')!.backends.flatMap((b) => b.upstreams)[0]!.id, created.id, 'the routing table follows');
       const old = (await t.store.listInstances({ app: 'app-1' })).find((i) => i.revision === 1)!;
       await t.clock.advance(1000);
       for (let i = 0; i < 40 && (await t.store.listInstances({ app: 'app-1' })).find((x) => x.id === old.id)?.desired !== 'stop'; i++) await t.clock.advance(250);
@@ -218,7 +219,7 @@ describe('reconciler driven by the work queue', () => {
       await t.rec.whenIdle();
       await settle();
       assert.equal(t.tables.length, before + 1);
-      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-4')!.upstreams.length, 2);
+      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-4')!.backends.flatMap((b) => b.upstreams).length, 2);
     } finally {
       t.close();
     }
@@ -237,7 +238,7 @@ describe('reconciler driven by the work queue', () => {
         assert.equal(list.find((i) => i.nodeId === 'n1')?.desired, 'stop');
         assert.ok(list.some((i) => i.nodeId !== 'n1' && i.desired === 'run'), `${app} replaced on a live node`);
       }
-      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-1')!.upstreams.length, 0, 'the lost instance left the routing table');
+      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-1')!.backends.flatMap((b) => b.upstreams).length, 0, 'the lost instance left the routing table');
     } finally {
       t.close();
     }

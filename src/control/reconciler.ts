@@ -23,7 +23,7 @@ import { schedule, type PlacementRequest, type SchedulerNode } from '../core/sch
 import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
-import { admitRoutes } from '../router/routing-table.js';
+import { desiredRoutes, type Route, type RouteState } from '../core/routes.js';
 import { AgentWaiters } from './agent-waiters.js';
 import { NodeLiveness } from './node-liveness.js';
 import { OrphanRegistry, type OrphanInstance, type ReportedOrphan } from './orphans.js';
@@ -35,12 +35,9 @@ import { WorkQueue, systemClock, type Clock, type FailureInfo, type ReconcileRes
 export { nodeIsolates } from './scheduler-snapshot.js';
 export type { OrphanInstance } from './orphans.js';
 
-export interface RouteUpstream { id: string; app: string; revision: number; host: string; port: number }
-export interface RouteEntry { app: string; hosts: string[]; upstreams: RouteUpstream[] }
-
 /** What the reconciler needs of the router. */
 export interface RoutingSink {
-  set(routes: RouteEntry[]): void;
+  set(routes: Route[]): void;
   inflight(upstreamId: string): number;
 }
 
@@ -466,28 +463,23 @@ export class Reconciler {
   }
 
   /**
-   * Compute the full routing table from the store and hand it to the router. Built per app
-   * (router/routing-table.ts admitRoutes): an app whose entry is wrong loses that entry, with its
-   * reason, and every other app keeps routing. The first app to claim a host (oldest) keeps it.
+   * Compute the full routing table from the store (core/routes.ts desiredRoutes) and hand it to the
+   * router. Built per app: an app whose entry is wrong loses that entry, with its reason, and every
+   * other app keeps routing. The first app to claim a host (oldest) keeps it.
    */
   async publishRoutes(): Promise<void> {
-    const nodes = new Map((await this.store.listNodes()).map((n) => [n.id, n]));
-    const byApp = new Map<string, InstanceRecord[]>();
-    for (const i of await this.store.listInstances()) byApp.set(i.app, [...(byApp.get(i.app) ?? []), i]);
-    const candidates: RouteEntry[] = [];
-    const apps = (await this.store.listApps()).sort((a, b) => a.createdAt - b.createdAt || a.name.localeCompare(b.name));
-    for (const app of apps) {
+    const nodes = await this.store.listNodes();
+    const apps: RouteState['apps'][number][] = [];
+    for (const app of await this.store.listApps()) {
       const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
-      const hosts = [`${app.name}.localhost`, ...(active?.config.hosts ?? [])];
-      const upstreams: RouteUpstream[] = [];
-      for (const i of byApp.get(app.name) ?? []) {
-        const node = nodes.get(i.nodeId);
-        if (!active || !node || this.nodeStatus(node.id) === 'down' || i.revision !== active.number || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
-        upstreams.push({ id: i.id, app: app.name, revision: i.revision, host: i.address ?? node.address, port: i.port });
-      }
-      candidates.push({ app: app.name, hosts, upstreams });
+      const rollout = await this.store.activeRollout(app.name);
+      apps.push({ name: app.name, createdAt: app.createdAt, activeRevision: active?.number, hosts: active?.config.hosts ?? [], targetRevision: rollout?.toRevision });
     }
-    const { routes, problems } = admitRoutes(candidates);
+    const { routes, problems } = desiredRoutes({
+      apps,
+      instances: await this.store.listInstances(),
+      nodes: nodes.map((n) => ({ id: n.id, address: n.address, down: this.nodeStatus(n.id) === 'down' })),
+    });
     const next = new Map<string, string[]>();
     for (const p of problems) next.set(p.app, [...(next.get(p.app) ?? []), p.message]);
     for (const [app, list] of next) {
@@ -496,7 +488,7 @@ export class Reconciler {
     for (const app of this.problems.keys()) if (!next.has(app)) this.log.info({ app }, 'app\'s route is whole again');
     this.problems = next;
     try {
-      this.routing.set(routes as RouteEntry[]);
+      this.routing.set(routes);
       if (this.lastPublishError !== undefined) this.log.info('routing table accepted again');
       this.lastPublishError = undefined;
     } catch (err) {

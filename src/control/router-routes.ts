@@ -2,12 +2,15 @@
  * The routing-table feed (router/table-feed.ts) as an API route: `POST /api/v1/router/sync` with
  * the router token ($PILOT_HOME/router-token) or the admin token. A router process reports the
  * table version it applied and its in-flight counts, and gets the new table when there is one,
- * held up to `waitMs` otherwise. Routers on other machines will use the same route.
+ * held up to `waitMs` otherwise. Routers on other machines will use the same route. The table is
+ * core/routes.ts's `Route[]` for a router that sends `x-pilot-routes: 2`, the old shape otherwise
+ * (router/legacy-table.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { PilotError } from '../core/errors.js';
 import type { TableFeed } from '../router/table-feed.js';
+import { ROUTES_FORMAT, ROUTES_FORMAT_HEADER, toLegacyRoutes } from '../router/legacy-table.js';
 import { bearer, tokensEqual } from '../api/auth.js';
 
 const SyncBody = Type.Object({
@@ -27,6 +30,8 @@ export function registerRouterRoutes(app: FastifyInstance, deps: { feed: TableFe
   app.post<{ Body: Static<typeof SyncBody> }>('/api/v1/router/sync', { schema: { body: SyncBody }, onRequest }, async (req) => {
     if (req.body.inflight) deps.feed.report(req.body.version, req.body.inflight);
     const answer = await deps.feed.poll(req.body.version, req.body.waitMs ?? 0);
-    return answer;
+    // A router started before weighted backends (adopted across an upgrade) reads the old shape.
+    if (answer.routes === undefined || req.headers[ROUTES_FORMAT_HEADER] === ROUTES_FORMAT) return answer;
+    return { version: answer.version, routes: toLegacyRoutes(answer.routes) };
   });
 }

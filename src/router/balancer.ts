@@ -1,9 +1,10 @@
 /**
- * Least-in-flight balancing with a round-robin tie-break. Least-in-flight keeps a slow or stuck
+ * Weighted choice of a backend (a revision), then least-in-flight balancing with a round-robin
+ * tie-break among its upstreams. Least-in-flight keeps a slow or stuck
  * instance from collecting a queue; the rotating start point spreads requests evenly when all
  * instances are equally idle (the common case at low load), instead of always favouring the first.
  */
-import type { Route, Upstream } from './routing-table.js';
+import type { TableBackend, TableRoute, Upstream } from './routing-table.js';
 
 /**
  * The index in [0, count) with the fewest in-flight requests, scanning from `start` so that ties go to
@@ -31,25 +32,67 @@ export function pickLeastInflight(
   return best;
 }
 
-/** Chooses an upstream of a route; remembers a round-robin cursor per route. */
-export class Balancer {
-  // Keyed by the Route object: a new table brings new Route objects, so cursors of apps that left
-  // the table are garbage-collected with them and nothing needs pruning.
-  readonly #cursors = new WeakMap<Route, { next: number }>();
+/**
+ * Smooth weighted round-robin (nginx's): among the candidates (index, weight > 0), add each one's
+ * weight to its running score, choose the highest score (the first on a tie), take the total off
+ * it. Over any run of `sum(weights)` picks each candidate is chosen exactly `weight` times, spread
+ * out rather than in bursts. `scores` is the state, updated in place. Returns -1 with no candidate.
+ */
+export function pickSmoothWeighted(candidates: readonly { index: number; weight: number }[], scores: number[]): number {
+  let best = -1;
+  let total = 0;
+  for (const c of candidates) {
+    if (c.weight <= 0) continue;
+    scores[c.index] = (scores[c.index] ?? 0) + c.weight;
+    total += c.weight;
+    if (best === -1 || scores[c.index]! > scores[best]!) best = c.index;
+  }
+  if (best !== -1) scores[best]! -= total;
+  return best;
+}
 
-  /** The upstream to use for the next request of `route`, or undefined if none is left to try. */
-  pick(route: Route, inflight: (upstreamId: string) => number, exclude?: ReadonlySet<string>): Upstream | undefined {
-    const ups = route.upstreams;
-    if (ups.length === 0) return undefined;
-    let cursor = this.#cursors.get(route);
-    if (cursor === undefined) {
-      cursor = { next: 0 };
-      this.#cursors.set(route, cursor);
+interface RouteState {
+  /** Smooth weighted round-robin scores, by backend index. */
+  readonly scores: number[];
+  /** Round-robin cursor per backend index, for the least-in-flight tie-break. */
+  readonly next: number[];
+}
+
+/**
+ * Chooses an upstream of a route: first a backend (a revision) by weight, then an upstream within it
+ * by least-in-flight. A weight-0 backend gets only requests pinned to its revision.
+ */
+export class Balancer {
+  // Keyed by the route object: a new table brings new route objects, so state of apps that left
+  // the table is garbage-collected with them and nothing needs pruning.
+  readonly #state = new WeakMap<TableRoute, RouteState>();
+
+  /**
+   * The upstream to use for the next request of `route`, or undefined if none is left to try.
+   * `pin` (a revision, from the X-Pilot-Revision header) goes to that revision's backend whatever
+   * its weight when it has an upstream left to try; otherwise the pick is the usual one.
+   */
+  pick(route: TableRoute, inflight: (upstreamId: string) => number, exclude?: ReadonlySet<string>, pin?: number): Upstream | undefined {
+    const backends = route.backends;
+    if (backends.length === 0) return undefined;
+    let state = this.#state.get(route);
+    if (state === undefined) {
+      state = { scores: backends.map(() => 0), next: backends.map(() => 0) };
+      this.#state.set(route, state);
     }
-    const skip = exclude === undefined || exclude.size === 0 ? undefined : (i: number) => exclude.has(ups[i]!.id);
-    const i = pickLeastInflight(ups.length, (j) => inflight(ups[j]!.id), cursor.next, skip);
+    const skip = exclude === undefined || exclude.size === 0 ? undefined : exclude;
+    const open = (b: TableBackend): boolean => b.upstreams.length > 0 && (skip === undefined || b.upstreams.some((u) => !skip.has(u.id)));
+    let chosen = pin === undefined ? -1 : backends.findIndex((b) => b.revision === pin && open(b));
+    if (chosen === -1) {
+      chosen = backends.length === 1
+        ? (backends[0]!.weight > 0 && open(backends[0]!) ? 0 : -1) // the common case: no scoring needed
+        : pickSmoothWeighted(backends.flatMap((b, index) => (open(b) ? [{ index, weight: b.weight }] : [])), state.scores);
+    }
+    if (chosen === -1) return undefined;
+    const ups = backends[chosen]!.upstreams;
+    const i = pickLeastInflight(ups.length, (j) => inflight(ups[j]!.id), state.next[chosen]!, skip && ((j: number) => skip.has(ups[j]!.id)));
     if (i === -1) return undefined;
-    cursor.next = (i + 1) % ups.length;
+    state.next[chosen] = (i + 1) % ups.length;
     return ups[i];
   }
 }

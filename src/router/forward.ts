@@ -12,9 +12,9 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { Balancer } from './balancer.js';
 import { sendError, upstreamFailed } from './error-responses.js';
-import { clientAddress, clientResponseHeaders, type HeaderRecord, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, clientResponseHeaders, type HeaderRecord, pinnedRevision, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
 import { CLIENT_CLOSED, type RouterMetrics } from './metrics.js';
-import type { Route, Upstream } from './routing-table.js';
+import type { TableRoute, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
 import { errno } from '../core/errno.js';
 
@@ -24,7 +24,7 @@ export interface ForwardDeps {
   readonly balancer: Balancer;
   readonly metrics: RouterMetrics;
   /** The current route for a Host header: a retry goes by the table as it is now, not as it was. */
-  readonly lookup: (host: string) => Route | undefined;
+  readonly lookup: (host: string) => TableRoute | undefined;
   /** Clients whose forwarding headers are believed (--trusted-proxy); none when absent. */
   readonly trusted?: TrustedProxies;
 }
@@ -44,7 +44,7 @@ class ClientGoneError extends Error {
 }
 
 /** Proxy `req` for `route` to `first`; everything after this is driven by events. */
-export function forward(deps: ForwardDeps, req: IncomingMessage, res: ServerResponse, route: Route, first: Upstream, startedAt: number): void {
+export function forward(deps: ForwardDeps, req: IncomingMessage, res: ServerResponse, route: TableRoute, first: Upstream, startedAt: number): void {
   new Exchange(deps, req, res, route, startedAt).attempt(first);
 }
 
@@ -65,7 +65,7 @@ class Exchange {
   done = false;
   clientGone = false;
 
-  constructor(deps: ForwardDeps, req: IncomingMessage, res: ServerResponse, route: Route, startedAt: number) {
+  constructor(deps: ForwardDeps, req: IncomingMessage, res: ServerResponse, route: TableRoute, startedAt: number) {
     this.deps = deps;
     this.req = req;
     this.res = res;
@@ -122,9 +122,10 @@ class Exchange {
   private nextUpstream(code: string): Upstream | undefined {
     const route = this.deps.lookup(this.req.headers.host ?? '');
     if (route === undefined || route.app !== this.app) return undefined;
-    const other = this.deps.balancer.pick(route, this.deps.pools.inflight, this.tried);
+    const pin = pinnedRevision(this.req.headers);
+    const other = this.deps.balancer.pick(route, this.deps.pools.inflight, this.tried, pin);
     if (other !== undefined || !DROPPED.has(code)) return other;
-    return this.deps.balancer.pick(route, this.deps.pools.inflight);
+    return this.deps.balancer.pick(route, this.deps.pools.inflight, undefined, pin);
   }
 
   private onClose(): void {

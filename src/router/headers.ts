@@ -2,7 +2,7 @@
  * Header rewriting between client and upstream (RFC 9110 §7.6.1): hop-by-hop headers describe one
  * connection, so they are dropped on each side and the proxy's own connection management applies.
  */
-import type { OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { PilotError } from '../core/errors.js';
 
@@ -87,6 +87,21 @@ export function clientAddress(remote: string | undefined): string {
   return remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote;
 }
 
+/** The request header that pins a request to one revision of the app (lowercase, as Node gives it). */
+export const PIN_HEADER = 'x-pilot-revision';
+
+/**
+ * The revision a request is pinned to by `X-Pilot-Revision: N` (a positive integer), for testing a
+ * revision directly, whatever its weight; undefined without the header or with anything else in
+ * it (then the request is balanced as usual).
+ */
+export function pinnedRevision(headers: IncomingHttpHeaders): number | undefined {
+  const v = headers[PIN_HEADER];
+  if (typeof v !== 'string') return undefined;
+  const m = /^\s*([1-9]\d{0,8})\s*$/.exec(v);
+  return m === null ? undefined : Number(m[1]);
+}
+
 /**
  * The headers to send upstream, as a flat [name, value, ...] list: the client's raw headers in
  * order and case, minus hop-by-hop ones, plus X-Forwarded-For, X-Forwarded-Proto and
@@ -95,7 +110,8 @@ export function clientAddress(remote: string | undefined): string {
  * Only from a trusted proxy (`fwd.trusted`) are they kept, X-Forwarded-For appended to (like
  * nginx's $proxy_add_x_forwarded_for) and its X-Forwarded-Proto / -Host believed. Host is kept.
  * `keepUpgrade` keeps Connection/Upgrade for WebSocket pass-through. Expect is dropped because Node
- * has already answered "100 Continue" to the client.
+ * has already answered "100 Continue" to the client. X-Pilot-Revision is the router's own
+ * instruction (see `pinnedRevision`) and is dropped too.
  */
 export function upstreamRequestHeaders(
   rawHeaders: readonly string[],
@@ -131,7 +147,7 @@ export function upstreamRequestHeaders(
       continue;
     } else if (lower.startsWith('x-forwarded-') || CLAIMS.has(lower)) {
       if (fwd.trusted !== true) continue;
-    } else if (lower === 'expect') {
+    } else if (lower === 'expect' || lower === PIN_HEADER) {
       continue;
     } else if (keepUpgrade && (lower === 'connection' || lower === 'upgrade')) {
       // Forwarded as-is below in canonical form, once.

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Pool } from 'undici';
 import { startRouter, type Router } from './proxy.js';
 import { RoutingTable } from './routing-table.js';
-import { echo, send, startUpstream, until, type Echo, type TestUpstream } from './test-support.js';
+import { echo, send, startUpstream, until, type Echo, type TestUpstream, routeOf } from './test-support.js';
 
 describe('router: draining upstreams that leave the table', () => {
   const table = new RoutingTable();
@@ -35,11 +35,11 @@ describe('router: draining upstreams that leave the table', () => {
       else echo(req, res, slow);
     });
     const other = await upstream('other', undefined, '127.0.0.2');
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [slow.upstream('hello'), other.upstream('hello')] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [slow.upstream('hello'), other.upstream('hello')])]);
 
     const pending = send(client, 'hello.localhost', { path: '/slow' });
     await until(() => router.inflight('hello-slow') === 1, 5_000, 'the slow request to be in flight');
-    const change = table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [other.upstream('hello')] }]);
+    const change = table.set([routeOf('hello', ['hello.localhost'], [other.upstream('hello')])]);
     assert.deepEqual(change.removed.map((u) => u.id), ['hello-slow']);
 
     for (let i = 0; i < 5; i++) {
@@ -66,7 +66,7 @@ describe('router: draining upstreams that leave the table', () => {
       void held.then(() => res.end('finished'));
     });
     const own = new RoutingTable();
-    own.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [slow.upstream('hello')] }]);
+    own.set([routeOf('hello', ['hello.localhost'], [slow.upstream('hello')])]);
     const r2 = await startRouter({ host: '127.0.0.1', port: 0, table: own });
     const c2 = new Pool(r2.url);
     try {
@@ -91,7 +91,7 @@ describe('router: draining upstreams that leave the table', () => {
     const a = await upstream('a');
     const b = await upstream('b', undefined, '127.0.0.2');
     const c = await upstream('c', undefined, '127.0.0.3');
-    const route = (u: TestUpstream, revision: number) => [{ app: 'hello', hosts: ['hello.localhost'], upstreams: [u.upstream('hello', revision)] }];
+    const route = (u: TestUpstream, revision: number) => [routeOf('hello', ['hello.localhost'], [u.upstream('hello', revision)])];
     table.set(route(a, 1));
 
     let stop = false;

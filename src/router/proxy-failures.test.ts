@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { Pool } from 'undici';
 import { startRouter, type Router } from './proxy.js';
 import { RoutingTable, type Upstream } from './routing-table.js';
-import { closedPort, echo, send, startUpstream, until, type Echo, type TestUpstream } from './test-support.js';
+import { closedPort, echo, send, startUpstream, until, type Echo, type TestUpstream, routeOf } from './test-support.js';
 
 async function counter(registry: Registry, name: string, labels: Record<string, string>): Promise<number> {
   const metric = await registry.getSingleMetric(name)?.get();
@@ -37,7 +37,7 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
     const errorsBefore = await counter(registry, 'pilot_router_upstream_errors_total', { app: 'hello' });
     for (const method of ['GET', 'HEAD', 'DELETE', 'PUT']) {
       // A fresh table per request: the rotation starts at the refused upstream every time.
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [refused, good.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [refused, good.upstream('hello')])]);
       const r = await send(client, 'hello.localhost', { method });
       assert.equal(r.status, 200, method);
       if (method !== 'HEAD') assert.equal((JSON.parse(r.text) as Echo).method, method);
@@ -46,7 +46,7 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
   });
 
   it('never retries a POST, and answers 502 naming the app without internals', async () => {
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [refused, good.upstream('hello')] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [refused, good.upstream('hello')])]);
     const before = good.requests;
     // Without a body, so that only the method stands between this request and a retry.
     const r = await send(client, 'hello.localhost', { method: 'POST' });
@@ -57,13 +57,13 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
   });
 
   it('does not retry a PUT that carries a body', async () => {
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [refused, good.upstream('hello')] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [refused, good.upstream('hello')])]);
     const r = await send(client, 'hello.localhost', { method: 'PUT', body: 'x' });
     assert.equal(r.status, 502);
   });
 
   it('answers 502 when the only upstream refuses, without retrying it', async () => {
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [refused] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [refused])]);
     const errorsBefore = await counter(registry, 'pilot_router_upstream_errors_total', { app: 'hello' });
     const r = await send(client, 'hello.localhost', { headers: { accept: 'application/json' } });
     assert.equal(await counter(registry, 'pilot_router_upstream_errors_total', { app: 'hello' }), errorsBefore + 1, 'one attempt only');
@@ -81,7 +81,7 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
       echo(req, res, self);
     });
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [flaky.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [flaky.upstream('hello')])]);
       const get = await send(client, 'hello.localhost', { headers: { 'x-drop': 'yes' } });
       assert.equal(get.status, 200);
       assert.equal(flaky.requests, 2);
@@ -99,7 +99,7 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
   it('answers 504 when the upstream sends no headers within the timeout', async () => {
     const mute = await startUpstream('mute', (req) => req.resume());
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [mute.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [mute.upstream('hello')])]);
       const r = await send(client, 'hello.localhost', { method: 'POST', body: 'x' });
       assert.equal(r.status, 504);
       assert.match(r.text, /did not answer in time/);
@@ -116,9 +116,9 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
       res.write('x'.repeat(100), () => setTimeout(() => res.destroy(), 20));
     });
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [dying.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [dying.upstream('hello')])]);
       await assert.rejects(send(client, 'hello.localhost'));
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [good.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [good.upstream('hello')])]);
       assert.equal((await send(client, 'hello.localhost')).status, 200);
     } finally {
       await dying.close();
@@ -137,7 +137,7 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
       req.resume(); // an upload that never completes
     });
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [streamer.upstream('hello', 7)] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [streamer.upstream('hello', 7)])]);
       const leftBefore = await counter(registry, 'pilot_router_requests_total', { app: 'hello', revision: '7', code: '499' });
 
       await new Promise<void>((resolve, reject) => {
@@ -161,7 +161,7 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
       await until(() => router.inflight('hello-streamer') === 0, 5_000, 'in-flight count to drop to 0');
       const left = await counter(registry, 'pilot_router_requests_total', { app: 'hello', revision: '7', code: '499' });
       assert.equal(left - leftBefore, 2);
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [good.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [good.upstream('hello')])]);
       assert.equal((await send(client, 'hello.localhost')).status, 200, 'the router is still serving');
     } finally {
       await streamer.close();

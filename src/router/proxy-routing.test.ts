@@ -5,7 +5,7 @@ import { Pool } from 'undici';
 import { startRouter, type Router } from './proxy.js';
 import { RoutingTable } from './routing-table.js';
 import { TrustedProxies } from './headers.js';
-import { send, startUpstream, until, type Echo, type TestUpstream } from './test-support.js';
+import { send, startUpstream, until, type Echo, type TestUpstream, routeOf } from './test-support.js';
 
 /** Send raw bytes to the router and read everything until it closes the connection. */
 function rawExchange(port: number, request: string): Promise<string> {
@@ -39,8 +39,8 @@ describe('router: routing, answers of its own, balancing, headers', () => {
 
   it('routes by Host, ignoring case and port', async () => {
     table.set([
-      { app: 'hello', hosts: ['hello.localhost'], upstreams: [a.upstream('hello')] },
-      { app: 'world', hosts: ['world.localhost', 'www.example.test'], upstreams: [b.upstream('world')] },
+      routeOf('hello', ['hello.localhost'], [a.upstream('hello')]),
+      routeOf('world', ['world.localhost', 'www.example.test'], [b.upstream('world')]),
     ]);
     for (const [host, name] of [['hello.localhost', 'a'], ['HeLLo.LocalHost:8080', 'a'], ['world.localhost', 'b'], ['WWW.example.test:80', 'b']]) {
       const r = await send(client, host!, { path: '/x?y=1' });
@@ -53,7 +53,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
   });
 
   it('answers 404 naming the host when no app serves it, as text or as JSON', async () => {
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [a.upstream('hello')] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [a.upstream('hello')])]);
     const text = await send(client, 'nope.localhost:8080');
     assert.equal(text.status, 404);
     assert.match(String(text.headers['content-type']), /^text\/plain/);
@@ -67,7 +67,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
   });
 
   it('answers 502 naming the app when it has no ready instance', async () => {
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [])]);
     const text = await send(client, 'hello.localhost');
     assert.equal(text.status, 502);
     assert.match(text.text, /^pilot: no ready instance of app "hello"\n/);
@@ -77,7 +77,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
   });
 
   it('answers 400 to an absolute-form request target', async () => {
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [a.upstream('hello')] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [a.upstream('hello')])]);
     const before = a.requests;
     const reply = await rawExchange(router.port, 'GET http://hello.localhost/ HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n');
     assert.match(reply, /^HTTP\/1\.1 400 /);
@@ -86,7 +86,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
   });
 
   it('spreads requests evenly across two idle upstreams', async () => {
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [a.upstream('hello'), b.upstream('hello')] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [a.upstream('hello'), b.upstream('hello')])]);
     const seen = { a: 0, b: 0 };
     for (let i = 0; i < 20; i++) {
       const e = JSON.parse((await send(client, 'hello.localhost')).text) as Echo;
@@ -103,7 +103,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
       void held.then(() => res.end('slow done'));
     });
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [slow.upstream('hello'), a.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [slow.upstream('hello'), a.upstream('hello')])]);
       const pending = send(client, 'hello.localhost');
       await until(() => slow.requests === 1, 5_000, 'the first request to reach `slow`');
       assert.equal(router.inflight('hello-slow'), 1);
@@ -124,7 +124,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
   it('reuses keep-alive connections to the upstream', async () => {
     const c = await startUpstream('c');
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [c.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [c.upstream('hello')])]);
       for (let i = 0; i < 50; i++) assert.equal((await send(client, 'hello.localhost')).status, 200);
       assert.equal(c.requests, 50);
       assert.ok(c.connections <= 2, `50 sequential requests opened ${c.connections} upstream connections`);
@@ -144,7 +144,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
       res.end(JSON.stringify({ headers: req.headers }));
     });
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [h.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [h.upstream('hello')])]);
       // Raw, because HTTP clients manage Connection themselves and would not send these as written.
       const reply = await rawExchange(
         router.port,
@@ -178,7 +178,7 @@ describe('router: routing, answers of its own, balancing, headers', () => {
     const trusting = await startRouter({ host: '127.0.0.1', port: 0, table, trusted: new TrustedProxies(['10.0.0.0/8', '127.0.0.1/32']) });
     const elsewhere = await startRouter({ host: '127.0.0.1', port: 0, table, trusted: new TrustedProxies('10.0.0.0/8, ::1') });
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [h.upstream('hello')] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [h.upstream('hello')])]);
       const spoof = 'GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.7\r\n' +
         'X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example\r\nForwarded: for=203.0.113.7;proto=https\r\nX-Real-IP: 203.0.113.7\r\n\r\n';
       const headersOf = async (port: number): Promise<Record<string, string>> =>

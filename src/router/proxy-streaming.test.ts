@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { Pool } from 'undici';
 import { startRouter, type Router } from './proxy.js';
 import { RoutingTable } from './routing-table.js';
-import { closedPort, send, startUpstream, until, type TestUpstream } from './test-support.js';
+import { closedPort, send, startUpstream, until, type TestUpstream, routeOf } from './test-support.js';
 
 const MB = 1024 * 1024;
 const SIZE = 20 * MB;
@@ -62,7 +62,7 @@ describe('router: streaming bodies, metrics, upgrades', () => {
     });
     router = await startRouter({ host: '127.0.0.1', port: 0, table, registry });
     client = new Pool(router.url);
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [app.upstream('hello', 3)] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [app.upstream('hello', 3)])]);
   });
   after(async () => {
     await client.close();
@@ -147,7 +147,7 @@ describe('router: streaming bodies, metrics, upgrades', () => {
   it('counts requests and latency per app, revision and status code', async () => {
     const v4 = await startUpstream('v4');
     try {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [app.upstream('hello', 3), v4.upstream('hello', 4)] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [app.upstream('hello', 3), v4.upstream('hello', 4)])]);
       for (let i = 0; i < 10; i++) assert.equal((await send(client, 'hello.localhost', { path: '/x' })).status, 200);
       await send(client, 'unknown.localhost');
       const requests = (await registry.getSingleMetric('pilot_router_requests_total')!.get()).values;
@@ -159,7 +159,7 @@ describe('router: streaming bodies, metrics, upgrades', () => {
       const text = await registry.metrics();
       assert.match(text, /pilot_router_request_duration_seconds_count\{app="hello",revision="4"\} 5/);
     } finally {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [app.upstream('hello', 3)] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [app.upstream('hello', 3)])]);
       await v4.close();
     }
   });
@@ -176,14 +176,14 @@ describe('router: streaming bodies, metrics, upgrades', () => {
 
   it('retries an upgrade on another upstream when the first refuses the connection', async () => {
     const refused = { id: 'refused', app: 'hello', revision: 3, host: '127.0.0.1', port: await closedPort() };
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [refused, app.upstream('hello', 3)] }]);
+    table.set([routeOf('hello', ['hello.localhost'], [refused, app.upstream('hello', 3)])]);
     try {
       const socket = await upgrade();
       socket.write('pong');
       assert.equal(await new Promise<string>((resolve) => socket.once('data', (c: Buffer) => resolve(c.toString()))), 'pong');
       socket.destroy();
     } finally {
-      table.set([{ app: 'hello', hosts: ['hello.localhost'], upstreams: [app.upstream('hello', 3)] }]);
+      table.set([routeOf('hello', ['hello.localhost'], [app.upstream('hello', 3)])]);
     }
   });
 

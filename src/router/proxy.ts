@@ -16,7 +16,7 @@ import { RouterMetrics } from './metrics.js';
 import type { RoutingTable } from './routing-table.js';
 import { UpstreamPools } from './upstream-pools.js';
 import { proxyUpgrade, type UpgradeDeps } from './upgrade.js';
-import type { TrustedProxies } from './headers.js';
+import { pinnedRevision, type TrustedProxies } from './headers.js';
 
 export interface RouterOptions {
   readonly host: string;
@@ -100,7 +100,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
       metrics.request('', undefined, 404, (performance.now() - startedAt) / 1000);
       return;
     }
-    const upstream = balancer.pick(route, pools.inflight);
+    const upstream = balancer.pick(route, pools.inflight, undefined, pinnedRevision(req.headers));
     if (upstream === undefined) {
       sendError(req.headers, res, noReadyInstance(route.app));
       metrics.request(route.app, undefined, 502, (performance.now() - startedAt) / 1000);

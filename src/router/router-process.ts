@@ -30,6 +30,7 @@ import { readStartTime } from '../os/proc.js';
 import { startRouter } from './proxy.js';
 import { TrustedProxies } from './headers.js';
 import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
+import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
 
 export interface RouterProcessFile {
   readonly pid: number;
@@ -58,10 +59,21 @@ function writeAtomic(file: string, text: string): void {
   renameSync(file + '.tmp', file);
 }
 
+/**
+ * The table saved by the last run. One saved by a router before weighted backends is converted
+ * (legacy-table.ts) with a log line; an unreadable one is ignored with a log line: start empty, the
+ * control plane sends a table at the first poll.
+ */
 function loadTable(home: string, log: Logger): { version: string | undefined; routes: Route[] } {
   try {
-    const saved = JSON.parse(readFileSync(tableFile(home), 'utf8')) as { version?: string; routes?: Route[] };
-    return { version: saved.version, routes: Array.isArray(saved.routes) ? saved.routes : [] };
+    const saved = JSON.parse(readFileSync(tableFile(home), 'utf8')) as { version?: unknown; routes?: unknown };
+    if (!Array.isArray(saved.routes)) {
+      log.warn('saved routing table has no list of routes; starting empty');
+      return { version: undefined, routes: [] };
+    }
+    const { routes, converted } = fromLegacyRoutes(saved.routes as unknown[]);
+    if (converted > 0) log.info({ routes: converted }, 'saved routing table is in the shape before weighted backends; converted');
+    return { version: typeof saved.version === 'string' ? saved.version : undefined, routes };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err: (err as Error).message }, 'saved routing table unreadable; starting empty');
     return { version: undefined, routes: [] };
@@ -75,7 +87,9 @@ export async function runRouterProcess(o: { home: string; host: string; port: nu
   const table = new RoutingTable();
   const saved = loadTable(home, log);
   let version = saved.version;
-  table.set(admitRoutes(saved.routes).routes);
+  const admitted = admitRoutes(saved.routes);
+  if (admitted.problems.length > 0) log.warn({ problems: admitted.problems }, 'parts of the saved routing table left out');
+  table.set(admitted.routes);
   const registry = new Registry();
   // Forwarding headers: the same rule as the embedded router (--trusted-proxy, else PILOT_TRUSTED_PROXIES).
   const trusted = new TrustedProxies(o.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, o.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
@@ -131,14 +145,15 @@ export async function runRouterProcess(o: { home: string; host: string; port: nu
       const waitMs = Object.keys(inflight).length > 0 ? 200 : 20_000;
       const res = await request(`${server.api}/api/v1/router/sync`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json', [ROUTES_FORMAT_HEADER]: ROUTES_FORMAT },
         body: JSON.stringify({ version: version ?? '', waitMs, inflight }),
         headersTimeout: waitMs + 10_000, bodyTimeout: 10_000, signal: abort.signal,
       });
-      const body = (await res.body.json()) as { version?: string; routes?: Route[]; error?: { message?: string } };
+      const body = (await res.body.json()) as { version?: string; routes?: unknown; error?: { message?: string } };
       if (res.statusCode !== 200) throw new Error(`control plane answered ${res.statusCode}: ${body.error?.message ?? ''}`);
-      if (body.routes && body.version) {
-        const { routes, problems } = admitRoutes(body.routes);
+      if (Array.isArray(body.routes) && body.version) {
+        // An older control plane answers in the shape before weighted backends.
+        const { routes, problems } = admitRoutes(fromLegacyRoutes(body.routes as unknown[]).routes);
         if (problems.length > 0) log.warn({ problems }, 'parts of the routing table left out');
         table.set(routes);
         version = body.version;

@@ -2,9 +2,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isPilotError } from '../core/errors.js';
 import { admitRoutes, normalizeHost, RoutingTable, type Route, type Upstream } from './routing-table.js';
+import { routeOf } from './test-support.js';
 
 const up = (id: string, app = 'hello', port = 3000, host = '127.0.0.1'): Upstream => ({ id, app, revision: 1, host, port });
-const route = (app: string, hosts: string[], upstreams: Upstream[]): Route => ({ app, hosts, upstreams });
+const route = (app: string, hosts: string[], upstreams: Upstream[]): Route => routeOf(app, hosts, upstreams);
 
 describe('normalizeHost', () => {
   it('lowercases and strips the port', () => {
@@ -69,10 +70,13 @@ describe('RoutingTable', () => {
     const t = new RoutingTable();
     const ups = [up('a')];
     const hosts = ['h'];
-    t.set([route('hello', hosts, ups)]);
+    const backends = [{ revision: 1, weight: 100, upstreams: ups }];
+    t.set([{ app: 'hello', hosts, backends }]);
     ups.push(up('b', 'hello', 3001));
     hosts.push('h2');
-    assert.equal(t.lookup('h')?.upstreams.length, 1);
+    backends.push({ revision: 2, weight: 0, upstreams: [] });
+    assert.equal(t.lookup('h')?.backends[0]?.upstreams.length, 1);
+    assert.equal(t.lookup('h')?.backends.length, 1);
     assert.equal(t.lookup('h2'), undefined);
   });
 
@@ -83,6 +87,9 @@ describe('RoutingTable', () => {
       [route('one', ['x.localhost'], []), route('two', ['X.localhost:80'], [])],
       [route('one', ['one.localhost'], [up('a', 'one'), up('a', 'one', 3001)])],
       [route('one', ['one.localhost'], [up('a', 'two')])],
+      [routeOf('one', ['one.localhost'], [up('a', 'one'), up('b', 'one', 3001, '127.0.0.2')].map((u, i) => ({ ...u, revision: i + 1 })), { 1: 90, 2: 20 })],
+      [{ app: 'one', hosts: ['one.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [] }, { revision: 1, weight: 0, upstreams: [] }] }],
+      [{ app: 'one', hosts: ['one.localhost'], backends: [{ revision: 1, weight: 101, upstreams: [] }] }],
       [route('one', ['one.localhost'], [up('a', 'one', 0)])],
       [route('one', [''], [])],
     ];
@@ -103,7 +110,7 @@ describe('RoutingTable', () => {
     t.set(routes); // always consistent
     assert.equal(t.lookup('hello.localhost')?.app, 'hello');
     assert.equal(t.lookup('thief.localhost')?.app, 'thief');
-    assert.equal(t.lookup('other.localhost')?.upstreams.length, 1);
+    assert.equal(t.lookup('other.localhost')?.backends[0]?.upstreams.length, 1);
     assert.equal(t.upstream('p')?.port, 3200);
     assert.deepEqual(problems.map((p) => p.app), ['thief', 'other', 'other', 'other']);
     assert.match(problems[0]!.message, /"hello\.localhost" belongs to app "hello"/);

@@ -1,24 +1,30 @@
 /**
- * The routing table: which app answers which Host, and which ready instances (upstreams) serve it.
+ * The routing table: which app answers which Host, and which ready instances (upstreams) of which
+ * revisions (backends, weighted) serve it. The route model and its rules are core/routes.ts.
  * The control plane owns the desired table and calls `set` with the whole of it whenever anything
  * changes (level-triggered); the router never edits it. Lookups are by exact host, no wildcards.
  */
 import { PilotError } from '../core/errors.js';
+import { normalizeHost, type Route, type RouteUpstream } from '../core/routes.js';
 
-/** One ready instance of an app, reachable at host:port. `id` is the instance id. */
-export interface Upstream {
-  readonly id: string;
+export { admitRoutes, normalizeHost, type Backend, type Route, type RouteProblem, type RouteUpstream } from '../core/routes.js';
+
+/** One ready instance of one revision of an app, reachable at host:port (a route's upstream, resolved). */
+export interface Upstream extends RouteUpstream {
   readonly app: string;
   readonly revision: number;
-  readonly host: string;
-  readonly port: number;
 }
 
-/** An app, the hosts it answers for (the control plane includes `<app>.localhost`), its upstreams. */
-export interface Route {
-  readonly app: string;
-  readonly hosts: readonly string[];
+/** A backend as the table holds it: its upstreams resolved (app and revision on each). */
+export interface TableBackend {
+  readonly revision: number;
+  readonly weight: number;
   readonly upstreams: readonly Upstream[];
+}
+
+/** A route as the table holds it (frozen; still a `Route`, so it can be passed to `set` again). */
+export interface TableRoute extends Route {
+  readonly backends: readonly TableBackend[];
 }
 
 /** What a `set` changed. An upstream whose address changed counts as removed and added. */
@@ -28,25 +34,6 @@ export interface TableChange {
 }
 
 export type TableListener = (change: TableChange) => void;
-
-/**
- * Lowercase a Host header value and strip its port and any trailing dot:
- * "Hello.LOCALHOST:8080" → "hello.localhost", "[::1]:8080" → "[::1]", "::1" → "[::1]".
- */
-export function normalizeHost(hostHeader: string): string {
-  let h = hostHeader.trim().toLowerCase();
-  if (h.startsWith('[')) {
-    const end = h.indexOf(']');
-    return end === -1 ? h : h.slice(0, end + 1);
-  }
-  const firstColon = h.indexOf(':');
-  if (firstColon !== -1) {
-    // Two colons or more cannot be host:port, so it is a bare IPv6 literal (only seen in config).
-    if (h.indexOf(':', firstColon + 1) !== -1) return `[${h}]`;
-    h = h.slice(0, firstColon);
-  }
-  return h.endsWith('.') ? h.slice(0, -1) : h;
-}
 
 function sameAddress(a: Upstream, b: Upstream): boolean {
   return a.host === b.host && a.port === b.port;
@@ -58,69 +45,38 @@ function invalid(message: string): PilotError {
   });
 }
 
-function freezeRoute(r: Route): Route {
-  return Object.freeze({
-    app: r.app,
-    hosts: Object.freeze([...r.hosts]),
-    upstreams: Object.freeze(r.upstreams.map((u) => Object.freeze({ ...u }))),
+/** Check one route against the rules of core/routes.ts and resolve it (throws `invalid`). */
+function resolveRoute(r: Route, upstreams: Map<string, Upstream>): TableRoute {
+  if (typeof r.app !== 'string' || r.app === '') throw invalid('a route has an empty app name');
+  if (!Array.isArray(r.hosts) || !Array.isArray(r.backends)) throw invalid(`app "${r.app}" has no hosts or backends list`);
+  const revisions = new Set<number>();
+  let sum = 0;
+  const backends = r.backends.map((b): TableBackend => {
+    if (!Number.isInteger(b.revision) || b.revision < 1 || revisions.has(b.revision)) throw invalid(`app "${r.app}" has a bad or repeated revision ${String(b.revision)}`);
+    if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > 100) throw invalid(`revision ${b.revision} of app "${r.app}" has weight ${String(b.weight)}`);
+    if (!Array.isArray(b.upstreams)) throw invalid(`revision ${b.revision} of app "${r.app}" has no upstreams list`);
+    revisions.add(b.revision);
+    sum += b.weight;
+    const ups = (b.upstreams as readonly RouteUpstream[]).map((u) => {
+      // A resolved upstream (from another table route) says whose it is: it must be this app's.
+      const owner = (u as Partial<Upstream>).app;
+      if (owner !== undefined && owner !== r.app) throw invalid(`upstream "${u.id}" belongs to app "${owner}", not "${r.app}"`);
+      if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) throw invalid(`upstream "${u.id}" has port ${u.port}`);
+      if (typeof u.host !== 'string' || u.host === '') throw invalid(`upstream "${u.id}" has an empty host`);
+      if (typeof u.id !== 'string' || u.id === '' || upstreams.has(u.id)) throw invalid(`upstream id "${u.id}" appears twice`);
+      const resolved: Upstream = Object.freeze({ id: u.id, app: r.app, revision: b.revision, host: u.host, port: u.port });
+      upstreams.set(u.id, resolved);
+      return resolved;
+    });
+    return Object.freeze({ revision: b.revision, weight: b.weight, upstreams: Object.freeze(ups) });
   });
-}
-
-/** Why (part of) an app's route was left out of the table. */
-export interface RouteProblem {
-  readonly app: string;
-  readonly message: string;
-}
-
-/**
- * Build a consistent table one app at a time: whatever is wrong with one app's entry (a host
- * another app already holds, an empty host, a bad upstream) leaves out that host or upstream, with
- * its reason, and never the other apps. Earlier routes win a host: callers order routes by who
- * claimed first. The result always passes `RoutingTable.set`.
- */
-export function admitRoutes(routes: readonly Route[]): { routes: Route[]; problems: RouteProblem[] } {
-  const problems: RouteProblem[] = [];
-  const owner = new Map<string, string>();
-  const ids = new Set<string>();
-  const seenApps = new Set<string>();
-  const out: Route[] = [];
-  for (const route of routes) {
-    if (typeof route.app !== 'string' || route.app === '' || seenApps.has(route.app)) {
-      problems.push({ app: String(route.app), message: route.app === '' ? 'a route has an empty app name' : `app "${route.app}" has two routes; the second is left out` });
-      continue;
-    }
-    seenApps.add(route.app);
-    const hosts: string[] = [];
-    for (const raw of Array.isArray(route.hosts) ? route.hosts : []) {
-      const host = typeof raw === 'string' ? normalizeHost(raw) : '';
-      const other = owner.get(host);
-      if (host === '') problems.push({ app: route.app, message: 'an empty host is left out' });
-      else if (other !== undefined && other !== route.app) problems.push({ app: route.app, message: `host "${host}" belongs to app "${other}"; left out of "${route.app}"` });
-      else if (other === undefined) {
-        owner.set(host, route.app);
-        hosts.push(host);
-      }
-    }
-    const upstreams: Upstream[] = [];
-    for (const u of Array.isArray(route.upstreams) ? route.upstreams : []) {
-      const bad = u.app !== route.app ? `belongs to app "${u.app}"`
-        : !Number.isInteger(u.port) || u.port < 1 || u.port > 65535 ? `has port ${u.port}`
-        : typeof u.host !== 'string' || u.host === '' ? 'has an empty host'
-        : ids.has(u.id) ? 'appears twice' : undefined;
-      if (bad !== undefined) problems.push({ app: route.app, message: `upstream "${u.id}" ${bad}; left out` });
-      else {
-        ids.add(u.id);
-        upstreams.push(u);
-      }
-    }
-    out.push({ app: route.app, hosts, upstreams });
-  }
-  return { routes: out, problems };
+  if (sum !== 0 && sum !== 100) throw invalid(`the weights of app "${r.app}" sum to ${sum}, not 100`);
+  return Object.freeze({ app: r.app, hosts: Object.freeze([...r.hosts]), backends: Object.freeze(backends) });
 }
 
 /** The router's view of apps, hosts and upstreams; replaced as a whole by `set`. */
 export class RoutingTable {
-  #byHost = new Map<string, Route>();
+  #byHost = new Map<string, TableRoute>();
   #upstreams = new Map<string, Upstream>();
   readonly #listeners = new Set<TableListener>();
 
@@ -130,11 +86,9 @@ export class RoutingTable {
    * Throws `bad_request` and keeps the previous table if the new one is inconsistent.
    */
   set(routes: readonly Route[]): TableChange {
-    const byHost = new Map<string, Route>();
+    const byHost = new Map<string, TableRoute>();
     const upstreams = new Map<string, Upstream>();
-    const frozen = routes.map(freezeRoute);
-    for (const route of frozen) {
-      if (route.app === '') throw invalid('a route has an empty app name');
+    for (const route of routes.map((r) => resolveRoute(r, upstreams))) {
       for (const raw of route.hosts) {
         const host = normalizeHost(raw);
         if (host === '') throw invalid(`app "${route.app}" has an empty host`);
@@ -143,13 +97,6 @@ export class RoutingTable {
           throw invalid(`host "${host}" is claimed by apps "${other.app}" and "${route.app}"`);
         }
         byHost.set(host, route);
-      }
-      for (const u of route.upstreams) {
-        if (u.app !== route.app) throw invalid(`upstream "${u.id}" belongs to app "${u.app}", not "${route.app}"`);
-        if (!Number.isInteger(u.port) || u.port < 1 || u.port > 65535) throw invalid(`upstream "${u.id}" has port ${u.port}`);
-        if (u.host === '') throw invalid(`upstream "${u.id}" has an empty host`);
-        if (upstreams.has(u.id)) throw invalid(`upstream id "${u.id}" appears twice`);
-        upstreams.set(u.id, u);
       }
     }
 
@@ -174,7 +121,7 @@ export class RoutingTable {
   }
 
   /** The route for a Host header value (any case, with or without port), if an app serves it. */
-  lookup(hostHeader: string): Route | undefined {
+  lookup(hostHeader: string): TableRoute | undefined {
     return this.#byHost.get(normalizeHost(hostHeader));
   }
 

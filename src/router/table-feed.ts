@@ -12,7 +12,7 @@
  * (bounded by the reconciler's maxDrainMs).
  */
 import { randomBytes } from 'node:crypto';
-import type { Route } from './routing-table.js';
+import { routeUpstreams, type Route } from '../core/routes.js';
 
 export interface FeedAnswer {
   readonly version: string;
@@ -45,8 +45,8 @@ export class TableFeed {
     const json = JSON.stringify(routes);
     if (this.#published && json === this.#json) return;
     const next = this.#n + 1;
-    const now = new Set(routes.flatMap((r) => r.upstreams.map((u) => u.id)));
-    for (const r of this.#routes) for (const u of r.upstreams) if (!now.has(u.id)) this.#removedAt.set(u.id, next);
+    const now = new Set(routes.flatMap((r) => routeUpstreams(r).map((u) => u.id)));
+    for (const r of this.#routes) for (const u of routeUpstreams(r)) if (!now.has(u.id)) this.#removedAt.set(u.id, next);
     for (const id of now) this.#removedAt.delete(id);
     if (this.#removedAt.size > 10_000) {
       for (const [id, n] of this.#removedAt) if (n < next - 1000) this.#removedAt.delete(id);

@@ -6,7 +6,8 @@
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Pool } from 'undici';
-import type { Upstream } from './routing-table.js';
+import { normalizeWeights } from '../core/routes.js';
+import type { TableRoute, Upstream } from './routing-table.js';
 
 export interface Echo {
   readonly name: string;
@@ -76,6 +77,20 @@ export async function startUpstream(name: string, handler: Handler = echo, host 
     handler(req, res, self);
   });
   return self;
+}
+
+/**
+ * A route of `app` serving these upstreams: one backend per revision, in order of appearance,
+ * the weights split evenly (100, or 50/50 …). `weights` sets them instead, by revision.
+ */
+export function routeOf(app: string, hosts: readonly string[], upstreams: readonly Upstream[], weights?: Readonly<Record<number, number>>): TableRoute {
+  const revisions = [...new Set(upstreams.map((u) => u.revision))];
+  const even = normalizeWeights(revisions.map(() => 1));
+  return {
+    app,
+    hosts,
+    backends: revisions.map((revision, k) => ({ revision, weight: weights?.[revision] ?? even[k]!, upstreams: upstreams.filter((u) => u.revision === revision) })),
+  };
 }
 
 /** A loopback port with nothing listening on it: connecting is refused. */

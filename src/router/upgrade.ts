@@ -14,9 +14,9 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Balancer } from './balancer.js';
 import { noReadyInstance, rawErrorResponse, unknownHost, unsupportedUpgrade, upstreamFailed } from './error-responses.js';
-import { clientAddress, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, pinnedRevision, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
 import type { RouterMetrics } from './metrics.js';
-import type { Route, Upstream } from './routing-table.js';
+import type { TableRoute, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
 /** What an upgrade needs from the router. */
@@ -24,7 +24,7 @@ export interface UpgradeDeps {
   readonly pools: UpstreamPools;
   readonly balancer: Balancer;
   readonly metrics: RouterMetrics;
-  readonly lookup: (host: string) => Route | undefined;
+  readonly lookup: (host: string) => TableRoute | undefined;
   /** Clients whose forwarding headers are believed (--trusted-proxy). */
   readonly trusted?: TrustedProxies;
   readonly connectTimeoutMs: number;
@@ -57,7 +57,8 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
     client.end(rawErrorResponse(req.headers, unknownHost(host), 'Not Found'));
     return;
   }
-  const first = deps.balancer.pick(route, deps.pools.inflight);
+  const pin = pinnedRevision(req.headers);
+  const first = deps.balancer.pick(route, deps.pools.inflight, undefined, pin);
   if (first === undefined) {
     deps.metrics.request(route.app, undefined, 502, seconds());
     client.end(rawErrorResponse(req.headers, noReadyInstance(route.app), 'Bad Gateway'));
@@ -113,7 +114,7 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
       const now = deps.lookup(host ?? '');
       const next =
         tried.size === 1 && RETRY_ON.has(err.code ?? '') && now?.app === route.app
-          ? deps.balancer.pick(now, deps.pools.inflight, tried)
+          ? deps.balancer.pick(now, deps.pools.inflight, tried, pin)
           : undefined;
       if (next !== undefined) {
         connect(next);
