@@ -416,4 +416,35 @@ describe('instance machine: properties', () => {
       });
     }), { numRuns: 500 });
   });
+
+  it('holds its invariants whatever order events come in (a confused or hostile caller): removal and finish are never undone, restarts never go down', () => {
+    const anyEvent = fc.oneof(eventArb,
+      fc.boolean().map((running): InstanceEvent => ({ type: 'adopted', running, releaseEnded: !running })),
+      fc.constant<InstanceEvent>({ type: 'stopped' }),
+      fc.constantFrom('stopped', 'failed' as const).map((state): InstanceEvent => ({ type: 'restored', state, lastError: undefined, logTail: undefined })));
+    fc.assert(fc.property(configArb, fc.array(fc.tuple(anyEvent, fc.integer({ min: -5000, max: 40_000 })), { maxLength: 80 }), (config, history) => {
+      let m = initialMachine(config);
+      let now = 0;
+      for (const [ev, gap] of history) {
+        now += gap; // time may even go backwards: nothing may throw
+        const r = step(m, ev, now);
+        assert.ok(STATES.has(r.machine.state));
+        assert.ok(r.machine.restarts >= m.restarts);
+        if (m.removing) assert.ok(r.machine.removing, 'a removal is never taken back');
+        if (m.finished) assert.ok(r.machine.finished && (r.machine.state === 'stopped' || r.machine.state === 'failed'), `finished, then ${r.machine.state} after ${ev.type}`);
+        if (m.finished) assert.ok(!r.effects.some((e) => e.type === 'start' || e.type === 'probe'), 'a finished release is never started nor probed');
+        m = r.machine;
+      }
+    }), { numRuns: 500 });
+  });
+
+  it('ignores answers that make no sense for the instance', () => {
+    const w = readyWeb();
+    assert.deepEqual(step(w, { type: 'release-ended', exit: { code: 0, signal: null }, timedOut: false }, 500), { machine: w, effects: [] }, 'a web instance has no release end');
+    const done = run(initialMachine(release), [[{ type: 'start-failed', error: 'x' }, 0]]).m;
+    assert.deepEqual(step(done, { type: 'started' }, 10), { machine: done, effects: [] }, 'a finished release does not come back to life');
+    assert.deepEqual(step(done, { type: 'release-ended', exit: { code: 0, signal: null }, timedOut: false }, 10), { machine: done, effects: [] }, 'it ended once');
+    const idle = initialMachine(web);
+    assert.deepEqual(step(idle, { type: 'exited', exit: { code: 1, signal: null } }, 10), { machine: idle, effects: [] }, 'no process, no crash');
+  });
 });

@@ -169,6 +169,8 @@ const RESTARTABLE: ReadonlySet<InstanceState> = new Set(['pending', 'backoff', '
 
 /** One transition: the next machine and what the agent must do, in order. */
 export function step(m: InstanceMachine, ev: InstanceEvent, now: number): StepResult {
+  // A release phase that ended is kept as it is until it is removed: no start, probe or adoption revives it.
+  if (m.finished && ev.type !== 'desired' && ev.type !== 'tick' && ev.type !== 'tail' && ev.type !== 'stopped') return same(m);
   switch (ev.type) {
     case 'desired':
       return desired(m, ev.wanted, ev.stopListed);
@@ -179,7 +181,6 @@ export function step(m: InstanceMachine, ev: InstanceEvent, now: number): StepRe
     case 'spawning':
       return { machine: { ...m, state: 'starting', startedAt: now }, effects: [] };
     case 'started':
-      if (m.finished) return same(m);
       return { machine: { ...m, running: true, state: 'starting', nextProbeAt: now + FIRST_PROBE_MS, probeFailures: 0 }, effects: [{ type: 'save' }, { type: 'report' }] };
     case 'start-failed':
       return startFailed(m, ev.error, now);
@@ -295,7 +296,7 @@ function probed(m: InstanceMachine, ev: Extract<InstanceEvent, { type: 'probed' 
 }
 
 function releaseEnded(m: InstanceMachine, exit: ExitObservation | undefined, timedOut: boolean, now: number): StepResult {
-  if (m.finished || m.config.kind !== 'release') return same(m);
+  if (m.config.kind !== 'release') return same(m);
   const secs = Math.round((now - m.startedAt) / 1000);
   const ok = !timedOut && exit?.code === 0;
   const how = exit ? (exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`) : 'exited (status unknown: the agent restarted meanwhile)';
