@@ -279,7 +279,7 @@ export class Agent {
       inst.address = readNetns(stateDir)?.nsAddr;
       if (saved.finished) {
         // A release phase that already ended is never run again.
-        this.step(inst, { type: 'restored', ...saved.finished });
+        this.apply(inst, { type: 'restored', ...saved.finished });
         this.instances.set(id, inst);
         continue;
       }
@@ -377,13 +377,13 @@ export class Agent {
       const m = inst.machine;
       const gone = handle !== undefined && !m.removing && !m.finished && !this.rt(inst).isRunning(handle);
       const ev: InstanceEvent = gone ? { type: 'exited', exit: this.rt(inst).exitInfo(handle) } : { type: 'tick' };
-      const effects = this.step(inst, ev);
+      const effects = this.apply(inst, ev);
       if (effects.length > 0) this.run(inst, () => this.perform(inst, effects, gone ? handle : undefined));
     }
   }
 
   /** Apply one event to the instance's machine (now, synchronously); returns what to perform. */
-  private step(inst: LocalInstance, ev: InstanceEvent): readonly InstanceEffect[] {
+  private apply(inst: LocalInstance, ev: InstanceEvent): readonly InstanceEffect[] {
     const { machine, effects } = step(inst.machine, ev, mono());
     inst.machine = machine;
     if (!machine.running) inst.handle = undefined;
@@ -392,7 +392,7 @@ export class Agent {
 
   /** Apply one event and perform its effects; `exited` is the handle of a process that just ended. */
   private async emit(inst: LocalInstance, ev: InstanceEvent, exited?: InstanceHandle): Promise<void> {
-    await this.perform(inst, this.step(inst, ev), exited);
+    await this.perform(inst, this.apply(inst, ev), exited);
   }
 
   /** Perform the machine's effects in order (the synchronous ones before the first await). */
@@ -501,7 +501,7 @@ export class Agent {
         inst.address = ns.nsAddr;
         argv = wrapArgv(ns, argv);
       }
-      this.step(inst, { type: 'spawning' });
+      this.apply(inst, { type: 'spawning' });
       const env = this.envFor(inst, nodeBin, user);
       // yarn Plug'n'Play: no node_modules; node must load the release's .pnp.cjs (as `yarn node` does).
       const pnp = pnpNodeOptions(release, { pnp: existsSync(join(release, '.pnp.cjs')), loader: existsSync(join(release, '.pnp.loader.mjs')) }, env['NODE_OPTIONS']);
@@ -534,7 +534,7 @@ export class Agent {
         this.kick();
         return;
       }
-      this.step(inst, { type: 'spawning' });
+      this.apply(inst, { type: 'spawning' });
       const handle = await docker.runtime.adopt(inst.spec.id, inst.stateDir) ?? await docker.runtime.start(req);
       await this.started(inst, handle, { container: handle.containerId, port: inst.port, image: req.image });
     } catch (err) {
@@ -634,7 +634,7 @@ export class Agent {
       await this.rt(inst).stop(inst.handle, graceMs);
       this.opts.log.info({ instance: inst.spec.id }, 'instance stopped');
     }
-    this.step(inst, { type: 'stopped' });
+    this.apply(inst, { type: 'stopped' });
     if (inst.address !== undefined || readNetns(inst.stateDir)) await deleteNetns(inst.stateDir);
     this.instances.delete(inst.spec.id);
     // Its output stays readable (`pilot logs APP --previous`) until the cache GC; the newest few per app.
