@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ArtifactClient } from '../artifacts/client.js';
-import { restartDelayMs } from '../core/backoff.js';
+import { step, TAIL_EVERY_MS, type InstanceEffect, type InstanceEvent } from '../core/instance-machine.js';
 import { PilotError } from '../core/errors.js';
 import { pnpNodeOptions, resolveRunCommand } from '../core/run-command.js';
 import type { InstanceSpec } from '../core/types.js';
@@ -67,11 +67,7 @@ export interface AgentOptions {
 const DOCKER_USED = 'docker-used';
 const TICK_MS = 100;
 const LONG_POLL_MS = 5000;
-const STABLE_MS = 30_000;
-const UNHEALTHY_AFTER = 3;
 const LOG_MAX_BYTES = 10 * 1024 * 1024;
-/** A failing probe re-reads the instance's last lines at most this often. */
-const TAIL_EVERY_MS = 2000;
 /** Kept logs of stopped instances older than this go at the cache GC (besides the newest 5 per app rule). */
 const STOPPED_LOGS_MAX_AGE_MS = 24 * 3_600_000;
 /** All log files of one app on this node (PILOT_LOG_APP_MAX_BYTES). */
@@ -278,37 +274,23 @@ export class Agent {
       const stateDir = join(dir, id);
       const saved = loadInstance(stateDir);
       if (!saved) continue;
-      const inst = newLocalInstance(saved.spec, stateDir);
+      const inst = newLocalInstance(saved.spec, stateDir, saved.restarts);
       inst.port = saved.port;
-      inst.restarts = saved.restarts;
       inst.address = readNetns(stateDir)?.nsAddr;
       if (saved.finished) {
         // A release phase that already ended is never run again.
-        Object.assign(inst, { state: saved.finished.state, lastError: saved.finished.lastError, logTail: saved.finished.logTail, finished: true });
+        this.apply(inst, { type: 'restored', ...saved.finished });
         this.instances.set(id, inst);
         continue;
       }
       if (inst.spec.runtime === 'docker') await this.dockerNode();
       // An engine that does not answer adopts nothing now; the start path adopts once it is back.
       inst.handle = await this.rt(inst).adopt(id, stateDir).catch(() => undefined);
-      if (inst.spec.kind === 'release') {
-        // Running: watched to its end. Ended while the agent was away: its recorded exit code says
-        // how. Never started (no pid file): started now. Never probed either way.
-        inst.startedMono = mono();
-        if (inst.handle) inst.state = 'starting';
-        else if (recordedExit(this.releaseExitFile(id, stateDir)) !== undefined || readPidFile(stateDir) !== undefined) await this.releaseEnded(inst);
-        this.instances.set(id, inst);
-        continue;
-      }
-      if (inst.handle) {
-        inst.state = 'starting';
-        inst.startedMono = mono();
-        // Probe now so that the first report already says "ready": the router keeps routing to it.
-        await this.probe(inst);
-        this.opts.log.info({ instance: id, pid: inst.handle.pid, container: inst.handle.containerId, state: inst.state }, 'instance re-adopted');
-      } else {
-        inst.state = 'backoff';
-      }
+      // kind release: ended while the agent was away when its exit code (or a stale pid file) is left behind.
+      const releaseEnded = inst.spec.kind === 'release' && !inst.handle
+        && (recordedExit(this.releaseExitFile(id, stateDir)) !== undefined || readPidFile(stateDir) !== undefined);
+      await this.emit(inst, { type: 'adopted', running: inst.handle !== undefined, releaseEnded });
+      if (inst.handle && inst.spec.kind !== 'release') this.opts.log.info({ instance: id, pid: inst.handle.pid, container: inst.handle.containerId, state: inst.machine.state }, 'instance re-adopted');
       this.instances.set(id, inst);
     }
   }
@@ -376,40 +358,77 @@ export class Agent {
     }
     for (const inst of this.instances.values()) {
       const id = inst.spec.id;
-      if (want.has(id)) {
-        inst.orphan = false;
-      } else if (inst.removing) {
-        continue;
-      } else if (stopIds === undefined || stopIds.has(id)) {
-        inst.removing = true;
-      } else if (!inst.orphan) {
-        inst.orphan = true;
-        this.opts.log.warn({ instance: id, app: inst.spec.app }, 'the control plane does not know this instance: kept running as an orphan (`pilot orphans`)');
-      }
+      // Only a log line comes out of this event: it completes at once.
+      this.emit(inst, { type: 'desired', wanted: want.has(id), stopListed: stopIds === undefined || stopIds.has(id) })
+        .catch((err: unknown) => this.opts.log.error({ err, instance: id }, 'instance step failed'));
     }
     this.supervise();
   }
 
-  /** One pass of the local state machine; every async step marks the instance busy. */
+  /**
+   * One pass of the local state machines: each instance not busy gets `exited` (its process is
+   * gone) or `tick`; the effects the machine returns run as one async step that marks it busy.
+   */
   private supervise(): void {
     if (this.closed) return;
-    const now = mono();
     for (const inst of this.instances.values()) {
       if (inst.busy) continue;
-      if (inst.removing) {
-        this.run(inst, () => this.remove(inst));
-      } else if (inst.finished) {
-        continue; // a release phase that ended: kept as it is until no longer desired
-      } else if (inst.spec.kind === 'release') {
-        if (inst.handle && !this.rt(inst).isRunning(inst.handle)) this.run(inst, () => this.releaseEnded(inst));
-        else if (inst.handle && now - inst.startedMono > (inst.spec.releaseTimeoutMs ?? 300_000)) this.run(inst, () => this.releaseEnded(inst, true));
-        else if (!inst.handle && inst.state === 'pending') this.run(inst, () => this.startInstance(inst));
-      } else if (inst.handle && !this.rt(inst).isRunning(inst.handle)) {
-        this.crashed(inst, now);
-      } else if (!inst.handle && (inst.state === 'pending' || inst.state === 'backoff' || inst.state === 'failed') && now >= inst.nextStartAt) {
-        this.run(inst, () => this.startInstance(inst));
-      } else if (inst.handle && now >= inst.nextProbeAt) {
-        this.run(inst, () => this.probe(inst));
+      const handle = inst.handle;
+      const m = inst.machine;
+      const gone = handle !== undefined && !m.removing && !m.finished && !this.rt(inst).isRunning(handle);
+      const ev: InstanceEvent = gone ? { type: 'exited', exit: this.rt(inst).exitInfo(handle) } : { type: 'tick' };
+      const effects = this.apply(inst, ev);
+      if (effects.length > 0) this.run(inst, () => this.perform(inst, effects, gone ? handle : undefined));
+    }
+  }
+
+  /** Apply one event to the instance's machine (now, synchronously); returns what to perform. */
+  private apply(inst: LocalInstance, ev: InstanceEvent): readonly InstanceEffect[] {
+    const { machine, effects } = step(inst.machine, ev, mono());
+    inst.machine = machine;
+    if (!machine.running) inst.handle = undefined;
+    return effects;
+  }
+
+  /** Apply one event and perform its effects; `exited` is the handle of a process that just ended. */
+  private async emit(inst: LocalInstance, ev: InstanceEvent, exited?: InstanceHandle): Promise<void> {
+    await this.perform(inst, this.apply(inst, ev), exited);
+  }
+
+  /** Perform the machine's effects in order (the synchronous ones before the first await). */
+  private async perform(inst: LocalInstance, effects: readonly InstanceEffect[], exited?: InstanceHandle): Promise<void> {
+    for (const e of effects) {
+      switch (e.type) {
+        case 'start':
+          await this.startInstance(inst);
+          break;
+        case 'probe':
+          await this.probe(inst);
+          break;
+        case 'remove':
+          await this.remove(inst, e.graceMs);
+          break;
+        case 'end-release':
+          await this.releaseEnded(inst, e.timedOut, e.graceMs);
+          break;
+        case 'kill-leftovers':
+          if (exited) this.killLeftovers(inst, exited);
+          break;
+        case 'fresh-port':
+          inst.port = undefined;
+          break;
+        case 'capture-tail':
+          await this.captureTail(inst, e.flush ? exited : undefined);
+          break;
+        case 'save':
+          saveInstance(inst);
+          break;
+        case 'report':
+          this.kick();
+          break;
+        case 'log':
+          this.opts.log[e.level]({ instance: inst.spec.id, app: inst.spec.app, state: inst.machine.state, restarts: inst.machine.restarts, error: inst.machine.lastError }, e.message);
+          break;
       }
     }
   }
@@ -421,27 +440,11 @@ export class Agent {
     });
   }
 
-  private crashed(inst: LocalInstance, now: number): void {
-    const handle = inst.handle!;
-    // A restart gets a fresh port unless the app has a fixed one: the old one may be taken (EADDRINUSE).
-    if (inst.spec.port === undefined && inst.spec.kind !== 'release') inst.port = undefined;
-    const exit = this.rt(inst).exitInfo(handle);
-    // The group leader died; anything it left in its group (npm's child) must not keep the port.
+  /** The group leader died: whatever it left in its group (npm's child), or in its namespace, must not keep the port. */
+  private killLeftovers(inst: LocalInstance, handle: InstanceHandle): void {
     void this.rt(inst).stop(handle, 0).catch(() => undefined);
-    // ... nor anything that left the group inside its network namespace.
     const ns = inst.address === undefined ? undefined : readNetns(inst.stateDir);
     if (ns) void killNetnsProcesses(ns.name).catch(() => undefined);
-    inst.lastError = exit?.reason ?? (exit ? `exited with ${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`}` : 'process exited');
-    if (inst.readySince !== undefined && now - inst.readySince > STABLE_MS) inst.consecutiveCrashes = 0;
-    inst.consecutiveCrashes++;
-    inst.restarts++;
-    inst.handle = undefined;
-    inst.readySince = undefined;
-    inst.state = 'backoff';
-    inst.nextStartAt = now + restartDelayMs(inst.consecutiveCrashes);
-    saveInstance(inst);
-    this.opts.log.warn({ instance: inst.spec.id, restarts: inst.restarts, error: inst.lastError }, 'instance crashed; restarting after back-off');
-    this.run(inst, () => this.captureTail(inst, now, handle));
   }
 
   /** The release wrapper's exit-code file: in the instance's work folder when it runs as its own uid (it cannot write the state dir). */
@@ -449,43 +452,26 @@ export class Agent {
     return join(this.sandbox.workPath(instanceId) ?? stateDir, RELEASE_EXIT_FILE);
   }
 
-  /** Read the instance's last lines of output into its report (once an exited one's are all written), then report. */
-  private async captureTail(inst: LocalInstance, now = mono(), exited?: InstanceHandle): Promise<void> {
-    inst.tailAt = now;
+  /** Read the instance's last lines of output into its report (once an exited one's are all written). */
+  private async captureTail(inst: LocalInstance, exited?: InstanceHandle): Promise<void> {
     if (exited) await this.rt(inst).logsFlushed?.(exited).catch(() => undefined);
-    inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
-    this.kick();
+    const text = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
+    await this.emit(inst, { type: 'tail', text });
   }
 
-  /** kind release: the one-shot ended (or timed out): stopped = success, failed otherwise, never restarted. */
-  private async releaseEnded(inst: LocalInstance, timedOut = false): Promise<void> {
+  /** kind release: the one-shot ended (or timed out: stopped first); how it ended goes to the machine. */
+  private async releaseEnded(inst: LocalInstance, timedOut: boolean, graceMs: number): Promise<void> {
     const handle = inst.handle;
-    if (timedOut && handle) await this.rt(inst).stop(handle, 2000).catch(() => undefined);
+    if (timedOut && handle) await this.rt(inst).stop(handle, graceMs).catch(() => undefined);
     const recorded = recordedExit(this.releaseExitFile(inst.spec.id, inst.stateDir));
     const exit = (handle && this.rt(inst).exitInfo(handle)) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
-    const secs = Math.round((mono() - inst.startedMono) / 1000);
-    inst.handle = undefined;
-    inst.finished = true;
-    if (!timedOut && exit?.code === 0) {
-      inst.state = 'stopped';
-      inst.lastError = undefined;
-    } else {
-      inst.state = 'failed';
-      inst.lastError = timedOut
-        ? `release phase timed out after ${Math.round((inst.spec.releaseTimeoutMs ?? 300_000) / 1000)}s (deploy.release_timeout)`
-        : `release phase ${exit ? (exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`) : 'exited (status unknown: the agent restarted meanwhile)'} after ${secs}s`;
-    }
-    if (handle) await this.rt(inst).logsFlushed?.(handle).catch(() => undefined); // its last words, e.g. the shell's "not found"
-    inst.logTail = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
-    saveInstance(inst);
-    this.opts.log.info({ instance: inst.spec.id, state: inst.state, error: inst.lastError }, 'release phase ended');
-    this.kick();
+    // Its last words (e.g. the shell's "not found") are flushed from this handle by the capture-tail effect.
+    await this.emit(inst, { type: 'release-ended', exit, timedOut }, handle);
   }
 
   private async startInstance(inst: LocalInstance): Promise<void> {
     if (inst.spec.kind === 'release' && inst.spec.runtime === 'docker') {
-      this.startFailed(inst, new PilotError('deploy_failed', 'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)'));
-      this.kick();
+      await this.startFailed(inst, new PilotError('deploy_failed', 'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)'));
       return;
     }
     if (inst.spec.runtime === 'docker') return this.startContainer(inst);
@@ -495,7 +481,10 @@ export class Agent {
       // process runtime: the revision's pinned Node.js (docker instances get theirs from the image).
       const binDirs = spec.node ? await this.nodeRuntimes.binDirs(spec.node) : [];
       const nodeBin = binDirs.length > 0 ? binDirs.join(':') : undefined;
-      if (inst.removing) return;
+      if (inst.machine.removing) {
+        this.kick();
+        return;
+      }
       this.sandbox.share(release);
       // The pinned runtime and its paired npm: readable and runnable by the app's user.
       for (const dir of binDirs) this.sandbox.share(dirname(dir));
@@ -512,35 +501,27 @@ export class Agent {
         inst.address = ns.nsAddr;
         argv = wrapArgv(ns, argv);
       }
-      inst.state = 'starting';
-      inst.startedMono = mono();
+      this.apply(inst, { type: 'spawning' });
       const env = this.envFor(inst, nodeBin, user);
       // yarn Plug'n'Play: no node_modules; node must load the release's .pnp.cjs (as `yarn node` does).
       const pnp = pnpNodeOptions(release, { pnp: existsSync(join(release, '.pnp.cjs')), loader: existsSync(join(release, '.pnp.loader.mjs')) }, env['NODE_OPTIONS']);
       if (pnp !== undefined) env['NODE_OPTIONS'] = pnp;
-      inst.handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env, user, limits: spec.resources });
-      inst.nextProbeAt = mono() + 50;
-      inst.probeFailures = 0;
-      saveInstance(inst);
-      this.opts.log.info({ instance: spec.id, pid: inst.handle.pid, port: inst.port, argv }, 'instance started');
+      const handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env, user, limits: spec.resources });
+      await this.started(inst, handle, { pid: handle.pid, port: inst.port, argv });
     } catch (err) {
-      this.startFailed(inst, err);
+      await this.startFailed(inst, err);
     }
-    this.kick();
   }
 
-  private startFailed(inst: LocalInstance, err: unknown): void {
-    inst.handle = undefined;
-    inst.state = 'failed';
-    inst.lastError = err instanceof PilotError ? err.message : String((err as Error).message ?? err);
-    if (inst.spec.kind === 'release') {
-      inst.finished = true;
-      inst.lastError = `release phase could not start: ${inst.lastError}`;
-      saveInstance(inst);
-    }
-    inst.consecutiveCrashes++;
-    inst.nextStartAt = mono() + restartDelayMs(inst.consecutiveCrashes);
-    this.opts.log.error({ instance: inst.spec.id, error: inst.lastError }, 'instance could not start');
+  private async started(inst: LocalInstance, handle: InstanceHandle, fields: Record<string, unknown>): Promise<void> {
+    inst.handle = handle;
+    this.opts.log.info({ instance: inst.spec.id, ...fields }, 'instance started');
+    await this.emit(inst, { type: 'started' });
+  }
+
+  private async startFailed(inst: LocalInstance, err: unknown): Promise<void> {
+    const error = err instanceof PilotError ? err.message : String((err as Error).message ?? err);
+    await this.emit(inst, { type: 'start-failed', error });
   }
 
   /** runtime docker: image first, then the container; a container that survived is adopted, never doubled. */
@@ -549,17 +530,16 @@ export class Agent {
       if (inst.port === undefined) inst.port = await allocatePort();
       const docker = await this.dockerNode();
       const req = await docker.request(inst, inst.port);
-      if (inst.removing) return;
-      inst.state = 'starting';
-      inst.handle = await docker.runtime.adopt(inst.spec.id, inst.stateDir) ?? await docker.runtime.start(req);
-      inst.nextProbeAt = mono() + 50;
-      inst.probeFailures = 0;
-      saveInstance(inst);
-      this.opts.log.info({ instance: inst.spec.id, container: inst.handle.containerId, port: inst.port, image: req.image }, 'instance started');
+      if (inst.machine.removing) {
+        this.kick();
+        return;
+      }
+      this.apply(inst, { type: 'spawning' });
+      const handle = await docker.runtime.adopt(inst.spec.id, inst.stateDir) ?? await docker.runtime.start(req);
+      await this.started(inst, handle, { container: handle.containerId, port: inst.port, image: req.image });
     } catch (err) {
-      this.startFailed(inst, err);
+      await this.startFailed(inst, err);
     }
-    this.kick();
   }
 
   /** What the node reports as `runtimes`: docker's engine, how process instances are isolated, and whether fixed ports get their own namespace. */
@@ -619,73 +599,47 @@ export class Agent {
     };
   }
 
+  /** Probe it and tell the machine the answer (the machine decides ready, unhealthy, the tail and the next probe). */
   private async probe(inst: LocalInstance): Promise<void> {
     const h = inst.spec.health;
     let r = await httpProbe({ host: inst.address ?? '127.0.0.1', port: inst.port!, path: h.path, timeoutMs: h.timeoutMs });
-    if (!inst.handle || inst.removing) return;
-    const wasReady = inst.state === 'ready';
+    const handle = inst.handle;
+    if (!handle || inst.machine.removing) return;
+    const wasReady = inst.machine.state === 'ready';
     // Before the first ready: the answer must come from this instance, not from another app that
     // was handed the same port (agents on one machine allocate ports independently).
-    if (r.ok && !wasReady && inst.handle.containerId === undefined && inst.address === undefined && inst.spec.port === undefined && inst.port !== undefined
-      && (await portOwnedBy(inst.handle.pid, inst.port)) === false) {
+    if (r.ok && !wasReady && handle.containerId === undefined && inst.address === undefined && inst.spec.port === undefined && inst.port !== undefined
+      && (await portOwnedBy(handle.pid, inst.port)) === false) {
       r = { ...r, ok: false, error: `port ${inst.port} is held by another process, not this instance (it will get a new port if it fails to bind)` };
     }
-    if (r.ok) {
-      inst.probeFailures = 0;
-      this.listenNotes.delete(inst.spec.id);
-      if (!wasReady) {
-        inst.state = 'ready';
-        inst.readySince = mono();
-        inst.lastError = undefined;
-        inst.logTail = undefined;
-        this.kick();
-      }
-    } else {
-      inst.probeFailures++;
-      inst.lastError = `health check GET ${h.path} failed: ${r.error ?? `status ${r.status}`}`;
-      // Refused while starting: say so when the app listens on another port than the one it was
-      // given. /proc is read at most every TAIL_EVERY_MS per instance; the note is kept in between.
-      if (r.code === 'ECONNREFUSED' && !wasReady && inst.handle.containerId === undefined && inst.port !== undefined && inst.address === undefined) {
-        const t = mono();
-        let seen = this.listenNotes.get(inst.spec.id);
-        if (!seen || t - seen.at > TAIL_EVERY_MS) {
-          seen = { at: t, note: elsewhereNote(await listeningPorts(inst.handle.pid), inst.port) };
-          this.listenNotes.set(inst.spec.id, seen);
-        }
-        if (seen.note) inst.lastError += ` (${seen.note})`;
-      } else this.listenNotes.delete(inst.spec.id);
-      // A refused connection is definite (nothing listens): out of the routing table at once, within
-      // one probe interval. Timeouts and 5xx may be a slow moment: they need UNHEALTHY_AFTER in a row.
-      const definite = r.code === 'ECONNREFUSED';
-      if (wasReady && (definite || inst.probeFailures >= UNHEALTHY_AFTER)) {
-        inst.state = 'unhealthy';
-        inst.readySince = undefined;
-        this.kick();
-      }
-      // What the app says while it fails its probe goes with the report (at most every TAIL_EVERY_MS).
-      // Not in the first TAIL_EVERY_MS of a start: a booting app failing its first probes is normal.
+    let note: string | undefined;
+    // Refused while starting: say so when the app listens on another port than the one it was
+    // given. /proc is read at most every TAIL_EVERY_MS per instance; the note is kept in between.
+    if (!r.ok && r.code === 'ECONNREFUSED' && !wasReady && handle.containerId === undefined && inst.port !== undefined && inst.address === undefined) {
       const t = mono();
-      if (inst.state !== 'ready' && t - inst.startedMono > TAIL_EVERY_MS && t - inst.tailAt > TAIL_EVERY_MS) await this.captureTail(inst);
-    }
-    // Until it is ready, probe often: readiness latency is deploy latency.
-    inst.nextProbeAt = mono() + (inst.state === 'ready' ? h.intervalMs : Math.min(100, h.intervalMs));
+      let seen = this.listenNotes.get(inst.spec.id);
+      if (!seen || t - seen.at > TAIL_EVERY_MS) {
+        seen = { at: t, note: elsewhereNote(await listeningPorts(handle.pid), inst.port) };
+        this.listenNotes.set(inst.spec.id, seen);
+      }
+      note = seen.note;
+    } else this.listenNotes.delete(inst.spec.id);
+    await this.emit(inst, { type: 'probed', ok: r.ok, refused: r.code === 'ECONNREFUSED', error: r.error ?? `status ${r.status}`, note });
   }
 
-  private async remove(inst: LocalInstance): Promise<void> {
+  /** Stop it (if it runs), keep its logs, forget it. */
+  private async remove(inst: LocalInstance, graceMs: number): Promise<void> {
     this.listenNotes.delete(inst.spec.id);
     if (inst.handle) {
-      inst.state = 'stopping';
-      this.kick();
-      await this.rt(inst).stop(inst.handle, inst.spec.stopTimeoutMs);
+      await this.rt(inst).stop(inst.handle, graceMs);
       this.opts.log.info({ instance: inst.spec.id }, 'instance stopped');
     }
-    inst.handle = undefined;
+    this.apply(inst, { type: 'stopped' });
     if (inst.address !== undefined || readNetns(inst.stateDir)) await deleteNetns(inst.stateDir);
-    inst.state = 'stopped';
     this.instances.delete(inst.spec.id);
     // Its output stays readable (`pilot logs APP --previous`) until the cache GC; the newest few per app.
     try {
-      keepLogs(this.opts.home, inst.stateDir, { id: inst.spec.id, app: inst.spec.app, revision: inst.spec.revision, kind: inst.spec.kind ?? 'web', stoppedAt: Date.now(), lastError: inst.lastError });
+      keepLogs(this.opts.home, inst.stateDir, { id: inst.spec.id, app: inst.spec.app, revision: inst.spec.revision, kind: inst.spec.kind ?? 'web', stoppedAt: Date.now(), lastError: inst.machine.lastError });
       pruneStopped(this.opts.home, this.keepStopped, Date.now());
     } catch (err) {
       this.opts.log.warn({ err, instance: inst.spec.id }, 'could not keep the logs of a stopped instance');

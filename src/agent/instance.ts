@@ -5,64 +5,42 @@
  */
 import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { InstanceSpec, InstanceState, InstanceStatus } from '../core/types.js';
+import { initialMachine, machineConfig, type InstanceMachine } from '../core/instance-machine.js';
+import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 import type { InstanceHandle } from './runtimes/runtime.js';
 
 export interface LocalInstance {
   spec: InstanceSpec;
   stateDir: string;
-  state: InstanceState;
+  /** Its life cycle (state, restarts, back-off, probes, lastError, logTail): core/instance-machine.ts decides, the agent performs. */
+  machine: InstanceMachine;
   port: number | undefined;
+  /** The process or container; set while `machine.running`. */
   handle: InstanceHandle | undefined;
-  restarts: number;
-  /** Crashes since it was last stable; drives the back-off. */
-  consecutiveCrashes: number;
-  lastError: string | undefined;
-  /** Monotonic ms before which it must not be (re)started. */
-  nextStartAt: number;
-  /** Monotonic ms of the next probe. */
-  nextProbeAt: number;
-  probeFailures: number;
-  readySince: number | undefined;
   /** An async step (fetch, start, stop, probe) is running: the loop leaves it alone meanwhile. */
   busy: boolean;
-  /** Not desired any more: being stopped, then forgotten. */
-  removing: boolean;
-  /** The last lines of its output, captured when it failed (crash, start, probe); cleared once ready. */
-  logTail: string | undefined;
-  /** Monotonic ms of the last capture (a failing probe captures at most every TAIL_EVERY_MS). */
-  tailAt: number;
   /** Fixed port with its own network namespace: where it listens (netns.ts). */
   address: string | undefined;
-  /** kind release: the phase ended (state `stopped` = exit 0, `failed` otherwise); never started again. */
-  finished: boolean;
-  /** kind release: monotonic ms it was started, for its timeout. */
-  startedMono: number;
-  /** Unknown to the control plane (its state was lost?): kept running, reported, stopped only when told by id. */
-  orphan?: boolean;
 }
 
-export function newLocalInstance(spec: InstanceSpec, stateDir: string): LocalInstance {
-  return {
-    spec, stateDir, state: 'pending', port: spec.port, handle: undefined, restarts: 0, consecutiveCrashes: 0,
-    lastError: undefined, nextStartAt: 0, nextProbeAt: 0, probeFailures: 0, readySince: undefined, busy: false, removing: false,
-    logTail: undefined, tailAt: 0, address: undefined, finished: false, startedMono: 0,
-  };
+export function newLocalInstance(spec: InstanceSpec, stateDir: string, restarts = 0): LocalInstance {
+  return { spec, stateDir, machine: initialMachine(machineConfig(spec), restarts), port: spec.port, handle: undefined, busy: false, address: undefined };
 }
 
 export function statusOf(i: LocalInstance): InstanceStatus {
+  const m = i.machine;
   return {
     id: i.spec.id,
     app: i.spec.app,
     revision: i.spec.revision,
-    state: i.state,
+    state: m.state,
     port: i.port,
     pid: i.handle?.pid || undefined, // a container that already exited has pid 0
-    restarts: i.restarts,
-    lastError: i.lastError?.slice(0, 4000),
+    restarts: m.restarts,
+    lastError: m.lastError?.slice(0, 4000),
     startedAt: i.handle?.startedAt,
     containerId: i.handle?.containerId,
-    logTail: i.logTail?.slice(-8000), // the protocol's bound; the end is what matters
+    logTail: m.logTail?.slice(-8000), // the protocol's bound; the end is what matters
     address: i.address,
   };
 }
@@ -79,8 +57,8 @@ export function saveInstance(i: LocalInstance): void {
   mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
   const file = join(i.stateDir, 'instance.json');
   const body: Persisted = {
-    spec: i.spec, port: i.port, restarts: i.restarts,
-    ...(i.finished ? { finished: { state: i.state === 'stopped' ? 'stopped' : 'failed', lastError: i.lastError, logTail: i.logTail } } : {}),
+    spec: i.spec, port: i.port, restarts: i.machine.restarts,
+    ...(i.machine.finished ? { finished: { state: i.machine.state === 'stopped' ? 'stopped' : 'failed', lastError: i.machine.lastError, logTail: i.machine.logTail } } : {}),
   };
   // 0600: the spec holds the app's env (secrets) and registry credentials.
   writeFileSync(file + '.tmp', JSON.stringify(body), { mode: 0o600 });
