@@ -54,6 +54,7 @@ export interface MemoryState {
   /** Key `version\0platform`. */
   nodeRuntimes: Map<string, NodeRuntimeRecord>;
   artifacts: Map<string, ArtifactMeta>;
+  // A new table is one more Map here (and in emptyMemoryState); backup and fromBackup carry every Map.
   /** Last ids given (AUTOINCREMENT: never reused, even after a delete). */
   seq: { rollout: number; run: number; registry: number };
 }
