@@ -51,6 +51,13 @@ module.exports = {
       to: { dependencyTypes: ['npm', 'npm-dev', 'npm-optional', 'core'], pathNot: ['^node_modules/@sinclair/typebox/', '^(node:)?(path|util|crypto|assert)$'] },
     },
     { name: 'no-module-cycles', severity: 'error', from: { pathNot: TESTS }, to: { circular: true } },
+    {
+      name: 'test-doubles-in-tests-only',
+      comment: 'the in-memory store and the store contract are for tests (src/store/README.md): production runs a real store',
+      severity: 'error',
+      from: { path: '^src/', pathNot: [TESTS, '^src/store/(memory-store|store-contract)\\.ts$'] },
+      to: { path: '^src/store/(memory-store|store-contract)\\.ts$' },
+    },
   ],
   options: {
     tsPreCompilationDeps: true,

@@ -211,7 +211,15 @@ export class SqliteStore implements Store {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
 
+  /** A removed app's row stays until purged: writing to it would hand its leftovers to a new app of that name. */
+  private assertNotRemoving(name: string): void {
+    if (this.stmt('SELECT 1 FROM apps WHERE name = ? AND removed_at IS NOT NULL').get(name) !== undefined) {
+      throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+    }
+  }
+
   async upsertApp(name: string, config: AppConfig, now: number): Promise<AppRecord> {
+    this.assertNotRemoving(name);
     this.stmt(`INSERT INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
       )
@@ -242,11 +250,12 @@ export class SqliteStore implements Store {
   }
   async purgeRemovedApps(): Promise<string[]> {
     return this.db.transaction((): string[] => {
-      const gone = (this.stmt(`SELECT name FROM apps WHERE removed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.app = apps.name)`)
+      const gone = (this.stmt(`SELECT name FROM apps WHERE removed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.app = apps.name) ORDER BY name`)
         .all() as { name: string }[]).map((r) => r.name);
       for (const name of gone) {
         this.stmt('DELETE FROM rollouts WHERE app = ?').run(name);
         this.stmt('DELETE FROM revisions WHERE app = ?').run(name);
+        this.stmt('DELETE FROM secrets WHERE app = ?').run(name);
         this.stmt('DELETE FROM apps WHERE name = ?').run(name);
       }
       return gone;
@@ -260,6 +269,7 @@ export class SqliteStore implements Store {
   }
 
   async setAppSource(name: string, defaults: AppConfig, src: AppSource, now: number): Promise<AppRecord> {
+    this.assertNotRemoving(name);
     this.db.transaction(() => {
       this.stmt('INSERT OR IGNORE INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
         .run(name, JSON.stringify(defaults), defaults.replicas, now, now);
@@ -278,7 +288,8 @@ export class SqliteStore implements Store {
           r.image ? JSON.stringify(r.image) : null, r.nodeRuntime ? JSON.stringify(r.nodeRuntime) : null);
       return n;
     })();
-    return { ...r, number };
+    // What was stored, read back (not the caller's object): the same record getRevision gives.
+    return (await this.getRevision(r.app, number))!;
   }
   async getRevision(app: string, number: number): Promise<RevisionRecord | undefined> {
     const r = this.stmt('SELECT * FROM revisions WHERE app = ? AND number = ?').get(app, number) as Row | undefined;
@@ -371,15 +382,15 @@ export class SqliteStore implements Store {
   }
 
   async upsertNode(n: NodeRecord): Promise<void> {
-    // On conflict the row keeps its scheduling state; so does the cache.
+    // On conflict the row keeps its name, registration time and scheduling state; so does the cache.
     this.stmt(
       `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels, runtimes)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
          agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, runtimes = excluded.runtimes`,
     ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels), JSON.stringify(n.runtimes));
-    const kept = this.nodes?.byId.get(n.id)?.scheduling;
-    this.cacheNode(kept === undefined ? n : { ...n, scheduling: kept });
+    const old = this.nodes?.byId.get(n.id);
+    this.cacheNode(old === undefined ? n : { ...n, name: old.name, registeredAt: old.registeredAt, scheduling: old.scheduling });
   }
   async setNodeScheduling(id: string, scheduling: NodeRecord['scheduling']): Promise<void> {
     this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);
