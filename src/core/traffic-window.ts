@@ -281,3 +281,20 @@ export function isTrafficSummary(x: unknown): x is TrafficSummary {
     && Array.isArray(lat.bins) && lat.bins.length <= LATENCY_BINS
     && lat.bins.every((p: unknown) => Array.isArray(p) && p.length === 2 && Number.isInteger(p[0]) && p[0] >= 0 && p[0] < LATENCY_BINS && count(p[1]));
 }
+
+/** The window a traffic query covers when none is given. */
+export const DEFAULT_TRAFFIC_WINDOW_MS = 60_000;
+
+/**
+ * A traffic query's `window`: "30s", "5m", "1500ms" or a number of seconds; 1 s to 5 min.
+ * Undefined or empty: the default (60 s). Returns a message instead when it is not one.
+ */
+export function parseTrafficWindow(raw: string | undefined): { ms: number } | { error: string } {
+  const v = raw?.trim() ?? '';
+  if (v === '') return { ms: DEFAULT_TRAFFIC_WINDOW_MS };
+  const m = /^(\d{1,7}(?:\.\d{1,3})?)(ms|s|m)?$/.exec(v);
+  if (m === null) return { error: `window "${v.slice(0, 40)}" is not a duration` };
+  const ms = Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm']);
+  if (ms < 1000 || ms > 300_000) return { error: `window "${v}" is outside 1s to 5m` };
+  return { ms };
+}
