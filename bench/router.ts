@@ -16,7 +16,7 @@
  *   npm run build && node dist/bench/router.js [seconds=5] [concurrency=32]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -34,6 +34,8 @@ const HOST = 'bench.localhost';
 const BODY = 'hello from the upstream\n';
 
 interface Result {
+  /** CPU time of the proxy process per request (µs), when its pid is known: steadier than req/s on a loaded machine. */
+  readonly cpuUs?: number;
   readonly rps: number;
   readonly p50: number;
   readonly p99: number;
@@ -105,10 +107,23 @@ http {
   return { child, port, dir };
 }
 
+const TICK_MS = 1000 / Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
+/** CPU time (user + system, ms) a process has used so far, from /proc/PID/stat; NaN when unreadable. */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MS; // utime, stime (fields 14 and 15)
+  } catch {
+    return NaN;
+  }
+}
+
 const percentile = (sorted: Float64Array, p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
 
 /** CONCURRENCY undici loops over one keep-alive pool for `seconds` (after a 1 s warm-up). */
-async function undiciLoad(port: number, seconds: number, concurrency: number): Promise<Result> {
+async function undiciLoad(port: number, seconds: number, concurrency: number, pid?: number): Promise<Result> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency, pipelining: 1 });
   let samples = new Float64Array(1 << 20);
   let n = 0;
@@ -139,18 +154,21 @@ async function undiciLoad(port: number, seconds: number, concurrency: number): P
   recording = true;
   errors = 0;
   const t0 = performance.now();
+  const cpu0 = cpuMs(pid);
   await new Promise((r) => setTimeout(r, seconds * 1_000));
   recording = false;
+  const cpu = cpuMs(pid) - cpu0;
   const elapsed = (performance.now() - t0) / 1_000;
   stop = true;
   await Promise.all(workers);
   await pool.close();
   const sorted = samples.subarray(0, n).sort();
-  return { rps: n / elapsed, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), errors };
+  return { rps: n / elapsed, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), errors, ...(Number.isFinite(cpu) ? { cpuUs: (cpu * 1000) / n } : {}) };
 }
 
 /** The same measurement with wrk (1 thread); undefined when wrk is not installed. */
-function wrkLoad(port: number, seconds: number, concurrency: number): Result | undefined {
+function wrkLoad(port: number, seconds: number, concurrency: number, pid?: number): Result | undefined {
+  const cpu0 = cpuMs(pid);
   const r = spawnSync('wrk', ['-t1', `-c${concurrency}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
   if (r.error !== undefined || r.status !== 0) return undefined;
   const ms = (label: string): number => {
@@ -162,7 +180,9 @@ function wrkLoad(port: number, seconds: number, concurrency: number): Result | u
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(r.stdout)?.[1] ?? 0);
   const sockErr = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(r.stdout);
   const errors = non2xx + (sockErr === null ? 0 : sockErr.slice(1).reduce((s, x) => s + Number(x), 0));
-  return { rps, p50: ms('50'), p99: ms('99'), errors };
+  const cpu = cpuMs(pid) - cpu0;
+  const total = Number(/(\d+) requests in/.exec(r.stdout)?.[1] ?? NaN);
+  return { rps, p50: ms('50'), p99: ms('99'), errors, ...(Number.isFinite(cpu) && total > 0 ? { cpuUs: (cpu * 1000) / total } : {}) };
 }
 
 const NEW = 'Pilot router (windows)';
@@ -191,7 +211,7 @@ function recordingCost(): void {
 }
 
 function row(name: string, r: Result): string {
-  return `  ${name.padEnd(31)} ${r.rps.toFixed(0).padStart(8)} req/s   p50 ${r.p50.toFixed(2).padStart(6)} ms   p99 ${r.p99.toFixed(2).padStart(6)} ms   errors ${r.errors}`;
+  return `  ${name.padEnd(31)} ${r.rps.toFixed(0).padStart(8)} req/s   p50 ${r.p50.toFixed(2).padStart(6)} ms   p99 ${r.p99.toFixed(2).padStart(6)} ms   errors ${r.errors}${r.cpuUs === undefined ? '' : `   router CPU ${r.cpuUs.toFixed(1).padStart(5)} µs/req`}`;
 }
 
 async function main(): Promise<void> {
@@ -212,24 +232,26 @@ async function main(): Promise<void> {
       nginxDir = nginx.dir;
     }
     // New and old alternate, twice each: the figures compared are the better run of each.
-    const targets: [string, number][] = [
+    const targets: [string, number, number?][] = [
       ['direct to upstream', upstream.port],
-      [NEW, pilot.port], [OLD, legacy.port], [NEW, pilot.port], [OLD, legacy.port],
+      [NEW, pilot.port, pilot.child.pid], [OLD, legacy.port, legacy.child.pid], [NEW, pilot.port, pilot.child.pid], [OLD, legacy.port, legacy.child.pid],
     ];
     if (nginx !== undefined) targets.push(['through nginx (1 wkr)', nginx.port]);
 
     console.log(`router bench: GET of ${BODY.length} bytes, ${concurrency} keep-alive clients, ${seconds} s per target, ${cpus().length} CPUs, Node ${process.version}`);
     recordingCost();
     if (nginx === undefined) console.log('  nginx: SKIPPED (not installed; `apt-get install -y nginx` to compare)');
-    const generators: [string, (port: number) => Promise<Result | undefined>][] = [
-      ['undici loop (this process)', (port) => undiciLoad(port, seconds, concurrency)],
-      ['wrk -t1', async (port) => wrkLoad(port, seconds, concurrency)],
+    const generators: [string, (port: number, pid?: number) => Promise<Result | undefined>][] = [
+      ['undici loop (this process)', (port, pid) => undiciLoad(port, seconds, concurrency, pid)],
+      ['wrk -t1', async (port, pid) => wrkLoad(port, seconds, concurrency, pid)],
     ];
     for (const [generator, load] of generators) {
       console.log(`\nload generator: ${generator}`);
       const results = new Map<string, Result>();
-      for (const [name, port] of targets) {
-        const r = await load(port);
+      const cpu = new Map<string, number>();
+      for (const [name, port, pid] of targets) {
+        const r = await load(port, pid);
+        if (r?.cpuUs !== undefined) cpu.set(name, Math.min(cpu.get(name) ?? Infinity, r.cpuUs));
         if (r === undefined) {
           console.log('  SKIPPED (wrk not installed)');
           break;
@@ -242,6 +264,9 @@ async function main(): Promise<void> {
       const old = results.get(OLD);
       if (p !== undefined && old !== undefined) {
         console.log(`  windows/prom-client (best of 2 each): throughput ${(p.rps / old.rps).toFixed(3)}x, p50 ${(p.p50 / old.p50).toFixed(2)}x, p99 ${(p.p99 / old.p99).toFixed(2)}x`);
+        const c = cpu.get(NEW);
+        const o = cpu.get(OLD);
+        if (c !== undefined && o !== undefined) console.log(`  router CPU per request (lowest of 2 each): windows ${c.toFixed(1)} µs, prom-client ${o.toFixed(1)} µs: ${(c / o).toFixed(3)}x`);
       }
       const n = results.get('through nginx (1 wkr)');
       if (p !== undefined && n !== undefined) {
