@@ -48,6 +48,7 @@ const runtimesModule = () => import('./runtimes.js');
 const runtimesList = lazy(runtimesModule, 'runtimes');
 const runtimesAdd = lazy(runtimesModule, 'runtimesAdd');
 const gc = lazy(() => import('./gc.js'), 'gc');
+const top = lazy(() => import('./top.js'), 'top');
 const imagesModule = () => import('./images.js');
 const imagesBootstrapNode = lazy(imagesModule, 'imagesBootstrapNode');
 const registrySet = lazy(imagesModule, 'registrySet');
@@ -189,6 +190,11 @@ secretsCmd.command('list').argument('<app>').action(action(async (app: string, _
 secretsCmd.command('rm').argument('<app>').argument('<name>').action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
 program.command('status').description('an app\'s instances, revisions and rollouts').argument('<app>')
   .action(action(async (app: string, _o: object, cmd: Command) => status(app, g(cmd))));
+program.command('top').description('live traffic per app and revision: req/s, status counts, error rate, p50/p99 (from the router)').argument('[app]')
+  .option('--once', 'print one refresh and exit (plain lines)')
+  .option('--interval <duration>', 'time between refreshes', '2s')
+  .option('--window <duration>', 'how far back the figures look: 1s to 5m', '10s')
+  .action(action(async (app: string | undefined, o: { once?: boolean; interval?: string; window?: string }, cmd: Command) => top(app, { ...g(cmd), ...o })));
 program.command('logs').description('an app\'s output (or a run\'s log with --run)').argument('[app]')
   .option('-f, --follow', 'keep printing new lines')
   .option('--tail <n>', 'lines of history per instance', '100')

@@ -20,6 +20,8 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { TableFeed } from '../router/table-feed.js';
 import { readRouterFile } from '../router/router-process.js';
 import { registerRouterRoutes } from './router-routes.js';
+import { registerTrafficRoutes, routerProcessTraffic } from './traffic-routes.js';
+import { RouterMetrics } from '../router/metrics.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { request } from 'undici';
 import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
@@ -159,8 +161,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const table = new RoutingTable();
   const feed = new TableFeed();
   const embedded = (opts.router ?? 'embedded') === 'embedded';
+  // The embedded router's traffic figures, read by /api/v1/apps/:app/traffic (a router process serves its own).
+  const traffic = embedded ? new RouterMetrics(registry) : undefined;
   const router = embedded
-    ? await startRouter({ host: opts.routerHost, port: opts.routerPort, table, registry, trusted }).catch((err: unknown) => {
+    ? await startRouter({ host: opts.routerHost, port: opts.routerPort, table, metrics: traffic, trusted }).catch((err: unknown) => {
       store.close();
       throw listenError(err, 'router', opts.routerHost, opts.routerPort);
     })
@@ -244,6 +248,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     return (await registry.metrics()) + (router ? '' : await routerProcessMetrics(opts.home, routerToken.token));
   });
   registerRouterRoutes(api, { feed, tokens: () => [routerToken.token, admin.token] });
+  registerTrafficRoutes(api, {
+    store,
+    source: async (ms, app) => (traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app)),
+  });
   registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, { blobs, meta: { putMeta: (m) => store.putArtifactMeta(m), getMeta: (d) => store.getArtifactMeta(d), listMeta: (a) => store.listArtifactMeta(a) }, maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3 });
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });

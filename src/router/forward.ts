@@ -13,7 +13,7 @@ import type { Dispatcher } from 'undici';
 import type { Balancer } from './balancer.js';
 import { sendError, upstreamFailed } from './error-responses.js';
 import { clientAddress, clientResponseHeaders, type HeaderRecord, pinnedRevision, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
-import { CLIENT_CLOSED, type RouterMetrics } from './metrics.js';
+import { CLIENT_CLOSED, type RevisionRecorder, type TrafficSink } from './metrics.js';
 import type { TableRoute, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
 import { errno } from '../core/errno.js';
@@ -22,7 +22,7 @@ import { errno } from '../core/errno.js';
 export interface ForwardDeps {
   readonly pools: UpstreamPools;
   readonly balancer: Balancer;
-  readonly metrics: RouterMetrics;
+  readonly metrics: TrafficSink;
   /** The current route for a Host header: a retry goes by the table as it is now, not as it was. */
   readonly lookup: (host: string) => TableRoute | undefined;
   /** Clients whose forwarding headers are believed (--trusted-proxy); none when absent. */
@@ -60,7 +60,8 @@ class Exchange {
   readonly tried = new Set<string>();
   attempts = 0;
   current: Attempt | undefined;
-  revision: number | undefined;
+  /** Where the outcome is counted: the revision of the upstream tried last (kept, not looked up per request). */
+  recorder: RevisionRecorder | undefined;
   /** The router has finished with the response (ended, answered an error, or cut it short). */
   done = false;
   clientGone = false;
@@ -90,7 +91,7 @@ class Exchange {
   attempt(upstream: Upstream): void {
     this.tried.add(upstream.id);
     this.attempts++;
-    this.revision = upstream.revision;
+    this.recorder = this.deps.metrics.revision(upstream);
     const attempt = new Attempt(this, upstream);
     this.current = attempt;
     this.deps.pools.acquire(upstream.id);
@@ -135,7 +136,8 @@ class Exchange {
       this.current?.abort();
     }
     const code = this.clientGone ? CLIENT_CLOSED : this.res.statusCode;
-    this.deps.metrics.request(this.app, this.revision, code, (performance.now() - this.startedAt) / 1000);
+    const now = performance.now();
+    this.recorder?.record(code, now - this.startedAt, now);
   }
 }
 

@@ -12,7 +12,7 @@ import { PilotError } from '../core/errors.js';
 import { Balancer } from './balancer.js';
 import { noReadyInstance, sendError, unknownHost } from './error-responses.js';
 import { forward, type ForwardDeps } from './forward.js';
-import { RouterMetrics } from './metrics.js';
+import { RouterMetrics, type TrafficSink } from './metrics.js';
 import type { RoutingTable } from './routing-table.js';
 import { UpstreamPools } from './upstream-pools.js';
 import { proxyUpgrade, type UpgradeDeps } from './upgrade.js';
@@ -23,8 +23,10 @@ export interface RouterOptions {
   /** 0 picks a free port; the actual one is in `Router.port`. */
   readonly port: number;
   readonly table: RoutingTable;
-  /** Where the pilot_router_* metrics go; a private registry when absent. */
+  /** Where the pilot_router_* metrics go; a private registry when absent (ignored with `metrics`). */
   readonly registry?: Registry;
+  /** Where traffic is recorded: the caller keeps it to read the figures. Default: a RouterMetrics on `registry`. */
+  readonly metrics?: TrafficSink;
   /** How long an upstream may take to send its response headers. Default 60 s. */
   readonly headersTimeoutMs?: number;
   /** Longest silence between two chunks of an upstream's response body. Default 5 min. */
@@ -51,7 +53,7 @@ export interface Router {
 
 /** Start the router on host:port; it follows every later `table.set` until closed. */
 export async function startRouter(opts: RouterOptions): Promise<Router> {
-  const metrics = new RouterMetrics(opts.registry);
+  const metrics = opts.metrics ?? new RouterMetrics(opts.registry);
   const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
   const pools = new UpstreamPools({
     headersMs: opts.headersTimeoutMs ?? 60_000,

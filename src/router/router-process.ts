@@ -16,7 +16,8 @@
  * - It writes $PILOT_HOME/router/router.json (pid, start time, URL) once it listens; that is how
  *   the next `pilot up` finds and adopts it instead of starting a second one.
  * - Metrics (pilot_router_*) are served on a second, loopback-only port with the router token, and
- *   the control plane's /metrics includes them.
+ *   the control plane's /metrics includes them; so are the live traffic figures (GET /traffic,
+ *   traffic-endpoint.ts), which the control plane's /api/v1/apps/:app/traffic reads.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -27,7 +28,9 @@ import { Registry } from 'prom-client';
 import { request } from 'undici';
 import { bearer, tokensEqual } from '../api/auth.js';
 import { readStartTime } from '../os/proc.js';
+import { RouterMetrics } from './metrics.js';
 import { startRouter } from './proxy.js';
+import { serveTraffic, TRAFFIC_PATH } from './traffic-endpoint.js';
 import { TrustedProxies } from './headers.js';
 import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
 import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
@@ -38,7 +41,7 @@ export interface RouterProcessFile {
   readonly url: string;
   readonly host: string;
   readonly port: number;
-  /** http://127.0.0.1:PORT: GET /metrics with the router token. */
+  /** http://127.0.0.1:PORT: GET /metrics and GET /traffic with the router token. */
   readonly admin: string;
 }
 
@@ -93,7 +96,8 @@ export async function runRouterProcess(o: { home: string; host: string; port: nu
   const registry = new Registry();
   // Forwarding headers: the same rule as the embedded router (--trusted-proxy, else PILOT_TRUSTED_PROXIES).
   const trusted = new TrustedProxies(o.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, o.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
-  const router = await startRouter({ host: o.host, port: o.port, table, registry, trusted });
+  const metrics = new RouterMetrics(registry);
+  const router = await startRouter({ host: o.host, port: o.port, table, metrics, trusted });
   const token = (): string => readFileSync(join(home, 'router-token'), 'utf8').trim();
 
   const admin = http.createServer((req, res) => {
@@ -103,6 +107,16 @@ export async function runRouterProcess(o: { home: string; host: string; port: nu
       ok = t !== undefined && tokensEqual(t, token());
     } catch {
       ok = false;
+    }
+    let url: URL | undefined;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      url = undefined; // an unparsable target ("http://[") is a 404 below, never a crash
+    }
+    if (ok && req.method === 'GET' && url?.pathname === TRAFFIC_PATH) {
+      serveTraffic(metrics, url, res);
+      return;
     }
     if (!ok || req.url !== '/metrics') {
       res.writeHead(ok ? 404 : 401).end();

@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import type { Balancer } from './balancer.js';
 import { noReadyInstance, rawErrorResponse, unknownHost, unsupportedUpgrade, upstreamFailed } from './error-responses.js';
 import { clientAddress, pinnedRevision, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
-import type { RouterMetrics } from './metrics.js';
+import type { TrafficSink } from './metrics.js';
 import type { TableRoute, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
@@ -23,7 +23,7 @@ import type { UpstreamPools } from './upstream-pools.js';
 export interface UpgradeDeps {
   readonly pools: UpstreamPools;
   readonly balancer: Balancer;
-  readonly metrics: RouterMetrics;
+  readonly metrics: TrafficSink;
   readonly lookup: (host: string) => TableRoute | undefined;
   /** Clients whose forwarding headers are believed (--trusted-proxy). */
   readonly trusted?: TrustedProxies;

@@ -1,0 +1,90 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { Registry } from 'prom-client';
+import { RouterMetrics } from '../router/metrics.js';
+import type { AppRecord, Store } from '../store/store.js';
+import { installErrorHandling } from './http-errors.js';
+import { appTraffic, registerTrafficRoutes, type TrafficSource } from './traffic-routes.js';
+
+const app = (name: string, activeRevision: number | undefined): AppRecord => ({
+  name, activeRevision, config: {} as AppRecord['config'], replicas: 1, createdAt: 0, updatedAt: 0,
+  repo: undefined, branch: undefined, webhookSecret: undefined, githubToken: undefined, statusApiUrl: undefined,
+});
+
+const upstream = (name: string, revision: number) => ({ id: `${name}-${revision}`, app: name, revision, host: '127.0.0.1', port: 1 });
+
+describe('traffic routes', () => {
+  it('merge two routers\' rows by revision: newest first, the no-instance row last, the active one marked', () => {
+    const a = new RouterMetrics(new Registry(), { now: () => 5_000 });
+    const b = new RouterMetrics(new Registry(), { now: () => 5_000 });
+    for (let i = 0; i < 30; i++) a.revision(upstream('shop', 1)).record(200, 1, 5_000);
+    for (let i = 0; i < 10; i++) b.revision(upstream('shop', 1)).record(500, 100, 5_000);
+    b.revision(upstream('shop', 2)).record(200, 1, 5_000);
+    b.request('shop', undefined, 502, 0);
+    a.revision(upstream('cart', 9)).record(200, 1, 5_000);
+    const t = appTraffic(app('shop', 1), [...a.traffic(60_000), ...b.traffic(60_000)], 60_000);
+    assert.deepEqual(t.revisions.map((r) => [r.revision, r.active]), [[2, false], [1, true], [null, false]]);
+    const r1 = t.revisions[1]!;
+    assert.equal(r1.requests, 40);
+    assert.equal(r1.status['5xx'], 10);
+    assert.equal(r1.errorRate, 0.25);
+    assert.ok(r1.latencyMs.p99! > 90, 'the slow router\'s requests are in the merged p99');
+    assert.ok(r1.latencyMs.p50! < 2);
+  });
+
+  it('show the active revision before its first request', () => {
+    const t = appTraffic(app('shop', 3), [], 60_000);
+    assert.deepEqual(t.revisions.map((r) => [r.revision, r.requests, r.rps]), [[3, 0, 0]]);
+    assert.deepEqual(appTraffic(app('fresh', undefined), [], 60_000).revisions, []);
+  });
+
+  describe('over HTTP', () => {
+    let api: FastifyInstance;
+    let fail: Error | undefined;
+    const metrics = new RouterMetrics(new Registry());
+    const source: TrafficSource = async (ms, name) => {
+      if (fail) throw fail;
+      return metrics.traffic(ms, name);
+    };
+    const store = {
+      getApp: async (name: string) => (name === 'shop' ? app('shop', 1) : undefined),
+      listApps: async () => [app('shop', 1)],
+    } as unknown as Store;
+
+    before(async () => {
+      api = Fastify() as unknown as FastifyInstance;
+      installErrorHandling(api);
+      registerTrafficRoutes(api, { store, source });
+      await api.ready();
+      for (let i = 0; i < 4; i++) metrics.revision(upstream('shop', 1)).record(i === 0 ? 503 : 200, 1, performance.now());
+    });
+    after(() => api.close());
+
+    it('answer the figures, 404 app_not_found, 400 for a bad window or name, 503 when the router cannot be read', async () => {
+      const ok = await api.inject({ method: 'GET', url: '/api/v1/apps/shop/traffic?window=30s' });
+      assert.equal(ok.statusCode, 200);
+      const body = ok.json<{ windowSeconds: number; revisions: { revision: number; requests: number; errorRate: number }[] }>();
+      assert.equal(body.windowSeconds, 30);
+      assert.deepEqual(body.revisions.map((r) => [r.revision, r.requests, r.errorRate]), [[1, 4, 0.25]]);
+      const all = await api.inject({ method: 'GET', url: '/api/v1/traffic' });
+      assert.equal(all.json<{ windowSeconds: number }>().windowSeconds, 60, 'the default window');
+
+      const missing = await api.inject({ method: 'GET', url: '/api/v1/apps/nope/traffic' });
+      assert.equal(missing.statusCode, 404);
+      assert.equal(missing.json<{ error: { code: string } }>().error.code, 'app_not_found');
+      const name = await api.inject({ method: 'GET', url: '/api/v1/apps/%00evil/traffic' });
+      assert.equal(name.json<{ error: { code: string } }>().error.code, 'invalid_name');
+      const long = await api.inject({ method: 'GET', url: `/api/v1/apps/shop/traffic?window=${'1'.repeat(100)}` });
+      assert.equal(long.statusCode, 400);
+      const twice = await api.inject({ method: 'GET', url: '/api/v1/apps/shop/traffic?window=1s&window=2s' });
+      assert.equal(twice.statusCode, 400, 'a repeated parameter is refused, not half-read');
+
+      fail = new (await import('../core/errors.js')).PilotError('unavailable', 'the router process gave no traffic figures');
+      const down = await api.inject({ method: 'GET', url: '/api/v1/apps/shop/traffic' });
+      fail = undefined;
+      assert.equal(down.statusCode, 503);
+      assert.equal(down.json<{ error: { code: string; retryable: boolean } }>().error.retryable, true);
+    });
+  });
+});
