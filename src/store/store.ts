@@ -5,6 +5,7 @@
  * and history only: timeouts and failure detection use the monotonic clock in memory.
  */
 import type { AppConfig } from '../core/app-config.js';
+import type { Plan } from '../core/plan.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
 
 export interface AppRecord {
@@ -297,5 +298,18 @@ export interface Store {
   forgetBlob(digest: string): void;
   /** Write a consistent copy of the whole state to `file` while the store is in use. */
   backup(file: string): Promise<void>;
+  /**
+   * Commit a plan (core/plan.ts) in one transaction, or nothing of it: it is refused as stale when
+   * the app's rows no longer have the plan's basis (`basisOf`), or a node it places on is gone or
+   * no longer eligible. `instanceIds` names the placements, in order.
+   */
+  commitPlan(c: PlanCommit): Promise<PlanVerdict>;
   close(): void;
 }
+
+export interface PlanCommit {
+  readonly plan: Plan;
+  readonly instanceIds: readonly string[];
+  readonly now: number;
+}
+export type PlanVerdict = { readonly committed: true } | { readonly committed: false; readonly reason: string };
