@@ -5,6 +5,7 @@ import type { AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { basisOf } from '../core/plan.js';
+import type { ReplicasSource } from '../core/replicas.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
@@ -25,6 +26,7 @@ function appFrom(r: Row): AppRecord {
     name: r.name as string,
     config: parseConfig(r.config as string),
     replicas: r.replicas as number,
+    replicasSource: (opt<ReplicasSource>(r.replicas_source) ?? 'config'),
     activeRevision: opt<number>(r.active_revision),
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
@@ -256,8 +258,8 @@ export class SqliteStore implements Store {
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
     this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
   }
-  async setReplicas(app: string, replicas: number, now: number): Promise<void> {
-    this.stmt('UPDATE apps SET replicas = ?, updated_at = ? WHERE name = ?').run(replicas, now, app);
+  async setReplicas(app: string, replicas: number, now: number, source: ReplicasSource = 'scale'): Promise<void> {
+    this.stmt('UPDATE apps SET replicas = ?, replicas_source = ?, updated_at = ? WHERE name = ?').run(replicas, source, now, app);
   }
 
   async setAppSource(name: string, defaults: AppConfig, src: AppSource, now: number): Promise<AppRecord> {

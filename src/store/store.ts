@@ -6,12 +6,15 @@
  */
 import type { AppConfig } from '../core/app-config.js';
 import type { Plan } from '../core/plan.js';
+import type { ReplicasSource } from '../core/replicas.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
 
 export interface AppRecord {
   readonly name: string;
   readonly config: AppConfig;
   readonly replicas: number;
+  /** Who set `replicas` last (core/replicas.ts): it is the one owner of the count. */
+  readonly replicasSource: ReplicasSource;
   readonly activeRevision: number | undefined;
   readonly createdAt: number;
   readonly updatedAt: number;
@@ -204,7 +207,8 @@ export interface Store {
   getApp(name: string): Promise<AppRecord | undefined>;
   listApps(): Promise<AppRecord[]>;
   setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void>;
-  setReplicas(app: string, replicas: number, now: number): Promise<void>;
+  /** Set the replica count; `source` says who (default `scale`). */
+  setReplicas(app: string, replicas: number, now: number, source?: ReplicasSource): Promise<void>;
   /** Apps being removed (hidden from getApp/listApps until their last instance is gone). */
   removingApps(): Promise<string[]>;
   /** Start removing an app: its instances desired stop, rollouts ended, queued runs cancelled, secrets and webhook source dropped. False if no such app. */
