@@ -68,9 +68,14 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
   const { store, blobs, reconciler } = deps;
   const name = assertName(appName);
   // A dry run of `pilot run` plans before anything is built: no artifact yet.
-  const digest = b.artifact === undefined && opts.dryRun ? undefined : assertDigest(b.artifact ?? '');
-  if (b.commit !== undefined || !opts.dryRun) {
-    if (!isCommitSha(b.commit ?? '')) throw new PilotError('bad_request', `commit must be a full 40-character SHA (got ${JSON.stringify(String(b.commit).slice(0, 80))})`);
+  if (!opts.dryRun && (b.artifact === undefined || b.commit === undefined)) {
+    throw new PilotError('bad_request', `a deploy request needs \`${b.artifact === undefined ? 'artifact' : 'commit'}\``, {
+      hint: 'Send { artifact: "sha256:…", commit: "<40-character SHA>", config } (`pilot run` does); only a dry run (?dryRun=true) may leave them out.',
+    });
+  }
+  const digest = b.artifact === undefined ? undefined : assertDigest(b.artifact);
+  if (b.commit !== undefined) {
+    if (!isCommitSha(b.commit)) throw new PilotError('bad_request', `commit must be a full 40-character SHA (got ${JSON.stringify(String(b.commit).slice(0, 80))})`);
   }
   const input = validateAppConfig(b.config ?? {}, 'config');
   if (input.name !== undefined && input.name !== name) {
