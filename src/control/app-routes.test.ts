@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,6 +16,7 @@ import { startControlPlane, type ControlPlane } from './server.js';
 type Json = any;
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
+const PILOT = new URL('../../../bin/pilot.js', import.meta.url).pathname;
 const SHA = 'c'.repeat(40);
 
 /** Rows of every table of the state database, read by a connection of its own. */
@@ -193,5 +195,48 @@ describe('app routes: deploy plans (dry runs)', () => {
     const rb = await dry('/api/v1/apps/web/rollback?dryRun=true', {});
     assert.equal(rb.json.placements.length, 3, 'a rollback keeps the scaled count');
     assert.equal((await call('POST', '/api/v1/apps/web/scale', { replicas: 2 })).status, 200);
+  });
+
+  describe('CLI', () => {
+    const pilot = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve) => {
+      execFile(process.execPath, [PILOT, ...args], {
+        env: { PATH: process.env.PATH ?? '', PILOT_HOME: join(home, 'cli-home'), PILOT_SERVER: cp.apiUrl, PILOT_TOKEN: cp.adminToken }, timeout: 60_000,
+      }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }));
+    });
+
+    it('`pilot rollback --dry-run` prints the plan and changes nothing', async () => {
+      const counts = rowCounts(dbFile);
+      const r = await pilot('rollback', 'web', '--dry-run');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /rolling web back to revision 1 \(dry run: nothing was changed\)/);
+      assert.match(r.stdout, /would start 2 instance\(s\) of revision 1: 1 on node-n\d, 1 on node-n\d/);
+      assert.match(r.stdout, /would stop 2 instance\(s\) once the new ones are ready/);
+      assert.match(r.stdout, /web-2-aaaaaa \(revision 2\) on node-n1/);
+      const json = await pilot('rollback', 'web', '--dry-run', '--to', '1', '--json');
+      assert.equal(JSON.parse(json.stdout).revision, 1);
+      const bad = await pilot('rollback', 'web', '--dry-run', '--to', '2');
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /revision 2 is already active/);
+      assert.deepEqual(rowCounts(dbFile), counts);
+      assert.equal((await call('GET', '/api/v1/apps/web')).json.rollouts.length, 0, 'no rollout was made');
+    });
+
+    it('`pilot run --dry-run` plans the folder\'s pilot.yaml without building anything', async () => {
+      const dir = join(home, 'app-src');
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'pilot.yaml'), 'name: web\nreplicas: 2\nport: 3000\n');
+      const counts = rowCounts(dbFile);
+      const r = await pilot('run', dir, '--dry-run');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /deploying web as revision 3 \(dry run: nothing was changed\)/);
+      assert.match(r.stdout, /would stop 2 instance\(s\) first \(recreate/);
+      assert.match(r.stdout, /note: fixed port 3000: recreate/);
+      // A folder whose pilot.yaml is broken gets the config error, and the server is not asked.
+      await writeFile(join(dir, 'pilot.yaml'), 'name: web\nreplicas: many\n');
+      const bad = await pilot('run', dir, '--dry-run');
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /replicas/);
+      assert.deepEqual(rowCounts(dbFile), counts, 'no run recorded, no revision');
+    });
   });
 });

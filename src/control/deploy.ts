@@ -18,6 +18,7 @@ import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import { previewDeploy, type DeployPreview } from '../core/plan.js';
 import { replicasOnDeploy, type ReplicasDecision } from '../core/replicas.js';
 import type { ImageRef, NodeRuntimeRef } from '../core/types.js';
+import type { DeployPlanView } from '../api/wire.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import type { AppRecord, RevisionRecord, RolloutRecord, Store } from '../store/store.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
@@ -43,18 +44,8 @@ export interface DeployRequest {
   readonly runId?: number | undefined;
 }
 
-/** What a deploy or rollback would do (dry run): revision, replica count, placements, stops. */
-export interface PlanPreview {
-  readonly dryRun: true;
-  readonly app: string;
-  readonly revision: number;
-  readonly replicas: ReplicasDecision;
-  readonly placements: readonly { readonly node: string; readonly nodeId: string }[];
-  readonly unplaced: { readonly count: number; readonly reason: string } | null;
-  readonly stops: readonly { readonly id: string; readonly revision: number; readonly node: string }[];
-  readonly recreate: boolean;
-  readonly notes: readonly string[];
-}
+/** What a deploy or rollback would do (dry run): the API's answer (api/wire.ts). */
+export type PlanPreview = DeployPlanView;
 
 export interface Deployed {
   readonly revision: RevisionRecord;
