@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -238,5 +239,25 @@ describe('app routes: deploy plans (dry runs)', () => {
       assert.match(bad.stderr, /replicas/);
       assert.deepEqual(rowCounts(dbFile), counts, 'no run recorded, no revision');
     });
+  });
+
+  it('a real deploy keeps a `pilot scale` when pilot.yaml did not change, applies a changed value, and logs who set it', async () => {
+    const bytes = Buffer.from('not really a tarball: the deploy only checks it is in the repository');
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const put = await fetch(`${cp.apiUrl}/api/v1/artifacts/${digest}`, { method: 'PUT', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' }, body: bytes });
+    assert.ok(put.status === 201 || put.status === 200, `artifact upload: ${put.status}`);
+    assert.equal((await call('POST', '/api/v1/apps/web/scale', { replicas: 3 })).status, 200);
+    const first = await call('POST', '/api/v1/apps/web/revisions', { artifact: digest, commit: SHA, config: { replicas: 2 } });
+    assert.equal(first.status, 201, JSON.stringify(first.json));
+    assert.equal(first.json.revision.number, 3);
+    let app = (await call('GET', '/api/v1/apps/web')).json.app;
+    assert.deepEqual([app.replicas, app.replicasSetBy], [3, 'scale'], 'an unchanged pilot.yaml never undoes a scale');
+    const second = await call('POST', '/api/v1/apps/web/revisions', { artifact: digest, commit: SHA, config: { replicas: 4 } });
+    assert.equal(second.status, 201);
+    app = (await call('GET', '/api/v1/apps/web')).json.app;
+    assert.deepEqual([app.replicas, app.replicasSetBy], [4, 'config'], 'a changed pilot.yaml value is applied');
+    // The first rollout was superseded by the second (the same admission as before).
+    const rollouts = (await call('GET', '/api/v1/apps/web')).json.rollouts;
+    assert.equal(rollouts.find((r: Json) => r.toRevision === 3)?.status, 'failed');
   });
 });
