@@ -169,8 +169,14 @@ describe('app routes: deploy plans (dry runs)', () => {
       if (code) assert.equal(r.json.error.code, code);
     }
     const missing = await call('POST', '/api/v1/apps/web/revisions', { config: {} });
-    assert.match(missing.json.error.message, /needs `artifact`/);
-    assert.match(missing.json.error.hint, /dryRun=true/);
+    assert.match(missing.json.error.message, /required property 'artifact'/);
+    // A dry run may leave them out, but not send anything else that is wrong.
+    const extra = await dry('/api/v1/apps/web/revisions?dryRun=true', { config: {}, surprise: 1 });
+    assert.equal(extra.status, 400);
+    assert.match(extra.json.error.message, /surprise|additional/i);
+    const badType = await dry('/api/v1/apps/web/revisions?dryRun=true', { config: {}, dirty: 'yes' });
+    assert.equal(badType.status, 400);
+    assert.match(badType.json.error.message, /dirty/);
   });
 
   it('a rollback dry run plans the target revision and writes nothing (no rollout, no run)', async () => {

@@ -1,6 +1,7 @@
 /** REST API for apps: deploy a revision, status, rollback, scale, logs. */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { PilotError } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import type { AppRecord, Store } from '../store/store.js';
@@ -23,8 +24,7 @@ const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });
 /** `?dryRun=true`: plan only, write nothing. */
 const DryRunQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()) });
 const DeployBody = Type.Object({
-  /** Required unless `dryRun` (a dry run of `pilot run` plans before anything is built). */
-  artifact: Type.Optional(Type.String()),
+  artifact: Type.String(),
   /** runtime docker: the image (see ImageRef). */
   image: Type.Optional(Type.Object({
     id: Digest,
@@ -41,11 +41,34 @@ const DeployBody = Type.Object({
       digest: Digest,
     }, { additionalProperties: false })),
   }, { additionalProperties: false })),
-  commit: Type.Optional(Type.String()),
+  commit: Type.String(),
   dirty: Type.Optional(Type.Boolean()),
   config: Type.Optional(Type.Unknown()),
   runId: Type.Optional(Type.Integer({ minimum: 1 })),
 }, { additionalProperties: false });
+
+/** A dry run's body: the deploy's, where `artifact` and `commit` may be left out (`pilot run --dry-run` plans before building). */
+const PlanBody = Type.Object({ ...DeployBody.properties, artifact: Type.Optional(Type.String()), commit: Type.Optional(Type.String()) }, { additionalProperties: false });
+const checkPlanBody = TypeCompiler.Compile(PlanBody);
+
+/**
+ * The deploy route validates its body against `DeployBody` (what the OpenAPI document shows), with
+ * the failure attached rather than answered: a dry run that only lacks `artifact` or `commit` is
+ * checked against `PlanBody` instead; any other failure is answered as every route answers it.
+ */
+function deployRequest(req: FastifyRequest<{ Body: Static<typeof PlanBody>; Querystring: Static<typeof DryRunQuery> }>): { body: Static<typeof PlanBody>; dryRun: boolean } {
+  const err = req.validationError as (Error & { validation?: { keyword?: string; params?: { missingProperty?: string } }[]; validationContext?: string }) | undefined;
+  if (!err) return { body: req.body, dryRun: req.query.dryRun === true };
+  // Fastify stops at the first failing part (body before querystring): the query is still raw here.
+  const dryRun = String((req.query as Record<string, unknown>).dryRun) === 'true';
+  const onlyMissing = err.validationContext === 'body' && (err.validation ?? []).every((v) => v.keyword === 'required' && ['artifact', 'commit'].includes(v.params?.missingProperty ?? ''));
+  if (!dryRun || !onlyMissing) throw err;
+  if (!checkPlanBody.Check(req.body)) {
+    const first = [...checkPlanBody.Errors(req.body)][0];
+    throw new PilotError('bad_request', `invalid request: body${first?.path ?? ''} ${first?.message ?? 'is not a deploy request'}`);
+  }
+  return { body: req.body, dryRun };
+}
 
 const MAX_REPLICAS = 100;
 
@@ -105,11 +128,12 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
   });
 
   // Deploy a revision; `?dryRun=true` answers what would be placed where and what would stop, and writes nothing.
-  app.post<{ Params: { app: string }; Body: Static<typeof DeployBody>; Querystring: Static<typeof DryRunQuery> }>(
+  app.post<{ Params: { app: string }; Body: Static<typeof PlanBody>; Querystring: Static<typeof DryRunQuery> }>(
     '/api/v1/apps/:app/revisions',
-    { schema: { body: DeployBody, querystring: DryRunQuery } },
+    { schema: { body: DeployBody, querystring: DryRunQuery }, attachValidation: true },
     async (req, reply) => {
-      const result = await admitDeploy({ ...deps, log: req.log }, req.params.app, req.body, { dryRun: req.query.dryRun === true });
+      const { body, dryRun } = deployRequest(req);
+      const result = await admitDeploy({ ...deps, log: req.log }, req.params.app, body, { dryRun });
       if ('dryRun' in result) return result;
       void reply.status(result.reused ? 200 : 201);
       const r = result.revision;
