@@ -100,16 +100,17 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
 
   const existing = await store.getApp(name);
   const replicas = replicasOnDeploy(existing && { replicas: existing.replicas, source: existing.replicasSource, configReplicas: existing.config.replicas }, config.replicas);
-  const preview = await previewOf(deps, name, config, replicas.replicas, isolated ? undefined : config.port, digest);
-  if (opts.dryRun) {
-    const next = ((await store.listRevisions(name))[0]?.number ?? 0) + 1;
-    return previewAnswer(deps, name, next, replicas, preview.preview, notes);
-  }
   // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
   // current instances are left out: the rollout retires them. Instances that wait for their
   // volume's node are not refused (they start when it comes back, or after `pilot volumes forget`).
+  // Only apps that ask something of a node are checked (the snapshot reads every instance).
   const constrained = config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0 || config.runtime !== 'process';
-  if (constrained && preview.preview.unplaced && !preview.volumesPinned) {
+  const preview = opts.dryRun || constrained ? await previewOf(deps, name, config, replicas.replicas, isolated ? undefined : config.port, digest) : undefined;
+  if (opts.dryRun) {
+    const next = ((await store.listRevisions(name))[0]?.number ?? 0) + 1;
+    return previewAnswer(deps, name, next, replicas, preview!.preview, notes);
+  }
+  if (preview?.preview.unplaced && !preview.volumesPinned) {
     const noEngine = config.runtime === 'docker' && !preview.nodes.some((n) => n.schedulable && n.runtimes?.has('docker'));
     throw new PilotError('unschedulable', `app "${name}" cannot be placed: ${preview.preview.unplaced.reason}`, noEngine
       ? { hint: 'Start the Docker engine on a node (`dockerd`, or `systemctl start docker`); its agent reports it within 10 s. `pilot nodes --json` shows each node\'s engine and its error.' }
