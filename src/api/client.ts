@@ -6,6 +6,7 @@
 import { fromBody, PilotError } from '../core/errors.js';
 import type { ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import type { RolloutRecord, InstanceRecord } from '../store/store.js';
+import type { DeployPlanView } from './wire.js';
 
 export class ApiClient {
   constructor(readonly baseUrl: string, readonly token: string) {}
@@ -57,6 +58,14 @@ export class ApiClient {
   }
   deploy(app: string, b: { artifact: string; commit: string; dirty: boolean; config: unknown; runId?: number; image?: ImageRef; node?: NodeRuntimeRef }): Promise<{ revision: { number: number }; rollout: RolloutRecord; notes?: string[] }> {
     return this.call('POST', `/api/v1/apps/${encodeURIComponent(app)}/revisions`, b);
+  }
+  /** What a deploy would do (`?dryRun=true`): nothing is written. Artifact and commit may be left out. */
+  planDeploy(app: string, b: { artifact?: string; commit?: string; config: unknown }): Promise<DeployPlanView> {
+    return this.call('POST', `/api/v1/apps/${encodeURIComponent(app)}/revisions?dryRun=true`, b);
+  }
+  /** What a rollback would do (`?dryRun=true`): nothing is written. */
+  planRollback(app: string, to: number | undefined): Promise<DeployPlanView> {
+    return this.call('POST', `/api/v1/apps/${encodeURIComponent(app)}/rollback?dryRun=true`, to === undefined ? {} : { to });
   }
   rollout(app: string, id: number): Promise<{ rollout: RolloutRecord; activeRevision: number | null; instances: InstanceRecord[] }> {
     return this.call('GET', `/api/v1/apps/${encodeURIComponent(app)}/rollouts/${id}`);

@@ -5,6 +5,7 @@ import { followRollout } from '../pipeline/follow-rollout.js';
 import { dockerInstanceTable } from './images.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 import { volumeLines, type VolumeRow } from './volumes.js';
+import { planLines } from './plan-view.js';
 
 interface AppRow { name: string; activeRevision: number | null; replicas: number; ready: number; url: string; updatedAt: number }
 
@@ -68,12 +69,17 @@ export function healthWarnings(h: Health | undefined): string[] {
   return out;
 }
 
-export async function rollback(app: string, opts: GlobalOptions & { to?: string }): Promise<void> {
+export async function rollback(app: string, opts: GlobalOptions & { to?: string; dryRun?: boolean }): Promise<void> {
   const api = apiClient(opts);
   let to: number | undefined;
   if (opts.to !== undefined) {
     to = Number(opts.to);
     if (!Number.isInteger(to) || to < 1) throw new PilotError('bad_request', `--to must be a revision number (got ${JSON.stringify(opts.to)})`);
+  }
+  if (opts.dryRun) {
+    const plan = await api.planRollback(app, to);
+    output(opts, plan, () => planLines(plan, `rolling ${app} back to revision ${plan.revision}`).join('\n'));
+    return;
   }
   const res = await api.call<{ rollout: { id: number; toRevision: number } }>('POST', `/api/v1/apps/${encodeURIComponent(app)}/rollback`, to === undefined ? {} : { to });
   const say = opts.json ? () => undefined : (l: string) => process.stdout.write(l + '\n');

@@ -154,7 +154,8 @@ program.command('run')
   .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
   .option('--node <version>', 'try another Node.js version or range than the app names (22.x, 18.20.8); recorded as from --node')
   .option('--no-cache', 'do not restore node_modules from the build cache: install from scratch, then save a fresh entry')
-  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string; cache?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
+  .option('--dry-run', 'plan the deploy of DIR\'s pilot.yaml: what would start where, what would stop; builds nothing, changes nothing')
+  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
 
 const appsCmd = program.command('apps').description('list apps (and `pilot apps create` one deployed by push)')
   .action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
@@ -204,7 +205,8 @@ program.command('logs').description('an app\'s output (or a run\'s log with --ru
   .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
 program.command('rollback').description('switch back to the previous revision (or --to N); instant, the artifact is kept').argument('<app>')
   .option('--to <revision>', 'revision number')
-  .action(action(async (app: string, o: { to?: string }, cmd: Command) => rollback(app, { ...g(cmd), ...o })));
+  .option('--dry-run', 'say what would start where and what would stop; change nothing')
+  .action(action(async (app: string, o: { to?: string; dryRun?: boolean }, cmd: Command) => rollback(app, { ...g(cmd), ...o })));
 program.command('scale').description('set the number of instances').argument('<app>').argument('<count>')
   .action(action(async (app: string, count: string, _o: object, cmd: Command) => scale(app, count, g(cmd))));
 program.command('runs').description('recent runs of the deploy process').argument('[app]')

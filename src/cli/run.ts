@@ -3,16 +3,19 @@ import { resolve } from 'node:path';
 import { runPipeline } from '../pipeline/runner.js';
 import { formatDuration } from '../core/duration.js';
 import { PilotError } from '../core/errors.js';
-import { apiClient, type GlobalOptions } from './context.js';
+import { apiClient, output, type GlobalOptions } from './context.js';
+import { planLines } from './plan-view.js';
+import { loadAppConfig } from '../workspace/load-config.js';
 
 /** What --node may hold: a version or range, as pilot.yaml `node` (no shell, no path, short). */
 const NODE_SPEC = /^[0-9A-Za-z.*^~<>=|/ -]{1,64}$/;
 
-export async function run(dir: string | undefined, opts: GlobalOptions & { allowDirty?: boolean; node?: string; cache?: boolean }): Promise<void> {
+export async function run(dir: string | undefined, opts: GlobalOptions & { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean }): Promise<void> {
   if (opts.node !== undefined && !NODE_SPEC.test(opts.node.trim())) {
     throw new PilotError('bad_request', `--node ${JSON.stringify(opts.node.slice(0, 80))} is not a Node.js version or range`, { hint: 'Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.' });
   }
   const api = apiClient(opts);
+  if (opts.dryRun) return planRun(resolve(dir ?? '.'), opts);
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
   process.once('SIGINT', onSignal);
@@ -27,4 +30,15 @@ export async function run(dir: string | undefined, opts: GlobalOptions & { allow
   } finally {
     process.off('SIGINT', onSignal);
   }
+}
+
+/**
+ * `pilot run --dry-run`: the plan of deploying the folder's pilot.yaml, from the server's planner,
+ * before anything is built (no run is recorded, nothing is built or published, nothing changes).
+ * The artifact does not exist yet, so the plan cannot prefer nodes that hold it already.
+ */
+async function planRun(dir: string, opts: GlobalOptions): Promise<void> {
+  const { input, config } = await loadAppConfig(dir);
+  const plan = await apiClient(opts).planDeploy(config.name, { config: input });
+  output(opts, plan, () => planLines(plan, `deploying ${config.name} as revision ${plan.revision}`).join('\n'));
 }

@@ -17,14 +17,14 @@
  * again, which only ever lengthens a wait.
  */
 import type { Logger } from 'pino';
-import { randomBytes } from 'node:crypto';
-import { planApp, type PlannerAction } from '../core/rollout.js';
-import { schedule, type PlacementRequest, type SchedulerNode } from '../core/scheduler.js';
+import { basisOf, planAppChanges, type AppSnapshot, type Plan } from '../core/plan.js';
+import type { PlacementRequest, SchedulerNode } from '../core/scheduler.js';
 import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
 import { desiredRoutes, type Route, type RouteState } from '../core/routes.js';
 import { AgentWaiters } from './agent-waiters.js';
+import { applyPlan, type ApplyResult } from './applier.js';
 import { NodeLiveness } from './node-liveness.js';
 import { OrphanRegistry, type OrphanInstance, type ReportedOrphan } from './orphans.js';
 import { RevisionCache } from './revision-cache.js';
@@ -322,25 +322,30 @@ export class Reconciler {
     return this.queue.whenIdle();
   }
 
+  /**
+   * Plan the app (core/plan.ts) and hand the plan to the applier. A plan rejected as stale (its
+   * rows changed while it was made: an agent reported) is made again from the new state, up to
+   * three times; then the next pass tries again.
+   */
   private async reconcileApp(app: AppRecord, draining: ReadonlySet<string>): Promise<void> {
     const unplacedBefore = this.unplaced.get(app.name);
     this.unplaced.delete(app.name); // level-triggered: set again below while instances cannot be placed
-    const rollout = await this.store.activeRollout(app.name);
-    const all = await this.store.listInstances({ app: app.name });
-    // Instances of a down node are lost: stop them (a node that comes back is told so) and plan
-    // without them, so replacements are placed on live nodes.
-    // A release phase is never run twice: one on a down node is left alone (its node may come back
-    // and report it ended); if it never does, the planner fails the rollout at the phase's deadline.
-    for (const i of all) {
-      if (i.desired !== 'stop' && this.nodeStatus(i.nodeId) === 'down' && i.kind !== 'release') {
-        await this.store.setInstanceDesired(i.id, 'stop', Date.now());
-        this.log.warn({ app: app.name, instance: i.id, node: i.nodeId }, 'instance lost with its node; replacing it');
-      }
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const plan = await this.planFor(app.name, draining, unplacedBefore);
+      if (!plan) return;
+      const r = await this.apply(plan);
+      if (r.committed) return;
+      if (attempt === 3) this.log.warn({ app: app.name, reason: r.reason }, 'plan stale three times in a row; the next pass plans again');
     }
-    // Instances on a draining node keep serving until replacements are ready elsewhere: the planner
-    // does not see them (so it places replacements), and they are retired below once it is safe.
-    const movers = all.filter((i) => draining.has(i.nodeId) && i.desired === 'run' && i.kind !== 'release' && this.nodeStatus(i.nodeId) !== 'down');
-    const instances = all.filter((i) => (this.nodeStatus(i.nodeId) !== 'down' || i.kind === 'release') && !movers.includes(i));
+  }
+
+  /** The app's snapshot, as the pure planner takes it. undefined: the app is gone. */
+  async snapshotOf(name: string, draining: ReadonlySet<string>, unplacedBefore?: { count: number; reason: string }): Promise<AppSnapshot | undefined> {
+    const app = await this.store.getApp(name);
+    if (!app) return undefined;
+    const rollout = await this.store.activeRollout(name);
+    const all = await this.store.listInstances({ app: name });
+    const basis = basisOf({ app: { activeRevision: app.activeRevision, replicas: app.replicas }, rolloutId: rollout?.id, instances: all });
     const now = monoNow();
     let readyTimeoutMs = 60_000;
     let fixedPort: number | undefined;
@@ -355,16 +360,15 @@ export class Reconciler {
     }
     const releaseCmd = rollout && await this.firstRolloutOf(rollout) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
-    const actions = planApp({
-      replicas: app.replicas,
-      activeRevision: app.activeRevision,
-      fixedPort: fixedPort !== undefined,
+    return {
+      app: { name: app.name, replicas: app.replicas, activeRevision: app.activeRevision },
       rollout: rollout && {
-        toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs,
+        id: rollout.id, toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs,
         release: releaseCmd !== undefined && releaseCmd.length > 0, releaseTimeoutMs: rev?.config.deploy.releaseTimeoutMs,
       },
-      instances: instances.map((i) => ({
+      instances: all.map((i) => ({
         id: i.id,
+        nodeId: i.nodeId,
         revision: i.revision,
         desired: i.desired,
         state: i.state,
@@ -374,74 +378,51 @@ export class Reconciler {
         inflight: this.routing.inflight(i.id),
         kind: i.kind,
         logTail: i.logTail,
+        nodeDown: this.nodeStatus(i.nodeId) === 'down',
+        nodeDraining: draining.has(i.nodeId),
       })),
+      fixedPort,
+      placement: {
+        cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb, constraints: rev?.config.constraints,
+        artifact: rev?.artifact, runtime: rev?.config.runtime,
+      },
+      nodes: [],
       drainMs: rev?.config.deploy.drainMs ?? 1000,
       maxDrainMs: this.settings.maxDrainMs,
       crashLoopRestarts: this.settings.crashLoopRestarts,
-    });
-    for (const a of actions) {
-      // A rollout that timed out because instances could not be placed says why (e.g. the volume's node is down).
-      const explained = a.type === 'finish' && a.status === 'failed' && unplacedBefore && /was not ready within/.test(a.reason ?? '')
-        ? { ...a, reason: `${a.reason}: ${unplacedBefore.count} instance(s) could not be placed: ${unplacedBefore.reason}` }
-        : a;
-      await this.apply(app, rollout?.id, explained, fixedPort);
-    }
-    if (movers.length > 0) {
-      const current = await this.store.getApp(app.name);
-      const readyElsewhere = (await this.store.listInstances({ app: app.name }))
-        .filter((i) => !draining.has(i.nodeId) && i.desired === 'run' && i.state === 'ready' && i.revision === current?.activeRevision).length;
-      if (readyElsewhere >= (current?.replicas ?? 0)) {
-        for (const m of movers) await this.apply(app, undefined, { type: 'desire', id: m.id, desired: 'drain' }, fixedPort);
-      }
-    }
+      unplacedBefore,
+      basis,
+    };
   }
 
-  private async apply(app: AppRecord, rolloutId: number | undefined, a: PlannerAction, fixedPort: number | undefined): Promise<void> {
-    const wall = Date.now();
-    switch (a.type) {
-      case 'release':
-      case 'create': {
-        const rev = await this.revision(app.name, a.revision);
-        const kind = a.type === 'release' ? 'release' : 'web';
-        const count = a.type === 'release' ? 1 : a.count;
-        const snapshot = await this.schedulerSnapshot();
-        const volumes = rev ? await this.volumeRequest(app.name, rev.config.volumes.map((v) => v.name), snapshot) : undefined;
-        const placement = schedule(snapshot, {
-          app: app.name, count, fixedPort: kind === 'release' ? undefined : fixedPort, cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb,
-          constraints: rev?.config.constraints, artifact: rev?.artifact, runtime: rev?.config.runtime, volumes,
-        });
-        // The first placement of an app with volumes decides where they live, for good (until `pilot volumes forget`).
-        if (volumes && placement.nodeIds.length > 0) await this.store.placeVolumes(app.name, volumes.names, placement.nodeIds[0]!, wall);
-        if (placement.unplaced > 0) this.unplaced.set(app.name, { count: placement.unplaced, reason: placement.reason ?? 'no room' });
-        for (const nodeId of placement.nodeIds) {
-          const id = `${app.name}-${a.revision}-${kind === 'release' ? 'release-' : ''}${randomBytes(3).toString('hex')}`;
-          await this.store.createInstance({ id, app: app.name, revision: a.revision, nodeId, desired: 'run', kind, createdAt: wall });
-          this.log.info({ app: app.name, revision: a.revision, instance: id, node: nodeId, kind }, 'instance placed');
-        }
-        if (placement.nodeIds.length > 0) this.wakeAgents();
-        if (placement.reason) this.log.warn({ app: app.name, unplaced: placement.unplaced }, placement.reason);
-        return;
-      }
-      case 'desire':
-        await this.store.setInstanceDesired(a.id, a.desired, wall);
-        if (a.desired === 'drain') this.drainStart.set(a.id, monoNow());
-        else this.drainStart.delete(a.id);
-        if (a.desired === 'stop') this.wakeAgents();
-        this.log.info({ app: app.name, instance: a.id, desired: a.desired }, 'instance desired state');
-        return;
-      case 'activate':
-        await this.store.setActiveRevision(app.name, a.revision, wall);
-        this.log.info({ app: app.name, revision: a.revision }, 'revision active');
-        await this.publishRoutes();
-        return;
-      case 'finish':
-        if (rolloutId === undefined) return;
-        await this.store.finishRollout(rolloutId, a.status, a.reason, wall);
-        await this.store.finishRolloutRuns(rolloutId, a.status, a.reason, wall);
-        this.rolloutStart.delete(rolloutId);
-        this.log.info({ app: app.name, rollout: rolloutId, status: a.status, reason: a.reason }, 'rollout finished');
-        return;
+  /**
+   * The app's plan. The cluster snapshot costs a read of every instance, so it is taken only when
+   * the plan places something (planned first without nodes: any placement then shows as unplaced).
+   */
+  private async planFor(name: string, draining: ReadonlySet<string>, unplacedBefore?: { count: number; reason: string }): Promise<Plan | undefined> {
+    const s = await this.snapshotOf(name, draining, unplacedBefore);
+    if (!s) return undefined;
+    const dry = planAppChanges(s);
+    if (dry.unplaced === undefined) return dry;
+    const nodes = await this.schedulerSnapshot();
+    const rev = s.rollout?.toRevision ?? s.app.activeRevision;
+    const names = rev === undefined ? [] : ((await this.revision(name, rev))?.config.volumes ?? []).map((v) => v.name);
+    return planAppChanges({ ...s, nodes, placement: { ...s.placement, volumes: await this.volumeRequest(name, names, nodes) } });
+  }
+
+  /** Commit a plan through the applier, then what lives in memory: drain clocks, agents' wake-up, routes. */
+  private async apply(plan: Plan): Promise<ApplyResult> {
+    const r = await applyPlan({ store: this.store, log: this.log, isNodeLive: (id) => this.isNodeLive(id) }, plan);
+    if (!r.committed) return r;
+    for (const d of plan.desired) {
+      if (d.desired === 'drain') this.drainStart.set(d.id, monoNow());
+      else this.drainStart.delete(d.id);
     }
+    if (plan.unplaced) this.unplaced.set(plan.app, plan.unplaced);
+    if (plan.placements.length > 0 || plan.desired.some((d) => d.desired === 'stop')) this.wakeAgents();
+    if (plan.finish && plan.rolloutId !== undefined) this.rolloutStart.delete(plan.rolloutId);
+    if (plan.activate !== undefined) await this.publishRoutes();
+    return r;
   }
 
   /** The scheduler's view of the app's volumes: undefined without volumes; with the node that holds them once placed. */

@@ -8,7 +8,7 @@ import { installErrorHandling } from './http-errors.js';
 import { appTraffic, registerTrafficRoutes, type TrafficSource } from './traffic-routes.js';
 
 const app = (name: string, activeRevision: number | undefined): AppRecord => ({
-  name, activeRevision, config: {} as AppRecord['config'], replicas: 1, createdAt: 0, updatedAt: 0,
+  name, activeRevision, config: {} as AppRecord['config'], replicas: 1, replicasSource: 'config', createdAt: 0, updatedAt: 0,
   repo: undefined, branch: undefined, webhookSecret: undefined, githubToken: undefined, statusApiUrl: undefined,
 });
 

@@ -15,10 +15,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
+import { basisOf } from '../core/plan.js';
+import type { ReplicasSource } from '../core/replicas.js';
 import type { ArtifactMeta, InstanceKind, RunRecord, StepRecord } from '../core/types.js';
 import type {
   AppRecord, AppSource, EnqueueResult, InstanceDesired, InstanceRecord, InstanceStatusUpdate, JoinTokenRecord, NodeRecord,
-  NodeRuntimeRecord, NodeScheduling, RegistryRecord, RevisionRecord, RolloutRecord, RunPatch, SecretRecord, SecretScope, Store,
+  NodeRuntimeRecord, NodeScheduling, PlanCommit, PlanVerdict, RegistryRecord, RevisionRecord, RolloutRecord, RunPatch, SecretRecord, SecretScope, Store,
   VolumePlacement, WebhookPush,
 } from './store.js';
 
@@ -134,7 +136,7 @@ export class MemoryStore implements Store {
     db.apps.set(name, old
       ? { ...old, config: json(config), updatedAt: now }
       : {
-        name, config: json(config), replicas: config.replicas, activeRevision: undefined, createdAt: now, updatedAt: now,
+        name, config: json(config), replicas: config.replicas, replicasSource: 'config', activeRevision: undefined, createdAt: now, updatedAt: now,
         repo: undefined, branch: undefined, webhookSecret: undefined, githubToken: undefined, statusApiUrl: undefined, removedAt: undefined,
       });
     return appRecord(db.apps.get(name)!);
@@ -150,9 +152,9 @@ export class MemoryStore implements Store {
     const a = this.open().apps.get(app);
     if (a) this.db.apps.set(app, { ...a, activeRevision: revision, updatedAt: now });
   }
-  async setReplicas(app: string, replicas: number, now: number): Promise<void> {
+  async setReplicas(app: string, replicas: number, now: number, source: ReplicasSource = 'scale'): Promise<void> {
     const a = this.open().apps.get(app);
-    if (a) this.db.apps.set(app, { ...a, replicas, updatedAt: now });
+    if (a) this.db.apps.set(app, { ...a, replicas, replicasSource: source, updatedAt: now });
   }
   async removingApps(): Promise<string[]> {
     return [...this.open().apps.values()].filter((a) => a.removedAt !== undefined).map((a) => a.name).sort(cmp);
@@ -559,6 +561,51 @@ export class MemoryStore implements Store {
       rec !== null && typeof rec === 'object' && !Array.isArray(rec) ? Object.fromEntries(Object.entries(rec).map(([k, x]) => [k, x === undefined ? null : x])) : rec;
     for (const [k, v] of Object.entries(db)) out[k] = v instanceof Map ? [...v.entries()].map(([id, rec]) => [id, fields(rec)]) : v;
     writeFileSync(file, JSON.stringify(out), { mode: 0o600 });
+  }
+
+  /** All or nothing, like SQLite's transaction: every check before the first write, no await between. */
+  async commitPlan(c: PlanCommit): Promise<PlanVerdict> {
+    const { plan, now } = c;
+    if (c.instanceIds.length !== plan.placements.length) throw new Error('commitPlan: one instance id per placement');
+    const db = this.open();
+    const app = this.liveApp(plan.app);
+    const running = [...db.rollouts.values()].filter((r) => r.app === plan.app && r.status === 'running');
+    const rolloutId = running.length === 0 ? undefined : running.reduce((a, b) => (b.id > a.id ? b : a)).id;
+    const instances = [...db.instances.values()].filter((i) => i.app === plan.app);
+    const basis = basisOf({ app: app && { activeRevision: app.activeRevision, replicas: app.replicas }, rolloutId, instances });
+    if (basis !== plan.basis) return { committed: false, reason: `the state of app "${plan.app}" changed since the plan was made` };
+    for (const nodeId of new Set(plan.placements.map((p) => p.nodeId))) {
+      const n = db.nodes.get(nodeId);
+      if (!n) return { committed: false, reason: `node ${nodeId} is no longer registered` };
+      if (n.scheduling !== 'eligible') return { committed: false, reason: `node ${nodeId} is no longer eligible (${n.scheduling})` };
+    }
+    if (plan.volumes) {
+      for (const name of plan.volumes.names) if (!db.volumes.has(key(plan.app, name))) db.volumes.set(key(plan.app, name), { app: plan.app, name, nodeId: plan.volumes.nodeId, createdAt: now });
+    }
+    plan.placements.forEach((p, k) => {
+      const id = c.instanceIds[k]!;
+      db.instances.set(id, {
+        id, app: plan.app, revision: p.revision, nodeId: p.nodeId, desired: 'run', state: 'pending', port: undefined, pid: undefined,
+        restarts: 0, lastError: undefined, startedAt: undefined, containerId: undefined, logTail: undefined, address: undefined,
+        kind: p.kind, createdAt: now, updatedAt: now,
+      });
+    });
+    for (const d of plan.desired) {
+      const i = db.instances.get(d.id);
+      if (i) db.instances.set(d.id, { ...i, desired: d.desired, updatedAt: now });
+    }
+    if (plan.activate !== undefined && app) db.apps.set(plan.app, { ...app, activeRevision: plan.activate, updatedAt: now });
+    if (plan.finish && plan.rolloutId !== undefined) {
+      const f = plan.finish;
+      const r = db.rollouts.get(plan.rolloutId);
+      if (r) db.rollouts.set(r.id, { ...r, status: f.status, reason: f.reason, finishedAt: now });
+      for (const run of db.runs.values()) {
+        if (run.rolloutId === plan.rolloutId && run.trigger === 'rollback' && run.status === 'running') {
+          db.runs.set(run.id, { ...run, status: f.status, error: f.reason, finishedAt: now, steps: [{ name: 'deploy', status: f.status, finishedAt: now }] });
+        }
+      }
+    }
+    return { committed: true };
   }
 
   close(): void {

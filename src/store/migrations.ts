@@ -183,4 +183,8 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE secrets ADD COLUMN scope TEXT NOT NULL DEFAULT 'run';
   `,
+  // plans: who set apps.replicas last (config: pilot.yaml at a deploy; scale: `pilot scale`; autoscaler), core/replicas.ts
+  `
+  ALTER TABLE apps ADD COLUMN replicas_source TEXT NOT NULL DEFAULT 'config';
+  `,
 ];

@@ -4,11 +4,13 @@ import type { AppConfig } from '../core/app-config.js';
 
 import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
+import { basisOf } from '../core/plan.js';
+import type { ReplicasSource } from '../core/replicas.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
   AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
-  RolloutRecord, RunPatch, Store, VolumePlacement,
+  PlanCommit, PlanVerdict, RolloutRecord, RunPatch, Store, VolumePlacement,
 } from './store.js';
 
 type Row = Record<string, unknown>;
@@ -24,6 +26,7 @@ function appFrom(r: Row): AppRecord {
     name: r.name as string,
     config: parseConfig(r.config as string),
     replicas: r.replicas as number,
+    replicasSource: (opt<ReplicasSource>(r.replicas_source) ?? 'config'),
     activeRevision: opt<number>(r.active_revision),
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
@@ -264,8 +267,8 @@ export class SqliteStore implements Store {
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
     this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
   }
-  async setReplicas(app: string, replicas: number, now: number): Promise<void> {
-    this.stmt('UPDATE apps SET replicas = ?, updated_at = ? WHERE name = ?').run(replicas, now, app);
+  async setReplicas(app: string, replicas: number, now: number, source: ReplicasSource = 'scale'): Promise<void> {
+    this.stmt('UPDATE apps SET replicas = ?, replicas_source = ?, updated_at = ? WHERE name = ?').run(replicas, source, now, app);
   }
 
   async setAppSource(name: string, defaults: AppConfig, src: AppSource, now: number): Promise<AppRecord> {
@@ -630,6 +633,41 @@ export class SqliteStore implements Store {
   }
   async forgetVolumes(app: string, name?: string): Promise<number> {
     return this.stmt('DELETE FROM volume_placements WHERE app = @app AND (@name IS NULL OR name = @name)').run({ app, name: name ?? null }).changes;
+  }
+
+  async commitPlan(c: PlanCommit): Promise<PlanVerdict> {
+    const { plan, now } = c;
+    if (c.instanceIds.length !== plan.placements.length) throw new Error('commitPlan: one instance id per placement');
+    return this.db.transaction((): PlanVerdict => {
+      const app = this.stmt('SELECT * FROM apps WHERE name = ? AND removed_at IS NULL').get(plan.app) as Row | undefined;
+      const rollout = this.stmt(`SELECT id FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(plan.app) as { id: number } | undefined;
+      const instances = (this.stmt('SELECT * FROM instances WHERE app = ? ORDER BY created_at, id').all(plan.app) as Row[]).map(instanceFrom);
+      const a = app && appFrom(app);
+      const basis = basisOf({ app: a && { activeRevision: a.activeRevision, replicas: a.replicas }, rolloutId: rollout?.id, instances });
+      if (basis !== plan.basis) return { committed: false, reason: `the state of app "${plan.app}" changed since the plan was made` };
+      for (const nodeId of new Set(plan.placements.map((p) => p.nodeId))) {
+        const n = this.stmt('SELECT scheduling FROM nodes WHERE id = ?').get(nodeId) as { scheduling: string } | undefined;
+        if (!n) return { committed: false, reason: `node ${nodeId} is no longer registered` };
+        if (n.scheduling !== 'eligible') return { committed: false, reason: `node ${nodeId} is no longer eligible (${n.scheduling})` };
+      }
+      if (plan.volumes) {
+        for (const name of plan.volumes.names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(plan.app, name, plan.volumes.nodeId, now);
+      }
+      plan.placements.forEach((p, k) => {
+        this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, 'run', 'pending', ?, ?, ?)`)
+          .run(c.instanceIds[k]!, plan.app, p.revision, p.nodeId, p.kind, now, now);
+      });
+      for (const d of plan.desired) this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(d.desired, now, d.id);
+      if (plan.activate !== undefined) this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(plan.activate, now, plan.app);
+      if (plan.finish && plan.rolloutId !== undefined) {
+        const f = plan.finish;
+        this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(f.status, f.reason ?? null, now, plan.rolloutId);
+        this.stmt(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
+                    WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
+          .run(f.status, f.reason ?? null, now, f.status, now, plan.rolloutId);
+      }
+      return { committed: true };
+    })();
   }
 
   putArtifactMeta(m: ArtifactMeta): void {

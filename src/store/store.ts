@@ -5,12 +5,16 @@
  * and history only: timeouts and failure detection use the monotonic clock in memory.
  */
 import type { AppConfig } from '../core/app-config.js';
+import type { Plan } from '../core/plan.js';
+import type { ReplicasSource } from '../core/replicas.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
 
 export interface AppRecord {
   readonly name: string;
   readonly config: AppConfig;
   readonly replicas: number;
+  /** Who set `replicas` last (core/replicas.ts): it is the one owner of the count. */
+  readonly replicasSource: ReplicasSource;
   readonly activeRevision: number | undefined;
   readonly createdAt: number;
   readonly updatedAt: number;
@@ -203,7 +207,8 @@ export interface Store {
   getApp(name: string): Promise<AppRecord | undefined>;
   listApps(): Promise<AppRecord[]>;
   setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void>;
-  setReplicas(app: string, replicas: number, now: number): Promise<void>;
+  /** Set the replica count; `source` says who (default `scale`). */
+  setReplicas(app: string, replicas: number, now: number, source?: ReplicasSource): Promise<void>;
   /** Apps being removed (hidden from getApp/listApps until their last instance is gone). */
   removingApps(): Promise<string[]>;
   /** Start removing an app: its instances desired stop, rollouts ended, queued runs cancelled, secrets and webhook source dropped. False if no such app. */
@@ -297,5 +302,18 @@ export interface Store {
   forgetBlob(digest: string): void;
   /** Write a consistent copy of the whole state to `file` while the store is in use. */
   backup(file: string): Promise<void>;
+  /**
+   * Commit a plan (core/plan.ts) in one transaction, or nothing of it: it is refused as stale when
+   * the app's rows no longer have the plan's basis (`basisOf`), or a node it places on is gone or
+   * no longer eligible. `instanceIds` names the placements, in order.
+   */
+  commitPlan(c: PlanCommit): Promise<PlanVerdict>;
   close(): void;
 }
+
+export interface PlanCommit {
+  readonly plan: Plan;
+  readonly instanceIds: readonly string[];
+  readonly now: number;
+}
+export type PlanVerdict = { readonly committed: true } | { readonly committed: false; readonly reason: string };
