@@ -18,6 +18,7 @@ let cp: ControlPlane;
 let home = '';
 const SHA = 'a'.repeat(40);
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read field by field in assertions
 async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Record<string, unknown> }> {
   const res = await request(cp.apiUrl + path, {
     method: method as 'GET',
