@@ -389,11 +389,14 @@ export class SqliteStore implements Store {
   }
   async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
     this.write(() => {
-      const b = this.stmt('SELECT app, revision, node_id, state, port, restarts, last_error, address FROM instances WHERE id = ?').get(id) as Row | undefined;
+      const b = this.stmt('SELECT app, revision, node_id, state, port, restarts, last_error, address, log_tail FROM instances WHERE id = ?').get(id) as Row | undefined;
       this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, log_tail = ?, address = ?, updated_at = ? WHERE id = ?')
         .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, s.containerId ?? null, s.logTail ?? null, s.address ?? null, now, id);
-      // What a watcher sees change (state, where it listens, restarts, its error); a new pid or log tail alone is not news.
-      if (b && (b.state !== s.state || b.port !== (s.port ?? null) || b.restarts !== s.restarts || b.last_error !== (s.lastError ?? null) || b.address !== (s.address ?? null))) {
+      // What a watcher sees change (state, where it listens, restarts, its error, the last output a
+      // failing instance left: `pilot run` prints it); a new pid alone is not news. The tail itself
+      // stays out of the event (it is long): a watcher reads it from the instance.
+      if (b && (b.state !== s.state || b.port !== (s.port ?? null) || b.restarts !== s.restarts || b.last_error !== (s.lastError ?? null)
+        || b.address !== (s.address ?? null) || b.log_tail !== (s.logTail ?? null))) {
         this.event('instance.state', b.app as string, now, {
           instance: id, revision: b.revision, node: this.nodeName(b.node_id as string), state: s.state, from: b.state,
           port: s.port ?? null, restarts: s.restarts, lastError: s.lastError ?? null, address: s.address ?? null,
