@@ -34,6 +34,13 @@ export class ApiClient {
     return res;
   }
 
+  /** A GET with extra headers whose body streams until `signal` aborts (the event feed); errors as in `call`. */
+  async open(path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
+    const res = await this.send('GET', path, { headers, signal });
+    if (res.status >= 400) throw fromBody((parseJson(await res.text()) as { error?: never } | undefined)?.error, `HTTP ${res.status} from GET ${path}`);
+    return res;
+  }
+
   private async send(method: string, path: string, init: { headers?: Record<string, string>; body?: string; signal?: AbortSignal }): Promise<Response> {
     try {
       return await fetch(this.baseUrl + path, { ...init, method, headers: { authorization: `Bearer ${this.token}`, ...init.headers } });

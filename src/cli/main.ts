@@ -44,6 +44,7 @@ const nodes = lazy(nodesModule, 'nodes');
 const nodeScheduling = lazy(nodesModule, 'nodeScheduling');
 const token = lazy(tokensModule, 'token');
 const logs = lazy(runsModule, 'logs');
+const events = lazy(() => import('./events.js'), 'events');
 const runtimesModule = () => import('./runtimes.js');
 const runtimesList = lazy(runtimesModule, 'runtimes');
 const runtimesAdd = lazy(runtimesModule, 'runtimesAdd');
@@ -203,6 +204,10 @@ program.command('logs').description('an app\'s output (or a run\'s log with --ru
   .option('--previous', 'the kept logs of stopped instances (failed, replaced), newest first')
   .option('--instance <id>', 'one instance, running or stopped')
   .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
+program.command('events').description('what happened: runs, rollouts, instances, revisions, nodes (-f: and what happens)').argument('[app]')
+  .option('-f, --follow', 'keep printing new events (resumes after a dropped connection)')
+  .option('--limit <n>', 'how many recent events first', '50')
+  .action(action(async (app: string | undefined, o: { follow?: boolean; limit?: string }, cmd: Command) => events(app, { ...g(cmd), ...o })));
 program.command('rollback').description('switch back to the previous revision (or --to N); instant, the artifact is kept').argument('<app>')
   .option('--to <revision>', 'revision number')
   .option('--dry-run', 'say what would start where and what would stop; change nothing')

@@ -127,8 +127,20 @@ export class NodeMonitor {
     const prev = this.statuses.get(nodeId);
     if (prev === next) return;
     this.statuses.set(nodeId, next);
-    if (prev !== undefined) this.log.warn({ node: name ?? nodeId, from: prev, to: next }, 'node status changed');
+    if (prev !== undefined) {
+      this.log.warn({ node: name ?? nodeId, from: prev, to: next }, 'node status changed');
+      this.recordChange(nodeId, name, prev, next);
+    }
     this.onChange(nodeId);
+  }
+
+  /** Liveness is decided here, in memory: its change goes into the event feed from here (the store writes the rest). */
+  private recordChange(nodeId: string, name: string | undefined, from: NodeStatus, to: NodeStatus): void {
+    const time = Date.now();
+    (async () => {
+      const node = name ?? (await this.store.listNodes()).find((n) => n.id === nodeId)?.name ?? nodeId;
+      await this.store.appendEvent({ kind: 'node.status', app: undefined, time, payload: { node, status: to, from } });
+    })().catch((err: unknown) => this.log.warn({ err, node: name ?? nodeId }, 'node status event not recorded'));
   }
 
   /** At most this many active checks at once, so a crowd of silent nodes cannot swamp the control plane. */

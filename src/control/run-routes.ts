@@ -46,8 +46,46 @@ const PatchBody = Type.Object({
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'superseded', 'interrupted']);
 
+/**
+ * Wakes the followers of a run's log: when lines are appended (this route is the log's only
+ * writer) and when the run's state changes (its events in the store's feed).
+ */
+class RunLogWaiters {
+  private readonly waiting = new Map<number, Set<() => void>>();
+
+  constructor(store: Store) {
+    store.subscribeEvents((events) => {
+      for (const e of events) if (e.kind.startsWith('run.') && typeof e.payload.run === 'number') this.wake(e.payload.run);
+    });
+  }
+
+  wake(run: number): void {
+    const set = this.waiting.get(run);
+    if (!set) return;
+    this.waiting.delete(run);
+    for (const w of set) w();
+  }
+
+  /** Resolve at the next append or state change of the run, or after `ms` at the latest. */
+  next(run: number, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const set = this.waiting.get(run) ?? new Set();
+      this.waiting.set(run, set);
+      const done = (): void => {
+        clearTimeout(t);
+        set.delete(done);
+        if (set.size === 0 && this.waiting.get(run) === set) this.waiting.delete(run);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      set.add(done);
+    });
+  }
+}
+
 export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; runsDir: string; box: SecretBox }): void {
   const { store, runsDir } = deps;
+  const waiters = new RunLogWaiters(store);
   const logFile = (id: number): string => join(runsDir, `${id}.log`);
   const mustGetRun = async (raw: string): Promise<RunRecord> => {
     const id = Number(raw);
@@ -87,6 +125,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
     await mkdir(runsDir, { recursive: true, mode: 0o700 });
     await appendFile(file, text, { mode: 0o600 }); // run logs name the app's build; private like the rest of $PILOT_HOME
+    waiters.wake(run.id);
     void reply.status(204);
   });
 
@@ -121,10 +160,14 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     reply.hijack();
     const out = reply.raw;
     out.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
+    out.flushHeaders(); // the follower knows it is connected before the first line exists
     let pos = 0;
     let closed = false;
     let ended: RunRecord | null | undefined; // set once the run is over: one last read, then stop
-    out.on('close', () => (closed = true));
+    out.on('close', () => {
+      closed = true;
+      waiters.wake(run.id);
+    });
     // Hijacked: Fastify no longer answers for this request, so a failure here (the log file
     // unreadable, the database away) ends the stream itself, with a last line saying why.
     try {
@@ -146,12 +189,16 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
           out.write(`--- run #${run.id} ${ended?.status ?? 'gone'}${ended?.error ? `: ${ended.error}` : ''}\n`);
           break;
         }
+        // Registered before the checks below, so an append or a state change between them is not missed.
+        const woken = waiters.next(run.id, 10_000);
+        if ((await stat(file).then((s) => s.size, () => 0)) > pos) continue;
         const now = await store.getRun(run.id);
         if (!now || FINAL.has(now.status)) {
           ended = now ?? null;
           continue;
         }
-        await new Promise((r) => setTimeout(r, 200));
+        // Woken by the next append or run event; the 10 s bound only re-checks, it is not how news arrives.
+        await woken;
       }
     } catch (err) {
       req.log.warn({ err, run: run.id }, 'run log follow failed');

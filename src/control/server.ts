@@ -38,6 +38,8 @@ import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../api/version.js';
 import { Reconciler } from './reconciler.js';
 import { registerRunRoutes } from './run-routes.js';
+import { registerEventRoutes, retentionFromEnv, startEventRetention, type RetentionSettings } from './event-routes.js';
+import type { EventStreamSettings } from './event-stream.js';
 import { registerRuntimeRoutes } from './runtime-routes.js';
 import { registerRegistryRoutes } from './registry-routes.js';
 import { registerVolumeRoutes } from './volume-routes.js';
@@ -78,6 +80,8 @@ export interface ControlPlaneOptions {
   freshDatabase?: boolean;
   /** The database cannot be used any more (damaged under us): the process must end, loudly. */
   onFatal?: (err: unknown) => void;
+  /** The event feed's SSE settings (heartbeat, slow-client bound) and retention; defaults otherwise (tests shorten them). */
+  events?: { stream?: Partial<EventStreamSettings>; retention?: Partial<RetentionSettings> };
 }
 
 export interface ControlPlane {
@@ -257,6 +261,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
   registerAppRoutes(api, { store, box, blobs, reconciler });
   registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
+  const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl, home: opts.home });
   registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
   registerNodeRoutes(api, { store, reconciler });
@@ -296,6 +301,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   cd.worker = worker;
   await worker.start();
   const stopGc = startArtifactGcTimer({ store, blobs, reconciler }, log.child({ part: 'gc' }), opts.gcIntervalMs ?? gcIntervalFromEnv(), () => gcSettingsFromEnv());
+  const stopRetention = startEventRetention(store, log.child({ part: 'events' }), { ...retentionFromEnv(), ...opts.events?.retention });
   const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
   log.info({ api: `http://${opts.host}:${port}`, router: router?.url ?? 'process' }, 'control plane started');
 
@@ -311,6 +317,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       homeGuard?.close();
       stopGc();
       stopScrub();
+      stopRetention();
       clearInterval(checkpoint);
       feed.release();
       await worker.stop();
@@ -321,6 +328,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       // the keep-alive timeout. Whatever is still open after 3 s is cut.
       const closed = api.close();
       reconciler.releasePolls();
+      events.close();
       const sweep = setInterval(() => api.server.closeIdleConnections(), 50);
       const cut = setTimeout(() => api.server.closeAllConnections(), 3000);
       try {

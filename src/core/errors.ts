@@ -70,6 +70,7 @@ export const CATALOGUE = {
   database_corrupt: { status: 500, retryable: false },
   state_without_database: { status: 500, retryable: false },
   server_running: { status: 409, retryable: false, hint: 'Stop `pilot up` / `pilot server` first (Ctrl-C or SIGTERM); apps keep running.' },
+  invalid_event_id: { status: 400, retryable: false, hint: 'Send the `id:` of the last event received (a whole number) as Last-Event-ID or ?after=, or leave it out to follow from now on.' },
   internal: { status: 500, retryable: true, hint: 'This is a bug in Pilot; the server log has the details.' },
 } as const satisfies Record<string, CatalogueEntry>;
 

@@ -1,10 +1,12 @@
 /**
  * Follow a rollout until it ends, printing each instance's state change, the last lines of output
  * of an instance that fails, and the output of the release phase; throws if the rollout fails
- * (its reason carries the failing instance's last lines).
+ * (its reason carries the failing instance's last lines). Woken by the event feed (GET
+ * /api/v1/events), polling only against a server without one.
  */
 import { PilotError } from '../core/errors.js';
 import type { ApiClient } from '../api/client.js';
+import { followEvents } from '../api/sse.js';
 
 /** How many lines of the release phase's output go into the run log. */
 const RELEASE_LINES = 200;
@@ -26,8 +28,8 @@ export async function followRollout(
     opts.out(lines.length === 0 ? 'release phase printed nothing' : `release phase output (last ${RELEASE_LINES} lines at most):`);
     for (const l of lines) opts.out(`  | ${l}`);
   };
-  for (;;) {
-    if (opts.signal?.aborted) throw new PilotError('deploy_failed', 'cancelled while waiting for the rollout');
+  /** One read of the rollout, printing what changed; true once it succeeded, throws once it failed. */
+  const observe = async (): Promise<boolean> => {
     const r = await api.rollout(app, rolloutId);
     for (const i of r.instances) {
       const release = i.kind === 'release';
@@ -47,11 +49,20 @@ export async function followRollout(
         for (const l of i.logTail.split('\n')) opts.out(`  | ${l}`);
       }
     }
-    // A release instance may be stopped and forgotten before a poll saw it end: its kept logs remain.
-    if (r.rollout.status !== 'running') for (const id of releaseIds) await showRelease(id);
+    // A release instance may be stopped and forgotten before a read saw it end: its kept logs remain.
+    if (r.rollout.status !== 'running') {
+      for (const id of releaseIds) {
+        // Traffic moved only after the release phase exited 0: say so when no answer showed its end.
+        if (r.rollout.status === 'succeeded' && !/^(succeeded|failed)/.test(seen.get(id) ?? '')) {
+          seen.set(id, 'succeeded');
+          opts.out(`release phase ${id}: succeeded`);
+        }
+        await showRelease(id);
+      }
+    }
     if (r.rollout.status === 'succeeded') {
       opts.out(`rollout #${rolloutId} succeeded: traffic switched to revision ${r.rollout.toRevision}`);
-      return;
+      return true;
     }
     if (r.rollout.status === 'failed') {
       const kept = r.activeRevision === null ? 'no revision is serving' : `revision ${r.activeRevision} keeps serving`;
@@ -61,10 +72,61 @@ export async function followRollout(
         hint: `See the app's output with \`pilot logs ${app}\` (\`--previous\` for stopped instances); fix and run again.`,
       });
     }
-    if (performance.now() > deadline) {
-      throw new PilotError('deploy_failed', `rollout #${rolloutId} still running after ${Math.round(opts.timeoutMs / 1000)}s`);
+    return false;
+  };
+
+  // Reads are triggered by the event feed (an event of this app's rollouts, instances or revisions,
+  // or a (re)connection, after which what was missed is read in one go). A server without the feed
+  // (an older Pilot: 404) or a feed that fails for good: read every pollMs, as before.
+  let mode = 'events' as 'events' | 'poll';
+  let dirty = false;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const feedStop = new AbortController();
+  const onAbort = (): void => poke();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const feed = followEvents(api, {
+    app, signal: feedStop.signal,
+    on: (item) => {
+      if (item.type === 'reset' || /^(rollout|instance|deploy)\./.test(item.event.kind)) {
+        dirty = true;
+        poke();
+      }
+    },
+    connected: () => {
+      dirty = true;
+      poke();
+    },
+  }).catch(() => {
+    mode = 'poll';
+    poke();
+  });
+  try {
+    for (;;) {
+      if (opts.signal?.aborted) throw new PilotError('deploy_failed', 'cancelled while waiting for the rollout');
+      if (mode === 'poll' || dirty) {
+        dirty = false;
+        if (await observe()) return;
+      }
+      const left = deadline - performance.now();
+      if (left < 0) throw new PilotError('deploy_failed', `rollout #${rolloutId} still running after ${Math.round(opts.timeoutMs / 1000)}s`);
+      await new Promise<void>((res) => {
+        const t = setTimeout(done, mode === 'poll' ? (opts.pollMs ?? 150) : left + 10);
+        function done(): void {
+          clearTimeout(t);
+          res();
+        }
+        wake = done;
+      });
     }
-    await new Promise((res) => setTimeout(res, opts.pollMs ?? 150));
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    feedStop.abort();
+    await feed;
   }
 }
 

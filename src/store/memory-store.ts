@@ -15,14 +15,16 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
+import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { ArtifactMeta, InstanceKind, RunRecord, StepRecord } from '../core/types.js';
 import type {
-  AppRecord, AppSource, EnqueueResult, InstanceDesired, InstanceRecord, InstanceStatusUpdate, JoinTokenRecord, NodeRecord,
+  AppRecord, AppSource, EnqueueResult, EventBounds, InstanceDesired, InstanceRecord, InstanceStatusUpdate, JoinTokenRecord, NodeRecord,
   NodeRuntimeRecord, NodeScheduling, PlanCommit, PlanVerdict, RegistryRecord, RevisionRecord, RolloutRecord, RunPatch, SecretRecord, SecretScope, Store,
   VolumePlacement, WebhookPush,
 } from './store.js';
+import { MemoryEventLog } from './memory-events.js';
 
 interface AppRow extends AppRecord {
   readonly removedAt: number | undefined;
@@ -606,6 +608,28 @@ export class MemoryStore implements Store {
       }
     }
     return { committed: true };
+  }
+
+  // events: the log of store/memory-events.ts. The memory store's own writes do not append to it
+  // (the SQLite store writes an event with each change); appendEvent and the feed work as specified.
+  private readonly events = new MemoryEventLog();
+  appendEvent(e: NewEvent): Promise<PilotEvent> {
+    return this.events.appendEvent(e);
+  }
+  readEvents(q: { after: number; app?: string | undefined; limit: number; kinds?: readonly EventKind[] | undefined }): Promise<PilotEvent[]> {
+    return this.events.readEvents(q);
+  }
+  latestEvents(q: { app?: string | undefined; limit: number }): Promise<PilotEvent[]> {
+    return this.events.latestEvents(q);
+  }
+  eventBounds(): Promise<EventBounds> {
+    return this.events.eventBounds();
+  }
+  trimEvents(p: { keep: number; before: number }): Promise<number> {
+    return this.events.trimEvents(p);
+  }
+  subscribeEvents(listener: (events: readonly PilotEvent[]) => void): () => void {
+    return this.events.subscribeEvents(listener);
   }
 
   close(): void {

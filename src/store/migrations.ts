@@ -187,4 +187,21 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE apps ADD COLUMN replicas_source TEXT NOT NULL DEFAULT 'config';
   `,
+  // events: the event feed (core/events.ts), one row per state change, written in the change's own
+  // transaction; event_trim remembers how far retention deleted (a resume before it gets a reset)
+  `
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time INTEGER NOT NULL,
+    app TEXT,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+  );
+  CREATE INDEX events_app_id ON events (app, id);
+  CREATE INDEX events_time ON events (time);
+  CREATE TABLE event_trim (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    through INTEGER NOT NULL
+  );
+  `,
 ];

@@ -6,9 +6,11 @@ import { PilotError } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
+import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
+import { EventBus } from './event-bus.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
-  AppSource, EnqueueResult, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
+  AppSource, EnqueueResult, EventBounds, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
   AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
   PlanCommit, PlanVerdict, RolloutRecord, RunPatch, Store, VolumePlacement,
 } from './store.js';
@@ -140,6 +142,10 @@ function artifactFrom(r: Row): ArtifactMeta {
   };
 }
 
+function eventFrom(r: Row): PilotEvent {
+  return { id: r.id as number, time: r.time as number, app: opt<string>(r.app), kind: r.kind as EventKind, payload: JSON.parse(r.payload as string) as Record<string, unknown> };
+}
+
 /** Open (creating if needed) and migrate the database at `file`. */
 export function openSqliteStore(file: string): SqliteStore {
   return new SqliteStore(file);
@@ -168,6 +174,10 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
   private pendingPushes: { p: WebhookPush; resolve: (r: EnqueueResult) => void; reject: (e: unknown) => void }[] = [];
+  private readonly bus = new EventBus();
+  /** Events appended by the write in progress: published once its transaction committed, dropped if it rolled back. */
+  private unpublished: PilotEvent[] = [];
+  private writeDepth = 0;
 
   constructor(file: string, opts: { mustExist?: boolean } = {}) {
     try {
@@ -210,6 +220,33 @@ export class SqliteStore implements Store {
     return st;
   }
 
+  /**
+   * A write and the events it appends, in one transaction; the events are published on the bus
+   * after the outermost write committed (never for a write that rolled back).
+   */
+  private write<T>(fn: () => T): T {
+    this.writeDepth++;
+    let out: T;
+    try {
+      out = this.db.transaction(fn)();
+    } catch (err) {
+      if (--this.writeDepth === 0) this.unpublished = [];
+      throw err;
+    }
+    if (--this.writeDepth === 0 && this.unpublished.length > 0) {
+      const batch = this.unpublished;
+      this.unpublished = [];
+      this.bus.publish(batch);
+    }
+    return out;
+  }
+
+  /** Append an event inside the current write (call only within `write`). */
+  private event(kind: EventKind, app: string | undefined, time: number, payload: Record<string, unknown>): void {
+    const info = this.stmt('INSERT INTO events (time, app, kind, payload) VALUES (?, ?, ?, ?)').run(time, app ?? null, kind, JSON.stringify(payload));
+    this.unpublished.push({ id: Number(info.lastInsertRowid), time, app, kind, payload });
+  }
+
   schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
@@ -240,16 +277,25 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT name FROM apps WHERE removed_at IS NOT NULL ORDER BY name').all() as { name: string }[]).map((r) => r.name);
   }
   async removeApp(name: string, now: number): Promise<boolean> {
-    return this.db.transaction((): boolean => {
+    return this.write((): boolean => {
       const done = this.stmt(`UPDATE apps SET removed_at = ?, repo = NULL, branch = NULL, webhook_secret = NULL, github_token = NULL, status_api_url = NULL, updated_at = ?
                                WHERE name = ? AND removed_at IS NULL`).run(now, now, name).changes > 0;
       if (!done) return false;
+      for (const i of this.stmt(`SELECT id, revision FROM instances WHERE app = ? AND desired <> 'stop'`).all(name) as Row[]) {
+        this.event('instance.desired', name, now, { instance: i.id, revision: i.revision, desired: 'stop', reason: 'app removed' });
+      }
       this.stmt(`UPDATE instances SET desired = 'stop', updated_at = ? WHERE app = ?`).run(now, name);
+      for (const r of this.stmt(`SELECT id, to_revision FROM rollouts WHERE app = ? AND status = 'running'`).all(name) as Row[]) {
+        this.event('rollout.finished', name, now, { rollout: r.id, toRevision: r.to_revision, status: 'failed', reason: 'app removed' });
+      }
       this.stmt(`UPDATE rollouts SET status = 'failed', reason = 'app removed', finished_at = ? WHERE app = ? AND status = 'running'`).run(now, name);
+      for (const r of this.stmt(`SELECT id FROM runs WHERE app = ? AND status = 'queued'`).all(name) as Row[]) {
+        this.event('run.status', name, now, { run: r.id, status: 'cancelled', error: 'the app was removed' });
+      }
       this.stmt(`UPDATE runs SET status = 'cancelled', error = 'the app was removed', finished_at = ? WHERE app = ? AND status = 'queued'`).run(now, name);
       this.stmt('DELETE FROM secrets WHERE app = ?').run(name);
       return true;
-    })();
+    });
   }
   async purgeRemovedApps(): Promise<string[]> {
     return this.db.transaction((): string[] => {
@@ -265,7 +311,14 @@ export class SqliteStore implements Store {
     })();
   }
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
-    this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
+    this.write(() => {
+      const before = this.stmt('SELECT active_revision FROM apps WHERE name = ?').get(app) as Row | undefined;
+      if (!before) return;
+      this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(revision ?? null, now, app);
+      if ((before.active_revision ?? null) !== (revision ?? null)) {
+        this.event('deploy.activated', app, now, { revision: revision ?? null, previous: before.active_revision ?? null });
+      }
+    });
   }
   async setReplicas(app: string, replicas: number, now: number, source: ReplicasSource = 'scale'): Promise<void> {
     this.stmt('UPDATE apps SET replicas = ?, replicas_source = ?, updated_at = ? WHERE name = ?').run(replicas, source, now, app);
@@ -283,14 +336,15 @@ export class SqliteStore implements Store {
   }
 
   async createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord> {
-    const number = this.db.transaction(() => {
+    const number = this.write(() => {
       const max = this.stmt('SELECT MAX(number) AS n FROM revisions WHERE app = ?').get(r.app) as { n: number | null };
       const n = (max.n ?? 0) + 1;
       this.stmt('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at, image, node_runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(r.app, n, r.artifact, r.commit, r.dirty ? 1 : 0, JSON.stringify(r.config), r.runId ?? null, r.createdAt,
           r.image ? JSON.stringify(r.image) : null, r.nodeRuntime ? JSON.stringify(r.nodeRuntime) : null);
+      this.event('deploy.revision', r.app, r.createdAt, { revision: n, commit: r.commit, dirty: r.dirty, artifact: r.artifact, run: r.runId ?? null });
       return n;
-    })();
+    });
     // What was stored, read back (not the caller's object): the same record getRevision gives.
     return (await this.getRevision(r.app, number))!;
   }
@@ -303,12 +357,23 @@ export class SqliteStore implements Store {
   }
 
   async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
-    const info = this.stmt(`INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`)
-      .run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
-    return (await this.getRollout(Number(info.lastInsertRowid)))!;
+    const id = this.write(() => {
+      const info = this.stmt(`INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`)
+        .run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
+      const id = Number(info.lastInsertRowid);
+      this.event('rollout.started', r.app, r.startedAt, { rollout: id, fromRevision: r.fromRevision ?? null, toRevision: r.toRevision });
+      return id;
+    });
+    return (await this.getRollout(id))!;
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
-    this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(status, reason ?? null, now, id);
+    this.write(() => {
+      const before = this.stmt('SELECT app, to_revision, status FROM rollouts WHERE id = ?').get(id) as Row | undefined;
+      this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(status, reason ?? null, now, id);
+      if (before && before.status !== status) {
+        this.event('rollout.finished', before.app as string, now, { rollout: id, toRevision: before.to_revision, status, reason: reason ?? null });
+      }
+    });
   }
   async getRollout(id: number): Promise<RolloutRecord | undefined> {
     const r = this.stmt('SELECT * FROM rollouts WHERE id = ?').get(id) as Row | undefined;
@@ -323,18 +388,46 @@ export class SqliteStore implements Store {
   }
 
   async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'> & { readonly kind?: InstanceKind }): Promise<void> {
-    this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
-      .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.kind ?? 'web', i.createdAt, i.createdAt);
+    this.write(() => {
+      this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
+        .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.kind ?? 'web', i.createdAt, i.createdAt);
+      this.event('instance.placed', i.app, i.createdAt, { instance: i.id, revision: i.revision, node: this.nodeName(i.nodeId), kind: i.kind ?? 'web', desired: i.desired });
+    });
   }
   async setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void> {
-    this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
+    this.write(() => {
+      const before = this.stmt('SELECT app, revision, desired FROM instances WHERE id = ?').get(id) as Row | undefined;
+      this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
+      if (before && before.desired !== desired) this.event('instance.desired', before.app as string, now, { instance: id, revision: before.revision, desired });
+    });
   }
   async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
-    this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, log_tail = ?, address = ?, updated_at = ? WHERE id = ?')
-      .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, s.containerId ?? null, s.logTail ?? null, s.address ?? null, now, id);
+    this.write(() => {
+      const b = this.stmt('SELECT app, revision, node_id, state, port, restarts, last_error, address, log_tail FROM instances WHERE id = ?').get(id) as Row | undefined;
+      this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, log_tail = ?, address = ?, updated_at = ? WHERE id = ?')
+        .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, s.containerId ?? null, s.logTail ?? null, s.address ?? null, now, id);
+      // What a watcher sees change (state, where it listens, restarts, its error, the last output a
+      // failing instance left: `pilot run` prints it); a new pid alone is not news. The tail itself
+      // stays out of the event (it is long): a watcher reads it from the instance.
+      if (b && (b.state !== s.state || b.port !== (s.port ?? null) || b.restarts !== s.restarts || b.last_error !== (s.lastError ?? null)
+        || b.address !== (s.address ?? null) || b.log_tail !== (s.logTail ?? null))) {
+        this.event('instance.state', b.app as string, now, {
+          instance: id, revision: b.revision, node: this.nodeName(b.node_id as string), state: s.state, from: b.state,
+          port: s.port ?? null, restarts: s.restarts, lastError: s.lastError ?? null, address: s.address ?? null,
+        });
+      }
+    });
   }
   async deleteInstance(id: string): Promise<void> {
-    this.stmt('DELETE FROM instances WHERE id = ?').run(id);
+    this.write(() => {
+      const b = this.stmt('SELECT app, revision FROM instances WHERE id = ?').get(id) as Row | undefined;
+      if (this.stmt('DELETE FROM instances WHERE id = ?').run(id).changes > 0 && b) this.event('instance.removed', b.app as string, Date.now(), { instance: id, revision: b.revision });
+    });
+  }
+
+  /** A node's name for an event (its id when unknown). */
+  private nodeName(id: string): string {
+    return this.nodeCache().byId.get(id)?.name ?? id;
   }
   async listInstances(filter: { app?: string; nodeId?: string } = {}): Promise<InstanceRecord[]> {
     const rows = this.stmt('SELECT * FROM instances WHERE (@app IS NULL OR app = @app) AND (@node IS NULL OR node_id = @node) ORDER BY created_at, id')
@@ -386,17 +479,25 @@ export class SqliteStore implements Store {
 
   async upsertNode(n: NodeRecord): Promise<void> {
     // On conflict the row keeps its name, registration time and scheduling state; so does the cache.
-    this.stmt(
+    const known = this.nodeCache().byId.has(n.id);
+    this.write(() => {
+      this.stmt(
       `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels, runtimes)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
          agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, runtimes = excluded.runtimes`,
-    ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels), JSON.stringify(n.runtimes));
+      ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels), JSON.stringify(n.runtimes));
+      if (!known) this.event('node.registered', undefined, n.registeredAt, { node: n.name, address: n.address });
+    });
     const old = this.nodes?.byId.get(n.id);
     this.cacheNode(old === undefined ? n : { ...n, name: old.name, registeredAt: old.registeredAt, scheduling: old.scheduling });
   }
   async setNodeScheduling(id: string, scheduling: NodeRecord['scheduling']): Promise<void> {
-    this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);
+    const before = this.nodeCache().byId.get(id);
+    this.write(() => {
+      this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);
+      if (before && before.scheduling !== scheduling) this.event('node.scheduling', undefined, Date.now(), { node: before.name, scheduling, from: before.scheduling });
+    });
     const n = this.nodes?.byId.get(id);
     if (n) this.cacheNode({ ...n, scheduling });
   }
@@ -431,9 +532,14 @@ export class SqliteStore implements Store {
   }
 
   async createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord> {
-    const info = this.stmt(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`)
-      .run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now, r.now);
-    return (await this.getRun(Number(info.lastInsertRowid)))!;
+    const id = this.write(() => {
+      const info = this.stmt(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`)
+        .run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now, r.now);
+      const id = Number(info.lastInsertRowid);
+      this.event('run.created', r.app, r.now, { run: id, trigger: r.trigger, commit: r.commit ?? null, status: 'running' });
+      return id;
+    });
+    return (await this.getRun(id))!;
   }
   async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
     const sets: string[] = [];
@@ -453,7 +559,20 @@ export class SqliteStore implements Store {
     if (p.startedAt !== undefined) set('started_at', p.startedAt);
     if (p.rolloutId !== undefined) set('rollout_id', p.rolloutId);
     if (p.supersededBy !== undefined) set('superseded_by', p.supersededBy);
-    if (sets.length > 0) this.stmt(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
+    if (sets.length > 0) {
+      this.write(() => {
+        const b = this.stmt('SELECT app, status, steps FROM runs WHERE id = ?').get(id) as Row | undefined;
+        this.stmt(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
+        if (!b) return;
+        const now = p.finishedAt ?? Date.now();
+        if (p.steps !== undefined && JSON.stringify(p.steps) !== b.steps) {
+          this.event('run.steps', b.app as string, now, { run: id, steps: p.steps.map((st) => ({ name: st.name, status: st.status })) });
+        }
+        if (p.status !== undefined && p.status !== b.status) {
+          this.event('run.status', b.app as string, now, { run: id, status: p.status, from: b.status, error: typeof p.error === 'string' ? p.error.split('\n')[0] : null, revision: p.revision ?? null, rollout: p.rolloutId ?? null });
+        }
+      });
+    }
     const run = await this.getRun(id);
     if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
     return run;
@@ -486,7 +605,7 @@ export class SqliteStore implements Store {
     let results: EnqueueResult[];
     this.db.pragma('synchronous = FULL');
     try {
-      results = this.db.transaction(() => batch.map((b) => this.enqueueOne(b.p)))();
+      results = this.write(() => batch.map((b) => this.enqueueOne(b.p)));
     } catch (err) {
       for (const b of batch) b.reject(err);
       return;
@@ -509,9 +628,11 @@ export class SqliteStore implements Store {
       )
       .run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1, p.repoFullName ?? null);
     const id = Number(info.lastInsertRowid);
+    this.event('run.created', p.app, p.now, { run: id, trigger: 'webhook', commit: p.commit, status: 'queued', branch: p.branch });
     const older = this.stmt(`SELECT id FROM runs WHERE app = ? AND branch = ? AND status = 'queued' AND id <> ?`)
       .all(p.app, p.branch, id) as { id: number }[];
     for (const o of older) {
+      this.event('run.status', p.app, p.now, { run: o.id, status: 'superseded', from: 'queued', supersededBy: id });
       this.stmt(`UPDATE runs SET status = 'superseded', superseded_by = ?, finished_at = ?, error = ? WHERE id = ?`)
         .run(id, p.now, `superseded by run #${id} (a newer push to ${p.branch})`, o.id);
     }
@@ -519,20 +640,21 @@ export class SqliteStore implements Store {
   }
 
   async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
-    return this.db.transaction((): RunRecord | undefined => {
+    return this.write((): RunRecord | undefined => {
       const busy = new Set((this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map((r) => r.app));
       const queued = this.stmt(`SELECT * FROM runs WHERE status = 'queued' AND created_at <= ? ORDER BY id`).all(queuedBefore) as Row[];
       const next = queued.find((r) => !busy.has(r.app as string) && !excludeApps.has(r.app as string));
       if (!next) return undefined;
       this.stmt(`UPDATE runs SET status = 'running', started_at = ?, attempt = attempt + (CASE WHEN attempt = 0 THEN 1 ELSE 0 END) WHERE id = ?`).run(now, next.id);
+      this.event('run.status', next.app as string, now, { run: next.id, status: 'running', from: 'queued' });
       return runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(next.id) as Row);
-    })();
+    });
   }
 
   async recoverInterruptedRuns(now: number): Promise<RunRecord[]> {
     this.db.pragma('synchronous = FULL');
     try {
-      return this.db.transaction((): RunRecord[] => {
+      return this.write((): RunRecord[] => {
         const rows = this.stmt(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as Row[];
         for (const r of rows) {
           const attempt = (r.attempt as number) || 1;
@@ -545,9 +667,11 @@ export class SqliteStore implements Store {
               )
               .run(r.app, r.commit_sha, PIPELINE_STEPS, now, r.branch, r.message, r.author, r.fence, attempt + 1, r.id, r.repo_full_name);
             retryNote = `retried as run #${Number(info.lastInsertRowid)}`;
+            this.event('run.created', r.app as string, now, { run: Number(info.lastInsertRowid), trigger: 'webhook', commit: r.commit_sha, status: 'queued', retryOf: r.id });
           }
           this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
             .run(now, `interrupted: the server stopped while it ran; ${retryNote}`, r.id);
+          this.event('run.status', r.app as string, now, { run: r.id, status: 'interrupted', from: 'running', error: `interrupted: the server stopped while it ran; ${retryNote}` });
         }
         // A `pilot run` from a terminal reports through this server: when the server died, the CLI's
         // next report failed and it gave up, so its run would say "running" forever. Not retried:
@@ -556,18 +680,23 @@ export class SqliteStore implements Store {
         for (const r of cli) {
           this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
             .run(now, 'interrupted: the server stopped while it ran; run `pilot run` again', r.id);
+          this.event('run.status', r.app as string, now, { run: r.id, status: 'interrupted', from: 'running', error: 'interrupted: the server stopped while it ran' });
         }
         return [...rows, ...cli].map((r) => runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(r.id) as Row));
-      })();
+      });
     } finally {
       this.db.pragma('synchronous = NORMAL');
     }
   }
 
   async finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void> {
-    this.stmt(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
-                WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
-      .run(status, error ?? null, now, status, now, rolloutId);
+    this.write(() => {
+      const rows = this.stmt(`SELECT id, app FROM runs WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`).all(rolloutId) as Row[];
+      this.stmt(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
+                  WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
+        .run(status, error ?? null, now, status, now, rolloutId);
+      for (const r of rows) this.event('run.status', r.app as string, now, { run: r.id, status, from: 'running', error: error?.split('\n')[0] ?? null, rollout: rolloutId });
+    });
   }
 
   async revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined> {
@@ -577,8 +706,12 @@ export class SqliteStore implements Store {
     return r && revisionFrom(r);
   }
   async interruptForegroundRuns(now: number): Promise<number> {
-    return this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)'
-                      WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`).run(now).changes;
+    return this.write(() => {
+      const rows = this.stmt(`SELECT id, app FROM runs WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`).all() as Row[];
+      for (const r of rows) this.event('run.status', r.app as string, now, { run: r.id, status: 'interrupted', from: 'running', error: 'interrupted: the server restarted while it ran' });
+      return this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)'
+                        WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`).run(now).changes;
+    });
   }
   async latestDeployedFence(app: string): Promise<number | undefined> {
     const r = this.stmt('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?')
@@ -638,9 +771,11 @@ export class SqliteStore implements Store {
   async commitPlan(c: PlanCommit): Promise<PlanVerdict> {
     const { plan, now } = c;
     if (c.instanceIds.length !== plan.placements.length) throw new Error('commitPlan: one instance id per placement');
-    return this.db.transaction((): PlanVerdict => {
+    // One transaction, and the same events as the single writes it stands for (instance placed and
+    // desired, revision activated, rollout finished, a rollback's run ended).
+    return this.write((): PlanVerdict => {
       const app = this.stmt('SELECT * FROM apps WHERE name = ? AND removed_at IS NULL').get(plan.app) as Row | undefined;
-      const rollout = this.stmt(`SELECT id FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(plan.app) as { id: number } | undefined;
+      const rollout = this.stmt(`SELECT id, to_revision FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(plan.app) as { id: number; to_revision: number } | undefined;
       const instances = (this.stmt('SELECT * FROM instances WHERE app = ? ORDER BY created_at, id').all(plan.app) as Row[]).map(instanceFrom);
       const a = app && appFrom(app);
       const basis = basisOf({ app: a && { activeRevision: a.activeRevision, replicas: a.replicas }, rolloutId: rollout?.id, instances });
@@ -654,20 +789,33 @@ export class SqliteStore implements Store {
         for (const name of plan.volumes.names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(plan.app, name, plan.volumes.nodeId, now);
       }
       plan.placements.forEach((p, k) => {
+        const id = c.instanceIds[k]!;
         this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, 'run', 'pending', ?, ?, ?)`)
-          .run(c.instanceIds[k]!, plan.app, p.revision, p.nodeId, p.kind, now, now);
+          .run(id, plan.app, p.revision, p.nodeId, p.kind, now, now);
+        this.event('instance.placed', plan.app, now, { instance: id, revision: p.revision, node: this.nodeName(p.nodeId), kind: p.kind, desired: 'run' });
       });
-      for (const d of plan.desired) this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(d.desired, now, d.id);
-      if (plan.activate !== undefined) this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(plan.activate, now, plan.app);
+      const byId = new Map(instances.map((i) => [i.id, i]));
+      for (const d of plan.desired) {
+        this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(d.desired, now, d.id);
+        const before = byId.get(d.id);
+        if (before && before.desired !== d.desired) this.event('instance.desired', plan.app, now, { instance: d.id, revision: before.revision, desired: d.desired });
+      }
+      if (plan.activate !== undefined) {
+        this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(plan.activate, now, plan.app);
+        if ((a?.activeRevision ?? null) !== plan.activate) this.event('deploy.activated', plan.app, now, { revision: plan.activate, previous: a?.activeRevision ?? null });
+      }
       if (plan.finish && plan.rolloutId !== undefined) {
         const f = plan.finish;
         this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(f.status, f.reason ?? null, now, plan.rolloutId);
+        this.event('rollout.finished', plan.app, now, { rollout: plan.rolloutId, toRevision: rollout?.id === plan.rolloutId ? rollout.to_revision : null, status: f.status, reason: f.reason ?? null });
+        const runs = this.stmt(`SELECT id FROM runs WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`).all(plan.rolloutId) as { id: number }[];
         this.stmt(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
                     WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
           .run(f.status, f.reason ?? null, now, f.status, now, plan.rolloutId);
+        for (const r of runs) this.event('run.status', plan.app, now, { run: r.id, status: f.status, from: 'running', error: f.reason?.split('\n')[0] ?? null, rollout: plan.rolloutId });
       }
       return { committed: true };
-    })();
+    });
   }
 
   putArtifactMeta(m: ArtifactMeta): void {
@@ -687,6 +835,47 @@ export class SqliteStore implements Store {
       this.stmt('DELETE FROM artifacts WHERE digest = ?').run(digest);
       this.stmt('DELETE FROM node_runtimes WHERE digest = ?').run(digest);
     })();
+  }
+
+  async appendEvent(e: NewEvent): Promise<PilotEvent> {
+    return this.write(() => {
+      this.event(e.kind, e.app, e.time, { ...e.payload });
+      return this.unpublished[this.unpublished.length - 1]!;
+    });
+  }
+  async readEvents(q: { after: number; app?: string | undefined; limit: number; kinds?: readonly EventKind[] | undefined }): Promise<PilotEvent[]> {
+    const rows = (q.app === undefined
+      ? this.stmt('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?').all(q.after, q.limit)
+      : this.stmt('SELECT * FROM events WHERE app = ? AND id > ? ORDER BY id LIMIT ?').all(q.app, q.after, q.limit)) as Row[];
+    const events = rows.map(eventFrom);
+    return q.kinds === undefined ? events : events.filter((e) => q.kinds!.includes(e.kind));
+  }
+  async latestEvents(q: { app?: string | undefined; limit: number }): Promise<PilotEvent[]> {
+    const rows = (q.app === undefined
+      ? this.stmt('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(q.limit)
+      : this.stmt('SELECT * FROM events WHERE app = ? ORDER BY id DESC LIMIT ?').all(q.app, q.limit)) as Row[];
+    return rows.map(eventFrom).reverse();
+  }
+  async eventBounds(): Promise<EventBounds> {
+    // sqlite_sequence keeps the highest AUTOINCREMENT id ever given, even once its row is deleted.
+    const seq = this.stmt(`SELECT seq FROM sqlite_sequence WHERE name = 'events'`).get() as { seq: number } | undefined;
+    const trim = this.stmt('SELECT through FROM event_trim WHERE one = 1').get() as { through: number } | undefined;
+    return { lastId: seq?.seq ?? 0, trimmedThrough: trim?.through ?? 0 };
+  }
+  async trimEvents(p: { keep: number; before: number }): Promise<number> {
+    return this.write(() => {
+      const last = (this.stmt(`SELECT seq FROM sqlite_sequence WHERE name = 'events'`).get() as { seq: number } | undefined)?.seq ?? 0;
+      const byCount = last - p.keep;
+      const byTime = (this.stmt('SELECT MAX(id) AS m FROM events WHERE time < ?').get(p.before) as { m: number | null }).m ?? 0;
+      const through = Math.max(byCount, byTime);
+      if (through <= 0) return 0;
+      const gone = this.stmt('DELETE FROM events WHERE id <= ?').run(through).changes;
+      this.stmt('INSERT INTO event_trim (one, through) VALUES (1, ?) ON CONFLICT(one) DO UPDATE SET through = MAX(through, excluded.through)').run(through);
+      return gone;
+    });
+  }
+  subscribeEvents(listener: (events: readonly PilotEvent[]) => void): () => void {
+    return this.bus.subscribe(listener);
   }
 
   /** Copy committed WAL pages into the database file, without waiting for anyone. */

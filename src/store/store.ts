@@ -7,6 +7,7 @@
 import type { AppConfig } from '../core/app-config.js';
 import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
+import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
 
 export interface AppRecord {
@@ -201,6 +202,12 @@ export interface RunPatch {
   readonly supersededBy?: number;
 }
 
+/** How far the event feed goes: see Store.eventBounds. */
+export interface EventBounds {
+  readonly lastId: number;
+  readonly trimmedThrough: number;
+}
+
 export interface Store {
   // apps
   upsertApp(name: string, config: AppConfig, now: number): Promise<AppRecord>;
@@ -300,6 +307,25 @@ export interface Store {
   listArtifactMeta(app?: string): ArtifactMeta[];
   /** Forget a garbage-collected blob: its artifacts row and any node_runtimes record of it. */
   forgetBlob(digest: string): void;
+  // events (core/events.ts). The write methods above append theirs in the same transaction as the
+  // change (run state, rollout start/finish, instance placed/desired/state/removed, revision
+  // recorded/activated, node registered/scheduling): callers never emit them.
+  /** Append an event decided outside the store (node liveness, kept in memory); published after commit. */
+  appendEvent(e: NewEvent): Promise<PilotEvent>;
+  /** Events with id > after, oldest first, at most `limit`; only the app's when `app` is given; only these kinds when `kinds` is given. */
+  readEvents(q: { after: number; app?: string | undefined; limit: number; kinds?: readonly EventKind[] | undefined }): Promise<PilotEvent[]>;
+  /** The newest `limit` events (of the app when given), oldest first. */
+  latestEvents(q: { app?: string | undefined; limit: number }): Promise<PilotEvent[]>;
+  /** `lastId`: the highest id ever written (0: none yet); `trimmedThrough`: retention deleted every id up to it (0: nothing deleted). */
+  eventBounds(): Promise<EventBounds>;
+  /** Retention: delete all but the newest `keep` events and those older than `before` (wall ms); returns how many went. */
+  trimEvents(p: { keep: number; before: number }): Promise<number>;
+  /**
+   * Hear every committed batch of events, in id order, synchronously right after its commit (an
+   * in-process bus; a networked store would feed it from its own notifications). Returns the
+   * unsubscribe function. The listener must not throw or block: it is called inside the write.
+   */
+  subscribeEvents(listener: (events: readonly PilotEvent[]) => void): () => void;
   /** Write a consistent copy of the whole state to `file` while the store is in use. */
   backup(file: string): Promise<void>;
   /**
