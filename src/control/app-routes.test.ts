@@ -26,7 +26,12 @@ function rowCounts(file: string): Record<string, number> {
   try {
     const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).all() as { name: string }[]).map((t) => t.name);
     assert.ok(tables.length >= 10, `expected the whole schema, got ${tables.join(', ')}`);
-    return Object.fromEntries(tables.map((t) => [t, (db.prepare(`SELECT COUNT(*) AS n FROM "${t}"`).get() as { n: number }).n]));
+    // Of the event feed, only the events a deploy or a rollback writes itself: the reconciler and the
+    // node monitor keep working in the background (instance and node events), dry run or not.
+    const count = (t: string): number => (db.prepare(t === 'events'
+      ? `SELECT COUNT(*) AS n FROM events WHERE kind IN ('run.created', 'deploy.revision', 'rollout.started')`
+      : `SELECT COUNT(*) AS n FROM "${t}"`).get() as { n: number }).n;
+    return Object.fromEntries(tables.map((t) => [t, count(t)]));
   } finally {
     db.close();
   }
