@@ -21,12 +21,27 @@ export function describeEvent(e: PilotEvent): string {
       case 'instance.removed': return `instance ${p.instance} removed`;
       case 'deploy.revision': return `revision ${p.revision} recorded (${String(p.commit).slice(0, 12)}${p.dirty ? '+dirty' : ''})`;
       case 'deploy.activated': return `revision ${p.revision ?? '-'} serves (was ${p.previous ?? '-'})`;
+      case 'deploy.plan': return `plan committed: ${planSummary(p)}`;
       case 'node.registered': return `node ${p.node} registered at ${p.address}`;
       case 'node.scheduling': return `node ${p.node} ${p.scheduling}`;
       case 'node.status': return `node ${p.node} ${p.status} (was ${p.from})`;
     }
   })();
   return `${t}  #${e.id}  ${e.kind.padEnd(17)} ${(e.app ?? '-').padEnd(12)} ${what}`;
+}
+
+/** `2 placed, 1 drain, 1 stop, activate 3, rollout succeeded, 1 unplaced (no room)` */
+function planSummary(p: Record<string, unknown>): string {
+  const n = (k: string): number => (Array.isArray(p[k]) ? (p[k] as unknown[]).length : 0);
+  const parts = [
+    n('placed') > 0 && `${n('placed')} placed`,
+    n('drain') > 0 && `${n('drain')} drain`,
+    n('stop') > 0 && `${n('stop')} stop`,
+    p.activate !== null && p.activate !== undefined && `activate ${String(p.activate)}`,
+    typeof p.finish === 'string' && `rollout ${p.finish}`,
+    typeof p.unplaced === 'object' && p.unplaced !== null && `${(p.unplaced as { count: number }).count} unplaced (${(p.unplaced as { reason: string }).reason})`,
+  ].filter((x): x is string => typeof x === 'string');
+  return parts.length > 0 ? parts.join(', ') : 'nothing to do';
 }
 
 export async function events(app: string | undefined, opts: GlobalOptions & { follow?: boolean; limit?: string }): Promise<void> {

@@ -80,6 +80,12 @@ describe('plan applier', () => {
     // Planning again from the new state converges: nothing more to do.
     const again = planAppChanges(await snapshot(s));
     assert.deepEqual(again.placements, []);
+    // The feed has the plan, then the change it made, in the same transaction.
+    const feed = (await s.latestEvents({ app: 'web', limit: 2 })).map((e) => [e.kind, e.payload]);
+    assert.deepEqual(feed, [
+      ['deploy.plan', { rollout: null, placed: [{ instance: 'web-1-n1', revision: 1, node: 'n2', kind: 'web' }], drain: [], stop: [], activate: null, finish: null, unplaced: null }],
+      ['instance.placed', { instance: 'web-1-n1', revision: 1, node: 'n2', kind: 'web', desired: 'run' }],
+    ]);
   }));
 
   it('rejects a stale plan (an instance changed between planning and applying) and writes nothing', () => withStore(async (s) => {

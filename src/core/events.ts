@@ -7,13 +7,14 @@
  *   rollout.started rollout.finished         a rollout of a revision
  *   instance.placed instance.desired instance.state instance.removed
  *   deploy.revision deploy.activated         a revision recorded / made the serving one
+ *   deploy.plan                              a plan the applier committed (what it placed, stopped, activated)
  *   node.registered node.scheduling node.status
  */
 export type EventKind =
   | 'run.created' | 'run.status' | 'run.steps'
   | 'rollout.started' | 'rollout.finished'
   | 'instance.placed' | 'instance.desired' | 'instance.state' | 'instance.removed'
-  | 'deploy.revision' | 'deploy.activated'
+  | 'deploy.revision' | 'deploy.activated' | 'deploy.plan'
   | 'node.registered' | 'node.scheduling' | 'node.status';
 
 /** An event before the store gives it its id. */

@@ -785,6 +785,8 @@ export class SqliteStore implements Store {
         if (!n) return { committed: false, reason: `node ${nodeId} is no longer registered` };
         if (n.scheduling !== 'eligible') return { committed: false, reason: `node ${nodeId} is no longer eligible (${n.scheduling})` };
       }
+      // The plan itself first, then the events of each change it makes.
+      this.event('deploy.plan', plan.app, now, planEventPayload(c, (id) => this.nodeName(id)));
       if (plan.volumes) {
         for (const name of plan.volumes.names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(plan.app, name, plan.volumes.nodeId, now);
       }
@@ -891,4 +893,20 @@ export class SqliteStore implements Store {
   close(): void {
     this.db.close();
   }
+}
+
+/** What the `deploy.plan` event says of a committed plan (node names, not ids). */
+export function planEventPayload(c: PlanCommit, nodeName: (id: string) => string): Record<string, unknown> {
+  const { plan } = c;
+  const last = new Map(plan.desired.map((d) => [d.id, d.desired]));
+  const with_ = (want: string): string[] => [...last].filter(([, d]) => d === want).map(([id]) => id);
+  return {
+    rollout: plan.rolloutId ?? null,
+    placed: plan.placements.map((p, k) => ({ instance: c.instanceIds[k], revision: p.revision, node: nodeName(p.nodeId), kind: p.kind })),
+    drain: with_('drain'),
+    stop: with_('stop'),
+    activate: plan.activate ?? null,
+    finish: plan.finish?.status ?? null,
+    unplaced: plan.unplaced ?? null,
+  };
 }
