@@ -40,7 +40,8 @@ async function docker(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.tail.join('\n')}`);
 }
 
-const ms = (xs: number[], q: number): string => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!.toFixed(0);
+const ms = (xs: number[], q: number): string =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!.toFixed(0);
 
 async function main(): Promise<void> {
   const engine = connectEngine();
@@ -49,7 +50,11 @@ async function main(): Promise<void> {
   const tag = `pilot-test/agent/bench-container:${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-ctr-'));
   writeFileSync(join(dir, 'server.js'), SERVER);
-  const results: Record<string, { start: number[]; stop: number[] }> = { pilot: { start: [], stop: [] }, cli: { start: [], stop: [] }, process: { start: [], stop: [] } };
+  const results: Record<string, { start: number[]; stop: number[] }> = {
+    pilot: { start: [], stop: [] },
+    cli: { start: [], stop: [] },
+    process: { start: [], stop: [] },
+  };
   const rt = new DockerRuntime({ engine, node });
   try {
     const image = await buildTestImage(engine, tag, { 'server.js': SERVER }, ['node', '/app/server.js']);
@@ -57,7 +62,14 @@ async function main(): Promise<void> {
       // Pilot's docker runtime
       let port = await allocatePort();
       let t0 = performance.now();
-      const h = await rt.start({ instanceId: `b-${i}`, stateDir: join(dir, 'state', `b-${i}`), cwd: '/', argv: [], env: { PORT: String(port) }, image });
+      const h = await rt.start({
+        instanceId: `b-${i}`,
+        stateDir: join(dir, 'state', `b-${i}`),
+        cwd: '/',
+        argv: [],
+        env: { PORT: String(port) },
+        image,
+      });
       await untilAnswers(port);
       results.pilot!.start.push(performance.now() - t0);
       t0 = performance.now();
@@ -67,7 +79,20 @@ async function main(): Promise<void> {
       port = await allocatePort();
       const name = `${node}-cli-${i}`;
       t0 = performance.now();
-      await docker(['run', '-d', '--init', '--network', 'host', '--label', `dev.pilot.node=${node}`, '-e', `PORT=${port}`, '--name', name, image]);
+      await docker([
+        'run',
+        '-d',
+        '--init',
+        '--network',
+        'host',
+        '--label',
+        `dev.pilot.node=${node}`,
+        '-e',
+        `PORT=${port}`,
+        '--name',
+        name,
+        image,
+      ]);
       await untilAnswers(port);
       results.cli!.start.push(performance.now() - t0);
       t0 = performance.now();
@@ -78,7 +103,13 @@ async function main(): Promise<void> {
       port = await allocatePort();
       const prt = new ProcessRuntime();
       t0 = performance.now();
-      const ph = await prt.start({ instanceId: `p-${i}`, stateDir: join(dir, 'pstate', `p-${i}`), cwd: dir, argv: [process.execPath, join(dir, 'server.js')], env: { PORT: String(port) } });
+      const ph = await prt.start({
+        instanceId: `p-${i}`,
+        stateDir: join(dir, 'pstate', `p-${i}`),
+        cwd: dir,
+        argv: [process.execPath, join(dir, 'server.js')],
+        env: { PORT: String(port) },
+      });
       await untilAnswers(port);
       results.process!.start.push(performance.now() - t0);
       t0 = performance.now();
@@ -94,12 +125,16 @@ async function main(): Promise<void> {
   console.log(`container start → answering HTTP, and stop (+ removal), ${ROUNDS} rounds, ms`);
   console.log('                           start p50  start p90   stop p50   stop p90');
   const row = (label: string, r: { start: number[]; stop: number[] }): void =>
-    console.log(`${label.padEnd(26)} ${ms(r.start, 0.5).padStart(9)}  ${ms(r.start, 0.9).padStart(9)}  ${ms(r.stop, 0.5).padStart(9)}  ${ms(r.stop, 0.9).padStart(9)}`);
+    console.log(
+      `${label.padEnd(26)} ${ms(r.start, 0.5).padStart(9)}  ${ms(r.start, 0.9).padStart(9)}  ${ms(r.stop, 0.5).padStart(9)}  ${ms(r.stop, 0.9).padStart(9)}`,
+    );
   row('pilot docker runtime', results.pilot!);
   row('docker CLI (peer)', results.cli!);
   row('pilot process runtime', results.process!);
   const med = (xs: number[]): number => Number(ms(xs, 0.5));
-  console.log(`ratio pilot/docker CLI: start ${(med(results.pilot!.start) / med(results.cli!.start)).toFixed(2)}, stop ${(med(results.pilot!.stop) / med(results.cli!.stop)).toFixed(2)}`);
+  console.log(
+    `ratio pilot/docker CLI: start ${(med(results.pilot!.start) / med(results.cli!.start)).toFixed(2)}, stop ${(med(results.pilot!.stop) / med(results.cli!.stop)).toFixed(2)}`,
+  );
 }
 
 await main();

@@ -29,7 +29,9 @@ function timed(argv: string[], cwd: string, env: NodeJS.ProcessEnv = process.env
 }
 
 /** The same process by hand, no platform: returns each part's time. */
-async function byHand(repo: string): Promise<{ checkout: number; install: number; build: number; pack: number; start: number; total: number }> {
+async function byHand(
+  repo: string,
+): Promise<{ checkout: number; install: number; build: number; pack: number; start: number; total: number }> {
   const ws = tempDir('byhand');
   const t0 = performance.now();
   try {
@@ -41,7 +43,12 @@ async function byHand(repo: string): Promise<{ checkout: number; install: number
     const ts = performance.now();
     // Started the way Pilot starts it (a plain `node …` start script runs without npm), so the
     // app's own start time is the same on both sides.
-    const app = spawn(process.execPath, ['server.js'], { cwd: ws, env: { ...process.env, PORT: String(port) }, stdio: 'ignore', detached: true });
+    const app = spawn(process.execPath, ['server.js'], {
+      cwd: ws,
+      env: { ...process.env, PORT: String(port) },
+      stdio: 'ignore',
+      detached: true,
+    });
     try {
       await waitFor('app by hand', async () => {
         const r = await request(`http://127.0.0.1:${port}/healthz`);
@@ -92,7 +99,9 @@ async function main(): Promise<void> {
 
     const overhead = median(rows.wall!) - hm('install') - hm('start');
     console.log(`\nplatform overhead beyond npm ci and the app's start: ${ms(overhead)} (goal <= 1000 ms)`);
-    console.log(`  (by hand also pays npm run build --if-present, ${ms(hm('build'))} of npm start-up; pilot skips it when there is no build script)`);
+    console.log(
+      `  (by hand also pays npm run build --if-present, ${ms(hm('build'))} of npm start-up; pilot skips it when there is no build script)`,
+    );
     console.log(`ratio pilot run / by hand (whole process): ${(median(rows.wall!) / hm('total')).toFixed(2)}x`);
     const after = rssMb(h.up!.pid!);
     console.log(`RSS of pilot up after ${RUNS} deploys: ${after.toFixed(1)} MB`);

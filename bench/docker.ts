@@ -61,7 +61,16 @@ async function ready(port: number): Promise<void> {
 
 await requireEngine(engine);
 const base = baseImageTag(process.versions.node);
-if (!(await engine.getImage(base).inspect().then(() => true, () => false))) await bootstrapNodeImage(engine);
+if (
+  !(await engine
+    .getImage(base)
+    .inspect()
+    .then(
+      () => true,
+      () => false,
+    ))
+)
+  await bootstrapNodeImage(engine);
 const registry = await startRegistry();
 const app = mkdtempSync(join(tmpdir(), 'pilot-bench-docker-'));
 const leftovers = new Set<string>();
@@ -100,28 +109,50 @@ try {
     const count = round > 0; // round 0 warms up: base and dependency layers reach the registry once per repository
     // Pilot: what the package and publish steps call, then pull and start through the Engine API.
     setVersion(`pilot-${round}`);
-    const [built, tb] = await timed(() => buildAppImage({ engine, appDir: app, dockerfile: undefined, run: undefined, tag: `pilot-bench/app:p${round}`, labels: {}, onLine: collect }));
+    const [built, tb] = await timed(() =>
+      buildAppImage({
+        engine,
+        appDir: app,
+        dockerfile: undefined,
+        run: undefined,
+        tag: `pilot-bench/app:p${round}`,
+        labels: {},
+        onLine: collect,
+      }),
+    );
     leftovers.add(built.id);
     imageSize = built.size;
     writeFileSync(join(dockerfileDir, 'Dockerfile'), built.generated!);
     let s0 = registry.storageBytes();
     const [pushed, tp] = await timed(() => pushImage(engine, built.id, registry, 'bench-pilot', `p${round}`));
     const pg = registry.storageBytes() - s0;
-    if (round === ROUNDS) archive = await (async () => {
-      const f = join(dockerfileDir, 'image.tar');
-      const [a, t] = await timed(() => saveImage(engine, built.id, f));
-      rmSync(f);
-      return { size: a.size, ms: t };
-    })();
+    if (round === ROUNDS)
+      archive = await (async () => {
+        const f = join(dockerfileDir, 'image.tar');
+        const [a, t] = await timed(() => saveImage(engine, built.id, f));
+        rmSync(f);
+        return { size: a.size, ms: t };
+      })();
     await engine.getImage(built.id).remove({ force: true, noprune: true });
     const [, tpl] = await timed(() => fetcher.ensure({ id: built.id, ref: pushed.ref }));
     const port = await allocatePort();
     const [, ts] = await timed(async () => {
-      await runtime.start({ instanceId: `p${round}`, stateDir: join(dockerfileDir, `p${round}`), cwd: '/', argv: [], env: { PORT: String(port) }, image: built.id });
+      await runtime.start({
+        instanceId: `p${round}`,
+        stateDir: join(dockerfileDir, `p${round}`),
+        cwd: '/',
+        argv: [],
+        env: { PORT: String(port) },
+        image: built.id,
+      });
       await ready(port);
     });
     if (count) {
-      pilot.build.push(tb); pilot.push.push(tp); pilot.pull.push(tpl); pilot.start.push(ts); pilot.growth.push(pg);
+      pilot.build.push(tb);
+      pilot.push.push(tp);
+      pilot.pull.push(tpl);
+      pilot.start.push(ts);
+      pilot.growth.push(pg);
     }
 
     // By hand, the same Dockerfile and context with the docker CLI.
@@ -145,9 +176,17 @@ try {
       await ready(cport);
     });
     if (count) {
-      cli.build.push(cb); cli.push.push(cp); cli.pull.push(cpl); cli.start.push(cs); cli.growth.push(cg);
+      cli.build.push(cb);
+      cli.push.push(cp);
+      cli.pull.push(cpl);
+      cli.start.push(cs);
+      cli.growth.push(cg);
     }
-    for (const c of containers) await engine.getContainer(c).remove({ force: true }).catch(() => undefined);
+    for (const c of containers)
+      await engine
+        .getContainer(c)
+        .remove({ force: true })
+        .catch(() => undefined);
     containers.clear();
     await removeNodeContainers(engine, NODE);
   }
@@ -158,7 +197,9 @@ try {
     return `${name.padEnd(22)} ${`${a.toFixed(0)} ms`.padStart(9)} ${`${b.toFixed(0)} ms`.padStart(9)} ${(a / b).toFixed(2).padStart(7)}`;
   };
   const sum = (s: Side): number[] => s.build.map((_, i) => s.build[i]! + s.push[i]! + s.pull[i]! + s.start[i]!);
-  console.log(`docker bench: ${ROUNDS} rounds (median), one-line change per round, registry ${registry.url}, engine ${docker(['version', '-f', '{{.Server.Version}}']).trim()}`);
+  console.log(
+    `docker bench: ${ROUNDS} rounds (median), one-line change per round, registry ${registry.url}, engine ${docker(['version', '-f', '{{.Server.Version}}']).trim()}`,
+  );
   console.log(`${'step'.padEnd(22)} ${'pilot'.padStart(9)} ${'docker CLI'.padStart(9)} ${'ratio'.padStart(7)}`);
   console.log(row('build', pilot.build, cli.build));
   console.log(row('publish (push)', pilot.push, cli.push));
@@ -166,14 +207,27 @@ try {
   console.log(row('start to ready', pilot.start, cli.start));
   console.log(row('total', sum(pilot), sum(cli)));
   const kb = (b: number): string => `${(b / 1024).toFixed(1)} KB`;
-  console.log(`bytes moved for a one-line change: registry grew ${kb(median(pilot.growth))} per push through Pilot (${pilot.growth.map(kb).join(', ')}), ${kb(median(cli.growth))} by hand; image size ${mb(imageSize)}: ${(100 * median(pilot.growth) / imageSize).toFixed(3)} % of it sent`);
-  console.log(`archive path (no registry): docker save moves the whole image every deploy: ${mb(archive.size)} in ${archive.ms.toFixed(0)} ms (before the upload)`);
+  console.log(
+    `bytes moved for a one-line change: registry grew ${kb(median(pilot.growth))} per push through Pilot (${pilot.growth.map(kb).join(', ')}), ${kb(median(cli.growth))} by hand; image size ${mb(imageSize)}: ${((100 * median(pilot.growth)) / imageSize).toFixed(3)} % of it sent`,
+  );
+  console.log(
+    `archive path (no registry): docker save moves the whole image every deploy: ${mb(archive.size)} in ${archive.ms.toFixed(0)} ms (before the upload)`,
+  );
 } finally {
   await runtime.close();
   await removeNodeContainers(engine, NODE).catch(() => undefined);
-  for (const c of containers) await engine.getContainer(c).remove({ force: true }).catch(() => undefined);
-  for (const i of await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-bench/*', `${registry.address}/*`] }) })) leftovers.add(i.Id);
-  for (const id of leftovers) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+  for (const c of containers)
+    await engine
+      .getContainer(c)
+      .remove({ force: true })
+      .catch(() => undefined);
+  for (const i of await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-bench/*', `${registry.address}/*`] }) }))
+    leftovers.add(i.Id);
+  for (const id of leftovers)
+    await engine
+      .getImage(id)
+      .remove({ force: true })
+      .catch(() => undefined);
   await registry.stop();
   rmSync(app, { recursive: true, force: true });
   rmSync(dockerfileDir, { recursive: true, force: true });

@@ -27,7 +27,13 @@ const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-events-'));
 const store = new SqliteStore(join(dir, 'pilot.db'));
 const stop = new AbortController();
 const server = createServer((req, res) => {
-  void serveEventStream(store, res, { after: undefined, app: undefined, settings: DEFAULT_EVENT_STREAM, log: pino({ level: 'silent' }), stop: stop.signal });
+  void serveEventStream(store, res, {
+    after: undefined,
+    app: undefined,
+    settings: DEFAULT_EVENT_STREAM,
+    log: pino({ level: 'silent' }),
+    stop: stop.signal,
+  });
 });
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
@@ -36,7 +42,9 @@ const sent = new Map<number, number>();
 const lat: number[] = [];
 let received = 0;
 let onCount: (() => void) | undefined;
-const res = await new Promise<import('node:http').IncomingMessage>((resolve) => request(url, { headers: { accept: 'text/event-stream' } }, resolve).end());
+const res = await new Promise<import('node:http').IncomingMessage>((resolve) =>
+  request(url, { headers: { accept: 'text/event-stream' } }, resolve).end(),
+);
 void (async () => {
   for await (const m of parseSse(res)) {
     const id = Number(m.id);
@@ -50,11 +58,17 @@ await new Promise((r) => setTimeout(r, 100));
 
 const run = await store.createRun({ app: 'bench', trigger: 'cli', commit: undefined, dirty: false, steps: [], now: Date.now() });
 await new Promise((r) => setTimeout(r, 50));
-const waitFor = (n: number): Promise<void> => new Promise((r) => {
-  onCount = () => { if (received >= n) r(); };
-  onCount();
-});
-const steps = (i: number): StepRecord[] => [{ name: 'build', status: i % 2 === 0 ? 'running' : 'succeeded' }, { name: 'deploy', status: 'pending', startedAt: i }];
+const waitFor = (n: number): Promise<void> =>
+  new Promise((r) => {
+    onCount = () => {
+      if (received >= n) r();
+    };
+    onCount();
+  });
+const steps = (i: number): StepRecord[] => [
+  { name: 'build', status: i % 2 === 0 ? 'running' : 'succeeded' },
+  { name: 'deploy', status: 'pending', startedAt: i },
+];
 
 async function change(i: number): Promise<void> {
   const before = (await store.eventBounds()).lastId;
@@ -80,9 +94,13 @@ const burstMs = performance.now() - t0;
 const burst = lat.splice(0);
 
 console.log(`event feed latency, store write → SSE client (${N} events, SQLite WAL, loopback)`);
-console.log(`  paced (one every ${PACE} ms): p50 ${pct(paced, 50).toFixed(2)} ms  p99 ${pct(paced, 99).toFixed(2)} ms  max ${Math.max(...paced).toFixed(2)} ms`);
+console.log(
+  `  paced (one every ${PACE} ms): p50 ${pct(paced, 50).toFixed(2)} ms  p99 ${pct(paced, 99).toFixed(2)} ms  max ${Math.max(...paced).toFixed(2)} ms`,
+);
 // In a burst the writer holds the shared event loop: the client reads only between writes.
-console.log(`  burst (${N} writes back to back): p50 ${pct(burst, 50).toFixed(2)} ms  p99 ${pct(burst, 99).toFixed(2)} ms; ${Math.round(N / (burstMs / 1000))} events/s end to end`);
+console.log(
+  `  burst (${N} writes back to back): p50 ${pct(burst, 50).toFixed(2)} ms  p99 ${pct(burst, 99).toFixed(2)} ms; ${Math.round(N / (burstMs / 1000))} events/s end to end`,
+);
 stop.abort();
 res.destroy();
 server.closeAllConnections();

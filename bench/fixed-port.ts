@@ -74,7 +74,10 @@ async function main(): Promise<void> {
 
 function netns(): string[] {
   try {
-    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('pilot-'));
+    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.split(' ')[0]!)
+      .filter((n) => n.startsWith('pilot-'));
   } catch {
     return [];
   }

@@ -64,8 +64,18 @@ async function main(): Promise<void> {
       while (!stop && credential === undefined) {
         try {
           const res = await request(`${h.api}/api/v1/agent/register`, {
-            dispatcher, method: 'POST', headers: { authorization: `Bearer ${join_}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ protocol: 1, name: `sim-${i}`, address: '127.0.0.1', apiUrl: healthUrl, agentToken: 'simulated-agent-token', cpus: 4, memoryMb: 8192 }),
+            dispatcher,
+            method: 'POST',
+            headers: { authorization: `Bearer ${join_}`, 'content-type': 'application/json' },
+            body: JSON.stringify({
+              protocol: 1,
+              name: `sim-${i}`,
+              address: '127.0.0.1',
+              apiUrl: healthUrl,
+              agentToken: 'simulated-agent-token',
+              cpus: 4,
+              memoryMb: 8192,
+            }),
           });
           if (res.statusCode === 200 || res.statusCode === 201) credential = ((await res.body.json()) as { credential: string }).credential;
           else {
@@ -82,7 +92,9 @@ async function main(): Promise<void> {
       while (!stop) {
         try {
           const res = await request(`${h.api}/api/v1/agent/sync`, {
-            dispatcher, method: 'POST', headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
+            dispatcher,
+            method: 'POST',
+            headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
             body: JSON.stringify({ protocol: 1, instances: [], waitMs: 5000 }),
           });
           await res.body.dump();
@@ -112,10 +124,20 @@ async function main(): Promise<void> {
     console.log(`  ${N} nodes registered in ${joinSecs.toFixed(1)} s, all at once`);
     console.log(`  RSS ${t1.rssMb.toFixed(1)} MB (idle before the nodes: ${base.rssMb.toFixed(1)} MB)`);
     const pct = (a: number, b: number): string => (((b - a) / SECONDS) * 100).toFixed(1);
-    console.log(`  CPU ${pct(t0.cpuS, t1.cpuS)}% of one core over ${SECONDS} s (user ${pct(t0.userS, t1.userS)}%, system ${pct(t0.sysS, t1.sysS)}%)`);
-    console.log(`  ${((s1 - s0) / SECONDS).toFixed(0)} syncs/s answered, ${((c1 - c0) / SECONDS).toFixed(0)} active health checks/s received`);
+    console.log(
+      `  CPU ${pct(t0.cpuS, t1.cpuS)}% of one core over ${SECONDS} s (user ${pct(t0.userS, t1.userS)}%, system ${pct(t0.sysS, t1.sysS)}%)`,
+    );
+    console.log(
+      `  ${((s1 - s0) / SECONDS).toFixed(0)} syncs/s answered, ${((c1 - c0) / SECONDS).toFixed(0)} active health checks/s received`,
+    );
     if (failures.size > 0) console.log(`  sync failures: ${[...failures].map(([k, v]) => `${v}× ${k}`).join('; ')}`);
-    console.log(`  by thread: ${[...th1].map(([name, s]) => [name, pct(th0.get(name) ?? 0, s)] as const).filter(([, p]) => Number(p) >= 0.5).map(([n, p]) => `${n} ${p}%`).join(', ')}`);
+    console.log(
+      `  by thread: ${[...th1]
+        .map(([name, s]) => [name, pct(th0.get(name) ?? 0, s)] as const)
+        .filter(([, p]) => Number(p) >= 0.5)
+        .map(([n, p]) => `${n} ${p}%`)
+        .join(', ')}`,
+    );
     stop = true;
     await h.killUp(profile ? 'SIGTERM' : 'SIGKILL');
     await Promise.race([Promise.allSettled(loops), new Promise((r) => setTimeout(r, 2000))]);

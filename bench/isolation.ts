@@ -19,11 +19,16 @@ import { ProcessRuntime } from '../src/agent/runtimes/process-runtime.js';
 const RUNS = Number(process.argv[2] ?? 5);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 /** Private memory (RssAnon): the node binary's pages (RssFile, ~35 MB) are shared by every node process. */
-const privateMb = (pid: number): number => Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+const privateMb = (pid: number): number =>
+  Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
 
 const root = mkdtempSync(join(tmpdir(), 'pilot-bench-iso-'));
 chmodSync(root, 0o755);
-writeFileSync(join(root, 'app.mjs'), "import { createServer } from 'node:http'; createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT));", { mode: 0o644 });
+writeFileSync(
+  join(root, 'app.mjs'),
+  "import { createServer } from 'node:http'; createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT));",
+  { mode: 0o644 },
+);
 
 async function answers(port: number): Promise<boolean> {
   try {
@@ -44,7 +49,15 @@ async function measure(label: string, user: { uid: number; gid: number } | undef
     const port = await allocatePort();
     const stateDir = join(root, 'state', `${label.replace(/\W/g, '')}-${i}`);
     const t0 = performance.now();
-    const h = await rt.start({ instanceId: `bench-${i}`, stateDir, cwd: root, argv: [process.execPath, join(root, 'app.mjs')], env: { PATH: '/usr/bin:/bin', PORT: String(port) }, user, limits: { memoryMb: 256 } });
+    const h = await rt.start({
+      instanceId: `bench-${i}`,
+      stateDir,
+      cwd: root,
+      argv: [process.execPath, join(root, 'app.mjs')],
+      env: { PATH: '/usr/bin:/bin', PORT: String(port) },
+      user,
+      limits: { memoryMb: 256 },
+    });
     while (!(await answers(port))) await new Promise((r) => setTimeout(r, 5));
     start.push(performance.now() - t0);
     const lg = readPidFile(stateDir)?.logger;
@@ -54,7 +67,9 @@ async function measure(label: string, user: { uid: number; gid: number } | undef
     stop.push(performance.now() - t1);
   }
   await rt.close();
-  process.stdout.write(`${label.padEnd(28)} start→answers median ${median(start).toFixed(0)} ms (min ${Math.min(...start).toFixed(0)}, max ${Math.max(...start).toFixed(0)})   stop median ${median(stop).toFixed(0)} ms   log writer private RSS ${median(logger).toFixed(1)} MB\n`);
+  process.stdout.write(
+    `${label.padEnd(28)} start→answers median ${median(start).toFixed(0)} ms (min ${Math.min(...start).toFixed(0)}, max ${Math.max(...start).toFixed(0)})   stop median ${median(stop).toFixed(0)} ms   log writer private RSS ${median(logger).toFixed(1)} MB\n`,
+  );
 }
 
 /** The isolation steps alone, without an app: exec of /bin/true direct, through the wrapper (sh + setpriv), and with a cgroup made, joined and removed. */
@@ -74,7 +89,13 @@ function stepCosts(cg: CgroupLayout): void {
   if (cg.kind !== 'none') {
     time(`exec via wrapper + cgroup ${cg.kind} made/joined/removed`, (i) => {
       const c = createInstanceCgroup(cg, `bench-step-${process.pid}-${i}`, { memoryMb: 256, cpu: 1, pids: 4096 })!;
-      run(startArgv(['/bin/true'], c.dirs.map((d) => join(d, 'cgroup.procs')), { uid: 64998, gid: 64998 }));
+      run(
+        startArgv(
+          ['/bin/true'],
+          c.dirs.map((d) => join(d, 'cgroup.procs')),
+          { uid: 64998, gid: 64998 },
+        ),
+      );
       removeCgroup(c);
     });
   }

@@ -15,9 +15,25 @@ export class LegacyPromMetrics implements TrafficSink {
   readonly #upstreamErrors: Counter<'app'>;
 
   constructor(readonly registry: Registry = new Registry()) {
-    this.#requests = new Counter({ name: 'pilot_router_requests_total', help: 'requests', labelNames: ['app', 'revision', 'code'] as const, registers: [registry] });
-    this.#duration = new Histogram({ name: 'pilot_router_request_duration_seconds', help: 'latency', labelNames: ['app', 'revision'] as const, buckets: BUCKETS, registers: [registry] });
-    this.#upstreamErrors = new Counter({ name: 'pilot_router_upstream_errors_total', help: 'errors', labelNames: ['app'] as const, registers: [registry] });
+    this.#requests = new Counter({
+      name: 'pilot_router_requests_total',
+      help: 'requests',
+      labelNames: ['app', 'revision', 'code'] as const,
+      registers: [registry],
+    });
+    this.#duration = new Histogram({
+      name: 'pilot_router_request_duration_seconds',
+      help: 'latency',
+      labelNames: ['app', 'revision'] as const,
+      buckets: BUCKETS,
+      registers: [registry],
+    });
+    this.#upstreamErrors = new Counter({
+      name: 'pilot_router_upstream_errors_total',
+      help: 'errors',
+      labelNames: ['app'] as const,
+      registers: [registry],
+    });
   }
 
   readonly #recorders = new WeakMap<Upstream, RevisionRecorder>();

@@ -42,10 +42,17 @@ async function main(): Promise<void> {
       const spec = w.includes('.') ? w : `${w}.x`;
       const name = `matrix-${w.replaceAll('.', '-')}`;
       const dir = h.track(tempDir(name));
-      writeFileSync(join(dir, 'package.json'), JSON.stringify({
-        name, version: '1.0.0', private: true, engines: { node: spec }, dependencies: { ms: '2.1.3' },
-        scripts: { prestart: 'node --version', start: 'node server.js' },
-      }));
+      writeFileSync(
+        join(dir, 'package.json'),
+        JSON.stringify({
+          name,
+          version: '1.0.0',
+          private: true,
+          engines: { node: spec },
+          dependencies: { ms: '2.1.3' },
+          scripts: { prestart: 'node --version', start: 'node server.js' },
+        }),
+      );
       writeFileSync(join(dir, 'server.js'), SERVER);
       const repo = h.track(await makeRepo(dir));
       const t0 = performance.now();
@@ -59,7 +66,9 @@ async function main(): Promise<void> {
       const split = t ? `${t[1]} / ${t[2]}` : '-';
       if (r.code !== 0) {
         // The failure line, and the tool's own error (npm ERR! code …) when the step printed one.
-        const why = [/!!! \w+ failed: (.*)/.exec(out)?.[1] ?? `exit code ${r.code}`, /npm ERR! code (\S+)/.exec(out)?.[1]].filter(Boolean).join(' ');
+        const why = [/!!! \w+ failed: (.*)/.exec(out)?.[1] ?? `exit code ${r.code}`, /npm ERR! code (\S+)/.exec(out)?.[1]]
+          .filter(Boolean)
+          .join(' ');
         rows.push({ wanted: spec, outcome: `refused: ${why.slice(0, 160)}`, node, npm, answered: '-', seconds, split });
         continue;
       }
@@ -77,7 +86,15 @@ async function main(): Promise<void> {
   } finally {
     await h.cleanup();
   }
-  const head: Row = { wanted: 'engines.node', outcome: 'outcome', node: 'node', npm: 'npm', answered: 'the app answered (process.version, npm_config_user_agent, dependency)', seconds: 'pilot run s', split: 'build / deploy' };
+  const head: Row = {
+    wanted: 'engines.node',
+    outcome: 'outcome',
+    node: 'node',
+    npm: 'npm',
+    answered: 'the app answered (process.version, npm_config_user_agent, dependency)',
+    seconds: 'pilot run s',
+    split: 'build / deploy',
+  };
   const cols = Object.keys(head) as (keyof Row)[];
   const line = (r: Row): string => `| ${cols.map((c) => r[c]).join(' | ')} |`;
   console.log(line(head));

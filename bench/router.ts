@@ -56,7 +56,13 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
     port = (server.address() as net.AddressInfo).port;
   } else {
     const table = new RoutingTable();
-    table.set([{ app: 'bench', hosts: [HOST], backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'bench-1', host: '127.0.0.1', port: Number(arg) }] }] }]);
+    table.set([
+      {
+        app: 'bench',
+        hosts: [HOST],
+        backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'bench-1', host: '127.0.0.1', port: Number(arg) }] }],
+      },
+    ]);
     const metrics = variant === 'prom-client' ? new LegacyPromMetrics() : new RouterMetrics();
     port = (await startRouter({ host: '127.0.0.1', port: 0, table, metrics })).port;
   }
@@ -77,7 +83,9 @@ async function startNginx(upstreamPort: number): Promise<{ child: ChildProcess; 
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-nginx-'));
   mkdirSync(join(dir, 'tmp'));
   const port = await allocatePort('127.0.0.1');
-  writeFileSync(join(dir, 'nginx.conf'), `
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `
 daemon off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
@@ -101,7 +109,8 @@ http {
     }
   }
 }
-`);
+`,
+  );
   const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'inherit' });
   await waitListening(port);
   return { child, port, dir };
@@ -163,13 +172,23 @@ async function undiciLoad(port: number, seconds: number, concurrency: number, pi
   await Promise.all(workers);
   await pool.close();
   const sorted = samples.subarray(0, n).sort();
-  return { rps: n / elapsed, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), errors, ...(Number.isFinite(cpu) ? { cpuUs: (cpu * 1000) / n } : {}) };
+  return {
+    rps: n / elapsed,
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
+    errors,
+    ...(Number.isFinite(cpu) ? { cpuUs: (cpu * 1000) / n } : {}),
+  };
 }
 
 /** The same measurement with wrk (1 thread); undefined when wrk is not installed. */
 function wrkLoad(port: number, seconds: number, concurrency: number, pid?: number): Result | undefined {
   const cpu0 = cpuMs(pid);
-  const r = spawnSync('wrk', ['-t1', `-c${concurrency}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`], { encoding: 'utf8' });
+  const r = spawnSync(
+    'wrk',
+    ['-t1', `-c${concurrency}`, `-d${seconds}s`, '--latency', '-H', `Host: ${HOST}`, `http://127.0.0.1:${port}/`],
+    { encoding: 'utf8' },
+  );
   if (r.error !== undefined || r.status !== 0) return undefined;
   const ms = (label: string): number => {
     const m = new RegExp(`^\\s*${label}%\\s+([\\d.]+)(us|ms|s)\\s*$`, 'm').exec(r.stdout);
@@ -204,9 +223,13 @@ function recordingCost(): void {
   const legacy = new LegacyPromMetrics();
   const windows = new RouterMetrics();
   // The old exchange called this at the end of each request.
-  const oldNs = time('prom-client labels (old)', (i) => legacy.request(upstream.app, upstream.revision, codes[i % 10]!, (0.3 + (i % 50) / 10) / 1000));
+  const oldNs = time('prom-client labels (old)', (i) =>
+    legacy.request(upstream.app, upstream.revision, codes[i % 10]!, (0.3 + (i % 50) / 10) / 1000),
+  );
   // The exchange asks for the recorder when it picks the upstream, then records on it.
-  const newNs = time('traffic windows (revision recorder)', (i) => windows.revision(upstream).record(codes[i % 10]!, 0.3 + (i % 50) / 10, i / 1000));
+  const newNs = time('traffic windows (revision recorder)', (i) =>
+    windows.revision(upstream).record(codes[i % 10]!, 0.3 + (i % 50) / 10, i / 1000),
+  );
   console.log(`  recording cost ratio windows/prom-client: ${(newNs / oldNs).toFixed(2)}x`);
 }
 
@@ -234,11 +257,16 @@ async function main(): Promise<void> {
     // New and old alternate, twice each: the figures compared are the better run of each.
     const targets: [string, number, number?][] = [
       ['direct to upstream', upstream.port],
-      [NEW, pilot.port, pilot.child.pid], [OLD, legacy.port, legacy.child.pid], [NEW, pilot.port, pilot.child.pid], [OLD, legacy.port, legacy.child.pid],
+      [NEW, pilot.port, pilot.child.pid],
+      [OLD, legacy.port, legacy.child.pid],
+      [NEW, pilot.port, pilot.child.pid],
+      [OLD, legacy.port, legacy.child.pid],
     ];
     if (nginx !== undefined) targets.push(['through nginx (1 wkr)', nginx.port]);
 
-    console.log(`router bench: GET of ${BODY.length} bytes, ${concurrency} keep-alive clients, ${seconds} s per target, ${cpus().length} CPUs, Node ${process.version}`);
+    console.log(
+      `router bench: GET of ${BODY.length} bytes, ${concurrency} keep-alive clients, ${seconds} s per target, ${cpus().length} CPUs, Node ${process.version}`,
+    );
     recordingCost();
     if (nginx === undefined) console.log('  nginx: SKIPPED (not installed; `apt-get install -y nginx` to compare)');
     const generators: [string, (port: number, pid?: number) => Promise<Result | undefined>][] = [
@@ -263,24 +291,36 @@ async function main(): Promise<void> {
       const p = results.get(NEW);
       const old = results.get(OLD);
       if (p !== undefined && old !== undefined) {
-        console.log(`  windows/prom-client (best of 2 each): throughput ${(p.rps / old.rps).toFixed(3)}x, p50 ${(p.p50 / old.p50).toFixed(2)}x, p99 ${(p.p99 / old.p99).toFixed(2)}x`);
+        console.log(
+          `  windows/prom-client (best of 2 each): throughput ${(p.rps / old.rps).toFixed(3)}x, p50 ${(p.p50 / old.p50).toFixed(2)}x, p99 ${(p.p99 / old.p99).toFixed(2)}x`,
+        );
         const c = cpu.get(NEW);
         const o = cpu.get(OLD);
-        if (c !== undefined && o !== undefined) console.log(`  router CPU per request (lowest of 2 each): windows ${c.toFixed(1)} µs, prom-client ${o.toFixed(1)} µs: ${(c / o).toFixed(3)}x`);
+        if (c !== undefined && o !== undefined)
+          console.log(
+            `  router CPU per request (lowest of 2 each): windows ${c.toFixed(1)} µs, prom-client ${o.toFixed(1)} µs: ${(c / o).toFixed(3)}x`,
+          );
       }
       const n = results.get('through nginx (1 wkr)');
       if (p !== undefined && n !== undefined) {
-        console.log(`  Pilot/nginx: throughput ${(p.rps / n.rps).toFixed(2)}x, p50 ${(p.p50 / n.p50).toFixed(2)}x, p99 ${(p.p99 / n.p99).toFixed(2)}x`);
+        console.log(
+          `  Pilot/nginx: throughput ${(p.rps / n.rps).toFixed(2)}x, p50 ${(p.p50 / n.p50).toFixed(2)}x, p99 ${(p.p99 / n.p99).toFixed(2)}x`,
+        );
       }
     }
   } finally {
     // Each child by its own pid; nginx's master stops its worker on SIGTERM.
-    await Promise.all(children.map((c) => new Promise<void>((r) => {
-      if (c.exitCode !== null || c.signalCode !== null) return r();
-      c.removeAllListeners('exit');
-      c.once('exit', () => r());
-      process.kill(c.pid!, 'SIGTERM');
-    })));
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((r) => {
+            if (c.exitCode !== null || c.signalCode !== null) return r();
+            c.removeAllListeners('exit');
+            c.once('exit', () => r());
+            process.kill(c.pid!, 'SIGTERM');
+          }),
+      ),
+    );
     if (nginxDir !== undefined) rmSync(nginxDir, { recursive: true, force: true });
   }
 }

@@ -72,21 +72,34 @@ async function startPilot(): Promise<{ child: ChildProcess; port: number; stop: 
 }
 
 /** adnanh/webhook on 127.0.0.1 with an HMAC-SHA256 rule and an append command; undefined if not installed. */
-async function startAdnanh(dir: string, waitForCommand: boolean): Promise<{ child: ChildProcess; port: number; outFile: string } | undefined> {
+async function startAdnanh(
+  dir: string,
+  waitForCommand: boolean,
+): Promise<{ child: ChildProcess; port: number; outFile: string } | undefined> {
   if (spawnSync('webhook', ['-version']).error !== undefined) return undefined;
   const outFile = join(dir, `appended-${waitForCommand ? 'sync' : 'async'}.txt`);
   const script = join(dir, 'append.sh');
   writeFileSync(script, '#!/bin/sh\nprintf "%s\\n" "$1" >> "$2"\n');
   chmodSync(script, 0o755);
   const hooks = join(dir, `hooks-${waitForCommand ? 'sync' : 'async'}.json`);
-  writeFileSync(hooks, JSON.stringify([{
-    id: 'bench',
-    'execute-command': script,
-    'command-working-directory': dir,
-    'pass-arguments-to-command': [{ source: 'payload', name: 'after' }, { source: 'string', name: outFile }],
-    'include-command-output-in-response': waitForCommand,
-    'trigger-rule': { match: { type: 'payload-hmac-sha256', secret: SECRET, parameter: { source: 'header', name: 'X-Hub-Signature-256' } } },
-  }]));
+  writeFileSync(
+    hooks,
+    JSON.stringify([
+      {
+        id: 'bench',
+        'execute-command': script,
+        'command-working-directory': dir,
+        'pass-arguments-to-command': [
+          { source: 'payload', name: 'after' },
+          { source: 'string', name: outFile },
+        ],
+        'include-command-output-in-response': waitForCommand,
+        'trigger-rule': {
+          match: { type: 'payload-hmac-sha256', secret: SECRET, parameter: { source: 'header', name: 'X-Hub-Signature-256' } },
+        },
+      },
+    ]),
+  );
   const port = await allocatePort('127.0.0.1');
   const child = spawn('webhook', ['-hooks', hooks, '-ip', '127.0.0.1', '-port', String(port)], { stdio: 'ignore' });
   await waitListening(port);
@@ -143,7 +156,9 @@ function row(name: string, r: Result): string {
 
 const lineCount = (file: string): number => {
   try {
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0).length;
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 0).length;
   } catch {
     return 0;
   }
@@ -157,8 +172,10 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   try {
     const sample = makeDeliveries(1)[0]!;
-    console.log(`webhook bench: signed GitHub example push (${sample.body.length} bytes), ${total - WARMUP} deliveries after ${WARMUP} warm-up, ` +
-      `concurrency ${concurrency}, at most ${maxSeconds} s per target, ${cpus().length} CPUs, Node ${process.version}`);
+    console.log(
+      `webhook bench: signed GitHub example push (${sample.body.length} bytes), ${total - WARMUP} deliveries after ${WARMUP} warm-up, ` +
+        `concurrency ${concurrency}, at most ${maxSeconds} s per target, ${cpus().length} CPUs, Node ${process.version}`,
+    );
 
     const pilot = await startPilot();
     children.push(pilot.child);
@@ -176,7 +193,11 @@ async function main(): Promise<void> {
       await new Promise((res) => setTimeout(res, 500)); // let the last asynchronous commands finish
       adnanh.child.kill('SIGTERM');
       await new Promise((res) => adnanh.child.once('exit', res));
-      results.push([waitForCommand ? 'adnanh/webhook (waits for command)' : 'adnanh/webhook (acks, then runs)', r, lineCount(adnanh.outFile)]);
+      results.push([
+        waitForCommand ? 'adnanh/webhook (waits for command)' : 'adnanh/webhook (acks, then runs)',
+        r,
+        lineCount(adnanh.outFile),
+      ]);
     }
     if (results.length === 0) {
       console.log('  adnanh/webhook: NOT MEASURED, the `webhook` binary is missing (apt-get install -y webhook)');
@@ -187,7 +208,9 @@ async function main(): Promise<void> {
       console.log(`    lines appended: ${lines}`);
     }
     for (const [name, r] of results) {
-      console.log(`  ratio Pilot / ${name}: throughput ${(pilotResult.rate / r.rate).toFixed(2)}x, p99 ${(pilotResult.p99 / r.p99).toFixed(2)}x`);
+      console.log(
+        `  ratio Pilot / ${name}: throughput ${(pilotResult.rate / r.rate).toFixed(2)}x, p99 ${(pilotResult.p99 / r.p99).toFixed(2)}x`,
+      );
     }
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');

@@ -36,6 +36,9 @@ run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsc
 if (!process.env.PILOT_SKIP_LINT) {
   console.log('# lint (eslint)');
   run(process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), 'src', 'test']);
+  // Formatting is Prettier's (.prettierrc.json), applied with `npm run format`.
+  console.log('# format (prettier --check)');
+  run(process.execPath, [join(root, 'node_modules/prettier/bin/prettier.cjs'), '--check', '--log-level', 'warn', 'src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts']);
   // Which folder may import which (.dependency-cruiser.cjs, src/README.md): no folder cycles.
   console.log('# folder layers (dependency-cruiser)');
   run(process.execPath, [join(root, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs'), 'src', '--config', '.dependency-cruiser.cjs']);

@@ -16,10 +16,16 @@ import { listStopped, stoppedRoot } from './stopped-logs.js';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 
-export interface AgentApi { url: string; close(): Promise<void> }
+export interface AgentApi {
+  url: string;
+  close(): Promise<void>;
+}
 
 async function tailLines(file: string, n: number): Promise<{ text: string; size: number }> {
-  const size = await stat(file).then((s) => s.size, () => 0);
+  const size = await stat(file).then(
+    (s) => s.size,
+    () => 0,
+  );
   if (size === 0 || n === 0) return { text: '', size };
   const fh = await open(file, 'r');
   try {
@@ -36,7 +42,10 @@ async function tailLines(file: string, n: number): Promise<{ text: string; size:
 
 /** Bytes appended to `file` since `from` (1 MiB at most), and where to read next. */
 async function readFrom(file: string, from: number): Promise<{ bytes: Buffer; size: number }> {
-  const size = await stat(file).then((s) => s.size, () => 0);
+  const size = await stat(file).then(
+    (s) => s.size,
+    () => 0,
+  );
   if (size <= from) return { bytes: Buffer.alloc(0), size }; // nothing new, or rotated (truncated): go on from the start
   const fh = await open(file, 'r');
   try {
@@ -48,7 +57,14 @@ async function readFrom(file: string, from: number): Promise<{ bytes: Buffer; si
   }
 }
 
-export async function startAgentApi(opts: { host: string; port: number; token: string; instances: Map<string, LocalInstance>; runtime: Runtime; home: string }): Promise<AgentApi> {
+export async function startAgentApi(opts: {
+  host: string;
+  port: number;
+  token: string;
+  instances: Map<string, LocalInstance>;
+  runtime: Runtime;
+  home: string;
+}): Promise<AgentApi> {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://agent');
     if (url.pathname === '/v1/healthz') {
@@ -57,7 +73,9 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
     }
     const token = bearer(req.headers.authorization);
     if (!token || !tokensEqual(token, opts.token)) {
-      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: new PilotError('unauthorized', 'invalid agent token').toJSON() }));
+      res
+        .writeHead(401, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: new PilotError('unauthorized', 'invalid agent token').toJSON() }));
       return;
     }
     const stopped = /^\/v1\/apps\/([a-z][a-z0-9-]{0,62})\/stopped$/.exec(url.pathname);
@@ -73,10 +91,14 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
     const keptDir = id !== undefined && !inst && /^[a-z0-9-]{1,200}$/.test(id) ? join(stoppedRoot(opts.home), id) : undefined;
     const kept = keptDir !== undefined && existsSync(keptDir);
     if (!inst && !kept) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: new PilotError('not_found', 'no such instance on this node').toJSON() }));
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: new PilotError('not_found', 'no such instance on this node').toJSON() }));
       return;
     }
-    const files: LogFiles = inst ? opts.runtime.logFiles(inst.stateDir) : { stdout: join(keptDir!, 'stdout.log'), stderr: join(keptDir!, 'stderr.log') };
+    const files: LogFiles = inst
+      ? opts.runtime.logFiles(inst.stateDir)
+      : { stdout: join(keptDir!, 'stdout.log'), stderr: join(keptDir!, 'stderr.log') };
     const n = Math.min(Math.max(Number(url.searchParams.get('tail') ?? 100) || 0, 0), 10_000);
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
     const out = await tailLines(files.stdout, n);
@@ -95,10 +117,12 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
     // would reject and, left floating, end the process. Watch the response's close, which never
     // rejects here: the promise is settled by a listener, not by once().
     let open_ = !res.destroyed;
-    const closed = new Promise<void>((resolve) => res.once('close', () => {
-      open_ = false;
-      resolve();
-    }));
+    const closed = new Promise<void>((resolve) =>
+      res.once('close', () => {
+        open_ = false;
+        resolve();
+      }),
+    );
     req.on('error', () => undefined); // the abort is expected; 'close' ends the loop
     while (open_) {
       for (const k of ['stdout', 'stderr'] as const) {
@@ -123,9 +147,10 @@ export async function startAgentApi(opts: { host: string; port: number; token: s
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   return {
     url: `http://${opts.host}:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

@@ -96,7 +96,8 @@ const RELEASE_WRAPPER = 'f=$1; shift; "$@"; c=$?; echo "$c" > "$f"; exit "$c"';
 
 /** The release command the control plane sent with a release instance, wrapped to record its exit code in `exitFile`. */
 function releaseArgv(release: readonly string[] | undefined, exitFile: string): readonly string[] {
-  if (!release || release.length === 0 || release[0] === '') throw new PilotError('deploy_failed', 'release instance without a release command');
+  if (!release || release.length === 0 || release[0] === '')
+    throw new PilotError('deploy_failed', 'release instance without a release command');
   return ['/bin/sh', '-c', RELEASE_WRAPPER, 'pilot-release', exitFile, ...release];
 }
 
@@ -149,18 +150,32 @@ export class Agent {
     } catch (e) {
       // A home no app uid can reach: run apps as root rather than not at all, and say so.
       const reason = `apps run as root: ${(e as Error).message}`;
-      isolation = { ...isolation, user: false, report: { ...isolation.report, user: false, reason: [reason, isolation.report.reason].filter(Boolean).join('; ') } };
+      isolation = {
+        ...isolation,
+        user: false,
+        report: { ...isolation.report, user: false, reason: [reason, isolation.report.reason].filter(Boolean).join('; ') },
+      };
       sandbox = new AppSandbox(opts.home, false);
     }
     this.isolation = isolation;
     this.sandbox = sandbox;
-    this.runtime = opts.runtime ?? new ProcessRuntime({ cgroups: isolation.cgroups, logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'), logKeep: envInt('PILOT_LOG_KEEP'), pidsMax: envInt('PILOT_APP_PIDS_MAX') });
+    this.runtime =
+      opts.runtime ??
+      new ProcessRuntime({
+        cgroups: isolation.cgroups,
+        logMaxBytes: envInt('PILOT_LOG_MAX_BYTES'),
+        logKeep: envInt('PILOT_LOG_KEEP'),
+        pidsMax: envInt('PILOT_APP_PIDS_MAX'),
+      });
     this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     const releasesDir = sandbox.releasesDir;
     this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));
     // Apps under their own uid cannot reach the builder's cache (private, in $PILOT_HOME): the agent keeps its own then.
     const ownRuntimes = sandbox.users || opts.runtimesDir === undefined ? sandbox.runtimesDir : undefined;
-    this.nodeRuntimes = new NodeRuntimeCache(ownRuntimes ?? opts.runtimesDir!, () => new ArtifactClient(opts.server, this.link.credential()));
+    this.nodeRuntimes = new NodeRuntimeCache(
+      ownRuntimes ?? opts.runtimesDir!,
+      () => new ArtifactClient(opts.server, this.link.credential()),
+    );
     this.cacheGc = new LocalCacheGc({
       stateFile: join(opts.home, 'cache-gc.json'),
       releasesDir,
@@ -178,8 +193,15 @@ export class Agent {
     const logs = pruneStopped(this.opts.home, this.keepStopped, now, STOPPED_LOGS_MAX_AGE_MS);
     if (logs > 0) this.opts.log.info({ removed: logs }, 'removed kept logs of stopped instances');
     // Images only where the Docker side runs: an agent that never ran a container fetched none.
-    const images = !this.docker ? [] : await this.docker.collectImages(() => new Set([...this.instances.values()].flatMap((i) => (i.spec.image ? [i.spec.image.id] : []))), now, this.cacheGcSettings.policy);
-    if (r.removed.length > 0 || images.length > 0) this.opts.log.info({ removed: r.removed, images }, 'removed unused cached releases, runtimes and images');
+    const images = !this.docker
+      ? []
+      : await this.docker.collectImages(
+          () => new Set([...this.instances.values()].flatMap((i) => (i.spec.image ? [i.spec.image.id] : []))),
+          now,
+          this.cacheGcSettings.policy,
+        );
+    if (r.removed.length > 0 || images.length > 0)
+      this.opts.log.info({ removed: r.removed, images }, 'removed unused cached releases, runtimes and images');
     return { ...r, images };
   }
 
@@ -187,7 +209,12 @@ export class Agent {
   private dockerNode(): Promise<DockerNode> {
     this.dockerLoading ??= (async () => {
       const { DockerNode } = await import('./docker-node.js');
-      const docker = new DockerNode({ engine: this.opts.dockerEngine, node: this.opts.name, home: this.opts.home, artifacts: () => new ArtifactClient(this.opts.server, this.link.credential()) });
+      const docker = new DockerNode({
+        engine: this.opts.dockerEngine,
+        node: this.opts.name,
+        home: this.opts.home,
+        artifacts: () => new ArtifactClient(this.opts.server, this.link.credential()),
+      });
       await docker.check(); // its report takes over from the probe's: never a moment of "not checked yet"
       writeFileSync(join(this.opts.home, DOCKER_USED), '');
       this.docker = docker;
@@ -233,11 +260,26 @@ export class Agent {
     this.adopting = false;
     await this.checkDocker();
     const agentToken = randomBytes(24).toString('base64url');
-    this.api = await startAgentApi({ host: this.opts.apiHost ?? this.opts.address, port: this.opts.apiPort ?? 0, token: agentToken, instances: this.instances, runtime: this.runtime, home: this.opts.home });
+    this.api = await startAgentApi({
+      host: this.opts.apiHost ?? this.opts.address,
+      port: this.opts.apiPort ?? 0,
+      token: agentToken,
+      instances: this.instances,
+      runtime: this.runtime,
+      home: this.opts.home,
+    });
     const swept = sweepEmptyCgroups(this.isolation.cgroups, 10 * 60_000);
     if (swept > 0) this.opts.log.info({ removed: swept }, 'removed empty instance cgroups left behind');
-    if (this.isolation.report.reason !== undefined) this.opts.log.warn({ isolation: this.isolation.report }, `app isolation incomplete: ${this.isolation.report.reason}`);
-    await this.link.register({ name: this.opts.name, address: this.opts.address, apiUrl: this.api.url, agentToken, ...(this.opts.labels ? { labels: this.opts.labels } : {}), runtimes: this.runtimesReport() });
+    if (this.isolation.report.reason !== undefined)
+      this.opts.log.warn({ isolation: this.isolation.report }, `app isolation incomplete: ${this.isolation.report.reason}`);
+    await this.link.register({
+      name: this.opts.name,
+      address: this.opts.address,
+      apiUrl: this.api.url,
+      agentToken,
+      ...(this.opts.labels ? { labels: this.opts.labels } : {}),
+      runtimes: this.runtimesReport(),
+    });
     await this.sync();
     const every = (ms: number, fn: () => void): void => {
       const t = setInterval(fn, ms);
@@ -246,10 +288,26 @@ export class Agent {
     };
     void this.pollLoop().catch((err: unknown) => this.opts.log.error({ err }, 'sync loop ended unexpectedly'));
     every(TICK_MS, () => this.supervise());
-    every(10_000, () => void this.rotateLogs().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'log rotation failed; will retry')));
+    every(
+      10_000,
+      () =>
+        void this.rotateLogs().catch((err: unknown) =>
+          this.opts.log.warn({ err: (err as Error).message }, 'log rotation failed; will retry'),
+        ),
+    );
     // The engine may go away between the probe and the sweep: a failed check waits for the next one.
-    every(10_000, () => void this.checkDocker().catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'Docker engine check failed; will retry')));
-    if (this.cacheGcSettings.intervalMs > 0) every(this.cacheGcSettings.intervalMs, () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')));
+    every(
+      10_000,
+      () =>
+        void this.checkDocker().catch((err: unknown) =>
+          this.opts.log.warn({ err: (err as Error).message }, 'Docker engine check failed; will retry'),
+        ),
+    );
+    if (this.cacheGcSettings.intervalMs > 0)
+      every(
+        this.cacheGcSettings.intervalMs,
+        () => void this.collectCache().catch((err: unknown) => this.opts.log.error({ err }, 'cache GC failed')),
+      );
   }
 
   /** Stop the loops and the API; instances keep running (they outlive the agent by design). */
@@ -285,12 +343,20 @@ export class Agent {
       }
       if (inst.spec.runtime === 'docker') await this.dockerNode();
       // An engine that does not answer adopts nothing now; the start path adopts once it is back.
-      inst.handle = await this.rt(inst).adopt(id, stateDir).catch(() => undefined);
+      inst.handle = await this.rt(inst)
+        .adopt(id, stateDir)
+        .catch(() => undefined);
       // kind release: ended while the agent was away when its exit code (or a stale pid file) is left behind.
-      const releaseEnded = inst.spec.kind === 'release' && !inst.handle
-        && (recordedExit(this.releaseExitFile(id, stateDir)) !== undefined || readPidFile(stateDir) !== undefined);
+      const releaseEnded =
+        inst.spec.kind === 'release' &&
+        !inst.handle &&
+        (recordedExit(this.releaseExitFile(id, stateDir)) !== undefined || readPidFile(stateDir) !== undefined);
       await this.emit(inst, { type: 'adopted', running: inst.handle !== undefined, releaseEnded });
-      if (inst.handle && inst.spec.kind !== 'release') this.opts.log.info({ instance: id, pid: inst.handle.pid, container: inst.handle.containerId, state: inst.machine.state }, 'instance re-adopted');
+      if (inst.handle && inst.spec.kind !== 'release')
+        this.opts.log.info(
+          { instance: id, pid: inst.handle.pid, container: inst.handle.containerId, state: inst.machine.state },
+          'instance re-adopted',
+        );
       this.instances.set(id, inst);
     }
   }
@@ -359,8 +425,9 @@ export class Agent {
     for (const inst of this.instances.values()) {
       const id = inst.spec.id;
       // Only a log line comes out of this event: it completes at once.
-      this.emit(inst, { type: 'desired', wanted: want.has(id), stopListed: stopIds === undefined || stopIds.has(id) })
-        .catch((err: unknown) => this.opts.log.error({ err, instance: id }, 'instance step failed'));
+      this.emit(inst, { type: 'desired', wanted: want.has(id), stopListed: stopIds === undefined || stopIds.has(id) }).catch(
+        (err: unknown) => this.opts.log.error({ err, instance: id }, 'instance step failed'),
+      );
     }
     this.supervise();
   }
@@ -427,7 +494,16 @@ export class Agent {
           this.kick();
           break;
         case 'log':
-          this.opts.log[e.level]({ instance: inst.spec.id, app: inst.spec.app, state: inst.machine.state, restarts: inst.machine.restarts, error: inst.machine.lastError }, e.message);
+          this.opts.log[e.level](
+            {
+              instance: inst.spec.id,
+              app: inst.spec.app,
+              state: inst.machine.state,
+              restarts: inst.machine.restarts,
+              error: inst.machine.lastError,
+            },
+            e.message,
+          );
           break;
       }
     }
@@ -435,14 +511,18 @@ export class Agent {
 
   private run(inst: LocalInstance, fn: () => Promise<void>): void {
     inst.busy = true;
-    fn().catch((err: unknown) => this.opts.log.error({ err, instance: inst.spec.id }, 'instance step failed')).finally(() => {
-      inst.busy = false;
-    });
+    fn()
+      .catch((err: unknown) => this.opts.log.error({ err, instance: inst.spec.id }, 'instance step failed'))
+      .finally(() => {
+        inst.busy = false;
+      });
   }
 
   /** The group leader died: whatever it left in its group (npm's child), or in its namespace, must not keep the port. */
   private killLeftovers(inst: LocalInstance, handle: InstanceHandle): void {
-    void this.rt(inst).stop(handle, 0).catch(() => undefined);
+    void this.rt(inst)
+      .stop(handle, 0)
+      .catch(() => undefined);
     const ns = inst.address === undefined ? undefined : readNetns(inst.stateDir);
     if (ns) void killNetnsProcesses(ns.name).catch(() => undefined);
   }
@@ -454,7 +534,10 @@ export class Agent {
 
   /** Read the instance's last lines of output into its report (once an exited one's are all written). */
   private async captureTail(inst: LocalInstance, exited?: InstanceHandle): Promise<void> {
-    if (exited) await this.rt(inst).logsFlushed?.(exited).catch(() => undefined);
+    if (exited)
+      await this.rt(inst)
+        .logsFlushed?.(exited)
+        .catch(() => undefined);
     const text = await outputTail(this.rt(inst).logFiles(inst.stateDir)).catch(() => undefined);
     await this.emit(inst, { type: 'tail', text });
   }
@@ -462,7 +545,10 @@ export class Agent {
   /** kind release: the one-shot ended (or timed out: stopped first); how it ended goes to the machine. */
   private async releaseEnded(inst: LocalInstance, timedOut: boolean, graceMs: number): Promise<void> {
     const handle = inst.handle;
-    if (timedOut && handle) await this.rt(inst).stop(handle, graceMs).catch(() => undefined);
+    if (timedOut && handle)
+      await this.rt(inst)
+        .stop(handle, graceMs)
+        .catch(() => undefined);
     const recorded = recordedExit(this.releaseExitFile(inst.spec.id, inst.stateDir));
     const exit = (handle && this.rt(inst).exitInfo(handle)) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
     // Its last words (e.g. the shell's "not found") are flushed from this handle by the capture-tail effect.
@@ -471,7 +557,13 @@ export class Agent {
 
   private async startInstance(inst: LocalInstance): Promise<void> {
     if (inst.spec.kind === 'release' && inst.spec.runtime === 'docker') {
-      await this.startFailed(inst, new PilotError('deploy_failed', 'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)'));
+      await this.startFailed(
+        inst,
+        new PilotError(
+          'deploy_failed',
+          'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)',
+        ),
+      );
       return;
     }
     if (inst.spec.runtime === 'docker') return this.startContainer(inst);
@@ -490,23 +582,38 @@ export class Agent {
       for (const dir of binDirs) this.sandbox.share(dirname(dir));
       const user = this.appIdentity(spec.app);
       const isRelease = spec.kind === 'release';
-      if (isRelease) inst.port = undefined; // it serves nothing: no PORT
+      if (isRelease)
+        inst.port = undefined; // it serves nothing: no PORT
       else if (inst.port === undefined) inst.port = await allocatePort();
       const procfile = await readFile(join(release, 'Procfile'), 'utf8').catch(() => undefined);
       const pkg = await readPackageJson(release).catch(() => undefined);
-      let argv = isRelease ? releaseArgv(spec.release, this.releaseExitFile(spec.id, inst.stateDir)) : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
+      let argv = isRelease
+        ? releaseArgv(spec.release, this.releaseExitFile(spec.id, inst.stateDir))
+        : resolveRunCommand(spec.run, procfile, pkg && stringScripts(pkg));
       if (!isRelease && spec.netns === true && spec.port !== undefined && this.netns.available) {
         // A fixed port: its own network namespace, so old and new revisions can both listen on it.
-        const ns = await existingNetns(inst.stateDir) ?? await createNetns(inst.stateDir);
+        const ns = (await existingNetns(inst.stateDir)) ?? (await createNetns(inst.stateDir));
         inst.address = ns.nsAddr;
         argv = wrapArgv(ns, argv);
       }
       this.apply(inst, { type: 'spawning' });
       const env = this.envFor(inst, nodeBin, user);
       // yarn Plug'n'Play: no node_modules; node must load the release's .pnp.cjs (as `yarn node` does).
-      const pnp = pnpNodeOptions(release, { pnp: existsSync(join(release, '.pnp.cjs')), loader: existsSync(join(release, '.pnp.loader.mjs')) }, env['NODE_OPTIONS']);
+      const pnp = pnpNodeOptions(
+        release,
+        { pnp: existsSync(join(release, '.pnp.cjs')), loader: existsSync(join(release, '.pnp.loader.mjs')) },
+        env['NODE_OPTIONS'],
+      );
       if (pnp !== undefined) env['NODE_OPTIONS'] = pnp;
-      const handle = await this.runtime.start({ instanceId: spec.id, stateDir: inst.stateDir, cwd: release, argv, env, user, limits: spec.resources });
+      const handle = await this.runtime.start({
+        instanceId: spec.id,
+        stateDir: inst.stateDir,
+        cwd: release,
+        argv,
+        env,
+        user,
+        limits: spec.resources,
+      });
       await this.started(inst, handle, { pid: handle.pid, port: inst.port, argv });
     } catch (err) {
       await this.startFailed(inst, err);
@@ -535,7 +642,7 @@ export class Agent {
         return;
       }
       this.apply(inst, { type: 'spawning' });
-      const handle = await docker.runtime.adopt(inst.spec.id, inst.stateDir) ?? await docker.runtime.start(req);
+      const handle = (await docker.runtime.adopt(inst.spec.id, inst.stateDir)) ?? (await docker.runtime.start(req));
       await this.started(inst, handle, { container: handle.containerId, port: inst.port, image: req.image });
     } catch (err) {
       await this.startFailed(inst, err);
@@ -543,7 +650,11 @@ export class Agent {
   }
 
   /** What the node reports as `runtimes`: docker's engine, how process instances are isolated, and whether fixed ports get their own namespace. */
-  private runtimesReport(): { docker: ReturnType<Agent['dockerReport']>; netns: { available: boolean; error?: string }; process: { isolation: IsolationSettings['report'] } } {
+  private runtimesReport(): {
+    docker: ReturnType<Agent['dockerReport']>;
+    netns: { available: boolean; error?: string };
+    process: { isolation: IsolationSettings['report'] };
+  } {
     return { docker: this.dockerReport(), netns: this.netns, process: { isolation: this.isolation.report } };
   }
 
@@ -578,9 +689,13 @@ export class Agent {
     // exec refuses a NUL in the environment with an error that quotes the value: fail first, by name.
     for (const [k, v] of Object.entries(inst.spec.env)) {
       if (v.includes('\u0000')) {
-        throw new PilotError('deploy_failed', `the environment variable ${k} contains a NUL byte and cannot be passed to a process (the value is not shown)`, {
-          hint: `Set it again without NUL: \`pilot secrets set ${inst.spec.app} ${k} < FILE\`, or fix it in pilot.yaml.`,
-        });
+        throw new PilotError(
+          'deploy_failed',
+          `the environment variable ${k} contains a NUL byte and cannot be passed to a process (the value is not shown)`,
+          {
+            hint: `Set it again without NUL: \`pilot secrets set ${inst.spec.app} ${k} < FILE\`, or fix it in pilot.yaml.`,
+          },
+        );
       }
     }
     return {
@@ -608,14 +723,32 @@ export class Agent {
     const wasReady = inst.machine.state === 'ready';
     // Before the first ready: the answer must come from this instance, not from another app that
     // was handed the same port (agents on one machine allocate ports independently).
-    if (r.ok && !wasReady && handle.containerId === undefined && inst.address === undefined && inst.spec.port === undefined && inst.port !== undefined
-      && (await portOwnedBy(handle.pid, inst.port)) === false) {
-      r = { ...r, ok: false, error: `port ${inst.port} is held by another process, not this instance (it will get a new port if it fails to bind)` };
+    if (
+      r.ok &&
+      !wasReady &&
+      handle.containerId === undefined &&
+      inst.address === undefined &&
+      inst.spec.port === undefined &&
+      inst.port !== undefined &&
+      (await portOwnedBy(handle.pid, inst.port)) === false
+    ) {
+      r = {
+        ...r,
+        ok: false,
+        error: `port ${inst.port} is held by another process, not this instance (it will get a new port if it fails to bind)`,
+      };
     }
     let note: string | undefined;
     // Refused while starting: say so when the app listens on another port than the one it was
     // given. /proc is read at most every TAIL_EVERY_MS per instance; the note is kept in between.
-    if (!r.ok && r.code === 'ECONNREFUSED' && !wasReady && handle.containerId === undefined && inst.port !== undefined && inst.address === undefined) {
+    if (
+      !r.ok &&
+      r.code === 'ECONNREFUSED' &&
+      !wasReady &&
+      handle.containerId === undefined &&
+      inst.port !== undefined &&
+      inst.address === undefined
+    ) {
       const t = mono();
       let seen = this.listenNotes.get(inst.spec.id);
       if (!seen || t - seen.at > TAIL_EVERY_MS) {
@@ -639,7 +772,14 @@ export class Agent {
     this.instances.delete(inst.spec.id);
     // Its output stays readable (`pilot logs APP --previous`) until the cache GC; the newest few per app.
     try {
-      keepLogs(this.opts.home, inst.stateDir, { id: inst.spec.id, app: inst.spec.app, revision: inst.spec.revision, kind: inst.spec.kind ?? 'web', stoppedAt: Date.now(), lastError: inst.machine.lastError });
+      keepLogs(this.opts.home, inst.stateDir, {
+        id: inst.spec.id,
+        app: inst.spec.app,
+        revision: inst.spec.revision,
+        kind: inst.spec.kind ?? 'web',
+        stoppedAt: Date.now(),
+        lastError: inst.machine.lastError,
+      });
       pruneStopped(this.opts.home, this.keepStopped, Date.now());
     } catch (err) {
       this.opts.log.warn({ err, instance: inst.spec.id }, 'could not keep the logs of a stopped instance');
@@ -671,11 +811,10 @@ export class Agent {
     }
     for (const [app, dirs] of byApp) {
       const removed = enforceAppLogBudget(dirs, LOG_APP_MAX_BYTES);
-      if (removed.length > 0) this.opts.log.info({ app, removed: removed.length }, 'removed old log files over the app\'s log budget');
+      if (removed.length > 0) this.opts.log.info({ app, removed: removed.length }, "removed old log files over the app's log budget");
     }
   }
 }
-
 
 /** A non-negative integer from the environment, or undefined (the default applies). */
 function envInt(name: string): number | undefined {

@@ -27,7 +27,10 @@ export class AppSandbox {
    * `users`: apps get their own uid. Throws (before changing anything above the home) when a folder
    * above the agent home is not searchable by others, since no app uid could reach its release.
    */
-  constructor(private readonly home: string, readonly users: boolean) {
+  constructor(
+    private readonly home: string,
+    readonly users: boolean,
+  ) {
     mkdirSync(home, { recursive: true, mode: 0o700 });
     const shared = [this.releasesDir, this.runtimesDir, this.workRoot, join(home, 'volumes')];
     if (users) {
@@ -107,7 +110,9 @@ function checkAncestors(home: string): void {
   for (let p = dirname(dirname(home)); ; p = dirname(p)) {
     const mode = statSync(p).mode & 0o7777;
     if ((mode & 0o001) === 0) {
-      throw new Error(`${p} is not searchable by other users (mode ${mode.toString(8)}), so app users cannot reach their releases under ${home}: put PILOT_HOME elsewhere (e.g. /var/lib/pilot)`);
+      throw new Error(
+        `${p} is not searchable by other users (mode ${mode.toString(8)}), so app users cannot reach their releases under ${home}: put PILOT_HOME elsewhere (e.g. /var/lib/pilot)`,
+      );
     }
     if (p === dirname(p)) break;
   }

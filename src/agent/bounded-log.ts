@@ -16,7 +16,11 @@ export class BoundedLog {
   /** Chunks dropped because the file system refused them. */
   dropped = 0;
 
-  constructor(private readonly file: string, private readonly maxBytes: number, private readonly keep: number) {
+  constructor(
+    private readonly file: string,
+    private readonly maxBytes: number,
+    private readonly keep: number,
+  ) {
     if (!Number.isInteger(maxBytes) || maxBytes < 1) throw new RangeError(`maxBytes must be a positive integer, got ${maxBytes}`);
     if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`keep must be an integer >= 0, got ${keep}`);
   }

@@ -16,11 +16,27 @@ describe('local cache GC', () => {
   after(() => rmSync(root, { recursive: true, force: true }));
 
   it('picks unused entries idle longer than the limit, beyond the newest few per app', () => {
-    const e = (key: string, app: string | undefined, hoursAgo: number) => ({ key: `release:${key}`, app, lastUsedMs: NOW - hoursAgo * HOUR });
+    const e = (key: string, app: string | undefined, hoursAgo: number) => ({
+      key: `release:${key}`,
+      app,
+      lastUsedMs: NOW - hoursAgo * HOUR,
+    });
     const pick = (inUse: string[], p: { idleMs: number; keepUnusedPerApp: number }): string[] =>
       pickUnused(entries, new Set(inUse.map((k) => `release:${k}`)), NOW, p).map((k) => k.slice('release:'.length));
-    const entries = [e('a1', 'a', 1), e('a2', 'a', 2), e('a3', 'a', 3), e('a4', 'a', 0.5), e('b1', 'b', 5), e('b2', 'b', 6), e('x', undefined, 9)];
-    assert.deepEqual(pick(['a1'], { idleMs: HOUR, keepUnusedPerApp: 1 }), ['a2', 'a3', 'b2'], 'a4 is the newest unused of a; x is the only one of its group');
+    const entries = [
+      e('a1', 'a', 1),
+      e('a2', 'a', 2),
+      e('a3', 'a', 3),
+      e('a4', 'a', 0.5),
+      e('b1', 'b', 5),
+      e('b2', 'b', 6),
+      e('x', undefined, 9),
+    ];
+    assert.deepEqual(
+      pick(['a1'], { idleMs: HOUR, keepUnusedPerApp: 1 }),
+      ['a2', 'a3', 'b2'],
+      'a4 is the newest unused of a; x is the only one of its group',
+    );
     assert.deepEqual(pick([], { idleMs: 0, keepUnusedPerApp: 0 }), ['a1', 'a2', 'a3', 'a4', 'b1', 'b2', 'x']);
     assert.deepEqual(pick([], { idleMs: 10 * HOUR, keepUnusedPerApp: 0 }), [], 'nothing idle long enough');
   });
@@ -42,11 +58,18 @@ describe('local cache GC', () => {
     utimesSync(join(releases, hex(6)), (NOW - 60_000) / 1000, (NOW - 60_000) / 1000); // used a minute ago
     for (const n of [7, 8]) utimesSync(join(runtimes, 'node', hex(n)), (NOW - 5 * HOUR) / 1000, (NOW - 5 * HOUR) / 1000);
 
-    const inUse = new Map([[`release:${hex(1)}`, 'web'], [`runtime:${hex(7)}`, 'web']]);
+    const inUse = new Map([
+      [`release:${hex(1)}`, 'web'],
+      [`runtime:${hex(7)}`, 'web'],
+    ]);
     const fetching = new Set([`release:sha256:${hex(5)}`]);
     const gc = new LocalCacheGc({
-      stateFile: join(home, 'cache-gc.json'), releasesDir: releases, runtimesDir: runtimes,
-      inUse: () => inUse, busy: (kind: CacheKind, digest: string) => fetching.has(`${kind}:${digest}`), policy,
+      stateFile: join(home, 'cache-gc.json'),
+      releasesDir: releases,
+      runtimesDir: runtimes,
+      inUse: () => inUse,
+      busy: (kind: CacheKind, digest: string) => fetching.has(`${kind}:${digest}`),
+      policy,
     });
     const r = await gc.collect(NOW);
     // 1 is in use; of the unused 2..6 (app unknown): 6 is the newest (kept), 5 is being fetched; 2, 3 and 4 go.
@@ -71,9 +94,13 @@ describe('local cache GC', () => {
     utimesSync(join(releases, hex(1)), (NOW - 5 * HOUR) / 1000, (NOW - 5 * HOUR) / 1000);
     let calls = 0;
     const gc = new LocalCacheGc({
-      stateFile: join(root, 'race', 'cache-gc.json'), releasesDir: releases, runtimesDir: undefined,
+      stateFile: join(root, 'race', 'cache-gc.json'),
+      releasesDir: releases,
+      runtimesDir: undefined,
       // unused when the pass lists, in use by the time it would remove (an instance was just assigned)
-      inUse: () => (++calls > 2 ? new Map([[`release:${hex(1)}`, 'web']]) : new Map()), busy: () => false, policy: { idleMs: 0, keepUnusedPerApp: 0 },
+      inUse: () => (++calls > 2 ? new Map([[`release:${hex(1)}`, 'web']]) : new Map()),
+      busy: () => false,
+      policy: { idleMs: 0, keepUnusedPerApp: 0 },
     });
     assert.deepEqual((await gc.collect(NOW)).removed, []);
     assert.ok(existsSync(join(releases, hex(1))));

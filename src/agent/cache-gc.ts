@@ -87,7 +87,10 @@ export interface LocalCacheGcOptions {
   readonly policy?: LocalGcPolicy;
 }
 
-interface Remembered { app?: string | undefined; lastUsed: number }
+interface Remembered {
+  app?: string | undefined;
+  lastUsed: number;
+}
 
 export interface LocalGcResult {
   readonly removed: string[];
@@ -111,7 +114,11 @@ export class LocalCacheGc {
   private dirs(): { kind: CacheKind; parent: string }[] {
     const out: { kind: CacheKind; parent: string }[] = [{ kind: 'release', parent: this.opts.releasesDir }];
     // npm packages paired with runtimes count as runtimes (key runtime:<hex>; digests do not collide).
-    if (this.opts.runtimesDir !== undefined) out.push({ kind: 'runtime', parent: join(this.opts.runtimesDir, 'node') }, { kind: 'runtime', parent: join(this.opts.runtimesDir, 'npm') });
+    if (this.opts.runtimesDir !== undefined)
+      out.push(
+        { kind: 'runtime', parent: join(this.opts.runtimesDir, 'node') },
+        { kind: 'runtime', parent: join(this.opts.runtimesDir, 'npm') },
+      );
     return out;
   }
 

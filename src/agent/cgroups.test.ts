@@ -58,7 +58,11 @@ void describe('cgroups (pure parts and file layout, on a fake tree)', () => {
     writeFileSync(join(memory!, 'i-1', 'memory.memsw.limit_in_bytes'), '-1');
     mkdirSync(join(unified!, 'i-1'), { recursive: true });
     writeFileSync(join(unified!, 'i-1', 'cgroup.kill'), '');
-    const cg = createInstanceCgroup({ kind: 'v1', memory: memory!, cpu, freezer, pids, unified }, 'i-1', { memoryMb: 128, cpu: 2, pids: 100 });
+    const cg = createInstanceCgroup({ kind: 'v1', memory: memory!, cpu, freezer, pids, unified }, 'i-1', {
+      memoryMb: 128,
+      cpu: 2,
+      pids: 100,
+    });
     assert.ok(cg);
     assert.equal(readFileSync(join(memory!, 'i-1', 'memory.limit_in_bytes'), 'utf8'), String(128 * 1024 * 1024));
     assert.equal(readFileSync(join(memory!, 'i-1', 'memory.memsw.limit_in_bytes'), 'utf8'), String(128 * 1024 * 1024));

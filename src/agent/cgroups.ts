@@ -19,7 +19,14 @@ import { join } from 'node:path';
 
 export type CgroupLayout =
   | { readonly kind: 'v2'; readonly base: string }
-  | { readonly kind: 'v1'; readonly memory: string; readonly cpu?: string | undefined; readonly freezer?: string | undefined; readonly pids?: string | undefined; readonly unified?: string | undefined }
+  | {
+      readonly kind: 'v1';
+      readonly memory: string;
+      readonly cpu?: string | undefined;
+      readonly freezer?: string | undefined;
+      readonly pids?: string | undefined;
+      readonly unified?: string | undefined;
+    }
   | { readonly kind: 'none'; readonly reason: string };
 
 /** One instance's cgroup folders (a value: recorded in the pid file). */
@@ -115,7 +122,14 @@ export function detectCgroups(root = '/sys/fs/cgroup', self = read('/proc/self/c
     const dir = under(mount, controller === 'unified' ? '' : controller);
     return probe(dir) === undefined ? dir : undefined;
   };
-  return { kind: 'v1', memory, cpu: optional('cpu', 'cpu.cfs_quota_us'), freezer: optional('freezer', 'cgroup.procs'), pids: optional('pids', 'cgroup.procs'), unified: optional('unified', 'cgroup.kill') ?? optional('unified', 'cgroup.procs') };
+  return {
+    kind: 'v1',
+    memory,
+    cpu: optional('cpu', 'cpu.cfs_quota_us'),
+    freezer: optional('freezer', 'cgroup.procs'),
+    pids: optional('pids', 'cgroup.procs'),
+    unified: optional('unified', 'cgroup.kill') ?? optional('unified', 'cgroup.procs'),
+  };
 }
 
 function enableControllers(root: string, base: string): void {
@@ -210,7 +224,9 @@ export function cgroupPids(cg: InstanceCgroup): number[] {
 
 /** Times the kernel's OOM killer killed a process in this cgroup. */
 export function oomKills(cg: InstanceCgroup): number {
-  return cg.kind === 'v2' ? keyedCount(read(join(cg.memory, 'memory.events')), 'oom_kill') : keyedCount(read(join(cg.memory, 'memory.oom_control')), 'oom_kill');
+  return cg.kind === 'v2'
+    ? keyedCount(read(join(cg.memory, 'memory.events')), 'oom_kill')
+    : keyedCount(read(join(cg.memory, 'memory.oom_control')), 'oom_kill');
 }
 
 /**
@@ -291,12 +307,17 @@ export function parseInstanceCgroup(v: unknown): InstanceCgroup | undefined {
  */
 export function sweepEmptyCgroups(layout: CgroupLayout, minAgeMs: number, now = Date.now()): number {
   if (layout.kind === 'none') return 0;
-  const bases = layout.kind === 'v2' ? [layout.base] : [layout.memory, layout.cpu, layout.freezer, layout.pids, layout.unified].filter((b): b is string => b !== undefined);
+  const bases =
+    layout.kind === 'v2'
+      ? [layout.base]
+      : [layout.memory, layout.cpu, layout.freezer, layout.pids, layout.unified].filter((b): b is string => b !== undefined);
   let removed = 0;
   for (const base of bases) {
     let names: string[] = [];
     try {
-      names = readdirSync(base, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+      names = readdirSync(base, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name);
     } catch {
       continue;
     }

@@ -14,8 +14,19 @@ import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 
 type NodeRuntimes = Static<typeof NodeRuntimesSchema>;
 
-interface NodeFile { nodeId: string; credential: string; name: string }
-interface Registration { name: string; address: string; apiUrl: string; agentToken: string; labels?: Record<string, string>; runtimes?: NodeRuntimes }
+interface NodeFile {
+  nodeId: string;
+  credential: string;
+  name: string;
+}
+interface Registration {
+  name: string;
+  address: string;
+  apiUrl: string;
+  agentToken: string;
+  labels?: Record<string, string>;
+  runtimes?: NodeRuntimes;
+}
 
 export class ControlPlaneLink {
   private saved: NodeFile | undefined;
@@ -23,7 +34,12 @@ export class ControlPlaneLink {
   /** Runtimes that changed since they were last reported: sent with the next sync. */
   private pendingRuntimes: NodeRuntimes | undefined;
 
-  constructor(private readonly server: string, private readonly joinToken: string, private readonly nodeFile: string, private readonly log: Logger) {
+  constructor(
+    private readonly server: string,
+    private readonly joinToken: string,
+    private readonly nodeFile: string,
+    private readonly log: Logger,
+  ) {
     try {
       this.saved = JSON.parse(readFileSync(nodeFile, 'utf8')) as NodeFile;
     } catch {
@@ -47,8 +63,11 @@ export class ControlPlaneLink {
       try {
         const credential = this.saved && this.saved.name === r.name ? this.saved.credential : undefined;
         const res = await this.post<RegisterResponse>('/api/v1/agent/register', this.joinToken, {
-          protocol: AGENT_PROTOCOL, ...r, ...(credential ? { credential } : {}),
-          cpus: availableParallelism(), memoryMb: Math.floor(totalmem() / 1024 / 1024),
+          protocol: AGENT_PROTOCOL,
+          ...r,
+          ...(credential ? { credential } : {}),
+          cpus: availableParallelism(),
+          memoryMb: Math.floor(totalmem() / 1024 / 1024),
         });
         this.saved = { nodeId: res.nodeId, credential: res.credential, name: r.name };
         writeFileSync(this.nodeFile, JSON.stringify(this.saved), { mode: 0o600 });
@@ -77,7 +96,10 @@ export class ControlPlaneLink {
     try {
       const runtimes = this.pendingRuntimes;
       const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>('/api/v1/agent/sync', this.credential(), {
-        protocol: AGENT_PROTOCOL, instances: instances.map(stripUndefined), ...(waitMs > 0 ? { waitMs } : {}), ...(runtimes ? { runtimes } : {}),
+        protocol: AGENT_PROTOCOL,
+        instances: instances.map(stripUndefined),
+        ...(waitMs > 0 ? { waitMs } : {}),
+        ...(runtimes ? { runtimes } : {}),
       });
       if (this.pendingRuntimes === runtimes) this.pendingRuntimes = undefined;
       return { instances: res.instances, stop: res.stop };
@@ -96,7 +118,6 @@ export class ControlPlaneLink {
     // A long poll is held up to 30 s: allow for it.
     return new ApiClient(this.server, token).call<T>('POST', path, body, { timeoutMs: 40_000 });
   }
-
 }
 
 function stripUndefined<T extends object>(o: T): T {

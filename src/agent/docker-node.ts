@@ -94,7 +94,14 @@ export class DockerNode {
     const prefix = instancesDir.endsWith('/') ? instancesDir : `${instancesDir}/`;
     const list = await this.engine.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`] } }).catch(() => []);
     const stray = list.filter((c) => (c.Labels[LABELS.stateDir] ?? '').startsWith(prefix) && !known.has(c.Labels[LABELS.instance] ?? ''));
-    await Promise.all(stray.map((c) => this.engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+    await Promise.all(
+      stray.map((c) =>
+        this.engine
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined),
+      ),
+    );
     return stray.length;
   }
 

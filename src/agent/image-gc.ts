@@ -11,7 +11,10 @@ import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { pickUnused, DEFAULT_LOCAL_GC_POLICY, type LocalGcPolicy } from './cache-gc.js';
 
-interface Entry { app?: string | undefined; lastUsed: number }
+interface Entry {
+  app?: string | undefined;
+  lastUsed: number;
+}
 
 /** What the GC needs of an engine: remove an image by ID (dockerode's shape). */
 export interface ImageRemover {
@@ -34,7 +37,12 @@ export class FetchedImages {
   }
 
   /** Stamp what is in use, then remove recorded images no local instance uses (same policy as the cache GC). */
-  async collect(engine: ImageRemover, usedNow: () => ReadonlySet<string>, now = Date.now(), policy: LocalGcPolicy = DEFAULT_LOCAL_GC_POLICY): Promise<string[]> {
+  async collect(
+    engine: ImageRemover,
+    usedNow: () => ReadonlySet<string>,
+    now = Date.now(),
+    policy: LocalGcPolicy = DEFAULT_LOCAL_GC_POLICY,
+  ): Promise<string[]> {
     const all = this.load();
     if (all.size === 0) return [];
     const inUse = usedNow();

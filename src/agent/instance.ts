@@ -24,7 +24,15 @@ export interface LocalInstance {
 }
 
 export function newLocalInstance(spec: InstanceSpec, stateDir: string, restarts = 0): LocalInstance {
-  return { spec, stateDir, machine: initialMachine(machineConfig(spec), restarts), port: spec.port, handle: undefined, busy: false, address: undefined };
+  return {
+    spec,
+    stateDir,
+    machine: initialMachine(machineConfig(spec), restarts),
+    port: spec.port,
+    handle: undefined,
+    busy: false,
+    address: undefined,
+  };
 }
 
 export function statusOf(i: LocalInstance): InstanceStatus {
@@ -57,8 +65,18 @@ export function saveInstance(i: LocalInstance): void {
   mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
   const file = join(i.stateDir, 'instance.json');
   const body: Persisted = {
-    spec: i.spec, port: i.port, restarts: i.machine.restarts,
-    ...(i.machine.finished ? { finished: { state: i.machine.state === 'stopped' ? 'stopped' : 'failed', lastError: i.machine.lastError, logTail: i.machine.logTail } } : {}),
+    spec: i.spec,
+    port: i.port,
+    restarts: i.machine.restarts,
+    ...(i.machine.finished
+      ? {
+          finished: {
+            state: i.machine.state === 'stopped' ? 'stopped' : 'failed',
+            lastError: i.machine.lastError,
+            logTail: i.machine.logTail,
+          },
+        }
+      : {}),
   };
   // 0600: the spec holds the app's env (secrets) and registry credentials.
   writeFileSync(file + '.tmp', JSON.stringify(body), { mode: 0o600 });

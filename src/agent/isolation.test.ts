@@ -18,10 +18,17 @@ void describe('app uids', () => {
   void it('picks a uid in the range from a seeded start, skipping taken ones, and none when the range is full', () => {
     const a = pickUid('home\0web', [61000, 61009], () => false);
     assert.ok(a !== undefined && a >= 61000 && a <= 61009);
-    assert.equal(pickUid('home\0web', [61000, 61009], () => false), a, 'deterministic');
+    assert.equal(
+      pickUid('home\0web', [61000, 61009], () => false),
+      a,
+      'deterministic',
+    );
     const b = pickUid('home\0web', [61000, 61009], (u) => u === a);
     assert.ok(b !== undefined && b !== a);
-    assert.equal(pickUid('x', [61000, 61009], () => true), undefined);
+    assert.equal(
+      pickUid('x', [61000, 61009], () => true),
+      undefined,
+    );
   });
 
   void it('gives each app its own uid (gid = uid), records it 0600, and the same one after a restart', async (t) => {

@@ -41,9 +41,13 @@ export function detectIsolation(env: NodeJS.ProcessEnv = process.env, isRoot = p
   const user = isRoot && env.PILOT_APP_USERS !== 'off';
   const cgroups: CgroupLayout = isRoot ? detectCgroups() : { kind: 'none', reason: 'not running as root' };
   const missing: string[] = [];
-  if (!user) missing.push(isRoot ? 'apps run as root (PILOT_APP_USERS=off)' : 'apps run as the agent\'s own user (the agent is not root)');
-  if (cgroups.kind === 'none') missing.push(`no cgroup limits (${cgroups.reason}): memory is enforced by polling RSS, descendants found through /proc`);
-  const reason = missing.length === 0 ? undefined : `${missing.join('; ')}. For full isolation run the agent as root on a machine with cgroups, or use \`runtime: docker\`.`;
+  if (!user) missing.push(isRoot ? 'apps run as root (PILOT_APP_USERS=off)' : "apps run as the agent's own user (the agent is not root)");
+  if (cgroups.kind === 'none')
+    missing.push(`no cgroup limits (${cgroups.reason}): memory is enforced by polling RSS, descendants found through /proc`);
+  const reason =
+    missing.length === 0
+      ? undefined
+      : `${missing.join('; ')}. For full isolation run the agent as root on a machine with cgroups, or use \`runtime: docker\`.`;
   return { user, cgroups, report: { user, cgroup: cgroups.kind !== 'none', cgroupVersion: cgroups.kind, reason } };
 }
 
@@ -118,7 +122,11 @@ export class AppUids {
   private readonly map: Map<string, number>;
   private readonly range: [number, number];
 
-  constructor(private readonly file: string, private readonly seed: string, env: NodeJS.ProcessEnv = process.env) {
+  constructor(
+    private readonly file: string,
+    private readonly seed: string,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
     this.range = uidRange(env);
     let saved: Record<string, unknown> = {};
     try {

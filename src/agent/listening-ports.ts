@@ -59,7 +59,10 @@ export async function listeningPorts(pgid: number): Promise<Listener[]> {
 /** The words added to a refused health check when the app listens elsewhere. Pure. */
 export function elsewhereNote(listeners: readonly Listener[], port: number): string | undefined {
   if (listeners.length === 0 || listeners.some((l) => l.port === port)) return undefined;
-  const shown = listeners.slice(0, 3).map((l) => (l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`)).join(', ');
+  const shown = listeners
+    .slice(0, 3)
+    .map((l) => (l.address.includes(':') ? `[${l.address}]:${l.port}` : `${l.address}:${l.port}`))
+    .join(', ');
   // A fixed port bound to loopback only is not reachable in its own network namespace (where a
   // fixed-port instance runs): then only listening on PORT helps.
   const loopbackOnly = listeners.every((l) => l.address.startsWith('127.') || l.address === '::1');

@@ -6,7 +6,13 @@ const f = (path: string, size: number, mtimeMs: number, live = false): LogFileIn
 
 void describe('overBudget', () => {
   void it('removes the oldest rotated files until the app is within its budget', () => {
-    const files = [f('a/stdout.log', 10, 50, true), f('a/stdout.log.1', 10, 40), f('a/stdout.log.2', 10, 10), f('b/stdout.log.1', 10, 20), f('b/stdout.log', 10, 60, true)];
+    const files = [
+      f('a/stdout.log', 10, 50, true),
+      f('a/stdout.log.1', 10, 40),
+      f('a/stdout.log.2', 10, 10),
+      f('b/stdout.log.1', 10, 20),
+      f('b/stdout.log', 10, 60, true),
+    ];
     assert.deepEqual(overBudget(files, 30), ['a/stdout.log.2', 'b/stdout.log.1']);
     assert.deepEqual(overBudget(files, 50), []);
   });

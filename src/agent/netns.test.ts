@@ -16,7 +16,13 @@ describe('network namespace per instance', () => {
   });
 
   it('wraps argv with nsenter, never a shell', () => {
-    assert.deepEqual(wrapArgv({ name: 'pilot-7' }, ['node', 'server.js'], '/usr/bin/nsenter'), ['/usr/bin/nsenter', '--net=/run/netns/pilot-7', '--', 'node', 'server.js']);
+    assert.deepEqual(wrapArgv({ name: 'pilot-7' }, ['node', 'server.js'], '/usr/bin/nsenter'), [
+      '/usr/bin/nsenter',
+      '--net=/run/netns/pilot-7',
+      '--',
+      'node',
+      'server.js',
+    ]);
   });
 
   it('creates a namespace, kills a process that left the group, and removes it all (root)', async (t) => {

@@ -51,7 +51,11 @@ export function blockAddresses(k: number): [string, string] {
 }
 
 /** The namespace command prefix for argv: `nsenter --net=/run/netns/NAME --`. Pure. */
-export function wrapArgv(ns: Pick<Netns, 'name'>, argv: readonly string[], nsenter = firstExisting(NSENTER_CANDIDATES) ?? 'nsenter'): string[] {
+export function wrapArgv(
+  ns: Pick<Netns, 'name'>,
+  argv: readonly string[],
+  nsenter = firstExisting(NSENTER_CANDIDATES) ?? 'nsenter',
+): string[] {
   return [nsenter, `--net=/run/netns/${ns.name}`, '--', ...argv];
 }
 
@@ -119,7 +123,9 @@ export async function createNetns(stateDir: string): Promise<Netns> {
     }
     return ns;
   }
-  throw new PilotError('unavailable', 'no free network namespace block in 10.213.0.0/16 after 20 tries', { hint: 'Remove stale namespaces: `ip netns list | grep pilot-`.' });
+  throw new PilotError('unavailable', 'no free network namespace block in 10.213.0.0/16 after 20 tries', {
+    hint: 'Remove stale namespaces: `ip netns list | grep pilot-`.',
+  });
 }
 
 function writeRecord(stateDir: string, ns: Netns): void {
@@ -132,7 +138,10 @@ function writeRecord(stateDir: string, ns: Netns): void {
 export async function netnsPids(name: string): Promise<number[]> {
   const ip = firstExisting(IP_CANDIDATES) ?? 'ip';
   const out = await run(ip, ['netns', 'pids', name]).catch(() => '');
-  return out.split(/\s+/).filter((p) => /^\d+$/.test(p)).map(Number);
+  return out
+    .split(/\s+/)
+    .filter((p) => /^\d+$/.test(p))
+    .map(Number);
 }
 
 /**

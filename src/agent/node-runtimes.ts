@@ -13,7 +13,10 @@ import { nodePlatform, runtimePackage } from '../node-runtime/platform.js';
 export class NodeRuntimeCache {
   private readonly cache: LocalRuntimeCache;
 
-  constructor(dir: string, private readonly client: () => ArtifactClient) {
+  constructor(
+    dir: string,
+    private readonly client: () => ArtifactClient,
+  ) {
     this.cache = new LocalRuntimeCache(dir);
   }
 
@@ -27,7 +30,9 @@ export class NodeRuntimeCache {
    * unpacking and checking them first if needed.
    */
   async binDirs(ref: NodeRuntimeRef): Promise<string[]> {
-    const node = (await this.cache.ensureFromRepository(ref.digest, { pkg: runtimePackage(nodePlatform()), version: ref.version }, this.client)).binDir;
+    const node = (
+      await this.cache.ensureFromRepository(ref.digest, { pkg: runtimePackage(nodePlatform()), version: ref.version }, this.client)
+    ).binDir;
     if (!ref.npm) return [node];
     const npm = await this.cache.ensureNpmFromRepository(ref.npm.digest, { version: ref.npm.version, nodeBinDir: node }, this.client);
     return [node, npm.binDir];

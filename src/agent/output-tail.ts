@@ -16,7 +16,10 @@ const LINE_CHARS = 300;
 
 /** The last `n` lines of a file (at most READ_BYTES from its end); [] when missing or empty. */
 export async function lastLines(file: string, n: number): Promise<string[]> {
-  const size = await stat(file).then((s) => s.size, () => 0);
+  const size = await stat(file).then(
+    (s) => s.size,
+    () => 0,
+  );
   if (size === 0 || n <= 0) return [];
   const fh = await open(file, 'r');
   try {

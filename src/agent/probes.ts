@@ -74,7 +74,9 @@ export function httpProbe(spec: HttpProbeSpec): Promise<ProbeResult> {
       const status = res.statusCode ?? 0;
       finish(status < 500 ? { ok: true, status } : { ok: false, status, error: `HTTP ${status}` });
     });
-    req.on('error', (e: NodeJS.ErrnoException) => finish({ ok: false, error: describeError(e), ...(e.code !== undefined ? { code: e.code } : {}) }));
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      finish({ ok: false, error: describeError(e), ...(e.code !== undefined ? { code: e.code } : {}) }),
+    );
     req.end();
   });
 }
@@ -94,6 +96,8 @@ export function tcpProbe(spec: TcpProbeSpec): Promise<ProbeResult> {
       resolve({ ...r, durationMs: performance.now() - t0 });
     }
     socket.once('connect', () => finish({ ok: true }));
-    socket.once('error', (e: NodeJS.ErrnoException) => finish({ ok: false, error: describeError(e), ...(e.code !== undefined ? { code: e.code } : {}) }));
+    socket.once('error', (e: NodeJS.ErrnoException) =>
+      finish({ ok: false, error: describeError(e), ...(e.code !== undefined ? { code: e.code } : {}) }),
+    );
   });
 }

@@ -12,7 +12,10 @@ import { extractArtifact } from '../artifacts/safe-extract.js';
 export class ReleaseCache {
   private readonly inflight = new Map<string, Promise<string>>();
 
-  constructor(private readonly dir: string, private readonly client: () => ArtifactClient) {
+  constructor(
+    private readonly dir: string,
+    private readonly client: () => ArtifactClient,
+  ) {
     mkdirSync(join(dir, 'downloads'), { recursive: true });
   }
 

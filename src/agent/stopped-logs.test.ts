@@ -31,7 +31,10 @@ describe('kept logs of stopped instances', () => {
     for (let i = 0; i < 7; i++) stop(home, `shop-1-${i}`, 'shop', 1000 + i);
     stop(home, 'blog-1-x', 'blog', 10);
     assert.equal(pruneStopped(home, 5, 2000), 2);
-    assert.deepEqual(listStopped(home, 'shop').map((m) => m.id), ['shop-1-6', 'shop-1-5', 'shop-1-4', 'shop-1-3', 'shop-1-2']);
+    assert.deepEqual(
+      listStopped(home, 'shop').map((m) => m.id),
+      ['shop-1-6', 'shop-1-5', 'shop-1-4', 'shop-1-3', 'shop-1-2'],
+    );
     assert.equal(listStopped(home, 'blog').length, 1);
     assert.equal(pruneStopped(home, 5, 2000, 1500), 1); // blog's is older than 1.5 s
     assert.equal(listStopped(home).length, 5);

@@ -9,12 +9,20 @@ describe('volumes on a node', () => {
   it('process runtime: a 0700 folder per app volume under the agent home, named by $PILOT_VOLUME_<NAME>, kept as it is', () => {
     const home = mkdtempSync(join(tmpdir(), 'pilot-vol-'));
     try {
-      const env = processVolumeEnv(home, 'shop', [{ name: 'data', path: '/data' }, { name: 'user-files', path: '/u' }]);
-      assert.deepEqual(env, { PILOT_VOLUME_DATA: join(home, 'volumes/shop/data'), PILOT_VOLUME_USER_FILES: join(home, 'volumes/shop/user-files') });
+      const env = processVolumeEnv(home, 'shop', [
+        { name: 'data', path: '/data' },
+        { name: 'user-files', path: '/u' },
+      ]);
+      assert.deepEqual(env, {
+        PILOT_VOLUME_DATA: join(home, 'volumes/shop/data'),
+        PILOT_VOLUME_USER_FILES: join(home, 'volumes/shop/user-files'),
+      });
       assert.equal(statSync(env.PILOT_VOLUME_DATA!).mode & 0o777, 0o700);
       writeFileSync(join(env.PILOT_VOLUME_DATA!, 'kept'), 'x');
       // The next instance (a new revision) gets the same folder, untouched.
-      assert.deepEqual(processVolumeEnv(home, 'shop', [{ name: 'data', path: '/data' }]), { PILOT_VOLUME_DATA: processVolumeDir(home, 'shop', 'data') });
+      assert.deepEqual(processVolumeEnv(home, 'shop', [{ name: 'data', path: '/data' }]), {
+        PILOT_VOLUME_DATA: processVolumeDir(home, 'shop', 'data'),
+      });
       assert.equal(statSync(join(env.PILOT_VOLUME_DATA!, 'kept')).size, 1);
       assert.deepEqual(processVolumeEnv(home, 'shop', undefined), {});
       // The hook for a per-app uid: the folder is handed to it (here: our own ids, which any user may chown to).

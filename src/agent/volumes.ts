@@ -17,7 +17,12 @@ export const processVolumeDir = (home: string, app: string, name: string): strin
  * variables that name them. `owner` is the uid/gid the instance runs as, when it is not the agent's
  * own (its per-app uid, app-sandbox.ts): the folder is handed to it.
  */
-export function processVolumeEnv(home: string, app: string, volumes: readonly VolumeConfig[] | undefined, owner?: { uid: number; gid: number }): Record<string, string> {
+export function processVolumeEnv(
+  home: string,
+  app: string,
+  volumes: readonly VolumeConfig[] | undefined,
+  owner?: { uid: number; gid: number },
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const v of volumes ?? []) {
     const dir = processVolumeDir(home, app, v.name);

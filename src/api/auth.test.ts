@@ -22,7 +22,11 @@ function countingTimingSafeEqual<T>(fn: () => T): { result: T; calls: number } {
 
 describe('secret comparisons are constant-time', () => {
   it('tokensEqual answers through timingSafeEqual, for equal and unequal tokens of any length', () => {
-    for (const [a, b, equal] of [['pilot_abc', 'pilot_abc', true], ['pilot_abc', 'pilot_abd', false], ['short', 'a-much-longer-token', false]] as const) {
+    for (const [a, b, equal] of [
+      ['pilot_abc', 'pilot_abc', true],
+      ['pilot_abc', 'pilot_abd', false],
+      ['short', 'a-much-longer-token', false],
+    ] as const) {
       const { result, calls } = countingTimingSafeEqual(() => tokensEqual(a, b));
       assert.equal(result, equal);
       assert.equal(calls, 1, `${a} vs ${b}`);
@@ -31,7 +35,9 @@ describe('secret comparisons are constant-time', () => {
 
   it('a GitHub signature is checked through timingSafeEqual', () => {
     const body = Buffer.from('{"ref":"refs/heads/main"}');
-    const good = countingTimingSafeEqual(() => verifyGithubSignature('s3cret-s3cret-16', body, signGithubPayload('s3cret-s3cret-16', body)));
+    const good = countingTimingSafeEqual(() =>
+      verifyGithubSignature('s3cret-s3cret-16', body, signGithubPayload('s3cret-s3cret-16', body)),
+    );
     assert.deepEqual(good, { result: true, calls: 1 });
     const bad = countingTimingSafeEqual(() => verifyGithubSignature('s3cret-s3cret-16', body, signGithubPayload('other-secret-000', body)));
     assert.deepEqual(bad, { result: false, calls: 1 });

@@ -9,7 +9,10 @@ import type { RolloutRecord, InstanceRecord } from '../store/store.js';
 import type { DeployPlanView } from './wire.js';
 
 export class ApiClient {
-  constructor(readonly baseUrl: string, readonly token: string) {}
+  constructor(
+    readonly baseUrl: string,
+    readonly token: string,
+  ) {}
 
   // Global fetch, not the undici package: the CLI starts ~150 ms faster without loading it.
   async call<T>(method: string, path: string, body?: unknown, opts: { contentType?: string; timeoutMs?: number } = {}): Promise<T> {
@@ -30,18 +33,24 @@ export class ApiClient {
   /** A GET whose body the caller reads as it arrives (followed logs): no timeout; errors as in `call`. */
   async stream(path: string): Promise<Response> {
     const res = await this.send('GET', path, {});
-    if (res.status >= 400) throw fromBody((parseJson(await res.text()) as { error?: never } | undefined)?.error, `HTTP ${res.status} from GET ${path}`);
+    if (res.status >= 400)
+      throw fromBody((parseJson(await res.text()) as { error?: never } | undefined)?.error, `HTTP ${res.status} from GET ${path}`);
     return res;
   }
 
   /** A GET with extra headers whose body streams until `signal` aborts (the event feed); errors as in `call`. */
   async open(path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
     const res = await this.send('GET', path, { headers, signal });
-    if (res.status >= 400) throw fromBody((parseJson(await res.text()) as { error?: never } | undefined)?.error, `HTTP ${res.status} from GET ${path}`);
+    if (res.status >= 400)
+      throw fromBody((parseJson(await res.text()) as { error?: never } | undefined)?.error, `HTTP ${res.status} from GET ${path}`);
     return res;
   }
 
-  private async send(method: string, path: string, init: { headers?: Record<string, string>; body?: string; signal?: AbortSignal }): Promise<Response> {
+  private async send(
+    method: string,
+    path: string,
+    init: { headers?: Record<string, string>; body?: string; signal?: AbortSignal },
+  ): Promise<Response> {
     try {
       return await fetch(this.baseUrl + path, { ...init, method, headers: { authorization: `Bearer ${this.token}`, ...init.headers } });
     } catch (err) {
@@ -57,13 +66,19 @@ export class ApiClient {
   createRun(b: { app: string; commit: string; dirty: boolean; trigger?: RunRecord['trigger'] }): Promise<{ run: RunRecord }> {
     return this.call('POST', '/api/v1/runs', b);
   }
-  updateRun(id: number, b: { status?: string; steps?: StepRecord[]; artifact?: string; revision?: number; rolloutId?: number; error?: string }): Promise<{ run: RunRecord }> {
+  updateRun(
+    id: number,
+    b: { status?: string; steps?: StepRecord[]; artifact?: string; revision?: number; rolloutId?: number; error?: string },
+  ): Promise<{ run: RunRecord }> {
     return this.call('PATCH', `/api/v1/runs/${id}`, b);
   }
   appendRunLog(id: number, text: string): Promise<void> {
     return this.call('POST', `/api/v1/runs/${id}/log`, text, { contentType: 'text/plain; charset=utf-8' });
   }
-  deploy(app: string, b: { artifact: string; commit: string; dirty: boolean; config: unknown; runId?: number; image?: ImageRef; node?: NodeRuntimeRef }): Promise<{ revision: { number: number }; rollout: RolloutRecord; notes?: string[] }> {
+  deploy(
+    app: string,
+    b: { artifact: string; commit: string; dirty: boolean; config: unknown; runId?: number; image?: ImageRef; node?: NodeRuntimeRef },
+  ): Promise<{ revision: { number: number }; rollout: RolloutRecord; notes?: string[] }> {
     return this.call('POST', `/api/v1/apps/${encodeURIComponent(app)}/revisions`, b);
   }
   /** What a deploy would do (`?dryRun=true`): nothing is written. Artifact and commit may be left out. */

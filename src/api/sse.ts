@@ -52,7 +52,8 @@ export async function* parseSse(body: AsyncIterable<Uint8Array>): AsyncGenerator
   }
 }
 
-export type FeedItem = { readonly type: 'event'; readonly event: PilotEvent } | { readonly type: 'reset'; readonly reset: EventReset & { message: string } };
+export type FeedItem =
+  { readonly type: 'event'; readonly event: PilotEvent } | { readonly type: 'reset'; readonly reset: EventReset & { message: string } };
 
 /**
  * Follow the feed (`GET /api/v1/events` as SSE) from `after` (undefined: from now on), calling
@@ -64,7 +65,15 @@ export type FeedItem = { readonly type: 'event'; readonly event: PilotEvent } | 
  */
 export async function followEvents(
   api: ApiClient,
-  opts: { app?: string | undefined; after?: number | undefined; signal: AbortSignal; retryMs?: number; on: (item: FeedItem) => void | Promise<void>; connected?: () => void | Promise<void>; onDrop?: (err: unknown) => void },
+  opts: {
+    app?: string | undefined;
+    after?: number | undefined;
+    signal: AbortSignal;
+    retryMs?: number;
+    on: (item: FeedItem) => void | Promise<void>;
+    connected?: () => void | Promise<void>;
+    onDrop?: (err: unknown) => void;
+  },
 ): Promise<void> {
   let last = opts.after;
   let everConnected = false;
@@ -73,9 +82,14 @@ export async function followEvents(
     if (opts.app !== undefined) q.set('app', opts.app);
     let res: Response;
     try {
-      res = await api.open(`/api/v1/events${q.size > 0 ? `?${q}` : ''}`, {
-        accept: 'text/event-stream', ...(last === undefined ? {} : { 'last-event-id': String(last) }),
-      }, opts.signal);
+      res = await api.open(
+        `/api/v1/events${q.size > 0 ? `?${q}` : ''}`,
+        {
+          accept: 'text/event-stream',
+          ...(last === undefined ? {} : { 'last-event-id': String(last) }),
+        },
+        opts.signal,
+      );
     } catch (err) {
       if (opts.signal.aborted) return;
       // Refusals are final; an unreachable server is retried like a dropped stream (once we had one).
@@ -93,7 +107,13 @@ export async function followEvents(
           last = reset.lastId;
           await opts.on({ type: 'reset', reset });
         } else if (m.id !== undefined) {
-          const e = JSON.parse(m.data) as { id: number; time: number; kind: EventKind; app: string | null; payload: Record<string, unknown> };
+          const e = JSON.parse(m.data) as {
+            id: number;
+            time: number;
+            kind: EventKind;
+            app: string | null;
+            payload: Record<string, unknown>;
+          };
           if (last !== undefined && e.id <= last) continue; // never twice, whatever the server does
           last = e.id;
           await opts.on({ type: 'event', event: { id: e.id, time: e.time, kind: e.kind, app: e.app ?? undefined, payload: e.payload } });

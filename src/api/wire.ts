@@ -24,7 +24,9 @@ export interface NodeView {
   readonly lastSeenAt: number;
   readonly runtimes?: {
     readonly docker?: { readonly available: boolean; readonly version?: string; readonly error?: string };
-    readonly process?: { readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string; readonly reason?: string } };
+    readonly process?: {
+      readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string; readonly reason?: string };
+    };
   };
 }
 
@@ -56,7 +58,12 @@ export interface DeployPlanView {
   readonly dryRun: true;
   readonly app: string;
   readonly revision: number;
-  readonly replicas: { readonly replicas: number; readonly source: 'config' | 'scale' | 'autoscaler'; readonly changed: boolean; readonly why: string };
+  readonly replicas: {
+    readonly replicas: number;
+    readonly source: 'config' | 'scale' | 'autoscaler';
+    readonly changed: boolean;
+    readonly why: string;
+  };
   readonly placements: readonly { readonly node: string; readonly nodeId: string }[];
   readonly unplaced: { readonly count: number; readonly reason: string } | null;
   readonly stops: readonly { readonly id: string; readonly revision: number; readonly node: string }[];

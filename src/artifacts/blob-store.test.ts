@@ -54,7 +54,10 @@ describe('FsBlobStore', () => {
   it('refuses malformed digests before touching the disk', async () => {
     const store = fresh('malformed');
     for (const bad of ['sha256:../../etc/passwd', 'sha256:ABC', 'md5:00', '']) {
-      assert.throws(() => store.path(bad), (e: unknown) => e instanceof PilotError && e.code === 'invalid_digest');
+      assert.throws(
+        () => store.path(bad),
+        (e: unknown) => e instanceof PilotError && e.code === 'invalid_digest',
+      );
       await assert.rejects(store.has(bad), (e: unknown) => e instanceof PilotError && e.code === 'invalid_digest');
     }
   });
@@ -69,7 +72,7 @@ describe('FsBlobStore', () => {
     const after = await stat(store.path(first.digest));
     assert.equal(after.ino, before.ino, 'same file, not a replacement');
     assert.ok(after.mtimeMs >= before.mtimeMs, 'only its mtime may move: published again, young again for the GC (touch)');
-    assert.deepEqual(await readFile(store.path(first.digest)), data, 'the bytes are the first upload\'s');
+    assert.deepEqual(await readFile(store.path(first.digest)), data, "the bytes are the first upload's");
     assert.deepEqual(await readdir(join(dir, 'immutable', 'tmp')), []);
   });
 
@@ -170,7 +173,10 @@ describe('FsBlobStore', () => {
     const data = randomBytes(2 * 1024 * 1024);
     const { digest } = await store.put(Readable.from([data]));
     const reading = await store.openRead(digest);
-    assert.deepEqual((await store.list()).map((b) => [b.digest, b.size]), [[digest, data.length]]);
+    assert.deepEqual(
+      (await store.list()).map((b) => [b.digest, b.size]),
+      [[digest, data.length]],
+    );
     assert.equal(await store.delete(digest), true);
     assert.equal(await store.has(digest), false);
     assert.deepEqual(await store.list(), []);

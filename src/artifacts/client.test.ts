@@ -11,11 +11,13 @@ import { startTestServer, type TestServer } from './test-server.fixture.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-const isPilot = (code: string) => (e: unknown): boolean => {
-  assert.ok(e instanceof PilotError, `expected a PilotError, got ${String(e)}`);
-  assert.equal(e.code, code);
-  return true;
-};
+const isPilot =
+  (code: string) =>
+  (e: unknown): boolean => {
+    assert.ok(e instanceof PilotError, `expected a PilotError, got ${String(e)}`);
+    assert.equal(e.code, code);
+    return true;
+  };
 
 /** A port on 127.0.0.1 with nothing listening (bound, then released). */
 async function closedPort(): Promise<number> {

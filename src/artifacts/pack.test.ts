@@ -107,7 +107,10 @@ describe('packDir', () => {
       'server.js',
       '.pilot-links.json',
     ]);
-    assert.ok(entries.every((e) => !e.uname && !e.uid), 'no owner recorded');
+    assert.ok(
+      entries.every((e) => !e.uname && !e.uid),
+      'no owner recorded',
+    );
     assert.ok(!entries.some((e) => e.type === 'SymbolicLink' || e.type === 'Link'));
     assert.equal(entries.find((e) => e.path.endsWith('bin/tsc'))?.mode, 0o755);
     const tarV = execFileSync('tar', ['-tvzf', out], { encoding: 'utf8' });

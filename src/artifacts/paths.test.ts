@@ -49,12 +49,16 @@ describe('linkTargetProblem', () => {
   it('admits only targets that resolve inside the root, for any link position', () => {
     const segment = fc.constantFrom('a', 'b', '..', '.', '');
     fc.assert(
-      fc.property(fc.array(fc.constantFrom('x', 'y', 'z'), { minLength: 1, maxLength: 5 }), fc.array(segment, { minLength: 1, maxLength: 8 }), (link, segs) => {
-        const target = segs.join('/');
-        if (linkTargetProblem(link, target) === undefined) {
-          assert.ok(posix.resolve('/root', ...link.slice(0, -1), target).startsWith('/root'));
-        }
-      }),
+      fc.property(
+        fc.array(fc.constantFrom('x', 'y', 'z'), { minLength: 1, maxLength: 5 }),
+        fc.array(segment, { minLength: 1, maxLength: 8 }),
+        (link, segs) => {
+          const target = segs.join('/');
+          if (linkTargetProblem(link, target) === undefined) {
+            assert.ok(posix.resolve('/root', ...link.slice(0, -1), target).startsWith('/root'));
+          }
+        },
+      ),
     );
   });
 });

@@ -64,7 +64,9 @@ export function rawEntry(e: RawEntry): Buffer {
   if (Buffer.byteLength(e.path) > 100) pax.path = e.path;
   if (e.linkpath !== undefined && Buffer.byteLength(e.linkpath) > 100) pax.linkpath = e.linkpath;
   const parts: Buffer[] = [];
-  const records = Object.entries(pax).map(([k, v]) => paxRecord(k, v)).join('');
+  const records = Object.entries(pax)
+    .map(([k, v]) => paxRecord(k, v))
+    .join('');
   if (records !== '') {
     const pb = Buffer.from(records);
     parts.push(ustarHeader({ path: 'PaxHeader', type: 'x', size: pb.length, mode: 0o644 }), padded(pb));

@@ -18,7 +18,12 @@ interface Answer {
   bytes: Buffer;
 }
 
-async function call(method: 'GET' | 'HEAD' | 'PUT', url: string, body?: Buffer | Readable, headers: Record<string, string> = {}): Promise<Answer> {
+async function call(
+  method: 'GET' | 'HEAD' | 'PUT',
+  url: string,
+  body?: Buffer | Readable,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   const res = await request(url, {
     method,
     headers: body === undefined ? headers : { 'content-type': 'application/octet-stream', ...headers },
@@ -26,7 +31,12 @@ async function call(method: 'GET' | 'HEAD' | 'PUT', url: string, body?: Buffer |
   });
   const bytes = Buffer.from(await res.body.arrayBuffer());
   const isJson = String(res.headers['content-type'] ?? '').startsWith('application/json');
-  return { status: res.statusCode, headers: res.headers, json: isJson && bytes.length > 0 ? JSON.parse(bytes.toString()) : undefined, bytes };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    json: isJson && bytes.length > 0 ? JSON.parse(bytes.toString()) : undefined,
+    bytes,
+  };
 }
 
 function errorCode(a: Answer): string | undefined {
@@ -97,7 +107,10 @@ describe('artifact routes', () => {
     const all = (await call('GET', `${srv.url}/api/v1/artifacts`)).json as { artifacts: { digest: string }[] };
     assert.deepEqual(all.artifacts.map((x) => x.digest).sort(), [bigDigest, sha(small)].sort());
     const web = (await call('GET', `${srv.url}/api/v1/artifacts?app=web`)).json as { artifacts: { digest: string }[] };
-    assert.deepEqual(web.artifacts.map((x) => x.digest), [bigDigest]);
+    assert.deepEqual(
+      web.artifacts.map((x) => x.digest),
+      [bigDigest],
+    );
     const none = (await call('GET', `${srv.url}/api/v1/artifacts?app=nobody`)).json as { artifacts: unknown[] };
     assert.deepEqual(none.artifacts, []);
     const bad = await call('GET', `${srv.url}/api/v1/artifacts?app=Not_A_Name`);

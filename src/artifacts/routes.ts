@@ -28,7 +28,10 @@ const MetaSchema = Type.Object({
   createdAt: Type.Integer(),
 });
 const DigestParams = Type.Object({ digest: Type.String() });
-const VerifySchema = Type.Object({ digest: Type.String(), state: Type.Union([Type.Literal('ok'), Type.Literal('missing'), Type.Literal('quarantined')]) });
+const VerifySchema = Type.Object({
+  digest: Type.String(),
+  state: Type.Union([Type.Literal('ok'), Type.Literal('missing'), Type.Literal('quarantined')]),
+});
 const PutQuery = Type.Object({ app: Type.Optional(Type.String()), commit: Type.Optional(Type.String()) });
 const ListQuery = Type.Object({ app: Type.Optional(Type.String()) });
 
@@ -140,10 +143,12 @@ async function putArtifact(
   const body = requestBody(req.body);
   const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes }).catch((e: unknown) => {
     // The upload's size is what it needs: say so next to what is free.
-    if (isDiskFull(e)) throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.root, Number.isFinite(declared) ? declared : undefined);
+    if (isDiskFull(e))
+      throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.root, Number.isFinite(declared) ? declared : undefined);
     throw e;
   });
-  if (put.healed !== undefined) req.log.warn({ digest, quarantined: put.healed }, 'stored artifact was corrupt: quarantined and replaced by the upload');
+  if (put.healed !== undefined)
+    req.log.warn({ digest, quarantined: put.healed }, 'stored artifact was corrupt: quarantined and replaced by the upload');
   // First upload's metadata wins: the same bytes re-published by another app keep their origin.
   let m = opts.meta.getMeta(digest);
   if (m === undefined) {
@@ -167,7 +172,10 @@ function requestBody(body: unknown): Readable {
 async function checkBlob(req: FastifyRequest, blobs: FsBlobStore, digest: string): Promise<BlobCheck> {
   const check = await blobs.verifyOrQuarantine(digest);
   if (check.state === 'quarantined') {
-    req.log.warn({ digest, actual: check.actual, size: check.size, quarantined: check.to }, 'stored artifact does not hash to its digest: quarantined (the next upload replaces it)');
+    req.log.warn(
+      { digest, actual: check.actual, size: check.size, quarantined: check.to },
+      'stored artifact does not hash to its digest: quarantined (the next upload replaces it)',
+    );
   }
   return check;
 }

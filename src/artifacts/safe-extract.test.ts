@@ -32,7 +32,11 @@ describe('extractArtifact', () => {
    * "outside" folder, and check the refusal names the entry and the reason, and that afterwards
    * the work folder is exactly as before: no destination, no partial folder, nothing outside.
    */
-  async function refuses(tgz: Buffer | ((file: string) => Promise<unknown>), reason: RegExp, limits: Partial<ExtractLimits> = {}): Promise<PilotError> {
+  async function refuses(
+    tgz: Buffer | ((file: string) => Promise<unknown>),
+    reason: RegExp,
+    limits: Partial<ExtractLimits> = {},
+  ): Promise<PilotError> {
     const work = join(dir, `case-${(n += 1)}`);
     await mkdir(join(work, 'outside'), { recursive: true });
     await writeFile(join(work, 'outside', 'keep.txt'), 'untouched');
@@ -96,7 +100,14 @@ describe('extractArtifact', () => {
 
   it('keeps folders and files usable by their owner whatever mode the archive gives them', async () => {
     const tgz = join(dir, 'closed.tgz');
-    await writeFile(tgz, rawTgz([{ path: 'd', type: '5', mode: 0o000 }, { path: 'd/f', body: 'x', mode: 0o000 }, { path: 'r', type: '5', mode: 0o555 }]));
+    await writeFile(
+      tgz,
+      rawTgz([
+        { path: 'd', type: '5', mode: 0o000 },
+        { path: 'd/f', body: 'x', mode: 0o000 },
+        { path: 'r', type: '5', mode: 0o555 },
+      ]),
+    );
     const dest = join(dir, 'closed');
     await extractArtifact(tgz, dest);
     assert.equal((await stat(join(dest, 'd'))).mode & 0o7777, 0o700);
@@ -106,7 +117,13 @@ describe('extractArtifact', () => {
 
   it('strips setuid, setgid, sticky and group/world write from modes', async () => {
     const tgz = join(dir, 'modes.tgz');
-    await writeFile(tgz, rawTgz([{ path: 'suid', body: 'x', mode: 0o4777 }, { path: 'd', type: '5', mode: 0o1777 }]));
+    await writeFile(
+      tgz,
+      rawTgz([
+        { path: 'suid', body: 'x', mode: 0o4777 },
+        { path: 'd', type: '5', mode: 0o1777 },
+      ]),
+    );
     const dest = join(dir, 'modes');
     await extractArtifact(tgz, dest);
     assert.equal((await stat(join(dest, 'suid'))).mode & 0o7777, 0o755);
@@ -183,18 +200,26 @@ describe('extractArtifact', () => {
   });
 
   it('refuses a gzip bomb by its declared size before reading it', async () => {
-    const e = await refuses((f) => writeZeroBomb(f, { declaredSize: 640 * 2 ** 20, zeroBytes: 640 * 2 ** 20 }), /"bomb".*declare more than 33554432 bytes/, {
-      maxBytes: 32 * 2 ** 20,
-    });
+    const e = await refuses(
+      (f) => writeZeroBomb(f, { declaredSize: 640 * 2 ** 20, zeroBytes: 640 * 2 ** 20 }),
+      /"bomb".*declare more than 33554432 bytes/,
+      {
+        maxBytes: 32 * 2 ** 20,
+      },
+    );
     assert.ok((e.details as { bytesRead: number }).bytesRead < 2 ** 20);
   });
 
   it('stops a gzip bomb by counting the decompressed stream, whatever it declares', async () => {
     const cap = 32 * 2 ** 20;
     // The entry declares exactly the cap, so the declaration passes; the stream (header + data) does not.
-    const e = await refuses((f) => writeZeroBomb(f, { declaredSize: cap, zeroBytes: 512 * 2 ** 20 }), /more than 33554432 bytes once decompressed/, {
-      maxBytes: cap,
-    });
+    const e = await refuses(
+      (f) => writeZeroBomb(f, { declaredSize: cap, zeroBytes: 512 * 2 ** 20 }),
+      /more than 33554432 bytes once decompressed/,
+      {
+        maxBytes: cap,
+      },
+    );
     const read = (e.details as { bytesRead: number }).bytesRead;
     assert.ok(read > cap && read <= cap + 64 * 1024, `stopped after ${read} bytes`);
   });
@@ -205,25 +230,39 @@ describe('extractArtifact', () => {
     const len = Buffer.byteLength(record);
     const fixed = `${len}${record.slice(String(comment.length + 20).length)}`;
     const body = Buffer.from(fixed);
-    const block = Buffer.concat([ustarHeader({ path: 'PaxHeader', type: 'x', size: body.length, mode: 0o644 }), body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
+    const block = Buffer.concat([
+      ustarHeader({ path: 'PaxHeader', type: 'x', size: body.length, mode: 0o644 }),
+      body,
+      Buffer.alloc((512 - (body.length % 512)) % 512),
+    ]);
     const member = gzipSync(Buffer.concat(Array.from({ length: 16 }, () => block)), { level: 9 });
     const cap = 64 * 2 ** 20;
     // 40 members of 16 headers of ~1 MB: ~640 MB decompressed, no entry ever emitted.
-    const e = await refuses(Buffer.concat(Array.from({ length: 40 }, () => member)), /more than 67108864 bytes once decompressed/, { maxBytes: cap });
+    const e = await refuses(Buffer.concat(Array.from({ length: 40 }, () => member)), /more than 67108864 bytes once decompressed/, {
+      maxBytes: cap,
+    });
     assert.ok((e.details as { bytesRead: number }).bytesRead <= cap + 64 * 1024);
   });
 
   it('applies the 4 GiB default cap: a 5 GiB entry is refused after reading its header', async () => {
     assert.equal(DEFAULT_EXTRACT_LIMITS.maxBytes, 4 * 2 ** 30);
     const started = Date.now();
-    const e = await refuses((f) => writeZeroBomb(f, { declaredSize: 5 * 2 ** 30, zeroBytes: 256 * 2 ** 20 }), /declare more than 4294967296 bytes/);
+    const e = await refuses(
+      (f) => writeZeroBomb(f, { declaredSize: 5 * 2 ** 30, zeroBytes: 256 * 2 ** 20 }),
+      /declare more than 4294967296 bytes/,
+    );
     assert.ok((e.details as { bytesRead: number }).bytesRead < 2 ** 20, 'stopped at the first chunk');
     assert.ok(Date.now() - started < 10_000);
   });
 
   describe('links manifest', () => {
     const withLinks = (links: unknown, extra: RawEntry[] = []): Buffer =>
-      rawTgz([{ path: 'sub', type: '5' }, file('sub/real.txt', 'real'), ...extra, { path: '.pilot-links.json', body: JSON.stringify(links) }]);
+      rawTgz([
+        { path: 'sub', type: '5' },
+        file('sub/real.txt', 'real'),
+        ...extra,
+        { path: '.pilot-links.json', body: JSON.stringify(links) },
+      ]);
 
     it('refuses a link whose target climbs out of the tree', async () => {
       await refuses(withLinks([{ path: 'sub/evil', target: '../../outside' }]), /sub\/evil.*outside the tree/);
@@ -240,7 +279,13 @@ describe('extractArtifact', () => {
     it('refuses a link placed outside the tree or through another link', async () => {
       await refuses(withLinks([{ path: '../outside/evil', target: 'x' }]), /"\.\." component/);
       await refuses(withLinks([{ path: '/tmp/evil', target: 'x' }]), /absolute path/);
-      await refuses(withLinks([{ path: 'l', target: 'sub' }, { path: 'l/evil', target: '../sub/real.txt' }]), /"l" is a symlink or a file/);
+      await refuses(
+        withLinks([
+          { path: 'l', target: 'sub' },
+          { path: 'l/evil', target: '../sub/real.txt' },
+        ]),
+        /"l" is a symlink or a file/,
+      );
     });
 
     it('refuses a link over an existing file and a malformed manifest', async () => {

@@ -83,10 +83,20 @@ interface Progress {
  * files and folders, any path leaving the tree, and any limit exceeded is refused with
  * unsafe_archive, and then nothing is left behind.
  */
-export async function extractArtifact(tgzFile: string, destDir: string, limits: Partial<ExtractLimits> = {}, opts: ExtractOptions = {}): Promise<ExtractResult> {
+export async function extractArtifact(
+  tgzFile: string,
+  destDir: string,
+  limits: Partial<ExtractLimits> = {},
+  opts: ExtractOptions = {},
+): Promise<ExtractResult> {
   const lim: ExtractLimits = { ...DEFAULT_EXTRACT_LIMITS, ...limits };
   const dest = resolve(destDir);
-  if (await lstat(dest).then(() => true, () => false)) {
+  if (
+    await lstat(dest).then(
+      () => true,
+      () => false,
+    )
+  ) {
     throw new PilotError('conflict', `cannot extract into ${dest}: it already exists`, {
       hint: 'Artifacts are unpacked into a new folder, never over an existing one.',
     });
@@ -205,7 +215,9 @@ class SmallWrites {
 
   async add(entryPath: string, write: () => Promise<void>): Promise<void> {
     while (this.pending.size >= PARALLEL_WRITES) await Promise.race(this.pending);
-    const w: Promise<void> = write().catch((e: unknown) => this.fail(e, entryPath)).finally(() => this.pending.delete(w));
+    const w: Promise<void> = write()
+      .catch((e: unknown) => this.fail(e, entryPath))
+      .finally(() => this.pending.delete(w));
     this.pending.add(w);
   }
 
@@ -235,7 +247,14 @@ function admit(entry: ReadEntry, p: Progress, lim: ExtractLimits, opts: ExtractO
   return { kind: isFile ? 'file' : 'dir', parts: split.parts };
 }
 
-async function writeEntry(entry: ReadEntry, plan: Plan, root: string, p: Progress, signal: AbortSignal, writes: SmallWrites): Promise<void> {
+async function writeEntry(
+  entry: ReadEntry,
+  plan: Plan,
+  root: string,
+  p: Progress,
+  signal: AbortSignal,
+  writes: SmallWrites,
+): Promise<void> {
   if (plan.kind === 'skip') return;
   const abs = join(root, ...plan.parts);
   if (plan.kind === 'dir') {

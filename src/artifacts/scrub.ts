@@ -23,7 +23,10 @@ export async function scrubBlobs(blobs: FsBlobStore, log: Logger): Promise<Scrub
     checked++;
     if (check.state === 'quarantined') {
       quarantined.push(b.digest);
-      log.warn({ digest: b.digest, actual: check.actual, size: check.size, quarantined: check.to }, 'scrub: stored artifact does not hash to its digest: quarantined (the next upload replaces it)');
+      log.warn(
+        { digest: b.digest, actual: check.actual, size: check.size, quarantined: check.to },
+        'scrub: stored artifact does not hash to its digest: quarantined (the next upload replaces it)',
+      );
     }
   }
   return { checked, quarantined };

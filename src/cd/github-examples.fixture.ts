@@ -43,14 +43,26 @@ export function examplePing(): Json {
 export function otherRepository(fullName: string): Json {
   const [owner, name] = fullName.split('/');
   return {
-    id: 1, name, full_name: fullName, private: false, owner: { login: owner, name: owner },
-    html_url: `https://github.com/${fullName}`, clone_url: `https://github.com/${fullName}.git`,
-    ssh_url: `git@github.com:${fullName}.git`, git_url: `git://github.com/${fullName}.git`, url: `https://github.com/${fullName}`,
+    id: 1,
+    name,
+    full_name: fullName,
+    private: false,
+    owner: { login: owner, name: owner },
+    html_url: `https://github.com/${fullName}`,
+    clone_url: `https://github.com/${fullName}.git`,
+    ssh_url: `git@github.com:${fullName}.git`,
+    git_url: `git://github.com/${fullName}.git`,
+    url: `https://github.com/${fullName}`,
   };
 }
 
 /** The headers GitHub sends with a delivery of `body` (compact JSON, as GitHub sends it). */
-export function githubHeaders(secret: string, body: Buffer | string, event: string, delivery: string = randomUUID()): Record<string, string> {
+export function githubHeaders(
+  secret: string,
+  body: Buffer | string,
+  event: string,
+  delivery: string = randomUUID(),
+): Record<string, string> {
   return {
     'content-type': 'application/json',
     'user-agent': 'GitHub-Hookshot/044aadd',

@@ -7,7 +7,10 @@ import { MAX_MESSAGE_CHARS, parsePush } from './github-push.js';
 const SHA = 'b'.repeat(40);
 
 function refused(payload: unknown, message: RegExp): void {
-  assert.throws(() => parsePush(payload), (e: unknown) => isPilotError(e) && e.code === 'bad_request' && message.test(e.message));
+  assert.throws(
+    () => parsePush(payload),
+    (e: unknown) => isPilotError(e) && e.code === 'bad_request' && message.test(e.message),
+  );
 }
 
 describe('github push', () => {
@@ -37,12 +40,21 @@ describe('github push', () => {
 
   it('ignores tag pushes, branch deletions and refs that are not branches, with the reason', () => {
     assert.deepEqual(pick(parsePush(exampleTagPush())), { kind: 'ignore', reason: 'tag push "simple-tag"' });
-    assert.deepEqual(pick(parsePush(examplePush({ deleted: true, after: '0'.repeat(40), head_commit: null }))), { kind: 'ignore', reason: 'branch "master" deleted' });
+    assert.deepEqual(pick(parsePush(examplePush({ deleted: true, after: '0'.repeat(40), head_commit: null }))), {
+      kind: 'ignore',
+      reason: 'branch "master" deleted',
+    });
     // `after` all zeros is a deletion even when `deleted` is missing (other forges, older payloads).
     const { deleted: _d, ...noDeletedFlag } = examplePush({ after: '0'.repeat(40) });
     assert.deepEqual(pick(parsePush(noDeletedFlag)), { kind: 'ignore', reason: 'branch "master" deleted' });
-    assert.deepEqual(pick(parsePush(examplePush({ after: SHA, ref: 'refs/pull/1/head' }))), { kind: 'ignore', reason: 'ref "refs/pull/1/head" is not a branch' });
-    assert.deepEqual(pick(parsePush(examplePush({ after: SHA, ref: 'refs/heads/' }))), { kind: 'ignore', reason: 'ref "refs/heads/" is not a branch' });
+    assert.deepEqual(pick(parsePush(examplePush({ after: SHA, ref: 'refs/pull/1/head' }))), {
+      kind: 'ignore',
+      reason: 'ref "refs/pull/1/head" is not a branch',
+    });
+    assert.deepEqual(pick(parsePush(examplePush({ after: SHA, ref: 'refs/heads/' }))), {
+      kind: 'ignore',
+      reason: 'ref "refs/heads/" is not a branch',
+    });
   });
 
   it('keeps hostile-looking branch names exactly, as data', () => {
@@ -54,7 +66,11 @@ describe('github push', () => {
 
   it('keeps the first line of the message, escaped and capped, and a showable author', () => {
     const line = '\u001b[31mred\u001b[0m '.repeat(80_000); // ~1.2 MB of ANSI-coloured text
-    const head = { ...(examplePush().head_commit as object), message: `${line}\nsecond line`, author: { name: 'Eve\u001b]0;pwned\u0007', email: 'e@x' } };
+    const head = {
+      ...(examplePush().head_commit as object),
+      message: `${line}\nsecond line`,
+      author: { name: 'Eve\u001b]0;pwned\u0007', email: 'e@x' },
+    };
     const d = parsePush(examplePush({ after: SHA, head_commit: head }));
     assert.equal(d.kind, 'deploy');
     if (d.kind !== 'deploy') return;

@@ -40,17 +40,22 @@ export function parsePush(payload: unknown): PushDecision {
   const { ref, repository, after, deleted } = payload;
   if (typeof ref !== 'string') throw new PilotError('bad_request', 'ref must be a string');
   if (!isObject(repository)) throw new PilotError('bad_request', 'repository must be an object');
-  if (typeof after !== 'string' || !SHA_RE.test(after)) throw new PilotError('bad_request', 'after must be a 40-character lowercase hex commit SHA');
+  if (typeof after !== 'string' || !SHA_RE.test(after))
+    throw new PilotError('bad_request', 'after must be a 40-character lowercase hex commit SHA');
   // GitHub always sends head_commit (null for deletions); a sender that leaves it out means "none".
   const head = payload.head_commit === undefined ? null : payload.head_commit;
   if (head !== null && !isObject(head)) throw new PilotError('bad_request', 'head_commit must be an object or null');
   if (ref.length > MAX_REF_CHARS || CONTROL_RE.test(ref)) {
     // git refuses such refs (check-ref-format), so GitHub never sends one: the delivery is forged or broken.
-    throw new PilotError('bad_request', `ref ${showRef(ref)} is not a valid git ref (control characters, or over ${MAX_REF_CHARS} characters)`);
+    throw new PilotError(
+      'bad_request',
+      `ref ${showRef(ref)} is not a valid git ref (control characters, or over ${MAX_REF_CHARS} characters)`,
+    );
   }
 
   if (ref.startsWith('refs/tags/')) return { kind: 'ignore', reason: `tag push ${showRef(ref.slice(10))}`, repository };
-  if (!ref.startsWith('refs/heads/') || ref.length === 'refs/heads/'.length) return { kind: 'ignore', reason: `ref ${showRef(ref)} is not a branch`, repository };
+  if (!ref.startsWith('refs/heads/') || ref.length === 'refs/heads/'.length)
+    return { kind: 'ignore', reason: `ref ${showRef(ref)} is not a branch`, repository };
   const branch = ref.slice('refs/heads/'.length);
   if (deleted === true || after === ZERO_SHA) return { kind: 'ignore', reason: `branch ${showRef(branch)} deleted`, repository };
 

@@ -26,8 +26,20 @@ describe('github signature', () => {
     const good = signGithubPayload(SECRET, BODY);
     const hex = good.slice(7);
     const sha1 = `sha1=${createHmac('sha1', SECRET).update(BODY).digest('hex')}`;
-    for (const bad of [undefined, '', hex, sha1, `sha256=${hex.toUpperCase()}`, `SHA256=${hex}`, `sha256=${hex.slice(0, 63)}`,
-      `sha256=${hex}0`, `sha256=${hex} `, ` ${good}`, `sha256=${'z'.repeat(64)}`, `sha512=${hex}`]) {
+    for (const bad of [
+      undefined,
+      '',
+      hex,
+      sha1,
+      `sha256=${hex.toUpperCase()}`,
+      `SHA256=${hex}`,
+      `sha256=${hex.slice(0, 63)}`,
+      `sha256=${hex}0`,
+      `sha256=${hex} `,
+      ` ${good}`,
+      `sha256=${'z'.repeat(64)}`,
+      `sha512=${hex}`,
+    ]) {
       assert.equal(verifyGithubSignature(SECRET, BODY, bad), false, String(bad));
     }
   });

@@ -64,7 +64,12 @@ describe('postCommitStatus', () => {
     assert.equal(call.headers['x-github-api-version'], '2022-11-28');
     assert.equal(call.headers['user-agent'], 'pilot');
     assert.equal(call.headers['content-type'], 'application/json');
-    assert.deepEqual(JSON.parse(call.body), { state: 'success', target_url: 'https://pilot.example/api/v1/runs/42', description: 'revision 7 is live', context: 'pilot' });
+    assert.deepEqual(JSON.parse(call.body), {
+      state: 'success',
+      target_url: 'https://pilot.example/api/v1/runs/42',
+      description: 'revision 7 is live',
+      context: 'pilot',
+    });
     assertNoToken(call.body);
   });
 
@@ -86,7 +91,10 @@ describe('postCommitStatus', () => {
 
   for (const status of [500, 422]) {
     it(`answers ok:false with the status and GitHub's message on a ${status}, without the token`, async () => {
-      answer = { status, body: JSON.stringify({ message: `Validation Failed for ${TOKEN}`, documentation_url: 'https://docs.github.com' }) };
+      answer = {
+        status,
+        body: JSON.stringify({ message: `Validation Failed for ${TOKEN}`, documentation_url: 'https://docs.github.com' }),
+      };
       const r = await post();
       assert.equal(r.ok, false);
       assert.equal(r.status, status);
@@ -123,10 +131,19 @@ describe('postCommitStatus', () => {
 
   it('refuses an invalid repository name, commit, state, API base URL or token without calling anyone', async () => {
     const bad: Partial<CommitStatusOptions>[] = [
-      ...['acme', 'acme/shop/x', 'ac me/shop', '../x', 'acme/..', 'acme/.', 'acme/shop?x=1', 'acme/sh%6Fp', '/shop', ''].map((fullName) => ({ fullName })),
+      ...['acme', 'acme/shop/x', 'ac me/shop', '../x', 'acme/..', 'acme/.', 'acme/shop?x=1', 'acme/sh%6Fp', '/shop', ''].map(
+        (fullName) => ({ fullName }),
+      ),
       ...['main', SHA.slice(1), `${SHA}0`, `--${SHA.slice(2)}`, `${SHA.slice(1)}\n`].map((commit) => ({ commit })),
       { state: 'done' as CommitStatusOptions['state'] },
-      ...['http://example.com', 'ftp://127.0.0.1/', `http://user:pw@127.0.0.1:1`, 'not a url', `${base}/?q=1`, 'http://127.0.0.1.evil.example/'].map((apiBaseUrl) => ({ apiBaseUrl })),
+      ...[
+        'http://example.com',
+        'ftp://127.0.0.1/',
+        `http://user:pw@127.0.0.1:1`,
+        'not a url',
+        `${base}/?q=1`,
+        'http://127.0.0.1.evil.example/',
+      ].map((apiBaseUrl) => ({ apiBaseUrl })),
       { token: `${TOKEN}\r\nx-injected: 1` },
       { token: '' },
     ];

@@ -92,10 +92,16 @@ function statusUrl(opts: CommitStatusOptions): string | CommitStatusResult {
   const parts = typeof opts.fullName === 'string' ? opts.fullName.split('/') : [];
   const [owner = '', repo = ''] = parts;
   if (parts.length !== 2 || !NAME.test(owner) || !NAME.test(repo) || [owner, repo].some((p) => p === '.' || p === '..')) {
-    return { ok: false, error: `fullName ${JSON.stringify(String(opts.fullName).slice(0, 200))} refused: owner/repo expected (letters, digits, "_", ".", "-")` };
+    return {
+      ok: false,
+      error: `fullName ${JSON.stringify(String(opts.fullName).slice(0, 200))} refused: owner/repo expected (letters, digits, "_", ".", "-")`,
+    };
   }
   if (typeof opts.commit !== 'string' || !/^[0-9a-fA-F]{40}$/.test(opts.commit)) {
-    return { ok: false, error: `commit ${JSON.stringify(String(opts.commit).slice(0, 80))} refused: a full 40-character hexadecimal SHA is required` };
+    return {
+      ok: false,
+      error: `commit ${JSON.stringify(String(opts.commit).slice(0, 80))} refused: a full 40-character hexadecimal SHA is required`,
+    };
   }
   if (!STATES.has(opts.state)) return { ok: false, error: `state ${JSON.stringify(String(opts.state).slice(0, 40))} refused` };
   const base = opts.apiBaseUrl ?? DEFAULT_API;
@@ -158,7 +164,10 @@ function explain(text: string, res: Response): string {
     // not JSON: the text itself
   }
   const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
-  const parts = [msg.trim() === '' ? '' : `: ${sanitizeLine(msg, 300)}`, location ? ` (redirected to ${sanitizeLine(location, 300)}, not followed)` : ''];
+  const parts = [
+    msg.trim() === '' ? '' : `: ${sanitizeLine(msg, 300)}`,
+    location ? ` (redirected to ${sanitizeLine(location, 300)}, not followed)` : '',
+  ];
   return parts.join('');
 }
 

@@ -13,7 +13,8 @@ const SECRET = 'push-secret';
 describe('webhook routes: push deliveries', () => {
   let srv: WebhookServer;
   let scratch: string;
-  const runsOf = async (app: string): Promise<Awaited<ReturnType<WebhookServer['store']['listRuns']>>> => srv.store.listRuns({ app, limit: 1000 });
+  const runsOf = async (app: string): Promise<Awaited<ReturnType<WebhookServer['store']['listRuns']>>> =>
+    srv.store.listRuns({ app, limit: 1000 });
 
   /** Sign and send a push built from GitHub's example, as GitHub would (compact JSON). */
   async function push(app: string, overrides: Record<string, unknown>, delivery: string = randomUUID()): Promise<Answer> {
@@ -64,10 +65,13 @@ describe('webhook routes: push deliveries', () => {
     assert.equal((await runsOf('shop')).length, before, 'no second run');
   });
 
-  it("ignores pushes from another repository, to another branch, of tags and branch deletions (202 and why)", async () => {
+  it('ignores pushes from another repository, to another branch, of tags and branch deletions (202 and why)', async () => {
     const before = (await runsOf('shop')).length;
     const cases: [Answer, RegExp][] = [
-      [await push('shop', { ref: 'refs/heads/main', after: nextSha(), repository: otherRepository('mallory/shop') }), /^repository "mallory\/shop" is not the app's repository$/],
+      [
+        await push('shop', { ref: 'refs/heads/main', after: nextSha(), repository: otherRepository('mallory/shop') }),
+        /^repository "mallory\/shop" is not the app's repository$/,
+      ],
       [await push('shop', { ref: 'refs/heads/dev', after: nextSha() }), /^branch "dev" is not the app's branch \("main"\)$/],
       [await push('shop', { ref: 'refs/heads/main', after: '0'.repeat(40), deleted: true, head_commit: null }), /^branch "main" deleted$/],
     ];
@@ -101,7 +105,14 @@ describe('webhook routes: push deliveries', () => {
 
   it('treats hostile branch names as data: stored exactly when they are the branch, ignored otherwise', async () => {
     const marker = join(scratch, 'x');
-    const names = ['$(touch /tmp/x)', '--upload-pack=touch /tmp/x', 'zzz";echo${IFS}hi;#', `$(touch ${marker})`, `--upload-pack=touch ${marker}`, `\`touch ${marker}\``];
+    const names = [
+      '$(touch /tmp/x)',
+      '--upload-pack=touch /tmp/x',
+      'zzz";echo${IFS}hi;#',
+      `$(touch ${marker})`,
+      `--upload-pack=touch ${marker}`,
+      `\`touch ${marker}\``,
+    ];
     for (const [i, branch] of names.entries()) {
       const app = `hostile-${i}`;
       await srv.createApp(app, SECRET, { branch });
@@ -137,7 +148,10 @@ describe('webhook routes: push deliveries', () => {
     await srv.createApp('busy', SECRET, { branch: 'main' });
     const shas = [nextSha(), nextSha(), nextSha()];
     const answers = await Promise.all(shas.map((sha) => push('busy', { ref: 'refs/heads/main', after: sha })));
-    assert.deepEqual(answers.map((a) => a.status), [202, 202, 202]);
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [202, 202, 202],
+    );
     const runs = await runsOf('busy');
     assert.equal(runs.length, 3);
     const newest = Math.max(...runs.map((r) => r.id));
@@ -145,7 +159,13 @@ describe('webhook routes: push deliveries', () => {
     assert.equal(runs.find((r) => r.status === 'queued')?.id, newest);
     // Every superseded run is named in the answer of the push that superseded it.
     const named = answers.flatMap((a) => a.json?.superseded as number[]).sort();
-    assert.deepEqual(named, runs.filter((r) => r.status === 'superseded').map((r) => r.id).sort());
+    assert.deepEqual(
+      named,
+      runs
+        .filter((r) => r.status === 'superseded')
+        .map((r) => r.id)
+        .sort(),
+    );
     await stillServing();
   });
 });

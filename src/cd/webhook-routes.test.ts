@@ -69,7 +69,10 @@ describe('webhook routes: authentication, content and limits', () => {
 
   it('checks the signature before parsing: invalid JSON badly signed is 401, well signed is 400', async () => {
     const junk = '{"ref": "refs/heads/main", oops';
-    const bad = await deliver(srv.url, 'shop', junk, { ...githubHeaders(SECRET, junk, 'push'), 'x-hub-signature-256': signGithubPayload('x', junk) });
+    const bad = await deliver(srv.url, 'shop', junk, {
+      ...githubHeaders(SECRET, junk, 'push'),
+      'x-hub-signature-256': signGithubPayload('x', junk),
+    });
     assert.equal(bad.status, 401);
     const signed = await deliver(srv.url, 'shop', junk, githubHeaders(SECRET, junk, 'push'));
     assert.equal(signed.status, 400);
@@ -95,7 +98,10 @@ describe('webhook routes: authentication, content and limits', () => {
 
   it('answers 415 with a hint for a form-encoded delivery, and 202 for events it does not handle', async () => {
     const form = `payload=${encodeURIComponent(JSON.stringify(examplePing()))}`;
-    const a = await deliver(srv.url, 'shop', form, { ...githubHeaders(SECRET, form, 'ping'), 'content-type': 'application/x-www-form-urlencoded' });
+    const a = await deliver(srv.url, 'shop', form, {
+      ...githubHeaders(SECRET, form, 'ping'),
+      'content-type': 'application/x-www-form-urlencoded',
+    });
     assert.equal(a.status, 415);
     assert.equal(errorOf(a).code, 'unsupported_media_type');
     assert.match(errorOf(a).hint ?? '', /set the webhook's content type to application\/json/i);
@@ -135,7 +141,10 @@ describe('webhook routes: authentication, content and limits', () => {
 
   it('refuses an unknown app or a wrong content type before reading the body, and closes the connection', { timeout: 15_000 }, async () => {
     const chunked = { 'transfer-encoding': 'chunked' };
-    const cases: [string, Record<string, string>, number][] = [['nope', chunked, 404], ['shop', { ...chunked, 'content-type': 'text/plain' }, 415]];
+    const cases: [string, Record<string, string>, number][] = [
+      ['nope', chunked, 404],
+      ['shop', { ...chunked, 'content-type': 'text/plain' }, 415],
+    ];
     for (const [app, headers, want] of cases) {
       const { status, sent, closed } = await postStream(srv.url, 100 * 1024 * 1024, 16 * 1024, headers, app);
       assert.equal(status, want);
@@ -159,7 +168,13 @@ describe('webhook routes: authentication, content and limits', () => {
 });
 
 /** POST up to `total` bytes of "x" in `chunk`-sized writes; stop at the first answer or close. */
-function postStream(url: string, total: number, chunk: number, headers: Record<string, string>, app = 'shop'): Promise<{ status: number; sent: number; closed: boolean }> {
+function postStream(
+  url: string,
+  total: number,
+  chunk: number,
+  headers: Record<string, string>,
+  app = 'shop',
+): Promise<{ status: number; sent: number; closed: boolean }> {
   const body = JSON.stringify(examplePing());
   const sig = githubHeaders(SECRET, body, 'push');
   return new Promise((resolve, reject) => {
@@ -200,7 +215,9 @@ function trickle(url: string, app: string): Promise<{ answer: string; closedAfte
     let answer = '';
     const socket = net.connect(Number(port), '127.0.0.1', () => {
       const headers = githubHeaders(SECRET, 'x', 'push');
-      const head = Object.entries({ ...headers, host: `127.0.0.1:${port}`, 'content-length': '10000' }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+      const head = Object.entries({ ...headers, host: `127.0.0.1:${port}`, 'content-length': '10000' })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
       socket.write(`POST /hooks/github/${app} HTTP/1.1\r\n${head}\r\n`);
     });
     const timer = setInterval(() => socket.writable && socket.write('{'), 50);

@@ -91,9 +91,13 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       }
       const ct = one(req.headers['content-type']);
       if (!isJsonType(ct)) {
-        throw new PilotError('unsupported_media_type', `content type ${JSON.stringify(sanitizeLine(ct ?? '(none)', 100))} is not accepted`, {
-          hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
-        });
+        throw new PilotError(
+          'unsupported_media_type',
+          `content type ${JSON.stringify(sanitizeLine(ct ?? '(none)', 100))} is not accepted`,
+          {
+            hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
+          },
+        );
       }
       targets.set(req, { app: { ...rec, repo: rec.repo, branch: rec.branch }, secret: deps.box.open(rec.webhookSecret) });
       return payload;
@@ -115,7 +119,11 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       const signature = one(req.headers['x-hub-signature-256']);
       // Nothing of the body is looked at before this; the message never shows the expected MAC.
       if (!verifyGithubSignature(target.secret, raw, signature)) {
-        throw new PilotError('unauthorized', signature === undefined ? 'missing X-Hub-Signature-256 header' : 'X-Hub-Signature-256 does not match the body', { hint: SIGNATURE_HINT });
+        throw new PilotError(
+          'unauthorized',
+          signature === undefined ? 'missing X-Hub-Signature-256 header' : 'X-Hub-Signature-256 does not match the body',
+          { hint: SIGNATURE_HINT },
+        );
       }
       const event = one(req.headers['x-github-event']);
       if (event === undefined || event === '') throw new PilotError('bad_request', 'missing X-GitHub-Event header');
@@ -136,7 +144,13 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
 }
 
 /** A signed push: ignore it with a reason, or commit a run and only then acknowledge it. */
-async function handlePush(req: FastifyRequest, reply: FastifyReply, target: Target, payload: unknown, deps: WebhookRouteDeps): Promise<FastifyReply> {
+async function handlePush(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  target: Target,
+  payload: unknown,
+  deps: WebhookRouteDeps,
+): Promise<FastifyReply> {
   const { app } = target;
   const push = parsePush(payload);
   const ignore = (reason: string): FastifyReply => {
@@ -151,11 +165,24 @@ async function handlePush(req: FastifyRequest, reply: FastifyReply, target: Targ
 
   const deliveryId = one(req.headers['x-github-delivery']);
   if (deliveryId === undefined || !DELIVERY_RE.test(deliveryId)) {
-    throw new PilotError('bad_request', deliveryId === undefined ? 'missing X-GitHub-Delivery header' : 'X-GitHub-Delivery must be 1-100 letters, digits, ".", "_", ":" or "-"');
+    throw new PilotError(
+      'bad_request',
+      deliveryId === undefined
+        ? 'missing X-GitHub-Delivery header'
+        : 'X-GitHub-Delivery must be 1-100 letters, digits, ".", "_", ":" or "-"',
+    );
   }
   const result = await deps.store.enqueueWebhookRun({
-    app: app.name, deliveryId, commit: push.commit, branch: push.branch, message: push.message, author: push.author, now: Date.now(),
-    ...(typeof push.repository['full_name'] === 'string' && /^[\w.-]+\/[\w.-]+$/.test(push.repository['full_name']) ? { repoFullName: push.repository['full_name'] } : {}),
+    app: app.name,
+    deliveryId,
+    commit: push.commit,
+    branch: push.branch,
+    message: push.message,
+    author: push.author,
+    now: Date.now(),
+    ...(typeof push.repository['full_name'] === 'string' && /^[\w.-]+\/[\w.-]+$/.test(push.repository['full_name'])
+      ? { repoFullName: push.repository['full_name'] }
+      : {}),
   });
   const log = { app: app.name, delivery: deliveryId, commit: push.commit, run: result.run.id };
   switch (result.outcome) {

@@ -35,12 +35,24 @@ export async function startWebhookServer(opts: { maxBodyBytes?: number; bodyTime
   app.get('/healthz', async () => ({ ok: true }));
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return {
-    url, app, store, box, queued,
+    url,
+    app,
+    store,
+    box,
+    queued,
     async createApp(name, secret, source = {}) {
-      await store.setAppSource(name, resolveAppConfig({}, name), {
-        repo: source.repo ?? EXAMPLE_REPO, branch: source.branch ?? 'main', webhookSecret: box.seal(secret),
-        githubToken: undefined, statusApiUrl: undefined,
-      }, Date.now());
+      await store.setAppSource(
+        name,
+        resolveAppConfig({}, name),
+        {
+          repo: source.repo ?? EXAMPLE_REPO,
+          branch: source.branch ?? 'main',
+          webhookSecret: box.seal(secret),
+          githubToken: undefined,
+          statusApiUrl: undefined,
+        },
+        Date.now(),
+      );
     },
     async close() {
       await app.close();
@@ -61,7 +73,11 @@ export async function deliver(url: string, app: string, body: Buffer | string, h
   const res = await request(`${url}/hooks/github/${app}`, { method: 'POST', headers, body });
   const text = await res.body.text();
   const isJson = String(res.headers['content-type'] ?? '').startsWith('application/json');
-  return { status: res.statusCode, headers: res.headers, json: isJson && text.length > 0 ? (JSON.parse(text) as Record<string, unknown>) : undefined };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    json: isJson && text.length > 0 ? (JSON.parse(text) as Record<string, unknown>) : undefined,
+  };
 }
 
 /** The error body of an answer: `{ code, message, hint, retryable }`. */

@@ -89,10 +89,14 @@ export class RunWorker {
       const run = await this.o.store.claimNextRun(new Set(), now, now - this.quietMs);
       if (!run) return;
       const abort = new AbortController();
-      const done = this.execute(run, abort.signal).catch((err: unknown) => this.o.log.error({ err, run: run.id }, 'run failed outside its pipeline (its record could not be updated)')).finally(() => {
-        this.running.delete(run.id);
-        this.kick();
-      });
+      const done = this.execute(run, abort.signal)
+        .catch((err: unknown) =>
+          this.o.log.error({ err, run: run.id }, 'run failed outside its pipeline (its record could not be updated)'),
+        )
+        .finally(() => {
+          this.running.delete(run.id);
+          this.kick();
+        });
       this.running.set(run.id, { app: run.app, abort, done });
     }
   }
@@ -101,26 +105,45 @@ export class RunWorker {
     const app = await this.o.store.getApp(run.app);
     const log = this.o.log.child({ run: run.id, app: run.app });
     if (!app?.repo || !run.commit) {
-      await this.o.store.updateRun(run.id, { status: 'failed', error: 'source: the app has no repository configured', finishedAt: Date.now() });
+      await this.o.store.updateRun(run.id, {
+        status: 'failed',
+        error: 'source: the app has no repository configured',
+        finishedAt: Date.now(),
+      });
       return;
     }
     const api = new ApiClient(this.o.apiUrl, this.o.adminToken);
     log.info({ commit: run.commit, attempt: run.attempt }, 'run started');
     await this.status(app, run, 'pending', 'Pilot is deploying this commit');
     try {
-      const r = await runPipeline({
-        source: { kind: 'git', app: run.app, repo: app.repo, commit: run.commit, runId: run.id, cacheRoot: join(this.o.home, 'cache', 'git') },
-        trigger: 'webhook',
-        out: () => undefined, // the run log on the server has every line
-        signal,
-      }, api);
+      const r = await runPipeline(
+        {
+          source: {
+            kind: 'git',
+            app: run.app,
+            repo: app.repo,
+            commit: run.commit,
+            runId: run.id,
+            cacheRoot: join(this.o.home, 'cache', 'git'),
+          },
+          trigger: 'webhook',
+          out: () => undefined, // the run log on the server has every line
+          signal,
+        },
+        api,
+      );
       log.info({ revision: r.revision }, 'run succeeded');
       await this.status(app, run, 'success', `revision ${r.revision} is live`);
     } catch (err) {
       const pe = isPilotError(err) ? err : new PilotError('internal', String(err));
       if (signal.aborted) return; // server stopping: retried after the restart
       log.warn({ code: pe.code, error: pe.message }, 'run did not deploy');
-      await this.status(app, run, pe.code === 'superseded' ? 'success' : 'failure', pe.code === 'superseded' ? 'a newer push was deployed' : pe.message);
+      await this.status(
+        app,
+        run,
+        pe.code === 'superseded' ? 'success' : 'failure',
+        pe.code === 'superseded' ? 'a newer push was deployed' : pe.message,
+      );
     }
   }
 

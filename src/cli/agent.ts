@@ -14,13 +14,32 @@ import { secretFrom } from './secret-input.js';
 // key=value, the key as the agent protocol allows it (LABEL_KEY without its anchors).
 const LABEL_ARG = new RegExp(`^(${LABEL_KEY.slice(1, -1)})=(\\S{0,63})$`);
 
-export async function agent(opts: { server?: string; token?: string; tokenFile?: string; name?: string; address: string; label?: string[] }): Promise<void> {
+export async function agent(opts: {
+  server?: string;
+  token?: string;
+  tokenFile?: string;
+  name?: string;
+  address: string;
+  label?: string[];
+}): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
   if (!server) throw new PilotError('bad_request', 'pass --server URL (the control plane, e.g. http://10.0.0.5:7070)');
-  if (!token) throw new PilotError('bad_request', 'give the join token: PILOT_JOIN_TOKEN=… or --token-file FILE (from $PILOT_HOME/join-token on the control plane, or `pilot token create --join`)');
-  const name = opts.name ?? hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^[^a-z]+/, '');
-  if (!isValidName(name)) throw new PilotError('invalid_name', `invalid node name ${JSON.stringify(name)}`, { hint: 'Pass --name with lowercase letters, digits and "-".' });
+  if (!token)
+    throw new PilotError(
+      'bad_request',
+      'give the join token: PILOT_JOIN_TOKEN=… or --token-file FILE (from $PILOT_HOME/join-token on the control plane, or `pilot token create --join`)',
+    );
+  const name =
+    opts.name ??
+    hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-')
+      .replace(/^[^a-z]+/, '');
+  if (!isValidName(name))
+    throw new PilotError('invalid_name', `invalid node name ${JSON.stringify(name)}`, {
+      hint: 'Pass --name with lowercase letters, digits and "-".',
+    });
   const labels: Record<string, string> = {};
   for (const l of opts.label ?? []) {
     const m = LABEL_ARG.exec(l);
@@ -29,7 +48,15 @@ export async function agent(opts: { server?: string; token?: string; tokenFile?:
   }
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
   installProcessGuards(log);
-  const a = new Agent({ server: server.replace(/\/+$/, ''), joinToken: token, home: join(pilotHome(), 'agent'), name, address: opts.address, log, labels });
+  const a = new Agent({
+    server: server.replace(/\/+$/, ''),
+    joinToken: token,
+    home: join(pilotHome(), 'agent'),
+    name,
+    address: opts.address,
+    log,
+    labels,
+  });
   await a.start();
   process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);
   if (a.isolationReport.reason) process.stdout.write(`warning: app isolation incomplete: ${a.isolationReport.reason}\n`);

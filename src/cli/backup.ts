@@ -22,9 +22,13 @@ export async function backup(file: string, opts: GlobalOptions): Promise<void> {
   chmodSync(tmp, 0o600);
   const summary = inspect(tmp);
   renameSync(tmp, target);
-  output(opts, { file: target, bytes: bytes.length, ...summary }, () =>
-    `backup written to ${target} (${bytes.length} bytes; ${summary.apps} app(s), ${summary.revisions} revision(s), schema ${summary.schema})\n`
-    + `keep ${join(pilotHome(), 'secret.key')} with it: app secrets in the backup are sealed with that key`);
+  output(
+    opts,
+    { file: target, bytes: bytes.length, ...summary },
+    () =>
+      `backup written to ${target} (${bytes.length} bytes; ${summary.apps} app(s), ${summary.revisions} revision(s), schema ${summary.schema})\n` +
+      `keep ${join(pilotHome(), 'secret.key')} with it: app secrets in the backup are sealed with that key`,
+  );
 }
 
 /** Check a backup file is a whole Pilot database this version can use; what it holds. */
@@ -39,7 +43,9 @@ function inspect(file: string): { schema: number; apps: number; revisions: numbe
     const count = (t: string): number => (db!.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n;
     return { schema, apps: count('apps'), revisions: count('revisions') };
   } catch (err) {
-    throw new PilotError('bad_request', `${file} is not a usable Pilot backup: ${(err as Error).message}`, { hint: 'Use a file written by `pilot backup FILE`.' });
+    throw new PilotError('bad_request', `${file} is not a usable Pilot backup: ${(err as Error).message}`, {
+      hint: 'Use a file written by `pilot backup FILE`.',
+    });
   } finally {
     db?.close();
   }
@@ -82,8 +88,12 @@ export async function restore(file: string, opts: GlobalOptions): Promise<void> 
   }
   renameSync(incoming, db);
   rmSync(`${db}-journal`, { force: true });
-  output(opts, { restored: source, into: db, kept: kept[0] ?? null, ...summary }, () =>
-    `restored ${source} into ${db} (${summary.apps} app(s), ${summary.revisions} revision(s))`
-    + (kept[0] ? `\nthe previous database is kept as ${kept[0]}` : '')
-    + '\nstart Pilot (`pilot up`): instances running that the backup does not know are kept running as orphans (`pilot orphans`)');
+  output(
+    opts,
+    { restored: source, into: db, kept: kept[0] ?? null, ...summary },
+    () =>
+      `restored ${source} into ${db} (${summary.apps} app(s), ${summary.revisions} revision(s))` +
+      (kept[0] ? `\nthe previous database is kept as ${kept[0]}` : '') +
+      '\nstart Pilot (`pilot up`): instances running that the backup does not know are kept running as orphans (`pilot orphans`)',
+  );
 }

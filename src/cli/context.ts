@@ -17,7 +17,11 @@ export function pilotHome(): string {
   return resolve(process.env.PILOT_HOME ?? '.pilot');
 }
 
-export interface ServerFile { api: string; router: string; pid: number }
+export interface ServerFile {
+  api: string;
+  router: string;
+  pid: number;
+}
 
 export function readServerFile(home = pilotHome()): ServerFile | undefined {
   try {
@@ -38,7 +42,8 @@ export function apiClient(opts: GlobalOptions): ApiClient {
   let token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_TOKEN' });
   const tokenFile = join(home, 'admin-token');
   if (!token && existsSync(tokenFile)) token = readFileSync(tokenFile, 'utf8').trim();
-  if (!token) throw new PilotError('unauthorized', `no admin token: set PILOT_TOKEN, pass --token-file FILE, or run where ${tokenFile} exists`);
+  if (!token)
+    throw new PilotError('unauthorized', `no admin token: set PILOT_TOKEN, pass --token-file FILE, or run where ${tokenFile} exists`);
   return new ApiClient(server.replace(/\/+$/, ''), token);
 }
 

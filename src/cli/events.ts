@@ -10,21 +10,36 @@ export function describeEvent(e: PilotEvent): string {
   const t = new Date(e.time).toISOString().slice(11, 23);
   const what = ((): string => {
     switch (e.kind) {
-      case 'run.created': return `run #${p.run} created (${p.trigger}${p.commit ? ` ${String(p.commit).slice(0, 12)}` : ''}, ${p.status})`;
-      case 'run.status': return `run #${p.run} ${p.status}${p.error ? `: ${p.error}` : ''}`;
-      case 'run.steps': return `run #${p.run} steps ${(p.steps as { name: string; status: string }[]).map((s) => `${s.name}=${s.status}`).join(' ')}`;
-      case 'rollout.started': return `rollout #${p.rollout} started: revision ${p.fromRevision ?? '-'} → ${p.toRevision}`;
-      case 'rollout.finished': return `rollout #${p.rollout} ${p.status}${p.reason ? `: ${String(p.reason).split('\n')[0]}` : ''}`;
-      case 'instance.placed': return `instance ${p.instance} placed on ${p.node} (revision ${p.revision}${p.kind === 'release' ? ', release phase' : ''})`;
-      case 'instance.desired': return `instance ${p.instance} desired ${p.desired}`;
-      case 'instance.state': return `instance ${p.instance} ${p.state}${p.port ? ` on ${p.address ? `${p.address}:` : 'port '}${p.port}` : ''}${p.lastError && p.state !== 'ready' ? ` (${p.lastError})` : ''}`;
-      case 'instance.removed': return `instance ${p.instance} removed`;
-      case 'deploy.revision': return `revision ${p.revision} recorded (${String(p.commit).slice(0, 12)}${p.dirty ? '+dirty' : ''})`;
-      case 'deploy.activated': return `revision ${p.revision ?? '-'} serves (was ${p.previous ?? '-'})`;
-      case 'deploy.plan': return `plan committed: ${planSummary(p)}`;
-      case 'node.registered': return `node ${p.node} registered at ${p.address}`;
-      case 'node.scheduling': return `node ${p.node} ${p.scheduling}`;
-      case 'node.status': return `node ${p.node} ${p.status} (was ${p.from})`;
+      case 'run.created':
+        return `run #${p.run} created (${p.trigger}${p.commit ? ` ${String(p.commit).slice(0, 12)}` : ''}, ${p.status})`;
+      case 'run.status':
+        return `run #${p.run} ${p.status}${p.error ? `: ${p.error}` : ''}`;
+      case 'run.steps':
+        return `run #${p.run} steps ${(p.steps as { name: string; status: string }[]).map((s) => `${s.name}=${s.status}`).join(' ')}`;
+      case 'rollout.started':
+        return `rollout #${p.rollout} started: revision ${p.fromRevision ?? '-'} → ${p.toRevision}`;
+      case 'rollout.finished':
+        return `rollout #${p.rollout} ${p.status}${p.reason ? `: ${String(p.reason).split('\n')[0]}` : ''}`;
+      case 'instance.placed':
+        return `instance ${p.instance} placed on ${p.node} (revision ${p.revision}${p.kind === 'release' ? ', release phase' : ''})`;
+      case 'instance.desired':
+        return `instance ${p.instance} desired ${p.desired}`;
+      case 'instance.state':
+        return `instance ${p.instance} ${p.state}${p.port ? ` on ${p.address ? `${p.address}:` : 'port '}${p.port}` : ''}${p.lastError && p.state !== 'ready' ? ` (${p.lastError})` : ''}`;
+      case 'instance.removed':
+        return `instance ${p.instance} removed`;
+      case 'deploy.revision':
+        return `revision ${p.revision} recorded (${String(p.commit).slice(0, 12)}${p.dirty ? '+dirty' : ''})`;
+      case 'deploy.activated':
+        return `revision ${p.revision ?? '-'} serves (was ${p.previous ?? '-'})`;
+      case 'deploy.plan':
+        return `plan committed: ${planSummary(p)}`;
+      case 'node.registered':
+        return `node ${p.node} registered at ${p.address}`;
+      case 'node.scheduling':
+        return `node ${p.node} ${p.scheduling}`;
+      case 'node.status':
+        return `node ${p.node} ${p.status} (was ${p.from})`;
     }
   })();
   return `${t}  #${e.id}  ${e.kind.padEnd(17)} ${(e.app ?? '-').padEnd(12)} ${what}`;
@@ -39,7 +54,9 @@ function planSummary(p: Record<string, unknown>): string {
     n('stop') > 0 && `${n('stop')} stop`,
     p.activate !== null && p.activate !== undefined && `activate ${String(p.activate)}`,
     typeof p.finish === 'string' && `rollout ${p.finish}`,
-    typeof p.unplaced === 'object' && p.unplaced !== null && `${(p.unplaced as { count: number }).count} unplaced (${(p.unplaced as { reason: string }).reason})`,
+    typeof p.unplaced === 'object' &&
+      p.unplaced !== null &&
+      `${(p.unplaced as { count: number }).count} unplaced (${(p.unplaced as { reason: string }).reason})`,
   ].filter((x): x is string => typeof x === 'string');
   return parts.length > 0 ? parts.join(', ') : 'nothing to do';
 }
@@ -70,7 +87,9 @@ export async function events(app: string | undefined, opts: GlobalOptions & { fo
   let dropped = false;
   try {
     await followEvents(api, {
-      app, after: recent.lastId, signal: stop.signal,
+      app,
+      after: recent.lastId,
+      signal: stop.signal,
       on: (item) => {
         if (item.type === 'event') print(item.event);
         else process.stdout.write(opts.json ? `${JSON.stringify({ reset: item.reset })}\n` : `--- ${item.reset.message}\n`);

@@ -1,7 +1,12 @@
 /** `pilot gc [--dry-run] [--keep N]`: delete from the artifact repository what no revision worth keeping uses. */
 import { apiClient, output, table, type GlobalOptions } from './context.js';
 
-interface GcAnswer { deleted: { digest: string; size: number; app?: string }[]; freedBytes: number; kept: number; dryRun: boolean }
+interface GcAnswer {
+  deleted: { digest: string; size: number; app?: string }[];
+  freedBytes: number;
+  kept: number;
+  dryRun: boolean;
+}
 
 const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
@@ -15,6 +20,9 @@ export async function gc(opts: GlobalOptions & { dryRun?: boolean; keep?: string
     const verb = res.dryRun ? 'would free' : 'freed';
     const head = `${verb} ${mb(res.freedBytes)}: ${res.deleted.length} artifact(s) ${res.dryRun ? 'to delete' : 'deleted'}, ${res.kept} kept`;
     if (res.deleted.length === 0) return head;
-    return `${table(['DIGEST', 'SIZE', 'APP'], res.deleted.map((b) => [b.digest.slice(0, 19), mb(b.size), b.app ?? '-']))}\n${head}`;
+    return `${table(
+      ['DIGEST', 'SIZE', 'APP'],
+      res.deleted.map((b) => [b.digest.slice(0, 19), mb(b.size), b.app ?? '-']),
+    )}\n${head}`;
   });
 }

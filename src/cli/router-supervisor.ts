@@ -49,11 +49,15 @@ async function spawnRouter(home: string, host: string, port: number, extraArgs: 
   mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o700 });
   const logFile = join(home, 'logs', 'router.log');
   const out = openSync(logFile, 'a', 0o600);
-  const child = spawn(process.execPath, ['--max-semi-space-size=2', PILOT_BIN, 'router', '--host', host, '--port', String(port), ...extraArgs], {
-    detached: true,
-    stdio: ['ignore', out, out],
-    env: { ...process.env, PILOT_HOME: home },
-  });
+  const child = spawn(
+    process.execPath,
+    ['--max-semi-space-size=2', PILOT_BIN, 'router', '--host', host, '--port', String(port), ...extraArgs],
+    {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: { ...process.env, PILOT_HOME: home },
+    },
+  );
   closeSync(out);
   child.unref();
   let exited: number | null | undefined;
@@ -101,7 +105,13 @@ export async function stopAll(home: string): Promise<{ server: number | undefine
 }
 
 /** Adopt the router of a previous `pilot up`, or start one; then keep it alive. */
-export async function superviseRouter(home: string, host: string, port: number, log: Logger, extraArgs: readonly string[] = []): Promise<SupervisedRouter> {
+export async function superviseRouter(
+  home: string,
+  host: string,
+  port: number,
+  log: Logger,
+  extraArgs: readonly string[] = [],
+): Promise<SupervisedRouter> {
   const found = readRouterFile(home);
   let current: RouterProcessFile;
   let adopted = false;

@@ -10,9 +10,14 @@ import { loadAppConfig } from '../workspace/load-config.js';
 /** What --node may hold: a version or range, as pilot.yaml `node` (no shell, no path, short). */
 const NODE_SPEC = /^[0-9A-Za-z.*^~<>=|/ -]{1,64}$/;
 
-export async function run(dir: string | undefined, opts: GlobalOptions & { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean }): Promise<void> {
+export async function run(
+  dir: string | undefined,
+  opts: GlobalOptions & { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean },
+): Promise<void> {
   if (opts.node !== undefined && !NODE_SPEC.test(opts.node.trim())) {
-    throw new PilotError('bad_request', `--node ${JSON.stringify(opts.node.slice(0, 80))} is not a Node.js version or range`, { hint: 'Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.' });
+    throw new PilotError('bad_request', `--node ${JSON.stringify(opts.node.slice(0, 80))} is not a Node.js version or range`, {
+      hint: 'Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.',
+    });
   }
   const api = apiClient(opts);
   if (opts.dryRun) return planRun(resolve(dir ?? '.'), opts);
@@ -21,11 +26,23 @@ export async function run(dir: string | undefined, opts: GlobalOptions & { allow
   process.once('SIGINT', onSignal);
   try {
     const out = opts.json ? (line: string) => process.stderr.write(line + '\n') : (line: string) => process.stdout.write(line + '\n');
-    const result = await runPipeline({ source: { kind: 'worktree', dir: resolve(dir ?? '.'), allowDirty: Boolean(opts.allowDirty) }, trigger: 'cli', out, signal: abort.signal, nodeOverride: opts.node, noCache: opts.cache === false }, api);
+    const result = await runPipeline(
+      {
+        source: { kind: 'worktree', dir: resolve(dir ?? '.'), allowDirty: Boolean(opts.allowDirty) },
+        trigger: 'cli',
+        out,
+        signal: abort.signal,
+        nodeOverride: opts.node,
+        noCache: opts.cache === false,
+      },
+      api,
+    );
     if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else {
       const d = result.durations;
-      process.stdout.write(`timings: source ${formatDuration(d.source)}, build ${formatDuration(d.build)}, package ${formatDuration(d.package)}, publish ${formatDuration(d.publish)}, deploy ${formatDuration(d.deploy)}\n`);
+      process.stdout.write(
+        `timings: source ${formatDuration(d.source)}, build ${formatDuration(d.build)}, package ${formatDuration(d.package)}, publish ${formatDuration(d.publish)}, deploy ${formatDuration(d.deploy)}\n`,
+      );
     }
   } finally {
     process.off('SIGINT', onSignal);

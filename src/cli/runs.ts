@@ -7,16 +7,29 @@ import { ago, apiClient, output, table, type GlobalOptions } from './context.js'
 export async function runs(app: string | undefined, opts: GlobalOptions & { limit?: string }): Promise<void> {
   const q = new URLSearchParams({ limit: opts.limit ?? '20', ...(app ? { app } : {}) });
   const res = await apiClient(opts).call<{ runs: RunRecord[] }>('GET', `/api/v1/runs?${q}`);
-  output(opts, res, () => res.runs.length === 0 ? 'no runs yet' : table(
-    ['RUN', 'APP', 'STATUS', 'COMMIT', 'REVISION', 'DURATION', 'STARTED', 'ERROR'],
-    res.runs.map((r) => [
-      `#${r.id}`, r.app, r.status, r.commit ? r.commit.slice(0, 12) + (r.dirty ? '+dirty' : '') : null, r.revision,
-      r.finishedAt ? formatDuration(r.finishedAt - r.createdAt) : null, ago(r.createdAt), r.error?.split('\n')[0]?.slice(0, 80),
-    ]),
-  ));
+  output(opts, res, () =>
+    res.runs.length === 0
+      ? 'no runs yet'
+      : table(
+          ['RUN', 'APP', 'STATUS', 'COMMIT', 'REVISION', 'DURATION', 'STARTED', 'ERROR'],
+          res.runs.map((r) => [
+            `#${r.id}`,
+            r.app,
+            r.status,
+            r.commit ? r.commit.slice(0, 12) + (r.dirty ? '+dirty' : '') : null,
+            r.revision,
+            r.finishedAt ? formatDuration(r.finishedAt - r.createdAt) : null,
+            ago(r.createdAt),
+            r.error?.split('\n')[0]?.slice(0, 80),
+          ]),
+        ),
+  );
 }
 
-export async function logs(app: string | undefined, opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string }): Promise<void> {
+export async function logs(
+  app: string | undefined,
+  opts: GlobalOptions & { follow?: boolean; tail?: string; run?: string; previous?: boolean; instance?: string },
+): Promise<void> {
   const api = apiClient(opts);
   let path: string;
   if (opts.run !== undefined) path = `/api/v1/runs/${encodeURIComponent(opts.run)}/log${opts.follow ? '?follow=1' : ''}`;
@@ -26,8 +39,7 @@ export async function logs(app: string | undefined, opts: GlobalOptions & { foll
     if (opts.previous) q.set('previous', '1');
     if (opts.instance !== undefined) q.set('instance', opts.instance);
     path = `/api/v1/apps/${encodeURIComponent(app)}/logs?${q}`;
-  }
-  else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
+  } else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
   const res = await api.stream(path);
   if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);
 }

@@ -12,7 +12,9 @@ const warned = new Set<string>();
 export function warnSecretOnArgv(flag: string, instead: string): void {
   if (warned.has(flag)) return;
   warned.add(flag);
-  process.stderr.write(`warning: ${flag} on the command line is visible to every user of this machine (ps) and in shell history; use ${instead} instead\n`);
+  process.stderr.write(
+    `warning: ${flag} on the command line is visible to every user of this machine (ps) and in shell history; use ${instead} instead\n`,
+  );
 }
 
 /** A secret read from FILE (or stdin for "-"), without its trailing line break. */
@@ -21,7 +23,9 @@ export function readSecretFile(file: string, flag: string): string {
   try {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (e) {
-    throw new PilotError('bad_request', `${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { hint: 'Give a readable file, or - to read the value from stdin.' });
+    throw new PilotError('bad_request', `${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
+      hint: 'Give a readable file, or - to read the value from stdin.',
+    });
   }
   return text.replace(/\r?\n$/, '');
 }
@@ -50,5 +54,8 @@ export function withFlagNames(err: unknown, flags: Record<string, { flag: string
   const f = fields?.find((x) => flags[x.field] !== undefined);
   if (!f) return err;
   const m = flags[f.field]!;
-  return new PilotError('bad_request', `${m.flag} ${f.message ?? 'is not valid'}`, { ...(m.hint ? { hint: m.hint } : {}), details: err.details });
+  return new PilotError('bad_request', `${m.flag} ${f.message ?? 'is not valid'}`, {
+    ...(m.hint ? { hint: m.hint } : {}),
+    details: err.details,
+  });
 }

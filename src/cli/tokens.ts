@@ -4,18 +4,37 @@ import { PilotError } from '../core/errors.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
 /** `pilot token create --join`, `pilot token list`, `pilot token revoke ID`. */
-export async function token(action: 'create' | 'list' | 'revoke', id: string | undefined, opts: GlobalOptions & { join?: boolean }): Promise<void> {
+export async function token(
+  action: 'create' | 'list' | 'revoke',
+  id: string | undefined,
+  opts: GlobalOptions & { join?: boolean },
+): Promise<void> {
   const api = apiClient(opts);
   if (action === 'create') {
-    if (!opts.join) throw new PilotError('bad_request', 'say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)');
+    if (!opts.join)
+      throw new PilotError('bad_request', 'say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)');
     const res = await api.call<{ id: string; token: string; note: string }>('POST', '/api/v1/tokens/join');
-    output(opts, res, () => `join token ${res.id} (shown once):\n  ${res.token}\nuse it with: PILOT_JOIN_TOKEN=${res.token} pilot agent --server ${api.baseUrl} --name NAME --address ADDRESS\n(or save it in a file and pass --token-file FILE; on the command line it would show in ps)`);
+    output(
+      opts,
+      res,
+      () =>
+        `join token ${res.id} (shown once):\n  ${res.token}\nuse it with: PILOT_JOIN_TOKEN=${res.token} pilot agent --server ${api.baseUrl} --name NAME --address ADDRESS\n(or save it in a file and pass --token-file FILE; on the command line it would show in ps)`,
+    );
   } else if (action === 'list') {
     const res = await api.call<{ tokens: JoinTokenView[] }>('GET', '/api/v1/tokens/join');
-    output(opts, res, () => table(['ID', 'CREATED', 'REVOKED'], res.tokens.map((t) => [t.id, ago(t.createdAt), t.revokedAt ? ago(t.revokedAt) : null])));
+    output(opts, res, () =>
+      table(
+        ['ID', 'CREATED', 'REVOKED'],
+        res.tokens.map((t) => [t.id, ago(t.createdAt), t.revokedAt ? ago(t.revokedAt) : null]),
+      ),
+    );
   } else {
     if (!id) throw new PilotError('bad_request', 'name the token: `pilot token revoke ID` (see `pilot token list`)');
     const res = await api.call<{ revoked: string }>('DELETE', `/api/v1/tokens/join/${encodeURIComponent(id)}`);
-    output(opts, res, () => `join token ${res.revoked} revoked: agents can no longer register with it (registered nodes keep their own credentials)`);
+    output(
+      opts,
+      res,
+      () => `join token ${res.revoked} revoked: agents can no longer register with it (registered nodes keep their own credentials)`,
+    );
   }
 }

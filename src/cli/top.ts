@@ -19,24 +19,27 @@ export interface TopOptions extends GlobalOptions {
 /** Errors worth waiting out in live mode: the next refresh may succeed. */
 const TRANSIENT = new Set(['unavailable', 'server_unreachable', 'internal']);
 
-const ms = (v: number | null): string => (v === null ? '-' : v < 10 ? `${v.toFixed(2)}ms` : v < 1000 ? `${v.toFixed(0)}ms` : `${(v / 1000).toFixed(2)}s`);
+const ms = (v: number | null): string =>
+  v === null ? '-' : v < 10 ? `${v.toFixed(2)}ms` : v < 1000 ? `${v.toFixed(0)}ms` : `${(v / 1000).toFixed(2)}s`;
 
 /** The table of one refresh. */
 export function renderTop(apps: readonly AppTraffic[]): string {
-  const rows = apps.flatMap((a) => (a.revisions.length === 0
-    ? [[a.app, '-', '0.0', 0, 0, 0, 0, '0.0%', '-', '-']]
-    : a.revisions.map((r) => [
-      a.app,
-      r.revision === null ? 'none' : `${r.revision}${r.active ? '*' : ''}`,
-      r.rps.toFixed(1),
-      r.requests,
-      r.status['2xx'] + r.status['3xx'],
-      r.status['4xx'],
-      r.status['5xx'],
-      `${(r.errorRate * 100).toFixed(1)}%`,
-      ms(r.latencyMs.p50),
-      ms(r.latencyMs.p99),
-    ])));
+  const rows = apps.flatMap((a) =>
+    a.revisions.length === 0
+      ? [[a.app, '-', '0.0', 0, 0, 0, 0, '0.0%', '-', '-']]
+      : a.revisions.map((r) => [
+          a.app,
+          r.revision === null ? 'none' : `${r.revision}${r.active ? '*' : ''}`,
+          r.rps.toFixed(1),
+          r.requests,
+          r.status['2xx'] + r.status['3xx'],
+          r.status['4xx'],
+          r.status['5xx'],
+          `${(r.errorRate * 100).toFixed(1)}%`,
+          ms(r.latencyMs.p50),
+          ms(r.latencyMs.p99),
+        ]),
+  );
   if (rows.length === 0) return 'no apps';
   return table(['APP', 'REV', 'REQ/S', 'REQUESTS', '2XX+3XX', '4XX', '5XX', 'ERRORS', 'P50', 'P99'], rows);
 }
@@ -45,7 +48,9 @@ export async function top(app: string | undefined, opts: TopOptions): Promise<vo
   const api = apiClient(opts);
   const intervalMs = parseDuration(opts.interval ?? '2s');
   if (intervalMs === undefined || intervalMs < 500) {
-    throw new PilotError('bad_request', `--interval "${opts.interval}" is not a duration of at least 500ms`, { hint: 'For example --interval 2s (the default) or --interval 500ms.' });
+    throw new PilotError('bad_request', `--interval "${opts.interval}" is not a duration of at least 500ms`, {
+      hint: 'For example --interval 2s (the default) or --interval 500ms.',
+    });
   }
   const qs = `?window=${encodeURIComponent(opts.window ?? '10s')}`;
   const path = app === undefined ? `/api/v1/traffic${qs}` : `/api/v1/apps/${encodeURIComponent(app)}/traffic${qs}`;
@@ -55,9 +60,10 @@ export async function top(app: string | undefined, opts: TopOptions): Promise<vo
   for (;;) {
     let text: string;
     try {
-      const res = app === undefined
-        ? await api.call<{ windowSeconds: number; apps: AppTraffic[] }>('GET', path)
-        : await api.call<{ windowSeconds: number } & AppTraffic>('GET', path);
+      const res =
+        app === undefined
+          ? await api.call<{ windowSeconds: number; apps: AppTraffic[] }>('GET', path)
+          : await api.call<{ windowSeconds: number } & AppTraffic>('GET', path);
       const apps = 'apps' in res ? res.apps : [res];
       if (opts.json) text = JSON.stringify({ at: new Date().toISOString(), windowSeconds: res.windowSeconds, apps });
       else {

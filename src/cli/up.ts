@@ -48,7 +48,9 @@ export async function up(opts: UpOptions): Promise<void> {
   // router process keeps serving the last table meanwhile.
   const fatal = (err: unknown): void => {
     log.fatal({ err }, 'state database unusable; stopping');
-    process.stderr.write(`error: the state database is unusable: ${(err as Error).message}\nhint: stop Pilot and \`pilot restore BACKUP-FILE\`\n`);
+    process.stderr.write(
+      `error: the state database is unusable: ${(err as Error).message}\nhint: stop Pilot and \`pilot restore BACKUP-FILE\`\n`,
+    );
     dest.end();
     process.exit(70);
   };
@@ -77,7 +79,15 @@ export async function up(opts: UpOptions): Promise<void> {
   writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: router.url, pid: process.pid }), { mode: 0o600 });
   let agent: Agent | undefined;
   if (opts.agent) {
-    agent = new Agent({ server: cp.apiUrl, joinToken: cp.joinToken, home: join(home, 'agent'), runtimesDir: defaultRuntimeCacheDir(), name: 'local', address: '127.0.0.1', log: log.child({ part: 'agent' }) });
+    agent = new Agent({
+      server: cp.apiUrl,
+      joinToken: cp.joinToken,
+      home: join(home, 'agent'),
+      runtimesDir: defaultRuntimeCacheDir(),
+      name: 'local',
+      address: '127.0.0.1',
+      log: log.child({ part: 'agent' }),
+    });
     await agent.start();
   }
   const lines = [
@@ -91,7 +101,10 @@ export async function up(opts: UpOptions): Promise<void> {
     lines.push('', `admin token (shown once; also in ${join(home, 'admin-token')}, mode 0600):`, `  ${cp.adminToken}`);
   }
   const iso = agent?.isolationReport;
-  if (iso) lines.push(`  isolation      ${iso.user ? 'each app runs as its own uid' : 'apps run as this user'}; ${iso.cgroup ? `cgroup ${iso.cgroupVersion ?? ''} limits` : 'no cgroups'}`);
+  if (iso)
+    lines.push(
+      `  isolation      ${iso.user ? 'each app runs as its own uid' : 'apps run as this user'}; ${iso.cgroup ? `cgroup ${iso.cgroupVersion ?? ''} limits` : 'no cgroups'}`,
+    );
   if (iso?.reason) lines.push(`warning: app isolation incomplete: ${iso.reason}`);
   lines.push('', 'deploy the example:  npx pilot run examples/hello');
   process.stdout.write(lines.join('\n') + '\n');
@@ -100,7 +113,9 @@ export async function up(opts: UpOptions): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    process.stdout.write(`\n${signal}: stopping (apps and the router keep running and are adopted by the next \`pilot up\`; \`pilot down\` stops the router)\n`);
+    process.stdout.write(
+      `\n${signal}: stopping (apps and the router keep running and are adopted by the next \`pilot up\`; \`pilot down\` stops the router)\n`,
+    );
     void (async () => {
       try {
         router.detach();

@@ -40,17 +40,22 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
   app.post<{ Body: RegisterRequest }>('/api/v1/agent/register', { schema: { body: RegisterRequest } }, async (req, reply) => {
     const token = bearer(req.headers.authorization);
     // The bootstrap token in $PILOT_HOME/join-token, or one made by `pilot token create --join` and not revoked.
-    const valid = token !== undefined && (tokensEqual(token, deps.joinToken()) || (await store.findJoinToken(hashToken(token))) !== undefined);
+    const valid =
+      token !== undefined && (tokensEqual(token, deps.joinToken()) || (await store.findJoinToken(hashToken(token))) !== undefined);
     if (!valid) {
       req.log.warn({ node: (req.body as { name?: unknown }).name }, 'registration refused: bad join token');
-      throw new PilotError('unauthorized', 'missing, invalid or revoked join token', { hint: 'Create one on the control plane with `pilot token create --join`.' });
+      throw new PilotError('unauthorized', 'missing, invalid or revoked join token', {
+        hint: 'Create one on the control plane with `pilot token create --join`.',
+      });
     }
     const b = req.body;
     return reconciler.serial(async () => {
       const existing = await store.getNodeByName(b.name);
       const now = Date.now();
       if (existing && !(b.credential && tokensEqual(existing.credentialHash, hashToken(b.credential)))) {
-        throw new PilotError('conflict', `a node named "${b.name}" is already registered`, { hint: 'Give this agent another --name, or remove the old node.' });
+        throw new PilotError('conflict', `a node named "${b.name}" is already registered`, {
+          hint: 'Give this agent another --name, or remove the old node.',
+        });
       }
       const credential = existing ? b.credential! : newToken('pilot_node');
       const node: NodeRecord = {
@@ -106,7 +111,12 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
   };
 
   /** Apply a report (when `apply`) and compute this node's desired instances. */
-  const syncOnce = (reportingNode: NodeRecord, body: SyncRequest, apply: boolean, log: FastifyBaseLogger): Promise<{ protocol: number; instances: InstanceSpec[]; stop: string[] }> =>
+  const syncOnce = (
+    reportingNode: NodeRecord,
+    body: SyncRequest,
+    apply: boolean,
+    log: FastifyBaseLogger,
+  ): Promise<{ protocol: number; instances: InstanceSpec[]; stop: string[] }> =>
     reconciler.serial(async () => {
       let node = reportingNode;
       reconciler.nodeHeardFrom(node.id);
@@ -150,19 +160,32 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
         }
         const lastError = await masked(rec.app, s.lastError);
         const logTail = await masked(rec.app, s.logTail);
-        if (rec.state !== s.state || rec.port !== s.port || rec.restarts !== s.restarts || rec.pid !== s.pid || rec.lastError !== lastError || rec.containerId !== s.containerId || rec.logTail !== logTail || rec.address !== s.address) {
+        if (
+          rec.state !== s.state ||
+          rec.port !== s.port ||
+          rec.restarts !== s.restarts ||
+          rec.pid !== s.pid ||
+          rec.lastError !== lastError ||
+          rec.containerId !== s.containerId ||
+          rec.logTail !== logTail ||
+          rec.address !== s.address
+        ) {
           changed.add(rec.app);
-          await store.updateInstanceStatus(rec.id, {
-            state: s.state as InstanceState,
-            port: s.port,
-            pid: s.pid,
-            restarts: s.restarts,
-            lastError,
-            startedAt: s.startedAt,
-            containerId: s.containerId,
-            logTail,
-            address: s.address,
-          }, now);
+          await store.updateInstanceStatus(
+            rec.id,
+            {
+              state: s.state as InstanceState,
+              port: s.port,
+              pid: s.pid,
+              restarts: s.restarts,
+              lastError,
+              startedAt: s.startedAt,
+              containerId: s.containerId,
+              logTail,
+              address: s.address,
+            },
+            now,
+          );
         }
       }
       for (const rec of [...mine.values()]) {
@@ -175,7 +198,10 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       }
       if (apply) {
         for (const id of reconciler.reportOrphans(node.id, node.name, orphans)) {
-          log.warn({ node: node.name, instance: id }, 'agent runs an instance this control plane does not know: kept running as an orphan (`pilot orphans`)');
+          log.warn(
+            { node: node.name, instance: id },
+            'agent runs an instance this control plane does not know: kept running as an orphan (`pilot orphans`)',
+          );
         }
       }
       if (changed.size > 0) reconciler.appsChanged(changed);
@@ -203,8 +229,12 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           env: { ...rev.config.env, ...secrets.get(rec.app) },
           health: rev.config.health,
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
-          ...(rec.kind === 'release' ? { kind: 'release' as const, release: rev.config.release, releaseTimeoutMs: rev.config.deploy.releaseTimeoutMs } : {}),
-          ...(rec.kind !== 'release' && rev.config.port !== undefined && rev.config.runtime === 'process' && nodeIsolates(node) ? { netns: true } : {}),
+          ...(rec.kind === 'release'
+            ? { kind: 'release' as const, release: rev.config.release, releaseTimeoutMs: rev.config.deploy.releaseTimeoutMs }
+            : {}),
+          ...(rec.kind !== 'release' && rev.config.port !== undefined && rev.config.runtime === 'process' && nodeIsolates(node)
+            ? { netns: true }
+            : {}),
           ...(rev.config.volumes.length > 0 ? { volumes: rev.config.volumes } : {}),
         });
       }

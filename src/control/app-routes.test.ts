@@ -24,13 +24,24 @@ const SHA = 'c'.repeat(40);
 function rowCounts(file: string): Record<string, number> {
   const db = new Database(file, { readonly: true });
   try {
-    const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).all() as { name: string }[]).map((t) => t.name);
+    const tables = (
+      db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).all() as {
+        name: string;
+      }[]
+    ).map((t) => t.name);
     assert.ok(tables.length >= 10, `expected the whole schema, got ${tables.join(', ')}`);
     // Of the event feed, only the events a deploy or a rollback writes itself: the reconciler and the
     // node monitor keep working in the background (instance and node events), dry run or not.
-    const count = (t: string): number => (db.prepare(t === 'events'
-      ? `SELECT COUNT(*) AS n FROM events WHERE kind IN ('run.created', 'deploy.revision', 'rollout.started')`
-      : `SELECT COUNT(*) AS n FROM "${t}"`).get() as { n: number }).n;
+    const count = (t: string): number =>
+      (
+        db
+          .prepare(
+            t === 'events'
+              ? `SELECT COUNT(*) AS n FROM events WHERE kind IN ('run.created', 'deploy.revision', 'rollout.started')`
+              : `SELECT COUNT(*) AS n FROM "${t}"`,
+          )
+          .get() as { n: number }
+      ).n;
     return Object.fromEntries(tables.map((t) => [t, count(t)]));
   } finally {
     db.close();
@@ -41,7 +52,9 @@ function rowCounts(file: string): Record<string, number> {
 function dump(file: string): string {
   const db = new Database(file, { readonly: true });
   try {
-    return JSON.stringify(['apps', 'revisions', 'rollouts', 'runs', 'volume_placements'].map((t) => db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).all()));
+    return JSON.stringify(
+      ['apps', 'revisions', 'rollouts', 'runs', 'volume_placements'].map((t) => db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).all()),
+    );
   } finally {
     db.close();
   }
@@ -79,22 +92,59 @@ describe('app routes: deploy plans (dry runs)', () => {
     const port = (agentish.address() as { port: number }).port;
     const s = new SqliteStore(dbFile);
     const node = (id: string, cpus: number): NodeRecord => ({
-      id, name: `node-${id}`, address: '127.0.0.1', apiUrl: `http://127.0.0.1:${port}`, credentialHash: `hash-${id}`, agentToken: 't', registeredAt: 1, lastSeenAt: 1,
-      scheduling: 'eligible', cpus, memoryMb: 4096, labels: { zone: id === 'n3' ? 'b' : 'a' }, runtimes: {},
+      id,
+      name: `node-${id}`,
+      address: '127.0.0.1',
+      apiUrl: `http://127.0.0.1:${port}`,
+      credentialHash: `hash-${id}`,
+      agentToken: 't',
+      registeredAt: 1,
+      lastSeenAt: 1,
+      scheduling: 'eligible',
+      cpus,
+      memoryMb: 4096,
+      labels: { zone: id === 'n3' ? 'b' : 'a' },
+      runtimes: {},
     });
-    for (const [id, cpus] of [['n1', 4], ['n2', 4], ['n3', 1]] as const) await s.upsertNode(node(id, cpus));
+    for (const [id, cpus] of [
+      ['n1', 4],
+      ['n2', 4],
+      ['n3', 1],
+    ] as const)
+      await s.upsertNode(node(id, cpus));
     const config = resolveAppConfig({ replicas: 2 }, 'web');
     await s.upsertApp('web', config, 1);
     for (const commit of ['a', 'b']) {
-      await s.createRevision({ app: 'web', artifact: DIGEST, commit: commit.repeat(40), dirty: false, config, runId: undefined, createdAt: 1, image: undefined, nodeRuntime: undefined });
+      await s.createRevision({
+        app: 'web',
+        artifact: DIGEST,
+        commit: commit.repeat(40),
+        dirty: false,
+        config,
+        runId: undefined,
+        createdAt: 1,
+        image: undefined,
+        nodeRuntime: undefined,
+      });
     }
     await s.setActiveRevision('web', 2, 1);
-    for (const [id, n] of [['web-2-aaaaaa', 'n1'], ['web-2-bbbbbb', 'n2']] as const) {
+    for (const [id, n] of [
+      ['web-2-aaaaaa', 'n1'],
+      ['web-2-bbbbbb', 'n2'],
+    ] as const) {
       await s.createInstance({ id, app: 'web', revision: 2, nodeId: n, desired: 'run', createdAt: 1 });
       await s.updateInstanceStatus(id, { state: 'ready', port: 4000, pid: 10, restarts: 0, lastError: undefined, startedAt: 1 }, 1);
     }
     s.close();
-    cp = await startControlPlane({ home, host: '127.0.0.1', port: 0, routerHost: '127.0.0.1', routerPort: 0, logger: pino({ level: 'silent' }), workers: 0 });
+    cp = await startControlPlane({
+      home,
+      host: '127.0.0.1',
+      port: 0,
+      routerHost: '127.0.0.1',
+      routerPort: 0,
+      logger: pino({ level: 'silent' }),
+      workers: 0,
+    });
     // Wait for the node monitor to count the nodes ready (a fresh start gives them a grace period as `suspect`).
     const deadline = Date.now() + 60_000;
     for (;;) {
@@ -115,13 +165,27 @@ describe('app routes: deploy plans (dry runs)', () => {
     assert.equal(r.status, 200);
     assert.equal(r.json.dryRun, true);
     assert.equal(r.json.revision, 3, 'the next revision number');
-    assert.deepEqual(r.json.placements.map((p: Json) => p.node).sort(), ['node-n1', 'node-n2'], 'spread, the app\'s own room counted free, the fullest node last');
+    assert.deepEqual(
+      r.json.placements.map((p: Json) => p.node).sort(),
+      ['node-n1', 'node-n2'],
+      "spread, the app's own room counted free, the fullest node last",
+    );
     assert.equal(r.json.unplaced, null);
-    assert.deepEqual(r.json.stops.map((s: Json) => [s.id, s.revision, s.node]), [['web-2-aaaaaa', 2, 'node-n1'], ['web-2-bbbbbb', 2, 'node-n2']]);
+    assert.deepEqual(
+      r.json.stops.map((s: Json) => [s.id, s.revision, s.node]),
+      [
+        ['web-2-aaaaaa', 2, 'node-n1'],
+        ['web-2-bbbbbb', 2, 'node-n2'],
+      ],
+    );
     assert.equal(r.json.recreate, false);
     assert.equal(r.json.replicas.replicas, 2);
     // With the artifact and commit of a real deploy too (the artifact need not be published yet... it must be, for a real deploy).
-    const full = await dry('/api/v1/apps/web/revisions?dryRun=true', { artifact: `sha256:${'9'.repeat(64)}`, commit: SHA, config: { replicas: 2 } });
+    const full = await dry('/api/v1/apps/web/revisions?dryRun=true', {
+      artifact: `sha256:${'9'.repeat(64)}`,
+      commit: SHA,
+      config: { replicas: 2 },
+    });
     assert.equal(full.status, 404);
     assert.equal(full.json.error.code, 'artifact_not_found');
   });
@@ -138,8 +202,13 @@ describe('app routes: deploy plans (dry runs)', () => {
     assert.equal(big.json.placements.length, 0);
     assert.equal(big.json.unplaced.count, 2);
     assert.match(big.json.unplaced.reason, /8 CPU, more than any node has/);
-    const zone = await dry('/api/v1/apps/web/revisions?dryRun=true', { config: { replicas: 2, constraints: { zone: 'b' }, resources: { cpu: 1 } } });
-    assert.deepEqual(zone.json.placements.map((p: Json) => p.node), ['node-n3']);
+    const zone = await dry('/api/v1/apps/web/revisions?dryRun=true', {
+      config: { replicas: 2, constraints: { zone: 'b' }, resources: { cpu: 1 } },
+    });
+    assert.deepEqual(
+      zone.json.placements.map((p: Json) => p.node),
+      ['node-n3'],
+    );
     assert.equal(zone.json.unplaced.count, 1);
     assert.match(zone.json.unplaced.reason, /1 of 2 instances placed/);
     const docker = await dry('/api/v1/apps/web/revisions?dryRun=true', { config: { runtime: 'docker' } });
@@ -189,7 +258,10 @@ describe('app routes: deploy plans (dry runs)', () => {
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.equal(r.json.revision, 1);
     assert.equal(r.json.placements.length, 2);
-    assert.deepEqual(r.json.stops.map((s: Json) => s.id), ['web-2-aaaaaa', 'web-2-bbbbbb']);
+    assert.deepEqual(
+      r.json.stops.map((s: Json) => s.id),
+      ['web-2-aaaaaa', 'web-2-bbbbbb'],
+    );
     assert.equal(r.json.replicas.changed, false);
   });
 
@@ -210,11 +282,18 @@ describe('app routes: deploy plans (dry runs)', () => {
   });
 
   describe('CLI', () => {
-    const pilot = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve) => {
-      execFile(process.execPath, [PILOT, ...args], {
-        env: { PATH: process.env.PATH ?? '', PILOT_HOME: join(home, 'cli-home'), PILOT_SERVER: cp.apiUrl, PILOT_TOKEN: cp.adminToken }, timeout: 60_000,
-      }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }));
-    });
+    const pilot = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      new Promise((resolve) => {
+        execFile(
+          process.execPath,
+          [PILOT, ...args],
+          {
+            env: { PATH: process.env.PATH ?? '', PILOT_HOME: join(home, 'cli-home'), PILOT_SERVER: cp.apiUrl, PILOT_TOKEN: cp.adminToken },
+            timeout: 60_000,
+          },
+          (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
 
     it('`pilot rollback --dry-run` prints the plan and changes nothing', async () => {
       const counts = rowCounts(dbFile);
@@ -233,7 +312,7 @@ describe('app routes: deploy plans (dry runs)', () => {
       assert.equal((await call('GET', '/api/v1/apps/web')).json.rollouts.length, 0, 'no rollout was made');
     });
 
-    it('`pilot run --dry-run` plans the folder\'s pilot.yaml without building anything', async () => {
+    it("`pilot run --dry-run` plans the folder's pilot.yaml without building anything", async () => {
       const dir = join(home, 'app-src');
       await mkdir(dir, { recursive: true });
       await writeFile(join(dir, 'pilot.yaml'), 'name: web\nreplicas: 2\nport: 3000\n');
@@ -255,7 +334,11 @@ describe('app routes: deploy plans (dry runs)', () => {
   it('a real deploy keeps a `pilot scale` when pilot.yaml did not change, applies a changed value, and logs who set it', async () => {
     const bytes = Buffer.from('not really a tarball: the deploy only checks it is in the repository');
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    const put = await fetch(`${cp.apiUrl}/api/v1/artifacts/${digest}`, { method: 'PUT', headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' }, body: bytes });
+    const put = await fetch(`${cp.apiUrl}/api/v1/artifacts/${digest}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' },
+      body: bytes,
+    });
     assert.ok(put.status === 201 || put.status === 200, `artifact upload: ${put.status}`);
     assert.equal((await call('POST', '/api/v1/apps/web/scale', { replicas: 3 })).status, 200);
     const first = await call('POST', '/api/v1/apps/web/revisions', { artifact: digest, commit: SHA, config: { replicas: 2 } });

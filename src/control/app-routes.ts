@@ -23,32 +23,55 @@ export interface AppRouteDeps {
 const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });
 /** `?dryRun=true`: plan only, write nothing. */
 const DryRunQuery = Type.Object({ dryRun: Type.Optional(Type.Boolean()) });
-const DeployBody = Type.Object({
-  artifact: Type.String(),
-  /** runtime docker: the image (see ImageRef). */
-  image: Type.Optional(Type.Object({
-    id: Digest,
-    ref: Type.Optional(Type.String({ maxLength: 512, pattern: '^[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?/[a-z0-9][a-z0-9._/-]*@sha256:[a-f0-9]{64}$' })),
-    archive: Type.Optional(Digest),
-  }, { additionalProperties: false })),
-  /** runtime process: the exact Node.js runtime (a blob in the artifact repository). */
-  node: Type.Optional(Type.Object({
-    version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
-    digest: Digest,
-    source: Type.String({ maxLength: 200 }),
-    npm: Type.Optional(Type.Object({
-      version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
-      digest: Digest,
-    }, { additionalProperties: false })),
-  }, { additionalProperties: false })),
-  commit: Type.String(),
-  dirty: Type.Optional(Type.Boolean()),
-  config: Type.Optional(Type.Unknown()),
-  runId: Type.Optional(Type.Integer({ minimum: 1 })),
-}, { additionalProperties: false });
+const DeployBody = Type.Object(
+  {
+    artifact: Type.String(),
+    /** runtime docker: the image (see ImageRef). */
+    image: Type.Optional(
+      Type.Object(
+        {
+          id: Digest,
+          ref: Type.Optional(
+            Type.String({ maxLength: 512, pattern: '^[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?/[a-z0-9][a-z0-9._/-]*@sha256:[a-f0-9]{64}$' }),
+          ),
+          archive: Type.Optional(Digest),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** runtime process: the exact Node.js runtime (a blob in the artifact repository). */
+    node: Type.Optional(
+      Type.Object(
+        {
+          version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
+          digest: Digest,
+          source: Type.String({ maxLength: 200 }),
+          npm: Type.Optional(
+            Type.Object(
+              {
+                version: Type.String({ pattern: '^[0-9]+\\.[0-9]+\\.[0-9]+$' }),
+                digest: Digest,
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    commit: Type.String(),
+    dirty: Type.Optional(Type.Boolean()),
+    config: Type.Optional(Type.Unknown()),
+    runId: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+);
 
 /** A dry run's body: the deploy's, where `artifact` and `commit` may be left out (`pilot run --dry-run` plans before building). */
-const PlanBody = Type.Object({ ...DeployBody.properties, artifact: Type.Optional(Type.String()), commit: Type.Optional(Type.String()) }, { additionalProperties: false });
+const PlanBody = Type.Object(
+  { ...DeployBody.properties, artifact: Type.Optional(Type.String()), commit: Type.Optional(Type.String()) },
+  { additionalProperties: false },
+);
 const checkPlanBody = TypeCompiler.Compile(PlanBody);
 
 /**
@@ -56,12 +79,18 @@ const checkPlanBody = TypeCompiler.Compile(PlanBody);
  * the failure attached rather than answered: a dry run that only lacks `artifact` or `commit` is
  * checked against `PlanBody` instead; any other failure is answered as every route answers it.
  */
-function deployRequest(req: FastifyRequest<{ Body: Static<typeof PlanBody>; Querystring: Static<typeof DryRunQuery> }>): { body: Static<typeof PlanBody>; dryRun: boolean } {
-  const err = req.validationError as (Error & { validation?: { keyword?: string; params?: { missingProperty?: string } }[]; validationContext?: string }) | undefined;
+function deployRequest(req: FastifyRequest<{ Body: Static<typeof PlanBody>; Querystring: Static<typeof DryRunQuery> }>): {
+  body: Static<typeof PlanBody>;
+  dryRun: boolean;
+} {
+  const err = req.validationError as
+    (Error & { validation?: { keyword?: string; params?: { missingProperty?: string } }[]; validationContext?: string }) | undefined;
   if (!err) return { body: req.body, dryRun: req.query.dryRun === true };
   // Fastify stops at the first failing part (body before querystring): the query is still raw here.
   const dryRun = String((req.query as Record<string, unknown>).dryRun) === 'true';
-  const onlyMissing = err.validationContext === 'body' && (err.validation ?? []).every((v) => v.keyword === 'required' && ['artifact', 'commit'].includes(v.params?.missingProperty ?? ''));
+  const onlyMissing =
+    err.validationContext === 'body' &&
+    (err.validation ?? []).every((v) => v.keyword === 'required' && ['artifact', 'commit'].includes(v.params?.missingProperty ?? ''));
   if (!dryRun || !onlyMissing) throw err;
   if (!checkPlanBody.Check(req.body)) {
     const first = [...checkPlanBody.Errors(req.body)][0];
@@ -108,16 +137,35 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const instances = await store.listInstances({ app: a.name });
     const nodes = new Map((await store.listNodes()).map((n) => [n.id, n]));
     return {
-      app: { name: a.name, activeRevision: a.activeRevision ?? null, replicas: a.replicas, replicasSetBy: a.replicasSource, hosts: [`${a.name}.localhost`, ...a.config.hosts], createdAt: a.createdAt, updatedAt: a.updatedAt },
+      app: {
+        name: a.name,
+        activeRevision: a.activeRevision ?? null,
+        replicas: a.replicas,
+        replicasSetBy: a.replicasSource,
+        hosts: [`${a.name}.localhost`, ...a.config.hosts],
+        createdAt: a.createdAt,
+        updatedAt: a.updatedAt,
+      },
       revisions: revisions.map((r) => ({
-        number: r.number, artifact: r.artifact, commit: r.commit, dirty: r.dirty, runId: r.runId ?? null, createdAt: r.createdAt, active: r.number === a.activeRevision,
-        runtime: r.config.runtime, image: r.image ?? null, node: r.nodeRuntime ?? null,
+        number: r.number,
+        artifact: r.artifact,
+        commit: r.commit,
+        dirty: r.dirty,
+        runId: r.runId ?? null,
+        createdAt: r.createdAt,
+        active: r.number === a.activeRevision,
+        runtime: r.config.runtime,
+        image: r.image ?? null,
+        node: r.nodeRuntime ?? null,
       })),
       rollouts,
       // state: what is known of the instance (instanceView); reported: the agent's last word.
       instances: instances.map((i) => ({
-        ...i, reported: i.state, state: instanceView(i, nodes.has(i.nodeId) ? reconciler.nodeStatus(i.nodeId) : undefined),
-        node: nodes.get(i.nodeId)?.name ?? i.nodeId, address: i.address ?? nodes.get(i.nodeId)?.address,
+        ...i,
+        reported: i.state,
+        state: instanceView(i, nodes.has(i.nodeId) ? reconciler.nodeStatus(i.nodeId) : undefined),
+        node: nodes.get(i.nodeId)?.name ?? i.nodeId,
+        address: i.address ?? nodes.get(i.nodeId)?.address,
       })),
       routing: { problems: reconciler.routeProblems(a.name) },
       orphans: reconciler.orphans().filter((o) => o.app === a.name),
@@ -138,7 +186,14 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       void reply.status(result.reused ? 200 : 201);
       const r = result.revision;
       return {
-        revision: { number: r.number, artifact: r.artifact, commit: r.commit, dirty: r.dirty, image: r.image ?? null, node: r.nodeRuntime ?? null },
+        revision: {
+          number: r.number,
+          artifact: r.artifact,
+          commit: r.commit,
+          dirty: r.dirty,
+          image: r.image ?? null,
+          node: r.nodeRuntime ?? null,
+        },
         rollout: result.rollout,
         notes: result.notes,
         reused: result.reused,
@@ -175,7 +230,12 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
 
   app.post<{ Params: { app: string }; Body: { to?: number } | undefined; Querystring: Static<typeof DryRunQuery> }>(
     '/api/v1/apps/:app/rollback',
-    { schema: { body: Type.Optional(Type.Object({ to: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false })), querystring: DryRunQuery } },
+    {
+      schema: {
+        body: Type.Optional(Type.Object({ to: Type.Optional(Type.Integer({ minimum: 1 })) }, { additionalProperties: false })),
+        querystring: DryRunQuery,
+      },
+    },
     async (req, reply) => {
       const a = await mustGetApp(store, req.params.app);
       const result = await admitRollback({ ...deps, log: req.log }, a, req.body?.to, { dryRun: req.query.dryRun === true });
@@ -193,9 +253,13 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     }
     // Volumes keep every replica on one node; a fixed port allows one instance per node.
     if (n > 1 && a.config.volumes.length > 0 && a.config.port !== undefined) {
-      throw new PilotError('invalid_config', `app "${a.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${a.config.port}) allows one instance per node: ${n} replicas cannot be placed`, {
-        hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
-      });
+      throw new PilotError(
+        'invalid_config',
+        `app "${a.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${a.config.port}) allows one instance per node: ${n} replicas cannot be placed`,
+        {
+          hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
+        },
+      );
     }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now(), 'scale'));
     reconciler.enqueue(a.name);

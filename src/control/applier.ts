@@ -21,8 +21,7 @@ export interface ApplierDeps {
 }
 
 export type ApplyResult =
-  | { readonly committed: true; readonly instanceIds: readonly string[] }
-  | { readonly committed: false; readonly reason: string };
+  { readonly committed: true; readonly instanceIds: readonly string[] } | { readonly committed: false; readonly reason: string };
 
 const defaultId = (app: string, revision: number, kind: 'web' | 'release'): string =>
   `${app}-${revision}-${kind === 'release' ? 'release-' : ''}${randomBytes(3).toString('hex')}`;
@@ -39,13 +38,16 @@ export async function applyPlan(deps: ApplierDeps, plan: Plan, now = Date.now())
   if (!verdict.committed) return stale(deps, plan, verdict.reason);
   const log = deps.log;
   const app = plan.app;
-  plan.placements.forEach((p, k) => log.info({ app, revision: p.revision, instance: instanceIds[k], node: p.nodeId, kind: p.kind }, 'instance placed'));
+  plan.placements.forEach((p, k) =>
+    log.info({ app, revision: p.revision, instance: instanceIds[k], node: p.nodeId, kind: p.kind }, 'instance placed'),
+  );
   for (const d of plan.desired) {
     if (d.why === 'lost') log.warn({ app, instance: d.id }, 'instance lost with its node; replacing it');
     else log.info({ app, instance: d.id, desired: d.desired, ...(d.why === 'moved' ? { moved: true } : {}) }, 'instance desired state');
   }
   if (plan.activate !== undefined) log.info({ app, revision: plan.activate }, 'revision active');
-  if (plan.finish && plan.rolloutId !== undefined) log.info({ app, rollout: plan.rolloutId, status: plan.finish.status, reason: plan.finish.reason }, 'rollout finished');
+  if (plan.finish && plan.rolloutId !== undefined)
+    log.info({ app, rollout: plan.rolloutId, status: plan.finish.status, reason: plan.finish.reason }, 'rollout finished');
   if (plan.unplaced) log.warn({ app, unplaced: plan.unplaced.count }, plan.unplaced.reason);
   return { committed: true, instanceIds };
 }

@@ -29,12 +29,40 @@ describe('artifact GC applied to a store and a blob store', () => {
         store.putArtifactMeta({ digest: d, size: 2000, app: 'web', commit: undefined, createdAt: old });
         utimesSync(blobs.path(d), new Date(old), new Date(old));
       }
-      await store.putNodeRuntime({ version: '22.1.0', platform: 'linux-x64', digest: rt, integrity: undefined, size: 2000, origin: 'import', createdAt: old });
+      await store.putNodeRuntime({
+        version: '22.1.0',
+        platform: 'linux-x64',
+        digest: rt,
+        integrity: undefined,
+        size: 2000,
+        origin: 'import',
+        createdAt: old,
+      });
       const config = resolveAppConfig({}, 'web');
       await store.upsertApp('web', config, old);
       const sha = 'a'.repeat(40);
-      await store.createRevision({ app: 'web', artifact: a1, commit: sha, dirty: false, config, runId: undefined, image: undefined, nodeRuntime: undefined, createdAt: old });
-      const r2 = await store.createRevision({ app: 'web', artifact: a2, commit: sha, dirty: false, config, runId: undefined, image: undefined, nodeRuntime: undefined, createdAt: old });
+      await store.createRevision({
+        app: 'web',
+        artifact: a1,
+        commit: sha,
+        dirty: false,
+        config,
+        runId: undefined,
+        image: undefined,
+        nodeRuntime: undefined,
+        createdAt: old,
+      });
+      const r2 = await store.createRevision({
+        app: 'web',
+        artifact: a2,
+        commit: sha,
+        dirty: false,
+        config,
+        runId: undefined,
+        image: undefined,
+        nodeRuntime: undefined,
+        createdAt: old,
+      });
       await store.setActiveRevision('web', r2.number, old);
 
       const settings = { keep: 0, graceMs: HOUR };
@@ -60,8 +88,13 @@ describe('artifact GC applied to a store and a blob store', () => {
       assert.deepEqual(await store.listNodeRuntimes(), [], 'a collected runtime is no longer recorded');
       assert.equal((await store.listRevisions('web')).length, 2, 'revisions stay');
 
-      await assert.rejects(assertBlobsPresent(blobs, [a1], 'cannot roll "web" back to revision 1', true),
-        (e: unknown) => isPilotError(e) && e.code === 'artifact_collected' && e.message === `cannot roll "web" back to revision 1: artifact ${a1} was garbage-collected`);
+      await assert.rejects(
+        assertBlobsPresent(blobs, [a1], 'cannot roll "web" back to revision 1', true),
+        (e: unknown) =>
+          isPilotError(e) &&
+          e.code === 'artifact_collected' &&
+          e.message === `cannot roll "web" back to revision 1: artifact ${a1} was garbage-collected`,
+      );
       await assertBlobsPresent(blobs, [a2], 'x', true);
     } finally {
       store.close();

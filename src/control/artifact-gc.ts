@@ -46,11 +46,19 @@ export function collectArtifacts(deps: ArtifactGcDeps, opts: { dryRun: boolean; 
       // The later of the two (the safer age): blobs without a row (runtimes) have only the file's.
       return { digest: b.digest, size: b.size, createdAt: Math.max(m?.createdAt ?? 0, b.mtimeMs), app: m?.app };
     });
-    const apps: GcApp[] = await Promise.all((await store.listApps()).map(async (a) => ({
-      name: a.name,
-      activeRevision: a.activeRevision,
-      revisions: (await store.listRevisions(a.name)).map((r) => ({ number: r.number, artifact: r.artifact, imageArchive: r.image?.archive, nodeRuntime: r.nodeRuntime?.digest, npmPackage: r.nodeRuntime?.npm?.digest })),
-    })));
+    const apps: GcApp[] = await Promise.all(
+      (await store.listApps()).map(async (a) => ({
+        name: a.name,
+        activeRevision: a.activeRevision,
+        revisions: (await store.listRevisions(a.name)).map((r) => ({
+          number: r.number,
+          artifact: r.artifact,
+          imageArchive: r.image?.archive,
+          nodeRuntime: r.nodeRuntime?.digest,
+          npmPackage: r.nodeRuntime?.npm?.digest,
+        })),
+      })),
+    );
     const rollouts = (await Promise.all(apps.map((a) => store.activeRollout(a.name)))).flatMap((r) => (r ? [r] : []));
     const runArtifacts = (await store.listRuns({ limit: RUNS_SCANNED }))
       .filter((r) => (r.status === 'queued' || r.status === 'running') && r.artifact !== undefined)
@@ -101,9 +109,11 @@ export function gcSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): GcSetti
 export function registerArtifactGcRoutes(app: FastifyInstance, deps: ArtifactGcDeps & { settings: () => GcSettings }): void {
   app.post<{ Body: unknown }>('/api/v1/artifacts/gc', async (req) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
-    if (typeof body !== 'object' || Array.isArray(body)) throw new PilotError('bad_request', 'the body must be a JSON object { dryRun?, keep? }');
+    if (typeof body !== 'object' || Array.isArray(body))
+      throw new PilotError('bad_request', 'the body must be a JSON object { dryRun?, keep? }');
     for (const k of Object.keys(body)) {
-      if (k !== 'dryRun' && k !== 'keep') throw new PilotError('bad_request', `unknown field "${k.slice(0, 40)}": the body takes dryRun and keep`);
+      if (k !== 'dryRun' && k !== 'keep')
+        throw new PilotError('bad_request', `unknown field "${k.slice(0, 40)}": the body takes dryRun and keep`);
     }
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new PilotError('bad_request', 'dryRun must be true or false');
     const base = deps.settings();
@@ -118,7 +128,8 @@ export function startArtifactGcTimer(deps: ArtifactGcDeps, log: Logger, interval
   const t = setInterval(() => {
     collectArtifacts(deps, { dryRun: false, settings: settings() })
       .then((r) => {
-        if (r.deleted.length > 0) log.info({ deleted: r.deleted.length, freedBytes: r.freedBytes, kept: r.kept }, 'artifact GC freed space');
+        if (r.deleted.length > 0)
+          log.info({ deleted: r.deleted.length, freedBytes: r.freedBytes, kept: r.kept }, 'artifact GC freed space');
       })
       .catch((err: unknown) => log.error({ err }, 'artifact GC failed'));
   }, intervalMs);
@@ -127,7 +138,12 @@ export function startArtifactGcTimer(deps: ArtifactGcDeps, log: Logger, interval
 }
 
 /** The blobs a revision needs from the artifact repository (an image pushed to a registry needs none). */
-export function revisionBlobDigests(r: { artifact: string; config: { runtime: string }; image?: { archive?: string | undefined } | undefined; nodeRuntime?: { digest: string; npm?: { digest: string } | undefined } | undefined }): string[] {
+export function revisionBlobDigests(r: {
+  artifact: string;
+  config: { runtime: string };
+  image?: { archive?: string | undefined } | undefined;
+  nodeRuntime?: { digest: string; npm?: { digest: string } | undefined } | undefined;
+}): string[] {
   const out: string[] = [];
   if (r.config.runtime === 'process' || r.image?.archive !== undefined) out.push(r.image?.archive ?? r.artifact);
   if (r.nodeRuntime) out.push(r.nodeRuntime.digest);

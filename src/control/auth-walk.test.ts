@@ -28,7 +28,7 @@ const EXCEPTIONS: Record<string, { allowed: readonly Who[]; why: string }> = {
   'GET /api/v1/artifacts/:digest/meta': { allowed: ['node', 'admin'], why: 'agents read artifact metadata' },
   'HEAD /api/v1/artifacts/:digest/meta': { allowed: ['node', 'admin'], why: 'agents read artifact metadata' },
   'POST /api/v1/artifacts/:digest/verify': { allowed: ['node', 'admin'], why: 'an agent reports a download that did not match its digest' },
-  'POST /hooks/github/:app': { allowed: [], why: 'signed with the app\'s webhook secret: no bearer token opens it' },
+  'POST /hooks/github/:app': { allowed: [], why: "signed with the app's webhook secret: no bearer token opens it" },
 };
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
@@ -51,7 +51,13 @@ describe('every route needs a credential (route walk)', { timeout: 120_000 }, ()
     // The routes that check their own credential validate the body first: send a valid one, so
     // the answer is about the credential.
     if (url === '/api/v1/agent/register') {
-      body = JSON.stringify({ protocol: AGENT_PROTOCOL, name: `walker-${++nodeCount}`, address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', agentToken: 'b'.repeat(32) });
+      body = JSON.stringify({
+        protocol: AGENT_PROTOCOL,
+        name: `walker-${++nodeCount}`,
+        address: '127.0.0.1',
+        apiUrl: 'http://127.0.0.1:1',
+        agentToken: 'b'.repeat(32),
+      });
     } else if (url === '/api/v1/agent/sync') {
       body = JSON.stringify({ protocol: AGENT_PROTOCOL, instances: [] });
     } else if (url.startsWith('/hooks/')) {
@@ -73,7 +79,15 @@ describe('every route needs a credential (route walk)', { timeout: 120_000 }, ()
 
   before(async () => {
     home = mkdtempSync(join(tmpdir(), 'pilot-auth-walk-'));
-    cp = await startControlPlane({ home, host: '127.0.0.1', port: 0, routerHost: '127.0.0.1', routerPort: 0, logger: pino({ level: 'silent' }), gcIntervalMs: 0 });
+    cp = await startControlPlane({
+      home,
+      host: '127.0.0.1',
+      port: 0,
+      routerHost: '127.0.0.1',
+      routerPort: 0,
+      logger: pino({ level: 'silent' }),
+      gcIntervalMs: 0,
+    });
     tokens.admin = cp.adminToken;
     tokens.join = cp.joinToken;
     // A node credential, as an agent gets it; an app with a webhook, so the hook route reaches its signature check.

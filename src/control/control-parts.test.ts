@@ -24,10 +24,24 @@ describe('agent waiters', () => {
 });
 
 describe('revision cache', () => {
-  const rev = (app: string, number: number): RevisionRecord => ({ app, number, artifact: 'sha256:x', commit: 'c', dirty: false, config: {} as RevisionRecord['config'], runId: undefined, createdAt: 0, image: undefined, nodeRuntime: undefined });
+  const rev = (app: string, number: number): RevisionRecord => ({
+    app,
+    number,
+    artifact: 'sha256:x',
+    commit: 'c',
+    dirty: false,
+    config: {} as RevisionRecord['config'],
+    runId: undefined,
+    createdAt: 0,
+    image: undefined,
+    nodeRuntime: undefined,
+  });
 
   it('reads a revision once, never caches a miss, and forgets a purged app', async () => {
-    const rows = new Map<string, RevisionRecord>([['web/1', rev('web', 1)], ['webber/1', rev('webber', 1)]]);
+    const rows = new Map<string, RevisionRecord>([
+      ['web/1', rev('web', 1)],
+      ['webber/1', rev('webber', 1)],
+    ]);
     let reads = 0;
     const cache = new RevisionCache({ getRevision: async (app, n) => (reads++, rows.get(`${app}/${n}`)) });
     assert.equal((await cache.get('web', 1))?.number, 1);
@@ -71,16 +85,20 @@ describe('single writer', () => {
     const w = new SingleWriter();
     const order: string[] = [];
     let active = 0;
-    const job = (name: string, fail = false) => w.serial(async () => {
-      active++;
-      assert.equal(active, 1, 'never two at once');
-      await new Promise((r) => setTimeout(r, 5));
-      order.push(name);
-      active--;
-      if (fail) throw new Error(name);
-    });
+    const job = (name: string, fail = false) =>
+      w.serial(async () => {
+        active++;
+        assert.equal(active, 1, 'never two at once');
+        await new Promise((r) => setTimeout(r, 5));
+        order.push(name);
+        active--;
+        if (fail) throw new Error(name);
+      });
     const results = await Promise.allSettled([job('a'), job('b', true), job('c')]);
     assert.deepEqual(order, ['a', 'b', 'c']);
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
   });
 });

@@ -55,7 +55,12 @@ export interface Deployed {
 }
 
 /** Validate a deploy request, then either preview it (dryRun) or store its revision and rollout. */
-export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRequest, opts: { readonly dryRun: boolean }): Promise<Deployed | PlanPreview> {
+export async function admitDeploy(
+  deps: DeployDeps,
+  appName: string,
+  b: DeployRequest,
+  opts: { readonly dryRun: boolean },
+): Promise<Deployed | PlanPreview> {
   const { store, blobs, reconciler } = deps;
   const name = assertName(appName);
   // A dry run of `pilot run` plans before anything is built: no artifact yet.
@@ -66,7 +71,8 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
   }
   const digest = b.artifact === undefined ? undefined : assertDigest(b.artifact);
   if (b.commit !== undefined) {
-    if (!isCommitSha(b.commit)) throw new PilotError('bad_request', `commit must be a full 40-character SHA (got ${JSON.stringify(String(b.commit).slice(0, 80))})`);
+    if (!isCommitSha(b.commit))
+      throw new PilotError('bad_request', `commit must be a full 40-character SHA (got ${JSON.stringify(String(b.commit).slice(0, 80))})`);
   }
   const input = validateAppConfig(b.config ?? {}, 'config');
   if (input.name !== undefined && input.name !== name) {
@@ -74,11 +80,23 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
   }
   const config = resolveAppConfig(input, name);
   if (config.runtime === 'docker') {
-    if (!b.image && digest !== undefined) throw new PilotError('bad_request', 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request');
-    if (b.image && !b.image.ref && !b.image.archive) throw new PilotError('bad_request', 'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)');
+    if (!b.image && digest !== undefined)
+      throw new PilotError('bad_request', 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request');
+    if (b.image && !b.image.ref && !b.image.archive)
+      throw new PilotError(
+        'bad_request',
+        'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)',
+      );
     if (b.node) throw new PilotError('bad_request', '`node` applies to runtime process only; a container gets Node.js from its image');
-    if (config.release) throw new PilotError('invalid_config', 'release: a release phase needs runtime: process for now', { hint: 'Run migrations from the image\'s entrypoint, or remove `release` (pilot.yaml) / the Procfile `release:` line.' });
-    if (b.image && digest !== (b.image.archive ?? b.image.id)) throw new PilotError('bad_request', `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${digest})`);
+    if (config.release)
+      throw new PilotError('invalid_config', 'release: a release phase needs runtime: process for now', {
+        hint: "Run migrations from the image's entrypoint, or remove `release` (pilot.yaml) / the Procfile `release:` line.",
+      });
+    if (b.image && digest !== (b.image.archive ?? b.image.id))
+      throw new PilotError(
+        'bad_request',
+        `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${digest})`,
+      );
   } else if (b.image) {
     throw new PilotError('bad_request', '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)');
   }
@@ -89,38 +107,68 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
     throw new PilotError('artifact_not_found', `Node.js runtime ${b.node.version} (${b.node.digest}) is not in the artifact repository`);
   }
   if (b.node?.npm && !(await blobs.has(b.node.npm.digest))) {
-    throw new PilotError('artifact_not_found', `npm ${b.node.npm.version} (${b.node.npm.digest}), paired with Node.js ${b.node.version}, is not in the artifact repository`);
+    throw new PilotError(
+      'artifact_not_found',
+      `npm ${b.node.npm.version} (${b.node.npm.digest}), paired with Node.js ${b.node.version}, is not in the artifact repository`,
+    );
   }
   if (b.node) await assertRecordedRuntime(store, b.node);
   // A fixed port switches without downtime only where every node gives instances their own network namespace.
-  const isolated = config.port !== undefined && config.runtime === 'process' && await reconciler.everyNodeIsolates();
-  const notes = config.port === undefined ? [] : [isolated
-    ? `fixed port ${config.port}: each instance gets its own network namespace, so the new revision starts beside the old one (no downtime)`
-    : `fixed port ${config.port}: recreate (the old instances stop before the new ones start: a short gap in service). Run the agents as root on Linux, with \`ip\` and \`nsenter\`, for a switch without downtime`];
+  const isolated = config.port !== undefined && config.runtime === 'process' && (await reconciler.everyNodeIsolates());
+  const notes =
+    config.port === undefined
+      ? []
+      : [
+          isolated
+            ? `fixed port ${config.port}: each instance gets its own network namespace, so the new revision starts beside the old one (no downtime)`
+            : `fixed port ${config.port}: recreate (the old instances stop before the new ones start: a short gap in service). Run the agents as root on Linux, with \`ip\` and \`nsenter\`, for a switch without downtime`,
+        ];
 
   const existing = await store.getApp(name);
-  const replicas = replicasOnDeploy(existing && { replicas: existing.replicas, source: existing.replicasSource, configReplicas: existing.config.replicas }, config.replicas);
+  const replicas = replicasOnDeploy(
+    existing && { replicas: existing.replicas, source: existing.replicasSource, configReplicas: existing.config.replicas },
+    config.replicas,
+  );
   // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
   // current instances are left out: the rollout retires them. Instances that wait for their
   // volume's node are not refused (they start when it comes back, or after `pilot volumes forget`).
   // Only apps that ask something of a node are checked (the snapshot reads every instance).
-  const constrained = config.resources.cpu !== undefined || config.resources.memoryMb !== undefined || Object.keys(config.constraints).length > 0 || config.runtime !== 'process';
-  const preview = opts.dryRun || constrained ? await previewOf(deps, name, config, replicas.replicas, isolated ? undefined : config.port, digest) : undefined;
+  const constrained =
+    config.resources.cpu !== undefined ||
+    config.resources.memoryMb !== undefined ||
+    Object.keys(config.constraints).length > 0 ||
+    config.runtime !== 'process';
+  const preview =
+    opts.dryRun || constrained
+      ? await previewOf(deps, name, config, replicas.replicas, isolated ? undefined : config.port, digest)
+      : undefined;
   if (opts.dryRun) {
     const next = ((await store.listRevisions(name))[0]?.number ?? 0) + 1;
     return previewAnswer(deps, name, next, replicas, preview!.preview, notes);
   }
   if (preview?.preview.unplaced && !preview.volumesPinned) {
     const noEngine = config.runtime === 'docker' && !preview.nodes.some((n) => n.schedulable && n.runtimes?.has('docker'));
-    throw new PilotError('unschedulable', `app "${name}" cannot be placed: ${preview.preview.unplaced.reason}`, noEngine
-      ? { hint: 'Start the Docker engine on a node (`dockerd`, or `systemctl start docker`); its agent reports it within 10 s. `pilot nodes --json` shows each node\'s engine and its error.' }
-      : {});
+    throw new PilotError(
+      'unschedulable',
+      `app "${name}" cannot be placed: ${preview.preview.unplaced.reason}`,
+      noEngine
+        ? {
+            hint: "Start the Docker engine on a node (`dockerd`, or `systemctl start docker`); its agent reports it within 10 s. `pilot nodes --json` shows each node's engine and its error.",
+          }
+        : {},
+    );
   }
   const result = await reconciler.serial(async () => {
     // Again inside the single writer, where the artifact GC runs: nothing is deleted from here to the commit.
-    await assertBlobsPresent(blobs, revisionBlobDigests({ artifact: digest!, config, image: b.image, nodeRuntime: b.node }), `revision of "${name}"`, false);
+    await assertBlobsPresent(
+      blobs,
+      revisionBlobDigests({ artifact: digest!, config, image: b.image, nodeRuntime: b.node }),
+      `revision of "${name}"`,
+      false,
+    );
     const now = Date.now();
-    if ((await store.removingApps()).includes(name)) throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+    if ((await store.removingApps()).includes(name))
+      throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
     await assertHostsFree(store, reconciler, name, [`${name}.localhost`, ...config.hosts]);
     const current = await store.getApp(name);
     if (b.runId !== undefined) {
@@ -136,7 +184,10 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
     }
     await store.upsertApp(name, config, now);
     // Decided again on the row as it is now (a `pilot scale` may have landed since the preview).
-    const owner = replicasOnDeploy(current && { replicas: current.replicas, source: current.replicasSource, configReplicas: current.config.replicas }, config.replicas);
+    const owner = replicasOnDeploy(
+      current && { replicas: current.replicas, source: current.replicasSource, configReplicas: current.config.replicas },
+      config.replicas,
+    );
     if (!current || owner.changed || owner.source !== current.replicasSource) {
       await store.setReplicas(name, owner.replicas, now, owner.source);
       if (current) deps.log.info({ app: name, replicas: owner.replicas, setBy: owner.source }, owner.why);
@@ -147,16 +198,32 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
       if (!run || run.app !== name) throw new PilotError('run_not_found', `run ${b.runId} of app "${name}" not found`);
       const latest = run.fence === undefined ? undefined : await store.latestDeployedFence(name);
       if (run.fence !== undefined && latest !== undefined && latest > run.fence) {
-        throw new PilotError('superseded', `deploy skipped: a newer push of "${name}" is already deployed (fence ${latest} > ${run.fence})`);
+        throw new PilotError(
+          'superseded',
+          `deploy skipped: a newer push of "${name}" is already deployed (fence ${latest} > ${run.fence})`,
+        );
       }
     }
     const revision = await store.createRevision({
-      app: name, artifact: digest!, commit: b.commit!, dirty: b.dirty ?? false, config, runId: b.runId, createdAt: now, image: b.image, nodeRuntime: b.node,
+      app: name,
+      artifact: digest!,
+      commit: b.commit!,
+      dirty: b.dirty ?? false,
+      config,
+      runId: b.runId,
+      createdAt: now,
+      image: b.image,
+      nodeRuntime: b.node,
     });
     const previous = await store.activeRollout(name);
     if (previous) await store.finishRollout(previous.id, 'failed', `superseded by revision ${revision.number}`, now);
     const after = await store.getApp(name);
-    const rollout = await store.createRollout({ app: name, fromRevision: after?.activeRevision, toRevision: revision.number, startedAt: now });
+    const rollout = await store.createRollout({
+      app: name,
+      fromRevision: after?.activeRevision,
+      toRevision: revision.number,
+      startedAt: now,
+    });
     return { revision, rollout, reused: false };
   });
   reconciler.enqueue(name);
@@ -164,12 +231,18 @@ export async function admitDeploy(deps: DeployDeps, appName: string, b: DeployRe
 }
 
 /** Roll an app back to revision `to` (default: the one before the active one), or preview it. */
-export async function admitRollback(deps: DeployDeps, a: AppRecord, to: number | undefined, opts: { readonly dryRun: boolean }): Promise<RolloutRecord | PlanPreview> {
+export async function admitRollback(
+  deps: DeployDeps,
+  a: AppRecord,
+  to: number | undefined,
+  opts: { readonly dryRun: boolean },
+): Promise<RolloutRecord | PlanPreview> {
   const { store, blobs, reconciler } = deps;
   const revisions = await store.listRevisions(a.name);
   if (to === undefined) {
     const before = revisions.find((r) => a.activeRevision !== undefined && r.number < a.activeRevision);
-    if (!before) throw new PilotError('revision_not_found', `app "${a.name}" has no revision before ${a.activeRevision ?? 'none'} to roll back to`);
+    if (!before)
+      throw new PilotError('revision_not_found', `app "${a.name}" has no revision before ${a.activeRevision ?? 'none'} to roll back to`);
     to = before.number;
   }
   const target = revisions.find((r) => r.number === to);
@@ -178,9 +251,14 @@ export async function admitRollback(deps: DeployDeps, a: AppRecord, to: number |
   if (opts.dryRun) {
     // The rollout plans with the target revision's config and the app's own replica count.
     const c = target.config;
-    const isolated = c.port !== undefined && c.runtime === 'process' && await reconciler.everyNodeIsolates();
+    const isolated = c.port !== undefined && c.runtime === 'process' && (await reconciler.everyNodeIsolates());
     const { preview } = await previewOf(deps, a.name, c, a.replicas, isolated ? undefined : c.port, target.artifact);
-    const replicas: ReplicasDecision = { replicas: a.replicas, source: a.replicasSource, changed: false, why: `a rollback keeps the replica count (${a.replicas}, set by ${a.replicasSource})` };
+    const replicas: ReplicasDecision = {
+      replicas: a.replicas,
+      source: a.replicasSource,
+      changed: false,
+      why: `a rollback keeps the replica count (${a.replicas}, set by ${a.replicasSource})`,
+    };
     return previewAnswer(deps, a.name, target.number, replicas, preview, []);
   }
   const rollout = await reconciler.serial(async () => {
@@ -190,7 +268,14 @@ export async function admitRollback(deps: DeployDeps, a: AppRecord, to: number |
     if (previous) await store.finishRollout(previous.id, 'failed', `superseded by rollback to revision ${to}`, now);
     const ro = await store.createRollout({ app: a.name, fromRevision: a.activeRevision, toRevision: target.number, startedAt: now });
     // The audit trail: a rollback is a run too, ended by its rollout (reconciler).
-    const run = await store.createRun({ app: a.name, trigger: 'rollback', commit: target.commit, dirty: target.dirty, steps: [{ name: 'deploy', status: 'running', startedAt: now }], now });
+    const run = await store.createRun({
+      app: a.name,
+      trigger: 'rollback',
+      commit: target.commit,
+      dirty: target.dirty,
+      steps: [{ name: 'deploy', status: 'running', startedAt: now }],
+      now,
+    });
     await store.updateRun(run.id, { revision: target.number, artifact: target.artifact, rolloutId: ro.id });
     return ro;
   });
@@ -199,25 +284,63 @@ export async function admitRollback(deps: DeployDeps, a: AppRecord, to: number |
 }
 
 /** The planner's preview of a rollout of `config` for the app, on the cluster as it is now. Reads only. */
-async function previewOf(deps: DeployDeps, name: string, config: AppConfig, replicas: number, fixedPort: number | undefined, artifact: string | undefined) {
+async function previewOf(
+  deps: DeployDeps,
+  name: string,
+  config: AppConfig,
+  replicas: number,
+  fixedPort: number | undefined,
+  artifact: string | undefined,
+) {
   const { store, reconciler } = deps;
   const nodes = await reconciler.schedulerSnapshot();
-  const volumes = await reconciler.volumeRequest(name, config.volumes.map((v) => v.name), nodes);
+  const volumes = await reconciler.volumeRequest(
+    name,
+    config.volumes.map((v) => v.name),
+    nodes,
+  );
   const instances = (await store.listInstances({ app: name })).map((i) => ({
-    ...i, drainingForMs: undefined, inflight: 0, nodeDown: reconciler.nodeStatus(i.nodeId) === 'down', nodeDraining: false,
+    ...i,
+    drainingForMs: undefined,
+    inflight: 0,
+    nodeDown: reconciler.nodeStatus(i.nodeId) === 'down',
+    nodeDraining: false,
   }));
   const preview: DeployPreview = previewDeploy({
-    app: { name, replicas, activeRevision: undefined }, toRevision: 0, instances, fixedPort, nodes,
-    placement: { cpu: config.resources.cpu, memoryMb: config.resources.memoryMb, constraints: config.constraints, artifact, runtime: config.runtime, volumes },
-    drainMs: config.deploy.drainMs, maxDrainMs: 0, crashLoopRestarts: 0,
+    app: { name, replicas, activeRevision: undefined },
+    toRevision: 0,
+    instances,
+    fixedPort,
+    nodes,
+    placement: {
+      cpu: config.resources.cpu,
+      memoryMb: config.resources.memoryMb,
+      constraints: config.constraints,
+      artifact,
+      runtime: config.runtime,
+      volumes,
+    },
+    drainMs: config.deploy.drainMs,
+    maxDrainMs: 0,
+    crashLoopRestarts: 0,
   });
   return { preview, nodes, volumesPinned: volumes?.node !== undefined };
 }
 
-async function previewAnswer(deps: DeployDeps, app: string, revision: number, replicas: ReplicasDecision, p: DeployPreview, notes: readonly string[]): Promise<PlanPreview> {
+async function previewAnswer(
+  deps: DeployDeps,
+  app: string,
+  revision: number,
+  replicas: ReplicasDecision,
+  p: DeployPreview,
+  notes: readonly string[],
+): Promise<PlanPreview> {
   const names = new Map((await deps.store.listNodes()).map((n) => [n.id, n.name]));
   return {
-    dryRun: true, app, revision, replicas,
+    dryRun: true,
+    app,
+    revision,
+    replicas,
     placements: p.placements.map((x) => ({ node: x.node, nodeId: x.nodeId })),
     unplaced: p.unplaced ?? null,
     stops: p.stops.map((s) => ({ id: s.id, revision: s.revision, node: names.get(s.nodeId) ?? s.nodeId })),

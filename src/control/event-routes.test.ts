@@ -18,11 +18,23 @@ let cp: ControlPlane;
 let home = '';
 const SHA = 'a'.repeat(40);
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers are read field by field in assertions
-async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Record<string, unknown> }> {
+/** Answers are read field by field in assertions. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
+type Loose = any;
+
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: Loose; headers: Record<string, unknown> }> {
   const res = await request(cp.apiUrl + path, {
     method: method as 'GET',
-    headers: { authorization: `Bearer ${cp.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    headers: {
+      authorization: `Bearer ${cp.adminToken}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
   });
   const text = await res.body.text();
@@ -38,7 +50,15 @@ async function call(method: string, path: string, body?: unknown, headers: Recor
 describe('GET /api/v1/events', { timeout: 120_000 }, () => {
   before(async () => {
     home = mkdtempSync(join(tmpdir(), 'pilot-event-routes-'));
-    cp = await startControlPlane({ home, host: '127.0.0.1', port: 0, routerHost: '127.0.0.1', routerPort: 0, logger: pino({ level: 'silent' }), gcIntervalMs: 0 });
+    cp = await startControlPlane({
+      home,
+      host: '127.0.0.1',
+      port: 0,
+      routerHost: '127.0.0.1',
+      routerPort: 0,
+      logger: pino({ level: 'silent' }),
+      gcIntervalMs: 0,
+    });
   });
   after(async () => {
     await cp.close();
@@ -51,10 +71,16 @@ describe('GET /api/v1/events', { timeout: 120_000 }, () => {
     await call('PATCH', `/api/v1/runs/${run.id}`, { steps: [{ name: 'source', status: 'succeeded' }] });
     const all = await call('GET', '/api/v1/events?app=shop');
     assert.equal(all.status, 200);
-    assert.deepEqual(all.json.events.map((e: { kind: string }) => e.kind), ['run.created', 'run.steps']);
+    assert.deepEqual(
+      all.json.events.map((e: { kind: string }) => e.kind),
+      ['run.created', 'run.steps'],
+    );
     assert.equal(all.json.lastId, all.json.events[1].id);
     const later = await call('GET', `/api/v1/events?after=${all.json.events[0].id}`);
-    assert.deepEqual(later.json.events.map((e: { kind: string }) => e.kind), ['run.steps']);
+    assert.deepEqual(
+      later.json.events.map((e: { kind: string }) => e.kind),
+      ['run.steps'],
+    );
     assert.equal((await call('GET', '/api/v1/events?limit=1')).json.events.length, 1);
   });
 
@@ -79,7 +105,9 @@ describe('GET /api/v1/events', { timeout: 120_000 }, () => {
     let connectedOnce: () => void = () => undefined;
     const firstConnect = new Promise<void>((r) => (connectedOnce = r));
     const follow = followEvents(api, {
-      app: 'shop', signal: stop.signal, retryMs: 50,
+      app: 'shop',
+      signal: stop.signal,
+      retryMs: 50,
       connected: () => {
         connections++;
         connectedOnce();
@@ -103,9 +131,15 @@ describe('GET /api/v1/events', { timeout: 120_000 }, () => {
     stop.abort();
     await follow;
     const events = items.map((i) => (i.type === 'event' ? i.event : undefined));
-    assert.deepEqual(events.map((e) => e?.kind), ['run.created', 'run.steps', 'run.steps', 'run.status']);
+    assert.deepEqual(
+      events.map((e) => e?.kind),
+      ['run.created', 'run.steps', 'run.steps', 'run.status'],
+    );
     const ids = events.map((e) => e!.id);
-    assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+    assert.deepEqual(
+      ids,
+      [...ids].sort((a, b) => a - b),
+    );
     assert.equal(new Set(ids).size, ids.length, 'nothing twice');
     assert.ok(connections >= 2, `reconnected (${connections} connections)`);
   });

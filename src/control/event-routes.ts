@@ -35,7 +35,10 @@ export interface EventRoutes {
   readonly open: () => number;
 }
 
-export function registerEventRoutes(api: FastifyInstance, deps: { store: Store; log: Logger; settings?: Partial<EventStreamSettings> }): EventRoutes {
+export function registerEventRoutes(
+  api: FastifyInstance,
+  deps: { store: Store; log: Logger; settings?: Partial<EventStreamSettings> },
+): EventRoutes {
   const { store } = deps;
   const settings: EventStreamSettings = { ...DEFAULT_EVENT_STREAM, ...deps.settings };
   const stop = new AbortController();
@@ -75,20 +78,31 @@ export function registerEventRoutes(api: FastifyInstance, deps: { store: Store; 
   return { close: () => stop.abort(), open: () => open };
 }
 
-export interface RetentionSettings { keep: number; maxAgeMs: number; intervalMs: number }
+export interface RetentionSettings {
+  keep: number;
+  maxAgeMs: number;
+  intervalMs: number;
+}
 
 /** Retention settings from PILOT_EVENTS_KEEP and PILOT_EVENTS_MAX_AGE ("7d" is written "168h"). */
 export function retentionFromEnv(env: NodeJS.ProcessEnv = process.env): RetentionSettings {
   const keep = Number(env.PILOT_EVENTS_KEEP);
   const age = parseEnvDuration(env.PILOT_EVENTS_MAX_AGE);
-  return { keep: Number.isInteger(keep) && keep > 0 ? keep : 100_000, maxAgeMs: age !== undefined && age > 0 ? age : 7 * 24 * 3_600_000, intervalMs: 60_000 };
+  return {
+    keep: Number.isInteger(keep) && keep > 0 ? keep : 100_000,
+    maxAgeMs: age !== undefined && age > 0 ? age : 7 * 24 * 3_600_000,
+    intervalMs: 60_000,
+  };
 }
 
 /** Trim the feed now and every `intervalMs`; returns the stop function. */
 export function startEventRetention(store: Store, log: Logger, s: RetentionSettings, now: () => number = Date.now): () => void {
   const trim = (): void => {
-    store.trimEvents({ keep: s.keep, before: now() - s.maxAgeMs })
-      .then((n) => { if (n > 0) log.debug({ deleted: n }, 'old events trimmed'); })
+    store
+      .trimEvents({ keep: s.keep, before: now() - s.maxAgeMs })
+      .then((n) => {
+        if (n > 0) log.debug({ deleted: n }, 'old events trimmed');
+      })
       .catch((err: unknown) => log.warn({ err }, 'event retention failed'));
   };
   trim();

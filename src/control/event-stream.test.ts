@@ -17,7 +17,15 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { DEFAULT_EVENT_STREAM, serveEventStream, type EventStreamSettings } from './event-stream.js';
 
 const logLines: string[] = [];
-const log = pino({ level: 'info' }, new Writable({ write: (c: Buffer, _e, cb) => { logLines.push(c.toString()); cb(); } }));
+const log = pino(
+  { level: 'info' },
+  new Writable({
+    write: (c: Buffer, _e, cb) => {
+      logLines.push(c.toString());
+      cb();
+    },
+  }),
+);
 
 let dir = '';
 let store: SqliteStore;
@@ -27,9 +35,14 @@ let settings: EventStreamSettings = DEFAULT_EVENT_STREAM;
 const stop = new AbortController();
 
 /** A connection to the feed: its messages as they come, and a way to cut it. */
-function connect(query: string, headers: Record<string, string> = {}): Promise<{ res: IncomingMessage; messages: AsyncGenerator<SseMessage> }> {
+function connect(
+  query: string,
+  headers: Record<string, string> = {},
+): Promise<{ res: IncomingMessage; messages: AsyncGenerator<SseMessage> }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${base}/?${query}`, { headers: { accept: 'text/event-stream', ...headers } }, (res) => resolve({ res, messages: parseSse(res) }));
+    const req = request(`${base}/?${query}`, { headers: { accept: 'text/event-stream', ...headers } }, (res) =>
+      resolve({ res, messages: parseSse(res) }),
+    );
     req.on('error', reject);
     req.end();
   });
@@ -46,7 +59,13 @@ describe('event stream (SSE)', { timeout: 120_000 }, () => {
     server = createServer((req, res) => {
       const u = new URL(req.url ?? '/', 'http://x');
       const raw = req.headers['last-event-id'] ?? u.searchParams.get('after') ?? undefined;
-      void serveEventStream(store, res, { after: raw === undefined ? undefined : Number(raw), app: u.searchParams.get('app') ?? undefined, settings, log, stop: stop.signal });
+      void serveEventStream(store, res, {
+        after: raw === undefined ? undefined : Number(raw),
+        app: u.searchParams.get('app') ?? undefined,
+        settings,
+        log,
+        stop: stop.signal,
+      });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -94,7 +113,10 @@ describe('event stream (SSE)', { timeout: 120_000 }, () => {
     }
     await writer;
     assert.equal(cuts, 2);
-    assert.deepEqual(got, Array.from({ length: total }, (_, i) => start + i + 1));
+    assert.deepEqual(
+      got,
+      Array.from({ length: total }, (_, i) => start + i + 1),
+    );
   });
 
   it('says `reset` for an expired id (older than retention) and for an unknown one, then follows from the last id', async () => {
@@ -160,7 +182,10 @@ describe('event stream (SSE)', { timeout: 120_000 }, () => {
       c.res.resume();
       await closed;
       const j = JSON.parse(line);
-      assert.ok(j.unsentBytes >= 64 * 1024 && j.unsentBytes < 64 * 1024 + 100 * 17 * 1024, `unsent ${j.unsentBytes} bytes: bounded by the high-water mark and one page`);
+      assert.ok(
+        j.unsentBytes >= 64 * 1024 && j.unsentBytes < 64 * 1024 + 100 * 17 * 1024,
+        `unsent ${j.unsentBytes} bytes: bounded by the high-water mark and one page`,
+      );
       assert.ok(j.lastSent > 0);
     } finally {
       settings = DEFAULT_EVENT_STREAM;

@@ -29,7 +29,12 @@ export interface EventStreamSettings {
   readonly pageSize: number;
 }
 
-export const DEFAULT_EVENT_STREAM: EventStreamSettings = { heartbeatMs: 15_000, highWaterBytes: 256 * 1024, stallMs: 30_000, pageSize: 200 };
+export const DEFAULT_EVENT_STREAM: EventStreamSettings = {
+  heartbeatMs: 15_000,
+  highWaterBytes: 256 * 1024,
+  stallMs: 30_000,
+  pageSize: 200,
+};
 
 /**
  * Serve the feed on `res` (headers not yet sent) until the client goes, the server closes it
@@ -37,7 +42,8 @@ export const DEFAULT_EVENT_STREAM: EventStreamSettings = { heartbeatMs: 15_000, 
  * Never rejects: a failure ends the stream with a comment saying why, and is logged.
  */
 export async function serveEventStream(
-  store: Store, res: ServerResponse,
+  store: Store,
+  res: ServerResponse,
   opts: { after: number | undefined; app: string | undefined; settings: EventStreamSettings; log: Logger; stop: AbortSignal },
 ): Promise<void> {
   const { settings, log } = opts;
@@ -98,8 +104,10 @@ export async function serveEventStream(
       if (page.length === settings.pageSize) pending = true;
       if (res.writableLength >= settings.highWaterBytes && !(await drained(res, settings.stallMs, () => closed))) {
         if (!closed) {
-          log.warn({ app: opts.app ?? null, lastSent: cursor, unsentBytes: res.writableLength, stallMs: settings.stallMs },
-            'events client too slow: disconnected (it can resume with Last-Event-ID)');
+          log.warn(
+            { app: opts.app ?? null, lastSent: cursor, unsentBytes: res.writableLength, stallMs: settings.stallMs },
+            'events client too slow: disconnected (it can resume with Last-Event-ID)',
+          );
           res.destroy();
         }
         return;

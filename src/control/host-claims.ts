@@ -32,11 +32,15 @@ export async function assertHostsFree(store: Store, reconciler: Reconciler, name
     const host = normalizeHost(raw);
     const taken = owner.get(host);
     if (taken !== undefined) {
-      throw new PilotError('host_taken', `host "${host}" belongs to app "${taken}"; app "${name}" cannot claim it`, { details: { host, owner: taken } });
+      throw new PilotError('host_taken', `host "${host}" belongs to app "${taken}"; app "${name}" cannot claim it`, {
+        details: { host, owner: taken },
+      });
     }
     const reserved = /^(.+)\.localhost$/.exec(host)?.[1];
     if (reserved !== undefined && reserved !== name && isValidName(reserved)) {
-      throw new PilotError('host_taken', `host "${host}" is reserved for an app named "${reserved}"; app "${name}" cannot claim it`, { details: { host, owner: reserved } });
+      throw new PilotError('host_taken', `host "${host}" is reserved for an app named "${reserved}"; app "${name}" cannot claim it`, {
+        details: { host, owner: reserved },
+      });
     }
   }
 }

@@ -13,17 +13,23 @@ export function toPilotError(err: unknown, diskPath = '$PILOT_HOME'): PilotError
     // Which field broke which rule, so a client (the CLI) can name its own flag for it. Ajv's
     // errors carry the rule's parameters, never the value sent (a secret stays out of the answer).
     const where = (fe as { validationContext?: string }).validationContext;
-    const fields = (fe.validation as { instancePath?: string; keyword?: string; params?: Record<string, unknown>; message?: string }[]).map((v) => ({
-      field: v.instancePath || (typeof v.params?.missingProperty === 'string' ? `/${v.params.missingProperty}` : ''),
-      rule: v.keyword,
-      ...(v.params && typeof v.params.limit === 'number' ? { limit: v.params.limit } : {}),
-      message: v.message,
-    }));
-    return new PilotError('bad_request', `invalid request: ${fe.message ?? 'validation failed'}`, { details: { validation: { in: where, fields } } });
+    const fields = (fe.validation as { instancePath?: string; keyword?: string; params?: Record<string, unknown>; message?: string }[]).map(
+      (v) => ({
+        field: v.instancePath || (typeof v.params?.missingProperty === 'string' ? `/${v.params.missingProperty}` : ''),
+        rule: v.keyword,
+        ...(v.params && typeof v.params.limit === 'number' ? { limit: v.params.limit } : {}),
+        message: v.message,
+      }),
+    );
+    return new PilotError('bad_request', `invalid request: ${fe.message ?? 'validation failed'}`, {
+      details: { validation: { in: where, fields } },
+    });
   }
   if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new PilotError('too_large', 'request body too large');
   if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return new PilotError('bad_request', `unsupported content type: ${fe.message ?? ''}`, { hint: 'JSON routes take application/json; artifact uploads take application/octet-stream.' });
+    return new PilotError('bad_request', `unsupported content type: ${fe.message ?? ''}`, {
+      hint: 'JSON routes take application/json; artifact uploads take application/octet-stream.',
+    });
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new PilotError('bad_request', fe.message ?? 'bad request');

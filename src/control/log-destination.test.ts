@@ -17,8 +17,14 @@ describe('log destination', () => {
       for (let i = 0; i < 500; i++) log.info({ i }, 'line');
       await sleep(200);
       dest.end();
-      const lines = readFileSync(join(dir, 'logs', 'pilot.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { i: number });
-      assert.deepEqual(lines.map((l) => l.i), Array.from({ length: 500 }, (_, i) => i));
+      const lines = readFileSync(join(dir, 'logs', 'pilot.log'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { i: number });
+      assert.deepEqual(
+        lines.map((l) => l.i),
+        Array.from({ length: 500 }, (_, i) => i),
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -43,7 +49,14 @@ describe('log destination', () => {
     let full = true;
     const written: string[] = [];
     // A test double for fs.write: ENOSPC while `full`, then success.
-    const fakeWrite = ((_fd: number, buf: Buffer, off: number, len: number, _pos: null, cb: (err: NodeJS.ErrnoException | null, n: number) => void) => {
+    const fakeWrite = ((
+      _fd: number,
+      buf: Buffer,
+      off: number,
+      len: number,
+      _pos: null,
+      cb: (err: NodeJS.ErrnoException | null, n: number) => void,
+    ) => {
       setImmediate(() => {
         if (full) return cb(Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' }), 0);
         written.push(buf.subarray(off, off + len).toString());
@@ -73,8 +86,10 @@ describe('log destination', () => {
 describe('process guard', () => {
   it('tells request-scoped failures (a client or peer went away, a full disk) from bugs', () => {
     const e = (code: string): Error => Object.assign(new Error(code), { code });
-    for (const c of ['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'ABORT_ERR', 'ENOSPC']) assert.ok(isRequestScoped(e(c)), c);
+    for (const c of ['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET', 'ABORT_ERR', 'ENOSPC'])
+      assert.ok(isRequestScoped(e(c)), c);
     assert.ok(isRequestScoped(Object.assign(new Error('aborted'), { name: 'AbortError' })));
-    for (const x of [new TypeError('x is undefined'), e('ERR_INVALID_ARG_TYPE'), 'a string', undefined]) assert.ok(!isRequestScoped(x), String(x));
+    for (const x of [new TypeError('x is undefined'), e('ERR_INVALID_ARG_TYPE'), 'a string', undefined])
+      assert.ok(!isRequestScoped(x), String(x));
   });
 });

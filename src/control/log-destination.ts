@@ -40,7 +40,11 @@ export class LogDestination {
   private closed = false;
 
   /** `fsWrite` is fs.write; a test double can replace it to inject failures. */
-  constructor(target: string | number, private readonly now: () => number = Date.now, private readonly fsWrite: typeof write = write) {
+  constructor(
+    target: string | number,
+    private readonly now: () => number = Date.now,
+    private readonly fsWrite: typeof write = write,
+  ) {
     if (typeof target === 'number') {
       this.fd = target;
       this.ownsFd = false;
@@ -159,13 +163,15 @@ export class LogDestination {
     this.retry = undefined;
     const f = this.failing;
     if (!f || this.closed) return;
-    const notice = Buffer.from(JSON.stringify({
-      level: 40,
-      time: this.now(),
-      msg: `log lines dropped: ${f.dropped} between ${new Date(f.since).toISOString()} and now (${f.code}: the disk was full or failing)`,
-      dropped: f.dropped,
-      reason: f.code,
-    }) + '\n');
+    const notice = Buffer.from(
+      JSON.stringify({
+        level: 40,
+        time: this.now(),
+        msg: `log lines dropped: ${f.dropped} between ${new Date(f.since).toISOString()} and now (${f.code}: the disk was full or failing)`,
+        dropped: f.dropped,
+        reason: f.code,
+      }) + '\n',
+    );
     this.writing = true;
     this.writeAll(notice, 0, (err) => {
       this.writing = false;

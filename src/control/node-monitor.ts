@@ -71,7 +71,11 @@ export class NodeMonitor {
     private readonly log: Logger,
     /** A node's status changed (also its first status: a node found down at start-up is news too). */
     private readonly onChange: (nodeId: string) => void,
-    private readonly settings: NodeHealthSettings & { intervalMs: number; probeTimeoutMs: number } = { ...DEFAULT_NODE_HEALTH, intervalMs: 250, probeTimeoutMs: 250 },
+    private readonly settings: NodeHealthSettings & { intervalMs: number; probeTimeoutMs: number } = {
+      ...DEFAULT_NODE_HEALTH,
+      intervalMs: 250,
+      probeTimeoutMs: 250,
+    },
   ) {}
 
   start(): void {
@@ -79,7 +83,9 @@ export class NodeMonitor {
     this.timer = setInterval(() => {
       if (this.checking) return;
       this.checking = true;
-      this.checkAll().catch((err: unknown) => this.log.error({ err }, 'node check failed')).finally(() => (this.checking = false));
+      this.checkAll()
+        .catch((err: unknown) => this.log.error({ err }, 'node check failed'))
+        .finally(() => (this.checking = false));
     }, this.settings.intervalMs);
     this.timer.unref();
   }
@@ -118,7 +124,14 @@ export class NodeMonitor {
   private compute(nodeId: string): NodeStatus {
     const now = mono();
     const ok = this.lastOk.get(nodeId);
-    const status = nodeStatus({ sinceAgentOkMs: ok === undefined ? undefined : now - ok, watchedForMs: now - this.started, instancesAnswering: this.answering.get(nodeId) }, this.settings);
+    const status = nodeStatus(
+      {
+        sinceAgentOkMs: ok === undefined ? undefined : now - ok,
+        watchedForMs: now - this.started,
+        instancesAnswering: this.answering.get(nodeId),
+      },
+      this.settings,
+    );
     return status === 'down' && ok === undefined && !this.checked.has(nodeId) ? 'suspect' : status;
   }
 
@@ -184,13 +197,25 @@ export class NodeMonitor {
       // until their probe passes, and an agent killed again in that window (a crash loop) left a node
       // with serving apps looking empty, so it went `down` and its apps were moved. Whether they
       // answer is what the HTTP check says.
-      const instances = (await this.store.listInstances({ nodeId: n.id })).filter((i) => i.desired === 'run' && i.port !== undefined && ANSWERING_STATES.has(i.state));
+      const instances = (await this.store.listInstances({ nodeId: n.id })).filter(
+        (i) => i.desired === 'run' && i.port !== undefined && ANSWERING_STATES.has(i.state),
+      );
       if (instances.length === 0) this.answering.set(n.id, undefined);
       else {
         // An instance in its own network namespace answers at its own address.
         const paths = new Map<string, string>();
-        for (const app of new Set(instances.map((i) => i.app))) paths.set(app, safePath((await this.store.getApp(app))?.config.health.path));
-        const results = await Promise.all(instances.map((i) => httpAnswers(i.address ?? n.address, i.port!, paths.get(i.app) ?? '/', Math.max(this.settings.probeTimeoutMs, INSTANCE_ANSWER_MS))));
+        for (const app of new Set(instances.map((i) => i.app)))
+          paths.set(app, safePath((await this.store.getApp(app))?.config.health.path));
+        const results = await Promise.all(
+          instances.map((i) =>
+            httpAnswers(
+              i.address ?? n.address,
+              i.port!,
+              paths.get(i.app) ?? '/',
+              Math.max(this.settings.probeTimeoutMs, INSTANCE_ANSWER_MS),
+            ),
+          ),
+        );
         this.answering.set(n.id, results.some(Boolean));
       }
     }

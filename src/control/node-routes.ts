@@ -22,14 +22,18 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
     const instances = await store.listInstances();
     return {
       nodes: nodes.map((n) => ({
-        id: n.id, name: n.name, address: n.address,
+        id: n.id,
+        name: n.name,
+        address: n.address,
         status: reconciler.nodeStatus(n.id),
         scheduling: n.scheduling,
         instances: instances.filter((i) => i.nodeId === n.id && i.desired !== 'stop').length,
         orphans: reconciler.orphans().filter((o) => o.nodeId === n.id).length,
-        cpus: n.cpus ?? null, memoryMb: n.memoryMb ?? null,
+        cpus: n.cpus ?? null,
+        memoryMb: n.memoryMb ?? null,
         runtimes: n.runtimes,
-        lastSeenAt: n.lastSeenAt, registeredAt: n.registeredAt,
+        lastSeenAt: n.lastSeenAt,
+        registeredAt: n.registeredAt,
       })),
     };
   });
@@ -38,7 +42,10 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   app.get('/api/v1/orphans', async () => ({ orphans: reconciler.orphans() }));
   app.post<{ Params: { id: string } }>('/api/v1/orphans/:id/stop', async (req) => {
     const o = reconciler.stopOrphan(req.params.id);
-    if (!o) throw new PilotError('not_found', `no node reports an orphan instance "${req.params.id}"`, { hint: 'List them with `pilot orphans`.' });
+    if (!o)
+      throw new PilotError('not_found', `no node reports an orphan instance "${req.params.id}"`, {
+        hint: 'List them with `pilot orphans`.',
+      });
     return { orphan: o };
   });
 
@@ -50,11 +57,17 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
         const node = await mustGetNode(req.params.name);
         await reconciler.serial(async () => {
           if (to === 'draining' && !req.body?.force) {
-            const others = (await store.listNodes()).filter((n) => n.id !== node.id && n.scheduling === 'eligible' && reconciler.nodeStatus(n.id) === 'ready');
+            const others = (await store.listNodes()).filter(
+              (n) => n.id !== node.id && n.scheduling === 'eligible' && reconciler.nodeStatus(n.id) === 'ready',
+            );
             if (others.length === 0) {
-              throw new PilotError('conflict', `node "${node.name}" is the last ready node: draining it would leave its instances nowhere to go`, {
-                hint: 'Add a node first, or pass --force to drain it anyway (its apps stop serving).',
-              });
+              throw new PilotError(
+                'conflict',
+                `node "${node.name}" is the last ready node: draining it would leave its instances nowhere to go`,
+                {
+                  hint: 'Add a node first, or pass --force to drain it anyway (its apps stop serving).',
+                },
+              );
             }
           }
           await store.setNodeScheduling(node.id, to);
@@ -77,7 +90,9 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   app.get('/api/v1/tokens/join', async () => ({ tokens: await store.listJoinTokens() }));
   app.delete<{ Params: { id: string } }>('/api/v1/tokens/join/:id', async (req) => {
     if (!/^[a-f0-9]{12}$/.test(req.params.id) || !(await store.revokeJoinToken(req.params.id, Date.now()))) {
-      throw new PilotError('not_found', `no live join token ${JSON.stringify(req.params.id.slice(0, 40))}`, { hint: 'List them with `pilot token list`.' });
+      throw new PilotError('not_found', `no live join token ${JSON.stringify(req.params.id.slice(0, 40))}`, {
+        hint: 'List them with `pilot token list`.',
+      });
     }
     return { revoked: req.params.id };
   });

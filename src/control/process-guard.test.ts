@@ -17,7 +17,10 @@ function runGuarded(body: string): { status: number | null; lines: { level: numb
     ${body}
   `;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
-  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
+  const lines = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: number; msg: string });
   return { status: r.status, lines, stdout: r.stdout + r.stderr };
 }
 
@@ -44,6 +47,9 @@ describe('process guards', () => {
     `);
     assert.equal(r.status, 70, r.stdout);
     assert.doesNotMatch(r.stdout, /should not print/);
-    assert.ok(r.lines.some((l) => l.level === 60 && /uncaught exception: state may be inconsistent, exiting/.test(l.msg)), r.stdout);
+    assert.ok(
+      r.lines.some((l) => l.level === 60 && /uncaught exception: state may be inconsistent, exiting/.test(l.msg)),
+      r.stdout,
+    );
   });
 });

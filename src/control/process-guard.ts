@@ -18,12 +18,29 @@ import { errno } from '../core/errno.js';
 
 /** Codes of errors that end one connection or stream, never the process. */
 const REQUEST_SCOPED = new Set([
-  'ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ECONNREFUSED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
-  'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED', 'ERR_STREAM_WRITE_AFTER_END', 'ERR_HTTP_HEADERS_SENT',
-  'ABORT_ERR', 'UND_ERR_ABORTED', 'UND_ERR_SOCKET', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_STREAM_DESTROYED',
+  'ERR_STREAM_WRITE_AFTER_END',
+  'ERR_HTTP_HEADERS_SENT',
+  'ABORT_ERR',
+  'UND_ERR_ABORTED',
+  'UND_ERR_SOCKET',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
   // A write on a full disk fails that write; the disk-full paths answer 507 and recover (README).
-  'ENOSPC', 'EDQUOT',
+  'ENOSPC',
+  'EDQUOT',
 ]);
 
 /** True for an error that concerns one request, connection or stream (see the file comment). */
@@ -42,7 +59,8 @@ export function installProcessGuards(log: Logger, exit: (code: number) => void =
   if (installed) return;
   installed = true;
   process.on('unhandledRejection', (reason) => {
-    if (isRequestScoped(reason)) log.warn({ err: reason }, 'a connection or stream failed and nobody awaited it (request-scoped: carrying on)');
+    if (isRequestScoped(reason))
+      log.warn({ err: reason }, 'a connection or stream failed and nobody awaited it (request-scoped: carrying on)');
     else log.error({ err: reason }, 'unhandled promise rejection (a bug in Pilot: carrying on)');
   });
   process.on('uncaughtException', (err, origin) => {

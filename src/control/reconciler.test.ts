@@ -46,8 +46,19 @@ async function seed(store: SqliteStore, apps: number, nodes: number): Promise<vo
   const now = Date.now();
   for (let n = 0; n < nodes; n++) {
     await store.upsertNode({
-      id: `n${n}`, name: `n${n}`, address: `127.0.0.${n + 2}`, apiUrl: `http://127.0.0.${n + 2}:1`, credentialHash: `h${n}`, agentToken: 't',
-      registeredAt: now, lastSeenAt: now, scheduling: 'eligible', cpus: undefined, memoryMb: undefined, labels: {}, runtimes: {},
+      id: `n${n}`,
+      name: `n${n}`,
+      address: `127.0.0.${n + 2}`,
+      apiUrl: `http://127.0.0.${n + 2}:1`,
+      credentialHash: `h${n}`,
+      agentToken: 't',
+      registeredAt: now,
+      lastSeenAt: now,
+      scheduling: 'eligible',
+      cpus: undefined,
+      memoryMb: undefined,
+      labels: {},
+      runtimes: {},
     });
   }
   for (let a = 0; a < apps; a++) {
@@ -55,7 +66,17 @@ async function seed(store: SqliteStore, apps: number, nodes: number): Promise<vo
     const config = resolveAppConfig({ replicas: 1 }, name);
     await store.upsertApp(name, config, now);
     await store.setReplicas(name, 1, now);
-    const rev = await store.createRevision({ app: name, artifact: DIGEST, commit: 'c'.repeat(40), dirty: false, config, runId: undefined, createdAt: now, image: undefined, nodeRuntime: undefined });
+    const rev = await store.createRevision({
+      app: name,
+      artifact: DIGEST,
+      commit: 'c'.repeat(40),
+      dirty: false,
+      config,
+      runId: undefined,
+      createdAt: now,
+      image: undefined,
+      nodeRuntime: undefined,
+    });
     await store.setActiveRevision(name, rev.number, now);
     const id = `${name}-1-x`;
     await store.createInstance({ id, app: name, revision: 1, nodeId: `n${a % nodes}`, desired: 'run', createdAt: now });
@@ -65,7 +86,21 @@ async function seed(store: SqliteStore, apps: number, nodes: number): Promise<vo
 
 async function markReady(store: Store, id: string): Promise<void> {
   const now = Date.now();
-  await store.updateInstanceStatus(id, { state: 'ready', port: 30_000, pid: 1, restarts: 0, lastError: undefined, startedAt: now, containerId: undefined, logTail: undefined, address: undefined }, now);
+  await store.updateInstanceStatus(
+    id,
+    {
+      state: 'ready',
+      port: 30_000,
+      pid: 1,
+      restarts: 0,
+      lastError: undefined,
+      startedAt: now,
+      containerId: undefined,
+      logTail: undefined,
+      address: undefined,
+    },
+    now,
+  );
 }
 
 describe('reconciler driven by the work queue', () => {
@@ -80,14 +115,42 @@ describe('reconciler driven by the work queue', () => {
     const clock = new FakeClock();
     const tables: Route[][] = [];
     const lines: { msg: string; app?: string; level: number }[] = [];
-    const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; app?: string; level: number }) });
+    const log = pino(
+      { level: 'debug' },
+      { write: (s: string) => void lines.push(JSON.parse(s) as { msg: string; app?: string; level: number }) },
+    );
     const statuses = new Map<string, NodeStatus>();
-    const rec = new Reconciler(store, { set: (r) => void tables.push(r), inflight: () => 0 }, log, { intervalMs: 250, maxDrainMs: 30_000, crashLoopRestarts: 3, resyncMs: 30_000, clock });
-    rec.attachMonitor({ heardFrom: () => undefined, pollOpened: () => undefined, pollClosed: () => undefined, status: (id: string) => statuses.get(id) ?? 'ready' } as unknown as NodeMonitor);
+    const rec = new Reconciler(store, { set: (r) => void tables.push(r), inflight: () => 0 }, log, {
+      intervalMs: 250,
+      maxDrainMs: 30_000,
+      crashLoopRestarts: 3,
+      resyncMs: 30_000,
+      clock,
+    });
+    rec.attachMonitor({
+      heardFrom: () => undefined,
+      pollOpened: () => undefined,
+      pollClosed: () => undefined,
+      status: (id: string) => statuses.get(id) ?? 'ready',
+    } as unknown as NodeMonitor);
     await rec.tick();
     rec.start();
     reads.clear();
-    return { sqlite, store, reads, failApp, clock, tables, lines, statuses, rec, close: () => { rec.stop(); sqlite.close(); } };
+    return {
+      sqlite,
+      store,
+      reads,
+      failApp,
+      clock,
+      tables,
+      lines,
+      statuses,
+      rec,
+      close: () => {
+        rec.stop();
+        sqlite.close();
+      },
+    };
   }
 
   it('reconciles only the app that changed, and nothing at all while the fleet is settled', async () => {
@@ -172,7 +235,17 @@ describe('reconciler driven by the work queue', () => {
     try {
       const now = Date.now();
       const app = await t.store.getApp('app-1');
-      await t.store.createRevision({ app: 'app-1', artifact: DIGEST, commit: 'd'.repeat(40), dirty: false, config: app!.config, runId: undefined, createdAt: now, image: undefined, nodeRuntime: undefined });
+      await t.store.createRevision({
+        app: 'app-1',
+        artifact: DIGEST,
+        commit: 'd'.repeat(40),
+        dirty: false,
+        config: app!.config,
+        runId: undefined,
+        createdAt: now,
+        image: undefined,
+        nodeRuntime: undefined,
+      });
       await t.store.createRollout({ app: 'app-1', fromRevision: 1, toRevision: 2, startedAt: now });
       t.rec.enqueue('app-1');
       await t.rec.whenIdle();
@@ -187,14 +260,22 @@ describe('reconciler driven by the work queue', () => {
       t.rec.appsChanged(['app-1']);
       await t.rec.whenIdle();
       assert.equal((await t.store.getApp('app-1'))?.activeRevision, 2);
-      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-1')!.backends.flatMap((b) => b.upstreams)[0]!.id, created.id, 'the routing table follows');
+      assert.equal(
+        t.tables
+          .at(-1)!
+          .find((r) => r.app === 'app-1')!
+          .backends.flatMap((b) => b.upstreams)[0]!.id,
+        created.id,
+        'the routing table follows',
+      );
       const old = (await t.store.listInstances({ app: 'app-1' })).find((i) => i.revision === 1)!;
       await t.clock.advance(1000);
-      for (let i = 0; i < 40 && (await t.store.listInstances({ app: 'app-1' })).find((x) => x.id === old.id)?.desired !== 'stop'; i++) await t.clock.advance(250);
+      for (let i = 0; i < 40 && (await t.store.listInstances({ app: 'app-1' })).find((x) => x.id === old.id)?.desired !== 'stop'; i++)
+        await t.clock.advance(250);
       await t.store.deleteInstance(old.id); // the agent stopped it
       t.rec.appsChanged(['app-1']);
       await t.rec.whenIdle();
-      assert.equal((await t.store.activeRollout('app-1')), undefined, 'the rollout finished');
+      assert.equal(await t.store.activeRollout('app-1'), undefined, 'the rollout finished');
       await t.clock.advance(500);
       t.reads.clear();
       await t.clock.advance(10_000);
@@ -223,7 +304,13 @@ describe('reconciler driven by the work queue', () => {
       await t.rec.whenIdle();
       await settle();
       assert.equal(t.tables.length, before + 1);
-      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-4')!.backends.flatMap((b) => b.upstreams).length, 2);
+      assert.equal(
+        t.tables
+          .at(-1)!
+          .find((r) => r.app === 'app-4')!
+          .backends.flatMap((b) => b.upstreams).length,
+        2,
+      );
     } finally {
       t.close();
     }
@@ -240,9 +327,19 @@ describe('reconciler driven by the work queue', () => {
       for (const app of ['app-1', 'app-4']) {
         const list = await t.store.listInstances({ app });
         assert.equal(list.find((i) => i.nodeId === 'n1')?.desired, 'stop');
-        assert.ok(list.some((i) => i.nodeId !== 'n1' && i.desired === 'run'), `${app} replaced on a live node`);
+        assert.ok(
+          list.some((i) => i.nodeId !== 'n1' && i.desired === 'run'),
+          `${app} replaced on a live node`,
+        );
       }
-      assert.equal(t.tables.at(-1)!.find((r) => r.app === 'app-1')!.backends.flatMap((b) => b.upstreams).length, 0, 'the lost instance left the routing table');
+      assert.equal(
+        t.tables
+          .at(-1)!
+          .find((r) => r.app === 'app-1')!
+          .backends.flatMap((b) => b.upstreams).length,
+        0,
+        'the lost instance left the routing table',
+      );
     } finally {
       t.close();
     }
@@ -261,7 +358,10 @@ describe('reconciler driven by the work queue', () => {
       assert.deepEqual(await t.store.removingApps(), []);
       assert.ok(t.lines.some((l) => l.msg === 'app removed: its last instance stopped' && l.app === 'app-2'));
       await settle();
-      assert.equal(t.tables.at(-1)!.some((r) => r.app === 'app-2'), false);
+      assert.equal(
+        t.tables.at(-1)!.some((r) => r.app === 'app-2'),
+        false,
+      );
     } finally {
       t.close();
     }

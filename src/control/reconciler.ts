@@ -238,9 +238,10 @@ export class Reconciler {
     if (routeInputs(await this.store.getApp(name), after) !== before) this.routesDirty = true;
     // Not settled: a rollout (deadlines), a drain (in-flight requests, drain time), instances on a
     // draining node, or instances that found no room are looked at again soon, as the loop did.
-    const busy = this.unplaced.has(name)
-      || after.some((i) => i.desired === 'drain' || (i.desired === 'run' && draining.has(i.nodeId)))
-      || (await this.store.activeRollout(name)) !== undefined;
+    const busy =
+      this.unplaced.has(name) ||
+      after.some((i) => i.desired === 'drain' || (i.desired === 'run' && draining.has(i.nodeId))) ||
+      (await this.store.activeRollout(name)) !== undefined;
     return busy ? { requeueAfterMs: this.settings.intervalMs } : {};
   }
 
@@ -340,7 +341,11 @@ export class Reconciler {
   }
 
   /** The app's snapshot, as the pure planner takes it. undefined: the app is gone. */
-  async snapshotOf(name: string, draining: ReadonlySet<string>, unplacedBefore?: { count: number; reason: string }): Promise<AppSnapshot | undefined> {
+  async snapshotOf(
+    name: string,
+    draining: ReadonlySet<string>,
+    unplacedBefore?: { count: number; reason: string },
+  ): Promise<AppSnapshot | undefined> {
     const app = await this.store.getApp(name);
     if (!app) return undefined;
     const rollout = await this.store.activeRollout(name);
@@ -356,15 +361,20 @@ export class Reconciler {
       fixedPort = rev.config.port;
       // Each instance in its own network namespace (every ready node can): the port is no longer
       // shared, so the switch is start-new / probe / switch / drain, not recreate.
-      if (fixedPort !== undefined && rev.config.runtime === 'process' && await this.everyNodeIsolates()) fixedPort = undefined;
+      if (fixedPort !== undefined && rev.config.runtime === 'process' && (await this.everyNodeIsolates())) fixedPort = undefined;
     }
-    const releaseCmd = rollout && await this.firstRolloutOf(rollout) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
+    const releaseCmd =
+      rollout && (await this.firstRolloutOf(rollout)) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
     return {
       app: { name: app.name, replicas: app.replicas, activeRevision: app.activeRevision },
       rollout: rollout && {
-        id: rollout.id, toRevision: rollout.toRevision, elapsedMs: now - this.rolloutStart.get(rollout.id)!, readyTimeoutMs,
-        release: releaseCmd !== undefined && releaseCmd.length > 0, releaseTimeoutMs: rev?.config.deploy.releaseTimeoutMs,
+        id: rollout.id,
+        toRevision: rollout.toRevision,
+        elapsedMs: now - this.rolloutStart.get(rollout.id)!,
+        readyTimeoutMs,
+        release: releaseCmd !== undefined && releaseCmd.length > 0,
+        releaseTimeoutMs: rev?.config.deploy.releaseTimeoutMs,
       },
       instances: all.map((i) => ({
         id: i.id,
@@ -383,8 +393,11 @@ export class Reconciler {
       })),
       fixedPort,
       placement: {
-        cpu: rev?.config.resources?.cpu, memoryMb: rev?.config.resources?.memoryMb, constraints: rev?.config.constraints,
-        artifact: rev?.artifact, runtime: rev?.config.runtime,
+        cpu: rev?.config.resources?.cpu,
+        memoryMb: rev?.config.resources?.memoryMb,
+        constraints: rev?.config.constraints,
+        artifact: rev?.artifact,
+        runtime: rev?.config.runtime,
       },
       nodes: [],
       drainMs: rev?.config.deploy.drainMs ?? 1000,
@@ -399,7 +412,11 @@ export class Reconciler {
    * The app's plan. The cluster snapshot costs a read of every instance, so it is taken only when
    * the plan places something (planned first without nodes: any placement then shows as unplaced).
    */
-  private async planFor(name: string, draining: ReadonlySet<string>, unplacedBefore?: { count: number; reason: string }): Promise<Plan | undefined> {
+  private async planFor(
+    name: string,
+    draining: ReadonlySet<string>,
+    unplacedBefore?: { count: number; reason: string },
+  ): Promise<Plan | undefined> {
     const s = await this.snapshotOf(name, draining, unplacedBefore);
     if (!s) return undefined;
     const dry = planAppChanges(s);
@@ -454,7 +471,13 @@ export class Reconciler {
     for (const app of await this.store.listApps()) {
       const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
       const rollout = await this.store.activeRollout(app.name);
-      apps.push({ name: app.name, createdAt: app.createdAt, activeRevision: active?.number, hosts: active?.config.hosts ?? [], targetRevision: rollout?.toRevision });
+      apps.push({
+        name: app.name,
+        createdAt: app.createdAt,
+        activeRevision: active?.number,
+        hosts: active?.config.hosts ?? [],
+        targetRevision: rollout?.toRevision,
+      });
     }
     const { routes, problems } = desiredRoutes({
       apps,
@@ -464,9 +487,10 @@ export class Reconciler {
     const next = new Map<string, string[]>();
     for (const p of problems) next.set(p.app, [...(next.get(p.app) ?? []), p.message]);
     for (const [app, list] of next) {
-      if (JSON.stringify(this.problems.get(app)) !== JSON.stringify(list)) this.log.error({ app, problems: list }, 'part of the app\'s route is left out of the routing table');
+      if (JSON.stringify(this.problems.get(app)) !== JSON.stringify(list))
+        this.log.error({ app, problems: list }, "part of the app's route is left out of the routing table");
     }
-    for (const app of this.problems.keys()) if (!next.has(app)) this.log.info({ app }, 'app\'s route is whole again');
+    for (const app of this.problems.keys()) if (!next.has(app)) this.log.info({ app }, "app's route is whole again");
     this.problems = next;
     try {
       this.routing.set(routes);

@@ -16,10 +16,18 @@ type Json = any;
 describe('registry routes', () => {
   let home: string;
   let cp: ControlPlane;
-  const call = async (method: string, path: string, body?: unknown, token: string | null = cp.adminToken): Promise<{ status: number; json: Json }> => {
+  const call = async (
+    method: string,
+    path: string,
+    body?: unknown,
+    token: string | null = cp.adminToken,
+  ): Promise<{ status: number; json: Json }> => {
     const res = await fetch(cp.apiUrl + path, {
       method,
-      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     return { status: res.status, json: await res.json() };
@@ -27,7 +35,15 @@ describe('registry routes', () => {
 
   before(async () => {
     home = await mkdtemp(join(tmpdir(), 'pilot-registries-'));
-    cp = await startControlPlane({ home, host: '127.0.0.1', port: 0, routerHost: '127.0.0.1', routerPort: 0, logger: pino({ level: 'silent' }), workers: 0 });
+    cp = await startControlPlane({
+      home,
+      host: '127.0.0.1',
+      port: 0,
+      routerHost: '127.0.0.1',
+      routerPort: 0,
+      logger: pino({ level: 'silent' }),
+      workers: 0,
+    });
   });
   after(async () => {
     await cp.close();
@@ -58,16 +74,28 @@ describe('registry routes', () => {
   });
 
   it('stores the password sealed, shows it only with credentials=1, publishes to the latest set', async () => {
-    assert.equal((await call('PUT', '/api/v1/registries', { url: 'http://127.0.0.1:5001/', username: 'ci', password: 'hunter2-registry' })).status, 201);
+    assert.equal(
+      (await call('PUT', '/api/v1/registries', { url: 'http://127.0.0.1:5001/', username: 'ci', password: 'hunter2-registry' })).status,
+      201,
+    );
     assert.equal((await call('PUT', '/api/v1/registries', { url: 'http://127.0.0.1:5002' })).status, 201);
     const list = await call('GET', '/api/v1/registries');
-    assert.deepEqual(list.json.registries.map((r: { url: string; publish: boolean }) => [r.url, r.publish]), [['http://127.0.0.1:5002', true], ['http://127.0.0.1:5001', false]]);
+    assert.deepEqual(
+      list.json.registries.map((r: { url: string; publish: boolean }) => [r.url, r.publish]),
+      [
+        ['http://127.0.0.1:5002', true],
+        ['http://127.0.0.1:5001', false],
+      ],
+    );
     assert.ok(!JSON.stringify(list.json).includes('hunter2-registry'));
     const creds = await call('GET', '/api/v1/registries?credentials=1');
     assert.equal(creds.json.registries[1].password, 'hunter2-registry');
     assert.ok(!readFileSync(join(home, 'pilot.db')).includes('hunter2-registry'), 'the password is in the database in clear');
     // Setting an existing one again makes it the publish target.
-    assert.equal((await call('PUT', '/api/v1/registries', { url: 'http://127.0.0.1:5001', username: 'ci', password: 'hunter2-registry' })).status, 200);
+    assert.equal(
+      (await call('PUT', '/api/v1/registries', { url: 'http://127.0.0.1:5001', username: 'ci', password: 'hunter2-registry' })).status,
+      200,
+    );
     assert.equal((await call('GET', '/api/v1/registries')).json.registries[0].url, 'http://127.0.0.1:5001');
     assert.equal((await call('DELETE', `/api/v1/registries?url=${encodeURIComponent('http://127.0.0.1:5002')}`)).status, 200);
     assert.equal((await call('GET', '/api/v1/registries')).json.registries.length, 1);
@@ -77,7 +105,11 @@ describe('registry routes', () => {
     const store = new SqliteStore(join(home, 'pilot.db'));
     const box = new SecretBox(join(home, 'secret.key'));
     try {
-      assert.deepEqual(await registryAuthFor(store, box, '127.0.0.1:5001/shop@sha256:' + 'a'.repeat(64)), { serveraddress: '127.0.0.1:5001', username: 'ci', password: 'hunter2-registry' });
+      assert.deepEqual(await registryAuthFor(store, box, '127.0.0.1:5001/shop@sha256:' + 'a'.repeat(64)), {
+        serveraddress: '127.0.0.1:5001',
+        username: 'ci',
+        password: 'hunter2-registry',
+      });
       assert.equal(await registryAuthFor(store, box, '127.0.0.1:5009/shop@sha256:' + 'a'.repeat(64)), undefined);
       assert.equal(await registryAuthFor(store, box, undefined), undefined);
     } finally {

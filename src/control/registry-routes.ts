@@ -15,11 +15,14 @@ import type { InstanceSpec } from '../core/types.js';
 import type { Store } from '../store/store.js';
 import type { SecretBox } from '../store/secret-box.js';
 
-const SetBody = Type.Object({
-  url: Type.String({ minLength: 1, maxLength: 2048 }),
-  username: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f\\u007f]+$' })),
-  password: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-}, { additionalProperties: false });
+const SetBody = Type.Object(
+  {
+    url: Type.String({ minLength: 1, maxLength: 2048 }),
+    username: Type.Optional(Type.String({ minLength: 1, maxLength: 256, pattern: '^[^\\u0000-\\u001f\\u007f]+$' })),
+    password: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  },
+  { additionalProperties: false },
+);
 
 export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Store; box: SecretBox }): void {
   const { store, box } = deps;
@@ -34,26 +37,35 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Stor
       updatedAt: r.updatedAt,
     }));
 
-  app.get<{ Querystring: { credentials?: string } }>('/api/v1/registries', async (req) => ({ registries: await view(req.query.credentials === '1') }));
+  app.get<{ Querystring: { credentials?: string } }>('/api/v1/registries', async (req) => ({
+    registries: await view(req.query.credentials === '1'),
+  }));
 
-  app.put<{ Body: { url: string; username?: string; password?: string } }>('/api/v1/registries', { schema: { body: SetBody } }, async (req, reply) => {
-    const { url, address } = parseRegistryUrl(req.body.url);
-    const { username, password } = req.body;
-    if ((username === undefined) !== (password === undefined)) {
-      throw new PilotError('bad_request', 'give both a user name and a password, or neither', { hint: '`pilot registry set URL --username U --password-stdin` (the password is read from stdin).' });
-    }
-    if (password !== undefined) assertSecretValue(password, 'the registry password');
-    const existed = (await store.listRegistries()).some((r) => r.url === url);
-    await store.putRegistry({ url, username, password: password === undefined ? undefined : box.seal(password), updatedAt: Date.now() });
-    req.log.info({ registry: url, username: username ?? null }, 'registry set');
-    void reply.status(existed ? 200 : 201);
-    return { registry: { url, address, username: username ?? null, hasPassword: password !== undefined, publish: true } };
-  });
+  app.put<{ Body: { url: string; username?: string; password?: string } }>(
+    '/api/v1/registries',
+    { schema: { body: SetBody } },
+    async (req, reply) => {
+      const { url, address } = parseRegistryUrl(req.body.url);
+      const { username, password } = req.body;
+      if ((username === undefined) !== (password === undefined)) {
+        throw new PilotError('bad_request', 'give both a user name and a password, or neither', {
+          hint: '`pilot registry set URL --username U --password-stdin` (the password is read from stdin).',
+        });
+      }
+      if (password !== undefined) assertSecretValue(password, 'the registry password');
+      const existed = (await store.listRegistries()).some((r) => r.url === url);
+      await store.putRegistry({ url, username, password: password === undefined ? undefined : box.seal(password), updatedAt: Date.now() });
+      req.log.info({ registry: url, username: username ?? null }, 'registry set');
+      void reply.status(existed ? 200 : 201);
+      return { registry: { url, address, username: username ?? null, hasPassword: password !== undefined, publish: true } };
+    },
+  );
 
   app.delete<{ Querystring: { url?: string } }>('/api/v1/registries', async (req) => {
     if (!req.query.url) throw new PilotError('bad_request', 'say which registry: DELETE /api/v1/registries?url=http://HOST:PORT');
     const { url } = parseRegistryUrl(req.query.url);
-    if (!(await store.deleteRegistry(url))) throw new PilotError('not_found', `no registry ${url} is configured`, { hint: 'List them with `pilot registry show`.' });
+    if (!(await store.deleteRegistry(url)))
+      throw new PilotError('not_found', `no registry ${url} is configured`, { hint: 'List them with `pilot registry show`.' });
     return { removed: url };
   });
 }

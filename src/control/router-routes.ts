@@ -13,18 +13,23 @@ import type { TableFeed } from '../router/table-feed.js';
 import { ROUTES_FORMAT, ROUTES_FORMAT_HEADER, toLegacyRoutes } from '../router/legacy-table.js';
 import { bearer, tokensEqual } from '../api/auth.js';
 
-const SyncBody = Type.Object({
-  version: Type.String({ maxLength: 100 }),
-  waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })),
-  inflight: Type.Optional(Type.Record(Type.String({ maxLength: 200 }), Type.Integer({ minimum: 0 }))),
-}, { additionalProperties: false });
+const SyncBody = Type.Object(
+  {
+    version: Type.String({ maxLength: 100 }),
+    waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000 })),
+    inflight: Type.Optional(Type.Record(Type.String({ maxLength: 200 }), Type.Integer({ minimum: 0 }))),
+  },
+  { additionalProperties: false },
+);
 
 export function registerRouterRoutes(app: FastifyInstance, deps: { feed: TableFeed; tokens: () => readonly string[] }): void {
   // Authenticated on request, before the body is validated: an unauthenticated caller learns nothing of its shape.
   const onRequest = async (req: { headers: { authorization?: string | undefined } }): Promise<void> => {
     const token = bearer(req.headers.authorization);
     if (token === undefined || !deps.tokens().some((t) => tokensEqual(token, t))) {
-      throw new PilotError('unauthorized', 'missing or invalid router token', { hint: 'A router authenticates with $PILOT_HOME/router-token.' });
+      throw new PilotError('unauthorized', 'missing or invalid router token', {
+        hint: 'A router authenticates with $PILOT_HOME/router-token.',
+      });
     }
   };
   app.post<{ Body: Static<typeof SyncBody> }>('/api/v1/router/sync', { schema: { body: SyncBody }, onRequest }, async (req) => {

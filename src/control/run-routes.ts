@@ -18,31 +18,40 @@ import { appMasker } from './source-routes.js';
 
 const MAX_LOG_BYTES = 50 * 1024 * 1024;
 const STEP_NAMES = ['source', 'build', 'package', 'publish', 'deploy'];
-const Step = Type.Object({
-  name: Type.Union(STEP_NAMES.map((s) => Type.Literal(s))),
-  status: Type.Union(['pending', 'running', 'succeeded', 'failed', 'skipped'].map((s) => Type.Literal(s))),
-  startedAt: Type.Optional(Type.Number()),
-  finishedAt: Type.Optional(Type.Number()),
-  error: Type.Optional(Type.String({ maxLength: 8000 })),
-}, { additionalProperties: false });
+const Step = Type.Object(
+  {
+    name: Type.Union(STEP_NAMES.map((s) => Type.Literal(s))),
+    status: Type.Union(['pending', 'running', 'succeeded', 'failed', 'skipped'].map((s) => Type.Literal(s))),
+    startedAt: Type.Optional(Type.Number()),
+    finishedAt: Type.Optional(Type.Number()),
+    error: Type.Optional(Type.String({ maxLength: 8000 })),
+  },
+  { additionalProperties: false },
+);
 
-const CreateBody = Type.Object({
-  app: Type.String(),
-  trigger: Type.Optional(Type.Union([Type.Literal('cli'), Type.Literal('webhook'), Type.Literal('rollback')])),
-  commit: Type.Optional(Type.String()),
-  dirty: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
+const CreateBody = Type.Object(
+  {
+    app: Type.String(),
+    trigger: Type.Optional(Type.Union([Type.Literal('cli'), Type.Literal('webhook'), Type.Literal('rollback')])),
+    commit: Type.Optional(Type.String()),
+    dirty: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 
-const PatchBody = Type.Object({
-  status: Type.Optional(Type.Union(['running', 'succeeded', 'failed', 'cancelled', 'superseded'].map((s) => Type.Literal(s)))),
-  rolloutId: Type.Optional(Type.Integer({ minimum: 1 })),
-  steps: Type.Optional(Type.Array(Step, { maxItems: 10 })),
-  artifact: Type.Optional(Type.String()),
-  revision: Type.Optional(Type.Integer({ minimum: 1 })),
-  error: Type.Optional(Type.String({ maxLength: 8000 })),
-  commit: Type.Optional(Type.String()),
-  dirty: Type.Optional(Type.Boolean()),
-}, { additionalProperties: false });
+const PatchBody = Type.Object(
+  {
+    status: Type.Optional(Type.Union(['running', 'succeeded', 'failed', 'cancelled', 'superseded'].map((s) => Type.Literal(s)))),
+    rolloutId: Type.Optional(Type.Integer({ minimum: 1 })),
+    steps: Type.Optional(Type.Array(Step, { maxItems: 10 })),
+    artifact: Type.Optional(Type.String()),
+    revision: Type.Optional(Type.Integer({ minimum: 1 })),
+    error: Type.Optional(Type.String({ maxLength: 8000 })),
+    commit: Type.Optional(Type.String()),
+    dirty: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'superseded', 'interrupted']);
 
@@ -95,25 +104,39 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
   };
 
   app.post<{ Body: { app: string; trigger?: RunRecord['trigger']; commit?: string; dirty?: boolean } }>(
-    '/api/v1/runs', { schema: { body: CreateBody } }, async (req, reply) => {
+    '/api/v1/runs',
+    { schema: { body: CreateBody } },
+    async (req, reply) => {
       const name = assertName(req.body.app);
-      if (req.body.commit !== undefined && !isCommitSha(req.body.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+      if (req.body.commit !== undefined && !isCommitSha(req.body.commit))
+        throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
       const steps: StepRecord[] = STEP_NAMES.map((n) => ({ name: n as StepRecord['name'], status: 'pending' }));
-      const run = await store.createRun({ app: name, trigger: req.body.trigger ?? 'cli', commit: req.body.commit, dirty: req.body.dirty ?? false, steps, now: Date.now() });
+      const run = await store.createRun({
+        app: name,
+        trigger: req.body.trigger ?? 'cli',
+        commit: req.body.commit,
+        dirty: req.body.dirty ?? false,
+        steps,
+        now: Date.now(),
+      });
       await mkdir(runsDir, { recursive: true, mode: 0o700 });
       void reply.status(201);
       return { run };
-    });
+    },
+  );
 
   app.patch<{ Params: { id: string }; Body: RunPatch & { status?: RunRecord['status'] } }>(
-    '/api/v1/runs/:id', { schema: { body: PatchBody } }, async (req) => {
+    '/api/v1/runs/:id',
+    { schema: { body: PatchBody } },
+    async (req) => {
       const run = await mustGetRun(req.params.id);
       const b = req.body;
       if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
       if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
       const final = b.status === 'succeeded' || b.status === 'failed' || b.status === 'cancelled' || b.status === 'superseded';
       return { run: await store.updateRun(run.id, { ...b, ...(final ? { finishedAt: Date.now() } : {}) }) };
-    });
+    },
+  );
 
   app.post<{ Params: { id: string }; Body: string }>('/api/v1/runs/:id/log', async (req, reply) => {
     const run = await mustGetRun(req.params.id);
@@ -121,8 +144,12 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     const mask = await appMasker(store, deps.box, run.app);
     const text = (typeof req.body === 'string' ? req.body : '').split('\n').map(mask).join('\n');
     const file = logFile(run.id);
-    const size = await stat(file).then((s) => s.size, () => 0);
-    if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
+    const size = await stat(file).then(
+      (s) => s.size,
+      () => 0,
+    );
+    if (size + Buffer.byteLength(text) > MAX_LOG_BYTES)
+      throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
     await mkdir(runsDir, { recursive: true, mode: 0o700 });
     await appendFile(file, text, { mode: 0o600 }); // run logs name the app's build; private like the rest of $PILOT_HOME
     waiters.wake(run.id);
@@ -139,10 +166,12 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     }
     // The audit trail ends with the rollout's result.
     return {
-      runs: await Promise.all(runs.map(async (r) => {
-        const ro = r.rolloutId === undefined ? undefined : await store.getRollout(r.rolloutId);
-        return { ...r, rollout: ro ? { id: ro.id, status: ro.status, reason: ro.reason ?? null } : null };
-      })),
+      runs: await Promise.all(
+        runs.map(async (r) => {
+          const ro = r.rolloutId === undefined ? undefined : await store.getRollout(r.rolloutId);
+          return { ...r, rollout: ro ? { id: ro.id, status: ro.status, reason: ro.reason ?? null } : null };
+        }),
+      ),
     };
   });
 
@@ -152,7 +181,10 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     const run = await mustGetRun(req.params.id);
     const file = logFile(run.id);
     if (req.query.follow !== '1' && req.query.follow !== 'true') {
-      const exists = await stat(file).then(() => true, () => false);
+      const exists = await stat(file).then(
+        () => true,
+        () => false,
+      );
       void reply.type('text/plain; charset=utf-8');
       return exists ? createReadStream(file) : '';
     }
@@ -172,7 +204,10 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     // unreadable, the database away) ends the stream itself, with a last line saying why.
     try {
       while (!closed) {
-        const size = await stat(file).then((s) => s.size, () => 0);
+        const size = await stat(file).then(
+          (s) => s.size,
+          () => 0,
+        );
         if (size > pos) {
           const fh = await open(file, 'r');
           try {
@@ -191,7 +226,13 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
         }
         // Registered before the checks below, so an append or a state change between them is not missed.
         const woken = waiters.next(run.id, 10_000);
-        if ((await stat(file).then((s) => s.size, () => 0)) > pos) continue;
+        if (
+          (await stat(file).then(
+            (s) => s.size,
+            () => 0,
+          )) > pos
+        )
+          continue;
         const now = await store.getRun(run.id);
         if (!now || FINAL.has(now.status)) {
           ended = now ?? null;

@@ -19,22 +19,29 @@ export interface RuntimeRouteDeps {
 }
 
 const VERSION = /^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,6}$/;
-const PutBody = Type.Object({
-  platform: Type.String({ maxLength: 32 }),
-  digest: Type.String({ pattern: '^sha256:[a-f0-9]{64}$' }),
-  integrity: Type.Optional(Type.String({ pattern: '^sha512-[A-Za-z0-9+/]{86}==$' })),
-  origin: Type.String({ minLength: 1, maxLength: 500 }),
-}, { additionalProperties: false });
+const PutBody = Type.Object(
+  {
+    platform: Type.String({ maxLength: 32 }),
+    digest: Type.String({ pattern: '^sha256:[a-f0-9]{64}$' }),
+    integrity: Type.Optional(Type.String({ pattern: '^sha512-[A-Za-z0-9+/]{86}==$' })),
+    origin: Type.String({ minLength: 1, maxLength: 500 }),
+  },
+  { additionalProperties: false },
+);
 
 function version(v: string): string {
-  if (!VERSION.test(v)) throw new PilotError('bad_request', `${JSON.stringify(v.slice(0, 40))} is not an exact Node.js version (like 22.23.3)`);
+  if (!VERSION.test(v))
+    throw new PilotError('bad_request', `${JSON.stringify(v.slice(0, 40))} is not an exact Node.js version (like 22.23.3)`);
   return v;
 }
 
 function platform(p: string | undefined): string {
   const name = p ?? 'linux-x64';
   if (!(SUPPORTED_PLATFORMS as readonly string[]).includes(name)) {
-    throw new PilotError('unsupported_platform', `platform ${JSON.stringify(name.slice(0, 40))} is not supported: supported platforms are ${SUPPORTED_PLATFORMS.join(', ')}`);
+    throw new PilotError(
+      'unsupported_platform',
+      `platform ${JSON.stringify(name.slice(0, 40))} is not supported: supported platforms are ${SUPPORTED_PLATFORMS.join(', ')}`,
+    );
   }
   return name;
 }
@@ -43,39 +50,65 @@ function platform(p: string | undefined): string {
 export async function assertRecordedRuntime(store: Store, node: { readonly version: string; readonly digest: string }): Promise<void> {
   const same = (await store.listNodeRuntimes()).filter((r) => r.version === node.version);
   if (same.some((r) => r.digest === node.digest)) return;
-  throw new PilotError('bad_request', same.length > 0
-    ? `Node.js ${node.version} is recorded as ${same.map((r) => r.digest).join(', ')}, not ${node.digest}`
-    : `Node.js ${node.version} is not a recorded runtime`, {
-    hint: 'Deploy runtimes Pilot has recorded (`pilot runtimes`); `pilot run` records the one it builds with, `pilot runtimes add` imports one.',
-  });
+  throw new PilotError(
+    'bad_request',
+    same.length > 0
+      ? `Node.js ${node.version} is recorded as ${same.map((r) => r.digest).join(', ')}, not ${node.digest}`
+      : `Node.js ${node.version} is not a recorded runtime`,
+    {
+      hint: 'Deploy runtimes Pilot has recorded (`pilot runtimes`); `pilot run` records the one it builds with, `pilot runtimes add` imports one.',
+    },
+  );
 }
 
 export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDeps): void {
   const { store, blobs } = deps;
 
-  app.put<{ Params: { version: string }; Body: Static<typeof PutBody> }>('/api/v1/runtimes/node/:version', { schema: { body: PutBody } }, async (req, reply) => {
-    const v = version(req.params.version);
-    const b = req.body;
-    const p = platform(b.platform);
-    const stat = await blobs.stat(b.digest);
-    if (!stat) throw new PilotError('artifact_not_found', `runtime blob ${b.digest} is not in the artifact repository`, { hint: 'Upload the tarball first (PUT /api/v1/artifacts/DIGEST); `pilot runtimes add` does both.' });
-    const existing = await store.getNodeRuntime(v, p);
-    if (existing && existing.digest !== b.digest) {
-      throw new PilotError('conflict', `Node.js ${v} (${p}) is already recorded as ${existing.digest}: a version's runtime never changes`, {
-        hint: 'The tarball differs from the one recorded; use the recorded one (`pilot runtimes`).',
-        details: { recorded: existing },
+  app.put<{ Params: { version: string }; Body: Static<typeof PutBody> }>(
+    '/api/v1/runtimes/node/:version',
+    { schema: { body: PutBody } },
+    async (req, reply) => {
+      const v = version(req.params.version);
+      const b = req.body;
+      const p = platform(b.platform);
+      const stat = await blobs.stat(b.digest);
+      if (!stat)
+        throw new PilotError('artifact_not_found', `runtime blob ${b.digest} is not in the artifact repository`, {
+          hint: 'Upload the tarball first (PUT /api/v1/artifacts/DIGEST); `pilot runtimes add` does both.',
+        });
+      const existing = await store.getNodeRuntime(v, p);
+      if (existing && existing.digest !== b.digest) {
+        throw new PilotError(
+          'conflict',
+          `Node.js ${v} (${p}) is already recorded as ${existing.digest}: a version's runtime never changes`,
+          {
+            hint: 'The tarball differs from the one recorded; use the recorded one (`pilot runtimes`).',
+            details: { recorded: existing },
+          },
+        );
+      }
+      const rec = await store.putNodeRuntime({
+        version: v,
+        platform: p,
+        digest: b.digest,
+        integrity: b.integrity,
+        size: stat.size,
+        origin: b.origin,
+        createdAt: Date.now(),
       });
-    }
-    const rec = await store.putNodeRuntime({ version: v, platform: p, digest: b.digest, integrity: b.integrity, size: stat.size, origin: b.origin, createdAt: Date.now() });
-    void reply.status(existing ? 200 : 201);
-    return { runtime: rec, created: !existing };
-  });
+      void reply.status(existing ? 200 : 201);
+      return { runtime: rec, created: !existing };
+    },
+  );
 
   app.get<{ Params: { version: string }; Querystring: { platform?: string } }>('/api/v1/runtimes/node/:version', async (req) => {
     const v = version(req.params.version);
     const p = platform(req.query.platform);
     const rec = await store.getNodeRuntime(v, p);
-    if (!rec) throw new PilotError('not_found', `Node.js ${v} (${p}) is not in this Pilot's runtime cache`, { hint: '`pilot run` fetches it from the npm registry; `pilot runtimes add VERSION --from FILE.tgz` imports it by hand.' });
+    if (!rec)
+      throw new PilotError('not_found', `Node.js ${v} (${p}) is not in this Pilot's runtime cache`, {
+        hint: '`pilot run` fetches it from the npm registry; `pilot runtimes add VERSION --from FILE.tgz` imports it by hand.',
+      });
     return { runtime: rec };
   });
 
@@ -93,7 +126,11 @@ export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDe
       }
     }
     return {
-      runtimes: runtimes.map((r: NodeRuntimeRecord) => ({ ...r, apps: [...(using.get(r.digest)?.apps ?? [])].sort(), revisions: using.get(r.digest)?.revisions ?? 0 })),
+      runtimes: runtimes.map((r: NodeRuntimeRecord) => ({
+        ...r,
+        apps: [...(using.get(r.digest)?.apps ?? [])].sort(),
+        revisions: using.get(r.digest)?.revisions ?? 0,
+      })),
     };
   });
 }

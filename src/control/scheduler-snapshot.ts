@@ -17,7 +17,8 @@ let local: { at: number; addresses: Set<string> } | undefined;
 /** This machine's own addresses (the router runs here, in the control plane's process); re-read every 10 s. */
 function localAddresses(): Set<string> {
   const now = performance.now();
-  if (!local || now - local.at > 10_000) local = { at: now, addresses: new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address))) };
+  if (!local || now - local.at > 10_000)
+    local = { at: now, addresses: new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address))) };
   return local.addresses;
 }
 
@@ -59,7 +60,12 @@ export async function schedulerSnapshot(deps: SnapshotDeps): Promise<SchedulerNo
     // In its own network namespace a fixed port takes nothing of the node's ports.
     const node = nodeById.get(i.nodeId);
     const ownNetns = r?.config.runtime === 'process' && node !== undefined && nodeIsolates(node);
-    list.push({ app: i.app, fixedPort: i.kind === 'release' || ownNetns ? undefined : r?.config.port, cpu: r?.config.resources?.cpu, memoryMb: r?.config.resources?.memoryMb });
+    list.push({
+      app: i.app,
+      fixedPort: i.kind === 'release' || ownNetns ? undefined : r?.config.port,
+      cpu: r?.config.resources?.cpu,
+      memoryMb: r?.config.resources?.memoryMb,
+    });
     byNode.set(i.nodeId, list);
   }
   return nodes.map((n) => ({

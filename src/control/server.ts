@@ -134,20 +134,29 @@ function assertStateConsistent(home: string, fresh: boolean): void {
   if (existsSync(db) || fresh) return;
   const evidence = stateEvidence(home);
   if (evidence.length === 0) return;
-  throw new PilotError('state_without_database', `the state database ${db} is missing, but ${home} holds Pilot state (${evidence.join(', ')})`, {
-    hint: 'Restore it with `pilot restore BACKUP-FILE`, or start with an empty database on purpose with `--fresh-database` '
-      + '(running apps keep running and are listed as orphans by `pilot orphans`; deploy them again to manage them).',
-  });
+  throw new PilotError(
+    'state_without_database',
+    `the state database ${db} is missing, but ${home} holds Pilot state (${evidence.join(', ')})`,
+    {
+      hint:
+        'Restore it with `pilot restore BACKUP-FILE`, or start with an empty database on purpose with `--fresh-database` ' +
+        '(running apps keep running and are listed as orphans by `pilot orphans`; deploy them again to manage them).',
+    },
+  );
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.logger ?? pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' });
   // Checked before anything is opened: a bad --trusted-proxy is a plain error, nothing to clean up.
-  const trusted = new TrustedProxies(opts.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
+  const trusted = new TrustedProxies(
+    opts.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES,
+    opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES',
+  );
   mkdirSync(opts.home, { recursive: true, mode: 0o700 });
   assertStateConsistent(opts.home, opts.freshDatabase ?? false);
   const store = new SqliteStore(join(opts.home, 'pilot.db'));
-  if (opts.freshDatabase) log.warn({ home: opts.home }, 'started with a fresh database (--fresh-database): instances agents still run are kept as orphans');
+  if (opts.freshDatabase)
+    log.warn({ home: opts.home }, 'started with a fresh database (--fresh-database): instances agents still run are kept as orphans');
   const admin = loadOrCreateToken(join(opts.home, 'admin-token'), 'pilot_admin');
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
   const routerToken = loadOrCreateToken(join(opts.home, 'router-token'), 'pilot_router');
@@ -169,9 +178,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const traffic = embedded ? new RouterMetrics(registry) : undefined;
   const router = embedded
     ? await startRouter({ host: opts.routerHost, port: opts.routerPort, table, metrics: traffic, trusted }).catch((err: unknown) => {
-      store.close();
-      throw listenError(err, 'router', opts.routerHost, opts.routerPort);
-    })
+        store.close();
+        throw listenError(err, 'router', opts.routerHost, opts.routerPort);
+      })
     : undefined;
   // The feed always follows the table (routers in their own process, here or elsewhere, read it);
   // in-flight counts come from the embedded router, else from what the router process reports.
@@ -188,15 +197,20 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     crashLoopRestarts: 3,
     onFatal: opts.onFatal,
   });
-  const monitor = new NodeMonitor(store, log.child({ part: 'nodes' }), (nodeId) => {
-    reconciler.nodeChanged(nodeId).catch((err: unknown) => log.error({ err, node: nodeId }, 'node status change not reconciled'));
-  }, {
-    suspectAfterMs: envMs('PILOT_NODE_SUSPECT_MS', DEFAULT_NODE_HEALTH.suspectAfterMs),
-    downAfterMs: envMs('PILOT_NODE_DOWN_MS', DEFAULT_NODE_HEALTH.downAfterMs),
-    startupGraceMs: envMs('PILOT_NODE_GRACE_MS', DEFAULT_NODE_HEALTH.startupGraceMs ?? 10_000),
-    intervalMs: envMs('PILOT_NODE_CHECK_MS', 250),
-    probeTimeoutMs: 250,
-  });
+  const monitor = new NodeMonitor(
+    store,
+    log.child({ part: 'nodes' }),
+    (nodeId) => {
+      reconciler.nodeChanged(nodeId).catch((err: unknown) => log.error({ err, node: nodeId }, 'node status change not reconciled'));
+    },
+    {
+      suspectAfterMs: envMs('PILOT_NODE_SUSPECT_MS', DEFAULT_NODE_HEALTH.suspectAfterMs),
+      downAfterMs: envMs('PILOT_NODE_DOWN_MS', DEFAULT_NODE_HEALTH.downAfterMs),
+      startupGraceMs: envMs('PILOT_NODE_GRACE_MS', DEFAULT_NODE_HEALTH.startupGraceMs ?? 10_000),
+      intervalMs: envMs('PILOT_NODE_CHECK_MS', 250),
+      probeTimeoutMs: 250,
+    },
+  );
   reconciler.attachMonitor(monitor);
   new Gauge({
     name: 'pilot_instances',
@@ -209,7 +223,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
   });
 
-  const api = Fastify({ loggerInstance: log.child({ part: 'api' }), bodyLimit: 1024 * 1024, http: slowClientServerOptions, logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance;
+  const api = Fastify({
+    loggerInstance: log.child({ part: 'api' }),
+    bodyLimit: 1024 * 1024,
+    http: slowClientServerOptions,
+    logController: new LogController({ disableRequestLogging: true }),
+  }) as unknown as FastifyInstance;
   installErrorHandling(api, opts.home);
   installBodyDeadline(api);
   const routes: { method: string; url: string }[] = [];
@@ -220,7 +239,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   api.addHook('onRequest', async (req) => {
     // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
     if (/(^|\/)(\.|%2e){2}(\/|\?|$)/i.test(req.url)) {
-      throw new PilotError('bad_request', 'a ".." path segment is not allowed', { hint: 'Names are 1-63 characters: lowercase letters, digits and "-".' });
+      throw new PilotError('bad_request', 'a ".." path segment is not allowed', {
+        hint: 'Names are 1-63 characters: lowercase letters, digits and "-".',
+      });
     }
     const mode = authMode(req.method, req.url);
     if (mode === 'none' || mode === 'self') return;
@@ -244,7 +265,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     return {
       ok: true,
       ...(disk ? { disk: detailed ? disk : { low: disk.low } } : {}),
-      ...(logStats ? { log: detailed ? { droppedLines: logStats.dropped, failing: logStats.failing ?? null } : { failing: logStats.failing !== undefined } } : {}),
+      ...(logStats
+        ? {
+            log: detailed
+              ? { droppedLines: logStats.dropped, failing: logStats.failing ?? null }
+              : { failing: logStats.failing !== undefined },
+          }
+        : {}),
     };
   });
   api.get('/metrics', async (_req, reply) => {
@@ -257,7 +284,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     source: async (ms, app) => (traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app)),
   });
   registerBackupRoutes(api, { store, home: opts.home });
-  registerArtifactRoutes(api, { blobs, meta: { putMeta: (m) => store.putArtifactMeta(m), getMeta: (d) => store.getArtifactMeta(d), listMeta: (a) => store.listArtifactMeta(a) }, maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3 });
+  registerArtifactRoutes(api, {
+    blobs,
+    meta: {
+      putMeta: (m) => store.putArtifactMeta(m),
+      getMeta: (d) => store.getArtifactMeta(d),
+      listMeta: (a) => store.listArtifactMeta(a),
+    },
+    maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3,
+  });
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
   registerAppRoutes(api, { store, box, blobs, reconciler });
   registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
@@ -297,10 +332,25 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }, 5000);
   checkpoint.unref();
   monitor.start();
-  const worker = new RunWorker({ store, box, log: log.child({ part: 'cd' }), home: opts.home, apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`, adminToken: admin.token, publicUrl, concurrency: opts.workers ?? 2, quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000) });
+  const worker = new RunWorker({
+    store,
+    box,
+    log: log.child({ part: 'cd' }),
+    home: opts.home,
+    apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`,
+    adminToken: admin.token,
+    publicUrl,
+    concurrency: opts.workers ?? 2,
+    quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000),
+  });
   cd.worker = worker;
   await worker.start();
-  const stopGc = startArtifactGcTimer({ store, blobs, reconciler }, log.child({ part: 'gc' }), opts.gcIntervalMs ?? gcIntervalFromEnv(), () => gcSettingsFromEnv());
+  const stopGc = startArtifactGcTimer(
+    { store, blobs, reconciler },
+    log.child({ part: 'gc' }),
+    opts.gcIntervalMs ?? gcIntervalFromEnv(),
+    () => gcSettingsFromEnv(),
+  );
   const stopRetention = startEventRetention(store, log.child({ part: 'events' }), { ...retentionFromEnv(), ...opts.events?.retention });
   const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
   log.info({ api: `http://${opts.host}:${port}`, router: router?.url ?? 'process' }, 'control plane started');
@@ -348,7 +398,11 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
   const info = readRouterFile(home);
   if (!info) return '';
   try {
-    const res = await request(`${info.admin}/metrics`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 1000, bodyTimeout: 1000 });
+    const res = await request(`${info.admin}/metrics`, {
+      headers: { authorization: `Bearer ${token}` },
+      headersTimeout: 1000,
+      bodyTimeout: 1000,
+    });
     const text = await res.body.text();
     return res.statusCode === 200 ? text : '';
   } catch {
@@ -360,8 +414,12 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
 function listenError(err: unknown, what: string, host: string, port: number): PilotError {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') return new PilotError('port_in_use', `the ${what} cannot listen on ${host}:${port}: the port is in use`);
-  if (code === 'EACCES') return new PilotError('port_in_use', `the ${what} may not listen on ${host}:${port} (permission denied)`, { hint: 'Ports below 1024 need privileges; pick another port.' });
-  if (code === 'EADDRNOTAVAIL') return new PilotError('bad_request', `the ${what} cannot listen on ${host}: no such address on this machine`);
+  if (code === 'EACCES')
+    return new PilotError('port_in_use', `the ${what} may not listen on ${host}:${port} (permission denied)`, {
+      hint: 'Ports below 1024 need privileges; pick another port.',
+    });
+  if (code === 'EADDRNOTAVAIL')
+    return new PilotError('bad_request', `the ${what} cannot listen on ${host}: no such address on this machine`);
   return new PilotError('internal', `the ${what} cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
 }
 

@@ -44,16 +44,28 @@ describe('slow clients', () => {
 
   it('cuts a JSON body that trickles past the deadline', async () => {
     const body = JSON.stringify({ x: 'y'.repeat(40) });
-    const r = await trickle(port, `POST /json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`, body);
+    const r = await trickle(
+      port,
+      `POST /json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`,
+      body,
+    );
     assert.ok(r.ms < 3000, `cut after ${r.ms} ms`);
     assert.doesNotMatch(r.answer, /^HTTP\/1\.1 200/);
   });
 
   it('lets a quick JSON body and a slow streamed upload through', async () => {
-    const quick = await fetch(`http://127.0.0.1:${port}/json`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
+    const quick = await fetch(`http://127.0.0.1:${port}/json`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"a":1}',
+    });
     assert.deepEqual(await quick.json(), { got: { a: 1 } });
     const body = 'z'.repeat(12);
-    const r = await trickle(port, `POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`, body);
+    const r = await trickle(
+      port,
+      `POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+      body,
+    );
     assert.match(r.answer, /^HTTP\/1\.1 200/, 'a streamed body is not cut by the JSON deadline');
     assert.match(r.answer, /"n":12/);
   });

@@ -30,11 +30,26 @@ describe('secret routes and an app being removed', () => {
   });
 
   it('refuses a build secret for an app being removed (409 app_removing), so a new app of that name inherits nothing', async () => {
-    await store.upsertNode({ id: 'n1', name: 'node-1', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: 'h', agentToken: 't', registeredAt: 1, lastSeenAt: 1, scheduling: 'eligible', cpus: undefined, memoryMb: undefined, labels: {}, runtimes: {} });
+    await store.upsertNode({
+      id: 'n1',
+      name: 'node-1',
+      address: '127.0.0.1',
+      apiUrl: 'http://127.0.0.1:1',
+      credentialHash: 'h',
+      agentToken: 't',
+      registeredAt: 1,
+      lastSeenAt: 1,
+      scheduling: 'eligible',
+      cpus: undefined,
+      memoryMb: undefined,
+      labels: {},
+      runtimes: {},
+    });
     await store.upsertApp('web', resolveAppConfig({}, 'web'), 1);
     await store.createInstance({ id: 'web-1-a', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 2 });
     assert.equal(await store.removeApp('web', 3), true);
-    const put = (scope: string) => app.inject({ method: 'PUT', url: '/api/v1/apps/web/secrets/NPM_TOKEN', payload: { value: 'npm_secret_value', scope } });
+    const put = (scope: string) =>
+      app.inject({ method: 'PUT', url: '/api/v1/apps/web/secrets/NPM_TOKEN', payload: { value: 'npm_secret_value', scope } });
     const build = await put('build');
     assert.equal(build.statusCode, 409, build.body);
     assert.equal(build.json().error.code, 'app_removing');
@@ -43,7 +58,10 @@ describe('secret routes and an app being removed', () => {
     assert.deepEqual(await store.purgeRemovedApps(), ['web']);
     // A new app of the same name: its first build secret creates it, and it has only that one.
     assert.equal((await put('build')).statusCode, 200);
-    assert.deepEqual((await store.listSecrets('web')).map((s) => [s.name, s.scope]), [['NPM_TOKEN', 'build']]);
+    assert.deepEqual(
+      (await store.listSecrets('web')).map((s) => [s.name, s.scope]),
+      [['NPM_TOKEN', 'build']],
+    );
     assert.ok(((await store.getApp('web'))?.createdAt ?? 0) > 3, 'a new app, not the old row');
   });
 });

@@ -17,14 +17,17 @@ import { assertRepoUrl, normalizeRepo } from '../core/repo-url.js';
 import type { SecretScope, Store } from '../store/store.js';
 import type { SecretBox } from '../store/secret-box.js';
 
-const CreateBody = Type.Object({
-  name: Type.String(),
-  repo: Type.String(),
-  branch: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
-  secret: Type.Optional(Type.String({ minLength: 16, maxLength: 256 })),
-  githubToken: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
-  statusApiUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
-}, { additionalProperties: false });
+const CreateBody = Type.Object(
+  {
+    name: Type.String(),
+    repo: Type.String(),
+    branch: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    secret: Type.Optional(Type.String({ minLength: 16, maxLength: 256 })),
+    githubToken: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+    statusApiUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+  },
+  { additionalProperties: false },
+);
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const MAX_SECRET_BYTES = 64 * 1024;
@@ -65,15 +68,24 @@ function assertOutsideHome(repo: string, home: string | undefined): void {
     // keep the resolved path
   }
   if (inside(abs, resolve(home)) || inside(real, realHome)) {
-    throw new PilotError('bad_request', `repository URL ${JSON.stringify(repo.slice(0, 200))} refused: it is inside Pilot's home (${home})`, { hint: 'Point --repo at the app\'s repository, not at Pilot\'s own state.' });
+    throw new PilotError(
+      'bad_request',
+      `repository URL ${JSON.stringify(repo.slice(0, 200))} refused: it is inside Pilot's home (${home})`,
+      { hint: "Point --repo at the app's repository, not at Pilot's own state." },
+    );
   }
 }
 
-export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store; box: SecretBox; publicUrl: () => string; home?: string }): void {
+export function registerSourceRoutes(
+  app: FastifyInstance,
+  deps: { store: Store; box: SecretBox; publicUrl: () => string; home?: string },
+): void {
   const { store, box } = deps;
 
   app.post<{ Body: { name: string; repo: string; branch?: string; secret?: string; githubToken?: string; statusApiUrl?: string } }>(
-    '/api/v1/apps', { schema: { body: CreateBody } }, async (req, reply) => {
+    '/api/v1/apps',
+    { schema: { body: CreateBody } },
+    async (req, reply) => {
       const b = req.body;
       const name = assertName(b.name);
       const repo = assertRepoUrl(b.repo);
@@ -85,20 +97,29 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
       if (b.secret !== undefined) assertSecretValue(b.secret, 'the webhook secret');
       if (b.githubToken !== undefined) assertSecretValue(b.githubToken, 'the GitHub token');
       const secret = b.secret ?? randomBytes(24).toString('base64url');
-      if ((await store.removingApps()).includes(name)) throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+      if ((await store.removingApps()).includes(name))
+        throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
       const existing = await store.getApp(name);
-      const rec = await store.setAppSource(name, existing?.config ?? resolveAppConfig({}, name), {
-        repo, branch, webhookSecret: box.seal(secret),
-        githubToken: b.githubToken === undefined ? undefined : box.seal(b.githubToken),
-        statusApiUrl: b.statusApiUrl,
-      }, Date.now());
+      const rec = await store.setAppSource(
+        name,
+        existing?.config ?? resolveAppConfig({}, name),
+        {
+          repo,
+          branch,
+          webhookSecret: box.seal(secret),
+          githubToken: b.githubToken === undefined ? undefined : box.seal(b.githubToken),
+          statusApiUrl: b.statusApiUrl,
+        },
+        Date.now(),
+      );
       void reply.status(existing ? 200 : 201);
       const path = `/hooks/github/${name}`;
       return {
         app: { name: rec.name, repo: rec.repo, branch: rec.branch, commitStatus: Boolean(rec.githubToken) },
         webhook: { path, url: deps.publicUrl() + path, contentType: 'application/json', secret, secretGenerated: b.secret === undefined },
       };
-    });
+    },
+  );
 
   app.get<{ Params: { app: string } }>('/api/v1/apps/:app/secrets', async (req) => {
     const name = assertName(req.params.app);
@@ -108,10 +129,24 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
 
   app.put<{ Params: { app: string; name: string }; Body: { value: string; scope?: SecretScope } }>(
     '/api/v1/apps/:app/secrets/:name',
-    { schema: { body: Type.Object({ value: Type.String({ maxLength: MAX_SECRET_BYTES }), scope: Type.Optional(Type.Union([Type.Literal('run'), Type.Literal('build')])) }, { additionalProperties: false }) } },
+    {
+      schema: {
+        body: Type.Object(
+          {
+            value: Type.String({ maxLength: MAX_SECRET_BYTES }),
+            scope: Type.Optional(Type.Union([Type.Literal('run'), Type.Literal('build')])),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
     async (req) => {
       const name = assertName(req.params.app);
-      if (!ENV_NAME.test(req.params.name)) throw new PilotError('bad_request', `secret name ${JSON.stringify(req.params.name.slice(0, 80))} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`);
+      if (!ENV_NAME.test(req.params.name))
+        throw new PilotError(
+          'bad_request',
+          `secret name ${JSON.stringify(req.params.name.slice(0, 80))} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
+        );
       assertSecretValue(req.body.value, `secret ${req.params.name}`);
       const scope = req.body.scope ?? 'run';
       if (!(await store.getApp(name))) {
@@ -122,10 +157,16 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
       }
       await store.setSecret(name, req.params.name, box.seal(req.body.value), Date.now(), scope);
       return {
-        app: name, secret: req.params.name, scope,
-        note: scope === 'build' ? 'given to the build steps of runs started from now on (not to the running app)' : 'takes effect for instances started from now on',
+        app: name,
+        secret: req.params.name,
+        scope,
+        note:
+          scope === 'build'
+            ? 'given to the build steps of runs started from now on (not to the running app)'
+            : 'takes effect for instances started from now on',
       };
-    });
+    },
+  );
 
   // The build secrets of a run's app, for the pipeline runner (pilot run, the CD worker) while the run
   // is in flight: a finished run no longer opens them. Admin token only, like every /api/v1 route.
@@ -141,7 +182,8 @@ export function registerSourceRoutes(app: FastifyInstance, deps: { store: Store;
 
   app.delete<{ Params: { app: string; name: string } }>('/api/v1/apps/:app/secrets/:name', async (req) => {
     const name = assertName(req.params.app);
-    if (!(await store.deleteSecret(name, req.params.name))) throw new PilotError('not_found', `app "${name}" has no secret ${JSON.stringify(req.params.name.slice(0, 80))}`);
+    if (!(await store.deleteSecret(name, req.params.name)))
+      throw new PilotError('not_found', `app "${name}" has no secret ${JSON.stringify(req.params.name.slice(0, 80))}`);
     return { app: name, deleted: req.params.name };
   });
 }

@@ -8,14 +8,24 @@ import { installErrorHandling } from './http-errors.js';
 import { appTraffic, registerTrafficRoutes, type TrafficSource } from './traffic-routes.js';
 
 const app = (name: string, activeRevision: number | undefined): AppRecord => ({
-  name, activeRevision, config: {} as AppRecord['config'], replicas: 1, replicasSource: 'config', createdAt: 0, updatedAt: 0,
-  repo: undefined, branch: undefined, webhookSecret: undefined, githubToken: undefined, statusApiUrl: undefined,
+  name,
+  activeRevision,
+  config: {} as AppRecord['config'],
+  replicas: 1,
+  replicasSource: 'config',
+  createdAt: 0,
+  updatedAt: 0,
+  repo: undefined,
+  branch: undefined,
+  webhookSecret: undefined,
+  githubToken: undefined,
+  statusApiUrl: undefined,
 });
 
 const upstream = (name: string, revision: number) => ({ id: `${name}-${revision}`, app: name, revision, host: '127.0.0.1', port: 1 });
 
 describe('traffic routes', () => {
-  it('merge two routers\' rows by revision: newest first, the no-instance row last, the active one marked', () => {
+  it("merge two routers' rows by revision: newest first, the no-instance row last, the active one marked", () => {
     const a = new RouterMetrics(new Registry(), { now: () => 5_000 });
     const b = new RouterMetrics(new Registry(), { now: () => 5_000 });
     for (let i = 0; i < 30; i++) a.revision(upstream('shop', 1)).record(200, 1, 5_000);
@@ -24,18 +34,28 @@ describe('traffic routes', () => {
     b.request('shop', undefined, 502, 0);
     a.revision(upstream('cart', 9)).record(200, 1, 5_000);
     const t = appTraffic(app('shop', 1), [...a.traffic(60_000), ...b.traffic(60_000)], 60_000);
-    assert.deepEqual(t.revisions.map((r) => [r.revision, r.active]), [[2, false], [1, true], [null, false]]);
+    assert.deepEqual(
+      t.revisions.map((r) => [r.revision, r.active]),
+      [
+        [2, false],
+        [1, true],
+        [null, false],
+      ],
+    );
     const r1 = t.revisions[1]!;
     assert.equal(r1.requests, 40);
     assert.equal(r1.status['5xx'], 10);
     assert.equal(r1.errorRate, 0.25);
-    assert.ok(r1.latencyMs.p99! > 90, 'the slow router\'s requests are in the merged p99');
+    assert.ok(r1.latencyMs.p99! > 90, "the slow router's requests are in the merged p99");
     assert.ok(r1.latencyMs.p50! < 2);
   });
 
   it('show the active revision before its first request', () => {
     const t = appTraffic(app('shop', 3), [], 60_000);
-    assert.deepEqual(t.revisions.map((r) => [r.revision, r.requests, r.rps]), [[3, 0, 0]]);
+    assert.deepEqual(
+      t.revisions.map((r) => [r.revision, r.requests, r.rps]),
+      [[3, 0, 0]],
+    );
     assert.deepEqual(appTraffic(app('fresh', undefined), [], 60_000).revisions, []);
   });
 
@@ -66,7 +86,10 @@ describe('traffic routes', () => {
       assert.equal(ok.statusCode, 200);
       const body = ok.json<{ windowSeconds: number; revisions: { revision: number; requests: number; errorRate: number }[] }>();
       assert.equal(body.windowSeconds, 30);
-      assert.deepEqual(body.revisions.map((r) => [r.revision, r.requests, r.errorRate]), [[1, 4, 0.25]]);
+      assert.deepEqual(
+        body.revisions.map((r) => [r.revision, r.requests, r.errorRate]),
+        [[1, 4, 0.25]],
+      );
       const all = await api.inject({ method: 'GET', url: '/api/v1/traffic' });
       assert.equal(all.json<{ windowSeconds: number }>().windowSeconds, 60, 'the default window');
 

@@ -15,7 +15,14 @@ import { request } from 'undici';
 import { PilotError } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import {
-  emptySummary, figures, isTrafficSummary, LATENCY_LAYOUT, mergeSummaries, parseTrafficWindow, type TrafficFigures, type TrafficSummary,
+  emptySummary,
+  figures,
+  isTrafficSummary,
+  LATENCY_LAYOUT,
+  mergeSummaries,
+  parseTrafficWindow,
+  type TrafficFigures,
+  type TrafficSummary,
 } from '../core/traffic-window.js';
 import type { RevisionTraffic } from '../router/metrics.js';
 import { readRouterFile } from '../router/router-process.js';
@@ -41,7 +48,8 @@ const Query = Type.Object({ window: Type.Optional(Type.String({ maxLength: 40 })
 
 function windowMs(raw: string | undefined): number {
   const w = parseTrafficWindow(raw);
-  if ('error' in w) throw new PilotError('bad_request', w.error, { hint: 'Pass ?window= as a duration from 1s to 5m: 10s, 60s, 5m (default 60s).' });
+  if ('error' in w)
+    throw new PilotError('bad_request', w.error, { hint: 'Pass ?window= as a duration from 1s to 5m: 10s, 60s, 5m (default 60s).' });
   return w.ms;
 }
 
@@ -67,13 +75,17 @@ export function appTraffic(app: AppRecord, rows: readonly RevisionTraffic[], win
 }
 
 export function registerTrafficRoutes(api: FastifyInstance, deps: { store: Store; source: TrafficSource }): void {
-  api.get<{ Params: { app: string }; Querystring: { window?: string } }>('/api/v1/apps/:app/traffic', { schema: { querystring: Query } }, async (req) => {
-    const name = assertName(req.params.app);
-    const ms = windowMs(req.query.window);
-    const app = await deps.store.getApp(name);
-    if (!app) throw new PilotError('app_not_found', `app "${name}" not found`);
-    return { windowSeconds: ms / 1000, ...appTraffic(app, await deps.source(ms, name), ms) };
-  });
+  api.get<{ Params: { app: string }; Querystring: { window?: string } }>(
+    '/api/v1/apps/:app/traffic',
+    { schema: { querystring: Query } },
+    async (req) => {
+      const name = assertName(req.params.app);
+      const ms = windowMs(req.query.window);
+      const app = await deps.store.getApp(name);
+      if (!app) throw new PilotError('app_not_found', `app "${name}" not found`);
+      return { windowSeconds: ms / 1000, ...appTraffic(app, await deps.source(ms, name), ms) };
+    },
+  );
 
   api.get<{ Querystring: { window?: string } }>('/api/v1/traffic', { schema: { querystring: Query } }, async (req) => {
     const ms = windowMs(req.query.window);
@@ -91,12 +103,20 @@ export async function routerProcessTraffic(home: string, token: string, ms: numb
   const qs = new URLSearchParams({ window: `${ms}ms`, ...(app === undefined ? {} : { app }) });
   let answer: unknown;
   try {
-    const res = await request(`${info.admin}/traffic?${qs}`, { headers: { authorization: `Bearer ${token}` }, headersTimeout: 2000, bodyTimeout: 2000 });
+    const res = await request(`${info.admin}/traffic?${qs}`, {
+      headers: { authorization: `Bearer ${token}` },
+      headersTimeout: 2000,
+      bodyTimeout: 2000,
+    });
     const text = await res.body.text();
     if (res.statusCode !== 200) throw new Error(`it answered ${res.statusCode}`);
     answer = JSON.parse(text);
   } catch (err) {
-    throw new PilotError('unavailable', `the router process (pid ${info.pid}, ${info.admin}) gave no traffic figures: ${(err as Error).message}`, { hint });
+    throw new PilotError(
+      'unavailable',
+      `the router process (pid ${info.pid}, ${info.admin}) gave no traffic figures: ${(err as Error).message}`,
+      { hint },
+    );
   }
   return readAnswer(answer);
 }
@@ -109,7 +129,12 @@ function readAnswer(x: unknown): RevisionTraffic[] {
       hint: 'Restart the router with the same Pilot version as the control plane (`pilot down`, then `pilot up`).',
     });
   }
-  return a.revisions.filter((r): r is RevisionTraffic =>
-    typeof r === 'object' && r !== null && typeof r.app === 'string'
-    && (r.revision === null || Number.isInteger(r.revision)) && isTrafficSummary(r.summary));
+  return a.revisions.filter(
+    (r): r is RevisionTraffic =>
+      typeof r === 'object' &&
+      r !== null &&
+      typeof r.app === 'string' &&
+      (r.revision === null || Number.isInteger(r.revision)) &&
+      isTrafficSummary(r.summary),
+  );
 }

@@ -31,7 +31,14 @@ export async function volumeViews(store: Store, reconciler: Reconciler, app: str
   const view = (name: string, path: string | null): VolumeView => {
     const p = placed.find((x) => x.name === name);
     const node = p && nodes.get(p.nodeId);
-    return { name, path, node: node?.name ?? p?.nodeId ?? null, nodeId: p?.nodeId ?? null, nodeStatus: node ? reconciler.nodeStatus(node.id) : null, placedAt: p?.createdAt ?? null };
+    return {
+      name,
+      path,
+      node: node?.name ?? p?.nodeId ?? null,
+      nodeId: p?.nodeId ?? null,
+      nodeStatus: node ? reconciler.nodeStatus(node.id) : null,
+      placedAt: p?.createdAt ?? null,
+    };
   };
   const configured = a?.config.volumes ?? [];
   return [
@@ -48,16 +55,22 @@ export function registerVolumeRoutes(app: FastifyInstance, deps: { store: Store;
     return name;
   };
 
-  app.get<{ Params: { app: string } }>('/api/v1/apps/:app/volumes', async (req) => ({ volumes: await volumeViews(store, reconciler, await mustExist(req.params.app)) }));
+  app.get<{ Params: { app: string } }>('/api/v1/apps/:app/volumes', async (req) => ({
+    volumes: await volumeViews(store, reconciler, await mustExist(req.params.app)),
+  }));
 
   // Forget where the volumes are (all, or ?name=one): the next placement chooses a node anew, with empty volumes.
   app.delete<{ Params: { app: string }; Querystring: { name?: string } }>('/api/v1/apps/:app/volumes', async (req) => {
     const name = await mustExist(req.params.app);
     const one = req.query.name;
-    if (one !== undefined && !/^[a-z][a-z0-9-]{0,30}$/.test(one)) throw new PilotError('bad_request', `volume name ${JSON.stringify(one.slice(0, 80))} is not valid`);
+    if (one !== undefined && !/^[a-z][a-z0-9-]{0,30}$/.test(one))
+      throw new PilotError('bad_request', `volume name ${JSON.stringify(one.slice(0, 80))} is not valid`);
     const before = await volumeViews(store, reconciler, name);
     const forgotten = await reconciler.serial(() => store.forgetVolumes(name, one));
-    if (one !== undefined && forgotten === 0) throw new PilotError('not_found', `app "${name}" has no placed volume "${one}"`, { hint: `\`pilot volumes ${name}\` lists its volumes.` });
+    if (one !== undefined && forgotten === 0)
+      throw new PilotError('not_found', `app "${name}" has no placed volume "${one}"`, {
+        hint: `\`pilot volumes ${name}\` lists its volumes.`,
+      });
     reconciler.enqueue(name);
     return { forgotten: before.filter((v) => v.nodeId !== null && (one === undefined || v.name === one)) };
   });

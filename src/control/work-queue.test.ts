@@ -5,7 +5,10 @@ import { FakeClock, settle } from './test-clock.js';
 import { WorkQueue, isTerminalError, type FailureInfo, type ReconcileResult } from './work-queue.js';
 
 /** A queue whose handler records calls and answers what `script` says per key. */
-function harness(script: (key: string, n: number) => ReconcileResult | void | Error | Promise<ReconcileResult | void>, opts: { concurrency?: number } = {}) {
+function harness(
+  script: (key: string, n: number) => ReconcileResult | void | Error | Promise<ReconcileResult | void>,
+  opts: { concurrency?: number } = {},
+) {
   const clock = new FakeClock();
   const calls: { key: string; at: number }[] = [];
   const errors: { key: string; info: FailureInfo }[] = [];
@@ -36,14 +39,23 @@ describe('work queue', () => {
     // Hold the queue busy on another key so "app" waits.
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const q = new WorkQueue<string>({ clock: h.clock, reconcile: async (k) => { h.calls.push({ key: k, at: 0 }); if (k === 'busy') await gate; } });
+    const q = new WorkQueue<string>({
+      clock: h.clock,
+      reconcile: async (k) => {
+        h.calls.push({ key: k, at: 0 });
+        if (k === 'busy') await gate;
+      },
+    });
     q.enqueue('busy');
     await settle();
     for (let i = 0; i < 10; i++) q.enqueue('app');
     assert.equal(q.stats.ready, 1);
     release();
     await q.whenIdle();
-    assert.deepEqual(h.calls.map((c) => c.key), ['busy', 'app']);
+    assert.deepEqual(
+      h.calls.map((c) => c.key),
+      ['busy', 'app'],
+    );
   });
 
   it('never runs two reconciles of one key at once; a change during a run runs it once more after', async () => {
@@ -83,7 +95,16 @@ describe('work queue', () => {
     let maxInFlight = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const q = new WorkQueue<string>({ clock: new FakeClock(), concurrency: 2, reconcile: async () => { inFlight++; maxInFlight = Math.max(maxInFlight, inFlight); await gate; inFlight--; } });
+    const q = new WorkQueue<string>({
+      clock: new FakeClock(),
+      concurrency: 2,
+      reconcile: async () => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await gate;
+        inFlight--;
+      },
+    });
     for (const k of ['a', 'b', 'c']) q.enqueue(k);
     await settle();
     assert.equal(maxInFlight, 2);
@@ -105,7 +126,10 @@ describe('work queue', () => {
     assert.equal(h.count('app'), 3);
     await h.clock.advance(10_000);
     assert.equal(h.count('app'), 3, 'no requeue asked: nothing more');
-    assert.deepEqual(h.calls.map((c) => c.at), [0, 500, 1000]);
+    assert.deepEqual(
+      h.calls.map((c) => c.at),
+      [0, 500, 1000],
+    );
     assert.equal(h.clock.pending, 0);
   });
 
@@ -115,7 +139,10 @@ describe('work queue', () => {
     h.q.requeueAfter('app', 300);
     h.q.requeueAfter('app', 2000);
     await h.clock.advance(300);
-    assert.deepEqual(h.calls.map((c) => c.at), [300]);
+    assert.deepEqual(
+      h.calls.map((c) => c.at),
+      [300],
+    );
     await h.clock.advance(5000);
     assert.equal(h.count('app'), 1, 'the later requeues were folded into the earlier one');
     h.q.requeueAfter('app', 1000);
@@ -130,7 +157,10 @@ describe('work queue', () => {
     const h = harness((k) => (k === 'bad' ? new Error('database row unreadable') : { requeueAfterMs: 250 }));
     for (const k of ['a', 'bad', 'b']) h.q.enqueue(k);
     await h.q.whenIdle();
-    assert.deepEqual(h.calls.map((c) => c.key), ['a', 'bad', 'b']);
+    assert.deepEqual(
+      h.calls.map((c) => c.key),
+      ['a', 'bad', 'b'],
+    );
     await h.clock.advance(1000);
     assert.equal(h.count('a'), 5);
     assert.equal(h.count('b'), 5);
@@ -144,9 +174,18 @@ describe('work queue', () => {
     h.q.enqueue('app');
     await h.q.whenIdle();
     await h.clock.advance(100 + 200 + 400 + 800 + 1000 + 1000);
-    assert.deepEqual(h.calls.map((c) => c.at), [0, 100, 300, 700, 1500, 2500, 3500]);
-    assert.deepEqual(h.errors.map((e) => e.info.retryInMs), [100, 200, 400, 800, 1000, 1000, 1000]);
-    assert.deepEqual(h.errors.map((e) => e.info.attempt), [1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(
+      h.calls.map((c) => c.at),
+      [0, 100, 300, 700, 1500, 2500, 3500],
+    );
+    assert.deepEqual(
+      h.errors.map((e) => e.info.retryInMs),
+      [100, 200, 400, 800, 1000, 1000, 1000],
+    );
+    assert.deepEqual(
+      h.errors.map((e) => e.info.attempt),
+      [1, 2, 3, 4, 5, 6, 7],
+    );
     failing = false;
     await h.clock.advance(1000);
     assert.equal(h.q.stats.failing, 0);
@@ -195,7 +234,17 @@ describe('work queue', () => {
     const gate = new Promise<void>((r) => (release = r));
     const clock = new FakeClock();
     let n = 0;
-    const q = new WorkQueue<string>({ clock, baseBackoffMs: 10_000, reconcile: async () => { n++; if (n === 1) { await gate; throw new Error('x'); } } });
+    const q = new WorkQueue<string>({
+      clock,
+      baseBackoffMs: 10_000,
+      reconcile: async () => {
+        n++;
+        if (n === 1) {
+          await gate;
+          throw new Error('x');
+        }
+      },
+    });
     q.enqueue('app');
     await settle();
     q.enqueue('app');

@@ -143,7 +143,13 @@ export class WorkQueue<K> {
 
   /** Counts, for tests and figures. */
   get stats(): { ready: number; running: number; delayed: number; parked: number; failing: number } {
-    return { ready: this.ready.size, running: this.running.size, delayed: this.delayed.size, parked: this.parked.size, failing: this.failures.size };
+    return {
+      ready: this.ready.size,
+      running: this.running.size,
+      delayed: this.delayed.size,
+      parked: this.parked.size,
+      failing: this.failures.size,
+    };
   }
 
   /** Resolves once nothing is ready or running (delayed keys are not waited for). */

@@ -5,7 +5,10 @@ import { AppConfigSchema, volumeEnvName, resolveAppConfig, splitCommand, validat
 import { PilotError } from './errors.js';
 
 const bad = (raw: unknown, re: RegExp): void => {
-  assert.throws(() => validateAppConfig(raw), (e: unknown) => e instanceof PilotError && e.code === 'invalid_config' && re.test(e.message));
+  assert.throws(
+    () => validateAppConfig(raw),
+    (e: unknown) => e instanceof PilotError && e.code === 'invalid_config' && re.test(e.message),
+  );
 };
 
 describe('pilot.yaml', () => {
@@ -26,9 +29,20 @@ describe('pilot.yaml', () => {
   });
 
   it('parses commands and durations', () => {
-    const c = resolveAppConfig(validateAppConfig({ name: 'x', run: 'node "my server.js" --flag', build: ['npm run build', ['make', 'all']], health: { interval: '500ms', timeout: 3 } }), undefined);
+    const c = resolveAppConfig(
+      validateAppConfig({
+        name: 'x',
+        run: 'node "my server.js" --flag',
+        build: ['npm run build', ['make', 'all']],
+        health: { interval: '500ms', timeout: 3 },
+      }),
+      undefined,
+    );
     assert.deepEqual(c.run, ['node', 'my server.js', '--flag']);
-    assert.deepEqual(c.build, [['npm', 'run', 'build'], ['make', 'all']]);
+    assert.deepEqual(c.build, [
+      ['npm', 'run', 'build'],
+      ['make', 'all'],
+    ]);
     assert.equal(c.health.intervalMs, 500);
     assert.equal(c.health.timeoutMs, 3000);
   });
@@ -52,8 +66,14 @@ describe('pilot.yaml', () => {
   });
 
   it('resolves volumes with default paths and the variable that names them', () => {
-    const c = resolveAppConfig(validateAppConfig({ name: 'x', volumes: [{ name: 'data', path: '/srv/data' }, { name: 'user-files' }] }), undefined);
-    assert.deepEqual(c.volumes, [{ name: 'data', path: '/srv/data' }, { name: 'user-files', path: '/data/user-files' }]);
+    const c = resolveAppConfig(
+      validateAppConfig({ name: 'x', volumes: [{ name: 'data', path: '/srv/data' }, { name: 'user-files' }] }),
+      undefined,
+    );
+    assert.deepEqual(c.volumes, [
+      { name: 'data', path: '/srv/data' },
+      { name: 'user-files', path: '/data/user-files' },
+    ]);
     assert.equal(volumeEnvName('user-files'), 'PILOT_VOLUME_USER_FILES');
     assert.deepEqual(resolveAppConfig(validateAppConfig({ name: 'x' }), undefined).volumes, []);
   });
@@ -64,16 +84,38 @@ describe('pilot.yaml', () => {
     bad({ volumes: [{ name: 'd', size: 3 }] }, /volumes\.0\.size: unknown field/);
     bad({ volumes: Array.from({ length: 9 }, (_, i) => ({ name: `v${i}` })) }, /volumes: must be array/);
     const refused = (volumes: unknown[], re: RegExp, extra: Record<string, unknown> = {}): void => {
-      assert.throws(() => resolveAppConfig(validateAppConfig({ name: 'x', volumes, ...extra }), undefined), (e: Error & { code?: string }) => e.code === 'invalid_config' && re.test(e.message));
+      assert.throws(
+        () => resolveAppConfig(validateAppConfig({ name: 'x', volumes, ...extra }), undefined),
+        (e: Error & { code?: string }) => e.code === 'invalid_config' && re.test(e.message),
+      );
     };
     for (const path of ['/app', '/etc', '/usr/lib/x', '/tmp', '/proc/1', '/home']) refused([{ name: 'd', path }], /would be mounted over/);
     refused([{ name: 'd', path: '/srv/./x' }], /"\." or "\.\." segments/);
     refused([{ name: 'd', path: '/data/../etc' }], /"\." or "\.\." segments/);
     refused([{ name: 'd' }, { name: 'd', path: '/other' }], /the name d is used twice/);
-    refused([{ name: 'a', path: '/srv' }, { name: 'b', path: '/srv/b' }], /a \(\/srv\) and b \(\/srv\/b\) overlap|b \(\/srv\/b\) and a \(\/srv\) overlap/);
+    refused(
+      [
+        { name: 'a', path: '/srv' },
+        { name: 'b', path: '/srv/b' },
+      ],
+      /a \(\/srv\) and b \(\/srv\/b\) overlap|b \(\/srv\/b\) and a \(\/srv\) overlap/,
+    );
     refused([{ name: 'd' }], /fixed port \(8080\) allows one instance per node/, { port: 8080, replicas: 2 });
     // Allowed: a folder of the app's own under /app or /home, a fixed port with one replica.
-    assert.equal(resolveAppConfig(validateAppConfig({ name: 'x', port: 8080, volumes: [{ name: 'a', path: '/app/uploads' }, { name: 'b', path: '/home/node/b' }] }), undefined).volumes.length, 2);
+    assert.equal(
+      resolveAppConfig(
+        validateAppConfig({
+          name: 'x',
+          port: 8080,
+          volumes: [
+            { name: 'a', path: '/app/uploads' },
+            { name: 'b', path: '/home/node/b' },
+          ],
+        }),
+        undefined,
+      ).volumes.length,
+      2,
+    );
   });
 
   it('refuses an unterminated quote in a command', () => {

@@ -11,37 +11,107 @@ import { isValidName } from './names.js';
 /** A volume's name in pilot.yaml. */
 export const VOLUME_NAME = '^[a-z][a-z0-9-]{0,30}$';
 /** Container paths a volume may not be mounted on: the system's own folders, and the app itself. */
-const RESERVED_PATHS = ['/app', '/bin', '/dev', '/etc', '/lib', '/lib64', '/proc', '/root', '/sbin', '/sys', '/tmp', '/usr', '/var', '/home'];
+const RESERVED_PATHS = [
+  '/app',
+  '/bin',
+  '/dev',
+  '/etc',
+  '/lib',
+  '/lib64',
+  '/proc',
+  '/root',
+  '/sbin',
+  '/sys',
+  '/tmp',
+  '/usr',
+  '/var',
+  '/home',
+];
 
 const Duration = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Number({ minimum: 0 })], {
   description: 'A duration: "500ms", "2s", "1m", or a number of seconds',
 });
-const Command = Type.Union(
-  [Type.String({ minLength: 1 }), Type.Array(Type.String(), { minItems: 1 })],
-  { description: 'A command: an argv list, or a string split on whitespace (quotes group words; no shell)' },
-);
+const Command = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String(), { minItems: 1 })], {
+  description: 'A command: an argv list, or a string split on whitespace (quotes group words; no shell)',
+});
 
 export const AppConfigSchema = Type.Object(
   {
-    name: Type.Optional(Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$', description: 'App name; defaults to package.json name or the folder name' })),
-    runtime: Type.Optional(Type.Union([Type.Literal('process'), Type.Literal('docker')], { description: 'How instances run: process (default; a supervised process) or docker (a container built from the app\'s Dockerfile, or a generated one)' })),
-    node: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9vx*^~<>=|. -]+$', description: 'Node.js version for the process runtime: exact ("22.23.3") or a semver range ("22.x", "^20.11"). Default: .node-version, .nvmrc, package.json engines.node, else the version that built the app' })),
-    dockerfile: Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[^/\\0][^\\0]*$', description: 'Dockerfile path relative to the app folder (runtime: docker). Default: Dockerfile, else a generated one for a Node app' })),
-    build: Type.Optional(Type.Array(Command, { description: 'Build commands, run in order in a clean workspace after dependencies are installed by the lockfile (npm ci, yarn, pnpm). Default: `npm run build` when package.json has a build script' })),
+    name: Type.Optional(
+      Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$', description: 'App name; defaults to package.json name or the folder name' }),
+    ),
+    runtime: Type.Optional(
+      Type.Union([Type.Literal('process'), Type.Literal('docker')], {
+        description:
+          "How instances run: process (default; a supervised process) or docker (a container built from the app's Dockerfile, or a generated one)",
+      }),
+    ),
+    node: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: '^[0-9vx*^~<>=|. -]+$',
+        description:
+          'Node.js version for the process runtime: exact ("22.23.3") or a semver range ("22.x", "^20.11"). Default: .node-version, .nvmrc, package.json engines.node, else the version that built the app',
+      }),
+    ),
+    dockerfile: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 255,
+        pattern: '^[^/\\0][^\\0]*$',
+        description:
+          'Dockerfile path relative to the app folder (runtime: docker). Default: Dockerfile, else a generated one for a Node app',
+      }),
+    ),
+    build: Type.Optional(
+      Type.Array(Command, {
+        description:
+          'Build commands, run in order in a clean workspace after dependencies are installed by the lockfile (npm ci, yarn, pnpm). Default: `npm run build` when package.json has a build script',
+      }),
+    ),
     run: Type.Optional(Command),
-    port: Type.Optional(Type.Integer({ minimum: 1024, maximum: 65535, description: 'A fixed port the app listens on (1024-65535: apps run unprivileged and cannot bind below 1024; the router serves 80/443). Default: the app reads $PORT' })),
-    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), { description: 'Environment variables for the app', additionalProperties: false })),
-    hosts: Type.Optional(Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), { description: 'Extra Host names the router sends to this app (besides <name>.localhost)' })),
+    port: Type.Optional(
+      Type.Integer({
+        minimum: 1024,
+        maximum: 65535,
+        description:
+          'A fixed port the app listens on (1024-65535: apps run unprivileged and cannot bind below 1024; the router serves 80/443). Default: the app reads $PORT',
+      }),
+    ),
+    env: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), {
+        description: 'Environment variables for the app',
+        additionalProperties: false,
+      }),
+    ),
+    hosts: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), {
+        description: 'Extra Host names the router sends to this app (besides <name>.localhost)',
+      }),
+    ),
     replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
-    constraints: Type.Optional(Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }), Type.String({ maxLength: 63 }), {
-      additionalProperties: false,
-      description: 'Node labels an instance requires, e.g. { zone: eu-1 } (agents: `pilot agent --label zone=eu-1`)',
-    })),
+    constraints: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }), Type.String({ maxLength: 63 }), {
+        additionalProperties: false,
+        description: 'Node labels an instance requires, e.g. { zone: eu-1 } (agents: `pilot agent --label zone=eu-1`)',
+      }),
+    ),
     resources: Type.Optional(
       Type.Object(
         {
-          cpu: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1024, description: 'CPUs each instance needs (0.5 = half a core); the scheduler only places it where they are free' })),
-          memory: Type.Optional(Type.Union([Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(MB|GB|M|G|MiB|GiB)$' }), Type.Integer({ minimum: 1 })], { description: 'Memory each instance needs: "256MB", "1GB", or a number of MB' })),
+          cpu: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              maximum: 1024,
+              description: 'CPUs each instance needs (0.5 = half a core); the scheduler only places it where they are free',
+            }),
+          ),
+          memory: Type.Optional(
+            Type.Union([Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(MB|GB|M|G|MiB|GiB)$' }), Type.Integer({ minimum: 1 })], {
+              description: 'Memory each instance needs: "256MB", "1GB", or a number of MB',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -67,22 +137,51 @@ export const AppConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    volumes: Type.Optional(Type.Array(
-      Type.Object(
+    volumes: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({
+              pattern: VOLUME_NAME,
+              description:
+                'Volume name: 1-31 lowercase letters, digits and "-", starting with a letter. The app finds it in $PILOT_VOLUME_<NAME> (upper case, "-" as "_")',
+            }),
+            path: Type.Optional(
+              Type.String({
+                pattern: '^(/[A-Za-z0-9._-]+)+$',
+                maxLength: 200,
+                description: 'runtime docker: where the volume is mounted in the container. Default: /data/<name>',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
         {
-          name: Type.String({ pattern: VOLUME_NAME, description: 'Volume name: 1-31 lowercase letters, digits and "-", starting with a letter. The app finds it in $PILOT_VOLUME_<NAME> (upper case, "-" as "_")' }),
-          path: Type.Optional(Type.String({ pattern: '^(/[A-Za-z0-9._-]+)+$', maxLength: 200, description: 'runtime docker: where the volume is mounted in the container. Default: /data/<name>' })),
+          maxItems: 8,
+          description:
+            "Named data that survives deploys and restarts, kept on one node: the app's instances are placed only on the node that holds it (`pilot volumes`)",
         },
-        { additionalProperties: false },
       ),
-      { maxItems: 8, description: 'Named data that survives deploys and restarts, kept on one node: the app\'s instances are placed only on the node that holds it (`pilot volumes`)' },
-    )),
-    timeouts: Type.Optional(
-      Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false }),
     ),
-    release: Type.Optional(Type.Union([Command, Type.Literal(false)], { description: 'Release phase: a command run once per deploy, on one node, with the new revision and the app\'s env, before traffic moves (migrations); a failure stops the deploy. Default: the Procfile release: line. false: none' })),
-    build_cache: Type.Optional(Type.Boolean({ description: 'Reuse installed dependencies between builds (default true): an unchanged lockfile, Node.js version, platform and package manager version restore node_modules from the build machine\'s cache and skip the install; `pilot run --no-cache` bypasses it once' })),
-    prune_dev_dependencies: Type.Optional(Type.Boolean({ description: 'Remove devDependencies from node_modules after the build commands ran, before packaging (default true): `npm prune --omit=dev`, `pnpm prune --prod`, yarn 1 `install --production`' })),
+    timeouts: Type.Optional(Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false })),
+    release: Type.Optional(
+      Type.Union([Command, Type.Literal(false)], {
+        description:
+          "Release phase: a command run once per deploy, on one node, with the new revision and the app's env, before traffic moves (migrations); a failure stops the deploy. Default: the Procfile release: line. false: none",
+      }),
+    ),
+    build_cache: Type.Optional(
+      Type.Boolean({
+        description:
+          "Reuse installed dependencies between builds (default true): an unchanged lockfile, Node.js version, platform and package manager version restore node_modules from the build machine's cache and skip the install; `pilot run --no-cache` bypasses it once",
+      }),
+    ),
+    prune_dev_dependencies: Type.Optional(
+      Type.Boolean({
+        description:
+          'Remove devDependencies from node_modules after the build commands ran, before packaging (default true): `npm prune --omit=dev`, `pnpm prune --prod`, yarn 1 `install --production`',
+      }),
+    ),
   },
   { additionalProperties: false, $id: 'https://pilot.dev/schema/pilot.schema.json', title: 'pilot.yaml' },
 );
@@ -116,7 +215,12 @@ export interface AppConfig {
   /** Node labels every instance needs. */
   readonly constraints: Readonly<Record<string, string>>;
   readonly health: { readonly path: string; readonly intervalMs: number; readonly timeoutMs: number };
-  readonly deploy: { readonly readyTimeoutMs: number; readonly drainMs: number; readonly stopTimeoutMs: number; readonly releaseTimeoutMs: number };
+  readonly deploy: {
+    readonly readyTimeoutMs: number;
+    readonly drainMs: number;
+    readonly stopTimeoutMs: number;
+    readonly releaseTimeoutMs: number;
+  };
   readonly buildStepTimeoutMs: number;
   /** Named data kept across deploys on one node (see volumeEnvName). */
   readonly volumes: readonly VolumeConfig[];
@@ -137,14 +241,22 @@ function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
   for (const v of input.volumes ?? []) {
     const path = v.path ?? `/data/${v.name}`;
     const segments = path.split('/').slice(1);
-    if (segments.some((s) => s === '.' || s === '..')) throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name}: path ${path} must not contain "." or ".." segments`);
+    if (segments.some((s) => s === '.' || s === '..'))
+      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name}: path ${path} must not contain "." or ".." segments`);
     const reserved = RESERVED_PATHS.find((r) => path === r || (r !== '/app' && r !== '/home' && path.startsWith(`${r}/`)));
     if (reserved) {
-      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name}: path ${path} would be mounted over ${reserved}, which the container needs`, { hint: `Pick a folder of its own, e.g. path: /data/${v.name} (the default).` });
+      throw new PilotError(
+        'invalid_config',
+        `pilot.yaml: volumes: ${v.name}: path ${path} would be mounted over ${reserved}, which the container needs`,
+        { hint: `Pick a folder of its own, e.g. path: /data/${v.name} (the default).` },
+      );
     }
     if (out.some((o) => o.name === v.name)) throw new PilotError('invalid_config', `pilot.yaml: volumes: the name ${v.name} is used twice`);
     const clash = out.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
-    if (clash) throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name} (${path}) and ${clash.name} (${clash.path}) overlap`, { hint: 'Give each volume a folder of its own.' });
+    if (clash)
+      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name} (${path}) and ${clash.name} (${clash.path}) overlap`, {
+        hint: 'Give each volume a folder of its own.',
+      });
     out.push({ name: v.name, path });
   }
   return out;
@@ -257,9 +369,13 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
   const deploy = input.deploy ?? {};
   const volumes = resolveVolumes(input);
   if (volumes.length > 0 && input.port !== undefined && (input.replicas ?? 1) > 1) {
-    throw new PilotError('invalid_config', `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${input.port}) allows one instance per node, so replicas: ${input.replicas} cannot be placed`, {
-      hint: 'Remove `port:` (instances then get $PORT), or set replicas: 1.',
-    });
+    throw new PilotError(
+      'invalid_config',
+      `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${input.port}) allows one instance per node, so replicas: ${input.replicas} cannot be placed`,
+      {
+        hint: 'Remove `port:` (instances then get $PORT), or set replicas: 1.',
+      },
+    );
   }
   return {
     name,

@@ -11,11 +11,21 @@
  *   node.registered node.scheduling node.status
  */
 export type EventKind =
-  | 'run.created' | 'run.status' | 'run.steps'
-  | 'rollout.started' | 'rollout.finished'
-  | 'instance.placed' | 'instance.desired' | 'instance.state' | 'instance.removed'
-  | 'deploy.revision' | 'deploy.activated' | 'deploy.plan'
-  | 'node.registered' | 'node.scheduling' | 'node.status';
+  | 'run.created'
+  | 'run.status'
+  | 'run.steps'
+  | 'rollout.started'
+  | 'rollout.finished'
+  | 'instance.placed'
+  | 'instance.desired'
+  | 'instance.state'
+  | 'instance.removed'
+  | 'deploy.revision'
+  | 'deploy.activated'
+  | 'deploy.plan'
+  | 'node.registered'
+  | 'node.scheduling'
+  | 'node.status';
 
 /** An event before the store gives it its id. */
 export interface NewEvent {
@@ -46,9 +56,10 @@ export interface EventReset {
 
 /** The reset frame: its id is where the client continues once it has re-read state. */
 export function sseReset(r: EventReset): string {
-  const why = r.reason === 'expired'
-    ? `events after ${r.requested} are no longer kept (retention); re-read the state, then follow from ${r.lastId}`
-    : `event id ${r.requested} is unknown to this server (never written: another server or a restored database); re-read the state, then follow from ${r.lastId}`;
+  const why =
+    r.reason === 'expired'
+      ? `events after ${r.requested} are no longer kept (retention); re-read the state, then follow from ${r.lastId}`
+      : `event id ${r.requested} is unknown to this server (never written: another server or a restored database); re-read the state, then follow from ${r.lastId}`;
   return `id: ${r.lastId}\nevent: reset\ndata: ${JSON.stringify({ ...r, message: why })}\n\n`;
 }
 

@@ -100,7 +100,13 @@ export type InstanceEvent =
   | { readonly type: 'started' }
   | { readonly type: 'start-failed'; readonly error: string }
   /** A probe answered; `refused` = nothing listens (definite); `note` = where it listens instead. */
-  | { readonly type: 'probed'; readonly ok: boolean; readonly refused?: boolean; readonly error?: string; readonly note?: string | undefined }
+  | {
+      readonly type: 'probed';
+      readonly ok: boolean;
+      readonly refused?: boolean;
+      readonly error?: string;
+      readonly note?: string | undefined;
+    }
   /** kind release: how the one-shot ended (`exit` undefined = the agent restarted meanwhile and nothing was recorded). */
   | { readonly type: 'release-ended'; readonly exit: ExitObservation | undefined; readonly timedOut: boolean }
   /** The last lines of its output, read by a capture-tail effect. */
@@ -108,7 +114,12 @@ export type InstanceEvent =
   /** After an agent restart: its process still runs (`running`), or (release) its end was recorded. */
   | { readonly type: 'adopted'; readonly running: boolean; readonly releaseEnded?: boolean }
   /** After an agent restart: a release phase that had ended, as saved. */
-  | { readonly type: 'restored'; readonly state: 'stopped' | 'failed'; readonly lastError: string | undefined; readonly logTail: string | undefined }
+  | {
+      readonly type: 'restored';
+      readonly state: 'stopped' | 'failed';
+      readonly lastError: string | undefined;
+      readonly logTail: string | undefined;
+    }
   /** The remove effect stopped it (or it had no process). */
   | { readonly type: 'stopped' };
 
@@ -153,8 +164,22 @@ export function machineConfig(spec: Pick<InstanceSpec, 'kind' | 'port' | 'health
 /** A new instance (or one being re-adopted, with the restarts it had). */
 export function initialMachine(config: MachineConfig, restarts = 0): InstanceMachine {
   return {
-    config, state: 'pending', running: false, removing: false, orphan: false, finished: false, restarts, consecutiveCrashes: 0,
-    probeFailures: 0, lastError: undefined, logTail: undefined, nextStartAt: 0, nextProbeAt: 0, readySince: undefined, startedAt: 0, tailAt: 0,
+    config,
+    state: 'pending',
+    running: false,
+    removing: false,
+    orphan: false,
+    finished: false,
+    restarts,
+    consecutiveCrashes: 0,
+    probeFailures: 0,
+    lastError: undefined,
+    logTail: undefined,
+    nextStartAt: 0,
+    nextProbeAt: 0,
+    readySince: undefined,
+    startedAt: 0,
+    tailAt: 0,
   };
 }
 
@@ -181,7 +206,10 @@ export function step(m: InstanceMachine, ev: InstanceEvent, now: number): StepRe
     case 'spawning':
       return { machine: { ...m, state: 'starting', startedAt: now }, effects: [] };
     case 'started':
-      return { machine: { ...m, running: true, state: 'starting', nextProbeAt: now + FIRST_PROBE_MS, probeFailures: 0 }, effects: [{ type: 'save' }, { type: 'report' }] };
+      return {
+        machine: { ...m, running: true, state: 'starting', nextProbeAt: now + FIRST_PROBE_MS, probeFailures: 0 },
+        effects: [{ type: 'save' }, { type: 'report' }],
+      };
     case 'start-failed':
       return startFailed(m, ev.error, now);
     case 'probed':
@@ -207,7 +235,9 @@ function desired(m: InstanceMachine, wanted: boolean, stopListed: boolean): Step
   if (m.orphan) return same(m);
   return {
     machine: { ...m, orphan: true },
-    effects: [{ type: 'log', level: 'warn', message: 'the control plane does not know this instance: kept running as an orphan (`pilot orphans`)' }],
+    effects: [
+      { type: 'log', level: 'warn', message: 'the control plane does not know this instance: kept running as an orphan (`pilot orphans`)' },
+    ],
   };
 }
 
@@ -215,7 +245,8 @@ function tick(m: InstanceMachine, now: number): StepResult {
   if (m.removing) return remove(m);
   if (m.finished || m.state === 'stopped') return same(m);
   if (m.config.kind === 'release') {
-    if (m.running && now - m.startedAt > m.config.releaseTimeoutMs) return { machine: m, effects: [{ type: 'end-release', timedOut: true, graceMs: RELEASE_STOP_GRACE_MS }] };
+    if (m.running && now - m.startedAt > m.config.releaseTimeoutMs)
+      return { machine: m, effects: [{ type: 'end-release', timedOut: true, graceMs: RELEASE_STOP_GRACE_MS }] };
     if (!m.running && m.state === 'pending') return { machine: m, effects: [{ type: 'start' }] };
     return same(m);
   }
@@ -238,8 +269,14 @@ function exited(m: InstanceMachine, exit: ExitObservation | undefined, now: numb
   const consecutiveCrashes = (stable ? 0 : m.consecutiveCrashes) + 1;
   const machine: InstanceMachine = {
     ...m,
-    running: false, state: 'backoff', readySince: undefined, lastError: exitWords(exit), consecutiveCrashes, restarts: m.restarts + 1,
-    nextStartAt: now + restartDelayMs(consecutiveCrashes), tailAt: now,
+    running: false,
+    state: 'backoff',
+    readySince: undefined,
+    lastError: exitWords(exit),
+    consecutiveCrashes,
+    restarts: m.restarts + 1,
+    nextStartAt: now + restartDelayMs(consecutiveCrashes),
+    tailAt: now,
   };
   return {
     machine,
@@ -258,11 +295,21 @@ function startFailed(m: InstanceMachine, error: string, now: number): StepResult
   const consecutiveCrashes = m.consecutiveCrashes + 1;
   const machine: InstanceMachine = {
     ...m,
-    running: false, state: 'failed', consecutiveCrashes, nextStartAt: now + restartDelayMs(consecutiveCrashes),
+    running: false,
+    state: 'failed',
+    consecutiveCrashes,
+    nextStartAt: now + restartDelayMs(consecutiveCrashes),
     lastError: release ? `release phase could not start: ${error}` : error,
     finished: m.finished || release,
   };
-  return { machine, effects: [...(release ? [{ type: 'save' } as const] : []), { type: 'log', level: 'error', message: 'instance could not start' }, { type: 'report' }] };
+  return {
+    machine,
+    effects: [
+      ...(release ? [{ type: 'save' } as const] : []),
+      { type: 'log', level: 'error', message: 'instance could not start' },
+      { type: 'report' },
+    ],
+  };
 }
 
 function probed(m: InstanceMachine, ev: Extract<InstanceEvent, { type: 'probed' }>, now: number): StepResult {
@@ -272,7 +319,9 @@ function probed(m: InstanceMachine, ev: Extract<InstanceEvent, { type: 'probed' 
   const effects: InstanceEffect[] = [];
   let next: InstanceMachine;
   if (ev.ok) {
-    next = wasReady ? { ...m, probeFailures: 0 } : { ...m, probeFailures: 0, state: 'ready', readySince: now, lastError: undefined, logTail: undefined };
+    next = wasReady
+      ? { ...m, probeFailures: 0 }
+      : { ...m, probeFailures: 0, state: 'ready', readySince: now, lastError: undefined, logTail: undefined };
     if (!wasReady) effects.push({ type: 'report' });
   } else {
     const probeFailures = m.probeFailures + 1;
@@ -291,7 +340,10 @@ function probed(m: InstanceMachine, ev: Extract<InstanceEvent, { type: 'probed' 
       effects.push({ type: 'capture-tail', flush: false });
     }
   }
-  next = { ...next, nextProbeAt: now + (next.state === 'ready' ? m.config.probeIntervalMs : Math.min(STARTING_PROBE_MS, m.config.probeIntervalMs)) };
+  next = {
+    ...next,
+    nextProbeAt: now + (next.state === 'ready' ? m.config.probeIntervalMs : Math.min(STARTING_PROBE_MS, m.config.probeIntervalMs)),
+  };
   return { machine: next, effects };
 }
 
@@ -299,7 +351,11 @@ function releaseEnded(m: InstanceMachine, exit: ExitObservation | undefined, tim
   if (m.config.kind !== 'release') return same(m);
   const secs = Math.round((now - m.startedAt) / 1000);
   const ok = !timedOut && exit?.code === 0;
-  const how = exit ? (exit.signal ? `killed by signal ${exit.signal}` : `exited with code ${exit.code}`) : 'exited (status unknown: the agent restarted meanwhile)';
+  const how = exit
+    ? exit.signal
+      ? `killed by signal ${exit.signal}`
+      : `exited with code ${exit.code}`
+    : 'exited (status unknown: the agent restarted meanwhile)';
   const lastError = ok
     ? undefined
     : timedOut
@@ -307,7 +363,12 @@ function releaseEnded(m: InstanceMachine, exit: ExitObservation | undefined, tim
       : `release phase ${how} after ${secs}s`;
   return {
     machine: { ...m, running: false, finished: true, state: ok ? 'stopped' : 'failed', lastError, tailAt: now },
-    effects: [{ type: 'capture-tail', flush: true }, { type: 'save' }, { type: 'log', level: 'info', message: 'release phase ended' }, { type: 'report' }],
+    effects: [
+      { type: 'capture-tail', flush: true },
+      { type: 'save' },
+      { type: 'log', level: 'info', message: 'release phase ended' },
+      { type: 'report' },
+    ],
   };
 }
 
@@ -315,7 +376,7 @@ function adopted(m: InstanceMachine, running: boolean, ended: boolean, now: numb
   if (m.config.kind === 'release') {
     // Running: watched to its end. Ended while the agent was away: its recorded exit says how.
     // Never started: started by the next tick. Never probed either way.
-    const machine = { ...m, startedAt: now, running, state: running ? 'starting' as const : m.state };
+    const machine = { ...m, startedAt: now, running, state: running ? ('starting' as const) : m.state };
     return { machine, effects: !running && ended ? [{ type: 'end-release', timedOut: false, graceMs: 0 }] : [] };
   }
   // Running: probe now, so that the first report already says "ready" (the router keeps routing to it).

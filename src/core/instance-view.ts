@@ -7,7 +7,10 @@ import type { InstanceState, NodeStatus } from './types.js';
 
 export type InstanceView = InstanceState | 'lost';
 
-export function instanceView(i: { readonly state: InstanceState; readonly desired: 'run' | 'drain' | 'stop' }, node: NodeStatus | undefined): InstanceView {
+export function instanceView(
+  i: { readonly state: InstanceState; readonly desired: 'run' | 'drain' | 'stop' },
+  node: NodeStatus | undefined,
+): InstanceView {
   if (node === 'down' || node === undefined) return i.state === 'stopped' ? 'stopped' : 'lost';
   if (i.desired !== 'run' && i.state !== 'stopped') return 'stopping';
   return i.state;

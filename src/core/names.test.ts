@@ -19,10 +19,12 @@ describe('nameFrom', () => {
   });
 
   it('returns a valid name or nothing, for any text, and keeps valid names as they are (property)', () => {
-    fc.assert(fc.property(fc.string({ maxLength: 100 }), (s) => {
-      const n = nameFrom(s);
-      assert.ok(n === undefined || isValidName(n), JSON.stringify(n));
-      if (isValidName(s)) assert.equal(n, s);
-    }));
+    fc.assert(
+      fc.property(fc.string({ maxLength: 100 }), (s) => {
+        const n = nameFrom(s);
+        assert.ok(n === undefined || isValidName(n), JSON.stringify(n));
+        if (isValidName(s)) assert.equal(n, s);
+      }),
+    );
   });
 });

@@ -40,6 +40,11 @@ export function isCommitSha(s: unknown): s is string {
  * at most 63 characters. Undefined when nothing is left.
  */
 export function nameFrom(raw: string): string | undefined {
-  const slug = raw.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^[^a-z]+/, '').slice(0, 63).replace(/-+$/, '');
+  const slug = raw
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
   return isValidName(slug) ? slug : undefined;
 }

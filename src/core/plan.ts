@@ -52,7 +52,11 @@ export interface AppSnapshot {
   readonly basis: string;
 }
 
-export interface PlannedPlacement { readonly revision: number; readonly nodeId: string; readonly kind: 'web' | 'release' }
+export interface PlannedPlacement {
+  readonly revision: number;
+  readonly nodeId: string;
+  readonly kind: 'web' | 'release';
+}
 export interface DesiredChange {
   readonly id: string;
   readonly desired: Desired;
@@ -78,14 +82,24 @@ export interface Plan {
 
 /** Whether a plan changes nothing. */
 export function isEmptyPlan(p: Plan): boolean {
-  return p.placements.length === 0 && p.desired.length === 0 && p.activate === undefined && p.finish === undefined && p.volumes === undefined;
+  return (
+    p.placements.length === 0 && p.desired.length === 0 && p.activate === undefined && p.finish === undefined && p.volumes === undefined
+  );
 }
 
 /** The fields of an app's rows a plan depends on; the applier compares them before committing. */
 export interface BasisInput {
   readonly app: { readonly activeRevision: number | undefined; readonly replicas: number } | undefined;
   readonly rolloutId: number | undefined;
-  readonly instances: readonly { readonly id: string; readonly revision: number; readonly nodeId: string; readonly desired: string; readonly state: string; readonly restarts: number; readonly kind?: string | undefined }[];
+  readonly instances: readonly {
+    readonly id: string;
+    readonly revision: number;
+    readonly nodeId: string;
+    readonly desired: string;
+    readonly state: string;
+    readonly restarts: number;
+    readonly kind?: string | undefined;
+  }[];
 }
 
 /**
@@ -97,7 +111,11 @@ export function basisOf(s: BasisInput): string {
   const rows = [...s.instances]
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map((i) => [i.id, i.revision, i.nodeId, i.desired, i.state, i.restarts, i.kind ?? 'web']);
-  return JSON.stringify({ app: s.app ? [s.app.activeRevision ?? null, s.app.replicas] : null, rollout: s.rolloutId ?? null, instances: rows });
+  return JSON.stringify({
+    app: s.app ? [s.app.activeRevision ?? null, s.app.replicas] : null,
+    rollout: s.rolloutId ?? null,
+    instances: rows,
+  });
 }
 
 /** Plan every change for one app. Idempotent: committing the plan and planning again converges. */
@@ -156,7 +174,10 @@ export function planAppChanges(s: AppSnapshot): Plan {
         // A rollout that timed out because instances could not be placed says why (e.g. the volume's node is down).
         const before = s.unplacedBefore;
         const explain = a.status === 'failed' && before !== undefined && /was not ready within/.test(a.reason ?? '');
-        finish = { status: a.status, reason: explain ? `${a.reason}: ${before.count} instance(s) could not be placed: ${before.reason}` : a.reason };
+        finish = {
+          status: a.status,
+          reason: explain ? `${a.reason}: ${before.count} instance(s) could not be placed: ${before.reason}` : a.reason,
+        };
         break;
       }
     }
@@ -167,14 +188,21 @@ export function planAppChanges(s: AppSnapshot): Plan {
   if (movers.length > 0) {
     const last = new Map(desired.map((d) => [d.id, d.desired]));
     const active = activate ?? s.app.activeRevision;
-    const readyElsewhere = s.instances.filter((i) => !i.nodeDraining && (last.get(i.id) ?? i.desired) === 'run' && i.state === 'ready' && i.revision === active).length;
+    const readyElsewhere = s.instances.filter(
+      (i) => !i.nodeDraining && (last.get(i.id) ?? i.desired) === 'run' && i.state === 'ready' && i.revision === active,
+    ).length;
     if (readyElsewhere >= s.app.replicas) for (const m of movers) desired.push({ id: m.id, desired: 'drain', why: 'moved' });
   }
   return { app: s.app.name, basis: s.basis, rolloutId: s.rollout?.id, placements, desired, activate, finish, volumes, unplaced };
 }
 
 /** The snapshot with one more instance of `app` on each of the given node ids (repeats count). */
-function withPlaced(nodes: readonly SchedulerNode[], app: string, nodeIds: readonly string[], i: { fixedPort: number | undefined; cpu?: number | undefined; memoryMb?: number | undefined }): readonly SchedulerNode[] {
+function withPlaced(
+  nodes: readonly SchedulerNode[],
+  app: string,
+  nodeIds: readonly string[],
+  i: { fixedPort: number | undefined; cpu?: number | undefined; memoryMb?: number | undefined },
+): readonly SchedulerNode[] {
   if (nodeIds.length === 0) return nodes;
   const added = new Map<string, number>();
   for (const id of nodeIds) added.set(id, (added.get(id) ?? 0) + 1);
@@ -189,8 +217,11 @@ function withPlaced(nodes: readonly SchedulerNode[], app: string, nodeIds: reado
     return {
       ...n,
       usage: {
-        cpu: u.cpu + k * (i.cpu ?? 0), memoryMb: u.memoryMb + k * (i.memoryMb ?? 0), count: u.count + k,
-        perApp: new Map(u.perApp).set(app, (u.perApp.get(app) ?? 0) + k), fixedPorts: ports,
+        cpu: u.cpu + k * (i.cpu ?? 0),
+        memoryMb: u.memoryMb + k * (i.memoryMb ?? 0),
+        count: u.count + k,
+        perApp: new Map(u.perApp).set(app, (u.perApp.get(app) ?? 0) + k),
+        fixedPorts: ports,
       },
     };
   });
@@ -211,15 +242,23 @@ export interface DeployPreview {
  * planner, on the cluster without the app's own instances (the rollout retires them, so their room
  * is counted as free), with the rollout just started.
  */
-export function previewDeploy(s: Omit<AppSnapshot, 'rollout' | 'basis' | 'unplacedBefore'> & { readonly toRevision: number }): DeployPreview {
+export function previewDeploy(
+  s: Omit<AppSnapshot, 'rollout' | 'basis' | 'unplacedBefore'> & { readonly toRevision: number },
+): DeployPreview {
   const nodes = s.nodes.map((n): SchedulerNode => ({ ...n, usage: undefined, instances: n.instances.filter((i) => i.app !== s.app.name) }));
   // The new revision's instances, planned as if the old ones were already gone.
   const plan = planAppChanges({
-    ...s, nodes, instances: [], basis: '', unplacedBefore: undefined,
+    ...s,
+    nodes,
+    instances: [],
+    basis: '',
+    unplacedBefore: undefined,
     rollout: { id: 0, toRevision: s.toRevision, elapsedMs: 0, readyTimeoutMs: 60_000, release: false },
   });
   const names = new Map(s.nodes.map((n) => [n.id, n.name]));
-  const stops = s.instances.filter((i) => i.desired === 'run' && i.kind !== 'release').map((i) => ({ id: i.id, revision: i.revision, nodeId: i.nodeId }));
+  const stops = s.instances
+    .filter((i) => i.desired === 'run' && i.kind !== 'release')
+    .map((i) => ({ id: i.id, revision: i.revision, nodeId: i.nodeId }));
   return {
     placements: plan.placements.map((p) => ({ nodeId: p.nodeId, node: names.get(p.nodeId) ?? p.nodeId })),
     unplaced: plan.unplaced,

@@ -5,7 +5,10 @@ import { parseRegistryUrl, registryOfRef } from './registry-url.js';
 describe('registry URL', () => {
   it('normalizes scheme, host and port, and gives the address images use', () => {
     assert.deepEqual(parseRegistryUrl('http://127.0.0.1:5000/'), { url: 'http://127.0.0.1:5000', address: '127.0.0.1:5000' });
-    assert.deepEqual(parseRegistryUrl(' https://Registry.Example.com '), { url: 'https://registry.example.com', address: 'registry.example.com' });
+    assert.deepEqual(parseRegistryUrl(' https://Registry.Example.com '), {
+      url: 'https://registry.example.com',
+      address: 'registry.example.com',
+    });
   });
   it('refuses what is not a bare registry URL, saying why', () => {
     for (const [input, why] of [
@@ -16,7 +19,11 @@ describe('registry URL', () => {
       ['http://127.0.0.1:5000?x=1', /no path/],
       ['http://', /not a URL/],
     ] as const) {
-      assert.throws(() => parseRegistryUrl(input), (e: Error & { code?: string }) => e.code === 'bad_request' && why.test(e.message), input);
+      assert.throws(
+        () => parseRegistryUrl(input),
+        (e: Error & { code?: string }) => e.code === 'bad_request' && why.test(e.message),
+        input,
+      );
     }
   });
   it('finds the registry of an image reference', () => {

@@ -11,14 +11,16 @@ export interface RegistryAddress {
   readonly address: string;
 }
 
-const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$|^\d{1,3}(?:\.\d{1,3}){3}$|^\[[0-9a-f:.]+\]$/;
+const HOST =
+  /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$|^\d{1,3}(?:\.\d{1,3}){3}$|^\[[0-9a-f:.]+\]$/;
 
 /** Parse a registry URL given by a user; throws bad_request saying what is wrong. */
 export function parseRegistryUrl(input: string): RegistryAddress {
   const text = input.trim();
-  const bad = (why: string): PilotError => new PilotError('bad_request', `registry URL ${JSON.stringify(text.slice(0, 200))}: ${why}`, {
-    hint: 'Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.',
-  });
+  const bad = (why: string): PilotError =>
+    new PilotError('bad_request', `registry URL ${JSON.stringify(text.slice(0, 200))}: ${why}`, {
+      hint: 'Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.',
+    });
   if (!/^https?:\/\//i.test(text)) throw bad('must start with http:// or https://');
   let u: URL;
   try {
@@ -27,7 +29,8 @@ export function parseRegistryUrl(input: string): RegistryAddress {
     throw bad('is not a URL');
   }
   if (u.username || u.password) throw bad('must not hold a user name or password (use --username and --password-stdin)');
-  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) throw bad('must be only scheme, host and port (no path, query or fragment)');
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash)
+    throw bad('must be only scheme, host and port (no path, query or fragment)');
   const host = u.hostname.toLowerCase();
   if (!HOST.test(host)) throw bad('has an invalid host name');
   const address = u.port ? `${host}:${u.port}` : host;

@@ -28,13 +28,21 @@ describe('replica count owner', () => {
     assert.deepEqual([d.replicas, d.source, d.changed], [7, 'autoscaler', false]);
   });
 
-  it('never changes the count unless pilot.yaml\'s value changed (property)', () => {
+  it("never changes the count unless pilot.yaml's value changed (property)", () => {
     const source = fc.constantFrom<ReplicasSource>('config', 'scale', 'autoscaler');
-    fc.assert(fc.property(fc.integer({ min: 0, max: 100 }), source, fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 100 }), (replicas, src, before, now) => {
-      const d = replicasOnDeploy({ replicas, source: src, configReplicas: before }, now);
-      if (before === now || src === 'autoscaler') assert.equal(d.replicas, replicas);
-      else assert.equal(d.replicas, now);
-      assert.equal(d.changed, d.replicas !== replicas);
-    }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 100 }),
+        source,
+        fc.integer({ min: 1, max: 100 }),
+        fc.integer({ min: 1, max: 100 }),
+        (replicas, src, before, now) => {
+          const d = replicasOnDeploy({ replicas, source: src, configReplicas: before }, now);
+          if (before === now || src === 'autoscaler') assert.equal(d.replicas, replicas);
+          else assert.equal(d.replicas, now);
+          assert.equal(d.changed, d.replicas !== replicas);
+        },
+      ),
+    );
   });
 });

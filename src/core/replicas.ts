@@ -23,15 +23,28 @@ export function replicasOnDeploy(
   existing: { readonly replicas: number; readonly source: ReplicasSource; readonly configReplicas: number } | undefined,
   configReplicas: number,
 ): ReplicasDecision {
-  if (!existing) return { replicas: configReplicas, source: 'config', changed: true, why: `first deploy: pilot.yaml replicas ${configReplicas}` };
+  if (!existing)
+    return { replicas: configReplicas, source: 'config', changed: true, why: `first deploy: pilot.yaml replicas ${configReplicas}` };
   if (existing.configReplicas === configReplicas) {
-    return { replicas: existing.replicas, source: existing.source, changed: false, why: `pilot.yaml replicas unchanged (${configReplicas}); the count stays ${existing.replicas} (set by ${existing.source})` };
+    return {
+      replicas: existing.replicas,
+      source: existing.source,
+      changed: false,
+      why: `pilot.yaml replicas unchanged (${configReplicas}); the count stays ${existing.replicas} (set by ${existing.source})`,
+    };
   }
   if (existing.source === 'autoscaler') {
-    return { replicas: existing.replicas, source: 'autoscaler', changed: false, why: `pilot.yaml replicas changed to ${configReplicas}, but the autoscaler owns the count (${existing.replicas})` };
+    return {
+      replicas: existing.replicas,
+      source: 'autoscaler',
+      changed: false,
+      why: `pilot.yaml replicas changed to ${configReplicas}, but the autoscaler owns the count (${existing.replicas})`,
+    };
   }
   return {
-    replicas: configReplicas, source: 'config', changed: configReplicas !== existing.replicas,
+    replicas: configReplicas,
+    source: 'config',
+    changed: configReplicas !== existing.replicas,
     why: `pilot.yaml replicas changed from ${existing.configReplicas} to ${configReplicas}: applied (the count was ${existing.replicas}, set by ${existing.source})`,
   };
 }

@@ -49,7 +49,10 @@ export function normalizeRepo(url: string): string {
       return s;
     }
   }
-  return s.replace(/\/+$/, '').replace(/\.git$/, '').replace(/\/+$/, '');
+  return s
+    .replace(/\/+$/, '')
+    .replace(/\.git$/, '')
+    .replace(/\/+$/, '');
 }
 
 /** True when a push payload's repository is the app's repository (any of its URLs, or full_name). */

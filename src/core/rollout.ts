@@ -47,14 +47,14 @@ export interface PlannerInput {
   readonly fixedPort: boolean;
   readonly rollout:
     | {
-      readonly toRevision: number;
-      readonly elapsedMs: number;
-      readonly readyTimeoutMs: number;
-      /** The target revision has a release phase to run before anything else. */
-      readonly release?: boolean | undefined;
-      /** How long the release phase may take (the agent kills it then); the ready deadline starts after it. */
-      readonly releaseTimeoutMs?: number | undefined;
-    }
+        readonly toRevision: number;
+        readonly elapsedMs: number;
+        readonly readyTimeoutMs: number;
+        /** The target revision has a release phase to run before anything else. */
+        readonly release?: boolean | undefined;
+        /** How long the release phase may take (the agent kills it then); the ready deadline starts after it. */
+        readonly releaseTimeoutMs?: number | undefined;
+      }
     | undefined;
   readonly instances: readonly PlannerInstance[];
   readonly drainMs: number;
@@ -77,7 +77,10 @@ const isLive = (i: PlannerInstance): boolean => i.desired === 'run' && !isReleas
 /** "reason" followed by the instance's last lines of output, indented, when it has any. */
 export function withTail(reason: string, i: Pick<PlannerInstance, 'id' | 'logTail'> | undefined): string {
   if (!i?.logTail) return reason;
-  return `${reason}\n  last output of ${i.id}:\n${i.logTail.split('\n').map((l) => `    ${l}`).join('\n')}`;
+  return `${reason}\n  last output of ${i.id}:\n${i.logTail
+    .split('\n')
+    .map((l) => `    ${l}`)
+    .join('\n')}`;
 }
 
 /** The next actions for one app. Idempotent: applying them and planning again converges. */
@@ -105,13 +108,21 @@ export function planApp(input: PlannerInput): PlannerAction[] {
       const phaseDeadline = releaseTimeoutMs + 60_000;
       readyTimeoutMs += phaseDeadline;
       if (!rel) {
-        if (r.elapsedMs > phaseDeadline) return [...actions, { type: 'finish', status: 'failed', reason: `release phase of revision ${r.toRevision} could not be placed on a node` }];
+        if (r.elapsedMs > phaseDeadline)
+          return [
+            ...actions,
+            { type: 'finish', status: 'failed', reason: `release phase of revision ${r.toRevision} could not be placed on a node` },
+          ];
         return [...actions, { type: 'release', revision: r.toRevision }];
       }
       if (rel.state === 'failed' || (rel.state !== 'stopped' && r.elapsedMs > phaseDeadline)) {
         const why = rel.lastError ?? (rel.state === 'failed' ? 'failed' : `not finished within ${Math.round(phaseDeadline / 1000)}s`);
         actions.push({ type: 'desire', id: rel.id, desired: 'stop' });
-        actions.push({ type: 'finish', status: 'failed', reason: withTail(`release phase of revision ${r.toRevision} failed: ${why}`, rel) });
+        actions.push({
+          type: 'finish',
+          status: 'failed',
+          reason: withTail(`release phase of revision ${r.toRevision} failed: ${why}`, rel),
+        });
         return actions;
       }
       if (rel.state !== 'stopped') return actions; // still running: nothing moves before it passed
@@ -124,12 +135,19 @@ export function planApp(input: PlannerInput): PlannerAction[] {
     const notReady = targets.filter((i) => i.state !== 'ready');
     let reason: string | undefined;
     if (failure) {
-      reason = withTail(failure.state === 'failed'
-        ? `instance ${failure.id} of revision ${r.toRevision} failed to start: ${failure.lastError ?? 'unknown error'}`
-        : `instance ${failure.id} of revision ${r.toRevision} crashed ${failure.restarts} times: ${failure.lastError ?? 'unknown error'}`, failure);
+      reason = withTail(
+        failure.state === 'failed'
+          ? `instance ${failure.id} of revision ${r.toRevision} failed to start: ${failure.lastError ?? 'unknown error'}`
+          : `instance ${failure.id} of revision ${r.toRevision} crashed ${failure.restarts} times: ${failure.lastError ?? 'unknown error'}`,
+        failure,
+      );
     } else if (r.elapsedMs > readyTimeoutMs && (targets.length < input.replicas || notReady.length > 0)) {
       const culprit = notReady.find((i) => i.lastError);
-      reason = withTail(`revision ${r.toRevision} was not ready within ${Math.round(r.readyTimeoutMs / 1000)}s` + (culprit?.lastError ? `: ${culprit.lastError}` : ''), culprit);
+      reason = withTail(
+        `revision ${r.toRevision} was not ready within ${Math.round(r.readyTimeoutMs / 1000)}s` +
+          (culprit?.lastError ? `: ${culprit.lastError}` : ''),
+        culprit,
+      );
     }
     if (reason !== undefined) {
       done();

@@ -96,7 +96,16 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
       const upstreams: RouteUpstream[] = [];
       for (const i of byApp.get(app.name) ?? []) {
         const node = nodes.get(i.nodeId);
-        if (i.revision !== revision || i.kind === 'release' || node === undefined || node.down || i.desired !== 'run' || i.state !== 'ready' || i.port === undefined) continue;
+        if (
+          i.revision !== revision ||
+          i.kind === 'release' ||
+          node === undefined ||
+          node.down ||
+          i.desired !== 'run' ||
+          i.state !== 'ready' ||
+          i.port === undefined
+        )
+          continue;
         upstreams.push({ id: i.id, host: i.address ?? node.address, port: i.port });
       }
       return { revision, weight, upstreams };
@@ -178,7 +187,11 @@ export function admitRoutes(routes: readonly Route[]): { routes: Route[]; proble
   for (const route of Array.isArray(routes) ? routes : []) {
     const app: unknown = (route as Partial<Route> | null)?.app;
     if (typeof app !== 'string' || app === '' || seenApps.has(app)) {
-      problems.push({ app: String(app), message: app === '' || typeof app !== 'string' ? 'a route has an empty app name' : `app "${app}" has two routes; the second is left out` });
+      problems.push({
+        app: String(app),
+        message:
+          app === '' || typeof app !== 'string' ? 'a route has an empty app name' : `app "${app}" has two routes; the second is left out`,
+      });
       continue;
     }
     seenApps.add(app);

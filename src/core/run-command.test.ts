@@ -12,7 +12,10 @@ const plainWord = fc.stringMatching(/^[A-Za-z0-9_@%+:,./-]{1,12}$/).filter((w) =
 describe('resolveRunCommand', () => {
   it('uses the pilot.yaml run command as given', () => {
     assert.deepEqual(resolveRunCommand(['node', 'server.js', '$NOT_EXPANDED'], 'web: ignored'), ['node', 'server.js', '$NOT_EXPANDED']);
-    assert.throws(() => resolveRunCommand([], undefined), (e: unknown) => isPilotError(e) && e.code === 'invalid_config');
+    assert.throws(
+      () => resolveRunCommand([], undefined),
+      (e: unknown) => isPilotError(e) && e.code === 'invalid_config',
+    );
   });
 
   it('falls back to the Procfile web line, then to npm start', () => {
@@ -54,7 +57,10 @@ describe('resolveRunCommand', () => {
   });
 
   it('reports an unterminated quote in a plain web line as invalid_config', () => {
-    assert.throws(() => resolveRunCommand(undefined, "web: node 'server.js"), (e: unknown) => isPilotError(e) && e.code === 'invalid_config' && e.message.startsWith('Procfile web:'));
+    assert.throws(
+      () => resolveRunCommand(undefined, "web: node 'server.js"),
+      (e: unknown) => isPilotError(e) && e.code === 'invalid_config' && e.message.startsWith('Procfile web:'),
+    );
   });
 
   it('splits any plain line into its words, without a shell (property)', () => {
@@ -104,7 +110,10 @@ describe('splitCommand', () => {
   it('never makes empty words from unquoted whitespace (property)', () => {
     fc.assert(
       fc.property(fc.string({ unit: fc.constantFrom('a', 'b', ' ', '\t', '\n', '-', '.') }), (s) => {
-        assert.deepEqual(splitCommand(s), s.split(/\s+/).filter((w) => w !== ''));
+        assert.deepEqual(
+          splitCommand(s),
+          s.split(/\s+/).filter((w) => w !== ''),
+        );
       }),
     );
   });
@@ -117,14 +126,22 @@ describe('splitCommand', () => {
 describe('release command', () => {
   it('takes pilot.yaml first, else the Procfile release: line, else none', () => {
     assert.deepEqual(resolveReleaseCommand(['node', 'migrate.js'], 'release: node other.js'), ['node', 'migrate.js']);
-    assert.deepEqual(resolveReleaseCommand(undefined, 'web: node server.js\nrelease: node migrate.js --up'), ['node', 'migrate.js', '--up']);
+    assert.deepEqual(resolveReleaseCommand(undefined, 'web: node server.js\nrelease: node migrate.js --up'), [
+      'node',
+      'migrate.js',
+      '--up',
+    ]);
     assert.deepEqual(resolveReleaseCommand(undefined, 'web: node server.js\n# release: no\n'), undefined);
     assert.equal(resolveReleaseCommand(false, 'release: node migrate.js'), undefined);
     assert.equal(resolveReleaseCommand(undefined, undefined), undefined);
   });
 
   it('runs a shell line under /bin/sh -c, as Procfiles mean it', () => {
-    assert.deepEqual(resolveReleaseCommand(undefined, 'release: node migrate.js && echo done > $HOME/x'), ['/bin/sh', '-c', 'node migrate.js && echo done > $HOME/x']);
+    assert.deepEqual(resolveReleaseCommand(undefined, 'release: node migrate.js && echo done > $HOME/x'), [
+      '/bin/sh',
+      '-c',
+      'node migrate.js && echo done > $HOME/x',
+    ]);
   });
 
   it('refuses an empty configured command', () => {
@@ -133,7 +150,7 @@ describe('release command', () => {
 });
 
 describe('missingStartCommand', () => {
-  it('is satisfied by run:, a Procfile web line, a start script or npm\'s server.js default', () => {
+  it("is satisfied by run:, a Procfile web line, a start script or npm's server.js default", () => {
     assert.equal(missingStartCommand(['node', 'a.js'], undefined, {}, false), undefined);
     assert.equal(missingStartCommand(undefined, 'web: node index.js\n', {}, false), undefined);
     assert.equal(missingStartCommand(undefined, undefined, { start: 'next start' }, false), undefined);

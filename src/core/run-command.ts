@@ -34,12 +34,18 @@ export function procfileArgv(line: string, type: string): readonly string[] {
   try {
     return splitCommand(line);
   } catch (e) {
-    throw new PilotError('invalid_config', `Procfile ${type}: ${(e as Error).message}`, { hint: `Fix the \`${type}:\` line of the Procfile.`, cause: e });
+    throw new PilotError('invalid_config', `Procfile ${type}: ${(e as Error).message}`, {
+      hint: `Fix the \`${type}:\` line of the Procfile.`,
+      cause: e,
+    });
   }
 }
 
 /** The release phase's argv: pilot.yaml `release` (false = none), else the Procfile `release:` line, else none. */
-export function resolveReleaseCommand(configRelease: readonly string[] | false | undefined, procfile: string | undefined): readonly string[] | undefined {
+export function resolveReleaseCommand(
+  configRelease: readonly string[] | false | undefined,
+  procfile: string | undefined,
+): readonly string[] | undefined {
   if (configRelease === false) return undefined;
   if (configRelease !== undefined) {
     if (configRelease.length === 0 || configRelease[0] === '') throw new PilotError('invalid_config', 'pilot.yaml: release: empty command');
@@ -71,7 +77,11 @@ export function directStart(scripts: Readonly<Record<string, string>> | undefine
 }
 
 /** The argv that starts the app: the configured run command, the Procfile web line, or `npm start` (run directly when it is plain `node …`). */
-export function resolveRunCommand(configRun: readonly string[] | undefined, procfile: string | undefined, scripts?: Readonly<Record<string, string>>): readonly string[] {
+export function resolveRunCommand(
+  configRun: readonly string[] | undefined,
+  procfile: string | undefined,
+  scripts?: Readonly<Record<string, string>>,
+): readonly string[] {
   if (configRun !== undefined) {
     if (configRun.length === 0 || configRun[0] === '') throw new PilotError('invalid_config', 'pilot.yaml: run: empty command');
     return [...configRun];
@@ -88,14 +98,23 @@ export function resolveRunCommand(configRun: readonly string[] | undefined, proc
  * after the build (a build may write server.js), so the run fails there instead of the instances
  * crashing with npm's "Missing script: start" at deploy.
  */
-export function missingStartCommand(configRun: readonly string[] | undefined, procfile: string | undefined, scripts: Readonly<Record<string, string>> | undefined, hasServerJs: boolean): PilotError | undefined {
+export function missingStartCommand(
+  configRun: readonly string[] | undefined,
+  procfile: string | undefined,
+  scripts: Readonly<Record<string, string>> | undefined,
+  hasServerJs: boolean,
+): PilotError | undefined {
   if (configRun !== undefined || hasServerJs) return undefined;
   if (procfile !== undefined && procfileWeb(procfile) !== undefined) return undefined;
   if (scripts?.['start'] !== undefined) return undefined;
   const others = Object.keys(scripts ?? {}).filter((s) => /^(serve|server|prod|production|start:prod|preview|dev)$/.test(s));
-  return new PilotError('invalid_config', `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${others.length ? ` (package.json has ${others.map((s) => `"${s}"`).join(', ')})` : ''}`, {
-    hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
-  });
+  return new PilotError(
+    'invalid_config',
+    `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${others.length ? ` (package.json has ${others.map((s) => `"${s}"`).join(', ')})` : ''}`,
+    {
+      hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
+    },
+  );
 }
 
 /**
@@ -104,7 +123,11 @@ export function missingStartCommand(configRun: readonly string[] | undefined, pr
  * does, with absolute paths so a child process in another folder still finds it; `.pnp.loader.mjs`
  * too when present (ES modules). The app's own NODE_OPTIONS are kept after. Undefined: not PnP.
  */
-export function pnpNodeOptions(releaseDir: string, files: { readonly pnp: boolean; readonly loader: boolean }, own: string | undefined): string | undefined {
+export function pnpNodeOptions(
+  releaseDir: string,
+  files: { readonly pnp: boolean; readonly loader: boolean },
+  own: string | undefined,
+): string | undefined {
   if (!files.pnp) return undefined;
   const quote = (p: string): string => (/[\s"\\]/.test(p) ? JSON.stringify(p) : p);
   const parts = [`--require ${quote(`${releaseDir}/.pnp.cjs`)}`];

@@ -58,12 +58,20 @@ export interface PlacementRequest {
    * that holds them (only that node is eligible); unset = first placement, the first node chosen
    * takes all the instances.
    */
-  readonly volumes?: { readonly names: readonly string[]; readonly node?: { readonly id: string; readonly name: string } | undefined } | undefined;
+  readonly volumes?:
+    { readonly names: readonly string[]; readonly node?: { readonly id: string; readonly name: string } | undefined } | undefined;
 }
 
 export type Placement = { readonly nodeIds: readonly string[]; readonly unplaced: number; readonly reason: string | undefined };
 
-interface Load { app: number; total: number; ports: Set<number>; cpu: number; mem: number; shared: boolean }
+interface Load {
+  app: number;
+  total: number;
+  ports: Set<number>;
+  cpu: number;
+  mem: number;
+  shared: boolean;
+}
 
 function loadOf(n: SchedulerNode, app: string): Load {
   if (n.usage) {
@@ -110,7 +118,10 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest,
   const constraints = Object.entries(req.constraints ?? {});
   const needs = req.runtime !== undefined && req.runtime !== 'process' ? req.runtime : undefined;
   const eligible = (n: SchedulerNode): boolean =>
-    (pin === undefined || n.id === pin.id) && n.schedulable && constraints.every(([k, v]) => n.labels?.[k] === v) && (needs === undefined || (n.runtimes?.has(needs) ?? false));
+    (pin === undefined || n.id === pin.id) &&
+    n.schedulable &&
+    constraints.every(([k, v]) => n.labels?.[k] === v) &&
+    (needs === undefined || (n.runtimes?.has(needs) ?? false));
   const k = req.count * 2 + 8;
   if (nodes.length > 4 * k && opts.exhaustive !== true && pin === undefined) {
     const fast = place(bestNodes(nodes, req, eligible, k), req, k);
@@ -118,14 +129,36 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest,
   }
   const candidates = nodes.filter(eligible);
   const load = new Map(candidates.map((n) => [n.id, loadOf(n, req.app)]));
-  const full = place(candidates.map((n) => ({ node: n, load: load.get(n.id)! })), req, Infinity)!;
+  const full = place(
+    candidates.map((n) => ({ node: n, load: load.get(n.id)! })),
+    req,
+    Infinity,
+  )!;
   if (full.unplaced === 0) return full;
   const why = whyNot(candidates, load, req, full.nodeIds.length);
-  return { ...full, reason: pin === undefined ? why : whyNotOnVolumeNode(nodes.find((n) => n.id === pin.id), pin.name, vol!.names, req, candidates.length > 0 ? why : undefined) };
+  return {
+    ...full,
+    reason:
+      pin === undefined
+        ? why
+        : whyNotOnVolumeNode(
+            nodes.find((n) => n.id === pin.id),
+            pin.name,
+            vol!.names,
+            req,
+            candidates.length > 0 ? why : undefined,
+          ),
+  };
 }
 
 /** Why the instances of an app with volumes cannot go on the node that holds them. */
-function whyNotOnVolumeNode(node: SchedulerNode | undefined, name: string, volumes: readonly string[], req: PlacementRequest, room: string | undefined): string {
+function whyNotOnVolumeNode(
+  node: SchedulerNode | undefined,
+  name: string,
+  volumes: readonly string[],
+  req: PlacementRequest,
+  room: string | undefined,
+): string {
   const held = `volume${volumes.length === 1 ? '' : 's'} ${volumes.join(', ')} of ${req.app} ${volumes.length === 1 ? 'is' : 'are'} on node ${name}`;
   const wait = `the instances wait for it (\`pilot volumes forget ${req.app}\` lets them start with empty volumes elsewhere)`;
   if (node === undefined) return `${held}, which is no longer registered: ${wait}`;
@@ -136,16 +169,31 @@ function whyNotOnVolumeNode(node: SchedulerNode | undefined, name: string, volum
   return `${held}, which has no running Docker engine: ${wait}`;
 }
 
-interface Entry { readonly node: SchedulerNode; readonly load: Load }
+interface Entry {
+  readonly node: SchedulerNode;
+  readonly load: Load;
+}
 
-const cachedRank = (n: SchedulerNode, req: PlacementRequest): number => (req.artifact !== undefined && (n.artifacts?.has(req.artifact) ?? false) ? 0 : 1);
+const cachedRank = (n: SchedulerNode, req: PlacementRequest): number =>
+  req.artifact !== undefined && (n.artifacts?.has(req.artifact) ?? false) ? 0 : 1;
 
 /** The k best eligible nodes by the placement order, each with its load; one pass, a bounded heap. */
 function bestNodes(nodes: readonly SchedulerNode[], req: PlacementRequest, eligible: (n: SchedulerNode) => boolean, k: number): Entry[] {
-  interface Key { node: SchedulerNode; app: number; cached: number; total: number }
+  interface Key {
+    node: SchedulerNode;
+    app: number;
+    cached: number;
+    total: number;
+  }
   // A max-heap of the best k so far: its top is the worst of them, replaced by anything better.
   const worse = (a: Key, b: Key): boolean =>
-    a.app !== b.app ? a.app > b.app : a.cached !== b.cached ? a.cached > b.cached : a.total !== b.total ? a.total > b.total : a.node.name > b.node.name;
+    a.app !== b.app
+      ? a.app > b.app
+      : a.cached !== b.cached
+        ? a.cached > b.cached
+        : a.total !== b.total
+          ? a.total > b.total
+          : a.node.name > b.node.name;
   const heap = new MinHeap<Key>(worse, []);
   for (const n of nodes) {
     if (!eligible(n)) continue;
@@ -223,13 +271,22 @@ function whyNot(candidates: readonly SchedulerNode[], load: Map<string, Load>, r
   if (candidates.length === 0 && wanted.length > 0) return `no ready node has the labels ${wanted.map(([k, v]) => `${k}=${v}`).join(', ')}`;
   if (candidates.length === 0) return 'no ready node to place instances on';
   const prefix = `${placed} of ${req.count} instances placed: `;
-  const need = [req.cpu !== undefined ? `${req.cpu} CPU` : '', req.memoryMb !== undefined ? `${req.memoryMb} MB` : ''].filter(Boolean).join(' and ');
+  const need = [req.cpu !== undefined ? `${req.cpu} CPU` : '', req.memoryMb !== undefined ? `${req.memoryMb} MB` : '']
+    .filter(Boolean)
+    .join(' and ');
   if (need) {
-    const biggest = [...candidates].sort((a, b) => (b.cpus ?? Infinity) - (a.cpus ?? Infinity) || (b.memoryMb ?? Infinity) - (a.memoryMb ?? Infinity))[0]!;
+    const biggest = [...candidates].sort(
+      (a, b) => (b.cpus ?? Infinity) - (a.cpus ?? Infinity) || (b.memoryMb ?? Infinity) - (a.memoryMb ?? Infinity),
+    )[0]!;
     const l = load.get(biggest.id)!;
     const free = `${biggest.cpus === undefined ? 'any' : Math.max(0, biggest.cpus - l.cpu).toFixed(2)} CPU, ${biggest.memoryMb === undefined ? 'any' : Math.max(0, biggest.memoryMb - l.mem)} MB`;
-    const tooBig = candidates.every((n) => (req.cpu !== undefined && n.cpus !== undefined && req.cpu > n.cpus) || (req.memoryMb !== undefined && n.memoryMb !== undefined && req.memoryMb > n.memoryMb));
-    if (tooBig) return `${prefix}each instance needs ${need}, more than any node has (largest: ${biggest.name} with ${biggest.cpus ?? '?'} CPU, ${biggest.memoryMb ?? '?'} MB)`;
+    const tooBig = candidates.every(
+      (n) =>
+        (req.cpu !== undefined && n.cpus !== undefined && req.cpu > n.cpus) ||
+        (req.memoryMb !== undefined && n.memoryMb !== undefined && req.memoryMb > n.memoryMb),
+    );
+    if (tooBig)
+      return `${prefix}each instance needs ${need}, more than any node has (largest: ${biggest.name} with ${biggest.cpus ?? '?'} CPU, ${biggest.memoryMb ?? '?'} MB)`;
     if (req.fixedPort === undefined) return `${prefix}no node has ${need} free (most free: ${biggest.name} with ${free})`;
   }
   return `${prefix}every ready node already runs an instance on fixed port ${req.fixedPort}`;
@@ -239,7 +296,10 @@ function whyNot(candidates: readonly SchedulerNode[], load: Map<string, Load>, r
 class MinHeap<T> {
   private readonly items: T[];
 
-  constructor(private readonly less: (a: T, b: T) => boolean, initial: readonly T[]) {
+  constructor(
+    private readonly less: (a: T, b: T) => boolean,
+    initial: readonly T[],
+  ) {
     this.items = [...initial];
     for (let i = (this.items.length >> 1) - 1; i >= 0; i--) this.down(i); // heapify: O(n)
   }

@@ -19,20 +19,23 @@ describe('secret values', () => {
       ['top\u000csecret', /U\+000C/],
     ];
     for (const [v, re] of cases) {
-      assert.throws(() => assertSecretValue(v, 'secret DB_PASSWORD'), (e: unknown) => {
-        assert.ok(isPilotError(e) && e.code === 'bad_request');
-        assert.match(e.message, re);
-        assert.match(e.message, /^secret DB_PASSWORD contains/);
-        assert.ok(!e.message.includes('topsecret') && !e.message.includes('secret\u0000'), e.message);
-        return true;
-      });
+      assert.throws(
+        () => assertSecretValue(v, 'secret DB_PASSWORD'),
+        (e: unknown) => {
+          assert.ok(isPilotError(e) && e.code === 'bad_request');
+          assert.match(e.message, re);
+          assert.match(e.message, /^secret DB_PASSWORD contains/);
+          assert.ok(!e.message.includes('topsecret') && !e.message.includes('secret\u0000'), e.message);
+          return true;
+        },
+      );
     }
     assert.equal(secretValueProblem('fine\tvalue\n'), undefined);
   });
 
   it('masks a secret in its escaped forms too (as exec errors and JSON quote it)', () => {
     const mask = secretMasker(['pa\u0001ss"word']);
-    assert.equal(mask('Received \'pa\\x01ss"word\''), "Received '***'");
+    assert.equal(mask("Received 'pa\\x01ss\"word'"), "Received '***'");
     assert.equal(mask('{"v":"pa\\u0001ss\\"word"}'), '{"v":"***"}');
     assert.equal(mask('plain pa\u0001ss"word'), 'plain ***');
   });

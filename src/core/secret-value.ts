@@ -13,7 +13,12 @@ export function secretValueProblem(value: string): string | undefined {
   const m = FORBIDDEN.exec(value);
   if (!m) return undefined;
   const code = m[0].charCodeAt(0);
-  const name = code === 0 ? 'a NUL byte' : code === 0x7f ? 'a DEL character' : `the control character U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  const name =
+    code === 0
+      ? 'a NUL byte'
+      : code === 0x7f
+        ? 'a DEL character'
+        : `the control character U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
   return `${name} at position ${m.index + 1}`;
 }
 

@@ -2,7 +2,15 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  binRange, emptySummary, figures, isTrafficSummary, LATENCY_BINS, latencyBin, mergeSummaries, quantileMs, TrafficWindow,
+  binRange,
+  emptySummary,
+  figures,
+  isTrafficSummary,
+  LATENCY_BINS,
+  latencyBin,
+  mergeSummaries,
+  quantileMs,
+  TrafficWindow,
 } from './traffic-window.js';
 
 /** The exact nearest-rank quantile of samples (ms). */
@@ -28,13 +36,15 @@ const latency = fc.oneof(
 
 describe('traffic window: latency bins', () => {
   it('puts every value in a bin whose range holds it, at most 1/16 wide', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 0xffff_fffe }), (us) => {
-      const bin = latencyBin(us);
-      assert.ok(bin >= 0 && bin < LATENCY_BINS);
-      const { low, width } = binRange(bin);
-      assert.ok(low <= us && us < low + width, `${us} µs in bin ${bin} [${low}, ${low + width})`);
-      if (us >= 32) assert.ok(width / low <= 1 / 16);
-    }));
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffff_fffe }), (us) => {
+        const bin = latencyBin(us);
+        assert.ok(bin >= 0 && bin < LATENCY_BINS);
+        const { low, width } = binRange(bin);
+        assert.ok(low <= us && us < low + width, `${us} µs in bin ${bin} [${low}, ${low + width})`);
+        if (us >= 32) assert.ok(width / low <= 1 / 16);
+      }),
+    );
   });
 
   it('is monotonic and uses every bin', () => {
@@ -63,19 +73,22 @@ describe('traffic window: latency bins', () => {
 
 describe('traffic window: percentiles', () => {
   it('are within the bin error bound of the exact values of random samples (property)', () => {
-    fc.assert(fc.property(fc.array(latency, { minLength: 1, maxLength: 400 }), (samples) => {
-      const w = new TrafficWindow(0);
-      for (const ms of samples) w.record(5, 200, ms);
-      const s = w.summary(5, 60_000);
-      assert.equal(s.latency.count, samples.length);
-      for (const q of [0.5, 0.9, 0.99, 1]) assertWithinBound(quantileMs(s, q), exact(samples, q), `q=${q}`);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.array(latency, { minLength: 1, maxLength: 400 }), (samples) => {
+        const w = new TrafficWindow(0);
+        for (const ms of samples) w.record(5, 200, ms);
+        const s = w.summary(5, 60_000);
+        assert.equal(s.latency.count, samples.length);
+        for (const q of [0.5, 0.9, 0.99, 1]) assertWithinBound(quantileMs(s, q), exact(samples, q), `q=${q}`);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('hold for a bimodal distribution (fast cache hits, slow misses)', () => {
     const samples: number[] = [];
     let x = 7;
-    const rand = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let i = 0; i < 10_000; i++) samples.push(i % 10 === 0 ? 200 + rand() * 800 : 0.2 + rand() * 2);
     const w = new TrafficWindow(0);
     for (const ms of samples) w.record(1000, 200, ms);
@@ -150,32 +163,40 @@ describe('traffic window: sliding buckets', () => {
 });
 
 describe('traffic window: merge', () => {
-  it('two routers\' windows merge into what one window would have counted (property)', () => {
-    const event = fc.record({ t: fc.integer({ min: 0, max: 400_000 }), code: fc.constantFrom(200, 302, 404, 500, 503), ms: latency, router: fc.boolean() });
-    fc.assert(fc.property(fc.array(event, { maxLength: 200 }), fc.integer({ min: 1, max: 300 }), (events, windowS) => {
-      events.sort((x, y) => x.t - y.t);
-      const a = new TrafficWindow(0);
-      const b = new TrafficWindow(0);
-      const both = new TrafficWindow(0);
-      for (const e of events) {
-        (e.router ? a : b).record(e.t, e.code, e.ms);
-        both.record(e.t, e.code, e.ms);
-      }
-      const now = 400_001;
-      const want = both.summary(now, windowS * 1000);
-      const viaSummaries = mergeSummaries(a.summary(now, windowS * 1000), b.summary(now, windowS * 1000));
-      assert.equal(viaSummaries.requests, want.requests);
-      assert.deepEqual(viaSummaries.status, want.status);
-      assert.deepEqual(viaSummaries.latency.bins, want.latency.bins);
-      a.merge(b);
-      const merged = a.summary(now, windowS * 1000);
-      assert.equal(merged.requests, want.requests);
-      assert.deepEqual(merged.latency.bins, want.latency.bins);
-      assert.ok(Math.abs(merged.latency.sumMs - want.latency.sumMs) < 1e-6 * (1 + want.latency.sumMs));
-    }), { numRuns: 200 });
+  it("two routers' windows merge into what one window would have counted (property)", () => {
+    const event = fc.record({
+      t: fc.integer({ min: 0, max: 400_000 }),
+      code: fc.constantFrom(200, 302, 404, 500, 503),
+      ms: latency,
+      router: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(fc.array(event, { maxLength: 200 }), fc.integer({ min: 1, max: 300 }), (events, windowS) => {
+        events.sort((x, y) => x.t - y.t);
+        const a = new TrafficWindow(0);
+        const b = new TrafficWindow(0);
+        const both = new TrafficWindow(0);
+        for (const e of events) {
+          (e.router ? a : b).record(e.t, e.code, e.ms);
+          both.record(e.t, e.code, e.ms);
+        }
+        const now = 400_001;
+        const want = both.summary(now, windowS * 1000);
+        const viaSummaries = mergeSummaries(a.summary(now, windowS * 1000), b.summary(now, windowS * 1000));
+        assert.equal(viaSummaries.requests, want.requests);
+        assert.deepEqual(viaSummaries.status, want.status);
+        assert.deepEqual(viaSummaries.latency.bins, want.latency.bins);
+        a.merge(b);
+        const merged = a.summary(now, windowS * 1000);
+        assert.equal(merged.requests, want.requests);
+        assert.deepEqual(merged.latency.bins, want.latency.bins);
+        assert.ok(Math.abs(merged.latency.sumMs - want.latency.sumMs) < 1e-6 * (1 + want.latency.sumMs));
+      }),
+      { numRuns: 200 },
+    );
   });
 
-  it('keeps the merged percentiles within the bound of the union\'s exact values', () => {
+  it("keeps the merged percentiles within the bound of the union's exact values", () => {
     const fast = Array.from({ length: 900 }, (_, i) => 1 + (i % 7) * 0.1);
     const slow = Array.from({ length: 100 }, (_, i) => 300 + i);
     const a = new TrafficWindow(0);
@@ -196,7 +217,10 @@ describe('traffic window: summaries from the wire', () => {
     const s = JSON.parse(JSON.stringify(w.summary(2, 10_000))) as unknown;
     assert.ok(isTrafficSummary(s));
     const bad: unknown[] = [
-      null, 'x', [], {},
+      null,
+      'x',
+      [],
+      {},
       { ...(s as object), requests: -1 },
       { ...(s as object), requests: 'many' },
       { ...(s as object), status: [1, 2, 3] },

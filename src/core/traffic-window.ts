@@ -69,10 +69,21 @@ export interface TrafficFigures {
   readonly spanSeconds: number;
   readonly requests: number;
   readonly rps: number;
-  readonly status: { readonly '1xx': number; readonly '2xx': number; readonly '3xx': number; readonly '4xx': number; readonly '5xx': number };
+  readonly status: {
+    readonly '1xx': number;
+    readonly '2xx': number;
+    readonly '3xx': number;
+    readonly '4xx': number;
+    readonly '5xx': number;
+  };
   /** 5xx over all requests (0 without requests). */
   readonly errorRate: number;
-  readonly latencyMs: { readonly mean: number | null; readonly p50: number | null; readonly p90: number | null; readonly p99: number | null };
+  readonly latencyMs: {
+    readonly mean: number | null;
+    readonly p50: number | null;
+    readonly p90: number | null;
+    readonly p99: number | null;
+  };
 }
 
 export interface TrafficWindowOptions {
@@ -104,7 +115,8 @@ export class TrafficWindow {
   constructor(now: number, opts: TrafficWindowOptions = {}) {
     this.bucketMs = opts.bucketMs ?? 10_000;
     this.maxWindowMs = opts.maxWindowMs ?? 300_000;
-    if (!(this.bucketMs > 0) || !(this.maxWindowMs >= this.bucketMs)) throw new RangeError('bucketMs must be > 0 and maxWindowMs ≥ bucketMs');
+    if (!(this.bucketMs > 0) || !(this.maxWindowMs >= this.bucketMs))
+      throw new RangeError('bucketMs must be > 0 and maxWindowMs ≥ bucketMs');
     // Every slot a query may touch: the window's worth of whole buckets, the partial first one, the current one.
     this.#capacity = Math.ceil(this.maxWindowMs / this.bucketMs) + 2;
     this.#slots = new Float64Array(this.#capacity).fill(-1);
@@ -275,11 +287,23 @@ export function isTrafficSummary(x: unknown): x is TrafficSummary {
   const s = x as Partial<Record<keyof TrafficSummary, unknown>>;
   const count = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v >= 0;
   const lat = s.latency as Partial<Record<string, unknown>> | undefined;
-  return count(s.spanMs) && count(s.requests)
-    && Array.isArray(s.status) && s.status.length === 5 && s.status.every(count)
-    && typeof lat === 'object' && lat !== null && lat.layout === LATENCY_LAYOUT && count(lat.count) && count(lat.sumMs)
-    && Array.isArray(lat.bins) && lat.bins.length <= LATENCY_BINS
-    && lat.bins.every((p: unknown) => Array.isArray(p) && p.length === 2 && Number.isInteger(p[0]) && p[0] >= 0 && p[0] < LATENCY_BINS && count(p[1]));
+  return (
+    count(s.spanMs) &&
+    count(s.requests) &&
+    Array.isArray(s.status) &&
+    s.status.length === 5 &&
+    s.status.every(count) &&
+    typeof lat === 'object' &&
+    lat !== null &&
+    lat.layout === LATENCY_LAYOUT &&
+    count(lat.count) &&
+    count(lat.sumMs) &&
+    Array.isArray(lat.bins) &&
+    lat.bins.length <= LATENCY_BINS &&
+    lat.bins.every(
+      (p: unknown) => Array.isArray(p) && p.length === 2 && Number.isInteger(p[0]) && p[0] >= 0 && p[0] < LATENCY_BINS && count(p[1]),
+    )
+  );
 }
 
 /** The window a traffic query covers when none is given. */

@@ -45,10 +45,19 @@ export function diskFullError(err: unknown, what: string, fallbackPath: string, 
   const free = freeBytesSync(where);
   const quota = code === 'EDQUOT' ? 'the disk quota' : 'the filesystem';
   const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? `; it needs ${mib(neededBytes)}` : '';
-  return new PilotError('disk_full', `${what}: ${quota} holding ${where} is full (${code}${free === undefined ? '' : `, ${mib(free)} free`})${needed}`, {
-    details: { path: where, code, ...(free === undefined ? {} : { freeBytes: free }), ...(neededBytes !== undefined && Number.isFinite(neededBytes) ? { neededBytes } : {}) },
-    cause: err,
-  });
+  return new PilotError(
+    'disk_full',
+    `${what}: ${quota} holding ${where} is full (${code}${free === undefined ? '' : `, ${mib(free)} free`})${needed}`,
+    {
+      details: {
+        path: where,
+        code,
+        ...(free === undefined ? {} : { freeBytes: free }),
+        ...(neededBytes !== undefined && Number.isFinite(neededBytes) ? { neededBytes } : {}),
+      },
+      cause: err,
+    },
+  );
 }
 
 export interface DiskStatus {
@@ -62,7 +71,9 @@ export interface DiskStatus {
 /** The low-disk threshold: PILOT_DISK_LOW_BYTES (bytes), else 512 MiB. */
 export function diskLowThreshold(env: NodeJS.ProcessEnv = process.env): number {
   const n = Number(env.PILOT_DISK_LOW_BYTES);
-  return env.PILOT_DISK_LOW_BYTES !== undefined && env.PILOT_DISK_LOW_BYTES.trim() !== '' && Number.isFinite(n) && n >= 0 ? n : 512 * 1024 * 1024;
+  return env.PILOT_DISK_LOW_BYTES !== undefined && env.PILOT_DISK_LOW_BYTES.trim() !== '' && Number.isFinite(n) && n >= 0
+    ? n
+    : 512 * 1024 * 1024;
 }
 
 /** Free space under `home` and whether it is below the threshold. */

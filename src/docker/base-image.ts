@@ -43,15 +43,23 @@ export async function linkedLibraries(bin: string): Promise<string[]> {
  * kept: rebuilding would give a new image ID, orphan the old one and every app layer built on it).
  * `force` rebuilds anyway.
  */
-export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: string; tag?: string; force?: boolean; onLine?: (line: string) => void } = {}): Promise<BaseImage> {
+export async function bootstrapNodeImage(
+  engine: Engine,
+  opts: { nodeBin?: string; tag?: string; force?: boolean; onLine?: (line: string) => void } = {},
+): Promise<BaseImage> {
   const nodeBin = realpathSync(opts.nodeBin ?? process.execPath);
   const v = await runCommand([nodeBin, '--version'], { cwd: '/', env: {}, timeoutMs: 10_000 });
   const version = (v.tail[0] ?? '').trim().replace(/^v/, '');
-  if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version)) throw new PilotError('internal', `${nodeBin} --version failed: ${v.tail.join('\n')}`);
+  if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version))
+    throw new PilotError('internal', `${nodeBin} --version failed: ${v.tail.join('\n')}`);
   const tag = opts.tag ?? baseImageTag(version);
   if (!opts.force) {
-    const existing = await engine.getImage(tag).inspect().catch(() => undefined);
-    if (existing?.Config?.Labels?.['dev.pilot.node-version'] === version) return { tag, id: existing.Id, nodeVersion: version, built: false };
+    const existing = await engine
+      .getImage(tag)
+      .inspect()
+      .catch(() => undefined);
+    if (existing?.Config?.Labels?.['dev.pilot.node-version'] === version)
+      return { tag, id: existing.Id, nodeVersion: version, built: false };
   }
   const dir = await mkdtemp(join(tmpdir(), 'pilot-base-'));
   try {
@@ -72,20 +80,30 @@ export async function bootstrapNodeImage(engine: Engine, opts: { nodeBin?: strin
     await writeFile(join(root, 'etc/group'), 'root:x:0:\nnode:x:1000:\n');
     await mkdir(join(root, 'home/node'), { recursive: true });
     await mkdir(join(root, 'root'), { recursive: true });
-    await writeFile(join(dir, 'Dockerfile'), [
-      'FROM scratch',
-      'COPY rootfs/ /',
-      'ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_VERSION=' + version,
-      existsSync(npm) ? 'ENV NPM_CLI=/usr/local/lib/node_modules/npm/bin/npm-cli.js' : '',
-      // A portable tar makes every file root's and clears group/other write bits (/tmp came out
-      // 1755): the modes and the app user's home are set here, in the image.
-      'RUN ["/usr/local/bin/node","-e","const fs=require(\'fs\');fs.chmodSync(\'/tmp\',0o1777);fs.chownSync(\'/home/node\',1000,1000)"]',
-      `LABEL dev.pilot.base="node" dev.pilot.node-version="${version}"`,
-      'CMD ["node"]',
-      '',
-    ].filter((l) => l !== '').join('\n'));
+    await writeFile(
+      join(dir, 'Dockerfile'),
+      [
+        'FROM scratch',
+        'COPY rootfs/ /',
+        'ENV PATH=/usr/local/bin:/usr/bin:/bin NODE_VERSION=' + version,
+        existsSync(npm) ? 'ENV NPM_CLI=/usr/local/lib/node_modules/npm/bin/npm-cli.js' : '',
+        // A portable tar makes every file root's and clears group/other write bits (/tmp came out
+        // 1755): the modes and the app user's home are set here, in the image.
+        'RUN ["/usr/local/bin/node","-e","const fs=require(\'fs\');fs.chmodSync(\'/tmp\',0o1777);fs.chownSync(\'/home/node\',1000,1000)"]',
+        `LABEL dev.pilot.base="node" dev.pilot.node-version="${version}"`,
+        'CMD ["node"]',
+        '',
+      ]
+        .filter((l) => l !== '')
+        .join('\n'),
+    );
     const context = tar.c({ cwd: dir, portable: true, noMtime: true }, ['Dockerfile', 'rootfs']);
-    const stream = await engine.buildImage(context as unknown as NodeJS.ReadableStream, { t: tag, rm: true, forcerm: true, networkmode: 'none' });
+    const stream = await engine.buildImage(context as unknown as NodeJS.ReadableStream, {
+      t: tag,
+      rm: true,
+      forcerm: true,
+      networkmode: 'none',
+    });
     const id = await followBuild(engine, stream, opts.onLine);
     return { tag, id, nodeVersion: version, built: true };
   } finally {

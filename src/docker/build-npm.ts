@@ -17,19 +17,27 @@ export interface BuildNpmSettings {
   readonly ca: Buffer | undefined;
 }
 
-const set = (v: string | undefined): string | undefined => (v === undefined || v === '' || v === 'null' || v === 'undefined' ? undefined : v);
+const set = (v: string | undefined): string | undefined =>
+  v === undefined || v === '' || v === 'null' || v === 'undefined' ? undefined : v;
 
 /** npm's own view of a few settings; empty when npm cannot be run. */
 async function npmConfig(keys: readonly string[], env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
   const npm = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
   const r = await runCommand([process.execPath, npm, 'config', 'get', ...keys], {
-    cwd: '/', env: { PATH: env.PATH ?? '/usr/bin:/bin', ...(env.HOME ? { HOME: env.HOME } : {}) }, timeoutMs: 20_000, maxOutputTail: 50,
+    cwd: '/',
+    env: { PATH: env.PATH ?? '/usr/bin:/bin', ...(env.HOME ? { HOME: env.HOME } : {}) },
+    timeoutMs: 20_000,
+    maxOutputTail: 50,
   }).catch(() => undefined);
   const out: Record<string, string> = {};
   if (!r || r.code !== 0) return out;
   // One key prints its value; several print key=value lines.
   if (keys.length === 1) out[keys[0]!] = (r.tail[0] ?? '').trim();
-  else for (const line of r.tail) { const i = line.indexOf('='); if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim(); }
+  else
+    for (const line of r.tail) {
+      const i = line.indexOf('=');
+      if (i > 0) out[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+    }
   return out;
 }
 

@@ -13,7 +13,13 @@ async function readTar(stream: NodeJS.ReadableStream): Promise<Map<string, { typ
     onReadEntry: (e) => {
       const chunks: Buffer[] = [];
       e.on('data', (c: Buffer) => chunks.push(c));
-      e.on('end', () => out.set(e.path.replace(/\/$/, ''), { type: e.type, ...(e.linkpath ? { linkpath: e.linkpath } : {}), body: Buffer.concat(chunks).toString() }));
+      e.on('end', () =>
+        out.set(e.path.replace(/\/$/, ''), {
+          type: e.type,
+          ...(e.linkpath ? { linkpath: e.linkpath } : {}),
+          body: Buffer.concat(chunks).toString(),
+        }),
+      );
     },
   });
   await new Promise<void>((resolve, reject) => {
@@ -81,7 +87,12 @@ describe('docker build context', () => {
   });
 
   it('adds in-memory files (a generated Dockerfile) in place of files of the same name', async () => {
-    const entries = await readTar(packContext(dir, await listContext(dir), [{ path: '.dockerignore', content: 'x\n' }, { path: '.pilot.Dockerfile', content: 'FROM y\n' }]));
+    const entries = await readTar(
+      packContext(dir, await listContext(dir), [
+        { path: '.dockerignore', content: 'x\n' },
+        { path: '.pilot.Dockerfile', content: 'FROM y\n' },
+      ]),
+    );
     assert.equal(entries.get('.pilot.Dockerfile')?.body, 'FROM y\n');
     assert.equal(entries.get('.dockerignore')?.body, 'x\n');
   });
@@ -110,7 +121,10 @@ describe('docker build context', () => {
     const linked = await mkdtemp(join(tmpdir(), 'pilot-ctx-link-'));
     try {
       await symlink(join(outside, 'secret.txt'), join(linked, '.dockerignore'));
-      await assert.rejects(listContext(linked), (e: Error & { code?: string }) => e.code === 'invalid_config' && /\.dockerignore must be a regular file/.test(e.message));
+      await assert.rejects(
+        listContext(linked),
+        (e: Error & { code?: string }) => e.code === 'invalid_config' && /\.dockerignore must be a regular file/.test(e.message),
+      );
       assert.equal(await readRegularFile(linked, 'Procfile'), undefined);
     } finally {
       await rm(linked, { recursive: true, force: true });
@@ -120,7 +134,11 @@ describe('docker build context', () => {
   it('refuses a Dockerfile path outside the folder, missing, or a link out', async () => {
     assert.equal(await resolveDockerfile(dir, './Dockerfile'), 'Dockerfile');
     for (const p of ['../x/Dockerfile', '/etc/passwd', 'missing.Dockerfile', 'escape', 'src']) {
-      await assert.rejects(resolveDockerfile(dir, p), (e: Error & { code?: string }) => e.code === 'invalid_config' && e.message.includes('dockerfile:'), p);
+      await assert.rejects(
+        resolveDockerfile(dir, p),
+        (e: Error & { code?: string }) => e.code === 'invalid_config' && e.message.includes('dockerfile:'),
+        p,
+      );
     }
   });
 });

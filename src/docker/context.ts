@@ -43,7 +43,9 @@ export async function resolveDockerfile(dir: string, path: string): Promise<stri
   try {
     real = await realpath(abs);
   } catch {
-    throw new PilotError('invalid_config', `pilot.yaml: dockerfile: ${rel} does not exist in the app folder`, { hint: 'Commit the Dockerfile, or remove `dockerfile:` to use Dockerfile (or a generated one for a Node app).' });
+    throw new PilotError('invalid_config', `pilot.yaml: dockerfile: ${rel} does not exist in the app folder`, {
+      hint: 'Commit the Dockerfile, or remove `dockerfile:` to use Dockerfile (or a generated one for a Node app).',
+    });
   }
   const root = await realpath(dir);
   if (relative(root, real).startsWith('..') || !(await lstat(real)).isFile()) {
@@ -64,7 +66,12 @@ export async function readRegularFile(dir: string, name: string): Promise<string
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (!st.isFile()) throw new PilotError('invalid_config', `${name} must be a regular file in the app folder (it is a ${st.isSymbolicLink() ? 'symbolic link' : 'folder or special file'})`, { hint: `Replace ${name} with the file itself.` });
+  if (!st.isFile())
+    throw new PilotError(
+      'invalid_config',
+      `${name} must be a regular file in the app folder (it is a ${st.isSymbolicLink() ? 'symbolic link' : 'folder or special file'})`,
+      { hint: `Replace ${name} with the file itself.` },
+    );
   return readFile(join(dir, name), 'utf8');
 }
 
@@ -104,7 +111,9 @@ export function packContext(dir: string, entries: readonly ContextEntry[], extra
   for (const e of entries) if (!extraPaths.has(e.path)) pack.add(e.path);
   for (const f of extra) {
     const body = typeof f.content === 'string' ? Buffer.from(f.content, 'utf8') : f.content;
-    const entry = new tar.ReadEntry(new tar.Header({ path: f.path, mode: 0o644, size: body.length, type: 'File', mtime: new Date(0), uid: 0, gid: 0 }));
+    const entry = new tar.ReadEntry(
+      new tar.Header({ path: f.path, mode: 0o644, size: body.length, type: 'File', mtime: new Date(0), uid: 0, gid: 0 }),
+    );
     entry.end(body);
     pack.add(entry);
   }

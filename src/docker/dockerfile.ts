@@ -37,7 +37,17 @@ const GLOB = /[*?[\]\\]/;
 /** Above this many top-level folders, the app is one COPY (one layer) rather than one per folder. */
 const MAX_COPY_LAYERS = 24;
 /** Package-manager files the install needs, copied before the app so the install layer survives code changes. */
-const MANIFESTS = ['package.json', 'package-lock.json', 'npm-shrinkwrap.json', 'yarn.lock', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', '.npmrc', '.yarnrc', '.yarnrc.yml'];
+const MANIFESTS = [
+  'package.json',
+  'package-lock.json',
+  'npm-shrinkwrap.json',
+  'yarn.lock',
+  'pnpm-lock.yaml',
+  'pnpm-workspace.yaml',
+  '.npmrc',
+  '.yarnrc',
+  '.yarnrc.yml',
+];
 /** `packageManager` in package.json: `pnpm@9.1.0` (an optional `+sha…` hash is dropped). */
 const PACKAGE_MANAGER = /^(npm|yarn|pnpm)@(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)(?:\+.*)?$/;
 
@@ -75,8 +85,10 @@ const BUILD_CA = '/usr/local/share/pilot-build/ca.crt';
 export function commandProblem(command: readonly string[]): string | undefined {
   const prog = command[0] ?? '';
   if (prog === 'node' || prog === '/usr/local/bin/node') return undefined;
-  if (prog === '/bin/sh' || prog === 'sh' || prog === 'bash') return `the start command needs a shell (${command.slice(2).join(' ') || command.join(' ')})`;
-  if (prog === 'npm' || prog === 'npx' || prog === 'yarn' || prog === 'pnpm') return `the start command is \`${command.join(' ')}\`, which needs a shell to run the script`;
+  if (prog === '/bin/sh' || prog === 'sh' || prog === 'bash')
+    return `the start command needs a shell (${command.slice(2).join(' ') || command.join(' ')})`;
+  if (prog === 'npm' || prog === 'npx' || prog === 'yarn' || prog === 'pnpm')
+    return `the start command is \`${command.join(' ')}\`, which needs a shell to run the script`;
   return `the start command \`${command.join(' ')}\` is not a \`node …\` command`;
 }
 
@@ -109,9 +121,13 @@ const nodeRun = (script: string): string => run(['node', '-e', script]);
 export function generateDockerfile(input: GeneratedDockerfileInput): string {
   const problem = commandProblem(input.command);
   if (problem) {
-    throw new PilotError('invalid_config', `runtime docker without a Dockerfile: ${problem}, and the generated image (${input.baseImage}) has no shell`, {
-      hint: 'Add a Dockerfile to the app (or `dockerfile:` in pilot.yaml), or make the start command a plain node command: `run: node server.js` in pilot.yaml, a Procfile `web: node server.js`, or package.json "start": "node server.js".',
-    });
+    throw new PilotError(
+      'invalid_config',
+      `runtime docker without a Dockerfile: ${problem}, and the generated image (${input.baseImage}) has no shell`,
+      {
+        hint: 'Add a Dockerfile to the app (or `dockerfile:` in pilot.yaml), or make the start command a plain node command: `run: node server.js` in pilot.yaml, a Procfile `web: node server.js`, or package.json "start": "node server.js".',
+      },
+    );
   }
   // A node_modules of the build machine never goes in: the image installs its own.
   const ours = new Set(['.dockerignore', GENERATED_DOCKERFILE, BUILD_TOOLS_DIR, 'node_modules']);
@@ -129,20 +145,30 @@ export function generateDockerfile(input: GeneratedDockerfileInput): string {
     `WORKDIR ${APP_DIR}`,
     'ENV CI=true npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false',
   ];
-  if (input.registry !== undefined && /^https?:\/\/[^\s"\\]+$/.test(input.registry)) lines.push(`ENV npm_config_registry=${input.registry}`);
-  if (input.ca) lines.push(`COPY ["${BUILD_TOOLS_DIR}/ca.crt", "${BUILD_CA}"]`, `ENV NODE_EXTRA_CA_CERTS=${BUILD_CA} npm_config_cafile=${BUILD_CA}`);
+  if (input.registry !== undefined && /^https?:\/\/[^\s"\\]+$/.test(input.registry))
+    lines.push(`ENV npm_config_registry=${input.registry}`);
+  if (input.ca)
+    lines.push(`COPY ["${BUILD_TOOLS_DIR}/ca.crt", "${BUILD_CA}"]`, `ENV NODE_EXTRA_CA_CERTS=${BUILD_CA} npm_config_cafile=${BUILD_CA}`);
   if (input.buildTools) {
     lines.push(`COPY ["${BUILD_TOOLS_DIR}/sh", "/bin/sh"]`, `COPY ["${BUILD_TOOLS_DIR}/env", "/usr/bin/env"]`);
   }
   // `npm`/`npx` on PATH for build commands and scripts (the base has npm's files, not its links).
-  lines.push(nodeRun(`const fs=require('fs');for(const b of ['npm','npx']){const t='/usr/local/bin/'+b;if(!fs.existsSync(t)&&fs.existsSync('${NPM_DIR}/bin/'+b+'-cli.js'))fs.symlinkSync('${NPM_DIR}/bin/'+b+'-cli.js',t)}`));
+  lines.push(
+    nodeRun(
+      `const fs=require('fs');for(const b of ['npm','npx']){const t='/usr/local/bin/'+b;if(!fs.existsSync(t)&&fs.existsSync('${NPM_DIR}/bin/'+b+'-cli.js'))fs.symlinkSync('${NPM_DIR}/bin/'+b+'-cli.js',t)}`,
+    ),
+  );
   // Dependencies install in a folder of their own, linked into the app for the build: a rename out
   // of /app later would cross overlay layers (EXDEV), and the final stage copies them as one layer.
   const manifests = install === undefined ? [] : MANIFESTS.filter((f) => present.has(f));
   if (install !== undefined) {
     lines.push(`WORKDIR ${DEPS_DIR}`, `COPY ${JSON.stringify([...manifests, `${DEPS_DIR}/`])}`, run(install), `WORKDIR ${APP_DIR}`);
     // An install with nothing to install makes no node_modules: the final stage's COPY needs one.
-    lines.push(nodeRun(`const fs=require('fs');fs.mkdirSync('${DEPS_DIR}/node_modules',{recursive:true});fs.symlinkSync('${DEPS_DIR}/node_modules','${APP_DIR}/node_modules')`));
+    lines.push(
+      nodeRun(
+        `const fs=require('fs');fs.mkdirSync('${DEPS_DIR}/node_modules',{recursive:true});fs.symlinkSync('${DEPS_DIR}/node_modules','${APP_DIR}/node_modules')`,
+      ),
+    );
   }
   const splittable = dirs.length <= MAX_COPY_LAYERS && ![...dirs, ...files].some((n) => GLOB.test(n));
   if (!splittable) {
@@ -156,7 +182,11 @@ export function generateDockerfile(input: GeneratedDockerfileInput): string {
   if (build.length > 0 && args.length > 0) lines.push(...args.map((n) => `ARG ${n}`));
   for (const argv of build) lines.push(run(viaNpmExec(argv, input.packageManager)));
   // The link goes (the dependencies get their own layer below); the build tools never reach the final stage.
-  lines.push(nodeRun(`const fs=require('fs');const m='${APP_DIR}/node_modules';if(fs.lstatSync(m,{throwIfNoEntry:false})?.isSymbolicLink())fs.unlinkSync(m);fs.rmSync('${APP_DIR}/${BUILD_TOOLS_DIR}',{recursive:true,force:true})`));
+  lines.push(
+    nodeRun(
+      `const fs=require('fs');const m='${APP_DIR}/node_modules';if(fs.lstatSync(m,{throwIfNoEntry:false})?.isSymbolicLink())fs.unlinkSync(m);fs.rmSync('${APP_DIR}/${BUILD_TOOLS_DIR}',{recursive:true,force:true})`,
+    ),
+  );
   const owned = ['/home/node', ...(input.volumePaths ?? [])];
   lines.push(
     '',
@@ -165,7 +195,9 @@ export function generateDockerfile(input: GeneratedDockerfileInput): string {
     'ENV NODE_ENV=production HOME=/home/node',
     // Before the app (a cache hit on every build): the app's files stay root's and read-only to it;
     // it writes to /tmp, its home and its volumes.
-    nodeRun(`const fs=require('fs');fs.chmodSync('/tmp',0o1777);for(const d of ${JSON.stringify(owned)}){fs.mkdirSync(d,{recursive:true});fs.chownSync(d,${APP_UID},${APP_UID})}`),
+    nodeRun(
+      `const fs=require('fs');fs.chmodSync('/tmp',0o1777);for(const d of ${JSON.stringify(owned)}){fs.mkdirSync(d,{recursive:true});fs.chownSync(d,${APP_UID},${APP_UID})}`,
+    ),
     ...(install === undefined ? [] : [`COPY --from=build ["${DEPS_DIR}/node_modules/", "${APP_DIR}/node_modules/"]`]),
     `COPY --from=build ["${APP_DIR}/", "${APP_DIR}/"]`,
     'USER node',

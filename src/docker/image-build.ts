@@ -107,7 +107,10 @@ export async function buildAppImage(req: ImageBuildRequest): Promise<BuiltImage>
 }
 
 /** The generated Dockerfile and its context; `onStaged` once the build tools folder is in the app folder. */
-async function generatedContext(req: ImageBuildRequest, onStaged: () => void): Promise<{ context: NodeJS.ReadableStream; generated: string }> {
+async function generatedContext(
+  req: ImageBuildRequest,
+  onStaged: () => void,
+): Promise<{ context: NodeJS.ReadableStream; generated: string }> {
   const base = req.baseImage ?? defaultBaseImage();
   await requireBaseImage(req.engine, base);
   const procfile = await readRegularFile(req.appDir, 'Procfile');
@@ -120,19 +123,36 @@ async function generatedContext(req: ImageBuildRequest, onStaged: () => void): P
   const tools = await stageBuildTools(join(req.appDir, BUILD_TOOLS_DIR), npm.ca);
   onStaged();
   const generated = generateDockerfile({
-    baseImage: base, command, entries: [...entries, ...tools], build: req.build, scripts, volumePaths: req.volumePaths,
-    buildTools: tools.some((t) => t.path.endsWith('/sh')), registry: npm.registry, ca: npm.ca !== undefined,
-    packageManager: typeof pkg?.['packageManager'] === 'string' ? pkg['packageManager'] : undefined, app: req.labels['dev.pilot.app'],
+    baseImage: base,
+    command,
+    entries: [...entries, ...tools],
+    build: req.build,
+    scripts,
+    volumePaths: req.volumePaths,
+    buildTools: tools.some((t) => t.path.endsWith('/sh')),
+    registry: npm.registry,
+    ca: npm.ca !== undefined,
+    packageManager: typeof pkg?.['packageManager'] === 'string' ? pkg['packageManager'] : undefined,
+    app: req.labels['dev.pilot.app'],
     buildArgs: Object.keys(req.env ?? {}),
   });
-  const context = packContext(req.appDir, [...entries, ...tools], [
-    { path: '.dockerignore', content: GENERATED_DOCKERIGNORE },
-    { path: GENERATED_DOCKERFILE, content: generated },
-  ]);
+  const context = packContext(
+    req.appDir,
+    [...entries, ...tools],
+    [
+      { path: '.dockerignore', content: GENERATED_DOCKERIGNORE },
+      { path: GENERATED_DOCKERFILE, content: generated },
+    ],
+  );
   return { context, generated };
 }
 
-async function runBuild(req: ImageBuildRequest, context: NodeJS.ReadableStream, dockerfile: string, generated: string | undefined): Promise<BuiltImage> {
+async function runBuild(
+  req: ImageBuildRequest,
+  context: NodeJS.ReadableStream,
+  dockerfile: string,
+  generated: string | undefined,
+): Promise<BuiltImage> {
   const { engine } = req;
   let stream: NodeJS.ReadableStream;
   try {
@@ -157,7 +177,14 @@ async function runBuild(req: ImageBuildRequest, context: NodeJS.ReadableStream, 
     if (req.signal?.aborted) throw new PilotError('cancelled', 'docker build cancelled');
     if (isPilotError(err) && err.code === 'build_failed') {
       const tail = ((err.details as { tail?: string[] } | undefined)?.tail ?? []).slice(-20);
-      throw new PilotError('build_failed', `${err.message}${tail.length ? `\n--- last lines of the build log ---\n${tail.join('\n')}` : ''}`, { details: err.details, hint: 'Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.' });
+      throw new PilotError(
+        'build_failed',
+        `${err.message}${tail.length ? `\n--- last lines of the build log ---\n${tail.join('\n')}` : ''}`,
+        {
+          details: err.details,
+          hint: 'Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.',
+        },
+      );
     }
     throw engineError(err, 'docker build');
   }
@@ -177,7 +204,11 @@ async function stageBuildTools(dir: string, ca: Buffer | undefined): Promise<Con
     await mkdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    throw new PilotError('invalid_config', `the app has a ${BUILD_TOOLS_DIR} entry, a name the generated Dockerfile keeps for its build stage`, { hint: `Rename ${BUILD_TOOLS_DIR} in the app, or add a Dockerfile.` });
+    throw new PilotError(
+      'invalid_config',
+      `the app has a ${BUILD_TOOLS_DIR} entry, a name the generated Dockerfile keeps for its build stage`,
+      { hint: `Rename ${BUILD_TOOLS_DIR} in the app, or add a Dockerfile.` },
+    );
   }
   try {
     return await writeBuildTools(dir, ca);
@@ -208,6 +239,7 @@ export function engineError(err: unknown, what: string): PilotError {
   if (isPilotError(err)) return err;
   const e = err as { statusCode?: number; json?: { message?: string }; message?: string; code?: string };
   const msg = e.json?.message ?? e.message ?? String(err);
-  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return new PilotError('runtime_unavailable', `${what}: the Docker engine is not answering (${msg})`);
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')
+    return new PilotError('runtime_unavailable', `${what}: the Docker engine is not answering (${msg})`);
   return new PilotError('build_failed', `${what}: the Docker engine answered: ${msg}`);
 }

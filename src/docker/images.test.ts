@@ -33,20 +33,31 @@ const realCreate = counted.createImage.bind(counted) as (...args: unknown[]) => 
   return realCreate(...args);
 };
 
-const codeIs = (code: string, re?: RegExp) => (e: unknown): boolean => {
-  assert.ok(isPilotError(e), `a PilotError, got ${String(e)}`);
-  assert.equal(e.code, code, e.message);
-  if (re) assert.match(e.message, re);
-  return true;
-};
+const codeIs =
+  (code: string, re?: RegExp) =>
+  (e: unknown): boolean => {
+    assert.ok(isPilotError(e), `a PilotError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (re) assert.match(e.message, re);
+    return true;
+  };
 
 async function present(id: string): Promise<boolean> {
-  return engine.getImage(id).inspect().then(() => true, () => false);
+  return engine
+    .getImage(id)
+    .inspect()
+    .then(
+      () => true,
+      () => false,
+    );
 }
 
 /** Remove every reference to an image we built, so the fetch paths have something to do. */
 async function forget(id: string): Promise<void> {
-  await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+  await engine
+    .getImage(id)
+    .remove({ force: true })
+    .catch(() => undefined);
   assert.equal(await present(id), false);
 }
 
@@ -78,22 +89,35 @@ void describe('images: the agent gets the instance image onto the engine', { ski
     await registry?.stop();
     await server?.close();
     for (const t of Object.values(tags)) await removeImage(engine, t);
-    for (const id of [img.a, img.b]) if (id) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+    for (const id of [img.a, img.b])
+      if (id)
+        await engine
+          .getImage(id)
+          .remove({ force: true })
+          .catch(() => undefined);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const fetcher = (e = engine): ImageFetcher => new ImageFetcher(e, join(dir, 'downloads'), () => new ArtifactClient(server!.url, 'test-token'));
+  const fetcher = (e = engine): ImageFetcher =>
+    new ImageFetcher(e, join(dir, 'downloads'), () => new ArtifactClient(server!.url, 'test-token'));
   const auth = (): { serveraddress: string; username: string; password: string } => ({ serveraddress: registry!.address, ...USER });
 
   it('pulls by digest with the registry credentials; concurrent starts share one pull; without them it is refused, and no password in the error', async () => {
     await assert.rejects(fetcher().ensure({ id: img.a, ref: img.refA }), (e: unknown) => {
-      codeIs('registry_unreachable', /pull of 127\.0\.0\.1:\d+\/pilot-test\/images-a@sha256:[a-f0-9]{64} failed: .*(unauthorized|no basic auth)/i)(e);
+      codeIs(
+        'registry_unreachable',
+        /pull of 127\.0\.0\.1:\d+\/pilot-test\/images-a@sha256:[a-f0-9]{64} failed: .*(unauthorized|no basic auth)/i,
+      )(e);
       assert.doesNotMatch(JSON.stringify({ m: (e as Error).message, h: (e as { hint?: string }).hint }), new RegExp(USER.password));
       return true;
     });
     const f = fetcher(counted);
     pulls = 0;
-    await Promise.all([f.ensure({ id: img.a, ref: img.refA }, auth()), f.ensure({ id: img.a, ref: img.refA }, auth()), f.ensure({ id: img.a, ref: img.refA }, auth())]);
+    await Promise.all([
+      f.ensure({ id: img.a, ref: img.refA }, auth()),
+      f.ensure({ id: img.a, ref: img.refA }, auth()),
+      f.ensure({ id: img.a, ref: img.refA }, auth()),
+    ]);
     assert.equal(pulls, 1, 'one pull for three starts');
     assert.equal(await present(img.a), true);
     await f.ensure({ id: img.a, ref: img.refA }, auth());
@@ -102,8 +126,10 @@ void describe('images: the agent gets the instance image onto the engine', { ski
 
   it('refuses a pulled image whose ID differs from the recorded one, and removes it', async () => {
     const recorded = `sha256:${'ab'.repeat(32)}`;
-    await assert.rejects(fetcher().ensure({ id: recorded, ref: img.refB }, auth()),
-      codeIs('digest_mismatch', new RegExp(`^pulled image ${img.b} differs from the recorded ${recorded}`)));
+    await assert.rejects(
+      fetcher().ensure({ id: recorded, ref: img.refB }, auth()),
+      codeIs('digest_mismatch', new RegExp(`^pulled image ${img.b} differs from the recorded ${recorded}`)),
+    );
     assert.equal(await present(img.b), false, 'what was pulled is gone');
     assert.equal(await present(img.refB), false);
   });
@@ -116,23 +142,36 @@ void describe('images: the agent gets the instance image onto the engine', { ski
   });
 
   it('refuses an archive that holds another image before loading it', async () => {
-    await assert.rejects(fetcher().ensure({ id: img.b, archive: img.archiveA }),
-      codeIs('digest_mismatch', new RegExp(`^image archive ${img.archiveA} holds ${img.a}, not the recorded ${img.b}`)));
+    await assert.rejects(
+      fetcher().ensure({ id: img.b, archive: img.archiveA }),
+      codeIs('digest_mismatch', new RegExp(`^image archive ${img.archiveA} holds ${img.a}, not the recorded ${img.b}`)),
+    );
     assert.equal(await present(img.b), false);
   });
 
   it('refuses bad references clearly', async () => {
     const id = `sha256:${'cd'.repeat(32)}`;
-    await assert.rejects(fetcher().ensure({ id, ref: `${registry!.address}/pilot-test/images-a:t` }), codeIs('deploy_failed', /not pinned by digest/));
+    await assert.rejects(
+      fetcher().ensure({ id, ref: `${registry!.address}/pilot-test/images-a:t` }),
+      codeIs('deploy_failed', /not pinned by digest/),
+    );
     await assert.rejects(fetcher().ensure({ id }), codeIs('deploy_failed', /neither a registry reference nor an archive/));
     await assert.rejects(fetcher().ensure({ id: 'latest' }), codeIs('deploy_failed', /is not sha256:<64 hex>/));
-    await assert.rejects(fetcher().ensure({ id, archive: `sha256:${'ef'.repeat(32)}` }), (e: unknown) => isPilotError(e) && e.code === 'artifact_not_found');
+    await assert.rejects(
+      fetcher().ensure({ id, archive: `sha256:${'ef'.repeat(32)}` }),
+      (e: unknown) => isPilotError(e) && e.code === 'artifact_not_found',
+    );
   });
 
-  it('records only what it fetched; the agent\'s image GC removes it once unused, never while a container uses it, never the base', async () => {
+  it("records only what it fetched; the agent's image GC removes it once unused, never while a container uses it, never the base", async () => {
     await forget(img.a);
     const fetched = new FetchedImages(join(dir, 'fetched.json'));
-    const f = new ImageFetcher(engine, join(dir, 'downloads'), () => new ArtifactClient(server!.url, 'test-token'), (image) => fetched.record(image.id, 'web'));
+    const f = new ImageFetcher(
+      engine,
+      join(dir, 'downloads'),
+      () => new ArtifactClient(server!.url, 'test-token'),
+      (image) => fetched.record(image.id, 'web'),
+    );
     await f.ensure({ id: img.a, archive: img.archiveA });
     assert.equal(fetched.has(img.a), true, 'loaded by this fetcher: recorded');
     await f.ensure({ id: img.a, archive: img.archiveA });
@@ -143,7 +182,11 @@ void describe('images: the agent gets the instance image onto the engine', { ski
     const container = await engine.createContainer({ Image: img.a, Cmd: ['node', '-e', '1'], Labels: { 'pilot-test': 'image-gc' } });
     try {
       assert.deepEqual(await fetched.collect(engine, () => new Set([img.a]), Date.now(), policy), [], 'in use locally: not even tried');
-      assert.deepEqual(await fetched.collect(engine, () => new Set(), Date.now(), policy), [], 'a container (another agent\'s) uses it: the engine refuses');
+      assert.deepEqual(
+        await fetched.collect(engine, () => new Set(), Date.now(), policy),
+        [],
+        "a container (another agent's) uses it: the engine refuses",
+      );
       assert.equal(await present(img.a), true);
       assert.equal(fetched.has(img.a), true, 'still recorded, tried again later');
     } finally {

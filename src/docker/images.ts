@@ -25,7 +25,8 @@ const IMAGE_ID = /^sha256:[a-f0-9]{64}$/;
 const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 const statusOf = (e: unknown): number | undefined => (e as { statusCode?: number }).statusCode;
-const engineMessage = (e: unknown): string => ((e as { json?: { message?: string } }).json?.message ?? (e as Error).message ?? String(e)).trim();
+const engineMessage = (e: unknown): string =>
+  ((e as { json?: { message?: string } }).json?.message ?? (e as Error).message ?? String(e)).trim();
 
 /** Image IDs (config digests) listed in a `docker save` archive's manifest.json. */
 export async function archiveImageIds(file: string): Promise<string[]> {
@@ -44,18 +45,18 @@ export async function archiveImageIds(file: string): Promise<string[]> {
     },
   });
   if (!found) throw new PilotError('deploy_failed', 'the image archive has no manifest.json: it is not a `docker save` tarball');
-  if (size > MAX_MANIFEST_BYTES) throw new PilotError('deploy_failed', 'the image archive\'s manifest.json is too large');
+  if (size > MAX_MANIFEST_BYTES) throw new PilotError('deploy_failed', "the image archive's manifest.json is too large");
   let manifest: unknown;
   try {
     manifest = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new PilotError('deploy_failed', 'the image archive\'s manifest.json is not JSON');
+    throw new PilotError('deploy_failed', "the image archive's manifest.json is not JSON");
   }
-  if (!Array.isArray(manifest)) throw new PilotError('deploy_failed', 'the image archive\'s manifest.json is not a list');
+  if (!Array.isArray(manifest)) throw new PilotError('deploy_failed', "the image archive's manifest.json is not a list");
   return manifest.map((m: { Config?: unknown }) => {
     // docker 20–24: "<hex>.json"; OCI layout (docker 25+): "blobs/sha256/<hex>"
     const hex = typeof m.Config === 'string' ? /([a-f0-9]{64})(?:\.json)?$/.exec(m.Config)?.[1] : undefined;
-    if (!hex) throw new PilotError('deploy_failed', 'the image archive\'s manifest.json names no config digest');
+    if (!hex) throw new PilotError('deploy_failed', "the image archive's manifest.json names no config digest");
     return `sha256:${hex}`;
   });
 }
@@ -77,7 +78,9 @@ export class ImageFetcher {
     if (await this.has(image.id)) return;
     let p = this.inflight.get(image.id);
     if (!p) {
-      p = this.fetch(image, auth).then(() => this.onFetched?.(image)).finally(() => this.inflight.delete(image.id));
+      p = this.fetch(image, auth)
+        .then(() => this.onFetched?.(image))
+        .finally(() => this.inflight.delete(image.id));
       this.inflight.set(image.id, p);
     }
     return p;
@@ -100,12 +103,17 @@ export class ImageFetcher {
   private async fetch(image: ImageRef, auth: RegistryAuth | undefined): Promise<void> {
     if (image.ref !== undefined) return this.pull(image, image.ref, auth);
     if (image.archive !== undefined) return this.load(image, image.archive);
-    throw new PilotError('deploy_failed', `image ${image.id} is not on this engine, and the revision names neither a registry reference nor an archive to get it from`);
+    throw new PilotError(
+      'deploy_failed',
+      `image ${image.id} is not on this engine, and the revision names neither a registry reference nor an archive to get it from`,
+    );
   }
 
   private async pull(image: ImageRef, ref: string, auth: RegistryAuth | undefined): Promise<void> {
     if (!PINNED_REF.test(ref)) {
-      throw new PilotError('deploy_failed', `image reference ${JSON.stringify(ref)} is not pinned by digest (host/repo@sha256:…)`, { hint: 'Pilot pulls only by manifest digest, so the bytes cannot change under a revision.' });
+      throw new PilotError('deploy_failed', `image reference ${JSON.stringify(ref)} is not pinned by digest (host/repo@sha256:…)`, {
+        hint: 'Pilot pulls only by manifest digest, so the bytes cannot change under a revision.',
+      });
     }
     try {
       const authconfig = auth ? { serveraddress: auth.serveraddress, username: auth.username, password: auth.password } : {};
@@ -113,12 +121,16 @@ export class ImageFetcher {
       failOnError(await followProgress(this.engine, stream));
     } catch (e) {
       throw new PilotError('registry_unreachable', `pull of ${ref} failed: ${engineMessage(e)}`, {
-        cause: e, hint: 'Check that the registry is running and reachable from this node, and its credentials (pilot registries).',
+        cause: e,
+        hint: 'Check that the registry is running and reachable from this node, and its credentials (pilot registries).',
       });
     }
     const got = await this.imageId(ref);
     if (got === image.id) return;
-    await this.engine.getImage(ref).remove().catch(() => undefined);
+    await this.engine
+      .getImage(ref)
+      .remove()
+      .catch(() => undefined);
     throw mismatch(`pulled image ${got ?? '(none)'} differs from the recorded ${image.id} (${ref})`);
   }
 
@@ -129,7 +141,8 @@ export class ImageFetcher {
       await this.artifacts().download(archive, file); // digest-verified, or it throws
       const ids = await archiveImageIds(file);
       // Refused before loading, so nothing has to be removed afterwards.
-      if (ids.length !== 1 || ids[0] !== image.id) throw mismatch(`image archive ${archive} holds ${ids.join(', ') || 'no image'}, not the recorded ${image.id}`);
+      if (ids.length !== 1 || ids[0] !== image.id)
+        throw mismatch(`image archive ${archive} holds ${ids.join(', ') || 'no image'}, not the recorded ${image.id}`);
       try {
         const stream = await this.engine.loadImage(createReadStream(file), { quiet: true });
         failOnError(await followProgress(this.engine, stream));
@@ -151,5 +164,7 @@ function failOnError(messages: readonly ProgressMessage[]): void {
 }
 
 function mismatch(message: string): PilotError {
-  return new PilotError('digest_mismatch', message, { hint: 'The registry or artifact repository holds another image than the revision recorded; publish the revision again (`pilot run`).' });
+  return new PilotError('digest_mismatch', message, {
+    hint: 'The registry or artifact repository holds another image than the revision recorded; publish the revision again (`pilot run`).',
+  });
 }

@@ -30,7 +30,11 @@ describe('image archives in the OCI image layout', { skip: dockerSkip }, () => {
   const dirs: string[] = [];
   const ids: string[] = [];
   after(async () => {
-    for (const id of ids) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+    for (const id of ids)
+      await engine
+        .getImage(id)
+        .remove({ force: true })
+        .catch(() => undefined);
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
@@ -40,7 +44,10 @@ describe('image archives in the OCI image layout', { skip: dockerSkip }, () => {
     await writeFile(join(dir, 'a.txt'), `a ${process.pid}\n`);
     await writeFile(join(dir, 'b.txt'), 'b\n');
     await writeFile(join(dir, 'Dockerfile'), 'FROM scratch\nCOPY a.txt /\nCOPY b.txt /\nCMD ["/a.txt"]\n');
-    const stream = await engine.buildImage(tar.c({ cwd: dir, portable: true, noMtime: true }, ['Dockerfile', 'a.txt', 'b.txt']) as unknown as NodeJS.ReadableStream, { rm: true, forcerm: true, labels: { 'dev.pilot.test': 'oci-archive' } });
+    const stream = await engine.buildImage(
+      tar.c({ cwd: dir, portable: true, noMtime: true }, ['Dockerfile', 'a.txt', 'b.txt']) as unknown as NodeJS.ReadableStream,
+      { rm: true, forcerm: true, labels: { 'dev.pilot.test': 'oci-archive' } },
+    );
     const id = await followBuild(engine, stream);
     ids.push(id);
 
@@ -57,7 +64,11 @@ describe('image archives in the OCI image layout', { skip: dockerSkip }, () => {
     assert.equal(manifest.mediaType, 'application/vnd.oci.image.manifest.v1+json');
     assert.equal(manifest.config.digest, id, 'the config blob is the image ID');
     const config = JSON.parse(blob(manifest.config.digest).toString());
-    assert.deepEqual(manifest.layers.map((l: { digest: string }) => l.digest), config.rootfs.diff_ids, 'uncompressed layers: digests are the diff IDs');
+    assert.deepEqual(
+      manifest.layers.map((l: { digest: string }) => l.digest),
+      config.rootfs.diff_ids,
+      'uncompressed layers: digests are the diff IDs',
+    );
     for (const l of manifest.layers as { mediaType: string; size: number; digest: string }[]) {
       assert.equal(l.mediaType, 'application/vnd.oci.image.layer.v1.tar');
       assert.equal(blob(l.digest).length, l.size);

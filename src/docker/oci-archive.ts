@@ -32,7 +32,8 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
     await pipeline(await engine.getImage(id).get(), tar.x({ cwd: saved, strict: true }), ...(signal ? [{ signal }] : []));
     const inside = async (rel: string): Promise<string> => {
       const p = await realpath(join(saved, rel));
-      if (!p.startsWith(saved + sep)) throw new PilotError('internal', `docker save of ${id} names ${JSON.stringify(rel)}, outside the archive`);
+      if (!p.startsWith(saved + sep))
+        throw new PilotError('internal', `docker save of ${id} names ${JSON.stringify(rel)}, outside the archive`);
       return p;
     };
     const entries = JSON.parse(await readFile(join(saved, 'manifest.json'), 'utf8')) as { Config: string; Layers: string[] }[];
@@ -54,29 +55,44 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
     if (config.digest !== id) throw new PilotError('internal', `docker save of ${id} holds the config of ${config.digest}`);
     const layers: Blob[] = [];
     for (const l of entry.Layers) layers.push(await put(await inside(l)));
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MANIFEST,
-      config: { mediaType: CONFIG, digest: config.digest, size: config.size },
-      layers: layers.map((l) => ({ mediaType: LAYER, digest: l.digest, size: l.size })),
-    }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MANIFEST,
+        config: { mediaType: CONFIG, digest: config.digest, size: config.size },
+        layers: layers.map((l) => ({ mediaType: LAYER, digest: l.digest, size: l.size })),
+      }),
+    );
     const manifestDigest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
     await writeFile(join(blobs, manifestDigest.slice(7)), manifest);
     await writeFile(join(oci, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    await writeFile(join(oci, 'index.json'), JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [{ mediaType: MANIFEST, digest: manifestDigest, size: manifest.length }],
-    }));
+    await writeFile(
+      join(oci, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [{ mediaType: MANIFEST, digest: manifestDigest, size: manifest.length }],
+      }),
+    );
     // For `docker load`: the same image, by paths into blobs/ (untagged: a load changes no tag).
-    await writeFile(join(oci, 'manifest.json'), JSON.stringify([{
-      Config: `blobs/sha256/${config.digest.slice(7)}`,
-      RepoTags: null,
-      Layers: layers.map((l) => `blobs/sha256/${l.digest.slice(7)}`),
-    }]));
+    await writeFile(
+      join(oci, 'manifest.json'),
+      JSON.stringify([
+        {
+          Config: `blobs/sha256/${config.digest.slice(7)}`,
+          RepoTags: null,
+          Layers: layers.map((l) => `blobs/sha256/${l.digest.slice(7)}`),
+        },
+      ]),
+    );
 
     // 3. One tarball, deterministic: sorted names, no times, no owners.
-    const names = ['oci-layout', 'index.json', 'manifest.json', ...[...new Set([manifestDigest, config.digest, ...layers.map((l) => l.digest)])].sort().map((d) => `blobs/sha256/${d.slice(7)}`)];
+    const names = [
+      'oci-layout',
+      'index.json',
+      'manifest.json',
+      ...[...new Set([manifestDigest, config.digest, ...layers.map((l) => l.digest)])].sort().map((d) => `blobs/sha256/${d.slice(7)}`),
+    ];
     const { tap, result } = sha256Tap();
     await pipeline(
       tar.c({ cwd: oci, portable: true, noMtime: true, noDirRecurse: true }, names),

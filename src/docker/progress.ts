@@ -16,14 +16,22 @@ export interface ProgressMessage {
 }
 
 /** Every message of the stream; rejects with the engine's own error message. */
-export function followProgress(engine: Engine, stream: NodeJS.ReadableStream, onMessage?: (m: ProgressMessage) => void): Promise<ProgressMessage[]> {
+export function followProgress(
+  engine: Engine,
+  stream: NodeJS.ReadableStream,
+  onMessage?: (m: ProgressMessage) => void,
+): Promise<ProgressMessage[]> {
   return new Promise((resolve, reject) => {
-    engine.modem.followProgress(stream, (err: Error | null, output: ProgressMessage[]) => {
-      if (err) reject(err);
-      else resolve(output);
-    }, (m: ProgressMessage) => {
-      onMessage?.(m);
-    });
+    engine.modem.followProgress(
+      stream,
+      (err: Error | null, output: ProgressMessage[]) => {
+        if (err) reject(err);
+        else resolve(output);
+      },
+      (m: ProgressMessage) => {
+        onMessage?.(m);
+      },
+    );
   });
 }
 
@@ -51,7 +59,10 @@ export async function followBuild(engine: Engine, stream: NodeJS.ReadableStream,
   if (failure) throw new PilotError('build_failed', `docker build failed: ${failure}`, { details: { tail } });
   if (!id) {
     // Old engines without BuildKit print "Successfully built <short id>" and no aux message.
-    const short = [...tail].reverse().map((l) => /^Successfully built ([0-9a-f]{12,64})$/.exec(l.trim())?.[1]).find(Boolean);
+    const short = [...tail]
+      .reverse()
+      .map((l) => /^Successfully built ([0-9a-f]{12,64})$/.exec(l.trim())?.[1])
+      .find(Boolean);
     if (short) id = `sha256:${(await engine.getImage(short).inspect()).Id.replace(/^sha256:/, '')}`;
   }
   if (!id) throw new PilotError('build_failed', 'docker build finished without an image ID', { details: { tail } });

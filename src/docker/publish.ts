@@ -37,18 +37,31 @@ type PushMessage = ProgressMessage & { readonly progressDetail?: { readonly curr
 const REFUSED = /unauthorized|authentication required|denied|forbidden|401|403/i;
 
 /** Tag `id` as `<address>/<repo>:<tag>` and push it; resolves with the reference by manifest digest. */
-export async function pushImage(engine: Engine, id: string, target: RegistryTarget, repo: string, tag: string, opts: { signal?: AbortSignal; onLine?: (line: string) => void } = {}): Promise<PushResult> {
+export async function pushImage(
+  engine: Engine,
+  id: string,
+  target: RegistryTarget,
+  repo: string,
+  tag: string,
+  opts: { signal?: AbortSignal; onLine?: (line: string) => void } = {},
+): Promise<PushResult> {
   const name = `${target.address}/${repo}`;
   await engine.getImage(id).tag({ repo: name, tag });
-  const authconfig = target.username !== undefined ? { username: target.username, password: target.password ?? '', serveraddress: target.address } : undefined;
-  const fail = (why: string): PilotError => REFUSED.test(why)
-    ? new PilotError('registry_refused', `the registry ${target.url} refused the push of ${name}:${tag}: ${why}`)
-    : new PilotError('registry_unreachable', `cannot push ${name}:${tag} to the registry ${target.url}: ${why}`, {
-      hint: `Start the registry at ${target.url} (or point Pilot at another one with \`pilot registry set URL\`), then run again: a retry sends only the layers the registry does not have.`,
-    });
+  const authconfig =
+    target.username !== undefined
+      ? { username: target.username, password: target.password ?? '', serveraddress: target.address }
+      : undefined;
+  const fail = (why: string): PilotError =>
+    REFUSED.test(why)
+      ? new PilotError('registry_refused', `the registry ${target.url} refused the push of ${name}:${tag}: ${why}`)
+      : new PilotError('registry_unreachable', `cannot push ${name}:${tag} to the registry ${target.url}: ${why}`, {
+          hint: `Start the registry at ${target.url} (or point Pilot at another one with \`pilot registry set URL\`), then run again: a retry sends only the layers the registry does not have.`,
+        });
   let stream: NodeJS.ReadableStream;
   try {
-    stream = await engine.getImage(name).push({ tag, ...(authconfig ? { authconfig } : {}), ...(opts.signal ? { abortSignal: opts.signal } : {}) });
+    stream = await engine
+      .getImage(name)
+      .push({ tag, ...(authconfig ? { authconfig } : {}), ...(opts.signal ? { abortSignal: opts.signal } : {}) });
   } catch (err) {
     throw fail((err as { json?: { message?: string } }).json?.message ?? (err as Error).message);
   }
@@ -67,7 +80,8 @@ export async function pushImage(engine: Engine, id: string, target: RegistryTarg
       if (m.id && m.status === 'Layer already exists') existing.add(m.id);
       if (m.id && m.status === 'Pushed') pushed.add(m.id);
       // One line per layer outcome, not every progress tick.
-      if (m.status && m.status !== 'Pushing' && m.status !== 'Waiting' && m.status !== 'Preparing') opts.onLine?.(m.id ? `${m.id}: ${m.status}` : m.status);
+      if (m.status && m.status !== 'Pushing' && m.status !== 'Waiting' && m.status !== 'Preparing')
+        opts.onLine?.(m.id ? `${m.id}: ${m.status}` : m.status);
     });
   } catch (err) {
     failure ??= (err as Error).message;

@@ -28,13 +28,22 @@ export function ensureBaseImage(engine: Engine): Promise<{ tag: string; created:
  * Build `tag` FROM the base image with `files` copied to /app/ and CMD `cmd`; returns the image ID.
  * `extra` lines go after the COPY (ENV, LABEL …).
  */
-export async function buildTestImage(engine: Engine, tag: string, files: Record<string, string>, cmd: readonly string[], extra: readonly string[] = []): Promise<string> {
+export async function buildTestImage(
+  engine: Engine,
+  tag: string,
+  files: Record<string, string>,
+  cmd: readonly string[],
+  extra: readonly string[] = [],
+): Promise<string> {
   if (!tag.startsWith('pilot-test/')) throw new Error(`test images are tagged pilot-test/…, not ${tag}`);
   const { tag: from } = await ensureBaseImage(engine);
   const dir = await mkdtemp(join(tmpdir(), 'pilot-test-image-'));
   try {
     for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
-    await writeFile(join(dir, 'Dockerfile'), [`FROM ${from}`, `COPY ${Object.keys(files).join(' ')} /app/`, ...extra, `CMD ${JSON.stringify(cmd)}`, ''].join('\n'));
+    await writeFile(
+      join(dir, 'Dockerfile'),
+      [`FROM ${from}`, `COPY ${Object.keys(files).join(' ')} /app/`, ...extra, `CMD ${JSON.stringify(cmd)}`, ''].join('\n'),
+    );
     const context = tar.c({ cwd: dir, portable: true, noMtime: true }, ['Dockerfile', ...Object.keys(files)]);
     const stream = await engine.buildImage(context as unknown as NodeJS.ReadableStream, { t: tag, rm: true, forcerm: true });
     return await followBuild(engine, stream);
@@ -55,8 +64,15 @@ export async function removeImage(engine: Engine, ref: string): Promise<void> {
 /** Force-remove every container labelled dev.pilot.node=<node> (test clean-up). */
 export async function removeNodeContainers(engine: Engine, node: string): Promise<number> {
   const list = await engine.listContainers({ all: true, filters: { label: [`dev.pilot.node=${node}`] } });
-  await Promise.all(list.map((c) => engine.getContainer(c.Id).remove({ force: true }).catch((e: unknown) => {
-    if (statusOf(e) !== 404 && statusOf(e) !== 409) throw e;
-  })));
+  await Promise.all(
+    list.map((c) =>
+      engine
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch((e: unknown) => {
+          if (statusOf(e) !== 404 && statusOf(e) !== 409) throw e;
+        }),
+    ),
+  );
   return list.length;
 }

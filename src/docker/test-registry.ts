@@ -43,7 +43,11 @@ function du(dir: string): number {
 
 /** bcrypt of `password`, through the C library's crypt(3) (python3's crypt module). */
 function bcrypt(password: string): string {
-  const r = spawnSync('python3', ['-W', 'ignore', '-c', 'import crypt,sys; print(crypt.crypt(sys.stdin.read(), crypt.mksalt(crypt.METHOD_BLOWFISH)))'], { input: password, encoding: 'utf8' });
+  const r = spawnSync(
+    'python3',
+    ['-W', 'ignore', '-c', 'import crypt,sys; print(crypt.crypt(sys.stdin.read(), crypt.mksalt(crypt.METHOD_BLOWFISH)))'],
+    { input: password, encoding: 'utf8' },
+  );
   const hash = r.stdout.trim();
   if (r.status !== 0 || !hash.startsWith('$2')) throw new Error(`cannot bcrypt a test password: ${r.stderr}`);
   return hash;
@@ -55,7 +59,10 @@ export async function startRegistry(opts: { user?: { username: string; password:
   const address = `127.0.0.1:${port}`;
   const auth = opts.user ? `auth:\n  htpasswd:\n    realm: pilot-test\n    path: ${join(dir, 'htpasswd')}\n` : '';
   if (opts.user) await writeFile(join(dir, 'htpasswd'), `${opts.user.username}:${bcrypt(opts.user.password)}\n`);
-  await writeFile(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${address}\n${auth}`);
+  await writeFile(
+    join(dir, 'config.yml'),
+    `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'data')}\n  delete:\n    enabled: true\nhttp:\n  addr: ${address}\n${auth}`,
+  );
   let p = spawn(REGISTRY_BIN, ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const kill = async (): Promise<void> => {
@@ -103,7 +110,13 @@ export async function startRegistry(opts: { user?: { username: string; password:
 }
 
 /** Tag `imageId` as `<registry>/<repo>:<tag>`, push it, and return the pull reference by digest. */
-export async function pushImage(engine: Engine, imageId: string, registry: string, repo: string, auth?: { username: string; password: string }): Promise<{ ref: string; tagged: string }> {
+export async function pushImage(
+  engine: Engine,
+  imageId: string,
+  registry: string,
+  repo: string,
+  auth?: { username: string; password: string },
+): Promise<{ ref: string; tagged: string }> {
   const tagged = `${registry}/${repo}:t`;
   await engine.getImage(imageId).tag({ repo: `${registry}/${repo}`, tag: 't' });
   const stream = await engine.getImage(tagged).push({ authconfig: auth ? { ...auth, serveraddress: registry } : {} } as object);

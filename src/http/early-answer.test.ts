@@ -64,7 +64,10 @@ describe('lingering close after an early answer', { timeout: 60_000 }, () => {
       assert.match(r.answer, /"code":"too_large"/);
     }
     // The server read the bodies to the end (drained, not reset).
-    assert.ok(srv.read.every((n) => n >= 3 * 1024 * 1024), srv.read.join(','));
+    assert.ok(
+      srv.read.every((n) => n >= 3 * 1024 * 1024),
+      srv.read.join(','),
+    );
   });
 
   it('stops reading after its byte budget', async () => {

@@ -13,7 +13,11 @@ async function small(file: string): Promise<string | undefined> {
 
 /** pilot.yaml `node` (already parsed), .node-version, .nvmrc and package.json engines.node (and engines.npm) of an app folder. */
 export async function readAppNodeFiles(appDir: string, configNode: string | undefined): Promise<AppNodeFiles> {
-  const [nodeVersion, nvmrc, pkg] = await Promise.all([small(join(appDir, '.node-version')), small(join(appDir, '.nvmrc')), readPackageJson(appDir)]);
+  const [nodeVersion, nvmrc, pkg] = await Promise.all([
+    small(join(appDir, '.node-version')),
+    small(join(appDir, '.nvmrc')),
+    readPackageJson(appDir),
+  ]);
   const engines = pkg?.['engines'];
   const field = (name: string): string | undefined => {
     const v = typeof engines === 'object' && engines !== null ? (engines as Record<string, unknown>)[name] : undefined;

@@ -7,7 +7,11 @@ import { resolve } from 'node:path';
  * machine's npm further down PATH), and npm_config_nodedir at its headers (so node-gyp compiles
  * native modules for its ABI without downloading headers).
  */
-export function withNodeRuntime(env: Readonly<Record<string, string>>, runtime: { readonly binDir: string; readonly root: string }, npmBinDir?: string): Record<string, string> {
+export function withNodeRuntime(
+  env: Readonly<Record<string, string>>,
+  runtime: { readonly binDir: string; readonly root: string },
+  npmBinDir?: string,
+): Record<string, string> {
   const first = npmBinDir === undefined ? [runtime.binDir] : [runtime.binDir, npmBinDir];
   const rest = (env['PATH'] ?? '').split(':').filter((d) => d !== '' && !first.includes(d));
   return { ...env, PATH: [...first, ...rest].join(':'), npm_config_nodedir: runtime.root };
@@ -84,7 +88,10 @@ export function setupSecretValues(npmrcTexts: readonly string[], env: Readonly<R
       const eq = line.indexOf('=');
       if (eq < 0) continue;
       const key = line.slice(0, eq).trim();
-      const value = line.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+      const value = line
+        .slice(eq + 1)
+        .trim()
+        .replace(/^"(.*)"$/, '$1');
       if (SECRET_KEY.test(key) && !/(file)$/i.test(key)) add(value);
       if (/proxy$/i.test(key)) proxyCredentials(value).forEach(add);
     }

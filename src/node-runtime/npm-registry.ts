@@ -15,7 +15,8 @@ export interface Dist {
 }
 
 /** Connection failures as npm reports them (`npm error code ECONNREFUSED`). */
-const UNREACHABLE = /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ERR_SOCKET_TIMEOUT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN|CERT_HAS_EXPIRED)\b/;
+const UNREACHABLE =
+  /\b(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ERR_SOCKET_TIMEOUT|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|SELF_SIGNED_CERT_IN_CHAIN|CERT_HAS_EXPIRED)\b/;
 
 /** npm's environment: the caller's, minus Pilot's own variables (tokens) and with this node first on PATH. */
 export function npmEnv(base: NodeJS.ProcessEnv = process.env): Record<string, string> {
@@ -30,7 +31,11 @@ export class NpmRegistry {
   private url: string | undefined;
 
   /** `cwd` must be a folder without an app's .npmrc in it (Pilot's runtime cache). */
-  constructor(private readonly cwd: string, private readonly env: Record<string, string> = npmEnv(), private readonly signal?: AbortSignal) {}
+  constructor(
+    private readonly cwd: string,
+    private readonly env: Record<string, string> = npmEnv(),
+    private readonly signal?: AbortSignal,
+  ) {}
 
   /** The registry URL npm is configured with (for messages: "the registry it asked"). */
   async registryUrl(): Promise<string> {
@@ -47,7 +52,10 @@ export class NpmRegistry {
     const v = parseJson(out);
     if (typeof v === 'string') return [v];
     if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-    throw new PilotError('registry_unreachable', `${await this.registryUrl()} answered \`npm view ${pkg} versions\` with something that is not a version list`);
+    throw new PilotError(
+      'registry_unreachable',
+      `${await this.registryUrl()} answered \`npm view ${pkg} versions\` with something that is not a version list`,
+    );
   }
 
   /** Every release of npm with its own engines.node (absent for the releases that publish none). */
@@ -63,7 +71,8 @@ export class NpmRegistry {
       const node = typeof r.engines === 'object' && r.engines !== null ? r.engines.node : undefined;
       releases.push(typeof node === 'string' ? { version: r.version, enginesNode: node } : { version: r.version });
     }
-    if (releases.length === 0) throw new PilotError('registry_unreachable', `${await this.registryUrl()} answered \`npm view npm versions\` with no release of npm`);
+    if (releases.length === 0)
+      throw new PilotError('registry_unreachable', `${await this.registryUrl()} answered \`npm view npm versions\` with no release of npm`);
     return releases;
   }
 
@@ -78,20 +87,30 @@ export class NpmRegistry {
     const out = await this.npmOk(['view', `${pkg}@${version}`, 'dist', '--json'], `${pkg}@${version}`, 120_000);
     const d = parseJson(out) as Partial<Dist> | undefined;
     if (d === undefined || typeof d !== 'object' || Array.isArray(d)) {
-      throw new PilotError('node_version_not_found', `the npm registry ${await this.registryUrl()} has no ${pkg}@${version}`, { details: { registry: await this.registryUrl() } });
+      throw new PilotError('node_version_not_found', `the npm registry ${await this.registryUrl()} has no ${pkg}@${version}`, {
+        details: { registry: await this.registryUrl() },
+      });
     }
     if (typeof d.integrity !== 'string' || !d.integrity.startsWith('sha512-')) {
-      throw new PilotError('registry_unreachable', `${pkg}@${version} on ${await this.registryUrl()} publishes no sha512 integrity: refusing a tarball that cannot be verified`);
+      throw new PilotError(
+        'registry_unreachable',
+        `${pkg}@${version} on ${await this.registryUrl()} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
+      );
     }
     return { integrity: d.integrity, tarball: String(d.tarball ?? '') };
   }
 
   /** Download pkg@version's tarball into `dir` (npm verifies it against the registry on the way); the file's path. */
   async pack(pkg: string, version: string, dir: string): Promise<string> {
-    const out = await this.npmOk(['pack', `${pkg}@${version}`, '--pack-destination', dir, '--json'], `the tarball of ${pkg}@${version}`, 15 * 60_000);
+    const out = await this.npmOk(
+      ['pack', `${pkg}@${version}`, '--pack-destination', dir, '--json'],
+      `the tarball of ${pkg}@${version}`,
+      15 * 60_000,
+    );
     const files = parseJson(out) as { filename?: string }[] | undefined;
     const name = Array.isArray(files) ? files[0]?.filename : undefined;
-    if (typeof name !== 'string' || name.includes('/')) throw new PilotError('registry_unreachable', `npm pack ${pkg}@${version} did not say which file it wrote`);
+    if (typeof name !== 'string' || name.includes('/'))
+      throw new PilotError('registry_unreachable', `npm pack ${pkg}@${version} did not say which file it wrote`);
     return join(dir, name);
   }
 
@@ -99,7 +118,10 @@ export class NpmRegistry {
     const stdout: string[] = [];
     const stderr: string[] = [];
     const r = await runCommand(['npm', ...args], {
-      cwd: this.cwd, env: this.env, timeoutMs, maxOutputTail: 40,
+      cwd: this.cwd,
+      env: this.env,
+      timeoutMs,
+      maxOutputTail: 40,
       onLine: (stream, line) => (stream === 'stdout' ? stdout : stderr).push(line),
       ...(this.signal ? { signal: this.signal } : {}),
     });
@@ -113,17 +135,26 @@ export class NpmRegistry {
     const registry = await this.registryUrl().catch(() => 'the configured npm registry');
     const text = [...r.stderr, r.stdout].join('\n');
     const json = parseJson(r.stdout) as { error?: { code?: string; summary?: string } } | undefined;
-    const reason = json?.error?.summary ?? (r.stderr.find((l) => /npm (ERR!|error) (code|errno)/.test(l)) ?? r.stderr.find((l) => /error/i.test(l)) ?? `npm exited with code ${r.code}`).replace(/^npm (ERR!|error)\s*/, '');
+    const reason =
+      json?.error?.summary ??
+      (
+        r.stderr.find((l) => /npm (ERR!|error) (code|errno)/.test(l)) ??
+        r.stderr.find((l) => /error/i.test(l)) ??
+        `npm exited with code ${r.code}`
+      ).replace(/^npm (ERR!|error)\s*/, '');
     const details = { registry, command: formatArgv(['npm', ...args]), tail: r.stderr.slice(-10) };
-    if (/\bE404\b/.test(text)) throw new PilotError('node_version_not_found', `the npm registry ${registry} does not have ${what}`, { details });
+    if (/\bE404\b/.test(text))
+      throw new PilotError('node_version_not_found', `the npm registry ${registry} does not have ${what}`, { details });
     if (/\bEINTEGRITY\b/.test(text)) {
       throw new PilotError('digest_mismatch', `${what} from ${registry} does not match its published integrity: refused, nothing cached`, {
-        hint: 'The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.', details,
+        hint: 'The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.',
+        details,
       });
     }
     if (UNREACHABLE.test(text)) {
       throw new PilotError('registry_unreachable', `cannot reach the npm registry ${registry} for ${what}: ${reason}`, {
-        hint: 'Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.', details,
+        hint: 'Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.',
+        details,
       });
     }
     throw new PilotError('registry_unreachable', `\`${formatArgv(['npm', ...args])}\` failed against ${registry}: ${reason}`, { details });

@@ -10,9 +10,13 @@ export function nodePlatform(platform: string = process.platform, arch: string =
   const name = `${platform}-${arch}`;
   const hit = SUPPORTED_PLATFORMS.find((p) => p === name);
   if (hit !== undefined) return hit;
-  throw new PilotError('unsupported_platform', `Pilot cannot pin a Node.js runtime on ${name}: supported platforms are ${SUPPORTED_PLATFORMS.join(', ')}`, {
-    hint: 'Build and run on linux-x64 machines, or remove the Node.js version pin (pilot.yaml node, .node-version, .nvmrc, engines.node) to use the machine\'s own node.',
-  });
+  throw new PilotError(
+    'unsupported_platform',
+    `Pilot cannot pin a Node.js runtime on ${name}: supported platforms are ${SUPPORTED_PLATFORMS.join(', ')}`,
+    {
+      hint: "Build and run on linux-x64 machines, or remove the Node.js version pin (pilot.yaml node, .node-version, .nvmrc, engines.node) to use the machine's own node.",
+    },
+  );
 }
 
 /** The npm package holding the official Node.js binary for a platform. */

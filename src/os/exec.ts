@@ -121,7 +121,12 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
     const onAbort = (): void => stop(cancelledError(shown));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timeout = setTimeout(
-      () => stop(new PilotError('step_timeout', `step \`${shown}\` timed out after ${formatDuration(opts.timeoutMs)}`, { details: { tail: tail.toArray() } })),
+      () =>
+        stop(
+          new PilotError('step_timeout', `step \`${shown}\` timed out after ${formatDuration(opts.timeoutMs)}`, {
+            details: { tail: tail.toArray() },
+          }),
+        ),
       Math.min(Math.max(opts.timeoutMs, 0), MAX_TIMER_MS),
     );
     // Silence notices: re-armed by every line, repeated while the command stays quiet.
@@ -221,7 +226,10 @@ function cancelledError(shown: string): PilotError {
 
 async function spawnError(file: string, shown: string, opts: RunOptions, e: NodeJS.ErrnoException): Promise<PilotError> {
   // ENOENT means either the program or the working folder is missing: say which.
-  const cwdOk = await stat(opts.cwd).then((s) => s.isDirectory(), () => false);
+  const cwdOk = await stat(opts.cwd).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
   if (!cwdOk) return new PilotError('build_failed', `cannot run \`${shown}\`: working folder ${opts.cwd} does not exist`, { cause: e });
   if (e.code === 'ENOENT') {
     const where = file.includes('/') ? '' : ` on PATH (${opts.env['PATH'] ?? 'PATH is not set'})`;
@@ -229,9 +237,10 @@ async function spawnError(file: string, shown: string, opts: RunOptions, e: Node
       cause: e,
       // yarn and pnpm are provided by Pilot for the app's lockfile or packageManager; a script that
       // calls another manager than the app's own needs it named.
-      hint: file === 'yarn' || file === 'pnpm'
-        ? `Pilot provides ${file} when the app uses it: add a ${file === 'yarn' ? 'yarn.lock' : 'pnpm-lock.yaml'}, or name it in package.json ("packageManager": "${file}@<version>").`
-        : 'Install it on the build machine, or change the build commands in pilot.yaml.',
+      hint:
+        file === 'yarn' || file === 'pnpm'
+          ? `Pilot provides ${file} when the app uses it: add a ${file === 'yarn' ? 'yarn.lock' : 'pnpm-lock.yaml'}, or name it in package.json ("packageManager": "${file}@<version>").`
+          : 'Install it on the build machine, or change the build commands in pilot.yaml.',
     });
   }
   if (e.code === 'EACCES') return new PilotError('build_failed', `\`${file}\` is not executable (permission denied)`, { cause: e });

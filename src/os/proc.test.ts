@@ -17,8 +17,22 @@ function node(t: TestContext, code: string): number {
 void describe('parseProcStat', () => {
   void it('counts fields from the last ")" so a comm with spaces and parentheses cannot shift them', () => {
     const tail = 'S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10 18446744073709551615';
-    assert.deepEqual(parseProcStat(`4242 (evil) S 1 (x y)) ${tail}\n`), { state: 'S', ppid: 1, pgrp: 4242, session: 4242, startTime: '987654', rssPages: 10 });
-    assert.deepEqual(parseProcStat(`4242 (node) ${tail}`), { state: 'S', ppid: 1, pgrp: 4242, session: 4242, startTime: '987654', rssPages: 10 });
+    assert.deepEqual(parseProcStat(`4242 (evil) S 1 (x y)) ${tail}\n`), {
+      state: 'S',
+      ppid: 1,
+      pgrp: 4242,
+      session: 4242,
+      startTime: '987654',
+      rssPages: 10,
+    });
+    assert.deepEqual(parseProcStat(`4242 (node) ${tail}`), {
+      state: 'S',
+      ppid: 1,
+      pgrp: 4242,
+      session: 4242,
+      startTime: '987654',
+      rssPages: 10,
+    });
   });
 
   void it('rejects text that is not a stat line', () => {
@@ -69,7 +83,10 @@ void describe('proc', () => {
   });
 
   void it('lists the live members of a process group, grandchildren included', async (t) => {
-    const leader = node(t, "require('child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)'], { stdio: 'ignore' }); setInterval(() => {}, 1e6)");
+    const leader = node(
+      t,
+      "require('child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e6)'], { stdio: 'ignore' }); setInterval(() => {}, 1e6)",
+    );
     await waitFor(() => liveGroupMembers(leader).length === 2, 'the leader and its child');
     assert.ok(liveGroupMembers(leader).includes(leader));
     const ownGroup = liveGroupMembers(readProcStat(process.pid)!.pgrp);

@@ -26,7 +26,10 @@ export function parseProcStat(text: string): ProcStat | undefined {
   // from the LAST ')': what follows is " state ppid pgrp ..." with field 3 first.
   const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
-  const rest = text.slice(close + 1).trim().split(/\s+/);
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
   const state = rest[0];
   const ppid = Number(rest[4 - 3]);
   const pgrp = Number(rest[5 - 3]);
@@ -96,7 +99,7 @@ export function instanceTree(leader: number, stats: Map<number, ProcStat> = allP
     if (!isDeadState(st.state) && (st.pgrp === leader || st.session === leader || pid === leader)) members.add(pid);
   }
   // Descendants by parent chain, to a fixed point (a child listed before its parent needs a second pass).
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [pid, st] of stats) {
       if (!members.has(pid) && !isDeadState(st.state) && members.has(st.ppid)) {

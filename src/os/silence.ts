@@ -17,7 +17,10 @@ export class SilenceTimer {
   private stopped = false;
   private paused = false;
 
-  constructor(periodMs: number, private readonly onSilent: (elapsedMs: number) => void) {
+  constructor(
+    periodMs: number,
+    private readonly onSilent: (elapsedMs: number) => void,
+  ) {
     this.periodMs = Math.min(Math.max(periodMs, 10), MAX_TIMER_MS);
     this.arm();
   }

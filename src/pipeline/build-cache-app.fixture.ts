@@ -79,29 +79,55 @@ export interface FixtureOptions {
 /** Write the app into `dir` (which must exist) and its package-lock.json (npm, offline unless registry deps are asked for). */
 export async function writeNativeApp(dir: string, name: string, opts: FixtureOptions = {}): Promise<void> {
   mkdirSync(join(dir, 'vendor'), { recursive: true });
-  await packTgz({
-    'package.json': JSON.stringify({ name: 'pilot-fixture-addon', version: '1.0.0', main: 'index.js', gypfile: true, scripts: { install: 'node-gyp rebuild && node stamp.js' } }),
-    'binding.gyp': JSON.stringify({ targets: [{ target_name: 'addon', sources: ['addon.c'] }] }),
-    'addon.c': ADDON_C,
-    'stamp.js': STAMP_JS,
-    'index.js': "const a = require('./build/Release/addon.node');\nmodule.exports = { hello: a.hello, stamp: require('./build/stamp.json') };\n",
-  }, join(dir, 'vendor', 'pilot-fixture-addon-1.0.0.tgz'));
-  await packTgz({
-    'package.json': JSON.stringify({ name: 'pilot-fixture-devtool', version: '1.0.0', main: 'index.js' }),
-    'index.js': "module.exports = { name: 'pilot-fixture-devtool' };\n",
-    'payload.bin': Buffer.alloc(opts.devPayloadBytes ?? 256 * 1024, 42),
-  }, join(dir, 'vendor', 'pilot-fixture-devtool-1.0.0.tgz'));
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({
-    name, version: '1.0.0', private: true,
-    scripts: { start: 'node server.js', build: 'node build.js' },
-    dependencies: { 'pilot-fixture-addon': 'file:vendor/pilot-fixture-addon-1.0.0.tgz', ...opts.registryDeps },
-    devDependencies: { 'pilot-fixture-devtool': 'file:vendor/pilot-fixture-devtool-1.0.0.tgz', ...opts.registryDevDeps },
-  }, null, 2));
+  await packTgz(
+    {
+      'package.json': JSON.stringify({
+        name: 'pilot-fixture-addon',
+        version: '1.0.0',
+        main: 'index.js',
+        gypfile: true,
+        scripts: { install: 'node-gyp rebuild && node stamp.js' },
+      }),
+      'binding.gyp': JSON.stringify({ targets: [{ target_name: 'addon', sources: ['addon.c'] }] }),
+      'addon.c': ADDON_C,
+      'stamp.js': STAMP_JS,
+      'index.js':
+        "const a = require('./build/Release/addon.node');\nmodule.exports = { hello: a.hello, stamp: require('./build/stamp.json') };\n",
+    },
+    join(dir, 'vendor', 'pilot-fixture-addon-1.0.0.tgz'),
+  );
+  await packTgz(
+    {
+      'package.json': JSON.stringify({ name: 'pilot-fixture-devtool', version: '1.0.0', main: 'index.js' }),
+      'index.js': "module.exports = { name: 'pilot-fixture-devtool' };\n",
+      'payload.bin': Buffer.alloc(opts.devPayloadBytes ?? 256 * 1024, 42),
+    },
+    join(dir, 'vendor', 'pilot-fixture-devtool-1.0.0.tgz'),
+  );
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify(
+      {
+        name,
+        version: '1.0.0',
+        private: true,
+        scripts: { start: 'node server.js', build: 'node build.js' },
+        dependencies: { 'pilot-fixture-addon': 'file:vendor/pilot-fixture-addon-1.0.0.tgz', ...opts.registryDeps },
+        devDependencies: { 'pilot-fixture-devtool': 'file:vendor/pilot-fixture-devtool-1.0.0.tgz', ...opts.registryDevDeps },
+      },
+      null,
+      2,
+    ),
+  );
   writeFileSync(join(dir, 'server.js'), SERVER_JS('v1'));
   writeFileSync(join(dir, 'build.js'), BUILD_JS);
   writeFileSync(join(dir, '.gitignore'), 'node_modules\n');
   if (opts.pilotYaml) writeFileSync(join(dir, 'pilot.yaml'), opts.pilotYaml);
   const online = opts.registryDeps !== undefined || opts.registryDevDeps !== undefined;
-  const r = spawnSync('npm', ['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund', ...(online ? [] : ['--offline'])], { cwd: dir, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
+  const r = spawnSync(
+    'npm',
+    ['install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund', ...(online ? [] : ['--offline'])],
+    { cwd: dir, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } },
+  );
   if (r.status !== 0) throw new Error(`npm install --package-lock-only failed: ${r.stderr}`);
 }

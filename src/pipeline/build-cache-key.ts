@@ -30,8 +30,18 @@ export const CACHE_FORMAT = 1;
 
 /** package.json fields that change what an install produces (name, version, scripts for the app do not). */
 export const INSTALL_FIELDS = [
-  'dependencies', 'devDependencies', 'optionalDependencies', 'peerDependencies', 'peerDependenciesMeta',
-  'bundleDependencies', 'bundledDependencies', 'overrides', 'resolutions', 'pnpm', 'workspaces', 'packageManager',
+  'dependencies',
+  'devDependencies',
+  'optionalDependencies',
+  'peerDependencies',
+  'peerDependenciesMeta',
+  'bundleDependencies',
+  'bundledDependencies',
+  'overrides',
+  'resolutions',
+  'pnpm',
+  'workspaces',
+  'packageManager',
 ] as const;
 
 /**
@@ -47,11 +57,13 @@ export const MANAGER_CONFIG_FILES = ['.npmrc', '.yarnrc', '.yarnrc.yml', 'pnpm-w
 export function installEnvEntries(env: Readonly<Record<string, string>>, workspace: string): [string, string][] {
   const relevant = /^(npm_config_|yarn_|pnpm_|corepack_|node_env$|node_options$)/i;
   const ours = new Set(Object.keys(cacheEnv('npm', '')).concat(Object.keys(cacheEnv('yarn', '')), Object.keys(cacheEnv('pnpm', ''))));
-  return Object.entries(env)
-    .filter(([k]) => relevant.test(k) && !ours.has(k))
-    // A temp path of this run (a generated npmrc, say) must not make every run a miss.
-    .map(([k, v]): [string, string] => [k, workspace ? v.split(workspace).join('<workspace>') : v])
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return (
+    Object.entries(env)
+      .filter(([k]) => relevant.test(k) && !ours.has(k))
+      // A temp path of this run (a generated npmrc, say) must not make every run a miss.
+      .map(([k, v]): [string, string] => [k, workspace ? v.split(workspace).join('<workspace>') : v])
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+  );
 }
 
 /** The part of package.json an install depends on, as canonical JSON (keys sorted), for hashing. */
@@ -84,12 +96,15 @@ export function cacheKey(inputs: CacheInputs, hash: (text: string) => string): s
 export function describeMiss(now: CacheInputs, previous: CacheInputs | undefined): string {
   if (previous === undefined) return 'no entry for this app yet';
   const why: string[] = [];
-  if (canonicalJson(now.lockfile) !== canonicalJson(previous.lockfile)) why.push(now.lockfile ? `${now.lockfile.name} changed` : 'lockfile removed');
+  if (canonicalJson(now.lockfile) !== canonicalJson(previous.lockfile))
+    why.push(now.lockfile ? `${now.lockfile.name} changed` : 'lockfile removed');
   if (now.packageJson !== previous.packageJson) why.push('package.json dependencies changed');
   if (now.localInputs !== previous.localInputs) why.push('package manager config or file: dependencies changed');
-  if (now.runtime.node !== previous.runtime.node || now.runtime.abi !== previous.runtime.abi) why.push(`node ${previous.runtime.node} → ${now.runtime.node}`);
+  if (now.runtime.node !== previous.runtime.node || now.runtime.abi !== previous.runtime.abi)
+    why.push(`node ${previous.runtime.node} → ${now.runtime.node}`);
   if (now.runtime.platform !== previous.runtime.platform || now.runtime.libc !== previous.runtime.libc) why.push('platform changed');
-  if (now.manager !== previous.manager || now.managerVersion !== previous.managerVersion) why.push(`${previous.manager} ${previous.managerVersion} → ${now.manager} ${now.managerVersion}`);
+  if (now.manager !== previous.manager || now.managerVersion !== previous.managerVersion)
+    why.push(`${previous.manager} ${previous.managerVersion} → ${now.manager} ${now.managerVersion}`);
   if (now.env !== previous.env) why.push('install environment changed');
   return why.length > 0 ? why.join(', ') : 'inputs changed';
 }
@@ -122,7 +137,9 @@ export function pruneArgv(manager: Manager, managerVersion: string): readonly st
     case 'yarn':
       // yarn 1 has no prune: a production install over the existing node_modules removes the rest;
       // --ignore-scripts so native modules already built are not built again.
-      return /^1\./.test(managerVersion) ? ['yarn', 'install', '--production', '--frozen-lockfile', '--ignore-scripts', '--prefer-offline', '--non-interactive'] : undefined;
+      return /^1\./.test(managerVersion)
+        ? ['yarn', 'install', '--production', '--frozen-lockfile', '--ignore-scripts', '--prefer-offline', '--non-interactive']
+        : undefined;
   }
 }
 
@@ -132,11 +149,16 @@ export function pruneArgv(manager: Manager, managerVersion: string): readonly st
  * its pre/post hooks, so each present script is named. yarn 1 and pnpm 8+ run `preX`/`postX` with
  * `run X`, so a hook whose main script is present is left to that chain (pnpm 7 runs no hooks).
  */
-export function rootScriptArgvs(manager: Manager, managerVersion: string, scripts: Readonly<Record<string, unknown>>): { name: string; argv: readonly string[] }[] {
+export function rootScriptArgvs(
+  manager: Manager,
+  managerVersion: string,
+  scripts: Readonly<Record<string, unknown>>,
+): { name: string; argv: readonly string[] }[] {
   const present = ROOT_INSTALL_SCRIPTS.filter((s) => typeof scripts[s] === 'string');
   if (manager === 'npm') return present.map((s) => ({ name: `${s} script`, argv: ['npm', 'run', '--ignore-scripts', s] }));
   const chains = manager === 'yarn' || Number(managerVersion.split('.')[0]) >= 8;
-  const covered = (s: string): boolean => chains && /^(pre|post)/.test(s) && present.includes(s.replace(/^(pre|post)/, '') as (typeof present)[number]);
+  const covered = (s: string): boolean =>
+    chains && /^(pre|post)/.test(s) && present.includes(s.replace(/^(pre|post)/, '') as (typeof present)[number]);
   return present.filter((s) => !covered(s)).map((s) => ({ name: `${s} script`, argv: [manager, 'run', s] }));
 }
 

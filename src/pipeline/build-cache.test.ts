@@ -5,7 +5,17 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { cacheEnv, cacheKey, describeMiss, installEnvEntries, installRelevantJson, pruneArgv, rootScriptArgvs, stepVerb, type CacheInputs } from './build-cache-key.js';
+import {
+  cacheEnv,
+  cacheKey,
+  describeMiss,
+  installEnvEntries,
+  installRelevantJson,
+  pruneArgv,
+  rootScriptArgvs,
+  stepVerb,
+  type CacheInputs,
+} from './build-cache-key.js';
 import { gatherInputs, gcBuildCache, keyOf, restoreCache, saveCache, treeDigest, type AppCache } from './build-cache.js';
 
 const hash = (t: string): string => createHash('sha256').update(t).digest('hex');
@@ -49,40 +59,94 @@ describe('build cache key', () => {
 
   it('says why a key missed', () => {
     assert.equal(describeMiss(INPUTS, undefined), 'no entry for this app yet');
-    assert.equal(describeMiss({ ...INPUTS, lockfile: { name: 'package-lock.json', sha256: '9'.repeat(64) } }, INPUTS), 'package-lock.json changed');
-    assert.equal(describeMiss({ ...INPUTS, runtime: { ...INPUTS.runtime, node: 'v22.1.0', abi: '127' } }, INPUTS), 'node v20.20.2 → v22.1.0');
+    assert.equal(
+      describeMiss({ ...INPUTS, lockfile: { name: 'package-lock.json', sha256: '9'.repeat(64) } }, INPUTS),
+      'package-lock.json changed',
+    );
+    assert.equal(
+      describeMiss({ ...INPUTS, runtime: { ...INPUTS.runtime, node: 'v22.1.0', abi: '127' } }, INPUTS),
+      'node v20.20.2 → v22.1.0',
+    );
     assert.equal(describeMiss({ ...INPUTS, managerVersion: '11.0.0' }, INPUTS), 'npm 10.8.2 → npm 11.0.0');
   });
 
   it('hashes only the install-relevant part of package.json', () => {
-    const a = installRelevantJson({ name: 'shop', version: '1.0.0', dependencies: { express: '^4' }, scripts: { start: 'node a.js', postinstall: 'node p.js' } });
-    assert.equal(installRelevantJson({ version: '1.0.1', name: 'shop', scripts: { postinstall: 'node p.js', start: 'node b.js', build: 'tsc' }, dependencies: { express: '^4' } }), a);
+    const a = installRelevantJson({
+      name: 'shop',
+      version: '1.0.0',
+      dependencies: { express: '^4' },
+      scripts: { start: 'node a.js', postinstall: 'node p.js' },
+    });
+    assert.equal(
+      installRelevantJson({
+        version: '1.0.1',
+        name: 'shop',
+        scripts: { postinstall: 'node p.js', start: 'node b.js', build: 'tsc' },
+        dependencies: { express: '^4' },
+      }),
+      a,
+    );
     assert.notEqual(installRelevantJson({ dependencies: { express: '^5' }, scripts: { postinstall: 'node p.js' } }), a);
     assert.notEqual(installRelevantJson({ dependencies: { express: '^4' }, scripts: {} }), a, 'the root postinstall is part of it');
-    assert.notEqual(installRelevantJson({ dependencies: { express: '^4' }, scripts: { postinstall: 'node p.js' }, overrides: { qs: '6.0.0' } }), a);
+    assert.notEqual(
+      installRelevantJson({ dependencies: { express: '^4' }, scripts: { postinstall: 'node p.js' }, overrides: { qs: '6.0.0' } }),
+      a,
+    );
   });
 
-  it('runs the root\'s own install scripts once each after a hit, in npm ci\'s order, whatever the manager chains', () => {
+  it("runs the root's own install scripts once each after a hit, in npm ci's order, whatever the manager chains", () => {
     const scripts = { postinstall: 'a', install: 'b', preinstall: 'c', prepare: 'd', start: 'e', build: 'f', test: 1 };
-    assert.deepEqual(rootScriptArgvs('npm', '10.8.2', scripts).map((s) => s.argv.join(' ')), [
-      'npm run --ignore-scripts preinstall', 'npm run --ignore-scripts install', 'npm run --ignore-scripts postinstall', 'npm run --ignore-scripts prepare',
-    ]);
+    assert.deepEqual(
+      rootScriptArgvs('npm', '10.8.2', scripts).map((s) => s.argv.join(' ')),
+      [
+        'npm run --ignore-scripts preinstall',
+        'npm run --ignore-scripts install',
+        'npm run --ignore-scripts postinstall',
+        'npm run --ignore-scripts prepare',
+      ],
+    );
     // yarn 1 and pnpm 8+ run preinstall/postinstall as part of `run install`.
-    assert.deepEqual(rootScriptArgvs('yarn', '1.22.22', scripts).map((s) => s.argv.join(' ')), ['yarn run install', 'yarn run prepare']);
-    assert.deepEqual(rootScriptArgvs('pnpm', '9.15.9', scripts).map((s) => s.name), ['install script', 'prepare script']);
-    assert.deepEqual(rootScriptArgvs('pnpm', '7.33.0', scripts).map((s) => s.name), ['preinstall script', 'install script', 'postinstall script', 'prepare script']);
+    assert.deepEqual(
+      rootScriptArgvs('yarn', '1.22.22', scripts).map((s) => s.argv.join(' ')),
+      ['yarn run install', 'yarn run prepare'],
+    );
+    assert.deepEqual(
+      rootScriptArgvs('pnpm', '9.15.9', scripts).map((s) => s.name),
+      ['install script', 'prepare script'],
+    );
+    assert.deepEqual(
+      rootScriptArgvs('pnpm', '7.33.0', scripts).map((s) => s.name),
+      ['preinstall script', 'install script', 'postinstall script', 'prepare script'],
+    );
     // A hook without its main script is run by name.
-    assert.deepEqual(rootScriptArgvs('yarn', '1.22.22', { postinstall: 'x' }).map((s) => s.name), ['postinstall script']);
+    assert.deepEqual(
+      rootScriptArgvs('yarn', '1.22.22', { postinstall: 'x' }).map((s) => s.name),
+      ['postinstall script'],
+    );
     assert.equal(stepVerb('postinstall script'), 'running the postinstall script');
     assert.deepEqual(rootScriptArgvs('npm', '10.8.2', { start: 'node s.js' }), []);
   });
 
-  it('keeps install-relevant env, without the run\'s temp path or Pilot\'s own cache folders', () => {
-    const got = installEnvEntries({
-      PATH: '/x', HOME: '/root', NODE_ENV: 'production', npm_config_userconfig: '/tmp/pilot-build-abc/npmrc',
-      npm_config_cache: '/cache', YARN_CACHE_FOLDER: '/y', npm_config_store_dir: '/s', NPM_CONFIG_REGISTRY: 'https://r.example/', LOG_LEVEL: 'x',
-    }, '/tmp/pilot-build-abc');
-    assert.deepEqual(got, [['NODE_ENV', 'production'], ['NPM_CONFIG_REGISTRY', 'https://r.example/'], ['npm_config_userconfig', '<workspace>/npmrc']]);
+  it("keeps install-relevant env, without the run's temp path or Pilot's own cache folders", () => {
+    const got = installEnvEntries(
+      {
+        PATH: '/x',
+        HOME: '/root',
+        NODE_ENV: 'production',
+        npm_config_userconfig: '/tmp/pilot-build-abc/npmrc',
+        npm_config_cache: '/cache',
+        YARN_CACHE_FOLDER: '/y',
+        npm_config_store_dir: '/s',
+        NPM_CONFIG_REGISTRY: 'https://r.example/',
+        LOG_LEVEL: 'x',
+      },
+      '/tmp/pilot-build-abc',
+    );
+    assert.deepEqual(got, [
+      ['NODE_ENV', 'production'],
+      ['NPM_CONFIG_REGISTRY', 'https://r.example/'],
+      ['npm_config_userconfig', '<workspace>/npmrc'],
+    ]);
   });
 
   it('points each manager at its download cache and prunes the way each manager can', () => {
@@ -96,7 +160,6 @@ describe('build cache key', () => {
     assert.equal(stepVerb('install'), 'installing');
     assert.equal(stepVerb('build 2'), 'building');
     assert.equal(stepVerb('prune'), 'pruning');
-
   });
 });
 
@@ -139,7 +202,11 @@ describe('build cache entries', () => {
     assert.equal(r.kind, 'hit');
     assert.equal((await treeDigest(path.join(target, 'node_modules'))).digest, (await treeDigest(path.join(ws, 'node_modules'))).digest);
     assert.equal((await stat(path.join(target, 'node_modules/dep/cli.js'))).mode & 0o777, 0o755);
-    assert.equal((await stat(path.join(target, 'node_modules/dep/build/Release/dep.node'))).mtime.getTime(), old.getTime(), 'the native build output keeps its mtime');
+    assert.equal(
+      (await stat(path.join(target, 'node_modules/dep/build/Release/dep.node'))).mtime.getTime(),
+      old.getTime(),
+      'the native build output keeps its mtime',
+    );
     assert.equal(await readFile(path.join(target, 'node_modules/.bin/dep'), 'utf8'), '#!/usr/bin/env node\n');
     await assert.rejects(stat(path.join(target, 'node_modules/stale')));
   });
@@ -152,15 +219,21 @@ describe('build cache entries', () => {
 
   let damaged = 0;
   for (const [what, damage] of [
-    ['a file changed in place (same size)', async (e: string) => writeFile(path.join(e, 'node_modules/dep/index.js'), 'module.exports = 2;\n')],
+    [
+      'a file changed in place (same size)',
+      async (e: string) => writeFile(path.join(e, 'node_modules/dep/index.js'), 'module.exports = 2;\n'),
+    ],
     ['a file missing (a half-deleted entry)', async (e: string) => rm(path.join(e, 'node_modules/dep/build/Release/dep.node'))],
     ['a file truncated', async (e: string) => writeFile(path.join(e, 'node_modules/dep/build/Release/dep.node'), Buffer.alloc(100))],
-    ['a large file (hashed as a stream) changed in its middle', async (e: string) => {
-      const f = path.join(e, 'node_modules/dep/big.bin');
-      const buf = await readFile(f);
-      buf[5 * 1024 * 1024] = 1;
-      await writeFile(f, buf);
-    }],
+    [
+      'a large file (hashed as a stream) changed in its middle',
+      async (e: string) => {
+        const f = path.join(e, 'node_modules/dep/big.bin');
+        const buf = await readFile(f);
+        buf[5 * 1024 * 1024] = 1;
+        await writeFile(f, buf);
+      },
+    ],
     ['an extra file', async (e: string) => writeFile(path.join(e, 'node_modules/dep/evil.js'), 'x')],
     ['a mode changed', async (e: string) => chmod(path.join(e, 'node_modules/dep/cli.js'), 0o644)],
     ['its node_modules folder gone', async (e: string) => rm(path.join(e, 'node_modules'), { recursive: true })],
@@ -198,8 +271,15 @@ describe('build cache entries', () => {
     await symlink('/etc', path.join(ws, 'node_modules/dep/etc'));
     const fifo = spawnSync('mkfifo', [path.join(ws, 'node_modules/dep/pipe')]);
     const d = await treeDigest(path.join(ws, 'node_modules'));
-    assert.ok(d.problems.some((p) => p.startsWith('dep/etc links outside node_modules')), d.problems.join('; '));
-    if (fifo.status === 0) assert.ok(d.problems.some((p) => p === 'dep/pipe is not a file, folder or link'), d.problems.join('; '));
+    assert.ok(
+      d.problems.some((p) => p.startsWith('dep/etc links outside node_modules')),
+      d.problems.join('; '),
+    );
+    if (fifo.status === 0)
+      assert.ok(
+        d.problems.some((p) => p === 'dep/pipe is not a file, folder or link'),
+        d.problems.join('; '),
+      );
     const s = await saveCache(cache, key(4), INPUTS, ws, { keep: 3 });
     assert.equal(s.saved, false);
   });
@@ -207,7 +287,10 @@ describe('build cache entries', () => {
   it('says so when the install made no node_modules (an app without dependencies)', async () => {
     const ws = path.join(dir, 'ws-empty');
     await mkdir(ws, { recursive: true });
-    assert.deepEqual(await saveCache(cache, key(5), INPUTS, ws, { keep: 3 }), { saved: false, reason: 'the install made no node_modules folder' });
+    assert.deepEqual(await saveCache(cache, key(5), INPUTS, ws, { keep: 3 }), {
+      saved: false,
+      reason: 'the install made no node_modules folder',
+    });
   });
 
   it('keeps the most recently used entries: a restore counts as a use', async () => {
@@ -278,36 +361,56 @@ describe('build cache inputs (real node and npm)', () => {
     }
     return d;
   }
-  const pkg = (extra: object = {}): string => JSON.stringify({ name: 'x', version: '1.0.0', dependencies: { dep: 'file:vendor/dep-1.0.0.tgz' }, ...extra });
-  const inputs = async (files: Record<string, string | Buffer>): Promise<CacheInputs> => gatherInputs({ appDir: await app(files), workspace: dir, manager: 'npm', env });
+  const pkg = (extra: object = {}): string =>
+    JSON.stringify({ name: 'x', version: '1.0.0', dependencies: { dep: 'file:vendor/dep-1.0.0.tgz' }, ...extra });
+  const inputs = async (files: Record<string, string | Buffer>): Promise<CacheInputs> =>
+    gatherInputs({ appDir: await app(files), workspace: dir, manager: 'npm', env });
 
-  it('reads the node that runs the install, the npm version and the lockfile; a code change keeps the key', { timeout: 60_000 }, async () => {
-    const base = { 'package.json': pkg(), 'package-lock.json': '{"lockfileVersion":3}', 'vendor/dep-1.0.0.tgz': Buffer.alloc(64, 1), 'server.js': 'one' };
-    const a = await inputs(base);
-    assert.equal(a.runtime.node, process.version);
-    assert.equal(a.runtime.abi, process.versions.modules);
-    assert.equal(a.runtime.platform, `${process.platform}-${process.arch}`);
-    assert.match(a.managerVersion, /^\d+\.\d+\.\d+/);
-    assert.equal(a.lockfile?.name, 'package-lock.json');
-    const same = await inputs({ ...base, 'server.js': 'two', 'package.json': pkg({ version: '1.0.1', scripts: { start: 'node server.js' } }) });
-    assert.equal(keyOf(same), keyOf(a));
-    const lock = await inputs({ ...base, 'package-lock.json': '{"lockfileVersion":3,"x":1}' });
-    assert.notEqual(keyOf(lock), keyOf(a));
-    assert.equal(describeMiss(lock, a), 'package-lock.json changed');
-    const tarball = await inputs({ ...base, 'vendor/dep-1.0.0.tgz': Buffer.alloc(64, 2) });
-    assert.notEqual(keyOf(tarball), keyOf(a), 'a re-packed file: tarball is a new key');
-    const npmrc = await inputs({ ...base, '.npmrc': 'omit=optional\n' });
-    assert.notEqual(keyOf(npmrc), keyOf(a));
-    // A file: dependency pointing out of the app is hashed as that, never read.
-    const outside = await inputs({ ...base, 'package.json': pkg({ dependencies: { evil: 'file:../../../../etc/passwd' } }) });
-    assert.notEqual(keyOf(outside), keyOf(a));
-    const bom = await inputs({ ...base, 'package.json': `\uFEFF${pkg()}` });
-    assert.equal(keyOf(bom), keyOf(a), 'a byte-order mark changes nothing (npm accepts it)');
-  });
+  it(
+    'reads the node that runs the install, the npm version and the lockfile; a code change keeps the key',
+    { timeout: 60_000 },
+    async () => {
+      const base = {
+        'package.json': pkg(),
+        'package-lock.json': '{"lockfileVersion":3}',
+        'vendor/dep-1.0.0.tgz': Buffer.alloc(64, 1),
+        'server.js': 'one',
+      };
+      const a = await inputs(base);
+      assert.equal(a.runtime.node, process.version);
+      assert.equal(a.runtime.abi, process.versions.modules);
+      assert.equal(a.runtime.platform, `${process.platform}-${process.arch}`);
+      assert.match(a.managerVersion, /^\d+\.\d+\.\d+/);
+      assert.equal(a.lockfile?.name, 'package-lock.json');
+      const same = await inputs({
+        ...base,
+        'server.js': 'two',
+        'package.json': pkg({ version: '1.0.1', scripts: { start: 'node server.js' } }),
+      });
+      assert.equal(keyOf(same), keyOf(a));
+      const lock = await inputs({ ...base, 'package-lock.json': '{"lockfileVersion":3,"x":1}' });
+      assert.notEqual(keyOf(lock), keyOf(a));
+      assert.equal(describeMiss(lock, a), 'package-lock.json changed');
+      const tarball = await inputs({ ...base, 'vendor/dep-1.0.0.tgz': Buffer.alloc(64, 2) });
+      assert.notEqual(keyOf(tarball), keyOf(a), 'a re-packed file: tarball is a new key');
+      const npmrc = await inputs({ ...base, '.npmrc': 'omit=optional\n' });
+      assert.notEqual(keyOf(npmrc), keyOf(a));
+      // A file: dependency pointing out of the app is hashed as that, never read.
+      const outside = await inputs({ ...base, 'package.json': pkg({ dependencies: { evil: 'file:../../../../etc/passwd' } }) });
+      assert.notEqual(keyOf(outside), keyOf(a));
+      const bom = await inputs({ ...base, 'package.json': `\uFEFF${pkg()}` });
+      assert.equal(keyOf(bom), keyOf(a), 'a byte-order mark changes nothing (npm accepts it)');
+    },
+  );
 
   it('a manager that is not installed is a clear error (the runner then installs without the cache)', { timeout: 60_000 }, async () => {
     await assert.rejects(
-      gatherInputs({ appDir: await app({ 'package.json': pkg() }), workspace: dir, manager: 'pnpm', env: { PATH: path.dirname(process.execPath) } }),
+      gatherInputs({
+        appDir: await app({ 'package.json': pkg() }),
+        workspace: dir,
+        manager: 'pnpm',
+        env: { PATH: path.dirname(process.execPath) },
+      }),
       /pnpm.*not found|pnpm --version/,
     );
   });

@@ -18,7 +18,16 @@
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { PilotError } from '../core/errors.js';
-import { CACHE_FORMAT, MANAGER_CONFIG_FILES, cacheKey, canonicalJson, installEnvEntries, installRelevantJson, type CacheInputs, type Manager } from './build-cache-key.js';
+import {
+  CACHE_FORMAT,
+  MANAGER_CONFIG_FILES,
+  cacheKey,
+  canonicalJson,
+  installEnvEntries,
+  installRelevantJson,
+  type CacheInputs,
+  type Manager,
+} from './build-cache-key.js';
 import { LOCKFILES } from '../workspace/build-plan.js';
 import { runCommand } from '../os/exec.js';
 import { sha256, treeDigest } from './tree-digest.js';
@@ -62,10 +71,18 @@ export interface Manifest {
 /** Copy a folder with modes, times and links (a reflink where the file system can): coreutils cp, argv only. */
 async function copyTree(from: string, to: string, signal?: AbortSignal): Promise<void> {
   const argv = ['cp', '-a', '--reflink=auto', '--', from, to];
-  const r = await runCommand(argv, { cwd: '/', env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' }, timeoutMs: 10 * 60_000, ...(signal ? { signal } : {}) });
+  const r = await runCommand(argv, {
+    cwd: '/',
+    env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' },
+    timeoutMs: 10 * 60_000,
+    ...(signal ? { signal } : {}),
+  });
   if (r.code !== 0) {
     // cp names both long paths in every line; the reason (ENOSPC, EACCES …) is what matters.
-    const why = r.tail.slice(-2).map((l) => l.split(to).join('…').split(from).join('…')).join('; ');
+    const why = r.tail
+      .slice(-2)
+      .map((l) => l.split(to).join('…').split(from).join('…'))
+      .join('; ');
     throw new PilotError('internal', `copying node_modules failed: ${why}`);
   }
 }
@@ -81,7 +98,8 @@ export async function gatherInputs(req: {
 }): Promise<CacheInputs> {
   const { appDir: dir, manager, env } = req;
   const opts = { cwd: dir, env, timeoutMs: 60_000, maxOutputTail: 5, ...(req.signal ? { signal: req.signal } : {}) };
-  const probe = 'JSON.stringify([process.version,process.versions.modules,process.platform+"-"+process.arch,(process.report&&process.report.getReport().header.glibcVersionRuntime)||"no-glibc"])';
+  const probe =
+    'JSON.stringify([process.version,process.versions.modules,process.platform+"-"+process.arch,(process.report&&process.report.getReport().header.glibcVersionRuntime)||"no-glibc"])';
   const [nodeOut, mgrOut] = await Promise.all([runCommand(['node', '-p', probe], opts), runCommand([manager, '--version'], opts)]);
   if (nodeOut.code !== 0) throw new PilotError('build_failed', `cannot tell which node runs the install: ${nodeOut.tail.join(' ')}`);
   if (mgrOut.code !== 0) throw new PilotError('build_failed', `\`${manager} --version\` failed: ${mgrOut.tail.join(' ')}`);
@@ -142,7 +160,8 @@ export type RestoreResult =
 
 async function readManifest(entry: string): Promise<Manifest> {
   const m = JSON.parse(await readFile(path.join(entry, 'manifest.json'), 'utf8')) as Manifest;
-  if (m.format !== CACHE_FORMAT || typeof m.tree !== 'string' || typeof m.key !== 'string') throw new Error('manifest.json has an unknown format');
+  if (m.format !== CACHE_FORMAT || typeof m.tree !== 'string' || typeof m.key !== 'string')
+    throw new Error('manifest.json has an unknown format');
   return m;
 }
 
@@ -189,7 +208,8 @@ export async function restoreCache(c: AppCache, key: string, target: string, sig
   if (manifest.key !== key) return discard(`manifest.json names another key (${manifest.key})`);
   // An install replaces whatever node_modules the repository holds; so does a restore.
   await rm(nm, { recursive: true, force: true });
-  if (!(await stat(path.join(entry, 'node_modules')).catch(() => undefined))?.isDirectory()) return discard('its node_modules folder is missing');
+  if (!(await stat(path.join(entry, 'node_modules')).catch(() => undefined))?.isDirectory())
+    return discard('its node_modules folder is missing');
   // A copy that fails (disk full, cancelled) says nothing about the entry: keep it, and let the caller install.
   await mkdir(target, { recursive: true });
   try {
@@ -200,18 +220,25 @@ export async function restoreCache(c: AppCache, key: string, target: string, sig
   }
   const got = await treeDigest(nm);
   if (got.digest !== manifest.tree) {
-    return discard(`node_modules does not match its manifest (${manifest.files} files, ${manifest.bytes} bytes saved; ${got.files} files, ${got.bytes} bytes found)`);
+    return discard(
+      `node_modules does not match its manifest (${manifest.files} files, ${manifest.bytes} bytes saved; ${got.files} files, ${got.bytes} bytes found)`,
+    );
   }
   await utimes(entry, now, now).catch(() => undefined); // last use, for the LRU
   return { kind: 'hit', manifest };
 }
 
 export type SaveResult =
-  | { readonly saved: true; readonly manifest: Manifest; readonly evicted: number }
-  | { readonly saved: false; readonly reason: string };
+  { readonly saved: true; readonly manifest: Manifest; readonly evicted: number } | { readonly saved: false; readonly reason: string };
 
 /** Save the app folder's node_modules as `key` (atomically), then keep only the `keep` most recently used entries. */
-export async function saveCache(c: AppCache, key: string, inputs: CacheInputs, source: string, opts: { keep: number; replace?: boolean; signal?: AbortSignal | undefined; now?: Date }): Promise<SaveResult> {
+export async function saveCache(
+  c: AppCache,
+  key: string,
+  inputs: CacheInputs,
+  source: string,
+  opts: { keep: number; replace?: boolean; signal?: AbortSignal | undefined; now?: Date },
+): Promise<SaveResult> {
   const nm = path.join(source, 'node_modules');
   if (!(await stat(nm).catch(() => undefined))?.isDirectory()) return { saved: false, reason: 'the install made no node_modules folder' };
   const tmpRoot = path.join(appRoot(c), 'tmp');
@@ -223,7 +250,15 @@ export async function saveCache(c: AppCache, key: string, inputs: CacheInputs, s
     await copyTree(nm, path.join(tmp, 'node_modules'), opts.signal);
     const d = await treeDigest(path.join(tmp, 'node_modules'));
     if (d.problems.length > 0) return { saved: false, reason: d.problems.slice(0, 3).join('; ') };
-    const manifest: Manifest = { format: CACHE_FORMAT, key, inputs, createdAt: (opts.now ?? new Date()).toISOString(), files: d.files, bytes: d.bytes, tree: d.digest };
+    const manifest: Manifest = {
+      format: CACHE_FORMAT,
+      key,
+      inputs,
+      createdAt: (opts.now ?? new Date()).toISOString(),
+      files: d.files,
+      bytes: d.bytes,
+      tree: d.digest,
+    };
     const fh = await open(path.join(tmp, 'manifest.json'), 'wx');
     try {
       await fh.writeFile(JSON.stringify(manifest, null, 1));

@@ -55,25 +55,55 @@ export async function prepareBuild(o: {
   const facts = await readWorkspaceFacts(o.appDir);
   const secrets = (await o.api.call<{ secrets: Record<string, string> }>('GET', `/api/v1/runs/${o.runId}/build-secrets`)).secrets;
   await mkdir(o.cacheDir, { recursive: true });
-  const setup = await readUserSetup({ neutralDir: o.cacheDir, appDir: o.appDir, extraEnv: { ...o.config.env, ...secrets }, signal: o.signal, located: o.located });
+  const setup = await readUserSetup({
+    neutralDir: o.cacheDir,
+    appDir: o.appDir,
+    extraEnv: { ...o.config.env, ...secrets },
+    signal: o.signal,
+    located: o.located,
+  });
   log.maskValues(secretMasker([...Object.values(secrets), ...setup.secretValues]));
   log.line(`    npm set-up passed to the build: ${setup.summary}`);
   const names = Object.keys(secrets).sort();
   if (names.length > 0) log.line(`    build secrets: ${names.join(', ')} (build steps only, not the running app)`);
-  for (const v of setup.missingVars) log.line(`    warning: the app's .npmrc uses \${${v}}, which the build does not have (set it: pilot secrets set ${o.config.name} ${v} --build)`);
+  for (const v of setup.missingVars)
+    log.line(
+      `    warning: the app's .npmrc uses \${${v}}, which the build does not have (set it: pilot secrets set ${o.config.name} ${v} --build)`,
+    );
 
   const wanted = facts.hasPackageJson ? wantedPackageManager(facts) : undefined;
-  const provided = wanted && (await providePackageManager({
-    wanted, cacheDir: packageManagerCacheDir(o.cacheDir), npmEnv: { ...setup.npmEnv, ...setup.env }, log: (l) => log.line(l), signal: o.signal,
-  }));
+  const provided =
+    wanted &&
+    (await providePackageManager({
+      wanted,
+      cacheDir: packageManagerCacheDir(o.cacheDir),
+      npmEnv: { ...setup.npmEnv, ...setup.env },
+      log: (l) => log.line(l),
+      signal: o.signal,
+    }));
   const pm = provided?.pm ?? lockfileManager(facts);
-  if (provided) log.line(`    ${pm.name} ${pm.version} (from ${wanted!.source}) installs the app${provided.via === 'cache' ? ' (cached on this machine)' : ` (fetched through ${provided.via})`}`);
+  if (provided)
+    log.line(
+      `    ${pm.name} ${pm.version} (from ${wanted!.source}) installs the app${provided.via === 'cache' ? ' (cached on this machine)' : ` (fetched through ${provided.via})`}`,
+    );
 
   // Precedence: the user's set-up, what the manager needs, pilot.yaml env, then the build secrets.
-  const base = buildEnv({ PATH: process.env.PATH, HOME: process.env.HOME }, { ...setup.env, ...packageManagerEnv(pm, facts.yarnLinker), ...o.config.env, ...secrets });
+  const base = buildEnv(
+    { PATH: process.env.PATH, HOME: process.env.HOME },
+    { ...setup.env, ...packageManagerEnv(pm, facts.yarnLinker), ...o.config.env, ...secrets },
+  );
   const withNode = o.pinned ? withNodeRuntime(base, o.pinned, o.pairedNpmBinDir) : base;
   const env = provided ? { ...withNode, PATH: `${provided.binDir}:${withNode['PATH']}` } : withNode;
-  return { facts, plan: buildSteps(o.config.build, facts, pm), env, pm, wanted, provided, app: o.config.name, missingVars: setup.missingVars };
+  return {
+    facts,
+    plan: buildSteps(o.config.build, facts, pm),
+    env,
+    pm,
+    wanted,
+    provided,
+    app: o.config.name,
+    missingVars: setup.missingVars,
+  };
 }
 
 /**
@@ -85,7 +115,10 @@ export function explainStepFailure(e: unknown, step: BuildStep, b: PreparedBuild
   if (step.name !== 'install' || !isPilotError(e)) return e;
   if (b.missingVars.length > 0) {
     const v = b.missingVars[0]!;
-    return new PilotError(e.code, e.message, { hint: `The app's .npmrc uses \${${v}}, which the build does not have: \`pilot secrets set ${b.app} ${v} --build\` (value on stdin), then run again.`, cause: e });
+    return new PilotError(e.code, e.message, {
+      hint: `The app's .npmrc uses \${${v}}, which the build does not have: \`pilot secrets set ${b.app} ${v} --build\` (value on stdin), then run again.`,
+      cause: e,
+    });
   }
   if (!b.provided || !b.wanted || b.wanted.spec === b.pm.version) return e;
   return new PilotError(e.code, e.message, {

@@ -12,7 +12,9 @@ import { followEvents } from '../api/sse.js';
 const RELEASE_LINES = 200;
 
 export async function followRollout(
-  api: ApiClient, app: string, rolloutId: number,
+  api: ApiClient,
+  app: string,
+  rolloutId: number,
   opts: { timeoutMs: number; out: (line: string) => void; signal?: AbortSignal; pollMs?: number },
 ): Promise<void> {
   const seen = new Map<string, string>();
@@ -90,7 +92,8 @@ export async function followRollout(
   const onAbort = (): void => poke();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const feed = followEvents(api, {
-    app, signal: feedStop.signal,
+    app,
+    signal: feedStop.signal,
     on: (item) => {
       if (item.type === 'reset' || /^(rollout|instance|deploy)\./.test(item.event.kind)) {
         dirty = true;
@@ -113,7 +116,8 @@ export async function followRollout(
         if (await observe()) return;
       }
       const left = deadline - performance.now();
-      if (left < 0) throw new PilotError('deploy_failed', `rollout #${rolloutId} still running after ${Math.round(opts.timeoutMs / 1000)}s`);
+      if (left < 0)
+        throw new PilotError('deploy_failed', `rollout #${rolloutId} still running after ${Math.round(opts.timeoutMs / 1000)}s`);
       await new Promise<void>((res) => {
         const t = setTimeout(done, mode === 'poll' ? (opts.pollMs ?? 150) : left + 10);
         function done(): void {
@@ -135,5 +139,9 @@ async function releaseOutput(api: ApiClient, app: string, id: string): Promise<s
   const res = await api.stream(`/api/v1/apps/${encodeURIComponent(app)}/logs?instance=${encodeURIComponent(id)}&tail=${RELEASE_LINES}`);
   const text = await res.text();
   const prefix = `[${id}] `;
-  return text.split('\n').filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).filter((l) => !l.startsWith('--- '));
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(prefix))
+    .map((l) => l.slice(prefix.length))
+    .filter((l) => !l.startsWith('--- '));
 }

@@ -22,7 +22,16 @@ after(() => rm(scratch, { recursive: true, force: true }));
 
 /** git as a test user, without reading or writing anyone's global identity or signing setup. */
 function git(cwd: string, ...args: string[]): string {
-  const id = ['-c', 'user.name=Pilot Test', '-c', 'user.email=test@pilot.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main'];
+  const id = [
+    '-c',
+    'user.name=Pilot Test',
+    '-c',
+    'user.email=test@pilot.invalid',
+    '-c',
+    'commit.gpgsign=false',
+    '-c',
+    'init.defaultBranch=main',
+  ];
   return execFileSync('git', [...id, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
 }
 
@@ -90,12 +99,17 @@ async function useProtocolV0(t: TestContext): Promise<void> {
   process.env['HOME'] = home;
   delete process.env['XDG_CONFIG_HOME'];
   t.after(() => {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    for (const [k, v] of Object.entries(saved))
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
   });
 }
 
 async function rejectsWith(p: Promise<unknown>, code: ErrorCode, message: RegExp): Promise<Error> {
-  const e = await p.then(() => 'resolved', (err: unknown) => err);
+  const e = await p.then(
+    () => 'resolved',
+    (err: unknown) => err,
+  );
   assert.ok(isPilotError(e), `expected a PilotError, got ${String(e)}`);
   assert.equal(e.code, code, e.message);
   assert.match(e.message, message);
@@ -145,10 +159,26 @@ describe('fetchCommit', () => {
     const missing = 'ab'.repeat(20);
     const empty = path.join(scratch, `empty-${++n}.git`);
     git(scratch, 'init', '-q', '--bare', empty);
-    await rejectsWith(fetchCommit({ repo: empty, commit: missing, cacheRoot: cacheRoot() }), 'not_found', new RegExp(`commit ${missing} was not found in ${empty}`));
-    await rejectsWith(fetchCommit({ repo: up.bare, commit: missing, cacheRoot: cacheRoot() }), 'not_found', new RegExp(`commit ${missing} was not found in ${up.bare}`));
-    await rejectsWith(fetchCommit({ repo: up.bare, commit: c1, cacheRoot: cacheRoot(), signal: AbortSignal.abort() }), 'cancelled', /cancelled/);
-    await rejectsWith(fetchCommit({ repo: up.bare, commit: c1, cacheRoot: cacheRoot(), timeoutMs: 1 }), 'step_timeout', new RegExp(`fetching ${c1.slice(0, 12)} from ${up.bare} timed out`));
+    await rejectsWith(
+      fetchCommit({ repo: empty, commit: missing, cacheRoot: cacheRoot() }),
+      'not_found',
+      new RegExp(`commit ${missing} was not found in ${empty}`),
+    );
+    await rejectsWith(
+      fetchCommit({ repo: up.bare, commit: missing, cacheRoot: cacheRoot() }),
+      'not_found',
+      new RegExp(`commit ${missing} was not found in ${up.bare}`),
+    );
+    await rejectsWith(
+      fetchCommit({ repo: up.bare, commit: c1, cacheRoot: cacheRoot(), signal: AbortSignal.abort() }),
+      'cancelled',
+      /cancelled/,
+    );
+    await rejectsWith(
+      fetchCommit({ repo: up.bare, commit: c1, cacheRoot: cacheRoot(), timeoutMs: 1 }),
+      'step_timeout',
+      new RegExp(`fetching ${c1.slice(0, 12)} from ${up.bare} timed out`),
+    );
   });
 
   it('reports an unreachable server without the credentials in its URL', async () => {
@@ -169,8 +199,14 @@ describe('fetchCommit', () => {
     const root = cacheRoot();
     const lines: string[] = [];
     const { gitDir } = await fetchCommit({ repo: up.bare, commit: c2, cacheRoot: root, onLine: (l) => lines.push(l) });
-    assert.ok(lines.some((l) => /not served directly.*fetching the branch heads/.test(l)), lines.join('\n'));
-    assert.ok(lines.some((l) => /not a branch tip; fetching the branches' history/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /not served directly.*fetching the branch heads/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /not a branch tip; fetching the branches' history/.test(l)),
+      lines.join('\n'),
+    );
     const ws = workspace();
     await checkoutCommit(gitDir, c2, ws);
     assert.deepEqual(await tree(ws), { 'a.txt': 'two' });
@@ -189,10 +225,12 @@ describe('fetchCommit', () => {
       const pair = [results[i]!.fetchedBytes, results[i + shas.length]!.fetchedBytes];
       assert.equal(pair.filter((b) => b === 0).length, 1, `fetched bytes of one commit twice: ${pair.join(', ')}`);
     }
-    const trees = await Promise.all(shas.map(async (sha) => {
-      const ws = workspace();
-      return checkoutCommit(results[0]!.gitDir, sha, ws).then(() => tree(ws));
-    }));
+    const trees = await Promise.all(
+      shas.map(async (sha) => {
+        const ws = workspace();
+        return checkoutCommit(results[0]!.gitDir, sha, ws).then(() => tree(ws));
+      }),
+    );
     assert.deepEqual(trees, [{ 'a.txt': '1' }, { 'a.txt': '2' }, { 'a.txt': '3' }]);
   });
 });
@@ -226,7 +264,8 @@ describe('checkoutCommit', () => {
     await rejectsWith(checkoutCommit(gitDir, '12'.repeat(20), workspace()), 'not_found', /1212121212.* is not in the cache/);
     await rejectsWith(checkoutCommit(gitDir, c1, workspace(), { subdir: 'nope' }), 'not_found', /"nope" is not a folder/);
     await rejectsWith(checkoutCommit(gitDir, c1, workspace(), { subdir: 'a.txt' }), 'not_found', /"a.txt" is not a folder/);
-    for (const subdir of ['../x', '/etc', 'a/../b', 'a\nb']) await rejectsWith(checkoutCommit(gitDir, c1, workspace(), { subdir }), 'bad_request', /subdir/);
+    for (const subdir of ['../x', '/etc', 'a/../b', 'a\nb'])
+      await rejectsWith(checkoutCommit(gitDir, c1, workspace(), { subdir }), 'bad_request', /subdir/);
     await rejectsWith(checkoutCommit(gitDir, '--output=/tmp/x', workspace()), 'bad_request', /full 40-character/);
     const full = workspace();
     await mkdir(full).then(() => writeFile(path.join(full, 'x'), ''));
@@ -250,13 +289,30 @@ describe('hostile input', () => {
     const up = await upstream();
     const sha = await up.commit({ 'a.txt': 'one' });
     const ifs = '${IFS}';
-    const repos = [`ext::sh -c touch% ${marker}`, `ext::sh${ifs}-c${ifs}touch${ifs}${marker}`, `-oProxyCommand=touch ${marker}`, `--upload-pack=touch ${marker}`,
-      `ssh://-oProxyCommand=touch${ifs}${marker}/x`, 'http://127.0.0.1:1/plain-http.git', `${scratch}/../etc`, 'relative/path', 'https://user:hunter22@127.0.0.1:1/x.git'];
+    const repos = [
+      `ext::sh -c touch% ${marker}`,
+      `ext::sh${ifs}-c${ifs}touch${ifs}${marker}`,
+      `-oProxyCommand=touch ${marker}`,
+      `--upload-pack=touch ${marker}`,
+      `ssh://-oProxyCommand=touch${ifs}${marker}/x`,
+      'http://127.0.0.1:1/plain-http.git',
+      `${scratch}/../etc`,
+      'relative/path',
+      'https://user:hunter22@127.0.0.1:1/x.git',
+    ];
     for (const repo of repos) {
       const e = await rejectsWith(fetchCommit({ repo, commit: sha, cacheRoot: root }), 'bad_request', /refused/);
       assert.doesNotMatch(e.message, /hunter22/);
     }
-    for (const commit of [`--upload-pack=touch ${marker}`, `-${'a'.repeat(39)}`, 'main', 'HEAD', 'a'.repeat(39), 'a'.repeat(41), `${sha}\n`]) {
+    for (const commit of [
+      `--upload-pack=touch ${marker}`,
+      `-${'a'.repeat(39)}`,
+      'main',
+      'HEAD',
+      'a'.repeat(39),
+      'a'.repeat(41),
+      `${sha}\n`,
+    ]) {
       await rejectsWith(fetchCommit({ repo: up.bare, commit, cacheRoot: root }), 'bad_request', /full 40-character/);
     }
     assert.ok(!existsSync(root), 'no cache repository was even created');
@@ -285,10 +341,17 @@ describe('hostile input', () => {
     for (const commit of shas) {
       const lines: string[] = [];
       const { gitDir } = await fetchCommit({ repo: up.bare, commit, cacheRoot: root0, onLine: (l) => lines.push(l) });
-      assert.ok(lines.some((l) => /fetching the branch heads/.test(l)), lines.join('\n'));
+      assert.ok(
+        lines.some((l) => /fetching the branch heads/.test(l)),
+        lines.join('\n'),
+      );
       await checkoutCommit(gitDir, commit, workspace());
     }
-    assert.ok(git(cacheDirFor(root0, up.bare), 'for-each-ref', '--format=%(refname)', 'refs/pilot/heads/').includes('refs/pilot/heads/zzz";echo${IFS}hi;#'));
+    assert.ok(
+      git(cacheDirFor(root0, up.bare), 'for-each-ref', '--format=%(refname)', 'refs/pilot/heads/').includes(
+        'refs/pilot/heads/zzz";echo${IFS}hi;#',
+      ),
+    );
     assert.ok(!existsSync(marker));
   });
 });

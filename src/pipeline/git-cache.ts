@@ -53,11 +53,16 @@ const HEADS = '+refs/heads/*:refs/pilot/heads/*';
  * git process stays in the executor's process group and a timeout or cancel really stops it.
  */
 const PINNED: readonly string[] = [
-  '-c', 'protocol.ext.allow=never',
-  '-c', 'core.hooksPath=/dev/null',
-  '-c', 'gc.autoDetach=false',
-  '-c', 'maintenance.autoDetach=false',
-  '-c', 'fetch.recurseSubmodules=false',
+  '-c',
+  'protocol.ext.allow=never',
+  '-c',
+  'core.hooksPath=/dev/null',
+  '-c',
+  'gc.autoDetach=false',
+  '-c',
+  'maintenance.autoDetach=false',
+  '-c',
+  'fetch.recurseSubmodules=false',
 ];
 /** One fetch at a time per cache repository in this process (git's own locks cover other processes). */
 const locks = new Map<string, Promise<void>>();
@@ -119,9 +124,13 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
   const mustFetch = async (options: readonly string[], refspec: string): Promise<void> => {
     const r = await fetch(options, refspec);
     if (r.code !== 0) {
-      throw new PilotError('unavailable', `cannot fetch from ${shown}: ${redact(r.tail.join(' ').trim()) || `git exited with code ${String(r.code)}`}`, {
-        hint: 'Check the repository URL and that this server can read it (a deploy key in ~/.ssh, or a git credential helper).',
-      });
+      throw new PilotError(
+        'unavailable',
+        `cannot fetch from ${shown}: ${redact(r.tail.join(' ').trim()) || `git exited with code ${String(r.code)}`}`,
+        {
+          hint: 'Check the repository URL and that this server can read it (a deploy key in ~/.ssh, or a git credential helper).',
+        },
+      );
     }
   };
 
@@ -142,7 +151,11 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
       // A shallow fetch of the heads fails (silently) when there are none: the full fetch then says which.
       const heads = await fetch(['--depth=1'], HEADS);
       if (heads.code !== 0 || !(await isComplete(gitDir, sha))) {
-        say(heads.code === 0 ? `${sha.slice(0, 12)} is not a branch tip; fetching the branches' history` : "fetching the branches' full history");
+        say(
+          heads.code === 0
+            ? `${sha.slice(0, 12)} is not a branch tip; fetching the branches' history`
+            : "fetching the branches' full history",
+        );
         await mustFetch((await isShallow(gitDir)) ? ['--unshallow'] : [], HEADS);
       }
       if (!(await isComplete(gitDir, sha))) {
@@ -157,7 +170,12 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
 }
 
 /** Fill an empty workspace with exactly the committed tree of `commit` (or its `subdir`) from a cache repository; returns the commit's first message line and author as data. */
-export async function checkoutCommit(gitDir: string, commit: string, workspaceDir: string, opts: { subdir?: string; signal?: AbortSignal } = {}): Promise<CheckedOutCommit> {
+export async function checkoutCommit(
+  gitDir: string,
+  commit: string,
+  workspaceDir: string,
+  opts: { subdir?: string; signal?: AbortSignal } = {},
+): Promise<CheckedOutCommit> {
   const sha = fullSha(commit);
   const subdir = cleanSubdir(opts.subdir ?? '');
   const sig = opts.signal === undefined ? {} : { signal: opts.signal };
@@ -171,17 +189,26 @@ export async function checkoutCommit(gitDir: string, commit: string, workspaceDi
       throw new PilotError('not_found', `${JSON.stringify(subdir)} is not a folder in commit ${sha.slice(0, 12)}`);
     }
   }
-  const meta = ok(await git(gitDir, ['show', '-s', '--no-color', '--format=%an%x00%ae%x00%B', sha, '--'], sig), 'show').stdout.toString('utf8');
+  const meta = ok(await git(gitDir, ['show', '-s', '--no-color', '--format=%an%x00%ae%x00%B', sha, '--'], sig), 'show').stdout.toString(
+    'utf8',
+  );
   const [name = '', email = '', ...rest] = meta.split('\0');
   const message = rest.join('\0').split('\n')[0] ?? '';
   const author = `${name} <${email}>`;
-  const { files } = await checkoutWorkspace({ root: gitDir, subdir, commit: sha, dirty: false, branch: undefined, message, author }, workspaceDir, sig);
+  const { files } = await checkoutWorkspace(
+    { root: gitDir, subdir, commit: sha, dirty: false, branch: undefined, message, author },
+    workspaceDir,
+    sig,
+  );
   return { files, message, author };
 }
 
 function fullSha(commit: string): string {
   if (typeof commit !== 'string' || !FULL_SHA.test(commit)) {
-    throw new PilotError('bad_request', `commit ${JSON.stringify(String(commit).slice(0, 80))} refused: a full 40-character hexadecimal SHA is required`);
+    throw new PilotError(
+      'bad_request',
+      `commit ${JSON.stringify(String(commit).slice(0, 80))} refused: a full 40-character hexadecimal SHA is required`,
+    );
   }
   return commit.toLowerCase();
 }
@@ -189,7 +216,10 @@ function fullSha(commit: string): string {
 function cleanSubdir(subdir: string): string {
   const s = subdir.replace(/\/+$/, '');
   if (s !== '' && (s.startsWith('/') || /[\u0000-\u001f\u007f]/.test(s) || s.split('/').some((p) => p === '' || p === '.' || p === '..'))) {
-    throw new PilotError('bad_request', `subdir ${JSON.stringify(subdir.slice(0, 200))} refused: a relative folder path without "." or ".." is required`);
+    throw new PilotError(
+      'bad_request',
+      `subdir ${JSON.stringify(subdir.slice(0, 200))} refused: a relative folder path without "." or ".." is required`,
+    );
   }
   return s;
 }
@@ -220,7 +250,8 @@ async function withLock<T>(key: string, signal: AbortSignal | undefined, fn: () 
   locks.set(key, tail);
   try {
     await prev;
-    if (signal?.aborted) throw new PilotError('cancelled', 'the fetch was cancelled while waiting for another fetch of the same repository');
+    if (signal?.aborted)
+      throw new PilotError('cancelled', 'the fetch was cancelled while waiting for another fetch of the same repository');
     return await fn();
   } finally {
     release();
@@ -230,7 +261,13 @@ async function withLock<T>(key: string, signal: AbortSignal | undefined, fn: () 
 
 /** `git init --bare` once, in a temporary folder renamed into place, so a crash never leaves half a repository. */
 async function ensureCacheRepo(cacheRoot: string, gitDir: string, shown: string): Promise<void> {
-  if (await stat(path.join(gitDir, 'HEAD')).then(() => true, () => false)) return;
+  if (
+    await stat(path.join(gitDir, 'HEAD')).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
   await mkdir(path.resolve(cacheRoot), { recursive: true });
   const tmp = await mkdtemp(`${gitDir}.init-`);
   try {
@@ -255,7 +292,11 @@ async function isComplete(gitDir: string, sha: string): Promise<boolean> {
 }
 
 async function isShallow(gitDir: string): Promise<boolean> {
-  return ok(await git(gitDir, ['rev-parse', '--is-shallow-repository']), 'rev-parse').stdout.toString('utf8').trim() === 'true';
+  return (
+    ok(await git(gitDir, ['rev-parse', '--is-shallow-repository']), 'rev-parse')
+      .stdout.toString('utf8')
+      .trim() === 'true'
+  );
 }
 
 /** Bytes in the object store, loose and packed, from `git count-objects -v` (KiB figures). */

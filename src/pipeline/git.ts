@@ -30,8 +30,20 @@ export function gitEnv(base: Readonly<Record<string, string | undefined>>): Reco
 }
 
 /** Besides gitEnv's: what ssh agents, proxies and custom CA bundles need to reach a git server. */
-const REMOTE_ENV = ['SSH_AUTH_SOCK', 'http_proxy', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY',
-  'GIT_SSL_CAINFO', 'GIT_SSL_CAPATH', 'SSL_CERT_FILE', 'SSL_CERT_DIR'] as const;
+const REMOTE_ENV = [
+  'SSH_AUTH_SOCK',
+  'http_proxy',
+  'https_proxy',
+  'HTTPS_PROXY',
+  'all_proxy',
+  'ALL_PROXY',
+  'no_proxy',
+  'NO_PROXY',
+  'GIT_SSL_CAINFO',
+  'GIT_SSL_CAPATH',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+] as const;
 
 /**
  * The environment for git talking to a server (fetch): gitEnv's, the variables above, and only the

@@ -84,7 +84,9 @@ export async function preflight(req: {
   if (base !== undefined) await requireBaseImage(engine, base);
   const registry = await publishRegistry(req.api);
   if (registry) await requireRegistry(registry.url, req.signal);
-  req.line(`    checked: Docker engine answers${base ? `, base image ${base} present` : ''}${registry ? `, registry ${registry.url} answers` : ''}`);
+  req.line(
+    `    checked: Docker engine answers${base ? `, base image ${base} present` : ''}${registry ? `, registry ${registry.url} answers` : ''}`,
+  );
 }
 
 /** GET <registry>/v2/ answers at all within 5 s, else registry_unreachable naming it. */
@@ -124,7 +126,8 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       signal,
       onLine: (l) => line(`    ${sanitizeLine(l)}`),
     }).catch((err: unknown) => {
-      if (timeout.aborted && !req.signal?.aborted) throw new PilotError('step_timeout', `docker build timed out after ${Math.round(config.buildStepTimeoutMs / 1000)}s`);
+      if (timeout.aborted && !req.signal?.aborted)
+        throw new PilotError('step_timeout', `docker build timed out after ${Math.round(config.buildStepTimeoutMs / 1000)}s`);
       throw err;
     });
     if (b.generated) for (const l of b.generated.split('\n').filter(Boolean)) line(`    | ${l}`);
@@ -139,10 +142,17 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
     let image: ImageRef;
     if (registry) {
       const mask = secretMasker(registry.password ? [registry.password] : []);
-      line(`    pushing to ${registry.url} as ${registry.address}/${config.name}:${tag}${registry.username ? ` (user ${mask(registry.username)})` : ''}`);
+      line(
+        `    pushing to ${registry.url} as ${registry.address}/${config.name}:${tag}${registry.username ? ` (user ${mask(registry.username)})` : ''}`,
+      );
       const t0 = performance.now();
-      const p = await pushImage(engine, built.id, registry, config.name, tag, { signal: publishSignal, onLine: (l) => line(`    ${mask(sanitizeLine(l))}`) });
-      line(`    pushed ${p.pushedLayers} layer(s)${p.pushedBytes > 0 ? ` (${(p.pushedBytes / 1024 / 1024).toFixed(2)} MB)` : ''}, ${p.existingLayers} already in the registry (${((performance.now() - t0) / 1000).toFixed(1)}s)`);
+      const p = await pushImage(engine, built.id, registry, config.name, tag, {
+        signal: publishSignal,
+        onLine: (l) => line(`    ${mask(sanitizeLine(l))}`),
+      });
+      line(
+        `    pushed ${p.pushedLayers} layer(s)${p.pushedBytes > 0 ? ` (${(p.pushedBytes / 1024 / 1024).toFixed(2)} MB)` : ''}, ${p.existingLayers} already in the registry (${((performance.now() - t0) / 1000).toFixed(1)}s)`,
+      );
       line(`    image ${p.ref}`);
       image = { id: built.id, ref: p.ref };
     } else {
@@ -151,11 +161,16 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       const saved = await saveImage(engine, built.id, file, publishSignal);
       const t0 = performance.now();
       const { ArtifactClient } = await import('../artifacts/client.js');
-      const r = await new ArtifactClient(req.api.baseUrl, req.api.token).upload(file, saved.digest, { app: config.name, commit: req.commit });
+      const r = await new ArtifactClient(req.api.baseUrl, req.api.token).upload(file, saved.digest, {
+        app: config.name,
+        commit: req.commit,
+      });
       const secs = (performance.now() - t0) / 1000;
-      line(r.uploaded
-        ? `    uploaded image archive ${saved.digest} (${(r.bytes / 1024 / 1024).toFixed(1)} MB, ${(r.bytes / 1024 / 1024 / Math.max(secs, 0.001)).toFixed(0)} MB/s)`
-        : `    image archive ${saved.digest} already in the artifact repository: nothing to upload`);
+      line(
+        r.uploaded
+          ? `    uploaded image archive ${saved.digest} (${(r.bytes / 1024 / 1024).toFixed(1)} MB, ${(r.bytes / 1024 / 1024 / Math.max(secs, 0.001)).toFixed(0)} MB/s)`
+          : `    image archive ${saved.digest} already in the artifact repository: nothing to upload`,
+      );
       image = { id: built.id, archive: saved.digest };
     }
     await req.api.updateRun(req.runId, { artifact: imageArtifact(image) });

@@ -44,7 +44,8 @@ export interface InstallOutcome {
 
 const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(1)} MB`;
 const mono = (): number => performance.now();
-const cacheProblem = (e: unknown): string => (isPilotError(e) ? e.message : `${(e as Error).message ?? String(e)}`).split('\n')[0]!.slice(0, 300);
+const cacheProblem = (e: unknown): string =>
+  (isPilotError(e) ? e.message : `${(e as Error).message ?? String(e)}`).split('\n')[0]!.slice(0, 300);
 
 /** Unused entries of any app go after this long (PILOT_BUILD_CACHE_IDLE, default 14 days). */
 export function cacheIdleMs(env: NodeJS.ProcessEnv = process.env): number {
@@ -81,7 +82,9 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
       return undefined;
     });
     if (r?.kind === 'hit') {
-      line(`    build cache: hit ${short}: node_modules of ${r.manifest.createdAt.slice(0, 19).replace('T', ' ')} UTC restored (${r.manifest.files} files, ${mb(r.manifest.bytes)}) in ${formatDuration(mono() - t0)}; install skipped`);
+      line(
+        `    build cache: hit ${short}: node_modules of ${r.manifest.createdAt.slice(0, 19).replace('T', ' ')} UTC restored (${r.manifest.files} files, ${mb(r.manifest.bytes)}) in ${formatDuration(mono() - t0)}; install skipped`,
+      );
       // npm ci would have run the app's own install scripts; they may write outside node_modules.
       const pkg = (await readPackageJson(req.appDir)) ?? {};
       const scripts = (pkg['scripts'] ?? {}) as Record<string, unknown>;
@@ -89,7 +92,8 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
       return { env, hit: true, inputs, entry: entryDir(cache, key) };
     }
     if (r?.kind === 'damaged') line(`    build cache: entry ${short} is damaged (${r.reason}): discarded, installing again`);
-    else if (r?.kind === 'miss') line(`    build cache: miss ${short} (${describeMiss(inputs, r.previous?.inputs)}): installing with the download cache`);
+    else if (r?.kind === 'miss')
+      line(`    build cache: miss ${short} (${describeMiss(inputs, r.previous?.inputs)}): installing with the download cache`);
   }
   await req.runStep('install', req.installArgv, env);
   const t0 = mono();
@@ -99,12 +103,15 @@ export async function installWithCache(req: InstallRequest): Promise<InstallOutc
     if (s.saved) {
       entry = entryDir(cache, key);
       const evicted = s.evicted > 0 ? `; ${s.evicted} least recently used entr${s.evicted === 1 ? 'y' : 'ies'} removed` : '';
-      line(`    build cache: saved ${short} (${s.manifest.files} files, ${mb(s.manifest.bytes)}) in ${formatDuration(mono() - t0)}${evicted}`);
+      line(
+        `    build cache: saved ${short} (${s.manifest.files} files, ${mb(s.manifest.bytes)}) in ${formatDuration(mono() - t0)}${evicted}`,
+      );
     } else {
       line(`    build cache: not saved (${s.reason})`);
     }
     const gone = await gcBuildCache(cache.root, cacheIdleMs(), Date.now());
-    if (gone.entries > 0) line(`    build cache: ${gone.entries} entr${gone.entries === 1 ? 'y' : 'ies'} unused for ${formatDuration(cacheIdleMs())} removed`);
+    if (gone.entries > 0)
+      line(`    build cache: ${gone.entries} entr${gone.entries === 1 ? 'y' : 'ies'} unused for ${formatDuration(cacheIdleMs())} removed`);
   } catch (e) {
     if (signal?.aborted) throw e;
     line(`    build cache: not saved (${cacheProblem(e)})`);
@@ -140,7 +147,9 @@ export async function pruneDevDependencies(req: {
   }
   const argv = pruneArgv(req.manager, version ?? '');
   if (argv === undefined) {
-    req.line(`    devDependencies not pruned: ${req.manager} ${version ?? '(version unknown)'} has no prune Pilot can run (set prune_dev_dependencies: false to silence this)`);
+    req.line(
+      `    devDependencies not pruned: ${req.manager} ${version ?? '(version unknown)'} has no prune Pilot can run (set prune_dev_dependencies: false to silence this)`,
+    );
     return;
   }
   const before = await listTree(nm);
@@ -151,7 +160,9 @@ export async function pruneDevDependencies(req: {
     const t0 = mono();
     const replayed = await replayPrune(nm, record, before).catch(() => undefined);
     if (replayed) {
-      req.line(`--> prune: replayed from the build cache (${formatArgv(argv)} removed ${record.removed.length} path${record.removed.length === 1 ? '' : 's'} from this same tree before) in ${formatDuration(mono() - t0)}`);
+      req.line(
+        `--> prune: replayed from the build cache (${formatArgv(argv)} removed ${record.removed.length} path${record.removed.length === 1 ? '' : 's'} from this same tree before) in ${formatDuration(mono() - t0)}`,
+      );
       said(replayed);
       return;
     }

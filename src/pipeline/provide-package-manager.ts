@@ -58,11 +58,20 @@ const ENTRIES: Record<string, readonly string[]> = {
 function commands(pm: PackageManager, entry: string, root: string): [string, string][] {
   switch (pm.name) {
     case 'npm':
-      return [['npm', entry], ['npx', join(root, 'bin/npx-cli.js')]];
+      return [
+        ['npm', entry],
+        ['npx', join(root, 'bin/npx-cli.js')],
+      ];
     case 'pnpm':
-      return [['pnpm', entry], ['pnpx', join(root, 'bin/pnpx.cjs')]];
+      return [
+        ['pnpm', entry],
+        ['pnpx', join(root, 'bin/pnpx.cjs')],
+      ];
     case 'yarn':
-      return [['yarn', entry], ['yarnpkg', entry]];
+      return [
+        ['yarn', entry],
+        ['yarnpkg', entry],
+      ];
   }
 }
 
@@ -96,7 +105,7 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
     throw e;
   });
   let via: ProvidedPackageManager['via'] = 'registry';
-  const corepack = req.corepack === undefined ? bundledCorepack() : req.corepack ?? undefined;
+  const corepack = req.corepack === undefined ? bundledCorepack() : (req.corepack ?? undefined);
   let unpacked: string | undefined;
   if (corepack !== undefined) {
     unpacked = await viaCorepack(req, corepack, pm, url).catch((e: unknown) => {
@@ -119,7 +128,8 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
       await extractArtifact(tgz, join(tmp, 'x'));
       // npm strips a tarball's first folder whatever its name (`package/` mostly; old yarn 1 releases differ).
       const tops = await readdir(join(tmp, 'x'), { withFileTypes: true });
-      if (tops.length !== 1 || !tops[0]!.isDirectory()) throw new PilotError('digest_mismatch', `${pkg}@${pm.version} from ${url} is not laid out as an npm package (one top folder)`);
+      if (tops.length !== 1 || !tops[0]!.isDirectory())
+        throw new PilotError('digest_mismatch', `${pkg}@${pm.version} from ${url} is not laid out as an npm package (one top folder)`);
       const root = join(tmp, 'x', tops[0]!.name);
       // corepack hashes what it downloads: the npm tarball (pnpm, yarn 1), or yarn berry's single
       // file (repo.yarnpkg.com's yarn.js, the same bytes as @yarnpkg/cli-dist's bin/yarn.js).
@@ -154,20 +164,31 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
   for (const pkg of packages) {
     const versions = await registry.versions(pkg);
     seen.push(...versions);
-    const best = semver.maxSatisfying(versions.filter((v) => semver.valid(v) !== null), range);
+    const best = semver.maxSatisfying(
+      versions.filter((v) => semver.valid(v) !== null),
+      range,
+    );
     if (best !== null) return { name: w.name, version: best };
   }
   const url = await registry.registryUrl();
   const near = nearestVersions(seen, w.spec);
-  throw new PilotError('package_manager_not_found', `no ${w.name} version matches ${w.source} on the npm registry ${url}${near.length ? `; nearest: ${near.join(', ')}` : ''}`, { details: { registry: url, nearest: near } });
+  throw new PilotError(
+    'package_manager_not_found',
+    `no ${w.name} version matches ${w.source} on the npm registry ${url}${near.length ? `; nearest: ${near.join(', ')}` : ''}`,
+    { details: { registry: url, nearest: near } },
+  );
 }
 
 async function notFound(registry: NpmRegistry, w: WantedPackageManager, pm: PackageManager, url: string): Promise<PilotError> {
   const { pkg } = distPackage(pm);
   const near = nearestVersions(await registry.versions(pkg).catch(() => []), pm.version);
-  return new PilotError('package_manager_not_found', `${w.source}: the npm registry ${url} has no ${pm.name} ${pm.version} (package ${pkg}@${pm.version})${near.length ? `; nearest: ${near.join(', ')}` : ''}`, {
-    details: { registry: url, nearest: near },
-  });
+  return new PilotError(
+    'package_manager_not_found',
+    `${w.source}: the npm registry ${url} has no ${pm.name} ${pm.version} (package ${pkg}@${pm.version})${near.length ? `; nearest: ${near.join(', ')}` : ''}`,
+    {
+      details: { registry: url, nearest: near },
+    },
+  );
 }
 
 /** corepack fetches (and checks, with its own keys and packageManager's hash) into COREPACK_HOME; the unpacked folder. */
@@ -186,13 +207,21 @@ async function viaCorepack(req: ProvidePackageManagerRequest, corepack: string, 
   const lines: string[] = [];
   req.log(`    corepack install ${spec} (registry ${env['COREPACK_NPM_REGISTRY']})`);
   const r = await runCommand([process.execPath, corepack, 'install', '-g', spec], {
-    cwd: req.cacheDir, env, timeoutMs: 10 * 60_000, maxOutputTail: 40,
+    cwd: req.cacheDir,
+    env,
+    timeoutMs: 10 * 60_000,
+    maxOutputTail: 40,
     onLine: (_s, l) => lines.push(l),
     ...(req.signal ? { signal: req.signal } : {}),
   });
   if (r.code !== 0) {
     const why = lines.find((l) => /error/i.test(l)) ?? lines.at(-1) ?? `exit code ${r.code}`;
-    throw new Error(why.replace(/\u001b\[[0-9;]*m/g, '').trim().slice(0, 300));
+    throw new Error(
+      why
+        .replace(/\u001b\[[0-9;]*m/g, '')
+        .trim()
+        .slice(0, 300),
+    );
   }
   const dir = join(home, 'v1', pm.name, pm.version);
   findEntry(dir, pm); // throws when corepack's layout is not what we know
@@ -242,11 +271,22 @@ async function checkHash(w: WantedPackageManager, pm: PackageManager, files: rea
 async function checkRuns(entry: string, pm: PackageManager, req: ProvidePackageManagerRequest): Promise<void> {
   const out: string[] = [];
   const r = await runCommand([process.execPath, entry, '--version'], {
-    cwd: req.cacheDir, env: { PATH: req.npmEnv['PATH'] ?? '/usr/bin:/bin', HOME: req.npmEnv['HOME'] ?? req.cacheDir, COREPACK_ENABLE_STRICT: '0', YARN_IGNORE_PATH: '1' },
-    timeoutMs: 120_000, onLine: (_s, l) => out.push(l), ...(req.signal ? { signal: req.signal } : {}),
+    cwd: req.cacheDir,
+    env: {
+      PATH: req.npmEnv['PATH'] ?? '/usr/bin:/bin',
+      HOME: req.npmEnv['HOME'] ?? req.cacheDir,
+      COREPACK_ENABLE_STRICT: '0',
+      YARN_IGNORE_PATH: '1',
+    },
+    timeoutMs: 120_000,
+    onLine: (_s, l) => out.push(l),
+    ...(req.signal ? { signal: req.signal } : {}),
   });
   if (r.code !== 0 || !out.some((l) => l.trim() === pm.version)) {
-    throw new PilotError('build_failed', `${pm.name} ${pm.version} does not start on this machine: \`${pm.name} --version\` said ${JSON.stringify(out.slice(-3).join(' ').slice(0, 300))} (exit ${r.code})`);
+    throw new PilotError(
+      'build_failed',
+      `${pm.name} ${pm.version} does not start on this machine: \`${pm.name} --version\` said ${JSON.stringify(out.slice(-3).join(' ').slice(0, 300))} (exit ${r.code})`,
+    );
   }
 }
 
@@ -255,7 +295,11 @@ async function writeShims(cacheDir: string, pm: PackageManager, dir: string): Pr
   const entry = findEntry(dir, pm);
   const bin = join(cacheDir, 'shims', `${pm.name}-${pm.version}`);
   if (existsSync(join(bin, '.complete'))) return bin;
-  if (/['\n\\]/.test(dir)) throw new PilotError('invalid_config', `the package-manager cache folder ${JSON.stringify(dir)} holds a quote or newline: choose another PILOT_RUNTIME_CACHE`);
+  if (/['\n\\]/.test(dir))
+    throw new PilotError(
+      'invalid_config',
+      `the package-manager cache folder ${JSON.stringify(dir)} holds a quote or newline: choose another PILOT_RUNTIME_CACHE`,
+    );
   const tmp = await mkdtemp(join(cacheDir, '.shims-'));
   try {
     for (const [name, file] of commands(pm, entry, dir)) {

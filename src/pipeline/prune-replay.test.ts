@@ -77,10 +77,16 @@ describe('prune replay', () => {
   it('refuses a record with paths outside node_modules', async () => {
     const entry = temp();
     for (const bad of [['../../etc'], ['/etc'], ['a/../../b'], ['']]) {
-      writeFileSync(join(entry, 'prune.json'), JSON.stringify({ format: 1, argv: ARGV, before: 'x', after: 'y', removed: bad, written: {} }));
+      writeFileSync(
+        join(entry, 'prune.json'),
+        JSON.stringify({ format: 1, argv: ARGV, before: 'x', after: 'y', removed: bad, written: {} }),
+      );
       assert.equal(await readRecord(entry), undefined, JSON.stringify(bad));
     }
-    writeFileSync(join(entry, 'prune.json'), JSON.stringify({ format: 1, argv: ARGV, before: 'x', after: 'y', removed: [], written: { '../escape': { data: '', mode: 420 } } }));
+    writeFileSync(
+      join(entry, 'prune.json'),
+      JSON.stringify({ format: 1, argv: ARGV, before: 'x', after: 'y', removed: [], written: { '../escape': { data: '', mode: 420 } } }),
+    );
     assert.equal(await readRecord(entry), undefined);
     writeFileSync(join(entry, 'prune.json'), 'not json');
     assert.equal(await readRecord(entry), undefined);

@@ -66,7 +66,12 @@ export async function listTree(dir: string): Promise<TreeListing> {
 }
 
 /** What a prune did, from the trees before and after it; undefined when it wrote too much to record. */
-export async function recordPrune(nm: string, argv: readonly string[], before: TreeListing, after: TreeListing): Promise<PruneRecord | undefined> {
+export async function recordPrune(
+  nm: string,
+  argv: readonly string[],
+  before: TreeListing,
+  after: TreeListing,
+): Promise<PruneRecord | undefined> {
   const removed: string[] = [];
   for (const p of before.entries.keys()) {
     if (after.entries.has(p)) continue;
@@ -96,7 +101,14 @@ function inside(p: string): boolean {
 export async function readRecord(entry: string): Promise<PruneRecord | undefined> {
   try {
     const r = JSON.parse(await readFile(path.join(entry, RECORD), 'utf8')) as PruneRecord;
-    if (r.format !== 1 || !Array.isArray(r.argv) || typeof r.before !== 'string' || typeof r.after !== 'string' || !Array.isArray(r.removed)) return undefined;
+    if (
+      r.format !== 1 ||
+      !Array.isArray(r.argv) ||
+      typeof r.before !== 'string' ||
+      typeof r.after !== 'string' ||
+      !Array.isArray(r.removed)
+    )
+      return undefined;
     if (!r.removed.every((p) => typeof p === 'string' && inside(p))) return undefined;
     if (typeof r.written !== 'object' || r.written === null || !Object.keys(r.written).every(inside)) return undefined;
     return r;

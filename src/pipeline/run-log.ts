@@ -10,7 +10,11 @@ export class RunLog {
   private sending: Promise<void> = Promise.resolve();
   private mask: (line: string) => string = (l) => l;
 
-  constructor(private readonly api: ApiClient, private readonly runId: number, private readonly out: (line: string) => void) {}
+  constructor(
+    private readonly api: ApiClient,
+    private readonly runId: number,
+    private readonly out: (line: string) => void,
+  ) {}
 
   /** Mask these values (build secrets, npmrc credentials) in every later line, terminal included. */
   maskValues(mask: (line: string) => string): void {

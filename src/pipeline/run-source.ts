@@ -11,7 +11,14 @@ import { checkoutWorkspace, resolveSource } from './source.js';
 
 export type RunSource =
   | { readonly kind: 'worktree'; readonly dir: string; readonly allowDirty: boolean }
-  | { readonly kind: 'git'; readonly app: string; readonly repo: string; readonly commit: string; readonly runId: number; readonly cacheRoot: string };
+  | {
+      readonly kind: 'git';
+      readonly app: string;
+      readonly repo: string;
+      readonly commit: string;
+      readonly runId: number;
+      readonly cacheRoot: string;
+    };
 
 export interface PreparedSource {
   readonly app: string;
@@ -46,7 +53,13 @@ export async function prepareSource(src: RunSource, signal?: AbortSignal): Promi
     config: undefined,
     async checkout(dir, sig, onLine) {
       const { fetchCommit, checkoutCommit } = await import('./git-cache.js');
-      const { gitDir } = await fetchCommit({ repo: src.repo, commit: src.commit, cacheRoot: src.cacheRoot, ...(sig ? { signal: sig } : {}), ...(onLine ? { onLine } : {}) });
+      const { gitDir } = await fetchCommit({
+        repo: src.repo,
+        commit: src.commit,
+        cacheRoot: src.cacheRoot,
+        ...(sig ? { signal: sig } : {}),
+        ...(onLine ? { onLine } : {}),
+      });
       const r = await checkoutCommit(gitDir, src.commit, dir, sig ? { signal: sig } : {});
       return { files: r.files, message: r.message };
     },
@@ -57,9 +70,13 @@ export async function prepareSource(src: RunSource, signal?: AbortSignal): Promi
 export async function configFromCheckout(app: string, dir: string): Promise<{ input: AppConfigInput; config: AppConfig }> {
   const loaded = await loadAppConfig(dir, app);
   if (loaded.input.name !== undefined && loaded.input.name !== app) {
-    throw new PilotError('invalid_config', `pilot.yaml in the repository names the app "${loaded.input.name}", but it is deployed as "${app}"`, {
-      hint: `Remove \`name:\` from pilot.yaml or set it to "${app}".`,
-    });
+    throw new PilotError(
+      'invalid_config',
+      `pilot.yaml in the repository names the app "${loaded.input.name}", but it is deployed as "${app}"`,
+      {
+        hint: `Remove \`name:\` from pilot.yaml or set it to "${app}".`,
+      },
+    );
   }
   return loaded;
 }

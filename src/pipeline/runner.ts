@@ -62,9 +62,16 @@ const mono = (): number => performance.now();
 /** A build command silent this long gets a `still installing… 2m10s` line, and again every as long (PILOT_SILENCE_NOTICE, default 15s). */
 const silenceMs = parseEnvDuration(process.env.PILOT_SILENCE_NOTICE) || 15_000;
 /** 3.1 MB, 24 KB. */
-const humanSize = (n: number): string => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`);
+const humanSize = (n: number): string =>
+  n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`;
 /** The verb of a step's silence notice: `still deploying… 45s`. */
-const STEP_VERBS: Readonly<Record<StepName, string>> = { source: 'checking out', build: 'building', package: 'packaging', publish: 'publishing', deploy: 'deploying' };
+const STEP_VERBS: Readonly<Record<StepName, string>> = {
+  source: 'checking out',
+  build: 'building',
+  package: 'packaging',
+  publish: 'publishing',
+  deploy: 'deploying',
+};
 
 /** Perform the whole process. Throws PilotError on any failure (code `superseded` when a newer push won). */
 export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunOutcome> {
@@ -73,9 +80,10 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
   // Packing and publishing need tar and undici; load them while the build runs, not before it.
   const later = Promise.all([import('../artifacts/pack.js'), import('../artifacts/client.js')]);
   later.catch(() => undefined);
-  const run: RunRecord = req.source.kind === 'git'
-    ? (await api.updateRun(req.source.runId, { status: 'running' })).run
-    : (await api.createRun({ app: source.app, commit: source.commit, dirty: source.dirty, trigger: req.trigger })).run;
+  const run: RunRecord =
+    req.source.kind === 'git'
+      ? (await api.updateRun(req.source.runId, { status: 'running' })).run
+      : (await api.createRun({ app: source.app, commit: source.commit, dirty: source.dirty, trigger: req.trigger })).run;
   // Steps that are not commands (a runtime download, a cache restore, a docker build, an upload, a
   // rollout) get notices from here; commands have their own (runStep), during which this one pauses.
   let stepSilence: SilenceTimer | undefined;
@@ -118,7 +126,9 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
   const workspace = await mkdtemp(join(tmpdir(), 'pilot-build-'));
   const appDir = appDirOf(workspace);
   try {
-    log.line(`run #${run.id}${run.attempt > 1 ? ` (attempt ${run.attempt})` : ''}: app ${source.app}, commit ${source.commit}${source.dirty ? ' (dirty working tree)' : ''}`);
+    log.line(
+      `run #${run.id}${run.attempt > 1 ? ` (attempt ${run.attempt})` : ''}: app ${source.app}, commit ${source.commit}${source.dirty ? ' (dirty working tree)' : ''}`,
+    );
     const { config, input } = await step('source', `source: ${source.commit.slice(0, 12)}`, async () => {
       const { files, message } = await source.checkout(appDir, req.signal, (l) => log.line(`    ${sanitizeLine(l)}`));
       log.line(`    ${JSON.stringify(sanitizeLine(message.split('\n')[0] ?? '', 200))}: ${files} files checked out in a clean workspace`);
@@ -132,11 +142,15 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       // Engine, base image, registry: checked before anything is installed, not after.
       if (docker) await docker.preflight({ api, config, appDir, dockerfile, line: (l) => log.line(l), signal: req.signal });
       if (dockerfile !== undefined) {
-        log.line(`    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`);
+        log.line(
+          `    nothing to build on this machine: ${dockerfile} builds the app${config.build?.length ? ' (pilot.yaml build: commands are not run; put them in the Dockerfile)' : ''}`,
+        );
         return undefined;
       }
       if (docker) {
-        log.line('    nothing to build on this machine: the generated Dockerfile installs the dependencies and builds the app in the image');
+        log.line(
+          '    nothing to build on this machine: the generated Dockerfile installs the dependencies and builds the app in the image',
+        );
         return undefined;
       }
       const early = await readWorkspaceFacts(appDir);
@@ -145,7 +159,10 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       const checkStartCommand = async (): Promise<void> => {
         if (config.runtime !== 'process' || !early.hasPackageJson) return;
         const procfile = await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined);
-        const serverJs = await access(join(appDir, 'server.js')).then(() => true, () => false);
+        const serverJs = await access(join(appDir, 'server.js')).then(
+          () => true,
+          () => false,
+        );
         const missing = missingStartCommand(config.run, procfile, early.scripts, serverJs);
         if (missing) throw missing;
       };
@@ -155,14 +172,42 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       const located = locateNpmConfig({ neutralDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), signal: req.signal });
       located.catch(() => undefined); // awaited by prepareBuild; a run that ends earlier leaves no unhandled rejection
       // The pinned runtime first: a version that cannot be had ends the run before anything is built.
-      const pinned = config.runtime === 'process'
-        ? await provideNodeRuntime({ app: config.name, commit: source.commit, appDir, configNode: config.node, api, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log: (l) => log.line(l), signal: req.signal, override: req.nodeOverride })
-        : undefined;
-      if (req.nodeOverride !== undefined && config.runtime !== 'process') log.line(`    warning: --node ${req.nodeOverride} is ignored: runtime ${config.runtime} gets Node.js from its image`);
+      const pinned =
+        config.runtime === 'process'
+          ? await provideNodeRuntime({
+              app: config.name,
+              commit: source.commit,
+              appDir,
+              configNode: config.node,
+              api,
+              cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(),
+              log: (l) => log.line(l),
+              signal: req.signal,
+              override: req.nodeOverride,
+            })
+          : undefined;
+      if (req.nodeOverride !== undefined && config.runtime !== 'process')
+        log.line(`    warning: --node ${req.nodeOverride} is ignored: runtime ${config.runtime} gets Node.js from its image`);
       if (pinned) log.line(`    node ${pinned.ref.version} (from ${pinned.ref.source}) builds the app: ${pinned.runtime.node}`);
-      if (pinned) log.line(pinned.npm ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}` : '    npm: this machine\'s own (none paired)');
+      if (pinned)
+        log.line(
+          pinned.npm
+            ? `    npm ${pinned.npm.version} (paired with node ${pinned.ref.version}) installs and starts it: ${pinned.npm.binDir}`
+            : "    npm: this machine's own (none paired)",
+        );
       // Build secrets, the user's npm set-up and the package manager (build-setup.ts); the log is masked from here on.
-      const prepared = await prepareBuild({ api, runId: run.id, appDir, config, pinned: pinned?.runtime, pairedNpmBinDir: pinned?.npm?.binDir, cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(), log, signal: req.signal, located });
+      const prepared = await prepareBuild({
+        api,
+        runId: run.id,
+        appDir,
+        config,
+        pinned: pinned?.runtime,
+        pairedNpmBinDir: pinned?.npm?.binDir,
+        cacheDir: req.runtimeCacheDir ?? defaultRuntimeCacheDir(),
+        log,
+        signal: req.signal,
+        located,
+      });
       const { plan } = prepared;
       if (plan.length === 0) log.line('    nothing to build (no package.json, no build script, no build commands)');
       const { facts, pm } = prepared;
@@ -173,8 +218,13 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         const outer = stepSilence;
         outer?.pause();
         const result = await runCommand(argv, {
-          cwd: appDir, env: stepEnv, timeoutMs: config.buildStepTimeoutMs, onLine: (_stream, line) => log.line(`    ${line}`),
-          silenceMs, onSilence: (ms) => log.line(`    still ${verb}… ${elapsedText(ms)}`), ...sig,
+          cwd: appDir,
+          env: stepEnv,
+          timeoutMs: config.buildStepTimeoutMs,
+          onLine: (_stream, line) => log.line(`    ${line}`),
+          silenceMs,
+          onSilence: (ms) => log.line(`    still ${verb}… ${elapsedText(ms)}`),
+          ...sig,
         }).finally(() => outer?.resume());
         try {
           mustSucceed(result, argv);
@@ -192,12 +242,25 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         // node_modules cache would restore an incomplete install, so berry apps install every time.
         if (s.name === 'install' && config.buildCache && !isBerry(pm)) {
           const cache = { root: req.buildCacheDir ?? defaultBuildCacheDir(), app: config.name };
-          const r = await installWithCache({ cache, appDir, workspace, manager, installArgv: s.argv, env, bypass: req.noCache === true, keep: cacheKeep(), line: (l) => log.line(l), runStep, signal: req.signal });
+          const r = await installWithCache({
+            cache,
+            appDir,
+            workspace,
+            manager,
+            installArgv: s.argv,
+            env,
+            bypass: req.noCache === true,
+            keep: cacheKeep(),
+            line: (l) => log.line(l),
+            runStep,
+            signal: req.signal,
+          });
           env = r.env;
           cacheEntry = r.entry;
           managerVersion = r.inputs?.managerVersion ?? managerVersion;
         } else {
-          if (s.name === 'install' && config.buildCache) log.line(`    build cache: not used for yarn ${pm.version} (its install lives outside node_modules)`);
+          if (s.name === 'install' && config.buildCache)
+            log.line(`    build cache: not used for yarn ${pm.version} (its install lives outside node_modules)`);
           await runStep(s.name, s.argv, env);
         }
       }
@@ -207,32 +270,65 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       await checkStartCommand();
       return pinned?.ref;
     });
-    const image = docker && (await docker.imageSteps({ api, step, line: (l) => log.line(l), config, appDir, workspace, dockerfile, commit: source.commit, dirty: source.dirty, runId: run.id, signal: req.signal }));
+    const image =
+      docker &&
+      (await docker.imageSteps({
+        api,
+        step,
+        line: (l) => log.line(l),
+        config,
+        appDir,
+        workspace,
+        dockerfile,
+        commit: source.commit,
+        dirty: source.dirty,
+        runId: run.id,
+        signal: req.signal,
+      }));
     const tgz = join(workspace, 'artifact.tgz');
-    const packed = image ? undefined : await step('package', 'package', async () => {
-      const p = await (await later)[0].packDir(appDir, tgz);
-      for (const w of p.warnings) log.line(`    warning: ${w}`);
-      log.line(`    artifact: ${humanSize(p.size)}, ${p.files} files (${p.digest})`);
-      return p;
-    });
-    if (packed) await step('publish', 'publish', async () => {
-      const t0 = mono();
-      const { ArtifactClient } = (await later)[1];
-      const r = await new ArtifactClient(api.baseUrl, api.token).upload(tgz, packed.digest, { app: config.name, commit: source.commit });
-      const secs = (mono() - t0) / 1000;
-      log.line(r.uploaded
-        ? `    uploaded ${(r.bytes / 1024 / 1024).toFixed(2)} MB (${(r.bytes / 1024 / 1024 / Math.max(secs, 0.001)).toFixed(0)} MB/s)`
-        : '    already in the artifact repository: nothing to upload');
-      await api.updateRun(run.id, { artifact: packed.digest });
-    });
-    const artifact = image ? image.archive ?? image.id : packed!.digest;
+    const packed = image
+      ? undefined
+      : await step('package', 'package', async () => {
+          const p = await (await later)[0].packDir(appDir, tgz);
+          for (const w of p.warnings) log.line(`    warning: ${w}`);
+          log.line(`    artifact: ${humanSize(p.size)}, ${p.files} files (${p.digest})`);
+          return p;
+        });
+    if (packed)
+      await step('publish', 'publish', async () => {
+        const t0 = mono();
+        const { ArtifactClient } = (await later)[1];
+        const r = await new ArtifactClient(api.baseUrl, api.token).upload(tgz, packed.digest, { app: config.name, commit: source.commit });
+        const secs = (mono() - t0) / 1000;
+        log.line(
+          r.uploaded
+            ? `    uploaded ${(r.bytes / 1024 / 1024).toFixed(2)} MB (${(r.bytes / 1024 / 1024 / Math.max(secs, 0.001)).toFixed(0)} MB/s)`
+            : '    already in the artifact repository: nothing to upload',
+        );
+        await api.updateRun(run.id, { artifact: packed.digest });
+      });
+    const artifact = image ? (image.archive ?? image.id) : packed!.digest;
     const revision = await step('deploy', 'deploy', async () => {
       // The Procfile `release:` line becomes the revision's release command (pilot.yaml `release` wins).
-      const procfileRelease = input.release === undefined && config.runtime === 'process' ? resolveReleaseCommand(undefined, await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined)) : undefined;
+      const procfileRelease =
+        input.release === undefined && config.runtime === 'process'
+          ? resolveReleaseCommand(undefined, await readFile(join(appDir, 'Procfile'), 'utf8').catch(() => undefined))
+          : undefined;
       const release = procfileRelease ?? config.release;
-      if (release) log.line(`    release phase: ${formatArgv(release)} (${procfileRelease ? 'Procfile release:' : 'pilot.yaml release'}), once, before traffic moves`);
+      if (release)
+        log.line(
+          `    release phase: ${formatArgv(release)} (${procfileRelease ? 'Procfile release:' : 'pilot.yaml release'}), once, before traffic moves`,
+        );
       const sent = procfileRelease ? { ...input, release: [...procfileRelease] } : input;
-      const d = await api.deploy(config.name, { artifact, commit: source.commit, dirty: source.dirty, config: sent, runId: run.id, ...(image ? { image } : {}), ...(node ? { node } : {}) });
+      const d = await api.deploy(config.name, {
+        artifact,
+        commit: source.commit,
+        dirty: source.dirty,
+        config: sent,
+        runId: run.id,
+        ...(image ? { image } : {}),
+        ...(node ? { node } : {}),
+      });
       await api.updateRun(run.id, { revision: d.revision.number, rolloutId: d.rollout.id });
       log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
       for (const n of d.notes ?? []) log.line(`    ${n}`);

@@ -2,7 +2,21 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, realpath, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  realpath,
+  rm,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isPilotError, type ErrorCode } from '../core/errors.js';
@@ -19,7 +33,16 @@ after(async () => {
 
 /** git as a test user, without reading or writing anyone's global identity or signing setup. */
 function git(cwd: string, ...args: string[]): string {
-  const id = ['-c', 'user.name=Pilot Test', '-c', 'user.email=test@pilot.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main'];
+  const id = [
+    '-c',
+    'user.name=Pilot Test',
+    '-c',
+    'user.email=test@pilot.invalid',
+    '-c',
+    'commit.gpgsign=false',
+    '-c',
+    'init.defaultBranch=main',
+  ];
   return execFileSync('git', [...id, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
@@ -74,7 +97,15 @@ describe('resolveSource', () => {
     const src = await resolveSource(dir, { allowDirty: false });
     assert.equal(src.commit, git(dir, 'rev-parse', 'HEAD').trim());
     assert.match(src.commit, /^[0-9a-f]{40}$/);
-    assert.deepEqual(src, { root: await realpath(dir), subdir: '', commit: src.commit, dirty: false, branch: 'main', message: 'first', author: 'Pilot Test <test@pilot.invalid>' });
+    assert.deepEqual(src, {
+      root: await realpath(dir),
+      subdir: '',
+      commit: src.commit,
+      dirty: false,
+      branch: 'main',
+      message: 'first',
+      author: 'Pilot Test <test@pilot.invalid>',
+    });
   });
 
   it('refuses a folder that does not exist, a file, and a folder outside any git work tree', async () => {
@@ -147,7 +178,11 @@ describe('resolveSource', () => {
     assert.deepEqual(await tree(ws), { 'lib/x.js': 'x', 'package.json': '{}' });
 
     await write(dir, { 'apps/web/lib/x.js': 'y', 'apps/web/new.js': 'n' });
-    await rejectsWith(resolveSource(path.join(dir, 'apps/web'), { allowDirty: false }), 'dirty_tree', /apps\/web\/lib\/x\.js, apps\/web\/new\.js$/);
+    await rejectsWith(
+      resolveSource(path.join(dir, 'apps/web'), { allowDirty: false }),
+      'dirty_tree',
+      /apps\/web\/lib\/x\.js, apps\/web\/new\.js$/,
+    );
     const dirty = await resolveSource(path.join(dir, 'apps/web'), { allowDirty: true });
     const ws2 = await workspace();
     await checkoutWorkspace(dirty, ws2);
@@ -170,7 +205,12 @@ describe('resolveSource', () => {
     const marker = path.join(scratch, `marker-${++n}`);
     const evil = `$(touch ${marker}); \`touch ${marker}\` '"`;
     const dir = await repo(undefined, `repo ${evil.replaceAll('/', '_')}`);
-    const files = { [`$(touch ${marker.replaceAll('/', '_')}).txt`]: 'a', 'semi;colon & `tick`.txt': 'b', "quote'\"\nnewline.txt": 'c', 'é ü.txt': 'd' };
+    const files = {
+      [`$(touch ${marker.replaceAll('/', '_')}).txt`]: 'a',
+      'semi;colon & `tick`.txt': 'b',
+      'quote\'"\nnewline.txt': 'c',
+      'é ü.txt': 'd',
+    };
     await write(dir, files);
     git(dir, 'add', '-A');
     const message = `deploy ${evil}\n\nbody line; rm -rf "$HOME"\n`;
@@ -189,7 +229,11 @@ describe('resolveSource', () => {
 
     await writeFile(path.join(dir, 'semi;colon & `tick`.txt'), 'changed');
     await write(dir, { 'new\nline $(x).txt': 'n' });
-    await rejectsWith(resolveSource(dir, { allowDirty: false }), 'dirty_tree', /: (semi;colon & `tick`\.txt, new\nline \$\(x\)\.txt|new\nline \$\(x\)\.txt, semi;colon & `tick`\.txt)$/);
+    await rejectsWith(
+      resolveSource(dir, { allowDirty: false }),
+      'dirty_tree',
+      /: (semi;colon & `tick`\.txt, new\nline \$\(x\)\.txt|new\nline \$\(x\)\.txt, semi;colon & `tick`\.txt)$/,
+    );
     const ws2 = await workspace();
     await checkoutWorkspace(await resolveSource(dir, { allowDirty: true }), ws2);
     assert.deepEqual(await tree(ws2), { ...files, 'semi;colon & `tick`.txt': 'changed', 'new\nline $(x).txt': 'n' });

@@ -31,7 +31,10 @@ const COPY_CONCURRENCY = 16;
 /** Resolve a folder in a git work tree to the commit to deploy; refuses uncommitted changes under it unless allowDirty. */
 export async function resolveSource(dir: string, opts: { allowDirty: boolean; signal?: AbortSignal }): Promise<Source> {
   const abs = path.resolve(dir);
-  const kind = await stat(abs).then((s) => (s.isDirectory() ? 'dir' : 'other'), () => 'missing');
+  const kind = await stat(abs).then(
+    (s) => (s.isDirectory() ? 'dir' : 'other'),
+    () => 'missing',
+  );
   if (kind === 'missing') throw new PilotError('not_a_git_repo', `folder ${abs} does not exist`);
   if (kind === 'other') throw new PilotError('not_a_git_repo', `${abs} is not a folder`);
   const sig = opts.signal === undefined ? {} : { signal: opts.signal };
@@ -65,7 +68,9 @@ export async function resolveSource(dir: string, opts: { allowDirty: boolean; si
     // A clean folder git does not track (empty, or only ignored files) has no tree to deploy.
     const kindOf = await git(abs, ['cat-file', '-t', `${commit}:${subdir}`], sig);
     if (kindOf.code !== 0 || kindOf.stdout.toString('utf8').trim() !== 'tree') {
-      throw new PilotError('no_commits', `${subdir} has no committed files in ${commit.slice(0, 12)}`, { hint: "Commit the app's files first." });
+      throw new PilotError('no_commits', `${subdir} has no committed files in ${commit.slice(0, 12)}`, {
+        hint: "Commit the app's files first.",
+      });
     }
   }
   return {
@@ -80,7 +85,11 @@ export async function resolveSource(dir: string, opts: { allowDirty: boolean; si
 }
 
 /** Fill an empty workspace with the app's files: the committed tree, or (dirty) the working tree's tracked and unignored files. */
-export async function checkoutWorkspace(src: Source, workspaceDir: string, opts: { signal?: AbortSignal } = {}): Promise<{ files: number }> {
+export async function checkoutWorkspace(
+  src: Source,
+  workspaceDir: string,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ files: number }> {
   await mkdir(workspaceDir, { recursive: true });
   if ((await readdir(workspaceDir)).length > 0) throw new PilotError('internal', `workspace ${workspaceDir} is not empty`);
   return src.dirty ? copyWorkingTree(src, workspaceDir, opts) : extractCommit(src, workspaceDir, opts);
@@ -131,7 +140,8 @@ async function copyWorkingTree(src: Source, ws: string, opts: { signal?: AbortSi
     while (next < paths.length) {
       if (opts.signal?.aborted) throw new PilotError('cancelled', 'copying the working tree was cancelled');
       const rel = paths[next++]!;
-      if (path.isAbsolute(rel) || rel.split('/').includes('..')) throw new PilotError('internal', `git listed an unexpected path ${JSON.stringify(rel)}`);
+      if (path.isAbsolute(rel) || rel.split('/').includes('..'))
+        throw new PilotError('internal', `git listed an unexpected path ${JSON.stringify(rel)}`);
       if (await copyEntry(path.join(base, rel), path.join(ws, rel))) files++;
     }
   };

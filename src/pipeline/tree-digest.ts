@@ -37,14 +37,16 @@ export async function treeDigest(dir: string, opts: { maxFiles?: number } = {}):
       } else if (d.isSymbolicLink()) {
         const target = await readlink(abs);
         const resolved = path.resolve(path.dirname(abs), target);
-        if (path.isAbsolute(target) || (resolved !== dir && !resolved.startsWith(dir + path.sep))) problems.push(`${r} links outside node_modules (→ ${target})`);
+        if (path.isAbsolute(target) || (resolved !== dir && !resolved.startsWith(dir + path.sep)))
+          problems.push(`${r} links outside node_modules (→ ${target})`);
         lines.push(`l\0${r}\0${target}\n`);
       } else if (d.isFile()) {
         const s = await lstat(abs);
         fileJobs.push({ rel: r, mode: s.mode & 0o7777, size: s.size });
         files++;
         bytes += s.size;
-        if (opts.maxFiles !== undefined && files > opts.maxFiles) return { digest: '', files, bytes, problems: [`more than ${opts.maxFiles} files`] };
+        if (opts.maxFiles !== undefined && files > opts.maxFiles)
+          return { digest: '', files, bytes, problems: [`more than ${opts.maxFiles} files`] };
       } else {
         problems.push(`${r} is not a file, folder or link`);
       }
@@ -70,4 +72,3 @@ async function fileSha256(file: string, size: number): Promise<string> {
   for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
   return h.digest('hex');
 }
-

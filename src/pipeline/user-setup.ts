@@ -6,7 +6,14 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { passesToBuild, setupSecretValues, unresolvedNpmrcVars, userSetupEnv, yarnrcSecretValues, type HostNpmConfig } from '../node-runtime/build-env.js';
+import {
+  passesToBuild,
+  setupSecretValues,
+  unresolvedNpmrcVars,
+  userSetupEnv,
+  yarnrcSecretValues,
+  type HostNpmConfig,
+} from '../node-runtime/build-env.js';
 import { npmEnv } from '../node-runtime/npm-registry.js';
 import { runCommand } from '../os/exec.js';
 
@@ -29,10 +36,17 @@ export interface UserSetup {
  * registry`, asked in `neutralDir` (a folder without an app .npmrc). No npm on this machine (an app
  * built by pilot.yaml commands alone): nothing, not an error. Rejects only when `signal` aborts.
  */
-export async function locateNpmConfig(opts: { readonly hostEnv?: NodeJS.ProcessEnv; readonly neutralDir: string; readonly signal?: AbortSignal | undefined }): Promise<Record<string, string>> {
+export async function locateNpmConfig(opts: {
+  readonly hostEnv?: NodeJS.ProcessEnv;
+  readonly neutralDir: string;
+  readonly signal?: AbortSignal | undefined;
+}): Promise<Record<string, string>> {
   const lines: string[] = [];
   const r = await runCommand(['npm', 'config', 'get', 'globalconfig', 'userconfig', 'cafile', 'registry'], {
-    cwd: opts.neutralDir, env: npmEnv(opts.hostEnv ?? process.env), timeoutMs: 60_000, maxOutputTail: 20,
+    cwd: opts.neutralDir,
+    env: npmEnv(opts.hostEnv ?? process.env),
+    timeoutMs: 60_000,
+    maxOutputTail: 20,
     onLine: (stream, l) => {
       if (stream === 'stdout') lines.push(l);
     },
@@ -77,15 +91,27 @@ export async function readUserSetup(opts: {
     registry: got['registry'] ?? 'https://registry.npmjs.org/',
   };
   const env = userSetupEnv(hostEnv, npm);
-  const texts = await Promise.all([npm.globalconfig, npm.userconfig, join(opts.appDir, '.npmrc')].map((f) => (f === undefined ? '' : readFile(f, 'utf8').catch(() => ''))));
-  const yarnrcs = await Promise.all([join(opts.appDir, '.yarnrc.yml'), hostEnv['HOME'] === undefined ? undefined : join(hostEnv['HOME'], '.yarnrc.yml')]
-    .map((f) => (f === undefined ? '' : readFile(f, 'utf8').catch(() => ''))));
-  const secretValues = [...setupSecretValues(texts, { ...hostEnv, ...opts.extraEnv }), ...yarnrcSecretValues(yarnrcs, { ...hostEnv, ...opts.extraEnv })];
-  const vars = Object.keys(hostEnv).filter((k) => passesToBuild(k) && hostEnv[k] !== undefined).sort();
+  const texts = await Promise.all(
+    [npm.globalconfig, npm.userconfig, join(opts.appDir, '.npmrc')].map((f) =>
+      f === undefined ? '' : readFile(f, 'utf8').catch(() => ''),
+    ),
+  );
+  const yarnrcs = await Promise.all(
+    [join(opts.appDir, '.yarnrc.yml'), hostEnv['HOME'] === undefined ? undefined : join(hostEnv['HOME'], '.yarnrc.yml')].map((f) =>
+      f === undefined ? '' : readFile(f, 'utf8').catch(() => ''),
+    ),
+  );
+  const secretValues = [
+    ...setupSecretValues(texts, { ...hostEnv, ...opts.extraEnv }),
+    ...yarnrcSecretValues(yarnrcs, { ...hostEnv, ...opts.extraEnv }),
+  ];
+  const vars = Object.keys(hostEnv)
+    .filter((k) => passesToBuild(k) && hostEnv[k] !== undefined)
+    .sort();
   const parts = [
     npm.globalconfig && `global npmrc ${npm.globalconfig}`,
     npm.userconfig && `user npmrc ${npm.userconfig}`,
-    texts[2] !== '' && 'the app\'s .npmrc',
+    texts[2] !== '' && "the app's .npmrc",
     npm.cafile && `cafile ${npm.cafile}`,
     vars.length > 0 && `variables ${vars.join(', ')}`,
   ].filter((p): p is string => typeof p === 'string' && p !== '');

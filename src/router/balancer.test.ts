@@ -5,11 +5,12 @@ import { Balancer, pickLeastInflight, pickSmoothWeighted } from './balancer.js';
 import type { TableRoute } from './routing-table.js';
 import { routeOf as route } from './test-support.js';
 
-const routeOf = (n: number): TableRoute => route(
-  'hello',
-  ['hello.localhost'],
-  Array.from({ length: n }, (_, i) => ({ id: `u${i}`, app: 'hello', revision: 1, host: '127.0.0.1', port: 3000 + i })),
-);
+const routeOf = (n: number): TableRoute =>
+  route(
+    'hello',
+    ['hello.localhost'],
+    Array.from({ length: n }, (_, i) => ({ id: `u${i}`, app: 'hello', revision: 1, host: '127.0.0.1', port: 3000 + i })),
+  );
 
 describe('pickLeastInflight', () => {
   it('picks an upstream with the fewest in-flight requests, the first one from start on a tie', () => {
@@ -31,7 +32,12 @@ describe('pickLeastInflight', () => {
   it('never picks a skipped index, and returns -1 when all are skipped', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.nat(5), fc.boolean()), { minLength: 1, maxLength: 8 }), (entries) => {
-        const i = pickLeastInflight(entries.length, (j) => entries[j]![0], 0, (j) => entries[j]![1]);
+        const i = pickLeastInflight(
+          entries.length,
+          (j) => entries[j]![0],
+          0,
+          (j) => entries[j]![1],
+        );
         if (entries.every(([, skip]) => skip)) assert.equal(i, -1);
         else assert.equal(entries[i]![1], false);
       }),
@@ -59,7 +65,11 @@ describe('Balancer', () => {
   it('sends new requests to the less busy upstream', () => {
     const b = new Balancer();
     const route = routeOf(3);
-    const load = new Map([['u0', 4], ['u1', 1], ['u2', 3]]);
+    const load = new Map([
+      ['u0', 4],
+      ['u1', 1],
+      ['u2', 3],
+    ]);
     assert.equal(b.pick(route, (id) => load.get(id)!)?.id, 'u1');
   });
 
@@ -67,8 +77,14 @@ describe('Balancer', () => {
     const b = new Balancer();
     const route = routeOf(2);
     assert.equal(b.pick(route, () => 0, new Set(['u0']))?.id, 'u1');
-    assert.equal(b.pick(route, () => 0, new Set(['u0', 'u1'])), undefined);
-    assert.equal(b.pick(routeOf(0), () => 0), undefined);
+    assert.equal(
+      b.pick(route, () => 0, new Set(['u0', 'u1'])),
+      undefined,
+    );
+    assert.equal(
+      b.pick(routeOf(0), () => 0),
+      undefined,
+    );
   });
 });
 
@@ -81,7 +97,10 @@ describe('pickSmoothWeighted', () => {
         const counts = weights.map(() => 0);
         const candidates = weights.map((weight, index) => ({ index, weight }));
         for (let k = 0; k < total * rounds; k++) counts[pickSmoothWeighted(candidates, scores)]!++;
-        assert.deepEqual(counts, weights.map((w) => w * rounds));
+        assert.deepEqual(
+          counts,
+          weights.map((w) => w * rounds),
+        );
         if (total === 0) assert.equal(pickSmoothWeighted(candidates, scores), -1);
       }),
     );
@@ -89,7 +108,15 @@ describe('pickSmoothWeighted', () => {
 
   it('spreads a small share out instead of sending it in a burst', () => {
     const scores: number[] = [];
-    const picks = Array.from({ length: 20 }, () => pickSmoothWeighted([{ index: 0, weight: 90 }, { index: 1, weight: 10 }], scores));
+    const picks = Array.from({ length: 20 }, () =>
+      pickSmoothWeighted(
+        [
+          { index: 0, weight: 90 },
+          { index: 1, weight: 10 },
+        ],
+        scores,
+      ),
+    );
     assert.deepEqual(picks.flatMap((p, i) => (p === 1 ? [i] : [])).length, 2);
     assert.notEqual(picks.indexOf(1), picks.lastIndexOf(1) - 1, 'the two picks of the 10% backend are not adjacent');
   });
@@ -97,7 +124,8 @@ describe('pickSmoothWeighted', () => {
 
 describe('Balancer with weighted backends', () => {
   const up = (id: string, revision: number) => ({ id, app: 'hello', revision, host: '127.0.0.1', port: 3000 });
-  const split = (w1: number, w2: number, ups2 = [up('b1', 2)]) => route('hello', ['hello.localhost'], [up('a1', 1), up('a2', 1), ...ups2], { 1: w1, 2: w2 });
+  const split = (w1: number, w2: number, ups2 = [up('b1', 2)]) =>
+    route('hello', ['hello.localhost'], [up('a1', 1), up('a2', 1), ...ups2], { 1: w1, 2: w2 });
 
   it('splits requests between revisions by weight (90/10 exactly over 100 idle picks)', () => {
     const b = new Balancer();
@@ -107,16 +135,29 @@ describe('Balancer with weighted backends', () => {
       const u = b.pick(r, () => 0)!;
       byRevision.set(u.revision, (byRevision.get(u.revision) ?? 0) + 1);
     }
-    assert.deepEqual([...byRevision].sort(), [[1, 90], [2, 10]]);
+    assert.deepEqual([...byRevision].sort(), [
+      [1, 90],
+      [2, 10],
+    ]);
   });
 
   it('sends nothing to a weight-0 revision, even when it is the only one with upstreams', () => {
     const b = new Balancer();
     for (let k = 0; k < 50; k++) assert.equal(b.pick(split(100, 0), () => 0)?.revision, 1);
     const onlyTarget = route('hello', ['hello.localhost'], [up('b1', 2)], { 2: 0 });
-    assert.equal(b.pick(onlyTarget, () => 0), undefined);
-    const activeEmpty: TableRoute = { app: 'hello', hosts: [], backends: [{ revision: 1, weight: 100, upstreams: [] }, onlyTarget.backends[0]!] };
-    assert.equal(b.pick(activeEmpty, () => 0), undefined);
+    assert.equal(
+      b.pick(onlyTarget, () => 0),
+      undefined,
+    );
+    const activeEmpty: TableRoute = {
+      app: 'hello',
+      hosts: [],
+      backends: [{ revision: 1, weight: 100, upstreams: [] }, onlyTarget.backends[0]!],
+    };
+    assert.equal(
+      b.pick(activeEmpty, () => 0),
+      undefined,
+    );
   });
 
   it('sends all traffic to the weighted revisions that have upstreams when another has none', () => {
@@ -137,6 +178,9 @@ describe('Balancer with weighted backends', () => {
     const b = new Balancer();
     const r = split(50, 50);
     assert.equal(b.pick(r, () => 0, new Set(['a1', 'a2']))?.id, 'b1');
-    assert.equal(b.pick(split(100, 0), () => 0, new Set(['a1', 'a2'])), undefined);
+    assert.equal(
+      b.pick(split(100, 0), () => 0, new Set(['a1', 'a2'])),
+      undefined,
+    );
   });
 });

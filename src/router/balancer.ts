@@ -84,13 +84,24 @@ export class Balancer {
     const open = (b: TableBackend): boolean => b.upstreams.length > 0 && (skip === undefined || b.upstreams.some((u) => !skip.has(u.id)));
     let chosen = pin === undefined ? -1 : backends.findIndex((b) => b.revision === pin && open(b));
     if (chosen === -1) {
-      chosen = backends.length === 1
-        ? (backends[0]!.weight > 0 && open(backends[0]!) ? 0 : -1) // the common case: no scoring needed
-        : pickSmoothWeighted(backends.flatMap((b, index) => (open(b) ? [{ index, weight: b.weight }] : [])), state.scores);
+      chosen =
+        backends.length === 1
+          ? backends[0]!.weight > 0 && open(backends[0]!)
+            ? 0
+            : -1 // the common case: no scoring needed
+          : pickSmoothWeighted(
+              backends.flatMap((b, index) => (open(b) ? [{ index, weight: b.weight }] : [])),
+              state.scores,
+            );
     }
     if (chosen === -1) return undefined;
     const ups = backends[chosen]!.upstreams;
-    const i = pickLeastInflight(ups.length, (j) => inflight(ups[j]!.id), state.next[chosen]!, skip && ((j: number) => skip.has(ups[j]!.id)));
+    const i = pickLeastInflight(
+      ups.length,
+      (j) => inflight(ups[j]!.id),
+      state.next[chosen]!,
+      skip && ((j: number) => skip.has(ups[j]!.id)),
+    );
     if (i === -1) return undefined;
     state.next[chosen] = (i + 1) % ups.length;
     return ups[i];

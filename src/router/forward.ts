@@ -12,7 +12,14 @@ import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { Balancer } from './balancer.js';
 import { sendError, upstreamFailed } from './error-responses.js';
-import { clientAddress, clientResponseHeaders, type HeaderRecord, pinnedRevision, type TrustedProxies, upstreamRequestHeaders } from './headers.js';
+import {
+  clientAddress,
+  clientResponseHeaders,
+  type HeaderRecord,
+  pinnedRevision,
+  type TrustedProxies,
+  upstreamRequestHeaders,
+} from './headers.js';
 import { CLIENT_CLOSED, type RevisionRecorder, type TrafficSink } from './metrics.js';
 import type { TableRoute, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
@@ -35,7 +42,6 @@ const CONNECTION_FAILURES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND
 /** Failures of an established connection (typically a keep-alive one the app had just closed). */
 const DROPPED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
-
 class ClientGoneError extends Error {
   readonly code = 'PILOT_CLIENT_GONE';
   constructor() {
@@ -44,7 +50,14 @@ class ClientGoneError extends Error {
 }
 
 /** Proxy `req` for `route` to `first`; everything after this is driven by events. */
-export function forward(deps: ForwardDeps, req: IncomingMessage, res: ServerResponse, route: TableRoute, first: Upstream, startedAt: number): void {
+export function forward(
+  deps: ForwardDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  route: TableRoute,
+  first: Upstream,
+  startedAt: number,
+): void {
   new Exchange(deps, req, res, route, startedAt).attempt(first);
 }
 
@@ -95,10 +108,9 @@ class Exchange {
     const attempt = new Attempt(this, upstream);
     this.current = attempt;
     this.deps.pools.acquire(upstream.id);
-    this.deps.pools.pool(upstream).dispatch(
-      { path: this.req.url ?? '/', method: this.req.method ?? 'GET', headers: this.headers, body: this.body },
-      attempt,
-    );
+    this.deps.pools
+      .pool(upstream)
+      .dispatch({ path: this.req.url ?? '/', method: this.req.method ?? 'GET', headers: this.headers, body: this.body }, attempt);
   }
 
   /** An attempt failed before completing: retry, answer 502/504, or cut the response short. */

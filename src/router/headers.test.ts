@@ -13,20 +13,34 @@ const fwd = { for: '10.0.0.9', proto: 'http' };
 describe('upstreamRequestHeaders', () => {
   it('drops hop-by-hop headers and those named in Connection, keeps the rest in order and case', () => {
     const raw = [
-      'Host', 'Hello.localhost:8080',
-      'Connection', 'keep-alive, X-Secret-Hop',
-      'Keep-Alive', 'timeout=5',
-      'TE', 'trailers',
-      'Trailer', 'x-checksum',
-      'Transfer-Encoding', 'chunked',
-      'Upgrade', 'h2c',
-      'Proxy-Authorization', 'Basic xyz',
-      'Proxy-Connection', 'keep-alive',
-      'X-Secret-Hop', 'drop me',
-      'Expect', '100-continue',
-      'Accept', 'text/plain',
-      'X-Custom', 'a',
-      'X-Custom', 'b',
+      'Host',
+      'Hello.localhost:8080',
+      'Connection',
+      'keep-alive, X-Secret-Hop',
+      'Keep-Alive',
+      'timeout=5',
+      'TE',
+      'trailers',
+      'Trailer',
+      'x-checksum',
+      'Transfer-Encoding',
+      'chunked',
+      'Upgrade',
+      'h2c',
+      'Proxy-Authorization',
+      'Basic xyz',
+      'Proxy-Connection',
+      'keep-alive',
+      'X-Secret-Hop',
+      'drop me',
+      'Expect',
+      '100-continue',
+      'Accept',
+      'text/plain',
+      'X-Custom',
+      'a',
+      'X-Custom',
+      'b',
     ];
     const out = pairs(upstreamRequestHeaders(raw, fwd));
     assert.deepEqual(out, [
@@ -40,10 +54,26 @@ describe('upstreamRequestHeaders', () => {
     ]);
   });
 
-  const spoofed = ['host', 'a.localhost', 'x-forwarded-for', '1.1.1.1', 'X-Forwarded-For', '2.2.2.2', 'x-forwarded-proto', 'https',
-    'x-forwarded-host', 'evil.example', 'Forwarded', 'for=1.1.1.1', 'X-Real-IP', '1.1.1.1', 'X-Forwarded-Prefix', '/admin'];
+  const spoofed = [
+    'host',
+    'a.localhost',
+    'x-forwarded-for',
+    '1.1.1.1',
+    'X-Forwarded-For',
+    '2.2.2.2',
+    'x-forwarded-proto',
+    'https',
+    'x-forwarded-host',
+    'evil.example',
+    'Forwarded',
+    'for=1.1.1.1',
+    'X-Real-IP',
+    '1.1.1.1',
+    'X-Forwarded-Prefix',
+    '/admin',
+  ];
 
-  it('drops an untrusted client\'s X-Forwarded-*, Forwarded and X-Real-IP and sets its own', () => {
+  it("drops an untrusted client's X-Forwarded-*, Forwarded and X-Real-IP and sets its own", () => {
     const out = pairs(upstreamRequestHeaders(spoofed, fwd));
     assert.deepEqual(out, [
       ['host', 'a.localhost'],
@@ -66,13 +96,21 @@ describe('upstreamRequestHeaders', () => {
 
   it('forwards only the first Host header', () => {
     const out = pairs(upstreamRequestHeaders(['Host', 'a.localhost', 'Host', 'b.localhost'], fwd));
-    assert.deepEqual(out.filter(([n]) => n.toLowerCase() === 'host'), [['Host', 'a.localhost']]);
+    assert.deepEqual(
+      out.filter(([n]) => n.toLowerCase() === 'host'),
+      [['Host', 'a.localhost']],
+    );
   });
 
   it('keeps Connection: Upgrade and Upgrade for an upgrade', () => {
     const raw = ['Host', 'a', 'Connection', 'Upgrade, X-Hop', 'Upgrade', 'websocket', 'X-Hop', '1', 'Sec-WebSocket-Key', 'k'];
     const out = pairs(upstreamRequestHeaders(raw, fwd, true));
-    assert.deepEqual(out.slice(0, 4), [['Host', 'a'], ['Sec-WebSocket-Key', 'k'], ['Connection', 'Upgrade'], ['Upgrade', 'websocket']]);
+    assert.deepEqual(out.slice(0, 4), [
+      ['Host', 'a'],
+      ['Sec-WebSocket-Key', 'k'],
+      ['Connection', 'Upgrade'],
+      ['Upgrade', 'websocket'],
+    ]);
   });
 });
 
@@ -109,7 +147,11 @@ describe('TrustedProxies', () => {
 
   it('refuses what is not an address or CIDR, naming where it came from', () => {
     for (const bad of ['10.0.0.0/33', 'localhost', '10.0.0.0/8/8', '::1/129', '1.2.3']) {
-      assert.throws(() => new TrustedProxies(bad, 'PILOT_TRUSTED_PROXIES'), (e: unknown) => isPilotError(e) && e.code === 'bad_request' && e.message.startsWith('PILOT_TRUSTED_PROXIES:'), bad);
+      assert.throws(
+        () => new TrustedProxies(bad, 'PILOT_TRUSTED_PROXIES'),
+        (e: unknown) => isPilotError(e) && e.code === 'bad_request' && e.message.startsWith('PILOT_TRUSTED_PROXIES:'),
+        bad,
+      );
     }
   });
 });

@@ -57,7 +57,10 @@ export class TrustedProxies {
 
   /** Parse "10.0.0.0/8, 127.0.0.1, ::1"; a bad entry is a bad_request naming `source`. */
   constructor(spec: string | readonly string[] | undefined, source = '--trusted-proxy') {
-    const items = (typeof spec === 'string' ? [spec] : spec ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== '');
+    const items = (typeof spec === 'string' ? [spec] : (spec ?? []))
+      .flatMap((s) => s.split(','))
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
     for (const item of items) {
       const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(item);
       const family = m ? isIP(m[1]!) : 0;
@@ -113,11 +116,7 @@ export function pinnedRevision(headers: IncomingHttpHeaders): number | undefined
  * has already answered "100 Continue" to the client. X-Pilot-Revision is the router's own
  * instruction (see `pinnedRevision`) and is dropped too.
  */
-export function upstreamRequestHeaders(
-  rawHeaders: readonly string[],
-  fwd: Forwarded,
-  keepUpgrade = false,
-): string[] {
+export function upstreamRequestHeaders(rawHeaders: readonly string[], fwd: Forwarded, keepUpgrade = false): string[] {
   let connection: string[] | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]!.toLowerCase() === 'connection') (connection ??= []).push(rawHeaders[i + 1]!);

@@ -54,6 +54,8 @@ export function toLegacyRoutes(routes: readonly Route[]): LegacyRoute[] {
   return routes.map((r) => ({
     app: r.app,
     hosts: r.hosts,
-    upstreams: r.backends.filter((b) => b.weight > 0).flatMap((b) => b.upstreams.map((u) => ({ id: u.id, app: r.app, revision: b.revision, host: u.host, port: u.port }))),
+    upstreams: r.backends
+      .filter((b) => b.weight > 0)
+      .flatMap((b) => b.upstreams.map((u) => ({ id: u.id, app: r.app, revision: b.revision, host: u.host, port: u.port }))),
   }));
 }

@@ -82,7 +82,11 @@ describe('router metrics: traffic windows per app and revision', () => {
     assert.match(text, /# TYPE pilot_router_request_duration_seconds histogram/);
     assert.match(text, /pilot_router_request_duration_seconds_bucket\{app="shop",revision="2",le="0.001"\} 2\n/);
     assert.match(text, /pilot_router_request_duration_seconds_bucket\{app="shop",revision="2",le="0.005"\} 4\n/);
-    assert.match(text, /pilot_router_request_duration_seconds_bucket\{app="shop",revision="2",le="60"\} 4\n/, 'le is inclusive; 70 s is beyond the last bound');
+    assert.match(
+      text,
+      /pilot_router_request_duration_seconds_bucket\{app="shop",revision="2",le="60"\} 4\n/,
+      'le is inclusive; 70 s is beyond the last bound',
+    );
     assert.match(text, /pilot_router_request_duration_seconds_bucket\{app="shop",revision="2",le="\+Inf"\} 6\n/);
     assert.match(text, /pilot_router_request_duration_seconds_count\{app="shop",revision="2"\} 6\n/);
     assert.equal(text.match(/pilot_router_request_duration_seconds_count\{/g)?.length, 1, 'one series, not one per router');
@@ -105,7 +109,10 @@ describe('router metrics: the figures endpoint', () => {
       assert.equal(ok.status, 200);
       const body = (await ok.json()) as { windowMs: number; revisions: { app: string; summary: { requests: number } }[] };
       assert.equal(body.windowMs, 30_000);
-      assert.deepEqual(body.revisions.map((r) => [r.app, r.summary.requests]), [['shop', 1]]);
+      assert.deepEqual(
+        body.revisions.map((r) => [r.app, r.summary.requests]),
+        [['shop', 1]],
+      );
       for (const w of ['x', '10m', '0.5s', '']) {
         const res = await fetch(`${base}/traffic?window=${w}`);
         assert.equal(res.status, w === '' ? 200 : 400, `window=${w}`);

@@ -60,7 +60,12 @@ class RevisionCounters implements RevisionRecorder {
   /** Dropped as idle: an upstream still holding it asks for a fresh one. */
   pruned = false;
 
-  constructor(readonly app: string, readonly revision: number | undefined, now: number, opts: TrafficWindowOptions | undefined) {
+  constructor(
+    readonly app: string,
+    readonly revision: number | undefined,
+    now: number,
+    opts: TrafficWindowOptions | undefined,
+  ) {
     this.window = new TrafficWindow(now, opts);
   }
 
@@ -213,7 +218,13 @@ interface MetricValue {
  */
 function registerCollectors(registry: Registry, sources: Set<RouterMetrics>): void {
   const collector = (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue[]) => {
-    const metric = { name, help, type, aggregator: 'sum' as const, get: async () => ({ name, help, type, aggregator: 'sum' as const, values: values() }) };
+    const metric = {
+      name,
+      help,
+      type,
+      aggregator: 'sum' as const,
+      get: async () => ({ name, help, type, aggregator: 'sum' as const, values: values() }),
+    };
     registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
   };
   collector(

@@ -40,7 +40,10 @@ describe('router: draining upstreams that leave the table', () => {
     const pending = send(client, 'hello.localhost', { path: '/slow' });
     await until(() => router.inflight('hello-slow') === 1, 5_000, 'the slow request to be in flight');
     const change = table.set([routeOf('hello', ['hello.localhost'], [other.upstream('hello')])]);
-    assert.deepEqual(change.removed.map((u) => u.id), ['hello-slow']);
+    assert.deepEqual(
+      change.removed.map((u) => u.id),
+      ['hello-slow'],
+    );
 
     for (let i = 0; i < 5; i++) {
       assert.equal((JSON.parse((await send(client, 'hello.localhost')).text) as Echo).name, 'other');
@@ -100,7 +103,10 @@ describe('router: draining upstreams that leave the table', () => {
     const loop = async () => {
       while (!stop) {
         try {
-          const r = await send(client, 'hello.localhost', { method: served.length % 2 === 0 ? 'GET' : 'POST', body: served.length % 2 === 0 ? '' : 'x' });
+          const r = await send(client, 'hello.localhost', {
+            method: served.length % 2 === 0 ? 'GET' : 'POST',
+            body: served.length % 2 === 0 ? '' : 'x',
+          });
           if (r.status !== 200) failures.push(`${r.status} ${r.text}`);
           else served.push((JSON.parse(r.text) as Echo).name);
         } catch (e) {
@@ -111,7 +117,10 @@ describe('router: draining upstreams that leave the table', () => {
     const loops = Array.from({ length: 8 }, loop);
 
     // The control plane's drain: switch the table, wait for in-flight to reach 0, then stop the old.
-    for (const [from, to, revision] of [[a, b, 2], [b, c, 3]] as const) {
+    for (const [from, to, revision] of [
+      [a, b, 2],
+      [b, c, 3],
+    ] as const) {
       await until(() => served.filter((n) => n === from.name).length >= 50, 10_000, `traffic on ${from.name}`);
       table.set(route(to, revision));
       await until(() => router.inflight(`hello-${from.name}`) === 0, 5_000, `${from.name} to drain`);

@@ -151,7 +151,12 @@ describe('router: upstream failures, retries, timeouts, clients that leave', () 
       });
       await until(() => upstreamSawClose === 1, 5_000, 'the upstream to see the download aborted');
 
-      const upload = http.request({ port: router.port, host: '127.0.0.1', method: 'POST', headers: { host: 'hello.localhost', 'content-length': '1000000' } });
+      const upload = http.request({
+        port: router.port,
+        host: '127.0.0.1',
+        method: 'POST',
+        headers: { host: 'hello.localhost', 'content-length': '1000000' },
+      });
       upload.on('error', () => {});
       upload.write(Buffer.alloc(64 * 1024));
       await until(() => streamer.requests === 2, 5_000, 'the upload to reach the upstream');

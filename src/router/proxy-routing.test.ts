@@ -42,7 +42,12 @@ describe('router: routing, answers of its own, balancing, headers', () => {
       routeOf('hello', ['hello.localhost'], [a.upstream('hello')]),
       routeOf('world', ['world.localhost', 'www.example.test'], [b.upstream('world')]),
     ]);
-    for (const [host, name] of [['hello.localhost', 'a'], ['HeLLo.LocalHost:8080', 'a'], ['world.localhost', 'b'], ['WWW.example.test:80', 'b']]) {
+    for (const [host, name] of [
+      ['hello.localhost', 'a'],
+      ['HeLLo.LocalHost:8080', 'a'],
+      ['world.localhost', 'b'],
+      ['WWW.example.test:80', 'b'],
+    ]) {
       const r = await send(client, host!, { path: '/x?y=1' });
       assert.equal(r.status, 200, host);
       const e = JSON.parse(r.text) as Echo;
@@ -79,7 +84,10 @@ describe('router: routing, answers of its own, balancing, headers', () => {
   it('answers 400 to an absolute-form request target', async () => {
     table.set([routeOf('hello', ['hello.localhost'], [a.upstream('hello')])]);
     const before = a.requests;
-    const reply = await rawExchange(router.port, 'GET http://hello.localhost/ HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n');
+    const reply = await rawExchange(
+      router.port,
+      'GET http://hello.localhost/ HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\n\r\n',
+    );
     assert.match(reply, /^HTTP\/1\.1 400 /);
     assert.equal(a.requests, before, 'the app never saw it');
     assert.match(reply, /is not a path/);
@@ -179,7 +187,8 @@ describe('router: routing, answers of its own, balancing, headers', () => {
     const elsewhere = await startRouter({ host: '127.0.0.1', port: 0, table, trusted: new TrustedProxies('10.0.0.0/8, ::1') });
     try {
       table.set([routeOf('hello', ['hello.localhost'], [h.upstream('hello')])]);
-      const spoof = 'GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.7\r\n' +
+      const spoof =
+        'GET / HTTP/1.1\r\nHost: hello.localhost\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.7\r\n' +
         'X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example\r\nForwarded: for=203.0.113.7;proto=https\r\nX-Real-IP: 203.0.113.7\r\n\r\n';
       const headersOf = async (port: number): Promise<Record<string, string>> =>
         (JSON.parse((await rawExchange(port, spoof)).split('\r\n\r\n')[1]!) as { headers: Record<string, string> }).headers;

@@ -124,7 +124,12 @@ describe('router: streaming bodies, metrics, upgrades', () => {
         yield c;
       }
     }
-    const res = await client.request({ path: '/upload', method: 'POST', headers: { host: 'hello.localhost' }, body: Readable.from(body()) });
+    const res = await client.request({
+      path: '/upload',
+      method: 'POST',
+      headers: { host: 'hello.localhost' },
+      body: Readable.from(body()),
+    });
     const got = (await res.body.json()) as { bytes: number; sha256: string };
     assert.equal(res.statusCode, 200);
     assert.equal(got.bytes, SIZE);
@@ -202,7 +207,11 @@ describe('router: streaming bodies, metrics, upgrades', () => {
 
   it('answers an upgrade for an unknown host with a clear 404', async () => {
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = http.request({ port: router.port, host: '127.0.0.1', headers: { host: 'nope.localhost', connection: 'Upgrade', upgrade: 'websocket' } });
+      const req = http.request({
+        port: router.port,
+        host: '127.0.0.1',
+        headers: { host: 'nope.localhost', connection: 'Upgrade', upgrade: 'websocket' },
+      });
       req.on('response', resolve);
       req.on('upgrade', () => reject(new Error('unexpected upgrade')));
       req.on('error', reject);

@@ -61,7 +61,16 @@ describe('router: weighted backends and the X-Pilot-Revision pin', () => {
     const counts = await served(100, 4);
     assert.equal(counts.get('v2'), undefined);
     assert.equal(v2.requests, before);
-    table.set([{ app: 'hello', hosts: ['hello.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [] }, { revision: 2, weight: 0, upstreams: [v2.upstream('hello', 2)] }] }]);
+    table.set([
+      {
+        app: 'hello',
+        hosts: ['hello.localhost'],
+        backends: [
+          { revision: 1, weight: 100, upstreams: [] },
+          { revision: 2, weight: 0, upstreams: [v2.upstream('hello', 2)] },
+        ],
+      },
+    ]);
     const r = await send(client, 'hello.localhost');
     assert.equal(r.status, 502);
     assert.match(r.text, /no ready instance of app "hello"/);
@@ -74,7 +83,7 @@ describe('router: weighted backends and the X-Pilot-Revision pin', () => {
       assert.equal(r.status, 200);
       const echo = JSON.parse(r.text) as Echo;
       assert.equal(echo.name, 'v2');
-      assert.equal(echo.headers['x-pilot-revision'], undefined, 'the pin is the router\'s, not the app\'s');
+      assert.equal(echo.headers['x-pilot-revision'], undefined, "the pin is the router's, not the app's");
     }
     const pinnedToOne = await served(20, 2, { 'x-pilot-revision': ' 1 ' });
     assert.equal(pinnedToOne.get('v2'), undefined);

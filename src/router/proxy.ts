@@ -64,7 +64,15 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   const lookup = (host: string) => opts.table.lookup(host);
   const trusted = opts.trusted;
   const forwardDeps: ForwardDeps = { pools, balancer, metrics, lookup, ...(trusted ? { trusted } : {}) };
-  const upgradeDeps: UpgradeDeps = { pools, balancer, metrics, lookup, ...(trusted ? { trusted } : {}), connectTimeoutMs, sockets: new Set<Duplex>() };
+  const upgradeDeps: UpgradeDeps = {
+    pools,
+    balancer,
+    metrics,
+    lookup,
+    ...(trusted ? { trusted } : {}),
+    connectTimeoutMs,
+    sockets: new Set<Duplex>(),
+  };
 
   // Synchronous with table.set: by the time set() returns, removed upstreams get nothing new.
   const unsubscribe = opts.table.subscribe((change) => {

@@ -78,13 +78,20 @@ function loadTable(home: string, log: Logger): { version: string | undefined; ro
     if (converted > 0) log.info({ routes: converted }, 'saved routing table is in the shape before weighted backends; converted');
     return { version: typeof saved.version === 'string' ? saved.version : undefined, routes };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err: (err as Error).message }, 'saved routing table unreadable; starting empty');
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      log.warn({ err: (err as Error).message }, 'saved routing table unreadable; starting empty');
     return { version: undefined, routes: [] };
   }
 }
 
 /** Run the router process until SIGTERM/SIGINT (or until $PILOT_HOME is gone). */
-export async function runRouterProcess(o: { home: string; host: string; port: number; log: Logger; trustedProxies?: readonly string[] }): Promise<void> {
+export async function runRouterProcess(o: {
+  home: string;
+  host: string;
+  port: number;
+  log: Logger;
+  trustedProxies?: readonly string[];
+}): Promise<void> {
   const { home, log } = o;
   mkdirSync(routerDir(home), { recursive: true, mode: 0o700 });
   const table = new RoutingTable();
@@ -95,7 +102,10 @@ export async function runRouterProcess(o: { home: string; host: string; port: nu
   table.set(admitted.routes);
   const registry = new Registry();
   // Forwarding headers: the same rule as the embedded router (--trusted-proxy, else PILOT_TRUSTED_PROXIES).
-  const trusted = new TrustedProxies(o.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, o.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES');
+  const trusted = new TrustedProxies(
+    o.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES,
+    o.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES',
+  );
   const metrics = new RouterMetrics(registry);
   const router = await startRouter({ host: o.host, port: o.port, table, metrics, trusted });
   const token = (): string => readFileSync(join(home, 'router-token'), 'utf8').trim();
@@ -122,11 +132,18 @@ export async function runRouterProcess(o: { home: string; host: string; port: nu
       res.writeHead(ok ? 404 : 401).end();
       return;
     }
-    registry.metrics().then((text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text), () => res.writeHead(500).end());
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
   });
   await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
   const info: RouterProcessFile = {
-    pid: process.pid, startTime: readStartTime(process.pid) ?? '', url: router.url, host: o.host, port: router.port,
+    pid: process.pid,
+    startTime: readStartTime(process.pid) ?? '',
+    url: router.url,
+    host: o.host,
+    port: router.port,
     admin: `http://127.0.0.1:${(admin.address() as AddressInfo).port}`,
   };
   writeAtomic(routerFile(home), JSON.stringify(info));
@@ -161,7 +178,9 @@ export async function runRouterProcess(o: { home: string; host: string; port: nu
         method: 'POST',
         headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json', [ROUTES_FORMAT_HEADER]: ROUTES_FORMAT },
         body: JSON.stringify({ version: version ?? '', waitMs, inflight }),
-        headersTimeout: waitMs + 10_000, bodyTimeout: 10_000, signal: abort.signal,
+        headersTimeout: waitMs + 10_000,
+        bodyTimeout: 10_000,
+        signal: abort.signal,
       });
       const body = (await res.body.json()) as { version?: string; routes?: unknown; error?: { message?: string } };
       if (res.statusCode !== 200) throw new Error(`control plane answered ${res.statusCode}: ${body.error?.message ?? ''}`);

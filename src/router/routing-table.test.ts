@@ -35,20 +35,35 @@ describe('RoutingTable', () => {
   it('replaces the whole table and reports added and removed upstreams', () => {
     const t = new RoutingTable();
     const first = t.set([route('hello', ['hello.localhost'], [up('a'), up('b', 'hello', 3001)])]);
-    assert.deepEqual(first.added.map((u) => u.id), ['a', 'b']);
+    assert.deepEqual(
+      first.added.map((u) => u.id),
+      ['a', 'b'],
+    );
     assert.deepEqual(first.removed, []);
     const second = t.set([route('world', ['world.localhost'], [up('b', 'world', 3001), up('c', 'world', 3002)])]);
     assert.equal(t.lookup('hello.localhost'), undefined, 'the old route is gone, not merged');
-    assert.deepEqual(second.removed.map((u) => u.id), ['a']);
-    assert.deepEqual(second.added.map((u) => u.id), ['c']);
+    assert.deepEqual(
+      second.removed.map((u) => u.id),
+      ['a'],
+    );
+    assert.deepEqual(
+      second.added.map((u) => u.id),
+      ['c'],
+    );
   });
 
   it('counts an upstream whose address changed as removed and added', () => {
     const t = new RoutingTable();
     t.set([route('hello', ['h'], [up('a', 'hello', 3000)])]);
     const change = t.set([route('hello', ['h'], [up('a', 'hello', 4000)])]);
-    assert.deepEqual(change.removed.map((u) => u.port), [3000]);
-    assert.deepEqual(change.added.map((u) => u.port), [4000]);
+    assert.deepEqual(
+      change.removed.map((u) => u.port),
+      [3000],
+    );
+    assert.deepEqual(
+      change.added.map((u) => u.port),
+      [4000],
+    );
   });
 
   it('tells subscribers synchronously, and only when upstreams change', () => {
@@ -87,14 +102,33 @@ describe('RoutingTable', () => {
       [route('one', ['x.localhost'], []), route('two', ['X.localhost:80'], [])],
       [route('one', ['one.localhost'], [up('a', 'one'), up('a', 'one', 3001)])],
       [route('one', ['one.localhost'], [up('a', 'two')])],
-      [routeOf('one', ['one.localhost'], [up('a', 'one'), up('b', 'one', 3001, '127.0.0.2')].map((u, i) => ({ ...u, revision: i + 1 })), { 1: 90, 2: 20 })],
-      [{ app: 'one', hosts: ['one.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [] }, { revision: 1, weight: 0, upstreams: [] }] }],
+      [
+        routeOf(
+          'one',
+          ['one.localhost'],
+          [up('a', 'one'), up('b', 'one', 3001, '127.0.0.2')].map((u, i) => ({ ...u, revision: i + 1 })),
+          { 1: 90, 2: 20 },
+        ),
+      ],
+      [
+        {
+          app: 'one',
+          hosts: ['one.localhost'],
+          backends: [
+            { revision: 1, weight: 100, upstreams: [] },
+            { revision: 1, weight: 0, upstreams: [] },
+          ],
+        },
+      ],
       [{ app: 'one', hosts: ['one.localhost'], backends: [{ revision: 1, weight: 101, upstreams: [] }] }],
       [route('one', ['one.localhost'], [up('a', 'one', 0)])],
       [route('one', [''], [])],
     ];
     for (const routes of bad) {
-      assert.throws(() => t.set(routes), (e) => isPilotError(e) && e.code === 'bad_request');
+      assert.throws(
+        () => t.set(routes),
+        (e) => isPilotError(e) && e.code === 'bad_request',
+      );
     }
     assert.equal(t.lookup('hello.localhost')?.app, 'hello');
     assert.equal(t.upstream('a')?.port, 3000);
@@ -112,14 +146,24 @@ describe('RoutingTable', () => {
     assert.equal(t.lookup('thief.localhost')?.app, 'thief');
     assert.equal(t.lookup('other.localhost')?.backends[0]?.upstreams.length, 1);
     assert.equal(t.upstream('p')?.port, 3200);
-    assert.deepEqual(problems.map((p) => p.app), ['thief', 'other', 'other', 'other']);
+    assert.deepEqual(
+      problems.map((p) => p.app),
+      ['thief', 'other', 'other', 'other'],
+    );
     assert.match(problems[0]!.message, /"hello\.localhost" belongs to app "hello"/);
   });
 
   it('admits hostile input without throwing (missing fields, duplicate apps)', () => {
-    const junk = [{ app: 'x', hosts: 'nope', upstreams: null }, route('x', ['x2.localhost'], []), { app: '', hosts: [], upstreams: [] }] as unknown as Route[];
+    const junk = [
+      { app: 'x', hosts: 'nope', upstreams: null },
+      route('x', ['x2.localhost'], []),
+      { app: '', hosts: [], upstreams: [] },
+    ] as unknown as Route[];
     const { routes, problems } = admitRoutes(junk);
-    assert.deepEqual(routes.map((r) => r.app), ['x']);
+    assert.deepEqual(
+      routes.map((r) => r.app),
+      ['x'],
+    );
     assert.equal(problems.length, 2);
     new RoutingTable().set(routes);
   });

@@ -52,8 +52,10 @@ function resolveRoute(r: Route, upstreams: Map<string, Upstream>): TableRoute {
   const revisions = new Set<number>();
   let sum = 0;
   const backends = r.backends.map((b): TableBackend => {
-    if (!Number.isInteger(b.revision) || b.revision < 1 || revisions.has(b.revision)) throw invalid(`app "${r.app}" has a bad or repeated revision ${String(b.revision)}`);
-    if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > 100) throw invalid(`revision ${b.revision} of app "${r.app}" has weight ${String(b.weight)}`);
+    if (!Number.isInteger(b.revision) || b.revision < 1 || revisions.has(b.revision))
+      throw invalid(`app "${r.app}" has a bad or repeated revision ${String(b.revision)}`);
+    if (!Number.isInteger(b.weight) || b.weight < 0 || b.weight > 100)
+      throw invalid(`revision ${b.revision} of app "${r.app}" has weight ${String(b.weight)}`);
     if (!Array.isArray(b.upstreams)) throw invalid(`revision ${b.revision} of app "${r.app}" has no upstreams list`);
     revisions.add(b.revision);
     sum += b.weight;

@@ -3,7 +3,13 @@ import { describe, it } from 'node:test';
 import { TableFeed } from './table-feed.js';
 import type { Route } from './routing-table.js';
 
-const route = (ids: string[]): Route[] => [{ app: 'a', hosts: ['a.localhost'], backends: [{ revision: 1, weight: 100, upstreams: ids.map((id, i) => ({ id, host: '127.0.0.1', port: 4000 + i })) }] }];
+const route = (ids: string[]): Route[] => [
+  {
+    app: 'a',
+    hosts: ['a.localhost'],
+    backends: [{ revision: 1, weight: 100, upstreams: ids.map((id, i) => ({ id, host: '127.0.0.1', port: 4000 + i })) }],
+  },
+];
 
 describe('TableFeed', () => {
   it('gives a router the table when its version is not the current one, and holds the poll otherwise', async () => {

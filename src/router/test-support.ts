@@ -83,13 +83,22 @@ export async function startUpstream(name: string, handler: Handler = echo, host 
  * A route of `app` serving these upstreams: one backend per revision, in order of appearance,
  * the weights split evenly (100, or 50/50 …). `weights` sets them instead, by revision.
  */
-export function routeOf(app: string, hosts: readonly string[], upstreams: readonly Upstream[], weights?: Readonly<Record<number, number>>): TableRoute {
+export function routeOf(
+  app: string,
+  hosts: readonly string[],
+  upstreams: readonly Upstream[],
+  weights?: Readonly<Record<number, number>>,
+): TableRoute {
   const revisions = [...new Set(upstreams.map((u) => u.revision))];
   const even = normalizeWeights(revisions.map(() => 1));
   return {
     app,
     hosts,
-    backends: revisions.map((revision, k) => ({ revision, weight: weights?.[revision] ?? even[k]!, upstreams: upstreams.filter((u) => u.revision === revision) })),
+    backends: revisions.map((revision, k) => ({
+      revision,
+      weight: weights?.[revision] ?? even[k]!,
+      upstreams: upstreams.filter((u) => u.revision === revision),
+    })),
   };
 }
 

@@ -23,7 +23,9 @@ export const TRAFFIC_PATH = '/traffic';
 export function serveTraffic(metrics: RouterMetrics, url: URL, res: ServerResponse): void {
   const window = parseTrafficWindow(url.searchParams.get('window') ?? undefined);
   if ('error' in window) {
-    res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'bad_request', message: window.error, retryable: false } }));
+    res
+      .writeHead(400, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ error: { code: 'bad_request', message: window.error, retryable: false } }));
     return;
   }
   const app = url.searchParams.get('app') ?? undefined;

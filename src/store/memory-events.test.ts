@@ -18,7 +18,13 @@ const adapters: { name: string; open: () => { feed: Feed; close: () => void } }[
     open: () => {
       const dir = mkdtempSync(join(tmpdir(), 'pilot-feed-'));
       const s = new SqliteStore(join(dir, 'pilot.db'));
-      return { feed: s, close: () => { s.close(); rmSync(dir, { recursive: true, force: true }); } };
+      return {
+        feed: s,
+        close: () => {
+          s.close();
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
     },
   },
 ];
@@ -30,12 +36,25 @@ for (const a of adapters) {
       try {
         const heard: PilotEvent[] = [];
         const off = feed.subscribeEvents((b) => heard.push(...b));
-        for (let i = 1; i <= 10; i++) await feed.appendEvent({ kind: 'instance.state', app: i % 2 === 0 ? 'even' : 'odd', time: i * 1000, payload: { i } });
+        for (let i = 1; i <= 10; i++)
+          await feed.appendEvent({ kind: 'instance.state', app: i % 2 === 0 ? 'even' : 'odd', time: i * 1000, payload: { i } });
         off();
-        assert.deepEqual(heard.map((e) => e.id), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert.deepEqual((await feed.readEvents({ after: 3, app: 'even', limit: 2 })).map((e) => e.id), [4, 6]);
-        assert.deepEqual((await feed.readEvents({ after: 0, limit: 100 })).map((e) => e.payload.i), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert.deepEqual((await feed.latestEvents({ app: 'odd', limit: 2 })).map((e) => e.id), [7, 9]);
+        assert.deepEqual(
+          heard.map((e) => e.id),
+          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        );
+        assert.deepEqual(
+          (await feed.readEvents({ after: 3, app: 'even', limit: 2 })).map((e) => e.id),
+          [4, 6],
+        );
+        assert.deepEqual(
+          (await feed.readEvents({ after: 0, limit: 100 })).map((e) => e.payload.i),
+          [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        );
+        assert.deepEqual(
+          (await feed.latestEvents({ app: 'odd', limit: 2 })).map((e) => e.id),
+          [7, 9],
+        );
         assert.equal(await feed.trimEvents({ keep: 6, before: 0 }), 4);
         assert.equal(await feed.trimEvents({ keep: 100, before: 5500 }), 1);
         assert.deepEqual(await feed.eventBounds(), { lastId: 10, trimmedThrough: 5 });

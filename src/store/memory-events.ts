@@ -26,7 +26,12 @@ export class MemoryEventLog {
     return this.append(e)[0]!;
   }
 
-  async readEvents(q: { after: number; app?: string | undefined; limit: number; kinds?: readonly EventKind[] | undefined }): Promise<PilotEvent[]> {
+  async readEvents(q: {
+    after: number;
+    app?: string | undefined;
+    limit: number;
+    kinds?: readonly EventKind[] | undefined;
+  }): Promise<PilotEvent[]> {
     const out: PilotEvent[] = [];
     for (const e of this.events) {
       if (out.length >= q.limit) break;

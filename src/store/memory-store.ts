@@ -20,9 +20,28 @@ import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { ArtifactMeta, InstanceKind, RunRecord, StepRecord } from '../core/types.js';
 import type {
-  AppRecord, AppSource, EnqueueResult, EventBounds, InstanceDesired, InstanceRecord, InstanceStatusUpdate, JoinTokenRecord, NodeRecord,
-  NodeRuntimeRecord, NodeScheduling, PlanCommit, PlanVerdict, RegistryRecord, RevisionRecord, RolloutRecord, RunPatch, SecretRecord, SecretScope, Store,
-  VolumePlacement, WebhookPush,
+  AppRecord,
+  AppSource,
+  EnqueueResult,
+  EventBounds,
+  InstanceDesired,
+  InstanceRecord,
+  InstanceStatusUpdate,
+  JoinTokenRecord,
+  NodeRecord,
+  NodeRuntimeRecord,
+  NodeScheduling,
+  PlanCommit,
+  PlanVerdict,
+  RegistryRecord,
+  RevisionRecord,
+  RolloutRecord,
+  RunPatch,
+  SecretRecord,
+  SecretScope,
+  Store,
+  VolumePlacement,
+  WebhookPush,
 } from './store.js';
 import { MemoryEventLog } from './memory-events.js';
 
@@ -66,13 +85,26 @@ export interface MemoryState {
 /** An empty database. */
 export function emptyMemoryState(): MemoryState {
   return {
-    apps: new Map(), revisions: new Map(), rollouts: new Map(), instances: new Map(), nodes: new Map(), joinTokens: new Map(),
-    runs: new Map(), secrets: new Map(), registries: new Map(), volumes: new Map(), nodeRuntimes: new Map(), artifacts: new Map(),
+    apps: new Map(),
+    revisions: new Map(),
+    rollouts: new Map(),
+    instances: new Map(),
+    nodes: new Map(),
+    joinTokens: new Map(),
+    runs: new Map(),
+    secrets: new Map(),
+    registries: new Map(),
+    volumes: new Map(),
+    nodeRuntimes: new Map(),
+    artifacts: new Map(),
     seq: { rollout: 0, run: 0, registry: 0 },
   };
 }
 
-const WEBHOOK_STEPS: readonly StepRecord[] = (['source', 'build', 'package', 'publish', 'deploy'] as const).map((name) => ({ name, status: 'pending' }));
+const WEBHOOK_STEPS: readonly StepRecord[] = (['source', 'build', 'package', 'publish', 'deploy'] as const).map((name) => ({
+  name,
+  status: 'pending',
+}));
 const copy = <T>(v: T): T => structuredClone(v);
 /** What a JSON column gives back (a field set to undefined is absent), as SQLite's and PostgreSQL's do. */
 const json = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -103,7 +135,10 @@ export class MemoryStore implements Store {
     const state = emptyMemoryState();
     for (const [k, v] of Object.entries(raw)) {
       if (k === 'seq') state.seq = v as MemoryState['seq'];
-      else if (k in state) (state as unknown as Record<string, Map<unknown, unknown>>)[k] = new Map((v as [unknown, unknown][]).map(([id, rec]) => [id, recordFromJson(rec)]));
+      else if (k in state)
+        (state as unknown as Record<string, Map<unknown, unknown>>)[k] = new Map(
+          (v as [unknown, unknown][]).map(([id, rec]) => [id, recordFromJson(rec)]),
+        );
     }
     return new MemoryStore(state);
   }
@@ -135,12 +170,26 @@ export class MemoryStore implements Store {
     this.assertNotRemoving(name);
     const db = this.open();
     const old = db.apps.get(name);
-    db.apps.set(name, old
-      ? { ...old, config: json(config), updatedAt: now }
-      : {
-        name, config: json(config), replicas: config.replicas, replicasSource: 'config', activeRevision: undefined, createdAt: now, updatedAt: now,
-        repo: undefined, branch: undefined, webhookSecret: undefined, githubToken: undefined, statusApiUrl: undefined, removedAt: undefined,
-      });
+    db.apps.set(
+      name,
+      old
+        ? { ...old, config: json(config), updatedAt: now }
+        : {
+            name,
+            config: json(config),
+            replicas: config.replicas,
+            replicasSource: 'config',
+            activeRevision: undefined,
+            createdAt: now,
+            updatedAt: now,
+            repo: undefined,
+            branch: undefined,
+            webhookSecret: undefined,
+            githubToken: undefined,
+            statusApiUrl: undefined,
+            removedAt: undefined,
+          },
+    );
     return appRecord(db.apps.get(name)!);
   }
   async getApp(name: string): Promise<AppRecord | undefined> {
@@ -148,7 +197,10 @@ export class MemoryStore implements Store {
     return a && appRecord(a);
   }
   async listApps(): Promise<AppRecord[]> {
-    return [...this.open().apps.values()].filter((a) => a.removedAt === undefined).sort((a, b) => cmp(a.name, b.name)).map(appRecord);
+    return [...this.open().apps.values()]
+      .filter((a) => a.removedAt === undefined)
+      .sort((a, b) => cmp(a.name, b.name))
+      .map(appRecord);
   }
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
     const a = this.open().apps.get(app);
@@ -159,19 +211,33 @@ export class MemoryStore implements Store {
     if (a) this.db.apps.set(app, { ...a, replicas, replicasSource: source, updatedAt: now });
   }
   async removingApps(): Promise<string[]> {
-    return [...this.open().apps.values()].filter((a) => a.removedAt !== undefined).map((a) => a.name).sort(cmp);
+    return [...this.open().apps.values()]
+      .filter((a) => a.removedAt !== undefined)
+      .map((a) => a.name)
+      .sort(cmp);
   }
   async removeApp(name: string, now: number): Promise<boolean> {
     const db = this.open();
     const a = this.liveApp(name);
     if (!a) return false;
-    db.apps.set(name, { ...a, removedAt: now, repo: undefined, branch: undefined, webhookSecret: undefined, githubToken: undefined, statusApiUrl: undefined, updatedAt: now });
+    db.apps.set(name, {
+      ...a,
+      removedAt: now,
+      repo: undefined,
+      branch: undefined,
+      webhookSecret: undefined,
+      githubToken: undefined,
+      statusApiUrl: undefined,
+      updatedAt: now,
+    });
     for (const i of db.instances.values()) if (i.app === name) db.instances.set(i.id, { ...i, desired: 'stop', updatedAt: now });
     for (const r of db.rollouts.values()) {
-      if (r.app === name && r.status === 'running') db.rollouts.set(r.id, { ...r, status: 'failed', reason: 'app removed', finishedAt: now });
+      if (r.app === name && r.status === 'running')
+        db.rollouts.set(r.id, { ...r, status: 'failed', reason: 'app removed', finishedAt: now });
     }
     for (const r of db.runs.values()) {
-      if (r.app === name && r.status === 'queued') db.runs.set(r.id, { ...r, status: 'cancelled', error: 'the app was removed', finishedAt: now });
+      if (r.app === name && r.status === 'queued')
+        db.runs.set(r.id, { ...r, status: 'cancelled', error: 'the app was removed', finishedAt: now });
     }
     for (const [k, s] of db.secrets) if (s.app === name) db.secrets.delete(k);
     return true;
@@ -179,7 +245,10 @@ export class MemoryStore implements Store {
   async purgeRemovedApps(): Promise<string[]> {
     const db = this.open();
     const busy = new Set([...db.instances.values()].map((i) => i.app));
-    const gone = [...db.apps.values()].filter((a) => a.removedAt !== undefined && !busy.has(a.name)).map((a) => a.name).sort(cmp);
+    const gone = [...db.apps.values()]
+      .filter((a) => a.removedAt !== undefined && !busy.has(a.name))
+      .map((a) => a.name)
+      .sort(cmp);
     for (const name of gone) {
       for (const r of db.rollouts.values()) if (r.app === name) db.rollouts.delete(r.id);
       for (const [k, r] of db.revisions) if (r.app === name) db.revisions.delete(k);
@@ -193,8 +262,13 @@ export class MemoryStore implements Store {
     if (!this.db.apps.has(name)) await this.upsertApp(name, defaults, now);
     const a = this.db.apps.get(name)!;
     this.db.apps.set(name, {
-      ...a, repo: source.repo, branch: source.branch, webhookSecret: source.webhookSecret, githubToken: source.githubToken,
-      statusApiUrl: source.statusApiUrl, updatedAt: now,
+      ...a,
+      repo: source.repo,
+      branch: source.branch,
+      webhookSecret: source.webhookSecret,
+      githubToken: source.githubToken,
+      statusApiUrl: source.statusApiUrl,
+      updatedAt: now,
     });
     return appRecord(this.db.apps.get(name)!);
   }
@@ -207,8 +281,16 @@ export class MemoryStore implements Store {
     let max = 0;
     for (const x of db.revisions.values()) if (x.app === r.app && x.number > max) max = x.number;
     const rec: RevisionRecord = {
-      app: r.app, number: max + 1, artifact: r.artifact, commit: r.commit, dirty: r.dirty, config: json(r.config), runId: r.runId, createdAt: r.createdAt,
-      image: r.image && json(r.image), nodeRuntime: r.nodeRuntime && json(r.nodeRuntime),
+      app: r.app,
+      number: max + 1,
+      artifact: r.artifact,
+      commit: r.commit,
+      dirty: r.dirty,
+      config: json(r.config),
+      runId: r.runId,
+      createdAt: r.createdAt,
+      image: r.image && json(r.image),
+      nodeRuntime: r.nodeRuntime && json(r.nodeRuntime),
     };
     db.revisions.set(key(r.app, rec.number), rec);
     return copy(rec);
@@ -218,7 +300,10 @@ export class MemoryStore implements Store {
     return r && copy(r);
   }
   async listRevisions(app: string): Promise<RevisionRecord[]> {
-    return [...this.open().revisions.values()].filter((r) => r.app === app).sort((a, b) => b.number - a.number).map(copy);
+    return [...this.open().revisions.values()]
+      .filter((r) => r.app === app)
+      .sort((a, b) => b.number - a.number)
+      .map(copy);
   }
 
   // rollouts
@@ -226,7 +311,16 @@ export class MemoryStore implements Store {
   async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
     const db = this.open();
     if (!db.apps.has(r.app)) throw new PilotError('app_not_found', `app "${r.app}" not found`);
-    const rec: RolloutRecord = { id: ++db.seq.rollout, app: r.app, fromRevision: r.fromRevision, toRevision: r.toRevision, status: 'running', reason: undefined, startedAt: r.startedAt, finishedAt: undefined };
+    const rec: RolloutRecord = {
+      id: ++db.seq.rollout,
+      app: r.app,
+      fromRevision: r.fromRevision,
+      toRevision: r.toRevision,
+      status: 'running',
+      reason: undefined,
+      startedAt: r.startedAt,
+      finishedAt: undefined,
+    };
     db.rollouts.set(rec.id, rec);
     return copy(rec);
   }
@@ -243,20 +337,43 @@ export class MemoryStore implements Store {
     return running.length === 0 ? undefined : copy(running.reduce((a, b) => (b.id > a.id ? b : a)));
   }
   async listRollouts(app: string, limit: number): Promise<RolloutRecord[]> {
-    return [...this.open().rollouts.values()].filter((r) => r.app === app).sort((a, b) => b.id - a.id).slice(0, Math.max(0, limit)).map(copy);
+    return [...this.open().rollouts.values()]
+      .filter((r) => r.app === app)
+      .sort((a, b) => b.id - a.id)
+      .slice(0, Math.max(0, limit))
+      .map(copy);
   }
 
   // instances
 
-  async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'> & { readonly kind?: InstanceKind }): Promise<void> {
+  async createInstance(
+    i: Omit<
+      InstanceRecord,
+      'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'
+    > & { readonly kind?: InstanceKind },
+  ): Promise<void> {
     const db = this.open();
     if (db.instances.has(i.id)) throw new PilotError('conflict', `instance ${i.id} already exists`);
     if (!db.apps.has(i.app)) throw new PilotError('app_not_found', `app "${i.app}" not found`);
     if (!db.nodes.has(i.nodeId)) throw new PilotError('node_not_found', `node ${i.nodeId} not found`);
     db.instances.set(i.id, {
-      id: i.id, app: i.app, revision: i.revision, nodeId: i.nodeId, desired: i.desired, state: 'pending', port: undefined, pid: undefined,
-      restarts: 0, lastError: undefined, startedAt: undefined, containerId: undefined, logTail: undefined, address: undefined,
-      kind: i.kind ?? 'web', createdAt: i.createdAt, updatedAt: i.createdAt,
+      id: i.id,
+      app: i.app,
+      revision: i.revision,
+      nodeId: i.nodeId,
+      desired: i.desired,
+      state: 'pending',
+      port: undefined,
+      pid: undefined,
+      restarts: 0,
+      lastError: undefined,
+      startedAt: undefined,
+      containerId: undefined,
+      logTail: undefined,
+      address: undefined,
+      kind: i.kind ?? 'web',
+      createdAt: i.createdAt,
+      updatedAt: i.createdAt,
     });
   }
   async setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void> {
@@ -268,8 +385,17 @@ export class MemoryStore implements Store {
     const i = this.open().instances.get(id);
     if (!i) return;
     this.db.instances.set(id, {
-      ...i, state: s.state, port: s.port, pid: s.pid, restarts: s.restarts, lastError: s.lastError, startedAt: s.startedAt,
-      containerId: s.containerId, logTail: s.logTail, address: s.address, updatedAt: now,
+      ...i,
+      state: s.state,
+      port: s.port,
+      pid: s.pid,
+      restarts: s.restarts,
+      lastError: s.lastError,
+      startedAt: s.startedAt,
+      containerId: s.containerId,
+      logTail: s.logTail,
+      address: s.address,
+      updatedAt: now,
     });
   }
   async deleteInstance(id: string): Promise<void> {
@@ -292,9 +418,19 @@ export class MemoryStore implements Store {
       throw new PilotError('conflict', `a node named "${n.name}" is already registered`);
     }
     const rec: NodeRecord = {
-      id: n.id, name: old?.name ?? n.name, address: n.address, apiUrl: n.apiUrl, credentialHash: n.credentialHash, agentToken: n.agentToken,
-      registeredAt: old?.registeredAt ?? n.registeredAt, lastSeenAt: n.lastSeenAt, scheduling: old?.scheduling ?? n.scheduling,
-      cpus: n.cpus, memoryMb: n.memoryMb, labels: json(n.labels), runtimes: json(n.runtimes),
+      id: n.id,
+      name: old?.name ?? n.name,
+      address: n.address,
+      apiUrl: n.apiUrl,
+      credentialHash: n.credentialHash,
+      agentToken: n.agentToken,
+      registeredAt: old?.registeredAt ?? n.registeredAt,
+      lastSeenAt: n.lastSeenAt,
+      scheduling: old?.scheduling ?? n.scheduling,
+      cpus: n.cpus,
+      memoryMb: n.memoryMb,
+      labels: json(n.labels),
+      runtimes: json(n.runtimes),
     };
     db.nodes.set(n.id, rec);
   }
@@ -322,7 +458,8 @@ export class MemoryStore implements Store {
 
   async createJoinToken(id: string, hash: string, now: number): Promise<void> {
     const db = this.open();
-    if (db.joinTokens.has(id) || [...db.joinTokens.values()].some((t) => t.hash === hash)) throw new PilotError('conflict', `join token ${id} already exists`);
+    if (db.joinTokens.has(id) || [...db.joinTokens.values()].some((t) => t.hash === hash))
+      throw new PilotError('conflict', `join token ${id} already exists`);
     db.joinTokens.set(id, { id, hash, createdAt: now, revokedAt: undefined });
   }
   async findJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
@@ -336,7 +473,9 @@ export class MemoryStore implements Store {
     return true;
   }
   async listJoinTokens(): Promise<JoinTokenRecord[]> {
-    return [...this.open().joinTokens.values()].sort((a, b) => a.createdAt - b.createdAt).map((t) => ({ id: t.id, createdAt: t.createdAt, revokedAt: t.revokedAt }));
+    return [...this.open().joinTokens.values()]
+      .sort((a, b) => a.createdAt - b.createdAt)
+      .map((t) => ({ id: t.id, createdAt: t.createdAt, revokedAt: t.revokedAt }));
   }
 
   // runs and the durable run queue
@@ -347,13 +486,41 @@ export class MemoryStore implements Store {
     return rec;
   }
 
-  async createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord> {
+  async createRun(r: {
+    app: string;
+    trigger: RunRecord['trigger'];
+    commit: string | undefined;
+    dirty: boolean;
+    steps: readonly StepRecord[];
+    now: number;
+  }): Promise<RunRecord> {
     this.open();
-    return copy(this.insertRun({
-      app: r.app, trigger: r.trigger, commit: r.commit, dirty: r.dirty, status: 'running', steps: r.steps, artifact: undefined, revision: undefined,
-      error: undefined, createdAt: r.now, finishedAt: undefined, startedAt: r.now, deliveryId: undefined, branch: undefined, message: undefined,
-      author: undefined, fence: undefined, attempt: 1, retryOf: undefined, supersededBy: undefined, rolloutId: undefined, repoFullName: undefined,
-    }));
+    return copy(
+      this.insertRun({
+        app: r.app,
+        trigger: r.trigger,
+        commit: r.commit,
+        dirty: r.dirty,
+        status: 'running',
+        steps: r.steps,
+        artifact: undefined,
+        revision: undefined,
+        error: undefined,
+        createdAt: r.now,
+        finishedAt: undefined,
+        startedAt: r.now,
+        deliveryId: undefined,
+        branch: undefined,
+        message: undefined,
+        author: undefined,
+        fence: undefined,
+        attempt: 1,
+        retryOf: undefined,
+        supersededBy: undefined,
+        rolloutId: undefined,
+        repoFullName: undefined,
+      }),
+    );
   }
   /** Sets the fields given; `error: null` clears the error. */
   async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
@@ -379,8 +546,11 @@ export class MemoryStore implements Store {
     return r && copy(r);
   }
   async listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]> {
-    return [...this.open().runs.values()].filter((r) => filter.app === undefined || r.app === filter.app)
-      .sort((a, b) => b.id - a.id).slice(0, Math.max(0, filter.limit)).map(copy);
+    return [...this.open().runs.values()]
+      .filter((r) => filter.app === undefined || r.app === filter.app)
+      .sort((a, b) => b.id - a.id)
+      .slice(0, Math.max(0, filter.limit))
+      .map(copy);
   }
 
   async enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult> {
@@ -392,13 +562,38 @@ export class MemoryStore implements Store {
     if (same) return { outcome: 'duplicate-commit', run: copy(same) };
     const fence = runs.reduce((m, r) => (r.app === p.app && r.fence !== undefined && r.fence > m ? r.fence : m), 0) + 1;
     const run = this.insertRun({
-      app: p.app, trigger: 'webhook', commit: p.commit, dirty: false, status: 'queued', steps: WEBHOOK_STEPS, artifact: undefined, revision: undefined,
-      error: undefined, createdAt: p.now, finishedAt: undefined, startedAt: undefined, deliveryId: p.deliveryId, branch: p.branch, message: p.message,
-      author: p.author, fence, attempt: 0, retryOf: undefined, supersededBy: undefined, rolloutId: undefined, repoFullName: p.repoFullName,
+      app: p.app,
+      trigger: 'webhook',
+      commit: p.commit,
+      dirty: false,
+      status: 'queued',
+      steps: WEBHOOK_STEPS,
+      artifact: undefined,
+      revision: undefined,
+      error: undefined,
+      createdAt: p.now,
+      finishedAt: undefined,
+      startedAt: undefined,
+      deliveryId: p.deliveryId,
+      branch: p.branch,
+      message: p.message,
+      author: p.author,
+      fence,
+      attempt: 0,
+      retryOf: undefined,
+      supersededBy: undefined,
+      rolloutId: undefined,
+      repoFullName: p.repoFullName,
     });
     const older = runs.filter((r) => r.app === p.app && r.branch === p.branch && r.status === 'queued');
     for (const o of older) {
-      db.runs.set(o.id, { ...o, status: 'superseded', supersededBy: run.id, finishedAt: p.now, error: `superseded by run #${run.id} (a newer push to ${p.branch})` });
+      db.runs.set(o.id, {
+        ...o,
+        status: 'superseded',
+        supersededBy: run.id,
+        finishedAt: p.now,
+        error: `superseded by run #${run.id} (a newer push to ${p.branch})`,
+      });
     }
     return { outcome: 'queued', run: copy(run), superseded: older.map((o) => o.id) };
   }
@@ -421,17 +616,46 @@ export class MemoryStore implements Store {
       let retryNote = 'not retried: it was already a retry';
       if (attempt < 2) {
         const retry = this.insertRun({
-          app: r.app, trigger: 'webhook', commit: r.commit, dirty: false, status: 'queued', steps: WEBHOOK_STEPS, artifact: undefined, revision: undefined,
-          error: undefined, createdAt: now, finishedAt: undefined, startedAt: undefined, deliveryId: undefined, branch: r.branch, message: r.message,
-          author: r.author, fence: r.fence, attempt: attempt + 1, retryOf: r.id, supersededBy: undefined, rolloutId: undefined, repoFullName: r.repoFullName,
+          app: r.app,
+          trigger: 'webhook',
+          commit: r.commit,
+          dirty: false,
+          status: 'queued',
+          steps: WEBHOOK_STEPS,
+          artifact: undefined,
+          revision: undefined,
+          error: undefined,
+          createdAt: now,
+          finishedAt: undefined,
+          startedAt: undefined,
+          deliveryId: undefined,
+          branch: r.branch,
+          message: r.message,
+          author: r.author,
+          fence: r.fence,
+          attempt: attempt + 1,
+          retryOf: r.id,
+          supersededBy: undefined,
+          rolloutId: undefined,
+          repoFullName: r.repoFullName,
         });
         retryNote = `retried as run #${retry.id}`;
       }
-      this.db.runs.set(r.id, { ...r, status: 'interrupted', finishedAt: now, error: `interrupted: the server stopped while it ran; ${retryNote}` });
+      this.db.runs.set(r.id, {
+        ...r,
+        status: 'interrupted',
+        finishedAt: now,
+        error: `interrupted: the server stopped while it ran; ${retryNote}`,
+      });
     }
     const cli = running.filter((r) => r.trigger === 'cli');
     for (const r of cli) {
-      this.db.runs.set(r.id, { ...r, status: 'interrupted', finishedAt: now, error: 'interrupted: the server stopped while it ran; run `pilot run` again' });
+      this.db.runs.set(r.id, {
+        ...r,
+        status: 'interrupted',
+        finishedAt: now,
+        error: 'interrupted: the server stopped while it ran; run `pilot run` again',
+      });
     }
     return [...webhook, ...cli].map((r) => copy(this.db.runs.get(r.id)!));
   }
@@ -455,7 +679,12 @@ export class MemoryStore implements Store {
     let n = 0;
     for (const r of this.open().runs.values()) {
       if (r.status === 'running' && r.trigger !== 'webhook' && r.trigger !== 'rollback') {
-        this.db.runs.set(r.id, { ...r, status: 'interrupted', finishedAt: now, error: 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)' });
+        this.db.runs.set(r.id, {
+          ...r,
+          status: 'interrupted',
+          finishedAt: now,
+          error: 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)',
+        });
         n++;
       }
     }
@@ -480,7 +709,9 @@ export class MemoryStore implements Store {
     return this.open().secrets.delete(key(app, name));
   }
   async listSecrets(app: string): Promise<SecretRecord[]> {
-    return [...this.open().secrets.values()].filter((s) => s.app === app).sort((a, b) => cmp(a.name, b.name))
+    return [...this.open().secrets.values()]
+      .filter((s) => s.app === app)
+      .sort((a, b) => cmp(a.name, b.name))
       .map((s) => ({ name: s.name, value: s.value, updatedAt: s.updatedAt, scope: s.scope }));
   }
 
@@ -495,15 +726,18 @@ export class MemoryStore implements Store {
     return this.open().registries.delete(url);
   }
   async listRegistries(): Promise<RegistryRecord[]> {
-    return [...this.open().registries.values()].sort((a, b) => b.updatedAt - a.updatedAt || b.seq - a.seq)
+    return [...this.open().registries.values()]
+      .sort((a, b) => b.updatedAt - a.updatedAt || b.seq - a.seq)
       .map((r) => ({ url: r.url, username: r.username, password: r.password, updatedAt: r.updatedAt }));
   }
 
   // volumes
 
   async listVolumePlacements(app?: string): Promise<VolumePlacement[]> {
-    return [...this.open().volumes.values()].filter((v) => app === undefined || v.app === app)
-      .sort((a, b) => cmp(a.app, b.app) || cmp(a.name, b.name)).map(copy);
+    return [...this.open().volumes.values()]
+      .filter((v) => app === undefined || v.app === app)
+      .sort((a, b) => cmp(a.app, b.app) || cmp(a.name, b.name))
+      .map(copy);
   }
   async placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void> {
     const db = this.open();
@@ -526,7 +760,15 @@ export class MemoryStore implements Store {
     const db = this.open();
     const k = key(r.version, r.platform);
     if (!db.nodeRuntimes.has(k)) {
-      db.nodeRuntimes.set(k, { version: r.version, platform: r.platform, digest: r.digest, integrity: r.integrity, size: r.size, origin: r.origin, createdAt: r.createdAt });
+      db.nodeRuntimes.set(k, {
+        version: r.version,
+        platform: r.platform,
+        digest: r.digest,
+        integrity: r.integrity,
+        size: r.size,
+        origin: r.origin,
+        createdAt: r.createdAt,
+      });
     }
     return copy(db.nodeRuntimes.get(k)!);
   }
@@ -539,14 +781,18 @@ export class MemoryStore implements Store {
   }
   putArtifactMeta(m: ArtifactMeta): void {
     const db = this.open();
-    if (!db.artifacts.has(m.digest)) db.artifacts.set(m.digest, { digest: m.digest, size: m.size, app: m.app, commit: m.commit, createdAt: m.createdAt });
+    if (!db.artifacts.has(m.digest))
+      db.artifacts.set(m.digest, { digest: m.digest, size: m.size, app: m.app, commit: m.commit, createdAt: m.createdAt });
   }
   getArtifactMeta(digest: string): ArtifactMeta | undefined {
     const m = this.open().artifacts.get(digest);
     return m && copy(m);
   }
   listArtifactMeta(app?: string): ArtifactMeta[] {
-    return [...this.open().artifacts.values()].filter((m) => app === undefined || m.app === app).sort((a, b) => b.createdAt - a.createdAt).map(copy);
+    return [...this.open().artifacts.values()]
+      .filter((m) => app === undefined || m.app === app)
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map(copy);
   }
   forgetBlob(digest: string): void {
     const db = this.open();
@@ -560,7 +806,9 @@ export class MemoryStore implements Store {
     const out: Record<string, unknown> = {};
     // A record's undefined field is written as null (JSON would drop it) and read back as undefined.
     const fields = (rec: unknown): unknown =>
-      rec !== null && typeof rec === 'object' && !Array.isArray(rec) ? Object.fromEntries(Object.entries(rec).map(([k, x]) => [k, x === undefined ? null : x])) : rec;
+      rec !== null && typeof rec === 'object' && !Array.isArray(rec)
+        ? Object.fromEntries(Object.entries(rec).map(([k, x]) => [k, x === undefined ? null : x]))
+        : rec;
     for (const [k, v] of Object.entries(db)) out[k] = v instanceof Map ? [...v.entries()].map(([id, rec]) => [id, fields(rec)]) : v;
     writeFileSync(file, JSON.stringify(out), { mode: 0o600 });
   }
@@ -582,14 +830,30 @@ export class MemoryStore implements Store {
       if (n.scheduling !== 'eligible') return { committed: false, reason: `node ${nodeId} is no longer eligible (${n.scheduling})` };
     }
     if (plan.volumes) {
-      for (const name of plan.volumes.names) if (!db.volumes.has(key(plan.app, name))) db.volumes.set(key(plan.app, name), { app: plan.app, name, nodeId: plan.volumes.nodeId, createdAt: now });
+      for (const name of plan.volumes.names)
+        if (!db.volumes.has(key(plan.app, name)))
+          db.volumes.set(key(plan.app, name), { app: plan.app, name, nodeId: plan.volumes.nodeId, createdAt: now });
     }
     plan.placements.forEach((p, k) => {
       const id = c.instanceIds[k]!;
       db.instances.set(id, {
-        id, app: plan.app, revision: p.revision, nodeId: p.nodeId, desired: 'run', state: 'pending', port: undefined, pid: undefined,
-        restarts: 0, lastError: undefined, startedAt: undefined, containerId: undefined, logTail: undefined, address: undefined,
-        kind: p.kind, createdAt: now, updatedAt: now,
+        id,
+        app: plan.app,
+        revision: p.revision,
+        nodeId: p.nodeId,
+        desired: 'run',
+        state: 'pending',
+        port: undefined,
+        pid: undefined,
+        restarts: 0,
+        lastError: undefined,
+        startedAt: undefined,
+        containerId: undefined,
+        logTail: undefined,
+        address: undefined,
+        kind: p.kind,
+        createdAt: now,
+        updatedAt: now,
       });
     });
     for (const d of plan.desired) {
@@ -603,7 +867,13 @@ export class MemoryStore implements Store {
       if (r) db.rollouts.set(r.id, { ...r, status: f.status, reason: f.reason, finishedAt: now });
       for (const run of db.runs.values()) {
         if (run.rolloutId === plan.rolloutId && run.trigger === 'rollback' && run.status === 'running') {
-          db.runs.set(run.id, { ...run, status: f.status, error: f.reason, finishedAt: now, steps: [{ name: 'deploy', status: f.status, finishedAt: now }] });
+          db.runs.set(run.id, {
+            ...run,
+            status: f.status,
+            error: f.reason,
+            finishedAt: now,
+            steps: [{ name: 'deploy', status: f.status, finishedAt: now }],
+          });
         }
       }
     }
@@ -616,7 +886,12 @@ export class MemoryStore implements Store {
   appendEvent(e: NewEvent): Promise<PilotEvent> {
     return this.events.appendEvent(e);
   }
-  readEvents(q: { after: number; app?: string | undefined; limit: number; kinds?: readonly EventKind[] | undefined }): Promise<PilotEvent[]> {
+  readEvents(q: {
+    after: number;
+    app?: string | undefined;
+    limit: number;
+    kinds?: readonly EventKind[] | undefined;
+  }): Promise<PilotEvent[]> {
     return this.events.readEvents(q);
   }
   latestEvents(q: { app?: string | undefined; limit: number }): Promise<PilotEvent[]> {

@@ -13,7 +13,10 @@ export class SecretBox {
   constructor(keyFile: string) {
     if (existsSync(keyFile)) {
       this.key = readFileSync(keyFile);
-      if (this.key.length !== 32) throw new PilotError('internal', `${keyFile} is not a 32-byte key`, { hint: 'Restore it from a backup; without it sealed secrets cannot be read.' });
+      if (this.key.length !== 32)
+        throw new PilotError('internal', `${keyFile} is not a 32-byte key`, {
+          hint: 'Restore it from a backup; without it sealed secrets cannot be read.',
+        });
       chmodSync(keyFile, 0o600);
     } else {
       this.key = randomBytes(32);
@@ -36,7 +39,9 @@ export class SecretBox {
       d.setAuthTag(raw.subarray(12, 28));
       return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
     } catch (err) {
-      throw new PilotError('internal', 'a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)', { cause: err });
+      throw new PilotError('internal', 'a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)', {
+        cause: err,
+      });
     }
   }
 }

@@ -10,9 +10,28 @@ import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import { EventBus } from './event-bus.js';
 import { MIGRATIONS } from './migrations.js';
 import type {
-  AppSource, EnqueueResult, EventBounds, JoinTokenRecord, RegistryRecord, SecretRecord, SecretScope, WebhookPush,
-  AppRecord, InstanceDesired, InstanceRecord, InstanceStatusUpdate, NodeRecord, NodeRuntimeRecord, NodeRuntimes, RevisionRecord,
-  PlanCommit, PlanVerdict, RolloutRecord, RunPatch, Store, VolumePlacement,
+  AppSource,
+  EnqueueResult,
+  EventBounds,
+  JoinTokenRecord,
+  RegistryRecord,
+  SecretRecord,
+  SecretScope,
+  WebhookPush,
+  AppRecord,
+  InstanceDesired,
+  InstanceRecord,
+  InstanceStatusUpdate,
+  NodeRecord,
+  NodeRuntimeRecord,
+  NodeRuntimes,
+  RevisionRecord,
+  PlanCommit,
+  PlanVerdict,
+  RolloutRecord,
+  RunPatch,
+  Store,
+  VolumePlacement,
 } from './store.js';
 
 type Row = Record<string, unknown>;
@@ -28,7 +47,7 @@ function appFrom(r: Row): AppRecord {
     name: r.name as string,
     config: parseConfig(r.config as string),
     replicas: r.replicas as number,
-    replicasSource: (opt<ReplicasSource>(r.replicas_source) ?? 'config'),
+    replicasSource: opt<ReplicasSource>(r.replicas_source) ?? 'config',
     activeRevision: opt<number>(r.active_revision),
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
@@ -143,7 +162,13 @@ function artifactFrom(r: Row): ArtifactMeta {
 }
 
 function eventFrom(r: Row): PilotEvent {
-  return { id: r.id as number, time: r.time as number, app: opt<string>(r.app), kind: r.kind as EventKind, payload: JSON.parse(r.payload as string) as Record<string, unknown> };
+  return {
+    id: r.id as number,
+    time: r.time as number,
+    app: opt<string>(r.app),
+    kind: r.kind as EventKind,
+    payload: JSON.parse(r.payload as string) as Record<string, unknown>,
+  };
 }
 
 /** Open (creating if needed) and migrate the database at `file`. */
@@ -153,8 +178,13 @@ export function openSqliteStore(file: string): SqliteStore {
 
 function nodeRuntimeFrom(r: Row): NodeRuntimeRecord {
   return {
-    version: r.version as string, platform: r.platform as string, digest: r.digest as string, integrity: opt<string>(r.integrity),
-    size: r.size as number, origin: r.origin as string, createdAt: r.created_at as number,
+    version: r.version as string,
+    platform: r.platform as string,
+    digest: r.digest as string,
+    integrity: opt<string>(r.integrity),
+    size: r.size as number,
+    origin: r.origin as string,
+    createdAt: r.created_at as number,
   };
 }
 
@@ -243,7 +273,12 @@ export class SqliteStore implements Store {
 
   /** Append an event inside the current write (call only within `write`). */
   private event(kind: EventKind, app: string | undefined, time: number, payload: Record<string, unknown>): void {
-    const info = this.stmt('INSERT INTO events (time, app, kind, payload) VALUES (?, ?, ?, ?)').run(time, app ?? null, kind, JSON.stringify(payload));
+    const info = this.stmt('INSERT INTO events (time, app, kind, payload) VALUES (?, ?, ?, ?)').run(
+      time,
+      app ?? null,
+      kind,
+      JSON.stringify(payload),
+    );
     this.unpublished.push({ id: Number(info.lastInsertRowid), time, app, kind, payload });
   }
 
@@ -260,10 +295,10 @@ export class SqliteStore implements Store {
 
   async upsertApp(name: string, config: AppConfig, now: number): Promise<AppRecord> {
     this.assertNotRemoving(name);
-    this.stmt(`INSERT INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+    this.stmt(
+      `INSERT INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at`,
-      )
-      .run(name, JSON.stringify(config), config.replicas, now, now);
+    ).run(name, JSON.stringify(config), config.replicas, now, now);
     return (await this.getApp(name))!;
   }
   async getApp(name: string): Promise<AppRecord | undefined> {
@@ -278,8 +313,11 @@ export class SqliteStore implements Store {
   }
   async removeApp(name: string, now: number): Promise<boolean> {
     return this.write((): boolean => {
-      const done = this.stmt(`UPDATE apps SET removed_at = ?, repo = NULL, branch = NULL, webhook_secret = NULL, github_token = NULL, status_api_url = NULL, updated_at = ?
-                               WHERE name = ? AND removed_at IS NULL`).run(now, now, name).changes > 0;
+      const done =
+        this.stmt(
+          `UPDATE apps SET removed_at = ?, repo = NULL, branch = NULL, webhook_secret = NULL, github_token = NULL, status_api_url = NULL, updated_at = ?
+                               WHERE name = ? AND removed_at IS NULL`,
+        ).run(now, now, name).changes > 0;
       if (!done) return false;
       for (const i of this.stmt(`SELECT id, revision FROM instances WHERE app = ? AND desired <> 'stop'`).all(name) as Row[]) {
         this.event('instance.desired', name, now, { instance: i.id, revision: i.revision, desired: 'stop', reason: 'app removed' });
@@ -288,19 +326,27 @@ export class SqliteStore implements Store {
       for (const r of this.stmt(`SELECT id, to_revision FROM rollouts WHERE app = ? AND status = 'running'`).all(name) as Row[]) {
         this.event('rollout.finished', name, now, { rollout: r.id, toRevision: r.to_revision, status: 'failed', reason: 'app removed' });
       }
-      this.stmt(`UPDATE rollouts SET status = 'failed', reason = 'app removed', finished_at = ? WHERE app = ? AND status = 'running'`).run(now, name);
+      this.stmt(`UPDATE rollouts SET status = 'failed', reason = 'app removed', finished_at = ? WHERE app = ? AND status = 'running'`).run(
+        now,
+        name,
+      );
       for (const r of this.stmt(`SELECT id FROM runs WHERE app = ? AND status = 'queued'`).all(name) as Row[]) {
         this.event('run.status', name, now, { run: r.id, status: 'cancelled', error: 'the app was removed' });
       }
-      this.stmt(`UPDATE runs SET status = 'cancelled', error = 'the app was removed', finished_at = ? WHERE app = ? AND status = 'queued'`).run(now, name);
+      this.stmt(
+        `UPDATE runs SET status = 'cancelled', error = 'the app was removed', finished_at = ? WHERE app = ? AND status = 'queued'`,
+      ).run(now, name);
       this.stmt('DELETE FROM secrets WHERE app = ?').run(name);
       return true;
     });
   }
   async purgeRemovedApps(): Promise<string[]> {
     return this.db.transaction((): string[] => {
-      const gone = (this.stmt(`SELECT name FROM apps WHERE removed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.app = apps.name) ORDER BY name`)
-        .all() as { name: string }[]).map((r) => r.name);
+      const gone = (
+        this.stmt(
+          `SELECT name FROM apps WHERE removed_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances WHERE instances.app = apps.name) ORDER BY name`,
+        ).all() as { name: string }[]
+      ).map((r) => r.name);
       for (const name of gone) {
         this.stmt('DELETE FROM rollouts WHERE app = ?').run(name);
         this.stmt('DELETE FROM revisions WHERE app = ?').run(name);
@@ -327,10 +373,16 @@ export class SqliteStore implements Store {
   async setAppSource(name: string, defaults: AppConfig, src: AppSource, now: number): Promise<AppRecord> {
     this.assertNotRemoving(name);
     this.db.transaction(() => {
-      this.stmt('INSERT OR IGNORE INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)')
-        .run(name, JSON.stringify(defaults), defaults.replicas, now, now);
-      this.stmt('UPDATE apps SET repo = ?, branch = ?, webhook_secret = ?, github_token = ?, status_api_url = ?, updated_at = ? WHERE name = ?')
-        .run(src.repo, src.branch, src.webhookSecret, src.githubToken ?? null, src.statusApiUrl ?? null, now, name);
+      this.stmt('INSERT OR IGNORE INTO apps (name, config, replicas, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').run(
+        name,
+        JSON.stringify(defaults),
+        defaults.replicas,
+        now,
+        now,
+      );
+      this.stmt(
+        'UPDATE apps SET repo = ?, branch = ?, webhook_secret = ?, github_token = ?, status_api_url = ?, updated_at = ? WHERE name = ?',
+      ).run(src.repo, src.branch, src.webhookSecret, src.githubToken ?? null, src.statusApiUrl ?? null, now, name);
     })();
     return (await this.getApp(name))!;
   }
@@ -339,10 +391,27 @@ export class SqliteStore implements Store {
     const number = this.write(() => {
       const max = this.stmt('SELECT MAX(number) AS n FROM revisions WHERE app = ?').get(r.app) as { n: number | null };
       const n = (max.n ?? 0) + 1;
-      this.stmt('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at, image, node_runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(r.app, n, r.artifact, r.commit, r.dirty ? 1 : 0, JSON.stringify(r.config), r.runId ?? null, r.createdAt,
-          r.image ? JSON.stringify(r.image) : null, r.nodeRuntime ? JSON.stringify(r.nodeRuntime) : null);
-      this.event('deploy.revision', r.app, r.createdAt, { revision: n, commit: r.commit, dirty: r.dirty, artifact: r.artifact, run: r.runId ?? null });
+      this.stmt(
+        'INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, run_id, created_at, image, node_runtime) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ).run(
+        r.app,
+        n,
+        r.artifact,
+        r.commit,
+        r.dirty ? 1 : 0,
+        JSON.stringify(r.config),
+        r.runId ?? null,
+        r.createdAt,
+        r.image ? JSON.stringify(r.image) : null,
+        r.nodeRuntime ? JSON.stringify(r.nodeRuntime) : null,
+      );
+      this.event('deploy.revision', r.app, r.createdAt, {
+        revision: n,
+        commit: r.commit,
+        dirty: r.dirty,
+        artifact: r.artifact,
+        run: r.runId ?? null,
+      });
       return n;
     });
     // What was stored, read back (not the caller's object): the same record getRevision gives.
@@ -358,8 +427,9 @@ export class SqliteStore implements Store {
 
   async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
     const id = this.write(() => {
-      const info = this.stmt(`INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`)
-        .run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
+      const info = this.stmt(
+        `INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`,
+      ).run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
       const id = Number(info.lastInsertRowid);
       this.event('rollout.started', r.app, r.startedAt, { rollout: id, fromRevision: r.fromRevision ?? null, toRevision: r.toRevision });
       return id;
@@ -371,7 +441,12 @@ export class SqliteStore implements Store {
       const before = this.stmt('SELECT app, to_revision, status FROM rollouts WHERE id = ?').get(id) as Row | undefined;
       this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(status, reason ?? null, now, id);
       if (before && before.status !== status) {
-        this.event('rollout.finished', before.app as string, now, { rollout: id, toRevision: before.to_revision, status, reason: reason ?? null });
+        this.event('rollout.finished', before.app as string, now, {
+          rollout: id,
+          toRevision: before.to_revision,
+          status,
+          reason: reason ?? null,
+        });
       }
     });
   }
@@ -387,33 +462,75 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT * FROM rollouts WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(rolloutFrom);
   }
 
-  async createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'> & { readonly kind?: InstanceKind }): Promise<void> {
+  async createInstance(
+    i: Omit<
+      InstanceRecord,
+      'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'
+    > & { readonly kind?: InstanceKind },
+  ): Promise<void> {
     this.write(() => {
-      this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`)
-        .run(i.id, i.app, i.revision, i.nodeId, i.desired, i.kind ?? 'web', i.createdAt, i.createdAt);
-      this.event('instance.placed', i.app, i.createdAt, { instance: i.id, revision: i.revision, node: this.nodeName(i.nodeId), kind: i.kind ?? 'web', desired: i.desired });
+      this.stmt(
+        `INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)`,
+      ).run(i.id, i.app, i.revision, i.nodeId, i.desired, i.kind ?? 'web', i.createdAt, i.createdAt);
+      this.event('instance.placed', i.app, i.createdAt, {
+        instance: i.id,
+        revision: i.revision,
+        node: this.nodeName(i.nodeId),
+        kind: i.kind ?? 'web',
+        desired: i.desired,
+      });
     });
   }
   async setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void> {
     this.write(() => {
       const before = this.stmt('SELECT app, revision, desired FROM instances WHERE id = ?').get(id) as Row | undefined;
       this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(desired, now, id);
-      if (before && before.desired !== desired) this.event('instance.desired', before.app as string, now, { instance: id, revision: before.revision, desired });
+      if (before && before.desired !== desired)
+        this.event('instance.desired', before.app as string, now, { instance: id, revision: before.revision, desired });
     });
   }
   async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
     this.write(() => {
-      const b = this.stmt('SELECT app, revision, node_id, state, port, restarts, last_error, address, log_tail FROM instances WHERE id = ?').get(id) as Row | undefined;
-      this.stmt('UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, log_tail = ?, address = ?, updated_at = ? WHERE id = ?')
-        .run(s.state, s.port ?? null, s.pid ?? null, s.restarts, s.lastError ?? null, s.startedAt ?? null, s.containerId ?? null, s.logTail ?? null, s.address ?? null, now, id);
+      const b = this.stmt(
+        'SELECT app, revision, node_id, state, port, restarts, last_error, address, log_tail FROM instances WHERE id = ?',
+      ).get(id) as Row | undefined;
+      this.stmt(
+        'UPDATE instances SET state = ?, port = ?, pid = ?, restarts = ?, last_error = ?, started_at = ?, container_id = ?, log_tail = ?, address = ?, updated_at = ? WHERE id = ?',
+      ).run(
+        s.state,
+        s.port ?? null,
+        s.pid ?? null,
+        s.restarts,
+        s.lastError ?? null,
+        s.startedAt ?? null,
+        s.containerId ?? null,
+        s.logTail ?? null,
+        s.address ?? null,
+        now,
+        id,
+      );
       // What a watcher sees change (state, where it listens, restarts, its error, the last output a
       // failing instance left: `pilot run` prints it); a new pid alone is not news. The tail itself
       // stays out of the event (it is long): a watcher reads it from the instance.
-      if (b && (b.state !== s.state || b.port !== (s.port ?? null) || b.restarts !== s.restarts || b.last_error !== (s.lastError ?? null)
-        || b.address !== (s.address ?? null) || b.log_tail !== (s.logTail ?? null))) {
+      if (
+        b &&
+        (b.state !== s.state ||
+          b.port !== (s.port ?? null) ||
+          b.restarts !== s.restarts ||
+          b.last_error !== (s.lastError ?? null) ||
+          b.address !== (s.address ?? null) ||
+          b.log_tail !== (s.logTail ?? null))
+      ) {
         this.event('instance.state', b.app as string, now, {
-          instance: id, revision: b.revision, node: this.nodeName(b.node_id as string), state: s.state, from: b.state,
-          port: s.port ?? null, restarts: s.restarts, lastError: s.lastError ?? null, address: s.address ?? null,
+          instance: id,
+          revision: b.revision,
+          node: this.nodeName(b.node_id as string),
+          state: s.state,
+          from: b.state,
+          port: s.port ?? null,
+          restarts: s.restarts,
+          lastError: s.lastError ?? null,
+          address: s.address ?? null,
         });
       }
     });
@@ -421,7 +538,8 @@ export class SqliteStore implements Store {
   async deleteInstance(id: string): Promise<void> {
     this.write(() => {
       const b = this.stmt('SELECT app, revision FROM instances WHERE id = ?').get(id) as Row | undefined;
-      if (this.stmt('DELETE FROM instances WHERE id = ?').run(id).changes > 0 && b) this.event('instance.removed', b.app as string, Date.now(), { instance: id, revision: b.revision });
+      if (this.stmt('DELETE FROM instances WHERE id = ?').run(id).changes > 0 && b)
+        this.event('instance.removed', b.app as string, Date.now(), { instance: id, revision: b.revision });
     });
   }
 
@@ -430,8 +548,9 @@ export class SqliteStore implements Store {
     return this.nodeCache().byId.get(id)?.name ?? id;
   }
   async listInstances(filter: { app?: string; nodeId?: string } = {}): Promise<InstanceRecord[]> {
-    const rows = this.stmt('SELECT * FROM instances WHERE (@app IS NULL OR app = @app) AND (@node IS NULL OR node_id = @node) ORDER BY created_at, id')
-      .all({ app: filter.app ?? null, node: filter.nodeId ?? null }) as Row[];
+    const rows = this.stmt(
+      'SELECT * FROM instances WHERE (@app IS NULL OR app = @app) AND (@node IS NULL OR node_id = @node) ORDER BY created_at, id',
+    ).all({ app: filter.app ?? null, node: filter.nodeId ?? null }) as Row[];
     return rows.map(instanceFrom);
   }
 
@@ -439,7 +558,8 @@ export class SqliteStore implements Store {
    * Every node, in memory: the node monitor, the reconciler and each agent sync read them several
    * times a second, and this store is the only writer, so every write keeps it current in place.
    */
-  private nodes: { order: string[]; byId: Map<string, NodeRecord>; byHash: Map<string, NodeRecord>; byName: Map<string, NodeRecord> } | undefined;
+  private nodes:
+    { order: string[]; byId: Map<string, NodeRecord>; byHash: Map<string, NodeRecord>; byName: Map<string, NodeRecord> } | undefined;
 
   private nodeCache(): NonNullable<SqliteStore['nodes']> {
     if (!this.nodes) {
@@ -482,11 +602,25 @@ export class SqliteStore implements Store {
     const known = this.nodeCache().byId.has(n.id);
     this.write(() => {
       this.stmt(
-      `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels, runtimes)
+        `INSERT INTO nodes (id, name, address, api_url, credential_hash, agent_token, registered_at, last_seen_at, scheduling, cpus, memory_mb, labels, runtimes)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT(id) DO UPDATE SET address = excluded.address, api_url = excluded.api_url, credential_hash = excluded.credential_hash,
          agent_token = excluded.agent_token, last_seen_at = excluded.last_seen_at, cpus = excluded.cpus, memory_mb = excluded.memory_mb, labels = excluded.labels, runtimes = excluded.runtimes`,
-      ).run(n.id, n.name, n.address, n.apiUrl, n.credentialHash, n.agentToken, n.registeredAt, n.lastSeenAt, n.scheduling, n.cpus ?? null, n.memoryMb ?? null, JSON.stringify(n.labels), JSON.stringify(n.runtimes));
+      ).run(
+        n.id,
+        n.name,
+        n.address,
+        n.apiUrl,
+        n.credentialHash,
+        n.agentToken,
+        n.registeredAt,
+        n.lastSeenAt,
+        n.scheduling,
+        n.cpus ?? null,
+        n.memoryMb ?? null,
+        JSON.stringify(n.labels),
+        JSON.stringify(n.runtimes),
+      );
       if (!known) this.event('node.registered', undefined, n.registeredAt, { node: n.name, address: n.address });
     });
     const old = this.nodes?.byId.get(n.id);
@@ -496,7 +630,8 @@ export class SqliteStore implements Store {
     const before = this.nodeCache().byId.get(id);
     this.write(() => {
       this.stmt('UPDATE nodes SET scheduling = ? WHERE id = ?').run(scheduling, id);
-      if (before && before.scheduling !== scheduling) this.event('node.scheduling', undefined, Date.now(), { node: before.name, scheduling, from: before.scheduling });
+      if (before && before.scheduling !== scheduling)
+        this.event('node.scheduling', undefined, Date.now(), { node: before.name, scheduling, from: before.scheduling });
     });
     const n = this.nodes?.byId.get(id);
     if (n) this.cacheNode({ ...n, scheduling });
@@ -512,8 +647,11 @@ export class SqliteStore implements Store {
     return this.stmt('UPDATE join_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes > 0;
   }
   async listJoinTokens(): Promise<JoinTokenRecord[]> {
-    return (this.stmt('SELECT * FROM join_tokens ORDER BY created_at').all() as Row[])
-      .map((r) => ({ id: r.id as string, createdAt: r.created_at as number, revokedAt: opt<number>(r.revoked_at) }));
+    return (this.stmt('SELECT * FROM join_tokens ORDER BY created_at').all() as Row[]).map((r) => ({
+      id: r.id as string,
+      createdAt: r.created_at as number,
+      revokedAt: opt<number>(r.revoked_at),
+    }));
   }
   async getNodeByName(name: string): Promise<NodeRecord | undefined> {
     return this.nodeCache().byName.get(name);
@@ -531,10 +669,18 @@ export class SqliteStore implements Store {
     if (n) this.cacheNode({ ...n, lastSeenAt: now });
   }
 
-  async createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord> {
+  async createRun(r: {
+    app: string;
+    trigger: RunRecord['trigger'];
+    commit: string | undefined;
+    dirty: boolean;
+    steps: readonly StepRecord[];
+    now: number;
+  }): Promise<RunRecord> {
     const id = this.write(() => {
-      const info = this.stmt(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`)
-        .run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now, r.now);
+      const info = this.stmt(
+        `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, started_at) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`,
+      ).run(r.app, r.trigger, r.commit ?? null, r.dirty ? 1 : 0, JSON.stringify(r.steps), r.now, r.now);
       const id = Number(info.lastInsertRowid);
       this.event('run.created', r.app, r.now, { run: id, trigger: r.trigger, commit: r.commit ?? null, status: 'running' });
       return id;
@@ -569,7 +715,14 @@ export class SqliteStore implements Store {
           this.event('run.steps', b.app as string, now, { run: id, steps: p.steps.map((st) => ({ name: st.name, status: st.status })) });
         }
         if (p.status !== undefined && p.status !== b.status) {
-          this.event('run.status', b.app as string, now, { run: id, status: p.status, from: b.status, error: typeof p.error === 'string' ? p.error.split('\n')[0] : null, revision: p.revision ?? null, rollout: p.rolloutId ?? null });
+          this.event('run.status', b.app as string, now, {
+            run: id,
+            status: p.status,
+            from: b.status,
+            error: typeof p.error === 'string' ? p.error.split('\n')[0] : null,
+            revision: p.revision ?? null,
+            rollout: p.rolloutId ?? null,
+          });
         }
       });
     }
@@ -582,8 +735,10 @@ export class SqliteStore implements Store {
     return r && runFrom(r);
   }
   async listRuns(filter: { app?: string; limit: number }): Promise<RunRecord[]> {
-    const rows = this.stmt('SELECT * FROM runs WHERE (@app IS NULL OR app = @app) ORDER BY id DESC LIMIT @limit')
-      .all({ app: filter.app ?? null, limit: filter.limit }) as Row[];
+    const rows = this.stmt('SELECT * FROM runs WHERE (@app IS NULL OR app = @app) ORDER BY id DESC LIMIT @limit').all({
+      app: filter.app ?? null,
+      limit: filter.limit,
+    }) as Row[];
     return rows.map(runFrom);
   }
 
@@ -616,36 +771,53 @@ export class SqliteStore implements Store {
   }
 
   private enqueueOne(p: WebhookPush): EnqueueResult {
-
     const byDelivery = this.stmt('SELECT * FROM runs WHERE delivery_id = ?').get(p.deliveryId) as Row | undefined;
     if (byDelivery) return { outcome: 'duplicate-delivery', run: runFrom(byDelivery) };
-    const same = this.stmt(`SELECT * FROM runs WHERE app = ? AND commit_sha = ? AND status IN ('queued', 'running') ORDER BY id DESC LIMIT 1`)
-      .get(p.app, p.commit) as Row | undefined;
+    const same = this.stmt(
+      `SELECT * FROM runs WHERE app = ? AND commit_sha = ? AND status IN ('queued', 'running') ORDER BY id DESC LIMIT 1`,
+    ).get(p.app, p.commit) as Row | undefined;
     if (same) return { outcome: 'duplicate-commit', run: runFrom(same) };
     const max = this.stmt('SELECT MAX(fence) AS f FROM runs WHERE app = ?').get(p.app) as { f: number | null };
-    const info = this.stmt(`INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, delivery_id, branch, message, author, fence, attempt, repo_full_name)
+    const info = this.stmt(
+      `INSERT INTO runs (app, trigger, commit_sha, dirty, status, steps, created_at, delivery_id, branch, message, author, fence, attempt, repo_full_name)
          VALUES (?, 'webhook', ?, 0, 'queued', ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
-      )
-      .run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1, p.repoFullName ?? null);
+    ).run(p.app, p.commit, PIPELINE_STEPS, p.now, p.deliveryId, p.branch, p.message, p.author, (max.f ?? 0) + 1, p.repoFullName ?? null);
     const id = Number(info.lastInsertRowid);
     this.event('run.created', p.app, p.now, { run: id, trigger: 'webhook', commit: p.commit, status: 'queued', branch: p.branch });
-    const older = this.stmt(`SELECT id FROM runs WHERE app = ? AND branch = ? AND status = 'queued' AND id <> ?`)
-      .all(p.app, p.branch, id) as { id: number }[];
+    const older = this.stmt(`SELECT id FROM runs WHERE app = ? AND branch = ? AND status = 'queued' AND id <> ?`).all(
+      p.app,
+      p.branch,
+      id,
+    ) as { id: number }[];
     for (const o of older) {
       this.event('run.status', p.app, p.now, { run: o.id, status: 'superseded', from: 'queued', supersededBy: id });
-      this.stmt(`UPDATE runs SET status = 'superseded', superseded_by = ?, finished_at = ?, error = ? WHERE id = ?`)
-        .run(id, p.now, `superseded by run #${id} (a newer push to ${p.branch})`, o.id);
+      this.stmt(`UPDATE runs SET status = 'superseded', superseded_by = ?, finished_at = ?, error = ? WHERE id = ?`).run(
+        id,
+        p.now,
+        `superseded by run #${id} (a newer push to ${p.branch})`,
+        o.id,
+      );
     }
-    return { outcome: 'queued', run: runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(id) as Row), superseded: older.map((o) => o.id) };
+    return {
+      outcome: 'queued',
+      run: runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(id) as Row),
+      superseded: older.map((o) => o.id),
+    };
   }
 
   async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
     return this.write((): RunRecord | undefined => {
-      const busy = new Set((this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map((r) => r.app));
+      const busy = new Set(
+        (this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map(
+          (r) => r.app,
+        ),
+      );
       const queued = this.stmt(`SELECT * FROM runs WHERE status = 'queued' AND created_at <= ? ORDER BY id`).all(queuedBefore) as Row[];
       const next = queued.find((r) => !busy.has(r.app as string) && !excludeApps.has(r.app as string));
       if (!next) return undefined;
-      this.stmt(`UPDATE runs SET status = 'running', started_at = ?, attempt = attempt + (CASE WHEN attempt = 0 THEN 1 ELSE 0 END) WHERE id = ?`).run(now, next.id);
+      this.stmt(
+        `UPDATE runs SET status = 'running', started_at = ?, attempt = attempt + (CASE WHEN attempt = 0 THEN 1 ELSE 0 END) WHERE id = ?`,
+      ).run(now, next.id);
       this.event('run.status', next.app as string, now, { run: next.id, status: 'running', from: 'queued' });
       return runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(next.id) as Row);
     });
@@ -667,20 +839,42 @@ export class SqliteStore implements Store {
               )
               .run(r.app, r.commit_sha, PIPELINE_STEPS, now, r.branch, r.message, r.author, r.fence, attempt + 1, r.id, r.repo_full_name);
             retryNote = `retried as run #${Number(info.lastInsertRowid)}`;
-            this.event('run.created', r.app as string, now, { run: Number(info.lastInsertRowid), trigger: 'webhook', commit: r.commit_sha, status: 'queued', retryOf: r.id });
+            this.event('run.created', r.app as string, now, {
+              run: Number(info.lastInsertRowid),
+              trigger: 'webhook',
+              commit: r.commit_sha,
+              status: 'queued',
+              retryOf: r.id,
+            });
           }
-          this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
-            .run(now, `interrupted: the server stopped while it ran; ${retryNote}`, r.id);
-          this.event('run.status', r.app as string, now, { run: r.id, status: 'interrupted', from: 'running', error: `interrupted: the server stopped while it ran; ${retryNote}` });
+          this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`).run(
+            now,
+            `interrupted: the server stopped while it ran; ${retryNote}`,
+            r.id,
+          );
+          this.event('run.status', r.app as string, now, {
+            run: r.id,
+            status: 'interrupted',
+            from: 'running',
+            error: `interrupted: the server stopped while it ran; ${retryNote}`,
+          });
         }
         // A `pilot run` from a terminal reports through this server: when the server died, the CLI's
         // next report failed and it gave up, so its run would say "running" forever. Not retried:
         // the user re-runs it (a CLI that is somehow still going may still PATCH it to its end).
         const cli = this.stmt(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'cli'`).all() as Row[];
         for (const r of cli) {
-          this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`)
-            .run(now, 'interrupted: the server stopped while it ran; run `pilot run` again', r.id);
-          this.event('run.status', r.app as string, now, { run: r.id, status: 'interrupted', from: 'running', error: 'interrupted: the server stopped while it ran' });
+          this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`).run(
+            now,
+            'interrupted: the server stopped while it ran; run `pilot run` again',
+            r.id,
+          );
+          this.event('run.status', r.app as string, now, {
+            run: r.id,
+            status: 'interrupted',
+            from: 'running',
+            error: 'interrupted: the server stopped while it ran',
+          });
         }
         return [...rows, ...cli].map((r) => runFrom(this.stmt('SELECT * FROM runs WHERE id = ?').get(r.id) as Row));
       });
@@ -691,49 +885,75 @@ export class SqliteStore implements Store {
 
   async finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void> {
     this.write(() => {
-      const rows = this.stmt(`SELECT id, app FROM runs WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`).all(rolloutId) as Row[];
-      this.stmt(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
-                  WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
-        .run(status, error ?? null, now, status, now, rolloutId);
-      for (const r of rows) this.event('run.status', r.app as string, now, { run: r.id, status, from: 'running', error: error?.split('\n')[0] ?? null, rollout: rolloutId });
+      const rows = this.stmt(`SELECT id, app FROM runs WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`).all(
+        rolloutId,
+      ) as Row[];
+      this.stmt(
+        `UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
+                  WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`,
+      ).run(status, error ?? null, now, status, now, rolloutId);
+      for (const r of rows)
+        this.event('run.status', r.app as string, now, {
+          run: r.id,
+          status,
+          from: 'running',
+          error: error?.split('\n')[0] ?? null,
+          rollout: rolloutId,
+        });
     });
   }
 
   async revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined> {
-    const r = this.stmt(`SELECT revisions.* FROM revisions JOIN runs ON runs.id = revisions.run_id
-                         WHERE revisions.app = ? AND runs.app = ? AND runs.fence = ? AND revisions.commit_sha = ? ORDER BY revisions.number DESC LIMIT 1`)
-      .get(app, app, fence, commit) as Row | undefined;
+    const r = this.stmt(
+      `SELECT revisions.* FROM revisions JOIN runs ON runs.id = revisions.run_id
+                         WHERE revisions.app = ? AND runs.app = ? AND runs.fence = ? AND revisions.commit_sha = ? ORDER BY revisions.number DESC LIMIT 1`,
+    ).get(app, app, fence, commit) as Row | undefined;
     return r && revisionFrom(r);
   }
   async interruptForegroundRuns(now: number): Promise<number> {
     return this.write(() => {
       const rows = this.stmt(`SELECT id, app FROM runs WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`).all() as Row[];
-      for (const r of rows) this.event('run.status', r.app as string, now, { run: r.id, status: 'interrupted', from: 'running', error: 'interrupted: the server restarted while it ran' });
-      return this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)'
-                        WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`).run(now).changes;
+      for (const r of rows)
+        this.event('run.status', r.app as string, now, {
+          run: r.id,
+          status: 'interrupted',
+          from: 'running',
+          error: 'interrupted: the server restarted while it ran',
+        });
+      return this.stmt(
+        `UPDATE runs SET status = 'interrupted', finished_at = ?, error = 'interrupted: the server restarted while it ran (its rollout goes on and ends by itself)'
+                        WHERE status = 'running' AND trigger NOT IN ('webhook', 'rollback')`,
+      ).run(now).changes;
     });
   }
   async latestDeployedFence(app: string): Promise<number | undefined> {
-    const r = this.stmt('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?')
-      .get(app) as { f: number | null };
+    const r = this.stmt('SELECT MAX(runs.fence) AS f FROM revisions JOIN runs ON runs.id = revisions.run_id WHERE revisions.app = ?').get(
+      app,
+    ) as { f: number | null };
     return r.f ?? undefined;
   }
 
   async setSecret(app: string, name: string, sealed: string, now: number, scope: SecretScope = 'run'): Promise<void> {
-    this.stmt('INSERT INTO secrets (app, name, value, updated_at, scope) VALUES (?, ?, ?, ?, ?) ON CONFLICT(app, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, scope = excluded.scope')
-      .run(app, name, sealed, now, scope);
+    this.stmt(
+      'INSERT INTO secrets (app, name, value, updated_at, scope) VALUES (?, ?, ?, ?, ?) ON CONFLICT(app, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, scope = excluded.scope',
+    ).run(app, name, sealed, now, scope);
   }
   async deleteSecret(app: string, name: string): Promise<boolean> {
     return this.stmt('DELETE FROM secrets WHERE app = ? AND name = ?').run(app, name).changes > 0;
   }
   async listSecrets(app: string): Promise<SecretRecord[]> {
-    return (this.stmt('SELECT name, value, updated_at, scope FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[])
-      .map((r) => ({ name: r.name as string, value: r.value as string, updatedAt: r.updated_at as number, scope: r.scope === 'build' ? 'build' : 'run' }));
+    return (this.stmt('SELECT name, value, updated_at, scope FROM secrets WHERE app = ? ORDER BY name').all(app) as Row[]).map((r) => ({
+      name: r.name as string,
+      value: r.value as string,
+      updatedAt: r.updated_at as number,
+      scope: r.scope === 'build' ? 'build' : 'run',
+    }));
   }
 
   async putNodeRuntime(r: NodeRuntimeRecord): Promise<NodeRuntimeRecord> {
-    this.stmt('INSERT OR IGNORE INTO node_runtimes (version, platform, digest, integrity, size, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(r.version, r.platform, r.digest, r.integrity ?? null, r.size, r.origin, r.createdAt);
+    this.stmt(
+      'INSERT OR IGNORE INTO node_runtimes (version, platform, digest, integrity, size, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(r.version, r.platform, r.digest, r.integrity ?? null, r.size, r.origin, r.createdAt);
     return (await this.getNodeRuntime(r.version, r.platform))!;
   }
   async getNodeRuntime(version: string, platform: string): Promise<NodeRuntimeRecord | undefined> {
@@ -744,28 +964,43 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT * FROM node_runtimes ORDER BY created_at').all() as Row[]).map(nodeRuntimeFrom);
   }
   async putRegistry(r: RegistryRecord): Promise<void> {
-    this.stmt('INSERT INTO registries (url, username, password, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET username = excluded.username, password = excluded.password, updated_at = excluded.updated_at')
-      .run(r.url, r.username ?? null, r.password ?? null, r.updatedAt);
+    this.stmt(
+      'INSERT INTO registries (url, username, password, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET username = excluded.username, password = excluded.password, updated_at = excluded.updated_at',
+    ).run(r.url, r.username ?? null, r.password ?? null, r.updatedAt);
   }
   async deleteRegistry(url: string): Promise<boolean> {
     return this.stmt('DELETE FROM registries WHERE url = ?').run(url).changes > 0;
   }
   async listRegistries(): Promise<RegistryRecord[]> {
-    return (this.stmt('SELECT url, username, password, updated_at FROM registries ORDER BY updated_at DESC, rowid DESC').all() as Row[])
-      .map((r) => ({ url: r.url as string, username: opt<string>(r.username), password: opt<string>(r.password), updatedAt: r.updated_at as number }));
+    return (
+      this.stmt('SELECT url, username, password, updated_at FROM registries ORDER BY updated_at DESC, rowid DESC').all() as Row[]
+    ).map((r) => ({
+      url: r.url as string,
+      username: opt<string>(r.username),
+      password: opt<string>(r.password),
+      updatedAt: r.updated_at as number,
+    }));
   }
 
   async listVolumePlacements(app?: string): Promise<VolumePlacement[]> {
-    return (this.stmt('SELECT * FROM volume_placements WHERE (@app IS NULL OR app = @app) ORDER BY app, name').all({ app: app ?? null }) as Row[])
-      .map((r) => ({ app: r.app as string, name: r.name as string, nodeId: r.node_id as string, createdAt: r.created_at as number }));
+    return (
+      this.stmt('SELECT * FROM volume_placements WHERE (@app IS NULL OR app = @app) ORDER BY app, name').all({ app: app ?? null }) as Row[]
+    ).map((r) => ({ app: r.app as string, name: r.name as string, nodeId: r.node_id as string, createdAt: r.created_at as number }));
   }
   async placeVolumes(app: string, names: readonly string[], nodeId: string, now: number): Promise<void> {
     this.db.transaction(() => {
-      for (const name of names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(app, name, nodeId, now);
+      for (const name of names)
+        this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(
+          app,
+          name,
+          nodeId,
+          now,
+        );
     })();
   }
   async forgetVolumes(app: string, name?: string): Promise<number> {
-    return this.stmt('DELETE FROM volume_placements WHERE app = @app AND (@name IS NULL OR name = @name)').run({ app, name: name ?? null }).changes;
+    return this.stmt('DELETE FROM volume_placements WHERE app = @app AND (@name IS NULL OR name = @name)').run({ app, name: name ?? null })
+      .changes;
   }
 
   async commitPlan(c: PlanCommit): Promise<PlanVerdict> {
@@ -775,8 +1010,12 @@ export class SqliteStore implements Store {
     // desired, revision activated, rollout finished, a rollback's run ended).
     return this.write((): PlanVerdict => {
       const app = this.stmt('SELECT * FROM apps WHERE name = ? AND removed_at IS NULL').get(plan.app) as Row | undefined;
-      const rollout = this.stmt(`SELECT id, to_revision FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(plan.app) as { id: number; to_revision: number } | undefined;
-      const instances = (this.stmt('SELECT * FROM instances WHERE app = ? ORDER BY created_at, id').all(plan.app) as Row[]).map(instanceFrom);
+      const rollout = this.stmt(`SELECT id, to_revision FROM rollouts WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(
+        plan.app,
+      ) as { id: number; to_revision: number } | undefined;
+      const instances = (this.stmt('SELECT * FROM instances WHERE app = ? ORDER BY created_at, id').all(plan.app) as Row[]).map(
+        instanceFrom,
+      );
       const a = app && appFrom(app);
       const basis = basisOf({ app: a && { activeRevision: a.activeRevision, replicas: a.replicas }, rolloutId: rollout?.id, instances });
       if (basis !== plan.basis) return { committed: false, reason: `the state of app "${plan.app}" changed since the plan was made` };
@@ -786,50 +1025,97 @@ export class SqliteStore implements Store {
         if (n.scheduling !== 'eligible') return { committed: false, reason: `node ${nodeId} is no longer eligible (${n.scheduling})` };
       }
       // The plan itself first, then the events of each change it makes.
-      this.event('deploy.plan', plan.app, now, planEventPayload(c, (id) => this.nodeName(id)));
+      this.event(
+        'deploy.plan',
+        plan.app,
+        now,
+        planEventPayload(c, (id) => this.nodeName(id)),
+      );
       if (plan.volumes) {
-        for (const name of plan.volumes.names) this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(plan.app, name, plan.volumes.nodeId, now);
+        for (const name of plan.volumes.names)
+          this.stmt('INSERT OR IGNORE INTO volume_placements (app, name, node_id, created_at) VALUES (?, ?, ?, ?)').run(
+            plan.app,
+            name,
+            plan.volumes.nodeId,
+            now,
+          );
       }
       plan.placements.forEach((p, k) => {
         const id = c.instanceIds[k]!;
-        this.stmt(`INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, 'run', 'pending', ?, ?, ?)`)
-          .run(id, plan.app, p.revision, p.nodeId, p.kind, now, now);
-        this.event('instance.placed', plan.app, now, { instance: id, revision: p.revision, node: this.nodeName(p.nodeId), kind: p.kind, desired: 'run' });
+        this.stmt(
+          `INSERT INTO instances (id, app, revision, node_id, desired, state, kind, created_at, updated_at) VALUES (?, ?, ?, ?, 'run', 'pending', ?, ?, ?)`,
+        ).run(id, plan.app, p.revision, p.nodeId, p.kind, now, now);
+        this.event('instance.placed', plan.app, now, {
+          instance: id,
+          revision: p.revision,
+          node: this.nodeName(p.nodeId),
+          kind: p.kind,
+          desired: 'run',
+        });
       });
       const byId = new Map(instances.map((i) => [i.id, i]));
       for (const d of plan.desired) {
         this.stmt('UPDATE instances SET desired = ?, updated_at = ? WHERE id = ?').run(d.desired, now, d.id);
         const before = byId.get(d.id);
-        if (before && before.desired !== d.desired) this.event('instance.desired', plan.app, now, { instance: d.id, revision: before.revision, desired: d.desired });
+        if (before && before.desired !== d.desired)
+          this.event('instance.desired', plan.app, now, { instance: d.id, revision: before.revision, desired: d.desired });
       }
       if (plan.activate !== undefined) {
         this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(plan.activate, now, plan.app);
-        if ((a?.activeRevision ?? null) !== plan.activate) this.event('deploy.activated', plan.app, now, { revision: plan.activate, previous: a?.activeRevision ?? null });
+        if ((a?.activeRevision ?? null) !== plan.activate)
+          this.event('deploy.activated', plan.app, now, { revision: plan.activate, previous: a?.activeRevision ?? null });
       }
       if (plan.finish && plan.rolloutId !== undefined) {
         const f = plan.finish;
-        this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(f.status, f.reason ?? null, now, plan.rolloutId);
-        this.event('rollout.finished', plan.app, now, { rollout: plan.rolloutId, toRevision: rollout?.id === plan.rolloutId ? rollout.to_revision : null, status: f.status, reason: f.reason ?? null });
-        const runs = this.stmt(`SELECT id FROM runs WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`).all(plan.rolloutId) as { id: number }[];
-        this.stmt(`UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
-                    WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`)
-          .run(f.status, f.reason ?? null, now, f.status, now, plan.rolloutId);
-        for (const r of runs) this.event('run.status', plan.app, now, { run: r.id, status: f.status, from: 'running', error: f.reason?.split('\n')[0] ?? null, rollout: plan.rolloutId });
+        this.stmt('UPDATE rollouts SET status = ?, reason = ?, finished_at = ? WHERE id = ?').run(
+          f.status,
+          f.reason ?? null,
+          now,
+          plan.rolloutId,
+        );
+        this.event('rollout.finished', plan.app, now, {
+          rollout: plan.rolloutId,
+          toRevision: rollout?.id === plan.rolloutId ? rollout.to_revision : null,
+          status: f.status,
+          reason: f.reason ?? null,
+        });
+        const runs = this.stmt(`SELECT id FROM runs WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`).all(
+          plan.rolloutId,
+        ) as { id: number }[];
+        this.stmt(
+          `UPDATE runs SET status = ?, error = ?, finished_at = ?, steps = json_array(json_object('name', 'deploy', 'status', ?, 'finishedAt', ?))
+                    WHERE rollout_id = ? AND trigger = 'rollback' AND status = 'running'`,
+        ).run(f.status, f.reason ?? null, now, f.status, now, plan.rolloutId);
+        for (const r of runs)
+          this.event('run.status', plan.app, now, {
+            run: r.id,
+            status: f.status,
+            from: 'running',
+            error: f.reason?.split('\n')[0] ?? null,
+            rollout: plan.rolloutId,
+          });
       }
       return { committed: true };
     });
   }
 
   putArtifactMeta(m: ArtifactMeta): void {
-    this.stmt('INSERT OR IGNORE INTO artifacts (digest, size, app, commit_sha, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(m.digest, m.size, m.app ?? null, m.commit ?? null, m.createdAt);
+    this.stmt('INSERT OR IGNORE INTO artifacts (digest, size, app, commit_sha, created_at) VALUES (?, ?, ?, ?, ?)').run(
+      m.digest,
+      m.size,
+      m.app ?? null,
+      m.commit ?? null,
+      m.createdAt,
+    );
   }
   getArtifactMeta(digest: string): ArtifactMeta | undefined {
     const r = this.stmt('SELECT * FROM artifacts WHERE digest = ?').get(digest) as Row | undefined;
     return r && artifactFrom(r);
   }
   listArtifactMeta(app?: string): ArtifactMeta[] {
-    return (this.stmt('SELECT * FROM artifacts WHERE (@app IS NULL OR app = @app) ORDER BY created_at DESC').all({ app: app ?? null }) as Row[]).map(artifactFrom);
+    return (
+      this.stmt('SELECT * FROM artifacts WHERE (@app IS NULL OR app = @app) ORDER BY created_at DESC').all({ app: app ?? null }) as Row[]
+    ).map(artifactFrom);
   }
 
   forgetBlob(digest: string): void {
@@ -845,17 +1131,26 @@ export class SqliteStore implements Store {
       return this.unpublished[this.unpublished.length - 1]!;
     });
   }
-  async readEvents(q: { after: number; app?: string | undefined; limit: number; kinds?: readonly EventKind[] | undefined }): Promise<PilotEvent[]> {
-    const rows = (q.app === undefined
-      ? this.stmt('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?').all(q.after, q.limit)
-      : this.stmt('SELECT * FROM events WHERE app = ? AND id > ? ORDER BY id LIMIT ?').all(q.app, q.after, q.limit)) as Row[];
+  async readEvents(q: {
+    after: number;
+    app?: string | undefined;
+    limit: number;
+    kinds?: readonly EventKind[] | undefined;
+  }): Promise<PilotEvent[]> {
+    const rows = (
+      q.app === undefined
+        ? this.stmt('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?').all(q.after, q.limit)
+        : this.stmt('SELECT * FROM events WHERE app = ? AND id > ? ORDER BY id LIMIT ?').all(q.app, q.after, q.limit)
+    ) as Row[];
     const events = rows.map(eventFrom);
     return q.kinds === undefined ? events : events.filter((e) => q.kinds!.includes(e.kind));
   }
   async latestEvents(q: { app?: string | undefined; limit: number }): Promise<PilotEvent[]> {
-    const rows = (q.app === undefined
-      ? this.stmt('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(q.limit)
-      : this.stmt('SELECT * FROM events WHERE app = ? ORDER BY id DESC LIMIT ?').all(q.app, q.limit)) as Row[];
+    const rows = (
+      q.app === undefined
+        ? this.stmt('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(q.limit)
+        : this.stmt('SELECT * FROM events WHERE app = ? ORDER BY id DESC LIMIT ?').all(q.app, q.limit)
+    ) as Row[];
     return rows.map(eventFrom).reverse();
   }
   async eventBounds(): Promise<EventBounds> {
@@ -872,7 +1167,9 @@ export class SqliteStore implements Store {
       const through = Math.max(byCount, byTime);
       if (through <= 0) return 0;
       const gone = this.stmt('DELETE FROM events WHERE id <= ?').run(through).changes;
-      this.stmt('INSERT INTO event_trim (one, through) VALUES (1, ?) ON CONFLICT(one) DO UPDATE SET through = MAX(through, excluded.through)').run(through);
+      this.stmt(
+        'INSERT INTO event_trim (one, through) VALUES (1, ?) ON CONFLICT(one) DO UPDATE SET through = MAX(through, excluded.through)',
+      ).run(through);
       return gone;
     });
   }

@@ -33,34 +33,80 @@ const sha = (c: string): string => c.repeat(40);
 const digest = (c: string): string => `sha256:${c.repeat(64)}`;
 /** What a JSON column gives back: fields set to undefined are absent. */
 const json = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
-const isCode = (code: string) => (e: unknown): boolean => isPilotError(e) && e.code === code;
+const isCode =
+  (code: string) =>
+  (e: unknown): boolean =>
+    isPilotError(e) && e.code === code;
 
 /** Configs of several shapes: defaults, everything set, hostile text in values. */
 function configs(name: string): AppConfig[] {
   return [
     resolveAppConfig({}, name),
-    resolveAppConfig({ replicas: 3, hosts: ['shop.example.com', 'www.shop.example.com'], env: { A: '1', QUOTE: `'"; DROP TABLE apps; --`, UNI: 'héllo ✓ 日本' }, constraints: { zone: 'eu-1' }, resources: { cpu: 0.5, memory: '256MB' }, health: { path: '/healthz' } }, name),
+    resolveAppConfig(
+      {
+        replicas: 3,
+        hosts: ['shop.example.com', 'www.shop.example.com'],
+        env: { A: '1', QUOTE: `'"; DROP TABLE apps; --`, UNI: 'héllo ✓ 日本' },
+        constraints: { zone: 'eu-1' },
+        resources: { cpu: 0.5, memory: '256MB' },
+        health: { path: '/healthz' },
+      },
+      name,
+    ),
     resolveAppConfig({ runtime: 'docker', volumes: [{ name: 'data' }], run: ['node', 'server.js'], build: ['npm run build'] }, name),
   ];
 }
 
 function node(id: string, name: string, over: Partial<NodeRecord> = {}): NodeRecord {
   return {
-    id, name, address: '127.0.0.2', apiUrl: 'http://127.0.0.2:7071', credentialHash: `hash-${id}`, agentToken: `agent-${id}`, registeredAt: 1, lastSeenAt: 1,
-    scheduling: 'eligible', cpus: 4, memoryMb: 2048, labels: { zone: 'a' }, runtimes: { docker: { available: false, error: 'no engine' } }, ...over,
+    id,
+    name,
+    address: '127.0.0.2',
+    apiUrl: 'http://127.0.0.2:7071',
+    credentialHash: `hash-${id}`,
+    agentToken: `agent-${id}`,
+    registeredAt: 1,
+    lastSeenAt: 1,
+    scheduling: 'eligible',
+    cpus: 4,
+    memoryMb: 2048,
+    labels: { zone: 'a' },
+    runtimes: { docker: { available: false, error: 'no engine' } },
+    ...over,
   };
 }
 
 function revision(app: string, over: Partial<Omit<RevisionRecord, 'number'>> = {}): Omit<RevisionRecord, 'number'> {
-  return { app, artifact: digest('a'), commit: sha('a'), dirty: false, config: resolveAppConfig({}, app), runId: undefined, createdAt: 10, image: undefined, nodeRuntime: undefined, ...over };
+  return {
+    app,
+    artifact: digest('a'),
+    commit: sha('a'),
+    dirty: false,
+    config: resolveAppConfig({}, app),
+    runId: undefined,
+    createdAt: 10,
+    image: undefined,
+    nodeRuntime: undefined,
+    ...over,
+  };
 }
 
-const push = (app: string, delivery: string, commit: string, now = 10, branch = 'main'): WebhookPush => ({ app, deliveryId: delivery, commit, branch, message: 'fix: the thing', author: 'Zoë <z@example.com>', now });
+const push = (app: string, delivery: string, commit: string, now = 10, branch = 'main'): WebhookPush => ({
+  app,
+  deliveryId: delivery,
+  commit,
+  branch,
+  message: 'fix: the thing',
+  author: 'Zoë <z@example.com>',
+  now,
+});
 
 /** Register the Store contract tests for one implementation. */
 export function storeContract(name: string, makeStore: () => Promise<StoreHarness>): void {
   /** A fresh harness; every store opened through it is closed and the harness cleaned after the test, even when it fails. */
-  async function setup(t: TestContext): Promise<{ s: Store; h: StoreHarness; reopen: () => Promise<Store>; openBackup: (f: string) => Promise<Store>; tmp: () => string }> {
+  async function setup(
+    t: TestContext,
+  ): Promise<{ s: Store; h: StoreHarness; reopen: () => Promise<Store>; openBackup: (f: string) => Promise<Store>; tmp: () => string }> {
     const h = await makeStore();
     const opened: Store[] = [h.store];
     const dirs: string[] = [];
@@ -75,7 +121,8 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       return s;
     };
     return {
-      s: h.store, h,
+      s: h.store,
+      h,
       reopen: () => track(h.reopen()),
       openBackup: (f) => track(h.openBackup(f)),
       tmp: () => {
@@ -87,30 +134,57 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
   }
 
   describe(`store contract: ${name}: apps`, () => {
-    it('creates an app with its config\'s replicas, no active revision and no source, listed by name', async (t) => {
+    it("creates an app with its config's replicas, no active revision and no source, listed by name", async (t) => {
       const { s } = await setup(t);
       const [plain, full, docker] = [configs('web')[0]!, configs('api')[1]!, configs('db')[2]!];
-      for (const [n, c] of [['web', plain], ['api', full], ['db', docker]] as const) {
+      for (const [n, c] of [
+        ['web', plain],
+        ['api', full],
+        ['db', docker],
+      ] as const) {
         const rec = await s.upsertApp(n, c, 5);
         assert.deepEqual(rec, await s.getApp(n));
         assert.deepEqual(rec.config, json(c));
-        assert.deepEqual([rec.replicas, rec.activeRevision, rec.repo, rec.branch, rec.webhookSecret, rec.createdAt, rec.updatedAt], [c.replicas, undefined, undefined, undefined, undefined, 5, 5]);
+        assert.deepEqual(
+          [rec.replicas, rec.activeRevision, rec.repo, rec.branch, rec.webhookSecret, rec.createdAt, rec.updatedAt],
+          [c.replicas, undefined, undefined, undefined, undefined, 5, 5],
+        );
       }
-      assert.deepEqual((await s.listApps()).map((a) => a.name), ['api', 'db', 'web']);
+      assert.deepEqual(
+        (await s.listApps()).map((a) => a.name),
+        ['api', 'db', 'web'],
+      );
       assert.equal(await s.getApp('nope'), undefined);
     });
 
     it('an update replaces the config and keeps replicas, creation time, active revision and source', async (t) => {
       const { s } = await setup(t);
       const [one, three] = configs('web');
-      await s.setAppSource('web', one!, { repo: '/srv/web.git', branch: 'main', webhookSecret: 'v1:sealed', githubToken: 'v1:tok', statusApiUrl: 'http://127.0.0.1:9/api' }, 1);
+      await s.setAppSource(
+        'web',
+        one!,
+        { repo: '/srv/web.git', branch: 'main', webhookSecret: 'v1:sealed', githubToken: 'v1:tok', statusApiUrl: 'http://127.0.0.1:9/api' },
+        1,
+      );
       await s.createRevision(revision('web'));
       await s.setActiveRevision('web', 1, 2);
       await s.setReplicas('web', 5, 3);
       const rec = await s.upsertApp('web', three!, 4);
       assert.deepEqual(rec.config, json(three));
-      assert.deepEqual([rec.replicas, rec.activeRevision, rec.createdAt, rec.updatedAt, rec.repo, rec.branch, rec.webhookSecret, rec.githubToken, rec.statusApiUrl],
-        [5, 1, 1, 4, '/srv/web.git', 'main', 'v1:sealed', 'v1:tok', 'http://127.0.0.1:9/api']);
+      assert.deepEqual(
+        [
+          rec.replicas,
+          rec.activeRevision,
+          rec.createdAt,
+          rec.updatedAt,
+          rec.repo,
+          rec.branch,
+          rec.webhookSecret,
+          rec.githubToken,
+          rec.statusApiUrl,
+        ],
+        [5, 1, 1, 4, '/srv/web.git', 'main', 'v1:sealed', 'v1:tok', 'http://127.0.0.1:9/api'],
+      );
       await s.setActiveRevision('web', undefined, 6);
       assert.equal((await s.getApp('web'))?.activeRevision, undefined);
     });
@@ -123,12 +197,21 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.deepEqual(await s.removingApps(), []);
     });
 
-    it('setAppSource creates a missing app with the defaults given, and keeps an existing app\'s config', async (t) => {
+    it("setAppSource creates a missing app with the defaults given, and keeps an existing app's config", async (t) => {
       const { s } = await setup(t);
       const [defaults, custom] = configs('web');
-      const src = { repo: 'https://github.com/o/web.git', branch: 'release/1.x', webhookSecret: 'v1:' + 'A'.repeat(200), githubToken: undefined, statusApiUrl: undefined };
+      const src = {
+        repo: 'https://github.com/o/web.git',
+        branch: 'release/1.x',
+        webhookSecret: 'v1:' + 'A'.repeat(200),
+        githubToken: undefined,
+        statusApiUrl: undefined,
+      };
       const created = await s.setAppSource('web', defaults!, src, 1);
-      assert.deepEqual([created.config, created.replicas, created.repo, created.branch, created.webhookSecret, created.githubToken], [json(defaults), defaults!.replicas, src.repo, src.branch, src.webhookSecret, undefined]);
+      assert.deepEqual(
+        [created.config, created.replicas, created.repo, created.branch, created.webhookSecret, created.githubToken],
+        [json(defaults), defaults!.replicas, src.repo, src.branch, src.webhookSecret, undefined],
+      );
       await s.upsertApp('web', custom!, 2);
       const again = await s.setAppSource('web', defaults!, { ...src, branch: 'main' }, 3);
       assert.deepEqual([again.config, again.branch, again.createdAt], [json(custom), 'main', 1]);
@@ -145,7 +228,12 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
     it('removes an app in two steps: hidden, stopping, source and secrets dropped at once; rows gone with its last instance', async (t) => {
       const { s } = await setup(t);
       await s.upsertNode(node('n1', 'node-1'));
-      await s.setAppSource('web', configs('web')[0]!, { repo: '/srv/web.git', branch: 'main', webhookSecret: 'v1:x', githubToken: 'v1:y', statusApiUrl: undefined }, 1);
+      await s.setAppSource(
+        'web',
+        configs('web')[0]!,
+        { repo: '/srv/web.git', branch: 'main', webhookSecret: 'v1:x', githubToken: 'v1:y', statusApiUrl: undefined },
+        1,
+      );
       await s.upsertApp('other', configs('other')[0]!, 1);
       await s.createRevision(revision('web'));
       const ro = await s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 1, startedAt: 2 });
@@ -163,9 +251,18 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal(await s.removeApp('web', 7), false, 'already being removed');
       assert.equal(await s.removeApp('never', 7), false, 'no such app');
       assert.equal(await s.getApp('web'), undefined);
-      assert.deepEqual((await s.listApps()).map((a) => a.name), ['other']);
+      assert.deepEqual(
+        (await s.listApps()).map((a) => a.name),
+        ['other'],
+      );
       assert.deepEqual(await s.removingApps(), ['web']);
-      assert.deepEqual((await s.listInstances({ app: 'web' })).map((i) => [i.id, i.desired, i.updatedAt]), [['web-1-a', 'stop', 6], ['web-1-b', 'stop', 6]]);
+      assert.deepEqual(
+        (await s.listInstances({ app: 'web' })).map((i) => [i.id, i.desired, i.updatedAt]),
+        [
+          ['web-1-a', 'stop', 6],
+          ['web-1-b', 'stop', 6],
+        ],
+      );
       assert.equal((await s.listInstances({ app: 'other' }))[0]?.desired, 'run', 'another app is untouched');
       assert.deepEqual(await s.getRollout(ro.id), { ...ro, status: 'failed', reason: 'app removed', finishedAt: 6 });
       assert.equal(await s.activeRollout('web'), undefined);
@@ -177,7 +274,15 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal((await s.listSecrets('other')).length, 1);
       // Nothing writes to an app being removed: it would hand its leftovers to a new app of that name.
       await assert.rejects(s.upsertApp('web', configs('web')[0]!, 8), isCode('app_removing'));
-      await assert.rejects(s.setAppSource('web', configs('web')[0]!, { repo: '/x', branch: 'main', webhookSecret: 'v1:z', githubToken: undefined, statusApiUrl: undefined }, 8), isCode('app_removing'));
+      await assert.rejects(
+        s.setAppSource(
+          'web',
+          configs('web')[0]!,
+          { repo: '/x', branch: 'main', webhookSecret: 'v1:z', githubToken: undefined, statusApiUrl: undefined },
+          8,
+        ),
+        isCode('app_removing'),
+      );
 
       await s.setSecret('web', 'LATE', 'v1:raced', 8); // a write that raced the removal: purged with the app
       assert.deepEqual(await s.purgeRemovedApps(), [], 'instances are still there');
@@ -216,24 +321,40 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       await s.upsertApp('web', configs('web')[0]!, 1);
       await s.upsertApp('api', configs('api')[0]!, 1);
       const image = { id: digest('c'), ref: '127.0.0.1:5000/web@' + digest('d'), archive: undefined };
-      const nodeRuntime = { version: '22.11.0', digest: digest('e'), source: 'engines.node "22.x"', npm: { version: '10.9.0', digest: digest('f') } };
+      const nodeRuntime = {
+        version: '22.11.0',
+        digest: digest('e'),
+        source: 'engines.node "22.x"',
+        npm: { version: '10.9.0', digest: digest('f') },
+      };
       const r1 = await s.createRevision(revision('web', { createdAt: 2 }));
       const a1 = await s.createRevision(revision('api', { createdAt: 2 }));
-      const r2 = await s.createRevision(revision('web', { dirty: true, image, config: configs('web')[2]!, createdAt: 3, commit: sha('b'), runId: 77 }));
+      const r2 = await s.createRevision(
+        revision('web', { dirty: true, image, config: configs('web')[2]!, createdAt: 3, commit: sha('b'), runId: 77 }),
+      );
       const r3 = await s.createRevision(revision('web', { nodeRuntime, createdAt: 4 }));
       assert.deepEqual([r1.number, r2.number, r3.number, a1.number], [1, 2, 3, 1]);
       assert.deepEqual(await s.getRevision('web', 2), r2);
       assert.deepEqual((await s.getRevision('web', 2))?.image, json(image));
       assert.deepEqual((await s.getRevision('web', 3))?.nodeRuntime, nodeRuntime);
-      assert.deepEqual([(await s.getRevision('web', 2))?.dirty, (await s.getRevision('web', 2))?.runId, (await s.getRevision('web', 1))?.runId], [true, 77, undefined]);
-      assert.deepEqual((await s.listRevisions('web')).map((r) => r.number), [3, 2, 1]);
-      assert.deepEqual((await s.listRevisions('api')).map((r) => r.number), [1]);
+      assert.deepEqual(
+        [(await s.getRevision('web', 2))?.dirty, (await s.getRevision('web', 2))?.runId, (await s.getRevision('web', 1))?.runId],
+        [true, 77, undefined],
+      );
+      assert.deepEqual(
+        (await s.listRevisions('web')).map((r) => r.number),
+        [3, 2, 1],
+      );
+      assert.deepEqual(
+        (await s.listRevisions('api')).map((r) => r.number),
+        [1],
+      );
       assert.equal(await s.getRevision('web', 4), undefined);
       assert.equal(await s.getRevision('nope', 1), undefined);
       assert.deepEqual(await s.listRevisions('nope'), []);
     });
 
-    it('never changes a revision: not by the caller\'s objects, not by a new app config', async (t) => {
+    it("never changes a revision: not by the caller's objects, not by a new app config", async (t) => {
       const { s } = await setup(t);
       const config = configs('web')[1]!;
       await s.upsertApp('web', config, 1);
@@ -258,7 +379,10 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       const { s } = await setup(t);
       await s.upsertApp('web', configs('web')[0]!, 1);
       const made = await Promise.all(Array.from({ length: 12 }, (_, i) => s.createRevision(revision('web', { createdAt: i }))));
-      assert.deepEqual(made.map((r) => r.number).sort((a, b) => a - b), Array.from({ length: 12 }, (_, i) => i + 1));
+      assert.deepEqual(
+        made.map((r) => r.number).sort((a, b) => a - b),
+        Array.from({ length: 12 }, (_, i) => i + 1),
+      );
     });
   });
 
@@ -268,7 +392,16 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       await s.upsertApp('web', configs('web')[0]!, 1);
       await s.upsertApp('api', configs('api')[0]!, 1);
       const r1 = await s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 1, startedAt: 2 });
-      assert.deepEqual(r1, { id: r1.id, app: 'web', fromRevision: undefined, toRevision: 1, status: 'running', reason: undefined, startedAt: 2, finishedAt: undefined });
+      assert.deepEqual(r1, {
+        id: r1.id,
+        app: 'web',
+        fromRevision: undefined,
+        toRevision: 1,
+        status: 'running',
+        reason: undefined,
+        startedAt: 2,
+        finishedAt: undefined,
+      });
       assert.deepEqual(await s.activeRollout('web'), r1);
       assert.equal(await s.activeRollout('api'), undefined);
       // The deploy's protocol: the previous rollout ends before the next starts, so one is active.
@@ -282,22 +415,38 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.deepEqual(await s.getRollout(r1.id), { ...r1, status: 'failed', reason: 'superseded by revision 2', finishedAt: 3 });
       const a1 = await s.createRollout({ app: 'api', fromRevision: undefined, toRevision: 1, startedAt: 5 });
       const r3 = await s.createRollout({ app: 'web', fromRevision: 2, toRevision: 1, startedAt: 6 });
-      assert.deepEqual((await s.listRollouts('web', 10)).map((r) => r.id), [r3.id, r2.id, r1.id]);
-      assert.deepEqual((await s.listRollouts('web', 2)).map((r) => r.id), [r3.id, r2.id]);
-      assert.deepEqual((await s.listRollouts('api', 10)).map((r) => r.id), [a1.id]);
+      assert.deepEqual(
+        (await s.listRollouts('web', 10)).map((r) => r.id),
+        [r3.id, r2.id, r1.id],
+      );
+      assert.deepEqual(
+        (await s.listRollouts('web', 2)).map((r) => r.id),
+        [r3.id, r2.id],
+      );
+      assert.deepEqual(
+        (await s.listRollouts('api', 10)).map((r) => r.id),
+        [a1.id],
+      );
       assert.equal(await s.getRollout(9999), undefined);
       // Without the protocol (two running), the newest is the active one.
       const r4 = await s.createRollout({ app: 'web', fromRevision: 1, toRevision: 3, startedAt: 7 });
       assert.equal((await s.activeRollout('web'))?.id, r4.id);
     });
 
-    it('a rollback\'s run ends with its rollout; other runs are left alone', async (t) => {
+    it("a rollback's run ends with its rollout; other runs are left alone", async (t) => {
       const { s } = await setup(t);
       await s.upsertApp('web', configs('web')[0]!, 1);
       const ro = await s.createRollout({ app: 'web', fromRevision: 2, toRevision: 1, startedAt: 2 });
       const other = await s.createRollout({ app: 'web', fromRevision: 2, toRevision: 1, startedAt: 2 });
       const mk = async (trigger: RunRecord['trigger'], rolloutId: number): Promise<RunRecord> => {
-        const r = await s.createRun({ app: 'web', trigger, commit: sha('a'), dirty: false, steps: [{ name: 'deploy', status: 'running', startedAt: 2 }], now: 2 });
+        const r = await s.createRun({
+          app: 'web',
+          trigger,
+          commit: sha('a'),
+          dirty: false,
+          steps: [{ name: 'deploy', status: 'running', startedAt: 2 }],
+          now: 2,
+        });
         return s.updateRun(r.id, { rolloutId, revision: 1 });
       };
       const rb = await mk('rollback', ro.id);
@@ -312,7 +461,10 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal((await s.getRun(otherRb.id))?.status, 'running');
       await s.finishRolloutRuns(other.id, 'succeeded', undefined, 10);
       const ok = await s.getRun(otherRb.id);
-      assert.deepEqual([ok?.status, ok?.error, ok?.steps], ['succeeded', undefined, [{ name: 'deploy', status: 'succeeded', finishedAt: 10 }]]);
+      assert.deepEqual(
+        [ok?.status, ok?.error, ok?.steps],
+        ['succeeded', undefined, [{ name: 'deploy', status: 'succeeded', finishedAt: 10 }]],
+      );
       await s.finishRolloutRuns(ro.id, 'succeeded', undefined, 11);
       assert.equal((await s.getRun(rb.id))?.status, 'failed', 'a finished run stays finished');
     });
@@ -326,17 +478,51 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       await s.createInstance({ id: 'web-1-a', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 5 });
       const [fresh] = await s.listInstances();
       assert.deepEqual(fresh, {
-        id: 'web-1-a', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', state: 'pending', port: undefined, pid: undefined, restarts: 0, lastError: undefined,
-        startedAt: undefined, containerId: undefined, logTail: undefined, address: undefined, kind: 'web', createdAt: 5, updatedAt: 5,
+        id: 'web-1-a',
+        app: 'web',
+        revision: 1,
+        nodeId: 'n1',
+        desired: 'run',
+        state: 'pending',
+        port: undefined,
+        pid: undefined,
+        restarts: 0,
+        lastError: undefined,
+        startedAt: undefined,
+        containerId: undefined,
+        logTail: undefined,
+        address: undefined,
+        kind: 'web',
+        createdAt: 5,
+        updatedAt: 5,
       });
-      await s.updateInstanceStatus('web-1-a', { state: 'failed', port: 4100, pid: 321, restarts: 2, lastError: 'exit 1: "boom" \'quoted\'', startedAt: 6, containerId: 'c0ffee', logTail: 'line 1\nline 2 ***\n✓', address: '10.213.0.2' }, 7);
+      await s.updateInstanceStatus(
+        'web-1-a',
+        {
+          state: 'failed',
+          port: 4100,
+          pid: 321,
+          restarts: 2,
+          lastError: 'exit 1: "boom" \'quoted\'',
+          startedAt: 6,
+          containerId: 'c0ffee',
+          logTail: 'line 1\nline 2 ***\n✓',
+          address: '10.213.0.2',
+        },
+        7,
+      );
       let [i] = await s.listInstances();
-      assert.deepEqual([i?.state, i?.port, i?.pid, i?.restarts, i?.lastError, i?.startedAt, i?.containerId, i?.logTail, i?.address, i?.updatedAt],
-        ['failed', 4100, 321, 2, 'exit 1: "boom" \'quoted\'', 6, 'c0ffee', 'line 1\nline 2 ***\n✓', '10.213.0.2', 7]);
+      assert.deepEqual(
+        [i?.state, i?.port, i?.pid, i?.restarts, i?.lastError, i?.startedAt, i?.containerId, i?.logTail, i?.address, i?.updatedAt],
+        ['failed', 4100, 321, 2, 'exit 1: "boom" \'quoted\'', 6, 'c0ffee', 'line 1\nline 2 ***\n✓', '10.213.0.2', 7],
+      );
       // The next report says nothing of the container, tail or address: they are gone.
       await s.updateInstanceStatus('web-1-a', { state: 'ready', port: 4101, pid: 322, restarts: 2, lastError: undefined, startedAt: 8 }, 9);
       [i] = await s.listInstances();
-      assert.deepEqual([i?.state, i?.port, i?.lastError, i?.containerId, i?.logTail, i?.address, i?.desired, i?.createdAt], ['ready', 4101, undefined, undefined, undefined, undefined, 'run', 5]);
+      assert.deepEqual(
+        [i?.state, i?.port, i?.lastError, i?.containerId, i?.logTail, i?.address, i?.desired, i?.createdAt],
+        ['ready', 4101, undefined, undefined, undefined, undefined, 'run', 5],
+      );
       for (const d of ['drain', 'stop'] as const) {
         await s.setInstanceDesired('web-1-a', d, 10);
         [i] = await s.listInstances();
@@ -347,7 +533,11 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       // An instance that is already gone: nothing happens, nothing is created.
       await s.deleteInstance('web-1-a');
       await s.setInstanceDesired('web-1-a', 'stop', 11);
-      await s.updateInstanceStatus('web-1-a', { state: 'stopped', port: undefined, pid: undefined, restarts: 0, lastError: undefined, startedAt: undefined }, 11);
+      await s.updateInstanceStatus(
+        'web-1-a',
+        { state: 'stopped', port: undefined, pid: undefined, restarts: 0, lastError: undefined, startedAt: undefined },
+        11,
+      );
       assert.deepEqual(await s.listInstances(), []);
     });
 
@@ -370,7 +560,10 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.deepEqual(await ids({ nodeId: 'n1' }), ['web-1-a', 'web-1-c', 'api-1-z']);
       assert.deepEqual(await ids({ app: 'api', nodeId: 'n2' }), ['api-1-release-x']);
       assert.deepEqual(await ids({ app: 'nope' }), []);
-      assert.deepEqual((await s.listInstances({ app: 'api' })).map((i) => i.kind), ['release', 'web']);
+      assert.deepEqual(
+        (await s.listInstances({ app: 'api' })).map((i) => i.kind),
+        ['release', 'web'],
+      );
     });
 
     it('refuses an instance whose id is taken, or whose app or node does not exist', async (t) => {
@@ -381,14 +574,23 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       await assert.rejects(s.createInstance({ id: 'web-1-a', app: 'web', revision: 2, nodeId: 'n1', desired: 'run', createdAt: 2 }));
       await assert.rejects(s.createInstance({ id: 'web-1-b', app: 'web', revision: 1, nodeId: 'no-node', desired: 'run', createdAt: 2 }));
       await assert.rejects(s.createInstance({ id: 'ghost-1-a', app: 'ghost', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 2 }));
-      assert.deepEqual((await s.listInstances()).map((i) => [i.id, i.revision]), [['web-1-a', 1]]);
+      assert.deepEqual(
+        (await s.listInstances()).map((i) => [i.id, i.revision]),
+        [['web-1-a', 1]],
+      );
     });
   });
 
   describe(`store contract: ${name}: nodes and join tokens`, () => {
     it('finds a node by name and by credential hash, lists nodes by name, and keeps what an agent reported', async (t) => {
       const { s } = await setup(t);
-      const b = node('id-b', 'node-b', { runtimes: { docker: { available: true, version: '27.1' }, netns: { available: false, error: 'no CAP_NET_ADMIN' }, process: { isolation: { user: true, cgroup: false, reason: 'cgroup v1' } } } });
+      const b = node('id-b', 'node-b', {
+        runtimes: {
+          docker: { available: true, version: '27.1' },
+          netns: { available: false, error: 'no CAP_NET_ADMIN' },
+          process: { isolation: { user: true, cgroup: false, reason: 'cgroup v1' } },
+        },
+      });
       const a = node('id-a', 'node-a', { cpus: undefined, memoryMb: undefined, labels: {}, runtimes: {} });
       await s.upsertNode(b);
       await s.upsertNode(a);
@@ -405,8 +607,34 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal((await s.getNodeByName('node-1'))?.registeredAt, 100); // a store in use has read its nodes (a cache may exist from here)
       await s.setNodeScheduling('n1', 'cordoned');
       await s.touchNode('n1', 150);
-      await s.upsertNode(node('n1', 'renamed', { registeredAt: 200, lastSeenAt: 200, scheduling: 'eligible', address: '127.0.0.3', apiUrl: 'http://127.0.0.3:7072', credentialHash: 'new-hash', agentToken: 'new-token', cpus: 8, memoryMb: 4096, labels: { zone: 'b', disk: 'ssd' }, runtimes: {} }));
-      const want = node('n1', 'node-1', { registeredAt: 100, lastSeenAt: 200, scheduling: 'cordoned', address: '127.0.0.3', apiUrl: 'http://127.0.0.3:7072', credentialHash: 'new-hash', agentToken: 'new-token', cpus: 8, memoryMb: 4096, labels: { zone: 'b', disk: 'ssd' }, runtimes: {} });
+      await s.upsertNode(
+        node('n1', 'renamed', {
+          registeredAt: 200,
+          lastSeenAt: 200,
+          scheduling: 'eligible',
+          address: '127.0.0.3',
+          apiUrl: 'http://127.0.0.3:7072',
+          credentialHash: 'new-hash',
+          agentToken: 'new-token',
+          cpus: 8,
+          memoryMb: 4096,
+          labels: { zone: 'b', disk: 'ssd' },
+          runtimes: {},
+        }),
+      );
+      const want = node('n1', 'node-1', {
+        registeredAt: 100,
+        lastSeenAt: 200,
+        scheduling: 'cordoned',
+        address: '127.0.0.3',
+        apiUrl: 'http://127.0.0.3:7072',
+        credentialHash: 'new-hash',
+        agentToken: 'new-token',
+        cpus: 8,
+        memoryMb: 4096,
+        labels: { zone: 'b', disk: 'ssd' },
+        runtimes: {},
+      });
       assert.deepEqual(await s.getNodeByName('node-1'), want);
       assert.equal(await s.getNodeByName('renamed'), undefined);
       assert.deepEqual(await s.getNodeByCredentialHash('new-hash'), want);
@@ -445,7 +673,10 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal(await s.revokeJoinToken('cccccccccccc', 40), false, 'no such token');
       assert.equal(await s.findJoinToken('hash-a'), undefined, 'a revoked token lets nobody in');
       assert.equal((await s.findJoinToken('hash-b'))?.id, 'bbbbbbbbbbbb');
-      assert.deepEqual(await s.listJoinTokens(), [{ id: 'aaaaaaaaaaaa', createdAt: 10, revokedAt: 30 }, { id: 'bbbbbbbbbbbb', createdAt: 20, revokedAt: undefined }]);
+      assert.deepEqual(await s.listJoinTokens(), [
+        { id: 'aaaaaaaaaaaa', createdAt: 10, revokedAt: 30 },
+        { id: 'bbbbbbbbbbbb', createdAt: 20, revokedAt: undefined },
+      ]);
       await assert.rejects(s.createJoinToken('dddddddddddd', 'hash-b', 50), Error, 'two tokens never share a hash');
       await assert.rejects(s.createJoinToken('bbbbbbbbbbbb', 'hash-e', 50), Error, 'nor an id');
       assert.equal((await s.listJoinTokens()).length, 2);
@@ -456,21 +687,72 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
   registerKeptContract(name, setup);
 }
 
-type Setup = (t: TestContext) => Promise<{ s: Store; reopen: () => Promise<Store>; openBackup: (f: string) => Promise<Store>; tmp: () => string }>;
+type Setup = (
+  t: TestContext,
+) => Promise<{ s: Store; reopen: () => Promise<Store>; openBackup: (f: string) => Promise<Store>; tmp: () => string }>;
 
 /** Runs and the durable run queue. */
 function registerRunContract(name: string, setup: Setup): void {
   describe(`store contract: ${name}: runs`, () => {
     it('a CLI run starts running; a patch sets only what it names; error null clears the error', async (t) => {
       const { s } = await setup(t);
-      const r = await s.createRun({ app: 'web', trigger: 'cli', commit: sha('a'), dirty: true, steps: [{ name: 'source', status: 'running', startedAt: 5 }, { name: 'build', status: 'pending' }], now: 5 });
-      assert.deepEqual([r.status, r.trigger, r.commit, r.dirty, r.createdAt, r.startedAt, r.finishedAt, r.attempt, r.fence, r.deliveryId, r.error], ['running', 'cli', sha('a'), true, 5, 5, undefined, 1, undefined, undefined, undefined]);
+      const r = await s.createRun({
+        app: 'web',
+        trigger: 'cli',
+        commit: sha('a'),
+        dirty: true,
+        steps: [
+          { name: 'source', status: 'running', startedAt: 5 },
+          { name: 'build', status: 'pending' },
+        ],
+        now: 5,
+      });
+      assert.deepEqual(
+        [r.status, r.trigger, r.commit, r.dirty, r.createdAt, r.startedAt, r.finishedAt, r.attempt, r.fence, r.deliveryId, r.error],
+        ['running', 'cli', sha('a'), true, 5, 5, undefined, 1, undefined, undefined, undefined],
+      );
       assert.deepEqual(await s.getRun(r.id), r);
       const failed = await s.updateRun(r.id, { status: 'failed', error: 'build: exit 1 "quoted" \'x\' ✗', finishedAt: 9 });
-      assert.deepEqual([failed.status, failed.error, failed.finishedAt, failed.commit, failed.dirty, failed.steps], ['failed', 'build: exit 1 "quoted" \'x\' ✗', 9, sha('a'), true, r.steps]);
-      const later = await s.updateRun(r.id, { artifact: digest('a'), revision: 3, dirty: false, commit: sha('b'), startedAt: 6, rolloutId: 4, supersededBy: 8, steps: [{ name: 'deploy', status: 'succeeded', finishedAt: 9 }] });
-      assert.deepEqual([later.status, later.error, later.artifact, later.revision, later.dirty, later.commit, later.startedAt, later.rolloutId, later.supersededBy, later.steps],
-        ['failed', 'build: exit 1 "quoted" \'x\' ✗', digest('a'), 3, false, sha('b'), 6, 4, 8, [{ name: 'deploy', status: 'succeeded', finishedAt: 9 }]]);
+      assert.deepEqual(
+        [failed.status, failed.error, failed.finishedAt, failed.commit, failed.dirty, failed.steps],
+        ['failed', 'build: exit 1 "quoted" \'x\' ✗', 9, sha('a'), true, r.steps],
+      );
+      const later = await s.updateRun(r.id, {
+        artifact: digest('a'),
+        revision: 3,
+        dirty: false,
+        commit: sha('b'),
+        startedAt: 6,
+        rolloutId: 4,
+        supersededBy: 8,
+        steps: [{ name: 'deploy', status: 'succeeded', finishedAt: 9 }],
+      });
+      assert.deepEqual(
+        [
+          later.status,
+          later.error,
+          later.artifact,
+          later.revision,
+          later.dirty,
+          later.commit,
+          later.startedAt,
+          later.rolloutId,
+          later.supersededBy,
+          later.steps,
+        ],
+        [
+          'failed',
+          'build: exit 1 "quoted" \'x\' ✗',
+          digest('a'),
+          3,
+          false,
+          sha('b'),
+          6,
+          4,
+          8,
+          [{ name: 'deploy', status: 'succeeded', finishedAt: 9 }],
+        ],
+      );
       assert.equal((await s.updateRun(r.id, { error: null })).error, undefined);
       assert.deepEqual(await s.updateRun(r.id, {}), await s.getRun(r.id));
       await assert.rejects(s.updateRun(9999, { status: 'failed' }), isCode('run_not_found'));
@@ -480,24 +762,60 @@ function registerRunContract(name: string, setup: Setup): void {
     it('lists runs newest first, by app, up to a limit', async (t) => {
       const { s } = await setup(t);
       const ids: number[] = [];
-      for (const [i, app] of ['web', 'api', 'web', 'web', 'api'].entries()) ids.push((await s.createRun({ app, trigger: 'cli', commit: undefined, dirty: false, steps: [], now: i })).id);
-      assert.deepEqual((await s.listRuns({ limit: 10 })).map((r) => r.id), [...ids].reverse());
-      assert.deepEqual((await s.listRuns({ limit: 2 })).map((r) => r.id), [ids[4], ids[3]]);
-      assert.deepEqual((await s.listRuns({ app: 'web', limit: 10 })).map((r) => r.id), [ids[3], ids[2], ids[0]]);
-      assert.deepEqual((await s.listRuns({ app: 'web', limit: 1 })).map((r) => r.id), [ids[3]]);
+      for (const [i, app] of ['web', 'api', 'web', 'web', 'api'].entries())
+        ids.push((await s.createRun({ app, trigger: 'cli', commit: undefined, dirty: false, steps: [], now: i })).id);
+      assert.deepEqual(
+        (await s.listRuns({ limit: 10 })).map((r) => r.id),
+        [...ids].reverse(),
+      );
+      assert.deepEqual(
+        (await s.listRuns({ limit: 2 })).map((r) => r.id),
+        [ids[4], ids[3]],
+      );
+      assert.deepEqual(
+        (await s.listRuns({ app: 'web', limit: 10 })).map((r) => r.id),
+        [ids[3], ids[2], ids[0]],
+      );
+      assert.deepEqual(
+        (await s.listRuns({ app: 'web', limit: 1 })).map((r) => r.id),
+        [ids[3]],
+      );
       assert.deepEqual(await s.listRuns({ app: 'nope', limit: 10 }), []);
     });
 
-    it('queues a push with the five pipeline steps, the app\'s next fence, and everything the push said', async (t) => {
+    it("queues a push with the five pipeline steps, the app's next fence, and everything the push said", async (t) => {
       const { s } = await setup(t);
-      const q = await s.enqueueWebhookRun({ ...push('web', 'delivery-1', sha('a'), 10), repoFullName: 'octo/web', message: 'feat: ünïcode ✓ "q" \'; DROP TABLE runs; --' });
+      const q = await s.enqueueWebhookRun({
+        ...push('web', 'delivery-1', sha('a'), 10),
+        repoFullName: 'octo/web',
+        message: 'feat: ünïcode ✓ "q" \'; DROP TABLE runs; --',
+      });
       assert.equal(q.outcome, 'queued');
       assert.ok(q.outcome === 'queued' && q.superseded.length === 0);
       const r = q.run;
-      assert.deepEqual([r.status, r.trigger, r.app, r.commit, r.branch, r.author, r.deliveryId, r.repoFullName, r.fence, r.attempt, r.createdAt, r.startedAt, r.dirty],
-        ['queued', 'webhook', 'web', sha('a'), 'main', 'Zoë <z@example.com>', 'delivery-1', 'octo/web', 1, 0, 10, undefined, false]);
+      assert.deepEqual(
+        [
+          r.status,
+          r.trigger,
+          r.app,
+          r.commit,
+          r.branch,
+          r.author,
+          r.deliveryId,
+          r.repoFullName,
+          r.fence,
+          r.attempt,
+          r.createdAt,
+          r.startedAt,
+          r.dirty,
+        ],
+        ['queued', 'webhook', 'web', sha('a'), 'main', 'Zoë <z@example.com>', 'delivery-1', 'octo/web', 1, 0, 10, undefined, false],
+      );
       assert.equal(r.message, 'feat: ünïcode ✓ "q" \'; DROP TABLE runs; --');
-      assert.deepEqual(r.steps, ['source', 'build', 'package', 'publish', 'deploy'].map((n) => ({ name: n, status: 'pending' })));
+      assert.deepEqual(
+        r.steps,
+        ['source', 'build', 'package', 'publish', 'deploy'].map((n) => ({ name: n, status: 'pending' })),
+      );
       assert.deepEqual(await s.getRun(r.id), r);
       const other = await s.enqueueWebhookRun(push('api', 'delivery-2', sha('a'), 11));
       assert.equal(other.run.fence, 1, 'fences count per app');
@@ -548,7 +866,11 @@ function registerRunContract(name: string, setup: Setup): void {
       assert.equal(await s.claimNextRun(new Set(), 150, 99), undefined, 'all still in their quiet period');
       await s.createRun({ app: 'web', trigger: 'cli', commit: sha('9'), dirty: false, steps: [], now: 150 });
       const c1 = await s.claimNextRun(new Set(), 200, 200);
-      assert.deepEqual([c1?.id, c1?.status, c1?.startedAt, c1?.attempt], [w1.run.id, 'running', 200, 1], 'a CLI run does not hold the queue');
+      assert.deepEqual(
+        [c1?.id, c1?.status, c1?.startedAt, c1?.attempt],
+        [w1.run.id, 'running', 200, 1],
+        'a CLI run does not hold the queue',
+      );
       const c2 = await s.claimNextRun(new Set(), 201, 201);
       assert.equal(c2?.id, a1.run.id, 'web has a run going: the next app');
       assert.equal(await s.claimNextRun(new Set(), 202, 202), undefined, 'one webhook run at a time per app');
@@ -573,7 +895,10 @@ function registerRunContract(name: string, setup: Setup): void {
       const won = claims.filter((r): r is RunRecord => r !== undefined);
       assert.deepEqual(won.map((r) => r.app).sort(), ['a', 'b', 'c']);
       assert.equal(new Set(won.map((r) => r.id)).size, 3);
-      assert.ok(won.every((r) => r.branch === 'one'), 'the older run of each app');
+      assert.ok(
+        won.every((r) => r.branch === 'one'),
+        'the older run of each app',
+      );
       const running = (await s.listRuns({ limit: 50 })).filter((r) => r.status === 'running');
       assert.deepEqual(running.map((r) => r.id).sort(), [only.run.id, ...won.map((r) => r.id)].sort());
     });
@@ -581,12 +906,19 @@ function registerRunContract(name: string, setup: Setup): void {
     it('pushes at once: one delivery queues once, distinct pushes get distinct fences and the last one wins', async (t) => {
       const { s, reopen } = await setup(t);
       const other = await reopen();
-      const same = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? s : other).enqueueWebhookRun(push('web', 'same-delivery', sha(String(i)), 10))));
+      const same = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => (i % 2 ? s : other).enqueueWebhookRun(push('web', 'same-delivery', sha(String(i)), 10))),
+      );
       assert.equal(same.filter((r) => r.outcome === 'queued').length, 1);
       assert.equal(new Set(same.map((r) => r.run.id)).size, 1);
-      const many = await Promise.all(Array.from({ length: 8 }, (_, i) => s.enqueueWebhookRun(push('api', `d${i}`, sha(String(i)), 20 + i))));
+      const many = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => s.enqueueWebhookRun(push('api', `d${i}`, sha(String(i)), 20 + i))),
+      );
       assert.ok(many.every((r) => r.outcome === 'queued'));
-      assert.deepEqual(many.map((r) => r.run.fence).sort((a, b) => a! - b!), [1, 2, 3, 4, 5, 6, 7, 8]);
+      assert.deepEqual(
+        many.map((r) => r.run.fence).sort((a, b) => a! - b!),
+        [1, 2, 3, 4, 5, 6, 7, 8],
+      );
       const queued = (await s.listRuns({ app: 'api', limit: 50 })).filter((r) => r.status === 'queued');
       assert.equal(queued.length, 1, 'each newer push superseded the queued one before it');
       assert.equal(queued[0]!.fence, 8);
@@ -610,17 +942,38 @@ function registerRunContract(name: string, setup: Setup): void {
       const doneCli = await s.createRun({ app: 'web', trigger: 'cli', commit: sha('4'), dirty: false, steps: [], now: 3 });
       await s.updateRun(doneCli.id, { status: 'succeeded', finishedAt: 4 });
       const back = await s.recoverInterruptedRuns(50);
-      assert.deepEqual(back.map((r) => [r.id, r.status, r.finishedAt]), [[run.id, 'interrupted', 50], [cli.id, 'interrupted', 50]]);
+      assert.deepEqual(
+        back.map((r) => [r.id, r.status, r.finishedAt]),
+        [
+          [run.id, 'interrupted', 50],
+          [cli.id, 'interrupted', 50],
+        ],
+      );
       const retry = (await s.listRuns({ limit: 50 })).find((r) => r.retryOf === run.id)!;
       assert.match(back[0]!.error!, new RegExp(`retried as run #${retry.id}`));
       assert.match(back[1]!.error!, /run `pilot run` again/);
-      assert.deepEqual([retry.status, retry.commit, retry.fence, retry.attempt, retry.branch, retry.author, retry.repoFullName, retry.createdAt, retry.deliveryId],
-        ['queued', sha('1'), run.fence, 2, 'main', 'Zoë <z@example.com>', 'octo/web', 50, undefined]);
+      assert.deepEqual(
+        [
+          retry.status,
+          retry.commit,
+          retry.fence,
+          retry.attempt,
+          retry.branch,
+          retry.author,
+          retry.repoFullName,
+          retry.createdAt,
+          retry.deliveryId,
+        ],
+        ['queued', sha('1'), run.fence, 2, 'main', 'Zoë <z@example.com>', 'octo/web', 50, undefined],
+      );
       assert.equal((await s.getRun(rb.id))?.status, 'running');
       assert.equal((await s.getRun(doneCli.id))?.status, 'succeeded');
       assert.equal((await s.claimNextRun(new Set(), 60))?.id, retry.id);
       const twice = await s.recoverInterruptedRuns(70);
-      assert.deepEqual(twice.map((r) => r.id), [retry.id]);
+      assert.deepEqual(
+        twice.map((r) => r.id),
+        [retry.id],
+      );
       assert.match(twice[0]!.error!, /not retried/);
       assert.equal((await s.listRuns({ limit: 50 })).filter((r) => r.status === 'queued').length, 0);
       assert.deepEqual(await s.recoverInterruptedRuns(80), [], 'nothing left running but the rollback');
@@ -634,7 +987,8 @@ function registerRunContract(name: string, setup: Setup): void {
       await s.enqueueWebhookRun(push('web', 'd1', sha('1'), 1));
       const hook = (await s.claimNextRun(new Set(), 2))!;
       assert.equal(await s.interruptForegroundRuns(5), 2);
-      for (const id of [cli.id, cli2.id]) assert.deepEqual([(await s.getRun(id))?.status, (await s.getRun(id))?.finishedAt], ['interrupted', 5]);
+      for (const id of [cli.id, cli2.id])
+        assert.deepEqual([(await s.getRun(id))?.status, (await s.getRun(id))?.finishedAt], ['interrupted', 5]);
       assert.equal((await s.getRun(rb.id))?.status, 'running');
       assert.equal((await s.getRun(hook.id))?.status, 'running');
       assert.equal(await s.interruptForegroundRuns(6), 0);
@@ -689,7 +1043,10 @@ function registerKeptContract(name: string, setup: Setup): void {
       assert.equal(await s.deleteSecret('web', 'A_FIRST'), true);
       assert.equal(await s.deleteSecret('web', 'A_FIRST'), false);
       assert.equal(await s.deleteSecret('nope', 'A_FIRST'), false);
-      assert.deepEqual((await s.listSecrets('web')).map((x) => x.name), ['Z_LAST']);
+      assert.deepEqual(
+        (await s.listSecrets('web')).map((x) => x.name),
+        ['Z_LAST'],
+      );
       assert.deepEqual(await s.listSecrets('api'), [{ name: 'A_FIRST', value: 'v1:api', updatedAt: 3, scope: 'run' }]);
       assert.deepEqual(await s.listSecrets('nope'), []);
     });
@@ -698,7 +1055,10 @@ function registerKeptContract(name: string, setup: Setup): void {
       const { s } = await setup(t);
       await s.putRegistry({ url: 'http://127.0.0.1:5000', username: undefined, password: undefined, updatedAt: 1 });
       await s.putRegistry({ url: 'https://registry.example.com', username: 'bot', password: 'v1:sealed', updatedAt: 2 });
-      assert.deepEqual((await s.listRegistries()).map((r) => r.url), ['https://registry.example.com', 'http://127.0.0.1:5000']);
+      assert.deepEqual(
+        (await s.listRegistries()).map((r) => r.url),
+        ['https://registry.example.com', 'http://127.0.0.1:5000'],
+      );
       await s.putRegistry({ url: 'http://127.0.0.1:5000', username: 'me', password: 'v1:pw', updatedAt: 3 });
       assert.deepEqual(await s.listRegistries(), [
         { url: 'http://127.0.0.1:5000', username: 'me', password: 'v1:pw', updatedAt: 3 },
@@ -706,7 +1066,10 @@ function registerKeptContract(name: string, setup: Setup): void {
       ]);
       // Set within the same millisecond: the one added later comes first.
       await s.putRegistry({ url: 'http://127.0.0.1:5001', username: undefined, password: undefined, updatedAt: 3 });
-      assert.deepEqual((await s.listRegistries()).map((r) => r.url), ['http://127.0.0.1:5001', 'http://127.0.0.1:5000', 'https://registry.example.com']);
+      assert.deepEqual(
+        (await s.listRegistries()).map((r) => r.url),
+        ['http://127.0.0.1:5001', 'http://127.0.0.1:5000', 'https://registry.example.com'],
+      );
       assert.equal(await s.deleteRegistry('http://127.0.0.1:5000'), true);
       assert.equal(await s.deleteRegistry('http://127.0.0.1:5000'), false);
       assert.equal((await s.listRegistries()).length, 2);
@@ -718,22 +1081,55 @@ function registerKeptContract(name: string, setup: Setup): void {
       await s.placeVolumes('shop', ['data', 'uploads'], 'n2', 2);
       await s.placeVolumes('blog', ['data'], 'n3', 3);
       await s.placeVolumes('blog', [], 'n4', 4);
-      assert.deepEqual((await s.listVolumePlacements('shop')).map((p) => [p.name, p.nodeId, p.createdAt]), [['cache', 'n1', 1], ['data', 'n1', 1], ['uploads', 'n2', 2]]);
-      assert.deepEqual((await s.listVolumePlacements()).map((p) => `${p.app}/${p.name}`), ['blog/data', 'shop/cache', 'shop/data', 'shop/uploads']);
+      assert.deepEqual(
+        (await s.listVolumePlacements('shop')).map((p) => [p.name, p.nodeId, p.createdAt]),
+        [
+          ['cache', 'n1', 1],
+          ['data', 'n1', 1],
+          ['uploads', 'n2', 2],
+        ],
+      );
+      assert.deepEqual(
+        (await s.listVolumePlacements()).map((p) => `${p.app}/${p.name}`),
+        ['blog/data', 'shop/cache', 'shop/data', 'shop/uploads'],
+      );
       assert.equal(await s.forgetVolumes('shop', 'data'), 1);
       assert.equal(await s.forgetVolumes('shop', 'nothing'), 0);
       assert.equal(await s.forgetVolumes('shop'), 2);
       assert.equal(await s.forgetVolumes('shop'), 0);
       assert.deepEqual(await s.listVolumePlacements('shop'), []);
-      assert.deepEqual((await s.listVolumePlacements()).map((p) => [p.app, p.name, p.nodeId]), [['blog', 'data', 'n3']]);
+      assert.deepEqual(
+        (await s.listVolumePlacements()).map((p) => [p.app, p.name, p.nodeId]),
+        [['blog', 'data', 'n3']],
+      );
     });
 
     it('runtimes and artifact metadata: the first record stays; forgetting a blob drops both kinds', async (t) => {
       const { s } = await setup(t);
-      const rt = { version: '22.11.0', platform: 'linux-x64', digest: digest('1'), integrity: 'sha512-abc', size: 30_000_000, origin: 'https://registry.npmjs.org', createdAt: 5 };
+      const rt = {
+        version: '22.11.0',
+        platform: 'linux-x64',
+        digest: digest('1'),
+        integrity: 'sha512-abc',
+        size: 30_000_000,
+        origin: 'https://registry.npmjs.org',
+        createdAt: 5,
+      };
       assert.deepEqual(await s.putNodeRuntime(rt), rt);
-      assert.deepEqual(await s.putNodeRuntime({ ...rt, digest: digest('2'), origin: 'import', createdAt: 6 }), rt, 'a version is recorded once');
-      const old = { version: '18.20.8', platform: 'linux-x64', digest: digest('3'), integrity: undefined, size: 1, origin: 'import', createdAt: 1 };
+      assert.deepEqual(
+        await s.putNodeRuntime({ ...rt, digest: digest('2'), origin: 'import', createdAt: 6 }),
+        rt,
+        'a version is recorded once',
+      );
+      const old = {
+        version: '18.20.8',
+        platform: 'linux-x64',
+        digest: digest('3'),
+        integrity: undefined,
+        size: 1,
+        origin: 'import',
+        createdAt: 1,
+      };
       await s.putNodeRuntime(old);
       assert.deepEqual(await s.listNodeRuntimes(), [old, rt]);
       assert.deepEqual(await s.getNodeRuntime('22.11.0', 'linux-x64'), rt);
@@ -746,7 +1142,10 @@ function registerKeptContract(name: string, setup: Setup): void {
       s.putArtifactMeta(m2);
       s.putArtifactMeta({ digest: digest('1'), size: 30_000_000, app: undefined, commit: undefined, createdAt: 5 });
       assert.deepEqual(s.getArtifactMeta(digest('a')), m1);
-      assert.deepEqual(s.listArtifactMeta().map((m) => m.digest), [digest('1'), digest('b'), digest('a')]);
+      assert.deepEqual(
+        s.listArtifactMeta().map((m) => m.digest),
+        [digest('1'), digest('b'), digest('a')],
+      );
       assert.deepEqual(s.listArtifactMeta('web'), [m1]);
       s.forgetBlob(digest('1'));
       assert.equal(s.getArtifactMeta(digest('1')), undefined);
@@ -757,7 +1156,12 @@ function registerKeptContract(name: string, setup: Setup): void {
 
     it('a backup taken while in use opens as a store with the same state', async (t) => {
       const { s, openBackup, tmp } = await setup(t);
-      await s.setAppSource('web', configs('web')[1]!, { repo: '/srv/web.git', branch: 'main', webhookSecret: 'v1:x', githubToken: undefined, statusApiUrl: undefined }, 1);
+      await s.setAppSource(
+        'web',
+        configs('web')[1]!,
+        { repo: '/srv/web.git', branch: 'main', webhookSecret: 'v1:x', githubToken: undefined, statusApiUrl: undefined },
+        1,
+      );
       await s.upsertNode(node('n1', 'node-1'));
       await s.createRevision(revision('web'));
       await s.createInstance({ id: 'web-1-a', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 2 });
@@ -774,7 +1178,11 @@ function registerKeptContract(name: string, setup: Setup): void {
       assert.deepEqual(await copy.listInstances(), await s.listInstances());
       assert.deepEqual(await copy.listRuns({ limit: 10 }), await s.listRuns({ limit: 10 }));
       assert.deepEqual(await copy.listJoinTokens(), await s.listJoinTokens());
-      assert.deepEqual((await copy.listSecrets('web')).map((x) => x.name), ['TOKEN'], 'what came after the backup is not in it');
+      assert.deepEqual(
+        (await copy.listSecrets('web')).map((x) => x.name),
+        ['TOKEN'],
+        'what came after the backup is not in it',
+      );
       // The copy is a working store: ids and fences go on from where they were.
       const last = (await copy.listRuns({ limit: 1 }))[0]!;
       const next = await copy.enqueueWebhookRun(push('web', 'd2', sha('2'), 7));

@@ -20,7 +20,13 @@ const op = fc.oneof(
   fc.record({ t: fc.constant('instance' as const), app, n: fc.integer({ min: 0, max: 3 }) }),
   fc.record({ t: fc.constant('delete-instance' as const), app, n: fc.integer({ min: 0, max: 3 }) }),
   fc.record({ t: fc.constant('secret' as const), app, name: fc.constantFrom('A', 'B'), build: fc.boolean() }),
-  fc.record({ t: fc.constant('push' as const), app, delivery: fc.integer({ min: 0, max: 6 }), commit: fc.constantFrom('a', 'b', 'c'), branch: fc.constantFrom('main', 'dev') }),
+  fc.record({
+    t: fc.constant('push' as const),
+    app,
+    delivery: fc.integer({ min: 0, max: 6 }),
+    commit: fc.constantFrom('a', 'b', 'c'),
+    branch: fc.constantFrom('main', 'dev'),
+  }),
   fc.record({ t: fc.constant('claim' as const), exclude: fc.subarray([...APPS]), quiet: fc.integer({ min: 0, max: 3 }) }),
   fc.record({ t: fc.constant('finish' as const), pick: fc.nat(), ok: fc.boolean() }),
   fc.record({ t: fc.constant('cli' as const), app, commit: fc.constantFrom('a', 'd') }),
@@ -32,22 +38,41 @@ type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 async function apply(s: Store, o: Op, now: number): Promise<unknown> {
   try {
     switch (o.t) {
-      case 'upsert': return await s.upsertApp(o.app, resolveAppConfig({ replicas: o.replicas }, o.app), now);
-      case 'remove': return await s.removeApp(o.app, now);
-      case 'purge': return await s.purgeRemovedApps();
-      case 'instance': return await s.createInstance({ id: `${o.app}-${o.n}`, app: o.app, revision: 1, nodeId: 'n1', desired: 'run', createdAt: now });
-      case 'delete-instance': return await s.deleteInstance(`${o.app}-${o.n}`);
-      case 'secret': return await s.setSecret(o.app, o.name, `v1:${now}`, now, o.build ? 'build' : 'run');
-      case 'push': return await s.enqueueWebhookRun({ app: o.app, deliveryId: `d${o.delivery}`, commit: o.commit.repeat(40), branch: o.branch, message: 'm', author: 'a', now });
-      case 'claim': return await s.claimNextRun(new Set(o.exclude), now, now - o.quiet);
+      case 'upsert':
+        return await s.upsertApp(o.app, resolveAppConfig({ replicas: o.replicas }, o.app), now);
+      case 'remove':
+        return await s.removeApp(o.app, now);
+      case 'purge':
+        return await s.purgeRemovedApps();
+      case 'instance':
+        return await s.createInstance({ id: `${o.app}-${o.n}`, app: o.app, revision: 1, nodeId: 'n1', desired: 'run', createdAt: now });
+      case 'delete-instance':
+        return await s.deleteInstance(`${o.app}-${o.n}`);
+      case 'secret':
+        return await s.setSecret(o.app, o.name, `v1:${now}`, now, o.build ? 'build' : 'run');
+      case 'push':
+        return await s.enqueueWebhookRun({
+          app: o.app,
+          deliveryId: `d${o.delivery}`,
+          commit: o.commit.repeat(40),
+          branch: o.branch,
+          message: 'm',
+          author: 'a',
+          now,
+        });
+      case 'claim':
+        return await s.claimNextRun(new Set(o.exclude), now, now - o.quiet);
       case 'finish': {
         const live = (await s.listRuns({ limit: 1000 })).filter((r) => r.status === 'running');
         const r = live[o.pick % Math.max(1, live.length)];
         return r && (await s.updateRun(r.id, { status: o.ok ? 'succeeded' : 'failed', finishedAt: now }));
       }
-      case 'cli': return await s.createRun({ app: o.app, trigger: 'cli', commit: o.commit.repeat(40), dirty: false, steps: [], now });
-      case 'recover': return await s.recoverInterruptedRuns(now);
-      case 'interrupt-cli': return await s.interruptForegroundRuns(now);
+      case 'cli':
+        return await s.createRun({ app: o.app, trigger: 'cli', commit: o.commit.repeat(40), dirty: false, steps: [], now });
+      case 'recover':
+        return await s.recoverInterruptedRuns(now);
+      case 'interrupt-cli':
+        return await s.interruptForegroundRuns(now);
     }
   } catch {
     return 'refused';
@@ -56,32 +81,57 @@ async function apply(s: Store, o: Op, now: number): Promise<unknown> {
 
 async function state(s: Store): Promise<unknown> {
   return {
-    apps: await s.listApps(), removing: await s.removingApps(), runs: await s.listRuns({ limit: 1000 }), instances: await s.listInstances(),
-    secrets: await Promise.all(APPS.map((a) => s.listSecrets(a))), rollouts: await Promise.all(APPS.map((a) => s.listRollouts(a, 100))),
+    apps: await s.listApps(),
+    removing: await s.removingApps(),
+    runs: await s.listRuns({ limit: 1000 }),
+    instances: await s.listInstances(),
+    secrets: await Promise.all(APPS.map((a) => s.listSecrets(a))),
+    rollouts: await Promise.all(APPS.map((a) => s.listRollouts(a, 100))),
   };
 }
 
 describe('store differential: memory store and SQLite agree', () => {
   it('answer every call of a random sequence alike, and end in the same state (property)', async () => {
-    await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
-      const dir = mkdtempSync(join(tmpdir(), 'pilot-differential-'));
-      const sqlite = new SqliteStore(join(dir, 'pilot.db'));
-      const memory = new MemoryStore();
-      try {
-        for (const s of [sqlite, memory]) {
-          await s.upsertNode({ id: 'n1', name: 'node-1', address: '127.0.0.1', apiUrl: 'http://127.0.0.1:1', credentialHash: 'h', agentToken: 't', registeredAt: 1, lastSeenAt: 1, scheduling: 'eligible', cpus: undefined, memoryMb: undefined, labels: {}, runtimes: {} });
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+        const dir = mkdtempSync(join(tmpdir(), 'pilot-differential-'));
+        const sqlite = new SqliteStore(join(dir, 'pilot.db'));
+        const memory = new MemoryStore();
+        try {
+          for (const s of [sqlite, memory]) {
+            await s.upsertNode({
+              id: 'n1',
+              name: 'node-1',
+              address: '127.0.0.1',
+              apiUrl: 'http://127.0.0.1:1',
+              credentialHash: 'h',
+              agentToken: 't',
+              registeredAt: 1,
+              lastSeenAt: 1,
+              scheduling: 'eligible',
+              cpus: undefined,
+              memoryMb: undefined,
+              labels: {},
+              runtimes: {},
+            });
+          }
+          for (const [i, o] of ops.entries()) {
+            const now = 100 + i;
+            const [a, b] = [await apply(sqlite, o, now), await apply(memory, o, now)];
+            assert.deepEqual(
+              JSON.parse(JSON.stringify(b ?? null)),
+              JSON.parse(JSON.stringify(a ?? null)),
+              `step ${i}: ${JSON.stringify(o)}`,
+            );
+          }
+          assert.deepEqual(JSON.parse(JSON.stringify(await state(memory))), JSON.parse(JSON.stringify(await state(sqlite))));
+        } finally {
+          sqlite.close();
+          memory.close();
+          rmSync(dir, { recursive: true, force: true });
         }
-        for (const [i, o] of ops.entries()) {
-          const now = 100 + i;
-          const [a, b] = [await apply(sqlite, o, now), await apply(memory, o, now)];
-          assert.deepEqual(JSON.parse(JSON.stringify(b ?? null)), JSON.parse(JSON.stringify(a ?? null)), `step ${i}: ${JSON.stringify(o)}`);
-        }
-        assert.deepEqual(JSON.parse(JSON.stringify(await state(memory))), JSON.parse(JSON.stringify(await state(sqlite))));
-      } finally {
-        sqlite.close();
-        memory.close();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    }), { numRuns: 150 });
+      }),
+      { numRuns: 150 },
+    );
   });
 });

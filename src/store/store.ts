@@ -8,7 +8,17 @@ import type { AppConfig } from '../core/app-config.js';
 import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
-import type { ArtifactMeta, ImageRef, InstanceKind, InstanceState, NodeRuntimeRef, RolloutStatus, RunRecord, RunStatus, StepRecord } from '../core/types.js';
+import type {
+  ArtifactMeta,
+  ImageRef,
+  InstanceKind,
+  InstanceState,
+  NodeRuntimeRef,
+  RolloutStatus,
+  RunRecord,
+  RunStatus,
+  StepRecord,
+} from '../core/types.js';
 
 export interface AppRecord {
   readonly name: string;
@@ -160,7 +170,18 @@ export interface NodeRuntimes {
   /** Whether the agent gives fixed-port instances their own network namespace (zero-downtime switch). */
   readonly netns?: { readonly available: boolean; readonly error?: string | undefined } | undefined;
   /** How the node contains process instances (own uid, cgroups) and, when something is missing, why. */
-  readonly process?: { readonly isolation?: { readonly user: boolean; readonly cgroup: boolean; readonly cgroupVersion?: string | undefined; readonly reason?: string | undefined } | undefined } | undefined;
+  readonly process?:
+    | {
+        readonly isolation?:
+          | {
+              readonly user: boolean;
+              readonly cgroup: boolean;
+              readonly cgroupVersion?: string | undefined;
+              readonly reason?: string | undefined;
+            }
+          | undefined;
+      }
+    | undefined;
 }
 
 export type NodeScheduling = 'eligible' | 'cordoned' | 'draining';
@@ -186,7 +207,11 @@ export interface JoinTokenRecord {
   readonly revokedAt: number | undefined;
 }
 
-export type InstanceStatusUpdate = Pick<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt'> & { readonly containerId?: string | undefined; readonly logTail?: string | undefined; readonly address?: string | undefined };
+export type InstanceStatusUpdate = Pick<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt'> & {
+  readonly containerId?: string | undefined;
+  readonly logTail?: string | undefined;
+  readonly address?: string | undefined;
+};
 
 export interface RunPatch {
   readonly status?: RunStatus;
@@ -235,7 +260,12 @@ export interface Store {
   activeRollout(app: string): Promise<RolloutRecord | undefined>;
   listRollouts(app: string, limit: number): Promise<RolloutRecord[]>;
   // instances
-  createInstance(i: Omit<InstanceRecord, 'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'> & { readonly kind?: InstanceKind }): Promise<void>;
+  createInstance(
+    i: Omit<
+      InstanceRecord,
+      'state' | 'port' | 'pid' | 'restarts' | 'lastError' | 'startedAt' | 'containerId' | 'updatedAt' | 'logTail' | 'address' | 'kind'
+    > & { readonly kind?: InstanceKind },
+  ): Promise<void>;
   setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void>;
   updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void>;
   deleteInstance(id: string): Promise<void>;
@@ -255,7 +285,14 @@ export interface Store {
   revokeJoinToken(id: string, now: number): Promise<boolean>;
   listJoinTokens(): Promise<JoinTokenRecord[]>;
   // runs
-  createRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; steps: readonly StepRecord[]; now: number }): Promise<RunRecord>;
+  createRun(r: {
+    app: string;
+    trigger: RunRecord['trigger'];
+    commit: string | undefined;
+    dirty: boolean;
+    steps: readonly StepRecord[];
+    now: number;
+  }): Promise<RunRecord>;
   updateRun(id: number, patch: RunPatch): Promise<RunRecord>;
   getRun(id: number): Promise<RunRecord | undefined>;
   /**
@@ -313,7 +350,12 @@ export interface Store {
   /** Append an event decided outside the store (node liveness, kept in memory); published after commit. */
   appendEvent(e: NewEvent): Promise<PilotEvent>;
   /** Events with id > after, oldest first, at most `limit`; only the app's when `app` is given; only these kinds when `kinds` is given. */
-  readEvents(q: { after: number; app?: string | undefined; limit: number; kinds?: readonly EventKind[] | undefined }): Promise<PilotEvent[]>;
+  readEvents(q: {
+    after: number;
+    app?: string | undefined;
+    limit: number;
+    kinds?: readonly EventKind[] | undefined;
+  }): Promise<PilotEvent[]>;
   /** The newest `limit` events (of the app when given), oldest first. */
   latestEvents(q: { app?: string | undefined; limit: number }): Promise<PilotEvent[]>;
   /** `lastId`: the highest id ever written (0: none yet); `trimmedThrough`: retention deleted every id up to it (0: nothing deleted). */

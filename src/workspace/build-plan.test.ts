@@ -24,7 +24,10 @@ async function withDir<T>(files: Record<string, string>, fn: (dir: string) => Pr
 describe('buildSteps', () => {
   it('installs by lockfile with a frozen install, then runs the build script if present', () => {
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm' })), [['install', 'npm ci --no-audit --no-fund']]);
-    assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm', scripts: { build: 'tsc' } })), [['install', 'npm ci --no-audit --no-fund'], ['build', 'npm run build']]);
+    assert.deepEqual(argvs(undefined, facts({ lockfile: 'npm', scripts: { build: 'tsc' } })), [
+      ['install', 'npm ci --no-audit --no-fund'],
+      ['build', 'npm run build'],
+    ]);
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'yarn' }))[0], ['install', 'yarn install --frozen-lockfile --non-interactive']);
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'yarn', yarnLock: 'berry' }))[0], ['install', 'yarn install --immutable']);
     assert.deepEqual(argvs(undefined, facts({ lockfile: 'pnpm' }))[0], ['install', 'pnpm install --frozen-lockfile']);
@@ -32,12 +35,24 @@ describe('buildSteps', () => {
   });
 
   it('runs the build commands of pilot.yaml instead of the build script, after the install', () => {
-    assert.deepEqual(argvs([['make', 'assets']], facts({ lockfile: 'npm' })), [['install', 'npm ci --no-audit --no-fund'], ['build', 'make assets']]);
-    assert.deepEqual(argvs([['tsc', '-p', '.'], ['node', 'scripts/bundle.js']], facts()), [
-      ['install', 'npm install --no-audit --no-fund'],
-      ['build 1', 'tsc -p .'],
-      ['build 2', 'node scripts/bundle.js'],
+    assert.deepEqual(argvs([['make', 'assets']], facts({ lockfile: 'npm' })), [
+      ['install', 'npm ci --no-audit --no-fund'],
+      ['build', 'make assets'],
     ]);
+    assert.deepEqual(
+      argvs(
+        [
+          ['tsc', '-p', '.'],
+          ['node', 'scripts/bundle.js'],
+        ],
+        facts(),
+      ),
+      [
+        ['install', 'npm install --no-audit --no-fund'],
+        ['build 1', 'tsc -p .'],
+        ['build 2', 'node scripts/bundle.js'],
+      ],
+    );
     assert.deepEqual(argvs([], facts({ lockfile: 'npm' })), [['install', 'npm ci --no-audit --no-fund']]);
   });
 
@@ -48,7 +63,10 @@ describe('buildSteps', () => {
   });
 
   it('prefers npm, then yarn, then pnpm lockfiles when there are several', () => {
-    const has = (...names: string[]) => (f: string) => names.includes(f);
+    const has =
+      (...names: string[]) =>
+      (f: string) =>
+        names.includes(f);
     assert.equal(detectLockfile(has()), null);
     assert.equal(detectLockfile(has('npm-shrinkwrap.json')), 'npm');
     assert.equal(detectLockfile(has('pnpm-lock.yaml', 'yarn.lock')), 'yarn');
@@ -66,7 +84,11 @@ describe('build environment', () => {
       NODE_ENV: 'production',
       PATH: '/opt/node/bin:/usr/bin:/bin',
     });
-    assert.deepEqual(composeBuildEnv({}, { CI: 'false' }, '/n'), { CI: 'false', npm_config_update_notifier: 'false', PATH: '/n:/usr/local/bin:/usr/bin:/bin' });
+    assert.deepEqual(composeBuildEnv({}, { CI: 'false' }, '/n'), {
+      CI: 'false',
+      npm_config_update_notifier: 'false',
+      PATH: '/n:/usr/local/bin:/usr/bin:/bin',
+    });
     assert.equal(composeBuildEnv(caller, { PATH: '/app/bin' }, '/n').PATH, '/n:/app/bin');
   });
 
@@ -74,7 +96,12 @@ describe('build environment', () => {
     const lines: string[] = [];
     const env = buildEnv({ ...process.env, PATH: '/usr/bin:/bin' });
     assert.equal(env['PILOT_TOKEN'], undefined);
-    const r = await runCommand(['node', '-p', 'process.execPath'], { cwd: tmpdir(), env, timeoutMs: 10_000, onLine: (_s, l) => lines.push(l) });
+    const r = await runCommand(['node', '-p', 'process.execPath'], {
+      cwd: tmpdir(),
+      env,
+      timeoutMs: 10_000,
+      onLine: (_s, l) => lines.push(l),
+    });
     mustSucceed(r, ['node']);
     assert.deepEqual(lines, [process.execPath]);
   });
@@ -88,7 +115,11 @@ describe('readWorkspaceFacts', () => {
   });
 
   it('sees no package.json and no lockfile in a non-Node app', async () => {
-    assert.deepEqual(await withDir({ 'yarn.lock': '', 'main.go': '' }, readWorkspaceFacts), { hasPackageJson: false, lockfile: null, scripts: {} });
+    assert.deepEqual(await withDir({ 'yarn.lock': '', 'main.go': '' }, readWorkspaceFacts), {
+      hasPackageJson: false,
+      lockfile: null,
+      scripts: {},
+    });
   });
 
   it('rejects a malformed package.json as invalid_config naming the file and the JSON error', async () => {

@@ -60,7 +60,11 @@ export function installArgv(facts: WorkspaceFacts, pm: PackageManager = lockfile
  * Scripts run through the app's package manager (`yarn run build`: a Plug'n'Play app has no
  * node_modules/.bin for npm to find its tools in).
  */
-export function buildSteps(configBuild: readonly (readonly string[])[] | undefined, facts: WorkspaceFacts, pm: PackageManager = lockfileManager(facts)): BuildStep[] {
+export function buildSteps(
+  configBuild: readonly (readonly string[])[] | undefined,
+  facts: WorkspaceFacts,
+  pm: PackageManager = lockfileManager(facts),
+): BuildStep[] {
   const steps: BuildStep[] = [];
   const scripts = facts.hasPackageJson ? facts.scripts : {};
   if (scripts['heroku-prebuild'] !== undefined) steps.push({ name: 'heroku-prebuild', argv: runScriptArgv(pm, 'heroku-prebuild', true) });

@@ -18,7 +18,9 @@ export async function readPackageJson(dir: string): Promise<Record<string, unkno
   try {
     pkg = JSON.parse(text.replace(/^\uFEFF/, '')); // npm accepts a byte-order mark, so do we
   } catch (e) {
-    throw new PilotError('invalid_config', `${file} is not valid JSON: ${(e as Error).message}`, { hint: 'Fix package.json (`npm pkg get` shows whether npm can read it).' });
+    throw new PilotError('invalid_config', `${file} is not valid JSON: ${(e as Error).message}`, {
+      hint: 'Fix package.json (`npm pkg get` shows whether npm can read it).',
+    });
   }
   if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg)) {
     throw new PilotError('invalid_config', `${file} must hold a JSON object`);
@@ -41,7 +43,8 @@ export async function readWorkspaceFacts(dir: string): Promise<WorkspaceFacts> {
   );
   const lockfile = detectLockfile((name) => present.has(name));
   const engines = typeof pkg['engines'] === 'object' && pkg['engines'] !== null ? (pkg['engines'] as Record<string, unknown>) : {};
-  const defined = (o: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  const defined = (o: Record<string, unknown>): Record<string, unknown> =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
   const pmEngines = defined({ yarn: str(engines['yarn']), pnpm: str(engines['pnpm']) });
   const facts: WorkspaceFacts = {

@@ -31,7 +31,10 @@ describe('loadAppConfig: the app name', () => {
   });
 
   it('says where the name came from when none can be made, without blaming a pilot.yaml that is not there', async () => {
-    const err = await loadAppConfig(app('2024', { name: '1999' })).then(() => undefined, (e: unknown) => e);
+    const err = await loadAppConfig(app('2024', { name: '1999' })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(isPilotError(err));
     assert.equal(err.code, 'invalid_config');
     assert.equal(err.message, 'no app name: package.json name "1999" is not one and the folder name "2024" is not one either');

@@ -40,9 +40,13 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
   const folder = basename(dir).toLowerCase();
   const fallback = [bare, folder].find(isValidName) ?? (bare === undefined ? undefined : nameFrom(bare)) ?? nameFrom(folder);
   if (fallback === undefined) {
-    throw new PilotError('invalid_config', `no app name: ${bare === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(bare.slice(0, 80))} is not one`} and the folder name ${JSON.stringify(folder.slice(0, 80))} is not one either`, {
-      hint: 'Set `name:` in pilot.yaml: 1-63 lowercase letters, digits and "-", starting with a letter.',
-    });
+    throw new PilotError(
+      'invalid_config',
+      `no app name: ${bare === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(bare.slice(0, 80))} is not one`} and the folder name ${JSON.stringify(folder.slice(0, 80))} is not one either`,
+      {
+        hint: 'Set `name:` in pilot.yaml: 1-63 lowercase letters, digits and "-", starting with a letter.',
+      },
+    );
   }
   return { input, config: resolveAppConfig(input, fallback) };
 }

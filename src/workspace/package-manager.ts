@@ -53,13 +53,30 @@ export function wantedPackageManager(f: PackageManagerFacts): WantedPackageManag
   if (f.packageManager !== undefined) return parsePackageManagerField(f.packageManager);
   switch (f.lockfile) {
     case 'yarn': {
-      const lock = f.yarnLock === 'berry' ? `yarn.lock (berry${f.yarnLockVersion === undefined ? '' : `, format ${f.yarnLockVersion}`})` : 'yarn.lock (v1)';
-      if (f.engines?.yarn !== undefined) return { name: 'yarn', spec: checkedRange('engines.yarn', f.engines.yarn), source: `engines.yarn ${JSON.stringify(f.engines.yarn)}` };
+      const lock =
+        f.yarnLock === 'berry'
+          ? `yarn.lock (berry${f.yarnLockVersion === undefined ? '' : `, format ${f.yarnLockVersion}`})`
+          : 'yarn.lock (v1)';
+      if (f.engines?.yarn !== undefined)
+        return {
+          name: 'yarn',
+          spec: checkedRange('engines.yarn', f.engines.yarn),
+          source: `engines.yarn ${JSON.stringify(f.engines.yarn)}`,
+        };
       return { name: 'yarn', spec: f.yarnLock === 'berry' ? berryMajor(f.yarnLockVersion) : '1.x', source: lock };
     }
     case 'pnpm':
-      if (f.engines?.pnpm !== undefined) return { name: 'pnpm', spec: checkedRange('engines.pnpm', f.engines.pnpm), source: `engines.pnpm ${JSON.stringify(f.engines.pnpm)}` };
-      return { name: 'pnpm', spec: pnpmMajor(f.pnpmLockVersion), source: `pnpm-lock.yaml (lockfileVersion ${f.pnpmLockVersion ?? 'unknown'})` };
+      if (f.engines?.pnpm !== undefined)
+        return {
+          name: 'pnpm',
+          spec: checkedRange('engines.pnpm', f.engines.pnpm),
+          source: `engines.pnpm ${JSON.stringify(f.engines.pnpm)}`,
+        };
+      return {
+        name: 'pnpm',
+        spec: pnpmMajor(f.pnpmLockVersion),
+        source: `pnpm-lock.yaml (lockfileVersion ${f.pnpmLockVersion ?? 'unknown'})`,
+      };
     case 'npm':
     case null:
       return undefined;
@@ -75,16 +92,28 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
   if (!m) {
     const name = raw.split('@')[0];
     if (name !== undefined && name !== '' && !['npm', 'yarn', 'pnpm'].includes(name)) {
-      throw new PilotError('invalid_config', `package.json packageManager ${shown} names ${JSON.stringify(name.slice(0, 40))}: Pilot builds with npm, yarn or pnpm`, { hint });
+      throw new PilotError(
+        'invalid_config',
+        `package.json packageManager ${shown} names ${JSON.stringify(name.slice(0, 40))}: Pilot builds with npm, yarn or pnpm`,
+        { hint },
+      );
     }
     throw new PilotError('invalid_config', `package.json packageManager ${shown} is not name@version`, { hint });
   }
   const [, name, version, algo, hex] = m;
   if (algo !== undefined && !['sha1', 'sha224', 'sha256', 'sha384', 'sha512'].includes(algo)) {
-    throw new PilotError('invalid_config', `package.json packageManager ${shown}: ${JSON.stringify(algo)} is not a hash corepack knows (sha1, sha224, sha256, sha384, sha512)`, { hint });
+    throw new PilotError(
+      'invalid_config',
+      `package.json packageManager ${shown}: ${JSON.stringify(algo)} is not a hash corepack knows (sha1, sha224, sha256, sha384, sha512)`,
+      { hint },
+    );
   }
   if (semver.valid(version!) === null || !/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version!)) {
-    throw new PilotError('invalid_config', `package.json packageManager ${shown}: ${JSON.stringify(version)} is not an exact version (corepack needs one, e.g. 4.5.0)`, { hint });
+    throw new PilotError(
+      'invalid_config',
+      `package.json packageManager ${shown}: ${JSON.stringify(version)} is not an exact version (corepack needs one, e.g. 4.5.0)`,
+      { hint },
+    );
   }
   // Messages show the hash's first characters only: the whole of it is 128 hex digits of noise.
   const source = `packageManager "${name}@${version}${algo ? `+${algo}.${hex!.slice(0, 8)}…` : ''}"`;
@@ -93,9 +122,13 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
 
 function checkedRange(where: string, spec: string): string {
   if (semver.validRange(spec) === null) {
-    throw new PilotError('invalid_config', `package.json ${where} ${JSON.stringify(spec.slice(0, 80))} is not a version or a semver range`, {
-      hint: 'Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with "packageManager": "name@version".',
-    });
+    throw new PilotError(
+      'invalid_config',
+      `package.json ${where} ${JSON.stringify(spec.slice(0, 80))} is not a version or a semver range`,
+      {
+        hint: 'Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with "packageManager": "name@version".',
+      },
+    );
   }
   return spec;
 }

@@ -128,7 +128,9 @@ describe('agent faults: kill -9 x10, SIGSTOP of an agent, SIGSTOP of an agent an
     const all = await instances();
     const duplicates = all.filter((i) => i.desired === 'run').length - 2;
     const lost = before.filter((b) => !after.some((a) => a[0] === b[0])).length;
-    console.log(`FAULT agent-kill9x10: failed ${failed.length}/${ok + failed.length}, instances lost ${lost}, duplicates ${duplicates}, recovery avg ${(recoveries.reduce((a, b) => a + b, 0) / recoveries.length / 1000).toFixed(1)}s max ${(Math.max(...recoveries) / 1000).toFixed(1)}s`);
+    console.log(
+      `FAULT agent-kill9x10: failed ${failed.length}/${ok + failed.length}, instances lost ${lost}, duplicates ${duplicates}, recovery avg ${(recoveries.reduce((a, b) => a + b, 0) / recoveries.length / 1000).toFixed(1)}s max ${(Math.max(...recoveries) / 1000).toFixed(1)}s`,
+    );
     assert.deepEqual(after, before, 'same instances, same pids, no restart');
     assert.deepEqual(h.instancePids(n1.home).sort(), pidsBefore, 'no second process on the node');
     assert.ok(pidsBefore.every(alive));
@@ -137,7 +139,7 @@ describe('agent faults: kill -9 x10, SIGSTOP of an agent, SIGSTOP of an agent an
     assert.deepEqual(failed, []);
   });
 
-  it('keeps a SIGSTOPped agent\'s node suspect while its app answers, and moves nothing', async () => {
+  it("keeps a SIGSTOPped agent's node suspect while its app answers, and moves nothing", async () => {
     const n1 = nodes[0]!;
     const before = (await live()).map((i) => [i.id, i.node, i.pid]).sort();
     assert.deepEqual(before.map((i) => i[1]).sort(), ['f1', 'f2'], 'one replica per node');
@@ -156,7 +158,9 @@ describe('agent faults: kill -9 x10, SIGSTOP of an agent, SIGSTOP of an agent an
     await sleep(1000);
     const { ok, failed } = await traffic.stop();
     const after = (await live()).map((i) => [i.id, i.node, i.pid]).sort();
-    console.log(`FAULT agent-sigstop10s: failed ${failed.length}/${ok + failed.length}, node states seen ${[...seen].join('/')}, instances moved ${after.filter((a) => !before.some((b) => b[0] === a[0])).length}, duplicates ${after.length - 2}, recovery ${(recovery / 1000).toFixed(1)}s`);
+    console.log(
+      `FAULT agent-sigstop10s: failed ${failed.length}/${ok + failed.length}, node states seen ${[...seen].join('/')}, instances moved ${after.filter((a) => !before.some((b) => b[0] === a[0])).length}, duplicates ${after.length - 2}, recovery ${(recovery / 1000).toFixed(1)}s`,
+    );
     assert.ok(seen.has('suspect'), `the silent node is suspect (seen: ${[...seen].join(', ')})`);
     assert.ok(!seen.has('down'), 'its app still answers: never down');
     assert.deepEqual(after, before);
@@ -174,25 +178,35 @@ describe('agent faults: kill -9 x10, SIGSTOP of an agent, SIGSTOP of an agent an
     signal(-appPid, 'SIGSTOP');
     await waitFor('f1 down', async () => ((await nodeStatus('f1')) === 'down' ? true : undefined), 15_000);
     const downAfter = performance.now() - t0;
-    await waitFor('two ready replicas on f2', async () => {
-      const l = (await live()).filter((i) => i.node === 'f2' && i.state === 'ready');
-      return l.length === 2 ? l : undefined;
-    }, 30_000);
+    await waitFor(
+      'two ready replicas on f2',
+      async () => {
+        const l = (await live()).filter((i) => i.node === 'f2' && i.state === 'ready');
+        return l.length === 2 ? l : undefined;
+      },
+      30_000,
+    );
     const replacedAfter = performance.now() - t0;
     const rest = 10_000 - (performance.now() - t0);
     if (rest > 0) await sleep(rest);
     signal(-appPid, 'SIGCONT');
     signal(n1.proc!.pid!, 'SIGCONT');
     const t1 = performance.now();
-    await waitFor('f1 ready, its stale instance stopped', async () => {
-      if ((await nodeStatus('f1')) !== 'ready') return undefined;
-      return !alive(appPid) && h.instancePids(n1.home).length === 0 ? true : undefined;
-    }, 45_000);
+    await waitFor(
+      'f1 ready, its stale instance stopped',
+      async () => {
+        if ((await nodeStatus('f1')) !== 'ready') return undefined;
+        return !alive(appPid) && h.instancePids(n1.home).length === 0 ? true : undefined;
+      },
+      45_000,
+    );
     const cleanAfter = performance.now() - t1;
     await sleep(1500);
     const { ok, failed } = await traffic.stop();
     const l = await live();
-    console.log(`FAULT agent+app-sigstop10s: router failed ${failed.length}/${ok + failed.length}, down after ${(downAfter / 1000).toFixed(1)}s, replacement ready after ${(replacedAfter / 1000).toFixed(1)}s, stale stopped ${(cleanAfter / 1000).toFixed(1)}s after SIGCONT, duplicates ${l.length - 2}`);
+    console.log(
+      `FAULT agent+app-sigstop10s: router failed ${failed.length}/${ok + failed.length}, down after ${(downAfter / 1000).toFixed(1)}s, replacement ready after ${(replacedAfter / 1000).toFixed(1)}s, stale stopped ${(cleanAfter / 1000).toFixed(1)}s after SIGCONT, duplicates ${l.length - 2}`,
+    );
     assert.equal(l.length, 2, 'two replicas, no duplicate');
     assert.ok(l.every((i) => i.node === 'f2' && i.state === 'ready'));
     assert.equal(new Set(l.map((i) => i.pid)).size, 2);

@@ -12,7 +12,11 @@ import { git, Harness, makeRepo, PILOT, ROOT, tempDir, waitFor } from '../integr
 import { netnsSupport } from '../../src/agent/netns.js';
 
 const h = new Harness();
-const listNetns = (): string[] => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('pilot-'));
+const listNetns = (): string[] =>
+  execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith('pilot-'));
 const netnsBefore = new Set<string>();
 
 async function repoOf(files: Record<string, string>): Promise<string> {
@@ -60,18 +64,29 @@ setTimeout(() => console.log('release v${v}: done'), ${v === 1 ? 0 : v === 2 ? 6
     assert.equal((await h.cli(['run', repo])).code, 0);
     // v2: restarted while its release phase still runs (adopted, watched to its end).
     // v3: restarted after its release phase ended (its recorded exit code says how).
-    for (const [v, downMs] of [[2, 0], [3, 3000]] as const) {
+    for (const [v, downMs] of [
+      [2, 0],
+      [3, 3000],
+    ] as const) {
       writeFileSync(join(repo, 'release.js'), release(v));
       await git(repo, 'commit', '-qam', `release v${v}`);
       // pilot run in the background; pilot up dies under it while the release phase runs.
       const run = spawn(process.execPath, [PILOT, 'run', repo], { cwd: ROOT, env: h.env(), stdio: 'ignore' });
       const runExit = new Promise((r) => run.once('exit', r));
       try {
-        await waitFor(`the release phase of revision ${v} to start`, () => (readFileSync(join(markers, 'runs.log'), 'utf8').includes(`${v}\n`) ? true : undefined), 60_000);
+        await waitFor(
+          `the release phase of revision ${v} to start`,
+          () => (readFileSync(join(markers, 'runs.log'), 'utf8').includes(`${v}\n`) ? true : undefined),
+          60_000,
+        );
         await h.killUp();
         await new Promise((r) => setTimeout(r, downMs));
         await h.startUp({ PILOT_CACHE_GC_INTERVAL: '0' });
-        await waitFor(`revision ${v} to serve`, async () => ((await h.viaRouter('relkill.localhost')).text === String(v) ? true : undefined), 60_000);
+        await waitFor(
+          `revision ${v} to serve`,
+          async () => ((await h.viaRouter('relkill.localhost')).text === String(v) ? true : undefined),
+          60_000,
+        );
       } finally {
         run.kill('SIGKILL');
         await runExit;
@@ -81,11 +96,17 @@ setTimeout(() => console.log('release v${v}: done'), ${v === 1 ? 0 : v === 2 ? 6
     }
     const ranLog = readFileSync(join(markers, 'runs.log'), 'utf8');
     // DEBUG_APPWORDS=1: on a failure, what pilot up said about this app (who started which release).
-    if (ranLog !== '1\n2\n3\n' && process.env.DEBUG_APPWORDS) console.log(readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8').split('\n').filter((l) => /relkill/.test(l)).join('\n'));
+    if (ranLog !== '1\n2\n3\n' && process.env.DEBUG_APPWORDS)
+      console.log(
+        readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8')
+          .split('\n')
+          .filter((l) => /relkill/.test(l))
+          .join('\n'),
+      );
     assert.equal(ranLog, '1\n2\n3\n', 'each release phase ran once');
   });
 
-  it('a fixed-port app\'s child that left its process group dies with the instance (root: own namespace)', async (t) => {
+  it("a fixed-port app's child that left its process group dies with the instance (root: own namespace)", async (t) => {
     const support = await netnsSupport();
     if (!support.available) return t.skip(`netns: ${support.error}`);
     const markers = h.track(tempDir('markers'));
@@ -110,10 +131,10 @@ createServer((q, s) => s.end('v${v}')).listen(3000);
     await git(repo, 'commit', '-qam', 'v2');
     const r = await h.cli(['run', repo]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    await waitFor('the old instance\'s escaped child to be killed', () => (alive(child1) ? undefined : true), 30_000);
-    assert.ok(alive(Number(readFileSync(join(markers, 'child-2'), 'utf8'))), 'the new instance\'s child runs');
+    await waitFor("the old instance's escaped child to be killed", () => (alive(child1) ? undefined : true), 30_000);
+    assert.ok(alive(Number(readFileSync(join(markers, 'child-2'), 'utf8'))), "the new instance's child runs");
     assert.equal((await h.cli(['scale', 'escaper', '0'])).code, 0);
     const child2 = Number(readFileSync(join(markers, 'child-2'), 'utf8'));
-    await waitFor('the new instance\'s escaped child to be killed on scale 0', () => (alive(child2) ? undefined : true), 30_000);
+    await waitFor("the new instance's escaped child to be killed on scale 0", () => (alive(child2) ? undefined : true), 30_000);
   });
 });

@@ -33,25 +33,34 @@ describe('build cache under faults', { timeout: 600_000 }, () => {
     await h.cleanup();
   });
 
-  it('a full disk under the build cache: the deploy succeeds, the log says the entry was not saved', { skip: !isRoot && 'needs root (tmpfs mount)' }, async (t) => {
-    if (!mounted) return t.skip('mount -t tmpfs failed');
-    // Fill it up so that even small writes fail, except what npm may squeeze in.
-    mkdirSync(join(full, 'faulty'), { recursive: true });
-    writeFileSync(join(full, 'filler'), Buffer.alloc(200 * 1024));
-    const r = await h.cli(['run', repo], { env: { PILOT_BUILD_CACHE: full } });
-    const out = r.stdout + r.stderr;
-    assert.equal(r.code, 0, out);
-    assert.match(out, /build cache: (not saved|cannot restore|not used) \(.*(ENOSPC|no space left)/i);
-    const res = await h.viaRouter('faulty.localhost');
-    assert.equal(res.status, 200, res.text);
-    assert.equal((JSON.parse(res.text) as { hello: string }).hello, 'hello from C');
-  });
+  it(
+    'a full disk under the build cache: the deploy succeeds, the log says the entry was not saved',
+    { skip: !isRoot && 'needs root (tmpfs mount)' },
+    async (t) => {
+      if (!mounted) return t.skip('mount -t tmpfs failed');
+      // Fill it up so that even small writes fail, except what npm may squeeze in.
+      mkdirSync(join(full, 'faulty'), { recursive: true });
+      writeFileSync(join(full, 'filler'), Buffer.alloc(200 * 1024));
+      const r = await h.cli(['run', repo], { env: { PILOT_BUILD_CACHE: full } });
+      const out = r.stdout + r.stderr;
+      assert.equal(r.code, 0, out);
+      assert.match(out, /build cache: (not saved|cannot restore|not used) \(.*(ENOSPC|no space left)/i);
+      const res = await h.viaRouter('faulty.localhost');
+      assert.equal(res.status, 200, res.text);
+      assert.equal((JSON.parse(res.text) as { hello: string }).hello, 'hello from C');
+    },
+  );
 
   it('pilot run killed with -9 during the install: nothing half-saved, the next run installs and saves', async () => {
     const cache = h.track(tempDir('kill-cache'));
     writeFileSync(join(repo, 'server.js'), SERVER_JS('killed'));
     await git(repo, 'commit', '-qam', 'before the kill');
-    const p = spawn(process.execPath, [PILOT, 'run', repo], { cwd: ROOT, env: h.env({ PILOT_BUILD_CACHE: cache }), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const p = spawn(process.execPath, [PILOT, 'run', repo], {
+      cwd: ROOT,
+      env: h.env({ PILOT_BUILD_CACHE: cache }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let out = '';
     p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -62,13 +62,15 @@ async function servedPid(): Promise<number> {
 /** Pids of hello's instances, from the local agent's pid files. */
 function helloPids(): number[] {
   const dir = join(h.home, 'agent', 'instances');
-  return readdirSync(dir).filter((id) => id.startsWith('hello-')).flatMap((id) => {
-    try {
-      return [(JSON.parse(readFileSync(join(dir, id, 'pid.json'), 'utf8')) as { pid: number }).pid];
-    } catch {
-      return [];
-    }
-  });
+  return readdirSync(dir)
+    .filter((id) => id.startsWith('hello-'))
+    .flatMap((id) => {
+      try {
+        return [(JSON.parse(readFileSync(join(dir, id, 'pid.json'), 'utf8')) as { pid: number }).pid];
+      } catch {
+        return [];
+      }
+    });
 }
 
 async function instances(): Promise<any[]> {
@@ -80,7 +82,12 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     // START_DELAY_MS makes a revision slow to get ready: a rollout the kill can land in.
     const server = join(repo, 'server.js');
-    writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port,', 'setTimeout(() => server.listen(port,').replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'));
+    writeFileSync(
+      server,
+      readFileSync(server, 'utf8')
+        .replace('server.listen(port,', 'setTimeout(() => server.listen(port,')
+        .replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'),
+    );
     await git(repo, 'commit', '-qam', 'optional start delay');
     await h.startUp(ENV);
     const r = await h.cli(['run', repo]);
@@ -115,16 +122,27 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     const first = h.routerPid();
     assert.ok(first);
     process.kill(first, 'SIGKILL');
-    const second = await waitFor('a new router process', () => {
-      const p = h.routerPid();
-      return p !== undefined && p !== first ? p : undefined;
-    }, 30_000);
-    await waitFor('the router to serve again', async () => ((await h.viaRouter('hello.localhost')).status === 200 ? true : undefined), 30_000);
+    const second = await waitFor(
+      'a new router process',
+      () => {
+        const p = h.routerPid();
+        return p !== undefined && p !== first ? p : undefined;
+      },
+      30_000,
+    );
+    await waitFor(
+      'the router to serve again',
+      async () => ((await h.viaRouter('hello.localhost')).status === 200 ? true : undefined),
+      30_000,
+    );
     // No control plane at all, no router: a router started from scratch serves the saved table at once.
     await h.killUp('SIGKILL');
     process.kill(second, 'SIGKILL');
     await sleep(300);
-    const lone = spawn(process.execPath, [PILOT, 'router', '--host', '127.0.0.1', '--port', String(port)], { env: h.env(), stdio: 'ignore' });
+    const lone = spawn(process.execPath, [PILOT, 'router', '--host', '127.0.0.1', '--port', String(port)], {
+      env: h.env(),
+      stdio: 'ignore',
+    });
     try {
       await waitFor('the lone router to listen', () => (h.routerPid() === lone.pid ? true : undefined), 30_000);
       const r = await h.viaRouter('hello.localhost');
@@ -141,27 +159,49 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     const oldPid = await servedPid();
     const loop = steadyLoop();
     const d = await h.apiCall('POST', '/api/v1/apps/hello/revisions', {
-      artifact: deployed.artifact, commit: deployed.commit, ...(deployed.node ? { node: deployed.node } : {}),
-      config: { name: 'hello', health: { path: '/healthz', interval: '1s' }, env: { START_DELAY_MS: '6000', GREETING: 'slow revision' }, deploy: { ready_timeout: '120s' } },
+      artifact: deployed.artifact,
+      commit: deployed.commit,
+      ...(deployed.node ? { node: deployed.node } : {}),
+      config: {
+        name: 'hello',
+        health: { path: '/healthz', interval: '1s' },
+        env: { START_DELAY_MS: '6000', GREETING: 'slow revision' },
+        deploy: { ready_timeout: '120s' },
+      },
     });
     assert.equal(d.status, 201, JSON.stringify(d.json));
     const target = d.json.revision.number as number;
-    const started = await waitFor('the new instance to be started', async () => {
-      const i = (await instances()).find((x) => x.revision === target && x.pid);
-      return i ? { id: i.id as string, pid: i.pid as number } : undefined;
-    }, 60_000);
+    const started = await waitFor(
+      'the new instance to be started',
+      async () => {
+        const i = (await instances()).find((x) => x.revision === target && x.pid);
+        return i ? { id: i.id as string, pid: i.pid as number } : undefined;
+      },
+      60_000,
+    );
     await h.killUp('SIGKILL');
     await sleep(500);
     await h.startUp(ENV);
     // Re-adopted, not replaced: the same instance ids and processes, and the old one serves until the switch.
     const right = await instances();
-    assert.ok(right.some((i) => i.id === started.id), `the new instance ${started.id} is still there: ${JSON.stringify(right.map((i) => i.id))}`);
-    const rollout = await waitFor('the rollout to end', async () => {
-      const r = (await h.apiCall('GET', `/api/v1/apps/hello/rollouts/${d.json.rollout.id}`)).json.rollout;
-      return r.status === 'running' ? undefined : r;
-    }, 120_000);
+    assert.ok(
+      right.some((i) => i.id === started.id),
+      `the new instance ${started.id} is still there: ${JSON.stringify(right.map((i) => i.id))}`,
+    );
+    const rollout = await waitFor(
+      'the rollout to end',
+      async () => {
+        const r = (await h.apiCall('GET', `/api/v1/apps/hello/rollouts/${d.json.rollout.id}`)).json.rollout;
+        return r.status === 'running' ? undefined : r;
+      },
+      120_000,
+    );
     assert.equal(rollout.status, 'succeeded', JSON.stringify(rollout));
-    await waitFor('the new revision to serve', async () => (JSON.parse((await h.viaRouter('hello.localhost')).text).message === 'slow revision' ? true : undefined), 30_000);
+    await waitFor(
+      'the new revision to serve',
+      async () => (JSON.parse((await h.viaRouter('hello.localhost')).text).message === 'slow revision' ? true : undefined),
+      30_000,
+    );
     const now = await instances();
     const mine = now.find((i) => i.id === started.id);
     assert.equal(mine?.pid, started.pid, 'the instance started before the kill is the one serving');
@@ -177,8 +217,16 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     await git(origin, 'init', '-q', '--bare');
     const work = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     const server = join(work, 'server.js');
-    writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port,', 'setTimeout(() => server.listen(port,').replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'));
-    writeFileSync(join(work, 'pilot.yaml'), 'name: hook\nhealth: { path: /healthz, interval: 1s }\nenv: { START_DELAY_MS: "5000" }\ndeploy: { ready_timeout: 120s }\n');
+    writeFileSync(
+      server,
+      readFileSync(server, 'utf8')
+        .replace('server.listen(port,', 'setTimeout(() => server.listen(port,')
+        .replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'),
+    );
+    writeFileSync(
+      join(work, 'pilot.yaml'),
+      'name: hook\nhealth: { path: /healthz, interval: 1s }\nenv: { START_DELAY_MS: "5000" }\ndeploy: { ready_timeout: 120s }\n',
+    );
     await git(work, 'commit', '-qam', 'hook app, slow to start');
     await git(work, 'remote', 'add', 'origin', origin);
     await git(work, 'push', '-q', 'origin', 'HEAD:main');
@@ -186,32 +234,55 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     const secret = 'fault-test-webhook-secret-0123';
     assert.equal((await h.apiCall('POST', '/api/v1/apps', { name: 'hook', repo: origin, branch: 'main', secret })).status, 201);
     const p = structuredClone(pushExample) as Record<string, any>;
-    Object.assign(p, { ref: 'refs/heads/main', after: sha, deleted: false, repository: { ...p.repository, clone_url: origin, full_name: 'acme/hook' } });
+    Object.assign(p, {
+      ref: 'refs/heads/main',
+      after: sha,
+      deleted: false,
+      repository: { ...p.repository, clone_url: origin, full_name: 'acme/hook' },
+    });
     p.head_commit = { ...(p.head_commit ?? {}), id: sha, message: 'x', author: { name: 'Dev', email: 'dev@example.com' } };
     const body = JSON.stringify(p);
     const res = await request(`${h.api}/hooks/github/hook`, {
-      method: 'POST', body,
-      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': signGithubPayload(secret, body) },
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'push',
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': signGithubPayload(secret, body),
+      },
     });
     assert.equal(res.statusCode, 202, await res.body.text());
     // Kill the control plane once the run has made its revision and its rollout is under way.
-    const first = await waitFor('the run to reach its rollout', async () => {
-      const r = ((await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[])[0];
-      return r?.revision && r.status === 'running' ? r : undefined;
-    }, 240_000);
+    const first = await waitFor(
+      'the run to reach its rollout',
+      async () => {
+        const r = ((await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[])[0];
+        return r?.revision && r.status === 'running' ? r : undefined;
+      },
+      240_000,
+    );
     await h.killUp('SIGKILL');
     await h.startUp(ENV);
-    const retry = await waitFor('the retried run to end', async () => {
-      const runs = (await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[];
-      const r = runs.find((x) => x.retryOf === first.id);
-      return r && !['queued', 'running'].includes(r.status) ? r : undefined;
-    }, 240_000);
+    const retry = await waitFor(
+      'the retried run to end',
+      async () => {
+        const runs = (await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[];
+        const r = runs.find((x) => x.retryOf === first.id);
+        return r && !['queued', 'running'].includes(r.status) ? r : undefined;
+      },
+      240_000,
+    );
     const interrupted = (await h.apiCall('GET', `/api/v1/runs/${first.id}`)).json.run;
     assert.equal(interrupted.status, 'interrupted');
     assert.equal(retry.status, 'succeeded', JSON.stringify(retry));
     assert.equal(retry.revision, first.revision, 'the retry followed the revision the first attempt made');
     const revisions = (await h.apiCall('GET', '/api/v1/apps/hook')).json.revisions as any[];
-    assert.deepEqual(revisions.filter((r) => r.commit === sha).map((r) => r.number), [first.revision], 'the commit was deployed once');
+    assert.deepEqual(
+      revisions.filter((r) => r.commit === sha).map((r) => r.number),
+      [first.revision],
+      'the commit was deployed once',
+    );
     assert.equal((await h.viaRouter('hook.localhost')).status, 200);
     assert.equal((await h.cli(['apps', 'rm', 'hook', '--yes'])).code, 0);
   });
@@ -235,11 +306,15 @@ describe('fault: kill -9 of the control plane', { timeout: 900_000 }, () => {
     assert.ok(app.revisions.length >= 2, 'the checkpointed revisions are there');
     assert.equal(await servedPid(), pid, 'the serving instance is known and keeps serving');
     // Whatever the lost writes made is still running: known again or reported as an orphan, never stopped.
-    await waitFor('every running instance known or orphan', async () => {
-      const known = new Set((await instances()).map((i) => i.pid));
-      const orphans = new Set(((await h.apiCall('GET', '/api/v1/orphans')).json.orphans as any[]).map((o) => o.pid));
-      return pids.every((p) => known.has(p) || orphans.has(p)) ? true : undefined;
-    }, 30_000);
+    await waitFor(
+      'every running instance known or orphan',
+      async () => {
+        const known = new Set((await instances()).map((i) => i.pid));
+        const orphans = new Set(((await h.apiCall('GET', '/api/v1/orphans')).json.orphans as any[]).map((o) => o.pid));
+        return pids.every((p) => known.has(p) || orphans.has(p)) ? true : undefined;
+      },
+      30_000,
+    );
     for (const p of pids) assert.doesNotThrow(() => process.kill(p, 0), `instance ${p} still runs`);
     const { failed } = await loop.stop();
     assert.deepEqual(failed, []);
@@ -253,17 +328,29 @@ describe('fault: control-plane restart while a node has not reported yet', { tim
   it('gives the node a grace period: its starting instance is not replaced before the agent reports', async () => {
     const repo = h2.track(await makeRepo(join(ROOT, 'examples/hello')));
     const server = join(repo, 'server.js');
-    writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port,', 'setTimeout(() => server.listen(port,').replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'));
-    writeFileSync(join(repo, 'pilot.yaml'), 'name: slow\nhealth: { path: /healthz, interval: 1s }\nenv: { START_DELAY_MS: "8000" }\ndeploy: { ready_timeout: 120s }\n');
+    writeFileSync(
+      server,
+      readFileSync(server, 'utf8')
+        .replace('server.listen(port,', 'setTimeout(() => server.listen(port,')
+        .replace(/listening on \$\{port\}`\)\);/, 'listening on ${port}`)), Number(process.env.START_DELAY_MS ?? 0));'),
+    );
+    writeFileSync(
+      join(repo, 'pilot.yaml'),
+      'name: slow\nhealth: { path: /healthz, interval: 1s }\nenv: { START_DELAY_MS: "8000" }\ndeploy: { ready_timeout: 120s }\n',
+    );
     await git(repo, 'commit', '-qam', 'slow app');
     await h2.startUp(ENV, 'server');
     const apiPort = Number(new URL(h2.api).port); // the agent knows the control plane by this address
     const agent = await h2.startAgent('n1', '127.0.0.2', h2.track(tempDir('agent')));
     const run = h2.cli(['run', repo]); // its outcome does not matter: the server dies under it
-    const placed = await waitFor('the instance to be started', async () => {
-      const i = ((await h2.apiCall('GET', '/api/v1/apps/slow')).json?.instances as any[] | undefined)?.find((x) => x.pid);
-      return i ? { id: i.id as string, pid: i.pid as number } : undefined;
-    }, 240_000);
+    const placed = await waitFor(
+      'the instance to be started',
+      async () => {
+        const i = ((await h2.apiCall('GET', '/api/v1/apps/slow')).json?.instances as any[] | undefined)?.find((x) => x.pid);
+        return i ? { id: i.id as string, pid: i.pid as number } : undefined;
+      },
+      240_000,
+    );
     // The agent is frozen (not reporting, its instance still starting: nothing answers), and the
     // control plane restarts. Past the down threshold (1.5 s) but within the start-up grace.
     agent.kill('SIGSTOP');
@@ -276,11 +363,19 @@ describe('fault: control-plane restart while a node has not reported yet', { tim
     } finally {
       agent.kill('SIGCONT');
     }
-    const ready = await waitFor('the instance to be ready', async () => {
-      const list = (await h2.apiCall('GET', '/api/v1/apps/slow')).json.instances as any[];
-      return list.some((i) => i.state === 'ready') ? list : undefined;
-    }, 120_000);
-    assert.deepEqual(ready.map((i) => i.id), [placed.id], 'the instance placed before the restart is the one running; nothing replaced it');
+    const ready = await waitFor(
+      'the instance to be ready',
+      async () => {
+        const list = (await h2.apiCall('GET', '/api/v1/apps/slow')).json.instances as any[];
+        return list.some((i) => i.state === 'ready') ? list : undefined;
+      },
+      120_000,
+    );
+    assert.deepEqual(
+      ready.map((i) => i.id),
+      [placed.id],
+      'the instance placed before the restart is the one running; nothing replaced it',
+    );
     assert.equal(ready[0].pid, placed.pid);
     await run;
   });

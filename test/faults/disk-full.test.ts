@@ -43,7 +43,11 @@ function fill(): number {
   return total;
 }
 
-async function health(): Promise<{ ok: boolean; disk: { freeBytes: number; low: boolean; path: string }; log?: { droppedLines: number; failing: string | null } }> {
+async function health(): Promise<{
+  ok: boolean;
+  disk: { freeBytes: number; low: boolean; path: string };
+  log?: { droppedLines: number; failing: string | null };
+}> {
   const anonymous = await h.apiCall('GET', '/healthz', undefined, null);
   assert.equal(anonymous.status, 200);
   assert.deepEqual(Object.keys(anonymous.json.disk), ['low'], 'only the admin token sees paths and figures');
@@ -94,11 +98,20 @@ describe('a full disk under $PILOT_HOME', { skip: root ? false : 'needs root to 
     // An artifact upload: 507 naming the artifacts folder's filesystem and the upload's size.
     const bytes = randomBytes(3 * 1024 * 1024);
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    const up = await request(`${h.api}/api/v1/artifacts/${digest}`, { method: 'PUT', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' }, body: bytes });
+    const up = await request(`${h.api}/api/v1/artifacts/${digest}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' },
+      body: bytes,
+    });
     const upBody = (await up.body.json()) as { error: { code: string; message: string; hint: string; details: { neededBytes: number } } };
     assert.equal(up.statusCode, 507, JSON.stringify(upBody));
     assert.equal(upBody.error.code, 'disk_full');
-    assert.match(upBody.error.message, new RegExp(`cannot store artifact ${digest}: the filesystem holding ${h.home}/artifacts(/\\S+)? is full \\(ENOSPC, \\d+ bytes free\\); it needs ${bytes.length} bytes`));
+    assert.match(
+      upBody.error.message,
+      new RegExp(
+        `cannot store artifact ${digest}: the filesystem holding ${h.home}/artifacts(/\\S+)? is full \\(ENOSPC, \\d+ bytes free\\); it needs ${bytes.length} bytes`,
+      ),
+    );
     assert.doesNotMatch(upBody.error.hint, /bug in Pilot/);
     assert.equal((await h.apiCall('HEAD', `/api/v1/artifacts/${digest}`)).status, 404, 'nothing half-stored');
 
@@ -107,7 +120,11 @@ describe('a full disk under $PILOT_HOME', { skip: root ? false : 'needs root to 
     const run = await h.apiCall('POST', '/api/v1/runs', { app: 'hello' });
     assert.ok([201, 507].includes(run.status), JSON.stringify(run.json));
     if (run.status === 201) {
-      const log = await request(`${h.api}/api/v1/runs/${run.json.run.id}/log`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'text/plain' }, body: 'x'.repeat(512 * 1024) });
+      const log = await request(`${h.api}/api/v1/runs/${run.json.run.id}/log`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${h.token}`, 'content-type': 'text/plain' },
+        body: 'x'.repeat(512 * 1024),
+      });
       const text = await log.body.text();
       assert.equal(log.statusCode, 507, text);
       assert.match(text, /"code":"disk_full"/);
@@ -124,7 +141,10 @@ describe('a full disk under $PILOT_HOME', { skip: root ? false : 'needs root to 
     fill();
     const deploy = await h.cli(['run', repo]);
     assert.equal(deploy.code, 1, deploy.stdout + deploy.stderr);
-    assert.match(deploy.stderr, /error: cannot (store artifact sha256:[0-9a-f]+|write the database|write): the filesystem holding \S+ is full \((ENOSPC|SQLITE_FULL), \d+ bytes free\)/);
+    assert.match(
+      deploy.stderr,
+      /error: cannot (store artifact sha256:[0-9a-f]+|write the database|write): the filesystem holding \S+ is full \((ENOSPC|SQLITE_FULL), \d+ bytes free\)/,
+    );
     assert.doesNotMatch(deploy.stderr, /bug in Pilot/);
 
     const status = await h.cli(['status', 'hello']);
@@ -134,7 +154,8 @@ describe('a full disk under $PILOT_HOME', { skip: root ? false : 'needs root to 
     // Logging went on without the disk: lines dropped, counted, the event loop free.
     const after_ = await health();
     assert.ok((after_.log?.droppedLines ?? 0) > 0, JSON.stringify(after_.log));
-    for (let i = 0; i < 20; i++) assert.equal((await h.viaRouter('hello.localhost')).status, 200, 'the router serves the app deployed before');
+    for (let i = 0; i < 20; i++)
+      assert.equal((await h.viaRouter('hello.localhost')).status, 200, 'the router serves the app deployed before');
     assert.equal(h.up?.exitCode, null, 'pilot up is still running');
   });
 
@@ -146,10 +167,14 @@ describe('a full disk under $PILOT_HOME', { skip: root ? false : 'needs root to 
     const deploy = await h.cli(['run', repo]);
     assert.equal(deploy.code, 0, deploy.stdout + deploy.stderr);
     const head = (await git(repo, 'rev-parse', 'HEAD')).trim();
-    await waitFor('the new revision to serve', async () => {
-      const r = await h.viaRouter('hello.localhost');
-      return r.status === 200 && r.text.includes(head) ? true : undefined;
-    }, 60_000);
+    await waitFor(
+      'the new revision to serve',
+      async () => {
+        const r = await h.viaRouter('hello.localhost');
+        return r.status === 200 && r.text.includes(head) ? true : undefined;
+      },
+      60_000,
+    );
     await sleep(200);
     const log = readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8');
     assert.match(log, /log lines dropped: \d+ between \S+ and now \(ENOSPC: the disk was full or failing\)/);

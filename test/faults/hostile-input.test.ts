@@ -23,13 +23,22 @@ const SHELLY = `; rm -rf / && $(touch ${MARK}) | \`touch ${MARK}\` > x & echo $H
 /** An app that answers with its own argv and one env value, so the test sees exactly what it got. */
 async function echoRepo(yaml: string): Promise<string> {
   const dir = h.track(tempDir('echo'));
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'echo', version: '1.0.0', private: true, scripts: { start: 'node server.js' } }));
-  writeFileSync(join(dir, 'server.js'), [
-    "import { createServer } from 'node:http';",
-    'createServer((req, res) => { res.writeHead(200, { "content-type": "application/json" });',
-    '  res.end(JSON.stringify({ argv: process.argv.slice(2), multi: process.env.MULTI })); }).listen(Number(process.env.PORT));',
-  ].join('\n'));
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'echo', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }));
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'echo', version: '1.0.0', private: true, scripts: { start: 'node server.js' } }),
+  );
+  writeFileSync(
+    join(dir, 'server.js'),
+    [
+      "import { createServer } from 'node:http';",
+      'createServer((req, res) => { res.writeHead(200, { "content-type": "application/json" });',
+      '  res.end(JSON.stringify({ argv: process.argv.slice(2), multi: process.env.MULTI })); }).listen(Number(process.env.PORT));',
+    ].join('\n'),
+  );
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'echo', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }),
+  );
   writeFileSync(join(dir, 'pilot.yaml'), yaml);
   await git(dir, 'init', '-q');
   await git(dir, 'add', '-A');
@@ -69,8 +78,10 @@ function hugeHook(framing: 'content-length' | 'chunked', size: number): Promise<
   return new Promise((resolve) => {
     let answer = '';
     const s = connect(Number(url.port), url.hostname, () => {
-      s.write(`POST /hooks/github/hooked HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: big-${framing}\r\nX-Hub-Signature-256: sha256=${'0'.repeat(64)}\r\n`
-        + (framing === 'chunked' ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${size}\r\n\r\n`));
+      s.write(
+        `POST /hooks/github/hooked HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: big-${framing}\r\nX-Hub-Signature-256: sha256=${'0'.repeat(64)}\r\n` +
+          (framing === 'chunked' ? 'Transfer-Encoding: chunked\r\n\r\n' : `Content-Length: ${size}\r\n\r\n`),
+      );
       const chunk = Buffer.alloc(1024 * 1024, 0x20);
       // With a declared length the server refuses before reading: send no body byte and wait for
       // the answer (bytes the server never reads make the kernel reset the connection when it
@@ -80,7 +91,9 @@ function hugeHook(framing: 'content-length' | 'chunked', size: number): Promise<
       const pump = (): void => {
         while (sent < limit && !s.destroyed && answer === '') {
           sent += chunk.length;
-          const ok = s.write(framing === 'chunked' ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]) : chunk);
+          const ok = s.write(
+            framing === 'chunked' ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]) : chunk,
+          );
           if (!ok) {
             s.once('drain', pump);
             return;
@@ -122,7 +135,11 @@ describe('hostile input', { timeout: 420_000 }, () => {
       for (const method of Object.keys(ops).filter((m) => ['post', 'put', 'patch', 'delete'].includes(m))) {
         const url = h.api + path.replace(/\{[^}]+\}/g, (p) => (p === '{digest}' ? `sha256:${'a'.repeat(64)}` : 'hostile'));
         for (const [what, body] of bodies) {
-          const res = await request(url, { method: method.toUpperCase() as 'POST', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/json' }, body });
+          const res = await request(url, {
+            method: method.toUpperCase() as 'POST',
+            headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/json' },
+            body,
+          });
           const text = await res.body.text();
           sent++;
           let code: unknown;
@@ -131,7 +148,8 @@ describe('hostile input', { timeout: 420_000 }, () => {
           } catch {
             code = undefined;
           }
-          if (res.statusCode >= 500 || (res.statusCode >= 400 && typeof code !== 'string')) bad.push(`${method.toUpperCase()} ${path} ${what}: ${res.statusCode} ${text.slice(0, 160)}`);
+          if (res.statusCode >= 500 || (res.statusCode >= 400 && typeof code !== 'string'))
+            bad.push(`${method.toUpperCase()} ${path} ${what}: ${res.statusCode} ${text.slice(0, 160)}`);
         }
       }
     }
@@ -152,7 +170,9 @@ describe('hostile input', { timeout: 420_000 }, () => {
     // writing, may see the reset instead of the answer. Either way it is refused and the server stays up.
     const chunked = await hugeHook('chunked', 26 * 1024 * 1024);
     assert.doesNotMatch(chunked, /^HTTP\/1\.1 [12]/, 'a chunked 26 MB body is never accepted');
-    console.log(`FAULT webhook-26mb: declared length: ${declared.split('\r\n')[0]}; chunked: ${chunked.split('\r\n')[0] || 'connection closed by the server'}; server up`);
+    console.log(
+      `FAULT webhook-26mb: declared length: ${declared.split('\r\n')[0]}; chunked: ${chunked.split('\r\n')[0] || 'connection closed by the server'}; server up`,
+    );
     await healthy();
   });
 
@@ -160,7 +180,10 @@ describe('hostile input', { timeout: 420_000 }, () => {
     const host = new URL(h.api).host;
     const slowHeaders = trickle('', `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nX-Slow: ${'a'.repeat(200)}\r\n\r\n`);
     const body = JSON.stringify({ name: 'slowpoke', repo: 'https://example.invalid/x.git' });
-    const slowBody = trickle(`POST /api/v1/apps HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${h.token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length + 500}\r\n\r\n`, body + ' '.repeat(500));
+    const slowBody = trickle(
+      `POST /api/v1/apps HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${h.token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length + 500}\r\n\r\n`,
+      body + ' '.repeat(500),
+    );
     let served = 0;
     let failed = 0;
     let done = false;
@@ -175,7 +198,9 @@ describe('hostile input', { timeout: 420_000 }, () => {
       await sleep(200);
     }
     const [a, b] = await both;
-    console.log(`FAULT slow-clients: headers cut after ${(a.closedAfterMs / 1000).toFixed(1)}s, body cut after ${(b.closedAfterMs / 1000).toFixed(1)}s, others served ${served}, failed ${failed}`);
+    console.log(
+      `FAULT slow-clients: headers cut after ${(a.closedAfterMs / 1000).toFixed(1)}s, body cut after ${(b.closedAfterMs / 1000).toFixed(1)}s, others served ${served}, failed ${failed}`,
+    );
     assert.equal(failed, 0);
     assert.ok(served > 10);
     assert.ok(a.closedAfterMs < 25_000, 'a header trickler is cut off well before it finishes');
@@ -242,36 +267,59 @@ describe('hostile input', { timeout: 420_000 }, () => {
   it('survives 50 concurrent deploys of one app and of 10 apps: all answered, no duplicate instance', async () => {
     const base = (await h.apiCall('GET', '/api/v1/apps/echo')).json.revisions[0];
     const deploy = (app: string, i: number): Promise<{ status: number; json: any }> =>
-      h.apiCall('POST', `/api/v1/apps/${app}/revisions`, { artifact: base.artifact, commit: base.commit, config: { name: app, run: ['node', 'server.js', `deploy-${i}`], replicas: 2 } });
-    for (const [label, apps] of [['one app', ['echo']], ['10 apps', Array.from({ length: 10 }, (_, i) => `many-${i}`)]] as const) {
+      h.apiCall('POST', `/api/v1/apps/${app}/revisions`, {
+        artifact: base.artifact,
+        commit: base.commit,
+        config: { name: app, run: ['node', 'server.js', `deploy-${i}`], replicas: 2 },
+      });
+    for (const [label, apps] of [
+      ['one app', ['echo']],
+      ['10 apps', Array.from({ length: 10 }, (_, i) => `many-${i}`)],
+    ] as const) {
       const t0 = performance.now();
       const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => deploy(apps[i % apps.length]!, i)));
       const codes = new Map<number, number>();
       for (const a of answers) codes.set(a.status, (codes.get(a.status) ?? 0) + 1);
-      assert.ok(answers.every((a) => a.status < 500), JSON.stringify([...codes]));
-      assert.ok(answers.every((a) => a.status < 400 || typeof a.json?.error?.code === 'string'), 'every refusal has a code');
-      const settled = await waitFor(`${label}: every app settled on 2 ready instances of one revision`, async () => {
-        const out: any[] = [];
-        for (const app of apps) {
-          const a = (await h.apiCall('GET', `/api/v1/apps/${app}`)).json;
-          const live = (a.instances as any[]).filter((x) => x.desired === 'run');
-          if (live.length !== 2 || !live.every((x) => x.state === 'ready') || new Set(live.map((x) => x.revision)).size !== 1) return undefined;
-          out.push(...live);
-        }
-        return out;
-      }, 240_000);
+      assert.ok(
+        answers.every((a) => a.status < 500),
+        JSON.stringify([...codes]),
+      );
+      assert.ok(
+        answers.every((a) => a.status < 400 || typeof a.json?.error?.code === 'string'),
+        'every refusal has a code',
+      );
+      const settled = await waitFor(
+        `${label}: every app settled on 2 ready instances of one revision`,
+        async () => {
+          const out: any[] = [];
+          for (const app of apps) {
+            const a = (await h.apiCall('GET', `/api/v1/apps/${app}`)).json;
+            const live = (a.instances as any[]).filter((x) => x.desired === 'run');
+            if (live.length !== 2 || !live.every((x) => x.state === 'ready') || new Set(live.map((x) => x.revision)).size !== 1)
+              return undefined;
+            out.push(...live);
+          }
+          return out;
+        },
+        240_000,
+      );
       const pids = settled.map((x) => x.pid);
       assert.equal(new Set(pids).size, pids.length, 'no instance counted twice');
       // The superseded revisions' instances drain and stop: in the end one process per live instance.
       const expected = (label === 'one app' ? 2 : 20) + (label === 'one app' ? 0 : 2);
-      const running = await waitFor('stale instances stopped', () => (h.instancePids().length === expected ? expected : undefined), 60_000)
-        .catch(() => h.instancePids().length);
+      const running = await waitFor(
+        'stale instances stopped',
+        () => (h.instancePids().length === expected ? expected : undefined),
+        60_000,
+      ).catch(() => h.instancePids().length);
       for (const app of apps) {
         const a = (await h.apiCall('GET', `/api/v1/apps/${app}`)).json;
         const newest = Math.max(...(a.revisions as any[]).map((r) => r.number));
         assert.equal(a.app.activeRevision, newest, `${app}: the last deploy wins`);
       }
-      console.log(`FAULT concurrent-deploys (${label}): ${[...codes].map(([c, n]) => `${n}x${c}`).join(' ')}, settled in ${((performance.now() - t0) / 1000).toFixed(1)}s, ${settled.length} live instances, ${running} running processes (expected ${expected}), duplicates ${running - expected}`);
+      console.log(
+        `FAULT concurrent-deploys (${label}): ${[...codes].map(([c, n]) => `${n}x${c}`).join(' ')}, settled in ${((performance.now() - t0) / 1000).toFixed(1)}s, ${settled.length} live instances, ${running} running processes (expected ${expected}), duplicates ${running - expected}`,
+      );
       assert.equal(running, expected, 'no process left behind or started twice');
     }
     await healthy();

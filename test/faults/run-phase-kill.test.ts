@@ -27,7 +27,10 @@ let killedAt = Number.POSITIVE_INFINITY;
 /** An app whose start can be delayed by START_DELAY_MS (a slow rollout) and whose build can sleep. */
 async function commit(opts: { buildSleepMs?: number; startDelayMs?: number; bigFileMb?: number; tag: string }): Promise<void> {
   const build = opts.buildSleepMs ? `build:\n  - ["node", "-e", "setTimeout(() => {}, ${opts.buildSleepMs})"]\n` : 'build: []\n';
-  writeFileSync(join(repo, 'pilot.yaml'), `name: svc\nhealth: { path: /healthz, interval: 1s }\nreplicas: 1\n${build}env:\n  START_DELAY_MS: "${opts.startDelayMs ?? 0}"\n  TAG: ${opts.tag}\n`);
+  writeFileSync(
+    join(repo, 'pilot.yaml'),
+    `name: svc\nhealth: { path: /healthz, interval: 1s }\nreplicas: 1\n${build}env:\n  START_DELAY_MS: "${opts.startDelayMs ?? 0}"\n  TAG: ${opts.tag}\n`,
+  );
   writeFileSync(join(repo, 'big.bin'), opts.bigFileMb ? randomBytes(opts.bigFileMb * 1024 * 1024) : '');
   await git(repo, 'add', '-A');
   await git(repo, 'commit', '-qm', opts.tag);
@@ -74,13 +77,19 @@ describe('kill -9 of the control plane in each phase of a run', { timeout: 540_0
     agentHome = h.track(tempDir('cpk-agent'));
     await h.startAgent('k1', '127.0.0.2', agentHome);
     repo = h.track(tempDir('svc'));
-    writeFileSync(join(repo, 'package.json'), JSON.stringify({ name: 'svc', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }));
-    writeFileSync(join(repo, 'server.js'), [
-      "import { createServer } from 'node:http';",
-      'const s = createServer((req, res) => { res.writeHead(200); res.end(process.env.TAG); });',
-      'setTimeout(() => s.listen(Number(process.env.PORT)), Number(process.env.START_DELAY_MS ?? 0));',
-      "process.on('SIGTERM', () => { s.close(() => process.exit(0)); s.closeIdleConnections(); setTimeout(() => process.exit(0), 3000).unref(); });",
-    ].join('\n'));
+    writeFileSync(
+      join(repo, 'package.json'),
+      JSON.stringify({ name: 'svc', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }),
+    );
+    writeFileSync(
+      join(repo, 'server.js'),
+      [
+        "import { createServer } from 'node:http';",
+        'const s = createServer((req, res) => { res.writeHead(200); res.end(process.env.TAG); });',
+        'setTimeout(() => s.listen(Number(process.env.PORT)), Number(process.env.START_DELAY_MS ?? 0));',
+        "process.on('SIGTERM', () => { s.close(() => process.exit(0)); s.closeIdleConnections(); setTimeout(() => process.exit(0), 3000).unref(); });",
+      ].join('\n'),
+    );
     await git(repo, 'init', '-q');
     await commit({ tag: 'v0' });
     const r = await h.cli(['run', repo]);
@@ -90,8 +99,16 @@ describe('kill -9 of the control plane in each phase of a run', { timeout: 540_0
 
   const phases = [
     { phase: 'build', change: { buildSleepMs: 8000 }, when: (steps: any[]) => steps.find((s) => s.name === 'build')?.status === 'running' },
-    { phase: 'publish', change: { bigFileMb: 96 }, when: (steps: any[]) => ['package', 'publish'].some((n) => steps.find((s) => s.name === n)?.status === 'running') },
-    { phase: 'rollout', change: { startDelayMs: 8000 }, when: (steps: any[]) => steps.find((s) => s.name === 'deploy')?.status === 'running' },
+    {
+      phase: 'publish',
+      change: { bigFileMb: 96 },
+      when: (steps: any[]) => ['package', 'publish'].some((n) => steps.find((s) => s.name === n)?.status === 'running'),
+    },
+    {
+      phase: 'rollout',
+      change: { startDelayMs: 8000 },
+      when: (steps: any[]) => steps.find((s) => s.name === 'deploy')?.status === 'running',
+    },
   ] as const;
 
   for (const [n, p] of phases.entries()) {
@@ -103,11 +120,15 @@ describe('kill -9 of the control plane in each phase of a run', { timeout: 540_0
       await commit({ tag: `v${n + 1}`, ...p.change });
       const traffic = loops(appUrl);
       const cli = h.cli(['run', repo]);
-      const run = await waitFor(`the run in its ${p.phase} phase`, async () => {
-        const runs = (await h.apiCall('GET', '/api/v1/runs?app=svc')).json.runs as any[];
-        const r = runs.length > runsBefore ? runs[0] : undefined;
-        return r && p.when(r.steps) ? r : undefined;
-      }, 120_000);
+      const run = await waitFor(
+        `the run in its ${p.phase} phase`,
+        async () => {
+          const runs = (await h.apiCall('GET', '/api/v1/runs?app=svc')).json.runs as any[];
+          const r = runs.length > runsBefore ? runs[0] : undefined;
+          return r && p.when(r.steps) ? r : undefined;
+        },
+        120_000,
+      );
       const t0 = performance.now();
       killedAt = t0;
       await h.killUp('SIGKILL');
@@ -117,24 +138,39 @@ describe('kill -9 of the control plane in each phase of a run', { timeout: 540_0
       const t1 = performance.now();
       await h.startUp({}, 'server', ports);
       const back = performance.now() - t1;
-      await waitFor('k1 ready', async () => ((await h.apiCall('GET', '/api/v1/nodes')).json.nodes[0].status === 'ready' ? true : undefined), 30_000);
+      await waitFor(
+        'k1 ready',
+        async () => ((await h.apiCall('GET', '/api/v1/nodes')).json.nodes[0].status === 'ready' ? true : undefined),
+        30_000,
+      );
       const recovery = performance.now() - t1;
       await sleep(500);
       const counts = await traffic.stop();
       const [same] = await liveInstances();
-      const oldNow = same?.id === old.id ? `same instance, pid ${old.pid}→${same.pid}, restarts ${old.restarts}→${same.restarts}` : `instance ${old.id} replaced by ${same?.id}`;
+      const oldNow =
+        same?.id === old.id
+          ? `same instance, pid ${old.pid}→${same.pid}, restarts ${old.restarts}→${same.restarts}`
+          : `instance ${old.id} replaced by ${same?.id}`;
       const after = (await h.apiCall('GET', `/api/v1/runs/${run.id}`)).json.run;
       // The rollout phase: the rollout itself was already stored and carries on after the restart.
-      await waitFor('one live, ready instance', async () => {
-        const l = await liveInstances();
-        return l.length === 1 && l[0].state === 'ready' ? true : undefined;
-      }, 60_000);
+      await waitFor(
+        'one live, ready instance',
+        async () => {
+          const l = await liveInstances();
+          return l.length === 1 && l[0].state === 'ready' ? true : undefined;
+        },
+        60_000,
+      );
       const rerunTag = `v${n + 1}-rerun`;
       await commit({ tag: rerunTag });
       const rerun = await h.cli(['run', repo]);
       const live = await liveInstances();
-      const served = await request(`http://${live[0]?.address ?? '127.0.0.2'}:${live[0]?.port}/`).then((r) => r.body.text()).catch(String);
-      console.log(`FAULT cp-kill9-${p.phase}: app failed ${counts.app[1]}/${counts.app[0] + counts.app[1]}, router failed ${counts.router[1]}/${counts.router[0] + counts.router[1]} (router in its own process), run #${run.id} ${after.status}, cli exit ${cliResult.code}, runs lost 0, duplicates ${live.length - 1}, control plane down ${(down / 1000).toFixed(1)}s, restart to serving ${(back / 1000).toFixed(1)}s, node ready ${(recovery / 1000).toFixed(1)}s; ${oldNow}${counts.appErrors.length ? `; app errors: ${counts.appErrors.slice(0, 3).join(' | ')}` : ''}`);
+      const served = await request(`http://${live[0]?.address ?? '127.0.0.2'}:${live[0]?.port}/`)
+        .then((r) => r.body.text())
+        .catch(String);
+      console.log(
+        `FAULT cp-kill9-${p.phase}: app failed ${counts.app[1]}/${counts.app[0] + counts.app[1]}, router failed ${counts.router[1]}/${counts.router[0] + counts.router[1]} (router in its own process), run #${run.id} ${after.status}, cli exit ${cliResult.code}, runs lost 0, duplicates ${live.length - 1}, control plane down ${(down / 1000).toFixed(1)}s, restart to serving ${(back / 1000).toFixed(1)}s, node ready ${(recovery / 1000).toFixed(1)}s; ${oldNow}${counts.appErrors.length ? `; app errors: ${counts.appErrors.slice(0, 3).join(' | ')}` : ''}`,
+      );
       assert.notEqual(cliResult.code, 0, 'the CLI says its run did not finish');
       assert.ok(['interrupted', 'failed'].includes(after.status), `run #${run.id} is ${after.status}`);
       assert.ok(after.error, 'the interrupted run says why');

@@ -14,7 +14,11 @@ import { allocatePort } from '../../src/os/ports.js';
 
 const h = new Harness();
 const netnsBefore = new Set<string>();
-const listNetns = (): string[] => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('pilot-'));
+const listNetns = (): string[] =>
+  execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0]!)
+    .filter((n) => n.startsWith('pilot-'));
 
 /** A committed git repository holding `files`. */
 async function repoOf(files: Record<string, string>): Promise<string> {
@@ -54,7 +58,7 @@ async function get(host: string): Promise<{ status: number; json: any; text: str
   return { status: r.status, json, text: r.text };
 }
 
-describe('failures in the app\'s own words, release phase, fixed port', { timeout: 600_000 }, () => {
+describe("failures in the app's own words, release phase, fixed port", { timeout: 600_000 }, () => {
   before(async () => {
     if ((await netnsSupport()).available) for (const n of listNetns()) netnsBefore.add(n);
     await h.startUp({ PILOT_CACHE_GC_INTERVAL: '0' });
@@ -76,7 +80,7 @@ describe('failures in the app\'s own words, release phase, fixed port', { timeou
     }
   });
 
-  it('a crash at start: its FATAL line is in pilot run\'s error, the run log and pilot logs (also --previous), secrets masked', async () => {
+  it("a crash at start: its FATAL line is in pilot run's error, the run log and pilot logs (also --previous), secrets masked", async () => {
     const repo = await repoOf({
       'pilot.yaml': 'name: crashy\nrun: node server.js\n',
       'server.js': server(),
@@ -86,13 +90,21 @@ describe('failures in the app\'s own words, release phase, fixed port', { timeou
     const secret = 'sk_live_51HxQ9Zsecretvalue';
     const s = await h.cli(['secrets', 'set', 'crashy', 'API_TOKEN', secret]);
     assert.equal(s.code, 0, s.stdout + s.stderr);
-    await commit(repo, {
-      'pilot.yaml': 'name: crashy\nrun: node server.js\ndeploy:\n  ready_timeout: 30s\n',
-      'server.js': 'console.log("crashy: booting");\nconsole.error("using token " + process.env.API_TOKEN);\nif (!process.env.DATABASE_URL) { console.error("FATAL: DATABASE_URL is not set"); process.exit(1); }\n',
-    }, 'needs a database');
+    await commit(
+      repo,
+      {
+        'pilot.yaml': 'name: crashy\nrun: node server.js\ndeploy:\n  ready_timeout: 30s\n',
+        'server.js':
+          'console.log("crashy: booting");\nconsole.error("using token " + process.env.API_TOKEN);\nif (!process.env.DATABASE_URL) { console.error("FATAL: DATABASE_URL is not set"); process.exit(1); }\n',
+      },
+      'needs a database',
+    );
     const r = await h.cli(['run', repo]);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /rollout #\d+ failed: instance crashy-2-\w+ of revision 2 crashed 3 times: exited with code 1; revision 1 keeps serving/);
+    assert.match(
+      r.stderr,
+      /rollout #\d+ failed: instance crashy-2-\w+ of revision 2 crashed 3 times: exited with code 1; revision 1 keeps serving/,
+    );
     assert.match(r.stderr, /FATAL: DATABASE_URL is not set/);
     assert.match(r.stderr, /using token \*\*\*/);
     assert.ok(!(r.stdout + r.stderr).includes(secret), 'the secret is masked');
@@ -106,7 +118,7 @@ describe('failures in the app\'s own words, release phase, fixed port', { timeou
     assert.ok(!runLog.stdout.includes(secret));
 
     // The failed instance is stopped, its logs kept: shown by default (a revision newer than the active one) and with --previous.
-    const logs = await waitFor('the failed instance\'s kept logs', async () => {
+    const logs = await waitFor("the failed instance's kept logs", async () => {
       const l = await h.cli(['logs', 'crashy']);
       return /FATAL: DATABASE_URL is not set/.test(l.stdout) ? l : undefined;
     });
@@ -143,12 +155,12 @@ createServer((req, res) => { res.writeHead(503); res.end('not yet'); }).listen(N
     assert.match(r.stderr, /no revision is serving/);
   });
 
-  it('a release phase runs once before traffic moves, with the app\'s env and secrets; its output is in the run log', async () => {
+  it("a release phase runs once before traffic moves, with the app's env and secrets; its output is in the run log", async () => {
     const markers = h.track(tempDir('markers'));
     chmodSync(markers, 0o1777); // the app runs as its own uid when Pilot is root
     const files = {
       'pilot.yaml': `name: relapp\nenv:\n  MARKER_DIR: ${markers}\n`,
-      'Procfile': 'web: node server.js\nrelease: node release.js\n',
+      Procfile: 'web: node server.js\nrelease: node release.js\n',
       'release.js': `import { appendFileSync, writeFileSync } from 'node:fs';
 appendFileSync(process.env.MARKER_DIR + '/runs.log', process.env.PILOT_REVISION + '\\n');
 console.log('migrating the database for revision ' + process.env.PILOT_REVISION);
@@ -181,10 +193,14 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     // Second deploy: a secret reaches the release phase as it reaches the app.
     assert.equal((await h.cli(['secrets', 'set', 'relapp', 'DB_PASSWORD', 'hunter2-very-secret'])).code, 0);
     // ... and a Procfile line with shell syntax runs under /bin/sh -c; what it prints is masked.
-    await commit(repo, {
-      'release.js': files['release.js'].replace('migrations done', 'migrations done (v2)'),
-      'Procfile': 'web: node server.js\nrelease: echo "shell says $PILOT_REVISION, password $DB_PASSWORD" && node release.js\n',
-    }, 'v2');
+    await commit(
+      repo,
+      {
+        'release.js': files['release.js'].replace('migrations done', 'migrations done (v2)'),
+        Procfile: 'web: node server.js\nrelease: echo "shell says $PILOT_REVISION, password $DB_PASSWORD" && node release.js\n',
+      },
+      'v2',
+    );
     const r2 = await h.cli(['run', repo]);
     assert.equal(r2.code, 0, r2.stdout + r2.stderr);
     assert.match(r2.stdout, /\| shell says 2, password \*\*\*\n/);
@@ -211,11 +227,20 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     });
     assert.equal((await h.cli(['run', repo])).code, 0);
     const live = (await get('relfail.localhost')).json;
-    await commit(repo, { 'release.js': `console.log('applying migration 007');\nconsole.error('ERROR: migration 007 failed: column "email" already exists');\nprocess.exit(3);\n` }, 'bad migration');
+    await commit(
+      repo,
+      {
+        'release.js': `console.log('applying migration 007');\nconsole.error('ERROR: migration 007 failed: column "email" already exists');\nprocess.exit(3);\n`,
+      },
+      'bad migration',
+    );
     const r = await h.cli(['run', repo]);
     assert.notEqual(r.code, 0);
     assert.match(r.stdout, /release phase: node release\.js \(pilot\.yaml release\)/);
-    assert.match(r.stderr, /rollout #\d+ failed: release phase of revision 2 failed: release phase exited with code 3 after \d+s; revision 1 keeps serving/);
+    assert.match(
+      r.stderr,
+      /rollout #\d+ failed: release phase of revision 2 failed: release phase exited with code 3 after \d+s; revision 1 keeps serving/,
+    );
     assert.match(r.stderr, /ERROR: migration 007 failed: column "email" already exists/);
     assert.match(r.stdout, /\| ERROR: migration 007 failed/); // its output in the run log
     const after_ = (await get('relfail.localhost')).json;
@@ -225,10 +250,14 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     assert.ok(!instances.some((i) => i.revision === 2 && i.kind === 'web'), 'no web instance of the failed revision was started');
 
     // A release phase that hangs is killed at deploy.release_timeout.
-    await commit(repo, {
-      'pilot.yaml': `name: relfail\nrelease: [node, release.js]\nrun: node server.js\ndeploy:\n  release_timeout: 2s\n`,
-      'release.js': `console.log('waiting for a lock'); setInterval(() => {}, 1000);\n`,
-    }, 'hanging release');
+    await commit(
+      repo,
+      {
+        'pilot.yaml': `name: relfail\nrelease: [node, release.js]\nrun: node server.js\ndeploy:\n  release_timeout: 2s\n`,
+        'release.js': `console.log('waiting for a lock'); setInterval(() => {}, 1000);\n`,
+      },
+      'hanging release',
+    );
     const t = await h.cli(['run', repo]);
     assert.notEqual(t.code, 0);
     assert.match(t.stderr, /release phase timed out after 2s \(deploy\.release_timeout\)/);
@@ -291,7 +320,8 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     await waitFor('old namespaces to be removed', () => (ours().length === 2 ? true : undefined));
     const fixedPids = (): number[] => {
       const dir = join(h.home, 'agent', 'instances');
-      return readdirSync(dir).filter((id) => id.startsWith('fixed-') && existsSync(join(dir, id, 'pid.json')))
+      return readdirSync(dir)
+        .filter((id) => id.startsWith('fixed-') && existsSync(join(dir, id, 'pid.json')))
         .map((id) => (JSON.parse(readFileSync(join(dir, id, 'pid.json'), 'utf8')) as { pid: number }).pid);
     };
     const pids = fixedPids();
@@ -305,10 +335,10 @@ if (!existsSync(marker)) { console.error('no release marker ' + marker); process
     // Scaled to zero: every namespace of the app goes, with what ran inside.
     assert.equal((await h.cli(['scale', 'fixed', '0'])).code, 0);
     await waitFor('namespaces to be removed after scale 0', () => (ours().length === 0 ? true : undefined));
-    for (const pid of pids) assert.ok(!existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2] === 'Z', `pid ${pid} is gone`);
+    for (const pid of pids)
+      assert.ok(!existsSync(`/proc/${pid}`) || readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2] === 'Z', `pid ${pid} is gone`);
   });
 });
-
 
 describe('fixed port without network namespaces (PILOT_NETNS=0, as for an agent that is not root)', { timeout: 300_000 }, () => {
   const plain = new Harness();
@@ -331,7 +361,9 @@ describe('fixed port without network namespaces (PILOT_NETNS=0, as for an agent 
     assert.equal(second.code, 0, second.stdout + second.stderr);
     const r = await plain.viaRouter('fixedplain.localhost');
     assert.equal((JSON.parse(r.text) as { v: string }).v, 'two');
-    const nodes = JSON.parse((await plain.cli(['nodes', '--json'])).stdout).nodes as { runtimes: { netns?: { available: boolean; error?: string } } }[];
+    const nodes = JSON.parse((await plain.cli(['nodes', '--json'])).stdout).nodes as {
+      runtimes: { netns?: { available: boolean; error?: string } };
+    }[];
     assert.deepEqual(nodes[0]!.runtimes.netns, { available: false, error: 'turned off (PILOT_NETNS=0)' });
   });
 });

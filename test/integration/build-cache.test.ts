@@ -29,7 +29,13 @@ async function closedPort(): Promise<number> {
 
 const h = new Harness();
 
-interface Answer { version: string; hello: string; stamp: { builtAt: number; id: string }; devShipped: boolean; builtWith: string }
+interface Answer {
+  version: string;
+  hello: string;
+  stamp: { builtAt: number; id: string };
+  devShipped: boolean;
+  builtWith: string;
+}
 
 async function answer(name: string): Promise<Answer> {
   const r = await h.viaRouter(`${name}.localhost`);
@@ -113,12 +119,19 @@ describe('build cache, pruning and progress, end to end', { timeout: 900_000 }, 
     assert.equal(second.hello, 'hello from C');
     assert.deepEqual(second.stamp, first.stamp, 'the same native build output (not recompiled)');
     assert.equal(second.devShipped, false);
-    assert.equal(statSync(join(h.home, 'build-cache', 'cached', 'entries', entries('cached')[0]!, 'manifest.json')).mtimeMs, entryBefore, 'the entry was not rewritten');
+    assert.equal(
+      statSync(join(h.home, 'build-cache', 'cached', 'entries', entries('cached')[0]!, 'manifest.json')).mtimeMs,
+      entryBefore,
+      'the entry was not rewritten',
+    );
   });
 
   it('a damaged cache entry is detected, discarded and rebuilt', async () => {
     const [key] = entries('cached');
-    appendFileSync(join(h.home, 'build-cache', 'cached', 'entries', key!, 'node_modules', 'pilot-fixture-addon', 'index.js'), '\n// tampered\n');
+    appendFileSync(
+      join(h.home, 'build-cache', 'cached', 'entries', key!, 'node_modules', 'pilot-fixture-addon', 'index.js'),
+      '\n// tampered\n',
+    );
     await change(repo, 'v3');
     const out = await pilotRun(repo);
     assert.match(out, new RegExp(`build cache: entry ${key!.slice(0, 12)} is damaged \\(node_modules does not match its manifest`));

@@ -31,7 +31,11 @@ let github: Server;
 
 const sign = (body: string): string => signGithubPayload(SECRET, body);
 
-async function deliver(event: string, payload: unknown, opts: { delivery?: string; signature?: string | null; raw?: string } = {}): Promise<{ status: number; json: any }> {
+async function deliver(
+  event: string,
+  payload: unknown,
+  opts: { delivery?: string; signature?: string | null; raw?: string } = {},
+): Promise<{ status: number; json: any }> {
   const body = opts.raw ?? JSON.stringify(payload, null, 2); // GitHub's own formatting differs from ours: sign the bytes
   const headers: Record<string, string> = {
     'content-type': 'application/json',
@@ -67,10 +71,14 @@ async function runOf(id: number): Promise<any> {
 }
 
 async function waitRun(id: number, timeoutMs = 90_000): Promise<any> {
-  return waitFor(`run #${id} to end`, async () => {
-    const r = await runOf(id);
-    return ['queued', 'running'].includes(r.status) ? undefined : r;
-  }, timeoutMs);
+  return waitFor(
+    `run #${id} to end`,
+    async () => {
+      const r = await runOf(id);
+      return ['queued', 'running'].includes(r.status) ? undefined : r;
+    },
+    timeoutMs,
+  );
 }
 
 async function served(): Promise<{ commit: string; key?: string }> {
@@ -94,9 +102,18 @@ describe('CD server: GitHub pushes deploy, exactly once, durably', { timeout: 42
     await git(origin, 'init', '-q', '--bare');
     work = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     // The app shows its secret (so the test can see it is injected) and logs it (to see it masked).
-    writeFileSync(join(work, 'server.js'), readFileSync(join(work, 'server.js'), 'utf8')
-      .replace("const server = createServer((req, res) => {", "const key = process.env.API_KEY ?? '';\nconsole.log(`key=${key} b64=${Buffer.from(key).toString('base64')}`);\nconst server = createServer((req, res) => {")
-      .replace("JSON.stringify({ message: greeting, revision, commit, pid: process.pid })", "JSON.stringify({ message: greeting, revision, commit, pid: process.pid, keyLength: key.length })"));
+    writeFileSync(
+      join(work, 'server.js'),
+      readFileSync(join(work, 'server.js'), 'utf8')
+        .replace(
+          'const server = createServer((req, res) => {',
+          "const key = process.env.API_KEY ?? '';\nconsole.log(`key=${key} b64=${Buffer.from(key).toString('base64')}`);\nconst server = createServer((req, res) => {",
+        )
+        .replace(
+          'JSON.stringify({ message: greeting, revision, commit, pid: process.pid })',
+          'JSON.stringify({ message: greeting, revision, commit, pid: process.pid, keyLength: key.length })',
+        ),
+    );
     await git(work, 'commit', '-qam', 'app prints its key');
     await git(work, 'remote', 'add', 'origin', origin);
     await git(work, 'push', '-q', 'origin', 'HEAD:main');
@@ -109,7 +126,22 @@ describe('CD server: GitHub pushes deploy, exactly once, durably', { timeout: 42
 
   it('creates a push-deployed app and prints the webhook URL and secret', async () => {
     const { port } = github.address() as { port: number };
-    const r = await h.cli(['apps', 'create', 'hello', '--repo', origin, '--branch', 'main', '--secret', SECRET, '--github-token', 'ghp_testtoken123', '--status-api', `http://127.0.0.1:${port}`, '--json']);
+    const r = await h.cli([
+      'apps',
+      'create',
+      'hello',
+      '--repo',
+      origin,
+      '--branch',
+      'main',
+      '--secret',
+      SECRET,
+      '--github-token',
+      'ghp_testtoken123',
+      '--status-api',
+      `http://127.0.0.1:${port}`,
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout);
     assert.equal(j.webhook.path, '/hooks/github/hello');
@@ -141,7 +173,10 @@ describe('CD server: GitHub pushes deploy, exactly once, durably', { timeout: 42
     // Commit statuses reached the (local) GitHub API with the token: pending, then success.
     await waitFor('commit statuses', () => statusCalls.filter((c) => c.path.endsWith(sha)).length >= 2 || undefined);
     const mine = statusCalls.filter((c) => c.path === `/repos/acme/hello/statuses/${sha}`);
-    assert.deepEqual(mine.map((c) => c.body.state), ['pending', 'success']);
+    assert.deepEqual(
+      mine.map((c) => c.body.state),
+      ['pending', 'success'],
+    );
     assert.equal(mine[0]!.auth, 'Bearer ghp_testtoken123');
   });
 
@@ -198,10 +233,14 @@ describe('CD server: GitHub pushes deploy, exactly once, durably', { timeout: 42
     const r = await deliver('push', pushPayload(sha, 'slow build'));
     assert.equal(r.status, 202);
     const id = r.json.run as number;
-    await waitFor('the build to be running', async () => {
-      const run = await runOf(id);
-      return run.steps.some((s: any) => s.name === 'build' && s.status === 'running') || undefined;
-    }, 60_000);
+    await waitFor(
+      'the build to be running',
+      async () => {
+        const run = await runOf(id);
+        return run.steps.some((s: any) => s.name === 'build' && s.status === 'running') || undefined;
+      },
+      60_000,
+    );
     await h.killUp('SIGKILL');
     await h.startUp({ PILOT_CD_QUIET_MS: '1500' });
     const interrupted = await waitFor('the run to be marked interrupted', async () => {
@@ -226,11 +265,25 @@ describe('CD server: GitHub pushes deploy, exactly once, durably', { timeout: 42
     assert.equal(wrong.status, 401);
     assert.ok(!JSON.stringify(wrong.json).includes(sign(JSON.stringify(p, null, 2)).slice(7)), 'no hint of the expected MAC');
     assert.equal((await deliver('push', p, { signature: sign(JSON.stringify(p)) })).status, 401, 're-serialised body');
-    assert.equal((await deliver('push', p, { signature: 'sha1=' + createHmac('sha1', SECRET).update(JSON.stringify(p, null, 2)).digest('hex') })).status, 401);
+    assert.equal(
+      (
+        await deliver('push', p, {
+          signature:
+            'sha1=' +
+            createHmac('sha1', SECRET)
+              .update(JSON.stringify(p, null, 2))
+              .digest('hex'),
+        })
+      ).status,
+      401,
+    );
     assert.equal((await deliver('push', undefined, { raw: '{"ref":', signature: sign('{"ref":') })).status, 400);
     assert.equal((await deliver('push', { ...p, ref: 123 })).status, 400);
     assert.equal((await deliver('push', { ...p, repository: null })).status, 400);
-    const other = await deliver('push', { ...p, repository: { ...(p.repository as object), clone_url: 'https://github.com/evil/other.git', full_name: 'evil/other' } });
+    const other = await deliver('push', {
+      ...p,
+      repository: { ...(p.repository as object), clone_url: 'https://github.com/evil/other.git', full_name: 'evil/other' },
+    });
     assert.equal(other.status, 202);
     assert.match(JSON.stringify(other.json), /repository/);
     // Hostile branch names are data: answered as "not the app's branch", and no run is made of them.

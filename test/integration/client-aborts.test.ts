@@ -26,7 +26,13 @@ async function stillServing(what: string): Promise<void> {
 }
 
 /** Start a GET, read until `enough` bytes arrived (or headers only), then cut the connection. */
-async function abortMidStream(path: string, enough: number, token = h.token, method: 'GET' | 'POST' = 'GET', body?: string): Promise<number> {
+async function abortMidStream(
+  path: string,
+  enough: number,
+  token = h.token,
+  method: 'GET' | 'POST' = 'GET',
+  body?: string,
+): Promise<number> {
   const ac = new AbortController();
   const res = await request(h.api + path, {
     method,
@@ -82,14 +88,22 @@ describe('clients that abort never take the server down', { timeout: 300_000 }, 
   it('a followed run log cut mid-stream', async () => {
     const run = (await h.apiCall('POST', '/api/v1/runs', { app: 'hello' })).json.run as { id: number };
     const lines = Array.from({ length: 2000 }, (_, i) => `line ${i} ${'x'.repeat(60)}`).join('\n') + '\n';
-    const put = await request(`${h.api}/api/v1/runs/${run.id}/log`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'text/plain' }, body: lines });
+    const put = await request(`${h.api}/api/v1/runs/${run.id}/log`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'text/plain' },
+      body: lines,
+    });
     assert.equal(put.statusCode, 204, await put.body.text());
     for (let i = 0; i < 3; i++) {
       assert.equal(await abortMidStream(`/api/v1/runs/${run.id}/log?follow=1`, 1000), 200);
       await stillServing('an aborted run log follow');
     }
     // And `pilot logs --run N -f` stopped with Ctrl-C.
-    const p = spawn(process.execPath, [PILOT, 'logs', '--run', String(run.id), '-f'], { cwd: ROOT, env: h.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [PILOT, 'logs', '--run', String(run.id), '-f'], {
+      cwd: ROOT,
+      env: h.env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise((r) => p.once('exit', r));
@@ -103,7 +117,11 @@ describe('clients that abort never take the server down', { timeout: 300_000 }, 
   it('an artifact download and an artifact upload cut mid-stream', async () => {
     const bytes = randomBytes(8 * 1024 * 1024);
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    const up = await request(`${h.api}/api/v1/artifacts/${digest}`, { method: 'PUT', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' }, body: bytes });
+    const up = await request(`${h.api}/api/v1/artifacts/${digest}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' },
+      body: bytes,
+    });
     assert.equal(up.statusCode, 201, await up.body.text());
     for (let i = 0; i < 3; i++) {
       assert.equal(await abortMidStream(`/api/v1/artifacts/${digest}`, 64 * 1024), 200);
@@ -116,7 +134,9 @@ describe('clients that abort never take the server down', { timeout: 300_000 }, 
     const body = new Readable({ read() {} });
     body.push(other.subarray(0, 1024 * 1024));
     const pending = request(`${h.api}/api/v1/artifacts/${otherDigest}`, {
-      method: 'PUT', signal: ac.signal, body,
+      method: 'PUT',
+      signal: ac.signal,
+      body,
       headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream', 'content-length': String(other.length) },
     }).catch((e: unknown) => e);
     await sleep(300);
@@ -129,15 +149,25 @@ describe('clients that abort never take the server down', { timeout: 300_000 }, 
 
   it('an agent long poll cut while held', async () => {
     const joinToken = readFileSync(join(h.home, 'join-token'), 'utf8').trim();
-    const reg = await h.apiCall('POST', '/api/v1/agent/register', {
-      protocol: AGENT_PROTOCOL, name: 'poller', address: '127.0.0.9', apiUrl: 'http://127.0.0.9:1', agentToken: 'a'.repeat(32),
-    }, joinToken);
+    const reg = await h.apiCall(
+      'POST',
+      '/api/v1/agent/register',
+      {
+        protocol: AGENT_PROTOCOL,
+        name: 'poller',
+        address: '127.0.0.9',
+        apiUrl: 'http://127.0.0.9:1',
+        agentToken: 'a'.repeat(32),
+      },
+      joinToken,
+    );
     assert.equal(reg.status, 201, JSON.stringify(reg.json));
     const credential = reg.json.credential as string;
     for (let i = 0; i < 3; i++) {
       const ac = new AbortController();
       const pending = request(`${h.api}/api/v1/agent/sync`, {
-        method: 'POST', signal: ac.signal,
+        method: 'POST',
+        signal: ac.signal,
         headers: { authorization: `Bearer ${credential}`, 'content-type': 'application/json' },
         body: JSON.stringify({ protocol: AGENT_PROTOCOL, instances: [], waitMs: 30_000 }),
       }).catch((e: unknown) => e);
@@ -150,6 +180,10 @@ describe('clients that abort never take the server down', { timeout: 300_000 }, 
 
   it('logged nothing fatal and no unhandled failure', async () => {
     const log = readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8');
-    assert.doesNotMatch(log, /"level":60|uncaught exception|unhandled promise rejection/, 'the log has a fatal line or an unhandled failure');
+    assert.doesNotMatch(
+      log,
+      /"level":60|uncaught exception|unhandled promise rejection/,
+      'the log has a fatal line or an unhandled failure',
+    );
   });
 });

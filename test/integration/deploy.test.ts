@@ -119,7 +119,10 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     assert.equal(body.commit, second);
     assert.equal(body.message, 'hello again');
     // The old instance is stopped: one instance left.
-    await waitFor('old instance to stop', async () => (await h.apiCall('GET', '/api/v1/apps/hello')).json.instances.length === 1 || undefined);
+    await waitFor(
+      'old instance to stop',
+      async () => (await h.apiCall('GET', '/api/v1/apps/hello')).json.instances.length === 1 || undefined,
+    );
   });
 
   it('keeps the app running when pilot up is SIGKILLed, and re-adopts it without a second copy', async () => {
@@ -129,7 +132,9 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     await h.killUp('SIGKILL');
     // The app still runs and still answers on its own port.
     process.kill(pidsBefore[0]!, 0);
-    const status = JSON.parse(readFileSync(join(h.home, 'agent', 'instances', readdirOne(join(h.home, 'agent', 'instances')), 'instance.json'), 'utf8')) as { port: number };
+    const status = JSON.parse(
+      readFileSync(join(h.home, 'agent', 'instances', readdirOne(join(h.home, 'agent', 'instances')), 'instance.json'), 'utf8'),
+    ) as { port: number };
     const direct = await request(`http://127.0.0.1:${status.port}/`);
     assert.equal(direct.statusCode, 200);
     await direct.body.text();
@@ -247,13 +252,24 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
       assert.equal(r.status, 400);
       assert.match(r.json.error.message, /0 to 100/);
     }
-    const badDeploy = await h.apiCall('POST', '/api/v1/apps/hello/revisions', { artifact: 'sha256:' + '0'.repeat(64), commit: firstCommit });
+    const badDeploy = await h.apiCall('POST', '/api/v1/apps/hello/revisions', {
+      artifact: 'sha256:' + '0'.repeat(64),
+      commit: firstCommit,
+    });
     assert.equal(badDeploy.status, 404);
     assert.equal(badDeploy.json.error.code, 'artifact_not_found');
-    const badJson = await request(h.api + '/api/v1/apps/hello/revisions', { method: 'POST', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/json' }, body: '{"artifact":' });
+    const badJson = await request(h.api + '/api/v1/apps/hello/revisions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/json' },
+      body: '{"artifact":',
+    });
     assert.equal(badJson.statusCode, 400);
     await badJson.body.text();
-    const mismatch = await request(h.api + '/api/v1/artifacts/sha256:' + 'a'.repeat(64), { method: 'PUT', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' }, body: 'not those bytes' });
+    const mismatch = await request(h.api + '/api/v1/artifacts/sha256:' + 'a'.repeat(64), {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' },
+      body: 'not those bytes',
+    });
     assert.equal(mismatch.statusCode, 400);
     assert.equal((JSON.parse(await mismatch.body.text()) as { error: { code: string } }).error.code, 'digest_mismatch');
     assert.equal((await h.apiCall('GET', '/healthz')).status, 200);
@@ -267,15 +283,27 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
       { path: 'escape/passwd', body: 'pwned' },
     ]);
     const digest = 'sha256:' + createHash('sha256').update(tgz).digest('hex');
-    const put = await request(`${h.api}/api/v1/artifacts/${digest}?app=hello`, { method: 'PUT', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' }, body: tgz });
+    const put = await request(`${h.api}/api/v1/artifacts/${digest}?app=hello`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' },
+      body: tgz,
+    });
     assert.equal(put.statusCode, 201, await put.body.text());
-    const deploy = await h.apiCall('POST', '/api/v1/apps/hello/revisions', { artifact: digest, commit: firstCommit, config: { name: 'hello', deploy: { ready_timeout: '20s' } } });
+    const deploy = await h.apiCall('POST', '/api/v1/apps/hello/revisions', {
+      artifact: digest,
+      commit: firstCommit,
+      config: { name: 'hello', deploy: { ready_timeout: '20s' } },
+    });
     assert.equal(deploy.status, 201, JSON.stringify(deploy.json));
     const id = deploy.json.rollout.id;
-    const done = await waitFor('the rollout to end', async () => {
-      const r = (await h.apiCall('GET', `/api/v1/apps/hello/rollouts/${id}`)).json;
-      return r.rollout.status === 'running' ? undefined : r.rollout;
-    }, 60_000);
+    const done = await waitFor(
+      'the rollout to end',
+      async () => {
+        const r = (await h.apiCall('GET', `/api/v1/apps/hello/rollouts/${id}`)).json;
+        return r.rollout.status === 'running' ? undefined : r.rollout;
+      },
+      60_000,
+    );
     assert.equal(done.status, 'failed');
     assert.match(done.reason, /symlink|link|unsafe/i);
     const now = await hello();
@@ -294,7 +322,9 @@ describe('pilot up + pilot run, end to end', { timeout: 300_000 }, () => {
     // The abandoned instance of the previous test may still be on its way out: wait for one, ready.
     const text = await waitFor('one ready instance in the metrics', async () => {
       const t = await metrics();
-      return /pilot_instances\{state="ready"\} 1\n/.test(t) && !/pilot_instances\{state="(failed|backoff|stopping)"\}/.test(t) ? t : undefined;
+      return /pilot_instances\{state="ready"\} 1\n/.test(t) && !/pilot_instances\{state="(failed|backoff|stopping)"\}/.test(t)
+        ? t
+        : undefined;
     });
     assert.match(text, /# TYPE pilot_instances gauge/);
   });

@@ -78,11 +78,23 @@ describe('containers end to end (pilot server, two agents, pilot run)', { skip: 
   after(async () => {
     await h.cleanup(); // agents first: nothing restarts the containers removed below
     for (const n of nodes) await removeNodeContainers(engine, n.name).catch(() => undefined);
-    const tagged = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/build-e2e/*', `${registry?.address}/*`] }) }).catch(() => []);
-    for (const id of [...images, ...tagged.map((i) => i.Id)]) await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+    const tagged = await engine
+      .listImages({ filters: JSON.stringify({ reference: ['pilot-test/build-e2e/*', `${registry?.address}/*`] }) })
+      .catch(() => []);
+    for (const id of [...images, ...tagged.map((i) => i.Id)])
+      await engine
+        .getImage(id)
+        .remove({ force: true })
+        .catch(() => undefined);
     // The generated Dockerfile's build stage is kept by the engine as an untagged, labelled image.
-    const stages = await engine.listImages({ filters: JSON.stringify({ label: ['dev.pilot.stage=build', 'dev.pilot.app=genapp'] }) }).catch(() => []);
-    for (const i of stages) await engine.getImage(i.Id).remove({ force: true }).catch(() => undefined);
+    const stages = await engine
+      .listImages({ filters: JSON.stringify({ label: ['dev.pilot.stage=build', 'dev.pilot.app=genapp'] }) })
+      .catch(() => []);
+    for (const i of stages)
+      await engine
+        .getImage(i.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     await registry?.stop();
   });
 
@@ -97,11 +109,23 @@ describe('containers end to end (pilot server, two agents, pilot run)', { skip: 
     const own = h.track(tempDir('e2e-own'));
     mkdirSync(join(own, 'srv'));
     writeFileSync(join(own, 'srv/server.js'), server('own-1'));
-    writeFileSync(join(own, 'Dockerfile'), [`FROM ${baseImageTag(process.versions.node)}`, 'COPY srv/server.js /srv/server.js', 'USER node', 'CMD ["node", "/srv/server.js"]', ''].join('\n'));
+    writeFileSync(
+      join(own, 'Dockerfile'),
+      [
+        `FROM ${baseImageTag(process.versions.node)}`,
+        'COPY srv/server.js /srv/server.js',
+        'USER node',
+        'CMD ["node", "/srv/server.js"]',
+        '',
+      ].join('\n'),
+    );
     writeFileSync(join(own, 'pilot.yaml'), 'name: ownapp\nruntime: docker\nreplicas: 2\n');
     repos.own = h.track(await makeRepo(own));
 
-    for (const [app, repo, version] of [['genapp', repos.gen, 'gen-1'], ['ownapp', repos.own, 'own-1']] as const) {
+    for (const [app, repo, version] of [
+      ['genapp', repos.gen, 'gen-1'],
+      ['ownapp', repos.own, 'own-1'],
+    ] as const) {
       const r = await run(repo);
       assert.equal(r.code, 0, r.log + r.stderr);
       assert.match(r.log, /uploaded image archive sha256:[0-9a-f]{64}/);
@@ -122,14 +146,21 @@ describe('containers end to end (pilot server, two agents, pilot run)', { skip: 
 
   it('a registry with credentials: v2 of both apps rolls out from it with zero failed requests; pilot status names the image by digest', async () => {
     const set = await new Promise<number | null>((resolve) => {
-      const p = spawn(process.execPath, [PILOT, 'registry', 'set', registry.url, '--username', USER, '--password-stdin'], { cwd: ROOT, env: h.env(), stdio: ['pipe', 'ignore', 'inherit'] });
+      const p = spawn(process.execPath, [PILOT, 'registry', 'set', registry.url, '--username', USER, '--password-stdin'], {
+        cwd: ROOT,
+        env: h.env(),
+        stdio: ['pipe', 'ignore', 'inherit'],
+      });
       p.on('close', resolve);
       p.stdin.end(PASSWORD);
     });
     assert.equal(set, 0);
     writeFileSync(join(repos.gen!, 'server.js'), server('gen-2'));
     writeFileSync(join(repos.own!, 'srv/server.js'), server('own-2'));
-    for (const [app, repo, version] of [['genapp', repos.gen!, 'gen-2'], ['ownapp', repos.own!, 'own-2']] as const) {
+    for (const [app, repo, version] of [
+      ['genapp', repos.gen!, 'gen-2'],
+      ['ownapp', repos.own!, 'own-2'],
+    ] as const) {
       await git(repo, 'commit', '-qam', 'v2');
       const traffic = load(`${app}.localhost`);
       const r = await run(repo);

@@ -64,17 +64,29 @@ async function publish(version: string): Promise<{ id: string; archive: string }
 
 async function deploy(app: string, image: { id: string; archive: string }, config: Record<string, unknown>): Promise<number> {
   const r = await h.apiCall('POST', `/api/v1/apps/${app}/revisions`, {
-    artifact: image.archive, commit: COMMIT, image, config: { runtime: 'docker', health: { interval: '200ms', timeout: '1s' }, deploy: { drain: '300ms', stop_timeout: '3s', ready_timeout: '30s' }, ...config },
+    artifact: image.archive,
+    commit: COMMIT,
+    image,
+    config: {
+      runtime: 'docker',
+      health: { interval: '200ms', timeout: '1s' },
+      deploy: { drain: '300ms', stop_timeout: '3s', ready_timeout: '30s' },
+      ...config,
+    },
   });
   assert.equal(r.status, 201, JSON.stringify(r.json));
   return r.json.rollout.id as number;
 }
 
 async function rolloutEnd(app: string, id: number, timeoutMs = 60_000): Promise<{ status: string; reason?: string }> {
-  return waitFor(`rollout ${id} of ${app} to end`, async () => {
-    const r = (await h.apiCall('GET', `/api/v1/apps/${app}/rollouts/${id}`)).json;
-    return r.rollout.status === 'running' ? undefined : r.rollout;
-  }, timeoutMs);
+  return waitFor(
+    `rollout ${id} of ${app} to end`,
+    async () => {
+      const r = (await h.apiCall('GET', `/api/v1/apps/${app}/rollouts/${id}`)).json;
+      return r.rollout.status === 'running' ? undefined : r.rollout;
+    },
+    timeoutMs,
+  );
 }
 
 async function instances(app: string): Promise<any[]> {
@@ -108,7 +120,11 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
     await h.cleanup(); // agents and server first, so nothing restarts a container we remove
     for (const n of nodes) await removeNodeContainers(engine, n.name);
     for (const v of ['1', '2']) await removeImage(engine, tag(v));
-    for (const i of Object.values(images)) await engine.getImage(i.id).remove({ force: true }).catch(() => undefined);
+    for (const i of Object.values(images))
+      await engine
+        .getImage(i.id)
+        .remove({ force: true })
+        .catch(() => undefined);
   });
 
   it('reports the Docker engine of each node', async () => {
@@ -184,23 +200,37 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
     assert.deepEqual(failures, []);
     assert.ok(ok > 20);
     assert.deepEqual([...versions].sort(), ['1', '2']);
-    await waitFor('the old containers to be removed', async () => {
-      for (const i of before) {
-        const gone = await engine.getContainer(i.containerId).inspect().then(() => false, () => true);
-        if (!gone) return undefined;
-      }
-      return true;
-    }, 20_000);
+    await waitFor(
+      'the old containers to be removed',
+      async () => {
+        for (const i of before) {
+          const gone = await engine
+            .getContainer(i.containerId)
+            .inspect()
+            .then(
+              () => false,
+              () => true,
+            );
+          if (!gone) return undefined;
+        }
+        return true;
+      },
+      20_000,
+    );
     assert.equal(JSON.parse((await h.viaRouter('boat.localhost')).text).version, '2');
   });
 
   it('re-adopts the containers after an agent restart: same containers, restarts unchanged, none doubled', async () => {
     const n = nodes[0]!;
     // Its container running and reported (a loaded machine may still be settling the rollout before).
-    const before = await waitFor(`boat's instance on ${n.name} ready in its container`, async () => {
-      const mine = (await instances('boat')).filter((i) => i.node === n.name && i.desired === 'run');
-      return mine.length === 1 && mine[0].state === 'ready' && mine[0].containerId ? mine : undefined;
-    }, 30_000);
+    const before = await waitFor(
+      `boat's instance on ${n.name} ready in its container`,
+      async () => {
+        const mine = (await instances('boat')).filter((i) => i.node === n.name && i.desired === 'run');
+        return mine.length === 1 && mine[0].state === 'ready' && mine[0].containerId ? mine : undefined;
+      },
+      30_000,
+    );
     await kill(n.proc);
     await sleep(1000);
     assert.equal((await engine.getContainer(before[0].containerId).inspect()).State.Running, true, 'the container outlives its agent');
@@ -208,9 +238,15 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
     n.proc = await h.startAgent(n.name, n.address, n.home);
     await sleep(1500);
     const after = (await instances('boat')).filter((i) => i.node === n.name && i.desired === 'run');
-    assert.deepEqual(after.map((i) => [i.id, i.containerId, i.restarts, i.state]), before.map((i) => [i.id, i.containerId, i.restarts, 'ready']));
+    assert.deepEqual(
+      after.map((i) => [i.id, i.containerId, i.restarts, i.state]),
+      before.map((i) => [i.id, i.containerId, i.restarts, 'ready']),
+    );
     const running = (await nodeContainers(n.name)).filter((c) => c.State === 'running' && c.Labels['dev.pilot.app'] === 'boat');
-    assert.deepEqual(running.map((c) => c.Id), [before[0].containerId]);
+    assert.deepEqual(
+      running.map((c) => c.Id),
+      [before[0].containerId],
+    );
   });
 
   it('backs off a container that exits at once, and rolls the revision back with the reason', async () => {
@@ -221,11 +257,15 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
     const app = (await h.apiCall('GET', '/api/v1/apps/boat')).json;
     assert.equal(app.app.activeRevision, 2, 'the previous revision stays active');
     assert.equal(JSON.parse((await h.viaRouter('boat.localhost')).text).revision, '2');
-    await waitFor('the crashing containers to be removed', async () => {
-      const all = await Promise.all(nodes.map((n) => nodeContainers(n.name)));
-      const crashing = all.flat().filter((c) => c.Labels['dev.pilot.revision'] === '3');
-      return crashing.length === 0 || undefined;
-    }, 20_000);
+    await waitFor(
+      'the crashing containers to be removed',
+      async () => {
+        const all = await Promise.all(nodes.map((n) => nodeContainers(n.name)));
+        const crashing = all.flat().filter((c) => c.Labels['dev.pilot.revision'] === '3');
+        return crashing.length === 0 || undefined;
+      },
+      20_000,
+    );
   });
 
   it('runs a process app beside the docker app on the same nodes', async () => {
@@ -244,15 +284,19 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
 
   it('reports a container killed for exceeding its memory limit as OOM, and restarts it with back-off', async () => {
     await deploy('hog', images.v2!, { replicas: 1, env: { MODE: 'oom' }, resources: { memory: '64MB' } });
-    const seen = await waitFor('an OOM kill to be reported', async () => {
-      const [i] = await instances('hog');
-      return i?.restarts >= 2 && /^killed: out of memory \(limit 64 MB\)$/.test(i.lastError ?? '') ? i : undefined;
-    }, 60_000);
+    const seen = await waitFor(
+      'an OOM kill to be reported',
+      async () => {
+        const [i] = await instances('hog');
+        return i?.restarts >= 2 && /^killed: out of memory \(limit 64 MB\)$/.test(i.lastError ?? '') ? i : undefined;
+      },
+      60_000,
+    );
     assert.notEqual(seen.state, 'failed', 'an OOM-killed instance is restarted, not given up');
     assert.equal(seen.desired, 'run');
     // Back-off: 1 s after the first kill, 2 s after the second: two restarts take over 2 s.
     const t0 = performance.now();
-    await waitFor('one more restart', async () => ((await instances('hog'))[0]?.restarts > seen.restarts) || undefined, 30_000);
+    await waitFor('one more restart', async () => (await instances('hog'))[0]?.restarts > seen.restarts || undefined, 30_000);
     assert.ok(performance.now() - t0 > 1500, 'the restart waited for its back-off');
     assert.equal((await h.viaRouter('boat.localhost')).status, 200, 'the other app is untouched');
   });
@@ -262,7 +306,8 @@ describe('docker runtime across a fleet: two agents, one engine', { skip: docker
     const proxy = engineProxy(join(h.track(tempDir('proxy')), 'docker.sock'));
     const home = h.track(tempDir(name));
     const p = await h.startAgent(name, '127.0.0.4', home, { DOCKER_HOST: `unix://${proxy.socketPath}` });
-    const docker = async (): Promise<any> => (await h.apiCall('GET', '/api/v1/nodes')).json.nodes.find((n: any) => n.name === name).runtimes.docker;
+    const docker = async (): Promise<any> =>
+      (await h.apiCall('GET', '/api/v1/nodes')).json.nodes.find((n: any) => n.name === name).runtimes.docker;
     try {
       const down = await docker();
       assert.equal(down.available, false);

@@ -37,10 +37,14 @@ describe('generated Dockerfiles of several layouts, real engine', { skip: docker
     const c = await engine.createContainer({ Image: image, Env: [`PORT=${port}`], HostConfig: { NetworkMode: 'host', Init: true } });
     containers.push(c.id);
     await c.start();
-    return waitFor(`${image} to answer`, async () => {
-      const r = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
-      return r?.ok ? r.json() : undefined;
-    }, 30_000);
+    return waitFor(
+      `${image} to answer`,
+      async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/`).catch(() => undefined);
+        return r?.ok ? r.json() : undefined;
+      },
+      30_000,
+    );
   };
 
   before(async () => {
@@ -48,10 +52,24 @@ describe('generated Dockerfiles of several layouts, real engine', { skip: docker
   });
 
   after(async () => {
-    for (const c of containers) await engine.getContainer(c).remove({ force: true }).catch(() => undefined);
-    for (const name of ['pnpm', 'nolock', 'nopkg', 'fails', 'reserved', 'shell']) await engine.getImage(tag(name)).remove({ force: true }).catch(() => undefined);
-    const stages = await engine.listImages({ filters: JSON.stringify({ label: ['dev.pilot.stage=build', `dev.pilot.app=${APP}`] }) }).catch(() => []);
-    for (const i of stages) await engine.getImage(i.Id).remove({ force: true }).catch(() => undefined);
+    for (const c of containers)
+      await engine
+        .getContainer(c)
+        .remove({ force: true })
+        .catch(() => undefined);
+    for (const name of ['pnpm', 'nolock', 'nopkg', 'fails', 'reserved', 'shell'])
+      await engine
+        .getImage(tag(name))
+        .remove({ force: true })
+        .catch(() => undefined);
+    const stages = await engine
+      .listImages({ filters: JSON.stringify({ label: ['dev.pilot.stage=build', `dev.pilot.app=${APP}`] }) })
+      .catch(() => []);
+    for (const i of stages)
+      await engine
+        .getImage(i.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
@@ -61,20 +79,30 @@ describe('generated Dockerfiles of several layouts, real engine', { skip: docker
     const b = await build(d, 'pnpm');
     assert.match(b.generated!, /RUN \["npm","exec","--yes","--package=pnpm@9\.15\.9","--","pnpm","install","--frozen-lockfile"\]/);
     assert.deepEqual(await answer(b.id), { ms: 172800000, pm: 'pnpm' });
-    assert.deepEqual(readdirSync(d).sort(), ['package.json', 'pnpm-lock.yaml', 'server.js'], 'the staged build tools are gone from the app folder');
+    assert.deepEqual(
+      readdirSync(d).sort(),
+      ['package.json', 'pnpm-lock.yaml', 'server.js'],
+      'the staged build tools are gone from the app folder',
+    );
   });
 
   it('package.json without a lockfile: npm install; an app without package.json: no install at all', async () => {
     const nolock = dir('nolock');
     writeFileSync(join(nolock, 'package.json'), JSON.stringify({ name: 'nolock', scripts: { start: 'node main.js' } }));
-    writeFileSync(join(nolock, 'main.js'), `require('node:http').createServer((q, s) => s.end(JSON.stringify({ app: 'nolock', tmp: require('node:fs').statSync('/tmp').mode & 0o7777 }))).listen(process.env.PORT);\n`);
+    writeFileSync(
+      join(nolock, 'main.js'),
+      `require('node:http').createServer((q, s) => s.end(JSON.stringify({ app: 'nolock', tmp: require('node:fs').statSync('/tmp').mode & 0o7777 }))).listen(process.env.PORT);\n`,
+    );
     const a = await build(nolock, 'nolock');
     assert.match(a.generated!, /RUN \["npm","install","--no-audit","--no-fund"\]/);
     assert.deepEqual(await answer(a.id), { app: 'nolock', tmp: 0o1777 });
 
     const nopkg = dir('nopkg');
     mkdirSync(join(nopkg, 'lib'));
-    writeFileSync(join(nopkg, 'lib/server.js'), `require('node:http').createServer((q, s) => s.end(JSON.stringify({ app: 'nopkg', home: require('node:os').homedir() }))).listen(process.env.PORT);\n`);
+    writeFileSync(
+      join(nopkg, 'lib/server.js'),
+      `require('node:http').createServer((q, s) => s.end(JSON.stringify({ app: 'nopkg', home: require('node:os').homedir() }))).listen(process.env.PORT);\n`,
+    );
     const b = await build(nopkg, 'nopkg', ['node', 'lib/server.js']);
     assert.ok(!/npm","(ci|install)/.test(b.generated!) && !b.generated!.includes('/pilot-deps/node_modules/'));
     assert.deepEqual(await answer(b.id), { app: 'nopkg', home: '/home/node' });
@@ -82,23 +110,39 @@ describe('generated Dockerfiles of several layouts, real engine', { skip: docker
 
   it('a failing build script fails the build with the end of its log; the folder name the build stage keeps is refused', async () => {
     const fails = dir('fails');
-    writeFileSync(join(fails, 'package.json'), JSON.stringify({ name: 'fails', scripts: { build: 'node -e "console.error(\'compile error: x.ts(3)\'); process.exit(3)"', start: 'node s.js' } }));
+    writeFileSync(
+      join(fails, 'package.json'),
+      JSON.stringify({
+        name: 'fails',
+        scripts: { build: 'node -e "console.error(\'compile error: x.ts(3)\'); process.exit(3)"', start: 'node s.js' },
+      }),
+    );
     writeFileSync(join(fails, 's.js'), '');
-    await assert.rejects(build(fails, 'fails'), (e: Error & { code?: string }) =>
-      e.code === 'build_failed' && /compile error: x\.ts\(3\)/.test(e.message) && /last lines of the build log/.test(e.message));
+    await assert.rejects(
+      build(fails, 'fails'),
+      (e: Error & { code?: string }) =>
+        e.code === 'build_failed' && /compile error: x\.ts\(3\)/.test(e.message) && /last lines of the build log/.test(e.message),
+    );
 
     const reserved = dir('reserved');
     writeFileSync(join(reserved, 'package.json'), JSON.stringify({ name: 'reserved', scripts: { start: 'node s.js' } }));
     writeFileSync(join(reserved, 's.js'), '');
     mkdirSync(join(reserved, '.pilot-build'));
-    writeFileSync(join(reserved, '.pilot-build/mine.txt'), 'the author\'s own file');
-    await assert.rejects(build(reserved, 'reserved'), (e: Error & { code?: string; hint?: string }) => e.code === 'invalid_config' && /\.pilot-build/.test(e.message) && /Rename/.test(e.hint ?? ''));
-    assert.deepEqual(readdirSync(join(reserved, '.pilot-build')), ['mine.txt'], 'the author\'s folder is left alone');
+    writeFileSync(join(reserved, '.pilot-build/mine.txt'), "the author's own file");
+    await assert.rejects(
+      build(reserved, 'reserved'),
+      (e: Error & { code?: string; hint?: string }) =>
+        e.code === 'invalid_config' && /\.pilot-build/.test(e.message) && /Rename/.test(e.hint ?? ''),
+    );
+    assert.deepEqual(readdirSync(join(reserved, '.pilot-build')), ['mine.txt'], "the author's folder is left alone");
 
     // Refused after the build tools were staged (a start command that needs a shell): nothing left behind.
     const shell = dir('shell');
     writeFileSync(join(shell, 'package.json'), JSON.stringify({ name: 'shell', scripts: { start: 'node s.js && echo done' } }));
-    await assert.rejects(build(shell, 'shell'), (e: Error & { code?: string }) => e.code === 'invalid_config' && /no shell/.test(e.message));
+    await assert.rejects(
+      build(shell, 'shell'),
+      (e: Error & { code?: string }) => e.code === 'invalid_config' && /no shell/.test(e.message),
+    );
     assert.deepEqual(readdirSync(shell), ['package.json']);
   });
 });

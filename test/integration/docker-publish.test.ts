@@ -38,7 +38,10 @@ function nodeApp(dir: string, name: string): void {
 
 async function removeImage(id: string | undefined): Promise<void> {
   if (!id) return;
-  await engine.getImage(id).remove({ force: true }).catch(() => undefined);
+  await engine
+    .getImage(id)
+    .remove({ force: true })
+    .catch(() => undefined);
 }
 
 describe('docker build and publish (pilot run, real engine, real registry)', { skip: dockerSkip || registrySkip, timeout: 480_000 }, () => {
@@ -79,14 +82,23 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
   after(async () => {
     // Should a container have started anyway (a failing assertion above), it goes too: by this home's state-dir label.
     for (const c of await engine.listContainers({ all: true, filters: JSON.stringify({ label: ['dev.pilot.app'] }) }).catch(() => [])) {
-      if (c.Labels['dev.pilot.state-dir']?.startsWith(h.home)) await engine.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+      if (c.Labels['dev.pilot.state-dir']?.startsWith(h.home))
+        await engine
+          .getContainer(c.Id)
+          .remove({ force: true })
+          .catch(() => undefined);
     }
     for (const id of images) await removeImage(id);
-    const left = await engine.listImages({ filters: JSON.stringify({ reference: ['pilot-test/build-publish/*', `${registry?.address}/*`] }) }).catch(() => []);
+    const left = await engine
+      .listImages({ filters: JSON.stringify({ reference: ['pilot-test/build-publish/*', `${registry?.address}/*`] }) })
+      .catch(() => []);
     for (const i of left) await removeImage(i.Id);
     const base = (await engine.getImage(BASE).inspect()).Id;
     for (const short of layers) {
-      const info = await engine.getImage(short).inspect().catch(() => undefined);
+      const info = await engine
+        .getImage(short)
+        .inspect()
+        .catch(() => undefined);
       // Only untagged leftovers of these builds: never the base, never anything someone tagged.
       if (info && info.Id !== base && (info.RepoTags ?? []).length === 0) await removeImage(info.Id);
     }
@@ -102,13 +114,16 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     assert.equal(JSON.parse(serving.text).v, 'process');
 
     writeFileSync(join(repo, 'pilot.yaml'), 'runtime: docker\n');
-    writeFileSync(join(repo, 'Dockerfile'), [
-      `FROM ${BASE}`,
-      'COPY server.js /app/server.js',
-      `RUN ["node", "-e", "console.log('checking the build'); console.error('the build broke on purpose'); process.exit(3)"]`,
-      'CMD ["node", "/app/server.js"]',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      join(repo, 'Dockerfile'),
+      [
+        `FROM ${BASE}`,
+        'COPY server.js /app/server.js',
+        `RUN ["node", "-e", "console.log('checking the build'); console.error('the build broke on purpose'); process.exit(3)"]`,
+        'CMD ["node", "/app/server.js"]',
+        '',
+      ].join('\n'),
+    );
     await git(repo, 'add', '-A');
     await git(repo, 'commit', '-qm', 'broken Dockerfile');
     let failures = 0;
@@ -184,7 +199,10 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     await git(bad, 'commit', '-qam', 'plain start');
     const r = await h.cli(['run', bad], { env: { ...ENV, PILOT_NODE_BASE_IMAGE: 'pilot-test/no-such-base:1' } });
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /error: the base image pilot-test\/no-such-base:1 for a generated Dockerfile is not on this machine's Docker engine/);
+    assert.match(
+      r.stderr,
+      /error: the base image pilot-test\/no-such-base:1 for a generated Dockerfile is not on this machine's Docker engine/,
+    );
     assert.match(r.stderr, /hint: Run `pilot images bootstrap-node`/);
 
     // No engine on the build machine: the package step says where it looked and how to start one.
@@ -205,7 +223,12 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
     // Again: the base is there already, kept as it is (a rebuild would orphan every app layer on it).
     const again = await h.cli(['images', 'bootstrap-node', '--tag', tag]);
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, new RegExp(`${tag} ${out.image.id} \\(Node\\.js ${process.versions.node.replace(/\./g, '\\.')}\\) is already there; --force rebuilds it`));
+    assert.match(
+      again.stdout,
+      new RegExp(
+        `${tag} ${out.image.id} \\(Node\\.js ${process.versions.node.replace(/\./g, '\\.')}\\) is already there; --force rebuilds it`,
+      ),
+    );
     const runIn = async (cmd: string[]): Promise<{ code: number; out: string }> => {
       const c = await engine.createContainer({ Image: tag, Cmd: cmd, HostConfig: { NetworkMode: 'none' } });
       try {
@@ -218,19 +241,30 @@ describe('docker build and publish (pilot run, real engine, real registry)', { s
       }
     };
     try {
-      const v = await runIn(['node', '-e', 'console.log(process.version, require("node:fs").existsSync("/usr/local/lib/node_modules/npm/bin/npm-cli.js"))']);
+      const v = await runIn([
+        'node',
+        '-e',
+        'console.log(process.version, require("node:fs").existsSync("/usr/local/lib/node_modules/npm/bin/npm-cli.js"))',
+      ]);
       assert.equal(v.code, 0, v.out);
       assert.match(v.out, new RegExp(`v${process.versions.node.replace(/\./g, '\\.')} true`));
       assert.notEqual((await runIn(['/bin/sh', '-c', 'true'])).code, 0, 'the base image has a shell');
     } finally {
       // By tag: only untags when it is pilot/node's image too; otherwise deletes it and its untagged parents.
-      await engine.getImage(tag).remove().catch(() => undefined);
+      await engine
+        .getImage(tag)
+        .remove()
+        .catch(() => undefined);
     }
   });
 
   it('a registry: push with credentials (never logged), then pull by digest gives the same image', async () => {
     const set = await new Promise<CliResult>((resolve) => {
-      const p = spawn(process.execPath, [PILOT, 'registry', 'set', registry.url, '--username', TEST_REGISTRY_USER, '--password-stdin'], { cwd: ROOT, env: h.env(), stdio: ['pipe', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [PILOT, 'registry', 'set', registry.url, '--username', TEST_REGISTRY_USER, '--password-stdin'], {
+        cwd: ROOT,
+        env: h.env(),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -13,7 +13,12 @@ const h = new Harness();
 let repo = '';
 let follower: ChildProcess | undefined;
 
-interface Line { id: number; kind: string; app: string | null; payload: Record<string, unknown> }
+interface Line {
+  id: number;
+  kind: string;
+  app: string | null;
+  payload: Record<string, unknown>;
+}
 
 describe('pilot events -f during a deploy', { timeout: 300_000 }, () => {
   before(async () => {
@@ -26,7 +31,11 @@ describe('pilot events -f during a deploy', { timeout: 300_000 }, () => {
   });
 
   it('shows run, rollout and instance events in order, each once, and pilot run reports the rollout from the feed', async () => {
-    follower = spawn(process.execPath, [PILOT, 'events', '-f', '--json', '--limit', '0'], { cwd: ROOT, env: h.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    follower = spawn(process.execPath, [PILOT, 'events', '-f', '--json', '--limit', '0'], {
+      cwd: ROOT,
+      env: h.env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     follower.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -41,11 +50,23 @@ describe('pilot events -f during a deploy', { timeout: 300_000 }, () => {
     assert.equal(run.code, 0, run.stdout + run.stderr);
     assert.match(run.stdout, /instance hello-1-[0-9a-f]+: ready on/);
     assert.match(run.stdout, /rollout #1 succeeded/);
-    const lines = (): Line[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
-    await waitFor('the run to end in the feed', () => lines().some((l) => l.kind === 'run.status' && l.payload.status === 'succeeded') || undefined, 60_000);
+    const lines = (): Line[] =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Line);
+    await waitFor(
+      'the run to end in the feed',
+      () => lines().some((l) => l.kind === 'run.status' && l.payload.status === 'succeeded') || undefined,
+      60_000,
+    );
     const seen = lines().filter((l) => l.app === 'hello');
     const ids = seen.map((l) => l.id);
-    assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'in id order');
+    assert.deepEqual(
+      ids,
+      [...ids].sort((a, b) => a - b),
+      'in id order',
+    );
     assert.equal(new Set(ids).size, ids.length, 'each once');
     const at = (pred: (l: Line) => boolean, what: string): number => {
       const i = seen.findIndex(pred);
@@ -63,7 +84,11 @@ describe('pilot events -f during a deploy', { timeout: 300_000 }, () => {
       at((l) => l.kind === 'rollout.finished' && l.payload.status === 'succeeded', 'rollout.finished'),
       at((l) => l.kind === 'run.status' && l.payload.status === 'succeeded', 'run succeeded'),
     ];
-    assert.deepEqual(order, [...order].sort((a, b) => a - b), 'run, revision, rollout, instances, activation, end: in that order');
+    assert.deepEqual(
+      order,
+      [...order].sort((a, b) => a - b),
+      'run, revision, rollout, instances, activation, end: in that order',
+    );
 
     // The same history without -f, as text.
     const text = await h.cli(['events', 'hello', '--limit', '1000']);

@@ -85,15 +85,21 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     for (const pid of h.instancePids(n2.home)) process.kill(-pid, 'SIGKILL');
     await waitFor('n2 down', async () => ((await nodeStatus('n2')) === 'down' ? true : undefined), 15_000);
     const downAfter = performance.now() - t0;
-    await waitFor('a third ready replica on a live node', async () => {
-      const live = (await instances()).filter((i) => i.desired === 'run' && i.state === 'ready' && i.node !== 'n2');
-      return live.length === 3 ? live : undefined;
-    }, 30_000);
+    await waitFor(
+      'a third ready replica on a live node',
+      async () => {
+        const live = (await instances()).filter((i) => i.desired === 'run' && i.state === 'ready' && i.node !== 'n2');
+        return live.length === 3 ? live : undefined;
+      },
+      30_000,
+    );
     const replacedAfter = performance.now() - t0;
     await sleep(500);
     stop = true;
     await Promise.all(loops);
-    console.log(`# failover: node down after ${downAfter.toFixed(0)} ms, replacement serving after ${replacedAfter.toFixed(0)} ms, ${failures.length} failed of ${ok + failures.length} requests`);
+    console.log(
+      `# failover: node down after ${downAfter.toFixed(0)} ms, replacement serving after ${replacedAfter.toFixed(0)} ms, ${failures.length} failed of ${ok + failures.length} requests`,
+    );
     assert.ok(ok > 20);
     // README: down after ~1.4 s, the replacement serving after ~1.5 s, no failed request. The
     // margins are for a loaded CI machine (the thresholds are 0.6 s / 1.5 s, checks every 0.25 s).
@@ -125,16 +131,23 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     await waitFor('n3 ready', async () => ((await nodeStatus('n3')) === 'ready' ? true : undefined));
     await sleep(1000);
     const after = (await instances()).filter((i) => i.node === 'n3');
-    assert.deepEqual(after.map((i) => [i.id, i.pid, i.restarts]), before.map((i) => [i.id, i.pid, i.restarts]));
+    assert.deepEqual(
+      after.map((i) => [i.id, i.pid, i.restarts]),
+      before.map((i) => [i.id, i.pid, i.restarts]),
+    );
   });
 
   it('drains a node: its replica moves to the others, and the node takes no new ones', async () => {
     const r = await h.cli(['drain', 'n1']);
     assert.equal(r.code, 0, r.stderr);
-    await waitFor('n1 empty and 3 ready elsewhere', async () => {
-      const list = (await instances()).filter((i) => i.desired === 'run');
-      return list.length === 3 && list.every((i) => i.node !== 'n1' && i.state === 'ready') ? true : undefined;
-    }, 30_000);
+    await waitFor(
+      'n1 empty and 3 ready elsewhere',
+      async () => {
+        const list = (await instances()).filter((i) => i.desired === 'run');
+        return list.length === 3 && list.every((i) => i.node !== 'n1' && i.state === 'ready') ? true : undefined;
+      },
+      30_000,
+    );
     assert.equal((await h.viaRouter('hello.localhost')).status, 200);
     const nodesNow = (await h.apiCall('GET', '/api/v1/nodes')).json.nodes;
     assert.equal(nodesNow.find((n: any) => n.name === 'n1').scheduling, 'draining');
@@ -145,8 +158,15 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     // A wrong join token: 401, nothing stored.
     const before = (await h.apiCall('GET', '/api/v1/nodes')).json.nodes.length;
     const bad = await request(`${h.api}/api/v1/agent/register`, {
-      method: 'POST', headers: { authorization: 'Bearer pilot_join_wrong', 'content-type': 'application/json' },
-      body: JSON.stringify({ protocol: 1, name: 'intruder', address: '127.0.0.9', apiUrl: 'http://127.0.0.9:1', agentToken: 'x'.repeat(20) }),
+      method: 'POST',
+      headers: { authorization: 'Bearer pilot_join_wrong', 'content-type': 'application/json' },
+      body: JSON.stringify({
+        protocol: 1,
+        name: 'intruder',
+        address: '127.0.0.9',
+        apiUrl: 'http://127.0.0.9:1',
+        agentToken: 'x'.repeat(20),
+      }),
     });
     assert.equal(bad.statusCode, 401);
     await bad.body.text();
@@ -155,25 +175,35 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     assert.match(created.token, /^pilot_join_/);
     assert.equal((await h.cli(['token', 'revoke', created.id])).code, 0);
     const revoked = await request(`${h.api}/api/v1/agent/register`, {
-      method: 'POST', headers: { authorization: `Bearer ${created.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ protocol: 1, name: 'intruder', address: '127.0.0.9', apiUrl: 'http://127.0.0.9:1', agentToken: 'x'.repeat(20) }),
+      method: 'POST',
+      headers: { authorization: `Bearer ${created.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        protocol: 1,
+        name: 'intruder',
+        address: '127.0.0.9',
+        apiUrl: 'http://127.0.0.9:1',
+        agentToken: 'x'.repeat(20),
+      }),
     });
     assert.equal(revoked.statusCode, 401);
     await revoked.body.text();
     // Another agent claiming an existing node's name: 409.
     const joinToken = readFileSync(join(h.home, 'join-token'), 'utf8').trim();
     const dup = await request(`${h.api}/api/v1/agent/register`, {
-      method: 'POST', headers: { authorization: `Bearer ${joinToken}`, 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { authorization: `Bearer ${joinToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ protocol: 1, name: 'n1', address: '127.0.0.9', apiUrl: 'http://127.0.0.9:1', agentToken: 'x'.repeat(20) }),
     });
     assert.equal(dup.statusCode, 409);
     await dup.body.text();
     assert.equal((await h.apiCall('GET', '/api/v1/nodes')).json.nodes.length, before);
     // An agent reporting another node's instance: ignored (and logged), the owner's record unchanged.
-    const n1Credential = (JSON.parse(readFileSync(join(nodes[0]!.home, 'agent', 'node.json'), 'utf8')) as { credential: string }).credential;
+    const n1Credential = (JSON.parse(readFileSync(join(nodes[0]!.home, 'agent', 'node.json'), 'utf8')) as { credential: string })
+      .credential;
     const foreign = (await instances()).find((i) => i.node !== 'n1' && i.desired === 'run')!;
     const spoof = await request(`${h.api}/api/v1/agent/sync`, {
-      method: 'POST', headers: { authorization: `Bearer ${n1Credential}`, 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { authorization: `Bearer ${n1Credential}`, 'content-type': 'application/json' },
       body: JSON.stringify({ protocol: 1, instances: [{ id: foreign.id, state: 'failed', restarts: 99, lastError: 'spoofed' }] }),
     });
     assert.equal(spoof.statusCode, 200);
@@ -191,7 +221,11 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     // More CPU than any node has: refused before anything is stored.
     const revisionsBefore = (await h.apiCall('GET', '/api/v1/apps/hello')).json.revisions.length;
     const app = (await h.apiCall('GET', '/api/v1/apps/hello')).json;
-    const big = await h.apiCall('POST', '/api/v1/apps/hello/revisions', { artifact: app.revisions[0].artifact, commit: app.revisions[0].commit, config: { resources: { cpu: 512 } } });
+    const big = await h.apiCall('POST', '/api/v1/apps/hello/revisions', {
+      artifact: app.revisions[0].artifact,
+      commit: app.revisions[0].commit,
+      config: { resources: { cpu: 512 } },
+    });
     assert.equal(big.status, 422, JSON.stringify(big.json));
     assert.equal(big.json.error.code, 'unschedulable');
     assert.match(big.json.error.message, /needs 512 CPU, more than any node has/);

@@ -16,28 +16,42 @@ const h = new Harness();
 function viaRouterFrom(localAddress: string, headers: Record<string, string>): Promise<Record<string, string>> {
   const url = new URL(h.router);
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path: '/', localAddress, headers: { host: 'echo.localhost', ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body) as Record<string, string>) : reject(new Error(`${res.statusCode}: ${body}`))));
-    });
+    const req = request(
+      { host: url.hostname, port: url.port, path: '/', localAddress, headers: { host: 'echo.localhost', ...headers } },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(JSON.parse(body) as Record<string, string>) : reject(new Error(`${res.statusCode}: ${body}`)),
+        );
+      },
+    );
     req.on('error', reject);
     req.end();
   });
 }
 
-const SPOOF = { 'x-forwarded-for': '203.0.113.7', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'bank.example', forwarded: 'for=203.0.113.7', 'x-real-ip': '203.0.113.7' };
+const SPOOF = {
+  'x-forwarded-for': '203.0.113.7',
+  'x-forwarded-proto': 'https',
+  'x-forwarded-host': 'bank.example',
+  forwarded: 'for=203.0.113.7',
+  'x-real-ip': '203.0.113.7',
+};
 
-describe('forwarded headers through pilot up\'s router', { timeout: 300_000 }, () => {
+describe("forwarded headers through pilot up's router", { timeout: 300_000 }, () => {
   before(async () => {
     const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     writeFileSync(join(repo, 'pilot.yaml'), 'name: echo\nhealth:\n  path: /healthz\n  interval: 1s\n');
-    writeFileSync(join(repo, 'server.js'), `import { createServer } from 'node:http';
+    writeFileSync(
+      join(repo, 'server.js'),
+      `import { createServer } from 'node:http';
 createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json' });
   res.end(JSON.stringify(req.url === '/healthz' ? { ok: true } : req.headers));
 }).listen(Number(process.env.PORT));
-`);
+`,
+    );
     await git(repo, 'add', '-A');
     await git(repo, 'commit', '-q', '-m', 'echo headers');
     await h.startUp({ PILOT_TRUSTED_PROXIES: '127.0.0.2/32' });
@@ -46,7 +60,7 @@ createServer((req, res) => {
   });
   after(() => h.cleanup());
 
-  it('drops a client\'s own claims and sets the real ones', async () => {
+  it("drops a client's own claims and sets the real ones", async () => {
     const got = await viaRouterFrom('127.0.0.1', SPOOF);
     assert.equal(got['x-forwarded-for'], '127.0.0.1');
     assert.equal(got['x-forwarded-proto'], 'http');

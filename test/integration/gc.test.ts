@@ -20,14 +20,23 @@ describe('pilot gc, end to end', { timeout: 300_000 }, () => {
   before(async () => {
     repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     // The local agent collects its cache every second, keeping nothing unused: deploys must still work.
-    await h.startUp({ PILOT_GC_GRACE: '0', PILOT_GC_INTERVAL: '0', PILOT_CACHE_GC_INTERVAL: '1s', PILOT_CACHE_GC_IDLE: '0', PILOT_CACHE_GC_KEEP: '0' });
+    await h.startUp({
+      PILOT_GC_GRACE: '0',
+      PILOT_GC_INTERVAL: '0',
+      PILOT_CACHE_GC_INTERVAL: '1s',
+      PILOT_CACHE_GC_IDLE: '0',
+      PILOT_CACHE_GC_KEEP: '0',
+    });
   });
   after(() => h.cleanup());
 
   it('deletes the artifacts of old revisions, keeps the active one, and the app keeps serving', async () => {
     for (let i = 1; i <= 3; i++) {
       if (i > 1) {
-        writeFileSync(join(repo, 'pilot.yaml'), readFileSync(join(repo, 'pilot.yaml'), 'utf8').replace(/GREETING: .*/, `GREETING: hello ${i}`));
+        writeFileSync(
+          join(repo, 'pilot.yaml'),
+          readFileSync(join(repo, 'pilot.yaml'), 'utf8').replace(/GREETING: .*/, `GREETING: hello ${i}`),
+        );
         await git(repo, 'commit', '-qam', `greeting ${i}`);
       }
       const r = await h.cli(['run', repo]);
@@ -45,11 +54,18 @@ describe('pilot gc, end to end', { timeout: 300_000 }, () => {
       const left = readdirSync(releases).filter((n) => /^[a-f0-9]{64}$/.test(n));
       return left.length === 1 ? left : undefined;
     });
-    assert.deepEqual(readdirSync(releases).filter((n) => /^[a-f0-9]{64}$/.test(n)), [art.get(3)!.slice('sha256:'.length)]);
+    assert.deepEqual(
+      readdirSync(releases).filter((n) => /^[a-f0-9]{64}$/.test(n)),
+      [art.get(3)!.slice('sha256:'.length)],
+    );
 
     const dry = await h.cli(['gc', '--dry-run', '--keep', '1', '--json']);
     assert.equal(dry.code, 0, dry.stdout + dry.stderr);
-    const planned = JSON.parse(dry.stdout) as { deleted: { digest: string; size: number; app?: string }[]; freedBytes: number; dryRun: boolean };
+    const planned = JSON.parse(dry.stdout) as {
+      deleted: { digest: string; size: number; app?: string }[];
+      freedBytes: number;
+      dryRun: boolean;
+    };
     assert.equal(planned.dryRun, true);
     assert.deepEqual(planned.deleted.map((b) => b.digest).sort(), [art.get(1)!, art.get(2)!].sort());
     assert.ok(planned.freedBytes > 0);
@@ -60,10 +76,14 @@ describe('pilot gc, end to end', { timeout: 300_000 }, () => {
     assert.match(real.stdout, /freed [\d.]+ MB: 2 artifact\(s\) deleted/);
     assert.equal(existsSync(blobFile(art.get(1)!)), false);
     assert.equal(existsSync(blobFile(art.get(2)!)), false);
-    assert.ok(existsSync(blobFile(art.get(3)!)), 'the active revision\'s artifact stays');
+    assert.ok(existsSync(blobFile(art.get(3)!)), "the active revision's artifact stays");
     assert.equal((await h.apiCall('HEAD', `/api/v1/artifacts/${art.get(1)!}`)).status, 404);
     const listed = (await h.apiCall('GET', '/api/v1/artifacts?app=hello')).json.artifacts as { digest: string }[];
-    assert.deepEqual(listed.map((a) => a.digest), [art.get(3)!], 'the metadata rows go with the blobs');
+    assert.deepEqual(
+      listed.map((a) => a.digest),
+      [art.get(3)!],
+      'the metadata rows go with the blobs',
+    );
 
     const served = await h.viaRouter('hello.localhost');
     assert.equal(served.status, 200);

@@ -38,7 +38,21 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
 
 export function git(cwd: string, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn('git', ['-c', 'user.name=Pilot Test', '-c', 'user.email=test@pilot.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main', ...args], { cwd });
+    const p = spawn(
+      'git',
+      [
+        '-c',
+        'user.name=Pilot Test',
+        '-c',
+        'user.email=test@pilot.invalid',
+        '-c',
+        'commit.gpgsign=false',
+        '-c',
+        'init.defaultBranch=main',
+        ...args,
+      ],
+      { cwd },
+    );
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -66,7 +80,11 @@ export function jsonOrText(text: string): any {
   }
 }
 
-export interface CliResult { code: number | null; stdout: string; stderr: string }
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 export class Harness {
   readonly home = tempDir('home');
@@ -85,17 +103,42 @@ export class Harness {
 
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     // Node.js runtimes the tests pin are downloaded once per machine, not once per test (node-runtime README).
-    const env: NodeJS.ProcessEnv = { ...process.env, PILOT_HOME: this.home, PILOT_RUNTIME_CACHE: process.env.PILOT_RUNTIME_CACHE ?? sharedTestRuntimeCache(), ...extra };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PILOT_HOME: this.home,
+      PILOT_RUNTIME_CACHE: process.env.PILOT_RUNTIME_CACHE ?? sharedTestRuntimeCache(),
+      ...extra,
+    };
     delete env.PILOT_SERVER;
     delete env.PILOT_TOKEN;
     return env;
   }
 
   /** Start `pilot up` (control plane, router, agent) on free ports and wait until it answers. */
-  async startUp(extraEnv: Record<string, string> = {}, command: 'up' | 'server' = 'up', ports: { api: number; router: number } = { api: 0, router: 0 }, nodeArgs: readonly string[] = [], upArgs: readonly string[] = []): Promise<void> {
+  async startUp(
+    extraEnv: Record<string, string> = {},
+    command: 'up' | 'server' = 'up',
+    ports: { api: number; router: number } = { api: 0, router: 0 },
+    nodeArgs: readonly string[] = [],
+    upArgs: readonly string[] = [],
+  ): Promise<void> {
     rmSync(join(this.home, 'server.json'), { force: true });
     // The same V8 flag as `npm start`.
-    const p = spawn(process.execPath, ['--max-semi-space-size=2', ...nodeArgs, PILOT, command, '--api-port', String(ports.api), '--router-port', String(ports.router), ...upArgs], { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      process.execPath,
+      [
+        '--max-semi-space-size=2',
+        ...nodeArgs,
+        PILOT,
+        command,
+        '--api-port',
+        String(ports.api),
+        '--router-port',
+        String(ports.router),
+        ...upArgs,
+      ],
+      { cwd: ROOT, env: this.env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     this.procs.add(p);
     p.on('exit', () => this.procs.delete(p));
     let out = '';
@@ -117,7 +160,11 @@ export class Harness {
   /** Run the pilot CLI to completion. */
   cli(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
     return new Promise((resolve) => {
-      const p = spawn(process.execPath, [PILOT, ...args], { cwd: opts.cwd ?? ROOT, env: this.env(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [PILOT, ...args], {
+        cwd: opts.cwd ?? ROOT,
+        env: this.env(opts.env),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       this.procs.add(p);
       let stdout = '';
       let stderr = '';
@@ -133,7 +180,10 @@ export class Harness {
   async apiCall(method: string, path: string, body?: unknown, token: string | null = this.token): Promise<{ status: number; json: any }> {
     const res = await request(this.api + path, {
       method: method as 'GET',
-      headers: { ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     return { status: res.statusCode, json: jsonOrText(await res.body.text()) };
@@ -149,7 +199,9 @@ export class Harness {
     const join_ = readFileSync(join(this.home, 'join-token'), 'utf8').trim();
     // The join token through the environment, as the README says: on argv it would show in ps.
     const p = spawn(process.execPath, [PILOT, 'agent', '--server', this.api, '--name', name, '--address', address], {
-      cwd: ROOT, env: { ...this.env(extraEnv), PILOT_HOME: home, PILOT_JOIN_TOKEN: join_ }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      env: { ...this.env(extraEnv), PILOT_HOME: home, PILOT_JOIN_TOKEN: join_ },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.procs.add(p);
     this.agentHomes.add(home);

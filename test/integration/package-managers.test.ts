@@ -15,7 +15,16 @@ const h = new Harness();
 const FIXTURES = join(ROOT, 'test/fixtures/apps');
 let pmCache = '';
 
-interface Answer { app: string; twoHours: number; ms: string; pnp: boolean; nodeModules: boolean; prebuild: string | null; build: string | null; postbuild: string | null }
+interface Answer {
+  app: string;
+  twoHours: number;
+  ms: string;
+  pnp: boolean;
+  nodeModules: boolean;
+  prebuild: string | null;
+  build: string | null;
+  postbuild: string | null;
+}
 
 async function answer(name: string): Promise<Answer> {
   const r = await h.viaRouter(`${name}.localhost`);
@@ -59,7 +68,10 @@ describe('package managers, end to end', { timeout: 900_000 }, () => {
     const r = await deploy('pm-yarn1');
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /yarn 1\.22\.22 \(from packageManager "yarn@1\.22\.22"\) installs the app \(fetched through (corepack|registry)\)/);
-    assert.match(r.out, /--> heroku-prebuild: yarn run heroku-prebuild[\s\S]*--> install: yarn install --frozen-lockfile --non-interactive[\s\S]*--> heroku-postbuild: yarn run heroku-postbuild/);
+    assert.match(
+      r.out,
+      /--> heroku-prebuild: yarn run heroku-prebuild[\s\S]*--> install: yarn install --frozen-lockfile --non-interactive[\s\S]*--> heroku-postbuild: yarn run heroku-postbuild/,
+    );
     assert.doesNotMatch(r.out, /--> build:/);
     const a = await answer('pm-yarn1');
     assert.equal(a.ms, '2.1.3');
@@ -68,7 +80,7 @@ describe('package managers, end to end', { timeout: 900_000 }, () => {
     assert.equal(a.build, null);
   });
 
-  it('yarn 4 with Plug\'n\'Play: yarn install --immutable, no node_modules, and `npm start` runs under .pnp.cjs on the agent', async () => {
+  it("yarn 4 with Plug'n'Play: yarn install --immutable, no node_modules, and `npm start` runs under .pnp.cjs on the agent", async () => {
     const r = await deploy('pm-berry-pnp');
     assert.equal(r.code, 0, r.out);
     // The fixture's packageManager carries the hash `corepack use` writes (of yarn.js): checked.
@@ -103,7 +115,7 @@ describe('package managers, end to end', { timeout: 900_000 }, () => {
     assert.equal(a.build, 'build by pnpm/9.12.0, installed=true');
   });
 
-  it('a second deploy takes the package manager from this machine\'s cache', async () => {
+  it("a second deploy takes the package manager from this machine's cache", async () => {
     const r = await deploy('pm-pnpm', (pkg) => ((pkg['scripts'] as Record<string, string>)['start'] = 'node server.js # v2'));
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /pnpm 9\.12\.0 \(from packageManager "pnpm@9\.12\.0"\) installs the app \(cached on this machine\)/);
@@ -112,7 +124,10 @@ describe('package managers, end to end', { timeout: 900_000 }, () => {
   it('a version that does not exist fails before the install, saying so; a wrong hash is refused', async () => {
     const r = await deploy('pm-berry-pnp', (pkg) => (pkg['packageManager'] = 'yarn@4.99.99'));
     assert.notEqual(r.code, 0, r.out);
-    assert.match(r.out, /packageManager "yarn@4\.99\.99": the npm registry \S+ has no yarn 4\.99\.99 \(package @yarnpkg\/cli-dist@4\.99\.99\); nearest: 4\./);
+    assert.match(
+      r.out,
+      /packageManager "yarn@4\.99\.99": the npm registry \S+ has no yarn 4\.99\.99 \(package @yarnpkg\/cli-dist@4\.99\.99\); nearest: 4\./,
+    );
     assert.doesNotMatch(r.out, /--> install/);
 
     const bad = await deploy('pm-yarn1', (pkg) => (pkg['packageManager'] = `yarn@1.22.21+sha512.${'0'.repeat(128)}`));

@@ -41,10 +41,45 @@ function openssl(cwd: string, ...args: string[]): void {
 
 /** A CA and a certificate for 127.0.0.1 signed by it; the server sends leaf + CA, as a TLS-intercepting proxy does. */
 function makeCerts(dir: string): { ca: string; key: string; chain: string } {
-  openssl(dir, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Pilot Test Registry CA');
+  openssl(
+    dir,
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=Pilot Test Registry CA',
+  );
   openssl(dir, 'req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', '/CN=127.0.0.1');
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n');
-  openssl(dir, 'x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'leaf.pem', '-days', '2', '-extfile', 'ext.cnf');
+  writeFileSync(
+    join(dir, 'ext.cnf'),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n',
+  );
+  openssl(
+    dir,
+    'x509',
+    '-req',
+    '-in',
+    'leaf.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'leaf.pem',
+    '-days',
+    '2',
+    '-extfile',
+    'ext.cnf',
+  );
   const ca = readFileSync(join(dir, 'ca.pem'), 'utf8');
   return { ca, key: readFileSync(join(dir, 'leaf.key'), 'utf8'), chain: readFileSync(join(dir, 'leaf.pem'), 'utf8') + ca };
 }
@@ -57,7 +92,11 @@ async function makeTarball(dir: string): Promise<{ tgz: Buffer; integrity: strin
   writeFileSync(join(src, 'package', 'index.js'), `module.exports = '${PKG} 1.0.0 from the private registry';\n`);
   await tar.c({ gzip: true, cwd: src, portable: true, file: join(dir, 'pkg.tgz') }, ['package']);
   const tgz = readFileSync(join(dir, 'pkg.tgz'));
-  return { tgz, integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`, shasum: createHash('sha1').update(tgz).digest('hex') };
+  return {
+    tgz,
+    integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`,
+    shasum: createHash('sha1').update(tgz).digest('hex'),
+  };
 }
 
 describe('a private HTTPS registry with its own CA and a token (build secret)', { timeout: 900_000 }, () => {
@@ -78,15 +117,27 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     registry = createServer({ key: certs.key, cert: certs.chain }, (req, res) => {
       if (req.headers.authorization !== `Bearer ${TOKEN}`) {
         refused++;
-        res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' }).end(JSON.stringify({ error: 'authentication required' }));
+        res
+          .writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer' })
+          .end(JSON.stringify({ error: 'authentication required' }));
         return;
       }
       authorized++;
       if (req.url === `/${PKG}`) {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({
-          name: PKG, 'dist-tags': { latest: '1.0.0' },
-          versions: { '1.0.0': { name: PKG, version: '1.0.0', main: 'index.js', dist: { tarball: `${url}${PKG}/-/${PKG}-1.0.0.tgz`, integrity: pkg.integrity, shasum: pkg.shasum } } },
-        }));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            name: PKG,
+            'dist-tags': { latest: '1.0.0' },
+            versions: {
+              '1.0.0': {
+                name: PKG,
+                version: '1.0.0',
+                main: 'index.js',
+                dist: { tarball: `${url}${PKG}/-/${PKG}-1.0.0.tgz`, integrity: pkg.integrity, shasum: pkg.shasum },
+              },
+            },
+          }),
+        );
       } else if (req.url === `/${PKG}/-/${PKG}-1.0.0.tgz`) {
         res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(pkg.tgz);
       } else {
@@ -106,18 +157,39 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     // The app, its lockfile written by the real npm against this registry, committed.
     const app = join(work, 'app');
     mkdirSync(app);
-    writeFileSync(join(app, 'package.json'), JSON.stringify({
-      name: 'private-dep-app', version: '1.0.0', private: true,
-      scripts: { start: 'node server.js', build: 'node -e "console.log(\'build sees token \' + process.env.NPM_TOKEN + \' via \' + (process.env.HTTPS_PROXY || \'no proxy\'))"' },
-      dependencies: { [PKG]: '1.0.0' },
-    }, null, 2));
+    writeFileSync(
+      join(app, 'package.json'),
+      JSON.stringify(
+        {
+          name: 'private-dep-app',
+          version: '1.0.0',
+          private: true,
+          scripts: {
+            start: 'node server.js',
+            build:
+              "node -e \"console.log('build sees token ' + process.env.NPM_TOKEN + ' via ' + (process.env.HTTPS_PROXY || 'no proxy'))\"",
+          },
+          dependencies: { [PKG]: '1.0.0' },
+        },
+        null,
+        2,
+      ),
+    );
     writeFileSync(join(app, 'server.js'), SERVER);
     const host = url.replace(/^https:/, '');
     writeFileSync(join(app, '.npmrc'), `registry=${url}\n${host}:_authToken=\${NPM_TOKEN}\n`);
     const lines: string[] = [];
     const r = await runCommand(['npm', 'install', '--no-audit', '--no-fund'], {
-      cwd: app, timeoutMs: 120_000, onLine: (_s, l) => lines.push(l),
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NPM_TOKEN: TOKEN, npm_config_cafile: bundle, npm_config_cache: join(work, 'npm-cache-0') },
+      cwd: app,
+      timeoutMs: 120_000,
+      onLine: (_s, l) => lines.push(l),
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/root',
+        NPM_TOKEN: TOKEN,
+        npm_config_cafile: bundle,
+        npm_config_cache: join(work, 'npm-cache-0'),
+      },
     });
     assert.equal(r.code, 0, lines.join('\n'));
     spawnSync('rm', ['-rf', join(app, 'node_modules')]);
@@ -132,7 +204,10 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
 
   /** `pilot run` (the build runs in this process) with the host npm's prefix, a fresh npm cache each time. */
   let runs = 0;
-  async function pilotRun(opts: { globalNpmrc: boolean; env?: Record<string, string> }): Promise<{ code: number | null; out: string; ms: number }> {
+  async function pilotRun(opts: {
+    globalNpmrc: boolean;
+    env?: Record<string, string>;
+  }): Promise<{ code: number | null; out: string; ms: number }> {
     const env: Record<string, string> = { npm_config_cache: join(work, `npm-cache-${++runs}`), ...opts.env };
     if (opts.globalNpmrc) env['PREFIX'] = prefix;
     const t0 = performance.now();
@@ -141,7 +216,11 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
   }
 
   async function setBuildSecret(value: string): Promise<void> {
-    const p = spawn(process.execPath, [PILOT, 'secrets', 'set', 'private-dep-app', 'NPM_TOKEN', '--build'], { cwd: ROOT, env: h.env(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [PILOT, 'secrets', 'set', 'private-dep-app', 'NPM_TOKEN', '--build'], {
+      cwd: ROOT,
+      env: h.env(),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -152,15 +231,21 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     assert.ok(!out.includes(value));
   }
 
-  it('before its build secret is set: a warning before the install, npm\'s E401, and a hint naming the command', async () => {
+  it("before its build secret is set: a warning before the install, npm's E401, and a hint naming the command", async () => {
     const r = await pilotRun({ globalNpmrc: true });
     assert.notEqual(r.code, 0, r.out);
-    assert.match(r.out, /warning: the app's \.npmrc uses \$\{NPM_TOKEN\}, which the build does not have \(set it: pilot secrets set private-dep-app NPM_TOKEN --build\)[\s\S]*--> install/);
+    assert.match(
+      r.out,
+      /warning: the app's \.npmrc uses \$\{NPM_TOKEN\}, which the build does not have \(set it: pilot secrets set private-dep-app NPM_TOKEN --build\)[\s\S]*--> install/,
+    );
     assert.match(r.out, /E401/);
-    assert.match(r.out, /hint: The app's \.npmrc uses \$\{NPM_TOKEN\}, which the build does not have: `pilot secrets set private-dep-app NPM_TOKEN --build`/);
+    assert.match(
+      r.out,
+      /hint: The app's \.npmrc uses \$\{NPM_TOKEN\}, which the build does not have: `pilot secrets set private-dep-app NPM_TOKEN --build`/,
+    );
   });
 
-  it('without the CA, the install fails with npm\'s own SELF_SIGNED_CERT_IN_CHAIN in the run log', async () => {
+  it("without the CA, the install fails with npm's own SELF_SIGNED_CERT_IN_CHAIN in the run log", async () => {
     // Before the app's first deploy: a build secret records the app.
     await setBuildSecret(TOKEN);
     // npm retries a failed TLS handshake for ~70 s by default: the user's own npm_config_* (here,
@@ -173,7 +258,7 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     assert.ok(!r.out.includes(TOKEN), 'token masked');
   });
 
-  it('with a wrong token, the install fails quickly with npm\'s E401 in the run log', async () => {
+  it("with a wrong token, the install fails quickly with npm's E401 in the run log", async () => {
     await setBuildSecret('npm_wrong_token_0000');
     const before = refused;
     const r = await pilotRun({ globalNpmrc: true });
@@ -183,7 +268,7 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     console.log(`# wrong token: run failed after ${(r.ms / 1000).toFixed(1)} s`);
   });
 
-  it('with the CA in the host\'s global npmrc and the token as a build secret, the app deploys; the token stays out of logs, artifact and app', async () => {
+  it("with the CA in the host's global npmrc and the token as a build secret, the app deploys; the token stays out of logs, artifact and app", async () => {
     await setBuildSecret(TOKEN);
     const before = authorized;
     const r = await pilotRun({ globalNpmrc: true });
@@ -267,10 +352,15 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
 
   it('a failing build that prints the secret: masked in the error, the run record and the terminal', async () => {
     const dir = h.track(tempDir('leaky'));
-    writeFileSync(join(dir, 'package.json'), JSON.stringify({
-      name: 'private-dep-app', version: '1.0.1', private: true,
-      scripts: { build: 'node -e "console.log(\'leaking \' + process.env.NPM_TOKEN); process.exit(3)"' },
-    }));
+    writeFileSync(
+      join(dir, 'package.json'),
+      JSON.stringify({
+        name: 'private-dep-app',
+        version: '1.0.1',
+        private: true,
+        scripts: { build: 'node -e "console.log(\'leaking \' + process.env.NPM_TOKEN); process.exit(3)"' },
+      }),
+    );
     const leaky = h.track(await makeRepo(dir));
     const r = await h.cli(['run', leaky], { env: { npm_config_cache: join(work, 'npm-cache-leaky') } });
     assert.notEqual(r.code, 0, r.stdout + r.stderr);
@@ -295,16 +385,26 @@ describe('a private HTTPS registry with its own CA and a token (build secret)', 
     p.head_commit = { ...(p.head_commit ?? {}), id: sha, message: 'first', author: { name: 'Dev Eloper', email: 'dev@example.com' } };
     const body = JSON.stringify(p);
     const res = await fetch(`${h.api}/hooks/github/private-dep-app`, {
-      method: 'POST', body,
-      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': signGithubPayload(HOOK_SECRET, body) },
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'push',
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': signGithubPayload(HOOK_SECRET, body),
+      },
     });
     const text = await res.text();
     assert.equal(res.status, 202, text);
     const { run: id } = JSON.parse(text) as { run: number };
-    const run = await waitFor(`run #${id}`, async () => {
-      const r = (await h.apiCall('GET', `/api/v1/runs/${id}`)).json.run;
-      return ['queued', 'running'].includes(r.status) ? undefined : r;
-    }, 300_000);
+    const run = await waitFor(
+      `run #${id}`,
+      async () => {
+        const r = (await h.apiCall('GET', `/api/v1/runs/${id}`)).json.run;
+        return ['queued', 'running'].includes(r.status) ? undefined : r;
+      },
+      300_000,
+    );
     const log = String((await h.apiCall('GET', `/api/v1/runs/${id}/log`)).json);
     assert.equal(run.status, 'succeeded', `${run.error}\n${log}`);
     assert.match(log, /global npmrc [^;]*prefix\/etc\/npmrc/);

@@ -15,7 +15,11 @@ import { request } from 'undici';
 import { PILOT, tempDir, waitFor } from './harness.js';
 import { startUpstream, type Echo, type TestUpstream } from '../../src/router/test-support.js';
 
-interface Started { child: ChildProcess; url: string; output: () => string }
+interface Started {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+}
 
 const children: ChildProcess[] = [];
 const homes: string[] = [];
@@ -30,7 +34,10 @@ function home(table?: string): string {
 }
 
 async function startRouterProcess(dir: string): Promise<Started> {
-  const child = spawn(process.execPath, [PILOT, 'router', '--host', '127.0.0.1', '--port', '0'], { env: { ...process.env, PILOT_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [PILOT, 'router', '--host', '127.0.0.1', '--port', '0'], {
+    env: { ...process.env, PILOT_HOME: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
@@ -66,7 +73,11 @@ describe('router process: tables of the shape before weighted backends', () => {
     const old = {
       version: 'abcd.7',
       routes: [
-        { app: 'hello', hosts: ['hello.localhost'], upstreams: [a.upstream('hello', 3), b.upstream('hello', 3), { ...a.upstream('thief', 3, 'stolen') }] },
+        {
+          app: 'hello',
+          hosts: ['hello.localhost'],
+          upstreams: [a.upstream('hello', 3), b.upstream('hello', 3), { ...a.upstream('thief', 3, 'stolen') }],
+        },
         { app: 'empty', hosts: ['empty.localhost'], upstreams: [] },
       ],
     };
@@ -91,7 +102,10 @@ describe('router process: tables of the shape before weighted backends', () => {
     ['not JSON', '{"version": "x.1", "routes": ['],
     ['null', 'null'],
     ['routes that are not a list', '{"routes": {"app": "hello"}}'],
-    ['junk routes', '{"routes": [null, 7, "x", {"app": 5}, {"app": "h", "hosts": "h.localhost", "backends": [{"revision": "1", "weight": 100}]}, {"app": "k", "hosts": ["k.localhost"], "upstreams": [null, {"app": "k"}]}]}'],
+    [
+      'junk routes',
+      '{"routes": [null, 7, "x", {"app": 5}, {"app": "h", "hosts": "h.localhost", "backends": [{"revision": "1", "weight": 100}]}, {"app": "k", "hosts": ["k.localhost"], "upstreams": [null, {"app": "k"}]}]}',
+    ],
   ] as const) {
     it(`starts with a saved table that is ${what}, logs it, and serves`, async () => {
       const r = await startRouterProcess(home(text));
@@ -125,15 +139,36 @@ describe('router process: tables of the shape before weighted backends', () => {
     writeFileSync(join(dir, 'server.json'), JSON.stringify({ api: `http://127.0.0.1:${(cp.address() as AddressInfo).port}` }));
     const r = await startRouterProcess(dir);
     try {
-      await waitFor('the old-shape table to be served', async () => ((await get(r.url, 'hello.localhost')).status === 200 ? true : undefined), 20_000);
+      await waitFor(
+        'the old-shape table to be served',
+        async () => ((await get(r.url, 'hello.localhost')).status === 200 ? true : undefined),
+        20_000,
+      );
       assert.equal(formats[0], '2');
       answer = {
         version: 'new.1',
-        routes: [{ app: 'hello', hosts: ['hello.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'a', host: a.host, port: a.port }] }, { revision: 2, weight: 0, upstreams: [{ id: 'v2', host: v2.host, port: v2.port }] }] }],
+        routes: [
+          {
+            app: 'hello',
+            hosts: ['hello.localhost'],
+            backends: [
+              { revision: 1, weight: 100, upstreams: [{ id: 'a', host: a.host, port: a.port }] },
+              { revision: 2, weight: 0, upstreams: [{ id: 'v2', host: v2.host, port: v2.port }] },
+            ],
+          },
+        ],
       };
-      await waitFor('the new table to be applied', () => (JSON.parse(readFileSync(join(dir, 'router', 'table.json'), 'utf8')) as { version: string }).version === 'new.1' || undefined, 20_000);
+      await waitFor(
+        'the new table to be applied',
+        () => (JSON.parse(readFileSync(join(dir, 'router', 'table.json'), 'utf8')) as { version: string }).version === 'new.1' || undefined,
+        20_000,
+      );
       const saved = JSON.parse(readFileSync(join(dir, 'router', 'table.json'), 'utf8')) as { routes: { backends: { weight: number }[] }[] };
-      assert.deepEqual(saved.routes[0]!.backends.map((x) => x.weight), [100, 0], 'saved in the new shape');
+      assert.deepEqual(
+        saved.routes[0]!.backends.map((x) => x.weight),
+        [100, 0],
+        'saved in the new shape',
+      );
       for (let k = 0; k < 5; k++) assert.equal((JSON.parse((await get(r.url, 'hello.localhost')).text) as Echo).name, 'a');
       const pinned = await request(r.url, { headers: { host: 'hello.localhost', 'x-pilot-revision': '2' } });
       assert.equal((JSON.parse(await pinned.body.text()) as Echo).name, 'v2');

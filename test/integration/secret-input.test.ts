@@ -49,7 +49,12 @@ describe('secrets from files, stdin and the environment; refused control bytes',
       const viaFile = await cli(['secrets', 'set', 'vault', `BAD_${i}`, '--from-file', file]);
       for (const r of [viaStdin, viaFile]) {
         assert.equal(r.code, 1, r.stdout + r.stderr);
-        assert.match(r.stderr, new RegExp(`error: secret BAD_${i} contains (a NUL byte|the control character U\\+001B|a DEL character) at position \\d+: refused`));
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `error: secret BAD_${i} contains (a NUL byte|the control character U\\+001B|a DEL character) at position \\d+: refused`,
+          ),
+        );
         assert.ok(!(r.stdout + r.stderr).includes(SECRET), `the value is echoed: ${r.stderr}`);
       }
       // The JSON error answer does not carry it either.
@@ -92,7 +97,17 @@ describe('secrets from files, stdin and the environment; refused control bytes',
     writeFileSync(secretFile, `${SECRET}\n`);
     const tokenFile = join(dir, 'gh-token');
     writeFileSync(tokenFile, 'ghp_filetoken1234567890\n');
-    const files = await cli(['apps', 'create', 'hooked', '--repo', 'https://github.com/example/h.git', '--secret-file', secretFile, '--github-token-file', tokenFile]);
+    const files = await cli([
+      'apps',
+      'create',
+      'hooked',
+      '--repo',
+      'https://github.com/example/h.git',
+      '--secret-file',
+      secretFile,
+      '--github-token-file',
+      tokenFile,
+    ]);
     assert.equal(files.code, 0, files.stdout + files.stderr);
     assert.match(files.stdout, /commit statuses on/);
     assert.match(files.stdout, /Secret {8}\(the one you gave\)/);
@@ -104,10 +119,17 @@ describe('secrets from files, stdin and the environment; refused control bytes',
     const viaFile = await cli(['apps', 'create', 'hooked', '--repo', 'https://github.com/example/h.git', '--secret-file', shortFile]);
     assert.match(viaFile.stderr, /error: --secret-file must NOT have fewer than 16 characters/);
 
-    const viaEnv = await cli(['apps', 'create', 'hooked2', '--repo', 'https://github.com/example/h.git', '--secret-file', '-'], `${SECRET}\n`, { PILOT_GITHUB_TOKEN: 'ghp_envtoken1234567890' });
+    const viaEnv = await cli(
+      ['apps', 'create', 'hooked2', '--repo', 'https://github.com/example/h.git', '--secret-file', '-'],
+      `${SECRET}\n`,
+      { PILOT_GITHUB_TOKEN: 'ghp_envtoken1234567890' },
+    );
     assert.equal(viaEnv.code, 0, viaEnv.stderr);
     assert.match(viaEnv.stdout, /commit statuses on/);
-    const nul = await cli(['apps', 'create', 'hooked3', '--repo', 'https://github.com/example/h.git', '--secret-file', '-'], `${SECRET}\u0000xyz`);
+    const nul = await cli(
+      ['apps', 'create', 'hooked3', '--repo', 'https://github.com/example/h.git', '--secret-file', '-'],
+      `${SECRET}\u0000xyz`,
+    );
     assert.equal(nul.code, 1);
     assert.match(nul.stderr, /the webhook secret contains a NUL byte/);
     assert.ok(!nul.stderr.includes(SECRET));
@@ -141,9 +163,16 @@ describe('secrets from files, stdin and the environment; refused control bytes',
     const joinToken = readFileSync(join(h.home, 'join-token'), 'utf8').trim();
     const file = join(dir, 'join');
     writeFileSync(file, `${joinToken}\n`);
-    for (const [name, extra, env] of [['viaenv', [], { PILOT_JOIN_TOKEN: joinToken }], ['viafile', ['--token-file', file], {}]] as const) {
+    for (const [name, extra, env] of [
+      ['viaenv', [], { PILOT_JOIN_TOKEN: joinToken }],
+      ['viafile', ['--token-file', file], {}],
+    ] as const) {
       const home = h.track(tempDir(`agent-${name}`));
-      const p = spawn(process.execPath, [PILOT, 'agent', '--server', h.api, '--name', name, '--address', '127.0.0.1', ...extra], { cwd: ROOT, env: { ...h.env(env), PILOT_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [PILOT, 'agent', '--server', h.api, '--name', name, '--address', '127.0.0.1', ...extra], {
+        cwd: ROOT,
+        env: { ...h.env(env), PILOT_HOME: home },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       p.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -32,14 +32,17 @@ describe('an app with nothing to start', { timeout: 300_000 }, () => {
     await git(repo, 'commit', '-qam', 'no start script');
     const r = await h.cli(['run', repo]);
     assert.notEqual(r.code, 0, r.stdout);
-    assert.match(r.stdout, /!!! build failed: nothing to start the app with: package\.json has no "start" script, there is no Procfile `web:` line and no server\.js \(package\.json has "dev"\)/);
+    assert.match(
+      r.stdout,
+      /!!! build failed: nothing to start the app with: package\.json has no "start" script, there is no Procfile `web:` line and no server\.js \(package\.json has "dev"\)/,
+    );
     assert.match(r.stderr, /hint: Add a "start" script to package\.json/);
     assert.doesNotMatch(r.stdout, /--> install/, 'refused before installing anything');
     const apps = await h.apiCall('GET', '/api/v1/apps/nostart');
     assert.ok(apps.status === 404 || apps.json.app?.activeRevision === null, JSON.stringify(apps.json));
   });
 
-  it('still deploys an app that relies on npm\'s default start, server.js', async () => {
+  it("still deploys an app that relies on npm's default start, server.js", async () => {
     const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     const pkgFile = join(repo, 'package.json');
     const pkg = JSON.parse(readFileSync(pkgFile, 'utf8')) as { name: string; scripts: Record<string, string> };
@@ -63,11 +66,16 @@ describe('an app with nothing to start', { timeout: 300_000 }, () => {
     });
     const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     const server = join(repo, 'server.js');
-    writeFileSync(server, readFileSync(server, 'utf8').replace("server.listen(port, () =>", `server.listen(${fixed}, '127.0.0.1', () =>`));
+    writeFileSync(server, readFileSync(server, 'utf8').replace('server.listen(port, () =>', `server.listen(${fixed}, '127.0.0.1', () =>`));
     writeFileSync(join(repo, 'pilot.yaml'), 'name: ignoresport\ndeploy: { ready_timeout: 6s }\n');
     await git(repo, 'commit', '-qam', 'listen on a fixed port');
     const r = await h.cli(['run', repo]);
     assert.notEqual(r.code, 0, r.stdout);
-    assert.match(r.stdout, new RegExp(`!!! deploy failed: .*health check GET / failed: connection refused \\(the app listens on 127\\.0\\.0\\.1:${fixed}, not on PORT=\\d+: make it listen on process\\.env\\.PORT\\)`));
+    assert.match(
+      r.stdout,
+      new RegExp(
+        `!!! deploy failed: .*health check GET / failed: connection refused \\(the app listens on 127\\.0\\.0\\.1:${fixed}, not on PORT=\\d+: make it listen on process\\.env\\.PORT\\)`,
+      ),
+    );
   });
 });

@@ -35,7 +35,12 @@ async function served(host = 'hello.localhost'): Promise<{ status: number; json:
 
 /** Deploy `app` over the API with hello's artifact (no build): what `pilot run` does at its deploy step. */
 function deployVia(app: string, config: Record<string, unknown>): Promise<{ status: number; json: any }> {
-  return h.apiCall('POST', `/api/v1/apps/${app}/revisions`, { artifact: deployed.artifact, commit: deployed.commit, ...(deployed.node ? { node: deployed.node } : {}), config });
+  return h.apiCall('POST', `/api/v1/apps/${app}/revisions`, {
+    artifact: deployed.artifact,
+    commit: deployed.commit,
+    ...(deployed.node ? { node: deployed.node } : {}),
+    config,
+  });
 }
 
 function alive(pid: number): boolean {
@@ -110,19 +115,34 @@ describe('state: one app cannot break another; state is never guessed', { timeou
     const created = await h.apiCall('POST', '/api/v1/apps', { name: 'hook', repo: origin, branch: 'main', secret });
     assert.equal(created.status, 201, JSON.stringify(created.json));
     const p = structuredClone(pushExample) as Record<string, any>;
-    Object.assign(p, { ref: 'refs/heads/main', after: sha, deleted: false, repository: { ...p.repository, clone_url: origin, full_name: 'acme/hook' } });
+    Object.assign(p, {
+      ref: 'refs/heads/main',
+      after: sha,
+      deleted: false,
+      repository: { ...p.repository, clone_url: origin, full_name: 'acme/hook' },
+    });
     p.head_commit = { ...(p.head_commit ?? {}), id: sha, message: 'x', author: { name: 'Dev', email: 'dev@example.com' } };
     const body = JSON.stringify(p);
     const res = await request(`${h.api}/hooks/github/hook`, {
-      method: 'POST', body,
-      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': signGithubPayload(secret, body) },
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'push',
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': signGithubPayload(secret, body),
+      },
     });
     assert.equal(res.statusCode, 202, await res.body.text());
-    const run = await waitFor('the webhook run to end', async () => {
-      const runs = (await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[];
-      const r = runs[0];
-      return r && !['queued', 'running'].includes(r.status) ? r : undefined;
-    }, 240_000);
+    const run = await waitFor(
+      'the webhook run to end',
+      async () => {
+        const runs = (await h.apiCall('GET', '/api/v1/runs?app=hook')).json.runs as any[];
+        const r = runs[0];
+        return r && !['queued', 'running'].includes(r.status) ? r : undefined;
+      },
+      240_000,
+    );
     assert.equal(run.status, 'failed', JSON.stringify(run));
     assert.match(run.error, /"hello\.localhost" belongs to app "hello"/);
     assert.equal((await served()).json.message, 'hello from Pilot');
@@ -135,8 +155,19 @@ describe('state: one app cannot break another; state is never guessed', { timeou
       const rev = db.prepare(`SELECT * FROM revisions WHERE app = 'hello' ORDER BY number DESC LIMIT 1`).get() as Record<string, unknown>;
       const config = { ...JSON.parse(rev.config as string), name: 'legacy', hosts: ['hello.localhost'] };
       const now = Date.now();
-      db.prepare('INSERT INTO apps (name, config, replicas, active_revision, created_at, updated_at) VALUES (?, ?, 0, 1, ?, ?)').run('legacy', JSON.stringify(config), now, now);
-      db.prepare('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, created_at) VALUES (?, 1, ?, ?, 0, ?, ?)').run('legacy', rev.artifact, rev.commit_sha, JSON.stringify(config), now);
+      db.prepare('INSERT INTO apps (name, config, replicas, active_revision, created_at, updated_at) VALUES (?, ?, 0, 1, ?, ?)').run(
+        'legacy',
+        JSON.stringify(config),
+        now,
+        now,
+      );
+      db.prepare('INSERT INTO revisions (app, number, artifact, commit_sha, dirty, config, created_at) VALUES (?, 1, ?, ?, 0, ?, ?)').run(
+        'legacy',
+        rev.artifact,
+        rev.commit_sha,
+        JSON.stringify(config),
+        now,
+      );
     } finally {
       db.close();
     }
@@ -146,7 +177,9 @@ describe('state: one app cannot break another; state is never guessed', { timeou
     assert.equal((await served('thief.example.test')).status, 200, 'other apps keep routing');
     const status = (await h.apiCall('GET', '/api/v1/apps/legacy')).json;
     assert.match(status.routing.problems.join('\n'), /"hello\.localhost" belongs to app "hello"/);
-    const log = readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8').split('\n').filter((l) => l.includes('left out of the routing table') && l.includes('"legacy"'));
+    const log = readFileSync(join(h.home, 'logs', 'pilot.log'), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('left out of the routing table') && l.includes('"legacy"'));
     assert.equal(log.length, 1, 'logged once, not on every pass');
     assert.equal((await h.cli(['apps', 'rm', 'legacy', '--yes'])).code, 0);
   });
@@ -172,11 +205,24 @@ describe('state: one app cannot break another; state is never guessed', { timeou
     assert.deepEqual(list.map((a) => a.name).sort(), ['hello', 'hook']); // legacy (previous test) is gone too
     assert.equal((await h.apiCall('GET', '/api/v1/apps/thief/secrets')).status, 404);
     // The host is free again: another app may claim it, and the name can be used afresh.
-    await waitFor('thief to be purged', async () => (await deployVia('thief', { hosts: ['x.example.test'] })).status === 201 || undefined, 60_000);
+    await waitFor(
+      'thief to be purged',
+      async () => (await deployVia('thief', { hosts: ['x.example.test'] })).status === 201 || undefined,
+      60_000,
+    );
     assert.equal((await deployVia('other', { hosts: ['thief.example.test'] })).status, 201);
     // A webhook app loses its webhook: a delivery now finds no app.
     assert.equal((await h.cli(['apps', 'rm', 'hook', '--yes'])).code, 0);
-    const hook = await request(`${h.api}/hooks/github/hook`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': 'sha256=00' } });
+    const hook = await request(`${h.api}/hooks/github/hook`, {
+      method: 'POST',
+      body: '{}',
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'push',
+        'x-github-delivery': randomUUID(),
+        'x-hub-signature-256': 'sha256=00',
+      },
+    });
     assert.equal(hook.statusCode, 404, await hook.body.text());
     const missing = await h.cli(['apps', 'rm', 'nope', '--yes']);
     assert.notEqual(missing.code, 0);
@@ -192,10 +238,14 @@ describe('state: one app cannot break another; state is never guessed', { timeou
     assert.equal(readFileSync(file).subarray(0, 15).toString(), 'SQLite format 3');
     // After the backup: a second app. The restore forgets it (its instance becomes an orphan).
     assert.equal((await deployVia('later', {})).status, 201);
-    const laterPid = await waitFor('later to be ready', async () => {
-      const i = ((await h.apiCall('GET', '/api/v1/apps/later')).json.instances as any[])[0];
-      return i?.state === 'ready' ? (i.pid as number) : undefined;
-    }, 60_000);
+    const laterPid = await waitFor(
+      'later to be ready',
+      async () => {
+        const i = ((await h.apiCall('GET', '/api/v1/apps/later')).json.instances as any[])[0];
+        return i?.state === 'ready' ? (i.pid as number) : undefined;
+      },
+      60_000,
+    );
     const refused = await h.cli(['restore', file]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /restore needs it stopped/);

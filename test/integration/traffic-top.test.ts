@@ -26,14 +26,16 @@ async function hit(path: string, host = 'shop.localhost'): Promise<number> {
   return (await h.viaRouter(host, path)).status;
 }
 
-describe('traffic figures and pilot top through pilot up\'s router', { timeout: 300_000 }, () => {
+describe("traffic figures and pilot top through pilot up's router", { timeout: 300_000 }, () => {
   const counts = { ok: 40, fail: 7, missing: 3, slow: 5 };
   let before2xx = 0;
 
   before(async () => {
     const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     writeFileSync(join(repo, 'pilot.yaml'), 'name: shop\nhealth:\n  path: /healthz\n  interval: 1s\n');
-    writeFileSync(join(repo, 'server.js'), `import { createServer } from 'node:http';
+    writeFileSync(
+      join(repo, 'server.js'),
+      `import { createServer } from 'node:http';
 createServer((req, res) => {
   const answer = (code) => { res.writeHead(code, { 'content-type': 'text/plain' }); res.end(String(code)); };
   if (req.url === '/fail') return answer(500);
@@ -41,7 +43,8 @@ createServer((req, res) => {
   if (req.url === '/slow') return void setTimeout(() => answer(200), 60);
   answer(200);
 }).listen(Number(process.env.PORT));
-`);
+`,
+    );
     await git(repo, 'add', '-A');
     await git(repo, 'commit', '-q', '-m', 'shop');
     await h.startUp();
@@ -56,7 +59,7 @@ createServer((req, res) => {
     for (let i = 0; i < counts.fail; i++) assert.equal(await hit('/fail'), 500);
     for (let i = 0; i < counts.missing; i++) assert.equal(await hit('/missing'), 404);
     await Promise.all(Array.from({ length: counts.slow }, async () => assert.equal(await hit('/slow'), 200)));
-    assert.equal(await hit('/', 'nobody.localhost'), 404, 'an unknown host is not the app\'s traffic');
+    assert.equal(await hit('/', 'nobody.localhost'), 404, "an unknown host is not the app's traffic");
   });
   after(() => h.cleanup());
 
@@ -82,7 +85,7 @@ createServer((req, res) => {
     assert.equal(rows.filter((x) => x.revision === null).length, 0, 'no request lacked an instance');
   });
 
-  it('answers every app at once, and the app-level errors with the catalogue\'s codes', async () => {
+  it("answers every app at once, and the app-level errors with the catalogue's codes", async () => {
     const all = await h.apiCall('GET', '/api/v1/traffic?window=1m');
     assert.equal(all.status, 200);
     const shop = (all.json.apps as { app: string; revisions: Row[] }[]).find((a) => a.app === 'shop');
@@ -103,7 +106,7 @@ createServer((req, res) => {
     assert.equal((await h.apiCall('GET', '/api/v1/apps/shop/traffic', undefined, null)).status, 401, 'the admin token is required');
   });
 
-  it('pilot top APP --once prints the revision\'s figures as plain lines', async () => {
+  it("pilot top APP --once prints the revision's figures as plain lines", async () => {
     const r = await h.cli(['top', 'shop', '--once', '--window', '60s']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /APP\s+REV\s+REQ\/S\s+REQUESTS\s+2XX\+3XX\s+4XX\s+5XX\s+ERRORS\s+P50\s+P99/);
@@ -135,7 +138,7 @@ createServer((req, res) => {
     assert.match(text, /pilot_router_requests_total\{app="",revision="",code="404"\} 1\b/);
   });
 
-  it('the router\'s figures endpoint takes only the router token and survives hostile requests', async () => {
+  it("the router's figures endpoint takes only the router token and survives hostile requests", async () => {
     const info = JSON.parse(readFileSync(join(h.home, 'router', 'router.json'), 'utf8')) as { admin: string };
     const token = readFileSync(join(h.home, 'router-token'), 'utf8').trim();
     const get = async (path: string, auth?: string) => {
@@ -152,7 +155,9 @@ createServer((req, res) => {
     const raw = await new Promise<string>((resolve, reject) => {
       const url = new URL(info.admin);
       import('node:net').then(({ connect }) => {
-        const s = connect(Number(url.port), url.hostname, () => s.end(`GET http://[ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`));
+        const s = connect(Number(url.port), url.hostname, () =>
+          s.end(`GET http://[ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`),
+        );
         let got = '';
         s.on('data', (d: Buffer) => (got += d.toString()));
         s.on('close', () => resolve(got));

@@ -36,7 +36,8 @@ s.listen(Number(process.env.PORT));
 process.on('SIGTERM', () => s.close(() => process.exit(0)));
 `;
 
-const config = (version: string, extra = ''): string => `name: ${APP}\nreplicas: 2\nvolumes:\n  - name: data\nenv:\n  APP_VERSION: ${version}\n${extra}`;
+const config = (version: string, extra = ''): string =>
+  `name: ${APP}\nreplicas: 2\nvolumes:\n  - name: data\nenv:\n  APP_VERSION: ${version}\n${extra}`;
 
 async function app(): Promise<any> {
   return (await h.apiCall('GET', `/api/v1/apps/${APP}`)).json;
@@ -83,7 +84,10 @@ describe('volumes on the process runtime (pilot server, two agents, pilot run)',
     assert.equal(new Set(running.map((i: any) => i.node)).size, 1, 'both replicas on one node');
     holder = nodes.find((n) => n.name === running[0].node)!;
     other = nodes.find((n) => n !== holder)!;
-    assert.deepEqual(a.volumes.map((v: any) => [v.name, v.node, v.nodeStatus]), [['data', holder.name, 'ready']]);
+    assert.deepEqual(
+      a.volumes.map((v: any) => [v.name, v.node, v.nodeStatus]),
+      [['data', holder.name, 'ready']],
+    );
     const st = await h.cli(['status', APP]);
     assert.match(st.stdout, new RegExp(`volume data on node ${holder.name}\\n`));
     const list = await h.cli(['volumes', APP]);
@@ -108,18 +112,25 @@ describe('volumes on the process runtime (pilot server, two agents, pilot run)',
     assert.equal(after2.version, 'v2');
     assert.deepEqual(after2.notes, ['v1:one', 'v2:two']);
     const live = (await app()).instances.filter((i: any) => i.desired === 'run');
-    assert.ok(live.every((i: any) => i.node === holder.name && i.revision === 2), JSON.stringify(live));
+    assert.ok(
+      live.every((i: any) => i.node === holder.name && i.revision === 2),
+      JSON.stringify(live),
+    );
 
     const victim = live[0];
     process.kill(victim.pid, 'SIGKILL');
-    await waitFor('the killed instance restarted and ready', async () => {
-      const i = (await app()).instances.find((x: any) => x.id === victim.id);
-      return i && i.restarts >= 1 && i.state === 'ready' && i.pid !== victim.pid ? true : undefined;
-    }, 60_000);
+    await waitFor(
+      'the killed instance restarted and ready',
+      async () => {
+        const i = (await app()).instances.find((x: any) => x.id === victim.id);
+        return i && i.restarts >= 1 && i.state === 'ready' && i.pid !== victim.pid ? true : undefined;
+      },
+      60_000,
+    );
     for (let k = 0; k < 4; k++) assert.deepEqual((await get('/notes')).notes, ['v1:one', 'v2:two']);
   });
 
-  it('when the volume\'s node is down the app waits, with the reason, and does not start empty elsewhere; forget lets it', async () => {
+  it("when the volume's node is down the app waits, with the reason, and does not start empty elsewhere; forget lets it", async () => {
     await kill(holder.proc);
     for (const pid of h.instancePids(join(holder.home))) {
       try {
@@ -128,11 +139,20 @@ describe('volumes on the process runtime (pilot server, two agents, pilot run)',
         // gone already
       }
     }
-    const pending = await waitFor('the app pending on its volume\'s node', async () => {
-      const a = await app();
-      return a.pending && /volume data of notes is on node/.test(a.pending.reason) ? a : undefined;
-    }, 60_000);
-    assert.match(pending.pending.reason, new RegExp(`volume data of notes is on node ${holder.name}, which is not ready \\(down, draining or cordoned\\): the instances wait for it \\(\`pilot volumes forget notes\``));
+    const pending = await waitFor(
+      "the app pending on its volume's node",
+      async () => {
+        const a = await app();
+        return a.pending && /volume data of notes is on node/.test(a.pending.reason) ? a : undefined;
+      },
+      60_000,
+    );
+    assert.match(
+      pending.pending.reason,
+      new RegExp(
+        `volume data of notes is on node ${holder.name}, which is not ready \\(down, draining or cordoned\\): the instances wait for it \\(\`pilot volumes forget notes\``,
+      ),
+    );
     assert.equal(pending.pending.count, 2);
     const st = await h.cli(['status', APP]);
     assert.match(st.stdout, new RegExp(`volume data on node ${holder.name} \\(down\\)`));
@@ -145,22 +165,38 @@ describe('volumes on the process runtime (pilot server, two agents, pilot run)',
     await git(repo, 'commit', '-qam', 'v3');
     const v3 = await h.cli(['run', repo]);
     assert.notEqual(v3.code, 0);
-    assert.match(v3.stdout + v3.stderr, new RegExp(`revision 3 was not ready within 4s: 2 instance\\(s\\) could not be placed: volume data of notes is on node ${holder.name}, which is not ready`));
-    assert.equal((await app()).instances.filter((i: any) => i.node === other.name).length, 0, 'the new revision did not start empty elsewhere either');
+    assert.match(
+      v3.stdout + v3.stderr,
+      new RegExp(
+        `revision 3 was not ready within 4s: 2 instance\\(s\\) could not be placed: volume data of notes is on node ${holder.name}, which is not ready`,
+      ),
+    );
+    assert.equal(
+      (await app()).instances.filter((i: any) => i.node === other.name).length,
+      0,
+      'the new revision did not start empty elsewhere either',
+    );
 
     const forget = await h.cli(['volumes', 'forget', APP]);
     assert.equal(forget.code, 0, forget.stderr);
     assert.match(forget.stdout, new RegExp(`forgot volume data on node ${holder.name}: the next instance of notes starts with it empty`));
-    await waitFor('two instances ready on the other node', async () => {
-      const ready = (await app()).instances.filter((i: any) => i.node === other.name && i.state === 'ready' && i.desired === 'run');
-      return ready.length === 2 || undefined;
-    }, 60_000);
+    await waitFor(
+      'two instances ready on the other node',
+      async () => {
+        const ready = (await app()).instances.filter((i: any) => i.node === other.name && i.state === 'ready' && i.desired === 'run');
+        return ready.length === 2 || undefined;
+      },
+      60_000,
+    );
     const fresh = await get('/notes');
     assert.deepEqual(fresh.notes, [], 'an empty volume on the new node');
     assert.equal(fresh.dir, join(other.home, 'agent', 'volumes', APP, 'data'));
     const a = await app();
     assert.equal(a.pending, null);
-    assert.deepEqual(a.volumes.map((v: any) => [v.name, v.node]), [['data', other.name]]);
+    assert.deepEqual(
+      a.volumes.map((v: any) => [v.name, v.node]),
+      [['data', other.name]],
+    );
     // Unknown app and bad volume names get clear errors.
     const none = await h.cli(['volumes', 'forget', 'nosuchapp']);
     assert.notEqual(none.code, 0);

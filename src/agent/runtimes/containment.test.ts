@@ -22,7 +22,20 @@ void describe('start wrapper argv', () => {
     assert.equal(argv[0], '/bin/sh');
     assert.equal(argv[1], '-c');
     assert.doesNotMatch(argv[2]!, /node|rm -rf|cgroup/, 'the script is constant');
-    assert.deepEqual(argv.slice(3), ['pilot-start', '1', '/sys/fs/cgroup/memory/pilot/a/cgroup.procs', 'setpriv', '--reuid=61001', '--regid=61001', '--clear-groups', '--no-new-privs', '--', 'node', '$(rm -rf /)', '; echo']);
+    assert.deepEqual(argv.slice(3), [
+      'pilot-start',
+      '1',
+      '/sys/fs/cgroup/memory/pilot/a/cgroup.procs',
+      'setpriv',
+      '--reuid=61001',
+      '--regid=61001',
+      '--clear-groups',
+      '--no-new-privs',
+      '--',
+      'node',
+      '$(rm -rf /)',
+      '; echo',
+    ]);
   });
 });
 

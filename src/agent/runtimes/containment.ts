@@ -21,7 +21,8 @@ export const WRAPPER_CGROUP_FAILED = 125;
 
 /** argv to spawn for an instance: [file, ...args]. Plain argv when nothing needs the wrapper. */
 export function startArgv(argv: readonly string[], procsFiles: readonly string[], user: AppIdentity | undefined): string[] {
-  const drop = user === undefined ? [] : ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--no-new-privs', '--'];
+  const drop =
+    user === undefined ? [] : ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--no-new-privs', '--'];
   if (procsFiles.length === 0 && user === undefined) return [...argv];
   // Joining a network namespace needs root: a fixed-port instance's `nsenter --net=… --` (netns.ts)
   // goes before the privileges are dropped, so the app itself still runs as its own uid.
@@ -62,7 +63,12 @@ function executableBy(file: string, user: AppIdentity | undefined): boolean {
  * the wrapper. Throws an ENOENT/EACCES error.
  */
 export function checkCommand(argv0: string, envPath: string | undefined, cwd: string, user: AppIdentity | undefined): void {
-  const candidates = argv0.includes('/') ? [isAbsolute(argv0) ? argv0 : resolve(cwd, argv0)] : (envPath ?? '').split(':').filter((d) => d !== '').map((d) => join(resolve(cwd, d), argv0));
+  const candidates = argv0.includes('/')
+    ? [isAbsolute(argv0) ? argv0 : resolve(cwd, argv0)]
+    : (envPath ?? '')
+        .split(':')
+        .filter((d) => d !== '')
+        .map((d) => join(resolve(cwd, d), argv0));
   let sawFile = false;
   for (const c of candidates) {
     try {
@@ -79,7 +85,9 @@ export function checkCommand(argv0: string, envPath: string | undefined, cwd: st
  * The no-cgroup memory check, one /proc scan for all instances: those whose process tree (group,
  * session, descendants) uses more resident memory than its limit, with the pids to kill.
  */
-export function overMemory(instances: readonly { key: string; leader: number; startTime: string; memoryMb: number }[]): { key: string; pids: number[] }[] {
+export function overMemory(
+  instances: readonly { key: string; leader: number; startTime: string; memoryMb: number }[],
+): { key: string; pids: number[] }[] {
   const stats = allProcStats();
   const out: { key: string; pids: number[] }[] = [];
   for (const i of instances) {

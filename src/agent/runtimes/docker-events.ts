@@ -71,8 +71,13 @@ export class EngineEvents {
   private async open(reconnect: boolean): Promise<void> {
     if (this.closed) return;
     try {
-      const since = this.lastNano === undefined ? undefined : `${this.lastNano / 1_000_000_000n}.${String(this.lastNano % 1_000_000_000n).padStart(9, '0')}`;
-      const stream = await this.engine.getEvents({ filters: this.filters, ...(since ? { since } : {}) } as Parameters<Engine['getEvents']>[0]) as NodeJS.ReadableStream & { destroy?: () => void };
+      const since =
+        this.lastNano === undefined
+          ? undefined
+          : `${this.lastNano / 1_000_000_000n}.${String(this.lastNano % 1_000_000_000n).padStart(9, '0')}`;
+      const stream = (await this.engine.getEvents({ filters: this.filters, ...(since ? { since } : {}) } as Parameters<
+        Engine['getEvents']
+      >[0])) as NodeJS.ReadableStream & { destroy?: () => void };
       if (this.closed) {
         stream.destroy?.();
         return;

@@ -36,11 +36,19 @@ export class ContainerLogs {
   readonly done: Promise<void>;
   private finish!: () => void;
 
-  constructor(private readonly engine: Engine, private readonly containerId: string, private readonly files: LogFiles, private readonly posFile: string) {
-    this.done = new Promise((resolve) => (this.finish = () => {
-      this.ended = true;
-      resolve();
-    }));
+  constructor(
+    private readonly engine: Engine,
+    private readonly containerId: string,
+    private readonly files: LogFiles,
+    private readonly posFile: string,
+  ) {
+    this.done = new Promise(
+      (resolve) =>
+        (this.finish = () => {
+          this.ended = true;
+          resolve();
+        }),
+    );
   }
 
   /** Attach to the stream; from the saved position when it names this container. */
@@ -54,9 +62,13 @@ export class ContainerLogs {
     const since = from === 0n ? undefined : `${from / 1_000_000_000n}.${String(from % 1_000_000_000n).padStart(9, '0')}`;
     let stream: NodeJS.ReadableStream & { destroy?: () => void };
     try {
-      stream = await this.engine.getContainer(this.containerId).logs({
-        follow: true, stdout: true, stderr: true, timestamps: true, ...(since ? { since } : {}),
-      } as { follow: true }) as NodeJS.ReadableStream & { destroy?: () => void };
+      stream = (await this.engine.getContainer(this.containerId).logs({
+        follow: true,
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        ...(since ? { since } : {}),
+      } as { follow: true })) as NodeJS.ReadableStream & { destroy?: () => void };
     } catch {
       this.finish(); // the container is gone: nothing to copy
       return;

@@ -33,10 +33,16 @@ async function harnessParts(): Promise<{ node: string; root: string; req: (id: s
   dirs.push(root);
   const id = await testImage();
   return {
-    node, root,
+    node,
+    root,
     req: async (instanceId, mode = 'serve') => ({
-      instanceId, stateDir: join(root, 'state', instanceId), cwd: '/', argv: ['node', '/app/app.mjs', mode],
-      env: { PORT: '4100', APP_MODE: 'test' }, image: id, labels: { [LABELS.app]: 'web', [LABELS.revision]: '1' },
+      instanceId,
+      stateDir: join(root, 'state', instanceId),
+      cwd: '/',
+      argv: ['node', '/app/app.mjs', mode],
+      env: { PORT: '4100', APP_MODE: 'test' },
+      image: id,
+      labels: { [LABELS.app]: 'web', [LABELS.revision]: '1' },
     }),
   };
 }
@@ -53,30 +59,47 @@ before(async () => {
   if (!dockerSkip) imageId = await testImage();
 });
 
-runtimeContract('docker', async () => {
-  const parts = await harnessParts();
-  const requests = new Map<string, StartRequest>();
-  const request = (id: string): StartRequest => {
-    const r = { instanceId: id, stateDir: join(parts.root, 'state', id), cwd: '/', argv: ['node', '/app/app.mjs'], env: { PORT: '4100' }, image: imageId };
-    requests.set(r.stateDir, r);
-    return r;
-  };
-  return {
-    makeRuntime: () => new DockerRuntime({ engine, node: parts.node }),
-    request,
-    missingCommand: (id) => ({ ...request(id), argv: ['pilot-no-such-command', '--flag'] }),
-    crash: async (h: InstanceHandle) => {
-      await engine.getContainer(h.containerId!).kill().catch(() => undefined);
-    },
-    hasRecord: async (stateDir) => (await engine.listContainers({ all: true, filters: { label: [`${LABELS.stateDir}=${stateDir}`] } })).length > 0,
-    cleanup: async () => {
-      await removeNodeContainers(engine, parts.node);
-    },
-  };
-}, { skip: dockerSkip, timeout: 120_000 });
+runtimeContract(
+  'docker',
+  async () => {
+    const parts = await harnessParts();
+    const requests = new Map<string, StartRequest>();
+    const request = (id: string): StartRequest => {
+      const r = {
+        instanceId: id,
+        stateDir: join(parts.root, 'state', id),
+        cwd: '/',
+        argv: ['node', '/app/app.mjs'],
+        env: { PORT: '4100' },
+        image: imageId,
+      };
+      requests.set(r.stateDir, r);
+      return r;
+    };
+    return {
+      makeRuntime: () => new DockerRuntime({ engine, node: parts.node }),
+      request,
+      missingCommand: (id) => ({ ...request(id), argv: ['pilot-no-such-command', '--flag'] }),
+      crash: async (h: InstanceHandle) => {
+        await engine
+          .getContainer(h.containerId!)
+          .kill()
+          .catch(() => undefined);
+      },
+      hasRecord: async (stateDir) =>
+        (await engine.listContainers({ all: true, filters: { label: [`${LABELS.stateDir}=${stateDir}`] } })).length > 0,
+      cleanup: async () => {
+        await removeNodeContainers(engine, parts.node);
+      },
+    };
+  },
+  { skip: dockerSkip, timeout: 120_000 },
+);
 
 /** A runtime and request maker; every container of the test's node is removed after it. */
-async function setup(t: TestContext): Promise<{ rt: DockerRuntime; node: string; req: (id: string, mode?: string) => Promise<StartRequest> }> {
+async function setup(
+  t: TestContext,
+): Promise<{ rt: DockerRuntime; node: string; req: (id: string, mode?: string) => Promise<StartRequest> }> {
   const parts = await harnessParts();
   const rt = new DockerRuntime({ engine, node: parts.node });
   t.after(async () => {
@@ -103,7 +126,13 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     assert.equal(info.HostConfig.NanoCpus, 500_000_000);
     assert.equal(info.HostConfig.RestartPolicy?.Name, 'no');
     assert.deepEqual(
-      [info.Config.Labels[LABELS.app], info.Config.Labels[LABELS.revision], info.Config.Labels[LABELS.instance], info.Config.Labels[LABELS.node], info.Config.Labels[LABELS.stateDir]],
+      [
+        info.Config.Labels[LABELS.app],
+        info.Config.Labels[LABELS.revision],
+        info.Config.Labels[LABELS.instance],
+        info.Config.Labels[LABELS.node],
+        info.Config.Labels[LABELS.stateDir],
+      ],
       ['web', '1', 'env-1', node, r.stateDir],
     );
     assert.equal(h.pid, info.State.Pid);
@@ -125,12 +154,18 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     const { rt, node, req } = await setup(t);
     const name = `pilot.${node}.web.data`;
     t.after(async () => {
-      await engine.getVolume(name).remove({ force: true }).catch(() => undefined);
+      await engine
+        .getVolume(name)
+        .remove({ force: true })
+        .catch(() => undefined);
     });
     const r = { ...(await req('vol-1')), volumes: [{ source: name, target: '/data' }] };
     const h = await rt.start(r);
     const info = await engine.getContainer(h.containerId!).inspect();
-    assert.deepEqual(info.Mounts.map((m) => [m.Type, m.Name, m.Destination, m.RW]), [['volume', name, '/data', true]]);
+    assert.deepEqual(
+      info.Mounts.map((m) => [m.Type, m.Name, m.Destination, m.RW]),
+      [['volume', name, '/data', true]],
+    );
     const vol = await engine.getVolume(name).inspect();
     assert.deepEqual([vol.Labels?.[LABELS.node], vol.Labels?.[LABELS.app]], [node, 'web']);
     await rt.stop(h, 2_000);
@@ -155,7 +190,11 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     await waitFor(async () => /tick 30\n/.test(await text(files.stdout)), 'ticks after re-adoption');
     await again.stop(h, 2_000);
     const ticks = [...(await text(files.stdout)).matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
-    assert.deepEqual(ticks, ticks.map((_, i) => i), 'every tick once, in order');
+    assert.deepEqual(
+      ticks,
+      ticks.map((_, i) => i),
+      'every tick once, in order',
+    );
     assert.equal((await text(files.stdout)).match(/^ready$/gm)?.length, 1);
   });
 
@@ -182,15 +221,25 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     await rt.stop(h, 500);
     assert.ok(performance.now() - t0 >= 490, 'waited for the grace period');
     assert.deepEqual(rt.exitInfo(h), { code: null, signal: 'SIGKILL' });
-    assert.match(await text(rt.logFiles(r.stateDir).stdout), /ignored SIGTERM/, 'SIGTERM came first, and the last lines were copied before removal');
+    assert.match(
+      await text(rt.logFiles(r.stateDir).stdout),
+      /ignored SIGTERM/,
+      'SIGTERM came first, and the last lines were copied before removal',
+    );
     await assert.rejects(engine.getContainer(h.containerId!).inspect(), (e: unknown) => (e as { statusCode?: number }).statusCode === 404);
   });
 
   void it('refuses an image that is not on the engine, and a start without an image', async (t) => {
     const { rt, req } = await setup(t);
     const base = await req('noimg-1');
-    await assert.rejects(rt.start({ ...base, image: `sha256:${'0'.repeat(64)}` }), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /is not on the Docker engine/.test(e.message));
-    await assert.rejects(rt.start({ ...base, image: undefined }), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /no image/.test(e.message));
+    await assert.rejects(
+      rt.start({ ...base, image: `sha256:${'0'.repeat(64)}` }),
+      (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /is not on the Docker engine/.test(e.message),
+    );
+    await assert.rejects(
+      rt.start({ ...base, image: undefined }),
+      (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && /no image/.test(e.message),
+    );
   });
 
   void it('after its connections to the engine were cut: logs resume without repeats, and a death meanwhile is seen', async (t) => {
@@ -212,7 +261,11 @@ void describe('docker runtime', { skip: dockerSkip, timeout: 120_000 }, () => {
     await proxy.start();
     await waitFor(async () => /tick 25\n/.test(await text(out)), 'ticks after the reconnect', 10_000);
     const ticks = [...(await text(out)).matchAll(/^tick (\d+)$/gm)].map((m) => Number(m[1]));
-    assert.deepEqual(ticks, ticks.map((_, i) => i), 'every tick once, in order');
+    assert.deepEqual(
+      ticks,
+      ticks.map((_, i) => i),
+      'every tick once, in order',
+    );
     await proxy.stop();
     await engine.getContainer(h.containerId!).kill();
     await new Promise((res) => setTimeout(res, 300));

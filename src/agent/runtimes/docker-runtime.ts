@@ -88,8 +88,12 @@ export class DockerRuntime implements Runtime {
   constructor(opts: DockerRuntimeOptions) {
     this.engine = opts.engine;
     this.node = opts.node;
-    this.events = new EngineEvents(this.engine, { type: ['container'], event: ['die', 'oom', 'destroy'], label: [`${LABELS.node}=${this.node}`] },
-      (e) => this.onEvent(e), () => void this.resync());
+    this.events = new EngineEvents(
+      this.engine,
+      { type: ['container'], event: ['die', 'oom', 'destroy'], label: [`${LABELS.node}=${this.node}`] },
+      (e) => this.onEvent(e),
+      () => void this.resync(),
+    );
   }
 
   /** Create and start the instance's container; the image must be on the engine already. */
@@ -99,7 +103,9 @@ export class DockerRuntime implements Runtime {
     const name = containerName(this.node, req.instanceId);
     const existing = await this.inspect(name);
     if (existing?.State.Running) {
-      throw new PilotError('conflict', `instance ${req.instanceId} already runs as container ${existing.Id.slice(0, 12)} (${name})`, { hint: 'adopt() and stop() it first.' });
+      throw new PilotError('conflict', `instance ${req.instanceId} already runs as container ${existing.Id.slice(0, 12)} (${name})`, {
+        hint: 'adopt() and stop() it first.',
+      });
     }
     if (existing) await this.removeContainer(existing.Id); // a crashed one left behind: its output is in the log files
     await mkdir(req.stateDir, { recursive: true });
@@ -113,7 +119,11 @@ export class DockerRuntime implements Runtime {
         ...(req.argv.length > 0 ? { Cmd: [...req.argv] } : {}),
         Env: Object.entries(req.env).map(([k, v]) => `${k}=${v}`),
         Labels: { ...req.labels, [LABELS.instance]: req.instanceId, [LABELS.node]: this.node, [LABELS.stateDir]: req.stateDir },
-        Tty: false, OpenStdin: false, AttachStdin: false, AttachStdout: false, AttachStderr: false,
+        Tty: false,
+        OpenStdin: false,
+        AttachStdin: false,
+        AttachStdout: false,
+        AttachStderr: false,
         HostConfig: {
           NetworkMode: 'host',
           Init: true,
@@ -121,12 +131,19 @@ export class DockerRuntime implements Runtime {
           ...(memory ? { Memory: memory, MemorySwap: memory } : {}),
           ...(req.limits?.cpu ? { NanoCpus: Math.round(req.limits.cpu * 1e9) } : {}),
           LogConfig: { Type: 'json-file', Config: { 'max-size': '10m', 'max-file': '3' } },
-          ...(req.volumes?.length ? { Mounts: req.volumes.map((v) => ({ Type: 'volume' as const, Source: v.source, Target: v.target })) } : {}),
+          ...(req.volumes?.length
+            ? { Mounts: req.volumes.map((v) => ({ Type: 'volume' as const, Source: v.source, Target: v.target })) }
+            : {}),
         },
       });
     } catch (e) {
-      if (statusOf(e) === 409) throw new PilotError('conflict', `a container named ${name} already exists: ${engineMessage(e)}`, { cause: e });
-      if (statusOf(e) === 404) throw new PilotError('deploy_failed', `image ${req.image} is not on the Docker engine (instance ${req.instanceId})`, { cause: e, hint: 'The agent fetches the image before starting; check the revision\'s image.' });
+      if (statusOf(e) === 409)
+        throw new PilotError('conflict', `a container named ${name} already exists: ${engineMessage(e)}`, { cause: e });
+      if (statusOf(e) === 404)
+        throw new PilotError('deploy_failed', `image ${req.image} is not on the Docker engine (instance ${req.instanceId})`, {
+          cause: e,
+          hint: "The agent fetches the image before starting; check the revision's image.",
+        });
       throw new PilotError('deploy_failed', `cannot create the container of instance ${req.instanceId}: ${engineMessage(e)}`, { cause: e });
     }
     const t: Tracked = { id: container.id, stateDir: req.stateDir, running: true, exit: undefined, logs: undefined };
@@ -154,7 +171,10 @@ export class DockerRuntime implements Runtime {
     await this.watch();
     let list: Docker.ContainerInfo[];
     try {
-      list = await this.engine.listContainers({ all: true, filters: { label: [`${LABELS.node}=${this.node}`, `${LABELS.instance}=${instanceId}`] } });
+      list = await this.engine.listContainers({
+        all: true,
+        filters: { label: [`${LABELS.node}=${this.node}`, `${LABELS.instance}=${instanceId}`] },
+      });
     } catch (e) {
       throw new PilotError('runtime_unavailable', `cannot list containers: ${engineMessage(e)}`, { cause: e });
     }
@@ -281,32 +301,51 @@ export class DockerRuntime implements Runtime {
   private async ensureVolumes(req: StartRequest): Promise<void> {
     for (const v of req.volumes ?? []) {
       try {
-        await this.engine.createVolume({ Name: v.source, Labels: { [LABELS.node]: this.node, ...(req.labels?.[LABELS.app] ? { [LABELS.app]: req.labels[LABELS.app] } : {}) } });
+        await this.engine.createVolume({
+          Name: v.source,
+          Labels: { [LABELS.node]: this.node, ...(req.labels?.[LABELS.app] ? { [LABELS.app]: req.labels[LABELS.app] } : {}) },
+        });
       } catch (e) {
-        throw new PilotError('deploy_failed', `cannot create the volume ${v.source} for instance ${req.instanceId}: ${engineMessage(e)}`, { cause: e });
+        throw new PilotError('deploy_failed', `cannot create the volume ${v.source} for instance ${req.instanceId}: ${engineMessage(e)}`, {
+          cause: e,
+        });
       }
     }
   }
 
   private async checkCommand(c: Docker.Container, req: StartRequest): Promise<void> {
     const cfg = (await c.inspect()).Config;
-    const cmd0 = (cfg.Entrypoint && cfg.Entrypoint.length > 0 ? cfg.Entrypoint : cfg.Cmd ?? [])[0];
-    if (cmd0 === undefined || cmd0 === '') throw new PilotError('deploy_failed', `instance ${req.instanceId}: the image has no CMD and no run command was given`, { hint: 'Set `run` in pilot.yaml or CMD in the Dockerfile.' });
-    const pathVar = (cfg.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-    const candidates = cmd0.includes('/') ? [posix.resolve(cfg.WorkingDir || '/', cmd0)] : pathVar.split(':').filter(Boolean).map((d) => posix.join(d, cmd0));
+    const cmd0 = (cfg.Entrypoint && cfg.Entrypoint.length > 0 ? cfg.Entrypoint : (cfg.Cmd ?? []))[0];
+    if (cmd0 === undefined || cmd0 === '')
+      throw new PilotError('deploy_failed', `instance ${req.instanceId}: the image has no CMD and no run command was given`, {
+        hint: 'Set `run` in pilot.yaml or CMD in the Dockerfile.',
+      });
+    const pathVar =
+      (cfg.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+    const candidates = cmd0.includes('/')
+      ? [posix.resolve(cfg.WorkingDir || '/', cmd0)]
+      : pathVar
+          .split(':')
+          .filter(Boolean)
+          .map((d) => posix.join(d, cmd0));
     for (const p of candidates) {
       try {
         // A HEAD answered as a stream: drain it, or its socket stays open.
-        const res = await c.infoArchive({ path: p }) as NodeJS.ReadableStream;
+        const res = (await c.infoArchive({ path: p })) as NodeJS.ReadableStream;
         res.resume();
         return;
       } catch (e) {
-        if (statusOf(e) !== 404) throw new PilotError('deploy_failed', `cannot look for ${cmd0} in the image: ${engineMessage(e)}`, { cause: e });
+        if (statusOf(e) !== 404)
+          throw new PilotError('deploy_failed', `cannot look for ${cmd0} in the image: ${engineMessage(e)}`, { cause: e });
       }
     }
-    throw new PilotError('deploy_failed', `${cmd0}: command not found in image ${req.image?.slice(0, 19)} (instance ${req.instanceId}, PATH ${pathVar})`, {
-      hint: 'Check the run command (pilot.yaml `run`, or the image\'s CMD/ENTRYPOINT); it is looked up in the image\'s PATH.',
-    });
+    throw new PilotError(
+      'deploy_failed',
+      `${cmd0}: command not found in image ${req.image?.slice(0, 19)} (instance ${req.instanceId}, PATH ${pathVar})`,
+      {
+        hint: "Check the run command (pilot.yaml `run`, or the image's CMD/ENTRYPOINT); it is looked up in the image's PATH.",
+      },
+    );
   }
 
   private async waitStopped(c: Docker.Container, ms: number): Promise<boolean> {
@@ -337,7 +376,8 @@ export class DockerRuntime implements Runtime {
       await this.engine.getContainer(id).remove({ force: true });
     } catch (e) {
       // 404: gone already; 409: a removal is already in progress
-      if (statusOf(e) !== 404 && statusOf(e) !== 409) throw new PilotError('runtime_unavailable', `cannot remove container ${id.slice(0, 12)}: ${engineMessage(e)}`, { cause: e });
+      if (statusOf(e) !== 404 && statusOf(e) !== 409)
+        throw new PilotError('runtime_unavailable', `cannot remove container ${id.slice(0, 12)}: ${engineMessage(e)}`, { cause: e });
     }
     // The entry stays (not running, with its exit) so exitInfo still answers; bounded like the process runtime's.
     this.tracked.get(id)?.logs?.close();

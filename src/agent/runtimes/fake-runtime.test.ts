@@ -30,7 +30,10 @@ runtimeContract('fake', async () => {
 void describe('fake runtime failure injection', () => {
   void it('fails every start with startError, as deploy_failed', async () => {
     const rt = new FakeRuntime({ startError: 'disk full' });
-    await assert.rejects(rt.start(request('a')), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && e.message === 'disk full');
+    await assert.rejects(
+      rt.start(request('a')),
+      (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && e.message === 'disk full',
+    );
     assert.deepEqual(rt.host.running(), []);
     rt.startError = undefined;
     const h = await rt.start(request('a'));

@@ -41,10 +41,13 @@ export function readPidFile(stateDir: string): PidFile | undefined {
   const p = raw as Record<string, unknown>;
   const ok =
     typeof p.instanceId === 'string' &&
-    typeof p.pid === 'number' && Number.isInteger(p.pid) && p.pid > 0 &&
+    typeof p.pid === 'number' &&
+    Number.isInteger(p.pid) &&
+    p.pid > 0 &&
     typeof p.startTime === 'string' &&
     typeof p.startedAt === 'number' &&
-    Array.isArray(p.argv) && p.argv.every((a) => typeof a === 'string');
+    Array.isArray(p.argv) &&
+    p.argv.every((a) => typeof a === 'string');
   if (!ok) return undefined;
   const cgroup = p.cgroup === undefined ? undefined : parseInstanceCgroup(p.cgroup);
   if (p.cgroup !== undefined && cgroup === undefined) return undefined; // a tampered path must never be written to

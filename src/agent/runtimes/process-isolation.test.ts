@@ -49,7 +49,11 @@ console.log('ready');
 setInterval(() => {}, 1 << 30);
 `;
 
-interface Setup { rt: ProcessRuntime; req: (id: string, mode: string, memoryMb?: number, cpu?: number) => StartRequest; started: InstanceHandle[] }
+interface Setup {
+  rt: ProcessRuntime;
+  req: (id: string, mode: string, memoryMb?: number, cpu?: number) => StartRequest;
+  started: InstanceHandle[];
+}
 
 async function setup(t: TestContext, cgroups: CgroupLayout, pidsMax?: number): Promise<Setup> {
   const root = await mkdtemp(join(tmpdir(), 'pilot-iso-'));
@@ -64,8 +68,13 @@ async function setup(t: TestContext, cgroups: CgroupLayout, pidsMax?: number): P
     await rm(root, { recursive: true, force: true });
   });
   const req = (id: string, mode: string, memoryMb?: number, cpu?: number): StartRequest => ({
-    instanceId: id, stateDir: join(root, 'state', id), cwd: root, argv: [process.execPath, join(root, 'app.mjs'), mode],
-    env: { PATH: '/usr/bin:/bin', PILOT_INSTANCE: id }, user: USER, limits: { memoryMb, cpu },
+    instanceId: id,
+    stateDir: join(root, 'state', id),
+    cwd: root,
+    argv: [process.execPath, join(root, 'app.mjs'), mode],
+    env: { PATH: '/usr/bin:/bin', PILOT_INSTANCE: id },
+    user: USER,
+    limits: { memoryMb, cpu },
   });
   return { rt, req, started };
 }
@@ -90,7 +99,8 @@ async function kids(rt: ProcessRuntime, r: StartRequest): Promise<{ pid: number;
 
 // v1 machines without a v2 cgroup.kill: the freezer path (freeze, kill every pid, thaw), and with
 // neither, the read-and-kill loop.
-const v1Freezer: CgroupLayout | undefined = layout.kind === 'v1' && layout.freezer !== undefined ? { ...layout, unified: undefined } : undefined;
+const v1Freezer: CgroupLayout | undefined =
+  layout.kind === 'v1' && layout.freezer !== undefined ? { ...layout, unified: undefined } : undefined;
 const v1Plain: CgroupLayout | undefined = layout.kind === 'v1' ? { ...layout, unified: undefined, freezer: undefined } : undefined;
 const variants: [string, CgroupLayout | undefined][] = [
   ['with cgroups', layout.kind === 'none' ? undefined : layout],
@@ -100,7 +110,11 @@ const variants: [string, CgroupLayout | undefined][] = [
 ];
 for (const [name, variant] of variants) {
   const cgroups: CgroupLayout = variant ?? { kind: 'none', reason: 'n/a' };
-  const skip = !isRoot ? 'needs root' : variant === undefined ? `not on this machine (${layout.kind === 'none' ? layout.reason : layout.kind})` : false;
+  const skip = !isRoot
+    ? 'needs root'
+    : variant === undefined
+      ? `not on this machine (${layout.kind === 'none' ? layout.reason : layout.kind})`
+      : false;
   void describe(`process runtime containment ${name}`, { skip, timeout: 120_000 }, () => {
     void it('runs the app as the given uid/gid with no supplementary groups; its log files stay root-only', async (t) => {
       const { rt, req, started } = await setup(t, cgroups);
@@ -110,7 +124,10 @@ for (const [name, variant] of variants) {
       const id = JSON.parse(/id (\{.*\})/.exec(out(rt, r))![1]!) as { uid: number; gid: number; groups: number[] };
       assert.equal(id.uid, USER.uid);
       assert.equal(id.gid, USER.gid);
-      assert.deepEqual(id.groups.filter((g) => g !== USER.gid), []);
+      assert.deepEqual(
+        id.groups.filter((g) => g !== USER.gid),
+        [],
+      );
       const log = statSync(rt.logFiles(r.stateDir).stdout);
       assert.equal(log.uid, 0);
       assert.equal(log.mode & 0o777, 0o600);
@@ -154,16 +171,20 @@ for (const [name, variant] of variants) {
       assert.equal(alive(h.pid, h.startTime), false);
     });
 
-    void it('holds a fork bomb to its pids limit where the machine has the pids controller', { skip: cgroups.kind === 'none' || (cgroups.kind === 'v1' && cgroups.pids === undefined) ? 'no pids controller' : false }, async (t) => {
-      const { rt, req, started } = await setup(t, cgroups, 24);
-      const r = req('bomb-1', 'forkbomb');
-      const h = await rt.start(r);
-      started.push(h);
-      await waitFor(() => /forks \{/.test(out(rt, r)), 'the fork report', 30_000);
-      const forks = JSON.parse(/forks (\{.*\})/.exec(out(rt, r))![1]!) as { ok: number; failed: number };
-      assert.ok(forks.failed > 0 && forks.ok < 60, JSON.stringify(forks));
-      await rt.stop(h, 0);
-    });
+    void it(
+      'holds a fork bomb to its pids limit where the machine has the pids controller',
+      { skip: cgroups.kind === 'none' || (cgroups.kind === 'v1' && cgroups.pids === undefined) ? 'no pids controller' : false },
+      async (t) => {
+        const { rt, req, started } = await setup(t, cgroups, 24);
+        const r = req('bomb-1', 'forkbomb');
+        const h = await rt.start(r);
+        started.push(h);
+        await waitFor(() => /forks \{/.test(out(rt, r)), 'the fork report', 30_000);
+        const forks = JSON.parse(/forks (\{.*\})/.exec(out(rt, r))![1]!) as { ok: number; failed: number };
+        assert.ok(forks.failed > 0 && forks.ok < 60, JSON.stringify(forks));
+        await rt.stop(h, 0);
+      },
+    );
 
     void it('after an agent restart, a new runtime adopts the instance and its stop still reaches every descendant', async (t) => {
       const { rt, req, started } = await setup(t, cgroups);
@@ -182,10 +203,15 @@ for (const [name, variant] of variants) {
   });
 }
 
-void describe('sweepEmptyCgroups on this machine\'s cgroups', { skip: layout.kind === 'none' ? 'no cgroups' : false }, () => {
+void describe("sweepEmptyCgroups on this machine's cgroups", { skip: layout.kind === 'none' ? 'no cgroups' : false }, () => {
   void it('removes empty instance folders and keeps one with a process in it', async (t) => {
     // A base of this test's own, so nothing of another agent on the machine is touched.
-    const mine: CgroupLayout = layout.kind === 'v2' ? { kind: 'v2', base: join(layout.base, `sweep-test-${process.pid}`) } : layout.kind === 'v1' ? { kind: 'v1', memory: join(layout.memory, `sweep-test-${process.pid}`) } : layout;
+    const mine: CgroupLayout =
+      layout.kind === 'v2'
+        ? { kind: 'v2', base: join(layout.base, `sweep-test-${process.pid}`) }
+        : layout.kind === 'v1'
+          ? { kind: 'v1', memory: join(layout.memory, `sweep-test-${process.pid}`) }
+          : layout;
     const empty = createInstanceCgroup(mine, 'empty', {})!;
     const busy = createInstanceCgroup(mine, 'busy', {})!;
     const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });

@@ -65,7 +65,9 @@ void describe('process runtime', () => {
     const req = request(dir, 'env-1');
     await start(req);
     await waitFor(() => stdoutOf(rt, req).includes('ready'), 'the app to print its env');
-    const line = stdoutOf(rt, req).split('\n').find((l) => l.startsWith('env '));
+    const line = stdoutOf(rt, req)
+      .split('\n')
+      .find((l) => l.startsWith('env '));
     assert.ok(line !== undefined);
     const seen = JSON.parse(line.slice(4)) as Record<string, string>;
     assert.equal(seen.PILOT_SECRET_X, undefined);
@@ -165,6 +167,9 @@ void describe('process runtime', () => {
   void it('rejects a missing working directory with deploy_failed naming it', async (t) => {
     const { dir, rt } = await setup(t);
     const req = { ...request(dir, 'nocwd-1'), cwd: join(dir.root, 'no-such-release') };
-    await assert.rejects(rt.start(req), (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && e.message.includes('no-such-release'));
+    await assert.rejects(
+      rt.start(req),
+      (e: unknown) => isPilotError(e) && e.code === 'deploy_failed' && e.message.includes('no-such-release'),
+    );
   });
 });

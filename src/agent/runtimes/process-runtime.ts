@@ -11,7 +11,16 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PilotError } from '../../core/errors.js';
-import { cgroupName, cgroupPids, createInstanceCgroup, killCgroup, oomKills, removeCgroup, type CgroupLayout, type InstanceCgroup } from '../cgroups.js';
+import {
+  cgroupName,
+  cgroupPids,
+  createInstanceCgroup,
+  killCgroup,
+  oomKills,
+  removeCgroup,
+  type CgroupLayout,
+  type InstanceCgroup,
+} from '../cgroups.js';
 import { isSameProcess, readProcStat, readStartTime } from '../../os/proc.js';
 import { isGone, killGroup, pidReused, signalInstance, signalPids } from './signals.js';
 import { checkCommand, fallbackMembers, netnsPrefix, overMemory, startArgv, WRAPPER_CGROUP_FAILED } from './containment.js';
@@ -71,7 +80,8 @@ function spawnError(req: StartRequest, e: unknown): PilotError {
   const argv0 = req.argv[0] ?? '';
   const code = (e as NodeJS.ErrnoException).code;
   const where = `(instance ${req.instanceId}, cwd ${req.cwd})`;
-  const hint = 'Check the run command (pilot.yaml `run`, the Procfile web: line or package.json start); it is looked up in the PATH of the app env.';
+  const hint =
+    'Check the run command (pilot.yaml `run`, the Procfile web: line or package.json start); it is looked up in the PATH of the app env.';
   if (code === 'ENOENT') return new PilotError('deploy_failed', `${argv0}: command not found ${where}`, { hint, cause: e });
   if (code === 'EACCES') return new PilotError('deploy_failed', `${argv0}: permission denied, not executable ${where}`, { hint, cause: e });
   return new PilotError('deploy_failed', `${argv0}: cannot start: ${(e as Error).message} ${where}`, { hint, cause: e });
@@ -93,7 +103,7 @@ export class ProcessRuntime implements Runtime {
     this.cgroups = opts.cgroups ?? { kind: 'none', reason: 'not configured' };
     this.logMaxBytes = opts.logMaxBytes ?? 10 * 1024 * 1024;
     this.logKeep = opts.logKeep ?? 2;
-    this.pidsMax = opts.pidsMax === 0 ? undefined : opts.pidsMax ?? 4096;
+    this.pidsMax = opts.pidsMax === 0 ? undefined : (opts.pidsMax ?? 4096);
     if (this.cgroups.kind === 'none') {
       // Without cgroups the memory limit is enforced by measuring: coarse (a fast allocator can
       // overshoot between two polls) but bounded.
@@ -135,7 +145,9 @@ export class ProcessRuntime implements Runtime {
       const tag = createHash('sha256').update(req.stateDir).digest('hex').slice(0, 8);
       cgroup = createInstanceCgroup(this.cgroups, cgroupName(req.instanceId, tag), { ...req.limits, pids: this.pidsMax });
     } catch (e) {
-      throw new PilotError('deploy_failed', `cannot set up the cgroup of instance ${req.instanceId}: ${(e as Error).message}`, { cause: e });
+      throw new PilotError('deploy_failed', `cannot set up the cgroup of instance ${req.instanceId}: ${(e as Error).message}`, {
+        cause: e,
+      });
     }
     if (cgroup !== undefined && cgroupPids(cgroup).length > 0) {
       // Left over from a crashed start with this stateDir: nothing of it may run beside the new one.
@@ -156,7 +168,9 @@ export class ProcessRuntime implements Runtime {
     // Node switches user itself (setgroups(0), setgid, setuid) and no wrapper is needed.
     // A namespaced instance (nsenter first) needs the wrapper too: nsenter must run as root.
     const wrapped = cgroup !== undefined || (user !== undefined && netnsPrefix(req.argv).length > 0);
-    const argv = wrapped ? startArgv(req.argv, cgroup === undefined ? [] : cgroup.dirs.map((d) => join(d, 'cgroup.procs')), user) : [...req.argv];
+    const argv = wrapped
+      ? startArgv(req.argv, cgroup === undefined ? [] : cgroup.dirs.map((d) => join(d, 'cgroup.procs')), user)
+      : [...req.argv];
     try {
       child = spawn(argv[0]!, argv.slice(1), {
         cwd: req.cwd,
@@ -221,7 +235,8 @@ export class ProcessRuntime implements Runtime {
     if (pf === undefined || pf.instanceId !== instanceId || !isSameProcess(pf.pid, pf.startTime)) return undefined;
     const h: InstanceHandle = { instanceId, pid: pf.pid, startTime: pf.startTime, startedAt: pf.startedAt };
     // oomBase 0: a cgroup folder is made fresh (or emptied) at each start, so its count is this instance's.
-    if (!this.tracked.has(key(h))) this.track(key(h), { stateDir, cgroup: pf.cgroup, oomBase: 0, uid: pf.uid, memoryMb: pf.memoryMb, logger: pf.logger });
+    if (!this.tracked.has(key(h)))
+      this.track(key(h), { stateDir, cgroup: pf.cgroup, oomBase: 0, uid: pf.uid, memoryMb: pf.memoryMb, logger: pf.logger });
     return h;
   }
 
@@ -259,7 +274,8 @@ export class ProcessRuntime implements Runtime {
   private describeExit(t: Tracked, code: number | null, signal: NodeJS.Signals | null): ExitInfo {
     if (t.oomByPolling) return { code, signal, oomKilled: true, reason: oomReason(t.memoryMb, ' (measured by RSS polling)') };
     if (t.cgroup !== undefined && oomKills(t.cgroup) > t.oomBase) return { code, signal, oomKilled: true, reason: oomReason(t.memoryMb) };
-    if (code === WRAPPER_CGROUP_FAILED && t.cgroup !== undefined) return { code, signal, reason: 'could not join its cgroup (exit 125 of the start wrapper)' };
+    if (code === WRAPPER_CGROUP_FAILED && t.cgroup !== undefined)
+      return { code, signal, reason: 'could not join its cgroup (exit 125 of the start wrapper)' };
     return { code, signal };
   }
 
@@ -317,9 +333,13 @@ export class ProcessRuntime implements Runtime {
 
   /** The no-cgroup memory limit: SIGKILL every process of an instance whose tree RSS is above it. */
   private enforceRss(): void {
-    const limited = [...this.tracked.entries()].filter(([, t]) => t.memoryMb !== undefined && t.memoryMb > 0 && t.cgroup === undefined && t.exit === undefined);
+    const limited = [...this.tracked.entries()].filter(
+      ([, t]) => t.memoryMb !== undefined && t.memoryMb > 0 && t.cgroup === undefined && t.exit === undefined,
+    );
     if (limited.length === 0) return;
-    const over = overMemory(limited.map(([k, t]) => ({ key: k, leader: Number(k.split(':')[0]), startTime: k.split(':')[1]!, memoryMb: t.memoryMb! })));
+    const over = overMemory(
+      limited.map(([k, t]) => ({ key: k, leader: Number(k.split(':')[0]), startTime: k.split(':')[1]!, memoryMb: t.memoryMb! })),
+    );
     for (const { key: k, pids } of over) {
       const t = this.tracked.get(k);
       if (t !== undefined) t.oomByPolling = true;

@@ -86,7 +86,12 @@ void describe('process runtime across agent restarts', () => {
     await waitFor(() => readFileSync(rt.logFiles(bystanderReq.stateDir).stdout, 'utf8').includes('ready'), 'the bystander');
 
     // web-1 once ran as this pid, died, and the kernel gave the number to the bystander.
-    const stale: InstanceHandle = { instanceId: 'web-1', pid: bystander.pid, startTime: String(Number(bystander.startTime) - 1), startedAt: 1 };
+    const stale: InstanceHandle = {
+      instanceId: 'web-1',
+      pid: bystander.pid,
+      startTime: String(Number(bystander.startTime) - 1),
+      startedAt: 1,
+    };
     const staleDir = join(dir.root, 'state', 'web-1');
     await mkdir(staleDir, { recursive: true });
     await writeFile(join(staleDir, 'pid.json'), JSON.stringify({ ...stale, argv: ['node', 'server.js'] }));
@@ -112,7 +117,10 @@ void describe('log bound of a running instance', () => {
     t.after(() => killByPid(h.pid, h.startTime));
     const { stdout } = rt.logFiles(req.stateDir);
     // Read the three files in one go, oldest first, while they rotate under us.
-    const ticks = (): number[] => [`${stdout}.2`, `${stdout}.1`, stdout].flatMap((f) => (existsSync(f) ? [...readFileSync(f, 'utf8').matchAll(/tick (\d+)/g)].map((m) => Number(m[1])) : []));
+    const ticks = (): number[] =>
+      [`${stdout}.2`, `${stdout}.1`, stdout].flatMap((f) =>
+        existsSync(f) ? [...readFileSync(f, 'utf8').matchAll(/tick (\d+)/g)].map((m) => Number(m[1])) : [],
+      );
     await waitFor(() => existsSync(`${stdout}.2`) && ticks().some((n) => n >= 60), 'sixty ticks, several rotations');
     await rt.stop(h, 2_000);
     for (const f of [stdout, `${stdout}.1`, `${stdout}.2`]) assert.ok(statSync(f).size <= 200, `${f} is ${statSync(f).size} bytes`);

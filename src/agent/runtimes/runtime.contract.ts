@@ -28,7 +28,11 @@ export interface ContractHarness {
 }
 
 /** Register the runtime contract tests for one adapter. */
-export function runtimeContract(name: string, makeHarness: () => Promise<ContractHarness>, opts: { skip?: string | false; timeout?: number } = {}): void {
+export function runtimeContract(
+  name: string,
+  makeHarness: () => Promise<ContractHarness>,
+  opts: { skip?: string | false; timeout?: number } = {},
+): void {
   /** A harness and a started instance, both torn down after the test even if it fails. */
   async function setup(t: TestContext, id = 'web-1'): Promise<{ hx: ContractHarness; rt: Runtime; req: StartRequest; h: InstanceHandle }> {
     const hx = await makeHarness();
