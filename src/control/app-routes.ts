@@ -214,7 +214,6 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       await reconciler.publishRoutes();
       return { instances };
     });
-    reconciler.wake();
     reconciler.enqueue(name);
     return { app: name, removed: true, stopping: removed.instances };
   });

@@ -98,6 +98,7 @@ export class Reconciler {
   /** Per app: the last failure logged (an app failing the same way is logged once, then when it changes). */
   private readonly lastFailure = new Map<string, string>();
   private readonly unplaced = new Map<string, { count: number; reason: string }>();
+  private unfollowEvents: (() => void) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -115,6 +116,18 @@ export class Reconciler {
       onError: (app, err, info) => this.failed(app, err, info),
       onIdle: () => this.publishSoon(),
     });
+    this.followEvents();
+  }
+
+  /**
+   * Agents' long polls are woken by the event feed: the store publishes an instance's events after
+   * the commit that made them (placed, desired, removed), whoever wrote it (a plan, an app removal).
+   */
+  private followEvents(): void {
+    this.unfollowEvents ??= this.store.subscribeEvents((batch) => {
+      if (batch.some((e) => e.kind === 'instance.placed' || e.kind === 'instance.desired' || e.kind === 'instance.removed'))
+        this.wakeAgents();
+    });
   }
 
   /** Run `fn` after every write queued before it: the single-writer rule. */
@@ -125,6 +138,7 @@ export class Reconciler {
   /** Start the periodic resync (the safety net); changes are reconciled whether started or not. */
   start(): void {
     const every = this.settings.resyncMs ?? 30_000;
+    this.followEvents();
     this.started = true;
     const loop = (): void => {
       if (!this.started) return; // stopped while a resync ran
@@ -139,6 +153,8 @@ export class Reconciler {
   }
 
   stop(): void {
+    this.unfollowEvents?.();
+    this.unfollowEvents = undefined;
     this.started = false;
     if (this.resyncTimer !== undefined) this.clock.clearTimer(this.resyncTimer);
     this.resyncTimer = undefined;
@@ -436,7 +452,6 @@ export class Reconciler {
       else this.drainStart.delete(d.id);
     }
     if (plan.unplaced) this.unplaced.set(plan.app, plan.unplaced);
-    if (plan.placements.length > 0 || plan.desired.some((d) => d.desired === 'stop')) this.wakeAgents();
     if (plan.finish && plan.rolloutId !== undefined) this.rolloutStart.delete(plan.rolloutId);
     if (plan.activate !== undefined) await this.publishRoutes();
     return r;
