@@ -20,7 +20,7 @@ const layers = {
   agent: ['core', 'os', 'workspace', 'files', 'api', 'artifacts', 'docker', 'node-runtime'],
   pipeline: ['core', 'os', 'workspace', 'api', 'artifacts', 'docker', 'node-runtime'],
   cd: ['core', 'http', 'store', 'api', 'pipeline'],
-  control: ['core', 'files', 'disk', 'store', 'api', 'artifacts', 'node-runtime', 'router', 'cd'],
+  control: ['core', 'files', 'http', 'disk', 'store', 'api', 'artifacts', 'node-runtime', 'router', 'cd'],
   cli: ['*'],
 };
 const TESTS = '(\\.test|\\.fixture)\\.ts$|/test-[^/]*\\.ts$';

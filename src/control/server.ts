@@ -33,7 +33,7 @@ import { diskStatus } from '../disk/disk.js';
 import { NodeMonitor } from './node-monitor.js';
 import { DEFAULT_NODE_HEALTH } from '../core/node-health.js';
 import { registerNodeRoutes } from './node-routes.js';
-import { installBodyDeadline, slowClientServerOptions } from './slow-clients.js';
+import { installBodyDeadline, installLingeringClose, slowClientServerOptions } from './slow-clients.js';
 import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../api/version.js';
 import { Reconciler } from './reconciler.js';
@@ -231,6 +231,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }) as unknown as FastifyInstance;
   installErrorHandling(api, opts.home);
   installBodyDeadline(api);
+  installLingeringClose(api);
   const routes: { method: string; url: string }[] = [];
   api.addHook('onRoute', (r) => {
     for (const method of typeof r.method === 'string' ? [r.method] : r.method) routes.push({ method, url: r.url });
