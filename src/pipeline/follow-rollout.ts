@@ -104,6 +104,12 @@ export async function followRollout(
       dirty = true;
       poke();
     },
+    // A dropped stream: read at once, as a poll would have. A server that is gone fails that read
+    // (the CLI ends with the server's absence, as before the feed), one back again answers it.
+    onDrop: () => {
+      dirty = true;
+      poke();
+    },
   }).catch(() => {
     mode = 'poll';
     poke();
