@@ -6,7 +6,6 @@ import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
-import { lingerAfterEarlyAnswer } from '../http/early-answer.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
@@ -52,18 +51,9 @@ export function registerArtifactRoutes(app: FastifyInstance, opts: ArtifactRoute
       '/api/v1/artifacts/:digest',
       { schema: { params: DigestParams, querystring: PutQuery, response: { 200: MetaSchema, 201: MetaSchema } } },
       async (req, reply) => {
-        try {
-          return await putArtifact(req, reply, opts);
-        } catch (e) {
-          // The body may be unread (early validation error, too_large): answering and then closing
-          // the connection stops it; keeping it alive would make Node read the rest to discard it.
-          // A lingering close, so the client reads the answer (http/early-answer.ts).
-          if (!req.raw.complete) {
-            void reply.header('connection', 'close');
-            lingerAfterEarlyAnswer(req.raw);
-          }
-          throw e;
-        }
+        // A refusal before the body is read (early validation error, too_large) is closed by the
+        // server's lingering close (http/early-answer.ts installLingeringClose).
+        return putArtifact(req, reply, opts);
       },
     );
 

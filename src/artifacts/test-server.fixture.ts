@@ -7,6 +7,7 @@ import { FsBlobStore } from './blob-store.js';
 import { installErrorHandling } from '../control/http-errors.js';
 import { MemoryArtifactMetaStore } from './meta.js';
 import { registerArtifactRoutes } from './routes.js';
+import { installLingeringClose } from '../http/early-answer.js';
 
 export interface TestServer {
   readonly url: string;
@@ -30,6 +31,7 @@ export async function startTestServer(opts: { maxBytes?: number } = {}): Promise
     authHeaders.push(req.headers.authorization);
   });
   installErrorHandling(app); // the server's own error mapping, so tests see what users see
+  installLingeringClose(app); // as the control plane's server does
   registerArtifactRoutes(app, { blobs, meta, maxBytes: opts.maxBytes ?? 64 * 1024 * 1024 });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return {

@@ -8,7 +8,6 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { PilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
-import { lingerAfterEarlyAnswer } from '../http/early-answer.js';
 import { assertName } from '../core/names.js';
 import { sameRepository } from '../core/repo-url.js';
 import type { SecretBox } from '../store/secret-box.js';
@@ -103,14 +102,8 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       return payload;
     });
 
-    // The reply may leave part of the body unread (413, 404, 415): close the connection rather than
-    // let Node read and discard all the rest to keep it alive; a lingering close, so the client
-    // reads the answer (http/early-answer.ts).
-    scope.addHook('onSend', async (req, reply) => {
-      if (req.raw.complete) return;
-      void reply.header('connection', 'close');
-      lingerAfterEarlyAnswer(req.raw);
-    });
+    // The reply may leave part of the body unread (413, 404, 415): the server's lingering close
+    // (http/early-answer.ts installLingeringClose) closes the connection after the answer is read.
 
     scope.post<HookRoute>('/hooks/github/:app', { bodyLimit: maxBodyBytes }, async (req, reply) => {
       const target = targets.get(req);

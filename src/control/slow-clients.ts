@@ -8,7 +8,6 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { ServerOptions } from 'node:http';
-import { lingerAfterEarlyAnswer } from '../http/early-answer.js';
 
 export const HEADERS_TIMEOUT_MS = 10_000;
 export const BODY_TIMEOUT_MS = 30_000;
@@ -38,18 +37,4 @@ export function installBodyDeadline(app: FastifyInstance, timeoutMs = BODY_TIMEO
   });
   app.addHook('preValidation', async (req) => clear(req.raw));
   app.addHook('onResponse', async (req) => clear(req.raw));
-}
-
-/**
- * Any answer sent before its request body was read (Fastify's 413 on a declared length over the
- * limit, a token refused in onRequest, a route refusing before it reads): `Connection: close`, then
- * a lingering close (http/early-answer.ts), so a client still sending reads the answer instead of a
- * reset. Seen without it: about 1 in 300 such answers lost as EPIPE on a loaded machine.
- */
-export function installLingeringClose(app: FastifyInstance): void {
-  app.addHook('onSend', async (req, reply) => {
-    if (req.raw.complete) return;
-    void reply.header('connection', 'close');
-    lingerAfterEarlyAnswer(req.raw);
-  });
 }

@@ -9,6 +9,7 @@
  * close. Nothing is buffered.
  */
 import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance } from 'fastify';
 import type { Socket } from 'node:net';
 
 export const LINGER_MS = 5_000;
@@ -43,4 +44,18 @@ export function lingerAfterEarlyAnswer(raw: IncomingMessage, limits: { ms?: numb
     raw.resume();
     this.resume();
   };
+}
+
+/**
+ * For every answer of `app` sent before its request body was read (Fastify's 413 on a declared
+ * length over the limit, a token refused in onRequest, a route refusing before it reads, an upload
+ * or webhook refused early): `Connection: close`, then the lingering close above. Seen without it:
+ * about 1 in 300 such answers lost as EPIPE on a loaded machine.
+ */
+export function installLingeringClose(app: FastifyInstance): void {
+  app.addHook('onSend', async (req, reply) => {
+    if (req.raw.complete) return;
+    void reply.header('connection', 'close');
+    lingerAfterEarlyAnswer(req.raw);
+  });
 }
