@@ -90,7 +90,8 @@ before(async () => {
 });
 after(async () => {
   await new Promise((r) => server.close(r));
-  rmSync(work, { recursive: true, force: true });
+  // npm may still be writing its cache as its process exits (CI saw ENOTEMPTY once): retry the removal.
+  rmSync(work, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 });
 
 describe('npmFor: the npm for a pinned node, from the registry', { timeout: 120_000 }, () => {
