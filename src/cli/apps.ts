@@ -42,6 +42,7 @@ interface StatusRes {
     node?: { version: string; source: string } | null;
   }[];
   rollouts: { id: number; toRevision: number; fromRevision?: number; status: string; reason?: string; startedAt: number }[];
+  rollout?: RolloutViewRes | null;
   routing?: { problems: string[] };
   orphans?: { id: string; node: string; revision?: number; state: string; port?: number; pid?: number }[];
   instances: {
@@ -66,6 +67,10 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
   const res = await api.call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
   const health = await api.call<Health>('GET', '/healthz').catch(() => undefined);
   if (!opts.json) for (const w of healthWarnings(health)) process.stderr.write(`warning: ${w}\n`);
+  // A running rollout shows each revision's live figures (the router's, over the last 30 s).
+  const traffic = res.rollout
+    ? await api.call<TrafficRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}/traffic?window=30s`).catch(() => undefined)
+    : undefined;
   output(opts, res, () => {
     const a = res.app;
     const shown = res.revisions.find((r) => r.active) ?? res.revisions[0];
@@ -76,6 +81,7 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
         : []),
       ...volumeLines(res.volumes ?? []),
       ...(res.pending ? [`pending: ${res.pending.count} instance(s) waiting: ${res.pending.reason}`] : []),
+      ...(res.rollout ? ['', ...rolloutLines(res.rollout, traffic, a.activeRevision)] : []),
       '',
       'instances:',
       res.instances.length === 0
@@ -171,6 +177,67 @@ export async function rollback(app: string, opts: GlobalOptions & { to?: string;
   say(`rolling ${app} back to revision ${res.rollout.toRevision} (rollout #${res.rollout.id})`);
   await followRollout(api, app, res.rollout.id, { timeoutMs: 5 * 60_000, out: say });
   if (opts.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
+}
+
+/** What the API says of a running rollout (core/strategy.ts RolloutView). */
+interface RolloutViewRes {
+  id: number;
+  toRevision: number;
+  strategy: string;
+  description: string;
+  step?: number;
+  steps?: number;
+  weights: { stable: number; canary: number };
+  waiting: string;
+  verdict?: { verdict: string; reason: string };
+  command?: string;
+}
+
+export async function promote(app: string, opts: GlobalOptions & { full?: boolean }): Promise<void> {
+  const res = await apiClient(opts).call<{ rollout: { id: number; toRevision: number } }>(
+    'POST',
+    `/api/v1/apps/${encodeURIComponent(app)}/promote`,
+    opts.full ? { full: true } : {},
+  );
+  output(opts, res, () =>
+    opts.full
+      ? `rollout #${res.rollout.id}: revision ${res.rollout.toRevision} goes to 100% as soon as all its instances are ready`
+      : `rollout #${res.rollout.id}: revision ${res.rollout.toRevision} moves to its next step`,
+  );
+}
+
+export async function abort(app: string, opts: GlobalOptions): Promise<void> {
+  const res = await apiClient(opts).call<{ rollout: { id: number; toRevision: number } }>(
+    'POST',
+    `/api/v1/apps/${encodeURIComponent(app)}/abort`,
+    {},
+  );
+  output(
+    opts,
+    res,
+    () => `rollout #${res.rollout.id} aborted: all traffic goes back to the stable revision; revision ${res.rollout.toRevision} stops`,
+  );
+}
+
+/** The running rollout in a few lines: strategy, step, weights, per-revision figures, what it waits for. */
+function rolloutLines(r: RolloutViewRes, traffic: TrafficRes | undefined, stable: number | null): string[] {
+  const step = r.step !== undefined ? `, step ${r.step}/${r.steps}` : '';
+  const fig = (rev: number | null): string => {
+    const row = traffic?.revisions.find((x) => x.revision === rev);
+    if (!row) return '';
+    const p99 = row.latencyMs.p99 === null ? '-' : `${row.latencyMs.p99}ms`;
+    return ` (${row.rps} req/s, 5xx ${(row.errorRate * 100).toFixed(2)}%, p99 ${p99})`;
+  };
+  return [
+    `rollout #${r.id} to revision ${r.toRevision}: ${r.description}${step}`,
+    `  weights: revision ${stable ?? '-'} ${r.weights.stable}%${fig(stable)}, revision ${r.toRevision} ${r.weights.canary}%${fig(r.toRevision)}`,
+    ...(r.verdict ? [`  analysis: ${r.verdict.verdict}: ${r.verdict.reason}`] : []),
+    `  waiting for ${r.waiting}${r.command ? ` (${r.command} requested)` : ''}`,
+  ];
+}
+
+interface TrafficRes {
+  revisions: { revision: number | null; rps: number; errorRate: number; latencyMs: { p99: number | null } }[];
 }
 
 export async function scale(app: string, count: string, opts: GlobalOptions): Promise<void> {

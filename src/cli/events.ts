@@ -20,6 +20,12 @@ export function describeEvent(e: PilotEvent): string {
         return `rollout #${p.rollout} started: revision ${p.fromRevision ?? '-'} → ${p.toRevision}`;
       case 'rollout.finished':
         return `rollout #${p.rollout} ${p.status}${p.reason ? `: ${String(p.reason).split('\n')[0]}` : ''}`;
+      case 'rollout.step':
+        return `rollout #${p.rollout} step ${Number(p.step) + 1}: revision ${p.toRevision} at ${p.weight}% (was ${p.previousWeight}%)`;
+      case 'rollout.analysis':
+        return `rollout #${p.rollout} analysis ${p.verdict}: ${p.reason}`;
+      case 'rollout.command':
+        return `rollout #${p.rollout} ${p.command} requested`;
       case 'instance.placed':
         return `instance ${p.instance} placed on ${p.node} (revision ${p.revision}${p.kind === 'release' ? ', release phase' : ''})`;
       case 'instance.desired':

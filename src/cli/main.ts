@@ -30,6 +30,8 @@ const apps = lazy(appsModule, 'apps');
 const status = lazy(appsModule, 'status');
 const rollback = lazy(appsModule, 'rollback');
 const scale = lazy(appsModule, 'scale');
+const promote = lazy(appsModule, 'promote');
+const abort = lazy(appsModule, 'abort');
 const appsCreate = lazy(appsModule, 'appsCreate');
 const appsRemove = lazy(appsModule, 'appsRemove');
 const orphans = lazy(nodesModule, 'orphans');
@@ -329,6 +331,17 @@ program
   .option('--to <revision>', 'revision number')
   .option('--dry-run', 'say what would start where and what would stop; change nothing')
   .action(action(async (app: string, o: { to?: string; dryRun?: boolean }, cmd: Command) => rollback(app, { ...g(cmd), ...o })));
+program
+  .command('promote')
+  .description('move a canary to its next step now (--full: straight to 100% and done, no more analysis)')
+  .argument('<app>')
+  .option('--full', 'skip the remaining steps and analysis')
+  .action(action(async (app: string, o: { full?: boolean }, cmd: Command) => promote(app, { ...g(cmd), ...o })));
+program
+  .command('abort')
+  .description('stop the rollout in progress: all traffic back on the stable revision at once, the new one stopped')
+  .argument('<app>')
+  .action(action(async (app: string, _o: object, cmd: Command) => abort(app, g(cmd))));
 program
   .command('scale')
   .description('set the number of instances')

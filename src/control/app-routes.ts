@@ -11,7 +11,8 @@ import type { Reconciler } from './reconciler.js';
 import type { SecretBox } from '../store/secret-box.js';
 import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
-import { admitDeploy, admitRollback } from './deploy.js';
+import { rolloutView } from '../core/strategy.js';
+import { admitDeploy, admitRollback, commandRollout } from './deploy.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -159,6 +160,11 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         node: r.nodeRuntime ?? null,
       })),
       rollouts,
+      // The running rollout as a person reads it: strategy, step, weights, what it waits for, the last verdict.
+      rollout:
+        rollouts[0]?.status === 'running'
+          ? { id: rollouts[0].id, toRevision: rollouts[0].toRevision, ...rolloutView(rollouts[0], Date.now()) }
+          : null,
       // state: what is known of the instance (instanceView); reported: the agent's last word.
       instances: instances.map((i) => ({
         ...i,
@@ -243,6 +249,22 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       return { rollout: result };
     },
   );
+
+  // A canary's next step now (or straight to 100 with full: true); abort: the new revision stopped, stable keeps serving.
+  app.post<{ Params: { app: string }; Body: { full?: boolean } | undefined }>(
+    '/api/v1/apps/:app/promote',
+    { schema: { body: Type.Optional(Type.Object({ full: Type.Optional(Type.Boolean()) }, { additionalProperties: false })) } },
+    async (req) => {
+      assertName(req.params.app);
+      return {
+        rollout: await commandRollout({ ...deps, log: req.log }, req.params.app, req.body?.full === true ? 'promote-full' : 'promote'),
+      };
+    },
+  );
+  app.post<{ Params: { app: string } }>('/api/v1/apps/:app/abort', async (req) => {
+    assertName(req.params.app);
+    return { rollout: await commandRollout({ ...deps, log: req.log }, req.params.app, 'abort') };
+  });
 
   app.post<{ Params: { app: string }; Body: { replicas: unknown } }>('/api/v1/apps/:app/scale', async (req) => {
     const a = await mustGetApp(store, req.params.app);

@@ -11,6 +11,7 @@
  *              a retried run's revision reused, fencing (a run never deploys over a newer push),
  *              the replica count's owner (core/replicas.ts), revision + rollout created
  */
+import type { RolloutCommand } from '../core/rollout-types.js';
 import type { Logger } from 'pino';
 import { resolveAppConfig, validateAppConfig, type AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
@@ -223,6 +224,7 @@ export async function admitDeploy(
       fromRevision: after?.activeRevision,
       toRevision: revision.number,
       startedAt: now,
+      strategy: config.strategy,
     });
     return { revision, rollout, reused: false };
   });
@@ -280,6 +282,39 @@ export async function admitRollback(
     return ro;
   });
   reconciler.enqueue(a.name);
+  return rollout;
+}
+
+/**
+ * `pilot promote [--full]` / `pilot abort`: record the command on the running rollout; the planner
+ * acts on it at the app's next reconcile (core/rollout.ts). Promote needs a canary (the only
+ * strategy with steps); abort stops any rollout's new revision at once.
+ */
+export async function commandRollout(deps: DeployDeps, app: string, command: RolloutCommand): Promise<RolloutRecord> {
+  const { store, reconciler } = deps;
+  const rollout = await reconciler.serial(async () => {
+    const a = await store.getApp(app);
+    if (!a) throw new PilotError('app_not_found', `app "${app}" not found`);
+    const r = await store.activeRollout(app);
+    const verb = command === 'abort' ? 'abort' : 'promote';
+    if (!r)
+      throw new PilotError('no_rollout', `app "${app}" has no rollout in progress to ${verb}`, {
+        hint: `\`pilot status ${app}\` shows the active revision; \`pilot rollback ${app}\` goes back to an earlier one.`,
+      });
+    const strategy = r.strategy?.type ?? 'blue-green';
+    if (command !== 'abort' && strategy !== 'canary')
+      throw new PilotError(
+        'no_rollout',
+        `the rollout of "${app}" to revision ${r.toRevision} is ${strategy}: only a canary has steps to promote`,
+        {
+          hint: `It finishes by itself once the new revision is ready; \`pilot abort ${app}\` stops it.`,
+        },
+      );
+    if (!(await store.setRolloutCommand(r.id, command, Date.now())))
+      throw new PilotError('no_rollout', `the rollout of "${app}" to revision ${r.toRevision} has just ended`);
+    return (await store.getRollout(r.id))!;
+  });
+  reconciler.enqueue(app);
   return rollout;
 }
 

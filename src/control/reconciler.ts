@@ -31,6 +31,10 @@ import { RevisionCache } from './revision-cache.js';
 import { everyNodeIsolates, schedulerSnapshot } from './scheduler-snapshot.js';
 import { SingleWriter } from './single-writer.js';
 import { WorkQueue, systemClock, type Clock, type FailureInfo, type ReconcileResult } from './work-queue.js';
+import type { AnalysisFigures } from '../core/analysis.js';
+import { emptySummary, mergeSummaries, quantileMs, type TrafficSummary } from '../core/traffic-window.js';
+import type { RevisionTraffic } from '../router/metrics.js';
+import type { RolloutRecord } from '../store/store.js';
 
 export { nodeIsolates } from './scheduler-snapshot.js';
 export type { OrphanInstance } from './orphans.js';
@@ -54,6 +58,8 @@ export interface ReconcilerSettings {
   clock?: Clock | undefined;
   /** Called when a pass fails because the database is damaged: nothing can be decided any more. */
   onFatal?: ((err: unknown) => void) | undefined;
+  /** The routers' traffic figures of one app (canary analysis); absent: a canary waits, saying it has no figures. */
+  traffic?: ((windowMs: number, app: string) => Promise<readonly RevisionTraffic[]>) | undefined;
 }
 
 /** SQLite saying its file is damaged or gone: retrying cannot help. */
@@ -65,17 +71,24 @@ function isFatalStoreError(err: unknown): boolean {
 const monoNow = (): number => performance.now();
 
 /** What of an app's instances the routing table depends on: a change of it means publishing again. */
-function routeInputs(app: AppRecord | undefined, instances: readonly InstanceRecord[]): string {
+function routeInputs(app: AppRecord | undefined, instances: readonly InstanceRecord[], rollout: RolloutRecord | undefined): string {
   const up = instances
     .filter((i) => i.desired === 'run' && i.state === 'ready')
     .map((i) => `${i.id}@${i.nodeId}:${i.address ?? ''}:${i.port ?? ''}:${i.revision}`)
     .sort();
-  return `${app?.activeRevision ?? '-'}|${up.join(',')}`;
+  return `${app?.activeRevision ?? '-'}|${rollout ? `${rollout.toRevision}@${rollout.progress?.weight ?? 0}` : '-'}|${up.join(',')}`;
+}
+
+/** What canary analysis reads of a revision's summary. */
+function analysisFigures(s: TrafficSummary): AnalysisFigures {
+  return { requests: s.requests, errors: s.status[4], p99Ms: quantileMs(s, 0.99) };
 }
 
 export class Reconciler {
   private readonly rolloutStart = new Map<number, number>();
   private readonly drainStart = new Map<string, number>();
+  /** Instance id → since when (monotonic) it has been ready without a break (rolling minReady). */
+  private readonly readySince = new Map<string, number>();
   /** Rollout id → whether it is its revision's first (release phase); rollouts are immutable in that respect. */
   private readonly firstRollout = new Map<number, boolean>();
   private readonly writer = new SingleWriter();
@@ -112,7 +125,11 @@ export class Reconciler {
       clock: this.clock,
       baseBackoffMs: Math.max(settings.intervalMs, 50),
       maxBackoffMs: settings.maxBackoffMs ?? 30_000,
-      reconcile: (app) => this.serial(() => this.reconcile(app)),
+      // Traffic figures (canary analysis) are read before taking the writer: a slow router never holds it.
+      reconcile: async (app) => {
+        const figures = await this.figuresFor(app);
+        return this.serial(() => this.reconcile(app, figures));
+      },
       onError: (app, err, info) => this.failed(app, err, info),
       onIdle: () => this.publishSoon(),
     });
@@ -235,7 +252,7 @@ export class Reconciler {
    * Reconcile one app (the work queue's handler; runs inside `serial()`): re-read it, plan, apply,
    * and say when to look again. Settled apps are not looked at again until something changes.
    */
-  async reconcile(name: string): Promise<ReconcileResult> {
+  async reconcile(name: string, figures?: CanaryFigures): Promise<ReconcileResult> {
     const app = await this.store.getApp(name);
     if (!app) {
       // Removed (its rows go once its last instance stopped) or never existed.
@@ -245,20 +262,50 @@ export class Reconciler {
       this.routesDirty = true;
       return {};
     }
-    const before = routeInputs(app, await this.store.listInstances({ app: name }));
+    const before = routeInputs(app, await this.store.listInstances({ app: name }), await this.store.activeRollout(name));
     this.draining ??= new Set((await this.store.listNodes()).filter((n) => n.scheduling === 'draining').map((n) => n.id));
     const draining = this.draining;
-    await this.reconcileApp(app, draining);
+    const keep = await this.reconcileApp(app, draining, figures);
     if (this.lastFailure.delete(name)) this.log.info({ app: name }, 'app reconciles again');
     const after = await this.store.listInstances({ app: name });
-    if (routeInputs(await this.store.getApp(name), after) !== before) this.routesDirty = true;
+    const rollout = await this.store.activeRollout(name);
+    if (routeInputs(await this.store.getApp(name), after, rollout) !== before) this.routesDirty = true;
     // Not settled: a rollout (deadlines), a drain (in-flight requests, drain time), instances on a
     // draining node, or instances that found no room are looked at again soon, as the loop did.
     const busy =
       this.unplaced.has(name) ||
       after.some((i) => i.desired === 'drain' || (i.desired === 'run' && draining.has(i.nodeId))) ||
-      (await this.store.activeRollout(name)) !== undefined;
-    return busy ? { requeueAfterMs: this.settings.intervalMs } : {};
+      rollout !== undefined;
+    if (busy) return { requeueAfterMs: this.settings.intervalMs };
+    // Blue/green keepPrevious: looked at again when the previous set's time is up.
+    return keep === undefined ? {} : { requeueAfterMs: Math.max(this.settings.intervalMs, keep.untilMs - Date.now() + 50) };
+  }
+
+  /**
+   * A canary with traffic: its figures and the stable revision's over the analysis window, read
+   * from the routers. undefined: no canary, or no figures (the planner then waits and says so).
+   */
+  private async figuresFor(app: string): Promise<CanaryFigures> {
+    const read = this.settings.traffic;
+    const r = await this.store.activeRollout(app);
+    if (!read || r?.strategy?.type !== 'canary' || (r.progress?.weight ?? 0) === 0) return undefined;
+    try {
+      const rows = await read(r.strategy.analysis.windowMs, app);
+      const sum = (rev: number | undefined): TrafficSummary | undefined => {
+        let acc: TrafficSummary | undefined;
+        for (const row of rows) if (row.app === app && row.revision === rev) acc = acc ? mergeSummaries(acc, row.summary) : row.summary;
+        return acc;
+      };
+      const stable = r.fromRevision === undefined ? undefined : sum(r.fromRevision);
+      return {
+        rollout: r.id,
+        canary: analysisFigures(sum(r.toRevision) ?? emptySummary()),
+        stable: stable && analysisFigures(stable),
+      };
+    } catch (err) {
+      this.log.debug({ app, err: (err as Error).message }, 'no traffic figures for canary analysis');
+      return undefined;
+    }
   }
 
   /** The routing table is published once the queue has drained, if a route input changed. */
@@ -344,16 +391,18 @@ export class Reconciler {
    * rows changed while it was made: an agent reported) is made again from the new state, up to
    * three times; then the next pass tries again.
    */
-  private async reconcileApp(app: AppRecord, draining: ReadonlySet<string>): Promise<void> {
+  private async reconcileApp(app: AppRecord, draining: ReadonlySet<string>, figures: CanaryFigures): Promise<KeepPrevious | undefined> {
     const unplacedBefore = this.unplaced.get(app.name);
     this.unplaced.delete(app.name); // level-triggered: set again below while instances cannot be placed
     for (let attempt = 1; attempt <= 3; attempt++) {
-      const plan = await this.planFor(app.name, draining, unplacedBefore);
-      if (!plan) return;
+      const s = await this.snapshotOf(app.name, draining, unplacedBefore, figures);
+      if (!s) return undefined;
+      const plan = await this.planFor(s);
       const r = await this.apply(plan);
-      if (r.committed) return;
+      if (r.committed) return s.keep;
       if (attempt === 3) this.log.warn({ app: app.name, reason: r.reason }, 'plan stale three times in a row; the next pass plans again');
     }
+    return undefined;
   }
 
   /** The app's snapshot, as the pure planner takes it. undefined: the app is gone. */
@@ -361,10 +410,13 @@ export class Reconciler {
     name: string,
     draining: ReadonlySet<string>,
     unplacedBefore?: { count: number; reason: string },
-  ): Promise<AppSnapshot | undefined> {
+    figures?: CanaryFigures,
+  ): Promise<(AppSnapshot & { keep: KeepPrevious | undefined }) | undefined> {
     const app = await this.store.getApp(name);
     if (!app) return undefined;
     const rollout = await this.store.activeRollout(name);
+    const keep = rollout ? undefined : await this.keptPrevious(name, app.activeRevision);
+    const wallNow = Date.now();
     const all = await this.store.listInstances({ app: name });
     const basis = basisOf({ app: { activeRevision: app.activeRevision, replicas: app.replicas }, rolloutId: rollout?.id, instances: all });
     const now = monoNow();
@@ -382,8 +434,10 @@ export class Reconciler {
     const releaseCmd =
       rollout && (await this.firstRolloutOf(rollout)) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
+    const progress = rollout?.progress;
     return {
-      app: { name: app.name, replicas: app.replicas, activeRevision: app.activeRevision },
+      keep,
+      app: { name: app.name, replicas: app.replicas, activeRevision: app.activeRevision, keepRevision: keep?.revision },
       rollout: rollout && {
         id: rollout.id,
         toRevision: rollout.toRevision,
@@ -391,6 +445,16 @@ export class Reconciler {
         readyTimeoutMs,
         release: releaseCmd !== undefined && releaseCmd.length > 0,
         releaseTimeoutMs: rev?.config.deploy.releaseTimeoutMs,
+        strategy: rollout.strategy,
+        progress: progress && {
+          step: progress.step,
+          weight: progress.weight,
+          // Wall clock: recorded, so a restarted control plane resumes what is left of a pause.
+          sinceMs: progress.since === undefined ? undefined : Math.max(0, wallNow - progress.since),
+          command: progress.command,
+          verdict: progress.verdict,
+        },
+        figures: figures?.rollout === rollout.id ? figures : undefined,
       },
       instances: all.map((i) => ({
         id: i.id,
@@ -404,6 +468,7 @@ export class Reconciler {
         inflight: this.routing.inflight(i.id),
         kind: i.kind,
         logTail: i.logTail,
+        readyForMs: this.readyFor(i, now),
         nodeDown: this.nodeStatus(i.nodeId) === 'down',
         nodeDraining: draining.has(i.nodeId),
       })),
@@ -428,13 +493,8 @@ export class Reconciler {
    * The app's plan. The cluster snapshot costs a read of every instance, so it is taken only when
    * the plan places something (planned first without nodes: any placement then shows as unplaced).
    */
-  private async planFor(
-    name: string,
-    draining: ReadonlySet<string>,
-    unplacedBefore?: { count: number; reason: string },
-  ): Promise<Plan | undefined> {
-    const s = await this.snapshotOf(name, draining, unplacedBefore);
-    if (!s) return undefined;
+  private async planFor(s: AppSnapshot): Promise<Plan> {
+    const name = s.app.name;
     const dry = planAppChanges(s);
     if (dry.unplaced === undefined) return dry;
     const nodes = await this.schedulerSnapshot();
@@ -453,8 +513,32 @@ export class Reconciler {
     }
     if (plan.unplaced) this.unplaced.set(plan.app, plan.unplaced);
     if (plan.finish && plan.rolloutId !== undefined) this.rolloutStart.delete(plan.rolloutId);
-    if (plan.activate !== undefined) await this.publishRoutes();
+    // A switch or a weight change reaches the router at once.
+    if (plan.activate !== undefined || plan.progress !== undefined || plan.finish !== undefined) await this.publishRoutes();
     return r;
+  }
+
+  /** How long the instance has been ready without a break (monotonic; a restart of the control plane starts it again). */
+  private readyFor(i: InstanceRecord, now: number): number | undefined {
+    if (i.state !== 'ready' || i.desired !== 'run') {
+      this.readySince.delete(i.id);
+      return undefined;
+    }
+    let since = this.readySince.get(i.id);
+    if (since === undefined) this.readySince.set(i.id, (since = now));
+    return now - since;
+  }
+
+  /**
+   * Blue/green keepPrevious: after a successful switch, the previous revision's instances stay up
+   * (out of the table) until the strategy's keepPrevious has passed since the switch.
+   */
+  private async keptPrevious(app: string, active: number | undefined): Promise<KeepPrevious | undefined> {
+    const last = (await this.store.listRollouts(app, 1))[0];
+    if (!last || last.status !== 'succeeded' || last.strategy?.type !== 'blue-green' || last.finishedAt === undefined) return undefined;
+    if (last.fromRevision === undefined || last.fromRevision === active || last.toRevision !== active) return undefined;
+    const untilMs = last.finishedAt + last.strategy.keepPreviousMs;
+    return untilMs > Date.now() ? { revision: last.fromRevision, untilMs } : undefined;
   }
 
   /** The scheduler's view of the app's volumes: undefined without volumes; with the node that holds them once placed. */
@@ -492,6 +576,7 @@ export class Reconciler {
         activeRevision: active?.number,
         hosts: active?.config.hosts ?? [],
         targetRevision: rollout?.toRevision,
+        targetWeight: rollout?.progress?.weight ?? 0,
       });
     }
     const { routes, problems } = desiredRoutes({
@@ -573,5 +658,16 @@ export class Reconciler {
 
   forgetInstance(i: InstanceRecord): void {
     this.drainStart.delete(i.id);
+    this.readySince.delete(i.id);
   }
+}
+
+/** A canary's figures over its analysis window, for the rollout they were read for. */
+type CanaryFigures =
+  { readonly rollout: number; readonly canary: AnalysisFigures; readonly stable: AnalysisFigures | undefined } | undefined;
+
+/** The previous revision kept up after a blue/green switch, and until when (wall clock ms). */
+interface KeepPrevious {
+  readonly revision: number;
+  readonly untilMs: number;
 }

@@ -197,6 +197,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     maxDrainMs: 30_000,
     crashLoopRestarts: 3,
     onFatal: opts.onFatal,
+    // Canary analysis reads the same figures as /api/v1/apps/:app/traffic.
+    traffic: (ms, app) =>
+      traffic ? Promise.resolve(traffic.traffic(ms, app)) : routerProcessTraffic(opts.home, routerToken.token, ms, app),
   });
   const monitor = new NodeMonitor(
     store,

@@ -7,6 +7,7 @@ import { Value } from '@sinclair/typebox/value';
 import { PilotError } from './errors.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
+import { resolveStrategy, StrategySchema, type Strategy } from './strategy.js';
 
 /** A volume's name in pilot.yaml. */
 export const VOLUME_NAME = '^[a-z][a-z0-9-]{0,30}$';
@@ -137,6 +138,7 @@ export const AppConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    strategy: Type.Optional(StrategySchema),
     volumes: Type.Optional(
       Type.Array(
         Type.Object(
@@ -222,6 +224,8 @@ export interface AppConfig {
     readonly releaseTimeoutMs: number;
   };
   readonly buildStepTimeoutMs: number;
+  /** How a deploy moves to the new revision (pilot.yaml strategy; core/strategy.ts). Revisions recorded before it existed read as the default. */
+  readonly strategy: Strategy;
   /** Named data kept across deploys on one node (see volumeEnvName). */
   readonly volumes: readonly VolumeConfig[];
 }
@@ -377,6 +381,10 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
       },
     );
   }
+  const strategy = resolveStrategy(input.strategy);
+  if ('problems' in strategy) {
+    throw new PilotError('invalid_config', `pilot.yaml: ${strategy.problems.join('; ')}`, { details: { problems: strategy.problems } });
+  }
   return {
     name,
     runtime: input.runtime ?? 'process',
@@ -405,6 +413,7 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
       releaseTimeoutMs: ms(deploy.release_timeout, 5 * 60_000),
     },
     buildStepTimeoutMs: ms(input.timeouts?.build_step, 15 * 60_000),
+    strategy: strategy.strategy,
     volumes,
   };
 }

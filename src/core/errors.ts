@@ -52,6 +52,7 @@ export const CATALOGUE = {
   artifact_not_found: { status: 404, retryable: false, hint: 'Publish the artifact first (`pilot run` does).' },
   node_not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },
+  no_rollout: { status: 409, retryable: false, hint: '`pilot status APP` shows what the app runs and any rollout in progress.' },
   rollout_in_progress: { status: 409, retryable: true, hint: 'Wait for the current rollout to finish, or `pilot abort APP`.' },
   not_a_git_repo: {
     status: 400,

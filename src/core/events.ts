@@ -5,6 +5,8 @@
  *
  *   run.created run.status run.steps        a run of the deploy process
  *   rollout.started rollout.finished         a rollout of a revision
+ *   rollout.step rollout.analysis            a stepped rollout moved (step, weight) / its analysis verdict changed
+ *   rollout.command                          a person's promote / promote-full / abort, recorded for the planner
  *   instance.placed instance.desired instance.state instance.removed
  *   deploy.revision deploy.activated         a revision recorded / made the serving one
  *   deploy.plan                              a plan the applier committed (what it placed, stopped, activated)
@@ -16,6 +18,9 @@ export type EventKind =
   | 'run.steps'
   | 'rollout.started'
   | 'rollout.finished'
+  | 'rollout.step'
+  | 'rollout.analysis'
+  | 'rollout.command'
   | 'instance.placed'
   | 'instance.desired'
   | 'instance.state'

@@ -19,6 +19,7 @@
  *      places replacements), and are drained once enough instances of the active revision are
  *      ready elsewhere.
  */
+import type { Verdict } from './analysis.js';
 import { planApp, type Desired, type PlannerInput, type PlannerInstance } from './rollout.js';
 import { schedule, type PlacementRequest, type SchedulerNode } from './scheduler.js';
 
@@ -33,7 +34,13 @@ export interface SnapshotInstance extends PlannerInstance {
 }
 
 export interface AppSnapshot {
-  readonly app: { readonly name: string; readonly replicas: number; readonly activeRevision: number | undefined };
+  readonly app: {
+    readonly name: string;
+    readonly replicas: number;
+    readonly activeRevision: number | undefined;
+    /** Blue/green keepPrevious: the previous revision, whose instances stay up while its time runs. */
+    readonly keepRevision?: number | undefined;
+  };
   /** The running rollout; `id` identifies it in the basis. */
   readonly rollout: (NonNullable<PlannerInput['rollout']> & { readonly id: number }) | undefined;
   readonly instances: readonly SnapshotInstance[];
@@ -78,12 +85,27 @@ export interface Plan {
   readonly volumes: { readonly names: readonly string[]; readonly nodeId: string } | undefined;
   /** Instances that could not be placed, and why. */
   readonly unplaced: { readonly count: number; readonly reason: string } | undefined;
+  /** A stepped rollout's new progress (step, weight; `restart`: its transition time is now; a verdict recorded). */
+  readonly progress?: PlannedProgress | undefined;
+}
+
+export interface PlannedProgress {
+  readonly step: number;
+  readonly weight: number;
+  readonly restart: boolean;
+  readonly clearCommand: boolean;
+  readonly verdict: Verdict | undefined;
 }
 
 /** Whether a plan changes nothing. */
 export function isEmptyPlan(p: Plan): boolean {
   return (
-    p.placements.length === 0 && p.desired.length === 0 && p.activate === undefined && p.finish === undefined && p.volumes === undefined
+    p.placements.length === 0 &&
+    p.desired.length === 0 &&
+    p.activate === undefined &&
+    p.finish === undefined &&
+    p.volumes === undefined &&
+    p.progress === undefined
   );
 }
 
@@ -140,7 +162,9 @@ export function planAppChanges(s: AppSnapshot): Plan {
     drainMs: s.drainMs,
     maxDrainMs: s.maxDrainMs,
     crashLoopRestarts: s.crashLoopRestarts,
+    keepRevision: s.app.keepRevision,
   });
+  let progress: PlannedProgress | undefined;
   const placements: PlannedPlacement[] = [];
   let activate: number | undefined;
   let finish: Plan['finish'];
@@ -170,6 +194,15 @@ export function planAppChanges(s: AppSnapshot): Plan {
       case 'activate':
         activate = a.revision;
         break;
+      case 'progress':
+        progress = {
+          step: a.step,
+          weight: a.weight,
+          restart: a.restart || (progress?.restart ?? false),
+          clearCommand: a.clearCommand || (progress?.clearCommand ?? false),
+          verdict: a.verdict ?? progress?.verdict,
+        };
+        break;
       case 'finish': {
         // A rollout that timed out because instances could not be placed says why (e.g. the volume's node is down).
         const before = s.unplacedBefore;
@@ -193,7 +226,18 @@ export function planAppChanges(s: AppSnapshot): Plan {
     ).length;
     if (readyElsewhere >= s.app.replicas) for (const m of movers) desired.push({ id: m.id, desired: 'drain', why: 'moved' });
   }
-  return { app: s.app.name, basis: s.basis, rolloutId: s.rollout?.id, placements, desired, activate, finish, volumes, unplaced };
+  return {
+    app: s.app.name,
+    basis: s.basis,
+    rolloutId: s.rollout?.id,
+    placements,
+    desired,
+    activate,
+    finish,
+    volumes,
+    unplaced,
+    ...(progress === undefined ? {} : { progress }),
+  };
 }
 
 /** The snapshot with one more instance of `app` on each of the given node ids (repeats count). */

@@ -19,68 +19,32 @@
  *          └─ failed (non-zero exit, timeout) ─► failed (reason + its last output); nothing moved
  *
  * Failure reasons carry the last lines of the failing instance's output (its `logTail`).
+ *
+ * That is the blue/green strategy, the default. The rollout's strategy (core/strategy.ts) may be
+ * rolling (core/rollout-rolling.ts) or canary (core/rollout-canary.ts) instead; both need an active
+ * revision to move from and old and new side by side, so a first deploy, and a fixed port shared by
+ * old and new on one node (recreate), roll out blue/green whatever the strategy. Every strategy
+ * fails the same way (a target instance failed, crash-looped, or was not ready in time) and ends the
+ * same way: `pilot abort` stops the new revision at once.
+ *
+ * Blue/green keepPrevious: after the switch the previous revision's instances stay up (out of the
+ * routing table) for that long, so `pilot rollback` switches back at once; the caller passes their
+ * revision as `keepRevision` while the time runs.
  */
-import type { InstanceState } from './types.js';
+import { planCanary } from './rollout-canary.js';
+import { planRolling } from './rollout-rolling.js';
+import { isLive, isRelease, START, withTail, type PlannerAction, type PlannerInput, type RolloutCtx } from './rollout-types.js';
+import type { Strategy } from './strategy.js';
 
-export type Desired = 'run' | 'drain' | 'stop';
+export * from './rollout-types.js';
 
-export interface PlannerInstance {
-  readonly id: string;
-  readonly revision: number;
-  readonly desired: Desired;
-  readonly state: InstanceState;
-  readonly restarts: number;
-  readonly lastError: string | undefined;
-  /** ms since it was set to drain (monotonic); undefined unless draining. */
-  readonly drainingForMs: number | undefined;
-  /** Requests in flight through the router. */
-  readonly inflight: number;
-  /** `release`: the one-shot release phase of its revision; absent = `web`. */
-  readonly kind?: 'web' | 'release' | undefined;
-  /** Its last lines of output when it failed. */
-  readonly logTail?: string | undefined;
-}
-
-export interface PlannerInput {
-  readonly replicas: number;
-  readonly activeRevision: number | undefined;
-  readonly fixedPort: boolean;
-  readonly rollout:
-    | {
-        readonly toRevision: number;
-        readonly elapsedMs: number;
-        readonly readyTimeoutMs: number;
-        /** The target revision has a release phase to run before anything else. */
-        readonly release?: boolean | undefined;
-        /** How long the release phase may take (the agent kills it then); the ready deadline starts after it. */
-        readonly releaseTimeoutMs?: number | undefined;
-      }
-    | undefined;
-  readonly instances: readonly PlannerInstance[];
-  readonly drainMs: number;
-  /** A draining instance is stopped after this long even with requests still in flight. */
-  readonly maxDrainMs: number;
-  /** An instance that restarted this many times during a rollout fails it. */
-  readonly crashLoopRestarts: number;
-}
-
-export type PlannerAction =
-  | { readonly type: 'create'; readonly revision: number; readonly count: number }
-  | { readonly type: 'release'; readonly revision: number }
-  | { readonly type: 'desire'; readonly id: string; readonly desired: Desired }
-  | { readonly type: 'activate'; readonly revision: number }
-  | { readonly type: 'finish'; readonly status: 'succeeded' | 'failed'; readonly reason: string | undefined };
-
-const isRelease = (i: PlannerInstance): boolean => i.kind === 'release';
-const isLive = (i: PlannerInstance): boolean => i.desired === 'run' && !isRelease(i);
-
-/** "reason" followed by the instance's last lines of output, indented, when it has any. */
-export function withTail(reason: string, i: Pick<PlannerInstance, 'id' | 'logTail'> | undefined): string {
-  if (!i?.logTail) return reason;
-  return `${reason}\n  last output of ${i.id}:\n${i.logTail
-    .split('\n')
-    .map((l) => `    ${l}`)
-    .join('\n')}`;
+/** The strategy a rollout follows: a stepped one needs an old revision beside the new one. */
+export function effectiveStrategy(input: Pick<PlannerInput, 'activeRevision' | 'fixedPort' | 'rollout'>): Strategy {
+  const s = input.rollout?.strategy;
+  if (!s || s.type === 'blue-green') return s ?? { type: 'blue-green', keepPreviousMs: 0 };
+  if (input.activeRevision === undefined || input.activeRevision === input.rollout?.toRevision || input.fixedPort)
+    return { type: 'blue-green', keepPreviousMs: 0 };
+  return s;
 }
 
 /** The next actions for one app. Idempotent: applying them and planning again converges. */
@@ -100,6 +64,22 @@ export function planApp(input: PlannerInput): PlannerAction[] {
 
   const r = input.rollout;
   if (r) {
+    const progress = r.progress ?? START;
+    const done = (): void => {
+      for (const rel of releases) if (rel.revision === r.toRevision) actions.push({ type: 'desire', id: rel.id, desired: 'stop' });
+    };
+    const targets = input.instances.filter((i) => isLive(i) && i.revision === r.toRevision);
+    const fail = (reason: string): PlannerAction[] => {
+      done();
+      for (const t of targets) actions.push({ type: 'desire', id: t.id, desired: 'stop' });
+      if (progress.weight !== 0 || progress.command !== undefined)
+        actions.push({ type: 'progress', step: progress.step, weight: 0, restart: true, clearCommand: true });
+      actions.push({ type: 'finish', status: 'failed', reason });
+      return actions;
+    };
+    if (progress.command === 'abort')
+      return fail(`aborted (\`pilot abort\`) at ${progress.weight}% of the traffic; revision ${r.toRevision} stopped`);
+
     let readyTimeoutMs = r.readyTimeoutMs;
     if (r.release) {
       const rel = releases.find((i) => i.revision === r.toRevision);
@@ -127,60 +107,32 @@ export function planApp(input: PlannerInput): PlannerAction[] {
       }
       if (rel.state !== 'stopped') return actions; // still running: nothing moves before it passed
     }
-    const done = (): void => {
-      for (const rel of releases) if (rel.revision === r.toRevision) actions.push({ type: 'desire', id: rel.id, desired: 'stop' });
-    };
-    const targets = input.instances.filter((i) => isLive(i) && i.revision === r.toRevision);
+    // Every strategy: a target instance that failed to start or crash-loops fails the rollout.
     const failure = targets.find((i) => i.state === 'failed' || i.restarts >= input.crashLoopRestarts);
-    const notReady = targets.filter((i) => i.state !== 'ready');
-    let reason: string | undefined;
     if (failure) {
-      reason = withTail(
-        failure.state === 'failed'
-          ? `instance ${failure.id} of revision ${r.toRevision} failed to start: ${failure.lastError ?? 'unknown error'}`
-          : `instance ${failure.id} of revision ${r.toRevision} crashed ${failure.restarts} times: ${failure.lastError ?? 'unknown error'}`,
-        failure,
-      );
-    } else if (r.elapsedMs > readyTimeoutMs && (targets.length < input.replicas || notReady.length > 0)) {
-      const culprit = notReady.find((i) => i.lastError);
-      reason = withTail(
-        `revision ${r.toRevision} was not ready within ${Math.round(r.readyTimeoutMs / 1000)}s` +
-          (culprit?.lastError ? `: ${culprit.lastError}` : ''),
-        culprit,
+      return fail(
+        withTail(
+          failure.state === 'failed'
+            ? `instance ${failure.id} of revision ${r.toRevision} failed to start: ${failure.lastError ?? 'unknown error'}`
+            : `instance ${failure.id} of revision ${r.toRevision} crashed ${failure.restarts} times: ${failure.lastError ?? 'unknown error'}`,
+          failure,
+        ),
       );
     }
-    if (reason !== undefined) {
-      done();
-      for (const t of targets) actions.push({ type: 'desire', id: t.id, desired: 'stop' });
-      actions.push({ type: 'finish', status: 'failed', reason });
-      return actions;
-    }
-    const old = input.instances.filter((i) => isLive(i) && i.revision !== r.toRevision);
-    if (input.fixedPort && old.length > 0) {
-      // Recreate: the old ones must release the port before a new one can bind it.
-      for (const o of old) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
-      return actions;
-    }
-    const oldStillStopping = input.fixedPort && input.instances.some((i) => i.revision !== r.toRevision && i.state !== 'stopped');
-    if (targets.length < input.replicas && !oldStillStopping) {
-      actions.push({ type: 'create', revision: r.toRevision, count: input.replicas - targets.length });
-    }
-    const ready = targets.filter((i) => i.state === 'ready');
-    if (ready.length >= input.replicas) {
-      actions.push({ type: 'activate', revision: r.toRevision });
-      for (const o of old) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
-      for (const extra of targets.slice(input.replicas)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
-      done();
-      actions.push({ type: 'finish', status: 'succeeded', reason: undefined });
-    }
-    return actions;
+    const strategy = effectiveStrategy(input);
+    const ctx: RolloutCtx = { input, rollout: r, progress, readyTimeoutMs, targets, actions, done, fail };
+    if (strategy.type === 'canary') return planCanary(ctx, strategy);
+    if (strategy.type === 'rolling') return planRolling(ctx, strategy);
+    return planBlueGreen(ctx, strategy.keepPreviousMs > 0);
   }
 
-  // Steady state: keep `replicas` instances of the active revision; retire everything else.
+  // Steady state: keep `replicas` instances of the active revision; retire everything else (but
+  // the previous revision's while blue/green keeps it).
   if (input.activeRevision === undefined) return actions;
   const active = input.instances.filter((i) => isLive(i) && i.revision === input.activeRevision);
   for (const o of input.instances) {
-    if (isLive(o) && o.revision !== input.activeRevision) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
+    if (isLive(o) && o.revision !== input.activeRevision && o.revision !== input.keepRevision)
+      actions.push({ type: 'desire', id: o.id, desired: 'drain' });
   }
   if (active.length < input.replicas) {
     actions.push({ type: 'create', revision: input.activeRevision, count: input.replicas - active.length });
@@ -188,6 +140,42 @@ export function planApp(input: PlannerInput): PlannerAction[] {
     // Scale down: retire the least useful first (not ready before ready, newest first).
     const order = [...active].sort((a, b) => Number(a.state === 'ready') - Number(b.state === 'ready'));
     for (const extra of order.slice(0, active.length - input.replicas)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
+  }
+  return actions;
+}
+
+/** Blue/green: the whole new set, one switch when all of it is ready; the old set drained (or kept, `keep`). */
+function planBlueGreen(ctx: RolloutCtx, keep: boolean): PlannerAction[] {
+  const { input, rollout: r, targets, actions, done, fail } = ctx;
+  const notReady = targets.filter((i) => i.state !== 'ready');
+  if (r.elapsedMs > ctx.readyTimeoutMs && (targets.length < input.replicas || notReady.length > 0)) {
+    const culprit = notReady.find((i) => i.lastError);
+    return fail(
+      withTail(
+        `revision ${r.toRevision} was not ready within ${Math.round(r.readyTimeoutMs / 1000)}s` +
+          (culprit?.lastError ? `: ${culprit.lastError}` : ''),
+        culprit,
+      ),
+    );
+  }
+  const old = input.instances.filter((i) => isLive(i) && i.revision !== r.toRevision);
+  if (input.fixedPort && old.length > 0) {
+    // Recreate: the old ones must release the port before a new one can bind it.
+    for (const o of old) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
+    return actions;
+  }
+  const oldStillStopping = input.fixedPort && input.instances.some((i) => i.revision !== r.toRevision && i.state !== 'stopped');
+  if (targets.length < input.replicas && !oldStillStopping) {
+    actions.push({ type: 'create', revision: r.toRevision, count: input.replicas - targets.length });
+  }
+  const ready = targets.filter((i) => i.state === 'ready');
+  if (ready.length >= input.replicas) {
+    actions.push({ type: 'activate', revision: r.toRevision });
+    // keepPrevious: the set that served until now stays up, out of the table, for an instant switch back.
+    for (const o of old) if (!(keep && o.revision === input.activeRevision)) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
+    for (const extra of targets.slice(input.replicas)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
+    done();
+    actions.push({ type: 'finish', status: 'succeeded', reason: undefined });
   }
   return actions;
 }

@@ -11,8 +11,8 @@
  * weights existed); only a request pinned to its revision reaches it. The router splits traffic
  * among the backends that have weight and upstreams, in proportion to their weights.
  *
- * Today's planner: the active revision at 100, a running rollout's target at 0. A canary planner
- * only changes those two numbers.
+ * The active revision gets 100 minus the running rollout's target weight (0 for blue/green until the
+ * switch; the canary's step weight; rolling: the new revision's share of the ready instances).
  */
 
 /** One ready instance: `id` is the instance id. */
@@ -52,6 +52,8 @@ export interface RouteState {
     readonly hosts: readonly string[];
     /** The revision a rollout in progress moves to, if any. */
     readonly targetRevision: number | undefined;
+    /** The share of the traffic (0–100) the rollout gives its target now (canary, rolling); absent: 0. */
+    readonly targetWeight?: number | undefined;
   }[];
   readonly instances: readonly {
     readonly id: string;
@@ -88,10 +90,11 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
   const apps = [...state.apps].sort((a, b) => a.createdAt - b.createdAt || a.name.localeCompare(b.name));
   const candidates: Route[] = apps.map((app) => {
     const weights: [number, number][] = [];
-    if (app.activeRevision !== undefined) weights.push([app.activeRevision, ACTIVE_WEIGHT]);
-    if (app.targetRevision !== undefined && app.targetRevision !== app.activeRevision) {
-      weights.push([app.targetRevision, app.activeRevision === undefined ? 0 : 100 - ACTIVE_WEIGHT]);
-    }
+    const moving = app.targetRevision !== undefined && app.targetRevision !== app.activeRevision;
+    // A rollout's target gets its recorded share once a revision serves; the active revision the rest.
+    const target = moving && app.activeRevision !== undefined ? Math.max(0, Math.min(100, Math.round(app.targetWeight ?? 0))) : 0;
+    if (app.activeRevision !== undefined) weights.push([app.activeRevision, ACTIVE_WEIGHT - target]);
+    if (moving) weights.push([app.targetRevision!, target]);
     const backends: Backend[] = weights.map(([revision, weight]) => {
       const upstreams: RouteUpstream[] = [];
       for (const i of byApp.get(app.name) ?? []) {

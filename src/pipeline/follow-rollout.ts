@@ -30,9 +30,20 @@ export async function followRollout(
     opts.out(lines.length === 0 ? 'release phase printed nothing' : `release phase output (last ${RELEASE_LINES} lines at most):`);
     for (const l of lines) opts.out(`  | ${l}`);
   };
+  let shownProgress = '';
   /** One read of the rollout, printing what changed; true once it succeeded, throws once it failed. */
   const observe = async (): Promise<boolean> => {
     const r = await api.rollout(app, rolloutId);
+    // A stepped rollout (canary, rolling): its weight and analysis verdict as they change.
+    const g = r.rollout.progress;
+    if (g && r.rollout.status === 'running' && (g.weight > 0 || g.verdict)) {
+      const canary = r.rollout.strategy?.type === 'canary';
+      const line =
+        `${canary ? `canary step ${g.step + 1}/${r.rollout.strategy?.type === 'canary' ? r.rollout.strategy.steps.length : '?'}: ` : ''}` +
+        `${g.weight}% of the traffic on revision ${r.rollout.toRevision}` +
+        (g.verdict ? `; analysis ${g.verdict.verdict}: ${g.verdict.reason}` : '');
+      if (line !== shownProgress) opts.out((shownProgress = line));
+    }
     for (const i of r.instances) {
       const release = i.kind === 'release';
       const state = release ? (i.state === 'stopped' ? 'succeeded' : i.state === 'failed' ? 'failed' : 'running') : i.state;

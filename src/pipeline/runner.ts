@@ -5,6 +5,7 @@
  * step, streams its log, publishes the artifact and asks for a revision, then follows the rollout
  * until it succeeds or fails.
  */
+import { rolloutBudgetMs } from '../core/strategy.js';
 import { access, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -333,7 +334,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       log.line(`    revision ${d.revision.number}, rollout #${d.rollout.id}`);
       for (const n of d.notes ?? []) log.line(`    ${n}`);
       await followRollout(api, config.name, d.rollout.id, {
-        timeoutMs: req.deployTimeoutMs ?? config.deploy.readyTimeoutMs + config.deploy.stopTimeoutMs + 30_000,
+        timeoutMs: req.deployTimeoutMs ?? rolloutBudgetMs(config),
         out: (l) => log.line(`    ${l}`),
         ...sig,
       });

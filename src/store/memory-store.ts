@@ -12,6 +12,7 @@
  * to it (a restarted server, or a second one), and `backup` writes it as JSON that
  * `MemoryStore.fromBackup` reads back.
  */
+import type { RolloutCommand } from '../core/rollout-types.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AppConfig } from '../core/app-config.js';
 import { PilotError } from '../core/errors.js';
@@ -308,7 +309,7 @@ export class MemoryStore implements Store {
 
   // rollouts
 
-  async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
+  async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt' | 'progress'>): Promise<RolloutRecord> {
     const db = this.open();
     if (!db.apps.has(r.app)) throw new PilotError('app_not_found', `app "${r.app}" not found`);
     const rec: RolloutRecord = {
@@ -320,9 +321,18 @@ export class MemoryStore implements Store {
       reason: undefined,
       startedAt: r.startedAt,
       finishedAt: undefined,
+      // Stored as data, as a database would: a field left undefined is absent.
+      strategy: r.strategy && (JSON.parse(JSON.stringify(r.strategy)) as RolloutRecord['strategy']),
+      progress: { step: 0, weight: 0, since: undefined, command: undefined, verdict: undefined },
     };
     db.rollouts.set(rec.id, rec);
     return copy(rec);
+  }
+  async setRolloutCommand(id: number, command: RolloutCommand, _now: number): Promise<boolean> {
+    const r = this.open().rollouts.get(id);
+    if (r?.status !== 'running') return false;
+    this.db.rollouts.set(id, { ...r, progress: { ...progressOf(r), command } });
+    return true;
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
     const r = this.open().rollouts.get(id);
@@ -861,6 +871,21 @@ export class MemoryStore implements Store {
       if (i) db.instances.set(d.id, { ...i, desired: d.desired, updatedAt: now });
     }
     if (plan.activate !== undefined && app) db.apps.set(plan.app, { ...app, activeRevision: plan.activate, updatedAt: now });
+    const r = plan.rolloutId === undefined ? undefined : db.rollouts.get(plan.rolloutId);
+    if (plan.progress && r) {
+      const g = plan.progress;
+      const was = progressOf(r);
+      db.rollouts.set(r.id, {
+        ...r,
+        progress: {
+          step: g.step,
+          weight: g.weight,
+          since: g.restart ? now : was.since,
+          command: g.clearCommand ? undefined : was.command,
+          verdict: g.verdict ?? was.verdict,
+        },
+      });
+    }
     if (plan.finish && plan.rolloutId !== undefined) {
       const f = plan.finish;
       const r = db.rollouts.get(plan.rolloutId);
@@ -910,4 +935,9 @@ export class MemoryStore implements Store {
   close(): void {
     this.closed = true;
   }
+}
+
+/** A rollout's progress, the start when none is recorded. */
+function progressOf(r: RolloutRecord): NonNullable<RolloutRecord['progress']> {
+  return r.progress ?? { step: 0, weight: 0, since: undefined, command: undefined, verdict: undefined };
 }

@@ -204,4 +204,16 @@ export const MIGRATIONS: readonly string[] = [
     through INTEGER NOT NULL
   );
   `,
+  // strategy: a rollout's strategy (core/strategy.ts, JSON; null: blue-green) and where it is
+  // (core/rollout-types.ts RolloutProgress): step, the new revision's weight, when the last
+  // transition happened (wall clock), a person's command (promote, promote-full, abort), the last
+  // analysis verdict (JSON)
+  `
+  ALTER TABLE rollouts ADD COLUMN strategy TEXT;
+  ALTER TABLE rollouts ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE rollouts ADD COLUMN weight INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE rollouts ADD COLUMN step_since INTEGER;
+  ALTER TABLE rollouts ADD COLUMN command TEXT;
+  ALTER TABLE rollouts ADD COLUMN verdict TEXT;
+  `,
 ];

@@ -1,4 +1,7 @@
 /** The Store on SQLite (better-sqlite3): one file, WAL, versioned migrations. */
+import type { Verdict } from '../core/analysis.js';
+import type { RolloutCommand } from '../core/rollout-types.js';
+import type { Strategy } from '../core/strategy.js';
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
 
@@ -82,6 +85,14 @@ function rolloutFrom(r: Row): RolloutRecord {
     reason: opt<string>(r.reason),
     startedAt: r.started_at as number,
     finishedAt: opt<number>(r.finished_at),
+    strategy: r.strategy == null ? undefined : (JSON.parse(r.strategy as string) as Strategy),
+    progress: {
+      step: (r.step as number | undefined) ?? 0,
+      weight: (r.weight as number | undefined) ?? 0,
+      since: opt<number>(r.step_since),
+      command: opt<RolloutCommand>(r.command),
+      verdict: r.verdict == null ? undefined : (JSON.parse(r.verdict as string) as Verdict),
+    },
   };
 }
 function instanceFrom(r: Row): InstanceRecord {
@@ -425,16 +436,30 @@ export class SqliteStore implements Store {
     return (this.stmt('SELECT * FROM revisions WHERE app = ? ORDER BY number DESC').all(app) as Row[]).map(revisionFrom);
   }
 
-  async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
+  async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt' | 'progress'>): Promise<RolloutRecord> {
     const id = this.write(() => {
       const info = this.stmt(
-        `INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`,
-      ).run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
+        `INSERT INTO rollouts (app, from_revision, to_revision, status, started_at, strategy) VALUES (?, ?, ?, 'running', ?, ?)`,
+      ).run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt, r.strategy === undefined ? null : JSON.stringify(r.strategy));
       const id = Number(info.lastInsertRowid);
-      this.event('rollout.started', r.app, r.startedAt, { rollout: id, fromRevision: r.fromRevision ?? null, toRevision: r.toRevision });
+      this.event('rollout.started', r.app, r.startedAt, {
+        rollout: id,
+        fromRevision: r.fromRevision ?? null,
+        toRevision: r.toRevision,
+        strategy: r.strategy?.type ?? 'blue-green',
+      });
       return id;
     });
     return (await this.getRollout(id))!;
+  }
+  async setRolloutCommand(id: number, command: RolloutCommand, now: number): Promise<boolean> {
+    return this.write(() => {
+      const r = this.stmt(`SELECT app, to_revision FROM rollouts WHERE id = ? AND status = 'running'`).get(id) as Row | undefined;
+      if (!r) return false;
+      this.stmt('UPDATE rollouts SET command = ? WHERE id = ?').run(command, id);
+      this.event('rollout.command', r.app as string, now, { rollout: id, toRevision: r.to_revision, command });
+      return true;
+    });
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
     this.write(() => {
@@ -1064,6 +1089,37 @@ export class SqliteStore implements Store {
         this.stmt('UPDATE apps SET active_revision = ?, updated_at = ? WHERE name = ?').run(plan.activate, now, plan.app);
         if ((a?.activeRevision ?? null) !== plan.activate)
           this.event('deploy.activated', plan.app, now, { revision: plan.activate, previous: a?.activeRevision ?? null });
+      }
+      if (plan.progress && plan.rolloutId !== undefined) {
+        const g = plan.progress;
+        const before = this.stmt('SELECT step, weight, to_revision FROM rollouts WHERE id = ?').get(plan.rolloutId) as Row | undefined;
+        this.stmt(
+          `UPDATE rollouts SET step = ?, weight = ?, step_since = CASE WHEN ? THEN ? ELSE step_since END,
+                  command = CASE WHEN ? THEN NULL ELSE command END, verdict = COALESCE(?, verdict) WHERE id = ?`,
+        ).run(
+          g.step,
+          g.weight,
+          g.restart ? 1 : 0,
+          now,
+          g.clearCommand ? 1 : 0,
+          g.verdict ? JSON.stringify(g.verdict) : null,
+          plan.rolloutId,
+        );
+        if (before && (before.step !== g.step || before.weight !== g.weight))
+          this.event('rollout.step', plan.app, now, {
+            rollout: plan.rolloutId,
+            toRevision: before.to_revision,
+            step: g.step,
+            weight: g.weight,
+            previousWeight: before.weight,
+          });
+        if (g.verdict)
+          this.event('rollout.analysis', plan.app, now, {
+            rollout: plan.rolloutId,
+            toRevision: before?.to_revision ?? null,
+            verdict: g.verdict.verdict,
+            reason: g.verdict.reason,
+          });
       }
       if (plan.finish && plan.rolloutId !== undefined) {
         const f = plan.finish;

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { resolveAppConfig, type AppConfig } from '../core/app-config.js';
 import { isPilotError } from '../core/errors.js';
 import type { RunRecord } from '../core/types.js';
+import { basisOf, type Plan } from '../core/plan.js';
 import type { NodeRecord, RevisionRecord, Store, WebhookPush } from './store.js';
 
 export interface StoreHarness {
@@ -401,6 +402,8 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
         reason: undefined,
         startedAt: 2,
         finishedAt: undefined,
+        strategy: undefined,
+        progress: { step: 0, weight: 0, since: undefined, command: undefined, verdict: undefined },
       });
       assert.deepEqual(await s.activeRollout('web'), r1);
       assert.equal(await s.activeRollout('api'), undefined);
@@ -431,6 +434,62 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       // Without the protocol (two running), the newest is the active one.
       const r4 = await s.createRollout({ app: 'web', fromRevision: 1, toRevision: 3, startedAt: 7 });
       assert.equal((await s.activeRollout('web'))?.id, r4.id);
+    });
+
+    it('a rollout keeps its strategy; a command is recorded only while it runs; a plan records its progress', async (t) => {
+      const { s } = await setup(t);
+      await s.upsertApp('web', configs('web')[0]!, 1);
+      const strategy = {
+        type: 'canary',
+        steps: [
+          { weight: 10, pauseMs: 1000 },
+          { weight: 100, pauseMs: 0 },
+        ],
+        analysis: {
+          maxErrorRate: 0.01,
+          maxP99Ms: undefined,
+          maxErrorRateIncrease: undefined,
+          minRequests: 5,
+          windowMs: 30_000,
+          allowIdle: false,
+        },
+      } as const;
+      const r = await s.createRollout({ app: 'web', fromRevision: 1, toRevision: 2, startedAt: 2, strategy });
+      // (as data: a field left undefined is absent once stored)
+      assert.deepEqual((await s.getRollout(r.id))?.strategy, JSON.parse(JSON.stringify(strategy)));
+      assert.equal(await s.setRolloutCommand(r.id, 'promote', 3), true);
+      assert.equal((await s.getRollout(r.id))?.progress?.command, 'promote');
+      const plan = (progress: NonNullable<Plan['progress']>): Plan => ({
+        app: 'web',
+        basis: basisOf({ app: { activeRevision: undefined, replicas: 1 }, rolloutId: r.id, instances: [] }),
+        rolloutId: r.id,
+        placements: [],
+        desired: [],
+        activate: undefined,
+        finish: undefined,
+        volumes: undefined,
+        unplaced: undefined,
+        progress,
+      });
+      const verdict = { verdict: 'wait', reason: '3 of 5 requests' } as const;
+      const v1 = await s.commitPlan({
+        plan: plan({ step: 1, weight: 10, restart: true, clearCommand: true, verdict }),
+        instanceIds: [],
+        now: 7,
+      });
+      assert.deepEqual(v1, { committed: true });
+      assert.deepEqual((await s.getRollout(r.id))?.progress, { step: 1, weight: 10, since: 7, command: undefined, verdict });
+      // No restart: the transition time stays; no verdict: the last one stays; a command waiting stays.
+      await s.setRolloutCommand(r.id, 'abort', 8);
+      await s.commitPlan({
+        plan: plan({ step: 1, weight: 20, restart: false, clearCommand: false, verdict: undefined }),
+        instanceIds: [],
+        now: 9,
+      });
+      assert.deepEqual((await s.getRollout(r.id))?.progress, { step: 1, weight: 20, since: 7, command: 'abort', verdict });
+      await s.finishRollout(r.id, 'failed', 'aborted', 10);
+      assert.equal(await s.setRolloutCommand(r.id, 'promote', 11), false, 'a finished rollout takes no command');
+      assert.equal(await s.setRolloutCommand(9999, 'promote', 11), false);
     });
 
     it("a rollback's run ends with its rollout; other runs are left alone", async (t) => {

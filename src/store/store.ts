@@ -4,6 +4,9 @@
  * so that a networked database fits the same shape. Times are wall-clock milliseconds, for display
  * and history only: timeouts and failure detection use the monotonic clock in memory.
  */
+import type { Verdict } from '../core/analysis.js';
+import type { RolloutCommand } from '../core/rollout-types.js';
+import type { Strategy } from '../core/strategy.js';
 import type { AppConfig } from '../core/app-config.js';
 import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
@@ -113,6 +116,18 @@ export interface RolloutRecord {
   readonly reason: string | undefined;
   readonly startedAt: number;
   readonly finishedAt: number | undefined;
+  /** The strategy it follows (core/strategy.ts); undefined: blue-green (rollouts made before strategies, rollbacks). */
+  readonly strategy?: Strategy | undefined;
+  /** Where it is: step, weight of the new revision, the last transition (wall clock ms), a command waiting, the last verdict. */
+  readonly progress?: RolloutRecordProgress | undefined;
+}
+
+export interface RolloutRecordProgress {
+  readonly step: number;
+  readonly weight: number;
+  readonly since: number | undefined;
+  readonly command: RolloutCommand | undefined;
+  readonly verdict: Verdict | undefined;
 }
 
 /** desired: run = keep it running; drain = out of the routing table, about to stop; stop = stop it. */
@@ -254,7 +269,9 @@ export interface Store {
   getRevision(app: string, number: number): Promise<RevisionRecord | undefined>;
   listRevisions(app: string): Promise<RevisionRecord[]>;
   // rollouts
-  createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord>;
+  createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt' | 'progress'>): Promise<RolloutRecord>;
+  /** Record a person's command on a running rollout (event rollout.command); false if it is not running. */
+  setRolloutCommand(id: number, command: RolloutCommand, now: number): Promise<boolean>;
   finishRollout(id: number, status: Exclude<RolloutStatus, 'running'>, reason: string | undefined, now: number): Promise<void>;
   getRollout(id: number): Promise<RolloutRecord | undefined>;
   activeRollout(app: string): Promise<RolloutRecord | undefined>;
