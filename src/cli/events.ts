@@ -59,6 +59,8 @@ function planSummary(p: Record<string, unknown>): string {
     n('drain') > 0 && `${n('drain')} drain`,
     n('stop') > 0 && `${n('stop')} stop`,
     p.activate !== null && p.activate !== undefined && `activate ${String(p.activate)}`,
+    typeof p.weight === 'number' && `weight ${p.weight}%`,
+    typeof p.verdict === 'string' && `analysis ${p.verdict}`,
     typeof p.finish === 'string' && `rollout ${p.finish}`,
     typeof p.unplaced === 'object' &&
       p.unplaced !== null &&

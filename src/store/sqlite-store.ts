@@ -1261,5 +1261,8 @@ export function planEventPayload(c: PlanCommit, nodeName: (id: string) => string
     activate: plan.activate ?? null,
     finish: plan.finish?.status ?? null,
     unplaced: plan.unplaced ?? null,
+    ...(plan.progress
+      ? { weight: plan.progress.weight, ...(plan.progress.verdict ? { verdict: plan.progress.verdict.verdict } : {}) }
+      : {}),
   };
 }
