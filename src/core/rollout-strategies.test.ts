@@ -388,3 +388,56 @@ describe('blue/green keepPrevious', () => {
     );
   });
 });
+
+describe('blue/green watch', () => {
+  const bg = (analysis = true): Strategy => ({
+    type: 'blue-green',
+    keepPreviousMs: 0,
+    watchMs: 3000,
+    ...(analysis ? { analysis: { ...DEFAULT_ANALYSIS, minRequests: 10 } } : {}),
+  });
+
+  it('gives the new set all the traffic first, keeps the old one up, and makes it active after the watch', () => {
+    const w = world(2, bg());
+    const seen: string[] = [];
+    for (let t = 0; t < 30 && w.rollout; t++) {
+      tick(w, { n: 2, tickMs: 500, figures: () => ({ canary: good(100), stable: good(100) }) });
+      seen.push(`${w.weights.at(-1)}:${live(w).filter((i) => i.revision === 1).length}`);
+    }
+    assert.equal(w.finished?.status, 'succeeded');
+    assert.ok(seen.includes('100:2'), `the old set stays whole while watched: ${seen.join(' ')}`);
+    assert.ok(seen.filter((x) => x === '100:2').length >= 6, 'for the whole watch (3 s)');
+    tick(w, { n: 2, tickMs: 500 });
+    assert.deepEqual(
+      live(w).map((i) => i.revision),
+      [2, 2],
+    );
+  });
+
+  it('sends the traffic back at once when analysis fails while watched; without analysis a crash loop does', () => {
+    const w = world(2, bg());
+    for (let t = 0; t < 30 && w.rollout; t++)
+      tick(w, {
+        n: 2,
+        tickMs: 500,
+        figures: (x) =>
+          (x.rollout?.progress.weight ?? 0) === 100 ? { canary: { requests: 20, errors: 20, p99Ms: 1 }, stable: undefined } : undefined,
+      });
+    assert.equal(w.finished?.status, 'failed');
+    assert.match(w.finished!.reason!, /analysis failed while revision 2 was watched/);
+    assert.equal(w.active, 1);
+    assert.deepEqual(
+      live(w).map((i) => i.revision),
+      [1, 1],
+    );
+
+    const c = world(2, bg(false));
+    for (let t = 0; t < 4; t++) tick(c, { n: 2, tickMs: 500 });
+    assert.equal(c.rollout?.progress.weight, 100);
+    for (const i of c.instances) if (i.revision === 2) Object.assign(i, { state: 'backoff', restarts: 3, lastError: 'exited 1' });
+    tick(c, { n: 2, tickMs: 500 });
+    assert.equal(c.finished?.status, 'failed');
+    assert.match(c.finished!.reason!, /crashed 3 times/);
+    assert.equal(c.active, 1);
+  });
+});

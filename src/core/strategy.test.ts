@@ -84,6 +84,11 @@ describe('pilot.yaml strategy', () => {
       [{ type: 'rolling', steps: [{ weight: 100 }] }, /strategy\.steps: only for type canary \(this one is rolling\)/],
       [{ type: 'blue-green', maxSurge: 1 }, /strategy\.maxSurge: only for type rolling/],
       [{ steps: [{ weight: 100 }] }, /strategy\.type/],
+      [
+        { type: 'blue-green', analysis: { maxErrorRate: '1%' } },
+        /strategy\.analysis: blue-green analyses the new revision during its watch period/,
+      ],
+      [{ type: 'rolling', analysis: {} }, /strategy\.analysis: only for type canary or blue-green \(with watch\)/],
     ];
     for (const [strategy, re] of cases) {
       const msg = configError({ strategy });
