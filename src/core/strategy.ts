@@ -142,7 +142,9 @@ export function resolveStrategy(input: StrategyInput | undefined): { strategy: S
   const only = (type: StrategyType, fields: readonly (keyof StrategyInput)[]): void => {
     for (const f of fields) {
       if (input[f] !== undefined)
-        problems.push(`strategy.${f}: only for type ${type === 'canary' ? 'canary' : type} (this one is ${input.type})`);
+        problems.push(
+          `strategy.${f}: only for type ${f === 'analysis' ? 'canary or blue-green (with watch)' : type} (this one is ${input.type})`,
+        );
     }
   };
   if (input.type !== 'blue-green') only('blue-green', ['keepPrevious', 'watch']);
