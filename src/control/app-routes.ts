@@ -12,12 +12,15 @@ import type { SecretBox } from '../store/secret-box.js';
 import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
 import { admitDeploy, admitRollback } from './deploy.js';
+import type { RunLedger } from '../cd/run-ledger.js';
 
 export interface AppRouteDeps {
   store: Store;
   box: SecretBox;
   blobs: FsBlobStore;
   reconciler: Reconciler;
+  /** The only writer of runs (a rollback's run). */
+  ledger: RunLedger;
 }
 
 const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });

@@ -43,6 +43,7 @@ import type {
   VolumePlacement,
   WebhookPush,
 } from './store.js';
+import { runChanged } from './store.js';
 import { MemoryEventLog } from './memory-events.js';
 
 interface AppRow extends AppRecord {
@@ -526,6 +527,7 @@ export class MemoryStore implements Store {
   async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
     const run = this.open().runs.get(id);
     if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+    if (p.ifStatus !== undefined && run.status !== p.ifStatus) throw runChanged(id, p.ifStatus, run.status);
     const next: { -readonly [K in keyof RunRecord]: RunRecord[K] } = { ...run };
     if (p.status !== undefined) next.status = p.status;
     if (p.steps !== undefined) next.steps = json(p.steps);

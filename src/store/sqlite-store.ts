@@ -33,6 +33,7 @@ import type {
   Store,
   VolumePlacement,
 } from './store.js';
+import { runChanged } from './store.js';
 
 type Row = Record<string, unknown>;
 /** A stored config; fields added since it was written get their defaults (volumes: none). */
@@ -708,6 +709,7 @@ export class SqliteStore implements Store {
     if (sets.length > 0) {
       this.write(() => {
         const b = this.stmt('SELECT app, status, steps FROM runs WHERE id = ?').get(id) as Row | undefined;
+        if (b && p.ifStatus !== undefined && b.status !== p.ifStatus) throw runChanged(id, p.ifStatus, b.status as string);
         this.stmt(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
         if (!b) return;
         const now = p.finishedAt ?? Date.now();

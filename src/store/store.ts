@@ -5,6 +5,7 @@
  * and history only: timeouts and failure detection use the monotonic clock in memory.
  */
 import type { AppConfig } from '../core/app-config.js';
+import { PilotError } from '../core/errors.js';
 import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
@@ -225,6 +226,12 @@ export interface RunPatch {
   readonly startedAt?: number;
   readonly rolloutId?: number;
   readonly supersededBy?: number;
+  /**
+   * Compare-and-set: write only if the run's status is still this one, else refuse with `conflict`
+   * (retryable) and write nothing. The run ledger (cd/run-ledger.ts) decides on the row it read and
+   * writes with the status it read, so a change that landed in between is never overwritten.
+   */
+  readonly ifStatus?: RunStatus;
 }
 
 /** How far the event feed goes: see Store.eventBounds. */
@@ -385,3 +392,8 @@ export interface PlanCommit {
   readonly now: number;
 }
 export type PlanVerdict = { readonly committed: true } | { readonly committed: false; readonly reason: string };
+
+/** The refusal of a compare-and-set run write (`RunPatch.ifStatus`) that lost a race. */
+export function runChanged(id: number, expected: string, actual: string): PilotError {
+  return new PilotError('conflict', `run ${id} changed meanwhile: it is ${actual}, no longer ${expected}`);
+}
