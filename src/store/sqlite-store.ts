@@ -34,6 +34,7 @@ import type {
   VolumePlacement,
 } from './store.js';
 import { runChanged } from './store.js';
+import { planEventPayload } from './plan-event.js';
 
 type Row = Record<string, unknown>;
 /** A stored config; fields added since it was written get their defaults (volumes: none). */
@@ -1192,20 +1193,4 @@ export class SqliteStore implements Store {
   close(): void {
     this.db.close();
   }
-}
-
-/** What the `deploy.plan` event says of a committed plan (node names, not ids). */
-export function planEventPayload(c: PlanCommit, nodeName: (id: string) => string): Record<string, unknown> {
-  const { plan } = c;
-  const last = new Map(plan.desired.map((d) => [d.id, d.desired]));
-  const with_ = (want: string): string[] => [...last].filter(([, d]) => d === want).map(([id]) => id);
-  return {
-    rollout: plan.rolloutId ?? null,
-    placed: plan.placements.map((p, k) => ({ instance: c.instanceIds[k], revision: p.revision, node: nodeName(p.nodeId), kind: p.kind })),
-    drain: with_('drain'),
-    stop: with_('stop'),
-    activate: plan.activate ?? null,
-    finish: plan.finish?.status ?? null,
-    unplaced: plan.unplaced ?? null,
-  };
 }
