@@ -145,7 +145,15 @@ for (const [kind, make] of [
     it('refuses a late report from a pipeline whose run was cancelled, superseded or interrupted, saying why', async () => {
       const { store, ledger } = await fresh();
       // superseded: a newer push while the first was still queued
-      const first = await ledger.enqueueWebhookRun({ app: 'web', deliveryId: 'd1', commit: SHA, branch: 'main', message: 'm', author: 'a', now: 1 });
+      const first = await ledger.enqueueWebhookRun({
+        app: 'web',
+        deliveryId: 'd1',
+        commit: SHA,
+        branch: 'main',
+        message: 'm',
+        author: 'a',
+        now: 1,
+      });
       const second = await ledger.enqueueWebhookRun({
         app: 'web',
         deliveryId: 'd2',
@@ -177,13 +185,24 @@ for (const [kind, make] of [
 
     it('claims, fails a run that cannot start, and refuses illegal moves with run_transition', async () => {
       const { ledger } = await fresh();
-      const q = await ledger.enqueueWebhookRun({ app: 'web', deliveryId: 'x1', commit: SHA, branch: 'main', message: 'm', author: 'a', now: 1 });
+      const q = await ledger.enqueueWebhookRun({
+        app: 'web',
+        deliveryId: 'x1',
+        commit: SHA,
+        branch: 'main',
+        message: 'm',
+        author: 'a',
+        now: 1,
+      });
       await assert.rejects(ledger.report(q.run.id, { status: 'succeeded' }, 2), code('run_transition'));
       const claimed = await ledger.claimNextRun(5, 5);
       assert.equal(claimed?.id, q.run.id);
       assert.equal(claimed?.status, 'running');
       await assert.rejects(ledger.report(q.run.id, { steps: [] }, 6), code('run_transition'));
-      await assert.rejects(ledger.report(q.run.id, { steps: step(q.run.steps, 'build', 'succeeded') }, 6), /step build pending → succeeded/);
+      await assert.rejects(
+        ledger.report(q.run.id, { steps: step(q.run.steps, 'build', 'succeeded') }, 6),
+        /step build pending → succeeded/,
+      );
       const failed = await ledger.fail(q.run.id, 'source: the app has no repository configured', 7);
       assert.equal(failed.status, 'failed');
       assert.equal(failed.finishedAt, 7);
@@ -232,7 +251,10 @@ for (const [kind, make] of [
           },
         },
       }) as Store;
-      await assert.rejects(new RunLedger(racing).report(run.id, { status: 'succeeded' }, 3), /already ended cancelled: cancelled by the user/);
+      await assert.rejects(
+        new RunLedger(racing).report(run.id, { status: 'succeeded' }, 3),
+        /already ended cancelled: cancelled by the user/,
+      );
       const stored = await store.getRun(run.id);
       assert.equal(stored?.status, 'cancelled', 'the change that landed first stays');
       assert.equal(stored?.finishedAt, 2);
@@ -242,7 +264,10 @@ for (const [kind, make] of [
       const { store, ledger } = await fresh();
       const run = await ledger.startForegroundRun({ app: 'web', trigger: 'cli', commit: SHA, dirty: false, now: 1 });
       const patch: RunPatch = { status: 'succeeded', finishedAt: 5, artifact: DIGEST, ifStatus: 'queued' };
-      await assert.rejects(store.updateRun(run.id, patch), (e: unknown) => isPilotError(e) && e.code === 'conflict' && /no longer queued/.test(e.message));
+      await assert.rejects(
+        store.updateRun(run.id, patch),
+        (e: unknown) => isPilotError(e) && e.code === 'conflict' && /no longer queued/.test(e.message),
+      );
       const stored = await store.getRun(run.id);
       assert.equal(stored?.status, 'running');
       assert.equal(stored?.artifact, undefined);

@@ -35,7 +35,13 @@ export class RunLedger {
   constructor(private readonly store: Store) {}
 
   /** A run started from a terminal (`pilot run`): `running` from the start, every step pending. */
-  async startForegroundRun(r: { app: string; trigger: RunRecord['trigger']; commit: string | undefined; dirty: boolean; now: number }): Promise<RunRecord> {
+  async startForegroundRun(r: {
+    app: string;
+    trigger: RunRecord['trigger'];
+    commit: string | undefined;
+    dirty: boolean;
+    now: number;
+  }): Promise<RunRecord> {
     const steps: StepRecord[] = PIPELINE_STEP_NAMES.map((name) => ({ name, status: 'pending' }));
     return this.store.createRun({ ...r, steps });
   }

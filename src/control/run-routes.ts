@@ -123,18 +123,14 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; le
     },
   );
 
-  app.patch<{ Params: { id: string }; Body: RunReport }>(
-    '/api/v1/runs/:id',
-    { schema: { body: PatchBody } },
-    async (req) => {
-      const run = await mustGetRun(req.params.id);
-      const b = req.body;
-      if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
-      if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
-      // The ledger decides (core/run-machine.ts): a report on an ended run is refused (409 run_finished).
-      return { run: await ledger.report(run.id, b, Date.now()) };
-    },
-  );
+  app.patch<{ Params: { id: string }; Body: RunReport }>('/api/v1/runs/:id', { schema: { body: PatchBody } }, async (req) => {
+    const run = await mustGetRun(req.params.id);
+    const b = req.body;
+    if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
+    if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+    // The ledger decides (core/run-machine.ts): a report on an ended run is refused (409 run_finished).
+    return { run: await ledger.report(run.id, b, Date.now()) };
+  });
 
   app.post<{ Params: { id: string }; Body: string }>('/api/v1/runs/:id/log', async (req, reply) => {
     const run = await mustGetRun(req.params.id);

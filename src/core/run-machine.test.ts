@@ -146,9 +146,9 @@ describe('run machine', () => {
   });
 
   // Random reports from every party, in any order, against one run.
-  const stepsArb = fc.array(fc.constantFrom(...STEP_STATUSES), { minLength: 5, maxLength: 5 }).map((ss) =>
-    ss.map((status, i): StepRecord => ({ name: STEPS[i]!, status })),
-  );
+  const stepsArb = fc
+    .array(fc.constantFrom(...STEP_STATUSES), { minLength: 5, maxLength: 5 })
+    .map((ss) => ss.map((status, i): StepRecord => ({ name: STEPS[i]!, status })));
   const reportArb: fc.Arbitrary<RunReport> = fc.record(
     {
       status: fc.constantFrom(...RUN_STATUSES),
@@ -220,7 +220,8 @@ describe('run machine', () => {
             report({ steps: withStep(r, name, 'succeeded') });
           }
           const current = STEPS[done];
-          if (current) report({ steps: withStep(r, current, end === 'superseded' ? 'skipped' : end === 'succeeded' ? 'running' : 'failed') });
+          if (current)
+            report({ steps: withStep(r, current, end === 'superseded' ? 'skipped' : end === 'succeeded' ? 'running' : 'failed') });
           report({ status: end });
           assert.equal(r.status, end);
         },

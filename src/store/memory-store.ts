@@ -130,7 +130,12 @@ function appRecord(r: AppRow): AppRecord {
 }
 
 /** An event before its id, as the SQLite store writes it (`event(kind, app, time, payload)`). */
-const ev = (kind: EventKind, app: string | undefined, time: number, payload: Record<string, unknown>): NewEvent => ({ kind, app, time, payload });
+const ev = (kind: EventKind, app: string | undefined, time: number, payload: Record<string, unknown>): NewEvent => ({
+  kind,
+  app,
+  time,
+  payload,
+});
 
 export class MemoryStore implements Store {
   private closed = false;
@@ -330,7 +335,13 @@ export class MemoryStore implements Store {
     };
     db.revisions.set(key(r.app, rec.number), rec);
     this.emit([
-      ev('deploy.revision', r.app, r.createdAt, { revision: rec.number, commit: r.commit, dirty: r.dirty, artifact: r.artifact, run: r.runId ?? null }),
+      ev('deploy.revision', r.app, r.createdAt, {
+        revision: rec.number,
+        commit: r.commit,
+        dirty: r.dirty,
+        artifact: r.artifact,
+        run: r.runId ?? null,
+      }),
     ]);
     return copy(rec);
   }
@@ -361,7 +372,9 @@ export class MemoryStore implements Store {
       finishedAt: undefined,
     };
     db.rollouts.set(rec.id, rec);
-    this.emit([ev('rollout.started', r.app, r.startedAt, { rollout: rec.id, fromRevision: r.fromRevision ?? null, toRevision: r.toRevision })]);
+    this.emit([
+      ev('rollout.started', r.app, r.startedAt, { rollout: rec.id, fromRevision: r.fromRevision ?? null, toRevision: r.toRevision }),
+    ]);
     return copy(rec);
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
@@ -534,7 +547,8 @@ export class MemoryStore implements Store {
     const n = this.open().nodes.get(id);
     if (!n) return;
     this.db.nodes.set(id, { ...n, scheduling });
-    if (n.scheduling !== scheduling) this.emit([ev('node.scheduling', undefined, Date.now(), { node: n.name, scheduling, from: n.scheduling })]);
+    if (n.scheduling !== scheduling)
+      this.emit([ev('node.scheduling', undefined, Date.now(), { node: n.name, scheduling, from: n.scheduling })]);
   }
 
   // join tokens
@@ -579,29 +593,29 @@ export class MemoryStore implements Store {
   }): Promise<RunRecord> {
     this.open();
     const run = this.insertRun({
-        app: r.app,
-        trigger: r.trigger,
-        commit: r.commit,
-        dirty: r.dirty,
-        status: 'running',
-        steps: r.steps,
-        artifact: undefined,
-        revision: undefined,
-        error: undefined,
-        createdAt: r.now,
-        finishedAt: undefined,
-        startedAt: r.now,
-        deliveryId: undefined,
-        branch: undefined,
-        message: undefined,
-        author: undefined,
-        fence: undefined,
-        attempt: 1,
-        retryOf: undefined,
-        supersededBy: undefined,
-        rolloutId: undefined,
-        repoFullName: undefined,
-      });
+      app: r.app,
+      trigger: r.trigger,
+      commit: r.commit,
+      dirty: r.dirty,
+      status: 'running',
+      steps: r.steps,
+      artifact: undefined,
+      revision: undefined,
+      error: undefined,
+      createdAt: r.now,
+      finishedAt: undefined,
+      startedAt: r.now,
+      deliveryId: undefined,
+      branch: undefined,
+      message: undefined,
+      author: undefined,
+      fence: undefined,
+      attempt: 1,
+      retryOf: undefined,
+      supersededBy: undefined,
+      rolloutId: undefined,
+      repoFullName: undefined,
+    });
     this.emit([ev('run.created', r.app, r.now, { run: run.id, trigger: r.trigger, commit: r.commit ?? null, status: 'running' })]);
     return copy(run);
   }
@@ -687,7 +701,9 @@ export class MemoryStore implements Store {
       repoFullName: p.repoFullName,
     });
     const older = runs.filter((r) => r.app === p.app && r.branch === p.branch && r.status === 'queued');
-    const batch = [ev('run.created', p.app, p.now, { run: run.id, trigger: 'webhook', commit: p.commit, status: 'queued', branch: p.branch })];
+    const batch = [
+      ev('run.created', p.app, p.now, { run: run.id, trigger: 'webhook', commit: p.commit, status: 'queued', branch: p.branch }),
+    ];
     for (const o of older) {
       batch.push(ev('run.status', p.app, p.now, { run: o.id, status: 'superseded', from: 'queued', supersededBy: run.id }));
       db.runs.set(o.id, {
@@ -746,7 +762,9 @@ export class MemoryStore implements Store {
           repoFullName: r.repoFullName,
         });
         retryNote = `retried as run #${retry.id}`;
-        batch.push(ev('run.created', r.app, now, { run: retry.id, trigger: 'webhook', commit: r.commit ?? null, status: 'queued', retryOf: r.id }));
+        batch.push(
+          ev('run.created', r.app, now, { run: retry.id, trigger: 'webhook', commit: r.commit ?? null, status: 'queued', retryOf: r.id }),
+        );
       }
       this.db.runs.set(r.id, {
         ...r,
@@ -772,7 +790,12 @@ export class MemoryStore implements Store {
         error: 'interrupted: the server stopped while it ran; run `pilot run` again',
       });
       batch.push(
-        ev('run.status', r.app, now, { run: r.id, status: 'interrupted', from: 'running', error: 'interrupted: the server stopped while it ran' }),
+        ev('run.status', r.app, now, {
+          run: r.id,
+          status: 'interrupted',
+          from: 'running',
+          error: 'interrupted: the server stopped while it ran',
+        }),
       );
     }
     this.emit(batch);
@@ -965,7 +988,14 @@ export class MemoryStore implements Store {
       if (n.scheduling !== 'eligible') return { committed: false, reason: `node ${nodeId} is no longer eligible (${n.scheduling})` };
     }
     // The plan itself first, then the events of each change it makes (the SQLite store's order).
-    const batch: NewEvent[] = [ev('deploy.plan', plan.app, now, planEventPayload(c, (id) => this.nodeName(id)))];
+    const batch: NewEvent[] = [
+      ev(
+        'deploy.plan',
+        plan.app,
+        now,
+        planEventPayload(c, (id) => this.nodeName(id)),
+      ),
+    ];
     if (plan.volumes) {
       for (const name of plan.volumes.names)
         if (!db.volumes.has(key(plan.app, name)))
@@ -992,7 +1022,15 @@ export class MemoryStore implements Store {
         createdAt: now,
         updatedAt: now,
       });
-      batch.push(ev('instance.placed', plan.app, now, { instance: id, revision: p.revision, node: this.nodeName(p.nodeId), kind: p.kind, desired: 'run' }));
+      batch.push(
+        ev('instance.placed', plan.app, now, {
+          instance: id,
+          revision: p.revision,
+          node: this.nodeName(p.nodeId),
+          kind: p.kind,
+          desired: 'run',
+        }),
+      );
     });
     const before = new Map(instances.map((i) => [i.id, i]));
     for (const d of plan.desired) {

@@ -11,11 +11,17 @@ import { resolveAppConfig } from '../core/app-config.js';
 import type { EventKind, PilotEvent } from '../core/events.js';
 import { basisOf, type Plan } from '../core/plan.js';
 import type { StepRecord } from '../core/types.js';
-import type { StoreHarness } from './store-contract.js';
 import type { NodeRecord, Store, WebhookPush } from './store.js';
 
 const sha = (c: string): string => c.repeat(40);
 const digest = (c: string): string => `sha256:${c.repeat(64)}`;
+
+/** What this part of the contract needs of store-contract.ts's StoreHarness (declared here: no import cycle). */
+interface StoreHarness {
+  readonly store: Store;
+  reopen(): Store | Promise<Store>;
+  cleanup(): void | Promise<void>;
+}
 
 /** One expected event: its kind, its app (null: a node event), and the payload fields to compare. */
 type Expected = readonly [kind: EventKind, app: string | null, payload?: Readonly<Record<string, unknown>>];
@@ -128,12 +134,16 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
           }),
         [['deploy.revision', 'web', { revision: 1, commit: sha('a'), artifact: digest('a'), run: 7, dirty: false }]],
       );
-      await w.expect('setActiveRevision', () => s.setActiveRevision('web', 1, 4), [['deploy.activated', 'web', { revision: 1, previous: null }]]);
+      await w.expect('setActiveRevision', () => s.setActiveRevision('web', 1, 4), [
+        ['deploy.activated', 'web', { revision: 1, previous: null }],
+      ]);
       await w.expect('setActiveRevision, same', () => s.setActiveRevision('web', 1, 5), []);
       await w.expect('setActiveRevision, unknown app', () => s.setActiveRevision('nope', 1, 5), []);
-      const ro = await w.expect('createRollout', () => s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 1, startedAt: 6 }), [
-        ['rollout.started', 'web', { fromRevision: null, toRevision: 1 }],
-      ]);
+      const ro = await w.expect(
+        'createRollout',
+        () => s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 1, startedAt: 6 }),
+        [['rollout.started', 'web', { fromRevision: null, toRevision: 1 }]],
+      );
       const started = (await s.readEvents({ after: 0, limit: 100, kinds: ['rollout.started'] })).at(-1)!;
       assert.equal(started.payload.rollout, ro.id);
       await w.expect('finishRollout', () => s.finishRollout(ro.id, 'failed', 'probe failed\nlast output', 7), [
@@ -148,16 +158,20 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
     it('nodes and instances: registered, scheduling, placed, desired, state, removed', async (t) => {
       const { s, w } = await setup(t);
       await s.upsertApp('web', resolveAppConfig({}, 'web'), 1);
-      await w.expect('upsertNode', () => s.upsertNode(node('n1', 'node-1')), [['node.registered', null, { node: 'node-1', address: '127.0.0.2' }]]);
+      await w.expect('upsertNode', () => s.upsertNode(node('n1', 'node-1')), [
+        ['node.registered', null, { node: 'node-1', address: '127.0.0.2' }],
+      ]);
       await w.expect('upsertNode again', () => s.upsertNode(node('n1', 'node-1', { lastSeenAt: 5, address: '127.0.0.3' })), []);
       await w.expect('touchNode', () => s.touchNode('n1', 6), []);
       await w.expect('setNodeScheduling', () => s.setNodeScheduling('n1', 'draining'), [
         ['node.scheduling', null, { node: 'node-1', scheduling: 'draining', from: 'eligible' }],
       ]);
       await w.expect('setNodeScheduling, same', () => s.setNodeScheduling('n1', 'draining'), []);
-      await w.expect('createInstance', () => s.createInstance({ id: 'web-1-a', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 7 }), [
-        ['instance.placed', 'web', { instance: 'web-1-a', revision: 1, node: 'node-1', kind: 'web', desired: 'run' }],
-      ]);
+      await w.expect(
+        'createInstance',
+        () => s.createInstance({ id: 'web-1-a', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 7 }),
+        [['instance.placed', 'web', { instance: 'web-1-a', revision: 1, node: 'node-1', kind: 'web', desired: 'run' }]],
+      );
       await w.expect(
         'createInstance, release',
         () => s.createInstance({ id: 'web-1-r', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 7, kind: 'release' }),
@@ -165,19 +179,37 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
       );
       const report = { state: 'ready' as const, port: 4000, pid: 100, restarts: 0, lastError: undefined, startedAt: 8 };
       await w.expect('updateInstanceStatus', () => s.updateInstanceStatus('web-1-a', report, 8), [
-        ['instance.state', 'web', { instance: 'web-1-a', revision: 1, node: 'node-1', state: 'ready', from: 'pending', port: 4000, restarts: 0, lastError: null, address: null }],
+        [
+          'instance.state',
+          'web',
+          {
+            instance: 'web-1-a',
+            revision: 1,
+            node: 'node-1',
+            state: 'ready',
+            from: 'pending',
+            port: 4000,
+            restarts: 0,
+            lastError: null,
+            address: null,
+          },
+        ],
       ]);
       await w.expect('updateInstanceStatus, a new pid only', () => s.updateInstanceStatus('web-1-a', { ...report, pid: 101 }, 9), []);
-      await w.expect('updateInstanceStatus, a crash', () => s.updateInstanceStatus('web-1-a', { ...report, state: 'failed', restarts: 1, lastError: 'exit 1' }, 10), [
-        ['instance.state', 'web', { state: 'failed', from: 'ready', restarts: 1, lastError: 'exit 1' }],
-      ]);
+      await w.expect(
+        'updateInstanceStatus, a crash',
+        () => s.updateInstanceStatus('web-1-a', { ...report, state: 'failed', restarts: 1, lastError: 'exit 1' }, 10),
+        [['instance.state', 'web', { state: 'failed', from: 'ready', restarts: 1, lastError: 'exit 1' }]],
+      );
       await w.expect('updateInstanceStatus, unknown', () => s.updateInstanceStatus('nope', report, 10), []);
       await w.expect('setInstanceDesired', () => s.setInstanceDesired('web-1-a', 'drain', 11), [
         ['instance.desired', 'web', { instance: 'web-1-a', revision: 1, desired: 'drain' }],
       ]);
       await w.expect('setInstanceDesired, same', () => s.setInstanceDesired('web-1-a', 'drain', 12), []);
       await w.expect('setInstanceDesired, unknown', () => s.setInstanceDesired('nope', 'stop', 12), []);
-      await w.expect('deleteInstance', () => s.deleteInstance('web-1-a'), [['instance.removed', 'web', { instance: 'web-1-a', revision: 1 }]]);
+      await w.expect('deleteInstance', () => s.deleteInstance('web-1-a'), [
+        ['instance.removed', 'web', { instance: 'web-1-a', revision: 1 }],
+      ]);
       await w.expect('deleteInstance, gone', () => s.deleteInstance('web-1-a'), []);
       await w.expect(
         'createInstance, refused',
@@ -192,18 +224,36 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
         { name: 'source', status: 'pending' },
         { name: 'build', status: 'pending' },
       ];
-      const cli = await w.expect('createRun', () => s.createRun({ app: 'web', trigger: 'cli', commit: sha('a'), dirty: false, steps, now: 5 }), [
-        ['run.created', 'web', { trigger: 'cli', commit: sha('a'), status: 'running' }],
-      ]);
+      const cli = await w.expect(
+        'createRun',
+        () => s.createRun({ app: 'web', trigger: 'cli', commit: sha('a'), dirty: false, steps, now: 5 }),
+        [['run.created', 'web', { trigger: 'cli', commit: sha('a'), status: 'running' }]],
+      );
       const running: StepRecord[] = [{ name: 'source', status: 'running', startedAt: 6 }, steps[1]!];
       await w.expect('updateRun, steps', () => s.updateRun(cli.id, { steps: running }), [
-        ['run.steps', 'web', { run: cli.id, steps: [{ name: 'source', status: 'running' }, { name: 'build', status: 'pending' }] }],
+        [
+          'run.steps',
+          'web',
+          {
+            run: cli.id,
+            steps: [
+              { name: 'source', status: 'running' },
+              { name: 'build', status: 'pending' },
+            ],
+          },
+        ],
       ]);
       await w.expect('updateRun, the same steps', () => s.updateRun(cli.id, { steps: running }), []);
       await w.expect('updateRun, fields only', () => s.updateRun(cli.id, { artifact: digest('b'), revision: 2, rolloutId: 3 }), []);
       await w.expect(
         'updateRun, steps and status',
-        () => s.updateRun(cli.id, { steps: [{ ...running[0]!, status: 'failed' }, steps[1]!], status: 'failed', error: 'build: exit 1\nmore', finishedAt: 9 }),
+        () =>
+          s.updateRun(cli.id, {
+            steps: [{ ...running[0]!, status: 'failed' }, steps[1]!],
+            status: 'failed',
+            error: 'build: exit 1\nmore',
+            finishedAt: 9,
+          }),
         [
           ['run.steps', 'web', { run: cli.id }],
           ['run.status', 'web', { run: cli.id, status: 'failed', from: 'running', error: 'build: exit 1', revision: null, rollout: null }],
@@ -211,7 +261,11 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
       );
       const ev = (await s.readEvents({ after: 0, limit: 100, kinds: ['run.status'] })).at(-1)!;
       assert.equal(ev.time, 9, 'a run event is timed by the run’s finish');
-      await w.expect('updateRun, refused compare-and-set', () => assert.rejects(s.updateRun(cli.id, { status: 'succeeded', ifStatus: 'running' })), []);
+      await w.expect(
+        'updateRun, refused compare-and-set',
+        () => assert.rejects(s.updateRun(cli.id, { status: 'succeeded', ifStatus: 'running' })),
+        [],
+      );
 
       const first = await w.expect('enqueueWebhookRun', () => s.enqueueWebhookRun(push('web', 'd1', sha('1'), 10)), [
         ['run.created', 'web', { trigger: 'webhook', commit: sha('1'), status: 'queued', branch: 'main' }],
@@ -222,7 +276,9 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
       ]);
       assert.equal((await s.readEvents({ after: 0, limit: 100 })).at(-1)!.payload.supersededBy, second.run.id);
       await w.expect('enqueueWebhookRun, duplicate delivery', () => s.enqueueWebhookRun(push('web', 'd2', sha('2'), 12)), []);
-      await w.expect('claimNextRun', () => s.claimNextRun(new Set(), 20), [['run.status', 'web', { run: second.run.id, status: 'running', from: 'queued' }]]);
+      await w.expect('claimNextRun', () => s.claimNextRun(new Set(), 20), [
+        ['run.status', 'web', { run: second.run.id, status: 'running', from: 'queued' }],
+      ]);
       await w.expect('claimNextRun, nothing queued', () => s.claimNextRun(new Set(), 21), []);
       const other = await s.createRun({ app: 'api', trigger: 'cli', commit: undefined, dirty: false, steps, now: 21 });
       const retryId = Math.max(other.id, second.run.id) + 1;
@@ -232,7 +288,14 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
         ['run.status', 'api', { run: other.id, status: 'interrupted', from: 'running' }],
       ]);
       const fg = await s.createRun({ app: 'api', trigger: 'cli', commit: undefined, dirty: false, steps, now: 31 });
-      const rb = await s.createRun({ app: 'web', trigger: 'rollback', commit: sha('1'), dirty: false, steps: [{ name: 'deploy', status: 'running' }], now: 31 });
+      const rb = await s.createRun({
+        app: 'web',
+        trigger: 'rollback',
+        commit: sha('1'),
+        dirty: false,
+        steps: [{ name: 'deploy', status: 'running' }],
+        now: 31,
+      });
       await s.updateRun(rb.id, { rolloutId: 42 });
       await w.expect('interruptForegroundRuns', () => s.interruptForegroundRuns(32), [
         ['run.status', 'api', { run: fg.id, status: 'interrupted', from: 'running' }],
@@ -270,7 +333,14 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
       await s.createInstance({ id: 'web-1-a', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 2 });
       await s.createInstance({ id: 'web-1-b', app: 'web', revision: 1, nodeId: 'n1', desired: 'run', createdAt: 2 });
       const ro = await s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 2, startedAt: 3 });
-      const rb = await s.createRun({ app: 'web', trigger: 'rollback', commit: sha('1'), dirty: false, steps: [{ name: 'deploy', status: 'running' }], now: 3 });
+      const rb = await s.createRun({
+        app: 'web',
+        trigger: 'rollback',
+        commit: sha('1'),
+        dirty: false,
+        steps: [{ name: 'deploy', status: 'running' }],
+        now: 3,
+      });
       await s.updateRun(rb.id, { rolloutId: ro.id });
       const basis = async (): Promise<string> => {
         const a = await s.getApp('web');
@@ -294,7 +364,11 @@ export function storeEventContract(name: string, makeStore: () => Promise<StoreH
         volumes: undefined,
         unplaced: undefined,
       });
-      await w.expect('commitPlan, stale', async () => assert.equal((await s.commitPlan({ plan: plan('stale'), instanceIds: ['web-2-x'], now: 9 })).committed, false), []);
+      await w.expect(
+        'commitPlan, stale',
+        async () => assert.equal((await s.commitPlan({ plan: plan('stale'), instanceIds: ['web-2-x'], now: 9 })).committed, false),
+        [],
+      );
       const b = await basis();
       await w.expect('commitPlan', () => s.commitPlan({ plan: plan(b), instanceIds: ['web-2-x'], now: 10 }), [
         ['deploy.plan', 'web', { rollout: ro.id, activate: 2, finish: 'succeeded', drain: ['web-1-a'], stop: [] }],

@@ -37,7 +37,12 @@ const op = fc.oneof(
   fc.record({ t: fc.constant('activate' as const), app, revision: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }) }),
   fc.record({ t: fc.constant('rollout' as const), app, to: fc.integer({ min: 1, max: 3 }) }),
   fc.record({ t: fc.constant('finish-rollout' as const), id: fc.integer({ min: 1, max: 6 }), ok: fc.boolean() }),
-  fc.record({ t: fc.constant('desired' as const), app, n: fc.integer({ min: 0, max: 3 }), desired: fc.constantFrom('run', 'drain', 'stop') }),
+  fc.record({
+    t: fc.constant('desired' as const),
+    app,
+    n: fc.integer({ min: 0, max: 3 }),
+    desired: fc.constantFrom('run', 'drain', 'stop'),
+  }),
   fc.record({
     t: fc.constant('report' as const),
     app,
@@ -111,7 +116,14 @@ async function apply(s: Store, o: Op, now: number): Promise<unknown> {
       case 'report':
         return await s.updateInstanceStatus(
           `${o.app}-${o.n}`,
-          { state: o.state, port: o.state === 'ready' ? 4000 : undefined, pid: 1, restarts: o.restarts, lastError: undefined, startedAt: now },
+          {
+            state: o.state,
+            port: o.state === 'ready' ? 4000 : undefined,
+            pid: 1,
+            restarts: o.restarts,
+            lastError: undefined,
+            startedAt: now,
+          },
           now,
         );
       case 'scheduling':
