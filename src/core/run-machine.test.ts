@@ -87,7 +87,7 @@ describe('run machine', () => {
     assert.deepEqual(decideRunReport(run(), { status: 'running' }, 1), { ok: true, change: {} }, 'the worker already claimed it');
   });
 
-  it('moves steps pending → running → succeeded | failed | skipped, never back', () => {
+  it('moves steps pending → (running →) succeeded | failed | skipped, never back', () => {
     let r = run();
     for (const [name, to] of [
       ['source', 'running'],
@@ -95,6 +95,7 @@ describe('run machine', () => {
       ['build', 'running'],
       ['build', 'failed'],
       ['package', 'skipped'],
+      ['publish', 'succeeded'], // a start that was not reported
     ] as const) {
       const d = decideRunReport(r, { steps: withStep(r, name, to) }, 1);
       assert.ok(d.ok, `${name} → ${to}`);
@@ -102,9 +103,11 @@ describe('run machine', () => {
     }
     for (const [name, to] of [
       ['source', 'running'],
+      ['source', 'pending'],
       ['build', 'succeeded'],
+      ['build', 'running'],
       ['package', 'running'],
-      ['publish', 'succeeded'],
+      ['package', 'pending'],
     ] as const) {
       const d = decideRunReport(r, { steps: withStep(r, name, to) }, 1);
       assert.equal(d.ok, false, `${name} → ${to}`);
@@ -112,17 +115,27 @@ describe('run machine', () => {
     }
   });
 
-  it('refuses steps that are not the run’s own (renamed, dropped, reordered, added)', () => {
+  it('merges reported steps by name (the others stay, in their order); refuses a step the run lacks or one named twice', () => {
     const r = run();
-    for (const steps of [
-      r.steps.slice(1),
-      [...r.steps].reverse(),
-      [...r.steps, { name: 'deploy', status: 'pending' } as StepRecord],
-      r.steps.map((s, i) => (i === 0 ? { ...s, name: 'build' as StepName } : s)),
-      [],
-    ]) {
-      const d = decideRunReport(r, { steps }, 1);
-      assert.equal(d.ok, false, JSON.stringify(steps.map((s) => s.name)));
+    const d = decideRunReport(r, { steps: [{ name: 'build', status: 'running', startedAt: 4 }] }, 1);
+    assert.deepEqual(d.ok && d.change.steps?.map((s) => `${s.name}:${s.status}`), [
+      'source:pending',
+      'build:running',
+      'package:pending',
+      'publish:pending',
+      'deploy:pending',
+    ]);
+    for (const same of [[], r.steps.slice(1), [...r.steps].reverse()])
+      assert.deepEqual(decideRunReport(r, { steps: same }, 1), { ok: true, change: {} });
+    const rollback = run({ steps: [{ name: 'deploy', status: 'running' }] });
+    for (const [who, steps] of [
+      [r, [...r.steps, { name: 'deploy', status: 'running' } as StepRecord]],
+      [r, r.steps.map((s, i) => (i === 0 ? { ...s, name: 'build' as StepName } : s))],
+      [rollback, [{ name: 'build', status: 'running' } as StepRecord]],
+    ] as const) {
+      const x = decideRunReport(who, { steps }, 1);
+      assert.equal(x.ok, false, JSON.stringify(steps.map((s) => s.name)));
+      assert.equal(!x.ok && x.code, 'run_transition');
     }
   });
 

@@ -8,8 +8,10 @@
  *            └──► cancelled | superseded | failed   (ended before it started: app removed, a newer
  *                                                    push queued, no repository to build)
  *   step:  pending ──► running ──► succeeded | failed | skipped
- *            └──► skipped | failed                   (never begun: a later step superseded, or the
- *                                                    report of its start was lost)
+ *            └──► succeeded | failed | skipped       (its start was not reported, or it never began)
+ *
+ * - A report names the steps that changed (or all of them), by name; the others stay as stored. A
+ *   step the run does not have, or one named twice, is refused.
  *
  * - A run is created `queued` (a webhook push) or `running` (`pilot run`, a rollback).
  * - `artifact`, `revision`, `rolloutId` and `commit` are set once; restating the same value is fine.
@@ -38,7 +40,7 @@ const RUN_EDGES: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
 };
 
 const STEP_EDGES: Readonly<Record<StepStatus, readonly StepStatus[]>> = {
-  pending: ['running', 'skipped', 'failed'],
+  pending: ['running', 'succeeded', 'failed', 'skipped'],
   running: ['succeeded', 'failed', 'skipped'],
   succeeded: [],
   failed: [],
@@ -118,22 +120,25 @@ export function decideRunReport(run: RunFacts, report: RunReport, now: number): 
   }
 
   if (report.steps !== undefined) {
-    const names = (s: readonly StepRecord[]): string => s.map((x) => x.name).join(',');
-    if (names(report.steps) !== names(run.steps))
-      return refuse(`steps ${names(report.steps) || '(none)'} are not the run's steps (${names(run.steps) || 'none'})`);
+    // Merged by name into the stored steps, which keep their order.
+    const steps = [...run.steps];
+    const named = new Set<string>();
     let changed = false;
-    for (const [i, next] of report.steps.entries()) {
-      const prev = run.steps[i]!;
+    for (const next of report.steps) {
+      if (named.has(next.name)) return refuse(`step ${next.name} is reported twice`);
+      named.add(next.name);
+      const i = steps.findIndex((x) => x.name === next.name);
+      if (i < 0) return refuse(`step ${next.name} is not one of the run's steps (${run.steps.map((x) => x.name).join(', ') || 'none'})`);
+      const prev = steps[i]!;
       if (sameStep(prev, next)) continue;
-      changed = true;
       if (prev.status === next.status) {
         // A step may restate its times while it is pending or running; an ended step is final.
         if (prev.status !== 'pending' && prev.status !== 'running') return refuse(`step ${prev.name} already ${prev.status} cannot change`);
-        continue;
-      }
-      if (!stepTransitionAllowed(prev.status, next.status)) return refuse(`step ${prev.name} ${prev.status} → ${next.status}`);
+      } else if (!stepTransitionAllowed(prev.status, next.status)) return refuse(`step ${prev.name} ${prev.status} → ${next.status}`);
+      steps[i] = next;
+      changed = true;
     }
-    if (changed) change.steps = report.steps;
+    if (changed) change.steps = steps;
   }
 
   for (const f of SET_ONCE) {
