@@ -3,10 +3,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import fc from 'fast-check';
 import ts from 'typescript';
 import { resolveAppConfig } from '../core/app-config.js';
 import { isPilotError } from '../core/errors.js';
-import type { StepRecord } from '../core/types.js';
+import { isRunFinished, runTransitionAllowed } from '../core/run-machine.js';
+import type { RunStatus, StepRecord } from '../core/types.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { RunPatch, Store } from '../store/store.js';
@@ -284,3 +286,144 @@ for (const [kind, make] of [
     });
   });
 }
+
+// Every party at once, in any order: pushes, claims, the pipeline's reports, app removal, restarts.
+// Whatever the ledger accepts or refuses, and whatever the store's own queue moves do, each run's
+// statuses (read from the event feed) follow core/run-machine.ts and end once.
+const APP = fc.constantFrom('web', 'api');
+const action = fc.oneof(
+  fc.record({ t: fc.constant('push' as const), app: APP, commit: fc.constantFrom('1', '2', '3'), branch: fc.constantFrom('main', 'dev') }),
+  fc.record({ t: fc.constant('cli' as const), app: APP }),
+  fc.record({ t: fc.constant('claim' as const) }),
+  fc.record({
+    t: fc.constant('report' as const),
+    pick: fc.nat(),
+    status: fc.option(fc.constantFrom('running', 'succeeded', 'failed', 'cancelled', 'superseded'), { nil: undefined }),
+    step: fc.option(
+      fc.record({
+        name: fc.constantFrom('source', 'build', 'deploy'),
+        status: fc.constantFrom('running', 'succeeded', 'failed', 'skipped'),
+      }),
+      {
+        nil: undefined,
+      },
+    ),
+    artifact: fc.option(fc.constantFrom('b', 'c'), { nil: undefined }),
+  }),
+  fc.record({ t: fc.constant('fail' as const), pick: fc.nat() }),
+  fc.record({ t: fc.constant('remove' as const), app: APP }),
+  fc.record({ t: fc.constant('recover' as const) }),
+  fc.record({ t: fc.constant('interrupt' as const) }),
+);
+
+describe('run ledger and the store’s queue moves together (property)', () => {
+  for (const [kind, open, numRuns] of [
+    ['memory', () => ({ store: new MemoryStore() as Store, done: () => undefined }), 300],
+    [
+      'sqlite',
+      () => {
+        const dir = mkdtempSync(join(tmpdir(), 'pilot-ledger-prop-'));
+        const store = new SqliteStore(join(dir, 'pilot.db'));
+        return {
+          store: store as Store,
+          done: () => {
+            store.close();
+            rmSync(dir, { recursive: true, force: true });
+          },
+        };
+      },
+      60,
+    ],
+  ] as const) {
+    it(`${kind}: every run moves only along the machine's edges and ends in exactly one end state`, async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(action, { maxLength: 40 }), async (actions) => {
+          const { store, done } = open();
+          try {
+            const ledger = new RunLedger(store);
+            for (const a of ['web', 'api']) await store.upsertApp(a, resolveAppConfig({}, a), 1);
+            let delivery = 0;
+            for (const [i, a] of actions.entries()) {
+              const now = 100 + i;
+              const runs = await store.listRuns({ limit: 1000 });
+              const pick = (n: number) => runs[n % Math.max(1, runs.length)];
+              try {
+                switch (a.t) {
+                  case 'push':
+                    await ledger.enqueueWebhookRun({
+                      app: a.app,
+                      deliveryId: `d${delivery++}`,
+                      commit: a.commit.repeat(40),
+                      branch: a.branch,
+                      message: 'm',
+                      author: 'a',
+                      now,
+                    });
+                    break;
+                  case 'cli':
+                    await ledger.startForegroundRun({ app: a.app, trigger: 'cli', commit: SHA, dirty: false, now });
+                    break;
+                  case 'claim':
+                    await ledger.claimNextRun(now, now);
+                    break;
+                  case 'report': {
+                    const r = pick(a.pick);
+                    if (r)
+                      await ledger.report(
+                        r.id,
+                        {
+                          ...(a.status ? { status: a.status } : {}),
+                          ...(a.step ? { steps: [a.step as StepRecord] } : {}),
+                          ...(a.artifact ? { artifact: `sha256:${a.artifact.repeat(64)}` } : {}),
+                        },
+                        now,
+                      );
+                    break;
+                  }
+                  case 'fail': {
+                    const r = pick(a.pick);
+                    if (r) await ledger.fail(r.id, 'source: the app has no repository configured', now);
+                    break;
+                  }
+                  case 'remove':
+                    await store.removeApp(a.app, now);
+                    break;
+                  case 'recover':
+                    await ledger.recoverInterruptedRuns(now);
+                    break;
+                  case 'interrupt':
+                    await ledger.interruptForegroundRuns(now);
+                    break;
+                }
+              } catch (err) {
+                // Refusals are answers; anything else is a bug.
+                assert.ok(
+                  isPilotError(err) && ['run_finished', 'run_transition', 'run_not_found', 'app_removing'].includes(err.code),
+                  String(err),
+                );
+              }
+            }
+            // Each run's history, from the feed: created in a start state, then legal moves only.
+            const history = new Map<number, RunStatus[]>();
+            for (const e of await store.readEvents({ after: 0, limit: 100_000 })) {
+              const id = e.payload.run as number;
+              if (e.kind === 'run.created') history.set(id, [e.payload.status as RunStatus]);
+              if (e.kind === 'run.status') history.get(id)!.push(e.payload.status as RunStatus);
+            }
+            for (const r of await store.listRuns({ limit: 1000 })) {
+              const h = history.get(r.id)!;
+              assert.ok(h[0] === 'queued' || h[0] === 'running', `run ${r.id} created ${h[0]}`);
+              for (let k = 1; k < h.length; k++) assert.ok(runTransitionAllowed(h[k - 1]!, h[k]!), `run ${r.id}: ${h.join(' → ')}`);
+              assert.equal(h.at(-1), r.status, `run ${r.id}: the feed ends where the row is`);
+              assert.ok(h.filter(isRunFinished).length <= 1, `run ${r.id} ended more than once: ${h.join(' → ')}`);
+              assert.equal(r.finishedAt !== undefined, isRunFinished(r.status), `run ${r.id} ${r.status}: finishedAt ${r.finishedAt}`);
+            }
+          } finally {
+            done();
+          }
+        }),
+        { numRuns },
+      );
+    });
+  }
+});
