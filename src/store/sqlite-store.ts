@@ -864,7 +864,7 @@ export class SqliteStore implements Store {
         }
         // A `pilot run` from a terminal reports through this server: when the server died, the CLI's
         // next report failed and it gave up, so its run would say "running" forever. Not retried:
-        // the user re-runs it (a CLI that is somehow still going may still PATCH it to its end).
+        // the user re-runs it (a CLI somehow still going has its later reports refused by the run ledger).
         const cli = this.stmt(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'cli'`).all() as Row[];
         for (const r of cli) {
           this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`).run(

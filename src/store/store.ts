@@ -320,7 +320,7 @@ export interface Store {
   finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void>;
   /** The revision a run of this fence already made of this commit (a retried run must not deploy it twice). */
   revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined>;
-  /** After a restart: CLI runs left `running` become `interrupted` (a CLI still alive may finish them later). */
+  /** After a restart: CLI runs left `running` become `interrupted` (final: a CLI still alive has its later reports refused, `run_finished`). */
   interruptForegroundRuns(now: number): Promise<number>;
   /** The highest fence among the app's runs that created a revision, if any. */
   latestDeployedFence(app: string): Promise<number | undefined>;
