@@ -1,6 +1,6 @@
 /**
- * The run queue's worker pool: takes queued webhook runs from the store (one at a time per app, a
- * few apps at once) and performs each with the same pipeline `pilot run` uses, talking to this
+ * The run queue's worker pool: takes queued webhook runs from the store (one build at a time per
+ * app, a few apps at once; a run that only follows its rollout holds neither) and performs each with the same pipeline `pilot run` uses, talking to this
  * control plane's API over loopback. On start-up, runs that were in flight when the server died are
  * marked interrupted and retried once. Every change of a run goes through the run ledger (run-ledger.ts).
  *
@@ -85,8 +85,18 @@ export class RunWorker {
       });
   }
 
+  /**
+   * Runs that take a slot: those that build. A run that made its rollout only follows it (a canary
+   * may take an hour): it holds no slot and no app (store.claimNextRun), so a newer push goes ahead.
+   */
+  private async building(): Promise<number> {
+    let n = 0;
+    for (const id of this.running.keys()) if ((await this.o.store.getRun(id))?.rolloutId === undefined) n++;
+    return n;
+  }
+
   private async claim(): Promise<void> {
-    while (!this.stopped && this.running.size < (this.o.concurrency ?? 2)) {
+    while (!this.stopped && (await this.building()) < (this.o.concurrency ?? 2)) {
       const now = Date.now(); // wall clock: created_at is, and a short scheduling delay tolerates jumps
       // The store keeps one run per app: an app with a `running` run is not claimed again.
       const run = await this.o.ledger.claimNextRun(now, now - this.quietMs);

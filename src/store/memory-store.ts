@@ -736,7 +736,9 @@ export class MemoryStore implements Store {
 
   async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
     const runs = [...this.open().runs.values()].sort((a, b) => a.id - b.id);
-    const busy = new Set(runs.filter((r) => r.status === 'running' && r.trigger === 'webhook').map((r) => r.app));
+    const busy = new Set(
+      runs.filter((r) => r.status === 'running' && r.trigger === 'webhook' && r.rolloutId === undefined).map((r) => r.app),
+    );
     const next = runs.find((r) => r.status === 'queued' && r.createdAt <= queuedBefore && !busy.has(r.app) && !excludeApps.has(r.app));
     if (!next) return undefined;
     const claimed: RunRecord = { ...next, status: 'running', startedAt: now, attempt: next.attempt === 0 ? 1 : next.attempt };

@@ -836,9 +836,11 @@ export class SqliteStore implements Store {
   async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
     return this.write((): RunRecord | undefined => {
       const busy = new Set(
-        (this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map(
-          (r) => r.app,
-        ),
+        (
+          this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook' AND rollout_id IS NULL`).all() as {
+            app: string;
+          }[]
+        ).map((r) => r.app),
       );
       const queued = this.stmt(`SELECT * FROM runs WHERE status = 'queued' AND created_at <= ? ORDER BY id`).all(queuedBefore) as Row[];
       const next = queued.find((r) => !busy.has(r.app as string) && !excludeApps.has(r.app as string));

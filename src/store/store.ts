@@ -325,7 +325,11 @@ export interface Store {
    * run the app's next fence; marks older queued runs of the same app and branch superseded.
    */
   enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult>;
-  /** The oldest queued run of an app that has no run going, now marked running (attempt counted). */
+  /**
+   * The oldest queued run of an app that has no run going, now marked running (attempt counted). A
+   * run that has made its rollout (rolloutId set) and only follows it does not hold its app: a newer
+   * push builds meanwhile, and its deploy supersedes that rollout (a canary may take long).
+   */
   claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore?: number): Promise<RunRecord | undefined>;
   /**
    * After a restart: webhook runs left `running` become `interrupted`; each is retried once as a new
