@@ -12,8 +12,11 @@
  * among the backends that have weight and upstreams, in proportion to their weights.
  *
  * Today's planner: the active revision at 100, a running rollout's target at 0. A canary planner
- * only changes those two numbers.
+ * only changes those two numbers. An A/B experiment (core/experiment.ts) gives the active revision
+ * 100 − split and the variant split, and makes the route sticky: a user key (a cookie or a header)
+ * hashed with the experiment's seed picks the backend instead of the weighted round-robin.
  */
+import { isSticky, type Sticky } from './experiment.js';
 
 /** One ready instance: `id` is the instance id. */
 export interface RouteUpstream {
@@ -34,6 +37,8 @@ export interface Route {
   readonly app: string;
   readonly hosts: readonly string[];
   readonly backends: readonly Backend[];
+  /** A sticky split (an A/B experiment): absent for an ordinary weighted route. */
+  readonly sticky?: Sticky | undefined;
 }
 
 /** Why (part of) an app's route was left out of the table. */
@@ -52,6 +57,8 @@ export interface RouteState {
     readonly hosts: readonly string[];
     /** The revision a rollout in progress moves to, if any. */
     readonly targetRevision: number | undefined;
+    /** A running A/B experiment: its variant revision, the variant's share (0–100) and the sticky key. */
+    readonly experiment?: { readonly revision: number; readonly split: number; readonly sticky: Sticky } | undefined;
   }[];
   readonly instances: readonly {
     readonly id: string;
@@ -88,9 +95,21 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
   const apps = [...state.apps].sort((a, b) => a.createdAt - b.createdAt || a.name.localeCompare(b.name));
   const candidates: Route[] = apps.map((app) => {
     const weights: [number, number][] = [];
-    if (app.activeRevision !== undefined) weights.push([app.activeRevision, ACTIVE_WEIGHT]);
-    if (app.targetRevision !== undefined && app.targetRevision !== app.activeRevision) {
-      weights.push([app.targetRevision, app.activeRevision === undefined ? 0 : 100 - ACTIVE_WEIGHT]);
+    // A rollout ends an experiment when it starts (store): both at once only in a hand-made state.
+    const exp =
+      app.experiment !== undefined &&
+      app.activeRevision !== undefined &&
+      app.targetRevision === undefined &&
+      app.experiment.revision !== app.activeRevision
+        ? app.experiment
+        : undefined;
+    if (exp !== undefined) {
+      weights.push([app.activeRevision!, 100 - exp.split], [exp.revision, exp.split]);
+    } else {
+      if (app.activeRevision !== undefined) weights.push([app.activeRevision, ACTIVE_WEIGHT]);
+      if (app.targetRevision !== undefined && app.targetRevision !== app.activeRevision) {
+        weights.push([app.targetRevision, app.activeRevision === undefined ? 0 : 100 - ACTIVE_WEIGHT]);
+      }
     }
     const backends: Backend[] = weights.map(([revision, weight]) => {
       const upstreams: RouteUpstream[] = [];
@@ -110,7 +129,8 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
       }
       return { revision, weight, upstreams };
     });
-    return { app: app.name, hosts: [`${app.name}.localhost`, ...app.hosts], backends };
+    const route: Route = { app: app.name, hosts: [`${app.name}.localhost`, ...app.hosts], backends };
+    return exp === undefined ? route : { ...route, sticky: exp.sticky };
   });
   return admitRoutes(candidates);
 }
@@ -233,7 +253,13 @@ export function admitRoutes(routes: readonly Route[]): { routes: Route[]; proble
       const scaled = normalizeWeights(backends.map((b) => b.weight));
       backends.forEach((b, k) => (backends[k] = { ...b, weight: scaled[k]! }));
     }
-    out.push({ app, hosts, backends });
+    const sticky: unknown = (route as Partial<Route>).sticky;
+    if (sticky === undefined || sticky === null) out.push({ app, hosts, backends });
+    else if (isSticky(sticky)) out.push({ app, hosts, backends, sticky: { by: { ...sticky.by }, seed: sticky.seed } });
+    else {
+      problem('its sticky split is malformed; the route is served by weight alone');
+      out.push({ app, hosts, backends });
+    }
   }
   return { routes: out, problems };
 }
