@@ -23,6 +23,7 @@ import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
 import { desiredRoutes, type Route, type RouteState } from '../core/routes.js';
+import { experimentSeed } from '../core/experiment.js';
 import { AgentWaiters } from './agent-waiters.js';
 import { applyPlan, type ApplyResult } from './applier.js';
 import { NodeLiveness } from './node-liveness.js';
@@ -382,8 +383,14 @@ export class Reconciler {
     const releaseCmd =
       rollout && (await this.firstRolloutOf(rollout)) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
+    const experiment = await this.store.activeExperiment(name); // A/B: the variant keeps instances
     return {
-      app: { name: app.name, replicas: app.replicas, activeRevision: app.activeRevision },
+      app: {
+        name: app.name,
+        replicas: app.replicas,
+        activeRevision: app.activeRevision,
+        experiment: experiment && { revision: experiment.variant, split: experiment.split },
+      },
       rollout: rollout && {
         id: rollout.id,
         toRevision: rollout.toRevision,
@@ -486,12 +493,14 @@ export class Reconciler {
     for (const app of await this.store.listApps()) {
       const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
       const rollout = await this.store.activeRollout(app.name);
+      const e = await this.store.activeExperiment(app.name); // A/B: the variant's share and the sticky key
       apps.push({
         name: app.name,
         createdAt: app.createdAt,
         activeRevision: active?.number,
         hosts: active?.config.hosts ?? [],
         targetRevision: rollout?.toRevision,
+        experiment: e && { revision: e.variant, split: e.split, sticky: { by: e.by, seed: experimentSeed(e.app, e.id) } },
       });
     }
     const { routes, problems } = desiredRoutes({

@@ -52,6 +52,11 @@ export const CATALOGUE = {
   artifact_not_found: { status: 404, retryable: false, hint: 'Publish the artifact first (`pilot run` does).' },
   node_not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },
+  experiment_conflict: {
+    status: 409,
+    retryable: false,
+    hint: '`pilot experiment status APP` shows the running experiment; `pilot experiment end APP --keep a|b` ends it.',
+  },
   rollout_in_progress: { status: 409, retryable: true, hint: 'Wait for the current rollout to finish, or `pilot abort APP`.' },
   not_a_git_repo: {
     status: 400,

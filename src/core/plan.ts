@@ -19,6 +19,7 @@
  *      places replacements), and are drained once enough instances of the active revision are
  *      ready elsewhere.
  */
+import { variantReplicas } from './experiment.js';
 import { planApp, type Desired, type PlannerInput, type PlannerInstance } from './rollout.js';
 import { schedule, type PlacementRequest, type SchedulerNode } from './scheduler.js';
 
@@ -33,7 +34,13 @@ export interface SnapshotInstance extends PlannerInstance {
 }
 
 export interface AppSnapshot {
-  readonly app: { readonly name: string; readonly replicas: number; readonly activeRevision: number | undefined };
+  readonly app: {
+    readonly name: string;
+    readonly replicas: number;
+    readonly activeRevision: number | undefined;
+    /** A running A/B experiment: its variant revision keeps instances too (core/rollout.ts). */
+    readonly experiment?: { readonly revision: number; readonly split: number } | undefined;
+  };
   /** The running rollout; `id` identifies it in the basis. */
   readonly rollout: (NonNullable<PlannerInput['rollout']> & { readonly id: number }) | undefined;
   readonly instances: readonly SnapshotInstance[];
@@ -140,6 +147,7 @@ export function planAppChanges(s: AppSnapshot): Plan {
     drainMs: s.drainMs,
     maxDrainMs: s.maxDrainMs,
     crashLoopRestarts: s.crashLoopRestarts,
+    experiment: s.app.experiment,
   });
   const placements: PlannedPlacement[] = [];
   let activate: number | undefined;
@@ -191,7 +199,10 @@ export function planAppChanges(s: AppSnapshot): Plan {
     const readyElsewhere = s.instances.filter(
       (i) => !i.nodeDraining && (last.get(i.id) ?? i.desired) === 'run' && i.state === 'ready' && i.revision === active,
     ).length;
-    if (readyElsewhere >= s.app.replicas) for (const m of movers) desired.push({ id: m.id, desired: 'drain', why: 'moved' });
+    // During an experiment the active revision keeps only its share of the replicas.
+    const e = s.rollout === undefined ? s.app.experiment : undefined;
+    const needed = e !== undefined && e.revision !== active ? variantReplicas(s.app.replicas, e.split).a : s.app.replicas;
+    if (readyElsewhere >= needed) for (const m of movers) desired.push({ id: m.id, desired: 'drain', why: 'moved' });
   }
   return { app: s.app.name, basis: s.basis, rolloutId: s.rollout?.id, placements, desired, activate, finish, volumes, unplaced };
 }

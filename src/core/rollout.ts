@@ -20,6 +20,7 @@
  *
  * Failure reasons carry the last lines of the failing instance's output (its `logTail`).
  */
+import { variantReplicas } from './experiment.js';
 import type { InstanceState } from './types.js';
 
 export type Desired = 'run' | 'drain' | 'stop';
@@ -62,6 +63,12 @@ export interface PlannerInput {
   readonly maxDrainMs: number;
   /** An instance that restarted this many times during a rollout fails it. */
   readonly crashLoopRestarts: number;
+  /**
+   * A running A/B experiment (core/experiment.ts): in the steady state its variant revision keeps
+   * instances beside the active one, the replicas shared by `variantReplicas`. Ignored during a
+   * rollout (a rollout ends the experiment when it starts).
+   */
+  readonly experiment?: { readonly revision: number; readonly split: number } | undefined;
 }
 
 export type PlannerAction =
@@ -176,18 +183,34 @@ export function planApp(input: PlannerInput): PlannerAction[] {
     return actions;
   }
 
-  // Steady state: keep `replicas` instances of the active revision; retire everything else.
+  // Steady state: keep `replicas` instances of the active revision (shared with an experiment's
+  // variant while one runs); retire everything else.
   if (input.activeRevision === undefined) return actions;
-  const active = input.instances.filter((i) => isLive(i) && i.revision === input.activeRevision);
+  const keep = steadyCounts(input);
   for (const o of input.instances) {
-    if (isLive(o) && o.revision !== input.activeRevision) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
+    if (isLive(o) && !keep.has(o.revision)) actions.push({ type: 'desire', id: o.id, desired: 'drain' });
   }
-  if (active.length < input.replicas) {
-    actions.push({ type: 'create', revision: input.activeRevision, count: input.replicas - active.length });
-  } else if (active.length > input.replicas) {
-    // Scale down: retire the least useful first (not ready before ready, newest first).
-    const order = [...active].sort((a, b) => Number(a.state === 'ready') - Number(b.state === 'ready'));
-    for (const extra of order.slice(0, active.length - input.replicas)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
+  for (const [revision, count] of keep) {
+    const live = input.instances.filter((i) => isLive(i) && i.revision === revision);
+    if (live.length < count) {
+      actions.push({ type: 'create', revision, count: count - live.length });
+    } else if (live.length > count) {
+      // Scale down: retire the least useful first (not ready before ready, newest first).
+      const order = [...live].sort((a, b) => Number(a.state === 'ready') - Number(b.state === 'ready'));
+      for (const extra of order.slice(0, live.length - count)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
+    }
   }
   return actions;
+}
+
+/** Steady state: how many instances each kept revision runs (the active one; an experiment's variant too). */
+function steadyCounts(input: PlannerInput): Map<number, number> {
+  const active = input.activeRevision!;
+  const e = input.experiment;
+  if (e === undefined || e.revision === active) return new Map([[active, input.replicas]]);
+  const share = variantReplicas(input.replicas, e.split);
+  return new Map([
+    [active, share.a],
+    [e.revision, share.b],
+  ]);
 }
