@@ -13,6 +13,7 @@ import { request } from 'undici';
 import { git, Harness, makeRepo, ROOT, waitFor } from './harness.js';
 
 const h = new Harness();
+let repo = '';
 
 /** One request through the router with an optional cookie: the revision that answered and the cookie set. */
 async function visit(cookie?: string): Promise<{ status: number; revision: string; setCookie: string | undefined }> {
@@ -26,7 +27,7 @@ async function visit(cookie?: string): Promise<{ status: number; revision: strin
 
 describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
   before(async () => {
-    const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
     writeFileSync(join(repo, 'pilot.yaml'), 'name: shop\nreplicas: 2\nhealth:\n  path: /healthz\n  interval: 1s\n');
     await git(repo, 'add', '-A');
     await git(repo, 'commit', '-q', '-m', 'shop v1');
@@ -158,5 +159,42 @@ describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
     const events = await h.cli(['events', 'shop', '--limit', '500']);
     assert.match(events.stdout, /experiment\.started .*a = revision 2, b = revision 1 at 50% by cookie:uid/);
     assert.match(events.stdout, /experiment\.ended .*kept b \(revision 1\)/);
+  });
+
+  it('a deploy during an experiment ends it and replaces both variants with the new revision', async () => {
+    const start = await h.cli(['experiment', 'start', 'shop', '--variant', 'b=2', '--split', '30', '--by', 'header:X-User']);
+    assert.equal(start.code, 0, start.stderr);
+    await waitFor(
+      "variant b's instance ready",
+      async () => {
+        const app = (await h.apiCall('GET', '/api/v1/apps/shop')).json;
+        return app.instances.some((i: { revision: number; state: string; desired: string }) => i.revision === 2 && i.state === 'ready' && i.desired === 'run')
+          ? true
+          : undefined;
+      },
+      120_000,
+    );
+    writeFileSync(join(repo, 'CHANGES'), 'v3\n');
+    await git(repo, 'add', '-A');
+    await git(repo, 'commit', '-q', '-m', 'shop v3');
+    const three = await h.cli(['run', repo]);
+    assert.equal(three.code, 0, three.stdout + three.stderr);
+    const ended = JSON.parse((await h.cli(['experiment', 'status', 'shop', '--json'])).stdout);
+    assert.equal(ended.experiment.status, 'ended');
+    assert.equal(ended.experiment.kept, null);
+    assert.match(ended.experiment.reason, /a rollout to revision 3 started/);
+    await waitFor(
+      'only revision 3 left running',
+      async () => {
+        const app = (await h.apiCall('GET', '/api/v1/apps/shop')).json;
+        const live = app.instances.filter((i: { desired: string }) => i.desired !== 'stop');
+        return app.app.activeRevision === 3 && live.every((i: { revision: number }) => i.revision === 3) ? true : undefined;
+      },
+      120_000,
+    );
+    for (let i = 0; i < 10; i++) {
+      const res = await request(h.router + '/', { headers: { host: 'shop.localhost', 'x-user': `user-${i}` } });
+      assert.equal(String(JSON.parse(await res.body.text()).revision), '3');
+    }
   });
 });
