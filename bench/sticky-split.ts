@@ -139,8 +139,12 @@ async function main(): Promise<void> {
     }
     const setAgain = afterRestart.filter((x) => x.cookie !== undefined).length;
     lines.push(`returning users (${USERS}, b at 50 %): changed variant with nothing changed: ${movedSame} (${pct(movedSame / USERS)})`);
-    lines.push(`  across a router restart (table reloaded from JSON, new port): ${movedRestart} (${pct(movedRestart / USERS)}); cookies set again: ${setAgain}`);
-    lines.push(`  across 3 weight changes of another app:                     ${movedOther} of ${3 * USERS} (${pct(movedOther / (3 * USERS))})`);
+    lines.push(
+      `  across a router restart (table reloaded from JSON, new port): ${movedRestart} (${pct(movedRestart / USERS)}); cookies set again: ${setAgain}`,
+    );
+    lines.push(
+      `  across 3 weight changes of another app:                     ${movedOther} of ${3 * USERS} (${pct(movedOther / (3 * USERS))})`,
+    );
     lines.push(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     await pool.close();

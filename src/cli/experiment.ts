@@ -88,12 +88,19 @@ export async function experimentStatus(app: string, opts: GlobalOptions & { wind
       ? await api.call<WindowedTraffic>('GET', `${base}/traffic?window=${encodeURIComponent(opts.window ?? '60s')}`)
       : undefined;
   if (opts.json) {
-    const variants = experiment?.variants.map((v) => ({ ...v, traffic: traffic?.revisions.find((r) => r.revision === v.revision) ?? null }));
-    const out = experiment ? { experiment: { ...experiment, variants }, windowSeconds: traffic?.windowSeconds ?? null } : { experiment: null };
+    const variants = experiment?.variants.map((v) => ({
+      ...v,
+      traffic: traffic?.revisions.find((r) => r.revision === v.revision) ?? null,
+    }));
+    const out = experiment
+      ? { experiment: { ...experiment, variants }, windowSeconds: traffic?.windowSeconds ?? null }
+      : { experiment: null };
     return void process.stdout.write(JSON.stringify(out, null, 2) + '\n');
   }
   if (!experiment) {
-    process.stdout.write(`${app} has never run an experiment; start one with \`pilot experiment start ${app} --variant b=REV --split 50\`\n`);
+    process.stdout.write(
+      `${app} has never run an experiment; start one with \`pilot experiment start ${app} --variant b=REV --split 50\`\n`,
+    );
     return;
   }
   process.stdout.write(renderExperiment(experiment, traffic) + '\n');

@@ -122,7 +122,10 @@ describe('experiment routes', () => {
       const r = await call('POST', '/api/v1/apps/web/experiment', body);
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.equal(r.json.error.code, 'bad_request');
-      assert.ok(r.json.error.details.validation.fields.some((f: Json) => f.field === field), JSON.stringify(r.json));
+      assert.ok(
+        r.json.error.details.validation.fields.some((f: Json) => f.field === field),
+        JSON.stringify(r.json),
+      );
     }
     for (const by of ['uid', 'cookie:', 'cookie:a b', 'header:Host', 'header:X\r\nY', 'query:x', `cookie:${'x'.repeat(90)}`]) {
       const r = await call('POST', '/api/v1/apps/web/experiment', { variant: 2, split: 50, by });

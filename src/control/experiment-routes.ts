@@ -21,7 +21,8 @@ const StartBody = Type.Object(
     by: Type.Optional(
       Type.String({
         maxLength: 100,
-        description: 'What keeps a user on one variant: "cookie:NAME" (set by the router on a first visit) or "header:NAME". Default cookie:pilot_ab.',
+        description:
+          'What keeps a user on one variant: "cookie:NAME" (set by the router on a first visit) or "header:NAME". Default cookie:pilot_ab.',
       }),
     ),
   },

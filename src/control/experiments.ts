@@ -96,7 +96,10 @@ export async function startExperiment(deps: ExperimentDeps, app: string, req: St
     }
     const rollout = await store.activeRollout(app);
     if (rollout) {
-      throw new PilotError('rollout_in_progress', `app "${app}" is rolling out revision ${rollout.toRevision}; start the experiment after it`);
+      throw new PilotError(
+        'rollout_in_progress',
+        `app "${app}" is rolling out revision ${rollout.toRevision}; start the experiment after it`,
+      );
     }
     const running = await store.activeExperiment(app);
     if (running) {

@@ -87,7 +87,16 @@ describe('bucketBackend', () => {
     assert.equal(bucketBackend(backends, 39), 1);
     assert.equal(bucketBackend(backends, 40), 0);
     assert.equal(bucketBackend(backends, 99), 0);
-    assert.equal(bucketBackend([{ revision: 1, weight: 0 }, { revision: 2, weight: 100 }], 0), 1);
+    assert.equal(
+      bucketBackend(
+        [
+          { revision: 1, weight: 0 },
+          { revision: 2, weight: 100 },
+        ],
+        0,
+      ),
+      1,
+    );
     assert.equal(bucketBackend([{ revision: 1, weight: 0 }], 5), -1);
     assert.equal(bucketBackend([], 5), -1);
   });
@@ -251,7 +260,10 @@ describe('steady-state planner with an experiment', () => {
 
   it("keeps the variant's instances instead of draining them, and shares the replicas", () => {
     const actions = planApp(input([inst('a1', 3), inst('a2', 3), inst('a3', 3), inst('a4', 3), inst('b1', 5)], { revision: 5, split: 50 }));
-    assert.deepEqual(actions.filter((a) => a.type === 'desire' && a.id === 'b1'), []);
+    assert.deepEqual(
+      actions.filter((a) => a.type === 'desire' && a.id === 'b1'),
+      [],
+    );
     assert.deepEqual(
       actions.filter((a) => a.type === 'create'),
       [{ type: 'create', revision: 5, count: 1 }],

@@ -112,7 +112,7 @@ export function isSticky(s: unknown): s is Sticky {
 /** "cookie:NAME" / "header:NAME" (the CLI's `--by`, the API's `by`), as a StickyBy; throws bad_request. */
 export function parseStickyBy(text: string): StickyBy {
   const hint =
-    'Use --by cookie:NAME (the router sets the cookie on first visit) or --by header:NAME (a header your front end sets, e.g. header:X-User); a name is 1-64 letters, digits or !#$%&\'*+.^_`|~-.';
+    "Use --by cookie:NAME (the router sets the cookie on first visit) or --by header:NAME (a header your front end sets, e.g. header:X-User); a name is 1-64 letters, digits or !#$%&'*+.^_`|~-.";
   const m = /^(cookie|header):(.*)$/s.exec(text);
   if (m === null) {
     throw new PilotError('bad_request', `by: ${JSON.stringify(text.slice(0, 80))} is not "cookie:NAME" or "header:NAME"`, {

@@ -327,7 +327,11 @@ export class MemoryStore implements Store {
       finishedAt: undefined,
     };
     db.rollouts.set(rec.id, rec);
-    this.endRunningExperiments(r.app, `a rollout to revision ${r.toRevision} started (a deploy or a rollback ends an experiment)`, r.startedAt);
+    this.endRunningExperiments(
+      r.app,
+      `a rollout to revision ${r.toRevision} started (a deploy or a rollback ends an experiment)`,
+      r.startedAt,
+    );
     return copy(rec);
   }
 

@@ -452,7 +452,11 @@ export class SqliteStore implements Store {
         `INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`,
       ).run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt);
       const id = Number(info.lastInsertRowid);
-      this.endRunningExperiments(r.app, `a rollout to revision ${r.toRevision} started (a deploy or a rollback ends an experiment)`, r.startedAt);
+      this.endRunningExperiments(
+        r.app,
+        `a rollout to revision ${r.toRevision} started (a deploy or a rollback ends an experiment)`,
+        r.startedAt,
+      );
       this.event('rollout.started', r.app, r.startedAt, { rollout: id, fromRevision: r.fromRevision ?? null, toRevision: r.toRevision });
       return id;
     });
@@ -491,8 +495,7 @@ export class SqliteStore implements Store {
   }
   async activeExperiment(app: string): Promise<ExperimentRecord | undefined> {
     const r = this.stmt(`SELECT * FROM experiments WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(app) as
-      | Row
-      | undefined;
+      Row | undefined;
     return r && experimentFrom(r);
   }
   async listExperiments(app: string, limit: number): Promise<ExperimentRecord[]> {
@@ -517,7 +520,12 @@ export class SqliteStore implements Store {
         id,
       );
       const keptRevision = e.kept === 'a' ? before.control_revision : e.kept === 'b' ? before.variant_revision : null;
-      this.event('experiment.ended', before.app as string, e.now, { experiment: id, kept: e.kept ?? null, keptRevision, reason: e.reason ?? null });
+      this.event('experiment.ended', before.app as string, e.now, {
+        experiment: id,
+        kept: e.kept ?? null,
+        keptRevision,
+        reason: e.reason ?? null,
+      });
       if (!e.rollout) return undefined;
       const info = this.stmt(
         `INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`,

@@ -79,7 +79,8 @@ describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
       'a ready instance of both variants and the sticky route in the router',
       async () => {
         const app = (await h.apiCall('GET', '/api/v1/apps/shop')).json;
-        const ready = (rev: number) => app.instances.some((i: { revision: number; state: string }) => i.revision === rev && i.state === 'ready');
+        const ready = (rev: number) =>
+          app.instances.some((i: { revision: number; state: string }) => i.revision === rev && i.state === 'ready');
         if (!ready(1) || !ready(2)) return undefined;
         const v = await visit();
         return v.setCookie !== undefined ? true : undefined;
@@ -121,7 +122,9 @@ describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
     const status = await waitFor('per-variant figures', async () => {
       const r = await h.cli(['experiment', 'status', 'shop', '--json']);
       const doc = JSON.parse(r.stdout);
-      return doc.experiment.variants.every((v: { traffic: { requests: number } | null }) => (v.traffic?.requests ?? 0) > 0) ? doc : undefined;
+      return doc.experiment.variants.every((v: { traffic: { requests: number } | null }) => (v.traffic?.requests ?? 0) > 0)
+        ? doc
+        : undefined;
     });
     assert.equal(status.experiment.status, 'running');
     assert.deepEqual(
@@ -168,7 +171,9 @@ describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
       "variant b's instance ready",
       async () => {
         const app = (await h.apiCall('GET', '/api/v1/apps/shop')).json;
-        return app.instances.some((i: { revision: number; state: string; desired: string }) => i.revision === 2 && i.state === 'ready' && i.desired === 'run')
+        return app.instances.some(
+          (i: { revision: number; state: string; desired: string }) => i.revision === 2 && i.state === 'ready' && i.desired === 'run',
+        )
           ? true
           : undefined;
       },
