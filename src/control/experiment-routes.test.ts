@@ -154,6 +154,16 @@ describe('experiment routes', () => {
     assert.deepEqual((await call('GET', '/api/v1/apps/web/experiment')).json, { experiment: null });
   });
 
+  it('is in the OpenAPI document, with its schemas', async () => {
+    const doc = (await call('GET', '/api/v1/openapi.json')).json;
+    const start = doc.paths['/api/v1/apps/{app}/experiment'];
+    assert.ok(start?.post && start.get, Object.keys(doc.paths).join(' '));
+    const body = start.post.requestBody.content['application/json'].schema;
+    assert.deepEqual(body.required.sort(), ['split', 'variant']);
+    assert.equal(body.properties.split.maximum, 100);
+    assert.ok(doc.paths['/api/v1/apps/{app}/experiment/end']?.post);
+  });
+
   it("starts, places the variant's instances, publishes the sticky route; a second start is refused; end --keep a", async () => {
     const r = await call('POST', '/api/v1/apps/web/experiment', { variant: 3, split: 50, by: 'header:X-User' });
     assert.equal(r.status, 201, JSON.stringify(r.json));

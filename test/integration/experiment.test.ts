@@ -118,6 +118,27 @@ describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
     const jarsOnB = jars.filter((j) => j.revision === '1').length;
     assert.ok(jarsOnB > 5 && jarsOnB < 45, `${jarsOnB} of 50 jars on b`);
 
+    // kill -9 of the router process (pilot up starts a new one from the saved table), then of
+    // pilot up itself (restarted): every returning user is still on their variant.
+    const stillOnTheirVariant = async (what: string): Promise<void> => {
+      for (const j of jars) assert.equal((await visit(j.cookie)).revision, j.revision, what);
+    };
+    const routerPid = h.routerPid();
+    assert.ok(routerPid);
+    process.kill(routerPid, 'SIGKILL');
+    await waitFor('a new router process serving', async () => {
+      const p = h.routerPid();
+      if (p === undefined || p === routerPid) return undefined;
+      return (await visit().catch(() => undefined))?.status === 200 ? true : undefined;
+    });
+    await stillOnTheirVariant('after a router restart');
+    await h.killUp('SIGKILL');
+    await h.startUp();
+    await waitFor('the control plane to answer', async () =>
+      (await h.apiCall('GET', '/api/v1/apps/shop')).status === 200 ? true : undefined,
+    );
+    await stillOnTheirVariant('after a control plane restart');
+
     // The status: variants, split, per-variant figures from the router.
     const status = await waitFor('per-variant figures', async () => {
       const r = await h.cli(['experiment', 'status', 'shop', '--json']);
