@@ -493,7 +493,8 @@ export class Reconciler {
     for (const app of await this.store.listApps()) {
       const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
       const rollout = await this.store.activeRollout(app.name);
-      const e = await this.store.activeExperiment(app.name); // A/B: the variant's share and the sticky key
+      // A/B: the variant's share and the sticky key, also while the rollout that keeps b runs.
+      const e = (await this.store.activeExperiment(app.name)) ?? (rollout && (await this.keepingB(app.name, rollout)));
       apps.push({
         name: app.name,
         createdAt: app.createdAt,
@@ -526,6 +527,13 @@ export class Reconciler {
       if (msg !== this.lastPublishError) this.log.error({ err }, 'routing table not published');
       this.lastPublishError = msg;
     }
+  }
+
+  /** The experiment a running rollout keeps b of (`experiment end --keep b`: one transaction, one time), if it is one. */
+  private async keepingB(app: string, r: { toRevision: number; fromRevision: number | undefined; startedAt: number }) {
+    const [last] = await this.store.listExperiments(app, 1);
+    const handover = last?.kept === 'b' && last.variant === r.toRevision && last.control === r.fromRevision && last.endedAt === r.startedAt;
+    return handover ? last : undefined;
   }
 
   /** Record what a node reported about instances the store does not know; returns the ids that are new. */

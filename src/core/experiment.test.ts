@@ -214,14 +214,26 @@ describe('desiredRoutes with an experiment', () => {
     );
   });
 
-  it('a rollout in progress wins over an experiment left in the state', () => {
+  it('the rollout that keeps b carries the split on until it activates b', () => {
     const { routes } = desiredRoutes(state({ revision: 5, split: 30, sticky }, 5));
+    assert.deepEqual(routes[0]!.sticky, sticky);
+    assert.deepEqual(
+      routes[0]!.backends.map((b) => [b.revision, b.weight]),
+      [
+        [3, 70],
+        [5, 30],
+      ],
+    );
+  });
+
+  it('a rollout in progress to another revision wins over an experiment left in the state', () => {
+    const { routes } = desiredRoutes(state({ revision: 5, split: 30, sticky }, 4));
     assert.equal(routes[0]!.sticky, undefined);
     assert.deepEqual(
       routes[0]!.backends.map((b) => [b.revision, b.weight]),
       [
         [3, 100],
-        [5, 0],
+        [4, 0],
       ],
     );
   });

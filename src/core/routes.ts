@@ -95,11 +95,13 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
   const apps = [...state.apps].sort((a, b) => a.createdAt - b.createdAt || a.name.localeCompare(b.name));
   const candidates: Route[] = apps.map((app) => {
     const weights: [number, number][] = [];
-    // A rollout ends an experiment when it starts (store): both at once only in a hand-made state.
+    // A rollout ends an experiment when it starts (store); only the rollout that keeps b (`pilot
+    // experiment end --keep b`) carries the split on until it activates b, so that b's users stay
+    // on b and a's on a while b's instances come up (the caller passes that experiment on).
     const exp =
       app.experiment !== undefined &&
       app.activeRevision !== undefined &&
-      app.targetRevision === undefined &&
+      (app.targetRevision === undefined || app.targetRevision === app.experiment.revision) &&
       app.experiment.revision !== app.activeRevision
         ? app.experiment
         : undefined;

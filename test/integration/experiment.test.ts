@@ -165,6 +165,11 @@ describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
     const end = await h.cli(['experiment', 'end', 'shop', '--keep', 'b']);
     assert.equal(end.code, 0, end.stderr);
     assert.match(end.stdout, /keeping b \(revision 1\)/);
+    // While b's instances come up, b's users stay on b (the split carries on until b is activated).
+    const bUsers = jars.filter((j) => j.revision === '1');
+    for (let round = 0; round < 3; round++) {
+      for (const j of bUsers) assert.equal((await visit(j.cookie)).revision, '1', 'a user of b during the handover');
+    }
     await waitFor(
       "b active and a's instances stopped",
       async () => {
