@@ -12,6 +12,7 @@ import type { SecretBox } from '../store/secret-box.js';
 import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
 import { admitDeploy, admitRollback } from './deploy.js';
+import { experimentView } from './experiments.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -172,6 +173,8 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       volumes: await volumeViews(store, reconciler, a.name),
       // Instances the scheduler could not place in its last pass, and why (e.g. the volume's node is down).
       pending: reconciler.pendingOf(a.name) ?? null,
+      // A running A/B experiment (control/experiments.ts), or null.
+      experiment: await store.activeExperiment(a.name).then((e) => (e ? experimentView(e) : null)),
     };
   });
 

@@ -160,6 +160,8 @@ describe('A/B experiments through pilot up', { timeout: 600_000 }, () => {
     assert.match(human.stdout, /VARIANT\s+REVISION\s+SPLIT\s+REQ\/S\s+REQUESTS\s+5XX\s+P50\s+P99/);
     assert.match(human.stdout, /^b\s+1\s+50%\s+\d/m);
     assert.match(human.stdout, /sticky by cookie:uid, split a 50% \/ b 50%/);
+    const appStatus = await h.cli(['status', 'shop']);
+    assert.match(appStatus.stdout, /experiment #\d+: a = revision 2 \(50%\), b = revision 1 \(50%\), sticky by cookie:uid/);
 
     // End, keeping b (revision 1): it becomes active through a rollout; revision 2 stops.
     const end = await h.cli(['experiment', 'end', 'shop', '--keep', 'b']);
