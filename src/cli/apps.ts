@@ -1,4 +1,6 @@
 /** `pilot apps`, `pilot status APP`, `pilot rollback APP`, `pilot scale APP N`. */
+import type { ExperimentView } from '../control/experiments.js';
+import { formatStickyBy } from '../core/experiment.js';
 import { PilotError } from '../core/errors.js';
 import { readSecretFile, secretFrom, warnSecretOnArgv, withFlagNames } from './secret-input.js';
 import { followRollout } from '../pipeline/follow-rollout.js';
@@ -60,6 +62,7 @@ interface StatusRes {
   }[];
   volumes?: VolumeRow[];
   pending?: { count: number; reason: string } | null;
+  experiment?: ExperimentView | null;
 }
 
 export async function status(app: string, opts: GlobalOptions): Promise<void> {
@@ -82,6 +85,11 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
       ...volumeLines(res.volumes ?? []),
       ...(res.pending ? [`pending: ${res.pending.count} instance(s) waiting: ${res.pending.reason}`] : []),
       ...(res.rollout ? ['', ...rolloutLines(res.rollout, traffic, a.activeRevision)] : []),
+      ...(res.experiment
+        ? [
+            `experiment #${res.experiment.id}: a = revision ${res.experiment.variants[0]!.revision} (${100 - res.experiment.split}%), b = revision ${res.experiment.variants[1]!.revision} (${res.experiment.split}%), sticky by ${formatStickyBy(res.experiment.by)} (\`pilot experiment status ${a.name}\`)`,
+          ]
+        : []),
       '',
       'instances:',
       res.instances.length === 0

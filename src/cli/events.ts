@@ -46,6 +46,10 @@ export function describeEvent(e: PilotEvent): string {
         return `node ${p.node} ${p.scheduling}`;
       case 'node.status':
         return `node ${p.node} ${p.status} (was ${p.from})`;
+      case 'experiment.started':
+        return `experiment #${p.experiment} started: a = revision ${p.control}, b = revision ${p.variant} at ${p.split}% by ${p.by}`;
+      case 'experiment.ended':
+        return `experiment #${p.experiment} ended${p.kept ? `, kept ${p.kept} (revision ${p.keptRevision})` : ''}${p.reason ? `: ${p.reason}` : ''}`;
     }
   })();
   return `${t}  #${e.id}  ${e.kind.padEnd(17)} ${(e.app ?? '-').padEnd(12)} ${what}`;

@@ -52,6 +52,10 @@ const runtimesList = lazy(runtimesModule, 'runtimes');
 const runtimesAdd = lazy(runtimesModule, 'runtimesAdd');
 const gc = lazy(() => import('./gc.js'), 'gc');
 const top = lazy(() => import('./top.js'), 'top');
+const experimentModule = () => import('./experiment.js');
+const experimentStart = lazy(experimentModule, 'experimentStart');
+const experimentStatus = lazy(experimentModule, 'experimentStatus');
+const experimentEnd = lazy(experimentModule, 'experimentEnd');
 const imagesModule = () => import('./images.js');
 const imagesBootstrapNode = lazy(imagesModule, 'imagesBootstrapNode');
 const registrySet = lazy(imagesModule, 'registrySet');
@@ -297,6 +301,33 @@ program
       top(app, { ...g(cmd), ...o }),
     ),
   );
+const experimentCmd = program
+  .command('experiment')
+  .description('A/B experiments: a sticky split of an app between its active revision (a) and another (b)');
+experimentCmd
+  .command('start')
+  .description("split APP's users between the active revision (a) and revision REV (b); each user stays on one")
+  .argument('<app>')
+  .requiredOption('--variant <b=REV>', 'variant b: a revision number, e.g. b=7')
+  .requiredOption('--split <percent>', "b's share of the users, 0-100")
+  .option('--by <key>', 'what identifies a user: cookie:NAME (set by the router) or header:NAME', 'cookie:pilot_ab')
+  .action(
+    action(async (app: string, o: { variant?: string; split?: string; by?: string }, cmd: Command) =>
+      experimentStart(app, { ...g(cmd), ...o }),
+    ),
+  );
+experimentCmd
+  .command('status')
+  .description('the running (else last) experiment: variants, split, per-variant req/s, 5xx %, p50/p99, since')
+  .argument('<app>')
+  .option('--window <duration>', 'how far back the traffic figures look: 1s to 5m', '60s')
+  .action(action(async (app: string, o: { window?: string }, cmd: Command) => experimentStatus(app, { ...g(cmd), ...o })));
+experimentCmd
+  .command('end')
+  .description('end the experiment: the kept variant is (or becomes) active, the other drains and stops')
+  .argument('<app>')
+  .requiredOption('--keep <variant>', 'a (the active revision) or b')
+  .action(action(async (app: string, o: { keep?: string }, cmd: Command) => experimentEnd(app, { ...g(cmd), ...o })));
 program
   .command('logs')
   .description("an app's output (or a run's log with --run)")

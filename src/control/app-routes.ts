@@ -14,6 +14,7 @@ import { instanceView } from '../core/instance-view.js';
 import { rolloutView } from '../core/strategy.js';
 import { admitDeploy, admitRollback, commandRollout } from './deploy.js';
 import type { RunLedger } from '../cd/run-ledger.js';
+import { experimentView } from './experiments.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -181,6 +182,8 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
       volumes: await volumeViews(store, reconciler, a.name),
       // Instances the scheduler could not place in its last pass, and why (e.g. the volume's node is down).
       pending: reconciler.pendingOf(a.name) ?? null,
+      // A running A/B experiment (control/experiments.ts), or null.
+      experiment: await store.activeExperiment(a.name).then((e) => (e ? experimentView(e) : null)),
     };
   });
 

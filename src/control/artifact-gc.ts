@@ -59,7 +59,12 @@ export function collectArtifacts(deps: ArtifactGcDeps, opts: { dryRun: boolean; 
         })),
       })),
     );
-    const rollouts = (await Promise.all(apps.map((a) => store.activeRollout(a.name)))).flatMap((r) => (r ? [r] : []));
+    const rollouts: { app: string; fromRevision: number | undefined; toRevision: number }[] = (
+      await Promise.all(apps.map((a) => store.activeRollout(a.name)))
+    ).flatMap((r) => (r ? [r] : []));
+    // A running A/B experiment uses both its revisions like a rollout does: their blobs are kept.
+    for (const e of await Promise.all(apps.map((a) => store.activeExperiment(a.name))))
+      if (e) rollouts.push({ app: e.app, fromRevision: e.control, toRevision: e.variant });
     const runArtifacts = (await store.listRuns({ limit: RUNS_SCANNED }))
       .filter((r) => (r.status === 'queued' || r.status === 'running') && r.artifact !== undefined)
       .map((r) => r.artifact!);

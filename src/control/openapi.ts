@@ -14,7 +14,7 @@ export async function registerOpenApi(api: FastifyInstance, version: string): Pr
         title: 'Pilot API',
         version,
         description:
-          'Control plane of Pilot: apps, revisions, rollouts, runs, nodes, artifacts, webhooks. Every /api/v1 route needs `Authorization: Bearer <token>` (the admin token in $PILOT_HOME/admin-token; agents use their node credential). Errors are `{ error: { code, message, hint, retryable } }`.',
+          'Control plane of Pilot: apps, revisions, rollouts, A/B experiments, runs, nodes, artifacts, webhooks. Every /api/v1 route needs `Authorization: Bearer <token>` (the admin token in $PILOT_HOME/admin-token; agents use their node credential). Errors are `{ error: { code, message, hint, retryable } }`.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],

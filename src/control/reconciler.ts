@@ -23,6 +23,7 @@ import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
 import type { NodeMonitor } from './node-monitor.js';
 import { desiredRoutes, type Route, type RouteState } from '../core/routes.js';
+import { experimentSeed } from '../core/experiment.js';
 import { AgentWaiters } from './agent-waiters.js';
 import { applyPlan, type ApplyResult } from './applier.js';
 import { NodeLiveness } from './node-liveness.js';
@@ -436,9 +437,16 @@ export class Reconciler {
       rollout && (await this.firstRolloutOf(rollout)) ? (await this.revision(app.name, rollout.toRevision))?.config.release : undefined;
     if (rollout && !this.rolloutStart.has(rollout.id)) this.rolloutStart.set(rollout.id, now);
     const progress = rollout?.progress;
+    const experiment = await this.store.activeExperiment(name); // A/B: the variant keeps instances
     return {
       keep,
-      app: { name: app.name, replicas: app.replicas, activeRevision: app.activeRevision, keepRevision: keep?.revision },
+      app: {
+        name: app.name,
+        replicas: app.replicas,
+        activeRevision: app.activeRevision,
+        keepRevision: keep?.revision,
+        experiment: experiment && { revision: experiment.variant, split: experiment.split },
+      },
       rollout: rollout && {
         id: rollout.id,
         toRevision: rollout.toRevision,
@@ -571,6 +579,8 @@ export class Reconciler {
     for (const app of await this.store.listApps()) {
       const active = app.activeRevision === undefined ? undefined : await this.revision(app.name, app.activeRevision);
       const rollout = await this.store.activeRollout(app.name);
+      // A/B: the variant's share and the sticky key, also while the rollout that keeps b runs.
+      const e = (await this.store.activeExperiment(app.name)) ?? (rollout && (await this.keepingB(app.name, rollout)));
       apps.push({
         name: app.name,
         createdAt: app.createdAt,
@@ -578,6 +588,7 @@ export class Reconciler {
         hosts: active?.config.hosts ?? [],
         targetRevision: rollout?.toRevision,
         targetWeight: rollout?.progress?.weight ?? 0,
+        experiment: e && { revision: e.variant, split: e.split, sticky: { by: e.by, seed: experimentSeed(e.app, e.id) } },
       });
     }
     const { routes, problems } = desiredRoutes({
@@ -603,6 +614,13 @@ export class Reconciler {
       if (msg !== this.lastPublishError) this.log.error({ err }, 'routing table not published');
       this.lastPublishError = msg;
     }
+  }
+
+  /** The experiment a running rollout keeps b of (`experiment end --keep b`: one transaction, one time), if it is one. */
+  private async keepingB(app: string, r: { toRevision: number; fromRevision: number | undefined; startedAt: number }) {
+    const [last] = await this.store.listExperiments(app, 1);
+    const handover = last?.kept === 'b' && last.variant === r.toRevision && last.control === r.fromRevision && last.endedAt === r.startedAt;
+    return handover ? last : undefined;
   }
 
   /** Record what a node reported about instances the store does not know; returns the ids that are new. */

@@ -26,6 +26,7 @@ import { registerBackupRoutes } from './backup-routes.js';
 import { request } from 'undici';
 import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
 import { registerAppRoutes } from './app-routes.js';
+import { registerExperimentRoutes } from './experiment-routes.js';
 import { gcIntervalFromEnv, gcSettingsFromEnv, registerArtifactGcRoutes, startArtifactGcTimer } from './artifact-gc.js';
 import { bearer, loadOrCreateToken, tokensEqual } from '../api/auth.js';
 import { installErrorHandling } from './http-errors.js';
@@ -302,6 +303,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
   registerAppRoutes(api, { store, ledger, box, blobs, reconciler });
+  registerExperimentRoutes(api, { store, blobs, reconciler });
   registerRunRoutes(api, { store, ledger, box, runsDir: join(opts.home, 'runs') });
   const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl, home: opts.home });

@@ -63,6 +63,11 @@ export const CATALOGUE = {
   node_not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },
   no_rollout: { status: 409, retryable: false, hint: '`pilot status APP` shows what the app runs and any rollout in progress.' },
+  experiment_conflict: {
+    status: 409,
+    retryable: false,
+    hint: '`pilot experiment status APP` shows the running experiment; `pilot experiment end APP --keep a|b` ends it.',
+  },
   rollout_in_progress: { status: 409, retryable: true, hint: 'Wait for the current rollout to finish, or `pilot abort APP`.' },
   not_a_git_repo: {
     status: 400,

@@ -11,6 +11,7 @@
  *   deploy.revision deploy.activated         a revision recorded / made the serving one
  *   deploy.plan                              a plan the applier committed (what it placed, stopped, activated)
  *   node.registered node.scheduling node.status
+ *   experiment.started experiment.ended      an A/B experiment (core/experiment.ts)
  */
 export type EventKind =
   | 'run.created'
@@ -30,7 +31,9 @@ export type EventKind =
   | 'deploy.plan'
   | 'node.registered'
   | 'node.scheduling'
-  | 'node.status';
+  | 'node.status'
+  | 'experiment.started'
+  | 'experiment.ended';
 
 /** An event before the store gives it its id. */
 export interface NewEvent {

@@ -20,6 +20,7 @@
  *      ready elsewhere.
  */
 import type { Verdict } from './analysis.js';
+import { variantReplicas } from './experiment.js';
 import { planApp, type Desired, type PlannerInput, type PlannerInstance } from './rollout.js';
 import { schedule, type PlacementRequest, type SchedulerNode } from './scheduler.js';
 
@@ -40,6 +41,8 @@ export interface AppSnapshot {
     readonly activeRevision: number | undefined;
     /** Blue/green keepPrevious: the previous revision, whose instances stay up while its time runs. */
     readonly keepRevision?: number | undefined;
+    /** A running A/B experiment: its variant revision keeps instances too (core/rollout.ts). */
+    readonly experiment?: { readonly revision: number; readonly split: number } | undefined;
   };
   /** The running rollout; `id` identifies it in the basis. */
   readonly rollout: (NonNullable<PlannerInput['rollout']> & { readonly id: number }) | undefined;
@@ -163,6 +166,7 @@ export function planAppChanges(s: AppSnapshot): Plan {
     maxDrainMs: s.maxDrainMs,
     crashLoopRestarts: s.crashLoopRestarts,
     keepRevision: s.app.keepRevision,
+    experiment: s.app.experiment,
   });
   let progress: PlannedProgress | undefined;
   const placements: PlannedPlacement[] = [];
@@ -224,7 +228,10 @@ export function planAppChanges(s: AppSnapshot): Plan {
     const readyElsewhere = s.instances.filter(
       (i) => !i.nodeDraining && (last.get(i.id) ?? i.desired) === 'run' && i.state === 'ready' && i.revision === active,
     ).length;
-    if (readyElsewhere >= s.app.replicas) for (const m of movers) desired.push({ id: m.id, desired: 'drain', why: 'moved' });
+    // During an experiment the active revision keeps only its share of the replicas.
+    const e = s.rollout === undefined ? s.app.experiment : undefined;
+    const needed = e !== undefined && e.revision !== active ? variantReplicas(s.app.replicas, e.split).a : s.app.replicas;
+    if (readyElsewhere >= needed) for (const m of movers) desired.push({ id: m.id, desired: 'drain', why: 'moved' });
   }
   return {
     app: s.app.name,

@@ -66,6 +66,12 @@ export interface PlannerInput {
     | undefined;
   /** Blue/green keepPrevious: the revision whose instances stay up (weight 0) after the switch, for an instant switch back. */
   readonly keepRevision?: number | undefined;
+  /**
+   * A running A/B experiment (core/experiment.ts): in the steady state its variant revision keeps
+   * instances beside the active one, the replicas shared by `variantReplicas`. Ignored during a
+   * rollout (a rollout ends the experiment when it starts).
+   */
+  readonly experiment?: { readonly revision: number; readonly split: number } | undefined;
   readonly instances: readonly PlannerInstance[];
   readonly drainMs: number;
   /** A draining instance is stopped after this long even with requests still in flight. */

@@ -36,6 +36,7 @@ import { planRolling } from './rollout-rolling.js';
 import { isLive, isRelease, START, withTail, type PlannerAction, type PlannerInput, type RolloutCtx } from './rollout-types.js';
 import { analyse, type Verdict } from './analysis.js';
 import type { Strategy } from './strategy.js';
+import { variantReplicas } from './experiment.js';
 
 export * from './rollout-types.js';
 
@@ -127,22 +128,38 @@ export function planApp(input: PlannerInput): PlannerAction[] {
     return planBlueGreen(ctx, strategy);
   }
 
-  // Steady state: keep `replicas` instances of the active revision; retire everything else (but
-  // the previous revision's while blue/green keeps it).
+  // Steady state: keep `replicas` instances of the active revision (shared with an experiment's
+  // variant while one runs); retire everything else (but the previous revision's while blue/green
+  // keeps it).
   if (input.activeRevision === undefined) return actions;
-  const active = input.instances.filter((i) => isLive(i) && i.revision === input.activeRevision);
+  const keep = steadyCounts(input);
   for (const o of input.instances) {
-    if (isLive(o) && o.revision !== input.activeRevision && o.revision !== input.keepRevision)
+    if (isLive(o) && !keep.has(o.revision) && o.revision !== input.keepRevision)
       actions.push({ type: 'desire', id: o.id, desired: 'drain' });
   }
-  if (active.length < input.replicas) {
-    actions.push({ type: 'create', revision: input.activeRevision, count: input.replicas - active.length });
-  } else if (active.length > input.replicas) {
-    // Scale down: retire the least useful first (not ready before ready, newest first).
-    const order = [...active].sort((a, b) => Number(a.state === 'ready') - Number(b.state === 'ready'));
-    for (const extra of order.slice(0, active.length - input.replicas)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
+  for (const [revision, count] of keep) {
+    const live = input.instances.filter((i) => isLive(i) && i.revision === revision);
+    if (live.length < count) {
+      actions.push({ type: 'create', revision, count: count - live.length });
+    } else if (live.length > count) {
+      // Scale down: retire the least useful first (not ready before ready, newest first).
+      const order = [...live].sort((a, b) => Number(a.state === 'ready') - Number(b.state === 'ready'));
+      for (const extra of order.slice(0, live.length - count)) actions.push({ type: 'desire', id: extra.id, desired: 'drain' });
+    }
   }
   return actions;
+}
+
+/** Steady state: how many instances each kept revision runs (the active one; an experiment's variant too). */
+function steadyCounts(input: PlannerInput): Map<number, number> {
+  const active = input.activeRevision!;
+  const e = input.experiment;
+  if (e === undefined || e.revision === active) return new Map([[active, input.replicas]]);
+  const share = variantReplicas(input.replicas, e.split);
+  return new Map([
+    [active, share.a],
+    [e.revision, share.b],
+  ]);
 }
 
 /**

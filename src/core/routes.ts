@@ -12,8 +12,12 @@
  * among the backends that have weight and upstreams, in proportion to their weights.
  *
  * The active revision gets 100 minus the running rollout's target weight (0 for blue/green until the
- * switch; the canary's step weight; rolling: the new revision's share of the ready instances).
+ * switch; the canary's step weight; rolling: the new revision's share of the ready instances). An
+ * A/B experiment (core/experiment.ts) gives the active revision 100 − split and the variant split,
+ * and makes the route sticky: a user key (a cookie or a header) hashed with the experiment's seed
+ * picks the backend instead of the weighted round-robin.
  */
+import { isSticky, type Sticky } from './experiment.js';
 
 /** One ready instance: `id` is the instance id. */
 export interface RouteUpstream {
@@ -34,6 +38,8 @@ export interface Route {
   readonly app: string;
   readonly hosts: readonly string[];
   readonly backends: readonly Backend[];
+  /** A sticky split (an A/B experiment): absent for an ordinary weighted route. */
+  readonly sticky?: Sticky | undefined;
 }
 
 /** Why (part of) an app's route was left out of the table. */
@@ -54,6 +60,8 @@ export interface RouteState {
     readonly targetRevision: number | undefined;
     /** The share of the traffic (0–100) the rollout gives its target now (canary, rolling); absent: 0. */
     readonly targetWeight?: number | undefined;
+    /** A running A/B experiment: its variant revision, the variant's share (0–100) and the sticky key. */
+    readonly experiment?: { readonly revision: number; readonly split: number; readonly sticky: Sticky } | undefined;
   }[];
   readonly instances: readonly {
     readonly id: string;
@@ -90,11 +98,25 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
   const apps = [...state.apps].sort((a, b) => a.createdAt - b.createdAt || a.name.localeCompare(b.name));
   const candidates: Route[] = apps.map((app) => {
     const weights: [number, number][] = [];
-    const moving = app.targetRevision !== undefined && app.targetRevision !== app.activeRevision;
-    // A rollout's target gets its recorded share once a revision serves; the active revision the rest.
-    const target = moving && app.activeRevision !== undefined ? Math.max(0, Math.min(100, Math.round(app.targetWeight ?? 0))) : 0;
-    if (app.activeRevision !== undefined) weights.push([app.activeRevision, ACTIVE_WEIGHT - target]);
-    if (moving) weights.push([app.targetRevision!, target]);
+    // A rollout ends an experiment when it starts (store); only the rollout that keeps b (`pilot
+    // experiment end --keep b`) carries the split on until it activates b, so that b's users stay
+    // on b and a's on a while b's instances come up (the caller passes that experiment on).
+    const exp =
+      app.experiment !== undefined &&
+      app.activeRevision !== undefined &&
+      (app.targetRevision === undefined || app.targetRevision === app.experiment.revision) &&
+      app.experiment.revision !== app.activeRevision
+        ? app.experiment
+        : undefined;
+    if (exp !== undefined) {
+      weights.push([app.activeRevision!, 100 - exp.split], [exp.revision, exp.split]);
+    } else {
+      const moving = app.targetRevision !== undefined && app.targetRevision !== app.activeRevision;
+      // A rollout's target gets its recorded share once a revision serves; the active revision the rest.
+      const target = moving && app.activeRevision !== undefined ? Math.max(0, Math.min(100, Math.round(app.targetWeight ?? 0))) : 0;
+      if (app.activeRevision !== undefined) weights.push([app.activeRevision, ACTIVE_WEIGHT - target]);
+      if (moving) weights.push([app.targetRevision!, target]);
+    }
     const backends: Backend[] = weights.map(([revision, weight]) => {
       const upstreams: RouteUpstream[] = [];
       for (const i of byApp.get(app.name) ?? []) {
@@ -113,7 +135,8 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
       }
       return { revision, weight, upstreams };
     });
-    return { app: app.name, hosts: [`${app.name}.localhost`, ...app.hosts], backends };
+    const route: Route = { app: app.name, hosts: [`${app.name}.localhost`, ...app.hosts], backends };
+    return exp === undefined ? route : { ...route, sticky: exp.sticky };
   });
   return admitRoutes(candidates);
 }
@@ -236,7 +259,13 @@ export function admitRoutes(routes: readonly Route[]): { routes: Route[]; proble
       const scaled = normalizeWeights(backends.map((b) => b.weight));
       backends.forEach((b, k) => (backends[k] = { ...b, weight: scaled[k]! }));
     }
-    out.push({ app, hosts, backends });
+    const sticky: unknown = (route as Partial<Route>).sticky;
+    if (sticky === undefined || sticky === null) out.push({ app, hosts, backends });
+    else if (isSticky(sticky)) out.push({ app, hosts, backends, sticky: { by: { ...sticky.by }, seed: sticky.seed } });
+    else {
+      problem('its sticky split is malformed; the route is served by weight alone');
+      out.push({ app, hosts, backends });
+    }
   }
   return { routes: out, problems };
 }

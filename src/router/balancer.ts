@@ -4,6 +4,7 @@
  * instance from collecting a queue; the rotating start point spreads requests evenly when all
  * instances are equally idle (the common case at low load), instead of always favouring the first.
  */
+import { bucketBackend } from '../core/experiment.js';
 import type { TableBackend, TableRoute, Upstream } from './routing-table.js';
 
 /**
@@ -58,6 +59,13 @@ interface RouteState {
   readonly next: number[];
 }
 
+/** The revision a sticky route assigns a bucket to (undefined: no sticky route, no bucket, no weight). */
+export function assignedRevision(route: TableRoute, bucket: number | undefined): number | undefined {
+  if (bucket === undefined || route.sticky === undefined) return undefined;
+  const i = bucketBackend(route.backends, bucket);
+  return i === -1 ? undefined : route.backends[i]!.revision;
+}
+
 /**
  * Chooses an upstream of a route: first a backend (a revision) by weight, then an upstream within it
  * by least-in-flight. A weight-0 backend gets only requests pinned to its revision.
@@ -71,8 +79,17 @@ export class Balancer {
    * The upstream to use for the next request of `route`, or undefined if none is left to try.
    * `pin` (a revision, from the X-Pilot-Revision header) goes to that revision's backend whatever
    * its weight when it has an upstream left to try; otherwise the pick is the usual one.
+   * `bucket` (a sticky route's user bucket, router/sticky.ts) chooses the backend that owns the
+   * bucket (core/experiment.ts `bucketBackend`) instead of the weighted round-robin; when that
+   * backend has no upstream left to try, the weighted pick among the others is the fallback.
    */
-  pick(route: TableRoute, inflight: (upstreamId: string) => number, exclude?: ReadonlySet<string>, pin?: number): Upstream | undefined {
+  pick(
+    route: TableRoute,
+    inflight: (upstreamId: string) => number,
+    exclude?: ReadonlySet<string>,
+    pin?: number,
+    bucket?: number,
+  ): Upstream | undefined {
     const backends = route.backends;
     if (backends.length === 0) return undefined;
     let state = this.#state.get(route);
@@ -83,6 +100,10 @@ export class Balancer {
     const skip = exclude === undefined || exclude.size === 0 ? undefined : exclude;
     const open = (b: TableBackend): boolean => b.upstreams.length > 0 && (skip === undefined || b.upstreams.some((u) => !skip.has(u.id)));
     let chosen = pin === undefined ? -1 : backends.findIndex((b) => b.revision === pin && open(b));
+    if (chosen === -1 && bucket !== undefined && route.sticky !== undefined) {
+      const assigned = bucketBackend(backends, bucket);
+      if (assigned !== -1 && open(backends[assigned]!)) chosen = assigned;
+    }
     if (chosen === -1) {
       chosen =
         backends.length === 1

@@ -24,6 +24,7 @@ import { CLIENT_CLOSED, type RevisionRecorder, type TrafficSink } from './metric
 import type { TableRoute, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
 import { errno } from '../core/errno.js';
+import { withSetCookie, type Affinity } from './sticky.js';
 
 /** What a forwarded request needs from the router. */
 export interface ForwardDeps {
@@ -57,8 +58,9 @@ export function forward(
   route: TableRoute,
   first: Upstream,
   startedAt: number,
+  affinity?: Affinity,
 ): void {
-  new Exchange(deps, req, res, route, startedAt).attempt(first);
+  new Exchange(deps, req, res, route, startedAt, affinity).attempt(first);
 }
 
 class Exchange {
@@ -78,9 +80,12 @@ class Exchange {
   /** The router has finished with the response (ended, answered an error, or cut it short). */
   done = false;
   clientGone = false;
+  /** A sticky route's bucket (a retry keeps it) and the cookie to set on a first visit. */
+  readonly affinity: Affinity | undefined;
 
-  constructor(deps: ForwardDeps, req: IncomingMessage, res: ServerResponse, route: TableRoute, startedAt: number) {
+  constructor(deps: ForwardDeps, req: IncomingMessage, res: ServerResponse, route: TableRoute, startedAt: number, affinity?: Affinity) {
     this.deps = deps;
+    this.affinity = affinity;
     this.req = req;
     this.res = res;
     this.app = route.app;
@@ -136,9 +141,10 @@ class Exchange {
     const route = this.deps.lookup(this.req.headers.host ?? '');
     if (route === undefined || route.app !== this.app) return undefined;
     const pin = pinnedRevision(this.req.headers);
-    const other = this.deps.balancer.pick(route, this.deps.pools.inflight, this.tried, pin);
+    const bucket = this.affinity?.bucket;
+    const other = this.deps.balancer.pick(route, this.deps.pools.inflight, this.tried, pin, bucket);
     if (other !== undefined || !DROPPED.has(code)) return other;
-    return this.deps.balancer.pick(route, this.deps.pools.inflight, undefined, pin);
+    return this.deps.balancer.pick(route, this.deps.pools.inflight, undefined, pin, bucket);
   }
 
   private onClose(): void {
@@ -184,7 +190,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return;
     const res = this.#ex.res;
     try {
-      const out = clientResponseHeaders(headers);
+      const out = withSetCookie(clientResponseHeaders(headers), this.#ex.affinity?.setCookie);
       if (statusMessage) res.writeHead(statusCode, statusMessage, out);
       else res.writeHead(statusCode, out);
     } catch (err) {

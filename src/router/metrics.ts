@@ -38,6 +38,8 @@ export interface TrafficSink {
   request(app: string, revision: number | undefined, code: number, seconds: number): void;
   /** One failed attempt at an upstream of `app`. */
   upstreamError(app: string): void;
+  /** A sticky request served by another variant than its own, which had no ready instance. */
+  stickyFallback?(app: string): void;
 }
 
 /** The figures of one (app, revision) over a window, as the router serves them. */
@@ -93,6 +95,8 @@ class AppCounters {
   none: RevisionCounters | undefined;
   upstreamErrors = 0;
   lastErrorAt = 0;
+  /** Sticky requests served by the other variant because their own had no ready instance. */
+  stickyFallbacks = 0;
 }
 
 /** Every RouterMetrics feeding one registry: a registry's collectors add them all up (several routers in one process). */
@@ -139,6 +143,15 @@ export class RouterMetrics implements TrafficSink {
     const a = this.#app(app);
     a.upstreamErrors++;
     a.lastErrorAt = this.#now();
+  }
+
+  stickyFallback(app: string): void {
+    this.#app(app).stickyFallbacks++;
+  }
+
+  /** Sticky fallbacks so far, by app (only apps that had one). */
+  stickyFallbackTotals(): Iterable<[string, number]> {
+    return [...this.#apps].filter(([, a]) => a.stickyFallbacks > 0).map(([name, a]) => [name, a.stickyFallbacks]);
   }
 
   /** The figures of every revision of `app` (every app when undefined) over the last `windowMs`. */
@@ -289,6 +302,16 @@ function registerCollectors(registry: Registry, sources: Set<RouterMetrics>): vo
     () => {
       const sum = new Map<string, number>();
       for (const m of sources) for (const [app, n] of m.upstreamErrorTotals()) sum.set(app, (sum.get(app) ?? 0) + n);
+      return [...sum].map(([app, value]) => ({ labels: { app }, value }));
+    },
+  );
+  collector(
+    'pilot_router_sticky_fallbacks_total',
+    'Requests of an A/B experiment served by the other variant because their own had no ready instance, by app.',
+    'counter',
+    () => {
+      const sum = new Map<string, number>();
+      for (const m of sources) for (const [app, n] of m.stickyFallbackTotals()) sum.set(app, (sum.get(app) ?? 0) + n);
       return [...sum].map(([app, value]) => ({ labels: { app }, value }));
     },
   );

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { PilotError } from '../core/errors.js';
-import { Balancer } from './balancer.js';
+import { assignedRevision, Balancer } from './balancer.js';
 import { noReadyInstance, sendError, unknownHost } from './error-responses.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RouterMetrics, type TrafficSink } from './metrics.js';
@@ -17,6 +17,7 @@ import type { RoutingTable } from './routing-table.js';
 import { UpstreamPools } from './upstream-pools.js';
 import { proxyUpgrade, type UpgradeDeps } from './upgrade.js';
 import { pinnedRevision, type TrustedProxies } from './headers.js';
+import { affinityOf } from './sticky.js';
 
 export interface RouterOptions {
   readonly host: string;
@@ -110,13 +111,18 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
       metrics.request('', undefined, 404, (performance.now() - startedAt) / 1000);
       return;
     }
-    const upstream = balancer.pick(route, pools.inflight, undefined, pinnedRevision(req.headers));
+    const pin = pinnedRevision(req.headers);
+    const encrypted = 'encrypted' in req.socket && req.socket.encrypted === true;
+    const affinity = affinityOf(route.sticky, req.headers, pin !== undefined, encrypted);
+    const upstream = balancer.pick(route, pools.inflight, undefined, pin, affinity.bucket);
     if (upstream === undefined) {
       sendError(req.headers, res, noReadyInstance(route.app));
       metrics.request(route.app, undefined, 502, (performance.now() - startedAt) / 1000);
       return;
     }
-    forward(forwardDeps, req, res, route, upstream, startedAt);
+    const assigned = assignedRevision(route, affinity.bucket);
+    if (assigned !== undefined && assigned !== upstream.revision) metrics.stickyFallback?.(route.app);
+    forward(forwardDeps, req, res, route, upstream, startedAt, affinity);
   }
 
   await new Promise<void>((resolve, reject) => {

@@ -5,6 +5,7 @@
  * changes (level-triggered); the router never edits it. Lookups are by exact host, no wildcards.
  */
 import { PilotError } from '../core/errors.js';
+import { isSticky } from '../core/experiment.js';
 import { normalizeHost, type Route, type RouteUpstream } from '../core/routes.js';
 
 export { admitRoutes, normalizeHost, type Backend, type Route, type RouteProblem, type RouteUpstream } from '../core/routes.js';
@@ -73,7 +74,10 @@ function resolveRoute(r: Route, upstreams: Map<string, Upstream>): TableRoute {
     return Object.freeze({ revision: b.revision, weight: b.weight, upstreams: Object.freeze(ups) });
   });
   if (sum !== 0 && sum !== 100) throw invalid(`the weights of app "${r.app}" sum to ${sum}, not 100`);
-  return Object.freeze({ app: r.app, hosts: Object.freeze([...r.hosts]), backends: Object.freeze(backends) });
+  const route = { app: r.app, hosts: Object.freeze([...r.hosts]), backends: Object.freeze(backends) };
+  if (r.sticky === undefined) return Object.freeze(route);
+  if (!isSticky(r.sticky)) throw invalid(`app "${r.app}" has a malformed sticky split`);
+  return Object.freeze({ ...route, sticky: Object.freeze({ by: Object.freeze({ ...r.sticky.by }), seed: r.sticky.seed }) });
 }
 
 /** The router's view of apps, hosts and upstreams; replaced as a whole by `set`. */

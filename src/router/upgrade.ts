@@ -18,6 +18,7 @@ import { clientAddress, pinnedRevision, type TrustedProxies, upstreamRequestHead
 import type { TrafficSink } from './metrics.js';
 import type { TableRoute, Upstream } from './routing-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
+import { affinityOf } from './sticky.js';
 
 /** What an upgrade needs from the router. */
 export interface UpgradeDeps {
@@ -58,7 +59,10 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
     return;
   }
   const pin = pinnedRevision(req.headers);
-  const first = deps.balancer.pick(route, deps.pools.inflight, undefined, pin);
+  // A sticky route: a user with their key goes to their variant; a first visit goes by a fresh key
+  // (the 101 is the app's raw bytes, so no cookie is set here: the page's own requests set it).
+  const bucket = affinityOf(route.sticky, req.headers, pin !== undefined).bucket;
+  const first = deps.balancer.pick(route, deps.pools.inflight, undefined, pin, bucket);
   if (first === undefined) {
     deps.metrics.request(route.app, undefined, 502, seconds());
     client.end(rawErrorResponse(req.headers, noReadyInstance(route.app), 'Bad Gateway'));
@@ -114,7 +118,7 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
       const now = deps.lookup(host ?? '');
       const next =
         tried.size === 1 && RETRY_ON.has(err.code ?? '') && now?.app === route.app
-          ? deps.balancer.pick(now, deps.pools.inflight, tried, pin)
+          ? deps.balancer.pick(now, deps.pools.inflight, tried, pin, bucket)
           : undefined;
       if (next !== undefined) {
         connect(next);

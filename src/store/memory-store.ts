@@ -12,6 +12,7 @@
  * to it (a restarted server, or a second one), and `backup` writes it as JSON that
  * `MemoryStore.fromBackup` reads back.
  */
+import { formatStickyBy } from '../core/experiment.js';
 import type { RolloutCommand } from '../core/rollout-types.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AppConfig } from '../core/app-config.js';
@@ -25,6 +26,7 @@ import type {
   AppSource,
   EnqueueResult,
   EventBounds,
+  ExperimentRecord,
   InstanceDesired,
   InstanceRecord,
   InstanceStatusUpdate,
@@ -68,6 +70,7 @@ export interface MemoryState {
   /** Key `app\0number`. */
   revisions: Map<string, RevisionRecord>;
   rollouts: Map<number, RolloutRecord>;
+  experiments: Map<number, ExperimentRecord>;
   instances: Map<string, InstanceRecord>;
   nodes: Map<string, NodeRecord>;
   joinTokens: Map<string, JoinTokenRow>;
@@ -82,7 +85,7 @@ export interface MemoryState {
   artifacts: Map<string, ArtifactMeta>;
   // A new table is one more Map here (and in emptyMemoryState); backup and fromBackup carry every Map.
   /** Last ids given (AUTOINCREMENT: never reused, even after a delete). */
-  seq: { rollout: number; run: number; registry: number };
+  seq: { rollout: number; run: number; registry: number; experiment?: number };
   /** The event feed (the `events` table): every store over this state reads the same. */
   feed: MemoryFeed;
 }
@@ -93,6 +96,7 @@ export function emptyMemoryState(): MemoryState {
     apps: new Map(),
     revisions: new Map(),
     rollouts: new Map(),
+    experiments: new Map(),
     instances: new Map(),
     nodes: new Map(),
     joinTokens: new Map(),
@@ -102,7 +106,7 @@ export function emptyMemoryState(): MemoryState {
     volumes: new Map(),
     nodeRuntimes: new Map(),
     artifacts: new Map(),
-    seq: { rollout: 0, run: 0, registry: 0 },
+    seq: { rollout: 0, run: 0, registry: 0, experiment: 0 },
     feed: emptyMemoryFeed(),
   };
 }
@@ -274,6 +278,7 @@ export class MemoryStore implements Store {
         db.rollouts.set(r.id, { ...r, status: 'failed', reason: 'app removed', finishedAt: now });
       }
     }
+    this.endRunningExperiments(name, 'app removed', now);
     for (const r of db.runs.values()) {
       if (r.app === name && r.status === 'queued') {
         batch.push(ev('run.status', name, now, { run: r.id, status: 'cancelled', error: 'the app was removed' }));
@@ -293,6 +298,7 @@ export class MemoryStore implements Store {
       .sort(cmp);
     for (const name of gone) {
       for (const r of db.rollouts.values()) if (r.app === name) db.rollouts.delete(r.id);
+      for (const e of db.experiments.values()) if (e.app === name) db.experiments.delete(e.id);
       for (const [k, r] of db.revisions) if (r.app === name) db.revisions.delete(k);
       for (const [k, s] of db.secrets) if (s.app === name) db.secrets.delete(k);
       db.apps.delete(name);
@@ -376,6 +382,11 @@ export class MemoryStore implements Store {
       progress: { step: 0, weight: 0, since: undefined, command: undefined, verdict: undefined },
     };
     db.rollouts.set(rec.id, rec);
+    this.endRunningExperiments(
+      r.app,
+      `a rollout to revision ${r.toRevision} started (a deploy or a rollback ends an experiment)`,
+      r.startedAt,
+    );
     this.emit([
       ev('rollout.started', r.app, r.startedAt, {
         rollout: rec.id,
@@ -392,6 +403,104 @@ export class MemoryStore implements Store {
     this.db.rollouts.set(id, { ...r, progress: { ...progressOf(r), command } });
     this.emit([ev('rollout.command', r.app, now, { rollout: id, toRevision: r.toRevision, command })]);
     return true;
+  }
+
+  private endRunningExperiments(app: string, reason: string, now: number): void {
+    for (const e of this.db.experiments.values()) {
+      if (e.app === app && e.status === 'running') {
+        this.db.experiments.set(e.id, { ...e, status: 'ended', endedAt: now, reason });
+        this.emit([ev('experiment.ended', app, now, { experiment: e.id, kept: null, keptRevision: null, reason })]);
+      }
+    }
+  }
+
+  // experiments
+
+  async startExperiment(e: Omit<ExperimentRecord, 'id' | 'status' | 'endedAt' | 'kept' | 'reason'>): Promise<ExperimentRecord> {
+    const db = this.open();
+    const running = [...db.experiments.values()].find((x) => x.app === e.app && x.status === 'running');
+    if (running) throw new PilotError('experiment_conflict', `app "${e.app}" already runs experiment #${running.id}`);
+    db.seq.experiment = (db.seq.experiment ?? 0) + 1;
+    const rec: ExperimentRecord = {
+      id: db.seq.experiment,
+      app: e.app,
+      control: e.control,
+      variant: e.variant,
+      split: e.split,
+      by: json(e.by),
+      status: 'running',
+      startedAt: e.startedAt,
+      endedAt: undefined,
+      kept: undefined,
+      reason: undefined,
+    };
+    db.experiments.set(rec.id, rec);
+    this.emit([
+      ev('experiment.started', e.app, e.startedAt, {
+        experiment: rec.id,
+        control: e.control,
+        variant: e.variant,
+        split: e.split,
+        by: formatStickyBy(e.by),
+      }),
+    ]);
+    return copy(rec);
+  }
+  async activeExperiment(app: string): Promise<ExperimentRecord | undefined> {
+    const running = [...this.open().experiments.values()].filter((e) => e.app === app && e.status === 'running');
+    return running.length === 0 ? undefined : copy(running.reduce((a, b) => (b.id > a.id ? b : a)));
+  }
+  async listExperiments(app: string, limit: number): Promise<ExperimentRecord[]> {
+    return [...this.open().experiments.values()]
+      .filter((e) => e.app === app)
+      .sort((a, b) => b.id - a.id)
+      .slice(0, Math.max(0, limit))
+      .map(copy);
+  }
+  async endExperiment(
+    id: number,
+    e: {
+      readonly kept: 'a' | 'b' | undefined;
+      readonly reason: string | undefined;
+      readonly now: number;
+      readonly rollout?: { readonly fromRevision: number | undefined; readonly toRevision: number } | undefined;
+    },
+  ): Promise<{ experiment: ExperimentRecord; rollout: RolloutRecord | undefined }> {
+    const db = this.open();
+    const before = db.experiments.get(id);
+    if (!before || before.status !== 'running') throw new PilotError('experiment_conflict', `experiment #${id} is not running`);
+    const ended: ExperimentRecord = { ...before, status: 'ended', endedAt: e.now, kept: e.kept, reason: e.reason };
+    db.experiments.set(id, ended);
+    const keptRevision = e.kept === 'a' ? before.control : e.kept === 'b' ? before.variant : null;
+    const batch = [
+      ev('experiment.ended', before.app, e.now, { experiment: id, kept: e.kept ?? null, keptRevision, reason: e.reason ?? null }),
+    ];
+    let rollout: RolloutRecord | undefined;
+    if (e.rollout) {
+      rollout = {
+        id: ++db.seq.rollout,
+        app: before.app,
+        fromRevision: e.rollout.fromRevision,
+        toRevision: e.rollout.toRevision,
+        status: 'running',
+        reason: undefined,
+        startedAt: e.now,
+        finishedAt: undefined,
+        strategy: undefined,
+        progress: { step: 0, weight: 0, since: undefined, command: undefined, verdict: undefined },
+      };
+      db.rollouts.set(rollout.id, rollout);
+      batch.push(
+        ev('rollout.started', before.app, e.now, {
+          rollout: rollout.id,
+          fromRevision: e.rollout.fromRevision ?? null,
+          toRevision: e.rollout.toRevision,
+          strategy: 'blue-green',
+        }),
+      );
+    }
+    this.emit(batch);
+    return { experiment: copy(ended), rollout: rollout && copy(rollout) };
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
     const r = this.open().rollouts.get(id);

@@ -216,4 +216,25 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE rollouts ADD COLUMN command TEXT;
   ALTER TABLE rollouts ADD COLUMN verdict TEXT;
   `,
+  // experiments: A/B experiments (core/experiment.ts): variant a (control: the active revision at
+  // the start) against variant b at `split` % of the traffic, sticky by a cookie or a header; at
+  // most one running per app (status 'running'); kept: which variant the end kept ('a' | 'b'),
+  // NULL when a rollout or the app's removal ended it (reason says which)
+  `
+  CREATE TABLE experiments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    control_revision INTEGER NOT NULL,
+    variant_revision INTEGER NOT NULL,
+    split INTEGER NOT NULL,
+    by_kind TEXT NOT NULL,
+    by_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    kept TEXT,
+    reason TEXT
+  );
+  CREATE INDEX experiments_app_id ON experiments (app, id);
+  `,
 ];

@@ -12,7 +12,9 @@ import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import { EventBus } from './event-bus.js';
 import { MIGRATIONS } from './migrations.js';
+import { formatStickyBy, type StickyBy } from '../core/experiment.js';
 import type {
+  ExperimentRecord,
   AppSource,
   EnqueueResult,
   EventBounds,
@@ -75,6 +77,23 @@ function revisionFrom(r: Row): RevisionRecord {
     createdAt: r.created_at as number,
     image: r.image == null ? undefined : (JSON.parse(r.image as string) as ImageRef),
     nodeRuntime: r.node_runtime == null ? undefined : (JSON.parse(r.node_runtime as string) as NodeRuntimeRef),
+  };
+}
+function experimentFrom(r: Row): ExperimentRecord {
+  const name = r.by_name as string;
+  const by: StickyBy = r.by_kind === 'header' ? { header: name } : { cookie: name };
+  return {
+    id: r.id as number,
+    app: r.app as string,
+    control: r.control_revision as number,
+    variant: r.variant_revision as number,
+    split: r.split as number,
+    by,
+    status: r.status as ExperimentRecord['status'],
+    startedAt: r.started_at as number,
+    endedAt: opt<number>(r.ended_at),
+    kept: opt<'a' | 'b'>(r.kept),
+    reason: opt<string>(r.reason),
   };
 }
 function rolloutFrom(r: Row): RolloutRecord {
@@ -343,6 +362,7 @@ export class SqliteStore implements Store {
         now,
         name,
       );
+      this.endRunningExperiments(name, 'app removed', now);
       for (const r of this.stmt(`SELECT id FROM runs WHERE app = ? AND status = 'queued'`).all(name) as Row[]) {
         this.event('run.status', name, now, { run: r.id, status: 'cancelled', error: 'the app was removed' });
       }
@@ -362,6 +382,7 @@ export class SqliteStore implements Store {
       ).map((r) => r.name);
       for (const name of gone) {
         this.stmt('DELETE FROM rollouts WHERE app = ?').run(name);
+        this.stmt('DELETE FROM experiments WHERE app = ?').run(name);
         this.stmt('DELETE FROM revisions WHERE app = ?').run(name);
         this.stmt('DELETE FROM secrets WHERE app = ?').run(name);
         this.stmt('DELETE FROM apps WHERE name = ?').run(name);
@@ -444,6 +465,11 @@ export class SqliteStore implements Store {
         `INSERT INTO rollouts (app, from_revision, to_revision, status, started_at, strategy) VALUES (?, ?, ?, 'running', ?, ?)`,
       ).run(r.app, r.fromRevision ?? null, r.toRevision, r.startedAt, r.strategy === undefined ? null : JSON.stringify(r.strategy));
       const id = Number(info.lastInsertRowid);
+      this.endRunningExperiments(
+        r.app,
+        `a rollout to revision ${r.toRevision} started (a deploy or a rollback ends an experiment)`,
+        r.startedAt,
+      );
       this.event('rollout.started', r.app, r.startedAt, {
         rollout: id,
         fromRevision: r.fromRevision ?? null,
@@ -462,6 +488,86 @@ export class SqliteStore implements Store {
       this.event('rollout.command', r.app as string, now, { rollout: id, toRevision: r.to_revision, command });
       return true;
     });
+  }
+
+  /** End the app's running experiment, if any, with no variant kept (inside a write). */
+  private endRunningExperiments(app: string, reason: string, now: number): void {
+    for (const e of this.stmt(`SELECT id FROM experiments WHERE app = ? AND status = 'running'`).all(app) as Row[]) {
+      this.stmt(`UPDATE experiments SET status = 'ended', ended_at = ?, reason = ? WHERE id = ?`).run(now, reason, e.id);
+      this.event('experiment.ended', app, now, { experiment: e.id, kept: null, keptRevision: null, reason });
+    }
+  }
+
+  async startExperiment(e: Omit<ExperimentRecord, 'id' | 'status' | 'endedAt' | 'kept' | 'reason'>): Promise<ExperimentRecord> {
+    const id = this.write(() => {
+      const running = this.stmt(`SELECT id FROM experiments WHERE app = ? AND status = 'running'`).get(e.app) as Row | undefined;
+      if (running) throw new PilotError('experiment_conflict', `app "${e.app}" already runs experiment #${String(running.id)}`);
+      const kind = 'cookie' in e.by ? 'cookie' : 'header';
+      const name = 'cookie' in e.by ? e.by.cookie : e.by.header;
+      const info = this.stmt(
+        `INSERT INTO experiments (app, control_revision, variant_revision, split, by_kind, by_name, status, started_at)
+           VALUES (?, ?, ?, ?, ?, ?, 'running', ?)`,
+      ).run(e.app, e.control, e.variant, e.split, kind, name, e.startedAt);
+      const id = Number(info.lastInsertRowid);
+      this.event('experiment.started', e.app, e.startedAt, {
+        experiment: id,
+        control: e.control,
+        variant: e.variant,
+        split: e.split,
+        by: formatStickyBy(e.by),
+      });
+      return id;
+    });
+    return experimentFrom(this.stmt('SELECT * FROM experiments WHERE id = ?').get(id) as Row);
+  }
+  async activeExperiment(app: string): Promise<ExperimentRecord | undefined> {
+    const r = this.stmt(`SELECT * FROM experiments WHERE app = ? AND status = 'running' ORDER BY id DESC LIMIT 1`).get(app) as
+      Row | undefined;
+    return r && experimentFrom(r);
+  }
+  async listExperiments(app: string, limit: number): Promise<ExperimentRecord[]> {
+    return (this.stmt('SELECT * FROM experiments WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(experimentFrom);
+  }
+  async endExperiment(
+    id: number,
+    e: {
+      readonly kept: 'a' | 'b' | undefined;
+      readonly reason: string | undefined;
+      readonly now: number;
+      readonly rollout?: { readonly fromRevision: number | undefined; readonly toRevision: number } | undefined;
+    },
+  ): Promise<{ experiment: ExperimentRecord; rollout: RolloutRecord | undefined }> {
+    const rolloutId = this.write((): number | undefined => {
+      const before = this.stmt('SELECT * FROM experiments WHERE id = ?').get(id) as Row | undefined;
+      if (!before || before.status !== 'running') throw new PilotError('experiment_conflict', `experiment #${id} is not running`);
+      this.stmt(`UPDATE experiments SET status = 'ended', ended_at = ?, kept = ?, reason = ? WHERE id = ?`).run(
+        e.now,
+        e.kept ?? null,
+        e.reason ?? null,
+        id,
+      );
+      const keptRevision = e.kept === 'a' ? before.control_revision : e.kept === 'b' ? before.variant_revision : null;
+      this.event('experiment.ended', before.app as string, e.now, {
+        experiment: id,
+        kept: e.kept ?? null,
+        keptRevision,
+        reason: e.reason ?? null,
+      });
+      if (!e.rollout) return undefined;
+      const info = this.stmt(
+        `INSERT INTO rollouts (app, from_revision, to_revision, status, started_at) VALUES (?, ?, ?, 'running', ?)`,
+      ).run(before.app, e.rollout.fromRevision ?? null, e.rollout.toRevision, e.now);
+      const rid = Number(info.lastInsertRowid);
+      this.event('rollout.started', before.app as string, e.now, {
+        rollout: rid,
+        fromRevision: e.rollout.fromRevision ?? null,
+        toRevision: e.rollout.toRevision,
+        strategy: 'blue-green',
+      });
+      return rid;
+    });
+    const experiment = experimentFrom(this.stmt('SELECT * FROM experiments WHERE id = ?').get(id) as Row);
+    return { experiment, rollout: rolloutId === undefined ? undefined : await this.getRollout(rolloutId) };
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
     this.write(() => {

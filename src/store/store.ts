@@ -12,6 +12,7 @@ import { PilotError } from '../core/errors.js';
 import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
+import type { StickyBy } from '../core/experiment.js';
 import type {
   ArtifactMeta,
   ImageRef,
@@ -129,6 +130,25 @@ export interface RolloutRecordProgress {
   readonly since: number | undefined;
   readonly command: RolloutCommand | undefined;
   readonly verdict: Verdict | undefined;
+}
+
+/** An A/B experiment (core/experiment.ts): variant a is `control`, variant b `variant`. */
+export interface ExperimentRecord {
+  readonly id: number;
+  readonly app: string;
+  /** Variant a: the active revision when the experiment started. */
+  readonly control: number;
+  /** Variant b. */
+  readonly variant: number;
+  /** Variant b's share of the traffic, 0–100. */
+  readonly split: number;
+  readonly by: StickyBy;
+  readonly status: 'running' | 'ended';
+  readonly startedAt: number;
+  readonly endedAt: number | undefined;
+  /** The variant the end kept; undefined when a rollout or the app's removal ended it (see `reason`). */
+  readonly kept: 'a' | 'b' | undefined;
+  readonly reason: string | undefined;
 }
 
 /** desired: run = keep it running; drain = out of the routing table, about to stop; stop = stop it. */
@@ -283,6 +303,27 @@ export interface Store {
   getRollout(id: number): Promise<RolloutRecord | undefined>;
   activeRollout(app: string): Promise<RolloutRecord | undefined>;
   listRollouts(app: string, limit: number): Promise<RolloutRecord[]>;
+  // experiments (one running per app). Starting and ending append experiment.started / .ended; a
+  // rollout that starts (createRollout: a deploy, a rollback) ends the app's running experiment,
+  // kept undefined, in its own transaction; so does removeApp.
+  /** Start an experiment; throws `experiment_conflict` when the app already runs one. */
+  startExperiment(e: Omit<ExperimentRecord, 'id' | 'status' | 'endedAt' | 'kept' | 'reason'>): Promise<ExperimentRecord>;
+  activeExperiment(app: string): Promise<ExperimentRecord | undefined>;
+  /** Newest first. */
+  listExperiments(app: string, limit: number): Promise<ExperimentRecord[]>;
+  /**
+   * End a running experiment (throws `experiment_conflict` if it is not running) and, in the same
+   * transaction, start `rollout` if given (keeping b: the rollout to b activates it).
+   */
+  endExperiment(
+    id: number,
+    e: {
+      readonly kept: 'a' | 'b' | undefined;
+      readonly reason: string | undefined;
+      readonly now: number;
+      readonly rollout?: { readonly fromRevision: number | undefined; readonly toRevision: number } | undefined;
+    },
+  ): Promise<{ experiment: ExperimentRecord; rollout: RolloutRecord | undefined }>;
   // instances
   createInstance(
     i: Omit<
