@@ -40,6 +40,8 @@ export function describeEvent(e: PilotEvent): string {
         return `node ${p.node} ${p.scheduling}`;
       case 'node.status':
         return `node ${p.node} ${p.status} (was ${p.from})`;
+      case 'autoscale.changed':
+        return `replicas ${p.from} → ${p.to}: ${p.reason}`;
     }
   })();
   return `${t}  #${e.id}  ${e.kind.padEnd(17)} ${(e.app ?? '-').padEnd(12)} ${what}`;

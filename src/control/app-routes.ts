@@ -12,6 +12,7 @@ import type { SecretBox } from '../store/secret-box.js';
 import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
 import { admitDeploy, admitRollback } from './deploy.js';
+import { describeTarget } from '../core/autoscale-config.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -258,6 +259,15 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         {
           hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
         },
+      );
+    }
+    // An autoscaled app's count has one owner, the autoscaler: a manual count would be undone at
+    // its next tick (or fight it), so it is refused; its bounds come from pilot.yaml.
+    const auto = a.config.autoscale;
+    if (auto) {
+      throw new PilotError(
+        'autoscaled',
+        `app "${a.name}" is autoscaled (min ${auto.min}, max ${auto.max}, ${describeTarget(auto.target)}): its replica count (${a.replicas}) is set by the autoscaler, not by \`pilot scale\``,
       );
     }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now(), 'scale'));

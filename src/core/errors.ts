@@ -53,6 +53,11 @@ export const CATALOGUE = {
   node_not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },
   rollout_in_progress: { status: 409, retryable: true, hint: 'Wait for the current rollout to finish, or `pilot abort APP`.' },
+  autoscaled: {
+    status: 409,
+    retryable: false,
+    hint: "The autoscaler owns this app's replica count: change autoscale min/max in pilot.yaml and deploy, or remove `autoscale:` and deploy to set the count by hand.",
+  },
   not_a_git_repo: {
     status: 400,
     retryable: false,

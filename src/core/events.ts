@@ -9,6 +9,7 @@
  *   deploy.revision deploy.activated         a revision recorded / made the serving one
  *   deploy.plan                              a plan the applier committed (what it placed, stopped, activated)
  *   node.registered node.scheduling node.status
+ *   autoscale.changed                        the autoscaler set the replica count (from, to, reason)
  */
 export type EventKind =
   | 'run.created'
@@ -25,7 +26,8 @@ export type EventKind =
   | 'deploy.plan'
   | 'node.registered'
   | 'node.scheduling'
-  | 'node.status';
+  | 'node.status'
+  | 'autoscale.changed';
 
 /** An event before the store gives it its id. */
 export interface NewEvent {
