@@ -13,12 +13,15 @@ import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
 import { admitDeploy, admitRollback } from './deploy.js';
 import { describeTarget } from '../core/autoscale-config.js';
+import type { Autoscaler } from './autoscaler.js';
 
 export interface AppRouteDeps {
   store: Store;
   box: SecretBox;
   blobs: FsBlobStore;
   reconciler: Reconciler;
+  /** Autoscaled apps' figures and last decision, for the app's status (control/autoscaler.ts). */
+  autoscaler?: Pick<Autoscaler, 'status'>;
 }
 
 const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });
@@ -143,6 +146,8 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         activeRevision: a.activeRevision ?? null,
         replicas: a.replicas,
         replicasSetBy: a.replicasSource,
+        // Autoscaled apps: bounds, target, the metric now, the last decision and why (null otherwise).
+        autoscale: deps.autoscaler?.status(a) ?? null,
         hosts: [`${a.name}.localhost`, ...a.config.hosts],
         createdAt: a.createdAt,
         updatedAt: a.updatedAt,

@@ -38,6 +38,7 @@ import { installLingeringClose } from '../http/early-answer.js';
 import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../api/version.js';
 import { Reconciler } from './reconciler.js';
+import { Autoscaler, type AutoscalerSettings } from './autoscaler.js';
 import { registerRunRoutes } from './run-routes.js';
 import { registerEventRoutes, retentionFromEnv, startEventRetention, type RetentionSettings } from './event-routes.js';
 import type { EventStreamSettings } from './event-stream.js';
@@ -81,6 +82,8 @@ export interface ControlPlaneOptions {
   freshDatabase?: boolean;
   /** The database cannot be used any more (damaged under us): the process must end, loudly. */
   onFatal?: (err: unknown) => void;
+  /** The autoscaler's pace (default: every 3 s over 10 s of figures; PILOT_AUTOSCALE_INTERVAL_MS). */
+  autoscale?: Partial<AutoscalerSettings>;
   /** The event feed's SSE settings (heartbeat, slow-client bound) and retention; defaults otherwise (tests shorten them). */
   events?: { stream?: Partial<EventStreamSettings>; retention?: Partial<RetentionSettings> };
 }
@@ -281,9 +284,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     return (await registry.metrics()) + (router ? '' : await routerProcessMetrics(opts.home, routerToken.token));
   });
   registerRouterRoutes(api, { feed, tokens: () => [routerToken.token, admin.token] });
-  registerTrafficRoutes(api, {
+  const trafficSource = async (ms: number, app?: string) =>
+    traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app);
+  registerTrafficRoutes(api, { store, source: trafficSource });
+  const autoscaler = new Autoscaler({
     store,
-    source: async (ms, app) => (traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app)),
+    reconciler,
+    traffic: trafficSource,
+    log: log.child({ part: 'autoscaler' }),
+    settings: { intervalMs: envMs('PILOT_AUTOSCALE_INTERVAL_MS', 3000), ...opts.autoscale },
   });
   registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, {
@@ -296,7 +305,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3,
   });
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
-  registerAppRoutes(api, { store, box, blobs, reconciler });
+  registerAppRoutes(api, { store, box, blobs, reconciler, autoscaler });
   registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
   const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl, home: opts.home });
@@ -334,6 +343,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }, 5000);
   checkpoint.unref();
   monitor.start();
+  autoscaler.start();
   const worker = new RunWorker({
     store,
     box,
@@ -373,6 +383,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       clearInterval(checkpoint);
       feed.release();
       await worker.stop();
+      await autoscaler.stop();
       reconciler.stop();
       monitor.stop();
       // Long polls in flight end now (agents retry elsewhere or later); a keep-alive connection
