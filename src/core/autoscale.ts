@@ -125,9 +125,10 @@ export function decideReplicas(input: AutoscaleInput): AutoscaleDecision {
   }
   const recommendation = clamp(raw, spec.min, spec.max);
   const history = [...recent, { at: now, replicas: recommendation }];
-  const within = (ms: number): number[] => history.filter((r) => now - r.at <= ms).map((r) => r.replicas);
-  const upTo = Math.min(...within(spec.scaleUpWindowMs));
-  const downTo = Math.max(...within(spec.scaleDownWindowMs));
+  // The scale-up window holds what was recommended in the last `up` ms (none for 0: at once); the
+  // scale-down window holds the last `down` ms inclusive (a count seeded at a restart counts there).
+  const upTo = Math.min(recommendation, ...recent.filter((r) => now - r.at < spec.scaleUpWindowMs).map((r) => r.replicas));
+  const downTo = Math.max(recommendation, ...recent.filter((r) => now - r.at <= spec.scaleDownWindowMs).map((r) => r.replicas));
 
   let replicas = current;
   let limitedBy: Exclude<AutoscaleLimit, 'no-data'> = inBand ? 'tolerance' : 'none';
