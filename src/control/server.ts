@@ -39,6 +39,7 @@ import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../api/version.js';
 import { Reconciler } from './reconciler.js';
 import { Autoscaler, type AutoscalerSettings } from './autoscaler.js';
+import { CpuMeter } from './cpu-meter.js';
 import { registerRunRoutes } from './run-routes.js';
 import { registerEventRoutes, retentionFromEnv, startEventRetention, type RetentionSettings } from './event-routes.js';
 import type { EventStreamSettings } from './event-stream.js';
@@ -287,10 +288,22 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const trafficSource = async (ms: number, app?: string) =>
     traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app);
   registerTrafficRoutes(api, { store, source: trafficSource });
+  const cpu = new CpuMeter();
   const autoscaler = new Autoscaler({
     store,
     reconciler,
     traffic: trafficSource,
+    // targetCpu: each ready instance's CPU over the last 15 s (agents report every ≤ 5 s), as a share
+    // of its allowance: resources.cpu when set, else one core.
+    cpu: async (app, instances) => {
+      const allowance = app.config.resources.cpu ?? 1;
+      const out = new Map<string, number>();
+      for (const i of instances) {
+        const cores = cpu.cores(i.nodeId, i.id, 15_000);
+        if (cores !== undefined) out.set(i.id, (cores / allowance) * 100);
+      }
+      return out;
+    },
     log: log.child({ part: 'autoscaler' }),
     settings: { intervalMs: envMs('PILOT_AUTOSCALE_INTERVAL_MS', 3000), ...opts.autoscale },
   });
@@ -304,7 +317,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
     maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3,
   });
-  registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
+  registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token, cpu });
   registerAppRoutes(api, { store, box, blobs, reconciler, autoscaler });
   registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
   const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });
