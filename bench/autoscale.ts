@@ -74,7 +74,9 @@ createServer((req, res) => { res.writeHead(200); res.end(me); }).listen(Number(p
     // Settle at the low rate (its figures fill the window).
     await sleep(15_000);
     const before = await count();
-    console.log(`autoscale step: ${LOW} → ${HIGH} req/s (open loop), target ${TARGET} req/s per instance; before: ${before.replicas} replica(s)`);
+    console.log(
+      `autoscale step: ${LOW} → ${HIGH} req/s (open loop), target ${TARGET} req/s per instance; before: ${before.replicas} replica(s)`,
+    );
     const ideal = Math.min(8, Math.max(1, Math.ceil(HIGH / TARGET)));
     stepAt = performance.now();
     rate = HIGH;
@@ -101,7 +103,9 @@ createServer((req, res) => { res.writeHead(200); res.end(me); }).listen(Number(p
     console.log(`  ${ideal} replicas ready             ${f(readyAt)}`);
     console.log(`  new replicas all serving        ${f(allServing === undefined ? undefined : allServing / 1000)}`);
     console.log(`  count each second (replicas/ready): ${series.join(' ')}`);
-    console.log(`  ideal ceil(${HIGH}/${TARGET}) = ${ideal}; peak ${peak} (overshoot ${peak - ideal}); end ${last.replicas} (undershoot ${Math.max(0, ideal - last.replicas)})`);
+    console.log(
+      `  ideal ceil(${HIGH}/${TARGET}) = ${ideal}; peak ${peak} (overshoot ${peak - ideal}); end ${last.replicas} (undershoot ${Math.max(0, ideal - last.replicas)})`,
+    );
     console.log(`  requests: ${sent} sent, ${failed} failed`);
   } finally {
     await h.cleanup();

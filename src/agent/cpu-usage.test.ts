@@ -9,7 +9,10 @@ import { cgroupCpuSeconds, cgroupPaths, CpuUsage } from './cpu-usage.js';
 describe('instance CPU use', () => {
   it('reads cgroup v2 and v1 paths from /proc/PID/cgroup', () => {
     assert.deepEqual(cgroupPaths('0::/pilot/web-1\n'), { v2: '/pilot/web-1' });
-    assert.deepEqual(cgroupPaths('12:memory:/pilot/a\n4:cpu,cpuacct:/pilot/a\n1:name=systemd:/x\n0::/y'), { cpuacct: '/pilot/a', v2: '/y' });
+    assert.deepEqual(cgroupPaths('12:memory:/pilot/a\n4:cpu,cpuacct:/pilot/a\n1:name=systemd:/x\n0::/y'), {
+      cpuacct: '/pilot/a',
+      v2: '/y',
+    });
     assert.deepEqual(cgroupPaths('garbage\n'), {});
   });
 

@@ -87,7 +87,8 @@ describe('autoscaler loop', () => {
         clock += ms;
       },
       app: async () => (await store.getApp('shop'))!,
-      events: async () => (await store.readEvents({ after: 0, app: 'shop', limit: 100, kinds: ['autoscale.changed'] })).map((e) => e.payload),
+      events: async () =>
+        (await store.readEvents({ after: 0, app: 'shop', limit: 100, kinds: ['autoscale.changed'] })).map((e) => e.payload),
     };
   }
 

@@ -18,7 +18,13 @@
  * splits it between revisions (core/rollout.ts), so the autoscaler and the rollout never both own it.
  */
 import type { Logger } from 'pino';
-import { decideReplicas, type AutoscaleCapacity, type AutoscaleDecision, type AutoscaleObservation, type Recommendation } from '../core/autoscale.js';
+import {
+  decideReplicas,
+  type AutoscaleCapacity,
+  type AutoscaleDecision,
+  type AutoscaleObservation,
+  type Recommendation,
+} from '../core/autoscale.js';
 import type { AutoscaleSpec } from '../core/autoscale-config.js';
 import { figures, mergeSummaries, type TrafficSummary } from '../core/traffic-window.js';
 import { schedule } from '../core/scheduler.js';
@@ -41,7 +47,10 @@ export const DEFAULT_AUTOSCALER_SETTINGS: AutoscalerSettings = { intervalMs: 300
 
 export interface AutoscalerDeps {
   readonly store: Store;
-  readonly reconciler: Pick<Reconciler, 'serial' | 'enqueue' | 'schedulerSnapshot' | 'revision' | 'volumeRequest' | 'everyNodeIsolates' | 'nodeStatus'>;
+  readonly reconciler: Pick<
+    Reconciler,
+    'serial' | 'enqueue' | 'schedulerSnapshot' | 'revision' | 'volumeRequest' | 'everyNodeIsolates' | 'nodeStatus'
+  >;
   readonly traffic: TrafficSource;
   readonly cpu?: CpuSource | undefined;
   readonly log: Logger;
@@ -224,7 +233,11 @@ export class Autoscaler {
     if (!rev) return undefined;
     const placed = (await this.#deps.store.listInstances({ app: app.name })).filter(
       (i) =>
-        i.kind !== 'release' && i.desired === 'run' && i.state !== 'stopped' && i.revision === rev.number && r.nodeStatus(i.nodeId) !== 'down',
+        i.kind !== 'release' &&
+        i.desired === 'run' &&
+        i.state !== 'stopped' &&
+        i.revision === rev.number &&
+        r.nodeStatus(i.nodeId) !== 'down',
     ).length;
     const want = spec.max - placed;
     if (want <= 0) return { replicas: placed, reason: undefined };

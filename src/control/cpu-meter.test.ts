@@ -4,11 +4,44 @@ import { CpuMeter, cpuRate } from './cpu-meter.js';
 
 describe('cpu meter', () => {
   it('turns running totals into cores used over the window', () => {
-    assert.equal(cpuRate([{ at: 0, total: 10 }, { at: 5000, total: 12.5 }, { at: 10_000, total: 15 }], 10_000, 15_000), 0.5);
+    assert.equal(
+      cpuRate(
+        [
+          { at: 0, total: 10 },
+          { at: 5000, total: 12.5 },
+          { at: 10_000, total: 15 },
+        ],
+        10_000,
+        15_000,
+      ),
+      0.5,
+    );
     // The newest sample before the window anchors it: 2 s of CPU over the last 5 s.
-    assert.equal(cpuRate([{ at: 0, total: 10 }, { at: 6000, total: 11 }, { at: 11_000, total: 13 }], 11_000, 4000), 0.4);
+    assert.equal(
+      cpuRate(
+        [
+          { at: 0, total: 10 },
+          { at: 6000, total: 11 },
+          { at: 11_000, total: 13 },
+        ],
+        11_000,
+        4000,
+      ),
+      0.4,
+    );
     assert.equal(cpuRate([{ at: 0, total: 1 }], 0, 15_000), undefined, 'one sample is no rate');
-    assert.equal(cpuRate([{ at: 0, total: 1 }, { at: 500, total: 2 }], 500, 15_000), undefined, 'under 1 s apart is noise');
+    assert.equal(
+      cpuRate(
+        [
+          { at: 0, total: 1 },
+          { at: 500, total: 2 },
+        ],
+        500,
+        15_000,
+      ),
+      undefined,
+      'under 1 s apart is noise',
+    );
   });
 
   it('starts again when a total drops (a restart), never a negative rate', () => {

@@ -34,7 +34,13 @@ describe('pilot.yaml autoscale', () => {
   });
 
   it('reads targetCpu written 70%, 70 or 12.5 %, and windows as durations or seconds', () => {
-    for (const [v, pct] of [['70%', 70], ['70', 70], ['"12.5 %"', 12.5], ['100%', 100], ['1', 1]] as const) {
+    for (const [v, pct] of [
+      ['70%', 70],
+      ['70', 70],
+      ['"12.5 %"', 12.5],
+      ['100%', 100],
+      ['1', 1],
+    ] as const) {
       const c = load(`autoscale: { min: 1, max: 3, targetCpu: ${v}, scaleDownWindow: 30s, scaleUpWindow: 10 }`);
       assert.deepEqual(c.autoscale?.target, { metric: 'cpu', value: pct });
       assert.equal(c.autoscale?.scaleDownWindowMs, 30_000);

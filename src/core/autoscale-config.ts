@@ -106,7 +106,10 @@ export function resolveAutoscale(input: AutoscaleInput | undefined, replicas: nu
     const raw = input.targetCpu!;
     const pct = typeof raw === 'number' ? raw : Number(raw.replace('%', '').trim());
     if (!Number.isFinite(pct) || pct < 1 || pct > 100)
-      throw invalid(`targetCpu ${JSON.stringify(raw)} must be from 1 to 100 %`, 'Write it as a percentage of one instance\'s CPU, e.g. targetCpu: 70%.');
+      throw invalid(
+        `targetCpu ${JSON.stringify(raw)} must be from 1 to 100 %`,
+        "Write it as a percentage of one instance's CPU, e.g. targetCpu: 70%.",
+      );
     target = { metric: 'cpu', value: pct };
   }
   if (replicas !== undefined && (replicas < min || replicas > max)) {

@@ -61,15 +61,13 @@ const arbSpec = fc
     up: fc.constantFrom(0, 3000, 10_000),
     down: fc.constantFrom(0, 15_000, 60_000, 300_000),
   })
-  .map(
-    (r): AutoscaleSpec => ({
-      min: r.min,
-      max: Math.min(100, r.min + r.span),
-      target: r.cpu ? { metric: 'cpu', value: Math.min(100, r.target) } : { metric: 'rps', value: r.target },
-      scaleUpWindowMs: r.up,
-      scaleDownWindowMs: r.down,
-    }),
-  );
+  .map((r): AutoscaleSpec => ({
+    min: r.min,
+    max: Math.min(100, r.min + r.span),
+    target: r.cpu ? { metric: 'cpu', value: Math.min(100, r.target) } : { metric: 'rps', value: r.target },
+    scaleUpWindowMs: r.up,
+    scaleDownWindowMs: r.down,
+  }));
 
 describe('autoscale decision', () => {
   it('asks for ceil(load / target) instances: 180 req/s at 50 per instance is 4', () => {
@@ -135,7 +133,14 @@ describe('autoscale decision', () => {
     const first = decide({ spec: s, load: 400, history: [{ at: 1_000_000 - 5000, replicas: 2 }] });
     assert.equal(first.replicas, 2);
     assert.equal(first.limitedBy, 'scale-up-window');
-    const sustained = decide({ spec: s, load: 400, history: [{ at: 1_000_000 - 11_000, replicas: 2 }, { at: 1_000_000 - 5000, replicas: 8 }] });
+    const sustained = decide({
+      spec: s,
+      load: 400,
+      history: [
+        { at: 1_000_000 - 11_000, replicas: 2 },
+        { at: 1_000_000 - 5000, replicas: 8 },
+      ],
+    });
     assert.equal(sustained.replicas, 6); // min(8, 8) = 8, a step doubles or adds 4: 6
   });
 

@@ -62,7 +62,8 @@ export interface AutoscaleInput {
 }
 
 /** Which rule had the last word. */
-export type AutoscaleLimit = 'none' | 'tolerance' | 'no-data' | 'min' | 'max' | 'capacity' | 'scale-up-window' | 'scale-down-window' | 'rate';
+export type AutoscaleLimit =
+  'none' | 'tolerance' | 'no-data' | 'min' | 'max' | 'capacity' | 'scale-up-window' | 'scale-down-window' | 'rate';
 
 export interface AutoscaleDecision {
   readonly replicas: number;

@@ -189,7 +189,7 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal((await s.getApp('web'))?.activeRevision, undefined);
     });
 
-    it("setAutoscaledReplicas changes the count only from the count the decision saw, with an autoscale.changed event", async (t) => {
+    it('setAutoscaledReplicas changes the count only from the count the decision saw, with an autoscale.changed event', async (t) => {
       const { s } = await setup(t);
       const [one] = configs('web');
       await s.upsertApp('web', one!, 1);

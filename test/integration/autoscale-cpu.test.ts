@@ -67,7 +67,10 @@ createServer((req, res) => {
     });
     const a = await waitFor('the count to grow past 1', async () => ((await app()).app.replicas > 1 ? await app() : undefined), 180_000);
     assert.ok(a.app.autoscale.current.load > 25, JSON.stringify(a.app.autoscale));
-    assert.match(a.app.autoscale.lastChange.reason, /CPU [\d.]+ % per instance over 1 \(target 25 % CPU per instance\): wants [23] instances; up from 1 to [23]/);
+    assert.match(
+      a.app.autoscale.lastChange.reason,
+      /CPU [\d.]+ % per instance over 1 \(target 25 % CPU per instance\): wants [23] instances; up from 1 to [23]/,
+    );
     assert.deepEqual(failures, []);
   });
 

@@ -193,7 +193,10 @@ createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }
 
   it('keeps the autoscaled count on a deploy, and hands it back when autoscale is removed', async () => {
     const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
-    writeFileSync(join(repo, 'pilot.yaml'), 'name: shop\nhealth:\n  path: /healthz\n  interval: 1s\nautoscale: { min: 2, max: 4, targetRps: 5, scaleDownWindow: 10m }\n');
+    writeFileSync(
+      join(repo, 'pilot.yaml'),
+      'name: shop\nhealth:\n  path: /healthz\n  interval: 1s\nautoscale: { min: 2, max: 4, targetRps: 5, scaleDownWindow: 10m }\n',
+    );
     await git(repo, 'commit', '-qam', 'min 2');
     const r = await h.cli(['run', repo]);
     assert.equal(r.code, 0, r.stdout + r.stderr);
