@@ -163,6 +163,28 @@ createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }
     assert.match(ev.stdout, /autoscale\.changed\s+shop\s+replicas 1 → \d+: .*req\/s/);
   });
 
+  it('keeps the count through a rollout under the same load: the rollout splits it, never sets it', async () => {
+    const before = (await changes()).length;
+    const failedBefore = failures.length;
+    const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    writeFileSync(
+      join(repo, 'pilot.yaml'),
+      'name: shop\nhealth:\n  path: /healthz\n  interval: 1s\nautoscale: { min: 1, max: 4, targetRps: 5, scaleDownWindow: 10s }\n',
+    );
+    await git(repo, 'commit', '-qam', 'revision 2');
+    const r = await h.cli(['run', repo]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const a = await app();
+    assert.equal(a.app.activeRevision, 2);
+    assert.equal(a.app.replicas, 4);
+    const ready = (a.instances as { state: string; desired: string; revision: number }[]).filter(
+      (i) => i.desired === 'run' && i.state === 'ready' && i.revision === 2,
+    );
+    assert.equal(ready.length, 4, JSON.stringify(a.instances));
+    assert.deepEqual(await changes().then((c) => c.slice(before)), [], 'no autoscale change during the rollout');
+    assert.deepEqual(failures.slice(failedBefore), [], 'no failed request during the rollout');
+  });
+
   it('comes back to min once the load stops, after the window, without flapping', async () => {
     const before = (await changes()).length;
     await endLoad();
