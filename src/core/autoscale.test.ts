@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decideReplicas, maxStepUp, type AutoscaleDecision, type AutoscaleInput, type Recommendation } from './autoscale.js';
+import { decideReplicas, maxStepUp, splitReplicas, type AutoscaleDecision, type AutoscaleInput, type Recommendation } from './autoscale.js';
 import type { AutoscaleSpec } from './autoscale-config.js';
 
 const spec = (over: Partial<AutoscaleSpec> = {}): AutoscaleSpec => ({
@@ -237,5 +237,30 @@ describe('autoscale decision', () => {
     assert.equal((down + 1) * 3000, 60_000);
     assert.equal(counts[down], 1);
     assert.ok(counts.slice(down).every((c) => c === 1));
+  });
+});
+
+describe('splitting the autoscaled count by canary weight', () => {
+  it('gives the canary its share, rounded up, and the stable revision the rest', () => {
+    assert.deepEqual(splitReplicas(10, 10), { canary: 1, stable: 9 });
+    assert.deepEqual(splitReplicas(10, 50), { canary: 5, stable: 5 });
+    assert.deepEqual(splitReplicas(7, 25), { canary: 2, stable: 5 });
+    assert.deepEqual(splitReplicas(4, 0), { canary: 0, stable: 4 });
+    assert.deepEqual(splitReplicas(4, 100), { canary: 4, stable: 0 });
+    assert.deepEqual(splitReplicas(1, 10), { canary: 1, stable: 1 }, 'both sides of a split serve');
+  });
+
+  it('keeps both sides serving, sums to the count (one more at 1 replica), and grows with the weight (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 100 }), (n, w1, w2) => {
+        const a = splitReplicas(n, Math.min(w1, w2));
+        const b = splitReplicas(n, Math.max(w1, w2));
+        assert.ok(a.canary <= b.canary && a.stable >= b.stable);
+        const sum = a.canary + a.stable;
+        assert.ok(sum === n || (n === 1 && sum === 2));
+        if (w1 > 0) assert.ok(splitReplicas(n, w1).canary >= 1);
+        if (w1 < 100) assert.ok(splitReplicas(n, w1).stable >= 1);
+      }),
+    );
   });
 });

@@ -186,3 +186,20 @@ export function decideReplicas(input: AutoscaleInput): AutoscaleDecision {
   })();
   return { replicas, recommendation, perInstance, limitedBy, reason: `${measured}: wants ${wants}; ${why}`, history };
 }
+
+/**
+ * How a canary at `weight` % splits the app's replica count between the new revision and the
+ * stable one, for the rollout planner (the count is the autoscaler's; the rollout only splits it):
+ * the canary gets ceil(replicas × weight / 100), and while the weight is strictly between 0 and
+ * 100 each side keeps at least one instance (so both sides of a split serve; with 1 replica that
+ * means one of each, one more than the count). Pure.
+ */
+export function splitReplicas(replicas: number, weight: number): { readonly canary: number; readonly stable: number } {
+  const n = Math.max(0, Math.floor(replicas));
+  const w = Math.min(100, Math.max(0, weight));
+  if (w === 0) return { canary: 0, stable: n };
+  if (w === 100) return { canary: n, stable: 0 };
+  if (n <= 1) return { canary: 1, stable: 1 };
+  const canary = Math.min(n - 1, Math.max(1, Math.ceil((n * w) / 100 - 1e-9)));
+  return { canary, stable: n - canary };
+}

@@ -23,8 +23,9 @@
  * Autoscaling (issue #13, core/autoscale.ts, control/autoscaler.ts): the replica count is the
  * app's (`app.replicas`, one owner: core/replicas.ts), set by the autoscaler for an autoscaled app,
  * and it may change in the middle of a rollout. A rollout never sets it: it sizes its sets from it
- * and only splits it between revisions (a canary at weight w runs about ceil(replicas × w / 100)
- * instances of T and the rest of the stable revision, re-read at every pass).
+ * and only splits it between revisions (`splitReplicas(replicas, weight)` in core/autoscale.ts: a
+ * canary at weight w runs ceil(replicas × w / 100) instances of T, the stable revision the rest),
+ * re-reading the count at every pass.
  */
 import type { InstanceState } from './types.js';
 
