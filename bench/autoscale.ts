@@ -94,6 +94,7 @@ createServer((req, res) => { res.writeHead(200); res.end(me); }).listen(Number(p
       peak = Math.max(peak, last.replicas);
       series.push(`${last.replicas}/${last.ready}`);
     }
+    const measured = ((await h.apiCall('GET', '/api/v1/apps/step')).json.app.autoscale?.current?.load ?? 0) as number;
     stop = true;
     await gen;
     const serving = [...servedAt.values()].filter((ms) => ms > 0).sort((a, b) => a - b);
@@ -105,6 +106,10 @@ createServer((req, res) => { res.writeHead(200); res.end(me); }).listen(Number(p
     console.log(`  count each second (replicas/ready): ${series.join(' ')}`);
     console.log(
       `  ideal ceil(${HIGH}/${TARGET}) = ${ideal}; peak ${peak} (overshoot ${peak - ideal}); end ${last.replicas} (undershoot ${Math.max(0, ideal - last.replicas)})`,
+    );
+    const perInstance = measured / last.replicas;
+    console.log(
+      `  measured ${measured.toFixed(1)} req/s at the end: ${perInstance.toFixed(1)} per instance = ${((100 * perInstance) / TARGET).toFixed(0)} % of the target (held within ±10 %)`,
     );
     console.log(`  requests: ${sent} sent, ${failed} failed`);
   } finally {
