@@ -128,9 +128,11 @@ export class Autoscaler {
     for (const name of this.#apps.keys()) if (!apps.some((a) => a.name === name)) this.#apps.delete(name);
     if (apps.length === 0) return;
     let rows: Awaited<ReturnType<TrafficSource>> | undefined;
-    if (apps.some((a) => a.config.autoscale!.target.metric === 'rps')) {
+    const rpsApps = apps.filter((a) => a.config.autoscale!.target.metric === 'rps');
+    if (rpsApps.length > 0) {
       try {
-        rows = await this.#deps.traffic(this.#settings.windowMs);
+        // One app: ask for its rows only (a router process answers less); several: every app's at once.
+        rows = await this.#deps.traffic(this.#settings.windowMs, rpsApps.length === 1 ? rpsApps[0]!.name : undefined);
       } catch (err) {
         // Without figures every rps decision holds (never scales on a router that does not answer).
         this.#warn(err, 'no traffic figures from the router: autoscaled counts are held');
