@@ -239,4 +239,51 @@ createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }
     const scaled = await h.cli(['scale', 'shop', '1']);
     assert.equal(scaled.code, 0, scaled.stderr);
   });
+
+  it('is capped by what the fleet can place, and says so (2 nodes × 2 CPUs, 1 CPU per instance)', async () => {
+    const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    writeFileSync(
+      join(repo, 'pilot.yaml'),
+      'name: big\nhealth:\n  path: /healthz\n  interval: 1s\nresources: { cpu: 1 }\nautoscale: { min: 1, max: 6, targetRps: 2, scaleDownWindow: 10m }\n',
+    );
+    await git(repo, 'commit', '-qam', 'big');
+    const r = await h.cli(['run', repo]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    let stopBig = false;
+    const bigFailures: string[] = [];
+    const bigLoops = Array.from({ length: 3 }, async () => {
+      while (!stopBig) {
+        try {
+          const res = await request(h.router + '/', { headers: { host: 'big.localhost' }, headersTimeout: 30_000 });
+          await res.body.text();
+          if (res.statusCode !== 200) bigFailures.push(String(res.statusCode));
+        } catch (err) {
+          bigFailures.push(String(err));
+        }
+        await sleep(100);
+      }
+    });
+    try {
+      const big = await waitFor(
+        'big to be capped at 4',
+        async () => {
+          const x = (await h.apiCall('GET', '/api/v1/apps/big')).json;
+          return x.app.replicas === 4 && x.app.autoscale?.lastDecision?.limitedBy === 'capacity' ? x : undefined;
+        },
+        180_000,
+      );
+      assert.match(big.app.autoscale.lastDecision.reason, /capped at 4: the fleet can place no more \(.*CPU/);
+      const s = await h.cli(['status', 'big']);
+      assert.match(s.stdout, /capped at 4: the fleet can place no more/);
+      // It stays there: no count the scheduler would leave pending.
+      await sleep(6000);
+      const again = (await h.apiCall('GET', '/api/v1/apps/big')).json;
+      assert.equal(again.app.replicas, 4);
+      assert.equal(again.pending, null, JSON.stringify(again.pending));
+    } finally {
+      stopBig = true;
+      await Promise.all(bigLoops);
+    }
+    assert.deepEqual(bigFailures, []);
+  });
 });
