@@ -295,12 +295,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     traffic: trafficSource,
     // targetCpu: each ready instance's CPU over the last 15 s (agents report every ≤ 5 s), as a share
     // of its allowance: resources.cpu when set, else one core.
+    // An instance never uses more cores than its node has: a node's report cannot claim more.
     cpu: async (app, instances) => {
       const allowance = app.config.resources.cpu ?? 1;
+      const nodeCpus = new Map((await store.listNodes()).map((n) => [n.id, n.cpus ?? Infinity]));
       const out = new Map<string, number>();
       for (const i of instances) {
         const cores = cpu.cores(i.nodeId, i.id, 15_000);
-        if (cores !== undefined) out.set(i.id, (cores / allowance) * 100);
+        if (cores !== undefined) out.set(i.id, (Math.min(cores, nodeCpus.get(i.nodeId) ?? Infinity) / allowance) * 100);
       }
       return out;
     },
