@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CpuMeter, cpuRate } from './cpu-meter.js';
+import { CpuMeter, cpuFigures, cpuRate } from './cpu-meter.js';
+import type { AppRecord, InstanceRecord, NodeRecord } from '../store/store.js';
 
 describe('cpu meter', () => {
   it('turns running totals into cores used over the window', () => {
@@ -76,5 +77,35 @@ describe('cpu meter', () => {
     }
     // 64 samples 10 ms apart: 0.63 s, too short for a rate; the memory stayed bounded.
     assert.equal(m.cores('n1', 'a', 15_000), undefined);
+  });
+
+  it("gives the autoscaler each instance's CPU as a share of its allowance, bounded by its node's CPUs", async () => {
+    let t = 0;
+    const m = new CpuMeter(() => t);
+    m.record('n1', [
+      { id: 'a', cpuSeconds: 0 },
+      { id: 'b', cpuSeconds: 0 },
+    ]);
+    m.record('n2', [{ id: 'c', cpuSeconds: 0 }]);
+    t = 10_000;
+    m.record('n1', [
+      { id: 'a', cpuSeconds: 5 },
+      { id: 'b', cpuSeconds: 1000 },
+    ]); // b claims 100 cores
+    m.record('n2', [{ id: 'c', cpuSeconds: 2 }]);
+    const store = { listNodes: async () => [{ id: 'n1', cpus: 4 }, { id: 'n2' }] as unknown as NodeRecord[] };
+    const inst = (id: string, nodeId: string) => ({ id, nodeId }) as unknown as InstanceRecord;
+    const app = (cpu: number | undefined) => ({ config: { resources: { cpu, memoryMb: undefined } } }) as unknown as AppRecord;
+    const one = await cpuFigures(m, store)(app(undefined), [inst('a', 'n1'), inst('b', 'n1'), inst('c', 'n2'), inst('d', 'n2')]);
+    assert.deepEqual(
+      [...one],
+      [
+        ['a', 50],
+        ['b', 400],
+        ['c', 20],
+      ],
+    );
+    const half = await cpuFigures(m, store)(app(0.5), [inst('a', 'n1')]);
+    assert.equal(half.get('a'), 100);
   });
 });

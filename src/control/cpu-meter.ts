@@ -6,6 +6,7 @@
  * starts the samples again: never a negative rate. Keyed by node and instance, so a node can only
  * speak for its own instances.
  */
+import type { AppRecord, InstanceRecord, Store } from '../store/store.js';
 
 interface Sample {
   readonly at: number;
@@ -63,4 +64,28 @@ export class CpuMeter {
   #prune(now: number): void {
     for (const [key, list] of this.#samples) if (now - (list.at(-1)?.at ?? 0) > KEEP_MS) this.#samples.delete(key);
   }
+}
+
+/** The window a targetCpu decision reads: three agent syncs at least (they come every ≤ 5 s). */
+export const CPU_WINDOW_MS = 15_000;
+
+/**
+ * The autoscaler's CPU source (control/autoscaler.ts CpuSource): each instance's CPU over the last
+ * 15 s as a percentage of its allowance (`resources.cpu` when set, else one core). An instance
+ * never uses more cores than its node has, so a node's report cannot claim more.
+ */
+export function cpuFigures(
+  meter: Pick<CpuMeter, 'cores'>,
+  store: Pick<Store, 'listNodes'>,
+): (app: AppRecord, instances: readonly InstanceRecord[]) => Promise<ReadonlyMap<string, number>> {
+  return async (app, instances) => {
+    const allowance = app.config.resources.cpu ?? 1;
+    const nodeCpus = new Map((await store.listNodes()).map((n) => [n.id, n.cpus ?? Infinity]));
+    const out = new Map<string, number>();
+    for (const i of instances) {
+      const cores = meter.cores(i.nodeId, i.id, CPU_WINDOW_MS);
+      if (cores !== undefined) out.set(i.id, (Math.min(cores, nodeCpus.get(i.nodeId) ?? Infinity) / allowance) * 100);
+    }
+    return out;
+  };
 }

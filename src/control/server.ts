@@ -39,7 +39,7 @@ import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../api/version.js';
 import { Reconciler } from './reconciler.js';
 import { Autoscaler, type AutoscalerSettings } from './autoscaler.js';
-import { CpuMeter } from './cpu-meter.js';
+import { CpuMeter, cpuFigures } from './cpu-meter.js';
 import { registerRunRoutes } from './run-routes.js';
 import { registerEventRoutes, retentionFromEnv, startEventRetention, type RetentionSettings } from './event-routes.js';
 import type { EventStreamSettings } from './event-stream.js';
@@ -293,19 +293,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     store,
     reconciler,
     traffic: trafficSource,
-    // targetCpu: each ready instance's CPU over the last 15 s (agents report every ≤ 5 s), as a share
-    // of its allowance: resources.cpu when set, else one core.
-    // An instance never uses more cores than its node has: a node's report cannot claim more.
-    cpu: async (app, instances) => {
-      const allowance = app.config.resources.cpu ?? 1;
-      const nodeCpus = new Map((await store.listNodes()).map((n) => [n.id, n.cpus ?? Infinity]));
-      const out = new Map<string, number>();
-      for (const i of instances) {
-        const cores = cpu.cores(i.nodeId, i.id, 15_000);
-        if (cores !== undefined) out.set(i.id, (Math.min(cores, nodeCpus.get(i.nodeId) ?? Infinity) / allowance) * 100);
-      }
-      return out;
-    },
+    cpu: cpuFigures(cpu, store),
     log: log.child({ part: 'autoscaler' }),
     settings: { intervalMs: envMs('PILOT_AUTOSCALE_INTERVAL_MS', 3000), ...opts.autoscale },
   });
