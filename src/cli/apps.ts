@@ -11,6 +11,8 @@ interface AppRow {
   name: string;
   activeRevision: number | null;
   replicas: number;
+  /** Bounds of an autoscaled app (null: the count is set by hand). */
+  autoscale?: { min: number; max: number } | null;
   ready: number;
   url: string;
   updatedAt: number;
@@ -23,7 +25,13 @@ export async function apps(opts: GlobalOptions): Promise<void> {
       ? 'no apps yet: deploy one with `pilot run DIR`'
       : table(
           ['APP', 'REVISION', 'READY', 'UPDATED', 'URL'],
-          res.apps.map((a) => [a.name, a.activeRevision, `${a.ready}/${a.replicas}`, ago(a.updatedAt), a.url]),
+          res.apps.map((a) => [
+            a.name,
+            a.activeRevision,
+            `${a.ready}/${a.replicas}${a.autoscale ? ` (auto ${a.autoscale.min}-${a.autoscale.max})` : ''}`,
+            ago(a.updatedAt),
+            a.url,
+          ]),
         ),
   );
 }

@@ -125,6 +125,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
           name: a.name,
           activeRevision: a.activeRevision ?? null,
           replicas: a.replicas,
+          autoscale: a.config.autoscale ? { min: a.config.autoscale.min, max: a.config.autoscale.max } : null,
           ready: mine.filter((i) => instanceView(i, reconciler.nodeStatus(i.nodeId)) === 'ready' && i.revision === a.activeRevision).length,
           instances: mine.length,
           url: `http://${a.name}.localhost`,

@@ -159,6 +159,8 @@ createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }
     const doc = JSON.parse(j.stdout);
     assert.equal(doc.app.autoscale.lastChange.to, 4);
     assert.ok(doc.app.autoscale.current.load > 0, j.stdout);
+    const list = await h.cli(['apps']);
+    assert.match(list.stdout, /shop\s+1\s+\d\/4 \(auto 1-4\)/);
     const ev = await h.cli(['events', 'shop']);
     assert.match(ev.stdout, /autoscale\.changed\s+shop\s+replicas 1 → \d+: .*req\/s/);
   });
