@@ -12,7 +12,7 @@ import type { SecretBox } from '../store/secret-box.js';
 import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
 import { admitDeploy, admitRollback } from './deploy.js';
-import { describeTarget } from '../core/autoscale-config.js';
+import { describeTarget, MAX_REPLICAS } from '../core/autoscale-config.js';
 import type { Autoscaler } from './autoscaler.js';
 
 export interface AppRouteDeps {
@@ -102,8 +102,6 @@ function deployRequest(req: FastifyRequest<{ Body: Static<typeof PlanBody>; Quer
   }
   return { body: req.body, dryRun };
 }
-
-const MAX_REPLICAS = 100;
 
 async function mustGetApp(store: Store, name: string): Promise<AppRecord> {
   assertName(name);

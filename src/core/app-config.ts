@@ -7,7 +7,7 @@ import { Value } from '@sinclair/typebox/value';
 import { PilotError } from './errors.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
-import { AutoscaleSchema, resolveAutoscale, type AutoscaleSpec } from './autoscale-config.js';
+import { AutoscaleSchema, MAX_REPLICAS, resolveAutoscale, type AutoscaleSpec } from './autoscale-config.js';
 
 /** A volume's name in pilot.yaml. */
 export const VOLUME_NAME = '^[a-z][a-z0-9-]{0,30}$';
@@ -91,7 +91,7 @@ export const AppConfigSchema = Type.Object(
         description: 'Extra Host names the router sends to this app (besides <name>.localhost)',
       }),
     ),
-    replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_REPLICAS })),
     autoscale: Type.Optional(AutoscaleSchema),
     constraints: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }), Type.String({ maxLength: 63 }), {
