@@ -122,6 +122,32 @@ createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }
     assert.equal((await app()).app.replicas, 1);
   });
 
+  it('refuses a bad autoscale in a deploy with the field and what is allowed; the server keeps serving', async () => {
+    const artifact = `sha256:${'0'.repeat(64)}`;
+    const cases: [unknown, RegExp][] = [
+      [{ min: 5, max: 2, targetRps: 5 }, /min \(5\) is greater than max \(2\)/],
+      [{ min: 1, max: 2 }, /no target/],
+      [{ min: 1, max: 2, targetRps: 5, targetCpu: 50 }, /both set/],
+      [{ min: 1, max: 2, targetCpu: '250%' }, /targetCpu "250%" must be from 1 to 100 %/],
+      [{ min: 1, max: 1000, targetRps: 5 }, /autoscale\.max: must be integer >= 1 <= 100/],
+      [{ min: 1, max: 2, targetRps: 5, __proto__: { x: 1 }, extra: true }, /autoscale\.extra: unknown field/],
+      ['lots', /autoscale: must be object/],
+    ];
+    for (const [autoscale, re] of cases) {
+      const res = await h.apiCall('POST', '/api/v1/apps/shop/revisions', {
+        artifact,
+        commit: 'a'.repeat(40),
+        config: { name: 'shop', autoscale },
+      });
+      assert.equal(res.status, 400, JSON.stringify(res.json));
+      assert.equal(res.json.error.code, 'invalid_config');
+      assert.match(res.json.error.message, re);
+      assert.ok(res.json.error.hint);
+    }
+    const a = await app();
+    assert.deepEqual([a.app.replicas, a.app.activeRevision, a.app.autoscale.max], [1, 1, 4], 'nothing changed');
+  });
+
   it('scales up to max under load, every new replica serving, no request failed', async () => {
     const t0 = Date.now();
     startLoad(6, 100); // about 40-60 req/s on this machine: more than 4 × 5 req/s
