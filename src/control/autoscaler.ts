@@ -183,7 +183,7 @@ export class Autoscaler {
     const input = { spec, current: app.replicas, observation, history: st.history, now };
     let d = decideReplicas(input);
     // The fleet's room costs a read of every instance: only asked when the count would grow.
-    if (d.replicas > app.replicas) d = decideReplicas({ ...input, capacity: await this.#capacity(app, spec) });
+    if (d.replicas > app.replicas) d = decideReplicas({ ...input, capacity: await this.#capacity(app, d.replicas) });
     st.history = d.history;
     st.observation = observation;
     st.decision = { ...d, at: Date.now() };
@@ -228,8 +228,11 @@ export class Autoscaler {
     return { load: measured === 0 ? undefined : load, measured };
   }
 
-  /** How many instances of the app the fleet can hold: those placed, plus what the scheduler could add up to max. */
-  async #capacity(app: AppRecord, spec: AutoscaleSpec): Promise<AutoscaleCapacity | undefined> {
+  /**
+   * How many instances of the app the fleet can hold, up to `wanted`: those placed, plus what the
+   * scheduler could add (its reason, when not all, says "N of M instances placed: …" of the M more).
+   */
+  async #capacity(app: AppRecord, wanted: number): Promise<AutoscaleCapacity | undefined> {
     const r = this.#deps.reconciler;
     const rev = app.activeRevision === undefined ? undefined : await r.revision(app.name, app.activeRevision);
     if (!rev) return undefined;
@@ -241,7 +244,7 @@ export class Autoscaler {
         i.revision === rev.number &&
         r.nodeStatus(i.nodeId) !== 'down',
     ).length;
-    const want = spec.max - placed;
+    const want = wanted - placed;
     if (want <= 0) return { replicas: placed, reason: undefined };
     const nodes = await r.schedulerSnapshot();
     const c = rev.config;
