@@ -297,6 +297,37 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     log: log.child({ part: 'autoscaler' }),
     settings: { intervalMs: envMs('PILOT_AUTOSCALE_INTERVAL_MS', 3000), ...opts.autoscale },
   });
+  // Autoscaled apps: the count the autoscaler set and the load it last read (in the target's unit).
+  new Gauge({
+    name: 'pilot_autoscale_replicas',
+    help: 'Replica count of autoscaled apps, with their min and max',
+    labelNames: ['app', 'bound'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const a of await store.listApps()) {
+        const st = autoscaler.status(a);
+        if (!st) continue;
+        this.set({ app: a.name, bound: 'current' }, st.replicas);
+        this.set({ app: a.name, bound: 'min' }, st.min);
+        this.set({ app: a.name, bound: 'max' }, st.max);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pilot_autoscale_load',
+    help: "Autoscaled apps' load at the last decision, per instance, in the target's unit (metric: rps or cpu)",
+    labelNames: ['app', 'metric'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const a of await store.listApps()) {
+        const st = autoscaler.status(a);
+        if (st?.current?.perInstance !== null && st?.current?.perInstance !== undefined)
+          this.set({ app: a.name, metric: st.target.metric }, st.current.perInstance);
+      }
+    },
+  });
   registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, {
     blobs,

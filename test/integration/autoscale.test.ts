@@ -185,6 +185,10 @@ createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }
     const doc = JSON.parse(j.stdout);
     assert.equal(doc.app.autoscale.lastChange.to, 4);
     assert.ok(doc.app.autoscale.current.load > 0, j.stdout);
+    const metrics = (await h.apiCall('GET', '/metrics')).json as string;
+    assert.match(metrics, /pilot_autoscale_replicas\{app="shop",bound="current"\} 4/);
+    assert.match(metrics, /pilot_autoscale_replicas\{app="shop",bound="max"\} 4/);
+    assert.match(metrics, /pilot_autoscale_load\{app="shop",metric="rps"\} [\d.]+/);
     const list = await h.cli(['apps']);
     assert.match(list.stdout, /shop\s+1\s+\d\/4 \(auto 1-4\)/);
     const ev = await h.cli(['events', 'shop']);
