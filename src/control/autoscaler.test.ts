@@ -83,6 +83,9 @@ describe('autoscaler loop', () => {
                 { app: 'other', revision: 1, summary: summary(10_000) },
               ];
       },
+      setOnly: (r: RevisionTraffic[]) => {
+        rows = r;
+      },
       advance: (ms: number) => {
         clock += ms;
       },
@@ -119,6 +122,16 @@ describe('autoscaler loop', () => {
     assert.deepEqual(await t.events(), []);
     assert.equal(t.lines.filter((l) => /no traffic figures/.test(l.msg)).length, 1);
     assert.match(t.scaler.status(await t.app())!.lastDecision!.reason, /no figures for traffic yet: holding 2/);
+    t.store.close();
+  });
+
+  it('holds when no instance served any request (all crashing): more of them would not help', async () => {
+    const node: SchedulerNode = { id: 'a', name: 'a', schedulable: true, instances: [] };
+    const t = await setUp({ autoscale: { min: 1, max: 10, targetRps: 5 } }, { nodes: [node] });
+    t.setOnly([{ app: 'shop', revision: null, summary: summary(500) }]);
+    await t.scaler.tick();
+    assert.equal((await t.app()).replicas, 1);
+    assert.match(t.scaler.status(await t.app())!.lastDecision!.reason, /no instance served a request in the window .*: holding 1/);
     t.store.close();
   });
 

@@ -200,9 +200,19 @@ export class Autoscaler {
   async #observe(app: AppRecord, spec: AutoscaleSpec, rows: Awaited<ReturnType<TrafficSource>> | undefined): Promise<AutoscaleObservation> {
     if (spec.target.metric === 'rps') {
       if (rows === undefined) return { load: undefined, measured: 0 };
-      // Every revision's requests (a rollout splits them), and those no instance was ready for: demand all the same.
+      // Every revision's requests (a rollout splits them), and those no instance was ready for: demand all the same,
+      // while some instance serves. When none served any (all crashing, or none started yet), more of them would not
+      // help and the demand says nothing of how many are needed: hold.
       let sum: TrafficSummary | undefined;
-      for (const r of rows) if (r.app === app.name) sum = sum === undefined ? r.summary : mergeSummaries(sum, r.summary);
+      let served = 0;
+      for (const r of rows) {
+        if (r.app !== app.name) continue;
+        sum = sum === undefined ? r.summary : mergeSummaries(sum, r.summary);
+        if (r.revision !== null) served += r.summary.requests;
+      }
+      if (sum !== undefined && sum.requests > 0 && served === 0) {
+        return { load: undefined, measured: 0, unavailable: 'no instance served a request in the window (none was ready for them)' };
+      }
       return { load: sum === undefined ? 0 : figures(sum).rps, measured: app.replicas };
     }
     const cpu = this.#deps.cpu;

@@ -34,6 +34,8 @@ export interface AutoscaleObservation {
   readonly load: number | undefined;
   /** Instances the load was measured over (cpu: the instances that reported a figure; rps: the count itself). */
   readonly measured: number;
+  /** Why there is no load (said in the reason); default "no figures for traffic/CPU yet". */
+  readonly unavailable?: string | undefined;
 }
 
 /** What the fleet can hold of this app: `replicas` in all; `reason` why not more (the scheduler's words). */
@@ -104,7 +106,7 @@ export function decideReplicas(input: AutoscaleInput): AutoscaleDecision {
       recommendation: replicas,
       perInstance: null,
       limitedBy: 'no-data',
-      reason: `no figures for ${spec.target.metric === 'rps' ? 'traffic' : 'CPU'} yet: holding ${replicas}`,
+      reason: `${obs.unavailable ?? `no figures for ${spec.target.metric === 'rps' ? 'traffic' : 'CPU'} yet`}: holding ${replicas}`,
       history: recent,
     };
   }
