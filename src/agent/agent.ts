@@ -14,7 +14,7 @@ import { ArtifactClient } from '../artifacts/client.js';
 import { step, TAIL_EVERY_MS, type InstanceEffect, type InstanceEvent } from '../core/instance-machine.js';
 import { PilotError } from '../core/errors.js';
 import { pnpNodeOptions, resolveRunCommand } from '../core/run-command.js';
-import type { InstanceSpec } from '../core/types.js';
+import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 import { startAgentApi, type AgentApi } from './agent-api.js';
 import { ControlPlaneLink } from './control-link.js';
 import { NodeRuntimeCache } from './node-runtimes.js';
@@ -24,6 +24,7 @@ import { enforceAppLogBudget } from './log-budget.js';
 import { detectIsolation, type AppIdentity, type IsolationSettings } from './isolation.js';
 import { AppSandbox } from './app-sandbox.js';
 import { sweepEmptyCgroups } from './cgroups.js';
+import { CpuUsage } from './cpu-usage.js';
 import { allocatePort } from '../os/ports.js';
 import { httpProbe } from './probes.js';
 import { elsewhereNote, listeningPorts, portOwnedBy } from './listening-ports.js';
@@ -126,6 +127,7 @@ export class Agent {
   /** Whether fixed-port instances get their own network namespace here (netns.ts). */
   private netns: { available: boolean; error?: string } = { available: false, error: 'not checked yet' };
   private readonly keepStopped = keepPerAppFromEnv();
+  private readonly cpu = new CpuUsage();
   private readonly cacheGc: LocalCacheGc;
   private readonly cacheGcSettings = localGcFromEnv();
   private readonly isolation: IsolationSettings;
@@ -371,7 +373,7 @@ export class Agent {
       const t0 = mono();
       let ok = true;
       try {
-        const desired = await this.link.sync([...this.instances.values()].map(statusOf), this.opts.longPollMs ?? LONG_POLL_MS);
+        const desired = await this.link.sync(this.report(), this.opts.longPollMs ?? LONG_POLL_MS);
         if (desired && !this.closed) this.converge(desired.instances, desired.stop);
       } catch (err) {
         ok = false;
@@ -384,6 +386,22 @@ export class Agent {
     }
   }
 
+  /** Every instance's status, with the CPU seconds of those running (for the autoscaler's targetCpu). */
+  private report(): InstanceStatus[] {
+    const all = [...this.instances.values()];
+    let cpu: Map<number, number> = new Map();
+    try {
+      cpu = this.cpu.measure(all.flatMap((i) => (i.handle && i.handle.pid > 0 ? [i.handle.pid] : [])));
+    } catch (err) {
+      this.opts.log.debug({ err }, 'CPU use not measured');
+    }
+    return all.map((i) => {
+      const s = statusOf(i);
+      const used = i.handle ? cpu.get(i.handle.pid) : undefined;
+      return used === undefined ? s : { ...s, cpuSeconds: Math.round(used * 1000) / 1000 };
+    });
+  }
+
   /** One immediate report (no waiting), after a local change. */
   private async sync(): Promise<void> {
     if (this.closed || this.adopting) return;
@@ -393,7 +411,7 @@ export class Agent {
     }
     this.syncing = true;
     try {
-      const desired = await this.link.sync([...this.instances.values()].map(statusOf));
+      const desired = await this.link.sync(this.report());
       if (desired) this.converge(desired.instances, desired.stop);
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');

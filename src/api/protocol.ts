@@ -90,6 +90,8 @@ const InstanceStatusSchema = Type.Object({
   containerId: Type.Optional(Type.String({ pattern: '^[a-f0-9]{12,64}$' })),
   logTail: Type.Optional(Type.String({ maxLength: 8000 })),
   address: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9.]+$' })),
+  /** CPU seconds (user + system) it has used since it started: a running total (agent/cpu-usage.ts). Optional: older agents omit it. */
+  cpuSeconds: Type.Optional(Type.Number({ minimum: 0, maximum: 1e12 })),
 });
 
 export const SyncRequest = Type.Object(

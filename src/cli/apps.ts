@@ -13,6 +13,8 @@ interface AppRow {
   name: string;
   activeRevision: number | null;
   replicas: number;
+  /** Bounds of an autoscaled app (null: the count is set by hand). */
+  autoscale?: { min: number; max: number } | null;
   ready: number;
   url: string;
   updatedAt: number;
@@ -25,13 +27,19 @@ export async function apps(opts: GlobalOptions): Promise<void> {
       ? 'no apps yet: deploy one with `pilot run DIR`'
       : table(
           ['APP', 'REVISION', 'READY', 'UPDATED', 'URL'],
-          res.apps.map((a) => [a.name, a.activeRevision, `${a.ready}/${a.replicas}`, ago(a.updatedAt), a.url]),
+          res.apps.map((a) => [
+            a.name,
+            a.activeRevision,
+            `${a.ready}/${a.replicas}${a.autoscale ? ` (auto ${a.autoscale.min}-${a.autoscale.max})` : ''}`,
+            ago(a.updatedAt),
+            a.url,
+          ]),
         ),
   );
 }
 
 interface StatusRes {
-  app: { name: string; activeRevision: number | null; replicas: number; hosts: string[] };
+  app: { name: string; activeRevision: number | null; replicas: number; hosts: string[]; autoscale?: AutoscaleView | null };
   revisions: {
     number: number;
     commit: string;
@@ -65,6 +73,32 @@ interface StatusRes {
   experiment?: ExperimentView | null;
 }
 
+/** The autoscale part of an app's status (control/autoscaler.ts AutoscaleStatus). */
+interface AutoscaleView {
+  min: number;
+  max: number;
+  target: { metric: 'rps' | 'cpu'; value: number };
+  scaleDownWindowSeconds: number;
+  scaleUpWindowSeconds: number;
+  current: { load: number | null; perInstance: number | null; measured: number } | null;
+  lastDecision: { at: number; replicas: number; recommendation: number; limitedBy: string; reason: string } | null;
+  lastChange: { at: number; from: number; to: number; reason: string } | null;
+}
+
+/** `autoscale: 2-10 replicas at 50 req/s per instance (down after 5m) · now 180 req/s (90 per instance)` and the last decision. */
+export function autoscaleLines(v: AutoscaleView): string[] {
+  const unit = v.target.metric === 'rps' ? 'req/s' : '% CPU';
+  const now =
+    v.current?.load === null || v.current === null
+      ? 'no figures yet'
+      : `now ${v.current.load} ${unit} (${v.current.perInstance ?? '-'} per instance)`;
+  return [
+    `autoscale: ${v.min}-${v.max} replicas at ${v.target.value} ${unit} per instance (scale down after ${v.scaleDownWindowSeconds}s); ${now}`,
+    ...(v.lastDecision ? [`  last decision ${ago(v.lastDecision.at)}: ${v.lastDecision.reason}`] : []),
+    ...(v.lastChange ? [`  last change ${ago(v.lastChange.at)}: ${v.lastChange.from} → ${v.lastChange.to}`] : []),
+  ];
+}
+
 export async function status(app: string, opts: GlobalOptions): Promise<void> {
   const api = apiClient(opts);
   const res = await api.call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
@@ -82,6 +116,7 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
       ...(shown?.node
         ? [`node ${shown.node.version} (from ${shown.node.source})${shown.active ? '' : ` (revision ${shown.number})`}`]
         : []),
+      ...(res.app.autoscale ? autoscaleLines(res.app.autoscale) : []),
       ...volumeLines(res.volumes ?? []),
       ...(res.pending ? [`pending: ${res.pending.count} instance(s) waiting: ${res.pending.reason}`] : []),
       ...(res.rollout ? ['', ...rolloutLines(res.rollout, traffic, a.activeRevision)] : []),

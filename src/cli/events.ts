@@ -50,6 +50,8 @@ export function describeEvent(e: PilotEvent): string {
         return `experiment #${p.experiment} started: a = revision ${p.control}, b = revision ${p.variant} at ${p.split}% by ${p.by}`;
       case 'experiment.ended':
         return `experiment #${p.experiment} ended${p.kept ? `, kept ${p.kept} (revision ${p.keptRevision})` : ''}${p.reason ? `: ${p.reason}` : ''}`;
+      case 'autoscale.changed':
+        return `replicas ${p.from} → ${p.to}: ${p.reason}`;
     }
   })();
   return `${t}  #${e.id}  ${e.kind.padEnd(17)} ${(e.app ?? '-').padEnd(12)} ${what}`;

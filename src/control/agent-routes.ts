@@ -14,12 +14,15 @@ import { nodeIsolates, type Reconciler } from './reconciler.js';
 import type { SecretBox } from '../store/secret-box.js';
 import { appMasker, openSecrets } from './source-routes.js';
 import { registryAuthFor } from './registry-routes.js';
+import type { CpuMeter } from './cpu-meter.js';
 
 export interface AgentRouteDeps {
   store: Store;
   box: SecretBox;
   reconciler: Reconciler;
   joinToken: () => string;
+  /** Instances' CPU totals, for the autoscaler's targetCpu (control/cpu-meter.ts). */
+  cpu?: Pick<CpuMeter, 'record'>;
 }
 
 /** Resolve the node a request's credential belongs to, or throw 401. */
@@ -86,6 +89,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
 
   app.post<{ Body: SyncRequest }>('/api/v1/agent/sync', { schema: { body: SyncRequest } }, async (req) => {
     const node = await authenticateNode(store, req);
+    deps.cpu?.record(node.id, req.body.instances);
     const first = await syncOnce(node, req.body, true, req.log);
     const waitMs = req.body.waitMs ?? 0;
     const known = req.body.instances.filter((r) => !reconciler.isOrphan(node.id, r.id) || first.stop.includes(r.id));

@@ -15,6 +15,8 @@ import { rolloutView } from '../core/strategy.js';
 import { admitDeploy, admitRollback, commandRollout } from './deploy.js';
 import type { RunLedger } from '../cd/run-ledger.js';
 import { experimentView } from './experiments.js';
+import { describeTarget, MAX_REPLICAS } from '../core/autoscale-config.js';
+import type { Autoscaler } from './autoscaler.js';
 
 export interface AppRouteDeps {
   store: Store;
@@ -23,6 +25,8 @@ export interface AppRouteDeps {
   reconciler: Reconciler;
   /** The only writer of runs (a rollback's run). */
   ledger: RunLedger;
+  /** Autoscaled apps' figures and last decision, for the app's status (control/autoscaler.ts). */
+  autoscaler?: Pick<Autoscaler, 'status'>;
 }
 
 const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });
@@ -104,8 +108,6 @@ function deployRequest(req: FastifyRequest<{ Body: Static<typeof PlanBody>; Quer
   return { body: req.body, dryRun };
 }
 
-const MAX_REPLICAS = 100;
-
 async function mustGetApp(store: Store, name: string): Promise<AppRecord> {
   assertName(name);
   const app = await store.getApp(name);
@@ -126,6 +128,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
           name: a.name,
           activeRevision: a.activeRevision ?? null,
           replicas: a.replicas,
+          autoscale: a.config.autoscale ? { min: a.config.autoscale.min, max: a.config.autoscale.max } : null,
           ready: mine.filter((i) => instanceView(i, reconciler.nodeStatus(i.nodeId)) === 'ready' && i.revision === a.activeRevision).length,
           instances: mine.length,
           url: `http://${a.name}.localhost`,
@@ -147,6 +150,8 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         activeRevision: a.activeRevision ?? null,
         replicas: a.replicas,
         replicasSetBy: a.replicasSource,
+        // Autoscaled apps: bounds, target, the metric now, the last decision and why (null otherwise).
+        autoscale: deps.autoscaler?.status(a) ?? null,
         hosts: [`${a.name}.localhost`, ...a.config.hosts],
         createdAt: a.createdAt,
         updatedAt: a.updatedAt,
@@ -286,6 +291,15 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
         {
           hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
         },
+      );
+    }
+    // An autoscaled app's count has one owner, the autoscaler: a manual count would be undone at
+    // its next tick (or fight it), so it is refused; its bounds come from pilot.yaml.
+    const auto = a.config.autoscale;
+    if (auto) {
+      throw new PilotError(
+        'autoscaled',
+        `app "${a.name}" is autoscaled (min ${auto.min}, max ${auto.max}, ${describeTarget(auto.target)}): its replica count (${a.replicas}) is set by the autoscaler, not by \`pilot scale\``,
       );
     }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now(), 'scale'));

@@ -132,6 +132,7 @@ export async function admitDeploy(
   const replicas = replicasOnDeploy(
     existing && { replicas: existing.replicas, source: existing.replicasSource, configReplicas: existing.config.replicas },
     config.replicas,
+    config.autoscale ?? null,
   );
   // Refuse what cannot be placed before anything is stored (nothing half-placed). The app's own
   // current instances are left out: the rollout retires them. Instances that wait for their
@@ -191,6 +192,7 @@ export async function admitDeploy(
     const owner = replicasOnDeploy(
       current && { replicas: current.replicas, source: current.replicasSource, configReplicas: current.config.replicas },
       config.replicas,
+      config.autoscale ?? null,
     );
     if (!current || owner.changed || owner.source !== current.replicasSource) {
       await store.setReplicas(name, owner.replicas, now, owner.source);

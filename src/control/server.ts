@@ -39,6 +39,8 @@ import { installLingeringClose } from '../http/early-answer.js';
 import { registerOpenApi } from './openapi.js';
 import { PILOT_VERSION } from '../api/version.js';
 import { Reconciler } from './reconciler.js';
+import { Autoscaler, type AutoscalerSettings } from './autoscaler.js';
+import { CpuMeter, cpuFigures } from './cpu-meter.js';
 import { registerRunRoutes } from './run-routes.js';
 import { registerEventRoutes, retentionFromEnv, startEventRetention, type RetentionSettings } from './event-routes.js';
 import type { EventStreamSettings } from './event-stream.js';
@@ -83,6 +85,8 @@ export interface ControlPlaneOptions {
   freshDatabase?: boolean;
   /** The database cannot be used any more (damaged under us): the process must end, loudly. */
   onFatal?: (err: unknown) => void;
+  /** The autoscaler's pace (default: every 3 s over 10 s of figures; PILOT_AUTOSCALE_INTERVAL_MS). */
+  autoscale?: Partial<AutoscalerSettings>;
   /** The event feed's SSE settings (heartbeat, slow-client bound) and retention; defaults otherwise (tests shorten them). */
   events?: { stream?: Partial<EventStreamSettings>; retention?: Partial<RetentionSettings> };
 }
@@ -287,9 +291,48 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     return (await registry.metrics()) + (router ? '' : await routerProcessMetrics(opts.home, routerToken.token));
   });
   registerRouterRoutes(api, { feed, tokens: () => [routerToken.token, admin.token] });
-  registerTrafficRoutes(api, {
+  const trafficSource = async (ms: number, app?: string) =>
+    traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app);
+  registerTrafficRoutes(api, { store, source: trafficSource });
+  const cpu = new CpuMeter();
+  const autoscaler = new Autoscaler({
     store,
-    source: async (ms, app) => (traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app)),
+    reconciler,
+    traffic: trafficSource,
+    cpu: cpuFigures(cpu, store),
+    log: log.child({ part: 'autoscaler' }),
+    settings: { intervalMs: envMs('PILOT_AUTOSCALE_INTERVAL_MS', 3000), ...opts.autoscale },
+  });
+  // Autoscaled apps: the count the autoscaler set and the load it last read (in the target's unit).
+  new Gauge({
+    name: 'pilot_autoscale_replicas',
+    help: 'Replica count of autoscaled apps, with their min and max',
+    labelNames: ['app', 'bound'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const a of await store.listApps()) {
+        const st = autoscaler.status(a);
+        if (!st) continue;
+        this.set({ app: a.name, bound: 'current' }, st.replicas);
+        this.set({ app: a.name, bound: 'min' }, st.min);
+        this.set({ app: a.name, bound: 'max' }, st.max);
+      }
+    },
+  });
+  new Gauge({
+    name: 'pilot_autoscale_load',
+    help: "Autoscaled apps' load at the last decision, per instance, in the target's unit (metric: rps or cpu)",
+    labelNames: ['app', 'metric'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const a of await store.listApps()) {
+        const st = autoscaler.status(a);
+        if (st?.current?.perInstance !== null && st?.current?.perInstance !== undefined)
+          this.set({ app: a.name, metric: st.target.metric }, st.current.perInstance);
+      }
+    },
   });
   registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, {
@@ -301,8 +344,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
     maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3,
   });
-  registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
-  registerAppRoutes(api, { store, ledger, box, blobs, reconciler });
+  registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token, cpu });
+  registerAppRoutes(api, { store, ledger, box, blobs, reconciler, autoscaler });
   registerExperimentRoutes(api, { store, blobs, reconciler });
   registerRunRoutes(api, { store, ledger, box, runsDir: join(opts.home, 'runs') });
   const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });
@@ -341,6 +384,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }, 5000);
   checkpoint.unref();
   monitor.start();
+  autoscaler.start();
   const worker = new RunWorker({
     store,
     ledger,
@@ -381,6 +425,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       clearInterval(checkpoint);
       feed.release();
       await worker.stop();
+      await autoscaler.stop();
       reconciler.stop();
       monitor.stop();
       // Long polls in flight end now (agents retry elsewhere or later); a keep-alive connection

@@ -8,6 +8,7 @@ import { PilotError } from './errors.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
 import { resolveStrategy, StrategySchema, type Strategy } from './strategy.js';
+import { AutoscaleSchema, MAX_REPLICAS, resolveAutoscale, type AutoscaleSpec } from './autoscale-config.js';
 
 /** A volume's name in pilot.yaml. */
 export const VOLUME_NAME = '^[a-z][a-z0-9-]{0,30}$';
@@ -91,7 +92,8 @@ export const AppConfigSchema = Type.Object(
         description: 'Extra Host names the router sends to this app (besides <name>.localhost)',
       }),
     ),
-    replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_REPLICAS })),
+    autoscale: Type.Optional(AutoscaleSchema),
     constraints: Type.Optional(
       Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }), Type.String({ maxLength: 63 }), {
         additionalProperties: false,
@@ -212,6 +214,8 @@ export interface AppConfig {
   readonly env: Readonly<Record<string, string>>;
   readonly hosts: readonly string[];
   readonly replicas: number;
+  /** pilot.yaml `autoscale` (core/autoscale-config.ts); undefined: the count is set by `replicas` and `pilot scale`. */
+  readonly autoscale?: AutoscaleSpec | undefined;
   /** What each instance needs; undefined = no request (placed anywhere). */
   readonly resources: { readonly cpu: number | undefined; readonly memoryMb: number | undefined };
   /** Node labels every instance needs. */
@@ -385,6 +389,14 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
   if ('problems' in strategy) {
     throw new PilotError('invalid_config', `pilot.yaml: ${strategy.problems.join('; ')}`, { details: { problems: strategy.problems } });
   }
+  const autoscale = resolveAutoscale(input.autoscale, input.replicas);
+  if (autoscale && autoscale.max > 1 && volumes.length > 0 && input.port !== undefined) {
+    throw new PilotError(
+      'invalid_config',
+      `pilot.yaml: autoscale: an app with volumes runs every replica on the volume's node, and a fixed port (${input.port}) allows one instance per node, so max: ${autoscale.max} cannot be placed`,
+      { hint: 'Remove `port:` (instances then get $PORT), or remove autoscale.' },
+    );
+  }
   return {
     name,
     runtime: input.runtime ?? 'process',
@@ -398,7 +410,8 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     port: input.port,
     env: { ...(input.env ?? {}) },
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),
-    replicas: input.replicas ?? 1,
+    replicas: input.replicas ?? autoscale?.min ?? 1,
+    autoscale,
     resources: { cpu: input.resources?.cpu, memoryMb: memoryMb(input.resources?.memory) },
     constraints: { ...(input.constraints ?? {}) },
     health: {

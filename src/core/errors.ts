@@ -69,6 +69,11 @@ export const CATALOGUE = {
     hint: '`pilot experiment status APP` shows the running experiment; `pilot experiment end APP --keep a|b` ends it.',
   },
   rollout_in_progress: { status: 409, retryable: true, hint: 'Wait for the current rollout to finish, or `pilot abort APP`.' },
+  autoscaled: {
+    status: 409,
+    retryable: false,
+    hint: "The autoscaler owns this app's replica count: change autoscale min/max in pilot.yaml and deploy, or remove `autoscale:` and deploy to set the count by hand.",
+  },
   not_a_git_repo: {
     status: 400,
     retryable: false,

@@ -12,6 +12,7 @@
  *   deploy.plan                              a plan the applier committed (what it placed, stopped, activated)
  *   node.registered node.scheduling node.status
  *   experiment.started experiment.ended      an A/B experiment (core/experiment.ts)
+ *   autoscale.changed                        the autoscaler set the replica count (from, to, reason)
  */
 export type EventKind =
   | 'run.created'
@@ -33,7 +34,8 @@ export type EventKind =
   | 'node.scheduling'
   | 'node.status'
   | 'experiment.started'
-  | 'experiment.ended';
+  | 'experiment.ended'
+  | 'autoscale.changed';
 
 /** An event before the store gives it its id. */
 export interface NewEvent {

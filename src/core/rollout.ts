@@ -30,6 +30,12 @@
  * Blue/green keepPrevious: after the switch the previous revision's instances stay up (out of the
  * routing table) for that long, so `pilot rollback` switches back at once; the caller passes their
  * revision as `keepRevision` while the time runs.
+ *
+ * Autoscaling (core/autoscale.ts, control/autoscaler.ts): the replica count is the app's
+ * (`app.replicas`, one owner: core/replicas.ts), set by the autoscaler for an autoscaled app, and it
+ * may change in the middle of a rollout. A rollout never sets it: it sizes its sets from it, re-read
+ * at every pass (a canary at weight w runs ceil(replicas × w / 100) instances of T while the stable
+ * revision keeps `replicas`, so an abort is instant; rolling and blue/green size the new set to it).
  */
 import { planCanary } from './rollout-canary.js';
 import { planRolling } from './rollout-rolling.js';

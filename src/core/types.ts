@@ -102,6 +102,8 @@ export interface InstanceStatus {
   readonly logTail?: string | undefined;
   /** The address it listens on when it has its own network namespace (fixed port), else absent: the node's. */
   readonly address?: string | undefined;
+  /** CPU seconds used since it started (a running total; the autoscaler's targetCpu reads its rate). */
+  readonly cpuSeconds?: number | undefined;
 }
 
 export type NodeStatus = 'ready' | 'suspect' | 'down';

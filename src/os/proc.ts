@@ -117,3 +117,18 @@ export function liveGroupMembers(pgid: number): number[] {
   for (const [pid, st] of allProcStats()) if (st.pgrp === pgid && !isDeadState(st.state)) out.push(pid);
   return out;
 }
+
+/**
+ * CPU time of a process from its /proc/PID/stat text, in clock ticks: fields 14-17, user + system,
+ * its own and its waited-for children's. Undefined if the text is not a stat line.
+ */
+export function parseCpuTicks(text: string): number | undefined {
+  const close = text.lastIndexOf(')');
+  if (close < 0) return undefined;
+  const rest = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/);
+  const ticks = [14, 15, 16, 17].map((f) => Number(rest[f - 3]));
+  return ticks.every((t) => Number.isInteger(t) && t >= 0) ? ticks.reduce((a, b) => a + b, 0) : undefined;
+}

@@ -245,6 +245,13 @@ export class MemoryStore implements Store {
     const a = this.open().apps.get(app);
     if (a) this.db.apps.set(app, { ...a, replicas, replicasSource: source, updatedAt: now });
   }
+  async setAutoscaledReplicas(app: string, change: { from: number; to: number; reason: string }, now: number): Promise<boolean> {
+    const a = this.open().apps.get(app);
+    if (!a || a.removedAt !== undefined || a.replicas !== change.from) return false;
+    this.db.apps.set(app, { ...a, replicas: change.to, replicasSource: 'autoscaler', updatedAt: now });
+    await this.events.appendEvent({ kind: 'autoscale.changed', app, time: now, payload: { ...change } });
+    return true;
+  }
   async removingApps(): Promise<string[]> {
     return [...this.open().apps.values()]
       .filter((a) => a.removedAt !== undefined)

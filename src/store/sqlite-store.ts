@@ -404,6 +404,17 @@ export class SqliteStore implements Store {
     this.stmt('UPDATE apps SET replicas = ?, replicas_source = ?, updated_at = ? WHERE name = ?').run(replicas, source, now, app);
   }
 
+  async setAutoscaledReplicas(app: string, change: { from: number; to: number; reason: string }, now: number): Promise<boolean> {
+    return this.write(() => {
+      const r = this.stmt(
+        `UPDATE apps SET replicas = ?, replicas_source = 'autoscaler', updated_at = ? WHERE name = ? AND replicas = ? AND removed_at IS NULL`,
+      ).run(change.to, now, app, change.from);
+      if (r.changes === 0) return false;
+      this.event('autoscale.changed', app, now, { ...change });
+      return true;
+    });
+  }
+
   async setAppSource(name: string, defaults: AppConfig, src: AppSource, now: number): Promise<AppRecord> {
     this.assertNotRemoving(name);
     this.db.transaction(() => {

@@ -193,6 +193,25 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal((await s.getApp('web'))?.activeRevision, undefined);
     });
 
+    it('setAutoscaledReplicas changes the count only from the count the decision saw, with an autoscale.changed event', async (t) => {
+      const { s } = await setup(t);
+      const [one] = configs('web');
+      await s.upsertApp('web', one!, 1);
+      await s.setReplicas('web', 2, 2, 'autoscaler');
+      assert.equal(await s.setAutoscaledReplicas('web', { from: 2, to: 4, reason: 'load' }, 3), true);
+      const a = await s.getApp('web');
+      assert.deepEqual([a?.replicas, a?.replicasSource], [4, 'autoscaler']);
+      // A stale decision (the count moved since) changes nothing and writes no event.
+      assert.equal(await s.setAutoscaledReplicas('web', { from: 2, to: 1, reason: 'stale' }, 4), false);
+      assert.equal((await s.getApp('web'))?.replicas, 4);
+      assert.equal(await s.setAutoscaledReplicas('ghost', { from: 0, to: 1, reason: 'x' }, 5), false);
+      const events = await s.readEvents({ after: 0, app: 'web', limit: 100, kinds: ['autoscale.changed'] });
+      assert.deepEqual(
+        events.map((e) => e.payload),
+        [{ from: 2, to: 4, reason: 'load' }],
+      );
+    });
+
     it('setReplicas and setActiveRevision of an unknown app change nothing and create nothing', async (t) => {
       const { s } = await setup(t);
       await s.setReplicas('ghost', 3, 1);

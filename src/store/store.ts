@@ -283,6 +283,12 @@ export interface Store {
   setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void>;
   /** Set the replica count; `source` says who (default `scale`). */
   setReplicas(app: string, replicas: number, now: number, source?: ReplicasSource): Promise<void>;
+  /**
+   * The autoscaler's write: the count goes from `from` to `to` (source `autoscaler`) only if it is
+   * still `from` (a deploy or a removal since the decision wins), with an `autoscale.changed` event
+   * (from, to, reason) in the same write. True if it was applied.
+   */
+  setAutoscaledReplicas(app: string, change: { from: number; to: number; reason: string }, now: number): Promise<boolean>;
   /** Apps being removed (hidden from getApp/listApps until their last instance is gone). */
   removingApps(): Promise<string[]>;
   /** Start removing an app: its instances desired stop, rollouts ended, queued runs cancelled, secrets and webhook source dropped. False if no such app. */
