@@ -22,7 +22,7 @@ export type AppMode = 'good' | 'fail500' | 'slow' | 'never-ready' | 'crash';
 const SERVER = `// A strategy test app: its behaviour comes from the file "mode" of its revision.
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-const mode = readFileSync(new URL('./mode', import.meta.url), 'utf8').trim();
+const mode = readFileSync(new URL('./mode', import.meta.url), 'utf8').split('\\n')[0].trim();
 const revision = process.env.PILOT_REVISION ?? 'dev';
 if (mode === 'crash') {
   console.error('strategy app: crashing on purpose (mode crash)');
