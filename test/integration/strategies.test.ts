@@ -290,4 +290,174 @@ analysis: {minRequests: 20, window: 5s, allowIdle: ${allowIdle}}
       assert.ok(steps.includes(50), JSON.stringify(steps));
     });
   });
+
+  describe('rolling and blue-green', () => {
+    let repo = '';
+    const rolling = (surge: number, unavailable: number): string => `
+type: rolling
+maxSurge: ${surge}
+maxUnavailable: ${unavailable}
+`;
+
+    /** Polls the app's instances: the most meant to run at once, the fewest ready among them. */
+    function instanceWatch(app: string): { stop: () => Promise<{ maxRun: number; minReady: number }> } {
+      let running = true;
+      let maxRun = 0;
+      let minReady = Infinity;
+      const done = (async () => {
+        while (running) {
+          try {
+            const st = await status(app);
+            const run = st.instances.filter((i) => i.desired === 'run');
+            maxRun = Math.max(maxRun, run.length);
+            minReady = Math.min(minReady, run.filter((i) => i.state === 'ready').length);
+          } catch {
+            // busy: the next poll
+          }
+          await sleep(100);
+        }
+      })();
+      return {
+        stop: async () => {
+          running = false;
+          await done;
+          return { maxRun, minReady };
+        },
+      };
+    }
+
+    it('rolling, 4 replicas, maxSurge 1, maxUnavailable 0: never more than 5, never fewer than 4 ready, 0 failed requests', async () => {
+      repo = await makeStrategyRepo(h, 'roll', 4, rolling(1, 0));
+      ok(await h.cli(['run', repo]));
+      await waitFor('4 instances ready', async () => ((await live('roll', 1)).filter((i) => i.state === 'ready').length === 4 ? true : undefined));
+      await commitRevision(repo, 'good');
+      const loop = new RequestLoop(h.router, 'roll.localhost');
+      const watch = instanceWatch('roll');
+      const r = await h.cli(['run', repo]);
+      await sleep(1000);
+      const w = await watch.stop();
+      const s = await loop.stop();
+      report('rolling surge 1', s);
+      console.log(`# rolling surge 1: at most ${w.maxRun} instances meant to run, at least ${w.minReady} ready`);
+      ok(r);
+      assert.match(r.stdout, /revision 2 of roll is live/);
+      assert.equal(s.failed, 0, s.failures.join('\n'));
+      assert.ok(s.okByRevision['1']! > 0 && s.okByRevision['2']! > 0, JSON.stringify(s.okByRevision));
+      assert.ok(w.maxRun <= 5, `surge: ${w.maxRun} instances at once`);
+      assert.ok(w.minReady >= 4, `unavailable: only ${w.minReady} ready`);
+      await waitFor('revision 1 gone', async () => ((await live('roll', 1)).length === 0 ? true : undefined), 30_000);
+      assert.equal((await live('roll', 2)).length, 4);
+    });
+
+    it('rolling with maxSurge 0, maxUnavailable 1 completes without ever exceeding 4 instances', async () => {
+      await commitRevision(repo, 'good', appYaml('roll', 4, rolling(0, 1)));
+      const loop = new RequestLoop(h.router, 'roll.localhost');
+      const watch = instanceWatch('roll');
+      const r = await h.cli(['run', repo]);
+      await sleep(1000);
+      const w = await watch.stop();
+      const s = await loop.stop();
+      report('rolling surge 0 unavailable 1', s);
+      console.log(`# rolling surge 0: at most ${w.maxRun} instances meant to run, at least ${w.minReady} ready`);
+      ok(r);
+      assert.match(r.stdout, /revision 3 of roll is live/);
+      assert.ok(w.maxRun <= 4, `no surge: ${w.maxRun} instances at once`);
+      assert.ok(w.minReady >= 3, `unavailable 1: only ${w.minReady} ready`);
+      // A drained instance leaves the routing table before it stops: nothing fails either.
+      assert.equal(s.failed, 0, s.failures.join('\n'));
+      await waitFor('revision 2 gone', async () => ((await live('roll', 2)).length === 0 ? true : undefined), 30_000);
+    });
+
+    for (const mode of ['never-ready', 'crash'] as const) {
+      it(`a rolling target that ${mode === 'crash' ? 'crash-loops' : 'never becomes ready'} is rolled back; the old revision stays at 4`, async () => {
+        await commitRevision(repo, mode, appYaml('roll', 4, rolling(1, 0), '', '5s'));
+        const before = (await status('roll')).app.activeRevision!;
+        const loop = new RequestLoop(h.router, 'roll.localhost');
+        const r = await h.cli(['run', repo]);
+        const s = await loop.stop();
+        report(`rolling ${mode}`, s);
+        assert.notEqual(r.code, 0, r.stdout);
+        assert.equal(s.failed, 0, s.failures.join('\n'));
+        const st = await status('roll');
+        assert.equal(st.app.activeRevision, before);
+        const rollout = st.rollouts[0]!;
+        assert.equal(rollout.status, 'failed');
+        assert.match(
+          rollout.reason!,
+          mode === 'crash'
+            ? /instance roll-\d+-\w+ of revision \d+ (crashed \d+ times|failed to start)[\s\S]*crashing on purpose/
+            : /rolling update to revision \d+ made no progress for 5s \(0 of 4 new instances available\)/,
+        );
+        assert.match(r.stdout + r.stderr, mode === 'crash' ? /crash/ : /made no progress/);
+        await waitFor(
+          'the failed revision to stop and the old one to serve with 4',
+          async () =>
+            (await live('roll', rollout.toRevision)).length === 0 &&
+            (await live('roll', before)).filter((i) => i.state === 'ready').length === 4
+              ? true
+              : undefined,
+          30_000,
+        );
+      });
+    }
+
+    it('blue-green with keepPrevious under the request loop: 0 failed, the previous set kept up for its time, then stopped', async () => {
+      await commitRevision(repo, 'good', appYaml('roll', 4, 'type: blue-green\nkeepPrevious: 4s'));
+      const before = (await status('roll')).app.activeRevision!;
+      const loop = new RequestLoop(h.router, 'roll.localhost');
+      const r = await h.cli(['run', repo]);
+      ok(r);
+      const to = (await status('roll')).app.activeRevision!;
+      assert.ok(to > before);
+      // Kept: still running, out of the table (every answer from the new revision).
+      const kept = (await live('roll', before)).filter((i) => i.desired === 'run');
+      assert.equal(kept.length, 4, 'the previous set stays up');
+      await sleep(1000);
+      const s = await loop.stop();
+      report('blue-green', s);
+      assert.equal(s.failed, 0, s.failures.join('\n'));
+      const after = s.seen.filter((x) => x.start > s.seen[s.seen.length - 1]!.start - 800);
+      assert.ok(after.every((x) => x.revision === to), 'after the switch every request goes to the new revision');
+      // Stopped once keepPrevious (4 s) is over: well before the reconciler's 30 s resync.
+      await waitFor('the kept set to stop after keepPrevious', async () => ((await live('roll', before)).length === 0 ? true : undefined), 20_000);
+    });
+  });
+
+  describe('bad strategy config', () => {
+    const cases: [string, string, RegExp][] = [
+      ['weights not reaching 100', 'type: canary\nsteps: [{weight: 10}, {weight: 50}]', /strategy\.steps: the last step must have weight 100 \(got 50\)/],
+      ['weights going backwards', 'type: canary\nsteps: [{weight: 50}, {weight: 20}, {weight: 100}]', /strategy\.steps\[1\]\.weight: must be above the step before \(50\), got 20/],
+      ['a weight of 0', 'type: canary\nsteps: [{weight: 0}, {weight: 100}]', /strategy\.steps\/0\/weight|strategy\.steps\[0\]\.weight|steps.*weight/],
+      ['an unknown strategy type', 'type: linear', /strategy\.type|strategy\/type/],
+      ['a negative pause (duration)', 'type: canary\nsteps: [{weight: 10, pause: -5s}, {weight: 100}]', /strategy\.steps\/0\/pause|strategy\.steps\[0\]\.pause|pause/],
+      ['a negative pause (seconds)', 'type: canary\nsteps: [{weight: 10, pause: -5}, {weight: 100}]', /pause/],
+      ['an error rate over 100%', 'type: canary\nanalysis: {maxErrorRate: 150%}', /strategy\.analysis\.maxErrorRate: a share from 0% to 100%/],
+      ['an analysis window of 0', 'type: canary\nanalysis: {window: 0s}', /strategy\.analysis\.window: from 1s to 5m/],
+      ['a negative minRequests', 'type: canary\nanalysis: {minRequests: -1}', /minRequests/],
+      ['maxSurge and maxUnavailable both 0', 'type: rolling\nmaxSurge: 0\nmaxUnavailable: 0', /strategy\.maxSurge and strategy\.maxUnavailable: not both 0/],
+      ['maxUnavailable over 100%', 'type: rolling\nmaxUnavailable: 150%', /strategy\.maxUnavailable: at most 100%/],
+      ['a field of another strategy', 'type: rolling\nsteps: [{weight: 100}]', /strategy\.steps: only for type canary \(this one is rolling\)/],
+      ['shell text as a weight', 'type: canary\nsteps: [{weight: "10; rm -rf /"}, {weight: 100}]', /weight/],
+    ];
+
+    it('pilot run refuses each with invalid_config naming the field; nothing deployed', async () => {
+      const repo = await makeStrategyRepo(h, 'bad', 1, undefined);
+      ok(await h.cli(['run', repo]));
+      const revisions = async (): Promise<number> => ((await h.apiCall('GET', '/api/v1/apps/bad')).json.revisions as unknown[]).length;
+      const count = await revisions();
+      for (const [what, yaml, field] of cases) {
+        await commitRevision(repo, 'good', appYaml('bad', 1, yaml));
+        const r = await h.cli(['run', repo, '--json']);
+        assert.notEqual(r.code, 0, `${what}: ${r.stdout}`);
+        assert.match(r.stderr, /"code":"invalid_config"/, `${what}: ${r.stderr}`);
+        assert.match(r.stderr, field, `${what}: ${r.stderr}`);
+      }
+      // Without --json: the message (naming pilot.yaml and the field) on stderr.
+      const plain = await h.cli(['run', repo]);
+      assert.equal(plain.code, 1);
+      assert.match(plain.stderr, /^error: .*pilot\.yaml: .*strategy\.steps.*weight/m);
+      assert.equal(await revisions(), count, 'nothing deployed');
+      assert.equal((await status('bad')).rollouts.length, 1);
+    });
+  });
 });

@@ -50,8 +50,8 @@ process.on('SIGTERM', () => {
 });
 `;
 
-/** pilot.yaml of the app: short health interval and deadlines, the given strategy block (yaml, indented under `strategy:`). */
-export function appYaml(name: string, replicas: number, strategy: string | undefined, extra = ''): string {
+/** pilot.yaml of the app: a short health interval and drain, the given strategy block (yaml, indented under `strategy:`), `extra` lines. */
+export function appYaml(name: string, replicas: number, strategy: string | undefined, extra = '', readyTimeout = '20s'): string {
   return [
     `name: ${name}`,
     `replicas: ${replicas}`,
@@ -59,7 +59,7 @@ export function appYaml(name: string, replicas: number, strategy: string | undef
     '  path: /healthz',
     '  interval: 200ms',
     'deploy:',
-    '  ready_timeout: 6s',
+    `  ready_timeout: ${readyTimeout}`,
     '  drain: 300ms',
     '  stop_timeout: 3s',
     ...(strategy === undefined ? [] : ['strategy:', ...strategy.trim().split('\n').map((l) => `  ${l}`)]),
