@@ -25,7 +25,14 @@ interface Rollout {
 interface AppStatus {
   app: { activeRevision: number | null };
   rollouts: Rollout[];
-  rollout: { id: number; step?: number; steps?: number; weights: { stable: number; canary: number }; waiting: string; verdict?: { verdict: string; reason: string } } | null;
+  rollout: {
+    id: number;
+    step?: number;
+    steps?: number;
+    weights: { stable: number; canary: number };
+    waiting: string;
+    verdict?: { verdict: string; reason: string };
+  } | null;
   instances: { id: string; revision: number; desired: string; state: string }[];
 }
 
@@ -51,7 +58,9 @@ function ok(r: CliResult): void {
 }
 
 const report = (what: string, s: LoopSummary): void =>
-  console.log(`# ${what}: ${s.total} requests, ${s.failed} failed, by status ${JSON.stringify(s.byStatus)}, 2xx by revision ${JSON.stringify(s.okByRevision)}`);
+  console.log(
+    `# ${what}: ${s.total} requests, ${s.failed} failed, by status ${JSON.stringify(s.byStatus)}, 2xx by revision ${JSON.stringify(s.okByRevision)}`,
+  );
 
 const CANARY = `
 type: canary
@@ -117,7 +126,8 @@ describe('rollout strategies through real agents and the real router', { timeout
       report('canary answering 500s', s);
       assert.notEqual(r.code, 0, r.stdout);
       // Fewer than minRequests so far: "N errors in M requests"; more (a slow pass): "error rate 100% (N of M requests in 5s)".
-      const reason = /canary analysis failed at step 1\/3 \(20% of the traffic\): (\d+ errors? in \d+ requests|error rate [\d.]+% \(\d+ of \d+ requests in 5s\))/;
+      const reason =
+        /canary analysis failed at step 1\/3 \(20% of the traffic\): (\d+ errors? in \d+ requests|error rate [\d.]+% \(\d+ of \d+ requests in 5s\))/;
       assert.match(r.stdout + r.stderr, reason);
       const st = await status('cn');
       assert.equal(st.app.activeRevision, 2, 'the stable revision stays active');
@@ -139,7 +149,10 @@ describe('rollout strategies through real agents and the real router', { timeout
       await waitFor('the canary instances to stop', async () => ((await live('cn', 3)).length === 0 ? true : undefined), 30_000);
       const failedAt = s.seen.filter((x) => x.status !== 200).map((x) => x.end);
       assert.ok(failedAt.length > 0, 'the canary answered some 500s before it was rolled back');
-      assert.ok(s.seen.every((x) => x.status === 200 || x.status === 500), `only 500s from the canary: ${s.failures.join('; ')}`);
+      assert.ok(
+        s.seen.every((x) => x.status === 200 || x.status === 500),
+        `only 500s from the canary: ${s.failures.join('; ')}`,
+      );
       const lastFail = Math.max(...failedAt);
       const after = s.seen.filter((x) => x.start > lastFail);
       assert.ok(after.length > 50 && after.every((x) => x.revision === 2), 'all traffic back on stable');
@@ -330,7 +343,9 @@ maxUnavailable: ${unavailable}
     it('rolling, 4 replicas, maxSurge 1, maxUnavailable 0: never more than 5, never fewer than 4 ready, 0 failed requests', async () => {
       repo = await makeStrategyRepo(h, 'roll', 4, rolling(1, 0));
       ok(await h.cli(['run', repo]));
-      await waitFor('4 instances ready', async () => ((await live('roll', 1)).filter((i) => i.state === 'ready').length === 4 ? true : undefined));
+      await waitFor('4 instances ready', async () =>
+        (await live('roll', 1)).filter((i) => i.state === 'ready').length === 4 ? true : undefined,
+      );
       await commitRevision(repo, 'good');
       const loop = new RequestLoop(h.router, 'roll.localhost');
       const watch = instanceWatch('roll');
@@ -418,26 +433,61 @@ maxUnavailable: ${unavailable}
       report('blue-green', s);
       assert.equal(s.failed, 0, s.failures.join('\n'));
       const after = s.seen.filter((x) => x.start > s.seen[s.seen.length - 1]!.start - 800);
-      assert.ok(after.every((x) => x.revision === to), 'after the switch every request goes to the new revision');
+      assert.ok(
+        after.every((x) => x.revision === to),
+        'after the switch every request goes to the new revision',
+      );
       // Stopped once keepPrevious (4 s) is over: well before the reconciler's 30 s resync.
-      await waitFor('the kept set to stop after keepPrevious', async () => ((await live('roll', before)).length === 0 ? true : undefined), 20_000);
+      await waitFor(
+        'the kept set to stop after keepPrevious',
+        async () => ((await live('roll', before)).length === 0 ? true : undefined),
+        20_000,
+      );
     });
   });
 
   describe('bad strategy config', () => {
     const cases: [string, string, RegExp][] = [
-      ['weights not reaching 100', 'type: canary\nsteps: [{weight: 10}, {weight: 50}]', /strategy\.steps: the last step must have weight 100 \(got 50\)/],
-      ['weights going backwards', 'type: canary\nsteps: [{weight: 50}, {weight: 20}, {weight: 100}]', /strategy\.steps\[1\]\.weight: must be above the step before \(50\), got 20/],
-      ['a weight of 0', 'type: canary\nsteps: [{weight: 0}, {weight: 100}]', /strategy\.steps\/0\/weight|strategy\.steps\[0\]\.weight|steps.*weight/],
+      [
+        'weights not reaching 100',
+        'type: canary\nsteps: [{weight: 10}, {weight: 50}]',
+        /strategy\.steps: the last step must have weight 100 \(got 50\)/,
+      ],
+      [
+        'weights going backwards',
+        'type: canary\nsteps: [{weight: 50}, {weight: 20}, {weight: 100}]',
+        /strategy\.steps\[1\]\.weight: must be above the step before \(50\), got 20/,
+      ],
+      [
+        'a weight of 0',
+        'type: canary\nsteps: [{weight: 0}, {weight: 100}]',
+        /strategy\.steps\/0\/weight|strategy\.steps\[0\]\.weight|steps.*weight/,
+      ],
       ['an unknown strategy type', 'type: linear', /strategy\.type|strategy\/type/],
-      ['a negative pause (duration)', 'type: canary\nsteps: [{weight: 10, pause: -5s}, {weight: 100}]', /strategy\.steps\/0\/pause|strategy\.steps\[0\]\.pause|pause/],
+      [
+        'a negative pause (duration)',
+        'type: canary\nsteps: [{weight: 10, pause: -5s}, {weight: 100}]',
+        /strategy\.steps\/0\/pause|strategy\.steps\[0\]\.pause|pause/,
+      ],
       ['a negative pause (seconds)', 'type: canary\nsteps: [{weight: 10, pause: -5}, {weight: 100}]', /pause/],
-      ['an error rate over 100%', 'type: canary\nanalysis: {maxErrorRate: 150%}', /strategy\.analysis\.maxErrorRate: a share from 0% to 100%/],
+      [
+        'an error rate over 100%',
+        'type: canary\nanalysis: {maxErrorRate: 150%}',
+        /strategy\.analysis\.maxErrorRate: a share from 0% to 100%/,
+      ],
       ['an analysis window of 0', 'type: canary\nanalysis: {window: 0s}', /strategy\.analysis\.window: from 1s to 5m/],
       ['a negative minRequests', 'type: canary\nanalysis: {minRequests: -1}', /minRequests/],
-      ['maxSurge and maxUnavailable both 0', 'type: rolling\nmaxSurge: 0\nmaxUnavailable: 0', /strategy\.maxSurge and strategy\.maxUnavailable: not both 0/],
+      [
+        'maxSurge and maxUnavailable both 0',
+        'type: rolling\nmaxSurge: 0\nmaxUnavailable: 0',
+        /strategy\.maxSurge and strategy\.maxUnavailable: not both 0/,
+      ],
       ['maxUnavailable over 100%', 'type: rolling\nmaxUnavailable: 150%', /strategy\.maxUnavailable: at most 100%/],
-      ['a field of another strategy', 'type: rolling\nsteps: [{weight: 100}]', /strategy\.steps: only for type canary \(this one is rolling\)/],
+      [
+        'a field of another strategy',
+        'type: rolling\nsteps: [{weight: 100}]',
+        /strategy\.steps: only for type canary \(this one is rolling\)/,
+      ],
       ['shell text as a weight', 'type: canary\nsteps: [{weight: "10; rm -rf /"}, {weight: 100}]', /weight/],
     ];
 

@@ -62,14 +62,28 @@ export function appYaml(name: string, replicas: number, strategy: string | undef
     `  ready_timeout: ${readyTimeout}`,
     '  drain: 300ms',
     '  stop_timeout: 3s',
-    ...(strategy === undefined ? [] : ['strategy:', ...strategy.trim().split('\n').map((l) => `  ${l}`)]),
+    ...(strategy === undefined
+      ? []
+      : [
+          'strategy:',
+          ...strategy
+            .trim()
+            .split('\n')
+            .map((l) => `  ${l}`),
+        ]),
     extra,
     '',
   ].join('\n');
 }
 
 /** A git repository holding the app (from examples/hello's package files), committed in `mode`. */
-export async function makeStrategyRepo(h: Harness, name: string, replicas: number, strategy: string | undefined, mode: AppMode = 'good'): Promise<string> {
+export async function makeStrategyRepo(
+  h: Harness,
+  name: string,
+  replicas: number,
+  strategy: string | undefined,
+  mode: AppMode = 'good',
+): Promise<string> {
   const dir = h.track(tempDir(`strategy-${name}`));
   cpSync(join(ROOT, 'examples/hello/package.json'), join(dir, 'package.json'));
   cpSync(join(ROOT, 'examples/hello/package-lock.json'), join(dir, 'package-lock.json'));
@@ -150,7 +164,13 @@ export class RequestLoop {
         } catch {
           // a body from the router, not the app
         }
-        this.seen.push({ start, end: performance.now(), status: res.statusCode, revision, error: res.statusCode >= 300 ? text.slice(0, 160) : undefined });
+        this.seen.push({
+          start,
+          end: performance.now(),
+          status: res.statusCode,
+          revision,
+          error: res.statusCode >= 300 ? text.slice(0, 160) : undefined,
+        });
       } catch (err) {
         this.seen.push({ start, end: performance.now(), status: 0, revision: null, error: (err as Error).message });
       }
@@ -198,7 +218,9 @@ export class WeightWatch {
     this.done = (async () => {
       while (this.running) {
         try {
-          const r = (await h.apiCall('GET', `/api/v1/apps/${app}`)).json as { rollout: { step?: number; weights: { canary: number } } | null };
+          const r = (await h.apiCall('GET', `/api/v1/apps/${app}`)).json as {
+            rollout: { step?: number; weights: { canary: number } } | null;
+          };
           const step = r.rollout?.step ?? 0;
           const w = r.rollout?.weights.canary ?? -1;
           const last = this.changes[this.changes.length - 1];
