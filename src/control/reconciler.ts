@@ -292,9 +292,10 @@ export class Reconciler {
   private async figuresFor(app: string): Promise<CanaryFigures> {
     const read = this.settings.traffic;
     const r = await this.store.activeRollout(app);
-    if (!read || r?.strategy?.type !== 'canary' || (r.progress?.weight ?? 0) === 0) return undefined;
+    const analysis = r?.strategy?.type === 'canary' || r?.strategy?.type === 'blue-green' ? r.strategy.analysis : undefined;
+    if (!read || !r || !analysis || (r.progress?.weight ?? 0) === 0) return undefined;
     try {
-      const rows = await read(r.strategy.analysis.windowMs, app);
+      const rows = await read(analysis.windowMs, app);
       const sum = (rev: number | undefined): TrafficSummary | undefined => {
         let acc: TrafficSummary | undefined;
         for (const row of rows) if (row.app === app && row.revision === rev) acc = acc ? mergeSummaries(acc, row.summary) : row.summary;

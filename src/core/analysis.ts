@@ -29,6 +29,7 @@ export interface Verdict {
 
 const pct = (x: number): string => `${Number((x * 100).toFixed(2))}%`;
 const secs = (ms: number): string => `${Math.round(ms / 1000)}s`;
+const count = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 export function analyse(spec: AnalysisSpec, canary: AnalysisFigures, stable: AnalysisFigures | undefined): Verdict {
   const w = secs(spec.windowMs);
@@ -42,7 +43,7 @@ export function analyse(spec: AnalysisSpec, canary: AnalysisFigures, stable: Ana
         verdict: 'fail',
         reason: enough
           ? `error rate ${pct(rate)} (${canary.errors} of ${canary.requests} requests in ${w}) > max ${pct(spec.maxErrorRate)}`
-          : `${canary.errors} errors in ${canary.requests} requests (${w}): over max ${pct(spec.maxErrorRate)} of the ${spec.minRequests} requests analysis needs, whatever the rest`,
+          : `${count(canary.errors, 'error')} in ${count(canary.requests, 'request')} (${w}): over max ${pct(spec.maxErrorRate)} of the ${spec.minRequests} requests analysis needs, whatever the rest`,
         check: { name: 'maxErrorRate', measured: enough ? rate : floor, limit: spec.maxErrorRate },
       };
     }

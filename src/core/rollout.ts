@@ -34,6 +34,7 @@
 import { planCanary } from './rollout-canary.js';
 import { planRolling } from './rollout-rolling.js';
 import { isLive, isRelease, START, withTail, type PlannerAction, type PlannerInput, type RolloutCtx } from './rollout-types.js';
+import { analyse, type Verdict } from './analysis.js';
 import type { Strategy } from './strategy.js';
 
 export * from './rollout-types.js';
@@ -123,7 +124,7 @@ export function planApp(input: PlannerInput): PlannerAction[] {
     const ctx: RolloutCtx = { input, rollout: r, progress, readyTimeoutMs, targets, actions, done, fail };
     if (strategy.type === 'canary') return planCanary(ctx, strategy);
     if (strategy.type === 'rolling') return planRolling(ctx, strategy);
-    return planBlueGreen(ctx, strategy.keepPreviousMs > 0);
+    return planBlueGreen(ctx, strategy);
   }
 
   // Steady state: keep `replicas` instances of the active revision; retire everything else (but
@@ -144,11 +145,20 @@ export function planApp(input: PlannerInput): PlannerAction[] {
   return actions;
 }
 
-/** Blue/green: the whole new set, one switch when all of it is ready; the old set drained (or kept, `keep`). */
-function planBlueGreen(ctx: RolloutCtx, keep: boolean): PlannerAction[] {
-  const { input, rollout: r, targets, actions, done, fail } = ctx;
+/**
+ * Blue/green: the whole new set, one switch when all of it is ready; the old set drained (or kept,
+ * keepPrevious). With `watch`, the switch is first a weight (100 to the new revision, the old set up
+ * and out of the table): the new revision is watched that long (crashes, and analysis when set)
+ * and only then made active; a failure sends the traffic back at once.
+ */
+function planBlueGreen(ctx: RolloutCtx, s: Extract<Strategy, { type: 'blue-green' }>): PlannerAction[] {
+  const { input, rollout: r, progress: p, targets, actions, done, fail } = ctx;
+  const keep = s.keepPreviousMs > 0;
+  const watchMs = input.fixedPort ? 0 : (s.watchMs ?? 0);
   const notReady = targets.filter((i) => i.state !== 'ready');
-  if (r.elapsedMs > ctx.readyTimeoutMs && (targets.length < input.replicas || notReady.length > 0)) {
+  // (While watched, an instance that stops being ready is replaced or restarts; a crash loop fails it above.)
+  const watching = watchMs > 0 && p.weight === 100;
+  if (!watching && r.elapsedMs > ctx.readyTimeoutMs && (targets.length < input.replicas || notReady.length > 0)) {
     const culprit = notReady.find((i) => i.lastError);
     return fail(
       withTail(
@@ -169,6 +179,26 @@ function planBlueGreen(ctx: RolloutCtx, keep: boolean): PlannerAction[] {
     actions.push({ type: 'create', revision: r.toRevision, count: input.replicas - targets.length });
   }
   const ready = targets.filter((i) => i.state === 'ready');
+  if (watchMs > 0 && p.weight === 100) {
+    // Watching: the new revision has all the traffic; the old set waits out of the table.
+    const verdict: Verdict | undefined = s.analysis
+      ? r.figures
+        ? analyse(s.analysis, r.figures.canary, r.figures.stable)
+        : { verdict: 'wait', reason: 'no traffic figures: the router cannot be read' }
+      : undefined;
+    if (verdict?.verdict === 'fail') return fail(`analysis failed while revision ${r.toRevision} was watched: ${verdict.reason}`);
+    const since = p.sinceMs ?? r.elapsedMs;
+    const ok = verdict === undefined || verdict.verdict === 'pass' || s.analysis?.allowIdle === true;
+    if (since < watchMs || !ok) {
+      if (verdict !== undefined && verdict.verdict !== p.verdict?.verdict)
+        actions.push({ type: 'progress', step: 0, weight: 100, restart: false, clearCommand: false, verdict });
+      return actions;
+    }
+  }
+  if (ready.length >= input.replicas && watchMs > 0 && p.weight !== 100) {
+    actions.push({ type: 'progress', step: 0, weight: 100, restart: true, clearCommand: false });
+    return actions;
+  }
   if (ready.length >= input.replicas) {
     actions.push({ type: 'activate', revision: r.toRevision });
     // keepPrevious: the set that served until now stays up, out of the table, for an instant switch back.

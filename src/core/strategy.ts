@@ -42,7 +42,14 @@ export interface AnalysisSpec {
 }
 
 export type Strategy =
-  | { readonly type: 'blue-green'; readonly keepPreviousMs: number }
+  | {
+      readonly type: 'blue-green';
+      readonly keepPreviousMs: number;
+      /** After the switch, watch the new revision this long (previous set up, out of the table) before it is final; 0: none. */
+      readonly watchMs?: number | undefined;
+      /** Checked during the watch (thresholds; the stable figures are those before the switch). */
+      readonly analysis?: AnalysisSpec | undefined;
+    }
   | { readonly type: 'rolling'; readonly maxSurge: Amount; readonly maxUnavailable: Amount; readonly minReadyMs: number }
   | { readonly type: 'canary'; readonly steps: readonly CanaryStep[]; readonly analysis: AnalysisSpec };
 
@@ -75,6 +82,7 @@ export const StrategySchema = Type.Object(
       description: 'blue-green (default), rolling or canary',
     }),
     keepPrevious: Type.Optional(Dur),
+    watch: Type.Optional(Dur),
     maxSurge: Type.Optional(Amt),
     maxUnavailable: Type.Optional(Amt),
     minReady: Type.Optional(Dur),
@@ -134,17 +142,34 @@ export function resolveStrategy(input: StrategyInput | undefined): { strategy: S
   const only = (type: StrategyType, fields: readonly (keyof StrategyInput)[]): void => {
     for (const f of fields) {
       if (input[f] !== undefined)
-        problems.push(`strategy.${f}: only for type ${type === 'canary' ? 'canary' : type} (this one is ${input.type})`);
+        problems.push(
+          `strategy.${f}: only for type ${f === 'analysis' ? 'canary or blue-green (with watch)' : type} (this one is ${input.type})`,
+        );
     }
   };
-  if (input.type !== 'blue-green') only('blue-green', ['keepPrevious']);
+  if (input.type !== 'blue-green') only('blue-green', ['keepPrevious', 'watch']);
   if (input.type !== 'rolling') only('rolling', ['maxSurge', 'maxUnavailable', 'minReady']);
-  if (input.type !== 'canary') only('canary', ['steps', 'analysis']);
+  if (input.type !== 'canary') only('canary', ['steps']);
+  if (input.type === 'rolling') only('canary', ['analysis']);
   if (problems.length > 0) return { problems };
 
   switch (input.type) {
-    case 'blue-green':
-      return { strategy: { type: 'blue-green', keepPreviousMs: durationOf(input.keepPrevious) ?? 0 } };
+    case 'blue-green': {
+      const watchMs = durationOf(input.watch) ?? 0;
+      if (input.analysis !== undefined && watchMs === 0)
+        return {
+          problems: ['strategy.analysis: blue-green analyses the new revision during its watch period: set watch (e.g. watch: 1m)'],
+        };
+      const analysis = input.analysis === undefined && watchMs === 0 ? undefined : resolveAnalysis(input.analysis ?? {}, problems);
+      if (problems.length > 0) return { problems };
+      return {
+        strategy: {
+          type: 'blue-green',
+          keepPreviousMs: durationOf(input.keepPrevious) ?? 0,
+          ...(watchMs > 0 ? { watchMs, analysis } : {}),
+        },
+      };
+    }
     case 'rolling': {
       const maxSurge = amountOf(input.maxSurge, { percent: 25 });
       const maxUnavailable = amountOf(input.maxUnavailable, { count: 0 });
@@ -170,37 +195,42 @@ export function resolveStrategy(input: StrategyInput | undefined): { strategy: S
       });
       if (steps[steps.length - 1]!.weight !== 100)
         problems.push(`strategy.steps: the last step must have weight 100 (got ${steps[steps.length - 1]!.weight}); add {weight: 100}`);
-      const a = input.analysis ?? {};
-      const rate = (f: 'maxErrorRate' | 'maxErrorRateIncrease'): number | undefined => {
-        const v = a[f];
-        if (v === undefined) return undefined;
-        const r = percentOf(v);
-        if (!(r >= 0 && r <= 1)) problems.push(`strategy.analysis.${f}: a share from 0% to 100% (got ${JSON.stringify(v)})`);
-        return r;
-      };
-      const maxErrorRate = a.maxErrorRate === undefined ? DEFAULT_ANALYSIS.maxErrorRate : rate('maxErrorRate');
-      const maxErrorRateIncrease = rate('maxErrorRateIncrease');
-      const windowMs = durationOf(a.window) ?? DEFAULT_ANALYSIS.windowMs;
-      if (windowMs < 1000 || windowMs > 300_000) problems.push(`strategy.analysis.window: from 1s to 5m (got ${JSON.stringify(a.window)})`);
-      const maxP99Ms = durationOf(a.maxP99);
-      if (maxP99Ms !== undefined && maxP99Ms <= 0) problems.push(`strategy.analysis.maxP99: above 0 (got ${JSON.stringify(a.maxP99)})`);
+      const analysis = resolveAnalysis(input.analysis ?? {}, problems);
       if (problems.length > 0) return { problems };
       return {
         strategy: {
           type: 'canary',
           steps: steps.map((s, k) => ({ weight: s.weight, pauseMs: durationOf(s.pause) ?? (k === steps.length - 1 ? 0 : undefined) })),
-          analysis: {
-            maxErrorRate,
-            maxP99Ms,
-            maxErrorRateIncrease,
-            minRequests: a.minRequests ?? DEFAULT_ANALYSIS.minRequests,
-            windowMs,
-            allowIdle: a.allowIdle ?? false,
-          },
+          analysis,
         },
       };
     }
   }
+}
+
+/** pilot.yaml `strategy.analysis`, its problems appended to `problems`. */
+function resolveAnalysis(a: NonNullable<StrategyInput['analysis']>, problems: string[]): AnalysisSpec {
+  const rate = (f: 'maxErrorRate' | 'maxErrorRateIncrease'): number | undefined => {
+    const v = a[f];
+    if (v === undefined) return undefined;
+    const r = percentOf(v);
+    if (!(r >= 0 && r <= 1)) problems.push(`strategy.analysis.${f}: a share from 0% to 100% (got ${JSON.stringify(v)})`);
+    return r;
+  };
+  const maxErrorRate = a.maxErrorRate === undefined ? DEFAULT_ANALYSIS.maxErrorRate : rate('maxErrorRate');
+  const maxErrorRateIncrease = rate('maxErrorRateIncrease');
+  const windowMs = durationOf(a.window) ?? DEFAULT_ANALYSIS.windowMs;
+  if (windowMs < 1000 || windowMs > 300_000) problems.push(`strategy.analysis.window: from 1s to 5m (got ${JSON.stringify(a.window)})`);
+  const maxP99Ms = durationOf(a.maxP99);
+  if (maxP99Ms !== undefined && maxP99Ms <= 0) problems.push(`strategy.analysis.maxP99: above 0 (got ${JSON.stringify(a.maxP99)})`);
+  return {
+    maxErrorRate,
+    maxP99Ms,
+    maxErrorRateIncrease,
+    minRequests: a.minRequests ?? DEFAULT_ANALYSIS.minRequests,
+    windowMs,
+    allowIdle: a.allowIdle ?? false,
+  };
 }
 
 /** An amount of `replicas` instances: percentages of surge round up, of unavailability down (Kubernetes). */
@@ -218,8 +248,13 @@ export function canaryInstances(replicas: number, weight: number): number {
 /** "canary 10% → 50% → 100%", "rolling (surge 1, unavailable 0)", "blue-green": for status lines. */
 export function describeStrategy(s: Strategy): string {
   switch (s.type) {
-    case 'blue-green':
-      return s.keepPreviousMs > 0 ? `blue-green (previous kept ${Math.round(s.keepPreviousMs / 1000)}s)` : 'blue-green';
+    case 'blue-green': {
+      const extra = [
+        ...(s.watchMs ? [`watched ${Math.round(s.watchMs / 1000)}s`] : []),
+        ...(s.keepPreviousMs > 0 ? [`previous kept ${Math.round(s.keepPreviousMs / 1000)}s`] : []),
+      ];
+      return extra.length > 0 ? `blue-green (${extra.join(', ')})` : 'blue-green';
+    }
     case 'rolling': {
       const a = (x: Amount): string => ('count' in x ? String(x.count) : `${x.percent}%`);
       return `rolling (surge ${a(s.maxSurge)}, unavailable ${a(s.maxUnavailable)})`;
@@ -271,7 +306,9 @@ export function rolloutView(
     const waiting =
       s.type === 'rolling'
         ? `${p.step} new instance(s) available, ${p.weight}% of the traffic on the new revision`
-        : 'the new revision to be ready, then one switch';
+        : p.weight === 100
+          ? `the watch period to end${p.verdict ? ` (analysis ${p.verdict.verdict})` : ''}`
+          : 'the new revision to be ready, then one switch';
     return { ...base, step: undefined, steps: undefined, pauseLeftMs: undefined, waiting };
   }
   const idx = Math.min(p.step, s.steps.length - 1);
@@ -306,7 +343,7 @@ export function rolloutBudgetMs(c: {
   const base = c.deploy.readyTimeoutMs + c.deploy.stopTimeoutMs + 30_000;
   switch (s.type) {
     case 'blue-green':
-      return base;
+      return base + (s.watchMs ?? 0) + (s.analysis ? s.analysis.windowMs : 0);
     case 'rolling':
       return base + c.replicas * (c.deploy.readyTimeoutMs + s.minReadyMs);
     case 'canary':
