@@ -127,7 +127,7 @@ describe('rollout strategies through real agents and the real router', { timeout
       assert.notEqual(r.code, 0, r.stdout);
       // Fewer than minRequests so far: "N errors in M requests"; more (a slow pass): "error rate 100% (N of M requests in 5s)".
       const reason =
-        /canary analysis failed at step 1\/3 \(20% of the traffic\): (\d+ errors? in \d+ requests|error rate [\d.]+% \(\d+ of \d+ requests in 5s\))/;
+        /canary analysis failed at step 1\/3 \(20% of the traffic\): (\d+ errors? in \d+ requests?|error rate [\d.]+% \(\d+ of \d+ requests in 5s\))/;
       assert.match(r.stdout + r.stderr, reason);
       const st = await status('cn');
       assert.equal(st.app.activeRevision, 2, 'the stable revision stays active');
