@@ -369,7 +369,14 @@ maxUnavailable: ${unavailable}
       await commitRevision(repo, 'good', appYaml('roll', 4, rolling(0, 1)));
       const loop = new RequestLoop(h.router, 'roll.localhost');
       const watch = instanceWatch('roll');
-      const r = await h.cli(['run', repo]);
+      const run = h.cli(['run', repo]);
+      // A rolling rollout has no steps to promote (abort would stop it): 409 no_rollout, saying so.
+      await waitFor('the rolling rollout to run', async () => ((await status('roll')).rollout ? true : undefined), 60_000);
+      const promote = await h.apiCall('POST', '/api/v1/apps/roll/promote', {});
+      assert.equal(promote.status, 409, JSON.stringify(promote.json));
+      assert.equal(promote.json.error.code, 'no_rollout');
+      assert.match(promote.json.error.message, /is rolling: only a canary has steps to promote/);
+      const r = await run;
       await sleep(1000);
       const w = await watch.stop();
       const s = await loop.stop();
