@@ -64,7 +64,7 @@ const report = (what: string, s: LoopSummary): void =>
 
 const CANARY = `
 type: canary
-steps: [{weight: 20, pause: 2s}, {weight: 60, pause: 2s}, {weight: 100}]
+steps: [{weight: 20, pause: 4s}, {weight: 60, pause: 2s}, {weight: 100}]
 analysis: {maxErrorRate: 1%, minRequests: 20, window: 5s}
 `;
 
@@ -89,11 +89,23 @@ describe('rollout strategies through real agents and the real router', { timeout
       await commitRevision(repo, 'good');
       const loop = new RequestLoop(h.router, 'cn.localhost');
       const watch = new WeightWatch(h, 'cn');
-      const r = await h.cli(['run', repo]);
+      const run = h.cli(['run', repo]);
+      // During step 1: pilot status shows the step, both weights with each revision's live figures, the verdict, the pause left.
+      await waitFor('step 1 at 20%', async () => ((await status('cn')).rollout?.weights.canary === 20 ? true : undefined), 60_000);
+      const text = (await h.cli(['status', 'cn'])).stdout;
+      const r = await run;
       await sleep(1000);
       await watch.stop();
       const s = await loop.stop();
       report('healthy canary', s);
+      console.log(`# pilot status during step 1:\n${text.split('\n').slice(0, 6).join('\n')}`);
+      assert.match(text, /rollout #\d+ to revision 2: canary 20% → 60% → 100%, step 1\/3/);
+      assert.match(
+        text,
+        /weights: revision 1 80% \([\d.]+ req\/s, 5xx 0\.00%, p99 [\d.]+ms\), revision 2 20% \([\d.]+ req\/s, 5xx 0\.00%, p99 [\d.]+ms\)/,
+      );
+      assert.match(text, /analysis: (pass|wait): /);
+      assert.match(text, /waiting for (the pause: \d+s left|traffic for analysis|analysis to pass)/);
       ok(r);
       assert.match(r.stdout, /canary step 1\/3: 20% of the traffic on revision 2/);
       assert.match(r.stdout, /canary step 2\/3: 60% of the traffic on revision 2/);
