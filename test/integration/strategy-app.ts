@@ -13,11 +13,12 @@ import { git, ROOT, sleep, tempDir, type Harness } from './harness.js';
  * What a revision does, read from the file `mode` in its commit:
  *   good         answers 200
  *   fail500      ready (its health check passes) but answers every other request 500
+ *   err10        answers every 10th request 500, the others 200
  *   slow         answers 200 after 300 ms
  *   never-ready  listens, but its health check answers 503
  *   crash        prints a line and exits 1 as it starts (a crash loop)
  */
-export type AppMode = 'good' | 'fail500' | 'slow' | 'never-ready' | 'crash';
+export type AppMode = 'good' | 'fail500' | 'err10' | 'slow' | 'never-ready' | 'crash';
 
 const SERVER = `// A strategy test app: its behaviour comes from the file "mode" of its revision.
 import { createServer } from 'node:http';
@@ -28,6 +29,7 @@ if (mode === 'crash') {
   console.error('strategy app: crashing on purpose (mode crash)');
   process.exit(1);
 }
+let served = 0;
 const server = createServer((req, res) => {
   if (req.url === '/healthz') {
     res.writeHead(mode === 'never-ready' ? 503 : 200);
@@ -38,7 +40,7 @@ const server = createServer((req, res) => {
     res.writeHead(code, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ revision, mode }));
   };
-  if (mode === 'fail500') return send(500);
+  if (mode === 'fail500' || (mode === 'err10' && ++served % 10 === 0)) return send(500);
   if (mode === 'slow') return void setTimeout(() => send(200), 300);
   send(200);
 });
