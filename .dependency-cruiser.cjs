@@ -55,8 +55,8 @@ module.exports = {
       name: 'test-doubles-in-tests-only',
       comment: 'the in-memory store and the store contract are for tests (src/store/README.md): production runs a real store',
       severity: 'error',
-      from: { path: '^src/', pathNot: [TESTS, '^src/store/(memory-store|store-contract)\\.ts$'] },
-      to: { path: '^src/store/(memory-store|store-contract)\\.ts$' },
+      from: { path: '^src/', pathNot: [TESTS, '^src/store/(memory-store|store-contract(-events)?)\\.ts$'] },
+      to: { path: '^src/store/(memory-store|store-contract(-events)?)\\.ts$' },
     },
   ],
   options: {

@@ -10,6 +10,7 @@ import { PilotError } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import { assertName } from '../core/names.js';
 import { sameRepository } from '../core/repo-url.js';
+import type { RunLedger } from './run-ledger.js';
 import type { SecretBox } from '../store/secret-box.js';
 import type { AppRecord, Store } from '../store/store.js';
 import { parsePush, showRef } from './github-push.js';
@@ -17,6 +18,8 @@ import { verifyGithubSignature } from './github-signature.js';
 
 export interface WebhookRouteDeps {
   readonly store: Store;
+  /** The only writer of runs: a push is queued through it. */
+  readonly ledger: RunLedger;
   readonly box: SecretBox;
   /** Called after a run is committed to the queue (wake the worker); a throw here is logged, not answered. */
   readonly onQueued: (runId: number) => void;
@@ -165,7 +168,7 @@ async function handlePush(
         : 'X-GitHub-Delivery must be 1-100 letters, digits, ".", "_", ":" or "-"',
     );
   }
-  const result = await deps.store.enqueueWebhookRun({
+  const result = await deps.ledger.enqueueWebhookRun({
     app: app.name,
     deliveryId,
     commit: push.commit,

@@ -10,6 +10,7 @@ import { SecretBox } from '../store/secret-box.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import { EXAMPLE_REPO } from './github-examples.fixture.js';
 import { registerWebhookRoutes } from './webhook-routes.js';
+import { RunLedger } from './run-ledger.js';
 import { installLingeringClose } from '../http/early-answer.js';
 
 export interface WebhookServer {
@@ -33,7 +34,7 @@ export async function startWebhookServer(opts: { maxBodyBytes?: number; bodyTime
   const app = Fastify({ bodyLimit: 1024 * 1024, logger: false }) as unknown as FastifyInstance;
   installErrorHandling(app);
   installLingeringClose(app); // as the control plane's server does
-  registerWebhookRoutes(app, { store, box, onQueued: (id) => queued.push(id), ...opts });
+  registerWebhookRoutes(app, { store, ledger: new RunLedger(store), box, onQueued: (id) => queued.push(id), ...opts });
   app.get('/healthz', async () => ({ ok: true }));
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   return {

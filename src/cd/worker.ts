@@ -1,8 +1,8 @@
 /**
- * The run queue's worker pool: takes queued webhook runs from the store (one at a time per app, a
- * few apps at once) and performs each with the same pipeline `pilot run` uses, talking to this
+ * The run queue's worker pool: takes queued webhook runs from the store (one build at a time per
+ * app, a few apps at once; a run that only follows its rollout holds neither) and performs each with the same pipeline `pilot run` uses, talking to this
  * control plane's API over loopback. On start-up, runs that were in flight when the server died are
- * marked interrupted and retried once (store.recoverInterruptedRuns).
+ * marked interrupted and retried once. Every change of a run goes through the run ledger (run-ledger.ts).
  *
  *   webhook ─► store: queued ─► claimNextRun ─► running ─► runPipeline ─► succeeded | failed | superseded
  *                                  ▲                           │
@@ -17,9 +17,12 @@ import { ApiClient } from '../api/client.js';
 import type { SecretBox } from '../store/secret-box.js';
 import { runPipeline } from '../pipeline/runner.js';
 import type { AppRecord, Store } from '../store/store.js';
+import type { RunLedger } from './run-ledger.js';
 
 export interface WorkerOptions {
   store: Store;
+  /** The only writer of runs: claims, a run that cannot start, recovery. */
+  ledger: RunLedger;
   box: SecretBox;
   log: Logger;
   home: string;
@@ -45,7 +48,7 @@ export class RunWorker {
 
   /** Recover interrupted runs, then start taking work (and poll now and then, in case a kick was missed). */
   async start(): Promise<void> {
-    const interrupted = await this.o.store.recoverInterruptedRuns(Date.now());
+    const interrupted = await this.o.ledger.recoverInterruptedRuns(Date.now());
     for (const r of interrupted) this.o.log.warn({ run: r.id, app: r.app, commit: r.commit }, r.error ?? 'run interrupted');
     this.timer = setInterval(() => this.kick(), 1000);
     this.timer.unref();
@@ -82,11 +85,21 @@ export class RunWorker {
       });
   }
 
+  /**
+   * Runs that take a slot: those that build. A run that made its rollout only follows it (a canary
+   * may take an hour): it holds no slot and no app (store.claimNextRun), so a newer push goes ahead.
+   */
+  private async building(): Promise<number> {
+    let n = 0;
+    for (const id of this.running.keys()) if ((await this.o.store.getRun(id))?.rolloutId === undefined) n++;
+    return n;
+  }
+
   private async claim(): Promise<void> {
-    while (!this.stopped && this.running.size < (this.o.concurrency ?? 2)) {
+    while (!this.stopped && (await this.building()) < (this.o.concurrency ?? 2)) {
       const now = Date.now(); // wall clock: created_at is, and a short scheduling delay tolerates jumps
       // The store keeps one run per app: an app with a `running` run is not claimed again.
-      const run = await this.o.store.claimNextRun(new Set(), now, now - this.quietMs);
+      const run = await this.o.ledger.claimNextRun(now, now - this.quietMs);
       if (!run) return;
       const abort = new AbortController();
       const done = this.execute(run, abort.signal)
@@ -105,11 +118,7 @@ export class RunWorker {
     const app = await this.o.store.getApp(run.app);
     const log = this.o.log.child({ run: run.id, app: run.app });
     if (!app?.repo || !run.commit) {
-      await this.o.store.updateRun(run.id, {
-        status: 'failed',
-        error: 'source: the app has no repository configured',
-        finishedAt: Date.now(),
-      });
+      await this.o.ledger.fail(run.id, 'source: the app has no repository configured', Date.now());
       return;
     }
     const api = new ApiClient(this.o.apiUrl, this.o.adminToken);

@@ -13,12 +13,15 @@ import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
 import { rolloutView } from '../core/strategy.js';
 import { admitDeploy, admitRollback, commandRollout } from './deploy.js';
+import type { RunLedger } from '../cd/run-ledger.js';
 
 export interface AppRouteDeps {
   store: Store;
   box: SecretBox;
   blobs: FsBlobStore;
   reconciler: Reconciler;
+  /** The only writer of runs (a rollback's run). */
+  ledger: RunLedger;
 }
 
 const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });

@@ -22,6 +22,7 @@ import type { ImageRef, NodeRuntimeRef } from '../core/types.js';
 import type { DeployPlanView } from '../api/wire.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import type { AppRecord, RevisionRecord, RolloutRecord, Store } from '../store/store.js';
+import type { RunLedger } from '../cd/run-ledger.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
 import { assertHostsFree } from './host-claims.js';
 import type { Reconciler } from './reconciler.js';
@@ -31,6 +32,8 @@ export interface DeployDeps {
   readonly store: Store;
   readonly blobs: FsBlobStore;
   readonly reconciler: Reconciler;
+  /** The only writer of runs (a rollback's run). */
+  readonly ledger: RunLedger;
   readonly log: Pick<Logger, 'info'>;
 }
 
@@ -270,15 +273,7 @@ export async function admitRollback(
     if (previous) await store.finishRollout(previous.id, 'failed', `superseded by rollback to revision ${to}`, now);
     const ro = await store.createRollout({ app: a.name, fromRevision: a.activeRevision, toRevision: target.number, startedAt: now });
     // The audit trail: a rollback is a run too, ended by its rollout (reconciler).
-    const run = await store.createRun({
-      app: a.name,
-      trigger: 'rollback',
-      commit: target.commit,
-      dirty: target.dirty,
-      steps: [{ name: 'deploy', status: 'running', startedAt: now }],
-      now,
-    });
-    await store.updateRun(run.id, { revision: target.number, artifact: target.artifact, rolloutId: ro.id });
+    await deps.ledger.startRollbackRun({ app: a.name, target, rolloutId: ro.id, now });
     return ro;
   });
   reconciler.enqueue(a.name);

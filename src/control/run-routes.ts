@@ -1,7 +1,8 @@
 /**
- * Runs: one execution of the deploy process, from whichever place runs it (the CLI now, the CD
- * server later). The runner creates a run, reports each step and appends its log; the log is a
- * plain file per run under $PILOT_HOME/runs (append-only, capped).
+ * Runs: one execution of the deploy process, from whichever place runs it (the CLI, the CD worker).
+ * The runner creates a run, reports each step and appends its log; the log is a plain file per run
+ * under $PILOT_HOME/runs (append-only, capped). Thin: the routes parse and call the run ledger
+ * (cd/run-ledger.ts), the only writer of runs, which refuses illegal or late reports.
  */
 import { appendFile, mkdir, open, stat } from 'node:fs/promises';
 import { createReadStream } from 'node:fs';
@@ -11,16 +12,17 @@ import { Type } from '@sinclair/typebox';
 import { PilotError } from '../core/errors.js';
 import { isDiskFull } from '../disk/disk.js';
 import { assertName, isCommitSha, isDigest } from '../core/names.js';
-import type { RunRecord, StepRecord } from '../core/types.js';
-import type { RunPatch, Store } from '../store/store.js';
+import type { RunRecord } from '../core/types.js';
+import { isRunFinished, type RunReport } from '../core/run-machine.js';
+import { PIPELINE_STEP_NAMES, type RunLedger } from '../cd/run-ledger.js';
+import type { Store } from '../store/store.js';
 import type { SecretBox } from '../store/secret-box.js';
 import { appMasker } from './source-routes.js';
 
 const MAX_LOG_BYTES = 50 * 1024 * 1024;
-const STEP_NAMES = ['source', 'build', 'package', 'publish', 'deploy'];
 const Step = Type.Object(
   {
-    name: Type.Union(STEP_NAMES.map((s) => Type.Literal(s))),
+    name: Type.Union(PIPELINE_STEP_NAMES.map((s) => Type.Literal(s))),
     status: Type.Union(['pending', 'running', 'succeeded', 'failed', 'skipped'].map((s) => Type.Literal(s))),
     startedAt: Type.Optional(Type.Number()),
     finishedAt: Type.Optional(Type.Number()),
@@ -52,8 +54,6 @@ const PatchBody = Type.Object(
   },
   { additionalProperties: false },
 );
-
-const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'superseded', 'interrupted']);
 
 /**
  * Wakes the followers of a run's log: when lines are appended (this route is the log's only
@@ -92,8 +92,8 @@ class RunLogWaiters {
   }
 }
 
-export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; runsDir: string; box: SecretBox }): void {
-  const { store, runsDir } = deps;
+export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ledger: RunLedger; runsDir: string; box: SecretBox }): void {
+  const { store, ledger, runsDir } = deps;
   const waiters = new RunLogWaiters(store);
   const logFile = (id: number): string => join(runsDir, `${id}.log`);
   const mustGetRun = async (raw: string): Promise<RunRecord> => {
@@ -110,13 +110,11 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
       const name = assertName(req.body.app);
       if (req.body.commit !== undefined && !isCommitSha(req.body.commit))
         throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
-      const steps: StepRecord[] = STEP_NAMES.map((n) => ({ name: n as StepRecord['name'], status: 'pending' }));
-      const run = await store.createRun({
+      const run = await ledger.startForegroundRun({
         app: name,
         trigger: req.body.trigger ?? 'cli',
         commit: req.body.commit,
         dirty: req.body.dirty ?? false,
-        steps,
         now: Date.now(),
       });
       await mkdir(runsDir, { recursive: true, mode: 0o700 });
@@ -125,18 +123,14 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     },
   );
 
-  app.patch<{ Params: { id: string }; Body: RunPatch & { status?: RunRecord['status'] } }>(
-    '/api/v1/runs/:id',
-    { schema: { body: PatchBody } },
-    async (req) => {
-      const run = await mustGetRun(req.params.id);
-      const b = req.body;
-      if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
-      if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
-      const final = b.status === 'succeeded' || b.status === 'failed' || b.status === 'cancelled' || b.status === 'superseded';
-      return { run: await store.updateRun(run.id, { ...b, ...(final ? { finishedAt: Date.now() } : {}) }) };
-    },
-  );
+  app.patch<{ Params: { id: string }; Body: RunReport }>('/api/v1/runs/:id', { schema: { body: PatchBody } }, async (req) => {
+    const run = await mustGetRun(req.params.id);
+    const b = req.body;
+    if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
+    if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+    // The ledger decides (core/run-machine.ts): a report on an ended run is refused (409 run_finished).
+    return { run: await ledger.report(run.id, b, Date.now()) };
+  });
 
   app.post<{ Params: { id: string }; Body: string }>('/api/v1/runs/:id/log', async (req, reply) => {
     const run = await mustGetRun(req.params.id);
@@ -234,7 +228,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
         )
           continue;
         const now = await store.getRun(run.id);
-        if (!now || FINAL.has(now.status)) {
+        if (!now || isRunFinished(now.status)) {
           ended = now ?? null;
           continue;
         }

@@ -47,6 +47,7 @@ import { registerVolumeRoutes } from './volume-routes.js';
 import { SecretBox } from '../store/secret-box.js';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
+import { RunLedger } from '../cd/run-ledger.js';
 import { registerWebhookRoutes } from '../cd/webhook-routes.js';
 
 export interface ControlPlaneOptions {
@@ -156,6 +157,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   mkdirSync(opts.home, { recursive: true, mode: 0o700 });
   assertStateConsistent(opts.home, opts.freshDatabase ?? false);
   const store = new SqliteStore(join(opts.home, 'pilot.db'));
+  const ledger = new RunLedger(store); // the only writer of runs (cd/run-ledger.ts)
   if (opts.freshDatabase)
     log.warn({ home: opts.home }, 'started with a fresh database (--fresh-database): instances agents still run are kept as orphans');
   const admin = loadOrCreateToken(join(opts.home, 'admin-token'), 'pilot_admin');
@@ -299,11 +301,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3,
   });
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token });
-  registerAppRoutes(api, { store, box, blobs, reconciler });
-  registerRunRoutes(api, { store, box, runsDir: join(opts.home, 'runs') });
+  registerAppRoutes(api, { store, ledger, box, blobs, reconciler });
+  registerRunRoutes(api, { store, ledger, box, runsDir: join(opts.home, 'runs') });
   const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl, home: opts.home });
-  registerWebhookRoutes(api, { store, box, onQueued: () => cd.worker?.queued() });
+  registerWebhookRoutes(api, { store, ledger, box, onQueued: () => cd.worker?.queued() });
   registerNodeRoutes(api, { store, reconciler });
   registerRuntimeRoutes(api, { store, blobs });
   registerRegistryRoutes(api, { store, box });
@@ -322,7 +324,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   publicUrl ||= `http://${opts.host}:${port}`;
   const loopback = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
-  const interrupted = await store.interruptForegroundRuns(Date.now());
+  const interrupted = await ledger.interruptForegroundRuns(Date.now());
   if (interrupted > 0) log.warn({ runs: interrupted }, 'runs left running by the previous control plane marked interrupted');
   await reconciler.tick();
   reconciler.start();
@@ -339,6 +341,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   monitor.start();
   const worker = new RunWorker({
     store,
+    ledger,
     box,
     log: log.child({ part: 'cd' }),
     home: opts.home,

@@ -44,6 +44,16 @@ export const CATALOGUE = {
   app_not_found: { status: 404, retryable: false, hint: 'List apps with `pilot apps`; an app is created by its first `pilot run`.' },
   revision_not_found: { status: 404, retryable: false, hint: 'List revisions with `pilot status APP`.' },
   run_not_found: { status: 404, retryable: false, hint: 'List runs with `pilot runs`.' },
+  run_finished: {
+    status: 409,
+    retryable: false,
+    hint: 'The run has ended and is never changed again (`pilot runs` shows how); start a new one with `pilot run` if this commit should deploy.',
+  },
+  run_transition: {
+    status: 409,
+    retryable: false,
+    hint: 'Runs move queued → running → one end state; steps pending → running → succeeded, failed or skipped; artifact, revision, rollout and commit are set once (src/core/run-machine.ts).',
+  },
   artifact_collected: {
     status: 410,
     retryable: false,

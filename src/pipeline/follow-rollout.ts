@@ -77,6 +77,10 @@ export async function followRollout(
       opts.out(`rollout #${rolloutId} succeeded: traffic switched to revision ${r.rollout.toRevision}`);
       return true;
     }
+    if (r.rollout.status === 'failed' && /^superseded by /.test(r.rollout.reason ?? '')) {
+      // A newer deploy (a later push, another `pilot run`) took over: this one did not fail.
+      throw new PilotError('superseded', `rollout #${rolloutId} was ${r.rollout.reason}`);
+    }
     if (r.rollout.status === 'failed') {
       const kept = r.activeRevision === null ? 'no revision is serving' : `revision ${r.activeRevision} keeps serving`;
       // The reason's first line, then where it stood, then the app's own words (the reason's other lines).

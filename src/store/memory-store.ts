@@ -44,7 +44,9 @@ import type {
   VolumePlacement,
   WebhookPush,
 } from './store.js';
-import { MemoryEventLog } from './memory-events.js';
+import { runChanged } from './store.js';
+import { MemoryEventLog, emptyMemoryFeed, type MemoryFeed } from './memory-events.js';
+import { planEventPayload } from './plan-event.js';
 
 interface AppRow extends AppRecord {
   readonly removedAt: number | undefined;
@@ -81,6 +83,8 @@ export interface MemoryState {
   // A new table is one more Map here (and in emptyMemoryState); backup and fromBackup carry every Map.
   /** Last ids given (AUTOINCREMENT: never reused, even after a delete). */
   seq: { rollout: number; run: number; registry: number };
+  /** The event feed (the `events` table): every store over this state reads the same. */
+  feed: MemoryFeed;
 }
 
 /** An empty database. */
@@ -99,6 +103,7 @@ export function emptyMemoryState(): MemoryState {
     nodeRuntimes: new Map(),
     artifacts: new Map(),
     seq: { rollout: 0, run: 0, registry: 0 },
+    feed: emptyMemoryFeed(),
   };
 }
 
@@ -125,10 +130,31 @@ function appRecord(r: AppRow): AppRecord {
   return copy(rec.config.volumes === undefined ? { ...rec, config: { ...rec.config, volumes: [] } } : rec);
 }
 
+/** An event before its id, as the SQLite store writes it (`event(kind, app, time, payload)`). */
+const ev = (kind: EventKind, app: string | undefined, time: number, payload: Record<string, unknown>): NewEvent => ({
+  kind,
+  app,
+  time,
+  payload,
+});
+
 export class MemoryStore implements Store {
   private closed = false;
+  private readonly events: MemoryEventLog;
 
-  constructor(private readonly db: MemoryState = emptyMemoryState()) {}
+  constructor(private readonly db: MemoryState = emptyMemoryState()) {
+    this.events = new MemoryEventLog(db.feed);
+  }
+
+  /** Append the events of one change (the whole method's: one batch, as one SQLite transaction). */
+  private emit(batch: NewEvent[]): void {
+    this.events.append(...batch);
+  }
+
+  /** A node's name for an event (its id when unknown), as the SQLite store says it. */
+  private nodeName(id: string): string {
+    return this.db.nodes.get(id)?.name ?? id;
+  }
 
   /** A store over the state a `backup` wrote. */
   static fromBackup(file: string): MemoryStore {
@@ -136,6 +162,7 @@ export class MemoryStore implements Store {
     const state = emptyMemoryState();
     for (const [k, v] of Object.entries(raw)) {
       if (k === 'seq') state.seq = v as MemoryState['seq'];
+      else if (k === 'feed') state.feed = v as MemoryFeed;
       else if (k in state)
         (state as unknown as Record<string, Map<unknown, unknown>>)[k] = new Map(
           (v as [unknown, unknown][]).map(([id, rec]) => [id, recordFromJson(rec)]),
@@ -205,7 +232,10 @@ export class MemoryStore implements Store {
   }
   async setActiveRevision(app: string, revision: number | undefined, now: number): Promise<void> {
     const a = this.open().apps.get(app);
-    if (a) this.db.apps.set(app, { ...a, activeRevision: revision, updatedAt: now });
+    if (!a) return;
+    this.db.apps.set(app, { ...a, activeRevision: revision, updatedAt: now });
+    if (a.activeRevision !== revision)
+      this.emit([ev('deploy.activated', app, now, { revision: revision ?? null, previous: a.activeRevision ?? null })]);
   }
   async setReplicas(app: string, replicas: number, now: number, source: ReplicasSource = 'scale'): Promise<void> {
     const a = this.open().apps.get(app);
@@ -231,16 +261,27 @@ export class MemoryStore implements Store {
       statusApiUrl: undefined,
       updatedAt: now,
     });
-    for (const i of db.instances.values()) if (i.app === name) db.instances.set(i.id, { ...i, desired: 'stop', updatedAt: now });
+    const batch: NewEvent[] = [];
+    for (const i of db.instances.values()) {
+      if (i.app !== name) continue;
+      if (i.desired !== 'stop')
+        batch.push(ev('instance.desired', name, now, { instance: i.id, revision: i.revision, desired: 'stop', reason: 'app removed' }));
+      db.instances.set(i.id, { ...i, desired: 'stop', updatedAt: now });
+    }
     for (const r of db.rollouts.values()) {
-      if (r.app === name && r.status === 'running')
+      if (r.app === name && r.status === 'running') {
+        batch.push(ev('rollout.finished', name, now, { rollout: r.id, toRevision: r.toRevision, status: 'failed', reason: 'app removed' }));
         db.rollouts.set(r.id, { ...r, status: 'failed', reason: 'app removed', finishedAt: now });
+      }
     }
     for (const r of db.runs.values()) {
-      if (r.app === name && r.status === 'queued')
+      if (r.app === name && r.status === 'queued') {
+        batch.push(ev('run.status', name, now, { run: r.id, status: 'cancelled', error: 'the app was removed' }));
         db.runs.set(r.id, { ...r, status: 'cancelled', error: 'the app was removed', finishedAt: now });
+      }
     }
     for (const [k, s] of db.secrets) if (s.app === name) db.secrets.delete(k);
+    this.emit(batch);
     return true;
   }
   async purgeRemovedApps(): Promise<string[]> {
@@ -294,6 +335,15 @@ export class MemoryStore implements Store {
       nodeRuntime: r.nodeRuntime && json(r.nodeRuntime),
     };
     db.revisions.set(key(r.app, rec.number), rec);
+    this.emit([
+      ev('deploy.revision', r.app, r.createdAt, {
+        revision: rec.number,
+        commit: r.commit,
+        dirty: r.dirty,
+        artifact: r.artifact,
+        run: r.runId ?? null,
+      }),
+    ]);
     return copy(rec);
   }
   async getRevision(app: string, number: number): Promise<RevisionRecord | undefined> {
@@ -326,17 +376,29 @@ export class MemoryStore implements Store {
       progress: { step: 0, weight: 0, since: undefined, command: undefined, verdict: undefined },
     };
     db.rollouts.set(rec.id, rec);
+    this.emit([
+      ev('rollout.started', r.app, r.startedAt, {
+        rollout: rec.id,
+        fromRevision: r.fromRevision ?? null,
+        toRevision: r.toRevision,
+        strategy: r.strategy?.type ?? 'blue-green',
+      }),
+    ]);
     return copy(rec);
   }
-  async setRolloutCommand(id: number, command: RolloutCommand, _now: number): Promise<boolean> {
+  async setRolloutCommand(id: number, command: RolloutCommand, now: number): Promise<boolean> {
     const r = this.open().rollouts.get(id);
     if (r?.status !== 'running') return false;
     this.db.rollouts.set(id, { ...r, progress: { ...progressOf(r), command } });
+    this.emit([ev('rollout.command', r.app, now, { rollout: id, toRevision: r.toRevision, command })]);
     return true;
   }
   async finishRollout(id: number, status: 'succeeded' | 'failed', reason: string | undefined, now: number): Promise<void> {
     const r = this.open().rollouts.get(id);
-    if (r) this.db.rollouts.set(id, { ...r, status, reason, finishedAt: now });
+    if (!r) return;
+    this.db.rollouts.set(id, { ...r, status, reason, finishedAt: now });
+    if (r.status !== status)
+      this.emit([ev('rollout.finished', r.app, now, { rollout: id, toRevision: r.toRevision, status, reason: reason ?? null })]);
   }
   async getRollout(id: number): Promise<RolloutRecord | undefined> {
     const r = this.open().rollouts.get(id);
@@ -385,10 +447,21 @@ export class MemoryStore implements Store {
       createdAt: i.createdAt,
       updatedAt: i.createdAt,
     });
+    this.emit([
+      ev('instance.placed', i.app, i.createdAt, {
+        instance: i.id,
+        revision: i.revision,
+        node: this.nodeName(i.nodeId),
+        kind: i.kind ?? 'web',
+        desired: i.desired,
+      }),
+    ]);
   }
   async setInstanceDesired(id: string, desired: InstanceDesired, now: number): Promise<void> {
     const i = this.open().instances.get(id);
-    if (i) this.db.instances.set(id, { ...i, desired, updatedAt: now });
+    if (!i) return;
+    this.db.instances.set(id, { ...i, desired, updatedAt: now });
+    if (i.desired !== desired) this.emit([ev('instance.desired', i.app, now, { instance: id, revision: i.revision, desired })]);
   }
   /** Replaces every reported field: one left out (containerId, logTail, address) is cleared. */
   async updateInstanceStatus(id: string, s: InstanceStatusUpdate, now: number): Promise<void> {
@@ -407,9 +480,35 @@ export class MemoryStore implements Store {
       address: s.address,
       updatedAt: now,
     });
+    // What a watcher sees change (as the SQLite store decides it); a new pid alone is not news.
+    if (
+      i.state !== s.state ||
+      i.port !== s.port ||
+      i.restarts !== s.restarts ||
+      i.lastError !== s.lastError ||
+      i.address !== s.address ||
+      i.logTail !== s.logTail
+    ) {
+      this.emit([
+        ev('instance.state', i.app, now, {
+          instance: id,
+          revision: i.revision,
+          node: this.nodeName(i.nodeId),
+          state: s.state,
+          from: i.state,
+          port: s.port ?? null,
+          restarts: s.restarts,
+          lastError: s.lastError ?? null,
+          address: s.address ?? null,
+        }),
+      ]);
+    }
   }
   async deleteInstance(id: string): Promise<void> {
-    this.open().instances.delete(id);
+    const i = this.open().instances.get(id);
+    if (!i) return;
+    this.db.instances.delete(id);
+    this.emit([ev('instance.removed', i.app, Date.now(), { instance: id, revision: i.revision })]);
   }
   async listInstances(filter: { app?: string; nodeId?: string } = {}): Promise<InstanceRecord[]> {
     return [...this.open().instances.values()]
@@ -443,6 +542,7 @@ export class MemoryStore implements Store {
       runtimes: json(n.runtimes),
     };
     db.nodes.set(n.id, rec);
+    if (!old) this.emit([ev('node.registered', undefined, n.registeredAt, { node: n.name, address: n.address })]);
   }
   async getNodeByName(name: string): Promise<NodeRecord | undefined> {
     const n = [...this.open().nodes.values()].find((x) => x.name === name);
@@ -461,7 +561,10 @@ export class MemoryStore implements Store {
   }
   async setNodeScheduling(id: string, scheduling: NodeScheduling): Promise<void> {
     const n = this.open().nodes.get(id);
-    if (n) this.db.nodes.set(id, { ...n, scheduling });
+    if (!n) return;
+    this.db.nodes.set(id, { ...n, scheduling });
+    if (n.scheduling !== scheduling)
+      this.emit([ev('node.scheduling', undefined, Date.now(), { node: n.name, scheduling, from: n.scheduling })]);
   }
 
   // join tokens
@@ -505,37 +608,38 @@ export class MemoryStore implements Store {
     now: number;
   }): Promise<RunRecord> {
     this.open();
-    return copy(
-      this.insertRun({
-        app: r.app,
-        trigger: r.trigger,
-        commit: r.commit,
-        dirty: r.dirty,
-        status: 'running',
-        steps: r.steps,
-        artifact: undefined,
-        revision: undefined,
-        error: undefined,
-        createdAt: r.now,
-        finishedAt: undefined,
-        startedAt: r.now,
-        deliveryId: undefined,
-        branch: undefined,
-        message: undefined,
-        author: undefined,
-        fence: undefined,
-        attempt: 1,
-        retryOf: undefined,
-        supersededBy: undefined,
-        rolloutId: undefined,
-        repoFullName: undefined,
-      }),
-    );
+    const run = this.insertRun({
+      app: r.app,
+      trigger: r.trigger,
+      commit: r.commit,
+      dirty: r.dirty,
+      status: 'running',
+      steps: r.steps,
+      artifact: undefined,
+      revision: undefined,
+      error: undefined,
+      createdAt: r.now,
+      finishedAt: undefined,
+      startedAt: r.now,
+      deliveryId: undefined,
+      branch: undefined,
+      message: undefined,
+      author: undefined,
+      fence: undefined,
+      attempt: 1,
+      retryOf: undefined,
+      supersededBy: undefined,
+      rolloutId: undefined,
+      repoFullName: undefined,
+    });
+    this.emit([ev('run.created', r.app, r.now, { run: run.id, trigger: r.trigger, commit: r.commit ?? null, status: 'running' })]);
+    return copy(run);
   }
   /** Sets the fields given; `error: null` clears the error. */
   async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
     const run = this.open().runs.get(id);
     if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+    if (p.ifStatus !== undefined && run.status !== p.ifStatus) throw runChanged(id, p.ifStatus, run.status);
     const next: { -readonly [K in keyof RunRecord]: RunRecord[K] } = { ...run };
     if (p.status !== undefined) next.status = p.status;
     if (p.steps !== undefined) next.steps = json(p.steps);
@@ -549,6 +653,23 @@ export class MemoryStore implements Store {
     if (p.rolloutId !== undefined) next.rolloutId = p.rolloutId;
     if (p.supersededBy !== undefined) next.supersededBy = p.supersededBy;
     this.db.runs.set(id, next);
+    const now = p.finishedAt ?? Date.now();
+    const batch: NewEvent[] = [];
+    if (p.steps !== undefined && JSON.stringify(next.steps) !== JSON.stringify(run.steps))
+      batch.push(ev('run.steps', run.app, now, { run: id, steps: p.steps.map((st) => ({ name: st.name, status: st.status })) }));
+    if (p.status !== undefined && p.status !== run.status) {
+      batch.push(
+        ev('run.status', run.app, now, {
+          run: id,
+          status: p.status,
+          from: run.status,
+          error: typeof p.error === 'string' ? p.error.split('\n')[0] : null,
+          revision: p.revision ?? null,
+          rollout: p.rolloutId ?? null,
+        }),
+      );
+    }
+    this.emit(batch);
     return copy(next);
   }
   async getRun(id: number): Promise<RunRecord | undefined> {
@@ -596,7 +717,11 @@ export class MemoryStore implements Store {
       repoFullName: p.repoFullName,
     });
     const older = runs.filter((r) => r.app === p.app && r.branch === p.branch && r.status === 'queued');
+    const batch = [
+      ev('run.created', p.app, p.now, { run: run.id, trigger: 'webhook', commit: p.commit, status: 'queued', branch: p.branch }),
+    ];
     for (const o of older) {
+      batch.push(ev('run.status', p.app, p.now, { run: o.id, status: 'superseded', from: 'queued', supersededBy: run.id }));
       db.runs.set(o.id, {
         ...o,
         status: 'superseded',
@@ -605,22 +730,27 @@ export class MemoryStore implements Store {
         error: `superseded by run #${run.id} (a newer push to ${p.branch})`,
       });
     }
+    this.emit(batch);
     return { outcome: 'queued', run: copy(run), superseded: older.map((o) => o.id) };
   }
 
   async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
     const runs = [...this.open().runs.values()].sort((a, b) => a.id - b.id);
-    const busy = new Set(runs.filter((r) => r.status === 'running' && r.trigger === 'webhook').map((r) => r.app));
+    const busy = new Set(
+      runs.filter((r) => r.status === 'running' && r.trigger === 'webhook' && r.rolloutId === undefined).map((r) => r.app),
+    );
     const next = runs.find((r) => r.status === 'queued' && r.createdAt <= queuedBefore && !busy.has(r.app) && !excludeApps.has(r.app));
     if (!next) return undefined;
     const claimed: RunRecord = { ...next, status: 'running', startedAt: now, attempt: next.attempt === 0 ? 1 : next.attempt };
     this.db.runs.set(next.id, claimed);
+    this.emit([ev('run.status', next.app, now, { run: next.id, status: 'running', from: 'queued' })]);
     return copy(claimed);
   }
 
   async recoverInterruptedRuns(now: number): Promise<RunRecord[]> {
     const running = [...this.open().runs.values()].filter((r) => r.status === 'running').sort((a, b) => a.id - b.id);
     const webhook = running.filter((r) => r.trigger === 'webhook');
+    const batch: NewEvent[] = [];
     for (const r of webhook) {
       const attempt = r.attempt || 1;
       let retryNote = 'not retried: it was already a retry';
@@ -650,6 +780,9 @@ export class MemoryStore implements Store {
           repoFullName: r.repoFullName,
         });
         retryNote = `retried as run #${retry.id}`;
+        batch.push(
+          ev('run.created', r.app, now, { run: retry.id, trigger: 'webhook', commit: r.commit ?? null, status: 'queued', retryOf: r.id }),
+        );
       }
       this.db.runs.set(r.id, {
         ...r,
@@ -657,6 +790,14 @@ export class MemoryStore implements Store {
         finishedAt: now,
         error: `interrupted: the server stopped while it ran; ${retryNote}`,
       });
+      batch.push(
+        ev('run.status', r.app, now, {
+          run: r.id,
+          status: 'interrupted',
+          from: 'running',
+          error: `interrupted: the server stopped while it ran; ${retryNote}`,
+        }),
+      );
     }
     const cli = running.filter((r) => r.trigger === 'cli');
     for (const r of cli) {
@@ -666,16 +807,30 @@ export class MemoryStore implements Store {
         finishedAt: now,
         error: 'interrupted: the server stopped while it ran; run `pilot run` again',
       });
+      batch.push(
+        ev('run.status', r.app, now, {
+          run: r.id,
+          status: 'interrupted',
+          from: 'running',
+          error: 'interrupted: the server stopped while it ran',
+        }),
+      );
     }
+    this.emit(batch);
     return [...webhook, ...cli].map((r) => copy(this.db.runs.get(r.id)!));
   }
 
   async finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void> {
+    const batch: NewEvent[] = [];
     for (const r of this.open().runs.values()) {
       if (r.rolloutId === rolloutId && r.trigger === 'rollback' && r.status === 'running') {
         this.db.runs.set(r.id, { ...r, status, error, finishedAt: now, steps: [{ name: 'deploy', status, finishedAt: now }] });
+        batch.push(
+          ev('run.status', r.app, now, { run: r.id, status, from: 'running', error: error?.split('\n')[0] ?? null, rollout: rolloutId }),
+        );
       }
     }
+    this.emit(batch);
   }
   async revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined> {
     const db = this.open();
@@ -687,8 +842,17 @@ export class MemoryStore implements Store {
   }
   async interruptForegroundRuns(now: number): Promise<number> {
     let n = 0;
+    const batch: NewEvent[] = [];
     for (const r of this.open().runs.values()) {
       if (r.status === 'running' && r.trigger !== 'webhook' && r.trigger !== 'rollback') {
+        batch.push(
+          ev('run.status', r.app, now, {
+            run: r.id,
+            status: 'interrupted',
+            from: 'running',
+            error: 'interrupted: the server restarted while it ran',
+          }),
+        );
         this.db.runs.set(r.id, {
           ...r,
           status: 'interrupted',
@@ -698,6 +862,7 @@ export class MemoryStore implements Store {
         n++;
       }
     }
+    this.emit(batch);
     return n;
   }
   async latestDeployedFence(app: string): Promise<number | undefined> {
@@ -830,7 +995,8 @@ export class MemoryStore implements Store {
     const db = this.open();
     const app = this.liveApp(plan.app);
     const running = [...db.rollouts.values()].filter((r) => r.app === plan.app && r.status === 'running');
-    const rolloutId = running.length === 0 ? undefined : running.reduce((a, b) => (b.id > a.id ? b : a)).id;
+    const newest = running.length === 0 ? undefined : running.reduce((a, b) => (b.id > a.id ? b : a));
+    const rolloutId = newest?.id;
     const instances = [...db.instances.values()].filter((i) => i.app === plan.app);
     const basis = basisOf({ app: app && { activeRevision: app.activeRevision, replicas: app.replicas }, rolloutId, instances });
     if (basis !== plan.basis) return { committed: false, reason: `the state of app "${plan.app}" changed since the plan was made` };
@@ -839,6 +1005,15 @@ export class MemoryStore implements Store {
       if (!n) return { committed: false, reason: `node ${nodeId} is no longer registered` };
       if (n.scheduling !== 'eligible') return { committed: false, reason: `node ${nodeId} is no longer eligible (${n.scheduling})` };
     }
+    // The plan itself first, then the events of each change it makes (the SQLite store's order).
+    const batch: NewEvent[] = [
+      ev(
+        'deploy.plan',
+        plan.app,
+        now,
+        planEventPayload(c, (id) => this.nodeName(id)),
+      ),
+    ];
     if (plan.volumes) {
       for (const name of plan.volumes.names)
         if (!db.volumes.has(key(plan.app, name)))
@@ -865,18 +1040,35 @@ export class MemoryStore implements Store {
         createdAt: now,
         updatedAt: now,
       });
+      batch.push(
+        ev('instance.placed', plan.app, now, {
+          instance: id,
+          revision: p.revision,
+          node: this.nodeName(p.nodeId),
+          kind: p.kind,
+          desired: 'run',
+        }),
+      );
     });
+    const before = new Map(instances.map((i) => [i.id, i]));
     for (const d of plan.desired) {
       const i = db.instances.get(d.id);
       if (i) db.instances.set(d.id, { ...i, desired: d.desired, updatedAt: now });
+      const was = before.get(d.id);
+      if (was && was.desired !== d.desired)
+        batch.push(ev('instance.desired', plan.app, now, { instance: d.id, revision: was.revision, desired: d.desired }));
     }
-    if (plan.activate !== undefined && app) db.apps.set(plan.app, { ...app, activeRevision: plan.activate, updatedAt: now });
-    const r = plan.rolloutId === undefined ? undefined : db.rollouts.get(plan.rolloutId);
-    if (plan.progress && r) {
+    if (plan.activate !== undefined && app) {
+      db.apps.set(plan.app, { ...app, activeRevision: plan.activate, updatedAt: now });
+      if (app.activeRevision !== plan.activate)
+        batch.push(ev('deploy.activated', plan.app, now, { revision: plan.activate, previous: app.activeRevision ?? null }));
+    }
+    const ro = plan.rolloutId === undefined ? undefined : db.rollouts.get(plan.rolloutId);
+    if (plan.progress && ro) {
       const g = plan.progress;
-      const was = progressOf(r);
-      db.rollouts.set(r.id, {
-        ...r,
+      const was = progressOf(ro);
+      db.rollouts.set(ro.id, {
+        ...ro,
         progress: {
           step: g.step,
           weight: g.weight,
@@ -885,11 +1077,38 @@ export class MemoryStore implements Store {
           verdict: g.verdict ?? was.verdict,
         },
       });
+      if (was.step !== g.step || was.weight !== g.weight)
+        batch.push(
+          ev('rollout.step', plan.app, now, {
+            rollout: ro.id,
+            toRevision: ro.toRevision,
+            step: g.step,
+            weight: g.weight,
+            previousWeight: was.weight,
+          }),
+        );
+      if (g.verdict)
+        batch.push(
+          ev('rollout.analysis', plan.app, now, {
+            rollout: ro.id,
+            toRevision: ro.toRevision,
+            verdict: g.verdict.verdict,
+            reason: g.verdict.reason,
+          }),
+        );
     }
     if (plan.finish && plan.rolloutId !== undefined) {
       const f = plan.finish;
       const r = db.rollouts.get(plan.rolloutId);
       if (r) db.rollouts.set(r.id, { ...r, status: f.status, reason: f.reason, finishedAt: now });
+      batch.push(
+        ev('rollout.finished', plan.app, now, {
+          rollout: plan.rolloutId,
+          toRevision: newest?.id === plan.rolloutId ? newest.toRevision : null,
+          status: f.status,
+          reason: f.reason ?? null,
+        }),
+      );
       for (const run of db.runs.values()) {
         if (run.rolloutId === plan.rolloutId && run.trigger === 'rollback' && run.status === 'running') {
           db.runs.set(run.id, {
@@ -899,15 +1118,24 @@ export class MemoryStore implements Store {
             finishedAt: now,
             steps: [{ name: 'deploy', status: f.status, finishedAt: now }],
           });
+          batch.push(
+            ev('run.status', plan.app, now, {
+              run: run.id,
+              status: f.status,
+              from: 'running',
+              error: f.reason?.split('\n')[0] ?? null,
+              rollout: plan.rolloutId,
+            }),
+          );
         }
       }
     }
+    this.emit(batch);
     return { committed: true };
   }
 
-  // events: the log of store/memory-events.ts. The memory store's own writes do not append to it
-  // (the SQLite store writes an event with each change); appendEvent and the feed work as specified.
-  private readonly events = new MemoryEventLog();
+  // events: the log of store/memory-events.ts over this state's feed. Every write above appends the
+  // events the SQLite store's same write appends (kinds, payloads, order), as one batch.
   appendEvent(e: NewEvent): Promise<PilotEvent> {
     return this.events.appendEvent(e);
   }

@@ -36,6 +36,8 @@ import type {
   Store,
   VolumePlacement,
 } from './store.js';
+import { runChanged } from './store.js';
+import { planEventPayload } from './plan-event.js';
 
 type Row = Record<string, unknown>;
 /** A stored config; fields added since it was written get their defaults (volumes: none). */
@@ -733,6 +735,7 @@ export class SqliteStore implements Store {
     if (sets.length > 0) {
       this.write(() => {
         const b = this.stmt('SELECT app, status, steps FROM runs WHERE id = ?').get(id) as Row | undefined;
+        if (b && p.ifStatus !== undefined && b.status !== p.ifStatus) throw runChanged(id, p.ifStatus, b.status as string);
         this.stmt(`UPDATE runs SET ${sets.join(', ')} WHERE id = ?`).run(...args, id);
         if (!b) return;
         const now = p.finishedAt ?? Date.now();
@@ -833,9 +836,11 @@ export class SqliteStore implements Store {
   async claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore = now): Promise<RunRecord | undefined> {
     return this.write((): RunRecord | undefined => {
       const busy = new Set(
-        (this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook'`).all() as { app: string }[]).map(
-          (r) => r.app,
-        ),
+        (
+          this.stmt(`SELECT DISTINCT app FROM runs WHERE status = 'running' AND trigger = 'webhook' AND rollout_id IS NULL`).all() as {
+            app: string;
+          }[]
+        ).map((r) => r.app),
       );
       const queued = this.stmt(`SELECT * FROM runs WHERE status = 'queued' AND created_at <= ? ORDER BY id`).all(queuedBefore) as Row[];
       const next = queued.find((r) => !busy.has(r.app as string) && !excludeApps.has(r.app as string));
@@ -886,7 +891,7 @@ export class SqliteStore implements Store {
         }
         // A `pilot run` from a terminal reports through this server: when the server died, the CLI's
         // next report failed and it gave up, so its run would say "running" forever. Not retried:
-        // the user re-runs it (a CLI that is somehow still going may still PATCH it to its end).
+        // the user re-runs it (a CLI somehow still going has its later reports refused by the run ledger).
         const cli = this.stmt(`SELECT * FROM runs WHERE status = 'running' AND trigger = 'cli'`).all() as Row[];
         for (const r of cli) {
           this.stmt(`UPDATE runs SET status = 'interrupted', finished_at = ?, error = ? WHERE id = ?`).run(
@@ -1246,23 +1251,4 @@ export class SqliteStore implements Store {
   close(): void {
     this.db.close();
   }
-}
-
-/** What the `deploy.plan` event says of a committed plan (node names, not ids). */
-export function planEventPayload(c: PlanCommit, nodeName: (id: string) => string): Record<string, unknown> {
-  const { plan } = c;
-  const last = new Map(plan.desired.map((d) => [d.id, d.desired]));
-  const with_ = (want: string): string[] => [...last].filter(([, d]) => d === want).map(([id]) => id);
-  return {
-    rollout: plan.rolloutId ?? null,
-    placed: plan.placements.map((p, k) => ({ instance: c.instanceIds[k], revision: p.revision, node: nodeName(p.nodeId), kind: p.kind })),
-    drain: with_('drain'),
-    stop: with_('stop'),
-    activate: plan.activate ?? null,
-    finish: plan.finish?.status ?? null,
-    unplaced: plan.unplaced ?? null,
-    ...(plan.progress
-      ? { weight: plan.progress.weight, ...(plan.progress.verdict ? { verdict: plan.progress.verdict.verdict } : {}) }
-      : {}),
-  };
 }

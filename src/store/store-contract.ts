@@ -18,6 +18,7 @@ import { isPilotError } from '../core/errors.js';
 import type { RunRecord } from '../core/types.js';
 import { basisOf, type Plan } from '../core/plan.js';
 import type { NodeRecord, RevisionRecord, Store, WebhookPush } from './store.js';
+import { storeEventContract } from './store-contract-events.js';
 
 export interface StoreHarness {
   /** A store over a new, empty database. */
@@ -104,6 +105,8 @@ const push = (app: string, delivery: string, commit: string, now = 10, branch = 
 
 /** Register the Store contract tests for one implementation. */
 export function storeContract(name: string, makeStore: () => Promise<StoreHarness>): void {
+  // The events each write appends (store-contract-events.ts).
+  storeEventContract(name, makeStore);
   /** A fresh harness; every store opened through it is closed and the harness cleaned after the test, even when it fails. */
   async function setup(
     t: TestContext,
@@ -933,9 +936,16 @@ function registerRunContract(name: string, setup: Setup): void {
       const c2 = await s.claimNextRun(new Set(), 201, 201);
       assert.equal(c2?.id, a1.run.id, 'web has a run going: the next app');
       assert.equal(await s.claimNextRun(new Set(), 202, 202), undefined, 'one webhook run at a time per app');
+      // A run that made its rollout and only follows it (a canary) no longer holds its app.
+      await s.updateRun(c1!.id, { revision: 1, rolloutId: 1 });
+      const c3 = await s.claimNextRun(new Set(), 202, 202);
+      assert.equal(c3?.id, w2.run.id, 'a run following its rollout does not hold the app');
+      assert.equal(await s.claimNextRun(new Set(), 202, 202), undefined, 'but one that builds does');
+      await s.updateRun(c3!.id, { status: 'succeeded', finishedAt: 203 });
       await s.updateRun(c1!.id, { status: 'succeeded', finishedAt: 203 });
+      const w3 = await s.enqueueWebhookRun(push('web', 'd6', sha('6'), 120, 'feature'));
       assert.equal(await s.claimNextRun(new Set(['web']), 204, 204), undefined, 'web is excluded');
-      assert.equal((await s.claimNextRun(new Set(['api']), 205, 205))?.id, w2.run.id);
+      assert.equal((await s.claimNextRun(new Set(['api']), 205, 205))?.id, w3.run.id);
       assert.equal(await s.claimNextRun(new Set(), 206, 206), undefined, 'nothing left queued');
     });
 

@@ -9,8 +9,9 @@ import { MemoryStore } from './memory-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './store.js';
 
-// Beyond the contract's examples: random sequences of app, instance, secret and run-queue calls give
-// the same answers from the memory store as from SQLite (a refusal counts as the same answer).
+// Beyond the contract's examples: random sequences of app, revision, rollout, instance, node, secret
+// and run-queue calls give the same answers from the memory store as from SQLite (a refusal counts
+// as the same answer), and append the same events (ids, kinds, apps, payloads, in order).
 const APPS = ['web', 'api', 'zz'] as const;
 const app = fc.constantFrom(...APPS);
 const op = fc.oneof(
@@ -32,6 +33,25 @@ const op = fc.oneof(
   fc.record({ t: fc.constant('cli' as const), app, commit: fc.constantFrom('a', 'd') }),
   fc.record({ t: fc.constant('recover' as const) }),
   fc.record({ t: fc.constant('interrupt-cli' as const) }),
+  fc.record({ t: fc.constant('revision' as const), app }),
+  fc.record({ t: fc.constant('activate' as const), app, revision: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined }) }),
+  fc.record({ t: fc.constant('rollout' as const), app, to: fc.integer({ min: 1, max: 3 }) }),
+  fc.record({ t: fc.constant('finish-rollout' as const), id: fc.integer({ min: 1, max: 6 }), ok: fc.boolean() }),
+  fc.record({
+    t: fc.constant('desired' as const),
+    app,
+    n: fc.integer({ min: 0, max: 3 }),
+    desired: fc.constantFrom('run', 'drain', 'stop'),
+  }),
+  fc.record({
+    t: fc.constant('report' as const),
+    app,
+    n: fc.integer({ min: 0, max: 3 }),
+    state: fc.constantFrom('starting', 'ready', 'failed'),
+    restarts: fc.integer({ min: 0, max: 2 }),
+  }),
+  fc.record({ t: fc.constant('scheduling' as const), scheduling: fc.constantFrom('eligible', 'cordoned', 'draining') }),
+  fc.record({ t: fc.constant('steps' as const), pick: fc.nat(), status: fc.constantFrom('running', 'succeeded') }),
 );
 type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
@@ -73,10 +93,55 @@ async function apply(s: Store, o: Op, now: number): Promise<unknown> {
         return await s.recoverInterruptedRuns(now);
       case 'interrupt-cli':
         return await s.interruptForegroundRuns(now);
+      case 'revision':
+        return await s.createRevision({
+          app: o.app,
+          artifact: `sha256:${'a'.repeat(64)}`,
+          commit: 'a'.repeat(40),
+          dirty: false,
+          config: resolveAppConfig({}, o.app),
+          runId: undefined,
+          createdAt: now,
+          image: undefined,
+          nodeRuntime: undefined,
+        });
+      case 'activate':
+        return await s.setActiveRevision(o.app, o.revision, now);
+      case 'rollout':
+        return await s.createRollout({ app: o.app, fromRevision: undefined, toRevision: o.to, startedAt: now });
+      case 'finish-rollout':
+        return await s.finishRollout(o.id, o.ok ? 'succeeded' : 'failed', o.ok ? undefined : 'probe failed', now);
+      case 'desired':
+        return await s.setInstanceDesired(`${o.app}-${o.n}`, o.desired, now);
+      case 'report':
+        return await s.updateInstanceStatus(
+          `${o.app}-${o.n}`,
+          {
+            state: o.state,
+            port: o.state === 'ready' ? 4000 : undefined,
+            pid: 1,
+            restarts: o.restarts,
+            lastError: undefined,
+            startedAt: now,
+          },
+          now,
+        );
+      case 'scheduling':
+        return await s.setNodeScheduling('n1', o.scheduling);
+      case 'steps': {
+        const live = (await s.listRuns({ limit: 1000 })).filter((r) => r.status === 'running');
+        const r = live[o.pick % Math.max(1, live.length)];
+        return r && (await s.updateRun(r.id, { steps: [{ name: 'deploy', status: o.status }] }));
+      }
     }
   } catch {
     return 'refused';
   }
+}
+
+/** The feed as both stores must write it: ids, kinds, apps, payloads (times of a few events are the clock's). */
+async function feed(s: Store): Promise<unknown> {
+  return (await s.readEvents({ after: 0, limit: 10_000 })).map((e) => ({ id: e.id, kind: e.kind, app: e.app ?? null, payload: e.payload }));
 }
 
 async function state(s: Store): Promise<unknown> {
@@ -91,7 +156,7 @@ async function state(s: Store): Promise<unknown> {
 }
 
 describe('store differential: memory store and SQLite agree', () => {
-  it('answer every call of a random sequence alike, and end in the same state (property)', async () => {
+  it('answer every call of a random sequence alike, append the same events, and end in the same state (property)', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
         const dir = mkdtempSync(join(tmpdir(), 'pilot-differential-'));
@@ -122,6 +187,11 @@ describe('store differential: memory store and SQLite agree', () => {
               JSON.parse(JSON.stringify(b ?? null)),
               JSON.parse(JSON.stringify(a ?? null)),
               `step ${i}: ${JSON.stringify(o)}`,
+            );
+            assert.deepEqual(
+              JSON.parse(JSON.stringify(await feed(memory))),
+              JSON.parse(JSON.stringify(await feed(sqlite))),
+              `step ${i}: events of ${JSON.stringify(o)}`,
             );
           }
           assert.deepEqual(JSON.parse(JSON.stringify(await state(memory))), JSON.parse(JSON.stringify(await state(sqlite))));

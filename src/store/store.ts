@@ -8,6 +8,7 @@ import type { Verdict } from '../core/analysis.js';
 import type { RolloutCommand } from '../core/rollout-types.js';
 import type { Strategy } from '../core/strategy.js';
 import type { AppConfig } from '../core/app-config.js';
+import { PilotError } from '../core/errors.js';
 import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
@@ -240,6 +241,12 @@ export interface RunPatch {
   readonly startedAt?: number;
   readonly rolloutId?: number;
   readonly supersededBy?: number;
+  /**
+   * Compare-and-set: write only if the run's status is still this one, else refuse with `conflict`
+   * (retryable) and write nothing. The run ledger (cd/run-ledger.ts) decides on the row it read and
+   * writes with the status it read, so a change that landed in between is never overwritten.
+   */
+  readonly ifStatus?: RunStatus;
 }
 
 /** How far the event feed goes: see Store.eventBounds. */
@@ -318,7 +325,11 @@ export interface Store {
    * run the app's next fence; marks older queued runs of the same app and branch superseded.
    */
   enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult>;
-  /** The oldest queued run of an app that has no run going, now marked running (attempt counted). */
+  /**
+   * The oldest queued run of an app that has no run going, now marked running (attempt counted). A
+   * run that has made its rollout (rolloutId set) and only follows it does not hold its app: a newer
+   * push builds meanwhile, and its deploy supersedes that rollout (a canary may take long).
+   */
   claimNextRun(excludeApps: ReadonlySet<string>, now: number, queuedBefore?: number): Promise<RunRecord | undefined>;
   /**
    * After a restart: webhook runs left `running` become `interrupted`; each is retried once as a new
@@ -330,7 +341,7 @@ export interface Store {
   finishRolloutRuns(rolloutId: number, status: 'succeeded' | 'failed', error: string | undefined, now: number): Promise<void>;
   /** The revision a run of this fence already made of this commit (a retried run must not deploy it twice). */
   revisionOfFence(app: string, fence: number, commit: string): Promise<RevisionRecord | undefined>;
-  /** After a restart: CLI runs left `running` become `interrupted` (a CLI still alive may finish them later). */
+  /** After a restart: CLI runs left `running` become `interrupted` (final: a CLI still alive has its later reports refused, `run_finished`). */
   interruptForegroundRuns(now: number): Promise<number>;
   /** The highest fence among the app's runs that created a revision, if any. */
   latestDeployedFence(app: string): Promise<number | undefined>;
@@ -402,3 +413,8 @@ export interface PlanCommit {
   readonly now: number;
 }
 export type PlanVerdict = { readonly committed: true } | { readonly committed: false; readonly reason: string };
+
+/** The refusal of a compare-and-set run write (`RunPatch.ifStatus`) that lost a race. */
+export function runChanged(id: number, expected: string, actual: string): PilotError {
+  return new PilotError('conflict', `run ${id} changed meanwhile: it is ${actual}, no longer ${expected}`);
+}
