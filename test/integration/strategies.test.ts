@@ -251,6 +251,9 @@ analysis: {minRequests: 20, window: 5s}
       await commitRevision(repo, 'good');
       const run2 = h.cli(['run', repo]);
       await waitingAt(25);
+      // Abort under traffic: the canary had a share; nothing fails on its way out.
+      const loop = new RequestLoop(h.router, 'cn.localhost');
+      await sleep(1000);
       const a = await h.cli(['abort', 'cn']);
       ok(a);
       assert.match(a.stdout, /aborted: all traffic goes back to the stable revision/);
@@ -261,6 +264,11 @@ analysis: {minRequests: 20, window: 5s}
       assert.equal(st.app.activeRevision, 6);
       assert.equal(st.rollouts[0]!.status, 'failed');
       await waitFor('the aborted canary to stop', async () => ((await live('cn', 7)).length === 0 ? true : undefined), 30_000);
+      await sleep(500);
+      const s = await loop.stop();
+      report('abort under traffic', s);
+      assert.ok(s.okByRevision['7']! > 0, 'the canary had traffic before the abort');
+      assert.equal(s.failed, 0, s.failures.join('\n'));
       for (let k = 0; k < 20; k++) assert.equal(JSON.parse((await h.viaRouter('cn.localhost')).text).revision, '6');
     });
 
