@@ -270,7 +270,8 @@ export class Reconciler {
     if (this.lastFailure.delete(name)) this.log.info({ app: name }, 'app reconciles again');
     const after = await this.store.listInstances({ app: name });
     const rollout = await this.store.activeRollout(name);
-    if (routeInputs(await this.store.getApp(name), after, rollout) !== before) this.routesDirty = true;
+    const appAfter = await this.store.getApp(name);
+    if (routeInputs(appAfter, after, rollout) !== before) this.routesDirty = true;
     // Not settled: a rollout (deadlines), a drain (in-flight requests, drain time), instances on a
     // draining node, or instances that found no room are looked at again soon, as the loop did.
     const busy =
@@ -278,8 +279,11 @@ export class Reconciler {
       after.some((i) => i.desired === 'drain' || (i.desired === 'run' && draining.has(i.nodeId))) ||
       rollout !== undefined;
     if (busy) return { requeueAfterMs: this.settings.intervalMs };
-    // Blue/green keepPrevious: looked at again when the previous set's time is up.
-    return keep === undefined ? {} : { requeueAfterMs: Math.max(this.settings.intervalMs, keep.untilMs - Date.now() + 50) };
+    // Blue/green keepPrevious: looked at again when the previous set's time is up. The pass that
+    // finished the rollout planned while it still ran (its snapshot kept nothing): look it up now, or
+    // the kept set would wait for the next resync (30 s) whatever keepPrevious says.
+    const kept = keep ?? (rollout === undefined && appAfter ? await this.keptPrevious(name, appAfter.activeRevision) : undefined);
+    return kept === undefined ? {} : { requeueAfterMs: Math.max(this.settings.intervalMs, kept.untilMs - Date.now() + 50) };
   }
 
   /**

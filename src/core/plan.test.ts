@@ -156,6 +156,28 @@ describe('plan', () => {
     assert.match(plan.finish?.reason ?? '', /not ready within 60s: 2 instance\(s\) could not be placed: volume data of web is on node a/);
   });
 
+  it('explains a rolling update that made no progress by the surge instance it could not place', () => {
+    const plan = planAppChanges(
+      snap({
+        rollout: {
+          id: 1,
+          toRevision: 2,
+          elapsedMs: 21_000,
+          readyTimeoutMs: 20_000,
+          strategy: { type: 'rolling', maxSurge: { count: 1 }, maxUnavailable: { count: 0 }, minReadyMs: 0 },
+        },
+        instances: [inst({ id: 'o1', revision: 1, nodeId: 'a' }), inst({ id: 'o2', revision: 1, nodeId: 'a' })],
+        nodes: [],
+        unplacedBefore: { count: 1, reason: 'no node has 0.2 CPU free' },
+      }),
+    );
+    assert.equal(plan.finish?.status, 'failed');
+    assert.match(
+      plan.finish?.reason ?? '',
+      /made no progress for 20s \(0 of 2 new instances available\): 1 instance\(s\) could not be placed: no node has 0\.2 CPU free/,
+    );
+  });
+
   it('is empty in a steady state', () => {
     assert.ok(
       isEmptyPlan(

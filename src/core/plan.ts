@@ -208,9 +208,10 @@ export function planAppChanges(s: AppSnapshot): Plan {
         };
         break;
       case 'finish': {
-        // A rollout that timed out because instances could not be placed says why (e.g. the volume's node is down).
+        // A rollout that timed out because instances could not be placed says why (e.g. the volume's
+        // node is down; a rolling surge on a fleet without room). Both deadlines' reasons, by their words.
         const before = s.unplacedBefore;
-        const explain = a.status === 'failed' && before !== undefined && /was not ready within/.test(a.reason ?? '');
+        const explain = a.status === 'failed' && before !== undefined && /was not ready within|made no progress for/.test(a.reason ?? '');
         finish = {
           status: a.status,
           reason: explain ? `${a.reason}: ${before.count} instance(s) could not be placed: ${before.reason}` : a.reason,

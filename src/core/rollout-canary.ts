@@ -5,7 +5,7 @@
  *   step k begins ─► its share of the new revision's instances (ceil(replicas × weight), ≥ 1) ready?
  *     ─► weight k in effect (the router sends that share) ─► pause k over, analysis passes
  *     ─► step k + 1 … ─► last step (weight 100): its pause is the watch period ─► activate, drain stable
- *   analysis (core/analysis.ts) runs on every pass while the canary has weight: a failed check
+ *   analysis (core/analysis.ts) runs on every pass while the canary has weight, between steps too: a failed check
  *   rolls back (weight 0, new revision stopped, reason recorded); too few requests waits (says so),
  *   unless `allowIdle`; a step without pause waits for `pilot promote`.
  *   promote: the next step now (analysis then goes on); promote-full: straight to 100 and done, no
@@ -28,7 +28,9 @@ export function planCanary(ctx: RolloutCtx, s: Canary): PlannerAction[] {
   const stepIdx = full ? lastIdx : Math.min(p.step, lastIdx);
   const step = s.steps[stepIdx]!;
   const since = p.sinceMs ?? r.elapsedMs;
-  const where = `step ${stepIdx + 1}/${s.steps.length} (${p.weight}% of the traffic)`;
+  // Between steps (the next step's instances starting) the weight in effect is the step before's.
+  const shown = p.weight === step.weight ? stepIdx + 1 : Math.max(1, stepIdx);
+  const where = `step ${shown}/${s.steps.length} (${p.weight}% of the traffic)`;
 
   const stable = input.instances.filter((i) => isLive(i) && i.revision === input.activeRevision);
   // Anything neither stable nor canary (an older canary's leftovers) goes.
@@ -40,6 +42,16 @@ export function planCanary(ctx: RolloutCtx, s: Canary): PlannerAction[] {
   const want = full ? n : canaryInstances(n, step.weight);
   if (targets.length < want) actions.push({ type: 'create', revision: r.toRevision, count: want - targets.length });
   const ready = targets.filter((i) => i.state === 'ready');
+
+  // Analysis, continuously, whenever the canary has traffic: also while the next step's instances
+  // start (that can take up to the ready timeout, the canary serving the step before's share all along).
+  let verdict: Verdict | undefined;
+  if (!full && p.weight > 0) {
+    verdict = r.figures
+      ? analyse(s.analysis, r.figures.canary, r.figures.stable)
+      : { verdict: 'wait', reason: 'no traffic figures: the router cannot be read' };
+    if (verdict.verdict === 'fail') return fail(`canary analysis failed at ${where}: ${verdict.reason}`);
+  }
 
   if (p.weight !== step.weight) {
     // The step's instances first; its weight once they are ready.
@@ -60,14 +72,6 @@ export function planCanary(ctx: RolloutCtx, s: Canary): PlannerAction[] {
     return actions;
   }
 
-  // The step's weight is in effect: analysis, continuously.
-  let verdict: Verdict | undefined;
-  if (!full && p.weight > 0) {
-    verdict = r.figures
-      ? analyse(s.analysis, r.figures.canary, r.figures.stable)
-      : { verdict: 'wait', reason: 'no traffic figures: the router cannot be read' };
-    if (verdict.verdict === 'fail') return fail(`canary analysis failed at ${where}: ${verdict.reason}`);
-  }
   const analysisOk = full || (verdict !== undefined && (verdict.verdict === 'pass' || s.analysis.allowIdle));
   const pauseOver = step.pauseMs !== undefined && since >= step.pauseMs;
   const promoted = p.command === 'promote' || full;
