@@ -51,7 +51,7 @@ export async function pushImage(
     target.username !== undefined
       ? { username: target.username, password: target.password ?? '', serveraddress: target.address }
       : undefined;
-  const fail = (why: string): PilotError =>
+  const pushFailed = (why: string): PilotError =>
     REFUSED.test(why)
       ? new PilotError('registry_refused', `the registry ${target.url} refused the push of ${name}:${tag}: ${why}`)
       : new PilotError('registry_unreachable', `cannot push ${name}:${tag} to the registry ${target.url}: ${why}`, {
@@ -63,7 +63,7 @@ export async function pushImage(
       .getImage(name)
       .push({ tag, ...(authconfig ? { authconfig } : {}), ...(opts.signal ? { abortSignal: opts.signal } : {}) });
   } catch (err) {
-    throw fail((err as { json?: { message?: string } }).json?.message ?? (err as Error).message);
+    throw pushFailed((err as { json?: { message?: string } }).json?.message ?? (err as Error).message);
   }
   let digest: string | undefined;
   let failure: string | undefined;
@@ -86,8 +86,8 @@ export async function pushImage(
   } catch (err) {
     failure ??= (err as Error).message;
   }
-  if (failure) throw fail(failure);
-  if (!digest || !/^sha256:[0-9a-f]{64}$/.test(digest)) throw fail('the push finished without a manifest digest');
+  if (failure) throw pushFailed(failure);
+  if (!digest || !/^sha256:[0-9a-f]{64}$/.test(digest)) throw pushFailed('the push finished without a manifest digest');
   let pushedBytes = 0;
   for (const l of pushed) pushedBytes += layerBytes.get(l) ?? 0;
   return { ref: `${name}@${digest}`, digest, pushedLayers: pushed.size, existingLayers: existing.size, pushedBytes };
