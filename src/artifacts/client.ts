@@ -8,7 +8,7 @@ import { rename, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { fromBody, PilotError, type ErrorBody, type ErrorCode } from '../core/errors.js';
+import { fromBody, PilotError, type ErrorBody, type ErrorCode, fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
 import { sha256Tap } from './digest.js';
@@ -78,7 +78,7 @@ export class ArtifactClient {
     const announced = res.headers['x-pilot-digest'];
     if (announced !== undefined && announced !== digest) {
       await res.body.dump();
-      throw new PilotError('digest_mismatch', `asked for ${digest}, the server answered ${String(announced)}`);
+      throw fail.askedServerAnswered({ digest, announced: String(announced) });
     }
     const tmp = `${destFile}.partial-${randomBytes(6).toString('hex')}`;
     const { tap, result } = sha256Tap();
@@ -92,10 +92,7 @@ export class ArtifactClient {
         // Report it: the repository re-hashes its copy and quarantines it when that is the bad one,
         // so the next publish heals it. Best effort: the mismatch is the error either way.
         await this.reportMismatch(digest);
-        throw new PilotError('digest_mismatch', `downloaded bytes hash to ${actual}, not ${digest}`, {
-          hint: 'The stored artifact is corrupt or was altered in transit; re-publish it.',
-          details: { expected: digest, actual, size },
-        });
+        throw fail.downloadedBytesHashNot({ actual, digest }, { details: { expected: digest, actual, size } });
       }
       await rename(tmp, destFile);
       return { size };
@@ -134,7 +131,7 @@ export class ArtifactClient {
     } catch (e) {
       const code = errno(e);
       if (code !== undefined && UNREACHABLE.has(code)) {
-        throw new PilotError('server_unreachable', `cannot reach the artifact repository at ${this.baseUrl}: ${code}`, { cause: e });
+        throw fail.cannotReachArtifactRepository({ baseUrl: this.baseUrl, code }, { cause: e });
       }
       throw e;
     }

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import { assertName } from '../core/names.js';
 import { sameRepository } from '../core/repo-url.js';
@@ -84,19 +84,11 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       const name = assertName((req.params as HookRoute['Params']).app);
       const rec = await deps.store.getApp(name);
       if (!rec || rec.webhookSecret === undefined || rec.repo === undefined || rec.branch === undefined) {
-        throw new PilotError('app_not_found', `no app "${name}" with a webhook`, {
-          hint: `Create it with \`pilot apps create ${name} --repo URL\`; it prints the webhook URL and secret.`,
-        });
+        throw fail.noAppWebhook({ name });
       }
       const ct = one(req.headers['content-type']);
       if (!isJsonType(ct)) {
-        throw new PilotError(
-          'unsupported_media_type',
-          `content type ${JSON.stringify(sanitizeLine(ct ?? '(none)', 100))} is not accepted`,
-          {
-            hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
-          },
-        );
+        throw fail.contentTypeNotAccepted({ ct: sanitizeLine(ct ?? '(none)', 100) });
       }
       targets.set(req, { app: { ...rec, repo: rec.repo, branch: rec.branch }, secret: deps.box.open(rec.webhookSecret) });
       return payload;
@@ -107,7 +99,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
 
     scope.post<HookRoute>('/hooks/github/:app', { bodyLimit: maxBodyBytes }, async (req, reply) => {
       const target = targets.get(req);
-      if (!target) throw new PilotError('internal', 'webhook target not resolved before the handler');
+      if (!target) throw fail.webhookTargetNotResolved();
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const signature = one(req.headers['x-hub-signature-256']);
       // Nothing of the body is looked at before this; the message never shows the expected MAC.
@@ -119,12 +111,12 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
         );
       }
       const event = one(req.headers['x-github-event']);
-      if (event === undefined || event === '') throw new PilotError('bad_request', 'missing X-GitHub-Event header');
+      if (event === undefined || event === '') throw fail.missingXGithubEvent();
       let payload: unknown;
       try {
         payload = JSON.parse(raw.toString('utf8'));
       } catch {
-        throw new PilotError('bad_request', 'the body is not valid JSON');
+        throw fail.bodyNotValidJson();
       }
       if (event === 'ping') {
         const zen = (payload as { zen?: unknown } | null)?.zen;

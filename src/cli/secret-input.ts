@@ -4,7 +4,7 @@
  * a file (`--…-file FILE`, `-` for stdin) or an environment variable is the way to pass one.
  */
 import { readFileSync } from 'node:fs';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { PilotError, isPilotError, fail } from '../core/errors.js';
 
 const warned = new Set<string>();
 
@@ -23,9 +23,7 @@ export function readSecretFile(file: string, flag: string): string {
   try {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (e) {
-    throw new PilotError('bad_request', `${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
-      hint: 'Give a readable file, or - to read the value from stdin.',
-    });
+    throw fail.cannotRead2({ flag, file, code: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
   }
   return text.replace(/\r?\n$/, '');
 }

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { isDiskFull } from '../disk/disk.js';
 import { assertName, isCommitSha, isDigest } from '../core/names.js';
 import type { RunRecord, StepRecord } from '../core/types.js';
@@ -99,7 +99,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
   const mustGetRun = async (raw: string): Promise<RunRecord> => {
     const id = Number(raw);
     const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
-    if (!run) throw new PilotError('run_not_found', `run ${JSON.stringify(raw)} not found`);
+    if (!run) throw fail.runNotFound3({ raw });
     return run;
   };
 
@@ -109,7 +109,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     async (req, reply) => {
       const name = assertName(req.body.app);
       if (req.body.commit !== undefined && !isCommitSha(req.body.commit))
-        throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+        throw fail.commitMustFullCharacter();
       const steps: StepRecord[] = STEP_NAMES.map((n) => ({ name: n as StepRecord['name'], status: 'pending' }));
       const run = await store.createRun({
         app: name,
@@ -131,8 +131,8 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     async (req) => {
       const run = await mustGetRun(req.params.id);
       const b = req.body;
-      if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
-      if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+      if (b.artifact !== undefined && !isDigest(b.artifact)) throw fail.artifactMustSha256Hex();
+      if (b.commit !== undefined && !isCommitSha(b.commit)) throw fail.commitMustFullCharacter();
       const final = b.status === 'succeeded' || b.status === 'failed' || b.status === 'cancelled' || b.status === 'superseded';
       return { run: await store.updateRun(run.id, { ...b, ...(final ? { finishedAt: Date.now() } : {}) }) };
     },
@@ -149,7 +149,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
       () => 0,
     );
     if (size + Buffer.byteLength(text) > MAX_LOG_BYTES)
-      throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
+      throw fail.runLogCappedMb({ maxLogBytes: MAX_LOG_BYTES / 1024 / 1024 });
     await mkdir(runsDir, { recursive: true, mode: 0o700 });
     await appendFile(file, text, { mode: 0o600 }); // run logs name the app's build; private like the rest of $PILOT_HOME
     waiters.wake(run.id);
@@ -162,7 +162,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     const runs = await store.listRuns({ app: req.query.app, limit });
     // "No runs yet" only for an app that exists: a typo is an unknown app, as everywhere else.
     if (req.query.app !== undefined && runs.length === 0 && !(await store.getApp(req.query.app))) {
-      throw new PilotError('app_not_found', `app "${req.query.app}" not found`);
+      throw fail.notFound2({ app: req.query.app });
     }
     // The audit trail ends with the rollout's result.
     return {

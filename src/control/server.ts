@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
@@ -241,9 +241,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   api.addHook('onRequest', async (req) => {
     // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
     if (/(^|\/)(\.|%2e){2}(\/|\?|$)/i.test(req.url)) {
-      throw new PilotError('bad_request', 'a ".." path segment is not allowed', {
-        hint: 'Names are 1-63 characters: lowercase letters, digits and "-".',
-      });
+      throw fail.pathSegmentNotAllowed();
     }
     const mode = authMode(req.method, req.url);
     if (mode === 'none' || mode === 'self') return;
@@ -415,14 +413,12 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
 /** A failed listen, said plainly: which part, which address, and what to do. */
 function listenError(err: unknown, what: string, host: string, port: number): PilotError {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') return new PilotError('port_in_use', `the ${what} cannot listen on ${host}:${port}: the port is in use`);
+  if (code === 'EADDRINUSE') return fail.cannotListenUse({ what, host, port });
   if (code === 'EACCES')
-    return new PilotError('port_in_use', `the ${what} may not listen on ${host}:${port} (permission denied)`, {
-      hint: 'Ports below 1024 need privileges; pick another port.',
-    });
+    return fail.mayNotListenPermission({ what, host, port });
   if (code === 'EADDRNOTAVAIL')
-    return new PilotError('bad_request', `the ${what} cannot listen on ${host}: no such address on this machine`);
-  return new PilotError('internal', `the ${what} cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+    return fail.cannotListenNoSuch({ what, host });
+  return fail.cannotListen({ what, host, port, message: (err as Error).message }, { cause: err });
 }
 
 /** A non-negative number of milliseconds from the environment, or the default. */

@@ -12,7 +12,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { request } from 'undici';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import {
   emptySummary,
@@ -82,7 +82,7 @@ export function registerTrafficRoutes(api: FastifyInstance, deps: { store: Store
       const name = assertName(req.params.app);
       const ms = windowMs(req.query.window);
       const app = await deps.store.getApp(name);
-      if (!app) throw new PilotError('app_not_found', `app "${name}" not found`);
+      if (!app) throw fail.appNotFound({ name });
       return { windowSeconds: ms / 1000, ...appTraffic(app, await deps.source(ms, name), ms) };
     },
   );
@@ -125,9 +125,7 @@ export async function routerProcessTraffic(home: string, token: string, ms: numb
 function readAnswer(x: unknown): RevisionTraffic[] {
   const a = x as Partial<TrafficAnswer> | null;
   if (typeof a !== 'object' || a === null || a.layout !== LATENCY_LAYOUT || !Array.isArray(a.revisions)) {
-    throw new PilotError('unavailable', 'the router process answered traffic figures in a form this control plane does not read', {
-      hint: 'Restart the router with the same Pilot version as the control plane (`pilot down`, then `pilot up`).',
-    });
+    throw fail.routerProcessAnsweredTraffic();
   }
   return a.revisions.filter(
     (r): r is RevisionTraffic =>

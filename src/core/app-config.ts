@@ -4,7 +4,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { PilotError } from './errors.js';
+import { fail } from './errors.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
 
@@ -242,21 +242,15 @@ function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
     const path = v.path ?? `/data/${v.name}`;
     const segments = path.split('/').slice(1);
     if (segments.some((s) => s === '.' || s === '..'))
-      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name}: path ${path} must not contain "." or ".." segments`);
+      throw fail.yamlVolumesMustNot({ name: v.name, path });
     const reserved = RESERVED_PATHS.find((r) => path === r || (r !== '/app' && r !== '/home' && path.startsWith(`${r}/`)));
     if (reserved) {
-      throw new PilotError(
-        'invalid_config',
-        `pilot.yaml: volumes: ${v.name}: path ${path} would be mounted over ${reserved}, which the container needs`,
-        { hint: `Pick a folder of its own, e.g. path: /data/${v.name} (the default).` },
-      );
+      throw fail.yamlVolumesWouldMounted({ name: v.name, path, reserved });
     }
-    if (out.some((o) => o.name === v.name)) throw new PilotError('invalid_config', `pilot.yaml: volumes: the name ${v.name} is used twice`);
+    if (out.some((o) => o.name === v.name)) throw fail.yamlVolumesUsedTwice({ name: v.name });
     const clash = out.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
     if (clash)
-      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name} (${path}) and ${clash.name} (${clash.path}) overlap`, {
-        hint: 'Give each volume a folder of its own.',
-      });
+      throw fail.yamlVolumesOverlap({ name: v.name, path, name2: clash.name, path2: clash.path });
     out.push({ name: v.name, path });
   }
   return out;
@@ -289,7 +283,7 @@ export function splitCommand(cmd: string): string[] {
       inWord = true;
     }
   }
-  if (quote) throw new PilotError('invalid_config', `unterminated ${quote} quote in command ${JSON.stringify(cmd)}`);
+  if (quote) throw fail.unterminatedCommand({ quote, cmd });
   if (inWord) out.push(cur);
   return out;
 }
@@ -320,7 +314,7 @@ function fieldOf(path: string): string {
 export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfigInput {
   if (raw === null || raw === undefined) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new PilotError('invalid_config', `${source}: expected a mapping of fields at the top level`);
+    throw fail.expectedMappingFieldsTop({ source });
   }
   const problems: string[] = [];
   const seen = new Set<string>();
@@ -340,7 +334,7 @@ export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfi
     }
   }
   if (problems.length > 0) {
-    throw new PilotError('invalid_config', `${source}: ${problems.join('; ')}`, { details: { problems } });
+    throw fail.invalidConfig({ source, problems: problems.join('; ') }, { details: { problems } });
   }
   return raw as AppConfigInput;
 }
@@ -360,22 +354,13 @@ const ms = (v: string | number | undefined, dflt: number): number => (v === unde
 export function resolveAppConfig(input: AppConfigInput, fallbackName: string | undefined): AppConfig {
   const name = input.name ?? fallbackName;
   if (!isValidName(name)) {
-    throw new PilotError(
-      'invalid_config',
-      `pilot.yaml: name: missing or invalid (${JSON.stringify(name ?? null)}); set \`name:\` to 1-63 lowercase letters, digits and "-", starting with a letter`,
-    );
+    throw fail.yamlMissingInvalidSet({ name: name ?? null });
   }
   const health = input.health ?? {};
   const deploy = input.deploy ?? {};
   const volumes = resolveVolumes(input);
   if (volumes.length > 0 && input.port !== undefined && (input.replicas ?? 1) > 1) {
-    throw new PilotError(
-      'invalid_config',
-      `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${input.port}) allows one instance per node, so replicas: ${input.replicas} cannot be placed`,
-      {
-        hint: 'Remove `port:` (instances then get $PORT), or set replicas: 1.',
-      },
-    );
+    throw fail.yamlAppVolumesRuns({ port: input.port, replicas: input.replicas });
   }
   return {
     name,

@@ -2,7 +2,7 @@
  * Container registry addresses. A registry is configured by URL (`http://127.0.0.1:5000`); Docker
  * names images by the bare address (`127.0.0.1:5000/shop@sha256:…`). Pure.
  */
-import { PilotError } from './errors.js';
+import { PilotError, fail } from './errors.js';
 
 export interface RegistryAddress {
   /** Normalized: scheme://host[:port], lowercase host, no trailing slash. */
@@ -18,9 +18,7 @@ const HOST =
 export function parseRegistryUrl(input: string): RegistryAddress {
   const text = input.trim();
   const bad = (why: string): PilotError =>
-    new PilotError('bad_request', `registry URL ${JSON.stringify(text.slice(0, 200))}: ${why}`, {
-      hint: 'Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.',
-    });
+    fail.registryUrl({ text: text.slice(0, 200), why });
   if (!/^https?:\/\//i.test(text)) throw bad('must start with http:// or https://');
   let u: URL;
   try {

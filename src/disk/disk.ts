@@ -7,7 +7,7 @@
 import { statfsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import { errno } from '../core/errno.js';
 
 const FULL = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
@@ -45,19 +45,12 @@ export function diskFullError(err: unknown, what: string, fallbackPath: string, 
   const free = freeBytesSync(where);
   const quota = code === 'EDQUOT' ? 'the disk quota' : 'the filesystem';
   const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? `; it needs ${mib(neededBytes)}` : '';
-  return new PilotError(
-    'disk_full',
-    `${what}: ${quota} holding ${where} is full (${code}${free === undefined ? '' : `, ${mib(free)} free`})${needed}`,
-    {
-      details: {
+  return fail.holdingFull({ what, quota, where, code, value: free === undefined ? '' : `, ${mib(free)} free`, needed }, { details: {
         path: where,
         code,
         ...(free === undefined ? {} : { freeBytes: free }),
         ...(neededBytes !== undefined && Number.isFinite(neededBytes) ? { neededBytes } : {}),
-      },
-      cause: err,
-    },
-  );
+      }, cause: err });
 }
 
 export interface DiskStatus {

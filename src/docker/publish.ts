@@ -7,7 +7,7 @@
  * - no registry: the image as an OCI image layout tarball (oci-archive.ts; deterministic for an image ID), named
  *   by its sha256, for Pilot's artifact repository.
  */
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import type { Engine } from './engine.js';
 import { followProgress, type ProgressMessage } from './progress.js';
 
@@ -53,10 +53,8 @@ export async function pushImage(
       : undefined;
   const pushFailed = (why: string): PilotError =>
     REFUSED.test(why)
-      ? new PilotError('registry_refused', `the registry ${target.url} refused the push of ${name}:${tag}: ${why}`)
-      : new PilotError('registry_unreachable', `cannot push ${name}:${tag} to the registry ${target.url}: ${why}`, {
-          hint: `Start the registry at ${target.url} (or point Pilot at another one with \`pilot registry set URL\`), then run again: a retry sends only the layers the registry does not have.`,
-        });
+      ? fail.registryRefusedPush({ url: target.url, name, tag, why })
+      : fail.cannotPushRegistry({ name, tag, url: target.url, why });
   let stream: NodeJS.ReadableStream;
   try {
     stream = await engine

@@ -12,7 +12,7 @@
  * and the caller keeps the first that answers `npm --version` on the pinned node.
  */
 import semver from 'semver';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 
 export interface NpmRelease {
   readonly version: string;
@@ -44,9 +44,7 @@ export function npmCandidates(
   const wanted = opts.enginesNpm?.trim() || undefined;
   const range = wanted === undefined ? '*' : semver.validRange(wanted);
   if (range === null) {
-    throw new PilotError('invalid_config', `engines.npm: ${JSON.stringify(wanted)} is not a semver range`, {
-      hint: 'Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.',
-    });
+    throw fail.enginesNpmNotSemver({ wanted });
   }
   const latest = opts.latest !== undefined ? semver.valid(opts.latest) : null;
   const usable = releases.filter(
@@ -57,9 +55,7 @@ export function npmCandidates(
       semver.satisfies(r.version, range),
   );
   if (usable.length === 0) {
-    throw new PilotError('npm_incompatible', `no npm release matches engines.npm ${JSON.stringify(wanted)}`, {
-      details: { enginesNpm: wanted, node },
-    });
+    throw fail.noNpmReleaseMatches({ wanted }, { details: { enginesNpm: wanted, node } });
   }
   const declared: NpmCandidate[] = [];
   const undeclared = new Map<number, NpmRelease>();

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import semver from 'semver';
 import { ArtifactClient } from '../artifacts/client.js';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError, PilotError, fail } from '../core/errors.js';
 import type { ApiClient } from '../api/client.js';
 import { LocalRuntimeCache } from './local-cache.js';
 import { npmCandidates, noNpmRuns } from './npm-pair.js';
@@ -133,7 +133,7 @@ async function rememberedPairing(
   const tarball = cache.tarballPath('npm', p.version);
   const fetch = async (): Promise<string> => {
     // Unpacked again only from the tarball this machine verified, and only if it still hashes to the digest.
-    if ((await hashFile(tarball)).digest !== p.digest) throw new PilotError('conflict', `the cached tarball of npm ${p.version} changed`);
+    if ((await hashFile(tarball)).digest !== p.digest) throw fail.cachedTarballNpmChanged({ version: p.version });
     return tarball;
   };
   const npm = await cache.ensureNpm(p.digest, { version: p.version, nodeBinDir: opts.nodeBinDir }, fetch);

@@ -4,7 +4,7 @@
  * (its reason carries the failing instance's last lines). Woken by the event feed (GET
  * /api/v1/events), polling only against a server without one.
  */
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import type { ApiClient } from '../api/client.js';
 import { followEvents } from '../api/sse.js';
 
@@ -116,14 +116,14 @@ export async function followRollout(
   });
   try {
     for (;;) {
-      if (opts.signal?.aborted) throw new PilotError('deploy_failed', 'cancelled while waiting for the rollout');
+      if (opts.signal?.aborted) throw fail.cancelledWhileWaitingRollout();
       if (mode === 'poll' || dirty) {
         dirty = false;
         if (await observe()) return;
       }
       const left = deadline - performance.now();
       if (left < 0)
-        throw new PilotError('deploy_failed', `rollout #${rolloutId} still running after ${Math.round(opts.timeoutMs / 1000)}s`);
+        throw fail.rolloutStillRunningAfter({ rolloutId, timeoutMs: Math.round(opts.timeoutMs / 1000) });
       await new Promise<void>((res) => {
         const t = setTimeout(done, mode === 'poll' ? (opts.pollMs ?? 150) : left + 10);
         function done(): void {

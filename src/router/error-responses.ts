@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { errno } from '../core/errno.js';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 
 /** An error the router answers with, and the HTTP status it goes out with. */
 export interface RouterError {
@@ -31,9 +31,7 @@ export function unknownHost(host: string | undefined): RouterError {
 export function noReadyInstance(app: string): RouterError {
   return {
     status: 502,
-    error: new PilotError('bad_gateway', `pilot: no ready instance of app "${app}"`, {
-      hint: `Check \`pilot status ${app}\`: its instances may be starting, failing their readiness probe, or scaled to 0.`,
-    }),
+    error: fail.noReadyInstance({ app }),
   };
 }
 
@@ -54,9 +52,7 @@ export function upstreamFailed(app: string, cause: unknown): RouterError {
 export function unsupportedUpgrade(protocol: string): RouterError {
   return {
     status: 501,
-    error: new PilotError('not_implemented', `pilot: only WebSocket upgrades are passed through, not "${protocol}"`, {
-      hint: 'Send the request without an Upgrade header (curl: use --http1.1 instead of --http2 for http:// URLs).',
-    }),
+    error: fail.onlyWebsocketUpgradesPassed({ protocol }),
   };
 }
 

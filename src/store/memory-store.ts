@@ -14,7 +14,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AppConfig } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
@@ -149,7 +149,7 @@ export class MemoryStore implements Store {
   }
 
   private open(): MemoryState {
-    if (this.closed) throw new PilotError('internal', 'the memory store is closed');
+    if (this.closed) throw fail.memoryStoreClosed();
     return this.db;
   }
 
@@ -160,7 +160,7 @@ export class MemoryStore implements Store {
 
   private assertNotRemoving(name: string): void {
     if (this.open().apps.get(name)?.removedAt !== undefined) {
-      throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+      throw fail.appBeingRemovedInstances({ name });
     }
   }
 
@@ -277,7 +277,7 @@ export class MemoryStore implements Store {
 
   async createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord> {
     const db = this.open();
-    if (!db.apps.has(r.app)) throw new PilotError('app_not_found', `app "${r.app}" not found`);
+    if (!db.apps.has(r.app)) throw fail.notFound2({ app: r.app });
     let max = 0;
     for (const x of db.revisions.values()) if (x.app === r.app && x.number > max) max = x.number;
     const rec: RevisionRecord = {
@@ -310,7 +310,7 @@ export class MemoryStore implements Store {
 
   async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
     const db = this.open();
-    if (!db.apps.has(r.app)) throw new PilotError('app_not_found', `app "${r.app}" not found`);
+    if (!db.apps.has(r.app)) throw fail.notFound2({ app: r.app });
     const rec: RolloutRecord = {
       id: ++db.seq.rollout,
       app: r.app,
@@ -353,9 +353,9 @@ export class MemoryStore implements Store {
     > & { readonly kind?: InstanceKind },
   ): Promise<void> {
     const db = this.open();
-    if (db.instances.has(i.id)) throw new PilotError('conflict', `instance ${i.id} already exists`);
-    if (!db.apps.has(i.app)) throw new PilotError('app_not_found', `app "${i.app}" not found`);
-    if (!db.nodes.has(i.nodeId)) throw new PilotError('node_not_found', `node ${i.nodeId} not found`);
+    if (db.instances.has(i.id)) throw fail.instanceAlreadyExists({ id: i.id });
+    if (!db.apps.has(i.app)) throw fail.notFound2({ app: i.app });
+    if (!db.nodes.has(i.nodeId)) throw fail.nodeNotFound2({ nodeId: i.nodeId });
     db.instances.set(i.id, {
       id: i.id,
       app: i.app,
@@ -415,7 +415,7 @@ export class MemoryStore implements Store {
     const db = this.open();
     const old = db.nodes.get(n.id);
     if (!old && [...db.nodes.values()].some((x) => x.name === n.name)) {
-      throw new PilotError('conflict', `a node named "${n.name}" is already registered`);
+      throw fail.nodeNamedAlreadyRegistered2({ name: n.name });
     }
     const rec: NodeRecord = {
       id: n.id,
@@ -459,7 +459,7 @@ export class MemoryStore implements Store {
   async createJoinToken(id: string, hash: string, now: number): Promise<void> {
     const db = this.open();
     if (db.joinTokens.has(id) || [...db.joinTokens.values()].some((t) => t.hash === hash))
-      throw new PilotError('conflict', `join token ${id} already exists`);
+      throw fail.joinTokenAlreadyExists({ id });
     db.joinTokens.set(id, { id, hash, createdAt: now, revokedAt: undefined });
   }
   async findJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
@@ -525,7 +525,7 @@ export class MemoryStore implements Store {
   /** Sets the fields given; `error: null` clears the error. */
   async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
     const run = this.open().runs.get(id);
-    if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+    if (!run) throw fail.runNotFound({ id });
     const next: { -readonly [K in keyof RunRecord]: RunRecord[K] } = { ...run };
     if (p.status !== undefined) next.status = p.status;
     if (p.steps !== undefined) next.steps = json(p.steps);

@@ -2,7 +2,7 @@
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
 
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
@@ -192,12 +192,9 @@ function nodeRuntimeFrom(r: Row): NodeRuntimeRecord {
 export function databaseError(file: string, err: unknown): PilotError {
   const code = String((err as { code?: unknown }).code ?? '');
   if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-    return new PilotError('database_corrupt', `the state database ${file} is damaged: ${(err as Error).message}`, {
-      hint: 'Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).',
-      cause: err,
-    });
+    return fail.stateDatabaseDamaged({ file, message: (err as Error).message }, { cause: err });
   }
-  return new PilotError('internal', `cannot open the state database ${file}: ${(err as Error).message}`, { cause: err });
+  return fail.cannotOpenStateDatabase({ file, message: (err as Error).message }, { cause: err });
 }
 
 export class SqliteStore implements Store {
@@ -228,9 +225,7 @@ export class SqliteStore implements Store {
   private migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     if (current > MIGRATIONS.length) {
-      throw new PilotError('internal', `state database is at schema version ${current}, newer than this Pilot (${MIGRATIONS.length})`, {
-        hint: 'Upgrade Pilot, or point PILOT_HOME at another folder.',
-      });
+      throw fail.stateDatabaseSchemaVersion({ current, migrationsCount: MIGRATIONS.length });
     }
     for (let v = current; v < MIGRATIONS.length; v++) {
       this.db.transaction(() => {
@@ -289,7 +284,7 @@ export class SqliteStore implements Store {
   /** A removed app's row stays until purged: writing to it would hand its leftovers to a new app of that name. */
   private assertNotRemoving(name: string): void {
     if (this.stmt('SELECT 1 FROM apps WHERE name = ? AND removed_at IS NOT NULL').get(name) !== undefined) {
-      throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+      throw fail.appBeingRemovedInstances({ name });
     }
   }
 
@@ -727,7 +722,7 @@ export class SqliteStore implements Store {
       });
     }
     const run = await this.getRun(id);
-    if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+    if (!run) throw fail.runNotFound({ id });
     return run;
   }
   async getRun(id: number): Promise<RunRecord | undefined> {

@@ -7,7 +7,7 @@
  *          version: engines.yarn / engines.pnpm, else the major the lockfile format implies
  *     └─ else (package-lock.json, npm-shrinkwrap.json, no lockfile): the npm paired with the node
  */
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import semver from 'semver';
 
 /** Which package manager's lockfile a repository holds. */
@@ -122,13 +122,7 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
 
 function checkedRange(where: string, spec: string): string {
   if (semver.validRange(spec) === null) {
-    throw new PilotError(
-      'invalid_config',
-      `package.json ${where} ${JSON.stringify(spec.slice(0, 80))} is not a version or a semver range`,
-      {
-        hint: 'Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with "packageManager": "name@version".',
-      },
-    );
+    throw fail.packageJsonNotVersion({ where, spec: spec.slice(0, 80) });
   }
   return spec;
 }

@@ -1,0 +1,141 @@
+import type { ErrorEntries } from './entry.js';
+
+/** Errors raised in src/agent/. */
+export const agentErrors = {
+  invalidAgentToken: {
+    code: 'unauthorized',
+    message: "invalid agent token",
+  },
+  noSuchInstanceNode: {
+    code: 'not_found',
+    message: "no such instance on this node",
+  },
+  agentNotRegisteredYet: {
+    code: 'unauthorized',
+    message: "agent is not registered yet",
+  },
+  cannotSetUpNetwork: {
+    code: 'deploy_failed',
+    message: (p: { message: string }) => `cannot set up the network namespace of the instance: ${p.message}`,
+  },
+  noFreeNetworkNamespace: {
+    code: 'unavailable',
+    message: "no free network namespace block in 10.213.0.0/16 after 20 tries",
+    hint: "Remove stale namespaces: `ip netns list | grep pilot-`.",
+  },
+  instanceEmptyCommand: {
+    code: 'deploy_failed',
+    message: (p: { instanceId: string }) => `instance ${p.instanceId}: empty command`,
+  },
+  noSuchDirectoryInstance: {
+    code: 'deploy_failed',
+    message: (p: { cwd: string; instanceId: string }) => `${p.cwd}: no such directory (instance ${p.instanceId})`,
+  },
+  alreadyHasRunningInstance: {
+    code: 'conflict',
+    message: (p: { stateDir: string; pid: number }) => `${p.stateDir} already has a running instance (pid ${p.pid})`,
+    hint: "adopt() and stop() it first.",
+  },
+  cannotSetUpCgroup: {
+    code: 'deploy_failed',
+    message: (p: { instanceId: string; message: string }) => `cannot set up the cgroup of instance ${p.instanceId}: ${p.message}`,
+  },
+  cannotReadProcStat: {
+    code: 'internal',
+    message: (p: { pid: number }) => `cannot read /proc/${p.pid}/stat: is /proc mounted?`,
+  },
+  cannotWrite: {
+    code: 'deploy_failed',
+    message: (p: { stateDir: string; message: string }) => `cannot write ${p.stateDir}: ${p.message}`,
+  },
+  instanceDidNotExit: {
+    code: 'unavailable',
+    message: (p: { instanceId: string; pid: number }) => `instance ${p.instanceId} (pid ${p.pid}) did not exit after SIGKILL`,
+  },
+  instanceNoImageRun: {
+    code: 'deploy_failed',
+    message: (p: { instanceId: string }) => `instance ${p.instanceId}: no image to run`,
+  },
+  instanceAlreadyRunsContainer: {
+    code: 'conflict',
+    message: (p: { instanceId: string; Id: string; name: string }) => `instance ${p.instanceId} already runs as container ${p.Id} (${p.name})`,
+    hint: "adopt() and stop() it first.",
+  },
+  containerNamedAlreadyExists: {
+    code: 'conflict',
+    message: (p: { name: string; e: string }) => `a container named ${p.name} already exists: ${p.e}`,
+  },
+  notDockerEngineInstance: {
+    code: 'deploy_failed',
+    message: (p: { image: string; instanceId: string }) => `image ${p.image} is not on the Docker engine (instance ${p.instanceId})`,
+    hint: "The agent fetches the image before starting; check the revision's image.",
+  },
+  cannotCreateContainerInstance: {
+    code: 'deploy_failed',
+    message: (p: { instanceId: string; e: string }) => `cannot create the container of instance ${p.instanceId}: ${p.e}`,
+  },
+  cannotStartContainerInstance: {
+    code: 'deploy_failed',
+    message: (p: { instanceId: string; e: string }) => `cannot start the container of instance ${p.instanceId}: ${p.e}`,
+  },
+  cannotListContainers: {
+    code: 'runtime_unavailable',
+    message: (p: { e: string }) => `cannot list containers: ${p.e}`,
+  },
+  containerInstanceDidNot: {
+    code: 'unavailable',
+    message: (p: { id: string; instanceId: string }) => `container ${p.id} of instance ${p.instanceId} did not stop after SIGKILL`,
+  },
+  cannotCreateVolumeInstance: {
+    code: 'deploy_failed',
+    message: (p: { source: string; instanceId: string; e: string }) => `cannot create the volume ${p.source} for instance ${p.instanceId}: ${p.e}`,
+  },
+  instanceImageHasNo: {
+    code: 'deploy_failed',
+    message: (p: { instanceId: string }) => `instance ${p.instanceId}: the image has no CMD and no run command was given`,
+    hint: "Set `run` in pilot.yaml or CMD in the Dockerfile.",
+  },
+  cannotLookImage: {
+    code: 'deploy_failed',
+    message: (p: { cmd0: string; e: string }) => `cannot look for ${p.cmd0} in the image: ${p.e}`,
+  },
+  commandNotFoundInstance: {
+    code: 'deploy_failed',
+    message: (p: { cmd0: string; image: undefined | string; instanceId: string; pathVar: string }) => `${p.cmd0}: command not found in image ${p.image} (instance ${p.instanceId}, PATH ${p.pathVar})`,
+    hint: "Check the run command (pilot.yaml `run`, or the image's CMD/ENTRYPOINT); it is looked up in the image's PATH.",
+  },
+  cannotInspectContainer: {
+    code: 'runtime_unavailable',
+    message: (p: { idOrName: string; e: string }) => `cannot inspect container ${p.idOrName}: ${p.e}`,
+  },
+  cannotRemoveContainer: {
+    code: 'runtime_unavailable',
+    message: (p: { id: string; e: string }) => `cannot remove container ${p.id}: ${p.e}`,
+  },
+  instanceRunsDockerBut: {
+    code: 'deploy_failed',
+    message: (p: { id: string }) => `instance ${p.id} runs in docker but its revision has no image`,
+  },
+  releaseInstanceWithoutRelease: {
+    code: 'deploy_failed',
+    message: "release instance without a release command",
+  },
+  instanceRunsDockerBut2: {
+    code: 'internal',
+    message: (p: { id: string }) => `instance ${p.id} runs in docker but the Docker side is not loaded`,
+  },
+  releasePhaseNeedsProcess: {
+    code: 'deploy_failed',
+    message: "a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)",
+  },
+  environmentVariableContainsNul: {
+    code: 'deploy_failed',
+    message: (p: { k: string; app: string }) => `the environment variable ${p.k} contains a NUL byte and cannot be passed to a process (the value is not shown)`,
+    hint: (p: { k: string; app: string }) => `Set it again without NUL: \`pilot secrets set ${p.app} ${p.k} < FILE\`, or fix it in pilot.yaml.`,
+  },
+  alreadyHasRunningInstance2: {
+    code: 'conflict',
+    message: (p: { stateDir: string }) => `${p.stateDir} already has a running instance`,
+    hint: "adopt() and stop() it first.",
+  },
+} as const satisfies ErrorEntries;

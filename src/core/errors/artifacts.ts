@@ -1,0 +1,48 @@
+import type { ErrorEntries } from './entry.js';
+
+/** Errors raised in src/artifacts/. */
+export const artifactsErrors = {
+  askedServerAnswered: {
+    code: 'digest_mismatch',
+    message: (p: { digest: string; announced: string }) => `asked for ${p.digest}, the server answered ${p.announced}`,
+  },
+  downloadedBytesHashNot: {
+    code: 'digest_mismatch',
+    message: (p: { actual: string; digest: string }) => `downloaded bytes hash to ${p.actual}, not ${p.digest}`,
+    hint: "The stored artifact is corrupt or was altered in transit; re-publish it.",
+  },
+  cannotReachArtifactRepository: {
+    code: 'server_unreachable',
+    message: (p: { baseUrl: string; code: string }) => `cannot reach the artifact repository at ${p.baseUrl}: ${p.code}`,
+  },
+  unsafeArchive: {
+    code: 'unsafe_archive',
+    message: (p: { entry: string; reason: string }) => `unsafe archive entry ${JSON.stringify(p.entry)}: ${p.reason}`,
+  },
+  bytesReceivedHashNot: {
+    code: 'digest_mismatch',
+    message: (p: { digest: string; expected: string }) => `the bytes received hash to ${p.digest}, not ${p.expected}`,
+  },
+  artifactNotFound: {
+    code: 'artifact_not_found',
+    message: (p: { digest: string }) => `artifact ${p.digest} not found`,
+  },
+  artifactLargerThanByte: {
+    code: 'too_large',
+    message: (p: { maxBytes: number }) => `artifact is larger than the ${p.maxBytes}-byte limit`,
+  },
+  invalid2: {
+    code: 'bad_request',
+    message: (p: { commit: string }) => `invalid commit ${JSON.stringify(p.commit)}`,
+    hint: "Pass the full commit SHA (40 or 64 lowercase hex characters).",
+  },
+  artifactBytesMustSent: {
+    code: 'bad_request',
+    message: "artifact bytes must be sent as the raw request body",
+    hint: "Send the file with content-type application/octet-stream.",
+  },
+  artifactBytesLargerThan: {
+    code: 'too_large',
+    message: (p: { declared: number; maxBytes: number }) => `artifact of ${p.declared} bytes is larger than the ${p.maxBytes}-byte limit`,
+  },
+} as const satisfies ErrorEntries;

