@@ -3,7 +3,7 @@
  * CLI for `pilot run` and in the server for webhooks: either way it talks to the API, never to
  * the store). Errors come back as PilotError with the server's code, message and hint.
  */
-import { fromBody, PilotError, fail } from '../core/errors.js';
+import { fromBody, type PilotError, fail } from '../core/errors.js';
 import type { ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import type { RolloutRecord, InstanceRecord } from '../store/store.js';
 import type { DeployPlanView } from './wire.js';

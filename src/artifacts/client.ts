@@ -8,7 +8,7 @@ import { rename, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { fromBody, PilotError, type ErrorBody, type ErrorCode, fail } from '../core/errors.js';
+import { fromBody, type PilotError, type ErrorBody, fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
 import { sha256Tap } from './digest.js';
@@ -153,7 +153,12 @@ async function answerError(res: ResponseData, what: string): Promise<PilotError>
 
 /** For answers without a body (HEAD) or not from Pilot: the closest catalogue code for the status. */
 function statusError(status: number, message: string): PilotError {
-  const byStatus: Record<number, ErrorCode> = { 401: 'unauthorized', 403: 'forbidden', 404: 'artifact_not_found', 413: 'too_large' };
-  const code = byStatus[status] ?? (status >= 500 ? 'unavailable' : 'bad_request');
-  return new PilotError(code, `${message} (HTTP ${status})`);
+  const byStatus: Record<number, typeof fail.repositoryUnauthorized> = {
+    401: fail.repositoryUnauthorized,
+    403: fail.repositoryForbidden,
+    404: fail.repositoryNotFound,
+    413: fail.repositoryTooLarge,
+  };
+  const make = byStatus[status] ?? (status >= 500 ? fail.repositoryUnavailable : fail.repositoryRefusedRequest);
+  return make({ message, status });
 }

@@ -5,7 +5,7 @@
  */
 import { lstat, mkdir, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { errno } from '../core/errno.js';
 import { LINKS_MANIFEST, linkTargetProblem, splitArchivePath, type LinkRecord, type PathLimits } from './paths.js';
 

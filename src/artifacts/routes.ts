@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
@@ -124,7 +124,7 @@ async function putArtifact(
   const app = req.query.app === undefined ? undefined : assertName(req.query.app);
   const commit = req.query.commit;
   if (commit !== undefined && !isCommitSha(commit)) {
-    throw fail.invalid2({ commit: String(commit).slice(0, 80) });
+    throw fail.invalidCommit({ commit: String(commit).slice(0, 80) });
   }
   const declared = Number(req.headers['content-length']);
   if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);

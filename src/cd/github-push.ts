@@ -4,7 +4,7 @@
  * naming the field at fault. Branch names are kept exactly as sent (they are data: compared, stored,
  * shown escaped, never given to a shell); message and author are made showable here.
  */
-import { PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 
 export type PushDecision =

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import { assertName } from '../core/names.js';
 import { sameRepository } from '../core/repo-url.js';
@@ -30,8 +30,6 @@ export const GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024;
 export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
 /** GitHub sends a GUID; anything short made of these characters is safe to store, log and compare. */
 const DELIVERY_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
-const SIGNATURE_HINT = "Give the GitHub webhook the app's secret (shown by `pilot apps create`) and content type application/json.";
-
 interface HookRoute {
   Params: { app: string };
 }
@@ -104,11 +102,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       const signature = one(req.headers['x-hub-signature-256']);
       // Nothing of the body is looked at before this; the message never shows the expected MAC.
       if (!verifyGithubSignature(target.secret, raw, signature)) {
-        throw new PilotError(
-          'unauthorized',
-          signature === undefined ? 'missing X-Hub-Signature-256 header' : 'X-Hub-Signature-256 does not match the body',
-          { hint: SIGNATURE_HINT },
-        );
+        throw signature === undefined ? fail.signatureMissing() : fail.signatureMismatch();
       }
       const event = one(req.headers['x-github-event']);
       if (event === undefined || event === '') throw fail.missingXGithubEvent();
@@ -150,12 +144,7 @@ async function handlePush(
 
   const deliveryId = one(req.headers['x-github-delivery']);
   if (deliveryId === undefined || !DELIVERY_RE.test(deliveryId)) {
-    throw new PilotError(
-      'bad_request',
-      deliveryId === undefined
-        ? 'missing X-GitHub-Delivery header'
-        : 'X-GitHub-Delivery must be 1-100 letters, digits, ".", "_", ":" or "-"',
-    );
+    throw deliveryId === undefined ? fail.deliveryIdMissing() : fail.deliveryIdInvalid();
   }
   const result = await deps.store.enqueueWebhookRun({
     app: app.name,

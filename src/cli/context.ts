@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ApiClient } from '../api/client.js';
-import { PilotError, isPilotError, fail } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import { secretFrom } from './secret-input.js';
 
 export interface GlobalOptions {
@@ -71,7 +71,7 @@ export function ago(ms: number | null | undefined): string {
 
 /** Print an error the way every command does (message, then hint) and set a failing exit code. */
 export function reportError(err: unknown, json: boolean | undefined): void {
-  const pe = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err));
+  const pe = isPilotError(err) ? err : fail.unexpected({ message: String((err as Error)?.message ?? err) });
   if (json) process.stderr.write(JSON.stringify({ error: pe.toJSON() }) + '\n');
   else {
     process.stderr.write(`error: ${pe.message}\n`);

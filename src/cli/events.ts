@@ -1,5 +1,5 @@
 /** `pilot events [-f] [APP]`: what happened (runs, rollouts, instances, revisions, nodes), then what happens. */
-import { PilotError, isPilotError, fail } from '../core/errors.js';
+import { type PilotError, isPilotError, fail } from '../core/errors.js';
 import type { PilotEvent } from '../core/events.js';
 import { followEvents } from '../api/sse.js';
 import { apiClient, type GlobalOptions } from './context.js';

@@ -104,7 +104,7 @@ const MAX_REPLICAS = 100;
 async function mustGetApp(store: Store, name: string): Promise<AppRecord> {
   assertName(name);
   const app = await store.getApp(name);
-  if (!app) throw fail.appNotFound({ name });
+  if (!app) throw fail.appNotFound({ app: name });
   return app;
 }
 
@@ -208,7 +208,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const name = assertName(req.params.app);
     const removed = await reconciler.serial(async () => {
       const a = await store.getApp(name);
-      if (!a) throw fail.appNotFound({ name });
+      if (!a) throw fail.appNotFound({ app: name });
       const instances = (await store.listInstances({ app: name })).length;
       await store.removeApp(name, Date.now());
       await reconciler.publishRoutes();

@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'pino';
 import { resolveAppConfig, validateAppConfig, type AppConfig } from '../core/app-config.js';
-import { PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import { previewDeploy, type DeployPreview } from '../core/plan.js';
 import { replicasOnDeploy, type ReplicasDecision } from '../core/replicas.js';
@@ -135,15 +135,7 @@ export async function admitDeploy(
   }
   if (preview?.preview.unplaced && !preview.volumesPinned) {
     const noEngine = config.runtime === 'docker' && !preview.nodes.some((n) => n.schedulable && n.runtimes?.has('docker'));
-    throw new PilotError(
-      'unschedulable',
-      `app "${name}" cannot be placed: ${preview.preview.unplaced.reason}`,
-      noEngine
-        ? {
-            hint: "Start the Docker engine on a node (`dockerd`, or `systemctl start docker`); its agent reports it within 10 s. `pilot nodes --json` shows each node's engine and its error.",
-          }
-        : {},
-    );
+    throw fail.cannotPlace({ name, reason: preview.preview.unplaced.reason, noEngine });
   }
   const result = await reconciler.serial(async () => {
     // Again inside the single writer, where the artifact GC runs: nothing is deleted from here to the commit.

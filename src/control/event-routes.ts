@@ -51,7 +51,7 @@ export function registerEventRoutes(
     // The header wins: a browser's EventSource sends it on reconnect while its URL keeps the first ?after.
     const after = fromHeader ?? fromQuery;
     if (app !== undefined && !(await store.getApp(app)) && (await store.latestEvents({ app, limit: 1 })).length === 0) {
-      throw fail.notFoundNoEvents({ app });
+      throw fail.appNotFoundNoEvents({ app });
     }
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
     if (!sse) {

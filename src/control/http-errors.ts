@@ -1,6 +1,6 @@
 /** The one place where errors become HTTP answers: `{ error: { code, message, hint, retryable } }`. */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { CATALOGUE, PilotError, isPilotError, fail } from '../core/errors.js';
+import { CATALOGUE, type PilotError, isPilotError, fail } from '../core/errors.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { errno } from '../core/errno.js';
 
@@ -28,7 +28,7 @@ export function toPilotError(err: unknown, diskPath = '$PILOT_HOME'): PilotError
     return fail.unsupportedContentType({ message: fe.message ?? '' });
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return new PilotError('bad_request', fe.message ?? 'bad request');
+    return fail.requestRefused({ message: fe.message });
   }
   return fail.internalError({ cause: err });
 }

@@ -52,7 +52,7 @@ export function registerLogRoutes(app: FastifyInstance, deps: { store: Store; bo
     '/api/v1/apps/:app/logs',
     async (req, reply) => {
       const a = await store.getApp(req.params.app);
-      if (!a) throw fail.notFound({ app: req.params.app });
+      if (!a) throw fail.appNotFoundSeeApps({ app: req.params.app });
       const follow = req.query.follow === '1' || req.query.follow === 'true';
       const previous = req.query.previous === '1' || req.query.previous === 'true';
       const only = req.query.instance;

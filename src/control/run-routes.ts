@@ -99,7 +99,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
   const mustGetRun = async (raw: string): Promise<RunRecord> => {
     const id = Number(raw);
     const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
-    if (!run) throw fail.runNotFound3({ raw });
+    if (!run) throw fail.runNotFoundRaw({ raw });
     return run;
   };
 
@@ -162,7 +162,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     const runs = await store.listRuns({ app: req.query.app, limit });
     // "No runs yet" only for an app that exists: a typo is an unknown app, as everywhere else.
     if (req.query.app !== undefined && runs.length === 0 && !(await store.getApp(req.query.app))) {
-      throw fail.notFound2({ app: req.query.app });
+      throw fail.appNotFound({ app: req.query.app });
     }
     // The audit trail ends with the rollout's result.
     return {

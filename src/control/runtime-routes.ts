@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import { SUPPORTED_PLATFORMS } from '../node-runtime/platform.js';
 import type { NodeRuntimeRecord, Store } from '../store/store.js';
@@ -47,15 +47,9 @@ function platform(p: string | undefined): string {
 export async function assertRecordedRuntime(store: Store, node: { readonly version: string; readonly digest: string }): Promise<void> {
   const same = (await store.listNodeRuntimes()).filter((r) => r.version === node.version);
   if (same.some((r) => r.digest === node.digest)) return;
-  throw new PilotError(
-    'bad_request',
-    same.length > 0
-      ? `Node.js ${node.version} is recorded as ${same.map((r) => r.digest).join(', ')}, not ${node.digest}`
-      : `Node.js ${node.version} is not a recorded runtime`,
-    {
-      hint: 'Deploy runtimes Pilot has recorded (`pilot runtimes`); `pilot run` records the one it builds with, `pilot runtimes add` imports one.',
-    },
-  );
+  throw same.length > 0
+    ? fail.runtimeRecordedOtherwise({ version: node.version, recorded: same.map((r) => r.digest).join(', '), digest: node.digest })
+    : fail.runtimeNotRecorded({ version: node.version });
 }
 
 export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDeps): void {

@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
@@ -135,15 +135,7 @@ function assertStateConsistent(home: string, fresh: boolean): void {
   if (existsSync(db) || fresh) return;
   const evidence = stateEvidence(home);
   if (evidence.length === 0) return;
-  throw new PilotError(
-    'state_without_database',
-    `the state database ${db} is missing, but ${home} holds Pilot state (${evidence.join(', ')})`,
-    {
-      hint:
-        'Restore it with `pilot restore BACKUP-FILE`, or start with an empty database on purpose with `--fresh-database` ' +
-        '(running apps keep running and are listed as orphans by `pilot orphans`; deploy them again to manage them).',
-    },
-  );
+  throw fail.databaseMissing({ db, home, evidence: evidence.join(', ') });
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
@@ -251,7 +243,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       await authenticateNode(store, req);
       return;
     }
-    throw new PilotError('unauthorized', token ? 'invalid token' : 'missing token: send "Authorization: Bearer <token>"');
+    throw token ? fail.invalidToken() : fail.missingToken();
   });
   // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
   // for `pilot status` and for monitoring, not turned into a failed probe.

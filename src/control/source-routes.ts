@@ -119,7 +119,7 @@ export function registerSourceRoutes(
 
   app.get<{ Params: { app: string } }>('/api/v1/apps/:app/secrets', async (req) => {
     const name = assertName(req.params.app);
-    if (!(await store.getApp(name))) throw fail.appNotFound({ name });
+    if (!(await store.getApp(name))) throw fail.appNotFound({ app: name });
     return { secrets: (await store.listSecrets(name)).map((s) => ({ name: s.name, scope: s.scope, updatedAt: s.updatedAt })) };
   });
 
@@ -145,7 +145,7 @@ export function registerSourceRoutes(
       if (!(await store.getApp(name))) {
         // A build secret is often needed by the very first deploy (a private registry's token): the
         // app is recorded now, with default config, as `POST /apps` does; its first run sets the rest.
-        if (scope !== 'build') throw fail.appNotFound({ name });
+        if (scope !== 'build') throw fail.appNotFound({ app: name });
         await store.upsertApp(name, resolveAppConfig({}, name), Date.now());
       }
       await store.setSecret(name, req.params.name, box.seal(req.body.value), Date.now(), scope);
@@ -166,7 +166,7 @@ export function registerSourceRoutes(
   app.get<{ Params: { id: string } }>('/api/v1/runs/:id/build-secrets', async (req) => {
     const id = Number(req.params.id);
     const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
-    if (!run) throw fail.runNotFound2({ id: req.params.id.slice(0, 40) });
+    if (!run) throw fail.runNotFoundById({ id: req.params.id.slice(0, 40) });
     if (run.status !== 'running' && run.status !== 'queued') {
       throw fail.runBuildSecretsGiven({ id: run.id, status: run.status });
     }

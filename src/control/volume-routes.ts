@@ -51,7 +51,7 @@ export function registerVolumeRoutes(app: FastifyInstance, deps: { store: Store;
   const { store, reconciler } = deps;
   const mustExist = async (name: string): Promise<string> => {
     assertName(name);
-    if (!(await store.getApp(name))) throw fail.appNotFound({ name });
+    if (!(await store.getApp(name))) throw fail.appNotFound({ app: name });
     return name;
   };
 

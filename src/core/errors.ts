@@ -90,7 +90,7 @@ const ENTRIES = { ...agentErrors, ...apiErrors, ...artifactsErrors, ...cdErrors,
 export type ErrorName = keyof typeof ENTRIES;
 
 /** The parameters an entry needs: those of its message function, or of its hint function. */
-type ParamsOf<E> = E extends { message: (p: infer P) => string } ? P : E extends { hint: (p: infer P) => string } ? P : undefined;
+type ParamsOf<E> = E extends { message: (p: infer P) => string } ? P : E extends { hint: (p: infer P) => string | undefined } ? P : undefined;
 
 /** What a call site may add besides the parameters: data for scripts (`details`) and the error it wraps. */
 export interface ErrorExtra {
@@ -102,7 +102,7 @@ type Maker<E> = ParamsOf<E> extends undefined ? (extra?: ErrorExtra) => PilotErr
 
 /** Make the error of one entry: message and hint from its parameters; status and retryable from its code. */
 export function makeError(entry: ErrorEntries[string], params: unknown, extra: ErrorExtra = {}): PilotError {
-  const text = (t: string | ((p: never) => string)): string => (typeof t === 'function' ? t(params as never) : t);
+  const text = <T extends string | undefined>(t: T | ((p: never) => T)): T => (typeof t === 'function' ? t(params as never) : t);
   const hint = entry.hint === undefined ? undefined : text(entry.hint);
   return new PilotError(entry.code, text(entry.message), {
     ...(hint === undefined ? {} : { hint }),
@@ -125,3 +125,17 @@ function makerOf(entry: ErrorEntries[string]): (a?: unknown, b?: ErrorExtra) => 
 export const fail = Object.fromEntries(Object.entries(ENTRIES).map(([name, entry]) => [name, makerOf(entry)])) as unknown as {
   readonly [K in ErrorName]: Maker<(typeof ENTRIES)[K]>;
 };
+
+/**
+ * The same error (same code, hence same status and retryable) said again: its message masked of
+ * secrets, or a hint that knows more about the context. `details` are not carried over; the hint
+ * is kept unless `hint` is given (undefined then means the code's default hint).
+ */
+export function restate(err: PilotError, change: { readonly message?: string; readonly hint?: string; readonly cause?: unknown }): PilotError {
+  const hint = 'hint' in change ? change.hint : err.hint;
+  return new PilotError(err.code, change.message ?? err.message, {
+    ...(hint === undefined ? {} : { hint }),
+    ...(change.cause === undefined ? {} : { cause: change.cause }),
+  });
+}
+export { pipelineHints } from './errors/pipeline.js';

@@ -13,7 +13,7 @@ export function isValidName(name: unknown): name is string {
 export function assertName(name: unknown, what = 'app name'): string {
   if (!isValidName(name)) {
     const shown = typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : String(typeof name);
-    throw fail.invalid({ what, shown });
+    throw fail.invalidName({ what, shown });
   }
   return name;
 }

@@ -2,7 +2,7 @@
  * Container registry addresses. A registry is configured by URL (`http://127.0.0.1:5000`); Docker
  * names images by the bare address (`127.0.0.1:5000/shop@sha256:…`). Pure.
  */
-import { PilotError, fail } from './errors.js';
+import { type PilotError, fail } from './errors.js';
 
 export interface RegistryAddress {
   /** Normalized: scheme://host[:port], lowercase host, no trailing slash. */

@@ -1,5 +1,5 @@
 /** How an app is started: pilot.yaml `run`, else the Procfile `web:` line, else `npm start`. Pure. */
-import { PilotError, fail } from './errors.js';
+import { type PilotError, fail } from './errors.js';
 import { splitCommand } from './app-config.js';
 
 const PROCFILE_LINE = /^([A-Za-z0-9_-]+)\s*:\s*(.*)$/;
@@ -34,7 +34,7 @@ export function procfileArgv(line: string, type: string): readonly string[] {
   try {
     return splitCommand(line);
   } catch (e) {
-    throw fail.procfile({ type, message: (e as Error).message }, { cause: e });
+    throw fail.procfileInvalid({ type, message: (e as Error).message }, { cause: e });
   }
 }
 

@@ -7,7 +7,7 @@
 import { statfsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { errno } from '../core/errno.js';
 
 const FULL = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);

@@ -5,7 +5,7 @@
  */
 import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PilotError, isPilotError, fail } from '../core/errors.js';
+import { type PilotError, isPilotError, fail } from '../core/errors.js';
 import { resolveRunCommand } from '../core/run-command.js';
 import { readPackageJson, stringScripts } from '../workspace/facts.js';
 import { baseImageTag } from './base-image.js';

@@ -12,7 +12,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import type { ArtifactClient } from '../artifacts/client.js';
-import { PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { ImageRef, InstanceSpec } from '../core/types.js';
 import type { Engine } from './engine.js';
 import { followProgress, type ProgressMessage } from './progress.js';
@@ -123,7 +123,7 @@ export class ImageFetcher {
       .getImage(ref)
       .remove()
       .catch(() => undefined);
-    throw mismatch(`pulled image ${got ?? '(none)'} differs from the recorded ${image.id} (${ref})`);
+    throw fail.pulledImageDiffers({ got: got ?? '(none)', id: image.id, ref });
   }
 
   private async load(image: ImageRef, archive: string): Promise<void> {
@@ -134,7 +134,7 @@ export class ImageFetcher {
       const ids = await archiveImageIds(file);
       // Refused before loading, so nothing has to be removed afterwards.
       if (ids.length !== 1 || ids[0] !== image.id)
-        throw mismatch(`image archive ${archive} holds ${ids.join(', ') || 'no image'}, not the recorded ${image.id}`);
+        throw fail.archiveHoldsOtherImage({ archive, ids: ids.join(', ') || 'no image', id: image.id });
       try {
         const stream = await this.engine.loadImage(createReadStream(file), { quiet: true });
         failOnError(await followProgress(this.engine, stream));
@@ -142,7 +142,7 @@ export class ImageFetcher {
         throw fail.dockerLoadFailed({ archive, e: engineMessage(e) }, { cause: e });
       }
       const got = await this.imageId(image.id);
-      if (got !== image.id) throw mismatch(`loaded image ${got ?? '(none)'} differs from the recorded ${image.id} (archive ${archive})`);
+      if (got !== image.id) throw fail.loadedImageDiffers({ got: got ?? '(none)', id: image.id, archive });
     } finally {
       await rm(file, { force: true });
     }
@@ -153,10 +153,4 @@ export class ImageFetcher {
 function failOnError(messages: readonly ProgressMessage[]): void {
   const bad = messages.find((m) => m.error !== undefined);
   if (bad) throw new Error(bad.errorDetail?.message ?? bad.error);
-}
-
-function mismatch(message: string): PilotError {
-  return new PilotError('digest_mismatch', message, {
-    hint: 'The registry or artifact repository holds another image than the revision recorded; publish the revision again (`pilot run`).',
-  });
 }

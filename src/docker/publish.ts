@@ -7,7 +7,7 @@
  * - no registry: the image as an OCI image layout tarball (oci-archive.ts; deterministic for an image ID), named
  *   by its sha256, for Pilot's artifact repository.
  */
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import type { Engine } from './engine.js';
 import { followProgress, type ProgressMessage } from './progress.js';
 

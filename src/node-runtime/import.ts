@@ -43,7 +43,7 @@ export async function importRuntime(req: ImportRequest): Promise<ImportResult> {
   const platform = nodePlatform(req.machine?.platform, req.machine?.arch);
   const pkg = runtimePackage(platform);
   const hashes = await hashFile(req.file).catch((e: unknown) => {
-    throw fail.cannotRead3({ file: req.file, message: (e as Error).message });
+    throw fail.runtimeFileUnreadable({ file: req.file, message: (e as Error).message });
   });
   let integrityCheck: string;
   if (req.integrity !== undefined) {

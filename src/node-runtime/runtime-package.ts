@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extractArtifact } from '../artifacts/safe-extract.js';
 import semver from 'semver';
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { runCommand } from '../os/exec.js';
 
 export interface FileHashes {

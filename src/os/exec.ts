@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import { LineSplitter, Tail } from './lines.js';
 import { SilenceTimer } from './silence.js';
@@ -202,7 +202,7 @@ export function mustSucceed(result: RunResult, argv: readonly string[]): RunResu
   if (result.code === 0) return result;
   const how = result.code !== null ? `exited with code ${result.code}` : `was killed by ${result.signal ?? 'a signal'}`;
   const lines = result.tail.length > 0 ? `:\n${result.tail.map((l) => `  ${l}`).join('\n')}` : ' (no output)';
-  throw fail.step({ argv: formatArgv(argv), how, lines }, { details: { code: result.code, signal: result.signal, tail: result.tail } });
+  throw fail.stepFailed({ argv: formatArgv(argv), how, lines }, { details: { code: result.code, signal: result.signal, tail: result.tail } });
 }
 
 function readLines(stream: Readable, emit: (line: string) => void): void {
@@ -229,15 +229,7 @@ async function spawnError(file: string, shown: string, opts: RunOptions, e: Node
   if (!cwdOk) return fail.cannotRunWorkingFolder({ shown, cwd: opts.cwd }, { cause: e });
   if (e.code === 'ENOENT') {
     const where = file.includes('/') ? '' : ` on PATH (${opts.env['PATH'] ?? 'PATH is not set'})`;
-    return new PilotError('build_failed', `\`${file}\` not found${where}`, {
-      cause: e,
-      // yarn and pnpm are provided by Pilot for the app's lockfile or packageManager; a script that
-      // calls another manager than the app's own needs it named.
-      hint:
-        file === 'yarn' || file === 'pnpm'
-          ? `Pilot provides ${file} when the app uses it: add a ${file === 'yarn' ? 'yarn.lock' : 'pnpm-lock.yaml'}, or name it in package.json ("packageManager": "${file}@<version>").`
-          : 'Install it on the build machine, or change the build commands in pilot.yaml.',
-    });
+    return fail.commandNotFound({ file, where }, { cause: e });
   }
   if (e.code === 'EACCES') return fail.notExecutablePermissionDenied({ file }, { cause: e });
   return fail.cannotRun2({ shown, message: e.message }, { cause: e });

@@ -4,7 +4,7 @@
  * (its reason carries the failing instance's last lines). Woken by the event feed (GET
  * /api/v1/events), polling only against a server without one.
  */
-import { PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { ApiClient } from '../api/client.js';
 import { followEvents } from '../api/sse.js';
 
@@ -70,9 +70,7 @@ export async function followRollout(
       const kept = r.activeRevision === null ? 'no revision is serving' : `revision ${r.activeRevision} keeps serving`;
       // The reason's first line, then where it stood, then the app's own words (the reason's other lines).
       const [first, ...rest] = (r.rollout.reason ?? 'unknown reason').split('\n');
-      throw new PilotError('deploy_failed', [`rollout #${rolloutId} failed: ${first}; ${kept}`, ...rest].join('\n'), {
-        hint: `See the app's output with \`pilot logs ${app}\` (\`--previous\` for stopped instances); fix and run again.`,
-      });
+      throw fail.rolloutFailed({ rolloutId, first: first ?? '', kept, rest, app });
     }
     return false;
   };

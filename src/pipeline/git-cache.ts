@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { formatDuration } from '../core/duration.js';
-import { PilotError, isPilotError, fail } from '../core/errors.js';
+import { isPilotError, fail, restate } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import { normalizeRepo, repoUrlProblem } from '../core/repo-url.js';
 import { runCommand, type RunResult } from '../os/exec.js';
@@ -118,7 +118,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
       const what = `fetching ${sha.slice(0, 12)} from ${shown}`;
       if (e.code === 'step_timeout') throw fail.timedOutAfter({ what, timeoutMs: formatDuration(timeoutMs) });
       if (e.code === 'cancelled') throw fail.cancelled({ what });
-      throw new PilotError(e.code, redact(e.message));
+      throw restate(e, { message: redact(e.message), hint: undefined });
     }
   };
   const mustFetch = async (options: readonly string[], refspec: string): Promise<void> => {

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import semver from 'semver';
 import { extractArtifact } from '../artifacts/safe-extract.js';
-import { isPilotError, PilotError, fail } from '../core/errors.js';
+import { isPilotError, type PilotError, fail } from '../core/errors.js';
 import { NpmRegistry } from '../node-runtime/npm-registry.js';
 import { nearestVersions } from '../node-runtime/resolve.js';
 import { checkIntegrity, hashFile } from '../node-runtime/runtime-package.js';

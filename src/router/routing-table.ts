@@ -4,7 +4,7 @@
  * The control plane owns the desired table and calls `set` with the whole of it whenever anything
  * changes (level-triggered); the router never edits it. Lookups are by exact host, no wildcards.
  */
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { normalizeHost, type Route, type RouteUpstream } from '../core/routes.js';
 
 export { admitRoutes, normalizeHost, type Backend, type Route, type RouteProblem, type RouteUpstream } from '../core/routes.js';

@@ -277,7 +277,7 @@ export class MemoryStore implements Store {
 
   async createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord> {
     const db = this.open();
-    if (!db.apps.has(r.app)) throw fail.notFound2({ app: r.app });
+    if (!db.apps.has(r.app)) throw fail.appNotFound({ app: r.app });
     let max = 0;
     for (const x of db.revisions.values()) if (x.app === r.app && x.number > max) max = x.number;
     const rec: RevisionRecord = {
@@ -310,7 +310,7 @@ export class MemoryStore implements Store {
 
   async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt'>): Promise<RolloutRecord> {
     const db = this.open();
-    if (!db.apps.has(r.app)) throw fail.notFound2({ app: r.app });
+    if (!db.apps.has(r.app)) throw fail.appNotFound({ app: r.app });
     const rec: RolloutRecord = {
       id: ++db.seq.rollout,
       app: r.app,
@@ -354,7 +354,7 @@ export class MemoryStore implements Store {
   ): Promise<void> {
     const db = this.open();
     if (db.instances.has(i.id)) throw fail.instanceAlreadyExists({ id: i.id });
-    if (!db.apps.has(i.app)) throw fail.notFound2({ app: i.app });
+    if (!db.apps.has(i.app)) throw fail.appNotFound({ app: i.app });
     if (!db.nodes.has(i.nodeId)) throw fail.nodeNotFound2({ nodeId: i.nodeId });
     db.instances.set(i.id, {
       id: i.id,

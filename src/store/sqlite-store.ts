@@ -2,7 +2,7 @@
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
 
-import { PilotError, fail } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';

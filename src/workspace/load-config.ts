@@ -19,7 +19,7 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
   const file = join(dir, 'pilot.yaml');
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
-    throw fail.cannotRead({ file, message: err.message });
+    throw fail.configUnreadable({ file, message: err.message });
   });
   if (text !== undefined) {
     let raw: unknown;

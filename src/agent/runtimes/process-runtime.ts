@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PilotError, fail } from '../../core/errors.js';
+import { type PilotError, fail } from '../../core/errors.js';
 import {
   cgroupName,
   cgroupPids,
@@ -80,11 +80,9 @@ function spawnError(req: StartRequest, e: unknown): PilotError {
   const argv0 = req.argv[0] ?? '';
   const code = (e as NodeJS.ErrnoException).code;
   const where = `(instance ${req.instanceId}, cwd ${req.cwd})`;
-  const hint =
-    'Check the run command (pilot.yaml `run`, the Procfile web: line or package.json start); it is looked up in the PATH of the app env.';
-  if (code === 'ENOENT') return new PilotError('deploy_failed', `${argv0}: command not found ${where}`, { hint, cause: e });
-  if (code === 'EACCES') return new PilotError('deploy_failed', `${argv0}: permission denied, not executable ${where}`, { hint, cause: e });
-  return new PilotError('deploy_failed', `${argv0}: cannot start: ${(e as Error).message} ${where}`, { hint, cause: e });
+  if (code === 'ENOENT') return fail.runCommandNotFound({ argv0, where }, { cause: e });
+  if (code === 'EACCES') return fail.runCommandNotExecutable({ argv0, where }, { cause: e });
+  return fail.runCommandCannotStart({ argv0, message: (e as Error).message, where }, { cause: e });
 }
 
 function oomReason(memoryMb: number | undefined, how = ''): string {

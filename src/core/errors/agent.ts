@@ -1,5 +1,8 @@
 import type { ErrorEntries } from './entry.js';
 
+const RUN_COMMAND_HINT =
+  'Check the run command (pilot.yaml `run`, the Procfile web: line or package.json start); it is looked up in the PATH of the app env.';
+
 /** Errors raised in src/agent/. */
 export const agentErrors = {
   invalidAgentToken: {
@@ -137,5 +140,28 @@ export const agentErrors = {
     code: 'conflict',
     message: (p: { stateDir: string }) => `${p.stateDir} already has a running instance`,
     hint: "adopt() and stop() it first.",
+  },
+  runCommandNotFound: {
+    code: 'deploy_failed',
+    message: (p: { argv0: string; where: string }) => `${p.argv0}: command not found ${p.where}`,
+    hint: RUN_COMMAND_HINT,
+  },
+  runCommandNotExecutable: {
+    code: 'deploy_failed',
+    message: (p: { argv0: string; where: string }) => `${p.argv0}: permission denied, not executable ${p.where}`,
+    hint: RUN_COMMAND_HINT,
+  },
+  runCommandCannotStart: {
+    code: 'deploy_failed',
+    message: (p: { argv0: string; message: string; where: string }) => `${p.argv0}: cannot start: ${p.message} ${p.where}`,
+    hint: RUN_COMMAND_HINT,
+  },
+  injectedStartFailure: {
+    code: 'deploy_failed',
+    message: (p: { message: string }) => p.message,
+  },
+  dockerEngineUnavailable: {
+    code: 'runtime_unavailable',
+    message: (p: { error: string | undefined }) => p.error ?? 'the Docker engine does not answer',
   },
 } as const satisfies ErrorEntries;

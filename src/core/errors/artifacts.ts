@@ -1,5 +1,8 @@
 import type { ErrorEntries } from './entry.js';
 
+/** An answer without a Pilot error body (HEAD, or not from Pilot): what the client was doing, and the status. */
+const answered = (p: { message: string; status: number }): string => `${p.message} (HTTP ${p.status})`;
+
 /** Errors raised in src/artifacts/. */
 export const artifactsErrors = {
   askedServerAnswered: {
@@ -31,7 +34,7 @@ export const artifactsErrors = {
     code: 'too_large',
     message: (p: { maxBytes: number }) => `artifact is larger than the ${p.maxBytes}-byte limit`,
   },
-  invalid2: {
+  invalidCommit: {
     code: 'bad_request',
     message: (p: { commit: string }) => `invalid commit ${JSON.stringify(p.commit)}`,
     hint: "Pass the full commit SHA (40 or 64 lowercase hex characters).",
@@ -45,4 +48,23 @@ export const artifactsErrors = {
     code: 'too_large',
     message: (p: { declared: number; maxBytes: number }) => `artifact of ${p.declared} bytes is larger than the ${p.maxBytes}-byte limit`,
   },
+  extractTargetExists: {
+    code: 'conflict',
+    message: (p: { dest: string }) => `cannot extract into ${p.dest}: it already exists`,
+    hint: 'Artifacts are unpacked into a new folder, never over an existing one.',
+  },
+  unsafeArchiveEntry: {
+    code: 'unsafe_archive',
+    message: (p: { shown: string; reason: string }) => `unsafe archive entry ${JSON.stringify(p.shown)}: ${p.reason}`,
+  },
+  entryLongerThanDeclared: {
+    code: 'unsafe_archive',
+    message: (p: { path: string }) => `entry ${p.path} holds more bytes than its header declares`,
+  },
+  repositoryUnauthorized: { code: 'unauthorized', message: answered },
+  repositoryForbidden: { code: 'forbidden', message: answered },
+  repositoryNotFound: { code: 'artifact_not_found', message: answered },
+  repositoryTooLarge: { code: 'too_large', message: answered },
+  repositoryUnavailable: { code: 'unavailable', message: answered },
+  repositoryRefusedRequest: { code: 'bad_request', message: answered },
 } as const satisfies ErrorEntries;

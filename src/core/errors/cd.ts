@@ -1,5 +1,7 @@
 import type { ErrorEntries } from './entry.js';
 
+const SIGNATURE_HINT = "Give the GitHub webhook the app's secret (shown by `pilot apps create`) and content type application/json.";
+
 /** Errors raised in src/cd/. */
 export const cdErrors = {
   pushPayloadMustJson: {
@@ -47,5 +49,23 @@ export const cdErrors = {
   bodyNotValidJson: {
     code: 'bad_request',
     message: "the body is not valid JSON",
+  },
+  signatureMissing: {
+    code: 'unauthorized',
+    message: 'missing X-Hub-Signature-256 header',
+    hint: SIGNATURE_HINT,
+  },
+  signatureMismatch: {
+    code: 'unauthorized',
+    message: 'X-Hub-Signature-256 does not match the body',
+    hint: SIGNATURE_HINT,
+  },
+  deliveryIdMissing: {
+    code: 'bad_request',
+    message: 'missing X-GitHub-Delivery header',
+  },
+  deliveryIdInvalid: {
+    code: 'bad_request',
+    message: 'X-GitHub-Delivery must be 1-100 letters, digits, ".", "_", ":" or "-"',
   },
 } as const satisfies ErrorEntries;

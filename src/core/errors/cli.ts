@@ -2,7 +2,7 @@ import type { ErrorEntries } from './entry.js';
 
 /** Errors raised in src/cli/. */
 export const cliErrors = {
-  cannotRead2: {
+  flagFileUnreadable: {
     code: 'bad_request',
     message: (p: { flag: string; file: string; code: string }) => `${p.flag} ${p.file}: cannot read it (${p.code})`,
     hint: "Give a readable file, or - to read the value from stdin.",
@@ -141,5 +141,10 @@ export const cliErrors = {
   passAppVolumesApp: {
     code: 'bad_request',
     message: "pass the app: pilot volumes APP",
+  },
+  flagInvalid: {
+    code: 'bad_request',
+    message: (p: { flag: string; problem: string; hint: string | undefined }) => `${p.flag} ${p.problem}`,
+    hint: (p: { flag: string; problem: string; hint: string | undefined }) => p.hint,
   },
 } as const satisfies ErrorEntries;

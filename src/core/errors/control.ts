@@ -1,5 +1,10 @@
 import type { ErrorEntries } from './entry.js';
 
+const ROUTER_PROCESS_HINT =
+  'The router process is started and supervised by `pilot up` / `pilot server`; its log is $PILOT_HOME/logs/router.log.';
+const RECORDED_RUNTIME_HINT =
+  'Deploy runtimes Pilot has recorded (`pilot runtimes`); `pilot run` records the one it builds with, `pilot runtimes add` imports one.';
+
 /** Errors raised in src/control/. */
 export const controlErrors = {
   invalidRequest: {
@@ -31,7 +36,7 @@ export const controlErrors = {
   },
   appNotFound: {
     code: 'app_not_found',
-    message: (p: { name: string }) => `app "${p.name}" not found`,
+    message: (p: { app: string }) => `app "${p.app}" not found`,
   },
   routerProcessAnsweredTraffic: {
     code: 'unavailable',
@@ -51,7 +56,7 @@ export const controlErrors = {
     code: 'bad_request',
     message: (p: { name: string }) => `secret name ${JSON.stringify(p.name)} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
   },
-  runNotFound2: {
+  runNotFoundById: {
     code: 'run_not_found',
     message: (p: { id: string }) => `run ${JSON.stringify(p.id)} not found`,
   },
@@ -101,7 +106,7 @@ export const controlErrors = {
     message: (p: { name: string; one: string }) => `app "${p.name}" has no placed volume "${p.one}"`,
     hint: (p: { name: string; one: string }) => `\`pilot volumes ${p.name}\` lists its volumes.`,
   },
-  notFound: {
+  appNotFoundSeeApps: {
     code: 'not_found',
     message: (p: { app: string }) => `app "${p.app}" not found`,
     hint: "See `pilot apps`.",
@@ -278,7 +283,7 @@ export const controlErrors = {
     message: (p: { id: string }) => `no live join token ${JSON.stringify(p.id)}`,
     hint: "List them with `pilot token list`.",
   },
-  runNotFound3: {
+  runNotFoundRaw: {
     code: 'run_not_found',
     message: (p: { raw: string }) => `run ${JSON.stringify(p.raw)} not found`,
   },
@@ -294,15 +299,11 @@ export const controlErrors = {
     code: 'too_large',
     message: (p: { maxLogBytes: number }) => `run log is capped at ${p.maxLogBytes} MB`,
   },
-  notFound2: {
-    code: 'app_not_found',
-    message: (p: { app: string }) => `app "${p.app}" not found`,
-  },
   mustIdEventWhole: {
     code: 'invalid_event_id',
     message: (p: { where: string; t: string }) => `${p.where} must be the id of an event (a whole number), not ${JSON.stringify(p.t)}`,
   },
-  notFoundNoEvents: {
+  appNotFoundNoEvents: {
     code: 'app_not_found',
     message: (p: { app: string }) => `app "${p.app}" not found (and no events of it are kept)`,
   },
@@ -327,5 +328,59 @@ export const controlErrors = {
   cannotListen: {
     code: 'internal',
     message: (p: { what: string; host: string; port: number; message: string }) => `the ${p.what} cannot listen on ${p.host}:${p.port}: ${p.message}`,
+  },
+  invalidToken: {
+    code: 'unauthorized',
+    message: 'invalid token',
+  },
+  missingToken: {
+    code: 'unauthorized',
+    message: 'missing token: send "Authorization: Bearer <token>"',
+  },
+  requestRefused: {
+    code: 'bad_request',
+    message: (p: { message: string | undefined }) => p.message ?? 'bad request',
+  },
+  invalidTrafficWindow: {
+    code: 'bad_request',
+    message: (p: { problem: string }) => p.problem,
+    hint: 'Pass ?window= as a duration from 1s to 5m: 10s, 60s, 5m (default 60s).',
+  },
+  noRouterProcess: {
+    code: 'unavailable',
+    message: (p: { home: string }) => `no router process is recorded in ${p.home}/router/router.json`,
+    hint: ROUTER_PROCESS_HINT,
+  },
+  routerGaveNoTraffic: {
+    code: 'unavailable',
+    message: (p: { pid: number; admin: string; message: string }) =>
+      `the router process (pid ${p.pid}, ${p.admin}) gave no traffic figures: ${p.message}`,
+    hint: ROUTER_PROCESS_HINT,
+  },
+  cannotPlace: {
+    code: 'unschedulable',
+    message: (p: { name: string; reason: string; noEngine: boolean }) => `app "${p.name}" cannot be placed: ${p.reason}`,
+    hint: (p: { name: string; reason: string; noEngine: boolean }) =>
+      p.noEngine
+        ? "Start the Docker engine on a node (`dockerd`, or `systemctl start docker`); its agent reports it within 10 s. `pilot nodes --json` shows each node's engine and its error."
+        : undefined,
+  },
+  databaseMissing: {
+    code: 'state_without_database',
+    message: (p: { db: string; home: string; evidence: string }) =>
+      `the state database ${p.db} is missing, but ${p.home} holds Pilot state (${p.evidence})`,
+    hint:
+      'Restore it with `pilot restore BACKUP-FILE`, or start with an empty database on purpose with `--fresh-database` ' +
+      '(running apps keep running and are listed as orphans by `pilot orphans`; deploy them again to manage them).',
+  },
+  runtimeRecordedOtherwise: {
+    code: 'bad_request',
+    message: (p: { version: string; recorded: string; digest: string }) => `Node.js ${p.version} is recorded as ${p.recorded}, not ${p.digest}`,
+    hint: RECORDED_RUNTIME_HINT,
+  },
+  runtimeNotRecorded: {
+    code: 'bad_request',
+    message: (p: { version: string }) => `Node.js ${p.version} is not a recorded runtime`,
+    hint: RECORDED_RUNTIME_HINT,
   },
 } as const satisfies ErrorEntries;

@@ -2,7 +2,7 @@ import type { ErrorEntries } from './entry.js';
 
 /** Errors raised in src/core/. */
 export const coreErrors = {
-  invalid: {
+  invalidName: {
     code: 'invalid_name',
     message: (p: { what: string; shown: string }) => `invalid ${p.what} ${p.shown}`,
   },
@@ -49,7 +49,7 @@ export const coreErrors = {
     message: (p: { port: number; replicas: undefined | number }) => `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${p.port}) allows one instance per node, so replicas: ${p.replicas} cannot be placed`,
     hint: "Remove `port:` (instances then get $PORT), or set replicas: 1.",
   },
-  procfile: {
+  procfileInvalid: {
     code: 'invalid_config',
     message: (p: { type: string; message: string }) => `Procfile ${p.type}: ${p.message}`,
     hint: (p: { type: string; message: string }) => `Fix the \`${p.type}:\` line of the Procfile.`,
@@ -84,5 +84,9 @@ export const coreErrors = {
     code: 'bad_request',
     message: (p: { what: string; problem: string }) => `${p.what} contains ${p.problem}: refused (the value is not shown)`,
     hint: "Secret values may hold printable text, tabs and line breaks (PEM keys), not NUL or other control characters. Check the file or variable it came from.",
+  },
+  unexpected: {
+    code: 'internal',
+    message: (p: { message: string }) => p.message,
   },
 } as const satisfies ErrorEntries;

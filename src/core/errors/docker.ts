@@ -1,5 +1,8 @@
 import type { ErrorEntries } from './entry.js';
 
+const IMAGE_MISMATCH_HINT =
+  'The registry or artifact repository holds another image than the revision recorded; publish the revision again (`pilot run`).';
+
 /** Errors raised in src/docker/. */
 export const dockerErrors = {
   dockerBuildFailed: {
@@ -138,5 +141,20 @@ export const dockerErrors = {
     code: 'registry_unreachable',
     message: (p: { name: string; tag: string; url: string; why: string }) => `cannot push ${p.name}:${p.tag} to the registry ${p.url}: ${p.why}`,
     hint: (p: { name: string; tag: string; url: string; why: string }) => `Start the registry at ${p.url} (or point Pilot at another one with \`pilot registry set URL\`), then run again: a retry sends only the layers the registry does not have.`,
+  },
+  pulledImageDiffers: {
+    code: 'digest_mismatch',
+    message: (p: { got: string; id: string; ref: string }) => `pulled image ${p.got} differs from the recorded ${p.id} (${p.ref})`,
+    hint: IMAGE_MISMATCH_HINT,
+  },
+  archiveHoldsOtherImage: {
+    code: 'digest_mismatch',
+    message: (p: { archive: string; ids: string; id: string }) => `image archive ${p.archive} holds ${p.ids}, not the recorded ${p.id}`,
+    hint: IMAGE_MISMATCH_HINT,
+  },
+  loadedImageDiffers: {
+    code: 'digest_mismatch',
+    message: (p: { got: string; id: string; archive: string }) => `loaded image ${p.got} differs from the recorded ${p.id} (archive ${p.archive})`,
+    hint: IMAGE_MISMATCH_HINT,
   },
 } as const satisfies ErrorEntries;

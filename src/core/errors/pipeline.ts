@@ -165,4 +165,19 @@ export const pipelineErrors = {
     code: 'step_timeout',
     message: (p: { buildStepTimeoutMs: number }) => `docker build timed out after ${p.buildStepTimeoutMs}s`,
   },
+  rolloutFailed: {
+    code: 'deploy_failed',
+    message: (p: { rolloutId: number; first: string; kept: string; rest: readonly string[]; app: string }) =>
+      [`rollout #${p.rolloutId} failed: ${p.first}; ${p.kept}`, ...p.rest].join('\n'),
+    hint: (p: { rolloutId: number; first: string; kept: string; rest: readonly string[]; app: string }) =>
+      `See the app's output with \`pilot logs ${p.app}\` (\`--previous\` for stopped instances); fix and run again.`,
+  },
 } as const satisfies ErrorEntries;
+
+/** Hints that explain an error raised elsewhere (its code and message kept, see `restate`). */
+export const pipelineHints = {
+  npmrcVariableMissing: (p: { v: string; app: string }) =>
+    `The app's .npmrc uses \${${p.v}}, which the build does not have: \`pilot secrets set ${p.app} ${p.v} --build\` (value on stdin), then run again.`,
+  managerRangeRewrite: (p: { name: string; version: string; source: string }) =>
+    `${p.name} ${p.version} is the newest match of ${p.source}; if the install wants to rewrite the lockfile, pin the version that wrote it in package.json: "packageManager": "${p.name}@<version>".`,
+};

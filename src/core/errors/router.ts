@@ -1,5 +1,9 @@
 import type { ErrorEntries } from './entry.js';
 
+const HOST_HINT = 'Every app answers at <app>.localhost and at the hosts in its pilot.yaml; list apps with `pilot apps`.';
+const upstreamMessage = (p: { app: string; what: string; code: string }): string => `pilot: an instance of app "${p.app}" ${p.what} (${p.code})`;
+const upstreamHint = (p: { app: string }): string => `Check \`pilot logs ${p.app}\`; the request may be retried.`;
+
 /** Errors raised in src/router/. */
 export const routerErrors = {
   routingTableRejected: {
@@ -26,5 +30,25 @@ export const routerErrors = {
     code: 'bad_request',
     message: (p: { url: string }) => `pilot: request target "${p.url}" is not a path`,
     hint: "Send origin-form requests (\"GET /path\"), with the app's host in the Host header.",
+  },
+  noHostHeader: {
+    code: 'not_found',
+    message: 'pilot: the request has no Host header, and Pilot routes by host',
+    hint: HOST_HINT,
+  },
+  unknownHost: {
+    code: 'not_found',
+    message: (p: { host: string }) => `pilot: no app serves host "${p.host}"`,
+    hint: HOST_HINT,
+  },
+  upstreamTimeout: {
+    code: 'upstream_timeout',
+    message: upstreamMessage,
+    hint: upstreamHint,
+  },
+  upstreamFailed: {
+    code: 'bad_gateway',
+    message: upstreamMessage,
+    hint: upstreamHint,
   },
 } as const satisfies ErrorEntries;
