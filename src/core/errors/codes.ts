@@ -17,6 +17,12 @@ export const CATALOGUE = {
   },
   forbidden: { status: 403, retryable: false },
   bad_request: { status: 400, retryable: false },
+  invalid_argument: { status: 400, retryable: false }, // a CLI argument or flag
+  invalid_backup: { status: 400, retryable: false },
+  invalid_secret_name: { status: 400, retryable: false },
+  invalid_gc_request: { status: 400, retryable: false },
+  runtime_not_recorded: { status: 400, retryable: false },
+  address_not_local: { status: 400, retryable: false },
   invalid_name: {
     status: 400,
     retryable: false,

@@ -53,7 +53,7 @@ export const controlErrors = {
     message: (p: { branch: string }) => `branch ${JSON.stringify(p.branch)} is not a valid git branch name`,
   },
   secretMustEnvironmentVariable: {
-    code: 'bad_request',
+    code: 'invalid_secret_name',
     message: (p: { name: string }) => `secret name ${JSON.stringify(p.name)} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
   },
   runNotFoundById: {
@@ -122,19 +122,19 @@ export const controlErrors = {
     hint: "See `pilot status APP` and `pilot logs APP --previous`.",
   },
   keepMustWholeNumber: {
-    code: 'bad_request',
+    code: 'invalid_gc_request',
     message: (p: { maxGcKeep: number; v: unknown }) => `keep must be a whole number from 0 to ${p.maxGcKeep} (got ${JSON.stringify(p.v)})`,
   },
   bodyMustJsonObject: {
-    code: 'bad_request',
+    code: 'invalid_gc_request',
     message: "the body must be a JSON object { dryRun?, keep? }",
   },
   unknownFieldBodyTakes: {
-    code: 'bad_request',
+    code: 'invalid_gc_request',
     message: (p: { k: string }) => `unknown field "${p.k}": the body takes dryRun and keep`,
   },
   dryrunMustTrueFalse: {
-    code: 'bad_request',
+    code: 'invalid_gc_request',
     message: "dryRun must be true or false",
   },
   artifactGarbageCollected: {
@@ -322,7 +322,7 @@ export const controlErrors = {
     hint: "Ports below 1024 need privileges; pick another port.",
   },
   cannotListenNoSuch: {
-    code: 'bad_request',
+    code: 'address_not_local',
     message: (p: { what: string; host: string }) => `the ${p.what} cannot listen on ${p.host}: no such address on this machine`,
   },
   cannotListen: {
@@ -374,12 +374,12 @@ export const controlErrors = {
       '(running apps keep running and are listed as orphans by `pilot orphans`; deploy them again to manage them).',
   },
   runtimeRecordedOtherwise: {
-    code: 'bad_request',
+    code: 'runtime_not_recorded',
     message: (p: { version: string; recorded: string; digest: string }) => `Node.js ${p.version} is recorded as ${p.recorded}, not ${p.digest}`,
     hint: RECORDED_RUNTIME_HINT,
   },
   runtimeNotRecorded: {
-    code: 'bad_request',
+    code: 'runtime_not_recorded',
     message: (p: { version: string }) => `Node.js ${p.version} is not a recorded runtime`,
     hint: RECORDED_RUNTIME_HINT,
   },

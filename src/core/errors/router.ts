@@ -51,4 +51,9 @@ export const routerErrors = {
     message: upstreamMessage,
     hint: upstreamHint,
   },
+  trafficWindowRefused: {
+    code: 'bad_request',
+    // The control plane asks with a window it has checked: no hint for a user here.
+    message: (p: { problem: string }) => p.problem,
+  },
 } as const satisfies ErrorEntries;
