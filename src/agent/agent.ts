@@ -96,8 +96,7 @@ const RELEASE_WRAPPER = 'f=$1; shift; "$@"; c=$?; echo "$c" > "$f"; exit "$c"';
 
 /** The release command the control plane sent with a release instance, wrapped to record its exit code in `exitFile`. */
 function releaseArgv(release: readonly string[] | undefined, exitFile: string): readonly string[] {
-  if (!release || release.length === 0 || release[0] === '')
-    throw fail.releaseInstanceWithoutRelease();
+  if (!release || release.length === 0 || release[0] === '') throw fail.releaseInstanceWithoutRelease();
   return ['/bin/sh', '-c', RELEASE_WRAPPER, 'pilot-release', exitFile, ...release];
 }
 
@@ -557,10 +556,7 @@ export class Agent {
 
   private async startInstance(inst: LocalInstance): Promise<void> {
     if (inst.spec.kind === 'release' && inst.spec.runtime === 'docker') {
-      await this.startFailed(
-        inst,
-        fail.releasePhaseNeedsProcess(),
-      );
+      await this.startFailed(inst, fail.releasePhaseNeedsProcess());
       return;
     }
     if (inst.spec.runtime === 'docker') return this.startContainer(inst);

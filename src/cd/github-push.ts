@@ -40,8 +40,7 @@ export function parsePush(payload: unknown): PushDecision {
   const { ref, repository, after, deleted } = payload;
   if (typeof ref !== 'string') throw fail.refMustString();
   if (!isObject(repository)) throw fail.repositoryMustObject();
-  if (typeof after !== 'string' || !SHA_RE.test(after))
-    throw fail.afterMustCharacterLowercase();
+  if (typeof after !== 'string' || !SHA_RE.test(after)) throw fail.afterMustCharacterLowercase();
   // GitHub always sends head_commit (null for deletions); a sender that leaves it out means "none".
   const head = payload.head_commit === undefined ? null : payload.head_commit;
   if (head !== null && !isObject(head)) throw fail.headCommitMustObject();

@@ -25,16 +25,14 @@ export async function agent(opts: {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
   if (!server) throw fail.passServerUrlControl();
-  if (!token)
-    throw fail.giveJoinTokenJoin();
+  if (!token) throw fail.giveJoinTokenJoin();
   const name =
     opts.name ??
     hostname()
       .toLowerCase()
       .replace(/[^a-z0-9-]/g, '-')
       .replace(/^[^a-z]+/, '');
-  if (!isValidName(name))
-    throw fail.invalidNode({ name });
+  if (!isValidName(name)) throw fail.invalidNode({ name });
   const labels: Record<string, string> = {};
   for (const l of opts.label ?? []) {
     const m = LABEL_ARG.exec(l);

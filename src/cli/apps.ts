@@ -154,8 +154,7 @@ export async function rollback(app: string, opts: GlobalOptions & { to?: string;
   let to: number | undefined;
   if (opts.to !== undefined) {
     to = Number(opts.to);
-    if (!Number.isInteger(to) || to < 1)
-      throw fail.mustRevisionNumberGot({ to: opts.to });
+    if (!Number.isInteger(to) || to < 1) throw fail.mustRevisionNumberGot({ to: opts.to });
   }
   if (opts.dryRun) {
     const plan = await api.planRollback(app, to);
@@ -257,8 +256,7 @@ export async function secretsSet(
   opts: GlobalOptions & { fromFile?: string; build?: boolean },
 ): Promise<void> {
   let v = value;
-  if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined)
-    throw fail.giveValueOneWay();
+  if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined) throw fail.giveValueOneWay();
   if (opts.fromFile !== undefined) v = readSecretFile(opts.fromFile, '--from-file');
   else if (v === undefined || v === '-') {
     const chunks: Buffer[] = [];
@@ -305,8 +303,7 @@ export async function secretsRemove(app: string, name: string, opts: GlobalOptio
 /** `pilot apps rm APP`: stop its instances, drop its routes and hosts, forget its secrets and webhook. */
 export async function appsRemove(app: string, opts: GlobalOptions & { yes?: boolean }): Promise<void> {
   if (!opts.yes) {
-    if (!process.stdin.isTTY)
-      throw fail.removingNeedsConfirmation({ app });
+    if (!process.stdin.isTTY) throw fail.removingNeedsConfirmation({ app });
     const { createInterface } = await import('node:readline/promises');
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     const answer = await rl.question(

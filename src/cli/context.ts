@@ -42,8 +42,7 @@ export function apiClient(opts: GlobalOptions): ApiClient {
   let token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_TOKEN' });
   const tokenFile = join(home, 'admin-token');
   if (!token && existsSync(tokenFile)) token = readFileSync(tokenFile, 'utf8').trim();
-  if (!token)
-    throw fail.noAdminTokenSet({ tokenFile });
+  if (!token) throw fail.noAdminTokenSet({ tokenFile });
   return new ApiClient(server.replace(/\/+$/, ''), token);
 }
 

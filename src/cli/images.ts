@@ -33,8 +33,7 @@ async function readStdin(): Promise<string> {
 
 export async function registrySet(url: string, opts: GlobalOptions & { username?: string; passwordStdin?: boolean }): Promise<void> {
   if (opts.passwordStdin && !opts.username) throw fail.passwordStdinNeedsUsername();
-  if (opts.username && !opts.passwordStdin)
-    throw fail.usernameNeedsPasswordStdin();
+  if (opts.username && !opts.passwordStdin) throw fail.usernameNeedsPasswordStdin();
   const password = opts.passwordStdin ? await readStdin() : undefined;
   if (password === '') throw fail.passwordReadStdinEmpty();
   const res = await apiClient(opts).call<{ registry: RegistryView }>('PUT', '/api/v1/registries', {

@@ -391,8 +391,7 @@ program
   .option('--join', 'a join token (for `pilot agent`)')
   .action(
     action(async (act: string, id: string | undefined, o: { join?: boolean }, cmd: Command) => {
-      if (act !== 'create' && act !== 'list' && act !== 'revoke')
-        throw fail.unknownTokenActionUse({ act });
+      if (act !== 'create' && act !== 'list' && act !== 'revoke') throw fail.unknownTokenActionUse({ act });
       await token(act, id, { ...g(cmd), ...o });
     }),
   );

@@ -42,7 +42,6 @@ export async function runtimesAdd(
   opts: GlobalOptions & { from?: string; integrity?: string; offline?: boolean },
 ): Promise<void> {
   if (opts.from === undefined) {
-    const { PilotError } = await import('../core/errors.js');
     throw fail.runtimesAddNeedsFile();
   }
   const r = await importRuntime({

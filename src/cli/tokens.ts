@@ -11,8 +11,7 @@ export async function token(
 ): Promise<void> {
   const api = apiClient(opts);
   if (action === 'create') {
-    if (!opts.join)
-      throw fail.sayWhichKindToken();
+    if (!opts.join) throw fail.sayWhichKindToken();
     const res = await api.call<{ id: string; token: string; note: string }>('POST', '/api/v1/tokens/join');
     output(
       opts,

@@ -109,11 +109,9 @@ export function gcSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): GcSetti
 export function registerArtifactGcRoutes(app: FastifyInstance, deps: ArtifactGcDeps & { settings: () => GcSettings }): void {
   app.post<{ Body: unknown }>('/api/v1/artifacts/gc', async (req) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
-    if (typeof body !== 'object' || Array.isArray(body))
-      throw fail.bodyMustJsonObject();
+    if (typeof body !== 'object' || Array.isArray(body)) throw fail.bodyMustJsonObject();
     for (const k of Object.keys(body)) {
-      if (k !== 'dryRun' && k !== 'keep')
-        throw fail.unknownFieldBodyTakes({ k: k.slice(0, 40) });
+      if (k !== 'dryRun' && k !== 'keep') throw fail.unknownFieldBodyTakes({ k: k.slice(0, 40) });
     }
     if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw fail.dryrunMustTrueFalse();
     const base = deps.settings();
@@ -158,8 +156,6 @@ export function revisionBlobDigests(r: {
 export async function assertBlobsPresent(blobs: FsBlobStore, digests: readonly string[], what: string, collected: boolean): Promise<void> {
   for (const d of digests) {
     if (await blobs.has(d)) continue;
-    throw collected
-      ? fail.artifactGarbageCollected({ what, d })
-      : fail.artifactNotArtifactRepository({ what, d });
+    throw collected ? fail.artifactGarbageCollected({ what, d }) : fail.artifactNotArtifactRepository({ what, d });
   }
 }

@@ -69,8 +69,7 @@ export async function admitDeploy(
   }
   const digest = b.artifact === undefined ? undefined : assertDigest(b.artifact);
   if (b.commit !== undefined) {
-    if (!isCommitSha(b.commit))
-      throw fail.mustFullCharacterSha({ commit: String(b.commit).slice(0, 80) });
+    if (!isCommitSha(b.commit)) throw fail.mustFullCharacterSha({ commit: String(b.commit).slice(0, 80) });
   }
   const input = validateAppConfig(b.config ?? {}, 'config');
   if (input.name !== undefined && input.name !== name) {
@@ -78,15 +77,11 @@ export async function admitDeploy(
   }
   const config = resolveAppConfig(input, name);
   if (config.runtime === 'docker') {
-    if (!b.image && digest !== undefined)
-      throw fail.runtimeDockerNeedsImage();
-    if (b.image && !b.image.ref && !b.image.archive)
-      throw fail.imageNeedsRefPushed();
+    if (!b.image && digest !== undefined) throw fail.runtimeDockerNeedsImage();
+    if (b.image && !b.image.ref && !b.image.archive) throw fail.imageNeedsRefPushed();
     if (b.node) throw fail.nodeAppliesRuntimeProcess();
-    if (config.release)
-      throw fail.releaseReleasePhaseNeeds();
-    if (b.image && digest !== (b.image.archive ?? b.image.id))
-      throw fail.artifactMustImageArchive({ digest });
+    if (config.release) throw fail.releaseReleasePhaseNeeds();
+    if (b.image && digest !== (b.image.archive ?? b.image.id)) throw fail.artifactMustImageArchive({ digest });
   } else if (b.image) {
     throw fail.imageAppliesRuntimeDocker();
   }
@@ -146,8 +141,7 @@ export async function admitDeploy(
       false,
     );
     const now = Date.now();
-    if ((await store.removingApps()).includes(name))
-      throw fail.appBeingRemovedInstances({ name });
+    if ((await store.removingApps()).includes(name)) throw fail.appBeingRemovedInstances({ name });
     await assertHostsFree(store, reconciler, name, [`${name}.localhost`, ...config.hosts]);
     const current = await store.getApp(name);
     if (b.runId !== undefined) {
@@ -217,8 +211,7 @@ export async function admitRollback(
   const revisions = await store.listRevisions(a.name);
   if (to === undefined) {
     const before = revisions.find((r) => a.activeRevision !== undefined && r.number < a.activeRevision);
-    if (!before)
-      throw fail.appHasNoRevision({ name: a.name, activeRevision: a.activeRevision ?? 'none' });
+    if (!before) throw fail.appHasNoRevision({ name: a.name, activeRevision: a.activeRevision ?? 'none' });
     to = before.number;
   }
   const target = revisions.find((r) => r.number === to);

@@ -42,8 +42,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   app.get('/api/v1/orphans', async () => ({ orphans: reconciler.orphans() }));
   app.post<{ Params: { id: string } }>('/api/v1/orphans/:id/stop', async (req) => {
     const o = reconciler.stopOrphan(req.params.id);
-    if (!o)
-      throw fail.noNodeReportsOrphan({ id: req.params.id });
+    if (!o) throw fail.noNodeReportsOrphan({ id: req.params.id });
     return { orphan: o };
   });
 

@@ -62,8 +62,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Stor
   app.delete<{ Querystring: { url?: string } }>('/api/v1/registries', async (req) => {
     if (!req.query.url) throw fail.sayWhichRegistryDelete();
     const { url } = parseRegistryUrl(req.query.url);
-    if (!(await store.deleteRegistry(url)))
-      throw fail.noRegistryConfigured({ url });
+    if (!(await store.deleteRegistry(url))) throw fail.noRegistryConfigured({ url });
     return { removed: url };
   });
 }

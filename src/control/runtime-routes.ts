@@ -30,8 +30,7 @@ const PutBody = Type.Object(
 );
 
 function version(v: string): string {
-  if (!VERSION.test(v))
-    throw fail.notExactNodeJs({ v: v.slice(0, 40) });
+  if (!VERSION.test(v)) throw fail.notExactNodeJs({ v: v.slice(0, 40) });
   return v;
 }
 
@@ -63,8 +62,7 @@ export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDe
       const b = req.body;
       const p = platform(b.platform);
       const stat = await blobs.stat(b.digest);
-      if (!stat)
-        throw fail.runtimeBlobNotArtifact({ digest: b.digest });
+      if (!stat) throw fail.runtimeBlobNotArtifact({ digest: b.digest });
       const existing = await store.getNodeRuntime(v, p);
       if (existing && existing.digest !== b.digest) {
         throw fail.nodeJsAlreadyRecorded({ v, p, digest: existing.digest }, { details: { recorded: existing } });
@@ -87,8 +85,7 @@ export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDe
     const v = version(req.params.version);
     const p = platform(req.query.platform);
     const rec = await store.getNodeRuntime(v, p);
-    if (!rec)
-      throw fail.nodeJsNotRuntime({ v, p });
+    if (!rec) throw fail.nodeJsNotRuntime({ v, p });
     return { runtime: rec };
   });
 

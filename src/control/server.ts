@@ -406,10 +406,8 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
 function listenError(err: unknown, what: string, host: string, port: number): PilotError {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') return fail.cannotListenUse({ what, host, port });
-  if (code === 'EACCES')
-    return fail.mayNotListenPermission({ what, host, port });
-  if (code === 'EADDRNOTAVAIL')
-    return fail.cannotListenNoSuch({ what, host });
+  if (code === 'EACCES') return fail.mayNotListenPermission({ what, host, port });
+  if (code === 'EADDRNOTAVAIL') return fail.cannotListenNoSuch({ what, host });
   return fail.cannotListen({ what, host, port, message: (err as Error).message }, { cause: err });
 }
 

@@ -93,8 +93,7 @@ export function registerSourceRoutes(
       if (b.secret !== undefined) assertSecretValue(b.secret, 'the webhook secret');
       if (b.githubToken !== undefined) assertSecretValue(b.githubToken, 'the GitHub token');
       const secret = b.secret ?? randomBytes(24).toString('base64url');
-      if ((await store.removingApps()).includes(name))
-        throw fail.appBeingRemovedInstances({ name });
+      if ((await store.removingApps()).includes(name)) throw fail.appBeingRemovedInstances({ name });
       const existing = await store.getApp(name);
       const rec = await store.setAppSource(
         name,
@@ -138,8 +137,7 @@ export function registerSourceRoutes(
     },
     async (req) => {
       const name = assertName(req.params.app);
-      if (!ENV_NAME.test(req.params.name))
-        throw fail.secretMustEnvironmentVariable({ name: req.params.name.slice(0, 80) });
+      if (!ENV_NAME.test(req.params.name)) throw fail.secretMustEnvironmentVariable({ name: req.params.name.slice(0, 80) });
       assertSecretValue(req.body.value, `secret ${req.params.name}`);
       const scope = req.body.scope ?? 'run';
       if (!(await store.getApp(name))) {
@@ -175,8 +173,7 @@ export function registerSourceRoutes(
 
   app.delete<{ Params: { app: string; name: string } }>('/api/v1/apps/:app/secrets/:name', async (req) => {
     const name = assertName(req.params.app);
-    if (!(await store.deleteSecret(name, req.params.name)))
-      throw fail.appHasNoSecret({ name, name2: req.params.name.slice(0, 80) });
+    if (!(await store.deleteSecret(name, req.params.name))) throw fail.appHasNoSecret({ name, name2: req.params.name.slice(0, 80) });
     return { app: name, deleted: req.params.name };
   });
 }

@@ -6,7 +6,6 @@ import { RouterMetrics } from '../router/metrics.js';
 import type { AppRecord, Store } from '../store/store.js';
 import { installErrorHandling } from './http-errors.js';
 import { appTraffic, registerTrafficRoutes, type TrafficSource } from './traffic-routes.js';
-import { fail } from '../core/errors.js';
 
 const app = (name: string, activeRevision: number | undefined): AppRecord => ({
   name,

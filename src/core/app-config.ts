@@ -241,16 +241,14 @@ function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
   for (const v of input.volumes ?? []) {
     const path = v.path ?? `/data/${v.name}`;
     const segments = path.split('/').slice(1);
-    if (segments.some((s) => s === '.' || s === '..'))
-      throw fail.yamlVolumesMustNot({ name: v.name, path });
+    if (segments.some((s) => s === '.' || s === '..')) throw fail.yamlVolumesMustNot({ name: v.name, path });
     const reserved = RESERVED_PATHS.find((r) => path === r || (r !== '/app' && r !== '/home' && path.startsWith(`${r}/`)));
     if (reserved) {
       throw fail.yamlVolumesWouldMounted({ name: v.name, path, reserved });
     }
     if (out.some((o) => o.name === v.name)) throw fail.yamlVolumesUsedTwice({ name: v.name });
     const clash = out.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
-    if (clash)
-      throw fail.yamlVolumesOverlap({ name: v.name, path, name2: clash.name, path2: clash.path });
+    if (clash) throw fail.yamlVolumesOverlap({ name: v.name, path, name2: clash.name, path2: clash.path });
     out.push({ name: v.name, path });
   }
   return out;

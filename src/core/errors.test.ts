@@ -42,7 +42,7 @@ describe('the error catalogue', () => {
     assert.ok(entries.length > 300, `only ${entries.length} entries`);
   });
 
-  it("gives every entry a non-empty message, and a hint where it has one, for any parameters", () => {
+  it('gives every entry a non-empty message, and a hint where it has one, for any parameters', () => {
     for (const { area, name, entry } of entries) {
       const message = render(entry.message);
       assert.ok(typeof message === 'string' && message.trim().length > 0, `${area}.${name}: empty message`);
@@ -84,7 +84,10 @@ describe('the error catalogue', () => {
     const spawn = fail.commandNotFound({ file: 'yarn', where: ' on PATH (/usr/bin)' });
     assert.equal(spawn.message, '`yarn` not found on PATH (/usr/bin)');
     assert.match(spawn.hint ?? '', /Pilot provides yarn when the app uses it: add a yarn\.lock/);
-    assert.equal(fail.commandNotFound({ file: 'make', where: '' }).hint, 'Install it on the build machine, or change the build commands in pilot.yaml.');
+    assert.equal(
+      fail.commandNotFound({ file: 'make', where: '' }).hint,
+      'Install it on the build machine, or change the build commands in pilot.yaml.',
+    );
     // A hint function that returns undefined leaves the code's default hint.
     assert.equal(fail.cannotPlace({ name: 'web', reason: 'no node', noEngine: false }).hint, CATALOGUE.unschedulable.hint);
     // An entry without parameters takes the extra as its only argument.
@@ -143,7 +146,9 @@ describe('the error catalogue', () => {
 
 describe('fromBody (errors received over the wire)', () => {
   it('rebuilds code, message, hint, retryable and details', () => {
-    const sent = fail.rolloutFailed({ rolloutId: 3, first: 'crashed', kept: 'revision 2 keeps serving', rest: ['  last output'], app: 'web' }).toJSON();
+    const sent = fail
+      .rolloutFailed({ rolloutId: 3, first: 'crashed', kept: 'revision 2 keeps serving', rest: ['  last output'], app: 'web' })
+      .toJSON();
     const got = fromBody(JSON.parse(JSON.stringify(sent)), 'fallback');
     assert.ok(got instanceof PilotError);
     assert.deepEqual(got.toJSON(), sent);

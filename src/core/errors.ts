@@ -82,15 +82,51 @@ export function fromBody(body: Partial<ErrorBody> | undefined, fallback: string)
 }
 
 /** Every area's entries; names are unique across all of them (errors.test.ts checks it). */
-export const ERROR_AREAS: Readonly<Record<string, ErrorEntries>> = { 'agent': agentErrors, 'api': apiErrors, 'artifacts': artifactsErrors, 'cd': cdErrors, 'cli': cliErrors, 'control': controlErrors, 'core': coreErrors, 'disk': diskErrors, 'docker': dockerErrors, 'node-runtime': nodeRuntimeErrors, 'os': osErrors, 'pipeline': pipelineErrors, 'router': routerErrors, 'store': storeErrors, 'workspace': workspaceErrors };
+export const ERROR_AREAS: Readonly<Record<string, ErrorEntries>> = {
+  agent: agentErrors,
+  api: apiErrors,
+  artifacts: artifactsErrors,
+  cd: cdErrors,
+  cli: cliErrors,
+  control: controlErrors,
+  core: coreErrors,
+  disk: diskErrors,
+  docker: dockerErrors,
+  'node-runtime': nodeRuntimeErrors,
+  os: osErrors,
+  pipeline: pipelineErrors,
+  router: routerErrors,
+  store: storeErrors,
+  workspace: workspaceErrors,
+};
 
-const ENTRIES = { ...agentErrors, ...apiErrors, ...artifactsErrors, ...cdErrors, ...cliErrors, ...controlErrors, ...coreErrors, ...diskErrors, ...dockerErrors, ...nodeRuntimeErrors, ...osErrors, ...pipelineErrors, ...routerErrors, ...storeErrors, ...workspaceErrors };
+const ENTRIES = {
+  ...agentErrors,
+  ...apiErrors,
+  ...artifactsErrors,
+  ...cdErrors,
+  ...cliErrors,
+  ...controlErrors,
+  ...coreErrors,
+  ...diskErrors,
+  ...dockerErrors,
+  ...nodeRuntimeErrors,
+  ...osErrors,
+  ...pipelineErrors,
+  ...routerErrors,
+  ...storeErrors,
+  ...workspaceErrors,
+};
 
 /** The name of one entry of the catalogue. */
 export type ErrorName = keyof typeof ENTRIES;
 
 /** The parameters an entry needs: those of its message function, or of its hint function. */
-type ParamsOf<E> = E extends { message: (p: infer P) => string } ? P : E extends { hint: (p: infer P) => string | undefined } ? P : undefined;
+type ParamsOf<E> = E extends { message: (p: infer P) => string }
+  ? P
+  : E extends { hint: (p: infer P) => string | undefined }
+    ? P
+    : undefined;
 
 /** What a call site may add besides the parameters: data for scripts (`details`) and the error it wraps. */
 export interface ErrorExtra {
@@ -98,7 +134,8 @@ export interface ErrorExtra {
   readonly cause?: unknown;
 }
 
-type Maker<E> = ParamsOf<E> extends undefined ? (extra?: ErrorExtra) => PilotError : (params: ParamsOf<E>, extra?: ErrorExtra) => PilotError;
+type Maker<E> =
+  ParamsOf<E> extends undefined ? (extra?: ErrorExtra) => PilotError : (params: ParamsOf<E>, extra?: ErrorExtra) => PilotError;
 
 /** Make the error of one entry: message and hint from its parameters; status and retryable from its code. */
 export function makeError(entry: ErrorEntries[string], params: unknown, extra: ErrorExtra = {}): PilotError {
@@ -131,7 +168,10 @@ export const fail = Object.fromEntries(Object.entries(ENTRIES).map(([name, entry
  * secrets, or a hint that knows more about the context. `details` are not carried over; the hint
  * is kept unless `hint` is given (undefined then means the code's default hint).
  */
-export function restate(err: PilotError, change: { readonly message?: string; readonly hint?: string; readonly cause?: unknown }): PilotError {
+export function restate(
+  err: PilotError,
+  change: { readonly message?: string; readonly hint?: string; readonly cause?: unknown },
+): PilotError {
   const hint = 'hint' in change ? change.hint : err.hint;
   return new PilotError(err.code, change.message ?? err.message, {
     ...(hint === undefined ? {} : { hint }),

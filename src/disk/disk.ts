@@ -45,12 +45,18 @@ export function diskFullError(err: unknown, what: string, fallbackPath: string, 
   const free = freeBytesSync(where);
   const quota = code === 'EDQUOT' ? 'the disk quota' : 'the filesystem';
   const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? `; it needs ${mib(neededBytes)}` : '';
-  return fail.holdingFull({ what, quota, where, code, value: free === undefined ? '' : `, ${mib(free)} free`, needed }, { details: {
+  return fail.holdingFull(
+    { what, quota, where, code, value: free === undefined ? '' : `, ${mib(free)} free`, needed },
+    {
+      details: {
         path: where,
         code,
         ...(free === undefined ? {} : { freeBytes: free }),
         ...(neededBytes !== undefined && Number.isFinite(neededBytes) ? { neededBytes } : {}),
-      }, cause: err });
+      },
+      cause: err,
+    },
+  );
 }
 
 export interface DiskStatus {

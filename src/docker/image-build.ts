@@ -175,7 +175,10 @@ async function runBuild(
     if (req.signal?.aborted) throw fail.dockerBuildCancelled();
     if (isPilotError(err) && err.code === 'build_failed') {
       const tail = ((err.details as { tail?: string[] } | undefined)?.tail ?? []).slice(-20);
-      throw fail.buildFailed({ message: err.message, value: tail.length ? `\n--- last lines of the build log ---\n${tail.join('\n')}` : '' }, { details: err.details });
+      throw fail.buildFailed(
+        { message: err.message, value: tail.length ? `\n--- last lines of the build log ---\n${tail.join('\n')}` : '' },
+        { details: err.details },
+      );
     }
     throw engineError(err, 'docker build');
   }
@@ -226,7 +229,6 @@ export function engineError(err: unknown, what: string): PilotError {
   if (isPilotError(err)) return err;
   const e = err as { statusCode?: number; json?: { message?: string }; message?: string; code?: string };
   const msg = e.json?.message ?? e.message ?? String(err);
-  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')
-    return fail.dockerEngineNotAnswering({ what, msg });
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return fail.dockerEngineNotAnswering({ what, msg });
   return fail.dockerEngineAnswered({ what, msg });
 }

@@ -32,8 +32,7 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
     await pipeline(await engine.getImage(id).get(), tar.x({ cwd: saved, strict: true }), ...(signal ? [{ signal }] : []));
     const inside = async (rel: string): Promise<string> => {
       const p = await realpath(join(saved, rel));
-      if (!p.startsWith(saved + sep))
-        throw fail.dockerSaveNamesOutside({ id, rel });
+      if (!p.startsWith(saved + sep)) throw fail.dockerSaveNamesOutside({ id, rel });
       return p;
     };
     const entries = JSON.parse(await readFile(join(saved, 'manifest.json'), 'utf8')) as { Config: string; Layers: string[] }[];

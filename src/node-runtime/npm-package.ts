@@ -58,8 +58,7 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
  */
 export async function checkNpm(dir: string, expect: { version: string; nodeBinDir: string }): Promise<UnpackedNpm> {
   const l = npmLayout(dir);
-  if (!existsSync(join(l.binDir, 'npm')))
-    throw fail.npmIncompleteBinNpm({ version: expect.version, dir });
+  if (!existsSync(join(l.binDir, 'npm'))) throw fail.npmIncompleteBinNpm({ version: expect.version, dir });
   const env = { PATH: `${expect.nodeBinDir}:/usr/bin:/bin`, HOME: process.env['HOME'] ?? tmpdir(), npm_config_update_notifier: 'false' };
   const r = await runCommand([join(expect.nodeBinDir, 'node'), l.cli, '--version'], {
     cwd: dir,
@@ -74,7 +73,10 @@ export async function checkNpm(dir: string, expect: { version: string; nodeBinDi
       r.code !== 0
         ? (r.tail.find((line) => /Error|ERROR|not (yet )?supported|known not to run/.test(line)) ?? r.tail.at(-1) ?? `exit code ${r.code}`)
         : `it printed ${JSON.stringify(out.slice(0, 200))}`;
-    throw fail.npmDoesNotRun({ version: expect.version, node, why: why.trim().slice(0, 300) }, { details: { npm: expect.version, node, output: r.tail.slice(-10), signal: r.signal } });
+    throw fail.npmDoesNotRun(
+      { version: expect.version, node, why: why.trim().slice(0, 300) },
+      { details: { npm: expect.version, node, output: r.tail.slice(-10), signal: r.signal } },
+    );
   }
   return l;
 }

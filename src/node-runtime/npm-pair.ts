@@ -89,12 +89,16 @@ function incompatible(usable: readonly NpmRelease[], node: string, wanted: strin
     ? `npm ${newest.version} needs Node.js ${JSON.stringify(newest.enginesNode)}`
     : `npm ${newest.version} does not say which Node.js it needs`;
   const details = { enginesNpm: wanted ?? null, node, newest: newest.version, newestEnginesNode: newest.enginesNode ?? null };
-  return wanted === undefined ? fail.noNpmRunsOnNode({ node, needs }, { details }) : fail.enginesNpmExcludesNode({ wanted, node, needs }, { details });
+  return wanted === undefined
+    ? fail.noNpmRunsOnNode({ node, needs }, { details })
+    : fail.enginesNpmExcludesNode({ wanted, node, needs }, { details });
 }
 
 /** The error when every candidate failed `npm --version` on the node. */
 export function noNpmRuns(node: string, tried: readonly { version: string; error: string }[], wanted: string | undefined): PilotError {
   const list = tried.map((t) => `npm ${t.version}: ${t.error}`).join('; ');
   const details = { node, tried, enginesNpm: wanted ?? null };
-  return wanted === undefined ? fail.noNpmTriedRuns({ node, list }, { details }) : fail.enginesNpmTriedExcludeNode({ wanted, node, list }, { details });
+  return wanted === undefined
+    ? fail.noNpmTriedRuns({ node, list }, { details })
+    : fail.enginesNpmTriedExcludeNode({ wanted, node, list }, { details });
 }

@@ -68,8 +68,7 @@ export class NpmRegistry {
       const node = typeof r.engines === 'object' && r.engines !== null ? r.engines.node : undefined;
       releases.push(typeof node === 'string' ? { version: r.version, enginesNode: node } : { version: r.version });
     }
-    if (releases.length === 0)
-      throw fail.answeredNpmViewNpm({ value: await this.registryUrl() });
+    if (releases.length === 0) throw fail.answeredNpmViewNpm({ value: await this.registryUrl() });
     return releases;
   }
 
@@ -101,8 +100,7 @@ export class NpmRegistry {
     );
     const files = parseJson(out) as { filename?: string }[] | undefined;
     const name = Array.isArray(files) ? files[0]?.filename : undefined;
-    if (typeof name !== 'string' || name.includes('/'))
-      throw fail.npmPackDidNot({ pkg, version });
+    if (typeof name !== 'string' || name.includes('/')) throw fail.npmPackDidNot({ pkg, version });
     return join(dir, name);
   }
 
@@ -135,8 +133,7 @@ export class NpmRegistry {
         `npm exited with code ${r.code}`
       ).replace(/^npm (ERR!|error)\s*/, '');
     const details = { registry, command: formatArgv(['npm', ...args]), tail: r.stderr.slice(-10) };
-    if (/\bE404\b/.test(text))
-      throw fail.npmDoesNotHave({ registry, what }, { details });
+    if (/\bE404\b/.test(text)) throw fail.npmDoesNotHave({ registry, what }, { details });
     if (/\bEINTEGRITY\b/.test(text)) {
       throw fail.doesNotMatchPublished2({ what, registry }, { details });
     }

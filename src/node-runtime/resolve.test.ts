@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PilotError } from '../core/errors.js';
+import { PilotError } from '../core/errors.js';
 import { nodePlatform } from './platform.js';
 import { describeSource, exactVersion, resolveVersion, wantedNode } from './resolve.js';
 

@@ -46,8 +46,7 @@ export async function hashFile(file: string): Promise<FileHashes> {
 export function checkIntegrity(what: string, actual: string, published: string): void {
   // An SRI string may list several hashes; the sha512 one is what npm publishes and checks.
   const wanted = published.split(/\s+/).filter((s) => s.startsWith('sha512-'));
-  if (wanted.length === 0)
-    throw fail.integrityHasNoSha512({ what, published });
+  if (wanted.length === 0) throw fail.integrityHasNoSha512({ what, published });
   if (!wanted.includes(actual)) {
     throw fail.doesNotMatchPublished({ what }, { details: { expected: wanted[0], actual } });
   }
@@ -111,7 +110,10 @@ export async function unpackRuntime(tgz: string, dest: string, expect: { pkg: st
 }
 
 function unusableLayout(expect: { pkg: string; version: string }, why: string): PilotError {
-  return fail.hasPackageLayoutCannot({ pkg: expect.pkg, version: expect.version, why }, { details: { pkg: expect.pkg, version: expect.version } });
+  return fail.hasPackageLayoutCannot(
+    { pkg: expect.pkg, version: expect.version, why },
+    { details: { pkg: expect.pkg, version: expect.version } },
+  );
 }
 
 async function readMeta(
@@ -136,7 +138,12 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
   // Published packages spell it both ways: "18.20.8" and "v18.20.8".
   const said = typeof meta.version === 'string' ? semver.clean(meta.version) : null;
   if (meta.name !== expect.pkg || said !== expect.version) {
-    throw fail.notRuntimeAskedTarball({ name: String(meta.name), version: String(meta.version), pkg: expect.pkg, version2: expect.version });
+    throw fail.notRuntimeAskedTarball({
+      name: String(meta.name),
+      version: String(meta.version),
+      pkg: expect.pkg,
+      version2: expect.version,
+    });
   }
   const shape = packageLayout(meta);
   if (shape.kind === 'unusable') throw unusableLayout(expect, shape.why);
@@ -154,7 +161,10 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
   const out = result.tail.join('\n').trim();
   if (result.code !== 0) {
     const how = result.code === null ? `killed by ${result.signal ?? 'a signal'}` : `exit code ${result.code}`;
-    throw fail.nodeJsCannotStart2({ version: expect.version, how, out: out || 'no output' }, { details: { output: result.tail, signal: result.signal } });
+    throw fail.nodeJsCannotStart2(
+      { version: expect.version, how, out: out || 'no output' },
+      { details: { output: result.tail, signal: result.signal } },
+    );
   }
   if (out !== `v${expect.version}`) {
     throw fail.runtimeBinNodeSays({ out: out.slice(0, 200), version: expect.version });

@@ -121,10 +121,7 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
     const onAbort = (): void => stop(cancelledError(shown));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timeout = setTimeout(
-      () =>
-        stop(
-          fail.stepTimedOutAfter({ shown, timeoutMs: formatDuration(opts.timeoutMs) }, { details: { tail: tail.toArray() } }),
-        ),
+      () => stop(fail.stepTimedOutAfter({ shown, timeoutMs: formatDuration(opts.timeoutMs) }, { details: { tail: tail.toArray() } })),
       Math.min(Math.max(opts.timeoutMs, 0), MAX_TIMER_MS),
     );
     // Silence notices: re-armed by every line, repeated while the command stays quiet.
@@ -202,7 +199,10 @@ export function mustSucceed(result: RunResult, argv: readonly string[]): RunResu
   if (result.code === 0) return result;
   const how = result.code !== null ? `exited with code ${result.code}` : `was killed by ${result.signal ?? 'a signal'}`;
   const lines = result.tail.length > 0 ? `:\n${result.tail.map((l) => `  ${l}`).join('\n')}` : ' (no output)';
-  throw fail.stepFailed({ argv: formatArgv(argv), how, lines }, { details: { code: result.code, signal: result.signal, tail: result.tail } });
+  throw fail.stepFailed(
+    { argv: formatArgv(argv), how, lines },
+    { details: { code: result.code, signal: result.signal, tail: result.tail } },
+  );
 }
 
 function readLines(stream: Readable, emit: (line: string) => void): void {

@@ -118,5 +118,8 @@ export function explainStepFailure(e: unknown, step: BuildStep, b: PreparedBuild
     return restate(e, { hint: pipelineHints.npmrcVariableMissing({ v, app: b.app }), cause: e });
   }
   if (!b.provided || !b.wanted || b.wanted.spec === b.pm.version) return e;
-  return restate(e, { hint: pipelineHints.managerRangeRewrite({ name: b.pm.name, version: b.pm.version, source: b.wanted.source }), cause: e });
+  return restate(e, {
+    hint: pipelineHints.managerRangeRewrite({ name: b.pm.name, version: b.pm.version, source: b.wanted.source }),
+    cause: e,
+  });
 }

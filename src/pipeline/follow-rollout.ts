@@ -120,8 +120,7 @@ export async function followRollout(
         if (await observe()) return;
       }
       const left = deadline - performance.now();
-      if (left < 0)
-        throw fail.rolloutStillRunningAfter({ rolloutId, timeoutMs: Math.round(opts.timeoutMs / 1000) });
+      if (left < 0) throw fail.rolloutStillRunningAfter({ rolloutId, timeoutMs: Math.round(opts.timeoutMs / 1000) });
       await new Promise<void>((res) => {
         const t = setTimeout(done, mode === 'poll' ? (opts.pollMs ?? 150) : left + 10);
         function done(): void {

@@ -236,8 +236,7 @@ async function withLock<T>(key: string, signal: AbortSignal | undefined, fn: () 
   locks.set(key, tail);
   try {
     await prev;
-    if (signal?.aborted)
-      throw fail.fetchCancelledWhileWaiting();
+    if (signal?.aborted) throw fail.fetchCancelledWhileWaiting();
     return await fn();
   } finally {
     release();

@@ -128,8 +128,7 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
       await extractArtifact(tgz, join(tmp, 'x'));
       // npm strips a tarball's first folder whatever its name (`package/` mostly; old yarn 1 releases differ).
       const tops = await readdir(join(tmp, 'x'), { withFileTypes: true });
-      if (tops.length !== 1 || !tops[0]!.isDirectory())
-        throw fail.notLaidOutNpm({ pkg, version: pm.version, url });
+      if (tops.length !== 1 || !tops[0]!.isDirectory()) throw fail.notLaidOutNpm({ pkg, version: pm.version, url });
       const root = join(tmp, 'x', tops[0]!.name);
       // corepack hashes what it downloads: the npm tarball (pnpm, yarn 1), or yarn berry's single
       // file (repo.yarnpkg.com's yarn.js, the same bytes as @yarnpkg/cli-dist's bin/yarn.js).
@@ -172,13 +171,19 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
   }
   const url = await registry.registryUrl();
   const near = nearestVersions(seen, w.spec);
-  throw fail.noVersionMatchesNpm({ name: w.name, source: w.source, url, value: near.length ? `; nearest: ${near.join(', ')}` : '' }, { details: { registry: url, nearest: near } });
+  throw fail.noVersionMatchesNpm(
+    { name: w.name, source: w.source, url, value: near.length ? `; nearest: ${near.join(', ')}` : '' },
+    { details: { registry: url, nearest: near } },
+  );
 }
 
 async function notFound(registry: NpmRegistry, w: WantedPackageManager, pm: PackageManager, url: string): Promise<PilotError> {
   const { pkg } = distPackage(pm);
   const near = nearestVersions(await registry.versions(pkg).catch(() => []), pm.version);
-  return fail.npmRegistryHasNo3({ source: w.source, url, name: pm.name, version: pm.version, pkg, value: near.length ? `; nearest: ${near.join(', ')}` : '' }, { details: { registry: url, nearest: near } });
+  return fail.npmRegistryHasNo3(
+    { source: w.source, url, name: pm.name, version: pm.version, pkg, value: near.length ? `; nearest: ${near.join(', ')}` : '' },
+    { details: { registry: url, nearest: near } },
+  );
 }
 
 /** corepack fetches (and checks, with its own keys and packageManager's hash) into COREPACK_HOME; the unpacked folder. */
@@ -280,8 +285,7 @@ async function writeShims(cacheDir: string, pm: PackageManager, dir: string): Pr
   const entry = findEntry(dir, pm);
   const bin = join(cacheDir, 'shims', `${pm.name}-${pm.version}`);
   if (existsSync(join(bin, '.complete'))) return bin;
-  if (/['\n\\]/.test(dir))
-    throw fail.packageManagerCacheFolder({ dir });
+  if (/['\n\\]/.test(dir)) throw fail.packageManagerCacheFolder({ dir });
   const tmp = await mkdtemp(join(cacheDir, '.shims-'));
   try {
     for (const [name, file] of commands(pm, entry, dir)) {

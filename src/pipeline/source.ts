@@ -138,8 +138,7 @@ async function copyWorkingTree(src: Source, ws: string, opts: { signal?: AbortSi
     while (next < paths.length) {
       if (opts.signal?.aborted) throw fail.copyingWorkingTreeCancelled();
       const rel = paths[next++]!;
-      if (path.isAbsolute(rel) || rel.split('/').includes('..'))
-        throw fail.gitListedUnexpectedPath({ rel });
+      if (path.isAbsolute(rel) || rel.split('/').includes('..')) throw fail.gitListedUnexpectedPath({ rel });
       if (await copyEntry(path.join(base, rel), path.join(ws, rel))) files++;
     }
   };

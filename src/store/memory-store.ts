@@ -458,8 +458,7 @@ export class MemoryStore implements Store {
 
   async createJoinToken(id: string, hash: string, now: number): Promise<void> {
     const db = this.open();
-    if (db.joinTokens.has(id) || [...db.joinTokens.values()].some((t) => t.hash === hash))
-      throw fail.joinTokenAlreadyExists({ id });
+    if (db.joinTokens.has(id) || [...db.joinTokens.values()].some((t) => t.hash === hash)) throw fail.joinTokenAlreadyExists({ id });
     db.joinTokens.set(id, { id, hash, createdAt: now, revokedAt: undefined });
   }
   async findJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {

@@ -40,7 +40,10 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
   const folder = basename(dir).toLowerCase();
   const fallback = [bare, folder].find(isValidName) ?? (bare === undefined ? undefined : nameFrom(bare)) ?? nameFrom(folder);
   if (fallback === undefined) {
-    throw fail.noAppNameName({ value: bare === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(bare.slice(0, 80))} is not one`, folder: folder.slice(0, 80) });
+    throw fail.noAppNameName({
+      value: bare === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(bare.slice(0, 80))} is not one`,
+      folder: folder.slice(0, 80),
+    });
   }
   return { input, config: resolveAppConfig(input, fallback) };
 }

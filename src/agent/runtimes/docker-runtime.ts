@@ -135,10 +135,8 @@ export class DockerRuntime implements Runtime {
         },
       });
     } catch (e) {
-      if (statusOf(e) === 409)
-        throw fail.containerNamedAlreadyExists({ name, e: engineMessage(e) }, { cause: e });
-      if (statusOf(e) === 404)
-        throw fail.notDockerEngineInstance({ image: req.image, instanceId: req.instanceId }, { cause: e });
+      if (statusOf(e) === 409) throw fail.containerNamedAlreadyExists({ name, e: engineMessage(e) }, { cause: e });
+      if (statusOf(e) === 404) throw fail.notDockerEngineInstance({ image: req.image, instanceId: req.instanceId }, { cause: e });
       throw fail.cannotCreateContainerInstance({ instanceId: req.instanceId, e: engineMessage(e) }, { cause: e });
     }
     const t: Tracked = { id: container.id, stateDir: req.stateDir, running: true, exit: undefined, logs: undefined };
@@ -309,8 +307,7 @@ export class DockerRuntime implements Runtime {
   private async checkCommand(c: Docker.Container, req: StartRequest): Promise<void> {
     const cfg = (await c.inspect()).Config;
     const cmd0 = (cfg.Entrypoint && cfg.Entrypoint.length > 0 ? cfg.Entrypoint : (cfg.Cmd ?? []))[0];
-    if (cmd0 === undefined || cmd0 === '')
-      throw fail.instanceImageHasNo({ instanceId: req.instanceId });
+    if (cmd0 === undefined || cmd0 === '') throw fail.instanceImageHasNo({ instanceId: req.instanceId });
     const pathVar =
       (cfg.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
     const candidates = cmd0.includes('/')
@@ -326,8 +323,7 @@ export class DockerRuntime implements Runtime {
         res.resume();
         return;
       } catch (e) {
-        if (statusOf(e) !== 404)
-          throw fail.cannotLookImage({ cmd0, e: engineMessage(e) }, { cause: e });
+        if (statusOf(e) !== 404) throw fail.cannotLookImage({ cmd0, e: engineMessage(e) }, { cause: e });
       }
     }
     throw fail.commandNotFoundInstance({ cmd0, image: req.image?.slice(0, 19), instanceId: req.instanceId, pathVar });

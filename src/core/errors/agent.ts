@@ -7,15 +7,15 @@ const RUN_COMMAND_HINT =
 export const agentErrors = {
   invalidAgentToken: {
     code: 'unauthorized',
-    message: "invalid agent token",
+    message: 'invalid agent token',
   },
   noSuchInstanceNode: {
     code: 'not_found',
-    message: "no such instance on this node",
+    message: 'no such instance on this node',
   },
   agentNotRegisteredYet: {
     code: 'unauthorized',
-    message: "agent is not registered yet",
+    message: 'agent is not registered yet',
   },
   cannotSetUpNetwork: {
     code: 'deploy_failed',
@@ -23,8 +23,8 @@ export const agentErrors = {
   },
   noFreeNetworkNamespace: {
     code: 'unavailable',
-    message: "no free network namespace block in 10.213.0.0/16 after 20 tries",
-    hint: "Remove stale namespaces: `ip netns list | grep pilot-`.",
+    message: 'no free network namespace block in 10.213.0.0/16 after 20 tries',
+    hint: 'Remove stale namespaces: `ip netns list | grep pilot-`.',
   },
   instanceEmptyCommand: {
     code: 'deploy_failed',
@@ -37,7 +37,7 @@ export const agentErrors = {
   alreadyHasRunningInstance: {
     code: 'conflict',
     message: (p: { stateDir: string; pid: number }) => `${p.stateDir} already has a running instance (pid ${p.pid})`,
-    hint: "adopt() and stop() it first.",
+    hint: 'adopt() and stop() it first.',
   },
   cannotSetUpCgroup: {
     code: 'deploy_failed',
@@ -61,8 +61,9 @@ export const agentErrors = {
   },
   instanceAlreadyRunsContainer: {
     code: 'conflict',
-    message: (p: { instanceId: string; Id: string; name: string }) => `instance ${p.instanceId} already runs as container ${p.Id} (${p.name})`,
-    hint: "adopt() and stop() it first.",
+    message: (p: { instanceId: string; Id: string; name: string }) =>
+      `instance ${p.instanceId} already runs as container ${p.Id} (${p.name})`,
+    hint: 'adopt() and stop() it first.',
   },
   containerNamedAlreadyExists: {
     code: 'conflict',
@@ -91,12 +92,13 @@ export const agentErrors = {
   },
   cannotCreateVolumeInstance: {
     code: 'deploy_failed',
-    message: (p: { source: string; instanceId: string; e: string }) => `cannot create the volume ${p.source} for instance ${p.instanceId}: ${p.e}`,
+    message: (p: { source: string; instanceId: string; e: string }) =>
+      `cannot create the volume ${p.source} for instance ${p.instanceId}: ${p.e}`,
   },
   instanceImageHasNo: {
     code: 'deploy_failed',
     message: (p: { instanceId: string }) => `instance ${p.instanceId}: the image has no CMD and no run command was given`,
-    hint: "Set `run` in pilot.yaml or CMD in the Dockerfile.",
+    hint: 'Set `run` in pilot.yaml or CMD in the Dockerfile.',
   },
   cannotLookImage: {
     code: 'deploy_failed',
@@ -104,7 +106,8 @@ export const agentErrors = {
   },
   commandNotFoundInstance: {
     code: 'deploy_failed',
-    message: (p: { cmd0: string; image: undefined | string; instanceId: string; pathVar: string }) => `${p.cmd0}: command not found in image ${p.image} (instance ${p.instanceId}, PATH ${p.pathVar})`,
+    message: (p: { cmd0: string; image: undefined | string; instanceId: string; pathVar: string }) =>
+      `${p.cmd0}: command not found in image ${p.image} (instance ${p.instanceId}, PATH ${p.pathVar})`,
     hint: "Check the run command (pilot.yaml `run`, or the image's CMD/ENTRYPOINT); it is looked up in the image's PATH.",
   },
   cannotInspectContainer: {
@@ -121,7 +124,7 @@ export const agentErrors = {
   },
   releaseInstanceWithoutRelease: {
     code: 'deploy_failed',
-    message: "release instance without a release command",
+    message: 'release instance without a release command',
   },
   instanceRunsDockerBut2: {
     code: 'internal',
@@ -129,17 +132,20 @@ export const agentErrors = {
   },
   releasePhaseNeedsProcess: {
     code: 'deploy_failed',
-    message: "a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)",
+    message:
+      'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)',
   },
   environmentVariableContainsNul: {
     code: 'deploy_failed',
-    message: (p: { k: string; app: string }) => `the environment variable ${p.k} contains a NUL byte and cannot be passed to a process (the value is not shown)`,
-    hint: (p: { k: string; app: string }) => `Set it again without NUL: \`pilot secrets set ${p.app} ${p.k} < FILE\`, or fix it in pilot.yaml.`,
+    message: (p: { k: string; app: string }) =>
+      `the environment variable ${p.k} contains a NUL byte and cannot be passed to a process (the value is not shown)`,
+    hint: (p: { k: string; app: string }) =>
+      `Set it again without NUL: \`pilot secrets set ${p.app} ${p.k} < FILE\`, or fix it in pilot.yaml.`,
   },
   alreadyHasRunningInstance2: {
     code: 'conflict',
     message: (p: { stateDir: string }) => `${p.stateDir} already has a running instance`,
-    hint: "adopt() and stop() it first.",
+    hint: 'adopt() and stop() it first.',
   },
   runCommandNotFound: {
     code: 'deploy_failed',

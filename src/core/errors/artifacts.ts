@@ -12,7 +12,7 @@ export const artifactsErrors = {
   downloadedBytesHashNot: {
     code: 'digest_mismatch',
     message: (p: { actual: string; digest: string }) => `downloaded bytes hash to ${p.actual}, not ${p.digest}`,
-    hint: "The stored artifact is corrupt or was altered in transit; re-publish it.",
+    hint: 'The stored artifact is corrupt or was altered in transit; re-publish it.',
   },
   cannotReachArtifactRepository: {
     code: 'server_unreachable',
@@ -37,12 +37,12 @@ export const artifactsErrors = {
   invalidCommit: {
     code: 'bad_request',
     message: (p: { commit: string }) => `invalid commit ${JSON.stringify(p.commit)}`,
-    hint: "Pass the full commit SHA (40 or 64 lowercase hex characters).",
+    hint: 'Pass the full commit SHA (40 or 64 lowercase hex characters).',
   },
   artifactBytesMustSent: {
     code: 'bad_request',
-    message: "artifact bytes must be sent as the raw request body",
-    hint: "Send the file with content-type application/octet-stream.",
+    message: 'artifact bytes must be sent as the raw request body',
+    hint: 'Send the file with content-type application/octet-stream.',
   },
   artifactBytesLargerThan: {
     code: 'too_large',

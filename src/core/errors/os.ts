@@ -4,7 +4,7 @@ import type { ErrorEntries } from './entry.js';
 export const osErrors = {
   emptyCommand: {
     code: 'invalid_config',
-    message: "empty command",
+    message: 'empty command',
   },
   cannotRun: {
     code: 'build_failed',

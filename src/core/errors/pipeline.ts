@@ -16,7 +16,8 @@ export const pipelineErrors = {
   },
   notLaidOutNpm: {
     code: 'digest_mismatch',
-    message: (p: { pkg: string; version: string; url: string }) => `${p.pkg}@${p.version} from ${p.url} is not laid out as an npm package (one top folder)`,
+    message: (p: { pkg: string; version: string; url: string }) =>
+      `${p.pkg}@${p.version} from ${p.url} is not laid out as an npm package (one top folder)`,
   },
   notVersionSemverRange: {
     code: 'invalid_config',
@@ -24,28 +25,33 @@ export const pipelineErrors = {
   },
   noVersionMatchesNpm: {
     code: 'package_manager_not_found',
-    message: (p: { name: string; source: string; url: string; value: string }) => `no ${p.name} version matches ${p.source} on the npm registry ${p.url}${p.value}`,
+    message: (p: { name: string; source: string; url: string; value: string }) =>
+      `no ${p.name} version matches ${p.source} on the npm registry ${p.url}${p.value}`,
   },
   npmRegistryHasNo3: {
     code: 'package_manager_not_found',
-    message: (p: { source: string; url: string; name: string; version: string; pkg: string; value: string }) => `${p.source}: the npm registry ${p.url} has no ${p.name} ${p.version} (package ${p.pkg}@${p.version})${p.value}`,
+    message: (p: { source: string; url: string; name: string; version: string; pkg: string; value: string }) =>
+      `${p.source}: the npm registry ${p.url} has no ${p.name} ${p.version} (package ${p.pkg}@${p.version})${p.value}`,
   },
   doesNotMatchHash: {
     code: 'digest_mismatch',
-    message: (p: { name: string; version: string; source: string }) => `${p.name}@${p.version} does not match the hash in ${p.source}: refused, nothing cached`,
-    hint: "Fix the hash in packageManager (`corepack use name@version` writes it), or check the registry / proxy serving the package.",
+    message: (p: { name: string; version: string; source: string }) =>
+      `${p.name}@${p.version} does not match the hash in ${p.source}: refused, nothing cached`,
+    hint: 'Fix the hash in packageManager (`corepack use name@version` writes it), or check the registry / proxy serving the package.',
   },
   doesNotStartMachine: {
     code: 'build_failed',
-    message: (p: { name: string; version: string; out: string; code: null | number }) => `${p.name} ${p.version} does not start on this machine: \`${p.name} --version\` said ${JSON.stringify(p.out)} (exit ${p.code})`,
+    message: (p: { name: string; version: string; out: string; code: null | number }) =>
+      `${p.name} ${p.version} does not start on this machine: \`${p.name} --version\` said ${JSON.stringify(p.out)} (exit ${p.code})`,
   },
   packageManagerCacheFolder: {
     code: 'invalid_config',
-    message: (p: { dir: string }) => `the package-manager cache folder ${JSON.stringify(p.dir)} holds a quote or newline: choose another PILOT_RUNTIME_CACHE`,
+    message: (p: { dir: string }) =>
+      `the package-manager cache folder ${JSON.stringify(p.dir)} holds a quote or newline: choose another PILOT_RUNTIME_CACHE`,
   },
   cancelledWhileWaitingRollout: {
     code: 'deploy_failed',
-    message: "cancelled while waiting for the rollout",
+    message: 'cancelled while waiting for the rollout',
   },
   rolloutStillRunningAfter: {
     code: 'deploy_failed',
@@ -94,7 +100,7 @@ export const pipelineErrors = {
   },
   copyingWorkingTreeCancelled: {
     code: 'cancelled',
-    message: "copying the working tree was cancelled",
+    message: 'copying the working tree was cancelled',
   },
   gitListedUnexpectedPath: {
     code: 'internal',
@@ -115,7 +121,7 @@ export const pipelineErrors = {
   cannotFetch: {
     code: 'unavailable',
     message: (p: { shown: string; tail: string }) => `cannot fetch from ${p.shown}: ${p.tail}`,
-    hint: "Check the repository URL and that this server can read it (a deploy key in ~/.ssh, or a git credential helper).",
+    hint: 'Check the repository URL and that this server can read it (a deploy key in ~/.ssh, or a git credential helper).',
   },
   notCommit: {
     code: 'not_found',
@@ -124,12 +130,12 @@ export const pipelineErrors = {
   commitNotFound: {
     code: 'not_found',
     message: (p: { sha: string; shown: string }) => `commit ${p.sha} was not found in ${p.shown}`,
-    hint: "Check that the commit was pushed to this repository (a force-push may have removed it).",
+    hint: 'Check that the commit was pushed to this repository (a force-push may have removed it).',
   },
   commitNotCache: {
     code: 'not_found',
     message: (p: { sha: string; gitDir: string }) => `commit ${p.sha} is not in the cache at ${p.gitDir}`,
-    hint: "Fetch it first (fetchCommit).",
+    hint: 'Fetch it first (fetchCommit).',
   },
   notFolderCommit: {
     code: 'not_found',
@@ -141,25 +147,28 @@ export const pipelineErrors = {
   },
   refusedRelativeFolderPath: {
     code: 'bad_request',
-    message: (p: { subdir: string }) => `subdir ${JSON.stringify(p.subdir)} refused: a relative folder path without "." or ".." is required`,
+    message: (p: { subdir: string }) =>
+      `subdir ${JSON.stringify(p.subdir)} refused: a relative folder path without "." or ".." is required`,
   },
   fetchCancelledWhileWaiting: {
     code: 'cancelled',
-    message: "the fetch was cancelled while waiting for another fetch of the same repository",
+    message: 'the fetch was cancelled while waiting for another fetch of the same repository',
   },
   yamlRepositoryNamesBut: {
     code: 'invalid_config',
-    message: (p: { name: string; app: string }) => `pilot.yaml in the repository names the app "${p.name}", but it is deployed as "${p.app}"`,
+    message: (p: { name: string; app: string }) =>
+      `pilot.yaml in the repository names the app "${p.name}", but it is deployed as "${p.app}"`,
     hint: (p: { name: string; app: string }) => `Remove \`name:\` from pilot.yaml or set it to "${p.app}".`,
   },
   runCancelled: {
     code: 'cancelled',
-    message: "the run was cancelled",
+    message: 'the run was cancelled',
   },
   registryDoesNotAnswer: {
     code: 'registry_unreachable',
     message: (p: { url: string; why: string }) => `the registry ${p.url} does not answer (${p.why}); nothing was built`,
-    hint: (p: { url: string; why: string }) => `Start the registry at ${p.url}, or \`pilot registry remove ${p.url}\` to publish images to the artifact repository instead.`,
+    hint: (p: { url: string; why: string }) =>
+      `Start the registry at ${p.url}, or \`pilot registry remove ${p.url}\` to publish images to the artifact repository instead.`,
   },
   dockerBuildTimedOut: {
     code: 'step_timeout',

@@ -5,20 +5,20 @@ export const storeErrors = {
   notByteKey: {
     code: 'internal',
     message: (p: { keyFile: string }) => `${p.keyFile} is not a 32-byte key`,
-    hint: "Restore it from a backup; without it sealed secrets cannot be read.",
+    hint: 'Restore it from a backup; without it sealed secrets cannot be read.',
   },
   unknownSealedSecretFormat: {
     code: 'internal',
-    message: "unknown sealed-secret format",
+    message: 'unknown sealed-secret format',
   },
   sealedSecretCannotOpened: {
     code: 'internal',
-    message: "a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)",
+    message: 'a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)',
   },
   stateDatabaseDamaged: {
     code: 'database_corrupt',
     message: (p: { file: string; message: string }) => `the state database ${p.file} is damaged: ${p.message}`,
-    hint: "Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).",
+    hint: 'Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).',
   },
   cannotOpenStateDatabase: {
     code: 'internal',
@@ -26,8 +26,9 @@ export const storeErrors = {
   },
   stateDatabaseSchemaVersion: {
     code: 'internal',
-    message: (p: { current: number; migrationsCount: number }) => `state database is at schema version ${p.current}, newer than this Pilot (${p.migrationsCount})`,
-    hint: "Upgrade Pilot, or point PILOT_HOME at another folder.",
+    message: (p: { current: number; migrationsCount: number }) =>
+      `state database is at schema version ${p.current}, newer than this Pilot (${p.migrationsCount})`,
+    hint: 'Upgrade Pilot, or point PILOT_HOME at another folder.',
   },
   appBeingRemovedInstances: {
     code: 'app_removing',
@@ -39,7 +40,7 @@ export const storeErrors = {
   },
   memoryStoreClosed: {
     code: 'internal',
-    message: "the memory store is closed",
+    message: 'the memory store is closed',
   },
   instanceAlreadyExists: {
     code: 'conflict',

@@ -8,12 +8,12 @@ export const workspaceErrors = {
   packageJsonNotVersion: {
     code: 'invalid_config',
     message: (p: { where: string; spec: string }) => `package.json ${p.where} ${JSON.stringify(p.spec)} is not a version or a semver range`,
-    hint: "Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with \"packageManager\": \"name@version\".",
+    hint: 'Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with "packageManager": "name@version".',
   },
   notValidJson: {
     code: 'invalid_config',
     message: (p: { file: string; message: string }) => `${p.file} is not valid JSON: ${p.message}`,
-    hint: "Fix package.json (`npm pkg get` shows whether npm can read it).",
+    hint: 'Fix package.json (`npm pkg get` shows whether npm can read it).',
   },
   mustHoldJsonObject: {
     code: 'invalid_config',
@@ -29,8 +29,9 @@ export const workspaceErrors = {
   },
   noAppNameName: {
     code: 'invalid_config',
-    message: (p: { value: string; folder: string }) => `no app name: ${p.value} and the folder name ${JSON.stringify(p.folder)} is not one either`,
-    hint: "Set `name:` in pilot.yaml: 1-63 lowercase letters, digits and \"-\", starting with a letter.",
+    message: (p: { value: string; folder: string }) =>
+      `no app name: ${p.value} and the folder name ${JSON.stringify(p.folder)} is not one either`,
+    hint: 'Set `name:` in pilot.yaml: 1-63 lowercase letters, digits and "-", starting with a letter.',
   },
   packageManagerNotString: {
     code: 'invalid_config',
@@ -39,7 +40,8 @@ export const workspaceErrors = {
   },
   packageManagerUnknown: {
     code: 'invalid_config',
-    message: (p: { shown: string; name: string }) => `package.json packageManager ${p.shown} names ${JSON.stringify(p.name)}: Pilot builds with npm, yarn or pnpm`,
+    message: (p: { shown: string; name: string }) =>
+      `package.json packageManager ${p.shown} names ${JSON.stringify(p.name)}: Pilot builds with npm, yarn or pnpm`,
     hint: PACKAGE_MANAGER_HINT,
   },
   packageManagerNotNameAtVersion: {
