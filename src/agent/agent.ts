@@ -228,7 +228,7 @@ export class Agent {
    */
   private rt(inst: LocalInstance): Runtime {
     if (inst.spec.runtime !== 'docker') return this.runtime;
-    if (!this.docker) throw fail.instanceRunsDockerBut2({ id: inst.spec.id });
+    if (!this.docker) throw fail.dockerSideNotLoaded({ id: inst.spec.id });
     return this.docker.runtime;
   }
 

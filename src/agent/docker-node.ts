@@ -113,7 +113,7 @@ export class DockerNode {
     const spec = inst.spec;
     if (!this.status.available) await this.check();
     if (!this.status.available) throw fail.dockerEngineUnavailable({ error: this.status.error });
-    if (spec.image === undefined) throw fail.instanceRunsDockerBut({ id: spec.id });
+    if (spec.image === undefined) throw fail.dockerInstanceWithoutImage({ id: spec.id });
     await this.images.ensure(spec.image, spec.registryAuth);
     if (this.fetched.has(spec.image.id)) this.fetched.record(spec.image.id, spec.app); // for the per-app keep rule
     return {

@@ -78,7 +78,7 @@ export class ArtifactClient {
     const announced = res.headers['x-pilot-digest'];
     if (announced !== undefined && announced !== digest) {
       await res.body.dump();
-      throw fail.askedServerAnswered({ digest, announced: String(announced) });
+      throw fail.announcedDigestDiffers({ digest, announced: String(announced) });
     }
     const tmp = `${destFile}.partial-${randomBytes(6).toString('hex')}`;
     const { tap, result } = sha256Tap();

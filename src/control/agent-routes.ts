@@ -51,7 +51,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       const existing = await store.getNodeByName(b.name);
       const now = Date.now();
       if (existing && !(b.credential && tokensEqual(existing.credentialHash, hashToken(b.credential)))) {
-        throw fail.nodeNamedAlreadyRegistered({ name: b.name });
+        throw fail.nodeNameTaken({ name: b.name });
       }
       const credential = existing ? b.credential! : newToken('pilot_node');
       const node: NodeRecord = {

@@ -156,6 +156,6 @@ export function revisionBlobDigests(r: {
 export async function assertBlobsPresent(blobs: FsBlobStore, digests: readonly string[], what: string, collected: boolean): Promise<void> {
   for (const d of digests) {
     if (await blobs.has(d)) continue;
-    throw collected ? fail.artifactGarbageCollected({ what, d }) : fail.artifactNotArtifactRepository({ what, d });
+    throw collected ? fail.artifactGarbageCollected({ what, d }) : fail.artifactMissingFor({ what, d });
   }
 }

@@ -86,7 +86,7 @@ export async function admitDeploy(
     throw fail.imageAppliesRuntimeDocker();
   }
   if (digest !== undefined && (config.runtime === 'process' || b.image?.archive) && !(await blobs.has(digest))) {
-    throw fail.artifactNotArtifactRepository2({ digest });
+    throw fail.artifactMissing({ digest });
   }
   if (b.node && !(await blobs.has(b.node.digest))) {
     throw fail.nodeJsRuntimeNot({ version: b.node.version, digest: b.node.digest });
@@ -211,11 +211,11 @@ export async function admitRollback(
   const revisions = await store.listRevisions(a.name);
   if (to === undefined) {
     const before = revisions.find((r) => a.activeRevision !== undefined && r.number < a.activeRevision);
-    if (!before) throw fail.appHasNoRevision({ name: a.name, activeRevision: a.activeRevision ?? 'none' });
+    if (!before) throw fail.rollbackWithoutPrevious({ name: a.name, activeRevision: a.activeRevision ?? 'none' });
     to = before.number;
   }
   const target = revisions.find((r) => r.number === to);
-  if (!target) throw fail.appHasNoRevision2({ name: a.name, to });
+  if (!target) throw fail.revisionNotFoundForRollback({ name: a.name, to });
   if (target.number === a.activeRevision) throw fail.revisionAlreadyActive({ to });
   if (opts.dryRun) {
     // The rollout plans with the target revision's config and the app's own replica count.

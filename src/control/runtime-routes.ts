@@ -30,7 +30,7 @@ const PutBody = Type.Object(
 );
 
 function version(v: string): string {
-  if (!VERSION.test(v)) throw fail.notExactNodeJs({ v: v.slice(0, 40) });
+  if (!VERSION.test(v)) throw fail.notExactNodeVersion({ v: v.slice(0, 40) });
   return v;
 }
 

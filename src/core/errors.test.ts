@@ -2,15 +2,16 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { PLACEHOLDERS } from './errors-doc.js';
 import { CATALOGUE, ERROR_AREAS, PilotError, fail, fromBody, isPilotError, makeError, restate, type ErrorCode } from './errors.js';
 
 /** Parameters for any entry: every parameter reads as its own name in angle brackets. */
-const sample = new Proxy({} as Record<string, unknown>, {
-  get: (_t, key) => (typeof key === 'string' ? `<${key}>` : undefined),
-});
+const sample = PLACEHOLDERS;
 const entries = Object.entries(ERROR_AREAS).flatMap(([area, list]) => Object.entries(list).map(([name, entry]) => ({ area, name, entry })));
-const render = (t: string | ((p: never) => string | undefined) | undefined): string | undefined =>
-  typeof t === 'function' ? t(sample as never) : t;
+const render = (t: string | ((p: never) => string | undefined) | undefined): string | undefined => {
+  const out = typeof t === 'function' ? t(sample as never) : t;
+  return out === undefined ? undefined : String(out);
+};
 
 /** Every .ts file under src/ that is not a test, with its text. */
 function sources(dir = new URL('../../../src', import.meta.url).pathname): { file: string; text: string }[] {
@@ -64,7 +65,7 @@ describe('the error catalogue', () => {
       assert.equal(e.retryable, CATALOGUE[entry.code].retryable);
       assert.equal(e.message, render(entry.message));
       const hint = render(entry.hint) ?? (CATALOGUE[entry.code] as { hint?: string }).hint;
-      assert.deepEqual(e.toJSON(), {
+      assert.deepEqual(JSON.parse(JSON.stringify(e.toJSON())), {
         code: entry.code,
         message: e.message,
         ...(hint === undefined ? {} : { hint }),

@@ -17,7 +17,7 @@ const HOST =
 /** Parse a registry URL given by a user; throws bad_request saying what is wrong. */
 export function parseRegistryUrl(input: string): RegistryAddress {
   const text = input.trim();
-  const bad = (why: string): PilotError => fail.registryUrl({ text: text.slice(0, 200), why });
+  const bad = (why: string): PilotError => fail.invalidRegistryUrl({ text: text.slice(0, 200), why });
   if (!/^https?:\/\//i.test(text)) throw bad('must start with http:// or https://');
   let u: URL;
   try {

@@ -45,7 +45,7 @@ export function diskFullError(err: unknown, what: string, fallbackPath: string, 
   const free = freeBytesSync(where);
   const quota = code === 'EDQUOT' ? 'the disk quota' : 'the filesystem';
   const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? `; it needs ${mib(neededBytes)}` : '';
-  return fail.holdingFull(
+  return fail.diskFull(
     { what, quota, where, code, value: free === undefined ? '' : `, ${mib(free)} free`, needed },
     {
       details: {

@@ -50,7 +50,7 @@ export async function bootstrapNodeImage(
   const nodeBin = realpathSync(opts.nodeBin ?? process.execPath);
   const v = await runCommand([nodeBin, '--version'], { cwd: '/', env: {}, timeoutMs: 10_000 });
   const version = (v.tail[0] ?? '').trim().replace(/^v/, '');
-  if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version)) throw fail.versionFailed({ nodeBin, tail: v.tail.join('\n') });
+  if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version)) throw fail.nodeVersionFailed({ nodeBin, tail: v.tail.join('\n') });
   const tag = opts.tag ?? baseImageTag(version);
   if (!opts.force) {
     const existing = await engine

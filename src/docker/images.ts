@@ -45,18 +45,18 @@ export async function archiveImageIds(file: string): Promise<string[]> {
     },
   });
   if (!found) throw fail.imageArchiveHasNo();
-  if (size > MAX_MANIFEST_BYTES) throw fail.imageArchiveManifestJson();
+  if (size > MAX_MANIFEST_BYTES) throw fail.manifestTooLarge();
   let manifest: unknown;
   try {
     manifest = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw fail.imageArchiveManifestJson2();
+    throw fail.manifestNotJson();
   }
-  if (!Array.isArray(manifest)) throw fail.imageArchiveManifestJson3();
+  if (!Array.isArray(manifest)) throw fail.manifestNotList();
   return manifest.map((m: { Config?: unknown }) => {
     // docker 20–24: "<hex>.json"; OCI layout (docker 25+): "blobs/sha256/<hex>"
     const hex = typeof m.Config === 'string' ? /([a-f0-9]{64})(?:\.json)?$/.exec(m.Config)?.[1] : undefined;
-    if (!hex) throw fail.imageArchiveManifestJson4();
+    if (!hex) throw fail.manifestWithoutConfig();
     return `sha256:${hex}`;
   });
 }

@@ -38,7 +38,7 @@ export interface ImportResult {
 export async function importRuntime(req: ImportRequest): Promise<ImportResult> {
   const version = exactVersion(req.version);
   if (version === undefined || version.includes('-')) {
-    throw fail.notExactNodeJs2({ version: req.version });
+    throw fail.importNotExactNodeVersion({ version: req.version });
   }
   const platform = nodePlatform(req.machine?.platform, req.machine?.arch);
   const pkg = runtimePackage(platform);

@@ -83,7 +83,7 @@ export class NpmRegistry {
     const out = await this.npmOk(['view', `${pkg}@${version}`, 'dist', '--json'], `${pkg}@${version}`, 120_000);
     const d = parseJson(out) as Partial<Dist> | undefined;
     if (d === undefined || typeof d !== 'object' || Array.isArray(d)) {
-      throw fail.npmRegistryHasNo({ value: await this.registryUrl(), pkg, version }, { details: { registry: await this.registryUrl() } });
+      throw fail.registryHasNoVersion({ value: await this.registryUrl(), pkg, version }, { details: { registry: await this.registryUrl() } });
     }
     if (typeof d.integrity !== 'string' || !d.integrity.startsWith('sha512-')) {
       throw fail.publishesNoSha512Integrity({ pkg, version, value: await this.registryUrl() });
@@ -135,12 +135,12 @@ export class NpmRegistry {
     const details = { registry, command: formatArgv(['npm', ...args]), tail: r.stderr.slice(-10) };
     if (/\bE404\b/.test(text)) throw fail.npmDoesNotHave({ registry, what }, { details });
     if (/\bEINTEGRITY\b/.test(text)) {
-      throw fail.doesNotMatchPublished2({ what, registry }, { details });
+      throw fail.integrityMismatchFromRegistry({ what, registry }, { details });
     }
     if (UNREACHABLE.test(text)) {
       throw fail.cannotReachNpm({ registry, what, reason }, { details });
     }
-    throw fail.failedAgainst({ value: formatArgv(['npm', ...args]), registry, reason }, { details });
+    throw fail.npmCommandFailed({ value: formatArgv(['npm', ...args]), registry, reason }, { details });
   }
 }
 

@@ -48,7 +48,7 @@ export function checkIntegrity(what: string, actual: string, published: string):
   const wanted = published.split(/\s+/).filter((s) => s.startsWith('sha512-'));
   if (wanted.length === 0) throw fail.integrityHasNoSha512({ what, published });
   if (!wanted.includes(actual)) {
-    throw fail.doesNotMatchPublished({ what }, { details: { expected: wanted[0], actual } });
+    throw fail.integrityMismatch({ what }, { details: { expected: wanted[0], actual } });
   }
 }
 
@@ -156,12 +156,12 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
     timeoutMs: 30_000,
     maxOutputTail: 20,
   }).catch((e: unknown) => {
-    throw fail.nodeJsCannotStart({ version: expect.version, message: (e as Error).message }, { cause: e });
+    throw fail.nodeCannotStart({ version: expect.version, message: (e as Error).message }, { cause: e });
   });
   const out = result.tail.join('\n').trim();
   if (result.code !== 0) {
     const how = result.code === null ? `killed by ${result.signal ?? 'a signal'}` : `exit code ${result.code}`;
-    throw fail.nodeJsCannotStart2(
+    throw fail.nodeCannotStartOutput(
       { version: expect.version, how, out: out || 'no output' },
       { details: { output: result.tail, signal: result.signal } },
     );

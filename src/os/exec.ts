@@ -96,7 +96,7 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
       });
     } catch (e) {
       // Synchronous failures: arguments Node refuses (a NUL byte in an argument, for one).
-      reject(fail.cannotRun({ shown, message: (e as Error).message }, { cause: e }));
+      reject(fail.spawnFailed({ shown, message: (e as Error).message }, { cause: e }));
       return;
     }
 
@@ -232,5 +232,5 @@ async function spawnError(file: string, shown: string, opts: RunOptions, e: Node
     return fail.commandNotFound({ file, where }, { cause: e });
   }
   if (e.code === 'EACCES') return fail.notExecutablePermissionDenied({ file }, { cause: e });
-  return fail.cannotRun2({ shown, message: e.message }, { cause: e });
+  return fail.commandCannotRun({ shown, message: e.message }, { cause: e });
 }

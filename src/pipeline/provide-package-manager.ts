@@ -180,7 +180,7 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
 async function notFound(registry: NpmRegistry, w: WantedPackageManager, pm: PackageManager, url: string): Promise<PilotError> {
   const { pkg } = distPackage(pm);
   const near = nearestVersions(await registry.versions(pkg).catch(() => []), pm.version);
-  return fail.npmRegistryHasNo3(
+  return fail.registryHasNoPackageManager(
     { source: w.source, url, name: pm.name, version: pm.version, pkg, value: near.length ? `; nearest: ${near.join(', ')}` : '' },
     { details: { registry: url, nearest: near } },
   );

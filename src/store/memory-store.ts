@@ -355,7 +355,7 @@ export class MemoryStore implements Store {
     const db = this.open();
     if (db.instances.has(i.id)) throw fail.instanceAlreadyExists({ id: i.id });
     if (!db.apps.has(i.app)) throw fail.appNotFound({ app: i.app });
-    if (!db.nodes.has(i.nodeId)) throw fail.nodeNotFound2({ nodeId: i.nodeId });
+    if (!db.nodes.has(i.nodeId)) throw fail.nodeIdNotFound({ nodeId: i.nodeId });
     db.instances.set(i.id, {
       id: i.id,
       app: i.app,
@@ -415,7 +415,7 @@ export class MemoryStore implements Store {
     const db = this.open();
     const old = db.nodes.get(n.id);
     if (!old && [...db.nodes.values()].some((x) => x.name === n.name)) {
-      throw fail.nodeNamedAlreadyRegistered2({ name: n.name });
+      throw fail.nodeNameTakenInStore({ name: n.name });
     }
     const rec: NodeRecord = {
       id: n.id,

@@ -92,7 +92,7 @@ export class FakeRuntime implements Runtime {
     }
     const previous = this.host.pidFiles.get(req.stateDir);
     if (previous !== undefined && this.isRunning(previous)) {
-      throw fail.alreadyHasRunningInstance2({ stateDir: req.stateDir });
+      throw fail.instanceAlreadyRunningNoPid({ stateDir: req.stateDir });
     }
     const p = this.host.spawn(req);
     if (this.crashAfterMs !== undefined) {

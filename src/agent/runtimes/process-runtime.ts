@@ -123,7 +123,7 @@ export class ProcessRuntime implements Runtime {
     const previous = readPidFile(req.stateDir);
     if (previous !== undefined && isSameProcess(previous.pid, previous.startTime)) {
       // Overwriting the pid file would orphan a live process that keeps its port and its files.
-      throw fail.alreadyHasRunningInstance({ stateDir: req.stateDir, pid: previous.pid });
+      throw fail.instanceAlreadyRunning({ stateDir: req.stateDir, pid: previous.pid });
     }
     await mkdir(req.stateDir, { recursive: true, mode: 0o700 });
     const user = req.user;

@@ -34,7 +34,7 @@ export const agentErrors = {
     code: 'deploy_failed',
     message: (p: { cwd: string; instanceId: string }) => `${p.cwd}: no such directory (instance ${p.instanceId})`,
   },
-  alreadyHasRunningInstance: {
+  instanceAlreadyRunning: {
     code: 'conflict',
     message: (p: { stateDir: string; pid: number }) => `${p.stateDir} already has a running instance (pid ${p.pid})`,
     hint: 'adopt() and stop() it first.',
@@ -118,7 +118,7 @@ export const agentErrors = {
     code: 'runtime_unavailable',
     message: (p: { id: string; e: string }) => `cannot remove container ${p.id}: ${p.e}`,
   },
-  instanceRunsDockerBut: {
+  dockerInstanceWithoutImage: {
     code: 'deploy_failed',
     message: (p: { id: string }) => `instance ${p.id} runs in docker but its revision has no image`,
   },
@@ -126,7 +126,7 @@ export const agentErrors = {
     code: 'deploy_failed',
     message: 'release instance without a release command',
   },
-  instanceRunsDockerBut2: {
+  dockerSideNotLoaded: {
     code: 'internal',
     message: (p: { id: string }) => `instance ${p.id} runs in docker but the Docker side is not loaded`,
   },
@@ -142,7 +142,7 @@ export const agentErrors = {
     hint: (p: { k: string; app: string }) =>
       `Set it again without NUL: \`pilot secrets set ${p.app} ${p.k} < FILE\`, or fix it in pilot.yaml.`,
   },
-  alreadyHasRunningInstance2: {
+  instanceAlreadyRunningNoPid: {
     code: 'conflict',
     message: (p: { stateDir: string }) => `${p.stateDir} already has a running instance`,
     hint: 'adopt() and stop() it first.',

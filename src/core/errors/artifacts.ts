@@ -5,7 +5,7 @@ const answered = (p: { message: string; status: number }): string => `${p.messag
 
 /** Errors raised in src/artifacts/. */
 export const artifactsErrors = {
-  askedServerAnswered: {
+  announcedDigestDiffers: {
     code: 'digest_mismatch',
     message: (p: { digest: string; announced: string }) => `asked for ${p.digest}, the server answered ${p.announced}`,
   },

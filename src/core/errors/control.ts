@@ -93,7 +93,7 @@ export const controlErrors = {
     message: 'missing, invalid or revoked join token',
     hint: 'Create one on the control plane with `pilot token create --join`.',
   },
-  nodeNamedAlreadyRegistered: {
+  nodeNameTaken: {
     code: 'conflict',
     message: (p: { name: string }) => `a node named "${p.name}" is already registered`,
     hint: 'Give this agent another --name, or remove the old node.',
@@ -143,7 +143,7 @@ export const controlErrors = {
     code: 'artifact_collected',
     message: (p: { what: string; d: string }) => `${p.what}: artifact ${p.d} was garbage-collected`,
   },
-  artifactNotArtifactRepository: {
+  artifactMissingFor: {
     code: 'artifact_not_found',
     message: (p: { what: string; d: string }) => `${p.what}: artifact ${p.d} is not in the artifact repository`,
   },
@@ -157,7 +157,7 @@ export const controlErrors = {
     message: (p: { host: string; reserved: string; name: string }) =>
       `host "${p.host}" is reserved for an app named "${p.reserved}"; app "${p.name}" cannot claim it`,
   },
-  notExactNodeJs: {
+  notExactNodeVersion: {
     code: 'bad_request',
     message: (p: { v: string }) => `${JSON.stringify(p.v)} is not an exact Node.js version (like 22.23.3)`,
   },
@@ -221,7 +221,7 @@ export const controlErrors = {
     code: 'bad_request',
     message: '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)',
   },
-  artifactNotArtifactRepository2: {
+  artifactMissing: {
     code: 'artifact_not_found',
     message: (p: { digest: string }) => `artifact ${p.digest} is not in the artifact repository`,
   },
@@ -243,12 +243,12 @@ export const controlErrors = {
     message: (p: { name: string; latest: number; fence: number }) =>
       `deploy skipped: a newer push of "${p.name}" is already deployed (fence ${p.latest} > ${p.fence})`,
   },
-  appHasNoRevision: {
+  rollbackWithoutPrevious: {
     code: 'revision_not_found',
     message: (p: { name: string; activeRevision: number | string }) =>
       `app "${p.name}" has no revision before ${p.activeRevision} to roll back to`,
   },
-  appHasNoRevision2: {
+  revisionNotFoundForRollback: {
     code: 'revision_not_found',
     message: (p: { name: string; to: number }) => `app "${p.name}" has no revision ${p.to}`,
   },

@@ -80,7 +80,7 @@ export const coreErrors = {
     code: 'bad_request',
     message: (p: { url: string; problem: string }) => `repository URL ${JSON.stringify(p.url)} refused: ${p.problem}`,
   },
-  registryUrl: {
+  invalidRegistryUrl: {
     code: 'bad_request',
     message: (p: { text: string; why: string }) => `registry URL ${JSON.stringify(p.text)}: ${p.why}`,
     hint: 'Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.',

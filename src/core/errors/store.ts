@@ -46,11 +46,11 @@ export const storeErrors = {
     code: 'conflict',
     message: (p: { id: string }) => `instance ${p.id} already exists`,
   },
-  nodeNotFound2: {
+  nodeIdNotFound: {
     code: 'node_not_found',
     message: (p: { nodeId: string }) => `node ${p.nodeId} not found`,
   },
-  nodeNamedAlreadyRegistered2: {
+  nodeNameTakenInStore: {
     code: 'conflict',
     message: (p: { name: string }) => `a node named "${p.name}" is already registered`,
   },
