@@ -14,7 +14,7 @@ describe('docs/errors.md', () => {
     const doc = errorsMarkdown();
     for (const code of Object.keys(CATALOGUE)) assert.ok(doc.includes(`| \`${code}\` |`), code);
     for (const entries of Object.values(ERROR_AREAS)) {
-      for (const name of Object.keys(entries)) assert.equal(doc.split(`| \`${name}\` |`).length, 2, name);
+      for (const [name, e] of Object.entries(entries)) assert.equal(doc.split(`| \`${name}\` | \`${e.code}\` |`).length, 2, name);
     }
     assert.match(doc, /\| `appNotFound` \| `app_not_found` \| app "<app>" not found \|/);
   });

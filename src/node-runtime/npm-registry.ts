@@ -83,7 +83,10 @@ export class NpmRegistry {
     const out = await this.npmOk(['view', `${pkg}@${version}`, 'dist', '--json'], `${pkg}@${version}`, 120_000);
     const d = parseJson(out) as Partial<Dist> | undefined;
     if (d === undefined || typeof d !== 'object' || Array.isArray(d)) {
-      throw fail.registryHasNoVersion({ value: await this.registryUrl(), pkg, version }, { details: { registry: await this.registryUrl() } });
+      throw fail.registryHasNoVersion(
+        { value: await this.registryUrl(), pkg, version },
+        { details: { registry: await this.registryUrl() } },
+      );
     }
     if (typeof d.integrity !== 'string' || !d.integrity.startsWith('sha512-')) {
       throw fail.publishesNoSha512Integrity({ pkg, version, value: await this.registryUrl() });
