@@ -65,7 +65,7 @@ export async function admitDeploy(
   const name = assertName(appName);
   // A dry run of `pilot run` plans before anything is built: no artifact yet.
   if (!opts.dryRun && (b.artifact === undefined || b.commit === undefined)) {
-    throw fail.deployRequestNeeds({ value: b.artifact === undefined ? 'artifact' : 'commit' });
+    throw fail.deployRequestNeeds({ field: b.artifact === undefined ? 'artifact' : 'commit' });
   }
   const digest = b.artifact === undefined ? undefined : assertDigest(b.artifact);
   if (b.commit !== undefined) {

@@ -1,9 +1,17 @@
 import { CATALOGUE, ERROR_AREAS, type ErrorEntry } from './errors.js';
 
-/** A parameter shown as its name: a string, or a list of that one string where a list is spread. */
+/** A parameter shown as its name: a string, or a list of that one string (spread, joined or mapped). */
 class Placeholder extends String {
   override *[Symbol.iterator](): StringIterator<string> {
     yield this.toString();
+  }
+
+  join(): string {
+    return this.toString();
+  }
+
+  map<T>(f: (item: string) => T): T[] {
+    return [f(this.toString())];
   }
 }
 

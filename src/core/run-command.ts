@@ -105,7 +105,7 @@ export function missingStartCommand(
   if (procfile !== undefined && procfileWeb(procfile) !== undefined) return undefined;
   if (scripts?.['start'] !== undefined) return undefined;
   const others = Object.keys(scripts ?? {}).filter((s) => /^(serve|server|prod|production|start:prod|preview|dev)$/.test(s));
-  return fail.nothingStartAppPackage({ value: others.length ? ` (package.json has ${others.map((s) => `"${s}"`).join(', ')})` : '' });
+  return fail.nothingToStart({ otherScripts: others });
 }
 
 /**

@@ -64,7 +64,7 @@ export async function readRegularFile(dir: string, name: string): Promise<string
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (!st.isFile()) throw fail.mustRegularFileApp({ name, value: st.isSymbolicLink() ? 'symbolic link' : 'folder or special file' });
+  if (!st.isFile()) throw fail.notRegularFile({ name, symlink: st.isSymbolicLink() });
   return readFile(join(dir, name), 'utf8');
 }
 

@@ -175,10 +175,7 @@ async function runBuild(
     if (req.signal?.aborted) throw fail.dockerBuildCancelled();
     if (isPilotError(err) && err.code === 'build_failed') {
       const tail = ((err.details as { tail?: string[] } | undefined)?.tail ?? []).slice(-20);
-      throw fail.buildFailed(
-        { message: err.message, value: tail.length ? `\n--- last lines of the build log ---\n${tail.join('\n')}` : '' },
-        { details: err.details },
-      );
+      throw fail.buildFailed({ message: err.message, tail }, { details: err.details });
     }
     throw engineError(err, 'docker build');
   }

@@ -23,10 +23,7 @@ export async function fetchFromRegistry(
   const dist = await registry.dist(pkg, version).catch(async (e: unknown) => {
     if (!(isPilotError(e) && e.code === 'node_version_not_found')) throw e;
     const near = nearestVersions(await registry.versions(pkg).catch(() => []), version);
-    throw fail.registryHasNoNodeOrNpm(
-      { url, value: pkg === 'npm' ? 'npm' : 'Node.js', version, pkg, value2: near.length > 0 ? `; nearest: ${near.join(', ')}` : '' },
-      { details: { registry: url, nearest: near } },
-    );
+    throw fail.registryHasNoNodeOrNpm({ url, version, pkg, nearest: near }, { details: { registry: url, nearest: near } });
   });
   const file = cache.tarballPath(pkg, version);
   const cached = await hashFile(file).catch(() => undefined);

@@ -92,10 +92,7 @@ export function resolveVersion(w: WantedNode, available: readonly string[], wher
   );
   if (hit !== null) return semver.clean(hit) ?? hit;
   const near = nearestVersions(available, w.spec);
-  throw fail.noNodeJsVersion(
-    { spec: w.spec, file: w.file, where, value: near.length > 0 ? `; nearest: ${near.join(', ')}` : '' },
-    { details: { spec: w.spec, nearest: near } },
-  );
+  throw fail.noNodeJsVersion({ spec: w.spec, file: w.file, where, nearest: near }, { details: { spec: w.spec, nearest: near } });
 }
 
 /**

@@ -171,17 +171,14 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
   }
   const url = await registry.registryUrl();
   const near = nearestVersions(seen, w.spec);
-  throw fail.noVersionMatchesNpm(
-    { name: w.name, source: w.source, url, value: near.length ? `; nearest: ${near.join(', ')}` : '' },
-    { details: { registry: url, nearest: near } },
-  );
+  throw fail.noVersionMatchesNpm({ name: w.name, source: w.source, url, nearest: near }, { details: { registry: url, nearest: near } });
 }
 
 async function notFound(registry: NpmRegistry, w: WantedPackageManager, pm: PackageManager, url: string): Promise<PilotError> {
   const { pkg } = distPackage(pm);
   const near = nearestVersions(await registry.versions(pkg).catch(() => []), pm.version);
   return fail.registryHasNoPackageManager(
-    { source: w.source, url, name: pm.name, version: pm.version, pkg, value: near.length ? `; nearest: ${near.join(', ')}` : '' },
+    { source: w.source, url, name: pm.name, version: pm.version, pkg, nearest: near },
     { details: { registry: url, nearest: near } },
   );
 }

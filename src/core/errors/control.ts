@@ -184,7 +184,7 @@ export const controlErrors = {
   },
   deployRequestNeeds: {
     code: 'bad_request',
-    message: (p: { value: string }) => `a deploy request needs \`${p.value}\``,
+    message: (p: { field: 'artifact' | 'commit' }) => `a deploy request needs \`${p.field}\``,
     hint: 'Send { artifact: "sha256:…", commit: "<40-character SHA>", config } (`pilot run` does); only a dry run (?dryRun=true) may leave them out.',
   },
   mustFullCharacterSha: {

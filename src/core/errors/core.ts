@@ -66,10 +66,12 @@ export const coreErrors = {
     code: 'invalid_config',
     message: 'pilot.yaml: run: empty command',
   },
-  nothingStartAppPackage: {
+  nothingToStart: {
     code: 'invalid_config',
-    message: (p: { value: string }) =>
-      `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${p.value}`,
+    message: (p: { otherScripts: readonly string[] }) =>
+      `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${
+        p.otherScripts.length > 0 ? ` (package.json has ${p.otherScripts.map((s) => `"${s}"`).join(', ')})` : ''
+      }`,
     hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
   },
   repoMustStringUrl: {

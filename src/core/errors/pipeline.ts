@@ -25,13 +25,13 @@ export const pipelineErrors = {
   },
   noVersionMatchesNpm: {
     code: 'package_manager_not_found',
-    message: (p: { name: string; source: string; url: string; value: string }) =>
-      `no ${p.name} version matches ${p.source} on the npm registry ${p.url}${p.value}`,
+    message: (p: { name: string; source: string; url: string; nearest: readonly string[] }) =>
+      `no ${p.name} version matches ${p.source} on the npm registry ${p.url}${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
   },
   registryHasNoPackageManager: {
     code: 'package_manager_not_found',
-    message: (p: { source: string; url: string; name: string; version: string; pkg: string; value: string }) =>
-      `${p.source}: the npm registry ${p.url} has no ${p.name} ${p.version} (package ${p.pkg}@${p.version})${p.value}`,
+    message: (p: { source: string; url: string; name: string; version: string; pkg: string; nearest: readonly string[] }) =>
+      `${p.source}: the npm registry ${p.url} has no ${p.name} ${p.version} (package ${p.pkg}@${p.version})${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
   },
   doesNotMatchHash: {
     code: 'digest_mismatch',
