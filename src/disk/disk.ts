@@ -43,10 +43,9 @@ export function diskFullError(err: unknown, what: string, fallbackPath: string, 
   const path = (err as { path?: unknown }).path;
   const where = typeof path === 'string' ? path : fallbackPath;
   const free = freeBytesSync(where);
-  const quota = code === 'EDQUOT' ? 'the disk quota' : 'the filesystem';
-  const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? `; it needs ${mib(neededBytes)}` : '';
+  const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? mib(neededBytes) : undefined;
   return fail.diskFull(
-    { what, quota, where, code, value: free === undefined ? '' : `, ${mib(free)} free`, needed },
+    { what, where, code, free: free === undefined ? undefined : mib(free), needed },
     {
       details: {
         path: where,

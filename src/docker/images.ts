@@ -96,7 +96,7 @@ export class ImageFetcher {
       return (await this.engine.getImage(idOrRef).inspect()).Id;
     } catch (e) {
       if (statusOf(e) === 404) return undefined;
-      throw fail.cannotInspectImage({ idOrRef, e: engineMessage(e) }, { cause: e });
+      throw fail.cannotInspectImage({ idOrRef, reason: engineMessage(e) }, { cause: e });
     }
   }
 
@@ -115,7 +115,7 @@ export class ImageFetcher {
       const stream = await this.engine.createImage(authconfig, { fromImage: ref });
       failOnError(await followProgress(this.engine, stream));
     } catch (e) {
-      throw fail.pullFailed({ ref, e: engineMessage(e) }, { cause: e });
+      throw fail.pullFailed({ ref, reason: engineMessage(e) }, { cause: e });
     }
     const got = await this.imageId(ref);
     if (got === image.id) return;
@@ -139,7 +139,7 @@ export class ImageFetcher {
         const stream = await this.engine.loadImage(createReadStream(file), { quiet: true });
         failOnError(await followProgress(this.engine, stream));
       } catch (e) {
-        throw fail.dockerLoadFailed({ archive, e: engineMessage(e) }, { cause: e });
+        throw fail.dockerLoadFailed({ archive, reason: engineMessage(e) }, { cause: e });
       }
       const got = await this.imageId(image.id);
       if (got !== image.id) throw fail.loadedImageDiffers({ got: got ?? '(none)', id: image.id, archive });

@@ -52,7 +52,7 @@ export class NpmRegistry {
     const v = parseJson(out);
     if (typeof v === 'string') return [v];
     if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-    throw fail.answeredNpmViewVersions({ value: await this.registryUrl(), pkg });
+    throw fail.answeredNpmViewVersions({ registry: await this.registryUrl(), pkg });
   }
 
   /** Every release of npm with its own engines.node (absent for the releases that publish none). */
@@ -68,7 +68,7 @@ export class NpmRegistry {
       const node = typeof r.engines === 'object' && r.engines !== null ? r.engines.node : undefined;
       releases.push(typeof node === 'string' ? { version: r.version, enginesNode: node } : { version: r.version });
     }
-    if (releases.length === 0) throw fail.answeredNpmViewNpm({ value: await this.registryUrl() });
+    if (releases.length === 0) throw fail.answeredNpmViewNpm({ registry: await this.registryUrl() });
     return releases;
   }
 
@@ -84,12 +84,12 @@ export class NpmRegistry {
     const d = parseJson(out) as Partial<Dist> | undefined;
     if (d === undefined || typeof d !== 'object' || Array.isArray(d)) {
       throw fail.registryHasNoVersion(
-        { value: await this.registryUrl(), pkg, version },
+        { registry: await this.registryUrl(), pkg, version },
         { details: { registry: await this.registryUrl() } },
       );
     }
     if (typeof d.integrity !== 'string' || !d.integrity.startsWith('sha512-')) {
-      throw fail.publishesNoSha512Integrity({ pkg, version, value: await this.registryUrl() });
+      throw fail.publishesNoSha512Integrity({ pkg, version, registry: await this.registryUrl() });
     }
     return { integrity: d.integrity, tarball: String(d.tarball ?? '') };
   }
@@ -143,7 +143,7 @@ export class NpmRegistry {
     if (UNREACHABLE.test(text)) {
       throw fail.cannotReachNpm({ registry, what, reason }, { details });
     }
-    throw fail.npmCommandFailed({ value: formatArgv(['npm', ...args]), registry, reason }, { details });
+    throw fail.npmCommandFailed({ command: formatArgv(['npm', ...args]), registry, reason }, { details });
   }
 }
 

@@ -40,10 +40,7 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
   const folder = basename(dir).toLowerCase();
   const fallback = [bare, folder].find(isValidName) ?? (bare === undefined ? undefined : nameFrom(bare)) ?? nameFrom(folder);
   if (fallback === undefined) {
-    throw fail.noAppNameName({
-      value: bare === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(bare.slice(0, 80))} is not one`,
-      folder: folder.slice(0, 80),
-    });
+    throw fail.noAppName({ packageName: bare?.slice(0, 80), folder: folder.slice(0, 80) });
   }
   return { input, config: resolveAppConfig(input, fallback) };
 }

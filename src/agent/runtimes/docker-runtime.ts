@@ -135,9 +135,9 @@ export class DockerRuntime implements Runtime {
         },
       });
     } catch (e) {
-      if (statusOf(e) === 409) throw fail.containerNamedAlreadyExists({ name, e: engineMessage(e) }, { cause: e });
+      if (statusOf(e) === 409) throw fail.containerNamedAlreadyExists({ name, reason: engineMessage(e) }, { cause: e });
       if (statusOf(e) === 404) throw fail.notDockerEngineInstance({ image: req.image, instanceId: req.instanceId }, { cause: e });
-      throw fail.cannotCreateContainerInstance({ instanceId: req.instanceId, e: engineMessage(e) }, { cause: e });
+      throw fail.cannotCreateContainerInstance({ instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
     }
     const t: Tracked = { id: container.id, stateDir: req.stateDir, running: true, exit: undefined, logs: undefined };
     try {
@@ -148,7 +148,7 @@ export class DockerRuntime implements Runtime {
       this.tracked.delete(container.id);
       await container.remove({ force: true }).catch(() => undefined);
       if (e instanceof PilotError) throw e;
-      throw fail.cannotStartContainerInstance({ instanceId: req.instanceId, e: engineMessage(e) }, { cause: e });
+      throw fail.cannotStartContainerInstance({ instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
     }
     const info = await container.inspect();
     if (!info.State.Running && t.exit === undefined) {
@@ -169,7 +169,7 @@ export class DockerRuntime implements Runtime {
         filters: { label: [`${LABELS.node}=${this.node}`, `${LABELS.instance}=${instanceId}`] },
       });
     } catch (e) {
-      throw fail.cannotListContainers({ e: engineMessage(e) }, { cause: e });
+      throw fail.cannotListContainers({ reason: engineMessage(e) }, { cause: e });
     }
     const found = list.find((c) => c.Labels[LABELS.stateDir] === stateDir);
     if (!found) return undefined;
@@ -299,7 +299,7 @@ export class DockerRuntime implements Runtime {
           Labels: { [LABELS.node]: this.node, ...(req.labels?.[LABELS.app] ? { [LABELS.app]: req.labels[LABELS.app] } : {}) },
         });
       } catch (e) {
-        throw fail.cannotCreateVolumeInstance({ source: v.source, instanceId: req.instanceId, e: engineMessage(e) }, { cause: e });
+        throw fail.cannotCreateVolumeInstance({ source: v.source, instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
       }
     }
   }
@@ -323,7 +323,7 @@ export class DockerRuntime implements Runtime {
         res.resume();
         return;
       } catch (e) {
-        if (statusOf(e) !== 404) throw fail.cannotLookImage({ cmd0, e: engineMessage(e) }, { cause: e });
+        if (statusOf(e) !== 404) throw fail.cannotLookImage({ cmd0, reason: engineMessage(e) }, { cause: e });
       }
     }
     throw fail.commandNotFoundInstance({ cmd0, image: req.image?.slice(0, 19), instanceId: req.instanceId, pathVar });
@@ -348,7 +348,7 @@ export class DockerRuntime implements Runtime {
       return await this.engine.getContainer(idOrName).inspect();
     } catch (e) {
       if (statusOf(e) === 404) return undefined;
-      throw fail.cannotInspectContainer({ idOrName, e: engineMessage(e) }, { cause: e });
+      throw fail.cannotInspectContainer({ idOrName, reason: engineMessage(e) }, { cause: e });
     }
   }
 
@@ -358,7 +358,7 @@ export class DockerRuntime implements Runtime {
     } catch (e) {
       // 404: gone already; 409: a removal is already in progress
       if (statusOf(e) !== 404 && statusOf(e) !== 409)
-        throw fail.cannotRemoveContainer({ id: id.slice(0, 12), e: engineMessage(e) }, { cause: e });
+        throw fail.cannotRemoveContainer({ id: id.slice(0, 12), reason: engineMessage(e) }, { cause: e });
     }
     // The entry stays (not running, with its exit) so exitInfo still answers; bounded like the process runtime's.
     this.tracked.get(id)?.logs?.close();

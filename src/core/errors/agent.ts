@@ -67,7 +67,7 @@ export const agentErrors = {
   },
   containerNamedAlreadyExists: {
     code: 'conflict',
-    message: (p: { name: string; e: string }) => `a container named ${p.name} already exists: ${p.e}`,
+    message: (p: { name: string; reason: string }) => `a container named ${p.name} already exists: ${p.reason}`,
   },
   notDockerEngineInstance: {
     code: 'deploy_failed',
@@ -76,15 +76,15 @@ export const agentErrors = {
   },
   cannotCreateContainerInstance: {
     code: 'deploy_failed',
-    message: (p: { instanceId: string; e: string }) => `cannot create the container of instance ${p.instanceId}: ${p.e}`,
+    message: (p: { instanceId: string; reason: string }) => `cannot create the container of instance ${p.instanceId}: ${p.reason}`,
   },
   cannotStartContainerInstance: {
     code: 'deploy_failed',
-    message: (p: { instanceId: string; e: string }) => `cannot start the container of instance ${p.instanceId}: ${p.e}`,
+    message: (p: { instanceId: string; reason: string }) => `cannot start the container of instance ${p.instanceId}: ${p.reason}`,
   },
   cannotListContainers: {
     code: 'runtime_unavailable',
-    message: (p: { e: string }) => `cannot list containers: ${p.e}`,
+    message: (p: { reason: string }) => `cannot list containers: ${p.reason}`,
   },
   containerInstanceDidNot: {
     code: 'unavailable',
@@ -92,8 +92,8 @@ export const agentErrors = {
   },
   cannotCreateVolumeInstance: {
     code: 'deploy_failed',
-    message: (p: { source: string; instanceId: string; e: string }) =>
-      `cannot create the volume ${p.source} for instance ${p.instanceId}: ${p.e}`,
+    message: (p: { source: string; instanceId: string; reason: string }) =>
+      `cannot create the volume ${p.source} for instance ${p.instanceId}: ${p.reason}`,
   },
   instanceImageHasNo: {
     code: 'deploy_failed',
@@ -102,7 +102,7 @@ export const agentErrors = {
   },
   cannotLookImage: {
     code: 'deploy_failed',
-    message: (p: { cmd0: string; e: string }) => `cannot look for ${p.cmd0} in the image: ${p.e}`,
+    message: (p: { cmd0: string; reason: string }) => `cannot look for ${p.cmd0} in the image: ${p.reason}`,
   },
   commandNotFoundInstance: {
     code: 'deploy_failed',
@@ -112,11 +112,11 @@ export const agentErrors = {
   },
   cannotInspectContainer: {
     code: 'runtime_unavailable',
-    message: (p: { idOrName: string; e: string }) => `cannot inspect container ${p.idOrName}: ${p.e}`,
+    message: (p: { idOrName: string; reason: string }) => `cannot inspect container ${p.idOrName}: ${p.reason}`,
   },
   cannotRemoveContainer: {
     code: 'runtime_unavailable',
-    message: (p: { id: string; e: string }) => `cannot remove container ${p.id}: ${p.e}`,
+    message: (p: { id: string; reason: string }) => `cannot remove container ${p.id}: ${p.reason}`,
   },
   dockerInstanceWithoutImage: {
     code: 'deploy_failed',

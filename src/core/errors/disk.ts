@@ -4,7 +4,9 @@ import type { ErrorEntries } from './entry.js';
 export const diskErrors = {
   diskFull: {
     code: 'disk_full',
-    message: (p: { what: string; quota: string; where: string; code: string; value: string; needed: string }) =>
-      `${p.what}: ${p.quota} holding ${p.where} is full (${p.code}${p.value})${p.needed}`,
+    message: (p: { what: string; where: string; code: string; free: string | undefined; needed: string | undefined }) =>
+      `${p.what}: ${p.code === 'EDQUOT' ? 'the disk quota' : 'the filesystem'} holding ${p.where} is full (${p.code}${
+        p.free === undefined ? '' : `, ${p.free} free`
+      })${p.needed === undefined ? '' : `; it needs ${p.needed}`}`,
   },
 } as const satisfies ErrorEntries;

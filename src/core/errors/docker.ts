@@ -39,7 +39,7 @@ export const dockerErrors = {
   },
   cannotInspectImage: {
     code: 'runtime_unavailable',
-    message: (p: { idOrRef: string; e: string }) => `cannot inspect image ${p.idOrRef}: ${p.e}`,
+    message: (p: { idOrRef: string; reason: string }) => `cannot inspect image ${p.idOrRef}: ${p.reason}`,
   },
   imageNotEngineRevision: {
     code: 'deploy_failed',
@@ -53,12 +53,12 @@ export const dockerErrors = {
   },
   pullFailed: {
     code: 'registry_unreachable',
-    message: (p: { ref: string; e: string }) => `pull of ${p.ref} failed: ${p.e}`,
+    message: (p: { ref: string; reason: string }) => `pull of ${p.ref} failed: ${p.reason}`,
     hint: 'Check that the registry is running and reachable from this node, and its credentials (pilot registries).',
   },
   dockerLoadFailed: {
     code: 'deploy_failed',
-    message: (p: { archive: string; e: string }) => `docker load of ${p.archive} failed: ${p.e}`,
+    message: (p: { archive: string; reason: string }) => `docker load of ${p.archive} failed: ${p.reason}`,
   },
   lddFailed: {
     code: 'internal',

@@ -85,21 +85,21 @@ export const nodeRuntimeErrors = {
   },
   answeredNpmViewVersions: {
     code: 'registry_unreachable',
-    message: (p: { value: string; pkg: string }) =>
-      `${p.value} answered \`npm view ${p.pkg} versions\` with something that is not a version list`,
+    message: (p: { registry: string; pkg: string }) =>
+      `${p.registry} answered \`npm view ${p.pkg} versions\` with something that is not a version list`,
   },
   answeredNpmViewNpm: {
     code: 'registry_unreachable',
-    message: (p: { value: string }) => `${p.value} answered \`npm view npm versions\` with no release of npm`,
+    message: (p: { registry: string }) => `${p.registry} answered \`npm view npm versions\` with no release of npm`,
   },
   registryHasNoVersion: {
     code: 'node_version_not_found',
-    message: (p: { value: string; pkg: string; version: string }) => `the npm registry ${p.value} has no ${p.pkg}@${p.version}`,
+    message: (p: { registry: string; pkg: string; version: string }) => `the npm registry ${p.registry} has no ${p.pkg}@${p.version}`,
   },
   publishesNoSha512Integrity: {
     code: 'registry_unreachable',
-    message: (p: { pkg: string; version: string; value: string }) =>
-      `${p.pkg}@${p.version} on ${p.value} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
+    message: (p: { pkg: string; version: string; registry: string }) =>
+      `${p.pkg}@${p.version} on ${p.registry} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
   },
   npmPackDidNot: {
     code: 'registry_unreachable',
@@ -123,7 +123,7 @@ export const nodeRuntimeErrors = {
   },
   npmCommandFailed: {
     code: 'registry_unreachable',
-    message: (p: { value: string; registry: string; reason: string }) => `\`${p.value}\` failed against ${p.registry}: ${p.reason}`,
+    message: (p: { command: string; registry: string; reason: string }) => `\`${p.command}\` failed against ${p.registry}: ${p.reason}`,
   },
   enginesNpmNotSemver: {
     code: 'invalid_config',

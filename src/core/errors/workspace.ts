@@ -27,10 +27,10 @@ export const workspaceErrors = {
     code: 'invalid_config',
     message: (p: { msg: string }) => `pilot.yaml is not valid YAML: ${p.msg}`,
   },
-  noAppNameName: {
+  noAppName: {
     code: 'invalid_config',
-    message: (p: { value: string; folder: string }) =>
-      `no app name: ${p.value} and the folder name ${JSON.stringify(p.folder)} is not one either`,
+    message: (p: { packageName: string | undefined; folder: string }) =>
+      `no app name: ${p.packageName === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(p.packageName)} is not one`} and the folder name ${JSON.stringify(p.folder)} is not one either`,
     hint: 'Set `name:` in pilot.yaml: 1-63 lowercase letters, digits and "-", starting with a letter.',
   },
   packageManagerNotString: {
