@@ -682,7 +682,7 @@ export class Agent {
     // exec refuses a NUL in the environment with an error that quotes the value: fail first, by name.
     for (const [k, v] of Object.entries(inst.spec.env)) {
       if (v.includes('\u0000')) {
-        throw fail.environmentVariableContainsNul({ k, app: inst.spec.app });
+        throw fail.envValueHasNul({ k, app: inst.spec.app });
       }
     }
     return {

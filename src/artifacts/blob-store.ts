@@ -79,7 +79,7 @@ export class FsBlobStore {
     try {
       const { digest, size } = await receive(src, tmp, opts.maxBytes);
       if (expected !== undefined && digest !== expected) {
-        throw fail.bytesReceivedHashNot({ digest, expected }, { details: { expected, actual: digest, size } });
+        throw fail.uploadDigestMismatch({ digest, expected }, { details: { expected, actual: digest, size } });
       }
       let created = await linkNoReplace(tmp, this.path(digest));
       let healed: string | undefined;
@@ -282,7 +282,7 @@ async function receive(src: Readable, tmp: string, maxBytes: number | undefined)
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       size += buf.length;
       if (maxBytes !== undefined && size > maxBytes) {
-        throw fail.artifactLargerThanByte({ maxBytes }, { details: { maxBytes } });
+        throw fail.artifactTooLarge({ maxBytes }, { details: { maxBytes } });
       }
       hash.update(buf);
       batch.push(buf);

@@ -92,7 +92,7 @@ export class ArtifactClient {
         // Report it: the repository re-hashes its copy and quarantines it when that is the bad one,
         // so the next publish heals it. Best effort: the mismatch is the error either way.
         await this.reportMismatch(digest);
-        throw fail.downloadedBytesHashNot({ actual, digest }, { details: { expected: digest, actual, size } });
+        throw fail.downloadDigestMismatch({ actual, digest }, { details: { expected: digest, actual, size } });
       }
       await rename(tmp, destFile);
       return { size };

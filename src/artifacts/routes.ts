@@ -151,7 +151,7 @@ function requestBody(body: unknown): Readable {
   if (body instanceof Readable) return body;
   // Fastify skips the parser for a body-less request without content type: an empty artifact.
   if (body === undefined) return Readable.from([]);
-  throw fail.artifactBytesMustSent();
+  throw fail.artifactBodyMissing();
 }
 
 /** Re-hash a stored blob (quarantining it when corrupt), logging what was found. */
@@ -188,5 +188,5 @@ function notFound(digest: string): PilotError {
 }
 
 function tooLarge(maxBytes: number, declared: number): PilotError {
-  return fail.artifactBytesLargerThan({ declared, maxBytes }, { details: { maxBytes } });
+  return fail.declaredArtifactTooLarge({ declared, maxBytes }, { details: { maxBytes } });
 }

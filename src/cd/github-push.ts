@@ -36,17 +36,17 @@ export function showRef(ref: string): string {
 
 /** Decide what a parsed `push` payload asks for; throws PilotError('bad_request') on shape errors. */
 export function parsePush(payload: unknown): PushDecision {
-  if (!isObject(payload)) throw fail.pushPayloadMustJson();
+  if (!isObject(payload)) throw fail.pushPayloadNotObject();
   const { ref, repository, after, deleted } = payload;
-  if (typeof ref !== 'string') throw fail.refMustString();
-  if (!isObject(repository)) throw fail.repositoryMustObject();
-  if (typeof after !== 'string' || !SHA_RE.test(after)) throw fail.afterMustCharacterLowercase();
+  if (typeof ref !== 'string') throw fail.pushRefNotString();
+  if (!isObject(repository)) throw fail.pushRepositoryNotObject();
+  if (typeof after !== 'string' || !SHA_RE.test(after)) throw fail.pushAfterNotSha();
   // GitHub always sends head_commit (null for deletions); a sender that leaves it out means "none".
   const head = payload.head_commit === undefined ? null : payload.head_commit;
-  if (head !== null && !isObject(head)) throw fail.headCommitMustObject();
+  if (head !== null && !isObject(head)) throw fail.pushHeadCommitNotObject();
   if (ref.length > MAX_REF_CHARS || CONTROL_RE.test(ref)) {
     // git refuses such refs (check-ref-format), so GitHub never sends one: the delivery is forged or broken.
-    throw fail.notValidGitControl({ ref: showRef(ref), maxRefChars: MAX_REF_CHARS });
+    throw fail.pushRefInvalid({ ref: showRef(ref), maxRefChars: MAX_REF_CHARS });
   }
 
   if (ref.startsWith('refs/tags/')) return { kind: 'ignore', reason: `tag push ${showRef(ref.slice(10))}`, repository };

@@ -82,11 +82,11 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       const name = assertName((req.params as HookRoute['Params']).app);
       const rec = await deps.store.getApp(name);
       if (!rec || rec.webhookSecret === undefined || rec.repo === undefined || rec.branch === undefined) {
-        throw fail.noAppWebhook({ name });
+        throw fail.webhookAppNotFound({ name });
       }
       const ct = one(req.headers['content-type']);
       if (!isJsonType(ct)) {
-        throw fail.contentTypeNotAccepted({ ct: sanitizeLine(ct ?? '(none)', 100) });
+        throw fail.webhookContentType({ ct: sanitizeLine(ct ?? '(none)', 100) });
       }
       targets.set(req, { app: { ...rec, repo: rec.repo, branch: rec.branch }, secret: deps.box.open(rec.webhookSecret) });
       return payload;
@@ -105,12 +105,12 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
         throw signature === undefined ? fail.signatureMissing() : fail.signatureMismatch();
       }
       const event = one(req.headers['x-github-event']);
-      if (event === undefined || event === '') throw fail.missingXGithubEvent();
+      if (event === undefined || event === '') throw fail.eventHeaderMissing();
       let payload: unknown;
       try {
         payload = JSON.parse(raw.toString('utf8'));
       } catch {
-        throw fail.bodyNotValidJson();
+        throw fail.webhookBodyNotJson();
       }
       if (event === 'ping') {
         const zen = (payload as { zen?: unknown } | null)?.zen;

@@ -24,8 +24,8 @@ export async function agent(opts: {
 }): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
-  if (!server) throw fail.passServerUrlControl();
-  if (!token) throw fail.giveJoinTokenJoin();
+  if (!server) throw fail.agentNeedsServer();
+  if (!token) throw fail.agentNeedsJoinToken();
   const name =
     opts.name ??
     hostname()
@@ -36,7 +36,7 @@ export async function agent(opts: {
   const labels: Record<string, string> = {};
   for (const l of opts.label ?? []) {
     const m = LABEL_ARG.exec(l);
-    if (!m) throw fail.labelMustKeyValue({ l });
+    if (!m) throw fail.invalidLabel({ l });
     labels[m[1]!] = m[2]!;
   }
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));

@@ -154,7 +154,7 @@ export async function rollback(app: string, opts: GlobalOptions & { to?: string;
   let to: number | undefined;
   if (opts.to !== undefined) {
     to = Number(opts.to);
-    if (!Number.isInteger(to) || to < 1) throw fail.mustRevisionNumberGot({ to: opts.to });
+    if (!Number.isInteger(to) || to < 1) throw fail.invalidRollbackTarget({ to: opts.to });
   }
   if (opts.dryRun) {
     const plan = await api.planRollback(app, to);
@@ -192,7 +192,7 @@ export async function appsCreate(
     statusApi?: string;
   },
 ): Promise<void> {
-  if (!opts.repo) throw fail.passRepoUrlHttps();
+  if (!opts.repo) throw fail.appsCreateNeedsRepo();
   const secret = secretFrom({ value: opts.secret, flag: '--secret', file: opts.secretFile, fileFlag: '--secret-file' });
   const githubToken = secretFrom({
     value: opts.githubToken,
@@ -256,7 +256,7 @@ export async function secretsSet(
   opts: GlobalOptions & { fromFile?: string; build?: boolean },
 ): Promise<void> {
   let v = value;
-  if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined) throw fail.giveValueOneWay();
+  if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined) throw fail.secretValueTwice();
   if (opts.fromFile !== undefined) v = readSecretFile(opts.fromFile, '--from-file');
   else if (v === undefined || v === '-') {
     const chunks: Buffer[] = [];
@@ -303,14 +303,14 @@ export async function secretsRemove(app: string, name: string, opts: GlobalOptio
 /** `pilot apps rm APP`: stop its instances, drop its routes and hosts, forget its secrets and webhook. */
 export async function appsRemove(app: string, opts: GlobalOptions & { yes?: boolean }): Promise<void> {
   if (!opts.yes) {
-    if (!process.stdin.isTTY) throw fail.removingNeedsConfirmation({ app });
+    if (!process.stdin.isTTY) throw fail.removalNeedsConfirmation({ app });
     const { createInterface } = await import('node:readline/promises');
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     const answer = await rl.question(
       `Remove app "${app}": stop its instances, drop its routes, hosts, secrets and webhook? Type the app name to confirm: `,
     );
     rl.close();
-    if (answer.trim() !== app) throw fail.notRemovedConfirmationDid({ app });
+    if (answer.trim() !== app) throw fail.removalNotConfirmed({ app });
   }
   const res = await apiClient(opts).call<{ app: string; stopping: number }>('DELETE', `/api/v1/apps/${encodeURIComponent(app)}`);
   output(

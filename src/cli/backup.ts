@@ -43,7 +43,7 @@ function inspect(file: string): { schema: number; apps: number; revisions: numbe
     const count = (t: string): number => (db!.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n;
     return { schema, apps: count('apps'), revisions: count('revisions') };
   } catch (err) {
-    throw fail.notUsableBackup({ file, message: (err as Error).message });
+    throw fail.unusableBackup({ file, message: (err as Error).message });
   } finally {
     db?.close();
   }
@@ -60,11 +60,11 @@ function alive(pid: number): boolean {
 
 export async function restore(file: string, opts: GlobalOptions): Promise<void> {
   const source = resolve(file);
-  if (!existsSync(source)) throw fail.noSuchFile({ source });
+  if (!existsSync(source)) throw fail.backupFileMissing({ source });
   const home = pilotHome();
   const running = readServerFile(home);
   if (running && running.pid !== process.pid && alive(running.pid)) {
-    throw fail.serverRunsRestoreNeeds({ pid: running.pid, home });
+    throw fail.restoreWhileServerRuns({ pid: running.pid, home });
   }
   const summary = inspect(source);
   const db = join(home, 'pilot.db');

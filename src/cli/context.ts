@@ -36,13 +36,13 @@ export function apiClient(opts: GlobalOptions): ApiClient {
   const home = pilotHome();
   const server = opts.server ?? process.env.PILOT_SERVER ?? readServerFile(home)?.api;
   if (!server) {
-    throw fail.noServerKnownNone({ home });
+    throw fail.noServerKnown({ home });
   }
   // --token works but shows in `ps`: --token-file, PILOT_TOKEN or the admin-token file do not.
   let token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_TOKEN' });
   const tokenFile = join(home, 'admin-token');
   if (!token && existsSync(tokenFile)) token = readFileSync(tokenFile, 'utf8').trim();
-  if (!token) throw fail.noAdminTokenSet({ tokenFile });
+  if (!token) throw fail.noAdminToken({ tokenFile });
   return new ApiClient(server.replace(/\/+$/, ''), token);
 }
 

@@ -110,5 +110,5 @@ export async function events(app: string | undefined, opts: GlobalOptions & { fo
 }
 
 function noFeed(server: string): PilotError {
-  return fail.hasNoEventFeed({ server });
+  return fail.serverWithoutEvents({ server });
 }

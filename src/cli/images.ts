@@ -35,7 +35,7 @@ export async function registrySet(url: string, opts: GlobalOptions & { username?
   if (opts.passwordStdin && !opts.username) throw fail.passwordStdinNeedsUsername();
   if (opts.username && !opts.passwordStdin) throw fail.usernameNeedsPasswordStdin();
   const password = opts.passwordStdin ? await readStdin() : undefined;
-  if (password === '') throw fail.passwordReadStdinEmpty();
+  if (password === '') throw fail.emptyPassword();
   const res = await apiClient(opts).call<{ registry: RegistryView }>('PUT', '/api/v1/registries', {
     url,
     ...(opts.username ? { username: opts.username, password } : {}),

@@ -391,7 +391,7 @@ program
   .option('--join', 'a join token (for `pilot agent`)')
   .action(
     action(async (act: string, id: string | undefined, o: { join?: boolean }, cmd: Command) => {
-      if (act !== 'create' && act !== 'list' && act !== 'revoke') throw fail.unknownTokenActionUse({ act });
+      if (act !== 'create' && act !== 'list' && act !== 'revoke') throw fail.unknownTokenAction({ act });
       await token(act, id, { ...g(cmd), ...o });
     }),
   );
@@ -412,7 +412,7 @@ const volumesCmd = program
   .argument('[app]')
   .action(
     action(async (app: string | undefined, _o: object, cmd: Command) => {
-      if (app === undefined) throw fail.passAppVolumesApp();
+      if (app === undefined) throw fail.volumesNeedsApp();
       return volumesList(app, g(cmd));
     }),
   );

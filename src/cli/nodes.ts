@@ -61,8 +61,8 @@ export async function orphans(action: string | undefined, id: string | undefined
     );
     return;
   }
-  if (action !== 'stop') throw fail.unknownOrphansUseOrphans({ action });
-  if (!id) throw fail.nameInstanceOrphansStop();
+  if (action !== 'stop') throw fail.unknownOrphansAction({ action });
+  if (!id) throw fail.orphansStopNeedsId();
   const res = await api.call<{ orphan: OrphanView }>('POST', `/api/v1/orphans/${encodeURIComponent(id)}/stop`);
   output(opts, res, () => `orphan ${res.orphan.id} on node ${res.orphan.node}: stopping`);
 }

@@ -68,13 +68,13 @@ async function spawnRouter(home: string, host: string, port: number, extraArgs: 
     if (f && f.pid === child.pid) return f;
     if (exited !== undefined) {
       const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-3).join(' | ');
-      if (/EADDRINUSE/.test(tail)) throw fail.routerCannotListenUse({ host, port });
-      throw fail.routerProcessBeforeListening({ exited, tail });
+      if (/EADDRINUSE/.test(tail)) throw fail.routerPortInUse({ host, port });
+      throw fail.routerExitedEarly({ exited, tail });
     }
     await sleep(50);
   }
   child.kill('SIGKILL');
-  throw fail.routerProcessDidNot({ logFile });
+  throw fail.routerStartTimeout({ logFile });
 }
 
 /** `pilot down`: stop the `pilot up` / `pilot server` of this home (if any), then its router process. Apps keep running. */

@@ -15,7 +15,7 @@ export async function run(
   opts: GlobalOptions & { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean },
 ): Promise<void> {
   if (opts.node !== undefined && !NODE_SPEC.test(opts.node.trim())) {
-    throw fail.notJsVersionRange({ node: opts.node.slice(0, 80) });
+    throw fail.invalidNodeFlag({ node: opts.node.slice(0, 80) });
   }
   const api = apiClient(opts);
   if (opts.dryRun) return planRun(resolve(dir ?? '.'), opts);

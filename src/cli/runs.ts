@@ -39,7 +39,7 @@ export async function logs(
     if (opts.previous) q.set('previous', '1');
     if (opts.instance !== undefined) q.set('instance', opts.instance);
     path = `/api/v1/apps/${encodeURIComponent(app)}/logs?${q}`;
-  } else throw fail.nameAppLogsApp();
+  } else throw fail.logsNeedsTarget();
   const res = await api.stream(path);
   if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);
 }

@@ -11,7 +11,7 @@ export async function token(
 ): Promise<void> {
   const api = apiClient(opts);
   if (action === 'create') {
-    if (!opts.join) throw fail.sayWhichKindToken();
+    if (!opts.join) throw fail.tokenCreateNeedsKind();
     const res = await api.call<{ id: string; token: string; note: string }>('POST', '/api/v1/tokens/join');
     output(
       opts,
@@ -28,7 +28,7 @@ export async function token(
       ),
     );
   } else {
-    if (!id) throw fail.nameTokenTokenRevoke();
+    if (!id) throw fail.tokenRevokeNeedsId();
     const res = await api.call<{ revoked: string }>('DELETE', `/api/v1/tokens/join/${encodeURIComponent(id)}`);
     output(
       opts,

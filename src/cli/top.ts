@@ -48,7 +48,7 @@ export async function top(app: string | undefined, opts: TopOptions): Promise<vo
   const api = apiClient(opts);
   const intervalMs = parseDuration(opts.interval ?? '2s');
   if (intervalMs === undefined || intervalMs < 500) {
-    throw fail.notDurationLeast({ interval: opts.interval });
+    throw fail.invalidInterval({ interval: opts.interval });
   }
   const qs = `?window=${encodeURIComponent(opts.window ?? '10s')}`;
   const path = app === undefined ? `/api/v1/traffic${qs}` : `/api/v1/apps/${encodeURIComponent(app)}/traffic${qs}`;

@@ -29,7 +29,7 @@ export interface UpOptions {
 function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    throw fail.mustPortNumberGot({ flag, value });
+    throw fail.invalidPortFlag({ flag, value });
   }
   return n;
 }

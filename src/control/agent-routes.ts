@@ -31,7 +31,7 @@ export async function authenticateNode(store: Store, req: FastifyRequest): Promi
     const node = await store.getNodeByCredentialHash(hashToken(token));
     if (node) return node;
   }
-  throw fail.missingInvalidNodeCredential();
+  throw fail.invalidNodeCredential();
 }
 
 export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps): void {
@@ -44,7 +44,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       token !== undefined && (tokensEqual(token, deps.joinToken()) || (await store.findJoinToken(hashToken(token))) !== undefined);
     if (!valid) {
       req.log.warn({ node: (req.body as { name?: unknown }).name }, 'registration refused: bad join token');
-      throw fail.missingInvalidRevokedJoin();
+      throw fail.invalidJoinToken();
     }
     const b = req.body;
     return reconciler.serial(async () => {

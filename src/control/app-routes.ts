@@ -252,7 +252,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     }
     // Volumes keep every replica on one node; a fixed port allows one instance per node.
     if (n > 1 && a.config.volumes.length > 0 && a.config.port !== undefined) {
-      throw fail.appHasVolumesSo({ name: a.name, port: a.config.port, n });
+      throw fail.volumesPinReplicas({ name: a.name, port: a.config.port, n });
     }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now(), 'scale'));
     reconciler.enqueue(a.name);

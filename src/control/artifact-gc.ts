@@ -86,7 +86,7 @@ export function collectArtifacts(deps: ArtifactGcDeps, opts: { dryRun: boolean; 
 function parseKeep(v: unknown, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_GC_KEEP) {
-    throw fail.keepMustWholeNumber({ maxGcKeep: MAX_GC_KEEP, v });
+    throw fail.invalidGcKeep({ maxGcKeep: MAX_GC_KEEP, v });
   }
   return v;
 }
@@ -109,11 +109,11 @@ export function gcSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): GcSetti
 export function registerArtifactGcRoutes(app: FastifyInstance, deps: ArtifactGcDeps & { settings: () => GcSettings }): void {
   app.post<{ Body: unknown }>('/api/v1/artifacts/gc', async (req) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
-    if (typeof body !== 'object' || Array.isArray(body)) throw fail.bodyMustJsonObject();
+    if (typeof body !== 'object' || Array.isArray(body)) throw fail.gcBodyNotObject();
     for (const k of Object.keys(body)) {
-      if (k !== 'dryRun' && k !== 'keep') throw fail.unknownFieldBodyTakes({ k: k.slice(0, 40) });
+      if (k !== 'dryRun' && k !== 'keep') throw fail.gcUnknownField({ k: k.slice(0, 40) });
     }
-    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw fail.dryrunMustTrueFalse();
+    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw fail.gcInvalidDryRun();
     const base = deps.settings();
     const settings = { ...base, keep: parseKeep(body.keep, base.keep) };
     return collectArtifacts(deps, { dryRun: body.dryRun === true, settings });
@@ -156,6 +156,6 @@ export function revisionBlobDigests(r: {
 export async function assertBlobsPresent(blobs: FsBlobStore, digests: readonly string[], what: string, collected: boolean): Promise<void> {
   for (const d of digests) {
     if (await blobs.has(d)) continue;
-    throw collected ? fail.artifactGarbageCollected({ what, d }) : fail.artifactMissingFor({ what, d });
+    throw collected ? fail.artifactCollected({ what, d }) : fail.artifactMissingFor({ what, d });
   }
 }

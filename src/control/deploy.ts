@@ -65,34 +65,34 @@ export async function admitDeploy(
   const name = assertName(appName);
   // A dry run of `pilot run` plans before anything is built: no artifact yet.
   if (!opts.dryRun && (b.artifact === undefined || b.commit === undefined)) {
-    throw fail.deployRequestNeeds({ field: b.artifact === undefined ? 'artifact' : 'commit' });
+    throw fail.deployFieldMissing({ field: b.artifact === undefined ? 'artifact' : 'commit' });
   }
   const digest = b.artifact === undefined ? undefined : assertDigest(b.artifact);
   if (b.commit !== undefined) {
-    if (!isCommitSha(b.commit)) throw fail.mustFullCharacterSha({ commit: String(b.commit).slice(0, 80) });
+    if (!isCommitSha(b.commit)) throw fail.deployCommitNotSha({ commit: String(b.commit).slice(0, 80) });
   }
   const input = validateAppConfig(b.config ?? {}, 'config');
   if (input.name !== undefined && input.name !== name) {
-    throw fail.configDoesNotMatch({ name: input.name, name2: name });
+    throw fail.configNameMismatch({ name: input.name, name2: name });
   }
   const config = resolveAppConfig(input, name);
   if (config.runtime === 'docker') {
-    if (!b.image && digest !== undefined) throw fail.runtimeDockerNeedsImage();
-    if (b.image && !b.image.ref && !b.image.archive) throw fail.imageNeedsRefPushed();
-    if (b.node) throw fail.nodeAppliesRuntimeProcess();
-    if (config.release) throw fail.releaseReleasePhaseNeeds();
-    if (b.image && digest !== (b.image.archive ?? b.image.id)) throw fail.artifactMustImageArchive({ digest });
+    if (!b.image && digest !== undefined) throw fail.dockerDeployNeedsImage();
+    if (b.image && !b.image.ref && !b.image.archive) throw fail.imageNeedsRefOrArchive();
+    if (b.node) throw fail.nodeOnlyForProcess();
+    if (config.release) throw fail.releaseNeedsProcess();
+    if (b.image && digest !== (b.image.archive ?? b.image.id)) throw fail.artifactNotImage({ digest });
   } else if (b.image) {
-    throw fail.imageAppliesRuntimeDocker();
+    throw fail.imageOnlyForDocker();
   }
   if (digest !== undefined && (config.runtime === 'process' || b.image?.archive) && !(await blobs.has(digest))) {
     throw fail.artifactMissing({ digest });
   }
   if (b.node && !(await blobs.has(b.node.digest))) {
-    throw fail.nodeJsRuntimeNot({ version: b.node.version, digest: b.node.digest });
+    throw fail.runtimeArtifactMissing({ version: b.node.version, digest: b.node.digest });
   }
   if (b.node?.npm && !(await blobs.has(b.node.npm.digest))) {
-    throw fail.npmPairedNodeJs({ version: b.node.npm.version, digest: b.node.npm.digest, version2: b.node.version });
+    throw fail.npmArtifactMissing({ version: b.node.npm.version, digest: b.node.npm.digest, version2: b.node.version });
   }
   if (b.node) await assertRecordedRuntime(store, b.node);
   // A fixed port switches without downtime only where every node gives instances their own network namespace.
@@ -141,7 +141,7 @@ export async function admitDeploy(
       false,
     );
     const now = Date.now();
-    if ((await store.removingApps()).includes(name)) throw fail.appBeingRemovedInstances({ name });
+    if ((await store.removingApps()).includes(name)) throw fail.appRemoving({ name });
     await assertHostsFree(store, reconciler, name, [`${name}.localhost`, ...config.hosts]);
     const current = await store.getApp(name);
     if (b.runId !== undefined) {
@@ -168,10 +168,10 @@ export async function admitDeploy(
     if (b.runId !== undefined) {
       // Fencing: a run may not deploy over a revision made by a newer push (a retried or slow run).
       const run = await store.getRun(b.runId);
-      if (!run || run.app !== name) throw fail.runAppNotFound({ runId: b.runId, name });
+      if (!run || run.app !== name) throw fail.runOfAppNotFound({ runId: b.runId, name });
       const latest = run.fence === undefined ? undefined : await store.latestDeployedFence(name);
       if (run.fence !== undefined && latest !== undefined && latest > run.fence) {
-        throw fail.deploySkippedNewerPush({ name, latest, fence: run.fence });
+        throw fail.deploySuperseded({ name, latest, fence: run.fence });
       }
     }
     const revision = await store.createRevision({

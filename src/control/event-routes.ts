@@ -23,7 +23,7 @@ export function parseEventId(raw: string | string[] | undefined, where: string):
   if (v === undefined || v.trim() === '') return undefined;
   const t = v.trim();
   if (!/^\d{1,16}$/.test(t) || Number(t) > MAX_ID) {
-    throw fail.mustIdEventWhole({ where, t: t.slice(0, 40) });
+    throw fail.invalidEventId({ where, t: t.slice(0, 40) });
   }
   return Number(t);
 }

@@ -32,11 +32,11 @@ export async function assertHostsFree(store: Store, reconciler: Reconciler, name
     const host = normalizeHost(raw);
     const taken = owner.get(host);
     if (taken !== undefined) {
-      throw fail.belongsAppAppCannot({ host, taken, name }, { details: { host, owner: taken } });
+      throw fail.hostTaken({ host, taken, name }, { details: { host, owner: taken } });
     }
     const reserved = /^(.+)\.localhost$/.exec(host)?.[1];
     if (reserved !== undefined && reserved !== name && isValidName(reserved)) {
-      throw fail.appNamedAppCannot({ host, reserved, name }, { details: { host, owner: reserved } });
+      throw fail.hostReserved({ host, reserved, name }, { details: { host, owner: reserved } });
     }
   }
 }

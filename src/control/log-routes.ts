@@ -56,7 +56,7 @@ export function registerLogRoutes(app: FastifyInstance, deps: { store: Store; bo
       const follow = req.query.follow === '1' || req.query.follow === 'true';
       const previous = req.query.previous === '1' || req.query.previous === 'true';
       const only = req.query.instance;
-      if (only !== undefined && !/^[a-z0-9-]{1,200}$/.test(only)) throw fail.instanceNotInstanceId({ only: only.slice(0, 80) });
+      if (only !== undefined && !/^[a-z0-9-]{1,200}$/.test(only)) throw fail.invalidInstanceId({ only: only.slice(0, 80) });
       const tail = Math.min(Math.max(Number(req.query.tail ?? 100) || 100, 0), 10_000);
       const allNodes = await store.listNodes();
       const nodes = new Map(allNodes.map((n) => [n.id, n]));
@@ -87,7 +87,7 @@ export function registerLogRoutes(app: FastifyInstance, deps: { store: Store; bo
           });
         }
       }
-      if (only !== undefined && sources.length === 0) throw fail.instanceAppNotFound({ only, name: a.name });
+      if (only !== undefined && sources.length === 0) throw fail.instanceNotFound({ only, name: a.name });
       const mask = await appMasker(store, deps.box, a.name);
       reply.hijack();
       const out = reply.raw;

@@ -42,7 +42,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   app.get('/api/v1/orphans', async () => ({ orphans: reconciler.orphans() }));
   app.post<{ Params: { id: string } }>('/api/v1/orphans/:id/stop', async (req) => {
     const o = reconciler.stopOrphan(req.params.id);
-    if (!o) throw fail.noNodeReportsOrphan({ id: req.params.id });
+    if (!o) throw fail.orphanNotFound({ id: req.params.id });
     return { orphan: o };
   });
 
@@ -58,7 +58,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
               (n) => n.id !== node.id && n.scheduling === 'eligible' && reconciler.nodeStatus(n.id) === 'ready',
             );
             if (others.length === 0) {
-              throw fail.nodeLastReadyNode({ name: node.name });
+              throw fail.lastReadyNode({ name: node.name });
             }
           }
           await store.setNodeScheduling(node.id, to);
@@ -81,7 +81,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   app.get('/api/v1/tokens/join', async () => ({ tokens: await store.listJoinTokens() }));
   app.delete<{ Params: { id: string } }>('/api/v1/tokens/join/:id', async (req) => {
     if (!/^[a-f0-9]{12}$/.test(req.params.id) || !(await store.revokeJoinToken(req.params.id, Date.now()))) {
-      throw fail.noLiveJoinToken({ id: req.params.id.slice(0, 40) });
+      throw fail.joinTokenNotFound({ id: req.params.id.slice(0, 40) });
     }
     return { revoked: req.params.id };
   });

@@ -48,7 +48,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Stor
       const { url, address } = parseRegistryUrl(req.body.url);
       const { username, password } = req.body;
       if ((username === undefined) !== (password === undefined)) {
-        throw fail.giveBothUserName();
+        throw fail.registryCredentialsHalf();
       }
       if (password !== undefined) assertSecretValue(password, 'the registry password');
       const existed = (await store.listRegistries()).some((r) => r.url === url);
@@ -60,7 +60,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Stor
   );
 
   app.delete<{ Querystring: { url?: string } }>('/api/v1/registries', async (req) => {
-    if (!req.query.url) throw fail.sayWhichRegistryDelete();
+    if (!req.query.url) throw fail.registryDeleteNeedsUrl();
     const { url } = parseRegistryUrl(req.query.url);
     if (!(await store.deleteRegistry(url))) throw fail.noRegistryConfigured({ url });
     return { removed: url };

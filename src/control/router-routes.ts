@@ -27,7 +27,7 @@ export function registerRouterRoutes(app: FastifyInstance, deps: { feed: TableFe
   const onRequest = async (req: { headers: { authorization?: string | undefined } }): Promise<void> => {
     const token = bearer(req.headers.authorization);
     if (token === undefined || !deps.tokens().some((t) => tokensEqual(token, t))) {
-      throw fail.missingInvalidRouterToken();
+      throw fail.invalidRouterToken();
     }
   };
   app.post<{ Body: Static<typeof SyncBody> }>('/api/v1/router/sync', { schema: { body: SyncBody }, onRequest }, async (req) => {

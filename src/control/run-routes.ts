@@ -108,7 +108,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     { schema: { body: CreateBody } },
     async (req, reply) => {
       const name = assertName(req.body.app);
-      if (req.body.commit !== undefined && !isCommitSha(req.body.commit)) throw fail.commitMustFullCharacter();
+      if (req.body.commit !== undefined && !isCommitSha(req.body.commit)) throw fail.runCommitNotSha();
       const steps: StepRecord[] = STEP_NAMES.map((n) => ({ name: n as StepRecord['name'], status: 'pending' }));
       const run = await store.createRun({
         app: name,
@@ -130,8 +130,8 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
     async (req) => {
       const run = await mustGetRun(req.params.id);
       const b = req.body;
-      if (b.artifact !== undefined && !isDigest(b.artifact)) throw fail.artifactMustSha256Hex();
-      if (b.commit !== undefined && !isCommitSha(b.commit)) throw fail.commitMustFullCharacter();
+      if (b.artifact !== undefined && !isDigest(b.artifact)) throw fail.runArtifactInvalid();
+      if (b.commit !== undefined && !isCommitSha(b.commit)) throw fail.runCommitNotSha();
       const final = b.status === 'succeeded' || b.status === 'failed' || b.status === 'cancelled' || b.status === 'superseded';
       return { run: await store.updateRun(run.id, { ...b, ...(final ? { finishedAt: Date.now() } : {}) }) };
     },
@@ -147,7 +147,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; ru
       (s) => s.size,
       () => 0,
     );
-    if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw fail.runLogCappedMb({ maxLogBytes: MAX_LOG_BYTES / 1024 / 1024 });
+    if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw fail.runLogTooLarge({ maxLogBytes: MAX_LOG_BYTES / 1024 / 1024 });
     await mkdir(runsDir, { recursive: true, mode: 0o700 });
     await appendFile(file, text, { mode: 0o600 }); // run logs name the app's build; private like the rest of $PILOT_HOME
     waiters.wake(run.id);

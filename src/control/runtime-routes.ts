@@ -37,7 +37,7 @@ function version(v: string): string {
 function platform(p: string | undefined): string {
   const name = p ?? 'linux-x64';
   if (!(SUPPORTED_PLATFORMS as readonly string[]).includes(name)) {
-    throw fail.platformNotSupportedSupported({ name: name.slice(0, 40), supportedPlatforms: SUPPORTED_PLATFORMS.join(', ') });
+    throw fail.unsupportedPlatform({ name: name.slice(0, 40), supportedPlatforms: SUPPORTED_PLATFORMS.join(', ') });
   }
   return name;
 }
@@ -62,10 +62,10 @@ export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDe
       const b = req.body;
       const p = platform(b.platform);
       const stat = await blobs.stat(b.digest);
-      if (!stat) throw fail.runtimeBlobNotArtifact({ digest: b.digest });
+      if (!stat) throw fail.runtimeBlobMissing({ digest: b.digest });
       const existing = await store.getNodeRuntime(v, p);
       if (existing && existing.digest !== b.digest) {
-        throw fail.nodeJsAlreadyRecorded({ v, p, digest: existing.digest }, { details: { recorded: existing } });
+        throw fail.runtimeAlreadyRecorded({ v, p, digest: existing.digest }, { details: { recorded: existing } });
       }
       const rec = await store.putNodeRuntime({
         version: v,
@@ -85,7 +85,7 @@ export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDe
     const v = version(req.params.version);
     const p = platform(req.query.platform);
     const rec = await store.getNodeRuntime(v, p);
-    if (!rec) throw fail.nodeJsNotRuntime({ v, p });
+    if (!rec) throw fail.runtimeNotCached({ v, p });
     return { runtime: rec };
   });
 

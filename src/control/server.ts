@@ -405,10 +405,10 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
 /** A failed listen, said plainly: which part, which address, and what to do. */
 function listenError(err: unknown, what: string, host: string, port: number): PilotError {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') return fail.cannotListenUse({ what, host, port });
-  if (code === 'EACCES') return fail.mayNotListenPermission({ what, host, port });
-  if (code === 'EADDRNOTAVAIL') return fail.cannotListenNoSuch({ what, host });
-  return fail.cannotListen({ what, host, port, message: (err as Error).message }, { cause: err });
+  if (code === 'EADDRINUSE') return fail.listenPortInUse({ what, host, port });
+  if (code === 'EACCES') return fail.listenPermissionDenied({ what, host, port });
+  if (code === 'EADDRNOTAVAIL') return fail.listenAddressNotLocal({ what, host });
+  return fail.listenFailed({ what, host, port, message: (err as Error).message }, { cause: err });
 }
 
 /** A non-negative number of milliseconds from the environment, or the default. */

@@ -68,7 +68,7 @@ function assertOutsideHome(repo: string, home: string | undefined): void {
     // keep the resolved path
   }
   if (inside(abs, resolve(home)) || inside(real, realHome)) {
-    throw fail.repositoryUrlRefusedInside({ repo: repo.slice(0, 200), home });
+    throw fail.repositoryInsidePilotHome({ repo: repo.slice(0, 200), home });
   }
 }
 
@@ -88,12 +88,12 @@ export function registerSourceRoutes(
       assertOutsideHome(repo, deps.home);
       const branch = b.branch ?? 'main';
       if (/[\u0000-\u001f\u007f ~^:?*[\\]|\.\.|^-|^\/|\/$|\.lock$/.test(branch)) {
-        throw fail.notValidGitName({ branch });
+        throw fail.invalidBranch({ branch });
       }
       if (b.secret !== undefined) assertSecretValue(b.secret, 'the webhook secret');
       if (b.githubToken !== undefined) assertSecretValue(b.githubToken, 'the GitHub token');
       const secret = b.secret ?? randomBytes(24).toString('base64url');
-      if ((await store.removingApps()).includes(name)) throw fail.appBeingRemovedInstances({ name });
+      if ((await store.removingApps()).includes(name)) throw fail.appRemoving({ name });
       const existing = await store.getApp(name);
       const rec = await store.setAppSource(
         name,
@@ -137,7 +137,7 @@ export function registerSourceRoutes(
     },
     async (req) => {
       const name = assertName(req.params.app);
-      if (!ENV_NAME.test(req.params.name)) throw fail.secretMustEnvironmentVariable({ name: req.params.name.slice(0, 80) });
+      if (!ENV_NAME.test(req.params.name)) throw fail.invalidSecretName({ name: req.params.name.slice(0, 80) });
       assertSecretValue(req.body.value, `secret ${req.params.name}`);
       const scope = req.body.scope ?? 'run';
       if (!(await store.getApp(name))) {
@@ -166,7 +166,7 @@ export function registerSourceRoutes(
     const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
     if (!run) throw fail.runNotFoundById({ id: req.params.id.slice(0, 40) });
     if (run.status !== 'running' && run.status !== 'queued') {
-      throw fail.runBuildSecretsGiven({ id: run.id, status: run.status });
+      throw fail.buildSecretsForFinishedRun({ id: run.id, status: run.status });
     }
     return { secrets: await openSecrets(store, box, run.app, 'build') };
   });

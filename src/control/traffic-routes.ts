@@ -119,7 +119,7 @@ export async function routerProcessTraffic(home: string, token: string, ms: numb
 function readAnswer(x: unknown): RevisionTraffic[] {
   const a = x as Partial<TrafficAnswer> | null;
   if (typeof a !== 'object' || a === null || a.layout !== LATENCY_LAYOUT || !Array.isArray(a.revisions)) {
-    throw fail.routerProcessAnsweredTraffic();
+    throw fail.routerTrafficUnreadable();
   }
   return a.revisions.filter(
     (r): r is RevisionTraffic =>

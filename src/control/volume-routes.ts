@@ -63,10 +63,10 @@ export function registerVolumeRoutes(app: FastifyInstance, deps: { store: Store;
   app.delete<{ Params: { app: string }; Querystring: { name?: string } }>('/api/v1/apps/:app/volumes', async (req) => {
     const name = await mustExist(req.params.app);
     const one = req.query.name;
-    if (one !== undefined && !/^[a-z][a-z0-9-]{0,30}$/.test(one)) throw fail.volumeNameNotValid({ one: one.slice(0, 80) });
+    if (one !== undefined && !/^[a-z][a-z0-9-]{0,30}$/.test(one)) throw fail.invalidVolumeName({ one: one.slice(0, 80) });
     const before = await volumeViews(store, reconciler, name);
     const forgotten = await reconciler.serial(() => store.forgetVolumes(name, one));
-    if (one !== undefined && forgotten === 0) throw fail.appHasNoPlaced({ name, one });
+    if (one !== undefined && forgotten === 0) throw fail.volumeNotPlaced({ name, one });
     reconciler.enqueue(name);
     return { forgotten: before.filter((v) => v.nodeId !== null && (one === undefined || v.name === one)) };
   });

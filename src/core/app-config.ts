@@ -241,14 +241,14 @@ function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
   for (const v of input.volumes ?? []) {
     const path = v.path ?? `/data/${v.name}`;
     const segments = path.split('/').slice(1);
-    if (segments.some((s) => s === '.' || s === '..')) throw fail.yamlVolumesMustNot({ name: v.name, path });
+    if (segments.some((s) => s === '.' || s === '..')) throw fail.volumePathHasDots({ name: v.name, path });
     const reserved = RESERVED_PATHS.find((r) => path === r || (r !== '/app' && r !== '/home' && path.startsWith(`${r}/`)));
     if (reserved) {
-      throw fail.yamlVolumesWouldMounted({ name: v.name, path, reserved });
+      throw fail.volumePathReserved({ name: v.name, path, reserved });
     }
-    if (out.some((o) => o.name === v.name)) throw fail.yamlVolumesUsedTwice({ name: v.name });
+    if (out.some((o) => o.name === v.name)) throw fail.volumeNameTwice({ name: v.name });
     const clash = out.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
-    if (clash) throw fail.yamlVolumesOverlap({ name: v.name, path, name2: clash.name, path2: clash.path });
+    if (clash) throw fail.volumePathsOverlap({ name: v.name, path, name2: clash.name, path2: clash.path });
     out.push({ name: v.name, path });
   }
   return out;
@@ -312,7 +312,7 @@ function fieldOf(path: string): string {
 export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfigInput {
   if (raw === null || raw === undefined) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw fail.expectedMappingFieldsTop({ source });
+    throw fail.configNotMapping({ source });
   }
   const problems: string[] = [];
   const seen = new Set<string>();
@@ -352,13 +352,13 @@ const ms = (v: string | number | undefined, dflt: number): number => (v === unde
 export function resolveAppConfig(input: AppConfigInput, fallbackName: string | undefined): AppConfig {
   const name = input.name ?? fallbackName;
   if (!isValidName(name)) {
-    throw fail.yamlMissingInvalidSet({ name: name ?? null });
+    throw fail.configNameInvalid({ name: name ?? null });
   }
   const health = input.health ?? {};
   const deploy = input.deploy ?? {};
   const volumes = resolveVolumes(input);
   if (volumes.length > 0 && input.port !== undefined && (input.replicas ?? 1) > 1) {
-    throw fail.yamlAppVolumesRuns({ port: input.port, replicas: input.replicas });
+    throw fail.volumesWithFixedPort({ port: input.port, replicas: input.replicas });
   }
   return {
     name,

@@ -101,7 +101,7 @@ describe('the error catalogue', () => {
 
   it('quotes user input in messages as JSON, so a hostile value stays one visible string', () => {
     const hostile = 'x"\n\u0000$(reboot)';
-    const e = fail.notValidGitName({ branch: hostile });
+    const e = fail.invalidBranch({ branch: hostile });
     assert.equal(e.message, `branch ${JSON.stringify(hostile)} is not a valid git branch name`);
     assert.ok(!e.message.includes('\n'));
   });

@@ -30,7 +30,7 @@ export function repoUrlProblem(url: string): string | undefined {
 }
 
 export function assertRepoUrl(url: unknown): string {
-  if (typeof url !== 'string') throw fail.repoMustStringUrl();
+  if (typeof url !== 'string') throw fail.repoNotString();
   const problem = repoUrlProblem(url);
   if (problem) throw fail.repositoryRefused({ url: url.slice(0, 200), problem });
   return url;

@@ -45,7 +45,7 @@ export function resolveReleaseCommand(
 ): readonly string[] | undefined {
   if (configRelease === false) return undefined;
   if (configRelease !== undefined) {
-    if (configRelease.length === 0 || configRelease[0] === '') throw fail.yamlReleaseEmptyCommand();
+    if (configRelease.length === 0 || configRelease[0] === '') throw fail.releaseCommandEmpty();
     return [...configRelease];
   }
   const line = procfile === undefined ? undefined : procfileProcess(procfile, 'release');
@@ -80,7 +80,7 @@ export function resolveRunCommand(
   scripts?: Readonly<Record<string, string>>,
 ): readonly string[] {
   if (configRun !== undefined) {
-    if (configRun.length === 0 || configRun[0] === '') throw fail.yamlRunEmptyCommand();
+    if (configRun.length === 0 || configRun[0] === '') throw fail.runCommandEmpty();
     return [...configRun];
   }
   const web = procfile === undefined ? undefined : procfileWeb(procfile);

@@ -26,7 +26,7 @@ export function secretValueProblem(value: string): string | undefined {
 export function assertSecretValue(value: string, what: string): string {
   const problem = secretValueProblem(value);
   if (problem !== undefined) {
-    throw fail.containsRefusedValueNot({ what, problem });
+    throw fail.secretValueRefused({ what, problem });
   }
   return value;
 }

@@ -36,18 +36,18 @@ export interface BuildContext {
 export async function resolveDockerfile(dir: string, path: string): Promise<string> {
   const rel = posix.normalize(path.split(sep).join('/'));
   if (rel.startsWith('/') || rel === '..' || rel.startsWith('../') || rel === '.') {
-    throw fail.yamlDockerfileMustFile({ path });
+    throw fail.dockerfileOutsideApp({ path });
   }
   const abs = join(dir, rel);
   let real: string;
   try {
     real = await realpath(abs);
   } catch {
-    throw fail.yamlDockerfileDoesNot({ rel });
+    throw fail.dockerfileMissing({ rel });
   }
   const root = await realpath(dir);
   if (relative(root, real).startsWith('..') || !(await lstat(real)).isFile()) {
-    throw fail.yamlDockerfileNotRegular({ rel });
+    throw fail.dockerfileNotRegular({ rel });
   }
   return rel;
 }

@@ -121,7 +121,7 @@ const nodeRun = (script: string): string => run(['node', '-e', script]);
 export function generateDockerfile(input: GeneratedDockerfileInput): string {
   const problem = commandProblem(input.command);
   if (problem) {
-    throw fail.runtimeDockerWithoutDockerfile({ problem, baseImage: input.baseImage });
+    throw fail.noDockerfileNoBase({ problem, baseImage: input.baseImage });
   }
   // A node_modules of the build machine never goes in: the image installs its own.
   const ours = new Set(['.dockerignore', GENERATED_DOCKERFILE, BUILD_TOOLS_DIR, 'node_modules']);

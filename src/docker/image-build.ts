@@ -31,7 +31,7 @@ export async function requireBaseImage(engine: Engine, base: string): Promise<vo
     await engine.getImage(base).inspect();
   } catch (err) {
     if ((err as { statusCode?: number }).statusCode !== 404) throw engineError(err, `inspecting the base image ${base}`);
-    throw fail.imageGeneratedDockerfileNot({ base, node: baseImageTag(process.versions.node) });
+    throw fail.baseImageMissing({ base, node: baseImageTag(process.versions.node) });
   }
 }
 
@@ -195,7 +195,7 @@ async function stageBuildTools(dir: string, ca: Buffer | undefined): Promise<Con
     await mkdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    throw fail.appHasEntryName({ buildToolsDir: BUILD_TOOLS_DIR });
+    throw fail.buildToolsNameTaken({ buildToolsDir: BUILD_TOOLS_DIR });
   }
   try {
     return await writeBuildTools(dir, ca);
@@ -226,6 +226,6 @@ export function engineError(err: unknown, what: string): PilotError {
   if (isPilotError(err)) return err;
   const e = err as { statusCode?: number; json?: { message?: string }; message?: string; code?: string };
   const msg = e.json?.message ?? e.message ?? String(err);
-  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return fail.dockerEngineNotAnswering({ what, msg });
-  return fail.dockerEngineAnswered({ what, msg });
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return fail.engineNotAnswering({ what, msg });
+  return fail.engineRefused({ what, msg });
 }

@@ -44,7 +44,7 @@ export async function archiveImageIds(file: string): Promise<string[]> {
       });
     },
   });
-  if (!found) throw fail.imageArchiveHasNo();
+  if (!found) throw fail.imageArchiveWithoutManifest();
   if (size > MAX_MANIFEST_BYTES) throw fail.manifestTooLarge();
   let manifest: unknown;
   try {
@@ -74,7 +74,7 @@ export class ImageFetcher {
 
   /** Resolves once the engine has image.id; rejects with the reason (digest_mismatch, registry_unreachable, …). */
   async ensure(image: ImageRef, auth?: RegistryAuth): Promise<void> {
-    if (!IMAGE_ID.test(image.id)) throw fail.imageNotSha256Hex({ id: image.id });
+    if (!IMAGE_ID.test(image.id)) throw fail.invalidImageId({ id: image.id });
     if (await this.has(image.id)) return;
     let p = this.inflight.get(image.id);
     if (!p) {
@@ -103,12 +103,12 @@ export class ImageFetcher {
   private async fetch(image: ImageRef, auth: RegistryAuth | undefined): Promise<void> {
     if (image.ref !== undefined) return this.pull(image, image.ref, auth);
     if (image.archive !== undefined) return this.load(image, image.archive);
-    throw fail.imageNotEngineRevision({ id: image.id });
+    throw fail.imageUnreachable({ id: image.id });
   }
 
   private async pull(image: ImageRef, ref: string, auth: RegistryAuth | undefined): Promise<void> {
     if (!PINNED_REF.test(ref)) {
-      throw fail.imageReferenceNotPinned({ ref });
+      throw fail.imageRefNotPinned({ ref });
     }
     try {
       const authconfig = auth ? { serveraddress: auth.serveraddress, username: auth.username, password: auth.password } : {};

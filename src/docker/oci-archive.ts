@@ -32,11 +32,11 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
     await pipeline(await engine.getImage(id).get(), tar.x({ cwd: saved, strict: true }), ...(signal ? [{ signal }] : []));
     const inside = async (rel: string): Promise<string> => {
       const p = await realpath(join(saved, rel));
-      if (!p.startsWith(saved + sep)) throw fail.dockerSaveNamesOutside({ id, rel });
+      if (!p.startsWith(saved + sep)) throw fail.dockerSaveOutsideArchive({ id, rel });
       return p;
     };
     const entries = JSON.parse(await readFile(join(saved, 'manifest.json'), 'utf8')) as { Config: string; Layers: string[] }[];
-    if (entries.length !== 1) throw fail.dockerSaveHoldsImages({ id, entriesCount: entries.length });
+    if (entries.length !== 1) throw fail.dockerSaveImageCount({ id, entriesCount: entries.length });
     const entry = entries[0]!;
 
     // 2. The layout: every blob named by its sha256 (hard links: no copy).
@@ -51,7 +51,7 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
       return b;
     };
     const config = await put(await inside(entry.Config));
-    if (config.digest !== id) throw fail.dockerSaveHoldsConfig({ id, digest: config.digest });
+    if (config.digest !== id) throw fail.dockerSaveWrongConfig({ id, digest: config.digest });
     const layers: Blob[] = [];
     for (const l of entry.Layers) layers.push(await put(await inside(l)));
     const manifest = Buffer.from(
@@ -100,7 +100,7 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
       ...(signal ? [{ signal }] : []),
     );
     const written = result();
-    if ((await stat(file)).size !== written.size) throw fail.imageArchiveNotWritten({ file });
+    if ((await stat(file)).size !== written.size) throw fail.imageArchiveIncomplete({ file });
     return written;
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -65,6 +65,6 @@ export async function followBuild(engine: Engine, stream: NodeJS.ReadableStream,
       .find(Boolean);
     if (short) id = `sha256:${(await engine.getImage(short).inspect()).Id.replace(/^sha256:/, '')}`;
   }
-  if (!id) throw fail.dockerBuildFinishedWithout({ details: { tail } });
+  if (!id) throw fail.dockerBuildWithoutImage({ details: { tail } });
   return id;
 }

@@ -52,9 +52,7 @@ export async function pushImage(
       ? { username: target.username, password: target.password ?? '', serveraddress: target.address }
       : undefined;
   const pushFailed = (why: string): PilotError =>
-    REFUSED.test(why)
-      ? fail.registryRefusedPush({ url: target.url, name, tag, why })
-      : fail.cannotPushRegistry({ name, tag, url: target.url, why });
+    REFUSED.test(why) ? fail.pushRefused({ url: target.url, name, tag, why }) : fail.pushFailed({ name, tag, url: target.url, why });
   let stream: NodeJS.ReadableStream;
   try {
     stream = await engine

@@ -33,10 +33,10 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
   try {
     meta = JSON.parse(await readFile(join(dest, 'package', 'package.json'), 'utf8')) as typeof meta;
   } catch (e) {
-    throw fail.notNpmPackagePackage({ message: (e as Error).message });
+    throw fail.npmPackageUnreadable({ message: (e as Error).message });
   }
   if (meta.name !== 'npm' || meta.version !== expect.version) {
-    throw fail.notNpmAskedTarball({ name: String(meta.name), version: String(meta.version), version2: expect.version });
+    throw fail.npmTarballMismatch({ name: String(meta.name), version: String(meta.version), version2: expect.version });
   }
   const l = npmLayout(dest);
   await mkdir(l.binDir, { recursive: true });
@@ -58,7 +58,7 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
  */
 export async function checkNpm(dir: string, expect: { version: string; nodeBinDir: string }): Promise<UnpackedNpm> {
   const l = npmLayout(dir);
-  if (!existsSync(join(l.binDir, 'npm'))) throw fail.npmIncompleteBinNpm({ version: expect.version, dir });
+  if (!existsSync(join(l.binDir, 'npm'))) throw fail.npmIncomplete({ version: expect.version, dir });
   const env = { PATH: `${expect.nodeBinDir}:/usr/bin:/bin`, HOME: process.env['HOME'] ?? tmpdir(), npm_config_update_notifier: 'false' };
   const r = await runCommand([join(expect.nodeBinDir, 'node'), l.cli, '--version'], {
     cwd: dir,

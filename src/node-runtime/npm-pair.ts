@@ -44,7 +44,7 @@ export function npmCandidates(
   const wanted = opts.enginesNpm?.trim() || undefined;
   const range = wanted === undefined ? '*' : semver.validRange(wanted);
   if (range === null) {
-    throw fail.enginesNpmNotSemver({ wanted });
+    throw fail.invalidEnginesNpm({ wanted });
   }
   const latest = opts.latest !== undefined ? semver.valid(opts.latest) : null;
   const usable = releases.filter(
@@ -55,7 +55,7 @@ export function npmCandidates(
       semver.satisfies(r.version, range),
   );
   if (usable.length === 0) {
-    throw fail.noNpmReleaseMatches({ wanted }, { details: { enginesNpm: wanted, node } });
+    throw fail.noNpmForEngines({ wanted }, { details: { enginesNpm: wanted, node } });
   }
   const declared: NpmCandidate[] = [];
   const undeclared = new Map<number, NpmRelease>();

@@ -52,7 +52,7 @@ export class NpmRegistry {
     const v = parseJson(out);
     if (typeof v === 'string') return [v];
     if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-    throw fail.answeredNpmViewVersions({ registry: await this.registryUrl(), pkg });
+    throw fail.registryVersionsUnreadable({ registry: await this.registryUrl(), pkg });
   }
 
   /** Every release of npm with its own engines.node (absent for the releases that publish none). */
@@ -68,7 +68,7 @@ export class NpmRegistry {
       const node = typeof r.engines === 'object' && r.engines !== null ? r.engines.node : undefined;
       releases.push(typeof node === 'string' ? { version: r.version, enginesNode: node } : { version: r.version });
     }
-    if (releases.length === 0) throw fail.answeredNpmViewNpm({ registry: await this.registryUrl() });
+    if (releases.length === 0) throw fail.registryWithoutNpm({ registry: await this.registryUrl() });
     return releases;
   }
 
@@ -89,7 +89,7 @@ export class NpmRegistry {
       );
     }
     if (typeof d.integrity !== 'string' || !d.integrity.startsWith('sha512-')) {
-      throw fail.publishesNoSha512Integrity({ pkg, version, registry: await this.registryUrl() });
+      throw fail.registryWithoutSha512({ pkg, version, registry: await this.registryUrl() });
     }
     return { integrity: d.integrity, tarball: String(d.tarball ?? '') };
   }
@@ -103,7 +103,7 @@ export class NpmRegistry {
     );
     const files = parseJson(out) as { filename?: string }[] | undefined;
     const name = Array.isArray(files) ? files[0]?.filename : undefined;
-    if (typeof name !== 'string' || name.includes('/')) throw fail.npmPackDidNot({ pkg, version });
+    if (typeof name !== 'string' || name.includes('/')) throw fail.npmPackSilent({ pkg, version });
     return join(dir, name);
   }
 
@@ -136,12 +136,12 @@ export class NpmRegistry {
         `npm exited with code ${r.code}`
       ).replace(/^npm (ERR!|error)\s*/, '');
     const details = { registry, command: formatArgv(['npm', ...args]), tail: r.stderr.slice(-10) };
-    if (/\bE404\b/.test(text)) throw fail.npmDoesNotHave({ registry, what }, { details });
+    if (/\bE404\b/.test(text)) throw fail.registryMissing({ registry, what }, { details });
     if (/\bEINTEGRITY\b/.test(text)) {
       throw fail.integrityMismatchFromRegistry({ what, registry }, { details });
     }
     if (UNREACHABLE.test(text)) {
-      throw fail.cannotReachNpm({ registry, what, reason }, { details });
+      throw fail.registryUnreachable({ registry, what, reason }, { details });
     }
     throw fail.npmCommandFailed({ command: formatArgv(['npm', ...args]), registry, reason }, { details });
   }

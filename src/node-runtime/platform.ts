@@ -10,7 +10,7 @@ export function nodePlatform(platform: string = process.platform, arch: string =
   const name = `${platform}-${arch}`;
   const hit = SUPPORTED_PLATFORMS.find((p) => p === name);
   if (hit !== undefined) return hit;
-  throw fail.cannotPinNodeJs({ name, supportedPlatforms: SUPPORTED_PLATFORMS.join(', ') });
+  throw fail.platformCannotPin({ name, supportedPlatforms: SUPPORTED_PLATFORMS.join(', ') });
 }
 
 /** The npm package holding the official Node.js binary for a platform. */

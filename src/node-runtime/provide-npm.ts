@@ -133,7 +133,7 @@ async function rememberedPairing(
   const tarball = cache.tarballPath('npm', p.version);
   const fetch = async (): Promise<string> => {
     // Unpacked again only from the tarball this machine verified, and only if it still hashes to the digest.
-    if ((await hashFile(tarball)).digest !== p.digest) throw fail.cachedTarballNpmChanged({ version: p.version });
+    if ((await hashFile(tarball)).digest !== p.digest) throw fail.npmCacheChanged({ version: p.version });
     return tarball;
   };
   const npm = await cache.ensureNpm(p.digest, { version: p.version, nodeBinDir: opts.nodeBinDir }, fetch);

@@ -68,13 +68,13 @@ export function exactVersion(spec: string): string | undefined {
 export function nodeRange(w: WantedNode): string {
   const spec = w.spec.trim();
   if (LTS.test(spec)) {
-    throw fail.namesLtsLineName({ file: w.file, spec: w.spec });
+    throw fail.ltsNameRefused({ file: w.file, spec: w.spec });
   }
   // engines.node means exactly what it means to npm; the version files also take nvm's aliases.
   if (w.file !== 'engines.node' && ALIASES.has(spec.toLowerCase())) return '*';
   const range = semver.validRange(spec);
   if (range === null) {
-    throw fail.notNodeJsVersion({ file: w.file, spec: w.spec });
+    throw fail.invalidNodeSpec({ file: w.file, spec: w.spec });
   }
   return range;
 }
@@ -92,7 +92,7 @@ export function resolveVersion(w: WantedNode, available: readonly string[], wher
   );
   if (hit !== null) return semver.clean(hit) ?? hit;
   const near = nearestVersions(available, w.spec);
-  throw fail.noNodeJsVersion({ spec: w.spec, file: w.file, where, nearest: near }, { details: { spec: w.spec, nearest: near } });
+  throw fail.nodeVersionNotFound({ spec: w.spec, file: w.file, where, nearest: near }, { details: { spec: w.spec, nearest: near } });
 }
 
 /**

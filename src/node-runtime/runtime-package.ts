@@ -46,7 +46,7 @@ export async function hashFile(file: string): Promise<FileHashes> {
 export function checkIntegrity(what: string, actual: string, published: string): void {
   // An SRI string may list several hashes; the sha512 one is what npm publishes and checks.
   const wanted = published.split(/\s+/).filter((s) => s.startsWith('sha512-'));
-  if (wanted.length === 0) throw fail.integrityHasNoSha512({ what, published });
+  if (wanted.length === 0) throw fail.integrityWithoutSha512({ what, published });
   if (!wanted.includes(actual)) {
     throw fail.integrityMismatch({ what }, { details: { expected: wanted[0], actual } });
   }
@@ -110,7 +110,7 @@ export async function unpackRuntime(tgz: string, dest: string, expect: { pkg: st
 }
 
 function unusableLayout(expect: { pkg: string; version: string }, why: string): PilotError {
-  return fail.hasPackageLayoutCannot(
+  return fail.runtimeLayoutUnsupported(
     { pkg: expect.pkg, version: expect.version, why },
     { details: { pkg: expect.pkg, version: expect.version } },
   );
@@ -123,7 +123,7 @@ async function readMeta(
   try {
     return JSON.parse(await readFile(join(dir, 'package', 'package.json'), 'utf8')) as { name?: unknown; version?: unknown; bin?: unknown };
   } catch (e) {
-    throw fail.notNodeJsRuntime({ message: (e as Error).message, pkg: expect.pkg, version: expect.version });
+    throw fail.runtimePackageUnreadable({ message: (e as Error).message, pkg: expect.pkg, version: expect.version });
   }
 }
 
@@ -138,7 +138,7 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
   // Published packages spell it both ways: "18.20.8" and "v18.20.8".
   const said = typeof meta.version === 'string' ? semver.clean(meta.version) : null;
   if (meta.name !== expect.pkg || said !== expect.version) {
-    throw fail.notRuntimeAskedTarball({
+    throw fail.runtimeTarballMismatch({
       name: String(meta.name),
       version: String(meta.version),
       pkg: expect.pkg,
@@ -167,7 +167,7 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
     );
   }
   if (out !== `v${expect.version}`) {
-    throw fail.runtimeBinNodeSays({ out: out.slice(0, 200), version: expect.version });
+    throw fail.runtimeVersionMismatch({ out: out.slice(0, 200), version: expect.version });
   }
   return l;
 }

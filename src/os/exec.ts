@@ -121,7 +121,7 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
     const onAbort = (): void => stop(cancelledError(shown));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timeout = setTimeout(
-      () => stop(fail.stepTimedOutAfter({ shown, timeoutMs: formatDuration(opts.timeoutMs) }, { details: { tail: tail.toArray() } })),
+      () => stop(fail.stepTimeout({ shown, timeoutMs: formatDuration(opts.timeoutMs) }, { details: { tail: tail.toArray() } })),
       Math.min(Math.max(opts.timeoutMs, 0), MAX_TIMER_MS),
     );
     // Silence notices: re-armed by every line, repeated while the command stays quiet.
@@ -226,11 +226,11 @@ async function spawnError(file: string, shown: string, opts: RunOptions, e: Node
     (s) => s.isDirectory(),
     () => false,
   );
-  if (!cwdOk) return fail.cannotRunWorkingFolder({ shown, cwd: opts.cwd }, { cause: e });
+  if (!cwdOk) return fail.cwdMissing({ shown, cwd: opts.cwd }, { cause: e });
   if (e.code === 'ENOENT') {
     const where = file.includes('/') ? '' : ` on PATH (${opts.env['PATH'] ?? 'PATH is not set'})`;
     return fail.commandNotFound({ file, where }, { cause: e });
   }
-  if (e.code === 'EACCES') return fail.notExecutablePermissionDenied({ file }, { cause: e });
+  if (e.code === 'EACCES') return fail.notExecutable({ file }, { cause: e });
   return fail.commandCannotRun({ shown, message: e.message }, { cause: e });
 }

@@ -49,7 +49,7 @@ export async function allocatePort(host = '0.0.0.0'): Promise<number> {
     reserved.set(r.port, performance.now() + RESERVE_MS);
     return r.port;
   }
-  throw fail.noFreePortAfter({ host, maxTries: MAX_TRIES });
+  throw fail.noFreePort({ host, maxTries: MAX_TRIES });
 }
 
 async function freeOnIpv6(port: number): Promise<boolean> {

@@ -83,7 +83,7 @@ async function copyTree(from: string, to: string, signal?: AbortSignal): Promise
       .slice(-2)
       .map((l) => l.split(to).join('…').split(from).join('…'))
       .join('; ');
-    throw fail.copyingNodeModulesFailed({ why });
+    throw fail.nodeModulesCopyFailed({ why });
   }
 }
 
@@ -101,7 +101,7 @@ export async function gatherInputs(req: {
   const probe =
     'JSON.stringify([process.version,process.versions.modules,process.platform+"-"+process.arch,(process.report&&process.report.getReport().header.glibcVersionRuntime)||"no-glibc"])';
   const [nodeOut, mgrOut] = await Promise.all([runCommand(['node', '-p', probe], opts), runCommand([manager, '--version'], opts)]);
-  if (nodeOut.code !== 0) throw fail.cannotTellWhichNode({ tail: nodeOut.tail.join(' ') });
+  if (nodeOut.code !== 0) throw fail.installNodeUnknown({ tail: nodeOut.tail.join(' ') });
   if (mgrOut.code !== 0) throw fail.managerVersionFailed({ manager, tail: mgrOut.tail.join(' ') });
   const [node, abi, platform, libc] = JSON.parse(nodeOut.tail.at(-1) ?? '[]') as string[];
   const managerVersion = (mgrOut.tail.at(-1) ?? '').trim();

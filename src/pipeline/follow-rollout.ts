@@ -114,13 +114,13 @@ export async function followRollout(
   });
   try {
     for (;;) {
-      if (opts.signal?.aborted) throw fail.cancelledWhileWaitingRollout();
+      if (opts.signal?.aborted) throw fail.rolloutWaitCancelled();
       if (mode === 'poll' || dirty) {
         dirty = false;
         if (await observe()) return;
       }
       const left = deadline - performance.now();
-      if (left < 0) throw fail.rolloutStillRunningAfter({ rolloutId, timeoutMs: Math.round(opts.timeoutMs / 1000) });
+      if (left < 0) throw fail.rolloutTimeout({ rolloutId, timeoutMs: Math.round(opts.timeoutMs / 1000) });
       await new Promise<void>((res) => {
         const t = setTimeout(done, mode === 'poll' ? (opts.pollMs ?? 150) : left + 10);
         function done(): void {

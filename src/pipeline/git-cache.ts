@@ -197,7 +197,7 @@ export async function checkoutCommit(
 
 function fullSha(commit: string): string {
   if (typeof commit !== 'string' || !FULL_SHA.test(commit)) {
-    throw fail.refusedFullCharacterHexadecimal({ commit: String(commit).slice(0, 80) });
+    throw fail.commitRefused({ commit: String(commit).slice(0, 80) });
   }
   return commit.toLowerCase();
 }
@@ -205,7 +205,7 @@ function fullSha(commit: string): string {
 function cleanSubdir(subdir: string): string {
   const s = subdir.replace(/\/+$/, '');
   if (s !== '' && (s.startsWith('/') || /[\u0000-\u001f\u007f]/.test(s) || s.split('/').some((p) => p === '' || p === '.' || p === '..'))) {
-    throw fail.refusedRelativeFolderPath({ subdir: subdir.slice(0, 200) });
+    throw fail.subdirRefused({ subdir: subdir.slice(0, 200) });
   }
   return s;
 }
@@ -236,7 +236,7 @@ async function withLock<T>(key: string, signal: AbortSignal | undefined, fn: () 
   locks.set(key, tail);
   try {
     await prev;
-    if (signal?.aborted) throw fail.fetchCancelledWhileWaiting();
+    if (signal?.aborted) throw fail.fetchCancelled();
     return await fn();
   } finally {
     release();

@@ -70,7 +70,7 @@ export async function git(cwd: string, args: readonly string[], opts: { signal?:
   const collect = new Writable({
     write(chunk: Buffer, _enc, done) {
       size += chunk.length;
-      if (size > MAX_OUTPUT_BYTES) done(fail.gitPrintedMoreThan({ args: args[0] ?? '', maxOutputBytes: MAX_OUTPUT_BYTES }));
+      if (size > MAX_OUTPUT_BYTES) done(fail.gitOutputTooLarge({ args: args[0] ?? '', maxOutputBytes: MAX_OUTPUT_BYTES }));
       else {
         chunks.push(chunk);
         done();

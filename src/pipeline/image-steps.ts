@@ -99,7 +99,7 @@ export async function requireRegistry(url: string, signal?: AbortSignal): Promis
   } catch (err) {
     if (signal?.aborted) throw fail.runCancelled();
     const why = timeout.aborted ? 'no answer within 5s' : ((err as { code?: string }).code ?? (err as Error).message);
-    throw fail.registryDoesNotAnswer({ url, why });
+    throw fail.registryDown({ url, why });
   }
 }
 
@@ -125,7 +125,7 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       onLine: (l) => line(`    ${sanitizeLine(l)}`),
     }).catch((err: unknown) => {
       if (timeout.aborted && !req.signal?.aborted)
-        throw fail.dockerBuildTimedOut({ buildStepTimeoutMs: Math.round(config.buildStepTimeoutMs / 1000) });
+        throw fail.dockerBuildTimeout({ buildStepTimeoutMs: Math.round(config.buildStepTimeoutMs / 1000) });
       throw err;
     });
     if (b.generated) for (const l of b.generated.split('\n').filter(Boolean)) line(`    | ${l}`);

@@ -128,7 +128,7 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
       await extractArtifact(tgz, join(tmp, 'x'));
       // npm strips a tarball's first folder whatever its name (`package/` mostly; old yarn 1 releases differ).
       const tops = await readdir(join(tmp, 'x'), { withFileTypes: true });
-      if (tops.length !== 1 || !tops[0]!.isDirectory()) throw fail.notLaidOutNpm({ pkg, version: pm.version, url });
+      if (tops.length !== 1 || !tops[0]!.isDirectory()) throw fail.packageManagerLayout({ pkg, version: pm.version, url });
       const root = join(tmp, 'x', tops[0]!.name);
       // corepack hashes what it downloads: the npm tarball (pnpm, yarn 1), or yarn berry's single
       // file (repo.yarnpkg.com's yarn.js, the same bytes as @yarnpkg/cli-dist's bin/yarn.js).
@@ -157,7 +157,7 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
   const exact = semver.valid(w.spec);
   if (exact !== null) return { name: w.name, version: exact };
   const range = semver.validRange(w.spec);
-  if (range === null) throw fail.notVersionSemverRange({ source: w.source });
+  if (range === null) throw fail.invalidManagerSpec({ source: w.source });
   const packages = w.name === 'yarn' ? ['yarn', '@yarnpkg/cli-dist'] : [w.name];
   const seen: string[] = [];
   for (const pkg of packages) {
@@ -171,13 +171,13 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
   }
   const url = await registry.registryUrl();
   const near = nearestVersions(seen, w.spec);
-  throw fail.noVersionMatchesNpm({ name: w.name, source: w.source, url, nearest: near }, { details: { registry: url, nearest: near } });
+  throw fail.managerVersionNotFound({ name: w.name, source: w.source, url, nearest: near }, { details: { registry: url, nearest: near } });
 }
 
 async function notFound(registry: NpmRegistry, w: WantedPackageManager, pm: PackageManager, url: string): Promise<PilotError> {
   const { pkg } = distPackage(pm);
   const near = nearestVersions(await registry.versions(pkg).catch(() => []), pm.version);
-  return fail.registryHasNoPackageManager(
+  return fail.managerNotOnRegistry(
     { source: w.source, url, name: pm.name, version: pm.version, pkg, nearest: near },
     { details: { registry: url, nearest: near } },
   );
@@ -254,7 +254,7 @@ async function checkHash(w: WantedPackageManager, pm: PackageManager, files: rea
     await pipeline(createReadStream(f), h);
     if (h.digest('hex') === hex) return;
   }
-  throw fail.doesNotMatchHash({ name: pm.name, version: pm.version, source: w.source });
+  throw fail.managerHashMismatch({ name: pm.name, version: pm.version, source: w.source });
 }
 
 /** The manager must start on this machine and say its version. */
@@ -273,7 +273,7 @@ async function checkRuns(entry: string, pm: PackageManager, req: ProvidePackageM
     ...(req.signal ? { signal: req.signal } : {}),
   });
   if (r.code !== 0 || !out.some((l) => l.trim() === pm.version)) {
-    throw fail.doesNotStartMachine({ name: pm.name, version: pm.version, out: out.slice(-3).join(' ').slice(0, 300), code: r.code });
+    throw fail.managerCannotStart({ name: pm.name, version: pm.version, out: out.slice(-3).join(' ').slice(0, 300), code: r.code });
   }
 }
 
@@ -282,7 +282,7 @@ async function writeShims(cacheDir: string, pm: PackageManager, dir: string): Pr
   const entry = findEntry(dir, pm);
   const bin = join(cacheDir, 'shims', `${pm.name}-${pm.version}`);
   if (existsSync(join(bin, '.complete'))) return bin;
-  if (/['\n\\]/.test(dir)) throw fail.packageManagerCacheFolder({ dir });
+  if (/['\n\\]/.test(dir)) throw fail.managerCacheQuote({ dir });
   const tmp = await mkdtemp(join(cacheDir, '.shims-'));
   try {
     for (const [name, file] of commands(pm, entry, dir)) {

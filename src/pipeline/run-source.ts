@@ -70,7 +70,7 @@ export async function prepareSource(src: RunSource, signal?: AbortSignal): Promi
 export async function configFromCheckout(app: string, dir: string): Promise<{ input: AppConfigInput; config: AppConfig }> {
   const loaded = await loadAppConfig(dir, app);
   if (loaded.input.name !== undefined && loaded.input.name !== app) {
-    throw fail.yamlRepositoryNamesBut({ name: loaded.input.name, app });
+    throw fail.repoConfigNameMismatch({ name: loaded.input.name, app });
   }
   return loaded;
 }

@@ -35,20 +35,20 @@ export async function resolveSource(dir: string, opts: { allowDirty: boolean; si
     (s) => (s.isDirectory() ? 'dir' : 'other'),
     () => 'missing',
   );
-  if (kind === 'missing') throw fail.folderDoesNotExist({ abs });
+  if (kind === 'missing') throw fail.folderMissing({ abs });
   if (kind === 'other') throw fail.notFolder({ abs });
   const sig = opts.signal === undefined ? {} : { signal: opts.signal };
 
   const top = await git(abs, ['rev-parse', '--show-toplevel', '--show-prefix'], sig);
   if (top.code !== 0) {
     // Usually "not a git repository"; git's own words also cover "dubious ownership" and the like.
-    throw fail.notInsideGitWork({ abs, tail: top.tail.join(' ').trim() });
+    throw fail.notAGitWorkTree({ abs, tail: top.tail.join(' ').trim() });
   }
   const [root = '', prefix = ''] = top.stdout.toString('utf8').split('\n');
   const subdir = prefix.replace(/\/$/, '');
 
   const head = await git(abs, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], sig);
-  if (head.code !== 0) throw fail.gitRepositoryHasNo({ root });
+  if (head.code !== 0) throw fail.noCommits({ root });
   const commit = head.stdout.toString('utf8').trim();
 
   const [meta, branch, status] = await Promise.all([
@@ -68,7 +68,7 @@ export async function resolveSource(dir: string, opts: { allowDirty: boolean; si
     // A clean folder git does not track (empty, or only ignored files) has no tree to deploy.
     const kindOf = await git(abs, ['cat-file', '-t', `${commit}:${subdir}`], sig);
     if (kindOf.code !== 0 || kindOf.stdout.toString('utf8').trim() !== 'tree') {
-      throw fail.hasNoCommittedFiles({ subdir, commit: commit.slice(0, 12) });
+      throw fail.subdirEmpty({ subdir, commit: commit.slice(0, 12) });
     }
   }
   return {
@@ -122,7 +122,7 @@ async function extractCommit(src: Source, ws: string, opts: { signal?: AbortSign
     await extracted;
   } catch (e) {
     if (isPilotError(e)) throw e;
-    throw fail.extractingIntoFailed({ commit: src.commit.slice(0, 12), ws, message: (e as Error).message }, { cause: e });
+    throw fail.extractFailed({ commit: src.commit.slice(0, 12), ws, message: (e as Error).message }, { cause: e });
   }
   return { files };
 }
@@ -136,9 +136,9 @@ async function copyWorkingTree(src: Source, ws: string, opts: { signal?: AbortSi
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < paths.length) {
-      if (opts.signal?.aborted) throw fail.copyingWorkingTreeCancelled();
+      if (opts.signal?.aborted) throw fail.copyCancelled();
       const rel = paths[next++]!;
-      if (path.isAbsolute(rel) || rel.split('/').includes('..')) throw fail.gitListedUnexpectedPath({ rel });
+      if (path.isAbsolute(rel) || rel.split('/').includes('..')) throw fail.gitUnexpectedPath({ rel });
       if (await copyEntry(path.join(base, rel), path.join(ws, rel))) files++;
     }
   };

@@ -44,7 +44,7 @@ export function upstreamFailed(app: string, cause: unknown): RouterError {
 export function unsupportedUpgrade(protocol: string): RouterError {
   return {
     status: 501,
-    error: fail.onlyWebsocketUpgradesPassed({ protocol }),
+    error: fail.upgradeNotWebSocket({ protocol }),
   };
 }
 

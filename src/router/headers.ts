@@ -66,7 +66,7 @@ export class TrustedProxies {
       const family = m ? isIP(m[1]!) : 0;
       const bits = m?.[2] === undefined ? (family === 6 ? 128 : 32) : Number(m[2]);
       if (!m || family === 0 || bits > (family === 6 ? 128 : 32)) {
-        throw fail.notIpAddressCidr({ source, item: item.slice(0, 80) });
+        throw fail.invalidTrustedProxy({ source, item: item.slice(0, 80) });
       }
       this.list.addSubnet(m[1]!, bits, family === 6 ? 'ipv6' : 'ipv4');
     }

@@ -149,7 +149,7 @@ export class MemoryStore implements Store {
   }
 
   private open(): MemoryState {
-    if (this.closed) throw fail.memoryStoreClosed();
+    if (this.closed) throw fail.storeClosed();
     return this.db;
   }
 
@@ -160,7 +160,7 @@ export class MemoryStore implements Store {
 
   private assertNotRemoving(name: string): void {
     if (this.open().apps.get(name)?.removedAt !== undefined) {
-      throw fail.appBeingRemovedInstances({ name });
+      throw fail.appRemoving({ name });
     }
   }
 

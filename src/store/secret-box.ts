@@ -13,7 +13,7 @@ export class SecretBox {
   constructor(keyFile: string) {
     if (existsSync(keyFile)) {
       this.key = readFileSync(keyFile);
-      if (this.key.length !== 32) throw fail.notByteKey({ keyFile });
+      if (this.key.length !== 32) throw fail.invalidSecretKey({ keyFile });
       chmodSync(keyFile, 0o600);
     } else {
       this.key = randomBytes(32);

@@ -192,9 +192,9 @@ function nodeRuntimeFrom(r: Row): NodeRuntimeRecord {
 export function databaseError(file: string, err: unknown): PilotError {
   const code = String((err as { code?: unknown }).code ?? '');
   if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-    return fail.stateDatabaseDamaged({ file, message: (err as Error).message }, { cause: err });
+    return fail.databaseDamaged({ file, message: (err as Error).message }, { cause: err });
   }
-  return fail.cannotOpenStateDatabase({ file, message: (err as Error).message }, { cause: err });
+  return fail.databaseUnopenable({ file, message: (err as Error).message }, { cause: err });
 }
 
 export class SqliteStore implements Store {
@@ -225,7 +225,7 @@ export class SqliteStore implements Store {
   private migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     if (current > MIGRATIONS.length) {
-      throw fail.stateDatabaseSchemaVersion({ current, migrationsCount: MIGRATIONS.length });
+      throw fail.databaseTooNew({ current, migrationsCount: MIGRATIONS.length });
     }
     for (let v = current; v < MIGRATIONS.length; v++) {
       this.db.transaction(() => {
@@ -284,7 +284,7 @@ export class SqliteStore implements Store {
   /** A removed app's row stays until purged: writing to it would hand its leftovers to a new app of that name. */
   private assertNotRemoving(name: string): void {
     if (this.stmt('SELECT 1 FROM apps WHERE name = ? AND removed_at IS NOT NULL').get(name) !== undefined) {
-      throw fail.appBeingRemovedInstances({ name });
+      throw fail.appRemoving({ name });
     }
   }
 

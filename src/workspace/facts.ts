@@ -18,10 +18,10 @@ export async function readPackageJson(dir: string): Promise<Record<string, unkno
   try {
     pkg = JSON.parse(text.replace(/^\uFEFF/, '')); // npm accepts a byte-order mark, so do we
   } catch (e) {
-    throw fail.notValidJson({ file, message: (e as Error).message });
+    throw fail.invalidJson({ file, message: (e as Error).message });
   }
   if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg)) {
-    throw fail.mustHoldJsonObject({ file });
+    throw fail.jsonNotObject({ file });
   }
   return pkg as Record<string, unknown>;
 }

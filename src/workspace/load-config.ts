@@ -27,7 +27,7 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
       raw = parse(text, { maxAliasCount: 100 });
     } catch (err) {
       const msg = err instanceof YAMLParseError ? err.message : String(err);
-      throw fail.yamlNotValidYaml({ msg });
+      throw fail.invalidYaml({ msg });
     }
     input = validateAppConfig(raw, 'pilot.yaml');
   }

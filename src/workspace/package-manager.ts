@@ -109,7 +109,7 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
 
 function checkedRange(where: string, spec: string): string {
   if (semver.validRange(spec) === null) {
-    throw fail.packageJsonNotVersion({ where, spec: spec.slice(0, 80) });
+    throw fail.invalidEnginesSpec({ where, spec: spec.slice(0, 80) });
   }
   return spec;
 }

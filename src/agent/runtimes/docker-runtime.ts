@@ -98,7 +98,7 @@ export class DockerRuntime implements Runtime {
 
   /** Create and start the instance's container; the image must be on the engine already. */
   async start(req: StartRequest): Promise<InstanceHandle> {
-    if (req.image === undefined) throw fail.instanceNoImageRun({ instanceId: req.instanceId });
+    if (req.image === undefined) throw fail.instanceWithoutImage({ instanceId: req.instanceId });
     await this.watch();
     const name = containerName(this.node, req.instanceId);
     const existing = await this.inspect(name);
@@ -136,7 +136,7 @@ export class DockerRuntime implements Runtime {
       });
     } catch (e) {
       if (statusOf(e) === 409) throw fail.containerNamedAlreadyExists({ name, reason: engineMessage(e) }, { cause: e });
-      if (statusOf(e) === 404) throw fail.notDockerEngineInstance({ image: req.image, instanceId: req.instanceId }, { cause: e });
+      if (statusOf(e) === 404) throw fail.imageNotOnEngine({ image: req.image, instanceId: req.instanceId }, { cause: e });
       throw fail.cannotCreateContainerInstance({ instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
     }
     const t: Tracked = { id: container.id, stateDir: req.stateDir, running: true, exit: undefined, logs: undefined };
@@ -207,7 +207,7 @@ export class DockerRuntime implements Runtime {
       if (!(await this.waitStopped(c, graceMs))) {
         await c.kill({ signal: 'SIGKILL' }).catch(() => undefined);
         if (!(await this.waitStopped(c, KILL_WAIT_MS))) {
-          throw fail.containerInstanceDidNot({ id: id.slice(0, 12), instanceId: h.instanceId });
+          throw fail.containerDidNotStop({ id: id.slice(0, 12), instanceId: h.instanceId });
         }
       }
       info = await this.inspect(id);
@@ -299,7 +299,7 @@ export class DockerRuntime implements Runtime {
           Labels: { [LABELS.node]: this.node, ...(req.labels?.[LABELS.app] ? { [LABELS.app]: req.labels[LABELS.app] } : {}) },
         });
       } catch (e) {
-        throw fail.cannotCreateVolumeInstance({ source: v.source, instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
+        throw fail.cannotCreateVolume({ source: v.source, instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
       }
     }
   }
@@ -307,7 +307,7 @@ export class DockerRuntime implements Runtime {
   private async checkCommand(c: Docker.Container, req: StartRequest): Promise<void> {
     const cfg = (await c.inspect()).Config;
     const cmd0 = (cfg.Entrypoint && cfg.Entrypoint.length > 0 ? cfg.Entrypoint : (cfg.Cmd ?? []))[0];
-    if (cmd0 === undefined || cmd0 === '') throw fail.instanceImageHasNo({ instanceId: req.instanceId });
+    if (cmd0 === undefined || cmd0 === '') throw fail.imageWithoutCommand({ instanceId: req.instanceId });
     const pathVar =
       (cfg.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
     const candidates = cmd0.includes('/')
@@ -323,10 +323,10 @@ export class DockerRuntime implements Runtime {
         res.resume();
         return;
       } catch (e) {
-        if (statusOf(e) !== 404) throw fail.cannotLookImage({ cmd0, reason: engineMessage(e) }, { cause: e });
+        if (statusOf(e) !== 404) throw fail.cannotLookUpCommand({ cmd0, reason: engineMessage(e) }, { cause: e });
       }
     }
-    throw fail.commandNotFoundInstance({ cmd0, image: req.image?.slice(0, 19), instanceId: req.instanceId, pathVar });
+    throw fail.commandNotFoundInImage({ cmd0, image: req.image?.slice(0, 19), instanceId: req.instanceId, pathVar });
   }
 
   private async waitStopped(c: Docker.Container, ms: number): Promise<boolean> {

@@ -118,7 +118,7 @@ export class ProcessRuntime implements Runtime {
     }
     if (!isDirectory(req.cwd)) {
       // Checked here because spawn reports a missing cwd as ENOENT of the command, which misleads.
-      throw fail.noSuchDirectoryInstance({ cwd: req.cwd, instanceId: req.instanceId });
+      throw fail.instanceCwdMissing({ cwd: req.cwd, instanceId: req.instanceId });
     }
     const previous = readPidFile(req.stateDir);
     if (previous !== undefined && isSameProcess(previous.pid, previous.startTime)) {
@@ -216,7 +216,7 @@ export class ProcessRuntime implements Runtime {
       // An instance nobody can find again would hold its port forever: take it down.
       killGroup(pid, 'SIGKILL');
       if (cgroup !== undefined) killCgroup(cgroup);
-      throw fail.cannotWrite({ stateDir: pidFilePath(req.stateDir), message: (e as Error).message }, { cause: e });
+      throw fail.pidFileUnwritable({ stateDir: pidFilePath(req.stateDir), message: (e as Error).message }, { cause: e });
     }
     this.track(key(h), tracked);
     return h;

@@ -30,7 +30,7 @@ export const agentErrors = {
     code: 'deploy_failed',
     message: (p: { instanceId: string }) => `instance ${p.instanceId}: empty command`,
   },
-  noSuchDirectoryInstance: {
+  instanceCwdMissing: {
     code: 'deploy_failed',
     message: (p: { cwd: string; instanceId: string }) => `${p.cwd}: no such directory (instance ${p.instanceId})`,
   },
@@ -47,7 +47,7 @@ export const agentErrors = {
     code: 'internal',
     message: (p: { pid: number }) => `cannot read /proc/${p.pid}/stat: is /proc mounted?`,
   },
-  cannotWrite: {
+  pidFileUnwritable: {
     code: 'deploy_failed',
     message: (p: { stateDir: string; message: string }) => `cannot write ${p.stateDir}: ${p.message}`,
   },
@@ -55,7 +55,7 @@ export const agentErrors = {
     code: 'unavailable',
     message: (p: { instanceId: string; pid: number }) => `instance ${p.instanceId} (pid ${p.pid}) did not exit after SIGKILL`,
   },
-  instanceNoImageRun: {
+  instanceWithoutImage: {
     code: 'deploy_failed',
     message: (p: { instanceId: string }) => `instance ${p.instanceId}: no image to run`,
   },
@@ -69,7 +69,7 @@ export const agentErrors = {
     code: 'conflict',
     message: (p: { name: string; reason: string }) => `a container named ${p.name} already exists: ${p.reason}`,
   },
-  notDockerEngineInstance: {
+  imageNotOnEngine: {
     code: 'deploy_failed',
     message: (p: { image: string; instanceId: string }) => `image ${p.image} is not on the Docker engine (instance ${p.instanceId})`,
     hint: "The agent fetches the image before starting; check the revision's image.",
@@ -86,25 +86,25 @@ export const agentErrors = {
     code: 'runtime_unavailable',
     message: (p: { reason: string }) => `cannot list containers: ${p.reason}`,
   },
-  containerInstanceDidNot: {
+  containerDidNotStop: {
     code: 'unavailable',
     message: (p: { id: string; instanceId: string }) => `container ${p.id} of instance ${p.instanceId} did not stop after SIGKILL`,
   },
-  cannotCreateVolumeInstance: {
+  cannotCreateVolume: {
     code: 'deploy_failed',
     message: (p: { source: string; instanceId: string; reason: string }) =>
       `cannot create the volume ${p.source} for instance ${p.instanceId}: ${p.reason}`,
   },
-  instanceImageHasNo: {
+  imageWithoutCommand: {
     code: 'deploy_failed',
     message: (p: { instanceId: string }) => `instance ${p.instanceId}: the image has no CMD and no run command was given`,
     hint: 'Set `run` in pilot.yaml or CMD in the Dockerfile.',
   },
-  cannotLookImage: {
+  cannotLookUpCommand: {
     code: 'deploy_failed',
     message: (p: { cmd0: string; reason: string }) => `cannot look for ${p.cmd0} in the image: ${p.reason}`,
   },
-  commandNotFoundInstance: {
+  commandNotFoundInImage: {
     code: 'deploy_failed',
     message: (p: { cmd0: string; image: undefined | string; instanceId: string; pathVar: string }) =>
       `${p.cmd0}: command not found in image ${p.image} (instance ${p.instanceId}, PATH ${p.pathVar})`,
@@ -135,7 +135,7 @@ export const agentErrors = {
     message:
       'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)',
   },
-  environmentVariableContainsNul: {
+  envValueHasNul: {
     code: 'deploy_failed',
     message: (p: { k: string; app: string }) =>
       `the environment variable ${p.k} contains a NUL byte and cannot be passed to a process (the value is not shown)`,

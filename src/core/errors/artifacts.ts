@@ -9,7 +9,7 @@ export const artifactsErrors = {
     code: 'digest_mismatch',
     message: (p: { digest: string; announced: string }) => `asked for ${p.digest}, the server answered ${p.announced}`,
   },
-  downloadedBytesHashNot: {
+  downloadDigestMismatch: {
     code: 'digest_mismatch',
     message: (p: { actual: string; digest: string }) => `downloaded bytes hash to ${p.actual}, not ${p.digest}`,
     hint: 'The stored artifact is corrupt or was altered in transit; re-publish it.',
@@ -22,7 +22,7 @@ export const artifactsErrors = {
     code: 'unsafe_archive',
     message: (p: { entry: string; reason: string }) => `unsafe archive entry ${JSON.stringify(p.entry)}: ${p.reason}`,
   },
-  bytesReceivedHashNot: {
+  uploadDigestMismatch: {
     code: 'digest_mismatch',
     message: (p: { digest: string; expected: string }) => `the bytes received hash to ${p.digest}, not ${p.expected}`,
   },
@@ -30,7 +30,7 @@ export const artifactsErrors = {
     code: 'artifact_not_found',
     message: (p: { digest: string }) => `artifact ${p.digest} not found`,
   },
-  artifactLargerThanByte: {
+  artifactTooLarge: {
     code: 'too_large',
     message: (p: { maxBytes: number }) => `artifact is larger than the ${p.maxBytes}-byte limit`,
   },
@@ -39,12 +39,12 @@ export const artifactsErrors = {
     message: (p: { commit: string }) => `invalid commit ${JSON.stringify(p.commit)}`,
     hint: 'Pass the full commit SHA (40 or 64 lowercase hex characters).',
   },
-  artifactBytesMustSent: {
+  artifactBodyMissing: {
     code: 'bad_request',
     message: 'artifact bytes must be sent as the raw request body',
     hint: 'Send the file with content-type application/octet-stream.',
   },
-  artifactBytesLargerThan: {
+  declaredArtifactTooLarge: {
     code: 'too_large',
     message: (p: { declared: number; maxBytes: number }) => `artifact of ${p.declared} bytes is larger than the ${p.maxBytes}-byte limit`,
   },

@@ -4,37 +4,37 @@ const SIGNATURE_HINT = "Give the GitHub webhook the app's secret (shown by `pilo
 
 /** Errors raised in src/cd/. */
 export const cdErrors = {
-  pushPayloadMustJson: {
+  pushPayloadNotObject: {
     code: 'bad_request',
     message: 'push payload must be a JSON object',
   },
-  refMustString: {
+  pushRefNotString: {
     code: 'bad_request',
     message: 'ref must be a string',
   },
-  repositoryMustObject: {
+  pushRepositoryNotObject: {
     code: 'bad_request',
     message: 'repository must be an object',
   },
-  afterMustCharacterLowercase: {
+  pushAfterNotSha: {
     code: 'bad_request',
     message: 'after must be a 40-character lowercase hex commit SHA',
   },
-  headCommitMustObject: {
+  pushHeadCommitNotObject: {
     code: 'bad_request',
     message: 'head_commit must be an object or null',
   },
-  notValidGitControl: {
+  pushRefInvalid: {
     code: 'bad_request',
     message: (p: { ref: string; maxRefChars: number }) =>
       `ref ${p.ref} is not a valid git ref (control characters, or over ${p.maxRefChars} characters)`,
   },
-  noAppWebhook: {
+  webhookAppNotFound: {
     code: 'app_not_found',
     message: (p: { name: string }) => `no app "${p.name}" with a webhook`,
     hint: (p: { name: string }) => `Create it with \`pilot apps create ${p.name} --repo URL\`; it prints the webhook URL and secret.`,
   },
-  contentTypeNotAccepted: {
+  webhookContentType: {
     code: 'unsupported_media_type',
     message: (p: { ct: string }) => `content type ${JSON.stringify(p.ct)} is not accepted`,
     hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
@@ -43,11 +43,11 @@ export const cdErrors = {
     code: 'internal',
     message: 'webhook target not resolved before the handler',
   },
-  missingXGithubEvent: {
+  eventHeaderMissing: {
     code: 'bad_request',
     message: 'missing X-GitHub-Event header',
   },
-  bodyNotValidJson: {
+  webhookBodyNotJson: {
     code: 'bad_request',
     message: 'the body is not valid JSON',
   },

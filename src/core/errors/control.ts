@@ -29,7 +29,7 @@ export const controlErrors = {
     message: (p: { method: string; url: string }) => `no route ${p.method} ${p.url}`,
     hint: 'The README lists the API routes.',
   },
-  missingInvalidRouterToken: {
+  invalidRouterToken: {
     code: 'unauthorized',
     message: 'missing or invalid router token',
     hint: 'A router authenticates with $PILOT_HOME/router-token.',
@@ -38,22 +38,22 @@ export const controlErrors = {
     code: 'app_not_found',
     message: (p: { app: string }) => `app "${p.app}" not found`,
   },
-  routerProcessAnsweredTraffic: {
+  routerTrafficUnreadable: {
     code: 'unavailable',
     message: 'the router process answered traffic figures in a form this control plane does not read',
     hint: 'Restart the router with the same Pilot version as the control plane (`pilot down`, then `pilot up`).',
   },
-  repositoryUrlRefusedInside: {
+  repositoryInsidePilotHome: {
     code: 'bad_request',
     message: (p: { repo: string; home: string }) =>
       `repository URL ${JSON.stringify(p.repo)} refused: it is inside Pilot's home (${p.home})`,
     hint: "Point --repo at the app's repository, not at Pilot's own state.",
   },
-  notValidGitName: {
+  invalidBranch: {
     code: 'bad_request',
     message: (p: { branch: string }) => `branch ${JSON.stringify(p.branch)} is not a valid git branch name`,
   },
-  secretMustEnvironmentVariable: {
+  invalidSecretName: {
     code: 'invalid_secret_name',
     message: (p: { name: string }) => `secret name ${JSON.stringify(p.name)} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
   },
@@ -61,7 +61,7 @@ export const controlErrors = {
     code: 'run_not_found',
     message: (p: { id: string }) => `run ${JSON.stringify(p.id)} not found`,
   },
-  runBuildSecretsGiven: {
+  buildSecretsForFinishedRun: {
     code: 'bad_request',
     message: (p: { id: number; status: string }) => `run ${p.id} is ${p.status}: build secrets are given to runs in progress only`,
   },
@@ -69,12 +69,12 @@ export const controlErrors = {
     code: 'not_found',
     message: (p: { name: string; name2: string }) => `app "${p.name}" has no secret ${JSON.stringify(p.name2)}`,
   },
-  giveBothUserName: {
+  registryCredentialsHalf: {
     code: 'bad_request',
     message: 'give both a user name and a password, or neither',
     hint: '`pilot registry set URL --username U --password-stdin` (the password is read from stdin).',
   },
-  sayWhichRegistryDelete: {
+  registryDeleteNeedsUrl: {
     code: 'bad_request',
     message: 'say which registry: DELETE /api/v1/registries?url=http://HOST:PORT',
   },
@@ -83,12 +83,12 @@ export const controlErrors = {
     message: (p: { url: string }) => `no registry ${p.url} is configured`,
     hint: 'List them with `pilot registry show`.',
   },
-  missingInvalidNodeCredential: {
+  invalidNodeCredential: {
     code: 'unauthorized',
     message: 'missing or invalid node credential',
     hint: 'Register the agent again with a join token.',
   },
-  missingInvalidRevokedJoin: {
+  invalidJoinToken: {
     code: 'unauthorized',
     message: 'missing, invalid or revoked join token',
     hint: 'Create one on the control plane with `pilot token create --join`.',
@@ -98,11 +98,11 @@ export const controlErrors = {
     message: (p: { name: string }) => `a node named "${p.name}" is already registered`,
     hint: 'Give this agent another --name, or remove the old node.',
   },
-  volumeNameNotValid: {
+  invalidVolumeName: {
     code: 'bad_request',
     message: (p: { one: string }) => `volume name ${JSON.stringify(p.one)} is not valid`,
   },
-  appHasNoPlaced: {
+  volumeNotPlaced: {
     code: 'not_found',
     message: (p: { name: string; one: string }) => `app "${p.name}" has no placed volume "${p.one}"`,
     hint: (p: { name: string; one: string }) => `\`pilot volumes ${p.name}\` lists its volumes.`,
@@ -112,34 +112,34 @@ export const controlErrors = {
     message: (p: { app: string }) => `app "${p.app}" not found`,
     hint: 'See `pilot apps`.',
   },
-  instanceNotInstanceId: {
+  invalidInstanceId: {
     code: 'bad_request',
     message: (p: { only: string }) => `instance: not an instance id (${JSON.stringify(p.only)})`,
     hint: 'Instance ids are shown by `pilot status APP` and `pilot logs APP --previous`.',
   },
-  instanceAppNotFound: {
+  instanceNotFound: {
     code: 'not_found',
     message: (p: { only: string; name: string }) =>
       `instance ${p.only} of app "${p.name}" not found (its logs are kept until the agent's cache GC)`,
     hint: 'See `pilot status APP` and `pilot logs APP --previous`.',
   },
-  keepMustWholeNumber: {
+  invalidGcKeep: {
     code: 'invalid_gc_request',
     message: (p: { maxGcKeep: number; v: unknown }) => `keep must be a whole number from 0 to ${p.maxGcKeep} (got ${JSON.stringify(p.v)})`,
   },
-  bodyMustJsonObject: {
+  gcBodyNotObject: {
     code: 'invalid_gc_request',
     message: 'the body must be a JSON object { dryRun?, keep? }',
   },
-  unknownFieldBodyTakes: {
+  gcUnknownField: {
     code: 'invalid_gc_request',
     message: (p: { k: string }) => `unknown field "${p.k}": the body takes dryRun and keep`,
   },
-  dryrunMustTrueFalse: {
+  gcInvalidDryRun: {
     code: 'invalid_gc_request',
     message: 'dryRun must be true or false',
   },
-  artifactGarbageCollected: {
+  artifactCollected: {
     code: 'artifact_collected',
     message: (p: { what: string; d: string }) => `${p.what}: artifact ${p.d} was garbage-collected`,
   },
@@ -147,12 +147,12 @@ export const controlErrors = {
     code: 'artifact_not_found',
     message: (p: { what: string; d: string }) => `${p.what}: artifact ${p.d} is not in the artifact repository`,
   },
-  belongsAppAppCannot: {
+  hostTaken: {
     code: 'host_taken',
     message: (p: { host: string; taken: string; name: string }) =>
       `host "${p.host}" belongs to app "${p.taken}"; app "${p.name}" cannot claim it`,
   },
-  appNamedAppCannot: {
+  hostReserved: {
     code: 'host_taken',
     message: (p: { host: string; reserved: string; name: string }) =>
       `host "${p.host}" is reserved for an app named "${p.reserved}"; app "${p.name}" cannot claim it`,
@@ -161,63 +161,63 @@ export const controlErrors = {
     code: 'bad_request',
     message: (p: { v: string }) => `${JSON.stringify(p.v)} is not an exact Node.js version (like 22.23.3)`,
   },
-  platformNotSupportedSupported: {
+  unsupportedPlatform: {
     code: 'unsupported_platform',
     message: (p: { name: string; supportedPlatforms: string }) =>
       `platform ${JSON.stringify(p.name)} is not supported: supported platforms are ${p.supportedPlatforms}`,
   },
-  runtimeBlobNotArtifact: {
+  runtimeBlobMissing: {
     code: 'artifact_not_found',
     message: (p: { digest: string }) => `runtime blob ${p.digest} is not in the artifact repository`,
     hint: 'Upload the tarball first (PUT /api/v1/artifacts/DIGEST); `pilot runtimes add` does both.',
   },
-  nodeJsAlreadyRecorded: {
+  runtimeAlreadyRecorded: {
     code: 'conflict',
     message: (p: { v: string; p: string; digest: string }) =>
       `Node.js ${p.v} (${p.p}) is already recorded as ${p.digest}: a version's runtime never changes`,
     hint: 'The tarball differs from the one recorded; use the recorded one (`pilot runtimes`).',
   },
-  nodeJsNotRuntime: {
+  runtimeNotCached: {
     code: 'not_found',
     message: (p: { v: string; p: string }) => `Node.js ${p.v} (${p.p}) is not in this Pilot's runtime cache`,
     hint: '`pilot run` fetches it from the npm registry; `pilot runtimes add VERSION --from FILE.tgz` imports it by hand.',
   },
-  deployRequestNeeds: {
+  deployFieldMissing: {
     code: 'bad_request',
     message: (p: { field: 'artifact' | 'commit' }) => `a deploy request needs \`${p.field}\``,
     hint: 'Send { artifact: "sha256:…", commit: "<40-character SHA>", config } (`pilot run` does); only a dry run (?dryRun=true) may leave them out.',
   },
-  mustFullCharacterSha: {
+  deployCommitNotSha: {
     code: 'bad_request',
     message: (p: { commit: string }) => `commit must be a full 40-character SHA (got ${JSON.stringify(p.commit)})`,
   },
-  configDoesNotMatch: {
+  configNameMismatch: {
     code: 'invalid_config',
     message: (p: { name: string; name2: string }) => `config name "${p.name}" does not match the app "${p.name2}" in the URL`,
   },
-  runtimeDockerNeedsImage: {
+  dockerDeployNeedsImage: {
     code: 'bad_request',
     message: 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request',
   },
-  imageNeedsRefPushed: {
+  imageNeedsRefOrArchive: {
     code: 'bad_request',
     message: 'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)',
   },
-  nodeAppliesRuntimeProcess: {
+  nodeOnlyForProcess: {
     code: 'bad_request',
     message: '`node` applies to runtime process only; a container gets Node.js from its image',
   },
-  releaseReleasePhaseNeeds: {
+  releaseNeedsProcess: {
     code: 'invalid_config',
     message: 'release: a release phase needs runtime: process for now',
     hint: "Run migrations from the image's entrypoint, or remove `release` (pilot.yaml) / the Procfile `release:` line.",
   },
-  artifactMustImageArchive: {
+  artifactNotImage: {
     code: 'bad_request',
     message: (p: { digest: undefined | string }) =>
       `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${p.digest})`,
   },
-  imageAppliesRuntimeDocker: {
+  imageOnlyForDocker: {
     code: 'bad_request',
     message: '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)',
   },
@@ -225,20 +225,20 @@ export const controlErrors = {
     code: 'artifact_not_found',
     message: (p: { digest: string }) => `artifact ${p.digest} is not in the artifact repository`,
   },
-  nodeJsRuntimeNot: {
+  runtimeArtifactMissing: {
     code: 'artifact_not_found',
     message: (p: { version: string; digest: string }) => `Node.js runtime ${p.version} (${p.digest}) is not in the artifact repository`,
   },
-  npmPairedNodeJs: {
+  npmArtifactMissing: {
     code: 'artifact_not_found',
     message: (p: { version: string; digest: string; version2: string }) =>
       `npm ${p.version} (${p.digest}), paired with Node.js ${p.version2}, is not in the artifact repository`,
   },
-  runAppNotFound: {
+  runOfAppNotFound: {
     code: 'run_not_found',
     message: (p: { runId: number; name: string }) => `run ${p.runId} of app "${p.name}" not found`,
   },
-  deploySkippedNewerPush: {
+  deploySuperseded: {
     code: 'superseded',
     message: (p: { name: string; latest: number; fence: number }) =>
       `deploy skipped: a newer push of "${p.name}" is already deployed (fence ${p.latest} > ${p.fence})`,
@@ -269,7 +269,7 @@ export const controlErrors = {
     message: (p: { maxReplicas: number; n: unknown }) =>
       `replicas must be a whole number from 0 to ${p.maxReplicas} (got ${JSON.stringify(p.n)})`,
   },
-  appHasVolumesSo: {
+  volumesPinReplicas: {
     code: 'invalid_config',
     message: (p: { name: string; port: number; n: number }) =>
       `app "${p.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${p.port}) allows one instance per node: ${p.n} replicas cannot be placed`,
@@ -280,17 +280,17 @@ export const controlErrors = {
     message: (p: { name: string }) => `node "${p.name}" not found`,
     hint: 'List nodes with `pilot nodes`.',
   },
-  noNodeReportsOrphan: {
+  orphanNotFound: {
     code: 'not_found',
     message: (p: { id: string }) => `no node reports an orphan instance "${p.id}"`,
     hint: 'List them with `pilot orphans`.',
   },
-  nodeLastReadyNode: {
+  lastReadyNode: {
     code: 'conflict',
     message: (p: { name: string }) => `node "${p.name}" is the last ready node: draining it would leave its instances nowhere to go`,
     hint: 'Add a node first, or pass --force to drain it anyway (its apps stop serving).',
   },
-  noLiveJoinToken: {
+  joinTokenNotFound: {
     code: 'not_found',
     message: (p: { id: string }) => `no live join token ${JSON.stringify(p.id)}`,
     hint: 'List them with `pilot token list`.',
@@ -299,19 +299,19 @@ export const controlErrors = {
     code: 'run_not_found',
     message: (p: { raw: string }) => `run ${JSON.stringify(p.raw)} not found`,
   },
-  commitMustFullCharacter: {
+  runCommitNotSha: {
     code: 'bad_request',
     message: 'commit must be a full 40-character SHA',
   },
-  artifactMustSha256Hex: {
+  runArtifactInvalid: {
     code: 'invalid_digest',
     message: 'artifact must be sha256:<64 hex>',
   },
-  runLogCappedMb: {
+  runLogTooLarge: {
     code: 'too_large',
     message: (p: { maxLogBytes: number }) => `run log is capped at ${p.maxLogBytes} MB`,
   },
-  mustIdEventWhole: {
+  invalidEventId: {
     code: 'invalid_event_id',
     message: (p: { where: string; t: string }) => `${p.where} must be the id of an event (a whole number), not ${JSON.stringify(p.t)}`,
   },
@@ -324,20 +324,20 @@ export const controlErrors = {
     message: 'a ".." path segment is not allowed',
     hint: 'Names are 1-63 characters: lowercase letters, digits and "-".',
   },
-  cannotListenUse: {
+  listenPortInUse: {
     code: 'port_in_use',
     message: (p: { what: string; host: string; port: number }) => `the ${p.what} cannot listen on ${p.host}:${p.port}: the port is in use`,
   },
-  mayNotListenPermission: {
+  listenPermissionDenied: {
     code: 'port_in_use',
     message: (p: { what: string; host: string; port: number }) => `the ${p.what} may not listen on ${p.host}:${p.port} (permission denied)`,
     hint: 'Ports below 1024 need privileges; pick another port.',
   },
-  cannotListenNoSuch: {
+  listenAddressNotLocal: {
     code: 'address_not_local',
     message: (p: { what: string; host: string }) => `the ${p.what} cannot listen on ${p.host}: no such address on this machine`,
   },
-  cannotListen: {
+  listenFailed: {
     code: 'internal',
     message: (p: { what: string; host: string; port: number; message: string }) =>
       `the ${p.what} cannot listen on ${p.host}:${p.port}: ${p.message}`,

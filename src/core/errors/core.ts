@@ -10,21 +10,21 @@ export const coreErrors = {
     code: 'invalid_digest',
     message: (p: { shown: string }) => `invalid digest ${p.shown}`,
   },
-  yamlVolumesMustNot: {
+  volumePathHasDots: {
     code: 'invalid_config',
     message: (p: { name: string; path: string }) => `pilot.yaml: volumes: ${p.name}: path ${p.path} must not contain "." or ".." segments`,
   },
-  yamlVolumesWouldMounted: {
+  volumePathReserved: {
     code: 'invalid_config',
     message: (p: { name: string; path: string; reserved: string }) =>
       `pilot.yaml: volumes: ${p.name}: path ${p.path} would be mounted over ${p.reserved}, which the container needs`,
     hint: (p: { name: string; path: string; reserved: string }) => `Pick a folder of its own, e.g. path: /data/${p.name} (the default).`,
   },
-  yamlVolumesUsedTwice: {
+  volumeNameTwice: {
     code: 'invalid_config',
     message: (p: { name: string }) => `pilot.yaml: volumes: the name ${p.name} is used twice`,
   },
-  yamlVolumesOverlap: {
+  volumePathsOverlap: {
     code: 'invalid_config',
     message: (p: { name: string; path: string; name2: string; path2: string }) =>
       `pilot.yaml: volumes: ${p.name} (${p.path}) and ${p.name2} (${p.path2}) overlap`,
@@ -34,7 +34,7 @@ export const coreErrors = {
     code: 'invalid_config',
     message: (p: { quote: string; cmd: string }) => `unterminated ${p.quote} quote in command ${JSON.stringify(p.cmd)}`,
   },
-  expectedMappingFieldsTop: {
+  configNotMapping: {
     code: 'invalid_config',
     message: (p: { source: string }) => `${p.source}: expected a mapping of fields at the top level`,
   },
@@ -42,12 +42,12 @@ export const coreErrors = {
     code: 'invalid_config',
     message: (p: { source: string; problems: string }) => `${p.source}: ${p.problems}`,
   },
-  yamlMissingInvalidSet: {
+  configNameInvalid: {
     code: 'invalid_config',
-    message: (p: { name: null }) =>
+    message: (p: { name: unknown }) =>
       `pilot.yaml: name: missing or invalid (${JSON.stringify(p.name)}); set \`name:\` to 1-63 lowercase letters, digits and "-", starting with a letter`,
   },
-  yamlAppVolumesRuns: {
+  volumesWithFixedPort: {
     code: 'invalid_config',
     message: (p: { port: number; replicas: undefined | number }) =>
       `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${p.port}) allows one instance per node, so replicas: ${p.replicas} cannot be placed`,
@@ -58,11 +58,11 @@ export const coreErrors = {
     message: (p: { type: string; message: string }) => `Procfile ${p.type}: ${p.message}`,
     hint: (p: { type: string; message: string }) => `Fix the \`${p.type}:\` line of the Procfile.`,
   },
-  yamlReleaseEmptyCommand: {
+  releaseCommandEmpty: {
     code: 'invalid_config',
     message: 'pilot.yaml: release: empty command',
   },
-  yamlRunEmptyCommand: {
+  runCommandEmpty: {
     code: 'invalid_config',
     message: 'pilot.yaml: run: empty command',
   },
@@ -74,7 +74,7 @@ export const coreErrors = {
       }`,
     hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
   },
-  repoMustStringUrl: {
+  repoNotString: {
     code: 'bad_request',
     message: 'repo must be a string URL',
   },
@@ -87,7 +87,7 @@ export const coreErrors = {
     message: (p: { text: string; why: string }) => `registry URL ${JSON.stringify(p.text)}: ${p.why}`,
     hint: 'Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.',
   },
-  containsRefusedValueNot: {
+  secretValueRefused: {
     code: 'bad_request',
     message: (p: { what: string; problem: string }) => `${p.what} contains ${p.problem}: refused (the value is not shown)`,
     hint: 'Secret values may hold printable text, tabs and line breaks (PEM keys), not NUL or other control characters. Check the file or variable it came from.',

@@ -9,11 +9,11 @@ export const dockerErrors = {
     code: 'build_failed',
     message: (p: { failure: string }) => `docker build failed: ${p.failure}`,
   },
-  dockerBuildFinishedWithout: {
+  dockerBuildWithoutImage: {
     code: 'build_failed',
     message: 'docker build finished without an image ID',
   },
-  imageArchiveHasNo: {
+  imageArchiveWithoutManifest: {
     code: 'deploy_failed',
     message: 'the image archive has no manifest.json: it is not a `docker save` tarball',
   },
@@ -33,7 +33,7 @@ export const dockerErrors = {
     code: 'deploy_failed',
     message: "the image archive's manifest.json names no config digest",
   },
-  imageNotSha256Hex: {
+  invalidImageId: {
     code: 'deploy_failed',
     message: (p: { id: string }) => `image id ${JSON.stringify(p.id)} is not sha256:<64 hex>`,
   },
@@ -41,12 +41,12 @@ export const dockerErrors = {
     code: 'runtime_unavailable',
     message: (p: { idOrRef: string; reason: string }) => `cannot inspect image ${p.idOrRef}: ${p.reason}`,
   },
-  imageNotEngineRevision: {
+  imageUnreachable: {
     code: 'deploy_failed',
     message: (p: { id: string }) =>
       `image ${p.id} is not on this engine, and the revision names neither a registry reference nor an archive to get it from`,
   },
-  imageReferenceNotPinned: {
+  imageRefNotPinned: {
     code: 'deploy_failed',
     message: (p: { ref: string }) => `image reference ${JSON.stringify(p.ref)} is not pinned by digest (host/repo@sha256:…)`,
     hint: 'Pilot pulls only by manifest digest, so the bytes cannot change under a revision.',
@@ -68,16 +68,16 @@ export const dockerErrors = {
     code: 'internal',
     message: (p: { nodeBin: string; tail: string }) => `${p.nodeBin} --version failed: ${p.tail}`,
   },
-  yamlDockerfileMustFile: {
+  dockerfileOutsideApp: {
     code: 'invalid_config',
     message: (p: { path: string }) => `pilot.yaml: dockerfile: ${JSON.stringify(p.path)} must be a file inside the app folder`,
   },
-  yamlDockerfileDoesNot: {
+  dockerfileMissing: {
     code: 'invalid_config',
     message: (p: { rel: string }) => `pilot.yaml: dockerfile: ${p.rel} does not exist in the app folder`,
     hint: 'Commit the Dockerfile, or remove `dockerfile:` to use Dockerfile (or a generated one for a Node app).',
   },
-  yamlDockerfileNotRegular: {
+  dockerfileNotRegular: {
     code: 'invalid_config',
     message: (p: { rel: string }) => `pilot.yaml: dockerfile: ${p.rel} is not a regular file inside the app folder`,
   },
@@ -87,13 +87,13 @@ export const dockerErrors = {
       `${p.name} must be a regular file in the app folder (it is a ${p.symlink ? 'symbolic link' : 'folder or special file'})`,
     hint: (p: { name: string; symlink: boolean }) => `Replace ${p.name} with the file itself.`,
   },
-  runtimeDockerWithoutDockerfile: {
+  noDockerfileNoBase: {
     code: 'invalid_config',
     message: (p: { problem: string; baseImage: string }) =>
       `runtime docker without a Dockerfile: ${p.problem}, and the generated image (${p.baseImage}) has no shell`,
     hint: 'Add a Dockerfile to the app (or `dockerfile:` in pilot.yaml), or make the start command a plain node command: `run: node server.js` in pilot.yaml, a Procfile `web: node server.js`, or package.json "start": "node server.js".',
   },
-  imageGeneratedDockerfileNot: {
+  baseImageMissing: {
     code: 'base_image_missing',
     message: (p: { base: string; node: string }) =>
       `the base image ${p.base} for a generated Dockerfile is not on this machine's Docker engine`,
@@ -110,42 +110,42 @@ export const dockerErrors = {
       `${p.message}${p.tail.length > 0 ? `\n--- last lines of the build log ---\n${p.tail.join('\n')}` : ''}`,
     hint: 'Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.',
   },
-  appHasEntryName: {
+  buildToolsNameTaken: {
     code: 'invalid_config',
     message: (p: { buildToolsDir: string }) =>
       `the app has a ${p.buildToolsDir} entry, a name the generated Dockerfile keeps for its build stage`,
     hint: (p: { buildToolsDir: string }) => `Rename ${p.buildToolsDir} in the app, or add a Dockerfile.`,
   },
-  dockerEngineNotAnswering: {
+  engineNotAnswering: {
     code: 'runtime_unavailable',
     message: (p: { what: string; msg: string }) => `${p.what}: the Docker engine is not answering (${p.msg})`,
   },
-  dockerEngineAnswered: {
+  engineRefused: {
     code: 'build_failed',
     message: (p: { what: string; msg: string }) => `${p.what}: the Docker engine answered: ${p.msg}`,
   },
-  dockerSaveNamesOutside: {
+  dockerSaveOutsideArchive: {
     code: 'internal',
     message: (p: { id: string; rel: string }) => `docker save of ${p.id} names ${JSON.stringify(p.rel)}, outside the archive`,
   },
-  dockerSaveHoldsImages: {
+  dockerSaveImageCount: {
     code: 'internal',
     message: (p: { id: string; entriesCount: number }) => `docker save of ${p.id} holds ${p.entriesCount} images, expected 1`,
   },
-  dockerSaveHoldsConfig: {
+  dockerSaveWrongConfig: {
     code: 'internal',
     message: (p: { id: string; digest: string }) => `docker save of ${p.id} holds the config of ${p.digest}`,
   },
-  imageArchiveNotWritten: {
+  imageArchiveIncomplete: {
     code: 'internal',
     message: (p: { file: string }) => `the image archive ${p.file} was not written whole`,
   },
-  registryRefusedPush: {
+  pushRefused: {
     code: 'registry_refused',
     message: (p: { url: string; name: string; tag: string; why: string }) =>
       `the registry ${p.url} refused the push of ${p.name}:${p.tag}: ${p.why}`,
   },
-  cannotPushRegistry: {
+  pushFailed: {
     code: 'registry_unreachable',
     message: (p: { name: string; tag: string; url: string; why: string }) =>
       `cannot push ${p.name}:${p.tag} to the registry ${p.url}: ${p.why}`,

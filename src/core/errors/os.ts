@@ -10,7 +10,7 @@ export const osErrors = {
     code: 'build_failed',
     message: (p: { shown: string; message: string }) => `cannot run ${p.shown}: ${p.message}`,
   },
-  stepTimedOutAfter: {
+  stepTimeout: {
     code: 'step_timeout',
     message: (p: { shown: string; timeoutMs: string }) => `step \`${p.shown}\` timed out after ${p.timeoutMs}`,
   },
@@ -22,11 +22,11 @@ export const osErrors = {
     code: 'cancelled',
     message: (p: { shown: string }) => `step \`${p.shown}\` was cancelled`,
   },
-  cannotRunWorkingFolder: {
+  cwdMissing: {
     code: 'build_failed',
     message: (p: { shown: string; cwd: string }) => `cannot run \`${p.shown}\`: working folder ${p.cwd} does not exist`,
   },
-  notExecutablePermissionDenied: {
+  notExecutable: {
     code: 'build_failed',
     message: (p: { file: string }) => `\`${p.file}\` is not executable (permission denied)`,
   },
@@ -34,7 +34,7 @@ export const osErrors = {
     code: 'build_failed',
     message: (p: { shown: string; message: string }) => `cannot run \`${p.shown}\`: ${p.message}`,
   },
-  noFreePortAfter: {
+  noFreePort: {
     code: 'unavailable',
     message: (p: { host: string; maxTries: number }) => `no free port on ${p.host} after ${p.maxTries} tries`,
   },

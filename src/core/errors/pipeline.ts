@@ -2,11 +2,11 @@ import type { ErrorEntries } from './entry.js';
 
 /** Errors raised in src/pipeline/. */
 export const pipelineErrors = {
-  copyingNodeModulesFailed: {
+  nodeModulesCopyFailed: {
     code: 'internal',
     message: (p: { why: string }) => `copying node_modules failed: ${p.why}`,
   },
-  cannotTellWhichNode: {
+  installNodeUnknown: {
     code: 'build_failed',
     message: (p: { tail: string }) => `cannot tell which node runs the install: ${p.tail}`,
   },
@@ -14,50 +14,50 @@ export const pipelineErrors = {
     code: 'build_failed',
     message: (p: { manager: string; tail: string }) => `\`${p.manager} --version\` failed: ${p.tail}`,
   },
-  notLaidOutNpm: {
+  packageManagerLayout: {
     code: 'digest_mismatch',
     message: (p: { pkg: string; version: string; url: string }) =>
       `${p.pkg}@${p.version} from ${p.url} is not laid out as an npm package (one top folder)`,
   },
-  notVersionSemverRange: {
+  invalidManagerSpec: {
     code: 'invalid_config',
     message: (p: { source: string }) => `${p.source}: not a version or a semver range`,
   },
-  noVersionMatchesNpm: {
+  managerVersionNotFound: {
     code: 'package_manager_not_found',
     message: (p: { name: string; source: string; url: string; nearest: readonly string[] }) =>
       `no ${p.name} version matches ${p.source} on the npm registry ${p.url}${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
   },
-  registryHasNoPackageManager: {
+  managerNotOnRegistry: {
     code: 'package_manager_not_found',
     message: (p: { source: string; url: string; name: string; version: string; pkg: string; nearest: readonly string[] }) =>
       `${p.source}: the npm registry ${p.url} has no ${p.name} ${p.version} (package ${p.pkg}@${p.version})${p.nearest.length > 0 ? `; nearest: ${p.nearest.join(', ')}` : ''}`,
   },
-  doesNotMatchHash: {
+  managerHashMismatch: {
     code: 'digest_mismatch',
     message: (p: { name: string; version: string; source: string }) =>
       `${p.name}@${p.version} does not match the hash in ${p.source}: refused, nothing cached`,
     hint: 'Fix the hash in packageManager (`corepack use name@version` writes it), or check the registry / proxy serving the package.',
   },
-  doesNotStartMachine: {
+  managerCannotStart: {
     code: 'build_failed',
     message: (p: { name: string; version: string; out: string; code: null | number }) =>
       `${p.name} ${p.version} does not start on this machine: \`${p.name} --version\` said ${JSON.stringify(p.out)} (exit ${p.code})`,
   },
-  packageManagerCacheFolder: {
+  managerCacheQuote: {
     code: 'invalid_config',
     message: (p: { dir: string }) =>
       `the package-manager cache folder ${JSON.stringify(p.dir)} holds a quote or newline: choose another PILOT_RUNTIME_CACHE`,
   },
-  cancelledWhileWaitingRollout: {
+  rolloutWaitCancelled: {
     code: 'deploy_failed',
     message: 'cancelled while waiting for the rollout',
   },
-  rolloutStillRunningAfter: {
+  rolloutTimeout: {
     code: 'deploy_failed',
     message: (p: { rolloutId: number; timeoutMs: number }) => `rollout #${p.rolloutId} still running after ${p.timeoutMs}s`,
   },
-  gitPrintedMoreThan: {
+  gitOutputTooLarge: {
     code: 'internal',
     message: (p: { args: string; maxOutputBytes: number }) => `git ${p.args} printed more than ${p.maxOutputBytes} bytes`,
   },
@@ -65,7 +65,7 @@ export const pipelineErrors = {
     code: 'internal',
     message: (p: { what: string; code: string; tail: string }) => `\`git ${p.what}\` exited with code ${p.code}: ${p.tail}`,
   },
-  folderDoesNotExist: {
+  folderMissing: {
     code: 'not_a_git_repo',
     message: (p: { abs: string }) => `folder ${p.abs} does not exist`,
   },
@@ -73,11 +73,11 @@ export const pipelineErrors = {
     code: 'not_a_git_repo',
     message: (p: { abs: string }) => `${p.abs} is not a folder`,
   },
-  notInsideGitWork: {
+  notAGitWorkTree: {
     code: 'not_a_git_repo',
     message: (p: { abs: string; tail: string }) => `${p.abs} is not inside a git work tree (git: ${p.tail})`,
   },
-  gitRepositoryHasNo: {
+  noCommits: {
     code: 'no_commits',
     message: (p: { root: string }) => `the git repository at ${p.root} has no commits yet`,
   },
@@ -85,7 +85,7 @@ export const pipelineErrors = {
     code: 'dirty_tree',
     message: (p: { abs: string; listed: string; more: string }) => `uncommitted changes in ${p.abs}: ${p.listed}${p.more}`,
   },
-  hasNoCommittedFiles: {
+  subdirEmpty: {
     code: 'no_commits',
     message: (p: { subdir: string; commit: string }) => `${p.subdir} has no committed files in ${p.commit}`,
     hint: "Commit the app's files first.",
@@ -94,15 +94,15 @@ export const pipelineErrors = {
     code: 'internal',
     message: (p: { workspaceDir: string }) => `workspace ${p.workspaceDir} is not empty`,
   },
-  extractingIntoFailed: {
+  extractFailed: {
     code: 'internal',
     message: (p: { commit: string; ws: string; message: string }) => `extracting ${p.commit} into ${p.ws} failed: ${p.message}`,
   },
-  copyingWorkingTreeCancelled: {
+  copyCancelled: {
     code: 'cancelled',
     message: 'copying the working tree was cancelled',
   },
-  gitListedUnexpectedPath: {
+  gitUnexpectedPath: {
     code: 'internal',
     message: (p: { rel: string }) => `git listed an unexpected path ${JSON.stringify(p.rel)}`,
   },
@@ -141,20 +141,20 @@ export const pipelineErrors = {
     code: 'not_found',
     message: (p: { subdir: string; sha: string }) => `${JSON.stringify(p.subdir)} is not a folder in commit ${p.sha}`,
   },
-  refusedFullCharacterHexadecimal: {
+  commitRefused: {
     code: 'bad_request',
     message: (p: { commit: string }) => `commit ${JSON.stringify(p.commit)} refused: a full 40-character hexadecimal SHA is required`,
   },
-  refusedRelativeFolderPath: {
+  subdirRefused: {
     code: 'bad_request',
     message: (p: { subdir: string }) =>
       `subdir ${JSON.stringify(p.subdir)} refused: a relative folder path without "." or ".." is required`,
   },
-  fetchCancelledWhileWaiting: {
+  fetchCancelled: {
     code: 'cancelled',
     message: 'the fetch was cancelled while waiting for another fetch of the same repository',
   },
-  yamlRepositoryNamesBut: {
+  repoConfigNameMismatch: {
     code: 'invalid_config',
     message: (p: { name: string; app: string }) =>
       `pilot.yaml in the repository names the app "${p.name}", but it is deployed as "${p.app}"`,
@@ -164,13 +164,13 @@ export const pipelineErrors = {
     code: 'cancelled',
     message: 'the run was cancelled',
   },
-  registryDoesNotAnswer: {
+  registryDown: {
     code: 'registry_unreachable',
     message: (p: { url: string; why: string }) => `the registry ${p.url} does not answer (${p.why}); nothing was built`,
     hint: (p: { url: string; why: string }) =>
       `Start the registry at ${p.url}, or \`pilot registry remove ${p.url}\` to publish images to the artifact repository instead.`,
   },
-  dockerBuildTimedOut: {
+  dockerBuildTimeout: {
     code: 'step_timeout',
     message: (p: { buildStepTimeoutMs: number }) => `docker build timed out after ${p.buildStepTimeoutMs}s`,
   },

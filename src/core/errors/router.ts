@@ -12,7 +12,7 @@ export const routerErrors = {
     message: (p: { message: string }) => `routing table rejected: ${p.message}`,
     hint: 'This is a bug in the control plane: the table it computed is inconsistent. The previous table stays in force.',
   },
-  notIpAddressCidr: {
+  invalidTrustedProxy: {
     code: 'bad_request',
     message: (p: { source: string; item: string }) => `${p.source}: ${JSON.stringify(p.item)} is not an IP address or CIDR`,
     hint: 'List addresses or CIDRs separated by commas, e.g. 10.0.0.0/8,127.0.0.1,::1.',
@@ -23,7 +23,7 @@ export const routerErrors = {
     hint: (p: { app: string }) =>
       `Check \`pilot status ${p.app}\`: its instances may be starting, failing their readiness probe, or scaled to 0.`,
   },
-  onlyWebsocketUpgradesPassed: {
+  upgradeNotWebSocket: {
     code: 'not_implemented',
     message: (p: { protocol: string }) => `pilot: only WebSocket upgrades are passed through, not "${p.protocol}"`,
     hint: 'Send the request without an Upgrade header (curl: use --http1.1 instead of --http2 for http:// URLs).',

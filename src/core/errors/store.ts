@@ -2,7 +2,7 @@ import type { ErrorEntries } from './entry.js';
 
 /** Errors raised in src/store/. */
 export const storeErrors = {
-  notByteKey: {
+  invalidSecretKey: {
     code: 'internal',
     message: (p: { keyFile: string }) => `${p.keyFile} is not a 32-byte key`,
     hint: 'Restore it from a backup; without it sealed secrets cannot be read.',
@@ -15,22 +15,22 @@ export const storeErrors = {
     code: 'internal',
     message: 'a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)',
   },
-  stateDatabaseDamaged: {
+  databaseDamaged: {
     code: 'database_corrupt',
     message: (p: { file: string; message: string }) => `the state database ${p.file} is damaged: ${p.message}`,
     hint: 'Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).',
   },
-  cannotOpenStateDatabase: {
+  databaseUnopenable: {
     code: 'internal',
     message: (p: { file: string; message: string }) => `cannot open the state database ${p.file}: ${p.message}`,
   },
-  stateDatabaseSchemaVersion: {
+  databaseTooNew: {
     code: 'internal',
     message: (p: { current: number; migrationsCount: number }) =>
       `state database is at schema version ${p.current}, newer than this Pilot (${p.migrationsCount})`,
     hint: 'Upgrade Pilot, or point PILOT_HOME at another folder.',
   },
-  appBeingRemovedInstances: {
+  appRemoving: {
     code: 'app_removing',
     message: (p: { name: string }) => `app "${p.name}" is being removed; its instances are still stopping`,
   },
@@ -38,7 +38,7 @@ export const storeErrors = {
     code: 'run_not_found',
     message: (p: { id: number }) => `run ${p.id} not found`,
   },
-  memoryStoreClosed: {
+  storeClosed: {
     code: 'internal',
     message: 'the memory store is closed',
   },

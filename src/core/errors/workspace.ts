@@ -5,17 +5,17 @@ const PACKAGE_MANAGER_HINT =
 
 /** Errors raised in src/workspace/. */
 export const workspaceErrors = {
-  packageJsonNotVersion: {
+  invalidEnginesSpec: {
     code: 'invalid_config',
     message: (p: { where: string; spec: string }) => `package.json ${p.where} ${JSON.stringify(p.spec)} is not a version or a semver range`,
     hint: 'Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with "packageManager": "name@version".',
   },
-  notValidJson: {
+  invalidJson: {
     code: 'invalid_config',
     message: (p: { file: string; message: string }) => `${p.file} is not valid JSON: ${p.message}`,
     hint: 'Fix package.json (`npm pkg get` shows whether npm can read it).',
   },
-  mustHoldJsonObject: {
+  jsonNotObject: {
     code: 'invalid_config',
     message: (p: { file: string }) => `${p.file} must hold a JSON object`,
   },
@@ -23,7 +23,7 @@ export const workspaceErrors = {
     code: 'invalid_config',
     message: (p: { file: string; message: string }) => `cannot read ${p.file}: ${p.message}`,
   },
-  yamlNotValidYaml: {
+  invalidYaml: {
     code: 'invalid_config',
     message: (p: { msg: string }) => `pilot.yaml is not valid YAML: ${p.msg}`,
   },
