@@ -1,3 +1,12 @@
+/**
+ * The error catalogue. Every error a caller can see has a permanent code, a message saying what
+ * went wrong, a hint saying what to do about it, and whether retrying the same call can succeed.
+ * The HTTP edge maps `status` once (control/http-errors.ts); the CLI prints message and hint.
+ * Never branch on message text: branch on `code`.
+ *
+ * Errors are made only from the catalogue's entries (errors/<area>.ts), by name:
+ * `throw fail.appNotFound({ app })`. ESLint refuses `new PilotError(...)` anywhere else.
+ */
 import { CATALOGUE, type CatalogueEntry, type ErrorCode } from './errors/codes.js';
 import type { ErrorEntries } from './errors/entry.js';
 import { agentErrors } from './errors/agent.js';
@@ -18,16 +27,8 @@ import { workspaceErrors } from './errors/workspace.js';
 
 export { CATALOGUE, type CatalogueEntry, type ErrorCode } from './errors/codes.js';
 export type { ErrorEntry, ErrorEntries } from './errors/entry.js';
+export { pipelineHints } from './errors/pipeline.js';
 
-/**
- * The error catalogue. Every error a caller can see has a permanent code, a message saying what
- * went wrong, a hint saying what to do about it, and whether retrying the same call can succeed.
- * The HTTP edge maps `status` once (control/http-errors.ts); the CLI prints message and hint.
- * Never branch on message text: branch on `code`.
- *
- * Errors are made only from the catalogue's entries (errors/<area>.ts), by name:
- * `throw fail.appNotFound({ app })`. ESLint refuses `new PilotError(...)` anywhere else.
- */
 export interface ErrorBody {
   readonly code: string;
   readonly message: string;
@@ -178,4 +179,3 @@ export function restate(
     ...(change.cause === undefined ? {} : { cause: change.cause }),
   });
 }
-export { pipelineHints } from './errors/pipeline.js';
