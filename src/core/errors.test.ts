@@ -145,6 +145,25 @@ describe('the error catalogue', () => {
   });
 });
 
+describe('the lint rule that keeps free-text errors out', () => {
+  it('refuses new PilotError in production code, and allows it in errors.ts and in tests', async () => {
+    const { ESLint } = await import('eslint');
+    const root = new URL('../../../', import.meta.url).pathname;
+    const eslint = new ESLint({ cwd: root });
+    const code = "import { PilotError } from '../core/errors.js';\nexport const e = new PilotError('internal', 'free text');\n";
+    // lintText with a file path the project's tsconfig covers (typed linting needs one): a real source file's name.
+    const [inCli] = await eslint.lintText(code, { filePath: join(root, 'src/cli/runtimes.ts') });
+    assert.deepEqual(
+      inCli!.messages.filter((m) => m.ruleId === 'no-restricted-syntax').map((m) => m.line),
+      [2],
+    );
+    const rules = async (file: string): Promise<unknown> =>
+      ((await eslint.calculateConfigForFile(join(root, file))) as { rules?: Record<string, unknown> }).rules?.['no-restricted-syntax'];
+    assert.equal(await rules('src/core/errors.ts'), undefined);
+    assert.equal(await rules('src/core/errors.test.ts'), undefined);
+  });
+});
+
 describe('fromBody (errors received over the wire)', () => {
   it('rebuilds code, message, hint, retryable and details', () => {
     const sent = fail
