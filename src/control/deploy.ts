@@ -73,7 +73,7 @@ export async function admitDeploy(
   }
   const input = validateAppConfig(b.config ?? {}, 'config');
   if (input.name !== undefined && input.name !== name) {
-    throw fail.configNameMismatch({ name: input.name, name2: name });
+    throw fail.configNameMismatch({ configName: input.name, app: name });
   }
   const config = resolveAppConfig(input, name);
   if (config.runtime === 'docker') {
@@ -92,7 +92,7 @@ export async function admitDeploy(
     throw fail.runtimeArtifactMissing({ version: b.node.version, digest: b.node.digest });
   }
   if (b.node?.npm && !(await blobs.has(b.node.npm.digest))) {
-    throw fail.npmArtifactMissing({ version: b.node.npm.version, digest: b.node.npm.digest, version2: b.node.version });
+    throw fail.npmArtifactMissing({ npm: b.node.npm.version, digest: b.node.npm.digest, node: b.node.version });
   }
   if (b.node) await assertRecordedRuntime(store, b.node);
   // A fixed port switches without downtime only where every node gives instances their own network namespace.

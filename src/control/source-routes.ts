@@ -173,7 +173,7 @@ export function registerSourceRoutes(
 
   app.delete<{ Params: { app: string; name: string } }>('/api/v1/apps/:app/secrets/:name', async (req) => {
     const name = assertName(req.params.app);
-    if (!(await store.deleteSecret(name, req.params.name))) throw fail.appHasNoSecret({ name, name2: req.params.name.slice(0, 80) });
+    if (!(await store.deleteSecret(name, req.params.name))) throw fail.appHasNoSecret({ app: name, secret: req.params.name.slice(0, 80) });
     return { app: name, deleted: req.params.name };
   });
 }

@@ -248,7 +248,7 @@ function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
     }
     if (out.some((o) => o.name === v.name)) throw fail.volumeNameTwice({ name: v.name });
     const clash = out.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
-    if (clash) throw fail.volumePathsOverlap({ name: v.name, path, name2: clash.name, path2: clash.path });
+    if (clash) throw fail.volumePathsOverlap({ name: v.name, path, otherName: clash.name, otherPath: clash.path });
     out.push({ name: v.name, path });
   }
   return out;

@@ -36,7 +36,7 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
     throw fail.npmPackageUnreadable({ message: (e as Error).message });
   }
   if (meta.name !== 'npm' || meta.version !== expect.version) {
-    throw fail.npmTarballMismatch({ name: String(meta.name), version: String(meta.version), version2: expect.version });
+    throw fail.npmTarballMismatch({ name: String(meta.name), version: String(meta.version), expected: expect.version });
   }
   const l = npmLayout(dest);
   await mkdir(l.binDir, { recursive: true });

@@ -142,7 +142,7 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
       name: String(meta.name),
       version: String(meta.version),
       pkg: expect.pkg,
-      version2: expect.version,
+      expected: expect.version,
     });
   }
   const shape = packageLayout(meta);

@@ -67,7 +67,7 @@ export const controlErrors = {
   },
   appHasNoSecret: {
     code: 'not_found',
-    message: (p: { name: string; name2: string }) => `app "${p.name}" has no secret ${JSON.stringify(p.name2)}`,
+    message: (p: { app: string; secret: string }) => `app "${p.app}" has no secret ${JSON.stringify(p.secret)}`,
   },
   registryCredentialsHalf: {
     code: 'bad_request',
@@ -193,7 +193,7 @@ export const controlErrors = {
   },
   configNameMismatch: {
     code: 'invalid_config',
-    message: (p: { name: string; name2: string }) => `config name "${p.name}" does not match the app "${p.name2}" in the URL`,
+    message: (p: { configName: string; app: string }) => `config name "${p.configName}" does not match the app "${p.app}" in the URL`,
   },
   dockerDeployNeedsImage: {
     code: 'bad_request',
@@ -231,8 +231,8 @@ export const controlErrors = {
   },
   npmArtifactMissing: {
     code: 'artifact_not_found',
-    message: (p: { version: string; digest: string; version2: string }) =>
-      `npm ${p.version} (${p.digest}), paired with Node.js ${p.version2}, is not in the artifact repository`,
+    message: (p: { npm: string; digest: string; node: string }) =>
+      `npm ${p.npm} (${p.digest}), paired with Node.js ${p.node}, is not in the artifact repository`,
   },
   runOfAppNotFound: {
     code: 'run_not_found',

@@ -26,8 +26,8 @@ export const coreErrors = {
   },
   volumePathsOverlap: {
     code: 'invalid_config',
-    message: (p: { name: string; path: string; name2: string; path2: string }) =>
-      `pilot.yaml: volumes: ${p.name} (${p.path}) and ${p.name2} (${p.path2}) overlap`,
+    message: (p: { name: string; path: string; otherName: string; otherPath: string }) =>
+      `pilot.yaml: volumes: ${p.name} (${p.path}) and ${p.otherName} (${p.otherPath}) overlap`,
     hint: 'Give each volume a folder of its own.',
   },
   unterminatedCommand: {

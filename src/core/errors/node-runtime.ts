@@ -8,8 +8,8 @@ export const nodeRuntimeErrors = {
   },
   npmTarballMismatch: {
     code: 'bad_request',
-    message: (p: { name: string; version: string; version2: string }) =>
-      `not the npm asked for: the tarball holds ${p.name}@${p.version}, not npm@${p.version2}`,
+    message: (p: { name: string; version: string; expected: string }) =>
+      `not the npm asked for: the tarball holds ${p.name}@${p.version}, not npm@${p.expected}`,
   },
   npmIncomplete: {
     code: 'bad_request',
@@ -42,10 +42,10 @@ export const nodeRuntimeErrors = {
   },
   runtimeTarballMismatch: {
     code: 'bad_request',
-    message: (p: { name: string; version: string; pkg: string; version2: string }) =>
-      `not the runtime asked for: the tarball holds ${p.name}@${p.version}, not ${p.pkg}@${p.version2}`,
-    hint: (p: { name: string; version: string; pkg: string; version2: string }) =>
-      `Use the tarball of ${p.pkg}@${p.version2} (\`npm pack ${p.pkg}@${p.version2}\`).`,
+    message: (p: { name: string; version: string; pkg: string; expected: string }) =>
+      `not the runtime asked for: the tarball holds ${p.name}@${p.version}, not ${p.pkg}@${p.expected}`,
+    hint: (p: { name: string; version: string; pkg: string; expected: string }) =>
+      `Use the tarball of ${p.pkg}@${p.expected} (\`npm pack ${p.pkg}@${p.expected}\`).`,
   },
   nodeCannotStart: {
     code: 'runtime_cannot_start',
