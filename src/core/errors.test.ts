@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PLACEHOLDERS } from './errors-doc.js';
-import { CATALOGUE, ERROR_AREAS, PilotError, fail, fromBody, isPilotError, makeError, restate, type ErrorCode } from './errors.js';
+import { CATALOGUE, ERROR_AREAS, PilotError, fail, fromBody, isPilotError, restate, type ErrorCode, type ErrorExtra } from './errors.js';
 
 /** Parameters for any entry: every parameter reads as its own name in angle brackets. */
 const sample = PLACEHOLDERS;
@@ -58,7 +58,10 @@ describe('the error catalogue', () => {
 
   it('makes each error with its code, status, retryable flag, message and hint', () => {
     for (const { area, name, entry } of entries) {
-      const e = makeError(entry, sample, { details: { n: 1 } });
+      // An entry with functions takes its parameters first; one without takes only the extra.
+      const make = (fail as unknown as Record<string, (a?: unknown, b?: ErrorExtra) => PilotError>)[name]!;
+      const takesParams = typeof entry.message === 'function' || typeof entry.hint === 'function';
+      const e = takesParams ? make(sample, { details: { n: 1 } }) : make({ details: { n: 1 } });
       assert.ok(isPilotError(e), `${area}.${name}`);
       assert.equal(e.code, entry.code);
       assert.equal(e.status, CATALOGUE[entry.code].status);
@@ -72,7 +75,6 @@ describe('the error catalogue', () => {
         retryable: CATALOGUE[entry.code].retryable,
         details: { n: 1 },
       });
-      assert.equal(typeof (fail as unknown as Record<string, unknown>)[name], 'function', `fail.${name}`);
     }
   });
 

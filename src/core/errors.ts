@@ -139,7 +139,7 @@ type Maker<E> =
   ParamsOf<E> extends undefined ? (extra?: ErrorExtra) => PilotError : (params: ParamsOf<E>, extra?: ErrorExtra) => PilotError;
 
 /** Make the error of one entry: message and hint from its parameters; status and retryable from its code. */
-export function makeError(entry: ErrorEntries[string], params: unknown, extra: ErrorExtra = {}): PilotError {
+function makeError(entry: ErrorEntries[string], params: unknown, extra: ErrorExtra = {}): PilotError {
   const text = <T extends string | undefined>(t: T | ((p: never) => T)): T => (typeof t === 'function' ? t(params as never) : t);
   const hint = entry.hint === undefined ? undefined : text(entry.hint);
   return new PilotError(entry.code, text(entry.message), {
