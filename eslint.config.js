@@ -14,6 +14,17 @@ export default tseslint.config(
     },
   },
   {
+    // Every error a user can see comes from the catalogue (src/core/README.md, "Errors").
+    files: ['src/**/*.ts'],
+    ignores: ['src/core/errors.ts', 'src/**/*.test.ts'],
+    rules: {
+      'no-restricted-syntax': ['error', {
+        selector: "NewExpression[callee.name='PilotError']",
+        message: 'Make errors from the catalogue: `throw fail.<entry>(params)`; add the entry to src/core/errors/<area>.ts (src/core/README.md, "Errors").',
+      }],
+    },
+  },
+  {
     // Integration tests read JSON answers loosely on purpose: they assert on what the user sees.
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

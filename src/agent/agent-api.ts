@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { open, stat } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { bearer, tokensEqual } from '../api/auth.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { LocalInstance } from './instance.js';
 import type { LogFiles, Runtime } from './runtimes/runtime.js';
 import { listStopped, stoppedRoot } from './stopped-logs.js';
@@ -73,9 +73,7 @@ export async function startAgentApi(opts: {
     }
     const token = bearer(req.headers.authorization);
     if (!token || !tokensEqual(token, opts.token)) {
-      res
-        .writeHead(401, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ error: new PilotError('unauthorized', 'invalid agent token').toJSON() }));
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: fail.invalidAgentToken().toJSON() }));
       return;
     }
     const stopped = /^\/v1\/apps\/([a-z][a-z0-9-]{0,62})\/stopped$/.exec(url.pathname);
@@ -91,9 +89,7 @@ export async function startAgentApi(opts: {
     const keptDir = id !== undefined && !inst && /^[a-z0-9-]{1,200}$/.test(id) ? join(stoppedRoot(opts.home), id) : undefined;
     const kept = keptDir !== undefined && existsSync(keptDir);
     if (!inst && !kept) {
-      res
-        .writeHead(404, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ error: new PilotError('not_found', 'no such instance on this node').toJSON() }));
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: fail.noSuchInstanceNode().toJSON() }));
       return;
     }
     const files: LogFiles = inst

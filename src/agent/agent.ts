@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ArtifactClient } from '../artifacts/client.js';
 import { step, TAIL_EVERY_MS, type InstanceEffect, type InstanceEvent } from '../core/instance-machine.js';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import { pnpNodeOptions, resolveRunCommand } from '../core/run-command.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 import { startAgentApi, type AgentApi } from './agent-api.js';
@@ -97,8 +97,7 @@ const RELEASE_WRAPPER = 'f=$1; shift; "$@"; c=$?; echo "$c" > "$f"; exit "$c"';
 
 /** The release command the control plane sent with a release instance, wrapped to record its exit code in `exitFile`. */
 function releaseArgv(release: readonly string[] | undefined, exitFile: string): readonly string[] {
-  if (!release || release.length === 0 || release[0] === '')
-    throw new PilotError('deploy_failed', 'release instance without a release command');
+  if (!release || release.length === 0 || release[0] === '') throw fail.releaseInstanceWithoutRelease();
   return ['/bin/sh', '-c', RELEASE_WRAPPER, 'pilot-release', exitFile, ...release];
 }
 
@@ -231,7 +230,7 @@ export class Agent {
    */
   private rt(inst: LocalInstance): Runtime {
     if (inst.spec.runtime !== 'docker') return this.runtime;
-    if (!this.docker) throw new PilotError('internal', `instance ${inst.spec.id} runs in docker but the Docker side is not loaded`);
+    if (!this.docker) throw fail.dockerSideNotLoaded({ id: inst.spec.id });
     return this.docker.runtime;
   }
 
@@ -575,13 +574,7 @@ export class Agent {
 
   private async startInstance(inst: LocalInstance): Promise<void> {
     if (inst.spec.kind === 'release' && inst.spec.runtime === 'docker') {
-      await this.startFailed(
-        inst,
-        new PilotError(
-          'deploy_failed',
-          'a release phase needs the process runtime (runtime: docker runs it in the image: use a Dockerfile step or an entrypoint for now)',
-        ),
-      );
+      await this.startFailed(inst, fail.releasePhaseNeedsProcess());
       return;
     }
     if (inst.spec.runtime === 'docker') return this.startContainer(inst);
@@ -707,13 +700,7 @@ export class Agent {
     // exec refuses a NUL in the environment with an error that quotes the value: fail first, by name.
     for (const [k, v] of Object.entries(inst.spec.env)) {
       if (v.includes('\u0000')) {
-        throw new PilotError(
-          'deploy_failed',
-          `the environment variable ${k} contains a NUL byte and cannot be passed to a process (the value is not shown)`,
-          {
-            hint: `Set it again without NUL: \`pilot secrets set ${inst.spec.app} ${k} < FILE\`, or fix it in pilot.yaml.`,
-          },
-        );
+        throw fail.envValueHasNul({ k, app: inst.spec.app });
       }
     }
     return {

@@ -6,7 +6,7 @@
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import type { Logger } from 'pino';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
 import type { Static } from '@sinclair/typebox';
 import { AGENT_PROTOCOL, type RegisterResponse, type NodeRuntimesSchema } from '../api/protocol.js';
@@ -52,7 +52,7 @@ export class ControlPlaneLink {
   }
 
   credential(): string {
-    if (!this.saved) throw new PilotError('unauthorized', 'agent is not registered yet');
+    if (!this.saved) throw fail.agentNotRegisteredYet();
     return this.saved.credential;
   }
 

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { ArtifactClient } from '../artifacts/client.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { InstanceSpec } from '../core/types.js';
 import { connectEngine, engineStatus, type Engine, type EngineStatus } from '../docker/engine.js';
 import { engineReport } from '../docker/probe.js';
@@ -112,8 +112,8 @@ export class DockerNode {
   async request(inst: LocalInstance, port: number): Promise<StartRequest> {
     const spec = inst.spec;
     if (!this.status.available) await this.check();
-    if (!this.status.available) throw new PilotError('runtime_unavailable', this.status.error ?? 'the Docker engine does not answer');
-    if (spec.image === undefined) throw new PilotError('deploy_failed', `instance ${spec.id} runs in docker but its revision has no image`);
+    if (!this.status.available) throw fail.dockerEngineUnavailable({ error: this.status.error });
+    if (spec.image === undefined) throw fail.dockerInstanceWithoutImage({ id: spec.id });
     await this.images.ensure(spec.image, spec.registryAuth);
     if (this.fetched.has(spec.image.id)) this.fetched.record(spec.image.id, spec.app); // for the per-app keep rule
     return {

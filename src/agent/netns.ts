@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomInt } from 'node:crypto';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 
 export interface Netns {
   readonly name: string;
@@ -119,13 +119,11 @@ export async function createNetns(stateDir: string): Promise<Netns> {
       await run(ip, ['-n', name, 'route', 'add', 'default', 'via', hostAddr]);
     } catch (e) {
       await deleteNetns(stateDir).catch(() => undefined);
-      throw new PilotError('deploy_failed', `cannot set up the network namespace of the instance: ${(e as Error).message}`, { cause: e });
+      throw fail.cannotSetUpNetwork({ message: (e as Error).message }, { cause: e });
     }
     return ns;
   }
-  throw new PilotError('unavailable', 'no free network namespace block in 10.213.0.0/16 after 20 tries', {
-    hint: 'Remove stale namespaces: `ip netns list | grep pilot-`.',
-  });
+  throw fail.noFreeNetworkNamespace();
 }
 
 function writeRecord(stateDir: string, ns: Netns): void {

@@ -3,7 +3,7 @@
  * CLI for `pilot run` and in the server for webhooks: either way it talks to the API, never to
  * the store). Errors come back as PilotError with the server's code, message and hint.
  */
-import { fromBody, PilotError } from '../core/errors.js';
+import { fromBody, type PilotError, fail } from '../core/errors.js';
 import type { ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import type { RolloutRecord, InstanceRecord } from '../store/store.js';
 import type { DeployPlanView } from './wire.js';
@@ -60,7 +60,7 @@ export class ApiClient {
 
   private unreachable(err: unknown): PilotError {
     const cause = (err as { cause?: { message?: string } }).cause?.message;
-    return new PilotError('server_unreachable', `cannot reach the Pilot server at ${this.baseUrl}: ${cause ?? (err as Error).message}`);
+    return fail.cannotReachServer({ baseUrl: this.baseUrl, cause: cause ?? (err as Error).message });
   }
 
   createRun(b: { app: string; commit: string; dirty: boolean; trigger?: RunRecord['trigger'] }): Promise<{ run: RunRecord }> {

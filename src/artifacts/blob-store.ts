@@ -21,7 +21,7 @@ import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
 
@@ -79,9 +79,7 @@ export class FsBlobStore {
     try {
       const { digest, size } = await receive(src, tmp, opts.maxBytes);
       if (expected !== undefined && digest !== expected) {
-        throw new PilotError('digest_mismatch', `the bytes received hash to ${digest}, not ${expected}`, {
-          details: { expected, actual: digest, size },
-        });
+        throw fail.uploadDigestMismatch({ digest, expected }, { details: { expected, actual: digest, size } });
       }
       let created = await linkNoReplace(tmp, this.path(digest));
       let healed: string | undefined;
@@ -126,7 +124,7 @@ export class FsBlobStore {
     try {
       fh = await open(file, 'r');
     } catch (e) {
-      if (errno(e) === 'ENOENT') throw new PilotError('artifact_not_found', `artifact ${digest} not found`);
+      if (errno(e) === 'ENOENT') throw fail.artifactNotFound({ digest });
       throw e;
     }
     return fh.createReadStream({ highWaterMark: 256 * 1024 });
@@ -284,7 +282,7 @@ async function receive(src: Readable, tmp: string, maxBytes: number | undefined)
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       size += buf.length;
       if (maxBytes !== undefined && size > maxBytes) {
-        throw new PilotError('too_large', `artifact is larger than the ${maxBytes}-byte limit`, { details: { maxBytes } });
+        throw fail.artifactTooLarge({ maxBytes }, { details: { maxBytes } });
       }
       hash.update(buf);
       batch.push(buf);

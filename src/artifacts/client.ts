@@ -8,7 +8,7 @@ import { rename, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { fromBody, PilotError, type ErrorBody, type ErrorCode } from '../core/errors.js';
+import { fromBody, type PilotError, type ErrorBody, fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
 import { sha256Tap } from './digest.js';
@@ -78,7 +78,7 @@ export class ArtifactClient {
     const announced = res.headers['x-pilot-digest'];
     if (announced !== undefined && announced !== digest) {
       await res.body.dump();
-      throw new PilotError('digest_mismatch', `asked for ${digest}, the server answered ${String(announced)}`);
+      throw fail.announcedDigestDiffers({ digest, announced: String(announced) });
     }
     const tmp = `${destFile}.partial-${randomBytes(6).toString('hex')}`;
     const { tap, result } = sha256Tap();
@@ -92,10 +92,7 @@ export class ArtifactClient {
         // Report it: the repository re-hashes its copy and quarantines it when that is the bad one,
         // so the next publish heals it. Best effort: the mismatch is the error either way.
         await this.reportMismatch(digest);
-        throw new PilotError('digest_mismatch', `downloaded bytes hash to ${actual}, not ${digest}`, {
-          hint: 'The stored artifact is corrupt or was altered in transit; re-publish it.',
-          details: { expected: digest, actual, size },
-        });
+        throw fail.downloadDigestMismatch({ actual, digest }, { details: { expected: digest, actual, size } });
       }
       await rename(tmp, destFile);
       return { size };
@@ -134,7 +131,7 @@ export class ArtifactClient {
     } catch (e) {
       const code = errno(e);
       if (code !== undefined && UNREACHABLE.has(code)) {
-        throw new PilotError('server_unreachable', `cannot reach the artifact repository at ${this.baseUrl}: ${code}`, { cause: e });
+        throw fail.cannotReachArtifactRepository({ baseUrl: this.baseUrl, code }, { cause: e });
       }
       throw e;
     }
@@ -156,7 +153,12 @@ async function answerError(res: ResponseData, what: string): Promise<PilotError>
 
 /** For answers without a body (HEAD) or not from Pilot: the closest catalogue code for the status. */
 function statusError(status: number, message: string): PilotError {
-  const byStatus: Record<number, ErrorCode> = { 401: 'unauthorized', 403: 'forbidden', 404: 'artifact_not_found', 413: 'too_large' };
-  const code = byStatus[status] ?? (status >= 500 ? 'unavailable' : 'bad_request');
-  return new PilotError(code, `${message} (HTTP ${status})`);
+  const byStatus: Record<number, typeof fail.repositoryUnauthorized> = {
+    401: fail.repositoryUnauthorized,
+    403: fail.repositoryForbidden,
+    404: fail.repositoryNotFound,
+    413: fail.repositoryTooLarge,
+  };
+  const make = byStatus[status] ?? (status >= 500 ? fail.repositoryUnavailable : fail.repositoryRefusedRequest);
+  return make({ message, status });
 }

@@ -5,7 +5,7 @@
  */
 import { lstat, mkdir, readFile, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { errno } from '../core/errno.js';
 import { LINKS_MANIFEST, linkTargetProblem, splitArchivePath, type LinkRecord, type PathLimits } from './paths.js';
 
@@ -76,5 +76,5 @@ async function createLink(root: string, l: LinkRecord, limits: LinkLimits): Prom
 }
 
 function unsafe(entry: string, reason: string): PilotError {
-  return new PilotError('unsafe_archive', `unsafe archive entry ${JSON.stringify(entry)}: ${reason}`, { details: { entry, reason } });
+  return fail.unsafeArchive({ entry, reason }, { details: { entry, reason } });
 }

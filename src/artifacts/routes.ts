@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
@@ -124,9 +124,7 @@ async function putArtifact(
   const app = req.query.app === undefined ? undefined : assertName(req.query.app);
   const commit = req.query.commit;
   if (commit !== undefined && !isCommitSha(commit)) {
-    throw new PilotError('bad_request', `invalid commit ${JSON.stringify(String(commit).slice(0, 80))}`, {
-      hint: 'Pass the full commit SHA (40 or 64 lowercase hex characters).',
-    });
+    throw fail.invalidCommit({ commit: String(commit).slice(0, 80) });
   }
   const declared = Number(req.headers['content-length']);
   if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);
@@ -153,9 +151,7 @@ function requestBody(body: unknown): Readable {
   if (body instanceof Readable) return body;
   // Fastify skips the parser for a body-less request without content type: an empty artifact.
   if (body === undefined) return Readable.from([]);
-  throw new PilotError('bad_request', 'artifact bytes must be sent as the raw request body', {
-    hint: 'Send the file with content-type application/octet-stream.',
-  });
+  throw fail.artifactBodyMissing();
 }
 
 /** Re-hash a stored blob (quarantining it when corrupt), logging what was found. */
@@ -188,11 +184,9 @@ function blobHeaders(digest: string, size: number): Record<string, string> {
 }
 
 function notFound(digest: string): PilotError {
-  return new PilotError('artifact_not_found', `artifact ${digest} not found`);
+  return fail.artifactNotFound({ digest });
 }
 
 function tooLarge(maxBytes: number, declared: number): PilotError {
-  return new PilotError('too_large', `artifact of ${declared} bytes is larger than the ${maxBytes}-byte limit`, {
-    details: { maxBytes },
-  });
+  return fail.declaredArtifactTooLarge({ declared, maxBytes }, { details: { maxBytes } });
 }

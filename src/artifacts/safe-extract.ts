@@ -17,7 +17,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { errno } from '../core/errno.js';
 import { applyLinksManifest } from './links-manifest.js';
 import { LINKS_MANIFEST, splitArchivePath } from './paths.js';
@@ -97,9 +97,7 @@ export async function extractArtifact(
       () => false,
     )
   ) {
-    throw new PilotError('conflict', `cannot extract into ${dest}: it already exists`, {
-      hint: 'Artifacts are unpacked into a new folder, never over an existing one.',
-    });
+    throw fail.extractTargetExists({ dest });
   }
   await mkdir(dirname(dest), { recursive: true });
   const partial = `${dest}.partial-${randomBytes(6).toString('hex')}`;
@@ -121,34 +119,32 @@ async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits, o
   const p: Progress = { entries: 0, declared: 0, read: 0, files: 0, bytes: 0, dirModes: new Map() };
   const abort = new AbortController();
   let failure: unknown;
-  const fail = (e: unknown): void => {
+  const stop = (e: unknown): void => {
     if (failure !== undefined) return;
     failure = e;
     abort.abort();
   };
   const unsafe = (entry: string, reason: string): PilotError => {
     const shown = entry.length > 200 ? `${entry.slice(0, 200)}…` : entry;
-    return new PilotError('unsafe_archive', `unsafe archive entry ${JSON.stringify(shown)}: ${reason}`, {
-      details: { entry: shown, reason, bytesRead: p.read },
-    });
+    return fail.unsafeArchiveEntry({ shown, reason }, { details: { entry: shown, reason, bytesRead: p.read } });
   };
 
   let eof = false;
   // Entries are written one at a time, in archive order: the parser hands over the next entry
   // only once this one's bytes are consumed, and `work` keeps the (async) writes in that order.
   let work = Promise.resolve();
-  const writes = new SmallWrites((e, entryPath) => fail(conflictAsUnsafe(e, entryPath, unsafe)));
+  const writes = new SmallWrites((e, entryPath) => stop(conflictAsUnsafe(e, entryPath, unsafe)));
   const parser = new Parser({ strict: true });
-  parser.on('error', (e: Error) => fail(unsafe('(archive)', `not a valid tar stream: ${e.message}`)));
+  parser.on('error', (e: Error) => stop(unsafe('(archive)', `not a valid tar stream: ${e.message}`)));
   parser.on('eof', () => (eof = true));
   parser.on('meta', (meta: string) => {
-    if (hidesNul(meta)) fail(unsafe('(extended header)', 'NUL byte in path'));
+    if (hidesNul(meta)) stop(unsafe('(extended header)', 'NUL byte in path'));
   });
   // Unknown entry types, and extended headers too big to read, would be skipped silently.
-  parser.on('ignoredEntry', (entry: ReadEntry) => fail(unsafe(entry.path, `unsupported entry type ${entry.type}`)));
+  parser.on('ignoredEntry', (entry: ReadEntry) => stop(unsafe(entry.path, `unsupported entry type ${entry.type}`)));
   parser.on('entry', (entry: ReadEntry) => {
     const plan = failure === undefined ? admit(entry, p, lim, opts) : ({ kind: 'skip' } as const);
-    if (typeof plan === 'string') fail(unsafe(entry.path, plan));
+    if (typeof plan === 'string') stop(unsafe(entry.path, plan));
     if (typeof plan === 'string' || plan.kind === 'skip') {
       entry.resume();
       return;
@@ -157,7 +153,7 @@ async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits, o
       .then(() => (failure === undefined ? writeEntry(entry, plan, root, p, abort.signal, writes) : void entry.resume()))
       .catch((e: unknown) => {
         entry.resume();
-        fail(conflictAsUnsafe(e, entry.path, unsafe));
+        stop(conflictAsUnsafe(e, entry.path, unsafe));
       });
   });
 
@@ -168,7 +164,7 @@ async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits, o
   try {
     for await (const chunk of gunzip as AsyncIterable<Buffer>) {
       p.read += chunk.length;
-      if (p.read > lim.maxBytes) fail(unsafe('(archive)', `more than ${lim.maxBytes} bytes once decompressed`));
+      if (p.read > lim.maxBytes) stop(unsafe('(archive)', `more than ${lim.maxBytes} bytes once decompressed`));
       // Past the end-of-archive marker node-tar would buffer whatever follows: stop reading.
       if (failure !== undefined || eof) break;
       if (!parser.write(chunk)) await once(parser, 'drain', { signal: abort.signal });
@@ -179,8 +175,8 @@ async function writeEntries(tgzFile: string, root: string, lim: ExtractLimits, o
       await ended;
     }
   } catch (e) {
-    if (errno(e)?.startsWith('Z_')) fail(unsafe('(archive)', `not a valid gzip stream: ${(e as Error).message}`));
-    else fail(e);
+    if (errno(e)?.startsWith('Z_')) stop(unsafe('(archive)', `not a valid gzip stream: ${(e as Error).message}`));
+    else stop(e);
   } finally {
     source.destroy();
     gunzip.destroy();
@@ -278,7 +274,7 @@ async function writeEntry(
       entry.once('end', res);
       entry.once('error', rej);
     });
-    if (got > SMALL_FILE) throw new PilotError('unsafe_archive', `entry ${plan.parts.join('/')} holds more bytes than its header declares`);
+    if (got > SMALL_FILE) throw fail.entryLongerThanDeclared({ path: plan.parts.join('/') });
     await writes.add(entry.path, async () => {
       if (signal.aborted) return;
       // 'wx': a second entry with the same name is refused, never written over the first.

@@ -4,7 +4,7 @@
  * naming the field at fault. Branch names are kept exactly as sent (they are data: compared, stored,
  * shown escaped, never given to a shell); message and author are made showable here.
  */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 
 export type PushDecision =
@@ -36,21 +36,17 @@ export function showRef(ref: string): string {
 
 /** Decide what a parsed `push` payload asks for; throws PilotError('bad_request') on shape errors. */
 export function parsePush(payload: unknown): PushDecision {
-  if (!isObject(payload)) throw new PilotError('bad_request', 'push payload must be a JSON object');
+  if (!isObject(payload)) throw fail.pushPayloadNotObject();
   const { ref, repository, after, deleted } = payload;
-  if (typeof ref !== 'string') throw new PilotError('bad_request', 'ref must be a string');
-  if (!isObject(repository)) throw new PilotError('bad_request', 'repository must be an object');
-  if (typeof after !== 'string' || !SHA_RE.test(after))
-    throw new PilotError('bad_request', 'after must be a 40-character lowercase hex commit SHA');
+  if (typeof ref !== 'string') throw fail.pushRefNotString();
+  if (!isObject(repository)) throw fail.pushRepositoryNotObject();
+  if (typeof after !== 'string' || !SHA_RE.test(after)) throw fail.pushAfterNotSha();
   // GitHub always sends head_commit (null for deletions); a sender that leaves it out means "none".
   const head = payload.head_commit === undefined ? null : payload.head_commit;
-  if (head !== null && !isObject(head)) throw new PilotError('bad_request', 'head_commit must be an object or null');
+  if (head !== null && !isObject(head)) throw fail.pushHeadCommitNotObject();
   if (ref.length > MAX_REF_CHARS || CONTROL_RE.test(ref)) {
     // git refuses such refs (check-ref-format), so GitHub never sends one: the delivery is forged or broken.
-    throw new PilotError(
-      'bad_request',
-      `ref ${showRef(ref)} is not a valid git ref (control characters, or over ${MAX_REF_CHARS} characters)`,
-    );
+    throw fail.pushRefInvalid({ ref: showRef(ref), maxRefChars: MAX_REF_CHARS });
   }
 
   if (ref.startsWith('refs/tags/')) return { kind: 'ignore', reason: `tag push ${showRef(ref.slice(10))}`, repository };

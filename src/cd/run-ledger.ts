@@ -20,7 +20,7 @@
  * Queue moves that touch many rows at once (enqueue with dedupe and supersede, claim, recovery)
  * are single store transactions, each one a legal edge of the machine.
  */
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import { decideRunReport, type RunReport } from '../core/run-machine.js';
 import type { RunRecord, StepRecord } from '../core/types.js';
 import type { EnqueueResult, RevisionRecord, Store, WebhookPush } from '../store/store.js';
@@ -97,9 +97,12 @@ export class RunLedger {
   async report(id: number, report: RunReport, now: number): Promise<RunRecord> {
     for (let attempt = 1; ; attempt++) {
       const run = await this.store.getRun(id);
-      if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+      if (!run) throw fail.runNotFound({ id });
       const d = decideRunReport(run, report, now);
-      if (!d.ok) throw new PilotError(d.code, d.message);
+      if (!d.ok)
+        throw d.code === 'run_finished'
+          ? fail.runReportOnFinishedRun({ message: d.message })
+          : fail.runReportIllegal({ message: d.message });
       if (Object.keys(d.change).length === 0) return run;
       try {
         return await this.store.updateRun(id, { ...d.change, ifStatus: run.status });

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import { assertName } from '../core/names.js';
 import { sameRepository } from '../core/repo-url.js';
@@ -33,8 +33,6 @@ export const GITHUB_MAX_BODY_BYTES = 25 * 1024 * 1024;
 export const DEFAULT_BODY_TIMEOUT_MS = 10_000;
 /** GitHub sends a GUID; anything short made of these characters is safe to store, log and compare. */
 const DELIVERY_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/;
-const SIGNATURE_HINT = "Give the GitHub webhook the app's secret (shown by `pilot apps create`) and content type application/json.";
-
 interface HookRoute {
   Params: { app: string };
 }
@@ -87,19 +85,11 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
       const name = assertName((req.params as HookRoute['Params']).app);
       const rec = await deps.store.getApp(name);
       if (!rec || rec.webhookSecret === undefined || rec.repo === undefined || rec.branch === undefined) {
-        throw new PilotError('app_not_found', `no app "${name}" with a webhook`, {
-          hint: `Create it with \`pilot apps create ${name} --repo URL\`; it prints the webhook URL and secret.`,
-        });
+        throw fail.webhookAppNotFound({ name });
       }
       const ct = one(req.headers['content-type']);
       if (!isJsonType(ct)) {
-        throw new PilotError(
-          'unsupported_media_type',
-          `content type ${JSON.stringify(sanitizeLine(ct ?? '(none)', 100))} is not accepted`,
-          {
-            hint: "Set the webhook's content type to application/json in GitHub (Settings → Webhooks).",
-          },
-        );
+        throw fail.webhookContentType({ ct: sanitizeLine(ct ?? '(none)', 100) });
       }
       targets.set(req, { app: { ...rec, repo: rec.repo, branch: rec.branch }, secret: deps.box.open(rec.webhookSecret) });
       return payload;
@@ -110,24 +100,20 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRouteDe
 
     scope.post<HookRoute>('/hooks/github/:app', { bodyLimit: maxBodyBytes }, async (req, reply) => {
       const target = targets.get(req);
-      if (!target) throw new PilotError('internal', 'webhook target not resolved before the handler');
+      if (!target) throw fail.webhookTargetNotResolved();
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const signature = one(req.headers['x-hub-signature-256']);
       // Nothing of the body is looked at before this; the message never shows the expected MAC.
       if (!verifyGithubSignature(target.secret, raw, signature)) {
-        throw new PilotError(
-          'unauthorized',
-          signature === undefined ? 'missing X-Hub-Signature-256 header' : 'X-Hub-Signature-256 does not match the body',
-          { hint: SIGNATURE_HINT },
-        );
+        throw signature === undefined ? fail.signatureMissing() : fail.signatureMismatch();
       }
       const event = one(req.headers['x-github-event']);
-      if (event === undefined || event === '') throw new PilotError('bad_request', 'missing X-GitHub-Event header');
+      if (event === undefined || event === '') throw fail.eventHeaderMissing();
       let payload: unknown;
       try {
         payload = JSON.parse(raw.toString('utf8'));
       } catch {
-        throw new PilotError('bad_request', 'the body is not valid JSON');
+        throw fail.webhookBodyNotJson();
       }
       if (event === 'ping') {
         const zen = (payload as { zen?: unknown } | null)?.zen;
@@ -161,12 +147,7 @@ async function handlePush(
 
   const deliveryId = one(req.headers['x-github-delivery']);
   if (deliveryId === undefined || !DELIVERY_RE.test(deliveryId)) {
-    throw new PilotError(
-      'bad_request',
-      deliveryId === undefined
-        ? 'missing X-GitHub-Delivery header'
-        : 'X-GitHub-Delivery must be 1-100 letters, digits, ".", "_", ":" or "-"',
-    );
+    throw deliveryId === undefined ? fail.deliveryIdMissing() : fail.deliveryIdInvalid();
   }
   const result = await deps.ledger.enqueueWebhookRun({
     app: app.name,

@@ -10,7 +10,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import { normalizeRepo } from '../core/repo-url.js';
 import type { RunRecord } from '../core/types.js';
 import { ApiClient } from '../api/client.js';
@@ -144,7 +144,7 @@ export class RunWorker {
       log.info({ revision: r.revision }, 'run succeeded');
       await this.status(app, run, 'success', `revision ${r.revision} is live`);
     } catch (err) {
-      const pe = isPilotError(err) ? err : new PilotError('internal', String(err));
+      const pe = isPilotError(err) ? err : fail.unexpected({ message: String(err) });
       if (signal.aborted) return; // server stopping: retried after the restart
       log.warn({ code: pe.code, error: pe.message }, 'run did not deploy');
       await this.status(

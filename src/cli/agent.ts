@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
 import { LABEL_KEY } from '../api/protocol.js';
 import { LogDestination } from '../control/log-destination.js';
@@ -24,26 +24,19 @@ export async function agent(opts: {
 }): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
-  if (!server) throw new PilotError('bad_request', 'pass --server URL (the control plane, e.g. http://10.0.0.5:7070)');
-  if (!token)
-    throw new PilotError(
-      'bad_request',
-      'give the join token: PILOT_JOIN_TOKEN=… or --token-file FILE (from $PILOT_HOME/join-token on the control plane, or `pilot token create --join`)',
-    );
+  if (!server) throw fail.agentNeedsServer();
+  if (!token) throw fail.agentNeedsJoinToken();
   const name =
     opts.name ??
     hostname()
       .toLowerCase()
       .replace(/[^a-z0-9-]/g, '-')
       .replace(/^[^a-z]+/, '');
-  if (!isValidName(name))
-    throw new PilotError('invalid_name', `invalid node name ${JSON.stringify(name)}`, {
-      hint: 'Pass --name with lowercase letters, digits and "-".',
-    });
+  if (!isValidName(name)) throw fail.invalidNode({ name });
   const labels: Record<string, string> = {};
   for (const l of opts.label ?? []) {
     const m = LABEL_ARG.exec(l);
-    if (!m) throw new PilotError('bad_request', `--label ${JSON.stringify(l)} must be key=value (key: lowercase letters, digits, . _ / -)`);
+    if (!m) throw fail.invalidLabel({ l });
     labels[m[1]!] = m[2]!;
   }
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));

@@ -1,7 +1,7 @@
 /** `pilot apps`, `pilot status APP`, `pilot rollback APP`, `pilot scale APP N`. */
 import type { ExperimentView } from '../control/experiments.js';
 import { formatStickyBy } from '../core/experiment.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { readSecretFile, secretFrom, warnSecretOnArgv, withFlagNames } from './secret-input.js';
 import { followRollout } from '../pipeline/follow-rollout.js';
 import { dockerInstanceTable } from './images.js';
@@ -203,8 +203,7 @@ export async function rollback(app: string, opts: GlobalOptions & { to?: string;
   let to: number | undefined;
   if (opts.to !== undefined) {
     to = Number(opts.to);
-    if (!Number.isInteger(to) || to < 1)
-      throw new PilotError('bad_request', `--to must be a revision number (got ${JSON.stringify(opts.to)})`);
+    if (!Number.isInteger(to) || to < 1) throw fail.invalidRollbackTarget({ to: opts.to });
   }
   if (opts.dryRun) {
     const plan = await api.planRollback(app, to);
@@ -303,7 +302,7 @@ export async function appsCreate(
     statusApi?: string;
   },
 ): Promise<void> {
-  if (!opts.repo) throw new PilotError('bad_request', 'pass --repo URL (https://, ssh://, git@host:path, file:// or a local path)');
+  if (!opts.repo) throw fail.appsCreateNeedsRepo();
   const secret = secretFrom({ value: opts.secret, flag: '--secret', file: opts.secretFile, fileFlag: '--secret-file' });
   const githubToken = secretFrom({
     value: opts.githubToken,
@@ -367,8 +366,7 @@ export async function secretsSet(
   opts: GlobalOptions & { fromFile?: string; build?: boolean },
 ): Promise<void> {
   let v = value;
-  if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined)
-    throw new PilotError('bad_request', 'give the value one way: as an argument, or with --from-file, not both');
+  if (v !== undefined && v !== '' && v !== '-' && opts.fromFile !== undefined) throw fail.secretValueTwice();
   if (opts.fromFile !== undefined) v = readSecretFile(opts.fromFile, '--from-file');
   else if (v === undefined || v === '-') {
     const chunks: Buffer[] = [];
@@ -415,17 +413,14 @@ export async function secretsRemove(app: string, name: string, opts: GlobalOptio
 /** `pilot apps rm APP`: stop its instances, drop its routes and hosts, forget its secrets and webhook. */
 export async function appsRemove(app: string, opts: GlobalOptions & { yes?: boolean }): Promise<void> {
   if (!opts.yes) {
-    if (!process.stdin.isTTY)
-      throw new PilotError('bad_request', `removing app "${app}" needs confirmation`, {
-        hint: `Pass --yes: \`pilot apps rm ${app} --yes\`.`,
-      });
+    if (!process.stdin.isTTY) throw fail.removalNeedsConfirmation({ app });
     const { createInterface } = await import('node:readline/promises');
     const rl = createInterface({ input: process.stdin, output: process.stderr });
     const answer = await rl.question(
       `Remove app "${app}": stop its instances, drop its routes, hosts, secrets and webhook? Type the app name to confirm: `,
     );
     rl.close();
-    if (answer.trim() !== app) throw new PilotError('cancelled', `app "${app}" was not removed (confirmation did not match)`);
+    if (answer.trim() !== app) throw fail.removalNotConfirmed({ app });
   }
   const res = await apiClient(opts).call<{ app: string; stopping: number }>('DELETE', `/api/v1/apps/${encodeURIComponent(app)}`);
   output(

@@ -8,7 +8,7 @@
 import { copyFileSync, existsSync, fsyncSync, openSync, closeSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { MIGRATIONS } from '../store/migrations.js';
 import { apiClient, output, pilotHome, readServerFile, type GlobalOptions } from './context.js';
 
@@ -43,9 +43,7 @@ function inspect(file: string): { schema: number; apps: number; revisions: numbe
     const count = (t: string): number => (db!.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get() as { n: number }).n;
     return { schema, apps: count('apps'), revisions: count('revisions') };
   } catch (err) {
-    throw new PilotError('bad_request', `${file} is not a usable Pilot backup: ${(err as Error).message}`, {
-      hint: 'Use a file written by `pilot backup FILE`.',
-    });
+    throw fail.unusableBackup({ file, message: (err as Error).message });
   } finally {
     db?.close();
   }
@@ -62,11 +60,11 @@ function alive(pid: number): boolean {
 
 export async function restore(file: string, opts: GlobalOptions): Promise<void> {
   const source = resolve(file);
-  if (!existsSync(source)) throw new PilotError('bad_request', `no such file: ${source}`);
+  if (!existsSync(source)) throw fail.backupFileMissing({ source });
   const home = pilotHome();
   const running = readServerFile(home);
   if (running && running.pid !== process.pid && alive(running.pid)) {
-    throw new PilotError('server_running', `a Pilot server (pid ${running.pid}) runs on ${home}: restore needs it stopped`);
+    throw fail.restoreWhileServerRuns({ pid: running.pid, home });
   }
   const summary = inspect(source);
   const db = join(home, 'pilot.db');

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ApiClient } from '../api/client.js';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import { secretFrom } from './secret-input.js';
 
 export interface GlobalOptions {
@@ -36,14 +36,13 @@ export function apiClient(opts: GlobalOptions): ApiClient {
   const home = pilotHome();
   const server = opts.server ?? process.env.PILOT_SERVER ?? readServerFile(home)?.api;
   if (!server) {
-    throw new PilotError('server_unreachable', `no Pilot server known (none recorded in ${home}/server.json)`);
+    throw fail.noServerKnown({ home });
   }
   // --token works but shows in `ps`: --token-file, PILOT_TOKEN or the admin-token file do not.
   let token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_TOKEN' });
   const tokenFile = join(home, 'admin-token');
   if (!token && existsSync(tokenFile)) token = readFileSync(tokenFile, 'utf8').trim();
-  if (!token)
-    throw new PilotError('unauthorized', `no admin token: set PILOT_TOKEN, pass --token-file FILE, or run where ${tokenFile} exists`);
+  if (!token) throw fail.noAdminToken({ tokenFile });
   return new ApiClient(server.replace(/\/+$/, ''), token);
 }
 
@@ -71,7 +70,7 @@ export function ago(ms: number | null | undefined): string {
 
 /** Print an error the way every command does (message, then hint) and set a failing exit code. */
 export function reportError(err: unknown, json: boolean | undefined): void {
-  const pe = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err));
+  const pe = isPilotError(err) ? err : fail.unexpected({ message: String((err as Error)?.message ?? err) });
   if (json) process.stderr.write(JSON.stringify({ error: pe.toJSON() }) + '\n');
   else {
     process.stderr.write(`error: ${pe.message}\n`);

@@ -1,5 +1,5 @@
 /** `pilot events [-f] [APP]`: what happened (runs, rollouts, instances, revisions, nodes), then what happens. */
-import { PilotError, isPilotError } from '../core/errors.js';
+import { type PilotError, isPilotError, fail } from '../core/errors.js';
 import type { PilotEvent } from '../core/events.js';
 import { followEvents } from '../api/sse.js';
 import { apiClient, type GlobalOptions } from './context.js';
@@ -124,7 +124,5 @@ export async function events(app: string | undefined, opts: GlobalOptions & { fo
 }
 
 function noFeed(server: string): PilotError {
-  return new PilotError('not_found', `the server at ${server} has no event feed (GET /api/v1/events): it is an older Pilot`, {
-    hint: 'Upgrade the server; meanwhile `pilot status APP --watch` and `pilot runs` show the state.',
-  });
+  return fail.serverWithoutEvents({ server });
 }

@@ -2,7 +2,7 @@
  * `pilot experiment start|status|end APP`: A/B experiments (control/experiments.ts). `status`
  * joins the experiment with the app's traffic figures (GET /api/v1/apps/APP/traffic) per variant.
  */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { formatStickyBy } from '../core/experiment.js';
 import type { ExperimentView } from '../control/experiments.js';
 import type { AppTraffic } from '../control/traffic-routes.js';
@@ -19,9 +19,7 @@ export interface StartOptions extends GlobalOptions {
 export function parseVariant(text: string | undefined): number {
   const m = /^b=([1-9]\d{0,8})$/.exec(text ?? '');
   if (m === null) {
-    throw new PilotError('bad_request', `--variant ${JSON.stringify(text ?? '')} is not b=REV`, {
-      hint: 'Variant a is the active revision; name variant b by its revision number: --variant b=7 (`pilot status APP` lists revisions).',
-    });
+    throw fail.variantFlagInvalid({ text: text ?? '' });
   }
   return Number(m[1]);
 }
@@ -29,9 +27,7 @@ export function parseVariant(text: string | undefined): number {
 /** `--split N` → N, a whole number 0–100 (the server checks again). */
 export function parseSplit(text: string | undefined): number {
   if (text === undefined || !/^\d{1,3}$/.test(text) || Number(text) > 100) {
-    throw new PilotError('bad_request', `--split ${JSON.stringify(text ?? '')} is not a whole number from 0 to 100`, {
-      hint: "--split is variant b's share of the traffic in percent, e.g. --split 50.",
-    });
+    throw fail.splitFlagInvalid({ text: text ?? '' });
   }
   return Number(text);
 }
@@ -108,9 +104,7 @@ export async function experimentStatus(app: string, opts: GlobalOptions & { wind
 
 export async function experimentEnd(app: string, opts: GlobalOptions & { keep?: string }): Promise<void> {
   if (opts.keep !== 'a' && opts.keep !== 'b') {
-    throw new PilotError('bad_request', `--keep ${JSON.stringify(opts.keep ?? '')} is not a or b`, {
-      hint: '--keep a keeps the active revision (b stops); --keep b makes b the active revision (a stops).',
-    });
+    throw fail.keepFlagInvalid({ text: opts.keep ?? '' });
   }
   const api = apiClient(opts);
   const res = await api.call<{ experiment: ExperimentView; rollout: RolloutRecord | null }>(

@@ -1,5 +1,5 @@
 /** `pilot images bootstrap-node`, `pilot registry set|show|remove`. */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { RegistryView } from '../api/wire.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
@@ -32,11 +32,10 @@ async function readStdin(): Promise<string> {
 }
 
 export async function registrySet(url: string, opts: GlobalOptions & { username?: string; passwordStdin?: boolean }): Promise<void> {
-  if (opts.passwordStdin && !opts.username) throw new PilotError('bad_request', '--password-stdin needs --username');
-  if (opts.username && !opts.passwordStdin)
-    throw new PilotError('bad_request', '--username needs --password-stdin (the password is read from stdin, never from the command line)');
+  if (opts.passwordStdin && !opts.username) throw fail.passwordStdinNeedsUsername();
+  if (opts.username && !opts.passwordStdin) throw fail.usernameNeedsPasswordStdin();
   const password = opts.passwordStdin ? await readStdin() : undefined;
-  if (password === '') throw new PilotError('bad_request', 'the password read from stdin is empty');
+  if (password === '') throw fail.emptyPassword();
   const res = await apiClient(opts).call<{ registry: RegistryView }>('PUT', '/api/v1/registries', {
     url,
     ...(opts.username ? { username: opts.username, password } : {}),

@@ -1,7 +1,7 @@
 /** The `pilot` command line. Every command talks to the REST API (except up/server/agent, which run parts). */
 // Command modules are imported when their command runs, so `pilot apps` does not load the server.
 import { Command, Option } from 'commander';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { PILOT_VERSION } from '../api/version.js';
 import { reportError, type GlobalOptions } from './context.js';
 import type { UpOptions } from './up.js';
@@ -435,8 +435,7 @@ program
   .option('--join', 'a join token (for `pilot agent`)')
   .action(
     action(async (act: string, id: string | undefined, o: { join?: boolean }, cmd: Command) => {
-      if (act !== 'create' && act !== 'list' && act !== 'revoke')
-        throw new PilotError('bad_request', `unknown token action "${act}": use create, list or revoke`);
+      if (act !== 'create' && act !== 'list' && act !== 'revoke') throw fail.unknownTokenAction({ act });
       await token(act, id, { ...g(cmd), ...o });
     }),
   );
@@ -457,7 +456,7 @@ const volumesCmd = program
   .argument('[app]')
   .action(
     action(async (app: string | undefined, _o: object, cmd: Command) => {
-      if (app === undefined) throw new PilotError('bad_request', 'pass the app: pilot volumes APP');
+      if (app === undefined) throw fail.volumesNeedsApp();
       return volumesList(app, g(cmd));
     }),
   );

@@ -1,6 +1,6 @@
 /** `pilot nodes`, `pilot orphans [stop ID]`, `pilot drain|cordon|uncordon NODE`. */
 import type { NodeView, OrphanView } from '../api/wire.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
 export async function nodes(opts: GlobalOptions): Promise<void> {
@@ -61,9 +61,8 @@ export async function orphans(action: string | undefined, id: string | undefined
     );
     return;
   }
-  if (action !== 'stop')
-    throw new PilotError('bad_request', `unknown orphans action "${action}": use \`pilot orphans\` or \`pilot orphans stop ID\``);
-  if (!id) throw new PilotError('bad_request', 'name the instance: `pilot orphans stop ID` (see `pilot orphans`)');
+  if (action !== 'stop') throw fail.unknownOrphansAction({ action });
+  if (!id) throw fail.orphansStopNeedsId();
   const res = await api.call<{ orphan: OrphanView }>('POST', `/api/v1/orphans/${encodeURIComponent(id)}/stop`);
   output(opts, res, () => `orphan ${res.orphan.id} on node ${res.orphan.node}: stopping`);
 }

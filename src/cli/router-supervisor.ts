@@ -17,7 +17,7 @@ import { mkdirSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { isSameProcess } from '../os/proc.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { readRouterFile, type RouterProcessFile } from '../router/router-process.js';
 
 const PILOT_BIN = new URL('../../../bin/pilot.js', import.meta.url).pathname;
@@ -68,13 +68,13 @@ async function spawnRouter(home: string, host: string, port: number, extraArgs: 
     if (f && f.pid === child.pid) return f;
     if (exited !== undefined) {
       const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-3).join(' | ');
-      if (/EADDRINUSE/.test(tail)) throw new PilotError('port_in_use', `the router cannot listen on ${host}:${port}: the port is in use`);
-      throw new PilotError('internal', `the router process exited (${exited}) before listening: ${tail}`);
+      if (/EADDRINUSE/.test(tail)) throw fail.routerPortInUse({ host, port });
+      throw fail.routerExitedEarly({ exited, tail });
     }
     await sleep(50);
   }
   child.kill('SIGKILL');
-  throw new PilotError('internal', `the router process did not start within 30 s (see ${logFile})`);
+  throw fail.routerStartTimeout({ logFile });
 }
 
 /** `pilot down`: stop the `pilot up` / `pilot server` of this home (if any), then its router process. Apps keep running. */

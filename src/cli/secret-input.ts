@@ -4,7 +4,7 @@
  * a file (`--…-file FILE`, `-` for stdin) or an environment variable is the way to pass one.
  */
 import { readFileSync } from 'node:fs';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 
 const warned = new Set<string>();
 
@@ -23,9 +23,7 @@ export function readSecretFile(file: string, flag: string): string {
   try {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (e) {
-    throw new PilotError('bad_request', `${flag} ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
-      hint: 'Give a readable file, or - to read the value from stdin.',
-    });
+    throw fail.flagFileUnreadable({ flag, file, code: (e as NodeJS.ErrnoException).code ?? (e as Error).message });
   }
   return text.replace(/\r?\n$/, '');
 }
@@ -54,8 +52,5 @@ export function withFlagNames(err: unknown, flags: Record<string, { flag: string
   const f = fields?.find((x) => flags[x.field] !== undefined);
   if (!f) return err;
   const m = flags[f.field]!;
-  return new PilotError('bad_request', `${m.flag} ${f.message ?? 'is not valid'}`, {
-    ...(m.hint ? { hint: m.hint } : {}),
-    details: err.details,
-  });
+  return fail.flagInvalid({ flag: m.flag, problem: f.message ?? 'is not valid', hint: m.hint || undefined }, { details: err.details });
 }

@@ -1,6 +1,6 @@
 /** `pilot token create --join`, `pilot token list`, `pilot token revoke ID`. */
 import type { JoinTokenView } from '../api/wire.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
 /** `pilot token create --join`, `pilot token list`, `pilot token revoke ID`. */
@@ -11,8 +11,7 @@ export async function token(
 ): Promise<void> {
   const api = apiClient(opts);
   if (action === 'create') {
-    if (!opts.join)
-      throw new PilotError('bad_request', 'say which kind: `pilot token create --join` (admin tokens live in $PILOT_HOME/admin-token)');
+    if (!opts.join) throw fail.tokenCreateNeedsKind();
     const res = await api.call<{ id: string; token: string; note: string }>('POST', '/api/v1/tokens/join');
     output(
       opts,
@@ -29,7 +28,7 @@ export async function token(
       ),
     );
   } else {
-    if (!id) throw new PilotError('bad_request', 'name the token: `pilot token revoke ID` (see `pilot token list`)');
+    if (!id) throw fail.tokenRevokeNeedsId();
     const res = await api.call<{ revoked: string }>('DELETE', `/api/v1/tokens/join/${encodeURIComponent(id)}`);
     output(
       opts,

@@ -6,7 +6,7 @@
  * refresh, one per line.
  */
 import { parseDuration } from '../core/duration.js';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import type { AppTraffic } from '../control/traffic-routes.js';
 import { apiClient, table, type GlobalOptions } from './context.js';
 
@@ -48,9 +48,7 @@ export async function top(app: string | undefined, opts: TopOptions): Promise<vo
   const api = apiClient(opts);
   const intervalMs = parseDuration(opts.interval ?? '2s');
   if (intervalMs === undefined || intervalMs < 500) {
-    throw new PilotError('bad_request', `--interval "${opts.interval}" is not a duration of at least 500ms`, {
-      hint: 'For example --interval 2s (the default) or --interval 500ms.',
-    });
+    throw fail.invalidInterval({ interval: opts.interval });
   }
   const qs = `?window=${encodeURIComponent(opts.window ?? '10s')}`;
   const path = app === undefined ? `/api/v1/traffic${qs}` : `/api/v1/apps/${encodeURIComponent(app)}/traffic${qs}`;

@@ -9,7 +9,7 @@ import { Agent } from '../agent/agent.js';
 import { LogDestination } from '../control/log-destination.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { startControlPlane } from '../control/server.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { pilotHome } from './context.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { superviseRouter } from './router-supervisor.js';
@@ -29,7 +29,7 @@ export interface UpOptions {
 function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    throw new PilotError('bad_request', `${flag} must be a port number from 0 to 65535 (got ${JSON.stringify(value)})`);
+    throw fail.invalidPortFlag({ flag, value });
   }
   return n;
 }

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { AGENT_PROTOCOL, RegisterRequest, SyncRequest, type RegisterResponse } from '../api/protocol.js';
 import type { InstanceSpec, InstanceState } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';
@@ -34,7 +34,7 @@ export async function authenticateNode(store: Store, req: FastifyRequest): Promi
     const node = await store.getNodeByCredentialHash(hashToken(token));
     if (node) return node;
   }
-  throw new PilotError('unauthorized', 'missing or invalid node credential', { hint: 'Register the agent again with a join token.' });
+  throw fail.invalidNodeCredential();
 }
 
 export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps): void {
@@ -47,18 +47,14 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
       token !== undefined && (tokensEqual(token, deps.joinToken()) || (await store.findJoinToken(hashToken(token))) !== undefined);
     if (!valid) {
       req.log.warn({ node: (req.body as { name?: unknown }).name }, 'registration refused: bad join token');
-      throw new PilotError('unauthorized', 'missing, invalid or revoked join token', {
-        hint: 'Create one on the control plane with `pilot token create --join`.',
-      });
+      throw fail.invalidJoinToken();
     }
     const b = req.body;
     return reconciler.serial(async () => {
       const existing = await store.getNodeByName(b.name);
       const now = Date.now();
       if (existing && !(b.credential && tokensEqual(existing.credentialHash, hashToken(b.credential)))) {
-        throw new PilotError('conflict', `a node named "${b.name}" is already registered`, {
-          hint: 'Give this agent another --name, or remove the old node.',
-        });
+        throw fail.nodeNameTaken({ name: b.name });
       }
       const credential = existing ? b.credential! : newToken('pilot_node');
       const node: NodeRecord = {

@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import type { AppRecord, Store } from '../store/store.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
@@ -103,7 +103,7 @@ function deployRequest(req: FastifyRequest<{ Body: Static<typeof PlanBody>; Quer
   if (!dryRun || !onlyMissing) throw err;
   if (!checkPlanBody.Check(req.body)) {
     const first = [...checkPlanBody.Errors(req.body)][0];
-    throw new PilotError('bad_request', `invalid request: body${first?.path ?? ''} ${first?.message ?? 'is not a deploy request'}`);
+    throw fail.invalidRequestBody({ path: first?.path ?? '', message: first?.message ?? 'is not a deploy request' });
   }
   return { body: req.body, dryRun };
 }
@@ -111,7 +111,7 @@ function deployRequest(req: FastifyRequest<{ Body: Static<typeof PlanBody>; Quer
 async function mustGetApp(store: Store, name: string): Promise<AppRecord> {
   assertName(name);
   const app = await store.getApp(name);
-  if (!app) throw new PilotError('app_not_found', `app "${name}" not found`);
+  if (!app) throw fail.appNotFound({ app: name });
   return app;
 }
 
@@ -225,7 +225,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const name = assertName(req.params.app);
     const removed = await reconciler.serial(async () => {
       const a = await store.getApp(name);
-      if (!a) throw new PilotError('app_not_found', `app "${name}" not found`);
+      if (!a) throw fail.appNotFound({ app: name });
       const instances = (await store.listInstances({ app: name })).length;
       await store.removeApp(name, Date.now());
       await reconciler.publishRoutes();
@@ -239,7 +239,7 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const a = await mustGetApp(store, req.params.app);
     const id = Number(req.params.id);
     const rollout = Number.isInteger(id) ? await store.getRollout(id) : undefined;
-    if (!rollout || rollout.app !== a.name) throw new PilotError('not_found', `rollout ${req.params.id} of app "${a.name}" not found`);
+    if (!rollout || rollout.app !== a.name) throw fail.rolloutAppNotFound({ id: req.params.id, name: a.name });
     const instances = (await store.listInstances({ app: a.name })).filter((i) => i.revision === rollout.toRevision);
     return { rollout, activeRevision: a.activeRevision ?? null, instances };
   });
@@ -281,26 +281,17 @@ export function registerAppRoutes(app: FastifyInstance, deps: AppRouteDeps): voi
     const a = await mustGetApp(store, req.params.app);
     const n = (req.body as { replicas?: unknown } | undefined)?.replicas;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_REPLICAS) {
-      throw new PilotError('bad_request', `replicas must be a whole number from 0 to ${MAX_REPLICAS} (got ${JSON.stringify(n)})`);
+      throw fail.replicasMustWholeNumber({ maxReplicas: MAX_REPLICAS, n });
     }
     // Volumes keep every replica on one node; a fixed port allows one instance per node.
     if (n > 1 && a.config.volumes.length > 0 && a.config.port !== undefined) {
-      throw new PilotError(
-        'invalid_config',
-        `app "${a.name}" has volumes, so all its replicas run on the volume's node, and a fixed port (${a.config.port}) allows one instance per node: ${n} replicas cannot be placed`,
-        {
-          hint: 'Remove `port:` from pilot.yaml (instances then get $PORT) and deploy, then scale.',
-        },
-      );
+      throw fail.volumesPinReplicas({ name: a.name, port: a.config.port, n });
     }
     // An autoscaled app's count has one owner, the autoscaler: a manual count would be undone at
     // its next tick (or fight it), so it is refused; its bounds come from pilot.yaml.
     const auto = a.config.autoscale;
     if (auto) {
-      throw new PilotError(
-        'autoscaled',
-        `app "${a.name}" is autoscaled (min ${auto.min}, max ${auto.max}, ${describeTarget(auto.target)}): its replica count (${a.replicas}) is set by the autoscaler, not by \`pilot scale\``,
-      );
+      throw fail.appAutoscaled({ app: a.name, min: auto.min, max: auto.max, target: describeTarget(auto.target), replicas: a.replicas });
     }
     await reconciler.serial(() => store.setReplicas(a.name, n, Date.now(), 'scale'));
     reconciler.enqueue(a.name);

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import { DEFAULT_GC_SETTINGS, MAX_GC_KEEP, planArtifactGc, type GcApp, type GcBlob, type GcSettings } from '../core/artifact-gc.js';
 import { parseEnvDuration } from '../core/duration.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
 
@@ -91,7 +91,7 @@ export function collectArtifacts(deps: ArtifactGcDeps, opts: { dryRun: boolean; 
 function parseKeep(v: unknown, dflt: number): number {
   if (v === undefined) return dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_GC_KEEP) {
-    throw new PilotError('bad_request', `keep must be a whole number from 0 to ${MAX_GC_KEEP} (got ${JSON.stringify(v)})`);
+    throw fail.invalidGcKeep({ maxGcKeep: MAX_GC_KEEP, v });
   }
   return v;
 }
@@ -114,13 +114,11 @@ export function gcSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): GcSetti
 export function registerArtifactGcRoutes(app: FastifyInstance, deps: ArtifactGcDeps & { settings: () => GcSettings }): void {
   app.post<{ Body: unknown }>('/api/v1/artifacts/gc', async (req) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
-    if (typeof body !== 'object' || Array.isArray(body))
-      throw new PilotError('bad_request', 'the body must be a JSON object { dryRun?, keep? }');
+    if (typeof body !== 'object' || Array.isArray(body)) throw fail.gcBodyNotObject();
     for (const k of Object.keys(body)) {
-      if (k !== 'dryRun' && k !== 'keep')
-        throw new PilotError('bad_request', `unknown field "${k.slice(0, 40)}": the body takes dryRun and keep`);
+      if (k !== 'dryRun' && k !== 'keep') throw fail.gcUnknownField({ k: k.slice(0, 40) });
     }
-    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new PilotError('bad_request', 'dryRun must be true or false');
+    if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw fail.gcInvalidDryRun();
     const base = deps.settings();
     const settings = { ...base, keep: parseKeep(body.keep, base.keep) };
     return collectArtifacts(deps, { dryRun: body.dryRun === true, settings });
@@ -163,8 +161,6 @@ export function revisionBlobDigests(r: {
 export async function assertBlobsPresent(blobs: FsBlobStore, digests: readonly string[], what: string, collected: boolean): Promise<void> {
   for (const d of digests) {
     if (await blobs.has(d)) continue;
-    throw collected
-      ? new PilotError('artifact_collected', `${what}: artifact ${d} was garbage-collected`)
-      : new PilotError('artifact_not_found', `${what}: artifact ${d} is not in the artifact repository`);
+    throw collected ? fail.artifactCollected({ what, d }) : fail.artifactMissingFor({ what, d });
   }
 }

@@ -14,7 +14,7 @@
 import type { RolloutCommand } from '../core/rollout-types.js';
 import type { Logger } from 'pino';
 import { resolveAppConfig, validateAppConfig, type AppConfig } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import { previewDeploy, type DeployPreview } from '../core/plan.js';
 import { replicasOnDeploy, type ReplicasDecision } from '../core/replicas.js';
@@ -69,52 +69,34 @@ export async function admitDeploy(
   const name = assertName(appName);
   // A dry run of `pilot run` plans before anything is built: no artifact yet.
   if (!opts.dryRun && (b.artifact === undefined || b.commit === undefined)) {
-    throw new PilotError('bad_request', `a deploy request needs \`${b.artifact === undefined ? 'artifact' : 'commit'}\``, {
-      hint: 'Send { artifact: "sha256:…", commit: "<40-character SHA>", config } (`pilot run` does); only a dry run (?dryRun=true) may leave them out.',
-    });
+    throw fail.deployFieldMissing({ field: b.artifact === undefined ? 'artifact' : 'commit' });
   }
   const digest = b.artifact === undefined ? undefined : assertDigest(b.artifact);
   if (b.commit !== undefined) {
-    if (!isCommitSha(b.commit))
-      throw new PilotError('bad_request', `commit must be a full 40-character SHA (got ${JSON.stringify(String(b.commit).slice(0, 80))})`);
+    if (!isCommitSha(b.commit)) throw fail.deployCommitNotSha({ commit: String(b.commit).slice(0, 80) });
   }
   const input = validateAppConfig(b.config ?? {}, 'config');
   if (input.name !== undefined && input.name !== name) {
-    throw new PilotError('invalid_config', `config name "${input.name}" does not match the app "${name}" in the URL`);
+    throw fail.configNameMismatch({ configName: input.name, app: name });
   }
   const config = resolveAppConfig(input, name);
   if (config.runtime === 'docker') {
-    if (!b.image && digest !== undefined)
-      throw new PilotError('bad_request', 'runtime docker needs `image` ({ id, ref or archive }) in the deploy request');
-    if (b.image && !b.image.ref && !b.image.archive)
-      throw new PilotError(
-        'bad_request',
-        'image needs `ref` (pushed to a registry) or `archive` (an image tarball in the artifact repository)',
-      );
-    if (b.node) throw new PilotError('bad_request', '`node` applies to runtime process only; a container gets Node.js from its image');
-    if (config.release)
-      throw new PilotError('invalid_config', 'release: a release phase needs runtime: process for now', {
-        hint: "Run migrations from the image's entrypoint, or remove `release` (pilot.yaml) / the Procfile `release:` line.",
-      });
-    if (b.image && digest !== (b.image.archive ?? b.image.id))
-      throw new PilotError(
-        'bad_request',
-        `artifact must be the image archive's digest, or the image id when pushed to a registry (got ${digest})`,
-      );
+    if (!b.image && digest !== undefined) throw fail.dockerDeployNeedsImage();
+    if (b.image && !b.image.ref && !b.image.archive) throw fail.imageNeedsRefOrArchive();
+    if (b.node) throw fail.nodeOnlyForProcess();
+    if (config.release) throw fail.releaseNeedsProcess();
+    if (b.image && digest !== (b.image.archive ?? b.image.id)) throw fail.artifactNotImage({ digest });
   } else if (b.image) {
-    throw new PilotError('bad_request', '`image` applies to runtime docker only (set `runtime: docker` in pilot.yaml)');
+    throw fail.imageOnlyForDocker();
   }
   if (digest !== undefined && (config.runtime === 'process' || b.image?.archive) && !(await blobs.has(digest))) {
-    throw new PilotError('artifact_not_found', `artifact ${digest} is not in the artifact repository`);
+    throw fail.artifactMissing({ digest });
   }
   if (b.node && !(await blobs.has(b.node.digest))) {
-    throw new PilotError('artifact_not_found', `Node.js runtime ${b.node.version} (${b.node.digest}) is not in the artifact repository`);
+    throw fail.runtimeArtifactMissing({ version: b.node.version, digest: b.node.digest });
   }
   if (b.node?.npm && !(await blobs.has(b.node.npm.digest))) {
-    throw new PilotError(
-      'artifact_not_found',
-      `npm ${b.node.npm.version} (${b.node.npm.digest}), paired with Node.js ${b.node.version}, is not in the artifact repository`,
-    );
+    throw fail.npmArtifactMissing({ npm: b.node.npm.version, digest: b.node.npm.digest, node: b.node.version });
   }
   if (b.node) await assertRecordedRuntime(store, b.node);
   // A fixed port switches without downtime only where every node gives instances their own network namespace.
@@ -153,15 +135,7 @@ export async function admitDeploy(
   }
   if (preview?.preview.unplaced && !preview.volumesPinned) {
     const noEngine = config.runtime === 'docker' && !preview.nodes.some((n) => n.schedulable && n.runtimes?.has('docker'));
-    throw new PilotError(
-      'unschedulable',
-      `app "${name}" cannot be placed: ${preview.preview.unplaced.reason}`,
-      noEngine
-        ? {
-            hint: "Start the Docker engine on a node (`dockerd`, or `systemctl start docker`); its agent reports it within 10 s. `pilot nodes --json` shows each node's engine and its error.",
-          }
-        : {},
-    );
+    throw fail.cannotPlace({ name, reason: preview.preview.unplaced.reason, noEngine });
   }
   const result = await reconciler.serial(async () => {
     // Again inside the single writer, where the artifact GC runs: nothing is deleted from here to the commit.
@@ -172,8 +146,7 @@ export async function admitDeploy(
       false,
     );
     const now = Date.now();
-    if ((await store.removingApps()).includes(name))
-      throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+    if ((await store.removingApps()).includes(name)) throw fail.appRemoving({ name });
     await assertHostsFree(store, reconciler, name, [`${name}.localhost`, ...config.hosts]);
     const current = await store.getApp(name);
     if (b.runId !== undefined) {
@@ -201,13 +174,10 @@ export async function admitDeploy(
     if (b.runId !== undefined) {
       // Fencing: a run may not deploy over a revision made by a newer push (a retried or slow run).
       const run = await store.getRun(b.runId);
-      if (!run || run.app !== name) throw new PilotError('run_not_found', `run ${b.runId} of app "${name}" not found`);
+      if (!run || run.app !== name) throw fail.runOfAppNotFound({ runId: b.runId, name });
       const latest = run.fence === undefined ? undefined : await store.latestDeployedFence(name);
       if (run.fence !== undefined && latest !== undefined && latest > run.fence) {
-        throw new PilotError(
-          'superseded',
-          `deploy skipped: a newer push of "${name}" is already deployed (fence ${latest} > ${run.fence})`,
-        );
+        throw fail.deploySuperseded({ name, latest, fence: run.fence });
       }
     }
     const revision = await store.createRevision({
@@ -248,13 +218,12 @@ export async function admitRollback(
   const revisions = await store.listRevisions(a.name);
   if (to === undefined) {
     const before = revisions.find((r) => a.activeRevision !== undefined && r.number < a.activeRevision);
-    if (!before)
-      throw new PilotError('revision_not_found', `app "${a.name}" has no revision before ${a.activeRevision ?? 'none'} to roll back to`);
+    if (!before) throw fail.rollbackWithoutPrevious({ name: a.name, activeRevision: a.activeRevision ?? 'none' });
     to = before.number;
   }
   const target = revisions.find((r) => r.number === to);
-  if (!target) throw new PilotError('revision_not_found', `app "${a.name}" has no revision ${to}`);
-  if (target.number === a.activeRevision) throw new PilotError('conflict', `revision ${to} is already active`);
+  if (!target) throw fail.revisionNotFoundForRollback({ name: a.name, to });
+  if (target.number === a.activeRevision) throw fail.revisionAlreadyActive({ to });
   if (opts.dryRun) {
     // The rollout plans with the target revision's config and the app's own replica count.
     const c = target.config;
@@ -291,24 +260,13 @@ export async function commandRollout(deps: DeployDeps, app: string, command: Rol
   const { store, reconciler } = deps;
   const rollout = await reconciler.serial(async () => {
     const a = await store.getApp(app);
-    if (!a) throw new PilotError('app_not_found', `app "${app}" not found`);
+    if (!a) throw fail.appNotFound({ app });
     const r = await store.activeRollout(app);
     const verb = command === 'abort' ? 'abort' : 'promote';
-    if (!r)
-      throw new PilotError('no_rollout', `app "${app}" has no rollout in progress to ${verb}`, {
-        hint: `\`pilot status ${app}\` shows the active revision; \`pilot rollback ${app}\` goes back to an earlier one.`,
-      });
+    if (!r) throw fail.noRolloutToCommand({ app, verb });
     const strategy = r.strategy?.type ?? 'blue-green';
-    if (command !== 'abort' && strategy !== 'canary')
-      throw new PilotError(
-        'no_rollout',
-        `the rollout of "${app}" to revision ${r.toRevision} is ${strategy}: only a canary has steps to promote`,
-        {
-          hint: `It finishes by itself once the new revision is ready; \`pilot abort ${app}\` stops it.`,
-        },
-      );
-    if (!(await store.setRolloutCommand(r.id, command, Date.now())))
-      throw new PilotError('no_rollout', `the rollout of "${app}" to revision ${r.toRevision} has just ended`);
+    if (command !== 'abort' && strategy !== 'canary') throw fail.rolloutHasNoSteps({ app, revision: r.toRevision, strategy });
+    if (!(await store.setRolloutCommand(r.id, command, Date.now()))) throw fail.rolloutJustEnded({ app, revision: r.toRevision });
     return (await store.getRollout(r.id))!;
   });
   reconciler.enqueue(app);

@@ -9,7 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { resumeCheck } from '../core/events.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import { parseEnvDuration } from '../core/duration.js';
 import type { Store } from '../store/store.js';
@@ -23,7 +23,7 @@ export function parseEventId(raw: string | string[] | undefined, where: string):
   if (v === undefined || v.trim() === '') return undefined;
   const t = v.trim();
   if (!/^\d{1,16}$/.test(t) || Number(t) > MAX_ID) {
-    throw new PilotError('invalid_event_id', `${where} must be the id of an event (a whole number), not ${JSON.stringify(t.slice(0, 40))}`);
+    throw fail.invalidEventId({ where, t: t.slice(0, 40) });
   }
   return Number(t);
 }
@@ -51,7 +51,7 @@ export function registerEventRoutes(
     // The header wins: a browser's EventSource sends it on reconnect while its URL keeps the first ?after.
     const after = fromHeader ?? fromQuery;
     if (app !== undefined && !(await store.getApp(app)) && (await store.latestEvents({ app, limit: 1 })).length === 0) {
-      throw new PilotError('app_not_found', `app "${app}" not found (and no events of it are kept)`);
+      throw fail.appNotFoundNoEvents({ app });
     }
     const sse = (req.headers.accept ?? '').includes('text/event-stream');
     if (!sse) {

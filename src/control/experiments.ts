@@ -15,7 +15,7 @@
  *                   none: the new revision replaces both variants (README "A/B experiments")
  */
 import { parseStickyBy, DEFAULT_STICKY_COOKIE, type StickyBy } from '../core/experiment.js';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import type { ExperimentRecord, RolloutRecord, Store } from '../store/store.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
@@ -70,10 +70,7 @@ export function experimentView(e: ExperimentRecord): ExperimentView {
 }
 
 function splitError(split: unknown): PilotError {
-  return new PilotError('bad_request', `split must be a whole number from 0 to 100 (got ${JSON.stringify(split)})`, {
-    hint: "split is variant b's share of the traffic in percent: --split 50 sends half the users to b.",
-    details: { field: 'split' },
-  });
+  return fail.experimentSplitInvalid({ split }, { details: { field: 'split' } });
 }
 
 /** Start an experiment on `app` (the active revision is variant a). */
@@ -84,54 +81,43 @@ export async function startExperiment(deps: ExperimentDeps, app: string, req: St
   const by = parseStickyBy(req.by ?? `cookie:${DEFAULT_STICKY_COOKIE}`);
   const started = await reconciler.serial(async () => {
     const a = await store.getApp(app);
-    if (!a) throw new PilotError('app_not_found', `app "${app}" not found`);
+    if (!a) throw fail.appNotFound({ app });
     const revisions = await store.listRevisions(app);
     if (revisions.length < 2) {
-      throw new PilotError('experiment_conflict', `app "${app}" has ${revisions.length} revision(s); an experiment needs two`, {
-        hint: 'Deploy the variant first (`pilot run`), then start the experiment with the previous revision as b, or deploy again and compare.',
-      });
+      throw fail.experimentNeedsTwoRevisions({ app, count: revisions.length });
     }
     if (a.activeRevision === undefined) {
-      throw new PilotError('experiment_conflict', `app "${app}" has no active revision yet (its first rollout has not finished)`);
+      throw fail.experimentNoActiveRevision({ app });
     }
     const rollout = await store.activeRollout(app);
     if (rollout) {
-      throw new PilotError(
-        'rollout_in_progress',
-        `app "${app}" is rolling out revision ${rollout.toRevision}; start the experiment after it`,
-      );
+      throw fail.experimentDuringRollout({ app, revision: rollout.toRevision });
     }
     const running = await store.activeExperiment(app);
     if (running) {
-      throw new PilotError(
-        'experiment_conflict',
-        `app "${app}" already runs experiment #${running.id} (b = revision ${running.variant} at ${running.split}%)`,
-      );
+      throw fail.experimentAlreadyRunning({ app, id: running.id, variant: running.variant, split: running.split });
     }
     const b = revisions.find((r) => r.number === req.variant);
     if (!b) {
-      throw new PilotError('revision_not_found', `app "${app}" has no revision ${req.variant}`, {
-        hint: `Its revisions: ${revisions.map((r) => r.number).join(', ')} (\`pilot status ${app}\`).`,
-        details: { field: 'variant' },
-      });
+      throw fail.experimentVariantNotFound(
+        { app, variant: req.variant, revisions: revisions.map((r) => r.number).join(', ') },
+        { details: { field: 'variant' } },
+      );
     }
     if (b.number === a.activeRevision) {
-      throw new PilotError('bad_request', `variant: revision ${b.number} is already the active revision (variant a)`, {
-        hint: 'Variant b must be another revision than the active one: pass --variant b=REV with a revision `pilot status` lists.',
-        details: { field: 'variant' },
-      });
+      throw fail.experimentVariantIsActive({ revision: b.number }, { details: { field: 'variant' } });
     }
     const active = revisions.find((r) => r.number === a.activeRevision);
     if (active && active.config.runtime !== b.config.runtime) {
-      throw new PilotError(
-        'experiment_conflict',
-        `revision ${b.number} runs on the ${b.config.runtime} runtime and the active revision ${active.number} on ${active.config.runtime}: an experiment compares two revisions of one runtime`,
-      );
+      throw fail.experimentRuntimeMismatch({
+        variant: b.number,
+        variantRuntime: b.config.runtime,
+        active: active.number,
+        activeRuntime: active.config.runtime,
+      });
     }
     if (active?.config.port !== undefined || b.config.port !== undefined) {
-      throw new PilotError('experiment_conflict', `app "${app}" listens on a fixed port: both variants cannot run side by side on a node`, {
-        hint: 'Remove `port:` from pilot.yaml (instances then get $PORT), deploy, and start the experiment again.',
-      });
+      throw fail.experimentFixedPort({ app });
     }
     await assertBlobsPresent(deps.blobs, revisionBlobDigests(b), `cannot run revision ${b.number} of "${app}"`, true);
     const e = await store.startExperiment({
@@ -151,7 +137,7 @@ export async function startExperiment(deps: ExperimentDeps, app: string, req: St
 
 /** The running experiment of `app`, else the last one (undefined: never had one). */
 export async function readExperiment(store: Store, app: string): Promise<ExperimentRecord | undefined> {
-  if (!(await store.getApp(app))) throw new PilotError('app_not_found', `app "${app}" not found`);
+  if (!(await store.getApp(app))) throw fail.appNotFound({ app });
   return (await store.activeExperiment(app)) ?? (await store.listExperiments(app, 1))[0];
 }
 
@@ -164,12 +150,10 @@ export async function endExperiment(
   const { store, reconciler } = deps;
   const ended = await reconciler.serial(async () => {
     const a = await store.getApp(app);
-    if (!a) throw new PilotError('app_not_found', `app "${app}" not found`);
+    if (!a) throw fail.appNotFound({ app });
     const e = await store.activeExperiment(app);
     if (!e) {
-      throw new PilotError('experiment_conflict', `app "${app}" runs no experiment`, {
-        hint: `Start one with \`pilot experiment start ${app} --variant b=REV --split 50\`.`,
-      });
+      throw fail.experimentNoneRunning({ app });
     }
     const now = Date.now();
     if (keep === 'a') {

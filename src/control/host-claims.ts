@@ -4,7 +4,7 @@
  * another app's host is refused (409 host_taken, naming the owner) before anything is stored, so
  * one app can never take routing away from another. Called inside the single writer.
  */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
 import { normalizeHost } from '../router/routing-table.js';
 import type { Store } from '../store/store.js';
@@ -32,15 +32,11 @@ export async function assertHostsFree(store: Store, reconciler: Reconciler, name
     const host = normalizeHost(raw);
     const taken = owner.get(host);
     if (taken !== undefined) {
-      throw new PilotError('host_taken', `host "${host}" belongs to app "${taken}"; app "${name}" cannot claim it`, {
-        details: { host, owner: taken },
-      });
+      throw fail.hostTaken({ host, taken, name }, { details: { host, owner: taken } });
     }
     const reserved = /^(.+)\.localhost$/.exec(host)?.[1];
     if (reserved !== undefined && reserved !== name && isValidName(reserved)) {
-      throw new PilotError('host_taken', `host "${host}" is reserved for an app named "${reserved}"; app "${name}" cannot claim it`, {
-        details: { host, owner: reserved },
-      });
+      throw fail.hostReserved({ host, reserved, name }, { details: { host, owner: reserved } });
     }
   }
 }

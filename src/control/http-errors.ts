@@ -1,6 +1,6 @@
 /** The one place where errors become HTTP answers: `{ error: { code, message, hint, retryable } }`. */
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { CATALOGUE, PilotError, isPilotError } from '../core/errors.js';
+import { CATALOGUE, type PilotError, isPilotError, fail } from '../core/errors.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { errno } from '../core/errno.js';
 
@@ -21,20 +21,16 @@ export function toPilotError(err: unknown, diskPath = '$PILOT_HOME'): PilotError
         message: v.message,
       }),
     );
-    return new PilotError('bad_request', `invalid request: ${fe.message ?? 'validation failed'}`, {
-      details: { validation: { in: where, fields } },
-    });
+    return fail.invalidRequest({ message: fe.message ?? 'validation failed' }, { details: { validation: { in: where, fields } } });
   }
-  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new PilotError('too_large', 'request body too large');
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return fail.requestBodyTooLarge();
   if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return new PilotError('bad_request', `unsupported content type: ${fe.message ?? ''}`, {
-      hint: 'JSON routes take application/json; artifact uploads take application/octet-stream.',
-    });
+    return fail.unsupportedContentType({ message: fe.message ?? '' });
   }
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    return new PilotError('bad_request', fe.message ?? 'bad request');
+    return fail.requestRefused({ message: fe.message });
   }
-  return new PilotError('internal', 'internal error', { cause: err });
+  return fail.internalError({ cause: err });
 }
 
 /** Install the error handler and the JSON 404 on a Fastify instance. */
@@ -46,7 +42,7 @@ export function installErrorHandling(app: FastifyInstance, diskPath?: string): v
     void reply.status(CATALOGUE[pe.code].status).send({ error: pe.toJSON() });
   });
   app.setNotFoundHandler((req, reply) => {
-    const pe = new PilotError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`, { hint: 'The README lists the API routes.' });
+    const pe = fail.noRoute({ method: req.method, url: req.url.split('?')[0] });
     void reply.status(404).send({ error: pe.toJSON() });
   });
 }

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { NodeRecord, Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
 import type { SecretBox } from '../store/secret-box.js';
@@ -52,14 +52,11 @@ export function registerLogRoutes(app: FastifyInstance, deps: { store: Store; bo
     '/api/v1/apps/:app/logs',
     async (req, reply) => {
       const a = await store.getApp(req.params.app);
-      if (!a) throw new PilotError('not_found', `app "${req.params.app}" not found`, { hint: 'See `pilot apps`.' });
+      if (!a) throw fail.appNotFoundSeeApps({ app: req.params.app });
       const follow = req.query.follow === '1' || req.query.follow === 'true';
       const previous = req.query.previous === '1' || req.query.previous === 'true';
       const only = req.query.instance;
-      if (only !== undefined && !/^[a-z0-9-]{1,200}$/.test(only))
-        throw new PilotError('bad_request', `instance: not an instance id (${JSON.stringify(only.slice(0, 80))})`, {
-          hint: 'Instance ids are shown by `pilot status APP` and `pilot logs APP --previous`.',
-        });
+      if (only !== undefined && !/^[a-z0-9-]{1,200}$/.test(only)) throw fail.invalidInstanceId({ only: only.slice(0, 80) });
       const tail = Math.min(Math.max(Number(req.query.tail ?? 100) || 100, 0), 10_000);
       const allNodes = await store.listNodes();
       const nodes = new Map(allNodes.map((n) => [n.id, n]));
@@ -90,10 +87,7 @@ export function registerLogRoutes(app: FastifyInstance, deps: { store: Store; bo
           });
         }
       }
-      if (only !== undefined && sources.length === 0)
-        throw new PilotError('not_found', `instance ${only} of app "${a.name}" not found (its logs are kept until the agent's cache GC)`, {
-          hint: 'See `pilot status APP` and `pilot logs APP --previous`.',
-        });
+      if (only !== undefined && sources.length === 0) throw fail.instanceNotFound({ only, name: a.name });
       const mask = await appMasker(store, deps.box, a.name);
       reply.hijack();
       const out = reply.raw;

@@ -1,7 +1,7 @@
 /** Nodes: list with health, cordon (no new instances), drain (move instances away, then no new ones), uncordon. */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import type { NodeRecord, NodeScheduling, Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
@@ -13,7 +13,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   const mustGetNode = async (raw: string): Promise<NodeRecord> => {
     const name = assertName(raw, 'node name');
     const node = await store.getNodeByName(name);
-    if (!node) throw new PilotError('node_not_found', `node "${name}" not found`, { hint: 'List nodes with `pilot nodes`.' });
+    if (!node) throw fail.nodeNotFound({ name });
     return node;
   };
 
@@ -42,10 +42,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   app.get('/api/v1/orphans', async () => ({ orphans: reconciler.orphans() }));
   app.post<{ Params: { id: string } }>('/api/v1/orphans/:id/stop', async (req) => {
     const o = reconciler.stopOrphan(req.params.id);
-    if (!o)
-      throw new PilotError('not_found', `no node reports an orphan instance "${req.params.id}"`, {
-        hint: 'List them with `pilot orphans`.',
-      });
+    if (!o) throw fail.orphanNotFound({ id: req.params.id });
     return { orphan: o };
   });
 
@@ -61,13 +58,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
               (n) => n.id !== node.id && n.scheduling === 'eligible' && reconciler.nodeStatus(n.id) === 'ready',
             );
             if (others.length === 0) {
-              throw new PilotError(
-                'conflict',
-                `node "${node.name}" is the last ready node: draining it would leave its instances nowhere to go`,
-                {
-                  hint: 'Add a node first, or pass --force to drain it anyway (its apps stop serving).',
-                },
-              );
+              throw fail.lastReadyNode({ name: node.name });
             }
           }
           await store.setNodeScheduling(node.id, to);
@@ -90,9 +81,7 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   app.get('/api/v1/tokens/join', async () => ({ tokens: await store.listJoinTokens() }));
   app.delete<{ Params: { id: string } }>('/api/v1/tokens/join/:id', async (req) => {
     if (!/^[a-f0-9]{12}$/.test(req.params.id) || !(await store.revokeJoinToken(req.params.id, Date.now()))) {
-      throw new PilotError('not_found', `no live join token ${JSON.stringify(req.params.id.slice(0, 40))}`, {
-        hint: 'List them with `pilot token list`.',
-      });
+      throw fail.joinTokenNotFound({ id: req.params.id.slice(0, 40) });
     }
     return { revoked: req.params.id };
   });

@@ -8,7 +8,7 @@
 import type { RegistryView } from '../api/wire.js';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertSecretValue } from '../core/secret-value.js';
 import { parseRegistryUrl, registryOfRef } from '../core/registry-url.js';
 import type { InstanceSpec } from '../core/types.js';
@@ -48,9 +48,7 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Stor
       const { url, address } = parseRegistryUrl(req.body.url);
       const { username, password } = req.body;
       if ((username === undefined) !== (password === undefined)) {
-        throw new PilotError('bad_request', 'give both a user name and a password, or neither', {
-          hint: '`pilot registry set URL --username U --password-stdin` (the password is read from stdin).',
-        });
+        throw fail.registryCredentialsHalf();
       }
       if (password !== undefined) assertSecretValue(password, 'the registry password');
       const existed = (await store.listRegistries()).some((r) => r.url === url);
@@ -62,10 +60,9 @@ export function registerRegistryRoutes(app: FastifyInstance, deps: { store: Stor
   );
 
   app.delete<{ Querystring: { url?: string } }>('/api/v1/registries', async (req) => {
-    if (!req.query.url) throw new PilotError('bad_request', 'say which registry: DELETE /api/v1/registries?url=http://HOST:PORT');
+    if (!req.query.url) throw fail.registryDeleteNeedsUrl();
     const { url } = parseRegistryUrl(req.query.url);
-    if (!(await store.deleteRegistry(url)))
-      throw new PilotError('not_found', `no registry ${url} is configured`, { hint: 'List them with `pilot registry show`.' });
+    if (!(await store.deleteRegistry(url))) throw fail.noRegistryConfigured({ url });
     return { removed: url };
   });
 }

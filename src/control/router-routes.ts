@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { TableFeed } from '../router/table-feed.js';
 import { ROUTES_FORMAT, ROUTES_FORMAT_HEADER, toLegacyRoutes } from '../router/legacy-table.js';
 import { bearer, tokensEqual } from '../api/auth.js';
@@ -27,9 +27,7 @@ export function registerRouterRoutes(app: FastifyInstance, deps: { feed: TableFe
   const onRequest = async (req: { headers: { authorization?: string | undefined } }): Promise<void> => {
     const token = bearer(req.headers.authorization);
     if (token === undefined || !deps.tokens().some((t) => tokensEqual(token, t))) {
-      throw new PilotError('unauthorized', 'missing or invalid router token', {
-        hint: 'A router authenticates with $PILOT_HOME/router-token.',
-      });
+      throw fail.invalidRouterToken();
     }
   };
   app.post<{ Body: Static<typeof SyncBody> }>('/api/v1/router/sync', { schema: { body: SyncBody }, onRequest }, async (req) => {

@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { isDiskFull } from '../disk/disk.js';
 import { assertName, isCommitSha, isDigest } from '../core/names.js';
 import type { RunRecord } from '../core/types.js';
@@ -99,7 +99,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; le
   const mustGetRun = async (raw: string): Promise<RunRecord> => {
     const id = Number(raw);
     const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
-    if (!run) throw new PilotError('run_not_found', `run ${JSON.stringify(raw)} not found`);
+    if (!run) throw fail.runNotFoundRaw({ raw });
     return run;
   };
 
@@ -108,8 +108,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; le
     { schema: { body: CreateBody } },
     async (req, reply) => {
       const name = assertName(req.body.app);
-      if (req.body.commit !== undefined && !isCommitSha(req.body.commit))
-        throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+      if (req.body.commit !== undefined && !isCommitSha(req.body.commit)) throw fail.runCommitNotSha();
       const run = await ledger.startForegroundRun({
         app: name,
         trigger: req.body.trigger ?? 'cli',
@@ -126,8 +125,8 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; le
   app.patch<{ Params: { id: string }; Body: RunReport }>('/api/v1/runs/:id', { schema: { body: PatchBody } }, async (req) => {
     const run = await mustGetRun(req.params.id);
     const b = req.body;
-    if (b.artifact !== undefined && !isDigest(b.artifact)) throw new PilotError('invalid_digest', 'artifact must be sha256:<64 hex>');
-    if (b.commit !== undefined && !isCommitSha(b.commit)) throw new PilotError('bad_request', 'commit must be a full 40-character SHA');
+    if (b.artifact !== undefined && !isDigest(b.artifact)) throw fail.runArtifactInvalid();
+    if (b.commit !== undefined && !isCommitSha(b.commit)) throw fail.runCommitNotSha();
     // The ledger decides (core/run-machine.ts): a report on an ended run is refused (409 run_finished).
     return { run: await ledger.report(run.id, b, Date.now()) };
   });
@@ -142,8 +141,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; le
       (s) => s.size,
       () => 0,
     );
-    if (size + Buffer.byteLength(text) > MAX_LOG_BYTES)
-      throw new PilotError('too_large', `run log is capped at ${MAX_LOG_BYTES / 1024 / 1024} MB`);
+    if (size + Buffer.byteLength(text) > MAX_LOG_BYTES) throw fail.runLogTooLarge({ maxLogBytes: MAX_LOG_BYTES / 1024 / 1024 });
     await mkdir(runsDir, { recursive: true, mode: 0o700 });
     await appendFile(file, text, { mode: 0o600 }); // run logs name the app's build; private like the rest of $PILOT_HOME
     waiters.wake(run.id);
@@ -156,7 +154,7 @@ export function registerRunRoutes(app: FastifyInstance, deps: { store: Store; le
     const runs = await store.listRuns({ app: req.query.app, limit });
     // "No runs yet" only for an app that exists: a typo is an unknown app, as everywhere else.
     if (req.query.app !== undefined && runs.length === 0 && !(await store.getApp(req.query.app))) {
-      throw new PilotError('app_not_found', `app "${req.query.app}" not found`);
+      throw fail.appNotFound({ app: req.query.app });
     }
     // The audit trail ends with the rollout's result.
     return {

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { FsBlobStore } from '../artifacts/blob-store.js';
 import { SUPPORTED_PLATFORMS } from '../node-runtime/platform.js';
 import type { NodeRuntimeRecord, Store } from '../store/store.js';
@@ -30,18 +30,14 @@ const PutBody = Type.Object(
 );
 
 function version(v: string): string {
-  if (!VERSION.test(v))
-    throw new PilotError('bad_request', `${JSON.stringify(v.slice(0, 40))} is not an exact Node.js version (like 22.23.3)`);
+  if (!VERSION.test(v)) throw fail.notExactNodeVersion({ v: v.slice(0, 40) });
   return v;
 }
 
 function platform(p: string | undefined): string {
   const name = p ?? 'linux-x64';
   if (!(SUPPORTED_PLATFORMS as readonly string[]).includes(name)) {
-    throw new PilotError(
-      'unsupported_platform',
-      `platform ${JSON.stringify(name.slice(0, 40))} is not supported: supported platforms are ${SUPPORTED_PLATFORMS.join(', ')}`,
-    );
+    throw fail.unsupportedPlatform({ name: name.slice(0, 40), supportedPlatforms: SUPPORTED_PLATFORMS.join(', ') });
   }
   return name;
 }
@@ -50,15 +46,9 @@ function platform(p: string | undefined): string {
 export async function assertRecordedRuntime(store: Store, node: { readonly version: string; readonly digest: string }): Promise<void> {
   const same = (await store.listNodeRuntimes()).filter((r) => r.version === node.version);
   if (same.some((r) => r.digest === node.digest)) return;
-  throw new PilotError(
-    'bad_request',
-    same.length > 0
-      ? `Node.js ${node.version} is recorded as ${same.map((r) => r.digest).join(', ')}, not ${node.digest}`
-      : `Node.js ${node.version} is not a recorded runtime`,
-    {
-      hint: 'Deploy runtimes Pilot has recorded (`pilot runtimes`); `pilot run` records the one it builds with, `pilot runtimes add` imports one.',
-    },
-  );
+  throw same.length > 0
+    ? fail.runtimeRecordedOtherwise({ version: node.version, recorded: same.map((r) => r.digest).join(', '), digest: node.digest })
+    : fail.runtimeNotRecorded({ version: node.version });
 }
 
 export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDeps): void {
@@ -72,20 +62,10 @@ export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDe
       const b = req.body;
       const p = platform(b.platform);
       const stat = await blobs.stat(b.digest);
-      if (!stat)
-        throw new PilotError('artifact_not_found', `runtime blob ${b.digest} is not in the artifact repository`, {
-          hint: 'Upload the tarball first (PUT /api/v1/artifacts/DIGEST); `pilot runtimes add` does both.',
-        });
+      if (!stat) throw fail.runtimeBlobMissing({ digest: b.digest });
       const existing = await store.getNodeRuntime(v, p);
       if (existing && existing.digest !== b.digest) {
-        throw new PilotError(
-          'conflict',
-          `Node.js ${v} (${p}) is already recorded as ${existing.digest}: a version's runtime never changes`,
-          {
-            hint: 'The tarball differs from the one recorded; use the recorded one (`pilot runtimes`).',
-            details: { recorded: existing },
-          },
-        );
+        throw fail.runtimeAlreadyRecorded({ v, p, digest: existing.digest }, { details: { recorded: existing } });
       }
       const rec = await store.putNodeRuntime({
         version: v,
@@ -105,10 +85,7 @@ export function registerRuntimeRoutes(app: FastifyInstance, deps: RuntimeRouteDe
     const v = version(req.params.version);
     const p = platform(req.query.platform);
     const rec = await store.getNodeRuntime(v, p);
-    if (!rec)
-      throw new PilotError('not_found', `Node.js ${v} (${p}) is not in this Pilot's runtime cache`, {
-        hint: '`pilot run` fetches it from the npm registry; `pilot runtimes add VERSION --from FILE.tgz` imports it by hand.',
-      });
+    if (!rec) throw fail.runtimeNotCached({ v, p });
     return { runtime: rec };
   });
 

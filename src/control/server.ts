@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
@@ -141,15 +141,7 @@ function assertStateConsistent(home: string, fresh: boolean): void {
   if (existsSync(db) || fresh) return;
   const evidence = stateEvidence(home);
   if (evidence.length === 0) return;
-  throw new PilotError(
-    'state_without_database',
-    `the state database ${db} is missing, but ${home} holds Pilot state (${evidence.join(', ')})`,
-    {
-      hint:
-        'Restore it with `pilot restore BACKUP-FILE`, or start with an empty database on purpose with `--fresh-database` ' +
-        '(running apps keep running and are listed as orphans by `pilot orphans`; deploy them again to manage them).',
-    },
-  );
+  throw fail.databaseMissing({ db, home, evidence: evidence.join(', ') });
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
@@ -251,9 +243,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   api.addHook('onRequest', async (req) => {
     // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
     if (/(^|\/)(\.|%2e){2}(\/|\?|$)/i.test(req.url)) {
-      throw new PilotError('bad_request', 'a ".." path segment is not allowed', {
-        hint: 'Names are 1-63 characters: lowercase letters, digits and "-".',
-      });
+      throw fail.pathSegmentNotAllowed();
     }
     const mode = authMode(req.method, req.url);
     if (mode === 'none' || mode === 'self') return;
@@ -263,7 +253,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       await authenticateNode(store, req);
       return;
     }
-    throw new PilotError('unauthorized', token ? 'invalid token' : 'missing token: send "Authorization: Bearer <token>"');
+    throw token ? fail.invalidToken() : fail.missingToken();
   });
   // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
   // for `pilot status` and for monitoring, not turned into a failed probe.
@@ -468,14 +458,10 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
 /** A failed listen, said plainly: which part, which address, and what to do. */
 function listenError(err: unknown, what: string, host: string, port: number): PilotError {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') return new PilotError('port_in_use', `the ${what} cannot listen on ${host}:${port}: the port is in use`);
-  if (code === 'EACCES')
-    return new PilotError('port_in_use', `the ${what} may not listen on ${host}:${port} (permission denied)`, {
-      hint: 'Ports below 1024 need privileges; pick another port.',
-    });
-  if (code === 'EADDRNOTAVAIL')
-    return new PilotError('bad_request', `the ${what} cannot listen on ${host}: no such address on this machine`);
-  return new PilotError('internal', `the ${what} cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });
+  if (code === 'EADDRINUSE') return fail.listenPortInUse({ what, host, port });
+  if (code === 'EACCES') return fail.listenPermissionDenied({ what, host, port });
+  if (code === 'EADDRNOTAVAIL') return fail.listenAddressNotLocal({ what, host });
+  return fail.listenFailed({ what, host, port, message: (err as Error).message }, { cause: err });
 }
 
 /** A non-negative number of milliseconds from the environment, or the default. */

@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { resolveAppConfig } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import { assertName } from '../core/names.js';
 import { assertSecretValue } from '../core/secret-value.js';
@@ -68,11 +68,7 @@ function assertOutsideHome(repo: string, home: string | undefined): void {
     // keep the resolved path
   }
   if (inside(abs, resolve(home)) || inside(real, realHome)) {
-    throw new PilotError(
-      'bad_request',
-      `repository URL ${JSON.stringify(repo.slice(0, 200))} refused: it is inside Pilot's home (${home})`,
-      { hint: "Point --repo at the app's repository, not at Pilot's own state." },
-    );
+    throw fail.repositoryInsidePilotHome({ repo: repo.slice(0, 200), home });
   }
 }
 
@@ -92,13 +88,12 @@ export function registerSourceRoutes(
       assertOutsideHome(repo, deps.home);
       const branch = b.branch ?? 'main';
       if (/[\u0000-\u001f\u007f ~^:?*[\\]|\.\.|^-|^\/|\/$|\.lock$/.test(branch)) {
-        throw new PilotError('bad_request', `branch ${JSON.stringify(branch)} is not a valid git branch name`);
+        throw fail.invalidBranch({ branch });
       }
       if (b.secret !== undefined) assertSecretValue(b.secret, 'the webhook secret');
       if (b.githubToken !== undefined) assertSecretValue(b.githubToken, 'the GitHub token');
       const secret = b.secret ?? randomBytes(24).toString('base64url');
-      if ((await store.removingApps()).includes(name))
-        throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+      if ((await store.removingApps()).includes(name)) throw fail.appRemoving({ name });
       const existing = await store.getApp(name);
       const rec = await store.setAppSource(
         name,
@@ -123,7 +118,7 @@ export function registerSourceRoutes(
 
   app.get<{ Params: { app: string } }>('/api/v1/apps/:app/secrets', async (req) => {
     const name = assertName(req.params.app);
-    if (!(await store.getApp(name))) throw new PilotError('app_not_found', `app "${name}" not found`);
+    if (!(await store.getApp(name))) throw fail.appNotFound({ app: name });
     return { secrets: (await store.listSecrets(name)).map((s) => ({ name: s.name, scope: s.scope, updatedAt: s.updatedAt })) };
   });
 
@@ -142,17 +137,13 @@ export function registerSourceRoutes(
     },
     async (req) => {
       const name = assertName(req.params.app);
-      if (!ENV_NAME.test(req.params.name))
-        throw new PilotError(
-          'bad_request',
-          `secret name ${JSON.stringify(req.params.name.slice(0, 80))} must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)`,
-        );
+      if (!ENV_NAME.test(req.params.name)) throw fail.invalidSecretName({ name: req.params.name.slice(0, 80) });
       assertSecretValue(req.body.value, `secret ${req.params.name}`);
       const scope = req.body.scope ?? 'run';
       if (!(await store.getApp(name))) {
         // A build secret is often needed by the very first deploy (a private registry's token): the
         // app is recorded now, with default config, as `POST /apps` does; its first run sets the rest.
-        if (scope !== 'build') throw new PilotError('app_not_found', `app "${name}" not found`);
+        if (scope !== 'build') throw fail.appNotFound({ app: name });
         await store.upsertApp(name, resolveAppConfig({}, name), Date.now());
       }
       await store.setSecret(name, req.params.name, box.seal(req.body.value), Date.now(), scope);
@@ -173,17 +164,16 @@ export function registerSourceRoutes(
   app.get<{ Params: { id: string } }>('/api/v1/runs/:id/build-secrets', async (req) => {
     const id = Number(req.params.id);
     const run = Number.isInteger(id) && id > 0 ? await store.getRun(id) : undefined;
-    if (!run) throw new PilotError('run_not_found', `run ${JSON.stringify(req.params.id.slice(0, 40))} not found`);
+    if (!run) throw fail.runNotFoundById({ id: req.params.id.slice(0, 40) });
     if (run.status !== 'running' && run.status !== 'queued') {
-      throw new PilotError('bad_request', `run ${run.id} is ${run.status}: build secrets are given to runs in progress only`);
+      throw fail.buildSecretsForFinishedRun({ id: run.id, status: run.status });
     }
     return { secrets: await openSecrets(store, box, run.app, 'build') };
   });
 
   app.delete<{ Params: { app: string; name: string } }>('/api/v1/apps/:app/secrets/:name', async (req) => {
     const name = assertName(req.params.app);
-    if (!(await store.deleteSecret(name, req.params.name)))
-      throw new PilotError('not_found', `app "${name}" has no secret ${JSON.stringify(req.params.name.slice(0, 80))}`);
+    if (!(await store.deleteSecret(name, req.params.name))) throw fail.appHasNoSecret({ app: name, secret: req.params.name.slice(0, 80) });
     return { app: name, deleted: req.params.name };
   });
 }

@@ -12,7 +12,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { request } from 'undici';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import {
   emptySummary,
@@ -48,8 +48,7 @@ const Query = Type.Object({ window: Type.Optional(Type.String({ maxLength: 40 })
 
 function windowMs(raw: string | undefined): number {
   const w = parseTrafficWindow(raw);
-  if ('error' in w)
-    throw new PilotError('bad_request', w.error, { hint: 'Pass ?window= as a duration from 1s to 5m: 10s, 60s, 5m (default 60s).' });
+  if ('error' in w) throw fail.invalidTrafficWindow({ problem: w.error });
   return w.ms;
 }
 
@@ -82,7 +81,7 @@ export function registerTrafficRoutes(api: FastifyInstance, deps: { store: Store
       const name = assertName(req.params.app);
       const ms = windowMs(req.query.window);
       const app = await deps.store.getApp(name);
-      if (!app) throw new PilotError('app_not_found', `app "${name}" not found`);
+      if (!app) throw fail.appNotFound({ app: name });
       return { windowSeconds: ms / 1000, ...appTraffic(app, await deps.source(ms, name), ms) };
     },
   );
@@ -98,8 +97,7 @@ export function registerTrafficRoutes(api: FastifyInstance, deps: { store: Store
 /** The router process's figures (GET /traffic on its admin port, with the router token). */
 export async function routerProcessTraffic(home: string, token: string, ms: number, app?: string): Promise<RevisionTraffic[]> {
   const info = readRouterFile(home);
-  const hint = 'The router process is started and supervised by `pilot up` / `pilot server`; its log is $PILOT_HOME/logs/router.log.';
-  if (!info) throw new PilotError('unavailable', `no router process is recorded in ${home}/router/router.json`, { hint });
+  if (!info) throw fail.noRouterProcess({ home });
   const qs = new URLSearchParams({ window: `${ms}ms`, ...(app === undefined ? {} : { app }) });
   let answer: unknown;
   try {
@@ -112,11 +110,7 @@ export async function routerProcessTraffic(home: string, token: string, ms: numb
     if (res.statusCode !== 200) throw new Error(`it answered ${res.statusCode}`);
     answer = JSON.parse(text);
   } catch (err) {
-    throw new PilotError(
-      'unavailable',
-      `the router process (pid ${info.pid}, ${info.admin}) gave no traffic figures: ${(err as Error).message}`,
-      { hint },
-    );
+    throw fail.routerGaveNoTraffic({ pid: info.pid, admin: info.admin, message: (err as Error).message });
   }
   return readAnswer(answer);
 }
@@ -125,9 +119,7 @@ export async function routerProcessTraffic(home: string, token: string, ms: numb
 function readAnswer(x: unknown): RevisionTraffic[] {
   const a = x as Partial<TrafficAnswer> | null;
   if (typeof a !== 'object' || a === null || a.layout !== LATENCY_LAYOUT || !Array.isArray(a.revisions)) {
-    throw new PilotError('unavailable', 'the router process answered traffic figures in a form this control plane does not read', {
-      hint: 'Restart the router with the same Pilot version as the control plane (`pilot down`, then `pilot up`).',
-    });
+    throw fail.routerTrafficUnreadable();
   }
   return a.revisions.filter(
     (r): r is RevisionTraffic =>

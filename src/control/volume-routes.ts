@@ -5,7 +5,7 @@
  * the folder or Docker volume stays on the old node for an operator to copy or remove.
  */
 import type { FastifyInstance } from 'fastify';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import type { Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
@@ -51,7 +51,7 @@ export function registerVolumeRoutes(app: FastifyInstance, deps: { store: Store;
   const { store, reconciler } = deps;
   const mustExist = async (name: string): Promise<string> => {
     assertName(name);
-    if (!(await store.getApp(name))) throw new PilotError('app_not_found', `app "${name}" not found`);
+    if (!(await store.getApp(name))) throw fail.appNotFound({ app: name });
     return name;
   };
 
@@ -63,14 +63,10 @@ export function registerVolumeRoutes(app: FastifyInstance, deps: { store: Store;
   app.delete<{ Params: { app: string }; Querystring: { name?: string } }>('/api/v1/apps/:app/volumes', async (req) => {
     const name = await mustExist(req.params.app);
     const one = req.query.name;
-    if (one !== undefined && !/^[a-z][a-z0-9-]{0,30}$/.test(one))
-      throw new PilotError('bad_request', `volume name ${JSON.stringify(one.slice(0, 80))} is not valid`);
+    if (one !== undefined && !/^[a-z][a-z0-9-]{0,30}$/.test(one)) throw fail.invalidVolumeName({ one: one.slice(0, 80) });
     const before = await volumeViews(store, reconciler, name);
     const forgotten = await reconciler.serial(() => store.forgetVolumes(name, one));
-    if (one !== undefined && forgotten === 0)
-      throw new PilotError('not_found', `app "${name}" has no placed volume "${one}"`, {
-        hint: `\`pilot volumes ${name}\` lists its volumes.`,
-      });
+    if (one !== undefined && forgotten === 0) throw fail.volumeNotPlaced({ name, one });
     reconciler.enqueue(name);
     return { forgotten: before.filter((v) => v.nodeId !== null && (one === undefined || v.name === one)) };
   });

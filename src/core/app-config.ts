@@ -4,7 +4,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { PilotError } from './errors.js';
+import { fail } from './errors.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
 import { resolveStrategy, StrategySchema, type Strategy } from './strategy.js';
@@ -249,22 +249,14 @@ function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
   for (const v of input.volumes ?? []) {
     const path = v.path ?? `/data/${v.name}`;
     const segments = path.split('/').slice(1);
-    if (segments.some((s) => s === '.' || s === '..'))
-      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name}: path ${path} must not contain "." or ".." segments`);
+    if (segments.some((s) => s === '.' || s === '..')) throw fail.volumePathHasDots({ name: v.name, path });
     const reserved = RESERVED_PATHS.find((r) => path === r || (r !== '/app' && r !== '/home' && path.startsWith(`${r}/`)));
     if (reserved) {
-      throw new PilotError(
-        'invalid_config',
-        `pilot.yaml: volumes: ${v.name}: path ${path} would be mounted over ${reserved}, which the container needs`,
-        { hint: `Pick a folder of its own, e.g. path: /data/${v.name} (the default).` },
-      );
+      throw fail.volumePathReserved({ name: v.name, path, reserved });
     }
-    if (out.some((o) => o.name === v.name)) throw new PilotError('invalid_config', `pilot.yaml: volumes: the name ${v.name} is used twice`);
+    if (out.some((o) => o.name === v.name)) throw fail.volumeNameTwice({ name: v.name });
     const clash = out.find((o) => o.path === path || path.startsWith(`${o.path}/`) || o.path.startsWith(`${path}/`));
-    if (clash)
-      throw new PilotError('invalid_config', `pilot.yaml: volumes: ${v.name} (${path}) and ${clash.name} (${clash.path}) overlap`, {
-        hint: 'Give each volume a folder of its own.',
-      });
+    if (clash) throw fail.volumePathsOverlap({ name: v.name, path, otherName: clash.name, otherPath: clash.path });
     out.push({ name: v.name, path });
   }
   return out;
@@ -297,7 +289,7 @@ export function splitCommand(cmd: string): string[] {
       inWord = true;
     }
   }
-  if (quote) throw new PilotError('invalid_config', `unterminated ${quote} quote in command ${JSON.stringify(cmd)}`);
+  if (quote) throw fail.unterminatedCommand({ quote, cmd });
   if (inWord) out.push(cur);
   return out;
 }
@@ -328,7 +320,7 @@ function fieldOf(path: string): string {
 export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfigInput {
   if (raw === null || raw === undefined) return {};
   if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new PilotError('invalid_config', `${source}: expected a mapping of fields at the top level`);
+    throw fail.configNotMapping({ source });
   }
   const problems: string[] = [];
   const seen = new Set<string>();
@@ -348,7 +340,7 @@ export function validateAppConfig(raw: unknown, source = 'pilot.yaml'): AppConfi
     }
   }
   if (problems.length > 0) {
-    throw new PilotError('invalid_config', `${source}: ${problems.join('; ')}`, { details: { problems } });
+    throw fail.invalidConfig({ source, problems: problems.join('; ') }, { details: { problems } });
   }
   return raw as AppConfigInput;
 }
@@ -368,34 +360,24 @@ const ms = (v: string | number | undefined, dflt: number): number => (v === unde
 export function resolveAppConfig(input: AppConfigInput, fallbackName: string | undefined): AppConfig {
   const name = input.name ?? fallbackName;
   if (!isValidName(name)) {
-    throw new PilotError(
-      'invalid_config',
-      `pilot.yaml: name: missing or invalid (${JSON.stringify(name ?? null)}); set \`name:\` to 1-63 lowercase letters, digits and "-", starting with a letter`,
-    );
+    throw fail.configNameInvalid({ name: name ?? null });
   }
   const health = input.health ?? {};
   const deploy = input.deploy ?? {};
   const volumes = resolveVolumes(input);
   if (volumes.length > 0 && input.port !== undefined && (input.replicas ?? 1) > 1) {
-    throw new PilotError(
-      'invalid_config',
-      `pilot.yaml: an app with volumes runs every replica on the volume's node, and a fixed port (${input.port}) allows one instance per node, so replicas: ${input.replicas} cannot be placed`,
-      {
-        hint: 'Remove `port:` (instances then get $PORT), or set replicas: 1.',
-      },
-    );
+    throw fail.volumesWithFixedPort({ port: input.port, replicas: input.replicas });
   }
   const strategy = resolveStrategy(input.strategy);
   if ('problems' in strategy) {
-    throw new PilotError('invalid_config', `pilot.yaml: ${strategy.problems.join('; ')}`, { details: { problems: strategy.problems } });
+    throw fail.invalidConfig(
+      { source: 'pilot.yaml', problems: strategy.problems.join('; ') },
+      { details: { problems: strategy.problems } },
+    );
   }
   const autoscale = resolveAutoscale(input.autoscale, input.replicas);
   if (autoscale && autoscale.max > 1 && volumes.length > 0 && input.port !== undefined) {
-    throw new PilotError(
-      'invalid_config',
-      `pilot.yaml: autoscale: an app with volumes runs every replica on the volume's node, and a fixed port (${input.port}) allows one instance per node, so max: ${autoscale.max} cannot be placed`,
-      { hint: 'Remove `port:` (instances then get $PORT), or remove autoscale.' },
-    );
+    throw fail.autoscaleWithVolumesFixedPort({ port: input.port, max: autoscale.max });
   }
   return {
     name,

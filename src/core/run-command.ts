@@ -1,5 +1,5 @@
 /** How an app is started: pilot.yaml `run`, else the Procfile `web:` line, else `npm start`. Pure. */
-import { PilotError } from './errors.js';
+import { type PilotError, fail } from './errors.js';
 import { splitCommand } from './app-config.js';
 
 const PROCFILE_LINE = /^([A-Za-z0-9_-]+)\s*:\s*(.*)$/;
@@ -34,10 +34,7 @@ export function procfileArgv(line: string, type: string): readonly string[] {
   try {
     return splitCommand(line);
   } catch (e) {
-    throw new PilotError('invalid_config', `Procfile ${type}: ${(e as Error).message}`, {
-      hint: `Fix the \`${type}:\` line of the Procfile.`,
-      cause: e,
-    });
+    throw fail.procfileInvalid({ type, message: (e as Error).message }, { cause: e });
   }
 }
 
@@ -48,7 +45,7 @@ export function resolveReleaseCommand(
 ): readonly string[] | undefined {
   if (configRelease === false) return undefined;
   if (configRelease !== undefined) {
-    if (configRelease.length === 0 || configRelease[0] === '') throw new PilotError('invalid_config', 'pilot.yaml: release: empty command');
+    if (configRelease.length === 0 || configRelease[0] === '') throw fail.releaseCommandEmpty();
     return [...configRelease];
   }
   const line = procfile === undefined ? undefined : procfileProcess(procfile, 'release');
@@ -83,7 +80,7 @@ export function resolveRunCommand(
   scripts?: Readonly<Record<string, string>>,
 ): readonly string[] {
   if (configRun !== undefined) {
-    if (configRun.length === 0 || configRun[0] === '') throw new PilotError('invalid_config', 'pilot.yaml: run: empty command');
+    if (configRun.length === 0 || configRun[0] === '') throw fail.runCommandEmpty();
     return [...configRun];
   }
   const web = procfile === undefined ? undefined : procfileWeb(procfile);
@@ -108,13 +105,7 @@ export function missingStartCommand(
   if (procfile !== undefined && procfileWeb(procfile) !== undefined) return undefined;
   if (scripts?.['start'] !== undefined) return undefined;
   const others = Object.keys(scripts ?? {}).filter((s) => /^(serve|server|prod|production|start:prod|preview|dev)$/.test(s));
-  return new PilotError(
-    'invalid_config',
-    `nothing to start the app with: package.json has no "start" script, there is no Procfile \`web:\` line and no server.js${others.length ? ` (package.json has ${others.map((s) => `"${s}"`).join(', ')})` : ''}`,
-    {
-      hint: 'Add a "start" script to package.json (e.g. "start": "node server.js"), a Procfile `web:` line, or `run:` in pilot.yaml (e.g. run: node .output/server/index.mjs).',
-    },
-  );
+  return fail.nothingToStart({ otherScripts: others });
 }
 
 /**

@@ -4,7 +4,7 @@
  * terminal escapes or binary that has no business in an env value. Tab, LF and CR stay allowed:
  * PEM keys and certificates are multi-line. The error names the character, never the value.
  */
-import { PilotError } from './errors.js';
+import { fail } from './errors.js';
 
 const FORBIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 
@@ -26,9 +26,7 @@ export function secretValueProblem(value: string): string | undefined {
 export function assertSecretValue(value: string, what: string): string {
   const problem = secretValueProblem(value);
   if (problem !== undefined) {
-    throw new PilotError('bad_request', `${what} contains ${problem}: refused (the value is not shown)`, {
-      hint: 'Secret values may hold printable text, tabs and line breaks (PEM keys), not NUL or other control characters. Check the file or variable it came from.',
-    });
+    throw fail.secretValueRefused({ what, problem });
   }
   return value;
 }

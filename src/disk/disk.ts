@@ -7,7 +7,7 @@
 import { statfsSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { errno } from '../core/errno.js';
 
 const FULL = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
@@ -43,11 +43,9 @@ export function diskFullError(err: unknown, what: string, fallbackPath: string, 
   const path = (err as { path?: unknown }).path;
   const where = typeof path === 'string' ? path : fallbackPath;
   const free = freeBytesSync(where);
-  const quota = code === 'EDQUOT' ? 'the disk quota' : 'the filesystem';
-  const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? `; it needs ${mib(neededBytes)}` : '';
-  return new PilotError(
-    'disk_full',
-    `${what}: ${quota} holding ${where} is full (${code}${free === undefined ? '' : `, ${mib(free)} free`})${needed}`,
+  const needed = neededBytes !== undefined && Number.isFinite(neededBytes) && neededBytes > 0 ? mib(neededBytes) : undefined;
+  return fail.diskFull(
+    { what, where, code, free: free === undefined ? undefined : mib(free), needed },
     {
       details: {
         path: where,

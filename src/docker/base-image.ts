@@ -10,7 +10,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tar from 'tar';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { runCommand } from '../os/exec.js';
 import type { Engine } from './engine.js';
 import { followBuild } from './progress.js';
@@ -29,7 +29,7 @@ export const baseImageTag = (version: string): string => `pilot/node:${version.r
 /** The shared libraries `bin` links, with the loader, from ldd's output. */
 export async function linkedLibraries(bin: string): Promise<string[]> {
   const r = await runCommand(['ldd', bin], { cwd: '/', env: { PATH: '/usr/bin:/bin' }, timeoutMs: 10_000, maxOutputTail: 1000 });
-  if (r.code !== 0) throw new PilotError('internal', `ldd ${bin} failed: ${r.tail.join('\n')}`);
+  if (r.code !== 0) throw fail.lddFailed({ bin, tail: r.tail.join('\n') });
   const libs = new Set<string>();
   for (const line of r.tail) {
     const m = /(\/\S+)\s+\(0x/.exec(line);
@@ -50,8 +50,7 @@ export async function bootstrapNodeImage(
   const nodeBin = realpathSync(opts.nodeBin ?? process.execPath);
   const v = await runCommand([nodeBin, '--version'], { cwd: '/', env: {}, timeoutMs: 10_000 });
   const version = (v.tail[0] ?? '').trim().replace(/^v/, '');
-  if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version))
-    throw new PilotError('internal', `${nodeBin} --version failed: ${v.tail.join('\n')}`);
+  if (v.code !== 0 || !/^\d+\.\d+\.\d+$/.test(version)) throw fail.nodeVersionFailed({ nodeBin, tail: v.tail.join('\n') });
   const tag = opts.tag ?? baseImageTag(version);
   if (!opts.force) {
     const existing = await engine

@@ -10,7 +10,7 @@ import { lstat, readdir, readFile, realpath } from 'node:fs/promises';
 import { join, posix, relative, sep } from 'node:path';
 import ignoreModule from '@balena/dockerignore';
 import * as tar from 'tar';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 
 // A CommonJS module (module.exports = factory) whose types declare a default export.
 const ignore = ignoreModule as unknown as typeof ignoreModule.default;
@@ -36,20 +36,18 @@ export interface BuildContext {
 export async function resolveDockerfile(dir: string, path: string): Promise<string> {
   const rel = posix.normalize(path.split(sep).join('/'));
   if (rel.startsWith('/') || rel === '..' || rel.startsWith('../') || rel === '.') {
-    throw new PilotError('invalid_config', `pilot.yaml: dockerfile: ${JSON.stringify(path)} must be a file inside the app folder`);
+    throw fail.dockerfileOutsideApp({ path });
   }
   const abs = join(dir, rel);
   let real: string;
   try {
     real = await realpath(abs);
   } catch {
-    throw new PilotError('invalid_config', `pilot.yaml: dockerfile: ${rel} does not exist in the app folder`, {
-      hint: 'Commit the Dockerfile, or remove `dockerfile:` to use Dockerfile (or a generated one for a Node app).',
-    });
+    throw fail.dockerfileMissing({ rel });
   }
   const root = await realpath(dir);
   if (relative(root, real).startsWith('..') || !(await lstat(real)).isFile()) {
-    throw new PilotError('invalid_config', `pilot.yaml: dockerfile: ${rel} is not a regular file inside the app folder`);
+    throw fail.dockerfileNotRegular({ rel });
   }
   return rel;
 }
@@ -66,12 +64,7 @@ export async function readRegularFile(dir: string, name: string): Promise<string
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (!st.isFile())
-    throw new PilotError(
-      'invalid_config',
-      `${name} must be a regular file in the app folder (it is a ${st.isSymbolicLink() ? 'symbolic link' : 'folder or special file'})`,
-      { hint: `Replace ${name} with the file itself.` },
-    );
+  if (!st.isFile()) throw fail.notRegularFile({ name, symlink: st.isSymbolicLink() });
   return readFile(join(dir, name), 'utf8');
 }
 

@@ -14,7 +14,7 @@
  * machine's `sh` and `env` (`.pilot-build/` in the context, see image-build.ts), never the image
  * that ships. Pure.
  */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { ContextEntry } from './context.js';
 
 /** The name the generated Dockerfile has in the build context (the daemon drops it, see `.dockerignore`). */
@@ -121,13 +121,7 @@ const nodeRun = (script: string): string => run(['node', '-e', script]);
 export function generateDockerfile(input: GeneratedDockerfileInput): string {
   const problem = commandProblem(input.command);
   if (problem) {
-    throw new PilotError(
-      'invalid_config',
-      `runtime docker without a Dockerfile: ${problem}, and the generated image (${input.baseImage}) has no shell`,
-      {
-        hint: 'Add a Dockerfile to the app (or `dockerfile:` in pilot.yaml), or make the start command a plain node command: `run: node server.js` in pilot.yaml, a Procfile `web: node server.js`, or package.json "start": "node server.js".',
-      },
-    );
+    throw fail.noDockerfileNoBase({ problem, baseImage: input.baseImage });
   }
   // A node_modules of the build machine never goes in: the image installs its own.
   const ours = new Set(['.dockerignore', GENERATED_DOCKERFILE, BUILD_TOOLS_DIR, 'node_modules']);

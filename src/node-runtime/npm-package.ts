@@ -13,7 +13,7 @@ import { chmod, mkdir, readFile, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { extractArtifact } from '../artifacts/safe-extract.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { runCommand } from '../os/exec.js';
 
 export interface UnpackedNpm {
@@ -33,13 +33,10 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
   try {
     meta = JSON.parse(await readFile(join(dest, 'package', 'package.json'), 'utf8')) as typeof meta;
   } catch (e) {
-    throw new PilotError('bad_request', `not an npm package: package/package.json is missing or unreadable (${(e as Error).message})`);
+    throw fail.npmPackageUnreadable({ message: (e as Error).message });
   }
   if (meta.name !== 'npm' || meta.version !== expect.version) {
-    throw new PilotError(
-      'bad_request',
-      `not the npm asked for: the tarball holds ${String(meta.name)}@${String(meta.version)}, not npm@${expect.version}`,
-    );
+    throw fail.npmTarballMismatch({ name: String(meta.name), version: String(meta.version), expected: expect.version });
   }
   const l = npmLayout(dest);
   await mkdir(l.binDir, { recursive: true });
@@ -61,8 +58,7 @@ export async function unpackNpm(tgz: string, dest: string, expect: { version: st
  */
 export async function checkNpm(dir: string, expect: { version: string; nodeBinDir: string }): Promise<UnpackedNpm> {
   const l = npmLayout(dir);
-  if (!existsSync(join(l.binDir, 'npm')))
-    throw new PilotError('bad_request', `npm@${expect.version} in ${dir} is incomplete: bin/npm is missing`);
+  if (!existsSync(join(l.binDir, 'npm'))) throw fail.npmIncomplete({ version: expect.version, dir });
   const env = { PATH: `${expect.nodeBinDir}:/usr/bin:/bin`, HOME: process.env['HOME'] ?? tmpdir(), npm_config_update_notifier: 'false' };
   const r = await runCommand([join(expect.nodeBinDir, 'node'), l.cli, '--version'], {
     cwd: dir,
@@ -77,9 +73,10 @@ export async function checkNpm(dir: string, expect: { version: string; nodeBinDi
       r.code !== 0
         ? (r.tail.find((line) => /Error|ERROR|not (yet )?supported|known not to run/.test(line)) ?? r.tail.at(-1) ?? `exit code ${r.code}`)
         : `it printed ${JSON.stringify(out.slice(0, 200))}`;
-    throw new PilotError('npm_incompatible', `npm ${expect.version} does not run on Node.js ${node}: ${why.trim().slice(0, 300)}`, {
-      details: { npm: expect.version, node, output: r.tail.slice(-10), signal: r.signal },
-    });
+    throw fail.npmDoesNotRun(
+      { version: expect.version, node, why: why.trim().slice(0, 300) },
+      { details: { npm: expect.version, node, output: r.tail.slice(-10), signal: r.signal } },
+    );
   }
   return l;
 }

@@ -12,7 +12,7 @@
  * and the caller keeps the first that answers `npm --version` on the pinned node.
  */
 import semver from 'semver';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 
 export interface NpmRelease {
   readonly version: string;
@@ -44,9 +44,7 @@ export function npmCandidates(
   const wanted = opts.enginesNpm?.trim() || undefined;
   const range = wanted === undefined ? '*' : semver.validRange(wanted);
   if (range === null) {
-    throw new PilotError('invalid_config', `engines.npm: ${JSON.stringify(wanted)} is not a semver range`, {
-      hint: 'Write a version or a range, e.g. 10, 10.x or ^9.8, or leave engines.npm out.',
-    });
+    throw fail.invalidEnginesNpm({ wanted });
   }
   const latest = opts.latest !== undefined ? semver.valid(opts.latest) : null;
   const usable = releases.filter(
@@ -57,9 +55,7 @@ export function npmCandidates(
       semver.satisfies(r.version, range),
   );
   if (usable.length === 0) {
-    throw new PilotError('npm_incompatible', `no npm release matches engines.npm ${JSON.stringify(wanted)}`, {
-      details: { enginesNpm: wanted, node },
-    });
+    throw fail.noNpmForEngines({ wanted }, { details: { enginesNpm: wanted, node } });
   }
   const declared: NpmCandidate[] = [];
   const undeclared = new Map<number, NpmRelease>();
@@ -92,25 +88,17 @@ function incompatible(usable: readonly NpmRelease[], node: string, wanted: strin
   const needs = newest.enginesNode
     ? `npm ${newest.version} needs Node.js ${JSON.stringify(newest.enginesNode)}`
     : `npm ${newest.version} does not say which Node.js it needs`;
-  return new PilotError(
-    'npm_incompatible',
-    wanted === undefined
-      ? `no npm release runs on Node.js ${node} by npm's own engines.node (${needs})`
-      : `engines.npm ${JSON.stringify(wanted)} and Node.js ${node} exclude each other: ${needs}, and no npm in ${JSON.stringify(wanted)} admits ${node}`,
-    {
-      details: { enginesNpm: wanted ?? null, node, newest: newest.version, newestEnginesNode: newest.enginesNode ?? null },
-    },
-  );
+  const details = { enginesNpm: wanted ?? null, node, newest: newest.version, newestEnginesNode: newest.enginesNode ?? null };
+  return wanted === undefined
+    ? fail.noNpmRunsOnNode({ node, needs }, { details })
+    : fail.enginesNpmExcludesNode({ wanted, node, needs }, { details });
 }
 
 /** The error when every candidate failed `npm --version` on the node. */
 export function noNpmRuns(node: string, tried: readonly { version: string; error: string }[], wanted: string | undefined): PilotError {
   const list = tried.map((t) => `npm ${t.version}: ${t.error}`).join('; ');
-  return new PilotError(
-    'npm_incompatible',
-    wanted === undefined
-      ? `no npm tried runs on Node.js ${node} (${list})`
-      : `engines.npm ${JSON.stringify(wanted)} and Node.js ${node} exclude each other: ${list}`,
-    { details: { node, tried, enginesNpm: wanted ?? null } },
-  );
+  const details = { node, tried, enginesNpm: wanted ?? null };
+  return wanted === undefined
+    ? fail.noNpmTriedRuns({ node, list }, { details })
+    : fail.enginesNpmTriedExcludeNode({ wanted, node, list }, { details });
 }

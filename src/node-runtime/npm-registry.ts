@@ -5,7 +5,7 @@
  * do to the user's installs.
  */
 import { join } from 'node:path';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { formatArgv, runCommand } from '../os/exec.js';
 
 export interface Dist {
@@ -52,10 +52,7 @@ export class NpmRegistry {
     const v = parseJson(out);
     if (typeof v === 'string') return [v];
     if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-    throw new PilotError(
-      'registry_unreachable',
-      `${await this.registryUrl()} answered \`npm view ${pkg} versions\` with something that is not a version list`,
-    );
+    throw fail.registryVersionsUnreadable({ registry: await this.registryUrl(), pkg });
   }
 
   /** Every release of npm with its own engines.node (absent for the releases that publish none). */
@@ -71,8 +68,7 @@ export class NpmRegistry {
       const node = typeof r.engines === 'object' && r.engines !== null ? r.engines.node : undefined;
       releases.push(typeof node === 'string' ? { version: r.version, enginesNode: node } : { version: r.version });
     }
-    if (releases.length === 0)
-      throw new PilotError('registry_unreachable', `${await this.registryUrl()} answered \`npm view npm versions\` with no release of npm`);
+    if (releases.length === 0) throw fail.registryWithoutNpm({ registry: await this.registryUrl() });
     return releases;
   }
 
@@ -87,15 +83,13 @@ export class NpmRegistry {
     const out = await this.npmOk(['view', `${pkg}@${version}`, 'dist', '--json'], `${pkg}@${version}`, 120_000);
     const d = parseJson(out) as Partial<Dist> | undefined;
     if (d === undefined || typeof d !== 'object' || Array.isArray(d)) {
-      throw new PilotError('node_version_not_found', `the npm registry ${await this.registryUrl()} has no ${pkg}@${version}`, {
-        details: { registry: await this.registryUrl() },
-      });
+      throw fail.registryHasNoVersion(
+        { registry: await this.registryUrl(), pkg, version },
+        { details: { registry: await this.registryUrl() } },
+      );
     }
     if (typeof d.integrity !== 'string' || !d.integrity.startsWith('sha512-')) {
-      throw new PilotError(
-        'registry_unreachable',
-        `${pkg}@${version} on ${await this.registryUrl()} publishes no sha512 integrity: refusing a tarball that cannot be verified`,
-      );
+      throw fail.registryWithoutSha512({ pkg, version, registry: await this.registryUrl() });
     }
     return { integrity: d.integrity, tarball: String(d.tarball ?? '') };
   }
@@ -109,8 +103,7 @@ export class NpmRegistry {
     );
     const files = parseJson(out) as { filename?: string }[] | undefined;
     const name = Array.isArray(files) ? files[0]?.filename : undefined;
-    if (typeof name !== 'string' || name.includes('/'))
-      throw new PilotError('registry_unreachable', `npm pack ${pkg}@${version} did not say which file it wrote`);
+    if (typeof name !== 'string' || name.includes('/')) throw fail.npmPackSilent({ pkg, version });
     return join(dir, name);
   }
 
@@ -143,21 +136,14 @@ export class NpmRegistry {
         `npm exited with code ${r.code}`
       ).replace(/^npm (ERR!|error)\s*/, '');
     const details = { registry, command: formatArgv(['npm', ...args]), tail: r.stderr.slice(-10) };
-    if (/\bE404\b/.test(text))
-      throw new PilotError('node_version_not_found', `the npm registry ${registry} does not have ${what}`, { details });
+    if (/\bE404\b/.test(text)) throw fail.registryMissing({ registry, what }, { details });
     if (/\bEINTEGRITY\b/.test(text)) {
-      throw new PilotError('digest_mismatch', `${what} from ${registry} does not match its published integrity: refused, nothing cached`, {
-        hint: 'The registry or a proxy served altered bytes. Check the mirror, then `npm cache verify`.',
-        details,
-      });
+      throw fail.integrityMismatchFromRegistry({ what, registry }, { details });
     }
     if (UNREACHABLE.test(text)) {
-      throw new PilotError('registry_unreachable', `cannot reach the npm registry ${registry} for ${what}: ${reason}`, {
-        hint: 'Check `npm config get registry` and your proxy settings, or import the runtime by hand: `pilot runtimes add VERSION --from FILE.tgz`.',
-        details,
-      });
+      throw fail.registryUnreachable({ registry, what, reason }, { details });
     }
-    throw new PilotError('registry_unreachable', `\`${formatArgv(['npm', ...args])}\` failed against ${registry}: ${reason}`, { details });
+    throw fail.npmCommandFailed({ command: formatArgv(['npm', ...args]), registry, reason }, { details });
   }
 }
 

@@ -1,5 +1,5 @@
 /** Which runtime package fits a machine. The npm registry's official builds: node-<platform>-<arch>. */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 
 /** Platforms whose Node.js packages Pilot fetches, runs and has tested. */
 export const SUPPORTED_PLATFORMS = ['linux-x64'] as const;
@@ -10,13 +10,7 @@ export function nodePlatform(platform: string = process.platform, arch: string =
   const name = `${platform}-${arch}`;
   const hit = SUPPORTED_PLATFORMS.find((p) => p === name);
   if (hit !== undefined) return hit;
-  throw new PilotError(
-    'unsupported_platform',
-    `Pilot cannot pin a Node.js runtime on ${name}: supported platforms are ${SUPPORTED_PLATFORMS.join(', ')}`,
-    {
-      hint: "Build and run on linux-x64 machines, or remove the Node.js version pin (pilot.yaml node, .node-version, .nvmrc, engines.node) to use the machine's own node.",
-    },
-  );
+  throw fail.platformCannotPin({ name, supportedPlatforms: SUPPORTED_PLATFORMS.join(', ') });
 }
 
 /** The npm package holding the official Node.js binary for a platform. */

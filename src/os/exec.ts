@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import { LineSplitter, Tail } from './lines.js';
 import { SilenceTimer } from './silence.js';
@@ -72,7 +72,7 @@ export function formatArgv(argv: readonly string[]): string {
 /** Run argv to completion; resolves with its exit status whatever the code, rejects on timeout, cancel or spawn failure. */
 export function runCommand(argv: readonly string[], opts: RunOptions): Promise<RunResult> {
   const [file, ...args] = argv;
-  if (file === undefined || file === '') return Promise.reject(new PilotError('invalid_config', 'empty command'));
+  if (file === undefined || file === '') return Promise.reject(fail.emptyCommand());
   const shown = formatArgv(argv);
   if (opts.signal?.aborted) return Promise.reject(cancelledError(shown));
 
@@ -96,7 +96,7 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
       });
     } catch (e) {
       // Synchronous failures: arguments Node refuses (a NUL byte in an argument, for one).
-      reject(new PilotError('build_failed', `cannot run ${shown}: ${(e as Error).message}`, { cause: e }));
+      reject(fail.spawnFailed({ shown, message: (e as Error).message }, { cause: e }));
       return;
     }
 
@@ -121,12 +121,7 @@ export function runCommand(argv: readonly string[], opts: RunOptions): Promise<R
     const onAbort = (): void => stop(cancelledError(shown));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timeout = setTimeout(
-      () =>
-        stop(
-          new PilotError('step_timeout', `step \`${shown}\` timed out after ${formatDuration(opts.timeoutMs)}`, {
-            details: { tail: tail.toArray() },
-          }),
-        ),
+      () => stop(fail.stepTimeout({ shown, timeoutMs: formatDuration(opts.timeoutMs) }, { details: { tail: tail.toArray() } })),
       Math.min(Math.max(opts.timeoutMs, 0), MAX_TIMER_MS),
     );
     // Silence notices: re-armed by every line, repeated while the command stays quiet.
@@ -204,9 +199,10 @@ export function mustSucceed(result: RunResult, argv: readonly string[]): RunResu
   if (result.code === 0) return result;
   const how = result.code !== null ? `exited with code ${result.code}` : `was killed by ${result.signal ?? 'a signal'}`;
   const lines = result.tail.length > 0 ? `:\n${result.tail.map((l) => `  ${l}`).join('\n')}` : ' (no output)';
-  throw new PilotError('build_failed', `step \`${formatArgv(argv)}\` ${how}${lines}`, {
-    details: { code: result.code, signal: result.signal, tail: result.tail },
-  });
+  throw fail.stepFailed(
+    { argv: formatArgv(argv), how, lines },
+    { details: { code: result.code, signal: result.signal, tail: result.tail } },
+  );
 }
 
 function readLines(stream: Readable, emit: (line: string) => void): void {
@@ -221,7 +217,7 @@ function readLines(stream: Readable, emit: (line: string) => void): void {
 }
 
 function cancelledError(shown: string): PilotError {
-  return new PilotError('cancelled', `step \`${shown}\` was cancelled`);
+  return fail.stepCancelled({ shown });
 }
 
 async function spawnError(file: string, shown: string, opts: RunOptions, e: NodeJS.ErrnoException): Promise<PilotError> {
@@ -230,19 +226,11 @@ async function spawnError(file: string, shown: string, opts: RunOptions, e: Node
     (s) => s.isDirectory(),
     () => false,
   );
-  if (!cwdOk) return new PilotError('build_failed', `cannot run \`${shown}\`: working folder ${opts.cwd} does not exist`, { cause: e });
+  if (!cwdOk) return fail.cwdMissing({ shown, cwd: opts.cwd }, { cause: e });
   if (e.code === 'ENOENT') {
     const where = file.includes('/') ? '' : ` on PATH (${opts.env['PATH'] ?? 'PATH is not set'})`;
-    return new PilotError('build_failed', `\`${file}\` not found${where}`, {
-      cause: e,
-      // yarn and pnpm are provided by Pilot for the app's lockfile or packageManager; a script that
-      // calls another manager than the app's own needs it named.
-      hint:
-        file === 'yarn' || file === 'pnpm'
-          ? `Pilot provides ${file} when the app uses it: add a ${file === 'yarn' ? 'yarn.lock' : 'pnpm-lock.yaml'}, or name it in package.json ("packageManager": "${file}@<version>").`
-          : 'Install it on the build machine, or change the build commands in pilot.yaml.',
-    });
+    return fail.commandNotFound({ file, where }, { cause: e });
   }
-  if (e.code === 'EACCES') return new PilotError('build_failed', `\`${file}\` is not executable (permission denied)`, { cause: e });
-  return new PilotError('build_failed', `cannot run \`${shown}\`: ${e.message}`, { cause: e });
+  if (e.code === 'EACCES') return fail.notExecutable({ file }, { cause: e });
+  return fail.commandCannotRun({ shown, message: e.message }, { cause: e });
 }

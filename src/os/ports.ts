@@ -4,7 +4,7 @@
  * of one test machine still share the port space. Ports are found by binding them, never guessed.
  */
 import { createServer } from 'node:net';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 
 /** A port handed out stays reserved this long: the app may take a while to bind it. */
 const RESERVE_MS = 60_000;
@@ -49,7 +49,7 @@ export async function allocatePort(host = '0.0.0.0'): Promise<number> {
     reserved.set(r.port, performance.now() + RESERVE_MS);
     return r.port;
   }
-  throw new PilotError('unavailable', `no free port on ${host} after ${MAX_TRIES} tries`);
+  throw fail.noFreePort({ host, maxTries: MAX_TRIES });
 }
 
 async function freeOnIpv6(port: number): Promise<boolean> {

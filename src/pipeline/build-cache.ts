@@ -17,7 +17,7 @@
  */
 import { mkdir, mkdtemp, open, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import {
   CACHE_FORMAT,
   MANAGER_CONFIG_FILES,
@@ -83,7 +83,7 @@ async function copyTree(from: string, to: string, signal?: AbortSignal): Promise
       .slice(-2)
       .map((l) => l.split(to).join('…').split(from).join('…'))
       .join('; ');
-    throw new PilotError('internal', `copying node_modules failed: ${why}`);
+    throw fail.nodeModulesCopyFailed({ why });
   }
 }
 
@@ -101,8 +101,8 @@ export async function gatherInputs(req: {
   const probe =
     'JSON.stringify([process.version,process.versions.modules,process.platform+"-"+process.arch,(process.report&&process.report.getReport().header.glibcVersionRuntime)||"no-glibc"])';
   const [nodeOut, mgrOut] = await Promise.all([runCommand(['node', '-p', probe], opts), runCommand([manager, '--version'], opts)]);
-  if (nodeOut.code !== 0) throw new PilotError('build_failed', `cannot tell which node runs the install: ${nodeOut.tail.join(' ')}`);
-  if (mgrOut.code !== 0) throw new PilotError('build_failed', `\`${manager} --version\` failed: ${mgrOut.tail.join(' ')}`);
+  if (nodeOut.code !== 0) throw fail.installNodeUnknown({ tail: nodeOut.tail.join(' ') });
+  if (mgrOut.code !== 0) throw fail.managerVersionFailed({ manager, tail: mgrOut.tail.join(' ') });
   const [node, abi, platform, libc] = JSON.parse(nodeOut.tail.at(-1) ?? '[]') as string[];
   const managerVersion = (mgrOut.tail.at(-1) ?? '').trim();
 

@@ -10,7 +10,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { AppConfig } from '../core/app-config.js';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError, restate, pipelineHints } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import type { ApiClient } from '../api/client.js';
 import { withNodeRuntime } from '../node-runtime/build-env.js';
@@ -115,14 +115,11 @@ export function explainStepFailure(e: unknown, step: BuildStep, b: PreparedBuild
   if (step.name !== 'install' || !isPilotError(e)) return e;
   if (b.missingVars.length > 0) {
     const v = b.missingVars[0]!;
-    return new PilotError(e.code, e.message, {
-      hint: `The app's .npmrc uses \${${v}}, which the build does not have: \`pilot secrets set ${b.app} ${v} --build\` (value on stdin), then run again.`,
-      cause: e,
-    });
+    return restate(e, { hint: pipelineHints.npmrcVariableMissing({ v, app: b.app }), cause: e });
   }
   if (!b.provided || !b.wanted || b.wanted.spec === b.pm.version) return e;
-  return new PilotError(e.code, e.message, {
-    hint: `${b.pm.name} ${b.pm.version} is the newest match of ${b.wanted.source}; if the install wants to rewrite the lockfile, pin the version that wrote it in package.json: "packageManager": "${b.pm.name}@<version>".`,
+  return restate(e, {
+    hint: pipelineHints.managerRangeRewrite({ name: b.pm.name, version: b.pm.version, source: b.wanted.source }),
     cause: e,
   });
 }

@@ -4,7 +4,7 @@
  * (its reason carries the failing instance's last lines). Woken by the event feed (GET
  * /api/v1/events), polling only against a server without one.
  */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { ApiClient } from '../api/client.js';
 import { followEvents } from '../api/sse.js';
 
@@ -79,15 +79,13 @@ export async function followRollout(
     }
     if (r.rollout.status === 'failed' && /^superseded by /.test(r.rollout.reason ?? '')) {
       // A newer deploy (a later push, another `pilot run`) took over: this one did not fail.
-      throw new PilotError('superseded', `rollout #${rolloutId} was ${r.rollout.reason}`);
+      throw fail.rolloutSuperseded({ rollout: rolloutId, reason: r.rollout.reason ?? 'superseded' });
     }
     if (r.rollout.status === 'failed') {
       const kept = r.activeRevision === null ? 'no revision is serving' : `revision ${r.activeRevision} keeps serving`;
       // The reason's first line, then where it stood, then the app's own words (the reason's other lines).
       const [first, ...rest] = (r.rollout.reason ?? 'unknown reason').split('\n');
-      throw new PilotError('deploy_failed', [`rollout #${rolloutId} failed: ${first}; ${kept}`, ...rest].join('\n'), {
-        hint: `See the app's output with \`pilot logs ${app}\` (\`--previous\` for stopped instances); fix and run again.`,
-      });
+      throw fail.rolloutFailed({ rolloutId, first: first ?? '', kept, rest, app });
     }
     return false;
   };
@@ -131,14 +129,13 @@ export async function followRollout(
   });
   try {
     for (;;) {
-      if (opts.signal?.aborted) throw new PilotError('deploy_failed', 'cancelled while waiting for the rollout');
+      if (opts.signal?.aborted) throw fail.rolloutWaitCancelled();
       if (mode === 'poll' || dirty) {
         dirty = false;
         if (await observe()) return;
       }
       const left = deadline - performance.now();
-      if (left < 0)
-        throw new PilotError('deploy_failed', `rollout #${rolloutId} still running after ${Math.round(opts.timeoutMs / 1000)}s`);
+      if (left < 0) throw fail.rolloutTimeout({ rolloutId, timeoutMs: Math.round(opts.timeoutMs / 1000) });
       await new Promise<void>((res) => {
         const t = setTimeout(done, mode === 'poll' ? (opts.pollMs ?? 150) : left + 10);
         function done(): void {

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { formatDuration } from '../core/duration.js';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail, restate } from '../core/errors.js';
 import { secretMasker } from '../core/mask.js';
 import { normalizeRepo, repoUrlProblem } from '../core/repo-url.js';
 import { runCommand, type RunResult } from '../os/exec.js';
@@ -90,7 +90,7 @@ export function displayRepo(repo: string): string {
 export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommitResult> {
   const problem = repoUrlProblem(opts.repo);
   if (problem !== undefined) {
-    throw new PilotError('bad_request', `repository URL ${JSON.stringify(displayRepo(opts.repo).slice(0, 200))} refused: ${problem}`);
+    throw fail.repositoryUrlRefused({ repo: displayRepo(opts.repo).slice(0, 200), problem });
   }
   const sha = fullSha(opts.commit);
   const gitDir = cacheDirFor(opts.cacheRoot, opts.repo);
@@ -116,21 +116,15 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
       // The executor's messages quote the argv, URL and all: say it again without credentials.
       if (!isPilotError(e)) throw e;
       const what = `fetching ${sha.slice(0, 12)} from ${shown}`;
-      if (e.code === 'step_timeout') throw new PilotError('step_timeout', `${what} timed out after ${formatDuration(timeoutMs)}`);
-      if (e.code === 'cancelled') throw new PilotError('cancelled', `${what} was cancelled`);
-      throw new PilotError(e.code, redact(e.message));
+      if (e.code === 'step_timeout') throw fail.timedOutAfter({ what, timeoutMs: formatDuration(timeoutMs) });
+      if (e.code === 'cancelled') throw fail.cancelled({ what });
+      throw restate(e, { message: redact(e.message), hint: undefined });
     }
   };
   const mustFetch = async (options: readonly string[], refspec: string): Promise<void> => {
     const r = await fetch(options, refspec);
     if (r.code !== 0) {
-      throw new PilotError(
-        'unavailable',
-        `cannot fetch from ${shown}: ${redact(r.tail.join(' ').trim()) || `git exited with code ${String(r.code)}`}`,
-        {
-          hint: 'Check the repository URL and that this server can read it (a deploy key in ~/.ssh, or a git credential helper).',
-        },
-      );
+      throw fail.cannotFetch({ shown, tail: redact(r.tail.join(' ').trim()) || `git exited with code ${String(r.code)}` });
     }
   };
 
@@ -142,7 +136,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
     const direct = await fetch(['--depth=1'], `${sha}:${pinRef(sha)}`);
     if (direct.code === 0 && !(await isCommit(gitDir, sha))) {
       await git(gitDir, [...PINNED, 'update-ref', '-d', pinRef(sha)]);
-      throw new PilotError('not_found', `${sha} in ${shown} is not a commit`);
+      throw fail.notCommit({ sha, shown });
     }
     if (direct.code !== 0) {
       // Servers speaking protocol v0 refuse a SHA that is not a branch tip; a v2 server answers
@@ -159,9 +153,7 @@ export async function fetchCommit(opts: FetchCommitOptions): Promise<FetchCommit
         await mustFetch((await isShallow(gitDir)) ? ['--unshallow'] : [], HEADS);
       }
       if (!(await isComplete(gitDir, sha))) {
-        throw new PilotError('not_found', `commit ${sha} was not found in ${shown}`, {
-          hint: 'Check that the commit was pushed to this repository (a force-push may have removed it).',
-        });
+        throw fail.commitNotFound({ sha, shown });
       }
       ok(await git(gitDir, [...PINNED, 'update-ref', pinRef(sha), sha]), 'update-ref');
     }
@@ -181,12 +173,12 @@ export async function checkoutCommit(
   const sig = opts.signal === undefined ? {} : { signal: opts.signal };
   // No lock: objects in the cache never change, and a fetch running meanwhile only adds to it.
   if (!(await isCommit(gitDir, sha))) {
-    throw new PilotError('not_found', `commit ${sha} is not in the cache at ${gitDir}`, { hint: 'Fetch it first (fetchCommit).' });
+    throw fail.commitNotCache({ sha, gitDir });
   }
   if (subdir !== '') {
     const kind = await git(gitDir, ['cat-file', '-t', `${sha}:${subdir}`], sig);
     if (kind.code !== 0 || kind.stdout.toString('utf8').trim() !== 'tree') {
-      throw new PilotError('not_found', `${JSON.stringify(subdir)} is not a folder in commit ${sha.slice(0, 12)}`);
+      throw fail.notFolderCommit({ subdir, sha: sha.slice(0, 12) });
     }
   }
   const meta = ok(await git(gitDir, ['show', '-s', '--no-color', '--format=%an%x00%ae%x00%B', sha, '--'], sig), 'show').stdout.toString(
@@ -205,10 +197,7 @@ export async function checkoutCommit(
 
 function fullSha(commit: string): string {
   if (typeof commit !== 'string' || !FULL_SHA.test(commit)) {
-    throw new PilotError(
-      'bad_request',
-      `commit ${JSON.stringify(String(commit).slice(0, 80))} refused: a full 40-character hexadecimal SHA is required`,
-    );
+    throw fail.commitRefused({ commit: String(commit).slice(0, 80) });
   }
   return commit.toLowerCase();
 }
@@ -216,10 +205,7 @@ function fullSha(commit: string): string {
 function cleanSubdir(subdir: string): string {
   const s = subdir.replace(/\/+$/, '');
   if (s !== '' && (s.startsWith('/') || /[\u0000-\u001f\u007f]/.test(s) || s.split('/').some((p) => p === '' || p === '.' || p === '..'))) {
-    throw new PilotError(
-      'bad_request',
-      `subdir ${JSON.stringify(subdir.slice(0, 200))} refused: a relative folder path without "." or ".." is required`,
-    );
+    throw fail.subdirRefused({ subdir: subdir.slice(0, 200) });
   }
   return s;
 }
@@ -250,8 +236,7 @@ async function withLock<T>(key: string, signal: AbortSignal | undefined, fn: () 
   locks.set(key, tail);
   try {
     await prev;
-    if (signal?.aborted)
-      throw new PilotError('cancelled', 'the fetch was cancelled while waiting for another fetch of the same repository');
+    if (signal?.aborted) throw fail.fetchCancelled();
     return await fn();
   } finally {
     release();

@@ -1,6 +1,6 @@
 /** Running git for the source step: fixed options, a clean environment, raw (NUL-separated) output. */
 import { Writable } from 'node:stream';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { runCommand, type RunResult } from '../os/exec.js';
 
 /** Metadata commands answer in seconds; the limit only guards against a hung git (a stuck lock, a dead NFS mount). */
@@ -70,7 +70,7 @@ export async function git(cwd: string, args: readonly string[], opts: { signal?:
   const collect = new Writable({
     write(chunk: Buffer, _enc, done) {
       size += chunk.length;
-      if (size > MAX_OUTPUT_BYTES) done(new PilotError('internal', `git ${args[0] ?? ''} printed more than ${MAX_OUTPUT_BYTES} bytes`));
+      if (size > MAX_OUTPUT_BYTES) done(fail.gitOutputTooLarge({ args: args[0] ?? '', maxOutputBytes: MAX_OUTPUT_BYTES }));
       else {
         chunks.push(chunk);
         done();
@@ -97,6 +97,6 @@ export function splitNul(text: string): string[] {
 
 /** The output of a git command that must have succeeded; anything else is a bug of ours (internal). */
 export function ok(out: GitOutput, what: string): GitOutput {
-  if (out.code !== 0) throw new PilotError('internal', `\`git ${what}\` exited with code ${String(out.code)}: ${out.tail.join(' ')}`);
+  if (out.code !== 0) throw fail.gitExited({ what, code: String(out.code), tail: out.tail.join(' ') });
   return out;
 }

@@ -13,7 +13,7 @@
  */
 import { join } from 'node:path';
 import type { AppConfig } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { secretMasker, sanitizeLine } from '../core/mask.js';
 import { parseRegistryUrl } from '../core/registry-url.js';
 import type { ImageRef, StepName } from '../core/types.js';
@@ -97,11 +97,9 @@ export async function requireRegistry(url: string, signal?: AbortSignal): Promis
     const res = await request(`${url}/v2/`, { method: 'GET', signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
     await res.body.dump();
   } catch (err) {
-    if (signal?.aborted) throw new PilotError('cancelled', 'the run was cancelled');
+    if (signal?.aborted) throw fail.runCancelled();
     const why = timeout.aborted ? 'no answer within 5s' : ((err as { code?: string }).code ?? (err as Error).message);
-    throw new PilotError('registry_unreachable', `the registry ${url} does not answer (${why}); nothing was built`, {
-      hint: `Start the registry at ${url}, or \`pilot registry remove ${url}\` to publish images to the artifact repository instead.`,
-    });
+    throw fail.registryDown({ url, why });
   }
 }
 
@@ -127,7 +125,7 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       onLine: (l) => line(`    ${sanitizeLine(l)}`),
     }).catch((err: unknown) => {
       if (timeout.aborted && !req.signal?.aborted)
-        throw new PilotError('step_timeout', `docker build timed out after ${Math.round(config.buildStepTimeoutMs / 1000)}s`);
+        throw fail.dockerBuildTimeout({ buildStepTimeoutMs: Math.round(config.buildStepTimeoutMs / 1000) });
       throw err;
     });
     if (b.generated) for (const l of b.generated.split('\n').filter(Boolean)) line(`    | ${l}`);

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import semver from 'semver';
 import { extractArtifact } from '../artifacts/safe-extract.js';
-import { isPilotError, PilotError } from '../core/errors.js';
+import { isPilotError, type PilotError, fail } from '../core/errors.js';
 import { NpmRegistry } from '../node-runtime/npm-registry.js';
 import { nearestVersions } from '../node-runtime/resolve.js';
 import { checkIntegrity, hashFile } from '../node-runtime/runtime-package.js';
@@ -128,8 +128,7 @@ export async function providePackageManager(req: ProvidePackageManagerRequest): 
       await extractArtifact(tgz, join(tmp, 'x'));
       // npm strips a tarball's first folder whatever its name (`package/` mostly; old yarn 1 releases differ).
       const tops = await readdir(join(tmp, 'x'), { withFileTypes: true });
-      if (tops.length !== 1 || !tops[0]!.isDirectory())
-        throw new PilotError('digest_mismatch', `${pkg}@${pm.version} from ${url} is not laid out as an npm package (one top folder)`);
+      if (tops.length !== 1 || !tops[0]!.isDirectory()) throw fail.packageManagerLayout({ pkg, version: pm.version, url });
       const root = join(tmp, 'x', tops[0]!.name);
       // corepack hashes what it downloads: the npm tarball (pnpm, yarn 1), or yarn berry's single
       // file (repo.yarnpkg.com's yarn.js, the same bytes as @yarnpkg/cli-dist's bin/yarn.js).
@@ -158,7 +157,7 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
   const exact = semver.valid(w.spec);
   if (exact !== null) return { name: w.name, version: exact };
   const range = semver.validRange(w.spec);
-  if (range === null) throw new PilotError('invalid_config', `${w.source}: not a version or a semver range`);
+  if (range === null) throw fail.invalidManagerSpec({ source: w.source });
   const packages = w.name === 'yarn' ? ['yarn', '@yarnpkg/cli-dist'] : [w.name];
   const seen: string[] = [];
   for (const pkg of packages) {
@@ -172,22 +171,15 @@ async function resolveWanted(w: WantedPackageManager, registry: NpmRegistry): Pr
   }
   const url = await registry.registryUrl();
   const near = nearestVersions(seen, w.spec);
-  throw new PilotError(
-    'package_manager_not_found',
-    `no ${w.name} version matches ${w.source} on the npm registry ${url}${near.length ? `; nearest: ${near.join(', ')}` : ''}`,
-    { details: { registry: url, nearest: near } },
-  );
+  throw fail.managerVersionNotFound({ name: w.name, source: w.source, url, nearest: near }, { details: { registry: url, nearest: near } });
 }
 
 async function notFound(registry: NpmRegistry, w: WantedPackageManager, pm: PackageManager, url: string): Promise<PilotError> {
   const { pkg } = distPackage(pm);
   const near = nearestVersions(await registry.versions(pkg).catch(() => []), pm.version);
-  return new PilotError(
-    'package_manager_not_found',
-    `${w.source}: the npm registry ${url} has no ${pm.name} ${pm.version} (package ${pkg}@${pm.version})${near.length ? `; nearest: ${near.join(', ')}` : ''}`,
-    {
-      details: { registry: url, nearest: near },
-    },
+  return fail.managerNotOnRegistry(
+    { source: w.source, url, name: pm.name, version: pm.version, pkg, nearest: near },
+    { details: { registry: url, nearest: near } },
   );
 }
 
@@ -262,9 +254,7 @@ async function checkHash(w: WantedPackageManager, pm: PackageManager, files: rea
     await pipeline(createReadStream(f), h);
     if (h.digest('hex') === hex) return;
   }
-  throw new PilotError('digest_mismatch', `${pm.name}@${pm.version} does not match the hash in ${w.source}: refused, nothing cached`, {
-    hint: 'Fix the hash in packageManager (`corepack use name@version` writes it), or check the registry / proxy serving the package.',
-  });
+  throw fail.managerHashMismatch({ name: pm.name, version: pm.version, source: w.source });
 }
 
 /** The manager must start on this machine and say its version. */
@@ -283,10 +273,7 @@ async function checkRuns(entry: string, pm: PackageManager, req: ProvidePackageM
     ...(req.signal ? { signal: req.signal } : {}),
   });
   if (r.code !== 0 || !out.some((l) => l.trim() === pm.version)) {
-    throw new PilotError(
-      'build_failed',
-      `${pm.name} ${pm.version} does not start on this machine: \`${pm.name} --version\` said ${JSON.stringify(out.slice(-3).join(' ').slice(0, 300))} (exit ${r.code})`,
-    );
+    throw fail.managerCannotStart({ name: pm.name, version: pm.version, out: out.slice(-3).join(' ').slice(0, 300), code: r.code });
   }
 }
 
@@ -295,11 +282,7 @@ async function writeShims(cacheDir: string, pm: PackageManager, dir: string): Pr
   const entry = findEntry(dir, pm);
   const bin = join(cacheDir, 'shims', `${pm.name}-${pm.version}`);
   if (existsSync(join(bin, '.complete'))) return bin;
-  if (/['\n\\]/.test(dir))
-    throw new PilotError(
-      'invalid_config',
-      `the package-manager cache folder ${JSON.stringify(dir)} holds a quote or newline: choose another PILOT_RUNTIME_CACHE`,
-    );
+  if (/['\n\\]/.test(dir)) throw fail.managerCacheQuote({ dir });
   const tmp = await mkdtemp(join(cacheDir, '.shims-'));
   try {
     for (const [name, file] of commands(pm, entry, dir)) {

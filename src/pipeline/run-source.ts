@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import type { AppConfigInput, AppConfig } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { loadAppConfig } from '../workspace/load-config.js';
 import { checkoutWorkspace, resolveSource } from './source.js';
 
@@ -70,13 +70,7 @@ export async function prepareSource(src: RunSource, signal?: AbortSignal): Promi
 export async function configFromCheckout(app: string, dir: string): Promise<{ input: AppConfigInput; config: AppConfig }> {
   const loaded = await loadAppConfig(dir, app);
   if (loaded.input.name !== undefined && loaded.input.name !== app) {
-    throw new PilotError(
-      'invalid_config',
-      `pilot.yaml in the repository names the app "${loaded.input.name}", but it is deployed as "${app}"`,
-      {
-        hint: `Remove \`name:\` from pilot.yaml or set it to "${app}".`,
-      },
-    );
+    throw fail.repoConfigNameMismatch({ name: loaded.input.name, app });
   }
   return loaded;
 }

@@ -10,7 +10,7 @@ import { access, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDuration, parseEnvDuration } from '../core/duration.js';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail, restate } from '../core/errors.js';
 import { sanitizeLine } from '../core/mask.js';
 import { missingStartCommand, resolveReleaseCommand } from '../core/run-command.js';
 import type { ImageRef, RunRecord, StepName, StepRecord } from '../core/types.js';
@@ -345,10 +345,10 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
     await api.updateRun(run.id, { status: 'succeeded' });
     return { runId: run.id, app: config.name, commit: source.commit, artifact, revision, image, durations };
   } catch (err) {
-    const raw = isPilotError(err) ? err : new PilotError('internal', String((err as Error)?.message ?? err), { cause: err });
+    const raw = isPilotError(err) ? err : fail.unexpected({ message: String((err as Error)?.message ?? err) }, { cause: err });
     // The message may hold a failed step's output tail: mask build secrets there too (run record, terminal).
     const safe = log.maskText(raw.message);
-    const pe = safe === raw.message ? raw : new PilotError(raw.code, safe, raw.hint ? { hint: raw.hint } : {}); // no cause: it holds the clear text
+    const pe = safe === raw.message ? raw : restate(raw, { message: safe }); // no cause: it holds the clear text
     const status = pe.code === 'superseded' ? 'superseded' : req.signal?.aborted ? 'cancelled' : 'failed';
     log.line(pe.code === 'superseded' ? `=== ${current} skipped: ${pe.message}` : `!!! ${current} failed: ${pe.message}`);
     if (pe.hint && pe.code !== 'superseded') log.line(`    hint: ${pe.hint}`);

@@ -5,7 +5,7 @@
 import { copyFile, lstat, mkdir, readdir, readlink, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import * as tar from 'tar';
-import { PilotError, isPilotError } from '../core/errors.js';
+import { isPilotError, fail } from '../core/errors.js';
 import { mustSucceed, runCommand } from '../os/exec.js';
 import { git, gitArgv, gitEnv, ok, splitNul } from './git.js';
 
@@ -35,20 +35,20 @@ export async function resolveSource(dir: string, opts: { allowDirty: boolean; si
     (s) => (s.isDirectory() ? 'dir' : 'other'),
     () => 'missing',
   );
-  if (kind === 'missing') throw new PilotError('not_a_git_repo', `folder ${abs} does not exist`);
-  if (kind === 'other') throw new PilotError('not_a_git_repo', `${abs} is not a folder`);
+  if (kind === 'missing') throw fail.folderMissing({ abs });
+  if (kind === 'other') throw fail.notFolder({ abs });
   const sig = opts.signal === undefined ? {} : { signal: opts.signal };
 
   const top = await git(abs, ['rev-parse', '--show-toplevel', '--show-prefix'], sig);
   if (top.code !== 0) {
     // Usually "not a git repository"; git's own words also cover "dubious ownership" and the like.
-    throw new PilotError('not_a_git_repo', `${abs} is not inside a git work tree (git: ${top.tail.join(' ').trim()})`);
+    throw fail.notAGitWorkTree({ abs, tail: top.tail.join(' ').trim() });
   }
   const [root = '', prefix = ''] = top.stdout.toString('utf8').split('\n');
   const subdir = prefix.replace(/\/$/, '');
 
   const head = await git(abs, ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], sig);
-  if (head.code !== 0) throw new PilotError('no_commits', `the git repository at ${root} has no commits yet`);
+  if (head.code !== 0) throw fail.noCommits({ root });
   const commit = head.stdout.toString('utf8').trim();
 
   const [meta, branch, status] = await Promise.all([
@@ -62,15 +62,13 @@ export async function resolveSource(dir: string, opts: { allowDirty: boolean; si
   if (changed.length > 0 && !opts.allowDirty) {
     const listed = changed.slice(0, MAX_LISTED).join(', ');
     const more = changed.length > MAX_LISTED ? ` and ${changed.length - MAX_LISTED} more` : '';
-    throw new PilotError('dirty_tree', `uncommitted changes in ${abs}: ${listed}${more}`, { details: { paths: changed.slice(0, 100) } });
+    throw fail.uncommittedChanges({ abs, listed, more }, { details: { paths: changed.slice(0, 100) } });
   }
   if (changed.length === 0 && subdir !== '') {
     // A clean folder git does not track (empty, or only ignored files) has no tree to deploy.
     const kindOf = await git(abs, ['cat-file', '-t', `${commit}:${subdir}`], sig);
     if (kindOf.code !== 0 || kindOf.stdout.toString('utf8').trim() !== 'tree') {
-      throw new PilotError('no_commits', `${subdir} has no committed files in ${commit.slice(0, 12)}`, {
-        hint: "Commit the app's files first.",
-      });
+      throw fail.subdirEmpty({ subdir, commit: commit.slice(0, 12) });
     }
   }
   return {
@@ -91,7 +89,7 @@ export async function checkoutWorkspace(
   opts: { signal?: AbortSignal } = {},
 ): Promise<{ files: number }> {
   await mkdir(workspaceDir, { recursive: true });
-  if ((await readdir(workspaceDir)).length > 0) throw new PilotError('internal', `workspace ${workspaceDir} is not empty`);
+  if ((await readdir(workspaceDir)).length > 0) throw fail.workspaceNotEmpty({ workspaceDir });
   return src.dirty ? copyWorkingTree(src, workspaceDir, opts) : extractCommit(src, workspaceDir, opts);
 }
 
@@ -124,7 +122,7 @@ async function extractCommit(src: Source, ws: string, opts: { signal?: AbortSign
     await extracted;
   } catch (e) {
     if (isPilotError(e)) throw e;
-    throw new PilotError('internal', `extracting ${src.commit.slice(0, 12)} into ${ws} failed: ${(e as Error).message}`, { cause: e });
+    throw fail.extractFailed({ commit: src.commit.slice(0, 12), ws, message: (e as Error).message }, { cause: e });
   }
   return { files };
 }
@@ -138,10 +136,9 @@ async function copyWorkingTree(src: Source, ws: string, opts: { signal?: AbortSi
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < paths.length) {
-      if (opts.signal?.aborted) throw new PilotError('cancelled', 'copying the working tree was cancelled');
+      if (opts.signal?.aborted) throw fail.copyCancelled();
       const rel = paths[next++]!;
-      if (path.isAbsolute(rel) || rel.split('/').includes('..'))
-        throw new PilotError('internal', `git listed an unexpected path ${JSON.stringify(rel)}`);
+      if (path.isAbsolute(rel) || rel.split('/').includes('..')) throw fail.gitUnexpectedPath({ rel });
       if (await copyEntry(path.join(base, rel), path.join(ws, rel))) files++;
     }
   };

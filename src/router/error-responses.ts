@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { errno } from '../core/errno.js';
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 
 /** An error the router answers with, and the HTTP status it goes out with. */
 export interface RouterError {
@@ -15,15 +15,9 @@ export interface RouterError {
 
 /** 404: no route for this Host. */
 export function unknownHost(host: string | undefined): RouterError {
-  const message =
-    host === undefined || host === ''
-      ? 'pilot: the request has no Host header, and Pilot routes by host'
-      : `pilot: no app serves host "${host}"`;
   return {
     status: 404,
-    error: new PilotError('not_found', message, {
-      hint: 'Every app answers at <app>.localhost and at the hosts in its pilot.yaml; list apps with `pilot apps`.',
-    }),
+    error: host === undefined || host === '' ? fail.noHostHeader() : fail.unknownHost({ host }),
   };
 }
 
@@ -31,9 +25,7 @@ export function unknownHost(host: string | undefined): RouterError {
 export function noReadyInstance(app: string): RouterError {
   return {
     status: 502,
-    error: new PilotError('bad_gateway', `pilot: no ready instance of app "${app}"`, {
-      hint: `Check \`pilot status ${app}\`: its instances may be starting, failing their readiness probe, or scaled to 0.`,
-    }),
+    error: fail.noReadyInstance({ app }),
   };
 }
 
@@ -44,9 +36,7 @@ export function upstreamFailed(app: string, cause: unknown): RouterError {
   const what = timeout ? 'did not answer in time' : 'failed';
   return {
     status: timeout ? 504 : 502,
-    error: new PilotError(timeout ? 'upstream_timeout' : 'bad_gateway', `pilot: an instance of app "${app}" ${what} (${code})`, {
-      hint: `Check \`pilot logs ${app}\`; the request may be retried.`,
-    }),
+    error: timeout ? fail.upstreamTimeout({ app, what, code }) : fail.upstreamFailed({ app, what, code }),
   };
 }
 
@@ -54,9 +44,7 @@ export function upstreamFailed(app: string, cause: unknown): RouterError {
 export function unsupportedUpgrade(protocol: string): RouterError {
   return {
     status: 501,
-    error: new PilotError('not_implemented', `pilot: only WebSocket upgrades are passed through, not "${protocol}"`, {
-      hint: 'Send the request without an Upgrade header (curl: use --http1.1 instead of --http2 for http:// URLs).',
-    }),
+    error: fail.upgradeNotWebSocket({ protocol }),
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BlockList, isIP } from 'node:net';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 
 /** Parsed response headers as undici hands them over: lowercased names, arrays for repeats. */
 export type HeaderRecord = Readonly<Record<string, string | string[] | undefined>>;
@@ -66,9 +66,7 @@ export class TrustedProxies {
       const family = m ? isIP(m[1]!) : 0;
       const bits = m?.[2] === undefined ? (family === 6 ? 128 : 32) : Number(m[2]);
       if (!m || family === 0 || bits > (family === 6 ? 128 : 32)) {
-        throw new PilotError('bad_request', `${source}: ${JSON.stringify(item.slice(0, 80))} is not an IP address or CIDR`, {
-          hint: 'List addresses or CIDRs separated by commas, e.g. 10.0.0.0/8,127.0.0.1,::1.',
-        });
+        throw fail.invalidTrustedProxy({ source, item: item.slice(0, 80) });
       }
       this.list.addSubnet(m[1]!, bits, family === 6 ? 'ipv6' : 'ipv4');
     }

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { assignedRevision, Balancer } from './balancer.js';
 import { noReadyInstance, sendError, unknownHost } from './error-responses.js';
 import { forward, type ForwardDeps } from './forward.js';
@@ -98,9 +98,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
       // Absolute-form and asterisk-form targets are for forward proxies, not for apps.
       sendError(req.headers, res, {
         status: 400,
-        error: new PilotError('bad_request', `pilot: request target "${req.url ?? ''}" is not a path`, {
-          hint: 'Send origin-form requests ("GET /path"), with the app\'s host in the Host header.',
-        }),
+        error: fail.requestTargetNotPath({ url: req.url ?? '' }),
       });
       metrics.request('', undefined, 400, 0);
       return;

@@ -4,7 +4,7 @@
  * The control plane owns the desired table and calls `set` with the whole of it whenever anything
  * changes (level-triggered); the router never edits it. Lookups are by exact host, no wildcards.
  */
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import { isSticky } from '../core/experiment.js';
 import { normalizeHost, type Route, type RouteUpstream } from '../core/routes.js';
 
@@ -41,9 +41,7 @@ function sameAddress(a: Upstream, b: Upstream): boolean {
 }
 
 function invalid(message: string): PilotError {
-  return new PilotError('bad_request', `routing table rejected: ${message}`, {
-    hint: 'This is a bug in the control plane: the table it computed is inconsistent. The previous table stays in force.',
-  });
+  return fail.routingTableRejected({ message });
 }
 
 /** Check one route against the rules of core/routes.ts and resolve it (throws `invalid`). */

@@ -7,6 +7,7 @@
  * table sync's long poll stays as it is.
  */
 import type { ServerResponse } from 'node:http';
+import { fail } from '../core/errors.js';
 import { LATENCY_LAYOUT, parseTrafficWindow } from '../core/traffic-window.js';
 import type { RevisionTraffic, RouterMetrics } from './metrics.js';
 
@@ -25,7 +26,7 @@ export function serveTraffic(metrics: RouterMetrics, url: URL, res: ServerRespon
   if ('error' in window) {
     res
       .writeHead(400, { 'content-type': 'application/json' })
-      .end(JSON.stringify({ error: { code: 'bad_request', message: window.error, retryable: false } }));
+      .end(JSON.stringify({ error: fail.trafficWindowRefused({ problem: window.error }).toJSON() }));
     return;
   }
   const app = url.searchParams.get('app') ?? undefined;

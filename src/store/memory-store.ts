@@ -16,7 +16,7 @@ import { formatStickyBy } from '../core/experiment.js';
 import type { RolloutCommand } from '../core/rollout-types.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { AppConfig } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
@@ -181,7 +181,7 @@ export class MemoryStore implements Store {
   }
 
   private open(): MemoryState {
-    if (this.closed) throw new PilotError('internal', 'the memory store is closed');
+    if (this.closed) throw fail.storeClosed();
     return this.db;
   }
 
@@ -192,7 +192,7 @@ export class MemoryStore implements Store {
 
   private assertNotRemoving(name: string): void {
     if (this.open().apps.get(name)?.removedAt !== undefined) {
-      throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+      throw fail.appRemoving({ name });
     }
   }
 
@@ -332,7 +332,7 @@ export class MemoryStore implements Store {
 
   async createRevision(r: Omit<RevisionRecord, 'number'>): Promise<RevisionRecord> {
     const db = this.open();
-    if (!db.apps.has(r.app)) throw new PilotError('app_not_found', `app "${r.app}" not found`);
+    if (!db.apps.has(r.app)) throw fail.appNotFound({ app: r.app });
     let max = 0;
     for (const x of db.revisions.values()) if (x.app === r.app && x.number > max) max = x.number;
     const rec: RevisionRecord = {
@@ -374,7 +374,7 @@ export class MemoryStore implements Store {
 
   async createRollout(r: Omit<RolloutRecord, 'id' | 'status' | 'reason' | 'finishedAt' | 'progress'>): Promise<RolloutRecord> {
     const db = this.open();
-    if (!db.apps.has(r.app)) throw new PilotError('app_not_found', `app "${r.app}" not found`);
+    if (!db.apps.has(r.app)) throw fail.appNotFound({ app: r.app });
     const rec: RolloutRecord = {
       id: ++db.seq.rollout,
       app: r.app,
@@ -426,7 +426,7 @@ export class MemoryStore implements Store {
   async startExperiment(e: Omit<ExperimentRecord, 'id' | 'status' | 'endedAt' | 'kept' | 'reason'>): Promise<ExperimentRecord> {
     const db = this.open();
     const running = [...db.experiments.values()].find((x) => x.app === e.app && x.status === 'running');
-    if (running) throw new PilotError('experiment_conflict', `app "${e.app}" already runs experiment #${running.id}`);
+    if (running) throw fail.experimentAlreadyRunningInStore({ app: e.app, id: running.id });
     db.seq.experiment = (db.seq.experiment ?? 0) + 1;
     const rec: ExperimentRecord = {
       id: db.seq.experiment,
@@ -475,7 +475,7 @@ export class MemoryStore implements Store {
   ): Promise<{ experiment: ExperimentRecord; rollout: RolloutRecord | undefined }> {
     const db = this.open();
     const before = db.experiments.get(id);
-    if (!before || before.status !== 'running') throw new PilotError('experiment_conflict', `experiment #${id} is not running`);
+    if (!before || before.status !== 'running') throw fail.experimentNotRunning({ id });
     const ended: ExperimentRecord = { ...before, status: 'ended', endedAt: e.now, kept: e.kept, reason: e.reason };
     db.experiments.set(id, ended);
     const keptRevision = e.kept === 'a' ? before.control : e.kept === 'b' ? before.variant : null;
@@ -541,9 +541,9 @@ export class MemoryStore implements Store {
     > & { readonly kind?: InstanceKind },
   ): Promise<void> {
     const db = this.open();
-    if (db.instances.has(i.id)) throw new PilotError('conflict', `instance ${i.id} already exists`);
-    if (!db.apps.has(i.app)) throw new PilotError('app_not_found', `app "${i.app}" not found`);
-    if (!db.nodes.has(i.nodeId)) throw new PilotError('node_not_found', `node ${i.nodeId} not found`);
+    if (db.instances.has(i.id)) throw fail.instanceAlreadyExists({ id: i.id });
+    if (!db.apps.has(i.app)) throw fail.appNotFound({ app: i.app });
+    if (!db.nodes.has(i.nodeId)) throw fail.nodeIdNotFound({ nodeId: i.nodeId });
     db.instances.set(i.id, {
       id: i.id,
       app: i.app,
@@ -640,7 +640,7 @@ export class MemoryStore implements Store {
     const db = this.open();
     const old = db.nodes.get(n.id);
     if (!old && [...db.nodes.values()].some((x) => x.name === n.name)) {
-      throw new PilotError('conflict', `a node named "${n.name}" is already registered`);
+      throw fail.nodeNameTakenInStore({ name: n.name });
     }
     const rec: NodeRecord = {
       id: n.id,
@@ -687,8 +687,7 @@ export class MemoryStore implements Store {
 
   async createJoinToken(id: string, hash: string, now: number): Promise<void> {
     const db = this.open();
-    if (db.joinTokens.has(id) || [...db.joinTokens.values()].some((t) => t.hash === hash))
-      throw new PilotError('conflict', `join token ${id} already exists`);
+    if (db.joinTokens.has(id) || [...db.joinTokens.values()].some((t) => t.hash === hash)) throw fail.joinTokenAlreadyExists({ id });
     db.joinTokens.set(id, { id, hash, createdAt: now, revokedAt: undefined });
   }
   async findJoinToken(hash: string): Promise<JoinTokenRecord | undefined> {
@@ -754,7 +753,7 @@ export class MemoryStore implements Store {
   /** Sets the fields given; `error: null` clears the error. */
   async updateRun(id: number, p: RunPatch): Promise<RunRecord> {
     const run = this.open().runs.get(id);
-    if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+    if (!run) throw fail.runNotFound({ id });
     if (p.ifStatus !== undefined && run.status !== p.ifStatus) throw runChanged(id, p.ifStatus, run.status);
     const next: { -readonly [K in keyof RunRecord]: RunRecord[K] } = { ...run };
     if (p.status !== undefined) next.status = p.status;

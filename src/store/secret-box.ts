@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 
 export class SecretBox {
   private readonly key: Buffer;
@@ -13,10 +13,7 @@ export class SecretBox {
   constructor(keyFile: string) {
     if (existsSync(keyFile)) {
       this.key = readFileSync(keyFile);
-      if (this.key.length !== 32)
-        throw new PilotError('internal', `${keyFile} is not a 32-byte key`, {
-          hint: 'Restore it from a backup; without it sealed secrets cannot be read.',
-        });
+      if (this.key.length !== 32) throw fail.invalidSecretKey({ keyFile });
       chmodSync(keyFile, 0o600);
     } else {
       this.key = randomBytes(32);
@@ -32,16 +29,14 @@ export class SecretBox {
   }
 
   open(sealed: string): string {
-    if (!sealed.startsWith('v1:')) throw new PilotError('internal', 'unknown sealed-secret format');
+    if (!sealed.startsWith('v1:')) throw fail.unknownSealedSecretFormat();
     const raw = Buffer.from(sealed.slice(3), 'base64');
     try {
       const d = createDecipheriv('aes-256-gcm', this.key, raw.subarray(0, 12));
       d.setAuthTag(raw.subarray(12, 28));
       return Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8');
     } catch (err) {
-      throw new PilotError('internal', 'a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)', {
-        cause: err,
-      });
+      throw fail.sealedSecretCannotOpened({ cause: err });
     }
   }
 }

@@ -5,7 +5,7 @@ import type { Strategy } from '../core/strategy.js';
 import Database from 'better-sqlite3';
 import type { AppConfig } from '../core/app-config.js';
 
-import { PilotError } from '../core/errors.js';
+import { type PilotError, fail } from '../core/errors.js';
 import type { ArtifactMeta, ImageRef, InstanceKind, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import { basisOf } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
@@ -224,12 +224,9 @@ function nodeRuntimeFrom(r: Row): NodeRuntimeRecord {
 export function databaseError(file: string, err: unknown): PilotError {
   const code = String((err as { code?: unknown }).code ?? '');
   if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-    return new PilotError('database_corrupt', `the state database ${file} is damaged: ${(err as Error).message}`, {
-      hint: 'Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).',
-      cause: err,
-    });
+    return fail.databaseDamaged({ file, message: (err as Error).message }, { cause: err });
   }
-  return new PilotError('internal', `cannot open the state database ${file}: ${(err as Error).message}`, { cause: err });
+  return fail.databaseUnopenable({ file, message: (err as Error).message }, { cause: err });
 }
 
 export class SqliteStore implements Store {
@@ -260,9 +257,7 @@ export class SqliteStore implements Store {
   private migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     if (current > MIGRATIONS.length) {
-      throw new PilotError('internal', `state database is at schema version ${current}, newer than this Pilot (${MIGRATIONS.length})`, {
-        hint: 'Upgrade Pilot, or point PILOT_HOME at another folder.',
-      });
+      throw fail.databaseTooNew({ current, migrationsCount: MIGRATIONS.length });
     }
     for (let v = current; v < MIGRATIONS.length; v++) {
       this.db.transaction(() => {
@@ -321,7 +316,7 @@ export class SqliteStore implements Store {
   /** A removed app's row stays until purged: writing to it would hand its leftovers to a new app of that name. */
   private assertNotRemoving(name: string): void {
     if (this.stmt('SELECT 1 FROM apps WHERE name = ? AND removed_at IS NOT NULL').get(name) !== undefined) {
-      throw new PilotError('app_removing', `app "${name}" is being removed; its instances are still stopping`);
+      throw fail.appRemoving({ name });
     }
   }
 
@@ -512,7 +507,7 @@ export class SqliteStore implements Store {
   async startExperiment(e: Omit<ExperimentRecord, 'id' | 'status' | 'endedAt' | 'kept' | 'reason'>): Promise<ExperimentRecord> {
     const id = this.write(() => {
       const running = this.stmt(`SELECT id FROM experiments WHERE app = ? AND status = 'running'`).get(e.app) as Row | undefined;
-      if (running) throw new PilotError('experiment_conflict', `app "${e.app}" already runs experiment #${String(running.id)}`);
+      if (running) throw fail.experimentAlreadyRunningInStore({ app: e.app, id: Number(running.id) });
       const kind = 'cookie' in e.by ? 'cookie' : 'header';
       const name = 'cookie' in e.by ? e.by.cookie : e.by.header;
       const info = this.stmt(
@@ -550,7 +545,7 @@ export class SqliteStore implements Store {
   ): Promise<{ experiment: ExperimentRecord; rollout: RolloutRecord | undefined }> {
     const rolloutId = this.write((): number | undefined => {
       const before = this.stmt('SELECT * FROM experiments WHERE id = ?').get(id) as Row | undefined;
-      if (!before || before.status !== 'running') throw new PilotError('experiment_conflict', `experiment #${id} is not running`);
+      if (!before || before.status !== 'running') throw fail.experimentNotRunning({ id });
       this.stmt(`UPDATE experiments SET status = 'ended', ended_at = ?, kept = ?, reason = ? WHERE id = ?`).run(
         e.now,
         e.kept ?? null,
@@ -872,7 +867,7 @@ export class SqliteStore implements Store {
       });
     }
     const run = await this.getRun(id);
-    if (!run) throw new PilotError('run_not_found', `run ${id} not found`);
+    if (!run) throw fail.runNotFound({ id });
     return run;
   }
   async getRun(id: number): Promise<RunRecord | undefined> {

@@ -8,7 +8,7 @@ import type { Verdict } from '../core/analysis.js';
 import type { RolloutCommand } from '../core/rollout-types.js';
 import type { Strategy } from '../core/strategy.js';
 import type { AppConfig } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { PilotError, fail } from '../core/errors.js';
 import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
@@ -463,5 +463,5 @@ export type PlanVerdict = { readonly committed: true } | { readonly committed: f
 
 /** The refusal of a compare-and-set run write (`RunPatch.ifStatus`) that lost a race. */
 export function runChanged(id: number, expected: string, actual: string): PilotError {
-  return new PilotError('conflict', `run ${id} changed meanwhile: it is ${actual}, no longer ${expected}`);
+  return fail.runChangedMeanwhile({ id, expected, actual });
 }

@@ -1,7 +1,7 @@
 /** The I/O half of the build plan: reads what build-plan.ts decides from. */
 import { access, open, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { composeBuildEnv, LOCKFILES, detectLockfile, type WorkspaceFacts } from './build-plan.js';
 
 /** The parsed package.json of `dir` (an object), or undefined without one. Malformed → invalid_config. */
@@ -18,12 +18,10 @@ export async function readPackageJson(dir: string): Promise<Record<string, unkno
   try {
     pkg = JSON.parse(text.replace(/^\uFEFF/, '')); // npm accepts a byte-order mark, so do we
   } catch (e) {
-    throw new PilotError('invalid_config', `${file} is not valid JSON: ${(e as Error).message}`, {
-      hint: 'Fix package.json (`npm pkg get` shows whether npm can read it).',
-    });
+    throw fail.invalidJson({ file, message: (e as Error).message });
   }
   if (typeof pkg !== 'object' || pkg === null || Array.isArray(pkg)) {
-    throw new PilotError('invalid_config', `${file} must hold a JSON object`);
+    throw fail.jsonNotObject({ file });
   }
   return pkg as Record<string, unknown>;
 }

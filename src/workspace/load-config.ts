@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parse, YAMLParseError } from 'yaml';
 import { resolveAppConfig, validateAppConfig, type AppConfig, type AppConfigInput } from '../core/app-config.js';
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { isValidName, nameFrom } from '../core/names.js';
 import { readPackageJson } from './facts.js';
 
@@ -19,7 +19,7 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
   const file = join(dir, 'pilot.yaml');
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
-    throw new PilotError('invalid_config', `cannot read ${file}: ${err.message}`);
+    throw fail.configUnreadable({ file, message: err.message });
   });
   if (text !== undefined) {
     let raw: unknown;
@@ -27,7 +27,7 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
       raw = parse(text, { maxAliasCount: 100 });
     } catch (err) {
       const msg = err instanceof YAMLParseError ? err.message : String(err);
-      throw new PilotError('invalid_config', `pilot.yaml is not valid YAML: ${msg}`);
+      throw fail.invalidYaml({ msg });
     }
     input = validateAppConfig(raw, 'pilot.yaml');
   }
@@ -40,13 +40,7 @@ export async function loadAppConfig(dir: string, forcedName?: string): Promise<L
   const folder = basename(dir).toLowerCase();
   const fallback = [bare, folder].find(isValidName) ?? (bare === undefined ? undefined : nameFrom(bare)) ?? nameFrom(folder);
   if (fallback === undefined) {
-    throw new PilotError(
-      'invalid_config',
-      `no app name: ${bare === undefined ? 'package.json has no "name"' : `package.json name ${JSON.stringify(bare.slice(0, 80))} is not one`} and the folder name ${JSON.stringify(folder.slice(0, 80))} is not one either`,
-      {
-        hint: 'Set `name:` in pilot.yaml: 1-63 lowercase letters, digits and "-", starting with a letter.',
-      },
-    );
+    throw fail.noAppName({ packageName: bare?.slice(0, 80), folder: folder.slice(0, 80) });
   }
   return { input, config: resolveAppConfig(input, fallback) };
 }

@@ -7,7 +7,7 @@
  *          version: engines.yarn / engines.pnpm, else the major the lockfile format implies
  *     └─ else (package-lock.json, npm-shrinkwrap.json, no lockfile): the npm paired with the node
  */
-import { PilotError } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import semver from 'semver';
 
 /** Which package manager's lockfile a repository holds. */
@@ -86,34 +86,21 @@ export function wantedPackageManager(f: PackageManagerFacts): WantedPackageManag
 /** Parse corepack's `packageManager` field: `name@exact-version[+algo.hex]`. Anything else is invalid_config. */
 export function parsePackageManagerField(raw: unknown): WantedPackageManager {
   const shown = JSON.stringify(raw)?.slice(0, 120) ?? String(raw);
-  const hint = 'Write it as corepack does: "packageManager": "yarn@4.5.0" (npm, yarn or pnpm, an exact version, optionally +sha512.<hex>).';
-  if (typeof raw !== 'string') throw new PilotError('invalid_config', `package.json packageManager ${shown} is not a string`, { hint });
+  if (typeof raw !== 'string') throw fail.packageManagerNotString({ shown });
   const m = MANAGER.exec(raw.trim());
   if (!m) {
     const name = raw.split('@')[0];
     if (name !== undefined && name !== '' && !['npm', 'yarn', 'pnpm'].includes(name)) {
-      throw new PilotError(
-        'invalid_config',
-        `package.json packageManager ${shown} names ${JSON.stringify(name.slice(0, 40))}: Pilot builds with npm, yarn or pnpm`,
-        { hint },
-      );
+      throw fail.packageManagerUnknown({ shown, name: name.slice(0, 40) });
     }
-    throw new PilotError('invalid_config', `package.json packageManager ${shown} is not name@version`, { hint });
+    throw fail.packageManagerNotNameAtVersion({ shown });
   }
   const [, name, version, algo, hex] = m;
   if (algo !== undefined && !['sha1', 'sha224', 'sha256', 'sha384', 'sha512'].includes(algo)) {
-    throw new PilotError(
-      'invalid_config',
-      `package.json packageManager ${shown}: ${JSON.stringify(algo)} is not a hash corepack knows (sha1, sha224, sha256, sha384, sha512)`,
-      { hint },
-    );
+    throw fail.packageManagerUnknownHash({ shown, algo });
   }
   if (semver.valid(version!) === null || !/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version!)) {
-    throw new PilotError(
-      'invalid_config',
-      `package.json packageManager ${shown}: ${JSON.stringify(version)} is not an exact version (corepack needs one, e.g. 4.5.0)`,
-      { hint },
-    );
+    throw fail.packageManagerNotExact({ shown, version: version! });
   }
   // Messages show the hash's first characters only: the whole of it is 128 hex digits of noise.
   const source = `packageManager "${name}@${version}${algo ? `+${algo}.${hex!.slice(0, 8)}…` : ''}"`;
@@ -122,13 +109,7 @@ export function parsePackageManagerField(raw: unknown): WantedPackageManager {
 
 function checkedRange(where: string, spec: string): string {
   if (semver.validRange(spec) === null) {
-    throw new PilotError(
-      'invalid_config',
-      `package.json ${where} ${JSON.stringify(spec.slice(0, 80))} is not a version or a semver range`,
-      {
-        hint: 'Use an exact version (4.5.0) or a range (^4, 9.x), or pin it with "packageManager": "name@version".',
-      },
-    );
+    throw fail.invalidEnginesSpec({ where, spec: spec.slice(0, 80) });
   }
   return spec;
 }

@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join, posix } from 'node:path';
 import type Docker from 'dockerode';
-import { PilotError } from '../../core/errors.js';
+import { PilotError, fail } from '../../core/errors.js';
 import type { Engine } from '../../docker/engine.js';
 import { ContainerLogs, timestampNanos } from './docker-logs.js';
 import { EngineEvents, type ContainerEvent } from './docker-events.js';
@@ -98,14 +98,12 @@ export class DockerRuntime implements Runtime {
 
   /** Create and start the instance's container; the image must be on the engine already. */
   async start(req: StartRequest): Promise<InstanceHandle> {
-    if (req.image === undefined) throw new PilotError('deploy_failed', `instance ${req.instanceId}: no image to run`);
+    if (req.image === undefined) throw fail.instanceWithoutImage({ instanceId: req.instanceId });
     await this.watch();
     const name = containerName(this.node, req.instanceId);
     const existing = await this.inspect(name);
     if (existing?.State.Running) {
-      throw new PilotError('conflict', `instance ${req.instanceId} already runs as container ${existing.Id.slice(0, 12)} (${name})`, {
-        hint: 'adopt() and stop() it first.',
-      });
+      throw fail.instanceAlreadyRunsContainer({ instanceId: req.instanceId, Id: existing.Id.slice(0, 12), name });
     }
     if (existing) await this.removeContainer(existing.Id); // a crashed one left behind: its output is in the log files
     await mkdir(req.stateDir, { recursive: true });
@@ -137,14 +135,9 @@ export class DockerRuntime implements Runtime {
         },
       });
     } catch (e) {
-      if (statusOf(e) === 409)
-        throw new PilotError('conflict', `a container named ${name} already exists: ${engineMessage(e)}`, { cause: e });
-      if (statusOf(e) === 404)
-        throw new PilotError('deploy_failed', `image ${req.image} is not on the Docker engine (instance ${req.instanceId})`, {
-          cause: e,
-          hint: "The agent fetches the image before starting; check the revision's image.",
-        });
-      throw new PilotError('deploy_failed', `cannot create the container of instance ${req.instanceId}: ${engineMessage(e)}`, { cause: e });
+      if (statusOf(e) === 409) throw fail.containerNamedAlreadyExists({ name, reason: engineMessage(e) }, { cause: e });
+      if (statusOf(e) === 404) throw fail.imageNotOnEngine({ image: req.image, instanceId: req.instanceId }, { cause: e });
+      throw fail.cannotCreateContainerInstance({ instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
     }
     const t: Tracked = { id: container.id, stateDir: req.stateDir, running: true, exit: undefined, logs: undefined };
     try {
@@ -155,7 +148,7 @@ export class DockerRuntime implements Runtime {
       this.tracked.delete(container.id);
       await container.remove({ force: true }).catch(() => undefined);
       if (e instanceof PilotError) throw e;
-      throw new PilotError('deploy_failed', `cannot start the container of instance ${req.instanceId}: ${engineMessage(e)}`, { cause: e });
+      throw fail.cannotStartContainerInstance({ instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
     }
     const info = await container.inspect();
     if (!info.State.Running && t.exit === undefined) {
@@ -176,7 +169,7 @@ export class DockerRuntime implements Runtime {
         filters: { label: [`${LABELS.node}=${this.node}`, `${LABELS.instance}=${instanceId}`] },
       });
     } catch (e) {
-      throw new PilotError('runtime_unavailable', `cannot list containers: ${engineMessage(e)}`, { cause: e });
+      throw fail.cannotListContainers({ reason: engineMessage(e) }, { cause: e });
     }
     const found = list.find((c) => c.Labels[LABELS.stateDir] === stateDir);
     if (!found) return undefined;
@@ -214,7 +207,7 @@ export class DockerRuntime implements Runtime {
       if (!(await this.waitStopped(c, graceMs))) {
         await c.kill({ signal: 'SIGKILL' }).catch(() => undefined);
         if (!(await this.waitStopped(c, KILL_WAIT_MS))) {
-          throw new PilotError('unavailable', `container ${id.slice(0, 12)} of instance ${h.instanceId} did not stop after SIGKILL`);
+          throw fail.containerDidNotStop({ id: id.slice(0, 12), instanceId: h.instanceId });
         }
       }
       info = await this.inspect(id);
@@ -306,9 +299,7 @@ export class DockerRuntime implements Runtime {
           Labels: { [LABELS.node]: this.node, ...(req.labels?.[LABELS.app] ? { [LABELS.app]: req.labels[LABELS.app] } : {}) },
         });
       } catch (e) {
-        throw new PilotError('deploy_failed', `cannot create the volume ${v.source} for instance ${req.instanceId}: ${engineMessage(e)}`, {
-          cause: e,
-        });
+        throw fail.cannotCreateVolume({ source: v.source, instanceId: req.instanceId, reason: engineMessage(e) }, { cause: e });
       }
     }
   }
@@ -316,10 +307,7 @@ export class DockerRuntime implements Runtime {
   private async checkCommand(c: Docker.Container, req: StartRequest): Promise<void> {
     const cfg = (await c.inspect()).Config;
     const cmd0 = (cfg.Entrypoint && cfg.Entrypoint.length > 0 ? cfg.Entrypoint : (cfg.Cmd ?? []))[0];
-    if (cmd0 === undefined || cmd0 === '')
-      throw new PilotError('deploy_failed', `instance ${req.instanceId}: the image has no CMD and no run command was given`, {
-        hint: 'Set `run` in pilot.yaml or CMD in the Dockerfile.',
-      });
+    if (cmd0 === undefined || cmd0 === '') throw fail.imageWithoutCommand({ instanceId: req.instanceId });
     const pathVar =
       (cfg.Env ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
     const candidates = cmd0.includes('/')
@@ -335,17 +323,10 @@ export class DockerRuntime implements Runtime {
         res.resume();
         return;
       } catch (e) {
-        if (statusOf(e) !== 404)
-          throw new PilotError('deploy_failed', `cannot look for ${cmd0} in the image: ${engineMessage(e)}`, { cause: e });
+        if (statusOf(e) !== 404) throw fail.cannotLookUpCommand({ cmd0, reason: engineMessage(e) }, { cause: e });
       }
     }
-    throw new PilotError(
-      'deploy_failed',
-      `${cmd0}: command not found in image ${req.image?.slice(0, 19)} (instance ${req.instanceId}, PATH ${pathVar})`,
-      {
-        hint: "Check the run command (pilot.yaml `run`, or the image's CMD/ENTRYPOINT); it is looked up in the image's PATH.",
-      },
-    );
+    throw fail.commandNotFoundInImage({ cmd0, image: req.image?.slice(0, 19), instanceId: req.instanceId, pathVar });
   }
 
   private async waitStopped(c: Docker.Container, ms: number): Promise<boolean> {
@@ -367,7 +348,7 @@ export class DockerRuntime implements Runtime {
       return await this.engine.getContainer(idOrName).inspect();
     } catch (e) {
       if (statusOf(e) === 404) return undefined;
-      throw new PilotError('runtime_unavailable', `cannot inspect container ${idOrName}: ${engineMessage(e)}`, { cause: e });
+      throw fail.cannotInspectContainer({ idOrName, reason: engineMessage(e) }, { cause: e });
     }
   }
 
@@ -377,7 +358,7 @@ export class DockerRuntime implements Runtime {
     } catch (e) {
       // 404: gone already; 409: a removal is already in progress
       if (statusOf(e) !== 404 && statusOf(e) !== 409)
-        throw new PilotError('runtime_unavailable', `cannot remove container ${id.slice(0, 12)}: ${engineMessage(e)}`, { cause: e });
+        throw fail.cannotRemoveContainer({ id: id.slice(0, 12), reason: engineMessage(e) }, { cause: e });
     }
     // The entry stays (not running, with its exit) so exitInfo still answers; bounded like the process runtime's.
     this.tracked.get(id)?.logs?.close();

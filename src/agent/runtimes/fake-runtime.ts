@@ -4,7 +4,7 @@
  * of it, so "restart the agent" = a new FakeRuntime over the same FakeHost. Failures are injected
  * with `startError`, `crashAfterMs`, `markDead()` and `host.reusePid()`.
  */
-import { PilotError } from '../../core/errors.js';
+import { fail } from '../../core/errors.js';
 import type { ExitInfo, InstanceHandle, LogFiles, Runtime, StartRequest } from './runtime.js';
 
 interface FakeProcess {
@@ -86,13 +86,13 @@ export class FakeRuntime implements Runtime {
   async start(req: StartRequest): Promise<InstanceHandle> {
     await Promise.resolve(); // settle asynchronously, as a real runtime does
     const err = typeof this.startError === 'function' ? this.startError(req) : this.startError;
-    if (err !== undefined) throw new PilotError('deploy_failed', err);
+    if (err !== undefined) throw fail.injectedStartFailure({ message: err });
     if (req.argv.length === 0 || req.argv[0] === '') {
-      throw new PilotError('deploy_failed', `instance ${req.instanceId}: empty command`);
+      throw fail.instanceEmptyCommand({ instanceId: req.instanceId });
     }
     const previous = this.host.pidFiles.get(req.stateDir);
     if (previous !== undefined && this.isRunning(previous)) {
-      throw new PilotError('conflict', `${req.stateDir} already has a running instance`, { hint: 'adopt() and stop() it first.' });
+      throw fail.instanceAlreadyRunningNoPid({ stateDir: req.stateDir });
     }
     const p = this.host.spawn(req);
     if (this.crashAfterMs !== undefined) {

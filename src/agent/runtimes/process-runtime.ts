@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PilotError } from '../../core/errors.js';
+import { type PilotError, fail } from '../../core/errors.js';
 import {
   cgroupName,
   cgroupPids,
@@ -80,11 +80,9 @@ function spawnError(req: StartRequest, e: unknown): PilotError {
   const argv0 = req.argv[0] ?? '';
   const code = (e as NodeJS.ErrnoException).code;
   const where = `(instance ${req.instanceId}, cwd ${req.cwd})`;
-  const hint =
-    'Check the run command (pilot.yaml `run`, the Procfile web: line or package.json start); it is looked up in the PATH of the app env.';
-  if (code === 'ENOENT') return new PilotError('deploy_failed', `${argv0}: command not found ${where}`, { hint, cause: e });
-  if (code === 'EACCES') return new PilotError('deploy_failed', `${argv0}: permission denied, not executable ${where}`, { hint, cause: e });
-  return new PilotError('deploy_failed', `${argv0}: cannot start: ${(e as Error).message} ${where}`, { hint, cause: e });
+  if (code === 'ENOENT') return fail.runCommandNotFound({ argv0, where }, { cause: e });
+  if (code === 'EACCES') return fail.runCommandNotExecutable({ argv0, where }, { cause: e });
+  return fail.runCommandCannotStart({ argv0, message: (e as Error).message, where }, { cause: e });
 }
 
 function oomReason(memoryMb: number | undefined, how = ''): string {
@@ -116,18 +114,16 @@ export class ProcessRuntime implements Runtime {
   async start(req: StartRequest): Promise<InstanceHandle> {
     const argv0 = req.argv[0];
     if (argv0 === undefined || argv0 === '') {
-      throw new PilotError('deploy_failed', `instance ${req.instanceId}: empty command`);
+      throw fail.instanceEmptyCommand({ instanceId: req.instanceId });
     }
     if (!isDirectory(req.cwd)) {
       // Checked here because spawn reports a missing cwd as ENOENT of the command, which misleads.
-      throw new PilotError('deploy_failed', `${req.cwd}: no such directory (instance ${req.instanceId})`);
+      throw fail.instanceCwdMissing({ cwd: req.cwd, instanceId: req.instanceId });
     }
     const previous = readPidFile(req.stateDir);
     if (previous !== undefined && isSameProcess(previous.pid, previous.startTime)) {
       // Overwriting the pid file would orphan a live process that keeps its port and its files.
-      throw new PilotError('conflict', `${req.stateDir} already has a running instance (pid ${previous.pid})`, {
-        hint: 'adopt() and stop() it first.',
-      });
+      throw fail.instanceAlreadyRunning({ stateDir: req.stateDir, pid: previous.pid });
     }
     await mkdir(req.stateDir, { recursive: true, mode: 0o700 });
     const user = req.user;
@@ -145,9 +141,7 @@ export class ProcessRuntime implements Runtime {
       const tag = createHash('sha256').update(req.stateDir).digest('hex').slice(0, 8);
       cgroup = createInstanceCgroup(this.cgroups, cgroupName(req.instanceId, tag), { ...req.limits, pids: this.pidsMax });
     } catch (e) {
-      throw new PilotError('deploy_failed', `cannot set up the cgroup of instance ${req.instanceId}: ${(e as Error).message}`, {
-        cause: e,
-      });
+      throw fail.cannotSetUpCgroup({ instanceId: req.instanceId, message: (e as Error).message }, { cause: e });
     }
     if (cgroup !== undefined && cgroupPids(cgroup).length > 0) {
       // Left over from a crashed start with this stateDir: nothing of it may run beside the new one.
@@ -212,7 +206,7 @@ export class ProcessRuntime implements Runtime {
     child.unref(); // the agent may exit while the instance runs on
     if (startTime === undefined) {
       killGroup(pid, 'SIGKILL');
-      throw new PilotError('internal', `cannot read /proc/${pid}/stat: is /proc mounted?`);
+      throw fail.cannotReadProcStat({ pid });
     }
     const h: InstanceHandle = { instanceId: req.instanceId, pid, startTime, startedAt: Date.now() };
     try {
@@ -222,7 +216,7 @@ export class ProcessRuntime implements Runtime {
       // An instance nobody can find again would hold its port forever: take it down.
       killGroup(pid, 'SIGKILL');
       if (cgroup !== undefined) killCgroup(cgroup);
-      throw new PilotError('deploy_failed', `cannot write ${pidFilePath(req.stateDir)}: ${(e as Error).message}`, { cause: e });
+      throw fail.pidFileUnwritable({ stateDir: pidFilePath(req.stateDir), message: (e as Error).message }, { cause: e });
     }
     this.track(key(h), tracked);
     return h;
@@ -304,7 +298,7 @@ export class ProcessRuntime implements Runtime {
       if (cg !== undefined) killCgroup(cg);
       else signalPids(rest, 'SIGKILL');
       if (performance.now() > killEnd) {
-        throw new PilotError('unavailable', `instance ${h.instanceId} (pid ${h.pid}) did not exit after SIGKILL`);
+        throw fail.instanceDidNotExit({ instanceId: h.instanceId, pid: h.pid });
       }
       await sleep(POLL_MS);
     }

@@ -1,0 +1,70 @@
+import type { ErrorEntries } from './entry.js';
+
+/** An answer without a Pilot error body (HEAD, or not from Pilot): what the client was doing, and the status. */
+const answered = (p: { message: string; status: number }): string => `${p.message} (HTTP ${p.status})`;
+
+/** Errors raised in src/artifacts/. */
+export const artifactsErrors = {
+  announcedDigestDiffers: {
+    code: 'digest_mismatch',
+    message: (p: { digest: string; announced: string }) => `asked for ${p.digest}, the server answered ${p.announced}`,
+  },
+  downloadDigestMismatch: {
+    code: 'digest_mismatch',
+    message: (p: { actual: string; digest: string }) => `downloaded bytes hash to ${p.actual}, not ${p.digest}`,
+    hint: 'The stored artifact is corrupt or was altered in transit; re-publish it.',
+  },
+  cannotReachArtifactRepository: {
+    code: 'server_unreachable',
+    message: (p: { baseUrl: string; code: string }) => `cannot reach the artifact repository at ${p.baseUrl}: ${p.code}`,
+  },
+  unsafeArchive: {
+    code: 'unsafe_archive',
+    message: (p: { entry: string; reason: string }) => `unsafe archive entry ${JSON.stringify(p.entry)}: ${p.reason}`,
+  },
+  uploadDigestMismatch: {
+    code: 'digest_mismatch',
+    message: (p: { digest: string; expected: string }) => `the bytes received hash to ${p.digest}, not ${p.expected}`,
+  },
+  artifactNotFound: {
+    code: 'artifact_not_found',
+    message: (p: { digest: string }) => `artifact ${p.digest} not found`,
+  },
+  artifactTooLarge: {
+    code: 'too_large',
+    message: (p: { maxBytes: number }) => `artifact is larger than the ${p.maxBytes}-byte limit`,
+  },
+  invalidCommit: {
+    code: 'bad_request',
+    message: (p: { commit: string }) => `invalid commit ${JSON.stringify(p.commit)}`,
+    hint: 'Pass the full commit SHA (40 or 64 lowercase hex characters).',
+  },
+  artifactBodyMissing: {
+    code: 'bad_request',
+    message: 'artifact bytes must be sent as the raw request body',
+    hint: 'Send the file with content-type application/octet-stream.',
+  },
+  declaredArtifactTooLarge: {
+    code: 'too_large',
+    message: (p: { declared: number; maxBytes: number }) => `artifact of ${p.declared} bytes is larger than the ${p.maxBytes}-byte limit`,
+  },
+  extractTargetExists: {
+    code: 'conflict',
+    message: (p: { dest: string }) => `cannot extract into ${p.dest}: it already exists`,
+    hint: 'Artifacts are unpacked into a new folder, never over an existing one.',
+  },
+  unsafeArchiveEntry: {
+    code: 'unsafe_archive',
+    message: (p: { shown: string; reason: string }) => `unsafe archive entry ${JSON.stringify(p.shown)}: ${p.reason}`,
+  },
+  entryLongerThanDeclared: {
+    code: 'unsafe_archive',
+    message: (p: { path: string }) => `entry ${p.path} holds more bytes than its header declares`,
+  },
+  repositoryUnauthorized: { code: 'unauthorized', message: answered },
+  repositoryForbidden: { code: 'forbidden', message: answered },
+  repositoryNotFound: { code: 'artifact_not_found', message: answered },
+  repositoryTooLarge: { code: 'too_large', message: answered },
+  repositoryUnavailable: { code: 'unavailable', message: answered },
+  repositoryRefusedRequest: { code: 'bad_request', message: answered },
+} as const satisfies ErrorEntries;

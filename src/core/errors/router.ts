@@ -1,0 +1,61 @@
+import type { ErrorEntries } from './entry.js';
+
+const HOST_HINT = 'Every app answers at <app>.localhost and at the hosts in its pilot.yaml; list apps with `pilot apps`.';
+const upstreamMessage = (p: { app: string; what: string; code: string }): string =>
+  `pilot: an instance of app "${p.app}" ${p.what} (${p.code})`;
+const upstreamHint = (p: { app: string }): string => `Check \`pilot logs ${p.app}\`; the request may be retried.`;
+
+/** Errors raised in src/router/. */
+export const routerErrors = {
+  routingTableRejected: {
+    code: 'bad_request',
+    message: (p: { message: string }) => `routing table rejected: ${p.message}`,
+    hint: 'This is a bug in the control plane: the table it computed is inconsistent. The previous table stays in force.',
+  },
+  invalidTrustedProxy: {
+    code: 'bad_request',
+    message: (p: { source: string; item: string }) => `${p.source}: ${JSON.stringify(p.item)} is not an IP address or CIDR`,
+    hint: 'List addresses or CIDRs separated by commas, e.g. 10.0.0.0/8,127.0.0.1,::1.',
+  },
+  noReadyInstance: {
+    code: 'bad_gateway',
+    message: (p: { app: string }) => `pilot: no ready instance of app "${p.app}"`,
+    hint: (p: { app: string }) =>
+      `Check \`pilot status ${p.app}\`: its instances may be starting, failing their readiness probe, or scaled to 0.`,
+  },
+  upgradeNotWebSocket: {
+    code: 'not_implemented',
+    message: (p: { protocol: string }) => `pilot: only WebSocket upgrades are passed through, not "${p.protocol}"`,
+    hint: 'Send the request without an Upgrade header (curl: use --http1.1 instead of --http2 for http:// URLs).',
+  },
+  requestTargetNotPath: {
+    code: 'bad_request',
+    message: (p: { url: string }) => `pilot: request target "${p.url}" is not a path`,
+    hint: 'Send origin-form requests ("GET /path"), with the app\'s host in the Host header.',
+  },
+  noHostHeader: {
+    code: 'not_found',
+    message: 'pilot: the request has no Host header, and Pilot routes by host',
+    hint: HOST_HINT,
+  },
+  unknownHost: {
+    code: 'not_found',
+    message: (p: { host: string }) => `pilot: no app serves host "${p.host}"`,
+    hint: HOST_HINT,
+  },
+  upstreamTimeout: {
+    code: 'upstream_timeout',
+    message: upstreamMessage,
+    hint: upstreamHint,
+  },
+  upstreamFailed: {
+    code: 'bad_gateway',
+    message: upstreamMessage,
+    hint: upstreamHint,
+  },
+  trafficWindowRefused: {
+    code: 'bad_request',
+    // The control plane asks with a window it has checked: no hint for a user here.
+    message: (p: { problem: string }) => p.problem,
+  },
+} as const satisfies ErrorEntries;

@@ -1,0 +1,74 @@
+import type { ErrorEntries } from './entry.js';
+
+/** Errors raised in src/store/. */
+export const storeErrors = {
+  invalidSecretKey: {
+    code: 'internal',
+    message: (p: { keyFile: string }) => `${p.keyFile} is not a 32-byte key`,
+    hint: 'Restore it from a backup; without it sealed secrets cannot be read.',
+  },
+  unknownSealedSecretFormat: {
+    code: 'internal',
+    message: 'unknown sealed-secret format',
+  },
+  sealedSecretCannotOpened: {
+    code: 'internal',
+    message: 'a sealed secret cannot be opened with this key (wrong secret.key, or the value was altered)',
+  },
+  databaseDamaged: {
+    code: 'database_corrupt',
+    message: (p: { file: string; message: string }) => `the state database ${p.file} is damaged: ${p.message}`,
+    hint: 'Stop Pilot, then `pilot restore BACKUP-FILE` (a file made by `pilot backup`), or move pilot.db away and start with --fresh-database (apps keep running; the control plane forgets them).',
+  },
+  databaseUnopenable: {
+    code: 'internal',
+    message: (p: { file: string; message: string }) => `cannot open the state database ${p.file}: ${p.message}`,
+  },
+  databaseTooNew: {
+    code: 'internal',
+    message: (p: { current: number; migrationsCount: number }) =>
+      `state database is at schema version ${p.current}, newer than this Pilot (${p.migrationsCount})`,
+    hint: 'Upgrade Pilot, or point PILOT_HOME at another folder.',
+  },
+  appRemoving: {
+    code: 'app_removing',
+    message: (p: { name: string }) => `app "${p.name}" is being removed; its instances are still stopping`,
+  },
+  runNotFound: {
+    code: 'run_not_found',
+    message: (p: { id: number }) => `run ${p.id} not found`,
+  },
+  storeClosed: {
+    code: 'internal',
+    message: 'the memory store is closed',
+  },
+  instanceAlreadyExists: {
+    code: 'conflict',
+    message: (p: { id: string }) => `instance ${p.id} already exists`,
+  },
+  nodeIdNotFound: {
+    code: 'node_not_found',
+    message: (p: { nodeId: string }) => `node ${p.nodeId} not found`,
+  },
+  nodeNameTakenInStore: {
+    code: 'conflict',
+    message: (p: { name: string }) => `a node named "${p.name}" is already registered`,
+  },
+  joinTokenAlreadyExists: {
+    code: 'conflict',
+    message: (p: { id: string }) => `join token ${p.id} already exists`,
+  },
+  experimentAlreadyRunningInStore: {
+    code: 'experiment_conflict',
+    message: (p: { app: string; id: number }) => `app "${p.app}" already runs experiment #${p.id}`,
+  },
+  experimentNotRunning: {
+    code: 'experiment_conflict',
+    message: (p: { id: number }) => `experiment #${p.id} is not running`,
+  },
+  runChangedMeanwhile: {
+    code: 'conflict',
+    message: (p: { id: number; expected: string; actual: string }) =>
+      `run ${p.id} changed meanwhile: it is ${p.actual}, no longer ${p.expected}`,
+  },
+} as const satisfies ErrorEntries;
