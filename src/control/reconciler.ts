@@ -293,7 +293,7 @@ export class Reconciler {
   private async figuresFor(app: string): Promise<CanaryFigures> {
     const read = this.settings.traffic;
     const r = await this.store.activeRollout(app);
-    const analysis = r?.strategy?.type === 'canary' || r?.strategy?.type === 'blue-green' ? r.strategy.analysis : undefined;
+    const analysis = r?.strategy?.analysis;
     if (!read || !r || !analysis || (r.progress?.weight ?? 0) === 0) return undefined;
     try {
       const rows = await read(analysis.windowMs, app);

@@ -11,9 +11,11 @@
  * So a fleet with room for one more instance updates one in, one out (S = 1, U = 0), a fleet with no
  * room at all one out, one in (S = 0, U = 1), and a fleet with room does it in parallel. The rollout
  * fails when a new instance fails or crash-loops, or when no new instance became available for the
- * ready timeout; the steady state then brings the old revision back to N. `step` records how many new
+ * ready timeout, or (with `analysis`) when the new revision's figures fail a check while it serves
+ * beside the old one; the steady state then brings the old revision back to N. `step` records how many new
  * instances were available at the last progress (the deadline restarts when it grows). Pure.
  */
+import { analyse } from './analysis.js';
 import { isLive, withTail, type PlannerAction, type RolloutCtx } from './rollout-types.js';
 import { amountFor, type Strategy } from './strategy.js';
 
@@ -41,6 +43,13 @@ export function planRolling(ctx: RolloutCtx, s: Rolling): PlannerAction[] {
         ),
       );
     }
+  }
+
+  // Analysis (when set) while the new revision serves beside the old one: a failed check rolls back.
+  if (s.analysis && p.weight > 0 && r.figures) {
+    const v = analyse(s.analysis, r.figures.canary, r.figures.stable);
+    if (v.verdict === 'fail')
+      return fail(`analysis failed at ${p.weight}% of the traffic (${available} of ${n} new instances available): ${v.reason}`);
   }
 
   // Room for new instances under N + S.

@@ -193,6 +193,34 @@ describe('rolling planner', () => {
 
 const good = (requests: number): AnalysisFigures => ({ requests, errors: 0, p99Ms: 20 });
 
+describe('rolling planner with analysis', () => {
+  it('rolls back when the new revision fails a check while it serves beside the old one', () => {
+    const w = world(4, {
+      type: 'rolling',
+      maxSurge: { count: 1 },
+      maxUnavailable: { count: 0 },
+      minReadyMs: 0,
+      analysis: { ...DEFAULT_ANALYSIS, minRequests: 10 },
+    });
+    for (let t = 0; t < 50 && w.rollout; t++)
+      tick(w, {
+        n: 4,
+        tickMs: 500,
+        figures: (x) =>
+          (x.rollout?.progress.weight ?? 0) > 0 ? { canary: { requests: 30, errors: 30, p99Ms: 5 }, stable: undefined } : undefined,
+      });
+    assert.equal(w.finished?.status, 'failed');
+    assert.match(w.finished!.reason!, /analysis failed at \d+% of the traffic/);
+    assert.equal(w.active, 1);
+    for (let t = 0; t < 5; t++) tick(w, { n: 4, tickMs: 500 });
+    assert.deepEqual(
+      live(w).map((i) => i.revision),
+      [1, 1, 1, 1],
+      'the old set back to 4',
+    );
+  });
+});
+
 describe('canary planner', () => {
   const canary = (over: Partial<Extract<Strategy, { type: 'canary' }>> = {}): Strategy => ({
     type: 'canary',

@@ -88,7 +88,7 @@ describe('pilot.yaml strategy', () => {
         { type: 'blue-green', analysis: { maxErrorRate: '1%' } },
         /strategy\.analysis: blue-green analyses the new revision during its watch period/,
       ],
-      [{ type: 'rolling', analysis: {} }, /strategy\.analysis: only for type canary or blue-green \(with watch\)/],
+      [{ type: 'rolling', analysis: { window: '1h' } }, /strategy\.analysis\.window: from 1s to 5m/],
     ];
     for (const [strategy, re] of cases) {
       const msg = configError({ strategy });

@@ -50,7 +50,14 @@ export type Strategy =
       /** Checked during the watch (thresholds; the stable figures are those before the switch). */
       readonly analysis?: AnalysisSpec | undefined;
     }
-  | { readonly type: 'rolling'; readonly maxSurge: Amount; readonly maxUnavailable: Amount; readonly minReadyMs: number }
+  | {
+      readonly type: 'rolling';
+      readonly maxSurge: Amount;
+      readonly maxUnavailable: Amount;
+      readonly minReadyMs: number;
+      /** Checked while old and new serve side by side: a failed check rolls back (the old set is brought back to replicas). */
+      readonly analysis?: AnalysisSpec | undefined;
+    }
   | { readonly type: 'canary'; readonly steps: readonly CanaryStep[]; readonly analysis: AnalysisSpec };
 
 export type StrategyType = Strategy['type'];
@@ -141,16 +148,12 @@ export function resolveStrategy(input: StrategyInput | undefined): { strategy: S
   const problems: string[] = [];
   const only = (type: StrategyType, fields: readonly (keyof StrategyInput)[]): void => {
     for (const f of fields) {
-      if (input[f] !== undefined)
-        problems.push(
-          `strategy.${f}: only for type ${f === 'analysis' ? 'canary or blue-green (with watch)' : type} (this one is ${input.type})`,
-        );
+      if (input[f] !== undefined) problems.push(`strategy.${f}: only for type ${type} (this one is ${input.type})`);
     }
   };
   if (input.type !== 'blue-green') only('blue-green', ['keepPrevious', 'watch']);
   if (input.type !== 'rolling') only('rolling', ['maxSurge', 'maxUnavailable', 'minReady']);
   if (input.type !== 'canary') only('canary', ['steps']);
-  if (input.type === 'rolling') only('canary', ['analysis']);
   if (problems.length > 0) return { problems };
 
   switch (input.type) {
@@ -184,8 +187,17 @@ export function resolveStrategy(input: StrategyInput | undefined): { strategy: S
       const zero = (a: Amount): boolean => ('percent' in a ? a.percent === 0 : a.count === 0);
       if (zero(maxSurge) && zero(maxUnavailable))
         problems.push('strategy.maxSurge and strategy.maxUnavailable: not both 0 (nothing could ever be replaced); set maxSurge: 1');
+      const analysis = input.analysis === undefined ? undefined : resolveAnalysis(input.analysis, problems);
       if (problems.length > 0) return { problems };
-      return { strategy: { type: 'rolling', maxSurge, maxUnavailable, minReadyMs: durationOf(input.minReady) ?? 0 } };
+      return {
+        strategy: {
+          type: 'rolling',
+          maxSurge,
+          maxUnavailable,
+          minReadyMs: durationOf(input.minReady) ?? 0,
+          ...(analysis ? { analysis } : {}),
+        },
+      };
     }
     case 'canary': {
       const steps = input.steps ?? [{ weight: 10, pause: '1m' }, { weight: 50, pause: '1m' }, { weight: 100 }];

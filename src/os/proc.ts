@@ -20,16 +20,23 @@ export interface ProcStat {
   readonly startTime: string;
 }
 
-/** Parse the text of /proc/PID/stat; undefined if it is not in the expected shape. */
-export function parseProcStat(text: string): ProcStat | undefined {
-  // Field 2 (comm) is "(name)" and the name may hold spaces and ')' itself, so fields are counted
-  // from the LAST ')': what follows is " state ppid pgrp ..." with field 3 first.
+/**
+ * The fields of a /proc/PID/stat line after field 2 (comm), field 3 first. Comm is "(name)" and the
+ * name may hold spaces and ')' itself, so they are counted from the LAST ')'.
+ */
+function statFieldsAfterComm(text: string): string[] | undefined {
   const close = text.lastIndexOf(')');
   if (close < 0) return undefined;
-  const rest = text
+  return text
     .slice(close + 1)
     .trim()
     .split(/\s+/);
+}
+
+/** Parse the text of /proc/PID/stat; undefined if it is not in the expected shape. */
+export function parseProcStat(text: string): ProcStat | undefined {
+  const rest = statFieldsAfterComm(text);
+  if (rest === undefined) return undefined;
   const state = rest[0];
   const ppid = Number(rest[4 - 3]);
   const pgrp = Number(rest[5 - 3]);
@@ -123,12 +130,8 @@ export function liveGroupMembers(pgid: number): number[] {
  * its own and its waited-for children's. Undefined if the text is not a stat line.
  */
 export function parseCpuTicks(text: string): number | undefined {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  const rest = text
-    .slice(close + 1)
-    .trim()
-    .split(/\s+/);
+  const rest = statFieldsAfterComm(text);
+  if (rest === undefined) return undefined;
   const ticks = [14, 15, 16, 17].map((f) => Number(rest[f - 3]));
   return ticks.every((t) => Number.isInteger(t) && t >= 0) ? ticks.reduce((a, b) => a + b, 0) : undefined;
 }

@@ -4,7 +4,9 @@
  * under a request loop through the router scales up to max, every new replica serving, with no
  * failed request; `pilot scale` is refused while it is autoscaled; `pilot status` (and --json) and
  * `pilot events` say what the autoscaler did and why; once the load stops the count comes back to
- * min after the window, in one direction only (no flapping).
+ * min after the window, in one direction only (no flapping). A canary of the autoscaled app under
+ * that load runs its weight's share of the count beside a whole stable set, ends with the count,
+ * and the autoscaler does not move meanwhile.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -215,6 +217,66 @@ createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }
     assert.equal(ready.length, 4, JSON.stringify(a.instances));
     assert.deepEqual(await changes().then((c) => c.slice(before)), [], 'no autoscale change during the rollout');
     assert.deepEqual(failures.slice(failedBefore), [], 'no failed request during the rollout');
+  });
+
+  it('goes through a canary under the same load: the canary runs its weight of the count, stable keeps it, no flapping', async () => {
+    const before = (await changes()).length;
+    const failedBefore = failures.length;
+    const repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    writeFileSync(
+      join(repo, 'pilot.yaml'),
+      [
+        'name: shop',
+        'health:',
+        '  path: /healthz',
+        '  interval: 1s',
+        'autoscale: { min: 1, max: 4, targetRps: 5, scaleDownWindow: 10s }',
+        'strategy:',
+        '  type: canary',
+        '  steps: [{ weight: 25, pause: 3s }, { weight: 50, pause: 3s }, { weight: 100, pause: 1s }]',
+        '  analysis: { maxErrorRate: 5%, minRequests: 5, window: 5s }',
+        '',
+      ].join('\n'),
+    );
+    await git(repo, 'commit', '-qam', 'revision 3: a canary');
+    // While it runs: per canary weight, the most instances of the new revision and of stable seen.
+    const seen = new Map<number, { canary: number; stable: number }>();
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const x = await app();
+        if (x.rollout) {
+          const live = (x.instances as { desired: string; revision: number }[]).filter((i) => i.desired === 'run');
+          const w = x.rollout.weights.canary as number;
+          const had = seen.get(w) ?? { canary: 0, stable: 0 };
+          seen.set(w, {
+            canary: Math.max(had.canary, live.filter((i) => i.revision === x.rollout.toRevision).length),
+            stable: Math.max(had.stable, live.filter((i) => i.revision !== x.rollout.toRevision).length),
+          });
+        }
+        await sleep(200);
+      }
+    })();
+    const r = await h.cli(['run', repo]);
+    watching = false;
+    await watcher;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /canary step 1\/3: 25% of the traffic on revision 3/);
+    const a = await app();
+    assert.equal(a.app.activeRevision, 3);
+    assert.equal(a.app.replicas, 4, 'the autoscaled count is kept');
+    const ready = (a.instances as { state: string; desired: string; revision: number }[]).filter(
+      (i) => i.desired === 'run' && i.state === 'ready' && i.revision === 3,
+    );
+    assert.equal(ready.length, 4, JSON.stringify(a.instances));
+    // At 25 % the canary ran ceil(4 × 25 %) = 1 instance (2 once step 2's were starting), stable all 4.
+    const at25 = seen.get(25);
+    assert.ok(at25 !== undefined, `weights seen: ${JSON.stringify([...seen])}`);
+    assert.ok(at25.canary >= 1 && at25.canary <= 2, JSON.stringify([...seen]));
+    assert.equal(at25.stable, 4, JSON.stringify([...seen]));
+    assert.deepEqual(await changes().then((c) => c.slice(before)), [], 'the autoscaler did not move during the canary');
+    assert.deepEqual(failures.slice(failedBefore), [], 'no failed request during the canary');
+    process.stdout.write(`# canary of an autoscaled app: ${JSON.stringify([...seen])}\n`);
   });
 
   it('comes back to min once the load drops, after the window, draining without a failed request, without flapping', async () => {
