@@ -1,7 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decideReplicas, maxStepUp, splitReplicas, type AutoscaleDecision, type AutoscaleInput, type Recommendation } from './autoscale.js';
+import {
+  AUTOSCALE_TOLERANCE,
+  decideReplicas,
+  maxStepUp,
+  splitReplicas,
+  type AutoscaleDecision,
+  type AutoscaleInput,
+  type Recommendation,
+} from './autoscale.js';
 import type { AutoscaleSpec } from './autoscale-config.js';
 
 const spec = (over: Partial<AutoscaleSpec> = {}): AutoscaleSpec => ({
@@ -217,7 +225,10 @@ describe('autoscale decision', () => {
         const counts = simulate(s, s.min, (t) => (t <= tickMs ? 0 : load), 60, tickMs);
         // Doubling (or +4) per step from min reaches 100 in at most 6 steps; plus the scale-up window, plus the idle first tick.
         const bound = 1 + Math.ceil(s.scaleUpWindowMs / tickMs) + 7;
-        const reached = counts.findIndex((c) => c >= want);
+        // Reached: the count the load asks for, or one within the tolerance band of it (the decision
+        // holds there: at 55.000011 req/s and 11 per instance, 5 instances are 0.00002 % over).
+        const inBand = (c: number): boolean => c >= want || (c > 0 && load / (s.target.value * c) <= 1 + AUTOSCALE_TOLERANCE);
+        const reached = counts.findIndex(inBand);
         if (want > s.min) {
           assert.ok(reached !== -1 && reached <= bound, `reached ${want} at step ${reached} (bound ${bound}): ${counts.join(',')}`);
           // No overshoot: the count never goes past what the load needs.
