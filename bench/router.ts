@@ -14,8 +14,16 @@
  * single-threaded router; it is skipped, and said so, when not installed.
  *
  *   npm run build && node dist/bench/router.js [seconds=5] [concurrency=32]
+ *
+ * Side by side (issue #14): `node dist/bench/router.js --side-by-side [rounds=4] [seconds=3]`
+ * measures, with wrk, the router against nginx on the same upstream in interleaved rounds (the
+ * order rotates every round): req/s at c=50, p50/p99 at c=1 and c=50, and the CPU each proxy
+ * spends per request; 1 worker each, then 2 vs 2 (the router's 2 workers are a bench-only
+ * node:cluster of two routers sharing the port: the product runs one). It prints every round,
+ * then ranges: never a single number on a shared machine.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import cluster from 'node:cluster';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -54,6 +62,15 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     port = (server.address() as net.AddressInfo).port;
+  } else if (name === 'router-cluster') {
+    // Bench only: N routers in worker processes sharing one listening port (node:cluster hands
+    // out connections round-robin), each with the same table.
+    const workers = Number(variant);
+    const fork = (): Promise<number> =>
+      new Promise((resolve) => cluster.fork({ PILOT_BENCH_UPSTREAM: arg }).once('message', (m: { port: number }) => resolve(m.port)));
+    const first = await fork();
+    for (let i = 1; i < workers; i++) await fork();
+    port = first;
   } else {
     const table = new RoutingTable();
     table.set([
@@ -78,7 +95,7 @@ function spawnRole(args: string[]): Promise<{ child: ChildProcess; port: number 
 }
 
 /** nginx with its own prefix and config, one worker, keep-alive to the upstream; undefined if absent. */
-async function startNginx(upstreamPort: number): Promise<{ child: ChildProcess; port: number; dir: string } | undefined> {
+async function startNginx(upstreamPort: number, workers = 1): Promise<{ child: ChildProcess; port: number; dir: string } | undefined> {
   if (spawnSync('nginx', ['-v']).error !== undefined) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-nginx-'));
   mkdirSync(join(dir, 'tmp'));
@@ -87,7 +104,7 @@ async function startNginx(upstreamPort: number): Promise<{ child: ChildProcess; 
     join(dir, 'nginx.conf'),
     `
 daemon off;
-worker_processes 1;
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
@@ -325,5 +342,154 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === '--role') await role(process.argv[3]!, process.argv[4], process.argv[5]);
+/** Pids of a process's direct children (nginx's workers), from /proc. */
+function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** wrk at `concurrency` for `seconds`, with the CPU of all `pids` (the proxy's processes) per request. */
+function wrkRun(port: number, seconds: number, concurrency: number, pids: readonly number[]): Result | undefined {
+  const sum = () => pids.reduce((s, p) => s + cpuMs(p), 0);
+  const cpu0 = sum();
+  const r = wrkLoad(port, seconds, concurrency);
+  if (r === undefined) return undefined;
+  const cpu = sum() - cpu0;
+  return { ...r, ...(pids.length > 0 && Number.isFinite(cpu) ? { cpuUs: (cpu * 1000) / (r.rps * seconds) } : {}) };
+}
+
+interface Target {
+  readonly name: string;
+  readonly port: number;
+  /** The processes that do the proxying, for CPU per request (none for the upstream itself). */
+  readonly pids: readonly number[];
+}
+
+const range = (xs: readonly number[], digits: number): string => {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  return lo.toFixed(digits) === hi.toFixed(digits) ? lo.toFixed(digits) : `${lo.toFixed(digits)}–${hi.toFixed(digits)}`;
+};
+
+/** Pilot vs nginx, same upstream, wrk, interleaved rounds (see the header comment). */
+async function sideBySide(rounds: number, seconds: number): Promise<void> {
+  if (spawnSync('wrk', ['-v']).error !== undefined) throw new Error('wrk is not installed: apt-get install -y wrk');
+  const children: ChildProcess[] = [];
+  const dirs: string[] = [];
+  try {
+    const upstream = await spawnRole(['upstream']);
+    children.push(upstream.child);
+    const pilot1 = await spawnRole(['router', String(upstream.port), 'windows']);
+    children.push(pilot1.child);
+    const pilot2 = await spawnRole(['router-cluster', String(upstream.port), '2']);
+    children.push(pilot2.child);
+    const nginx1 = await startNginx(upstream.port, 1);
+    const nginx2 = await startNginx(upstream.port, 2);
+    if (nginx1 === undefined || nginx2 === undefined) throw new Error('nginx is not installed: apt-get install -y nginx-light');
+    children.push(nginx1.child, nginx2.child);
+    dirs.push(nginx1.dir, nginx2.dir);
+    const groups: Target[][] = [
+      [
+        { name: 'direct to upstream', port: upstream.port, pids: [] },
+        { name: 'Pilot router, 1 worker', port: pilot1.port, pids: [pilot1.child.pid!] },
+        { name: 'nginx, 1 worker', port: nginx1.port, pids: childPids(nginx1.child.pid) },
+      ],
+      [
+        { name: 'Pilot router, 2 workers', port: pilot2.port, pids: childPids(pilot2.child.pid) },
+        { name: 'nginx, 2 workers', port: nginx2.port, pids: childPids(nginx2.child.pid) },
+      ],
+    ];
+    console.log(
+      `router side by side: GET of ${BODY.length} bytes, wrk -t1, ${rounds} interleaved rounds of ${seconds} s per target and concurrency, ${cpus().length} CPUs, Node ${process.version}`,
+    );
+    const all = new Map<string, { c50: Result[]; c1: Result[] }>();
+    const ratios = { rps1: [] as number[], rps2: [] as number[], added: [] as number[], addedNginx: [] as number[] };
+    for (let round = 0; round < rounds; round++) {
+      console.log(`round ${round + 1}`);
+      const byName = new Map<string, { c50: Result; c1: Result }>();
+      for (const group of groups) {
+        // Rotate the order every round so that neither side always runs first (or after the other).
+        const order = group.map((_, i) => group[(i + round) % group.length]!);
+        for (const t of order) {
+          wrkRun(t.port, 1, 50, []); // warm-up: connections, JIT
+          const c50 = wrkRun(t.port, seconds, 50, t.pids)!;
+          const c1 = wrkRun(t.port, seconds, 1, t.pids)!;
+          byName.set(t.name, { c50, c1 });
+          const entry = all.get(t.name) ?? { c50: [], c1: [] };
+          entry.c50.push(c50);
+          entry.c1.push(c1);
+          all.set(t.name, entry);
+          console.log(
+            `  ${t.name.padEnd(24)} c=50 ${c50.rps.toFixed(0).padStart(6)} req/s p50 ${(c50.p50 * 1000).toFixed(0).padStart(5)} µs p99 ${(c50.p99 * 1000).toFixed(0).padStart(6)} µs` +
+              `${c50.cpuUs === undefined ? '' : ` CPU ${c50.cpuUs.toFixed(1)} µs/req`}   c=1 p50 ${(c1.p50 * 1000).toFixed(0).padStart(4)} µs p99 ${(c1.p99 * 1000).toFixed(0).padStart(5)} µs errors ${c50.errors + c1.errors}`,
+          );
+        }
+      }
+      const g = (n: string) => byName.get(n)!;
+      ratios.rps1.push(g('Pilot router, 1 worker').c50.rps / g('nginx, 1 worker').c50.rps);
+      ratios.rps2.push(g('Pilot router, 2 workers').c50.rps / g('nginx, 2 workers').c50.rps);
+      ratios.added.push((g('Pilot router, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
+      ratios.addedNginx.push((g('nginx, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
+    }
+    console.log(`\nranges over ${rounds} rounds (min–max):`);
+    for (const [name, r] of all) {
+      const cpu = r.c50.flatMap((x) => (x.cpuUs === undefined ? [] : [x.cpuUs]));
+      console.log(
+        `  ${name.padEnd(24)} c=50 ${range(
+          r.c50.map((x) => x.rps),
+          0,
+        )} req/s, p50 ${range(
+          r.c50.map((x) => x.p50 * 1000),
+          0,
+        )} µs, p99 ${range(
+          r.c50.map((x) => x.p99 * 1000),
+          0,
+        )} µs` +
+          `${cpu.length === 0 ? '' : `, CPU ${range(cpu, 1)} µs/req`}; c=1 p50 ${range(
+            r.c1.map((x) => x.p50 * 1000),
+            0,
+          )} µs, p99 ${range(
+            r.c1.map((x) => x.p99 * 1000),
+            0,
+          )} µs`,
+      );
+    }
+    console.log(`  Pilot/nginx req/s at c=50, 1 vs 1: ${range(ratios.rps1, 2)}x; 2 vs 2: ${range(ratios.rps2, 2)}x (per round)`);
+    console.log(`  added p50 at c=1 over direct: Pilot ${range(ratios.added, 0)} µs, nginx ${range(ratios.addedNginx, 0)} µs (per round)`);
+  } finally {
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((r) => {
+            if (c.exitCode !== null || c.signalCode !== null) return r();
+            c.removeAllListeners('exit');
+            c.once('exit', () => r());
+            process.kill(c.pid!, 'SIGTERM');
+          }),
+      ),
+    );
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+if (cluster.isWorker) {
+  const table = new RoutingTable();
+  table.set([
+    {
+      app: 'bench',
+      hosts: [HOST],
+      backends: [
+        { revision: 1, weight: 100, upstreams: [{ id: 'bench-1', host: '127.0.0.1', port: Number(process.env['PILOT_BENCH_UPSTREAM']) }] },
+      ],
+    },
+  ]);
+  // Port 0 in a cluster worker: the primary allocates one port and every worker shares it.
+  const router = await startRouter({ host: '127.0.0.1', port: 0, table, metrics: new RouterMetrics() });
+  process.send!({ port: router.port });
+} else if (process.argv[2] === '--role') await role(process.argv[3]!, process.argv[4], process.argv[5]);
+else if (process.argv[2] === '--side-by-side') await sideBySide(Number(process.argv[3] ?? 4), Number(process.argv[4] ?? 3));
 else await main();
