@@ -30,7 +30,7 @@ import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { RouterMetrics } from '../src/router/metrics.js';
 import { startRouter } from '../src/router/proxy.js';
 import { LegacyPromMetrics } from './legacy-prom-metrics.js';
@@ -62,6 +62,8 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     port = (server.address() as net.AddressInfo).port;
+  } else if (name.startsWith('floor-')) {
+    port = await floorProxy(name, Number(arg));
   } else if (name === 'router-cluster') {
     // Bench only: N routers in worker processes sharing one listening port (node:cluster hands
     // out connections round-robin), each with the same table.
@@ -86,8 +88,8 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
   process.stdout.write(`${JSON.stringify({ port })}\n`);
 }
 
-function spawnRole(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--role', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+function spawnRole(args: string[], script = fileURLToPath(import.meta.url)): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [script, '--role', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
     child.stdout!.once('data', (c: Buffer) => resolve({ child, port: (JSON.parse(c.toString()) as { port: number }).port }));
@@ -342,6 +344,79 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * Floors, bench only (PILOT_BENCH_FLOORS=1): the least a Node proxy can do per request on a
+ * node:http server, with three upstream clients and none of the router's features (no routing,
+ * header rules, retries, timeouts, metrics; content-length responses only for `floor-raw`).
+ * They answer what the router's CPU per request could become at best, and which client costs least.
+ */
+async function floorProxy(kind: string, upstreamPort: number): Promise<number> {
+  let handler: http.RequestListener;
+  if (kind === 'floor-undici') {
+    const pool = new Pool(`http://127.0.0.1:${upstreamPort}`, { pipelining: 1 });
+    handler = (req, res) => {
+      const h: Dispatcher.DispatchHandler = {
+        onConnect: () => {},
+        onHeaders: (status: number, raw: Buffer[]) => {
+          const out: string[] = [];
+          for (let i = 0; i < raw.length; i += 2) out.push(raw[i]!.toString('latin1'), raw[i + 1]!.toString('latin1'));
+          res.writeHead(status, out);
+          return true;
+        },
+        onData: (c: Buffer) => res.write(c),
+        onComplete: () => res.end(),
+        onError: () => res.destroy(),
+      };
+      pool.dispatch({ path: req.url!, method: req.method!, headers: req.rawHeaders, body: null }, h);
+    };
+  } else if (kind === 'floor-http') {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+    handler = (req, res) => {
+      http
+        .request({ host: '127.0.0.1', port: upstreamPort, path: req.url, method: req.method, headers: req.headers, agent }, (up) => {
+          res.writeHead(up.statusCode!, up.rawHeaders);
+          up.pipe(res);
+        })
+        .on('error', () => res.destroy())
+        .end();
+    };
+  } else {
+    // A hand-written keep-alive pool: one string write per request, a minimal response parser.
+    const idle: net.Socket[] = [];
+    handler = (req, res) => {
+      const socket = idle.pop() ?? net.connect(upstreamPort, '127.0.0.1').setNoDelay(true);
+      let head = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) head += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      socket.write(`${head}\r\n`, 'latin1');
+      let buf: Buffer | undefined;
+      const onData = (chunk: Buffer): void => {
+        buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const lines = buf.toString('latin1', 0, end).split('\r\n');
+        const out: string[] = [];
+        let length = 0;
+        for (let i = 1; i < lines.length; i++) {
+          const colon = lines[i]!.indexOf(':');
+          const name = lines[i]!.slice(0, colon);
+          const value = lines[i]!.slice(colon + 1).trim();
+          if (name.length === 14 && name.toLowerCase() === 'content-length') length = Number(value);
+          out.push(name, value);
+        }
+        if (buf.length < end + 4 + length) return;
+        socket.off('data', onData);
+        res.writeHead(Number(lines[0]!.slice(9, 12)), out);
+        res.end(buf.subarray(end + 4, end + 4 + length));
+        idle.push(socket);
+      };
+      socket.on('data', onData);
+    };
+  }
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return (server.address() as net.AddressInfo).port;
+}
+
 /** Pids of a process's direct children (nginx's workers), from /proc. */
 function childPids(pid: number | undefined): number[] {
   if (pid === undefined) return [];
@@ -354,6 +429,7 @@ function childPids(pid: number | undefined): number[] {
 
 /** wrk at `concurrency` for `seconds`, with the CPU of all `pids` (the proxy's processes) per request. */
 function wrkRun(port: number, seconds: number, concurrency: number, pids: readonly number[]): Result | undefined {
+  // The CPU of a proxy's processes is read around the run, so they cannot be missed (nginx starts its workers late).
   const sum = () => pids.reduce((s, p) => s + cpuMs(p), 0);
   const cpu0 = sum();
   const r = wrkLoad(port, seconds, concurrency);
@@ -365,8 +441,8 @@ function wrkRun(port: number, seconds: number, concurrency: number, pids: readon
 interface Target {
   readonly name: string;
   readonly port: number;
-  /** The processes that do the proxying, for CPU per request (none for the upstream itself). */
-  readonly pids: readonly number[];
+  /** The processes that do the proxying, for CPU per request (for the upstream: its own, a bare node:http server's). */
+  readonly pids: () => readonly number[];
 }
 
 const range = (xs: readonly number[], digits: number): string => {
@@ -394,15 +470,30 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
     dirs.push(nginx1.dir, nginx2.dir);
     const groups: Target[][] = [
       [
-        { name: 'direct to upstream', port: upstream.port, pids: [] },
-        { name: 'Pilot router, 1 worker', port: pilot1.port, pids: [pilot1.child.pid!] },
-        { name: 'nginx, 1 worker', port: nginx1.port, pids: childPids(nginx1.child.pid) },
+        { name: 'direct to upstream', port: upstream.port, pids: () => [upstream.child.pid!] },
+        { name: 'Pilot router, 1 worker', port: pilot1.port, pids: () => [pilot1.child.pid!] },
+        { name: 'nginx, 1 worker', port: nginx1.port, pids: () => childPids(nginx1.child.pid) },
       ],
       [
-        { name: 'Pilot router, 2 workers', port: pilot2.port, pids: childPids(pilot2.child.pid) },
-        { name: 'nginx, 2 workers', port: nginx2.port, pids: childPids(nginx2.child.pid) },
+        { name: 'Pilot router, 2 workers', port: pilot2.port, pids: () => childPids(pilot2.child.pid) },
+        { name: 'nginx, 2 workers', port: nginx2.port, pids: () => childPids(nginx2.child.pid) },
       ],
     ];
+    // Another build of this bench (PILOT_BENCH_BASELINE=/elsewhere/dist/bench/router.js): its
+    // router joins the first group, to measure a change against what it replaces in one run.
+    const baseline = process.env['PILOT_BENCH_BASELINE'];
+    if (baseline !== undefined && baseline !== '') {
+      const b = await spawnRole(['router', String(upstream.port), 'windows'], baseline);
+      children.push(b.child);
+      groups[0]!.push({ name: 'Pilot router, baseline', port: b.port, pids: () => [b.child.pid!] });
+    }
+    if (process.env['PILOT_BENCH_FLOORS'] === '1') {
+      for (const kind of ['floor-undici', 'floor-http', 'floor-raw']) {
+        const f = await spawnRole([kind, String(upstream.port)]);
+        children.push(f.child);
+        groups[0]!.push({ name: `${kind} (no features)`, port: f.port, pids: () => [f.child.pid!] });
+      }
+    }
     console.log(
       `router side by side: GET of ${BODY.length} bytes, wrk -t1, ${rounds} interleaved rounds of ${seconds} s per target and concurrency, ${cpus().length} CPUs, Node ${process.version}`,
     );
@@ -416,8 +507,8 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
         const order = group.map((_, i) => group[(i + round) % group.length]!);
         for (const t of order) {
           wrkRun(t.port, 1, 50, []); // warm-up: connections, JIT
-          const c50 = wrkRun(t.port, seconds, 50, t.pids)!;
-          const c1 = wrkRun(t.port, seconds, 1, t.pids)!;
+          const c50 = wrkRun(t.port, seconds, 50, t.pids())!;
+          const c1 = wrkRun(t.port, seconds, 1, t.pids())!;
           byName.set(t.name, { c50, c1 });
           const entry = all.get(t.name) ?? { c50: [], c1: [] };
           entry.c50.push(c50);
