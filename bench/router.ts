@@ -14,15 +14,23 @@
  * single-threaded router; it is skipped, and said so, when not installed.
  *
  *   npm run build && node dist/bench/router.js [seconds=5] [concurrency=32]
+ *
+ * Side by side (issue #14): `node dist/bench/router.js --side-by-side [rounds=4] [seconds=3]`
+ * measures, with wrk, the router against nginx on the same upstream in interleaved rounds (the
+ * order rotates every round): req/s at c=50, p50/p99 at c=1 and c=50, and the CPU each proxy
+ * spends per request; 1 worker each, then 2 vs 2 (the router's 2 workers are a bench-only
+ * node:cluster of two routers sharing the port: the product runs one). It prints every round,
+ * then ranges: never a single number on a shared machine.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import cluster from 'node:cluster';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { RouterMetrics } from '../src/router/metrics.js';
 import { startRouter } from '../src/router/proxy.js';
 import { LegacyPromMetrics } from './legacy-prom-metrics.js';
@@ -54,6 +62,17 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     port = (server.address() as net.AddressInfo).port;
+  } else if (name.startsWith('floor-')) {
+    port = await floorProxy(name, Number(arg));
+  } else if (name === 'router-cluster') {
+    // Bench only: N routers in worker processes sharing one listening port (node:cluster hands
+    // out connections round-robin), each with the same table.
+    const workers = Number(variant);
+    const fork = (): Promise<number> =>
+      new Promise((resolve) => cluster.fork({ PILOT_BENCH_UPSTREAM: arg }).once('message', (m: { port: number }) => resolve(m.port)));
+    const first = await fork();
+    for (let i = 1; i < workers; i++) await fork();
+    port = first;
   } else {
     const table = new RoutingTable();
     table.set([
@@ -69,8 +88,8 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
   process.stdout.write(`${JSON.stringify({ port })}\n`);
 }
 
-function spawnRole(args: string[]): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--role', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+function spawnRole(args: string[], script = fileURLToPath(import.meta.url)): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [script, '--role', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
     child.stdout!.once('data', (c: Buffer) => resolve({ child, port: (JSON.parse(c.toString()) as { port: number }).port }));
@@ -78,7 +97,7 @@ function spawnRole(args: string[]): Promise<{ child: ChildProcess; port: number 
 }
 
 /** nginx with its own prefix and config, one worker, keep-alive to the upstream; undefined if absent. */
-async function startNginx(upstreamPort: number): Promise<{ child: ChildProcess; port: number; dir: string } | undefined> {
+async function startNginx(upstreamPort: number, workers = 1): Promise<{ child: ChildProcess; port: number; dir: string } | undefined> {
   if (spawnSync('nginx', ['-v']).error !== undefined) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-nginx-'));
   mkdirSync(join(dir, 'tmp'));
@@ -87,7 +106,7 @@ async function startNginx(upstreamPort: number): Promise<{ child: ChildProcess; 
     join(dir, 'nginx.conf'),
     `
 daemon off;
-worker_processes 1;
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
@@ -325,5 +344,243 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[2] === '--role') await role(process.argv[3]!, process.argv[4], process.argv[5]);
+/**
+ * Floors, bench only (PILOT_BENCH_FLOORS=1): the least a Node proxy can do per request on a
+ * node:http server, with three upstream clients and none of the router's features (no routing,
+ * header rules, retries, timeouts, metrics; content-length responses only for `floor-raw`).
+ * They answer what the router's CPU per request could become at best, and which client costs least.
+ */
+async function floorProxy(kind: string, upstreamPort: number): Promise<number> {
+  let handler: http.RequestListener;
+  if (kind === 'floor-undici') {
+    const pool = new Pool(`http://127.0.0.1:${upstreamPort}`, { pipelining: 1 });
+    handler = (req, res) => {
+      const h: Dispatcher.DispatchHandler = {
+        onConnect: () => {},
+        onHeaders: (status: number, raw: Buffer[]) => {
+          const out: string[] = [];
+          for (let i = 0; i < raw.length; i += 2) out.push(raw[i]!.toString('latin1'), raw[i + 1]!.toString('latin1'));
+          res.writeHead(status, out);
+          return true;
+        },
+        onData: (c: Buffer) => res.write(c),
+        onComplete: () => res.end(),
+        onError: () => res.destroy(),
+      };
+      pool.dispatch({ path: req.url!, method: req.method!, headers: req.rawHeaders, body: null }, h);
+    };
+  } else if (kind === 'floor-http') {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+    handler = (req, res) => {
+      http
+        .request({ host: '127.0.0.1', port: upstreamPort, path: req.url, method: req.method, headers: req.headers, agent }, (up) => {
+          res.writeHead(up.statusCode!, up.rawHeaders);
+          up.pipe(res);
+        })
+        .on('error', () => res.destroy())
+        .end();
+    };
+  } else {
+    // A hand-written keep-alive pool: one string write per request, a minimal response parser.
+    const idle: net.Socket[] = [];
+    handler = (req, res) => {
+      const socket = idle.pop() ?? net.connect(upstreamPort, '127.0.0.1').setNoDelay(true);
+      let head = `${req.method} ${req.url} HTTP/1.1\r\n`;
+      for (let i = 0; i < req.rawHeaders.length; i += 2) head += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
+      socket.write(`${head}\r\n`, 'latin1');
+      let buf: Buffer | undefined;
+      const onData = (chunk: Buffer): void => {
+        buf = buf === undefined ? chunk : Buffer.concat([buf, chunk]);
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const lines = buf.toString('latin1', 0, end).split('\r\n');
+        const out: string[] = [];
+        let length = 0;
+        for (let i = 1; i < lines.length; i++) {
+          const colon = lines[i]!.indexOf(':');
+          const name = lines[i]!.slice(0, colon);
+          const value = lines[i]!.slice(colon + 1).trim();
+          if (name.length === 14 && name.toLowerCase() === 'content-length') length = Number(value);
+          out.push(name, value);
+        }
+        if (buf.length < end + 4 + length) return;
+        socket.off('data', onData);
+        res.writeHead(Number(lines[0]!.slice(9, 12)), out);
+        res.end(buf.subarray(end + 4, end + 4 + length));
+        idle.push(socket);
+      };
+      socket.on('data', onData);
+    };
+  }
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Pids of a process's direct children (nginx's workers), from /proc. */
+function childPids(pid: number | undefined): number[] {
+  if (pid === undefined) return [];
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** wrk at `concurrency` for `seconds`, with the CPU of all `pids` (the proxy's processes) per request. */
+function wrkRun(port: number, seconds: number, concurrency: number, pids: readonly number[]): Result | undefined {
+  // The CPU of a proxy's processes is read around the run, so they cannot be missed (nginx starts its workers late).
+  const sum = () => pids.reduce((s, p) => s + cpuMs(p), 0);
+  const cpu0 = sum();
+  const r = wrkLoad(port, seconds, concurrency);
+  if (r === undefined) return undefined;
+  const cpu = sum() - cpu0;
+  return { ...r, ...(pids.length > 0 && Number.isFinite(cpu) ? { cpuUs: (cpu * 1000) / (r.rps * seconds) } : {}) };
+}
+
+interface Target {
+  readonly name: string;
+  readonly port: number;
+  /** The processes that do the proxying, for CPU per request (for the upstream: its own, a bare node:http server's). */
+  readonly pids: () => readonly number[];
+}
+
+const range = (xs: readonly number[], digits: number): string => {
+  const lo = Math.min(...xs);
+  const hi = Math.max(...xs);
+  return lo.toFixed(digits) === hi.toFixed(digits) ? lo.toFixed(digits) : `${lo.toFixed(digits)}–${hi.toFixed(digits)}`;
+};
+
+/** Pilot vs nginx, same upstream, wrk, interleaved rounds (see the header comment). */
+async function sideBySide(rounds: number, seconds: number): Promise<void> {
+  if (spawnSync('wrk', ['-v']).error !== undefined) throw new Error('wrk is not installed: apt-get install -y wrk');
+  const children: ChildProcess[] = [];
+  const dirs: string[] = [];
+  try {
+    const upstream = await spawnRole(['upstream']);
+    children.push(upstream.child);
+    const pilot1 = await spawnRole(['router', String(upstream.port), 'windows']);
+    children.push(pilot1.child);
+    const pilot2 = await spawnRole(['router-cluster', String(upstream.port), '2']);
+    children.push(pilot2.child);
+    const nginx1 = await startNginx(upstream.port, 1);
+    const nginx2 = await startNginx(upstream.port, 2);
+    if (nginx1 === undefined || nginx2 === undefined) throw new Error('nginx is not installed: apt-get install -y nginx-light');
+    children.push(nginx1.child, nginx2.child);
+    dirs.push(nginx1.dir, nginx2.dir);
+    const groups: Target[][] = [
+      [
+        { name: 'direct to upstream', port: upstream.port, pids: () => [upstream.child.pid!] },
+        { name: 'Pilot router, 1 worker', port: pilot1.port, pids: () => [pilot1.child.pid!] },
+        { name: 'nginx, 1 worker', port: nginx1.port, pids: () => childPids(nginx1.child.pid) },
+      ],
+      [
+        { name: 'Pilot router, 2 workers', port: pilot2.port, pids: () => childPids(pilot2.child.pid) },
+        { name: 'nginx, 2 workers', port: nginx2.port, pids: () => childPids(nginx2.child.pid) },
+      ],
+    ];
+    // Another build of this bench (PILOT_BENCH_BASELINE=/elsewhere/dist/bench/router.js): its
+    // router joins the first group, to measure a change against what it replaces in one run.
+    const baseline = process.env['PILOT_BENCH_BASELINE'];
+    if (baseline !== undefined && baseline !== '') {
+      const b = await spawnRole(['router', String(upstream.port), 'windows'], baseline);
+      children.push(b.child);
+      groups[0]!.push({ name: 'Pilot router, baseline', port: b.port, pids: () => [b.child.pid!] });
+    }
+    if (process.env['PILOT_BENCH_FLOORS'] === '1') {
+      for (const kind of ['floor-undici', 'floor-http', 'floor-raw']) {
+        const f = await spawnRole([kind, String(upstream.port)]);
+        children.push(f.child);
+        groups[0]!.push({ name: `${kind} (no features)`, port: f.port, pids: () => [f.child.pid!] });
+      }
+    }
+    console.log(
+      `router side by side: GET of ${BODY.length} bytes, wrk -t1, ${rounds} interleaved rounds of ${seconds} s per target and concurrency, ${cpus().length} CPUs, Node ${process.version}`,
+    );
+    const all = new Map<string, { c50: Result[]; c1: Result[] }>();
+    const ratios = { rps1: [] as number[], rps2: [] as number[], added: [] as number[], addedNginx: [] as number[] };
+    for (let round = 0; round < rounds; round++) {
+      console.log(`round ${round + 1}`);
+      const byName = new Map<string, { c50: Result; c1: Result }>();
+      for (const group of groups) {
+        // Rotate the order every round so that neither side always runs first (or after the other).
+        const order = group.map((_, i) => group[(i + round) % group.length]!);
+        for (const t of order) {
+          wrkRun(t.port, 1, 50, []); // warm-up: connections, JIT
+          const c50 = wrkRun(t.port, seconds, 50, t.pids())!;
+          const c1 = wrkRun(t.port, seconds, 1, t.pids())!;
+          byName.set(t.name, { c50, c1 });
+          const entry = all.get(t.name) ?? { c50: [], c1: [] };
+          entry.c50.push(c50);
+          entry.c1.push(c1);
+          all.set(t.name, entry);
+          console.log(
+            `  ${t.name.padEnd(24)} c=50 ${c50.rps.toFixed(0).padStart(6)} req/s p50 ${(c50.p50 * 1000).toFixed(0).padStart(5)} µs p99 ${(c50.p99 * 1000).toFixed(0).padStart(6)} µs` +
+              `${c50.cpuUs === undefined ? '' : ` CPU ${c50.cpuUs.toFixed(1)} µs/req`}   c=1 p50 ${(c1.p50 * 1000).toFixed(0).padStart(4)} µs p99 ${(c1.p99 * 1000).toFixed(0).padStart(5)} µs errors ${c50.errors + c1.errors}`,
+          );
+        }
+      }
+      const g = (n: string) => byName.get(n)!;
+      ratios.rps1.push(g('Pilot router, 1 worker').c50.rps / g('nginx, 1 worker').c50.rps);
+      ratios.rps2.push(g('Pilot router, 2 workers').c50.rps / g('nginx, 2 workers').c50.rps);
+      ratios.added.push((g('Pilot router, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
+      ratios.addedNginx.push((g('nginx, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
+    }
+    console.log(`\nranges over ${rounds} rounds (min–max):`);
+    for (const [name, r] of all) {
+      const cpu = r.c50.flatMap((x) => (x.cpuUs === undefined ? [] : [x.cpuUs]));
+      console.log(
+        `  ${name.padEnd(24)} c=50 ${range(
+          r.c50.map((x) => x.rps),
+          0,
+        )} req/s, p50 ${range(
+          r.c50.map((x) => x.p50 * 1000),
+          0,
+        )} µs, p99 ${range(
+          r.c50.map((x) => x.p99 * 1000),
+          0,
+        )} µs` +
+          `${cpu.length === 0 ? '' : `, CPU ${range(cpu, 1)} µs/req`}; c=1 p50 ${range(
+            r.c1.map((x) => x.p50 * 1000),
+            0,
+          )} µs, p99 ${range(
+            r.c1.map((x) => x.p99 * 1000),
+            0,
+          )} µs`,
+      );
+    }
+    console.log(`  Pilot/nginx req/s at c=50, 1 vs 1: ${range(ratios.rps1, 2)}x; 2 vs 2: ${range(ratios.rps2, 2)}x (per round)`);
+    console.log(`  added p50 at c=1 over direct: Pilot ${range(ratios.added, 0)} µs, nginx ${range(ratios.addedNginx, 0)} µs (per round)`);
+  } finally {
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((r) => {
+            if (c.exitCode !== null || c.signalCode !== null) return r();
+            c.removeAllListeners('exit');
+            c.once('exit', () => r());
+            process.kill(c.pid!, 'SIGTERM');
+          }),
+      ),
+    );
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+if (cluster.isWorker) {
+  const table = new RoutingTable();
+  table.set([
+    {
+      app: 'bench',
+      hosts: [HOST],
+      backends: [
+        { revision: 1, weight: 100, upstreams: [{ id: 'bench-1', host: '127.0.0.1', port: Number(process.env['PILOT_BENCH_UPSTREAM']) }] },
+      ],
+    },
+  ]);
+  // Port 0 in a cluster worker: the primary allocates one port and every worker shares it.
+  const router = await startRouter({ host: '127.0.0.1', port: 0, table, metrics: new RouterMetrics() });
+  process.send!({ port: router.port });
+} else if (process.argv[2] === '--role') await role(process.argv[3]!, process.argv[4], process.argv[5]);
+else if (process.argv[2] === '--side-by-side') await sideBySide(Number(process.argv[3] ?? 4), Number(process.argv[4] ?? 3));
 else await main();
