@@ -41,7 +41,7 @@ import { planCanary } from './rollout-canary.js';
 import { planRolling } from './rollout-rolling.js';
 import { isLive, isRelease, START, withTail, type PlannerAction, type PlannerInput, type RolloutCtx } from './rollout-types.js';
 import { analyse, type Verdict } from './analysis.js';
-import type { Strategy } from './strategy.js';
+import { DEFAULT_STRATEGY, type Strategy } from './strategy.js';
 import { variantReplicas } from './experiment.js';
 
 export * from './rollout-types.js';
@@ -49,9 +49,8 @@ export * from './rollout-types.js';
 /** The strategy a rollout follows: a stepped one needs an old revision beside the new one. */
 export function effectiveStrategy(input: Pick<PlannerInput, 'activeRevision' | 'fixedPort' | 'rollout'>): Strategy {
   const s = input.rollout?.strategy;
-  if (!s || s.type === 'blue-green') return s ?? { type: 'blue-green', keepPreviousMs: 0 };
-  if (input.activeRevision === undefined || input.activeRevision === input.rollout?.toRevision || input.fixedPort)
-    return { type: 'blue-green', keepPreviousMs: 0 };
+  if (!s || s.type === 'blue-green') return s ?? DEFAULT_STRATEGY;
+  if (input.activeRevision === undefined || input.activeRevision === input.rollout?.toRevision || input.fixedPort) return DEFAULT_STRATEGY;
   return s;
 }
 
