@@ -233,6 +233,16 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
   });
 
   it('restarts nothing when the control plane restarts', async () => {
+    // Settled first: the drain of the test before leaves n1's instances draining for a few seconds,
+    // and their planned removal is not a restart.
+    await waitFor(
+      'only running, ready instances',
+      async () => {
+        const list = await instances();
+        return list.length === 3 && list.every((i) => i.desired === 'run' && i.state === 'ready') ? true : undefined;
+      },
+      30_000,
+    );
     const before = (await instances()).map((i) => [i.id, i.pid, i.restarts]).sort();
     await h.killUp('SIGKILL');
     await h.startUp({}, 'server', ports);
