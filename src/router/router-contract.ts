@@ -6,6 +6,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { Pool } from 'undici';
 import type { Route } from '../core/routes.js';
@@ -81,7 +82,8 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
       });
       ws = await startUpstream('ws');
       ws.server.on('upgrade', (req, socket) => {
-        socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n');
+        const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`);
         socket.on('data', (d: Buffer) => socket.write(d)); // echo the raw bytes
       });
       dead = await closedPort();
@@ -208,15 +210,23 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
           s.write('GET /ws HTTP/1.1\r\nhost: chat.localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'),
         );
         let out = '';
+        let pinged = false;
         s.on('data', (d: Buffer) => {
           out += d.toString('latin1');
-          if (out.includes('\r\n\r\n') && !out.includes('ping!')) s.write('ping!');
+          if (out.includes('\r\n\r\n') && !pinged) {
+            pinged = true;
+            s.write('ping!');
+          }
           if (out.includes('ping!')) {
             s.destroy();
             resolve(out);
           }
         });
         s.on('error', reject);
+        setTimeout(() => {
+          s.destroy();
+          reject(new Error(`no echo through the upgraded connection within 10 s; got ${JSON.stringify(out)}`));
+        }, 10_000).unref();
       });
       assert.match(answer, /^HTTP\/1\.1 101/);
       assert.ok(answer.endsWith('ping!'));
