@@ -448,3 +448,22 @@ export function diffSlots(name: string, a: readonly (Slot | undefined)[], b: rea
     if (o === undefined || o.state !== s.state || o.id !== s.id) cmds.push(`set server ${srv} state ${s.state}`);
   });
 }
+
+/** HAProxy's health as Prometheus text (the router process appends it to its /metrics). */
+export function haproxyMetricsText(h: HaproxyHealth): string {
+  return [
+    '# HELP pilot_haproxy_up 1 when HAProxy answers on its runtime socket.',
+    '# TYPE pilot_haproxy_up gauge',
+    `pilot_haproxy_up ${h.up ? 1 : 0}`,
+    '# HELP pilot_haproxy_restarts_total Times HAProxy exited and was started again.',
+    '# TYPE pilot_haproxy_restarts_total counter',
+    `pilot_haproxy_restarts_total ${h.restarts}`,
+    '# HELP pilot_haproxy_reloads_total Hitless reloads (an app, a host or a sticky split added or removed).',
+    '# TYPE pilot_haproxy_reloads_total counter',
+    `pilot_haproxy_reloads_total ${h.reloads}`,
+    '# HELP pilot_haproxy_runtime_updates_total Tables applied through the Runtime API alone (no reload).',
+    '# TYPE pilot_haproxy_runtime_updates_total counter',
+    `pilot_haproxy_runtime_updates_total ${h.runtimeUpdates}`,
+    '',
+  ].join('\n');
+}
