@@ -115,7 +115,13 @@ async function haproxyPlane(
     import('node:path'),
   ]);
   return async ({ host, port, trusted }) => {
-    const r = await HaproxyRouter.start({ dir: join(routerDir(home), 'haproxy'), host, port, trusted, log: log.child({ part: 'haproxy' }) });
+    const r = await HaproxyRouter.start({
+      dir: join(routerDir(home), 'haproxy'),
+      host,
+      port,
+      trusted,
+      log: log.child({ part: 'haproxy' }),
+    });
     return {
       url: r.url,
       port: r.port,

@@ -79,7 +79,10 @@ export async function up(opts: UpOptions): Promise<void> {
   let router;
   try {
     // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
-    const routerArgs = [...(opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]), ...(routerKind === 'haproxy' ? ['--haproxy'] : [])];
+    const routerArgs = [
+      ...(opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]),
+      ...(routerKind === 'haproxy' ? ['--haproxy'] : []),
+    ];
     router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
   } catch (err) {
     await cp.close();

@@ -16,7 +16,10 @@ describe('haproxy: slots and quoting (pure)', () => {
     const s = (id: string) => ({ id, host: '127.0.0.1', port: 1000, weight: 1, state: 'ready' as const });
     const { slots, overflow } = assignSlots([s('a'), s('b'), undefined], [s('b'), s('c')]);
     assert.equal(overflow, false);
-    assert.deepEqual(slots.map((x) => `${x?.id}:${x?.state}`), ['a:drain', 'b:ready', 'c:ready']);
+    assert.deepEqual(
+      slots.map((x) => `${x?.id}:${x?.state}`),
+      ['a:drain', 'b:ready', 'c:ready'],
+    );
     assert.equal(assignSlots([s('a')], [s('b'), s('c')]).overflow, true);
   });
   it('scales weights into 0-256 and quotes log-format text', () => {
@@ -56,7 +59,12 @@ describe('haproxy: no reload on a rollout, a reload on a new app, restarted afte
     await r.apply([shop([{ revision: 1, weight: 100, upstreams: [u(a)] }])]);
     const reloads = r.health.reloads;
     assert.equal(await who(), 'a');
-    await r.apply([shop([{ revision: 1, weight: 0, upstreams: [u(a)] }, { revision: 2, weight: 100, upstreams: [u(b)] }])]);
+    await r.apply([
+      shop([
+        { revision: 1, weight: 0, upstreams: [u(a)] },
+        { revision: 2, weight: 100, upstreams: [u(b)] },
+      ]),
+    ]);
     for (let i = 0; i < 5; i++) assert.equal(await who(), 'b');
     await r.apply([shop([{ revision: 2, weight: 100, upstreams: [u(b), u(a)] }])]);
     const seen = new Set<string>();
@@ -75,7 +83,10 @@ describe('haproxy: no reload on a rollout, a reload on a new app, restarted afte
 
   it('reloads hitlessly when an app is added', async () => {
     const reloads = r.health.reloads;
-    await r.apply([shop([{ revision: 1, weight: 100, upstreams: [u(a)] }]), { app: 'blog', hosts: ['blog.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [u(b)] }] }]);
+    await r.apply([
+      shop([{ revision: 1, weight: 100, upstreams: [u(a)] }]),
+      { app: 'blog', hosts: ['blog.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [u(b)] }] },
+    ]);
     assert.equal(r.health.reloads, reloads + 1);
     assert.equal(await who('blog.localhost'), 'b');
     assert.equal(await who(), 'a');

@@ -314,7 +314,12 @@ export class HaproxyRouter {
     }
     const structure =
       structureOf(
-        [...next.values()].map((a) => ({ app: a.app, hosts: a.hosts, backends: [], ...(a.sticky ? { sticky: { by: a.sticky, seed: '' } } : {}) })),
+        [...next.values()].map((a) => ({
+          app: a.app,
+          hosts: a.hosts,
+          backends: [],
+          ...(a.sticky ? { sticky: { by: a.sticky, seed: '' } } : {}),
+        })),
       ) + JSON.stringify([...next.values()].map((a) => [a.app, a.capacity]).sort());
     if (overflow || structure !== this.#structure || !this.#up) {
       if (overflow) {
@@ -324,8 +329,16 @@ export class HaproxyRouter {
           const need = r.backends.reduce((n, b) => n + b.upstreams.length, 0);
           const capacity = capacityFor(Math.max(need, s.mix.filter(Boolean).length));
           if (capacity > s.capacity) {
-            const grow = (slots: (Slot | undefined)[]): (Slot | undefined)[] => [...slots, ...Array.from({ length: capacity - slots.length }, () => undefined)];
-            this.#apps.set(app, { ...(before.get(app) ?? s), capacity, mix: grow(before.get(app)?.mix ?? []), pins: (before.get(app)?.pins ?? s.pins.map(() => [])).map(grow) });
+            const grow = (slots: (Slot | undefined)[]): (Slot | undefined)[] => [
+              ...slots,
+              ...Array.from({ length: capacity - slots.length }, () => undefined),
+            ];
+            this.#apps.set(app, {
+              ...(before.get(app) ?? s),
+              capacity,
+              mix: grow(before.get(app)?.mix ?? []),
+              pins: (before.get(app)?.pins ?? s.pins.map(() => [])).map(grow),
+            });
           }
         }
         return this.#apply(routes);

@@ -30,7 +30,11 @@ export interface RouterCapabilities {
   readonly exactWeights: boolean;
 }
 
-const up = (u: TestUpstream, rev = 1): { id: string; host: string; port: number } => ({ id: `${u.name}-${rev}`, host: u.host, port: u.port });
+const up = (u: TestUpstream, rev = 1): { id: string; host: string; port: number } => ({
+  id: `${u.name}-${rev}`,
+  host: u.host,
+  port: u.port,
+});
 
 async function raw(url: string, text: string): Promise<string> {
   const { hostname, port } = new URL(url);
@@ -61,7 +65,11 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
       { app: 'shop', hosts: ['shop.localhost', 'shop.example.com'], backends: [{ revision: 1, weight: 100, upstreams: [up(a)] }] },
       { app: 'blog', hosts: ['blog.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [up(other)] }] },
       { app: 'down', hosts: ['down.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [] }] },
-      { app: 'gone', hosts: ['gone.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'gone-1', host: '127.0.0.1', port: dead }] }] },
+      {
+        app: 'gone',
+        hosts: ['gone.localhost'],
+        backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'gone-1', host: '127.0.0.1', port: dead }] }],
+      },
     ];
 
     before(async () => {
@@ -82,8 +90,12 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
       });
       ws = await startUpstream('ws');
       ws.server.on('upgrade', (req, socket) => {
-        const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-        socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`);
+        const accept = createHash('sha1')
+          .update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+          .digest('base64');
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+        );
         socket.on('data', (d: Buffer) => socket.write(d)); // echo the raw bytes
       });
       dead = await closedPort();
@@ -100,8 +112,8 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
     it('routes by Host (case and port ignored), each app to its own upstream', async () => {
       const x = JSON.parse((await send(client, 'SHOP.localhost:8080')).text) as Echo;
       assert.equal(x.name, 'a');
-      assert.equal(((JSON.parse((await send(client, 'shop.example.com')).text) as Echo).name), 'a');
-      assert.equal(((JSON.parse((await send(client, 'blog.localhost')).text) as Echo).name), 'other');
+      assert.equal((JSON.parse((await send(client, 'shop.example.com')).text) as Echo).name, 'a');
+      assert.equal((JSON.parse((await send(client, 'blog.localhost')).text) as Echo).name, 'other');
     });
 
     it("answers an unknown host with the router's 404, text or JSON", async () => {
@@ -129,12 +141,32 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
     });
 
     it('splits by weight (90/10) and serves weight 0 nothing', async () => {
-      await r.apply([...base().filter((x) => x.app !== 'shop'), { app: 'shop', hosts: ['shop.localhost'], backends: [{ revision: 1, weight: 90, upstreams: [up(a)] }, { revision: 2, weight: 10, upstreams: [up(b, 2)] }] }]);
+      await r.apply([
+        ...base().filter((x) => x.app !== 'shop'),
+        {
+          app: 'shop',
+          hosts: ['shop.localhost'],
+          backends: [
+            { revision: 1, weight: 90, upstreams: [up(a)] },
+            { revision: 2, weight: 10, upstreams: [up(b, 2)] },
+          ],
+        },
+      ]);
       const seen = { a: 0, b: 0 };
       for (let i = 0; i < 100; i++) seen[(JSON.parse((await send(client, 'shop.localhost')).text) as Echo).name as 'a' | 'b']++;
       if (caps.exactWeights) assert.deepEqual(seen, { a: 90, b: 10 });
       else assert.ok(Math.abs(seen.b - 10) <= 8, `b got ${seen.b} of 100`);
-      await r.apply([...base().filter((x) => x.app !== 'shop'), { app: 'shop', hosts: ['shop.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [up(a)] }, { revision: 2, weight: 0, upstreams: [up(b, 2)] }] }]);
+      await r.apply([
+        ...base().filter((x) => x.app !== 'shop'),
+        {
+          app: 'shop',
+          hosts: ['shop.localhost'],
+          backends: [
+            { revision: 1, weight: 100, upstreams: [up(a)] },
+            { revision: 2, weight: 0, upstreams: [up(b, 2)] },
+          ],
+        },
+      ]);
       for (let i = 0; i < 20; i++) assert.equal((JSON.parse((await send(client, 'shop.localhost')).text) as Echo).name, 'a');
       // The pin: X-Pilot-Revision reaches revision 2 whatever its weight, and is not forwarded.
       const pinned = JSON.parse((await send(client, 'shop.localhost', { headers: { 'x-pilot-revision': ' 2 ' } })).text) as Echo;
@@ -149,7 +181,10 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
       const split = (by: { cookie: string } | { header: string }): Route => ({
         app: 'shop',
         hosts: ['shop.localhost'],
-        backends: [{ revision: 1, weight: 50, upstreams: [up(a)] }, { revision: 2, weight: 50, upstreams: [up(b, 2)] }],
+        backends: [
+          { revision: 1, weight: 50, upstreams: [up(a)] },
+          { revision: 2, weight: 50, upstreams: [up(b, 2)] },
+        ],
         sticky: { by, seed: 'shop/1' },
       });
       await r.apply([...base().filter((x) => x.app !== 'shop'), split({ cookie: 'uid' })]);
@@ -166,17 +201,22 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
       }
       assert.equal(names.size, 1);
       const users = new Set<string>();
-      for (let i = 0; i < 40; i++) users.add((JSON.parse((await send(client, 'shop.localhost', { headers: { cookie: `uid=user${i}` } })).text) as Echo).name);
+      for (let i = 0; i < 40; i++)
+        users.add((JSON.parse((await send(client, 'shop.localhost', { headers: { cookie: `uid=user${i}` } })).text) as Echo).name);
       assert.deepEqual([...users].sort(), ['a', 'b'], 'users are spread over both variants');
       await r.apply([...base().filter((x) => x.app !== 'shop'), split({ header: 'x-user' })]);
       const byHeader = new Set<string>();
-      for (let i = 0; i < 10; i++) byHeader.add((JSON.parse((await send(client, 'shop.localhost', { headers: { 'x-user': 'u42' } })).text) as Echo).name);
+      for (let i = 0; i < 10; i++)
+        byHeader.add((JSON.parse((await send(client, 'shop.localhost', { headers: { 'x-user': 'u42' } })).text) as Echo).name);
       assert.equal(byHeader.size, 1);
       await r.apply(base());
     });
 
     it('drains an instance with zero failed requests', async () => {
-      const two = (ups: ReturnType<typeof up>[]): Route[] => [...base().filter((x) => x.app !== 'shop'), { app: 'shop', hosts: ['shop.localhost'], backends: [{ revision: 1, weight: 100, upstreams: ups }] }];
+      const two = (ups: ReturnType<typeof up>[]): Route[] => [
+        ...base().filter((x) => x.app !== 'shop'),
+        { app: 'shop', hosts: ['shop.localhost'], backends: [{ revision: 1, weight: 100, upstreams: ups }] },
+      ];
       await r.apply(two([up(a), up(b)]));
       let failed = 0;
       let done = 0;
@@ -207,7 +247,9 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
       const { hostname, port } = new URL(r.url);
       const answer = await new Promise<string>((resolve, reject) => {
         const s = net.connect(Number(port), hostname, () =>
-          s.write('GET /ws HTTP/1.1\r\nhost: chat.localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'),
+          s.write(
+            'GET /ws HTTP/1.1\r\nhost: chat.localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+          ),
         );
         let out = '';
         let pinged = false;
@@ -234,7 +276,10 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
     });
 
     it('streams a response as it is written, and a large upload whole', async () => {
-      await r.apply([...base(), { app: 'slow', hosts: ['slow.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [up(slow)] }] }]);
+      await r.apply([
+        ...base(),
+        { app: 'slow', hosts: ['slow.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [up(slow)] }] },
+      ]);
       const res = await client.request({ path: '/', method: 'GET', headers: { host: 'slow.localhost' } });
       const t0 = performance.now();
       let firstAt = 0;
@@ -251,7 +296,10 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
         req.on('data', (d: Buffer) => (n += d.length));
         req.on('end', () => resp.end(String(n)));
       });
-      await r.apply([...base(), { app: 'up', hosts: ['up.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [up(counter)] }] }]);
+      await r.apply([
+        ...base(),
+        { app: 'up', hosts: ['up.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [up(counter)] }] },
+      ]);
       const u = await send(client, 'up.localhost', { method: 'POST', body: big });
       assert.equal(u.text, String(big.length));
       await counter.close();
@@ -260,7 +308,11 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
 
     it("sets forwarded headers and drops a client's own", async () => {
       const x = JSON.parse(
-        (await send(client, 'shop.localhost', { headers: { 'x-forwarded-for': '6.6.6.6', forwarded: 'for=6.6.6.6', 'x-real-ip': '6.6.6.6', 'x-forwarded-host': 'evil' } })).text,
+        (
+          await send(client, 'shop.localhost', {
+            headers: { 'x-forwarded-for': '6.6.6.6', forwarded: 'for=6.6.6.6', 'x-real-ip': '6.6.6.6', 'x-forwarded-host': 'evil' },
+          })
+        ).text,
       ) as Echo;
       assert.equal(x.headers['x-forwarded-for'], '127.0.0.1');
       assert.equal(x.headers['x-forwarded-proto'], 'http');
@@ -272,7 +324,10 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
 
     it('refuses bad requests: smuggling, duplicate Content-Length, oversized headers, absolute form', async () => {
       const before = a.requests;
-      const clte = await raw(r.url, 'POST / HTTP/1.1\r\nhost: shop.localhost\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: shop.localhost\r\n\r\n');
+      const clte = await raw(
+        r.url,
+        'POST / HTTP/1.1\r\nhost: shop.localhost\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: shop.localhost\r\n\r\n',
+      );
       if (caps.refusesClWithTe) assert.match(clte, /^HTTP\/1\.1 400/);
       else assert.doesNotMatch(clte, /smuggled/, 'the body is read as chunked: nothing smuggled');
       const dup = await raw(r.url, 'POST / HTTP/1.1\r\nhost: shop.localhost\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde');

@@ -36,7 +36,10 @@ import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
 import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
 
 /** The embedded router as a DataPlane; it follows `table` itself. */
-async function embedded(table: RoutingTable, p: Parameters<typeof startRouter>[0] extends infer O ? Omit<O & object, 'table'> : never): Promise<DataPlane> {
+async function embedded(
+  table: RoutingTable,
+  p: Parameters<typeof startRouter>[0] extends infer O ? Omit<O & object, 'table'> : never,
+): Promise<DataPlane> {
   const r = await startRouter({ ...p, table });
   return {
     url: r.url,
@@ -136,7 +139,16 @@ export async function runRouterProcess(o: {
   );
   const metrics = new RouterMetrics(registry);
   const router: DataPlane = o.dataPlane
-    ? await o.dataPlane({ host: o.host, port: o.port, trusted: o.trustedProxies ?? (process.env.PILOT_TRUSTED_PROXIES ?? '').split(',').map((s) => s.trim()).filter(Boolean) })
+    ? await o.dataPlane({
+        host: o.host,
+        port: o.port,
+        trusted:
+          o.trustedProxies ??
+          (process.env.PILOT_TRUSTED_PROXIES ?? '')
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+      })
     : await embedded(table, { host: o.host, port: o.port, metrics, trusted });
   if (o.dataPlane) await router.apply(admitted.routes);
   const token = (): string => readFileSync(join(home, 'router-token'), 'utf8').trim();
