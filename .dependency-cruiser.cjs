@@ -16,6 +16,7 @@ const layers = {
   artifacts: ['core', 'disk', 'http'],
   docker: ['core', 'os', 'workspace', 'artifacts'],
   router: ['core', 'os', 'api'],
+  haproxy: ['core', 'os', 'router'],
   'node-runtime': ['core', 'os', 'workspace', 'store', 'api', 'artifacts'],
   agent: ['core', 'os', 'workspace', 'files', 'api', 'artifacts', 'docker', 'node-runtime'],
   pipeline: ['core', 'os', 'workspace', 'api', 'artifacts', 'docker', 'node-runtime'],

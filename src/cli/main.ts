@@ -104,6 +104,35 @@ function upAction<O>(fn: (o: O) => Promise<void>) {
   };
 }
 
+/** `pilot router --haproxy`: HAProxy (src/haproxy/) as the router process's data plane. */
+async function haproxyPlane(
+  home: string,
+  log: import('pino').Logger,
+): Promise<NonNullable<Parameters<typeof import('../router/router-process.js').runRouterProcess>[0]['dataPlane']>> {
+  const [{ HaproxyRouter, haproxyMetricsText }, { routerDir }, { join }] = await Promise.all([
+    import('../haproxy/haproxy-router.js'),
+    import('../router/router-process.js'),
+    import('node:path'),
+  ]);
+  return async ({ host, port, trusted }) => {
+    const r = await HaproxyRouter.start({
+      dir: join(routerDir(home), 'haproxy'),
+      host,
+      port,
+      trusted,
+      log: log.child({ part: 'haproxy' }),
+    });
+    return {
+      url: r.url,
+      port: r.port,
+      apply: (routes) => r.apply(routes),
+      inflightAll: () => r.inflightAll(),
+      metricsText: () => haproxyMetricsText(r.health),
+      close: () => r.close(),
+    };
+  };
+}
+
 program
   .command('up')
   .description('run everything on this machine: control plane, router, one local agent')
@@ -112,6 +141,7 @@ program
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
   .option('--no-agent', 'do not run a local agent')
+  .option('--router <kind>', 'what serves app traffic: pilot (the embedded router, its own process) or haproxy', 'pilot')
   .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--verbose', 'log to stdout instead of $PILOT_HOME/logs/pilot.log')
   .option(
@@ -129,6 +159,7 @@ program
   .option('--router-host <host>', 'router address', '127.0.0.1')
   .option('--router-port <port>', 'router port', '8080')
   .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
+  .option('--router <kind>', 'what serves app traffic: pilot (the embedded router, its own process) or haproxy', 'pilot')
   .option('--verbose', 'log to stdout')
   .option(
     '--trusted-proxy <cidr>',
@@ -159,8 +190,9 @@ program
   .option('--host <host>', 'router address', '127.0.0.1')
   .option('--port <port>', 'router port', '8080')
   .option('--trusted-proxy <cidr>', 'see `pilot up --trusted-proxy`', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--haproxy', 'serve the traffic with HAProxy (driven by Pilot) instead of the embedded router')
   .action(
-    upAction(async (o: { host: string; port: string; trustedProxy?: string[] }) => {
+    upAction(async (o: { host: string; port: string; trustedProxy?: string[]; haproxy?: boolean }) => {
       const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }] = await Promise.all([
         import('../router/router-process.js'),
         import('./context.js'),
@@ -177,6 +209,7 @@ program
         port: Number(o.port),
         ...(o.trustedProxy ? { trustedProxies: o.trustedProxy } : {}),
         log,
+        ...(o.haproxy ? { dataPlane: await haproxyPlane(pilotHome(), log) } : {}),
       });
     }),
   );

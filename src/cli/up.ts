@@ -2,7 +2,7 @@
  * `pilot up`: everything on this machine: control plane, router (a process of its own, so that
  * traffic outlives the control plane: cli/router-supervisor.ts), one local agent.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.js';
@@ -13,6 +13,7 @@ import { fail } from '../core/errors.js';
 import { pilotHome } from './context.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { superviseRouter } from './router-supervisor.js';
+import { DEFAULT_HAPROXY_BIN } from '../haproxy/haproxy-router.js';
 
 export interface UpOptions {
   host: string;
@@ -24,6 +25,8 @@ export interface UpOptions {
   /** CIDRs of proxies in front of the router whose X-Forwarded-* are believed (repeatable). */
   trustedProxy?: string[];
   freshDatabase?: boolean;
+  /** What serves app traffic in the router process: pilot (embedded router) or haproxy. */
+  router?: string;
 }
 
 function port(value: string, flag: string): number {
@@ -44,6 +47,12 @@ export async function up(opts: UpOptions): Promise<void> {
   installProcessGuards(log);
   const apiPort = port(opts.apiPort, '--api-port');
   const routerPort = port(opts.routerPort, '--router-port');
+  const routerKind = opts.router ?? 'pilot';
+  if (routerKind !== 'pilot' && routerKind !== 'haproxy') throw fail.invalidRouterKind({ value: routerKind });
+  if (routerKind === 'haproxy') {
+    const bin = process.env.PILOT_HAPROXY_BIN ?? DEFAULT_HAPROXY_BIN;
+    if (!existsSync(bin)) throw fail.haproxyMissing({ bin });
+  }
   // A damaged database, discovered after the start, ends the process: a supervisor sees it, and the
   // router process keeps serving the last table meanwhile.
   const fatal = (err: unknown): void => {
@@ -70,7 +79,10 @@ export async function up(opts: UpOptions): Promise<void> {
   let router;
   try {
     // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
-    const routerArgs = (opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]);
+    const routerArgs = [
+      ...(opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]),
+      ...(routerKind === 'haproxy' ? ['--haproxy'] : []),
+    ];
     router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
   } catch (err) {
     await cp.close();

@@ -35,6 +35,21 @@ import { TrustedProxies } from './headers.js';
 import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
 import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
 
+/** The embedded router as a DataPlane; it follows `table` itself. */
+async function embedded(
+  table: RoutingTable,
+  p: Parameters<typeof startRouter>[0] extends infer O ? Omit<O & object, 'table'> : never,
+): Promise<DataPlane> {
+  const r = await startRouter({ ...p, table });
+  return {
+    url: r.url,
+    port: r.port,
+    apply: async () => undefined,
+    inflightAll: async () => r.inflightAll(),
+    close: () => r.close(),
+  };
+}
+
 export interface RouterProcessFile {
   readonly pid: number;
   readonly startTime: string;
@@ -84,6 +99,20 @@ function loadTable(home: string, log: Logger): { version: string | undefined; ro
   }
 }
 
+/**
+ * What serves the traffic in the router process: the embedded router (default), or another data
+ * plane (HAProxy, src/haproxy/, `pilot router --haproxy`) fed the same admitted table.
+ */
+export interface DataPlane {
+  readonly url: string;
+  readonly port: number;
+  apply(routes: readonly Route[]): Promise<void>;
+  inflightAll(): Promise<Record<string, number>>;
+  /** Prometheus text about the data plane itself (its health), appended to /metrics. */
+  metricsText?(): string;
+  close(): Promise<void>;
+}
+
 /** Run the router process until SIGTERM/SIGINT (or until $PILOT_HOME is gone). */
 export async function runRouterProcess(o: {
   home: string;
@@ -91,6 +120,8 @@ export async function runRouterProcess(o: {
   port: number;
   log: Logger;
   trustedProxies?: readonly string[];
+  /** Another data plane than the embedded router (started on host:port, fed the table). */
+  dataPlane?: (p: { host: string; port: number; trusted: readonly string[] }) => Promise<DataPlane>;
 }): Promise<void> {
   const { home, log } = o;
   mkdirSync(routerDir(home), { recursive: true, mode: 0o700 });
@@ -107,7 +138,19 @@ export async function runRouterProcess(o: {
     o.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES',
   );
   const metrics = new RouterMetrics(registry);
-  const router = await startRouter({ host: o.host, port: o.port, table, metrics, trusted });
+  const router: DataPlane = o.dataPlane
+    ? await o.dataPlane({
+        host: o.host,
+        port: o.port,
+        trusted:
+          o.trustedProxies ??
+          (process.env.PILOT_TRUSTED_PROXIES ?? '')
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+      })
+    : await embedded(table, { host: o.host, port: o.port, metrics, trusted });
+  if (o.dataPlane) await router.apply(admitted.routes);
   const token = (): string => readFileSync(join(home, 'router-token'), 'utf8').trim();
 
   const admin = http.createServer((req, res) => {
@@ -133,7 +176,7 @@ export async function runRouterProcess(o: {
       return;
     }
     registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text + (router.metricsText?.() ?? '')),
       () => res.writeHead(500).end(),
     );
   });
@@ -171,7 +214,7 @@ export async function runRouterProcess(o: {
     }
     try {
       const server = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { api: string };
-      const inflight = router.inflightAll();
+      const inflight = await router.inflightAll();
       // Draining upstreams need fresh counts: poll briefly while anything is in flight.
       const waitMs = Object.keys(inflight).length > 0 ? 200 : 20_000;
       const res = await request(`${server.api}/api/v1/router/sync`, {
@@ -189,6 +232,7 @@ export async function runRouterProcess(o: {
         const { routes, problems } = admitRoutes(fromLegacyRoutes(body.routes as unknown[]).routes);
         if (problems.length > 0) log.warn({ problems }, 'parts of the routing table left out');
         table.set(routes);
+        if (o.dataPlane) await router.apply(routes);
         version = body.version;
         writeAtomic(tableFile(home), JSON.stringify({ version, routes }));
       }

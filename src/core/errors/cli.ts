@@ -96,6 +96,11 @@ export const cliErrors = {
     code: 'internal',
     message: (p: { logFile: string }) => `the router process did not start within 30 s (see ${p.logFile})`,
   },
+  invalidRouterKind: {
+    code: 'invalid_argument',
+    message: (p: { value: string }) => `--router ${JSON.stringify(p.value)} is not a router`,
+    hint: 'Use --router pilot (the default) or --router haproxy.',
+  },
   invalidPortFlag: {
     code: 'invalid_argument',
     message: (p: { flag: string; value: string }) => `${p.flag} must be a port number from 0 to 65535 (got ${JSON.stringify(p.value)})`,

@@ -53,6 +53,21 @@ export const routerErrors = {
     message: upstreamMessage,
     hint: upstreamHint,
   },
+  haproxyMissing: {
+    code: 'unavailable',
+    message: (p: { bin: string }) => `router "haproxy" is configured, but HAProxy is not installed (no ${p.bin})`,
+    hint: 'Install it (Debian/Ubuntu: `apt-get install haproxy`, 2.6 or newer), set PILOT_HAPROXY_BIN to its path, or start without `--router haproxy`.',
+  },
+  haproxyStartFailed: {
+    code: 'internal',
+    message: (p: { output: string }) => `HAProxy did not start: ${p.output}`,
+    hint: 'Is the router port free (`--router-port`)? The log of the router process ($PILOT_HOME/logs/router.log) has the rest.',
+  },
+  haproxyConfigRejected: {
+    code: 'internal',
+    message: (p: { output: string }) => `HAProxy rejected the configuration Pilot generated: ${p.output}`,
+    hint: 'This is a bug in Pilot (src/haproxy/config.ts); the previous configuration stays in force.',
+  },
   trafficWindowRefused: {
     code: 'bad_request',
     // The control plane asks with a window it has checked: no hint for a user here.

@@ -1,0 +1,229 @@
+/**
+ * The HAProxy configuration Pilot generates from the routing table (pure: text in, text out).
+ *
+ *   frontend pilot ── Host (lowercased, port stripped) ─map hosts.map─► app
+ *        │ no app                         ──► 404, the embedded router's body (text or JSON by Accept)
+ *        │ X-Pilot-Revision: N, pins.map has "app/N" ──► backend pin<k>_<app> (that revision's servers)
+ *        ▼
+ *   backend app_<app>: every upstream of every revision, server weight = the revision's share
+ *        │ (roundrobin, or `balance hash var(txn.key)` + consistent hashing for a sticky split)
+ *        │ no usable server               ──► 502, the embedded router's body
+ *        ▼
+ *   servers s1..sN: fixed slots; the Runtime API fills them (addr, port, weight, state) on a rollout
+ *
+ * What needs a reload (structure): the set of apps, their hosts, a sticky split starting or ending,
+ * more upstreams than an app's slots. Everything a rollout changes (instances, weights, revisions,
+ * drains) goes through the Runtime API (runtime.ts, haproxy-router.ts). The config always carries
+ * the current slot assignment, so a reload starts the new worker with what the old one served.
+ */
+import { renderError, noReadyInstance, unknownHost } from '../router/error-responses.js';
+import type { Route } from '../core/routes.js';
+
+/** One filled server slot: an upstream, its weight (0-256), and whether it takes new requests. */
+export interface Slot {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly weight: number;
+  /** ready: takes traffic; drain: finishes what it has (removed from the table); maint: none. */
+  readonly state: 'ready' | 'drain' | 'maint';
+}
+
+/** A backend and its slots (index k is server `s<k+1>`; undefined: an empty slot). */
+export interface BackendSlots {
+  readonly name: string;
+  readonly slots: readonly (Slot | undefined)[];
+}
+
+/** What one app looks like in the configuration. */
+export interface AppLayout {
+  readonly app: string;
+  readonly hosts: readonly string[];
+  readonly sticky: { readonly cookie: string } | { readonly header: string } | undefined;
+  /** app_<app>: the weighted mix. */
+  readonly mix: BackendSlots;
+  /** pin<k>_<app>: one revision each (PIN_BACKENDS of them). */
+  readonly pins: readonly BackendSlots[];
+}
+
+export interface ConfigInput {
+  readonly bind: { readonly host: string; readonly port: number };
+  /** Directory of the sockets and map files. */
+  readonly dir: string;
+  readonly apps: readonly AppLayout[];
+  /** Addresses/CIDRs whose X-Forwarded-* are believed (see router/headers.ts TrustedProxies). */
+  readonly trusted: readonly string[];
+}
+
+/** How many revisions of one app can be pinned at once (active + target or variant). */
+export const PIN_BACKENDS = 2;
+/** Server weight per point of a revision's share: 100 % → 200 (HAProxy allows 0-256). */
+export const WEIGHT_SCALE = 2;
+
+export const mixName = (app: string): string => `app_${app}`;
+export const pinName = (app: string, k: number): string => `pin${k}_${app}`;
+
+/** Cookie and header names that go into the configuration: an HTTP token, nothing else. */
+export const TOKEN_RE = /^[A-Za-z0-9!#$&'*+.^_`|~-]{1,128}$/;
+/** Hosts written to hosts.map (one per line, no whitespace). */
+export const MAP_HOST_RE = /^[a-z0-9._\-[\]:]{1,253}$/;
+
+/** Per server weight for a revision of `share` % with `n` upstreams. */
+export function serverWeight(share: number, n: number): number {
+  if (share <= 0 || n <= 0) return 0;
+  return Math.max(1, Math.min(256, Math.round((share * WEIGHT_SCALE) / n)));
+}
+
+/** Quote a text for a double-quoted HAProxy word that is a log-format string. */
+export function lfQuote(text: string): string {
+  let out = '';
+  for (const ch of text) {
+    if (ch === '\\') out += '\\\\';
+    else if (ch === '"') out += '\\"';
+    else if (ch === '%') out += '%%';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\r') out += '\\r';
+    else if (ch === '$') out += '\\$';
+    else if (ch === "'") out += "\\'";
+    else if (ch === '#') out += '\\#';
+    else out += ch;
+  }
+  return `"${out}"`;
+}
+
+const WANTS_JSON = '  acl WANTS_JSON req.hdr(accept) -m reg -i \\bapplication/([a-z0-9.-]+\\+)?json\\b';
+const HOLE = '@@PILOT-HOST@@';
+
+/** A `http-request return` of one of the router's own answers, JSON when Accept names JSON. */
+function ownAnswer(status: number, code: string, text: string, json: string, cond: string, hole?: string): string[] {
+  const fill = (s: string, conv: string): string => {
+    const parts = s.split(HOLE).map(lfQuote);
+    // Rejoin the quoted pieces around the hole, which is a sample fetch of the log format.
+    return parts.map((p) => p.slice(1, -1)).join(hole === undefined ? '' : `%[${hole}${conv}]`);
+  };
+  const common = `hdr cache-control no-store hdr x-pilot-error ${code}`;
+  return [
+    `  http-request return status ${status} content-type "application/json; charset=utf-8" ${common} lf-string "${fill(json, ',json(utf8s)')}" if ${cond} WANTS_JSON`,
+    `  http-request return status ${status} content-type "text/plain; charset=utf-8" ${common} lf-string "${fill(text, '')}" if ${cond}`,
+  ];
+}
+
+function rendered(e: ReturnType<typeof unknownHost>): { text: string; json: string } {
+  return {
+    text: renderError({}, e).body,
+    json: renderError({ accept: 'application/json' }, e).body,
+  };
+}
+
+function serverLines(b: BackendSlots, opts: string): string[] {
+  return b.slots.map((s, k) => {
+    const name = `s${k + 1}`;
+    if (s === undefined) return `  server ${name} 127.0.0.1:1 weight 0 disabled ${opts}`;
+    const state = s.state === 'ready' ? '' : ' disabled';
+    return `  server ${name} ${s.host}:${s.port} weight ${s.weight}${state} ${opts}`;
+  });
+}
+
+/** hosts.map: "host app" lines. */
+export function hostsMap(apps: readonly AppLayout[]): string {
+  return apps.flatMap((a) => a.hosts.filter((h) => MAP_HOST_RE.test(h)).map((h) => `${h} ${a.app}\n`)).join('');
+}
+
+/** The whole configuration. */
+export function renderConfig(c: ConfigInput): string {
+  const nf = rendered(unknownHost(HOLE));
+  const out: string[] = [
+    '# generated by Pilot (src/haproxy/config.ts): edits are overwritten at the next table change',
+    'global',
+    `  stats socket ${c.dir}/admin.sock mode 600 level admin expose-fd listeners`,
+    '  tune.bufsize 16384',
+    '  tune.http.maxhdr 101',
+    '',
+    'defaults',
+    '  mode http',
+    '  option http-keep-alive',
+    '  timeout connect 5s',
+    '  timeout client 5m',
+    '  timeout http-request 30s',
+    '  timeout server 60s',
+    '  timeout tunnel 1h',
+    '  timeout client-fin 5s',
+    '  retries 1',
+    '  option redispatch 1',
+    '  option abortonclose',
+    '',
+    'frontend pilot',
+    `  bind ${c.bind.host.includes(':') ? `[${c.bind.host}]` : c.bind.host}:${c.bind.port}`,
+    WANTS_JSON,
+    c.trusted.length > 0 ? `  acl TRUSTED src ${c.trusted.join(' ')}` : '  acl TRUSTED always_false',
+    // The embedded router's rule: a client's own forwarding headers are dropped unless it is trusted.
+    '  http-request del-header x-forwarded-for unless TRUSTED',
+    '  http-request del-header forwarded unless TRUSTED',
+    '  http-request del-header x-real-ip unless TRUSTED',
+    '  http-request set-var(txn.fproto) req.hdr(x-forwarded-proto) if TRUSTED',
+    '  http-request set-var(txn.fhost) req.hdr(x-forwarded-host) if TRUSTED',
+    '  http-request set-var(txn.fproto) str(http) unless { var(txn.fproto) -m found }',
+    '  http-request set-var(txn.fhost) req.hdr(host) unless { var(txn.fhost) -m found }',
+    '  http-request set-header x-forwarded-proto %[var(txn.fproto)]',
+    '  http-request set-header x-forwarded-host %[var(txn.fhost)]',
+    '  option forwardfor',
+    '  http-request set-var(txn.host) req.hdr(host,1),lower,field(1,:)',
+    `  http-request set-var(txn.app) var(txn.host),map(${c.dir}/hosts.map)`,
+    ...ownAnswer(404, 'not_found', nf.text, nf.json, '!{ var(txn.app) -m found }', 'var(txn.host)'),
+    // The pin: "app/N" in pins.map names the pin backend serving revision N (kept by the Runtime API).
+    '  http-request set-var(txn.rev) req.hdr(x-pilot-revision),ltrim(" "),rtrim(" ") if { req.hdr(x-pilot-revision) -m found }',
+    '  http-request set-var-fmt(txn.pinkey) "%[var(txn.app)]/%[var(txn.rev)]" if { var(txn.rev) -m reg ^[0-9]+$ }',
+    `  http-request set-var(txn.pinbe) var(txn.pinkey),map(${c.dir}/pins.map) if { var(txn.pinkey) -m found }`,
+    '  http-request del-header x-pilot-revision',
+  ];
+  for (const a of c.apps) {
+    if (a.sticky === undefined) continue;
+    const mine = `{ var(txn.app) -m str ${a.app} } !{ var(txn.pinbe) -m found }`;
+    if ('cookie' in a.sticky) {
+      out.push(
+        `  http-request set-var(txn.key) req.cook(${a.sticky.cookie}) if ${mine} { req.cook(${a.sticky.cookie}) -m found }`,
+        `  http-request set-var(txn.newkey) uuid(4),regsub(-,,g) if ${mine} !{ var(txn.key) -m found }`,
+        `  http-request set-var(txn.key) var(txn.newkey) if ${mine} { var(txn.newkey) -m found }`,
+        `  http-response add-header set-cookie "${a.sticky.cookie}=%[var(txn.newkey)]; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax" if { var(txn.newkey) -m found } { var(txn.app) -m str ${a.app} }`,
+      );
+    } else {
+      out.push(`  http-request set-var(txn.key) req.hdr(${a.sticky.header},1) if ${mine} { req.hdr(${a.sticky.header}) -m found }`);
+    }
+  }
+  out.push('  use_backend %[var(txn.pinbe)] if { var(txn.pinbe) -m found }', '  use_backend app_%[var(txn.app)]', '');
+  for (const a of c.apps) {
+    const na = rendered(noReadyInstance(a.app));
+    const backend = (b: BackendSlots, balance: string): void => {
+      out.push(
+        `backend ${b.name}`,
+        `  balance ${balance}`,
+        ...(balance.startsWith('hash') ? ['  hash-type consistent'] : []),
+        WANTS_JSON,
+        ...ownAnswer(502, 'bad_gateway', na.text, na.json, '{ nbsrv() eq 0 }'),
+        `  errorfile 503 ${c.dir}/unavailable-${a.app}.http`,
+        ...serverLines(b, ''),
+        '',
+      );
+    };
+    backend(a.mix, a.sticky === undefined ? 'roundrobin' : 'hash var(txn.key)');
+    for (const p of a.pins) backend(p, 'leastconn');
+  }
+  return out.join('\n') + '\n';
+}
+
+/** The raw answer HAProxy sends when every server of an app's backend failed: the router's 502. */
+export function unavailableFile(app: string): string {
+  const e = noReadyInstance(app);
+  const { type, body } = renderError({}, e);
+  return (
+    `HTTP/1.1 502 Bad Gateway\r\ncontent-type: ${type}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+    `cache-control: no-store\r\nx-pilot-error: ${e.error.code}\r\nconnection: close\r\n\r\n${body}`
+  );
+}
+
+/** What of a route makes the structure (a change of it needs a reload). */
+export function structureOf(routes: readonly Route[]): string {
+  return JSON.stringify(
+    routes.map((r) => ({ app: r.app, hosts: [...r.hosts].sort(), sticky: r.sticky?.by ?? null })).sort((a, b) => (a.app < b.app ? -1 : 1)),
+  );
+}

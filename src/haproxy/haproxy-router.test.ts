@@ -1,0 +1,113 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+import { pino } from 'pino';
+import type { Route } from '../core/routes.js';
+import { PilotError } from '../core/errors.js';
+import { send, startUpstream, type Echo, type TestUpstream } from '../router/test-support.js';
+import { assignSlots, HaproxyRouter } from './haproxy-router.js';
+import { lfQuote, serverWeight } from './config.js';
+
+describe('haproxy: slots and quoting (pure)', () => {
+  it('keeps an upstream in its slot, drains the ones that left, fills free slots', () => {
+    const s = (id: string) => ({ id, host: '127.0.0.1', port: 1000, weight: 1, state: 'ready' as const });
+    const { slots, overflow } = assignSlots([s('a'), s('b'), undefined], [s('b'), s('c')]);
+    assert.equal(overflow, false);
+    assert.deepEqual(
+      slots.map((x) => `${x?.id}:${x?.state}`),
+      ['a:drain', 'b:ready', 'c:ready'],
+    );
+    assert.equal(assignSlots([s('a')], [s('b'), s('c')]).overflow, true);
+  });
+  it('scales weights into 0-256 and quotes log-format text', () => {
+    assert.equal(serverWeight(90, 1), 180);
+    assert.equal(serverWeight(10, 3), 7);
+    assert.equal(serverWeight(0, 2), 0);
+    assert.equal(serverWeight(1, 50), 1);
+    assert.equal(lfQuote('50% "x" \\ #$\n'), '"50%% \\"x\\" \\\\ \\#\\$\\n"');
+  });
+});
+
+describe('haproxy: no reload on a rollout, a reload on a new app, restarted after a crash', () => {
+  let dir: string;
+  let r: HaproxyRouter;
+  let client: Pool;
+  let a: TestUpstream;
+  let b: TestUpstream;
+  const shop = (backends: Route['backends']): Route => ({ app: 'shop', hosts: ['shop.localhost'], backends });
+  const u = (x: TestUpstream) => ({ id: x.name, host: x.host, port: x.port });
+  const who = async (host = 'shop.localhost'): Promise<string> => (JSON.parse((await send(client, host)).text) as Echo).name;
+
+  before(async () => {
+    a = await startUpstream('a');
+    b = await startUpstream('b', undefined, '127.0.0.2');
+    dir = mkdtempSync(join(tmpdir(), 'pilot-haproxy-'));
+    r = await HaproxyRouter.start({ dir, host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
+    client = new Pool(r.url, { connections: 4 });
+  });
+  after(async () => {
+    await client.close();
+    await r.close();
+    await Promise.all([a.close(), b.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('applies instances, weights and revisions through the Runtime API only', async () => {
+    await r.apply([shop([{ revision: 1, weight: 100, upstreams: [u(a)] }])]);
+    const reloads = r.health.reloads;
+    assert.equal(await who(), 'a');
+    await r.apply([
+      shop([
+        { revision: 1, weight: 0, upstreams: [u(a)] },
+        { revision: 2, weight: 100, upstreams: [u(b)] },
+      ]),
+    ]);
+    for (let i = 0; i < 5; i++) assert.equal(await who(), 'b');
+    await r.apply([shop([{ revision: 2, weight: 100, upstreams: [u(b), u(a)] }])]);
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) seen.add(await who());
+    assert.deepEqual([...seen].sort(), ['a', 'b']);
+    // More instances than slots (4): that one grows the slots, a reload.
+    const many = await Promise.all([1, 2, 3, 4].map((k) => startUpstream(`m${k}`)));
+    await r.apply([shop([{ revision: 2, weight: 100, upstreams: [u(a), u(b), ...many.map(u)] }])]);
+    assert.equal(r.health.reloads, reloads + 1, 'only the growth reloaded');
+    const all = new Set<string>();
+    for (let i = 0; i < 30; i++) all.add(await who());
+    assert.equal(all.size, 6);
+    await Promise.all(many.map((m) => m.close()));
+    assert.ok(r.health.runtimeUpdates >= 2);
+  });
+
+  it('reloads hitlessly when an app is added', async () => {
+    const reloads = r.health.reloads;
+    await r.apply([
+      shop([{ revision: 1, weight: 100, upstreams: [u(a)] }]),
+      { app: 'blog', hosts: ['blog.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [u(b)] }] },
+    ]);
+    assert.equal(r.health.reloads, reloads + 1);
+    assert.equal(await who('blog.localhost'), 'b');
+    assert.equal(await who(), 'a');
+  });
+
+  it('starts HAProxy again when it dies, with the last table', async () => {
+    const pid = r.health.pid!;
+    process.kill(pid, 'SIGKILL');
+    const end = performance.now() + 30_000;
+    while ((r.health.pid === pid || !r.health.up) && performance.now() < end) await new Promise((res) => setTimeout(res, 50));
+    assert.equal(r.health.restarts, 1);
+    assert.match(r.health.lastError ?? '', /haproxy exited/);
+    await client.close();
+    client = new Pool(r.url, { connections: 4 });
+    assert.equal(await who('blog.localhost'), 'b');
+  });
+
+  it('says how to install HAProxy when it is missing', async () => {
+    await assert.rejects(
+      HaproxyRouter.start({ dir, host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }), bin: '/nonexistent/haproxy' }),
+      (err: unknown) => err instanceof PilotError && /not installed/.test(err.message) && /apt-get install haproxy/.test(err.hint ?? ''),
+    );
+  });
+});

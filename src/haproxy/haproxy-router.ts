@@ -1,0 +1,482 @@
+/**
+ * `router: haproxy`: Pilot runs Debian's HAProxy (master-worker, `-W -S master.sock`) with a
+ * generated configuration (config.ts) and keeps it in step with the routing table:
+ *
+ * - a rollout (instances come and go, weights move, a revision is pinned or drained) goes through
+ *   the Runtime API only: `set server B/sK addr|weight|state`, `add|set|del map pins.map`. No reload.
+ * - a change of structure (an app or a host added or removed, a sticky split started or ended, an
+ *   app outgrowing its server slots) rewrites the configuration, checks it (`haproxy -c`) and
+ *   reloads hitlessly (`reload` on the master socket: the new worker takes over the listening
+ *   socket, the old one finishes its connections).
+ * - HAProxy missing: start-up fails with how to install it. HAProxy exiting: logged, counted, and
+ *   started again (with the configuration of the last table) after 500 ms.
+ *
+ * State lives in this object (the slots), and the configuration is always written from it, so a
+ * reload or a restart starts with what was served.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { fail } from '../core/errors.js';
+import type { Route } from '../core/routes.js';
+import { allocatePort } from '../os/ports.js';
+import {
+  MAP_HOST_RE,
+  PIN_BACKENDS,
+  TOKEN_RE,
+  hostsMap,
+  mixName,
+  pinName,
+  renderConfig,
+  serverWeight,
+  structureOf,
+  unavailableFile,
+  type AppLayout,
+  type Slot,
+} from './config.js';
+import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
+
+export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
+
+export interface HaproxyHealth {
+  /** HAProxy answers on its runtime socket. */
+  readonly up: boolean;
+  readonly pid: number | undefined;
+  readonly restarts: number;
+  readonly reloads: number;
+  /** Runtime API batches applied (rollouts without a reload). */
+  readonly runtimeUpdates: number;
+  readonly lastError: string | undefined;
+}
+
+interface AppState {
+  app: string;
+  hosts: string[];
+  sticky: AppLayout['sticky'];
+  capacity: number;
+  mix: (Slot | undefined)[];
+  pins: (Slot | undefined)[][];
+  /** The revision each pin backend serves. */
+  pinRev: (number | undefined)[];
+}
+
+type Desired = Omit<Slot, 'state'> & { state: 'ready' | 'maint' };
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Fit `desired` into `slots`: kept ids stay in their slot, gone ones drain, new ones take free slots. */
+export function assignSlots(
+  slots: readonly (Slot | undefined)[],
+  desired: readonly Desired[],
+): { slots: (Slot | undefined)[]; overflow: boolean } {
+  const want = new Map(desired.map((d) => [d.id, d]));
+  const next: (Slot | undefined)[] = slots.map((s) => {
+    if (s === undefined) return undefined;
+    const d = want.get(s.id);
+    if (d !== undefined) {
+      want.delete(s.id);
+      return { ...d };
+    }
+    return s.state === 'maint' ? undefined : { ...s, state: 'drain' };
+  });
+  let overflow = false;
+  for (const d of want.values()) {
+    const free = next.indexOf(undefined);
+    if (free === -1) overflow = true;
+    else next[free] = { ...d };
+  }
+  return { slots: next, overflow };
+}
+
+function capacityFor(n: number): number {
+  let c = 4;
+  while (c < n * 2) c *= 2;
+  return Math.min(c, 1024);
+}
+
+export class HaproxyRouter {
+  readonly url: string;
+  readonly port: number;
+  readonly #dir: string;
+  readonly #bin: string;
+  readonly #host: string;
+  readonly #trusted: readonly string[];
+  readonly #log: Logger;
+  #apps = new Map<string, AppState>();
+  #structure = '[]';
+  #child: ChildProcess | undefined;
+  #closing = false;
+  #restarts = 0;
+  #reloads = 0;
+  #runtimeUpdates = 0;
+  #lastError: string | undefined;
+  #up = false;
+  #pins = new Map<string, string>();
+  /** Applies run one at a time. */
+  #queue: Promise<void> = Promise.resolve();
+
+  private constructor(o: { dir: string; bin: string; host: string; port: number; trusted: readonly string[]; log: Logger }) {
+    this.#dir = o.dir;
+    this.#bin = o.bin;
+    this.#host = o.host;
+    this.port = o.port;
+    this.#trusted = o.trusted;
+    this.#log = o.log;
+    this.url = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port}`;
+  }
+
+  /** Start HAProxy on host:port (0: a free port) with an empty table; its files live in `dir`. */
+  static async start(o: {
+    dir: string;
+    host: string;
+    port: number;
+    log: Logger;
+    trusted?: readonly string[];
+    bin?: string;
+  }): Promise<HaproxyRouter> {
+    const bin = o.bin ?? process.env.PILOT_HAPROXY_BIN ?? DEFAULT_HAPROXY_BIN;
+    if (!existsSync(bin)) throw fail.haproxyMissing({ bin });
+    mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+    const port = o.port === 0 ? await allocatePort(o.host) : o.port;
+    const r = new HaproxyRouter({ dir: o.dir, bin, host: o.host, port, trusted: o.trusted ?? [], log: o.log });
+    r.#writeFiles();
+    await r.#spawn();
+    return r;
+  }
+
+  get health(): HaproxyHealth {
+    return {
+      up: this.#up,
+      pid: this.#child?.pid,
+      restarts: this.#restarts,
+      reloads: this.#reloads,
+      runtimeUpdates: this.#runtimeUpdates,
+      lastError: this.#lastError,
+    };
+  }
+
+  get #admin(): string {
+    return join(this.#dir, 'admin.sock');
+  }
+
+  get #cfg(): string {
+    return join(this.#dir, 'haproxy.cfg');
+  }
+
+  #layouts(): AppLayout[] {
+    return [...this.#apps.values()].map((a) => ({
+      app: a.app,
+      hosts: a.hosts,
+      sticky: a.sticky,
+      mix: { name: mixName(a.app), slots: a.mix },
+      pins: a.pins.map((slots, k) => ({ name: pinName(a.app, k), slots })),
+    }));
+  }
+
+  #writeFiles(): void {
+    const write = (name: string, text: string): void => {
+      const file = join(this.#dir, name);
+      writeFileSync(file + '.tmp', text, { mode: 0o600 });
+      renameSync(file + '.tmp', file);
+    };
+    const layouts = this.#layouts();
+    write('hosts.map', hostsMap(layouts));
+    write('pins.map', [...this.#pins].map(([k, v]) => `${k} ${v}\n`).join(''));
+    for (const a of layouts) write(`unavailable-${a.app}.http`, unavailableFile(a.app));
+    write(
+      'haproxy.cfg',
+      renderConfig({ bind: { host: this.#host, port: this.port }, dir: this.#dir, apps: layouts, trusted: this.#trusted }),
+    );
+  }
+
+  /** `haproxy -c`: the generated configuration is valid (a failure is a bug: the old one stays). */
+  #check(): void {
+    const res = spawnSync(this.#bin, ['-c', '-q', '-f', this.#cfg], { encoding: 'utf8', timeout: 30_000 });
+    if (res.status !== 0) throw fail.haproxyConfigRejected({ output: `${res.stderr ?? ''}${res.stdout ?? ''}`.trim().slice(-2000) });
+  }
+
+  async #workerPid(): Promise<number | undefined> {
+    try {
+      const info = await runtimeCommand(this.#admin, ['show info'], 2_000);
+      const m = /^Pid: (\d+)$/m.exec(info);
+      return m ? Number(m[1]) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #spawn(): Promise<void> {
+    const child = spawn(this.#bin, ['-W', '-S', `${join(this.#dir, 'master.sock')},mode,600`, '-f', this.#cfg], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.#child = child;
+    let output = '';
+    const collect = (d: Buffer): void => {
+      output = (output + d.toString('utf8')).slice(-4000);
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    let exited: number | null | undefined;
+    child.once('exit', (code, signal) => {
+      exited = code;
+      this.#up = false;
+      if (this.#child !== child || this.#closing) return;
+      this.#restarts++;
+      this.#lastError = `haproxy exited (${code ?? signal ?? '?'}): ${output.trim().split('\n').slice(-3).join(' | ')}`;
+      this.#log.error({ err: this.#lastError, restarts: this.#restarts }, 'haproxy exited; starting it again');
+      void this.#respawnLater();
+    });
+    const end = performance.now() + 30_000;
+    while (performance.now() < end) {
+      if (exited !== undefined) throw fail.haproxyStartFailed({ output: output.trim().slice(-2000) || `exit code ${exited}` });
+      if ((await this.#workerPid()) !== undefined) {
+        this.#up = true;
+        return;
+      }
+      await sleep(50);
+    }
+    child.kill('SIGKILL');
+    throw fail.haproxyStartFailed({ output: `no answer on ${this.#admin} within 30 s. ${output.trim().slice(-1000)}` });
+  }
+
+  async #respawnLater(): Promise<void> {
+    while (!this.#closing) {
+      await sleep(500);
+      if (this.#closing) return;
+      try {
+        this.#writeFiles();
+        await this.#spawn();
+        this.#log.info({ pid: this.#child?.pid }, 'haproxy started again');
+        return;
+      } catch (err) {
+        this.#lastError = (err as Error).message;
+        this.#log.error({ err: this.#lastError }, 'haproxy could not be started again; retrying');
+      }
+    }
+  }
+
+  /** Apply a (admitted) routing table. Resolves once HAProxy serves it. */
+  apply(routes: readonly Route[]): Promise<void> {
+    const run = this.#queue.then(() => this.#apply(routes));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #apply(routes: readonly Route[]): Promise<void> {
+    const before = new Map([...this.#apps].map(([k, v]) => [k, { ...v, mix: [...v.mix], pins: v.pins.map((p) => [...p]) }]));
+    const next = new Map<string, AppState>();
+    let overflow = false;
+    const pins = new Map<string, string>();
+    for (const r of routes) {
+      const old = this.#apps.get(r.app);
+      const by = r.sticky?.by;
+      const stickyName = by === undefined ? undefined : 'cookie' in by ? by.cookie : by.header;
+      const sticky = by !== undefined && stickyName !== undefined && TOKEN_RE.test(stickyName) ? by : undefined;
+      const mixDesired: Desired[] = r.backends.flatMap((b) =>
+        b.upstreams.map((u) => {
+          const weight = serverWeight(b.weight, b.upstreams.length);
+          return { id: u.id, host: u.host, port: u.port, weight, state: weight > 0 ? ('ready' as const) : ('maint' as const) };
+        }),
+      );
+      const capacity = old?.capacity ?? capacityFor(mixDesired.length);
+      const empty = (): (Slot | undefined)[] => Array.from({ length: capacity }, () => undefined);
+      const mix = assignSlots(old?.mix ?? empty(), mixDesired);
+      overflow ||= mix.overflow;
+      // Pin backends: a revision keeps its pin backend while it has upstreams; new ones take a free one.
+      const withUpstreams = r.backends.filter((b) => b.upstreams.length > 0);
+      const pinRev: (number | undefined)[] = (old?.pinRev ?? Array.from({ length: PIN_BACKENDS }, () => undefined)).map((rev) =>
+        withUpstreams.some((b) => b.revision === rev) ? rev : undefined,
+      );
+      for (const b of withUpstreams) {
+        if (pinRev.includes(b.revision)) continue;
+        const free = pinRev.indexOf(undefined);
+        if (free !== -1) pinRev[free] = b.revision;
+        else this.#log.warn({ app: r.app, revision: b.revision }, 'more revisions than pin backends: this one cannot be pinned');
+      }
+      const pinSlots = pinRev.map((rev, k) => {
+        const b = withUpstreams.find((x) => x.revision === rev);
+        const desired: Desired[] = (b?.upstreams ?? []).map((u) => ({ id: u.id, host: u.host, port: u.port, weight: 1, state: 'ready' }));
+        const res = assignSlots(old?.pins[k] ?? empty(), desired);
+        overflow ||= res.overflow;
+        if (rev !== undefined) pins.set(`${r.app}/${rev}`, pinName(r.app, k));
+        return res.slots;
+      });
+      next.set(r.app, {
+        app: r.app,
+        hosts: r.hosts.filter((h) => MAP_HOST_RE.test(h)),
+        sticky,
+        capacity,
+        mix: mix.slots,
+        pins: pinSlots,
+        pinRev,
+      });
+    }
+    const structure =
+      structureOf(
+        [...next.values()].map((a) => ({
+          app: a.app,
+          hosts: a.hosts,
+          backends: [],
+          ...(a.sticky ? { sticky: { by: a.sticky, seed: '' } } : {}),
+        })),
+      ) + JSON.stringify([...next.values()].map((a) => [a.app, a.capacity]).sort());
+    if (overflow || structure !== this.#structure || !this.#up) {
+      if (overflow) {
+        // Grow the slots of every app that needs it, then assign again from scratch (a reload).
+        for (const [app, s] of next) {
+          const r = routes.find((x) => x.app === app)!;
+          const need = r.backends.reduce((n, b) => n + b.upstreams.length, 0);
+          const capacity = capacityFor(Math.max(need, s.mix.filter(Boolean).length));
+          if (capacity > s.capacity) {
+            const grow = (slots: (Slot | undefined)[]): (Slot | undefined)[] => [
+              ...slots,
+              ...Array.from({ length: capacity - slots.length }, () => undefined),
+            ];
+            this.#apps.set(app, {
+              ...(before.get(app) ?? s),
+              capacity,
+              mix: grow(before.get(app)?.mix ?? []),
+              pins: (before.get(app)?.pins ?? s.pins.map(() => [])).map(grow),
+            });
+          }
+        }
+        return this.#apply(routes);
+      }
+      this.#apps = next;
+      this.#pins = pins;
+      this.#structure = structure;
+      await this.#reload();
+      return;
+    }
+    // A rollout: only the Runtime API.
+    const cmds: string[] = [];
+    for (const [app, s] of next) {
+      const old = before.get(app)!;
+      diffSlots(mixName(app), old.mix, s.mix, cmds);
+      s.pins.forEach((slots, k) => diffSlots(pinName(app, k), old.pins[k] ?? [], slots, cmds));
+    }
+    const mapFile = join(this.#dir, 'pins.map');
+    for (const [k, v] of pins) {
+      const was = this.#pins.get(k);
+      if (was === undefined) cmds.push(`add map ${mapFile} ${k} ${v}`);
+      else if (was !== v) cmds.push(`set map ${mapFile} ${k} ${v}`);
+    }
+    for (const k of this.#pins.keys()) if (!pins.has(k)) cmds.push(`del map ${mapFile} ${k}`);
+    this.#apps = next;
+    this.#pins = pins;
+    this.#writeFiles(); // the files follow, so that a restart or the next reload starts from here
+    if (cmds.length === 0) return;
+    const errors: string[] = [];
+    for (let i = 0; i < cmds.length; i += 100) {
+      const answer = await runtimeCommand(this.#admin, cmds.slice(i, i + 100));
+      errors.push(...runtimeErrors(answer));
+    }
+    this.#runtimeUpdates++;
+    if (errors.length > 0) {
+      this.#lastError = errors.slice(0, 3).join(' | ');
+      this.#log.error({ errors: errors.slice(0, 10) }, 'haproxy refused runtime commands; reloading with the full configuration');
+      await this.#reload();
+    }
+  }
+
+  async #reload(): Promise<void> {
+    this.#writeFiles();
+    this.#check();
+    if (!this.#up) return; // a restart is under way (or the first start): it reads these files
+    const before = await this.#workerPid();
+    await runtimeCommand(join(this.#dir, 'master.sock'), ['reload'], 10_000);
+    const end = performance.now() + 30_000;
+    while (performance.now() < end) {
+      const pid = await this.#workerPid();
+      if (pid !== undefined && pid !== before) {
+        this.#reloads++;
+        this.#log.info({ worker: pid, reloads: this.#reloads }, 'haproxy reloaded');
+        return;
+      }
+      await sleep(50);
+    }
+    throw fail.haproxyStartFailed({ output: 'the reload did not bring up a new worker within 30 s' });
+  }
+
+  /**
+   * Requests in flight (queued or being served) per upstream id, from `show stat`. Draining slots
+   * with nothing left are freed (state maint) here: that is when the drain is over.
+   */
+  async inflightAll(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    let rows: Record<string, string>[];
+    try {
+      rows = parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000));
+    } catch {
+      return out;
+    }
+    const byServer = new Map(rows.map((r) => [`${r.pxname}/${r.svname}`, Number(r.scur || 0) + Number(r.qcur || 0)]));
+    const freed: string[] = [];
+    for (const a of this.#apps.values()) {
+      const visit = (name: string, slots: (Slot | undefined)[]): void =>
+        slots.forEach((s, k) => {
+          if (s === undefined) return;
+          const n = byServer.get(`${name}/s${k + 1}`) ?? 0;
+          if (n > 0) out[s.id] = (out[s.id] ?? 0) + n;
+          else if (s.state === 'drain') {
+            slots[k] = undefined;
+            freed.push(`set server ${name}/s${k + 1} state maint`);
+          }
+        });
+      visit(mixName(a.app), a.mix);
+      a.pins.forEach((p, k) => visit(pinName(a.app, k), p));
+    }
+    if (freed.length > 0) await runtimeCommand(this.#admin, freed).catch(() => undefined);
+    return out;
+  }
+
+  /** Stop HAProxy (the master stops its workers). */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill('SIGUSR1'); // soft stop: finish what is in flight
+    });
+  }
+}
+
+/** Runtime commands that turn slots `a` into slots `b` of backend `name`. */
+export function diffSlots(name: string, a: readonly (Slot | undefined)[], b: readonly (Slot | undefined)[], cmds: string[]): void {
+  b.forEach((s, k) => {
+    const o = a[k];
+    const srv = `${name}/s${k + 1}`;
+    if (s === undefined) {
+      if (o !== undefined && o.state !== 'maint') cmds.push(`set server ${srv} state maint`);
+      return;
+    }
+    if (o === undefined || o.host !== s.host || o.port !== s.port) cmds.push(`set server ${srv} addr ${s.host} port ${s.port}`);
+    if (o === undefined || o.weight !== s.weight) cmds.push(`set server ${srv} weight ${s.weight}`);
+    if (o === undefined || o.state !== s.state || o.id !== s.id) cmds.push(`set server ${srv} state ${s.state}`);
+  });
+}
+
+/** HAProxy's health as Prometheus text (the router process appends it to its /metrics). */
+export function haproxyMetricsText(h: HaproxyHealth): string {
+  return [
+    '# HELP pilot_haproxy_up 1 when HAProxy answers on its runtime socket.',
+    '# TYPE pilot_haproxy_up gauge',
+    `pilot_haproxy_up ${h.up ? 1 : 0}`,
+    '# HELP pilot_haproxy_restarts_total Times HAProxy exited and was started again.',
+    '# TYPE pilot_haproxy_restarts_total counter',
+    `pilot_haproxy_restarts_total ${h.restarts}`,
+    '# HELP pilot_haproxy_reloads_total Hitless reloads (an app, a host or a sticky split added or removed).',
+    '# TYPE pilot_haproxy_reloads_total counter',
+    `pilot_haproxy_reloads_total ${h.reloads}`,
+    '# HELP pilot_haproxy_runtime_updates_total Tables applied through the Runtime API alone (no reload).',
+    '# TYPE pilot_haproxy_runtime_updates_total counter',
+    `pilot_haproxy_runtime_updates_total ${h.runtimeUpdates}`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,26 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { routerContract } from '../router/router-contract.js';
+import { HaproxyRouter } from './haproxy-router.js';
+
+routerContract(
+  'haproxy',
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pilot-haproxy-'));
+    const router = await HaproxyRouter.start({ dir, host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
+    return {
+      url: router.url,
+      apply: (routes) => router.apply(routes),
+      inflight: async (id) => (await router.inflightAll())[id] ?? 0,
+      close: async () => {
+        await router.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  // HAProxy follows RFC 9112 on CL+TE (drops Content-Length, reads chunked) and accepts
+  // absolute-form targets (routing by Host); its weights are per server (roundrobin), within ±8.
+  { refusesClWithTe: false, refusesAbsoluteForm: false, exactWeights: false },
+);

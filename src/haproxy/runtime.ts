@@ -1,0 +1,48 @@
+/**
+ * HAProxy's Runtime API over its unix socket: one connection per batch of commands (separated by
+ * ";", answered in order, the connection closed by HAProxy at the end). Nothing goes through a
+ * shell; command words come from the routing table after validation (config.ts).
+ */
+import net from 'node:net';
+
+/** Send `commands` (joined by "; ") and return HAProxy's whole answer. */
+export function runtimeCommand(socket: string, commands: readonly string[], timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const conn = net.connect(socket);
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      conn.destroy();
+      reject(new Error(`HAProxy's runtime socket ${socket} did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    conn.on('connect', () => conn.end(commands.join('; ') + '\n'));
+    conn.on('data', (d: Buffer) => chunks.push(d));
+    conn.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    conn.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+  });
+}
+
+/** Lines of an answer that report a failure (HAProxy answers an accepted `set server` with nothing). */
+export function runtimeErrors(answer: string): string[] {
+  return answer
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^(IP changed|no need to change|port changed|.*changed from)/i.test(l));
+}
+
+/** `show stat` as rows keyed by column name. */
+export function parseStat(csv: string): Record<string, string>[] {
+  const lines = csv.split('\n').filter((l) => l.trim() !== '');
+  const head = lines.shift();
+  if (head === undefined || !head.startsWith('# ')) return [];
+  const cols = head.slice(2).split(',');
+  return lines.map((l) => {
+    const cells = l.split(',');
+    return Object.fromEntries(cols.map((c, i) => [c, cells[i] ?? '']));
+  });
+}

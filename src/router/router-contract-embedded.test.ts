@@ -1,0 +1,20 @@
+import { Registry } from 'prom-client';
+import { startRouter } from './proxy.js';
+import { RoutingTable } from './routing-table.js';
+import { RouterMetrics } from './metrics.js';
+import { routerContract } from './router-contract.js';
+
+routerContract(
+  'embedded',
+  async () => {
+    const table = new RoutingTable();
+    const router = await startRouter({ host: '127.0.0.1', port: 0, table, metrics: new RouterMetrics(new Registry()) });
+    return {
+      url: router.url,
+      apply: async (routes) => void table.set(routes),
+      inflight: async (id) => router.inflight(id),
+      close: () => router.close(),
+    };
+  },
+  { refusesClWithTe: true, refusesAbsoluteForm: true, exactWeights: true },
+);
