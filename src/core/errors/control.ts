@@ -468,4 +468,14 @@ export const controlErrors = {
     message: (p: { app: string }) => `app "${p.app}" runs no experiment`,
     hint: (p: { app: string }) => `Start one with \`pilot experiment start ${p.app} --variant b=REV --split 50\`.`,
   },
+  certificateNotFound: {
+    code: 'not_found',
+    message: (p: { host: string }) => `no certificate for host "${p.host}"`,
+    hint: 'List certificates with `pilot certs`; a host gets one when an app lists it in `hosts:` (or with `pilot certs set`).',
+  },
+  acmeNotConfigured: {
+    code: 'bad_request',
+    message: (p: { host: string }) => `cannot obtain a certificate for host "${p.host}": no ACME directory is configured`,
+    hint: 'Start the server with PILOT_ACME_DIRECTORY (e.g. https://acme-v02.api.letsencrypt.org/directory) and PILOT_HTTPS_PORT, or give a certificate with `pilot certs set`.',
+  },
 } as const satisfies ErrorEntries;
