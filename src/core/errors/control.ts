@@ -478,4 +478,14 @@ export const controlErrors = {
     message: (p: { host: string }) => `cannot obtain a certificate for host "${p.host}": no ACME directory is configured`,
     hint: 'Start the server with PILOT_ACME_DIRECTORY (e.g. https://acme-v02.api.letsencrypt.org/directory) and PILOT_HTTPS_PORT, or give a certificate with `pilot certs set`.',
   },
+  certificateUploadInvalid: {
+    code: 'bad_request',
+    message: (p: { problem: string }) => `certificate upload refused: ${p.problem}`,
+    hint: 'Send JSON { "cert": "<PEM chain, leaf first>", "key": "<PEM private key>" } (`pilot certs set HOST --cert FILE --key FILE`).',
+  },
+  invalidHttpsPort: {
+    code: 'bad_request',
+    message: (p: { value: string }) => `PILOT_HTTPS_PORT=${JSON.stringify(p.value)} is not a port number`,
+    hint: 'Set PILOT_HTTPS_PORT to a port 1-65535 (0: any free port), or unset it for HTTP only.',
+  },
 } as const satisfies ErrorEntries;
