@@ -33,7 +33,14 @@ export async function certs(opts: GlobalOptions): Promise<void> {
       ? 'no certificates (hosts get one through ACME when the server runs with PILOT_HTTPS_PORT and PILOT_ACME_DIRECTORY, or with `pilot certs set`)'
       : table(
           ['HOST', 'SOURCE', 'ISSUER', 'EXPIRES', 'STATE', 'LAST ERROR'],
-          res.certificates.map((c) => [c.host, c.source, c.issuer ?? '-', expiry(c.notAfter), c.state, c.lastError ? `${c.lastError.slice(0, 120)}${c.nextAttemptAt ? ` (retry ${c.nextAttemptAt})` : ''}` : '-']),
+          res.certificates.map((c) => [
+            c.host,
+            c.source,
+            c.issuer ?? '-',
+            expiry(c.notAfter),
+            c.state,
+            c.lastError ? `${c.lastError.slice(0, 120)}${c.nextAttemptAt ? ` (retry ${c.nextAttemptAt})` : ''}` : '-',
+          ]),
         ),
   );
 }

@@ -454,7 +454,7 @@ const certsRenew = lazy(certsModule, 'certsRenew');
 const certsRm = lazy(certsModule, 'certsRm');
 const certsCmd = program
   .command('certs')
-  .description('HTTPS certificates of the apps\' hosts: host, source, issuer, expiry, state, last error')
+  .description("HTTPS certificates of the apps' hosts: host, source, issuer, expiry, state, last error")
   .action(action(async (_o: object, cmd: Command) => certsList(g(cmd))));
 certsCmd
   .command('set')

@@ -72,14 +72,15 @@ export async function up(opts: UpOptions): Promise<void> {
   });
   let router: { url: string; adopted: boolean; detach(): void };
   if (httpsOn) router = { url: cp.routerUrl, adopted: false, detach: () => undefined };
-  else try {
-    // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
-    const routerArgs = (opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]);
-    router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
-  } catch (err) {
-    await cp.close();
-    throw err;
-  }
+  else
+    try {
+      // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
+      const routerArgs = (opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]);
+      router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
+    } catch (err) {
+      await cp.close();
+      throw err;
+    }
   writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: router.url, pid: process.pid }), { mode: 0o600 });
   let agent: Agent | undefined;
   if (opts.agent) {

@@ -14,25 +14,54 @@ const PILOT = new URL('../../../bin/pilot.js', import.meta.url).pathname;
 function selfSigned(dir: string, name: string, san: string): { cert: string; key: string; certFile: string; keyFile: string } {
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-keyout', keyFile, '-out', certFile, '-subj', `/CN=${name}`, '-addext', `subjectAltName=${san}`], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '30',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-subj',
+      `/CN=${name}`,
+      '-addext',
+      `subjectAltName=${san}`,
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), certFile, keyFile };
+}
+
+/** What these tests read of an answer: an error, or the certificate list. */
+interface ApiJson {
+  error: { message: string; hint: string };
+  certificates: unknown[];
 }
 
 describe('certificates through the API and `pilot certs` (embedded router with HTTPS, no ACME)', () => {
   let cp: ControlPlane;
   let home: string;
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> => {
+  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: ApiJson }> => {
     const res = await fetch(cp.apiUrl + path, {
       method,
       headers: { authorization: `Bearer ${cp.adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
     });
-    return { status: res.status, json: await res.json() };
+    return { status: res.status, json: (await res.json()) as ApiJson };
   };
   const cli = (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
     new Promise((resolve) => {
-      execFile(process.execPath, [PILOT, ...args], { env: { ...process.env, PILOT_HOME: home, PILOT_SERVER: cp.apiUrl, PILOT_TOKEN: cp.adminToken }, timeout: 60_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      execFile(
+        process.execPath,
+        [PILOT, ...args],
+        { env: { ...process.env, PILOT_HOME: home, PILOT_SERVER: cp.apiUrl, PILOT_TOKEN: cp.adminToken }, timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });
 
@@ -87,10 +116,20 @@ describe('certificates through the API and `pilot certs` (embedded router with H
 
     const status = await new Promise<number>((resolve, reject) => {
       https
-        .get({ host: '127.0.0.1', port: cp.routerHttpsPort!, servername: 'a.example', headers: { host: 'a.example' }, ca: a.cert, agent: false }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        })
+        .get(
+          {
+            host: '127.0.0.1',
+            port: cp.routerHttpsPort!,
+            servername: 'a.example',
+            headers: { host: 'a.example' },
+            ca: a.cert,
+            agent: false,
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        )
         .on('error', reject);
     });
     assert.equal(status, 404, 'the handshake with the uploaded certificate works; no app serves the host');

@@ -24,24 +24,59 @@ const DAY = 86_400_000;
 function selfSigned(dir: string, name: string, names: string[], days = 10): { cert: string; key: string } {
   const keyFile = join(dir, `${name}.key`);
   const certFile = join(dir, `${name}.crt`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', String(days),
-    '-keyout', keyFile, '-out', certFile, '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      String(days),
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-subj',
+      `/CN=${names[0]}`,
+      '-addext',
+      `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
 }
 
-function httpsGet(port: number, servername: string, ca: string | undefined, path = '/'): Promise<{ status: number; body: string; peer: X509Certificate; protocol: string | null; headers: http.IncomingHttpHeaders }> {
+function httpsGet(
+  port: number,
+  servername: string,
+  ca: string | undefined,
+  path = '/',
+): Promise<{ status: number; body: string; peer: X509Certificate; protocol: string | null; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = https.get({ host: '127.0.0.1', port, servername, path, headers: { host: servername }, ...(ca ? { ca } : { rejectUnauthorized: false }), agent: false }, (res) => {
-      const socket = res.socket as tls.TLSSocket;
-      const peer = new X509Certificate(socket.getPeerCertificate(false).raw);
-      const protocol = socket.getProtocol();
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, peer, protocol, headers: res.headers }));
-    });
+    const req = https.get(
+      {
+        host: '127.0.0.1',
+        port,
+        servername,
+        path,
+        headers: { host: servername },
+        ...(ca ? { ca } : { rejectUnauthorized: false }),
+        agent: false,
+      },
+      (res) => {
+        const socket = res.socket as tls.TLSSocket;
+        const peer = new X509Certificate(socket.getPeerCertificate(false).raw);
+        const protocol = socket.getProtocol();
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, peer, protocol, headers: res.headers }));
+      },
+    );
     req.on('error', reject);
   });
 }
@@ -66,7 +101,8 @@ const MESSAGES: Record<string, RegExp> = {
   certificateExpired: /expired at/,
   certificateNotYetValid: /is not valid before/,
 };
-const named = (name: string) => (err: unknown) => err instanceof PilotError && err.code === 'bad_request' && MESSAGES[name]!.test(err.message);
+const named = (name: string) => (err: unknown) =>
+  err instanceof PilotError && err.code === 'bad_request' && MESSAGES[name]!.test(err.message);
 
 interface Rig {
   dir: string;
@@ -107,13 +143,41 @@ describe('certificates: user-provided, checked at upload', () => {
     const good = selfSigned(r.dir, 'good', ['shop.example', '*.shop.example']);
     const other = selfSigned(r.dir, 'other', ['other.example']);
     await assert.rejects(m.setUserCertificate('shop.example', 'not a pem', good.key), named('certificateUnreadable'));
-    await assert.rejects(m.setUserCertificate('shop.example', good.cert, '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), named('certificateUnreadable'));
-    await assert.rejects(m.setUserCertificate('shop.example', good.cert, other.key), (e: unknown) => named('certificateKeyMismatch')(e) && code('bad_request')(e));
-    await assert.rejects(m.setUserCertificate('shop.example', other.cert, other.key), (e: unknown) => named('certificateWrongHost')(e) && /other\.example/.test((e as Error).message));
-    await assert.rejects(m.setUserCertificate('deep.sub.shop.example', good.cert, good.key), named('certificateWrongHost'), 'a wildcard covers one label only');
-    const later = new CertificateManager({ store: r.store, box: r.box, certs: r.certs, challenges: r.challenges, now: () => Date.now() + 11 * DAY });
-    await assert.rejects(later.setUserCertificate('shop.example', good.cert, good.key), (e: unknown) => named('certificateExpired')(e) && /expired at 20/.test((e as Error).message));
-    const earlier = new CertificateManager({ store: r.store, box: r.box, certs: r.certs, challenges: r.challenges, now: () => Date.now() - DAY });
+    await assert.rejects(
+      m.setUserCertificate('shop.example', good.cert, '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'),
+      named('certificateUnreadable'),
+    );
+    await assert.rejects(
+      m.setUserCertificate('shop.example', good.cert, other.key),
+      (e: unknown) => named('certificateKeyMismatch')(e) && code('bad_request')(e),
+    );
+    await assert.rejects(
+      m.setUserCertificate('shop.example', other.cert, other.key),
+      (e: unknown) => named('certificateWrongHost')(e) && /other\.example/.test((e as Error).message),
+    );
+    await assert.rejects(
+      m.setUserCertificate('deep.sub.shop.example', good.cert, good.key),
+      named('certificateWrongHost'),
+      'a wildcard covers one label only',
+    );
+    const later = new CertificateManager({
+      store: r.store,
+      box: r.box,
+      certs: r.certs,
+      challenges: r.challenges,
+      now: () => Date.now() + 11 * DAY,
+    });
+    await assert.rejects(
+      later.setUserCertificate('shop.example', good.cert, good.key),
+      (e: unknown) => named('certificateExpired')(e) && /expired at 20/.test((e as Error).message),
+    );
+    const earlier = new CertificateManager({
+      store: r.store,
+      box: r.box,
+      certs: r.certs,
+      challenges: r.challenges,
+      now: () => Date.now() - DAY,
+    });
     await assert.rejects(earlier.setUserCertificate('shop.example', good.cert, good.key), named('certificateNotYetValid'));
     assert.deepEqual(await r.store.listCertificates(), [], 'nothing refused was stored');
     assert.equal(r.certs.has('shop.example'), false);
@@ -137,7 +201,14 @@ describe('certificates: user-provided, checked at upload', () => {
     await assert.rejects(httpsGet(r.router.httpsPort!, 'other.example', undefined), 'no certificate for that host: no handshake');
     await assert.rejects(
       new Promise<void>((resolve, reject) => {
-        const s = tls.connect({ host: '127.0.0.1', port: r.router.httpsPort!, servername: 'shop.example', maxVersion: 'TLSv1.1', minVersion: 'TLSv1', rejectUnauthorized: false });
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: r.router.httpsPort!,
+          servername: 'shop.example',
+          maxVersion: 'TLSv1.1',
+          minVersion: 'TLSv1',
+          rejectUnauthorized: false,
+        });
         s.once('secureConnect', () => {
           s.destroy();
           resolve();
@@ -173,90 +244,94 @@ describe('certificates: user-provided, checked at upload', () => {
   });
 });
 
-describe('certificates: ACME against pebble (Let\'s Encrypt\'s test CA) on loopback', { skip: pebbleInstalled() ? false : 'pebble is not installed (apt-get install pebble)' }, () => {
-  let r: Rig | undefined;
-  let pebble: Pebble | undefined;
-  let skew = 0;
-  let m: CertificateManager;
-  const logs: string[] = [];
+describe(
+  "certificates: ACME against pebble (Let's Encrypt's test CA) on loopback",
+  { skip: pebbleInstalled() ? false : 'pebble is not installed (apt-get install pebble)' },
+  () => {
+    let r: Rig | undefined;
+    let pebble: Pebble | undefined;
+    let skew = 0;
+    let m: CertificateManager;
+    const logs: string[] = [];
 
-  before(async () => {
-    r = await rig(['app.test', 'broken.test']);
-    pebble = await startPebble(r.router.port, r.router.httpsPort!);
-    m = new CertificateManager({
-      store: r.store,
-      box: r.box,
-      certs: r.certs,
-      challenges: r.challenges,
-      acme: { directoryUrl: pebble.directoryUrl, caPem: pebble.apiCaPem, pollMs: 200 },
-      retryBaseMs: 1_500,
-      now: () => Date.now() + skew,
-      log: (l) => logs.push(l),
+    before(async () => {
+      r = await rig(['app.test', 'broken.test']);
+      pebble = await startPebble(r.router.port, r.router.httpsPort!);
+      m = new CertificateManager({
+        store: r.store,
+        box: r.box,
+        certs: r.certs,
+        challenges: r.challenges,
+        acme: { directoryUrl: pebble.directoryUrl, caPem: pebble.apiCaPem, pollMs: 200 },
+        retryBaseMs: 1_500,
+        now: () => Date.now() + skew,
+        log: (l) => logs.push(l),
+      });
     });
-  });
-  after(async () => {
-    await pebble?.stop();
-    await teardown(r);
-  });
+    after(async () => {
+      await pebble?.stop();
+      await teardown(r);
+    });
 
-  it('issues a certificate through HTTP-01 and serves it; a TLS client checks the chain against pebble\'s root', async () => {
-    await m.want(['app.test']);
-    assert.equal((await m.view('app.test')).state, 'pending');
-    await m.tick();
-    const v = await m.view('app.test');
-    assert.equal(v.state, 'valid', JSON.stringify(v) + logs.join('\n'));
-    assert.match(v.issuer ?? '', /Pebble/i);
-    assert.ok(Date.parse(v.notAfter!) > Date.now() + DAY);
-    const root = await pebble!.rootPem();
-    const res = await httpsGet(r!.router.httpsPort!, 'app.test', root);
-    assert.equal(res.status, 200);
-    assert.ok(res.peer.checkHost('app.test'));
-    assert.ok(await r!.store.getAcmeAccountKey(pebble!.directoryUrl), 'account key stored (sealed)');
-    assert.match((await r!.store.getAcmeAccountKey(pebble!.directoryUrl))!, /^v1:/);
-  });
-
-  it('renews 30 days before expiry (a third of the lifetime for short ones), not earlier', async () => {
-    const first = await httpsGet(r!.router.httpsPort!, 'app.test', await pebble!.rootPem());
-    const notAfter = Date.parse(first.peer.validTo);
-    skew = notAfter - 31 * DAY - Date.now(); // 31 days left: not due
-    try {
+    it("issues a certificate through HTTP-01 and serves it; a TLS client checks the chain against pebble's root", async () => {
+      await m.want(['app.test']);
+      assert.equal((await m.view('app.test')).state, 'pending');
       await m.tick();
-    } finally {
-      skew = 0;
-    }
-    const same = await httpsGet(r!.router.httpsPort!, 'app.test', await pebble!.rootPem());
-    assert.equal(same.peer.serialNumber, first.peer.serialNumber, 'not due yet: no renewal');
-    skew = notAfter - 29 * DAY - Date.now(); // 29 days left
-    try {
+      const v = await m.view('app.test');
+      assert.equal(v.state, 'valid', JSON.stringify(v) + logs.join('\n'));
+      assert.match(v.issuer ?? '', /Pebble/i);
+      assert.ok(Date.parse(v.notAfter!) > Date.now() + DAY);
+      const root = await pebble!.rootPem();
+      const res = await httpsGet(r!.router.httpsPort!, 'app.test', root);
+      assert.equal(res.status, 200);
+      assert.ok(res.peer.checkHost('app.test'));
+      assert.ok(await r!.store.getAcmeAccountKey(pebble!.directoryUrl), 'account key stored (sealed)');
+      assert.match((await r!.store.getAcmeAccountKey(pebble!.directoryUrl))!, /^v1:/);
+    });
+
+    it('renews 30 days before expiry (a third of the lifetime for short ones), not earlier', async () => {
+      const first = await httpsGet(r!.router.httpsPort!, 'app.test', await pebble!.rootPem());
+      const notAfter = Date.parse(first.peer.validTo);
+      skew = notAfter - 31 * DAY - Date.now(); // 31 days left: not due
+      try {
+        await m.tick();
+      } finally {
+        skew = 0;
+      }
+      const same = await httpsGet(r!.router.httpsPort!, 'app.test', await pebble!.rootPem());
+      assert.equal(same.peer.serialNumber, first.peer.serialNumber, 'not due yet: no renewal');
+      skew = notAfter - 29 * DAY - Date.now(); // 29 days left
+      try {
+        await m.tick();
+      } finally {
+        skew = 0;
+      }
+      const renewed = await httpsGet(r!.router.httpsPort!, 'app.test', await pebble!.rootPem());
+      assert.notEqual(renewed.peer.serialNumber, first.peer.serialNumber, 'a new certificate is served\n' + logs.join('\n'));
+      assert.equal((await m.view('app.test')).state, 'valid');
+    });
+
+    it('a failed challenge: the host stays on HTTP, the reason is kept, retried with back-off, then issued', async () => {
+      await pebble!.resolve('broken.test', '127.0.0.9'); // nothing listens there: the CA cannot reach the challenge
+      await m.want(['broken.test']);
       await m.tick();
-    } finally {
-      skew = 0;
-    }
-    const renewed = await httpsGet(r!.router.httpsPort!, 'app.test', await pebble!.rootPem());
-    assert.notEqual(renewed.peer.serialNumber, first.peer.serialNumber, 'a new certificate is served\n' + logs.join('\n'));
-    assert.equal((await m.view('app.test')).state, 'valid');
-  });
+      const failed = await m.view('broken.test');
+      assert.equal(failed.state, 'failed', JSON.stringify(failed));
+      assert.equal(failed.attempts, 1);
+      assert.match(failed.lastError ?? '', /127\.0\.0\.9|connection|refused|invalid/i);
+      assert.ok(Date.parse(failed.nextAttemptAt!) > Date.now());
+      assert.equal((await httpGet(r!.router.port, 'broken.test')).status, 200, 'HTTP keeps working');
+      await assert.rejects(httpsGet(r!.router.httpsPort!, 'broken.test', undefined));
+      await m.tick();
+      assert.equal((await m.view('broken.test')).attempts, 1, 'no new attempt inside the back-off');
 
-  it('a failed challenge: the host stays on HTTP, the reason is kept, retried with back-off, then issued', async () => {
-    await pebble!.resolve('broken.test', '127.0.0.9'); // nothing listens there: the CA cannot reach the challenge
-    await m.want(['broken.test']);
-    await m.tick();
-    const failed = await m.view('broken.test');
-    assert.equal(failed.state, 'failed', JSON.stringify(failed));
-    assert.equal(failed.attempts, 1);
-    assert.match(failed.lastError ?? '', /127\.0\.0\.9|connection|refused|invalid/i);
-    assert.ok(Date.parse(failed.nextAttemptAt!) > Date.now());
-    assert.equal((await httpGet(r!.router.port, 'broken.test')).status, 200, 'HTTP keeps working');
-    await assert.rejects(httpsGet(r!.router.httpsPort!, 'broken.test', undefined));
-    await m.tick();
-    assert.equal((await m.view('broken.test')).attempts, 1, 'no new attempt inside the back-off');
-
-    await pebble!.resolve('broken.test', '127.0.0.1');
-    await until(() => Date.now() > Date.parse(failed.nextAttemptAt!), 10_000, 'back-off over');
-    await m.tick();
-    const ok = await m.view('broken.test');
-    assert.equal(ok.state, 'valid', JSON.stringify(ok));
-    assert.equal(ok.lastError, undefined);
-    assert.equal((await httpsGet(r!.router.httpsPort!, 'broken.test', await pebble!.rootPem())).status, 200);
-  });
-});
+      await pebble!.resolve('broken.test', '127.0.0.1');
+      await until(() => Date.now() > Date.parse(failed.nextAttemptAt!), 10_000, 'back-off over');
+      await m.tick();
+      const ok = await m.view('broken.test');
+      assert.equal(ok.state, 'valid', JSON.stringify(ok));
+      assert.equal(ok.lastError, undefined);
+      assert.equal((await httpsGet(r!.router.httpsPort!, 'broken.test', await pebble!.rootPem())).status, 200);
+    });
+  },
+);

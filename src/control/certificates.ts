@@ -130,7 +130,13 @@ export class CertificateManager {
     if (settings === undefined) throw fail.acmeNotConfigured({ host });
     if (this.#busy.has(host)) return this.view(host);
     this.#busy.add(host);
-    const before = (await this.#o.store.getCertificate(host)) ?? { host, source: 'acme' as const, state: 'pending' as const, attempts: 0, updatedAt: this.#now() };
+    const before = (await this.#o.store.getCertificate(host)) ?? {
+      host,
+      source: 'acme' as const,
+      state: 'pending' as const,
+      attempts: 0,
+      updatedAt: this.#now(),
+    };
     const tokens: string[] = [];
     try {
       const client = await this.#acmeClient(settings);

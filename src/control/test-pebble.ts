@@ -79,11 +79,29 @@ export async function startPebble(httpPort: number, tlsPort: number): Promise<Pe
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-days',
+        '2',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
     const [api, mgmt, dns, dnsMgmt] = [await freePort(), await freePort(), await freePort(), await freePort()];
     writeFileSync(
       join(dir, 'pebble.json'),
@@ -103,7 +121,22 @@ export async function startPebble(httpPort: number, tlsPort: number): Promise<Pe
     const logs = { dns: '', pebble: '' };
     const dnsChild = spawn(
       CHALLTESTSRV,
-      ['-dns01', `127.0.0.1:${dns}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-management', `127.0.0.1:${dnsMgmt}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
+      [
+        '-dns01',
+        `127.0.0.1:${dns}`,
+        '-http01',
+        '',
+        '-https01',
+        '',
+        '-tlsalpn01',
+        '',
+        '-management',
+        `127.0.0.1:${dnsMgmt}`,
+        '-defaultIPv4',
+        '127.0.0.1',
+        '-defaultIPv6',
+        '',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     children.push(dnsChild);
@@ -120,8 +153,14 @@ export async function startPebble(httpPort: number, tlsPort: number): Promise<Pe
     const directoryUrl = `https://127.0.0.1:${api}/dir`;
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const ok = await get(directoryUrl, apiCaPem).then((r) => r.status === 200, () => false);
-      const dnsUp = await get(`http://127.0.0.1:${dnsMgmt}/`).then(() => true, () => false);
+      const ok = await get(directoryUrl, apiCaPem).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      const dnsUp = await get(`http://127.0.0.1:${dnsMgmt}/`).then(
+        () => true,
+        () => false,
+      );
       if (ok && dnsUp) break;
       if (Date.now() > deadline || pebble.exitCode !== null || dnsChild.exitCode !== null) {
         await stop();

@@ -95,7 +95,9 @@ export const AppConfigSchema = Type.Object(
     https: Type.Optional(
       Type.Object(
         {
-          redirect: Type.Optional(Type.Boolean({ description: 'Answer http:// requests for the hosts with a 308 to https:// (once a certificate is served)' })),
+          redirect: Type.Optional(
+            Type.Boolean({ description: 'Answer http:// requests for the hosts with a 308 to https:// (once a certificate is served)' }),
+          ),
           hsts: Type.Optional(
             Type.Union([Type.Boolean(), Type.Integer({ minimum: 0, maximum: 63072000 })], {
               description: 'Strict-Transport-Security on HTTPS answers: true (max-age 1 year) or a max-age in seconds',
@@ -408,7 +410,12 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     env: { ...(input.env ?? {}) },
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),
     ...(input.https
-      ? { https: { redirect: input.https.redirect ?? false, hstsMaxAge: input.https.hsts === true ? 31536000 : input.https.hsts === false ? 0 : (input.https.hsts ?? 0) } }
+      ? {
+          https: {
+            redirect: input.https.redirect ?? false,
+            hstsMaxAge: input.https.hsts === true ? 31536000 : input.https.hsts === false ? 0 : (input.https.hsts ?? 0),
+          },
+        }
       : {}),
     replicas: input.replicas ?? autoscale?.min ?? 1,
     autoscale,

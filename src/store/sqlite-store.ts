@@ -1145,11 +1145,9 @@ export class SqliteStore implements Store {
     return r ? (r.key_sealed as string) : undefined;
   }
   async putAcmeAccountKey(directoryUrl: string, sealedKey: string, now: number): Promise<void> {
-    this.stmt('INSERT INTO acme_accounts (directory, key_sealed, created_at) VALUES (?, ?, ?) ON CONFLICT(directory) DO UPDATE SET key_sealed = excluded.key_sealed').run(
-      directoryUrl,
-      sealedKey,
-      now,
-    );
+    this.stmt(
+      'INSERT INTO acme_accounts (directory, key_sealed, created_at) VALUES (?, ?, ?) ON CONFLICT(directory) DO UPDATE SET key_sealed = excluded.key_sealed',
+    ).run(directoryUrl, sealedKey, now);
   }
 
   async putNodeRuntime(r: NodeRuntimeRecord): Promise<NodeRuntimeRecord> {

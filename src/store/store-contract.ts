@@ -142,8 +142,26 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       const { s, reopen } = await setup(t);
       assert.equal(await s.getCertificate('a.example'), undefined);
       await s.putCertificate({ host: 'b.example', source: 'acme', state: 'pending', attempts: 0, updatedAt: 1 });
-      await s.putCertificate({ host: 'a.example', source: 'user', certSealed: 'v1:c', keySealed: 'v1:k', issuer: 'Me', notAfter: 99, state: 'valid', attempts: 0, updatedAt: 2 });
-      await s.putCertificate({ host: 'b.example', source: 'acme', state: 'failed', lastError: 'challenge failed', attempts: 2, nextAttemptAt: 50, updatedAt: 3 });
+      await s.putCertificate({
+        host: 'a.example',
+        source: 'user',
+        certSealed: 'v1:c',
+        keySealed: 'v1:k',
+        issuer: 'Me',
+        notAfter: 99,
+        state: 'valid',
+        attempts: 0,
+        updatedAt: 2,
+      });
+      await s.putCertificate({
+        host: 'b.example',
+        source: 'acme',
+        state: 'failed',
+        lastError: 'challenge failed',
+        attempts: 2,
+        nextAttemptAt: 50,
+        updatedAt: 3,
+      });
       assert.deepEqual(
         (await s.listCertificates()).map((c) => [c.host, c.source, c.state, c.attempts, c.lastError, c.nextAttemptAt, c.keySealed]),
         [
@@ -158,7 +176,10 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
       assert.equal(await again.getAcmeAccountKey('https://other.test/dir'), undefined);
       assert.equal(await again.deleteCertificate('a.example'), true);
       assert.equal(await again.deleteCertificate('a.example'), false);
-      assert.deepEqual((await again.listCertificates()).map((c) => c.host), ['b.example']);
+      assert.deepEqual(
+        (await again.listCertificates()).map((c) => c.host),
+        ['b.example'],
+      );
     });
   });
 
