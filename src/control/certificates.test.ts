@@ -335,3 +335,99 @@ describe(
     });
   },
 );
+
+describe('certificates: back-off after failures, longer after a rate limit (a stand-in ACME server)', () => {
+  let dir: string;
+  let server: http.Server;
+  let base: string;
+  let accountPosts = 0;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'pilot-certs-rl-'));
+    // Just enough of RFC 8555 to reach newAccount, which answers as Let's Encrypt does when rate limited.
+    server = http.createServer((req, res) => {
+      req.resume();
+      const nonce = { 'replay-nonce': `n${Math.random().toString(36).slice(2)}` };
+      if (req.url === '/dir') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ newNonce: `${base}/nonce`, newAccount: `${base}/acct`, newOrder: `${base}/order` }));
+      } else if (req.url === '/missing') {
+        res.writeHead(404, { 'content-type': 'application/problem+json' });
+        res.end(JSON.stringify({ type: 'about:blank', detail: 'no such directory' }));
+      } else if (req.url === '/nonce') {
+        res.writeHead(200, nonce);
+        res.end();
+      } else {
+        accountPosts++;
+        res.writeHead(403, { 'content-type': 'application/problem+json', ...nonce });
+        res.end(
+          JSON.stringify({
+            type: 'urn:ietf:params:acme:error:rateLimited',
+            detail: 'too many new registrations (10) from this IP address in the last 3h0m0s',
+          }),
+        );
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    base = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a rate limit waits at least rateLimitedMs, with the reason in lastError; no new attempt before', async () => {
+    const store = new MemoryStore();
+    let now = Date.now();
+    const m = new CertificateManager({
+      store,
+      box: new SecretBox(join(dir, 'k1')),
+      certs: new CertificateStore(),
+      challenges: new AcmeChallenges(),
+      acme: { directoryUrl: `${base}/dir`, pollMs: 100 },
+      retryBaseMs: 1_000,
+      rateLimitedMs: 3_600_000,
+      now: () => now,
+    });
+    await m.want(['x.test']);
+    await m.tick();
+    const v = await m.view('x.test');
+    assert.equal(v.state, 'failed');
+    assert.match(v.lastError ?? '', /^rate limited by the CA: .*too many new registrations/);
+    assert.equal(Date.parse(v.nextAttemptAt!), now + 3_600_000);
+    const posts = accountPosts;
+    now += 30 * 60_000;
+    await m.tick();
+    assert.equal(accountPosts, posts, 'inside the wait: nothing sent to the CA');
+    now += 31 * 60_000;
+    await m.tick();
+    assert.ok(accountPosts > posts, 'after it: tried again');
+    assert.equal((await m.view('x.test')).attempts, 2);
+  });
+
+  it('a CA that refuses the directory: 1x, 2x, 4x the base, capped', async () => {
+    const store = new MemoryStore();
+    let now = Date.now();
+    const m = new CertificateManager({
+      store,
+      box: new SecretBox(join(dir, 'k2')),
+      certs: new CertificateStore(),
+      challenges: new AcmeChallenges(),
+      acme: { directoryUrl: `${base}/missing`, pollMs: 100 },
+      retryBaseMs: 1_000,
+      retryCapMs: 3_000,
+      now: () => now,
+    });
+    await m.want(['y.test']);
+    const waits: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      await m.tick();
+      const v = await m.view('y.test');
+      waits.push(Date.parse(v.nextAttemptAt!) - now);
+      now = Date.parse(v.nextAttemptAt!);
+    }
+    assert.deepEqual(waits, [1_000, 2_000, 3_000, 3_000]);
+    assert.match((await m.view('y.test')).lastError ?? '', /no such directory|404/);
+  });
+});

@@ -60,7 +60,9 @@ function acmeProblem(err: unknown): { rateLimited: boolean; message: string } {
   const e = err as { message?: unknown; type?: unknown; detail?: unknown };
   const message = typeof e?.message === 'string' ? e.message : String(err);
   const type = typeof e?.type === 'string' ? e.type : '';
-  return { rateLimited: type.endsWith(':rateLimited') || /rate ?limit/i.test(message), message: message.split('\n')[0]!.slice(0, 500) };
+  // acme-client keeps only the problem's detail; Let's Encrypt's rate-limit details say "too many …".
+  const rateLimited = type.endsWith(':rateLimited') || /rate ?limit|too many/i.test(message);
+  return { rateLimited, message: message.split('\n')[0]!.slice(0, 500) };
 }
 
 export class CertificateManager {
