@@ -199,6 +199,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     log: (line) => log.info(line),
   });
   await certManager.load();
+  if (httpsOpts && !embedded) log.warn('HTTPS is served by the embedded router only: the router process gets no certificates yet');
   const router = embedded
     ? await startRouter({
         host: opts.routerHost,
