@@ -480,6 +480,32 @@ imagesCmd
   .option('--tag <tag>', 'another tag for the image')
   .option('--force', 'rebuild even when the tag already names a base of this Node version')
   .action(action(async (o: { tag?: string; force?: boolean }, cmd: Command) => imagesBootstrapNode({ ...g(cmd), ...o })));
+const certsModule = () => import('./certs.js');
+const certsList = lazy(certsModule, 'certs');
+const certsSet = lazy(certsModule, 'certsSet');
+const certsRenew = lazy(certsModule, 'certsRenew');
+const certsRm = lazy(certsModule, 'certsRm');
+const certsCmd = program
+  .command('certs')
+  .description("HTTPS certificates of the apps' hosts: host, source, issuer, expiry, state, last error")
+  .action(action(async (_o: object, cmd: Command) => certsList(g(cmd))));
+certsCmd
+  .command('set')
+  .description('serve your own certificate for a host (checked: expired, key mismatch, wrong host are refused)')
+  .argument('<host>')
+  .option('--cert <file>', 'PEM certificate chain, leaf first')
+  .option('--key <file>', 'PEM private key')
+  .action(action(async (host: string, o: { cert?: string; key?: string }, cmd: Command) => certsSet(host, { ...g(cmd), ...o })));
+certsCmd
+  .command('renew')
+  .description('obtain a new certificate for the host through ACME now')
+  .argument('<host>')
+  .action(action(async (host: string, _o: object, cmd: Command) => certsRenew(host, g(cmd))));
+certsCmd
+  .command('rm')
+  .description("stop serving the host's certificate (an ACME host gets a new one at the next pass)")
+  .argument('<host>')
+  .action(action(async (host: string, _o: object, cmd: Command) => certsRm(host, g(cmd))));
 const volumesModule = () => import('./volumes.js');
 const volumesList = lazy(volumesModule, 'volumes');
 const volumesForget = lazy(volumesModule, 'volumesForget');

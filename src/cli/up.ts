@@ -63,6 +63,10 @@ export async function up(opts: UpOptions): Promise<void> {
     dest.end();
     process.exit(70);
   };
+  // HTTPS (PILOT_HTTPS_PORT) is served by the embedded router for now: the router process does not
+  // receive certificates yet, so with HTTPS on, traffic does not outlive the control plane.
+  const httpsOn = (process.env.PILOT_HTTPS_PORT ?? '') !== '';
+  if (httpsOn && routerKind === 'haproxy') throw fail.httpsWithHaproxy();
   const cp = await startControlPlane({
     home,
     host: opts.host,
@@ -72,22 +76,24 @@ export async function up(opts: UpOptions): Promise<void> {
     logger: log,
     logStats: () => dest.stats,
     ...(opts.trustedProxy ? { trustedProxies: opts.trustedProxy } : {}),
-    router: 'process',
+    router: httpsOn ? 'embedded' : 'process',
     freshDatabase: opts.freshDatabase ?? false,
     onFatal: fatal,
   });
-  let router;
-  try {
-    // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
-    const routerArgs = [
-      ...(opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]),
-      ...(routerKind === 'haproxy' ? ['--haproxy'] : []),
-    ];
-    router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
-  } catch (err) {
-    await cp.close();
-    throw err;
-  }
+  let router: { url: string; adopted: boolean; detach(): void };
+  if (httpsOn) router = { url: cp.routerUrl, adopted: false, detach: () => undefined };
+  else
+    try {
+      // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
+      const routerArgs = [
+        ...(opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]),
+        ...(routerKind === 'haproxy' ? ['--haproxy'] : []),
+      ];
+      router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
+    } catch (err) {
+      await cp.close();
+      throw err;
+    }
   writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: router.url, pid: process.pid }), { mode: 0o600 });
   let agent: Agent | undefined;
   if (opts.agent) {
@@ -105,7 +111,8 @@ export async function up(opts: UpOptions): Promise<void> {
   const lines = [
     `pilot is up (state in ${home})`,
     `  control plane  ${cp.apiUrl}`,
-    `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : 'its own process'})`,
+    `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : httpsOn ? 'in this process' : 'its own process'})`,
+    ...(cp.routerHttpsPort !== undefined ? [`  https          port ${cp.routerHttpsPort}   (certificates: \`pilot certs\`)`] : []),
     opts.agent ? `  agent          local (127.0.0.1)` : '  agent          none (start one with `pilot agent`)',
     `  log            ${opts.verbose ? 'stdout' : logFile}`,
   ];

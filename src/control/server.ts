@@ -48,6 +48,10 @@ import { registerRuntimeRoutes } from './runtime-routes.js';
 import { registerRegistryRoutes } from './registry-routes.js';
 import { registerVolumeRoutes } from './volume-routes.js';
 import { SecretBox } from '../store/secret-box.js';
+import { AcmeChallenges, CertificateStore, type HttpsPolicy } from '../router/tls.js';
+import { CertificateManager, type AcmeSettings } from './certificates.js';
+import { registerCertRoutes } from './cert-routes.js';
+import { readFileSync } from 'node:fs';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
 import { RunLedger } from '../cd/run-ledger.js';
@@ -81,6 +85,11 @@ export interface ControlPlaneOptions {
    * process (`pilot router`, started by `pilot up`) follows the table through /api/v1/router/sync.
    */
   router?: 'embedded' | 'process';
+  /**
+   * HTTPS on the embedded router: its port (PILOT_HTTPS_PORT) and automatic certificates through
+   * ACME (PILOT_ACME_DIRECTORY, PILOT_ACME_EMAIL, PILOT_ACME_CA_FILE). Absent: HTTP only.
+   */
+  https?: { port: number; acme?: AcmeSettings };
   /** Start with an empty database although state exists beside it (see assertStateConsistent). */
   freshDatabase?: boolean;
   /** The database cannot be used any more (damaged under us): the process must end, loudly. */
@@ -95,6 +104,8 @@ export interface ControlPlane {
   readonly apiUrl: string;
   /** The embedded router's URL; empty in router mode `process`. */
   readonly routerUrl: string;
+  /** The embedded router's HTTPS port, when HTTPS is on. */
+  readonly routerHttpsPort?: number;
   readonly adminToken: string;
   readonly adminTokenCreated: boolean;
   readonly joinToken: string;
@@ -176,8 +187,29 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const embedded = (opts.router ?? 'embedded') === 'embedded';
   // The embedded router's traffic figures, read by /api/v1/apps/:app/traffic (a router process serves its own).
   const traffic = embedded ? new RouterMetrics(registry) : undefined;
+  const httpsOpts = opts.https ?? httpsFromEnv();
+  const served = new CertificateStore();
+  const challenges = new AcmeChallenges();
+  const certManager = new CertificateManager({
+    store,
+    box,
+    certs: served,
+    challenges,
+    ...(httpsOpts?.acme ? { acme: httpsOpts.acme } : {}),
+    log: (line) => log.info(line),
+  });
+  await certManager.load();
+  if (httpsOpts && !embedded) log.warn('HTTPS is served by the embedded router only: the router process gets no certificates yet');
   const router = embedded
-    ? await startRouter({ host: opts.routerHost, port: opts.routerPort, table, metrics: traffic, trusted }).catch((err: unknown) => {
+    ? await startRouter({
+        host: opts.routerHost,
+        port: opts.routerPort,
+        table,
+        metrics: traffic,
+        trusted,
+        challenges,
+        ...(httpsOpts ? { https: { port: httpsOpts.port, certs: served } } : {}),
+      }).catch((err: unknown) => {
         store.close();
         throw listenError(err, 'router', opts.routerHost, opts.routerPort);
       })
@@ -345,6 +377,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerRuntimeRoutes(api, { store, blobs });
   registerRegistryRoutes(api, { store, box });
   registerVolumeRoutes(api, { store, reconciler });
+  registerCertRoutes(api, { certs: certManager });
   registerArtifactGcRoutes(api, { store, blobs, reconciler, settings: () => gcSettingsFromEnv() });
 
   try {
@@ -375,6 +408,26 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   checkpoint.unref();
   monitor.start();
   autoscaler.start();
+  // Certificates: every app host wants one when ACME is configured; each app's HTTPS options are the
+  // router's policy. One pass at a time; a failure is the host's (kept in `pilot certs`), never fatal.
+  let certPass: Promise<void> | undefined;
+  const certsOnce = (): void => {
+    certPass ??= (async () => {
+      const apps = await store.listApps();
+      const policies = new Map<string, HttpsPolicy>();
+      for (const a of apps) for (const h of a.config.hosts) if (a.config.https) policies.set(h, a.config.https);
+      served.setPolicies(policies);
+      if (httpsOpts?.acme) {
+        await certManager.want(apps.flatMap((a) => a.config.hosts));
+        await certManager.tick();
+      }
+    })()
+      .catch((err: unknown) => log.warn({ err }, 'certificate pass failed'))
+      .finally(() => (certPass = undefined));
+  };
+  certsOnce();
+  const certTimer = setInterval(certsOnce, envMs('PILOT_CERT_CHECK_MS', 60_000));
+  certTimer.unref();
   const worker = new RunWorker({
     store,
     ledger,
@@ -402,6 +455,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   return {
     apiUrl: `http://${opts.host}:${port}`,
     routerUrl: router?.url ?? '',
+    ...(router?.httpsPort !== undefined ? { routerHttpsPort: router.httpsPort } : {}),
     adminToken: admin.token,
     adminTokenCreated: admin.created,
     joinToken: join_.token,
@@ -413,6 +467,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       stopScrub();
       stopRetention();
       clearInterval(checkpoint);
+      clearInterval(certTimer);
+      await certPass;
       feed.release();
       await worker.stop();
       await autoscaler.stop();
@@ -470,4 +526,20 @@ function envMs(name: string, dflt: number): number {
   if (raw === undefined || raw.trim() === '') return dflt;
   const n = Number(raw);
   return Number.isFinite(n) && n >= 0 ? n : dflt;
+}
+
+/** HTTPS settings from the environment: PILOT_HTTPS_PORT turns it on; PILOT_ACME_DIRECTORY adds ACME. */
+function httpsFromEnv(): { port: number; acme?: AcmeSettings } | undefined {
+  const raw = process.env.PILOT_HTTPS_PORT;
+  if (raw === undefined || raw === '') return undefined;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw fail.invalidHttpsPort({ value: raw });
+  const directoryUrl = process.env.PILOT_ACME_DIRECTORY;
+  if (!directoryUrl) return { port };
+  const caFile = process.env.PILOT_ACME_CA_FILE;
+  const email = process.env.PILOT_ACME_EMAIL;
+  return {
+    port,
+    acme: { directoryUrl, ...(email ? { email } : {}), ...(caFile ? { caPem: readFileSync(caFile, 'utf8') } : {}) },
+  };
 }

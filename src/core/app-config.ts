@@ -92,6 +92,21 @@ export const AppConfigSchema = Type.Object(
         description: 'Extra Host names the router sends to this app (besides <name>.localhost)',
       }),
     ),
+    https: Type.Optional(
+      Type.Object(
+        {
+          redirect: Type.Optional(
+            Type.Boolean({ description: 'Answer http:// requests for the hosts with a 308 to https:// (once a certificate is served)' }),
+          ),
+          hsts: Type.Optional(
+            Type.Union([Type.Boolean(), Type.Integer({ minimum: 0, maximum: 63072000 })], {
+              description: 'Strict-Transport-Security on HTTPS answers: true (max-age 1 year) or a max-age in seconds',
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "HTTPS options of the app's hosts" },
+      ),
+    ),
     replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_REPLICAS })),
     autoscale: Type.Optional(AutoscaleSchema),
     constraints: Type.Optional(
@@ -213,6 +228,8 @@ export interface AppConfig {
   readonly port: number | undefined;
   readonly env: Readonly<Record<string, string>>;
   readonly hosts: readonly string[];
+  /** pilot.yaml `https`: redirect HTTP to HTTPS, HSTS max-age in seconds (0: none); absent in configs stored before it existed. */
+  readonly https?: { readonly redirect: boolean; readonly hstsMaxAge: number };
   readonly replicas: number;
   /** pilot.yaml `autoscale` (core/autoscale-config.ts); undefined: the count is set by `replicas` and `pilot scale`. */
   readonly autoscale?: AutoscaleSpec | undefined;
@@ -392,6 +409,14 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     port: input.port,
     env: { ...(input.env ?? {}) },
     hosts: [...(input.hosts ?? [])].map((h) => h.toLowerCase()),
+    ...(input.https
+      ? {
+          https: {
+            redirect: input.https.redirect ?? false,
+            hstsMaxAge: input.https.hsts === true ? 31536000 : input.https.hsts === false ? 0 : (input.https.hsts ?? 0),
+          },
+        }
+      : {}),
     replicas: input.replicas ?? autoscale?.min ?? 1,
     autoscale,
     resources: { cpu: input.resources?.cpu, memoryMb: memoryMb(input.resources?.memory) },

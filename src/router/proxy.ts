@@ -4,6 +4,7 @@
  * pool of every upstream that leaves the table so that the control plane can drain it.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
@@ -18,6 +19,7 @@ import { UpstreamPools } from './upstream-pools.js';
 import { proxyUpgrade, type UpgradeDeps } from './upgrade.js';
 import { pinnedRevision, type TrustedProxies } from './headers.js';
 import { affinityOf } from './sticky.js';
+import { ACME_CHALLENGE_PREFIX, hostOnly, TLS_CIPHERS, TLS_MIN_VERSION, type AcmeChallenges, type CertificateStore } from './tls.js';
 
 export interface RouterOptions {
   readonly host: string;
@@ -38,12 +40,21 @@ export interface RouterOptions {
   readonly closeGraceMs?: number;
   /** Proxies whose X-Forwarded-* / Forwarded / X-Real-IP are believed (headers.ts); none by default. */
   readonly trusted?: TrustedProxies;
+  /** An HTTPS listener beside HTTP, serving each host the certificate of `certs` its SNI names. */
+  readonly https?: {
+    readonly port: number;
+    readonly certs: CertificateStore;
+  };
+  /** The ACME HTTP-01 answers to give at /.well-known/acme-challenge/TOKEN (the control plane's). */
+  readonly challenges?: AcmeChallenges;
 }
 
 export interface Router {
   /** http://host:port of the listening router. */
   readonly url: string;
   readonly port: number;
+  /** The HTTPS listener's port, when `https` was given. */
+  readonly httpsPort?: number;
   /** Stop accepting, let requests in flight finish (up to the grace period), close every pool. */
   close(): Promise<void>;
   /** Requests (and open upgraded connections) in flight to this upstream; 0 once it is drained. */
@@ -90,6 +101,32 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     handle(req, res);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(upgradeDeps, req, socket, head));
+  const certs = opts.https?.certs;
+  const secure = certs
+    ? https.createServer(
+        {
+          minVersion: TLS_MIN_VERSION,
+          ciphers: TLS_CIPHERS,
+          // The certificate of the host the client names; none: the handshake fails (no default
+          // certificate is handed to a host it does not cover).
+          SNICallback: (servername, cb) => {
+            const ctx = certs.context(servername);
+            if (ctx) cb(null, ctx);
+            else cb(new Error(`no certificate for "${servername}"`));
+          },
+        },
+        (req, res) => {
+          active++;
+          res.once('close', () => {
+            if (--active === 0) onIdle?.();
+          });
+          handle(req, res);
+        },
+      )
+    : undefined;
+  secure?.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(upgradeDeps, req, socket, head));
+  // A failed handshake (no SNI, unknown host, old protocol) is the client's problem: just drop it.
+  secure?.on('tlsClientError', (_err, socket) => socket.destroy());
 
   function handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const startedAt = performance.now();
@@ -103,6 +140,29 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
       metrics.request('', undefined, 400, 0);
       return;
     }
+    if (opts.challenges && req.url.startsWith(ACME_CHALLENGE_PREFIX)) {
+      const answer = opts.challenges.get(req.url.slice(ACME_CHALLENGE_PREFIX.length));
+      if (answer !== undefined) {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(answer) });
+        res.end(answer);
+        return;
+      }
+    }
+    const encrypted = 'encrypted' in req.socket && req.socket.encrypted === true;
+    if (certs && host !== undefined) {
+      const name = hostOnly(host);
+      const policy = certs.policy(name);
+      if (policy !== undefined) {
+        if (!encrypted && policy.redirect === true && certs.has(name) && !req.url.startsWith(ACME_CHALLENGE_PREFIX)) {
+          const port = httpsPort === 443 ? '' : `:${httpsPort}`;
+          res.writeHead(308, { location: `https://${name}${port}${req.url}`, 'content-length': 0 });
+          res.end();
+          metrics.request(opts.table.lookup(host)?.app ?? '', undefined, 308, (performance.now() - startedAt) / 1000);
+          return;
+        }
+        if (encrypted && policy.hstsMaxAge) res.setHeader('strict-transport-security', `max-age=${policy.hstsMaxAge}`);
+      }
+    }
     const route = opts.table.lookup(host ?? '');
     if (route === undefined) {
       sendError(req.headers, res, unknownHost(host));
@@ -110,7 +170,6 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
       return;
     }
     const pin = pinnedRevision(req.headers);
-    const encrypted = 'encrypted' in req.socket && req.socket.encrypted === true;
     const affinity = affinityOf(route.sticky, req.headers, pin !== undefined, encrypted);
     const upstream = balancer.pick(route, pools.inflight, undefined, pin, affinity.bucket);
     if (upstream === undefined) {
@@ -131,14 +190,34 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     });
   });
   const port = (server.address() as AddressInfo).port;
+  let httpsPort = 0;
+  if (secure && opts.https) {
+    const wanted = opts.https.port;
+    await new Promise<void>((resolve, reject) => {
+      const failed = (err: Error) => {
+        server.close();
+        reject(err);
+      };
+      secure.once('error', failed);
+      secure.listen(wanted, opts.host, () => {
+        secure.off('error', failed);
+        resolve();
+      });
+    });
+    httpsPort = (secure.address() as AddressInfo).port;
+  }
   const urlHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   let closing: Promise<void> | undefined;
 
   async function close(): Promise<void> {
     unsubscribe();
     const grace = opts.closeGraceMs ?? 10_000;
-    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    const stopped = Promise.all([
+      new Promise<void>((resolve) => server.close(() => resolve())),
+      secure ? new Promise<void>((resolve) => secure.close(() => resolve())) : undefined,
+    ]);
     server.closeIdleConnections();
+    secure?.closeIdleConnections();
     // Requests in flight finish, up to the grace period; then every connection is cut.
     await new Promise<void>((resolve) => {
       if (active === 0) return resolve();
@@ -149,6 +228,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
       };
     });
     server.closeAllConnections();
+    secure?.closeAllConnections();
     for (const s of upgradeDeps.sockets) s.destroy();
     await Promise.all([stopped, pools.closeAll(grace)]);
   }
@@ -156,6 +236,7 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   return {
     url: `http://${urlHost}:${port}`,
     port,
+    ...(secure ? { httpsPort } : {}),
     close: () => (closing ??= close()),
     inflight: (id) => pools.inflight(id),
     inflightAll: () => pools.inflightAll(),

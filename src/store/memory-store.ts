@@ -41,6 +41,7 @@ import type {
   RolloutRecord,
   RunPatch,
   SecretRecord,
+  CertificateRecord,
   SecretScope,
   Store,
   VolumePlacement,
@@ -83,6 +84,9 @@ export interface MemoryState {
   /** Key `version\0platform`. */
   nodeRuntimes: Map<string, NodeRuntimeRecord>;
   artifacts: Map<string, ArtifactMeta>;
+  certificates: Map<string, CertificateRecord>;
+  /** ACME directory URL → sealed account key. */
+  acmeAccounts: Map<string, string>;
   // A new table is one more Map here (and in emptyMemoryState); backup and fromBackup carry every Map.
   /** Last ids given (AUTOINCREMENT: never reused, even after a delete). */
   seq: { rollout: number; run: number; registry: number; experiment?: number };
@@ -94,6 +98,8 @@ export interface MemoryState {
 export function emptyMemoryState(): MemoryState {
   return {
     apps: new Map(),
+    certificates: new Map(),
+    acmeAccounts: new Map(),
     revisions: new Map(),
     rollouts: new Map(),
     experiments: new Map(),
@@ -991,6 +997,26 @@ export class MemoryStore implements Store {
   }
 
   // secrets: values arrive sealed and are kept exactly as given
+
+  async putCertificate(c: CertificateRecord): Promise<void> {
+    this.open().certificates.set(c.host, { ...c });
+  }
+  async getCertificate(host: string): Promise<CertificateRecord | undefined> {
+    const c = this.open().certificates.get(host);
+    return c ? { ...c } : undefined;
+  }
+  async listCertificates(): Promise<CertificateRecord[]> {
+    return [...this.open().certificates.values()].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)).map((c) => ({ ...c }));
+  }
+  async deleteCertificate(host: string): Promise<boolean> {
+    return this.open().certificates.delete(host);
+  }
+  async getAcmeAccountKey(directoryUrl: string): Promise<string | undefined> {
+    return this.open().acmeAccounts.get(directoryUrl);
+  }
+  async putAcmeAccountKey(directoryUrl: string, sealedKey: string): Promise<void> {
+    this.open().acmeAccounts.set(directoryUrl, sealedKey);
+  }
 
   async setSecret(app: string, name: string, sealed: string, now: number, scope: SecretScope = 'run'): Promise<void> {
     this.open().secrets.set(key(app, name), { app, name, value: sealed, updatedAt: now, scope });

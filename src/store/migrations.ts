@@ -237,4 +237,28 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX experiments_app_id ON experiments (app, id);
   `,
+  // certificates: HTTPS certificates by host (control/certificates.ts): source 'acme' | 'user', the
+  // PEM chain and key sealed (store/secret-box.ts), state 'pending' | 'valid' | 'failed', the last
+  // error and the back-off (attempts, next_attempt_at); acme_accounts: the sealed account key per
+  // ACME directory URL
+  `
+  CREATE TABLE certificates (
+    host TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    cert_sealed TEXT,
+    key_sealed TEXT,
+    issuer TEXT,
+    not_after INTEGER,
+    state TEXT NOT NULL,
+    last_error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE acme_accounts (
+    directory TEXT PRIMARY KEY,
+    key_sealed TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];

@@ -21,6 +21,7 @@ import type {
   JoinTokenRecord,
   RegistryRecord,
   SecretRecord,
+  CertificateRecord,
   SecretScope,
   WebhookPush,
   AppRecord,
@@ -42,6 +43,22 @@ import { runChanged } from './store.js';
 import { planEventPayload } from './plan-event.js';
 
 type Row = Record<string, unknown>;
+
+function certificateFrom(r: Row): CertificateRecord {
+  return {
+    host: r.host as string,
+    source: r.source === 'user' ? 'user' : 'acme',
+    certSealed: opt<string>(r.cert_sealed),
+    keySealed: opt<string>(r.key_sealed),
+    issuer: opt<string>(r.issuer),
+    notAfter: opt<number>(r.not_after),
+    state: r.state === 'valid' ? 'valid' : r.state === 'failed' ? 'failed' : 'pending',
+    lastError: opt<string>(r.last_error),
+    attempts: r.attempts as number,
+    nextAttemptAt: opt<number>(r.next_attempt_at),
+    updatedAt: r.updated_at as number,
+  };
+}
 /** A stored config; fields added since it was written get their defaults (volumes: none). */
 function parseConfig(text: string): AppConfig {
   const c = JSON.parse(text) as AppConfig;
@@ -1090,6 +1107,47 @@ export class SqliteStore implements Store {
       updatedAt: r.updated_at as number,
       scope: r.scope === 'build' ? 'build' : 'run',
     }));
+  }
+
+  async putCertificate(c: CertificateRecord): Promise<void> {
+    this.stmt(
+      `INSERT INTO certificates (host, source, cert_sealed, key_sealed, issuer, not_after, state, last_error, attempts, next_attempt_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT(host) DO UPDATE SET source = excluded.source, cert_sealed = excluded.cert_sealed, key_sealed = excluded.key_sealed,
+         issuer = excluded.issuer, not_after = excluded.not_after, state = excluded.state, last_error = excluded.last_error,
+         attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at`,
+    ).run(
+      c.host,
+      c.source,
+      c.certSealed ?? null,
+      c.keySealed ?? null,
+      c.issuer ?? null,
+      c.notAfter ?? null,
+      c.state,
+      c.lastError ?? null,
+      c.attempts,
+      c.nextAttemptAt ?? null,
+      c.updatedAt,
+    );
+  }
+  async getCertificate(host: string): Promise<CertificateRecord | undefined> {
+    const r = this.stmt('SELECT * FROM certificates WHERE host = ?').get(host) as Row | undefined;
+    return r ? certificateFrom(r) : undefined;
+  }
+  async listCertificates(): Promise<CertificateRecord[]> {
+    return (this.stmt('SELECT * FROM certificates ORDER BY host').all() as Row[]).map(certificateFrom);
+  }
+  async deleteCertificate(host: string): Promise<boolean> {
+    return this.stmt('DELETE FROM certificates WHERE host = ?').run(host).changes > 0;
+  }
+  async getAcmeAccountKey(directoryUrl: string): Promise<string | undefined> {
+    const r = this.stmt('SELECT key_sealed FROM acme_accounts WHERE directory = ?').get(directoryUrl) as Row | undefined;
+    return r ? (r.key_sealed as string) : undefined;
+  }
+  async putAcmeAccountKey(directoryUrl: string, sealedKey: string, now: number): Promise<void> {
+    this.stmt(
+      'INSERT INTO acme_accounts (directory, key_sealed, created_at) VALUES (?, ?, ?) ON CONFLICT(directory) DO UPDATE SET key_sealed = excluded.key_sealed',
+    ).run(directoryUrl, sealedKey, now);
   }
 
   async putNodeRuntime(r: NodeRuntimeRecord): Promise<NodeRuntimeRecord> {

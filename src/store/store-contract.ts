@@ -137,6 +137,52 @@ export function storeContract(name: string, makeStore: () => Promise<StoreHarnes
     };
   }
 
+  describe(`store contract: ${name}: certificates`, () => {
+    it('keeps certificates by host (replaced whole, listed by host, survive a reopen) and ACME account keys by directory', async (t) => {
+      const { s, reopen } = await setup(t);
+      assert.equal(await s.getCertificate('a.example'), undefined);
+      await s.putCertificate({ host: 'b.example', source: 'acme', state: 'pending', attempts: 0, updatedAt: 1 });
+      await s.putCertificate({
+        host: 'a.example',
+        source: 'user',
+        certSealed: 'v1:c',
+        keySealed: 'v1:k',
+        issuer: 'Me',
+        notAfter: 99,
+        state: 'valid',
+        attempts: 0,
+        updatedAt: 2,
+      });
+      await s.putCertificate({
+        host: 'b.example',
+        source: 'acme',
+        state: 'failed',
+        lastError: 'challenge failed',
+        attempts: 2,
+        nextAttemptAt: 50,
+        updatedAt: 3,
+      });
+      assert.deepEqual(
+        (await s.listCertificates()).map((c) => [c.host, c.source, c.state, c.attempts, c.lastError, c.nextAttemptAt, c.keySealed]),
+        [
+          ['a.example', 'user', 'valid', 0, undefined, undefined, 'v1:k'],
+          ['b.example', 'acme', 'failed', 2, 'challenge failed', 50, undefined],
+        ],
+      );
+      await s.putAcmeAccountKey('https://acme.test/dir', 'v1:account', 4);
+      const again = await reopen();
+      assert.equal((await again.getCertificate('a.example'))?.notAfter, 99);
+      assert.equal(await again.getAcmeAccountKey('https://acme.test/dir'), 'v1:account');
+      assert.equal(await again.getAcmeAccountKey('https://other.test/dir'), undefined);
+      assert.equal(await again.deleteCertificate('a.example'), true);
+      assert.equal(await again.deleteCertificate('a.example'), false);
+      assert.deepEqual(
+        (await again.listCertificates()).map((c) => c.host),
+        ['b.example'],
+      );
+    });
+  });
+
   describe(`store contract: ${name}: apps`, () => {
     it("creates an app with its config's replicas, no active revision and no source, listed by name", async (t) => {
       const { s } = await setup(t);

@@ -67,6 +67,31 @@ export type EnqueueResult =
   | { readonly outcome: 'queued'; readonly run: RunRecord; readonly superseded: readonly number[] }
   | { readonly outcome: 'duplicate-delivery' | 'duplicate-commit'; readonly run: RunRecord };
 
+/** Where a host's certificate comes from: ACME (issued and renewed by Pilot) or the user. */
+export type CertificateSource = 'acme' | 'user';
+/** pending: not issued yet; valid: served; failed: the last attempt failed (a valid one may still be served). */
+export type CertificateState = 'pending' | 'valid' | 'failed';
+
+/** A host's HTTPS certificate (control/certificates.ts). */
+export interface CertificateRecord {
+  readonly host: string;
+  readonly source: CertificateSource;
+  /** Sealed PEM chain (leaf first) and sealed private key; absent until one is issued. */
+  readonly certSealed?: string;
+  readonly keySealed?: string;
+  readonly issuer?: string;
+  /** Expiry of the stored certificate, ms since epoch. */
+  readonly notAfter?: number;
+  readonly state: CertificateState;
+  /** The last failure's message (kept until an attempt succeeds). */
+  readonly lastError?: string;
+  /** Failed attempts in a row (the back-off's exponent). */
+  readonly attempts: number;
+  /** Not before this time is the next attempt made (ms since epoch). */
+  readonly nextAttemptAt?: number;
+  readonly updatedAt: number;
+}
+
 export interface SecretRecord {
   readonly name: string;
   /** Sealed value. */
@@ -396,6 +421,14 @@ export interface Store {
   setSecret(app: string, name: string, sealed: string, now: number, scope?: SecretScope): Promise<void>;
   deleteSecret(app: string, name: string): Promise<boolean>;
   listSecrets(app: string): Promise<SecretRecord[]>;
+
+  // certificates (HTTPS; sealed values) and the ACME account key per directory URL (sealed)
+  putCertificate(rec: CertificateRecord): Promise<void>;
+  getCertificate(host: string): Promise<CertificateRecord | undefined>;
+  listCertificates(): Promise<CertificateRecord[]>;
+  deleteCertificate(host: string): Promise<boolean>;
+  getAcmeAccountKey(directoryUrl: string): Promise<string | undefined>;
+  putAcmeAccountKey(directoryUrl: string, sealedKey: string, now: number): Promise<void>;
   // container registries (password sealed); see control/registry-routes.ts
   putRegistry(r: RegistryRecord): Promise<void>;
   deleteRegistry(url: string): Promise<boolean>;

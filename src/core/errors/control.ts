@@ -468,4 +468,24 @@ export const controlErrors = {
     message: (p: { app: string }) => `app "${p.app}" runs no experiment`,
     hint: (p: { app: string }) => `Start one with \`pilot experiment start ${p.app} --variant b=REV --split 50\`.`,
   },
+  certificateNotFound: {
+    code: 'not_found',
+    message: (p: { host: string }) => `no certificate for host "${p.host}"`,
+    hint: 'List certificates with `pilot certs`; a host gets one when an app lists it in `hosts:` (or with `pilot certs set`).',
+  },
+  acmeNotConfigured: {
+    code: 'bad_request',
+    message: (p: { host: string }) => `cannot obtain a certificate for host "${p.host}": no ACME directory is configured`,
+    hint: 'Start the server with PILOT_ACME_DIRECTORY (e.g. https://acme-v02.api.letsencrypt.org/directory) and PILOT_HTTPS_PORT, or give a certificate with `pilot certs set`.',
+  },
+  certificateUploadInvalid: {
+    code: 'bad_request',
+    message: (p: { problem: string }) => `certificate upload refused: ${p.problem}`,
+    hint: 'Send JSON { "cert": "<PEM chain, leaf first>", "key": "<PEM private key>" } (`pilot certs set HOST --cert FILE --key FILE`).',
+  },
+  invalidHttpsPort: {
+    code: 'bad_request',
+    message: (p: { value: string }) => `PILOT_HTTPS_PORT=${JSON.stringify(p.value)} is not a port number`,
+    hint: 'Set PILOT_HTTPS_PORT to a port 1-65535 (0: any free port), or unset it for HTTP only.',
+  },
 } as const satisfies ErrorEntries;

@@ -73,4 +73,29 @@ export const routerErrors = {
     // The control plane asks with a window it has checked: no hint for a user here.
     message: (p: { problem: string }) => p.problem,
   },
+  certificateUnreadable: {
+    code: 'bad_request',
+    message: (p: { host: string; what: string }) => `the ${p.what} given for host "${p.host}" is not a readable PEM ${p.what}`,
+    hint: 'Give the certificate (leaf first, then its chain) and its private key as PEM files, e.g. `pilot certs set HOST --cert fullchain.pem --key privkey.pem`.',
+  },
+  certificateKeyMismatch: {
+    code: 'bad_request',
+    message: (p: { host: string }) => `the private key given for host "${p.host}" does not belong to its certificate`,
+    hint: 'Give the key the certificate was issued for (compare `openssl x509 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`).',
+  },
+  certificateWrongHost: {
+    code: 'bad_request',
+    message: (p: { host: string; names: string }) => `the certificate given for host "${p.host}" does not cover it (it names ${p.names})`,
+    hint: 'Give a certificate whose subjectAltName lists the host (or a matching wildcard).',
+  },
+  certificateExpired: {
+    code: 'bad_request',
+    message: (p: { host: string; notAfter: string }) => `the certificate given for host "${p.host}" expired at ${p.notAfter}`,
+    hint: 'Renew it with its issuer, or drop it and let Pilot obtain one automatically through ACME.',
+  },
+  certificateNotYetValid: {
+    code: 'bad_request',
+    message: (p: { host: string; notBefore: string }) => `the certificate given for host "${p.host}" is not valid before ${p.notBefore}`,
+    hint: "Check this machine's clock, or wait until the certificate's validity starts.",
+  },
 } as const satisfies ErrorEntries;
