@@ -11,12 +11,13 @@ import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
-import { type PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
 import { SqliteStore } from '../store/sqlite-store.js';
+import { listenError } from '../core/listen-error.js';
 import { LOCAL_ROUTER, TableFeed } from '../router/table-feed.js';
 import type { RevisionTraffic } from '../router/metrics.js';
 import { readRouterFile } from '../router/router-process.js';
@@ -465,15 +466,6 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
   } catch {
     return '';
   }
-}
-
-/** A failed listen, said plainly: which part, which address, and what to do. */
-function listenError(err: unknown, what: string, host: string, port: number): PilotError {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') return fail.listenPortInUse({ what, host, port });
-  if (code === 'EACCES') return fail.listenPermissionDenied({ what, host, port });
-  if (code === 'EADDRNOTAVAIL') return fail.listenAddressNotLocal({ what, host });
-  return fail.listenFailed({ what, host, port, message: (err as Error).message }, { cause: err });
 }
 
 /** A non-negative number of milliseconds from the environment, or the default. */

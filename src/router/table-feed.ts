@@ -121,7 +121,7 @@ export class TableFeed {
   inflight(id: string): number {
     let sum = 0;
     for (const router of this.#expected) if (!this.#reports.has(router)) sum += this.#count(id, undefined);
-    for (const [router, r] of this.#live()) sum += this.#count(id, r);
+    for (const [, r] of this.#live()) sum += this.#count(id, r);
     return sum;
   }
 
