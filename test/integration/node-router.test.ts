@@ -25,7 +25,8 @@ const nodes = [
   { name: 'n2', address: '127.0.0.3', home: '', port: 0, proc: undefined as ChildProcess | undefined },
 ];
 
-// The app that makes a drain observable: POST /slow answers after 1.5 s, and SIGTERM ends the
+// The app that makes a drain observable: POST /slow answers after 4 s (longer than the
+// app's 1 s drainMs), and SIGTERM ends the
 // process at once (no graceful close): a request still in flight when it is stopped fails.
 const EDGE_SERVER = `import { createServer } from 'node:http';
 const revision = process.env.PILOT_REVISION ?? 'dev';
@@ -33,7 +34,7 @@ const server = createServer((req, res) => {
   if (req.url === '/healthz') return res.end('ok');
   if (req.method === 'POST' && req.url === '/slow') {
     req.resume();
-    req.on('end', () => setTimeout(() => res.end('slow ' + revision), 1500));
+    req.on('end', () => setTimeout(() => res.end('slow ' + revision), 4000));
     return;
   }
   res.end(JSON.stringify({ app: 'edge', revision }));
@@ -77,7 +78,9 @@ function loops(): { stop: () => Promise<void>; ok: () => number; failures: strin
   };
   const running = nodes.flatMap((n) => {
     const r = `${n.address}:${n.port}`;
-    return [one(r, 'hello.localhost', 'GET', '/'), one(r, 'edge.localhost', 'GET', '/'), one(r, 'edge.localhost', 'POST', '/slow')];
+    // Three slow POSTs at a time per router: both edge instances have one in flight on each router at any moment, most likely.
+    const slow = [1, 2, 3].map(() => one(r, 'edge.localhost', 'POST', '/slow'));
+    return [one(r, 'hello.localhost', 'GET', '/'), one(r, 'edge.localhost', 'GET', '/'), ...slow];
   });
   return {
     stop: async () => {
