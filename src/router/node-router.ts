@@ -18,7 +18,7 @@
  *   start and sent only in the sync body (TLS between nodes is the operator's, as for the agent API).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -57,6 +57,7 @@ export async function startNodeRouter(o: {
   const { log } = o;
   const dir = nodeRouterDir(o.agentHome);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700); // made earlier with another mode (by hand, an older version): private all the same
   const table = new RoutingTable();
   const saved = loadTable(dir, log);
   const admitted = admitRoutes(saved.routes);
