@@ -26,7 +26,6 @@ export interface UpOptions {
   freshDatabase?: boolean;
 }
 
-
 export async function up(opts: UpOptions): Promise<void> {
   const home = pilotHome();
   mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o700 });

@@ -58,7 +58,12 @@ describe('POST /api/v1/router/sync', () => {
     registerRouterRoutes(app, { feed, tokens: () => ['pilot_router_t'], nodeByCredential: async (t) => nodes.get(t) });
     try {
       const sync = (token: string, payload: object) =>
-        app.inject({ method: 'POST', url: '/api/v1/router/sync', payload, headers: { authorization: `Bearer ${token}`, 'x-pilot-routes': '2' } });
+        app.inject({
+          method: 'POST',
+          url: '/api/v1/router/sync',
+          payload,
+          headers: { authorization: `Bearer ${token}`, 'x-pilot-routes': '2' },
+        });
       const traffic = { url: 'http://127.0.0.2:4567', token: 'a-token-of-24-characters' };
       const first = await sync('pilot_node_secret_a', { version: '', waitMs: 0, traffic });
       assert.equal(first.statusCode, 200);
@@ -71,7 +76,10 @@ describe('POST /api/v1/router/sync', () => {
       assert.equal((await sync('pilot_node_secret_b', { version: v, inflight: { 'hello-1-a': 9 } })).statusCode, 401);
       const none = await app.inject({ method: 'POST', url: '/api/v1/router/sync', payload: { version: v } });
       assert.equal(none.statusCode, 401);
-      const bad = await sync('pilot_node_secret_a', { version: v, traffic: { url: 'file:///etc/passwd', token: 'a-token-of-24-characters' } });
+      const bad = await sync('pilot_node_secret_a', {
+        version: v,
+        traffic: { url: 'file:///etc/passwd', token: 'a-token-of-24-characters' },
+      });
       assert.equal(bad.statusCode, 400);
       assert.equal(feed.inflight('hello-1-a'), 2);
       // The router token's traffic field is ignored (the local router is read through router.json).

@@ -26,7 +26,9 @@ interface Sync {
 }
 
 /** A stand-in control plane: answers each sync with `answer()` and records what it was sent. */
-async function fakeControlPlane(answer: (s: Sync) => { status: number; body: unknown }): Promise<{ url: string; syncs: Sync[]; close: () => Promise<void> }> {
+async function fakeControlPlane(
+  answer: (s: Sync) => { status: number; body: unknown },
+): Promise<{ url: string; syncs: Sync[]; close: () => Promise<void> }> {
   const syncs: Sync[] = [];
   const server = http.createServer((req, res) => {
     let text = '';
@@ -81,22 +83,30 @@ describe('node router', () => {
     const b = await upstream('b', '127.0.0.3');
     const agentHome = home();
     mkdirSync(join(agentHome, 'router'), { recursive: true });
-    writeFileSync(join(agentHome, 'router', 'table.json'), JSON.stringify({ version: 'old.1', routes: [routeOf('shop', ['shop.localhost'], [a.upstream('shop')])] }));
+    writeFileSync(
+      join(agentHome, 'router', 'table.json'),
+      JSON.stringify({ version: 'old.1', routes: [routeOf('shop', ['shop.localhost'], [a.upstream('shop')])] }),
+    );
     const cp = await fakeControlPlane((s) =>
-      s.body.version === 'e.1' ? { status: 200, body: { version: 'e.1' } } : { status: 200, body: { version: 'e.1', routes: [routeOf('shop', ['shop.localhost'], [b.upstream('shop')])] } },
+      s.body.version === 'e.1'
+        ? { status: 200, body: { version: 'e.1' } }
+        : { status: 200, body: { version: 'e.1', routes: [routeOf('shop', ['shop.localhost'], [b.upstream('shop')])] } },
     );
     cleanup.push(() => cp.close());
-    let credential: string | undefined;
-    const { r, pool } = await started({ agentHome, host: '127.0.0.1', port: 0, servers: [cp.url], credential: () => credential, log });
+    const node: { credential?: string } = {}; // the agent registers later
+    const { r, pool } = await started({ agentHome, host: '127.0.0.1', port: 0, servers: [cp.url], credential: () => node.credential, log });
     assert.equal(JSON.parse((await send(pool, 'shop.localhost')).text).name, 'a', 'the saved table, at once');
     await new Promise((res) => setTimeout(res, 700));
     assert.equal(cp.syncs.length, 0, 'no credential: nothing is sent');
-    credential = 'pilot_node_credential_1';
+    node.credential = 'pilot_node_credential_1';
     await until(() => cp.syncs.length > 0, 10_000, 'a sync');
     assert.equal(cp.syncs[0]!.auth, 'Bearer pilot_node_credential_1');
     assert.equal(cp.syncs[0]!.body.version, 'old.1');
     assert.equal(cp.syncs[0]!.body.traffic?.url, r.trafficUrl);
-    await eventually(async () => (JSON.parse((await send(pool, 'shop.localhost')).text) as { name: string }).name === 'b', 'the new table in force');
+    await eventually(
+      async () => (JSON.parse((await send(pool, 'shop.localhost')).text) as { name: string }).name === 'b',
+      'the new table in force',
+    );
     const file = join(agentHome, 'router', 'table.json');
     assert.equal(statSync(file).mode & 0o777, 0o600);
     assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version, 'e.1');

@@ -79,7 +79,13 @@ describe('TableFeed', () => {
     assert.equal(feed.inflight('x'), 4);
     feed.report(feed.version, {}, 'node:b');
     assert.equal(feed.inflight('x'), 0);
-    assert.deepEqual(feed.routers().map((r) => r.id).sort(), ['local', 'node:a', 'node:b']);
+    assert.deepEqual(
+      feed
+        .routers()
+        .map((r) => r.id)
+        .sort(),
+      ['local', 'node:a', 'node:b'],
+    );
   });
 
   it('without an expected router (embedded), counts only routers that reported', () => {

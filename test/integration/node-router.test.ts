@@ -116,8 +116,17 @@ describe('a router on every node', { timeout: 420_000 }, () => {
     await git(hello, 'commit', '-qam', 'two replicas');
     const edge = h.track(tempDir('edge'));
     mkdirSync(edge, { recursive: true });
-    writeFileSync(join(edge, 'package.json'), JSON.stringify({ name: 'edge', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }));
-    const lock = { name: 'edge', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'edge', version: '1.0.0' } } };
+    writeFileSync(
+      join(edge, 'package.json'),
+      JSON.stringify({ name: 'edge', version: '1.0.0', private: true, type: 'module', scripts: { start: 'node server.js' } }),
+    );
+    const lock = {
+      name: 'edge',
+      version: '1.0.0',
+      lockfileVersion: 3,
+      requires: true,
+      packages: { '': { name: 'edge', version: '1.0.0' } },
+    };
     writeFileSync(join(edge, 'package-lock.json'), JSON.stringify(lock));
     writeFileSync(join(edge, 'server.js'), EDGE_SERVER);
     writeFileSync(join(edge, 'pilot.yaml'), 'name: edge\nhealth:\n  path: /healthz\n  interval: 1s\nreplicas: 2\n');
@@ -133,7 +142,9 @@ describe('a router on every node', { timeout: 420_000 }, () => {
     }
     for (const n of nodes) {
       for (const host of ['hello.localhost', 'edge.localhost']) {
-        await waitFor(`${n.name}'s router to serve ${host}`, async () => ((await get(`${n.address}:${n.port}`, host)).status === 200 ? true : undefined));
+        await waitFor(`${n.name}'s router to serve ${host}`, async () =>
+          (await get(`${n.address}:${n.port}`, host)).status === 200 ? true : undefined,
+        );
       }
       const unknown = await get(`${n.address}:${n.port}`, 'nobody.localhost');
       assert.equal(unknown.status, 404);
@@ -175,7 +186,10 @@ describe('a router on every node', { timeout: 420_000 }, () => {
     const fromN1 = await request(`http://${nodes[0]!.address}:${nodes[0]!.port}/`, { headers: { host: 'hello.localhost' } });
     await fromN1.body.text();
     const t2 = (await h.apiCall('GET', '/api/v1/apps/hello/traffic?window=5m')).json;
-    assert.equal((t2.revisions as any[]).reduce((s, x) => s + x.requests, 0), served + 1);
+    assert.equal(
+      (t2.revisions as any[]).reduce((s, x) => s + x.requests, 0),
+      served + 1,
+    );
   });
 
   it('keeps serving every app on both nodes with the control plane killed (kill -9)', async () => {
