@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { fail } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
@@ -13,7 +13,6 @@ import { pilotHome } from './context.js';
 import { secretFrom } from './secret-input.js';
 import { port } from './port-flag.js';
 import { listenError } from '../core/listen-error.js';
-import { startNodeRouter } from '../router/node-router.js';
 
 // key=value, the key as the agent protocol allows it (LABEL_KEY without its anchors).
 const LABEL_ARG = new RegExp(`^(${LABEL_KEY.slice(1, -1)})=(\\S{0,63})$`);
@@ -26,6 +25,24 @@ function nodeCredential(file: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The node router, loaded only when asked for: an agent without one stays small. */
+async function startRouterOnNode(agentHome: string, host: string, routerPort: number, server: string, log: Logger) {
+  const { startNodeRouter } = await import('../router/node-router.js');
+  return startNodeRouter({
+    agentHome,
+    host,
+    port: routerPort,
+    servers: server
+      .split(',')
+      .map((s) => s.trim().replace(/\/+$/, ''))
+      .filter((s) => s !== ''),
+    credential: () => nodeCredential(join(agentHome, 'node.json')),
+    log: log.child({ part: 'router' }),
+  }).catch((err: unknown) => {
+    throw listenError(err, 'router', host, routerPort);
+  });
 }
 
 export async function agent(opts: {
@@ -62,22 +79,8 @@ export async function agent(opts: {
   const agentHome = join(pilotHome(), 'agent');
   // The node router starts first, from its saved table: it serves even when the control plane is
   // down and the agent cannot register yet (router/node-router.ts).
-  const router =
-    routerPort === undefined
-      ? undefined
-      : await startNodeRouter({
-          agentHome,
-          host: opts.routerHost ?? opts.address,
-          port: routerPort,
-          servers: server
-            .split(',')
-            .map((s) => s.trim().replace(/\/+$/, ''))
-            .filter((s) => s !== ''),
-          credential: () => nodeCredential(join(agentHome, 'node.json')),
-          log: log.child({ part: 'router' }),
-        }).catch((err: unknown) => {
-          throw listenError(err, 'router', opts.routerHost ?? opts.address, routerPort);
-        });
+  const routerHost = opts.routerHost ?? opts.address;
+  const router = routerPort === undefined ? undefined : await startRouterOnNode(agentHome, routerHost, routerPort, server, log);
   if (router) process.stdout.write(`router listening on ${router.url}\n`);
   const a = new Agent({
     server: server.replace(/\/+$/, ''),
