@@ -160,4 +160,37 @@ describe('node router', () => {
     refuse = false;
     await eventually(async () => (await send(pool, 'shop.localhost')).status === 200, 'the table once the control plane accepts');
   });
+
+  it('two node routers fed the same table put every sticky key on the same variant, and split by the same weights', async () => {
+    const a = await upstream('a', '127.0.0.2');
+    const b = await upstream('b', '127.0.0.3');
+    const split = {
+      ...routeOf('shop', ['shop.localhost'], [a.upstream('shop', 1), b.upstream('shop', 2)], { 1: 70, 2: 30 }),
+      sticky: { by: { cookie: 'pilot_ab' }, seed: 'shop/exp-1' },
+    };
+    const plain = routeOf('plain', ['plain.localhost'], [a.upstream('plain', 1), b.upstream('plain', 2)], { 1: 90, 2: 10 });
+    const cp = await fakeControlPlane((s) =>
+      s.body.version === 'e.1'
+        ? { status: 200, body: { version: 'e.1' } }
+        : { status: 200, body: { version: 'e.1', routes: [split, plain] } },
+    );
+    cleanup.push(() => cp.close());
+    const one = await started({ agentHome: home(), host: '127.0.0.2', port: 0, servers: [cp.url], credential: () => 'n1', log });
+    const two = await started({ agentHome: home(), host: '127.0.0.3', port: 0, servers: [cp.url], credential: () => 'n2', log });
+    for (const r of [one, two]) await eventually(async () => (await send(r.pool, 'plain.localhost')).status === 200, 'the table');
+    const name = (x: { text: string }): string => (JSON.parse(x.text) as { name: string }).name;
+    let onB = 0;
+    for (let i = 0; i < 200; i++) {
+      const cookie = `pilot_ab=user-${i}-${'x'.repeat(i % 7)}`;
+      const [x, y] = await Promise.all([one, two].map((r) => send(r.pool, 'shop.localhost', { headers: { cookie } })));
+      assert.equal(name(x!), name(y!), `key ${i} goes to one variant on both routers`);
+      if (name(x!) === 'b') onB++;
+    }
+    assert.ok(onB > 30 && onB < 90, `about 30 % of 200 keys on b: ${onB}`);
+    for (const r of [one, two]) {
+      const names: string[] = [];
+      for (let i = 0; i < 100; i++) names.push(name(await send(r.pool, 'plain.localhost')));
+      assert.equal(names.filter((n) => n === 'b').length, 10, 'exactly 10 of 100 by smooth weighted round-robin');
+    }
+  });
 });
