@@ -1,7 +1,8 @@
 /** `pilot agent --server URL --token JOIN`: run this machine as a node of a Pilot fleet. */
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { fail } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
@@ -10,9 +11,39 @@ import { LogDestination } from '../control/log-destination.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { pilotHome } from './context.js';
 import { secretFrom } from './secret-input.js';
+import { port } from './port-flag.js';
+import { listenError } from '../core/listen-error.js';
 
 // key=value, the key as the agent protocol allows it (LABEL_KEY without its anchors).
 const LABEL_ARG = new RegExp(`^(${LABEL_KEY.slice(1, -1)})=(\\S{0,63})$`);
+
+/** The node's credential from node.json, once the agent has registered. */
+function nodeCredential(file: string): string | undefined {
+  try {
+    const c = (JSON.parse(readFileSync(file, 'utf8')) as { credential?: unknown }).credential;
+    return typeof c === 'string' && c !== '' ? c : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The node router, loaded only when asked for: an agent without one stays small. */
+async function startRouterOnNode(agentHome: string, host: string, routerPort: number, server: string, log: Logger) {
+  const { startNodeRouter } = await import('../router/node-router.js');
+  return startNodeRouter({
+    agentHome,
+    host,
+    port: routerPort,
+    servers: server
+      .split(',')
+      .map((s) => s.trim().replace(/\/+$/, ''))
+      .filter((s) => s !== ''),
+    credential: () => nodeCredential(join(agentHome, 'node.json')),
+    log: log.child({ part: 'router' }),
+  }).catch((err: unknown) => {
+    throw listenError(err, 'router', host, routerPort);
+  });
+}
 
 export async function agent(opts: {
   server?: string;
@@ -21,6 +52,8 @@ export async function agent(opts: {
   name?: string;
   address: string;
   label?: string[];
+  routerPort?: string;
+  routerHost?: string;
 }): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
@@ -39,12 +72,20 @@ export async function agent(opts: {
     if (!m) throw fail.invalidLabel({ l });
     labels[m[1]!] = m[2]!;
   }
+  const routerPort = opts.routerPort === undefined ? undefined : port(opts.routerPort, '--router-port');
+  if (opts.routerHost !== undefined && routerPort === undefined) throw fail.routerHostWithoutPort();
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
   installProcessGuards(log);
+  const agentHome = join(pilotHome(), 'agent');
+  // The node router starts first, from its saved table: it serves even when the control plane is
+  // down and the agent cannot register yet (router/node-router.ts).
+  const routerHost = opts.routerHost ?? opts.address;
+  const router = routerPort === undefined ? undefined : await startRouterOnNode(agentHome, routerHost, routerPort, server, log);
+  if (router) process.stdout.write(`router listening on ${router.url}\n`);
   const a = new Agent({
     server: server.replace(/\/+$/, ''),
     joinToken: token,
-    home: join(pilotHome(), 'agent'),
+    home: agentHome,
     name,
     address: opts.address,
     log,
@@ -53,7 +94,10 @@ export async function agent(opts: {
   await a.start();
   process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);
   if (a.isolationReport.reason) process.stdout.write(`warning: app isolation incomplete: ${a.isolationReport.reason}\n`);
-  const stop = (): void => void a.close().then(() => process.exit(0));
+  const stop = (): void =>
+    void Promise.all([a.close(), router?.close()])
+      .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'stopping'))
+      .then(() => process.exit(0));
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 }

@@ -220,7 +220,16 @@ program
   .option('--name <name>', 'node name (default: hostname)')
   .option('--address <address>', 'address the router reaches this node on', '127.0.0.1')
   .option('--label <key=value>', 'a node label for constraints (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
-  .action(action(async (o: { name?: string; address: string; label?: string[] }, cmd: Command) => agent({ ...o, ...g(cmd) })));
+  .option(
+    '--router-port <port>',
+    'run a router on this node on PORT: it answers for every app, and keeps serving while the control plane is away',
+  )
+  .option('--router-host <host>', "the node router's address (default: --address)")
+  .action(
+    action(async (o: { name?: string; address: string; label?: string[]; routerPort?: string; routerHost?: string }, cmd: Command) =>
+      agent({ ...o, ...g(cmd) }),
+    ),
+  );
 
 program
   .command('run')

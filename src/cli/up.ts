@@ -10,6 +10,7 @@ import { LogDestination } from '../control/log-destination.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { startControlPlane } from '../control/server.js';
 import { fail } from '../core/errors.js';
+import { port } from './port-flag.js';
 import { pilotHome } from './context.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { superviseRouter } from './router-supervisor.js';
@@ -27,14 +28,6 @@ export interface UpOptions {
   freshDatabase?: boolean;
   /** What serves app traffic in the router process: pilot (embedded router) or haproxy. */
   router?: string;
-}
-
-function port(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    throw fail.invalidPortFlag({ flag, value });
-  }
-  return n;
 }
 
 export async function up(opts: UpOptions): Promise<void> {

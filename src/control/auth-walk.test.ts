@@ -28,6 +28,10 @@ const EXCEPTIONS: Record<string, { allowed: readonly Who[]; why: string }> = {
   'GET /api/v1/artifacts/:digest/meta': { allowed: ['node', 'admin'], why: 'agents read artifact metadata' },
   'HEAD /api/v1/artifacts/:digest/meta': { allowed: ['node', 'admin'], why: 'agents read artifact metadata' },
   'POST /api/v1/artifacts/:digest/verify': { allowed: ['node', 'admin'], why: 'an agent reports a download that did not match its digest' },
+  'POST /api/v1/router/sync': {
+    allowed: ['node', 'admin'],
+    why: "a node's router reads the routing table with its node's credential (the router token too)",
+  },
   'POST /hooks/github/:app': { allowed: [], why: "signed with the app's webhook secret: no bearer token opens it" },
 };
 

@@ -49,4 +49,50 @@ describe('POST /api/v1/router/sync', () => {
       await app.close();
     }
   });
+
+  it("takes a node's credential as that node's router: its in-flight counts and traffic endpoint, never another's", async () => {
+    const feed = new TableFeed({ expected: [] });
+    feed.set(routes);
+    const app = Fastify();
+    const nodes = new Map([['pilot_node_secret_a', { id: 'a' }]]);
+    registerRouterRoutes(app, { feed, tokens: () => ['pilot_router_t'], nodeByCredential: async (t) => nodes.get(t) });
+    try {
+      const sync = (token: string, payload: object) =>
+        app.inject({
+          method: 'POST',
+          url: '/api/v1/router/sync',
+          payload,
+          headers: { authorization: `Bearer ${token}`, 'x-pilot-routes': '2' },
+        });
+      const traffic = { url: 'http://127.0.0.2:4567', token: 'a-token-of-24-characters' };
+      const first = await sync('pilot_node_secret_a', { version: '', waitMs: 0, traffic });
+      assert.equal(first.statusCode, 200);
+      assert.deepEqual(first.json<{ routes: Route[] }>().routes, routes);
+      assert.deepEqual(feed.routers(), [{ id: 'node:a', traffic }]);
+      const v = first.json<{ version: string }>().version;
+      assert.equal((await sync('pilot_node_secret_a', { version: v, waitMs: 0, inflight: { 'hello-1-a': 2 }, traffic })).statusCode, 200);
+      assert.equal(feed.inflight('hello-1-a'), 2);
+      // Unknown credential, no credential, a hostile traffic URL: refused, nothing recorded.
+      assert.equal((await sync('pilot_node_secret_b', { version: v, inflight: { 'hello-1-a': 9 } })).statusCode, 401);
+      const none = await app.inject({ method: 'POST', url: '/api/v1/router/sync', payload: { version: v } });
+      assert.equal(none.statusCode, 401);
+      const bad = await sync('pilot_node_secret_a', {
+        version: v,
+        traffic: { url: 'file:///etc/passwd', token: 'a-token-of-24-characters' },
+      });
+      assert.equal(bad.statusCode, 400);
+      assert.equal(feed.inflight('hello-1-a'), 2);
+      // The router token's traffic field is ignored (the local router is read through router.json).
+      await sync('pilot_router_t', { version: v, waitMs: 0, inflight: {}, traffic });
+      assert.deepEqual(
+        feed.routers().map((r) => [r.id, r.traffic?.url]),
+        [
+          ['node:a', traffic.url],
+          ['local', undefined],
+        ],
+      );
+    } finally {
+      await app.close();
+    }
+  });
 });

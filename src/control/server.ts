@@ -11,16 +11,18 @@ import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
-import { type PilotError, fail } from '../core/errors.js';
+import { fail } from '../core/errors.js';
 import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
 import { SqliteStore } from '../store/sqlite-store.js';
-import { TableFeed } from '../router/table-feed.js';
+import { listenError } from '../core/listen-error.js';
+import { LOCAL_ROUTER, TableFeed } from '../router/table-feed.js';
+import type { RevisionTraffic } from '../router/metrics.js';
 import { readRouterFile } from '../router/router-process.js';
 import { registerRouterRoutes } from './router-routes.js';
-import { registerTrafficRoutes, routerProcessTraffic } from './traffic-routes.js';
+import { nodeRouterTraffic, registerTrafficRoutes, routerProcessTraffic } from './traffic-routes.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { request } from 'undici';
@@ -28,7 +30,7 @@ import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
 import { registerAppRoutes } from './app-routes.js';
 import { registerExperimentRoutes } from './experiment-routes.js';
 import { gcIntervalFromEnv, gcSettingsFromEnv, registerArtifactGcRoutes, startArtifactGcTimer } from './artifact-gc.js';
-import { bearer, loadOrCreateToken, tokensEqual } from '../api/auth.js';
+import { bearer, hashToken, loadOrCreateToken, tokensEqual } from '../api/auth.js';
 import { installErrorHandling } from './http-errors.js';
 import { diskStatus } from '../disk/disk.js';
 import { NodeMonitor } from './node-monitor.js';
@@ -183,8 +185,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const table = new RoutingTable();
-  const feed = new TableFeed();
   const embedded = (opts.router ?? 'embedded') === 'embedded';
+  // The router process on this machine always counts for drains; node routers once they sync.
+  const feed = new TableFeed({ expected: embedded ? [] : [LOCAL_ROUTER] });
   // The embedded router's traffic figures, read by /api/v1/apps/:app/traffic (a router process serves its own).
   const traffic = embedded ? new RouterMetrics(registry) : undefined;
   const httpsOpts = opts.https ?? httpsFromEnv();
@@ -215,13 +218,22 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       })
     : undefined;
   // The feed always follows the table (routers in their own process, here or elsewhere, read it);
-  // in-flight counts come from the embedded router, else from what the router process reports.
+  // in-flight counts are the embedded router's plus what the routers in their own processes report
+  // (the router process, node routers: a drain waits for all of them).
   const sink = {
     set: (routes: Parameters<RoutingTable['set']>[0]) => {
       if (router) table.set(routes);
       feed.set(routes);
     },
-    inflight: (id: string) => (router ? router.inflight(id) : feed.inflight(id)),
+    inflight: (id: string) => (router ? router.inflight(id) : 0) + feed.inflight(id),
+  };
+  // Traffic figures: the embedded router's or the router process's, plus every node router's.
+  const trafficSource = async (ms: number, app?: string): Promise<RevisionTraffic[]> => {
+    const own = traffic ? traffic.traffic(ms, app) : await routerProcessTraffic(opts.home, routerToken.token, ms, app);
+    const theirs = await Promise.all(
+      feed.routers().flatMap((r) => (r.traffic === undefined ? [] : [nodeRouterTraffic(r.id, r.traffic, ms, app)])),
+    );
+    return [...own, ...theirs.flat()];
   };
   const reconciler = new Reconciler(store, sink, log.child({ part: 'reconciler' }), {
     intervalMs: opts.reconcileIntervalMs ?? 250,
@@ -229,8 +241,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     crashLoopRestarts: 3,
     onFatal: opts.onFatal,
     // Canary analysis reads the same figures as /api/v1/apps/:app/traffic.
-    traffic: (ms, app) =>
-      traffic ? Promise.resolve(traffic.traffic(ms, app)) : routerProcessTraffic(opts.home, routerToken.token, ms, app),
+    traffic: (ms, app) => trafficSource(ms, app),
   });
   const monitor = new NodeMonitor(
     store,
@@ -312,9 +323,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     void reply.type(registry.contentType);
     return (await registry.metrics()) + (router ? '' : await routerProcessMetrics(opts.home, routerToken.token));
   });
-  registerRouterRoutes(api, { feed, tokens: () => [routerToken.token, admin.token] });
-  const trafficSource = async (ms: number, app?: string) =>
-    traffic ? traffic.traffic(ms, app) : routerProcessTraffic(opts.home, routerToken.token, ms, app);
+  registerRouterRoutes(api, {
+    feed,
+    tokens: () => [routerToken.token, admin.token],
+    nodeByCredential: (token) => store.getNodeByCredentialHash(hashToken(token)),
+  });
   registerTrafficRoutes(api, { store, source: trafficSource });
   const cpu = new CpuMeter();
   const autoscaler = new Autoscaler({
@@ -509,15 +522,6 @@ async function routerProcessMetrics(home: string, token: string): Promise<string
   } catch {
     return '';
   }
-}
-
-/** A failed listen, said plainly: which part, which address, and what to do. */
-function listenError(err: unknown, what: string, host: string, port: number): PilotError {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'EADDRINUSE') return fail.listenPortInUse({ what, host, port });
-  if (code === 'EACCES') return fail.listenPermissionDenied({ what, host, port });
-  if (code === 'EADDRNOTAVAIL') return fail.listenAddressNotLocal({ what, host });
-  return fail.listenFailed({ what, host, port, message: (err as Error).message }, { cause: err });
 }
 
 /** A non-negative number of milliseconds from the environment, or the default. */

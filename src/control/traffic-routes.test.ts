@@ -111,3 +111,48 @@ describe('traffic routes', () => {
     });
   });
 });
+
+describe("a node router's figures", () => {
+  it('are read at the URL with the token it sent, and a router that does not answer is `unavailable` naming its node', async () => {
+    const http = await import('node:http');
+    const { LATENCY_LAYOUT, emptySummary } = await import('../core/traffic-window.js');
+    const { nodeRouterTraffic } = await import('./traffic-routes.js');
+    const server = http.createServer((req, res) => {
+      if (req.headers.authorization !== 'Bearer the-token-of-this-router') return void res.writeHead(401).end();
+      const rows = [
+        { app: 'shop', revision: 2, summary: emptySummary(60_000) },
+        { app: 'shop', revision: 'two', summary: {} }, // a malformed row is not believed
+      ];
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ layout: LATENCY_LAYOUT, windowMs: 60_000, revisions: rows }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.2', r));
+    const url = `http://127.0.0.2:${(server.address() as { port: number }).port}`;
+    try {
+      const rows = await nodeRouterTraffic('node:n1', { url, token: 'the-token-of-this-router' }, 60_000, 'shop');
+      assert.deepEqual(
+        rows.map((r) => [r.app, r.revision]),
+        [['shop', 2]],
+      );
+      await assert.rejects(
+        nodeRouterTraffic('node:n1', { url, token: 'another-token-entirely' }, 60_000),
+        (err: { code?: string; message: string }) => {
+          assert.equal(err.code, 'unavailable');
+          assert.match(err.message, /router of node n1 .* answered 401/);
+          return true;
+        },
+      );
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    await assert.rejects(
+      nodeRouterTraffic('node:n2', { url, token: 'the-token-of-this-router' }, 60_000),
+      (err: { code?: string; message: string }) => {
+        assert.equal(err.code, 'unavailable');
+        assert.match(err.message, /router of node n2 \(http:\/\/127\.0\.0\.2:\d+\) gave no traffic figures/);
+        return true;
+      },
+    );
+  });
+});

@@ -7,12 +7,14 @@
  *     └─► summaries per (app, revision) ─► merged by revision (several routers) ─► figures
  *
  * The router is asked at each request (pull): nothing is stored, and a router process that does not
- * answer is a 503 `unavailable` naming it, never figures that silently drop its traffic.
+ * answer is a 503 `unavailable` naming it, never figures that silently drop its traffic. So are the
+ * node routers (`pilot agent --router-port`) that synced within the last minute, at the traffic URL
+ * and token each sent with its sync.
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { request } from 'undici';
-import { fail } from '../core/errors.js';
+import { fail, PilotError } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import {
   emptySummary,
@@ -98,21 +100,39 @@ export function registerTrafficRoutes(api: FastifyInstance, deps: { store: Store
 export async function routerProcessTraffic(home: string, token: string, ms: number, app?: string): Promise<RevisionTraffic[]> {
   const info = readRouterFile(home);
   if (!info) throw fail.noRouterProcess({ home });
-  const qs = new URLSearchParams({ window: `${ms}ms`, ...(app === undefined ? {} : { app }) });
-  let answer: unknown;
   try {
-    const res = await request(`${info.admin}/traffic?${qs}`, {
-      headers: { authorization: `Bearer ${token}` },
-      headersTimeout: 2000,
-      bodyTimeout: 2000,
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw new Error(`it answered ${res.statusCode}`);
-    answer = JSON.parse(text);
+    return readAnswer(await askTraffic(info.admin, token, ms, app));
   } catch (err) {
+    if (err instanceof PilotError) throw err;
     throw fail.routerGaveNoTraffic({ pid: info.pid, admin: info.admin, message: (err as Error).message });
   }
-  return readAnswer(answer);
+}
+
+/** A node router's figures, at the URL and with the token it sent with its sync (`router` is its feed id, node:ID). */
+export async function nodeRouterTraffic(
+  router: string,
+  at: { url: string; token: string },
+  ms: number,
+  app?: string,
+): Promise<RevisionTraffic[]> {
+  try {
+    return readAnswer(await askTraffic(at.url, at.token, ms, app));
+  } catch (err) {
+    if (err instanceof PilotError) throw err;
+    throw fail.nodeRouterGaveNoTraffic({ node: router.replace(/^node:/, ''), url: at.url, message: (err as Error).message });
+  }
+}
+
+async function askTraffic(base: string, token: string, ms: number, app: string | undefined): Promise<unknown> {
+  const qs = new URLSearchParams({ window: `${ms}ms`, ...(app === undefined ? {} : { app }) });
+  const res = await request(`${base}/traffic?${qs}`, {
+    headers: { authorization: `Bearer ${token}` },
+    headersTimeout: 2000,
+    bodyTimeout: 2000,
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`it answered ${res.statusCode}`);
+  return JSON.parse(text);
 }
 
 /** Only well-formed rows of a router's answer are believed; a router of another version (other bin layout) is refused. */

@@ -19,13 +19,12 @@
  *   the control plane's /metrics includes them; so are the live traffic figures (GET /traffic,
  *   traffic-endpoint.ts), which the control plane's /api/v1/apps/:app/traffic reads.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { request } from 'undici';
 import { bearer, tokensEqual } from '../api/auth.js';
 import { readStartTime } from '../os/proc.js';
 import { RouterMetrics } from './metrics.js';
@@ -33,7 +32,7 @@ import { startRouter } from './proxy.js';
 import { serveTraffic, TRAFFIC_PATH } from './traffic-endpoint.js';
 import { TrustedProxies } from './headers.js';
 import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
-import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
+import { followControlPlane, loadTable, writeAtomic } from './table-sync.js';
 
 /** The embedded router as a DataPlane; it follows `table` itself. */
 async function embedded(
@@ -62,40 +61,12 @@ export interface RouterProcessFile {
 
 export const routerDir = (home: string): string => join(home, 'router');
 export const routerFile = (home: string): string => join(routerDir(home), 'router.json');
-const tableFile = (home: string): string => join(routerDir(home), 'table.json');
 
 export function readRouterFile(home: string): RouterProcessFile | undefined {
   try {
     return JSON.parse(readFileSync(routerFile(home), 'utf8')) as RouterProcessFile;
   } catch {
     return undefined;
-  }
-}
-
-function writeAtomic(file: string, text: string): void {
-  writeFileSync(file + '.tmp', text, { mode: 0o600 });
-  renameSync(file + '.tmp', file);
-}
-
-/**
- * The table saved by the last run. One saved by a router before weighted backends is converted
- * (legacy-table.ts) with a log line; an unreadable one is ignored with a log line: start empty, the
- * control plane sends a table at the first poll.
- */
-function loadTable(home: string, log: Logger): { version: string | undefined; routes: Route[] } {
-  try {
-    const saved = JSON.parse(readFileSync(tableFile(home), 'utf8')) as { version?: unknown; routes?: unknown };
-    if (!Array.isArray(saved.routes)) {
-      log.warn('saved routing table has no list of routes; starting empty');
-      return { version: undefined, routes: [] };
-    }
-    const { routes, converted } = fromLegacyRoutes(saved.routes as unknown[]);
-    if (converted > 0) log.info({ routes: converted }, 'saved routing table is in the shape before weighted backends; converted');
-    return { version: typeof saved.version === 'string' ? saved.version : undefined, routes };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-      log.warn({ err: (err as Error).message }, 'saved routing table unreadable; starting empty');
-    return { version: undefined, routes: [] };
   }
 }
 
@@ -126,8 +97,7 @@ export async function runRouterProcess(o: {
   const { home, log } = o;
   mkdirSync(routerDir(home), { recursive: true, mode: 0o700 });
   const table = new RoutingTable();
-  const saved = loadTable(home, log);
-  let version = saved.version;
+  const saved = loadTable(routerDir(home), log);
   const admitted = admitRoutes(saved.routes);
   if (admitted.problems.length > 0) log.warn({ problems: admitted.problems }, 'parts of the saved routing table left out');
   table.set(admitted.routes);
@@ -205,45 +175,21 @@ export async function runRouterProcess(o: {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 
-  let lastError: string | undefined;
-  while (!closed) {
-    if (!existsSync(routerDir(home))) {
+  await followControlPlane({
+    dir: routerDir(home),
+    table,
+    version: saved.version,
+    target: () => ({ api: (JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { api: string }).api, token: token() }),
+    inflight: () => router.inflightAll(),
+    ...(o.dataPlane ? { onTable: (routes: readonly Route[]) => router.apply(routes) } : {}),
+    log,
+    signal: abort.signal,
+    isClosed: () => closed,
+    keepGoing: () => {
+      if (existsSync(routerDir(home))) return true;
       log.warn('$PILOT_HOME/router is gone: stopping');
       stop();
-      break;
-    }
-    try {
-      const server = JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { api: string };
-      const inflight = await router.inflightAll();
-      // Draining upstreams need fresh counts: poll briefly while anything is in flight.
-      const waitMs = Object.keys(inflight).length > 0 ? 200 : 20_000;
-      const res = await request(`${server.api}/api/v1/router/sync`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json', [ROUTES_FORMAT_HEADER]: ROUTES_FORMAT },
-        body: JSON.stringify({ version: version ?? '', waitMs, inflight }),
-        headersTimeout: waitMs + 10_000,
-        bodyTimeout: 10_000,
-        signal: abort.signal,
-      });
-      const body = (await res.body.json()) as { version?: string; routes?: unknown; error?: { message?: string } };
-      if (res.statusCode !== 200) throw new Error(`control plane answered ${res.statusCode}: ${body.error?.message ?? ''}`);
-      if (Array.isArray(body.routes) && body.version) {
-        // An older control plane answers in the shape before weighted backends.
-        const { routes, problems } = admitRoutes(fromLegacyRoutes(body.routes as unknown[]).routes);
-        if (problems.length > 0) log.warn({ problems }, 'parts of the routing table left out');
-        table.set(routes);
-        if (o.dataPlane) await router.apply(routes);
-        version = body.version;
-        writeAtomic(tableFile(home), JSON.stringify({ version, routes }));
-      }
-      if (lastError !== undefined) log.info('control plane reachable again');
-      lastError = undefined;
-    } catch (err) {
-      if (closed) break;
-      const msg = (err as Error).message;
-      if (msg !== lastError) log.warn({ err: msg }, 'cannot reach the control plane; serving the last routing table');
-      lastError = msg;
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
+      return false;
+    },
+  });
 }

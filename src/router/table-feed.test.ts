@@ -62,4 +62,49 @@ describe('TableFeed', () => {
     feed.report('deadbeef.99', {});
     assert.equal(feed.inflight('x'), 1);
   });
+
+  it('sums the in-flight counts of every router, each confirmed at the removing version', () => {
+    const feed = new TableFeed();
+    feed.set(route(['x', 'y']));
+    feed.report(feed.version, { x: 1 });
+    feed.report(feed.version, { x: 2 }, 'node:a');
+    feed.report(feed.version, {}, 'node:b');
+    assert.equal(feed.inflight('x'), 3);
+    feed.set(route(['y']));
+    // local and node:a answered at the new version, node:b has not: it may still send to x.
+    feed.report(feed.version, {});
+    feed.report(feed.version, {}, 'node:a');
+    assert.equal(feed.inflight('x'), 1, 'node:b has not applied the table without x yet');
+    feed.report(feed.version, { x: 4 }, 'node:b');
+    assert.equal(feed.inflight('x'), 4);
+    feed.report(feed.version, {}, 'node:b');
+    assert.equal(feed.inflight('x'), 0);
+    assert.deepEqual(
+      feed
+        .routers()
+        .map((r) => r.id)
+        .sort(),
+      ['local', 'node:a', 'node:b'],
+    );
+  });
+
+  it('without an expected router (embedded), counts only routers that reported', () => {
+    const feed = new TableFeed({ expected: [] });
+    feed.set(route(['x']));
+    feed.set(route([]));
+    assert.equal(feed.inflight('x'), 0, 'no router process: the embedded router counts for itself');
+    feed.report('', {}, 'node:a'); // a node router without any table yet
+    assert.equal(feed.inflight('x'), 1);
+  });
+
+  it('forgets a node router silent for longer than staleMs, never the expected one', async () => {
+    const feed = new TableFeed({ staleMs: 50 });
+    feed.set(route(['x']));
+    feed.set(route([]));
+    feed.report('deadbeef.1', { x: 3 }, 'node:gone', { url: 'http://127.0.0.2:1', token: 't' });
+    assert.equal(feed.inflight('x'), 1 + 3);
+    await new Promise((r) => setTimeout(r, 120));
+    assert.equal(feed.inflight('x'), 1, 'the local router process still counts (it has not reported)');
+    assert.deepEqual(feed.routers(), []);
+  });
 });

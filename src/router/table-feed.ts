@@ -10,14 +10,39 @@
  * requests until the router has applied v. So `inflight(id)` is the router's report only once that
  * report was made at version ≥ v; before that the upstream counts as busy (1), and the drain waits
  * (bounded by the reconciler's maxDrainMs).
+ *
+ * Several routers (the router process, one router per node: node-router.ts) each report under an
+ * id of their own, and `inflight(id)` is the sum of their counts, each by the rule above. The
+ * routers named in `expected` (the local router process: 'local') always count, reported or not;
+ * any other router counts from its first report until it has been silent for `staleMs` (a router
+ * polls at least every 20 s: one that stopped syncing is a dead node, or cut off from this control
+ * plane, and must not hold drains forever).
  */
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { routeUpstreams, type Route } from '../core/routes.js';
 
 export interface FeedAnswer {
   readonly version: string;
   /** Present when the asker's version differs from the current one. */
   readonly routes?: readonly Route[];
+}
+
+/** The id of the router process on the control plane's machine (router token). */
+export const LOCAL_ROUTER = 'local';
+
+/** Where the control plane reads a router's traffic figures (GET /traffic with the bearer token). */
+export interface RouterTrafficEndpoint {
+  readonly url: string;
+  readonly token: string;
+}
+
+interface Report {
+  epoch: string;
+  n: number;
+  inflight: Record<string, number>;
+  at: number;
+  traffic?: RouterTrafficEndpoint | undefined;
 }
 
 export class TableFeed {
@@ -28,8 +53,15 @@ export class TableFeed {
   readonly #waiters = new Set<() => void>();
   /** Upstream id → the version number that removed it from the table. */
   readonly #removedAt = new Map<string, number>();
-  #report: { epoch: string; n: number; inflight: Record<string, number> } | undefined;
+  readonly #reports = new Map<string, Report>();
+  readonly #expected: ReadonlySet<string>;
+  readonly #staleMs: number;
   #published = false;
+
+  constructor(o: { expected?: readonly string[]; staleMs?: number } = {}) {
+    this.#expected = new Set(o.expected ?? [LOCAL_ROUTER]);
+    this.#staleMs = o.staleMs ?? 60_000;
+  }
 
   get version(): string {
     return `${this.#epoch}.${this.#n}`;
@@ -75,17 +107,39 @@ export class TableFeed {
     return version !== this.version && this.#published ? { version: this.version, routes: this.#routes } : { version: this.version };
   }
 
-  /** What the router said it has in flight, at the table version it had applied. */
-  report(version: string, inflight: Record<string, number>): void {
+  /**
+   * What a router said it has in flight, at the table version it had applied. A version that is not
+   * `<epoch>.<n>` (a router that has no table yet) still marks the router as present.
+   */
+  report(version: string, inflight: Record<string, number>, router = LOCAL_ROUTER, traffic?: RouterTrafficEndpoint): void {
     const [epoch, n] = version.split('.');
-    if (epoch === undefined || n === undefined || !/^\d+$/.test(n)) return;
-    this.#report = { epoch, n: Number(n), inflight };
+    const known = epoch !== undefined && n !== undefined && /^\d+$/.test(n);
+    this.#reports.set(router, { epoch: known ? epoch : '', n: known ? Number(n) : 0, inflight, at: performance.now(), traffic });
   }
 
-  /** Requests in flight to this upstream, as far as the router has confirmed (see the file comment). */
+  /** Requests in flight to this upstream, summed over the routers, as far as each has confirmed (see the file comment). */
   inflight(id: string): number {
+    let sum = 0;
+    for (const router of this.#expected) if (!this.#reports.has(router)) sum += this.#count(id, undefined);
+    for (const [, r] of this.#live()) sum += this.#count(id, r);
+    return sum;
+  }
+
+  /** The routers that report to this control plane (the expected ones, and others heard from within `staleMs`). */
+  routers(): { id: string; traffic?: RouterTrafficEndpoint | undefined }[] {
+    return [...this.#live()].map(([id, r]) => ({ id, traffic: r.traffic }));
+  }
+
+  *#live(): Iterable<[string, Report]> {
+    const now = performance.now();
+    for (const [router, r] of this.#reports) {
+      if (this.#expected.has(router) || now - r.at <= this.#staleMs) yield [router, r];
+      else this.#reports.delete(router);
+    }
+  }
+
+  #count(id: string, r: Report | undefined): number {
     const removed = this.#removedAt.get(id);
-    const r = this.#report;
     if (removed === undefined) return r?.epoch === this.#epoch ? (r.inflight[id] ?? 0) : 0;
     if (r === undefined || r.epoch !== this.#epoch || r.n < removed) return Math.max(1, r?.inflight[id] ?? 0);
     return r.inflight[id] ?? 0;

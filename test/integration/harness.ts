@@ -195,10 +195,16 @@ export class Harness {
   }
 
   /** Start `pilot agent` as a separate node with its own $PILOT_HOME, joined to this harness's server. */
-  async startAgent(name: string, address: string, home: string, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
+  async startAgent(
+    name: string,
+    address: string,
+    home: string,
+    extraEnv: Record<string, string> = {},
+    more: { args?: readonly string[]; until?: string } = {},
+  ): Promise<ChildProcess> {
     const join_ = readFileSync(join(this.home, 'join-token'), 'utf8').trim();
     // The join token through the environment, as the README says: on argv it would show in ps.
-    const p = spawn(process.execPath, [PILOT, 'agent', '--server', this.api, '--name', name, '--address', address], {
+    const p = spawn(process.execPath, [PILOT, 'agent', '--server', this.api, '--name', name, '--address', address, ...(more.args ?? [])], {
       cwd: ROOT,
       env: { ...this.env(extraEnv), PILOT_HOME: home, PILOT_JOIN_TOKEN: join_ },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -211,7 +217,7 @@ export class Harness {
     p.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor(`agent ${name} to join`, () => {
       if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}: ${out}`);
-      return out.includes('joined') || undefined;
+      return out.includes(more.until ?? 'joined') || undefined;
     });
     return p;
   }

@@ -110,6 +110,11 @@ export const cliErrors = {
     code: 'invalid_argument',
     message: (p: { flag: string; value: string }) => `${p.flag} must be a port number from 0 to 65535 (got ${JSON.stringify(p.value)})`,
   },
+  routerHostWithoutPort: {
+    code: 'invalid_argument',
+    message: '--router-host needs --router-port',
+    hint: 'Run the node router with `pilot agent … --router-port 80` (and --router-host ADDRESS to bind another address than --address).',
+  },
   logsNeedsTarget: {
     code: 'invalid_argument',
     message: 'name an app (`pilot logs APP`) or a run (`pilot logs --run N`)',

@@ -32,7 +32,7 @@ export const controlErrors = {
   invalidRouterToken: {
     code: 'unauthorized',
     message: 'missing or invalid router token',
-    hint: 'A router authenticates with $PILOT_HOME/router-token.',
+    hint: "A router authenticates with $PILOT_HOME/router-token; a node's router (pilot agent --router-port) with its node's credential.",
   },
   appNotFound: {
     code: 'app_not_found',
@@ -369,6 +369,12 @@ export const controlErrors = {
     message: (p: { pid: number; admin: string; message: string }) =>
       `the router process (pid ${p.pid}, ${p.admin}) gave no traffic figures: ${p.message}`,
     hint: ROUTER_PROCESS_HINT,
+  },
+  nodeRouterGaveNoTraffic: {
+    code: 'unavailable',
+    message: (p: { node: string; url: string; message: string }) =>
+      `the router of node ${p.node} (${p.url}) gave no traffic figures: ${p.message}`,
+    hint: 'A node router that synced within the last minute is asked for its figures; check that the node answers on its router address (`pilot nodes`), or stop the node router (`pilot agent` without --router-port): the control plane forgets a silent router after 60 s.',
   },
   cannotPlace: {
     code: 'unschedulable',
