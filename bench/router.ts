@@ -37,6 +37,10 @@ import { LegacyPromMetrics } from './legacy-prom-metrics.js';
 import { RoutingTable } from '../src/router/routing-table.js';
 import { waitListening } from './net-util.js';
 import { allocatePort } from '../src/os/ports.js';
+import { pino } from 'pino';
+import { DEFAULT_HAPROXY_BIN, HaproxyRouter } from '../src/haproxy/haproxy-router.js';
+
+const HAPROXY = process.env['PILOT_HAPROXY_BIN'] ?? DEFAULT_HAPROXY_BIN;
 
 const HOST = 'bench.localhost';
 const BODY = 'hello from the upstream\n';
@@ -94,6 +98,54 @@ function spawnRole(args: string[], script = fileURLToPath(import.meta.url)): Pro
     child.once('exit', (code) => reject(new Error(`${args[0]} exited with ${code}`)));
     child.stdout!.once('data', (c: Buffer) => resolve({ child, port: (JSON.parse(c.toString()) as { port: number }).port }));
   });
+}
+
+/** A plain HAProxy with a minimal hand-written config (keep-alive both sides) and `threads` threads; undefined if absent. */
+async function startPlainHaproxy(
+  upstreamPort: number,
+  threads: number,
+): Promise<{ child: ChildProcess; port: number; dir: string } | undefined> {
+  if (spawnSync(HAPROXY, ['-v']).error !== undefined) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-haproxy-'));
+  const port = await allocatePort('127.0.0.1');
+  writeFileSync(
+    join(dir, 'plain.cfg'),
+    [
+      'global',
+      `  nbthread ${threads}`,
+      'defaults',
+      '  mode http',
+      '  option http-keep-alive',
+      '  timeout connect 5s',
+      '  timeout client 1m',
+      '  timeout server 1m',
+      'frontend f',
+      `  bind 127.0.0.1:${port}`,
+      '  option forwardfor',
+      '  default_backend b',
+      'backend b',
+      `  server s1 127.0.0.1:${upstreamPort}`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(HAPROXY, ['-f', join(dir, 'plain.cfg')], { stdio: 'inherit' });
+  await waitListening(port);
+  return { child, port, dir };
+}
+
+/** HAProxy as Pilot drives it (src/haproxy: generated config, host map, pins, forwarding rules), `threads` threads. */
+async function startPilotHaproxy(upstreamPort: number, threads: number): Promise<{ router: HaproxyRouter; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-pilot-haproxy-'));
+  const router = await HaproxyRouter.start({ dir, host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }), threads });
+  await router.apply([
+    {
+      app: 'bench',
+      hosts: [HOST],
+      backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'bench-1', host: '127.0.0.1', port: upstreamPort }] }],
+    },
+  ]);
+  await waitListening(router.port);
+  return { router, dir };
 }
 
 /** nginx with its own prefix and config, one worker, keep-alive to the upstream; undefined if absent. */
@@ -456,6 +508,7 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
   if (spawnSync('wrk', ['-v']).error !== undefined) throw new Error('wrk is not installed: apt-get install -y wrk');
   const children: ChildProcess[] = [];
   const dirs: string[] = [];
+  const haproxies: HaproxyRouter[] = [];
   try {
     const upstream = await spawnRole(['upstream']);
     children.push(upstream.child);
@@ -479,6 +532,28 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
         { name: 'nginx, 2 workers', port: nginx2.port, pids: () => childPids(nginx2.child.pid) },
       ],
     ];
+    // HAProxy, plain and as Pilot drives it (`router: haproxy`), 1 and 2 threads, in the same groups
+    // (skipped, and said so, when HAProxy is not installed).
+    const plain1 = await startPlainHaproxy(upstream.port, 1);
+    const plain2 = await startPlainHaproxy(upstream.port, 2);
+    if (plain1 === undefined || plain2 === undefined)
+      console.log('HAProxy is not installed (apt-get install -y haproxy): its rows are left out');
+    else {
+      children.push(plain1.child, plain2.child);
+      dirs.push(plain1.dir, plain2.dir);
+      const driven1 = await startPilotHaproxy(upstream.port, 1);
+      const driven2 = await startPilotHaproxy(upstream.port, 2);
+      haproxies.push(driven1.router, driven2.router);
+      dirs.push(driven1.dir, driven2.dir);
+      groups[0]!.push(
+        { name: 'HAProxy plain, 1 thread', port: plain1.port, pids: () => [plain1.child.pid!] },
+        { name: 'HAProxy by Pilot, 1 thr', port: driven1.router.port, pids: () => childPids(driven1.router.health.pid) },
+      );
+      groups[1]!.push(
+        { name: 'HAProxy plain, 2 threads', port: plain2.port, pids: () => [plain2.child.pid!] },
+        { name: 'HAProxy by Pilot, 2 thr', port: driven2.router.port, pids: () => childPids(driven2.router.health.pid) },
+      );
+    }
     // Another build of this bench (PILOT_BENCH_BASELINE=/elsewhere/dist/bench/router.js): its
     // router joins the first group, to measure a change against what it replaces in one run.
     const baseline = process.env['PILOT_BENCH_BASELINE'];
@@ -498,7 +573,15 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
       `router side by side: GET of ${BODY.length} bytes, wrk -t1, ${rounds} interleaved rounds of ${seconds} s per target and concurrency, ${cpus().length} CPUs, Node ${process.version}`,
     );
     const all = new Map<string, { c50: Result[]; c1: Result[] }>();
-    const ratios = { rps1: [] as number[], rps2: [] as number[], added: [] as number[], addedNginx: [] as number[] };
+    const ratios = {
+      rps1: [] as number[],
+      rps2: [] as number[],
+      added: [] as number[],
+      addedNginx: [] as number[],
+      driven1: [] as number[],
+      driven2: [] as number[],
+      drivenNginx: [] as number[],
+    };
     for (let round = 0; round < rounds; round++) {
       console.log(`round ${round + 1}`);
       const byName = new Map<string, { c50: Result; c1: Result }>();
@@ -525,6 +608,11 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
       ratios.rps2.push(g('Pilot router, 2 workers').c50.rps / g('nginx, 2 workers').c50.rps);
       ratios.added.push((g('Pilot router, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
       ratios.addedNginx.push((g('nginx, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
+      if (byName.has('HAProxy plain, 1 thread')) {
+        ratios.driven1.push(g('HAProxy by Pilot, 1 thr').c50.rps / g('HAProxy plain, 1 thread').c50.rps);
+        ratios.driven2.push(g('HAProxy by Pilot, 2 thr').c50.rps / g('HAProxy plain, 2 threads').c50.rps);
+        ratios.drivenNginx.push(g('HAProxy by Pilot, 1 thr').c50.rps / g('nginx, 1 worker').c50.rps);
+      }
     }
     console.log(`\nranges over ${rounds} rounds (min–max):`);
     for (const [name, r] of all) {
@@ -551,7 +639,12 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
     }
     console.log(`  Pilot/nginx req/s at c=50, 1 vs 1: ${range(ratios.rps1, 2)}x; 2 vs 2: ${range(ratios.rps2, 2)}x (per round)`);
     console.log(`  added p50 at c=1 over direct: Pilot ${range(ratios.added, 0)} µs, nginx ${range(ratios.addedNginx, 0)} µs (per round)`);
+    if (ratios.driven1.length > 0)
+      console.log(
+        `  Pilot-driven HAProxy / plain HAProxy req/s at c=50: 1 thread ${range(ratios.driven1, 2)}x, 2 threads ${range(ratios.driven2, 2)}x; Pilot-driven HAProxy (1 thread) / nginx (1 worker): ${range(ratios.drivenNginx, 2)}x`,
+      );
   } finally {
+    await Promise.all(haproxies.map((h) => h.close()));
     await Promise.all(
       children.map(
         (c) =>

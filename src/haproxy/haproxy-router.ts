@@ -103,6 +103,7 @@ export class HaproxyRouter {
   readonly #host: string;
   readonly #trusted: readonly string[];
   readonly #log: Logger;
+  readonly #threads: number | undefined;
   #apps = new Map<string, AppState>();
   #structure = '[]';
   #child: ChildProcess | undefined;
@@ -116,7 +117,16 @@ export class HaproxyRouter {
   /** Applies run one at a time. */
   #queue: Promise<void> = Promise.resolve();
 
-  private constructor(o: { dir: string; bin: string; host: string; port: number; trusted: readonly string[]; log: Logger }) {
+  private constructor(o: {
+    dir: string;
+    bin: string;
+    host: string;
+    port: number;
+    trusted: readonly string[];
+    log: Logger;
+    threads: number | undefined;
+  }) {
+    this.#threads = o.threads;
     this.#dir = o.dir;
     this.#bin = o.bin;
     this.#host = o.host;
@@ -134,12 +144,14 @@ export class HaproxyRouter {
     log: Logger;
     trusted?: readonly string[];
     bin?: string;
+    /** HAProxy's threads (default: one per CPU). */
+    threads?: number;
   }): Promise<HaproxyRouter> {
     const bin = o.bin ?? process.env.PILOT_HAPROXY_BIN ?? DEFAULT_HAPROXY_BIN;
     if (!existsSync(bin)) throw fail.haproxyMissing({ bin });
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
     const port = o.port === 0 ? await allocatePort(o.host) : o.port;
-    const r = new HaproxyRouter({ dir: o.dir, bin, host: o.host, port, trusted: o.trusted ?? [], log: o.log });
+    const r = new HaproxyRouter({ dir: o.dir, bin, host: o.host, port, trusted: o.trusted ?? [], log: o.log, threads: o.threads });
     r.#writeFiles();
     await r.#spawn();
     return r;
@@ -186,7 +198,13 @@ export class HaproxyRouter {
     for (const a of layouts) write(`unavailable-${a.app}.http`, unavailableFile(a.app));
     write(
       'haproxy.cfg',
-      renderConfig({ bind: { host: this.#host, port: this.port }, dir: this.#dir, apps: layouts, trusted: this.#trusted }),
+      renderConfig({
+        bind: { host: this.#host, port: this.port },
+        dir: this.#dir,
+        apps: layouts,
+        trusted: this.#trusted,
+        ...(this.#threads !== undefined ? { threads: this.#threads } : {}),
+      }),
     );
   }
 
