@@ -21,6 +21,10 @@ export interface ServerFile {
   api: string;
   router: string;
   pid: number;
+  /** What serves app traffic: the embedded router (pilot) or HAProxy (absent: written by an older `pilot up`). */
+  routerKind?: 'pilot' | 'haproxy';
+  /** The ACME directory certificates come from, when HTTPS with ACME is on. */
+  acmeDirectory?: string;
 }
 
 export function readServerFile(home = pilotHome()): ServerFile | undefined {
@@ -31,19 +35,31 @@ export function readServerFile(home = pilotHome()): ServerFile | undefined {
   }
 }
 
+/** The server to talk to: --server, PILOT_SERVER, else the one `pilot up` recorded (undefined: none known). */
+export function serverUrl(opts: GlobalOptions, home = pilotHome()): string | undefined {
+  const server = opts.server ?? process.env.PILOT_SERVER ?? readServerFile(home)?.api;
+  return server ? server.replace(/\/+$/, '') : undefined;
+}
+
+/** The admin token: --token(-file), PILOT_TOKEN, else $PILOT_HOME/admin-token (undefined: none). */
+export function adminToken(opts: GlobalOptions, home = pilotHome()): string | undefined {
+  // --token works but shows in `ps`: --token-file, PILOT_TOKEN or the admin-token file do not.
+  const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_TOKEN' });
+  if (token) return token;
+  const tokenFile = join(home, 'admin-token');
+  return existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() || undefined : undefined;
+}
+
 /** The API client: --server, PILOT_SERVER, else the server `pilot up` recorded; token likewise. */
 export function apiClient(opts: GlobalOptions): ApiClient {
   const home = pilotHome();
-  const server = opts.server ?? process.env.PILOT_SERVER ?? readServerFile(home)?.api;
+  const server = serverUrl(opts, home);
   if (!server) {
     throw fail.noServerKnown({ home });
   }
-  // --token works but shows in `ps`: --token-file, PILOT_TOKEN or the admin-token file do not.
-  let token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_TOKEN' });
-  const tokenFile = join(home, 'admin-token');
-  if (!token && existsSync(tokenFile)) token = readFileSync(tokenFile, 'utf8').trim();
-  if (!token) throw fail.noAdminToken({ tokenFile });
-  return new ApiClient(server.replace(/\/+$/, ''), token);
+  const token = adminToken(opts, home);
+  if (!token) throw fail.noAdminToken({ tokenFile: join(home, 'admin-token') });
+  return new ApiClient(server, token);
 }
 
 /** Print `data` as JSON (with --json) or as the human text `render` makes. */
