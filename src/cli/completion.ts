@@ -205,7 +205,7 @@ export function fishScript(root: CompletionNode, bin = 'pilot'): string {
     `    end`,
     `    string join ' ' $path`,
     `end`,
-    `function __pilot_at; test (__pilot_path) = "$argv[1]"; end`,
+    `function __pilot_at; set -l p (__pilot_path); test "$p" = "$argv[1]"; end`,
     `function __pilot_subs`,
     `    switch "$argv[1]"`,
     ...[...walk(root)]

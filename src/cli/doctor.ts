@@ -8,7 +8,8 @@
  * A check passes (ok), warns (works, but something is off or unknown) or fails; one failure makes
  * the exit code 1. Checks of this machine run together, each bounded by --timeout.
  */
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parseDuration } from '../core/duration.js';
 import { fail, isPilotError } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
@@ -273,14 +274,17 @@ async function dockerCheck(nodes: NodeView[] | undefined, timeoutMs: number): Pr
 
 async function diskCheck(): Promise<Check> {
   const home = pilotHome();
-  const d = await diskStatus(home);
+  // Before the first `pilot up` $PILOT_HOME does not exist yet: the disk it will be on is its nearest existing parent's.
+  let at = home;
+  while (!existsSync(at) && dirname(at) !== at) at = dirname(at);
+  const d = await diskStatus(at);
   if (!d)
     return warn(
       'disk',
       `cannot read the free space under ${home}`,
       'Create $PILOT_HOME (PILOT_HOME, default ./.pilot) or fix its permissions.',
     );
-  const free = `${(d.freeBytes / 2 ** 30).toFixed(1)} GiB free under ${home}`;
+  const free = `${(d.freeBytes / 2 ** 30).toFixed(1)} GiB free under ${home}${at === home ? '' : ` (not created yet; on the disk of ${at})`}`;
   return d.low
     ? bad(
         'disk',
