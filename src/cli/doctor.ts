@@ -320,7 +320,8 @@ async function runs(bin: string, args: string[], timeoutMs: number): Promise<{ o
     if (r.code === 0) return { ok: true, line: r.tail[0] ?? '' };
     return { ok: false, why: `exit ${r.code ?? r.signal}: ${r.tail.slice(-1)[0] ?? ''}`.trim() };
   } catch (err) {
-    return { ok: false, why: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${bin} not found` : reason(err) };
+    const why = reason(err);
+    return { ok: false, why: why === 'ENOENT' ? `${bin} not found on PATH` : why };
   }
 }
 function pilotHomeOrTmp(): string {
