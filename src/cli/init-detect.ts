@@ -43,14 +43,18 @@ const MAX_NAME_ECHO = 60;
 const short = (s: string): string => (s.length > MAX_NAME_ECHO ? `${s.slice(0, MAX_NAME_ECHO)}…` : s);
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** The file a start command runs with node (`node server.js`, `node --enable-x dist/index.js`), if any. */
-export function startFileOf(command: string): string | undefined {
+/**
+ * The files a start command may run with node (`node server.js`, `nodemon -L src/index.js`,
+ * `node ./bin/www`): the word after the runner, then with .js and /index.js, as node resolves it.
+ */
+export function startFilesOf(command: string): string[] {
   const words = command.trim().split(/\s+/);
   const i = words.findIndex((w) => w === 'node' || w.endsWith('/node') || w === 'nodemon' || w === 'tsx' || w === 'ts-node');
-  if (i < 0) return undefined;
-  const file = words.slice(i + 1).find((w) => !w.startsWith('-'));
-  if (file === undefined || !/^[\w./@-]+$/.test(file) || file.includes('..')) return undefined;
-  return /\.[cm]?[jt]s$/.test(file) ? file : `${file}.js`;
+  if (i < 0) return [];
+  const raw = words.slice(i + 1).find((w) => !w.startsWith('-'));
+  if (raw === undefined || !/^[\w./@-]+$/.test(raw) || raw.split('/').includes('..') || raw.startsWith('/')) return [];
+  const file = raw.replace(/^(\.\/)+/, '');
+  return /\.[cm]?[jt]s$/.test(file) ? [file] : [file, `${file}.js`, `${file}/index.js`];
 }
 
 /** Whether source text reads $PORT, or listens on a fixed port. */
@@ -132,16 +136,21 @@ export function detect(files: InitFiles): Detected {
   if (files.lockfiles.length > 1)
     warnings.push(`several lockfiles (${files.lockfiles.join(', ')}): the build uses ${files.lockfiles[0]}; delete the others`);
 
-  // Start: Procfile web:, else the start script, else server.js (npm start's default), else main.
+  // Start: Procfile web:, else the start script, else server.js (npm start's default), else main,
+  // else the file a "dev"/"serve" script runs (often nodemon), else index.js.
   const web = /^web:\s*(.+)$/m.exec(files.procfile ?? '')?.[1]?.trim();
+  const present = (cmd: string): string | undefined => startFilesOf(cmd).find((f) => files.sources[f] !== undefined);
+  const devScript = ['dev', 'serve', 'develop'].find((k) => scripts[k] !== undefined && present(scripts[k]!) !== undefined);
   let start: Detected['start'];
   if (web) start = { command: web, source: 'Procfile web:' };
   else if (scripts.start) start = { command: scripts.start, source: 'package.json "start"' };
   else if (files.sources['server.js'] !== undefined) start = { command: 'node server.js', source: "server.js (npm start's default)" };
-  else if (main && files.sources[main] !== undefined)
-    start = { command: `node ${main}`, source: 'package.json "main"', runLine: `node ${main}` };
-  else if (files.sources['index.js'] !== undefined) start = { command: 'node index.js', source: 'index.js', runLine: 'node index.js' };
-  const startFile = start ? (startFileOf(start.command) ?? undefined) : undefined;
+  else if (main && files.sources[main] !== undefined) start = { command: `node ${main}`, source: 'package.json "main"', runLine: `node ${main}` };
+  else if (devScript) {
+    const f = present(scripts[devScript]!)!;
+    start = { command: `node ${f}`, source: `the file package.json "${devScript}" runs`, runLine: `node ${f}` };
+  } else if (files.sources['index.js'] !== undefined) start = { command: 'node index.js', source: 'index.js', runLine: 'node index.js' };
+  const startFile = start ? present(start.command) : undefined;
   const port = portHandling(startFile ? files.sources[startFile] : undefined);
 
   const nodeSpec =

@@ -10,7 +10,7 @@ import { basename, join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { validateAppConfig } from '../core/app-config.js';
 import { fail } from '../core/errors.js';
-import { detect, githubRepo, pilotYaml, redactRemote, startFileOf, type Detected, type InitFiles } from './init-detect.js';
+import { detect, githubRepo, pilotYaml, redactRemote, startFilesOf, type Detected, type InitFiles } from './init-detect.js';
 import { type GlobalOptions } from './context.js';
 
 /** package.json, Procfile, version files: larger than this is not an app's manifest. */
@@ -79,9 +79,8 @@ export async function readInitFiles(dir: string): Promise<InitFiles> {
     }
   })();
   if (main) candidates.add(main);
-  if (first.start) {
-    const f = startFileOf(first.start.command);
-    if (f) candidates.add(f);
+  for (const cmd of [first.start?.command, ...['dev', 'serve', 'develop'].map((k) => scriptOf(base.packageJson, k))]) {
+    for (const f of cmd === undefined ? [] : startFilesOf(cmd)) candidates.add(f);
   }
   const sources: Record<string, string> = {};
   for (const f of candidates) {
@@ -89,6 +88,16 @@ export async function readInitFiles(dir: string): Promise<InitFiles> {
     if (t !== undefined) sources[f] = t;
   }
   return { ...base, sources };
+}
+
+/** A string script of a package.json text, if it parses and has one. */
+function scriptOf(pkg: string | undefined, name: string): string | undefined {
+  try {
+    const s = (JSON.parse(pkg ?? '{}') as { scripts?: Record<string, unknown> }).scripts?.[name];
+    return typeof s === 'string' ? s : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function git(dir: string, args: string[]): Promise<string | undefined> {
