@@ -145,7 +145,8 @@ export function detect(files: InitFiles): Detected {
   if (web) start = { command: web, source: 'Procfile web:' };
   else if (scripts.start) start = { command: scripts.start, source: 'package.json "start"' };
   else if (files.sources['server.js'] !== undefined) start = { command: 'node server.js', source: "server.js (npm start's default)" };
-  else if (main && files.sources[main] !== undefined) start = { command: `node ${main}`, source: 'package.json "main"', runLine: `node ${main}` };
+  else if (main && files.sources[main] !== undefined)
+    start = { command: `node ${main}`, source: 'package.json "main"', runLine: `node ${main}` };
   else if (devScript) {
     const f = present(scripts[devScript]!)!;
     start = { command: `node ${f}`, source: `the file package.json "${devScript}" runs`, runLine: `node ${f}` };

@@ -344,7 +344,8 @@ program
   .command('status')
   .description("an app's instances, revisions and rollouts")
   .argument('<app>')
-  .action(action(async (app: string, _o: object, cmd: Command) => status(app, g(cmd))));
+  .option('-w, --watch', 'redraw on every event of the app (from the event stream) until Ctrl-C')
+  .action(action(async (app: string, o: { watch?: boolean }, cmd: Command) => status(app, { ...g(cmd), ...o })));
 program
   .command('top')
   .description('live traffic per app and revision: req/s, status counts, error rate, p50/p99 (from the router)')

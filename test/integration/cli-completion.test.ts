@@ -41,7 +41,8 @@ describe('pilot completion', () => {
   it('bash completes commands, subcommands, options, argument choices and option values', () => {
     assert.deepEqual(bashComplete(['pilot', 'ro']), ['rollback']);
     const top = bashComplete(['pilot', '']);
-    for (const c of ['up', 'run', 'apps', 'status', 'doctor', 'init', 'completion', 'experiment']) assert.ok(top.includes(c), `${c} in ${top.join(' ')}`);
+    for (const c of ['up', 'run', 'apps', 'status', 'doctor', 'init', 'completion', 'experiment'])
+      assert.ok(top.includes(c), `${c} in ${top.join(' ')}`);
     assert.ok(!top.includes('router'), 'the hidden command is not offered');
     assert.ok(!top.includes('help'), 'help is not a command to complete');
     assert.deepEqual(bashComplete(['pilot', 'apps', '']), ['create', 'rm']);
@@ -77,13 +78,22 @@ complete_words pilot --token-file ''`;
     const r = spawnSync('zsh', ['-f', '-c', script], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.status, 0, r.stderr);
     const [first, apps, runOpts, files] = r.stdout.split('---\n').map((s) => s.split('\n').filter(Boolean));
-    assert.ok(first!.some((l) => l.startsWith('rollback:')), first!.join('|'));
+    assert.ok(
+      first!.some((l) => l.startsWith('rollback:')),
+      first!.join('|'),
+    );
     assert.deepEqual(
       apps!.map((l) => l.split(':')[0]),
       ['create', 'rm'],
     );
-    assert.ok(runOpts!.some((l) => l.startsWith('--allow-dirty:')), runOpts!.join('|'));
-    assert.ok(runOpts!.some((l) => l.startsWith('--server:')), 'global options too');
+    assert.ok(
+      runOpts!.some((l) => l.startsWith('--allow-dirty:')),
+      runOpts!.join('|'),
+    );
+    assert.ok(
+      runOpts!.some((l) => l.startsWith('--server:')),
+      'global options too',
+    );
     assert.deepEqual(files, ['FILES']);
     const syntax = spawnSync('zsh', ['-n', scripts.zsh!], { encoding: 'utf8' });
     assert.equal(syntax.status, 0, syntax.stderr);

@@ -25,7 +25,10 @@ before(async () => {
 });
 after(() => h.cleanup());
 
-async function doctor(args: string[] = [], env: Record<string, string> = {}): Promise<{ code: number | null; checks: Map<string, Check>; ok: boolean }> {
+async function doctor(
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; checks: Map<string, Check>; ok: boolean }> {
   const r = await h.cli(['doctor', '--json', '--timeout', '10s', ...args], { env });
   let parsed: { ok: boolean; checks: Check[] };
   try {

@@ -42,7 +42,10 @@ interface InitJson {
 }
 
 /** `pilot init DIR --json`, then pilot.yaml through the real loader. */
-async function init(dir: string, args: string[] = []): Promise<{ out: InitJson; yaml: string; config: Awaited<ReturnType<typeof loadAppConfig>> }> {
+async function init(
+  dir: string,
+  args: string[] = [],
+): Promise<{ out: InitJson; yaml: string; config: Awaited<ReturnType<typeof loadAppConfig>> }> {
   const r = await h.cli(['init', dir, '--json', ...args]);
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const out = JSON.parse(r.stdout) as InitJson;
@@ -55,7 +58,11 @@ const server = (port: string): string => `require('http').createServer((q, s) =>
 describe('pilot init', () => {
   it('npm app reading PORT: nothing to set but the name; the steps name its GitHub repository', async () => {
     const dir = app({
-      'package.json': JSON.stringify({ name: '@acme/Shop-API', scripts: { start: 'node src/main.js', build: 'tsc' }, engines: { node: '20.x' } }),
+      'package.json': JSON.stringify({
+        name: '@acme/Shop-API',
+        scripts: { start: 'node src/main.js', build: 'tsc' },
+        engines: { node: '20.x' },
+      }),
       'package-lock.json': '{}',
       'src/main.js': server('process.env.PORT || 3000'),
     });
@@ -79,20 +86,38 @@ describe('pilot init', () => {
   });
 
   it('yarn, pnpm and the packageManager field', async () => {
-    const yarn = await init(app({ 'package.json': JSON.stringify({ name: 'y', scripts: { start: 'node s.js' } }), 'yarn.lock': '# yarn lockfile v1\n', 's.js': server('process.env["PORT"]') }));
+    const yarn = await init(
+      app({
+        'package.json': JSON.stringify({ name: 'y', scripts: { start: 'node s.js' } }),
+        'yarn.lock': '# yarn lockfile v1\n',
+        's.js': server('process.env["PORT"]'),
+      }),
+    );
     assert.deepEqual(yarn.out.detected.packageManager, { name: 'yarn', source: 'yarn.lock' });
     assert.equal(yarn.out.detected.port.kind, 'reads-port');
-    const pnpm = await init(app({ 'package.json': JSON.stringify({ name: 'p', scripts: { start: 'node s.js' } }), 'pnpm-lock.yaml': "lockfileVersion: '9.0'\n", 's.js': 'const { PORT } = process.env;\n' }));
+    const pnpm = await init(
+      app({
+        'package.json': JSON.stringify({ name: 'p', scripts: { start: 'node s.js' } }),
+        'pnpm-lock.yaml': "lockfileVersion: '9.0'\n",
+        's.js': 'const { PORT } = process.env;\n',
+      }),
+    );
     assert.equal(pnpm.out.detected.packageManager.name, 'pnpm');
     assert.equal(pnpm.out.detected.port.kind, 'reads-port');
-    const field = await init(app({ 'package.json': JSON.stringify({ name: 'f', packageManager: 'pnpm@9.1.0', scripts: { start: 'node s.js' } }), 's.js': '' }));
+    const field = await init(
+      app({ 'package.json': JSON.stringify({ name: 'f', packageManager: 'pnpm@9.1.0', scripts: { start: 'node s.js' } }), 's.js': '' }),
+    );
     assert.deepEqual(field.out.detected.packageManager, { name: 'pnpm', source: 'packageManager "pnpm@9.1.0"' });
     assert.match(field.yaml, /^# Package manager: pnpm, from packageManager "pnpm@9.1.0"/m);
   });
 
   it('a Dockerfile app runs as a container; a fixed port becomes port:', async () => {
     const { out, config } = await init(
-      app({ 'package.json': JSON.stringify({ name: 'boxed', scripts: { start: 'node app.js' } }), Dockerfile: 'FROM pilot/node:20\n', 'app.js': server('8081') }),
+      app({
+        'package.json': JSON.stringify({ name: 'boxed', scripts: { start: 'node app.js' } }),
+        Dockerfile: 'FROM pilot/node:20\n',
+        'app.js': server('8081'),
+      }),
     );
     assert.equal(out.detected.dockerfile, true);
     assert.equal(config.config.runtime, 'docker');
@@ -101,15 +126,24 @@ describe('pilot init', () => {
   });
 
   it('a port Pilot cannot give (below 1024) is explained, not written', async () => {
-    const { yaml, config } = await init(app({ 'package.json': JSON.stringify({ name: 'eighty', scripts: { start: 'node a.js' } }), 'a.js': server('80') }));
+    const { yaml, config } = await init(
+      app({ 'package.json': JSON.stringify({ name: 'eighty', scripts: { start: 'node a.js' } }), 'a.js': server('80') }),
+    );
     assert.equal(config.input.port, undefined);
     assert.match(yaml, /listens on 80, which Pilot cannot give/);
   });
 
   it('no start script: run: from main, from the file a dev script runs, or a plain NOT FOUND', async () => {
-    const main = await init(app({ 'package.json': JSON.stringify({ name: 'm', main: 'lib/app.js' }), 'lib/app.js': server('process.env.PORT') }));
+    const main = await init(
+      app({ 'package.json': JSON.stringify({ name: 'm', main: 'lib/app.js' }), 'lib/app.js': server('process.env.PORT') }),
+    );
     assert.deepEqual(main.config.input.run, 'node lib/app.js');
-    const dev = await init(app({ 'package.json': JSON.stringify({ name: '101-app', scripts: { dev: 'nodemon -L src/index.js' } }), 'src/index.js': server('3000') }));
+    const dev = await init(
+      app({
+        'package.json': JSON.stringify({ name: '101-app', scripts: { dev: 'nodemon -L src/index.js' } }),
+        'src/index.js': server('3000'),
+      }),
+    );
     assert.equal(dev.config.input.run, 'node src/index.js');
     assert.equal(dev.config.input.port, 3000);
     assert.match(dev.config.config.name, /init-app/, 'an invalid package name (101-app) gives way to the folder name');
@@ -119,14 +153,24 @@ describe('pilot init', () => {
     assert.equal(none.config.input.run, undefined);
     // A Procfile web: line wins over the start script, and node ./bin/www (no extension) is found.
     const www = await init(
-      app({ 'package.json': JSON.stringify({ name: 'w', scripts: { start: 'node x.js' } }), Procfile: 'web: node ./bin/www\n', 'bin/www': server('process.env.PORT') }),
+      app({
+        'package.json': JSON.stringify({ name: 'w', scripts: { start: 'node x.js' } }),
+        Procfile: 'web: node ./bin/www\n',
+        'bin/www': server('process.env.PORT'),
+      }),
     );
     assert.deepEqual(www.out.detected.start, { command: 'node ./bin/www', source: 'Procfile web:' });
     assert.equal(www.out.detected.port.kind, 'reads-port');
   });
 
   it('Node.js version from .node-version before .nvmrc before engines.node', async () => {
-    const both = await init(app({ 'package.json': JSON.stringify({ name: 'n', engines: { node: '>=18' } }), '.nvmrc': 'lts/iron\n', '.node-version': '# pinned\n22.11.0\n' }));
+    const both = await init(
+      app({
+        'package.json': JSON.stringify({ name: 'n', engines: { node: '>=18' } }),
+        '.nvmrc': 'lts/iron\n',
+        '.node-version': '# pinned\n22.11.0\n',
+      }),
+    );
     assert.deepEqual(both.out.detected.node, { spec: '22.11.0', source: '.node-version' });
     const nvm = await init(app({ 'package.json': JSON.stringify({ name: 'n2' }), '.nvmrc': 'v20.18.1' }));
     assert.deepEqual(nvm.out.detected.node, { spec: 'v20.18.1', source: '.nvmrc' });
@@ -182,18 +226,31 @@ describe('pilot init', () => {
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
     // Quotes, newlines and YAML syntax in what the folder says stay inside comments.
     const odd = await init(
-      app({ 'package.json': JSON.stringify({ name: 'odd', scripts: { start: 'node s.js\n"]: {x}\nrun: evil' }, engines: { node: '20\nport: 22' } }), 's.js': '' }),
+      app({
+        'package.json': JSON.stringify({
+          name: 'odd',
+          scripts: { start: 'node s.js\n"]: {x}\nrun: evil' },
+          engines: { node: '20\nport: 22' },
+        }),
+        's.js': '',
+      }),
     );
     assert.equal(odd.config.input.run, undefined);
     assert.equal(odd.config.input.port, undefined);
-    assert.ok(Object.keys(parse(odd.yaml) as object).every((k) => k === 'name'), odd.yaml);
+    assert.ok(
+      Object.keys(parse(odd.yaml) as object).every((k) => k === 'name'),
+      odd.yaml,
+    );
     // 3 MB: not read at all.
     const huge = await init(app({ 'package.json': JSON.stringify({ name: 'huge', description: 'x'.repeat(3_000_000) }) }));
     assert.match(huge.out.warnings.join('\n'), /package\.json not read: \d+ bytes/);
   });
 
   it('never overwrites pilot.yaml without --force; --dry-run writes nothing', async () => {
-    const dir = app({ 'package.json': JSON.stringify({ name: 'keep', scripts: { start: 'node s.js' } }), 'pilot.yaml': 'name: mine\nreplicas: 3\n' });
+    const dir = app({
+      'package.json': JSON.stringify({ name: 'keep', scripts: { start: 'node s.js' } }),
+      'pilot.yaml': 'name: mine\nreplicas: 3\n',
+    });
     const refused = await h.cli(['init', dir]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /pilot\.yaml exists already/);

@@ -1,0 +1,86 @@
+/**
+ * `pilot status APP --watch` redraws when the app's events arrive on the event stream, and `pilot
+ * apps` / `pilot status` show the URL with the router's real port (a port the OS picked here).
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { Harness, makeRepo, PILOT, ROOT, waitFor } from './harness.js';
+
+const h = new Harness();
+let repo = '';
+
+before(async () => {
+  await h.startUp();
+  repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+  const run = await h.cli(['run', repo]);
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+});
+after(() => h.cleanup());
+
+describe('pilot status --watch and the URL column', () => {
+  it("shows the URL with the router's port", async () => {
+    const port = new URL(h.router).port;
+    assert.notEqual(port, '8080', 'the test router is on a port the OS picked');
+    const apps = await h.cli(['apps']);
+    assert.equal(apps.code, 0, apps.stderr);
+    assert.match(apps.stdout, new RegExp(`http://hello\\.localhost:${port}`));
+    const json = JSON.parse((await h.cli(['apps', '--json'])).stdout) as { apps: { url: string }[] };
+    assert.equal(json.apps[0]!.url, `http://hello.localhost:${port}`);
+    const status = await h.cli(['status', 'hello']);
+    assert.match(status.stdout, new RegExp(`^url http://hello\\.localhost:${port}$`, 'm'));
+    // The URL answers through that router.
+    assert.equal((await h.viaRouter('hello.localhost')).status, 200);
+    // Without a terminal: no colour codes in tables.
+    assert.doesNotMatch(apps.stdout + status.stdout, /\x1b\[/);
+  });
+
+  it('redraws on events (no polling) and stops on Ctrl-C', async () => {
+    const p = spawn(process.execPath, [PILOT, 'status', 'hello', '--watch'], { cwd: ROOT, env: h.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      await waitFor('the first status', () => (/^--- \S+ {2}now$/m.test(out) && out.includes('1 replica(s)')) || undefined);
+      const before = out.length;
+      // Nothing happens: nothing is redrawn (the watch waits on the stream, it does not poll).
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(out.length, before, 'no redraw without an event');
+      const scale = await h.cli(['scale', 'hello', '2']);
+      assert.equal(scale.code, 0, scale.stderr);
+      await waitFor('a redraw with 2 replicas', () => (out.slice(before).includes('2 replica(s)') ? true : undefined), 60_000);
+      assert.match(out.slice(before), /^--- \S+ {2}\S/m, 'each refresh is headed by its time and the event that caused it');
+      // The second instance comes up: more redraws follow, each a whole status.
+      await waitFor('both instances ready', () => ((out.slice(before).match(/ ready /g) ?? []).length >= 2 ? true : undefined), 60_000);
+    } finally {
+      const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+      p.kill('SIGINT');
+      const code = await exited;
+      assert.equal(code, 0, err);
+    }
+  });
+
+  it('--watch --json prints one document per refresh', async () => {
+    const p = spawn(process.execPath, [PILOT, 'status', 'hello', '--watch', '--json'], { cwd: ROOT, env: h.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor('the first document', () => (out.includes('\n') ? true : undefined));
+      await h.cli(['scale', 'hello', '1']);
+      await waitFor('a refresh', () => (out.trim().split('\n').length >= 2 ? true : undefined), 60_000);
+      const docs = out
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { reason: string; app: { name: string; replicas: number } });
+      assert.equal(docs[0]!.reason, 'now');
+      assert.ok(docs.every((d) => d.app.name === 'hello'));
+      await waitFor('replicas 1', () => (out.includes('"replicas":1') ? true : undefined), 60_000);
+    } finally {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGINT');
+      await exited;
+    }
+  });
+});
