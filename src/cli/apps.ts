@@ -9,6 +9,7 @@ import { ago, apiClient, output, routerPort, table, withPort, type GlobalOptions
 import { followEvents } from '../api/sse.js';
 import { describeEvent } from './events.js';
 import { style } from './style.js';
+import { progress } from './progress.js';
 
 /** `2/3`: green when all are ready, yellow when some, red when none (colours on a terminal only). */
 function readyCell(ready: number, replicas: number, extra: string): string {
@@ -314,9 +315,15 @@ export async function rollback(app: string, opts: GlobalOptions & { to?: string;
     `/api/v1/apps/${encodeURIComponent(app)}/rollback`,
     to === undefined ? {} : { to },
   );
-  const say = opts.json ? () => undefined : (l: string) => process.stdout.write(l + '\n');
+  // On a terminal a status line with a spinner follows the rollout (progress.ts); plain lines otherwise.
+  const bar = opts.json ? undefined : progress();
+  const say = bar ? (l: string) => bar.line(l) : () => undefined;
   say(`rolling ${app} back to revision ${res.rollout.toRevision} (rollout #${res.rollout.id})`);
-  await followRollout(api, app, res.rollout.id, { timeoutMs: 5 * 60_000, out: say });
+  try {
+    await followRollout(api, app, res.rollout.id, { timeoutMs: 5 * 60_000, out: say });
+  } finally {
+    bar?.done();
+  }
   if (opts.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
 }
 
