@@ -36,6 +36,14 @@ describe('pilot status --watch and the URL column', () => {
     assert.doesNotMatch(apps.stdout + status.stdout, /\x1b\[/);
   });
 
+  it('pilot logs --json prints one document per line', async () => {
+    const plain = await h.cli(['logs', 'hello']);
+    const json = await h.cli(['logs', 'hello', '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const lines = json.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { line: string }).line);
+    assert.deepEqual(lines, plain.stdout.replace(/\n$/, '').split('\n'));
+  });
+
   it('redraws on events (no polling) and stops on Ctrl-C', async () => {
     const p = spawn(process.execPath, [PILOT, 'status', 'hello', '--watch'], { cwd: ROOT, env: h.env(), stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
