@@ -40,12 +40,19 @@ describe('pilot status --watch and the URL column', () => {
     const plain = await h.cli(['logs', 'hello']);
     const json = await h.cli(['logs', 'hello', '--json']);
     assert.equal(json.code, 0, json.stderr);
-    const lines = json.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { line: string }).line);
+    const lines = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { line: string }).line);
     assert.deepEqual(lines, plain.stdout.replace(/\n$/, '').split('\n'));
   });
 
   it('redraws on events (no polling) and stops on Ctrl-C', async () => {
-    const p = spawn(process.execPath, [PILOT, 'status', 'hello', '--watch'], { cwd: ROOT, env: h.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [PILOT, 'status', 'hello', '--watch'], {
+      cwd: ROOT,
+      env: h.env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -71,7 +78,11 @@ describe('pilot status --watch and the URL column', () => {
   });
 
   it('--watch --json prints one document per refresh', async () => {
-    const p = spawn(process.execPath, [PILOT, 'status', 'hello', '--watch', '--json'], { cwd: ROOT, env: h.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [PILOT, 'status', 'hello', '--watch', '--json'], {
+      cwd: ROOT,
+      env: h.env(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     try {
