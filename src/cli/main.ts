@@ -594,4 +594,17 @@ program
     action(async (dir: string, o: { force?: boolean; dryRun?: boolean; name?: string }, cmd: Command) => init(dir, { ...g(cmd), ...o })),
   );
 
+// `pilot --help` is kept for bin/pilot.js's fast path (help-cache.ts): what commander prints is the truth.
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h') && process.env.PILOT_HELP_CACHE !== 'off') {
+  const { writeHelpCache } = await import('./help-cache.js');
+  const mainFile = new URL(import.meta.url).pathname;
+  program.configureOutput({
+    writeOut: (text) => {
+      process.stdout.write(text);
+      writeHelpCache(mainFile, text);
+    },
+  });
+}
+
 await program.parseAsync(process.argv);
