@@ -184,7 +184,7 @@ export function detect(files: InitFiles): Detected {
 /** A YAML scalar that reads back as the same string (double-quoted JSON is valid YAML). */
 const y = (s: string): string => JSON.stringify(s);
 /** Text from the folder inside a comment: one line, no control characters. */
-// eslint-disable-next-line no-control-regex
+
 const c = (s: string): string => short(s.replace(/[\x00-\x1f\x7f]+/g, ' '));
 
 /** The commented pilot.yaml for what was found: every active line is something the folder needs. */

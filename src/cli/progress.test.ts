@@ -55,7 +55,7 @@ describe('progress', () => {
     p.line(`rollout ${'x'.repeat(200)}`);
     p.done();
     const statusLines = s.out.filter((x) => !x.endsWith('\n') && !x.startsWith('\r'));
-    // eslint-disable-next-line no-control-regex
+
     for (const l of statusLines) assert.ok(l.replace(/\x1b\[[0-9;]*m/g, '').length <= 59, l);
   });
 });

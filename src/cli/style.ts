@@ -37,6 +37,5 @@ export function style(stream: { isTTY?: boolean } = process.stdout, env: NodeJS.
 
 /** Visible width of a string that may hold SGR colour sequences. */
 export function visibleLength(s: string): number {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/\x1b\[[0-9;]*m/g, '').length;
 }
