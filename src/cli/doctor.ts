@@ -18,6 +18,7 @@ import { diskStatus } from '../disk/disk.js';
 import { probeEngine } from '../docker/probe.js';
 import { detectIsolation } from '../agent/isolation.js';
 import { runCommand } from '../os/exec.js';
+import { npmEnv } from '../node-runtime/npm-registry.js';
 import { adminToken, pilotHome, readServerFile, serverUrl, type GlobalOptions } from './context.js';
 import { style } from './style.js';
 
@@ -310,13 +311,14 @@ function isolationCheck(nodes: NodeView[] | undefined): Check {
 }
 
 /** `bin` runs with `args` and exits 0 within the timeout: its first output line, else why not. */
-async function runs(bin: string, args: string[], timeoutMs: number): Promise<{ ok: true; line: string } | { ok: false; why: string }> {
+async function runs(
+  bin: string,
+  args: string[],
+  timeoutMs: number,
+  env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/' },
+): Promise<{ ok: true; line: string } | { ok: false; why: string }> {
   try {
-    const r = await runCommand([bin, ...args], {
-      cwd: pilotHomeOrTmp(),
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/' },
-      timeoutMs,
-    });
+    const r = await runCommand([bin, ...args], { cwd: pilotHomeOrTmp(), env, timeoutMs });
     if (r.code === 0) return { ok: true, line: r.tail[0] ?? '' };
     return { ok: false, why: `exit ${r.code ?? r.signal}: ${r.tail.slice(-1)[0] ?? ''}`.trim() };
   } catch (err) {
@@ -376,11 +378,14 @@ async function acmeCheck(timeoutMs: number): Promise<Check> {
 async function npmCheck(timeoutMs: number): Promise<Check> {
   const fix =
     'Runtime pinning downloads Node.js through npm: install npm, set `registry` in ~/.npmrc to a reachable mirror, or import runtimes offline with `pilot runtimes add VERSION --from FILE`.';
-  const version = await runs('npm', ['--version'], timeoutMs);
+  // npm as the builds run it: the user's npmrc, proxies and CA apply; no PILOT_* variable reaches it.
+  const env = npmEnv();
+  env.PATH = process.env.PATH ?? '';
+  const version = await runs('npm', ['--version'], timeoutMs, env);
   if (!version.ok) return bad('npm', `npm does not run (${version.why})`, fix);
-  const ping = await runs('npm', ['ping', '--no-update-notifier'], Math.max(timeoutMs, 10_000));
+  const ping = await runs('npm', ['ping', '--no-update-notifier'], Math.max(timeoutMs, 10_000), env);
   if (!ping.ok) return bad('npm', `npm ${version.line} cannot reach its registry (${ping.why})`, fix);
-  const registry = await runs('npm', ['config', 'get', 'registry'], timeoutMs);
+  const registry = await runs('npm', ['config', 'get', 'registry'], timeoutMs, env);
   return ok('npm', `npm ${version.line} reaches ${registry.ok ? registry.line : 'its registry'}`);
 }
 
