@@ -63,6 +63,17 @@ describe('init detection', () => {
     assert.deepEqual(portHandling(undefined), { kind: 'unknown' });
   });
 
+  it("takes main or index.js as the start only when it starts a server (a library's entry is not)", () => {
+    const lib = detect(
+      files({ packageJson: '{"name":"lib","main":"index.js"}', sources: { 'index.js': "module.exports = require('./lib')" } }),
+    );
+    assert.equal(lib.start, undefined);
+    const srv = detect(
+      files({ packageJson: '{"name":"srv","main":"index.js"}', sources: { 'index.js': 'http.createServer(h).listen(process.env.PORT)' } }),
+    );
+    assert.deepEqual(srv.start, { command: 'node index.js', source: 'package.json "main"', runLine: 'node index.js' });
+  });
+
   it('writes a pilot.yaml the schema accepts for every kind of folder', () => {
     const kinds: InitFiles[] = [
       files({}),

@@ -70,6 +70,11 @@ export function portHandling(source: string | undefined): PortHandling {
   return { kind: 'unknown' };
 }
 
+/** Whether source text starts a server (`.listen(`, `createServer(`, `serve({`). */
+function serves(source: string | undefined): boolean {
+  return source !== undefined && /\.listen\s*\(|\bcreateServer\s*\(|\bserve\s*\(\s*\{/.test(source);
+}
+
 function firstLine(text: string | undefined): string | undefined {
   for (const raw of (text ?? '').split(/\r?\n/)) {
     const line = raw.replace(/#.*$/, '').trim();
@@ -145,12 +150,12 @@ export function detect(files: InitFiles): Detected {
   if (web) start = { command: web, source: 'Procfile web:' };
   else if (scripts.start) start = { command: scripts.start, source: 'package.json "start"' };
   else if (files.sources['server.js'] !== undefined) start = { command: 'node server.js', source: "server.js (npm start's default)" };
-  else if (main && files.sources[main] !== undefined)
-    start = { command: `node ${main}`, source: 'package.json "main"', runLine: `node ${main}` };
+  // "main" and index.js are a library's entry as often as a server's: taken only when they listen.
+  else if (main && serves(files.sources[main])) start = { command: `node ${main}`, source: 'package.json "main"', runLine: `node ${main}` };
   else if (devScript) {
     const f = present(scripts[devScript]!)!;
     start = { command: `node ${f}`, source: `the file package.json "${devScript}" runs`, runLine: `node ${f}` };
-  } else if (files.sources['index.js'] !== undefined) start = { command: 'node index.js', source: 'index.js', runLine: 'node index.js' };
+  } else if (serves(files.sources['index.js'])) start = { command: 'node index.js', source: 'index.js', runLine: 'node index.js' };
   const startFile = start ? present(start.command) : undefined;
   const port = portHandling(startFile ? files.sources[startFile] : undefined);
 
