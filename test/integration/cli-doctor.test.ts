@@ -5,10 +5,12 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Harness, tempDir } from './harness.js';
+import { registrySkip, startRegistry } from '../../src/docker/test-registry.js';
+import { Harness, PILOT, ROOT, tempDir } from './harness.js';
 
 interface Check {
   id: string;
@@ -41,6 +43,18 @@ async function doctor(
   assert.equal(parsed.ok, r.code === 0);
   for (const c of parsed.checks) if (c.status === 'fail' || c.status === 'warn') assert.ok(c.fix, `${c.id} says how to fix it`);
   return { code: r.code, ok: parsed.ok, checks: new Map(parsed.checks.map((c) => [c.id, c])) };
+}
+
+/** `pilot registry set URL --username ci --password-stdin` with the password on stdin. */
+function setRegistry(url: string, password: string): { status: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [PILOT, 'registry', 'set', url, '--username', 'ci', '--password-stdin'], {
+    cwd: ROOT,
+    env: h.env(),
+    input: `${password}\n`,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: r.status, stderr: r.stderr };
 }
 
 describe('pilot doctor', () => {
@@ -113,6 +127,24 @@ describe('pilot doctor', () => {
     assert.match(missing.checks.get('haproxy')!.fix!, /apt-get install haproxy/);
     const plain = await doctor();
     assert.equal(plain.checks.get('haproxy')?.status, 'skip');
+  });
+
+  it('checks the stored registry credentials against the registry itself', { skip: registrySkip }, async () => {
+    const reg = await startRegistry({ user: { username: 'ci', password: 'right-password-123' } });
+    try {
+      const set = setRegistry(reg.url, 'wrong-password-456');
+      assert.equal(set.status, 0, set.stderr);
+      const wrong = await doctor();
+      assert.equal(wrong.checks.get('registry')?.status, 'fail');
+      assert.match(wrong.checks.get('registry')!.summary, /refuses the credentials of ci/);
+      assert.ok(!JSON.stringify([...wrong.checks.values()]).includes('wrong-password'), 'the password is never printed');
+      assert.equal(setRegistry(reg.url, 'right-password-123').status, 0);
+      const right = await doctor();
+      assert.equal(right.checks.get('registry')?.status, 'ok', right.checks.get('registry')?.summary);
+    } finally {
+      await h.cli(['registry', 'remove', reg.url]);
+      await reg.stop();
+    }
   });
 
   it('fails the ACME check for an address that is no ACME directory', async () => {
