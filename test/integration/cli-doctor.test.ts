@@ -73,6 +73,43 @@ describe('pilot doctor', () => {
     for (const id of ['docker', 'isolation', 'haproxy', 'acme', 'npm']) assert.ok(checks.has(id), id);
   });
 
+  it("fails the clock check for a node whose clock is a minute ahead (the Date of its agent's answers)", async () => {
+    // A node whose agent API answers with a clock 60 s ahead: registered and synced through the real agent protocol.
+    const skewed = createServer((_req, res) => {
+      res.sendDate = false;
+      res.setHeader('date', new Date(Date.now() + 60_000).toUTCString());
+      res.end();
+    });
+    await new Promise<void>((r) => skewed.listen(0, '127.0.0.1', r));
+    try {
+      const apiUrl = `http://127.0.0.1:${(skewed.address() as { port: number }).port}`;
+      const join_ = readFileSync(join(h.home, 'join-token'), 'utf8').trim();
+      const reg = await h.apiCall(
+        'POST',
+        '/api/v1/agent/register',
+        { protocol: 1, name: 'skewed', address: '127.0.0.1', apiUrl, agentToken: 'x'.repeat(32) },
+        join_,
+      );
+      assert.equal(reg.status, 201, JSON.stringify(reg.json));
+      const sync = await h.apiCall(
+        'POST',
+        '/api/v1/agent/sync',
+        { protocol: 1, instances: [] },
+        (reg.json as { credential: string }).credential,
+      );
+      assert.equal(sync.status, 200, JSON.stringify(sync.json));
+      const { code, checks } = await doctor();
+      assert.equal(code, 1);
+      assert.equal(checks.get('clocks')?.status, 'fail', JSON.stringify(checks.get('clocks')));
+      assert.match(checks.get('clocks')!.summary, /skewed (59|60|61)s ahead/);
+      assert.match(checks.get('clocks')!.fix!, /NTP/);
+    } finally {
+      await new Promise((r) => skewed.close(r));
+      // The fake node goes away: drained so later checks see the local agent only.
+      await h.apiCall('POST', '/api/v1/nodes/skewed/drain', { force: true });
+    }
+  });
+
   it('fails the token check with a wrong token, and skips what needs it', async () => {
     const wrong = join(emptyPath, 'wrong-token');
     writeFileSync(wrong, 'pilot_admin_wrong-token-0123456789\n');
