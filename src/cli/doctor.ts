@@ -389,17 +389,31 @@ async function npmCheck(timeoutMs: number): Promise<Check> {
   return ok('npm', `npm ${version.line} reaches ${registry.ok ? registry.line : 'its registry'}`);
 }
 
+/** A check that throws (a bug, an odd machine) is a failed check, never a crashed doctor. */
+async function guarded(id: string, fn: () => Check | Promise<Check>): Promise<Check> {
+  try {
+    return await fn();
+  } catch (err) {
+    return bad(id, `the check itself failed: ${(err as Error)?.message ?? String(err)}`, 'Report it, with `pilot doctor --json` output.');
+  }
+}
+
 /** Every check, in the order they are printed. */
 export async function runChecks(opts: GlobalOptions, timeoutMs: number): Promise<Check[]> {
   const [api, disk, haproxy, acme, npm] = await Promise.all([
-    apiChecks(opts, timeoutMs),
-    diskCheck(),
-    haproxyCheck(timeoutMs),
-    acmeCheck(timeoutMs),
-    npmCheck(timeoutMs),
+    apiChecks(opts, timeoutMs).catch((err: unknown) => ({
+      checks: [
+        bad('api', `the check itself failed: ${(err as Error)?.message ?? String(err)}`, 'Report it, with `pilot doctor --json` output.'),
+      ],
+      nodes: undefined,
+    })),
+    guarded('disk', diskCheck),
+    guarded('haproxy', () => haproxyCheck(timeoutMs)),
+    guarded('acme', () => acmeCheck(timeoutMs)),
+    guarded('npm', () => npmCheck(timeoutMs)),
   ]);
-  const docker = await dockerCheck(api.nodes, timeoutMs);
-  return [...api.checks, docker, disk, isolationCheck(api.nodes), haproxy, acme, npm];
+  const docker = await guarded('docker', () => dockerCheck(api.nodes, timeoutMs));
+  return [...api.checks, docker, disk, await guarded('isolation', () => isolationCheck(api.nodes)), haproxy, acme, npm];
 }
 
 export async function doctor(opts: GlobalOptions & { timeout?: string }): Promise<void> {
