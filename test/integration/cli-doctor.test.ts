@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { registrySkip, startRegistry } from '../../src/docker/test-registry.js';
 import { Harness, PILOT, ROOT, tempDir } from './harness.js';
@@ -206,6 +206,26 @@ describe('pilot doctor', () => {
     assert.match(r.stdout, /\d+ passed, \d+ warning\(s\), \d+ failed/);
     assert.doesNotMatch(r.stdout, /\x1b\[/);
   });
+
+  it(
+    'colours its verdicts on a terminal, and not with NO_COLOR',
+    { skip: existsSync('/usr/bin/script') ? false : 'no script(1) (util-linux) for a pseudo-terminal' },
+    () => {
+      // script(1) runs the command on a pseudo-terminal: stdout is a TTY as in a real shell.
+      const onTty = (env: Record<string, string>): string =>
+        spawnSync('script', ['-qec', `${process.execPath} ${PILOT} doctor --timeout 10s`, '/dev/null'], {
+          cwd: ROOT,
+          env: { ...h.env(env), TERM: 'xterm' },
+          encoding: 'utf8',
+          timeout: 120_000,
+        }).stdout;
+      const coloured = onTty({});
+      assert.match(coloured, /\x1b\[32mok {2}\x1b\[39m {2}api/);
+      const plain = onTty({ NO_COLOR: '1' });
+      assert.match(plain, /^ok {4}api /m);
+      assert.doesNotMatch(plain, /\x1b\[3\dm/);
+    },
+  );
 
   it('refuses a --timeout that is no duration', async () => {
     const r = await h.cli(['doctor', '--timeout', 'soon']);
