@@ -4,9 +4,10 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Harness, makeRepo, PILOT, ROOT, waitFor } from './harness.js';
+import { git, Harness, makeRepo, PILOT, ROOT, waitFor } from './harness.js';
 
 const h = new Harness();
 let repo = '';
@@ -102,4 +103,25 @@ describe('pilot status --watch and the URL column', () => {
       await exited;
     }
   });
+  it(
+    'pilot run on a terminal shows a status line with the step under the log',
+    { skip: existsSync('/usr/bin/script') ? false : 'no script(1)' },
+    async () => {
+      writeFileSync(join(repo, 'NOTE.md'), 'second revision\n');
+      await git(repo, 'add', '-A');
+      await git(repo, 'commit', '-qm', 'second');
+      // script(1): stdout is a pseudo-terminal, as in a shell.
+      const r = spawnSync('script', ['-qec', `${process.execPath} ${PILOT} run ${repo}`, '/dev/null'], {
+        cwd: ROOT,
+        env: { ...h.env(), TERM: 'xterm' },
+        encoding: 'utf8',
+        timeout: 300_000,
+      });
+      assert.equal(r.status, 0, r.stdout);
+      assert.match(r.stdout, /==> build/);
+      assert.match(r.stdout, /\r\x1b\[2K/, 'the status line is erased before each log line');
+      assert.match(r.stdout, /[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] (source|build|package|publish|deploy)\S* \d+s/, 'spinner, step, seconds');
+      assert.match(r.stdout, /timings: source/);
+    },
+  );
 });
