@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { skewFromDate } from './doctor.js';
+import { skewFromDate } from './doctor-api.js';
 
 describe('doctor clock skew', () => {
   const at = Date.parse('2026-01-01T12:00:00.000Z');
