@@ -15,6 +15,8 @@ export interface RegistryView {
 export interface NodeView {
   readonly name: string;
   readonly address: string;
+  /** The agent's own API (absent from an older server). */
+  readonly apiUrl?: string;
   readonly status: string;
   readonly scheduling: string;
   readonly instances: number;

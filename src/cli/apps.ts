@@ -5,7 +5,27 @@ import { fail } from '../core/errors.js';
 import { readSecretFile, secretFrom, warnSecretOnArgv, withFlagNames } from './secret-input.js';
 import { followRollout } from '../pipeline/follow-rollout.js';
 import { dockerInstanceTable } from './images.js';
-import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
+import { ago, apiClient, output, routerPort, table, withPort, type GlobalOptions } from './context.js';
+import { followEvents } from '../api/sse.js';
+import { describeEvent } from './events.js';
+import { style } from './style.js';
+import { progress } from './progress.js';
+
+/** `2/3`: green when all are ready, yellow when some, red when none (colours on a terminal only). */
+function readyCell(ready: number, replicas: number, extra: string): string {
+  const s = style();
+  const text = `${ready}/${replicas}${extra}`;
+  return ready >= replicas && replicas > 0 ? s.green(text) : ready > 0 ? s.yellow(text) : replicas === 0 ? text : s.red(text);
+}
+
+/** An instance state, coloured by what it means for traffic. */
+function stateCell(state: string): string {
+  const s = style();
+  if (state === 'ready') return s.green(state);
+  if (state === 'failed' || state === 'unhealthy' || state === 'backoff') return s.red(state);
+  if (state === 'stopped') return s.dim(state);
+  return s.yellow(state);
+}
 import { volumeLines, type VolumeRow } from './volumes.js';
 import { planLines } from './plan-view.js';
 
@@ -22,6 +42,9 @@ interface AppRow {
 
 export async function apps(opts: GlobalOptions): Promise<void> {
   const res = await apiClient(opts).call<{ apps: AppRow[] }>('GET', '/api/v1/apps');
+  // The API says http://<app>.localhost; the router of this machine's `pilot up` listens on its own port.
+  const port = routerPort(opts);
+  for (const a of res.apps) a.url = withPort(a.url, port);
   output(opts, res, () =>
     res.apps.length === 0
       ? 'no apps yet: deploy one with `pilot run DIR`'
@@ -30,7 +53,7 @@ export async function apps(opts: GlobalOptions): Promise<void> {
           res.apps.map((a) => [
             a.name,
             a.activeRevision,
-            `${a.ready}/${a.replicas}${a.autoscale ? ` (auto ${a.autoscale.min}-${a.autoscale.max})` : ''}`,
+            readyCell(a.ready, a.replicas, a.autoscale ? ` (auto ${a.autoscale.min}-${a.autoscale.max})` : ''),
             ago(a.updatedAt),
             a.url,
           ]),
@@ -99,20 +122,97 @@ export function autoscaleLines(v: AutoscaleView): string[] {
   ];
 }
 
-export async function status(app: string, opts: GlobalOptions): Promise<void> {
-  const api = apiClient(opts);
+interface StatusView {
+  res: StatusRes;
+  traffic: TrafficRes | undefined;
+  warnings: string[];
+}
+
+/** An app's status from the API: the app, the control plane's warnings, a running rollout's live figures. */
+async function loadStatus(api: ReturnType<typeof apiClient>, app: string): Promise<StatusView> {
   const res = await api.call<StatusRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}`);
   const health = await api.call<Health>('GET', '/healthz').catch(() => undefined);
-  if (!opts.json) for (const w of healthWarnings(health)) process.stderr.write(`warning: ${w}\n`);
   // A running rollout shows each revision's live figures (the router's, over the last 30 s).
   const traffic = res.rollout
     ? await api.call<TrafficRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}/traffic?window=30s`).catch(() => undefined)
     : undefined;
-  output(opts, res, () => {
+  return { res, traffic, warnings: healthWarnings(health) };
+}
+
+export async function status(app: string, opts: GlobalOptions & { watch?: boolean }): Promise<void> {
+  const api = apiClient(opts);
+  const first = await loadStatus(api, app);
+  if (opts.watch) return watchStatus(api, app, first, opts);
+  if (!opts.json) for (const w of first.warnings) process.stderr.write(`warning: ${w}\n`);
+  output(opts, first.res, () => renderStatus(first, routerPort(opts)));
+}
+
+/**
+ * `pilot status APP --watch`: the status again after every event of the app on the event stream
+ * (GET /api/v1/events as SSE; no polling), events close together drawn once. On a terminal the
+ * screen is redrawn in place; otherwise (and with --json, one document a line) each refresh is
+ * appended under a time stamp. Ends on Ctrl-C.
+ */
+async function watchStatus(api: ReturnType<typeof apiClient>, app: string, first: StatusView, opts: GlobalOptions): Promise<void> {
+  const tty = process.stdout.isTTY === true && !opts.json;
+  const port = routerPort(opts);
+  const draw = (v: StatusView, why: string): void => {
+    if (opts.json) {
+      process.stdout.write(JSON.stringify({ at: new Date().toISOString(), reason: why, ...v.res }) + '\n');
+      return;
+    }
+    const text = [...v.warnings.map((w) => `warning: ${w}`), renderStatus(v, port)].join('\n');
+    const stamp = `${new Date().toISOString().slice(11, 19)}  ${why}`;
+    if (tty) process.stdout.write(`\x1b[H\x1b[2J${style().dim(`${stamp} · pilot status ${app} --watch (Ctrl-C to stop)`)}\n\n${text}\n`);
+    else process.stdout.write(`--- ${stamp}\n${text}\n`);
+  };
+  draw(first, 'now');
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let timer: NodeJS.Timeout | undefined;
+  let pending: string | undefined;
+  let drawing = Promise.resolve();
+  const refresh = (): void => {
+    const why = pending ?? 'event';
+    pending = undefined;
+    drawing = drawing
+      .then(async () => draw(await loadStatus(api, app), why))
+      .catch((err: unknown) => {
+        process.stderr.write(`status not refreshed: ${(err as Error).message}\n`);
+      });
+  };
+  try {
+    await followEvents(api, {
+      app,
+      after: undefined,
+      signal: stop.signal,
+      on: (item) => {
+        pending = item.type === 'event' ? describeEvent(item.event).replace(/^\S+\s+#\d+\s+/, '') : `--- ${item.reset.message}`;
+        // Events come in bursts (a rollout step: plan, placements, states): one redraw per burst.
+        clearTimeout(timer);
+        timer = setTimeout(refresh, 150);
+      },
+      onDrop: (err) => process.stderr.write(`event stream dropped (${(err as Error).message}); reconnecting…\n`),
+    });
+  } finally {
+    clearTimeout(timer);
+    await drawing;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** The human text of `pilot status`. */
+function renderStatus(v: StatusView, port: string | undefined): string {
+  const { res, traffic } = v;
+  {
     const a = res.app;
     const shown = res.revisions.find((r) => r.active) ?? res.revisions[0];
     const out = [
       `app ${a.name}: revision ${a.activeRevision ?? 'none'} active, ${a.replicas} replica(s), hosts ${a.hosts.join(', ')}`,
+      ...(port ? [`url http://${a.name}.localhost:${port}`] : []),
       ...(shown?.node
         ? [`node ${shown.node.version} (from ${shown.node.source})${shown.active ? '' : ` (revision ${shown.number})`}`]
         : []),
@@ -138,7 +238,7 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
               i.node,
               i.port ? `${i.address}:${i.port}` : null,
               i.pid,
-              i.state,
+              stateCell(i.state),
               i.desired,
               i.restarts,
               i.lastError,
@@ -178,7 +278,7 @@ export async function status(app: string, opts: GlobalOptions): Promise<void> {
       ),
     ];
     return out.join('\n');
-  });
+  }
 }
 
 interface Health {
@@ -215,9 +315,15 @@ export async function rollback(app: string, opts: GlobalOptions & { to?: string;
     `/api/v1/apps/${encodeURIComponent(app)}/rollback`,
     to === undefined ? {} : { to },
   );
-  const say = opts.json ? () => undefined : (l: string) => process.stdout.write(l + '\n');
+  // On a terminal a status line with a spinner follows the rollout (progress.ts); plain lines otherwise.
+  const bar = opts.json ? undefined : progress();
+  const say = bar ? (l: string) => bar.line(l) : () => undefined;
   say(`rolling ${app} back to revision ${res.rollout.toRevision} (rollout #${res.rollout.id})`);
-  await followRollout(api, app, res.rollout.id, { timeoutMs: 5 * 60_000, out: say });
+  try {
+    await followRollout(api, app, res.rollout.id, { timeoutMs: 5 * 60_000, out: say });
+  } finally {
+    bar?.done();
+  }
   if (opts.json) process.stdout.write(JSON.stringify(res, null, 2) + '\n');
 }
 

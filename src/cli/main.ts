@@ -1,10 +1,22 @@
 /** The `pilot` command line. Every command talks to the REST API (except up/server/agent, which run parts). */
 // Command modules are imported when their command runs, so `pilot apps` does not load the server.
-import { Command, Option } from 'commander';
-import { fail } from '../core/errors.js';
-import { PILOT_VERSION } from '../api/version.js';
-import { reportError, type GlobalOptions } from './context.js';
+// `pilot --help` must start within 1.3x of `node -e 0`: only commander and the version load eagerly;
+// the error catalogue, the API client and every command's module load when a command runs.
+// commander through require: its ESM wrapper and the CJS lexer cost ~2 ms more per start.
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import type { Command as CommandClass } from 'commander';
+import type { GlobalOptions } from './context.js';
 import type { UpOptions } from './up.js';
+
+const require = createRequire(import.meta.url);
+const { Argument, Command, Option } = require('commander') as typeof import('commander');
+type Command = CommandClass;
+// As api/version.ts reads it, without a module of its own (each ESM module costs a resolution).
+const PILOT_VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const fail = async () => (await import('../core/errors.js')).fail;
+const reportError = async (err: unknown, json: boolean | undefined): Promise<void> => (await import('./context.js')).reportError(err, json);
 
 const up = async (o: UpOptions): Promise<void> => {
   // A long-running server: a 2 MB young generation (default 16 MB) keeps idle memory ~15 MB lower.
@@ -61,6 +73,8 @@ const imagesBootstrapNode = lazy(imagesModule, 'imagesBootstrapNode');
 const registrySet = lazy(imagesModule, 'registrySet');
 const registryShow = lazy(imagesModule, 'registryShow');
 const registryRemove = lazy(imagesModule, 'registryRemove');
+const doctor = lazy(() => import('./doctor.js'), 'doctor');
+const init = lazy(() => import('./init.js'), 'init');
 
 // `pilot run … | head` must not kill a deploy half-way: a closed stdout just stops the printing.
 for (const stream of [process.stdout, process.stderr]) {
@@ -87,7 +101,7 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
     try {
       await fn(...args);
     } catch (err) {
-      reportError(err, g(cmd).json);
+      await reportError(err, g(cmd).json);
     }
   };
 }
@@ -98,7 +112,7 @@ function upAction<O>(fn: (o: O) => Promise<void>) {
     try {
       await fn(o);
     } catch (err) {
-      reportError(err, g(cmd).json);
+      await reportError(err, g(cmd).json);
       process.exit(process.exitCode ?? 1);
     }
   };
@@ -330,7 +344,8 @@ program
   .command('status')
   .description("an app's instances, revisions and rollouts")
   .argument('<app>')
-  .action(action(async (app: string, _o: object, cmd: Command) => status(app, g(cmd))));
+  .option('-w, --watch', 'redraw on every event of the app (from the event stream) until Ctrl-C')
+  .action(action(async (app: string, o: { watch?: boolean }, cmd: Command) => status(app, { ...g(cmd), ...o })));
 program
   .command('top')
   .description('live traffic per app and revision: req/s, status counts, error rate, p50/p99 (from the router)')
@@ -477,7 +492,7 @@ program
   .option('--join', 'a join token (for `pilot agent`)')
   .action(
     action(async (act: string, id: string | undefined, o: { join?: boolean }, cmd: Command) => {
-      if (act !== 'create' && act !== 'list' && act !== 'revoke') throw fail.unknownTokenAction({ act });
+      if (act !== 'create' && act !== 'list' && act !== 'revoke') throw (await fail()).unknownTokenAction({ act });
       await token(act, id, { ...g(cmd), ...o });
     }),
   );
@@ -524,7 +539,7 @@ const volumesCmd = program
   .argument('[app]')
   .action(
     action(async (app: string | undefined, _o: object, cmd: Command) => {
-      if (app === undefined) throw fail.volumesNeedsApp();
+      if (app === undefined) throw (await fail()).volumesNeedsApp();
       return volumesList(app, g(cmd));
     }),
   );
@@ -550,5 +565,46 @@ registryCmd
   .command('remove')
   .argument('<url>')
   .action(action(async (url: string, _o: object, cmd: Command) => registryRemove(url, g(cmd))));
+
+program
+  .command('completion')
+  .description('print a completion script: bash (source <(pilot completion bash)), zsh, fish (pilot completion fish | source)')
+  .addArgument(new Argument('<shell>').choices(['bash', 'zsh', 'fish'] as const))
+  .action(
+    action(async (shell: 'bash' | 'zsh' | 'fish') => {
+      const { completionScript } = await import('./completion.js');
+      process.stdout.write(completionScript(shell, program));
+    }),
+  );
+program
+  .command('doctor')
+  .description(
+    'check this set-up and say how to fix what is wrong: API, token, agents and clocks, Docker, registry, disk, isolation, HAProxy/ACME, npm',
+  )
+  .option('--timeout <duration>', 'how long each check may take', '5s')
+  .action(action(async (o: { timeout?: string }, cmd: Command) => doctor({ ...g(cmd), ...o })));
+program
+  .command('init')
+  .description("look at an app's folder and write a commented pilot.yaml with what it found; print the apps create / webhook steps")
+  .argument('[dir]', 'the app folder', '.')
+  .option('--force', 'overwrite an existing pilot.yaml')
+  .option('--dry-run', 'print the pilot.yaml instead of writing it')
+  .option('--name <name>', 'the app name (default: package.json name, else the folder name)')
+  .action(
+    action(async (dir: string, o: { force?: boolean; dryRun?: boolean; name?: string }, cmd: Command) => init(dir, { ...g(cmd), ...o })),
+  );
+
+// `pilot --help` is kept for bin/pilot.js's fast path (help-cache.ts): what commander prints is the truth.
+const argv = process.argv.slice(2);
+if (argv.length === 1 && (argv[0] === '--help' || argv[0] === '-h') && process.env.PILOT_HELP_CACHE !== 'off') {
+  const { writeHelpCache } = await import('./help-cache.js');
+  const mainFile = new URL(import.meta.url).pathname;
+  program.configureOutput({
+    writeOut: (text) => {
+      process.stdout.write(text);
+      writeHelpCache(mainFile, text);
+    },
+  });
+}
 
 await program.parseAsync(process.argv);

@@ -5,6 +5,7 @@ import { formatDuration } from '../core/duration.js';
 import { fail } from '../core/errors.js';
 import { apiClient, output, type GlobalOptions } from './context.js';
 import { planLines } from './plan-view.js';
+import { progress } from './progress.js';
 import { loadAppConfig } from '../workspace/load-config.js';
 
 /** What --node may hold: a version or range, as pilot.yaml `node` (no shell, no path, short). */
@@ -22,8 +23,11 @@ export async function run(
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
   process.once('SIGINT', onSignal);
+  // With --json the log goes to stderr (stdout is the result); on a terminal a status line with a
+  // spinner shows the current step and the rollout's progress under the log (progress.ts).
+  const bar = progress(opts.json ? process.stderr : process.stdout);
   try {
-    const out = opts.json ? (line: string) => process.stderr.write(line + '\n') : (line: string) => process.stdout.write(line + '\n');
+    const out = (line: string): void => bar.line(line);
     const result = await runPipeline(
       {
         source: { kind: 'worktree', dir: resolve(dir ?? '.'), allowDirty: Boolean(opts.allowDirty) },
@@ -35,6 +39,7 @@ export async function run(
       },
       api,
     );
+    bar.done();
     if (opts.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else {
       const d = result.durations;
@@ -43,6 +48,7 @@ export async function run(
       );
     }
   } finally {
+    bar.done();
     process.off('SIGINT', onSignal);
   }
 }

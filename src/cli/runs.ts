@@ -41,5 +41,21 @@ export async function logs(
     path = `/api/v1/apps/${encodeURIComponent(app)}/logs?${q}`;
   } else throw fail.logsNeedsTarget();
   const res = await api.stream(path);
-  if (res.body) for await (const chunk of res.body) process.stdout.write(chunk);
+  if (!res.body) return;
+  if (!opts.json) {
+    for await (const chunk of res.body) process.stdout.write(chunk);
+    return;
+  }
+  // --json: one document per line ({"line": …}), as the lines arrive (also with -f).
+  const decoder = new TextDecoder();
+  let buf = '';
+  const emit = (line: string): void => void process.stdout.write(JSON.stringify({ line }) + '\n');
+  for await (const chunk of res.body) {
+    buf += decoder.decode(chunk, { stream: true });
+    const lines = buf.split('\n');
+    buf = lines.pop() ?? '';
+    for (const l of lines) emit(l);
+  }
+  buf += decoder.decode();
+  if (buf !== '') emit(buf);
 }

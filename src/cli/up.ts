@@ -11,7 +11,7 @@ import { installProcessGuards } from '../control/process-guard.js';
 import { startControlPlane } from '../control/server.js';
 import { fail } from '../core/errors.js';
 import { port } from './port-flag.js';
-import { pilotHome } from './context.js';
+import { pilotHome, type ServerFile } from './context.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { superviseRouter } from './router-supervisor.js';
 import { DEFAULT_HAPROXY_BIN } from '../haproxy/haproxy-router.js';
@@ -87,7 +87,16 @@ export async function up(opts: UpOptions): Promise<void> {
       await cp.close();
       throw err;
     }
-  writeFileSync(join(home, 'server.json'), JSON.stringify({ api: cp.apiUrl, router: router.url, pid: process.pid }), { mode: 0o600 });
+  const acmeDirectory = httpsOn ? process.env.PILOT_ACME_DIRECTORY || undefined : undefined;
+  // routerKind and acmeDirectory tell `pilot doctor` what to check on this machine.
+  const serverFile: ServerFile = {
+    api: cp.apiUrl,
+    router: router.url,
+    pid: process.pid,
+    routerKind,
+    ...(acmeDirectory ? { acmeDirectory } : {}),
+  };
+  writeFileSync(join(home, 'server.json'), JSON.stringify(serverFile), { mode: 0o600 });
   let agent: Agent | undefined;
   if (opts.agent) {
     agent = new Agent({

@@ -25,6 +25,8 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
         id: n.id,
         name: n.name,
         address: n.address,
+        // Where the agent answers: `pilot doctor` reads its clock from the HTTP Date header there.
+        apiUrl: n.apiUrl,
         status: reconciler.nodeStatus(n.id),
         scheduling: n.scheduling,
         instances: instances.filter((i) => i.nodeId === n.id && i.desired !== 'stop').length,

@@ -178,4 +178,19 @@ export const cliErrors = {
     message: (p: { text: string }) => `--keep ${JSON.stringify(p.text)} is not a or b`,
     hint: '--keep a keeps the active revision (b stops); --keep b makes b the active revision (a stops).',
   },
+  invalidDoctorTimeout: {
+    code: 'invalid_argument',
+    message: (p: { value: string }) => `--timeout ${JSON.stringify(p.value)} is not a duration`,
+    hint: 'Give a duration such as 5s, 1500ms or 1m.',
+  },
+  initNotAFolder: {
+    code: 'invalid_argument',
+    message: (p: { dir: string; why: string }) => `pilot init ${p.dir}: ${p.why}`,
+    hint: 'Run `pilot init` in the app folder, or pass it: `pilot init path/to/app`.',
+  },
+  initConfigExists: {
+    code: 'conflict',
+    message: (p: { file: string }) => `${p.file} exists already; pilot init leaves it as it is`,
+    hint: 'Pass --force to replace it (its content is lost), or --dry-run to print what pilot init would write.',
+  },
 } as const satisfies ErrorEntries;
