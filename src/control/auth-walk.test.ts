@@ -43,7 +43,10 @@ const EXCEPTIONS: Record<string, { allowed: readonly Who[]; why: string }> = {
   },
   'GET /api/v1/session': { allowed: [], why: 'the session cookie only (web-routes.test.ts)' },
   'HEAD /api/v1/session': { allowed: [], why: 'the session cookie only' },
-  'DELETE /api/v1/session': { allowed: ['none', 'wrong', 'join', 'node', 'admin'], why: 'sign-out clears the cookie; a live session needs CSRF proof' },
+  'DELETE /api/v1/session': {
+    allowed: ['none', 'wrong', 'join', 'node', 'admin'],
+    why: 'sign-out clears the cookie; a live session needs CSRF proof',
+  },
 };
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;

@@ -165,7 +165,12 @@ describe('dashboard: files, session cookie, CSP and CSRF', { timeout: 120_000 },
     assert.equal(listed.json.tokens.length, 0, 'no refused call created a token');
     // A cross-site read with the cookie is refused too (the browser would not send it: SameSite=Strict).
     assert.equal((await call('GET', '/api/v1/apps', { cookie: s.cookie, 'sec-fetch-site': 'cross-site' })).status, 403);
-    const good = await call('POST', '/api/v1/tokens/join', { cookie: s.cookie, 'x-pilot-csrf': csrf, origin: own, 'sec-fetch-site': 'same-origin' }, {});
+    const good = await call(
+      'POST',
+      '/api/v1/tokens/join',
+      { cookie: s.cookie, 'x-pilot-csrf': csrf, origin: own, 'sec-fetch-site': 'same-origin' },
+      {},
+    );
     assert.equal(good.status, 201, good.text);
     const noOrigin = await call('POST', '/api/v1/tokens/join', { cookie: s.cookie, 'x-pilot-csrf': csrf }, {});
     assert.equal(noOrigin.status, 201, 'the CSRF header alone is proof enough when the browser sends no Origin');

@@ -54,10 +54,7 @@ export interface WebRoutes {
   authenticate(req: FastifyRequest): boolean;
 }
 
-export function registerWebRoutes(
-  api: FastifyInstance,
-  deps: { sessions: WebSessions; root: string; publicUrl: () => string },
-): WebRoutes {
+export function registerWebRoutes(api: FastifyInstance, deps: { sessions: WebSessions; root: string; publicUrl: () => string }): WebRoutes {
   const { sessions, root } = deps;
 
   api.addHook('onSend', async (req, reply, payload) => {

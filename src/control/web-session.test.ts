@@ -6,7 +6,12 @@ describe('dashboard sessions', () => {
   const clock = { t: 1_000_000 };
   const settings = { maxAgeMs: 10_000, idleMs: 3_000, max: 3 };
   let valid = 'tok-a';
-  const make = (): WebSessions => new WebSessions((t) => t === valid, settings, () => clock.t);
+  const make = (): WebSessions =>
+    new WebSessions(
+      (t) => t === valid,
+      settings,
+      () => clock.t,
+    );
 
   it('opens only for a valid token, with a random id and CSRF token', () => {
     const s = make();
