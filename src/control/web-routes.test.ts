@@ -12,6 +12,13 @@ import { pino } from 'pino';
 import { request } from 'undici';
 import { startControlPlane, type ControlPlane } from './server.js';
 
+/** The parts of the answers this test reads. */
+interface Answer {
+  error: { code: string; message: string; hint: string };
+  csrf: string;
+  tokens: unknown[];
+}
+
 describe('dashboard: files, session cookie, CSP and CSRF', { timeout: 120_000 }, () => {
   let cp: ControlPlane;
   let home: string;
@@ -22,18 +29,18 @@ describe('dashboard: files, session cookie, CSP and CSRF', { timeout: 120_000 },
     path: string,
     headers: Record<string, string> = {},
     body?: unknown,
-  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string; json: any }> => {
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string; json: Answer }> => {
     const res = await request(cp.apiUrl + path, {
       method: method as 'GET',
       headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.body.text();
-    let json: any;
+    let json = {} as Answer;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(text) as Answer;
     } catch {
-      json = undefined;
+      // not JSON: the page or an asset
     }
     return { status: res.statusCode, headers: res.headers, text, json };
   };
