@@ -207,17 +207,21 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
   it('rolls back through the confirmation dialog; the API shows revision 1 serving again', async () => {
     const rollback = page.getByRole('button', { name: 'Rollback' });
     await waitFor('rollback enabled', async () => ((await rollback.isDisabled()) ? undefined : true));
-    await rollback.click();
+    // By keyboard: Enter opens the confirmation, Escape cancels it (nothing happens), Enter again confirms.
+    await rollback.focus();
+    await page.keyboard.press('Enter');
     const dialog = page.getByRole('dialog', { name: 'Rollback' });
     await dialog.waitFor();
     assert.match(await dialog.innerText(), /Roll hello back from revision 2 to revision 1\?/);
     await shot('05-rollback-confirm');
-    // Cancel first: nothing happens.
-    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden' });
     await sleep(300);
-    assert.equal((await api('GET', '/api/v1/apps/hello')).json.rollouts[0].toRevision, 2);
-    await rollback.click();
-    await dialog.getByRole('button', { name: 'Yes, rollback' }).click();
+    assert.equal((await api('GET', '/api/v1/apps/hello')).json.rollouts[0].toRevision, 2, 'cancelled: no rollback');
+    await rollback.focus();
+    await page.keyboard.press('Enter');
+    await dialog.waitFor();
+    await page.keyboard.press('Enter'); // the confirm button has the focus
     await page.getByText(/rollout #3 to revision 1 started/).waitFor();
     const done = await waitFor(
       'rollback to revision 1 through the API',
@@ -261,6 +265,18 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
     await page.locator('[data-node="local"]').waitFor();
     assert.match(await page.locator('[data-node="local"]').innerText(), /ready/);
     await shot('09-nodes');
+    // Dark mode: the same page with the system's dark preference.
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.getByRole('link', { name: 'Apps' }).click();
+    await page.getByRole('link', { name: 'hello', exact: true }).first().click();
+    await page.locator('[data-testid="traffic-chart"]').waitFor();
+    const bg = await page.evaluate(() => {
+      const g = globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string }; document: { body: unknown } };
+      return g.getComputedStyle(g.document.body).backgroundColor;
+    });
+    assert.equal(bg, 'rgb(18, 21, 27)', 'the dark palette applies');
+    await shot('09b-app-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
   });
 
   it('resumes the event stream after a cut without losing or repeating an event', async () => {

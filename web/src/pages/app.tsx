@@ -245,7 +245,6 @@ function Rollout({ d }: { d: AppDetail }) {
           </div>
           <p class="small">
             Waiting for: {r.waiting}
-            {r.pauseLeftMs !== undefined ? ` (${Math.ceil(r.pauseLeftMs / 1000)} s left)` : ''}
             {r.command ? ` · command: ${r.command}` : ''}
           </p>
           {r.verdict ? (
