@@ -183,6 +183,25 @@ describe('dashboard: files, session cookie, CSP and CSRF', { timeout: 120_000 },
     assert.equal(noOrigin.status, 201, 'the CSRF header alone is proof enough when the browser sends no Origin');
   });
 
+  it('answers hostile sign-in bodies with a 4xx and a code, never a session', async () => {
+    const bodies = [
+      '{"token": ',
+      'null',
+      '[1,2]',
+      JSON.stringify({ token: 42 }),
+      JSON.stringify({ token: 'x'.repeat(600) }),
+      '['.repeat(50_000) + ']'.repeat(50_000),
+      '{"__proto__": {"token": "x"}}',
+    ];
+    for (const body of bodies) {
+      const res = await request(cp.apiUrl + '/api/v1/session', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const text = await res.body.text();
+      assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${body.slice(0, 40)}: ${res.statusCode} ${text.slice(0, 200)}`);
+      assert.equal(typeof (JSON.parse(text) as Answer).error.code, 'string');
+      assert.equal(res.headers['set-cookie'], undefined);
+    }
+  });
+
   it('refuses a sign-in from another origin (no login CSRF)', async () => {
     const r = await signIn(cp.adminToken, { origin: 'https://evil.example' });
     assert.equal(r.status, 403);

@@ -349,7 +349,8 @@ function Traffic({ path }: { path: string }) {
           </tbody>
         </table>
       ) : null}
-      {revs.length > 0 ? (
+      {revs.length > 0 && xs.length < 2 ? <p class="muted small">Collecting figures for the charts…</p> : null}
+      {revs.length > 0 && xs.length >= 2 ? (
         <div class="charts">
           <TimeChart title="Requests per second" testId="traffic-chart" series={series('req/s')} data={[xs, ...rps]} yLabel="req/s" />
           <TimeChart title="p99 latency" series={series('p99')} data={[xs, ...p99]} yLabel="ms" />
