@@ -188,6 +188,10 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
     await shot('03-app-rollout-running');
     const promote = page.getByRole('button', { name: 'Promote' });
     assert.equal(await promote.isDisabled(), false, 'a canary can be promoted while it runs');
+    // Promote (confirmed): the canary skips the rest of its pause.
+    await promote.click();
+    await page.getByRole('dialog', { name: 'Promote' }).getByRole('button', { name: 'Yes, promote' }).click();
+    await page.getByText(/promote recorded/).waitFor();
 
     const r = await run;
     assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -263,8 +267,29 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
     await shot('08-run');
     await page.getByRole('link', { name: 'Nodes' }).click();
     await page.locator('[data-node="local"]').waitFor();
-    assert.match(await page.locator('[data-node="local"]').innerText(), /ready/);
+    const node = page.locator('[data-node="local"]');
+    assert.match(await node.innerText(), /ready/);
+    // Drain without force on the only node: the API refuses, the page shows its message and hint.
+    await node.getByRole('button', { name: 'Drain' }).click();
+    await page.getByRole('dialog', { name: 'Drain' }).getByRole('button', { name: 'Yes, drain' }).click();
+    const refused = node.getByRole('alert');
+    await refused.waitFor();
+    assert.match(await refused.innerText(), /Drain refused/);
+    assert.match(await refused.innerText(), /force/i, 'the hint says how');
+    await shot('09-nodes-drain-refused');
+    await node.getByRole('button', { name: 'Cordon', exact: true }).click();
+    await page.getByRole('dialog', { name: 'Cordon' }).getByRole('button', { name: 'Yes, cordon' }).click();
+    await waitFor('cordoned through the API', async () =>
+      (await api('GET', '/api/v1/nodes')).json.nodes[0].scheduling === 'cordoned' ? true : undefined,
+    );
+    const uncordon = node.getByRole('button', { name: 'Uncordon', exact: true });
+    await waitFor('uncordon enabled (live)', async () => ((await uncordon.isDisabled()) ? undefined : true));
     await shot('09-nodes');
+    await uncordon.click();
+    await page.getByRole('dialog', { name: 'Uncordon' }).getByRole('button', { name: 'Yes, uncordon' }).click();
+    await waitFor('eligible again', async () =>
+      (await api('GET', '/api/v1/nodes')).json.nodes[0].scheduling === 'eligible' ? true : undefined,
+    );
     // Dark mode: the same page with the system's dark preference.
     await page.emulateMedia({ colorScheme: 'dark' });
     await page.getByRole('link', { name: 'Apps' }).click();
