@@ -139,6 +139,8 @@ describe('dashboard: files, session cookie, CSP and CSRF', { timeout: 120_000 },
     assert.match(ok.set, /; SameSite=Strict/);
     assert.match(ok.set, /; Path=\//);
     assert.doesNotMatch(ok.set, /Secure/, 'plain HTTP: a Secure cookie would never come back');
+    const proxied = await signIn(cp.adminToken, { 'x-forwarded-proto': 'https' });
+    assert.match(proxied.set, /; Secure/, 'behind a TLS proxy the cookie is Secure');
     assert.ok(!ok.text.includes(cp.adminToken), 'the token is not echoed');
     assert.ok(typeof ok.json.csrf === 'string' && ok.json.csrf.length >= 40);
     const me = await call('GET', '/api/v1/session', { cookie: ok.cookie });
@@ -179,6 +181,18 @@ describe('dashboard: files, session cookie, CSP and CSRF', { timeout: 120_000 },
       {},
     );
     assert.equal(good.status, 201, good.text);
+    const host = new URL(own).host;
+    const viaTls = await call('POST', '/api/v1/tokens/join', { cookie: s.cookie, 'x-pilot-csrf': csrf, origin: `https://${host}` }, {});
+    assert.equal(viaTls.status, 201, 'behind a TLS proxy the page is https://<the same host>');
+    const otherHost = await call(
+      'POST',
+      '/api/v1/tokens/join',
+      { cookie: s.cookie, 'x-pilot-csrf': csrf, origin: `https://a.${host}` },
+      {},
+    );
+    assert.equal(otherHost.status, 403);
+    const ftp = await call('POST', '/api/v1/tokens/join', { cookie: s.cookie, 'x-pilot-csrf': csrf, origin: `ftp://${host}` }, {});
+    assert.equal(ftp.status, 403);
     const noOrigin = await call('POST', '/api/v1/tokens/join', { cookie: s.cookie, 'x-pilot-csrf': csrf }, {});
     assert.equal(noOrigin.status, 201, 'the CSRF header alone is proof enough when the browser sends no Origin');
   });

@@ -106,9 +106,25 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
-/** Whether the request came over HTTPS (directly, or by a publicUrl that says so). */
+/**
+ * Whether the browser talks HTTPS: directly, by a publicUrl that says so, or through a TLS proxy
+ * (X-Forwarded-Proto). Only the cookie's Secure flag depends on it: a client that claims HTTPS
+ * falsely only loses its own cookie.
+ */
 export function isHttps(req: FastifyRequest, publicUrl: string): boolean {
-  return req.protocol === 'https' || publicUrl.startsWith('https:');
+  return req.protocol === 'https' || publicUrl.startsWith('https:') || req.headers['x-forwarded-proto'] === 'https';
+}
+
+/** Whether an Origin names this server: the host the request was sent to (behind a TLS proxy the scheme differs), or publicUrl. */
+function ownOrigin(origin: string, req: FastifyRequest, publicUrl: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false; // "null" (a sandboxed frame, a file) or garbage
+  }
+  if ((url.protocol === 'http:' || url.protocol === 'https:') && url.host === req.headers.host) return true;
+  return publicUrl !== '' && url.origin === new URL(publicUrl).origin;
 }
 
 /** The Set-Cookie value of a session (or of its removal, with id ''). */
@@ -128,10 +144,8 @@ export function assertSameOrigin(req: FastifyRequest, publicUrl: string, csrf?: 
   const site = req.headers['sec-fetch-site'];
   if (site === 'cross-site' || site === 'same-site') throw fail.csrfRefused({ why: `Sec-Fetch-Site is ${site}` });
   const origin = req.headers.origin;
-  if (origin !== undefined && STATE_CHANGE(req.method)) {
-    const own = new Set([`${req.protocol}://${req.headers.host ?? ''}`]);
-    if (publicUrl) own.add(new URL(publicUrl).origin);
-    if (!own.has(origin)) throw fail.csrfRefused({ why: `Origin ${JSON.stringify(origin.slice(0, 200))} is not this server's` });
+  if (origin !== undefined && STATE_CHANGE(req.method) && !ownOrigin(origin, req, publicUrl)) {
+    throw fail.csrfRefused({ why: `Origin ${JSON.stringify(origin.slice(0, 200))} is not this server's` });
   }
   if (csrf !== undefined && STATE_CHANGE(req.method)) {
     const sent = req.headers[CSRF_HEADER];
