@@ -38,7 +38,8 @@ run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsc
 // The dashboard's own tree (web/: DOM types, JSX): type-checked here, built by `npm run build:web`.
 console.log('# type-check the dashboard (tsc -p web)');
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'web/tsconfig.json']);
-if (!process.env.PILOT_SKIP_LINT) {
+// The browser test's run leaves linting to `npm test` (CI runs both).
+if (!process.env.PILOT_SKIP_LINT && !browserOnly) {
   console.log('# lint (eslint)');
   run(process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), 'src', 'test']);
   // Formatting is Prettier's (.prettierrc.json), applied with `npm run format`.
