@@ -68,7 +68,7 @@ deploy:
   drain: 300ms
 strategy:
   type: canary
-  steps: [{weight: 50, pause: 8s}, {weight: 100}]
+  steps: [{weight: 50, pause: 20s}, {weight: 100}]
 env:
   GREETING: hello from Pilot
 `;
@@ -175,6 +175,13 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
     writeFileSync(join(repo, 'server.js'), (await import('node:fs')).readFileSync(join(repo, 'server.js'), 'utf8') + '\n// revision 2\n');
     await git(repo, 'commit', '-qam', 'second revision');
     const run: Promise<CliResult> = h.cli(['run', repo]);
+    // A second tab follows the run as it happens: it appears in the list, its log grows while it runs.
+    const runTab = await page.context().newPage();
+    await runTab.goto(url + '/runs');
+    await runTab.locator('[data-run="2"]').waitFor({ timeout: 60_000 });
+    await runTab.getByRole('link', { name: '#2', exact: true }).click();
+    const runLog = runTab.locator('[data-testid="run-log"]');
+    await waitFor('run 2 log, live', async () => ((await runLog.innerText()).includes('==> build') ? true : undefined), 60_000);
 
     // The rollout appears on its own (the event stream), at its first step: 50 %.
     const rollout = page.locator('[data-testid="rollout"] .rollout[data-status="running"]');
@@ -195,6 +202,13 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
 
     const r = await run;
     assert.equal(r.code, 0, r.stdout + r.stderr);
+    await runTab.locator('[data-testid="run-status"]', { hasText: 'succeeded' }).waitFor({ timeout: 30_000 });
+    await waitFor('the end of run 2 in its followed log', async () =>
+      (await runLog.innerText()).includes('of hello is live') ? true : undefined,
+    );
+    assert.match(await runTab.locator('[data-testid="steps"] [data-step="deploy"]').innerText(), /succeeded/);
+    await runTab.screenshot({ path: join(SHOTS, '03b-run-followed.png'), fullPage: true });
+    await runTab.close();
     await page.locator('[data-testid="revisions"] [data-revision="2"].active').waitFor({ timeout: 30_000 });
     await page.locator('[data-testid="rollout"] [data-status="succeeded"]').waitFor();
     await waitFor('the traffic chart to move', async () =>
