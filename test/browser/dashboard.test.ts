@@ -395,8 +395,15 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
     await page.getByLabel('Admin token').fill(h.token);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('[data-app="hello"]').waitFor();
+    await page.locator('[data-testid="feed"][data-status="live"]').waitFor();
     await page.context().clearCookies();
-    await page.getByRole('link', { name: 'hello', exact: true }).first().click();
+    // The next API call the page makes (this click, or the apps page's traffic sample, whichever
+    // comes first) is refused and brings back the sign-in form.
+    await page
+      .getByRole('link', { name: 'hello', exact: true })
+      .first()
+      .click({ timeout: 5000 })
+      .catch(() => undefined);
     await page.getByText(/session has ended/).waitFor();
     await shot('11-session-ended');
     await page.getByLabel('Admin token').fill(h.token);
