@@ -191,6 +191,9 @@ describe('dashboard in Chromium', { skip, timeout: 180_000 }, () => {
     assert.match(await rollout.innerText(), /step 1\/2/);
     assert.match(await rollout.innerText(), /stable 50%/);
     await page.locator('[data-testid="rollout-chart"]').waitFor();
+    // The canary analysis' verdict, as text and as a point on the rollout's chart.
+    await page.locator('[data-testid="rollout"] .verdict').waitFor({ timeout: 15_000 });
+    assert.match(await page.locator('[data-testid="rollout"] .verdict').innerText(), /Analysis: (wait|pass)/);
     await page.locator('[data-testid="traffic"] [data-revision="2"]').waitFor({ timeout: 30_000 });
     await shot('03-app-rollout-running');
     const promote = page.getByRole('button', { name: 'Promote' });

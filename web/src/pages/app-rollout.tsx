@@ -19,6 +19,7 @@ export function Rollout({ d }: { d: AppDetail }) {
     const weight: (number | null)[] = [];
     const pass: (number | null)[] = [];
     const failed: (number | null)[] = [];
+    const waiting: (number | null)[] = [];
     let w = 0;
     for (const e of mine) {
       if (e.kind === 'rollout.started') w = 0;
@@ -30,14 +31,16 @@ export function Rollout({ d }: { d: AppDetail }) {
       const v = e.kind === 'rollout.analysis' ? String(e.payload.verdict) : undefined;
       pass.push(v === 'pass' ? w : null);
       failed.push(v === 'fail' ? w : null);
+      waiting.push(v !== undefined && v !== 'pass' && v !== 'fail' ? w : null);
     }
     if (r && xs.length > 0) {
       xs.push(Date.now() / 1000);
       weight.push(r.weights.canary);
       pass.push(null);
       failed.push(null);
+      waiting.push(null);
     }
-    return [xs, weight, pass, failed];
+    return [xs, weight, pass, failed, waiting];
   }, [events, id, r?.weights.canary]);
   return (
     <div data-testid="rollout">
@@ -85,6 +88,7 @@ export function Rollout({ d }: { d: AppDetail }) {
             { label: 'weight %', color: PALETTE[0]!, kind: 'step' },
             { label: 'pass', color: '#17a673', kind: 'points' },
             { label: 'fail', color: '#d64541', kind: 'points' },
+            { label: 'wait', color: '#8a94a6', kind: 'points' },
           ]}
           data={data}
           height={150}
