@@ -11,7 +11,9 @@ import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const faultsOnly = process.argv[2] === '--faults';
-const filters = process.argv.slice(faultsOnly ? 3 : 2);
+// test/browser: the dashboard driven by Chromium (npm run test:browser, run by .ci/run), heavy: its own command.
+const browserOnly = process.argv[2] === '--browser';
+const filters = process.argv.slice(faultsOnly || browserOnly ? 3 : 2);
 
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' });
@@ -25,7 +27,7 @@ function findTests(dir) {
   for (const name of names.sort()) {
     const p = join(dir, name);
     // test/faults is the fault-injection suite: its own command (npm run test:faults), run by .ci/run.
-    if (statSync(p).isDirectory()) { if (!(name === 'faults' && !faultsOnly)) out.push(...findTests(p)); }
+    if (statSync(p).isDirectory()) { if (!(name === 'faults' && !faultsOnly) && !(name === 'browser' && !browserOnly)) out.push(...findTests(p)); }
     else if (name.endsWith('.test.js')) out.push(p);
   }
   return out;
@@ -33,20 +35,24 @@ function findTests(dir) {
 
 console.log('# type-check and compile (tsc)');
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
-if (!process.env.PILOT_SKIP_LINT) {
+// The dashboard's own tree (web/: DOM types, JSX): type-checked here, built by `npm run build:web`.
+console.log('# type-check the dashboard (tsc -p web)');
+run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'web/tsconfig.json']);
+// The browser test's run leaves linting to `npm test` (CI runs both).
+if (!process.env.PILOT_SKIP_LINT && !browserOnly) {
   console.log('# lint (eslint)');
   run(process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), 'src', 'test']);
   // Formatting is Prettier's (.prettierrc.json), applied with `npm run format`.
   console.log('# format (prettier --check)');
-  run(process.execPath, [join(root, 'node_modules/prettier/bin/prettier.cjs'), '--check', '--log-level', 'warn', 'src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts']);
+  run(process.execPath, [join(root, 'node_modules/prettier/bin/prettier.cjs'), '--check', '--log-level', 'warn', 'src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'web/src/**/*.{ts,tsx}']);
   // Which folder may import which (.dependency-cruiser.cjs, src/README.md): no folder cycles.
   console.log('# folder layers (dependency-cruiser)');
   run(process.execPath, [join(root, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs'), 'src', '--config', '.dependency-cruiser.cjs']);
 }
 
 const pick = (files) => files.filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
-const unit = faultsOnly ? [] : pick(findTests(join(root, 'dist/src')));
-const integration = pick(findTests(join(root, faultsOnly ? 'dist/test/faults' : 'dist/test')));
+const unit = faultsOnly || browserOnly ? [] : pick(findTests(join(root, 'dist/src')));
+const integration = pick(findTests(join(root, faultsOnly ? 'dist/test/faults' : browserOnly ? 'dist/test/browser' : 'dist/test')));
 const files = [...unit, ...integration];
 if (files.length === 0) {
   console.error('no test files matched', filters);

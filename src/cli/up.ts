@@ -113,6 +113,7 @@ export async function up(opts: UpOptions): Promise<void> {
   const lines = [
     `pilot is up (state in ${home})`,
     `  control plane  ${cp.apiUrl}`,
+    `  dashboard      ${cp.apiUrl}/   (sign in with the admin token)`,
     `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : httpsOn ? 'in this process' : 'its own process'})`,
     ...(cp.routerHttpsPort !== undefined ? [`  https          port ${cp.routerHttpsPort}   (certificates: \`pilot certs\`)`] : []),
     opts.agent ? `  agent          local (127.0.0.1)` : '  agent          none (start one with `pilot agent`)',

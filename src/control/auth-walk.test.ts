@@ -33,6 +33,20 @@ const EXCEPTIONS: Record<string, { allowed: readonly Who[]; why: string }> = {
     why: "a node's router reads the routing table with its node's credential (the router token too)",
   },
   'POST /hooks/github/:app': { allowed: [], why: "signed with the app's webhook secret: no bearer token opens it" },
+  'GET /': { allowed: ['none', 'wrong', 'join', 'node', 'admin'], why: "the dashboard's page: its data comes through the API" },
+  'HEAD /': { allowed: ['none', 'wrong', 'join', 'node', 'admin'], why: "the dashboard's page" },
+  'GET /*': { allowed: ['none', 'wrong', 'join', 'node', 'admin'], why: "the dashboard's built files and page routes" },
+  'HEAD /*': { allowed: ['none', 'wrong', 'join', 'node', 'admin'], why: "the dashboard's built files" },
+  'POST /api/v1/session': {
+    allowed: ['none', 'wrong', 'join', 'node', 'admin'],
+    why: 'dashboard sign-in: the token is checked in the body (web-routes.test.ts); the walk sends none (400)',
+  },
+  'GET /api/v1/session': { allowed: [], why: 'the session cookie only (web-routes.test.ts)' },
+  'HEAD /api/v1/session': { allowed: [], why: 'the session cookie only' },
+  'DELETE /api/v1/session': {
+    allowed: ['none', 'wrong', 'join', 'node', 'admin'],
+    why: 'sign-out clears the cookie; a live session needs CSRF proof',
+  },
 };
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;

@@ -58,6 +58,8 @@ import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
 import { RunLedger } from '../cd/run-ledger.js';
 import { registerWebhookRoutes } from '../cd/webhook-routes.js';
+import { isDashboardPath, registerWebRoutes } from './web-routes.js';
+import { DEFAULT_SESSIONS, WebSessions, type SessionSettings } from './web-session.js';
 
 export interface ControlPlaneOptions {
   home: string;
@@ -100,6 +102,8 @@ export interface ControlPlaneOptions {
   autoscale?: Partial<AutoscalerSettings>;
   /** The event feed's SSE settings (heartbeat, slow-client bound) and retention; defaults otherwise (tests shorten them). */
   events?: { stream?: Partial<EventStreamSettings>; retention?: Partial<RetentionSettings> };
+  /** The dashboard's built files (default: dist/web beside the compiled server) and its session limits. */
+  web?: { root?: string; sessions?: Partial<SessionSettings> };
 }
 
 export interface ControlPlane {
@@ -123,6 +127,8 @@ function authMode(method: string, url: string): 'none' | 'admin' | 'admin-or-nod
   if (path === '/healthz') return 'none';
   if (path.startsWith('/api/v1/agent/')) return 'self';
   if (path.startsWith('/hooks/')) return 'self'; // signed by the app's webhook secret
+  if (path === '/api/v1/session') return 'self'; // the dashboard's sign-in and sign-out (web-routes.ts)
+  if (isDashboardPath(method, path)) return 'none'; // the dashboard's files; its data needs the session
   if (path.startsWith('/api/v1/router/')) return 'self'; // the router token (router-routes.ts)
   if (path.startsWith('/api/v1/artifacts/') && (method === 'GET' || method === 'HEAD')) return 'admin-or-node';
   // An agent reports a download that did not hash to its digest (artifacts/routes.ts).
@@ -283,6 +289,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     for (const method of typeof r.method === 'string' ? [r.method] : r.method) routes.push({ method, url: r.url });
   });
   await registerOpenApi(api, PILOT_VERSION);
+  const web = registerWebRoutes(api, {
+    sessions: new WebSessions((t) => tokensEqual(t, admin.token), { ...DEFAULT_SESSIONS, ...opts.web?.sessions }),
+    root: opts.web?.root ?? new URL('../../web/', import.meta.url).pathname,
+    publicUrl: () => publicUrl,
+  });
   api.addHook('onRequest', async (req) => {
     // A '..' segment (plain or percent-encoded) never names anything here: refuse it before routing.
     if (/(^|\/)(\.|%2e){2}(\/|\?|$)/i.test(req.url)) {
@@ -296,6 +307,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       await authenticateNode(store, req);
       return;
     }
+    // The dashboard: its session cookie, with CSRF proof for a state change (web-session.ts).
+    if (!token && web.authenticate(req)) return;
     throw token ? fail.invalidToken() : fail.missingToken();
   });
   // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,

@@ -350,6 +350,21 @@ export const controlErrors = {
     code: 'unauthorized',
     message: 'missing token: send "Authorization: Bearer <token>"',
   },
+  sessionExpired: {
+    code: 'unauthorized',
+    message: 'the dashboard session has ended (signed out, expired, or the server restarted)',
+    hint: 'Sign in again with the admin token ($PILOT_HOME/admin-token).',
+  },
+  csrfRefused: {
+    code: 'forbidden',
+    message: (p: { why: string }) => `request refused: ${p.why}`,
+    hint: 'A state change through the dashboard session must come from the dashboard itself (same origin, with its x-pilot-csrf header). Scripts use "Authorization: Bearer <token>" instead of the cookie.',
+  },
+  dashboardNotBuilt: {
+    code: 'not_found',
+    message: (p: { dir: string }) => `the dashboard is not built (no index.html in ${p.dir})`,
+    hint: 'Run `npm run build` in the Pilot folder (npm install runs it too), then reload.',
+  },
   requestRefused: {
     code: 'bad_request',
     message: (p: { message: string | undefined }) => p.message ?? 'bad request',
