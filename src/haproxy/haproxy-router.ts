@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fail } from '../core/errors.js';
-import type { Route } from '../core/routes.js';
+import { cleanRouteHttp, type Route } from '../core/routes.js';
 import { allocatePort } from '../os/ports.js';
 import {
   MAP_HOST_RE,
@@ -31,6 +31,7 @@ import {
   renderConfig,
   serverWeight,
   structureOf,
+  timeoutFile,
   unavailableFile,
   type AppLayout,
   type Slot,
@@ -59,6 +60,7 @@ interface AppState {
   pins: (Slot | undefined)[][];
   /** The revision each pin backend serves. */
   pinRev: (number | undefined)[];
+  http: AppLayout['http'];
 }
 
 type Desired = Omit<Slot, 'state'> & { state: 'ready' | 'maint' };
@@ -171,6 +173,7 @@ export class HaproxyRouter {
       sticky: a.sticky,
       mix: { name: mixName(a.app), slots: a.mix },
       pins: a.pins.map((slots, k) => ({ name: pinName(a.app, k), slots })),
+      http: a.http,
     }));
   }
 
@@ -183,7 +186,10 @@ export class HaproxyRouter {
     const layouts = this.#layouts();
     write('hosts.map', hostsMap(layouts));
     write('pins.map', [...this.#pins].map(([k, v]) => `${k} ${v}\n`).join(''));
-    for (const a of layouts) write(`unavailable-${a.app}.http`, unavailableFile(a.app));
+    for (const a of layouts) {
+      write(`unavailable-${a.app}.http`, unavailableFile(a.app));
+      write(`timeout-${a.app}.http`, timeoutFile(a.app));
+    }
     write(
       'haproxy.cfg',
       renderConfig({ bind: { host: this.#host, port: this.port }, dir: this.#dir, apps: layouts, trusted: this.#trusted }),
@@ -310,6 +316,8 @@ export class HaproxyRouter {
         mix: mix.slots,
         pins: pinSlots,
         pinRev,
+        // Numbers only reach the configuration text: malformed limits are dropped (core/routes.ts).
+        http: cleanRouteHttp(r.http),
       });
     }
     const structure =
@@ -319,6 +327,7 @@ export class HaproxyRouter {
           hosts: a.hosts,
           backends: [],
           ...(a.sticky ? { sticky: { by: a.sticky, seed: '' } } : {}),
+          ...(a.http ? { http: a.http } : {}),
         })),
       ) + JSON.stringify([...next.values()].map((a) => [a.app, a.capacity]).sort());
     if (overflow || structure !== this.#structure || !this.#up) {

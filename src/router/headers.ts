@@ -165,12 +165,13 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], fwd: Forwa
   return out;
 }
 
-/** The upstream's response headers minus hop-by-hop ones, ready for `res.writeHead`. */
+/** The upstream's response headers minus hop-by-hop ones (Trailer kept), ready for `res.writeHead`. */
 export function clientResponseHeaders(headers: HeaderRecord): OutgoingHttpHeaders {
   const listed = connectionTokens(headers['connection']);
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
-    if (isHopByHop(name, listed)) continue;
+    // Trailer announces the trailer fields of this response (RFC 9110 §6.6.2): end to end, kept.
+    if (isHopByHop(name, listed) && name !== 'trailer') continue;
     const value = headers[name];
     if (value !== undefined) out[name] = value;
   }
