@@ -139,6 +139,18 @@ function limitLines(a: AppLayout): string[] {
 /** HAProxy's `timeout server` in the defaults section: the requestTimeout of an app that sets none. */
 export const DEFAULT_SERVER_TIMEOUT_MS = 60_000;
 
+/** The 502 body per app name, kept: an error entry per app per rendering was a fifth of a 1,000-app render. */
+const noReadyCache = new Map<string, { text: string; json: string }>();
+function noReadyRendered(app: string): { text: string; json: string } {
+  let r = noReadyCache.get(app);
+  if (r === undefined) {
+    if (noReadyCache.size > 50_000) noReadyCache.clear();
+    r = rendered(noReadyInstance(app));
+    noReadyCache.set(app, r);
+  }
+  return r;
+}
+
 function rendered(e: ReturnType<typeof unknownHost>): { text: string; json: string } {
   return {
     text: renderError({}, e).body,
@@ -223,7 +235,7 @@ export function renderConfig(c: ConfigInput): string {
   }
   out.push('  use_backend %[var(txn.pinbe)] if { var(txn.pinbe) -m found }', '  use_backend app_%[var(txn.app)]', '');
   for (const a of c.apps) {
-    const na = rendered(noReadyInstance(a.app));
+    const na = noReadyRendered(a.app);
     const backend = (b: BackendSlots, balance: string): void => {
       out.push(
         `backend ${b.name}`,

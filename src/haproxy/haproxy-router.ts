@@ -39,6 +39,11 @@ import {
 import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
 
 export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
+/**
+ * Runtime API commands per connection (joined by ";" on one line, which HAProxy reads into one
+ * buffer of tune.bufsize = 16 KiB: 100 commands of ~60 bytes fit). 2,000 commands take ~70 ms.
+ */
+export const RUNTIME_BATCH = 100;
 
 export interface HaproxyHealth {
   /** HAProxy answers on its runtime socket. */
@@ -115,6 +120,8 @@ export class HaproxyRouter {
   #lastError: string | undefined;
   #up = false;
   #pins = new Map<string, string>();
+  /** Apps whose unavailable-/timeout- files are written. */
+  readonly #errorFiles = new Set<string>();
   /** Applies run one at a time. */
   #queue: Promise<void> = Promise.resolve();
 
@@ -186,9 +193,13 @@ export class HaproxyRouter {
     const layouts = this.#layouts();
     write('hosts.map', hostsMap(layouts));
     write('pins.map', [...this.#pins].map(([k, v]) => `${k} ${v}\n`).join(''));
+    // An app's error files depend on its name alone: written once per app, not at every table
+    // (at 1,000 apps, rewriting them made a weight change take ~1.5 s instead of ~0.1 s).
     for (const a of layouts) {
+      if (this.#errorFiles.has(a.app) && existsSync(join(this.#dir, `timeout-${a.app}.http`))) continue;
       write(`unavailable-${a.app}.http`, unavailableFile(a.app));
       write(`timeout-${a.app}.http`, timeoutFile(a.app));
+      this.#errorFiles.add(a.app);
     }
     write(
       'haproxy.cfg',
@@ -374,13 +385,17 @@ export class HaproxyRouter {
     for (const k of this.#pins.keys()) if (!pins.has(k)) cmds.push(`del map ${mapFile} ${k}`);
     this.#apps = next;
     this.#pins = pins;
-    this.#writeFiles(); // the files follow, so that a restart or the next reload starts from here
-    if (cmds.length === 0) return;
+    if (cmds.length === 0) {
+      this.#writeFiles(); // the files follow, so that a restart or the next reload starts from here
+      return;
+    }
     const errors: string[] = [];
-    for (let i = 0; i < cmds.length; i += 100) {
-      const answer = await runtimeCommand(this.#admin, cmds.slice(i, i + 100));
+    for (let i = 0; i < cmds.length; i += RUNTIME_BATCH) {
+      const answer = await runtimeCommand(this.#admin, cmds.slice(i, i + RUNTIME_BATCH));
       errors.push(...runtimeErrors(answer));
     }
+    // After the commands, so that traffic moves first; a restart or the next reload starts from these.
+    this.#writeFiles();
     this.#runtimeUpdates++;
     if (errors.length > 0) {
       this.#lastError = errors.slice(0, 3).join(' | ');

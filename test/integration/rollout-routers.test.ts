@@ -1,0 +1,90 @@
+/**
+ * A rollout under load on each data plane (issue #14): `pilot up` (the embedded router in its router
+ * process) and `pilot up --router haproxy` (Pilot-driven HAProxy), each deploying a second and a
+ * third revision of an app (blue-green, the default; then a canary with a 30 % step) while a steady
+ * request loop runs through the router. Every request must succeed, on both routers. The canary
+ * revision also sets `http: { maxBody: 2kb, requestTimeout: 5s }` in its pilot.yaml, and the test
+ * checks that the limit reaches the router it serves through (413 beyond it).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { request } from 'undici';
+import { Harness } from './harness.js';
+import { appYaml, commitRevision, makeStrategyRepo, RequestLoop, type LoopSummary } from './strategy-app.js';
+
+const HAPROXY = process.env.PILOT_HAPROXY_BIN ?? '/usr/sbin/haproxy';
+const CANARY = `
+type: canary
+steps: [{weight: 30, pause: 3s}, {weight: 100}]
+analysis: {minRequests: 0, allowIdle: true}
+`;
+
+const report = (what: string, s: LoopSummary): void =>
+  console.log(
+    `# ${what}: ${s.total} requests, ${s.failed} failed, by status ${JSON.stringify(s.byStatus)}, 2xx by revision ${JSON.stringify(s.okByRevision)}`,
+  );
+
+for (const router of ['pilot', 'haproxy'] as const) {
+  describe(`a rollout under load through the ${router} router`, { timeout: 600_000 }, () => {
+    const h = new Harness();
+    let repo = '';
+    const app = `load-${router}`;
+
+    before(async () => {
+      if (router === 'haproxy' && !existsSync(HAPROXY)) throw new Error(`${HAPROXY} is missing: apt-get install haproxy (.ci/run does)`);
+      await h.startUp({}, 'up', { api: 0, router: 0 }, [], ['--router', router]);
+      repo = await makeStrategyRepo(h, app, 2, undefined);
+      const first = await h.cli(['run', repo]);
+      assert.equal(first.code, 0, first.stdout + first.stderr);
+    });
+    after(() => h.cleanup());
+
+    const active = async (): Promise<number> => (await h.apiCall('GET', `/api/v1/apps/${app}`)).json.app.activeRevision as number;
+
+    it('blue-green (the default strategy): 0 failed requests, then only the new revision', async () => {
+      const from = await active();
+      await commitRevision(repo, 'good');
+      const loop = new RequestLoop(h.router, `${app}.localhost`);
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await h.cli(['run', repo]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const to = await active();
+      assert.ok(to > from);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const s = await loop.stop();
+      report(`${router} blue-green`, s);
+      assert.equal(s.failed, 0, s.failures.join('\n'));
+      assert.ok((s.okByRevision[String(from)] ?? 0) > 0 && (s.okByRevision[String(to)] ?? 0) > 0, JSON.stringify(s.okByRevision));
+      const last = s.seen.filter((x) => x.start > s.seen[s.seen.length - 1]!.start - 500);
+      assert.ok(last.every((x) => x.revision === to), 'after the switch, every answer is the new revision');
+    });
+
+    it('a canary (30 %, then 100 %) with new http limits: 0 failed requests, both revisions served, the limit enforced', async () => {
+      const from = await active();
+      await commitRevision(repo, 'good', appYaml(app, 2, CANARY, 'http: { maxBody: 2kb, requestTimeout: 5s }'));
+      const loop = new RequestLoop(h.router, `${app}.localhost`);
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await h.cli(['run', repo]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const to = await active();
+      assert.ok(to > from);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const s = await loop.stop();
+      report(`${router} canary`, s);
+      assert.equal(s.failed, 0, s.failures.join('\n'));
+      // During the 30 % step both answered (interleaved, not one after the other).
+      const during = s.seen.filter((x) => x.revision === to);
+      const firstNew = during[0]!.start;
+      const oldAfter = s.seen.filter((x) => x.revision === from && x.start > firstNew).length;
+      assert.ok(oldAfter > 0, 'the previous revision kept a share during the canary step');
+      const post = async (bytes: number): Promise<number> => {
+        const res = await request(h.router + '/', { method: 'POST', headers: { host: `${app}.localhost` }, body: 'x'.repeat(bytes) });
+        await res.body.text();
+        return res.statusCode;
+      };
+      assert.equal(await post(1000), 200);
+      assert.equal(await post(4096), 413, "the new revision's maxBody reached the router");
+    });
+  });
+}
