@@ -185,6 +185,9 @@ export function renderConfig(c: ConfigInput): string {
     'defaults',
     '  mode http',
     '  option http-keep-alive',
+    // A reload must not fail a request: the old worker answers the next request of an idle
+    // keep-alive connection (with Connection: close) instead of closing it under the client.
+    '  option idle-close-on-response',
     '  timeout connect 5s',
     '  timeout client 5m',
     '  timeout http-request 30s',
@@ -242,7 +245,7 @@ export function renderConfig(c: ConfigInput): string {
         `  balance ${balance}`,
         ...(balance.startsWith('hash') ? ['  hash-type consistent'] : []),
         WANTS_JSON,
-        ...ownAnswer(502, 'bad_gateway', na.text, na.json, '{ nbsrv() eq 0 }'),
+        ...ownAnswer(502, 'bad_gateway', na.text, na.json, '{ nbsrv() eq 0 } !{ stopping }'),
         ...limitLines(a),
         `  errorfile 503 ${c.dir}/unavailable-${a.app}.http`,
         `  errorfile 504 ${c.dir}/timeout-${a.app}.http`,
