@@ -185,9 +185,6 @@ export function renderConfig(c: ConfigInput): string {
     'defaults',
     '  mode http',
     '  option http-keep-alive',
-    // A reload must not fail a request: the old worker answers the next request of an idle
-    // keep-alive connection (with Connection: close) instead of closing it under the client.
-    '  option idle-close-on-response',
     '  timeout connect 5s',
     '  timeout client 5m',
     '  timeout http-request 30s',
@@ -245,6 +242,8 @@ export function renderConfig(c: ConfigInput): string {
         `  balance ${balance}`,
         ...(balance.startsWith('hash') ? ['  hash-type consistent'] : []),
         WANTS_JSON,
+        // Not in a worker that is stopping after a reload: there nbsrv() reads 0 (the backend is
+        // stopped), yet the requests it still holds are served by its servers.
         ...ownAnswer(502, 'bad_gateway', na.text, na.json, '{ nbsrv() eq 0 } !{ stopping }'),
         ...limitLines(a),
         `  errorfile 503 ${c.dir}/unavailable-${a.app}.http`,

@@ -2,9 +2,9 @@
  * A rollout under load on each data plane (issue #14): `pilot up` (the embedded router in its router
  * process) and `pilot up --router haproxy` (Pilot-driven HAProxy), each deploying a second and a
  * third revision of an app (blue-green, the default; then a canary with a 30 % step) while a steady
- * request loop runs through the router. Every request must succeed, on both routers. The canary
- * revision also sets `http: { maxBody: 2kb, requestTimeout: 5s }` in its pilot.yaml, and the test
- * checks that the limit reaches the router it serves through (413 beyond it).
+ * request loop runs through the router. Every request must succeed, on both routers. Then
+ * revisions with `http:` limits in their pilot.yaml: the limits reach the router (413 beyond
+ * maxBody) and a later revision's replace them (with HAProxy: a reload).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -60,9 +60,9 @@ for (const router of ['pilot', 'haproxy'] as const) {
       assert.ok(last.every((x) => x.revision === to), 'after the switch, every answer is the new revision');
     });
 
-    it('a canary (30 %, then 100 %) with new http limits: 0 failed requests, both revisions served, the limit enforced', async () => {
+    it('a canary (30 %, then 100 %): 0 failed requests, both revisions served during the step', async () => {
       const from = await active();
-      await commitRevision(repo, 'good', appYaml(app, 2, CANARY, 'http: { maxBody: 2kb, requestTimeout: 5s }'));
+      await commitRevision(repo, 'good', appYaml(app, 2, CANARY));
       const loop = new RequestLoop(h.router, `${app}.localhost`);
       await new Promise((r) => setTimeout(r, 500));
       const r = await h.cli(['run', repo]);
@@ -74,17 +74,26 @@ for (const router of ['pilot', 'haproxy'] as const) {
       report(`${router} canary`, s);
       assert.equal(s.failed, 0, s.failures.join('\n'));
       // During the 30 % step both answered (interleaved, not one after the other).
-      const during = s.seen.filter((x) => x.revision === to);
-      const firstNew = during[0]!.start;
+      const firstNew = s.seen.find((x) => x.revision === to)!.start;
       const oldAfter = s.seen.filter((x) => x.revision === from && x.start > firstNew).length;
       assert.ok(oldAfter > 0, 'the previous revision kept a share during the canary step');
+    });
+
+    it("a revision's http limits reach the router it serves through (413 over maxBody; a 300 ms app within a 1 s requestTimeout)", async () => {
+      await commitRevision(repo, 'slow', appYaml(app, 2, undefined, 'http: { maxBody: 2kb, requestTimeout: 1s }'));
+      const r = await h.cli(['run', repo]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
       const post = async (bytes: number): Promise<number> => {
         const res = await request(h.router + '/', { method: 'POST', headers: { host: `${app}.localhost` }, body: 'x'.repeat(bytes) });
         await res.body.text();
         return res.statusCode;
       };
-      assert.equal(await post(1000), 200);
-      assert.equal(await post(4096), 413, "the new revision's maxBody reached the router");
+      assert.equal(await post(1000), 200, 'the slow app answers within 1 s (300 ms)');
+      assert.equal(await post(4096), 413);
+      await commitRevision(repo, 'good', appYaml(app, 2, undefined, 'http: { maxBody: 8kb, requestTimeout: 1s }'));
+      const again = await h.cli(['run', repo]);
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.equal(await post(4096), 200, 'the new limit replaced the old one');
     });
   });
 }
