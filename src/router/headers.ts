@@ -110,8 +110,8 @@ export function pinnedRevision(headers: IncomingHttpHeaders): number | undefined
  * claims anyone can make: dropped, so an app can tell a client's address from a spoofed one.
  * Only from a trusted proxy (`fwd.trusted`) are they kept, X-Forwarded-For appended to (like
  * nginx's $proxy_add_x_forwarded_for) and its X-Forwarded-Proto / -Host believed. Host is kept.
- * `keepUpgrade` keeps Connection/Upgrade for WebSocket pass-through. Expect is dropped because Node
- * has already answered "100 Continue" to the client. X-Pilot-Revision is the router's own
+ * `keepUpgrade` keeps Connection/Upgrade for WebSocket pass-through. Expect is dropped because the
+ * router has already answered "100 Continue" to the client (proxy.ts). X-Pilot-Revision is the router's own
  * instruction (see `pinnedRevision`) and is dropped too.
  */
 export function upstreamRequestHeaders(rawHeaders: readonly string[], fwd: Forwarded, keepUpgrade = false): string[] {

@@ -310,6 +310,17 @@ export function protocolContract(router: () => RouterUnderTest, caps: RouterCapa
       assert.equal(err.error.code, 'too_large');
       assert.equal(err.error.message, 'pilot: the request body is larger than app "lim" accepts (1024 bytes)');
       assert.equal(counter.requests, before, 'the app never saw it');
+      // A Content-Length far beyond any buffer (a client announcing a petabyte): 413 at once.
+      const huge = await RawConn.open(router().url);
+      try {
+        huge.write('PUT /x HTTP/1.1\r\nhost: LIM.localhost:80\r\ncontent-length: 999999999999999\r\n\r\nabc');
+        const res = await huge.response(10_000);
+        assert.equal(res?.status, 413);
+        assert.equal(res.headers['x-pilot-error'], 'too_large');
+        assert.equal(counter.requests, before);
+      } finally {
+        huge.close();
+      }
       // Chunked: 64 chunks of 1 KiB, written one by one until the router answers.
       const c = await RawConn.open(router().url);
       try {

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { request } from 'undici';
-import { Harness } from './harness.js';
+import { Harness, waitFor } from './harness.js';
 import { appYaml, commitRevision, makeStrategyRepo, RequestLoop, type LoopSummary } from './strategy-app.js';
 
 const HAPROXY = process.env.PILOT_HAPROXY_BIN ?? '/usr/sbin/haproxy';
@@ -88,12 +88,15 @@ for (const router of ['pilot', 'haproxy'] as const) {
         await res.body.text();
         return res.statusCode;
       };
+      // The router process applies the table after its next sync (HAProxy: with a reload), so
+      // the new limit arrives shortly after `pilot run` returns.
+      await waitFor('the 2kb limit at the router', async () => (await post(4096)) === 413 || undefined, 20_000);
       assert.equal(await post(1000), 200, 'the slow app answers within 1 s (300 ms)');
-      assert.equal(await post(4096), 413);
       await commitRevision(repo, 'good', appYaml(app, 2, undefined, 'http: { maxBody: 8kb, requestTimeout: 1s }'));
       const again = await h.cli(['run', repo]);
       assert.equal(again.code, 0, again.stdout + again.stderr);
-      assert.equal(await post(4096), 200, 'the new limit replaced the old one');
+      await waitFor('the 8kb limit replacing the 2kb one', async () => (await post(4096)) === 200 || undefined, 20_000);
+      assert.equal(await post(9000), 413);
     });
   });
 }
