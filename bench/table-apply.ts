@@ -109,7 +109,8 @@ async function main(): Promise<void> {
     for (const s of servers) s.close();
   }
   console.log(`routing table of ${apps} apps (2 revisions each), ${rounds} rounds: median (min–max)`);
-  for (const [k, v] of Object.entries(out)) console.log(`  ${k.padEnd(52)} ${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))})`);
+  for (const [k, v] of Object.entries(out))
+    console.log(`  ${k.padEnd(52)} ${fmt(median(v))} (${fmt(Math.min(...v))}–${fmt(Math.max(...v))})`);
 }
 
 main().catch((err: unknown) => {

@@ -10,7 +10,6 @@ import net from 'node:net';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Pool } from 'undici';
 import type { Route, RouteHttp } from '../core/routes.js';
-import type { RouterCapabilities, RouterUnderTest } from './router-contract.js';
 import { startUpstream, type TestUpstream } from './test-support.js';
 
 /** One parsed HTTP/1.1 response read off a raw socket. */
@@ -137,10 +136,22 @@ function parseResponse(b: Buffer): { res: RawResponse; used: number } | undefine
   return done(b.subarray(at, at + cl), at + cl);
 }
 
+/** What these cases need of the router under test (a part of router-contract.ts's RouterUnderTest). */
+interface ProtocolRouter {
+  readonly url: string;
+  apply(routes: readonly Route[]): Promise<void>;
+}
+
+/** The capabilities these cases read (documented in router-contract.ts's RouterCapabilities). */
+interface ProtocolCapabilities {
+  readonly separateIdleTimeout: boolean;
+  readonly cutsChunkedOverMaxBody: boolean;
+}
+
 const get = (host: string, path = '/', extra = ''): string => `GET ${path} HTTP/1.1\r\nhost: ${host}\r\n${extra}\r\n`;
 
 /** Register the protocol cases inside the router contract's suite. */
-export function protocolContract(router: () => RouterUnderTest, caps: RouterCapabilities): void {
+export function protocolContract(router: () => ProtocolRouter, caps: ProtocolCapabilities): void {
   describe('protocol details', () => {
     let info: TestUpstream;
     let counter: TestUpstream;

@@ -57,7 +57,10 @@ for (const router of ['pilot', 'haproxy'] as const) {
       assert.equal(s.failed, 0, s.failures.join('\n'));
       assert.ok((s.okByRevision[String(from)] ?? 0) > 0 && (s.okByRevision[String(to)] ?? 0) > 0, JSON.stringify(s.okByRevision));
       const last = s.seen.filter((x) => x.start > s.seen[s.seen.length - 1]!.start - 500);
-      assert.ok(last.every((x) => x.revision === to), 'after the switch, every answer is the new revision');
+      assert.ok(
+        last.every((x) => x.revision === to),
+        'after the switch, every answer is the new revision',
+      );
     });
 
     it('a canary (30 %, then 100 %): 0 failed requests, both revisions served during the step', async () => {
