@@ -4,8 +4,9 @@
  *   embedded: RoutingTable.set of the whole table + the first request routed to the last app;
  *             then a weight change of every app (90/10 → 50/50) the same way.
  *   haproxy:  generate the configuration, `haproxy -c`, hitless reload, first request routed to the
- *             last app; then the same weight change of every app, which goes through the Runtime
- *             API alone (no reload): 2 servers × N apps `set server … weight` commands.
+ *             last app (N new apps: their per-app error files written too); one app added to the
+ *             N (a reload) until it answers; then the same weight change of every app, which goes
+ *             through the Runtime API alone (no reload): 2 servers × N apps `set server … weight`.
  *
  *   npm run build && node dist/bench/table-apply.js [apps=1000] [rounds=3]
  */
@@ -95,6 +96,12 @@ async function main(): Promise<void> {
       await hap.apply(table(p1, p2, 90, salt));
       add('haproxy: config + check + reload (new table)', performance.now() - t0);
       add('haproxy: reload + first request routed', await firstRouted(hap.url, `${last}${salt}.localhost`, t0));
+      // One app more on top of the N: the common reload (a new app), with the others' files written.
+      const plusOne = [...table(p1, p2, 90, salt), ...table(p1, p2, 90, `${salt}x`).slice(0, 1)];
+      t0 = performance.now();
+      await hap.apply(plusOne);
+      add(`haproxy: one app added to ${apps} (reload) + first request`, await firstRouted(hap.url, `app0${salt}x.localhost`, t0));
+      await hap.apply(table(p1, p2, 90, salt));
       const before = hap.health;
       t0 = performance.now();
       await hap.apply(table(p1, p2, 50, salt));

@@ -122,6 +122,8 @@ export class HaproxyRouter {
   #pins = new Map<string, string>();
   /** Apps whose unavailable-/timeout- files are written. */
   readonly #errorFiles = new Set<string>();
+  /** A pending write of the files after a Runtime API change. */
+  #writeTimer: NodeJS.Timeout | undefined;
   /** Applies run one at a time. */
   #queue: Promise<void> = Promise.resolve();
 
@@ -385,17 +387,15 @@ export class HaproxyRouter {
     for (const k of this.#pins.keys()) if (!pins.has(k)) cmds.push(`del map ${mapFile} ${k}`);
     this.#apps = next;
     this.#pins = pins;
-    if (cmds.length === 0) {
-      this.#writeFiles(); // the files follow, so that a restart or the next reload starts from here
-      return;
-    }
+    if (cmds.length === 0) return;
     const errors: string[] = [];
     for (let i = 0; i < cmds.length; i += RUNTIME_BATCH) {
       const answer = await runtimeCommand(this.#admin, cmds.slice(i, i + RUNTIME_BATCH));
       errors.push(...runtimeErrors(answer));
     }
-    // After the commands, so that traffic moves first; a restart or the next reload starts from these.
-    this.#writeFiles();
+    // The files follow a little later (a restart and a reload write them first anyway): rendering
+    // haproxy.cfg for 1,000 apps at every weight change doubled its time.
+    this.#scheduleWrite();
     this.#runtimeUpdates++;
     if (errors.length > 0) {
       this.#lastError = errors.slice(0, 3).join(' | ');
@@ -404,7 +404,22 @@ export class HaproxyRouter {
     }
   }
 
+  #scheduleWrite(): void {
+    if (this.#writeTimer !== undefined) return;
+    this.#writeTimer = setTimeout(() => {
+      this.#writeTimer = undefined;
+      try {
+        this.#writeFiles();
+      } catch (err) {
+        this.#log.error({ err }, 'haproxy: could not write its files; the next reload or restart writes them');
+      }
+    }, 1_000);
+    this.#writeTimer.unref();
+  }
+
   async #reload(): Promise<void> {
+    clearTimeout(this.#writeTimer);
+    this.#writeTimer = undefined;
     this.#writeFiles();
     this.#check();
     if (!this.#up) return; // a restart is under way (or the first start): it reads these files
@@ -458,6 +473,7 @@ export class HaproxyRouter {
   /** Stop HAProxy (the master stops its workers). */
   async close(): Promise<void> {
     this.#closing = true;
+    clearTimeout(this.#writeTimer);
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     await new Promise<void>((resolve) => {
