@@ -41,7 +41,7 @@ export const HttpLimitsSchema = Type.Object(
     idleTimeout: Type.Optional(
       Type.Union(Duration.anyOf, {
         description:
-          'Longest silence inside a response body once the app has answered (a stream, Server-Sent Events): 1s to 24h; the response is cut after it. Default 5m. With router haproxy the app has max(requestTimeout, idleTimeout) for both',
+          'Longest silence inside a response body once the app has answered (a stream, Server-Sent Events): 1s to 24h; the response is cut after it. Default 5m. With router haproxy (one server timeout per request) only a request with Accept: text/event-stream gets it; others are bounded by requestTimeout',
       }),
     ),
     maxBody: Type.Optional(
