@@ -242,10 +242,12 @@ export function renderConfig(c: ConfigInput): string {
         `  balance ${balance}`,
         ...(balance.startsWith('hash') ? ['  hash-type consistent'] : []),
         WANTS_JSON,
+        // The limits first: a body over maxBody is a 413 whether or not an instance is ready (as
+        // the embedded router, which checks it before picking an upstream).
+        ...limitLines(a),
         // Not in a worker that is stopping after a reload: there nbsrv() reads 0 (the backend is
         // stopped), yet the requests it still holds are served by its servers.
         ...ownAnswer(502, 'bad_gateway', na.text, na.json, '{ nbsrv() eq 0 } !{ stopping }'),
-        ...limitLines(a),
         `  errorfile 503 ${c.dir}/unavailable-${a.app}.http`,
         `  errorfile 504 ${c.dir}/timeout-${a.app}.http`,
         ...serverLines(b, ''),
