@@ -593,6 +593,7 @@ export class Reconciler {
         targetRevision: rollout?.toRevision,
         targetWeight: rollout?.progress?.weight ?? 0,
         experiment: e && { revision: e.variant, split: e.split, sticky: { by: e.by, seed: experimentSeed(e.app, e.id) } },
+        http: active?.config.http,
       });
     }
     const { routes, problems } = desiredRoutes({

@@ -9,6 +9,8 @@ import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
 import { resolveStrategy, StrategySchema, type Strategy } from './strategy.js';
 import { AutoscaleSchema, MAX_REPLICAS, resolveAutoscale, type AutoscaleSpec } from './autoscale-config.js';
+import { HttpLimitsSchema, resolveHttpLimits } from './http-limits.js';
+import type { RouteHttp } from './routes.js';
 
 /** A volume's name in pilot.yaml. */
 export const VOLUME_NAME = '^[a-z][a-z0-9-]{0,30}$';
@@ -107,6 +109,7 @@ export const AppConfigSchema = Type.Object(
         { additionalProperties: false, description: "HTTPS options of the app's hosts" },
       ),
     ),
+    http: Type.Optional(HttpLimitsSchema),
     replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_REPLICAS })),
     autoscale: Type.Optional(AutoscaleSchema),
     constraints: Type.Optional(
@@ -230,6 +233,8 @@ export interface AppConfig {
   readonly hosts: readonly string[];
   /** pilot.yaml `https`: redirect HTTP to HTTPS, HSTS max-age in seconds (0: none); absent in configs stored before it existed. */
   readonly https?: { readonly redirect: boolean; readonly hstsMaxAge: number };
+  /** pilot.yaml `http` (core/http-limits.ts) in milliseconds and bytes; absent: the router's defaults. */
+  readonly http?: RouteHttp;
   readonly replicas: number;
   /** pilot.yaml `autoscale` (core/autoscale-config.ts); undefined: the count is set by `replicas` and `pilot scale`. */
   readonly autoscale?: AutoscaleSpec | undefined;
@@ -392,6 +397,10 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
       { details: { problems: strategy.problems } },
     );
   }
+  const http = resolveHttpLimits(input.http);
+  if ('problems' in http) {
+    throw fail.invalidConfig({ source: 'pilot.yaml', problems: http.problems.join('; ') }, { details: { problems: http.problems } });
+  }
   const autoscale = resolveAutoscale(input.autoscale, input.replicas);
   if (autoscale && autoscale.max > 1 && volumes.length > 0 && input.port !== undefined) {
     throw fail.autoscaleWithVolumesFixedPort({ port: input.port, max: autoscale.max });
@@ -417,6 +426,7 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
           },
         }
       : {}),
+    ...(http.http === undefined ? {} : { http: http.http }),
     replicas: input.replicas ?? autoscale?.min ?? 1,
     autoscale,
     resources: { cpu: input.resources?.cpu, memoryMb: memoryMb(input.resources?.memory) },

@@ -33,6 +33,18 @@ export interface Backend {
   readonly upstreams: readonly RouteUpstream[];
 }
 
+/**
+ * An app's protocol limits (pilot.yaml `http:`), each absent for the router's default:
+ * requestTimeoutMs (the app must start its answer within it, else 504; default 60 s),
+ * idleTimeoutMs (longest silence inside the app's response body; default 5 min),
+ * maxBodyBytes (larger request bodies get 413; default no limit).
+ */
+export interface RouteHttp {
+  readonly requestTimeoutMs?: number | undefined;
+  readonly idleTimeoutMs?: number | undefined;
+  readonly maxBodyBytes?: number | undefined;
+}
+
 /** An app, the hosts it answers for (`<app>.localhost` first), and its backends. */
 export interface Route {
   readonly app: string;
@@ -40,6 +52,23 @@ export interface Route {
   readonly backends: readonly Backend[];
   /** A sticky split (an A/B experiment): absent for an ordinary weighted route. */
   readonly sticky?: Sticky | undefined;
+  /** Per-app protocol limits: absent for the router's defaults. */
+  readonly http?: RouteHttp | undefined;
+}
+
+/** Largest values a route's limits may carry (beyond them a table entry is malformed). */
+export const ROUTE_HTTP_MAX = { timeoutMs: 24 * 3_600_000, maxBodyBytes: 2 ** 50 } as const;
+
+/** The route's limits with only well-formed fields kept (positive integers within ROUTE_HTTP_MAX); undefined when none is. */
+export function cleanRouteHttp(raw: unknown): RouteHttp | undefined {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const r = raw as Record<string, unknown>;
+  const ok = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= max;
+  const out: { requestTimeoutMs?: number; idleTimeoutMs?: number; maxBodyBytes?: number } = {};
+  if (ok(r.requestTimeoutMs, ROUTE_HTTP_MAX.timeoutMs)) out.requestTimeoutMs = r.requestTimeoutMs;
+  if (ok(r.idleTimeoutMs, ROUTE_HTTP_MAX.timeoutMs)) out.idleTimeoutMs = r.idleTimeoutMs;
+  if (ok(r.maxBodyBytes, ROUTE_HTTP_MAX.maxBodyBytes)) out.maxBodyBytes = r.maxBodyBytes;
+  return Object.keys(out).length === 0 ? undefined : out;
 }
 
 /** Why (part of) an app's route was left out of the table. */
@@ -62,6 +91,8 @@ export interface RouteState {
     readonly targetWeight?: number | undefined;
     /** A running A/B experiment: its variant revision, the variant's share (0–100) and the sticky key. */
     readonly experiment?: { readonly revision: number; readonly split: number; readonly sticky: Sticky } | undefined;
+    /** The active revision's protocol limits (pilot.yaml `http:`); absent: the router's defaults. */
+    readonly http?: RouteHttp | undefined;
   }[];
   readonly instances: readonly {
     readonly id: string;
@@ -135,7 +166,12 @@ export function desiredRoutes(state: RouteState): { routes: Route[]; problems: R
       }
       return { revision, weight, upstreams };
     });
-    const route: Route = { app: app.name, hosts: [`${app.name}.localhost`, ...app.hosts], backends };
+    const route: Route = {
+      app: app.name,
+      hosts: [`${app.name}.localhost`, ...app.hosts],
+      backends,
+      ...(app.http === undefined ? {} : { http: app.http }),
+    };
     return exp === undefined ? route : { ...route, sticky: exp.sticky };
   });
   return admitRoutes(candidates);
@@ -259,12 +295,22 @@ export function admitRoutes(routes: readonly Route[]): { routes: Route[]; proble
       const scaled = normalizeWeights(backends.map((b) => b.weight));
       backends.forEach((b, k) => (backends[k] = { ...b, weight: scaled[k]! }));
     }
+    const rawHttp: unknown = (route as Partial<Route>).http;
+    const http = cleanRouteHttp(rawHttp);
+    const kept = (http ?? {}) as Record<string, unknown>;
+    if (
+      rawHttp !== undefined &&
+      rawHttp !== null &&
+      (typeof rawHttp !== 'object' || Object.entries(rawHttp).some(([k, v]) => v !== undefined && kept[k] !== v))
+    )
+      problem("some of its http limits are malformed; the router's defaults stand for those");
+    const limits = http === undefined ? {} : { http };
     const sticky: unknown = (route as Partial<Route>).sticky;
-    if (sticky === undefined || sticky === null) out.push({ app, hosts, backends });
-    else if (isSticky(sticky)) out.push({ app, hosts, backends, sticky: { by: { ...sticky.by }, seed: sticky.seed } });
+    if (sticky === undefined || sticky === null) out.push({ app, hosts, backends, ...limits });
+    else if (isSticky(sticky)) out.push({ app, hosts, backends, sticky: { by: { ...sticky.by }, seed: sticky.seed }, ...limits });
     else {
       problem('its sticky split is malformed; the route is served by weight alone');
-      out.push({ app, hosts, backends });
+      out.push({ app, hosts, backends, ...limits });
     }
   }
   return { routes: out, problems };

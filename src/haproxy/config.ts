@@ -16,8 +16,8 @@
  * drains) goes through the Runtime API (runtime.ts, haproxy-router.ts). The config always carries
  * the current slot assignment, so a reload starts the new worker with what the old one served.
  */
-import { renderError, noReadyInstance, unknownHost } from '../router/error-responses.js';
-import type { Route } from '../core/routes.js';
+import { bodyTooLarge, renderError, noReadyInstance, unknownHost, upstreamFailed } from '../router/error-responses.js';
+import type { Route, RouteHttp } from '../core/routes.js';
 
 /** One filled server slot: an upstream, its weight (0-256), and whether it takes new requests. */
 export interface Slot {
@@ -44,6 +44,8 @@ export interface AppLayout {
   readonly mix: BackendSlots;
   /** pin<k>_<app>: one revision each (PIN_BACKENDS of them). */
   readonly pins: readonly BackendSlots[];
+  /** pilot.yaml `http:` limits (absent: the defaults section's timeouts, no body limit). */
+  readonly http?: RouteHttp | undefined;
 }
 
 export interface ConfigInput {
@@ -110,6 +112,47 @@ function ownAnswer(status: number, code: string, text: string, json: string, con
   ];
 }
 
+/**
+ * The app's limits in its backends. HAProxy 2.6 has one server-side inactivity timeout per request
+ * (`timeout server`): it is the requestTimeout (time to the response headers, 504 after it) and it
+ * also bounds silences in the response body. A request that asks for a stream (Accept:
+ * text/event-stream) gets max(requestTimeout, idleTimeout) instead, so Server-Sent Events may stay
+ * silent for the idleTimeout. maxBody: a Content-Length over it is answered 413 before the body is
+ * read; a chunked body is not counted (HAProxy streams it without a running total).
+ */
+function limitLines(a: AppLayout): string[] {
+  const h = a.http;
+  if (h === undefined) return [];
+  const out: string[] = [];
+  if (h.requestTimeoutMs !== undefined) out.push(`  timeout server ${h.requestTimeoutMs}ms`);
+  if (h.idleTimeoutMs !== undefined) {
+    const stream = Math.max(h.idleTimeoutMs, h.requestTimeoutMs ?? DEFAULT_SERVER_TIMEOUT_MS);
+    out.push(`  http-request set-timeout server ${stream}ms if { req.hdr(accept) -m sub -i text/event-stream }`);
+  }
+  if (h.maxBodyBytes !== undefined) {
+    const e = bodyTooLarge(a.app, h.maxBodyBytes);
+    const text = renderError({}, e).body;
+    const json = renderError({ accept: 'application/json' }, e).body;
+    out.push(...ownAnswer(413, e.error.code, text, json, `{ req.hdr(content-length) -m int gt ${h.maxBodyBytes} }`));
+  }
+  return out;
+}
+
+/** HAProxy's `timeout server` in the defaults section: the requestTimeout of an app that sets none. */
+export const DEFAULT_SERVER_TIMEOUT_MS = 60_000;
+
+/** The 502 body per app name, kept: an error entry per app per rendering was a fifth of a 1,000-app render. */
+const noReadyCache = new Map<string, { text: string; json: string }>();
+function noReadyRendered(app: string): { text: string; json: string } {
+  let r = noReadyCache.get(app);
+  if (r === undefined) {
+    if (noReadyCache.size > 50_000) noReadyCache.clear();
+    r = rendered(noReadyInstance(app));
+    noReadyCache.set(app, r);
+  }
+  return r;
+}
+
 function rendered(e: ReturnType<typeof unknownHost>): { text: string; json: string } {
   return {
     text: renderError({}, e).body,
@@ -148,7 +191,7 @@ export function renderConfig(c: ConfigInput): string {
     '  timeout connect 5s',
     '  timeout client 5m',
     '  timeout http-request 30s',
-    '  timeout server 60s',
+    `  timeout server ${DEFAULT_SERVER_TIMEOUT_MS / 1000}s`,
     '  timeout tunnel 1h',
     '  timeout client-fin 5s',
     '  retries 1',
@@ -195,15 +238,21 @@ export function renderConfig(c: ConfigInput): string {
   }
   out.push('  use_backend %[var(txn.pinbe)] if { var(txn.pinbe) -m found }', '  use_backend app_%[var(txn.app)]', '');
   for (const a of c.apps) {
-    const na = rendered(noReadyInstance(a.app));
+    const na = noReadyRendered(a.app);
     const backend = (b: BackendSlots, balance: string): void => {
       out.push(
         `backend ${b.name}`,
         `  balance ${balance}`,
         ...(balance.startsWith('hash') ? ['  hash-type consistent'] : []),
         WANTS_JSON,
-        ...ownAnswer(502, 'bad_gateway', na.text, na.json, '{ nbsrv() eq 0 }'),
+        // The limits first: a body over maxBody is a 413 whether or not an instance is ready (as
+        // the embedded router, which checks it before picking an upstream).
+        ...limitLines(a),
+        // Not in a worker that is stopping after a reload: there nbsrv() reads 0 (the backend is
+        // stopped), yet the requests it still holds are served by its servers.
+        ...ownAnswer(502, 'bad_gateway', na.text, na.json, '{ nbsrv() eq 0 } !{ stopping }'),
         `  errorfile 503 ${c.dir}/unavailable-${a.app}.http`,
+        `  errorfile 504 ${c.dir}/timeout-${a.app}.http`,
         ...serverLines(b, ''),
         '',
       );
@@ -224,9 +273,21 @@ export function unavailableFile(app: string): string {
   );
 }
 
+/** The raw answer HAProxy sends when the app did not answer within its `timeout server`: the router's 504. */
+export function timeoutFile(app: string): string {
+  const e = upstreamFailed(app, { code: 'UND_ERR_HEADERS_TIMEOUT' });
+  const { type, body } = renderError({}, e);
+  return (
+    `HTTP/1.1 504 Gateway Timeout\r\ncontent-type: ${type}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+    `cache-control: no-store\r\nx-pilot-error: ${e.error.code}\r\nconnection: close\r\n\r\n${body}`
+  );
+}
+
 /** What of a route makes the structure (a change of it needs a reload). */
 export function structureOf(routes: readonly Route[]): string {
   return JSON.stringify(
-    routes.map((r) => ({ app: r.app, hosts: [...r.hosts].sort(), sticky: r.sticky?.by ?? null })).sort((a, b) => (a.app < b.app ? -1 : 1)),
+    routes
+      .map((r) => ({ app: r.app, hosts: [...r.hosts].sort(), sticky: r.sticky?.by ?? null, http: r.http ?? null }))
+      .sort((a, b) => (a.app < b.app ? -1 : 1)),
   );
 }

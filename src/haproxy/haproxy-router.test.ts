@@ -92,6 +92,53 @@ describe('haproxy: no reload on a rollout, a reload on a new app, restarted afte
     assert.equal(await who(), 'a');
   });
 
+  it('fails no request of a steady loop across 10 reloads (an http limit changing each time)', async () => {
+    const reloads = r.health.reloads;
+    const table = (k: number): Route[] => [
+      { ...shop([{ revision: 1, weight: 100, upstreams: [u(a)] }]), http: { maxBodyBytes: 4096 + k } },
+      { app: 'blog', hosts: ['blog.localhost'], backends: [{ revision: 1, weight: 100, upstreams: [u(b)] }] },
+    ];
+    // Keep-alive connections that go idle between requests, as browsers' do. The old worker closes
+    // its idle ones at a reload; a GET sent on one at that instant sees the connection closed
+    // before any byte of an answer, and is sent again once, as browsers do (RFC 9112 §9.3.1).
+    const loopClient = new Pool(r.url, { connections: 4, keepAliveTimeout: 2_000 });
+    let running = true;
+    const failures: string[] = [];
+    let total = 0;
+    let resent = 0;
+    const get = async (): Promise<{ status: number; text: string }> => {
+      const res = await loopClient.request({ path: '/', method: 'GET', headers: { host: 'shop.localhost' } });
+      return { status: res.statusCode, text: await res.body.text() };
+    };
+    const loops = [0, 1, 2, 3].map(async () => {
+      while (running) {
+        total++;
+        try {
+          const res = await get().catch((err: Error & { code?: string }) => {
+            if (err.code !== 'UND_ERR_SOCKET') throw err;
+            resent++;
+            return get();
+          });
+          if (res.status !== 200) failures.push(`${res.status}: ${res.text.split('\n')[0]}`);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+        await new Promise((res) => setTimeout(res, 5));
+      }
+    });
+    try {
+      for (let k = 1; k <= 10; k++) await r.apply(table(k));
+      await new Promise((res) => setTimeout(res, 300));
+    } finally {
+      running = false;
+      await Promise.all(loops);
+      await loopClient.close();
+    }
+    assert.equal(r.health.reloads, reloads + 10);
+    console.log(`# 10 reloads: ${total} requests, ${resent} sent again after a closed idle connection, ${failures.length} failed`);
+    assert.deepEqual(failures, [], `${failures.length} of ${total} requests failed`);
+  });
+
   it('starts HAProxy again when it dies, with the last table', async () => {
     const pid = r.health.pid!;
     process.kill(pid, 'SIGKILL');

@@ -22,5 +22,13 @@ routerContract(
   },
   // HAProxy follows RFC 9112 on CL+TE (drops Content-Length, reads chunked) and accepts
   // absolute-form targets (routing by Host); its weights are per server (roundrobin), within ±8.
-  { refusesClWithTe: false, refusesAbsoluteForm: false, exactWeights: false },
+  // HAProxy 2.6 has one server timeout per request (no separate idle timeout after the headers),
+  // and streams a chunked body without a running total (maxBody checks Content-Length only).
+  {
+    refusesClWithTe: false,
+    refusesAbsoluteForm: false,
+    exactWeights: false,
+    separateIdleTimeout: false,
+    cutsChunkedOverMaxBody: false,
+  },
 );

@@ -40,6 +40,17 @@ export function upstreamFailed(app: string, cause: unknown): RouterError {
   };
 }
 
+/** 413: the request body is over the app's `http.maxBody`. */
+export function bodyTooLarge(app: string, limit: number): RouterError {
+  return { status: 413, error: fail.bodyTooLarge({ app, limit }) };
+}
+
+/** Answer 413 and close the connection after it: the rest of the body is never read. */
+export function sendTooLarge(headers: IncomingHttpHeaders, res: ServerResponse, app: string, limit: number): void {
+  res.shouldKeepAlive = false;
+  sendError(headers, res, bodyTooLarge(app, limit));
+}
+
 /** 501: an Upgrade to something other than WebSocket. */
 export function unsupportedUpgrade(protocol: string): RouterError {
   return {

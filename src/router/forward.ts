@@ -9,9 +9,11 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Balancer } from './balancer.js';
-import { sendError, upstreamFailed } from './error-responses.js';
+import { BodyTooLargeError, limitBody } from './body-limit.js';
+import { sendError, sendTooLarge, upstreamFailed } from './error-responses.js';
 import {
   clientAddress,
   clientResponseHeaders,
@@ -70,7 +72,10 @@ class Exchange {
   readonly app: string;
   readonly startedAt: number;
   readonly headers: string[];
-  readonly body: IncomingMessage | null;
+  readonly body: IncomingMessage | Readable | null;
+  /** The route's own timeouts (pilot.yaml `http:`), when it sets them; else the pools' defaults. */
+  readonly timeouts: { headersTimeout?: number; bodyTimeout?: number };
+  readonly maxBody: number | undefined;
   readonly retryable: boolean;
   readonly tried = new Set<string>();
   attempts = 0;
@@ -94,7 +99,16 @@ class Exchange {
     const hasBody = req.headers['transfer-encoding'] !== undefined || (cl !== undefined && Number(cl) !== 0);
     // No body: nothing to stream, and the request can be sent twice. With one, the body is streamed
     // straight from the client socket and cannot be replayed.
-    this.body = hasBody ? req : null;
+    // A chunked body is counted against the app's limit as it streams (a Content-Length over it was
+    // refused in proxy.ts before anything was read).
+    this.maxBody = route.http?.maxBodyBytes;
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    this.body = !hasBody ? null : chunked && this.maxBody !== undefined ? limitBody(req, this.maxBody) : req;
+    const http = route.http;
+    this.timeouts = {
+      ...(http?.requestTimeoutMs === undefined ? {} : { headersTimeout: http.requestTimeoutMs }),
+      ...(http?.idleTimeoutMs === undefined ? {} : { bodyTimeout: http.idleTimeoutMs }),
+    };
     this.retryable = !hasBody && IDEMPOTENT.has(req.method ?? '');
     const encrypted = 'encrypted' in req.socket && req.socket.encrypted === true;
     const from = clientAddress(req.socket.remoteAddress);
@@ -115,12 +129,22 @@ class Exchange {
     this.deps.pools.acquire(upstream.id);
     this.deps.pools
       .pool(upstream)
-      .dispatch({ path: this.req.url ?? '/', method: this.req.method ?? 'GET', headers: this.headers, body: this.body }, attempt);
+      .dispatch(
+        { path: this.req.url ?? '/', method: this.req.method ?? 'GET', headers: this.headers, body: this.body, ...this.timeouts },
+        attempt,
+      );
   }
 
   /** An attempt failed before completing: retry, answer 502/504, or cut the response short. */
   failed(attempt: Attempt, err: Error): void {
     if (this.clientGone || this.done) return; // our own abort, or nobody left to answer
+    if (err instanceof BodyTooLargeError) {
+      // The client's fault, not the app's: 413 (the app saw a cut request and is not counted as failing).
+      this.done = true;
+      if (!this.res.headersSent) sendTooLarge(this.req.headers, this.res, this.app, err.limit);
+      else this.res.destroy();
+      return;
+    }
     this.deps.metrics.upstreamError(this.app);
     const code = errno(err);
     if (!attempt.responded && this.retryable && this.attempts === 1 && code !== undefined && CONNECTION_FAILURES.has(code)) {
@@ -207,9 +231,23 @@ class Attempt implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: HeaderRecord): void {
     this.#release();
     this.#ex.done = true;
+    // Trailers go out after the last chunk (Node sends them only on a chunked response, the only
+    // kind that can carry them).
+    let out: Record<string, string | string[]> | undefined;
+    for (const name in trailers) {
+      const v = trailers[name];
+      if (v !== undefined) (out ??= {})[name] = v;
+    }
+    if (out !== undefined) {
+      try {
+        this.#ex.res.addTrailers(out);
+      } catch {
+        // A trailer Node refuses (an invalid name or value) is dropped; the body is complete.
+      }
+    }
     this.#ex.res.end();
   }
 

@@ -110,8 +110,8 @@ export function pinnedRevision(headers: IncomingHttpHeaders): number | undefined
  * claims anyone can make: dropped, so an app can tell a client's address from a spoofed one.
  * Only from a trusted proxy (`fwd.trusted`) are they kept, X-Forwarded-For appended to (like
  * nginx's $proxy_add_x_forwarded_for) and its X-Forwarded-Proto / -Host believed. Host is kept.
- * `keepUpgrade` keeps Connection/Upgrade for WebSocket pass-through. Expect is dropped because Node
- * has already answered "100 Continue" to the client. X-Pilot-Revision is the router's own
+ * `keepUpgrade` keeps Connection/Upgrade for WebSocket pass-through. Expect is dropped because the
+ * router has already answered "100 Continue" to the client (proxy.ts). X-Pilot-Revision is the router's own
  * instruction (see `pinnedRevision`) and is dropped too.
  */
 export function upstreamRequestHeaders(rawHeaders: readonly string[], fwd: Forwarded, keepUpgrade = false): string[] {
@@ -165,12 +165,13 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], fwd: Forwa
   return out;
 }
 
-/** The upstream's response headers minus hop-by-hop ones, ready for `res.writeHead`. */
+/** The upstream's response headers minus hop-by-hop ones (Trailer kept), ready for `res.writeHead`. */
 export function clientResponseHeaders(headers: HeaderRecord): OutgoingHttpHeaders {
   const listed = connectionTokens(headers['connection']);
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
-    if (isHopByHop(name, listed)) continue;
+    // Trailer announces the trailer fields of this response (RFC 9110 §6.6.2): end to end, kept.
+    if (isHopByHop(name, listed) && name !== 'trailer') continue;
     const value = headers[name];
     if (value !== undefined) out[name] = value;
   }

@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { fail } from '../core/errors.js';
 import { assignedRevision, Balancer } from './balancer.js';
-import { noReadyInstance, sendError, unknownHost } from './error-responses.js';
+import { noReadyInstance, sendError, sendTooLarge, unknownHost } from './error-responses.js';
 import { forward, type ForwardDeps } from './forward.js';
 import { RouterMetrics, type TrafficSink } from './metrics.js';
 import type { RoutingTable } from './routing-table.js';
@@ -93,13 +93,17 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
 
   let active = 0;
   let onIdle: (() => void) | undefined;
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     active++;
     res.once('close', () => {
       if (--active === 0) onIdle?.();
     });
     handle(req, res);
-  });
+  };
+  const server = http.createServer(onRequest);
+  // "Expect: 100-continue" comes here instead of Node answering 100 itself: the router answers
+  // 100 only once the request is routed and its Content-Length fits the app (else 413, no body sent).
+  server.on('checkContinue', onRequest);
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(upgradeDeps, req, socket, head));
   const certs = opts.https?.certs;
   const secure = certs
@@ -115,15 +119,10 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
             else cb(new Error(`no certificate for "${servername}"`));
           },
         },
-        (req, res) => {
-          active++;
-          res.once('close', () => {
-            if (--active === 0) onIdle?.();
-          });
-          handle(req, res);
-        },
+        onRequest,
       )
     : undefined;
+  secure?.on('checkContinue', onRequest);
   secure?.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(upgradeDeps, req, socket, head));
   // A failed handshake (no SNI, unknown host, old protocol) is the client's problem: just drop it.
   secure?.on('tlsClientError', (_err, socket) => socket.destroy());
@@ -169,6 +168,15 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
       metrics.request('', undefined, 404, (performance.now() - startedAt) / 1000);
       return;
     }
+    const maxBody = route.http?.maxBodyBytes;
+    if (maxBody !== undefined) {
+      const cl = req.headers['content-length'];
+      if (cl !== undefined && Number(cl) > maxBody) {
+        sendTooLarge(req.headers, res, route.app, maxBody);
+        metrics.request(route.app, undefined, 413, (performance.now() - startedAt) / 1000);
+        return;
+      }
+    }
     const pin = pinnedRevision(req.headers);
     const affinity = affinityOf(route.sticky, req.headers, pin !== undefined, encrypted);
     const upstream = balancer.pick(route, pools.inflight, undefined, pin, affinity.bucket);
@@ -179,6 +187,8 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     }
     const assigned = assignedRevision(route, affinity.bucket);
     if (assigned !== undefined && assigned !== upstream.revision) metrics.stickyFallback?.(route.app);
+    // Routed, and the body fits: now the client may send it (checkContinue above).
+    if (req.headers.expect !== undefined && /^\s*100-continue\s*$/i.test(req.headers.expect)) res.writeContinue();
     forward(forwardDeps, req, res, route, upstream, startedAt, affinity);
   }
 

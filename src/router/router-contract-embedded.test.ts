@@ -16,5 +16,5 @@ routerContract(
       close: () => router.close(),
     };
   },
-  { refusesClWithTe: true, refusesAbsoluteForm: true, exactWeights: true },
+  { refusesClWithTe: true, refusesAbsoluteForm: true, exactWeights: true, separateIdleTimeout: true, cutsChunkedOverMaxBody: true },
 );

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { Pool } from 'undici';
 import type { Route } from '../core/routes.js';
 import { closedPort, send, startUpstream, type Echo, type TestUpstream } from './test-support.js';
+import { protocolContract } from './router-contract-protocol.js';
 
 /** A router under test: a URL, a way to give it a table, its in-flight count, and a stop. */
 export interface RouterUnderTest {
@@ -28,6 +29,14 @@ export interface RouterCapabilities {
   readonly refusesAbsoluteForm: boolean;
   /** 90/10 over 100 requests is exactly 90/10 (smooth WRR over revisions). Otherwise within ±8. */
   readonly exactWeights: boolean;
+  /**
+   * The idleTimeout bounds silences inside any response body, apart from the requestTimeout.
+   * Otherwise: one server timeout (the requestTimeout) bounds every silence, and only a request
+   * with Accept: text/event-stream gets the idleTimeout.
+   */
+  readonly separateIdleTimeout: boolean;
+  /** A chunked body is cut with 413 once it passes maxBody. Otherwise: only Content-Length is checked; chunked passes whole. */
+  readonly cutsChunkedOverMaxBody: boolean;
 }
 
 const up = (u: TestUpstream, rev = 1): { id: string; host: string; port: number } => ({
@@ -339,5 +348,7 @@ export function routerContract(name: string, start: () => Promise<RouterUnderTes
       else assert.match(abs, /^HTTP\/1\.1 200/);
       if (caps.refusesClWithTe) assert.equal(a.requests, before + (caps.refusesAbsoluteForm ? 0 : 1));
     });
+
+    protocolContract(() => r, caps);
   });
 }

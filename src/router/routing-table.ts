@@ -6,9 +6,17 @@
  */
 import { PilotError, fail } from '../core/errors.js';
 import { isSticky } from '../core/experiment.js';
-import { normalizeHost, type Route, type RouteUpstream } from '../core/routes.js';
+import { cleanRouteHttp, normalizeHost, type Route, type RouteUpstream } from '../core/routes.js';
 
-export { admitRoutes, normalizeHost, type Backend, type Route, type RouteProblem, type RouteUpstream } from '../core/routes.js';
+export {
+  admitRoutes,
+  normalizeHost,
+  type Backend,
+  type Route,
+  type RouteHttp,
+  type RouteProblem,
+  type RouteUpstream,
+} from '../core/routes.js';
 
 /** One ready instance of one revision of an app, reachable at host:port (a route's upstream, resolved). */
 export interface Upstream extends RouteUpstream {
@@ -72,7 +80,14 @@ function resolveRoute(r: Route, upstreams: Map<string, Upstream>): TableRoute {
     return Object.freeze({ revision: b.revision, weight: b.weight, upstreams: Object.freeze(ups) });
   });
   if (sum !== 0 && sum !== 100) throw invalid(`the weights of app "${r.app}" sum to ${sum}, not 100`);
-  const route = { app: r.app, hosts: Object.freeze([...r.hosts]), backends: Object.freeze(backends) };
+  const http = r.http === undefined ? undefined : cleanRouteHttp(r.http);
+  if (r.http !== undefined && http === undefined) throw invalid(`app "${r.app}" has malformed http limits`);
+  const route = {
+    app: r.app,
+    hosts: Object.freeze([...r.hosts]),
+    backends: Object.freeze(backends),
+    ...(http === undefined ? {} : { http: Object.freeze(http) }),
+  };
   if (r.sticky === undefined) return Object.freeze(route);
   if (!isSticky(r.sticky)) throw invalid(`app "${r.app}" has a malformed sticky split`);
   return Object.freeze({ ...route, sticky: Object.freeze({ by: Object.freeze({ ...r.sticky.by }), seed: r.sticky.seed }) });

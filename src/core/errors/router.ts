@@ -48,6 +48,11 @@ export const routerErrors = {
     message: upstreamMessage,
     hint: upstreamHint,
   },
+  bodyTooLarge: {
+    code: 'too_large',
+    message: (p: { app: string; limit: number }) => `pilot: the request body is larger than app "${p.app}" accepts (${p.limit} bytes)`,
+    hint: (p: { app: string }) => `Send a smaller body, or raise http.maxBody in the pilot.yaml of app "${p.app}" and deploy it.`,
+  },
   upstreamFailed: {
     code: 'bad_gateway',
     message: upstreamMessage,

@@ -1,0 +1,105 @@
+/**
+ * A rollout under load on each data plane (issue #14): `pilot up` (the embedded router in its router
+ * process) and `pilot up --router haproxy` (Pilot-driven HAProxy), each deploying a second and a
+ * third revision of an app (blue-green, the default; then a canary with a 30 % step) while a steady
+ * request loop runs through the router. Every request must succeed, on both routers. Then
+ * revisions with `http:` limits in their pilot.yaml: the limits reach the router (413 beyond
+ * maxBody) and a later revision's replace them (with HAProxy: a reload).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { request } from 'undici';
+import { Harness, waitFor } from './harness.js';
+import { appYaml, commitRevision, makeStrategyRepo, RequestLoop, type LoopSummary } from './strategy-app.js';
+
+const HAPROXY = process.env.PILOT_HAPROXY_BIN ?? '/usr/sbin/haproxy';
+const CANARY = `
+type: canary
+steps: [{weight: 30, pause: 3s}, {weight: 100}]
+analysis: {minRequests: 0, allowIdle: true}
+`;
+
+const report = (what: string, s: LoopSummary): void =>
+  console.log(
+    `# ${what}: ${s.total} requests, ${s.failed} failed, by status ${JSON.stringify(s.byStatus)}, 2xx by revision ${JSON.stringify(s.okByRevision)}`,
+  );
+
+for (const router of ['pilot', 'haproxy'] as const) {
+  describe(`a rollout under load through the ${router} router`, { timeout: 600_000 }, () => {
+    const h = new Harness();
+    let repo = '';
+    const app = `load-${router}`;
+
+    before(async () => {
+      if (router === 'haproxy' && !existsSync(HAPROXY)) throw new Error(`${HAPROXY} is missing: apt-get install haproxy (.ci/run does)`);
+      await h.startUp({}, 'up', { api: 0, router: 0 }, [], ['--router', router]);
+      repo = await makeStrategyRepo(h, app, 2, undefined);
+      const first = await h.cli(['run', repo]);
+      assert.equal(first.code, 0, first.stdout + first.stderr);
+    });
+    after(() => h.cleanup());
+
+    const active = async (): Promise<number> => (await h.apiCall('GET', `/api/v1/apps/${app}`)).json.app.activeRevision as number;
+
+    it('blue-green (the default strategy): 0 failed requests, then only the new revision', async () => {
+      const from = await active();
+      await commitRevision(repo, 'good');
+      const loop = new RequestLoop(h.router, `${app}.localhost`);
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await h.cli(['run', repo]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const to = await active();
+      assert.ok(to > from);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const s = await loop.stop();
+      report(`${router} blue-green`, s);
+      assert.equal(s.failed, 0, s.failures.join('\n'));
+      assert.ok((s.okByRevision[String(from)] ?? 0) > 0 && (s.okByRevision[String(to)] ?? 0) > 0, JSON.stringify(s.okByRevision));
+      const last = s.seen.filter((x) => x.start > s.seen[s.seen.length - 1]!.start - 500);
+      assert.ok(
+        last.every((x) => x.revision === to),
+        'after the switch, every answer is the new revision',
+      );
+    });
+
+    it('a canary (30 %, then 100 %): 0 failed requests, both revisions served during the step', async () => {
+      const from = await active();
+      await commitRevision(repo, 'good', appYaml(app, 2, CANARY));
+      const loop = new RequestLoop(h.router, `${app}.localhost`);
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await h.cli(['run', repo]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const to = await active();
+      assert.ok(to > from);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const s = await loop.stop();
+      report(`${router} canary`, s);
+      assert.equal(s.failed, 0, s.failures.join('\n'));
+      // During the 30 % step both answered (interleaved, not one after the other).
+      const firstNew = s.seen.find((x) => x.revision === to)!.start;
+      const oldAfter = s.seen.filter((x) => x.revision === from && x.start > firstNew).length;
+      assert.ok(oldAfter > 0, 'the previous revision kept a share during the canary step');
+    });
+
+    it("a revision's http limits reach the router it serves through (413 over maxBody; a 300 ms app within a 1 s requestTimeout)", async () => {
+      await commitRevision(repo, 'slow', appYaml(app, 2, undefined, 'http: { maxBody: 2kb, requestTimeout: 1s }'));
+      const r = await h.cli(['run', repo]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const post = async (bytes: number): Promise<number> => {
+        const res = await request(h.router + '/', { method: 'POST', headers: { host: `${app}.localhost` }, body: 'x'.repeat(bytes) });
+        await res.body.text();
+        return res.statusCode;
+      };
+      // The router process applies the table after its next sync (HAProxy: with a reload), so
+      // the new limit arrives shortly after `pilot run` returns.
+      await waitFor('the 2kb limit at the router', async () => (await post(4096)) === 413 || undefined, 20_000);
+      assert.equal(await post(1000), 200, 'the slow app answers within 1 s (300 ms)');
+      await commitRevision(repo, 'good', appYaml(app, 2, undefined, 'http: { maxBody: 8kb, requestTimeout: 1s }'));
+      const again = await h.cli(['run', repo]);
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      await waitFor('the 8kb limit replacing the 2kb one', async () => (await post(4096)) === 200 || undefined, 20_000);
+      assert.equal(await post(9000), 413);
+    });
+  });
+}
