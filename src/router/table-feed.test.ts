@@ -101,7 +101,7 @@ describe('TableFeed', () => {
     const feed = new TableFeed({ staleMs: 50 });
     feed.set(route(['x']));
     feed.set(route([]));
-    feed.report('deadbeef.1', { x: 3 }, 'node:gone', { url: 'http://127.0.0.2:1', token: 't' });
+    feed.report('deadbeef.1', { x: 3 }, 'node:gone', { traffic: { url: 'http://127.0.0.2:1', token: 't' } });
     assert.equal(feed.inflight('x'), 1 + 3);
     await new Promise((r) => setTimeout(r, 120));
     assert.equal(feed.inflight('x'), 1, 'the local router process still counts (it has not reported)');
