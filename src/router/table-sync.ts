@@ -54,11 +54,12 @@ export function loadTls(dir: string, tls: TlsState, log: Logger): string | undef
 
 /** Apply a bundle from the control plane (live: the next handshake gets the new context), then save it. */
 function applyTls(dir: string, tls: TlsState, version: string, bundle: TlsBundle, log: Logger): void {
-  const problems = tls.certs.replace(bundle);
+  const policies = typeof bundle.policies === 'object' && bundle.policies !== null ? bundle.policies : {};
+  const problems = tls.certs.replace({ certs: bundle.certs, policies });
   if (problems.length > 0) log.warn({ problems }, 'certificates left out');
-  tls.challenges.replace(bundle.challenges ?? {});
+  tls.challenges.replace(typeof bundle.challenges === 'object' && bundle.challenges !== null ? bundle.challenges : {});
   // ACME answers live for minutes: not saved.
-  writeAtomic(tlsFile(dir), JSON.stringify({ version, certs: bundle.certs, policies: bundle.policies }));
+  writeAtomic(tlsFile(dir), JSON.stringify({ version, certs: bundle.certs, policies }));
 }
 
 /**
