@@ -94,7 +94,9 @@ export async function agent(opts: {
   const routerHost = opts.routerHost ?? opts.address;
   const router = routerPort === undefined ? undefined : await startRouterOnNode(agentHome, routerHost, routerPort, httpsPort, server, log);
   if (router)
-    process.stdout.write(`router listening on ${router.url}${router.httpsPort !== undefined ? ` and https port ${router.httpsPort}` : ''}\n`);
+    process.stdout.write(
+      `router listening on ${router.url}${router.httpsPort !== undefined ? ` and https port ${router.httpsPort}` : ''}\n`,
+    );
   const a = new Agent({
     server: server.replace(/\/+$/, ''),
     joinToken: token,

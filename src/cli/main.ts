@@ -227,10 +227,16 @@ program
     'run a router on this node on PORT: it answers for every app, and keeps serving while the control plane is away',
   )
   .option('--router-host <host>', "the node router's address (default: --address)")
-  .option('--https-port <port>', "the node router also serves HTTPS on PORT, with the certificates of the hosts it routes (needs --router-port)")
+  .option(
+    '--https-port <port>',
+    'the node router also serves HTTPS on PORT, with the certificates of the hosts it routes (needs --router-port)',
+  )
   .action(
-    action(async (o: { name?: string; address: string; label?: string[]; routerPort?: string; routerHost?: string; httpsPort?: string }, cmd: Command) =>
-      agent({ ...o, ...g(cmd) }),
+    action(
+      async (
+        o: { name?: string; address: string; label?: string[]; routerPort?: string; routerHost?: string; httpsPort?: string },
+        cmd: Command,
+      ) => agent({ ...o, ...g(cmd) }),
     ),
   );
 

@@ -193,8 +193,18 @@ describe('node router: HTTPS with the control plane’s certificates', () => {
     const r = await start(agentHome, ['http://127.0.0.1:9']);
     assert.ok(r.httpsPort !== undefined);
     await assert.rejects(httpsGet(r.httpsPort, 'shop.test', shop1.cert));
-    writeFileSync(join(routerDir, 'tls.json'), JSON.stringify({ version: 'x', certs: [{ host: 'shop.test', cert: 5, key: null }], policies: {} }));
-    const r2 = await startNodeRouter({ agentHome, host: '127.0.0.1', port: 0, servers: ['http://127.0.0.1:9'], credential: () => undefined, log });
+    writeFileSync(
+      join(routerDir, 'tls.json'),
+      JSON.stringify({ version: 'x', certs: [{ host: 'shop.test', cert: 5, key: null }], policies: {} }),
+    );
+    const r2 = await startNodeRouter({
+      agentHome,
+      host: '127.0.0.1',
+      port: 0,
+      servers: ['http://127.0.0.1:9'],
+      credential: () => undefined,
+      log,
+    });
     cleanup.push(() => r2.close());
     assert.equal(r2.httpsPort, undefined);
     assert.match(logged, /saved certificates unreadable/);

@@ -181,7 +181,10 @@ export async function runRouterProcess(o: {
     ...(router.httpsPort !== undefined ? { httpsPort: router.httpsPort } : {}),
   };
   writeAtomic(routerFile(home), JSON.stringify(info));
-  log.info({ url: router.url, httpsPort: router.httpsPort, routes: saved.routes.length, certificates: tls.certs.hosts().length }, 'router started');
+  log.info(
+    { url: router.url, httpsPort: router.httpsPort, routes: saved.routes.length, certificates: tls.certs.hosts().length },
+    'router started',
+  );
   process.stdout.write(`router listening on ${router.url}${router.httpsPort !== undefined ? ` and https port ${router.httpsPort}` : ''}\n`);
 
   let closed = false;

@@ -136,6 +136,7 @@ export async function followControlPlane(o: {
           waitMs,
           inflight,
           ...o.extra,
+          // An older control plane drops these fields (Fastify strips unknown properties): it sends no certificates.
           ...(o.tls ? { tlsVersion: tlsVersion ?? '' } : {}),
           ...(o.self ? { self: o.self } : {}),
         }),

@@ -162,7 +162,9 @@ export class CertificateStore {
   /** Every certificate (chain and key) and policy, as sent to the routers in their own processes. */
   export(): Pick<TlsBundle, 'certs' | 'policies'> {
     return {
-      certs: [...this.#served].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([host, s]) => ({ host, cert: s.certPem, key: s.keyPem })),
+      certs: [...this.#served]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([host, s]) => ({ host, cert: s.certPem, key: s.keyPem })),
       policies: Object.fromEntries([...this.#policies].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
     };
   }
