@@ -70,7 +70,9 @@ async function spawnRouter(home: string, host: string, port: number, extraArgs: 
     if (f && f.pid === child.pid) return f;
     if (exited !== undefined) {
       const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-3).join(' | ');
-      if (/EADDRINUSE/.test(tail)) throw fail.routerPortInUse({ host, port });
+      // The HTTP port, or the HTTPS one (--https-port): the one the error names.
+      const inUse = /(?:EADDRINUSE|cannot listen on)[^|]*?:(\d+)(?:\D|$)/.exec(tail);
+      if (inUse) throw fail.routerPortInUse({ host, port: Number(inUse[1]) });
       throw fail.routerExitedEarly({ exited, tail });
     }
     await sleep(50);

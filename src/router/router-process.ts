@@ -35,6 +35,7 @@ import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
 import { followControlPlane, loadTable, loadTls, writeAtomic } from './table-sync.js';
 import { AcmeChallenges, CertificateStore } from './tls.js';
 import { fail } from '../core/errors.js';
+import { listenError } from '../core/listen-error.js';
 
 /** The embedded router as a DataPlane; it follows `table` itself. */
 async function embedded(
@@ -139,6 +140,10 @@ export async function runRouterProcess(o: {
         trusted,
         challenges: tls.challenges,
         ...(o.httpsPort !== undefined ? { https: { port: o.httpsPort, certs: tls.certs } } : {}),
+      }).catch((err: unknown) => {
+        // The HTTP or the HTTPS port: the one the error names.
+        const port = (err as { port?: unknown }).port;
+        throw listenError(err, 'router', o.host, typeof port === 'number' ? port : o.port);
       });
   if (o.dataPlane) await router.apply(admitted.routes);
   const token = (): string => readFileSync(join(home, 'router-token'), 'utf8').trim();

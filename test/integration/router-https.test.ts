@@ -19,6 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import { join } from 'node:path';
 import type tls from 'node:tls';
 import { allocatePort } from '../../src/os/ports.js';
@@ -241,3 +242,23 @@ describe(
     });
   },
 );
+
+describe('HTTPS port of the router process in use', { timeout: 120_000 }, () => {
+  after(() => h.cleanup()); // whatever it started, even if it did not stop by itself
+  it('`pilot server` stops with the port named, not a crash report', async () => {
+    const busy = net.createServer();
+    const port = await allocatePort('127.0.0.1');
+    await new Promise<void>((r) => busy.listen(port, '127.0.0.1', r));
+    const home = h.track(tempDir('https-busy'));
+    try {
+      const r = await h.cli(['server', '--api-port', '0', '--router-port', '0'], {
+        env: { PILOT_HOME: home, PILOT_HTTPS_PORT: String(port) },
+      });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, new RegExp(`the router cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use`));
+      assert.doesNotMatch(r.stderr, /bug in Pilot/);
+    } finally {
+      busy.close();
+    }
+  });
+});
