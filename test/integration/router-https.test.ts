@@ -95,6 +95,16 @@ describe(
       }
     }
 
+    let apiPort = 0;
+    const serverEnv = (port: number): Record<string, string> => ({
+      PILOT_HTTPS_PORT: String(port),
+      PILOT_ACME_DIRECTORY: pebble.directoryUrl,
+      PILOT_ACME_CA_FILE: join(dir, 'pebble-api.pem'),
+      PILOT_CERT_CHECK_MS: '1000',
+    });
+    const routerInfo = (): { pid: number; httpsPort?: number } =>
+      JSON.parse(readFileSync(join(h.home, 'router', 'router.json'), 'utf8')) as { pid: number; httpsPort?: number };
+
     const acmeView = async (): Promise<any> =>
       ((await h.apiCall('GET', '/api/v1/certs')).json.certificates as any[]).find((c) => c.host === ACME_HOST);
 
@@ -131,16 +141,8 @@ describe(
         { stdio: 'ignore' },
       );
       user = { cert: readFileSync(join(dir, 'mine.crt'), 'utf8'), key: readFileSync(join(dir, 'mine.key'), 'utf8') };
-      await h.startUp(
-        {
-          PILOT_HTTPS_PORT: String(httpsPort),
-          PILOT_ACME_DIRECTORY: pebble.directoryUrl,
-          PILOT_ACME_CA_FILE: join(dir, 'pebble-api.pem'),
-          PILOT_CERT_CHECK_MS: '1000',
-        },
-        'server',
-        { api: await allocatePort('127.0.0.1'), router: routerPort },
-      );
+      apiPort = await allocatePort('127.0.0.1');
+      await h.startUp(serverEnv(httpsPort), 'server', { api: apiPort, router: routerPort });
       node.home = h.track(tempDir(node.name));
       node.proc = await startNode();
     });
@@ -239,6 +241,31 @@ describe(
       await new Promise((r) => node.proc!.once('exit', r));
       node.proc = await startNode('router listening on');
       for (let i = 0; i < 5; i++) await bothServe(serial);
+    });
+
+    it('a restarted control plane adopts the router process with the same HTTPS port, and replaces it for another', async () => {
+      const before = routerInfo();
+      await h.startUp(serverEnv(httpsPort), 'server', { api: apiPort, router: routerPort });
+      assert.equal(routerInfo().pid, before.pid, 'adopted');
+      await bothServe();
+      // The node reconnects to the new control plane (a new epoch: it gets the table and certificates again).
+      await waitFor('the node router to sync with the new control plane', async () => {
+        const n = (JSON.parse((await h.cli(['nodes', '--json'])).stdout) as { nodes: any[] }).nodes.find((x) => x.name === node.name);
+        return n?.router?.current === true ? true : undefined;
+      });
+      await h.killUp('SIGKILL');
+      const other = await allocatePort('127.0.0.1');
+      await h.startUp(serverEnv(other), 'server', { api: apiPort, router: routerPort });
+      const now = routerInfo();
+      assert.notEqual(now.pid, before.pid, 'replaced: it listened on another HTTPS port');
+      assert.equal(now.httpsPort, other);
+      const a = await waitFor('the new router process to serve HTTPS', async () =>
+        httpsGet('127.0.0.1', other, ACME_HOST, root).then(
+          (r) => (r.status === 200 ? r : undefined),
+          () => undefined,
+        ),
+      );
+      assert.match(a.body, /hello/);
     });
   },
 );
