@@ -24,6 +24,17 @@ export interface NodeView {
   readonly cpus: number | null;
   readonly memoryMb: number | null;
   readonly lastSeenAt: number;
+  /**
+   * The node's router (`pilot agent --router-port`) as it said at its last sync within the last
+   * minute; null: none, or silent. `current`: it applied the control plane's current table.
+   */
+  readonly router?: {
+    readonly port: number | null;
+    readonly httpsPort: number | null;
+    readonly tableVersion: string;
+    readonly current: boolean;
+    readonly lastSyncAt: number;
+  } | null;
   readonly runtimes?: {
     readonly docker?: { readonly available: boolean; readonly version?: string; readonly error?: string };
     readonly process?: {

@@ -28,12 +28,20 @@ function nodeCredential(file: string): string | undefined {
 }
 
 /** The node router, loaded only when asked for: an agent without one stays small. */
-async function startRouterOnNode(agentHome: string, host: string, routerPort: number, server: string, log: Logger) {
+async function startRouterOnNode(
+  agentHome: string,
+  host: string,
+  routerPort: number,
+  httpsPort: number | undefined,
+  server: string,
+  log: Logger,
+) {
   const { startNodeRouter } = await import('../router/node-router.js');
   return startNodeRouter({
     agentHome,
     host,
     port: routerPort,
+    ...(httpsPort !== undefined ? { httpsPort } : {}),
     servers: server
       .split(',')
       .map((s) => s.trim().replace(/\/+$/, ''))
@@ -41,7 +49,8 @@ async function startRouterOnNode(agentHome: string, host: string, routerPort: nu
     credential: () => nodeCredential(join(agentHome, 'node.json')),
     log: log.child({ part: 'router' }),
   }).catch((err: unknown) => {
-    throw listenError(err, 'router', host, routerPort);
+    const https = httpsPort !== undefined && (err as { port?: unknown }).port === httpsPort && httpsPort !== routerPort;
+    throw listenError(err, https ? 'router (HTTPS)' : 'router', host, https ? httpsPort : routerPort);
   });
 }
 
@@ -54,6 +63,7 @@ export async function agent(opts: {
   label?: string[];
   routerPort?: string;
   routerHost?: string;
+  httpsPort?: string;
 }): Promise<void> {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
@@ -74,14 +84,19 @@ export async function agent(opts: {
   }
   const routerPort = opts.routerPort === undefined ? undefined : port(opts.routerPort, '--router-port');
   if (opts.routerHost !== undefined && routerPort === undefined) throw fail.routerHostWithoutPort();
+  const httpsPort = opts.httpsPort === undefined ? undefined : port(opts.httpsPort, '--https-port');
+  if (httpsPort !== undefined && routerPort === undefined) throw fail.httpsPortWithoutRouterPort();
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
   installProcessGuards(log);
   const agentHome = join(pilotHome(), 'agent');
   // The node router starts first, from its saved table: it serves even when the control plane is
   // down and the agent cannot register yet (router/node-router.ts).
   const routerHost = opts.routerHost ?? opts.address;
-  const router = routerPort === undefined ? undefined : await startRouterOnNode(agentHome, routerHost, routerPort, server, log);
-  if (router) process.stdout.write(`router listening on ${router.url}\n`);
+  const router = routerPort === undefined ? undefined : await startRouterOnNode(agentHome, routerHost, routerPort, httpsPort, server, log);
+  if (router)
+    process.stdout.write(
+      `router listening on ${router.url}${router.httpsPort !== undefined ? ` and https port ${router.httpsPort}` : ''}\n`,
+    );
   const a = new Agent({
     server: server.replace(/\/+$/, ''),
     joinToken: token,

@@ -205,8 +205,9 @@ program
   .option('--port <port>', 'router port', '8080')
   .option('--trusted-proxy <cidr>', 'see `pilot up --trusted-proxy`', (v: string, prev: string[] = []) => [...prev, v])
   .option('--haproxy', 'serve the traffic with HAProxy (driven by Pilot) instead of the embedded router')
+  .option('--https-port <port>', 'serve HTTPS on PORT with the certificates the control plane sends')
   .action(
-    upAction(async (o: { host: string; port: string; trustedProxy?: string[]; haproxy?: boolean }) => {
+    upAction(async (o: { host: string; port: string; trustedProxy?: string[]; haproxy?: boolean; httpsPort?: string }) => {
       const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }] = await Promise.all([
         import('../router/router-process.js'),
         import('./context.js'),
@@ -221,6 +222,7 @@ program
         home: pilotHome(),
         host: o.host,
         port: Number(o.port),
+        ...(o.httpsPort !== undefined ? { httpsPort: (await import('./port-flag.js')).port(o.httpsPort, '--https-port') } : {}),
         ...(o.trustedProxy ? { trustedProxies: o.trustedProxy } : {}),
         log,
         ...(o.haproxy ? { dataPlane: await haproxyPlane(pilotHome(), log) } : {}),
@@ -239,9 +241,16 @@ program
     'run a router on this node on PORT: it answers for every app, and keeps serving while the control plane is away',
   )
   .option('--router-host <host>', "the node router's address (default: --address)")
+  .option(
+    '--https-port <port>',
+    'the node router also serves HTTPS on PORT, with the certificates of the hosts it routes (needs --router-port)',
+  )
   .action(
-    action(async (o: { name?: string; address: string; label?: string[]; routerPort?: string; routerHost?: string }, cmd: Command) =>
-      agent({ ...o, ...g(cmd) }),
+    action(
+      async (
+        o: { name?: string; address: string; label?: string[]; routerPort?: string; routerHost?: string; httpsPort?: string },
+        cmd: Command,
+      ) => agent({ ...o, ...g(cmd) }),
     ),
   );
 

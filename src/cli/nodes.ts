@@ -12,10 +12,30 @@ export async function nodes(opts: GlobalOptions): Promise<void> {
   // ISOLATION of process instances: "uid+cgroup-v1", "uid", "cgroup-v2", "none"; what is missing is printed below the table.
   const isolation = (i: Isolation): string | null =>
     i === undefined ? null : [i.user ? 'uid' : '', i.cgroup ? `cgroup-${i.cgroupVersion ?? ''}` : ''].filter(Boolean).join('+') || 'none';
+  // ROUTER: the node router's ports ("80 https:443"), TABLE: the version it applied (current or
+  // behind the control plane's), ROUTER SYNC: its last sync; "-" for a node without a router (or silent for a minute).
+  const routerPorts = (r: NodeView['router']): string | null =>
+    r ? [r.port === null ? '?' : String(r.port), r.httpsPort === null ? '' : `https:${r.httpsPort}`].filter(Boolean).join(' ') : null;
+  const tableOf = (r: NodeView['router']): string | null => (r ? `${r.tableVersion || 'none'}${r.current ? '' : ' (behind)'}` : null);
   output(opts, res, () =>
     [
       table(
-        ['NODE', 'ADDRESS', 'STATUS', 'SCHEDULING', 'INSTANCES', 'ORPHANS', 'CPUS', 'MEMORY', 'DOCKER', 'ISOLATION', 'LAST SEEN'],
+        [
+          'NODE',
+          'ADDRESS',
+          'STATUS',
+          'SCHEDULING',
+          'INSTANCES',
+          'ORPHANS',
+          'CPUS',
+          'MEMORY',
+          'DOCKER',
+          'ISOLATION',
+          'LAST SEEN',
+          'ROUTER',
+          'TABLE',
+          'ROUTER SYNC',
+        ],
         res.nodes.map((n) => [
           n.name,
           n.address,
@@ -28,6 +48,9 @@ export async function nodes(opts: GlobalOptions): Promise<void> {
           docker(n.runtimes?.docker),
           isolation(n.runtimes?.process?.isolation),
           ago(n.lastSeenAt),
+          routerPorts(n.router),
+          tableOf(n.router),
+          n.router ? ago(n.router.lastSyncAt) : null,
         ]),
       ),
       ...res.nodes.flatMap((n) =>

@@ -24,6 +24,8 @@ const PILOT_BIN = new URL('../../../bin/pilot.js', import.meta.url).pathname;
 
 export interface SupervisedRouter {
   readonly url: string;
+  /** Its HTTPS port, when it serves HTTPS. */
+  readonly httpsPort?: number;
   readonly adopted: boolean;
   /** Stop watching (the router keeps running). */
   detach(): void;
@@ -68,7 +70,9 @@ async function spawnRouter(home: string, host: string, port: number, extraArgs: 
     if (f && f.pid === child.pid) return f;
     if (exited !== undefined) {
       const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-3).join(' | ');
-      if (/EADDRINUSE/.test(tail)) throw fail.routerPortInUse({ host, port });
+      // The HTTP port, or the HTTPS one (--https-port): the one the error names.
+      const inUse = /(?:EADDRINUSE|cannot listen on)[^|]*?:(\d+)(?:\D|$)/.exec(tail);
+      if (inUse) throw fail.routerPortInUse({ host, port: Number(inUse[1]) });
       throw fail.routerExitedEarly({ exited, tail });
     }
     await sleep(50);
@@ -111,11 +115,15 @@ export async function superviseRouter(
   port: number,
   log: Logger,
   extraArgs: readonly string[] = [],
+  /** HTTPS wanted on this port (0: any); undefined: no HTTPS. A router that differs is replaced. */
+  httpsPort?: number,
 ): Promise<SupervisedRouter> {
   const found = readRouterFile(home);
   let current: RouterProcessFile;
   let adopted = false;
-  if (found && live(found) && found.host === host && (port === 0 || found.port === port)) {
+  const httpsAsWanted = (f: RouterProcessFile): boolean =>
+    httpsPort === undefined ? f.httpsPort === undefined : f.httpsPort !== undefined && (httpsPort === 0 || f.httpsPort === httpsPort);
+  if (found && live(found) && found.host === host && (port === 0 || found.port === port) && httpsAsWanted(found)) {
     adopted = true;
     current = found;
     log.info({ pid: current.pid, url: current.url }, 'router process adopted');
@@ -141,6 +149,7 @@ export async function superviseRouter(
   timer.unref();
   return {
     url: current.url,
+    ...(current.httpsPort !== undefined ? { httpsPort: current.httpsPort } : {}),
     adopted,
     detach: () => {
       watching = false;

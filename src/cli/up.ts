@@ -16,6 +16,13 @@ import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { superviseRouter } from './router-supervisor.js';
 import { DEFAULT_HAPROXY_BIN } from '../haproxy/haproxy-router.js';
 
+/** PILOT_HTTPS_PORT, checked as the control plane checks it. */
+function httpsPortOf(raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw fail.invalidHttpsPort({ value: raw });
+  return n;
+}
+
 export interface UpOptions {
   host: string;
   apiPort: string;
@@ -56,10 +63,11 @@ export async function up(opts: UpOptions): Promise<void> {
     dest.end();
     process.exit(70);
   };
-  // HTTPS (PILOT_HTTPS_PORT) is served by the embedded router for now: the router process does not
-  // receive certificates yet, so with HTTPS on, traffic does not outlive the control plane.
-  const httpsOn = (process.env.PILOT_HTTPS_PORT ?? '') !== '';
-  if (httpsOn && routerKind === 'haproxy') throw fail.httpsWithHaproxy();
+  // HTTPS (PILOT_HTTPS_PORT) is served by the router process with the certificates the control
+  // plane sends it (router/table-sync.ts), so HTTPS outlives the control plane as HTTP does.
+  const httpsRaw = process.env.PILOT_HTTPS_PORT ?? '';
+  const httpsPort = httpsRaw === '' ? undefined : httpsPortOf(httpsRaw);
+  if (httpsPort !== undefined && routerKind === 'haproxy') throw fail.httpsWithHaproxy();
   const cp = await startControlPlane({
     home,
     host: opts.host,
@@ -69,25 +77,24 @@ export async function up(opts: UpOptions): Promise<void> {
     logger: log,
     logStats: () => dest.stats,
     ...(opts.trustedProxy ? { trustedProxies: opts.trustedProxy } : {}),
-    router: httpsOn ? 'embedded' : 'process',
+    router: 'process',
     freshDatabase: opts.freshDatabase ?? false,
     onFatal: fatal,
   });
-  let router: { url: string; adopted: boolean; detach(): void };
-  if (httpsOn) router = { url: cp.routerUrl, adopted: false, detach: () => undefined };
-  else
-    try {
-      // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
-      const routerArgs = [
-        ...(opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]),
-        ...(routerKind === 'haproxy' ? ['--haproxy'] : []),
-      ];
-      router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs);
-    } catch (err) {
-      await cp.close();
-      throw err;
-    }
-  const acmeDirectory = httpsOn ? process.env.PILOT_ACME_DIRECTORY || undefined : undefined;
+  let router: Awaited<ReturnType<typeof superviseRouter>>;
+  try {
+    // The router process believes the same proxies (it sets X-Forwarded-* itself otherwise).
+    const routerArgs = [
+      ...(opts.trustedProxy ?? []).flatMap((c) => ['--trusted-proxy', c]),
+      ...(routerKind === 'haproxy' ? ['--haproxy'] : []),
+      ...(httpsPort !== undefined ? ['--https-port', String(httpsPort)] : []),
+    ];
+    router = await superviseRouter(home, opts.routerHost, routerPort, log.child({ part: 'router' }), routerArgs, httpsPort);
+  } catch (err) {
+    await cp.close();
+    throw err;
+  }
+  const acmeDirectory = httpsPort !== undefined ? process.env.PILOT_ACME_DIRECTORY || undefined : undefined;
   // routerKind and acmeDirectory tell `pilot doctor` what to check on this machine.
   const serverFile: ServerFile = {
     api: cp.apiUrl,
@@ -114,8 +121,8 @@ export async function up(opts: UpOptions): Promise<void> {
     `pilot is up (state in ${home})`,
     `  control plane  ${cp.apiUrl}`,
     `  dashboard      ${cp.apiUrl}/   (sign in with the admin token)`,
-    `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : httpsOn ? 'in this process' : 'its own process'})`,
-    ...(cp.routerHttpsPort !== undefined ? [`  https          port ${cp.routerHttpsPort}   (certificates: \`pilot certs\`)`] : []),
+    `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : 'its own process'})`,
+    ...(router.httpsPort !== undefined ? [`  https          port ${router.httpsPort}   (certificates: \`pilot certs\`)`] : []),
     opts.agent ? `  agent          local (127.0.0.1)` : '  agent          none (start one with `pilot agent`)',
     `  log            ${opts.verbose ? 'stdout' : logFile}`,
   ];

@@ -39,6 +39,11 @@ export interface CertificateManagerOptions {
   readonly rateLimitedMs?: number;
   readonly now?: () => number;
   readonly log?: (line: string) => void;
+  /**
+   * Resolves once the routers in their own processes have the ACME answers just set (the CA may
+   * reach any of them); awaited before the CA is asked to validate. Absent: only `challenges`.
+   */
+  readonly challengesDelivered?: () => Promise<unknown>;
 }
 
 /** A certificate as `pilot certs` shows it: nothing sealed. */
@@ -153,6 +158,7 @@ export class CertificateManager {
         challengeCreateFn: async (_authz, challenge, keyAuthorization) => {
           tokens.push(challenge.token);
           this.#o.challenges.set(challenge.token, keyAuthorization);
+          await this.#o.challengesDelivered?.();
         },
         challengeRemoveFn: async (_authz, challenge) => {
           this.#o.challenges.delete(challenge.token);

@@ -7,9 +7,23 @@ import type { NodeRecord, NodeScheduling, Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
 import { hashToken, newToken } from '../api/auth.js';
 import { randomBytes } from 'node:crypto';
+import { request } from 'undici';
+import type { RouterView } from '../router/table-feed.js';
+import type { NodeView } from '../api/wire.js';
 
-export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; reconciler: Reconciler }): void {
+type NodeRouterView = NonNullable<NodeView['router']>;
+
+export function registerNodeRoutes(
+  app: FastifyInstance,
+  deps: {
+    store: Store;
+    reconciler: Reconciler;
+    /** The routers that sync with this control plane (node routers are `node:<id>`). */
+    routers?: () => readonly RouterView[];
+  },
+): void {
   const { store, reconciler } = deps;
+  const routerOf = (nodeId: string): RouterView | undefined => deps.routers?.().find((r) => r.id === `node:${nodeId}`);
   const mustGetNode = async (raw: string): Promise<NodeRecord> => {
     const name = assertName(raw, 'node name');
     const node = await store.getNodeByName(name);
@@ -36,8 +50,31 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
         runtimes: n.runtimes,
         lastSeenAt: n.lastSeenAt,
         registeredAt: n.registeredAt,
+        router: routerViewOf(routerOf(n.id)),
       })),
     };
+  });
+
+  // A node router's pilot_router_* metrics, relayed with the token it gave in its sync (kept in
+  // memory only); 503 when it is silent or does not answer.
+  app.get<{ Params: { name: string } }>('/api/v1/nodes/:name/router/metrics', async (req, reply) => {
+    const node = await mustGetNode(req.params.name);
+    const r = routerOf(node.id);
+    if (r?.traffic === undefined) throw fail.nodeRouterSilent({ node: node.name });
+    let text: string;
+    try {
+      const res = await request(`${r.traffic.url}/metrics`, {
+        headers: { authorization: `Bearer ${r.traffic.token}` },
+        headersTimeout: 3000,
+        bodyTimeout: 3000,
+      });
+      text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`answered ${res.statusCode}`);
+    } catch (err) {
+      throw fail.nodeRouterSilent({ node: node.name }, { cause: err });
+    }
+    void reply.type('text/plain; version=0.0.4; charset=utf-8');
+    return text;
   });
 
   // Instances agents run that this control plane has no record of: kept running, never stopped on a guess.
@@ -91,4 +128,15 @@ export function registerNodeRoutes(app: FastifyInstance, deps: { store: Store; r
   setScheduling('drain', 'draining');
   setScheduling('cordon', 'cordoned');
   setScheduling('uncordon', 'eligible');
+}
+
+function routerViewOf(r: RouterView | undefined): NodeRouterView | null {
+  if (r === undefined) return null;
+  return {
+    port: r.self?.port ?? null,
+    httpsPort: r.self?.httpsPort ?? null,
+    tableVersion: r.version,
+    current: r.current,
+    lastSyncAt: r.lastSyncAt,
+  };
 }

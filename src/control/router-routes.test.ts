@@ -68,7 +68,10 @@ describe('POST /api/v1/router/sync', () => {
       const first = await sync('pilot_node_secret_a', { version: '', waitMs: 0, traffic });
       assert.equal(first.statusCode, 200);
       assert.deepEqual(first.json<{ routes: Route[] }>().routes, routes);
-      assert.deepEqual(feed.routers(), [{ id: 'node:a', traffic }]);
+      assert.deepEqual(
+        feed.routers().map((r) => ({ id: r.id, traffic: r.traffic })),
+        [{ id: 'node:a', traffic }],
+      );
       const v = first.json<{ version: string }>().version;
       assert.equal((await sync('pilot_node_secret_a', { version: v, waitMs: 0, inflight: { 'hello-1-a': 2 }, traffic })).statusCode, 200);
       assert.equal(feed.inflight('hello-1-a'), 2);
@@ -91,6 +94,42 @@ describe('POST /api/v1/router/sync', () => {
           ['local', undefined],
         ],
       );
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('gives certificates and keys only to an authenticated router that asks with a stale TLS version, and records where it listens', async () => {
+    const feed = new TableFeed({ expected: [] });
+    feed.set(routes);
+    const bundle = { certs: [{ host: 'shop.test', cert: 'CERT', key: 'KEY-SECRET' }], policies: {}, challenges: { t: 't.k' } };
+    feed.setTls(bundle);
+    const app = Fastify();
+    const nodes = new Map([['pilot_node_secret_a', { id: 'a' }]]);
+    registerRouterRoutes(app, { feed, tokens: () => ['pilot_router_t'], nodeByCredential: async (t) => nodes.get(t) });
+    try {
+      const sync = (token: string | undefined, payload: object) =>
+        app.inject({
+          method: 'POST',
+          url: '/api/v1/router/sync',
+          payload,
+          headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'x-pilot-routes': '2' },
+        });
+      for (const token of [undefined, 'pilot_node_secret_b', 'pilot_router_x']) {
+        const refused = await sync(token, { version: '', waitMs: 0, tlsVersion: '' });
+        assert.equal(refused.statusCode, 401);
+        assert.doesNotMatch(refused.body, /KEY-SECRET/);
+      }
+      const plain = await sync('pilot_node_secret_a', { version: '', waitMs: 0 });
+      assert.equal(plain.json<{ tls?: unknown }>().tls, undefined, 'no tlsVersion: no certificates');
+      const asked = await sync('pilot_node_secret_a', { version: '', waitMs: 0, tlsVersion: '', self: { port: 80, httpsPort: 443 } });
+      const body = asked.json<{ version: string; tls: { version: string; bundle: unknown } }>();
+      assert.deepEqual(body.tls, { version: feed.tlsVersion, bundle });
+      assert.deepEqual(feed.routers()[0]?.self, { port: 80, httpsPort: 443 });
+      const upToDate = await sync('pilot_node_secret_a', { version: body.version, waitMs: 0, tlsVersion: body.tls.version });
+      assert.deepEqual(upToDate.json(), { version: body.version });
+      const bad = await sync('pilot_node_secret_a', { version: body.version, self: { port: 70000 } });
+      assert.equal(bad.statusCode, 400);
     } finally {
       await app.close();
     }

@@ -8,6 +8,11 @@
  * admin token is accepted (tools, tests) as the local router. The table is
  * core/routes.ts's `Route[]` for a router that sends `x-pilot-routes: 2`, the old shape otherwise
  * (router/legacy-table.ts).
+ *
+ * Certificates ride in the same answer (`tls: { version, bundle }`) when the router sent a
+ * `tlsVersion` that is not the current one: one authenticated channel, one long poll woken by
+ * either change, one saved copy per kind beside the other; a second endpoint would need its own
+ * poll loop, its own retries and its own authentication for no gain.
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
@@ -24,6 +29,18 @@ const SyncBody = Type.Object(
     traffic: Type.Optional(
       Type.Object(
         { url: Type.String({ pattern: '^https?://', maxLength: 300 }), token: Type.String({ minLength: 16, maxLength: 200 }) },
+        { additionalProperties: false },
+      ),
+    ),
+    /** The certificates' version the router applied ('' for none yet); absent: it takes no certificates. */
+    tlsVersion: Type.Optional(Type.String({ maxLength: 100 })),
+    /** Where the router listens (shown by `pilot nodes`). */
+    self: Type.Optional(
+      Type.Object(
+        {
+          port: Type.Integer({ minimum: 0, maximum: 65535 }),
+          httpsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+        },
         { additionalProperties: false },
       ),
     ),
@@ -56,10 +73,13 @@ export function registerRouterRoutes(
     const router = routerOf.get(req) ?? LOCAL_ROUTER;
     // Only a node router says where its figures are; the local one is read through router.json.
     const traffic = router === LOCAL_ROUTER ? undefined : req.body.traffic;
-    if (req.body.inflight || router !== LOCAL_ROUTER) deps.feed.report(req.body.version, req.body.inflight ?? {}, router, traffic);
-    const answer = await deps.feed.poll(req.body.version, req.body.waitMs ?? 0);
+    const { tlsVersion, self } = req.body;
+    if (req.body.inflight || router !== LOCAL_ROUTER)
+      deps.feed.report(req.body.version, req.body.inflight ?? {}, router, { traffic, tlsVersion, self });
+    // Certificates and keys go only to an authenticated router that asks for them (tlsVersion).
+    const answer = await deps.feed.poll(req.body.version, req.body.waitMs ?? 0, tlsVersion);
     // A router started before weighted backends (adopted across an upgrade) reads the old shape.
     if (answer.routes === undefined || req.headers[ROUTES_FORMAT_HEADER] === ROUTES_FORMAT) return answer;
-    return { version: answer.version, routes: toLegacyRoutes(answer.routes) };
+    return { ...answer, routes: toLegacyRoutes(answer.routes) };
   });
 }

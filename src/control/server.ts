@@ -90,8 +90,10 @@ export interface ControlPlaneOptions {
    */
   router?: 'embedded' | 'process';
   /**
-   * HTTPS on the embedded router: its port (PILOT_HTTPS_PORT) and automatic certificates through
-   * ACME (PILOT_ACME_DIRECTORY, PILOT_ACME_EMAIL, PILOT_ACME_CA_FILE). Absent: HTTP only.
+   * HTTPS: the embedded router's port (PILOT_HTTPS_PORT; a router process gets its own with
+   * `pilot router --https-port`) and automatic certificates through ACME (PILOT_ACME_DIRECTORY,
+   * PILOT_ACME_EMAIL, PILOT_ACME_CA_FILE). Absent: HTTP only (user certificates still reach the
+   * routers in their own processes, which may serve HTTPS on their own port).
    */
   https?: { port: number; acme?: AcmeSettings };
   /** Start with an empty database although state exists beside it (see assertStateConsistent). */
@@ -206,9 +208,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     challenges,
     ...(httpsOpts?.acme ? { acme: httpsOpts.acme } : {}),
     log: (line) => log.info(line),
+    // The CA is asked to validate once every router that takes certificates has the answer (or after 10 s).
+    challengesDelivered: () => feed.tlsDelivered(10_000),
   });
   await certManager.load();
-  if (httpsOpts && !embedded) log.warn('HTTPS is served by the embedded router only: the router process gets no certificates yet');
+  // Routers in their own processes (router process, node routers) get the certificates, policies
+  // and ACME answers in their sync answer (router-routes.ts) from the first certificate pass on
+  // (policies set: a router never gets a bundle without them).
+  let tlsFed = false;
+  const feedTls = (): void => {
+    if (tlsFed) feed.setTls({ ...served.export(), challenges: challenges.export() });
+  };
+  served.onChange(feedTls);
+  challenges.onChange(feedTls);
   const router = embedded
     ? await startRouter({
         host: opts.routerHost,
@@ -399,7 +411,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });
   registerSourceRoutes(api, { store, box, publicUrl: () => publicUrl, home: opts.home });
   registerWebhookRoutes(api, { store, ledger, box, onQueued: () => cd.worker?.queued() });
-  registerNodeRoutes(api, { store, reconciler });
+  registerNodeRoutes(api, { store, reconciler, routers: () => feed.routers() });
   registerRuntimeRoutes(api, { store, blobs });
   registerRegistryRoutes(api, { store, box });
   registerVolumeRoutes(api, { store, reconciler });
@@ -443,6 +455,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const policies = new Map<string, HttpsPolicy>();
       for (const a of apps) for (const h of a.config.hosts) if (a.config.https) policies.set(h, a.config.https);
       served.setPolicies(policies);
+      if (!tlsFed) {
+        tlsFed = true;
+        feedTls();
+      }
       if (httpsOpts?.acme) {
         await certManager.want(apps.flatMap((a) => a.config.hosts));
         await certManager.tick();

@@ -129,7 +129,12 @@ describe('node router', () => {
     };
     assert.equal((await ask(undefined)).status, 401);
     assert.equal((await ask('Bearer wrong-token-of-some-length')).status, 401);
-    assert.equal((await ask(`Bearer ${token}`, '/metrics')).status, 404);
+    // Its pilot_router_* metrics, with the same token (issue #14: node routers' /metrics, relayed by the control plane).
+    const metrics = await ask(`Bearer ${token}`, '/metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /pilot_router_requests_total\{app="shop",revision="1",code="200"\} 3/);
+    assert.equal((await ask(undefined, '/metrics')).status, 401);
+    assert.equal((await ask(`Bearer ${token}`, '/nothing')).status, 404);
     assert.equal((await ask(`Bearer ${token}`, '/traffic?window=forever')).status, 400);
     const ok = await ask(`Bearer ${token}`);
     assert.equal(ok.status, 200);

@@ -14,8 +14,14 @@
  * - Every node's router holds the whole table: any node answers for any app, instances on other
  *   nodes are reached at their address. No preference for this node's instances (README, "A router
  *   on every node").
- * - Its traffic figures are served on a second port on the same address, with a token made at each
- *   start and sent only in the sync body (TLS between nodes is the operator's, as for the agent API).
+ * - Its traffic figures (GET /traffic) and its pilot_router_* metrics (GET /metrics) are served on
+ *   a second port on the same address, with a token made at each start and sent only in the sync
+ *   body (TLS between nodes is the operator's, as for the agent API); the control plane relays
+ *   both (GET /api/v1/nodes/:name/router/metrics).
+ * - HTTPS (`--https-port`): the certificates of the hosts it routes come in the sync answer,
+ *   are applied live (the next handshake gets them) and saved 0600 in router/tls.json, served
+ *   from there after a restart without the control plane. ACME HTTP-01 answers come the same way
+ *   (not saved), so whichever node the CA reaches answers the challenge.
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync } from 'node:fs';
@@ -23,17 +29,21 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { bearer, tokensEqual } from '../api/auth.js';
 import { TrustedProxies } from './headers.js';
 import { RouterMetrics } from './metrics.js';
 import { startRouter } from './proxy.js';
 import { admitRoutes, RoutingTable } from './routing-table.js';
-import { followControlPlane, loadTable } from './table-sync.js';
+import { followControlPlane, loadTable, loadTls } from './table-sync.js';
+import { AcmeChallenges, CertificateStore } from './tls.js';
 import { serveTraffic, TRAFFIC_PATH } from './traffic-endpoint.js';
 
 export interface NodeRouter {
   readonly url: string;
   readonly port: number;
+  /** The HTTPS port, with `httpsPort`. */
+  readonly httpsPort?: number;
   /** Where the control plane reads the figures (GET /traffic with the token sent in the sync). */
   readonly trafficUrl: string;
   inflightAll(): Record<string, number>;
@@ -47,6 +57,8 @@ export async function startNodeRouter(o: {
   agentHome: string;
   host: string;
   port: number;
+  /** Serve HTTPS too, on this port (0: any), with the certificates the control plane sends. */
+  httpsPort?: number;
   /** Control-plane base URLs, tried in turn after a failure. */
   servers: readonly string[];
   /** The node's credential, once the agent has registered (undefined before). */
@@ -63,9 +75,22 @@ export async function startNodeRouter(o: {
   const admitted = admitRoutes(saved.routes);
   if (admitted.problems.length > 0) log.warn({ problems: admitted.problems }, 'parts of the saved routing table left out');
   table.set(admitted.routes);
-  const metrics = new RouterMetrics();
+  const registry = new Registry();
+  const metrics = new RouterMetrics(registry);
   const trusted = new TrustedProxies(o.trustedProxies ?? process.env.PILOT_TRUSTED_PROXIES, 'PILOT_TRUSTED_PROXIES');
-  const router = await startRouter({ host: o.host, port: o.port, table, metrics, trusted });
+  // Certificates: the saved ones at once (the control plane may be down), then the control plane's.
+  // Every node router answers the ACME HTTP-01 challenges, HTTPS port or not: the CA may reach any node.
+  const tls = { certs: new CertificateStore(), challenges: new AcmeChallenges() };
+  const tlsVersion = loadTls(dir, tls, log);
+  const router = await startRouter({
+    host: o.host,
+    port: o.port,
+    table,
+    metrics,
+    trusted,
+    challenges: tls.challenges,
+    ...(o.httpsPort !== undefined ? { https: { port: o.httpsPort, certs: tls.certs } } : {}),
+  });
 
   const trafficToken = randomBytes(24).toString('base64url');
   const admin = http.createServer((req, res) => {
@@ -78,6 +103,11 @@ export async function startNodeRouter(o: {
     }
     if (t === undefined || !tokensEqual(t, trafficToken)) res.writeHead(401).end();
     else if (req.method === 'GET' && url?.pathname === TRAFFIC_PATH) serveTraffic(metrics, url, res);
+    else if (req.method === 'GET' && url?.pathname === '/metrics')
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        () => res.writeHead(500).end(),
+      );
     else res.writeHead(404).end();
   });
   try {
@@ -91,7 +121,10 @@ export async function startNodeRouter(o: {
   }
   const hostInUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
   const trafficUrl = `http://${hostInUrl}:${(admin.address() as AddressInfo).port}`;
-  log.info({ url: router.url, routes: saved.routes.length }, 'node router started');
+  log.info(
+    { url: router.url, httpsPort: router.httpsPort, routes: saved.routes.length, certificates: tls.certs.hosts().length },
+    'node router started',
+  );
 
   let closed = false;
   let at = 0;
@@ -111,10 +144,13 @@ export async function startNodeRouter(o: {
     isClosed: () => closed,
     extra: { traffic: { url: trafficUrl, token: trafficToken } },
     onFailure: () => (at += 1),
+    tls: { ...tls, version: tlsVersion },
+    self: { port: router.port, ...(router.httpsPort !== undefined ? { httpsPort: router.httpsPort } : {}) },
   });
   return {
     url: router.url,
     port: router.port,
+    ...(router.httpsPort !== undefined ? { httpsPort: router.httpsPort } : {}),
     trafficUrl,
     inflightAll: () => router.inflightAll(),
     close: async () => {

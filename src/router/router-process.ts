@@ -19,7 +19,7 @@
  *   the control plane's /metrics includes them; so are the live traffic figures (GET /traffic,
  *   traffic-endpoint.ts), which the control plane's /api/v1/apps/:app/traffic reads.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -32,7 +32,10 @@ import { startRouter } from './proxy.js';
 import { serveTraffic, TRAFFIC_PATH } from './traffic-endpoint.js';
 import { TrustedProxies } from './headers.js';
 import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
-import { followControlPlane, loadTable, writeAtomic } from './table-sync.js';
+import { followControlPlane, loadTable, loadTls, writeAtomic } from './table-sync.js';
+import { AcmeChallenges, CertificateStore } from './tls.js';
+import { fail } from '../core/errors.js';
+import { listenError } from '../core/listen-error.js';
 
 /** The embedded router as a DataPlane; it follows `table` itself. */
 async function embedded(
@@ -43,6 +46,7 @@ async function embedded(
   return {
     url: r.url,
     port: r.port,
+    ...(r.httpsPort !== undefined ? { httpsPort: r.httpsPort } : {}),
     apply: async () => undefined,
     inflightAll: async () => r.inflightAll(),
     close: () => r.close(),
@@ -57,6 +61,8 @@ export interface RouterProcessFile {
   readonly port: number;
   /** http://127.0.0.1:PORT: GET /metrics and GET /traffic with the router token. */
   readonly admin: string;
+  /** The HTTPS port, when it serves HTTPS (--https-port). */
+  readonly httpsPort?: number;
 }
 
 export const routerDir = (home: string): string => join(home, 'router');
@@ -77,6 +83,7 @@ export function readRouterFile(home: string): RouterProcessFile | undefined {
 export interface DataPlane {
   readonly url: string;
   readonly port: number;
+  readonly httpsPort?: number;
   apply(routes: readonly Route[]): Promise<void>;
   inflightAll(): Promise<Record<string, number>>;
   /** Prometheus text about the data plane itself (its health), appended to /metrics. */
@@ -91,11 +98,15 @@ export async function runRouterProcess(o: {
   port: number;
   log: Logger;
   trustedProxies?: readonly string[];
+  /** HTTPS on this port (0: any) with the certificates the control plane sends (embedded router only). */
+  httpsPort?: number;
   /** Another data plane than the embedded router (started on host:port, fed the table). */
   dataPlane?: (p: { host: string; port: number; trusted: readonly string[] }) => Promise<DataPlane>;
 }): Promise<void> {
   const { home, log } = o;
+  if (o.httpsPort !== undefined && o.dataPlane) throw fail.httpsWithHaproxy();
   mkdirSync(routerDir(home), { recursive: true, mode: 0o700 });
+  chmodSync(routerDir(home), 0o700); // it holds certificate keys: private whatever made it
   const table = new RoutingTable();
   const saved = loadTable(routerDir(home), log);
   const admitted = admitRoutes(saved.routes);
@@ -108,6 +119,9 @@ export async function runRouterProcess(o: {
     o.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES',
   );
   const metrics = new RouterMetrics(registry);
+  // Certificates and ACME answers: the saved ones at once, then the control plane's (table-sync.ts).
+  const tls = { certs: new CertificateStore(), challenges: new AcmeChallenges() };
+  const tlsVersion = o.httpsPort !== undefined ? loadTls(routerDir(home), tls, log) : undefined;
   const router: DataPlane = o.dataPlane
     ? await o.dataPlane({
         host: o.host,
@@ -119,7 +133,18 @@ export async function runRouterProcess(o: {
             .map((s) => s.trim())
             .filter(Boolean),
       })
-    : await embedded(table, { host: o.host, port: o.port, metrics, trusted });
+    : await embedded(table, {
+        host: o.host,
+        port: o.port,
+        metrics,
+        trusted,
+        challenges: tls.challenges,
+        ...(o.httpsPort !== undefined ? { https: { port: o.httpsPort, certs: tls.certs } } : {}),
+      }).catch((err: unknown) => {
+        // The HTTP or the HTTPS port: the one the error names.
+        const port = (err as { port?: unknown }).port;
+        throw listenError(err, 'router', o.host, typeof port === 'number' ? port : o.port);
+      });
   if (o.dataPlane) await router.apply(admitted.routes);
   const token = (): string => readFileSync(join(home, 'router-token'), 'utf8').trim();
 
@@ -158,10 +183,14 @@ export async function runRouterProcess(o: {
     host: o.host,
     port: router.port,
     admin: `http://127.0.0.1:${(admin.address() as AddressInfo).port}`,
+    ...(router.httpsPort !== undefined ? { httpsPort: router.httpsPort } : {}),
   };
   writeAtomic(routerFile(home), JSON.stringify(info));
-  log.info({ url: router.url, routes: saved.routes.length }, 'router started');
-  process.stdout.write(`router listening on ${router.url}\n`);
+  log.info(
+    { url: router.url, httpsPort: router.httpsPort, routes: saved.routes.length, certificates: tls.certs.hosts().length },
+    'router started',
+  );
+  process.stdout.write(`router listening on ${router.url}${router.httpsPort !== undefined ? ` and https port ${router.httpsPort}` : ''}\n`);
 
   let closed = false;
   const abort = new AbortController();
@@ -185,6 +214,10 @@ export async function runRouterProcess(o: {
     log,
     signal: abort.signal,
     isClosed: () => closed,
+    // The embedded router answers ACME challenges (HTTP-01) and, with --https-port, serves HTTPS;
+    // HAProxy does neither yet, so it asks for no certificates.
+    ...(o.dataPlane ? {} : { tls: { ...tls, version: tlsVersion } }),
+    self: { port: router.port, ...(router.httpsPort !== undefined ? { httpsPort: router.httpsPort } : {}) },
     keepGoing: () => {
       if (existsSync(routerDir(home))) return true;
       log.warn('$PILOT_HOME/router is gone: stopping');

@@ -101,10 +101,73 @@ describe('TableFeed', () => {
     const feed = new TableFeed({ staleMs: 50 });
     feed.set(route(['x']));
     feed.set(route([]));
-    feed.report('deadbeef.1', { x: 3 }, 'node:gone', { url: 'http://127.0.0.2:1', token: 't' });
+    feed.report('deadbeef.1', { x: 3 }, 'node:gone', { traffic: { url: 'http://127.0.0.2:1', token: 't' } });
     assert.equal(feed.inflight('x'), 1 + 3);
     await new Promise((r) => setTimeout(r, 120));
     assert.equal(feed.inflight('x'), 1, 'the local router process still counts (it has not reported)');
     assert.deepEqual(feed.routers(), []);
+  });
+
+  describe('certificates (TLS bundle)', () => {
+    const bundle = (host: string) => ({ certs: [{ host, cert: 'C', key: 'K' }], policies: {}, challenges: {} });
+
+    it('gives the bundle only to a router that sends a TLS version other than the current one, and never before the first', async () => {
+      const feed = new TableFeed();
+      feed.set(route(['x']));
+      const v = feed.version;
+      assert.equal((await feed.poll(v, 0, '')).tls, undefined, 'nothing set yet');
+      feed.setTls(bundle('a.test'));
+      assert.equal((await feed.poll(v, 0)).tls, undefined, 'a router that takes no certificates gets none');
+      const got = await feed.poll(v, 0, '');
+      assert.equal(got.routes, undefined, 'the table did not change for it');
+      assert.deepEqual(got.tls, { version: feed.tlsVersion, bundle: bundle('a.test') });
+      assert.equal((await feed.poll(v, 10, feed.tlsVersion)).tls, undefined);
+      const t = feed.tlsVersion;
+      feed.setTls(bundle('a.test'));
+      assert.equal(feed.tlsVersion, t, 'the same bundle: same version');
+    });
+
+    it('wakes a held poll when the certificates change', async () => {
+      const feed = new TableFeed();
+      feed.set(route(['x']));
+      feed.setTls(bundle('a.test'));
+      const held = feed.poll(feed.version, 10_000, feed.tlsVersion);
+      feed.setTls(bundle('b.test'));
+      const got = await held;
+      assert.equal(got.tls?.bundle.certs[0]?.host, 'b.test');
+      assert.equal(got.routes, undefined);
+    });
+
+    it('says when every router that takes certificates has the current bundle, or gives up after the timeout', async () => {
+      const feed = new TableFeed();
+      feed.set(route(['x']));
+      feed.setTls(bundle('a.test'));
+      const old = feed.tlsVersion;
+      feed.report(feed.version, {}, 'local', { tlsVersion: old });
+      feed.report(feed.version, {}, 'node:haproxy-like'); // takes no certificates: not waited for
+      feed.setTls(bundle('b.test'));
+      assert.equal(await feed.tlsDelivered(100), false, 'the local router still has the old one');
+      const waiting = feed.tlsDelivered(10_000);
+      feed.report(feed.version, {}, 'local', { tlsVersion: feed.tlsVersion });
+      assert.equal(await waiting, true);
+      feed.report(feed.version, {}, 'node:a', { tlsVersion: '' });
+      assert.equal(await feed.tlsDelivered(50), false, 'a node router without it yet');
+    });
+
+    it('keeps what each router said about itself for `pilot nodes`', () => {
+      const feed = new TableFeed({ expected: [] });
+      feed.set(route(['x']));
+      feed.report(feed.version, {}, 'node:a', { self: { port: 80, httpsPort: 443 }, tlsVersion: '' });
+      feed.report('old.3', {}, 'node:b', { self: { port: 8080 } });
+      const views = feed.routers();
+      assert.deepEqual(
+        views.map((r) => [r.id, r.self, r.current, r.version]),
+        [
+          ['node:a', { port: 80, httpsPort: 443 }, true, feed.version],
+          ['node:b', { port: 8080 }, false, 'old.3'],
+        ],
+      );
+      assert.ok(views.every((r) => Math.abs(r.lastSyncAt - Date.now()) < 60_000));
+    });
   });
 });

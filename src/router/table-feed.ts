@@ -21,11 +21,34 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { routeUpstreams, type Route } from '../core/routes.js';
+import type { TlsBundle } from './tls.js';
 
 export interface FeedAnswer {
   readonly version: string;
   /** Present when the asker's version differs from the current one. */
   readonly routes?: readonly Route[];
+  /** Present when the asker sent a TLS version that differs from the current one. */
+  readonly tls?: { readonly version: string; readonly bundle: TlsBundle };
+}
+
+/** What a router in its own process says about itself at each sync (shown by `pilot nodes`). */
+export interface RouterSelf {
+  readonly port: number;
+  readonly httpsPort?: number | undefined;
+}
+
+/** A router that reports to this control plane, as the API shows it. */
+export interface RouterView {
+  readonly id: string;
+  readonly traffic?: RouterTrafficEndpoint | undefined;
+  /** The table version it applied at its last sync ('' before its first table). */
+  readonly version: string;
+  /** Whether that is the control plane's current table. */
+  readonly current: boolean;
+  readonly tlsVersion?: string | undefined;
+  readonly self?: RouterSelf | undefined;
+  /** Wall-clock time of its last sync (ms since the epoch). */
+  readonly lastSyncAt: number;
 }
 
 /** The id of the router process on the control plane's machine (router token). */
@@ -43,6 +66,18 @@ interface Report {
   inflight: Record<string, number>;
   at: number;
   traffic?: RouterTrafficEndpoint | undefined;
+  version: string;
+  tlsVersion?: string | undefined;
+  self?: RouterSelf | undefined;
+  wallAt: number;
+}
+
+/** Extra facts a router gives at a sync beside its version and in-flight counts. */
+export interface ReportExtras {
+  readonly traffic?: RouterTrafficEndpoint | undefined;
+  /** The TLS version it applied; absent: a router that does not take certificates. */
+  readonly tlsVersion?: string | undefined;
+  readonly self?: RouterSelf | undefined;
 }
 
 export class TableFeed {
@@ -57,6 +92,10 @@ export class TableFeed {
   readonly #expected: ReadonlySet<string>;
   readonly #staleMs: number;
   #published = false;
+  /** Certificates, policies and ACME answers: versioned apart from the table (`<epoch>.t<n>`). */
+  #tlsN = 0;
+  #tls: TlsBundle = { certs: [], policies: {}, challenges: {} };
+  #tlsJson = '';
 
   constructor(o: { expected?: readonly string[]; staleMs?: number } = {}) {
     this.#expected = new Set(o.expected ?? [LOCAL_ROUTER]);
@@ -90,9 +129,46 @@ export class TableFeed {
     for (const w of [...this.#waiters]) w();
   }
 
+  get tlsVersion(): string {
+    return `${this.#epoch}.t${this.#tlsN}`;
+  }
+
+  /** Replace the certificates, policies and ACME answers; routers waiting on a poll get them at once. */
+  setTls(bundle: TlsBundle): void {
+    const json = JSON.stringify(bundle);
+    if (json === this.#tlsJson) return;
+    this.#tlsN += 1;
+    this.#tls = bundle;
+    this.#tlsJson = json;
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /**
+   * Resolves once every router that counts (see `inflight`) reported the current TLS version, or
+   * after `timeoutMs` (false): an ACME challenge is answered by whichever router the CA reaches, so
+   * the CA is asked to validate only once they all have the answer, or the wait gave up.
+   * A router that does not take certificates (no TLS version in its reports) is not waited for.
+   */
+  async tlsDelivered(timeoutMs: number): Promise<boolean> {
+    const end = performance.now() + timeoutMs;
+    const want = this.tlsVersion;
+    for (;;) {
+      const behind = [...this.#live()].some(([, r]) => r.tlsVersion !== undefined && r.tlsVersion !== want);
+      if (!behind) return true;
+      if (performance.now() >= end) return false;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
   /** The table when `version` is not the current one; otherwise wait up to `waitMs` for a change. */
-  async poll(version: string | undefined, waitMs: number): Promise<FeedAnswer> {
-    if (this.#published && version !== this.version) return { version: this.version, routes: this.#routes };
+  async poll(version: string | undefined, waitMs: number, tlsVersion?: string): Promise<FeedAnswer> {
+    const tlsStale = (): boolean => tlsVersion !== undefined && tlsVersion !== this.tlsVersion && this.#tlsN > 0;
+    const answer = (): FeedAnswer => ({
+      version: this.version,
+      ...(this.#published && version !== this.version ? { routes: this.#routes } : {}),
+      ...(tlsStale() ? { tls: { version: this.tlsVersion, bundle: this.#tls } } : {}),
+    });
+    if ((this.#published && version !== this.version) || tlsStale()) return answer();
     if (waitMs > 0) {
       await new Promise<void>((resolve) => {
         const done = (): void => {
@@ -104,17 +180,27 @@ export class TableFeed {
         this.#waiters.add(done);
       });
     }
-    return version !== this.version && this.#published ? { version: this.version, routes: this.#routes } : { version: this.version };
+    return answer();
   }
 
   /**
    * What a router said it has in flight, at the table version it had applied. A version that is not
    * `<epoch>.<n>` (a router that has no table yet) still marks the router as present.
    */
-  report(version: string, inflight: Record<string, number>, router = LOCAL_ROUTER, traffic?: RouterTrafficEndpoint): void {
+  report(version: string, inflight: Record<string, number>, router = LOCAL_ROUTER, extras: ReportExtras = {}): void {
     const [epoch, n] = version.split('.');
     const known = epoch !== undefined && n !== undefined && /^\d+$/.test(n);
-    this.#reports.set(router, { epoch: known ? epoch : '', n: known ? Number(n) : 0, inflight, at: performance.now(), traffic });
+    this.#reports.set(router, {
+      epoch: known ? epoch : '',
+      n: known ? Number(n) : 0,
+      inflight,
+      at: performance.now(),
+      traffic: extras.traffic,
+      version,
+      tlsVersion: extras.tlsVersion,
+      self: extras.self,
+      wallAt: Date.now(),
+    });
   }
 
   /** Requests in flight to this upstream, summed over the routers, as far as each has confirmed (see the file comment). */
@@ -126,8 +212,16 @@ export class TableFeed {
   }
 
   /** The routers that report to this control plane (the expected ones, and others heard from within `staleMs`). */
-  routers(): { id: string; traffic?: RouterTrafficEndpoint | undefined }[] {
-    return [...this.#live()].map(([id, r]) => ({ id, traffic: r.traffic }));
+  routers(): RouterView[] {
+    return [...this.#live()].map(([id, r]) => ({
+      id,
+      traffic: r.traffic,
+      version: r.version,
+      current: r.version === this.version,
+      tlsVersion: r.tlsVersion,
+      self: r.self,
+      lastSyncAt: r.wallAt,
+    }));
   }
 
   *#live(): Iterable<[string, Report]> {

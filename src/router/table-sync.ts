@@ -5,18 +5,61 @@
  * table version they applied and their in-flight counts, apply a new table per app (admitRoutes),
  * save it (write + rename, 0600) and keep serving the last one while the control plane is away.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
 import { admitRoutes, type RoutingTable, type Route } from './routing-table.js';
+import type { RouterSelf } from './table-feed.js';
+import type { AcmeChallenges, CertificateStore, TlsBundle } from './tls.js';
 
 export const tableFile = (dir: string): string => join(dir, 'table.json');
+/** The certificates (chains and keys) and policies last received: 0600, in the router's 0700 folder. */
+export const tlsFile = (dir: string): string => join(dir, 'tls.json');
 
 export function writeAtomic(file: string, text: string): void {
   writeFileSync(file + '.tmp', text, { mode: 0o600 });
+  chmodSync(file + '.tmp', 0o600); // a .tmp left by a crash keeps its mode otherwise
   renameSync(file + '.tmp', file);
+}
+
+/** What a router in its own process serves over HTTPS, kept as the table is kept. */
+export interface TlsState {
+  readonly certs: CertificateStore;
+  readonly challenges: AcmeChallenges;
+}
+
+/**
+ * Serve the certificates saved by the last run in `dir` (the control plane may be away). Returns
+ * their version. A missing file is no certificates; an unreadable one, or an entry that cannot be
+ * used, is logged (the host, never the key) and left out.
+ */
+export function loadTls(dir: string, tls: TlsState, log: Logger): string | undefined {
+  try {
+    const saved = JSON.parse(readFileSync(tlsFile(dir), 'utf8')) as { version?: unknown; certs?: unknown; policies?: unknown };
+    if (!Array.isArray(saved.certs) || typeof saved.policies !== 'object' || saved.policies === null) {
+      log.warn('saved certificates have no list of certificates; starting without');
+      return undefined;
+    }
+    const problems = tls.certs.replace({ certs: saved.certs as TlsBundle['certs'], policies: saved.policies as TlsBundle['policies'] });
+    if (problems.length > 0) log.warn({ problems }, 'saved certificates left out');
+    return typeof saved.version === 'string' ? saved.version : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      log.warn({ err: (err as Error).message }, 'saved certificates unreadable; starting without');
+    return undefined;
+  }
+}
+
+/** Apply a bundle from the control plane (live: the next handshake gets the new context), then save it. */
+function applyTls(dir: string, tls: TlsState, version: string, bundle: TlsBundle, log: Logger): void {
+  const policies = typeof bundle.policies === 'object' && bundle.policies !== null ? bundle.policies : {};
+  const problems = tls.certs.replace({ certs: bundle.certs, policies });
+  if (problems.length > 0) log.warn({ problems }, 'certificates left out');
+  tls.challenges.replace(typeof bundle.challenges === 'object' && bundle.challenges !== null ? bundle.challenges : {});
+  // ACME answers live for minutes: not saved.
+  writeAtomic(tlsFile(dir), JSON.stringify({ version, certs: bundle.certs, policies }));
 }
 
 /**
@@ -70,8 +113,13 @@ export async function followControlPlane(o: {
   extra?: Record<string, unknown>;
   /** Called after each failed attempt: the next target to try (a node router with several control-plane URLs). */
   onFailure?: () => void;
+  /** HTTPS: the certificates this router serves, following the control plane's, and their saved version. */
+  tls?: TlsState & { version: string | undefined };
+  /** Where this router listens, reported at each sync. */
+  self?: RouterSelf;
 }): Promise<void> {
   let version = o.version;
+  let tlsVersion = o.tls?.version;
   let lastError: string | undefined;
   while (!o.isClosed()) {
     if (o.keepGoing && !o.keepGoing()) break;
@@ -83,12 +131,25 @@ export async function followControlPlane(o: {
       const res = await request(`${target.api}/api/v1/router/sync`, {
         method: 'POST',
         headers: { authorization: `Bearer ${target.token}`, 'content-type': 'application/json', [ROUTES_FORMAT_HEADER]: ROUTES_FORMAT },
-        body: JSON.stringify({ version: version ?? '', waitMs, inflight, ...o.extra }),
+        body: JSON.stringify({
+          version: version ?? '',
+          waitMs,
+          inflight,
+          ...o.extra,
+          // An older control plane drops these fields (Fastify strips unknown properties): it sends no certificates.
+          ...(o.tls ? { tlsVersion: tlsVersion ?? '' } : {}),
+          ...(o.self ? { self: o.self } : {}),
+        }),
         headersTimeout: waitMs + 10_000,
         bodyTimeout: 10_000,
         signal: o.signal,
       });
-      const body = (await res.body.json()) as { version?: string; routes?: unknown; error?: { message?: string } };
+      const body = (await res.body.json()) as {
+        version?: string;
+        routes?: unknown;
+        tls?: { version?: unknown; bundle?: TlsBundle };
+        error?: { message?: string };
+      };
       if (res.statusCode !== 200) throw new Error(`control plane answered ${res.statusCode}: ${body.error?.message ?? ''}`);
       if (Array.isArray(body.routes) && body.version) {
         // An older control plane answers in the shape before weighted backends.
@@ -98,6 +159,12 @@ export async function followControlPlane(o: {
         if (o.onTable) await o.onTable(routes);
         version = body.version;
         writeAtomic(tableFile(o.dir), JSON.stringify({ version, routes }));
+      }
+      const tls = body.tls;
+      if (o.tls && tls && typeof tls.version === 'string' && tls.bundle && Array.isArray(tls.bundle.certs)) {
+        applyTls(o.dir, o.tls, tls.version, tls.bundle, o.log);
+        tlsVersion = tls.version;
+        o.log.info({ hosts: tls.bundle.certs.map((c) => c.host) }, 'certificates applied');
       }
       if (lastError !== undefined) o.log.info('control plane reachable again');
       lastError = undefined;

@@ -96,6 +96,20 @@ export interface HttpsPolicy {
 interface Served {
   readonly context: SecureContext;
   readonly facts: CertificateFacts;
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/**
+ * What the control plane sends a router in its own process (router process, node router) so it
+ * serves HTTPS as the embedded router does: each host's certificate chain and key, each host's
+ * policy, and the ACME HTTP-01 answers in progress (whichever router the CA reaches answers).
+ * Secret: it travels only in the authenticated sync answer and is saved 0600 (never logged).
+ */
+export interface TlsBundle {
+  readonly certs: readonly { readonly host: string; readonly cert: string; readonly key: string }[];
+  readonly policies: Readonly<Record<string, HttpsPolicy>>;
+  readonly challenges: Readonly<Record<string, string>>;
 }
 
 /**
@@ -105,10 +119,23 @@ interface Served {
 export class CertificateStore {
   readonly #served = new Map<string, Served>();
   readonly #policies = new Map<string, HttpsPolicy>();
+  readonly #listeners = new Set<() => void>();
+
+  /** Call `fn` after every change of a certificate or of the policies. Returns the unsubscribe. */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  #changed(): void {
+    for (const fn of this.#listeners) fn();
+  }
 
   /** Serve certPem (leaf then chain) with keyPem for host. Throws certificateUnreadable / KeyMismatch. */
   set(host: string, certPem: string, keyPem: string): void {
     const h = host.toLowerCase();
+    const had = this.#served.get(h);
+    if (had?.certPem === certPem && had.keyPem === keyPem) return;
     const facts = certificateFacts(certPem, h);
     let context: SecureContext;
     try {
@@ -116,17 +143,51 @@ export class CertificateStore {
     } catch (err) {
       throw fail.certificateKeyMismatch({ host: h }, { cause: err });
     }
-    this.#served.set(h, { context, facts });
+    this.#served.set(h, { context, facts, certPem, keyPem });
+    this.#changed();
   }
 
   delete(host: string): void {
-    this.#served.delete(host.toLowerCase());
+    if (this.#served.delete(host.toLowerCase())) this.#changed();
   }
 
   /** Replace every host's policy at once (hosts not named get none). */
   setPolicies(policies: ReadonlyMap<string, HttpsPolicy>): void {
+    const before = JSON.stringify([...this.#policies]);
     this.#policies.clear();
     for (const [h, p] of policies) this.#policies.set(h.toLowerCase(), p);
+    if (JSON.stringify([...this.#policies]) !== before) this.#changed();
+  }
+
+  /** Every certificate (chain and key) and policy, as sent to the routers in their own processes. */
+  export(): Pick<TlsBundle, 'certs' | 'policies'> {
+    return {
+      certs: [...this.#served]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([host, s]) => ({ host, cert: s.certPem, key: s.keyPem })),
+      policies: Object.fromEntries([...this.#policies].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+    };
+  }
+
+  /**
+   * Serve exactly the certificates and policies of `b` (a router following the control plane):
+   * hosts not in it are served no more; an entry that cannot be used (unreadable, key mismatch)
+   * is left out and named in the result, the others are served. Nothing secret is in the result.
+   */
+  replace(b: Pick<TlsBundle, 'certs' | 'policies'>): { host: string; problem: string }[] {
+    const problems: { host: string; problem: string }[] = [];
+    const keep = new Set<string>();
+    for (const c of b.certs) {
+      try {
+        this.set(c.host, c.cert, c.key);
+        keep.add(c.host.toLowerCase());
+      } catch (err) {
+        problems.push({ host: c.host, problem: (err as Error).message });
+      }
+    }
+    for (const h of [...this.#served.keys()]) if (!keep.has(h)) this.delete(h);
+    this.setPolicies(new Map(Object.entries(b.policies)));
+    return problems;
   }
 
   context(host: string): SecureContext | undefined {
@@ -153,13 +214,33 @@ export class CertificateStore {
 /** Token → key authorization of the ACME HTTP-01 challenges in progress. */
 export class AcmeChallenges {
   readonly #answers = new Map<string, string>();
+  readonly #listeners = new Set<() => void>();
+
+  /** Call `fn` after every change. Returns the unsubscribe. */
+  onChange(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
 
   set(token: string, keyAuthorization: string): void {
     this.#answers.set(token, keyAuthorization);
+    for (const fn of this.#listeners) fn();
   }
 
   delete(token: string): void {
-    this.#answers.delete(token);
+    if (this.#answers.delete(token)) for (const fn of this.#listeners) fn();
+  }
+
+  /** Every answer, by token (sent to the routers in their own processes). */
+  export(): Record<string, string> {
+    return Object.fromEntries(this.#answers);
+  }
+
+  /** Give exactly these answers (a router following the control plane). */
+  replace(answers: Readonly<Record<string, string>>): void {
+    this.#answers.clear();
+    for (const [t, k] of Object.entries(answers)) this.#answers.set(t, k);
+    for (const fn of this.#listeners) fn();
   }
 
   get(token: string): string | undefined {

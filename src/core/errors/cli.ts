@@ -103,12 +103,17 @@ export const cliErrors = {
   },
   httpsWithHaproxy: {
     code: 'invalid_argument',
-    message: 'HTTPS (PILOT_HTTPS_PORT) is served by the embedded router; --router haproxy does not terminate TLS yet',
+    message: 'HTTPS (PILOT_HTTPS_PORT, --https-port) is served by the embedded router; --router haproxy does not terminate TLS yet',
     hint: 'Start without --router haproxy to serve HTTPS, or unset PILOT_HTTPS_PORT and terminate TLS in front of HAProxy.',
   },
   invalidPortFlag: {
     code: 'invalid_argument',
     message: (p: { flag: string; value: string }) => `${p.flag} must be a port number from 0 to 65535 (got ${JSON.stringify(p.value)})`,
+  },
+  httpsPortWithoutRouterPort: {
+    code: 'invalid_argument',
+    message: '--https-port needs --router-port: HTTPS is served by the node router',
+    hint: 'Run `pilot agent … --router-port 80 --https-port 443` (the certificates come from the control plane: `pilot certs`).',
   },
   routerHostWithoutPort: {
     code: 'invalid_argument',

@@ -391,6 +391,11 @@ export const controlErrors = {
       `the router of node ${p.node} (${p.url}) gave no traffic figures: ${p.message}`,
     hint: 'A node router that synced within the last minute is asked for its figures; check that the node answers on its router address (`pilot nodes`), or stop the node router (`pilot agent` without --router-port): the control plane forgets a silent router after 60 s.',
   },
+  nodeRouterSilent: {
+    code: 'unavailable',
+    message: (p: { node: string }) => `node ${p.node} has no router that answers (its metrics cannot be read)`,
+    hint: 'Start the agent with `--router-port N`; a node router counts once it synced within the last minute (`pilot nodes`, ROUTER column).',
+  },
   cannotPlace: {
     code: 'unschedulable',
     message: (p: { name: string; reason: string; noEngine: boolean }) => `app "${p.name}" cannot be placed: ${p.reason}`,
