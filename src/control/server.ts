@@ -7,7 +7,8 @@ import { guardEntries, makePrivate } from '../files/private-tree.js';
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { registerControlMetrics } from './metrics.js';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
@@ -258,17 +259,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
   );
   reconciler.attachMonitor(monitor);
-  new Gauge({
-    name: 'pilot_instances',
-    help: 'Instances known to the control plane, by state',
-    labelNames: ['state'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const i of await store.listInstances()) this.inc({ state: i.state });
-    },
-  });
-
   const api = Fastify({
     loggerInstance: log.child({ part: 'api' }),
     bodyLimit: 1024 * 1024,
@@ -338,36 +328,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     log: log.child({ part: 'autoscaler' }),
     settings: { intervalMs: envMs('PILOT_AUTOSCALE_INTERVAL_MS', 3000), ...opts.autoscale },
   });
-  // Autoscaled apps: the count the autoscaler set and the load it last read (in the target's unit).
-  new Gauge({
-    name: 'pilot_autoscale_replicas',
-    help: 'Replica count of autoscaled apps, with their min and max',
-    labelNames: ['app', 'bound'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const a of await store.listApps()) {
-        const st = autoscaler.status(a);
-        if (!st) continue;
-        this.set({ app: a.name, bound: 'current' }, st.replicas);
-        this.set({ app: a.name, bound: 'min' }, st.min);
-        this.set({ app: a.name, bound: 'max' }, st.max);
-      }
-    },
-  });
-  new Gauge({
-    name: 'pilot_autoscale_load',
-    help: "Autoscaled apps' load at the last decision, per instance, in the target's unit (metric: rps or cpu)",
-    labelNames: ['app', 'metric'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const a of await store.listApps()) {
-        const st = autoscaler.status(a);
-        if (st?.current?.perInstance !== null && st?.current?.perInstance !== undefined)
-          this.set({ app: a.name, metric: st.target.metric }, st.current.perInstance);
-      }
-    },
+  registerControlMetrics(registry, {
+    instanceStates: async () => (await store.listInstances()).map((i) => i.state),
+    autoscaled: async () =>
+      (await store.listApps()).flatMap((a) => {
+        const status = autoscaler.status(a);
+        return status ? [{ app: a.name, status }] : [];
+      }),
   });
   registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, {
