@@ -54,6 +54,8 @@ import { SecretBox } from '../store/secret-box.js';
 import { AcmeChallenges, CertificateStore, type HttpsPolicy } from '../router/tls.js';
 import { CertificateManager, type AcmeSettings } from './certificates.js';
 import { registerCertRoutes } from './cert-routes.js';
+import { Notifier, notifierFromEnv, type NotifierSettings } from './notifications.js';
+import { registerNotifyRoutes } from './notify-routes.js';
 import { readFileSync } from 'node:fs';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
@@ -99,6 +101,8 @@ export interface ControlPlaneOptions {
   onFatal?: (err: unknown) => void;
   /** The autoscaler's pace (default: every 3 s over 10 s of figures; PILOT_AUTOSCALE_INTERVAL_MS). */
   autoscale?: Partial<AutoscalerSettings>;
+  /** Notification delivery: timeout, attempts, back-off (default: PILOT_NOTIFY_* or control/notifications.ts). */
+  notify?: Partial<NotifierSettings>;
   /** The event feed's SSE settings (heartbeat, slow-client bound) and retention; defaults otherwise (tests shorten them). */
   events?: { stream?: Partial<EventStreamSettings>; retention?: Partial<RetentionSettings> };
 }
@@ -358,6 +362,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerRegistryRoutes(api, { store, box });
   registerVolumeRoutes(api, { store, reconciler });
   registerCertRoutes(api, { certs: certManager });
+  const notifySettings = { ...notifierFromEnv(), ...opts.notify };
+  const notifier = new Notifier({ store, box, baseUrl: () => publicUrl, log: log.child({ part: 'notify' }), settings: notifySettings });
+  registerNotifyRoutes(api, { store, box, notifier, testWaitMs: notifySettings.timeoutMs + 2000 });
   registerArtifactGcRoutes(api, { store, blobs, reconciler, settings: () => gcSettingsFromEnv() });
 
   try {
@@ -422,6 +429,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   cd.worker = worker;
   await worker.start();
+  await notifier.start();
   const stopGc = startArtifactGcTimer(
     { store, blobs, reconciler },
     log.child({ part: 'gc' }),
@@ -451,6 +459,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       await certPass;
       feed.release();
       await worker.stop();
+      await notifier.stop();
       await autoscaler.stop();
       reconciler.stop();
       monitor.stop();

@@ -85,7 +85,8 @@ export interface NotifyFacts {
 
 /** One notification, before it is written for an endpoint. */
 export interface Notification {
-  readonly event: NotifyEvent;
+  /** `test`: `pilot notify test`. */
+  readonly event: NotifyEvent | 'test';
   readonly app: string;
   /** The feed event it comes from. */
   readonly eventId: number;
@@ -178,6 +179,24 @@ export function notificationOf(e: PilotEvent, facts: NotifyFacts): Notification 
   }
 }
 
+/** The notification `pilot notify test` sends: the same shape as a real one, `event: "test"`. */
+export function testNotification(app: string, now: number): Notification {
+  return {
+    event: 'test',
+    app,
+    eventId: 0,
+    time: now,
+    revision: null,
+    previousRevision: null,
+    commit: null,
+    rollout: null,
+    run: null,
+    reason: null,
+    summary: `${app}: test notification from Pilot (this endpoint receives the app's deploy events)`,
+    details: {},
+  };
+}
+
 /** Links a receiver can follow, under the control plane's base URL (`PILOT_PUBLIC_URL`, else its API address). */
 export function linksOf(n: Notification, base: string): Record<string, string> {
   const app = `${base}/api/v1/apps/${encodeURIComponent(n.app)}`;
@@ -213,7 +232,8 @@ export function slackEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-const ICON: Record<NotifyEvent, string> = {
+const ICON: Record<NotifyEvent | 'test', string> = {
+  test: ':wave:',
   'deploy.started': ':rocket:',
   'deploy.live': ':white_check_mark:',
   'deploy.failed': ':x:',
