@@ -178,4 +178,14 @@ export const cliErrors = {
     message: (p: { text: string }) => `--keep ${JSON.stringify(p.text)} is not a or b`,
     hint: '--keep a keeps the active revision (b stops); --keep b makes b the active revision (a stops).',
   },
+  notifyNeedsUrl: {
+    code: 'invalid_argument',
+    message: 'pilot notify add needs the endpoint URL: --url-file FILE (- for stdin), $PILOT_NOTIFY_URL, or --url URL',
+    hint: 'A webhook URL is a secret (a Slack URL is its own key): prefer --url-file or $PILOT_NOTIFY_URL, which stay out of `ps` and shell history.',
+  },
+  notifyIdInvalid: {
+    code: 'invalid_argument',
+    message: (p: { text: string }) => `${JSON.stringify(p.text.slice(0, 40))} is not an endpoint id`,
+    hint: 'Endpoint ids are the numbers `pilot notify ls APP` shows.',
+  },
 } as const satisfies ErrorEntries;
