@@ -529,7 +529,9 @@ notifyCmd
   .option('--events <list>', 'comma-separated events (default: all but autoscale.changed)')
   .option('--secret-file <file>', 'json: the signing key (default: a new one, printed once)')
   .action(
-    action(async (app: string, o: object, cmd: Command) => (await notifyModule()).notifyAdd(app, { ...g(cmd), ...(o as Record<string, string>) })),
+    action(async (app: string, o: object, cmd: Command) =>
+      (await notifyModule()).notifyAdd(app, { ...g(cmd), ...(o as Record<string, string>) }),
+    ),
   );
 notifyCmd
   .command('ls')
@@ -553,9 +555,7 @@ notifyCmd
   .argument('<app>')
   .option('--limit <n>', 'how many deliveries (newest first)', '50')
   .description('deliveries: event, status, attempts and the last attempt (code or error)')
-  .action(
-    action(async (app: string, o: { limit?: string }, cmd: Command) => (await notifyModule()).notifyLog(app, { ...g(cmd), ...o })),
-  );
+  .action(action(async (app: string, o: { limit?: string }, cmd: Command) => (await notifyModule()).notifyLog(app, { ...g(cmd), ...o })));
 const volumesModule = () => import('./volumes.js');
 const volumesList = lazy(volumesModule, 'volumes');
 const volumesForget = lazy(volumesModule, 'volumesForget');

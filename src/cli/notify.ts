@@ -82,7 +82,14 @@ export async function notifyList(app: string, opts: GlobalOptions): Promise<void
       ? `no notification endpoints for ${app} (add one: pilot notify add ${app} --url-file FILE [--kind slack])`
       : table(
           ['ID', 'KIND', 'URL', 'EVENTS', 'SIGNED', 'ADDED'],
-          res.endpoints.map((e) => [e.id, e.kind, e.url, e.events.join(','), e.signed ? 'yes' : '-', e.createdAt.slice(0, 19).replace('T', ' ')]),
+          res.endpoints.map((e) => [
+            e.id,
+            e.kind,
+            e.url,
+            e.events.join(','),
+            e.signed ? 'yes' : '-',
+            e.createdAt.slice(0, 19).replace('T', ' '),
+          ]),
         ),
   );
 }
@@ -110,7 +117,10 @@ export async function notifyTest(app: string, id: string, opts: GlobalOptions): 
 
 export async function notifyLog(app: string, opts: GlobalOptions & { limit?: string }): Promise<void> {
   const limit = opts.limit === undefined ? 50 : Number(opts.limit);
-  const res = await apiClient(opts).call<{ deliveries: DeliveryRow[] }>('GET', `${path(app, '/log')}?limit=${Number.isInteger(limit) ? limit : 50}`);
+  const res = await apiClient(opts).call<{ deliveries: DeliveryRow[] }>(
+    'GET',
+    `${path(app, '/log')}?limit=${Number.isInteger(limit) ? limit : 50}`,
+  );
   output(opts, res, () =>
     res.deliveries.length === 0
       ? `no notifications sent for ${app} yet`

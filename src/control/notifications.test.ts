@@ -60,7 +60,13 @@ async function setup(t: TestContext, settings: Partial<NotifierSettings> = FAST)
     rmSync(dir, { recursive: true, force: true });
   });
   const first = await open();
-  const add = async (store: SqliteStore, url: string, kind: NotifyKind, events: NotifyEvent[] = ['deploy.started', 'deploy.live', 'deploy.failed'], secret?: string) =>
+  const add = async (
+    store: SqliteStore,
+    url: string,
+    kind: NotifyKind,
+    events: NotifyEvent[] = ['deploy.started', 'deploy.live', 'deploy.failed'],
+    secret?: string,
+  ) =>
     store.addNotifyEndpoint({
       app: 'shop',
       kind,
@@ -151,7 +157,9 @@ describe('notifications worker', () => {
     const gone = await receiver(t, (_i, res) => res.writeHead(404).end());
     const a = await add(store, flaky.url, 'json', ['deploy.failed']);
     const b = await add(store, gone.url, 'json', ['deploy.failed']);
-    await store.appendEvent(ev('rollout.finished', { rollout: 9, toRevision: 3, status: 'failed', reason: 'instance crashed: exit 1\n  last output: boom' }));
+    await store.appendEvent(
+      ev('rollout.finished', { rollout: 9, toRevision: 3, status: 'failed', reason: 'instance crashed: exit 1\n  last output: boom' }),
+    );
     const done = await until('both settled', async () => {
       const ds = await store.listNotifyDeliveries('shop', 10);
       return ds.length === 2 && ds.every((d) => d.status !== 'pending') ? ds : undefined;
@@ -159,11 +167,18 @@ describe('notifications worker', () => {
     const byEndpoint = new Map(done.map((d) => [d.endpointId, d]));
     const f = byEndpoint.get(a.id)!;
     assert.equal(f.status, 'delivered');
-    assert.deepEqual(f.log.map((a) => a.code), [500, 200]);
+    assert.deepEqual(
+      f.log.map((a) => a.code),
+      [500, 200],
+    );
     assert.equal(f.log[0]!.error, 'HTTP 500');
     const g = byEndpoint.get(b.id)!;
     assert.equal(g.status, 'failed');
-    assert.deepEqual(g.log.map((a) => a.code), [404], '4xx: not retried');
+    assert.deepEqual(
+      g.log.map((a) => a.code),
+      [404],
+      '4xx: not retried',
+    );
     assert.equal(flaky.got[0]!.body, flaky.got[1]!.body, 'a retry sends the same bytes');
     assert.equal(flaky.got[0]!.headers['x-pilot-delivery'], flaky.got[1]!.headers['x-pilot-delivery']);
     const body = JSON.parse(flaky.got[1]!.body) as { event: string; reason: string; summary: string };

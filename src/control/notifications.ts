@@ -45,7 +45,13 @@ export interface NotifierSettings {
   readonly concurrency: number;
 }
 
-export const DEFAULT_NOTIFIER: NotifierSettings = { timeoutMs: 5000, attempts: 6, backoffBaseMs: 2000, backoffCapMs: 300_000, concurrency: 4 };
+export const DEFAULT_NOTIFIER: NotifierSettings = {
+  timeoutMs: 5000,
+  attempts: 6,
+  backoffBaseMs: 2000,
+  backoffCapMs: 300_000,
+  concurrency: 4,
+};
 
 /** Settings from PILOT_NOTIFY_TIMEOUT_MS, PILOT_NOTIFY_ATTEMPTS, PILOT_NOTIFY_BACKOFF_MS (the first retry's wait). */
 export function notifierFromEnv(env: NodeJS.ProcessEnv = process.env): NotifierSettings {
@@ -235,7 +241,12 @@ export class Notifier {
     else this.#d.log.info({ ...line, retryAt: new Date(nextAt).toISOString() }, 'notification attempt failed: will retry');
   }
 
-  async #record(d: NotifyDeliveryRecord, a: Parameters<Store['recordNotifyAttempt']>[1], status: NotifyDeliveryRecord['status'], nextAt: number) {
+  async #record(
+    d: NotifyDeliveryRecord,
+    a: Parameters<Store['recordNotifyAttempt']>[1],
+    status: NotifyDeliveryRecord['status'],
+    nextAt: number,
+  ) {
     await this.#d.store.recordNotifyAttempt(d.id, a, { status, nextAttemptAt: nextAt });
     const w = this.#waiters.get(d.id);
     if (w) {

@@ -22,12 +22,21 @@ const EndpointParams = Type.Object({ app: Type.String({ maxLength: 63 }), id: Ty
 const AddBody = Type.Object(
   {
     url: Type.String({ minLength: 1, maxLength: 4096, description: 'Where to POST: an http(s) URL (sealed at rest, shown masked).' }),
-    kind: Type.Optional(Type.String({ maxLength: 20, description: 'json (signed generic webhook) or slack; default slack for hooks.slack.com, else json.' })),
+    kind: Type.Optional(
+      Type.String({ maxLength: 20, description: 'json (signed generic webhook) or slack; default slack for hooks.slack.com, else json.' }),
+    ),
     events: Type.Optional(
-      Type.Array(Type.String({ maxLength: 40 }), { maxItems: 20, description: 'Events it hears (deploy.live or live; all); default all but autoscale.changed.' }),
+      Type.Array(Type.String({ maxLength: 40 }), {
+        maxItems: 20,
+        description: 'Events it hears (deploy.live or live; all); default all but autoscale.changed.',
+      }),
     ),
     secret: Type.Optional(
-      Type.String({ minLength: 16, maxLength: 256, description: "json: the HMAC-SHA256 key of X-Pilot-Signature-256; default: a new random one, answered once." }),
+      Type.String({
+        minLength: 16,
+        maxLength: 256,
+        description: 'json: the HMAC-SHA256 key of X-Pilot-Signature-256; default: a new random one, answered once.',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -36,7 +45,15 @@ const LogQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, m
 
 /** An endpoint as the API shows it: the URL masked, never the secret. */
 export function endpointView(e: NotifyEndpointRecord) {
-  return { id: e.id, app: e.app, kind: e.kind, url: e.urlMasked, events: e.events, signed: e.secretSealed !== undefined, createdAt: new Date(e.createdAt).toISOString() };
+  return {
+    id: e.id,
+    app: e.app,
+    kind: e.kind,
+    url: e.urlMasked,
+    events: e.events,
+    signed: e.secretSealed !== undefined,
+    createdAt: new Date(e.createdAt).toISOString(),
+  };
 }
 
 function deliveryView(d: NotifyDeliveryRecord & { log?: readonly NotifyAttemptRecord[] }) {
@@ -48,11 +65,20 @@ function deliveryView(d: NotifyDeliveryRecord & { log?: readonly NotifyAttemptRe
     attempts: d.attempts,
     createdAt: new Date(d.createdAt).toISOString(),
     nextAttemptAt: d.status === 'pending' ? new Date(d.nextAttemptAt).toISOString() : null,
-    log: (d.log ?? []).map((a) => ({ attempt: a.n, at: new Date(a.at).toISOString(), code: a.code ?? null, error: a.error ?? null, ms: a.ms })),
+    log: (d.log ?? []).map((a) => ({
+      attempt: a.n,
+      at: new Date(a.at).toISOString(),
+      code: a.code ?? null,
+      error: a.error ?? null,
+      ms: a.ms,
+    })),
   };
 }
 
-export function registerNotifyRoutes(api: FastifyInstance, deps: { store: Store; box: SecretBox; notifier: Notifier; testWaitMs: number }): void {
+export function registerNotifyRoutes(
+  api: FastifyInstance,
+  deps: { store: Store; box: SecretBox; notifier: Notifier; testWaitMs: number },
+): void {
   const { store, box, notifier } = deps;
   const find = async (app: string, id: number): Promise<NotifyEndpointRecord> => {
     const e = (await store.listNotifyEndpoints(app)).find((x) => x.id === id);
@@ -68,7 +94,9 @@ export function registerNotifyRoutes(api: FastifyInstance, deps: { store: Store;
 
   api.post<{ Params: Static<typeof AppParams>; Body: Static<typeof AddBody> }>(
     '/api/v1/apps/:app/notify',
-    { schema: { tags: ['notifications'], summary: 'Add a notification endpoint (JSON webhook or Slack)', params: AppParams, body: AddBody } },
+    {
+      schema: { tags: ['notifications'], summary: 'Add a notification endpoint (JSON webhook or Slack)', params: AppParams, body: AddBody },
+    },
     async (req, reply) => {
       const app = assertName(req.params.app);
       const url = checkEndpointUrl(req.body.url);
@@ -93,10 +121,17 @@ export function registerNotifyRoutes(api: FastifyInstance, deps: { store: Store;
 
   api.delete<{ Params: Static<typeof EndpointParams> }>(
     '/api/v1/apps/:app/notify/:id',
-    { schema: { tags: ['notifications'], summary: 'Remove a notification endpoint (its pending deliveries end failed)', params: EndpointParams } },
+    {
+      schema: {
+        tags: ['notifications'],
+        summary: 'Remove a notification endpoint (its pending deliveries end failed)',
+        params: EndpointParams,
+      },
+    },
     async (req) => {
       const app = assertName(req.params.app);
-      if (!(await store.deleteNotifyEndpoint(app, req.params.id, Date.now()))) throw fail.notifyEndpointNotFound({ app, id: req.params.id });
+      if (!(await store.deleteNotifyEndpoint(app, req.params.id, Date.now())))
+        throw fail.notifyEndpointNotFound({ app, id: req.params.id });
       return { removed: req.params.id };
     },
   );
@@ -114,7 +149,16 @@ export function registerNotifyRoutes(api: FastifyInstance, deps: { store: Store;
 
   api.get<{ Params: Static<typeof AppParams>; Querystring: Static<typeof LogQuery> }>(
     '/api/v1/apps/:app/notify/log',
-    { schema: { tags: ['notifications'], summary: "The app's notification deliveries, newest first, with every attempt", params: AppParams, querystring: LogQuery } },
-    async (req) => ({ deliveries: (await store.listNotifyDeliveries(assertName(req.params.app), req.query.limit ?? 50)).map(deliveryView) }),
+    {
+      schema: {
+        tags: ['notifications'],
+        summary: "The app's notification deliveries, newest first, with every attempt",
+        params: AppParams,
+        querystring: LogQuery,
+      },
+    },
+    async (req) => ({
+      deliveries: (await store.listNotifyDeliveries(assertName(req.params.app), req.query.limit ?? 50)).map(deliveryView),
+    }),
   );
 }

@@ -32,7 +32,14 @@ describe('notify: endpoints', () => {
   it('accepts http and https URLs and refuses every other scheme, saying so', () => {
     assert.equal(checkEndpointUrl('https://hooks.slack.com/services/T/B/x').hostname, 'hooks.slack.com');
     assert.equal(checkEndpointUrl('http://127.0.0.1:9/hook').port, '9');
-    for (const bad of ['file:///etc/passwd', 'javascript:alert(1)', 'ftp://x.example/a', 'gopher://127.0.0.1:25/', 'data:text/plain,hi', 'unix:/var/run/docker.sock'])
+    for (const bad of [
+      'file:///etc/passwd',
+      'javascript:alert(1)',
+      'ftp://x.example/a',
+      'gopher://127.0.0.1:25/',
+      'data:text/plain,hi',
+      'unix:/var/run/docker.sock',
+    ])
       refusedWith(() => checkEndpointUrl(bad), 'invalid_notify_endpoint', /scheme .* is refused: only http and https/);
     for (const bad of ['', 'not a url', '//no-scheme.example/x', 'http://'])
       refusedWith(() => checkEndpointUrl(bad), 'invalid_notify_endpoint', /not a URL|no host/);
@@ -50,7 +57,10 @@ describe('notify: endpoints', () => {
   });
 
   it('reads event lists in full or short form, and refuses unknown ones with the list', () => {
-    assert.deepEqual(parseNotifyEvents(undefined), NOTIFY_EVENTS.filter((e) => e !== 'autoscale.changed'));
+    assert.deepEqual(
+      parseNotifyEvents(undefined),
+      NOTIFY_EVENTS.filter((e) => e !== 'autoscale.changed'),
+    );
     assert.deepEqual(parseNotifyEvents(['live,failed', ' started ']), ['deploy.started', 'deploy.live', 'deploy.failed']);
     assert.deepEqual(parseNotifyEvents(['all']), [...NOTIFY_EVENTS]);
     assert.deepEqual(parseNotifyEvents(['canary.aborted', 'rolled_back']), ['deploy.rolled_back', 'canary.aborted']);
@@ -68,24 +78,36 @@ describe('notify: endpoints', () => {
 
 describe('notify: which events notify', () => {
   it('maps rollouts, commands and autoscaling to notifications, and nothing else', () => {
-    const started = notificationOf(ev('rollout.started', { rollout: 7, fromRevision: 2, toRevision: 3, strategy: 'canary' }), { commit: 'c'.repeat(40) });
+    const started = notificationOf(ev('rollout.started', { rollout: 7, fromRevision: 2, toRevision: 3, strategy: 'canary' }), {
+      commit: 'c'.repeat(40),
+    });
     assert.equal(started?.event, 'deploy.started');
     assert.equal(started?.summary, 'shop: deploying revision 3 (serving revision 2)');
     assert.deepEqual(started?.details, { strategy: 'canary', rollback: false });
-    const live = notificationOf(ev('rollout.finished', { rollout: 7, toRevision: 3, status: 'succeeded', reason: null }), { fromRevision: 2 });
-    assert.deepEqual([live?.event, live?.previousRevision], ['deploy.live', 2]);
-    const failed = notificationOf(ev('rollout.finished', { rollout: 7, toRevision: 3, status: 'failed', reason: 'crashed 3 times\n  last output of x:\n    FATAL' }), {
+    const live = notificationOf(ev('rollout.finished', { rollout: 7, toRevision: 3, status: 'succeeded', reason: null }), {
       fromRevision: 2,
     });
+    assert.deepEqual([live?.event, live?.previousRevision], ['deploy.live', 2]);
+    const failed = notificationOf(
+      ev('rollout.finished', { rollout: 7, toRevision: 3, status: 'failed', reason: 'crashed 3 times\n  last output of x:\n    FATAL' }),
+      {
+        fromRevision: 2,
+      },
+    );
     assert.equal(failed?.event, 'deploy.failed');
     assert.equal(failed?.summary, 'shop: deploy of revision 3 failed; revision 2 keeps serving: crashed 3 times');
     assert.match(failed?.reason ?? '', /FATAL/);
-    const back = notificationOf(ev('rollout.finished', { rollout: 8, toRevision: 1, status: 'succeeded', reason: null }), { fromRevision: 3 });
+    const back = notificationOf(ev('rollout.finished', { rollout: 8, toRevision: 1, status: 'succeeded', reason: null }), {
+      fromRevision: 3,
+    });
     assert.equal(back?.event, 'deploy.rolled_back');
     const backStart = notificationOf(ev('rollout.started', { rollout: 8, fromRevision: 3, toRevision: 1 }), {});
     assert.deepEqual([backStart?.event, backStart?.details.rollback], ['deploy.started', true]);
     assert.equal(notificationOf(ev('rollout.command', { rollout: 7, toRevision: 3, command: 'abort' }), {})?.event, 'canary.aborted');
-    assert.equal(notificationOf(ev('rollout.command', { rollout: 7, toRevision: 3, command: 'promote-full' }), {})?.event, 'canary.promoted');
+    assert.equal(
+      notificationOf(ev('rollout.command', { rollout: 7, toRevision: 3, command: 'promote-full' }), {})?.event,
+      'canary.promoted',
+    );
     const scaled = notificationOf(ev('autoscale.changed', { from: 2, to: 5, reason: 'load 180 rps' }), {});
     assert.deepEqual([scaled?.event, scaled?.details], ['autoscale.changed', { from: 2, to: 5 }]);
     for (const kind of ['run.created', 'instance.state', 'deploy.plan', 'rollout.step', 'node.status'] as const)
@@ -97,13 +119,33 @@ describe('notify: which events notify', () => {
 
 describe('notify: bodies', () => {
   const hostile = notificationOf(
-    ev('rollout.finished', { rollout: 1, toRevision: 2, status: 'failed', reason: 'boom <!channel> & <https://evil.example|click> ```\n"quotes" \u0000 🚀' }),
+    ev('rollout.finished', {
+      rollout: 1,
+      toRevision: 2,
+      status: 'failed',
+      reason: 'boom <!channel> & <https://evil.example|click> ```\n"quotes" \u0000 🚀',
+    }),
     { fromRevision: 1, commit: 'f'.repeat(40), run: 12 },
   )!;
 
   it('the JSON body has the documented fields, and stays valid JSON whatever the reason holds', () => {
     const b = JSON.parse(jsonBody(hostile, 'https://pilot.example')) as Record<string, unknown>;
-    assert.deepEqual(Object.keys(b), ['version', 'event', 'app', 'time', 'summary', 'revision', 'previousRevision', 'commit', 'rollout', 'run', 'reason', 'details', 'links', 'eventId']);
+    assert.deepEqual(Object.keys(b), [
+      'version',
+      'event',
+      'app',
+      'time',
+      'summary',
+      'revision',
+      'previousRevision',
+      'commit',
+      'rollout',
+      'run',
+      'reason',
+      'details',
+      'links',
+      'eventId',
+    ]);
     assert.equal(b.time, '2026-01-02T03:04:05.000Z');
     assert.equal(b.reason, hostile.reason);
     assert.deepEqual(b.links, {
@@ -114,9 +156,15 @@ describe('notify: bodies', () => {
   });
 
   it('the Slack body has text and blocks, with Slack control sequences escaped (no @channel, no forged links)', () => {
-    const b = JSON.parse(slackBody(hostile, 'https://pilot.example')) as { text: string; blocks: { type: string; text?: { text: string }; elements?: { text: string }[] }[] };
+    const b = JSON.parse(slackBody(hostile, 'https://pilot.example')) as {
+      text: string;
+      blocks: { type: string; text?: { text: string }; elements?: { text: string }[] }[];
+    };
     assert.match(b.text, /deploy of revision 2 failed/);
-    assert.deepEqual(b.blocks.map((x) => x.type), ['section', 'section', 'context']);
+    assert.deepEqual(
+      b.blocks.map((x) => x.type),
+      ['section', 'section', 'context'],
+    );
     const reason = b.blocks[1]!.text!.text;
     assert.ok(!reason.includes('<!channel>') && reason.includes('&lt;!channel&gt;'));
     assert.ok(!reason.includes('<https://evil.example'));
@@ -138,6 +186,9 @@ describe('notify: retries', () => {
   });
 
   it('backs off exponentially up to the cap', () => {
-    assert.deepEqual([1, 2, 3, 4, 10, 100].map((n) => retryDelayMs(n, 1000, 30_000)), [1000, 2000, 4000, 8000, 30_000, 30_000]);
+    assert.deepEqual(
+      [1, 2, 3, 4, 10, 100].map((n) => retryDelayMs(n, 1000, 30_000)),
+      [1000, 2000, 4000, 8000, 30_000, 30_000],
+    );
   });
 });

@@ -34,7 +34,10 @@ export const NOTIFY_KINDS: readonly NotifyKind[] = ['json', 'slack'];
 export function parseNotifyEvents(raw: readonly string[] | undefined): NotifyEvent[] {
   if (raw === undefined || raw.length === 0) return [...DEFAULT_NOTIFY_EVENTS];
   const out = new Set<NotifyEvent>();
-  for (const word of raw.flatMap((r) => r.split(',')).map((w) => w.trim()).filter((w) => w !== '')) {
+  for (const word of raw
+    .flatMap((r) => r.split(','))
+    .map((w) => w.trim())
+    .filter((w) => w !== '')) {
     if (word === 'all') {
       for (const e of NOTIFY_EVENTS) out.add(e);
       continue;
@@ -150,7 +153,13 @@ export function notificationOf(e: PilotEvent, facts: NotifyFacts): Notification 
     }
     case 'rollout.command': {
       const command = str(p.command);
-      if (command === 'abort') return { ...base, event: 'canary.aborted', reason: 'aborted by a person (pilot abort)', summary: `${e.app}: rollout of ${rev} aborted` };
+      if (command === 'abort')
+        return {
+          ...base,
+          event: 'canary.aborted',
+          reason: 'aborted by a person (pilot abort)',
+          summary: `${e.app}: rollout of ${rev} aborted`,
+        };
       if (command === 'promote' || command === 'promote-full')
         return {
           ...base,
@@ -174,7 +183,24 @@ export function notificationOf(e: PilotEvent, facts: NotifyFacts): Notification 
         summary: `${e.app}: autoscaled from ${String(num(p.from))} to ${String(to)} replicas${reason ? ` (${reason})` : ''}`,
       };
     }
-    default:
+    // Not announced: runs (a run's deploy is its rollout), instances, plans, nodes, experiments, canary steps.
+    case 'run.created':
+    case 'run.status':
+    case 'run.steps':
+    case 'rollout.step':
+    case 'rollout.analysis':
+    case 'instance.placed':
+    case 'instance.desired':
+    case 'instance.state':
+    case 'instance.removed':
+    case 'deploy.revision':
+    case 'deploy.activated':
+    case 'deploy.plan':
+    case 'node.registered':
+    case 'node.scheduling':
+    case 'node.status':
+    case 'experiment.started':
+    case 'experiment.ended':
       return undefined;
   }
 }

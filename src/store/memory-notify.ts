@@ -1,11 +1,5 @@
 /** The notification tables of the in-memory store (memory-store.ts): the same behaviour as sqlite-notify.ts. */
-import type {
-  NewNotifyDelivery,
-  NotifyAttemptRecord,
-  NotifyDeliveryRecord,
-  NotifyDeliveryStatus,
-  NotifyEndpointRecord,
-} from './store.js';
+import type { NewNotifyDelivery, NotifyAttemptRecord, NotifyDeliveryRecord, NotifyDeliveryStatus, NotifyEndpointRecord } from './store.js';
 
 export type MemoryDelivery = NotifyDeliveryRecord & { log: NotifyAttemptRecord[] };
 
@@ -103,7 +97,14 @@ export class MemoryNotify {
     const d = this.s().notifyDeliveries.get(id);
     if (!d) return;
     const log = [...d.log.filter((x) => x.n !== a.n), copy(a)].sort((x, y) => x.n - y.n);
-    this.s().notifyDeliveries.set(id, { ...d, log, status: next.status, attempts: a.n, nextAttemptAt: next.nextAttemptAt, updatedAt: a.at });
+    this.s().notifyDeliveries.set(id, {
+      ...d,
+      log,
+      status: next.status,
+      attempts: a.n,
+      nextAttemptAt: next.nextAttemptAt,
+      updatedAt: a.at,
+    });
   }
 
   deliveries(app: string, limit: number): MemoryDelivery[] {

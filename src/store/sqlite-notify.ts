@@ -4,13 +4,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { NotifyEvent, NotifyKind } from '../core/notify.js';
-import type {
-  NewNotifyDelivery,
-  NotifyAttemptRecord,
-  NotifyDeliveryRecord,
-  NotifyDeliveryStatus,
-  NotifyEndpointRecord,
-} from './store.js';
+import type { NewNotifyDelivery, NotifyAttemptRecord, NotifyDeliveryRecord, NotifyDeliveryStatus, NotifyEndpointRecord } from './store.js';
 
 type Row = Record<string, unknown>;
 type Prepare = (sql: string) => Database.Statement;
@@ -104,22 +98,22 @@ export class SqliteNotify {
           `INSERT OR IGNORE INTO notify_deliveries (endpoint_id, app, event, event_id, body, status, attempts, next_attempt_at, created_at, updated_at)
            VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`,
         ).run(x.endpointId, x.app, x.event, x.eventId ?? null, x.body, now, now, now);
-        if (info.changes > 0) out.push(deliveryFrom(this.stmt('SELECT * FROM notify_deliveries WHERE id = ?').get(info.lastInsertRowid) as Row));
+        if (info.changes > 0)
+          out.push(deliveryFrom(this.stmt('SELECT * FROM notify_deliveries WHERE id = ?').get(info.lastInsertRowid) as Row));
       }
       if (cursor !== undefined)
-        this.stmt('INSERT INTO notify_cursor (id, last_event) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET last_event = MAX(last_event, excluded.last_event)').run(
-          cursor,
-        );
+        this.stmt(
+          'INSERT INTO notify_cursor (id, last_event) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET last_event = MAX(last_event, excluded.last_event)',
+        ).run(cursor);
       return out;
     })();
   }
 
   due(now: number, limit: number): NotifyDeliveryRecord[] {
     return (
-      this.stmt(`SELECT * FROM notify_deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`).all(
-        now,
-        limit,
-      ) as Row[]
+      this.stmt(
+        `SELECT * FROM notify_deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
+      ).all(now, limit) as Row[]
     ).map(deliveryFrom);
   }
 
@@ -149,7 +143,9 @@ export class SqliteNotify {
   }
 
   deliveries(app: string, limit: number): (NotifyDeliveryRecord & { log: NotifyAttemptRecord[] })[] {
-    const rows = (this.stmt('SELECT * FROM notify_deliveries WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(deliveryFrom);
+    const rows = (this.stmt('SELECT * FROM notify_deliveries WHERE app = ? ORDER BY id DESC LIMIT ?').all(app, limit) as Row[]).map(
+      deliveryFrom,
+    );
     return rows.map((d) => ({
       ...d,
       log: (this.stmt('SELECT * FROM notify_attempts WHERE delivery_id = ? ORDER BY n').all(d.id) as Row[]).map(attemptFrom),

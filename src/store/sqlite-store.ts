@@ -1170,10 +1170,17 @@ export class SqliteStore implements Store {
   async nextNotificationDue(): Promise<number | undefined> {
     return this.notify.nextDue();
   }
-  async recordNotifyAttempt(id: number, a: NotifyAttemptRecord, next: { status: NotifyDeliveryStatus; nextAttemptAt: number }): Promise<void> {
+  async recordNotifyAttempt(
+    id: number,
+    a: NotifyAttemptRecord,
+    next: { status: NotifyDeliveryStatus; nextAttemptAt: number },
+  ): Promise<void> {
     this.notify.recordAttempt(id, a, next);
   }
-  async listNotifyDeliveries(app: string, limit: number): Promise<(NotifyDeliveryRecord & { readonly log: readonly NotifyAttemptRecord[] })[]> {
+  async listNotifyDeliveries(
+    app: string,
+    limit: number,
+  ): Promise<(NotifyDeliveryRecord & { readonly log: readonly NotifyAttemptRecord[] })[]> {
     return this.notify.deliveries(app, limit);
   }
   async getAcmeAccountKey(directoryUrl: string): Promise<string | undefined> {

@@ -66,7 +66,10 @@ export function storeNotifyContract(name: string, makeStore: () => Promise<Store
       assert.equal(await s.deleteNotifyEndpoint('shop', b.id, 6), true);
       assert.equal(await s.deleteNotifyEndpoint('shop', b.id, 6), false);
       const again = await reopen();
-      assert.deepEqual((await again.listNotifyEndpoints('shop')).map((e) => e.id), [a.id]);
+      assert.deepEqual(
+        (await again.listNotifyEndpoints('shop')).map((e) => e.id),
+        [a.id],
+      );
       assert.equal((await again.listNotifyDeliveries('shop', 10)).find((x) => x.id === d!.id)?.status, 'failed');
       assert.deepEqual(await again.dueNotifications(100, 10), []);
     });
@@ -96,20 +99,40 @@ export function storeNotifyContract(name: string, makeStore: () => Promise<Store
         undefined,
         150,
       );
-      assert.deepEqual(second.map((d) => d.event), ['test', 'test']);
+      assert.deepEqual(
+        second.map((d) => d.event),
+        ['test', 'test'],
+      );
       assert.equal(await s.notifyCursor(), 12, 'no cursor given: unchanged');
       await s.enqueueNotifications([], 11, 160);
       assert.equal(await s.notifyCursor(), 12, 'the cursor never goes back');
       assert.equal(await s.nextNotificationDue(), 100);
-      await s.recordNotifyAttempt(first[0]!.id, { n: 1, at: 101, code: 503, error: undefined, ms: 5 }, { status: 'pending', nextAttemptAt: 200 });
-      assert.deepEqual((await s.dueNotifications(150, 10)).map((d) => d.id), [first[1]!.id, second[0]!.id, second[1]!.id]);
-      assert.deepEqual((await s.dueNotifications(150, 1)).map((d) => d.id), [first[1]!.id]);
+      await s.recordNotifyAttempt(
+        first[0]!.id,
+        { n: 1, at: 101, code: 503, error: undefined, ms: 5 },
+        { status: 'pending', nextAttemptAt: 200 },
+      );
+      assert.deepEqual(
+        (await s.dueNotifications(150, 10)).map((d) => d.id),
+        [first[1]!.id, second[0]!.id, second[1]!.id],
+      );
+      assert.deepEqual(
+        (await s.dueNotifications(150, 1)).map((d) => d.id),
+        [first[1]!.id],
+      );
       const again = await reopen();
       const due = await again.dueNotifications(1000, 10);
-      assert.deepEqual(due.map((d) => d.id), [first[1]!.id, second[0]!.id, second[1]!.id, first[0]!.id]);
+      assert.deepEqual(
+        due.map((d) => d.id),
+        [first[1]!.id, second[0]!.id, second[1]!.id, first[0]!.id],
+      );
       assert.equal(due[3]!.body, body, 'the body byte for byte');
       assert.equal(due[3]!.attempts, 1);
-      await again.recordNotifyAttempt(first[0]!.id, { n: 2, at: 201, code: undefined, error: 'timed out after 5000 ms', ms: 5000 }, { status: 'failed', nextAttemptAt: 201 });
+      await again.recordNotifyAttempt(
+        first[0]!.id,
+        { n: 2, at: 201, code: undefined, error: 'timed out after 5000 ms', ms: 5000 },
+        { status: 'failed', nextAttemptAt: 201 },
+      );
       const [newest, ...rest] = await again.listNotifyDeliveries('shop', 10);
       assert.equal(newest!.id, second[1]!.id, 'newest first');
       const failed = rest.find((d) => d.id === first[0]!.id)!;
@@ -131,7 +154,10 @@ export function storeNotifyContract(name: string, makeStore: () => Promise<Store
       const e = await s.addNotifyEndpoint(endpoint('shop'));
       const kept = await s.addNotifyEndpoint(endpoint('blog'));
       assert.equal(await s.removeApp('shop', 2), true);
-      assert.deepEqual((await s.listNotifyEndpoints()).map((x) => x.id), [kept.id]);
+      assert.deepEqual(
+        (await s.listNotifyEndpoints()).map((x) => x.id),
+        [kept.id],
+      );
       assert.deepEqual(await s.listNotifyEndpoints('shop'), []);
       assert.equal(await s.deleteNotifyEndpoint('shop', e.id, 3), false);
     });

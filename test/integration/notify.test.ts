@@ -172,7 +172,8 @@ describe('notifications during deploys', { timeout: 600_000 }, () => {
       for (const e of readdirSync(dir, { withFileTypes: true })) {
         const p = join(dir, e.name);
         if (e.isDirectory()) stack.push(p);
-        else if (e.isFile() && !e.name.endsWith('.sock')) assert.ok(!readFileSync(p).includes(`SECRETPATH${json.port}`), `${p} holds the URL in clear`);
+        else if (e.isFile() && !e.name.endsWith('.sock'))
+          assert.ok(!readFileSync(p).includes(`SECRETPATH${json.port}`), `${p} holds the URL in clear`);
       }
     }
     // Only the failed-deploy endpoint stays for the next cases.
@@ -219,7 +220,11 @@ describe('notifications during deploys', { timeout: 600_000 }, () => {
     up = true;
     await h.startUp(env);
     const accepted = (event: string) => r.got.filter((g) => g.status === 200 && g.json.event === event).length;
-    await waitFor('started and rolled back accepted', () => (accepted('deploy.started') >= 1 && accepted('deploy.rolled_back') >= 1) || undefined, 90_000);
+    await waitFor(
+      'started and rolled back accepted',
+      () => (accepted('deploy.started') >= 1 && accepted('deploy.rolled_back') >= 1) || undefined,
+      90_000,
+    );
     await new Promise((res) => setTimeout(res, 2000));
     assert.equal(accepted('deploy.started'), 1, 'accepted once');
     assert.equal(accepted('deploy.rolled_back'), 1, 'accepted once');

@@ -132,7 +132,8 @@ export const coreErrors = {
   },
   notifyEventUnknown: {
     code: 'invalid_notify_endpoint',
-    message: (p: { event: string; known: string }) => `unknown notification event ${JSON.stringify(p.event.slice(0, 80))} (known: ${p.known})`,
+    message: (p: { event: string; known: string }) =>
+      `unknown notification event ${JSON.stringify(p.event.slice(0, 80))} (known: ${p.known})`,
     hint: 'Name events in full (deploy.live) or short (live), comma-separated; `all` for every one.',
   },
   notifyKindUnknown: {
