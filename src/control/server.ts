@@ -179,7 +179,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
   const routerToken = loadOrCreateToken(join(opts.home, 'router-token'), 'pilot_router');
   const box = new SecretBox(join(opts.home, 'secret.key'));
-  let publicUrl = opts.publicUrl ?? '';
+  // PILOT_PUBLIC_URL: the address people and GitHub reach this server at (links in webhook answers, commit statuses, notifications).
+  let publicUrl = (opts.publicUrl ?? process.env.PILOT_PUBLIC_URL ?? '').replace(/\/+$/, '');
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
   const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
   // After the store opened pilot.db (its WAL and SHM take the database file's mode from now on).

@@ -10,6 +10,11 @@ describe('docs/pilot-yaml.md', () => {
     assert.equal(readFileSync(file, 'utf8'), pilotYamlMarkdown(AppConfigSchema));
   });
 
+  it('is linked from the README with the other references', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    for (const doc of ['docs/pilot-yaml.md', 'docs/metrics.md', 'docs/errors.md']) assert.ok(readme.includes(`](${doc})`), doc);
+  });
+
   it('lists every field of the schema, nested ones by path, with its description', () => {
     const paths = pilotYamlFields(AppConfigSchema).map((f) => f.path);
     for (const p of [
