@@ -29,6 +29,12 @@ describe('docs/pilot-yaml.md', () => {
       assert.ok(paths.includes(p), p);
     }
     assert.equal(new Set(paths).size, paths.length, 'no field twice');
+    // A new field needs a description in the schema (src/core/app-config.ts): the reference says what it means.
+    const bare = pilotYamlFields(AppConfigSchema).filter((f) => f.description === '');
+    assert.deepEqual(
+      bare.map((f) => f.path),
+      [],
+    );
     const doc = pilotYamlMarkdown(AppConfigSchema);
     assert.match(doc, /\| `replicas` \| integer \| ≥ 1; ≤ 100 \| {2}\| /);
     assert.match(doc, /\| `strategy.type` \| .* \| yes \|/);
