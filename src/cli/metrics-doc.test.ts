@@ -17,6 +17,7 @@ describe('docs/metrics.md', () => {
       'pilot_instances',
       'pilot_autoscale_replicas',
       'pilot_autoscale_load',
+      'pilot_notify_attempts_total',
       'pilot_router_requests_total',
       'pilot_router_request_duration_seconds',
       'pilot_router_upstream_errors_total',

@@ -62,7 +62,7 @@ export function textDocs(text: string): MetricDoc[] {
 /** The control plane's own gauges. */
 async function controlMetrics(): Promise<MetricDoc[]> {
   const r = new Registry();
-  registerControlMetrics(r, { instanceStates: async () => [], autoscaled: async () => [] });
+  registerControlMetrics(r, { instanceStates: async () => [], autoscaled: async () => [], notifyAttempts: () => new Map() });
   return registryDocs(r);
 }
 

@@ -3,7 +3,7 @@
  * embedded router, the pilot_router_* ones), registered in one place so `/metrics` and
  * docs/metrics.md (cli/metrics-doc.ts) read the same definitions. Values are read at scrape time.
  */
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { AutoscaleStatus } from './autoscaler.js';
 
 /** Where the gauges read their values when Prometheus scrapes. */
@@ -12,6 +12,8 @@ export interface ControlMetricSources {
   instanceStates(): Promise<readonly string[]>;
   /** Autoscaled apps and their autoscaler status. */
   autoscaled(): Promise<readonly { readonly app: string; readonly status: AutoscaleStatus }[]>;
+  /** Notification attempts since the start, by result (control/notifications.ts). */
+  notifyAttempts(): ReadonlyMap<string, number>;
 }
 
 /** Register the control plane's gauges in `registry`. */
@@ -52,6 +54,16 @@ export function registerControlMetrics(registry: Registry, src: ControlMetricSou
         if (st.current?.perInstance !== null && st.current?.perInstance !== undefined)
           this.set({ app, metric: st.target.metric }, st.current.perInstance);
       }
+    },
+  });
+  new Counter({
+    name: 'pilot_notify_attempts_total',
+    help: 'Notification delivery attempts since the control plane started, by result: delivered, retry (will be tried again), failed (given up)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [result, n] of src.notifyAttempts()) this.inc({ result }, n);
     },
   });
 }

@@ -100,6 +100,7 @@ export class Notifier {
   readonly #inflight = new Set<AbortController>();
   /** `pilot notify test` waiting for its delivery's first attempt. */
   readonly #waiters = new Map<number, (d: NotifyDeliveryRecord) => void>();
+  readonly #counts = new Map<string, number>();
 
   constructor(deps: NotifierDeps) {
     this.#d = deps;
@@ -122,6 +123,11 @@ export class Notifier {
     if (this.#timer) clearTimeout(this.#timer);
     for (const c of this.#inflight) c.abort();
     await this.#running;
+  }
+
+  /** Attempts since the start, by result (delivered, retry, failed): the pilot_notify_attempts_total counter. */
+  attemptCounts(): ReadonlyMap<string, number> {
+    return this.#counts;
   }
 
   /** Ask for a pass soon; passes never overlap (a kick during one runs another after it). */
@@ -235,6 +241,8 @@ export class Notifier {
     const status = verdict === 'delivered' ? 'delivered' : verdict === 'refused' || last ? 'failed' : 'pending';
     const nextAt = status === 'pending' ? Date.now() + retryDelayMs(n, this.#s.backoffBaseMs, this.#s.backoffCapMs) : Date.now();
     await this.#record(d, { n, at, code, error, ms }, status, nextAt);
+    const result = status === 'pending' ? 'retry' : status;
+    this.#counts.set(result, (this.#counts.get(result) ?? 0) + 1);
     const line = { app: d.app, delivery: d.id, event: d.event, endpoint: endpoint.id, url: endpoint.urlMasked, attempt: n, code, error };
     if (status === 'delivered') this.#d.log.info(line, 'notification delivered');
     else if (status === 'failed') this.#d.log.warn(line, 'notification failed: not retried again');

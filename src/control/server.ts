@@ -340,6 +340,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         const status = autoscaler.status(a);
         return status ? [{ app: a.name, status }] : [];
       }),
+    notifyAttempts: () => notifier.attemptCounts(),
   });
   registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, {

@@ -161,6 +161,10 @@ describe('notifications during deploys', { timeout: 600_000 }, () => {
     assert.equal(hanging.got.length >= 6, true, 'each attempt reached the receiver');
     // The deploy took no longer for a receiver that hangs: it never waited for one.
     assert.ok(deployMs < 120_000, `deploy took ${deployMs} ms`);
+    const metrics = await fetch(`${h.api}/metrics`, { headers: { authorization: `Bearer ${h.token}` } }).then((res) => res.text());
+    assert.match(metrics, /pilot_notify_attempts_total\{result="delivered"\} [1-9]/);
+    assert.match(metrics, /pilot_notify_attempts_total\{result="failed"\} [1-9]/);
+    assert.match(metrics, /pilot_notify_attempts_total\{result="retry"\} [1-9]/);
     const human = (await h.cli(['notify', 'log', 'hello'])).stdout;
     assert.match(human, /failed\s+3\s/);
     assert.match(human, /timed out after 1500 ms/);
