@@ -254,4 +254,44 @@ describe('notifications worker', () => {
     assert.deepEqual([body.event, body.app], ['test', 'shop']);
     assert.equal(r.got[0]!.headers['x-pilot-signature-256'], signature('s'.repeat(20), r.got[0]!.body));
   });
+  it('a receiver answering a huge body or a redirect is not followed nor buffered; a URL sealed with another key fails at once', async (t) => {
+    const { store, add, box } = await setup(t);
+    const huge = await receiver(t, (_i, res) => {
+      res.writeHead(200);
+      const chunk = Buffer.alloc(1024 * 1024, 120);
+      for (let k = 0; k < 64; k++) res.write(chunk); // 64 MB the worker must not keep
+      res.end();
+    });
+    const elsewhere = await receiver(t);
+    const redirect = await receiver(t, (_i, res) => res.writeHead(307, { location: elsewhere.url }).end());
+    await add(store, huge.url, 'json');
+    await add(store, redirect.url, 'json');
+    const other = new SecretBox(join(mkdtempSync(join(tmpdir(), 'pilot-notify-key-')), 'secret.key'));
+    await store.addNotifyEndpoint({
+      app: 'shop',
+      kind: 'json',
+      urlSealed: other.seal('http://127.0.0.1:9/x'),
+      urlMasked: 'http://127.0.0.1:9/…',
+      secretSealed: undefined,
+      events: ['deploy.started'],
+      afterEvent: (await store.eventBounds()).lastId,
+      createdAt: Date.now(),
+    });
+    void box;
+    await store.appendEvent(ev('rollout.started', { rollout: 1, toRevision: 1 }));
+    const ds = await until('all settled', async () => {
+      const x = await store.listNotifyDeliveries('shop', 10);
+      return x.length === 3 && x.every((d) => d.status !== 'pending') ? x : undefined;
+    });
+    const [sealed, moved, big] = ds; // newest first: endpoints 3, 2, 1
+    assert.equal(big!.status, 'delivered');
+    assert.equal(moved!.status, 'failed');
+    assert.deepEqual(
+      moved!.log.map((a) => [a.code, a.error]),
+      [[307, 'HTTP 307']],
+    );
+    assert.equal(elsewhere.got.length, 0, 'the redirect was not followed');
+    assert.equal(sealed!.status, 'failed');
+    assert.match(sealed!.log[0]!.error ?? '', /cannot open the endpoint's sealed URL/);
+  });
 });

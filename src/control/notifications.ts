@@ -223,8 +223,22 @@ export class Notifier {
       await this.#record(d, { n, at, code: undefined, error: 'the endpoint was removed', ms: 0 }, 'failed', at);
       return;
     }
-    const url = this.#d.box.open(endpoint.urlSealed);
-    const outcome = await this.#send(url, endpoint, d);
+    let url: string;
+    let secret: string | undefined;
+    try {
+      url = this.#d.box.open(endpoint.urlSealed);
+      secret = endpoint.secretSealed === undefined ? undefined : this.#d.box.open(endpoint.secretSealed);
+    } catch (err) {
+      // Sealed with another key (a database restored beside another secret.key): no attempt can succeed.
+      await this.#record(
+        d,
+        { n, at, code: undefined, error: `cannot open the endpoint's sealed URL or key: ${(err as Error).message}`, ms: 0 },
+        'failed',
+        at,
+      );
+      return;
+    }
+    const outcome = await this.#send(url, secret, endpoint, d);
     if (this.#stopped && outcome.kind !== 'answered') return; // aborted by stop(): not an attempt, retried after the restart
     const ms = Date.now() - at;
     const verdict = judgeAttempt(outcome);
@@ -263,7 +277,7 @@ export class Notifier {
     }
   }
 
-  async #send(url: string, endpoint: NotifyEndpointRecord, d: NotifyDeliveryRecord): Promise<AttemptOutcome> {
+  async #send(url: string, secret: string | undefined, endpoint: NotifyEndpointRecord, d: NotifyDeliveryRecord): Promise<AttemptOutcome> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'user-agent': `Pilot-Notify/${PILOT_VERSION}`,
@@ -271,15 +285,16 @@ export class Notifier {
     if (endpoint.kind === 'json') {
       headers['x-pilot-event'] = d.event;
       headers['x-pilot-delivery'] = String(d.id);
-      if (endpoint.secretSealed) headers['x-pilot-signature-256'] = signature(this.#d.box.open(endpoint.secretSealed), d.body);
+      if (secret !== undefined) headers['x-pilot-signature-256'] = signature(secret, d.body);
     }
     const abort = new AbortController();
     this.#inflight.add(abort);
     const timer = setTimeout(() => abort.abort(new Error('timeout')), this.#s.timeoutMs);
     try {
       const res = await request(url, { method: 'POST', headers, body: d.body, signal: abort.signal });
-      // Read (and drop) the answer within the same deadline: a receiver that never ends its body times out too.
-      await res.body.text();
+      // Drop the answer within the same deadline (never buffered: a receiver may send anything); one
+      // that never ends its body times out too.
+      await res.body.dump({ limit: 64 * 1024 });
       return { kind: 'answered', code: res.statusCode };
     } catch (err) {
       if (abort.signal.aborted) return { kind: 'timeout' };
