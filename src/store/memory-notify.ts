@@ -112,6 +112,11 @@ export class MemoryNotify {
       .filter((d) => d.app === app)
       .sort((a, b) => b.id - a.id)
       .slice(0, limit)
-      .map(copy);
+      .map((d) => ({ ...copy(d), log: d.log.map(attempt) }));
   }
+}
+
+/** An attempt with every field present (one read back from a backup lost its undefined ones, or holds null). */
+function attempt(a: NotifyAttemptRecord): NotifyAttemptRecord {
+  return { n: a.n, at: a.at, code: a.code ?? undefined, error: a.error ?? undefined, ms: a.ms };
 }

@@ -6,6 +6,9 @@
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { resolveAppConfig } from '../core/app-config.js';
 import type { NotifyEndpointRecord, Store } from './store.js';
 
@@ -13,6 +16,7 @@ import type { NotifyEndpointRecord, Store } from './store.js';
 interface StoreHarness {
   readonly store: Store;
   reopen(): Store | Promise<Store>;
+  openBackup(file: string): Store | Promise<Store>;
   cleanup(): void | Promise<void>;
 }
 
@@ -29,21 +33,23 @@ const endpoint = (app: string, over: Partial<NotifyEndpointRecord> = {}): Omit<N
 });
 
 export function storeNotifyContract(name: string, makeStore: () => Promise<StoreHarness>): void {
-  async function setup(t: TestContext): Promise<{ s: Store; reopen: () => Promise<Store> }> {
+  async function setup(
+    t: TestContext,
+  ): Promise<{ s: Store; reopen: () => Promise<Store>; openBackup: (f: string) => Promise<Store>; backupFile: string }> {
     const h = await makeStore();
     const opened: Store[] = [h.store];
+    const dir = mkdtempSync(join(tmpdir(), 'pilot-contract-notify-'));
     t.after(async () => {
       for (const s of opened.reverse()) s.close();
       await h.cleanup();
+      rmSync(dir, { recursive: true, force: true });
     });
-    return {
-      s: h.store,
-      reopen: async () => {
-        const s = await h.reopen();
-        opened.push(s);
-        return s;
-      },
+    const track = async (p: Store | Promise<Store>): Promise<Store> => {
+      const s = await p;
+      opened.push(s);
+      return s;
     };
+    return { s: h.store, reopen: () => track(h.reopen()), openBackup: (f) => track(h.openBackup(f)), backupFile: join(dir, 'backup') };
   }
 
   describe(`store contract: ${name}: notifications`, () => {
@@ -146,6 +152,31 @@ export function storeNotifyContract(name: string, makeStore: () => Promise<Store
       );
       assert.equal((await again.listNotifyDeliveries('shop', 2)).length, 2);
       assert.deepEqual(await again.listNotifyDeliveries('blog', 10), []);
+    });
+
+    it('a backup carries endpoints, deliveries with their attempts, and the cursor', async (t) => {
+      const { s, openBackup, backupFile } = await setup(t);
+      const e = await s.addNotifyEndpoint(endpoint('shop', { secretSealed: undefined }));
+      const [d] = await s.enqueueNotifications(
+        [{ endpointId: e.id, app: 'shop', event: 'deploy.live', eventId: 3, body: '{"a":1}' }],
+        3,
+        10,
+      );
+      await s.enqueueNotifications([{ endpointId: e.id, app: 'shop', event: 'test', eventId: undefined, body: '{}' }], undefined, 11);
+      await s.recordNotifyAttempt(
+        d!.id,
+        { n: 1, at: 12, code: undefined, error: 'timed out', ms: 5 },
+        { status: 'pending', nextAttemptAt: 20 },
+      );
+      await s.backup(backupFile);
+      const b = await openBackup(backupFile);
+      assert.deepEqual(await b.listNotifyEndpoints(), await s.listNotifyEndpoints());
+      assert.deepEqual(await b.listNotifyDeliveries('shop', 10), await s.listNotifyDeliveries('shop', 10));
+      assert.equal(await b.notifyCursor(), 3);
+      assert.equal(await b.nextNotificationDue(), 11);
+      // Ids keep growing after a restore.
+      const e2 = await b.addNotifyEndpoint(endpoint('shop'));
+      assert.ok(e2.id > e.id);
     });
 
     it("drops an app's endpoints when the app is removed (a new app of the name starts with none)", async (t) => {
