@@ -203,16 +203,29 @@ export class Notifier {
     return { fromRevision: rollout?.fromRevision, commit: rev?.commit, run: rev?.runId };
   }
 
+  /**
+   * Due deliveries, one endpoint's in order (oldest first, one at a time: a receiver sees started
+   * before live), up to `concurrency` endpoints at once. A retried delivery comes after those that
+   * were behind it.
+   */
   async #deliverDue(): Promise<void> {
     for (;;) {
-      const due = await this.#d.store.dueNotifications(Date.now(), this.#s.concurrency * 4);
+      const due = await this.#d.store.dueNotifications(Date.now(), this.#s.concurrency * 8);
       if (due.length === 0 || this.#stopped) return;
       const endpoints = new Map((await this.#d.store.listNotifyEndpoints()).map((e) => [e.id, e]));
+      const queues = new Map<number, NotifyDeliveryRecord[]>();
+      for (const d of [...due].sort((a, b) => a.id - b.id)) queues.set(d.endpointId, [...(queues.get(d.endpointId) ?? []), d]);
+      const lanes = [...queues.values()];
       let next = 0;
       const worker = async (): Promise<void> => {
-        while (next < due.length && !this.#stopped) await this.#attempt(due[next++]!, endpoints.get(due[next - 1]!.endpointId));
+        while (next < lanes.length && !this.#stopped) {
+          for (const d of lanes[next++]!) {
+            if (this.#stopped) return;
+            await this.#attempt(d, endpoints.get(d.endpointId));
+          }
+        }
       };
-      await Promise.all(Array.from({ length: Math.min(this.#s.concurrency, due.length) }, worker));
+      await Promise.all(Array.from({ length: Math.min(this.#s.concurrency, lanes.length) }, worker));
     }
   }
 
