@@ -539,6 +539,47 @@ certsCmd
   .description("stop serving the host's certificate (an ACME host gets a new one at the next pass)")
   .argument('<host>')
   .action(action(async (host: string, _o: object, cmd: Command) => certsRm(host, g(cmd))));
+const notifyModule = () => import('./notify.js');
+const notifyCmd = program
+  .command('notify')
+  .description("an app's deploy notifications: JSON webhooks (signed) and Slack incoming webhooks");
+notifyCmd
+  .command('add')
+  .description('add an endpoint; events: started, live, failed, rolled_back, canary.promoted, canary.aborted, autoscale.changed, all')
+  .argument('<app>')
+  .option('--url-file <file>', 'read the endpoint URL from FILE (- for stdin); or $PILOT_NOTIFY_URL')
+  .option('--url <url>', 'the endpoint URL (visible in ps: prefer --url-file)')
+  .option('--kind <kind>', 'json or slack (default: slack for hooks.slack.com, else json)')
+  .option('--events <list>', 'comma-separated events (default: all but autoscale.changed)')
+  .option('--secret-file <file>', 'json: the signing key (default: a new one, printed once)')
+  .action(
+    action(async (app: string, o: object, cmd: Command) =>
+      (await notifyModule()).notifyAdd(app, { ...g(cmd), ...(o as Record<string, string>) }),
+    ),
+  );
+notifyCmd
+  .command('ls')
+  .argument('<app>')
+  .description("the app's endpoints (URLs masked)")
+  .action(action(async (app: string, _o: object, cmd: Command) => (await notifyModule()).notifyList(app, g(cmd))));
+notifyCmd
+  .command('rm')
+  .argument('<app>')
+  .argument('<id>')
+  .description('remove an endpoint (its pending deliveries end failed)')
+  .action(action(async (app: string, id: string, _o: object, cmd: Command) => (await notifyModule()).notifyRemove(app, id, g(cmd))));
+notifyCmd
+  .command('test')
+  .argument('<app>')
+  .argument('<id>')
+  .description('send a test notification and show how its first attempt went')
+  .action(action(async (app: string, id: string, _o: object, cmd: Command) => (await notifyModule()).notifyTest(app, id, g(cmd))));
+notifyCmd
+  .command('log')
+  .argument('<app>')
+  .option('--limit <n>', 'how many deliveries (newest first)', '50')
+  .description('deliveries: event, status, attempts and the last attempt (code or error)')
+  .action(action(async (app: string, o: { limit?: string }, cmd: Command) => (await notifyModule()).notifyLog(app, { ...g(cmd), ...o })));
 const volumesModule = () => import('./volumes.js');
 const volumesList = lazy(volumesModule, 'volumes');
 const volumesForget = lazy(volumesModule, 'volumesForget');

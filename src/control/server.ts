@@ -7,7 +7,8 @@ import { guardEntries, makePrivate } from '../files/private-tree.js';
 import { join } from 'node:path';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { registerControlMetrics } from './metrics.js';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
@@ -53,6 +54,8 @@ import { SecretBox } from '../store/secret-box.js';
 import { AcmeChallenges, CertificateStore, type HttpsPolicy } from '../router/tls.js';
 import { CertificateManager, type AcmeSettings } from './certificates.js';
 import { registerCertRoutes } from './cert-routes.js';
+import { Notifier, notifierFromEnv, type NotifierSettings } from './notifications.js';
+import { registerNotifyRoutes } from './notify-routes.js';
 import { readFileSync } from 'node:fs';
 import { registerSourceRoutes } from './source-routes.js';
 import { RunWorker } from '../cd/worker.js';
@@ -102,6 +105,8 @@ export interface ControlPlaneOptions {
   onFatal?: (err: unknown) => void;
   /** The autoscaler's pace (default: every 3 s over 10 s of figures; PILOT_AUTOSCALE_INTERVAL_MS). */
   autoscale?: Partial<AutoscalerSettings>;
+  /** Notification delivery: timeout, attempts, back-off (default: PILOT_NOTIFY_* or control/notifications.ts). */
+  notify?: Partial<NotifierSettings>;
   /** The event feed's SSE settings (heartbeat, slow-client bound) and retention; defaults otherwise (tests shorten them). */
   events?: { stream?: Partial<EventStreamSettings>; retention?: Partial<RetentionSettings> };
   /** The dashboard's built files (default: dist/web beside the compiled server) and its session limits. */
@@ -182,7 +187,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
   const routerToken = loadOrCreateToken(join(opts.home, 'router-token'), 'pilot_router');
   const box = new SecretBox(join(opts.home, 'secret.key'));
-  let publicUrl = opts.publicUrl ?? '';
+  // PILOT_PUBLIC_URL: the address people and GitHub reach this server at (links in webhook answers, commit statuses, notifications).
+  let publicUrl = (opts.publicUrl ?? process.env.PILOT_PUBLIC_URL ?? '').replace(/\/+$/, '');
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
   const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
   // After the store opened pilot.db (its WAL and SHM take the database file's mode from now on).
@@ -276,17 +282,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
   );
   reconciler.attachMonitor(monitor);
-  new Gauge({
-    name: 'pilot_instances',
-    help: 'Instances known to the control plane, by state',
-    labelNames: ['state'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const i of await store.listInstances()) this.inc({ state: i.state });
-    },
-  });
-
   const api = Fastify({
     loggerInstance: log.child({ part: 'api' }),
     bodyLimit: 1024 * 1024,
@@ -363,36 +358,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     log: log.child({ part: 'autoscaler' }),
     settings: { intervalMs: envMs('PILOT_AUTOSCALE_INTERVAL_MS', 3000), ...opts.autoscale },
   });
-  // Autoscaled apps: the count the autoscaler set and the load it last read (in the target's unit).
-  new Gauge({
-    name: 'pilot_autoscale_replicas',
-    help: 'Replica count of autoscaled apps, with their min and max',
-    labelNames: ['app', 'bound'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const a of await store.listApps()) {
-        const st = autoscaler.status(a);
-        if (!st) continue;
-        this.set({ app: a.name, bound: 'current' }, st.replicas);
-        this.set({ app: a.name, bound: 'min' }, st.min);
-        this.set({ app: a.name, bound: 'max' }, st.max);
-      }
-    },
-  });
-  new Gauge({
-    name: 'pilot_autoscale_load',
-    help: "Autoscaled apps' load at the last decision, per instance, in the target's unit (metric: rps or cpu)",
-    labelNames: ['app', 'metric'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const a of await store.listApps()) {
-        const st = autoscaler.status(a);
-        if (st?.current?.perInstance !== null && st?.current?.perInstance !== undefined)
-          this.set({ app: a.name, metric: st.target.metric }, st.current.perInstance);
-      }
-    },
+  registerControlMetrics(registry, {
+    instanceStates: async () => (await store.listInstances()).map((i) => i.state),
+    autoscaled: async () =>
+      (await store.listApps()).flatMap((a) => {
+        const status = autoscaler.status(a);
+        return status ? [{ app: a.name, status }] : [];
+      }),
+    notifyAttempts: () => notifier.attemptCounts(),
   });
   registerBackupRoutes(api, { store, home: opts.home });
   registerArtifactRoutes(api, {
@@ -416,6 +389,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerRegistryRoutes(api, { store, box });
   registerVolumeRoutes(api, { store, reconciler });
   registerCertRoutes(api, { certs: certManager });
+  const notifySettings = { ...notifierFromEnv(), ...opts.notify };
+  const notifier = new Notifier({ store, box, baseUrl: () => publicUrl, log: log.child({ part: 'notify' }), settings: notifySettings });
+  registerNotifyRoutes(api, { store, box, notifier, testWaitMs: notifySettings.timeoutMs + 2000 });
   registerArtifactGcRoutes(api, { store, blobs, reconciler, settings: () => gcSettingsFromEnv() });
 
   try {
@@ -484,6 +460,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   cd.worker = worker;
   await worker.start();
+  await notifier.start();
   const stopGc = startArtifactGcTimer(
     { store, blobs, reconciler },
     log.child({ part: 'gc' }),
@@ -513,6 +490,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       await certPass;
       feed.release();
       await worker.stop();
+      await notifier.stop();
       await autoscaler.stop();
       reconciler.stop();
       monitor.stop();

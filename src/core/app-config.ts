@@ -35,6 +35,8 @@ const RESERVED_PATHS = [
 const Duration = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Number({ minimum: 0 })], {
   description: 'A duration: "500ms", "2s", "1m", or a number of seconds',
 });
+/** A duration field with what it means (docs/pilot-yaml.md shows it). */
+const duration = (what: string) => Type.Union(Duration.anyOf, { description: `${what}. ${Duration.description!}` });
 const Command = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String(), { minItems: 1 })], {
   description: 'A command: an argv list, or a string split on whitespace (quotes group words; no shell)',
 });
@@ -74,7 +76,11 @@ export const AppConfigSchema = Type.Object(
           'Build commands, run in order in a clean workspace after dependencies are installed by the lockfile (npm ci, yarn, pnpm). Default: `npm run build` when package.json has a build script',
       }),
     ),
-    run: Type.Optional(Command),
+    run: Type.Optional(
+      Type.Union(Command.anyOf, {
+        description: `How an instance starts. Default: the Procfile web: line, else npm start. ${Command.description!}`,
+      }),
+    ),
     port: Type.Optional(
       Type.Integer({
         minimum: 1024,
@@ -84,10 +90,14 @@ export const AppConfigSchema = Type.Object(
       }),
     ),
     env: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String(), {
-        description: 'Environment variables for the app',
-        additionalProperties: false,
-      }),
+      Type.Record(
+        Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
+        Type.String({ description: 'The value, passed intact (no shell)' }),
+        {
+          description: 'Environment variables for the app',
+          additionalProperties: false,
+        },
+      ),
     ),
     hosts: Type.Optional(
       Type.Array(Type.String({ pattern: '^[a-zA-Z0-9.-]+$', maxLength: 253 }), {
@@ -110,13 +120,23 @@ export const AppConfigSchema = Type.Object(
       ),
     ),
     http: Type.Optional(HttpLimitsSchema),
-    replicas: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_REPLICAS })),
+    replicas: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_REPLICAS,
+        description: 'Instances to run (default 1; with autoscale: its min); `pilot scale` changes it until the next deploy',
+      }),
+    ),
     autoscale: Type.Optional(AutoscaleSchema),
     constraints: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }), Type.String({ maxLength: 63 }), {
-        additionalProperties: false,
-        description: 'Node labels an instance requires, e.g. { zone: eu-1 } (agents: `pilot agent --label zone=eu-1`)',
-      }),
+      Type.Record(
+        Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }),
+        Type.String({ maxLength: 63, description: "The value the node's label must have" }),
+        {
+          additionalProperties: false,
+          description: 'Node labels an instance requires, e.g. { zone: eu-1 } (agents: `pilot agent --label zone=eu-1`)',
+        },
+      ),
     ),
     resources: Type.Optional(
       Type.Object(
@@ -134,28 +154,37 @@ export const AppConfigSchema = Type.Object(
             }),
           ),
         },
-        { additionalProperties: false },
+        {
+          additionalProperties: false,
+          description: 'What each instance needs; the scheduler places it only on a node with that much free',
+        },
       ),
     ),
     health: Type.Optional(
       Type.Object(
         {
           path: Type.Optional(Type.String({ pattern: '^/', description: 'HTTP path probed; any status < 500 is healthy' })),
-          interval: Type.Optional(Duration),
-          timeout: Type.Optional(Duration),
+          interval: Type.Optional(duration('Time between probes (default 1s)')),
+          timeout: Type.Optional(duration('How long a probe may take (default 2s)')),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'The readiness probe: GET path answering below 500 (default GET /)' },
       ),
     ),
     deploy: Type.Optional(
       Type.Object(
         {
-          ready_timeout: Type.Optional(Duration),
-          drain: Type.Optional(Duration),
-          stop_timeout: Type.Optional(Duration),
-          release_timeout: Type.Optional(Duration),
+          ready_timeout: Type.Optional(
+            duration('How long a new instance may take to get ready before the deploy is abandoned (default 60s)'),
+          ),
+          drain: Type.Optional(
+            duration('How long an old instance keeps serving its open requests after it left the routing table (default 1s)'),
+          ),
+          stop_timeout: Type.Optional(duration('SIGTERM, then SIGKILL after this long (default 10s)')),
+          release_timeout: Type.Optional(
+            duration('Longest run of the release command before it is killed and the deploy fails (default 5m)'),
+          ),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: 'Deploy timings' },
       ),
     ),
     strategy: Type.Optional(StrategySchema),
@@ -185,7 +214,14 @@ export const AppConfigSchema = Type.Object(
         },
       ),
     ),
-    timeouts: Type.Optional(Type.Object({ build_step: Type.Optional(Duration) }, { additionalProperties: false })),
+    timeouts: Type.Optional(
+      Type.Object(
+        {
+          build_step: Type.Optional(duration('Longest run of one build step (install, build commands) before it is killed (default 15m)')),
+        },
+        { additionalProperties: false, description: 'Build timeouts' },
+      ),
+    ),
     release: Type.Optional(
       Type.Union([Command, Type.Literal(false)], {
         description:

@@ -81,6 +81,8 @@ const Amt = Type.Union([Type.Integer({ minimum: 0, maximum: 100 }), Type.String(
   description: 'A number of instances, or a share of the replicas: "25%"',
 });
 const Dur = Type.Union([Type.String({ pattern: DURATION_PATTERN }), Type.Number({ minimum: 0 })]);
+/** A duration field with what it means (docs/pilot-yaml.md shows it). */
+const dur = (what: string) => Type.Union(Dur.anyOf, { description: `${what}. A duration: "30s", "5m", or a number of seconds` });
 
 /** pilot.yaml `strategy:` */
 export const StrategySchema = Type.Object(
@@ -88,34 +90,46 @@ export const StrategySchema = Type.Object(
     type: Type.Union([Type.Literal('blue-green'), Type.Literal('rolling'), Type.Literal('canary')], {
       description: 'blue-green (default), rolling or canary',
     }),
-    keepPrevious: Type.Optional(Dur),
-    watch: Type.Optional(Dur),
+    keepPrevious: Type.Optional(
+      dur('blue-green: keep the previous set running (out of the routing table) this long after the switch, for an instant rollback'),
+    ),
+    watch: Type.Optional(dur('blue-green: a trial after the switch, the old set kept up; a crash loop or a failed analysis switches back')),
     maxSurge: Type.Optional(Amt),
     maxUnavailable: Type.Optional(Amt),
-    minReady: Type.Optional(Dur),
+    minReady: Type.Optional(dur('rolling: how long a new instance must stay ready before it counts as available')),
     steps: Type.Optional(
       Type.Array(
         Type.Object(
           {
             weight: Type.Integer({ minimum: 1, maximum: 100, description: 'Share of the traffic for the new revision, 1-100' }),
-            pause: Type.Optional(Dur),
+            pause: Type.Optional(dur('How long the step lasts, analysis running; none: it waits for `pilot promote`')),
           },
           { additionalProperties: false },
         ),
-        { minItems: 1, maxItems: 20 },
+        {
+          minItems: 1,
+          maxItems: 20,
+          description: 'canary: the steps, rising and ending at 100 (default: 10 % for 1m, 50 % for 1m, 100)',
+        },
       ),
     ),
     analysis: Type.Optional(
       Type.Object(
         {
           maxErrorRate: Type.Optional(Percent),
-          maxP99: Type.Optional(Dur),
+          maxP99: Type.Optional(dur("Highest p99 latency of the new revision's requests")),
           maxErrorRateIncrease: Type.Optional(Percent),
-          minRequests: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
-          window: Type.Optional(Dur),
-          allowIdle: Type.Optional(Type.Boolean()),
+          minRequests: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 1_000_000,
+              description: 'Fewer requests of the new revision in the window: the step waits (default 50)',
+            }),
+          ),
+          window: Type.Optional(dur("The router's figures over this window, 1s to 5m (default 30s)")),
+          allowIdle: Type.Optional(Type.Boolean({ description: 'true: a step whose pause is over passes with too few requests' })),
         },
-        { additionalProperties: false },
+        { additionalProperties: false, description: "Checks of the new revision's traffic figures; a failed one rolls back" },
       ),
     ),
   },

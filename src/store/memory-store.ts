@@ -46,7 +46,13 @@ import type {
   Store,
   VolumePlacement,
   WebhookPush,
+  NewNotifyDelivery,
+  NotifyAttemptRecord,
+  NotifyDeliveryRecord,
+  NotifyDeliveryStatus,
+  NotifyEndpointRecord,
 } from './store.js';
+import { MemoryNotify, emptyNotifyState, type MemoryNotifyState } from './memory-notify.js';
 import { runChanged } from './store.js';
 import { MemoryEventLog, emptyMemoryFeed, type MemoryFeed } from './memory-events.js';
 import { planEventPayload } from './plan-event.js';
@@ -88,6 +94,9 @@ export interface MemoryState {
   /** ACME directory URL → sealed account key. */
   acmeAccounts: Map<string, string>;
   // A new table is one more Map here (and in emptyMemoryState); backup and fromBackup carry every Map.
+  notifyEndpoints: MemoryNotifyState['notifyEndpoints'];
+  notifyDeliveries: MemoryNotifyState['notifyDeliveries'];
+  notifyMeta: MemoryNotifyState['notifyMeta'];
   /** Last ids given (AUTOINCREMENT: never reused, even after a delete). */
   seq: { rollout: number; run: number; registry: number; experiment?: number };
   /** The event feed (the `events` table): every store over this state reads the same. */
@@ -112,6 +121,7 @@ export function emptyMemoryState(): MemoryState {
     volumes: new Map(),
     nodeRuntimes: new Map(),
     artifacts: new Map(),
+    ...emptyNotifyState(),
     seq: { rollout: 0, run: 0, registry: 0, experiment: 0 },
     feed: emptyMemoryFeed(),
   };
@@ -151,6 +161,7 @@ const ev = (kind: EventKind, app: string | undefined, time: number, payload: Rec
 export class MemoryStore implements Store {
   private closed = false;
   private readonly events: MemoryEventLog;
+  private readonly notify = new MemoryNotify(() => this.open());
 
   constructor(private readonly db: MemoryState = emptyMemoryState()) {
     this.events = new MemoryEventLog(db.feed);
@@ -299,6 +310,7 @@ export class MemoryStore implements Store {
       }
     }
     for (const [k, s] of db.secrets) if (s.app === name) db.secrets.delete(k);
+    this.notify.deleteAppEndpoints(name, now);
     this.emit(batch);
     return true;
   }
@@ -1010,6 +1022,40 @@ export class MemoryStore implements Store {
   }
   async deleteCertificate(host: string): Promise<boolean> {
     return this.open().certificates.delete(host);
+  }
+  async addNotifyEndpoint(e: Omit<NotifyEndpointRecord, 'id'>): Promise<NotifyEndpointRecord> {
+    return this.notify.addEndpoint(e);
+  }
+  async listNotifyEndpoints(app?: string): Promise<NotifyEndpointRecord[]> {
+    return this.notify.listEndpoints(app);
+  }
+  async deleteNotifyEndpoint(app: string, id: number, now: number): Promise<boolean> {
+    return this.notify.deleteEndpoint(app, id, now);
+  }
+  async notifyCursor(): Promise<number | undefined> {
+    return this.notify.cursor();
+  }
+  async enqueueNotifications(d: readonly NewNotifyDelivery[], cursor: number | undefined, now: number): Promise<NotifyDeliveryRecord[]> {
+    return this.notify.enqueue(d, cursor, now);
+  }
+  async dueNotifications(now: number, limit: number): Promise<NotifyDeliveryRecord[]> {
+    return this.notify.due(now, limit);
+  }
+  async nextNotificationDue(): Promise<number | undefined> {
+    return this.notify.nextDue();
+  }
+  async recordNotifyAttempt(
+    id: number,
+    a: NotifyAttemptRecord,
+    next: { status: NotifyDeliveryStatus; nextAttemptAt: number },
+  ): Promise<void> {
+    this.notify.recordAttempt(id, a, next);
+  }
+  async listNotifyDeliveries(
+    app: string,
+    limit: number,
+  ): Promise<(NotifyDeliveryRecord & { readonly log: readonly NotifyAttemptRecord[] })[]> {
+    return this.notify.deliveries(app, limit);
   }
   async getAcmeAccountKey(directoryUrl: string): Promise<string | undefined> {
     return this.open().acmeAccounts.get(directoryUrl);

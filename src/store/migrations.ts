@@ -261,4 +261,52 @@ export const MIGRATIONS: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // notifications (control/notifications.ts): endpoints per app (URL and HMAC secret sealed,
+  // store/secret-box.ts; the masked URL for display; the events it hears; after_event: feed events
+  // up to it predate the endpoint), deliveries (the body as sent, byte for byte on every retry;
+  // pending | delivered | failed; when to try again), each attempt (HTTP code or error, how long),
+  // and notify_cursor: the last feed event turned into deliveries (one row)
+  `
+  CREATE TABLE notify_endpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    url_sealed TEXT NOT NULL,
+    url_masked TEXT NOT NULL,
+    secret_sealed TEXT,
+    events TEXT NOT NULL,
+    after_event INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX notify_endpoints_app ON notify_endpoints (app);
+  CREATE TABLE notify_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_id INTEGER NOT NULL,
+    app TEXT NOT NULL,
+    event TEXT NOT NULL,
+    event_id INTEGER,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (endpoint_id, event_id)
+  );
+  CREATE INDEX notify_deliveries_due ON notify_deliveries (status, next_attempt_at);
+  CREATE INDEX notify_deliveries_app ON notify_deliveries (app, id);
+  CREATE TABLE notify_attempts (
+    delivery_id INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    code INTEGER,
+    error TEXT,
+    ms INTEGER NOT NULL,
+    PRIMARY KEY (delivery_id, n)
+  );
+  CREATE TABLE notify_cursor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_event INTEGER NOT NULL
+  );
+  `,
 ];

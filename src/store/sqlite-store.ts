@@ -12,8 +12,14 @@ import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import { EventBus } from './event-bus.js';
 import { MIGRATIONS } from './migrations.js';
+import { SqliteNotify } from './sqlite-notify.js';
 import { formatStickyBy, type StickyBy } from '../core/experiment.js';
 import type {
+  NewNotifyDelivery,
+  NotifyAttemptRecord,
+  NotifyDeliveryRecord,
+  NotifyDeliveryStatus,
+  NotifyEndpointRecord,
   ExperimentRecord,
   AppSource,
   EnqueueResult,
@@ -254,6 +260,7 @@ export class SqliteStore implements Store {
   /** Events appended by the write in progress: published once its transaction committed, dropped if it rolled back. */
   private unpublished: PilotEvent[] = [];
   private writeDepth = 0;
+  private readonly notify: SqliteNotify;
 
   constructor(file: string, opts: { mustExist?: boolean } = {}) {
     try {
@@ -269,6 +276,7 @@ export class SqliteStore implements Store {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
+    this.notify = new SqliteNotify(this.db, (sql) => this.stmt(sql));
   }
 
   private migrate(): void {
@@ -382,6 +390,7 @@ export class SqliteStore implements Store {
         `UPDATE runs SET status = 'cancelled', error = 'the app was removed', finished_at = ? WHERE app = ? AND status = 'queued'`,
       ).run(now, name);
       this.stmt('DELETE FROM secrets WHERE app = ?').run(name);
+      this.notify.deleteAppEndpoints(name, now);
       return true;
     });
   }
@@ -1139,6 +1148,40 @@ export class SqliteStore implements Store {
   }
   async deleteCertificate(host: string): Promise<boolean> {
     return this.stmt('DELETE FROM certificates WHERE host = ?').run(host).changes > 0;
+  }
+  async addNotifyEndpoint(e: Omit<NotifyEndpointRecord, 'id'>): Promise<NotifyEndpointRecord> {
+    return this.notify.addEndpoint(e);
+  }
+  async listNotifyEndpoints(app?: string): Promise<NotifyEndpointRecord[]> {
+    return this.notify.listEndpoints(app);
+  }
+  async deleteNotifyEndpoint(app: string, id: number, now: number): Promise<boolean> {
+    return this.notify.deleteEndpoint(app, id, now);
+  }
+  async notifyCursor(): Promise<number | undefined> {
+    return this.notify.cursor();
+  }
+  async enqueueNotifications(d: readonly NewNotifyDelivery[], cursor: number | undefined, now: number): Promise<NotifyDeliveryRecord[]> {
+    return this.notify.enqueue(d, cursor, now);
+  }
+  async dueNotifications(now: number, limit: number): Promise<NotifyDeliveryRecord[]> {
+    return this.notify.due(now, limit);
+  }
+  async nextNotificationDue(): Promise<number | undefined> {
+    return this.notify.nextDue();
+  }
+  async recordNotifyAttempt(
+    id: number,
+    a: NotifyAttemptRecord,
+    next: { status: NotifyDeliveryStatus; nextAttemptAt: number },
+  ): Promise<void> {
+    this.notify.recordAttempt(id, a, next);
+  }
+  async listNotifyDeliveries(
+    app: string,
+    limit: number,
+  ): Promise<(NotifyDeliveryRecord & { readonly log: readonly NotifyAttemptRecord[] })[]> {
+    return this.notify.deliveries(app, limit);
   }
   async getAcmeAccountKey(directoryUrl: string): Promise<string | undefined> {
     const r = this.stmt('SELECT key_sealed FROM acme_accounts WHERE directory = ?').get(directoryUrl) as Row | undefined;

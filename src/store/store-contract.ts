@@ -18,6 +18,7 @@ import { isPilotError } from '../core/errors.js';
 import type { RunRecord } from '../core/types.js';
 import { basisOf, type Plan } from '../core/plan.js';
 import type { NodeRecord, RevisionRecord, Store, WebhookPush } from './store.js';
+import { storeNotifyContract } from './store-contract-notify.js';
 import { storeEventContract } from './store-contract-events.js';
 
 export interface StoreHarness {
@@ -107,6 +108,7 @@ const push = (app: string, delivery: string, commit: string, now = 10, branch = 
 export function storeContract(name: string, makeStore: () => Promise<StoreHarness>): void {
   // The events each write appends (store-contract-events.ts).
   storeEventContract(name, makeStore);
+  storeNotifyContract(name, makeStore);
   /** A fresh harness; every store opened through it is closed and the harness cleaned after the test, even when it fails. */
   async function setup(
     t: TestContext,

@@ -13,6 +13,7 @@ import type { Plan } from '../core/plan.js';
 import type { ReplicasSource } from '../core/replicas.js';
 import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import type { StickyBy } from '../core/experiment.js';
+import type { NotifyEvent, NotifyKind } from '../core/notify.js';
 import type {
   ArtifactMeta,
   ImageRef,
@@ -66,6 +67,51 @@ export interface WebhookPush {
 export type EnqueueResult =
   | { readonly outcome: 'queued'; readonly run: RunRecord; readonly superseded: readonly number[] }
   | { readonly outcome: 'duplicate-delivery' | 'duplicate-commit'; readonly run: RunRecord };
+
+/** A notification endpoint of an app (control/notifications.ts); URL and HMAC secret sealed. */
+export interface NotifyEndpointRecord {
+  readonly id: number;
+  readonly app: string;
+  readonly kind: NotifyKind;
+  readonly urlSealed: string;
+  /** The URL as it may be shown (core/notify.ts maskUrl). */
+  readonly urlMasked: string;
+  /** The HMAC-SHA256 key of a json endpoint's signature header. */
+  readonly secretSealed: string | undefined;
+  readonly events: readonly NotifyEvent[];
+  /** Feed events up to this id predate the endpoint: it hears none of them. */
+  readonly afterEvent: number;
+  readonly createdAt: number;
+}
+
+export type NotifyDeliveryStatus = 'pending' | 'delivered' | 'failed';
+
+/** One notification for one endpoint: the body as sent (the same bytes on every attempt). */
+export interface NotifyDeliveryRecord {
+  readonly id: number;
+  readonly endpointId: number;
+  readonly app: string;
+  readonly event: string;
+  /** The feed event it comes from; undefined for `pilot notify test`. */
+  readonly eventId: number | undefined;
+  readonly body: string;
+  readonly status: NotifyDeliveryStatus;
+  readonly attempts: number;
+  readonly nextAttemptAt: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** One attempt at a delivery: the HTTP status it got, or the error (timeout, refused). */
+export interface NotifyAttemptRecord {
+  readonly n: number;
+  readonly at: number;
+  readonly code: number | undefined;
+  readonly error: string | undefined;
+  readonly ms: number;
+}
+
+export type NewNotifyDelivery = Pick<NotifyDeliveryRecord, 'endpointId' | 'app' | 'event' | 'eventId' | 'body'>;
 
 /** Where a host's certificate comes from: ACME (issued and renewed by Pilot) or the user. */
 export type CertificateSource = 'acme' | 'user';
@@ -429,6 +475,28 @@ export interface Store {
   deleteCertificate(host: string): Promise<boolean>;
   getAcmeAccountKey(directoryUrl: string): Promise<string | undefined>;
   putAcmeAccountKey(directoryUrl: string, sealedKey: string, now: number): Promise<void>;
+  // notifications (control/notifications.ts): endpoints, deliveries and their attempts, the feed cursor
+  addNotifyEndpoint(e: Omit<NotifyEndpointRecord, 'id'>): Promise<NotifyEndpointRecord>;
+  /** The app's endpoints (all apps' without `app`), oldest first. */
+  listNotifyEndpoints(app?: string): Promise<NotifyEndpointRecord[]>;
+  /** Remove an endpoint; its pending deliveries end `failed`. False when the app has no such endpoint. */
+  deleteNotifyEndpoint(app: string, id: number, now: number): Promise<boolean>;
+  /** The last feed event turned into deliveries; undefined before the first pass. */
+  notifyCursor(): Promise<number | undefined>;
+  /**
+   * Write deliveries (pending, due at `now`) and, in the same transaction, move the cursor to
+   * `cursor` when given: each feed event becomes deliveries exactly once. A delivery of an
+   * (endpoint, feed event) already written is skipped.
+   */
+  enqueueNotifications(d: readonly NewNotifyDelivery[], cursor: number | undefined, now: number): Promise<NotifyDeliveryRecord[]>;
+  /** Pending deliveries due at `now`, soonest first. */
+  dueNotifications(now: number, limit: number): Promise<NotifyDeliveryRecord[]>;
+  /** When the next pending delivery is due; undefined when none is pending. */
+  nextNotificationDue(): Promise<number | undefined>;
+  /** Record an attempt and what follows: `pending` again at `nextAttemptAt`, or `delivered` / `failed`. */
+  recordNotifyAttempt(id: number, a: NotifyAttemptRecord, next: { status: NotifyDeliveryStatus; nextAttemptAt: number }): Promise<void>;
+  /** The app's deliveries, newest first, each with its attempts in order. */
+  listNotifyDeliveries(app: string, limit: number): Promise<(NotifyDeliveryRecord & { readonly log: readonly NotifyAttemptRecord[] })[]>;
   // container registries (password sealed); see control/registry-routes.ts
   putRegistry(r: RegistryRecord): Promise<void>;
   deleteRegistry(url: string): Promise<boolean>;

@@ -198,4 +198,14 @@ export const cliErrors = {
     message: (p: { file: string }) => `${p.file} exists already; pilot init leaves it as it is`,
     hint: 'Pass --force to replace it (its content is lost), or --dry-run to print what pilot init would write.',
   },
+  notifyNeedsUrl: {
+    code: 'invalid_argument',
+    message: 'pilot notify add needs the endpoint URL: --url-file FILE (- for stdin), $PILOT_NOTIFY_URL, or --url URL',
+    hint: 'A webhook URL is a secret (a Slack URL is its own key): prefer --url-file or $PILOT_NOTIFY_URL, which stay out of `ps` and shell history.',
+  },
+  notifyIdInvalid: {
+    code: 'invalid_argument',
+    message: (p: { text: string }) => `${JSON.stringify(p.text.slice(0, 40))} is not an endpoint id`,
+    hint: 'Endpoint ids are the numbers `pilot notify ls APP` shows.',
+  },
 } as const satisfies ErrorEntries;

@@ -21,6 +21,11 @@ export const CATALOGUE = {
   invalid_backup: { status: 400, retryable: false },
   invalid_secret_name: { status: 400, retryable: false },
   invalid_gc_request: { status: 400, retryable: false },
+  invalid_notify_endpoint: {
+    status: 400,
+    retryable: false,
+    hint: 'Add an endpoint with `pilot notify add APP --url-file FILE [--kind json|slack] [--events started,live,failed,rolled_back]`.',
+  },
   runtime_not_recorded: { status: 400, retryable: false },
   address_not_local: { status: 400, retryable: false },
   invalid_name: {

@@ -514,4 +514,9 @@ export const controlErrors = {
     message: (p: { value: string }) => `PILOT_HTTPS_PORT=${JSON.stringify(p.value)} is not a port number`,
     hint: 'Set PILOT_HTTPS_PORT to a port 1-65535 (0: any free port), or unset it for HTTP only.',
   },
+  notifyEndpointNotFound: {
+    code: 'not_found',
+    message: (p: { app: string; id: number }) => `app "${p.app}" has no notification endpoint #${p.id}`,
+    hint: (p: { app: string }) => `List its endpoints with \`pilot notify ls ${p.app}\`.`,
+  },
 } as const satisfies ErrorEntries;

@@ -125,4 +125,20 @@ export const coreErrors = {
     message: (p: { name: string }) => `by: header "${p.name}" cannot identify a user (the HTTP layer or Pilot uses it)`,
     hint: STICKY_BY_HINT,
   },
+  notifyUrlInvalid: {
+    code: 'invalid_notify_endpoint',
+    message: (p: { problem: string }) => `notification endpoint URL refused: ${p.problem}`,
+    hint: 'Give an http:// or https:// URL, e.g. a Slack incoming webhook (https://hooks.slack.com/services/…) or your own receiver.',
+  },
+  notifyEventUnknown: {
+    code: 'invalid_notify_endpoint',
+    message: (p: { event: string; known: string }) =>
+      `unknown notification event ${JSON.stringify(p.event.slice(0, 80))} (known: ${p.known})`,
+    hint: 'Name events in full (deploy.live) or short (live), comma-separated; `all` for every one.',
+  },
+  notifyKindUnknown: {
+    code: 'invalid_notify_endpoint',
+    message: (p: { kind: string }) => `unknown endpoint kind ${JSON.stringify(p.kind.slice(0, 40))}: json or slack`,
+    hint: 'Use --kind json (a signed generic webhook) or --kind slack (a Slack-compatible incoming webhook).',
+  },
 } as const satisfies ErrorEntries;
