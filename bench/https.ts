@@ -8,7 +8,7 @@
  *
  *   npm run build && node dist/bench/https.js [seconds=3] [concurrency=16] [rounds=2]
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -22,6 +22,7 @@ import { RoutingTable } from '../src/router/routing-table.js';
 import { CertificateStore, TLS_CIPHERS } from '../src/router/tls.js';
 import { allocatePort } from '../src/os/ports.js';
 import { waitListening } from './net-util.js';
+import { selfSigned } from '../src/os/test-certs.js';
 
 const HOST = 'bench.localhost';
 const BODY = 'hello from the upstream\n';
@@ -181,32 +182,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-https-'));
   const children: ChildProcess[] = [];
   try {
-    const certFile = join(dir, 'cert.pem');
-    const keyFile = join(dir, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '2',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-subj',
-        `/CN=${HOST}`,
-        '-addext',
-        `subjectAltName=DNS:${HOST}`,
-      ],
-      { stdio: 'ignore' },
-    );
-    const ca = readFileSync(certFile, 'utf8');
+    const { certFile, keyFile, cert: ca } = selfSigned(dir, 'bench', [HOST], 2);
     const upstream = await child(['--role', 'upstream']);
     children.push(upstream.child);
     const pilot = await child(['--role', 'router', String(upstream.port), certFile, keyFile]);

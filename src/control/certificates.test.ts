@@ -1,7 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
@@ -17,38 +16,9 @@ import { SecretBox } from '../store/secret-box.js';
 import { PilotError } from '../core/errors.js';
 import { CertificateManager } from './certificates.js';
 import { pebbleInstalled, startPebble, type Pebble } from './test-pebble.js';
+import { selfSigned } from '../os/test-certs.js';
 
 const DAY = 86_400_000;
-
-/** A self-signed certificate and key (EC P-256) for the names given, valid `days` from now. */
-function selfSigned(dir: string, name: string, names: string[], days = 10): { cert: string; key: string } {
-  const keyFile = join(dir, `${name}.key`);
-  const certFile = join(dir, `${name}.crt`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      String(days),
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-      '-subj',
-      `/CN=${names[0]}`,
-      '-addext',
-      `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
-}
 
 function httpsGet(
   port: number,

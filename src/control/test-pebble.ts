@@ -3,13 +3,14 @@
  * as its DNS server (every name resolves to 127.0.0.1 unless told otherwise), validating HTTP-01 on
  * the port given (the router's). Both processes are stopped by pid in `stop()`.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { selfSigned } from '../os/test-certs.js';
 
 export const PEBBLE = '/usr/bin/pebble';
 export const CHALLTESTSRV = '/usr/bin/pebble-challtestsrv';
@@ -79,29 +80,7 @@ export async function startPebble(httpPort: number, tlsPort: number): Promise<Pe
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-days',
-        '2',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const tls = selfSigned(dir, 'api', ['localhost', '127.0.0.1'], 2);
     const [api, mgmt, dns, dnsMgmt] = [await freePort(), await freePort(), await freePort(), await freePort()];
     writeFileSync(
       join(dir, 'pebble.json'),
@@ -109,8 +88,8 @@ export async function startPebble(httpPort: number, tlsPort: number): Promise<Pe
         pebble: {
           listenAddress: `127.0.0.1:${api}`,
           managementListenAddress: `127.0.0.1:${mgmt}`,
-          certificate: join(dir, 'cert.pem'),
-          privateKey: join(dir, 'key.pem'),
+          certificate: tls.certFile,
+          privateKey: tls.keyFile,
           httpPort,
           tlsPort,
           ocspResponderURL: '',
@@ -149,7 +128,7 @@ export async function startPebble(httpPort: number, tlsPort: number): Promise<Pe
     children.push(pebble);
     pebble.stdout!.on('data', (c: Buffer) => (logs.pebble += c.toString()));
     pebble.stderr!.on('data', (c: Buffer) => (logs.pebble += c.toString()));
-    const apiCaPem = readFileSync(join(dir, 'cert.pem'), 'utf8');
+    const apiCaPem = tls.cert;
     const directoryUrl = `https://127.0.0.1:${api}/dir`;
     const deadline = Date.now() + 30_000;
     for (;;) {

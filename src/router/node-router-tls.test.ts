@@ -20,36 +20,7 @@ import { request } from 'undici';
 import { startNodeRouter, type NodeRouter } from './node-router.js';
 import { routeOf, startUpstream, until, type TestUpstream } from './test-support.js';
 import type { TlsBundle } from './tls.js';
-
-/** A self-signed certificate and key (EC P-256) for the names given. */
-function selfSigned(dir: string, name: string, names: string[], days = 10): { cert: string; key: string } {
-  const keyFile = join(dir, `${name}.key`);
-  const certFile = join(dir, `${name}.crt`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      String(days),
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-      '-subj',
-      `/CN=${names[0]}`,
-      '-addext',
-      `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
-}
+import { selfSigned } from '../os/test-certs.js';
 
 /** GET https://servername/ on 127.0.0.1:port, trusting `ca`: the status, body and the certificate served. */
 function httpsGet(port: number, servername: string, ca: string): Promise<{ status: number; body: string; serial: string }> {
