@@ -163,8 +163,21 @@ async function main(): Promise<void> {
       ],
       ['pilot download', download(pilot)],
       ...(nginx ? ([['nginx download', download(new ArtifactClient(nginx.url, 'bench'))]] as [string, () => Promise<void>][]) : []),
-      ...(curl ? ([['pilot curl', () => run('curl', ['-sf', '-o', '/dev/null', '-H', `authorization: Bearer ${h.token}`, `${h.api}/api/v1/artifacts/${digest}`])]] as [string, () => Promise<void>][]) : []),
-      ...(curl && nginx ? ([['nginx curl', () => run('curl', ['-sf', '-o', '/dev/null', `${nginx!.url}/api/v1/artifacts/${digest}`])]] as [string, () => Promise<void>][]) : []),
+      ...(curl
+        ? ([
+            [
+              'pilot curl',
+              () =>
+                run('curl', ['-sf', '-o', '/dev/null', '-H', `authorization: Bearer ${h.token}`, `${h.api}/api/v1/artifacts/${digest}`]),
+            ],
+          ] as [string, () => Promise<void>][])
+        : []),
+      ...(curl && nginx
+        ? ([['nginx curl', () => run('curl', ['-sf', '-o', '/dev/null', `${nginx!.url}/api/v1/artifacts/${digest}`])]] as [
+            string,
+            () => Promise<void>,
+          ][])
+        : []),
     ];
     for (let r = 0; r < ROUNDS; r++) {
       for (let i = 0; i < steps.length; i++) {
@@ -181,7 +194,9 @@ async function main(): Promise<void> {
     console.log('| measurement | MB/s, median | range |');
     console.log('|---|---|---|');
     for (const [name] of steps) console.log(`| ${name} | ${median(f[name]!).toFixed(0)} | ${range(f[name]!)} |`);
-    console.log(`upload / dd conv=fsync, per round: ${range(ratio('pilot upload', 'dd conv=fsync'), 2)} (median ${median(ratio('pilot upload', 'dd conv=fsync')).toFixed(2)})`);
+    console.log(
+      `upload / dd conv=fsync, per round: ${range(ratio('pilot upload', 'dd conv=fsync'), 2)} (median ${median(ratio('pilot upload', 'dd conv=fsync')).toFixed(2)})`,
+    );
     if (nginx) {
       const d = ratio('pilot download', 'nginx download');
       console.log(`download / nginx (ArtifactClient, verified), per round: ${range(d, 2)} (median ${median(d).toFixed(2)})`);

@@ -17,7 +17,9 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { Harness, makeRepo, ROOT, sleep, tempDir } from '../test/integration/harness.js';
 
-const { values } = parseArgs({ options: { idle: { type: 'string', default: '30' }, soak: { type: 'string' }, rps: { type: 'string', default: '20' } } });
+const { values } = parseArgs({
+  options: { idle: { type: 'string', default: '30' }, soak: { type: 'string' }, rps: { type: 'string', default: '20' } },
+});
 const IDLE_S = Number(values.idle);
 const SOAK_MIN = values.soak === undefined ? undefined : Number(values.soak);
 const RPS = Number(values.rps);

@@ -55,7 +55,11 @@ export const WRITE_BATCH = 1024 * 1024;
  * the same time. Does not fsync at the end and does not close `fh`: the caller decides. `src` is
  * iterated without being destroyed when this stops early (its owner answers or cleans up).
  */
-export async function writeHashed(src: Readable | AsyncIterable<unknown>, fh: FileHandle, opts: WriteHashedOptions = {}): Promise<Digested> {
+export async function writeHashed(
+  src: Readable | AsyncIterable<unknown>,
+  fh: FileHandle,
+  opts: WriteHashedOptions = {},
+): Promise<Digested> {
   const hash = createHash('sha256');
   let size = 0;
   let batch: Buffer[] = [];

@@ -182,7 +182,10 @@ async function sendBlob(req: FastifyRequest, reply: FastifyReply, blobs: FsBlobS
     }
     const range = parseByteRange(typeof req.headers.range === 'string' ? req.headers.range : undefined, size);
     if (range.kind === 'unsatisfiable') {
-      await reply.headers({ 'content-range': `bytes */${size}`, 'accept-ranges': 'bytes' }).code(416).send();
+      await reply
+        .headers({ 'content-range': `bytes */${size}`, 'accept-ranges': 'bytes' })
+        .code(416)
+        .send();
       return;
     }
     const start = range.kind === 'part' ? range.start : 0;

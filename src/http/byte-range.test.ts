@@ -4,7 +4,17 @@ import { matchesEtag, parseByteRange } from './byte-range.js';
 
 describe('parseByteRange', () => {
   it('serves everything without a header, for another unit, several ranges or garbage', () => {
-    for (const h of [undefined, '', 'items=0-1', 'bytes=0-1,3-4', 'bytes=abc', 'bytes=-', 'bytes=5-2', 'bytes=1-2-3', `bytes=${'9'.repeat(20)}-`])
+    for (const h of [
+      undefined,
+      '',
+      'items=0-1',
+      'bytes=0-1,3-4',
+      'bytes=abc',
+      'bytes=-',
+      'bytes=5-2',
+      'bytes=1-2-3',
+      `bytes=${'9'.repeat(20)}-`,
+    ])
       assert.deepEqual(parseByteRange(h, 100), { kind: 'all' }, String(h));
   });
   it('reads first-last, open-ended and suffix ranges, clamped to the size', () => {

@@ -5,9 +5,7 @@
 
 /** What to send: everything (200), bytes start..end inclusive (206), or nothing (416). */
 export type ByteRange =
-  | { readonly kind: 'all' }
-  | { readonly kind: 'part'; readonly start: number; readonly end: number }
-  | { readonly kind: 'unsatisfiable' };
+  { readonly kind: 'all' } | { readonly kind: 'part'; readonly start: number; readonly end: number } | { readonly kind: 'unsatisfiable' };
 
 /**
  * The range a `Range` header asks of `size` bytes. A header that is absent, malformed, of another
