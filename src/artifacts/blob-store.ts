@@ -24,6 +24,7 @@ import type { Readable } from 'node:stream';
 import { fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
+import { writeHashed } from './digest.js';
 
 /**
  * Temp files older than this are leftovers of a crash. Younger ones may belong to another store
@@ -118,6 +119,16 @@ export class FsBlobStore {
 
   /** A stream of the blob's bytes; artifact_not_found when it is not stored. */
   async openRead(digest: string): Promise<Readable> {
+    const { fh } = await this.openBlob(digest);
+    return fh.createReadStream({ highWaterMark: READ_CHUNK });
+  }
+
+  /**
+   * The blob opened for reading, with its size from the open file (so a GC delete in between
+   * cannot make them disagree); artifact_not_found when it is not stored. The caller closes `fh`
+   * (a stream made by `fh.createReadStream` closes it at its end).
+   */
+  async openBlob(digest: string): Promise<{ fh: FileHandle; size: number }> {
     const file = this.path(digest);
     await this.start();
     let fh: FileHandle;
@@ -127,7 +138,12 @@ export class FsBlobStore {
       if (errno(e) === 'ENOENT') throw fail.artifactNotFound({ digest });
       throw e;
     }
-    return fh.createReadStream({ highWaterMark: 256 * 1024 });
+    try {
+      return { fh, size: (await fh.stat()).size };
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
   }
 
   /**
@@ -258,48 +274,29 @@ export class FsBlobStore {
 }
 
 /**
- * Write src to a new file at tmp (read-only mode, fsynced), hashing and counting on the way.
- * Socket chunks are small (~64 KiB): they are gathered into 1 MiB writes, and one write is kept in
- * flight while the next batch arrives, so the disk and the network work at the same time.
+ * Write src to a new file at tmp (read-only mode, fsynced), hashing and counting on the way (one
+ * pass, `writeHashed`). Write-back starts early (an fdatasync every SYNC_EVERY bytes, in the
+ * background), so the closing fsync does not find the whole upload still in the page cache.
  */
 async function receive(src: Readable, tmp: string, maxBytes: number | undefined): Promise<{ digest: string; size: number }> {
   const fh = await open(tmp, 'wx', 0o400); // read-only, and the owner's only ($PILOT_HOME is private)
-  let inflight: Promise<void> = Promise.resolve();
   try {
-    const hash = createHash('sha256');
-    let size = 0;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    const flush = async (): Promise<void> => {
-      const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
-      batch = [];
-      batchBytes = 0;
-      await inflight;
-      inflight = writeAll(fh, buf);
-      inflight.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
-    };
-    for await (const chunk of src.iterator({ destroyOnReturn: false })) {
-      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-      size += buf.length;
-      if (maxBytes !== undefined && size > maxBytes) {
-        throw fail.artifactTooLarge({ maxBytes }, { details: { maxBytes } });
-      }
-      hash.update(buf);
-      batch.push(buf);
-      batchBytes += buf.length;
-      if (batchBytes >= WRITE_BATCH) await flush();
-    }
-    if (batchBytes > 0) await flush();
-    await inflight;
+    const got = await writeHashed(src, fh, {
+      ...(maxBytes === undefined ? {} : { maxBytes }),
+      tooLarge: () => fail.artifactTooLarge({ maxBytes: maxBytes ?? 0 }, { details: { maxBytes } }),
+      syncEvery: SYNC_EVERY,
+    });
     await fh.sync();
-    return { digest: `sha256:${hash.digest('hex')}`, size };
+    return got;
   } finally {
-    await inflight.catch(() => undefined);
     await fh.close();
   }
 }
 
-const WRITE_BATCH = 1024 * 1024;
+const SYNC_EVERY = 16 * 1024 * 1024;
+
+/** Read size of blob streams: few reads, and large writes to the socket. */
+export const READ_CHUNK = 1024 * 1024;
 
 /** sha256 and size of a file, or undefined when it does not exist. */
 async function hashFile(file: string): Promise<{ digest: string; size: number } | undefined> {
@@ -315,11 +312,6 @@ async function hashFile(file: string): Promise<{ digest: string; size: number } 
     throw e;
   }
   return { digest: `sha256:${hash.digest('hex')}`, size };
-}
-
-async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
 }
 
 /** Give `tmp` the name `final` unless that name exists; true when this call created it. */

@@ -10,6 +10,8 @@ import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
 import type { BlobCheck, FsBlobStore } from './blob-store.js';
+import { sendFileRange } from '../http/send-file.js';
+import { matchesEtag, parseByteRange } from '../http/byte-range.js';
 import type { ArtifactMetaStore } from './meta.js';
 
 export interface ArtifactRoutesOptions {
@@ -85,12 +87,7 @@ export function registerArtifactRoutes(app: FastifyInstance, opts: ArtifactRoute
       '/api/v1/artifacts/:digest',
       // The automatic HEAD twin of a GET would open the blob only to throw the bytes away.
       { exposeHeadRoute: false, schema: { params: DigestParams } },
-      async (req, reply) => {
-        const digest = assertDigest(req.params.digest);
-        const size = await sizeOf(opts.blobs, digest);
-        const stream = await opts.blobs.openRead(digest);
-        return reply.headers(blobHeaders(digest, size)).send(stream);
-      },
+      async (req, reply) => sendBlob(req, reply, opts.blobs, assertDigest(req.params.digest)),
     );
 
     scope.get<DigestRoute>(
@@ -166,10 +163,53 @@ async function checkBlob(req: FastifyRequest, blobs: FsBlobStore, digest: string
   return check;
 }
 
-async function sizeOf(blobs: FsBlobStore, digest: string): Promise<number> {
-  const st = await blobs.stat(digest);
-  if (st === undefined) throw notFound(digest);
-  return st.size;
+/**
+ * Answer a blob's bytes straight from the file to the socket: the reply is taken over from
+ * Fastify (no serialisation, no hooks, no extra stream in between) and the file is sent through two
+ * reused 1 MiB buffers (`sendFileRange`: no allocation per chunk, so no GC pauses from it). One range (`Range: bytes=a-b`, 206) and `If-None-Match`
+ * (304) are honoured; the ETag is the digest. The handler awaits the end of the transfer, and a
+ * client that goes away mid-way ends it (the file is closed, nothing is thrown to the server).
+ */
+async function sendBlob(req: FastifyRequest, reply: FastifyReply, blobs: FsBlobStore, digest: string): Promise<void> {
+  const { fh, size } = await blobs.openBlob(digest);
+  try {
+    const headers = blobHeaders(digest, size);
+    const ifNoneMatch = req.headers['if-none-match'];
+    if (matchesEtag(ifNoneMatch, headers.etag!)) {
+      const { 'content-length': _, 'content-type': __, ...rest } = headers;
+      await reply.headers(rest).code(304).send();
+      return;
+    }
+    const range = parseByteRange(typeof req.headers.range === 'string' ? req.headers.range : undefined, size);
+    if (range.kind === 'unsatisfiable') {
+      await reply
+        .headers({ 'content-range': `bytes */${size}`, 'accept-ranges': 'bytes' })
+        .code(416)
+        .send();
+      return;
+    }
+    const start = range.kind === 'part' ? range.start : 0;
+    const end = range.kind === 'part' ? range.end : size - 1;
+    const res = reply.raw;
+    reply.hijack();
+    res.writeHead(range.kind === 'part' ? 206 : 200, {
+      ...headers,
+      'content-length': String(end - start + 1),
+      ...(range.kind === 'part' ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
+    });
+    if (req.method === 'HEAD' || end < start) {
+      res.end();
+      return;
+    }
+    await sendFileRange(fh, res, start, end).catch((err: unknown) => {
+      // The client went away (or the file came up short: the length said cannot be met, so the
+      // client must see a cut connection). Either way this socket is done; the server goes on.
+      req.log.debug({ err, digest }, 'artifact download ended early');
+      res.destroy();
+    });
+  } finally {
+    await fh.close();
+  }
 }
 
 function blobHeaders(digest: string, size: number): Record<string, string> {
@@ -178,6 +218,7 @@ function blobHeaders(digest: string, size: number): Record<string, string> {
     'content-length': String(size),
     'x-pilot-digest': digest,
     etag: `"${digest}"`,
+    'accept-ranges': 'bytes',
     // The bytes behind a digest never change.
     'cache-control': 'public, max-age=31536000, immutable',
   };

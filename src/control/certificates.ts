@@ -4,13 +4,23 @@
  * after a rate limit), or given by the user (checked at upload). Every certificate and key, and the
  * ACME account key, is stored sealed (store/secret-box.ts); `certs` is what the router serves.
  */
-import acme from 'acme-client';
+import type acmeNs from 'acme-client';
 import https from 'node:https';
 import { fail, PilotError } from '../core/errors.js';
 import { restartDelayMs } from '../core/backoff.js';
 import type { CertificateRecord, Store } from '../store/store.js';
 import type { SecretBox } from '../store/secret-box.js';
 import { certificateFacts, checkCertificate, type AcmeChallenges, type CertificateStore } from '../router/tls.js';
+
+/**
+ * acme-client is loaded when a certificate is first ordered, not at start: with axios under it, it
+ * costs a server that never uses ACME about 20 MB of RSS (measured: bare node 43 MB, with it 69 MB).
+ */
+let acmeLoading: Promise<typeof acmeNs> | undefined;
+function loadAcme(): Promise<typeof acmeNs> {
+  acmeLoading ??= import('acme-client').then((m) => m.default);
+  return acmeLoading;
+}
 
 export interface AcmeSettings {
   /** The ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory. */
@@ -73,7 +83,7 @@ function acmeProblem(err: unknown): { rateLimited: boolean; message: string } {
 export class CertificateManager {
   readonly #o: CertificateManagerOptions;
   readonly #now: () => number;
-  #client: acme.Client | undefined;
+  #client: acmeNs.Client | undefined;
   /** Hosts being issued now (one attempt per host at a time). */
   readonly #busy = new Set<string>();
 
@@ -147,6 +157,7 @@ export class CertificateManager {
     const tokens: string[] = [];
     try {
       const client = await this.#acmeClient(settings);
+      const acme = await loadAcme();
       const [key, csr] = await acme.crypto.createCsr({ commonName: host, altNames: [host] });
       const pem = await client.auto({
         csr,
@@ -240,8 +251,9 @@ export class CertificateManager {
     return viewOf(rec);
   }
 
-  async #acmeClient(s: AcmeSettings): Promise<acme.Client> {
+  async #acmeClient(s: AcmeSettings): Promise<acmeNs.Client> {
     if (this.#client) return this.#client;
+    const acme = await loadAcme();
     if (s.caPem) acme.axios.defaults.httpsAgent = new https.Agent({ ca: s.caPem, keepAlive: true });
     let sealed = await this.#o.store.getAcmeAccountKey(s.directoryUrl);
     if (sealed === undefined) {
