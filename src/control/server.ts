@@ -348,7 +348,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     tokens: () => [routerToken.token, admin.token],
     nodeByCredential: (token) => store.getNodeByCredentialHash(hashToken(token)),
   });
-  registerTrafficRoutes(api, { store, source: trafficSource });
+  const trafficRoutes = registerTrafficRoutes(api, { store, source: trafficSource });
   const cpu = new CpuMeter();
   const autoscaler = new Autoscaler({
     store,
@@ -500,6 +500,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const closed = api.close();
       reconciler.releasePolls();
       events.close();
+      trafficRoutes.close();
       const sweep = setInterval(() => api.server.closeIdleConnections(), 50);
       const cut = setTimeout(() => api.server.closeAllConnections(), 3000);
       try {

@@ -109,6 +109,62 @@ describe('traffic routes', () => {
       assert.equal(down.statusCode, 503);
       assert.equal(down.json<{ error: { code: string; retryable: boolean } }>().error.retryable, true);
     });
+
+    it('stream the figures with Accept: text/event-stream: a frame every `every`, a problem frame when the router fails, then on', async () => {
+      const { request } = await import('undici');
+      const address = await api.listen({ port: 0, host: '127.0.0.1' });
+      const open = (path: string) => request(`${address}${path}`, { headers: { accept: 'text/event-stream' } });
+      // Bad periods are refused before the stream starts, as a normal JSON error.
+      for (const every of ['0s', '500ms', '2m', 'soon']) {
+        const bad = await open(`/api/v1/apps/shop/traffic?every=${every}`);
+        assert.equal(bad.statusCode, 400, every);
+        assert.match(((await bad.body.json()) as { error: { message: string } }).error.message, /period of 1s to 60s/);
+      }
+      const missing = await open('/api/v1/apps/nope/traffic');
+      assert.equal(missing.statusCode, 404);
+      await missing.body.dump();
+
+      const res = await open('/api/v1/apps/shop/traffic?window=30s&every=1s');
+      assert.equal(res.statusCode, 200);
+      assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- frames are checked field by field below
+      const frames: { event: string; data: any }[] = [];
+      let text = '';
+      const t0 = performance.now();
+      for await (const chunk of res.body) {
+        text += chunk.toString();
+        let cut: number;
+        while ((cut = text.indexOf('\n\n')) >= 0) {
+          const block = text.slice(0, cut);
+          text = text.slice(cut + 2);
+          const event = /^event: (.+)$/m.exec(block)?.[1];
+          const data = /^data: (.+)$/m.exec(block)?.[1];
+          if (event && data) frames.push({ event, data: JSON.parse(data) });
+          if (frames.length === 1)
+            fail = new (await import('../core/errors.js')).PilotError('unavailable', 'the router process gave no traffic figures');
+          if (frames.length === 2) fail = undefined;
+        }
+        if (frames.length >= 3) break;
+      }
+      res.body.destroy();
+      assert.deepEqual(
+        frames.map((f) => f.event),
+        ['traffic', 'problem', 'traffic'],
+      );
+      assert.equal(frames[0]!.data.windowSeconds, 30);
+      assert.deepEqual(
+        frames[0]!.data.revisions.map((r: { revision: number; requests: number }) => [r.revision, r.requests]),
+        [[1, 4]],
+      );
+      assert.equal(frames[1]!.data.error.code, 'unavailable');
+      assert.ok(performance.now() - t0 >= 1500, 'frames are a period apart, not a busy loop');
+      // Every app's figures stream the same way.
+      const all = await open('/api/v1/traffic?every=1s');
+      for await (const chunk of all.body) {
+        if (chunk.toString().includes('event: traffic')) break;
+      }
+      all.body.destroy();
+    });
   });
 });
 

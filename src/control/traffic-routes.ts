@@ -6,15 +6,23 @@
  *   router (embedded: in this process; process: GET /traffic on its admin port, router token)
  *     └─► summaries per (app, revision) ─► merged by revision (several routers) ─► figures
  *
+ * With `Accept: text/event-stream` both answer a stream instead: the same document as an `event:
+ * traffic` frame every `every` (1s–60s, default 2s) until the client goes, so a live view (the
+ * dashboard) is pushed its figures rather than asking in a loop; a failure to read the routers is
+ * an `event: problem` frame with the error's JSON and the stream goes on. A client that does not
+ * read misses frames (each replaces the last) rather than growing the server's buffer.
+ *
  * The router is asked at each request (pull): nothing is stored, and a router process that does not
  * answer is a 503 `unavailable` naming it, never figures that silently drop its traffic. So are the
  * node routers (`pilot agent --router-port`) that synced within the last minute, at the traffic URL
  * and token each sent with its sync.
  */
-import type { FastifyInstance } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { request } from 'undici';
 import { fail, PilotError } from '../core/errors.js';
+import { toPilotError } from './http-errors.js';
 import { assertName } from '../core/names.js';
 import {
   emptySummary,
@@ -46,7 +54,68 @@ export interface AppTraffic {
   readonly revisions: readonly RevisionFigures[];
 }
 
-const Query = Type.Object({ window: Type.Optional(Type.String({ maxLength: 40 })) });
+const Query = Type.Object({ window: Type.Optional(Type.String({ maxLength: 40 })), every: Type.Optional(Type.String({ maxLength: 40 })) });
+
+/** A stream's period: `every` as a duration of 1s to 60s (default 2s). */
+function everyMs(raw: string | undefined): number {
+  if (raw === undefined) return 2000;
+  const w = parseTrafficWindow(raw);
+  if ('error' in w || w.ms < 1000 || w.ms > 60_000) throw fail.invalidTrafficEvery({ value: raw });
+  return w.ms;
+}
+
+/** Bytes queued for a stream client above which a frame is skipped (the next one replaces it). */
+const STREAM_HIGH_WATER = 64 * 1024;
+
+/**
+ * Write `compute()`'s document as an `event: traffic` frame every `periodMs` until the client goes or
+ * `stop` fires. Never rejects: a failed read is a `problem` frame; a failed write ends the stream.
+ */
+export async function serveTrafficStream(
+  res: ServerResponse,
+  compute: () => Promise<unknown>,
+  periodMs: number,
+  stop: AbortSignal,
+): Promise<void> {
+  let closed = false;
+  let wake: (() => void) | undefined;
+  const onClose = (): void => {
+    closed = true;
+    wake?.();
+  };
+  res.on('close', onClose);
+  res.on('error', onClose);
+  stop.addEventListener('abort', onClose, { once: true });
+  try {
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+    res.write('retry: 2000\n\n');
+    while (!closed) {
+      let frame: string;
+      try {
+        frame = `event: traffic\ndata: ${JSON.stringify(await compute())}\n\n`;
+      } catch (err) {
+        frame = `event: problem\ndata: ${JSON.stringify({ error: toPilotError(err).toJSON() })}\n\n`;
+      }
+      if (closed) break;
+      if (res.writableLength < STREAM_HIGH_WATER) res.write(frame);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, periodMs);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  } catch {
+    // the socket failed under a write: the client is gone
+  } finally {
+    stop.removeEventListener('abort', onClose);
+    if (!res.destroyed) res.end();
+  }
+}
+
+const wantsStream = (req: FastifyRequest): boolean => (req.headers.accept ?? '').includes('text/event-stream');
 
 function windowMs(raw: string | undefined): number {
   const w = parseTrafficWindow(raw);
@@ -75,25 +144,46 @@ export function appTraffic(app: AppRecord, rows: readonly RevisionTraffic[], win
   };
 }
 
-export function registerTrafficRoutes(api: FastifyInstance, deps: { store: Store; source: TrafficSource }): void {
-  api.get<{ Params: { app: string }; Querystring: { window?: string } }>(
+export function registerTrafficRoutes(api: FastifyInstance, deps: { store: Store; source: TrafficSource }): { close(): void } {
+  const stop = new AbortController();
+  /** Answer once, or as a stream when the client asks for one. */
+  const answer = async (req: FastifyRequest<{ Querystring: { every?: string } }>, reply: FastifyReply, compute: () => Promise<unknown>) => {
+    if (!wantsStream(req)) return compute();
+    const period = everyMs(req.query.every);
+    reply.hijack();
+    await serveTrafficStream(reply.raw, compute, period, stop.signal);
+    return reply;
+  };
+
+  api.get<{ Params: { app: string }; Querystring: { window?: string; every?: string } }>(
     '/api/v1/apps/:app/traffic',
     { schema: { querystring: Query } },
-    async (req) => {
+    async (req, reply) => {
       const name = assertName(req.params.app);
       const ms = windowMs(req.query.window);
-      const app = await deps.store.getApp(name);
-      if (!app) throw fail.appNotFound({ app: name });
-      return { windowSeconds: ms / 1000, ...appTraffic(app, await deps.source(ms, name), ms) };
+      if (!(await deps.store.getApp(name))) throw fail.appNotFound({ app: name });
+      return answer(req, reply, async () => {
+        const app = await deps.store.getApp(name);
+        if (!app) throw fail.appNotFound({ app: name });
+        return { windowSeconds: ms / 1000, ...appTraffic(app, await deps.source(ms, name), ms) };
+      });
     },
   );
 
-  api.get<{ Querystring: { window?: string } }>('/api/v1/traffic', { schema: { querystring: Query } }, async (req) => {
-    const ms = windowMs(req.query.window);
-    const apps = await deps.store.listApps();
-    const rows = await deps.source(ms);
-    return { windowSeconds: ms / 1000, apps: apps.map((a) => appTraffic(a, rows, ms)) };
-  });
+  api.get<{ Querystring: { window?: string; every?: string } }>(
+    '/api/v1/traffic',
+    { schema: { querystring: Query } },
+    async (req, reply) => {
+      const ms = windowMs(req.query.window);
+      return answer(req, reply, async () => {
+        const apps = await deps.store.listApps();
+        const rows = await deps.source(ms);
+        return { windowSeconds: ms / 1000, apps: apps.map((a) => appTraffic(a, rows, ms)) };
+      });
+    },
+  );
+
+  return { close: () => stop.abort() };
 }
 
 /** The router process's figures (GET /traffic on its admin port, with the router token). */

@@ -1,6 +1,6 @@
 /** Data for pages: loaded from the API, re-read when the event feed says it changed (never on a timer). */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError } from './api.js';
+import { apiHeaders, ApiError, errorOf, signedOut } from './api.js';
 import { feed, type PilotEvent } from './events.js';
 
 export interface Loaded<T> {
@@ -82,37 +82,78 @@ export function useFeed(): { status: string; count: number; reconnects: number }
 }
 
 /**
- * Traffic figures are rates over a window, not state changes, so no event carries them: they are
- * sampled (every `everyMs` while the page shows them, stopped when it does not).
+ * Traffic figures are rates over a window, not state changes, so no event of the feed carries them:
+ * the server pushes them on a stream of their own (`GET …/traffic` with `Accept: text/event-stream`,
+ * a `traffic` frame every `every`, a `problem` frame when the routers cannot be read). `take` turns
+ * each frame into what the page shows. A dropped stream reconnects (1 s doubling to 5 s); a 401
+ * shows sign-in. The stream is closed when the page stops showing the figures.
  */
-export function useSample<T>(
-  sample: (signal: AbortSignal) => Promise<T>,
-  everyMs: number,
+export function useFigures<D, T>(
+  path: string,
+  take: (data: D) => T,
   deps: readonly unknown[],
 ): { last: T | undefined; error: ApiError | undefined } {
   const [last, setLast] = useState<T | undefined>(undefined);
   const [error, setError] = useState<ApiError | undefined>(undefined);
   useEffect(() => {
     const abort = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const once = (): void => {
-      sample(abort.signal)
-        .then((v) => {
-          setLast(v);
-          setError(undefined);
-        })
-        .catch((err: unknown) => {
-          if (!abort.signal.aborted) setError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err), undefined));
-        })
-        .finally(() => {
-          if (!abort.signal.aborted) timer = setTimeout(once, everyMs);
-        });
+    const signal = abort.signal;
+    const frame = (text: string): void => {
+      let kind = 'message';
+      let data = '';
+      for (const line of text.split('\n')) {
+        if (line.startsWith(':')) continue;
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+        if (field === 'event') kind = value;
+        else if (field === 'data') data += (data ? '\n' : '') + value;
+      }
+      if (!data) return;
+      if (kind === 'traffic') {
+        setLast(take(JSON.parse(data) as D));
+        setError(undefined);
+      } else if (kind === 'problem') {
+        const e = (JSON.parse(data) as { error?: { code?: string; message?: string; hint?: string } }).error;
+        setError(new ApiError(503, e?.code ?? 'unavailable', e?.message ?? 'the traffic figures are unavailable', e?.hint));
+      }
     };
-    once();
-    return () => {
-      abort.abort();
-      clearTimeout(timer);
+    const follow = async (): Promise<void> => {
+      const res = await fetch(path, { credentials: 'same-origin', headers: apiHeaders({ accept: 'text/event-stream' }), signal });
+      if (!res.ok || !res.body) throw await errorOf(res);
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += value;
+        let end: number;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          frame(buf.slice(0, end));
+          buf = buf.slice(end + 2);
+        }
+      }
     };
+    void (async () => {
+      let backoff = 1000;
+      while (!signal.aborted) {
+        try {
+          await follow();
+          backoff = 1000;
+        } catch (err) {
+          if (signal.aborted) return;
+          if (err instanceof ApiError && err.status === 401) {
+            signedOut();
+            return;
+          }
+          setError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err), undefined));
+        }
+        if (signal.aborted) return;
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    })();
+    return () => abort.abort();
   }, deps);
   return { last, error };
 }

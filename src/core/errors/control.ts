@@ -374,6 +374,11 @@ export const controlErrors = {
     message: (p: { problem: string }) => p.problem,
     hint: 'Pass ?window= as a duration from 1s to 5m: 10s, 60s, 5m (default 60s).',
   },
+  invalidTrafficEvery: {
+    code: 'bad_request',
+    message: (p: { value: string }) => `?every=${JSON.stringify(p.value.slice(0, 40))} is not a period of 1s to 60s`,
+    hint: 'With Accept: text/event-stream, ?every= sets how often the figures are sent: 1s, 2s (default), 10s, 1m.',
+  },
   noRouterProcess: {
     code: 'unavailable',
     message: (p: { home: string }) => `no router process is recorded in ${p.home}/router/router.json`,

@@ -1,7 +1,6 @@
-/** One app's traffic per revision: the figures now, and req/s and p99 over time (sampled: rates carry no event). */
+/** One app's traffic per revision: the figures now, and req/s and p99 over time (pushed by the server every 2 s: rates carry no event). */
 import { useRef } from 'preact/hooks';
-import { api } from '../api.js';
-import { useSample } from '../hooks.js';
+import { useFigures } from '../hooks.js';
 import { ErrorBox } from '../parts/error-box.js';
 import { TimeChart } from '../parts/chart.js';
 import { num, pct } from '../format.js';
@@ -12,16 +11,15 @@ const KEEP = 90;
 
 export function Traffic({ path }: { path: string }) {
   const history = useRef<{ t: number; byRev: Map<number, { rps: number; p99: number | null; err: number }> }[]>([]);
-  const s = useSample(
-    async (signal) => {
-      const t = await api<AppTraffic>('GET', `${path}/traffic?window=10s`, undefined, signal);
+  const s = useFigures(
+    `${path}/traffic?window=10s&every=2s`,
+    (t: AppTraffic) => {
       const byRev = new Map<number, { rps: number; p99: number | null; err: number }>();
       for (const r of t.revisions) if (r.revision !== null) byRev.set(r.revision, { rps: r.rps, p99: r.latencyMs.p99, err: r.errorRate });
       history.current.push({ t: Date.now() / 1000, byRev });
       if (history.current.length > KEEP) history.current.shift();
       return t;
     },
-    2000,
     [path],
   );
   const revs = [...new Set(history.current.flatMap((h) => [...h.byRev.keys()]))].sort((a, b) => a - b);

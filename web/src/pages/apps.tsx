@@ -1,7 +1,7 @@
 /** Apps: active revision, ready instances, req/s, error rate, a p99 sparkline, the URL. */
 import { useRef } from 'preact/hooks';
 import { api } from '../api.js';
-import { useLoad, useSample } from '../hooks.js';
+import { useFigures, useLoad } from '../hooks.js';
 import { ErrorBox, Loading } from '../parts/error-box.js';
 import { Spark } from '../parts/chart.js';
 import { num, pct, ago } from '../format.js';
@@ -31,9 +31,9 @@ export function AppsPage() {
     (e) => /^(deploy|rollout|instance|autoscale)\./.test(e.kind) || e.kind === 'run.created',
   );
   const history = useRef(new Map<string, (number | null)[]>());
-  const traffic = useSample(
-    async (signal) => {
-      const t = await api<{ apps: AppTraffic[] }>('GET', '/api/v1/traffic?window=10s', undefined, signal);
+  const traffic = useFigures(
+    '/api/v1/traffic?window=10s&every=3s',
+    (t: { apps: AppTraffic[] }) => {
       const now = new Map(t.apps.map((a) => [a.app, totals(a)]));
       for (const [app, figures] of now) {
         const h = history.current.get(app) ?? [];
@@ -43,7 +43,6 @@ export function AppsPage() {
       }
       return now;
     },
-    3000,
     [],
   );
   return (
