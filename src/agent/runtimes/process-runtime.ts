@@ -55,8 +55,12 @@ export interface ProcessRuntimeOptions {
   readonly rssPollMs?: number | undefined;
 }
 
-/** How long stop waits for the log writer to drain the last lines and exit. */
-const LOGGER_WAIT_MS = 2_000;
+/**
+ * How long stop (and a failure report) waits for the log writer to drain the last lines and exit:
+ * it ends as soon as the writer does. 2 s was not always enough on a loaded machine (CI), and a
+ * release phase's "not found" from the shell went missing from the report.
+ */
+const LOGGER_WAIT_MS = 5_000;
 
 const POLL_MS = 25;
 /** After SIGKILL a process can linger only in uninterruptible sleep (D); give up after this. */
