@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -149,6 +150,57 @@ describe('haproxy: no reload on a rollout, a reload on a new app, restarted afte
     await client.close();
     client = new Pool(r.url, { connections: 4 });
     assert.equal(await who('blog.localhost'), 'b');
+  });
+
+  it('stops the HAProxy a killed router process left behind before starting its own on the same folder', async () => {
+    const leftDir = mkdtempSync(join(tmpdir(), 'pilot-haproxy-left-'));
+    // A router process (here a bare node running HaproxyRouter) that dies by SIGKILL: its HAProxy keeps serving.
+    const script = `import { HaproxyRouter } from ${JSON.stringify(new URL('./haproxy-router.js', import.meta.url).href)};
+import { pino } from 'pino';
+const r = await HaproxyRouter.start({ dir: ${JSON.stringify(leftDir)}, host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
+process.stdout.write(String(r.health.pid) + '\\n');
+setInterval(() => {}, 1e9);`;
+    const routerProcess = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      cwd: process.cwd(),
+    });
+    let master = 0;
+    try {
+      master = await new Promise<number>((resolve, reject) => {
+        routerProcess.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+        routerProcess.once('exit', (code) => reject(new Error(`the router process exited (${code})`)));
+      });
+      routerProcess.kill('SIGKILL');
+      await new Promise((res) => setTimeout(res, 200));
+      process.kill(master, 0); // still serving
+      const second = await HaproxyRouter.start({ dir: leftDir, host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
+      try {
+        let alive = true;
+        const end = performance.now() + 10_000;
+        while (alive && performance.now() < end) {
+          try {
+            process.kill(master, 0);
+            await new Promise((res) => setTimeout(res, 50));
+          } catch {
+            alive = false;
+          }
+        }
+        assert.equal(alive, false, 'the leftover master is stopped');
+        assert.notEqual(second.health.pid, master);
+        assert.equal(second.health.up, true);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      routerProcess.kill('SIGKILL');
+      if (master > 0)
+        try {
+          process.kill(master, 'SIGKILL');
+        } catch {
+          // stopped, as it should be
+        }
+      rmSync(leftDir, { recursive: true, force: true });
+    }
   });
 
   it('says how to install HAProxy when it is missing', async () => {

@@ -15,7 +15,7 @@
  * reload or a restart starts with what was served.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fail } from '../core/errors.js';
@@ -243,8 +243,51 @@ export class HaproxyRouter {
     }
   }
 
+  get #pidFile(): string {
+    return join(this.#dir, 'haproxy.pid');
+  }
+
+  /**
+   * A master left by a router process that was killed (SIGKILL leaves HAProxy serving, which is
+   * what a data plane should do) is stopped before a new one starts on the same folder: its pid
+   * file names it, and it is ours only when its command line names this configuration.
+   */
+  async #stopLeftover(): Promise<void> {
+    let pid: number;
+    try {
+      pid = Number(readFileSync(this.#pidFile, 'utf8').trim().split(/\s+/)[0]);
+    } catch {
+      return;
+    }
+    if (!Number.isInteger(pid) || pid <= 1) return;
+    const ours = (): boolean => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(this.#cfg);
+      } catch {
+        return false;
+      }
+    };
+    if (!ours()) return;
+    this.#log.warn({ pid }, 'an HAProxy of an earlier router process is still running: stopping it');
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const end = performance.now() + 5_000;
+    while (ours() && performance.now() < end) await sleep(50);
+    if (ours()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+
   async #spawn(): Promise<void> {
-    const child = spawn(this.#bin, ['-W', '-S', `${join(this.#dir, 'master.sock')},mode,600`, '-f', this.#cfg], {
+    await this.#stopLeftover();
+    const child = spawn(this.#bin, ['-W', '-S', `${join(this.#dir, 'master.sock')},mode,600`, '-p', this.#pidFile, '-f', this.#cfg], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.#child = child;

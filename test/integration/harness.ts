@@ -266,6 +266,13 @@ export class Harness {
         // already gone
       }
     }
+    // HAProxy (`--router haproxy`) outlives a killed router process by design: stop it by its pid file.
+    try {
+      const master = Number(readFileSync(join(this.home, 'router', 'haproxy', 'haproxy.pid'), 'utf8').trim().split(/\s+/)[0]);
+      if (Number.isInteger(master) && master > 1) process.kill(master, 'SIGKILL');
+    } catch {
+      // no HAProxy, or already gone
+    }
     for (const pid of [this.home, ...this.agentHomes].flatMap((home) => this.instancePids(home))) {
       try {
         process.kill(-pid, 'SIGKILL');
