@@ -19,6 +19,8 @@ export interface NodeView {
   readonly apiUrl?: string;
   readonly status: string;
   readonly scheduling: string;
+  /** key=value labels the agent was started with (`pilot agent --label zone=a`); absent from an older server. */
+  readonly labels?: Readonly<Record<string, string>>;
   readonly instances: number;
   readonly orphans?: number;
   readonly cpus: number | null;

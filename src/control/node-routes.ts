@@ -43,6 +43,7 @@ export function registerNodeRoutes(
         apiUrl: n.apiUrl,
         status: reconciler.nodeStatus(n.id),
         scheduling: n.scheduling,
+        labels: n.labels,
         instances: instances.filter((i) => i.nodeId === n.id && i.desired !== 'stop').length,
         orphans: reconciler.orphans().filter((o) => o.nodeId === n.id).length,
         cpus: n.cpus ?? null,

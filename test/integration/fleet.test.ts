@@ -44,7 +44,7 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     await h.startUp({}, 'server', ports);
     for (const n of nodes) {
       n.home = h.track(tempDir(n.name));
-      n.proc = await h.startAgent(n.name, n.address, n.home);
+      n.proc = await h.startAgent(n.name, n.address, n.home, {}, n.name === 'n1' ? { args: ['--label', 'zone=eu-1'] } : {});
     }
   });
   after(() => h.cleanup());
@@ -59,6 +59,11 @@ describe('fleet: three nodes, failover, re-adoption, control-plane restart', { t
     assert.equal(list.length, 3);
     assert.deepEqual(list.map((i) => i.node).sort(), ['n1', 'n2', 'n3']);
     assert.ok(list.every((i) => i.state === 'ready'));
+    // The nodes API carries each node's labels (the dashboard and constraints read them).
+    const labels = Object.fromEntries(
+      (await h.apiCall('GET', '/api/v1/nodes')).json.nodes.map((n: { name: string; labels: unknown }) => [n.name, n.labels]),
+    );
+    assert.deepEqual(labels, { n1: { zone: 'eu-1' }, n2: {}, n3: {} });
   });
 
   it('replaces the replica of a killed node on a live node, with the router serving throughout', async () => {
