@@ -268,7 +268,11 @@ export class Harness {
     }
     // HAProxy (`--router haproxy`) outlives a killed router process by design: stop it by its pid file.
     try {
-      const master = Number(readFileSync(join(this.home, 'router', 'haproxy', 'haproxy.pid'), 'utf8').trim().split(/\s+/)[0]);
+      const master = Number(
+        readFileSync(join(this.home, 'router', 'haproxy', 'haproxy.pid'), 'utf8')
+          .trim()
+          .split(/\s+/)[0],
+      );
       if (Number.isInteger(master) && master > 1) process.kill(master, 'SIGKILL');
     } catch {
       // no HAProxy, or already gone
