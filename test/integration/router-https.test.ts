@@ -15,7 +15,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -25,6 +24,7 @@ import type tls from 'node:tls';
 import { allocatePort } from '../../src/os/ports.js';
 import { pebbleInstalled, startPebble, type Pebble } from '../../src/control/test-pebble.js';
 import { git, Harness, makeRepo, ROOT, tempDir, waitFor } from './harness.js';
+import { selfSigned } from '../../src/os/test-certs.js';
 
 const h = new Harness();
 const node = { name: 'n1', address: '127.0.0.2', home: '', proc: undefined as ChildProcess | undefined };
@@ -117,30 +117,8 @@ describe(
       pebble = await startPebble(routerPort, await allocatePort('127.0.0.1'));
       root = await pebble.rootPem();
       writeFileSync(join(dir, 'pebble-api.pem'), pebble.apiCaPem);
-      execFileSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:P-256',
-          '-nodes',
-          '-days',
-          '10',
-          '-keyout',
-          join(dir, 'mine.key'),
-          '-out',
-          join(dir, 'mine.crt'),
-          '-subj',
-          `/CN=${USER_HOST}`,
-          '-addext',
-          `subjectAltName=DNS:${USER_HOST}`,
-        ],
-        { stdio: 'ignore' },
-      );
-      user = { cert: readFileSync(join(dir, 'mine.crt'), 'utf8'), key: readFileSync(join(dir, 'mine.key'), 'utf8') };
+      const mine = selfSigned(dir, 'mine', [USER_HOST]);
+      user = { cert: mine.cert, key: mine.key };
       apiPort = await allocatePort('127.0.0.1');
       await h.startUp(serverEnv(httpsPort), 'server', { api: apiPort, router: routerPort });
       node.home = h.track(tempDir(node.name));

@@ -7,6 +7,7 @@
  * No timer asks for state: pages re-read what an event says has changed.
  */
 import { apiHeaders, api, ApiError, errorOf, signedOut } from './api.js';
+import { readSse } from './sse.js';
 
 export interface PilotEvent {
   id: number;
@@ -104,32 +105,10 @@ export class EventFeed {
     connected();
     this.error = undefined;
     this.setStatus('live');
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buf += value;
-      let end: number;
-      while ((end = buf.indexOf('\n\n')) >= 0) {
-        const frame = buf.slice(0, end);
-        buf = buf.slice(end + 2);
-        await this.frame(frame, signal);
-      }
-    }
+    await readSse(res, (kind, data) => this.frame(kind, data, signal));
   }
 
-  private async frame(frame: string, signal: AbortSignal): Promise<void> {
-    let kind = 'message';
-    let data = '';
-    for (const line of frame.split('\n')) {
-      if (line.startsWith(':')) continue; // heartbeat
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'event') kind = value;
-      else if (field === 'data') data += (data ? '\n' : '') + value;
-    }
+  private async frame(kind: string, data: string, signal: AbortSignal): Promise<void> {
     if (kind === 'reset') {
       await this.reload(signal);
       return;

@@ -1,6 +1,7 @@
 /** Data for pages: loaded from the API, re-read when the event feed says it changed (never on a timer). */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { apiHeaders, ApiError, errorOf, signedOut } from './api.js';
+import { readSse } from './sse.js';
 import { feed, type PilotEvent } from './events.js';
 
 export interface Loaded<T> {
@@ -98,17 +99,7 @@ export function useFigures<D, T>(
   useEffect(() => {
     const abort = new AbortController();
     const signal = abort.signal;
-    const frame = (text: string): void => {
-      let kind = 'message';
-      let data = '';
-      for (const line of text.split('\n')) {
-        if (line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (field === 'event') kind = value;
-        else if (field === 'data') data += (data ? '\n' : '') + value;
-      }
+    const frame = (kind: string, data: string): void => {
       if (!data) return;
       if (kind === 'traffic') {
         setLast(take(JSON.parse(data) as D));
@@ -121,18 +112,7 @@ export function useFigures<D, T>(
     const follow = async (): Promise<void> => {
       const res = await fetch(path, { credentials: 'same-origin', headers: apiHeaders({ accept: 'text/event-stream' }), signal });
       if (!res.ok || !res.body) throw await errorOf(res);
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buf = '';
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) return;
-        buf += value;
-        let end: number;
-        while ((end = buf.indexOf('\n\n')) >= 0) {
-          frame(buf.slice(0, end));
-          buf = buf.slice(end + 2);
-        }
-      }
+      await readSse(res, frame);
     };
     void (async () => {
       let backoff = 1000;
