@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import type { Route } from '../core/routes.js';
 import { PilotError } from '../core/errors.js';
 import { send, startUpstream, type Echo, type TestUpstream } from '../router/test-support.js';
-import { assignSlots, HaproxyRouter } from './haproxy-router.js';
+import { assignSlots, HaproxyRouter, upsFirst } from './haproxy-router.js';
 import { lfQuote, serverWeight } from './config.js';
 
 describe('haproxy: slots and quoting (pure)', () => {
@@ -91,6 +91,67 @@ describe('haproxy: no reload on a rollout, a reload on a new app, restarted afte
     assert.equal(r.health.reloads, reloads + 1);
     assert.equal(await who('blog.localhost'), 'b');
     assert.equal(await who(), 'a');
+  });
+
+  it('switches revisions (blue-green, 40 times) under a request loop with no request failed: new servers ready before old ones leave', async () => {
+    // Old and new revision in different slots: the switch is `s1 -> maint` and `s2 -> ready` in one batch.
+    await r.apply([shop([{ revision: 1, weight: 100, upstreams: [u(a)] }])]);
+    const reloads = r.health.reloads;
+    const loopClient = new Pool(r.url, { connections: 8 });
+    let running = true;
+    const failures: string[] = [];
+    let total = 0;
+    const loops = Array.from({ length: 8 }, async () => {
+      while (running) {
+        total++;
+        try {
+          const res = await loopClient.request({ path: '/', method: 'GET', headers: { host: 'shop.localhost' } });
+          const text = await res.body.text();
+          if (res.statusCode !== 200) failures.push(`${res.statusCode}: ${text.split('\n')[0]}`);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    });
+    try {
+      for (let k = 0; k < 40; k++) {
+        const [from, to] = k % 2 === 0 ? [a, b] : [b, a];
+        await r.apply([
+          shop([
+            { revision: 1 + (k % 2), weight: 0, upstreams: [u(from)] },
+            { revision: 2 - (k % 2), weight: 100, upstreams: [u(to)] },
+          ]),
+        ]);
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    } finally {
+      running = false;
+      await Promise.all(loops);
+      await loopClient.close();
+    }
+    assert.equal(r.health.reloads, reloads, 'switches go through the Runtime API');
+    assert.deepEqual(failures, [], `${failures.length} of ${total} requests failed`);
+  });
+
+  it('orders capacity-removing commands last', () => {
+    assert.deepEqual(
+      upsFirst([
+        'set server b/s1 weight 0',
+        'set server b/s1 state maint',
+        'set server b/s2 addr 1.2.3.4 port 5',
+        'set server b/s2 weight 200',
+        'set server b/s2 state ready',
+        'add map m k v',
+      ]),
+      [
+        'set server b/s2 addr 1.2.3.4 port 5',
+        'set server b/s2 weight 200',
+        'set server b/s2 state ready',
+        'add map m k v',
+        'set server b/s1 weight 0',
+        'set server b/s1 state maint',
+      ],
+    );
   });
 
   it('fails no request of a steady loop across 10 reloads (an http limit changing each time)', async () => {

@@ -449,9 +449,10 @@ export class HaproxyRouter {
     this.#apps = next;
     this.#pins = pins;
     if (cmds.length === 0) return;
+    const ordered = upsFirst(cmds);
     const errors: string[] = [];
-    for (let i = 0; i < cmds.length; i += RUNTIME_BATCH) {
-      const answer = await runtimeCommand(this.#admin, cmds.slice(i, i + RUNTIME_BATCH));
+    for (let i = 0; i < ordered.length; i += RUNTIME_BATCH) {
+      const answer = await runtimeCommand(this.#admin, ordered.slice(i, i + RUNTIME_BATCH));
       errors.push(...runtimeErrors(answer));
     }
     // The files follow a little later (a restart and a reload write them first anyway): rendering
@@ -546,6 +547,17 @@ export class HaproxyRouter {
       child.kill('SIGUSR1'); // soft stop: finish what is in flight
     });
   }
+}
+
+/**
+ * The commands that take serving capacity away (a server to weight 0 or to maint) after all the
+ * others, each group in its order. HAProxy serves requests between two commands of one batch, so a
+ * blue-green switch sent slot by slot (old to maint, then new to ready) left a moment with no usable
+ * server in the backend: 502 "no ready instance" under load. New servers are ready first now.
+ */
+export function upsFirst(cmds: readonly string[]): string[] {
+  const down = (c: string): boolean => / weight 0$/.test(c) || / state maint$/.test(c);
+  return [...cmds.filter((c) => !down(c)), ...cmds.filter(down)];
 }
 
 /** Runtime commands that turn slots `a` into slots `b` of backend `name`. */
