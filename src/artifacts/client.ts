@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from '../http/undici.js';
 import { fromBody, type PilotError, type ErrorBody, fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
