@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { PilotError, fail } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
 import type { Static } from '@sinclair/typebox';
-import { AGENT_PROTOCOL, type RegisterResponse, type NodeRuntimesSchema } from '../api/protocol.js';
+import { AGENT_PROTOCOL } from '../api/protocol-constants.js';
+import type { RegisterResponse, NodeRuntimesSchema } from '../api/protocol.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 
 type NodeRuntimes = Static<typeof NodeRuntimesSchema>;
