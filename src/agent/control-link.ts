@@ -117,7 +117,7 @@ export class ControlPlaneLink {
 
   private post<T>(path: string, token: string, body: unknown): Promise<T> {
     // A long poll is held up to 30 s: allow for it.
-    return new ApiClient(this.server, token).call<T>('POST', path, body, { timeoutMs: 40_000 });
+    return new ApiClient(this.server, token, 'node-http').call<T>('POST', path, body, { timeoutMs: 40_000 });
   }
 }
 
