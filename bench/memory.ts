@@ -56,7 +56,8 @@ async function idle(h: Harness): Promise<void> {
     const started = performance.now();
     while (performance.now() - started < IDLE_S * 1000) {
       await sleep(Math.min(2000, Math.max(0, IDLE_S * 1000 - (performance.now() - started))));
-      if (performance.now() - started >= (IDLE_S * 1000) / 2) for (const k of Object.keys(pids) as (keyof typeof pids)[]) samples[k].push(rssMb(pids[k]));
+      if (performance.now() - started >= (IDLE_S * 1000) / 2)
+        for (const k of Object.keys(pids) as (keyof typeof pids)[]) samples[k].push(rssMb(pids[k]));
     }
     const row = (k: keyof typeof pids): string => {
       const xs = samples[k].filter((x) => !Number.isNaN(x));

@@ -55,9 +55,8 @@ export class NodeRuntimeCache {
    */
   async binDirs(ref: NodeRuntimeRef): Promise<string[]> {
     const cache = await this.local(ref.digest);
-    const node = (
-      await cache.ensureFromRepository(ref.digest, { pkg: runtimePackage(nodePlatform()), version: ref.version }, this.client)
-    ).binDir;
+    const node = (await cache.ensureFromRepository(ref.digest, { pkg: runtimePackage(nodePlatform()), version: ref.version }, this.client))
+      .binDir;
     if (!ref.npm) return [node];
     const npm = await cache.ensureNpmFromRepository(ref.npm.digest, { version: ref.npm.version, nodeBinDir: node }, this.client);
     return [node, npm.binDir];

@@ -32,8 +32,14 @@ export type Pool = Undici.Pool;
 /** undici's Dispatcher type, with its namespace (ResponseData, DispatchHandler, …). */
 export type { Dispatcher } from 'undici';
 
-type RequestOpts = { dispatcher?: Undici.Dispatcher; agent?: unknown; path?: string; method?: string; body?: unknown } & Record<string, unknown>;
-const dispatcherRequest = api.request as (this: Undici.Dispatcher, opts: Record<string, unknown>) => Promise<Undici.Dispatcher.ResponseData>;
+type RequestOpts = { dispatcher?: Undici.Dispatcher; agent?: unknown; path?: string; method?: string; body?: unknown } & Record<
+  string,
+  unknown
+>;
+const dispatcherRequest = api.request as (
+  this: Undici.Dispatcher,
+  opts: Record<string, unknown>,
+) => Promise<Undici.Dispatcher.ResponseData>;
 
 /** undici's top-level `request(url, opts)`: the same checks, defaults and global dispatcher. */
 function requestImpl(url: unknown, opts?: RequestOpts | null): Promise<Undici.Dispatcher.ResponseData> {

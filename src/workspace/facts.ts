@@ -72,4 +72,3 @@ export function buildEnv(
 ): Record<string, string> {
   return composeBuildEnv(base, extra, path.dirname(process.execPath));
 }
-
