@@ -15,7 +15,7 @@ const layers = {
   api: ['core', 'store'],
   artifacts: ['core', 'disk', 'http'],
   docker: ['core', 'os', 'workspace', 'artifacts'],
-  router: ['core', 'os', 'api'],
+  router: ['core', 'os', 'http', 'api'],
   haproxy: ['core', 'os', 'router'],
   'node-runtime': ['core', 'os', 'workspace', 'store', 'api', 'artifacts'],
   agent: ['core', 'os', 'workspace', 'files', 'api', 'artifacts', 'docker', 'node-runtime'],

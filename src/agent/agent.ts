@@ -36,7 +36,7 @@ import { keepLogs, keepPerAppFromEnv, pruneStopped } from './stopped-logs.js';
 import { ProcessRuntime } from './runtimes/process-runtime.js';
 import { readPidFile } from './runtimes/pid-file.js';
 import { processVolumeEnv } from './volumes.js';
-import { readPackageJson, stringScripts } from '../workspace/facts.js';
+import { readPackageJson, stringScripts } from '../workspace/package-json.js';
 import type { InstanceHandle, Runtime } from './runtimes/runtime.js';
 import type { DockerNode } from './docker-node.js';
 import { engineReport, probeEngine, type EngineStatus } from '../docker/probe.js';

@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { PilotError, fail } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
 import type { Static } from '@sinclair/typebox';
-import { AGENT_PROTOCOL, type RegisterResponse, type NodeRuntimesSchema } from '../api/protocol.js';
+import { AGENT_PROTOCOL } from '../api/protocol-constants.js';
+import type { RegisterResponse, NodeRuntimesSchema } from '../api/protocol.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 
 type NodeRuntimes = Static<typeof NodeRuntimesSchema>;
@@ -116,7 +117,7 @@ export class ControlPlaneLink {
 
   private post<T>(path: string, token: string, body: unknown): Promise<T> {
     // A long poll is held up to 30 s: allow for it.
-    return new ApiClient(this.server, token).call<T>('POST', path, body, { timeoutMs: 40_000 });
+    return new ApiClient(this.server, token, 'node-http').call<T>('POST', path, body, { timeoutMs: 40_000 });
   }
 }
 

@@ -5,24 +5,48 @@
  * different versions side by side: each instance gets its own runtime's bin first on PATH, then the
  * bin of the npm paired with it (npm/<digest>, fetched the same way), so `npm start` runs that npm.
  */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ArtifactClient } from '../artifacts/client.js';
 import type { NodeRuntimeRef } from '../core/types.js';
-import { LocalRuntimeCache } from '../node-runtime/local-cache.js';
+import type { LocalRuntimeCache } from '../node-runtime/local-cache.js';
 import { nodePlatform, runtimePackage } from '../node-runtime/platform.js';
 
 export class NodeRuntimeCache {
-  private readonly cache: LocalRuntimeCache;
+  /**
+   * Loaded when an instance first pins a runtime: the cache's unpacking code (tar, semver) is
+   * memory an agent that never runs a pinned runtime does not pay for.
+   */
+  private cache: Promise<LocalRuntimeCache> | undefined;
+  private loaded: LocalRuntimeCache | undefined;
+  /** Digests asked for while the cache module loads: they count as fetching (the cache GC keeps them). */
+  private readonly waiting = new Map<string, number>();
 
   constructor(
-    dir: string,
+    private readonly dir: string,
     private readonly client: () => ArtifactClient,
   ) {
-    this.cache = new LocalRuntimeCache(dir);
+    // The folders the cache uses, made at start as before (the cache's constructor makes them too).
+    for (const d of ['tarballs', 'node', 'npm', 'downloads']) mkdirSync(join(dir, d), { recursive: true });
   }
 
   /** True while the runtime is being fetched or unpacked. */
   fetching(digest: string): boolean {
-    return this.cache.fetching(digest);
+    return this.waiting.has(digest) || (this.loaded?.fetching(digest) ?? false);
+  }
+
+  private async local(digest: string): Promise<LocalRuntimeCache> {
+    if (this.loaded) return this.loaded;
+    this.waiting.set(digest, (this.waiting.get(digest) ?? 0) + 1);
+    try {
+      this.cache ??= import('../node-runtime/local-cache.js').then(({ LocalRuntimeCache }) => new LocalRuntimeCache(this.dir));
+      this.loaded = await this.cache;
+      return this.loaded;
+    } finally {
+      const n = this.waiting.get(digest)! - 1;
+      if (n === 0) this.waiting.delete(digest);
+      else this.waiting.set(digest, n);
+    }
   }
 
   /**
@@ -30,11 +54,11 @@ export class NodeRuntimeCache {
    * unpacking and checking them first if needed.
    */
   async binDirs(ref: NodeRuntimeRef): Promise<string[]> {
-    const node = (
-      await this.cache.ensureFromRepository(ref.digest, { pkg: runtimePackage(nodePlatform()), version: ref.version }, this.client)
-    ).binDir;
+    const cache = await this.local(ref.digest);
+    const node = (await cache.ensureFromRepository(ref.digest, { pkg: runtimePackage(nodePlatform()), version: ref.version }, this.client))
+      .binDir;
     if (!ref.npm) return [node];
-    const npm = await this.cache.ensureNpmFromRepository(ref.npm.digest, { version: ref.npm.version, nodeBinDir: node }, this.client);
+    const npm = await cache.ensureNpmFromRepository(ref.npm.digest, { version: ref.npm.version, nodeBinDir: node }, this.client);
     return [node, npm.binDir];
   }
 }

@@ -7,7 +7,6 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactClient } from '../artifacts/client.js';
-import { extractArtifact } from '../artifacts/safe-extract.js';
 
 export class ReleaseCache {
   private readonly inflight = new Map<string, Promise<string>>();
@@ -40,6 +39,8 @@ export class ReleaseCache {
     const file = join(this.dir, 'downloads', `${digest.replace('sha256:', '')}.tgz`);
     try {
       await this.client().download(digest, file);
+      // tar loads with the first release this agent unpacks, not at start (an idle agent stays smaller).
+      const { extractArtifact } = await import('../artifacts/safe-extract.js');
       await extractArtifact(file, dest);
       return dest;
     } finally {

@@ -7,7 +7,7 @@
  */
 import { chmodSync, chownSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { volumeEnvName, type VolumeConfig } from '../core/app-config.js';
+import { volumeEnvName, type VolumeConfig } from '../core/volume-env.js';
 
 /** The process runtime's folder for an app's volume. */
 export const processVolumeDir = (home: string, app: string, name: string): string => join(home, 'volumes', app, name);

@@ -7,26 +7,46 @@ import { fromBody, type PilotError, fail } from '../core/errors.js';
 import type { ImageRef, NodeRuntimeRef, RunRecord, StepRecord } from '../core/types.js';
 import type { RolloutRecord, InstanceRecord } from '../store/store.js';
 import type { DeployPlanView } from './wire.js';
+import { httpCall } from './http-call.js';
 
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
     readonly token: string,
+    /**
+     * How `call` sends: the global fetch (default), or node:http (`'node-http'`, the agent's
+     * control link: no bundled undici and its WebAssembly parser in a long-running agent).
+     */
+    private readonly transport: 'fetch' | 'node-http' = 'fetch',
   ) {}
 
   // Global fetch, not the undici package: the CLI starts ~150 ms faster without loading it.
   async call<T>(method: string, path: string, body?: unknown, opts: { contentType?: string; timeoutMs?: number } = {}): Promise<T> {
     const raw = typeof body === 'string' ? body : body === undefined ? undefined : JSON.stringify(body);
-    const res = await this.send(method, path, {
+    const init: { headers: Record<string, string>; body?: string; signal: AbortSignal } = {
       headers: raw === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json' },
       ...(raw === undefined ? {} : { body: raw }),
       signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
-    });
-    const text = await res.text().catch((err: unknown) => {
-      throw this.unreachable(err);
-    });
+    };
+    let status: number;
+    let text: string;
+    if (this.transport === 'node-http') {
+      ({ status, text } = await httpCall(this.baseUrl + path, {
+        ...init,
+        method,
+        headers: { authorization: `Bearer ${this.token}`, ...init.headers },
+      }).catch((err: unknown) => {
+        throw this.unreachable(err);
+      }));
+    } else {
+      const res = await this.send(method, path, init);
+      status = res.status;
+      text = await res.text().catch((err: unknown) => {
+        throw this.unreachable(err);
+      });
+    }
     const json = parseJson(text);
-    if (res.status >= 400) throw fromBody((json as { error?: never } | undefined)?.error, `HTTP ${res.status} from ${method} ${path}`);
+    if (status >= 400) throw fromBody((json as { error?: never } | undefined)?.error, `HTTP ${status} from ${method} ${path}`);
     return (json ?? text) as T;
   }
 

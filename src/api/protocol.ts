@@ -4,9 +4,9 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-export const AGENT_PROTOCOL = 1;
-
-export const LABEL_KEY = '^[a-z][a-z0-9._/-]{0,62}$';
+// The constants live apart so the agent and the CLI read them without loading TypeBox.
+import { AGENT_PROTOCOL, LABEL_KEY } from './protocol-constants.js';
+export { AGENT_PROTOCOL, LABEL_KEY };
 
 const Name = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$' });
 

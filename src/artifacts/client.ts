@@ -6,13 +6,16 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from '../http/undici.js';
 import { fromBody, type PilotError, type ErrorBody, fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
 import { writeHashed } from './digest.js';
 
 type ResponseData = Dispatcher.ResponseData;
+
+/** undici's client, loaded with the first transfer: an idle agent does not hold it (~11 MB of RSS). */
+const undici = (): Promise<typeof import('../http/undici.js')> => import('../http/undici.js');
 
 export interface UploadMeta {
   readonly app?: string;
@@ -111,6 +114,7 @@ export class ArtifactClient {
   /** Ask the repository to re-check a digest ("ok", "missing" or "quarantined"); undefined when it cannot say. */
   async reportMismatch(digest: string): Promise<string | undefined> {
     try {
+      const { request } = await undici();
       const res = await request(`${this.url(digest)}/verify`, { method: 'POST', headers: { authorization: `Bearer ${this.token}` } });
       const text = await res.body.text();
       return res.statusCode === 200 ? (JSON.parse(text) as { state: string }).state : undefined;
@@ -129,6 +133,7 @@ export class ArtifactClient {
     opts: { headers?: Record<string, string>; body?: Readable } = {},
   ): Promise<ResponseData> {
     try {
+      const { request } = await undici();
       return await request(url, {
         method,
         headers: { authorization: `Bearer ${this.token}`, ...opts.headers },

@@ -15,7 +15,6 @@ import { normalizeRepo } from '../core/repo-url.js';
 import type { RunRecord } from '../core/types.js';
 import { ApiClient } from '../api/client.js';
 import type { SecretBox } from '../store/secret-box.js';
-import { runPipeline } from '../pipeline/runner.js';
 import type { AppRecord, Store } from '../store/store.js';
 import type { RunLedger } from './run-ledger.js';
 
@@ -125,6 +124,8 @@ export class RunWorker {
     log.info({ commit: run.commit, attempt: run.attempt }, 'run started');
     await this.status(app, run, 'pending', 'Pilot is deploying this commit');
     try {
+      // The pipeline (git, tar, yaml, the build steps) loads with the first run, not at start: an idle server stays smaller.
+      const { runPipeline } = await import('../pipeline/runner.js');
       const r = await runPipeline(
         {
           source: {

@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { fail } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
-import { LABEL_KEY } from '../api/protocol.js';
+import { LABEL_KEY } from '../api/protocol-constants.js';
 import { LogDestination } from '../control/log-destination.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { pilotHome } from './context.js';

@@ -18,11 +18,17 @@ const PILOT_VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', 
 const fail = async () => (await import('../core/errors.js')).fail;
 const reportError = async (err: unknown, json: boolean | undefined): Promise<void> => (await import('./context.js')).reportError(err, json);
 
-const up = async (o: UpOptions): Promise<void> => {
-  // A long-running server: a 2 MB young generation (default 16 MB) keeps idle memory ~15 MB lower.
-  // Set before the server's modules load, so the heap is sized that way from the start.
+/**
+ * A long-running process (server, agent): a 2 MB young generation (default 16 MB) keeps idle memory
+ * lower. Set before its modules load, so the heap is sized that way from the start; a
+ * --max-semi-space-size given to node itself wins.
+ */
+const smallYoungGeneration = async (): Promise<void> => {
   const v8 = await import('node:v8');
   if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) v8.setFlagsFromString('--max-semi-space-size=2');
+};
+const up = async (o: UpOptions): Promise<void> => {
+  await smallYoungGeneration();
   return (await import('./up.js')).up(o);
 };
 /** A command's function, loaded from its module only when the command runs. */
@@ -36,7 +42,7 @@ const appsModule = () => import('./apps.js');
 const runsModule = () => import('./runs.js');
 const nodesModule = () => import('./nodes.js');
 const tokensModule = () => import('./tokens.js');
-const agent = lazy(() => import('./agent.js'), 'agent');
+const agent = lazy(async () => (await smallYoungGeneration(), import('./agent.js')), 'agent');
 const run = lazy(() => import('./run.js'), 'run');
 const apps = lazy(appsModule, 'apps');
 const status = lazy(appsModule, 'status');

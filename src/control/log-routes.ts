@@ -7,7 +7,7 @@
  * Every line is prefixed `[instance id]` and masked with the app's secrets.
  */
 import type { FastifyInstance } from 'fastify';
-import { request } from 'undici';
+import { request } from '../http/undici.js';
 import { fail } from '../core/errors.js';
 import type { NodeRecord, Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';

@@ -8,7 +8,7 @@
  */
 import { connect } from 'node:net';
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
+import { Agent, request } from '../http/undici.js';
 import { DEFAULT_NODE_HEALTH, nodeStatus, type NodeHealthSettings } from '../core/node-health.js';
 import type { NodeStatus } from '../core/types.js';
 import type { NodeRecord, Store } from '../store/store.js';

@@ -7,7 +7,7 @@ import type { NodeRecord, NodeScheduling, Store } from '../store/store.js';
 import type { Reconciler } from './reconciler.js';
 import { hashToken, newToken } from '../api/auth.js';
 import { randomBytes } from 'node:crypto';
-import { request } from 'undici';
+import { request } from '../http/undici.js';
 import type { RouterView } from '../router/table-feed.js';
 import type { NodeView } from '../api/wire.js';
 

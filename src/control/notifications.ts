@@ -18,7 +18,7 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { request } from 'undici';
+import { request } from '../http/undici.js';
 import type { PilotEvent } from '../core/events.js';
 import {
   bodyFor,

@@ -26,7 +26,7 @@ import { registerRouterRoutes } from './router-routes.js';
 import { nodeRouterTraffic, registerTrafficRoutes, routerProcessTraffic } from './traffic-routes.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { registerBackupRoutes } from './backup-routes.js';
-import { request } from 'undici';
+import { request } from '../http/undici.js';
 import { authenticateNode, registerAgentRoutes } from './agent-routes.js';
 import { registerAppRoutes } from './app-routes.js';
 import { registerExperimentRoutes } from './experiment-routes.js';

@@ -20,7 +20,7 @@
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { request } from 'undici';
+import { request } from '../http/undici.js';
 import { fail, PilotError } from '../core/errors.js';
 import { toPilotError } from './http-errors.js';
 import { assertName } from '../core/names.js';

@@ -5,6 +5,8 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { fail } from './errors.js';
+import { splitCommand } from './split-command.js';
+import { volumeEnvName, type VolumeConfig } from './volume-env.js';
 import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { isValidName } from './names.js';
 import { resolveStrategy, StrategySchema, type Strategy } from './strategy.js';
@@ -292,14 +294,8 @@ export interface AppConfig {
   readonly volumes: readonly VolumeConfig[];
 }
 
-export interface VolumeConfig {
-  readonly name: string;
-  /** runtime docker: the mount point in the container. */
-  readonly path: string;
-}
-
-/** The variable that gives an instance its volume's path: data → PILOT_VOLUME_DATA, user-files → PILOT_VOLUME_USER_FILES. */
-export const volumeEnvName = (name: string): string => `PILOT_VOLUME_${name.toUpperCase().replaceAll('-', '_')}`;
+// In their own file so the agent reads them without loading TypeBox.
+export { volumeEnvName, type VolumeConfig };
 
 /** Resolve pilot.yaml volumes (default paths) and refuse duplicates and paths that would hide the system or the app. */
 function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
@@ -320,37 +316,8 @@ function resolveVolumes(input: AppConfigInput): VolumeConfig[] {
   return out;
 }
 
-/** Split a command string into argv: whitespace separates words, quotes group them. No shell. */
-export function splitCommand(cmd: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quote: '"' | "'" | null = null;
-  let inWord = false;
-  for (let i = 0; i < cmd.length; i++) {
-    const c = cmd[i]!;
-    if (quote) {
-      if (c === quote) quote = null;
-      else if (c === '\\' && quote === '"' && i + 1 < cmd.length) cur += cmd[++i];
-      else cur += c;
-    } else if (c === '"' || c === "'") {
-      quote = c;
-      inWord = true;
-    } else if (c === '\\' && i + 1 < cmd.length) {
-      cur += cmd[++i];
-      inWord = true;
-    } else if (/\s/.test(c)) {
-      if (inWord) out.push(cur);
-      cur = '';
-      inWord = false;
-    } else {
-      cur += c;
-      inWord = true;
-    }
-  }
-  if (quote) throw fail.unterminatedCommand({ quote, cmd });
-  if (inWord) out.push(cur);
-  return out;
-}
+// Re-exported: it lives in its own file so the agent splits commands without loading TypeBox.
+export { splitCommand };
 
 function toArgv(c: string | string[]): string[] {
   return typeof c === 'string' ? splitCommand(c) : [...c];

@@ -1,6 +1,6 @@
 /** How an app is started: pilot.yaml `run`, else the Procfile `web:` line, else `npm start`. Pure. */
 import { type PilotError, fail } from './errors.js';
-import { splitCommand } from './app-config.js';
+import { splitCommand } from './split-command.js';
 
 const PROCFILE_LINE = /^([A-Za-z0-9_-]+)\s*:\s*(.*)$/;
 /**

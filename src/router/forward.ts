@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../http/undici.js';
 import type { Balancer } from './balancer.js';
 import { BodyTooLargeError, limitBody } from './body-limit.js';
 import { sendError, sendTooLarge, upstreamFailed } from './error-responses.js';

@@ -8,7 +8,7 @@
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { request } from 'undici';
+import { request } from '../http/undici.js';
 import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
 import { admitRoutes, type RoutingTable, type Route } from './routing-table.js';
 import type { RouterSelf } from './table-feed.js';

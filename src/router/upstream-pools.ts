@@ -7,7 +7,7 @@
  * completion while the pool accepts nothing new. In-flight counts are kept by id, outside the
  * pools, so they stay observable during the drain and survive an id that comes back.
  */
-import { Pool } from 'undici';
+import { Pool } from '../http/undici.js';
 import type { Upstream } from './routing-table.js';
 
 export interface PoolTimeouts {
