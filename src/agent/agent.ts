@@ -418,7 +418,7 @@ export class Agent {
       this.syncing = false;
       if (this.syncAgain) {
         this.syncAgain = false;
-        setImmediate(() => void this.sync());
+        setImmediate(() => this.syncSoon());
       }
     }
   }
@@ -796,7 +796,12 @@ export class Agent {
 
   /** Report a change soon rather than at the next interval. */
   private kick(): void {
-    setImmediate(() => void this.sync());
+    setImmediate(() => this.syncSoon());
+  }
+
+  /** sync() catches its own failures; anything that still escapes (a bug) is logged, never an unhandled rejection. */
+  private syncSoon(): void {
+    this.sync().catch((err: unknown) => this.opts.log.error({ err }, 'sync failed unexpectedly'));
   }
 
   /**
