@@ -1,0 +1,157 @@
+/**
+ * Test support: a real PostgreSQL 15 (Debian's `postgresql`) started for one test file in a
+ * temporary folder, on a free loopback port and a private socket folder, and stopped by its pid at
+ * the end, even when the tests fail. As root it runs as the `postgres` user (PostgreSQL refuses
+ * root). Each test gets a database of its own (`createDatabase`), dropped by the test.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, closeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import pg from 'pg';
+
+const BIN = process.env.PILOT_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+
+export interface PgCluster {
+  readonly pid: number;
+  readonly port: number;
+  /** A new, empty database; its URL. */
+  createDatabase(): Promise<string>;
+  /** Drop a database made by createDatabase (its open connections are ended). */
+  dropDatabase(url: string): Promise<void>;
+  /** Stop the server (by pid) and remove its folder. */
+  stop(): Promise<void>;
+}
+
+/** The user PostgreSQL runs as: ourselves, or `postgres` when we are root. */
+function runAs(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
+  if (!line) return undefined;
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** Why PostgreSQL cannot run here, or undefined when it can. */
+export function postgresUnavailable(): string | undefined {
+  if (!existsSync(join(BIN, 'postgres')) || !existsSync(join(BIN, 'initdb')))
+    return `postgres: no PostgreSQL 15 in ${BIN} (apt-get install -y postgresql)`;
+  if (process.getuid?.() === 0 && runAs() === undefined)
+    return 'postgres: running as root and there is no postgres user to run PostgreSQL as';
+  return undefined;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Start a server; throws with its log when it does not come up within a minute. */
+export async function startPostgres(): Promise<PgCluster> {
+  const user = runAs();
+  const dir = mkdtempSync('/tmp/pilot-pg-');
+  if (user) chownSync(dir, user.uid, user.gid);
+  const data = join(dir, 'data');
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' };
+  const init = spawnSync(join(BIN, 'initdb'), ['-D', data, '-U', 'pilot', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync'], {
+    ...user,
+    env,
+    cwd: dir,
+    encoding: 'utf8',
+  });
+  if (init.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`initdb failed: ${init.stderr || init.stdout}`);
+  }
+  const port = await freePort();
+  const logFile = join(dir, 'postgres.log');
+  const log = openSync(logFile, 'a');
+  if (user) chownSync(logFile, user.uid, user.gid);
+  // fsync off: a throw-away cluster; the store's durability is PostgreSQL's, not under test here.
+  const args = [
+    '-D',
+    data,
+    '-p',
+    String(port),
+    '-k',
+    dir,
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    'fsync=off',
+    '-c',
+    'max_connections=300',
+  ];
+  const child: ChildProcess = spawn(join(BIN, 'postgres'), args, { ...user, env, cwd: dir, stdio: ['ignore', log, log] });
+  closeSync(log);
+  const pid = child.pid!;
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  // If this process dies without its after() hook, the server must not outlive it.
+  const onExit = (): void => {
+    if (!exited) process.kill(pid, 'SIGQUIT');
+  };
+  process.once('exit', onExit);
+  const admin = `postgres://pilot@127.0.0.1:${port}/postgres`;
+  const stop = async (): Promise<void> => {
+    process.removeListener('exit', onExit);
+    if (!exited) {
+      process.kill(pid, 'SIGINT'); // fast shutdown: ends the sessions, then exits
+      for (let i = 0; i < 200 && !exited; i++) await sleep(100);
+      if (!exited) process.kill(pid, 'SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const started = Date.now();
+  for (;;) {
+    const c = new pg.Client({ connectionString: admin });
+    try {
+      await c.connect();
+      await c.end();
+      break;
+    } catch {
+      await c.end().catch(() => undefined);
+      if (exited || Date.now() - started > 60_000) {
+        const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+        await stop();
+        throw new Error(`PostgreSQL did not start: ${text.slice(-2000)}`);
+      }
+      await sleep(100);
+    }
+  }
+  let n = 0;
+  const query = async (sql: string): Promise<void> => {
+    const c = new pg.Client({ connectionString: admin });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+  };
+  return {
+    pid,
+    port,
+    async createDatabase() {
+      const name = `pilot_t${process.pid}_${++n}`;
+      await query(`CREATE DATABASE ${name}`);
+      return `postgres://pilot@127.0.0.1:${port}/${name}`;
+    },
+    async dropDatabase(url) {
+      const name = new URL(url).pathname.slice(1);
+      if (!/^pilot_t\d+_\d+$/.test(name)) throw new Error(`not a test database: ${name}`);
+      await query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+    stop,
+  };
+}
