@@ -28,6 +28,15 @@ export function toPg(sql: string): string {
 }
 
 /**
+ * Statement arguments as PostgreSQL takes them. Its text cannot hold U+0000 (SQLite's can): a NUL
+ * in a value (an app's last output lines, a commit message) becomes U+FFFD, the replacement
+ * character, rather than failing the write (an agent's report, a webhook) again and again.
+ */
+export function pgArgs(args: readonly unknown[]): unknown[] {
+  return args.map((a) => (typeof a === 'string' && a.includes('\0') ? a.replaceAll('\0', '\uFFFD') : a));
+}
+
+/**
  * Result types: BIGINT (ids, wall-clock ms, counts, MAX()) read as a JavaScript number, as SQLite
  * gives them (every value the store keeps is below 2^53).
  */

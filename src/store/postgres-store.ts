@@ -16,7 +16,7 @@ import type { EventKind, NewEvent, PilotEvent } from '../core/events.js';
 import { EventBus } from './event-bus.js';
 import { PG_MIGRATIONS } from './postgres-migrations.js';
 import { PostgresNotify } from './postgres-notify.js';
-import { PG_TYPES, toPg } from './postgres-sql.js';
+import { PG_TYPES, pgArgs, toPg } from './postgres-sql.js';
 import { formatStickyBy, type StickyBy } from '../core/experiment.js';
 import type {
   NewNotifyDelivery,
@@ -269,7 +269,7 @@ export async function openPostgresStore(url: string): Promise<PostgresStore> {
     await client.end().catch(() => undefined);
     await listener.end().catch(() => undefined);
     if (isPilotError(err)) throw err;
-    throw fail.databaseUnopenable({ file: maskUrl(url), message: (err as Error).message }, { cause: err });
+    throw fail.postgresUnreachable({ url: maskUrl(url), message: (err as Error).message }, { cause: err });
   }
   const store = new PostgresStore(url, client, listener);
   await store.start();
@@ -285,7 +285,7 @@ async function migratePostgres(c: pg.Client): Promise<void> {
     await c.query('CREATE TABLE IF NOT EXISTS pilot_schema (one INTEGER PRIMARY KEY CHECK (one = 1), version INTEGER NOT NULL)');
     await c.query('INSERT INTO pilot_schema (one, version) VALUES (1, 0) ON CONFLICT DO NOTHING');
     const current = Number((await c.query<{ version: number }>('SELECT version FROM pilot_schema')).rows[0]!.version);
-    if (current > PG_MIGRATIONS.length) throw fail.databaseTooNew({ current, migrationsCount: PG_MIGRATIONS.length });
+    if (current > PG_MIGRATIONS.length) throw fail.postgresTooNew({ current, known: PG_MIGRATIONS.length });
     for (let v = current; v < PG_MIGRATIONS.length; v++) {
       await c.query(PG_MIGRATIONS[v]!);
       await c.query('UPDATE pilot_schema SET version = $1', [v + 1]);
@@ -430,14 +430,14 @@ export class PostgresStore implements Store {
   }
 
   private async one(sql: string, args: readonly unknown[] = []): Promise<Row | undefined> {
-    return (await this.client.query<Row>(toPg(sql), args as unknown[])).rows[0];
+    return (await this.client.query<Row>(toPg(sql), pgArgs(args))).rows[0];
   }
   private async many(sql: string, args: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.client.query<Row>(toPg(sql), args as unknown[])).rows;
+    return (await this.client.query<Row>(toPg(sql), pgArgs(args))).rows;
   }
   /** Run a statement: rows changed, and the id of the row an INSERT made (its RETURNING id). */
   private async exec(sql: string, args: readonly unknown[] = []): Promise<{ changes: number; id: number }> {
-    const r = await this.client.query<Row>(toPg(sql), args as unknown[]);
+    const r = await this.client.query<Row>(toPg(sql), pgArgs(args));
     return { changes: r.rowCount ?? 0, id: Number(r.rows[0]?.id ?? 0) };
   }
 
@@ -1661,16 +1661,16 @@ const BACKUP_FORMAT = 'pilot-postgres-backup';
 
 /** Load what `backup` wrote into the database at `url` (which must hold no Pilot state yet); returns a store on it. */
 export async function restorePostgresBackup(url: string, file: string): Promise<PostgresStore> {
-  const body = JSON.parse(await readFile(file, 'utf8')) as {
-    format?: string;
-    schema?: number;
-    tables?: Record<string, Row[]>;
-    sequences?: Record<string, number>;
-  };
-  if (body.format !== BACKUP_FORMAT || body.tables === undefined || body.schema === undefined) {
-    throw fail.databaseUnopenable({ file, message: 'not a backup of the PostgreSQL store' });
+  let body: { format?: string; schema?: number; tables?: Record<string, Row[]>; sequences?: Record<string, number> };
+  try {
+    body = JSON.parse(await readFile(file, 'utf8')) as typeof body;
+  } catch (err) {
+    throw fail.postgresBackupInvalid({ file, message: (err as Error).message }, { cause: err });
   }
-  if (body.schema > PG_MIGRATIONS.length) throw fail.databaseTooNew({ current: body.schema, migrationsCount: PG_MIGRATIONS.length });
+  if (body?.format !== BACKUP_FORMAT || typeof body.tables !== 'object' || typeof body.schema !== 'number') {
+    throw fail.postgresBackupInvalid({ file, message: `it is not of format ${BACKUP_FORMAT}` });
+  }
+  if (body.schema > PG_MIGRATIONS.length) throw fail.postgresTooNew({ current: body.schema, known: PG_MIGRATIONS.length });
   const store = await openPostgresStore(url);
   await store.load(body.tables, body.sequences ?? {});
   return store;

@@ -66,6 +66,22 @@ export const storeErrors = {
     code: 'experiment_conflict',
     message: (p: { id: number }) => `experiment #${p.id} is not running`,
   },
+  postgresUnreachable: {
+    code: 'internal',
+    message: (p: { url: string; message: string }) => `cannot use the PostgreSQL database ${p.url}: ${p.message}`,
+    hint: 'Check that PostgreSQL runs and accepts connections there (pg_isready -h HOST -p PORT), and the user, password and database name in the URL.',
+  },
+  postgresTooNew: {
+    code: 'internal',
+    message: (p: { current: number; known: number }) =>
+      `the PostgreSQL database is at schema version ${p.current}, newer than this Pilot (${p.known})`,
+    hint: 'Upgrade Pilot: every control plane on one database must be the same version or newer.',
+  },
+  postgresBackupInvalid: {
+    code: 'invalid_backup',
+    message: (p: { file: string; message: string }) => `${p.file} is not a backup of the PostgreSQL store: ${p.message}`,
+    hint: 'Give a file written by the PostgreSQL store\'s backup (a JSON document of format pilot-postgres-backup).',
+  },
   runChangedMeanwhile: {
     code: 'conflict',
     message: (p: { id: number; expected: string; actual: string }) =>
