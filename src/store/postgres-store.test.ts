@@ -22,11 +22,11 @@ const push = (app: string, delivery: string, commit: string, now = 10): WebhookP
   now,
 });
 const sha = (c: string): string => c.repeat(40);
-const until = async (what: string, ok: () => boolean, ms = 20_000): Promise<void> => {
+const until = async (what: string, ok: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> => {
   const end = Date.now() + ms;
-  while (!ok()) {
+  while (!(await ok())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 50));
   }
 };
 
@@ -255,6 +255,43 @@ if (unavailable !== undefined) {
           return true;
         });
       }
+    });
+
+    it('a database lost while in use: calls fail with a clear error, then work again when it is back, and every store hears events again', async (t) => {
+      const { open } = await fresh(t);
+      const a = await open();
+      const b = await open();
+      const heard: number[] = [];
+      b.subscribeEvents((e) => heard.push(...e.map((x) => x.id)));
+      const first = await a.enqueueWebhookRun(push('shop', 'd1', sha('a')));
+      await until('b to hear the first push', () => heard.length === 1);
+      await cluster.down();
+      try {
+        await assert.rejects(a.enqueueWebhookRun(push('shop', 'd2', sha('b'))), (e: unknown) => {
+          assert.ok(isPilotError(e), String(e));
+          assert.match(e.message, /cannot use the PostgreSQL database postgres:\/\/pilot@127\.0\.0\.1:\d+\/pilot_t\d+_\d+: /);
+          return true;
+        });
+        await assert.rejects(b.getRun(first.run.id), (e: unknown) => isPilotError(e));
+      } finally {
+        await cluster.up();
+      }
+      // Back: the next calls connect again; nothing committed before was lost, nothing refused was written.
+      assert.equal((await b.getRun(first.run.id))!.status, 'queued');
+      const second = await a.enqueueWebhookRun(push('shop', 'd2', sha('b')));
+      assert.equal(second.outcome, 'queued');
+      assert.deepEqual(
+        (await a.listRuns({ limit: 10 })).map((r) => [r.deliveryId, r.status]),
+        [
+          ['d2', 'queued'],
+          ['d1', 'superseded'],
+        ],
+      );
+      // b's listening connection came back by itself (within its back-off): it hears a's next writes.
+      await until('b to hear pushes after the restart', async () => {
+        await a.appendEvent({ time: 50, app: 'shop', kind: 'node.status', payload: { node: 'n1', status: 'up' } });
+        return heard.length > 1;
+      });
     });
 
     it('keeps hostile text byte for byte (quotes, SQL, placeholders, newlines, emoji, 64 KB)', async (t) => {

@@ -259,21 +259,50 @@ const pendingArtifactWrites = new Map<string, Promise<unknown>>();
 /** Open (creating the schema if needed) and migrate the PostgreSQL database at `url`. */
 export async function openPostgresStore(url: string): Promise<PostgresStore> {
   await pendingArtifactWrites.get(url);
-  const client = new pg.Client({ connectionString: url, types: PG_TYPES });
-  const listener = new pg.Client({ connectionString: url, types: PG_TYPES });
+  const client = await connect(url);
   try {
-    await client.connect();
-    await listener.connect();
     await migratePostgres(client);
   } catch (err) {
     await client.end().catch(() => undefined);
-    await listener.end().catch(() => undefined);
     if (isPilotError(err)) throw err;
     throw fail.postgresUnreachable({ url: maskUrl(url), message: (err as Error).message }, { cause: err });
   }
-  const store = new PostgresStore(url, client, listener);
-  await store.start();
+  const store = new PostgresStore(url, client);
+  try {
+    await store.start();
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   return store;
+}
+
+/**
+ * Whether a query failed because the connection went (the server stopped, the network broke) rather
+ * than for what the statement did: errors without an SQLSTATE, and classes 08 (connection) and 57P
+ * (the server shutting down or terminating the session).
+ */
+function connectionLost(err: unknown): boolean {
+  if (isPilotError(err) || !(err instanceof Error)) return false;
+  // The server's own errors (DatabaseError) carry a severity and an SQLSTATE; the driver's and the socket's do not.
+  if (!('severity' in err)) return true;
+  const code = String((err as { code?: unknown }).code ?? '');
+  return code.startsWith('08') || code.startsWith('57P');
+}
+
+/** A connected client; `postgresUnreachable` (the URL's password masked) when it cannot connect. */
+async function connect(url: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url, types: PG_TYPES, connectionTimeoutMillis: 10_000 });
+  // A connection lost later (the database restarted, the network went) must not end the process:
+  // its owner hears it ('error'/'end') and the call in flight fails with it.
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+  } catch (err) {
+    await c.end().catch(() => undefined);
+    throw fail.postgresUnreachable({ url: maskUrl(url), message: (err as Error).message }, { cause: err });
+  }
+  return c;
 }
 
 /** Apply the migrations a database lacks, each in its own transaction; refuse a database from a newer Pilot. */
@@ -341,8 +370,12 @@ const SEQUENCES: Record<string, string> = {
 const UNLOCKED = new Set([
   'constructor',
   'start',
+  'adopt',
+  'db',
+  'listen',
   'load',
   'locked',
+  'query',
   'background',
   'lastEventId',
   'one',
@@ -375,19 +408,24 @@ export class PostgresStore implements Store {
   private artifacts = new Map<string, ArtifactMeta>();
   private closed = false;
 
+  /** The connection calls run on; undefined once lost (the next call connects again). */
+  private conn: pg.Client | undefined;
+  /** The connection of the transaction in progress: its statements never move to a new connection. */
+  private txConn: pg.Client | undefined;
+  /** The LISTEN connection; connected again (with back-off) when lost. */
+  private listening: pg.Client | undefined;
+  private relisten: NodeJS.Timeout | undefined;
+  private closing = false;
+
   constructor(
     private readonly url: string,
-    private readonly client: pg.Client,
-    private readonly listener: pg.Client,
+    client: pg.Client,
   ) {
+    this.adopt(client);
     this.notify = new PostgresNotify(
       { one: (s, a) => this.one(s, a), many: (s, a) => this.many(s, a), exec: (s, a) => this.exec(s, a) },
       (fn) => this.write(fn),
     );
-    // A connection error after start-up (the database restarted, the network went) must not end the
-    // process: the next query fails with it and the caller sees the error.
-    client.on('error', () => undefined);
-    listener.on('error', () => undefined);
     // Every public method runs under the store's lock, one at a time on its one connection: a
     // method's reads and its write see one state, as better-sqlite3's synchronous calls do.
     for (const name of Object.getOwnPropertyNames(PostgresStore.prototype)) {
@@ -405,20 +443,73 @@ export class PostgresStore implements Store {
       const m = artifactFrom(r);
       this.artifacts.set(m.digest, m);
     }
-    this.listener.on('notification', (n) => {
+    await this.listen();
+  }
+
+  /** Use `c` for the calls until it is lost. */
+  private adopt(c: pg.Client): void {
+    this.conn = c;
+    const lost = (): void => {
+      if (this.conn === c) this.conn = undefined;
+      c.end().catch(() => undefined);
+    };
+    c.on('error', lost);
+    c.on('end', lost);
+  }
+
+  /** The calls' connection, connected again after a loss (`postgresUnreachable` while the database is away). */
+  private async db(): Promise<pg.Client> {
+    if (this.txConn) return this.txConn;
+    if (this.conn) return this.conn;
+    if (this.closed) throw fail.postgresUnreachable({ url: maskUrl(this.url), message: 'the store is closed' });
+    const c = await connect(this.url);
+    this.adopt(c);
+    return c;
+  }
+
+  /**
+   * LISTEN for other stores' batches on a connection of its own. When it is lost, it connects again
+   * (every second until it can); batches committed meanwhile are not replayed (readers re-read the feed).
+   */
+  private async listen(): Promise<void> {
+    const c = await connect(this.url);
+    if (this.closed) {
+      await c.end().catch(() => undefined);
+      return;
+    }
+    this.listening = c;
+    c.on('notification', (n) => {
       if (n.channel !== EVENTS_CHANNEL || n.payload === undefined) return;
       const p = JSON.parse(n.payload) as { origin: string; first: number; last: number };
       if (p.origin === this.origin) return;
       this.heard = this.heard.then(async () => {
         try {
-          const rows = await this.listener.query<Row>('SELECT * FROM events WHERE id BETWEEN $1 AND $2 ORDER BY id', [p.first, p.last]);
+          const rows = await c.query<Row>('SELECT * FROM events WHERE id BETWEEN $1 AND $2 ORDER BY id', [p.first, p.last]);
           this.bus.publish(rows.rows.map(eventFrom));
         } catch {
           // A listener that misses a batch re-reads the feed from the store (control/event-stream.ts does).
         }
       });
     });
-    await this.listener.query(`LISTEN ${EVENTS_CHANNEL}`);
+    let lost = false;
+    const again = (): void => {
+      if (lost) return;
+      lost = true;
+      c.end().catch(() => undefined);
+      if (this.listening === c) this.listening = undefined;
+      if (this.closed) return;
+      const retry = (): void => {
+        this.relisten = undefined;
+        if (this.closed) return;
+        this.listen().catch(() => {
+          if (!this.closed) this.relisten = setTimeout(retry, 1000).unref();
+        });
+      };
+      this.relisten = setTimeout(retry, 200).unref();
+    };
+    c.on('error', again);
+    c.on('end', again);
+    await c.query(`LISTEN ${EVENTS_CHANNEL}`);
   }
 
   /** Run `fn` under the store's lock (at once when the caller already holds it). */
@@ -429,15 +520,25 @@ export class PostgresStore implements Store {
     return run;
   }
 
+  /** Run one statement on the calls' connection; a lost connection is `postgresUnreachable`, like one that cannot be made. */
+  private async query(sql: string, args: readonly unknown[]): Promise<pg.QueryResult<Row>> {
+    const c = await this.db();
+    try {
+      return await c.query<Row>(toPg(sql), pgArgs(args));
+    } catch (err) {
+      if (connectionLost(err)) throw fail.postgresUnreachable({ url: maskUrl(this.url), message: (err as Error).message }, { cause: err });
+      throw err;
+    }
+  }
   private async one(sql: string, args: readonly unknown[] = []): Promise<Row | undefined> {
-    return (await this.client.query<Row>(toPg(sql), pgArgs(args))).rows[0];
+    return (await this.query(sql, args)).rows[0];
   }
   private async many(sql: string, args: readonly unknown[] = []): Promise<Row[]> {
-    return (await this.client.query<Row>(toPg(sql), pgArgs(args))).rows;
+    return (await this.query(sql, args)).rows;
   }
   /** Run a statement: rows changed, and the id of the row an INSERT made (its RETURNING id). */
   private async exec(sql: string, args: readonly unknown[] = []): Promise<{ changes: number; id: number }> {
-    const r = await this.client.query<Row>(toPg(sql), pgArgs(args));
+    const r = await this.query(sql, args);
     return { changes: r.rowCount ?? 0, id: Number(r.rows[0]?.id ?? 0) };
   }
 
@@ -451,21 +552,26 @@ export class PostgresStore implements Store {
     if (this.writeDepth > 0) return fn();
     this.writeDepth++;
     let out: T;
+    let c: pg.Client | undefined;
     try {
-      await this.client.query('BEGIN');
-      await this.client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
+      c = await this.db();
+      this.txConn = c;
+      await c.query('BEGIN');
+      await c.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
       out = await fn();
       if (this.unpublished.length > 0) {
         const payload = JSON.stringify({ origin: this.origin, first: this.unpublished[0]!.id, last: this.unpublished.at(-1)!.id });
-        await this.client.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, payload]);
+        await c.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, payload]);
       }
-      await this.client.query('COMMIT');
+      await c.query('COMMIT');
     } catch (err) {
       this.unpublished = [];
-      await this.client.query('ROLLBACK').catch(() => undefined);
+      await c?.query('ROLLBACK').catch(() => undefined);
+      if (connectionLost(err)) throw fail.postgresUnreachable({ url: maskUrl(this.url), message: (err as Error).message }, { cause: err });
       throw err;
     } finally {
       this.writeDepth--;
+      this.txConn = undefined;
     }
     if (this.unpublished.length > 0) {
       const batch = this.unpublished;
@@ -493,7 +599,7 @@ export class PostgresStore implements Store {
       for (const t of BACKUP_TABLES) {
         for (const row of tables[t] ?? []) {
           const cols = Object.keys(row);
-          await this.client.query(
+          await this.txConn!.query(
             `INSERT INTO ${t} (${cols.map((c) => `"${c.replaceAll('"', '""')}"`).join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
             cols.map((c) => row[c]),
           );
@@ -501,7 +607,7 @@ export class PostgresStore implements Store {
       }
       for (const [t, col] of Object.entries(SEQUENCES)) {
         const v = sequences[t] ?? 0;
-        await this.client.query(`SELECT setval('${t}_${col}_seq', $1, $2)`, [Math.max(v, 1), v > 0]);
+        await this.txConn!.query(`SELECT setval('${t}_${col}_seq', $1, $2)`, [Math.max(v, 1), v > 0]);
       }
     });
     for (const r of tables.artifacts ?? []) {
@@ -1630,16 +1736,17 @@ export class PostgresStore implements Store {
   async backup(file: string): Promise<void> {
     const tables: Record<string, Row[]> = {};
     const sequences: Record<string, number> = {};
-    await this.client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const c = await this.db();
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
-      for (const t of BACKUP_TABLES) tables[t] = (await this.client.query<Row>(`SELECT * FROM ${t}`)).rows;
+      for (const t of BACKUP_TABLES) tables[t] = (await c.query<Row>(`SELECT * FROM ${t}`)).rows;
       for (const [t, col] of Object.entries(SEQUENCES)) {
-        const r = (await this.client.query<Row>(`SELECT last_value, is_called FROM ${t}_${col}_seq`)).rows[0]!;
+        const r = (await c.query<Row>(`SELECT last_value, is_called FROM ${t}_${col}_seq`)).rows[0]!;
         sequences[t] = r.is_called === true ? Number(r.last_value) : 0;
       }
-      await this.client.query('COMMIT');
+      await c.query('COMMIT');
     } catch (err) {
-      await this.client.query('ROLLBACK').catch(() => undefined);
+      await c.query('ROLLBACK').catch(() => undefined);
       throw err;
     }
     const body = { format: BACKUP_FORMAT, schema: PG_MIGRATIONS.length, tables, sequences };
@@ -1648,11 +1755,16 @@ export class PostgresStore implements Store {
 
   /** Close the connections once the calls already queued (background writes included) are done. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing) return;
+    this.closing = true;
     this.queue = this.queue
-      .then(() => this.heard)
-      .then(() => Promise.all([this.client.end(), this.listener.end()]))
+      .then(() => {
+        // Closed once the calls queued before it ran (background artifact writes included).
+        this.closed = true;
+        if (this.relisten) clearTimeout(this.relisten);
+        return this.heard;
+      })
+      .then(() => Promise.all([this.conn?.end(), this.listening?.end()]))
       .catch(() => undefined);
   }
 }

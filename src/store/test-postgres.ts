@@ -19,6 +19,10 @@ export interface PgCluster {
   createDatabase(): Promise<string>;
   /** Drop a database made by createDatabase (its open connections are ended). */
   dropDatabase(url: string): Promise<void>;
+  /** Stop the server (its data stays), as a database lost while in use. */
+  down(): Promise<void>;
+  /** Start it again on the same folder and port. */
+  up(): Promise<void>;
   /** Stop the server (by pid) and remove its folder. */
   stop(): Promise<void>;
 }
@@ -75,7 +79,7 @@ export async function startPostgres(): Promise<PgCluster> {
   }
   const port = await freePort();
   const logFile = join(dir, 'postgres.log');
-  const log = openSync(logFile, 'a');
+  closeSync(openSync(logFile, 'a'));
   if (user) chownSync(logFile, user.uid, user.gid);
   // fsync off: a throw-away cluster; the store's durability is PostgreSQL's, not under test here.
   const args = [
@@ -92,43 +96,55 @@ export async function startPostgres(): Promise<PgCluster> {
     '-c',
     'max_connections=300',
   ];
-  const child: ChildProcess = spawn(join(BIN, 'postgres'), args, { ...user, env, cwd: dir, stdio: ['ignore', log, log] });
-  closeSync(log);
-  const pid = child.pid!;
-  let exited = false;
-  child.once('exit', () => (exited = true));
+  const admin = `postgres://pilot@127.0.0.1:${port}/postgres`;
+  let server: { pid: number; exited: boolean } | undefined;
   // If this process dies without its after() hook, the server must not outlive it.
   const onExit = (): void => {
-    if (!exited) process.kill(pid, 'SIGQUIT');
+    if (server && !server.exited) process.kill(server.pid, 'SIGQUIT');
   };
   process.once('exit', onExit);
-  const admin = `postgres://pilot@127.0.0.1:${port}/postgres`;
+
+  /** Stop the server by pid: fast shutdown (ends the sessions), SIGKILL after 20 s. */
+  const halt = async (): Promise<void> => {
+    const s = server;
+    if (!s || s.exited) return;
+    process.kill(s.pid, 'SIGINT');
+    for (let i = 0; i < 200 && !s.exited; i++) await sleep(100);
+    if (!s.exited) process.kill(s.pid, 'SIGKILL');
+    for (let i = 0; i < 50 && !s.exited; i++) await sleep(100);
+  };
   const stop = async (): Promise<void> => {
+    await halt();
     process.removeListener('exit', onExit);
-    if (!exited) {
-      process.kill(pid, 'SIGINT'); // fast shutdown: ends the sessions, then exits
-      for (let i = 0; i < 200 && !exited; i++) await sleep(100);
-      if (!exited) process.kill(pid, 'SIGKILL');
-    }
     rmSync(dir, { recursive: true, force: true });
   };
-  const started = Date.now();
-  for (;;) {
-    const c = new pg.Client({ connectionString: admin });
-    try {
-      await c.connect();
-      await c.end();
-      break;
-    } catch {
-      await c.end().catch(() => undefined);
-      if (exited || Date.now() - started > 60_000) {
-        const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
-        await stop();
-        throw new Error(`PostgreSQL did not start: ${text.slice(-2000)}`);
+  /** Start the server and wait until it accepts connections. */
+  const boot = async (): Promise<void> => {
+    const log = openSync(logFile, 'a');
+    const child: ChildProcess = spawn(join(BIN, 'postgres'), args, { ...user, env, cwd: dir, stdio: ['ignore', log, log] });
+    closeSync(log);
+    const s = { pid: child.pid!, exited: false };
+    server = s;
+    child.once('exit', () => (s.exited = true));
+    const started = Date.now();
+    for (;;) {
+      const c = new pg.Client({ connectionString: admin });
+      try {
+        await c.connect();
+        await c.end();
+        return;
+      } catch {
+        await c.end().catch(() => undefined);
+        if (s.exited || Date.now() - started > 60_000) {
+          const text = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
+          await stop();
+          throw new Error(`PostgreSQL did not start: ${text.slice(-2000)}`);
+        }
+        await sleep(100);
       }
-      await sleep(100);
     }
-  }
+  };
+  await boot();
   let n = 0;
   const query = async (sql: string): Promise<void> => {
     const c = new pg.Client({ connectionString: admin });
@@ -140,8 +156,12 @@ export async function startPostgres(): Promise<PgCluster> {
     }
   };
   return {
-    pid,
+    get pid() {
+      return server!.pid;
+    },
     port,
+    down: halt,
+    up: boot,
     async createDatabase() {
       const name = `pilot_t${process.pid}_${++n}`;
       await query(`CREATE DATABASE ${name}`);
