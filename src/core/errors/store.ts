@@ -80,7 +80,7 @@ export const storeErrors = {
   postgresBackupInvalid: {
     code: 'invalid_backup',
     message: (p: { file: string; message: string }) => `${p.file} is not a backup of the PostgreSQL store: ${p.message}`,
-    hint: 'Give a file written by the PostgreSQL store\'s backup (a JSON document of format pilot-postgres-backup).',
+    hint: "Give a file written by the PostgreSQL store's backup (a JSON document of format pilot-postgres-backup).",
   },
   runChangedMeanwhile: {
     code: 'conflict',
