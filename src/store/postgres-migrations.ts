@@ -5,14 +5,24 @@
  * bump, under an advisory lock, so replicas starting together migrate once.
  *
  * Migration 1 is the SQLite schema as of its migration 14 ("notifications"), in PostgreSQL's
- * types: ids BIGSERIAL, integers and wall-clock ms BIGINT, REAL as DOUBLE PRECISION, text in the
- * "C" collation (byte order, as SQLite compares) so every ORDER BY gives the same order on both
- * stores. `registries.ord` stands in for SQLite's rowid (the tie-break of listRegistries). A
+ * types: integers and wall-clock ms BIGINT, REAL as DOUBLE PRECISION, text in the "C" collation
+ * (byte order, as SQLite compares) so every ORDER BY gives the same order on both stores.
+ * Generated ids come from `pilot_next_id(table)`, a counter row per table in `pilot_ids`, not from
+ * sequences: like SQLite's AUTOINCREMENT (sqlite_sequence) it is transactional, so a refused or
+ * rolled-back insert uses up no id, and an id is never given twice, also after its row is deleted.
+ * `registries.ord` stands in for SQLite's rowid (the tie-break of listRegistries). A
  * migration appended to migrations.ts needs its PostgreSQL twin appended here.
  */
 export const PG_MIGRATIONS: readonly string[] = [
   // 1: everything up to SQLite's migration 14
   `
+  CREATE TABLE pilot_ids (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    last BIGINT NOT NULL
+  );
+  CREATE FUNCTION pilot_next_id(t TEXT) RETURNS BIGINT LANGUAGE sql VOLATILE AS $$
+    INSERT INTO pilot_ids (name, last) VALUES (t, 1) ON CONFLICT (name) DO UPDATE SET last = pilot_ids.last + 1 RETURNING last
+  $$;
 
   CREATE TABLE apps (
     name TEXT COLLATE "C" PRIMARY KEY,
@@ -34,7 +44,7 @@ export const PG_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (app, number)
   );
   CREATE TABLE rollouts (
-    id BIGSERIAL PRIMARY KEY,
+    id BIGINT PRIMARY KEY DEFAULT pilot_next_id('rollouts'),
     app TEXT COLLATE "C" NOT NULL REFERENCES apps(name),
     from_revision BIGINT,
     to_revision BIGINT NOT NULL,
@@ -72,7 +82,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE INDEX instances_app ON instances(app);
   CREATE INDEX instances_node ON instances(node_id);
   CREATE TABLE runs (
-    id BIGSERIAL PRIMARY KEY,
+    id BIGINT PRIMARY KEY DEFAULT pilot_next_id('runs'),
     app TEXT COLLATE "C" NOT NULL,
     trigger TEXT COLLATE "C" NOT NULL,
     commit_sha TEXT COLLATE "C",
@@ -167,7 +177,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE secrets ADD COLUMN scope TEXT COLLATE "C" NOT NULL DEFAULT 'run';
   ALTER TABLE apps ADD COLUMN replicas_source TEXT COLLATE "C" NOT NULL DEFAULT 'config';
   CREATE TABLE events (
-    id BIGSERIAL PRIMARY KEY,
+    id BIGINT PRIMARY KEY DEFAULT pilot_next_id('events'),
     time BIGINT NOT NULL,
     app TEXT COLLATE "C",
     kind TEXT COLLATE "C" NOT NULL,
@@ -186,7 +196,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   ALTER TABLE rollouts ADD COLUMN command TEXT COLLATE "C";
   ALTER TABLE rollouts ADD COLUMN verdict TEXT COLLATE "C";
   CREATE TABLE experiments (
-    id BIGSERIAL PRIMARY KEY,
+    id BIGINT PRIMARY KEY DEFAULT pilot_next_id('experiments'),
     app TEXT COLLATE "C" NOT NULL,
     control_revision BIGINT NOT NULL,
     variant_revision BIGINT NOT NULL,
@@ -219,7 +229,7 @@ export const PG_MIGRATIONS: readonly string[] = [
     created_at BIGINT NOT NULL
   );
   CREATE TABLE notify_endpoints (
-    id BIGSERIAL PRIMARY KEY,
+    id BIGINT PRIMARY KEY DEFAULT pilot_next_id('notify_endpoints'),
     app TEXT COLLATE "C" NOT NULL,
     kind TEXT COLLATE "C" NOT NULL,
     url_sealed TEXT COLLATE "C" NOT NULL,
@@ -231,7 +241,7 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX notify_endpoints_app ON notify_endpoints (app);
   CREATE TABLE notify_deliveries (
-    id BIGSERIAL PRIMARY KEY,
+    id BIGINT PRIMARY KEY DEFAULT pilot_next_id('notify_deliveries'),
     endpoint_id BIGINT NOT NULL,
     app TEXT COLLATE "C" NOT NULL,
     event TEXT COLLATE "C" NOT NULL,
@@ -259,6 +269,6 @@ export const PG_MIGRATIONS: readonly string[] = [
     id BIGINT PRIMARY KEY CHECK (id = 1),
     last_event BIGINT NOT NULL
   );
-    ALTER TABLE registries ADD COLUMN ord BIGSERIAL;
+  ALTER TABLE registries ADD COLUMN ord BIGINT NOT NULL DEFAULT pilot_next_id('registries');
   `,
 ];

@@ -113,6 +113,12 @@ export class PostgresNotify {
     return this.write(async () => {
       const out: NotifyDeliveryRecord[] = [];
       for (const x of d) {
+        // Skipped before the INSERT: ON CONFLICT DO NOTHING would still use up an id (pilot_ids), SQLite's INSERT OR IGNORE does not.
+        if (
+          x.eventId !== undefined &&
+          (await this.one('SELECT 1 AS k FROM notify_deliveries WHERE endpoint_id = ? AND event_id = ?', [x.endpointId, x.eventId]))
+        )
+          continue;
         const info = await this.exec(
           `INSERT OR IGNORE INTO notify_deliveries (endpoint_id, app, event, event_id, body, status, attempts, next_attempt_at, created_at, updated_at)
            VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`,

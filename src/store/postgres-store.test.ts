@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { resolveAppConfig } from '../core/app-config.js';
 import { isPilotError } from '../core/errors.js';
 import type { PilotEvent } from '../core/events.js';
 import { PG_MIGRATIONS } from './postgres-migrations.js';
@@ -292,6 +293,21 @@ if (unavailable !== undefined) {
         await a.appendEvent({ time: 50, app: 'shop', kind: 'node.status', payload: { node: 'n1', status: 'up' } });
         return heard.length > 1;
       });
+    });
+
+    it('a refused or rolled-back insert uses up no id, and ids are never given twice, also after their rows are deleted (as AUTOINCREMENT)', async (t) => {
+      const { open } = await fresh(t);
+      const s = await open();
+      // Found by the differential test: a rollout of an unknown app is refused (foreign key) and must not take id 1.
+      await assert.rejects(s.createRollout({ app: 'ghost', fromRevision: undefined, toRevision: 1, startedAt: 1 }));
+      await s.upsertApp('web', resolveAppConfig({}, 'web'), 1);
+      assert.equal((await s.createRollout({ app: 'web', fromRevision: undefined, toRevision: 1, startedAt: 2 })).id, 1);
+      // Events: trimmed away, their ids stay given.
+      for (let i = 0; i < 5; i++) await s.appendEvent({ time: i, app: 'web', kind: 'node.status', payload: { i } });
+      const before = await s.eventBounds();
+      assert.equal(await s.trimEvents({ keep: 0, before: 100 }), before.lastId);
+      assert.deepEqual(await s.eventBounds(), { lastId: before.lastId, trimmedThrough: before.lastId });
+      assert.equal((await s.appendEvent({ time: 9, app: 'web', kind: 'node.status', payload: {} })).id, before.lastId + 1);
     });
 
     it('keeps hostile text byte for byte (quotes, SQL, placeholders, newlines, emoji, 64 KB)', async (t) => {

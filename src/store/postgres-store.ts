@@ -355,16 +355,8 @@ const BACKUP_TABLES = [
   'notify_deliveries',
   'notify_attempts',
   'notify_cursor',
+  'pilot_ids',
 ] as const;
-const SEQUENCES: Record<string, string> = {
-  rollouts: 'id',
-  runs: 'id',
-  events: 'id',
-  experiments: 'id',
-  notify_endpoints: 'id',
-  notify_deliveries: 'id',
-  registries: 'ord',
-};
 
 /** Methods that do not take the store's lock: the lock itself, its helpers, the synchronous ones. */
 const UNLOCKED = new Set([
@@ -376,6 +368,8 @@ const UNLOCKED = new Set([
   'load',
   'locked',
   'query',
+  'enqueueWebhookRun',
+  'flushPushes',
   'background',
   'lastEventId',
   'one',
@@ -593,8 +587,8 @@ export class PostgresStore implements Store {
     this.unpublished.push({ id: info.id, time, app, kind, payload });
   }
 
-  /** Insert a backup's rows into this (empty) database in one transaction and move the sequences past them. */
-  async load(tables: Record<string, Row[]>, sequences: Record<string, number>): Promise<void> {
+  /** Insert a backup's rows into this (empty) database in one transaction (id counters included: `pilot_ids`). */
+  async load(tables: Record<string, Row[]>): Promise<void> {
     await this.write(async () => {
       for (const t of BACKUP_TABLES) {
         for (const row of tables[t] ?? []) {
@@ -604,10 +598,6 @@ export class PostgresStore implements Store {
             cols.map((c) => row[c]),
           );
         }
-      }
-      for (const [t, col] of Object.entries(SEQUENCES)) {
-        const v = sequences[t] ?? 0;
-        await this.txConn!.query(`SELECT setval('${t}_${col}_seq', $1, $2)`, [Math.max(v, 1), v > 0]);
       }
     });
     for (const r of tables.artifacts ?? []) {
@@ -1172,9 +1162,34 @@ export class PostgresStore implements Store {
     return rows.map(runFrom);
   }
 
-  /** Durably queue a push: committed (synchronous_commit, PostgreSQL's default) before it resolves. */
-  async enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult> {
-    return this.write(() => this.enqueueOne(p));
+  /**
+   * Group commit, as on SQLite: every push that arrives in one event-loop turn is written in one
+   * transaction (one WAL flush for N deliveries), and each caller is answered only after that commit
+   * (synchronous_commit on, PostgreSQL's default). A failed commit fails every push of the batch.
+   */
+  enqueueWebhookRun(p: WebhookPush): Promise<EnqueueResult> {
+    return new Promise((resolve, reject) => {
+      this.pendingPushes.push({ p, resolve, reject });
+      if (this.pendingPushes.length === 1) setImmediate(() => void this.flushPushes());
+    });
+  }
+  private pendingPushes: { p: WebhookPush; resolve: (r: EnqueueResult) => void; reject: (e: unknown) => void }[] = [];
+
+  private async flushPushes(): Promise<void> {
+    const batch = this.pendingPushes;
+    this.pendingPushes = [];
+    try {
+      const results = await this.locked(() =>
+        this.write(async () => {
+          const out: EnqueueResult[] = [];
+          for (const b of batch) out.push(await this.enqueueOne(b.p));
+          return out;
+        }),
+      );
+      batch.forEach((b, i) => b.resolve(results[i]!));
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+    }
   }
 
   private async enqueueOne(p: WebhookPush): Promise<EnqueueResult> {
@@ -1701,13 +1716,13 @@ export class PostgresStore implements Store {
     return rows.map(eventFrom).reverse();
   }
   async eventBounds(): Promise<EventBounds> {
-    // The sequence keeps the highest id ever given, even once its row is deleted (as sqlite_sequence does).
+    // The counter keeps the highest id ever given, even once its row is deleted (as sqlite_sequence does).
     const trim = (await this.one('SELECT through FROM event_trim WHERE one = 1')) as { through: number } | undefined;
     return { lastId: await this.lastEventId(), trimmedThrough: trim?.through ?? 0 };
   }
   private async lastEventId(): Promise<number> {
-    const seq = (await this.one(`SELECT last_value, is_called FROM events_id_seq`))!;
-    return seq.is_called === true ? Number(seq.last_value) : 0;
+    const r = await this.one(`SELECT last FROM pilot_ids WHERE name = 'events'`);
+    return (r?.last as number | undefined) ?? 0;
   }
   async trimEvents(p: { keep: number; before: number }): Promise<number> {
     return this.write(async () => {
@@ -1731,25 +1746,20 @@ export class PostgresStore implements Store {
   /**
    * A consistent copy of the whole state while in use: every table read in one REPEATABLE READ
    * transaction (one snapshot), written as JSON (owner-only: it holds sealed secrets) with the
-   * sequences' positions; `restorePostgresBackup` loads it into an empty database.
+   * id counters; `restorePostgresBackup` loads it into an empty database.
    */
   async backup(file: string): Promise<void> {
     const tables: Record<string, Row[]> = {};
-    const sequences: Record<string, number> = {};
     const c = await this.db();
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
       for (const t of BACKUP_TABLES) tables[t] = (await c.query<Row>(`SELECT * FROM ${t}`)).rows;
-      for (const [t, col] of Object.entries(SEQUENCES)) {
-        const r = (await c.query<Row>(`SELECT last_value, is_called FROM ${t}_${col}_seq`)).rows[0]!;
-        sequences[t] = r.is_called === true ? Number(r.last_value) : 0;
-      }
       await c.query('COMMIT');
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);
       throw err;
     }
-    const body = { format: BACKUP_FORMAT, schema: PG_MIGRATIONS.length, tables, sequences };
+    const body = { format: BACKUP_FORMAT, schema: PG_MIGRATIONS.length, tables };
     await writeFile(file, JSON.stringify(body), { mode: 0o600 });
   }
 
@@ -1773,7 +1783,7 @@ const BACKUP_FORMAT = 'pilot-postgres-backup';
 
 /** Load what `backup` wrote into the database at `url` (which must hold no Pilot state yet); returns a store on it. */
 export async function restorePostgresBackup(url: string, file: string): Promise<PostgresStore> {
-  let body: { format?: string; schema?: number; tables?: Record<string, Row[]>; sequences?: Record<string, number> };
+  let body: { format?: string; schema?: number; tables?: Record<string, Row[]> };
   try {
     body = JSON.parse(await readFile(file, 'utf8')) as typeof body;
   } catch (err) {
@@ -1784,6 +1794,6 @@ export async function restorePostgresBackup(url: string, file: string): Promise<
   }
   if (body.schema > PG_MIGRATIONS.length) throw fail.postgresTooNew({ current: body.schema, known: PG_MIGRATIONS.length });
   const store = await openPostgresStore(url);
-  await store.load(body.tables, body.sequences ?? {});
+  await store.load(body.tables);
   return store;
 }

@@ -61,7 +61,7 @@ async function freePort(): Promise<number> {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Start a server; throws with its log when it does not come up within a minute. */
-export async function startPostgres(): Promise<PgCluster> {
+export async function startPostgres(opts: { fsync?: boolean } = {}): Promise<PgCluster> {
   const user = runAs();
   const dir = mkdtempSync('/tmp/pilot-pg-');
   if (user) chownSync(dir, user.uid, user.gid);
@@ -81,7 +81,8 @@ export async function startPostgres(): Promise<PgCluster> {
   const logFile = join(dir, 'postgres.log');
   closeSync(openSync(logFile, 'a'));
   if (user) chownSync(logFile, user.uid, user.gid);
-  // fsync off: a throw-away cluster; the store's durability is PostgreSQL's, not under test here.
+  // fsync off by default: a throw-away cluster; the store's durability is PostgreSQL's, not under test
+  // here (benchmarks turn it on).
   const args = [
     '-D',
     data,
@@ -92,7 +93,7 @@ export async function startPostgres(): Promise<PgCluster> {
     '-c',
     'listen_addresses=127.0.0.1',
     '-c',
-    'fsync=off',
+    `fsync=${opts.fsync === true ? 'on' : 'off'}`,
     '-c',
     'max_connections=300',
   ];
