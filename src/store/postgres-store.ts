@@ -332,8 +332,8 @@ const WRITE_LOCK = 0x70696c02;
 /** The channel that carries committed event batches to every store on the database. */
 const EVENTS_CHANNEL = 'pilot_events';
 
-/** Tables copied by backup(), in an order that satisfies their foreign keys; with the sequence of each id column. */
-const BACKUP_TABLES = [
+/** Every table of the state (not pilot_schema), in an order that satisfies the foreign keys. */
+export const PG_TABLES = [
   'apps',
   'revisions',
   'rollouts',
@@ -590,12 +590,16 @@ export class PostgresStore implements Store {
   /** Insert a backup's rows into this (empty) database in one transaction (id counters included: `pilot_ids`). */
   async load(tables: Record<string, Row[]>): Promise<void> {
     await this.write(async () => {
-      for (const t of BACKUP_TABLES) {
+      for (const t of PG_TABLES) {
+        const some = await this.txConn!.query(`SELECT 1 FROM ${t} LIMIT 1`);
+        if (some.rows.length > 0) throw fail.postgresTargetNotEmpty({ url: maskUrl(this.url), table: t });
+      }
+      for (const t of PG_TABLES) {
         for (const row of tables[t] ?? []) {
           const cols = Object.keys(row);
           await this.txConn!.query(
             `INSERT INTO ${t} (${cols.map((c) => `"${c.replaceAll('"', '""')}"`).join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`,
-            cols.map((c) => row[c]),
+            pgArgs(cols.map((c) => row[c])),
           );
         }
       }
@@ -1753,7 +1757,7 @@ export class PostgresStore implements Store {
     const c = await this.db();
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
-      for (const t of BACKUP_TABLES) tables[t] = (await c.query<Row>(`SELECT * FROM ${t}`)).rows;
+      for (const t of PG_TABLES) tables[t] = (await c.query<Row>(`SELECT * FROM ${t}`)).rows;
       await c.query('COMMIT');
     } catch (err) {
       await c.query('ROLLBACK').catch(() => undefined);

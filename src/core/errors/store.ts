@@ -82,6 +82,18 @@ export const storeErrors = {
     message: (p: { file: string; message: string }) => `${p.file} is not a backup of the PostgreSQL store: ${p.message}`,
     hint: "Give a file written by the PostgreSQL store's backup (a JSON document of format pilot-postgres-backup).",
   },
+  postgresTargetNotEmpty: {
+    code: 'conflict',
+    message: (p: { url: string; table: string }) =>
+      `the PostgreSQL database ${p.url} already holds Pilot state (table ${p.table} has rows)`,
+    hint: 'Restore or copy into a new, empty database (createdb NAME), or drop the one that is there if it is not needed.',
+  },
+  postgresCopyMismatch: {
+    code: 'internal',
+    message: (p: { table: string; detail: string }) =>
+      `the copy of table ${p.table} into PostgreSQL does not match the source: ${p.detail}`,
+    hint: 'Nothing was changed in the source. Drop the target database and copy again; if it happens again, report it with the table named.',
+  },
   runChangedMeanwhile: {
     code: 'conflict',
     message: (p: { id: number; expected: string; actual: string }) =>
