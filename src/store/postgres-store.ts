@@ -372,6 +372,7 @@ const UNLOCKED = new Set([
   'flushPushes',
   'background',
   'lastEventId',
+  'publish',
   'one',
   'many',
   'exec',
@@ -398,6 +399,17 @@ export class PostgresStore implements Store {
   private readonly origin = randomUUID();
   /** Batches heard from other stores are read and published in the order they were notified. */
   private heard: Promise<void> = Promise.resolve();
+  /**
+   * The highest event id published on this store's bus. Subscribers hear ids in increasing order,
+   * each once: a batch heard late (its NOTIFY still on the way when this store committed a later
+   * one) has been published already, by the gap fill of that later write, and is skipped.
+   */
+  private published = 0;
+  /**
+   * Set from the moment a write sends COMMIT until it has published its events: a batch heard
+   * meanwhile may hold later ids and waits, or it would pass this store's own batch by.
+   */
+  private committing: Promise<void> | undefined;
   /** Artifact metadata, in memory: the Store's artifact methods are synchronous (see putArtifactMeta). */
   private artifacts = new Map<string, ArtifactMeta>();
   private closed = false;
@@ -437,6 +449,7 @@ export class PostgresStore implements Store {
       const m = artifactFrom(r);
       this.artifacts.set(m.digest, m);
     }
+    this.published = await this.lastEventId();
     await this.listen();
   }
 
@@ -479,7 +492,8 @@ export class PostgresStore implements Store {
       this.heard = this.heard.then(async () => {
         try {
           const rows = await c.query<Row>('SELECT * FROM events WHERE id BETWEEN $1 AND $2 ORDER BY id', [p.first, p.last]);
-          this.bus.publish(rows.rows.map(eventFrom));
+          while (this.committing) await this.committing;
+          this.publish(rows.rows.map(eventFrom));
         } catch {
           // A listener that misses a batch re-reads the feed from the store (control/event-stream.ts does).
         }
@@ -547,6 +561,7 @@ export class PostgresStore implements Store {
     this.writeDepth++;
     let out: T;
     let c: pg.Client | undefined;
+    let committed = (): void => {};
     try {
       c = await this.db();
       this.txConn = c;
@@ -554,12 +569,23 @@ export class PostgresStore implements Store {
       await c.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
       out = await fn();
       if (this.unpublished.length > 0) {
-        const payload = JSON.stringify({ origin: this.origin, first: this.unpublished[0]!.id, last: this.unpublished.at(-1)!.id });
+        const first = this.unpublished[0]!.id;
+        const payload = JSON.stringify({ origin: this.origin, first, last: this.unpublished.at(-1)!.id });
         await c.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, payload]);
+        // Other stores' events committed before this write (ids are given under the write lock, so
+        // every lower id is committed) that this store has not published yet: published first.
+        if (this.published < first - 1) {
+          const gap = await c.query<Row>('SELECT * FROM events WHERE id > $1 AND id < $2 ORDER BY id LIMIT 10000', [this.published, first]);
+          this.unpublished = [...gap.rows.map(eventFrom), ...this.unpublished];
+        }
       }
+      this.committing = new Promise((r) => (committed = r));
       await c.query('COMMIT');
     } catch (err) {
       this.unpublished = [];
+      // Nothing of it is published: the heard batches waiting on it go on.
+      this.committing = undefined;
+      committed();
       await c?.query('ROLLBACK').catch(() => undefined);
       if (connectionLost(err)) throw fail.postgresUnreachable({ url: maskUrl(this.url), message: (err as Error).message }, { cause: err });
       throw err;
@@ -571,9 +597,19 @@ export class PostgresStore implements Store {
       const batch = this.unpublished;
       this.unpublished = [];
       // Outside the lock's context: a listener that calls the store queues like any caller.
-      this.inLock.exit(() => this.bus.publish(batch));
+      this.inLock.exit(() => this.publish(batch));
     }
+    this.committing = undefined;
+    committed();
     return out;
+  }
+
+  /** Publish the events of `batch` this store has not published yet, in id order. */
+  private publish(batch: readonly PilotEvent[]): void {
+    const fresh = batch.filter((e) => e.id > this.published);
+    if (fresh.length === 0) return;
+    this.published = fresh.at(-1)!.id;
+    this.bus.publish(fresh);
   }
 
   /** Append an event inside the current write (call only within `write`). */
