@@ -56,6 +56,7 @@ const orphans = lazy(nodesModule, 'orphans');
 const backupModule = () => import('./backup.js');
 const backup = lazy(backupModule, 'backup');
 const restore = lazy(backupModule, 'restore');
+const migrate = lazy(() => import('./migrate.js'), 'migrate');
 const secretsSet = lazy(appsModule, 'secretsSet');
 const secretsList = lazy(appsModule, 'secretsList');
 const secretsRemove = lazy(appsModule, 'secretsRemove');
@@ -333,6 +334,12 @@ program
   .description('replace the state database with FILE (a `pilot backup`); refused while the server runs')
   .argument('<file>')
   .action(action(async (file: string, _o: object, cmd: Command) => restore(file, g(cmd))));
+program
+  .command('migrate')
+  .description('copy the state from SQLite into an empty PostgreSQL database, verified by row counts and checksums')
+  .option('--from <url>', 'sqlite://PATH (default: $PILOT_HOME/pilot.db)')
+  .option('--to <url>', 'postgres://USER@HOST[:PORT]/DATABASE (password: PGPASSWORD or ~/.pgpass)')
+  .action(action(async (o: { from?: string; to?: string }, cmd: Command) => migrate(o, g(cmd))));
 const secretsCmd = program.command('secrets').description('app secrets: encrypted at rest, injected into instances, masked in logs');
 secretsCmd
   .command('set')

@@ -75,6 +75,21 @@ export const cliErrors = {
     code: 'invalid_argument',
     message: (p: { source: string }) => `no such file: ${p.source}`,
   },
+  migrateBadSource: {
+    code: 'invalid_argument',
+    message: (p: { from: string }) => `--from ${p.from}: give the SQLite state file as sqlite://PATH`,
+    hint: 'For example --from sqlite://$PILOT_HOME/pilot.db (the default).',
+  },
+  migrateBadTarget: {
+    code: 'invalid_argument',
+    message: (p: { to: string }) => `--to ${p.to}: give the PostgreSQL database as postgres://USER@HOST[:PORT]/DATABASE`,
+    hint: 'Create an empty database first (createdb pilot); put the password in PGPASSWORD or ~/.pgpass, not in the URL.',
+  },
+  migrateWhileServerRuns: {
+    code: 'server_running',
+    message: (p: { pid: number; home: string }) => `a Pilot server (pid ${p.pid}) runs on ${p.home}: migrate needs it stopped`,
+    hint: 'Stop it (pilot down), migrate, then start the servers on PostgreSQL.',
+  },
   restoreWhileServerRuns: {
     code: 'server_running',
     message: (p: { pid: number; home: string }) => `a Pilot server (pid ${p.pid}) runs on ${p.home}: restore needs it stopped`,

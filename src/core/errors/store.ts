@@ -66,6 +66,34 @@ export const storeErrors = {
     code: 'experiment_conflict',
     message: (p: { id: number }) => `experiment #${p.id} is not running`,
   },
+  postgresUnreachable: {
+    code: 'internal',
+    message: (p: { url: string; message: string }) => `cannot use the PostgreSQL database ${p.url}: ${p.message}`,
+    hint: 'Check that PostgreSQL runs and accepts connections there (pg_isready -h HOST -p PORT), and the user, password and database name in the URL.',
+  },
+  postgresTooNew: {
+    code: 'internal',
+    message: (p: { current: number; known: number }) =>
+      `the PostgreSQL database is at schema version ${p.current}, newer than this Pilot (${p.known})`,
+    hint: 'Upgrade Pilot: every control plane on one database must be the same version or newer.',
+  },
+  postgresBackupInvalid: {
+    code: 'invalid_backup',
+    message: (p: { file: string; message: string }) => `${p.file} is not a backup of the PostgreSQL store: ${p.message}`,
+    hint: "Give a file written by the PostgreSQL store's backup (a JSON document of format pilot-postgres-backup).",
+  },
+  postgresTargetNotEmpty: {
+    code: 'conflict',
+    message: (p: { url: string; table: string }) =>
+      `the PostgreSQL database ${p.url} already holds Pilot state (table ${p.table} has rows)`,
+    hint: 'Restore or copy into a new, empty database (createdb NAME), or drop the one that is there if it is not needed.',
+  },
+  postgresCopyMismatch: {
+    code: 'internal',
+    message: (p: { table: string; detail: string }) =>
+      `the copy of table ${p.table} into PostgreSQL does not match the source: ${p.detail}`,
+    hint: 'Nothing was changed in the source. Drop the target database and copy again; if it happens again, report it with the table named.',
+  },
   runChangedMeanwhile: {
     code: 'conflict',
     message: (p: { id: number; expected: string; actual: string }) =>
