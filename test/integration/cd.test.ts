@@ -257,6 +257,39 @@ describe('CD server: GitHub pushes deploy, exactly once, durably', { timeout: 42
     await sleep(3500); // the orphaned build of the killed server ends on its own (a 3 s sleep)
   });
 
+  it('rolls back a pushed revision that crash-loops, and GitHub gets a failure status with the reason', async () => {
+    const before = await served();
+    const sha = await pushCommit((d) => {
+      const file = join(d, 'server.js');
+      writeFileSync(file, `console.error('boom: this revision cannot start');\nprocess.exit(3);\n` + readFileSync(file, 'utf8'));
+    }, 'a revision that cannot start');
+    const r = await deliver('push', pushPayload(sha, 'a revision that cannot start'));
+    assert.equal(r.status, 202, JSON.stringify(r.json));
+    const run = await waitRun(r.json.run, 150_000);
+    assert.equal(run.status, 'failed');
+    assert.ok(run.rolloutId, JSON.stringify(run));
+    assert.match(run.error, /crash|exited|restart/i, run.error);
+    assert.equal((await served()).commit, before.commit, 'the previous revision still serves');
+    const mine = await waitFor('the failure status', () => {
+      const calls = statusCalls.filter((c) => c.path === `/repos/acme/hello/statuses/${sha}`);
+      return calls.length >= 2 ? calls : undefined;
+    });
+    assert.deepEqual(
+      mine.map((c) => c.body.state),
+      ['pending', 'failure'],
+    );
+    const description = (mine[1]!.body as unknown as { description: string }).description;
+    assert.match(description, /crash|exited|restart/i, description);
+    // The fix deploys: the app is whole again for the tests after this one.
+    const fixed = await pushCommit((d) => {
+      const file = join(d, 'server.js');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(`console.error('boom: this revision cannot start');\nprocess.exit(3);\n`, ''));
+    }, 'fixed');
+    const again = await deliver('push', pushPayload(fixed, 'fixed'));
+    assert.equal((await waitRun(again.json.run)).status, 'succeeded');
+    assert.equal((await served()).commit, fixed);
+  });
+
   it('refuses bad deliveries and stays up', async () => {
     const sha = await git(work, 'rev-parse', 'HEAD');
     const p = pushPayload(sha, 'x');
