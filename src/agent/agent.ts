@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Log as Logger } from '../core/log.js';
 import { ArtifactClient } from '../artifacts/client.js';
 import { step, TAIL_EVERY_MS, type InstanceEffect, type InstanceEvent } from '../core/instance-machine.js';
 import { PilotError, fail } from '../core/errors.js';

@@ -5,7 +5,7 @@
  */
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
-import type { Logger } from 'pino';
+import type { Log as Logger } from '../core/log.js';
 import { PilotError, fail } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
 import type { Static } from '@sinclair/typebox';

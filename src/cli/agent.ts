@@ -2,12 +2,13 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
 import { Agent } from '../agent/agent.js';
 import { fail } from '../core/errors.js';
 import { isValidName } from '../core/names.js';
 import { LABEL_KEY } from '../api/protocol-constants.js';
 import { LogDestination } from '../control/log-destination.js';
+import type { Log as Logger } from '../core/log.js';
+import { jsonLog } from '../os/json-log.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { pilotHome } from './context.js';
 import { secretFrom } from './secret-input.js';
@@ -86,7 +87,7 @@ export async function agent(opts: {
   if (opts.routerHost !== undefined && routerPort === undefined) throw fail.routerHostWithoutPort();
   const httpsPort = opts.httpsPort === undefined ? undefined : port(opts.httpsPort, '--https-port');
   if (httpsPort !== undefined && routerPort === undefined) throw fail.httpsPortWithoutRouterPort();
-  const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
+  const log = jsonLog({ level: process.env.PILOT_LOG_LEVEL ?? 'info', sink: new LogDestination(1) });
   installProcessGuards(log);
   const agentHome = join(pilotHome(), 'agent');
   // The node router starts first, from its saved table: it serves even when the control plane is

@@ -13,7 +13,7 @@
  *     in-memory state may be inconsistent → log it and exit 70; the supervisor (systemd, the
  *     next `pilot up`) restarts, and instances keep running meanwhile (they outlive the agent).
  */
-import type { Logger } from 'pino';
+import type { Log as Logger } from '../core/log.js';
 import { errno } from '../core/errno.js';
 
 /** Codes of errors that end one connection or stream, never the process. */

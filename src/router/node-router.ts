@@ -28,7 +28,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Log as Logger } from '../core/log.js';
 import { Registry } from 'prom-client';
 import { bearer, tokensEqual } from '../api/auth.js';
 import { TrustedProxies } from './headers.js';

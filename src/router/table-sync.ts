@@ -7,7 +7,7 @@
  */
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { Log as Logger } from '../core/log.js';
 import { request } from '../http/undici.js';
 import { fromLegacyRoutes, ROUTES_FORMAT, ROUTES_FORMAT_HEADER } from './legacy-table.js';
 import { admitRoutes, type RoutingTable, type Route } from './routing-table.js';
