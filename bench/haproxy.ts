@@ -2,17 +2,19 @@
  * Pilot-driven HAProxy (src/haproxy: generated config, Runtime API, host map, pin and forwarding
  * rules) against a plain HAProxy with a minimal hand-written config, on the same upstream, with wrk
  * (1 thread, c=50, keep-alive), interleaved rounds. Goal: ≥ 0.95× plain's requests/s.
+ * Pilot-driven HAProxy runs twice: as `pilot router --haproxy` runs it, with the per-request log
+ * line that feeds the traffic figures (haproxy/traffic-log.ts, read by this process as the router
+ * process reads it), and without it (what the figures cost). The upstream is a child process.
  *
  *   npm run build && node dist/bench/haproxy.js [seconds=5] [rounds=3]
  */
 import { spawn } from 'node:child_process';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { HaproxyRouter } from '../src/haproxy/haproxy-router.js';
+import { RouterMetrics } from '../src/router/metrics.js';
 import { allocatePort } from '../src/os/ports.js';
 
 const seconds = Number(process.argv[2] ?? 5);
@@ -41,18 +43,69 @@ async function wrk(port: number): Promise<{ rps: number; p50: string; p99: strin
   return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN), p50: pct('50'), p99: pct('99'), errors: non2xx };
 }
 
+/** CPU time (ms) of a process and its children (HAProxy's master and worker), from /proc. */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const one = (p: string): number => {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
+    } catch {
+      return 0;
+    }
+  };
+  let children: string[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+  } catch {
+    children = [];
+  }
+  return one(String(pid)) + children.reduce((n, c) => n + one(c), 0);
+}
+
+/** wrk against a port, with the CPU µs per request of the HAProxy process tree (and of this process, which reads the log). */
+async function measure(
+  port: number,
+  pid: number | undefined,
+): Promise<Awaited<ReturnType<typeof wrk>> & { hapUs: number; readerUs: number }> {
+  const h0 = cpuMs(pid);
+  const r0 = process.cpuUsage();
+  const w = await wrk(port);
+  const r1 = process.cpuUsage(r0);
+  const n = w.rps * seconds;
+  return { ...w, hapUs: ((cpuMs(pid) - h0) * 1000) / n, readerUs: (r1.user + r1.system) / n };
+}
+
 async function main(): Promise<void> {
-  const body = Buffer.from('hello from the bench upstream\n');
-  const upstream = http.createServer((_req, res) =>
-    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length }).end(body),
+  // The upstream in a process of its own: this process reads the traffic log, as the router process does.
+  const upstream = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const body = Buffer.from('hello from the bench upstream\\n');
+       const s = require('node:http').createServer((_q, r) => r.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length }).end(body));
+       s.listen(0, '127.0.0.1', () => console.log(s.address().port));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
-  const upPort = (upstream.address() as AddressInfo).port;
+  const upPort = await new Promise<number>((resolve) => upstream.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-haproxy-'));
-  const pilot = await HaproxyRouter.start({ dir: join(dir, 'pilot'), host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
-  await pilot.apply([
-    { app: 'bench', hosts: [HOST], backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'b1', host: '127.0.0.1', port: upPort }] }] },
-  ]);
+  const metrics = new RouterMetrics();
+  const route = {
+    app: 'bench',
+    hosts: [HOST],
+    backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'b1', host: '127.0.0.1', port: upPort }] }],
+  };
+  const pilot = await HaproxyRouter.start({
+    dir: join(dir, 'pilot'),
+    host: '127.0.0.1',
+    port: 0,
+    log: pino({ level: 'silent' }),
+    traffic: metrics,
+  });
+  await pilot.apply([route]);
+  const bare = await HaproxyRouter.start({ dir: join(dir, 'bare'), host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
+  await bare.apply([route]);
   const plainPort = await allocatePort('127.0.0.1');
   writeFileSync(
     join(dir, 'plain.cfg'),
@@ -74,21 +127,38 @@ async function main(): Promise<void> {
   const plain = spawn('/usr/sbin/haproxy', ['-f', join(dir, 'plain.cfg')], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
   const ratios: number[] = [];
+  const bareRatios: number[] = [];
+  const cpu = { plain: [] as number[], pilot: [] as number[], reader: [] as number[], bare: [] as number[] };
+  const range = (xs: number[]): string => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
   try {
     for (let i = 0; i < rounds; i++) {
-      const p = await wrk(plainPort);
-      const d = await wrk(pilot.port);
+      const p = await measure(plainPort, plain.pid);
+      const d = await measure(pilot.port, pilot.health.pid);
+      const b = await measure(bare.port, bare.health.pid);
+      cpu.plain.push(p.hapUs);
+      cpu.pilot.push(d.hapUs);
+      cpu.reader.push(d.readerUs);
+      cpu.bare.push(b.hapUs);
       ratios.push(d.rps / p.rps);
+      bareRatios.push(b.rps / p.rps);
       console.log(
         `round ${i + 1}: plain ${p.rps.toFixed(0)} req/s (p50 ${p.p50}, p99 ${p.p99}, non-2xx ${p.errors}) | ` +
-          `pilot-driven ${d.rps.toFixed(0)} req/s (p50 ${d.p50}, p99 ${d.p99}, non-2xx ${d.errors}) | ratio ${(d.rps / p.rps).toFixed(3)}`,
+          `pilot-driven ${d.rps.toFixed(0)} req/s (p50 ${d.p50}, p99 ${d.p99}, non-2xx ${d.errors}) ratio ${(d.rps / p.rps).toFixed(3)} | ` +
+          `without figures ${b.rps.toFixed(0)} req/s ratio ${(b.rps / p.rps).toFixed(3)}`,
       );
     }
+    const counted = metrics.traffic(600_000, 'bench').reduce((n, t) => n + t.summary.requests, 0);
     console.log(`ratio pilot-driven / plain: ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)} (goal ≥ 0.95)`);
+    console.log(`ratio without the figures' log / plain: ${Math.min(...bareRatios).toFixed(3)}–${Math.max(...bareRatios).toFixed(3)}`);
+    console.log(`requests counted by the traffic figures (last 5 min of the window): ${counted}`);
+    console.log(
+      `CPU µs per request: plain HAProxy ${range(cpu.plain)}; pilot-driven ${range(cpu.pilot)} + ${range(cpu.reader)} reading its log; ` +
+        `without the log ${range(cpu.bare)}`,
+    );
   } finally {
     plain.kill('SIGTERM');
-    await pilot.close();
-    upstream.close();
+    upstream.kill('SIGTERM');
+    await Promise.all([pilot.close(), bare.close()]);
     rmSync(dir, { recursive: true, force: true });
   }
 }

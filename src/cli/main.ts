@@ -135,12 +135,13 @@ async function haproxyPlane(
     import('../router/router-process.js'),
     import('node:path'),
   ]);
-  return async ({ host, port, trusted }) => {
+  return async ({ host, port, trusted, traffic }) => {
     const r = await HaproxyRouter.start({
       dir: join(routerDir(home), 'haproxy'),
       host,
       port,
       trusted,
+      traffic,
       log: log.child({ part: 'haproxy' }),
     });
     return {

@@ -94,7 +94,9 @@ function table(rows: readonly MetricDoc[]): string[] {
 
 /** Every section of docs/metrics.md, as data (the test checks names against it). */
 export async function metricSections(): Promise<{ title: string; intro: string; metrics: MetricDoc[] }[]> {
-  const haproxy = textDocs(haproxyMetricsText({ up: true, pid: 1, restarts: 0, reloads: 0, runtimeUpdates: 0, lastError: undefined }));
+  const haproxy = textDocs(
+    haproxyMetricsText({ up: true, pid: 1, restarts: 0, reloads: 0, runtimeUpdates: 0, lastError: undefined, trafficLines: { lost: 0 } }),
+  );
   const defaults = await defaultMetrics();
   return [
     {

@@ -57,6 +57,19 @@ export interface ConfigInput {
   readonly trusted: readonly string[];
   /** HAProxy's threads (nbthread); its own default, one per CPU, when absent. */
   readonly threads?: number;
+  /** Where a line per request goes for the traffic figures (haproxy/traffic-log.ts); absent: no log. */
+  readonly trafficLog?: { readonly port: number; readonly key: string };
+}
+
+/**
+ * The frontend's log: a line per request to the router process (UDP to 127.0.0.1, no syslog
+ * header; haproxy/traffic-log.ts parses the fields). `%b` is the backend (`app_<app>`,
+ * `pin<k>_<app>`, or the frontend `pilot` when the host is unknown); `%si:%sp` is "-:-" when no
+ * server answered.
+ */
+export function trafficLogLines(t: { readonly port: number; readonly key: string } | undefined): string[] {
+  if (t === undefined) return [];
+  return [`  log 127.0.0.1:${t.port} len 1024 format raw local0 info`, `  log-format "${t.key} %b %si:%sp %ST %Ta %ts"`];
 }
 
 /** How many revisions of one app can be pinned at once (active + target or variant). */
@@ -200,6 +213,7 @@ export function renderConfig(c: ConfigInput): string {
     '',
     'frontend pilot',
     `  bind ${c.bind.host.includes(':') ? `[${c.bind.host}]` : c.bind.host}:${c.bind.port}`,
+    ...trafficLogLines(c.trafficLog),
     WANTS_JSON,
     c.trusted.length > 0 ? `  acl TRUSTED src ${c.trusted.join(' ')}` : '  acl TRUSTED always_false',
     // The embedded router's rule: a client's own forwarding headers are dropped unless it is trusted.

@@ -37,6 +37,7 @@ import {
   type Slot,
 } from './config.js';
 import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
+import { TrafficLog, type TrafficLineSink } from './traffic-log.js';
 
 export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
 /**
@@ -54,6 +55,8 @@ export interface HaproxyHealth {
   /** Runtime API batches applied (rollouts without a reload). */
   readonly runtimeUpdates: number;
   readonly lastError: string | undefined;
+  /** Traffic log lines (haproxy/traffic-log.ts) the kernel dropped: the router process was busy longer than its socket queue lasted. */
+  readonly trafficLines?: { readonly lost: number };
 }
 
 interface AppState {
@@ -111,6 +114,8 @@ export class HaproxyRouter {
   readonly #trusted: readonly string[];
   readonly #log: Logger;
   readonly #threads: number | undefined;
+  /** The per-request log for the traffic figures, when a sink was given. */
+  #traffic: TrafficLog | undefined;
   #apps = new Map<string, AppState>();
   #structure = '[]';
   #child: ChildProcess | undefined;
@@ -157,14 +162,22 @@ export class HaproxyRouter {
     bin?: string;
     /** HAProxy's threads (default: one per CPU). */
     threads?: number;
+    /** Per-request figures (requests, status, latency per app and revision) go here. */
+    traffic?: TrafficLineSink;
   }): Promise<HaproxyRouter> {
     const bin = o.bin ?? process.env.PILOT_HAPROXY_BIN ?? DEFAULT_HAPROXY_BIN;
     if (!existsSync(bin)) throw fail.haproxyMissing({ bin });
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
     const port = o.port === 0 ? await allocatePort(o.host) : o.port;
     const r = new HaproxyRouter({ dir: o.dir, bin, host: o.host, port, trusted: o.trusted ?? [], log: o.log, threads: o.threads });
+    if (o.traffic !== undefined) r.#traffic = await TrafficLog.start(o.traffic);
     r.#writeFiles();
-    await r.#spawn();
+    try {
+      await r.#spawn();
+    } catch (err) {
+      r.#traffic?.close();
+      throw err;
+    }
     return r;
   }
 
@@ -176,6 +189,7 @@ export class HaproxyRouter {
       reloads: this.#reloads,
       runtimeUpdates: this.#runtimeUpdates,
       lastError: this.#lastError,
+      ...(this.#traffic !== undefined ? { trafficLines: { lost: this.#traffic.lost() } } : {}),
     };
   }
 
@@ -223,6 +237,7 @@ export class HaproxyRouter {
         apps: layouts,
         trusted: this.#trusted,
         ...(this.#threads !== undefined ? { threads: this.#threads } : {}),
+        ...(this.#traffic !== undefined ? { trafficLog: { port: this.#traffic.port, key: this.#traffic.key } } : {}),
       }),
     );
   }
@@ -344,6 +359,12 @@ export class HaproxyRouter {
   }
 
   async #apply(routes: readonly Route[]): Promise<void> {
+    this.#traffic?.revisions.update(
+      routes.flatMap((r) =>
+        r.backends.flatMap((b) => b.upstreams.map((u) => ({ app: r.app, revision: b.revision, host: u.host, port: u.port }))),
+      ),
+      performance.now(),
+    );
     const before = new Map([...this.#apps].map(([k, v]) => [k, { ...v, mix: [...v.mix], pins: v.pins.map((p) => [...p]) }]));
     const next = new Map<string, AppState>();
     let overflow = false;
@@ -537,15 +558,16 @@ export class HaproxyRouter {
     this.#closing = true;
     clearTimeout(this.#writeTimer);
     const child = this.#child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
+    if (child !== undefined && child.exitCode === null && child.signalCode === null)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.kill('SIGUSR1'); // soft stop: finish what is in flight
       });
-      child.kill('SIGUSR1'); // soft stop: finish what is in flight
-    });
+    this.#traffic?.close(); // after HAProxy: the lines of what it finished are counted
   }
 }
 
@@ -590,6 +612,13 @@ export function haproxyMetricsText(h: HaproxyHealth): string {
     '# HELP pilot_haproxy_runtime_updates_total Tables applied through the Runtime API alone (no reload).',
     '# TYPE pilot_haproxy_runtime_updates_total counter',
     `pilot_haproxy_runtime_updates_total ${h.runtimeUpdates}`,
+    ...(h.trafficLines === undefined
+      ? []
+      : [
+          '# HELP pilot_haproxy_traffic_lines_lost_total Per-request log lines lost before the router process read them (the traffic figures miss those requests).',
+          '# TYPE pilot_haproxy_traffic_lines_lost_total counter',
+          `pilot_haproxy_traffic_lines_lost_total ${h.trafficLines.lost}`,
+        ]),
     '',
   ].join('\n');
 }

@@ -27,7 +27,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { bearer, tokensEqual } from '../api/auth.js';
 import { readStartTime } from '../os/proc.js';
-import { RouterMetrics } from './metrics.js';
+import { RouterMetrics, type TrafficSink } from './metrics.js';
 import { startRouter } from './proxy.js';
 import { serveTraffic, TRAFFIC_PATH } from './traffic-endpoint.js';
 import { TrustedProxies } from './headers.js';
@@ -101,7 +101,7 @@ export async function runRouterProcess(o: {
   /** HTTPS on this port (0: any) with the certificates the control plane sends (embedded router only). */
   httpsPort?: number;
   /** Another data plane than the embedded router (started on host:port, fed the table). */
-  dataPlane?: (p: { host: string; port: number; trusted: readonly string[] }) => Promise<DataPlane>;
+  dataPlane?: (p: { host: string; port: number; trusted: readonly string[]; traffic: TrafficSink }) => Promise<DataPlane>;
 }): Promise<void> {
   const { home, log } = o;
   if (o.httpsPort !== undefined && o.dataPlane) throw fail.httpsWithHaproxy();
@@ -126,6 +126,7 @@ export async function runRouterProcess(o: {
     ? await o.dataPlane({
         host: o.host,
         port: o.port,
+        traffic: metrics,
         trusted:
           o.trustedProxies ??
           (process.env.PILOT_TRUSTED_PROXIES ?? '')

@@ -101,5 +101,49 @@ for (const router of ['pilot', 'haproxy'] as const) {
       await waitFor('the 8kb limit replacing the 2kb one', async () => (await post(4096)) === 200 || undefined, 20_000);
       assert.equal(await post(9000), 413);
     });
+
+    it('counts every request in the traffic figures, by revision (pilot top, canary analysis, the autoscaler read them)', async () => {
+      const rev = await active();
+      const requests = async (): Promise<number> => {
+        const t = (await h.apiCall('GET', `/api/v1/apps/${app}/traffic?window=5m`)).json as {
+          revisions: { revision: number | null; requests: number }[];
+        };
+        return t.revisions.find((x) => x.revision === rev)?.requests ?? 0;
+      };
+      const before = await requests();
+      const codes: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const res = await request(h.router + '/', { headers: { host: `${app}.localhost` } });
+        await res.body.text();
+        codes.push(res.statusCode);
+      }
+      assert.ok(
+        codes.every((c) => c === 200),
+        JSON.stringify(codes),
+      );
+      await waitFor('the 50 requests in the figures', async () => ((await requests()) - before >= 50 ? true : undefined), 20_000);
+      assert.equal((await requests()) - before, 50, 'exactly the requests sent');
+    });
+
+    it('rolls back a canary that answers 500s, on the figures of this router', async () => {
+      const from = await active();
+      const analysed = `
+type: canary
+steps: [{weight: 30, pause: 20s}, {weight: 100}]
+analysis: {maxErrorRate: 1%, minRequests: 20, window: 30s}
+`;
+      await commitRevision(repo, 'fail500', appYaml(app, 2, analysed));
+      const loop = new RequestLoop(h.router, `${app}.localhost`);
+      const r = await h.cli(['run', repo]);
+      const s = await loop.stop();
+      report(`${router} canary answering 500s`, s);
+      assert.notEqual(r.code, 0, r.stdout);
+      assert.match(r.stdout + r.stderr, /canary analysis failed at step 1\/2 \(30% of the traffic\)/);
+      assert.equal(await active(), from, 'the stable revision stays active');
+      assert.ok(
+        s.seen.every((x) => x.status === 200 || x.status === 500),
+        s.failures.join('; '),
+      );
+    });
   });
 }
