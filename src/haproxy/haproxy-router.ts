@@ -15,12 +15,13 @@
  * reload or a restart starts with what was served.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fail } from '../core/errors.js';
 import { cleanRouteHttp, type Route } from '../core/routes.js';
 import { allocatePort } from '../os/ports.js';
+import type { TlsBundle } from '../router/tls.js';
 import {
   MAP_HOST_RE,
   PIN_BACKENDS,
@@ -37,6 +38,7 @@ import {
   type Slot,
 } from './config.js';
 import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
+import { HaproxyTls } from './tls-files.js';
 
 export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
 /**
@@ -127,6 +129,10 @@ export class HaproxyRouter {
   #writeTimer: NodeJS.Timeout | undefined;
   /** Applies run one at a time. */
   #queue: Promise<void> = Promise.resolve();
+  /** Certificates, HTTPS policy and ACME answers (tls-files.ts). */
+  readonly #tls: HaproxyTls;
+  /** The HTTPS port, when HAProxy serves HTTPS. */
+  readonly httpsPort: number | undefined;
 
   private constructor(o: {
     dir: string;
@@ -136,8 +142,11 @@ export class HaproxyRouter {
     trusted: readonly string[];
     log: Logger;
     threads: number | undefined;
+    httpsPort: number | undefined;
   }) {
     this.#threads = o.threads;
+    this.httpsPort = o.httpsPort;
+    this.#tls = new HaproxyTls(o.dir, o.httpsPort !== undefined);
     this.#dir = o.dir;
     this.#bin = o.bin;
     this.#host = o.host;
@@ -157,12 +166,28 @@ export class HaproxyRouter {
     bin?: string;
     /** HAProxy's threads (default: one per CPU). */
     threads?: number;
+    /** Serve HTTPS on this port (0: a free one) with the certificates given to `setTls`. */
+    https?: { port: number };
+    /** Certificates, policies and ACME answers to start with (a router process's saved ones). */
+    tls?: TlsBundle;
   }): Promise<HaproxyRouter> {
     const bin = o.bin ?? process.env.PILOT_HAPROXY_BIN ?? DEFAULT_HAPROXY_BIN;
     if (!existsSync(bin)) throw fail.haproxyMissing({ bin });
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+    chmodSync(o.dir, 0o700); // it holds certificate keys: private whatever made it
     const port = o.port === 0 ? await allocatePort(o.host) : o.port;
-    const r = new HaproxyRouter({ dir: o.dir, bin, host: o.host, port, trusted: o.trusted ?? [], log: o.log, threads: o.threads });
+    const httpsPort = o.https === undefined ? undefined : o.https.port === 0 ? await allocatePort(o.host) : o.https.port;
+    const r = new HaproxyRouter({
+      dir: o.dir,
+      bin,
+      host: o.host,
+      port,
+      trusted: o.trusted ?? [],
+      log: o.log,
+      threads: o.threads,
+      httpsPort,
+    });
+    if (o.tls) r.#tls.plan(o.tls); // files only: HAProxy is not running yet
     r.#writeFiles();
     await r.#spawn();
     return r;
@@ -205,6 +230,7 @@ export class HaproxyRouter {
       renameSync(file + '.tmp', file);
     };
     const layouts = this.#layouts();
+    this.#tls.writeFiles(write);
     write('hosts.map', hostsMap(layouts));
     write('pins.map', [...this.#pins].map(([k, v]) => `${k} ${v}\n`).join(''));
     // An app's error files depend on its name alone: written once per app, not at every table
@@ -223,6 +249,7 @@ export class HaproxyRouter {
         apps: layouts,
         trusted: this.#trusted,
         ...(this.#threads !== undefined ? { threads: this.#threads } : {}),
+        ...(this.httpsPort !== undefined ? { https: { port: this.httpsPort } } : {}),
       }),
     );
   }
@@ -462,6 +489,40 @@ export class HaproxyRouter {
     if (errors.length > 0) {
       this.#lastError = errors.slice(0, 3).join(' | ');
       this.#log.error({ errors: errors.slice(0, 10) }, 'haproxy refused runtime commands; reloading with the full configuration');
+      await this.#reload();
+    }
+  }
+
+  /**
+   * Serve these certificates, HTTPS policies and ACME answers (what the control plane sends). No
+   * reload: certificates through the Runtime API's `new|set|commit ssl cert` and `add|del ssl
+   * crt-list` (HAProxy 2.6 has them: a renewal is served at the next handshake, connections in
+   * progress keep theirs), policies and answers through `add|set|del map`. A command refused: a
+   * reload from the files, which always hold the whole state. Without HTTPS only the ACME answers
+   * are used. Resolves once HAProxy serves them.
+   */
+  setTls(bundle: TlsBundle): Promise<void> {
+    const run = this.#queue.then(() => this.#setTls(bundle));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #setTls(bundle: TlsBundle): Promise<void> {
+    const change = this.#tls.plan(bundle);
+    if (change.skipped.length > 0) this.#log.warn({ skipped: change.skipped }, 'haproxy: certificates or ACME answers left out');
+    if (!this.#up) {
+      this.#writeFiles(); // a restart or the first start is under way: it reads these files
+      this.#tls.afterSteps();
+      return;
+    }
+    const errors: string[] = [];
+    for (const step of change.steps) errors.push(...(await step(this.#admin)));
+    this.#tls.afterSteps();
+    this.#scheduleWrite();
+    if (change.steps.length > 0) this.#runtimeUpdates++;
+    if (errors.length > 0) {
+      this.#lastError = errors.slice(0, 3).join(' | ');
+      this.#log.error({ errors: errors.slice(0, 10) }, 'haproxy refused certificate commands; reloading from the files');
       await this.#reload();
     }
   }
