@@ -518,7 +518,8 @@ export class HaproxyRouter {
     const errors: string[] = [];
     for (const step of change.steps) errors.push(...(await step(this.#admin)));
     this.#tls.afterSteps();
-    this.#scheduleWrite();
+    // At once (certificates change seldom): a restart a moment later starts from these files.
+    this.#writeFiles();
     if (change.steps.length > 0) this.#runtimeUpdates++;
     if (errors.length > 0) {
       this.#lastError = errors.slice(0, 3).join(' | ');

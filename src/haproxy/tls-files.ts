@@ -14,6 +14,7 @@
  * Order of the steps: certificates added or renewed first, then the maps (a redirect never points
  * at a host whose certificate is not served yet), certificates removed last.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TlsBundle } from '../router/tls.js';
@@ -31,14 +32,20 @@ const KEY_AUTH_RE = /^[A-Za-z0-9_.-]{1,512}$/;
 /** Map commands per Runtime API connection (see RUNTIME_BATCH). */
 const MAP_BATCH = 100;
 
-/** A PEM text without blank lines or carriage returns (the Runtime API payload ends at a blank line). */
+/**
+ * The PEM blocks of a text and nothing else: no blank lines, carriage returns or text between the
+ * blocks (the Runtime API payload ends at a blank line; HAProxy reads the file as it is).
+ */
 export function tidyPem(pem: string): string {
-  return pem
-    .replace(/\r/g, '')
-    .split('\n')
-    .map((l) => l.trimEnd())
-    .filter((l) => l !== '')
-    .join('\n');
+  const out: string[] = [];
+  let inside = false;
+  for (const raw of pem.replace(/\r/g, '').split('\n')) {
+    const l = raw.trim();
+    if (!inside && /^-----BEGIN [A-Z0-9 ]+-----$/.test(l)) inside = true;
+    if (inside && l !== '') out.push(l);
+    if (inside && /^-----END [A-Z0-9 ]+-----$/.test(l)) inside = false;
+  }
+  return out.join('\n');
 }
 
 function writePrivate(file: string, text: string): void {
@@ -59,6 +66,18 @@ function mapDiff(file: string, was: ReadonlyMap<string, string>, want: ReadonlyM
     else if (old !== v) cmds.push(`set map ${file} ${k} ${v}`);
   }
   for (const k of was.keys()) if (!want.has(k)) cmds.push(`del map ${file} ${k}`);
+}
+
+/**
+ * The certificate is readable and the key is its own: what HAProxy would refuse must not reach its
+ * files (a reload from a file it cannot load would fail for every later change too).
+ */
+function usable(cert: string, key: string): boolean {
+  try {
+    return new X509Certificate(cert).checkPrivateKey(createPrivateKey(key));
+  } catch {
+    return false;
+  }
 }
 
 const mapText = (m: ReadonlyMap<string, string>): string => [...m].map(([k, v]) => `${k} ${v}\n`).join('');
@@ -110,9 +129,11 @@ export class HaproxyTls {
     if (this.https) {
       for (const c of b.certs ?? []) {
         const host = c.host.toLowerCase();
-        const pem = `${tidyPem(c.cert)}\n${tidyPem(c.key)}\n`;
+        const cert = tidyPem(c.cert);
+        const key = tidyPem(c.key);
+        const pem = `${cert}\n${key}\n`;
         if (!FILE_HOST_RE.test(host)) skipped.push(`certificate of ${JSON.stringify(host.slice(0, 64))}: HAProxy serves DNS names only`);
-        else if (!pem.includes('-----BEGIN') || !pem.includes('PRIVATE KEY-----')) skipped.push(`certificate of ${host}: not PEM`);
+        else if (!usable(cert, key)) skipped.push(`certificate of ${host}: unreadable, or the key is not its own`);
         else certs.set(host, pem);
       }
       for (const [h, p] of Object.entries(b.policies ?? {})) {

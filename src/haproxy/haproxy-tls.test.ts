@@ -1,0 +1,151 @@
+/**
+ * HAProxy's HTTPS files and Runtime API steps (tls-files.ts) beyond the router contract: no reload
+ * for any certificate change, hostile entries left out without harming the others, the files
+ * private, certificates served at once after a start from saved ones and after HAProxy is killed.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type tls from 'node:tls';
+import { pino } from 'pino';
+import { selfSigned, type SelfSigned } from '../os/test-certs.js';
+import { startUpstream, type TestUpstream } from '../router/test-support.js';
+import type { TlsBundle } from '../router/tls.js';
+import { HaproxyRouter } from './haproxy-router.js';
+import { tidyPem } from './tls-files.js';
+
+function serialAt(port: number, host: string, ca: string): Promise<{ status: number; serial: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, servername: host, headers: { host }, ca, agent: false, timeout: 15_000 }, (res) => {
+      const serial = new X509Certificate((res.socket as tls.TLSSocket).getPeerCertificate(false).raw).serialNumber;
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, serial, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+  });
+}
+
+const serialOf = (c: SelfSigned): string => new X509Certificate(c.cert).serialNumber;
+
+describe('HAProxy: certificates, policies and ACME answers', { timeout: 120_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pilot-haproxy-tls-'));
+  const certsDir = join(dir, 'certs');
+  const hdir = join(dir, 'haproxy');
+  let up: TestUpstream;
+  let r: HaproxyRouter;
+  let one: SelfSigned;
+  let two: SelfSigned;
+  const route = () => ({
+    app: 'shop',
+    hosts: ['one.test', 'two.test'],
+    backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'u-1', host: up.host, port: up.port }] }],
+  });
+
+  before(async () => {
+    mkdirSync(certsDir);
+    one = selfSigned(certsDir, 'one', ['one.test']);
+    two = selfSigned(certsDir, 'two', ['two.test']);
+    up = await startUpstream('u');
+  });
+  after(async () => {
+    await r?.close();
+    await up?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps the PEM blocks alone for the Runtime API payload (CRLF, blank lines, spaces, text between blocks)', () => {
+    assert.equal(
+      tidyPem('Bag Attributes\n-----BEGIN X-----\r\nAAA  \r\n\r\nBBB\n\n-----END X-----\r\n\nset server a/b state maint\n -----BEGIN Y-----\nCC\n-----END Y-----'),
+      '-----BEGIN X-----\nAAA\nBBB\n-----END X-----\n-----BEGIN Y-----\nCC\n-----END Y-----',
+    );
+  });
+
+  it('serves the saved certificates from the first handshake after a start', async () => {
+    r = await HaproxyRouter.start({
+      dir: hdir,
+      host: '127.0.0.1',
+      port: 0,
+      https: { port: 0 },
+      log: pino({ level: 'silent' }),
+      tls: { certs: [{ host: 'one.test', cert: one.cert, key: one.key }], policies: {}, challenges: {} },
+    });
+    await r.apply([route()]);
+    const a = await serialAt(r.httpsPort!, 'one.test', one.cert);
+    assert.equal(a.status, 200);
+    assert.equal(a.serial, serialOf(one));
+    assert.equal(statSync(hdir).mode & 0o777, 0o700);
+    for (const f of readdirSync(hdir).filter((n) => !n.endsWith('.sock') && n !== 'haproxy.pid'))
+      assert.equal(statSync(join(hdir, f)).mode & 0o777, 0o600, `${f} is private`);
+  });
+
+  it('leaves hostile entries out, serves the others, and never reloads for certificates', async () => {
+    const reloads = r.health.reloads;
+    const updates = r.health.runtimeUpdates;
+    // CRLF line ends and blank lines (the Runtime API payload ends at a blank line).
+    const crlf = two.cert.replace(/\n/g, '\r\n\r\n');
+    const bundle: TlsBundle = {
+      certs: [
+        { host: 'one.test', cert: one.cert, key: one.key },
+        { host: 'Two.TEST', cert: crlf, key: two.key },
+        { host: '../../etc/evil', cert: one.cert, key: one.key },
+        { host: 'a/b.test', cert: one.cert, key: one.key },
+        { host: '[::1]', cert: one.cert, key: one.key },
+        { host: 'bad.test', cert: 'not a certificate', key: 'nor a key' },
+        // A readable certificate with another's key: HAProxy would refuse it, and a reload from its file.
+        { host: 'mismatch.test', cert: one.cert, key: two.key },
+      ],
+      policies: { 'one.test': { redirect: true, hstsMaxAge: 60 }, 'x y': { redirect: true }, 'two.test': { hstsMaxAge: -5 } },
+      challenges: {
+        good_token: 'good_token.thumb',
+        'bad token': 'x',
+        'bad\nset server': 'x',
+        semi: 'a; del map',
+      },
+    };
+    await r.setTls(bundle);
+    assert.equal((await serialAt(r.httpsPort!, 'two.test', two.cert)).serial, serialOf(two));
+    assert.equal((await serialAt(r.httpsPort!, 'one.test', one.cert)).serial, serialOf(one));
+    assert.equal(readFileSync(join(hdir, 'acme.map'), 'utf8'), 'good_token good_token.thumb\n');
+    const answer = await fetch(`${r.url}/.well-known/acme-challenge/good_token`, { headers: { host: 'any.test' } });
+    assert.equal(await answer.text(), 'good_token.thumb');
+    assert.ok(!existsSync(join(dir, 'etc')) && !existsSync(join(hdir, 'cert-a')), 'no file outside its folder');
+    assert.deepEqual(
+      readdirSync(hdir)
+        .filter((n) => n.startsWith('cert-'))
+        .sort(),
+      ['cert-one.test.pem', 'cert-two.test.pem'],
+    );
+    assert.equal(readFileSync(join(hdir, 'hsts.map'), 'utf8'), 'one.test 60\n');
+    assert.equal(r.health.reloads, reloads, 'no reload');
+    assert.ok(r.health.runtimeUpdates > updates);
+    // Removal: the file goes too.
+    await r.setTls({ certs: [{ host: 'one.test', cert: one.cert, key: one.key }], policies: {}, challenges: {} });
+    assert.ok(!existsSync(join(hdir, 'cert-two.test.pem')));
+    assert.equal(r.health.reloads, reloads, 'no reload');
+  });
+
+  it('serves the certificates again after HAProxy is killed and started again', async () => {
+    await r.setTls({
+      certs: [
+        { host: 'one.test', cert: one.cert, key: one.key },
+        { host: 'two.test', cert: two.cert, key: two.key },
+      ],
+      policies: {},
+      challenges: {},
+    });
+    const pid = r.health.pid!;
+    process.kill(pid, 'SIGKILL');
+    const end = performance.now() + 60_000;
+    while ((r.health.pid === pid || !r.health.up) && performance.now() < end) await new Promise((res) => setTimeout(res, 50));
+    assert.equal(r.health.up, true);
+    assert.equal((await serialAt(r.httpsPort!, 'two.test', two.cert)).serial, serialOf(two));
+    assert.equal((await serialAt(r.httpsPort!, 'one.test', one.cert)).serial, serialOf(one));
+  });
+});
