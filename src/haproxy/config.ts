@@ -179,14 +179,16 @@ function acmeLines(dir: string): string[] {
 /**
  * The per-host HTTPS policy, as the embedded router applies it (router/proxy.ts): plain HTTP to a
  * host in redirect.map (a redirect asked for, and a certificate served) is a 308 to https:// (never
- * an ACME challenge path); an HTTPS answer for a host in hsts.map carries Strict-Transport-Security.
+ * an ACME challenge path); an HTTPS answer for a host in hsts.map carries Strict-Transport-Security
+ * unless the app sent its own.
  */
 function policyLines(dir: string, httpsPort: number): string[] {
   const port = httpsPort === 443 ? '' : `:${httpsPort}`;
   return [
     `  http-request redirect location https://%[var(txn.host)]${port}%[pathq] code 308 if !{ ssl_fc } { var(txn.host),map(${dir}/redirect.map) -m found } !{ path_beg ${ACME_CHALLENGE_PREFIX} }`,
     `  http-request set-var(txn.hsts) var(txn.host),map(${dir}/hsts.map) if { ssl_fc }`,
-    '  http-after-response set-header strict-transport-security max-age=%[var(txn.hsts)] if { var(txn.hsts) -m found }',
+    // The app's own header wins (as on the embedded router).
+    '  http-after-response set-header strict-transport-security max-age=%[var(txn.hsts)] if { var(txn.hsts) -m found } !{ res.hdr(strict-transport-security) -m found }',
   ];
 }
 
