@@ -50,9 +50,20 @@ async function role(name: string, args: string[]): Promise<void> {
   ];
   if (name === 'haproxy') {
     const { pino } = await import('pino');
-    const r = await HaproxyRouter.start({ dir: haproxyDir, host: '127.0.0.1', port: 0, https: { port: 0 }, threads: 1, log: pino({ level: 'warn' }) });
+    const r = await HaproxyRouter.start({
+      dir: haproxyDir,
+      host: '127.0.0.1',
+      port: 0,
+      https: { port: 0 },
+      threads: 1,
+      log: pino({ level: 'warn' }),
+    });
     await r.apply(routes);
-    await r.setTls({ certs: [{ host: HOST, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') }], policies: {}, challenges: {} });
+    await r.setTls({
+      certs: [{ host: HOST, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') }],
+      policies: {},
+      challenges: {},
+    });
     process.once('SIGTERM', () => void r.close().finally(() => process.exit(0)));
     process.stdout.write(JSON.stringify({ port: r.httpsPort }) + '\n');
     return;

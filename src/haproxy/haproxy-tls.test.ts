@@ -62,7 +62,9 @@ describe('HAProxy: certificates, policies and ACME answers', { timeout: 120_000 
 
   it('keeps the PEM blocks alone for the Runtime API payload (CRLF, blank lines, spaces, text between blocks)', () => {
     assert.equal(
-      tidyPem('Bag Attributes\n-----BEGIN X-----\r\nAAA  \r\n\r\nBBB\n\n-----END X-----\r\n\nset server a/b state maint\n -----BEGIN Y-----\nCC\n-----END Y-----'),
+      tidyPem(
+        'Bag Attributes\n-----BEGIN X-----\r\nAAA  \r\n\r\nBBB\n\n-----END X-----\r\n\nset server a/b state maint\n -----BEGIN Y-----\nCC\n-----END Y-----',
+      ),
       '-----BEGIN X-----\nAAA\nBBB\n-----END X-----\n-----BEGIN Y-----\nCC\n-----END Y-----',
     );
   });

@@ -155,12 +155,20 @@ export class HaproxyTls {
       steps.push(async (admin) => {
         const errors: string[] = [];
         if (was === undefined) {
-          errors.push(...refused('new ssl cert', await runtimeCommand(admin, [`new ssl cert ${file}`]), /New empty certificate store|already exists/i));
+          errors.push(
+            ...refused(
+              'new ssl cert',
+              await runtimeCommand(admin, [`new ssl cert ${file}`]),
+              /New empty certificate store|already exists/i,
+            ),
+          );
         }
         errors.push(...refused('set ssl cert', await runtimePayload(admin, `set ssl cert ${file}`, pem), /Transaction (created|updated)/i));
         errors.push(...refused('commit ssl cert', await runtimeCommand(admin, [`commit ssl cert ${file}`]), /Success!/));
         if (was === undefined) {
-          errors.push(...refused('add ssl crt-list', await runtimePayload(admin, `add ssl crt-list ${list}`, `${file} ${host}`), /Success!/));
+          errors.push(
+            ...refused('add ssl crt-list', await runtimePayload(admin, `add ssl crt-list ${list}`, `${file} ${host}`), /Success!/),
+          );
         }
         return errors;
       });

@@ -74,7 +74,10 @@ function httpsGet(
 }
 
 /** A TLS handshake alone: the negotiated protocol, or the error's code. */
-function handshake(port: number, o: tls.ConnectionOptions): Promise<{ ok: true; protocol: string | null; alpn: string | false | null } | { ok: false; code: string }> {
+function handshake(
+  port: number,
+  o: tls.ConnectionOptions,
+): Promise<{ ok: true; protocol: string | null; alpn: string | false | null } | { ok: false; code: string }> {
   return new Promise((resolve) => {
     const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...o }, () => {
       resolve({ ok: true, protocol: s.getProtocol(), alpn: s.alpnProtocol });
@@ -120,7 +123,11 @@ export function routerHttpsContract(name: string, start: () => Promise<HttpsRout
           { revision: 2, weight: 0, upstreams: [{ id: 'b-2', host: b.host, port: b.port }] },
         ],
       },
-      { app: 'blog', hosts: ['blog.test'], backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'b-1', host: b.host, port: b.port }] }] },
+      {
+        app: 'blog',
+        hosts: ['blog.test'],
+        backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'b-1', host: b.host, port: b.port }] }],
+      },
     ];
     const bundle = (over: Partial<TlsBundle> = {}): TlsBundle => ({
       certs: [
@@ -225,7 +232,14 @@ export function routerHttpsContract(name: string, start: () => Promise<HttpsRout
         res.writeHead(200, { 'strict-transport-security': 'max-age=5', 'content-type': 'text/plain' }).end('own');
       });
       try {
-        await r.apply([routes()[0]!, { app: 'blog', hosts: ['blog.test'], backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'own-1', host: own.host, port: own.port }] }] }]);
+        await r.apply([
+          routes()[0]!,
+          {
+            app: 'blog',
+            hosts: ['blog.test'],
+            backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'own-1', host: own.host, port: own.port }] }],
+          },
+        ]);
         await r.setTls(bundle({ policies: { 'blog.test': { hstsMaxAge: 100 } } }));
         const o = await httpsGet(r.httpsPort, 'blog.test', blog.cert);
         assert.equal(o.body, 'own');
@@ -301,7 +315,8 @@ export function routerHttpsContract(name: string, start: () => Promise<HttpsRout
         }
       };
       try {
-        const renewed = (c: SelfSigned): TlsBundle => bundle({ certs: [{ host: 'shop.test', cert: c.cert, key: c.key }, bundle().certs[1]!] });
+        const renewed = (c: SelfSigned): TlsBundle =>
+          bundle({ certs: [{ host: 'shop.test', cert: c.cert, key: c.key }, bundle().certs[1]!] });
         for (const c of [shop2, shop, shop2]) {
           await new Promise((res) => setTimeout(res, 300));
           await r.setTls(renewed(c));

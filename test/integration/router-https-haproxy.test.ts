@@ -126,7 +126,11 @@ describe(
       // The certificate may be issued before the app's first instance is ready (and its hosts routed).
       const a = await waitFor(
         'HAProxy to serve the app over HTTPS',
-        () => httpsGet(httpsPort, root).then((x) => (x.status === 200 ? x : undefined), () => undefined),
+        () =>
+          httpsGet(httpsPort, root).then(
+            (x) => (x.status === 200 ? x : undefined),
+            () => undefined,
+          ),
         60_000,
       );
       assert.match(a.body, /hello/);
@@ -138,9 +142,15 @@ describe(
       const pem = join(haproxyDir(), `cert-${HOST}.pem`);
       assert.equal(statSync(pem).mode & 0o777, 0o600);
       assert.equal(statSync(haproxyDir()).mode & 0o777, 0o700);
-      assert.match(readFileSync(join(haproxyDir(), 'crt-list.txt'), 'utf8'), new RegExp(`cert-${HOST}\\.pem ${HOST.replace(/\./g, '\\.')}`));
-      const keyLine = readFileSync(pem, 'utf8').split('\n').find((l, i, all) => i > 0 && all[i - 1]!.includes('PRIVATE KEY-----'))!;
-      for (const f of readdirSync(join(h.home, 'logs'))) assert.ok(!readFileSync(join(h.home, 'logs', f), 'utf8').includes(keyLine), `${f} holds the key`);
+      assert.match(
+        readFileSync(join(haproxyDir(), 'crt-list.txt'), 'utf8'),
+        new RegExp(`cert-${HOST}\\.pem ${HOST.replace(/\./g, '\\.')}`),
+      );
+      const keyLine = readFileSync(pem, 'utf8')
+        .split('\n')
+        .find((l, i, all) => i > 0 && all[i - 1]!.includes('PRIVATE KEY-----'))!;
+      for (const f of readdirSync(join(h.home, 'logs')))
+        assert.ok(!readFileSync(join(h.home, 'logs', f), 'utf8').includes(keyLine), `${f} holds the key`);
     });
 
     it('serves a renewal without a reload and without a failed request of a loop', async () => {
