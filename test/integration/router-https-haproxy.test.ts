@@ -14,6 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { join } from 'node:path';
 import type tls from 'node:tls';
 import { allocatePort } from '../../src/os/ports.js';
@@ -196,6 +197,30 @@ describe(
         const a = await httpsGet(httpsPort, root);
         assert.equal(a.status, 200);
         assert.equal(a.serial, serial);
+      }
+    });
+  },
+);
+
+describe(
+  'HTTPS port in use with --router haproxy',
+  { timeout: 120_000, skip: existsSync(HAPROXY) ? false : `${HAPROXY} is missing` },
+  () => {
+    after(() => h.cleanup());
+    it('`pilot server --router haproxy` stops with the port named, not a crash report', async () => {
+      const busy = net.createServer();
+      const port = await allocatePort('127.0.0.1');
+      await new Promise<void>((r) => busy.listen(port, '127.0.0.1', r));
+      const home = h.track(tempDir('https-haproxy-busy'));
+      try {
+        const r = await h.cli(['server', '--router', 'haproxy', '--api-port', '0', '--router-port', '0'], {
+          env: { PILOT_HOME: home, PILOT_HTTPS_PORT: String(port) },
+        });
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, new RegExp(`the router cannot listen on 127\\.0\\.0\\.1:${port}: the port is in use`));
+        assert.doesNotMatch(r.stderr, /bug in Pilot/);
+      } finally {
+        busy.close();
       }
     });
   },
