@@ -516,7 +516,15 @@ export class HaproxyRouter {
       return;
     }
     const errors: string[] = [];
-    for (const step of change.steps) errors.push(...(await step(this.#admin)));
+    for (const step of change.steps) {
+      try {
+        errors.push(...(await step(this.#admin)));
+      } catch (err) {
+        // The socket failed mid-way: what HAProxy has is unknown, the files say what it should have.
+        errors.push((err as Error).message);
+        break;
+      }
+    }
     this.#tls.afterSteps();
     // At once (certificates change seldom): a restart a moment later starts from these files.
     this.#writeFiles();

@@ -16,6 +16,7 @@ import { selfSigned, type SelfSigned } from '../os/test-certs.js';
 import { startUpstream, type TestUpstream } from '../router/test-support.js';
 import type { TlsBundle } from '../router/tls.js';
 import { HaproxyRouter } from './haproxy-router.js';
+import { runtimeCommand } from './runtime.js';
 import { tidyPem } from './tls-files.js';
 
 function serialAt(port: number, host: string, ca: string): Promise<{ status: number; serial: string; body: string }> {
@@ -131,6 +132,29 @@ describe('HAProxy: certificates, policies and ACME answers', { timeout: 120_000 
     await r.setTls({ certs: [{ host: 'one.test', cert: one.cert, key: one.key }], policies: {}, challenges: {} });
     assert.ok(!existsSync(join(hdir, 'cert-two.test.pem')));
     assert.equal(r.health.reloads, reloads, 'no reload');
+  });
+
+  it('reloads from its files when HAProxy refuses a certificate command', async () => {
+    await r.setTls({
+      certs: [
+        { host: 'one.test', cert: one.cert, key: one.key },
+        { host: 'two.test', cert: two.cert, key: two.key },
+      ],
+      policies: {},
+      challenges: {},
+    });
+    // Someone took two.test out of HAProxy's list behind Pilot's back: removing it is refused.
+    const list = join(hdir, 'crt-list.txt');
+    assert.match(
+      await runtimeCommand(join(hdir, 'admin.sock'), [`del ssl crt-list ${list} ${join(hdir, 'cert-two.test.pem')}`]),
+      /deleted/,
+    );
+    const reloads = r.health.reloads;
+    await r.setTls({ certs: [{ host: 'one.test', cert: one.cert, key: one.key }], policies: {}, challenges: {} });
+    assert.equal(r.health.reloads, reloads + 1, 'a reload from the files');
+    assert.match(r.health.lastError ?? '', /del ssl crt-list/);
+    assert.equal((await serialAt(r.httpsPort!, 'one.test', one.cert)).serial, serialOf(one));
+    await assert.rejects(serialAt(r.httpsPort!, 'two.test', two.cert));
   });
 
   it('serves the certificates again after HAProxy is killed and started again', async () => {
