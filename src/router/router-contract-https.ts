@@ -7,7 +7,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -288,6 +288,62 @@ export function routerHttpsContract(name: string, start: () => Promise<HttpsRout
       const plainSet = [p.headers['set-cookie']].flat().find((c) => c?.startsWith('uid='));
       assert.doesNotMatch(String(plainSet), /Secure/);
       await r.apply(routes());
+    });
+
+    it('passes a WebSocket upgrade over TLS through, both ways, with X-Forwarded-Proto: https', async () => {
+      let proto: string | undefined;
+      const ws = await startUpstream('ws');
+      ws.server.on('upgrade', (req, socket) => {
+        proto = String(req.headers['x-forwarded-proto']);
+        const accept = createHash('sha1')
+          .update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
+          .digest('base64');
+        socket.write(
+          `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: ${accept}\r\n\r\n`,
+        );
+        socket.on('data', (d: Buffer) => socket.write(d));
+      });
+      try {
+        await r.apply([
+          routes()[0]!,
+          {
+            app: 'blog',
+            hosts: ['blog.test'],
+            backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'ws-1', host: ws.host, port: ws.port }] }],
+          },
+        ]);
+        const answer = await new Promise<string>((resolve, reject) => {
+          const s = tls.connect({ host: '127.0.0.1', port: r.httpsPort, servername: 'blog.test', ca: blog.cert }, () =>
+            s.write(
+              'GET /ws HTTP/1.1\r\nhost: blog.test\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+            ),
+          );
+          let out = '';
+          let pinged = false;
+          s.on('data', (d: Buffer) => {
+            out += d.toString('latin1');
+            if (out.includes('\r\n\r\n') && !pinged) {
+              pinged = true;
+              s.write('ping!');
+            }
+            if (out.includes('ping!')) {
+              s.destroy();
+              resolve(out);
+            }
+          });
+          s.on('error', reject);
+          setTimeout(() => {
+            s.destroy();
+            reject(new Error(`no echo through the upgraded connection within 10 s; got ${JSON.stringify(out)}`));
+          }, 10_000).unref();
+        });
+        assert.match(answer, /^HTTP\/1\.1 101/);
+        assert.ok(answer.endsWith('ping!'));
+        assert.equal(proto, 'https');
+      } finally {
+        await r.apply(routes());
+        await ws.close();
+      }
     });
 
     it('serves a renewed, a new and a removed certificate at the next handshake, with no failed request of a loop', async () => {
