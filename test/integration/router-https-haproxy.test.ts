@@ -190,6 +190,25 @@ describe(
       assert.equal(metric(await routerMetrics(), 'pilot_haproxy_reloads_total'), reloads, 'no reload for a renewal');
     });
 
+    it('a router process killed and started again by the supervisor serves HTTPS from its saved certificates', async () => {
+      const serial = (await httpsGet(httpsPort, root)).serial;
+      const routerFile = join(h.home, 'router', 'router.json');
+      const before = (JSON.parse(readFileSync(routerFile, 'utf8')) as { pid: number }).pid;
+      process.kill(before, 'SIGKILL');
+      await waitFor('a new router process', () => {
+        const f = JSON.parse(readFileSync(routerFile, 'utf8')) as { pid: number; httpsPort?: number };
+        return f.pid !== before && f.httpsPort === httpsPort ? f : undefined;
+      });
+      const a = await waitFor('HTTPS from the new router process', () =>
+        httpsGet(httpsPort, root).then(
+          (x) => (x.status === 200 ? x : undefined),
+          () => undefined,
+        ),
+      );
+      assert.equal(a.serial, serial);
+      assert.equal(a.headers['strict-transport-security'], 'max-age=600');
+    });
+
     it('keeps serving HTTPS with the control plane killed', async () => {
       const serial = (await httpsGet(httpsPort, root)).serial;
       await h.killUp('SIGKILL');
