@@ -6,7 +6,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { pino } from 'pino';
 import { selfSigned, type SelfSigned } from '../os/test-certs.js';
 import { startUpstream, type TestUpstream } from '../router/test-support.js';
 import type { TlsBundle } from '../router/tls.js';
+import { renderConfig, tlsCipherWords } from './config.js';
 import { HaproxyRouter } from './haproxy-router.js';
 import { runtimeCommand } from './runtime.js';
 import { tidyPem } from './tls-files.js';
@@ -68,6 +70,29 @@ describe('HAProxy: certificates, policies and ACME answers', { timeout: 120_000 
       ),
       '-----BEGIN X-----\nAAA\nBBB\n-----END X-----\n-----BEGIN Y-----\nCC\n-----END Y-----',
     );
+  });
+
+  it('renders the HTTPS bind and rules that haproxy -c accepts, the port left out of the redirect at 443', () => {
+    const cdir = join(dir, 'render');
+    mkdirSync(cdir);
+    for (const f of ['crt-list.txt', 'hosts.map', 'pins.map', 'acme.map', 'redirect.map', 'hsts.map']) writeFileSync(join(cdir, f), '');
+    const input = { bind: { host: '127.0.0.1', port: 8080 }, dir: cdir, apps: [], trusted: [] };
+    const plain = renderConfig(input);
+    assert.doesNotMatch(plain, / ssl /);
+    assert.doesNotMatch(plain, /redirect location|strict-transport-security/);
+    assert.match(plain, /acme\.map/, 'ACME answers without HTTPS too');
+    const at443 = renderConfig({ ...input, https: { port: 443 } });
+    assert.match(at443, /bind 127\.0\.0\.1:443 ssl crt-list \S+crt-list\.txt strict-sni alpn http\/1\.1 ssl-min-ver TLSv1\.2 /);
+    const { ciphers, ciphersuites } = tlsCipherWords();
+    assert.ok(at443.includes(`ciphers ${ciphers} ciphersuites ${ciphersuites}`));
+    assert.doesNotMatch(ciphers, /TLS_/);
+    assert.match(ciphersuites, /^TLS_AES_128_GCM_SHA256:/);
+    assert.match(at443, /redirect location https:\/\/%\[var\(txn\.host\)\]%\[pathq\] code 308/);
+    const at8443 = renderConfig({ ...input, https: { port: 8443 } });
+    assert.match(at8443, /redirect location https:\/\/%\[var\(txn\.host\)\]:8443%\[pathq\] code 308/);
+    writeFileSync(join(cdir, 'haproxy.cfg'), at8443);
+    const check = spawnSync('/usr/sbin/haproxy', ['-c', '-q', '-f', join(cdir, 'haproxy.cfg')], { encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stderr);
   });
 
   it('serves the saved certificates from the first handshake after a start', async () => {
