@@ -1,6 +1,7 @@
 /**
  * HTTPS benchmark: new TLS handshakes per second and keep-alive requests per second over HTTPS,
- * through the Pilot router (its HTTPS listener) and through nginx (one worker, `ssl`), with the same
+ * through the Pilot router (its HTTPS listener), Pilot-driven HAProxy (one thread, its certificate
+ * given through the Runtime API as in `pilot up --router haproxy`) and nginx (one worker, `ssl`), with the same
  * certificate (EC P-256), the same protocols (TLS 1.2–1.3) and cipher list, the same upstream.
  * Upstream, router and nginx each run in their own process; the load runs here (Node's TLS client),
  * rounds interleaved (Pilot, nginx, Pilot, nginx) so that a noisy machine favours neither; the
@@ -17,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
+import { HaproxyRouter } from '../src/haproxy/haproxy-router.js';
 import { startRouter } from '../src/router/proxy.js';
 import { RoutingTable } from '../src/router/routing-table.js';
 import { CertificateStore, TLS_CIPHERS } from '../src/router/tls.js';
@@ -38,15 +40,36 @@ async function role(name: string, args: string[]): Promise<void> {
     process.stdout.write(JSON.stringify({ port: (server.address() as net.AddressInfo).port }) + '\n');
     return;
   }
-  const [upstreamPort, certFile, keyFile] = args as [string, string, string];
-  const table = new RoutingTable();
-  table.set([
+  const [upstreamPort, certFile, keyFile, haproxyDir] = args as [string, string, string, string];
+  const routes = [
     {
       app: 'bench',
       hosts: [HOST],
       backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'u1', host: '127.0.0.1', port: Number(upstreamPort) }] }],
     },
-  ]);
+  ];
+  if (name === 'haproxy') {
+    const { pino } = await import('pino');
+    const r = await HaproxyRouter.start({
+      dir: haproxyDir,
+      host: '127.0.0.1',
+      port: 0,
+      https: { port: 0 },
+      threads: 1,
+      log: pino({ level: 'warn' }),
+    });
+    await r.apply(routes);
+    await r.setTls({
+      certs: [{ host: HOST, cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') }],
+      policies: {},
+      challenges: {},
+    });
+    process.once('SIGTERM', () => void r.close().finally(() => process.exit(0)));
+    process.stdout.write(JSON.stringify({ port: r.httpsPort }) + '\n');
+    return;
+  }
+  const table = new RoutingTable();
+  table.set(routes);
   const certs = new CertificateStore();
   certs.set(HOST, readFileSync(certFile, 'utf8'), readFileSync(keyFile, 'utf8'));
   const router = await startRouter({ host: '127.0.0.1', port: 0, table, https: { port: 0, certs } });
@@ -188,6 +211,11 @@ async function main(): Promise<void> {
     const pilot = await child(['--role', 'router', String(upstream.port), certFile, keyFile]);
     children.push(pilot.child);
     const targets: [string, number][] = [['pilot router', pilot.port]];
+    if (spawnSync('/usr/sbin/haproxy', ['-v']).error === undefined) {
+      const haproxy = await child(['--role', 'haproxy', String(upstream.port), certFile, keyFile, join(dir, 'haproxy')]);
+      children.push(haproxy.child);
+      targets.push(['pilot haproxy', haproxy.port]);
+    } else console.log('haproxy: SKIPPED (not installed)');
     if (spawnSync('nginx', ['-v']).error === undefined) {
       const nginx = await startNginx(upstream.port, certFile, keyFile, dir);
       children.push(nginx.child);
@@ -210,16 +238,37 @@ async function main(): Promise<void> {
       console.log(
         `  ${name.padEnd(14)} handshakes/s ${range(f.hs).padStart(11)}   req/s ${range(f.rps).padStart(11)}   errors ${f.errors}`,
       );
-    const p = figures.get('pilot router');
     const n = figures.get('nginx (1 wkr)');
-    if (p && n) {
-      const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-      console.log(
-        `  Pilot/nginx: handshakes ${(mean(p.hs) / mean(n.hs)).toFixed(2)}x, requests ${(mean(p.rps) / mean(n.rps)).toFixed(2)}x`,
-      );
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    for (const [label, name] of [
+      ['Pilot', 'pilot router'],
+      ['HAProxy', 'pilot haproxy'],
+    ] as const) {
+      const p = figures.get(name);
+      if (p && n)
+        console.log(
+          `  ${label}/nginx: handshakes ${(mean(p.hs) / mean(n.hs)).toFixed(2)}x, requests ${(mean(p.rps) / mean(n.rps)).toFixed(2)}x`,
+        );
     }
   } finally {
-    for (const c of children) if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, 'SIGTERM');
+    // SIGTERM, then wait: the HAProxy role stops its HAProxy before it exits.
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.pid === undefined || c.exitCode !== null) return resolve();
+            const t = setTimeout(() => {
+              c.kill('SIGKILL');
+              resolve();
+            }, 15_000);
+            c.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            process.kill(c.pid, 'SIGTERM');
+          }),
+      ),
+    );
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -135,7 +135,7 @@ async function haproxyPlane(
     import('../router/router-process.js'),
     import('node:path'),
   ]);
-  return async ({ host, port, trusted, traffic }) => {
+  return async ({ host, port, trusted, httpsPort, tls, traffic }) => {
     const r = await HaproxyRouter.start({
       dir: join(routerDir(home), 'haproxy'),
       host,
@@ -143,11 +143,15 @@ async function haproxyPlane(
       trusted,
       traffic,
       log: log.child({ part: 'haproxy' }),
+      ...(httpsPort !== undefined ? { https: { port: httpsPort } } : {}),
+      tls,
     });
     return {
       url: r.url,
       port: r.port,
+      ...(r.httpsPort !== undefined ? { httpsPort: r.httpsPort } : {}),
       apply: (routes) => r.apply(routes),
+      setTls: (bundle) => r.setTls(bundle),
       inflightAll: () => r.inflightAll(),
       metricsText: () => haproxyMetricsText(r.health),
       close: () => r.close(),

@@ -71,7 +71,9 @@ async function spawnRouter(home: string, host: string, port: number, extraArgs: 
     if (exited !== undefined) {
       const tail = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).slice(-3).join(' | ');
       // The HTTP port, or the HTTPS one (--https-port): the one the error names.
-      const inUse = /(?:EADDRINUSE|cannot listen on)[^|]*?:(\d+)(?:\D|$)/.exec(tail);
+      // HAProxy (--haproxy) says "cannot bind socket (Address already in use) for [host:port]".
+      const inUse =
+        /Address already in use\) for \[[^\]|]*:(\d+)\]/.exec(tail) ?? /(?:EADDRINUSE|cannot listen on)[^|]*?:(\d+)(?:\D|$)/.exec(tail);
       if (inUse) throw fail.routerPortInUse({ host, port: Number(inUse[1]) });
       throw fail.routerExitedEarly({ exited, tail });
     }

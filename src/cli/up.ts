@@ -67,7 +67,6 @@ export async function up(opts: UpOptions): Promise<void> {
   // plane sends it (router/table-sync.ts), so HTTPS outlives the control plane as HTTP does.
   const httpsRaw = process.env.PILOT_HTTPS_PORT ?? '';
   const httpsPort = httpsRaw === '' ? undefined : httpsPortOf(httpsRaw);
-  if (httpsPort !== undefined && routerKind === 'haproxy') throw fail.httpsWithHaproxy();
   const cp = await startControlPlane({
     home,
     host: opts.host,

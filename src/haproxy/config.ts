@@ -17,6 +17,7 @@
  * the current slot assignment, so a reload starts the new worker with what the old one served.
  */
 import { bodyTooLarge, renderError, noReadyInstance, unknownHost, upstreamFailed } from '../router/error-responses.js';
+import { ACME_CHALLENGE_PREFIX, TLS_CIPHERS, TLS_MIN_VERSION } from '../router/tls.js';
 import type { Route, RouteHttp } from '../core/routes.js';
 
 /** One filled server slot: an upstream, its weight (0-256), and whether it takes new requests. */
@@ -59,6 +60,11 @@ export interface ConfigInput {
   readonly threads?: number;
   /** Where a line per request goes for the traffic figures (haproxy/traffic-log.ts); absent: no log. */
   readonly trafficLog?: { readonly port: number; readonly key: string };
+  /**
+   * HTTPS: a second bind of the same frontend with the certificates of `crt-list.txt` (SNI picks
+   * one; none: the handshake fails), the per-host redirect (`redirect.map`) and HSTS (`hsts.map`).
+   */
+  readonly https?: { readonly port: number };
 }
 
 /**
@@ -151,6 +157,54 @@ function limitLines(a: AppLayout): string[] {
   return out;
 }
 
+/** TLS 1.2 suites (`ciphers`) and TLS 1.3 ones (`ciphersuites`), the embedded router's list (router/tls.ts). */
+export function tlsCipherWords(): { ciphers: string; ciphersuites: string } {
+  const all = TLS_CIPHERS.split(':');
+  return {
+    ciphers: all.filter((c) => !c.startsWith('TLS_')).join(':'),
+    ciphersuites: all.filter((c) => c.startsWith('TLS_')).join(':'),
+  };
+}
+
+/** The `bind` of the HTTPS port: TLS 1.2+, the modern list, ALPN http/1.1, exact SNI only (strict-sni). */
+export function httpsBind(c: Pick<ConfigInput, 'bind' | 'dir'> & { https: { port: number } }): string {
+  const { ciphers, ciphersuites } = tlsCipherWords();
+  const host = c.bind.host.includes(':') ? `[${c.bind.host}]` : c.bind.host;
+  const min = TLS_MIN_VERSION === 'TLSv1.2' ? 'TLSv1.2' : 'TLSv1.3';
+  return (
+    `  bind ${host}:${c.https.port} ssl crt-list ${c.dir}/crt-list.txt strict-sni alpn http/1.1 ` +
+    `ssl-min-ver ${min} ciphers ${ciphers} ciphersuites ${ciphersuites}`
+  );
+}
+
+/**
+ * The ACME HTTP-01 answers (`acme.map`: token → key authorization, kept by the Runtime API), on
+ * either port and for any Host, as the embedded router gives them; an unknown token goes on to the app.
+ */
+function acmeLines(dir: string): string[] {
+  const prefix = ACME_CHALLENGE_PREFIX.replace(/\./g, '\\.');
+  return [
+    `  http-request set-var(txn.acme) url,field(4,/),map(${dir}/acme.map) if { url_reg ^${prefix}[A-Za-z0-9_-]+$ }`,
+    '  http-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
+  ];
+}
+
+/**
+ * The per-host HTTPS policy, as the embedded router applies it (router/proxy.ts): plain HTTP to a
+ * host in redirect.map (a redirect asked for, and a certificate served) is a 308 to https:// (never
+ * an ACME challenge path); an HTTPS answer for a host in hsts.map carries Strict-Transport-Security
+ * unless the app sent its own.
+ */
+function policyLines(dir: string, httpsPort: number): string[] {
+  const port = httpsPort === 443 ? '' : `:${httpsPort}`;
+  return [
+    `  http-request redirect location https://%[var(txn.host)]${port}%[pathq] code 308 if !{ ssl_fc } { var(txn.host),map(${dir}/redirect.map) -m found } !{ path_beg ${ACME_CHALLENGE_PREFIX} }`,
+    `  http-request set-var(txn.hsts) var(txn.host),map(${dir}/hsts.map) if { ssl_fc }`,
+    // The app's own header wins (as on the embedded router).
+    '  http-after-response set-header strict-transport-security max-age=%[var(txn.hsts)] if { var(txn.hsts) -m found } !{ res.hdr(strict-transport-security) -m found }',
+  ];
+}
+
 /** HAProxy's `timeout server` in the defaults section: the requestTimeout of an app that sets none. */
 export const DEFAULT_SERVER_TIMEOUT_MS = 60_000;
 
@@ -214,6 +268,7 @@ export function renderConfig(c: ConfigInput): string {
     'frontend pilot',
     `  bind ${c.bind.host.includes(':') ? `[${c.bind.host}]` : c.bind.host}:${c.bind.port}`,
     ...trafficLogLines(c.trafficLog),
+    ...(c.https ? [httpsBind({ bind: c.bind, dir: c.dir, https: c.https })] : []),
     WANTS_JSON,
     c.trusted.length > 0 ? `  acl TRUSTED src ${c.trusted.join(' ')}` : '  acl TRUSTED always_false',
     // The embedded router's rule: a client's own forwarding headers are dropped unless it is trusted.
@@ -222,6 +277,7 @@ export function renderConfig(c: ConfigInput): string {
     '  http-request del-header x-real-ip unless TRUSTED',
     '  http-request set-var(txn.fproto) req.hdr(x-forwarded-proto) if TRUSTED',
     '  http-request set-var(txn.fhost) req.hdr(x-forwarded-host) if TRUSTED',
+    '  http-request set-var(txn.fproto) str(https) if { ssl_fc } !{ var(txn.fproto) -m found }',
     '  http-request set-var(txn.fproto) str(http) unless { var(txn.fproto) -m found }',
     '  http-request set-var(txn.fhost) req.hdr(host) unless { var(txn.fhost) -m found }',
     '  http-request set-header x-forwarded-proto %[var(txn.fproto)]',
@@ -229,6 +285,8 @@ export function renderConfig(c: ConfigInput): string {
     '  option forwardfor',
     '  http-request set-var(txn.host) req.hdr(host,1),lower,field(1,:)',
     `  http-request set-var(txn.app) var(txn.host),map(${c.dir}/hosts.map)`,
+    ...acmeLines(c.dir),
+    ...(c.https ? policyLines(c.dir, c.https.port) : []),
     ...ownAnswer(404, 'not_found', nf.text, nf.json, '!{ var(txn.app) -m found }', 'var(txn.host)'),
     // The pin: "app/N" in pins.map names the pin backend serving revision N (kept by the Runtime API).
     '  http-request set-var(txn.rev) req.hdr(x-pilot-revision),ltrim(" "),rtrim(" ") if { req.hdr(x-pilot-revision) -m found }',
@@ -244,7 +302,9 @@ export function renderConfig(c: ConfigInput): string {
         `  http-request set-var(txn.key) req.cook(${a.sticky.cookie}) if ${mine} { req.cook(${a.sticky.cookie}) -m found }`,
         `  http-request set-var(txn.newkey) uuid(4),regsub(-,,g) if ${mine} !{ var(txn.key) -m found }`,
         `  http-request set-var(txn.key) var(txn.newkey) if ${mine} { var(txn.newkey) -m found }`,
-        `  http-response add-header set-cookie "${a.sticky.cookie}=%[var(txn.newkey)]; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax" if { var(txn.newkey) -m found } { var(txn.app) -m str ${a.app} }`,
+        // Secure over HTTPS, as the embedded router's stickyCookie.
+        `  http-response add-header set-cookie "${a.sticky.cookie}=%[var(txn.newkey)]; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax" if { var(txn.newkey) -m found } { var(txn.app) -m str ${a.app} } !{ ssl_fc }`,
+        `  http-response add-header set-cookie "${a.sticky.cookie}=%[var(txn.newkey)]; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax; Secure" if { var(txn.newkey) -m found } { var(txn.app) -m str ${a.app} } { ssl_fc }`,
       );
     } else {
       out.push(`  http-request set-var(txn.key) req.hdr(${a.sticky.header},1) if ${mine} { req.hdr(${a.sticky.header}) -m found }`);

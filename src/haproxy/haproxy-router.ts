@@ -15,12 +15,13 @@
  * reload or a restart starts with what was served.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { fail } from '../core/errors.js';
 import { cleanRouteHttp, type Route } from '../core/routes.js';
 import { allocatePort } from '../os/ports.js';
+import type { TlsBundle } from '../router/tls.js';
 import {
   MAP_HOST_RE,
   PIN_BACKENDS,
@@ -38,6 +39,7 @@ import {
 } from './config.js';
 import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
 import { TrafficLog, type TrafficLineSink } from './traffic-log.js';
+import { HaproxyTls } from './tls-files.js';
 
 export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
 /**
@@ -132,6 +134,10 @@ export class HaproxyRouter {
   #writeTimer: NodeJS.Timeout | undefined;
   /** Applies run one at a time. */
   #queue: Promise<void> = Promise.resolve();
+  /** Certificates, HTTPS policy and ACME answers (tls-files.ts). */
+  readonly #tls: HaproxyTls;
+  /** The HTTPS port, when HAProxy serves HTTPS. */
+  readonly httpsPort: number | undefined;
 
   private constructor(o: {
     dir: string;
@@ -141,8 +147,11 @@ export class HaproxyRouter {
     trusted: readonly string[];
     log: Logger;
     threads: number | undefined;
+    httpsPort: number | undefined;
   }) {
     this.#threads = o.threads;
+    this.httpsPort = o.httpsPort;
+    this.#tls = new HaproxyTls(o.dir, o.httpsPort !== undefined);
     this.#dir = o.dir;
     this.#bin = o.bin;
     this.#host = o.host;
@@ -164,12 +173,28 @@ export class HaproxyRouter {
     threads?: number;
     /** Per-request figures (requests, status, latency per app and revision) go here. */
     traffic?: TrafficLineSink;
+    /** Serve HTTPS on this port (0: a free one) with the certificates given to `setTls`. */
+    https?: { port: number };
+    /** Certificates, policies and ACME answers to start with (a router process's saved ones). */
+    tls?: TlsBundle;
   }): Promise<HaproxyRouter> {
     const bin = o.bin ?? process.env.PILOT_HAPROXY_BIN ?? DEFAULT_HAPROXY_BIN;
     if (!existsSync(bin)) throw fail.haproxyMissing({ bin });
     mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+    chmodSync(o.dir, 0o700); // it holds certificate keys: private whatever made it
     const port = o.port === 0 ? await allocatePort(o.host) : o.port;
-    const r = new HaproxyRouter({ dir: o.dir, bin, host: o.host, port, trusted: o.trusted ?? [], log: o.log, threads: o.threads });
+    const httpsPort = o.https === undefined ? undefined : o.https.port === 0 ? await allocatePort(o.host) : o.https.port;
+    const r = new HaproxyRouter({
+      dir: o.dir,
+      bin,
+      host: o.host,
+      port,
+      trusted: o.trusted ?? [],
+      log: o.log,
+      threads: o.threads,
+      httpsPort,
+    });
+    if (o.tls) r.#tls.plan(o.tls); // files only: HAProxy is not running yet
     if (o.traffic !== undefined) r.#traffic = await TrafficLog.start(o.traffic);
     r.#writeFiles();
     try {
@@ -219,6 +244,7 @@ export class HaproxyRouter {
       renameSync(file + '.tmp', file);
     };
     const layouts = this.#layouts();
+    this.#tls.writeFiles(write);
     write('hosts.map', hostsMap(layouts));
     write('pins.map', [...this.#pins].map(([k, v]) => `${k} ${v}\n`).join(''));
     // An app's error files depend on its name alone: written once per app, not at every table
@@ -238,6 +264,7 @@ export class HaproxyRouter {
         trusted: this.#trusted,
         ...(this.#threads !== undefined ? { threads: this.#threads } : {}),
         ...(this.#traffic !== undefined ? { trafficLog: { port: this.#traffic.port, key: this.#traffic.key } } : {}),
+        ...(this.httpsPort !== undefined ? { https: { port: this.httpsPort } } : {}),
       }),
     );
   }
@@ -483,6 +510,49 @@ export class HaproxyRouter {
     if (errors.length > 0) {
       this.#lastError = errors.slice(0, 3).join(' | ');
       this.#log.error({ errors: errors.slice(0, 10) }, 'haproxy refused runtime commands; reloading with the full configuration');
+      await this.#reload();
+    }
+  }
+
+  /**
+   * Serve these certificates, HTTPS policies and ACME answers (what the control plane sends). No
+   * reload: certificates through the Runtime API's `new|set|commit ssl cert` and `add|del ssl
+   * crt-list` (HAProxy 2.6 has them: a renewal is served at the next handshake, connections in
+   * progress keep theirs), policies and answers through `add|set|del map`. A command refused: a
+   * reload from the files, which always hold the whole state. Without HTTPS only the ACME answers
+   * are used. Resolves once HAProxy serves them.
+   */
+  setTls(bundle: TlsBundle): Promise<void> {
+    const run = this.#queue.then(() => this.#setTls(bundle));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #setTls(bundle: TlsBundle): Promise<void> {
+    const change = this.#tls.plan(bundle);
+    if (change.skipped.length > 0) this.#log.warn({ skipped: change.skipped }, 'haproxy: certificates or ACME answers left out');
+    if (!this.#up) {
+      this.#writeFiles(); // a restart or the first start is under way: it reads these files
+      this.#tls.afterSteps();
+      return;
+    }
+    const errors: string[] = [];
+    for (const step of change.steps) {
+      try {
+        errors.push(...(await step(this.#admin)));
+      } catch (err) {
+        // The socket failed mid-way: what HAProxy has is unknown, the files say what it should have.
+        errors.push((err as Error).message);
+        break;
+      }
+    }
+    this.#tls.afterSteps();
+    // At once (certificates change seldom): a restart a moment later starts from these files.
+    this.#writeFiles();
+    if (change.steps.length > 0) this.#runtimeUpdates++;
+    if (errors.length > 0) {
+      this.#lastError = errors.slice(0, 3).join(' | ');
+      this.#log.error({ errors: errors.slice(0, 10) }, 'haproxy refused certificate commands; reloading from the files');
       await this.#reload();
     }
   }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { routerContract } from '../router/router-contract.js';
+import { routerHttpsContract } from '../router/router-contract-https.js';
 import { HaproxyRouter } from './haproxy-router.js';
 
 routerContract(
@@ -32,3 +33,18 @@ routerContract(
     cutsChunkedOverMaxBody: false,
   },
 );
+
+routerHttpsContract('haproxy', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pilot-haproxy-https-'));
+  const router = await HaproxyRouter.start({ dir, host: '127.0.0.1', port: 0, https: { port: 0 }, log: pino({ level: 'silent' }) });
+  return {
+    url: router.url,
+    httpsPort: router.httpsPort!,
+    apply: (routes) => router.apply(routes),
+    setTls: (b) => router.setTls(b),
+    close: async () => {
+      await router.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});

@@ -7,6 +7,20 @@ import net from 'node:net';
 
 /** Send `commands` (joined by "; ") and return HAProxy's whole answer. */
 export function runtimeCommand(socket: string, commands: readonly string[], timeoutMs = 10_000): Promise<string> {
+  return runtimeText(socket, commands.join('; ') + '\n', timeoutMs);
+}
+
+/**
+ * One command with a multi-line payload (`set ssl cert F <<`, `add ssl crt-list L <<`): the payload
+ * ends at the first empty line, so it must hold none (a PEM without blank lines; tls-files.ts).
+ */
+export function runtimePayload(socket: string, command: string, payload: string, timeoutMs = 10_000): Promise<string> {
+  if (/\n\s*\n/.test(payload) || payload.trim() === '')
+    return Promise.reject(new Error('a Runtime API payload must not be empty nor hold an empty line'));
+  return runtimeText(socket, `${command} <<\n${payload.trim()}\n\n`, timeoutMs);
+}
+
+function runtimeText(socket: string, text: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const conn = net.connect(socket);
     const chunks: Buffer[] = [];
@@ -14,7 +28,7 @@ export function runtimeCommand(socket: string, commands: readonly string[], time
       conn.destroy();
       reject(new Error(`HAProxy's runtime socket ${socket} did not answer within ${timeoutMs} ms`));
     }, timeoutMs);
-    conn.on('connect', () => conn.end(commands.join('; ') + '\n'));
+    conn.on('connect', () => conn.end(text));
     conn.on('data', (d: Buffer) => chunks.push(d));
     conn.on('error', (err) => {
       clearTimeout(timer);

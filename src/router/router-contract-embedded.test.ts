@@ -3,6 +3,8 @@ import { startRouter } from './proxy.js';
 import { RoutingTable } from './routing-table.js';
 import { RouterMetrics } from './metrics.js';
 import { routerContract } from './router-contract.js';
+import { routerHttpsContract } from './router-contract-https.js';
+import { AcmeChallenges, CertificateStore } from './tls.js';
 
 routerContract(
   'embedded',
@@ -18,3 +20,20 @@ routerContract(
   },
   { refusesClWithTe: true, refusesAbsoluteForm: true, exactWeights: true, separateIdleTimeout: true, cutsChunkedOverMaxBody: true },
 );
+
+routerHttpsContract('embedded', async () => {
+  const table = new RoutingTable();
+  const certs = new CertificateStore();
+  const challenges = new AcmeChallenges();
+  const router = await startRouter({ host: '127.0.0.1', port: 0, table, https: { port: 0, certs }, challenges });
+  return {
+    url: router.url,
+    httpsPort: router.httpsPort!,
+    apply: async (routes) => void table.set(routes),
+    setTls: async (b) => {
+      certs.replace(b);
+      challenges.replace(b.challenges);
+    },
+    close: () => router.close(),
+  };
+});

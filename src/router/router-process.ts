@@ -33,8 +33,7 @@ import { serveTraffic, TRAFFIC_PATH } from './traffic-endpoint.js';
 import { TrustedProxies } from './headers.js';
 import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
 import { followControlPlane, loadTable, loadTls, writeAtomic } from './table-sync.js';
-import { AcmeChallenges, CertificateStore } from './tls.js';
-import { fail } from '../core/errors.js';
+import { AcmeChallenges, CertificateStore, type TlsBundle } from './tls.js';
 import { listenError } from '../core/listen-error.js';
 
 /** The embedded router as a DataPlane; it follows `table` itself. */
@@ -85,6 +84,8 @@ export interface DataPlane {
   readonly port: number;
   readonly httpsPort?: number;
   apply(routes: readonly Route[]): Promise<void>;
+  /** Serve these certificates, HTTPS policies and ACME answers (resolves once they are served). */
+  setTls?(bundle: TlsBundle): Promise<void>;
   inflightAll(): Promise<Record<string, number>>;
   /** Prometheus text about the data plane itself (its health), appended to /metrics. */
   metricsText?(): string;
@@ -98,13 +99,24 @@ export async function runRouterProcess(o: {
   port: number;
   log: Logger;
   trustedProxies?: readonly string[];
-  /** HTTPS on this port (0: any) with the certificates the control plane sends (embedded router only). */
+  /** HTTPS on this port (0: any) with the certificates the control plane sends. */
   httpsPort?: number;
-  /** Another data plane than the embedded router (started on host:port, fed the table). */
-  dataPlane?: (p: { host: string; port: number; trusted: readonly string[]; traffic: TrafficSink }) => Promise<DataPlane>;
+  /**
+   * Another data plane than the embedded router (started on host:port, and on httpsPort for
+   * HTTPS), fed the same table, and the certificates and ACME answers through `setTls`.
+   */
+  dataPlane?: (p: {
+    host: string;
+    port: number;
+    trusted: readonly string[];
+    httpsPort?: number;
+    /** The certificates saved by the last run, to serve at once. */
+    tls: TlsBundle;
+    /** Where per-request figures go (the traffic windows of this process). */
+    traffic: TrafficSink;
+  }) => Promise<DataPlane>;
 }): Promise<void> {
   const { home, log } = o;
-  if (o.httpsPort !== undefined && o.dataPlane) throw fail.httpsWithHaproxy();
   mkdirSync(routerDir(home), { recursive: true, mode: 0o700 });
   chmodSync(routerDir(home), 0o700); // it holds certificate keys: private whatever made it
   const table = new RoutingTable();
@@ -122,11 +134,14 @@ export async function runRouterProcess(o: {
   // Certificates and ACME answers: the saved ones at once, then the control plane's (table-sync.ts).
   const tls = { certs: new CertificateStore(), challenges: new AcmeChallenges() };
   const tlsVersion = o.httpsPort !== undefined ? loadTls(routerDir(home), tls, log) : undefined;
+  const bundle = (): TlsBundle => ({ ...tls.certs.export(), challenges: tls.challenges.export() });
   const router: DataPlane = o.dataPlane
     ? await o.dataPlane({
         host: o.host,
         port: o.port,
         traffic: metrics,
+        ...(o.httpsPort !== undefined ? { httpsPort: o.httpsPort } : {}),
+        tls: bundle(),
         trusted:
           o.trustedProxies ??
           (process.env.PILOT_TRUSTED_PROXIES ?? '')
@@ -215,9 +230,14 @@ export async function runRouterProcess(o: {
     log,
     signal: abort.signal,
     isClosed: () => closed,
-    // The embedded router answers ACME challenges (HTTP-01) and, with --https-port, serves HTTPS;
-    // HAProxy does neither yet, so it asks for no certificates.
-    ...(o.dataPlane ? {} : { tls: { ...tls, version: tlsVersion } }),
+    // Every data plane answers ACME challenges (HTTP-01) and, with --https-port, serves HTTPS. The
+    // embedded router reads `tls` itself; another one (HAProxy) is handed each new bundle, and has
+    // it in force before this router reports the bundle's version (the CA validates after that).
+    tls: {
+      ...tls,
+      version: tlsVersion,
+      ...(router.setTls ? { onApplied: () => router.setTls!(bundle()) } : {}),
+    },
     self: { port: router.port, ...(router.httpsPort !== undefined ? { httpsPort: router.httpsPort } : {}) },
     keepGoing: () => {
       if (existsSync(routerDir(home))) return true;

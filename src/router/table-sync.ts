@@ -113,8 +113,12 @@ export async function followControlPlane(o: {
   extra?: Record<string, unknown>;
   /** Called after each failed attempt: the next target to try (a node router with several control-plane URLs). */
   onFailure?: () => void;
-  /** HTTPS: the certificates this router serves, following the control plane's, and their saved version. */
-  tls?: TlsState & { version: string | undefined };
+  /**
+   * HTTPS: the certificates this router serves, following the control plane's, and their saved
+   * version. `onApplied`: awaited after a new bundle is applied and before its version is reported
+   * (a data plane other than the embedded router takes it there).
+   */
+  tls?: TlsState & { version: string | undefined; onApplied?: () => Promise<void> };
   /** Where this router listens, reported at each sync. */
   self?: RouterSelf;
 }): Promise<void> {
@@ -163,6 +167,7 @@ export async function followControlPlane(o: {
       const tls = body.tls;
       if (o.tls && tls && typeof tls.version === 'string' && tls.bundle && Array.isArray(tls.bundle.certs)) {
         applyTls(o.dir, o.tls, tls.version, tls.bundle, o.log);
+        if (o.tls.onApplied) await o.tls.onApplied();
         tlsVersion = tls.version;
         o.log.info({ hosts: tls.bundle.certs.map((c) => c.host) }, 'certificates applied');
       }

@@ -70,7 +70,13 @@ export function proxyUpgrade(deps: UpgradeDeps, req: IncomingMessage, client: Du
   }
 
   const from = clientAddress(req.socket.remoteAddress);
-  const headers = upstreamRequestHeaders(req.rawHeaders, { for: from, proto: 'http', trusted: deps.trusted?.has(from) ?? false }, true);
+  // An upgrade on the HTTPS listener is a wss:// connection: the app is told https, as for a request.
+  const encrypted = 'encrypted' in req.socket && req.socket.encrypted === true;
+  const headers = upstreamRequestHeaders(
+    req.rawHeaders,
+    { for: from, proto: encrypted ? 'https' : 'http', trusted: deps.trusted?.has(from) ?? false },
+    true,
+  );
   let requestHead = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) requestHead += `${headers[i]}: ${headers[i + 1]}\r\n`;
   requestHead += '\r\n';

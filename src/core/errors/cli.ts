@@ -116,11 +116,6 @@ export const cliErrors = {
     message: (p: { value: string }) => `--router ${JSON.stringify(p.value)} is not a router`,
     hint: 'Use --router pilot (the default) or --router haproxy.',
   },
-  httpsWithHaproxy: {
-    code: 'invalid_argument',
-    message: 'HTTPS (PILOT_HTTPS_PORT, --https-port) is served by the embedded router; --router haproxy does not terminate TLS yet',
-    hint: 'Start without --router haproxy to serve HTTPS, or unset PILOT_HTTPS_PORT and terminate TLS in front of HAProxy.',
-  },
   invalidPortFlag: {
     code: 'invalid_argument',
     message: (p: { flag: string; value: string }) => `${p.flag} must be a port number from 0 to 65535 (got ${JSON.stringify(p.value)})`,
