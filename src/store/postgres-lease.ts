@@ -50,6 +50,9 @@ export interface LeaseSettings {
   readonly leaseMs: number;
 }
 
+/** Followers' changes to the leader's work queue (`forward`, `listen`). */
+const FORWARD_CHANNEL = 'pilot_reconcile';
+
 export class PostgresLease {
   private client: pg.Client | undefined;
   private connecting: Promise<pg.Client> | undefined;
@@ -59,6 +62,11 @@ export class PostgresLease {
     private readonly dbUrl: string,
     private readonly settings: LeaseSettings,
   ) {}
+
+  /** This replica's id in the lease and heartbeat rows. */
+  get holder(): string {
+    return this.settings.holder;
+  }
 
   /**
    * Take or renew the lease: the token held afterwards, or undefined when another replica holds an
@@ -140,6 +148,52 @@ export class PostgresLease {
       lastSeenAt: Math.round(r.seen as number),
       silentMs: Math.max(0, Math.round(r.silent as number)),
     }));
+  }
+
+  /** Tell the leader something changed (a follower's API write): `what` reaches `listen` on the leader. */
+  async forward(what: string): Promise<void> {
+    await this.q('SELECT pg_notify($1, $2)', [FORWARD_CHANNEL, what]);
+  }
+
+  /**
+   * Hear what followers forward, on a connection of its own, connected again (every second) when
+   * lost; what is sent meanwhile is lost (the leader's periodic resync is the safety net). Returns
+   * the function that stops listening.
+   */
+  listen(heard: (what: string) => void): () => void {
+    let stopped = false;
+    let c: pg.Client | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    const open = async (): Promise<void> => {
+      const client = new pg.Client({ connectionString: this.dbUrl, types: PG_TYPES, connectionTimeoutMillis: 5000 });
+      const again = (): void => {
+        if (c !== client) return;
+        c = undefined;
+        void client.end().catch(() => undefined);
+        if (!stopped) retry = setTimeout(() => void open().catch(() => undefined), 1000).unref();
+      };
+      client.on('error', again);
+      client.on('end', again);
+      client.on('notification', (n) => {
+        if (n.channel === FORWARD_CHANNEL && n.payload !== undefined) heard(n.payload);
+      });
+      c = client;
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${FORWARD_CHANNEL}`);
+        if (stopped) void client.end().catch(() => undefined);
+      } catch {
+        again();
+      }
+    };
+    void open();
+    return () => {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      const last = c;
+      c = undefined;
+      void last?.end().catch(() => undefined);
+    };
   }
 
   close(): void {
