@@ -4,6 +4,7 @@
  * store as this replica sees them. `pilot status` without an app shows it.
  */
 import { access, constants } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { freeBytesSync } from '../disk/disk.js';
 import type { ClusterView } from '../api/wire.js';
@@ -40,12 +41,24 @@ async function timed(fn: () => Promise<unknown>): Promise<{ healthy: boolean; la
   }
 }
 
+/** The folder is writable, or (made at the first upload) the nearest folder above it that exists is. */
+async function writable(path: string): Promise<void> {
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      await access(p, constants.W_OK);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(p) === p) throw err;
+    }
+  }
+}
+
 /** The cluster as this replica sees it. */
 export async function clusterView(d: ClusterDeps): Promise<ClusterView> {
   const l = d.leadership();
   const [storeProbe, blobProbe, cluster] = await Promise.all([
     timed(() => d.store.eventBounds()),
-    timed(() => access(d.blobsPath, constants.W_OK)),
+    timed(() => writable(d.blobsPath)),
     l.cluster().then(
       (c) => ({ ok: true as const, c }),
       (err: unknown) => ({ ok: false as const, error: (err as Error).message }),
