@@ -388,6 +388,16 @@ const UNLOCKED = new Set([
   'forgetBlob',
 ]);
 
+/**
+ * The fence a call carries: the token its caller held when it made the call (what it decided
+ * under), not whatever the process holds by the time the queued call runs.
+ */
+function carried(f: Fence | undefined): Fence | undefined {
+  if (!f) return undefined;
+  const token = f.token();
+  return { token: () => token, refused: (t, c) => f.refused?.(t, c) };
+}
+
 export class PostgresStore implements Store {
   private readonly bus = new EventBus();
   /** Events appended by the write in progress: published once its transaction committed, dropped if it rolled back. */
@@ -443,7 +453,7 @@ export class PostgresStore implements Store {
       if (typeof fn !== 'function') continue;
       // The leader's fence (fence.ts) is read at the call's entry: the queue runs the call later, elsewhere.
       self[name] = (...args: unknown[]) =>
-        this.locked(() => (fn as (...a: unknown[]) => Promise<unknown>).apply(this, args), fenceContext.getStore());
+        this.locked(() => (fn as (...a: unknown[]) => Promise<unknown>).apply(this, args), carried(fenceContext.getStore()));
     }
   }
 
