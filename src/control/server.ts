@@ -478,6 +478,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         tlsFed = true;
         feedTls();
       }
+      // A follower serves (and feeds its routers) the certificates the leader or the API stored.
+      if (ha && !lease.leadership.leading()) await certManager.load();
       if (httpsOpts?.acme && lease.leadership.leading()) {
         await certManager.want(apps.flatMap((a) => a.config.hosts));
         await certManager.tick();
@@ -502,7 +504,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       notifier = newNotifier();
     }
     await reconciler.tick();
-    if (first) reconciler.start();
+    if (first && !ha) reconciler.start(); // replicas start it before the first attempt, leading or not
     monitor.start();
     autoscaler.start();
     certsOnce();
@@ -571,7 +573,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     reconciler.start();
   }
   await lease.leadership.start({ elected, deposed });
-  if (ha && !lease.leadership.leading()) certsOnce(); // the routers' policies, on a follower too
+  // The routers' policies and certificates, on a follower too (its routers sync here).
+  const followerCerts = ha ? setInterval(certsOnce, envMs('PILOT_CERT_CHECK_MS', 60_000)) : undefined;
+  followerCerts?.unref();
+  if (ha && !lease.leadership.leading()) certsOnce();
   log.info(
     { api: `http://${opts.host}:${port}`, router: router?.url ?? 'process', store: opened.location, leading: lease.leadership.leading() },
     'control plane started',
@@ -590,6 +595,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     async close() {
       homeGuard?.close();
       if (checkpoint) clearInterval(checkpoint);
+      if (followerCerts) clearInterval(followerCerts);
       feed.release();
       await lease.leadership.stop();
       reconciler.stop();
