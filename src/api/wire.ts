@@ -91,7 +91,13 @@ export interface DeployPlanView {
 export interface ClusterView {
   /** single: one process on SQLite (always the leader); replicated: replicas on PostgreSQL electing a leader. */
   readonly mode: 'single' | 'replicated';
-  readonly self: { readonly id: string; readonly url: string; readonly version: string; readonly leading: boolean; readonly token: number | null };
+  readonly self: {
+    readonly id: string;
+    readonly url: string;
+    readonly version: string;
+    readonly leading: boolean;
+    readonly token: number | null;
+  };
   /** The lease row (null: no replica has led yet, or the database did not answer). */
   readonly leader: {
     readonly id: string;

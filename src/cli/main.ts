@@ -186,7 +186,10 @@ program
     'where the state lives: postgres://USER@HOST[:PORT]/DATABASE for several replicas (password in PGPASSWORD or ~/.pgpass; default: $PILOT_STORE, else SQLite in $PILOT_HOME)',
   )
   .option('--store-file <file>', 'read the --store URL from FILE (mode 0600; it may hold the password)')
-  .option('--artifacts <path>', "the artifact repository's folder, shared by replicas (default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts)")
+  .option(
+    '--artifacts <path>',
+    "the artifact repository's folder, shared by replicas (default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts)",
+  )
   .option('--verbose', 'log to stdout')
   .option(
     '--trusted-proxy <cidr>',
@@ -370,7 +373,9 @@ secretsCmd
   .action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
 program
   .command('status')
-  .description("an app's instances, revisions and rollouts; without an app: the control-plane replicas, the leader, the store and blob store")
+  .description(
+    "an app's instances, revisions and rollouts; without an app: the control-plane replicas, the leader, the store and blob store",
+  )
   .argument('[app]')
   .option('-w, --watch', 'redraw on every event of the app (from the event stream) until Ctrl-C')
   .action(

@@ -133,7 +133,9 @@ export async function up(opts: UpOptions): Promise<void> {
     `pilot is up (state in ${home})`,
     `  control plane  ${cp.apiUrl}`,
     ...(store.kind === 'postgres'
-      ? [`  store          ${maskUrl(store.url)} (this replica ${cp.leadership().leading() ? 'leads' : 'follows'}; \`pilot status\` shows the replicas)`]
+      ? [
+          `  store          ${maskUrl(store.url)} (this replica ${cp.leadership().leading() ? 'leads' : 'follows'}; \`pilot status\` shows the replicas)`,
+        ]
       : []),
     `  dashboard      ${cp.apiUrl}/   (sign in with the admin token)`,
     `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : 'its own process'})`,

@@ -86,7 +86,14 @@ export async function clusterView(d: ClusterDeps): Promise<ClusterView> {
     mode: 'replicated',
     self,
     leader: leader
-      ? { id: leader.holder, url: leader.url, token: leader.token, acquiredAt: leader.acquiredAt, expiresAt: leader.expiresAt, expired: leader.expired }
+      ? {
+          id: leader.holder,
+          url: leader.url,
+          token: leader.token,
+          acquiredAt: leader.acquiredAt,
+          expiresAt: leader.expiresAt,
+          expired: leader.expired,
+        }
       : null,
     replicas: (cluster.ok ? (cluster.c?.replicas ?? []) : []).map((r) => ({
       id: r.id,

@@ -29,12 +29,18 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 2
 
 describe('store choice (--store, PILOT_STORE, --store-file)', () => {
   const refused = (fn: () => unknown, re: RegExp): void =>
-    assert.throws(fn, (err: unknown) => isPilotError(err) && err.code === 'invalid_argument' && re.test(err.message) && !err.message.includes('s3cret'));
+    assert.throws(
+      fn,
+      (err: unknown) => isPilotError(err) && err.code === 'invalid_argument' && re.test(err.message) && !err.message.includes('s3cret'),
+    );
   it('defaults to SQLite; takes postgres:// and postgresql:// URLs', () => {
     assert.deepEqual(storeChoice({}), { kind: 'sqlite' });
     assert.deepEqual(storeChoice({ env: '' }), { kind: 'sqlite' });
     assert.deepEqual(storeChoice({ flag: 'sqlite' }), { kind: 'sqlite' });
-    assert.deepEqual(storeChoice({ flag: 'postgres://pilot@db1:5432/pilot' }), { kind: 'postgres', url: 'postgres://pilot@db1:5432/pilot' });
+    assert.deepEqual(storeChoice({ flag: 'postgres://pilot@db1:5432/pilot' }), {
+      kind: 'postgres',
+      url: 'postgres://pilot@db1:5432/pilot',
+    });
     assert.deepEqual(storeChoice({ env: 'postgresql://pilot@db1/pilot' }), { kind: 'postgres', url: 'postgresql://pilot@db1/pilot' });
     // The flag wins over the environment.
     assert.deepEqual(storeChoice({ flag: 'sqlite', env: 'postgres://x@y/z' }), { kind: 'sqlite' });
@@ -68,7 +74,15 @@ describe('store choice (--store, PILOT_STORE, --store-file)', () => {
 describe('one SQLite process', () => {
   it('is always the leader, without a token; the cluster view names the store and blobs', async () => {
     const home = mkdtempSync(join(tmpdir(), 'pilot-sole-'));
-    const cp = await startControlPlane({ home, host: '127.0.0.1', port: 0, routerHost: '127.0.0.1', routerPort: 0, logger: pino({ level: 'silent' }), gcIntervalMs: 0 });
+    const cp = await startControlPlane({
+      home,
+      host: '127.0.0.1',
+      port: 0,
+      routerHost: '127.0.0.1',
+      routerPort: 0,
+      logger: pino({ level: 'silent' }),
+      gcIntervalMs: 0,
+    });
     try {
       const { status, body } = await get<ClusterView>(cp, '/api/v1/cluster');
       assert.equal(status, 200);
@@ -128,7 +142,13 @@ if (unavailable !== undefined) {
           assert.equal(v.mode, 'replicated');
           assert.equal(v.leader?.url, a.apiUrl);
           assert.equal(v.leader?.token, token);
-          assert.deepEqual(v.replicas.map((r) => [r.url, r.leader]).sort(), [[a.apiUrl, true], [b.apiUrl, false]].sort());
+          assert.deepEqual(
+            v.replicas.map((r) => [r.url, r.leader]).sort(),
+            [
+              [a.apiUrl, true],
+              [b.apiUrl, false],
+            ].sort(),
+          );
           assert.deepEqual([v.store.kind, v.store.healthy, v.store.location.includes(String(cluster.port))], ['postgres', true, true]);
           assert.equal(v.blobs.location, shared);
         }
@@ -139,7 +159,10 @@ if (unavailable !== undefined) {
           body: JSON.stringify({ name: 'web', repo: 'https://example.com/web.git' }),
         });
         assert.equal(pushed.status, 201, await pushed.text());
-        assert.deepEqual((await get<{ apps: { name: string }[] }>(a, '/api/v1/apps')).body.apps.map((x) => x.name), ['web']);
+        assert.deepEqual(
+          (await get<{ apps: { name: string }[] }>(a, '/api/v1/apps')).body.apps.map((x) => x.name),
+          ['web'],
+        );
         const metricsB = await (await fetch(b.apiUrl + '/metrics', { headers: { authorization: `Bearer ${b.adminToken}` } })).text();
         assert.match(metricsB, /^pilot_leader 0$/m);
         // A clean stop releases the lease: the follower leads at its next attempt (≤ 500 ms), not after the lease.
@@ -151,7 +174,11 @@ if (unavailable !== undefined) {
         assert.ok(b.leadership().token()! > token, 'a new term has a higher token');
         const v = (await get<ClusterView>(b, '/api/v1/cluster')).body;
         assert.equal(v.leader?.url, b.apiUrl);
-        assert.deepEqual(v.replicas.map((r) => r.url), [b.apiUrl], 'a stopped replica removes its heartbeat row');
+        assert.deepEqual(
+          v.replicas.map((r) => r.url),
+          [b.apiUrl],
+          'a stopped replica removes its heartbeat row',
+        );
         const metrics = await (await fetch(b.apiUrl + '/metrics', { headers: { authorization: `Bearer ${b.adminToken}` } })).text();
         assert.match(metrics, /^pilot_leader 1$/m);
         assert.match(metrics, /^pilot_leader_changes_total 1$/m);

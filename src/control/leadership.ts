@@ -104,7 +104,10 @@ export class LeaseLeadership implements Leadership {
     token: () => this.tok,
     refused: (token, current) => {
       this.refusedWrites++;
-      this.log.warn({ token: token ?? null, current: current ?? null }, 'a write as leader was refused: its fencing token is no longer current');
+      this.log.warn(
+        { token: token ?? null, current: current ?? null },
+        'a write as leader was refused: its fencing token is no longer current',
+      );
     },
   };
 
@@ -132,7 +135,7 @@ export class LeaseLeadership implements Leadership {
     await this.tick();
     const loop = (): void => {
       this.timer = setTimeout(() => {
-        this.tick().finally(() => {
+        void this.tick().finally(() => {
           if (this.timer !== undefined) loop();
         });
       }, this.settings.renewMs);
@@ -146,7 +149,9 @@ export class LeaseLeadership implements Leadership {
       this.onForwarded(what);
       return;
     }
-    this.lease.forward(what).catch((err: unknown) => this.log.debug({ err, what }, 'change not forwarded to the leader (its resync will see it)'));
+    this.lease
+      .forward(what)
+      .catch((err: unknown) => this.log.debug({ err, what }, 'change not forwarded to the leader (its resync will see it)'));
   }
 
   async cluster(): Promise<{ leader: LeaderRow | undefined; replicas: ReplicaRow[] }> {

@@ -88,7 +88,7 @@ export function registerControlMetrics(registry: Registry, src: ControlMetricSou
   });
   new Counter({
     name: 'pilot_fenced_writes_total',
-    help: "Writes this replica made as leader that the store refused because its fencing token was no longer current",
+    help: 'Writes this replica made as leader that the store refused because its fencing token was no longer current',
     registers: [registry],
     collect() {
       this.reset();

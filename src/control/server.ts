@@ -202,7 +202,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // Several replicas: the leader's work writes through `leaderStore`, whose writes carry its fencing
   // token (store/fence.ts); made once the API listens (the lease names this replica by its address).
   const lease: { leadership: Leadership } = { leadership: new SoleLeadership() };
-  const leaderStore = ha ? fencedStore(store, { token: () => lease.leadership.token(), refused: (t, c) => lease.leadership.fence.refused?.(t, c) }) : store;
+  const leaderStore = ha
+    ? fencedStore(store, { token: () => lease.leadership.token(), refused: (t, c) => lease.leadership.fence.refused?.(t, c) })
+    : store;
   const ledger = new RunLedger(store); // the only writer of runs (cd/run-ledger.ts)
   if (opts.freshDatabase)
     log.warn({ home: opts.home }, 'started with a fresh database (--fresh-database): instances agents still run are kept as orphans');
@@ -532,7 +534,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       opts.gcIntervalMs ?? gcIntervalFromEnv(),
       () => gcSettingsFromEnv(),
     );
-    const stopRetention = startEventRetention(leaderStore, log.child({ part: 'events' }), { ...retentionFromEnv(), ...opts.events?.retention });
+    const stopRetention = startEventRetention(leaderStore, log.child({ part: 'events' }), {
+      ...retentionFromEnv(),
+      ...opts.events?.retention,
+    });
     const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
     const termMonitor = monitor;
     term = {

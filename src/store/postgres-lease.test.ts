@@ -109,7 +109,10 @@ if (unavailable !== undefined) {
         );
         assert.ok(rs.every((r) => r.silentMs < 10_000 && r.lastSeenAt >= r.startedAt));
         await b.forget();
-        assert.deepEqual((await a.replicas()).map((r) => r.id), ['a']);
+        assert.deepEqual(
+          (await a.replicas()).map((r) => r.id),
+          ['a'],
+        );
       } finally {
         a.close();
         b.close();

@@ -89,11 +89,10 @@ export class PostgresLease {
 
   /** End the lease now (a clean stop): a follower takes over at its next attempt, not after the lease. */
   async release(token: number): Promise<void> {
-    await this.q(`UPDATE pilot_leader SET expires_at = clock_timestamp() - interval '1 millisecond' WHERE name = $1 AND holder = $2 AND token = $3`, [
-      LEASE_NAME,
-      this.settings.holder,
-      token,
-    ]);
+    await this.q(
+      `UPDATE pilot_leader SET expires_at = clock_timestamp() - interval '1 millisecond' WHERE name = $1 AND holder = $2 AND token = $3`,
+      [LEASE_NAME, this.settings.holder, token],
+    );
   }
 
   /** Write this replica's heartbeat row. */

@@ -51,8 +51,24 @@ async function startReplica(name: string, home: string): Promise<Replica> {
   const [api, router] = [await allocatePort('127.0.0.1'), await allocatePort('127.0.0.1')];
   const p = spawn(
     process.execPath,
-    ['--max-semi-space-size=2', PILOT, 'server', '--store', dbUrl, '--artifacts', shared, '--api-port', String(api), '--router-port', String(router)],
-    { cwd: ROOT, env: h.env({ PILOT_HOME: home, PILOT_CD_QUIET_MS: '200', PILOT_LEASE_MS: String(LEASE_MS) }), stdio: ['ignore', 'pipe', 'pipe'] },
+    [
+      '--max-semi-space-size=2',
+      PILOT,
+      'server',
+      '--store',
+      dbUrl,
+      '--artifacts',
+      shared,
+      '--api-port',
+      String(api),
+      '--router-port',
+      String(router),
+    ],
+    {
+      cwd: ROOT,
+      env: h.env({ PILOT_HOME: home, PILOT_CD_QUIET_MS: '200', PILOT_LEASE_MS: String(LEASE_MS) }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   const r: Replica = { name, home, api: `http://127.0.0.1:${api}`, proc: p, out: '' };
   p.stdout!.on('data', (d: Buffer) => (r.out += d.toString()));
@@ -91,7 +107,12 @@ async function leaderSeenBy(r: Replica): Promise<{ replica: Replica; token: numb
 /** A webhook push of `sha` to `hello`, through a replica. */
 async function push(via: Replica, origin: string, sha: string): Promise<void> {
   const p = structuredClone(pushExample) as Record<string, any>;
-  Object.assign(p, { ref: 'refs/heads/main', after: sha, deleted: false, repository: { ...p.repository, clone_url: origin, full_name: 'acme/hello' } });
+  Object.assign(p, {
+    ref: 'refs/heads/main',
+    after: sha,
+    deleted: false,
+    repository: { ...p.repository, clone_url: origin, full_name: 'acme/hello' },
+  });
   p.head_commit = { ...(p.head_commit ?? {}), id: sha, message: 'x', author: { name: 'Dev', email: 'dev@example.com' } };
   const body = JSON.stringify(p);
   const res = await request(`${via.api}/hooks/github/hello`, {
@@ -116,7 +137,12 @@ function steadyLoop(): { stop: () => Promise<{ ok: number; failed: string[] }> }
   const one = async (router: string): Promise<void> => {
     while (running) {
       try {
-        const res = await request(`http://${router}/`, { headers: { host: 'hello.localhost' }, dispatcher, headersTimeout: 10_000, bodyTimeout: 10_000 });
+        const res = await request(`http://${router}/`, {
+          headers: { host: 'hello.localhost' },
+          dispatcher,
+          headersTimeout: 10_000,
+          bodyTimeout: 10_000,
+        });
         const text = await res.body.text();
         if (res.statusCode === 200) ok++;
         else failed.push(`${router} ${res.statusCode} ${text.slice(0, 120)}`);
@@ -197,7 +223,10 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
     await git(work, 'commit', '-qam', 'two replicas');
     await git(work, 'remote', 'add', 'origin', origin);
     await git(work, 'push', '-q', 'origin', 'HEAD:main');
-    assert.equal((await call(follower, 'POST', '/api/v1/apps', { name: 'hello', repo: origin, branch: 'main', secret: SECRET })).status, 201);
+    assert.equal(
+      (await call(follower, 'POST', '/api/v1/apps', { name: 'hello', repo: origin, branch: 'main', secret: SECRET })).status,
+      201,
+    );
     await push(follower, origin, await git(work, 'rev-parse', 'HEAD'));
     const run = await waitFor(
       'the first run to end',
@@ -209,15 +238,19 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
     );
     assert.equal(run.status, 'succeeded', JSON.stringify(run));
     for (const n of nodes)
-      await waitFor(`hello through ${n.name}'s router`, async () => {
-        try {
-          const res = await request(`http://${n.address}:${n.port}/`, { headers: { host: 'hello.localhost' } });
-          await res.body.text();
-          return res.statusCode === 200 || undefined;
-        } catch {
-          return undefined;
-        }
-      }, 60_000);
+      await waitFor(
+        `hello through ${n.name}'s router`,
+        async () => {
+          try {
+            const res = await request(`http://${n.address}:${n.port}/`, { headers: { host: 'hello.localhost' } });
+            await res.body.text();
+            return res.statusCode === 200 || undefined;
+          } catch {
+            return undefined;
+          }
+        },
+        60_000,
+      );
   });
 
   after(async () => {
@@ -246,16 +279,23 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
       await push(follower, origin, sha2);
       const run2 = await waitFor(
         'the second run to run',
-        async () => ((await call(follower, 'GET', '/api/v1/runs?app=hello')).json.runs as any[]).find((r) => r.commit === sha2 && r.status === 'running'),
+        async () =>
+          ((await call(follower, 'GET', '/api/v1/runs?app=hello')).json.runs as any[]).find(
+            (r) => r.commit === sha2 && r.status === 'running',
+          ),
         120_000,
       );
       const killedAt = performance.now();
       l1.replica.proc.kill('SIGKILL');
       const live = replicas.filter((r) => r !== l1.replica);
-      const l2 = await waitFor('a new leader after kill -9', async () => {
-        const l = await leaderSeenBy(live[0]!);
-        return l && l.replica !== l1.replica ? l : undefined;
-      }, 20_000);
+      const l2 = await waitFor(
+        'a new leader after kill -9',
+        async () => {
+          const l = await leaderSeenBy(live[0]!);
+          return l && l.replica !== l1.replica ? l : undefined;
+        },
+        20_000,
+      );
       const failover1 = performance.now() - killedAt;
       assert.ok(l2.token > l1.token, `the new term's token ${l2.token} is above ${l1.token}`);
       // The new leader's first pass (before its worker takes the retry) stopped nothing.
@@ -288,7 +328,9 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
         120_000,
       );
       assert.equal(settled.length, 2);
-      console.log(`FAULT ha-leader-kill9: new leader after ${(failover1 / 1000).toFixed(2)}s (token ${l1.token} → ${l2.token}), run interrupted + retried once, revisions of the commit 1, instances kept by the new leader ${before1.size}/${before1.size}`);
+      console.log(
+        `FAULT ha-leader-kill9: new leader after ${(failover1 / 1000).toFixed(2)}s (token ${l1.token} → ${l2.token}), run interrupted + retried once, revisions of the commit 1, instances kept by the new leader ${before1.size}/${before1.size}`,
+      );
       assert.ok(failover1 < 5000, `a new leader within 5 s (took ${Math.round(failover1)} ms)`);
 
       // --- SIGSTOP the new leader longer than its lease ---
@@ -299,23 +341,33 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
       process.kill(l2.replica.proc.pid!, 'SIGSTOP');
       let l3: { replica: Replica; token: number };
       try {
-        l3 = await waitFor('a leader while the old one is frozen', async () => {
-          const l = await leaderSeenBy(watcher);
-          return l && l.replica !== l2.replica ? l : undefined;
-        }, 20_000);
+        l3 = await waitFor(
+          'a leader while the old one is frozen',
+          async () => {
+            const l = await leaderSeenBy(watcher);
+            return l && l.replica !== l2.replica ? l : undefined;
+          },
+          20_000,
+        );
         const failover2 = performance.now() - stoppedAt;
         await sleep(Math.max(0, LEASE_MS + 3000 - (performance.now() - stoppedAt)));
         process.kill(l2.replica.proc.pid!, 'SIGCONT');
-        console.log(`FAULT ha-leader-sigstop: new leader after ${(failover2 / 1000).toFixed(2)}s (token ${l2.token} → ${l3.token}), frozen ${((performance.now() - stoppedAt) / 1000).toFixed(1)}s`);
+        console.log(
+          `FAULT ha-leader-sigstop: new leader after ${(failover2 / 1000).toFixed(2)}s (token ${l2.token} → ${l3.token}), frozen ${((performance.now() - stoppedAt) / 1000).toFixed(1)}s`,
+        );
         assert.ok(failover2 < 5000, `a new leader within 5 s (took ${Math.round(failover2)} ms)`);
       } finally {
         process.kill(l2.replica.proc.pid!, 'SIGCONT');
       }
       // The resumed replica follows; what it tried to write as leader carried its old token and was refused.
-      const view = await waitFor('the resumed replica to follow', async () => {
-        const v = (await call(l2.replica, 'GET', '/api/v1/cluster').catch(() => undefined))?.json;
-        return v && v.self.leading === false ? v : undefined;
-      }, 20_000);
+      const view = await waitFor(
+        'the resumed replica to follow',
+        async () => {
+          const v = (await call(l2.replica, 'GET', '/api/v1/cluster').catch(() => undefined))?.json;
+          return v && v.self.leading === false ? v : undefined;
+        },
+        20_000,
+      );
       assert.equal(view.leader.url, l3.replica.api);
       assert.ok(view.fencedWrites >= 1, `the resumed leader's stale writes were refused (${view.fencedWrites})`);
       const log = readFileSync(join(l2.replica.home, 'logs', 'pilot.log'), 'utf8')
@@ -334,7 +386,9 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
       }
       const revs = (await call(l3.replica, 'GET', '/api/v1/apps/hello')).json.revisions as any[];
       assert.equal(revs.length, 2, 'no revision made meanwhile');
-      console.log(`FAULT ha-stale-write: ${view.fencedWrites} write(s) of the resumed leader refused (token ${l2.token}, current ${l3.token}); instances unchanged ${before2.size}/${before2.size}`);
+      console.log(
+        `FAULT ha-stale-write: ${view.fencedWrites} write(s) of the resumed leader refused (token ${l2.token}, current ${l3.token}); instances unchanged ${before2.size}/${before2.size}`,
+      );
     } finally {
       const { ok, failed } = await loop.stop();
       console.log(`FAULT ha-requests: failed ${failed.length}/${ok + failed.length} through the node routers`);

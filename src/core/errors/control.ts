@@ -14,7 +14,8 @@ export const controlErrors = {
   },
   storePasswordInArgv: {
     code: 'invalid_argument',
-    message: (p: { url: string }) => `--store ${p.url}: the URL holds a password, and a command line is readable by every user of the machine`,
+    message: (p: { url: string }) =>
+      `--store ${p.url}: the URL holds a password, and a command line is readable by every user of the machine`,
     hint: 'Put the password in PGPASSWORD or ~/.pgpass (mode 0600), or the whole URL in a file given with --store-file (mode 0600).',
   },
   storeFileUnreadable: {
