@@ -133,6 +133,20 @@ if (unavailable !== undefined) {
         mkdirSync(homes[1]!, { recursive: true, mode: 0o700 });
         for (const f of ['admin-token', 'join-token', 'router-token', 'secret.key']) copyFileSync(join(homes[0]!, f), join(homes[1]!, f));
         cps.push(await start(homes[1]!));
+        // A replica with a sealing key and tokens of its own is refused at start, naming them.
+        await assert.rejects(start(join(root, 'stranger')), (err: unknown) => {
+          return (
+            isPilotError(err) &&
+            err.code === 'conflict' &&
+            /secret\.key, admin-token, join-token, router-token differ/.test(err.message) &&
+            /copy admin-token/.test(err.hint ?? '')
+          );
+        });
+        // One file different is named alone.
+        const half = join(root, 'half');
+        mkdirSync(half, { recursive: true, mode: 0o700 });
+        for (const f of ['admin-token', 'join-token', 'router-token']) copyFileSync(join(homes[0]!, f), join(half, f));
+        await assert.rejects(start(half), (err: unknown) => isPilotError(err) && /: secret\.key differ/.test(err.message));
         const [a, b] = cps as [ControlPlane, ControlPlane];
         assert.equal(a.leadership().leading(), true);
         assert.equal(b.leadership().leading(), false);

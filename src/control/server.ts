@@ -18,10 +18,10 @@ import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
 import { openBlobStore, openControlStore, timedStore, type StoreChoice } from './control-store.js';
 import { fencedStore } from '../store/fence.js';
-import { PostgresLease } from '../store/postgres-lease.js';
+import { PostgresLease, replicaSecretsDiffer } from '../store/postgres-lease.js';
 import { LeaseLeadership, SoleLeadership, type Leadership } from './leadership.js';
 import { registerClusterRoutes } from './cluster-routes.js';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { listenError } from '../core/listen-error.js';
 import { LOCAL_ROUTER, TableFeed } from '../router/table-feed.js';
 import type { RevisionTraffic } from '../router/metrics.js';
@@ -212,6 +212,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
   const routerToken = loadOrCreateToken(join(opts.home, 'router-token'), 'pilot_router');
   const box = new SecretBox(join(opts.home, 'secret.key'));
+  if (opened.postgresUrl !== undefined) {
+    // Replicas share one sealing key and the same tokens: a replica with its own would seal what
+    // the others cannot open and accept tokens they refuse. Compared by fingerprint, refused at start.
+    const fp = (v: string | Buffer): string => createHash('sha256').update('pilot-replica-file\0').update(v).digest('hex');
+    const differ = await replicaSecretsDiffer(opened.postgresUrl, {
+      'secret.key': fp(readFileSync(join(opts.home, 'secret.key'))),
+      'admin-token': fp(admin.token),
+      'join-token': fp(join_.token),
+      'router-token': fp(routerToken.token),
+    }).catch((err: unknown) => {
+      opened.store.close();
+      throw err;
+    });
+    if (differ.length > 0) {
+      opened.store.close();
+      throw fail.replicaSecretsDiffer({ home: opts.home, files: differ.join(', ') });
+    }
+  }
   // PILOT_PUBLIC_URL: the address people and GitHub reach this server at (links in webhook answers, commit statuses, notifications).
   let publicUrl = (opts.publicUrl ?? process.env.PILOT_PUBLIC_URL ?? '').replace(/\/+$/, '');
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)

@@ -50,6 +50,32 @@ export interface LeaseSettings {
   readonly leaseMs: number;
 }
 
+/**
+ * The files every replica must hold alike (sealing key, tokens), by fingerprint: the first replica
+ * records its own; the names whose fingerprint differs from the recorded one are returned.
+ */
+export async function replicaSecretsDiffer(dbUrl: string, mine: Readonly<Record<string, string>>): Promise<string[]> {
+  const c = new pg.Client({ connectionString: dbUrl, types: PG_TYPES, connectionTimeoutMillis: 10_000 });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    const differ: string[] = [];
+    for (const [name, fingerprint] of Object.entries(mine)) {
+      await c.query('INSERT INTO pilot_replica_secrets (name, fingerprint) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [
+        name,
+        fingerprint,
+      ]);
+      const r = await c.query<{ fingerprint: string }>('SELECT fingerprint FROM pilot_replica_secrets WHERE name = $1', [name]);
+      if (r.rows[0]?.fingerprint !== fingerprint) differ.push(name);
+    }
+    return differ;
+  } catch (err) {
+    throw fail.postgresUnreachable({ url: maskUrl(dbUrl), message: (err as Error).message }, { cause: err });
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 /** Followers' changes to the leader's work queue (`forward`, `listen`). */
 const FORWARD_CHANNEL = 'pilot_reconcile';
 

@@ -289,5 +289,9 @@ export const PG_MIGRATIONS: readonly string[] = [
     started_at TIMESTAMPTZ NOT NULL,
     last_seen TIMESTAMPTZ NOT NULL
   );
+  CREATE TABLE pilot_replica_secrets (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    fingerprint TEXT COLLATE "C" NOT NULL
+  );
   `,
 ];

@@ -29,6 +29,12 @@ export const controlErrors = {
       `the PostgreSQL database ${p.url} did not answer within ${p.seconds} s: ${p.message}`,
     hint: 'Check that PostgreSQL runs and accepts connections there (pg_isready -h HOST -p PORT); PILOT_STORE_WAIT_MS sets how long a start waits for it (default 60000).',
   },
+  replicaSecretsDiffer: {
+    code: 'conflict',
+    message: (p: { home: string; files: string }) =>
+      `${p.home}: ${p.files} differ from what the other replicas on this database use; this replica would not open their secrets or accept their tokens`,
+    hint: "Stop it, copy admin-token, join-token, router-token and secret.key from a running replica's $PILOT_HOME into this one (mode 0600), and start it again.",
+  },
   backupOnPostgres: {
     code: 'bad_request',
     message: 'this control plane keeps its state in PostgreSQL: `pilot backup` copies a SQLite database only',
