@@ -204,6 +204,49 @@ if (unavailable !== undefined) {
       }
     });
 
+    it('a database lost while running: the leader stops leading within the lease, the API says why, and a leader is back once it returns', async () => {
+      const url = await cluster.createDatabase();
+      const home = mkdtempSync(join(tmpdir(), 'pilot-ha-lost-'));
+      const cp = await startControlPlane({
+        home,
+        host: '127.0.0.1',
+        port: 0,
+        routerHost: '127.0.0.1',
+        routerPort: 0,
+        logger: pino({ level: 'silent' }),
+        gcIntervalMs: 0,
+        store: { kind: 'postgres', url },
+        lease: { leaseMs: 1000 },
+      });
+      try {
+        assert.equal(cp.leadership().leading(), true);
+        const token = cp.leadership().token()!;
+        await cluster.down();
+        const t0 = performance.now();
+        await waitFor('the leader to step down', async () => (cp.leadership().leading() ? undefined : true), 10_000);
+        const stepDown = performance.now() - t0;
+        // The process serves on: liveness answers, the cluster view says the store is unhealthy.
+        assert.equal((await fetch(cp.apiUrl + '/healthz')).status, 200);
+        const v = (await get<ClusterView>(cp, '/api/v1/cluster')).body;
+        assert.deepEqual([v.self.leading, v.store.healthy], [false, false]);
+        assert.match(v.store.error ?? '', /PostgreSQL|connect|ECONNREFUSED/);
+        const apps = await get<{ error: { code: string; message: string } }>(cp, '/api/v1/apps');
+        assert.ok(apps.status >= 500, `a read while the database is away fails (${apps.status})`);
+        assert.match(apps.body.error.message, /cannot use the PostgreSQL database/);
+        await cluster.up();
+        await waitFor('a leader again', async () => (cp.leadership().leading() ? true : undefined), 20_000);
+        // Its own lease expired and nobody took it: it takes it again with a new term.
+        assert.ok(cp.leadership().token()! > token);
+        assert.equal((await get<{ apps: unknown[] }>(cp, '/api/v1/apps')).status, 200);
+        console.log(`database lost: stepped down after ${Math.round(stepDown)} ms (lease 1000 ms)`);
+      } finally {
+        await cluster.up().catch(() => undefined);
+        await cp.close();
+        rmSync(home, { recursive: true, force: true });
+        await cluster.dropDatabase(url);
+      }
+    });
+
     it('backup through the API on PostgreSQL says to use pg_dump', async () => {
       const url = await cluster.createDatabase();
       const home = mkdtempSync(join(tmpdir(), 'pilot-ha-backup-'));
