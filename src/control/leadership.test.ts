@@ -177,6 +177,14 @@ if (unavailable !== undefined) {
           (await get<{ apps: { name: string }[] }>(a, '/api/v1/apps')).body.apps.map((x) => x.name),
           ['web'],
         );
+        // Each replica answers its routers' figures for the others to merge; the traffic view of either covers both.
+        const raw = await get<{ layout: string; windowMs: number; revisions: unknown[] }>(b, '/api/v1/replica/traffic?window=10000ms');
+        assert.equal(raw.status, 200);
+        assert.deepEqual([raw.body.windowMs, raw.body.revisions], [10_000, []]);
+        assert.equal((await get(b, '/api/v1/replica/traffic?window=10s')).status, 400);
+        assert.equal((await get(b, '/api/v1/replica/traffic?window=999999999ms')).status, 400);
+        const all = await get<{ apps: unknown[] }>(a, '/api/v1/traffic?window=10s');
+        assert.equal(all.status, 200, JSON.stringify(all.body));
         const metricsB = await (await fetch(b.apiUrl + '/metrics', { headers: { authorization: `Bearer ${b.adminToken}` } })).text();
         assert.match(metricsB, /^pilot_leader 0$/m);
         // A clean stop releases the lease: the follower leads at its next attempt (≤ 500 ms), not after the lease.

@@ -27,7 +27,13 @@ import { LOCAL_ROUTER, TableFeed } from '../router/table-feed.js';
 import type { RevisionTraffic } from '../router/metrics.js';
 import { readRouterFile } from '../router/router-process.js';
 import { registerRouterRoutes } from './router-routes.js';
-import { nodeRouterTraffic, registerTrafficRoutes, routerProcessTraffic } from './traffic-routes.js';
+import {
+  nodeRouterTraffic,
+  registerReplicaTrafficRoute,
+  registerTrafficRoutes,
+  replicaTraffic,
+  routerProcessTraffic,
+} from './traffic-routes.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { request } from '../http/undici.js';
@@ -293,13 +299,32 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     inflight: (id: string) => (router ? router.inflight(id) : 0) + feed.inflight(id),
   };
   // Traffic figures: the embedded router's or the router process's, plus every node router's.
-  const trafficSource = async (ms: number, app?: string): Promise<RevisionTraffic[]> => {
+  const localTraffic = async (ms: number, app?: string): Promise<RevisionTraffic[]> => {
     const own = traffic ? traffic.traffic(ms, app) : await routerProcessTraffic(opts.home, routerToken.token, ms, app);
     const theirs = await Promise.all(
       feed.routers().flatMap((r) => (r.traffic === undefined ? [] : [nodeRouterTraffic(r.id, r.traffic, ms, app)])),
     );
     return [...own, ...theirs.flat()];
   };
+  // Several replicas: a router syncs with one of them; the figures of the others' routers are asked
+  // of them (a replica that does not answer is left out: its routers sync elsewhere by now).
+  const trafficSource = !ha
+    ? localTraffic
+    : async (ms: number, app?: string): Promise<RevisionTraffic[]> => {
+        const others = ((await lease.leadership.cluster())?.replicas ?? []).filter(
+          (r) => r.id !== lease.leadership.id && r.silentMs < 10_000,
+        );
+        const [own, ...theirs] = await Promise.all([
+          localTraffic(ms, app),
+          ...others.map((r) =>
+            replicaTraffic(r.url, admin.token, ms, app).catch((err: unknown) => {
+              log.debug({ replica: r.url, err: (err as Error).message }, 'replica gave no traffic figures');
+              return [];
+            }),
+          ),
+        ]);
+        return [...own!, ...theirs.flat()];
+      };
   const reconciler = new Reconciler(leaderStore, sink, log.child({ part: 'reconciler' }), {
     intervalMs: opts.reconcileIntervalMs ?? 250,
     maxDrainMs: 30_000,
@@ -395,6 +420,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     nodeByCredential: (token) => store.getNodeByCredentialHash(hashToken(token)),
   });
   const trafficRoutes = registerTrafficRoutes(api, { store, source: trafficSource });
+  registerReplicaTrafficRoute(api, localTraffic);
   const cpu = new CpuMeter();
   const autoscaler = new Autoscaler({
     store: leaderStore,

@@ -269,6 +269,18 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
     try {
       // --- kill -9 while a webhook run is running ---
       const l1 = (await leaderSeenBy(follower))!;
+      // The node routers sync with a follower: the leader's traffic figures (canary analysis, the
+      // autoscaler) come from that replica (/api/v1/replica/traffic).
+      assert.notEqual(l1.replica, follower);
+      const seen = await waitFor(
+        "the leader to see the node routers' traffic",
+        async () => {
+          const t = (await call(l1.replica, 'GET', '/api/v1/apps/hello/traffic?window=10s')).json;
+          const n = (t.revisions as any[] | undefined)?.reduce((acc: number, r: any) => acc + r.requests, 0) ?? 0;
+          return n > 0 ? n : undefined;
+        },
+        30_000,
+      );
       writeFileSync(join(work, 'CHANGE.md'), 'second\n');
       await git(work, 'add', '-A');
       await git(work, 'commit', '-qm', 'second');
