@@ -115,7 +115,9 @@ export function timedStore<S extends object>(store: S, registry: Registry): S {
   return new Proxy(store, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof v !== 'function' || typeof prop !== 'string' || prop === 'subscribeEvents') return v;
+      if (typeof v !== 'function') return v;
+      // Called on the store itself, never on the proxy (a #private field is not reachable through it).
+      if (typeof prop !== 'string' || prop === 'subscribeEvents') return (v as (...a: unknown[]) => unknown).bind(target);
       return (...args: unknown[]) => {
         const end = h.startTimer({ method: prop });
         let out: unknown;

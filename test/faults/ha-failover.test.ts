@@ -340,6 +340,7 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
         120_000,
       );
       assert.equal(settled.length, 2);
+      console.log(`FAULT ha-traffic: the leader saw ${seen} requests of the node routers that sync with a follower`);
       console.log(
         `FAULT ha-leader-kill9: new leader after ${(failover1 / 1000).toFixed(2)}s (token ${l1.token} → ${l2.token}), run interrupted + retried once, revisions of the commit 1, instances kept by the new leader ${before1.size}/${before1.size}`,
       );
