@@ -397,6 +397,17 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
         assert.equal(after2.get(id), pid, `instance ${id} not replaced`);
         assert.ok(alive(pid), `instance ${id} (pid ${pid}) still runs`);
       }
+      // `pilot status` without an app, asked of any replica: the replicas, the leader and its token, the backends.
+      const st = await h.cli(['--server', l2.replica.api, 'status']);
+      assert.equal(st.code, 0, st.stderr);
+      assert.match(st.stdout, /3 replica\(s\) on PostgreSQL/);
+      assert.match(st.stdout, new RegExp(`leader +${l3.replica.api.replaceAll('.', '\\.')} +token ${l3.token}`));
+      assert.match(st.stdout, /store +postgres postgres:\/\/pilot@127\.0\.0\.1:\d+\/\S+ +healthy/);
+      assert.match(st.stdout, /blobs +filesystem .* healthy/);
+      assert.match(st.stdout, /\(this\)/);
+      assert.match(st.stdout, /write\(s\) of this replica refused for a stale leadership token/);
+      const stJson = JSON.parse((await h.cli(['--server', l2.replica.api, '--json', 'status'])).stdout);
+      assert.equal(stJson.leader.token, l3.token);
       const revs = (await call(l3.replica, 'GET', '/api/v1/apps/hello')).json.revisions as any[];
       assert.equal(revs.length, 2, 'no revision made meanwhile');
       console.log(
