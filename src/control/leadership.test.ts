@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { ClusterView } from '../api/wire.js';
 import { isPilotError } from '../core/errors.js';
+import pg from 'pg';
+import { openPostgresStore } from '../store/postgres-store.js';
 import { postgresUnavailable, startPostgres, type PgCluster } from '../store/test-postgres.js';
 import { storeChoice } from './control-store.js';
 import { startControlPlane, type ControlPlane } from './server.js';
@@ -274,6 +276,36 @@ if (unavailable !== undefined) {
         assert.match(r.body.error.hint, /pg_dump/);
       } finally {
         await cp.close();
+        rmSync(home, { recursive: true, force: true });
+        await cluster.dropDatabase(url);
+      }
+    });
+
+    it('a database of a newer Pilot is refused at once, not waited for', async () => {
+      const url = await cluster.createDatabase();
+      const home = mkdtempSync(join(tmpdir(), 'pilot-ha-newer-'));
+      const c = new pg.Client({ connectionString: url });
+      try {
+        (await openPostgresStore(url)).close();
+        await c.connect();
+        await c.query('UPDATE pilot_schema SET version = 999');
+        const t0 = performance.now();
+        await assert.rejects(
+          startControlPlane({
+            home,
+            host: '127.0.0.1',
+            port: 0,
+            routerHost: '127.0.0.1',
+            routerPort: 0,
+            logger: pino({ level: 'silent' }),
+            store: { kind: 'postgres', url },
+            storeWaitMs: 30_000,
+          }),
+          (err: unknown) => isPilotError(err) && /schema version 999, newer than this Pilot/.test(err.message),
+        );
+        assert.ok(performance.now() - t0 < 10_000, 'not retried until the deadline');
+      } finally {
+        await c.end();
         rmSync(home, { recursive: true, force: true });
         await cluster.dropDatabase(url);
       }
