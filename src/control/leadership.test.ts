@@ -179,6 +179,19 @@ if (unavailable !== undefined) {
           (await get<{ apps: { name: string }[] }>(a, '/api/v1/apps')).body.apps.map((x) => x.name),
           ['web'],
         );
+        // Views made of the leader's memory (node health, orphans, an app's autoscaler): a follower passes them on.
+        const via = async (cp: ControlPlane, path: string): Promise<[number, string | null]> => {
+          const res = await fetch(cp.apiUrl + path, { headers: { authorization: `Bearer ${cp.adminToken}` } });
+          await res.text();
+          return [res.status, res.headers.get('x-pilot-answered-by')];
+        };
+        assert.deepEqual(await via(b, '/api/v1/nodes'), [200, a.apiUrl]);
+        assert.deepEqual(await via(b, '/api/v1/apps/web'), [200, a.apiUrl]);
+        assert.deepEqual(await via(b, '/api/v1/orphans'), [200, a.apiUrl]);
+        assert.deepEqual(await via(b, '/api/v1/apps/nope'), [404, a.apiUrl]);
+        assert.deepEqual(await via(b, '/api/v1/runs'), [200, null], 'the store answers the rest on any replica');
+        assert.deepEqual(await via(a, '/api/v1/nodes'), [200, null]);
+        assert.equal((await fetch(b.apiUrl + '/api/v1/nodes')).status, 401, 'passed on only once authenticated');
         // Each replica answers its routers' figures for the others to merge; the traffic view of either covers both.
         const raw = await get<{ layout: string; windowMs: number; revisions: unknown[] }>(b, '/api/v1/replica/traffic?window=10000ms');
         assert.equal(raw.status, 200);
@@ -198,6 +211,7 @@ if (unavailable !== undefined) {
         assert.ok(b.leadership().token()! > token, 'a new term has a higher token');
         const v = (await get<ClusterView>(b, '/api/v1/cluster')).body;
         assert.equal(v.leader?.url, b.apiUrl);
+        assert.deepEqual(await via(b, '/api/v1/nodes'), [200, null], 'the leader answers itself');
         assert.deepEqual(
           v.replicas.map((r) => r.url),
           [b.apiUrl],

@@ -21,7 +21,9 @@ import { fencedStore } from '../store/fence.js';
 import { PostgresLease, replicaSecretsDiffer } from '../store/postgres-lease.js';
 import { LeaseLeadership, SoleLeadership, type Leadership } from './leadership.js';
 import { registerClusterRoutes } from './cluster-routes.js';
+import { installLeaderViews } from './leader-views.js';
 import { createHash, randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { listenError } from '../core/listen-error.js';
 import { LOCAL_ROUTER, TableFeed } from '../router/table-feed.js';
 import type { RevisionTraffic } from '../router/metrics.js';
@@ -208,6 +210,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // Several replicas: the leader's work writes through `leaderStore`, whose writes carry its fencing
   // token (store/fence.ts); made once the API listens (the lease names this replica by its address).
   const lease: { leadership: Leadership } = { leadership: new SoleLeadership() };
+  let replicaUrl = ''; // set once the API listens
   const leaderStore = ha
     ? fencedStore(store, { token: () => lease.leadership.token(), refused: (t, c) => lease.leadership.fence.refused?.(t, c) })
     : store;
@@ -389,6 +392,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     if (!token && web.authenticate(req)) return;
     throw token ? fail.invalidToken() : fail.missingToken();
   });
+  if (ha) {
+    // Node health, orphans, an app's autoscaler and unplaced reason: the leader's memory (leader-views.ts).
+    let cached: { at: number; url: string | undefined } | undefined;
+    installLeaderViews(api, {
+      leading: () => lease.leadership.leading(),
+      leaderUrl: async () => {
+        if (cached === undefined || performance.now() - cached.at > 1000) {
+          const l = (await lease.leadership.cluster())?.leader;
+          cached = { at: performance.now(), url: l && !l.expired ? l.url : undefined };
+        }
+        return cached.url;
+      },
+      adminToken: admin.token,
+      selfUrl: () => replicaUrl,
+      log: log.child({ part: 'api' }),
+    });
+  }
   // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
   // for `pilot status` and for monitoring, not turned into a failed probe.
   // Anonymous callers (load balancers) learn only whether the disk is low; the admin token also
@@ -470,7 +490,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     store,
     storeInfo: { kind: opened.kind, location: opened.location },
     blobsPath: blobs.root,
-    selfUrl: () => publicUrl,
+    selfUrl: () => replicaUrl,
     version: PILOT_VERSION,
   });
   const notifySettings = { ...notifierFromEnv(), ...opts.notify };
@@ -535,6 +555,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       .finally(() => (certPass = undefined));
   };
   const apiUrl = `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`;
+  // Where the other replicas reach this one (the lease row, the replica list, leader views):
+  // PILOT_REPLICA_URL, else this listen address (the host name when it listens on every interface).
+  replicaUrl =
+    process.env.PILOT_REPLICA_URL?.replace(/\/+$/, '') ||
+    `http://${opts.host === '0.0.0.0' || opts.host === '::' ? hostname() : opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
   /**
    * The leader's work (control/leadership.ts): started when this replica is elected (at once with
    * SQLite, in the order one process always had), stopped when it is deposed or closes.
@@ -612,7 +637,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     reconciler.setLeading(false);
     const leaseMs = opts.lease?.leaseMs ?? envMs('PILOT_LEASE_MS', 3000);
     lease.leadership = new LeaseLeadership(
-      new PostgresLease(opened.postgresUrl!, { holder: randomUUID(), url: publicUrl, version: PILOT_VERSION, leaseMs }),
+      new PostgresLease(opened.postgresUrl!, { holder: randomUUID(), url: replicaUrl, version: PILOT_VERSION, leaseMs }),
       log.child({ part: 'leader' }),
       { leaseMs, renewMs: opts.lease?.renewMs ?? Math.max(100, Math.floor(leaseMs / 3)) },
       (what) => reconciler.forwarded(what),
