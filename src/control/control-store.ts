@@ -4,6 +4,7 @@
  * `--store-file`) and constructs the blob store (`--artifacts PATH` / PILOT_ARTIFACTS, shared by
  * replicas until the OCI registry store lands).
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -11,6 +12,7 @@ import type { Registry } from 'prom-client';
 import { storeCallHistogram } from './metrics.js';
 import { FsBlobStore } from '../artifacts/blob-store.js';
 import { fail, isPilotError } from '../core/errors.js';
+import { replicaSecretsDiffer } from '../store/postgres-lease.js';
 import { maskUrl, openPostgresStore } from '../store/postgres-store.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
@@ -99,6 +101,26 @@ export async function openControlStore(home: string, choice: StoreChoice, log: L
 function retryableOpen(message: string): boolean {
   if (/newer than this Pilot|password authentication failed|does not exist|no pg_hba.conf entry/i.test(message)) return false;
   return /cannot use the PostgreSQL database/.test(message);
+}
+
+/**
+ * Replicas share one sealing key and the same tokens: a replica with its own would seal what the
+ * others cannot open and accept tokens they refuse. Compared by fingerprint (recorded by the first
+ * replica in PostgreSQL), refused at start naming the files that differ.
+ */
+export async function assertReplicaSecrets(
+  home: string,
+  url: string,
+  tokens: { admin: string; join: string; router: string },
+): Promise<void> {
+  const fp = (v: string | Buffer): string => createHash('sha256').update('pilot-replica-file\0').update(v).digest('hex');
+  const differ = await replicaSecretsDiffer(url, {
+    'secret.key': fp(readFileSync(join(home, 'secret.key'))),
+    'admin-token': fp(tokens.admin),
+    'join-token': fp(tokens.join),
+    'router-token': fp(tokens.router),
+  });
+  if (differ.length > 0) throw fail.replicaSecretsDiffer({ home, files: differ.join(', ') });
 }
 
 /** The artifact repository's blobs: `--artifacts PATH` (replicas share one folder), else $PILOT_HOME/artifacts. */

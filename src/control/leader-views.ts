@@ -9,6 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { request } from '../http/undici.js';
+import type { Leadership } from './leadership.js';
 
 /** GET paths whose answer is the leader's view. */
 const LEADER_VIEWS = /^\/api\/v1\/(nodes|orphans|apps|apps\/[^/?]+)(\?|$)/;
@@ -16,10 +17,8 @@ const LEADER_VIEWS = /^\/api\/v1\/(nodes|orphans|apps|apps\/[^/?]+)(\?|$)/;
 const VIA = 'x-pilot-via-replica';
 
 export interface LeaderViewDeps {
-  /** Whether this replica leads now (then it answers itself). */
-  leading(): boolean;
-  /** The leader's API address, if one holds the lease. */
-  leaderUrl(): Promise<string | undefined>;
+  /** This replica's leadership: whether it leads (then it answers itself), and the lease row. */
+  leadership(): Leadership;
   /** The admin token (every replica has the same). */
   adminToken: string;
   /** This replica's own address (a lease row naming it: answer here). */
@@ -28,9 +27,18 @@ export interface LeaderViewDeps {
 }
 
 export function installLeaderViews(api: FastifyInstance, d: LeaderViewDeps): void {
+  // The lease row read at most once a second, not once per request.
+  let cached: { at: number; url: string | undefined } | undefined;
+  const leaderUrl = async (): Promise<string | undefined> => {
+    if (cached === undefined || performance.now() - cached.at > 1000) {
+      const l = (await d.leadership().cluster())?.leader;
+      cached = { at: performance.now(), url: l && !l.expired ? l.url : undefined };
+    }
+    return cached.url;
+  };
   api.addHook('onRequest', async (req, reply) => {
-    if (req.method !== 'GET' || !LEADER_VIEWS.test(req.url) || req.headers[VIA] !== undefined || d.leading()) return;
-    const leader = await d.leaderUrl().catch(() => undefined);
+    if (req.method !== 'GET' || !LEADER_VIEWS.test(req.url) || req.headers[VIA] !== undefined || d.leadership().leading()) return;
+    const leader = await leaderUrl().catch(() => undefined);
     if (leader === undefined || leader === d.selfUrl()) return;
     try {
       const res = await request(leader + req.url, {

@@ -16,13 +16,13 @@ import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
-import { openBlobStore, openControlStore, timedStore, type StoreChoice } from './control-store.js';
+import { assertReplicaSecrets, openBlobStore, openControlStore, timedStore, type StoreChoice } from './control-store.js';
 import { fencedStore } from '../store/fence.js';
-import { PostgresLease, replicaSecretsDiffer } from '../store/postgres-lease.js';
+import { PostgresLease } from '../store/postgres-lease.js';
 import { LeaseLeadership, SoleLeadership, type Leadership } from './leadership.js';
 import { registerClusterRoutes } from './cluster-routes.js';
 import { installLeaderViews } from './leader-views.js';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { listenError } from '../core/listen-error.js';
 import { LOCAL_ROUTER, TableFeed } from '../router/table-feed.js';
@@ -222,22 +222,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const routerToken = loadOrCreateToken(join(opts.home, 'router-token'), 'pilot_router');
   const box = new SecretBox(join(opts.home, 'secret.key'));
   if (opened.postgresUrl !== undefined) {
-    // Replicas share one sealing key and the same tokens: a replica with its own would seal what
-    // the others cannot open and accept tokens they refuse. Compared by fingerprint, refused at start.
-    const fp = (v: string | Buffer): string => createHash('sha256').update('pilot-replica-file\0').update(v).digest('hex');
-    const differ = await replicaSecretsDiffer(opened.postgresUrl, {
-      'secret.key': fp(readFileSync(join(opts.home, 'secret.key'))),
-      'admin-token': fp(admin.token),
-      'join-token': fp(join_.token),
-      'router-token': fp(routerToken.token),
-    }).catch((err: unknown) => {
-      opened.store.close();
-      throw err;
-    });
-    if (differ.length > 0) {
-      opened.store.close();
-      throw fail.replicaSecretsDiffer({ home: opts.home, files: differ.join(', ') });
-    }
+    await assertReplicaSecrets(opts.home, opened.postgresUrl, { admin: admin.token, join: join_.token, router: routerToken.token }).catch(
+      (err: unknown) => {
+        opened.store.close();
+        throw err;
+      },
+    );
   }
   // PILOT_PUBLIC_URL: the address people and GitHub reach this server at (links in webhook answers, commit statuses, notifications).
   let publicUrl = (opts.publicUrl ?? process.env.PILOT_PUBLIC_URL ?? '').replace(/\/+$/, '');
@@ -392,23 +382,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     if (!token && web.authenticate(req)) return;
     throw token ? fail.invalidToken() : fail.missingToken();
   });
-  if (ha) {
-    // Node health, orphans, an app's autoscaler and unplaced reason: the leader's memory (leader-views.ts).
-    let cached: { at: number; url: string | undefined } | undefined;
+  // Node health, orphans, an app's autoscaler and unplaced reason: the leader's memory (leader-views.ts).
+  if (ha)
     installLeaderViews(api, {
-      leading: () => lease.leadership.leading(),
-      leaderUrl: async () => {
-        if (cached === undefined || performance.now() - cached.at > 1000) {
-          const l = (await lease.leadership.cluster())?.leader;
-          cached = { at: performance.now(), url: l && !l.expired ? l.url : undefined };
-        }
-        return cached.url;
-      },
+      leadership: () => lease.leadership,
       adminToken: admin.token,
       selfUrl: () => replicaUrl,
       log: log.child({ part: 'api' }),
     });
-  }
   // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
   // for `pilot status` and for monitoring, not turned into a failed probe.
   // Anonymous callers (load balancers) learn only whether the disk is low; the admin token also
