@@ -86,3 +86,48 @@ export interface DeployPlanView {
   readonly recreate: boolean;
   readonly notes: readonly string[];
 }
+
+/** `GET /api/v1/cluster`: the control-plane replicas, the leader and its fencing token, the backends' health. */
+export interface ClusterView {
+  /** single: one process on SQLite (always the leader); replicated: replicas on PostgreSQL electing a leader. */
+  readonly mode: 'single' | 'replicated';
+  readonly self: {
+    readonly id: string;
+    readonly url: string;
+    readonly version: string;
+    readonly leading: boolean;
+    readonly token: number | null;
+  };
+  /** The lease row (null: no replica has led yet, or the database did not answer). */
+  readonly leader: {
+    readonly id: string;
+    readonly url: string;
+    readonly token: number | null;
+    readonly acquiredAt: number | null;
+    readonly expiresAt: number | null;
+    readonly expired: boolean;
+  } | null;
+  readonly replicas: readonly {
+    readonly id: string;
+    readonly url: string;
+    readonly version: string;
+    readonly startedAt: number | null;
+    readonly lastSeenAt: number;
+    readonly silentMs: number;
+    readonly leader: boolean;
+    readonly self: boolean;
+  }[];
+  readonly store: BackendHealth & { readonly kind: 'sqlite' | 'postgres' };
+  readonly blobs: BackendHealth & { readonly kind: 'filesystem'; readonly freeBytes?: number };
+  /** Times this replica started or stopped leading; its writes refused for a stale token. */
+  readonly leaderChanges: number;
+  readonly fencedWrites: number;
+}
+
+/** A backend as one replica sees it: where, whether a probe answered, how fast. */
+export interface BackendHealth {
+  readonly location: string;
+  readonly healthy: boolean;
+  readonly latencyMs: number;
+  readonly error?: string;
+}

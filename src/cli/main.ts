@@ -186,6 +186,15 @@ program
   .option('--router-port <port>', 'router port', '8080')
   .option('--fresh-database', 'start with an empty database although state exists (running apps are kept as orphans)')
   .option('--router <kind>', 'what serves app traffic: pilot (the embedded router, its own process) or haproxy', 'pilot')
+  .option(
+    '--store <url>',
+    'where the state lives: postgres://USER@HOST[:PORT]/DATABASE for several replicas (password in PGPASSWORD or ~/.pgpass; default: $PILOT_STORE, else SQLite in $PILOT_HOME)',
+  )
+  .option('--store-file <file>', 'read the --store URL from FILE (mode 0600; it may hold the password)')
+  .option(
+    '--artifacts <path>',
+    "the artifact repository's folder, shared by replicas (default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts)",
+  )
   .option('--verbose', 'log to stdout')
   .option(
     '--trusted-proxy <cidr>',
@@ -369,10 +378,16 @@ secretsCmd
   .action(action(async (app: string, name: string, _o: object, cmd: Command) => secretsRemove(app, name, g(cmd))));
 program
   .command('status')
-  .description("an app's instances, revisions and rollouts")
-  .argument('<app>')
+  .description(
+    "an app's instances, revisions and rollouts; without an app: the control-plane replicas, the leader, the store and blob store",
+  )
+  .argument('[app]')
   .option('-w, --watch', 'redraw on every event of the app (from the event stream) until Ctrl-C')
-  .action(action(async (app: string, o: { watch?: boolean }, cmd: Command) => status(app, { ...g(cmd), ...o })));
+  .action(
+    action(async (app: string | undefined, o: { watch?: boolean }, cmd: Command) =>
+      app === undefined ? (await import('./cluster.js')).clusterStatus(g(cmd)) : status(app, { ...g(cmd), ...o }),
+    ),
+  );
 program
   .command('top')
   .description('live traffic per app and revision: req/s, status counts, error rate, p50/p99 (from the router)')

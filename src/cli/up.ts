@@ -9,6 +9,8 @@ import { Agent } from '../agent/agent.js';
 import { LogDestination } from '../control/log-destination.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { startControlPlane } from '../control/server.js';
+import { storeChoice } from '../control/control-store.js';
+import { maskUrl } from '../store/postgres-store.js';
 import { fail } from '../core/errors.js';
 import { port } from './port-flag.js';
 import { pilotHome, type ServerFile } from './context.js';
@@ -35,6 +37,11 @@ export interface UpOptions {
   freshDatabase?: boolean;
   /** What serves app traffic in the router process: pilot (embedded router) or haproxy. */
   router?: string;
+  /** `pilot server --store URL` / `--store-file FILE` (control/control-store.ts). */
+  store?: string;
+  storeFile?: string;
+  /** `pilot server --artifacts PATH`: the blob folder replicas share. */
+  artifacts?: string;
 }
 
 export async function up(opts: UpOptions): Promise<void> {
@@ -46,6 +53,9 @@ export async function up(opts: UpOptions): Promise<void> {
   const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, dest);
   installProcessGuards(log);
   const apiPort = port(opts.apiPort, '--api-port');
+  // Checked before anything starts: a bad URL is a plain error.
+  const store = storeChoice({ flag: opts.store, file: opts.storeFile, env: process.env.PILOT_STORE });
+  const artifacts = opts.artifacts ?? (process.env.PILOT_ARTIFACTS || undefined);
   const routerPort = port(opts.routerPort, '--router-port');
   const routerKind = opts.router ?? 'pilot';
   if (routerKind !== 'pilot' && routerKind !== 'haproxy') throw fail.invalidRouterKind({ value: routerKind });
@@ -79,6 +89,8 @@ export async function up(opts: UpOptions): Promise<void> {
     router: 'process',
     freshDatabase: opts.freshDatabase ?? false,
     onFatal: fatal,
+    store,
+    ...(artifacts !== undefined ? { artifacts } : {}),
   });
   let router: Awaited<ReturnType<typeof superviseRouter>>;
   try {
@@ -119,6 +131,11 @@ export async function up(opts: UpOptions): Promise<void> {
   const lines = [
     `pilot is up (state in ${home})`,
     `  control plane  ${cp.apiUrl}`,
+    ...(store.kind === 'postgres'
+      ? [
+          `  store          ${maskUrl(store.url)} (this replica ${cp.leadership().leading() ? 'leads' : 'follows'}; \`pilot status\` shows the replicas)`,
+        ]
+      : []),
     `  dashboard      ${cp.apiUrl}/   (sign in with the admin token)`,
     `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : 'its own process'})`,
     ...(router.httpsPort !== undefined ? [`  https          port ${router.httpsPort}   (certificates: \`pilot certs\`)`] : []),

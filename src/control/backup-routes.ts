@@ -8,9 +8,12 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { SqliteStore } from '../store/sqlite-store.js';
+import { fail } from '../core/errors.js';
 
-export function registerBackupRoutes(app: FastifyInstance, deps: { store: SqliteStore; home: string }): void {
+/** `store` undefined: the state is in PostgreSQL, backed up with pg_dump (400 `backupOnPostgres` says so). */
+export function registerBackupRoutes(app: FastifyInstance, deps: { store: SqliteStore | undefined; home: string }): void {
   app.get('/api/v1/backup', async (_req, reply) => {
+    if (!deps.store) throw fail.backupOnPostgres();
     const dir = join(deps.home, 'tmp');
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, `backup-${randomBytes(6).toString('hex')}.db`);

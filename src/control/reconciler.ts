@@ -61,7 +61,27 @@ export interface ReconcilerSettings {
   onFatal?: ((err: unknown) => void) | undefined;
   /** The routers' traffic figures of one app (canary analysis); absent: a canary waits, saying it has no figures. */
   traffic?: ((windowMs: number, app: string) => Promise<readonly RevisionTraffic[]>) | undefined;
+  /**
+   * Several replicas (control/leadership.ts): while this one follows, a change is sent to the
+   * leader (`app:NAME`, `node:ID`, `all`; the leader hands it to `forwarded`), and the routing table
+   * is published again from the store after every batch of events (its routers and agents' routers
+   * sync here). Absent: one process, always leading.
+   */
+  forward?: ((what: string) => void) | undefined;
 }
+
+/** Events of writes the leader's own reconcile does not make: the leader reconciles their app (a follower wrote them). */
+const FROM_ELSEWHERE: ReadonlySet<string> = new Set([
+  'rollout.started',
+  'rollout.command',
+  'instance.state',
+  'instance.removed',
+  'deploy.revision',
+  'node.registered',
+  'node.scheduling',
+  'experiment.started',
+  'experiment.ended',
+]);
 
 /** SQLite saying its file is damaged or gone: retrying cannot help. */
 function isFatalStoreError(err: unknown): boolean {
@@ -113,6 +133,8 @@ export class Reconciler {
   private readonly lastFailure = new Map<string, string>();
   private readonly unplaced = new Map<string, { count: number; reason: string }>();
   private unfollowEvents: (() => void) | undefined;
+  /** Whether this replica leads (always, with one process): a follower plans nothing and writes nothing. */
+  private leading = true;
 
   constructor(
     private readonly store: Store,
@@ -128,6 +150,10 @@ export class Reconciler {
       maxBackoffMs: settings.maxBackoffMs ?? 30_000,
       // Traffic figures (canary analysis) are read before taking the writer: a slow router never holds it.
       reconcile: async (app) => {
+        if (!this.leading) {
+          this.routesDirty = true; // a follower only keeps its routing table current
+          return {};
+        }
         const figures = await this.figuresFor(app);
         return this.serial(() => this.reconcile(app, figures));
       },
@@ -145,6 +171,20 @@ export class Reconciler {
     this.unfollowEvents ??= this.store.subscribeEvents((batch) => {
       if (batch.some((e) => e.kind === 'instance.placed' || e.kind === 'instance.desired' || e.kind === 'instance.removed'))
         this.wakeAgents();
+      if (this.settings.forward === undefined) return;
+      // Several replicas: whoever wrote it, the routing table may have changed; the leader
+      // reconciles the apps that changes made elsewhere name (an app's scale is forwarded instead).
+      this.routesDirty = true;
+      if (!this.leading) return this.publishSoon();
+      let any = false;
+      for (const e of batch) {
+        if (!FROM_ELSEWHERE.has(e.kind)) continue;
+        if (e.kind.startsWith('node.')) this.draining = undefined;
+        if (e.app !== undefined) this.queue.enqueue(e.app);
+        else if (e.kind === 'node.registered' || e.kind === 'node.scheduling') for (const a of this.unplaced.keys()) this.queue.enqueue(a);
+        any = true;
+      }
+      if (!any) this.publishSoon();
     });
   }
 
@@ -179,9 +219,31 @@ export class Reconciler {
     this.queue.stop();
   }
 
-  /** Something about this app changed (an API write): reconcile it soon. */
+  /** Something about this app changed (an API write): reconcile it soon (on the leader). */
   enqueue(app: string): void {
+    if (!this.leading) this.settings.forward?.(`app:${app}`);
     this.queue.enqueue(app);
+  }
+
+  /**
+   * Lead or follow (control/leadership.ts). A new leader reconciles every app at once (tick): what
+   * the previous one left half done is level-triggered state, picked up from the store.
+   */
+  setLeading(on: boolean): void {
+    this.leading = on;
+    this.routesDirty = true;
+  }
+
+  get isLeading(): boolean {
+    return this.leading;
+  }
+
+  /** A change a follower forwarded (see `forward`): `app:NAME`, `node:ID` or `all`. */
+  forwarded(what: string): void {
+    if (!this.leading) return;
+    if (what.startsWith('app:')) this.queue.enqueue(what.slice(4));
+    else if (what.startsWith('node:')) this.nodeChanged(what.slice(5)).catch((err: unknown) => this.failed('(routes)', err, undefined));
+    else if (what === 'all') this.nudge();
   }
 
   /** Agents reported changes to these apps' instances: reconcile them, and the routing table may change. */
@@ -189,6 +251,7 @@ export class Reconciler {
     this.routesDirty = true;
     let any = false;
     for (const a of apps) {
+      if (!this.leading) this.settings.forward?.(`app:${a}`);
       this.queue.enqueue(a);
       any = true;
     }
@@ -200,6 +263,7 @@ export class Reconciler {
    * reconciled (lost or moving instances), and so are apps still waiting for room (`pendingOf`).
    */
   async nodeChanged(nodeId: string): Promise<void> {
+    if (!this.leading) this.settings.forward?.(`node:${nodeId}`);
     this.draining = undefined;
     this.routesDirty = true;
     const apps = new Set([...this.unplaced.keys()]);
@@ -210,6 +274,7 @@ export class Reconciler {
 
   /** Reconcile every app soon (something that concerns all of them changed, e.g. a node's runtimes). */
   nudge(): void {
+    if (!this.leading) this.settings.forward?.('all');
     this.resyncAll(true).catch((err: unknown) => this.failed('(resync)', err, undefined));
   }
 
@@ -225,7 +290,7 @@ export class Reconciler {
   private async resyncAll(asChange = false): Promise<void> {
     this.draining = undefined;
     this.routesDirty = true;
-    await this.purgeRemoved();
+    if (this.leading) await this.purgeRemoved(); // a write: the leader's
     const apps = await this.store.listApps();
     for (const a of apps) {
       if (asChange) this.queue.enqueue(a.name);

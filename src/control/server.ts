@@ -9,7 +9,6 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { registerControlMetrics } from './metrics.js';
-import { FsBlobStore } from '../artifacts/blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
 import { fail } from '../core/errors.js';
@@ -17,13 +16,26 @@ import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
-import { SqliteStore } from '../store/sqlite-store.js';
+import { assertReplicaSecrets, openBlobStore, openControlStore, timedStore, type StoreChoice } from './control-store.js';
+import { fencedStore } from '../store/fence.js';
+import { PostgresLease } from '../store/postgres-lease.js';
+import { LeaseLeadership, SoleLeadership, type Leadership } from './leadership.js';
+import { registerClusterRoutes } from './cluster-routes.js';
+import { installLeaderViews } from './leader-views.js';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { listenError } from '../core/listen-error.js';
 import { LOCAL_ROUTER, TableFeed } from '../router/table-feed.js';
 import type { RevisionTraffic } from '../router/metrics.js';
 import { readRouterFile } from '../router/router-process.js';
 import { registerRouterRoutes } from './router-routes.js';
-import { nodeRouterTraffic, registerTrafficRoutes, routerProcessTraffic } from './traffic-routes.js';
+import {
+  nodeRouterTraffic,
+  registerReplicaTrafficRoute,
+  registerTrafficRoutes,
+  replicaTraffic,
+  routerProcessTraffic,
+} from './traffic-routes.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { registerBackupRoutes } from './backup-routes.js';
 import { request } from '../http/undici.js';
@@ -111,6 +123,14 @@ export interface ControlPlaneOptions {
   events?: { stream?: Partial<EventStreamSettings>; retention?: Partial<RetentionSettings> };
   /** The dashboard's built files (default: dist/web beside the compiled server) and its session limits. */
   web?: { root?: string; sessions?: Partial<SessionSettings> };
+  /** Where the state lives (`--store`): SQLite in `home` (default) or PostgreSQL, where several replicas elect a leader. */
+  store?: StoreChoice;
+  /** How long a start waits for PostgreSQL to answer (PILOT_STORE_WAIT_MS, default 60 s). */
+  storeWaitMs?: number;
+  /** The leader lease on PostgreSQL (PILOT_LEASE_MS, default 3 s; tried every third of it). */
+  lease?: { leaseMs?: number; renewMs?: number };
+  /** The artifact repository's folder (`--artifacts`, shared by replicas); default `home`/artifacts. */
+  artifacts?: string;
 }
 
 export interface ControlPlane {
@@ -125,6 +145,8 @@ export interface ControlPlane {
   readonly api: FastifyInstance;
   /** Every route the API serves (method and URL pattern), as registered: the auth-walk test reads it. */
   readonly routes: readonly { method: string; url: string }[];
+  /** Whether this replica leads, its token (control/leadership.ts). */
+  leadership(): Leadership;
   close(): Promise<void>;
 }
 
@@ -178,8 +200,20 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     opts.trustedProxies ? '--trusted-proxy' : 'PILOT_TRUSTED_PROXIES',
   );
   mkdirSync(opts.home, { recursive: true, mode: 0o700 });
-  assertStateConsistent(opts.home, opts.freshDatabase ?? false);
-  const store = new SqliteStore(join(opts.home, 'pilot.db'));
+  const choice = opts.store ?? { kind: 'sqlite' };
+  if (choice.kind === 'sqlite') assertStateConsistent(opts.home, opts.freshDatabase ?? false);
+  const opened = await openControlStore(opts.home, choice, log, opts.storeWaitMs ?? envMs('PILOT_STORE_WAIT_MS', 60_000));
+  const ha = opened.kind === 'postgres';
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const store = timedStore(opened.store, registry);
+  // Several replicas: the leader's work writes through `leaderStore`, whose writes carry its fencing
+  // token (store/fence.ts); made once the API listens (the lease names this replica by its address).
+  const lease: { leadership: Leadership } = { leadership: new SoleLeadership() };
+  let replicaUrl = ''; // set once the API listens
+  const leaderStore = ha
+    ? fencedStore(store, { token: () => lease.leadership.token(), refused: (t, c) => lease.leadership.fence.refused?.(t, c) })
+    : store;
   const ledger = new RunLedger(store); // the only writer of runs (cd/run-ledger.ts)
   if (opts.freshDatabase)
     log.warn({ home: opts.home }, 'started with a fresh database (--fresh-database): instances agents still run are kept as orphans');
@@ -187,17 +221,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const join_ = loadOrCreateToken(join(opts.home, 'join-token'), 'pilot_join');
   const routerToken = loadOrCreateToken(join(opts.home, 'router-token'), 'pilot_router');
   const box = new SecretBox(join(opts.home, 'secret.key'));
+  if (opened.postgresUrl !== undefined) {
+    await assertReplicaSecrets(opts.home, opened.postgresUrl, { admin: admin.token, join: join_.token, router: routerToken.token }).catch(
+      (err: unknown) => {
+        opened.store.close();
+        throw err;
+      },
+    );
+  }
   // PILOT_PUBLIC_URL: the address people and GitHub reach this server at (links in webhook answers, commit statuses, notifications).
   let publicUrl = (opts.publicUrl ?? process.env.PILOT_PUBLIC_URL ?? '').replace(/\/+$/, '');
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
-  const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
+  const blobs = openBlobStore(opts.home, opts.artifacts);
   // After the store opened pilot.db (its WAL and SHM take the database file's mode from now on).
   // The agent folder is the agent's own to secure (its apps pass through it to their releases).
   makePrivate(opts.home, new Set([join(opts.home, 'agent')]));
   const homeGuard = guardEntries(opts.home, new Set([join(opts.home, 'agent')]));
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
   const table = new RoutingTable();
   const embedded = (opts.router ?? 'embedded') === 'embedded';
   // The router process on this machine always counts for drains; node routers once they sync.
@@ -237,7 +277,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         challenges,
         ...(httpsOpts ? { https: { port: httpsOpts.port, certs: served } } : {}),
       }).catch((err: unknown) => {
-        store.close();
+        opened.store.close();
         throw listenError(err, 'router', opts.routerHost, opts.routerPort);
       })
     : undefined;
@@ -252,35 +292,59 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     inflight: (id: string) => (router ? router.inflight(id) : 0) + feed.inflight(id),
   };
   // Traffic figures: the embedded router's or the router process's, plus every node router's.
-  const trafficSource = async (ms: number, app?: string): Promise<RevisionTraffic[]> => {
+  const localTraffic = async (ms: number, app?: string): Promise<RevisionTraffic[]> => {
     const own = traffic ? traffic.traffic(ms, app) : await routerProcessTraffic(opts.home, routerToken.token, ms, app);
     const theirs = await Promise.all(
       feed.routers().flatMap((r) => (r.traffic === undefined ? [] : [nodeRouterTraffic(r.id, r.traffic, ms, app)])),
     );
     return [...own, ...theirs.flat()];
   };
-  const reconciler = new Reconciler(store, sink, log.child({ part: 'reconciler' }), {
+  // Several replicas: a router syncs with one of them; the figures of the others' routers are asked
+  // of them (a replica that does not answer is left out: its routers sync elsewhere by now).
+  const trafficSource = !ha
+    ? localTraffic
+    : async (ms: number, app?: string): Promise<RevisionTraffic[]> => {
+        const others = ((await lease.leadership.cluster())?.replicas ?? []).filter(
+          (r) => r.id !== lease.leadership.id && r.silentMs < 10_000,
+        );
+        const [own, ...theirs] = await Promise.all([
+          localTraffic(ms, app),
+          ...others.map((r) =>
+            replicaTraffic(r.url, admin.token, ms, app).catch((err: unknown) => {
+              log.debug({ replica: r.url, err: (err as Error).message }, 'replica gave no traffic figures');
+              return [];
+            }),
+          ),
+        ]);
+        return [...own!, ...theirs.flat()];
+      };
+  const reconciler = new Reconciler(leaderStore, sink, log.child({ part: 'reconciler' }), {
     intervalMs: opts.reconcileIntervalMs ?? 250,
     maxDrainMs: 30_000,
     crashLoopRestarts: 3,
     onFatal: opts.onFatal,
     // Canary analysis reads the same figures as /api/v1/apps/:app/traffic.
     traffic: (ms, app) => trafficSource(ms, app),
+    ...(ha ? { forward: (what: string) => lease.leadership.forward(what) } : {}),
   });
-  const monitor = new NodeMonitor(
-    store,
-    log.child({ part: 'nodes' }),
-    (nodeId) => {
-      reconciler.nodeChanged(nodeId).catch((err: unknown) => log.error({ err, node: nodeId }, 'node status change not reconciled'));
-    },
-    {
-      suspectAfterMs: envMs('PILOT_NODE_SUSPECT_MS', DEFAULT_NODE_HEALTH.suspectAfterMs),
-      downAfterMs: envMs('PILOT_NODE_DOWN_MS', DEFAULT_NODE_HEALTH.downAfterMs),
-      startupGraceMs: envMs('PILOT_NODE_GRACE_MS', DEFAULT_NODE_HEALTH.startupGraceMs ?? 10_000),
-      intervalMs: envMs('PILOT_NODE_CHECK_MS', 250),
-      probeTimeoutMs: 250,
-    },
-  );
+  // A leader's term has a monitor of its own (a stopped one cannot start again); a follower keeps
+  // an unstarted one, which only hears the agents that sync with it and never calls a node down.
+  const newMonitor = (): NodeMonitor =>
+    new NodeMonitor(
+      leaderStore,
+      log.child({ part: 'nodes' }),
+      (nodeId) => {
+        reconciler.nodeChanged(nodeId).catch((err: unknown) => log.error({ err, node: nodeId }, 'node status change not reconciled'));
+      },
+      {
+        suspectAfterMs: envMs('PILOT_NODE_SUSPECT_MS', DEFAULT_NODE_HEALTH.suspectAfterMs),
+        downAfterMs: envMs('PILOT_NODE_DOWN_MS', DEFAULT_NODE_HEALTH.downAfterMs),
+        startupGraceMs: envMs('PILOT_NODE_GRACE_MS', DEFAULT_NODE_HEALTH.startupGraceMs ?? 10_000),
+        intervalMs: envMs('PILOT_NODE_CHECK_MS', 250),
+        probeTimeoutMs: 250,
+      },
+    );
+  let monitor = newMonitor();
   reconciler.attachMonitor(monitor);
   const api = Fastify({
     loggerInstance: log.child({ part: 'api' }),
@@ -318,6 +382,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     if (!token && web.authenticate(req)) return;
     throw token ? fail.invalidToken() : fail.missingToken();
   });
+  // Node health, orphans, an app's autoscaler and unplaced reason: the leader's memory (leader-views.ts).
+  if (ha)
+    installLeaderViews(api, {
+      leadership: () => lease.leadership,
+      adminToken: admin.token,
+      selfUrl: () => replicaUrl,
+      log: log.child({ part: 'api' }),
+    });
   // Liveness stays 200 while the process serves; a low disk or dropped log lines are reported,
   // for `pilot status` and for monitoring, not turned into a failed probe.
   // Anonymous callers (load balancers) learn only whether the disk is low; the admin token also
@@ -349,9 +421,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     nodeByCredential: (token) => store.getNodeByCredentialHash(hashToken(token)),
   });
   const trafficRoutes = registerTrafficRoutes(api, { store, source: trafficSource });
+  registerReplicaTrafficRoute(api, localTraffic);
   const cpu = new CpuMeter();
   const autoscaler = new Autoscaler({
-    store,
+    store: leaderStore,
     reconciler,
     traffic: trafficSource,
     cpu: cpuFigures(cpu, store),
@@ -366,8 +439,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         return status ? [{ app: a.name, status }] : [];
       }),
     notifyAttempts: () => notifier.attemptCounts(),
+    leadership: () => {
+      const l = lease.leadership;
+      return { leading: l.leading(), changes: l.changes, refusedWrites: l.refusedWrites };
+    },
   });
-  registerBackupRoutes(api, { store, home: opts.home });
+  registerBackupRoutes(api, { store: opened.sqlite, home: opts.home });
   registerArtifactRoutes(api, {
     blobs,
     meta: {
@@ -389,9 +466,21 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   registerRegistryRoutes(api, { store, box });
   registerVolumeRoutes(api, { store, reconciler });
   registerCertRoutes(api, { certs: certManager });
+  registerClusterRoutes(api, {
+    leadership: () => lease.leadership,
+    store,
+    storeInfo: { kind: opened.kind, location: opened.location },
+    blobsPath: blobs.root,
+    selfUrl: () => replicaUrl,
+    version: PILOT_VERSION,
+  });
   const notifySettings = { ...notifierFromEnv(), ...opts.notify };
-  const notifier = new Notifier({ store, box, baseUrl: () => publicUrl, log: log.child({ part: 'notify' }), settings: notifySettings });
-  registerNotifyRoutes(api, { store, box, notifier, testWaitMs: notifySettings.timeoutMs + 2000 });
+  const newNotifier = (): Notifier =>
+    new Notifier({ store: leaderStore, box, baseUrl: () => publicUrl, log: log.child({ part: 'notify' }), settings: notifySettings });
+  // The routes' notifier (`pilot notify test`); the first term delivers with it, later terms with a new one.
+  let notifier = newNotifier();
+  const routesNotifier = notifier;
+  registerNotifyRoutes(api, { store, box, notifier: routesNotifier, testWaitMs: notifySettings.timeoutMs + 2000 });
   registerArtifactGcRoutes(api, { store, blobs, reconciler, settings: () => gcSettingsFromEnv() });
 
   try {
@@ -399,29 +488,30 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await api.listen({ host: opts.host, port: opts.port, backlog: 4096 });
   } catch (err) {
     await router?.close();
-    store.close();
+    opened.store.close();
     throw listenError(err, 'control plane', opts.host, opts.port);
   }
   const addr = api.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   publicUrl ||= `http://${opts.host}:${port}`;
   const loopback = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
-  const interrupted = await ledger.interruptForegroundRuns(Date.now());
-  if (interrupted > 0) log.warn({ runs: interrupted }, 'runs left running by the previous control plane marked interrupted');
-  await reconciler.tick();
-  reconciler.start();
+  if (!ha) {
+    const interrupted = await ledger.interruptForegroundRuns(Date.now());
+    if (interrupted > 0) log.warn({ runs: interrupted }, 'runs left running by the previous control plane marked interrupted');
+  }
   // Bound what a lost WAL file could take with it: copy committed pages into the database file
   // every few seconds (PASSIVE: never waits for readers, costs nothing when there is nothing new).
-  const checkpoint = setInterval(() => {
-    try {
-      store.checkpoint();
-    } catch (err) {
-      log.warn({ err }, 'WAL checkpoint failed');
-    }
-  }, 5000);
-  checkpoint.unref();
-  monitor.start();
-  autoscaler.start();
+  const sqlite = opened.sqlite;
+  const checkpoint = sqlite
+    ? setInterval(() => {
+        try {
+          sqlite.checkpoint();
+        } catch (err) {
+          log.warn({ err }, 'WAL checkpoint failed');
+        }
+      }, 5000)
+    : undefined;
+  checkpoint?.unref();
   // Certificates: every app host wants one when ACME is configured; each app's HTTPS options are the
   // router's policy. One pass at a time; a failure is the host's (kept in `pilot certs`), never fatal.
   let certPass: Promise<void> | undefined;
@@ -435,7 +525,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         tlsFed = true;
         feedTls();
       }
-      if (httpsOpts?.acme) {
+      // A follower serves (and feeds its routers) the certificates the leader or the API stored.
+      if (ha && !lease.leadership.leading()) await certManager.load();
+      if (httpsOpts?.acme && lease.leadership.leading()) {
         await certManager.want(apps.flatMap((a) => a.config.hosts));
         await certManager.tick();
       }
@@ -443,33 +535,107 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       .catch((err: unknown) => log.warn({ err }, 'certificate pass failed'))
       .finally(() => (certPass = undefined));
   };
-  certsOnce();
-  const certTimer = setInterval(certsOnce, envMs('PILOT_CERT_CHECK_MS', 60_000));
-  certTimer.unref();
-  const worker = new RunWorker({
-    store,
-    ledger,
-    box,
-    log: log.child({ part: 'cd' }),
-    home: opts.home,
-    apiUrl: `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`,
-    adminToken: admin.token,
-    publicUrl,
-    concurrency: opts.workers ?? 2,
-    quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000),
-  });
-  cd.worker = worker;
-  await worker.start();
-  await notifier.start();
-  const stopGc = startArtifactGcTimer(
-    { store, blobs, reconciler },
-    log.child({ part: 'gc' }),
-    opts.gcIntervalMs ?? gcIntervalFromEnv(),
-    () => gcSettingsFromEnv(),
+  const apiUrl = `http://${loopback.includes(':') ? `[${loopback}]` : loopback}:${port}`;
+  // Where the other replicas reach this one (the lease row, the replica list, leader views):
+  // PILOT_REPLICA_URL, else this listen address (the host name when it listens on every interface).
+  replicaUrl =
+    process.env.PILOT_REPLICA_URL?.replace(/\/+$/, '') ||
+    `http://${opts.host === '0.0.0.0' || opts.host === '::' ? hostname() : opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
+  /**
+   * The leader's work (control/leadership.ts): started when this replica is elected (at once with
+   * SQLite, in the order one process always had), stopped when it is deposed or closes.
+   */
+  let term: { stop: () => Promise<void> } | undefined;
+  let terms = 0;
+  const elected = async (): Promise<void> => {
+    const first = terms++ === 0;
+    reconciler.setLeading(true);
+    if (!first) {
+      monitor = newMonitor();
+      reconciler.attachMonitor(monitor);
+      notifier = newNotifier();
+    }
+    await reconciler.tick();
+    if (first && !ha) reconciler.start(); // replicas start it before the first attempt, leading or not
+    monitor.start();
+    autoscaler.start();
+    certsOnce();
+    const certTimer = setInterval(certsOnce, envMs('PILOT_CERT_CHECK_MS', 60_000));
+    certTimer.unref();
+    const worker = new RunWorker({
+      store: leaderStore,
+      ledger: ha ? new RunLedger(leaderStore) : ledger,
+      box,
+      log: log.child({ part: 'cd' }),
+      home: opts.home,
+      apiUrl,
+      adminToken: admin.token,
+      publicUrl,
+      concurrency: opts.workers ?? 2,
+      quietMs: opts.quietMs ?? envMs('PILOT_CD_QUIET_MS', 2000),
+    });
+    cd.worker = worker;
+    await worker.start();
+    const termNotifier = notifier;
+    await termNotifier.start();
+    const stopGc = startArtifactGcTimer(
+      { store: leaderStore, blobs, reconciler },
+      log.child({ part: 'gc' }),
+      opts.gcIntervalMs ?? gcIntervalFromEnv(),
+      () => gcSettingsFromEnv(),
+    );
+    const stopRetention = startEventRetention(leaderStore, log.child({ part: 'events' }), {
+      ...retentionFromEnv(),
+      ...opts.events?.retention,
+    });
+    const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
+    const termMonitor = monitor;
+    term = {
+      stop: async () => {
+        stopGc();
+        stopScrub();
+        stopRetention();
+        clearInterval(certTimer);
+        await certPass;
+        if (cd.worker === worker) cd.worker = undefined;
+        await worker.stop();
+        await termNotifier.stop();
+        await autoscaler.stop();
+        termMonitor.stop();
+      },
+    };
+  };
+  const deposed = async (): Promise<void> => {
+    const t = term;
+    term = undefined;
+    await t?.stop();
+    if (!ha) return;
+    reconciler.setLeading(false);
+    monitor = newMonitor(); // unstarted: a follower never calls a node down
+    reconciler.attachMonitor(monitor);
+  };
+  if (ha) {
+    reconciler.setLeading(false);
+    const leaseMs = opts.lease?.leaseMs ?? envMs('PILOT_LEASE_MS', 3000);
+    lease.leadership = new LeaseLeadership(
+      new PostgresLease(opened.postgresUrl!, { holder: randomUUID(), url: replicaUrl, version: PILOT_VERSION, leaseMs }),
+      log.child({ part: 'leader' }),
+      { leaseMs, renewMs: opts.lease?.renewMs ?? Math.max(100, Math.floor(leaseMs / 3)) },
+      (what) => reconciler.forwarded(what),
+    );
+    // A follower publishes the routing table its routers and agents' routers read from here.
+    await reconciler.tick();
+    reconciler.start();
+  }
+  await lease.leadership.start({ elected, deposed });
+  // The routers' policies and certificates, on a follower too (its routers sync here).
+  const followerCerts = ha ? setInterval(certsOnce, envMs('PILOT_CERT_CHECK_MS', 60_000)) : undefined;
+  followerCerts?.unref();
+  if (ha && !lease.leadership.leading()) certsOnce();
+  log.info(
+    { api: `http://${opts.host}:${port}`, router: router?.url ?? 'process', store: opened.location, leading: lease.leadership.leading() },
+    'control plane started',
   );
-  const stopRetention = startEventRetention(store, log.child({ part: 'events' }), { ...retentionFromEnv(), ...opts.events?.retention });
-  const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
-  log.info({ api: `http://${opts.host}:${port}`, router: router?.url ?? 'process' }, 'control plane started');
 
   return {
     apiUrl: `http://${opts.host}:${port}`,
@@ -480,20 +646,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     joinToken: join_.token,
     api,
     routes,
+    leadership: () => lease.leadership,
     async close() {
       homeGuard?.close();
-      stopGc();
-      stopScrub();
-      stopRetention();
-      clearInterval(checkpoint);
-      clearInterval(certTimer);
-      await certPass;
+      if (checkpoint) clearInterval(checkpoint);
+      if (followerCerts) clearInterval(followerCerts);
       feed.release();
-      await worker.stop();
-      await notifier.stop();
-      await autoscaler.stop();
+      await lease.leadership.stop();
       reconciler.stop();
-      monitor.stop();
       // Long polls in flight end now (agents retry elsewhere or later); a keep-alive connection
       // that becomes idle after close() began is closed too, else it would hold the close for
       // the keep-alive timeout. Whatever is still open after 3 s is cut.
@@ -510,7 +670,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         clearTimeout(cut);
       }
       await router?.close();
-      store.close();
+      opened.store.close();
     },
   };
 }

@@ -240,3 +240,26 @@ function readAnswer(x: unknown): RevisionTraffic[] {
       isTrafficSummary(r.summary),
   );
 }
+
+/**
+ * Several replicas: `GET /api/v1/replica/traffic?window=NNNms&app=` (admin token) answers the
+ * figures of the routers that sync with this replica (its router process or embedded router, and
+ * the node routers whose feed it serves) in the routers' own wire form (`TrafficAnswer`), so
+ * another replica merges them into its own (`replicaTraffic`): canary analysis, the autoscaler and
+ * `pilot top` see every router whichever replica each one syncs with.
+ */
+export function registerReplicaTrafficRoute(api: FastifyInstance, local: (ms: number, app?: string) => Promise<RevisionTraffic[]>): void {
+  api.get<{ Querystring: { window?: string; app?: string } }>('/api/v1/replica/traffic', async (req) => {
+    const m = /^(\d{1,7})ms$/.exec(req.query.window ?? '');
+    const ms = m ? Number(m[1]) : NaN;
+    if (!(ms >= 1000 && ms <= 300_000)) throw fail.invalidRequest({ message: 'window: give 1000ms to 300000ms' });
+    const app = req.query.app === undefined ? undefined : assertName(req.query.app);
+    const answer: TrafficAnswer = { layout: LATENCY_LAYOUT, windowMs: ms, revisions: await local(ms, app) };
+    return answer;
+  });
+}
+
+/** Another replica's routers' figures (`registerReplicaTrafficRoute`); throws when it does not answer. */
+export async function replicaTraffic(replicaUrl: string, adminToken: string, ms: number, app?: string): Promise<RevisionTraffic[]> {
+  return readAnswer(await askTraffic(`${replicaUrl}/api/v1/replica`, adminToken, ms, app));
+}

@@ -127,3 +127,24 @@ describe('npm registry through npm', { timeout: 60_000 }, () => {
     assert.deepEqual(readdirSync(join(work, 'cache', 'downloads')), []);
   });
 });
+
+describe("npm's environment", () => {
+  it("leaves out Pilot's settings and PostgreSQL's connection (an app's npm scripts run with it)", () => {
+    const env = npmEnv({
+      PATH: '/usr/bin',
+      HOME: '/home/u',
+      npm_config_registry: 'https://r.example/',
+      PILOT_STORE: 'postgres://pilot:s3cret@db/pilot',
+      PGPASSWORD: 's3cret',
+      PGPASSFILE: '/root/.pgpass',
+      PGUSER: 'pilot',
+    });
+    assert.equal(env['npm_config_registry'], 'https://r.example/');
+    assert.equal(env['HOME'], '/home/u');
+    assert.ok(!JSON.stringify(env).includes('s3cret'));
+    assert.deepEqual(
+      Object.keys(env).filter((k) => k.startsWith('PG') || k.startsWith('PILOT_')),
+      [],
+    );
+  });
+});

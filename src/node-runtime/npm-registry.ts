@@ -21,7 +21,9 @@ const UNREACHABLE =
 /** npm's environment: the caller's, minus Pilot's own variables (tokens) and with this node first on PATH. */
 export function npmEnv(base: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(base)) if (v !== undefined && !k.startsWith('PILOT_')) env[k] = v;
+  // Not Pilot's own settings, nor PostgreSQL's connection (PGPASSWORD for `pilot server --store`):
+  // npm runs an app's lifecycle scripts with this environment.
+  for (const [k, v] of Object.entries(base)) if (v !== undefined && !k.startsWith('PILOT_') && !/^PG[A-Z]+$/.test(k)) env[k] = v;
   env['PATH'] = [join(process.execPath, '..'), env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin'].join(':');
   env['npm_config_update_notifier'] = 'false';
   return env;

@@ -271,4 +271,27 @@ export const PG_MIGRATIONS: readonly string[] = [
   );
   ALTER TABLE registries ADD COLUMN ord BIGINT NOT NULL DEFAULT pilot_next_id('registries');
   `,
+  // The leader lease (issue #16 part 2) with its fencing token, and the replicas' heartbeats
+  // (postgres-lease.ts). Times are the database's clock: replicas never compare their own clocks.
+  `
+  CREATE TABLE pilot_leader (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    url TEXT COLLATE "C" NOT NULL,
+    token BIGINT NOT NULL,
+    acquired_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+  );
+  CREATE TABLE pilot_replicas (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    url TEXT COLLATE "C" NOT NULL,
+    version TEXT COLLATE "C" NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    last_seen TIMESTAMPTZ NOT NULL
+  );
+  CREATE TABLE pilot_replica_secrets (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    fingerprint TEXT COLLATE "C" NOT NULL
+  );
+  `,
 ];

@@ -17,6 +17,7 @@ import { EventBus } from './event-bus.js';
 import { PG_MIGRATIONS } from './postgres-migrations.js';
 import { PostgresNotify } from './postgres-notify.js';
 import { PG_TYPES, pgArgs, toPg } from './postgres-sql.js';
+import { LEASE_NAME, fenceContext, type Fence } from './fence.js';
 import { formatStickyBy, type StickyBy } from '../core/experiment.js';
 import type {
   NewNotifyDelivery,
@@ -291,7 +292,7 @@ function connectionLost(err: unknown): boolean {
 }
 
 /** A connected client; `postgresUnreachable` (the URL's password masked) when it cannot connect. */
-async function connect(url: string): Promise<pg.Client> {
+export async function connect(url: string): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: url, types: PG_TYPES, connectionTimeoutMillis: 10_000 });
   // A connection lost later (the database restarted, the network went) must not end the process:
   // its owner hears it ('error'/'end') and the call in flight fails with it.
@@ -377,6 +378,7 @@ const UNLOCKED = new Set([
   'many',
   'exec',
   'write',
+  'checkFence',
   'event',
   'close',
   'subscribeEvents',
@@ -386,6 +388,16 @@ const UNLOCKED = new Set([
   'forgetBlob',
 ]);
 
+/**
+ * The fence a call carries: the token its caller held when it made the call (what it decided
+ * under), not whatever the process holds by the time the queued call runs.
+ */
+function carried(f: Fence | undefined): Fence | undefined {
+  if (!f) return undefined;
+  const token = f.token();
+  return { token: () => token, refused: (t, c) => f.refused?.(t, c) };
+}
+
 export class PostgresStore implements Store {
   private readonly bus = new EventBus();
   /** Events appended by the write in progress: published once its transaction committed, dropped if it rolled back. */
@@ -393,7 +405,7 @@ export class PostgresStore implements Store {
   private writeDepth = 0;
   private readonly notify: PostgresNotify;
   /** Marks the calls running under this store's lock (a method calling another must not wait for itself). */
-  private readonly inLock = new AsyncLocalStorage<true>();
+  private readonly inLock = new AsyncLocalStorage<{ fence: Fence | undefined }>();
   private queue: Promise<unknown> = Promise.resolve();
   /** This store's id in NOTIFY payloads: it publishes its own batches itself, right after commit. */
   private readonly origin = randomUUID();
@@ -439,7 +451,9 @@ export class PostgresStore implements Store {
       const self = this as unknown as Record<string, unknown>;
       const fn = self[name];
       if (typeof fn !== 'function') continue;
-      self[name] = (...args: unknown[]) => this.locked(() => (fn as (...a: unknown[]) => Promise<unknown>).apply(this, args));
+      // The leader's fence (fence.ts) is read at the call's entry: the queue runs the call later, elsewhere.
+      self[name] = (...args: unknown[]) =>
+        this.locked(() => (fn as (...a: unknown[]) => Promise<unknown>).apply(this, args), carried(fenceContext.getStore()));
     }
   }
 
@@ -521,9 +535,9 @@ export class PostgresStore implements Store {
   }
 
   /** Run `fn` under the store's lock (at once when the caller already holds it). */
-  private locked<T>(fn: () => Promise<T>): Promise<T> {
+  private locked<T>(fn: () => Promise<T>, fence?: Fence): Promise<T> {
     if (this.inLock.getStore()) return fn();
-    const run = this.queue.then(() => this.inLock.run(true, fn));
+    const run = this.queue.then(() => this.inLock.run({ fence }, fn));
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -567,6 +581,8 @@ export class PostgresStore implements Store {
       this.txConn = c;
       await c.query('BEGIN');
       await c.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
+      const fence = this.inLock.getStore()?.fence;
+      if (fence) await this.checkFence(c, fence);
       out = await fn();
       if (this.unpublished.length > 0) {
         const first = this.unpublished[0]!.id;
@@ -602,6 +618,19 @@ export class PostgresStore implements Store {
     this.committing = undefined;
     committed();
     return out;
+  }
+
+  /**
+   * A leader's write goes on only while the lease row holds its token. FOR SHARE: a takeover (which
+   * updates that row) waits for this transaction, so the write is ordered before it, never after.
+   */
+  private async checkFence(c: pg.Client, fence: Fence): Promise<void> {
+    const token = fence.token();
+    const r = await c.query<Row>('SELECT token FROM pilot_leader WHERE name = $1 FOR SHARE', [LEASE_NAME]);
+    const current = r.rows[0]?.token as number | undefined;
+    if (token !== undefined && current === token) return;
+    fence.refused?.(token, current);
+    throw fail.leaderFenced({ token: token ?? 0, current });
   }
 
   /** Publish the events of `batch` this store has not published yet, in id order. */

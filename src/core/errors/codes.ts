@@ -104,6 +104,11 @@ export const CATALOGUE = {
   },
   no_nodes: { status: 503, retryable: true, hint: 'Start an agent (`pilot up` runs one) and check `pilot nodes`.' },
   unavailable: { status: 503, retryable: true },
+  not_leader: {
+    status: 503,
+    retryable: true,
+    hint: 'Another control-plane replica leads now; this one stepped down and follows. Nothing was written.',
+  },
   runtime_unavailable: {
     status: 503,
     retryable: true,

@@ -7,6 +7,39 @@ const RECORDED_RUNTIME_HINT =
 
 /** Errors raised in src/control/. */
 export const controlErrors = {
+  invalidStoreUrl: {
+    code: 'invalid_argument',
+    message: (p: { from: string; value: string }) => `${p.from} ${p.value}: not a store Pilot knows`,
+    hint: 'Give postgres://USER@HOST[:PORT]/DATABASE (or postgresql://…), or leave it out for SQLite in $PILOT_HOME/pilot.db.',
+  },
+  storePasswordInArgv: {
+    code: 'invalid_argument',
+    message: (p: { url: string }) =>
+      `--store ${p.url}: the URL holds a password, and a command line is readable by every user of the machine`,
+    hint: 'Put the password in PGPASSWORD or ~/.pgpass (mode 0600), or the whole URL in a file given with --store-file (mode 0600).',
+  },
+  storeFileUnreadable: {
+    code: 'invalid_argument',
+    message: (p: { file: string; message: string }) => `--store-file ${p.file}: ${p.message}`,
+    hint: 'Give a file (mode 0600) holding one line: postgres://USER:PASSWORD@HOST[:PORT]/DATABASE.',
+  },
+  storeWaitExpired: {
+    code: 'unavailable',
+    message: (p: { url: string; seconds: number; message: string }) =>
+      `the PostgreSQL database ${p.url} did not answer within ${p.seconds} s: ${p.message}`,
+    hint: 'Check that PostgreSQL runs and accepts connections there (pg_isready -h HOST -p PORT); PILOT_STORE_WAIT_MS sets how long a start waits for it (default 60000).',
+  },
+  replicaSecretsDiffer: {
+    code: 'conflict',
+    message: (p: { home: string; files: string }) =>
+      `${p.home}: ${p.files} differ from what the other replicas on this database use; this replica would not open their secrets or accept their tokens`,
+    hint: "Stop it, copy admin-token, join-token, router-token and secret.key from a running replica's $PILOT_HOME into this one (mode 0600), and start it again.",
+  },
+  backupOnPostgres: {
+    code: 'bad_request',
+    message: 'this control plane keeps its state in PostgreSQL: `pilot backup` copies a SQLite database only',
+    hint: 'Back PostgreSQL up with its own tools: pg_dump -Fc -d DATABASE -f pilot.dump (restore: pg_restore -d NEWDATABASE pilot.dump).',
+  },
   invalidRequest: {
     code: 'bad_request',
     message: (p: { message: string }) => `invalid request: ${p.message}`,

@@ -71,6 +71,11 @@ export const storeErrors = {
     message: (p: { url: string; message: string }) => `cannot use the PostgreSQL database ${p.url}: ${p.message}`,
     hint: 'Check that PostgreSQL runs and accepts connections there (pg_isready -h HOST -p PORT), and the user, password and database name in the URL.',
   },
+  leaderFenced: {
+    code: 'not_leader',
+    message: (p: { token: number; current: number | undefined }) =>
+      `write refused: leadership token ${p.token} is no longer current (${p.current === undefined ? 'no leader' : `the leader's token is ${p.current}`})`,
+  },
   postgresTooNew: {
     code: 'internal',
     message: (p: { current: number; known: number }) =>
