@@ -170,6 +170,10 @@ program
     'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)',
     (v: string, prev: string[] = []) => [...prev, v],
   )
+  .option(
+    '--artifacts <url>',
+    'where blobs are kept: oci://HOST[:PORT]/REPO (an OCI registry over HTTPS), oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback); default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts',
+  )
   .action(upAction(async (o: UpOptions) => up(o)));
 
 program
@@ -186,6 +190,10 @@ program
     '--trusted-proxy <cidr>',
     'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)',
     (v: string, prev: string[] = []) => [...prev, v],
+  )
+  .option(
+    '--artifacts <url>',
+    'where blobs are kept: oci://HOST[:PORT]/REPO (an OCI registry over HTTPS), oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback); default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts',
   )
   .action(upAction(async (o: UpOptions) => up({ ...o, agent: false })));
 

@@ -35,6 +35,8 @@ export interface UpOptions {
   freshDatabase?: boolean;
   /** What serves app traffic in the router process: pilot (embedded router) or haproxy. */
   router?: string;
+  /** Where blobs are kept (--artifacts): oci://… or oci+http://…; default PILOT_ARTIFACTS, else $PILOT_HOME/artifacts. */
+  artifacts?: string;
 }
 
 export async function up(opts: UpOptions): Promise<void> {
@@ -79,6 +81,7 @@ export async function up(opts: UpOptions): Promise<void> {
     ...(opts.trustedProxy ? { trustedProxies: opts.trustedProxy } : {}),
     router: 'process',
     freshDatabase: opts.freshDatabase ?? false,
+    ...(opts.artifacts !== undefined ? { artifacts: opts.artifacts } : {}),
     onFatal: fatal,
   });
   let router: Awaited<ReturnType<typeof superviseRouter>>;
@@ -124,6 +127,7 @@ export async function up(opts: UpOptions): Promise<void> {
     `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : 'its own process'})`,
     ...(router.httpsPort !== undefined ? [`  https          port ${router.httpsPort}   (certificates: \`pilot certs\`)`] : []),
     opts.agent ? `  agent          local (127.0.0.1)` : '  agent          none (start one with `pilot agent`)',
+    `  artifacts      ${cp.artifacts}`,
     `  log            ${opts.verbose ? 'stdout' : logFile}`,
   ];
   if (cp.adminTokenCreated) {

@@ -9,7 +9,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { registerControlMetrics } from './metrics.js';
-import { FsBlobStore } from '../artifacts/blob-store.js';
+import { openBlobStore } from '../artifacts/open-blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
 import { fail } from '../core/errors.js';
@@ -81,6 +81,11 @@ export interface ControlPlaneOptions {
   quietMs?: number;
   /** Artifact GC every this many ms (0 = off). Default: PILOT_GC_INTERVAL ("1h", "0"), else 1 h. */
   gcIntervalMs?: number;
+  /**
+   * Where blobs are kept: undefined for $PILOT_HOME/artifacts, or oci://HOST[:PORT]/REPO
+   * (oci+http:// for a plain-HTTP registry on loopback). Default: PILOT_ARTIFACTS.
+   */
+  artifacts?: string;
   /** Re-hash every stored blob this often, quarantining corrupt ones (0 = off). Default: PILOT_SCRUB_INTERVAL, else 24 h. */
   scrubIntervalMs?: number;
   /** Proxies whose forwarding headers the router believes: CIDRs (--trusted-proxy, PILOT_TRUSTED_PROXIES). */
@@ -122,6 +127,8 @@ export interface ControlPlane {
   readonly adminToken: string;
   readonly adminTokenCreated: boolean;
   readonly joinToken: string;
+  /** Where blobs are kept: a folder, or oci://host/repo. */
+  readonly artifacts: string;
   readonly api: FastifyInstance;
   /** Every route the API serves (method and URL pattern), as registered: the auth-walk test reads it. */
   readonly routes: readonly { method: string; url: string }[];
@@ -179,6 +186,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   );
   mkdirSync(opts.home, { recursive: true, mode: 0o700 });
   assertStateConsistent(opts.home, opts.freshDatabase ?? false);
+  // The one place the blob store is chosen: $PILOT_HOME/artifacts, or an OCI registry (--artifacts / PILOT_ARTIFACTS).
+  const blobs = openBlobStore(opts.artifacts ?? process.env.PILOT_ARTIFACTS, opts.home);
   const store = new SqliteStore(join(opts.home, 'pilot.db'));
   const ledger = new RunLedger(store); // the only writer of runs (cd/run-ledger.ts)
   if (opts.freshDatabase)
@@ -190,7 +199,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // PILOT_PUBLIC_URL: the address people and GitHub reach this server at (links in webhook answers, commit statuses, notifications).
   let publicUrl = (opts.publicUrl ?? process.env.PILOT_PUBLIC_URL ?? '').replace(/\/+$/, '');
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
-  const blobs = new FsBlobStore(join(opts.home, 'artifacts'));
   // After the store opened pilot.db (its WAL and SHM take the database file's mode from now on).
   // The agent folder is the agent's own to secure (its apps pass through it to their releases).
   makePrivate(opts.home, new Set([join(opts.home, 'agent')]));
@@ -469,7 +477,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   );
   const stopRetention = startEventRetention(store, log.child({ part: 'events' }), { ...retentionFromEnv(), ...opts.events?.retention });
   const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
-  log.info({ api: `http://${opts.host}:${port}`, router: router?.url ?? 'process' }, 'control plane started');
+  log.info({ api: `http://${opts.host}:${port}`, router: router?.url ?? 'process', artifacts: blobs.location }, 'control plane started');
+  // A registry that is down at start is said at once; publishes and downloads fail clearly until it is back.
+  void blobs.ping().catch((err: unknown) => log.warn({ err }, 'the artifact store does not answer yet'));
 
   return {
     apiUrl: `http://${opts.host}:${port}`,
@@ -478,6 +488,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     adminToken: admin.token,
     adminTokenCreated: admin.created,
     joinToken: join_.token,
+    artifacts: blobs.location,
     api,
     routes,
     async close() {
@@ -511,6 +522,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       }
       await router?.close();
       store.close();
+      await blobs.close();
     },
   };
 }
