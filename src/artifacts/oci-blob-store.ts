@@ -72,7 +72,6 @@ export class OciBlobStore implements BlobStore {
   uploadedBytes = 0;
   private readonly opts: OciBlobStoreOptions;
   private readonly checking = new Map<string, Promise<unknown>>();
-  private emptyConfigThere = false;
 
   constructor(opts: OciBlobStoreOptions) {
     this.opts = opts;
@@ -103,7 +102,8 @@ export class OciBlobStore implements BlobStore {
     return this.exclusive(expected, async () => {
       const there = await r.status(`HEAD blob ${expected}`, 'HEAD', r.path(`blobs/${expected}`), { ok: [200, 404] });
       const got = there.status === 200 ? await hashOnly(src, limits) : await uploadMonolithic(r, src, expected, limits);
-      if (got.digest !== expected) throw fail.uploadDigestMismatch({ digest: got.digest, expected }, { details: { expected, actual: got.digest, size: got.size } });
+      if (got.digest !== expected)
+        throw fail.uploadDigestMismatch({ digest: got.digest, expected }, { details: { expected, actual: got.digest, size: got.size } });
       this.uploadedBytes += got.sent;
       return this.commit(expected, got.size, opts.name);
     });
@@ -239,13 +239,12 @@ export class OciBlobStore implements BlobStore {
     return header(res, 'docker-content-digest') ?? `sha256:${createHash('sha256').update(body).digest('hex')}`;
   }
 
+  /** Asked every time (a publish is rare): the registry's garbage-collect may have removed it meanwhile. */
   private async ensureEmptyConfig(): Promise<void> {
-    if (this.emptyConfigThere) return;
     const r = this.registry;
     const d = EMPTY_CONFIG.digest;
     const there = await r.status('HEAD the empty config', 'HEAD', r.path(`blobs/${d}`), { ok: [200, 404] });
     if (there.status === 404) await uploadMonolithic(r, [Buffer.from('{}')], d, {});
-    this.emptyConfigThere = true;
   }
 
   /** The blob's manifest, read through its tag; undefined when the tag does not exist. */
@@ -351,7 +350,8 @@ function checkedBytes(registry: string, digest: string, rangeLength: number | un
     },
     flush(cb) {
       if (rangeLength !== undefined) {
-        if (n !== rangeLength) return cb(fail.ociRegistryBadAnswer({ registry, what: `GET blob ${digest}`, why: `${n} bytes for a range of ${rangeLength}` }));
+        if (n !== rangeLength)
+          return cb(fail.ociRegistryBadAnswer({ registry, what: `GET blob ${digest}`, why: `${n} bytes for a range of ${rangeLength}` }));
         return cb(null, held);
       }
       const actual = `sha256:${hash.digest('hex')}`;

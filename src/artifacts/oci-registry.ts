@@ -77,7 +77,7 @@ export class RegistryClient {
     let url = new URL(where, this.target.origin);
     const replayable = opts.body === undefined || opts.body === null || typeof opts.body === 'string' || Buffer.isBuffer(opts.body);
     let authenticated = false;
-    for (let hop = 0; ; ) {
+    for (let hop = 0; ;) {
       const sameOrigin = url.origin === this.target.origin;
       const headers: Record<string, string> = { ...opts.headers };
       if (sameOrigin && this.auth !== undefined && this.auth.until > Date.now()) headers.authorization = this.auth.header;
@@ -120,7 +120,12 @@ export class RegistryClient {
   }
 
   /** A request whose answer is not needed beyond its status. */
-  async status(what: string, method: string, where: string, opts: CallOptions): Promise<{ status: number; headers: Dispatcher.ResponseData['headers'] }> {
+  async status(
+    what: string,
+    method: string,
+    where: string,
+    opts: CallOptions,
+  ): Promise<{ status: number; headers: Dispatcher.ResponseData['headers'] }> {
     const res = await this.call(what, method, where, opts);
     await res.body.dump();
     return { status: res.statusCode, headers: res.headers };
@@ -164,7 +169,8 @@ export class RegistryClient {
     }
     const body = (await res.body.json().catch(() => ({}))) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
     const got = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
-    if (got === undefined) throw fail.ociRegistryBadAnswer({ registry: realm.origin, what: 'a token request', why: 'no token in the answer' });
+    if (got === undefined)
+      throw fail.ociRegistryBadAnswer({ registry: realm.origin, what: 'a token request', why: 'no token in the answer' });
     // Renew a little early; 60 s is the spec's default lifetime.
     const life = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60;
     this.auth = { header: `Bearer ${got}`, until: Date.now() + Math.max(5, life - 10) * 1000 };
@@ -189,7 +195,10 @@ async function errorDetail(res: Dispatcher.ResponseData): Promise<string> {
   const text = (await res.body.text().catch(() => '')).slice(0, 2000);
   try {
     const errors = (JSON.parse(text) as { errors?: { code?: string; message?: string }[] }).errors ?? [];
-    return errors.map((e) => [e.code, e.message].filter(Boolean).join(': ')).join('; ').slice(0, 300);
+    return errors
+      .map((e) => [e.code, e.message].filter(Boolean).join(': '))
+      .join('; ')
+      .slice(0, 300);
   } catch {
     return text.replace(/\s+/g, ' ').trim().slice(0, 200);
   }

@@ -99,7 +99,8 @@ export async function uploadMonolithic(r: RegistryClient, src: Source, expected:
     if (m.tooLarge !== undefined) throw m.tooLarge;
     if (complete) {
       const digest = m.digest();
-      if (digest !== expected) throw fail.uploadDigestMismatch({ digest, expected }, { details: { expected, actual: digest, size: m.size } });
+      if (digest !== expected)
+        throw fail.uploadDigestMismatch({ digest, expected }, { details: { expected, actual: digest, size: m.size } });
     }
     throw e;
   }
@@ -139,8 +140,14 @@ export async function uploadChunked(
     if (batchBytes > 0) await flush();
     const digest = m.digest();
     if (opts.expected !== undefined && digest !== opts.expected)
-      throw fail.uploadDigestMismatch({ digest, expected: opts.expected }, { details: { expected: opts.expected, actual: digest, size: m.size } });
-    await r.status(`commit blob ${digest}`, 'PUT', withDigest(loc, digest, r.target.origin), { headers: { 'content-length': '0' }, ok: [201] });
+      throw fail.uploadDigestMismatch(
+        { digest, expected: opts.expected },
+        { details: { expected: opts.expected, actual: digest, size: m.size } },
+      );
+    await r.status(`commit blob ${digest}`, 'PUT', withDigest(loc, digest, r.target.origin), {
+      headers: { 'content-length': '0' },
+      ok: [201],
+    });
     return { digest, size: m.size, sent: offset };
   } catch (e) {
     await cancel(r, loc);

@@ -34,7 +34,8 @@ export function parseArtifactsUrl(text: string): OciTarget {
   } catch {
     throw bad('not a URL');
   }
-  if (u.protocol !== 'oci:' && u.protocol !== 'oci+http:') throw bad('the scheme must be oci:// (HTTPS) or oci+http:// (plain HTTP, loopback only)');
+  if (u.protocol !== 'oci:' && u.protocol !== 'oci+http:')
+    throw bad('the scheme must be oci:// (HTTPS) or oci+http:// (plain HTTP, loopback only)');
   if (u.username !== '' || u.password !== '')
     throw bad('credentials do not go in the URL (it shows in `ps`): set PILOT_ARTIFACTS_USERNAME and PILOT_ARTIFACTS_PASSWORD_FILE');
   if (u.hostname === '') throw bad('no registry host');
@@ -44,7 +45,9 @@ export function parseArtifactsUrl(text: string): OciTarget {
   const repo = decodeURIComponent(u.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
   if (repo === '') throw bad('no repository: add /REPO after the host');
   if (repo.length > 255 || !REPO.test(repo))
-    throw bad(`repository ${JSON.stringify(repo.slice(0, 80))} is not a valid name (lowercase letters, digits, ".", "_", "-", components separated by "/")`);
+    throw bad(
+      `repository ${JSON.stringify(repo.slice(0, 80))} is not a valid name (lowercase letters, digits, ".", "_", "-", components separated by "/")`,
+    );
   const origin = `${plain ? 'http' : 'https'}://${u.host}`;
   return { origin, repo, display: `${plain ? 'oci+http' : 'oci'}://${u.host}/${repo}` };
 }
@@ -55,7 +58,10 @@ function secretFrom(env: NodeJS.ProcessEnv, name: string): string | undefined {
     try {
       return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
     } catch (e) {
-      throw fail.invalidArtifactsUrl({ text: `${name}_FILE`, why: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}` });
+      throw fail.invalidArtifactsUrl({
+        text: `${name}_FILE`,
+        why: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      });
     }
   }
   const v = env[name];

@@ -128,12 +128,14 @@ async function putArtifact(
   if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);
   const body = requestBody(req.body);
   const name = app === undefined ? undefined : `${app}-${commit?.slice(0, 12) ?? digest.slice(7, 19)}.tgz`;
-  const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes, ...(name === undefined ? {} : { name }) }).catch((e: unknown) => {
-    // The upload's size is what it needs: say so next to what is free.
-    if (isDiskFull(e))
-      throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.location, Number.isFinite(declared) ? declared : undefined);
-    throw e;
-  });
+  const put = await opts.blobs
+    .put(body, { expectedDigest: digest, maxBytes: opts.maxBytes, ...(name === undefined ? {} : { name }) })
+    .catch((e: unknown) => {
+      // The upload's size is what it needs: say so next to what is free.
+      if (isDiskFull(e))
+        throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.location, Number.isFinite(declared) ? declared : undefined);
+      throw e;
+    });
   if (put.healed !== undefined)
     req.log.warn({ digest, quarantined: put.healed }, 'stored artifact was corrupt: quarantined and replaced by the upload');
   // First upload's metadata wins: the same bytes re-published by another app keep their origin.

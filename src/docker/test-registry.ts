@@ -23,6 +23,8 @@ export interface TestRegistry {
   readonly address: string;
   /** http://host:port */
   readonly url: string;
+  /** Its folder: config.yml, and the storage under data/. */
+  readonly dir: string;
   stop(): Promise<void>;
   /** Kill the registry but keep its storage (a registry that is down); `restart()` brings it back on the same port. */
   kill(): Promise<void>;
@@ -98,6 +100,7 @@ export async function startRegistry(opts: { user?: { username: string; password:
   return {
     address,
     url: `http://${address}`,
+    dir,
     stop,
     kill,
     async restart() {

@@ -87,7 +87,8 @@ export const artifactsErrors = {
   },
   ociRegistryBadAnswer: {
     code: 'bad_gateway',
-    message: (p: { registry: string; what: string; why: string }) => `the artifact registry ${p.registry} gave an unusable answer to ${p.what}: ${p.why}`,
+    message: (p: { registry: string; what: string; why: string }) =>
+      `the artifact registry ${p.registry} gave an unusable answer to ${p.what}: ${p.why}`,
     hint: 'Is --artifacts pointing at an OCI distribution registry (the /v2/ API)?',
   },
   invalidArtifactsUrl: {
