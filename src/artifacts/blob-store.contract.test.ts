@@ -3,12 +3,12 @@
  * OCI store on a real registry (Debian's docker-registry, deletes enabled) with streamed monolithic
  * uploads and with 1 MiB PATCH chunks.
  */
-import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../http/undici.js';
-import { REGISTRY_BIN, registrySkip, startRegistry, type TestRegistry } from '../docker/test-registry.js';
+import { registrySkip, startRegistry } from '../docker/test-registry.js';
+import { registryBlobFile, registryGarbageCollect } from './oci-registry.fixture.js';
 import { blobStoreContract } from './blob-contract.fixture.js';
 import { FsBlobStore } from './blob-store.js';
 import { OciBlobStore } from './oci-blob-store.js';
@@ -30,19 +30,6 @@ blobStoreContract('filesystem', async () => {
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 });
-
-/** The file a docker-registry keeps a blob's bytes in. */
-export function registryBlobFile(reg: TestRegistry, digest: string): string {
-  const hex = digest.slice('sha256:'.length);
-  return join(reg.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
-}
-
-/** `docker-registry garbage-collect --delete-untagged` on the registry's configuration (the registry stopped). */
-export async function registryGarbageCollect(reg: TestRegistry): Promise<string> {
-  const r = spawnSync(REGISTRY_BIN, ['garbage-collect', '--delete-untagged', join(reg.dir, 'config.yml')], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`garbage-collect failed: ${r.stderr}`);
-  return r.stdout;
-}
 
 for (const mode of ['monolithic', 'chunked'] as const) {
   blobStoreContract(

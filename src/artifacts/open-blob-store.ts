@@ -40,6 +40,8 @@ export function parseArtifactsUrl(text: string): OciTarget {
     throw bad('credentials do not go in the URL (it shows in `ps`): set PILOT_ARTIFACTS_USERNAME and PILOT_ARTIFACTS_PASSWORD_FILE');
   if (u.hostname === '') throw bad('no registry host');
   if (u.search !== '' || u.hash !== '') throw bad('no query or fragment');
+  // URL() folds "/../" away: a path that needed folding is not the one the user meant to name.
+  if (/\/\.\.?(\/|$)/.test(text.slice(text.indexOf('//') + 2))) throw bad('no "." or ".." in the repository path');
   const plain = u.protocol === 'oci+http:';
   if (plain && !isLoopback(u.hostname)) throw bad('plain HTTP only to a registry on this machine (127.0.0.0/8, ::1): use oci:// for HTTPS');
   const repo = decodeURIComponent(u.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
