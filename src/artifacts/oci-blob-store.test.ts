@@ -52,7 +52,14 @@ describe('OciBlobStore on docker-registry', { skip: registrySkip, timeout: 300_0
     assert.deepEqual(((await tags.body.json()) as { tags: string[] }).tags, [tag]);
     const res = await request(`${reg.url}/v2/shape/app/manifests/${tag}`, { headers: { accept: MANIFEST_TYPE } });
     assert.equal(res.headers['content-type'], MANIFEST_TYPE);
-    const m = (await res.body.json()) as Record<string, any>;
+    const m = (await res.body.json()) as {
+      schemaVersion: number;
+      mediaType: string;
+      artifactType: string;
+      config: unknown;
+      layers: { digest: string; size: number; annotations: Record<string, string> }[];
+      annotations: Record<string, string>;
+    };
     assert.equal(m.schemaVersion, 2);
     assert.equal(m.mediaType, MANIFEST_TYPE);
     assert.equal(m.artifactType, ARTIFACT_TYPE);
