@@ -13,6 +13,8 @@ import { registryBlobFile } from './oci-registry.fixture.js';
 import { ARTIFACT_TYPE, EMPTY_CONFIG, MANIFEST_TYPE, OciBlobStore } from './oci-blob-store.js';
 import type { OciCredentials } from './oci-registry.js';
 import { credentialsFromEnv } from './open-blob-store.js';
+import { ArtifactClient } from './client.js';
+import { startTestServer } from './test-server.fixture.js';
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const USER = { username: 'pilot-ci', password: 'registry-pw-7f3a9c' };
@@ -144,6 +146,51 @@ describe('OciBlobStore on docker-registry', { skip: registrySkip, timeout: 300_0
       [sha(data)],
     );
     await store.ping();
+  });
+
+  it('serves the HTTP API from the registry: publish, HEAD, ranges, 304, verified download, and a registry that is down named', async () => {
+    const blobs = track(storeOn(reg, 'api/app'));
+    const srv = await startTestServer({ blobs });
+    try {
+      const data = randomBytes(2 * 1024 * 1024 + 99);
+      const file = join(dir, 'api-artifact.tgz');
+      await writeFile(file, data);
+      const client = new ArtifactClient(srv.url, 'unused');
+      const commit = 'c'.repeat(40);
+      assert.deepEqual(await client.upload(file, sha(data), { app: 'hello', commit }), { uploaded: true, bytes: data.length });
+      assert.deepEqual(await client.upload(file, sha(data), { app: 'hello', commit }), { uploaded: false, bytes: 0 });
+      const part = await request(`${srv.url}/api/v1/artifacts/${sha(data)}`, { headers: { range: 'bytes=1048570-1048589' } });
+      assert.equal(part.statusCode, 206);
+      assert.equal(part.headers['content-range'], `bytes 1048570-1048589/${data.length}`);
+      assert.deepEqual(Buffer.from(await part.body.arrayBuffer()), data.subarray(1048570, 1048590));
+      const cached = await request(`${srv.url}/api/v1/artifacts/${sha(data)}`, { headers: { 'if-none-match': `"${sha(data)}"` } });
+      await cached.body.dump();
+      assert.equal(cached.statusCode, 304);
+      await client.download(sha(data), join(dir, 'api-download'));
+      assert.deepEqual(await readFile(join(dir, 'api-download')), data);
+      const m = await request(`${reg.url}/v2/api/app/manifests/sha256-${sha(data).slice(7)}`, { headers: { accept: MANIFEST_TYPE } });
+      const title = ((await m.body.json()) as { layers: { annotations: Record<string, string> }[] }).layers[0]!.annotations;
+      assert.equal(title['org.opencontainers.image.title'], 'hello-cccccccccccc.tgz');
+
+      await reg.kill();
+      try {
+        await assert.rejects(client.exists(sha(data)), (e: unknown) => {
+          assert.ok(e instanceof PilotError, String(e));
+          assert.equal(e.code, 'registry_unreachable');
+          assert.match(e.message, new RegExp(`cannot reach the artifact registry oci\\+http://${reg.address}/api/app`));
+          return true;
+        });
+        await assert.rejects(
+          client.download(sha(data), join(dir, 'api-down')),
+          (e: unknown) => e instanceof PilotError && e.code === 'registry_unreachable',
+        );
+      } finally {
+        await reg.restart();
+      }
+      assert.equal(await client.exists(sha(data)), true);
+    } finally {
+      await srv.close();
+    }
   });
 
   it('streams a 300 MB blob up and down with a flat RSS (no whole blob in memory)', async (t) => {
