@@ -25,7 +25,7 @@ import { assertDigest } from '../core/names.js';
 import type { Dispatcher } from '../http/undici.js';
 import type { BlobCheck, BlobStore, OpenedBlob, PutOptions, PutResult, StoredBlob } from './blob-port.js';
 import { uploadChunked, uploadMonolithic, hashOnly } from './oci-upload.js';
-import { RegistryClient, header, type OciCredentials, type OciTarget } from './oci-registry.js';
+import { RegistryClient, header, smallText, type OciCredentials, type OciTarget } from './oci-registry.js';
 
 export const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 export const ARTIFACT_TYPE = 'application/vnd.pilot.blob.v1';
@@ -161,14 +161,22 @@ export class OciBlobStore implements BlobStore {
     const tags: string[] = [];
     const r = this.registry;
     let next: string | undefined = r.path('tags/list?n=1000');
-    while (next !== undefined) {
+    for (let pages = 0; next !== undefined; pages++) {
+      if (pages === 100_000)
+        throw fail.ociRegistryBadAnswer({ registry: this.location, what: 'list tags', why: 'more than 100,000 pages' });
       const res = await r.call('list tags', 'GET', next, { ok: [200, 404] });
       if (res.statusCode === 404) {
         await res.body.dump(); // the repository does not exist yet: nothing stored
         return [];
       }
-      const body = (await res.body.json()) as { tags?: string[] | null };
-      tags.push(...(body.tags ?? []).filter((t) => /^sha256-[a-f0-9]{64}$/.test(t)));
+      let body: { tags?: unknown };
+      try {
+        body = JSON.parse((await smallText(res)) ?? '') as typeof body;
+      } catch {
+        throw fail.ociRegistryBadAnswer({ registry: this.location, what: 'list tags', why: 'not a JSON tag list of at most 4 MiB' });
+      }
+      const page = Array.isArray(body.tags) ? body.tags.filter((t): t is string => typeof t === 'string') : [];
+      tags.push(...page.filter((t) => /^sha256-[a-f0-9]{64}$/.test(t)));
       next = /<([^>]+)>;\s*rel="?next"?/.exec(header(res, 'link') ?? '')?.[1];
     }
     const out: StoredBlob[] = [];
@@ -256,8 +264,9 @@ export class OciBlobStore implements BlobStore {
       await res.body.dump();
       return undefined;
     }
-    const text = await res.body.text();
     const bad = (why: string) => fail.ociRegistryBadAnswer({ registry: this.location, what, why });
+    const text = await smallText(res);
+    if (text === undefined) throw bad('a manifest larger than 4 MiB');
     let m: { layers?: { digest?: unknown; size?: unknown; annotations?: Record<string, string> }[]; annotations?: Record<string, string> };
     try {
       m = JSON.parse(text) as typeof m;

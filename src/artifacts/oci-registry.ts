@@ -167,7 +167,12 @@ export class RegistryClient {
       await res.body.dump();
       throw refused();
     }
-    const body = (await res.body.json().catch(() => ({}))) as { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    let body: { token?: unknown; access_token?: unknown; expires_in?: unknown } = {};
+    try {
+      body = JSON.parse((await smallText(res, 64 * 1024)) ?? '{}') as typeof body;
+    } catch {
+      // not JSON: no token, said below
+    }
     const got = typeof body.token === 'string' ? body.token : typeof body.access_token === 'string' ? body.access_token : undefined;
     if (got === undefined)
       throw fail.ociRegistryBadAnswer({ registry: realm.origin, what: 'a token request', why: 'no token in the answer' });
@@ -175,6 +180,27 @@ export class RegistryClient {
     const life = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60;
     this.auth = { header: `Bearer ${got}`, until: Date.now() + Math.max(5, life - 10) * 1000 };
   }
+}
+
+/** What a small answer (a manifest, a tag page, a token, an error) may weigh: distribution's manifest limit. */
+export const SMALL_ANSWER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The text of a small answer, read up to `max` bytes; undefined past that (the rest is not read:
+ * the connection is dropped). A registry cannot make the control plane buffer gigabytes.
+ */
+export async function smallText(res: Dispatcher.ResponseData, max = SMALL_ANSWER_BYTES): Promise<string | undefined> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    n += (c as Buffer).length;
+    if (n > max) {
+      res.body.destroy();
+      return undefined;
+    }
+    parts.push(c as Buffer);
+  }
+  return Buffer.concat(parts).toString('utf8');
 }
 
 /** One response header as a string. */
@@ -192,7 +218,7 @@ export function parseChallenge(text: string): Record<string, string> {
 
 /** The registry's error body (`{ errors: [{ code, message }] }`) in a few words. */
 async function errorDetail(res: Dispatcher.ResponseData): Promise<string> {
-  const text = (await res.body.text().catch(() => '')).slice(0, 2000);
+  const text = ((await smallText(res, 64 * 1024).catch(() => '')) ?? '').slice(0, 2000);
   try {
     const errors = (JSON.parse(text) as { errors?: { code?: string; message?: string }[] }).errors ?? [];
     return errors
