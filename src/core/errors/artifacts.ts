@@ -94,7 +94,13 @@ export const artifactsErrors = {
   invalidArtifactsUrl: {
     code: 'invalid_argument',
     message: (p: { text: string; why: string }) => `--artifacts ${JSON.stringify(p.text)}: ${p.why}`,
-    hint: 'Give a folder (the default store), oci://HOST[:PORT]/REPO (HTTPS) or oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback only), e.g. --artifacts oci://registry.example.com/pilot.',
+    hint: 'Leave it out to keep blobs in $PILOT_HOME/artifacts (the default), or give oci://HOST[:PORT]/REPO (HTTPS) or oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback only), e.g. --artifacts oci://registry.example.com/pilot.',
+  },
+  artifactsSecretUnreadable: {
+    code: 'invalid_argument',
+    message: (p: { name: string; file: string; code: string }) => `cannot read ${p.name} (${p.file}): ${p.code}`,
+    hint: (p: { name: string }) =>
+      `Point ${p.name} at a file the server's user can read (mode 0600), holding only the secret; or unset it.`,
   },
   repositoryUnauthorized: { code: 'unauthorized', message: answered },
   repositoryForbidden: { code: 'forbidden', message: answered },
