@@ -94,7 +94,10 @@ describe('--artifacts', () => {
       assert.deepEqual(credentialsFromEnv({ PILOT_ARTIFACTS_TOKEN_FILE: join(dir, 'tok') }), { token: 'tok-from-file' });
       assert.throws(
         () => credentialsFromEnv({ PILOT_ARTIFACTS_TOKEN_FILE: join(dir, 'missing') }),
-        (e: unknown) => e instanceof PilotError && /cannot read .*missing: ENOENT/.test(e.message),
+        (e: unknown) =>
+          e instanceof PilotError &&
+          /cannot read PILOT_ARTIFACTS_TOKEN_FILE \(.*missing\): ENOENT/.test(e.message) &&
+          /mode 0600/.test(e.hint ?? ''),
       );
     } finally {
       await rm(dir, { recursive: true, force: true });

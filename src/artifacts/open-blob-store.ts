@@ -60,10 +60,7 @@ function secretFrom(env: NodeJS.ProcessEnv, name: string): string | undefined {
     try {
       return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
     } catch (e) {
-      throw fail.invalidArtifactsUrl({
-        text: `${name}_FILE`,
-        why: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
-      });
+      throw fail.artifactsSecretUnreadable({ name: `${name}_FILE`, file, code: (e as NodeJS.ErrnoException).code ?? String(e) });
     }
   }
   const v = env[name];
