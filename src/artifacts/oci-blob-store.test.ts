@@ -193,6 +193,27 @@ describe('OciBlobStore on docker-registry', { skip: registrySkip, timeout: 300_0
     }
   });
 
+  it('shares blobs between two control planes on one registry: published through one, served by the other', async () => {
+    const one = await startTestServer({ blobs: track(storeOn(reg, 'shared/blobs')) });
+    const two = await startTestServer({ blobs: track(storeOn(reg, 'shared/blobs')) });
+    try {
+      const data = randomBytes(700_000);
+      const file = join(dir, 'shared.tgz');
+      await writeFile(file, data);
+      assert.equal((await new ArtifactClient(one.url, 't').upload(file, sha(data))).uploaded, true);
+      const viaTwo = new ArtifactClient(two.url, 't');
+      assert.equal(await viaTwo.exists(sha(data)), true);
+      assert.equal((await viaTwo.upload(file, sha(data))).uploaded, false, 'the other replica skips the upload');
+      await viaTwo.download(sha(data), join(dir, 'shared-download'));
+      assert.deepEqual(await readFile(join(dir, 'shared-download')), data);
+      assert.equal(await one.blobs.delete(sha(data)), true, 'a GC on one');
+      assert.equal(await viaTwo.exists(sha(data)), false, 'is seen by the other');
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+
   it('streams a 300 MB blob up and down with a flat RSS (no whole blob in memory)', async (t) => {
     const store = track(storeOn(reg, 'big/app'));
     const block = randomBytes(1024 * 1024);
