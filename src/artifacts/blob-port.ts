@@ -54,6 +54,8 @@ export interface OpenedBlob {
 }
 
 export interface BlobStore {
+  /** Which adapter: files on this machine, or a registry every replica shares. */
+  readonly kind: 'fs' | 'oci';
   /** Where the blobs are, for messages and `pilot status`: a folder, or oci://host/repo. */
   readonly location: string;
   /**

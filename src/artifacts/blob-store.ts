@@ -36,6 +36,7 @@ const STALE_TEMP_MS = 15 * 60_000;
 export type { BlobCheck, BlobStore, OpenedBlob, PutOptions, PutResult, StoredBlob } from './blob-port.js';
 
 export class FsBlobStore implements BlobStore {
+  readonly kind = 'fs';
   readonly root: string;
   readonly location: string;
   private starting: Promise<void> | undefined;

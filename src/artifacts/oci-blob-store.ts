@@ -66,6 +66,7 @@ interface ManifestView {
 const tagOf = (digest: string): string => `sha256-${digest.slice('sha256:'.length)}`;
 
 export class OciBlobStore implements BlobStore {
+  readonly kind = 'oci';
   readonly location: string;
   readonly registry: RegistryClient;
   /** Bytes sent to the registry by uploads (a blob it already had costs none). */

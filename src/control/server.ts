@@ -476,7 +476,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     () => gcSettingsFromEnv(),
   );
   const stopRetention = startEventRetention(store, log.child({ part: 'events' }), { ...retentionFromEnv(), ...opts.events?.retention });
-  const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
+  // In a registry the scrub is a full download of every blob: off unless PILOT_SCRUB_INTERVAL asks for it.
+  const scrubMs = opts.scrubIntervalMs ?? (blobs.kind === 'fs' || process.env.PILOT_SCRUB_INTERVAL ? scrubIntervalFromEnv() : 0);
+  const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), scrubMs);
   log.info({ api: `http://${opts.host}:${port}`, router: router?.url ?? 'process', artifacts: blobs.location }, 'control plane started');
   // A registry that is down at start is said at once; publishes and downloads fail clearly until it is back.
   void blobs.ping().catch((err: unknown) => log.warn({ err }, 'the artifact store does not answer yet'));
