@@ -146,6 +146,12 @@ export class OciBlobStore implements BlobStore {
 
   async touch(digest: string): Promise<boolean> {
     const d = assertDigest(digest);
+    // One at a time per digest: two touches must never delete the manifest the other just wrote.
+    return this.exclusive(d, () => this.touchAlone(d));
+  }
+
+  /** touch, inside `exclusive` (put's commit holds it already). */
+  private async touchAlone(d: string): Promise<boolean> {
     const m = await this.manifest(d);
     if (m === undefined) return false;
     const now = Date.now();
@@ -220,7 +226,7 @@ export class OciBlobStore implements BlobStore {
   /** Write the manifest unless the tag exists (then only touch it); created says which. */
   private async commit(digest: string, size: number, name: string | undefined): Promise<PutResult> {
     if (await this.has(digest)) {
-      await this.touch(digest);
+      await this.touchAlone(digest);
       return { digest, size, created: false };
     }
     await this.ensureEmptyConfig();
