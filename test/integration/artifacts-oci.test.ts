@@ -87,6 +87,10 @@ describe('artifacts in an OCI registry (pilot up --artifacts oci+http://…)', {
     assert.match(log, new RegExp(`"artifacts":"oci\\+http://${reg.address}/${REPO}"`));
     assert.doesNotMatch(log, new RegExp(USER.password));
     assert.doesNotMatch(readFileSync(`/proc/${h.up!.pid}/cmdline`, 'utf8'), new RegExp(USER.password));
+    // The app's processes get none of the server's PILOT_ARTIFACTS_* settings.
+    const pids = h.instancePids().filter((pid) => existsSync(`/proc/${pid}/environ`));
+    assert.ok(pids.length > 0);
+    for (const pid of pids) assert.doesNotMatch(readFileSync(`/proc/${pid}/environ`, 'utf8'), /PILOT_ARTIFACTS|registry-password/);
 
     // The registry goes down: the run fails naming it; nothing is deployed; it works once it is back.
     await reg.kill();
