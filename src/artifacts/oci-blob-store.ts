@@ -101,7 +101,7 @@ export class OciBlobStore implements BlobStore {
       return this.exclusive(got.digest, () => this.commit(got.digest, got.size, opts.name));
     }
     return this.exclusive(expected, async () => {
-      const there = await r.status(`HEAD blob ${expected}`, 'HEAD', r.path(`blobs/${expected}`), { ok: [200, 404] });
+      const there = await r.status(`HEAD blob ${expected}`, 'HEAD', r.path(`blobs/${expected}`), { ok: [200, 404], follow: true });
       const got = there.status === 200 ? await hashOnly(src, limits) : await uploadMonolithic(r, src, expected, limits);
       if (got.digest !== expected)
         throw fail.uploadDigestMismatch({ digest: got.digest, expected }, { details: { expected, actual: got.digest, size: got.size } });
@@ -258,7 +258,7 @@ export class OciBlobStore implements BlobStore {
   private async ensureEmptyConfig(): Promise<void> {
     const r = this.registry;
     const d = EMPTY_CONFIG.digest;
-    const there = await r.status('HEAD the empty config', 'HEAD', r.path(`blobs/${d}`), { ok: [200, 404] });
+    const there = await r.status('HEAD the empty config', 'HEAD', r.path(`blobs/${d}`), { ok: [200, 404], follow: true });
     if (there.status === 404) await uploadMonolithic(r, [Buffer.from('{}')], d, {});
   }
 
