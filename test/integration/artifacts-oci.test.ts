@@ -39,6 +39,10 @@ describe('artifacts in an OCI registry (pilot up --artifacts oci+http://…)', {
   before(async () => {
     reg = await startRegistry({ user: USER });
     repo = h.track(await makeRepo(join(ROOT, 'examples/hello')));
+    // A pinned Node.js: its runtime tarball is a blob of the repository too, so it goes to the registry.
+    const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(repo, 'package.json'), JSON.stringify({ ...pkg, engines: { node: '22.x' } }, null, 2));
+    await git(repo, 'commit', '-qam', 'pin Node.js 22');
     const secrets = h.track(tempDir('oci-secrets'));
     writeFileSync(join(secrets, 'registry-password'), `${USER.password}\n`, { mode: 0o600 });
     await h.startUp(
@@ -71,9 +75,14 @@ describe('artifacts in an OCI registry (pilot up --artifacts oci+http://…)', {
     arts.push(...revisions.sort((a, b) => a.number - b.number).map((r) => r.artifact));
     assert.equal(new Set(arts).size, 2);
 
-    // The blobs are in the registry, as tagged OCI artifacts; none on the control plane's disk.
+    // The blobs are in the registry, as tagged OCI artifacts (the Node.js runtime too); none on the control plane's disk.
     const tags = await registryTags();
     for (const d of arts) assert.ok(tags.includes(tagOf(d)), `${tagOf(d)} in ${tags.join(', ')}`);
+    const runtime = (
+      (await h.apiCall('GET', '/api/v1/runtimes')).json.runtimes as { version: string; digest: string; apps: string[] }[]
+    ).find((r) => r.apps.includes('hello'));
+    assert.match(runtime?.version ?? '', /^22\./);
+    assert.ok(tags.includes(tagOf(runtime!.digest)), 'the runtime tarball is in the registry');
     const local = join(h.home, 'artifacts', 'sha256');
     assert.deepEqual(existsSync(local) ? readdirSync(local) : [], [], 'nothing stored under $PILOT_HOME/artifacts');
     // The agent downloaded revision 2 through the control plane (verified, unpacked) and serves it.
@@ -114,6 +123,7 @@ describe('artifacts in an OCI registry (pilot up --artifacts oci+http://…)', {
     const left = await registryTags();
     assert.ok(!left.includes(tagOf(arts[0]!)) && !left.includes(tagOf(arts[1]!)), left.join(', '));
     assert.ok(left.includes(tagOf(arts[2]!)));
+    assert.ok(left.includes(tagOf(runtime!.digest)), 'the runtime the active revision runs on stays');
     assert.equal((await h.apiCall('HEAD', `/api/v1/artifacts/${arts[0]!}`)).status, 404);
     assert.equal((await h.apiCall('HEAD', `/api/v1/artifacts/${arts[2]!}`)).status, 200);
 
