@@ -1,7 +1,7 @@
 /**
  * Artifacts in an OCI registry, end to end: `pilot up --artifacts oci+http://…` over a real
  * docker-registry with htpasswd authentication (credentials from the environment), real deploys
- * through the pipeline, the local agent downloading through the control plane, a registry that is
+ * through the pipeline of an app pinned to Node.js 22 (its runtime tarball is a blob too), the local agent downloading through the control plane, a registry that is
  * down failing the run with its name, then `pilot gc` deleting the old artifacts' manifests from
  * the registry and the registry's own garbage-collect freeing their bytes.
  */
