@@ -170,7 +170,7 @@ describe('OciBlobStore on docker-registry', { skip: registrySkip, timeout: 300_0
       assert.deepEqual(await readFile(join(dir, 'api-download')), data);
       const m = await request(`${reg.url}/v2/api/app/manifests/sha256-${sha(data).slice(7)}`, { headers: { accept: MANIFEST_TYPE } });
       const title = ((await m.body.json()) as { layers: { annotations: Record<string, string> }[] }).layers[0]!.annotations;
-      assert.equal(title['org.opencontainers.image.title'], 'hello-cccccccccccc.tgz');
+      assert.equal(title['org.opencontainers.image.title'], 'hello-cccccccccccc');
 
       await reg.kill();
       try {

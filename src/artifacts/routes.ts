@@ -127,7 +127,8 @@ async function putArtifact(
   const declared = Number(req.headers['content-length']);
   if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);
   const body = requestBody(req.body);
-  const name = app === undefined ? undefined : `${app}-${commit?.slice(0, 12) ?? digest.slice(7, 19)}.tgz`;
+  // The OCI layer's title: which app and commit (an app tarball or an image archive, so no extension).
+  const name = app === undefined ? undefined : `${app}-${commit?.slice(0, 12) ?? digest.slice(7, 19)}`;
   const put = await opts.blobs
     .put(body, { expectedDigest: digest, maxBytes: opts.maxBytes, ...(name === undefined ? {} : { name }) })
     .catch((e: unknown) => {
