@@ -168,6 +168,23 @@ export function blobStoreContract(
       assert.deepEqual(await store.list(), []);
     });
 
+    void it('a sender that goes away mid-upload: its own error comes back, nothing is stored', async (t) => {
+      const { store } = await setup(t);
+      const data = randomBytes(3 * 1024 * 1024);
+      for (const expectedDigest of [sha(data), undefined]) {
+        const src = Readable.from(
+          (async function* () {
+            yield data.subarray(0, 2 * 1024 * 1024);
+            await sleep(20);
+            throw Object.assign(new Error('client aborted'), { code: 'ECONNRESET' });
+          })(),
+        );
+        await assert.rejects(store.put(src, expectedDigest ? { expectedDigest } : {}), /client aborted/);
+        assert.equal(await store.has(sha(data)), false);
+        assert.deepEqual(await store.list(), []);
+      }
+    });
+
     void it('accepts concurrent puts of the same bytes: one creates, all agree', async (t) => {
       const { store } = await setup(t);
       const data = randomBytes(2 * 1024 * 1024 + 3);

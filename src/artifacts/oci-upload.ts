@@ -84,8 +84,14 @@ export async function uploadMonolithic(r: RegistryClient, src: Source, expected:
   const loc = await startUpload(r);
   const m = new Meter(limits.maxBytes);
   let complete = false;
+  let srcFailed: { error: unknown } | undefined;
   async function* body(): AsyncGenerator<Buffer> {
-    for await (const c of chunks(src)) yield m.add(c as Buffer);
+    try {
+      for await (const c of chunks(src)) yield m.add(c as Buffer);
+    } catch (e) {
+      srcFailed = { error: e }; // the sender went away (or too_large): not the registry's fault
+      throw e;
+    }
     complete = true;
   }
   try {
@@ -97,6 +103,7 @@ export async function uploadMonolithic(r: RegistryClient, src: Source, expected:
   } catch (e) {
     await cancel(r, loc);
     if (m.tooLarge !== undefined) throw m.tooLarge;
+    if (srcFailed !== undefined) throw srcFailed.error;
     if (complete) {
       const digest = m.digest();
       if (digest !== expected)
