@@ -127,6 +127,21 @@ describe('OCI store against a registry that answers badly', () => {
     );
   });
 
+  it('never sends credentials to a plain-HTTP token service off this machine', async () => {
+    main.fn = (_req, res) =>
+      res.writeHead(401, { 'www-authenticate': 'Bearer realm="http://auth.example.invalid/token",service="x"' }).end();
+    const withPassword = new OciBlobStore({
+      target: { origin: a.origin, repo: 'x/y', display: 'oci+http://fake/x/y' },
+      credentials: { username: 'u', password: 'pw-never-in-clear' },
+      dispatcher: new Agent(),
+    });
+    try {
+      await assert.rejects(withPassword.has(d), badAnswer(/token service http:\/\/auth\.example\.invalid is plain HTTP off this machine/));
+    } finally {
+      await withPassword.close();
+    }
+  });
+
   it('names a registry that is not there', async () => {
     const gone = new OciBlobStore({
       target: { origin: 'http://127.0.0.1:1', repo: 'x', display: 'oci+http://127.0.0.1:1/x' },

@@ -152,6 +152,13 @@ export class RegistryClient {
       throw fail.ociRegistryBadAnswer({ registry: this.target.display, what, why: 'a bearer challenge without a usable realm' });
     }
     if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw refused();
+    // The password goes to the realm: never in clear text off this machine, whatever the registry says.
+    if (realm.protocol === 'http:' && !/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(realm.hostname))
+      throw fail.ociRegistryBadAnswer({
+        registry: this.target.display,
+        what,
+        why: `its token service ${realm.origin} is plain HTTP off this machine: credentials are not sent there`,
+      });
     if (params.service !== undefined) realm.searchParams.set('service', params.service);
     realm.searchParams.set('scope', `repository:${this.target.repo}:pull,push,delete`);
     const headers: Record<string, string> = {};
