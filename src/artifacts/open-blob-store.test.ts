@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { PilotError } from '../core/errors.js';
 import { FsBlobStore } from './blob-store.js';
 import { OciBlobStore } from './oci-blob-store.js';
-import { credentialsFromEnv, openBlobStore, parseArtifactsUrl } from './open-blob-store.js';
+import { credentialsFromEnv, openBlobStore, parseArtifactsUrl, uploadChunksFromEnv } from './open-blob-store.js';
 
 describe('--artifacts', () => {
   it('reads oci:// as HTTPS and oci+http:// as plain HTTP to a loopback registry', () => {
@@ -71,6 +71,17 @@ describe('--artifacts', () => {
     } finally {
       await rm(home, { recursive: true, force: true });
     }
+  });
+
+  it('reads PILOT_ARTIFACTS_CHUNK_MB, refusing what is not a size', () => {
+    assert.equal(uploadChunksFromEnv({}), undefined);
+    assert.deepEqual(uploadChunksFromEnv({ PILOT_ARTIFACTS_CHUNK_MB: '16' }), { chunked: true, chunkBytes: 16 * 1024 * 1024 });
+    for (const bad of ['0', '-1', '1.5', '2048', 'ten', '1e3'])
+      assert.throws(
+        () => uploadChunksFromEnv({ PILOT_ARTIFACTS_CHUNK_MB: bad }),
+        (e: unknown) => e instanceof PilotError && e.code === 'invalid_argument' && /from 1 to 1024/.test(e.message),
+        bad,
+      );
   });
 
   it('takes credentials from the environment, files first', async () => {

@@ -7,7 +7,8 @@
  *
  * Credentials come from the environment, never from the URL (argv is visible in `ps`):
  * PILOT_ARTIFACTS_USERNAME with PILOT_ARTIFACTS_PASSWORD_FILE or PILOT_ARTIFACTS_PASSWORD, or a
- * bearer token in PILOT_ARTIFACTS_TOKEN_FILE or PILOT_ARTIFACTS_TOKEN.
+ * bearer token in PILOT_ARTIFACTS_TOKEN_FILE or PILOT_ARTIFACTS_TOKEN. PILOT_ARTIFACTS_CHUNK_MB
+ * switches uploads to chunks.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,6 +76,19 @@ export function credentialsFromEnv(env: NodeJS.ProcessEnv = process.env): OciCre
   return { ...(username ? { username } : {}), ...(password !== undefined ? { password } : {}), ...(token !== undefined ? { token } : {}) };
 }
 
+/**
+ * PILOT_ARTIFACTS_CHUNK_MB=N: upload in PATCH chunks of N MiB (1-1024) instead of one streamed PUT,
+ * for a registry behind a proxy that limits a request's body (nginx `client_max_body_size`, a CDN).
+ */
+export function uploadChunksFromEnv(env: NodeJS.ProcessEnv = process.env): { chunked: true; chunkBytes: number } | undefined {
+  const raw = env.PILOT_ARTIFACTS_CHUNK_MB?.trim();
+  if (raw === undefined || raw === '') return undefined;
+  const mb = Number(raw);
+  if (!/^\d+$/.test(raw) || mb < 1 || mb > 1024)
+    throw fail.invalidArtifactsUrl({ text: `PILOT_ARTIFACTS_CHUNK_MB=${raw.slice(0, 20)}`, why: 'a whole number of MiB from 1 to 1024' });
+  return { chunked: true, chunkBytes: mb * 1024 * 1024 };
+}
+
 /** The blob store `spec` names (undefined or empty: the filesystem store under `home`). */
 export function openBlobStore(spec: string | undefined, home: string, env: NodeJS.ProcessEnv = process.env): BlobStore {
   if (spec === undefined || spec.trim() === '') return new FsBlobStore(join(home, 'artifacts'));
@@ -82,6 +96,7 @@ export function openBlobStore(spec: string | undefined, home: string, env: NodeJ
   return new OciBlobStore({
     target,
     credentials: credentialsFromEnv(env),
+    ...uploadChunksFromEnv(env),
     dispatcher: new Agent({ connections: 16, keepAliveTimeout: 10_000 }),
   });
 }
