@@ -118,7 +118,7 @@ export interface ClusterView {
     readonly self: boolean;
   }[];
   readonly store: BackendHealth & { readonly kind: 'sqlite' | 'postgres' };
-  readonly blobs: BackendHealth & { readonly kind: 'filesystem'; readonly freeBytes?: number };
+  readonly blobs: BackendHealth & { readonly kind: 'filesystem' | 'oci'; readonly freeBytes?: number };
   /** Times this replica started or stopped leading; its writes refused for a stale token. */
   readonly leaderChanges: number;
   readonly fencedWrites: number;

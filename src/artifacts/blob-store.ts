@@ -25,6 +25,7 @@ import { fail } from '../core/errors.js';
 import { assertDigest } from '../core/names.js';
 import { errno } from '../core/errno.js';
 import { writeHashed } from './digest.js';
+import type { BlobCheck, BlobStore, OpenedBlob, PutOptions, PutResult, StoredBlob } from './blob-port.js';
 
 /**
  * Temp files older than this are leftovers of a crash. Younger ones may belong to another store
@@ -32,36 +33,27 @@ import { writeHashed } from './digest.js';
  */
 const STALE_TEMP_MS = 15 * 60_000;
 
-export interface PutOptions {
-  /** Refuse (digest_mismatch) unless the bytes hash to this digest. */
-  readonly expectedDigest?: string;
-  /** Refuse (too_large) as soon as more bytes than this arrive. */
-  readonly maxBytes?: number;
-}
+export type { BlobCheck, BlobStore, OpenedBlob, PutOptions, PutResult, StoredBlob } from './blob-port.js';
 
-export interface PutResult {
-  readonly digest: string;
-  readonly size: number;
-  /** false when the blob was already stored: the new bytes were verified, then discarded. */
-  readonly created: boolean;
-  /** The stored copy was corrupt: it went to quarantine (this path) and the new bytes replaced it. */
-  readonly healed?: string;
-}
-
-/** What `verifyOrQuarantine` found. */
-export type BlobCheck =
-  | { readonly state: 'ok'; readonly size: number }
-  | { readonly state: 'missing' }
-  | { readonly state: 'quarantined'; readonly actual: string; readonly size: number; readonly to: string };
-
-export class FsBlobStore {
+export class FsBlobStore implements BlobStore {
+  readonly kind = 'fs';
   readonly root: string;
+  readonly location: string;
   private starting: Promise<void> | undefined;
   private readonly checking = new Map<string, Promise<unknown>>();
 
   constructor(root: string) {
     this.root = root;
+    this.location = root;
   }
+
+  /** The folders exist (made on first use). */
+  async ping(): Promise<void> {
+    await this.start();
+  }
+
+  /** Nothing to release: every file is closed by the call that opened it. */
+  async close(): Promise<void> {}
 
   /** The file holding a digest's bytes (it may not exist). Throws invalid_digest for a malformed digest. */
   path(digest: string): string {
@@ -128,7 +120,7 @@ export class FsBlobStore {
    * cannot make them disagree); artifact_not_found when it is not stored. The caller closes `fh`
    * (a stream made by `fh.createReadStream` closes it at its end).
    */
-  async openBlob(digest: string): Promise<{ fh: FileHandle; size: number }> {
+  async openBlob(digest: string): Promise<OpenedBlob & { fh: FileHandle }> {
     const file = this.path(digest);
     await this.start();
     let fh: FileHandle;
@@ -139,7 +131,13 @@ export class FsBlobStore {
       throw e;
     }
     try {
-      return { fh, size: (await fh.stat()).size };
+      const size = (await fh.stat()).size;
+      return {
+        fh,
+        size,
+        read: async (start, end) => fh.createReadStream({ start, end, autoClose: false, highWaterMark: READ_CHUNK }),
+        close: () => fh.close(),
+      };
     } catch (e) {
       await fh.close();
       throw e;
@@ -196,10 +194,10 @@ export class FsBlobStore {
   }
 
   /** Every stored blob with its size and the time its file was written (wall-clock ms). */
-  async list(): Promise<{ digest: string; size: number; mtimeMs: number }[]> {
+  async list(): Promise<StoredBlob[]> {
     await this.start();
     const dir = join(this.root, 'sha256');
-    const out: { digest: string; size: number; mtimeMs: number }[] = [];
+    const out: StoredBlob[] = [];
     for (const name of await readdir(dir)) {
       if (!/^[a-f0-9]{64}$/.test(name)) continue;
       const st = await stat(join(dir, name)).catch(() => undefined); // deleted meanwhile

@@ -48,6 +48,13 @@ export class ArtifactClient {
     await res.body.dump();
     if (res.statusCode === 200) return true;
     if (res.statusCode === 404) return false;
+    if (res.statusCode >= 500) {
+      // A HEAD answer has no body to say why (a registry behind the repository that is down, say):
+      // the same question as a one-byte GET gets the error with its message and hint.
+      const why = await this.call('GET', this.url(digest), { headers: { range: 'bytes=0-0' } });
+      if (why.statusCode >= 400) throw await answerError(why, `HEAD ${digest}`);
+      await why.body.dump();
+    }
     throw statusError(res.statusCode, `HEAD ${digest}`);
   }
 

@@ -3,19 +3,20 @@
  * of the server; these routes only validate, stream and answer.
  */
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type PilotError, fail } from '../core/errors.js';
 import { diskFullError, isDiskFull } from '../disk/disk.js';
 import { assertDigest, assertName, isCommitSha } from '../core/names.js';
 import type { ArtifactMeta } from '../core/types.js';
-import type { BlobCheck, FsBlobStore } from './blob-store.js';
+import type { BlobCheck, BlobStore } from './blob-port.js';
 import { sendFileRange } from '../http/send-file.js';
 import { matchesEtag, parseByteRange } from '../http/byte-range.js';
 import type { ArtifactMetaStore } from './meta.js';
 
 export interface ArtifactRoutesOptions {
-  readonly blobs: FsBlobStore;
+  readonly blobs: BlobStore;
   readonly meta: ArtifactMetaStore;
   /** Largest artifact accepted, in bytes (413 too_large beyond). */
   readonly maxBytes: number;
@@ -126,12 +127,16 @@ async function putArtifact(
   const declared = Number(req.headers['content-length']);
   if (declared > opts.maxBytes) throw tooLarge(opts.maxBytes, declared);
   const body = requestBody(req.body);
-  const put = await opts.blobs.put(body, { expectedDigest: digest, maxBytes: opts.maxBytes }).catch((e: unknown) => {
-    // The upload's size is what it needs: say so next to what is free.
-    if (isDiskFull(e))
-      throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.root, Number.isFinite(declared) ? declared : undefined);
-    throw e;
-  });
+  // The OCI layer's title: which app and commit (an app tarball or an image archive, so no extension).
+  const name = app === undefined ? undefined : `${app}-${commit?.slice(0, 12) ?? digest.slice(7, 19)}`;
+  const put = await opts.blobs
+    .put(body, { expectedDigest: digest, maxBytes: opts.maxBytes, ...(name === undefined ? {} : { name }) })
+    .catch((e: unknown) => {
+      // The upload's size is what it needs: say so next to what is free.
+      if (isDiskFull(e))
+        throw diskFullError(e, `cannot store artifact ${digest}`, opts.blobs.location, Number.isFinite(declared) ? declared : undefined);
+      throw e;
+    });
   if (put.healed !== undefined)
     req.log.warn({ digest, quarantined: put.healed }, 'stored artifact was corrupt: quarantined and replaced by the upload');
   // First upload's metadata wins: the same bytes re-published by another app keep their origin.
@@ -152,7 +157,7 @@ function requestBody(body: unknown): Readable {
 }
 
 /** Re-hash a stored blob (quarantining it when corrupt), logging what was found. */
-async function checkBlob(req: FastifyRequest, blobs: FsBlobStore, digest: string): Promise<BlobCheck> {
+async function checkBlob(req: FastifyRequest, blobs: BlobStore, digest: string): Promise<BlobCheck> {
   const check = await blobs.verifyOrQuarantine(digest);
   if (check.state === 'quarantined') {
     req.log.warn(
@@ -170,8 +175,9 @@ async function checkBlob(req: FastifyRequest, blobs: FsBlobStore, digest: string
  * (304) are honoured; the ETag is the digest. The handler awaits the end of the transfer, and a
  * client that goes away mid-way ends it (the file is closed, nothing is thrown to the server).
  */
-async function sendBlob(req: FastifyRequest, reply: FastifyReply, blobs: FsBlobStore, digest: string): Promise<void> {
-  const { fh, size } = await blobs.openBlob(digest);
+async function sendBlob(req: FastifyRequest, reply: FastifyReply, blobs: BlobStore, digest: string): Promise<void> {
+  const blob = await blobs.openBlob(digest);
+  const { size } = blob;
   try {
     const headers = blobHeaders(digest, size);
     const ifNoneMatch = req.headers['if-none-match'];
@@ -190,6 +196,9 @@ async function sendBlob(req: FastifyRequest, reply: FastifyReply, blobs: FsBlobS
     }
     const start = range.kind === 'part' ? range.start : 0;
     const end = range.kind === 'part' ? range.end : size - 1;
+    // A store without a local file (a registry) is asked before the status line goes out, so a
+    // registry that is down is answered with its catalogue error, not a cut connection.
+    const remote = blob.fh === undefined && req.method !== 'HEAD' && end >= start ? await blob.read(start, end) : undefined;
     const res = reply.raw;
     reply.hijack();
     res.writeHead(range.kind === 'part' ? 206 : 200, {
@@ -197,18 +206,20 @@ async function sendBlob(req: FastifyRequest, reply: FastifyReply, blobs: FsBlobS
       'content-length': String(end - start + 1),
       ...(range.kind === 'part' ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
     });
-    if (req.method === 'HEAD' || end < start) {
+    if (remote === undefined && (req.method === 'HEAD' || end < start || blob.fh === undefined)) {
       res.end();
       return;
     }
-    await sendFileRange(fh, res, start, end).catch((err: unknown) => {
-      // The client went away (or the file came up short: the length said cannot be met, so the
-      // client must see a cut connection). Either way this socket is done; the server goes on.
+    const sent = remote ? pipeline(remote, res) : sendFileRange(blob.fh!, res, start, end);
+    await sent.catch((err: unknown) => {
+      // The client went away (or the file came up short, or a registry sent bytes that do not hash
+      // to the digest): the length said cannot be met, so the client must see a cut connection.
+      // Either way this socket is done; the server goes on.
       req.log.debug({ err, digest }, 'artifact download ended early');
       res.destroy();
     });
   } finally {
-    await fh.close();
+    await blob.close();
   }
 }
 

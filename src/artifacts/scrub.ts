@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { parseEnvDuration } from '../core/duration.js';
-import type { FsBlobStore } from './blob-store.js';
+import type { BlobStore } from './blob-port.js';
 
 export interface ScrubResult {
   readonly checked: number;
@@ -14,7 +14,7 @@ export interface ScrubResult {
 }
 
 /** One pass over every stored blob. */
-export async function scrubBlobs(blobs: FsBlobStore, log: Logger): Promise<ScrubResult> {
+export async function scrubBlobs(blobs: BlobStore, log: Logger): Promise<ScrubResult> {
   const quarantined: string[] = [];
   let checked = 0;
   for (const b of await blobs.list()) {
@@ -38,7 +38,7 @@ export function scrubIntervalFromEnv(env: NodeJS.ProcessEnv = process.env): numb
 }
 
 /** Scrub every `intervalMs` (0 = never); returns the stop function. */
-export function startBlobScrub(blobs: FsBlobStore, log: Logger, intervalMs: number): () => void {
+export function startBlobScrub(blobs: BlobStore, log: Logger, intervalMs: number): () => void {
   if (intervalMs <= 0) return () => undefined;
   let running = false;
   const t = setInterval(() => {

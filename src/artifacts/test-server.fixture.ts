@@ -4,15 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { FsBlobStore } from './blob-store.js';
+import type { BlobStore } from './blob-port.js';
 import { installErrorHandling } from '../control/http-errors.js';
 import { MemoryArtifactMetaStore } from './meta.js';
 import { registerArtifactRoutes } from './routes.js';
 import { installLingeringClose } from '../http/early-answer.js';
 
-export interface TestServer {
+export interface TestServer<B extends BlobStore = FsBlobStore> {
   readonly url: string;
   readonly root: string;
-  readonly blobs: FsBlobStore;
+  readonly blobs: B;
   readonly meta: MemoryArtifactMetaStore;
   readonly app: FastifyInstance;
   /** Authorization headers received, in order. */
@@ -20,10 +21,15 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Start a server like the control plane's (1 MiB JSON body limit, catalogue error answers). */
-export async function startTestServer(opts: { maxBytes?: number } = {}): Promise<TestServer> {
+/**
+ * Start a server like the control plane's (1 MiB JSON body limit, catalogue error answers), over a
+ * filesystem store in a temp folder, or over `blobs` (another adapter).
+ */
+export async function startTestServer(opts?: { maxBytes?: number }): Promise<TestServer>;
+export async function startTestServer<B extends BlobStore>(opts: { maxBytes?: number; blobs: B }): Promise<TestServer<B>>;
+export async function startTestServer(opts: { maxBytes?: number; blobs?: BlobStore } = {}): Promise<TestServer<BlobStore>> {
   const root = await mkdtemp(join(tmpdir(), 'pilot-artifacts-'));
-  const blobs = new FsBlobStore(join(root, 'store'));
+  const blobs = opts.blobs ?? new FsBlobStore(join(root, 'store'));
   const meta = new MemoryArtifactMetaStore();
   const app = Fastify({ bodyLimit: 1024 * 1024, logger: false });
   const authHeaders: (string | undefined)[] = [];

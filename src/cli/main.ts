@@ -175,6 +175,10 @@ program
     'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)',
     (v: string, prev: string[] = []) => [...prev, v],
   )
+  .option(
+    '--artifacts <url>',
+    'where blobs are kept: oci://HOST[:PORT]/REPO (an OCI registry over HTTPS), oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback); default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts',
+  )
   .action(upAction(async (o: UpOptions) => up(o)));
 
 program
@@ -191,15 +195,15 @@ program
     'where the state lives: postgres://USER@HOST[:PORT]/DATABASE for several replicas (password in PGPASSWORD or ~/.pgpass; default: $PILOT_STORE, else SQLite in $PILOT_HOME)',
   )
   .option('--store-file <file>', 'read the --store URL from FILE (mode 0600; it may hold the password)')
-  .option(
-    '--artifacts <path>',
-    "the artifact repository's folder, shared by replicas (default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts)",
-  )
   .option('--verbose', 'log to stdout')
   .option(
     '--trusted-proxy <cidr>',
     'a proxy in front of the router whose X-Forwarded-* headers are believed: address or CIDR, repeatable (default: $PILOT_TRUSTED_PROXIES, else none)',
     (v: string, prev: string[] = []) => [...prev, v],
+  )
+  .option(
+    '--artifacts <url>',
+    'where blobs are kept: oci://HOST[:PORT]/REPO (an OCI registry over HTTPS, shared by replicas), oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback), or an absolute folder replicas share; default: $PILOT_ARTIFACTS, else $PILOT_HOME/artifacts',
   )
   .action(upAction(async (o: UpOptions) => up({ ...o, agent: false })));
 

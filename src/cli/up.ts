@@ -40,7 +40,7 @@ export interface UpOptions {
   /** `pilot server --store URL` / `--store-file FILE` (control/control-store.ts). */
   store?: string;
   storeFile?: string;
-  /** `pilot server --artifacts PATH`: the blob folder replicas share. */
+  /** Where blobs are kept (--artifacts): oci://… or oci+http://… (a registry), or an absolute folder replicas share; default PILOT_ARTIFACTS, else $PILOT_HOME/artifacts. */
   artifacts?: string;
 }
 
@@ -140,6 +140,7 @@ export async function up(opts: UpOptions): Promise<void> {
     `  router         ${router.url}   (apps answer at http://<app>.localhost:${new URL(router.url).port}; ${router.adopted ? 'already running, kept' : 'its own process'})`,
     ...(router.httpsPort !== undefined ? [`  https          port ${router.httpsPort}   (certificates: \`pilot certs\`)`] : []),
     opts.agent ? `  agent          local (127.0.0.1)` : '  agent          none (start one with `pilot agent`)',
+    `  artifacts      ${cp.artifacts}`,
     `  log            ${opts.verbose ? 'stdout' : logFile}`,
   ];
   if (cp.adminTokenCreated) {

@@ -5,7 +5,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { fail } from '../core/errors.js';
 import { assertName } from '../core/names.js';
 import type { AppRecord, Store } from '../store/store.js';
-import type { FsBlobStore } from '../artifacts/blob-store.js';
+import type { BlobStore } from '../artifacts/blob-port.js';
 import { volumeViews } from './volume-routes.js';
 import type { Reconciler } from './reconciler.js';
 import type { SecretBox } from '../store/secret-box.js';
@@ -21,7 +21,7 @@ import type { Autoscaler } from './autoscaler.js';
 export interface AppRouteDeps {
   store: Store;
   box: SecretBox;
-  blobs: FsBlobStore;
+  blobs: BlobStore;
   reconciler: Reconciler;
   /** The only writer of runs (a rollback's run). */
   ledger: RunLedger;

@@ -11,7 +11,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { FsBlobStore } from '../artifacts/blob-store.js';
+import type { BlobStore } from '../artifacts/blob-port.js';
 import { DEFAULT_GC_SETTINGS, MAX_GC_KEEP, planArtifactGc, type GcApp, type GcBlob, type GcSettings } from '../core/artifact-gc.js';
 import { parseEnvDuration } from '../core/duration.js';
 import { fail } from '../core/errors.js';
@@ -20,7 +20,7 @@ import type { Reconciler } from './reconciler.js';
 
 export interface ArtifactGcDeps {
   store: Store;
-  blobs: FsBlobStore;
+  blobs: BlobStore;
   reconciler: Pick<Reconciler, 'serial'>;
 }
 
@@ -158,7 +158,7 @@ export function revisionBlobDigests(r: {
  * Call inside `serial()` before committing a revision or a rollout to it: the GC runs there too,
  * so what is checked here cannot be deleted before the commit. `collected` says so for a rollback.
  */
-export async function assertBlobsPresent(blobs: FsBlobStore, digests: readonly string[], what: string, collected: boolean): Promise<void> {
+export async function assertBlobsPresent(blobs: BlobStore, digests: readonly string[], what: string, collected: boolean): Promise<void> {
   for (const d of digests) {
     if (await blobs.has(d)) continue;
     throw collected ? fail.artifactCollected({ what, d }) : fail.artifactMissingFor({ what, d });

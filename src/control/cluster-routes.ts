@@ -10,12 +10,13 @@ import { freeBytesSync } from '../disk/disk.js';
 import type { ClusterView } from '../api/wire.js';
 import type { Store } from '../store/store.js';
 import type { Leadership } from './leadership.js';
+import type { BlobStore } from '../artifacts/blob-port.js';
 
 export interface ClusterDeps {
   leadership: () => Leadership;
   store: Store;
   storeInfo: { kind: 'sqlite' | 'postgres'; location: string };
-  blobsPath: string;
+  blobs: BlobStore;
   selfUrl: () => string;
   version: string;
 }
@@ -58,7 +59,8 @@ export async function clusterView(d: ClusterDeps): Promise<ClusterView> {
   const l = d.leadership();
   const [storeProbe, blobProbe, cluster] = await Promise.all([
     timed(() => d.store.eventBounds()),
-    timed(() => writable(d.blobsPath)),
+    // A folder: writable; a registry: it answers, with these credentials.
+    timed(() => (d.blobs.kind === 'fs' ? writable(d.blobs.location) : d.blobs.ping())),
     l.cluster().then(
       (c) => ({ ok: true as const, c }),
       (err: unknown) => ({ ok: false as const, error: (err as Error).message }),
@@ -66,8 +68,13 @@ export async function clusterView(d: ClusterDeps): Promise<ClusterView> {
   ]);
   const self = { id: l.id, url: d.selfUrl(), version: d.version, leading: l.leading(), token: l.token() ?? null };
   const store = { kind: d.storeInfo.kind, location: d.storeInfo.location, ...storeProbe };
-  const free = freeBytesSync(d.blobsPath);
-  const blobs = { kind: 'filesystem' as const, location: d.blobsPath, ...blobProbe, ...(free !== undefined ? { freeBytes: free } : {}) };
+  const free = d.blobs.kind === 'fs' ? freeBytesSync(d.blobs.location) : undefined;
+  const blobs = {
+    kind: d.blobs.kind === 'fs' ? ('filesystem' as const) : ('oci' as const),
+    location: d.blobs.location,
+    ...blobProbe,
+    ...(free !== undefined ? { freeBytes: free } : {}),
+  };
   const figures = { leaderChanges: l.changes, fencedWrites: l.refusedWrites };
   if (l.mode === 'single') {
     const now = Date.now();

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { storeCallHistogram } from './metrics.js';
-import { FsBlobStore } from '../artifacts/blob-store.js';
 import { fail, isPilotError } from '../core/errors.js';
 import { replicaSecretsDiffer } from '../store/postgres-lease.js';
 import { maskUrl, openPostgresStore } from '../store/postgres-store.js';
@@ -124,9 +123,6 @@ export async function assertReplicaSecrets(
 }
 
 /** The artifact repository's blobs: `--artifacts PATH` (replicas share one folder), else $PILOT_HOME/artifacts. */
-export function openBlobStore(home: string, path: string | undefined): FsBlobStore {
-  return new FsBlobStore(path ?? join(home, 'artifacts'));
-}
 
 /**
  * `store` with each call timed into `pilot_store_call_seconds{method}` (the store's latency seen

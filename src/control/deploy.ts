@@ -20,7 +20,7 @@ import { previewDeploy, type DeployPreview } from '../core/plan.js';
 import { replicasOnDeploy, type ReplicasDecision } from '../core/replicas.js';
 import type { ImageRef, NodeRuntimeRef } from '../core/types.js';
 import type { DeployPlanView } from '../api/wire.js';
-import type { FsBlobStore } from '../artifacts/blob-store.js';
+import type { BlobStore } from '../artifacts/blob-port.js';
 import type { AppRecord, RevisionRecord, RolloutRecord, Store } from '../store/store.js';
 import type { RunLedger } from '../cd/run-ledger.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
@@ -30,7 +30,7 @@ import { assertRecordedRuntime } from './runtime-routes.js';
 
 export interface DeployDeps {
   readonly store: Store;
-  readonly blobs: FsBlobStore;
+  readonly blobs: BlobStore;
   readonly reconciler: Reconciler;
   /** The only writer of runs (a rollback's run). */
   readonly ledger: RunLedger;

@@ -17,13 +17,13 @@
 import { parseStickyBy, DEFAULT_STICKY_COOKIE, type StickyBy } from '../core/experiment.js';
 import { PilotError, fail } from '../core/errors.js';
 import type { ExperimentRecord, RolloutRecord, Store } from '../store/store.js';
-import type { FsBlobStore } from '../artifacts/blob-store.js';
+import type { BlobStore } from '../artifacts/blob-port.js';
 import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
 import type { Reconciler } from './reconciler.js';
 
 export interface ExperimentDeps {
   readonly store: Store;
-  readonly blobs: FsBlobStore;
+  readonly blobs: BlobStore;
   readonly reconciler: Reconciler;
 }
 

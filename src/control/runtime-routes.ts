@@ -9,13 +9,13 @@
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { fail } from '../core/errors.js';
-import type { FsBlobStore } from '../artifacts/blob-store.js';
+import type { BlobStore } from '../artifacts/blob-port.js';
 import { SUPPORTED_PLATFORMS } from '../node-runtime/platform.js';
 import type { NodeRuntimeRecord, Store } from '../store/store.js';
 
 export interface RuntimeRouteDeps {
   store: Store;
-  blobs: FsBlobStore;
+  blobs: BlobStore;
 }
 
 const VERSION = /^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,6}$/;

@@ -9,6 +9,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { registerControlMetrics } from './metrics.js';
+import { openBlobStore } from '../artifacts/open-blob-store.js';
 import { registerArtifactRoutes } from '../artifacts/routes.js';
 import { scrubIntervalFromEnv, startBlobScrub } from '../artifacts/scrub.js';
 import { fail } from '../core/errors.js';
@@ -16,7 +17,7 @@ import { RoutingTable } from '../router/routing-table.js';
 import { TrustedProxies } from '../router/headers.js';
 import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
-import { assertReplicaSecrets, openBlobStore, openControlStore, timedStore, type StoreChoice } from './control-store.js';
+import { assertReplicaSecrets, openControlStore, timedStore, type StoreChoice } from './control-store.js';
 import { fencedStore } from '../store/fence.js';
 import { PostgresLease } from '../store/postgres-lease.js';
 import { LeaseLeadership, SoleLeadership, type Leadership } from './leadership.js';
@@ -93,6 +94,11 @@ export interface ControlPlaneOptions {
   quietMs?: number;
   /** Artifact GC every this many ms (0 = off). Default: PILOT_GC_INTERVAL ("1h", "0"), else 1 h. */
   gcIntervalMs?: number;
+  /**
+   * Where blobs are kept: undefined for $PILOT_HOME/artifacts, an absolute folder replicas share,
+   * or oci://HOST[:PORT]/REPO (oci+http:// for a plain-HTTP registry on loopback). Default: PILOT_ARTIFACTS.
+   */
+  artifacts?: string;
   /** Re-hash every stored blob this often, quarantining corrupt ones (0 = off). Default: PILOT_SCRUB_INTERVAL, else 24 h. */
   scrubIntervalMs?: number;
   /** Proxies whose forwarding headers the router believes: CIDRs (--trusted-proxy, PILOT_TRUSTED_PROXIES). */
@@ -129,8 +135,6 @@ export interface ControlPlaneOptions {
   storeWaitMs?: number;
   /** The leader lease on PostgreSQL (PILOT_LEASE_MS, default 3 s; tried every third of it). */
   lease?: { leaseMs?: number; renewMs?: number };
-  /** The artifact repository's folder (`--artifacts`, shared by replicas); default `home`/artifacts. */
-  artifacts?: string;
 }
 
 export interface ControlPlane {
@@ -142,6 +146,8 @@ export interface ControlPlane {
   readonly adminToken: string;
   readonly adminTokenCreated: boolean;
   readonly joinToken: string;
+  /** Where blobs are kept: a folder, or oci://host/repo. */
+  readonly artifacts: string;
   readonly api: FastifyInstance;
   /** Every route the API serves (method and URL pattern), as registered: the auth-walk test reads it. */
   readonly routes: readonly { method: string; url: string }[];
@@ -204,6 +210,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   if (choice.kind === 'sqlite') assertStateConsistent(opts.home, opts.freshDatabase ?? false);
   const opened = await openControlStore(opts.home, choice, log, opts.storeWaitMs ?? envMs('PILOT_STORE_WAIT_MS', 60_000));
   const ha = opened.kind === 'postgres';
+  // The one place the blob store is chosen: $PILOT_HOME/artifacts, a shared folder, or an OCI registry (--artifacts / PILOT_ARTIFACTS).
+  const blobs = openBlobStore(opts.artifacts ?? process.env.PILOT_ARTIFACTS, opts.home);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const store = timedStore(opened.store, registry);
@@ -232,7 +240,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // PILOT_PUBLIC_URL: the address people and GitHub reach this server at (links in webhook answers, commit statuses, notifications).
   let publicUrl = (opts.publicUrl ?? process.env.PILOT_PUBLIC_URL ?? '').replace(/\/+$/, '');
   const cd: { worker?: RunWorker } = {}; // started once the API listens (it calls the API)
-  const blobs = openBlobStore(opts.home, opts.artifacts);
   // After the store opened pilot.db (its WAL and SHM take the database file's mode from now on).
   // The agent folder is the agent's own to secure (its apps pass through it to their releases).
   makePrivate(opts.home, new Set([join(opts.home, 'agent')]));
@@ -470,7 +477,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     leadership: () => lease.leadership,
     store,
     storeInfo: { kind: opened.kind, location: opened.location },
-    blobsPath: blobs.root,
+    blobs,
     selfUrl: () => replicaUrl,
     version: PILOT_VERSION,
   });
@@ -588,7 +595,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       ...retentionFromEnv(),
       ...opts.events?.retention,
     });
-    const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), opts.scrubIntervalMs ?? scrubIntervalFromEnv());
+    // In a registry the scrub is a full download of every blob: off unless PILOT_SCRUB_INTERVAL asks for it.
+    const scrubMs = opts.scrubIntervalMs ?? (blobs.kind === 'fs' || process.env.PILOT_SCRUB_INTERVAL ? scrubIntervalFromEnv() : 0);
+    const stopScrub = startBlobScrub(blobs, log.child({ part: 'scrub' }), scrubMs);
     const termMonitor = monitor;
     term = {
       stop: async () => {
@@ -633,9 +642,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   followerCerts?.unref();
   if (ha && !lease.leadership.leading()) certsOnce();
   log.info(
-    { api: `http://${opts.host}:${port}`, router: router?.url ?? 'process', store: opened.location, leading: lease.leadership.leading() },
+    {
+      api: `http://${opts.host}:${port}`,
+      router: router?.url ?? 'process',
+      store: opened.location,
+      artifacts: blobs.location,
+      leading: lease.leadership.leading(),
+    },
     'control plane started',
   );
+  // A registry that is down at start is said at once; publishes and downloads fail clearly until it is back.
+  void blobs.ping().catch((err: unknown) => log.warn({ err }, 'the artifact store does not answer yet'));
 
   return {
     apiUrl: `http://${opts.host}:${port}`,
@@ -644,6 +661,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     adminToken: admin.token,
     adminTokenCreated: admin.created,
     joinToken: join_.token,
+    artifacts: blobs.location,
     api,
     routes,
     leadership: () => lease.leadership,
@@ -671,6 +689,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       }
       await router?.close();
       opened.store.close();
+      await blobs.close();
     },
   };
 }

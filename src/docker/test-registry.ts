@@ -23,6 +23,8 @@ export interface TestRegistry {
   readonly address: string;
   /** http://host:port */
   readonly url: string;
+  /** Its folder: config.yml, and the storage under data/. */
+  readonly dir: string;
   stop(): Promise<void>;
   /** Kill the registry but keep its storage (a registry that is down); `restart()` brings it back on the same port. */
   kill(): Promise<void>;
@@ -53,11 +55,26 @@ function bcrypt(password: string): string {
   return hash;
 }
 
-export async function startRegistry(opts: { user?: { username: string; password: string } } = {}): Promise<TestRegistry> {
+/** Bearer token authentication: the registry trusts JWTs from `issuer` for `service`, signed by the key of `certFile`. */
+export interface RegistryTokenAuth {
+  readonly realm: string;
+  readonly service: string;
+  readonly issuer: string;
+  readonly certFile: string;
+}
+
+export async function startRegistry(
+  opts: { user?: { username: string; password: string }; token?: RegistryTokenAuth } = {},
+): Promise<TestRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'pilot-registry-'));
   const port = await allocatePort('127.0.0.1');
   const address = `127.0.0.1:${port}`;
-  const auth = opts.user ? `auth:\n  htpasswd:\n    realm: pilot-test\n    path: ${join(dir, 'htpasswd')}\n` : '';
+  const t = opts.token;
+  const auth = opts.user
+    ? `auth:\n  htpasswd:\n    realm: pilot-test\n    path: ${join(dir, 'htpasswd')}\n`
+    : t
+      ? `auth:\n  token:\n    realm: ${t.realm}\n    service: ${t.service}\n    issuer: ${t.issuer}\n    rootcertbundle: ${t.certFile}\n`
+      : '';
   if (opts.user) await writeFile(join(dir, 'htpasswd'), `${opts.user.username}:${bcrypt(opts.user.password)}\n`);
   await writeFile(
     join(dir, 'config.yml'),
@@ -98,6 +115,7 @@ export async function startRegistry(opts: { user?: { username: string; password:
   return {
     address,
     url: `http://${address}`,
+    dir,
     stop,
     kill,
     async restart() {

@@ -61,6 +61,47 @@ export const artifactsErrors = {
     code: 'unsafe_archive',
     message: (p: { path: string }) => `entry ${p.path} holds more bytes than its header declares`,
   },
+  ociRegistryUnreachable: {
+    code: 'registry_unreachable',
+    message: (p: { registry: string; what: string; code: string }) =>
+      `cannot reach the artifact registry ${p.registry} (${p.what}): ${p.code}`,
+    hint: 'Check that the registry behind --artifacts / PILOT_ARTIFACTS is running and reachable from the control plane; nothing was half-stored, the next attempt starts over.',
+  },
+  ociRegistryAuth: {
+    code: 'registry_refused',
+    message: (p: { registry: string; what: string; status: number }) =>
+      `the artifact registry ${p.registry} refused the credentials for ${p.what} (HTTP ${p.status})`,
+    hint: 'Give the registry credentials in the environment of `pilot server`: PILOT_ARTIFACTS_USERNAME with PILOT_ARTIFACTS_PASSWORD_FILE (or PILOT_ARTIFACTS_PASSWORD), or a bearer token in PILOT_ARTIFACTS_TOKEN_FILE (or PILOT_ARTIFACTS_TOKEN).',
+  },
+  ociRegistryRefused: {
+    code: 'registry_refused',
+    message: (p: { registry: string; what: string; status: number; detail: string }) =>
+      `the artifact registry ${p.registry} answered HTTP ${p.status} to ${p.what}${p.detail ? `: ${p.detail}` : ''}`,
+    hint: 'Check the registry (its log says why); deletes need `storage: delete: enabled: true` in its configuration.',
+  },
+  ociRegistryWrongBytes: {
+    code: 'digest_mismatch',
+    message: (p: { registry: string; digest: string; actual: string }) =>
+      `the artifact registry ${p.registry} answered bytes hashing to ${p.actual} for ${p.digest}: refused, nothing kept`,
+    hint: "The registry's copy is damaged (its storage) or something in between altered it; publish the artifact again (`pilot run`) and check the registry's storage.",
+  },
+  ociRegistryBadAnswer: {
+    code: 'bad_gateway',
+    message: (p: { registry: string; what: string; why: string }) =>
+      `the artifact registry ${p.registry} gave an unusable answer to ${p.what}: ${p.why}`,
+    hint: 'Is --artifacts pointing at an OCI distribution registry (the /v2/ API)?',
+  },
+  invalidArtifactsUrl: {
+    code: 'invalid_argument',
+    message: (p: { text: string; why: string }) => `--artifacts ${JSON.stringify(p.text)}: ${p.why}`,
+    hint: 'Leave it out to keep blobs in $PILOT_HOME/artifacts (the default), or give oci://HOST[:PORT]/REPO (HTTPS) or oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback only), e.g. --artifacts oci://registry.example.com/pilot.',
+  },
+  artifactsSecretUnreadable: {
+    code: 'invalid_argument',
+    message: (p: { name: string; file: string; code: string }) => `cannot read ${p.name} (${p.file}): ${p.code}`,
+    hint: (p: { name: string }) =>
+      `Point ${p.name} at a file the server's user can read (mode 0600), holding only the secret; or unset it.`,
+  },
   repositoryUnauthorized: { code: 'unauthorized', message: answered },
   repositoryForbidden: { code: 'forbidden', message: answered },
   repositoryNotFound: { code: 'artifact_not_found', message: answered },
