@@ -21,6 +21,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiClient } from '../api/client.js';
@@ -61,6 +63,9 @@ export class SwarmBridge {
   private loop: Promise<void> | undefined;
   private readonly admin: ApiClient;
   private lastError: string | undefined;
+  /** When the Swarm manager last answered (monotonic): what the bridge's /v1/healthz says. */
+  private lastLookOk: number | undefined;
+  private health: Server | undefined;
 
   constructor(private readonly o: BridgeOptions) {
     this.admin = new ApiClient(o.server, o.adminToken);
@@ -77,6 +82,29 @@ export class SwarmBridge {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.loop;
+    await new Promise<void>((r) => (this.health ? this.health.close(() => r()) : r()));
+  }
+
+  /**
+   * The node's health endpoint, which the control plane's node monitor checks between syncs like an
+   * agent's: 200 while the Swarm manager answered within the last 5 s, else 503 (the node then goes
+   * down and its instances are replaced when a target answers again). Nothing else is served: `pilot
+   * logs` of a Swarm app is `docker service logs`.
+   */
+  private async healthUrl(): Promise<string> {
+    if (!this.health) {
+      const server = createServer((req, res) => {
+        const fresh = this.lastLookOk !== undefined && performance.now() - this.lastLookOk < 5000;
+        res.statusCode = req.url === '/v1/healthz' ? (fresh ? 200 : 503) : 404;
+        res.end(req.url === '/v1/healthz' ? JSON.stringify({ ok: fresh, swarm: this.o.target.name }) : '');
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve());
+      });
+      this.health = server;
+    }
+    return `http://127.0.0.1:${(this.health.address() as AddressInfo).port}`;
   }
 
   private async run(): Promise<void> {
@@ -115,6 +143,7 @@ export class SwarmBridge {
     if (info.state !== 'active' || !info.manager) throw new Error(`the engine at ${this.o.target.docker} is not a Swarm manager (state ${info.state || 'inactive'})`);
     const [nodes, services] = await Promise.all([s.nodes(), s.services(this.o.target.name)]);
     const tasks = services.length === 0 ? [] : await s.tasks(services.map((x) => x.id));
+    this.lastLookOk = performance.now();
     return { nodes, services, tasks, nodeAddress: new Map(nodes.map((n) => [n.id, n.address])) };
   }
 
@@ -125,8 +154,8 @@ export class SwarmBridge {
       protocol: AGENT_PROTOCOL,
       name: this.nodeName,
       address: manager?.address && /^[0-9.]+$/.test(manager.address) ? manager.address : '127.0.0.1',
-      // No agent API: `pilot logs` of a Swarm app is `docker service logs` (README).
-      apiUrl: 'http://127.0.0.1:9',
+      // Its only agent API is /v1/healthz (node monitor); `pilot logs` of a Swarm app is `docker service logs`.
+      apiUrl: await this.healthUrl(),
       agentToken: randomBytes(24).toString('hex'),
       labels: { [TARGET_LABEL]: this.o.target.name },
       runtimes: { docker: { available: true, version: 'swarm' } },
