@@ -59,9 +59,16 @@ export function swarmNodesTable(targets: readonly TargetView[]): string[] {
       (t.status?.tasks ?? []).filter((x) => x.desiredState === 'running' && x.node === n.hostname).length,
     ]),
   );
-  const silent = targets.filter((t) => t.status && !t.status.ok).map((t) => `warning: target ${t.name}: ${t.status?.error ?? 'not answering'}`);
+  const silent = targets
+    .filter((t) => t.status && !t.status.ok)
+    .map((t) => `warning: target ${t.name}: ${t.status?.error ?? 'not answering'}`);
   if (rows.length === 0 && silent.length === 0) return [];
-  return ['', 'Swarm nodes (deploy targets):', table(['TARGET', 'NODE', 'ADDRESS', 'ROLE', 'STATE', 'AVAILABILITY', 'TASKS'], rows), ...silent];
+  return [
+    '',
+    'Swarm nodes (deploy targets):',
+    table(['TARGET', 'NODE', 'ADDRESS', 'ROLE', 'STATE', 'AVAILABILITY', 'TASKS'], rows),
+    ...silent,
+  ];
 }
 
 /** `pilot status` of a Swarm app: each slot's tasks, newest first (a replaced task and its replacement). */

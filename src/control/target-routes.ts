@@ -146,7 +146,8 @@ export function registerTargetRoutes(app: FastifyInstance, deps: TargetRouteDeps
     } catch (err) {
       throw fail.targetUnreachable({ target: b.name, docker: b.docker, error: (err as Error).message });
     }
-    if (swarm.state !== 'active' || !swarm.manager) throw fail.swarmNotInitialised({ target: b.name, docker: b.docker, state: swarm.state });
+    if (swarm.state !== 'active' || !swarm.manager)
+      throw fail.swarmNotInitialised({ target: b.name, docker: b.docker, state: swarm.state });
     const rec: TargetRecord = { name: b.name, kind: 'swarm', docker: b.docker, ports, createdAt: Date.now() };
     if (!(await store.addTarget(rec))) throw fail.targetExists({ target: b.name, docker: b.docker });
     void reply.status(201);

@@ -23,13 +23,31 @@ describe('deploy targets: docker addresses and ports', () => {
   });
 
   it('refuses what is not an engine address, with invalid_target', () => {
-    for (const bad of ['', 'http://x', 'unix://relative.sock', 'tcp://host', 'tcp://h:99999', 'tcp://h:1; rm -rf /', 'ssh://u@h', 'unix:///a\0b'])
-      assert.equal(code(() => parseDockerUrl(bad)), 'invalid_target', bad);
+    for (const bad of [
+      '',
+      'http://x',
+      'unix://relative.sock',
+      'tcp://host',
+      'tcp://h:99999',
+      'tcp://h:1; rm -rf /',
+      'ssh://u@h',
+      'unix:///a\0b',
+    ])
+      assert.equal(
+        code(() => parseDockerUrl(bad)),
+        'invalid_target',
+        bad,
+      );
   });
 
   it('port ranges are blocks of 100; a free block is the lowest untaken', () => {
     assert.deepEqual(parsePortRange('20000-20200'), { from: 20000, to: 20200 });
-    for (const bad of ['20000', '20050-20200', '20000-20000', '500-900', '20000-65500', 'a-b']) assert.equal(code(() => parsePortRange(bad)), 'invalid_target', bad);
+    for (const bad of ['20000', '20050-20200', '20000-20000', '500-900', '20000-65500', 'a-b'])
+      assert.equal(
+        code(() => parsePortRange(bad)),
+        'invalid_target',
+        bad,
+      );
     const r = { from: 20000, to: 20200 };
     assert.equal(freeBlock(r, new Set()), 20000);
     assert.equal(freeBlock(r, new Set([20000, 20100])), 20200);
@@ -53,12 +71,21 @@ describe('deploy targets: pilot.yaml and the scheduler', () => {
     const c = resolveAppConfig(validateAppConfig({ runtime: 'docker', target: 'blue', constraints: { zone: 'a' } }, 'pilot.yaml'), 'shop');
     assert.equal(c.target, 'blue');
     assert.deepEqual(c.constraints, { zone: 'a', 'pilot.target': 'blue' });
-    assert.equal(code(() => validateAppConfig({ target: 'Bad Name' }, 'pilot.yaml')), 'invalid_config');
+    assert.equal(
+      code(() => validateAppConfig({ target: 'Bad Name' }, 'pilot.yaml')),
+      'invalid_config',
+    );
   });
 
   it("places a target's apps only on its node, and other apps never there", () => {
     const nodes = [node('agent'), node('swarm-blue', { 'pilot.target': 'blue' }), node('swarm-green', { 'pilot.target': 'green' })];
-    const onBlue = schedule(nodes, { app: 'a', count: 3, fixedPort: undefined, runtime: 'docker', constraints: { 'pilot.target': 'blue' } });
+    const onBlue = schedule(nodes, {
+      app: 'a',
+      count: 3,
+      fixedPort: undefined,
+      runtime: 'docker',
+      constraints: { 'pilot.target': 'blue' },
+    });
     assert.deepEqual(onBlue.nodeIds, ['swarm-blue', 'swarm-blue', 'swarm-blue']);
     const plain = schedule(nodes, { app: 'b', count: 3, fixedPort: undefined, runtime: 'docker' });
     assert.deepEqual(plain.nodeIds, ['agent', 'agent', 'agent']);

@@ -140,7 +140,8 @@ export class SwarmBridge {
   private async look(): Promise<Look> {
     const s = this.o.swarm;
     const info = await s.info();
-    if (info.state !== 'active' || !info.manager) throw new Error(`the engine at ${this.o.target.docker} is not a Swarm manager (state ${info.state || 'inactive'})`);
+    if (info.state !== 'active' || !info.manager)
+      throw new Error(`the engine at ${this.o.target.docker} is not a Swarm manager (state ${info.state || 'inactive'})`);
     const [nodes, services] = await Promise.all([s.nodes(), s.services(this.o.target.name)]);
     const tasks = services.length === 0 ? [] : await s.tasks(services.map((x) => x.id));
     this.lastLookOk = performance.now();
@@ -227,7 +228,12 @@ export class SwarmBridge {
     const blocks = new Set(look.services.map((s) => s.block));
     for (const [name, specs] of byRevision) {
       const svc = look.services.find((s) => s.name === name);
-      const plan = assignSlots(svc?.slots ?? new Map(), svc?.replicas ?? 0, specs.map((s) => s.id), stop);
+      const plan = assignSlots(
+        svc?.slots ?? new Map(),
+        svc?.replicas ?? 0,
+        specs.map((s) => s.id),
+        stop,
+      );
       if (!svc) {
         const block = freeBlock(this.o.target.ports, blocks);
         if (block === undefined) throw new Error(`every port block of ${this.o.target.ports.from}-${this.o.target.ports.to} is taken`);
@@ -257,16 +263,31 @@ export class SwarmBridge {
     if (removed || (look.services.length === 0 && byRevision.size === 0)) await this.o.swarm.removeUnusedConfigs(target);
   }
 
-  private async create(name: string, spec: InstanceSpec, block: number, slots: ReadonlyMap<number, string>, replicas: number): Promise<void> {
+  private async create(
+    name: string,
+    spec: InstanceSpec,
+    block: number,
+    slots: ReadonlyMap<number, string>,
+    replicas: number,
+  ): Promise<void> {
     const s = this.o.swarm;
     const secretKeys = (spec.secretNames ?? []).filter((k) => spec.env[k] !== undefined);
     const secrets = new Map<string, { id: string; name: string }>();
     const nonce = randomBytes(4).toString('hex');
     for (const key of secretKeys) {
       const sname = secretName(name, key, nonce);
-      secrets.set(key, { id: await s.createSecret(sname, spec.env[key]!, { [LABEL.target]: this.o.target.name, [LABEL.service]: name }), name: sname });
+      secrets.set(key, {
+        id: await s.createSecret(sname, spec.env[key]!, { [LABEL.target]: this.o.target.name, [LABEL.service]: name }),
+        name: sname,
+      });
     }
-    const loader = secrets.size > 0 ? await s.ensureConfig(`${this.o.target.name}-pilot-env-loader`, LOADER_SOURCE, { [LABEL.target]: this.o.target.name, [LABEL.loader]: '1' }) : undefined;
+    const loader =
+      secrets.size > 0
+        ? await s.ensureConfig(`${this.o.target.name}-pilot-env-loader`, LOADER_SOURCE, {
+            [LABEL.target]: this.o.target.name,
+            [LABEL.loader]: '1',
+          })
+        : undefined;
     await s.createService(buildServiceSpec({ target: this.o.target.name, spec, block, replicas, slots, secrets, loader }));
     this.o.log.info({ target: this.o.target.name, service: name, block, replicas }, 'swarm service created');
   }

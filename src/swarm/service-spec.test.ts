@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { InstanceSpec } from '../core/types.js';
-import { buildServiceSpec, healthTest, LOADER_PATH, secretName, serviceName } from './service-spec.js';
+import { buildServiceSpec, healthTest, LOADER_PATH, secretName, serviceName, type ServiceInput } from './service-spec.js';
 import { assignSlots } from './slots.js';
 import { instanceState, instanceStatus, type TaskFacts } from './task-status.js';
 
@@ -23,6 +23,29 @@ const spec = (over: Partial<InstanceSpec> = {}): InstanceSpec => ({
   ...over,
 });
 
+/** The fields of a ServiceSpec these tests read. */
+interface SpecView {
+  Name: string;
+  Labels: Record<string, string>;
+  Mode: unknown;
+  EndpointSpec: { Mode: string };
+  TaskTemplate: {
+    Networks: unknown;
+    RestartPolicy: { Condition: string };
+    Resources: { Limits: unknown };
+    ContainerSpec: {
+      Image: string;
+      Args?: string[];
+      Env: string[];
+      Secrets: { SecretID: string; File: { Name: string } }[];
+      Configs?: { File: { Name: string } }[];
+      StopGracePeriod: number;
+      Healthcheck: { Test: string[]; Interval: number };
+    };
+  };
+}
+const build = (i: ServiceInput): SpecView => buildServiceSpec(i) as unknown as SpecView;
+
 const secrets = new Map([
   ['API_KEY', { id: 'sec1', name: 'blue-shop-r2-api-key-1234' }],
   ['DB_URL', { id: 'sec2', name: 'blue-shop-r2-db-url-1234' }],
@@ -31,7 +54,18 @@ const loader = { id: 'cfg1', name: 'blue-pilot-env-loader' };
 
 describe('swarm service spec', () => {
   it('names the service by target, app and revision, and labels it with its slots', () => {
-    const s = buildServiceSpec({ target: 'blue', spec: spec(), block: 21300, replicas: 3, slots: new Map([[1, 'i-1'], [3, 'i-3']]), secrets, loader }) as any;
+    const s = build({
+      target: 'blue',
+      spec: spec(),
+      block: 21300,
+      replicas: 3,
+      slots: new Map([
+        [1, 'i-1'],
+        [3, 'i-3'],
+      ]),
+      secrets,
+      loader,
+    });
     assert.equal(s.Name, 'blue-shop-r2');
     assert.deepEqual(s.Labels, {
       'dev.pilot.target': 'blue',
@@ -48,7 +82,7 @@ describe('swarm service spec', () => {
   });
 
   it('keeps secrets out of Env: only references, mounted as env.NAME files, and the loader required', () => {
-    const s = buildServiceSpec({ target: 'blue', spec: spec(), block: 21300, replicas: 1, slots: new Map(), secrets, loader }) as any;
+    const s = build({ target: 'blue', spec: spec(), block: 21300, replicas: 1, slots: new Map(), secrets, loader });
     const text = JSON.stringify(s);
     assert.ok(!text.includes('hunter2-very-secret') && !text.includes('u:pw@db'), 'a secret value is in the spec');
     const env: string[] = s.TaskTemplate.ContainerSpec.Env;
@@ -56,17 +90,17 @@ describe('swarm service spec', () => {
     assert.ok(!env.some((e) => e.startsWith('API_KEY=') || e.startsWith('DB_URL=')));
     assert.ok(env.includes(`NODE_OPTIONS=--require=${LOADER_PATH}`));
     assert.deepEqual(
-      s.TaskTemplate.ContainerSpec.Secrets.map((x: any) => [x.SecretID, x.File.Name]),
+      s.TaskTemplate.ContainerSpec.Secrets.map((x) => [x.SecretID, x.File.Name]),
       [
         ['sec1', 'env.API_KEY'],
         ['sec2', 'env.DB_URL'],
       ],
     );
-    assert.equal(s.TaskTemplate.ContainerSpec.Configs[0].File.Name, LOADER_PATH);
+    assert.equal(s.TaskTemplate.ContainerSpec.Configs?.[0]?.File.Name, LOADER_PATH);
   });
 
   it("keeps the app's own NODE_OPTIONS after the loader, and adds no loader without secrets", () => {
-    const own = buildServiceSpec({
+    const own = build({
       target: 'blue',
       spec: spec({ env: { NODE_OPTIONS: '--max-old-space-size=256', K: 'v' }, secretNames: ['K'] }),
       block: 20000,
@@ -74,9 +108,9 @@ describe('swarm service spec', () => {
       slots: new Map(),
       secrets: new Map([['K', { id: 's', name: 'n' }]]),
       loader,
-    }) as any;
+    });
     assert.ok(own.TaskTemplate.ContainerSpec.Env.includes(`NODE_OPTIONS=--require=${LOADER_PATH} --max-old-space-size=256`));
-    const none = buildServiceSpec({
+    const none = build({
       target: 'blue',
       spec: spec({ env: { A: '1' }, secretNames: [] }),
       block: 20000,
@@ -84,18 +118,26 @@ describe('swarm service spec', () => {
       slots: new Map(),
       secrets: new Map(),
       loader: undefined,
-    }) as any;
+    });
     assert.deepEqual(none.TaskTemplate.ContainerSpec.Env, ['A=1', 'PORT=200{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}']);
     assert.equal(none.TaskTemplate.ContainerSpec.Configs, undefined);
   });
 
   it('gives PORT as a template of the block and the slot; a PORT in env is replaced', () => {
-    const s = buildServiceSpec({ target: 't', spec: spec({ env: { PORT: '80' }, secretNames: [] }), block: 31900, replicas: 1, slots: new Map(), secrets: new Map(), loader: undefined }) as any;
+    const s = build({
+      target: 't',
+      spec: spec({ env: { PORT: '80' }, secretNames: [] }),
+      block: 31900,
+      replicas: 1,
+      slots: new Map(),
+      secrets: new Map(),
+      loader: undefined,
+    });
     assert.deepEqual(s.TaskTemplate.ContainerSpec.Env, ['PORT=319{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}']);
   });
 
   it('prefers the registry reference over the image ID, and maps resources, run and the health check', () => {
-    const s = buildServiceSpec({
+    const s = build({
       target: 't',
       spec: spec({
         image: { id: 'sha256:' + 'b'.repeat(64), ref: '127.0.0.1:5000/shop@sha256:' + 'd'.repeat(64) },
@@ -107,7 +149,7 @@ describe('swarm service spec', () => {
       slots: new Map(),
       secrets: new Map(),
       loader: undefined,
-    }) as any;
+    });
     const c = s.TaskTemplate.ContainerSpec;
     assert.equal(c.Image, '127.0.0.1:5000/shop@sha256:' + 'd'.repeat(64));
     assert.deepEqual(c.Args, ['node', 'dist/server.js', '--flag']);
@@ -127,13 +169,18 @@ describe('swarm service spec', () => {
 
   it('keeps names within 63 characters and distinct per revision', () => {
     fc.assert(
-      fc.property(fc.stringMatching(/^[a-z][a-z0-9-]{0,55}$/), fc.stringMatching(/^[a-z][a-z0-9-]{0,62}$/), fc.integer({ min: 1, max: 1e6 }), (t, a, r) => {
-        const n = serviceName(t, a, r);
-        assert.ok(n.length <= 63);
-        assert.ok(n.endsWith(`-r${r}`));
-        assert.notEqual(n, serviceName(t, a, r + 1));
-        assert.ok(secretName(n, 'SOME_VERY_LONG_SECRET_NAME_'.repeat(4), 'abcd1234').length <= 64);
-      }),
+      fc.property(
+        fc.stringMatching(/^[a-z][a-z0-9-]{0,55}$/),
+        fc.stringMatching(/^[a-z][a-z0-9-]{0,62}$/),
+        fc.integer({ min: 1, max: 1e6 }),
+        (t, a, r) => {
+          const n = serviceName(t, a, r);
+          assert.ok(n.length <= 63);
+          assert.ok(n.endsWith(`-r${r}`));
+          assert.notEqual(n, serviceName(t, a, r + 1));
+          assert.ok(secretName(n, 'SOME_VERY_LONG_SECRET_NAME_'.repeat(4), 'abcd1234').length <= 64);
+        },
+      ),
     );
   });
 });
@@ -141,10 +188,13 @@ describe('swarm service spec', () => {
 describe('swarm slots', () => {
   it('gives new instances the lowest free slots and grows replicas', () => {
     const p = assignSlots(new Map(), 0, ['a', 'b'], new Set());
-    assert.deepEqual([...p.slots], [
-      [1, 'a'],
-      [2, 'b'],
-    ]);
+    assert.deepEqual(
+      [...p.slots],
+      [
+        [1, 'a'],
+        [2, 'b'],
+      ],
+    );
     assert.equal(p.replicas, 2);
   });
 
@@ -155,10 +205,13 @@ describe('swarm slots', () => {
       [3, 'c'],
     ]);
     const freed = assignSlots(cur, 3, ['a', 'c'], new Set(['b']));
-    assert.deepEqual([...freed.slots], [
-      [1, 'a'],
-      [3, 'c'],
-    ]);
+    assert.deepEqual(
+      [...freed.slots],
+      [
+        [1, 'a'],
+        [3, 'c'],
+      ],
+    );
     assert.equal(freed.replicas, 3);
     const reused = assignSlots(freed.slots, 3, ['a', 'c', 'd'], new Set());
     assert.equal(reused.slots.get(2), 'd');
@@ -222,7 +275,15 @@ describe('swarm task → instance status', () => {
       slot: 4,
       block: 21300,
       tasks: [
-        task({ id: 'oldtask0000001', slot: 4, state: 'failed', desiredState: 'shutdown', exitCode: 137, error: 'task: non-zero exit (137)', createdAt: 1000 }),
+        task({
+          id: 'oldtask0000001',
+          slot: 4,
+          state: 'failed',
+          desiredState: 'shutdown',
+          exitCode: 137,
+          error: 'task: non-zero exit (137)',
+          createdAt: 1000,
+        }),
         task({ id: 'newtask0000002', slot: 4, state: 'running', createdAt: 5000, nodeId: 'n2' }),
         task({ id: 'othertask00003', slot: 1, createdAt: 9000 }),
       ],
@@ -235,6 +296,9 @@ describe('swarm task → instance status', () => {
     assert.equal(s.port, 21304);
     assert.equal(s.restarts, 1);
     assert.equal(s.address, '10.0.0.7');
-    assert.match(s.lastError!, /task oldtask00000 failed \(task: non-zero exit \(137\), exit 137\); Swarm replaced it with task newtask00000 running/);
+    assert.match(
+      s.lastError!,
+      /task oldtask00000 failed \(task: non-zero exit \(137\), exit 137\); Swarm replaced it with task newtask00000 running/,
+    );
   });
 });

@@ -117,14 +117,18 @@ export function swarmApi(docker: string): SwarmApi {
           createdAt: Date.parse(String(t.CreatedAt ?? '')) || 0,
         })),
       ),
-    createService: (spec) => call(`create service ${String(spec.Name)}`, async () => ((await d.createService(spec as never)) as Any).id as string),
+    createService: (spec) =>
+      call(`create service ${String(spec.Name)}`, async () => ((await d.createService(spec as never)) as Any).id as string),
     updateSlots: (svc, slots, replicas) =>
       call(`update service ${svc.name}`, async () => {
         const labels: Record<string, string> = {};
-        for (const [k, v] of Object.entries((svc.spec.Labels ?? {}) as Record<string, string>)) if (!k.startsWith(LABEL.slotPrefix)) labels[k] = v;
+        for (const [k, v] of Object.entries((svc.spec.Labels ?? {}) as Record<string, string>))
+          if (!k.startsWith(LABEL.slotPrefix)) labels[k] = v;
         for (const [slot, id] of slots) labels[`${LABEL.slotPrefix}${slot}`] = id;
         // Labels and replicas only: the task template is unchanged, so no task restarts.
-        await d.getService(svc.id).update({ ...svc.spec, Labels: labels, Mode: { Replicated: { Replicas: replicas } }, version: svc.version });
+        await d
+          .getService(svc.id)
+          .update({ ...svc.spec, Labels: labels, Mode: { Replicated: { Replicas: replicas } }, version: svc.version });
       }),
     removeService: (svc) =>
       call(`remove service ${svc.name}`, async () => {

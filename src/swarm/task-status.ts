@@ -40,7 +40,9 @@ export function instanceState(task: TaskFacts | undefined): InstanceState {
 
 /** The slot's tasks, newest first. */
 export function slotHistory(tasks: readonly TaskFacts[], serviceId: string, slot: number): TaskFacts[] {
-  return tasks.filter((t) => t.serviceId === serviceId && t.slot === slot).sort((a, b) => b.createdAt - a.createdAt || b.version - a.version);
+  return tasks
+    .filter((t) => t.serviceId === serviceId && t.slot === slot)
+    .sort((a, b) => b.createdAt - a.createdAt || b.version - a.version);
 }
 
 function describe(t: TaskFacts): string {

@@ -59,13 +59,26 @@ async function ours(): Promise<{ services: number; secrets: number; configs: num
 
 async function removeOurs(): Promise<void> {
   const filters = { label: [`dev.pilot.target=${T}`] };
-  for (const s of await engine.listServices({ filters }).catch(() => [])) await engine.getService(s.ID).remove().catch(() => undefined);
-  for (let i = 0; i < 20 && (await engine.listTasks({ filters: { label: [`dev.pilot.target=${T}`] } }).catch(() => [])).length > 0; i++) await sleep(250);
+  for (const s of await engine.listServices({ filters }).catch(() => []))
+    await engine
+      .getService(s.ID)
+      .remove()
+      .catch(() => undefined);
+  for (let i = 0; i < 20 && (await engine.listTasks({ filters: { label: [`dev.pilot.target=${T}`] } }).catch(() => [])).length > 0; i++)
+    await sleep(250);
   for (let i = 0; i < 20; i++) {
     const left = [...(await engine.listSecrets({ filters }).catch(() => [])), ...(await engine.listConfigs({ filters }).catch(() => []))];
     if (left.length === 0) break;
-    for (const s of await engine.listSecrets({ filters }).catch(() => [])) await engine.getSecret(s.ID).remove().catch(() => undefined);
-    for (const c of await engine.listConfigs({ filters }).catch(() => [])) await engine.getConfig(c.ID).remove().catch(() => undefined);
+    for (const s of await engine.listSecrets({ filters }).catch(() => []))
+      await engine
+        .getSecret(s.ID)
+        .remove()
+        .catch(() => undefined);
+    for (const c of await engine.listConfigs({ filters }).catch(() => []))
+      await engine
+        .getConfig(c.ID)
+        .remove()
+        .catch(() => undefined);
     await sleep(250);
   }
 }
@@ -268,10 +281,14 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
     assert.match(inUse.stderr, new RegExp(`still runs apps: ${APP}`));
     const rm = await h.cli(['apps', 'rm', APP, '--yes']);
     assert.equal(rm.code, 0, rm.stderr);
-    await waitFor('services, secrets and config gone', async () => {
-      const o = await ours();
-      return o.services === 0 && o.secrets === 0 && o.configs === 0 ? true : undefined;
-    }, 60_000);
+    await waitFor(
+      'services, secrets and config gone',
+      async () => {
+        const o = await ours();
+        return o.services === 0 && o.secrets === 0 && o.configs === 0 ? true : undefined;
+      },
+      60_000,
+    );
     const removed = await h.cli(['targets', 'remove', T]);
     assert.equal(removed.code, 0, removed.stderr);
   });
