@@ -29,6 +29,7 @@ import { ApiClient } from '../api/client.js';
 import { AGENT_PROTOCOL } from '../api/protocol-constants.js';
 import type { RegisterResponse } from '../api/protocol.js';
 import type { SwarmNodeView, SwarmTaskView, TargetStatus } from '../api/wire.js';
+import { fail } from '../core/errors.js';
 import { TARGET_LABEL } from '../core/scheduler.js';
 import { freeBlock, slotPort, type PortRange } from '../core/target.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
@@ -141,7 +142,7 @@ export class SwarmBridge {
     const s = this.o.swarm;
     const info = await s.info();
     if (info.state !== 'active' || !info.manager)
-      throw new Error(`the engine at ${this.o.target.docker} is not a Swarm manager (state ${info.state || 'inactive'})`);
+      throw fail.swarmNotInitialised({ target: this.o.target.name, docker: this.o.target.docker, state: info.state });
     const [nodes, services] = await Promise.all([s.nodes(), s.services(this.o.target.name)]);
     const tasks = services.length === 0 ? [] : await s.tasks(services.map((x) => x.id));
     this.lastLookOk = performance.now();
@@ -236,7 +237,8 @@ export class SwarmBridge {
       );
       if (!svc) {
         const block = freeBlock(this.o.target.ports, blocks);
-        if (block === undefined) throw new Error(`every port block of ${this.o.target.ports.from}-${this.o.target.ports.to} is taken`);
+        if (block === undefined)
+          throw fail.swarmPortsExhausted({ target, range: `${this.o.target.ports.from}-${this.o.target.ports.to + 99}` });
         blocks.add(block);
         await this.create(name, specs[0]!, block, plan.slots, plan.replicas);
         continue;
