@@ -107,6 +107,7 @@ export async function admitDeploy(
     // A Swarm target runs images, gives each task its own port, and must be there and answering.
     if (config.runtime !== 'docker') throw fail.targetNeedsDocker({ target: config.target });
     if (config.port !== undefined) throw fail.targetFixedPort({ target: config.target, port: config.port });
+    if (config.volumes.length > 0) throw fail.targetVolumes({ target: config.target });
     if (config.replicas > MAX_SLOT) throw fail.targetTooManyReplicas({ target: config.target, replicas: config.replicas });
     await assertTargetDeployable({ store, board: deps.targets ?? new TargetBoard() }, config.target);
   }

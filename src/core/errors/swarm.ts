@@ -50,6 +50,11 @@ export const swarmErrors = {
     message: (p: { target: string; port: number }) =>
       `target: ${p.target} gives every Swarm task its own port (PORT): remove port: ${p.port} from pilot.yaml`,
   },
+  targetVolumes: {
+    code: 'invalid_config',
+    message: (p: { target: string }) =>
+      `target: ${p.target} does not keep volumes yet: remove volumes: from pilot.yaml (or deploy the app on Pilot's agents)`,
+  },
   targetTooManyReplicas: {
     code: 'invalid_config',
     message: (p: { target: string; replicas: number }) =>
