@@ -160,6 +160,18 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
     assert.equal(unknown.status, 404);
     assert.equal(unknown.json.error.code, 'target_not_found');
     assert.match(unknown.json.error.hint, /pilot targets add/);
+    // What a Swarm target cannot run: the process runtime, a fixed port, volumes, more than 99 replicas.
+    for (const [config, message] of [
+      [{ target: 'nope' }, /needs runtime: docker/],
+      [{ runtime: 'docker', target: 'nope', port: 8080 }, /remove port: 8080/],
+      [{ runtime: 'docker', target: 'nope', volumes: [{ name: 'data', path: '/data' }] }, /does not keep volumes yet/],
+      [{ runtime: 'docker', target: 'nope', replicas: 100 }, /at most 99 replicas/],
+    ] as const) {
+      const r = await h.apiCall('POST', `/api/v1/apps/${APP}x/revisions?dryRun=true`, { config });
+      assert.equal(r.status, 400, JSON.stringify(r.json));
+      assert.equal(r.json.error.code, 'invalid_config');
+      assert.match(r.json.error.message, message);
+    }
     // A manager that answers /info but nothing else (lost quorum): its bridge reports it, deploys are refused.
     const dir = h.track(tempDir('swarm-lost'));
     fakes.push(await fakeEngine(join(dir, 'lost.sock'), { LocalNodeState: 'active', ControlAvailable: true }));
