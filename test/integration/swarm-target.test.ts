@@ -280,14 +280,42 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
     assert.match(st.stdout, new RegExp(`${T}-${APP}-r2\\s+\\d+\\s+\\w+\\s+running\\s+running\\s+.*${victim.port}\\s+${victim.id}`));
   });
 
-  it('a rollback to revision 1 with 0 failed requests; removing the app removes its services, secrets and config', async () => {
+  it('a rolling update to revision 3 (one in, one out): 0 failed requests; the old service goes once its last instance stopped', async () => {
+    writeFileSync(join(repo, 'server.js'), server('v3'));
+    writeFileSync(
+      join(repo, 'pilot.yaml'),
+      `runtime: docker\ntarget: ${T}\nreplicas: 2\nhealth: { path: /, interval: 1s }\nstrategy: { type: rolling, maxSurge: 1, maxUnavailable: 0, minReady: 1s }\n`,
+    );
+    await git(repo, 'commit', '-qam', 'v3 rolling');
+    const traffic = load();
+    const r = await h.cli(['run', repo], { env: ENV });
+    await sleep(1500);
+    const stats = await traffic.stop();
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(stats.failed, 0, `failed requests during the rolling update (${stats.ok} ok)`);
+    assert.ok(stats.versions.has('v2') && stats.versions.has('v3'), [...stats.versions].join());
+    assert.equal(JSON.parse((await h.viaRouter(`${APP}.localhost`)).text).version, 'v3');
+    await waitFor('only the revision 3 service left', async () => {
+      const names = (await engine.listServices({ filters: { label: [`dev.pilot.target=${T}`] } })).map((s) => s.Spec!.Name);
+      return names.length === 1 && names[0] === `${T}-${APP}-r3` ? true : undefined;
+    });
+    const live = (await instances()).filter((i) => i.state === 'ready');
+    assert.deepEqual(
+      live.map((i) => i.revision),
+      [3, 3],
+    );
+  });
+
+  it('a rollback to revision 2 with 0 failed requests; removing the app removes its services, secrets and config', async () => {
     const traffic = load();
     const r = await h.cli(['rollback', APP]);
     await sleep(1500);
     const stats = await traffic.stop();
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(stats.failed, 0, `failed requests during the rollback (${stats.ok} ok)`);
-    assert.equal(JSON.parse((await h.viaRouter(`${APP}.localhost`)).text).version, 'v1');
+    const back = JSON.parse((await h.viaRouter(`${APP}.localhost`)).text);
+    assert.equal(back.version, 'v2');
+    assert.equal(back.key, digest12(SECRET), 'the rolled-back revision has its secret again');
     const inUse = await h.cli(['targets', 'remove', T]);
     assert.equal(inUse.code, 1);
     assert.match(inUse.stderr, new RegExp(`still runs apps: ${APP}`));
