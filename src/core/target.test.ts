@@ -52,6 +52,10 @@ describe('deploy targets: docker addresses and ports', () => {
     assert.equal(freeBlock(r, new Set()), 20000);
     assert.equal(freeBlock(r, new Set([20000, 20100])), 20200);
     assert.equal(freeBlock(r, new Set([20000, 20100, 20200])), undefined);
+    // Round: after 20000 comes 20100 even when 20000 is free again (its tasks may still be stopping); then it wraps.
+    assert.equal(freeBlock(r, new Set(), 20000), 20100);
+    assert.equal(freeBlock(r, new Set([20000]), 20200), 20100);
+    assert.equal(freeBlock(r, new Set(), 20200), 20000);
     assert.equal(slotPort(21300, 7), 21307);
     assert.equal(portTemplate(21300), 'PORT=213{{if lt (len .Task.Slot) 2}}0{{end}}{{.Task.Slot}}');
   });

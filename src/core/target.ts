@@ -46,9 +46,19 @@ export function parsePortRange(value: string): PortRange {
 /** The largest slot a block holds (two digits after the prefix; slot 0 does not exist). */
 export const MAX_SLOT = 99;
 
-/** The first free block of the range, given the blocks live services hold; undefined when all are taken. */
-export function freeBlock(range: PortRange, taken: ReadonlySet<number>): number | undefined {
-  for (let b = range.from; b <= range.to; b += 100) if (!taken.has(b)) return b;
+/**
+ * The first free block of the range after `after` (wrapping around), given the blocks live services
+ * hold; undefined when all are taken. Going round rather than lowest-first: a service just removed
+ * may still have tasks stopping on its ports (up to their stop grace period), and its block is the
+ * last one to be handed out again.
+ */
+export function freeBlock(range: PortRange, taken: ReadonlySet<number>, after?: number): number | undefined {
+  const count = (range.to - range.from) / 100 + 1;
+  const start = after === undefined || after < range.from || after > range.to ? 0 : (after - range.from) / 100 + 1;
+  for (let i = 0; i < count; i++) {
+    const b = range.from + ((start + i) % count) * 100;
+    if (!taken.has(b)) return b;
+  }
   return undefined;
 }
 

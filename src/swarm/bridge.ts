@@ -67,6 +67,8 @@ export class SwarmBridge {
   /** When the Swarm manager last answered (monotonic): what the bridge's /v1/healthz says. */
   private lastLookOk: number | undefined;
   private health: Server | undefined;
+  /** The block given last (blocks go round: a removed service's tasks may still be stopping on theirs). */
+  private lastBlock: number | undefined;
 
   constructor(private readonly o: BridgeOptions) {
     this.admin = new ApiClient(o.server, o.adminToken);
@@ -236,10 +238,11 @@ export class SwarmBridge {
         stop,
       );
       if (!svc) {
-        const block = freeBlock(this.o.target.ports, blocks);
+        const block = freeBlock(this.o.target.ports, blocks, this.lastBlock ?? Math.max(...blocks, -1));
         if (block === undefined)
           throw fail.swarmPortsExhausted({ target, range: `${this.o.target.ports.from}-${this.o.target.ports.to + 99}` });
         blocks.add(block);
+        this.lastBlock = block;
         await this.create(name, specs[0]!, block, plan.slots, plan.replicas);
         continue;
       }

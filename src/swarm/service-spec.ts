@@ -106,6 +106,9 @@ export function buildServiceSpec(input: ServiceInput): Record<string, unknown> {
         ...(spec.run && spec.run.length > 0 ? { Args: [...spec.run] } : {}),
         Env: env,
         Labels: { [LABEL.target]: target, [LABEL.app]: spec.app, [LABEL.revision]: String(spec.revision) },
+        // An init as PID 1 (as the agents' `docker run --init`): the app gets SIGTERM as it would
+        // outside a container (PID 1 ignores signals it has no handler for), and zombies are reaped.
+        Init: true,
         StopGracePeriod: spec.stopTimeoutMs * NS_PER_MS,
         Healthcheck: {
           Test: healthTest(spec.health.path),
