@@ -280,6 +280,32 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
     assert.match(st.stdout, new RegExp(`${T}-${APP}-r2\\s+\\d+\\s+\\w+\\s+running\\s+running\\s+.*${victim.port}\\s+${victim.id}`));
   });
 
+  it('pilot server killed (-9) and started again: the bridge finds its slots in the service labels; nothing restarts, traffic never stops', async () => {
+    const before = (await instances())
+      .filter((i) => i.state === 'ready')
+      .map((i) => `${i.id}@${i.containerId}`)
+      .sort();
+    const services = (await engine.listServices({ filters: { label: [`dev.pilot.target=${T}`] } })).map(
+      (s) => `${s.ID}:${s.Version?.Index}`,
+    );
+    const traffic = load(); // the router process outlives the control plane
+    await h.killUp('SIGKILL');
+    await sleep(1000);
+    await h.startUp(ENV, 'server');
+    await waitFor('the instances ready again, the same ones', async () => {
+      const now = (await instances())
+        .filter((i) => i.state === 'ready')
+        .map((i) => `${i.id}@${i.containerId}`)
+        .sort();
+      return JSON.stringify(now) === JSON.stringify(before) || undefined;
+    });
+    await sleep(1000);
+    const stats = await traffic.stop();
+    assert.equal(stats.failed, 0, `failed requests across the restart (${stats.ok} ok)`);
+    const after = (await engine.listServices({ filters: { label: [`dev.pilot.target=${T}`] } })).map((s) => `${s.ID}:${s.Version?.Index}`);
+    assert.deepEqual(after, services, 'the services were changed by a restart');
+  });
+
   it('a rolling update to revision 3 (one in, one out): 0 failed requests; the old service goes once its last instance stopped', async () => {
     writeFileSync(join(repo, 'server.js'), server('v3'));
     writeFileSync(
