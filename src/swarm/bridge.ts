@@ -69,6 +69,8 @@ export class SwarmBridge {
   private health: Server | undefined;
   /** The block given last (blocks go round: a removed service's tasks may still be stopping on theirs). */
   private lastBlock: number | undefined;
+  /** A config could not be removed yet (in use by tasks still stopping). */
+  private configsLeft = false;
 
   constructor(private readonly o: BridgeOptions) {
     this.admin = new ApiClient(o.server, o.adminToken);
@@ -265,7 +267,8 @@ export class SwarmBridge {
       removed = true;
       this.o.log.info({ target, service: svc.name }, 'swarm service removed (no instance of its revision left)');
     }
-    if (removed || (look.services.length === 0 && byRevision.size === 0)) await this.o.swarm.removeUnusedConfigs(target);
+    // The env loader goes with the last service that used it; one still in use (tasks stopping) is tried again next pass.
+    if (removed || this.configsLeft) this.configsLeft = (await this.o.swarm.removeUnusedConfigs(target)) > 0;
   }
 
   private async create(

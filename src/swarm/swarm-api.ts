@@ -35,8 +35,8 @@ export interface SwarmApi {
   createSecret(name: string, value: string, labels: Record<string, string>): Promise<string>;
   /** The config of that name (created when missing): its id and name. */
   ensureConfig(name: string, data: string, labels: Record<string, string>): Promise<{ id: string; name: string }>;
-  /** Removes the target's configs that no service uses any more (the env loader). */
-  removeUnusedConfigs(target: string): Promise<void>;
+  /** Removes the target's configs that no service uses any more (the env loader); answers how many are left. */
+  removeUnusedConfigs(target: string): Promise<number>;
 }
 
 async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -160,13 +160,15 @@ export function swarmApi(docker: string): SwarmApi {
       }),
     removeUnusedConfigs: (target) =>
       call('remove configs', async () => {
+        let left = 0;
         for (const c of (await d.listConfigs({ filters: { label: [`${LABEL.target}=${target}`] } })) as Any[]) {
           // In use by a service (or a task still shutting down): the engine refuses; kept for a later pass.
           await d
             .getConfig(c.ID as string)
             .remove()
-            .catch(() => undefined);
+            .catch(() => left++);
         }
+        return left;
       }),
   };
 }
