@@ -236,6 +236,9 @@ export async function admitRollback(
   const target = revisions.find((r) => r.number === to);
   if (!target) throw fail.revisionNotFoundForRollback({ name: a.name, to });
   if (target.number === a.activeRevision) throw fail.revisionAlreadyActive({ to });
+  // Back to a revision run by a deploy target: the target must still be there and answering.
+  if (target.config.target !== undefined)
+    await assertTargetDeployable({ store, board: deps.targets ?? new TargetBoard() }, target.config.target);
   if (opts.dryRun) {
     // The rollout plans with the target revision's config and the app's own replica count.
     const c = target.config;
