@@ -21,11 +21,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiClient } from '../api/client.js';
+import { bearer, tokensEqual } from '../api/auth.js';
 import { AGENT_PROTOCOL } from '../api/protocol-constants.js';
 import type { RegisterResponse } from '../api/protocol.js';
 import type { SwarmNodeView, SwarmTaskView, TargetStatus } from '../api/wire.js';
@@ -33,6 +34,7 @@ import { fail } from '../core/errors.js';
 import { TARGET_LABEL } from '../core/scheduler.js';
 import { freeBlock, slotPort, type PortRange } from '../core/target.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
+import { LogFrames } from './log-frames.js';
 import { assignSlots } from './slots.js';
 import { buildServiceSpec, LABEL, LOADER_SOURCE, secretName, serviceName } from './service-spec.js';
 import { instanceStatus, slotHistory, type TaskFacts } from './task-status.js';
@@ -69,6 +71,9 @@ export class SwarmBridge {
   private health: Server | undefined;
   /** The block given last (blocks go round: a removed service's tasks may still be stopping on theirs). */
   private lastBlock: number | undefined;
+  /** What the control plane presents to this bridge's API (logs); a new one at each registration. */
+  private readonly agentToken = randomBytes(24).toString('hex');
+  private lastLook: Look | undefined;
   /** A config could not be removed yet (in use by tasks still stopping). */
   private configsLeft = false;
 
@@ -91,17 +96,20 @@ export class SwarmBridge {
   }
 
   /**
-   * The node's health endpoint, which the control plane's node monitor checks between syncs like an
-   * agent's: 200 while the Swarm manager answered within the last 5 s, else 503 (the node then goes
-   * down and its instances are replaced when a target answers again). Nothing else is served: `pilot
-   * logs` of a Swarm app is `docker service logs`.
+   * The node's agent API, the part the control plane uses of an agent's: `/v1/healthz`, which the
+   * node monitor checks between syncs (200 while the Swarm manager answered within the last 5 s, else
+   * 503: the node then goes down), and an instance's output for `pilot logs` (its slot's current
+   * task, through the manager: GET /tasks/<id>/logs), with the agent token the control plane holds.
    */
   private async healthUrl(): Promise<string> {
     if (!this.health) {
       const server = createServer((req, res) => {
-        const fresh = this.lastLookOk !== undefined && performance.now() - this.lastLookOk < 5000;
-        res.statusCode = req.url === '/v1/healthz' ? (fresh ? 200 : 503) : 404;
-        res.end(req.url === '/v1/healthz' ? JSON.stringify({ ok: fresh, swarm: this.o.target.name }) : '');
+        this.serveApi(req, res).catch(() => {
+          // The manager gone mid-stream, a client gone: this request ends, the bridge goes on.
+          if (res.destroyed) return;
+          if (!res.headersSent) res.writeHead(502).end();
+          else res.end();
+        });
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -130,9 +138,62 @@ export class SwarmBridge {
     }
   }
 
+  private async serveApi(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://bridge');
+    if (url.pathname === '/v1/healthz') {
+      const fresh = this.lastLookOk !== undefined && performance.now() - this.lastLookOk < 5000;
+      res
+        .writeHead(fresh ? 200 : 503, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ ok: fresh, swarm: this.o.target.name }));
+      return;
+    }
+    const token = bearer(req.headers.authorization);
+    if (!token || !tokensEqual(token, this.agentToken)) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: fail.invalidAgentToken().toJSON() }));
+      return;
+    }
+    // Stopped instances keep no output here (their tasks' logs go with the service).
+    if (/^\/v1\/apps\/[a-z][a-z0-9-]{0,62}\/stopped$/.test(url.pathname)) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"stopped":[]}');
+      return;
+    }
+    const m = /^\/v1\/instances\/([^/]+)\/logs$/.exec(url.pathname);
+    const id = m ? decodeURIComponent(m[1]!) : undefined;
+    const look = this.lastLook;
+    const svc = id === undefined ? undefined : look?.services.find((s) => [...s.slots.values()].includes(id));
+    const slot = svc && [...svc.slots].find(([, v]) => v === id)?.[0];
+    const task = svc && slot !== undefined ? slotHistory(look!.tasks, svc.id, slot)[0] : undefined;
+    if (!task) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: fail.noSuchInstanceNode().toJSON() }));
+      return;
+    }
+    const abort = new AbortController();
+    res.once('close', () => abort.abort());
+    req.on('error', () => undefined); // a client that aborts: 'close' ends the stream
+    const tail = Math.min(Math.max(Number(url.searchParams.get('tail') ?? 100) || 0, 0), 10_000);
+    const body = await this.o.swarm.taskLogs(task.id, { tail, follow: url.searchParams.get('follow') === '1', signal: abort.signal });
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    const frames = new LogFrames();
+    if (Buffer.isBuffer(body)) {
+      res.end(frames.push(body));
+      return;
+    }
+    try {
+      for await (const chunk of body) {
+        const text = frames.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+        if (text && !res.write(text)) await new Promise((r) => res.once('drain', r));
+        if (abort.signal.aborted) break;
+      }
+    } catch {
+      // aborted by the client, or the manager went away: end what was sent
+    }
+    res.end();
+  }
+
   /** One look, sync and apply; answers how long to wait before the next. */
   async pass(): Promise<number> {
     const look = await this.look();
+    this.lastLook = look;
     if (this.credential === undefined) await this.register(look);
     const reported = this.statuses(look);
     const res = await this.sync(reported, 1000);
@@ -160,9 +221,9 @@ export class SwarmBridge {
       protocol: AGENT_PROTOCOL,
       name: this.nodeName,
       address: manager?.address && /^[0-9.]+$/.test(manager.address) ? manager.address : '127.0.0.1',
-      // Its only agent API is /v1/healthz (node monitor); `pilot logs` of a Swarm app is `docker service logs`.
+      // Its agent API: /v1/healthz (node monitor) and instance logs (`pilot logs`).
       apiUrl: await this.healthUrl(),
-      agentToken: randomBytes(24).toString('hex'),
+      agentToken: this.agentToken,
       labels: { [TARGET_LABEL]: this.o.target.name },
       runtimes: { docker: { available: true, version: 'swarm' } },
       ...(saved ? { credential: saved } : {}),

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import type { InstanceSpec } from '../core/types.js';
 import { buildServiceSpec, healthTest, LOADER_PATH, secretName, serviceName, type ServiceInput } from './service-spec.js';
 import { assignSlots } from './slots.js';
+import { LogFrames } from './log-frames.js';
 import { instanceState, instanceStatus, type TaskFacts } from './task-status.js';
 
 const spec = (over: Partial<InstanceSpec> = {}): InstanceSpec => ({
@@ -300,5 +301,24 @@ describe('swarm task → instance status', () => {
       s.lastError!,
       /task oldtask00000 failed \(task: non-zero exit \(137\), exit 137\); Swarm replaced it with task newtask00000 running/,
     );
+  });
+});
+
+describe('swarm task logs', () => {
+  const frame = (stream: number, text: string): Buffer => {
+    const payload = Buffer.from(text);
+    const head = Buffer.alloc(8);
+    head[0] = stream;
+    head.writeUInt32BE(payload.length, 4);
+    return Buffer.concat([head, payload]);
+  };
+
+  it('decodes stdout and stderr frames, split anywhere across chunks, multi-byte characters whole', () => {
+    const all = Buffer.concat([frame(1, 'listening on 23001\n'), frame(2, 'warn: ✓ 日本\n'), frame(1, 'bye\n')]);
+    for (let cut = 0; cut <= all.length; cut++) {
+      const f = new LogFrames();
+      const text = f.push(all.subarray(0, cut)) + f.push(all.subarray(cut));
+      assert.equal(text, 'listening on 23001\nwarn: ✓ 日本\nbye\n', `cut at ${cut}`);
+    }
   });
 });

@@ -35,6 +35,8 @@ export interface SwarmApi {
   createSecret(name: string, value: string, labels: Record<string, string>): Promise<string>;
   /** The config of that name (created when missing): its id and name. */
   ensureConfig(name: string, data: string, labels: Record<string, string>): Promise<{ id: string; name: string }>;
+  /** A task's output (multiplexed frames, log-frames.ts): the last `tail` lines, then, with `follow`, what comes. */
+  taskLogs(taskId: string, opts: { tail: number; follow: boolean; signal: AbortSignal }): Promise<NodeJS.ReadableStream | Buffer>;
   /** Removes the target's configs that no service uses any more (the env loader); answers how many are left. */
   removeUnusedConfigs(target: string): Promise<number>;
 }
@@ -157,6 +159,11 @@ export function swarmApi(docker: string): SwarmApi {
         if (found) return { id: found.ID as string, name };
         const r = (await d.createConfig({ Name: name, Labels: labels, Data: Buffer.from(data).toString('base64') })) as Any;
         return { id: (r.id ?? r.ID) as string, name };
+      }),
+    taskLogs: (taskId, o) =>
+      call(`GET /tasks/${taskId}/logs`, async () => {
+        const task = d.getTask(taskId) as unknown as { logs(opts: object): Promise<NodeJS.ReadableStream | Buffer> };
+        return task.logs({ stdout: true, stderr: true, tail: o.tail, follow: o.follow, abortSignal: o.signal });
       }),
     removeUnusedConfigs: (target) =>
       call('remove configs', async () => {

@@ -32,7 +32,7 @@ const crypto = require('node:crypto');
 const key = process.env.API_KEY;
 const s = http.createServer((req, res) => res.end(JSON.stringify({ version: '${version}', port: process.env.PORT,
   key: key ? crypto.createHash('sha256').update(key).digest('hex').slice(0, 12) : null })));
-s.listen(Number(process.env.PORT));
+s.listen(Number(process.env.PORT), () => console.log('${version} listening on ' + process.env.PORT));
 process.on('SIGTERM', () => s.close(() => process.exit(0)));
 `;
 
@@ -215,6 +215,10 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
     assert.equal(svc[0]!.Spec!.Name, `${T}-${APP}-r1`);
     const ready = (await instances()).filter((i) => i.state === 'ready');
     assert.deepEqual(ready.map((i) => i.port).sort(), [23001, 23002]);
+    // pilot logs: each instance's output, from its slot's task (through the bridge's agent API).
+    const logs = await h.cli(['logs', APP, '--tail', '5']);
+    assert.equal(logs.code, 0, logs.stderr);
+    for (const i of ready) assert.match(logs.stdout, new RegExp(`\\[${i.id}\\] v1 listening on ${i.port}`));
     const nodes = await h.cli(['nodes']);
     assert.equal(nodes.code, 0, nodes.stderr);
     assert.match(nodes.stdout, /Swarm nodes \(deploy targets\):/);
