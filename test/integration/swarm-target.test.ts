@@ -193,6 +193,12 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
   it('deploys an app as a Swarm service: tasks ready through the router, Swarm nodes in pilot nodes', async () => {
     const add = await h.cli(['targets', 'add', T, '--docker', 'unix:///var/run/docker.sock', '--ports', '23000-23900']);
     assert.equal(add.code, 0, add.stderr);
+    const again = await h.cli(['targets', 'add', T, '--docker', 'unix:///var/run/docker.sock']);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, new RegExp(`deploy target "${T}" already exists`));
+    const unknown = await h.cli(['targets', 'remove', `${T}-nope`]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no deploy target named/);
     await waitFor('the target node ready', async () => {
       const n = (await h.apiCall('GET', '/api/v1/nodes')).json.nodes.find((x: any) => x.name === `swarm-${T}`);
       return n?.status === 'ready' || undefined;
