@@ -21,12 +21,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiClient } from '../api/client.js';
-import { bearer, tokensEqual } from '../api/auth.js';
 import { AGENT_PROTOCOL } from '../api/protocol-constants.js';
 import type { RegisterResponse } from '../api/protocol.js';
 import type { SwarmNodeView, SwarmTaskView, TargetStatus } from '../api/wire.js';
@@ -34,7 +33,7 @@ import { fail } from '../core/errors.js';
 import { TARGET_LABEL } from '../core/scheduler.js';
 import { freeBlock, slotPort, type PortRange } from '../core/target.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
-import { LogFrames } from './log-frames.js';
+import { startBridgeApi } from './bridge-api.js';
 import { assignSlots } from './slots.js';
 import { buildServiceSpec, LABEL, LOADER_SOURCE, secretName, serviceName } from './service-spec.js';
 import { instanceStatus, slotHistory, type TaskFacts } from './task-status.js';
@@ -95,28 +94,20 @@ export class SwarmBridge {
     await new Promise<void>((r) => (this.health ? this.health.close(() => r()) : r()));
   }
 
-  /**
-   * The node's agent API, the part the control plane uses of an agent's: `/v1/healthz`, which the
-   * node monitor checks between syncs (200 while the Swarm manager answered within the last 5 s, else
-   * 503: the node then goes down), and an instance's output for `pilot logs` (its slot's current
-   * task, through the manager: GET /tasks/<id>/logs), with the agent token the control plane holds.
-   */
+  /** Where the control plane reaches this bridge's agent API (bridge-api.ts), started on first use. */
   private async healthUrl(): Promise<string> {
-    if (!this.health) {
-      const server = createServer((req, res) => {
-        this.serveApi(req, res).catch(() => {
-          // The manager gone mid-stream, a client gone: this request ends, the bridge goes on.
-          if (res.destroyed) return;
-          if (!res.headersSent) res.writeHead(502).end();
-          else res.end();
-        });
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve());
-      });
-      this.health = server;
-    }
+    this.health ??= await startBridgeApi({
+      target: this.o.target.name,
+      agentToken: this.agentToken,
+      fresh: () => this.lastLookOk !== undefined && performance.now() - this.lastLookOk < 5000,
+      currentTask: (id) => {
+        const look = this.lastLook;
+        const svc = look?.services.find((x) => [...x.slots.values()].includes(id));
+        const slot = svc && [...svc.slots].find(([, v]) => v === id)?.[0];
+        return svc && slot !== undefined ? slotHistory(look!.tasks, svc.id, slot)[0] : undefined;
+      },
+      swarm: this.o.swarm,
+    });
     return `http://127.0.0.1:${(this.health.address() as AddressInfo).port}`;
   }
 
@@ -136,58 +127,6 @@ export class SwarmBridge {
       }
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
-  }
-
-  private async serveApi(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://bridge');
-    if (url.pathname === '/v1/healthz') {
-      const fresh = this.lastLookOk !== undefined && performance.now() - this.lastLookOk < 5000;
-      res
-        .writeHead(fresh ? 200 : 503, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ ok: fresh, swarm: this.o.target.name }));
-      return;
-    }
-    const token = bearer(req.headers.authorization);
-    if (!token || !tokensEqual(token, this.agentToken)) {
-      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: fail.invalidAgentToken().toJSON() }));
-      return;
-    }
-    // Stopped instances keep no output here (their tasks' logs go with the service).
-    if (/^\/v1\/apps\/[a-z][a-z0-9-]{0,62}\/stopped$/.test(url.pathname)) {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"stopped":[]}');
-      return;
-    }
-    const m = /^\/v1\/instances\/([^/]+)\/logs$/.exec(url.pathname);
-    const id = m ? decodeURIComponent(m[1]!) : undefined;
-    const look = this.lastLook;
-    const svc = id === undefined ? undefined : look?.services.find((s) => [...s.slots.values()].includes(id));
-    const slot = svc && [...svc.slots].find(([, v]) => v === id)?.[0];
-    const task = svc && slot !== undefined ? slotHistory(look!.tasks, svc.id, slot)[0] : undefined;
-    if (!task) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: fail.noSuchInstanceNode().toJSON() }));
-      return;
-    }
-    const abort = new AbortController();
-    res.once('close', () => abort.abort());
-    req.on('error', () => undefined); // a client that aborts: 'close' ends the stream
-    const tail = Math.min(Math.max(Number(url.searchParams.get('tail') ?? 100) || 0, 0), 10_000);
-    const body = await this.o.swarm.taskLogs(task.id, { tail, follow: url.searchParams.get('follow') === '1', signal: abort.signal });
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-    const frames = new LogFrames();
-    if (Buffer.isBuffer(body)) {
-      res.end(frames.push(body));
-      return;
-    }
-    try {
-      for await (const chunk of body) {
-        const text = frames.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-        if (text && !res.write(text)) await new Promise((r) => res.once('drain', r));
-        if (abort.signal.aborted) break;
-      }
-    } catch {
-      // aborted by the client, or the manager went away: end what was sent
-    }
-    res.end();
   }
 
   /** One look, sync and apply; answers how long to wait before the next. */
