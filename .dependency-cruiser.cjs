@@ -17,6 +17,7 @@ const layers = {
   docker: ['core', 'os', 'workspace', 'artifacts'],
   router: ['core', 'os', 'http', 'api'],
   haproxy: ['core', 'os', 'router'],
+  swarm: ['core', 'os', 'http', 'api', 'docker'], // a deploy target's bridge: an agent whose runtime is Docker Swarm
   'node-runtime': ['core', 'os', 'workspace', 'store', 'api', 'artifacts'],
   agent: ['core', 'os', 'workspace', 'files', 'api', 'artifacts', 'docker', 'node-runtime'],
   pipeline: ['core', 'os', 'workspace', 'api', 'artifacts', 'docker', 'node-runtime'],

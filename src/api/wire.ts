@@ -131,3 +131,61 @@ export interface BackendHealth {
   readonly latencyMs: number;
   readonly error?: string;
 }
+
+/** A Swarm node as the target's bridge last saw it (`pilot nodes`, `pilot targets list`). */
+export interface SwarmNodeView {
+  readonly id: string;
+  readonly hostname: string;
+  readonly address: string;
+  readonly role: 'manager' | 'worker';
+  /** Swarm's node state: ready, down, unknown, disconnected. */
+  readonly state: string;
+  /** active, pause, drain. */
+  readonly availability: string;
+  readonly leader: boolean;
+}
+
+/** A Swarm task of a Pilot service: one slot's current task or one it replaced. */
+export interface SwarmTaskView {
+  readonly id: string;
+  readonly service: string;
+  readonly app: string;
+  readonly revision: number;
+  readonly slot: number;
+  /** The Pilot instance the slot serves (absent: a slot no instance uses any more). */
+  readonly instance?: string | undefined;
+  /** Swarm's task state (new … running, complete, failed, shutdown, rejected, orphaned) and the desired one. */
+  readonly state: string;
+  readonly desiredState: string;
+  readonly node: string;
+  readonly port: number;
+  readonly error?: string | undefined;
+  readonly exitCode?: number | undefined;
+  readonly containerId?: string | undefined;
+  readonly updatedAt: number;
+}
+
+/** What a target's bridge reports about its Swarm, each time it looks (PUT /api/v1/targets/:name/status). */
+export interface TargetStatus {
+  readonly at: number;
+  /** The manager answered and is a Swarm manager. */
+  readonly ok: boolean;
+  readonly error?: string | undefined;
+  readonly nodes: readonly SwarmNodeView[];
+  readonly tasks: readonly SwarmTaskView[];
+}
+
+/** A deploy target as `GET /api/v1/targets` shows it. */
+export interface TargetView {
+  readonly name: string;
+  readonly kind: 'swarm';
+  readonly docker: string;
+  readonly ports: { readonly from: number; readonly to: number };
+  readonly createdAt: number;
+  /** The Pilot node its bridge registered (`swarm-<name>`), and its health. */
+  readonly node: { readonly name: string; readonly status: string } | null;
+  /** Apps whose active revision or running rollout runs there. */
+  readonly apps: readonly string[];
+  /** The bridge's last report; null before the first. */
+  readonly status: TargetStatus | null;
+}

@@ -1,4 +1,6 @@
 /** `pilot apps`, `pilot status APP`, `pilot rollback APP`, `pilot scale APP N`. */
+import type { TargetView } from '../api/wire.js';
+import { swarmTasksTable } from './targets.js';
 import type { ExperimentView } from '../control/experiments.js';
 import { formatStickyBy } from '../core/experiment.js';
 import { fail } from '../core/errors.js';
@@ -126,6 +128,8 @@ interface StatusView {
   res: StatusRes;
   traffic: TrafficRes | undefined;
   warnings: string[];
+  /** A Swarm app: its tasks per slot (cli/targets.ts). */
+  swarm?: string[];
 }
 
 /** An app's status from the API: the app, the control plane's warnings, a running rollout's live figures. */
@@ -136,7 +140,10 @@ async function loadStatus(api: ReturnType<typeof apiClient>, app: string): Promi
   const traffic = res.rollout
     ? await api.call<TrafficRes>('GET', `/api/v1/apps/${encodeURIComponent(app)}/traffic?window=30s`).catch(() => undefined)
     : undefined;
-  return { res, traffic, warnings: healthWarnings(health) };
+  // An app on a deploy target (Swarm): the tasks behind its instances, old and new.
+  const targets = await api.call<{ targets: TargetView[] }>('GET', '/api/v1/targets').catch(() => undefined);
+  const swarm = (targets?.targets ?? []).flatMap((t) => swarmTasksTable(t, app));
+  return { res, traffic, warnings: healthWarnings(health), ...(swarm.length > 0 ? { swarm } : {}) };
 }
 
 export async function status(app: string, opts: GlobalOptions & { watch?: boolean }): Promise<void> {
@@ -277,7 +284,7 @@ function renderStatus(v: StatusView, port: string | undefined): string {
         res.rollouts.map((r) => [r.id, r.toRevision, r.fromRevision, r.status, ago(r.startedAt), r.reason]),
       ),
     ];
-    return out.join('\n');
+    return [...out, ...(v.swarm ?? [])].join('\n');
   }
 }
 

@@ -80,6 +80,10 @@ const imagesBootstrapNode = lazy(imagesModule, 'imagesBootstrapNode');
 const registrySet = lazy(imagesModule, 'registrySet');
 const registryShow = lazy(imagesModule, 'registryShow');
 const registryRemove = lazy(imagesModule, 'registryRemove');
+const targetsModule = () => import('./targets.js');
+const targetsAdd = lazy(targetsModule, 'targetsAdd');
+const targetsList = lazy(targetsModule, 'targetsList');
+const targetsRemove = lazy(targetsModule, 'targetsRemove');
 const doctor = lazy(() => import('./doctor.js'), 'doctor');
 const init = lazy(() => import('./init.js'), 'init');
 
@@ -652,6 +656,20 @@ registryCmd
   .command('remove')
   .argument('<url>')
   .action(action(async (url: string, _o: object, cmd: Command) => registryRemove(url, g(cmd))));
+const targetsCmd = program
+  .command('targets')
+  .description('deploy targets: Docker Swarm managers that run the apps whose pilot.yaml says `target: NAME`');
+targetsCmd
+  .command('add')
+  .argument('<name>', 'the target name apps give in pilot.yaml `target:`')
+  .requiredOption('--docker <url>', "the Swarm manager's Docker Engine API: unix:///var/run/docker.sock or tcp://HOST:PORT")
+  .option('--ports <from-to>', 'port blocks of 100 for the tasks (each service takes one)', '20000-31900')
+  .action(action(async (name: string, o: { docker: string; ports?: string }, cmd: Command) => targetsAdd(name, { ...g(cmd), ...o })));
+targetsCmd.command('list').action(action(async (_o: object, cmd: Command) => targetsList(g(cmd))));
+targetsCmd
+  .command('remove')
+  .argument('<name>')
+  .action(action(async (name: string, _o: object, cmd: Command) => targetsRemove(name, g(cmd))));
 
 program
   .command('completion')

@@ -1,5 +1,6 @@
 /** `pilot nodes`, `pilot orphans [stop ID]`, `pilot drain|cordon|uncordon NODE`. */
-import type { NodeView, OrphanView } from '../api/wire.js';
+import type { NodeView, OrphanView, TargetView } from '../api/wire.js';
+import { swarmNodesTable } from './targets.js';
 import { fail } from '../core/errors.js';
 import { ago, apiClient, output, table, type GlobalOptions } from './context.js';
 
@@ -7,6 +8,10 @@ export async function nodes(opts: GlobalOptions): Promise<void> {
   type Docker = NonNullable<NodeView['runtimes']>['docker'];
   type Isolation = NonNullable<NonNullable<NodeView['runtimes']>['process']>['isolation'];
   const res = await apiClient(opts).call<{ nodes: NodeView[] }>('GET', '/api/v1/nodes');
+  // Deploy targets' Swarm nodes, below Pilot's (the API of an older server may not have targets).
+  const targets = await apiClient(opts)
+    .call<{ targets: TargetView[] }>('GET', '/api/v1/targets')
+    .catch(() => ({ targets: [] as TargetView[] }));
   // DOCKER: the engine's version where it answers, "no engine" where it does not (the error: --json).
   const docker = (d: Docker): string | null => (d === undefined ? null : d.available ? (d.version ?? 'yes') : 'no engine');
   // ISOLATION of process instances: "uid+cgroup-v1", "uid", "cgroup-v2", "none"; what is missing is printed below the table.
@@ -17,7 +22,7 @@ export async function nodes(opts: GlobalOptions): Promise<void> {
   const routerPorts = (r: NodeView['router']): string | null =>
     r ? [r.port === null ? '?' : String(r.port), r.httpsPort === null ? '' : `https:${r.httpsPort}`].filter(Boolean).join(' ') : null;
   const tableOf = (r: NodeView['router']): string | null => (r ? `${r.tableVersion || 'none'}${r.current ? '' : ' (behind)'}` : null);
-  output(opts, res, () =>
+  output(opts, { ...res, swarm: targets.targets.map((t) => ({ target: t.name, nodes: t.status?.nodes ?? [] })) }, () =>
     [
       table(
         [
@@ -56,6 +61,7 @@ export async function nodes(opts: GlobalOptions): Promise<void> {
       ...res.nodes.flatMap((n) =>
         n.runtimes?.process?.isolation?.reason ? [`warning: node ${n.name}: ${n.runtimes.process.isolation.reason}`] : [],
       ),
+      ...swarmNodesTable(targets.targets),
     ].join('\n'),
   );
 }

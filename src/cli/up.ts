@@ -16,6 +16,7 @@ import { port } from './port-flag.js';
 import { pilotHome, type ServerFile } from './context.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { superviseRouter } from './router-supervisor.js';
+import { TargetSupervisor } from '../swarm/targets.js';
 import { DEFAULT_HAPROXY_BIN } from '../haproxy/haproxy-router.js';
 
 /** PILOT_HTTPS_PORT, checked as the control plane checks it. */
@@ -128,6 +129,16 @@ export async function up(opts: UpOptions): Promise<void> {
     });
     await agent.start();
   }
+  // Deploy targets (`pilot targets add`): one Swarm bridge each, in this process (the leader's, with replicas).
+  const targets = new TargetSupervisor({
+    server: cp.apiUrl,
+    adminToken: cp.adminToken,
+    joinToken: cp.joinToken,
+    home,
+    log: log.child({ part: 'targets' }),
+    active: () => cp.leadership().leading(),
+  });
+  targets.start();
   const lines = [
     `pilot is up (state in ${home})`,
     `  control plane  ${cp.apiUrl}`,
@@ -165,6 +176,7 @@ export async function up(opts: UpOptions): Promise<void> {
     void (async () => {
       try {
         router.detach();
+        await targets.stop();
         await agent?.close();
         await cp.close();
       } finally {

@@ -227,6 +227,7 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
           run: rev.config.run,
           port: rev.config.port,
           env: { ...rev.config.env, ...secrets.get(rec.app) },
+          ...(rev.config.target !== undefined ? { secretNames: Object.keys(secrets.get(rec.app) ?? {}) } : {}),
           health: rev.config.health,
           stopTimeoutMs: rev.config.deploy.stopTimeoutMs,
           ...(rec.kind === 'release'

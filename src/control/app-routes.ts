@@ -13,6 +13,7 @@ import { registerLogRoutes } from './log-routes.js';
 import { instanceView } from '../core/instance-view.js';
 import { rolloutView } from '../core/strategy.js';
 import { admitDeploy, admitRollback, commandRollout } from './deploy.js';
+import type { TargetBoard } from './target-routes.js';
 import type { RunLedger } from '../cd/run-ledger.js';
 import { experimentView } from './experiments.js';
 import { describeTarget, MAX_REPLICAS } from '../core/autoscale-config.js';
@@ -27,6 +28,8 @@ export interface AppRouteDeps {
   ledger: RunLedger;
   /** Autoscaled apps' figures and last decision, for the app's status (control/autoscaler.ts). */
   autoscaler?: Pick<Autoscaler, 'status'>;
+  /** Deploy targets' last reports (a deploy to a target whose manager is down is refused). */
+  targets?: TargetBoard;
 }
 
 const Digest = Type.String({ pattern: '^sha256:[a-f0-9]{64}$' });

@@ -27,6 +27,8 @@ import { assertBlobsPresent, revisionBlobDigests } from './artifact-gc.js';
 import { assertHostsFree } from './host-claims.js';
 import type { Reconciler } from './reconciler.js';
 import { assertRecordedRuntime } from './runtime-routes.js';
+import { assertTargetDeployable, TargetBoard } from './target-routes.js';
+import { MAX_SLOT } from '../core/target.js';
 
 export interface DeployDeps {
   readonly store: Store;
@@ -35,6 +37,8 @@ export interface DeployDeps {
   /** The only writer of runs (a rollback's run). */
   readonly ledger: RunLedger;
   readonly log: Pick<Logger, 'info'>;
+  /** Deploy targets' last reports (target-routes.ts): a deploy to a target whose manager is down is refused. */
+  readonly targets?: TargetBoard | undefined;
 }
 
 /** A deploy request as the route received it (schema-checked). */
@@ -99,6 +103,14 @@ export async function admitDeploy(
     throw fail.npmArtifactMissing({ npm: b.node.npm.version, digest: b.node.npm.digest, node: b.node.version });
   }
   if (b.node) await assertRecordedRuntime(store, b.node);
+  if (config.target !== undefined) {
+    // A Swarm target runs images, gives each task its own port, and must be there and answering.
+    if (config.runtime !== 'docker') throw fail.targetNeedsDocker({ target: config.target });
+    if (config.port !== undefined) throw fail.targetFixedPort({ target: config.target, port: config.port });
+    if (config.volumes.length > 0) throw fail.targetVolumes({ target: config.target });
+    if (config.replicas > MAX_SLOT) throw fail.targetTooManyReplicas({ target: config.target, replicas: config.replicas });
+    await assertTargetDeployable({ store, board: deps.targets ?? new TargetBoard() }, config.target);
+  }
   // A fixed port switches without downtime only where every node gives instances their own network namespace.
   const isolated = config.port !== undefined && config.runtime === 'process' && (await reconciler.everyNodeIsolates());
   const notes =
@@ -224,6 +236,9 @@ export async function admitRollback(
   const target = revisions.find((r) => r.number === to);
   if (!target) throw fail.revisionNotFoundForRollback({ name: a.name, to });
   if (target.number === a.activeRevision) throw fail.revisionAlreadyActive({ to });
+  // Back to a revision run by a deploy target: the target must still be there and answering.
+  if (target.config.target !== undefined)
+    await assertTargetDeployable({ store, board: deps.targets ?? new TargetBoard() }, target.config.target);
   if (opts.dryRun) {
     // The rollout plans with the target revision's config and the app's own replica count.
     const c = target.config;

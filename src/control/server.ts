@@ -62,6 +62,7 @@ import { registerEventRoutes, retentionFromEnv, startEventRetention, type Retent
 import type { EventStreamSettings } from './event-stream.js';
 import { registerRuntimeRoutes } from './runtime-routes.js';
 import { registerRegistryRoutes } from './registry-routes.js';
+import { registerTargetRoutes, TargetBoard } from './target-routes.js';
 import { registerVolumeRoutes } from './volume-routes.js';
 import { SecretBox } from '../store/secret-box.js';
 import { AcmeChallenges, CertificateStore, type HttpsPolicy } from '../router/tls.js';
@@ -462,7 +463,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3,
   });
   registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token, cpu });
-  registerAppRoutes(api, { store, ledger, box, blobs, reconciler, autoscaler });
+  const targets = new TargetBoard();
+  registerAppRoutes(api, { store, ledger, box, blobs, reconciler, autoscaler, targets });
+  registerTargetRoutes(api, { store, reconciler, board: targets });
   registerExperimentRoutes(api, { store, blobs, reconciler });
   registerRunRoutes(api, { store, ledger, box, runsDir: join(opts.home, 'runs') });
   const events = registerEventRoutes(api, { store, log: log.child({ part: 'events' }), settings: opts.events?.stream });

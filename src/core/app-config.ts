@@ -13,6 +13,7 @@ import { resolveStrategy, StrategySchema, type Strategy } from './strategy.js';
 import { AutoscaleSchema, MAX_REPLICAS, resolveAutoscale, type AutoscaleSpec } from './autoscale-config.js';
 import { HttpLimitsSchema, resolveHttpLimits } from './http-limits.js';
 import type { RouteHttp } from './routes.js';
+import { TARGET_LABEL } from './scheduler.js';
 
 /** A volume's name in pilot.yaml. */
 export const VOLUME_NAME = '^[a-z][a-z0-9-]{0,30}$';
@@ -130,6 +131,13 @@ export const AppConfigSchema = Type.Object(
       }),
     ),
     autoscale: Type.Optional(AutoscaleSchema),
+    target: Type.Optional(
+      Type.String({
+        pattern: '^[a-z][a-z0-9-]{0,55}$',
+        description:
+          'A deploy target added with `pilot targets add NAME --docker URL` (Docker Swarm): the app runs as Swarm services (runtime: docker) instead of on Pilot agents',
+      }),
+    ),
     constraints: Type.Optional(
       Type.Record(
         Type.String({ pattern: '^[a-z][a-z0-9._/-]{0,62}$' }),
@@ -278,8 +286,10 @@ export interface AppConfig {
   readonly autoscale?: AutoscaleSpec | undefined;
   /** What each instance needs; undefined = no request (placed anywhere). */
   readonly resources: { readonly cpu: number | undefined; readonly memoryMb: number | undefined };
-  /** Node labels every instance needs. */
+  /** Node labels every instance needs (with `target`: also `pilot.target=<target>`). */
   readonly constraints: Readonly<Record<string, string>>;
+  /** pilot.yaml `target`: the deploy target (Swarm) that runs it; undefined = Pilot's agents. */
+  readonly target?: string | undefined;
   readonly health: { readonly path: string; readonly intervalMs: number; readonly timeoutMs: number };
   readonly deploy: {
     readonly readyTimeoutMs: number;
@@ -433,7 +443,9 @@ export function resolveAppConfig(input: AppConfigInput, fallbackName: string | u
     replicas: input.replicas ?? autoscale?.min ?? 1,
     autoscale,
     resources: { cpu: input.resources?.cpu, memoryMb: memoryMb(input.resources?.memory) },
-    constraints: { ...(input.constraints ?? {}) },
+    // A target is a constraint on its node's label: the scheduler places the app there and nowhere else.
+    constraints: { ...(input.constraints ?? {}), ...(input.target === undefined ? {} : { [TARGET_LABEL]: input.target }) },
+    ...(input.target === undefined ? {} : { target: input.target }),
     health: {
       path: health.path ?? '/',
       intervalMs: ms(health.interval, 1000),

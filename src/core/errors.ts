@@ -23,6 +23,7 @@ import { osErrors } from './errors/os.js';
 import { pipelineErrors } from './errors/pipeline.js';
 import { routerErrors } from './errors/router.js';
 import { storeErrors } from './errors/store.js';
+import { swarmErrors } from './errors/swarm.js';
 import { workspaceErrors } from './errors/workspace.js';
 
 export { CATALOGUE, type CatalogueEntry, type ErrorCode } from './errors/codes.js';
@@ -98,6 +99,7 @@ export const ERROR_AREAS: Readonly<Record<string, ErrorEntries>> = {
   pipeline: pipelineErrors,
   router: routerErrors,
   store: storeErrors,
+  swarm: swarmErrors,
   workspace: workspaceErrors,
 };
 
@@ -116,6 +118,7 @@ const ENTRIES = {
   ...pipelineErrors,
   ...routerErrors,
   ...storeErrors,
+  ...swarmErrors,
   ...workspaceErrors,
 };
 

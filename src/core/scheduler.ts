@@ -6,6 +6,12 @@
  * An app with volumes has all its instances on one node: the one that holds its volumes, or, at
  * the first placement, the node chosen for its first instance.
  */
+/**
+ * The label of a deploy target's node (a Swarm bridge registers one node per target): only apps
+ * whose pilot.yaml names the target (`target: NAME`, resolved as this constraint) are placed there.
+ */
+export const TARGET_LABEL = 'pilot.target';
+
 export interface SchedulerInstance {
   readonly app: string;
   readonly fixedPort: number | undefined;
@@ -121,6 +127,8 @@ export function schedule(nodes: readonly SchedulerNode[], req: PlacementRequest,
     (pin === undefined || n.id === pin.id) &&
     n.schedulable &&
     constraints.every(([k, v]) => n.labels?.[k] === v) &&
+    // A deploy target's node (Swarm) takes only the apps that name it (pilot.yaml `target`).
+    (n.labels?.[TARGET_LABEL] === undefined || req.constraints?.[TARGET_LABEL] === n.labels[TARGET_LABEL]) &&
     (needs === undefined || (n.runtimes?.has(needs) ?? false));
   const k = req.count * 2 + 8;
   if (nodes.length > 4 * k && opts.exhaustive !== true && pin === undefined) {

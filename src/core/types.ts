@@ -51,6 +51,8 @@ export interface InstanceSpec {
   /** Fixed port, or undefined: the agent allocates one and passes it in $PORT. */
   readonly port: number | undefined;
   readonly env: Readonly<Record<string, string>>;
+  /** Which keys of `env` are the app's secrets (a Swarm target makes them Swarm secrets, never service env). */
+  readonly secretNames?: readonly string[] | undefined;
   readonly health: HealthSpec;
   readonly stopTimeoutMs: number;
   /**

@@ -37,6 +37,7 @@ import type {
   PlanCommit,
   PlanVerdict,
   RegistryRecord,
+  TargetRecord,
   RevisionRecord,
   RolloutRecord,
   RunPatch,
@@ -97,6 +98,8 @@ export interface MemoryState {
   notifyEndpoints: MemoryNotifyState['notifyEndpoints'];
   notifyDeliveries: MemoryNotifyState['notifyDeliveries'];
   notifyMeta: MemoryNotifyState['notifyMeta'];
+  /** Deploy targets by name (optional: a state made before targets existed has none). */
+  targets?: Map<string, TargetRecord>;
   /** Last ids given (AUTOINCREMENT: never reused, even after a delete). */
   seq: { rollout: number; run: number; registry: number; experiment?: number };
   /** The event feed (the `events` table): every store over this state reads the same. */
@@ -118,6 +121,7 @@ export function emptyMemoryState(): MemoryState {
     runs: new Map(),
     secrets: new Map(),
     registries: new Map(),
+    targets: new Map(),
     volumes: new Map(),
     nodeRuntimes: new Map(),
     artifacts: new Map(),
@@ -1091,6 +1095,22 @@ export class MemoryStore implements Store {
     return [...this.open().registries.values()]
       .sort((a, b) => b.updatedAt - a.updatedAt || b.seq - a.seq)
       .map((r) => ({ url: r.url, username: r.username, password: r.password, updatedAt: r.updatedAt }));
+  }
+
+  // deploy targets
+
+  async addTarget(t: TargetRecord): Promise<boolean> {
+    const db = this.open();
+    db.targets ??= new Map();
+    if (db.targets.has(t.name)) return false;
+    db.targets.set(t.name, copy(t));
+    return true;
+  }
+  async deleteTarget(name: string): Promise<boolean> {
+    return this.open().targets?.delete(name) ?? false;
+  }
+  async listTargets(): Promise<TargetRecord[]> {
+    return [...(this.open().targets?.values() ?? [])].sort((a, b) => (a.name < b.name ? -1 : 1)).map(copy);
   }
 
   // volumes

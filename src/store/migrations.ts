@@ -309,4 +309,15 @@ export const MIGRATIONS: readonly string[] = [
     last_event INTEGER NOT NULL
   );
   `,
+  // deploy targets (Docker Swarm managers), `pilot targets add`
+  `
+  CREATE TABLE targets (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    docker TEXT NOT NULL,
+    ports_from INTEGER NOT NULL,
+    ports_to INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];

@@ -294,4 +294,15 @@ export const PG_MIGRATIONS: readonly string[] = [
     fingerprint TEXT COLLATE "C" NOT NULL
   );
   `,
+  // deploy targets (Docker Swarm managers), `pilot targets add`
+  `
+  CREATE TABLE targets (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    kind TEXT COLLATE "C" NOT NULL,
+    docker TEXT COLLATE "C" NOT NULL,
+    ports_from BIGINT NOT NULL,
+    ports_to BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  `,
 ];

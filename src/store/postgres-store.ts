@@ -31,6 +31,7 @@ import type {
   EventBounds,
   JoinTokenRecord,
   RegistryRecord,
+  TargetRecord,
   SecretRecord,
   CertificateRecord,
   SecretScope,
@@ -356,6 +357,7 @@ export const PG_TABLES = [
   'notify_deliveries',
   'notify_attempts',
   'notify_cursor',
+  'targets',
   'pilot_ids',
 ] as const;
 
@@ -1557,6 +1559,19 @@ export class PostgresStore implements Store {
   async deleteRegistry(url: string): Promise<boolean> {
     return (await this.exec('DELETE FROM registries WHERE url = ?', [url])).changes > 0;
   }
+  async addTarget(t: TargetRecord): Promise<boolean> {
+    const r = await this.exec(
+      'INSERT INTO targets (name, kind, docker, ports_from, ports_to, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING',
+      [t.name, t.kind, t.docker, t.ports.from, t.ports.to, t.createdAt],
+    );
+    return r.changes > 0;
+  }
+  async deleteTarget(name: string): Promise<boolean> {
+    return (await this.exec('DELETE FROM targets WHERE name = ?', [name])).changes > 0;
+  }
+  async listTargets(): Promise<TargetRecord[]> {
+    return ((await this.many('SELECT * FROM targets ORDER BY name')) as Row[]).map(targetFrom);
+  }
   async listRegistries(): Promise<RegistryRecord[]> {
     return (
       (await this.many('SELECT url, username, password, updated_at FROM registries ORDER BY updated_at DESC, ord DESC')) as Row[]
@@ -1865,4 +1880,14 @@ export async function restorePostgresBackup(url: string, file: string): Promise<
   const store = await openPostgresStore(url);
   await store.load(body.tables);
   return store;
+}
+
+function targetFrom(r: Row): TargetRecord {
+  return {
+    name: r.name as string,
+    kind: 'swarm',
+    docker: r.docker as string,
+    ports: { from: Number(r.ports_from), to: Number(r.ports_to) },
+    createdAt: Number(r.created_at),
+  };
 }

@@ -26,6 +26,7 @@ import type {
   EventBounds,
   JoinTokenRecord,
   RegistryRecord,
+  TargetRecord,
   SecretRecord,
   CertificateRecord,
   SecretScope,
@@ -1214,6 +1215,19 @@ export class SqliteStore implements Store {
   async deleteRegistry(url: string): Promise<boolean> {
     return this.stmt('DELETE FROM registries WHERE url = ?').run(url).changes > 0;
   }
+  async addTarget(t: TargetRecord): Promise<boolean> {
+    return (
+      this.stmt(
+        'INSERT INTO targets (name, kind, docker, ports_from, ports_to, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING',
+      ).run(t.name, t.kind, t.docker, t.ports.from, t.ports.to, t.createdAt).changes > 0
+    );
+  }
+  async deleteTarget(name: string): Promise<boolean> {
+    return this.stmt('DELETE FROM targets WHERE name = ?').run(name).changes > 0;
+  }
+  async listTargets(): Promise<TargetRecord[]> {
+    return (this.stmt('SELECT * FROM targets ORDER BY name').all() as Row[]).map(targetFrom);
+  }
   async listRegistries(): Promise<RegistryRecord[]> {
     return (
       this.stmt('SELECT url, username, password, updated_at FROM registries ORDER BY updated_at DESC, rowid DESC').all() as Row[]
@@ -1464,4 +1478,14 @@ export class SqliteStore implements Store {
   close(): void {
     this.db.close();
   }
+}
+
+function targetFrom(r: Row): TargetRecord {
+  return {
+    name: r.name as string,
+    kind: 'swarm',
+    docker: r.docker as string,
+    ports: { from: Number(r.ports_from), to: Number(r.ports_to) },
+    createdAt: Number(r.created_at),
+  };
 }

@@ -1211,6 +1211,30 @@ function registerKeptContract(name: string, setup: Setup): void {
       assert.equal((await s.listRegistries()).length, 2);
     });
 
+    it('deploy targets: added once by name (a second add changes nothing), listed by name, deleted', async (t) => {
+      const { s } = await setup(t);
+      const blue = {
+        name: 'blue',
+        kind: 'swarm' as const,
+        docker: 'unix:///var/run/docker.sock',
+        ports: { from: 20000, to: 31900 },
+        createdAt: 5,
+      };
+      assert.equal(await s.addTarget(blue), true);
+      assert.equal(await s.addTarget({ ...blue, docker: 'tcp://127.0.0.1:2375', createdAt: 6 }), false);
+      assert.equal(await s.addTarget({ ...blue, name: 'amber', docker: 'tcp://10.0.0.1:2375', ports: { from: 40000, to: 40100 } }), true);
+      assert.deepEqual(await s.listTargets(), [
+        { ...blue, name: 'amber', docker: 'tcp://10.0.0.1:2375', ports: { from: 40000, to: 40100 } },
+        blue,
+      ]);
+      assert.equal(await s.deleteTarget('blue'), true);
+      assert.equal(await s.deleteTarget('blue'), false);
+      assert.deepEqual(
+        (await s.listTargets()).map((x) => x.name),
+        ['amber'],
+      );
+    });
+
     it('a volume stays on the node it was first placed on until forgotten', async (t) => {
       const { s } = await setup(t);
       await s.placeVolumes('shop', ['data', 'cache'], 'n1', 1);

@@ -165,6 +165,17 @@ export interface RegistryRecord {
   readonly updatedAt: number;
 }
 
+/** A deploy target: a Docker Swarm whose manager Pilot drives (src/swarm/, `pilot targets`). */
+export interface TargetRecord {
+  readonly name: string;
+  readonly kind: 'swarm';
+  /** The Docker Engine API of a Swarm manager: unix:///path or tcp://host:port. */
+  readonly docker: string;
+  /** Port blocks of 100 the target's services take their ports from (service ports: block + slot). */
+  readonly ports: { readonly from: number; readonly to: number };
+  readonly createdAt: number;
+}
+
 export interface RevisionRecord {
   readonly app: string;
   readonly number: number;
@@ -502,6 +513,11 @@ export interface Store {
   deleteRegistry(url: string): Promise<boolean>;
   /** Most recently set first: the first is where images are published. */
   listRegistries(): Promise<RegistryRecord[]>;
+  // deploy targets (Swarm); see control/target-routes.ts
+  /** Adds a target; false when the name is taken (nothing changed). */
+  addTarget(t: TargetRecord): Promise<boolean>;
+  deleteTarget(name: string): Promise<boolean>;
+  listTargets(): Promise<TargetRecord[]>;
   // volumes: the node that holds each app volume (the scheduler pins to it, the reconciler records it)
   listVolumePlacements(app?: string): Promise<VolumePlacement[]>;
   /** Record that `names` of `app` live on `nodeId`; a volume already placed keeps its node. */

@@ -115,6 +115,10 @@ export const CATALOGUE = {
     hint: 'Start the Docker engine (dockerd) on this machine, or set DOCKER_HOST to where it listens.',
   },
   registry_unreachable: { status: 502, retryable: true },
+  target_not_found: { status: 404, retryable: false },
+  target_conflict: { status: 409, retryable: false },
+  invalid_target: { status: 400, retryable: false },
+  target_unavailable: { status: 503, retryable: true },
   node_version_not_found: {
     status: 400,
     retryable: false,
