@@ -92,6 +92,8 @@ export interface RunOptions<T> {
   readonly idempotent: boolean;
   /** For an answer: a description when it is a replica's "cannot serve now" (a 503), else undefined. */
   readonly unavailable?: (answer: T) => string | undefined;
+  /** For a thrown error: a description when it is a replica's "cannot serve now" (a 503 made into an error), else undefined. */
+  readonly refusal?: (err: unknown) => string | undefined;
   /** Release an answer that is not used (drain its body) before moving on. */
   readonly discard?: (answer: T) => Promise<void> | void;
   /** The caller's own abort: an attempt failing because of it is thrown as is. */
@@ -151,6 +153,14 @@ export class ServerChooser {
         answer = await attempt(server);
       } catch (err) {
         if (o.signal?.aborted) throw err;
+        const refused = o.refusal?.(err);
+        if (refused !== undefined) {
+          this.at = (index + 1) % n;
+          if (!o.idempotent) throw err;
+          tried.push(`${server} (${refused})`);
+          lastError = err;
+          continue;
+        }
         const kind = failureOf(err);
         if (kind === undefined) throw err; // an answer, or a mistake of ours: the same on every address
         this.at = (index + 1) % n;
