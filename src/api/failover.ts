@@ -32,7 +32,15 @@ import { parseServerList } from './server-list.js';
 export type FailureKind = 'not-sent' | 'no-answer';
 
 /** Error codes of a connection that never carried the request. */
-const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 /** Error codes and names of a connection that went away or never answered: the request may have arrived. */
 const NO_ANSWER = new Set([
   'ECONNRESET',
@@ -164,7 +172,8 @@ export class ServerChooser {
         const kind = failureOf(err);
         if (kind === undefined) throw err; // an answer, or a mistake of ours: the same on every address
         this.at = (index + 1) % n;
-        if (!o.idempotent && kind !== 'not-sent') throw fail.mayHaveArrived({ baseUrl: server, cause: describeFailure(err) }, { cause: err });
+        if (!o.idempotent && kind !== 'not-sent')
+          throw fail.mayHaveArrived({ baseUrl: server, cause: describeFailure(err) }, { cause: err });
         tried.push(`${server} (${describeFailure(err)})`);
         lastError = err;
         continue;

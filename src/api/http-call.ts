@@ -37,7 +37,9 @@ export function httpCall(
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
       res.on('error', reject);
       // A connection cut mid-answer: the request arrived (code as node:http's own resets).
-      res.on('aborted', () => reject(Object.assign(new Error('the server closed the connection before the whole answer'), { code: 'ECONNRESET' })));
+      res.on('aborted', () =>
+        reject(Object.assign(new Error('the server closed the connection before the whole answer'), { code: 'ECONNRESET' })),
+      );
     });
     // Bytes of this request that left for the server: written minus still buffered (a socket
     // still connecting holds the whole request in its buffer), less what a kept-alive socket

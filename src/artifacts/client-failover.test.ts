@@ -101,13 +101,19 @@ describe('ArtifactClient with several replicas', () => {
     assert.deepEqual(await client.download(digest, dest), { size: data.length });
     assert.equal(cut, 1);
     assert.ok((await readFile(dest)).equals(data));
-    assert.deepEqual((await readdir(dir)).filter((n) => n.includes('.partial-')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.includes('.partial-')),
+      [],
+    );
   });
 
   it('still checks the digest: wrong bytes from a replica are an error, not a reason to try the next', async () => {
     const client = new ArtifactClient(new ServerChooser([lying, srv.url], noWait), 'tok');
     await assert.rejects(client.download(digest, join(dir, 'c')), (e: unknown) => e instanceof PilotError && e.code === 'digest_mismatch');
-    assert.deepEqual((await readdir(dir)).filter((n) => n === 'c' || n.includes('.partial-')), []);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n === 'c' || n.includes('.partial-')),
+      [],
+    );
   });
 
   it('uploads through the next replica when the first refuses the connection', async () => {

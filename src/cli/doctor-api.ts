@@ -131,10 +131,13 @@ export async function apiChecks(opts: GlobalOptions, timeoutMs: number): Promise
   } else {
     const others = probes.filter((p) => !healthy.includes(p as (typeof answering)[number]));
     const text = `${healthy.length} of ${addresses.length} replicas answer${
-      others.length > 0 ? `; ${others.map((p) => `${p.address} ${p.status !== undefined ? `answered HTTP ${p.status}` : `does not answer (${p.error})`}`).join(', ')}` : ''
+      others.length > 0
+        ? `; ${others.map((p) => `${p.address} ${p.status !== undefined ? `answered HTTP ${p.status}` : `does not answer (${p.error})`}`).join(', ')}`
+        : ''
     }`;
     if (healthy.length === 0) checks.push(bad('api', text, 'Are these addresses Pilot servers? Check --server / PILOT_SERVER.'));
-    else if (others.length > 0) checks.push(warn('api', text, 'Start the replicas that are down, or take them out of --server / PILOT_SERVER.'));
+    else if (others.length > 0)
+      checks.push(warn('api', text, 'Start the replicas that are down, or take them out of --server / PILOT_SERVER.'));
     else checks.push(ok('api', text));
   }
 

@@ -217,14 +217,15 @@ program
   .option('--https-port <port>', 'serve HTTPS on PORT with the certificates the control plane sends')
   .action(
     upAction(async (o: { host: string; port: string; trustedProxy?: string[]; haproxy?: boolean; httpsPort?: string }, cmd) => {
-      const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }, { routerServers }] = await Promise.all([
-        import('../router/router-process.js'),
-        import('./context.js'),
-        import('pino'),
-        import('../control/log-destination.js'),
-        import('../control/process-guard.js'),
-        import('./router-servers.js'),
-      ]);
+      const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }, { routerServers }] =
+        await Promise.all([
+          import('../router/router-process.js'),
+          import('./context.js'),
+          import('pino'),
+          import('../control/log-destination.js'),
+          import('../control/process-guard.js'),
+          import('./router-servers.js'),
+        ]);
       // --server a,b: a router on its own machine following those replicas (checked before anything starts).
       const remote = routerServers(g(cmd), pilotHome());
       // Its stdout is router.log: a full disk drops lines instead of blocking or killing the router.

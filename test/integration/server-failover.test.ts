@@ -84,9 +84,9 @@ function loops(routers: string[]): { stop: () => Promise<void>; ok: () => number
       try {
         const r = await get(router, 'hello.localhost');
         if (r.status === 200) ok++;
-        else failures.push(`${router}: ${r.status} ${r.text.slice(0, 120)}`);
+        else failures.push(`${Date.now()} ${router}: ${r.status} ${r.text.slice(0, 120)}`);
       } catch (err) {
-        failures.push(`${router}: ${String(err)}`);
+        failures.push(`${Date.now()} ${router}: ${String(err)}`);
       }
       await sleep(20);
     }
@@ -169,6 +169,8 @@ describe('clients with several control-plane addresses', { timeout: 400_000 }, (
       const { writeFileSync } = await import('node:fs');
       writeFileSync('/tmp/h-failover-agent.log', node.out());
       writeFileSync('/tmp/h-failover-router.log', router.out());
+      const { cpSync } = await import('node:fs');
+      cpSync(join(h.home, 'logs'), '/tmp/h-failover-server-logs', { recursive: true });
     }
     for (const p of procs) await kill(p);
     await h.cleanup();
@@ -231,7 +233,12 @@ describe('clients with several control-plane addresses', { timeout: 400_000 }, (
     const r = await cli('apps');
     assert.equal(r.code, 1);
     const [a, b] = list.split(',');
-    assert.match(r.stderr, new RegExp(`error: no Pilot server answered: ${b} \\(connection refused\\), ${a} \\(connection refused\\)|error: no Pilot server answered: ${a} \\(connection refused\\), ${b} \\(connection refused\\)`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `error: no Pilot server answered: ${b} \\(connection refused\\), ${a} \\(connection refused\\)|error: no Pilot server answered: ${a} \\(connection refused\\), ${b} \\(connection refused\\)`,
+      ),
+    );
     // The routers keep serving what they have.
     assert.equal((await get(router.url, 'hello.localhost')).status, 200);
     assert.equal((await get(`http://${node.address}:${node.port}`, 'hello.localhost')).status, 200);

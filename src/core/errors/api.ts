@@ -27,7 +27,8 @@ export const apiErrors = {
   },
   serverListBadEntry: {
     code: 'invalid_argument',
-    message: (p: { source: string; entry: string; why: string }) => `${p.source}: ${JSON.stringify(p.entry)} is not a server address: ${p.why}`,
+    message: (p: { source: string; entry: string; why: string }) =>
+      `${p.source}: ${JSON.stringify(p.entry)} is not a server address: ${p.why}`,
     hint: LIST_HINT,
   },
   serverListDuplicate: {
