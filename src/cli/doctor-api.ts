@@ -81,7 +81,15 @@ async function probeHealth(address: string, timeoutMs: number): Promise<HealthPr
 
 export async function apiChecks(opts: GlobalOptions, timeoutMs: number): Promise<ApiFacts> {
   const home = pilotHome();
-  const server = serverUrl(opts, home);
+  let server: string | undefined;
+  try {
+    server = serverUrl(opts, home);
+  } catch (err) {
+    // A bad --server / PILOT_SERVER list: the entry it names is the fix, not a bug to report.
+    if (!isPilotError(err) || err.code !== 'invalid_argument') throw err;
+    const needs = ['token', 'agents', 'clocks', 'registry'].map((id) => skip(id, 'needs the API'));
+    return { checks: [bad('api', err.message, err.hint ?? 'Fix the list of server addresses.'), ...needs] };
+  }
   if (!server) {
     return {
       checks: [
