@@ -172,7 +172,9 @@ export class Agent {
         logKeep: envInt('PILOT_LOG_KEEP'),
         pidsMax: envInt('PILOT_APP_PIDS_MAX'),
       });
-    this.servers = ServerChooser.from(opts.server);
+    this.servers = ServerChooser.from(opts.server, '--server', (server, why) =>
+      opts.log.warn({ server, why }, 'control plane address failed; moving to the next'),
+    );
     this.link = new ControlPlaneLink(this.servers, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     const releasesDir = sandbox.releasesDir;
     this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(this.servers, this.link.credential()));

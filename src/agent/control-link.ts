@@ -67,7 +67,7 @@ export class ControlPlaneLink {
         const credential = this.saved && this.saved.name === r.name ? this.saved.credential : undefined;
         // With the credential a registration can be sent twice (the second finds the node); the
         // first one cannot (its answer lost, the second would find the name taken).
-        const res = await this.post<RegisterResponse>('/api/v1/agent/register', this.joinToken, credential !== undefined, {
+        const res = await this.post<RegisterResponse>('/api/v1/agent/register', this.joinToken, credential !== undefined, 0, {
           protocol: AGENT_PROTOCOL,
           ...r,
           ...(credential ? { credential } : {}),
@@ -101,7 +101,7 @@ export class ControlPlaneLink {
     try {
       const runtimes = this.pendingRuntimes;
       // Level-triggered (the whole state each time): sent again to another replica if need be.
-      const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>('/api/v1/agent/sync', this.credential(), true, {
+      const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>('/api/v1/agent/sync', this.credential(), true, waitMs, {
         protocol: AGENT_PROTOCOL,
         instances: instances.map(stripUndefined),
         ...(waitMs > 0 ? { waitMs } : {}),
@@ -120,9 +120,11 @@ export class ControlPlaneLink {
     }
   }
 
-  private post<T>(path: string, token: string, idempotent: boolean, body: unknown): Promise<T> {
-    // A long poll is held up to 30 s: allow for it.
-    return new ApiClient(this.servers, token, 'node-http').call<T>('POST', path, body, { timeoutMs: 40_000, idempotent });
+  private post<T>(path: string, token: string, idempotent: boolean, waitMs: number, body: unknown): Promise<T> {
+    // One address: a long poll is held up to 30 s, allow for it (as always). Several: a replica
+    // that holds the answer past the wait plus 10 s (SIGSTOPped, wedged) is left for the next one.
+    const timeoutMs = this.servers.servers.length > 1 ? waitMs + 10_000 : 40_000;
+    return new ApiClient(this.servers, token, 'node-http').call<T>('POST', path, body, { timeoutMs, idempotent });
   }
 }
 

@@ -204,6 +204,15 @@ describe('ServerChooser', () => {
     assert.equal(api2.baseUrl, url.fine);
   });
 
+  it('tells of each address that failed (a log line for the operator), never with one address', async () => {
+    const told: string[] = [];
+    const onFailure = (server: string, why: string): number => told.push(`${server} ${why}`);
+    await new ApiClient(new ServerChooser(list('refusing', 'unavailable', 'fine'), { ...noWait, onFailure }), 't').call('GET', '/x');
+    assert.deepEqual(told, [`${url.refusing} connection refused`, `${url.unavailable} HTTP 503: replica shutting down`]);
+    await failure(new ApiClient(ServerChooser.from(url.refusing!, '--server', onFailure), 't').call('GET', '/x'));
+    assert.equal(told.length, 2);
+  });
+
   it('moves off a stream that dropped when told (failed)', () => {
     const c = new ServerChooser(['http://a', 'http://b', 'http://c']);
     c.failed('http://b'); // not the current one: nothing changes

@@ -112,21 +112,27 @@ export class ServerChooser {
   private at = 0;
   private failedRounds = 0;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  private readonly onFailure: ((server: string, why: string) => void) | undefined;
 
   constructor(
     readonly servers: readonly string[],
-    opts: { sleep?: (ms: number, signal?: AbortSignal) => Promise<void> } = {},
+    opts: {
+      sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+      /** Told of each address that failed (several addresses only): a log line for the operator. */
+      onFailure?: (server: string, why: string) => void;
+    } = {},
   ) {
     if (servers.length === 0) throw new RangeError('a ServerChooser needs at least one address');
     this.sleep = opts.sleep ?? abortableSleep;
+    this.onFailure = opts.onFailure;
   }
 
   /**
    * A chooser for what a user typed: a comma-separated list (each entry checked, see
    * server-list.ts), or one address taken as it is (exactly as before lists existed).
    */
-  static from(text: string, source = '--server'): ServerChooser {
-    return new ServerChooser(text.includes(',') ? parseServerList(text, source) : [text]);
+  static from(text: string, source = '--server', onFailure?: (server: string, why: string) => void): ServerChooser {
+    return new ServerChooser(text.includes(',') ? parseServerList(text, source) : [text], onFailure ? { onFailure } : {});
   }
 
   /** The address the next request goes to. */
@@ -164,6 +170,7 @@ export class ServerChooser {
         const refused = o.refusal?.(err);
         if (refused !== undefined) {
           this.at = (index + 1) % n;
+          this.onFailure?.(server, refused);
           if (!o.idempotent) throw err;
           tried.push(`${server} (${refused})`);
           lastError = err;
@@ -172,6 +179,7 @@ export class ServerChooser {
         const kind = failureOf(err);
         if (kind === undefined) throw err; // an answer, or a mistake of ours: the same on every address
         this.at = (index + 1) % n;
+        this.onFailure?.(server, describeFailure(err));
         if (!o.idempotent && kind !== 'not-sent')
           throw fail.mayHaveArrived({ baseUrl: server, cause: describeFailure(err) }, { cause: err });
         tried.push(`${server} (${describeFailure(err)})`);
@@ -185,6 +193,7 @@ export class ServerChooser {
         return answer;
       }
       this.at = (index + 1) % n;
+      this.onFailure?.(server, why);
       if (!o.idempotent) return answer; // received: the caller reports the replica's answer
       await o.discard?.(answer);
       tried.push(`${server} (${why})`);

@@ -248,6 +248,46 @@ describe('clients with several control-plane addresses', { timeout: 400_000 }, (
     });
   }
 
+  it('leaves a replica that holds its answers (relay A SIGSTOPped) for the next one: the agent and both routers carry on', async () => {
+    relays[1] = await startRelay(relayPorts[1]!); // B back; the agent is on A since B died
+    const before = pids();
+    const l = loops([`http://${node.address}:${node.port}`, router.url]);
+    const statuses = await watchNode(async () => {
+      await sleep(1000);
+      relays[0]!.kill('SIGSTOP'); // accepts connections (the kernel does), answers nothing
+      try {
+        // The CLI starts on B: a POST to a replica that hangs would be reported, not sent twice.
+        const r = await h.cli(['--server', [...list.split(',')].reverse().join(','), 'scale', 'hello', '4']);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        // The agent's long poll through A gives up after its wait plus 10 s, then goes through B.
+        await waitFor('the agent to run 4 instances', () => (pids().length === 4 ? true : undefined), 90_000);
+        for (const table of [join(node.home, 'agent', 'router', 'table.json'), join(router.home, 'router', 'table.json')])
+          await waitFor(
+            `${table} to hold 4 upstreams`,
+            () => {
+              const t = JSON.parse(readFileSync(table, 'utf8')) as { routes: { app: string; backends: { upstreams: unknown[] }[] }[] };
+              return t.routes.find((x) => x.app === 'hello')?.backends.reduce((s, b) => s + b.upstreams.length, 0) === 4 || undefined;
+            },
+            90_000,
+          );
+      } finally {
+        relays[0]!.kill('SIGCONT');
+      }
+    });
+    await l.stop();
+    assert.deepEqual(l.failures, []);
+    const now = pids();
+    assert.ok(
+      before.every((p) => now.includes(p)),
+      `the instances from before (${before.join(',')}) still run: ${now.join(',')}`,
+    );
+    assert.deepEqual(
+      statuses.filter((s) => s.startsWith('n1:')),
+      ['n1:ready'],
+    );
+    assert.equal(node.out().match(/registered with control plane/g)?.length, 1, 'registered once, never again');
+  });
+
   it('names each address and what it answered when none answers; refuses a bad list naming the entry', async () => {
     for (const p of relays) await kill(p);
     const r = await cli('apps');
