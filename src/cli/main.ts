@@ -93,7 +93,12 @@ for (const stream of [process.stdout, process.stderr]) {
 const program = new Command('pilot')
   .description('Pilot: push to deploy, on your own machines')
   .version(PILOT_VERSION)
-  .addOption(new Option('--server <url>', 'Pilot server URL (default: $PILOT_SERVER, else the one `pilot up` recorded)'))
+  .addOption(
+    new Option(
+      '--server <url>',
+      'Pilot server URL, or several replicas comma-separated (default: $PILOT_SERVER, else the one `pilot up` recorded)',
+    ),
+  )
   .addOption(
     new Option('--token <token>', 'admin token (visible in ps: prefer $PILOT_TOKEN or --token-file; default: $PILOT_HOME/admin-token)'),
   )
