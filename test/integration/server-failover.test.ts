@@ -178,6 +178,14 @@ describe('clients with several control-plane addresses', { timeout: 400_000 }, (
       cpSync(join(h.home, 'logs'), '/tmp/h-failover-server-logs', { recursive: true });
     }
     for (const p of procs) await kill(p);
+    // The node's instances (their process groups): the harness knows only the agents it started itself.
+    for (const pid of node.home ? h.instancePids(node.home) : []) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     await h.cleanup();
   });
 
