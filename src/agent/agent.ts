@@ -17,6 +17,7 @@ import { pnpNodeOptions, resolveRunCommand } from '../core/run-command.js';
 import type { InstanceSpec, InstanceStatus } from '../core/types.js';
 import { startAgentApi, type AgentApi } from './agent-api.js';
 import { ControlPlaneLink } from './control-link.js';
+import { ServerChooser } from '../api/failover.js';
 import { NodeRuntimeCache } from './node-runtimes.js';
 import { loadInstance, newLocalInstance, saveInstance, statusOf, type LocalInstance } from './instance.js';
 import { rotateIfNeeded } from './log-rotate.js';
@@ -43,6 +44,7 @@ import { engineReport, probeEngine, type EngineStatus } from '../docker/probe.js
 import type { Engine } from '../docker/engine.js';
 
 export interface AgentOptions {
+  /** The control plane's URL, or its replicas' separated by commas (api/failover.ts). */
   server: string;
   joinToken: string;
   home: string;
@@ -119,6 +121,8 @@ export class Agent {
   private readonly releases: ReleaseCache;
   private readonly nodeRuntimes: NodeRuntimeCache;
   private readonly link: ControlPlaneLink;
+  /** Where the control plane is: one chooser for the link and the downloads, so both stay on the address that works. */
+  private readonly servers: ServerChooser;
   /** The Docker side, loaded on first need (dockerode costs ~30 MB of RSS): a docker instance, or a home that had one. */
   private docker: DockerNode | undefined;
   private dockerLoading: Promise<DockerNode> | undefined;
@@ -168,14 +172,17 @@ export class Agent {
         logKeep: envInt('PILOT_LOG_KEEP'),
         pidsMax: envInt('PILOT_APP_PIDS_MAX'),
       });
-    this.link = new ControlPlaneLink(opts.server, opts.joinToken, join(opts.home, 'node.json'), opts.log);
+    this.servers = ServerChooser.from(opts.server, '--server', (server, why) =>
+      opts.log.warn({ server, why }, 'control plane address failed; moving to the next'),
+    );
+    this.link = new ControlPlaneLink(this.servers, opts.joinToken, join(opts.home, 'node.json'), opts.log);
     const releasesDir = sandbox.releasesDir;
-    this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(opts.server, this.link.credential()));
+    this.releases = new ReleaseCache(releasesDir, () => new ArtifactClient(this.servers, this.link.credential()));
     // Apps under their own uid cannot reach the builder's cache (private, in $PILOT_HOME): the agent keeps its own then.
     const ownRuntimes = sandbox.users || opts.runtimesDir === undefined ? sandbox.runtimesDir : undefined;
     this.nodeRuntimes = new NodeRuntimeCache(
       ownRuntimes ?? opts.runtimesDir!,
-      () => new ArtifactClient(opts.server, this.link.credential()),
+      () => new ArtifactClient(this.servers, this.link.credential()),
     );
     this.cacheGc = new LocalCacheGc({
       stateFile: join(opts.home, 'cache-gc.json'),
@@ -214,7 +221,7 @@ export class Agent {
         engine: this.opts.dockerEngine,
         node: this.opts.name,
         home: this.opts.home,
-        artifacts: () => new ArtifactClient(this.opts.server, this.link.credential()),
+        artifacts: () => new ArtifactClient(this.servers, this.link.credential()),
       });
       await docker.check(); // its report takes over from the probe's: never a moment of "not checked yet"
       writeFileSync(join(this.opts.home, DOCKER_USED), '');

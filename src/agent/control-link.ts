@@ -8,6 +8,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import type { Log as Logger } from '../core/log.js';
 import { PilotError, fail } from '../core/errors.js';
 import { ApiClient } from '../api/client.js';
+import type { ServerChooser } from '../api/failover.js';
 import type { Static } from '@sinclair/typebox';
 import { AGENT_PROTOCOL } from '../api/protocol-constants.js';
 import type { RegisterResponse, NodeRuntimesSchema } from '../api/protocol.js';
@@ -36,7 +37,8 @@ export class ControlPlaneLink {
   private pendingRuntimes: NodeRuntimes | undefined;
 
   constructor(
-    private readonly server: string,
+    /** The control plane's address, or its replicas' (shared with the artifact downloads: one address that works for both). */
+    private readonly servers: ServerChooser,
     private readonly joinToken: string,
     private readonly nodeFile: string,
     private readonly log: Logger,
@@ -63,7 +65,9 @@ export class ControlPlaneLink {
     for (let attempt = 0; ; attempt++) {
       try {
         const credential = this.saved && this.saved.name === r.name ? this.saved.credential : undefined;
-        const res = await this.post<RegisterResponse>('/api/v1/agent/register', this.joinToken, {
+        // With the credential a registration can be sent twice (the second finds the node); the
+        // first one cannot (its answer lost, the second would find the name taken).
+        const res = await this.post<RegisterResponse>('/api/v1/agent/register', this.joinToken, credential !== undefined, 0, {
           protocol: AGENT_PROTOCOL,
           ...r,
           ...(credential ? { credential } : {}),
@@ -96,7 +100,8 @@ export class ControlPlaneLink {
   async sync(instances: InstanceStatus[], waitMs = 0): Promise<{ instances: InstanceSpec[]; stop: string[] | undefined } | undefined> {
     try {
       const runtimes = this.pendingRuntimes;
-      const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>('/api/v1/agent/sync', this.credential(), {
+      // Level-triggered (the whole state each time): sent again to another replica if need be.
+      const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>('/api/v1/agent/sync', this.credential(), true, waitMs, {
         protocol: AGENT_PROTOCOL,
         instances: instances.map(stripUndefined),
         ...(waitMs > 0 ? { waitMs } : {}),
@@ -115,9 +120,11 @@ export class ControlPlaneLink {
     }
   }
 
-  private post<T>(path: string, token: string, body: unknown): Promise<T> {
-    // A long poll is held up to 30 s: allow for it.
-    return new ApiClient(this.server, token, 'node-http').call<T>('POST', path, body, { timeoutMs: 40_000 });
+  private post<T>(path: string, token: string, idempotent: boolean, waitMs: number, body: unknown): Promise<T> {
+    // One address: a long poll is held up to 30 s, allow for it (as always). Several: a replica
+    // that holds the answer past the wait plus 10 s (SIGSTOPped, wedged) is left for the next one.
+    const timeoutMs = this.servers.servers.length > 1 ? waitMs + 10_000 : 40_000;
+    return new ApiClient(this.servers, token, 'node-http').call<T>('POST', path, body, { timeoutMs, idempotent });
   }
 }
 

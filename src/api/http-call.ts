@@ -6,6 +6,15 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+
+/** Errors of requests that certainly did not reach the server: reset before a byte of them was written. */
+const notSent = new WeakSet<object>();
+
+/** Whether `err` is a request's failure before any byte of it was written (safe to send elsewhere, whatever the method). */
+export function wasNotSent(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && notSent.has(err);
+}
 
 export interface TextResponse {
   readonly status: number;
@@ -27,9 +36,23 @@ export function httpCall(
       res.on('data', (chunk: string) => (text += chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
       res.on('error', reject);
-      res.on('aborted', () => reject(new Error('the server closed the connection before the whole answer')));
+      // A connection cut mid-answer: the request arrived (code as node:http's own resets).
+      res.on('aborted', () =>
+        reject(Object.assign(new Error('the server closed the connection before the whole answer'), { code: 'ECONNRESET' })),
+      );
     });
-    req.on('error', reject);
+    // Bytes of this request that left for the server: written minus still buffered (a socket
+    // still connecting holds the whole request in its buffer), less what a kept-alive socket
+    // carried before it.
+    const sent = (s: Socket): number => s.bytesWritten - s.writableLength;
+    let socketBase: { socket: Socket; sent: number } | undefined;
+    req.on('socket', (socket: Socket) => (socketBase = { socket, sent: sent(socket) }));
+    req.on('error', (err) => {
+      const written = socketBase ? sent(socketBase.socket) - socketBase.sent : 0;
+      // A connection refused never carried anything; a reset counts as "not sent" only when none of it went out.
+      if (written === 0 && (err as NodeJS.ErrnoException).code === 'ECONNRESET' && !init.signal.aborted) notSent.add(err);
+      reject(err);
+    });
     req.end(init.body);
   });
 }

@@ -32,26 +32,58 @@ export interface UploadResult {
 /** Connection-level failures: the server is not there (or went away), as opposed to an answer. */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENOTFOUND', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
 
+/**
+ * Several addresses of one repository (the control-plane replicas), tried in turn: api/failover.ts's
+ * ServerChooser is one (this folder does not import api/; the shape is all it needs).
+ */
+export interface RepositoryAddresses {
+  /** The address requests go to now. */
+  readonly current: string;
+  /** Run `attempt` on an address, moving to the next on a connection failure or a refusal (a 503). */
+  run<T>(
+    attempt: (base: string) => Promise<T>,
+    o: {
+      idempotent: boolean;
+      unavailable?: (answer: T) => string | undefined;
+      refusal?: (err: unknown) => string | undefined;
+      discard?: (answer: T) => Promise<void> | void;
+    },
+  ): Promise<T>;
+}
+
+/** Errors made from a 503 answer: a replica that cannot serve now, whose neighbour may. */
+const unavailableAnswers = new WeakSet<object>();
+const refusal = (err: unknown): string | undefined =>
+  typeof err === 'object' && err !== null && unavailableAnswers.has(err) ? `HTTP 503: ${(err as Error).message}` : undefined;
+const unavailable = (res: ResponseData): string | undefined => (res.statusCode === 503 ? 'HTTP 503' : undefined);
+const discard = (res: ResponseData): Promise<void> => res.body.dump();
+
 export class ArtifactClient {
-  private readonly baseUrl: string;
+  private readonly addresses: RepositoryAddresses;
   private readonly token: string;
 
-  constructor(baseUrl: string, token: string) {
-    this.baseUrl = baseUrl.replace(/\/+$/, '');
+  /** `base`: the repository's (the control plane's) URL, or several replicas' (downloads and uploads fail over between them). */
+  constructor(base: string | RepositoryAddresses, token: string) {
+    this.addresses = typeof base === 'string' ? { current: base, run: (attempt) => attempt(base) } : base;
     this.token = token;
   }
 
   /** Whether the repository stores the digest. */
   async exists(digest: string): Promise<boolean> {
     assertDigest(digest);
-    const res = await this.call('HEAD', this.url(digest));
+    const res = await this.addresses.run((base) => this.call(base, 'HEAD', this.url(base, digest)), {
+      idempotent: true,
+      unavailable,
+      discard,
+    });
     await res.body.dump();
     if (res.statusCode === 200) return true;
     if (res.statusCode === 404) return false;
     if (res.statusCode >= 500) {
       // A HEAD answer has no body to say why (a registry behind the repository that is down, say):
       // the same question as a one-byte GET gets the error with its message and hint.
-      const why = await this.call('GET', this.url(digest), { headers: { range: 'bytes=0-0' } });
+      const base = this.addresses.current; // the address that answered the HEAD
+      const why = await this.call(base, 'GET', this.url(base, digest), { headers: { range: 'bytes=0-0' } });
       if (why.statusCode >= 400) throw await answerError(why, `HEAD ${digest}`);
       await why.body.dump();
     }
@@ -67,12 +99,18 @@ export class ArtifactClient {
     if (meta.app !== undefined) query.set('app', meta.app);
     if (meta.commit !== undefined) query.set('commit', meta.commit);
     const qs = query.size > 0 ? `?${query.toString()}` : '';
-    const res = await this.call('PUT', this.url(digest) + qs, {
-      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-      body: createReadStream(file, { highWaterMark: 1024 * 1024 }),
-    });
-    if (res.statusCode !== 200 && res.statusCode !== 201) throw await answerError(res, `upload of ${digest}`);
-    await res.body.dump();
+    // A PUT of content named by its digest is idempotent: another replica may take it after a failure.
+    await this.addresses.run(
+      async (base) => {
+        const res = await this.call(base, 'PUT', this.url(base, digest) + qs, {
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+          body: createReadStream(file, { highWaterMark: 1024 * 1024 }),
+        });
+        if (res.statusCode !== 200 && res.statusCode !== 201) throw await answerError(res, `upload of ${digest}`);
+        await res.body.dump();
+      },
+      { idempotent: true, refusal },
+    );
     return { uploaded: true, bytes: size };
   }
 
@@ -82,7 +120,12 @@ export class ArtifactClient {
    */
   async download(digest: string, destFile: string): Promise<{ size: number }> {
     assertDigest(digest);
-    const res = await this.call('GET', this.url(digest));
+    // With several replicas, a connection lost mid-download starts over on the next one.
+    return this.addresses.run((base) => this.downloadFrom(base, digest, destFile), { idempotent: true, refusal });
+  }
+
+  private async downloadFrom(base: string, digest: string, destFile: string): Promise<{ size: number }> {
+    const res = await this.call(base, 'GET', this.url(base, digest));
     if (res.statusCode !== 200) throw await answerError(res, `download of ${digest}`);
     const announced = res.headers['x-pilot-digest'];
     if (announced !== undefined && announced !== digest) {
@@ -106,7 +149,7 @@ export class ArtifactClient {
       if (actual !== digest) {
         // Report it: the repository re-hashes its copy and quarantines it when that is the bad one,
         // so the next publish heals it. Best effort: the mismatch is the error either way.
-        await this.reportMismatch(digest);
+        await this.reportMismatch(digest, base);
         throw fail.downloadDigestMismatch({ actual, digest }, { details: { expected: digest, actual, size } });
       }
       await rename(tmp, destFile);
@@ -119,10 +162,10 @@ export class ArtifactClient {
   }
 
   /** Ask the repository to re-check a digest ("ok", "missing" or "quarantined"); undefined when it cannot say. */
-  async reportMismatch(digest: string): Promise<string | undefined> {
+  async reportMismatch(digest: string, base = this.addresses.current): Promise<string | undefined> {
     try {
       const { request } = await undici();
-      const res = await request(`${this.url(digest)}/verify`, { method: 'POST', headers: { authorization: `Bearer ${this.token}` } });
+      const res = await request(`${this.url(base, digest)}/verify`, { method: 'POST', headers: { authorization: `Bearer ${this.token}` } });
       const text = await res.body.text();
       return res.statusCode === 200 ? (JSON.parse(text) as { state: string }).state : undefined;
     } catch {
@@ -130,11 +173,12 @@ export class ArtifactClient {
     }
   }
 
-  private url(digest: string): string {
-    return `${this.baseUrl}/api/v1/artifacts/${digest}`;
+  private url(base: string, digest: string): string {
+    return `${base.replace(/\/+$/, '')}/api/v1/artifacts/${digest}`;
   }
 
   private async call(
+    base: string,
     method: 'HEAD' | 'GET' | 'PUT',
     url: string,
     opts: { headers?: Record<string, string>; body?: Readable } = {},
@@ -149,7 +193,7 @@ export class ArtifactClient {
     } catch (e) {
       const code = errno(e);
       if (code !== undefined && UNREACHABLE.has(code)) {
-        throw fail.cannotReachArtifactRepository({ baseUrl: this.baseUrl, code }, { cause: e });
+        throw fail.cannotReachArtifactRepository({ baseUrl: base.replace(/\/+$/, ''), code }, { cause: e });
       }
       throw e;
     }
@@ -158,6 +202,12 @@ export class ArtifactClient {
 
 /** Rebuild the server's error answer (`{ error: {...} }`) as a PilotError. */
 async function answerError(res: ResponseData, what: string): Promise<PilotError> {
+  const err = await errorOfAnswer(res, what);
+  if (res.statusCode === 503) unavailableAnswers.add(err);
+  return err;
+}
+
+async function errorOfAnswer(res: ResponseData, what: string): Promise<PilotError> {
   const fallback = `${what} failed`;
   let body: unknown;
   try {

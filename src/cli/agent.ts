@@ -1,4 +1,4 @@
-/** `pilot agent --server URL --token JOIN`: run this machine as a node of a Pilot fleet. */
+/** `pilot agent --server URL[,URL…] --token JOIN`: run this machine as a node of a Pilot fleet. */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { pilotHome } from './context.js';
 import { secretFrom } from './secret-input.js';
 import { port } from './port-flag.js';
 import { listenError } from '../core/listen-error.js';
+import { parseServerList } from '../api/server-list.js';
 
 // key=value, the key as the agent protocol allows it (LABEL_KEY without its anchors).
 const LABEL_ARG = new RegExp(`^(${LABEL_KEY.slice(1, -1)})=(\\S{0,63})$`);
@@ -34,7 +35,7 @@ async function startRouterOnNode(
   host: string,
   routerPort: number,
   httpsPort: number | undefined,
-  server: string,
+  servers: readonly string[],
   log: Logger,
 ) {
   const { startNodeRouter } = await import('../router/node-router.js');
@@ -43,10 +44,7 @@ async function startRouterOnNode(
     host,
     port: routerPort,
     ...(httpsPort !== undefined ? { httpsPort } : {}),
-    servers: server
-      .split(',')
-      .map((s) => s.trim().replace(/\/+$/, ''))
-      .filter((s) => s !== ''),
+    servers,
     credential: () => nodeCredential(join(agentHome, 'node.json')),
     log: log.child({ part: 'router' }),
   }).catch((err: unknown) => {
@@ -69,6 +67,8 @@ export async function agent(opts: {
   const server = opts.server ?? process.env.PILOT_SERVER;
   const token = secretFrom({ value: opts.token, flag: '--token', file: opts.tokenFile, fileFlag: '--token-file', env: 'PILOT_JOIN_TOKEN' });
   if (!server) throw fail.agentNeedsServer();
+  // One address or several replicas' (`--server http://cp1:7070,http://cp2:7070`): each entry checked here.
+  const servers = parseServerList(server, opts.server !== undefined ? '--server' : 'PILOT_SERVER');
   if (!token) throw fail.agentNeedsJoinToken();
   const name =
     opts.name ??
@@ -93,13 +93,13 @@ export async function agent(opts: {
   // The node router starts first, from its saved table: it serves even when the control plane is
   // down and the agent cannot register yet (router/node-router.ts).
   const routerHost = opts.routerHost ?? opts.address;
-  const router = routerPort === undefined ? undefined : await startRouterOnNode(agentHome, routerHost, routerPort, httpsPort, server, log);
+  const router = routerPort === undefined ? undefined : await startRouterOnNode(agentHome, routerHost, routerPort, httpsPort, servers, log);
   if (router)
     process.stdout.write(
       `router listening on ${router.url}${router.httpsPort !== undefined ? ` and https port ${router.httpsPort}` : ''}\n`,
     );
   const a = new Agent({
-    server: server.replace(/\/+$/, ''),
+    server: servers.join(','),
     joinToken: token,
     home: agentHome,
     name,
@@ -108,7 +108,7 @@ export async function agent(opts: {
     labels,
   });
   await a.start();
-  process.stdout.write(`agent ${name} joined ${server} (instances reachable at ${opts.address})\n`);
+  process.stdout.write(`agent ${name} joined ${servers.join(',')} (instances reachable at ${opts.address})\n`);
   if (a.isolationReport.reason) process.stdout.write(`warning: app isolation incomplete: ${a.isolationReport.reason}\n`);
   const stop = (): void =>
     void Promise.all([a.close(), router?.close()])

@@ -2,6 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ApiClient } from '../api/client.js';
+import { parseServerList } from '../api/server-list.js';
 import { isPilotError, fail } from '../core/errors.js';
 import { secretFrom } from './secret-input.js';
 import { style, visibleLength } from './style.js';
@@ -36,10 +37,17 @@ export function readServerFile(home = pilotHome()): ServerFile | undefined {
   }
 }
 
-/** The server to talk to: --server, PILOT_SERVER, else the one `pilot up` recorded (undefined: none known). */
+/**
+ * The server to talk to: --server, PILOT_SERVER, else the one `pilot up` recorded (undefined: none
+ * known). Several replicas' addresses, comma-separated, are checked entry by entry
+ * (api/server-list.ts) and come back normalised, still comma-separated: ApiClient fails over between them.
+ */
 export function serverUrl(opts: GlobalOptions, home = pilotHome()): string | undefined {
-  const server = opts.server ?? process.env.PILOT_SERVER ?? readServerFile(home)?.api;
-  return server ? server.replace(/\/+$/, '') : undefined;
+  const env = process.env.PILOT_SERVER;
+  const server = opts.server ?? env ?? readServerFile(home)?.api;
+  if (!server) return undefined;
+  const source = opts.server !== undefined ? '--server' : env !== undefined ? 'PILOT_SERVER' : join(home, 'server.json');
+  return parseServerList(server, source).join(',');
 }
 
 /** The admin token: --token(-file), PILOT_TOKEN, else $PILOT_HOME/admin-token (undefined: none). */

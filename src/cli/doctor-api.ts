@@ -58,9 +58,38 @@ export interface ApiFacts {
   readonly nodes?: NodeView[];
 }
 
+interface HealthProbe {
+  readonly address: string;
+  /** The HTTP status of /healthz; undefined when it did not answer (error says why). */
+  readonly status?: number;
+  readonly error?: string;
+  /** The server's clock against ours (Date header), when it answered. */
+  readonly skew?: number | undefined;
+}
+
+/** GET address/healthz within the timeout. */
+async function probeHealth(address: string, timeoutMs: number): Promise<HealthProbe> {
+  const sentAt = Date.now();
+  try {
+    const health = await fetch(`${address}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+    await health.arrayBuffer();
+    return { address, status: health.status, skew: skewFromDate(health.headers.get('date'), sentAt, Date.now()) };
+  } catch (err) {
+    return { address, error: reason(err) };
+  }
+}
+
 export async function apiChecks(opts: GlobalOptions, timeoutMs: number): Promise<ApiFacts> {
   const home = pilotHome();
-  const server = serverUrl(opts, home);
+  let server: string | undefined;
+  try {
+    server = serverUrl(opts, home);
+  } catch (err) {
+    // A bad --server / PILOT_SERVER list: the entry it names is the fix, not a bug to report.
+    if (!isPilotError(err) || err.code !== 'invalid_argument') throw err;
+    const needs = ['token', 'agents', 'clocks', 'registry'].map((id) => skip(id, 'needs the API'));
+    return { checks: [bad('api', err.message, err.hint ?? 'Fix the list of server addresses.'), ...needs] };
+  }
   if (!server) {
     return {
       checks: [
@@ -77,17 +106,18 @@ export async function apiChecks(opts: GlobalOptions, timeoutMs: number): Promise
     };
   }
   const checks: Check[] = [];
-  const sentAt = Date.now();
-  let health: Response;
-  try {
-    health = await fetch(`${server}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
-    await health.arrayBuffer();
-  } catch (err) {
+  // Several replicas (--server a,b,c): each is asked; the API works while one answers.
+  const addresses = server.split(',');
+  const probes = await Promise.all(addresses.map((a) => probeHealth(a, timeoutMs)));
+  const answering = probes.filter((p): p is HealthProbe & { status: number } => p.status !== undefined);
+  if (answering.length === 0) {
     return {
       checks: [
         bad(
           'api',
-          `${server} does not answer (${reason(err)})`,
+          addresses.length === 1
+            ? `${server} does not answer (${probes[0]!.error})`
+            : `no replica answers: ${probes.map((p) => `${p.address} (${p.error})`).join(', ')}`,
           'Start the server (`pilot up`, or `pilot server` on the control-plane machine), or point --server / PILOT_SERVER at the right address.',
         ),
         skip('token', 'needs the API'),
@@ -97,12 +127,27 @@ export async function apiChecks(opts: GlobalOptions, timeoutMs: number): Promise
       ],
     };
   }
-  const serverSkew = skewFromDate(health.headers.get('date'), sentAt, Date.now());
-  if (!health.ok) {
-    checks.push(
-      bad('api', `${server}/healthz answered HTTP ${health.status}`, 'Is that address a Pilot server? Check --server / PILOT_SERVER.'),
-    );
-  } else checks.push(ok('api', `${server} answers`));
+  const serverSkew = answering[0]!.skew;
+  const healthy = answering.filter((p) => p.status >= 200 && p.status < 300);
+  if (addresses.length === 1) {
+    const health = answering[0]!;
+    if (health.status < 200 || health.status >= 300) {
+      checks.push(
+        bad('api', `${server}/healthz answered HTTP ${health.status}`, 'Is that address a Pilot server? Check --server / PILOT_SERVER.'),
+      );
+    } else checks.push(ok('api', `${server} answers`));
+  } else {
+    const others = probes.filter((p) => !healthy.includes(p as (typeof answering)[number]));
+    const text = `${healthy.length} of ${addresses.length} replicas answer${
+      others.length > 0
+        ? `; ${others.map((p) => `${p.address} ${p.status !== undefined ? `answered HTTP ${p.status}` : `does not answer (${p.error})`}`).join(', ')}`
+        : ''
+    }`;
+    if (healthy.length === 0) checks.push(bad('api', text, 'Are these addresses Pilot servers? Check --server / PILOT_SERVER.'));
+    else if (others.length > 0)
+      checks.push(warn('api', text, 'Start the replicas that are down, or take them out of --server / PILOT_SERVER.'));
+    else checks.push(ok('api', text));
+  }
 
   const token = (() => {
     try {

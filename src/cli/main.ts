@@ -97,7 +97,12 @@ for (const stream of [process.stdout, process.stderr]) {
 const program = new Command('pilot')
   .description('Pilot: push to deploy, on your own machines')
   .version(PILOT_VERSION)
-  .addOption(new Option('--server <url>', 'Pilot server URL (default: $PILOT_SERVER, else the one `pilot up` recorded)'))
+  .addOption(
+    new Option(
+      '--server <url>',
+      'Pilot server URL, or several replicas comma-separated (default: $PILOT_SERVER, else the one `pilot up` recorded)',
+    ),
+  )
   .addOption(
     new Option('--token <token>', 'admin token (visible in ps: prefer $PILOT_TOKEN or --token-file; default: $PILOT_HOME/admin-token)'),
   )
@@ -118,10 +123,10 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
 }
 
 /** A server that fails to start exits at once, non-zero: never a half-started process a supervisor cannot see. */
-function upAction<O>(fn: (o: O) => Promise<void>) {
+function upAction<O>(fn: (o: O, cmd: Command) => Promise<void>) {
   return async (o: O, cmd: Command): Promise<void> => {
     try {
-      await fn(o);
+      await fn(o, cmd);
     } catch (err) {
       await reportError(err, g(cmd).json);
       process.exit(process.exitCode ?? 1);
@@ -229,21 +234,27 @@ program
 
 program
   .command('router', { hidden: true })
-  .description('the router process (started and supervised by `pilot up` / `pilot server`)')
+  .description(
+    'the router process (started and supervised by `pilot up` / `pilot server`; with --server URL[,URL…], a router following those control-plane replicas)',
+  )
   .option('--host <host>', 'router address', '127.0.0.1')
   .option('--port <port>', 'router port', '8080')
   .option('--trusted-proxy <cidr>', 'see `pilot up --trusted-proxy`', (v: string, prev: string[] = []) => [...prev, v])
   .option('--haproxy', 'serve the traffic with HAProxy (driven by Pilot) instead of the embedded router')
   .option('--https-port <port>', 'serve HTTPS on PORT with the certificates the control plane sends')
   .action(
-    upAction(async (o: { host: string; port: string; trustedProxy?: string[]; haproxy?: boolean; httpsPort?: string }) => {
-      const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }] = await Promise.all([
-        import('../router/router-process.js'),
-        import('./context.js'),
-        import('pino'),
-        import('../control/log-destination.js'),
-        import('../control/process-guard.js'),
-      ]);
+    upAction(async (o: { host: string; port: string; trustedProxy?: string[]; haproxy?: boolean; httpsPort?: string }, cmd) => {
+      const [{ runRouterProcess }, { pilotHome }, { pino }, { LogDestination }, { installProcessGuards }, { routerServers }] =
+        await Promise.all([
+          import('../router/router-process.js'),
+          import('./context.js'),
+          import('pino'),
+          import('../control/log-destination.js'),
+          import('../control/process-guard.js'),
+          import('./router-servers.js'),
+        ]);
+      // --server a,b: a router on its own machine following those replicas (checked before anything starts).
+      const remote = routerServers(g(cmd), pilotHome());
       // Its stdout is router.log: a full disk drops lines instead of blocking or killing the router.
       const log = pino({ level: process.env.PILOT_LOG_LEVEL ?? 'info' }, new LogDestination(1));
       installProcessGuards(log);
@@ -253,6 +264,7 @@ program
         port: Number(o.port),
         ...(o.httpsPort !== undefined ? { httpsPort: (await import('./port-flag.js')).port(o.httpsPort, '--https-port') } : {}),
         ...(o.trustedProxy ? { trustedProxies: o.trustedProxy } : {}),
+        ...remote,
         log,
         ...(o.haproxy ? { dataPlane: await haproxyPlane(pilotHome(), log) } : {}),
       });

@@ -17,7 +17,7 @@ export async function token(
       opts,
       res,
       () =>
-        `join token ${res.id} (shown once):\n  ${res.token}\nuse it with: PILOT_JOIN_TOKEN=${res.token} pilot agent --server ${api.baseUrl} --name NAME --address ADDRESS\n(or save it in a file and pass --token-file FILE; on the command line it would show in ps)`,
+        `join token ${res.id} (shown once):\n  ${res.token}\nuse it with: PILOT_JOIN_TOKEN=${res.token} pilot agent --server ${api.servers.toString()} --name NAME --address ADDRESS\n(or save it in a file and pass --token-file FILE; on the command line it would show in ps)`,
     );
   } else if (action === 'list') {
     const res = await api.call<{ tokens: JoinTokenView[] }>('GET', '/api/v1/tokens/join');

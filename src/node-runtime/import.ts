@@ -71,7 +71,7 @@ export async function importRuntime(req: ImportRequest): Promise<ImportResult> {
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
-  await new ArtifactClient(req.api.baseUrl, req.api.token).upload(req.file, hashes.digest);
+  await new ArtifactClient(req.api.servers, req.api.token).upload(req.file, hashes.digest);
   const res = await req.api.call<{ runtime: NodeRuntimeRecord; created: boolean }>('PUT', `/api/v1/runtimes/node/${version}`, {
     platform,
     digest: hashes.digest,

@@ -67,7 +67,7 @@ export async function npmFor(nodeVersion: string, enginesNpm: string | undefined
       const npm = await cache.ensureNpm(fetched.digest, { version: c.version, nodeBinDir: opts.nodeBinDir }, () =>
         Promise.resolve(fetched.file),
       );
-      if (opts.api) await new ArtifactClient(opts.api.baseUrl, opts.api.token).upload(fetched.file, fetched.digest);
+      if (opts.api) await new ArtifactClient(opts.api.servers, opts.api.token).upload(fetched.file, fetched.digest);
       await rememberPairing(cache, nodeVersion, enginesNpm, { version: c.version, digest: fetched.digest, why: c.why }).catch(
         () => undefined,
       );
@@ -137,7 +137,7 @@ async function rememberedPairing(
     return tarball;
   };
   const npm = await cache.ensureNpm(p.digest, { version: p.version, nodeBinDir: opts.nodeBinDir }, fetch);
-  if (opts.api) await new ArtifactClient(opts.api.baseUrl, opts.api.token).upload(tarball, p.digest);
+  if (opts.api) await new ArtifactClient(opts.api.servers, opts.api.token).upload(tarball, p.digest);
   return { ...p, binDir: npm.binDir };
 }
 

@@ -116,13 +116,13 @@ async function provide(req: ProvideRequest, wanted: WantedNode | undefined, engi
   if (recorded) {
     digest = recorded.digest;
     const here = cache.has(digest);
-    runtime = await cache.ensureFromRepository(digest, { pkg, version }, () => new ArtifactClient(req.api.baseUrl, req.api.token));
+    runtime = await cache.ensureFromRepository(digest, { pkg, version }, () => new ArtifactClient(req.api.servers, req.api.token));
     req.log(`    Node.js ${version} (${platform}) ${here ? 'cached on this machine' : 'fetched from the artifact repository'}: ${digest}`);
   } else {
     const fetched = await fetchFromRegistry(registry, cache, pkg, version, req.log);
     digest = fetched.digest;
     runtime = await cache.ensure(digest, { pkg, version }, () => Promise.resolve(fetched.file));
-    const up = await new ArtifactClient(req.api.baseUrl, req.api.token).upload(fetched.file, digest);
+    const up = await new ArtifactClient(req.api.servers, req.api.token).upload(fetched.file, digest);
     const rec = await req.api.call<{ runtime: NodeRuntimeRecord }>('PUT', `/api/v1/runtimes/node/${version}`, {
       platform,
       digest,

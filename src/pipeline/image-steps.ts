@@ -159,7 +159,7 @@ export async function imageSteps(req: ImageStepsRequest): Promise<ImageRef> {
       const saved = await saveImage(engine, built.id, file, publishSignal);
       const t0 = performance.now();
       const { ArtifactClient } = await import('../artifacts/client.js');
-      const r = await new ArtifactClient(req.api.baseUrl, req.api.token).upload(file, saved.digest, {
+      const r = await new ArtifactClient(req.api.servers, req.api.token).upload(file, saved.digest, {
         app: config.name,
         commit: req.commit,
       });

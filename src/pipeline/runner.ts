@@ -299,7 +299,7 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
       await step('publish', 'publish', async () => {
         const t0 = mono();
         const { ArtifactClient } = (await later)[1];
-        const r = await new ArtifactClient(api.baseUrl, api.token).upload(tgz, packed.digest, { app: config.name, commit: source.commit });
+        const r = await new ArtifactClient(api.servers, api.token).upload(tgz, packed.digest, { app: config.name, commit: source.commit });
         const secs = (mono() - t0) / 1000;
         log.line(
           r.uploaded

@@ -31,6 +31,7 @@ import { join } from 'node:path';
 import type { Log as Logger } from '../core/log.js';
 import { Registry } from 'prom-client';
 import { bearer, tokensEqual } from '../api/auth.js';
+import { ServerChooser } from '../api/failover.js';
 import { TrustedProxies } from './headers.js';
 import { RouterMetrics } from './metrics.js';
 import { startRouter } from './proxy.js';
@@ -127,7 +128,7 @@ export async function startNodeRouter(o: {
   );
 
   let closed = false;
-  let at = 0;
+  const servers = new ServerChooser(o.servers);
   const abort = new AbortController();
   const loop = followControlPlane({
     dir,
@@ -136,14 +137,14 @@ export async function startNodeRouter(o: {
     target: () => {
       const credential = o.credential();
       if (credential === undefined) throw new Error('this node has no credential yet (the agent has not registered)');
-      return { api: o.servers[at % o.servers.length]!, token: credential };
+      return { api: servers.current, token: credential };
     },
     inflight: () => router.inflightAll(),
     log,
     signal: abort.signal,
     isClosed: () => closed,
     extra: { traffic: { url: trafficUrl, token: trafficToken } },
-    onFailure: () => (at += 1),
+    onFailure: () => servers.failed(),
     tls: { ...tls, version: tlsVersion },
     self: { port: router.port, ...(router.httpsPort !== undefined ? { httpsPort: router.httpsPort } : {}) },
   });

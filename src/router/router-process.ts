@@ -10,7 +10,9 @@
  * - At start it serves the table saved in $PILOT_HOME/router/table.json at once, before it has
  *   heard from any control plane; each new table is applied, then saved (write + rename).
  * - It finds the control plane through $PILOT_HOME/server.json (re-read after every failure, so a
- *   control plane restarted on another port is found) and authenticates with
+ *   control plane restarted on another port is found), or, given `--server a,b,c` (replicas of a
+ *   highly available control plane), at those addresses, moving to the next after a failure
+ *   (api/failover.ts); it authenticates with
  *   $PILOT_HOME/router-token. While the control plane is away it retries every 500 ms and keeps
  *   serving; a bad table from the wire is admitted per app (admitRoutes), never all-or-nothing.
  * - It writes $PILOT_HOME/router/router.json (pid, start time, URL) once it listens; that is how
@@ -26,6 +28,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { bearer, tokensEqual } from '../api/auth.js';
+import { ServerChooser } from '../api/failover.js';
 import { readStartTime } from '../os/proc.js';
 import { RouterMetrics, type TrafficSink } from './metrics.js';
 import { startRouter } from './proxy.js';
@@ -102,6 +105,13 @@ export async function runRouterProcess(o: {
   /** HTTPS on this port (0: any) with the certificates the control plane sends. */
   httpsPort?: number;
   /**
+   * The control plane's replicas (`pilot router --server a,b`), failed over between
+   * (api/failover.ts); default: the one $PILOT_HOME/server.json names.
+   */
+  servers?: readonly string[];
+  /** The router token; default $PILOT_HOME/router-token (re-read at each sync). */
+  token?: () => string;
+  /**
    * Another data plane than the embedded router (started on host:port, and on httpsPort for
    * HTTPS), fed the same table, and the certificates and ACME answers through `setTls`.
    */
@@ -162,7 +172,8 @@ export async function runRouterProcess(o: {
         throw listenError(err, 'router', o.host, typeof port === 'number' ? port : o.port);
       });
   if (o.dataPlane) await router.apply(admitted.routes);
-  const token = (): string => readFileSync(join(home, 'router-token'), 'utf8').trim();
+  const token = o.token ?? ((): string => readFileSync(join(home, 'router-token'), 'utf8').trim());
+  const servers = o.servers && o.servers.length > 0 ? new ServerChooser(o.servers) : undefined;
 
   const admin = http.createServer((req, res) => {
     const t = bearer(req.headers.authorization);
@@ -224,7 +235,12 @@ export async function runRouterProcess(o: {
     dir: routerDir(home),
     table,
     version: saved.version,
-    target: () => ({ api: (JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { api: string }).api, token: token() }),
+    target: () => ({
+      api: servers ? servers.current : (JSON.parse(readFileSync(join(home, 'server.json'), 'utf8')) as { api: string }).api,
+      token: token(),
+    }),
+    // Several replicas: the next one after a failure (server.json is re-read anyway).
+    ...(servers ? { onFailure: () => servers.failed() } : {}),
     inflight: () => router.inflightAll(),
     ...(o.dataPlane ? { onTable: (routes: readonly Route[]) => router.apply(routes) } : {}),
     log,

@@ -163,6 +163,14 @@ export async function followControlPlane(o: {
         if (o.onTable) await o.onTable(routes);
         version = body.version;
         writeAtomic(tableFile(o.dir), JSON.stringify({ version, routes }));
+        o.log.debug(
+          {
+            version,
+            from: target.api,
+            routes: routes.map((r) => ({ app: r.app, backends: r.backends.map((b) => [b.revision, b.weight, b.upstreams.length]) })),
+          },
+          'routing table applied',
+        );
       }
       const tls = body.tls;
       if (o.tls && tls && typeof tls.version === 'string' && tls.bundle && Array.isArray(tls.bundle.certs)) {

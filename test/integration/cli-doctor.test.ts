@@ -135,6 +135,22 @@ describe('pilot doctor', () => {
     for (const id of ['token', 'agents', 'clocks', 'registry']) assert.equal(checks.get(id)?.status, 'skip', id);
   });
 
+  it('with several addresses, asks each replica and works through the one that answers', async () => {
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const down = `http://127.0.0.1:${(probe.address() as { port: number }).port}`;
+    await new Promise((r) => probe.close(r));
+    const { checks } = await doctor(['--server', `${down},${h.api}`]);
+    assert.equal(checks.get('api')?.status, 'warn');
+    assert.equal(checks.get('api')!.summary, `1 of 2 replicas answer; ${down} does not answer (ECONNREFUSED)`);
+    assert.equal(checks.get('token')?.status, 'ok');
+    const bad = await doctor(['--server', `${h.api},,${down}`]);
+    assert.equal(bad.code, 1);
+    assert.equal(bad.checks.get('api')?.status, 'fail');
+    assert.match(bad.checks.get('api')!.summary, /^--server: entry 2 of 3 is empty/);
+    assert.match(bad.checks.get('api')!.fix!, /separated by commas/);
+  });
+
   it('with no server known at all, says where it looked', async () => {
     const home = h.track(tempDir('doctor-home'));
     const { checks } = await doctor([], { PILOT_HOME: home });

@@ -125,6 +125,11 @@ export const cliErrors = {
     message: '--https-port needs --router-port: HTTPS is served by the node router',
     hint: 'Run `pilot agent … --router-port 80 --https-port 443` (the certificates come from the control plane: `pilot certs`).',
   },
+  routerNeedsToken: {
+    code: 'invalid_argument',
+    message: (p: { file: string }) => `pilot router --server needs the router token: none in ${p.file}`,
+    hint: "Copy $PILOT_HOME/router-token from the control plane's machine, then pass --token-file FILE or set PILOT_ROUTER_TOKEN.",
+  },
   routerHostWithoutPort: {
     code: 'invalid_argument',
     message: '--router-host needs --router-port',
