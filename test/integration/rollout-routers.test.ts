@@ -140,9 +140,13 @@ analysis: {maxErrorRate: 1%, minRequests: 20, window: 30s}
       assert.notEqual(r.code, 0, r.stdout);
       assert.match(r.stdout + r.stderr, /canary analysis failed at step 1\/2 \(30% of the traffic\)/);
       assert.equal(await active(), from, 'the stable revision stays active');
+      // The canary's 500s are the failures expected here. A request cut when its connection closed
+      // (status 0) was seen once in CI on HAProxy while the canary's instances stopped: at most one.
+      const other = s.seen.filter((x) => x.status !== 200 && x.status !== 500);
+      assert.ok(other.length <= 1, JSON.stringify(other));
       assert.ok(
-        s.seen.every((x) => x.status === 200 || x.status === 500),
-        s.failures.join('; '),
+        s.seen.some((x) => x.status === 500),
+        'the canary answered 500s before it was rolled back',
       );
     });
   });
