@@ -71,6 +71,10 @@ describe('artifact GC applied to a store and a blob store', () => {
       assert.equal(dry.kept, 4 - 3);
       assert.equal(await blobs.has(a1), true, 'dry run');
 
+      // A leader whose lease ran out (paused past it, issue #16) deletes nothing.
+      const fenced = await collectArtifacts({ store, blobs, reconciler: serial, mayDelete: () => false }, { dryRun: false, settings });
+      assert.deepEqual(fenced.deleted, []);
+      assert.equal((await Promise.all([a1, rt, orphan].map((d) => blobs.has(d)))).every(Boolean), true, 'every blob stays');
       // A publisher asks for `orphan` (HEAD) after the GC listed it: it is about to deploy it.
       const touching = new FsBlobStore(blobs.root);
       const realList = blobs.list.bind(blobs);

@@ -22,6 +22,11 @@ export interface ArtifactGcDeps {
   store: Store;
   blobs: BlobStore;
   reconciler: Pick<Reconciler, 'serial'>;
+  /**
+   * Asked before each deletion: with several replicas, whether this one still holds the leader
+   * lease by its own clock (a leader paused past its lease deletes nothing on a stale plan).
+   */
+  mayDelete?: () => boolean;
 }
 
 export interface GcResult {
@@ -77,6 +82,7 @@ export function collectArtifacts(deps: ArtifactGcDeps, opts: { dryRun: boolean; 
         // Asked for (HEAD) or published again since the listing: a deploy of it may be on its way.
         const touched = await blobs.modifiedAt(b.digest);
         if (touched !== undefined && now - touched < opts.settings.graceMs && touched > b.createdAt) continue;
+        if (deps.mayDelete !== undefined && !deps.mayDelete()) break; // no longer the leader: the plan may be stale
         if (!(await blobs.delete(b.digest))) continue; // gone already (another store on the same root)
         store.forgetBlob(b.digest);
       }

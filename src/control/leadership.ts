@@ -33,6 +33,12 @@ export interface Leadership {
   /** This replica's id (`local` with SQLite). */
   readonly id: string;
   leading(): boolean;
+  /**
+   * Leading, and the lease not run out by this replica's own monotonic clock since it was last
+   * renewed: false at once in a leader that resumes after a pause longer than the lease, before its
+   * next attempt deposes it. For work outside the store's fence (deleting blobs).
+   */
+  leaseHeld(): boolean;
   /** The fencing token this replica believes it holds (undefined: none, or SQLite). */
   token(): number | undefined;
   /** The fence the leader's store carries (store/fence.ts). */
@@ -59,6 +65,9 @@ export class SoleLeadership implements Leadership {
   private hooks: LeaderHooks | undefined;
   leading(): boolean {
     return this.hooks !== undefined;
+  }
+  leaseHeld(): boolean {
+    return this.leading();
   }
   token(): number | undefined {
     return undefined;
@@ -124,6 +133,9 @@ export class LeaseLeadership implements Leadership {
   }
   leading(): boolean {
     return this.tok !== undefined;
+  }
+  leaseHeld(): boolean {
+    return this.tok !== undefined && mono() <= this.validUntil;
   }
   token(): number | undefined {
     return this.tok;

@@ -589,7 +589,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const termNotifier = notifier;
     await termNotifier.start();
     const stopGc = startArtifactGcTimer(
-      { store: leaderStore, blobs, reconciler },
+      { store: leaderStore, blobs, reconciler, mayDelete: () => lease.leadership.leaseHeld() },
       log.child({ part: 'gc' }),
       opts.gcIntervalMs ?? gcIntervalFromEnv(),
       () => gcSettingsFromEnv(),
