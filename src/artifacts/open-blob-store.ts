@@ -91,6 +91,11 @@ export function uploadChunksFromEnv(env: NodeJS.ProcessEnv = process.env): { chu
 }
 
 /** The blob store `spec` names (undefined or empty: the filesystem store under `home`). */
+/** Check `--artifacts` / PILOT_ARTIFACTS before anything starts: throws invalidArtifactsUrl for a bad one. */
+export function checkArtifactsSpec(spec: string): void {
+  if (spec.trim() !== '' && !isAbsolute(spec.trim())) parseArtifactsUrl(spec.trim());
+}
+
 export function openBlobStore(spec: string | undefined, home: string, env: NodeJS.ProcessEnv = process.env): BlobStore {
   if (spec === undefined || spec.trim() === '') return new FsBlobStore(join(home, 'artifacts'));
   if (isAbsolute(spec.trim())) return new FsBlobStore(spec.trim());

@@ -2,6 +2,7 @@
  * `pilot up`: everything on this machine: control plane, router (a process of its own, so that
  * traffic outlives the control plane: cli/router-supervisor.ts), one local agent.
  */
+import { checkArtifactsSpec } from '../artifacts/open-blob-store.js';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -57,6 +58,7 @@ export async function up(opts: UpOptions): Promise<void> {
   // Checked before anything starts: a bad URL is a plain error.
   const store = storeChoice({ flag: opts.store, file: opts.storeFile, env: process.env.PILOT_STORE });
   const artifacts = opts.artifacts ?? (process.env.PILOT_ARTIFACTS || undefined);
+  if (artifacts !== undefined) checkArtifactsSpec(artifacts); // a bad one is said before any file is made
   const routerPort = port(opts.routerPort, '--router-port');
   const routerKind = opts.router ?? 'pilot';
   if (routerKind !== 'pilot' && routerKind !== 'haproxy') throw fail.invalidRouterKind({ value: routerKind });

@@ -94,7 +94,7 @@ export const artifactsErrors = {
   invalidArtifactsUrl: {
     code: 'invalid_argument',
     message: (p: { text: string; why: string }) => `--artifacts ${JSON.stringify(p.text)}: ${p.why}`,
-    hint: 'Leave it out to keep blobs in $PILOT_HOME/artifacts (the default), or give oci://HOST[:PORT]/REPO (HTTPS) or oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback only), e.g. --artifacts oci://registry.example.com/pilot.',
+    hint: 'Leave it out to keep blobs in $PILOT_HOME/artifacts (the default), or give oci://HOST[:PORT]/REPO (HTTPS), oci+http://127.0.0.1:PORT/REPO (plain HTTP, loopback only) or an absolute folder every replica mounts, e.g. --artifacts oci://registry.example.com/pilot.',
   },
   artifactsSecretUnreadable: {
     code: 'invalid_argument',
