@@ -575,7 +575,10 @@ export class Agent {
         .catch(() => undefined);
     const recorded = recordedExit(this.releaseExitFile(inst.spec.id, inst.stateDir));
     const exit = (handle && this.rt(inst).exitInfo(handle)) ?? (recorded === undefined ? undefined : { code: recorded, signal: null });
-    // Its last words (e.g. the shell's "not found") are flushed from this handle by the capture-tail effect.
+    // Its last words (e.g. the shell's "not found") are read before its end is told: the report that
+    // says "failed" carries them (read after, a sync in between reported the failure without them,
+    // seen in CI). The capture-tail effect of the end reads them once more.
+    if (handle) await this.captureTail(inst, handle);
     await this.emit(inst, { type: 'release-ended', exit, timedOut }, handle);
   }
 
