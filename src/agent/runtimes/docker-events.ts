@@ -47,7 +47,7 @@ export class EngineEvents {
   start(): void {
     if (this.started) return;
     this.started = true;
-    void this.open(false);
+    void this.open(false).catch(() => this.scheduleReopen()); // open() catches; this only keeps a future edit honest
   }
 
   /** Resolves once the stream is open (events from then on are seen), or after timeoutMs. */
@@ -106,7 +106,7 @@ export class EngineEvents {
 
   private scheduleReopen(): void {
     if (this.closed) return;
-    this.retry = setTimeout(() => void this.open(true), RETRY_MS);
+    this.retry = setTimeout(() => void this.open(true).catch(() => this.scheduleReopen()), RETRY_MS);
     this.retry.unref();
   }
 
