@@ -379,7 +379,7 @@ export class Agent {
       const t0 = mono();
       let ok = true;
       try {
-        const desired = await this.link.sync(this.report(), this.opts.longPollMs ?? LONG_POLL_MS);
+        const desired = await this.link.sync(() => this.report(), this.opts.longPollMs ?? LONG_POLL_MS);
         if (desired && !this.closed) this.converge(desired.instances, desired.stop);
       } catch (err) {
         ok = false;
@@ -417,7 +417,7 @@ export class Agent {
     }
     this.syncing = true;
     try {
-      const desired = await this.link.sync(this.report());
+      const desired = await this.link.sync(() => this.report());
       if (desired) this.converge(desired.instances, desired.stop);
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'sync with control plane failed; will retry');

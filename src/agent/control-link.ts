@@ -97,16 +97,29 @@ export class ControlPlaneLink {
    * Report and receive the desired instances and the ids to stop; undefined when the answer could
    * not be had. `stop` undefined: a control plane that does not say (stop whatever is not desired).
    */
-  async sync(instances: InstanceStatus[], waitMs = 0): Promise<{ instances: InstanceSpec[]; stop: string[] | undefined } | undefined> {
+  /**
+   * Report and get the desired instances. `instances` is called for each replica tried: the report
+   * is level-triggered (the whole state each time) and sent again to another replica if need be,
+   * and it must be the state of that moment, not of when a long poll began.
+   */
+  async sync(
+    instances: () => InstanceStatus[],
+    waitMs = 0,
+  ): Promise<{ instances: InstanceSpec[]; stop: string[] | undefined } | undefined> {
     try {
       const runtimes = this.pendingRuntimes;
-      // Level-triggered (the whole state each time): sent again to another replica if need be.
-      const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>('/api/v1/agent/sync', this.credential(), true, waitMs, {
-        protocol: AGENT_PROTOCOL,
-        instances: instances.map(stripUndefined),
-        ...(waitMs > 0 ? { waitMs } : {}),
-        ...(runtimes ? { runtimes } : {}),
-      });
+      const res = await this.post<{ instances: InstanceSpec[]; stop?: string[] }>(
+        '/api/v1/agent/sync',
+        this.credential(),
+        true,
+        waitMs,
+        () => ({
+          protocol: AGENT_PROTOCOL,
+          instances: instances().map(stripUndefined),
+          ...(waitMs > 0 ? { waitMs } : {}),
+          ...(runtimes ? { runtimes } : {}),
+        }),
+      );
       if (this.pendingRuntimes === runtimes) this.pendingRuntimes = undefined;
       return { instances: res.instances, stop: res.stop };
     } catch (err) {

@@ -39,6 +39,10 @@ export class ApiClient {
    * One request and its whole answer. With several addresses it fails over (failover.ts): GET,
    * HEAD, PUT, DELETE always; other methods only when the request certainly did not arrive,
    * unless the caller says it is idempotent (`idempotent: true`: a level-triggered sync).
+   * `body` may be a function, called for each address tried: a report of the caller's state is then
+   * made when it is sent, so a long poll retried on another replica does not carry the state of
+   * when it began (that older report overwrote a newer one: an instance ready for seconds was
+   * stored `pending` again, without its pid).
    */
   // Global fetch, not the undici package: the CLI starts ~150 ms faster without loading it.
   async call<T>(
@@ -47,10 +51,11 @@ export class ApiClient {
     body?: unknown,
     opts: { contentType?: string; timeoutMs?: number; idempotent?: boolean } = {},
   ): Promise<T> {
-    const raw = typeof body === 'string' ? body : body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = raw === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json' };
+    const encode = (b: unknown): string | undefined => (typeof b === 'string' ? b : b === undefined ? undefined : JSON.stringify(b));
     const { status, text } = await this.servers.run(
       async (base) => {
+        const raw = encode(typeof body === 'function' ? (body as () => unknown)() : body);
+        const headers: Record<string, string> = raw === undefined ? {} : { 'content-type': opts.contentType ?? 'application/json' };
         // A timeout per address: the next one gets the whole time again.
         const init = { headers, ...(raw === undefined ? {} : { body: raw }), signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000) };
         if (this.transport === 'node-http') {

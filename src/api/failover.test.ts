@@ -137,6 +137,24 @@ for (const transport of ['fetch', 'node-http'] as const) {
       assert.equal((await api.call<{ from: string }>('POST', '/sync', {}, { idempotent: true })).from, 'fine');
     });
 
+    it('makes a body given as a function again for each address: a retried report carries the state of when it is sent', async () => {
+      reset();
+      const api = new ApiClient(new ServerChooser(list('resetAfterRead', 'fine'), noWait), 't', transport);
+      let state = 'pending';
+      const r = await api.call<{ from: string; body: string }>(
+        'POST',
+        '/sync',
+        () => {
+          const report = { state };
+          state = 'ready'; // what the caller's state became while the first attempt was held
+          return report;
+        },
+        { idempotent: true },
+      );
+      assert.equal(hits.resetAfterRead, 1);
+      assert.deepEqual([r.from, JSON.parse(r.body)], ['fine', { state: 'ready' }]);
+    });
+
     it("reports a replica's 503 to a POST (it was received), and moves on for the next request", async () => {
       reset();
       const api = new ApiClient(new ServerChooser(list('unavailable', 'fine'), noWait), 't', transport);

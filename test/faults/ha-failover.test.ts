@@ -37,6 +37,7 @@ interface Replica {
 
 const h = new Harness();
 const replicas: Replica[] = [];
+const agentOut: Record<string, string> = {};
 const nodes = [
   { name: 'n1', address: '127.0.0.2', home: '', port: 0 },
   { name: 'n2', address: '127.0.0.3', home: '', port: 0 },
@@ -145,9 +146,9 @@ function steadyLoop(): { stop: () => Promise<{ ok: number; failed: string[] }> }
         });
         const text = await res.body.text();
         if (res.statusCode === 200) ok++;
-        else failed.push(`${router} ${res.statusCode} ${text.slice(0, 120)}`);
+        else failed.push(`${new Date().toISOString().slice(11, 23)} ${router} ${res.statusCode} ${text.slice(0, 120)}`);
       } catch (err) {
-        failed.push(`${router} ${(err as Error).message}`);
+        failed.push(`${new Date().toISOString().slice(11, 23)} ${router} ${(err as Error).message}`);
       }
       await sleep(15);
     }
@@ -209,13 +210,19 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
     }
     const leader = await waitFor('a leader', () => leaderSeenBy(replicas[0]!));
     follower = replicas.find((r) => r !== leader.replica)!;
-    // The agents (and their node routers) talk to a replica that does not lead.
-    h.api = follower.api;
+    // The agents (and their node routers) are given every replica, the leader first: they talk to
+    // the leader until it is killed, then fail over (api/failover.ts) without registering again.
+    h.api = [leader.replica, ...replicas.filter((r) => r !== leader.replica)].map((r) => r.api).join(',');
     for (const n of nodes) {
       n.home = h.track(tempDir(n.name));
       n.port = await allocatePort(n.address);
-      await h.startAgent(n.name, n.address, n.home, {}, { args: ['--router-port', String(n.port)] });
+      const a = await h.startAgent(n.name, n.address, n.home, process.env.HA_DEBUG ? { PILOT_LOG_LEVEL: 'debug' } : {}, {
+        args: ['--router-port', String(n.port)],
+      });
+      a.stdout!.on('data', (d: Buffer) => (agentOut[n.name] = (agentOut[n.name] ?? '') + d.toString()));
+      a.stderr!.on('data', (d: Buffer) => (agentOut[n.name] = (agentOut[n.name] ?? '') + d.toString()));
     }
+    h.api = follower.api;
     origin = h.track(tempDir('origin'));
     await git(origin, 'init', '-q', '--bare');
     work = h.track(await makeRepo(join(ROOT, 'examples/hello')));
@@ -269,8 +276,8 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
     try {
       // --- kill -9 while a webhook run is running ---
       const l1 = (await leaderSeenBy(follower))!;
-      // The node routers sync with a follower: the leader's traffic figures (canary analysis, the
-      // autoscaler) come from that replica (/api/v1/replica/traffic).
+      // The leader's traffic figures (canary analysis, the autoscaler) merge every replica's routers
+      // (/api/v1/replica/traffic): the node routers sync with the leader now, with a follower after the kill.
       assert.notEqual(l1.replica, follower);
       const seen = await waitFor(
         "the leader to see the node routers' traffic",
@@ -298,6 +305,7 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
         120_000,
       );
       const killedAt = performance.now();
+      console.log(`FAULT ha-debug: kill -9 ${l1.replica.name} at ${new Date().toISOString().slice(11, 23)}`);
       l1.replica.proc.kill('SIGKILL');
       const live = replicas.filter((r) => r !== l1.replica);
       const l2 = await waitFor(
@@ -340,7 +348,9 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
         120_000,
       );
       assert.equal(settled.length, 2);
-      console.log(`FAULT ha-traffic: the leader saw ${seen} requests of the node routers that sync with a follower`);
+      console.log(
+        `FAULT ha-traffic: the leader saw ${seen} requests of the node routers (they sync with the first replica of their list that answers)`,
+      );
       console.log(
         `FAULT ha-leader-kill9: new leader after ${(failover1 / 1000).toFixed(2)}s (token ${l1.token} → ${l2.token}), run interrupted + retried once, revisions of the commit 1, instances kept by the new leader ${before1.size}/${before1.size}`,
       );
@@ -383,14 +393,20 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
       );
       assert.equal(view.leader.url, l3.replica.api);
       assert.ok(view.fencedWrites >= 1, `the resumed leader's stale writes were refused (${view.fencedWrites})`);
-      const log = readFileSync(join(l2.replica.home, 'logs', 'pilot.log'), 'utf8')
-        .split('\n')
-        .filter((l) => l.includes('a write as leader was refused'))
-        .map((l) => JSON.parse(l) as { token: number | null; current: number | null });
-      assert.ok(
-        log.some((l) => l.token === l2.token && l.current === l3.token),
-        `a write carrying the old token ${l2.token} refused for the current ${l3.token}: ${JSON.stringify(log)}`,
-      );
+      // Its log line is written asynchronously (control/log-destination.ts): read until it is there.
+      const refusedLines = (): { token: number | null; current: number | null }[] =>
+        readFileSync(join(l2.replica.home, 'logs', 'pilot.log'), 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('a write as leader was refused'))
+          .map((l) => JSON.parse(l) as { token: number | null; current: number | null });
+      const refused = await waitFor(
+        `a write carrying the old token ${l2.token} refused for the current ${l3.token} in the log`,
+        () => refusedLines().find((l) => l.token === l2.token && l.current === l3.token),
+        15_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify(refusedLines())}`);
+      });
+      assert.ok(refused);
       await sleep(3000);
       const after2 = await pids(l3.replica);
       for (const [id, pid] of before2) {
@@ -413,9 +429,21 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
       console.log(
         `FAULT ha-stale-write: ${view.fencedWrites} write(s) of the resumed leader refused (token ${l2.token}, current ${l3.token}); instances unchanged ${before2.size}/${before2.size}`,
       );
+    } catch (err) {
+      console.log(`FAULT ha-debug: ${(err as Error).stack}`);
+      for (const r of replicas.filter((x) => x.proc.exitCode === null)) {
+        const a = await call(r, 'GET', '/api/v1/apps/hello').catch((e: Error) => ({ json: e.message }));
+        console.log(`FAULT ha-debug ${r.name}: ${JSON.stringify(a.json.instances ?? a.json)}`);
+      }
+      throw err;
     } finally {
       const { ok, failed } = await loop.stop();
       console.log(`FAULT ha-requests: failed ${failed.length}/${ok + failed.length} through the node routers`);
+      if (process.env.HA_DEBUG) {
+        for (const r of replicas) writeFileSync(`/tmp/ha-debug-${r.name}.log`, r.out);
+        for (const [name, out] of Object.entries(agentOut)) writeFileSync(`/tmp/ha-debug-${name}.log`, out);
+        writeFileSync('/tmp/ha-debug-failed.log', failed.join('\n'));
+      }
       assert.deepEqual(failed, []);
     }
   });
