@@ -52,6 +52,8 @@ export function describeEvent(e: PilotEvent): string {
         return `experiment #${p.experiment} ended${p.kept ? `, kept ${p.kept} (revision ${p.keptRevision})` : ''}${p.reason ? `: ${p.reason}` : ''}`;
       case 'autoscale.changed':
         return `replicas ${p.from} → ${p.to}: ${p.reason}`;
+      case 'certificate.changed':
+        return `certificate of ${p.host} ${p.change}`;
     }
   })();
   return `${t}  #${e.id}  ${e.kind.padEnd(17)} ${(e.app ?? '-').padEnd(12)} ${what}`;

@@ -13,7 +13,7 @@ import { AcmeChallenges, CertificateStore } from '../router/tls.js';
 import { routeOf, startUpstream, until, type TestUpstream } from '../router/test-support.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { SecretBox } from '../store/secret-box.js';
-import { PilotError } from '../core/errors.js';
+import { fail, PilotError } from '../core/errors.js';
 import { CertificateManager } from './certificates.js';
 import { pebbleInstalled, startPebble, type Pebble } from './test-pebble.js';
 import { selfSigned } from '../os/test-certs.js';
@@ -374,6 +374,45 @@ describe('certificates: back-off after failures, longer after a rate limit (a st
     await m.tick();
     assert.ok(accountPosts > posts, 'after it: tried again');
     assert.equal((await m.view('x.test')).attempts, 2);
+  });
+
+  it("the automatic pass writes through the leader's fenced store: a stale leader records and serves nothing", async () => {
+    const store = new MemoryStore();
+    let fenced = true;
+    // A stand-in for store/fence.ts on PostgreSQL: every write refused while the token is stale.
+    const leaderStore = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          if (fenced && String(prop).startsWith('put')) throw fail.leaderFenced({ token: 2, current: 3 });
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const certs = new CertificateStore();
+    const m = new CertificateManager({
+      store,
+      leaderStore,
+      box: new SecretBox(join(dir, 'k3')),
+      certs,
+      challenges: new AcmeChallenges(),
+      acme: { directoryUrl: `${base}/missing`, pollMs: 100 },
+      retryBaseMs: 1_000,
+    });
+    await assert.rejects(m.want(['z.test']), (e: unknown) => e instanceof PilotError && e.code === 'not_leader');
+    assert.deepEqual(await store.listCertificates(), [], 'nothing recorded by the stale leader');
+    // A record made while it led; the attempt's outcome (a failure here) is refused the same way.
+    fenced = false;
+    await m.want(['z.test']);
+    fenced = true;
+    await assert.rejects(m.tick(), (e: unknown) => e instanceof PilotError && e.code === 'not_leader');
+    assert.deepEqual([(await m.view('z.test')).state, (await m.view('z.test')).attempts], ['pending', 0]);
+    assert.deepEqual(certs.hosts(), []);
+    // What the API asks goes through the plain store, on any replica.
+    const user = selfSigned(dir, 'user-z', ['z.test']);
+    await m.setUserCertificate('z.test', user.cert, user.key);
+    assert.deepEqual([(await m.view('z.test')).source, certs.hosts()], ['user', ['z.test']]);
   });
 
   it('a CA that refuses the directory: 1x, 2x, 4x the base, capped', async () => {

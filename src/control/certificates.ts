@@ -35,6 +35,13 @@ export interface AcmeSettings {
 
 export interface CertificateManagerOptions {
   readonly store: Store;
+  /**
+   * The store the automatic pass (`want`, `tick` and the issues it starts) writes through: the
+   * leader's, fenced with its token (store/fence.ts), so a leader paused past its lease and resumed
+   * never records a certificate decided before. Absent: `store` (one process). What the API asks
+   * (`pilot certs issue|set|rm`) is a user's write and goes through `store` on any replica.
+   */
+  readonly leaderStore?: Store;
   readonly box: SecretBox;
   readonly certs: CertificateStore;
   readonly challenges: AcmeChallenges;
@@ -92,24 +99,45 @@ export class CertificateManager {
     this.#now = o.now ?? Date.now;
   }
 
-  /** Serve every stored certificate (at start-up). A record that cannot be opened is logged and skipped. */
+  /**
+   * Serve exactly the stored certificates (at start-up, and on every pass with several replicas: one
+   * set, renewed or removed through another replica is served, renewed or removed here too). A
+   * record that cannot be opened is logged and skipped; a certificate being issued here is kept.
+   */
   async load(): Promise<void> {
+    const stored = new Set<string>();
     for (const rec of await this.#o.store.listCertificates()) {
       if (rec.certSealed === undefined || rec.keySealed === undefined) continue;
+      stored.add(rec.host);
       try {
         this.#o.certs.set(rec.host, this.#o.box.open(rec.certSealed), this.#o.box.open(rec.keySealed));
       } catch (err) {
         this.#o.log?.(`certificates: cannot serve the stored certificate of ${rec.host}: ${(err as Error).message}`);
       }
     }
+    for (const host of this.#o.certs.hosts()) if (!stored.has(host) && !this.#busy.has(host)) this.#o.certs.delete(host);
+  }
+
+  /**
+   * Tell every replica (the event feed; NOTIFY on PostgreSQL) that a host's stored certificate
+   * changed, so each serves the stored set again at once rather than at its next pass. Appended
+   * after the write: a crash between the two leaves the change to that next pass.
+   */
+  async #changed(store: Store, host: string, change: 'issued' | 'set' | 'removed'): Promise<void> {
+    await store.appendEvent({ kind: 'certificate.changed', app: undefined, time: this.#now(), payload: { host, change } });
+  }
+
+  /** Where the automatic pass writes (see `leaderStore`). */
+  get #passStore(): Store {
+    return this.#o.leaderStore ?? this.#o.store;
   }
 
   /** Hosts that should have an automatic certificate: each one without a record gets a pending one. */
   async want(hosts: readonly string[]): Promise<void> {
     for (const h of hosts) {
       const host = h.toLowerCase();
-      if ((await this.#o.store.getCertificate(host)) !== undefined) continue;
-      await this.#o.store.putCertificate({ host, source: 'acme', state: 'pending', attempts: 0, updatedAt: this.#now() });
+      if ((await this.#passStore.getCertificate(host)) !== undefined) continue;
+      await this.#passStore.putCertificate({ host, source: 'acme', state: 'pending', attempts: 0, updatedAt: this.#now() });
     }
   }
 
@@ -131,10 +159,10 @@ export class CertificateManager {
   /** One pass: issue or renew every ACME host that is due and whose back-off has passed. */
   async tick(): Promise<void> {
     if (this.#o.acme === undefined) return;
-    for (const rec of await this.#o.store.listCertificates()) {
+    for (const rec of await this.#passStore.listCertificates()) {
       if (!this.#due(rec)) continue;
       if (rec.nextAttemptAt !== undefined && rec.nextAttemptAt > this.#now()) continue;
-      await this.issue(rec.host);
+      await this.#issue(rec.host, this.#passStore);
     }
   }
 
@@ -142,12 +170,16 @@ export class CertificateManager {
    * Obtain a certificate for host now (a renewal when it has one). On failure the record keeps any
    * certificate it had (still served), with the error and the time of the next attempt.
    */
-  async issue(host: string): Promise<CertificateView> {
+  issue(host: string): Promise<CertificateView> {
+    return this.#issue(host, this.#o.store);
+  }
+
+  async #issue(host: string, store: Store): Promise<CertificateView> {
     const settings = this.#o.acme;
     if (settings === undefined) throw fail.acmeNotConfigured({ host });
     if (this.#busy.has(host)) return this.view(host);
     this.#busy.add(host);
-    const before = (await this.#o.store.getCertificate(host)) ?? {
+    const before = (await store.getCertificate(host)) ?? {
       host,
       source: 'acme' as const,
       state: 'pending' as const,
@@ -177,8 +209,8 @@ export class CertificateManager {
       });
       const keyPem = key.toString();
       const facts = checkCertificate(host, pem, keyPem, new Date(this.#now()));
-      this.#o.certs.set(host, pem, keyPem);
-      await this.#o.store.putCertificate({
+      // Stored first: a write refused (a stale leader) serves nothing new either.
+      await store.putCertificate({
         host,
         source: 'acme',
         certSealed: this.#o.box.seal(pem),
@@ -189,6 +221,8 @@ export class CertificateManager {
         attempts: 0,
         updatedAt: this.#now(),
       });
+      this.#o.certs.set(host, pem, keyPem);
+      await this.#changed(store, host, 'issued');
       this.#o.log?.(`certificates: ${host}: issued by ${facts.issuer}, valid until ${facts.notAfter.toISOString()}`);
     } catch (err) {
       const { rateLimited, message } = err instanceof PilotError ? { rateLimited: false, message: err.message } : acmeProblem(err);
@@ -197,7 +231,7 @@ export class CertificateManager {
         restartDelayMs(attempts, this.#o.retryBaseMs ?? 60_000, this.#o.retryCapMs ?? 6 * 3600_000),
         rateLimited ? (this.#o.rateLimitedMs ?? 3600_000) : 0,
       );
-      await this.#o.store.putCertificate({
+      await store.putCertificate({
         ...before,
         source: 'acme',
         // A certificate still in force keeps being served; the failure is in lastError.
@@ -231,6 +265,7 @@ export class CertificateManager {
       attempts: 0,
       updatedAt: this.#now(),
     });
+    await this.#changed(this.#o.store, h, 'set');
     return this.view(h);
   }
 
@@ -238,7 +273,9 @@ export class CertificateManager {
   async remove(host: string): Promise<boolean> {
     const h = host.toLowerCase();
     this.#o.certs.delete(h);
-    return this.#o.store.deleteCertificate(h);
+    const removed = await this.#o.store.deleteCertificate(h);
+    if (removed) await this.#changed(this.#o.store, h, 'removed');
+    return removed;
   }
 
   async list(): Promise<CertificateView[]> {

@@ -1,7 +1,9 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { ClusterView } from '../api/wire.js';
@@ -9,6 +11,7 @@ import { isPilotError } from '../core/errors.js';
 import pg from 'pg';
 import { openPostgresStore } from '../store/postgres-store.js';
 import { postgresUnavailable, startPostgres, type PgCluster } from '../store/test-postgres.js';
+import { selfSigned, type SelfSigned } from '../os/test-certs.js';
 import { storeChoice } from './control-store.js';
 import { startControlPlane, type ControlPlane } from './server.js';
 
@@ -267,6 +270,81 @@ if (unavailable !== undefined) {
         await cluster.up().catch(() => undefined);
         await cp.close();
         rmSync(home, { recursive: true, force: true });
+        await cluster.dropDatabase(url);
+      }
+    });
+
+    it('a certificate set or removed through one replica is served or dropped by the other at once (certificate.changed)', async () => {
+      const url = await cluster.createDatabase();
+      const root = mkdtempSync(join(tmpdir(), 'pilot-ha-certs-'));
+      const homes = ['a', 'b'].map((n) => join(root, n));
+      const start = (home: string): Promise<ControlPlane> =>
+        startControlPlane({
+          home,
+          host: '127.0.0.1',
+          port: 0,
+          routerHost: '127.0.0.1',
+          routerPort: 0,
+          logger: pino({ level: 'silent' }),
+          gcIntervalMs: 0,
+          store: { kind: 'postgres', url },
+          artifacts: join(root, 'artifacts'),
+          lease: { leaseMs: 1500 },
+          https: { port: 0 },
+        });
+      const cps: ControlPlane[] = [];
+      try {
+        cps.push(await start(homes[0]!));
+        mkdirSync(homes[1]!, { recursive: true, mode: 0o700 });
+        for (const f of ['admin-token', 'join-token', 'router-token', 'secret.key']) copyFileSync(join(homes[0]!, f), join(homes[1]!, f));
+        cps.push(await start(homes[1]!));
+        const [a, b] = cps as [ControlPlane, ControlPlane];
+        // The host's certificate as each replica's router presents it (undefined: no handshake).
+        const presented = (cp: ControlPlane): Promise<string | undefined> =>
+          new Promise((resolve) => {
+            const s = tlsConnect(
+              { host: '127.0.0.1', port: cp.routerHttpsPort!, servername: 'shop.example', rejectUnauthorized: false },
+              () => {
+                const fp = s.getPeerX509Certificate()?.fingerprint256;
+                s.destroy();
+                resolve(fp);
+              },
+            );
+            s.on('error', () => resolve(undefined));
+          });
+        const put = async (cp: ControlPlane, method: string, cert?: SelfSigned): Promise<number> => {
+          const res = await fetch(`${cp.apiUrl}/api/v1/certs/shop.example`, {
+            method,
+            headers: { authorization: `Bearer ${cp.adminToken}`, ...(cert ? { 'content-type': 'application/json' } : {}) },
+            ...(cert ? { body: JSON.stringify({ cert: cert.cert, key: cert.key }) } : {}),
+          });
+          await res.text();
+          return res.status;
+        };
+        const first = selfSigned(root, 'first', ['shop.example']);
+        const second = selfSigned(root, 'second', ['shop.example']);
+        const fingerprint = (c: SelfSigned): string => new X509Certificate(c.cert).fingerprint256;
+        // Set through the follower: the leader serves it too. Far below the 60 s certificate pass.
+        assert.equal(await put(b, 'PUT', first), 200);
+        await waitFor(
+          'the leader to serve the first',
+          async () => ((await presented(a)) === fingerprint(first) ? true : undefined),
+          10_000,
+        );
+        // Replaced through the leader: the follower serves the new one.
+        assert.equal(await put(a, 'PUT', second), 200);
+        await waitFor(
+          'the follower to serve the second',
+          async () => ((await presented(b)) === fingerprint(second) ? true : undefined),
+          10_000,
+        );
+        // Removed through the follower: neither presents it any more.
+        assert.equal(await put(b, 'DELETE'), 200);
+        await waitFor('the leader to drop it', async () => ((await presented(a)) === undefined ? true : undefined), 10_000);
+        assert.equal(await presented(b), undefined);
+      } finally {
+        for (const cp of cps) await cp.close();
+        rmSync(root, { recursive: true, force: true });
         await cluster.dropDatabase(url);
       }
     });

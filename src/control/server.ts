@@ -257,6 +257,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const challenges = new AcmeChallenges();
   const certManager = new CertificateManager({
     store,
+    leaderStore,
     box,
     certs: served,
     challenges,
@@ -535,8 +536,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         tlsFed = true;
         feedTls();
       }
-      // A follower serves (and feeds its routers) the certificates the leader or the API stored.
-      if (ha && !lease.leadership.leading()) await certManager.load();
+      // Every replica serves (and feeds its routers) exactly the certificates stored, by whichever
+      // replica stored or removed them (the leader's pass, or the API on any replica).
+      if (ha) await certManager.load();
       if (httpsOpts?.acme && lease.leadership.leading()) {
         await certManager.want(apps.flatMap((a) => a.config.hosts));
         await certManager.tick();
@@ -643,6 +645,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // The routers' policies and certificates, on a follower too (its routers sync here).
   const followerCerts = ha ? setInterval(certsOnce, envMs('PILOT_CERT_CHECK_MS', 60_000)) : undefined;
   followerCerts?.unref();
+  // A certificate stored or removed through another replica is served or dropped here at once.
+  const unfollowCerts = ha
+    ? store.subscribeEvents((batch) => {
+        if (!batch.some((e) => e.kind === 'certificate.changed')) return;
+        certManager.load().catch((err: unknown) => log.warn({ err }, 'certificates not reloaded'));
+      })
+    : undefined;
   if (ha && !lease.leadership.leading()) certsOnce();
   log.info(
     {
@@ -672,6 +681,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       homeGuard?.close();
       if (checkpoint) clearInterval(checkpoint);
       if (followerCerts) clearInterval(followerCerts);
+      unfollowCerts?.();
       feed.release();
       await lease.leadership.stop();
       reconciler.stop();

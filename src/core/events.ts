@@ -13,6 +13,8 @@
  *   node.registered node.scheduling node.status
  *   experiment.started experiment.ended      an A/B experiment (core/experiment.ts)
  *   autoscale.changed                        the autoscaler set the replica count (from, to, reason)
+ *   certificate.changed                      a host's certificate was stored or removed (host, change):
+ *                                            every replica serves the stored set again
  */
 export type EventKind =
   | 'run.created'
@@ -35,7 +37,8 @@ export type EventKind =
   | 'node.status'
   | 'experiment.started'
   | 'experiment.ended'
-  | 'autoscale.changed';
+  | 'autoscale.changed'
+  | 'certificate.changed';
 
 /** An event before the store gives it its id. */
 export interface NewEvent {
