@@ -135,7 +135,6 @@ export async function up(opts: UpOptions): Promise<void> {
   const targets = new TargetSupervisor({
     server: cp.apiUrl,
     adminToken: cp.adminToken,
-    joinToken: cp.joinToken,
     home,
     log: log.child({ part: 'targets' }),
     active: () => cp.leadership().leading(),

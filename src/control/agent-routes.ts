@@ -21,6 +21,13 @@ export interface AgentRouteDeps {
   box: SecretBox;
   reconciler: Reconciler;
   joinToken: () => string;
+  /**
+   * The admin token: a registration made with it may take over an existing node's name with a new
+   * credential. A Swarm target's bridge (src/swarm/bridge.ts) registers this way: it runs in the
+   * leader's process, and after a failover the new leader's bridge has no copy of the credential the
+   * old one kept in its own home. The admin can remove a node anyway; an agent's join token cannot.
+   */
+  adminToken?: () => string;
   /** Instances' CPU totals, for the autoscaler's targetCpu (control/cpu-meter.ts). */
   cpu?: Pick<CpuMeter, 'record'>;
 }
@@ -43,8 +50,10 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
   app.post<{ Body: RegisterRequest }>('/api/v1/agent/register', { schema: { body: RegisterRequest } }, async (req, reply) => {
     const token = bearer(req.headers.authorization);
     // The bootstrap token in $PILOT_HOME/join-token, or one made by `pilot token create --join` and not revoked.
+    const asAdmin = token !== undefined && deps.adminToken !== undefined && tokensEqual(token, deps.adminToken());
     const valid =
-      token !== undefined && (tokensEqual(token, deps.joinToken()) || (await store.findJoinToken(hashToken(token))) !== undefined);
+      token !== undefined &&
+      (asAdmin || tokensEqual(token, deps.joinToken()) || (await store.findJoinToken(hashToken(token))) !== undefined);
     if (!valid) {
       req.log.warn({ node: (req.body as { name?: unknown }).name }, 'registration refused: bad join token');
       throw fail.invalidJoinToken();
@@ -53,10 +62,12 @@ export function registerAgentRoutes(app: FastifyInstance, deps: AgentRouteDeps):
     return reconciler.serial(async () => {
       const existing = await store.getNodeByName(b.name);
       const now = Date.now();
-      if (existing && !(b.credential && tokensEqual(existing.credentialHash, hashToken(b.credential)))) {
-        throw fail.nodeNameTaken({ name: b.name });
-      }
-      const credential = existing ? b.credential! : newToken('pilot_node');
+      const sameCredential =
+        existing !== undefined && b.credential !== undefined && tokensEqual(existing.credentialHash, hashToken(b.credential));
+      if (existing && !sameCredential && !asAdmin) throw fail.nodeNameTaken({ name: b.name });
+      if (existing && !sameCredential)
+        req.log.warn({ node: b.name }, 'node registered again with the admin token: its credential is renewed');
+      const credential = sameCredential ? b.credential! : newToken('pilot_node');
       const node: NodeRecord = {
         id: existing?.id ?? randomUUID(),
         name: b.name,

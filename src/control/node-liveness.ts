@@ -6,10 +6,13 @@
 import type { NodeStatus } from '../core/types.js';
 import type { NodeMonitor } from './node-monitor.js';
 
-export class NodeLiveness {
-  private monitor: Pick<NodeMonitor, 'heardFrom' | 'pollOpened' | 'pollClosed' | 'status'> | undefined;
+/** What answers for node health: the leader's NodeMonitor, or a follower's FollowerNodeView. */
+export type NodeHealthSource = Pick<NodeMonitor, 'heardFrom' | 'pollOpened' | 'pollClosed' | 'status'>;
 
-  attach(m: Pick<NodeMonitor, 'heardFrom' | 'pollOpened' | 'pollClosed' | 'status'>): void {
+export class NodeLiveness {
+  private monitor: NodeHealthSource | undefined;
+
+  attach(m: NodeHealthSource): void {
     this.monitor = m;
   }
 

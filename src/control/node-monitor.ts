@@ -152,7 +152,7 @@ export class NodeMonitor {
     const time = Date.now();
     (async () => {
       const node = name ?? (await this.store.listNodes()).find((n) => n.id === nodeId)?.name ?? nodeId;
-      await this.store.appendEvent({ kind: 'node.status', app: undefined, time, payload: { node, status: to, from } });
+      await this.store.appendEvent({ kind: 'node.status', app: undefined, time, payload: { node, nodeId, status: to, from } });
     })().catch((err: unknown) => this.log.warn({ err, node: name ?? nodeId }, 'node status event not recorded'));
   }
 

@@ -21,12 +21,11 @@ import { basisOf, planAppChanges, type AppSnapshot, type Plan } from '../core/pl
 import type { PlacementRequest, SchedulerNode } from '../core/scheduler.js';
 import type { NodeStatus } from '../core/types.js';
 import type { AppRecord, InstanceRecord, RevisionRecord, Store } from '../store/store.js';
-import type { NodeMonitor } from './node-monitor.js';
 import { desiredRoutes, type Route, type RouteState } from '../core/routes.js';
 import { experimentSeed } from '../core/experiment.js';
 import { AgentWaiters } from './agent-waiters.js';
 import { applyPlan, type ApplyResult } from './applier.js';
-import { NodeLiveness } from './node-liveness.js';
+import { NodeLiveness, type NodeHealthSource } from './node-liveness.js';
 import { OrphanRegistry, type OrphanInstance, type ReportedOrphan } from './orphans.js';
 import { RevisionCache } from './revision-cache.js';
 import { everyNodeIsolates, schedulerSnapshot } from './scheduler-snapshot.js';
@@ -422,7 +421,7 @@ export class Reconciler {
     this.wakeAgents();
   }
 
-  attachMonitor(m: NodeMonitor): void {
+  attachMonitor(m: NodeHealthSource): void {
     this.liveness.attach(m);
   }
 

@@ -67,6 +67,7 @@ import { registerVolumeRoutes } from './volume-routes.js';
 import { SecretBox } from '../store/secret-box.js';
 import { AcmeChallenges, CertificateStore, type HttpsPolicy } from '../router/tls.js';
 import { CertificateManager, type AcmeSettings } from './certificates.js';
+import { FollowerNodeView } from './follower-nodes.js';
 import { registerCertRoutes } from './cert-routes.js';
 import { Notifier, notifierFromEnv, type NotifierSettings } from './notifications.js';
 import { registerNotifyRoutes } from './notify-routes.js';
@@ -355,6 +356,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     );
   let monitor = newMonitor();
   reconciler.attachMonitor(monitor);
+  // Several replicas: a follower reads node health as the leader recorded it (follower-nodes.ts).
+  const followerNodes = ha
+    ? new FollowerNodeView(store, (nodeId) => {
+        reconciler.nodeChanged(nodeId).catch((err: unknown) => log.error({ err, node: nodeId }, 'node status change not reconciled'));
+      })
+    : undefined;
   const api = Fastify({
     loggerInstance: log.child({ part: 'api' }),
     bodyLimit: 1024 * 1024,
@@ -463,7 +470,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     },
     maxBytes: opts.maxArtifactBytes ?? 4 * 1024 ** 3,
   });
-  registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token, cpu });
+  registerAgentRoutes(api, { store, box, reconciler, joinToken: () => join_.token, adminToken: () => admin.token, cpu });
   const targets = new TargetBoard();
   registerAppRoutes(api, { store, ledger, box, blobs, reconciler, autoscaler, targets });
   registerTargetRoutes(api, { store, reconciler, board: targets });
@@ -564,9 +571,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     reconciler.setLeading(true);
     if (!first) {
       monitor = newMonitor();
-      reconciler.attachMonitor(monitor);
       notifier = newNotifier();
     }
+    reconciler.attachMonitor(monitor);
     await reconciler.tick();
     if (first && !ha) reconciler.start(); // replicas start it before the first attempt, leading or not
     monitor.start();
@@ -625,11 +632,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await t?.stop();
     if (!ha) return;
     reconciler.setLeading(false);
-    monitor = newMonitor(); // unstarted: a follower never calls a node down
-    reconciler.attachMonitor(monitor);
+    monitor = newMonitor(); // for the next term (a stopped one cannot start again)
+    reconciler.attachMonitor(followerNodes!); // a follower never calls a node down
   };
   if (ha) {
     reconciler.setLeading(false);
+    await followerNodes!.start();
+    reconciler.attachMonitor(followerNodes!);
     const leaseMs = opts.lease?.leaseMs ?? envMs('PILOT_LEASE_MS', 3000);
     lease.leadership = new LeaseLeadership(
       new PostgresLease(opened.postgresUrl!, { holder: randomUUID(), url: replicaUrl, version: PILOT_VERSION, leaseMs }),
@@ -681,6 +690,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       homeGuard?.close();
       if (checkpoint) clearInterval(checkpoint);
       if (followerCerts) clearInterval(followerCerts);
+      followerNodes?.stop();
       unfollowCerts?.();
       feed.release();
       await lease.leadership.stop();

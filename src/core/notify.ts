@@ -183,7 +183,7 @@ export function notificationOf(e: PilotEvent, facts: NotifyFacts): Notification 
         summary: `${e.app}: autoscaled from ${String(num(p.from))} to ${String(to)} replicas${reason ? ` (${reason})` : ''}`,
       };
     }
-    // Not announced: runs (a run's deploy is its rollout), instances, plans, nodes, experiments, canary steps.
+    // Not announced: runs (a run's deploy is its rollout), instances, plans, nodes, experiments, canary steps, certificates.
     case 'run.created':
     case 'run.status':
     case 'run.steps':
@@ -201,6 +201,7 @@ export function notificationOf(e: PilotEvent, facts: NotifyFacts): Notification 
     case 'node.status':
     case 'experiment.started':
     case 'experiment.ended':
+    case 'certificate.changed':
       return undefined;
   }
 }

@@ -42,9 +42,8 @@ import type { SwarmApi, SwarmService } from './swarm-api.js';
 export interface BridgeOptions {
   readonly target: { readonly name: string; readonly docker: string; readonly ports: PortRange };
   readonly swarm: SwarmApi;
-  /** The control plane, the join token (registration) and the admin token (status reports). */
+  /** The control plane and the admin token (registration, status reports). */
   readonly server: string;
-  readonly joinToken: string;
   readonly adminToken: string;
   /** Where the node credential is kept across restarts (0600). */
   readonly stateFile: string;
@@ -167,7 +166,9 @@ export class SwarmBridge {
       runtimes: { docker: { available: true, version: 'swarm' } },
       ...(saved ? { credential: saved } : {}),
     };
-    const res = await new ApiClient(this.o.server, this.o.joinToken).call<RegisterResponse>('POST', '/api/v1/agent/register', body);
+    // With the admin token: after a leader failover this replica's bridge takes the node over (new
+    // credential) from the old leader's, whose copy of it stayed in that replica's home.
+    const res = await new ApiClient(this.o.server, this.o.adminToken).call<RegisterResponse>('POST', '/api/v1/agent/register', body);
     this.credential = res.credential;
     mkdirSync(dirname(this.o.stateFile), { recursive: true, mode: 0o700 });
     writeFileSync(this.o.stateFile, JSON.stringify({ credential: res.credential }), { mode: 0o600 });

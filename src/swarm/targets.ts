@@ -12,7 +12,6 @@ import { swarmApi } from './swarm-api.js';
 export interface TargetSupervisorOptions {
   readonly server: string;
   readonly adminToken: string;
-  readonly joinToken: string;
   /** $PILOT_HOME: each bridge keeps its node credential in swarm/<target>.json. */
   readonly home: string;
   readonly log: Logger;
@@ -72,7 +71,6 @@ export class TargetSupervisor {
         target: t,
         swarm: swarmApi(t.docker),
         server: this.o.server,
-        joinToken: this.o.joinToken,
         adminToken: this.o.adminToken,
         stateFile: join(this.o.home, 'swarm', `${t.name}.json`),
         log: this.o.log.child({ part: 'swarm', target: t.name }),

@@ -11,29 +11,21 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { signGithubPayload } from '../../src/cd/github-signature.js';
 import { allocatePort } from '../../src/os/ports.js';
 import { postgresUnavailable, startPostgres, type PgCluster } from '../../src/store/test-postgres.js';
-import { git, Harness, makeRepo, PILOT, ROOT, sleep, tempDir, waitFor } from '../integration/harness.js';
+import { call as callReplica, killReplica, leaderSeenBy as leaderOf, startReplica, type Replica, type ReplicaSetup } from './replicas.js';
+import { git, Harness, makeRepo, ROOT, sleep, tempDir, waitFor } from '../integration/harness.js';
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
 const pushExample = examples.find((e) => e.name === 'push')!.examples[0]!;
 const LEASE_MS = 2000;
 const SECRET = 'ha-fault-webhook-secret-0123';
-
-interface Replica {
-  name: string;
-  home: string;
-  api: string;
-  proc: ChildProcess;
-  out: string;
-}
 
 const h = new Harness();
 const replicas: Replica[] = [];
@@ -47,63 +39,10 @@ let dbUrl = '';
 const shared = tempDir('ha-artifacts');
 h.track(shared);
 
-async function startReplica(name: string, home: string): Promise<Replica> {
-  mkdirSync(home, { recursive: true, mode: 0o700 });
-  const [api, router] = [await allocatePort('127.0.0.1'), await allocatePort('127.0.0.1')];
-  const p = spawn(
-    process.execPath,
-    [
-      '--max-semi-space-size=2',
-      PILOT,
-      'server',
-      '--store',
-      dbUrl,
-      '--artifacts',
-      shared,
-      '--api-port',
-      String(api),
-      '--router-port',
-      String(router),
-    ],
-    {
-      cwd: ROOT,
-      env: h.env({ PILOT_HOME: home, PILOT_CD_QUIET_MS: '200', PILOT_LEASE_MS: String(LEASE_MS) }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  const r: Replica = { name, home, api: `http://127.0.0.1:${api}`, proc: p, out: '' };
-  p.stdout!.on('data', (d: Buffer) => (r.out += d.toString()));
-  p.stderr!.on('data', (d: Buffer) => (r.out += d.toString()));
-  await waitFor(`replica ${name} to start`, () => {
-    if (p.exitCode !== null) throw new Error(`replica ${name} exited ${p.exitCode}: ${r.out}`);
-    return r.out.includes('pilot is up') || undefined;
-  });
-  return r;
-}
-
-async function call(r: Replica, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await request(r.api + path, {
-    method: method as 'GET',
-    headers: { authorization: `Bearer ${h.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    headersTimeout: 5000,
-    bodyTimeout: 5000,
-  });
-  const text = await res.body.text();
-  return { status: res.statusCode, json: text.startsWith('{') ? JSON.parse(text) : text };
-}
-
-/** The leader as a live replica's cluster view says (undefined: none, or the lease expired). */
-async function leaderSeenBy(r: Replica): Promise<{ replica: Replica; token: number } | undefined> {
-  try {
-    const v = (await call(r, 'GET', '/api/v1/cluster')).json;
-    if (!v.leader || v.leader.expired) return undefined;
-    const replica = replicas.find((x) => x.api === v.leader.url);
-    return replica && { replica, token: v.leader.token as number };
-  } catch {
-    return undefined;
-  }
-}
+const setup = (): ReplicaSetup => ({ h, store: dbUrl, artifacts: shared, leaseMs: LEASE_MS });
+const call = (r: Replica, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> =>
+  callReplica(h, r, method, path, body);
+const leaderSeenBy = (r: Replica): Promise<{ replica: Replica; token: number } | undefined> => leaderOf(h, replicas, r);
 
 /** A webhook push of `sha` to `hello`, through a replica. */
 async function push(via: Replica, origin: string, sha: string): Promise<void> {
@@ -179,17 +118,6 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Kill a process by pid, waking it first if stopped; never throws. */
-function killPid(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(pid, 'SIGCONT');
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // gone already
-  }
-}
-
 const unavailable = postgresUnavailable();
 
 describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { timeout: 900_000, skip: unavailable }, () => {
@@ -200,14 +128,9 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
   before(async () => {
     pg = await startPostgres();
     dbUrl = await pg.createDatabase();
-    replicas.push(await startReplica('r0', h.home));
-    h.token = readFileSync(join(h.home, 'admin-token'), 'utf8').trim();
+    replicas.push(await startReplica(setup(), 'r0'));
     // Every replica shares the first one's tokens and sealing key (README: "Running Pilot highly available").
-    for (const name of ['r1', 'r2']) {
-      const home = h.track(tempDir(name));
-      for (const f of ['admin-token', 'join-token', 'router-token', 'secret.key']) copyFileSync(join(h.home, f), join(home, f));
-      replicas.push(await startReplica(name, home));
-    }
+    for (const name of ['r1', 'r2']) replicas.push(await startReplica(setup(), name, replicas[0]));
     const leader = await waitFor('a leader', () => leaderSeenBy(replicas[0]!));
     follower = replicas.find((r) => r !== leader.replica)!;
     // The agents (and their node routers) are given every replica, the leader first: they talk to
@@ -261,12 +184,7 @@ describe('fault: leader of three replicas on PostgreSQL killed, then frozen', { 
   });
 
   after(async () => {
-    for (const r of replicas) {
-      killPid(r.proc.pid);
-      // Each replica's router process outlives its server by design: stopped by its recorded pid.
-      const f = join(r.home, 'router', 'router.json');
-      if (existsSync(f)) killPid((JSON.parse(readFileSync(f, 'utf8')) as { pid: number }).pid);
-    }
+    for (const r of replicas) killReplica(r);
     await h.cleanup();
     await pg?.stop();
   });
