@@ -2,11 +2,14 @@
  * Pilot-driven HAProxy (src/haproxy: generated config, Runtime API, host map, pin and forwarding
  * rules) against a plain HAProxy with a minimal hand-written config, on the same upstream, with wrk
  * (1 thread, c=50, keep-alive), interleaved rounds. Goal: ≥ 0.95× plain's requests/s.
- * Pilot-driven HAProxy runs twice: as `pilot router --haproxy` runs it, with the per-request log
- * line that feeds the traffic figures (haproxy/traffic-log.ts, read by this process as the router
- * process reads it), and without it (what the figures cost). The upstream is a child process.
+ * Pilot-driven HAProxy runs three times, one per traffic mode (PILOT_HAPROXY_TRAFFIC): `log`, the
+ * default, with the per-request log line that feeds the traffic figures (haproxy/traffic-log.ts,
+ * read by this process as the router process reads it); `stats`, the counters read every 2 s
+ * (haproxy/traffic-stats.ts, also by this process); `off`, no figures. Every HAProxy runs with the
+ * same `nbthread` and the same timeouts and keep-alive; the plain one has no forwarding headers,
+ * host routing or error pages. The upstream is a child process.
  *
- *   npm run build && node dist/bench/haproxy.js [seconds=5] [rounds=3]
+ *   npm run build && node dist/bench/haproxy.js [seconds=5] [rounds=3] [threads=2]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,6 +22,7 @@ import { allocatePort } from '../src/os/ports.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 const rounds = Number(process.argv[3] ?? 3);
+const threads = Number(process.argv[4] ?? 2);
 const HOST = 'bench.localhost';
 
 function run(cmd: string, args: string[], _o: object): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -102,20 +106,41 @@ async function main(): Promise<void> {
     port: 0,
     log: pino({ level: 'silent' }),
     traffic: metrics,
+    threads,
   });
   await pilot.apply([route]);
-  const bare = await HaproxyRouter.start({ dir: join(dir, 'bare'), host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
+  const statsMetrics = new RouterMetrics();
+  const stats = await HaproxyRouter.start({
+    dir: join(dir, 'stats'),
+    host: '127.0.0.1',
+    port: 0,
+    log: pino({ level: 'silent' }),
+    traffic: statsMetrics,
+    trafficMode: 'stats',
+    threads,
+  });
+  await stats.apply([route]);
+  const bare = await HaproxyRouter.start({ dir: join(dir, 'bare'), host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }), threads });
   await bare.apply([route]);
   const plainPort = await allocatePort('127.0.0.1');
   writeFileSync(
     join(dir, 'plain.cfg'),
     [
+      'global',
+      `  nbthread ${threads}`,
+      // The same defaults as Pilot's (haproxy/config.ts): keep-alive, timeouts, retries.
       'defaults',
       '  mode http',
       '  option http-keep-alive',
       '  timeout connect 5s',
-      '  timeout client 1m',
-      '  timeout server 1m',
+      '  timeout client 5m',
+      '  timeout http-request 30s',
+      '  timeout server 60s',
+      '  timeout tunnel 1h',
+      '  timeout client-fin 5s',
+      '  retries 1',
+      '  option redispatch 1',
+      '  option abortonclose',
       'frontend f',
       `  bind 127.0.0.1:${plainPort}`,
       '  default_backend b',
@@ -128,13 +153,27 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 500));
   const ratios: number[] = [];
   const bareRatios: number[] = [];
-  const cpu = { plain: [] as number[], pilot: [] as number[], reader: [] as number[], bare: [] as number[] };
+  const statsRatios: number[] = [];
+  const cpu = {
+    plain: [] as number[],
+    pilot: [] as number[],
+    reader: [] as number[],
+    bare: [] as number[],
+    stats: [] as number[],
+    statsReader: [] as number[],
+  };
+  const loads: string[] = [];
   const range = (xs: number[]): string => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
   try {
     for (let i = 0; i < rounds; i++) {
       const p = await measure(plainPort, plain.pid);
       const d = await measure(pilot.port, pilot.health.pid);
       const b = await measure(bare.port, bare.health.pid);
+      const s = await measure(stats.port, stats.health.pid);
+      loads.push(readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '));
+      cpu.stats.push(s.hapUs);
+      cpu.statsReader.push(s.readerUs);
+      statsRatios.push(s.rps / p.rps);
       cpu.plain.push(p.hapUs);
       cpu.pilot.push(d.hapUs);
       cpu.reader.push(d.readerUs);
@@ -144,21 +183,27 @@ async function main(): Promise<void> {
       console.log(
         `round ${i + 1}: plain ${p.rps.toFixed(0)} req/s (p50 ${p.p50}, p99 ${p.p99}, non-2xx ${p.errors}) | ` +
           `pilot-driven ${d.rps.toFixed(0)} req/s (p50 ${d.p50}, p99 ${d.p99}, non-2xx ${d.errors}) ratio ${(d.rps / p.rps).toFixed(3)} | ` +
-          `without figures ${b.rps.toFixed(0)} req/s ratio ${(b.rps / p.rps).toFixed(3)}`,
+          `stats ${s.rps.toFixed(0)} req/s ratio ${(s.rps / p.rps).toFixed(3)} | ` +
+          `off ${b.rps.toFixed(0)} req/s ratio ${(b.rps / p.rps).toFixed(3)} | load ${loads[i]}`,
       );
     }
+    await new Promise((r) => setTimeout(r, 2_500)); // one more read of the counters
     const counted = metrics.traffic(600_000, 'bench').reduce((n, t) => n + t.summary.requests, 0);
-    console.log(`ratio pilot-driven / plain: ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)} (goal ≥ 0.95)`);
-    console.log(`ratio without the figures' log / plain: ${Math.min(...bareRatios).toFixed(3)}–${Math.max(...bareRatios).toFixed(3)}`);
-    console.log(`requests counted by the traffic figures (last 5 min of the window): ${counted}`);
+    const countedStats = statsMetrics.traffic(600_000, 'bench').reduce((n, t) => n + t.summary.requests, 0);
+    const r3 = (xs: number[]): string => `${Math.min(...xs).toFixed(3)}–${Math.max(...xs).toFixed(3)}`;
+    console.log(`threads ${threads}; load average after each round: ${loads.join(' | ')}`);
+    console.log(`ratio pilot-driven (log) / plain: ${r3(ratios)} (goal ≥ 0.95)`);
+    console.log(`ratio pilot-driven (stats) / plain: ${r3(statsRatios)}`);
+    console.log(`ratio pilot-driven (off) / plain: ${r3(bareRatios)}`);
+    console.log(`requests counted by the traffic figures (last 10 min of the window): log ${counted}, stats ${countedStats}`);
     console.log(
-      `CPU µs per request: plain HAProxy ${range(cpu.plain)}; pilot-driven ${range(cpu.pilot)} + ${range(cpu.reader)} reading its log; ` +
-        `without the log ${range(cpu.bare)}`,
+      `CPU µs per request: plain HAProxy ${range(cpu.plain)}; log ${range(cpu.pilot)} + ${range(cpu.reader)} reading its lines; ` +
+        `stats ${range(cpu.stats)} + ${range(cpu.statsReader)} reading counters; off ${range(cpu.bare)}`,
     );
   } finally {
     plain.kill('SIGTERM');
     upstream.kill('SIGTERM');
-    await Promise.all([pilot.close(), bare.close()]);
+    await Promise.all([pilot.close(), bare.close(), stats.close()]);
     rmSync(dir, { recursive: true, force: true });
   }
 }

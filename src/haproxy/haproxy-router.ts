@@ -38,7 +38,8 @@ import {
   type Slot,
 } from './config.js';
 import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
-import { TrafficLog, type TrafficLineSink } from './traffic-log.js';
+import { InstanceRevisions, TrafficLog, addressKey, type TrafficLineSink } from './traffic-log.js';
+import { TrafficStats, appOfBackend } from './traffic-stats.js';
 import { HaproxyTls } from './tls-files.js';
 
 export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
@@ -47,6 +48,24 @@ export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
  * buffer of tune.bufsize = 16 KiB: 100 commands of ~60 bytes fit). 2,000 commands take ~70 ms.
  */
 export const RUNTIME_BATCH = 100;
+
+/**
+ * How HAProxy's traffic figures reach the router process's windows (README "HAProxy as the
+ * router", `PILOT_HAPROXY_TRAFFIC`): `log`, a line per request (exact codes and latencies; the
+ * default); `stats`, `show stat` counters read every few seconds (status classes, average latencies,
+ * no per-request cost); `off`, no figures (canary analysis and the autoscaler see no traffic).
+ */
+export type TrafficMode = 'log' | 'stats' | 'off';
+export const TRAFFIC_MODES: readonly TrafficMode[] = ['log', 'stats', 'off'];
+/** The mode `PILOT_HAPROXY_TRAFFIC` names (unset or empty: `log`); anything else is refused with the choices. */
+export function trafficModeOf(value: string | undefined): TrafficMode {
+  if (value === undefined || value === '') return 'log';
+  const m = TRAFFIC_MODES.find((x) => x === value.trim().toLowerCase());
+  if (m === undefined) throw fail.haproxyTrafficMode({ value });
+  return m;
+}
+/** How often `stats` reads the counters. */
+export const STATS_INTERVAL_MS = 2_000;
 
 export interface HaproxyHealth {
   /** HAProxy answers on its runtime socket. */
@@ -116,8 +135,12 @@ export class HaproxyRouter {
   readonly #trusted: readonly string[];
   readonly #log: Logger;
   readonly #threads: number | undefined;
-  /** The per-request log for the traffic figures, when a sink was given. */
+  /** The per-request log for the traffic figures, when a sink was given (mode `log`). */
   #traffic: TrafficLog | undefined;
+  /** The counters read for the traffic figures (mode `stats`), their instance revisions and timer. */
+  #stats: TrafficStats | undefined;
+  readonly #statsRevisions = new InstanceRevisions();
+  #statsTimer: NodeJS.Timeout | undefined;
   #apps = new Map<string, AppState>();
   #structure = '[]';
   #child: ChildProcess | undefined;
@@ -173,6 +196,10 @@ export class HaproxyRouter {
     threads?: number;
     /** Per-request figures (requests, status, latency per app and revision) go here. */
     traffic?: TrafficLineSink;
+    /** How they are taken (default `log`; `off`: `traffic` is not fed). */
+    trafficMode?: TrafficMode;
+    /** `stats`: how often the counters are read (default STATS_INTERVAL_MS). */
+    statsIntervalMs?: number;
     /** Serve HTTPS on this port (0: a free one) with the certificates given to `setTls`. */
     https?: { port: number };
     /** Certificates, policies and ACME answers to start with (a router process's saved ones). */
@@ -195,13 +222,22 @@ export class HaproxyRouter {
       httpsPort,
     });
     if (o.tls) r.#tls.plan(o.tls); // files only: HAProxy is not running yet
-    if (o.traffic !== undefined) r.#traffic = await TrafficLog.start(o.traffic);
+    const mode = o.trafficMode ?? 'log';
+    if (o.traffic !== undefined && mode === 'log') r.#traffic = await TrafficLog.start(o.traffic);
+    if (o.traffic !== undefined && mode === 'stats') r.#stats = new TrafficStats(o.traffic);
     r.#writeFiles();
     try {
       await r.#spawn();
     } catch (err) {
       r.#traffic?.close();
       throw err;
+    }
+    if (r.#stats !== undefined) {
+      r.#statsTimer = setInterval(() => {
+        const run = r.#queue.then(() => r.#readStats());
+        r.#queue = run.catch(() => undefined);
+      }, o.statsIntervalMs ?? STATS_INTERVAL_MS);
+      r.#statsTimer.unref();
     }
     return r;
   }
@@ -216,6 +252,30 @@ export class HaproxyRouter {
       lastError: this.#lastError,
       ...(this.#traffic !== undefined ? { trafficLines: { lost: this.#traffic.lost() } } : {}),
     };
+  }
+
+  /**
+   * `stats`: count what HAProxy's counters grew by since the last read. Run before a table moves a
+   * slot to another instance (so the slot's requests count for the instance that served them) and
+   * on a timer. A failed read counts nothing (the next one counts the growth).
+   */
+  async #readStats(rows?: Record<string, string>[]): Promise<void> {
+    if (this.#stats === undefined || !this.#up) return;
+    try {
+      rows ??= parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000));
+    } catch {
+      return;
+    }
+    this.#stats.count(rows, (backend, server) => {
+      const app = appOfBackend(backend);
+      const a = app === undefined ? undefined : this.#apps.get(app);
+      const k = Number(/^s(\d+)$/.exec(server)?.[1]) - 1;
+      if (a === undefined || !(k >= 0)) return undefined;
+      const pin = /^pin(\d+)_/.exec(backend);
+      const slot = (pin === null ? a.mix : a.pins[Number(pin[1])])?.[k];
+      if (slot === undefined) return undefined;
+      return { app: a.app, revision: this.#statsRevisions.revisionOf(a.app, addressKey(slot.host, slot.port)) };
+    });
   }
 
   get #admin(): string {
@@ -354,6 +414,7 @@ export class HaproxyRouter {
       if (exited !== undefined) throw fail.haproxyStartFailed({ output: output.trim().slice(-2000) || `exit code ${exited}` });
       if ((await this.#workerPid()) !== undefined) {
         this.#up = true;
+        this.#stats?.reset(); // a new master and worker: counters from 0
         return;
       }
       await sleep(50);
@@ -386,7 +447,9 @@ export class HaproxyRouter {
   }
 
   async #apply(routes: readonly Route[]): Promise<void> {
-    this.#traffic?.revisions.update(
+    // What the slots served so far counts for their instances before the table moves them.
+    await this.#readStats();
+    (this.#traffic?.revisions ?? this.#statsRevisions).update(
       routes.flatMap((r) =>
         r.backends.flatMap((b) => b.upstreams.map((u) => ({ app: r.app, revision: b.revision, host: u.host, port: u.port }))),
       ),
@@ -582,6 +645,8 @@ export class HaproxyRouter {
     while (performance.now() < end) {
       const pid = await this.#workerPid();
       if (pid !== undefined && pid !== before) {
+        // The new worker counts from 0; what the old one serves from now on is not counted.
+        this.#stats?.reset();
         this.#reloads++;
         this.#log.info({ worker: pid, reloads: this.#reloads }, 'haproxy reloaded');
         return;
@@ -603,6 +668,8 @@ export class HaproxyRouter {
     } catch {
       return out;
     }
+    // Before a drained slot is freed: its last requests count for its instance.
+    await this.#readStats(rows);
     const byServer = new Map(rows.map((r) => [`${r.pxname}/${r.svname}`, Number(r.scur || 0) + Number(r.qcur || 0)]));
     const freed: string[] = [];
     for (const a of this.#apps.values()) {
@@ -625,6 +692,9 @@ export class HaproxyRouter {
 
   /** Stop HAProxy (the master stops its workers). */
   async close(): Promise<void> {
+    clearInterval(this.#statsTimer);
+    await this.#queue;
+    await this.#readStats(); // the last counts, while HAProxy still answers
     this.#closing = true;
     clearTimeout(this.#writeTimer);
     const child = this.#child;
