@@ -137,7 +137,12 @@ function ownAnswer(status: number, code: string, text: string, json: string, con
  * also bounds silences in the response body. A request that asks for a stream (Accept:
  * text/event-stream) gets max(requestTimeout, idleTimeout) instead, so Server-Sent Events may stay
  * silent for the idleTimeout. maxBody: a Content-Length over it is answered 413 before the body is
- * read; a chunked body is not counted (HAProxy streams it without a running total).
+ * read. A chunked body has no length to check and HAProxy keeps no running total of a streamed one:
+ * for a maxBody up to CHUNKED_CHECK_MAX_BYTES (it fits in HAProxy's 16 KiB buffer beside the head)
+ * a chunked request waits for maxBody + 1 bytes of its body (or its end, or CHUNKED_WAIT_MS) before
+ * it is forwarded, and more than maxBody is a 413 (`connection: close`: the rest is not read).
+ * Above that size, or past the wait, a chunked body is streamed whole. Content-Length requests and
+ * apps without maxBody are never held.
  */
 function limitLines(a: AppLayout): string[] {
   const h = a.http;
@@ -153,6 +158,13 @@ function limitLines(a: AppLayout): string[] {
     const text = renderError({}, e).body;
     const json = renderError({ accept: 'application/json' }, e).body;
     out.push(...ownAnswer(413, e.error.code, text, json, `{ req.hdr(content-length) -m int gt ${h.maxBodyBytes} }`));
+    if (h.maxBodyBytes <= CHUNKED_CHECK_MAX_BYTES) {
+      const chunked = '{ req.hdr(transfer-encoding) -m found }';
+      out.push(
+        `  http-request wait-for-body time ${CHUNKED_WAIT_MS}ms at-least ${h.maxBodyBytes + 1} if ${chunked}`,
+        ...ownAnswer(413, e.error.code, text, json, `${chunked} { req.body_size gt ${h.maxBodyBytes} }`),
+      );
+    }
   }
   return out;
 }
@@ -241,6 +253,11 @@ export function forwardingLines(trusted: readonly string[], https: boolean): str
     '  option forwardfor',
   ];
 }
+
+/** The largest maxBody whose chunked bodies HAProxy checks (they wait in its 16 KiB buffer for maxBody + 1 bytes). */
+export const CHUNKED_CHECK_MAX_BYTES = 8192;
+/** How long a chunked body waits for those bytes before it is forwarded unchecked (a slow sender). */
+export const CHUNKED_WAIT_MS = 10_000;
 
 /** HAProxy's `timeout server` in the defaults section: the requestTimeout of an app that sets none. */
 export const DEFAULT_SERVER_TIMEOUT_MS = 60_000;

@@ -37,6 +37,11 @@ export interface RouterCapabilities {
   readonly separateIdleTimeout: boolean;
   /** A chunked body is cut with 413 once it passes maxBody. Otherwise: only Content-Length is checked; chunked passes whole. */
   readonly cutsChunkedOverMaxBody: boolean;
+  /**
+   * Set: chunked bodies are cut only for a maxBody up to this many bytes (HAProxy holds them in its
+   * buffer to count them); over it, a chunked body is streamed whole.
+   */
+  readonly chunkedMaxBodyUpTo?: number;
 }
 
 const up = (u: TestUpstream, rev = 1): { id: string; host: string; port: number } => ({
