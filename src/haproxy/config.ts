@@ -58,8 +58,11 @@ export interface ConfigInput {
   readonly trusted: readonly string[];
   /** HAProxy's threads (nbthread); its own default, one per CPU, when absent. */
   readonly threads?: number;
-  /** Where a line per request goes for the traffic figures (haproxy/traffic-log.ts); absent: no log. */
-  readonly trafficLog?: { readonly port: number; readonly key: string };
+  /**
+   * Where a line per request goes for the traffic figures (haproxy/traffic-log.ts); absent: no log.
+   * `onlyTraced`: only for the apps in `traced.map` (mode `auto`: the others are counted from `show stat`).
+   */
+  readonly trafficLog?: { readonly port: number; readonly key: string; readonly onlyTraced?: boolean };
   /**
    * HTTPS: a second bind of the same frontend with the certificates of `crt-list.txt` (SNI picks
    * one; none: the handshake fails), the per-host redirect (`redirect.map`) and HSTS (`hsts.map`).
@@ -327,6 +330,8 @@ export function renderConfig(c: ConfigInput): string {
     ...forwardingLines(c.trusted, c.https !== undefined),
     '  http-request set-var(txn.host) req.hdr(host,1),lower,field(1,:)',
     `  http-request set-var(txn.app) var(txn.host),map(${c.dir}/hosts.map)`,
+    // Mode `auto`: a log line only for an app in traced.map (two revisions sharing its traffic; kept by the Runtime API).
+    ...(c.trafficLog?.onlyTraced ? [`  http-request set-log-level silent unless { var(txn.app),map(${c.dir}/traced.map) -m found }`] : []),
     ...acmeLines(c.dir),
     ...(c.https ? policyLines(c.dir, c.https.port) : []),
     ...ownAnswer(404, 'not_found', nf.text, nf.json, '!{ var(txn.app) -m found }', 'var(txn.host)'),

@@ -53,10 +53,17 @@ export const RUNTIME_BATCH = 100;
  * How HAProxy's traffic figures reach the router process's windows (README "HAProxy as the
  * router", `PILOT_HAPROXY_TRAFFIC`): `log`, a line per request (exact codes and latencies; the
  * default); `stats`, `show stat` counters read every few seconds (status classes, average latencies,
- * no per-request cost); `off`, no figures (canary analysis and the autoscaler see no traffic).
+ * no per-request cost); `auto`, the log for an app while two of its revisions share its traffic (a
+ * canary, an experiment: what analysis reads), the counters otherwise, switched by the Runtime API
+ * (`traced.map`) without a reload; `off`, no figures (canary analysis and the autoscaler see no traffic).
  */
-export type TrafficMode = 'log' | 'stats' | 'off';
-export const TRAFFIC_MODES: readonly TrafficMode[] = ['log', 'stats', 'off'];
+export type TrafficMode = 'log' | 'stats' | 'auto' | 'off';
+export const TRAFFIC_MODES: readonly TrafficMode[] = ['log', 'stats', 'auto', 'off'];
+
+/** Mode `auto`: the apps logged request by request, those with two revisions or more taking traffic. */
+export function tracedApps(routes: readonly Route[]): Set<string> {
+  return new Set(routes.filter((r) => r.backends.filter((b) => b.weight > 0 && b.upstreams.length > 0).length >= 2).map((r) => r.app));
+}
 /** The mode `PILOT_HAPROXY_TRAFFIC` names (unset or empty: `log`); anything else is refused with the choices. */
 export function trafficModeOf(value: string | undefined): TrafficMode {
   if (value === undefined || value === '') return 'log';
@@ -141,6 +148,8 @@ export class HaproxyRouter {
   #stats: TrafficStats | undefined;
   readonly #statsRevisions = new InstanceRevisions();
   #statsTimer: NodeJS.Timeout | undefined;
+  /** Mode `auto`: the apps logged request by request (traced.map); undefined in the other modes. */
+  #traced: Set<string> | undefined;
   #apps = new Map<string, AppState>();
   #structure = '[]';
   #child: ChildProcess | undefined;
@@ -223,8 +232,9 @@ export class HaproxyRouter {
     });
     if (o.tls) r.#tls.plan(o.tls); // files only: HAProxy is not running yet
     const mode = o.trafficMode ?? 'log';
-    if (o.traffic !== undefined && mode === 'log') r.#traffic = await TrafficLog.start(o.traffic);
-    if (o.traffic !== undefined && mode === 'stats') r.#stats = new TrafficStats(o.traffic);
+    if (o.traffic !== undefined && (mode === 'log' || mode === 'auto')) r.#traffic = await TrafficLog.start(o.traffic);
+    if (o.traffic !== undefined && (mode === 'stats' || mode === 'auto')) r.#stats = new TrafficStats(o.traffic);
+    if (o.traffic !== undefined && mode === 'auto') r.#traced = new Set();
     r.#writeFiles();
     try {
       await r.#spawn();
@@ -275,7 +285,7 @@ export class HaproxyRouter {
       const slot = (pin === null ? a.mix : a.pins[Number(pin[1])])?.[k];
       if (slot === undefined) return undefined;
       return { app: a.app, revision: this.#statsRevisions.revisionOf(a.app, addressKey(slot.host, slot.port)) };
-    });
+    }, this.#traced);
   }
 
   get #admin(): string {
@@ -307,6 +317,7 @@ export class HaproxyRouter {
     this.#tls.writeFiles(write);
     write('hosts.map', hostsMap(layouts));
     write('pins.map', [...this.#pins].map(([k, v]) => `${k} ${v}\n`).join(''));
+    write('traced.map', [...(this.#traced ?? [])].map((a) => `${a} 1\n`).join(''));
     // An app's error files depend on its name alone: written once per app, not at every table
     // (at 1,000 apps, rewriting them made a weight change take ~1.5 s instead of ~0.1 s).
     for (const a of layouts) {
@@ -323,7 +334,9 @@ export class HaproxyRouter {
         apps: layouts,
         trusted: this.#trusted,
         ...(this.#threads !== undefined ? { threads: this.#threads } : {}),
-        ...(this.#traffic !== undefined ? { trafficLog: { port: this.#traffic.port, key: this.#traffic.key } } : {}),
+        ...(this.#traffic !== undefined
+          ? { trafficLog: { port: this.#traffic.port, key: this.#traffic.key, onlyTraced: this.#traced !== undefined } }
+          : {}),
         ...(this.httpsPort !== undefined ? { https: { port: this.httpsPort } } : {}),
       }),
     );
@@ -449,12 +462,13 @@ export class HaproxyRouter {
   async #apply(routes: readonly Route[]): Promise<void> {
     // What the slots served so far counts for their instances before the table moves them.
     await this.#readStats();
-    (this.#traffic?.revisions ?? this.#statsRevisions).update(
-      routes.flatMap((r) =>
-        r.backends.flatMap((b) => b.upstreams.map((u) => ({ app: r.app, revision: b.revision, host: u.host, port: u.port }))),
-      ),
-      performance.now(),
+    const instances = routes.flatMap((r) =>
+      r.backends.flatMap((b) => b.upstreams.map((u) => ({ app: r.app, revision: b.revision, host: u.host, port: u.port }))),
     );
+    this.#traffic?.revisions.update(instances, performance.now());
+    if (this.#stats !== undefined) this.#statsRevisions.update(instances, performance.now());
+    const tracedBefore = this.#traced;
+    if (this.#traced !== undefined) this.#traced = tracedApps(routes);
     const before = new Map([...this.#apps].map(([k, v]) => [k, { ...v, mix: [...v.mix], pins: v.pins.map((p) => [...p]) }]));
     const next = new Map<string, AppState>();
     let overflow = false;
@@ -557,6 +571,11 @@ export class HaproxyRouter {
       else if (was !== v) cmds.push(`set map ${mapFile} ${k} ${v}`);
     }
     for (const k of this.#pins.keys()) if (!pins.has(k)) cmds.push(`del map ${mapFile} ${k}`);
+    if (this.#traced !== undefined && tracedBefore !== undefined) {
+      const traced = join(this.#dir, 'traced.map');
+      for (const a of this.#traced) if (!tracedBefore.has(a)) cmds.push(`add map ${traced} ${a} 1`);
+      for (const a of tracedBefore) if (!this.#traced.has(a)) cmds.push(`del map ${traced} ${a}`);
+    }
     this.#apps = next;
     this.#pins = pins;
     if (cmds.length === 0) return;

@@ -9,7 +9,7 @@ import type { Route } from '../core/routes.js';
 import { figures } from '../core/traffic-window.js';
 import { RouterMetrics } from '../router/metrics.js';
 import { send, startUpstream, type TestUpstream } from '../router/test-support.js';
-import { HaproxyRouter, trafficModeOf } from './haproxy-router.js';
+import { HaproxyRouter, tracedApps, trafficModeOf } from './haproxy-router.js';
 import { TrafficStats, appOfBackend } from './traffic-stats.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -90,10 +90,11 @@ describe('haproxy traffic stats: counters (pure)', () => {
     assert.equal(trafficModeOf(''), 'log');
     assert.equal(trafficModeOf(' Stats '), 'stats');
     assert.equal(trafficModeOf('off'), 'off');
+    assert.equal(trafficModeOf('auto'), 'auto');
     assert.throws(
       () => trafficModeOf('counters'),
       (e: Error & { code?: string; hint?: string }) =>
-        e.code === 'invalid_argument' && /PILOT_HAPROXY_TRAFFIC="counters"/.test(e.message) && /log .*stats .*off/.test(e.hint ?? ''),
+        e.code === 'invalid_argument' && /PILOT_HAPROXY_TRAFFIC="counters"/.test(e.message) && /log .*stats .*auto .*off/.test(e.hint ?? ''),
     );
   });
 });
@@ -188,5 +189,99 @@ describe('haproxy traffic stats: the figures of real requests', () => {
     assert.equal(t.get('move/7')?.requests, 6);
     assert.equal(t.get('move/8')?.requests, 4);
     assert.equal(t.get('move/null'), undefined);
+  });
+});
+
+describe('haproxy traffic auto: the log while two revisions share the traffic, the counters otherwise', () => {
+  let dir: string;
+  let r: HaproxyRouter;
+  let client: Pool;
+  let one: TestUpstream;
+  let two: TestUpstream;
+  /** What reached the sink, with the exact code: the log gives 201/202, the counters their class (200). */
+  const calls: string[] = [];
+  const metrics = new RouterMetrics();
+  const sink = {
+    request(app: string, revision: number | undefined, code: number, seconds: number): void {
+      calls.push(`${app}/${revision ?? '-'} ${code}`);
+      metrics.request(app, revision, code, seconds);
+    },
+  };
+
+  before(async () => {
+    one = await startUpstream('one', (req, res) => {
+      req.resume();
+      res.writeHead(201).end('one');
+    });
+    two = await startUpstream('two', (req, res) => {
+      req.resume();
+      res.writeHead(202).end('two');
+    });
+    dir = mkdtempSync(join(tmpdir(), 'pilot-haproxy-auto-'));
+    r = await HaproxyRouter.start({
+      dir,
+      host: '127.0.0.1',
+      port: 0,
+      log: pino({ level: 'silent' }),
+      traffic: sink,
+      trafficMode: 'auto',
+      statsIntervalMs: 300,
+    });
+    client = new Pool(r.url, { connections: 2 });
+  });
+  after(async () => {
+    await client.close();
+    await r.close();
+    await Promise.all([one.close(), two.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('picks the apps with two revisions taking traffic', () => {
+    const up = { id: 'x', host: '127.0.0.1', port: 1 };
+    assert.deepEqual(
+      [
+        ...tracedApps([
+          { app: 'a', hosts: [], backends: [{ revision: 1, weight: 100, upstreams: [up] }] },
+          { app: 'b', hosts: [], backends: [{ revision: 1, weight: 90, upstreams: [up] }, { revision: 2, weight: 10, upstreams: [up] }] },
+          { app: 'c', hosts: [], backends: [{ revision: 1, weight: 100, upstreams: [up] }, { revision: 2, weight: 0, upstreams: [up] }] },
+          { app: 'd', hosts: [], backends: [{ revision: 1, weight: 50, upstreams: [up] }, { revision: 2, weight: 50, upstreams: [] }] },
+        ]),
+      ],
+      ['b'],
+    );
+  });
+
+  it('switches without a reload, and counts every request once', async () => {
+    const route = (w1: number, w2: number): Route => ({
+      app: 'shop',
+      hosts: ['shop.localhost'],
+      backends: [
+        { revision: 1, weight: w1, upstreams: w1 > 0 ? [{ id: 'one', host: one.host, port: one.port }] : [] },
+        { revision: 2, weight: w2, upstreams: w2 > 0 ? [{ id: 'two', host: two.host, port: two.port }] : [] },
+      ],
+    });
+    const settle = async (n: number): Promise<void> => {
+      for (let i = 0; i < 40 && calls.length < n; i++) await sleep(100);
+      await sleep(700); // two more reads: nothing more may come
+    };
+    await r.apply([route(100, 0)]);
+    const reloads = r.health.reloads;
+    for (let i = 0; i < 10; i++) assert.equal((await send(client, 'shop.localhost')).status, 201);
+    await settle(10);
+    assert.deepEqual(calls.splice(0).sort(), Array(10).fill('shop/1 200'), 'one revision: the counters (status classes)');
+    // A canary: both revisions take traffic, each request is a line with its exact code.
+    await r.apply([route(50, 50)]);
+    for (let i = 0; i < 20; i++) await send(client, 'shop.localhost');
+    await settle(20);
+    assert.deepEqual(calls.splice(0).sort(), [...Array(10).fill('shop/1 201'), ...Array(10).fill('shop/2 202')]);
+    // Promoted: the counters again.
+    await r.apply([route(0, 100)]);
+    for (let i = 0; i < 6; i++) assert.equal((await send(client, 'shop.localhost')).status, 202);
+    await settle(6);
+    assert.deepEqual(calls.splice(0).sort(), Array(6).fill('shop/2 200'));
+    assert.equal(r.health.reloads, reloads, 'no reload for the switches');
+    const t = new Map(metrics.traffic(60_000).map((x) => [`${x.app}/${x.revision}`, figures(x.summary).requests]));
+    assert.equal(t.get('shop/1'), 20);
+    assert.equal(t.get('shop/2'), 16);
   });
 });

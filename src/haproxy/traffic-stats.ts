@@ -56,7 +56,7 @@ export class TrafficStats {
   }
 
   /** Count the growth of these rows (`show stat`, runtime.ts parseStat) since the last read. Returns the requests counted. */
-  count(rows: readonly Record<string, string>[], resolve: SlotResolver): number {
+  count(rows: readonly Record<string, string>[], resolve: SlotResolver, logged: ReadonlySet<string> = new Set()): number {
     const next = new Map<string, Counts>();
     let counted = 0;
     /** Growth per backend of its server rows, and of every backend (for the frontend). */
@@ -82,7 +82,8 @@ export class TrafficStats {
       const sum = servedByServers.get(r.pxname!) ?? [0, 0, 0, 0, 0, 0];
       d.forEach((n, i) => (sum[i]! += n));
       servedByServers.set(r.pxname!, sum);
-      if (d.every((n) => n === 0)) continue;
+      // An app whose requests the log counts (mode `auto`): its growth is only remembered.
+      if (d.every((n) => n === 0) || logged.has(app)) continue;
       const at = resolve(r.pxname!, r.svname);
       record(at?.app ?? app, at?.revision, d, Number(r.ttime) || 0);
     }
@@ -93,7 +94,7 @@ export class TrafficStats {
       d.forEach((n, i) => (servedByBackends[i]! += n));
       // What the backend answered itself: its growth beyond its servers' (client aborts are the servers').
       const own = d.map((n, i) => (i === 5 ? 0 : Math.max(0, n - (servedByServers.get(r.pxname!)?.[i] ?? 0))));
-      if (own.some((n) => n > 0)) record(app, undefined, own, 0);
+      if (own.some((n) => n > 0) && !logged.has(app)) record(app, undefined, own, 0);
     }
     const fe = rows.find((x) => x.pxname === this.frontend && x.svname === 'FRONTEND');
     if (fe !== undefined) {
