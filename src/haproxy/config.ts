@@ -235,7 +235,10 @@ export function forwardingLines(trusted: readonly string[], https: boolean): str
       '  http-request del-header forwarded',
       '  http-request del-header x-real-ip',
       ...(https
-        ? ['  http-request set-header x-forwarded-proto https if { ssl_fc }', '  http-request set-header x-forwarded-proto http if !{ ssl_fc }']
+        ? [
+            '  http-request set-header x-forwarded-proto https if { ssl_fc }',
+            '  http-request set-header x-forwarded-proto http if !{ ssl_fc }',
+          ]
         : ['  http-request set-header x-forwarded-proto http']),
       '  http-request set-header x-forwarded-host %[req.hdr(host)]',
       '  option forwardfor',

@@ -276,16 +276,20 @@ export class HaproxyRouter {
     } catch {
       return;
     }
-    this.#stats.count(rows, (backend, server) => {
-      const app = appOfBackend(backend);
-      const a = app === undefined ? undefined : this.#apps.get(app);
-      const k = Number(/^s(\d+)$/.exec(server)?.[1]) - 1;
-      if (a === undefined || !(k >= 0)) return undefined;
-      const pin = /^pin(\d+)_/.exec(backend);
-      const slot = (pin === null ? a.mix : a.pins[Number(pin[1])])?.[k];
-      if (slot === undefined) return undefined;
-      return { app: a.app, revision: this.#statsRevisions.revisionOf(a.app, addressKey(slot.host, slot.port)) };
-    }, this.#traced);
+    this.#stats.count(
+      rows,
+      (backend, server) => {
+        const app = appOfBackend(backend);
+        const a = app === undefined ? undefined : this.#apps.get(app);
+        const k = Number(/^s(\d+)$/.exec(server)?.[1]) - 1;
+        if (a === undefined || !(k >= 0)) return undefined;
+        const pin = /^pin(\d+)_/.exec(backend);
+        const slot = (pin === null ? a.mix : a.pins[Number(pin[1])])?.[k];
+        if (slot === undefined) return undefined;
+        return { app: a.app, revision: this.#statsRevisions.revisionOf(a.app, addressKey(slot.host, slot.port)) };
+      },
+      this.#traced,
+    );
   }
 
   get #admin(): string {

@@ -34,17 +34,39 @@ describe('haproxy traffic stats: counters (pure)', () => {
     const { calls, sink } = recorder();
     const s = new TrafficStats(sink);
     const resolve = (b: string, sv: string): { app: string; revision: number } | undefined =>
-      b === 'app_shop' && sv === 's1' ? { app: 'shop', revision: 3 } : b === 'pin0_shop' && sv === 's1' ? { app: 'shop', revision: 3 } : undefined;
-    assert.equal(s.count([row('app_shop', 's1', { hrsp_2xx: 5, hrsp_5xx: 1, ttime: 12 }), row('app_shop', 'BACKEND', { hrsp_2xx: 5, hrsp_5xx: 1 })], resolve), 6);
+      b === 'app_shop' && sv === 's1'
+        ? { app: 'shop', revision: 3 }
+        : b === 'pin0_shop' && sv === 's1'
+          ? { app: 'shop', revision: 3 }
+          : undefined;
+    assert.equal(
+      s.count(
+        [row('app_shop', 's1', { hrsp_2xx: 5, hrsp_5xx: 1, ttime: 12 }), row('app_shop', 'BACKEND', { hrsp_2xx: 5, hrsp_5xx: 1 })],
+        resolve,
+      ),
+      6,
+    );
     assert.equal(count(calls, 'shop/3 200 12'), 5);
     assert.equal(count(calls, 'shop/3 500 12'), 1);
     calls.length = 0;
     // Only the growth counts; a client abort is a 499 (as in the log and the embedded router).
-    s.count([row('app_shop', 's1', { hrsp_2xx: 7, hrsp_5xx: 1, cli_abrt: 1, ttime: 4 }), row('app_shop', 'BACKEND', { hrsp_2xx: 7, hrsp_5xx: 1 })], resolve);
+    s.count(
+      [
+        row('app_shop', 's1', { hrsp_2xx: 7, hrsp_5xx: 1, cli_abrt: 1, ttime: 4 }),
+        row('app_shop', 'BACKEND', { hrsp_2xx: 7, hrsp_5xx: 1 }),
+      ],
+      resolve,
+    );
     assert.deepEqual(calls.sort(), ['shop/3 200 4', 'shop/3 200 4', 'shop/3 499 4']);
     calls.length = 0;
     // Nothing grew: nothing counted.
-    assert.equal(s.count([row('app_shop', 's1', { hrsp_2xx: 7, hrsp_5xx: 1, cli_abrt: 1 }), row('app_shop', 'BACKEND', { hrsp_2xx: 7, hrsp_5xx: 1 })], resolve), 0);
+    assert.equal(
+      s.count(
+        [row('app_shop', 's1', { hrsp_2xx: 7, hrsp_5xx: 1, cli_abrt: 1 }), row('app_shop', 'BACKEND', { hrsp_2xx: 7, hrsp_5xx: 1 })],
+        resolve,
+      ),
+      0,
+    );
     assert.deepEqual(calls, []);
   });
 
@@ -69,7 +91,10 @@ describe('haproxy traffic stats: counters (pure)', () => {
     assert.equal(calls.length, 15);
     calls.length = 0;
     // A reload: the new worker's counters are lower than the last read; they count from 0.
-    s.count([row('app_shop', 's1', { hrsp_2xx: 4 }), row('app_shop', 'BACKEND', { hrsp_2xx: 4 }), row('pilot', 'FRONTEND', { hrsp_2xx: 4 })], none);
+    s.count(
+      [row('app_shop', 's1', { hrsp_2xx: 4 }), row('app_shop', 'BACKEND', { hrsp_2xx: 4 }), row('pilot', 'FRONTEND', { hrsp_2xx: 4 })],
+      none,
+    );
     assert.equal(count(calls, 'shop/- 200 0'), 4);
     assert.equal(calls.length, 4);
     calls.length = 0;
@@ -94,7 +119,9 @@ describe('haproxy traffic stats: counters (pure)', () => {
     assert.throws(
       () => trafficModeOf('counters'),
       (e: Error & { code?: string; hint?: string }) =>
-        e.code === 'invalid_argument' && /PILOT_HAPROXY_TRAFFIC="counters"/.test(e.message) && /log .*stats .*auto .*off/.test(e.hint ?? ''),
+        e.code === 'invalid_argument' &&
+        /PILOT_HAPROXY_TRAFFIC="counters"/.test(e.message) &&
+        /log .*stats .*auto .*off/.test(e.hint ?? ''),
     );
   });
 });
@@ -242,9 +269,30 @@ describe('haproxy traffic auto: the log while two revisions share the traffic, t
       [
         ...tracedApps([
           { app: 'a', hosts: [], backends: [{ revision: 1, weight: 100, upstreams: [up] }] },
-          { app: 'b', hosts: [], backends: [{ revision: 1, weight: 90, upstreams: [up] }, { revision: 2, weight: 10, upstreams: [up] }] },
-          { app: 'c', hosts: [], backends: [{ revision: 1, weight: 100, upstreams: [up] }, { revision: 2, weight: 0, upstreams: [up] }] },
-          { app: 'd', hosts: [], backends: [{ revision: 1, weight: 50, upstreams: [up] }, { revision: 2, weight: 50, upstreams: [] }] },
+          {
+            app: 'b',
+            hosts: [],
+            backends: [
+              { revision: 1, weight: 90, upstreams: [up] },
+              { revision: 2, weight: 10, upstreams: [up] },
+            ],
+          },
+          {
+            app: 'c',
+            hosts: [],
+            backends: [
+              { revision: 1, weight: 100, upstreams: [up] },
+              { revision: 2, weight: 0, upstreams: [up] },
+            ],
+          },
+          {
+            app: 'd',
+            hosts: [],
+            backends: [
+              { revision: 1, weight: 50, upstreams: [up] },
+              { revision: 2, weight: 50, upstreams: [] },
+            ],
+          },
         ]),
       ],
       ['b'],

@@ -70,7 +70,8 @@ export class TrafficStats {
       return now.map((n, i) => n - (was[i] ?? 0));
     };
     const record = (app: string, revision: number | undefined, d: readonly number[], ms: number): void => {
-      for (let c = 0; c < CLASS_CODE.length; c++) for (let n = 0; n < d[c]!; n++) this.sink.request(app, revision, CLASS_CODE[c]!, ms / 1000);
+      for (let c = 0; c < CLASS_CODE.length; c++)
+        for (let n = 0; n < d[c]!; n++) this.sink.request(app, revision, CLASS_CODE[c]!, ms / 1000);
       for (let n = 0; n < (d[5] ?? 0); n++) this.sink.request(app, revision, CLIENT_CLOSED, ms / 1000);
       counted += d.reduce((a, b) => a + b, 0);
     };

@@ -66,7 +66,7 @@ export const routerErrors = {
   haproxyTrafficMode: {
     code: 'invalid_argument',
     message: (p: { value: string }) => `PILOT_HAPROXY_TRAFFIC=${JSON.stringify(p.value)} is not a way to take HAProxy's traffic figures`,
-    hint: 'Use log (a line per request: exact codes and latencies; the default), stats (HAProxy\'s counters every 2 s: cheaper, status classes and average latencies), auto (the log while two revisions of an app share its traffic, the counters otherwise) or off (no figures: no canary analysis, no autoscaling by req/s).',
+    hint: "Use log (a line per request: exact codes and latencies; the default), stats (HAProxy's counters every 2 s: cheaper, status classes and average latencies), auto (the log while two revisions of an app share its traffic, the counters otherwise) or off (no figures: no canary analysis, no autoscaling by req/s).",
   },
   haproxyStartFailed: {
     code: 'internal',
