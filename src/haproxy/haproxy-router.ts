@@ -39,7 +39,7 @@ import {
 } from './config.js';
 import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
 import { InstanceRevisions, TrafficLog, addressKey, type TrafficLineSink } from './traffic-log.js';
-import { TrafficStats, appOfBackend } from './traffic-stats.js';
+import { STAT_COLUMNS, TrafficStats, appOfBackend } from './traffic-stats.js';
 import { HaproxyTls } from './tls-files.js';
 
 export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
@@ -272,7 +272,7 @@ export class HaproxyRouter {
   async #readStats(rows?: Record<string, string>[]): Promise<void> {
     if (this.#stats === undefined || !this.#up) return;
     try {
-      rows ??= parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000));
+      rows ??= parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000), STAT_COLUMNS);
     } catch {
       return;
     }
@@ -687,7 +687,7 @@ export class HaproxyRouter {
     const out: Record<string, number> = {};
     let rows: Record<string, string>[];
     try {
-      rows = parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000));
+      rows = parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000), STAT_COLUMNS);
     } catch {
       return out;
     }

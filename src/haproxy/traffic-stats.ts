@@ -21,6 +21,8 @@ import type { TrafficLineSink } from './traffic-log.js';
 
 /** The `show stat` columns read here. */
 const CLASSES = ['hrsp_1xx', 'hrsp_2xx', 'hrsp_3xx', 'hrsp_4xx', 'hrsp_5xx'] as const;
+/** Every column `count` reads (and inflight's scur/qcur), for runtime.ts parseStat's `only`. */
+export const STAT_COLUMNS: readonly string[] = ['pxname', 'svname', ...CLASSES, 'cli_abrt', 'ttime', 'scur', 'qcur'];
 /** The code a class is counted as. */
 const CLASS_CODE = [100, 200, 300, 400, 500] as const;
 /** nginx's "client closed request", as the log and the embedded router count an aborted request. */
