@@ -217,6 +217,21 @@ describe('haproxy traffic stats: the figures of real requests', () => {
     assert.equal(t.get('move/8')?.requests, 4);
     assert.equal(t.get('move/null'), undefined);
   });
+
+  it('counts from 0 again after HAProxy was killed and started again (nothing counted twice)', async () => {
+    const restarts = r.health.restarts;
+    const before = (await by()).get('move/8')?.requests ?? 0;
+    process.kill(r.health.pid!, 'SIGKILL');
+    const end = performance.now() + 30_000;
+    while ((r.health.restarts === restarts || !r.health.up) && performance.now() < end) await sleep(100);
+    assert.ok(r.health.up && r.health.restarts > restarts, 'HAProxy was started again');
+    for (let i = 0; i < 3; i++) assert.equal((await send(client, 'move.localhost')).status, 200);
+    let t = await by();
+    for (let i = 0; i < 20 && (t.get('move/8')?.requests ?? 0) < before + 3; i++) t = await by();
+    await sleep(700);
+    t = await by();
+    assert.equal(t.get('move/8')?.requests, before + 3);
+  });
 });
 
 describe('haproxy traffic auto: the log while two revisions share the traffic, the counters otherwise', () => {
