@@ -272,7 +272,7 @@ export class HaproxyRouter {
   async #readStats(rows?: Record<string, string>[]): Promise<void> {
     if (this.#stats === undefined || !this.#up) return;
     try {
-      rows ??= parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000), STAT_COLUMNS);
+      rows ??= parseStat(await runtimeCommand(this.#admin, ['show stat'], 2_000), STAT_COLUMNS);
     } catch {
       return;
     }
@@ -716,8 +716,11 @@ export class HaproxyRouter {
   /** Stop HAProxy (the master stops its workers). */
   async close(): Promise<void> {
     clearInterval(this.#statsTimer);
-    await this.#queue;
-    await this.#readStats(); // the last counts, while HAProxy still answers
+    if (this.#stats !== undefined) {
+      // The last counts, while HAProxy still answers (after what is queued, for at most 5 s).
+      await Promise.race([this.#queue, sleep(5_000)]);
+      await this.#readStats();
+    }
     this.#closing = true;
     clearTimeout(this.#writeTimer);
     const child = this.#child;
