@@ -2,23 +2,28 @@
  * Pilot-driven HAProxy (src/haproxy: generated config, Runtime API, host map, pin and forwarding
  * rules) against a plain HAProxy with a minimal hand-written config, on the same upstream, with wrk
  * (1 thread, c=50, keep-alive), interleaved rounds. Goal: ≥ 0.95× plain's requests/s.
- * Pilot-driven HAProxy runs twice: as `pilot router --haproxy` runs it, with the per-request log
- * line that feeds the traffic figures (haproxy/traffic-log.ts, read by this process as the router
- * process reads it), and without it (what the figures cost). The upstream is a child process.
+ * Pilot-driven HAProxy runs four times, one per traffic mode (PILOT_HAPROXY_TRAFFIC): `log`, the
+ * default, with the per-request log line that feeds the traffic figures (haproxy/traffic-log.ts,
+ * read by this process as the router process reads it); `stats`, the counters read every 2 s
+ * (haproxy/traffic-stats.ts, also by this process); `auto` (one revision: the counters, plus the
+ * per-request rule that decides); `off`, no figures. The order of the five rotates each round. Every HAProxy runs with the
+ * same `nbthread` and the same timeouts and keep-alive; the plain one has no forwarding headers,
+ * host routing or error pages. The upstream is a child process.
  *
- *   npm run build && node dist/bench/haproxy.js [seconds=5] [rounds=3]
+ *   npm run build && node dist/bench/haproxy.js [seconds=5] [rounds=3] [threads=2]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { HaproxyRouter } from '../src/haproxy/haproxy-router.js';
+import { HaproxyRouter, type TrafficMode } from '../src/haproxy/haproxy-router.js';
 import { RouterMetrics } from '../src/router/metrics.js';
 import { allocatePort } from '../src/os/ports.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 const rounds = Number(process.argv[3] ?? 3);
+const threads = Number(process.argv[4] ?? 2);
 const HOST = 'bench.localhost';
 
 function run(cmd: string, args: string[], _o: object): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -90,32 +95,47 @@ async function main(): Promise<void> {
   );
   const upPort = await new Promise<number>((resolve) => upstream.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
   const dir = mkdtempSync(join(tmpdir(), 'pilot-bench-haproxy-'));
-  const metrics = new RouterMetrics();
   const route = {
     app: 'bench',
     hosts: [HOST],
     backends: [{ revision: 1, weight: 100, upstreams: [{ id: 'b1', host: '127.0.0.1', port: upPort }] }],
   };
-  const pilot = await HaproxyRouter.start({
-    dir: join(dir, 'pilot'),
-    host: '127.0.0.1',
-    port: 0,
-    log: pino({ level: 'silent' }),
-    traffic: metrics,
-  });
-  await pilot.apply([route]);
-  const bare = await HaproxyRouter.start({ dir: join(dir, 'bare'), host: '127.0.0.1', port: 0, log: pino({ level: 'silent' }) });
-  await bare.apply([route]);
+  // One Pilot-driven HAProxy per traffic mode, each with its own figures (read by this process).
+  const modes: TrafficMode[] = ['log', 'stats', 'auto', 'off'];
+  const driven = await Promise.all(
+    modes.map(async (mode) => {
+      const metrics = new RouterMetrics();
+      const router = await HaproxyRouter.start({
+        dir: join(dir, mode),
+        host: '127.0.0.1',
+        port: 0,
+        log: pino({ level: 'silent' }),
+        ...(mode === 'off' ? {} : { traffic: metrics, trafficMode: mode }),
+        threads,
+      });
+      await router.apply([route]);
+      return { name: mode, port: router.port, pid: () => router.health.pid, router, metrics };
+    }),
+  );
   const plainPort = await allocatePort('127.0.0.1');
   writeFileSync(
     join(dir, 'plain.cfg'),
     [
+      'global',
+      `  nbthread ${threads}`,
+      // The same defaults as Pilot's (haproxy/config.ts): keep-alive, timeouts, retries.
       'defaults',
       '  mode http',
       '  option http-keep-alive',
       '  timeout connect 5s',
-      '  timeout client 1m',
-      '  timeout server 1m',
+      '  timeout client 5m',
+      '  timeout http-request 30s',
+      '  timeout server 60s',
+      '  timeout tunnel 1h',
+      '  timeout client-fin 5s',
+      '  retries 1',
+      '  option redispatch 1',
+      '  option abortonclose',
       'frontend f',
       `  bind 127.0.0.1:${plainPort}`,
       '  default_backend b',
@@ -126,39 +146,46 @@ async function main(): Promise<void> {
   );
   const plain = spawn('/usr/sbin/haproxy', ['-f', join(dir, 'plain.cfg')], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
-  const ratios: number[] = [];
-  const bareRatios: number[] = [];
-  const cpu = { plain: [] as number[], pilot: [] as number[], reader: [] as number[], bare: [] as number[] };
-  const range = (xs: number[]): string => `${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`;
+  const all = [{ name: 'plain', port: plainPort, pid: () => plain.pid }, ...driven];
+  const got = new Map(all.map((v) => [v.name, { ratio: [] as number[], hap: [] as number[], reader: [] as number[] }]));
+  const loads: string[] = [];
+  const range = (xs: number[], d = 1): string => `${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}`;
   try {
     for (let i = 0; i < rounds; i++) {
-      const p = await measure(plainPort, plain.pid);
-      const d = await measure(pilot.port, pilot.health.pid);
-      const b = await measure(bare.port, bare.health.pid);
-      cpu.plain.push(p.hapUs);
-      cpu.pilot.push(d.hapUs);
-      cpu.reader.push(d.readerUs);
-      cpu.bare.push(b.hapUs);
-      ratios.push(d.rps / p.rps);
-      bareRatios.push(b.rps / p.rps);
+      // The order rotates: no variant always runs first (or last) in a round.
+      const order = all.map((_, k) => all[(k + i) % all.length]!);
+      const res = new Map<string, Awaited<ReturnType<typeof measure>>>();
+      for (const v of order) res.set(v.name, await measure(v.port, v.pid()));
+      loads.push(readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '));
+      const p = res.get('plain')!;
+      const parts: string[] = [];
+      for (const v of all) {
+        const m = res.get(v.name)!;
+        const g = got.get(v.name)!;
+        g.ratio.push(m.rps / p.rps);
+        g.hap.push(m.hapUs);
+        g.reader.push(m.readerUs);
+        parts.push(
+          `${v.name} ${m.rps.toFixed(0)} req/s (${(m.rps / p.rps).toFixed(3)}, p50 ${m.p50}, non-2xx ${m.errors}, ${m.hapUs.toFixed(1)} µs)`,
+        );
+      }
+      console.log(`round ${i + 1}: ${parts.join(' | ')} | load ${loads[i]}`);
+    }
+    await new Promise((r) => setTimeout(r, 2_500)); // one more read of the counters
+    console.log(`threads ${threads}; load average after each round: ${loads.join(' | ')}`);
+    for (const v of driven) {
+      const g = got.get(v.name)!;
+      const counted = v.metrics.traffic(600_000, 'bench').reduce((n, t) => n + t.summary.requests, 0);
       console.log(
-        `round ${i + 1}: plain ${p.rps.toFixed(0)} req/s (p50 ${p.p50}, p99 ${p.p99}, non-2xx ${p.errors}) | ` +
-          `pilot-driven ${d.rps.toFixed(0)} req/s (p50 ${d.p50}, p99 ${d.p99}, non-2xx ${d.errors}) ratio ${(d.rps / p.rps).toFixed(3)} | ` +
-          `without figures ${b.rps.toFixed(0)} req/s ratio ${(b.rps / p.rps).toFixed(3)}`,
+        `${v.name}: req/s ratio to plain ${range(g.ratio, 3)}; CPU µs per request: HAProxy ${range(g.hap)}` +
+          (v.name === 'off' ? '' : ` + ${range(g.reader)} in this process (the router's part); counted ${counted} requests`),
       );
     }
-    const counted = metrics.traffic(600_000, 'bench').reduce((n, t) => n + t.summary.requests, 0);
-    console.log(`ratio pilot-driven / plain: ${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)} (goal ≥ 0.95)`);
-    console.log(`ratio without the figures' log / plain: ${Math.min(...bareRatios).toFixed(3)}–${Math.max(...bareRatios).toFixed(3)}`);
-    console.log(`requests counted by the traffic figures (last 5 min of the window): ${counted}`);
-    console.log(
-      `CPU µs per request: plain HAProxy ${range(cpu.plain)}; pilot-driven ${range(cpu.pilot)} + ${range(cpu.reader)} reading its log; ` +
-        `without the log ${range(cpu.bare)}`,
-    );
+    console.log(`plain: CPU µs per request ${range(got.get('plain')!.hap)} (goal: pilot-driven ≥ 0.95× plain's req/s)`);
   } finally {
     plain.kill('SIGTERM');
     upstream.kill('SIGTERM');
-    await Promise.all([pilot.close(), bare.close()]);
+    await Promise.all(driven.map((v) => v.router.close()));
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -139,13 +139,16 @@ async function haproxyPlane(
   home: string,
   log: import('pino').Logger,
 ): Promise<NonNullable<Parameters<typeof import('../router/router-process.js').runRouterProcess>[0]['dataPlane']>> {
-  const [{ HaproxyRouter, haproxyMetricsText }, { routerDir }, { join }] = await Promise.all([
+  const [{ HaproxyRouter, haproxyMetricsText, trafficModeOf }, { routerDir }, { join }] = await Promise.all([
     import('../haproxy/haproxy-router.js'),
     import('../router/router-process.js'),
     import('node:path'),
   ]);
+  // How the traffic figures are taken (README "HAProxy as the router"): checked before HAProxy starts.
+  const trafficMode = trafficModeOf(process.env.PILOT_HAPROXY_TRAFFIC);
   return async ({ host, port, trusted, httpsPort, tls, traffic }) => {
     const r = await HaproxyRouter.start({
+      trafficMode,
       dir: join(routerDir(home), 'haproxy'),
       host,
       port,

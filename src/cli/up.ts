@@ -18,7 +18,7 @@ import { pilotHome, type ServerFile } from './context.js';
 import { defaultRuntimeCacheDir } from '../node-runtime/build-env.js';
 import { superviseRouter } from './router-supervisor.js';
 import { TargetSupervisor } from '../swarm/targets.js';
-import { DEFAULT_HAPROXY_BIN } from '../haproxy/haproxy-router.js';
+import { DEFAULT_HAPROXY_BIN, trafficModeOf } from '../haproxy/haproxy-router.js';
 
 /** PILOT_HTTPS_PORT, checked as the control plane checks it. */
 function httpsPortOf(raw: string): number {
@@ -65,6 +65,7 @@ export async function up(opts: UpOptions): Promise<void> {
   if (routerKind === 'haproxy') {
     const bin = process.env.PILOT_HAPROXY_BIN ?? DEFAULT_HAPROXY_BIN;
     if (!existsSync(bin)) throw fail.haproxyMissing({ bin });
+    trafficModeOf(process.env.PILOT_HAPROXY_TRAFFIC); // a bad one is said before anything starts
   }
   // A damaged database, discovered after the start, ends the process: a supervisor sees it, and the
   // router process keeps serving the last table meanwhile.

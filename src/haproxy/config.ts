@@ -58,8 +58,11 @@ export interface ConfigInput {
   readonly trusted: readonly string[];
   /** HAProxy's threads (nbthread); its own default, one per CPU, when absent. */
   readonly threads?: number;
-  /** Where a line per request goes for the traffic figures (haproxy/traffic-log.ts); absent: no log. */
-  readonly trafficLog?: { readonly port: number; readonly key: string };
+  /**
+   * Where a line per request goes for the traffic figures (haproxy/traffic-log.ts); absent: no log.
+   * `onlyTraced`: only for the apps in `traced.map` (mode `auto`: the others are counted from `show stat`).
+   */
+  readonly trafficLog?: { readonly port: number; readonly key: string; readonly onlyTraced?: boolean };
   /**
    * HTTPS: a second bind of the same frontend with the certificates of `crt-list.txt` (SNI picks
    * one; none: the handshake fails), the per-host redirect (`redirect.map`) and HSTS (`hsts.map`).
@@ -137,7 +140,12 @@ function ownAnswer(status: number, code: string, text: string, json: string, con
  * also bounds silences in the response body. A request that asks for a stream (Accept:
  * text/event-stream) gets max(requestTimeout, idleTimeout) instead, so Server-Sent Events may stay
  * silent for the idleTimeout. maxBody: a Content-Length over it is answered 413 before the body is
- * read; a chunked body is not counted (HAProxy streams it without a running total).
+ * read. A chunked body has no length to check and HAProxy keeps no running total of a streamed one:
+ * for a maxBody up to CHUNKED_CHECK_MAX_BYTES (it fits in HAProxy's 16 KiB buffer beside the head)
+ * a chunked request waits for maxBody + 1 bytes of its body (or its end, or CHUNKED_WAIT_MS) before
+ * it is forwarded, and more than maxBody is a 413 (`connection: close`: the rest is not read).
+ * Above that size, or past the wait, a chunked body is streamed whole. Content-Length requests and
+ * apps without maxBody are never held.
  */
 function limitLines(a: AppLayout): string[] {
   const h = a.http;
@@ -153,6 +161,13 @@ function limitLines(a: AppLayout): string[] {
     const text = renderError({}, e).body;
     const json = renderError({ accept: 'application/json' }, e).body;
     out.push(...ownAnswer(413, e.error.code, text, json, `{ req.hdr(content-length) -m int gt ${h.maxBodyBytes} }`));
+    if (h.maxBodyBytes <= CHUNKED_CHECK_MAX_BYTES) {
+      const chunked = '{ req.hdr(transfer-encoding) -m found }';
+      out.push(
+        `  http-request wait-for-body time ${CHUNKED_WAIT_MS}ms at-least ${h.maxBodyBytes + 1} if ${chunked}`,
+        ...ownAnswer(413, e.error.code, text, json, `${chunked} { req.body_size gt ${h.maxBodyBytes} }`),
+      );
+    }
   }
   return out;
 }
@@ -184,7 +199,8 @@ export function httpsBind(c: Pick<ConfigInput, 'bind' | 'dir'> & { https: { port
 function acmeLines(dir: string): string[] {
   const prefix = ACME_CHALLENGE_PREFIX.replace(/\./g, '\\.');
   return [
-    `  http-request set-var(txn.acme) url,field(4,/),map(${dir}/acme.map) if { url_reg ^${prefix}[A-Za-z0-9_-]+$ }`,
+    // The prefix first: the regular expression runs only on challenge paths.
+    `  http-request set-var(txn.acme) url,field(4,/),map(${dir}/acme.map) if { path_beg ${ACME_CHALLENGE_PREFIX} } { url_reg ^${prefix}[A-Za-z0-9_-]+$ }`,
     '  http-request return status 200 content-type text/plain lf-string "%[var(txn.acme)]" if { var(txn.acme) -m found }',
   ];
 }
@@ -204,6 +220,50 @@ function policyLines(dir: string, httpsPort: number): string[] {
     '  http-after-response set-header strict-transport-security max-age=%[var(txn.hsts)] if { var(txn.hsts) -m found } !{ res.hdr(strict-transport-security) -m found }',
   ];
 }
+
+/**
+ * The forwarding headers, as the embedded router sets them (router/headers.ts): a client's own
+ * X-Forwarded-For, Forwarded and X-Real-IP are dropped unless it is a trusted proxy, whose
+ * X-Forwarded-Proto and X-Forwarded-Host are kept; X-Forwarded-For gets the client's address
+ * (`option forwardfor`). Without trusted proxies (the default) the rules are plain header writes:
+ * the variables and conditions of the trusted case cost ~1 µs per request (bench/haproxy.ts).
+ */
+export function forwardingLines(trusted: readonly string[], https: boolean): string[] {
+  if (trusted.length === 0) {
+    return [
+      '  http-request del-header x-forwarded-for',
+      '  http-request del-header forwarded',
+      '  http-request del-header x-real-ip',
+      ...(https
+        ? [
+            '  http-request set-header x-forwarded-proto https if { ssl_fc }',
+            '  http-request set-header x-forwarded-proto http if !{ ssl_fc }',
+          ]
+        : ['  http-request set-header x-forwarded-proto http']),
+      '  http-request set-header x-forwarded-host %[req.hdr(host)]',
+      '  option forwardfor',
+    ];
+  }
+  return [
+    `  acl TRUSTED src ${trusted.join(' ')}`,
+    '  http-request del-header x-forwarded-for unless TRUSTED',
+    '  http-request del-header forwarded unless TRUSTED',
+    '  http-request del-header x-real-ip unless TRUSTED',
+    '  http-request set-var(txn.fproto) req.hdr(x-forwarded-proto) if TRUSTED',
+    '  http-request set-var(txn.fhost) req.hdr(x-forwarded-host) if TRUSTED',
+    '  http-request set-var(txn.fproto) str(https) if { ssl_fc } !{ var(txn.fproto) -m found }',
+    '  http-request set-var(txn.fproto) str(http) unless { var(txn.fproto) -m found }',
+    '  http-request set-var(txn.fhost) req.hdr(host) unless { var(txn.fhost) -m found }',
+    '  http-request set-header x-forwarded-proto %[var(txn.fproto)]',
+    '  http-request set-header x-forwarded-host %[var(txn.fhost)]',
+    '  option forwardfor',
+  ];
+}
+
+/** The largest maxBody whose chunked bodies HAProxy checks (they wait in its 16 KiB buffer for maxBody + 1 bytes). */
+export const CHUNKED_CHECK_MAX_BYTES = 8192;
+/** How long a chunked body waits for those bytes before it is forwarded unchecked (a slow sender). */
+export const CHUNKED_WAIT_MS = 10_000;
 
 /** HAProxy's `timeout server` in the defaults section: the requestTimeout of an app that sets none. */
 export const DEFAULT_SERVER_TIMEOUT_MS = 60_000;
@@ -270,29 +330,21 @@ export function renderConfig(c: ConfigInput): string {
     ...trafficLogLines(c.trafficLog),
     ...(c.https ? [httpsBind({ bind: c.bind, dir: c.dir, https: c.https })] : []),
     WANTS_JSON,
-    c.trusted.length > 0 ? `  acl TRUSTED src ${c.trusted.join(' ')}` : '  acl TRUSTED always_false',
-    // The embedded router's rule: a client's own forwarding headers are dropped unless it is trusted.
-    '  http-request del-header x-forwarded-for unless TRUSTED',
-    '  http-request del-header forwarded unless TRUSTED',
-    '  http-request del-header x-real-ip unless TRUSTED',
-    '  http-request set-var(txn.fproto) req.hdr(x-forwarded-proto) if TRUSTED',
-    '  http-request set-var(txn.fhost) req.hdr(x-forwarded-host) if TRUSTED',
-    '  http-request set-var(txn.fproto) str(https) if { ssl_fc } !{ var(txn.fproto) -m found }',
-    '  http-request set-var(txn.fproto) str(http) unless { var(txn.fproto) -m found }',
-    '  http-request set-var(txn.fhost) req.hdr(host) unless { var(txn.fhost) -m found }',
-    '  http-request set-header x-forwarded-proto %[var(txn.fproto)]',
-    '  http-request set-header x-forwarded-host %[var(txn.fhost)]',
-    '  option forwardfor',
+    ...forwardingLines(c.trusted, c.https !== undefined),
     '  http-request set-var(txn.host) req.hdr(host,1),lower,field(1,:)',
     `  http-request set-var(txn.app) var(txn.host),map(${c.dir}/hosts.map)`,
+    // Mode `auto`: a log line only for an app in traced.map (two revisions sharing its traffic; kept by the Runtime API).
+    ...(c.trafficLog?.onlyTraced ? [`  http-request set-log-level silent unless { var(txn.app),map(${c.dir}/traced.map) -m found }`] : []),
     ...acmeLines(c.dir),
     ...(c.https ? policyLines(c.dir, c.https.port) : []),
     ...ownAnswer(404, 'not_found', nf.text, nf.json, '!{ var(txn.app) -m found }', 'var(txn.host)'),
     // The pin: "app/N" in pins.map names the pin backend serving revision N (kept by the Runtime API).
-    '  http-request set-var(txn.rev) req.hdr(x-pilot-revision),ltrim(" "),rtrim(" ") if { req.hdr(x-pilot-revision) -m found }',
+    // One header lookup when the header is absent (the fetch fails, nothing is set): the rest is
+    // skipped on its condition.
+    '  http-request set-var(txn.rev) req.hdr(x-pilot-revision),ltrim(" "),rtrim(" ")',
+    '  http-request del-header x-pilot-revision if { var(txn.rev) -m found }',
     '  http-request set-var-fmt(txn.pinkey) "%[var(txn.app)]/%[var(txn.rev)]" if { var(txn.rev) -m reg ^[0-9]+$ }',
     `  http-request set-var(txn.pinbe) var(txn.pinkey),map(${c.dir}/pins.map) if { var(txn.pinkey) -m found }`,
-    '  http-request del-header x-pilot-revision',
   ];
   for (const a of c.apps) {
     if (a.sticky === undefined) continue;

@@ -38,7 +38,8 @@ import {
   type Slot,
 } from './config.js';
 import { parseStat, runtimeCommand, runtimeErrors } from './runtime.js';
-import { TrafficLog, type TrafficLineSink } from './traffic-log.js';
+import { InstanceRevisions, TrafficLog, addressKey, type TrafficLineSink } from './traffic-log.js';
+import { STAT_COLUMNS, TrafficStats, appOfBackend } from './traffic-stats.js';
 import { HaproxyTls } from './tls-files.js';
 
 export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
@@ -47,6 +48,31 @@ export const DEFAULT_HAPROXY_BIN = '/usr/sbin/haproxy';
  * buffer of tune.bufsize = 16 KiB: 100 commands of ~60 bytes fit). 2,000 commands take ~70 ms.
  */
 export const RUNTIME_BATCH = 100;
+
+/**
+ * How HAProxy's traffic figures reach the router process's windows (README "HAProxy as the
+ * router", `PILOT_HAPROXY_TRAFFIC`): `log`, a line per request (exact codes and latencies; the
+ * default); `stats`, `show stat` counters read every few seconds (status classes, average latencies,
+ * no per-request cost); `auto`, the log for an app while two of its revisions share its traffic (a
+ * canary, an experiment: what analysis reads), the counters otherwise, switched by the Runtime API
+ * (`traced.map`) without a reload; `off`, no figures (canary analysis and the autoscaler see no traffic).
+ */
+export type TrafficMode = 'log' | 'stats' | 'auto' | 'off';
+export const TRAFFIC_MODES: readonly TrafficMode[] = ['log', 'stats', 'auto', 'off'];
+
+/** Mode `auto`: the apps logged request by request, those with two revisions or more taking traffic. */
+export function tracedApps(routes: readonly Route[]): Set<string> {
+  return new Set(routes.filter((r) => r.backends.filter((b) => b.weight > 0 && b.upstreams.length > 0).length >= 2).map((r) => r.app));
+}
+/** The mode `PILOT_HAPROXY_TRAFFIC` names (unset or empty: `log`); anything else is refused with the choices. */
+export function trafficModeOf(value: string | undefined): TrafficMode {
+  if (value === undefined || value === '') return 'log';
+  const m = TRAFFIC_MODES.find((x) => x === value.trim().toLowerCase());
+  if (m === undefined) throw fail.haproxyTrafficMode({ value });
+  return m;
+}
+/** How often `stats` reads the counters. */
+export const STATS_INTERVAL_MS = 2_000;
 
 export interface HaproxyHealth {
   /** HAProxy answers on its runtime socket. */
@@ -116,8 +142,14 @@ export class HaproxyRouter {
   readonly #trusted: readonly string[];
   readonly #log: Logger;
   readonly #threads: number | undefined;
-  /** The per-request log for the traffic figures, when a sink was given. */
+  /** The per-request log for the traffic figures, when a sink was given (mode `log`). */
   #traffic: TrafficLog | undefined;
+  /** The counters read for the traffic figures (mode `stats`), their instance revisions and timer. */
+  #stats: TrafficStats | undefined;
+  readonly #statsRevisions = new InstanceRevisions();
+  #statsTimer: NodeJS.Timeout | undefined;
+  /** Mode `auto`: the apps logged request by request (traced.map); undefined in the other modes. */
+  #traced: Set<string> | undefined;
   #apps = new Map<string, AppState>();
   #structure = '[]';
   #child: ChildProcess | undefined;
@@ -173,6 +205,10 @@ export class HaproxyRouter {
     threads?: number;
     /** Per-request figures (requests, status, latency per app and revision) go here. */
     traffic?: TrafficLineSink;
+    /** How they are taken (default `log`; `off`: `traffic` is not fed). */
+    trafficMode?: TrafficMode;
+    /** `stats`: how often the counters are read (default STATS_INTERVAL_MS). */
+    statsIntervalMs?: number;
     /** Serve HTTPS on this port (0: a free one) with the certificates given to `setTls`. */
     https?: { port: number };
     /** Certificates, policies and ACME answers to start with (a router process's saved ones). */
@@ -195,13 +231,23 @@ export class HaproxyRouter {
       httpsPort,
     });
     if (o.tls) r.#tls.plan(o.tls); // files only: HAProxy is not running yet
-    if (o.traffic !== undefined) r.#traffic = await TrafficLog.start(o.traffic);
+    const mode = o.trafficMode ?? 'log';
+    if (o.traffic !== undefined && (mode === 'log' || mode === 'auto')) r.#traffic = await TrafficLog.start(o.traffic);
+    if (o.traffic !== undefined && (mode === 'stats' || mode === 'auto')) r.#stats = new TrafficStats(o.traffic);
+    if (o.traffic !== undefined && mode === 'auto') r.#traced = new Set();
     r.#writeFiles();
     try {
       await r.#spawn();
     } catch (err) {
       r.#traffic?.close();
       throw err;
+    }
+    if (r.#stats !== undefined) {
+      r.#statsTimer = setInterval(() => {
+        const run = r.#queue.then(() => r.#readStats());
+        r.#queue = run.catch(() => undefined);
+      }, o.statsIntervalMs ?? STATS_INTERVAL_MS);
+      r.#statsTimer.unref();
     }
     return r;
   }
@@ -216,6 +262,34 @@ export class HaproxyRouter {
       lastError: this.#lastError,
       ...(this.#traffic !== undefined ? { trafficLines: { lost: this.#traffic.lost() } } : {}),
     };
+  }
+
+  /**
+   * `stats`: count what HAProxy's counters grew by since the last read. Run before a table moves a
+   * slot to another instance (so the slot's requests count for the instance that served them) and
+   * on a timer. A failed read counts nothing (the next one counts the growth).
+   */
+  async #readStats(rows?: Record<string, string>[]): Promise<void> {
+    if (this.#stats === undefined || !this.#up) return;
+    try {
+      rows ??= parseStat(await runtimeCommand(this.#admin, ['show stat'], 2_000), STAT_COLUMNS);
+    } catch {
+      return;
+    }
+    this.#stats.count(
+      rows,
+      (backend, server) => {
+        const app = appOfBackend(backend);
+        const a = app === undefined ? undefined : this.#apps.get(app);
+        const k = Number(/^s(\d+)$/.exec(server)?.[1]) - 1;
+        if (a === undefined || !(k >= 0)) return undefined;
+        const pin = /^pin(\d+)_/.exec(backend);
+        const slot = (pin === null ? a.mix : a.pins[Number(pin[1])])?.[k];
+        if (slot === undefined) return undefined;
+        return { app: a.app, revision: this.#statsRevisions.revisionOf(a.app, addressKey(slot.host, slot.port)) };
+      },
+      this.#traced,
+    );
   }
 
   get #admin(): string {
@@ -247,6 +321,7 @@ export class HaproxyRouter {
     this.#tls.writeFiles(write);
     write('hosts.map', hostsMap(layouts));
     write('pins.map', [...this.#pins].map(([k, v]) => `${k} ${v}\n`).join(''));
+    write('traced.map', [...(this.#traced ?? [])].map((a) => `${a} 1\n`).join(''));
     // An app's error files depend on its name alone: written once per app, not at every table
     // (at 1,000 apps, rewriting them made a weight change take ~1.5 s instead of ~0.1 s).
     for (const a of layouts) {
@@ -263,7 +338,9 @@ export class HaproxyRouter {
         apps: layouts,
         trusted: this.#trusted,
         ...(this.#threads !== undefined ? { threads: this.#threads } : {}),
-        ...(this.#traffic !== undefined ? { trafficLog: { port: this.#traffic.port, key: this.#traffic.key } } : {}),
+        ...(this.#traffic !== undefined
+          ? { trafficLog: { port: this.#traffic.port, key: this.#traffic.key, onlyTraced: this.#traced !== undefined } }
+          : {}),
         ...(this.httpsPort !== undefined ? { https: { port: this.httpsPort } } : {}),
       }),
     );
@@ -354,6 +431,7 @@ export class HaproxyRouter {
       if (exited !== undefined) throw fail.haproxyStartFailed({ output: output.trim().slice(-2000) || `exit code ${exited}` });
       if ((await this.#workerPid()) !== undefined) {
         this.#up = true;
+        this.#stats?.reset(); // a new master and worker: counters from 0
         return;
       }
       await sleep(50);
@@ -386,12 +464,15 @@ export class HaproxyRouter {
   }
 
   async #apply(routes: readonly Route[]): Promise<void> {
-    this.#traffic?.revisions.update(
-      routes.flatMap((r) =>
-        r.backends.flatMap((b) => b.upstreams.map((u) => ({ app: r.app, revision: b.revision, host: u.host, port: u.port }))),
-      ),
-      performance.now(),
+    // What the slots served so far counts for their instances before the table moves them.
+    await this.#readStats();
+    const instances = routes.flatMap((r) =>
+      r.backends.flatMap((b) => b.upstreams.map((u) => ({ app: r.app, revision: b.revision, host: u.host, port: u.port }))),
     );
+    this.#traffic?.revisions.update(instances, performance.now());
+    if (this.#stats !== undefined) this.#statsRevisions.update(instances, performance.now());
+    const tracedBefore = this.#traced;
+    if (this.#traced !== undefined) this.#traced = tracedApps(routes);
     const before = new Map([...this.#apps].map(([k, v]) => [k, { ...v, mix: [...v.mix], pins: v.pins.map((p) => [...p]) }]));
     const next = new Map<string, AppState>();
     let overflow = false;
@@ -494,6 +575,11 @@ export class HaproxyRouter {
       else if (was !== v) cmds.push(`set map ${mapFile} ${k} ${v}`);
     }
     for (const k of this.#pins.keys()) if (!pins.has(k)) cmds.push(`del map ${mapFile} ${k}`);
+    if (this.#traced !== undefined && tracedBefore !== undefined) {
+      const traced = join(this.#dir, 'traced.map');
+      for (const a of this.#traced) if (!tracedBefore.has(a)) cmds.push(`add map ${traced} ${a} 1`);
+      for (const a of tracedBefore) if (!this.#traced.has(a)) cmds.push(`del map ${traced} ${a}`);
+    }
     this.#apps = next;
     this.#pins = pins;
     if (cmds.length === 0) return;
@@ -582,6 +668,8 @@ export class HaproxyRouter {
     while (performance.now() < end) {
       const pid = await this.#workerPid();
       if (pid !== undefined && pid !== before) {
+        // The new worker counts from 0; what the old one serves from now on is not counted.
+        this.#stats?.reset();
         this.#reloads++;
         this.#log.info({ worker: pid, reloads: this.#reloads }, 'haproxy reloaded');
         return;
@@ -599,10 +687,12 @@ export class HaproxyRouter {
     const out: Record<string, number> = {};
     let rows: Record<string, string>[];
     try {
-      rows = parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000));
+      rows = parseStat(await runtimeCommand(this.#admin, ['show stat'], 5_000), STAT_COLUMNS);
     } catch {
       return out;
     }
+    // Before a drained slot is freed: its last requests count for its instance.
+    await this.#readStats(rows);
     const byServer = new Map(rows.map((r) => [`${r.pxname}/${r.svname}`, Number(r.scur || 0) + Number(r.qcur || 0)]));
     const freed: string[] = [];
     for (const a of this.#apps.values()) {
@@ -625,6 +715,12 @@ export class HaproxyRouter {
 
   /** Stop HAProxy (the master stops its workers). */
   async close(): Promise<void> {
+    clearInterval(this.#statsTimer);
+    if (this.#stats !== undefined) {
+      // The last counts, while HAProxy still answers (after what is queued, for at most 5 s).
+      await Promise.race([this.#queue, sleep(5_000)]);
+      await this.#readStats();
+    }
     this.#closing = true;
     clearTimeout(this.#writeTimer);
     const child = this.#child;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { routerContract } from '../router/router-contract.js';
 import { routerHttpsContract } from '../router/router-contract-https.js';
+import { CHUNKED_CHECK_MAX_BYTES } from './config.js';
 import { HaproxyRouter } from './haproxy-router.js';
 
 routerContract(
@@ -24,13 +25,15 @@ routerContract(
   // HAProxy follows RFC 9112 on CL+TE (drops Content-Length, reads chunked) and accepts
   // absolute-form targets (routing by Host); its weights are per server (roundrobin), within ±8.
   // HAProxy 2.6 has one server timeout per request (no separate idle timeout after the headers),
-  // and streams a chunked body without a running total (maxBody checks Content-Length only).
+  // and keeps no running total of a streamed body: a chunked one is counted in its buffer, so
+  // only for a maxBody up to CHUNKED_CHECK_MAX_BYTES (config.ts); over it, streamed whole.
   {
     refusesClWithTe: false,
     refusesAbsoluteForm: false,
     exactWeights: false,
     separateIdleTimeout: false,
-    cutsChunkedOverMaxBody: false,
+    cutsChunkedOverMaxBody: true,
+    chunkedMaxBodyUpTo: CHUNKED_CHECK_MAX_BYTES,
   },
 );
 

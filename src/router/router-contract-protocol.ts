@@ -146,6 +146,7 @@ interface ProtocolRouter {
 interface ProtocolCapabilities {
   readonly separateIdleTimeout: boolean;
   readonly cutsChunkedOverMaxBody: boolean;
+  readonly chunkedMaxBodyUpTo?: number;
 }
 
 const get = (host: string, path = '/', extra = ''): string => `GET ${path} HTTP/1.1\r\nhost: ${host}\r\n${extra}\r\n`;
@@ -351,6 +352,43 @@ export function protocolContract(router: () => ProtocolRouter, caps: ProtocolCap
           assert.equal(res?.status, 200, 'a chunked body is streamed whole');
           assert.equal(res.body.toString(), String(64 * 1024));
         }
+      } finally {
+        c.close();
+      }
+      // A chunked body within maxBody reaches the app whole.
+      const small = await RawConn.open(router().url);
+      try {
+        small.write('POST / HTTP/1.1\r\nhost: lim.localhost\r\ntransfer-encoding: chunked\r\n\r\n');
+        small.write(`200\r\n${'z'.repeat(512)}\r\n`);
+        small.write(`200\r\n${'z'.repeat(512)}\r\n0\r\n\r\n`);
+        const res = await small.response(10_000);
+        assert.equal(res?.status, 200);
+        assert.equal(res.body.toString(), '1024');
+      } finally {
+        small.close();
+      }
+    });
+
+    it('streams a chunked body whole to an app whose maxBody is over the size a router can count (where it has one)', async (t) => {
+      const upTo = caps.chunkedMaxBodyUpTo;
+      if (upTo === undefined) {
+        t.skip('this router counts chunked bodies of any size');
+        return;
+      }
+      await apply([route('biglim', counter, { maxBodyBytes: upTo * 4 })]);
+      const before = counter.requests;
+      const c = await RawConn.open(router().url);
+      try {
+        c.write('POST / HTTP/1.1\r\nhost: biglim.localhost\r\ntransfer-encoding: chunked\r\n\r\n');
+        for (let i = 0; i < 8; i++) c.write(`400\r\n${'y'.repeat(1024)}\r\n`);
+        // The first bytes reach the app before the body ends: nothing is held for counting.
+        const end = performance.now() + 10_000;
+        while (counter.requests === before && performance.now() < end) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(counter.requests > before, 'the app saw the request before its body ended');
+        c.write(`${(upTo * 5 - 8 * 1024).toString(16)}\r\n${'y'.repeat(upTo * 5 - 8 * 1024)}\r\n0\r\n\r\n`);
+        const res = await c.response(10_000);
+        assert.equal(res?.status, 200, `over ${upTo} bytes, maxBody is not counted on a chunked body`);
+        assert.equal(res.body.toString(), String(upTo * 5));
       } finally {
         c.close();
       }

@@ -63,6 +63,11 @@ export const routerErrors = {
     message: (p: { bin: string }) => `router "haproxy" is configured, but HAProxy is not installed (no ${p.bin})`,
     hint: 'Install it (Debian/Ubuntu: `apt-get install haproxy`, 2.6 or newer), set PILOT_HAPROXY_BIN to its path, or start without `--router haproxy`.',
   },
+  haproxyTrafficMode: {
+    code: 'invalid_argument',
+    message: (p: { value: string }) => `PILOT_HAPROXY_TRAFFIC=${JSON.stringify(p.value)} is not a way to take HAProxy's traffic figures`,
+    hint: "Use log (a line per request: exact codes and latencies; the default), stats (HAProxy's counters every 2 s: cheaper, status classes and average latencies), auto (the log while two revisions of an app share its traffic, the counters otherwise) or off (no figures: no canary analysis, no autoscaling by req/s).",
+  },
   haproxyStartFailed: {
     code: 'internal',
     message: (p: { output: string }) => `HAProxy did not start: ${p.output}`,
