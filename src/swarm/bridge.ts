@@ -297,7 +297,10 @@ export class SwarmBridge {
             [LABEL.loader]: '1',
           })
         : undefined;
-    await s.createService(buildServiceSpec({ target: this.o.target.name, spec, block, replicas, slots, secrets, loader }));
+    await s.createService(
+      buildServiceSpec({ target: this.o.target.name, spec, block, replicas, slots, secrets, loader }),
+      spec.registryAuth,
+    );
     this.o.log.info({ target: this.o.target.name, service: name, block, replicas }, 'swarm service created');
   }
 

@@ -6,6 +6,7 @@ import Docker from 'dockerode';
 import type { SwarmNodeView } from '../api/wire.js';
 import { fail } from '../core/errors.js';
 import { parseDockerUrl } from '../core/target.js';
+import type { InstanceSpec } from '../core/types.js';
 import { LABEL } from './service-spec.js';
 import type { TaskFacts } from './task-status.js';
 
@@ -23,12 +24,20 @@ export interface SwarmService {
   readonly spec: Record<string, unknown>;
 }
 
+/** Registry credentials for an image (core/types.ts InstanceSpec.registryAuth). */
+export type RegistryAuth = NonNullable<InstanceSpec['registryAuth']>;
+
 export interface SwarmApi {
   info(): Promise<{ state: string; manager: boolean }>;
   nodes(): Promise<SwarmNodeView[]>;
   services(target: string): Promise<SwarmService[]>;
   tasks(serviceIds: readonly string[]): Promise<TaskFacts[]>;
-  createService(spec: Record<string, unknown>): Promise<string>;
+  /**
+   * `auth`: the registry credentials of the service's image (X-Registry-Auth, as `docker service
+   * create --with-registry-auth`): Swarm keeps them with the service, so every node can pull it,
+   * also for a task re-created later on a node that lacks the image.
+   */
+  createService(spec: Record<string, unknown>, auth?: RegistryAuth): Promise<string>;
   updateSlots(svc: SwarmService, slots: ReadonlyMap<number, string>, replicas: number): Promise<void>;
   /** Removes the service, then the Swarm secrets made for it. */
   removeService(svc: SwarmService): Promise<void>;
@@ -119,8 +128,12 @@ export function swarmApi(docker: string): SwarmApi {
           createdAt: Date.parse(String(t.CreatedAt ?? '')) || 0,
         })),
       ),
-    createService: (spec) =>
-      call(`create service ${String(spec.Name)}`, async () => ((await d.createService(spec as never)) as Any).id as string),
+    createService: (spec, auth) =>
+      // dockerode takes (auth, spec); given the spec alone it would send the spec as the auth header.
+      call(`create service ${String(spec.Name)}`, async () => {
+        const create = d.createService as unknown as (auth: unknown, spec: unknown) => Promise<Any>;
+        return (await create.call(d, auth, spec)).id as string;
+      }),
     updateSlots: (svc, slots, replicas) =>
       call(`update service ${svc.name}`, async () => {
         const labels: Record<string, string> = {};

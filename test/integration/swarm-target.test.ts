@@ -10,6 +10,7 @@
  * target whose manager stopped answering.
  */
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -18,7 +19,8 @@ import { after, before, describe, it } from 'node:test';
 import { connectEngine } from '../../src/docker/engine.js';
 import { ensureBaseImage } from '../../src/docker/test-images.js';
 import { dockerSkip } from '../../src/docker/test-support.js';
-import { git, Harness, makeRepo, sleep, tempDir, waitFor } from './harness.js';
+import { registrySkip, startRegistry } from '../../src/docker/test-registry.js';
+import { git, Harness, makeRepo, PILOT, ROOT, sleep, tempDir, waitFor } from './harness.js';
 
 const engine = connectEngine();
 const T = `swt${process.pid}`; // the target: every service, secret and config carries its label
@@ -368,4 +370,66 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
     const removed = await h.cli(['targets', 'remove', T]);
     assert.equal(removed.code, 0, removed.stderr);
   });
+
+  it(
+    'an image in a registry with credentials: Swarm gets them with the service, and a task re-created where the image is gone pulls it',
+    { skip: registrySkip },
+    async () => {
+      const PASSWORD = 'swarm-registry-pw-5d1e';
+      const registry = await startRegistry({ user: { username: 'swuser', password: PASSWORD } });
+      const app = `${APP}r`.slice(0, 30);
+      try {
+        const set = await new Promise<number | null>((resolve) => {
+          const p = spawn(process.execPath, [PILOT, 'registry', 'set', registry.url, '--username', 'swuser', '--password-stdin'], {
+            cwd: ROOT,
+            env: h.env(),
+            stdio: ['pipe', 'ignore', 'inherit'],
+          });
+          p.on('close', resolve);
+          p.stdin!.end(PASSWORD);
+        });
+        assert.equal(set, 0);
+        const add = await h.cli(['targets', 'add', T, '--docker', 'unix:///var/run/docker.sock', '--ports', '23000-23900']);
+        assert.equal(add.code, 0, add.stderr);
+        const dir = h.track(tempDir('swarm-app-reg'));
+        writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: app, scripts: { start: 'node server.js' } }));
+        writeFileSync(join(dir, 'server.js'), server('r1'));
+        writeFileSync(join(dir, 'pilot.yaml'), `runtime: docker\ntarget: ${T}\nreplicas: 1\nhealth: { path: /, interval: 1s }\n`);
+        const r = await h.cli(['run', h.track(await makeRepo(dir))], { env: ENV });
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        const [svc] = await engine.listServices({ filters: { label: [`dev.pilot.target=${T}`] } });
+        const image = String((svc!.Spec!.TaskTemplate as { ContainerSpec?: { Image?: string } }).ContainerSpec?.Image);
+        assert.ok(image.startsWith(`${registry.address}/`), `the service runs the registry's image (${image})`);
+        assert.ok(!JSON.stringify(await engine.getService(svc!.ID).inspect()).includes(PASSWORD), 'the password is in the service spec');
+        const readyOne = async (): Promise<any> =>
+          ((await h.apiCall('GET', `/api/v1/apps/${app}`)).json.instances as any[]).find((i) => i.state === 'ready');
+        const first = await waitFor('the instance ready', readyOne);
+        // The image goes from this engine by its registry names (the running container keeps its layers).
+        const local = await engine.getContainer(first.containerId).inspect();
+        const names = (await engine.getImage(local.Image).inspect()) as { RepoTags?: string[]; RepoDigests?: string[] };
+        for (const ref of [...(names.RepoTags ?? []), ...(names.RepoDigests ?? [])].filter((n) => n.startsWith(`${registry.address}/`)))
+          await engine
+            .getImage(ref)
+            .remove({ force: true })
+            .catch(() => undefined);
+        await assert.rejects(engine.getImage(image).inspect(), 'the image is still here by the name the service runs');
+        await engine.getContainer(first.containerId).kill();
+        const next = await waitFor(
+          'a new task, its image pulled with the credentials',
+          async () => {
+            const i = await readyOne();
+            return i && i.containerId !== first.containerId ? i : undefined;
+          },
+          120_000,
+        );
+        assert.equal(next.id, first.id, 'the same instance, on its new task');
+        assert.equal(JSON.parse((await h.viaRouter(`${app}.localhost`)).text).version, 'r1');
+        const rm = await h.cli(['apps', 'rm', app, '--yes']);
+        assert.equal(rm.code, 0, rm.stderr);
+        await waitFor('its service gone', async () => ((await ours()).services === 0 ? true : undefined), 60_000);
+      } finally {
+        await registry.stop();
+      }
+    },
+  );
 });
