@@ -79,6 +79,8 @@ export class FastPath {
   closing = false;
   /** Exchanges running now (the router's close waits for them). */
   busy = 0;
+  /** Requests the fast path served itself, and connections it handed to node:http. */
+  readonly stats = { served: 0, handedOff: 0 };
   onIdle: (() => void) | undefined;
 
   constructor(deps: FastDeps) {
@@ -101,6 +103,7 @@ export class FastPath {
   handOff(conn: ClientConn, socket: net.Socket): void {
     this.#conns.delete(conn);
     this.#handed.add(socket);
+    this.stats.handedOff++;
     socket.once('close', () => this.#handed.delete(socket));
     this.deps.handOff(socket);
   }
@@ -201,6 +204,7 @@ class ClientConn {
       this.buf = after.length > bodyNow ? after.subarray(bodyNow) : undefined;
       this.ex = new Exchange(this, head, route, affinity, body, pin);
       this.fp.busy++;
+      this.fp.stats.served++;
       this.ex.attempt(upstream);
     }
     if (this.paused && this.ex === undefined) {

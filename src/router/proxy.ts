@@ -77,6 +77,8 @@ export interface Router {
   inflight(upstreamId: string): number;
   /** Every upstream id with requests in flight, and how many (reported to the control plane by a router process). */
   inflightAll(): Record<string, number>;
+  /** The fast engine's counts (requests it served, connections it handed to node:http); undefined on the node engine. */
+  fastStats(): { readonly served: number; readonly handedOff: number } | undefined;
 }
 
 /** Start the router on host:port; it follows every later `table.set` until closed. */
@@ -294,5 +296,6 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     close: () => (closing ??= close()),
     inflight: (id) => pools.inflight(id),
     inflightAll: () => pools.inflightAll(),
+    fastStats: () => (fast ? { ...fast.stats } : undefined),
   };
 }
