@@ -389,6 +389,18 @@ class Exchange {
       if (this.framing === 'none' || (this.framing === 'length' && this.left === 0)) this.finish();
       return;
     }
+    if (this.framing === 'length' && rest.length >= this.left) {
+      // The common small response: head and whole body in one buffer, one write (one syscall).
+      const body = rest.length > this.left ? rest.subarray(0, this.left) : rest;
+      if (rest.length > this.left) this.reusable = false;
+      const out = Buffer.allocUnsafe(s.length + body.length);
+      out.write(s, 0, 'latin1');
+      body.copy(out, s.length);
+      this.left = 0;
+      client.write(out);
+      this.finish();
+      return;
+    }
     client.cork();
     client.write(s, 'latin1');
     this.body(rest);
