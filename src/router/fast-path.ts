@@ -235,7 +235,7 @@ class ClientConn {
     s.setTimeout(0);
     // A paused socket handed over stalls node:http's parser (seen on Node 20): flowing again first;
     // no 'data' can be emitted before the server's listener is on (resume acts on the next tick).
-    if (this.paused) s.resume();
+    if (this.paused || s.isPaused()) s.resume();
     if (this.buf !== undefined) s.unshift(this.buf);
     this.buf = undefined;
     this.fp.handOff(this, s);
