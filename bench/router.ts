@@ -73,7 +73,11 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
     // out connections round-robin), each with the same table.
     const workers = Number(variant);
     const fork = (): Promise<number> =>
-      new Promise((resolve) => cluster.fork({ PILOT_BENCH_UPSTREAM: arg, PILOT_ROUTER_ENGINE: name === 'router-cluster-fast' ? 'fast' : 'node' }).once('message', (m: { port: number }) => resolve(m.port)));
+      new Promise((resolve) =>
+        cluster
+          .fork({ PILOT_BENCH_UPSTREAM: arg, PILOT_ROUTER_ENGINE: name === 'router-cluster-fast' ? 'fast' : 'node' })
+          .once('message', (m: { port: number }) => resolve(m.port)),
+      );
     const first = await fork();
     for (let i = 1; i < workers; i++) await fork();
     port = first;
@@ -652,8 +656,12 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
       );
     }
     console.log(`  Pilot/nginx req/s at c=50, 1 vs 1: ${range(ratios.rps1, 2)}x; 2 vs 2: ${range(ratios.rps2, 2)}x (per round)`);
-    console.log(`  Pilot fast engine/nginx req/s at c=50, 1 vs 1: ${range(ratios.fast1, 2)}x; 2 vs 2: ${range(ratios.fast2, 2)}x (per round)`);
-    console.log(`  added p50 at c=1 over direct: Pilot ${range(ratios.added, 0)} µs, fast engine ${range(ratios.addedFast, 0)} µs, nginx ${range(ratios.addedNginx, 0)} µs (per round)`);
+    console.log(
+      `  Pilot fast engine/nginx req/s at c=50, 1 vs 1: ${range(ratios.fast1, 2)}x; 2 vs 2: ${range(ratios.fast2, 2)}x (per round)`,
+    );
+    console.log(
+      `  added p50 at c=1 over direct: Pilot ${range(ratios.added, 0)} µs, fast engine ${range(ratios.addedFast, 0)} µs, nginx ${range(ratios.addedNginx, 0)} µs (per round)`,
+    );
     if (ratios.driven1.length > 0)
       console.log(
         `  Pilot-driven HAProxy / plain HAProxy req/s at c=50: 1 thread ${range(ratios.driven1, 2)}x, 2 threads ${range(ratios.driven2, 2)}x; Pilot-driven HAProxy (1 thread) / nginx (1 worker): ${range(ratios.drivenNginx, 2)}x`,
