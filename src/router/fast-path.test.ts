@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { Registry } from 'prom-client';
-import { startRouter, type Router } from './proxy.js';
+import { engineFromEnv, startRouter, type Router } from './proxy.js';
 import { RouterMetrics } from './metrics.js';
 import { RoutingTable, type TableRoute } from './routing-table.js';
 import { routeOf, startUpstream, until, type TestUpstream } from './test-support.js';
@@ -80,7 +80,12 @@ describe('router: the fast engine', () => {
           res.socket?.end();
           return;
         }
-        res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': ['a=1', 'b=2'], connection: 'keep-alive, x-hop', 'x-hop': 'h' });
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'set-cookie': ['a=1', 'b=2'],
+          connection: 'keep-alive, x-hop',
+          'x-hop': 'h',
+        });
         res.end(
           JSON.stringify({
             method: req.method,
@@ -95,7 +100,10 @@ describe('router: the fast engine', () => {
     // An app that closes every idle keep-alive connection at once: the router's pooled socket is stale at the next request.
     closer = await startUpstream('closer');
     closer.server.keepAliveTimeout = 1;
-    routes.push(routeOf('web', ['web.localhost'], [app.upstream('web')]), routeOf('stale', ['stale.localhost'], [closer.upstream('stale')]));
+    routes.push(
+      routeOf('web', ['web.localhost'], [app.upstream('web')]),
+      routeOf('stale', ['stale.localhost'], [closer.upstream('stale')]),
+    );
     table.set(routes);
     fast = await startRouter({ host: '127.0.0.1', port: 0, table, metrics: new RouterMetrics(new Registry()), engine: 'fast' });
     node = await startRouter({ host: '127.0.0.1', port: 0, table, metrics: new RouterMetrics(new Registry()), engine: 'node' });
@@ -108,7 +116,7 @@ describe('router: the fast engine', () => {
     await closer.close();
   });
 
-  it('serves a plain GET itself, with the node engine\'s header rules both ways', async () => {
+  it("serves a plain GET itself, with the node engine's header rules both ways", async () => {
     const before = fast.fastStats()!;
     const text = await raw(
       fast.port,
@@ -123,7 +131,7 @@ describe('router: the fast engine', () => {
     assert.doesNotMatch(text, /x-hop/i, 'a header the app listed in Connection is hop-by-hop');
     const echo = JSON.parse(text.slice(text.indexOf('{'), text.lastIndexOf('}') + 1)) as { url: string; headers: Record<string, string> };
     assert.equal(echo.url, '/x?y=1');
-    assert.equal(echo.headers['x-forwarded-for'], '127.0.0.1', 'a client\'s own X-Forwarded-For is dropped');
+    assert.equal(echo.headers['x-forwarded-for'], '127.0.0.1', "a client's own X-Forwarded-For is dropped");
     assert.equal(echo.headers['x-forwarded-host'], 'web.localhost');
     assert.equal(echo.headers['x-forwarded-proto'], 'http');
     assert.equal(echo.headers['x-pilot-revision'], undefined);
@@ -251,5 +259,24 @@ describe('router: the fast engine', () => {
     } finally {
       await slow.close();
     }
+  });
+});
+
+describe('router: PILOT_ROUTER_ENGINE', () => {
+  it('is node by default, fast when asked, and refused with the allowed values otherwise', async () => {
+    assert.equal(engineFromEnv(undefined), 'node');
+    assert.equal(engineFromEnv(''), 'node');
+    assert.equal(engineFromEnv('node'), 'node');
+    assert.equal(engineFromEnv('fast'), 'fast');
+    for (const bad of ['FAST', 'turbo', 'fast ', 'x'.repeat(500)]) {
+      assert.throws(
+        () => engineFromEnv(bad),
+        (e: Error & { code?: string; hint?: string }) =>
+          e.code === 'bad_request' && /PILOT_ROUTER_ENGINE/.test(e.message) && e.message.length < 200 && /"fast"/.test(e.hint ?? ''),
+      );
+    }
+    const r = await startRouter({ host: '127.0.0.1', port: 0, table: new RoutingTable(), engine: 'node' });
+    assert.equal(r.fastStats(), undefined);
+    await r.close();
   });
 });
