@@ -342,16 +342,21 @@ class Exchange {
 
   upData(chunk: Buffer): void {
     if (this.responded) return this.body(chunk);
+    // `chunk` may be a view of the shared read buffer: parsed now, copied if the head is incomplete.
     this.rbuf = this.rbuf === undefined ? chunk : Buffer.concat([this.rbuf, chunk]);
     for (;;) {
       const h = parseResponseHead(this.rbuf, this.head.method);
-      if (h.kind === 'incomplete') return;
+      if (h.kind === 'incomplete') {
+        if (this.rbuf === chunk) this.rbuf = Buffer.from(chunk);
+        return;
+      }
       if (h.kind === 'bad') return this.failed(coded(h.why, 'HPE_INVALID_RESPONSE'), true);
       if (h.status < 200) {
         // 1xx: interim (103 Early Hints…), dropped as the node engine drops them; 101 was never asked for.
         if (h.status === 101) return this.failed(coded('unexpected 101', 'HPE_INVALID_RESPONSE'), true);
         this.rbuf = h.end < this.rbuf.length ? this.rbuf.subarray(h.end) : undefined;
         if (this.rbuf === undefined) return;
+        chunk = this.rbuf; // still possibly a view: copied above if it stays incomplete
         continue;
       }
       this.responded = true;
@@ -448,7 +453,8 @@ class Exchange {
         break;
     }
     const client = this.conn.socket;
-    if (part.length > 0 && !client.write(part) && !end) {
+    // A copy: `part` may be a view of the shared read buffer, and a write keeps its buffer until sent.
+    if (part.length > 0 && !client.write(Buffer.from(part)) && !end) {
       // Backpressure: the client reads slower than the app writes; stop reading the app.
       const up = this.up!;
       up.socket.pause();
@@ -592,18 +598,23 @@ class UpConn {
   connected = false;
   #err: Error | undefined;
 
+  #onRead = (n: number, buf: Uint8Array): boolean => {
+    // A view of the shared buffer: used up (or copied) before this returns.
+    if (this.ex !== undefined) this.ex.upData((buf as Buffer).subarray(0, n));
+    else this.socket.destroy(); // bytes nobody asked for: the connection cannot be trusted
+    return true;
+  };
+
   constructor(pool: RawPool, connectMs: number) {
     this.pool = pool;
     const u = pool.upstream;
-    this.socket = net.connect({ host: u.host, port: u.port, noDelay: true });
+    // Reads land in one shared buffer (no Buffer and no stream push per read): each chunk is
+    // consumed before the callback returns, and copied where it is kept or written (Exchange).
+    this.socket = net.connect({ host: u.host, port: u.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: this.#onRead } });
     this.socket.setTimeout(connectMs);
     this.socket.on('connect', () => {
       this.connected = true;
       this.ex?.upConnected();
-    });
-    this.socket.on('data', (d: Buffer) => {
-      if (this.ex !== undefined) this.ex.upData(d);
-      else this.socket.destroy(); // bytes nobody asked for: the connection cannot be trusted
     });
     this.socket.on('timeout', () => {
       if (this.ex !== undefined) this.ex.upTimeout();
@@ -620,6 +631,9 @@ class UpConn {
     });
   }
 }
+
+/** Where every upstream socket's reads land (see UpConn): a view of it is valid until the read callback returns. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** The idle sockets to one upstream. */
 class RawPool {
