@@ -7,7 +7,9 @@ const req = (s: string) => parseRequestHead(Buffer.from(s, 'latin1'));
 
 describe('fast engine: request head parser', () => {
   it('parses the common request, raw names and values kept, repeats joined as node:http joins them', () => {
-    const h = req('GET /a?b=1 HTTP/1.1\r\nHost: app.localhost\r\nCookie: a=1\r\ncookie: b=2\r\nX-A:  x \r\nx-a: y\r\nContent-Length: 3\r\n\r\nabc');
+    const h = req(
+      'GET /a?b=1 HTTP/1.1\r\nHost: app.localhost\r\nCookie: a=1\r\ncookie: b=2\r\nX-A:  x \r\nx-a: y\r\nContent-Length: 3\r\n\r\nabc',
+    );
     assert.equal(h.kind, 'ok');
     if (h.kind !== 'ok') return;
     assert.equal(h.method, 'GET');
