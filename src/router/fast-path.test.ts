@@ -264,13 +264,13 @@ describe('router: the fast engine', () => {
 
 describe('router: PILOT_ROUTER_ENGINE', () => {
   it('is node by default, fast when asked, and refused with the allowed values otherwise', async () => {
-    assert.equal(engineFromEnv(undefined), 'node');
-    assert.equal(engineFromEnv(''), 'node');
-    assert.equal(engineFromEnv('node'), 'node');
-    assert.equal(engineFromEnv('fast'), 'fast');
+    assert.equal(engineFromEnv({}), 'node');
+    assert.equal(engineFromEnv({ PILOT_ROUTER_ENGINE: '' }), 'node');
+    assert.equal(engineFromEnv({ PILOT_ROUTER_ENGINE: 'node' }), 'node');
+    assert.equal(engineFromEnv({ PILOT_ROUTER_ENGINE: 'fast' }), 'fast');
     for (const bad of ['FAST', 'turbo', 'fast ', 'x'.repeat(500)]) {
       assert.throws(
-        () => engineFromEnv(bad),
+        () => engineFromEnv({ PILOT_ROUTER_ENGINE: bad }),
         (e: Error & { code?: string; hint?: string }) =>
           e.code === 'bad_request' && /PILOT_ROUTER_ENGINE/.test(e.message) && e.message.length < 200 && /"fast"/.test(e.hint ?? ''),
       );

@@ -59,7 +59,8 @@ export interface RouterOptions {
 export type RouterEngine = 'node' | 'fast';
 
 /** The engine named by PILOT_ROUTER_ENGINE ('node' when unset); anything else is refused. */
-export function engineFromEnv(value = process.env.PILOT_ROUTER_ENGINE): RouterEngine {
+export function engineFromEnv(env: NodeJS.ProcessEnv = process.env): RouterEngine {
+  const value = env.PILOT_ROUTER_ENGINE;
   if (value === undefined || value === '' || value === 'node') return 'node';
   if (value === 'fast') return 'fast';
   throw fail.invalidRouterEngine({ value: value.slice(0, 40) });
