@@ -26,6 +26,7 @@ import type { TableRoute, Upstream } from './routing-table.js';
 import { affinityOf, withSetCookie, type Affinity } from './sticky.js';
 import { ACME_CHALLENGE_PREFIX, hostOnly, type AcmeChallenges, type CertificateStore } from './tls.js';
 import type { UpstreamPools } from './upstream-pools.js';
+import { RawPools, type UpConn, type UpstreamUser } from './fast-upstream.js';
 
 export interface FastDeps {
   readonly pools: UpstreamPools;
@@ -44,8 +45,6 @@ export interface FastDeps {
 
 /** node:http's default keep-alive timeout: an idle client connection is closed after it. */
 const CLIENT_IDLE_MS = 5_000;
-/** An idle upstream socket is closed after this (below Node's 5 s server keep-alive, as undici's 4 s). */
-const UPSTREAM_IDLE_MS = 4_000;
 /** Pipelined bytes a client may pile up while an exchange runs before its socket is paused. */
 const MAX_BUFFERED = 64 * 1024;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
@@ -245,7 +244,7 @@ class ClientConn {
 type Head = Extract<ReturnType<typeof parseRequestHead>, { kind: 'ok' }>;
 
 /** One request on the fast path, through one or two attempts at upstreams. */
-class Exchange {
+class Exchange implements UpstreamUser {
   readonly conn: ClientConn;
   readonly head: Head;
   readonly app: string;
@@ -587,117 +586,5 @@ class Exchange {
   private record(code: number): void {
     const now = performance.now();
     this.recorder?.record(code, now - this.startedAt, now);
-  }
-}
-
-/** One socket to an app, serving one exchange at a time, kept alive between them. */
-class UpConn {
-  readonly pool: RawPool;
-  readonly socket: net.Socket;
-  ex: Exchange | undefined;
-  connected = false;
-  #err: Error | undefined;
-
-  #onRead = (n: number, buf: Uint8Array): boolean => {
-    // A view of the shared buffer: used up (or copied) before this returns.
-    if (this.ex !== undefined) this.ex.upData((buf as Buffer).subarray(0, n));
-    else this.socket.destroy(); // bytes nobody asked for: the connection cannot be trusted
-    return true;
-  };
-
-  constructor(pool: RawPool, connectMs: number) {
-    this.pool = pool;
-    const u = pool.upstream;
-    // Reads land in one shared buffer (no Buffer and no stream push per read): each chunk is
-    // consumed before the callback returns, and copied where it is kept or written (Exchange).
-    this.socket = net.connect({ host: u.host, port: u.port, noDelay: true, onread: { buffer: READ_BUFFER, callback: this.#onRead } });
-    this.socket.setTimeout(connectMs);
-    this.socket.on('connect', () => {
-      this.connected = true;
-      this.ex?.upConnected();
-    });
-    this.socket.on('timeout', () => {
-      if (this.ex !== undefined) this.ex.upTimeout();
-      else this.socket.destroy(); // idle too long
-    });
-    this.socket.on('error', (err) => {
-      this.#err = err;
-    });
-    this.socket.on('close', () => {
-      this.pool.forget(this);
-      const ex = this.ex;
-      this.ex = undefined;
-      ex?.upClosed(this.#err);
-    });
-  }
-}
-
-/** Where every upstream socket's reads land (see UpConn): a view of it is valid until the read callback returns. */
-const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
-/** The idle sockets to one upstream. */
-class RawPool {
-  readonly upstream: Upstream;
-  readonly idle: UpConn[] = [];
-  retired = false;
-
-  constructor(upstream: Upstream) {
-    this.upstream = upstream;
-  }
-
-  forget(c: UpConn): void {
-    const i = this.idle.indexOf(c);
-    if (i !== -1) this.idle.splice(i, 1);
-  }
-}
-
-/**
- * Keep-alive sockets per upstream id. Retiring an upstream closes its idle sockets at once; a busy
- * one is closed when its exchange ends (its in-flight count is in UpstreamPools, which drains read).
- */
-export class RawPools {
-  readonly #pools = new Map<string, RawPool>();
-  #closed = false;
-
-  take(upstream: Upstream, connectMs: number): UpConn {
-    let pool = this.#pools.get(upstream.id);
-    if (pool !== undefined && (pool.upstream.host !== upstream.host || pool.upstream.port !== upstream.port)) {
-      this.retire(pool.upstream);
-      pool = undefined;
-    }
-    if (pool === undefined) {
-      pool = new RawPool(upstream);
-      this.#pools.set(upstream.id, pool);
-    }
-    // Most recently used first: the socket least likely to have been closed by the app meanwhile.
-    const c = pool.idle.pop();
-    return c ?? new UpConn(pool, connectMs);
-  }
-
-  release(c: UpConn, reusable: boolean): void {
-    if (!reusable || c.pool.retired || this.#closed || c.socket.destroyed) {
-      c.socket.destroy();
-      return;
-    }
-    c.socket.setTimeout(UPSTREAM_IDLE_MS);
-    c.pool.idle.push(c);
-  }
-
-  /** No new exchange on this upstream; its idle sockets close now. */
-  retire(upstream: Upstream): void {
-    const pool = this.#pools.get(upstream.id);
-    if (pool === undefined || pool.upstream.host !== upstream.host || pool.upstream.port !== upstream.port) return;
-    this.#pools.delete(upstream.id);
-    pool.retired = true;
-    for (const c of pool.idle.splice(0)) c.socket.destroy();
-  }
-
-  closeAll(): void {
-    this.#closed = true;
-    for (const pool of this.#pools.values()) {
-      pool.retired = true;
-      for (const c of pool.idle.splice(0)) c.socket.destroy();
-    }
-    this.#pools.clear();
   }
 }
