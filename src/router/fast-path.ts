@@ -5,7 +5,7 @@
  * passes body bytes through as they come (a chunked response is scanned for its end, not
  * re-chunked). Anything else is handed, before a byte of it is consumed, to the router's node:http
  * server on the same socket (`socket.unshift` + `server.emit('connection')`), which then owns the
- * connection to its end: see `fallbackReasons` in the README.
+ * connection to its end: see "The fast engine" in src/router/README.md for what goes where.
  *
  * The rules are the node path's (forward.ts): the same balancer, in-flight counts (drains), header
  * rules, retry rule, timeouts, error answers and traffic figures.
