@@ -68,12 +68,16 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
     port = (server.address() as net.AddressInfo).port;
   } else if (name.startsWith('floor-')) {
     port = await floorProxy(name, Number(arg));
-  } else if (name === 'router-cluster') {
+  } else if (name === 'router-cluster' || name === 'router-cluster-fast') {
     // Bench only: N routers in worker processes sharing one listening port (node:cluster hands
     // out connections round-robin), each with the same table.
     const workers = Number(variant);
     const fork = (): Promise<number> =>
-      new Promise((resolve) => cluster.fork({ PILOT_BENCH_UPSTREAM: arg }).once('message', (m: { port: number }) => resolve(m.port)));
+      new Promise((resolve) =>
+        cluster
+          .fork({ PILOT_BENCH_UPSTREAM: arg, PILOT_ROUTER_ENGINE: name === 'router-cluster-fast' ? 'fast' : 'node' })
+          .once('message', (m: { port: number }) => resolve(m.port)),
+      );
     const first = await fork();
     for (let i = 1; i < workers; i++) await fork();
     port = first;
@@ -87,7 +91,9 @@ async function role(name: string, arg: string | undefined, variant = 'windows'):
       },
     ]);
     const metrics = variant === 'prom-client' ? new LegacyPromMetrics() : new RouterMetrics();
-    port = (await startRouter({ host: '127.0.0.1', port: 0, table, metrics })).port;
+    // 'fast': the experimental fast engine (fast-path.ts); otherwise node:http, whatever PILOT_ROUTER_ENGINE says.
+    const engine = variant === 'fast' ? 'fast' : 'node';
+    port = (await startRouter({ host: '127.0.0.1', port: 0, table, metrics, engine })).port;
   }
   process.stdout.write(`${JSON.stringify({ port })}\n`);
 }
@@ -516,6 +522,10 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
     children.push(pilot1.child);
     const pilot2 = await spawnRole(['router-cluster', String(upstream.port), '2']);
     children.push(pilot2.child);
+    const fast1 = await spawnRole(['router', String(upstream.port), 'fast']);
+    children.push(fast1.child);
+    const fast2 = await spawnRole(['router-cluster-fast', String(upstream.port), '2']);
+    children.push(fast2.child);
     const nginx1 = await startNginx(upstream.port, 1);
     const nginx2 = await startNginx(upstream.port, 2);
     if (nginx1 === undefined || nginx2 === undefined) throw new Error('nginx is not installed: apt-get install -y nginx-light');
@@ -526,10 +536,12 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
         { name: 'direct to upstream', port: upstream.port, pids: () => [upstream.child.pid!] },
         { name: 'Pilot router, 1 worker', port: pilot1.port, pids: () => [pilot1.child.pid!] },
         { name: 'nginx, 1 worker', port: nginx1.port, pids: () => childPids(nginx1.child.pid) },
+        { name: 'Pilot fast engine, 1 w', port: fast1.port, pids: () => [fast1.child.pid!] },
       ],
       [
         { name: 'Pilot router, 2 workers', port: pilot2.port, pids: () => childPids(pilot2.child.pid) },
         { name: 'nginx, 2 workers', port: nginx2.port, pids: () => childPids(nginx2.child.pid) },
+        { name: 'Pilot fast engine, 2 w', port: fast2.port, pids: () => childPids(fast2.child.pid) },
       ],
     ];
     // HAProxy, plain and as Pilot drives it (`router: haproxy`), 1 and 2 threads, in the same groups
@@ -576,6 +588,9 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
     const ratios = {
       rps1: [] as number[],
       rps2: [] as number[],
+      fast1: [] as number[],
+      fast2: [] as number[],
+      addedFast: [] as number[],
       added: [] as number[],
       addedNginx: [] as number[],
       driven1: [] as number[],
@@ -606,6 +621,9 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
       const g = (n: string) => byName.get(n)!;
       ratios.rps1.push(g('Pilot router, 1 worker').c50.rps / g('nginx, 1 worker').c50.rps);
       ratios.rps2.push(g('Pilot router, 2 workers').c50.rps / g('nginx, 2 workers').c50.rps);
+      ratios.fast1.push(g('Pilot fast engine, 1 w').c50.rps / g('nginx, 1 worker').c50.rps);
+      ratios.fast2.push(g('Pilot fast engine, 2 w').c50.rps / g('nginx, 2 workers').c50.rps);
+      ratios.addedFast.push((g('Pilot fast engine, 1 w').c1.p50 - g('direct to upstream').c1.p50) * 1000);
       ratios.added.push((g('Pilot router, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
       ratios.addedNginx.push((g('nginx, 1 worker').c1.p50 - g('direct to upstream').c1.p50) * 1000);
       if (byName.has('HAProxy plain, 1 thread')) {
@@ -638,7 +656,12 @@ async function sideBySide(rounds: number, seconds: number): Promise<void> {
       );
     }
     console.log(`  Pilot/nginx req/s at c=50, 1 vs 1: ${range(ratios.rps1, 2)}x; 2 vs 2: ${range(ratios.rps2, 2)}x (per round)`);
-    console.log(`  added p50 at c=1 over direct: Pilot ${range(ratios.added, 0)} µs, nginx ${range(ratios.addedNginx, 0)} µs (per round)`);
+    console.log(
+      `  Pilot fast engine/nginx req/s at c=50, 1 vs 1: ${range(ratios.fast1, 2)}x; 2 vs 2: ${range(ratios.fast2, 2)}x (per round)`,
+    );
+    console.log(
+      `  added p50 at c=1 over direct: Pilot ${range(ratios.added, 0)} µs, fast engine ${range(ratios.addedFast, 0)} µs, nginx ${range(ratios.addedNginx, 0)} µs (per round)`,
+    );
     if (ratios.driven1.length > 0)
       console.log(
         `  Pilot-driven HAProxy / plain HAProxy req/s at c=50: 1 thread ${range(ratios.driven1, 2)}x, 2 threads ${range(ratios.driven2, 2)}x; Pilot-driven HAProxy (1 thread) / nginx (1 worker): ${range(ratios.drivenNginx, 2)}x`,

@@ -123,7 +123,13 @@ export async function startNodeRouter(o: {
   const hostInUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
   const trafficUrl = `http://${hostInUrl}:${(admin.address() as AddressInfo).port}`;
   log.info(
-    { url: router.url, httpsPort: router.httpsPort, routes: saved.routes.length, certificates: tls.certs.hosts().length },
+    {
+      url: router.url,
+      httpsPort: router.httpsPort,
+      routes: saved.routes.length,
+      certificates: tls.certs.hosts().length,
+      engine: router.fastStats() === undefined ? 'node' : 'fast',
+    },
     'node router started',
   );
 

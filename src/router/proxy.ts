@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
@@ -16,6 +16,7 @@ import { forward, type ForwardDeps } from './forward.js';
 import { RouterMetrics, type TrafficSink } from './metrics.js';
 import type { RoutingTable } from './routing-table.js';
 import { UpstreamPools } from './upstream-pools.js';
+import { FastPath } from './fast-path.js';
 import { proxyUpgrade, type UpgradeDeps } from './upgrade.js';
 import { pinnedRevision, type TrustedProxies } from './headers.js';
 import { affinityOf } from './sticky.js';
@@ -47,6 +48,22 @@ export interface RouterOptions {
   };
   /** The ACME HTTP-01 answers to give at /.well-known/acme-challenge/TOKEN (the control plane's). */
   readonly challenges?: AcmeChallenges;
+  /**
+   * The HTTP listener's engine: 'node' (node:http for every request, the default) or 'fast'
+   * (experimental: fast-path.ts serves the common exchange below node:http and hands the rest to
+   * it). Default: PILOT_ROUTER_ENGINE, else 'node'. The HTTPS listener is node:https either way.
+   */
+  readonly engine?: RouterEngine;
+}
+
+export type RouterEngine = 'node' | 'fast';
+
+/** The engine named by PILOT_ROUTER_ENGINE ('node' when unset); anything else is refused. */
+export function engineFromEnv(env: NodeJS.ProcessEnv = process.env): RouterEngine {
+  const value = env.PILOT_ROUTER_ENGINE;
+  if (value === undefined || value === '' || value === 'node') return 'node';
+  if (value === 'fast') return 'fast';
+  throw fail.invalidRouterEngine({ value: value.slice(0, 40) });
 }
 
 export interface Router {
@@ -61,6 +78,8 @@ export interface Router {
   inflight(upstreamId: string): number;
   /** Every upstream id with requests in flight, and how many (reported to the control plane by a router process). */
   inflightAll(): Record<string, number>;
+  /** The fast engine's counts (requests it served, connections it handed to node:http); undefined on the node engine. */
+  fastStats(): { readonly served: number; readonly handedOff: number } | undefined;
 }
 
 /** Start the router on host:port; it follows every later `table.set` until closed. */
@@ -73,6 +92,8 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     connectMs: connectTimeoutMs,
   });
   const balancer = new Balancer();
+  const engine = opts.engine ?? engineFromEnv();
+  let fast: FastPath | undefined;
   const lookup = (host: string) => opts.table.lookup(host);
   const trusted = opts.trusted;
   const forwardDeps: ForwardDeps = { pools, balancer, metrics, lookup, ...(trusted ? { trusted } : {}) };
@@ -88,7 +109,10 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
 
   // Synchronous with table.set: by the time set() returns, removed upstreams get nothing new.
   const unsubscribe = opts.table.subscribe((change) => {
-    for (const u of change.removed) pools.retire(u);
+    for (const u of change.removed) {
+      pools.retire(u);
+      fast?.upstreams.retire(u);
+    }
   });
 
   let active = 0;
@@ -106,6 +130,23 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   server.on('checkContinue', onRequest);
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => proxyUpgrade(upgradeDeps, req, socket, head));
   const certs = opts.https?.certs;
+  if (engine === 'fast') {
+    fast = new FastPath({
+      pools,
+      balancer,
+      metrics,
+      lookup,
+      ...(trusted ? { trusted } : {}),
+      headersMs: opts.headersTimeoutMs ?? 60_000,
+      bodyMs: opts.bodyTimeoutMs ?? 300_000,
+      connectMs: connectTimeoutMs,
+      ...(certs ? { certs } : {}),
+      ...(opts.challenges ? { challenges: opts.challenges } : {}),
+      handOff: (socket) => server.emit('connection', socket),
+    });
+  }
+  // The socket that listens: node:http's own, or the fast engine's (which hands sockets to node:http).
+  const listener: net.Server = fast ? net.createServer({ noDelay: true }, fast.accept) : server;
   const secure = certs
     ? https.createServer(
         {
@@ -193,19 +234,19 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
   }
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
+    listener.once('error', reject);
+    listener.listen(opts.port, opts.host, () => {
+      listener.off('error', reject);
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (listener.address() as AddressInfo).port;
   let httpsPort = 0;
   if (secure && opts.https) {
     const wanted = opts.https.port;
     await new Promise<void>((resolve, reject) => {
       const failed = (err: Error) => {
-        server.close();
+        listener.close();
         reject(err);
       };
       secure.once('error', failed);
@@ -223,22 +264,28 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     unsubscribe();
     const grace = opts.closeGraceMs ?? 10_000;
     const stopped = Promise.all([
-      new Promise<void>((resolve) => server.close(() => resolve())),
+      new Promise<void>((resolve) => listener.close(() => resolve())),
+      fast ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined,
       secure ? new Promise<void>((resolve) => secure.close(() => resolve())) : undefined,
     ]);
     server.closeIdleConnections();
     secure?.closeIdleConnections();
+    fast?.stop();
     // Requests in flight finish, up to the grace period; then every connection is cut.
     await new Promise<void>((resolve) => {
-      if (active === 0) return resolve();
+      const idle = () => active === 0 && (fast?.busy ?? 0) === 0;
+      if (idle()) return resolve();
       const timer = setTimeout(resolve, grace);
       onIdle = () => {
+        if (!idle()) return;
         clearTimeout(timer);
         resolve();
       };
+      if (fast) fast.onIdle = onIdle;
     });
     server.closeAllConnections();
     secure?.closeAllConnections();
+    fast?.destroyAll();
     for (const s of upgradeDeps.sockets) s.destroy();
     await Promise.all([stopped, pools.closeAll(grace)]);
   }
@@ -250,5 +297,6 @@ export async function startRouter(opts: RouterOptions): Promise<Router> {
     close: () => (closing ??= close()),
     inflight: (id) => pools.inflight(id),
     inflightAll: () => pools.inflightAll(),
+    fastStats: () => (fast ? { ...fast.stats } : undefined),
   };
 }

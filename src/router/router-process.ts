@@ -31,7 +31,7 @@ import { bearer, tokensEqual } from '../api/auth.js';
 import { ServerChooser } from '../api/failover.js';
 import { readStartTime } from '../os/proc.js';
 import { RouterMetrics, type TrafficSink } from './metrics.js';
-import { startRouter } from './proxy.js';
+import { engineFromEnv, startRouter } from './proxy.js';
 import { serveTraffic, TRAFFIC_PATH } from './traffic-endpoint.js';
 import { TrustedProxies } from './headers.js';
 import { admitRoutes, RoutingTable, type Route } from './routing-table.js';
@@ -214,7 +214,13 @@ export async function runRouterProcess(o: {
   };
   writeAtomic(routerFile(home), JSON.stringify(info));
   log.info(
-    { url: router.url, httpsPort: router.httpsPort, routes: saved.routes.length, certificates: tls.certs.hosts().length },
+    {
+      url: router.url,
+      httpsPort: router.httpsPort,
+      routes: saved.routes.length,
+      certificates: tls.certs.hosts().length,
+      ...(o.dataPlane ? {} : { engine: engineFromEnv() }),
+    },
     'router started',
   );
   process.stdout.write(`router listening on ${router.url}${router.httpsPort !== undefined ? ` and https port ${router.httpsPort}` : ''}\n`);

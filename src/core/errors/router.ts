@@ -28,6 +28,11 @@ export const routerErrors = {
     message: (p: { protocol: string }) => `pilot: only WebSocket upgrades are passed through, not "${p.protocol}"`,
     hint: 'Send the request without an Upgrade header (curl: use --http1.1 instead of --http2 for http:// URLs).',
   },
+  invalidRouterEngine: {
+    code: 'bad_request',
+    message: (p: { value: string }) => `pilot: PILOT_ROUTER_ENGINE="${p.value}" is not a router engine`,
+    hint: 'Set PILOT_ROUTER_ENGINE to "node" (the default) or "fast" (experimental), or unset it.',
+  },
   requestTargetNotPath: {
     code: 'bad_request',
     message: (p: { url: string }) => `pilot: request target "${p.url}" is not a path`,
