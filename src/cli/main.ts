@@ -18,15 +18,8 @@ const PILOT_VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', 
 const fail = async () => (await import('../core/errors.js')).fail;
 const reportError = async (err: unknown, json: boolean | undefined): Promise<void> => (await import('./context.js')).reportError(err, json);
 
-/**
- * A long-running process (server, agent): a 2 MB young generation (default 16 MB) keeps idle memory
- * lower. Set before its modules load, so the heap is sized that way from the start; a
- * --max-semi-space-size given to node itself wins.
- */
-const smallYoungGeneration = async (): Promise<void> => {
-  const v8 = await import('node:v8');
-  if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size'))) v8.setFlagsFromString('--max-semi-space-size=2');
-};
+/** A long-running process keeps a small young generation (young-generation.ts), set before its modules load. */
+const smallYoungGeneration = async (): Promise<void> => (await import('./young-generation.js')).smallYoungGeneration();
 const up = async (o: UpOptions): Promise<void> => {
   await smallYoungGeneration();
   return (await import('./up.js')).up(o);
