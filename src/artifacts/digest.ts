@@ -49,135 +49,17 @@ export interface WriteHashedOptions {
 export const WRITE_BATCH = 1024 * 1024;
 
 /**
- * Bytes received but not yet written that a stream source may run ahead of the disk before it is
- * paused: the socket keeps being read while a write is in flight (pausing at every write stalled
- * the sender's TCP window), and memory per transfer stays bounded.
- */
-export const MAX_QUEUED = 8 * 1024 * 1024;
-
-/**
  * Write every chunk of `src` to `fh` (from its current position), hashing and counting on the way,
  * in one pass: chunks are gathered into WRITE_BATCH writev(2) calls (no copy into one buffer), and
  * one write is kept in flight while the next batch arrives, so the disk and the network work at
  * the same time. Does not fsync at the end and does not close `fh`: the caller decides. `src` is
- * never destroyed when this stops early (its owner answers or cleans up): a stream is paused.
- *
- * A stream is read in flowing mode ('data' events, no async iterator: no promise per chunk) and is
- * paused only when MAX_QUEUED bytes wait for the disk; other async iterables are iterated.
+ * iterated without being destroyed when this stops early (its owner answers or cleans up).
  */
 export async function writeHashed(
   src: Readable | AsyncIterable<unknown>,
   fh: FileHandle,
   opts: WriteHashedOptions = {},
 ): Promise<Digested> {
-  return src instanceof Readable ? writeHashedStream(src, fh, opts) : writeHashedIterable(src, fh, opts);
-}
-
-function writeHashedStream(src: Readable, fh: FileHandle, opts: WriteHashedOptions): Promise<Digested> {
-  return new Promise<Digested>((resolve, reject) => {
-    const hash = createHash('sha256');
-    let size = 0;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-    let queued = 0; // received, not yet written
-    let written = 0;
-    let writing = false;
-    let syncing: Promise<void> | undefined;
-    let synced = 0;
-    let ended = false;
-    let failure: { err: unknown } | undefined;
-
-    const settle = (): void => {
-      // Nothing of this call may still touch `fh` once the caller gets the answer (it closes it).
-      if (writing || syncing !== undefined) return;
-      if (failure !== undefined) return reject(failure.err);
-      if (ended && batchBytes === 0) resolve({ digest: `sha256:${hash.digest('hex')}`, size });
-    };
-    const stop = (err: unknown): void => {
-      if (failure !== undefined) return;
-      failure = { err };
-      detach();
-      src.pause();
-      batch = [];
-      batchBytes = 0;
-      settle();
-    };
-    const write = (): void => {
-      const bufs = batch;
-      const n = batchBytes;
-      batch = [];
-      batchBytes = 0;
-      writing = true;
-      void writevAll(fh, bufs).then(
-        () => {
-          writing = false;
-          written += n;
-          queued -= n;
-          if (failure !== undefined) return settle();
-          if (opts.syncEvery !== undefined && syncing === undefined && written - synced >= opts.syncEvery) {
-            // One early sync at a time, in the background; writes go on meanwhile.
-            const upto = written;
-            syncing = fh.datasync().then(
-              () => {
-                syncing = undefined;
-                synced = upto;
-                settle();
-              },
-              (err: unknown) => {
-                syncing = undefined;
-                stop(err);
-              },
-            );
-          }
-          if (batchBytes >= WRITE_BATCH || (ended && batchBytes > 0)) write();
-          if (queued < MAX_QUEUED && src.isPaused() && !ended) src.resume();
-          settle();
-        },
-        (err: unknown) => {
-          writing = false;
-          stop(err);
-        },
-      );
-    };
-    const onData = (chunk: Buffer | string): void => {
-      if (failure !== undefined) return;
-      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      size += buf.length;
-      if (opts.maxBytes !== undefined && size > opts.maxBytes) return stop((opts.tooLarge ?? (() => new RangeError('too large')))());
-      hash.update(buf);
-      batch.push(buf);
-      batchBytes += buf.length;
-      queued += buf.length;
-      if (!writing && batchBytes >= WRITE_BATCH) write();
-      if (queued >= MAX_QUEUED) src.pause();
-    };
-    // Ends the same way as the iterator did: an error, or a close before the end (a client that
-    // went away), is the error; 'end' is the only success.
-    const onEnd = (): void => {
-      if (failure !== undefined) return;
-      ended = true;
-      detach();
-      if (!writing && batchBytes > 0) write();
-      settle();
-    };
-    const onError = (err: unknown): void => stop(err);
-    const onClose = (): void => stop(Object.assign(new Error('the stream closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
-    const detach = (): void => {
-      src.off('data', onData);
-      src.off('end', onEnd);
-      src.off('error', onError);
-      src.off('close', onClose);
-    };
-    if (src.readableEnded) return onEnd();
-    if (src.destroyed) return onClose();
-    src.on('end', onEnd);
-    src.on('error', onError);
-    src.on('close', onClose);
-    src.on('data', onData);
-  });
-}
-
-async function writeHashedIterable(src: AsyncIterable<unknown>, fh: FileHandle, opts: WriteHashedOptions): Promise<Digested> {
   const hash = createHash('sha256');
   let size = 0;
   let batch: Buffer[] = [];
@@ -194,7 +76,9 @@ async function writeHashedIterable(src: AsyncIterable<unknown>, fh: FileHandle, 
     inflight.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
   };
   try {
-    for await (const chunk of src) {
+    // A stream that already ended would never settle its iterator: it has nothing left to give.
+    const chunks = !(src instanceof Readable) ? src : src.readableEnded ? [] : src.iterator({ destroyOnReturn: false });
+    for await (const chunk of chunks) {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       size += buf.length;
       if (opts.maxBytes !== undefined && size > opts.maxBytes) throw (opts.tooLarge ?? (() => new RangeError('too large')))();
