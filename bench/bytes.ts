@@ -179,7 +179,17 @@ async function main(): Promise<void> {
     const serverPid = h.up!.pid!;
     receiver = curl ? await startReceiver(join(h.home, 'artifacts', 'tmp')) : undefined;
     const curlPut = (url: string, headers: string[]): Promise<void> =>
-      run('curl', ['-sf', '-o', '/dev/null', '-T', file, '-H', 'content-type: application/octet-stream', ...headers.flatMap((x) => ['-H', x]), url]);
+      run('curl', [
+        '-sf',
+        '-o',
+        '/dev/null',
+        '-T',
+        file,
+        '-H',
+        'content-type: application/octet-stream',
+        ...headers.flatMap((x) => ['-H', x]),
+        url,
+      ]);
     /** CPU ms per MB of the receiving process (and of this process: the client) while `f` runs. */
     const cpu: Figures = {};
     const withCpu =
@@ -218,7 +228,12 @@ async function main(): Promise<void> {
       ],
       ...(receiver
         ? ([
-            ['pilot upload (curl)', withCpu('pilot upload (curl)', serverPid, () => curlPut(`${h.api}/api/v1/artifacts/${digest}`, [`authorization: Bearer ${h.token}`]))],
+            [
+              'pilot upload (curl)',
+              withCpu('pilot upload (curl)', serverPid, () =>
+                curlPut(`${h.api}/api/v1/artifacts/${digest}`, [`authorization: Bearer ${h.token}`]),
+              ),
+            ],
             ['node:http upload (curl)', withCpu('node:http upload (curl)', receiver.pid, () => curlPut(`${receiver!.url}/`, []))],
           ] as [string, () => Promise<void>][])
         : []),

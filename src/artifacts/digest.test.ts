@@ -66,7 +66,12 @@ describe('writeHashed', () => {
       const bytes = randomBytes(size);
       for (const [kind, src] of [
         ['stream', Readable.from(chunked(bytes, sizes), { objectMode: false })],
-        ['iterable', (async function* () { yield* chunked(bytes, sizes); })()],
+        [
+          'iterable',
+          (async function* () {
+            yield* chunked(bytes, sizes);
+          })(),
+        ],
       ] as const) {
         const { got, bytes: stored } = await writeTo(src, { syncEvery: WRITE_BATCH });
         assert.ok(got.ok, `${kind} ${size}: ${String(!got.ok && got.err)}`);
