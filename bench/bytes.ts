@@ -4,6 +4,10 @@
  *
  *   upload    ArtifactClient.upload (PUT, digest verified, fsynced)  vs  dd bs=1M conv=fsync
  *             into the same folder (the disk's own fsync'd speed, measured in the same round)
+ *             and curl -T (the server alone, no client in this process) to `pilot server` and to a
+ *             bare node:http receiver doing the same writes (bench/upload-receiver.ts); for each
+ *             upload, the CPU time per MB of the receiving process (/proc/PID/stat), a figure
+ *             that survives a loaded machine where throughput ratios do not
  *   download  ArtifactClient.download (the agent's path: digest verified while writing)
  *             from pilot and from a temporary nginx (sendfile on) serving the same blob file;
  *             and curl -o /dev/null from both (the server alone, no client-side hashing or disk)
@@ -16,6 +20,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -130,10 +135,37 @@ async function startNginx(work: string, blobDir: string): Promise<{ url: string;
   return { url: `http://127.0.0.1:${port}`, stop };
 }
 
+/** CPU time (user + system, ms) a process has used so far; Linux /proc, clock ticks of 10 ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15)
+}
+
+/** The bare node:http receiver (bench/upload-receiver.ts), with the V8 flag `pilot server` gets. */
+async function startReceiver(dir: string): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+  const script = new URL('./upload-receiver.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--max-semi-space-size=2', script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = once(child, 'exit');
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGTERM');
+    await exited;
+  };
+  try {
+    const [line] = (await Promise.race([once(child.stdout, 'data'), exited.then(() => [undefined])])) as [Buffer | undefined];
+    if (line === undefined) throw new Error(`upload-receiver exited with code ${child.exitCode}`);
+    const { port } = JSON.parse(line.toString()) as { port: number };
+    return { url: `http://127.0.0.1:${port}`, pid: child.pid!, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
 async function main(): Promise<void> {
   const h = new Harness();
   const work = h.track(tempDir('bytes'));
   let nginx: Awaited<ReturnType<typeof startNginx>>;
+  let receiver: Awaited<ReturnType<typeof startReceiver>> | undefined;
   try {
     const file = join(work, 'blob.bin');
     const digest = await makeBlob(file);
@@ -144,6 +176,34 @@ async function main(): Promise<void> {
     await pilot.upload(file, digest); // the blob nginx serves, and the one downloads read
     nginx = await startNginx(work, blobDir);
     const curl = spawnSync('curl', ['--version']).error === undefined;
+    const serverPid = h.up!.pid!;
+    receiver = curl ? await startReceiver(join(h.home, 'artifacts', 'tmp')) : undefined;
+    const curlPut = (url: string, headers: string[]): Promise<void> =>
+      run('curl', [
+        '-sf',
+        '-o',
+        '/dev/null',
+        '-T',
+        file,
+        '-H',
+        'content-type: application/octet-stream',
+        ...headers.flatMap((x) => ['-H', x]),
+        url,
+      ]);
+    /** CPU ms per MB of the receiving process (and of this process: the client) while `f` runs. */
+    const cpu: Figures = {};
+    const withCpu =
+      (name: string, pid: number, f: () => Promise<void>, client = false) =>
+      async (): Promise<void> => {
+        const s0 = cpuMs(pid);
+        const c0 = process.cpuUsage();
+        await f();
+        (cpu[`${name}: receiver`] ??= []).push((cpuMs(pid) - s0) / (SIZE / MB));
+        if (client) {
+          const c = process.cpuUsage(c0);
+          (cpu[`${name}: client (this process)`] ??= []).push((c.user + c.system) / 1000 / (SIZE / MB));
+        }
+      };
     const ddOut = join(h.home, 'artifacts', 'tmp', 'dd.out'); // the blob store's own folder and disk
     const f: Figures = {};
     const add = (k: string, v: number): void => void (f[k] ??= []).push(v);
@@ -156,11 +216,27 @@ async function main(): Promise<void> {
       ['dd conv=fsync', () => run('dd', [`if=${file}`, `of=${ddOut}`, 'bs=1M', 'conv=fsync'])],
       [
         'pilot upload',
-        async () => {
-          const r = await pilot.upload(file, digest);
-          if (!r.uploaded) throw new Error('upload was skipped');
-        },
+        withCpu(
+          'pilot upload',
+          serverPid,
+          async () => {
+            const r = await pilot.upload(file, digest);
+            if (!r.uploaded) throw new Error('upload was skipped');
+          },
+          true,
+        ),
       ],
+      ...(receiver
+        ? ([
+            [
+              'pilot upload (curl)',
+              withCpu('pilot upload (curl)', serverPid, () =>
+                curlPut(`${h.api}/api/v1/artifacts/${digest}`, [`authorization: Bearer ${h.token}`]),
+              ),
+            ],
+            ['node:http upload (curl)', withCpu('node:http upload (curl)', receiver.pid, () => curlPut(`${receiver!.url}/`, []))],
+          ] as [string, () => Promise<void>][])
+        : []),
       ['pilot download', download(pilot)],
       ...(nginx ? ([['nginx download', download(new ArtifactClient(nginx.url, 'bench'))]] as [string, () => Promise<void>][]) : []),
       ...(curl
@@ -183,7 +259,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < steps.length; i++) {
         const [name, step] = steps[(i + r) % steps.length]!;
         // Each upload must really send the bytes; the stored copy is put back before downloads.
-        if (name === 'pilot upload') await rm(stored, { force: true });
+        if (name.startsWith('pilot upload')) await rm(stored, { force: true });
         await rm(ddOut, { force: true });
         add(name, await timed(step));
       }
@@ -194,6 +270,14 @@ async function main(): Promise<void> {
     console.log('| measurement | MB/s, median | range |');
     console.log('|---|---|---|');
     for (const [name] of steps) console.log(`| ${name} | ${median(f[name]!).toFixed(0)} | ${range(f[name]!)} |`);
+    for (const name of ['pilot upload (curl)', 'node:http upload (curl)']) {
+      if (f[name] === undefined) continue;
+      const r = ratio(name, 'dd conv=fsync');
+      console.log(`${name} / dd conv=fsync, per round: ${range(r, 2)} (median ${median(r).toFixed(2)})`);
+    }
+    console.log('| CPU time per MB, upload | ms/MB, median | range |');
+    console.log('|---|---|---|');
+    for (const [name, xs] of Object.entries(cpu)) console.log(`| ${name} | ${median(xs).toFixed(2)} | ${range(xs, 2)} |`);
     console.log(
       `upload / dd conv=fsync, per round: ${range(ratio('pilot upload', 'dd conv=fsync'), 2)} (median ${median(ratio('pilot upload', 'dd conv=fsync')).toFixed(2)})`,
     );
@@ -209,6 +293,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await nginx?.stop();
+    await receiver?.stop();
     await h.cleanup();
   }
 }

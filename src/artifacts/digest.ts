@@ -76,7 +76,8 @@ export async function writeHashed(
     inflight.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
   };
   try {
-    const chunks = src instanceof Readable ? src.iterator({ destroyOnReturn: false }) : src;
+    // A stream that already ended would never settle its iterator: it has nothing left to give.
+    const chunks = !(src instanceof Readable) ? src : src.readableEnded ? [] : src.iterator({ destroyOnReturn: false });
     for await (const chunk of chunks) {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       size += buf.length;
