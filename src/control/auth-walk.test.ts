@@ -21,7 +21,10 @@ type Who = 'none' | 'wrong' | 'join' | 'node' | 'admin';
 const EXCEPTIONS: Record<string, { allowed: readonly Who[]; why: string }> = {
   'GET /healthz': { allowed: ['none', 'wrong', 'join', 'node', 'admin'], why: 'liveness, for load balancers and supervisors' },
   'HEAD /healthz': { allowed: ['none', 'wrong', 'join', 'node', 'admin'], why: 'liveness' },
-  'POST /api/v1/agent/register': { allowed: ['join'], why: 'a new node registers with a join token' },
+  'POST /api/v1/agent/register': {
+    allowed: ['join', 'admin'],
+    why: 'a new node registers with a join token; the admin token may also take a name over (a Swarm bridge on a new leader)',
+  },
   'POST /api/v1/agent/sync': { allowed: ['node'], why: 'a node syncs with its own credential' },
   'GET /api/v1/artifacts/:digest': { allowed: ['node', 'admin'], why: 'agents download artifacts' },
   'HEAD /api/v1/artifacts/:digest': { allowed: ['node', 'admin'], why: 'agents check artifacts' },
