@@ -22,6 +22,28 @@ async function get<T>(cp: ControlPlane, path: string): Promise<{ status: number;
   return { status: res.status, body: (await res.json()) as T };
 }
 
+/** A replica on PostgreSQL in one process: silent, no GC timer, a 1.5 s lease. */
+function startReplica(home: string, url: string, more: Partial<Parameters<typeof startControlPlane>[0]>): Promise<ControlPlane> {
+  return startControlPlane({
+    home,
+    host: '127.0.0.1',
+    port: 0,
+    routerHost: '127.0.0.1',
+    routerPort: 0,
+    logger: pino({ level: 'silent' }),
+    gcIntervalMs: 0,
+    store: { kind: 'postgres', url },
+    lease: { leaseMs: 1500 },
+    ...more,
+  });
+}
+
+/** The second replica shares the first one's tokens and sealing key (README: "Running Pilot highly available"). */
+function shareSecrets(from: string, to: string): void {
+  mkdirSync(to, { recursive: true, mode: 0o700 });
+  for (const f of ['admin-token', 'join-token', 'router-token', 'secret.key']) copyFileSync(join(from, f), join(to, f));
+}
+
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
@@ -118,25 +140,12 @@ if (unavailable !== undefined) {
       const root = mkdtempSync(join(tmpdir(), 'pilot-ha-'));
       const homes = ['a', 'b'].map((n) => join(root, n));
       const shared = join(root, 'artifacts');
-      const start = (home: string): Promise<ControlPlane> =>
-        startControlPlane({
-          home,
-          host: '127.0.0.1',
-          port: 0,
-          routerHost: '127.0.0.1',
-          routerPort: 0,
-          logger: pino({ level: 'silent' }),
-          gcIntervalMs: 0,
-          store: { kind: 'postgres', url },
-          artifacts: shared,
-          lease: { leaseMs: 1500 },
-        });
+      const start = (home: string): Promise<ControlPlane> => startReplica(home, url, { artifacts: shared });
       const cps: ControlPlane[] = [];
       try {
         cps.push(await start(homes[0]!));
         // The second replica shares the first one's tokens and sealing key (README: "Running Pilot highly available").
-        mkdirSync(homes[1]!, { recursive: true, mode: 0o700 });
-        for (const f of ['admin-token', 'join-token', 'router-token', 'secret.key']) copyFileSync(join(homes[0]!, f), join(homes[1]!, f));
+        shareSecrets(homes[0]!, homes[1]!);
         cps.push(await start(homes[1]!));
         // A replica with a sealing key and tokens of its own is refused at start, naming them.
         await assert.rejects(start(join(root, 'stranger')), (err: unknown) => {
@@ -279,24 +288,11 @@ if (unavailable !== undefined) {
       const root = mkdtempSync(join(tmpdir(), 'pilot-ha-certs-'));
       const homes = ['a', 'b'].map((n) => join(root, n));
       const start = (home: string): Promise<ControlPlane> =>
-        startControlPlane({
-          home,
-          host: '127.0.0.1',
-          port: 0,
-          routerHost: '127.0.0.1',
-          routerPort: 0,
-          logger: pino({ level: 'silent' }),
-          gcIntervalMs: 0,
-          store: { kind: 'postgres', url },
-          artifacts: join(root, 'artifacts'),
-          lease: { leaseMs: 1500 },
-          https: { port: 0 },
-        });
+        startReplica(home, url, { artifacts: join(root, 'artifacts'), https: { port: 0 } });
       const cps: ControlPlane[] = [];
       try {
         cps.push(await start(homes[0]!));
-        mkdirSync(homes[1]!, { recursive: true, mode: 0o700 });
-        for (const f of ['admin-token', 'join-token', 'router-token', 'secret.key']) copyFileSync(join(homes[0]!, f), join(homes[1]!, f));
+        shareSecrets(homes[0]!, homes[1]!);
         cps.push(await start(homes[1]!));
         const [a, b] = cps as [ControlPlane, ControlPlane];
         // The host's certificate as each replica's router presents it (undefined: no handshake).

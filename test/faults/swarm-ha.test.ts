@@ -15,6 +15,7 @@ import { connectEngine } from '../../src/docker/engine.js';
 import { ensureBaseImage } from '../../src/docker/test-images.js';
 import { dockerSkip } from '../../src/docker/test-support.js';
 import { postgresUnavailable, startPostgres, type PgCluster } from '../../src/store/test-postgres.js';
+import { removeTargetObjects } from '../integration/swarm-support.js';
 import { git, Harness, makeRepo, sleep, tempDir, waitFor } from '../integration/harness.js';
 import { call, killReplica, leaderSeenBy, startReplica, type Replica, type ReplicaSetup } from './replicas.js';
 
@@ -30,31 +31,6 @@ const s = http.createServer((req, res) => res.end(JSON.stringify({ version: '${v
 s.listen(Number(process.env.PORT), () => console.log('${version} listening on ' + process.env.PORT));
 process.on('SIGTERM', () => s.close(() => process.exit(0)));
 `;
-
-async function removeOurs(): Promise<void> {
-  for (const s of await engine.listServices({ filters }).catch(() => []))
-    await engine
-      .getService(s.ID)
-      .remove()
-      .catch(() => undefined);
-  for (let i = 0; i < 20 && (await engine.listTasks({ filters }).catch(() => [])).length > 0; i++) await sleep(250);
-  for (let i = 0; i < 20; i++) {
-    const secrets = await engine.listSecrets({ filters }).catch(() => []);
-    const configs = await engine.listConfigs({ filters }).catch(() => []);
-    if (secrets.length + configs.length === 0) break;
-    for (const s of secrets)
-      await engine
-        .getSecret(s.ID)
-        .remove()
-        .catch(() => undefined);
-    for (const c of configs)
-      await engine
-        .getConfig(c.ID)
-        .remove()
-        .catch(() => undefined);
-    await sleep(250);
-  }
-}
 
 const skip = dockerSkip || postgresUnavailable();
 
@@ -116,7 +92,7 @@ describe('fault: a Swarm target across a leader failover (two replicas on Postgr
   after(async () => {
     for (const r of replicas) killReplica(r);
     await h.cleanup();
-    await removeOurs();
+    await removeTargetObjects(engine, T);
     for (const i of await engine.listImages({ filters: JSON.stringify({ label: [`dev.pilot.app=${APP}`] }) }).catch(() => []))
       await engine
         .getImage(i.Id)

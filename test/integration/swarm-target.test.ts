@@ -20,6 +20,7 @@ import { connectEngine } from '../../src/docker/engine.js';
 import { ensureBaseImage } from '../../src/docker/test-images.js';
 import { dockerSkip } from '../../src/docker/test-support.js';
 import { registrySkip, startRegistry } from '../../src/docker/test-registry.js';
+import { removeTargetObjects } from './swarm-support.js';
 import { git, Harness, makeRepo, PILOT, ROOT, sleep, tempDir, waitFor } from './harness.js';
 
 const engine = connectEngine();
@@ -57,32 +58,6 @@ async function ours(): Promise<{ services: number; secrets: number; configs: num
     engine.listConfigs({ filters }).catch(() => []),
   ]);
   return { services: services.length, secrets: secrets.length, configs: configs.length };
-}
-
-async function removeOurs(): Promise<void> {
-  const filters = { label: [`dev.pilot.target=${T}`] };
-  for (const s of await engine.listServices({ filters }).catch(() => []))
-    await engine
-      .getService(s.ID)
-      .remove()
-      .catch(() => undefined);
-  for (let i = 0; i < 20 && (await engine.listTasks({ filters: { label: [`dev.pilot.target=${T}`] } }).catch(() => [])).length > 0; i++)
-    await sleep(250);
-  for (let i = 0; i < 20; i++) {
-    const left = [...(await engine.listSecrets({ filters }).catch(() => [])), ...(await engine.listConfigs({ filters }).catch(() => []))];
-    if (left.length === 0) break;
-    for (const s of await engine.listSecrets({ filters }).catch(() => []))
-      await engine
-        .getSecret(s.ID)
-        .remove()
-        .catch(() => undefined);
-    for (const c of await engine.listConfigs({ filters }).catch(() => []))
-      await engine
-        .getConfig(c.ID)
-        .remove()
-        .catch(() => undefined);
-    await sleep(250);
-  }
 }
 
 describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built images)', { skip: dockerSkip, timeout: 420_000 }, () => {
@@ -124,7 +99,7 @@ describe('Docker Swarm deploy target (live swarm, pilot server, pipeline-built i
 
   after(async () => {
     await h.cleanup();
-    await removeOurs();
+    await removeTargetObjects(engine, T);
     for (const f of fakes) f.close();
     for (const i of await engine.listImages({ filters: JSON.stringify({ label: [`dev.pilot.app=${APP}`] }) }).catch(() => []))
       await engine
