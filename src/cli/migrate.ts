@@ -7,7 +7,7 @@
  */
 import { join, resolve } from 'node:path';
 import { fail } from '../core/errors.js';
-import { maskUrl } from '../store/postgres-store.js';
+import { maskUrl } from '../store/pg-url.js';
 import { copySqliteToPostgres } from '../store/sqlite-to-postgres.js';
 import { output, pilotHome, readServerFile, type GlobalOptions } from './context.js';
 import { warnSecretOnArgv } from './secret-input.js';

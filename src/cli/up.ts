@@ -11,7 +11,7 @@ import { LogDestination } from '../control/log-destination.js';
 import { installProcessGuards } from '../control/process-guard.js';
 import { startControlPlane } from '../control/server.js';
 import { storeChoice } from '../control/control-store.js';
-import { maskUrl } from '../store/postgres-store.js';
+import { maskUrl } from '../store/pg-url.js';
 import { fail } from '../core/errors.js';
 import { port } from './port-flag.js';
 import { pilotHome, type ServerFile } from './context.js';

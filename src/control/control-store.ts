@@ -11,8 +11,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { storeCallHistogram } from './metrics.js';
 import { fail, isPilotError } from '../core/errors.js';
-import { replicaSecretsDiffer } from '../store/postgres-lease.js';
-import { maskUrl, openPostgresStore } from '../store/postgres-store.js';
+import { maskUrl } from '../store/pg-url.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 
@@ -81,6 +80,8 @@ export async function openControlStore(home: string, choice: StoreChoice, log: L
   let said = false;
   for (;;) {
     try {
+      // The driver loads only for a PostgreSQL store: a SQLite installation never pays for it.
+      const { openPostgresStore } = await import('../store/postgres-store.js');
       const store = await openPostgresStore(choice.url);
       if (said) log.info({ store: masked }, 'PostgreSQL answers; starting');
       return { store, kind: 'postgres', location: masked, sqlite: undefined, postgresUrl: choice.url };
@@ -113,6 +114,7 @@ export async function assertReplicaSecrets(
   tokens: { admin: string; join: string; router: string },
 ): Promise<void> {
   const fp = (v: string | Buffer): string => createHash('sha256').update('pilot-replica-file\0').update(v).digest('hex');
+  const { replicaSecretsDiffer } = await import('../store/postgres-lease.js');
   const differ = await replicaSecretsDiffer(url, {
     'secret.key': fp(readFileSync(join(home, 'secret.key'))),
     'admin-token': fp(tokens.admin),

@@ -19,7 +19,6 @@ import type { LogDestinationStats } from './log-destination.js';
 import { startRouter } from '../router/proxy.js';
 import { assertReplicaSecrets, openControlStore, timedStore, type StoreChoice } from './control-store.js';
 import { fencedStore } from '../store/fence.js';
-import { PostgresLease } from '../store/postgres-lease.js';
 import { LeaseLeadership, SoleLeadership, type Leadership } from './leadership.js';
 import { registerClusterRoutes } from './cluster-routes.js';
 import { installLeaderViews } from './leader-views.js';
@@ -640,6 +639,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await followerNodes!.start();
     reconciler.attachMonitor(followerNodes!);
     const leaseMs = opts.lease?.leaseMs ?? envMs('PILOT_LEASE_MS', 3000);
+    const { PostgresLease } = await import('../store/postgres-lease.js');
     lease.leadership = new LeaseLeadership(
       new PostgresLease(opened.postgresUrl!, { holder: randomUUID(), url: replicaUrl, version: PILOT_VERSION, leaseMs }),
       log.child({ part: 'leader' }),

@@ -14,7 +14,7 @@
 import pg from 'pg';
 import { fail } from '../core/errors.js';
 import { LEASE_NAME } from './fence.js';
-import { maskUrl } from './postgres-store.js';
+import { maskUrl } from './pg-url.js';
 import { PG_TYPES } from './postgres-sql.js';
 
 /** The leader as the lease row says. */

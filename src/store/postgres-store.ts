@@ -66,19 +66,12 @@ import {
 } from './rows.js';
 import { runChanged } from './store.js';
 import { planEventPayload } from './plan-event.js';
+import { maskUrl } from './pg-url.js';
 
 const PIPELINE_STEPS = JSON.stringify(['source', 'build', 'package', 'publish', 'deploy'].map((name) => ({ name, status: 'pending' })));
 
 /** Where a URL points, without its password (for errors and logs). */
-export function maskUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'postgres://(unparsable URL)';
-  }
-}
+export { maskUrl };
 
 /** Writes pending on artifact metadata per database URL: a store opened on it waits for them (see putArtifactMeta). */
 const pendingArtifactWrites = new Map<string, Promise<unknown>>();

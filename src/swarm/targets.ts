@@ -1,13 +1,14 @@
 /**
  * One bridge per deploy target, started and stopped as `pilot targets add|remove` change the list
  * (read from the REST API every few seconds). Runs in the `pilot up` / `pilot server` process.
+ * The bridge and its Docker client (dockerode, ~14 MB of an idle `pilot up`) load with the first
+ * target: an installation without one never loads them.
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiClient } from '../api/client.js';
 import type { TargetView } from '../api/wire.js';
-import { SwarmBridge } from './bridge.js';
-import { swarmApi } from './swarm-api.js';
+import type { SwarmBridge } from './bridge.js';
 
 export interface TargetSupervisorOptions {
   readonly server: string;
@@ -66,6 +67,8 @@ export class TargetSupervisor {
       this.o.log.info({ target: name }, 'swarm target removed: its bridge stopped');
     }
     for (const t of targets) {
+      if (this.bridges.has(t.name) || this.stopped) continue;
+      const [{ SwarmBridge }, { swarmApi }] = await Promise.all([import('./bridge.js'), import('./swarm-api.js')]);
       if (this.bridges.has(t.name) || this.stopped) continue;
       const b = new SwarmBridge({
         target: t,
