@@ -20,7 +20,7 @@ const layers = {
   swarm: ['core', 'os', 'http', 'api', 'docker'], // a deploy target's bridge: an agent whose runtime is Docker Swarm
   'node-runtime': ['core', 'os', 'workspace', 'store', 'api', 'artifacts'],
   agent: ['core', 'os', 'workspace', 'files', 'api', 'artifacts', 'docker', 'node-runtime'],
-  pipeline: ['core', 'os', 'workspace', 'api', 'artifacts', 'docker', 'node-runtime'],
+  pipeline: ['core', 'os', 'workspace', 'api', 'artifacts', 'docker', 'node-runtime', 'disk'],
   cd: ['core', 'http', 'store', 'api', 'pipeline'],
   control: ['core', 'files', 'http', 'disk', 'store', 'api', 'artifacts', 'node-runtime', 'router', 'cd'],
   cli: ['*'],

@@ -22,6 +22,7 @@ import { cacheKeep, defaultBuildCacheDir } from './build-cache.js';
 import { explainStepFailure, prepareBuild } from './build-setup.js';
 import { isBerry } from '../workspace/package-manager.js';
 import { formatArgv, mustSucceed, runCommand } from '../os/exec.js';
+import { diskFullError, freeBytesSync } from '../disk/disk.js';
 import { followRollout } from './follow-rollout.js';
 import { locateNpmConfig } from './user-setup.js';
 import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
@@ -29,6 +30,9 @@ import { RunLog } from './run-log.js';
 import { SilenceTimer, elapsedText } from '../os/silence.js';
 import { appDirOf, configFromCheckout, prepareSource, type RunSource } from './run-source.js';
 import { readWorkspaceFacts } from '../workspace/facts.js';
+
+/** A step's output line that says the disk (or the quota) is full. */
+const NO_SPACE = /\bENOSPC\b|no space left on device|\bEDQUOT\b|disk quota exceeded/i;
 
 export interface RunRequest {
   readonly source: RunSource;
@@ -230,6 +234,13 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         try {
           mustSucceed(result, argv);
         } catch (e) {
+          // Out of disk (npm's, a compiler's ENOSPC): said as every other full disk is, naming the
+          // fullest of the filesystems the step writes to; its own lines are in the run's log above.
+          if (result.tail.some((l) => NO_SPACE.test(l))) {
+            const dirs = [appDir, req.buildCacheDir ?? defaultBuildCacheDir(), req.runtimeCacheDir ?? defaultRuntimeCacheDir()];
+            const fullest = dirs.map((d) => ({ d, free: freeBytesSync(d) ?? Infinity })).sort((a, b) => a.free - b.free)[0]!.d;
+            throw diskFullError({ code: 'ENOSPC' }, `build step \`${name}\` cannot write`, fullest);
+          }
           throw explainStepFailure(e, { name, argv }, prepared);
         }
         log.line(`    ${name} took ${formatDuration(result.durationMs)}`);

@@ -143,7 +143,7 @@ describe('a full disk under $PILOT_HOME', { skip: root ? false : 'needs root to 
     assert.equal(deploy.code, 1, deploy.stdout + deploy.stderr);
     assert.match(
       deploy.stderr,
-      /error: cannot (store artifact sha256:[0-9a-f]+|write the database|write): the filesystem holding \S+ is full \((ENOSPC|SQLITE_FULL), \d+ bytes free\)/,
+      /error: (cannot (store artifact sha256:[0-9a-f]+|write the database|write)|build step `[^`]+` cannot write): the filesystem holding \S+ is full \((ENOSPC|SQLITE_FULL), \d+ bytes free\)/,
     );
     assert.doesNotMatch(deploy.stderr, /bug in Pilot/);
 
