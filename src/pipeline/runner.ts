@@ -22,7 +22,7 @@ import { cacheKeep, defaultBuildCacheDir } from './build-cache.js';
 import { explainStepFailure, prepareBuild } from './build-setup.js';
 import { isBerry } from '../workspace/package-manager.js';
 import { formatArgv, mustSucceed, runCommand } from '../os/exec.js';
-import { diskFullError, freeBytesSync } from '../disk/disk.js';
+import { diskFullError, diskLowThreshold, freeBytesSync } from '../disk/disk.js';
 import { followRollout } from './follow-rollout.js';
 import { locateNpmConfig } from './user-setup.js';
 import { installWithCache, pruneDevDependencies, type RunStep } from './install-cache.js';
@@ -236,10 +236,12 @@ export async function runPipeline(req: RunRequest, api: ApiClient): Promise<RunO
         } catch (e) {
           // Out of disk (npm's, a compiler's ENOSPC): said as every other full disk is, naming the
           // fullest of the filesystems the step writes to; its own lines are in the run's log above.
+          // Only when that filesystem is low for real: ENOSPC also means "too many inotify watches".
           if (result.tail.some((l) => NO_SPACE.test(l))) {
             const dirs = [appDir, req.buildCacheDir ?? defaultBuildCacheDir(), req.runtimeCacheDir ?? defaultRuntimeCacheDir()];
-            const fullest = dirs.map((d) => ({ d, free: freeBytesSync(d) ?? Infinity })).sort((a, b) => a.free - b.free)[0]!.d;
-            throw diskFullError({ code: 'ENOSPC' }, `build step \`${name}\` cannot write`, fullest);
+            const [fullest] = dirs.map((d) => ({ d, free: freeBytesSync(d) ?? Infinity })).sort((a, b) => a.free - b.free);
+            if (fullest!.free < diskLowThreshold())
+              throw diskFullError({ code: 'ENOSPC' }, `build step \`${name}\` cannot write`, fullest!.d);
           }
           throw explainStepFailure(e, { name, argv }, prepared);
         }
