@@ -243,17 +243,7 @@ if (unavailable !== undefined) {
     it('a database lost while running: the leader stops leading within the lease, the API says why, and a leader is back once it returns', async () => {
       const url = await cluster.createDatabase();
       const home = mkdtempSync(join(tmpdir(), 'pilot-ha-lost-'));
-      const cp = await startControlPlane({
-        home,
-        host: '127.0.0.1',
-        port: 0,
-        routerHost: '127.0.0.1',
-        routerPort: 0,
-        logger: pino({ level: 'silent' }),
-        gcIntervalMs: 0,
-        store: { kind: 'postgres', url },
-        lease: { leaseMs: 1000 },
-      });
+      const cp = await startReplica(home, url, { lease: { leaseMs: 1000 } });
       try {
         assert.equal(cp.leadership().leading(), true);
         const token = cp.leadership().token()!;
@@ -348,16 +338,7 @@ if (unavailable !== undefined) {
     it('backup through the API on PostgreSQL says to use pg_dump', async () => {
       const url = await cluster.createDatabase();
       const home = mkdtempSync(join(tmpdir(), 'pilot-ha-backup-'));
-      const cp = await startControlPlane({
-        home,
-        host: '127.0.0.1',
-        port: 0,
-        routerHost: '127.0.0.1',
-        routerPort: 0,
-        logger: pino({ level: 'silent' }),
-        gcIntervalMs: 0,
-        store: { kind: 'postgres', url },
-      });
+      const cp = await startReplica(home, url, {});
       try {
         const r = await get<{ error: { code: string; hint: string } }>(cp, '/api/v1/backup');
         assert.equal(r.status, 400);
@@ -379,16 +360,7 @@ if (unavailable !== undefined) {
         await c.query('UPDATE pilot_schema SET version = 999');
         const t0 = performance.now();
         await assert.rejects(
-          startControlPlane({
-            home,
-            host: '127.0.0.1',
-            port: 0,
-            routerHost: '127.0.0.1',
-            routerPort: 0,
-            logger: pino({ level: 'silent' }),
-            store: { kind: 'postgres', url },
-            storeWaitMs: 30_000,
-          }),
+          startReplica(home, url, { storeWaitMs: 30_000 }),
           (err: unknown) => isPilotError(err) && /schema version 999, newer than this Pilot/.test(err.message),
         );
         assert.ok(performance.now() - t0 < 10_000, 'not retried until the deadline');
@@ -404,16 +376,7 @@ if (unavailable !== undefined) {
       const t0 = performance.now();
       try {
         await assert.rejects(
-          startControlPlane({
-            home,
-            host: '127.0.0.1',
-            port: 0,
-            routerHost: '127.0.0.1',
-            routerPort: 0,
-            logger: pino({ level: 'silent' }),
-            store: { kind: 'postgres', url: 'postgres://pilot:s3cret@127.0.0.1:1/pilot' },
-            storeWaitMs: 2500,
-          }),
+          startReplica(home, 'postgres://pilot:s3cret@127.0.0.1:1/pilot', { storeWaitMs: 2500 }),
           (err: unknown) =>
             isPilotError(err) &&
             err.code === 'unavailable' &&
